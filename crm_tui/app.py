@@ -1,0 +1,204 @@
+"""The Textual app: owns the store, the engine and the search index; wires screens to them.
+
+Attributes down, messages up: screens read the store and subscribe to `store_changed`; they
+ask the app to act (sync, cancel, clear, test) through its methods. Syncs run as async
+workers, one group per source, that never take the app down when they fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tomllib
+
+import httpx
+from textual.app import App
+from textual.binding import Binding
+from textual.signal import Signal
+from textual.worker import Worker, WorkerState
+
+from crm_tui.config import DISPLAY_NAMES, Settings, config_dir
+from crm_tui.logs import SecretMasker
+from crm_tui.models import KINDS, Outcome, SyncReport
+from crm_tui.search.index import SearchIndex
+from crm_tui.store import CacheStore, Database, StoreChange
+from crm_tui.sync.engine import ConnectionResult, SyncEngine
+
+log = logging.getLogger(__name__)
+
+
+class CrmApp(App[None]):
+    TITLE = "crm-tui"
+    CSS_PATH = "app.tcss"
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS = [
+        Binding("1,f1", "switch_mode('status')", "Status", id="mode.status"),
+        Binding("2,f2", "switch_mode('search')", "Search", id="mode.search"),
+        Binding("3,f3", "switch_mode('browse')", "Browse", id="mode.browse"),
+        Binding("4,f4", "switch_mode('audit')", "Audit", id="mode.audit"),
+        Binding("5,f5", "switch_mode('connections')", "Connections", id="mode.connections"),
+        Binding("question_mark", "toggle_help", "Help", id="app.help"),
+        Binding("q", "quit", "Quit", id="app.quit"),
+    ]
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: CacheStore | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sync_on_start: bool = False,
+    ) -> None:
+        from crm_tui.screens import MODES
+
+        self.MODES = MODES
+        super().__init__()
+        self.settings = settings
+        self.masker = SecretMasker(settings.secret_values())
+        self.store = store or CacheStore(settings.user_id, Database(settings.database_path))
+        self.engine = SyncEngine(settings, self.store, masker=self.masker, transport=transport)
+        self.index = SearchIndex()
+        self.sync_on_start = sync_on_start
+        self.loaded = False
+        self.store_changed: Signal[StoreChange] = Signal(self, "store-changed")
+        self._pending_index: set[tuple[str | None, tuple[str, ...]]] = set()
+        self.store.subscribe(self._on_store_change)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self._apply_keymap()
+        self.switch_mode("status")
+        self.run_worker(self._load(), group="load", exit_on_error=False, name="load snapshot")
+        interval = self.settings.crm_sync_interval_minutes
+        if interval:
+            self.set_interval(interval * 60, self.sync_all_scheduled, name="scheduled sync")
+
+    async def _load(self) -> None:
+        await self.store.load()
+        await asyncio.to_thread(self.index.rebuild_from, self.store)
+        self.loaded = True
+        self.store_changed.publish(StoreChange(None, KINDS))
+        if self.sync_on_start:
+            self.sync_all()
+        else:
+            for name in self.engine.stale_sources():
+                self.sync_source(name)
+
+    async def on_unmount(self) -> None:
+        await self.engine.aclose()
+
+    def _apply_keymap(self) -> None:
+        path = config_dir() / "keymap.toml"
+        if not path.is_file():
+            return
+        try:
+            keymap = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+            self.notify(f"keymap.toml ignored: {exc}", severity="warning", markup=False)
+            return
+        self.set_keymap({str(k): str(v) for k, v in keymap.items() if isinstance(v, str)})
+
+    # -- store -> screens ----------------------------------------------------------------
+
+    def _on_store_change(self, change: StoreChange) -> None:
+        if not change.status_only and self.loaded:
+            key = (change.source, change.kinds)
+            if key not in self._pending_index:
+                self._pending_index.add(key)
+                self.run_worker(
+                    self._reindex(change), group="index", exit_on_error=False, name="re-index"
+                )
+        self.store_changed.publish(change)
+
+    async def _reindex(self, change: StoreChange) -> None:
+        self._pending_index.discard((change.source, change.kinds))
+        await asyncio.to_thread(self.index.rebuild_from, self.store, change.source, change.kinds)
+        self.store_changed.publish(StoreChange(change.source, change.kinds, status_only=True))
+
+    # -- actions screens ask for ---------------------------------------------------------
+
+    def sync_source(self, name: str) -> None:
+        if self.engine.is_running(name):
+            self.notify(f"{DISPLAY_NAMES.get(name, name)} is already syncing", markup=False)
+            return
+        self.run_worker(
+            self._sync(name), group=f"sync-{name}", name=f"sync {name}", exit_on_error=False
+        )
+
+    def sync_all(self) -> None:
+        for name in self.engine.enabled():
+            if not self.engine.is_running(name):
+                self.sync_source(name)
+
+    def sync_all_scheduled(self) -> None:
+        self.sync_all()  # sources still running are skipped
+
+    async def _sync(self, name: str) -> SyncReport:
+        report = await self.engine.sync_source(name)
+        display = DISPLAY_NAMES.get(name, name)
+        counts = ", ".join(f"{s.written} {k}" for k, s in report.streams.items())
+        if report.outcome is Outcome.SUCCESS:
+            self.notify(f"{display}: synced {counts}", markup=False)
+        elif report.outcome is not Outcome.CANCELLED:
+            self.notify(
+                f"{display}: {report.outcome}: {report.error}",
+                severity="error",
+                markup=False,
+                timeout=10,
+            )
+        return report
+
+    def cancel_sync(self, name: str) -> bool:
+        cancelled = self.engine.cancel(name)
+        if cancelled:
+            self.notify(
+                f"{DISPLAY_NAMES.get(name, name)}: sync cancelled, previous data kept", markup=False
+            )
+        return cancelled
+
+    async def clear_cache(self, source: str | None) -> None:
+        await self.store.clear(source)
+        what = DISPLAY_NAMES.get(source, source) if source else "every source"
+        self.notify(f"Cache cleared for {what}", markup=False)
+
+    async def test_connection(self, name: str) -> ConnectionResult:
+        result = await self.engine.test_connection(name)
+        self.notify(
+            f"{DISPLAY_NAMES.get(name, name)}: {result.message}",
+            markup=False,
+            severity="information" if result.ok else "error",
+        )
+        self.store_changed.publish(StoreChange(name, (), status_only=True))
+        return result
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state is WorkerState.ERROR and event.worker.error is not None:
+            error = event.worker.error
+            log.error("worker %s failed: %s", event.worker.name, self.masker(repr(error)))
+            self.notify(
+                self.masker(f"{event.worker.name} failed: {error}"), severity="error", markup=False
+            )
+
+    def action_toggle_help(self) -> None:
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
+
+
+def make_app(
+    settings: Settings,
+    *,
+    theme: str | None = None,
+    sync_on_start: bool = False,
+    store: CacheStore | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> CrmApp:
+    """Build the app; the CLI and the tests both come through here."""
+    app = CrmApp(settings, store=store, transport=transport, sync_on_start=sync_on_start)
+    if theme:
+        if theme not in app.available_themes:
+            raise ValueError(f"unknown theme {theme!r}; try: {', '.join(app.available_themes)}")
+        app.theme = theme
+    return app

@@ -1,0 +1,813 @@
+"""The command line: no subcommand starts the TUI; every operation also runs headless.
+
+With `--json`, output follows the integration guide's response shapes and failures print
+`{"success": false, "error": ..., "details": ...}`. Exit codes: 2 usage or invalid query,
+3 configuration or authentication, 4 remote or network, 1 anything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from crm_tui import __version__
+from crm_tui.config import DISPLAY_NAMES, SOURCE_NAMES, ConfigError, Settings, load_settings
+from crm_tui.logs import SecretFilter, SecretMasker, setup_logging
+from crm_tui.models import RecordKind, SyncState, utc_now
+from crm_tui.search.query import QueryError
+from crm_tui.sources.errors import SourceError
+from crm_tui.store import CacheStore, Database
+from crm_tui.text import single_line
+
+T = TypeVar("T")
+EXIT_OTHER, EXIT_USAGE, EXIT_CONFIG, EXIT_REMOTE = 1, 2, 3, 4
+TYPE_CHOICE = click.Choice(["contact", "deal"])
+SOURCE_CHOICE = click.Choice(list(SOURCE_NAMES))
+
+
+def _kind(value: str) -> RecordKind:
+    return "contacts" if value == "contact" else "deals"
+
+
+@dataclass
+class Runtime:
+    """What a command works with, built on first use."""
+
+    data_dir: Path | None = None
+    env_file: Path | None = None
+    debug: bool = False
+    json: bool = False
+    theme: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    _settings: Settings | None = None
+    _store: CacheStore | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            extra = dict(self.overrides)
+            if self.data_dir is not None:
+                extra["crm_data_dir"] = self.data_dir
+            self._settings = load_settings(self.env_file, **extra)
+            masker = SecretMasker(self._settings.secret_values())
+            setup_logging(
+                self._settings.log_file, masker, logging.DEBUG if self.debug else logging.INFO
+            )
+            if self.debug:
+                handler = logging.StreamHandler(sys.stderr)
+                handler.addFilter(SecretFilter(masker))
+                logging.getLogger("crm_tui").addHandler(handler)
+        return self._settings
+
+    @property
+    def masker(self) -> SecretMasker:
+        return SecretMasker(self.settings.secret_values())
+
+    @property
+    def store(self) -> CacheStore:
+        if self._store is None:
+            settings = self.settings
+            self._store = CacheStore(settings.user_id, Database(settings.database_path))
+            self._store.load_sync()
+        return self._store
+
+
+class CliError(Exception):
+    def __init__(self, error: str, details: str = "", code: int = EXIT_OTHER) -> None:
+        super().__init__(error)
+        self.error, self.details, self.code = error, details, code
+
+
+def _fail(rt: Runtime, error: str, details: str, code: int, exc: BaseException | None) -> NoReturn:
+    masker = rt.masker if rt._settings is not None else SecretMasker()
+    error, details = masker(single_line(error)), masker(single_line(details))
+    if rt.json:
+        click.echo(json.dumps({"success": False, "error": error, "details": details}))
+    else:
+        click.echo(f"error: {error}" + (f": {details}" if details else ""), err=True)
+        if rt.debug and exc is not None:
+            click.echo(masker("".join(traceback.format_exception(exc))), err=True)
+    sys.exit(code)
+
+
+@contextmanager
+def errors(rt: Runtime) -> Iterator[None]:
+    """Turns every failure into one clean line (or JSON) and the right exit code."""
+    try:
+        yield
+    except (click.exceptions.Exit, click.exceptions.Abort, click.UsageError):
+        raise
+    except CliError as exc:
+        _fail(rt, exc.error, exc.details, exc.code, exc)
+    except QueryError as exc:
+        _fail(rt, str(exc), "", EXIT_USAGE, exc)
+    except ConfigError as exc:
+        _fail(rt, "Configuration error", str(exc), EXIT_CONFIG, exc)
+    except SourceError as exc:
+        _fail(rt, exc.error, exc.details, exc.exit_code, exc)
+    except (ValueError, KeyError) as exc:
+        _fail(rt, "Invalid input", str(exc).strip("'\""), EXIT_USAGE, exc)
+    except OSError as exc:
+        _fail(rt, "File error", f"{exc.strerror or exc}: {exc.filename or ''}", EXIT_OTHER, exc)
+    except Exception as exc:
+        _fail(rt, "Unexpected error", f"{type(exc).__name__}: {exc}", EXIT_OTHER, exc)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def emit(rt: Runtime, payload: dict[str, Any], human: Callable[[], None]) -> None:
+    if rt.json:
+        click.echo(json.dumps(payload, ensure_ascii=False, default=str))
+    else:
+        human()
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
+    """A plain aligned table: no colour, no box drawing, safe to pipe."""
+    cells = [[single_line("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, value in enumerate(row):
+            widths[i] = min(max(widths[i], len(value)), 40)
+    line = "  ".join(h.ljust(widths[i]) for i, h in enumerate(headers))
+    click.echo(line.rstrip())
+    for row in cells:
+        click.echo("  ".join(v[:40].ljust(widths[i]) for i, v in enumerate(row)).rstrip())
+
+
+def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON (guide shapes).")(fn)
+
+
+def _rt(ctx: click.Context, as_json: bool = False) -> Runtime:
+    rt: Runtime = ctx.ensure_object(Runtime)
+    rt.json = as_json
+    return rt
+
+
+# -- the group -----------------------------------------------------------------------------
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="crm-tui")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Use this data directory.")
+@click.option("--env-file", type=click.Path(path_type=Path), help="Read settings from this file.")
+@click.option("--demo", is_flag=True, help="Run against built-in simulated CRM servers.")
+@click.option(
+    "--contacts",
+    "demo_contacts",
+    type=click.IntRange(10, 1_000_000),
+    default=2000,
+    show_default=True,
+    help="With --demo: contacts per simulated CRM.",
+)
+@click.option("--theme", help="A Textual theme name (textual-dark, nord, gruvbox, ...).")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs on stderr.")
+@click.pass_context
+def main(
+    ctx: click.Context,
+    data_dir: Path | None,
+    env_file: Path | None,
+    demo: bool,
+    demo_contacts: int,
+    theme: str | None,
+    debug: bool,
+) -> None:
+    """crm-tui: every CRM your team uses, in one terminal.
+
+    With no command, opens the app. Example: crm-tui --demo
+    """
+    rt = ctx.ensure_object(Runtime)
+    rt.data_dir, rt.env_file, rt.debug, rt.theme = data_dir, env_file, debug, theme
+    if ctx.invoked_subcommand is not None:
+        if demo:
+            raise click.UsageError("--demo starts the app; it takes no command")
+        return
+    with errors(rt):
+        if demo:
+            _run_demo(rt, demo_contacts)
+        else:
+            _run_tui(rt, rt.settings, start_sync=False)
+
+
+def _run_tui(rt: Runtime, settings: Settings, start_sync: bool) -> None:
+    from crm_tui.app import make_app  # Textual loads only when the app is wanted
+
+    app = make_app(settings, theme=rt.theme or settings.crm_theme, sync_on_start=start_sync)
+    app.run()
+
+
+def _run_demo(rt: Runtime, contacts: int) -> None:
+    from crm_tui.demo.session import start_demo
+
+    click.echo(f"Starting simulated CRM servers with {contacts} contacts each...", err=True)
+    with start_demo(data_dir=rt.data_dir, contacts=contacts) as demo:
+        rt._settings = demo.settings
+        setup_logging(demo.settings.log_file, SecretMasker(demo.settings.secret_values()))
+        _run_tui(rt, demo.settings, start_sync=True)
+
+
+@main.command()
+@json_option
+@click.pass_context
+def paths(ctx: click.Context, as_json: bool) -> None:
+    """Print the config file, data dir, database and log file in use.
+
+    Example: crm-tui paths --json
+    """
+    from crm_tui.config import config_dir, default_env_files
+
+    rt = _rt(ctx, as_json)
+    with errors(rt):
+        s = rt.settings
+        info = {
+            "config_dir": str(config_dir()),
+            "env_files": [str(p) for p in default_env_files(rt.env_file)],
+            "mappings": str(config_dir() / "mappings.toml"),
+            "data_dir": str(s.data_dir),
+            "database": str(s.database_path),
+            "log_file": str(s.log_file),
+            "user_id": s.user_id,
+        }
+        emit(
+            rt,
+            {"success": True, **info},
+            lambda: [click.echo(f"{k:<11} {v}") for k, v in info.items()],
+        )
+
+
+# -- status, data --------------------------------------------------------------------------
+
+
+@main.command()
+@json_option
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Each source's sync status and counts (guide: GET sync-status).
+
+    Example: crm-tui status --json
+    """
+    rt = _rt(ctx, as_json)
+    with errors(rt):
+        store, settings = rt.store, rt.settings
+        statuses = store.statuses()
+        for name, cfg in settings.sources().items():
+            if not cfg.enabled:
+                statuses[name].state = SyncState.DISABLED
+        payload = {
+            "success": True,
+            "timestamp": utc_now(),
+            "status": {name: s.to_guide() for name, s in statuses.items()},
+        }
+
+        def human() -> None:
+            rows = []
+            for name, s in statuses.items():
+                cfg = settings.source_config(name) if name in SOURCE_NAMES else None
+                note = s.last_error or (
+                    "missing " + ", ".join(cfg.missing) if cfg and not cfg.enabled else ""
+                )
+                rows.append(
+                    (
+                        DISPLAY_NAMES.get(name, name),
+                        s.state,
+                        s.last_sync or "never",
+                        s.contact_count,
+                        s.deal_count,
+                        note,
+                    )
+                )
+            table(rows, ("SOURCE", "STATUS", "LAST SYNC", "CONTACTS", "DEALS", "NOTE"))
+
+        emit(rt, payload, human)
+
+
+@main.command("cached-data")
+@click.option("--source", type=SOURCE_CHOICE, help="Only this source.")
+@json_option
+@click.pass_context
+def cached_data(ctx: click.Context, source: str | None, as_json: bool) -> None:
+    """Everything in the cache by source (guide: GET cached-data).
+
+    Example: crm-tui cached-data --source brivity --json
+    """
+    rt = _rt(ctx, as_json)
+    with errors(rt):
+        store = rt.store
+        payload = {"success": True, "timestamp": utc_now(), "data": store.get_cached_data(source)}
+
+        def human() -> None:
+            rows = [
+                (n, d["syncStatus"], d["lastSync"] or "never", len(d["contacts"]), len(d["deals"]))
+                for n, d in payload["data"].items()
+            ]
+            table(rows, ("SOURCE", "STATUS", "LAST SYNC", "CONTACTS", "DEALS"))
+
+        emit(rt, payload, human)
+
+
+def _records_command(kind: RecordKind) -> Callable[..., None]:
+    @click.option("--source", type=SOURCE_CHOICE, help="Only this source.")
+    @click.option("--limit", type=click.IntRange(0), default=0, help="At most N (0: all).")
+    @json_option
+    @click.pass_context
+    def command(ctx: click.Context, source: str | None, limit: int, as_json: bool) -> None:
+        rt = _rt(ctx, as_json)
+        with errors(rt):
+            records = rt.store.records(kind, source)
+            if limit:
+                records = records[:limit]
+            payload = {"success": True, kind: [r.to_json() for r in records], "count": len(records)}
+
+            def human() -> None:
+                if kind == "contacts":
+                    rows = [
+                        (r.source, r.name, r.email, r.phone, r.company, r.status) for r in records
+                    ]
+                    table(rows, ("SOURCE", "NAME", "EMAIL", "PHONE", "COMPANY", "STATUS"))
+                else:
+                    rows = [(r.source, r.name, r.amount, r.stage, r.close_date) for r in records]
+                    table(rows, ("SOURCE", "NAME", "AMOUNT", "STAGE", "CLOSE DATE"))
+
+            emit(rt, payload, human)
+
+    command.__doc__ = (
+        f"Cached {kind} (guide: GET {kind}).\n\n"
+        f"    Example: crm-tui {kind} --source followupboss --json"
+    )
+    return command
+
+
+main.command("contacts")(_records_command("contacts"))
+main.command("deals")(_records_command("deals"))
+
+
+@main.command()
+@click.argument("query")
+@click.option("--type", "kind", type=TYPE_CHOICE, default="contact", show_default=True)
+@click.option("--source", "sources", type=SOURCE_CHOICE, multiple=True, help="Only these.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 10_000),
+    default=50,
+    show_default=True,
+    help="Results per source.",
+)
+@json_option
+@click.pass_context
+def search(
+    ctx: click.Context, query: str, kind: str, sources: tuple[str, ...], limit: int, as_json: bool
+) -> None:
+    """Search every source at once (guide: GET search).
+
+    Filters: source:S status:X stage:X city:X tag:X, and for deals amount>N amount<=N
+    closing:2026-12.
+
+    Example: crm-tui search "jo sm" --json
+    """
+    from crm_tui.search.index import SearchIndex
+
+    rt = _rt(ctx, as_json)
+    with errors(rt):
+        index = SearchIndex()
+        index.rebuild_from(rt.store, kinds=(_kind(kind),))
+        result = index.search(query, _kind(kind), sources or None, limit)
+
+        def human() -> None:
+            for source, hits in result.groups.items():
+                click.echo(f"{DISPLAY_NAMES.get(source, source)} ({result.counts[source]})")
+                for hit in hits:
+                    r = hit.record
+                    extra = (
+                        (r.email or r.phone or "")
+                        if kind == "contact"
+                        else (f"{r.amount:,.0f}" if r.amount is not None else "")
+                    )
+                    click.echo(f"  {single_line(r.name or '')}  {single_line(extra)}  [{r.id}]")
+            click.echo(f"{result.total} result(s)")
+
+        emit(rt, result.to_guide(), human)
+
+
+# -- sync ----------------------------------------------------------------------------------
+
+
+def _progress_printer(store: CacheStore) -> Callable[[], None]:
+    """A one-line progress display on stderr, for terminals only."""
+    if not sys.stderr.isatty():
+        return lambda: None
+
+    def show(_change: Any) -> None:
+        parts = []
+        for name, s in store.statuses().items():
+            if s.progress is not None:
+                of = f"/{s.progress.total}" if s.progress.total else ""
+                parts.append(f"{name} {s.progress.stream} {s.progress.records}{of}")
+        if parts:
+            sys.stderr.write("\r\x1b[K" + "  ".join(parts))
+            sys.stderr.flush()
+
+    unsubscribe = store.subscribe(show)
+
+    def done() -> None:
+        unsubscribe()
+        sys.stderr.write("\r\x1b[K")
+
+    return done
+
+
+@main.command()
+@click.argument("sources", nargs=-1, type=SOURCE_CHOICE)
+@click.option("--watch", is_flag=True, help="Keep running, syncing every interval.")
+@click.option("--interval", type=click.FloatRange(min=0.05), help="Minutes between runs.")
+@json_option
+@click.pass_context
+def sync(
+    ctx: click.Context, sources: tuple[str, ...], watch: bool, interval: float | None, as_json: bool
+) -> None:
+    """Sync the named sources, or every enabled one (guide: POST sync-all, sync/SOURCE).
+
+    Example: crm-tui sync followupboss --json; crm-tui sync --watch --interval 15
+    """
+    from crm_tui.sync.engine import SyncEngine, guide_sync_result
+
+    rt = _rt(ctx, as_json)
+    with errors(rt):
+        store = rt.store
+        engine = SyncEngine(rt.settings, store)
+        names = list(sources) or None
+        if watch:
+            minutes = interval or rt.settings.crm_sync_interval_minutes
+            if not minutes:
+                raise CliError(
+                    "--watch needs an interval",
+                    "use --interval or CRM_SYNC_INTERVAL_MINUTES",
+                    EXIT_USAGE,
+                )
+            run(_watch(engine, names, minutes))
+            return
+
+        async def once() -> dict[str, Any]:
+            done = lambda: None  # noqa: E731
+            if not rt.json:
+                done = _progress_printer(store)
+            try:
+                return await engine.sync_all(names)
+            finally:
+                done()
+                await engine.aclose()
+
+        reports = run(once())
+        message = (
+            "Sync initiated for all enabled CRM sources"
+            if not sources
+            else f"Sync completed for {', '.join(sources)}"
+        )
+        payload = guide_sync_result(reports, message)
+
+        def human() -> None:
+            rows = []
+            for name, report in reports.items():
+                for stream, s in report.streams.items():
+                    rows.append(
+                        (
+                            DISPLAY_NAMES.get(name, name),
+                            stream,
+                            s.outcome,
+                            s.written,
+                            s.quarantined,
+                            s.error or "",
+                        )
+                    )
+            table(rows, ("SOURCE", "STREAM", "OUTCOME", "RECORDS", "QUARANTINED", "ERROR"))
+
+        emit(rt, payload, human)
+        if not payload["success"]:
+            sys.exit(EXIT_REMOTE)
+
+
+async def _watch(engine: Any, names: list[str] | None, minutes: float) -> None:
+    from crm_tui.sync.scheduler import Scheduler
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        stop.set()
+        for name in engine.running():  # cancelled work keeps the previous data
+            engine.cancel(name)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+
+    def log_run(reports: dict[str, Any]) -> None:
+        for name, report in reports.items():
+            click.echo(
+                f"{utc_now()} {name}: {report.outcome} "
+                + ", ".join(f"{k} {s.written}" for k, s in report.streams.items()),
+                err=True,
+            )
+
+    scheduler = Scheduler(engine, minutes, on_run=log_run)
+    if names:
+        engine.enabled = lambda: names  # the scheduler syncs only what was asked
+    try:
+        await scheduler.run_forever(stop)
+    except asyncio.CancelledError:
+        if not stop.is_set():
+            raise
+    finally:
+        await engine.aclose()
+
+
+# -- cache, connections --------------------------------------------------------------------
+
+
+@main.command("clear-cache")
+@click.option("--source", type=SOURCE_CHOICE, help="Only this source (default: all).")
+@json_option
+@click.pass_context
+def clear_cache(ctx: click.Context, source: str | None, as_json: bool) -> None:
+    """Drop cached records for one source or all (guide: POST cache/clear).
+
+    The local CRM's own rows are kept; only its cached copy is cleared.
+
+    Example: crm-tui clear-cache --source brivity --json
+    """
+    rt = _rt(ctx, as_json)
+    with errors(rt):
+        run(rt.store.clear(source))
+        message = f"Cache cleared for {source}" if source else "Cache cleared for all sources"
+        emit(rt, {"success": True, "message": message}, lambda: click.echo(message))
+
+
+@main.command("test-connection")
+@click.argument("source", required=False, type=SOURCE_CHOICE)
+@json_option
+@click.pass_context
+def test_connection(ctx: click.Context, source: str | None, as_json: bool) -> None:
+    """Authenticate with a source (or every enabled one) and read one small page.
+
+    Example: crm-tui test-connection followupboss
+    """
+    from crm_tui.sync.engine import SyncEngine
+
+    rt = _rt(ctx, as_json)
+    with errors(rt):
+        engine = SyncEngine(rt.settings, rt.store)
+        names = [source] if source else engine.enabled()
+
+        async def check() -> list[Any]:
+            try:
+                return [await engine.test_connection(n) for n in names]
+            finally:
+                await engine.aclose()
+
+        results = run(check())
+        payload = {
+            "success": all(r.ok for r in results),
+            "results": {r.source: r.to_json() for r in results},
+        }
+        emit(
+            rt,
+            payload,
+            lambda: table(
+                [
+                    (DISPLAY_NAMES.get(r.source, r.source), "ok" if r.ok else "FAILED", r.message)
+                    for r in results
+                ],
+                ("SOURCE", "RESULT", "MESSAGE"),
+            ),
+        )
+        if not payload["success"]:
+            failed = next(r for r in results if not r.ok)
+            sys.exit(
+                EXIT_CONFIG
+                if "authentication" in failed.message or "not configured" in failed.message
+                else EXIT_REMOTE
+            )
+
+
+# -- import, export ------------------------------------------------------------------------
+
+
+@main.group("import")
+def import_group() -> None:
+    """Import CRM CSV exports: first a plan, then the records (unless --dry-run)."""
+
+
+def _import(
+    ctx: click.Context, name: str, files: tuple[Path, ...], dry_run: bool, as_json: bool
+) -> None:
+    from crm_tui.sources.imports import plan_import
+    from crm_tui.sync.engine import SyncEngine
+
+    rt = _rt(ctx, as_json)
+    with errors(rt):
+        plans = [plan_import(name, path, rt.settings.user_id) for path in files]
+        applied: list[dict[str, Any]] = []
+        if not dry_run:
+            engine = SyncEngine(rt.settings, rt.store)
+            for plan in plans:
+                report = run(
+                    engine.import_records(
+                        plan.importer.source,
+                        plan.importer.kind,
+                        plan.records,
+                        plan.invalid_rows,
+                        plan.rows,
+                        plan.duplicates,
+                    )
+                )
+                applied.append({"file": str(plan.path), "written": report.written})
+        payload = {
+            "success": True,
+            "dryRun": dry_run,
+            "plans": [p.to_json() for p in plans],
+            "applied": applied,
+        }
+
+        def human() -> None:
+            for plan in plans:
+                click.echo(
+                    f"{plan.path.name}: {plan.importer.source} {plan.importer.kind}, "
+                    f"{plan.rows} rows, {len(plan.records)} valid, "
+                    f"{len(plan.invalid)} invalid, {plan.duplicates} duplicates"
+                )
+                for canonical, header in plan.columns.items():
+                    click.echo(f"  {header!r} -> {canonical}")
+                if plan.metadata_only:
+                    click.echo(
+                        "  kept in metadata only: " + ", ".join(repr(c) for c in plan.metadata_only)
+                    )
+                for row, reason in plan.invalid[:20]:
+                    click.echo(f"  row {row}: {reason}")
+                if len(plan.invalid) > 20:
+                    click.echo(f"  ... and {len(plan.invalid) - 20} more invalid rows")
+            click.echo(
+                "dry run: nothing written"
+                if dry_run
+                else f"imported {sum(a['written'] for a in applied)} record(s)"
+            )
+
+        emit(rt, payload, human)
+
+
+_FILES = click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+_DRY = click.option("--dry-run", is_flag=True, help="Show the plan, write nothing.")
+
+
+@import_group.command("topproducer")
+@_FILES
+@_DRY
+@json_option
+@click.pass_context
+def import_topproducer(
+    ctx: click.Context, files: tuple[Path, ...], dry_run: bool, as_json: bool
+) -> None:
+    """TopProducer contacts and closings exports (closings: file name says so).
+
+    Example: crm-tui import topproducer contacts.csv closings.csv --dry-run
+    """
+    _import(ctx, "topproducer", files, dry_run, as_json)
+
+
+@import_group.command("brivity-transactions")
+@_FILES
+@_DRY
+@json_option
+@click.pass_context
+def import_brivity(
+    ctx: click.Context, files: tuple[Path, ...], dry_run: bool, as_json: bool
+) -> None:
+    """Brivity's transaction report, as deals.
+
+    Example: crm-tui import brivity-transactions transactions.csv
+    """
+    _import(ctx, "brivity-transactions", files, dry_run, as_json)
+
+
+@main.command()
+@click.option("--type", "kind", type=TYPE_CHOICE, default="contact", show_default=True)
+@click.option("--source", type=SOURCE_CHOICE, help="Only this source.")
+@click.option("--query", help="Only records matching this search.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "xlsx", "json", "vcf"]),
+    default="csv",
+    show_default=True,
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write here (mode 0600); default: standard output.",
+)
+@click.pass_context
+def export(
+    ctx: click.Context,
+    kind: str,
+    source: str | None,
+    query: str | None,
+    fmt: str,
+    output: Path | None,
+) -> None:
+    """Export cached records as CSV, XLSX, JSON or vCard 4.0.
+
+    Example: crm-tui export --type contact --format vcf -o team.vcf
+    """
+    from crm_tui.export import export as write
+
+    rt = _rt(ctx, False)
+    with errors(rt):
+        k = _kind(kind)
+        if query:
+            from crm_tui.search.index import SearchIndex
+
+            index = SearchIndex()
+            index.rebuild_from(rt.store, kinds=(k,))
+            result = index.search(query, k, [source] if source else None, limit=10**9)
+            records = [h.record for hits in result.groups.values() for h in hits]
+        else:
+            records = rt.store.records(k, source)
+        show_bar = output is not None and sys.stderr.isatty() and len(records) > 5000
+        if show_bar:
+            with click.progressbar(length=len(records), label="exporting", file=sys.stderr) as bar:
+                count = write(output, fmt, k, records, progress=bar.update)
+        else:
+            count = write(output, fmt, k, records, stdout=sys.stdout)
+        if output is not None:
+            click.echo(f"wrote {count} {k} to {output}", err=True)
+
+
+# -- simulator -----------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    help="Brivity's port; Follow Up Boss and OAuth take the next two (0: free).",
+)
+@click.option("--contacts", type=click.IntRange(1, 1_000_000), default=2000, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    help="name=value, e.g. error_rate=0.2, latency=0.5, burst_every=10.",
+)
+@click.option(
+    "--rate-limit",
+    type=click.IntRange(1),
+    default=200,
+    show_default=True,
+    help="Follow Up Boss requests per 10 s.",
+)
+def simulator(
+    port: int, contacts: int, seed: int, faults: tuple[str, ...], rate_limit: int
+) -> None:
+    """Run the simulated CRM servers in the foreground (Ctrl-C stops).
+
+    Example: crm-tui simulator --contacts 100000 --fault error_rate=0.1
+    """
+    import threading
+
+    from crm_tui.demo.servers import Faults, start_demo_servers
+
+    try:
+        parsed = Faults.parse(list(faults))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fault") from None
+    ports = (port, port + 1, port + 2) if port else (0, 0, 0)
+    servers = start_demo_servers(contacts, seed, parsed, ports=ports, fub_rate_limit=rate_limit)
+    click.echo("# point crm-tui at the simulators:")
+    for key, value in servers.env().items():
+        click.echo(f"{key}={value}")
+    sys.stdout.flush()
+    stopped = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
+    try:
+        while not stopped.wait(0.5):
+            pass
+    finally:
+        servers.stop()
+        click.echo("simulators stopped", err=True)

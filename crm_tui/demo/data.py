@@ -1,0 +1,592 @@
+"""Deterministic demo data: people and deals for each simulated CRM, generated on demand.
+
+Record `i` of a source is a pure function of (seed, source, i), so a server can serve page
+9,000 of a million without building the other pages. Sources share part of one population of
+people (so the same person shows up in two or three CRMs, spelled a little differently), and
+a few records at fixed positions are hostile on purpose.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+FIRST = (
+    "James",
+    "Mary",
+    "John",
+    "Patricia",
+    "Robert",
+    "Jennifer",
+    "Michael",
+    "Linda",
+    "William",
+    "Elizabeth",
+    "David",
+    "Barbara",
+    "Richard",
+    "Susan",
+    "Joseph",
+    "Jessica",
+    "Thomas",
+    "Sarah",
+    "Charles",
+    "Karen",
+    "Christopher",
+    "Nancy",
+    "Daniel",
+    "Lisa",
+    "Matthew",
+    "Betty",
+    "Anthony",
+    "Margaret",
+    "Mark",
+    "Sandra",
+    "Donald",
+    "Ashley",
+    "Steven",
+    "Kimberly",
+    "Paul",
+    "Emily",
+    "Andrew",
+    "Donna",
+    "Joshua",
+    "Michelle",
+    "Kenneth",
+    "Carol",
+    "Kevin",
+    "Amanda",
+    "Brian",
+    "Melissa",
+    "George",
+    "Deborah",
+    "Timothy",
+    "Stephanie",
+    "Ronald",
+    "Rebecca",
+    "Jason",
+    "Laura",
+    "Edward",
+    "Sharon",
+    "Jeffrey",
+    "Cynthia",
+    "Ryan",
+    "Kathleen",
+    "Jacob",
+    "Amy",
+    "Gary",
+    "Angela",
+    "Nicholas",
+    "Shirley",
+    "Eric",
+    "Anna",
+    "Jonathan",
+    "Brenda",
+    "Stephen",
+    "Pamela",
+    "Larry",
+    "Emma",
+    "Justin",
+    "Nicole",
+    "Scott",
+    "Helen",
+    "Brandon",
+    "Samantha",
+    "Benjamin",
+    "Katherine",
+    "Samuel",
+    "Christine",
+    "Gregory",
+    "Debra",
+    "Alexander",
+    "Rachel",
+    "Frank",
+    "Carolyn",
+    "Raymond",
+    "Janet",
+    "Jack",
+    "Catherine",
+    "Dennis",
+    "Maria",
+    "Jerry",
+    "Heather",
+)
+LAST = (
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Gonzalez",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Taylor",
+    "Moore",
+    "Jackson",
+    "Martin",
+    "Lee",
+    "Perez",
+    "Thompson",
+    "White",
+    "Harris",
+    "Sanchez",
+    "Clark",
+    "Ramirez",
+    "Lewis",
+    "Robinson",
+    "Walker",
+    "Young",
+    "Allen",
+    "King",
+    "Wright",
+    "Scott",
+    "Torres",
+    "Nguyen",
+    "Hill",
+    "Flores",
+    "Green",
+    "Adams",
+    "Nelson",
+    "Baker",
+    "Hall",
+    "Rivera",
+    "Campbell",
+    "Mitchell",
+    "Carter",
+    "Roberts",
+    "Gomez",
+    "Phillips",
+    "Evans",
+    "Turner",
+    "Diaz",
+    "Parker",
+    "Cruz",
+    "Edwards",
+    "Collins",
+    "Reyes",
+    "Stewart",
+    "Morris",
+    "Morales",
+    "Murphy",
+    "Cook",
+    "Rogers",
+    "Gutierrez",
+    "Ortiz",
+    "Morgan",
+    "Cooper",
+    "Peterson",
+    "Bailey",
+    "Reed",
+    "Kelly",
+    "Howard",
+    "Ramos",
+    "Kim",
+    "Cox",
+    "Ward",
+    "Richardson",
+    "Watson",
+    "Brooks",
+    "Chavez",
+    "Wood",
+    "James",
+    "Bennett",
+    "Gray",
+    "Mendoza",
+    "Ruiz",
+    "Hughes",
+    "Price",
+    "Alvarez",
+)
+COMPANIES = (
+    "Keller Williams",
+    "RE/MAX Capital",
+    "Coldwell Banker",
+    "Compass",
+    "eXp Realty",
+    "Sotheby's Realty",
+    "Century 21 Lonestar",
+    "Redfin",
+    "Hilltop Mortgage",
+    "Lone Star Title",
+    "Barton Creek Builders",
+    "Austin Home Inspections",
+    "Oak Hill Insurance",
+    "Capital City Lending",
+    "Travis County Title",
+    None,
+    None,
+)
+CITIES = (
+    ("Austin", "TX", "787"),
+    ("Round Rock", "TX", "786"),
+    ("Cedar Park", "TX", "786"),
+    ("Georgetown", "TX", "786"),
+    ("Pflugerville", "TX", "786"),
+    ("Dallas", "TX", "752"),
+    ("Houston", "TX", "770"),
+    ("San Antonio", "TX", "782"),
+    ("Denver", "CO", "802"),
+    ("Phoenix", "AZ", "850"),
+    ("Nashville", "TN", "372"),
+    ("Raleigh", "NC", "276"),
+)
+STREETS = (
+    "Oak",
+    "Maple",
+    "Cedar",
+    "Pecan",
+    "Elm",
+    "Lamar",
+    "Congress",
+    "Barton Springs",
+    "Riverside",
+    "Guadalupe",
+    "Burnet",
+    "Mesa",
+    "Bluebonnet",
+    "Live Oak",
+    "Willow",
+)
+SUFFIXES = ("St", "Ave", "Dr", "Ln", "Blvd", "Ct", "Way", "Trl")
+TAGS = (
+    "buyer",
+    "seller",
+    "investor",
+    "first-time",
+    "relocation",
+    "luxury",
+    "past-client",
+    "sphere",
+    "open-house",
+    "referral",
+)
+NICKNAMES = {
+    "William": "Bill",
+    "Robert": "Bob",
+    "Elizabeth": "Liz",
+    "Michael": "Mike",
+    "Jennifer": "Jen",
+    "Richard": "Rick",
+    "Joseph": "Joe",
+    "Thomas": "Tom",
+    "Christopher": "Chris",
+    "Daniel": "Dan",
+    "Matthew": "Matt",
+    "Katherine": "Kate",
+}
+
+BRIVITY_STATUSES = ("new", "unqualified", "hot", "warm", "cold", "nurture", "past client")
+BRIVITY_STAGES = ("Lead", "Prospect", "Client", "Closed")
+FUB_STAGES = (
+    "Lead",
+    "Prospect",
+    "Active Client",
+    "Under Contract",
+    "Closed",
+    "Past Client",
+    "Sphere",
+    "Trash",
+)
+FUB_DEAL_STAGES = (
+    "Buyer Consultation",
+    "Showing",
+    "Offer Submitted",
+    "Under Contract",
+    "Closed",
+    "Lost",
+)
+TP_STATUSES = ("Prospect", "Active", "Lead", "Client", "Archived")
+DEAL_STATUSES = ("Active", "Pending", "Closed", "Cancelled")
+
+#: Hostile people placed at the start of every source, by record index.
+HOSTILE_NAMES: tuple[tuple[str, str], ...] = (
+    ("[@click=app.quit]Bob[/]", "Markup"),
+    ("[/oops]", "Broken"),
+    ('[link="https://x"]y[/link]', "Linky"),
+    ("Esc\x1b]0;pwned\x07ape", "Control\x1b[2J"),
+    ("José", "Ñúñez"),
+    ("Zoë", "Brontë"),
+    ("민준", "김"),
+)
+MISSING_ID_INDEX = len(HOSTILE_NAMES)  # this record has no id at all
+NO_EMAIL_INDEX = MISSING_ID_INDEX + 1  # this one has no e-mail
+LONG_NOTE_INDEX = MISSING_ID_INDEX + 2  # and this one a 10,000-character note
+SOURCES = ("brivity", "followupboss", "topproducer")
+# Where each source's records start in the shared population: overlaps make duplicates.
+_POPULATION_OFFSET = {"brivity": 0.0, "followupboss": 0.6, "topproducer": 0.3}
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """One human in the shared population, before any CRM's spelling is applied."""
+
+    index: int
+    first: str
+    last: str
+    email: str | None
+    phone_digits: str
+    company: str | None
+    street: str
+    city: str
+    state: str
+    zip: str
+    tags: tuple[str, ...]
+
+
+def _rng(seed: int, *parts: object) -> random.Random:
+    return random.Random(f"{seed}:" + ":".join(map(str, parts)))
+
+
+def person(seed: int, index: int) -> Person:
+    r = _rng(seed, "person", index)
+    first, last = r.choice(FIRST), r.choice(LAST)
+    city, state, zip3 = r.choice(CITIES)
+    email = f"{first}.{last}{index % 997}@{r.choice(('gmail.com', 'yahoo.com', 'outlook.com', 'icloud.com'))}".lower()  # noqa: E501
+    return Person(
+        index=index,
+        first=first,
+        last=last,
+        email=email,
+        phone_digits=f"{r.randint(201, 989)}{r.randint(200, 999)}{r.randint(0, 9999):04d}",
+        company=r.choice(COMPANIES),
+        street=f"{r.randint(100, 9999)} {r.choice(STREETS)} {r.choice(SUFFIXES)}",
+        city=city,
+        state=state,
+        zip=f"{zip3}{r.randint(0, 99):02d}",
+        tags=tuple(sorted(set(r.sample(TAGS, r.randint(0, 3))))),
+    )
+
+
+def population_index(source: str, i: int, count: int) -> int:
+    return int(_POPULATION_OFFSET[source] * count) + i
+
+
+def _phone(digits: str, style: int) -> str:
+    a, b, c = digits[:3], digits[3:6], digits[6:]
+    return (f"({a}) {b}-{c}", f"{a}-{b}-{c}", f"+1 {a}-{b}-{c}", f"{a}.{b}.{c}")[style % 4]
+
+
+@dataclass(frozen=True, slots=True)
+class Spelled:
+    """A person as one CRM holds them: names and phone formats vary between CRMs."""
+
+    first: str
+    last: str
+    email: str | None
+    phone: str
+    note: str | None
+
+
+def spelled(seed: int, source: str, i: int, p: Person) -> Spelled:
+    r = _rng(seed, "spell", source, i)
+    first, last, email = p.first, p.last, p.email
+    if r.random() < 0.15 and first in NICKNAMES:
+        first = NICKNAMES[first]
+    if r.random() < 0.1:
+        first, last = first.upper(), last.upper()
+    note = None
+    if i < len(HOSTILE_NAMES):
+        first, last = HOSTILE_NAMES[i]
+    if i == NO_EMAIL_INDEX:
+        email = None
+    if i == LONG_NOTE_INDEX:
+        note = ("Long note. " * 1000)[:10_000]
+    style = SOURCES.index(source) + (1 if r.random() < 0.3 else 0)
+    return Spelled(first, last, email, _phone(p.phone_digits, style), note)
+
+
+def _when(seed: int, *parts: object, days: int = 900) -> date:
+    return date(2024, 1, 1) + timedelta(days=_rng(seed, "date", *parts).randint(0, days))
+
+
+# -- per vendor ----------------------------------------------------------------------------
+
+
+def brivity_person(seed: int, i: int, count: int) -> dict[str, Any]:
+    p = person(seed, population_index("brivity", i, count))
+    s = spelled(seed, "brivity", i, p)
+    r = _rng(seed, "brivity", i)
+    record: dict[str, Any] = {
+        "id": 500_000 + i,
+        "lead_id": 900_000 + i,
+        "uuid": f"{seed:04x}b{i:011x}-0000-4000-8000-000000000000",
+        "account_id": 4242,
+        "agent_id": 17 + i % 5,
+        "brivity_contact_detail_url": f"https://app.brivity.com/people/{500_000 + i}",
+        "first_name": s.first,
+        "last_name": s.last,
+        "phone_number": s.phone,
+        "email_address": s.email,
+        "company": p.company,
+        "job_title": r.choice((None, "Owner", "Engineer", "Teacher", "Nurse", "Manager")),
+        "source": r.choice(("Zillow", "Realtor.com", "Website", "Referral", "Open House")),
+        "status": r.choice(BRIVITY_STATUSES),
+        "stage": r.choice(BRIVITY_STAGES),
+        "stage_type": "lead",
+        "type": "lead",
+        "lead_type": r.choice(("buyer", "seller", "landlord", "tenant")),
+        "description": s.note,
+        "street_address": p.street,
+        "city": p.city,
+        "locality": p.state,
+        "postal_code": p.zip,
+        "country": "US",
+        "market_report_count": r.randint(0, 3),
+        "active_market_report_count": 0,
+        "tags": list(p.tags),
+    }
+    if i == MISSING_ID_INDEX:
+        del record["id"]
+    return record
+
+
+def fub_person(seed: int, i: int, count: int) -> dict[str, Any]:
+    p = person(seed, population_index("followupboss", i, count))
+    s = spelled(seed, "followupboss", i, p)
+    r = _rng(seed, "fub", i)
+    created = _when(seed, "fub-created", i)
+    record: dict[str, Any] = {
+        "id": i + 1,
+        "created": f"{created.isoformat()}T15:04:05Z",
+        "updated": f"{(created + timedelta(days=r.randint(0, 60))).isoformat()}T09:30:00Z",
+        "lastActivity": None,
+        "name": f"{s.first} {s.last}",
+        "firstName": s.first,
+        "lastName": s.last,
+        "stage": r.choice(FUB_STAGES),
+        "source": r.choice(("Zillow", "Realtor.com", "Facebook", "Sphere", "Sign Call")),
+        "sourceUrl": None,
+        "price": r.choice((0, 250_000, 400_000, 650_000, 1_200_000)),
+        "assignedTo": r.choice(("Amy Agent", "Ben Broker", "Cara Closer")),
+        "assignedUserId": r.randint(1, 3),
+        "contacted": r.random() < 0.5,
+        "emails": [{"value": s.email, "type": "home", "isPrimary": 1}] if s.email else [],
+        "phones": [{"value": s.phone, "type": "mobile", "isPrimary": 1}],
+        "addresses": [
+            {
+                "street": p.street,
+                "city": p.city,
+                "state": p.state,
+                "code": p.zip,
+                "country": "United States",
+                "type": "home",
+            }
+        ],
+        "tags": list(p.tags),
+        "background": s.note,
+    }
+    if i == MISSING_ID_INDEX:
+        del record["id"]
+    return record
+
+
+def tp_contact(seed: int, i: int, count: int) -> dict[str, Any]:
+    p = person(seed, population_index("topproducer", i, count))
+    s = spelled(seed, "topproducer", i, p)
+    r = _rng(seed, "tp", i)
+    created = _when(seed, "tp-created", i)
+    record: dict[str, Any] = {
+        "id": f"TP-{i + 1:07d}",
+        "firstName": s.first,
+        "lastName": s.last,
+        "email": s.email,
+        "phone": s.phone,
+        "company": p.company,
+        "status": r.choice(TP_STATUSES),
+        "address": p.street,
+        "city": p.city,
+        "state": p.state,
+        "zip": p.zip,
+        "notes": s.note,
+        "createdAt": f"{created.isoformat()}T12:00:00Z",
+    }
+    if i == MISSING_ID_INDEX:
+        del record["id"]
+    return record
+
+
+def _property(seed: int, source: str, j: int) -> tuple[str, int, str]:
+    r = _rng(seed, "deal", source, j)
+    city, state, zip3 = r.choice(CITIES)
+    address = (
+        f"{r.randint(100, 9999)} {r.choice(STREETS)} {r.choice(SUFFIXES)}, {city}, "
+        f"{state} {zip3}{r.randint(0, 99):02d}"
+    )
+    price = r.randrange(180_000, 2_400_000, 500)
+    return address, price, r.choice(DEAL_STATUSES)
+
+
+def fub_deal(seed: int, j: int, contacts: int) -> dict[str, Any]:
+    address, price, _ = _property(seed, "followupboss", j)
+    r = _rng(seed, "fub-deal", j)
+    stage = r.choice(FUB_DEAL_STAGES)
+    return {
+        "id": j + 1,
+        "name": address,
+        "price": price,
+        "stageId": FUB_DEAL_STAGES.index(stage) + 1,
+        "stageName": stage,
+        "pipelineId": 1,
+        "pipelineName": r.choice(("Buyers", "Sellers")),
+        "status": "Active" if stage != "Lost" else "Archived",
+        "projectedCloseDate": _when(seed, "fub-close", j, days=1100).isoformat(),
+        "commissionValue": round(price * 0.03, 2),
+        "people": [{"id": r.randint(1, max(contacts, 1))}],
+        "users": [{"id": r.randint(1, 3)}],
+        "createdAt": f"{_when(seed, 'fub-deal-created', j).isoformat()}T10:00:00Z",
+    }
+
+
+def tp_transaction(seed: int, j: int, contacts: int) -> dict[str, Any]:
+    address, price, status = _property(seed, "topproducer", j)
+    r = _rng(seed, "tp-deal", j)
+    return {
+        "id": f"TX-{j + 1:07d}",
+        "propertyAddress": address,
+        "salesPrice": price,
+        "status": status,
+        "closeDate": _when(seed, "tp-close", j, days=1100).isoformat(),
+        "contactId": f"TP-{r.randint(1, max(contacts, 1)):07d}",
+    }
+
+
+def brivity_transaction_row(seed: int, j: int) -> dict[str, str]:
+    address, price, status = _property(seed, "brivity", j)
+    r = _rng(seed, "brivity-deal", j)
+    listed = _when(seed, "brivity-list", j)
+    close = listed + timedelta(days=r.randint(20, 120))
+    sold = price + r.randrange(-20_000, 20_000, 500)
+    return {
+        "Address": address,
+        "Status": status,
+        "Type": r.choice(("Buyer", "Seller")),
+        "MLS #": f"MLS{seed % 100:02d}{j:07d}",
+        "Agent": r.choice(("Amy Agent", "Ben Broker", "Cara Closer")),
+        "List Price": f"${price:,}",
+        "Sale Price": f"${sold:,}" if status == "Closed" else "",
+        "GCI": f"{sold * 0.03:,.2f}" if status == "Closed" else "",
+        "List Date": listed.strftime("%m/%d/%Y"),
+        "Contract Date": (listed + timedelta(days=10)).strftime("%m/%d/%Y"),
+        "Close Date": close.strftime("%m/%d/%Y"),
+        "Source": r.choice(("Zillow", "Referral", "Sphere")),
+        "Client": f"{r.choice(FIRST)} {r.choice(LAST)}",
+    }
+
+
+def deal_count(contacts: int) -> int:
+    return max(contacts // 5, 1)
+
+
+def expected_contacts(contacts: int) -> int:
+    """What a clean sync of one source keeps: every record but the one without an id."""
+    return contacts - (1 if contacts > MISSING_ID_INDEX else 0)

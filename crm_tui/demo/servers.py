@@ -1,0 +1,455 @@
+"""Simulated CRM servers on loopback: Brivity's Core API, Follow Up Boss v1, and the
+integration guide's OAuth contract (TopProducer's API mode). Starlette apps served by uvicorn
+in background threads, each on its own port, with reproducible faults."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import random
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field, fields
+from typing import Any
+from urllib.parse import parse_qs
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from crm_tui.demo import data
+
+HOST = "127.0.0.1"  # never 0.0.0.0: the simulators hold no secrets, but they are no service
+
+
+@dataclass(slots=True)
+class Faults:
+    """Each fault is off by default and reproducible from `seed`."""
+
+    seed: int = 0
+    error_rate: float = 0.0  # share of data requests answered 500/502/503
+    latency: float = 0.0  # seconds added to every data request
+    hang_request: int = 0  # the n-th data request hangs for `hang_seconds`
+    hang_seconds: float = 600.0
+    malformed_request: int = 0  # the n-th data request gets truncated JSON
+    burst_every: int = 0  # every n-th data request starts a burst of three 429s
+    retry_after: str = "1"
+    token_expiry_every: int = 0  # every n data requests, every token expires
+    reset_rate: float = 0.0  # share of data requests whose connection is reset
+
+    @classmethod
+    def parse(cls, items: list[str]) -> Faults:
+        """`name=value` pairs as the CLI's --fault takes them."""
+        faults = cls()
+        names = {f.name: f.type for f in fields(cls)}
+        for item in items:
+            name, _, value = item.partition("=")
+            name = name.strip().replace("-", "_")
+            if name not in names or not value:
+                raise ValueError(f"unknown fault {item!r}; known: {', '.join(names)}")
+            kind = names[name]
+            try:
+                converted: Any = (
+                    float(value) if kind == "float" else int(value) if kind == "int" else value
+                )
+            except ValueError:
+                raise ValueError(f"fault {name}: {value!r} is not a {kind}") from None
+            setattr(faults, name, converted)
+        return faults
+
+
+class FaultInjector:
+    """Raw ASGI middleware: decides per data request whether and how to misbehave."""
+
+    def __init__(self, app: ASGIApp, faults: Faults, is_data: Callable[[str], bool]) -> None:
+        self.app = app
+        self.faults = faults
+        self.is_data = is_data
+        self.rng = random.Random(faults.seed)
+        self.requests = 0
+        self._burst_left = 0
+        self.on_token_expiry: Callable[[], None] = lambda: None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.is_data(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        f = self.faults
+        self.requests += 1
+        n = self.requests
+        if f.token_expiry_every and n % f.token_expiry_every == 0:
+            self.on_token_expiry()
+        if f.latency:
+            await asyncio.sleep(f.latency)
+        if f.hang_request and n == f.hang_request:
+            await asyncio.sleep(f.hang_seconds)
+        if f.reset_rate and self.rng.random() < f.reset_rate:
+            transport = getattr(getattr(send, "__self__", None), "transport", None)
+            if transport is not None:
+                transport.abort()
+                return
+        if f.burst_every and n % f.burst_every == 0:
+            self._burst_left = 3
+        if self._burst_left:
+            self._burst_left -= 1
+            response: Response = PlainTextResponse(
+                "Too Many Requests", 429, headers={"Retry-After": f.retry_after}
+            )
+            await response(scope, receive, send)
+            return
+        if f.error_rate and self.rng.random() < f.error_rate:
+            status = self.rng.choice((500, 502, 503))
+            await PlainTextResponse("simulated failure", status)(scope, receive, send)
+            return
+        if f.malformed_request and n == f.malformed_request:
+            await Response(b'[{"id": 1, "first', 200, media_type="application/json")(
+                scope, receive, send
+            )
+            return
+        await self.app(scope, receive, send)
+
+
+def _json(body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(body, separators=(",", ":")),
+        200,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+# -- Brivity -------------------------------------------------------------------------------
+
+
+def brivity_app(key: str, contacts: int, seed: int, faults: Faults) -> FaultInjector:
+    async def people(request: Request) -> Response:
+        if request.headers.get("authorization") != f"Token token={key}":
+            return PlainTextResponse("Bad Credentials", 401)
+        try:
+            limit = int(request.query_params.get("limit", contacts))
+        except ValueError:
+            return PlainTextResponse("limit must be a number", 400)
+        count = max(0, min(limit, contacts))
+
+        async def body() -> AsyncIterator[bytes]:
+            # A bare JSON array streamed in chunks: a million people never sit in memory.
+            yield b"["
+            for start in range(0, count, 500):
+                chunk = [
+                    data.brivity_person(seed, i, contacts)
+                    for i in range(start, min(start + 500, count))
+                ]
+                text = json.dumps(chunk, separators=(",", ":"))[1:-1]
+                yield (b"," if start else b"") + text.encode()
+                await asyncio.sleep(0)
+            yield b"]"
+
+        return StreamingResponse(body(), media_type="application/json")
+
+    app = Starlette(routes=[Route("/api/people", people)])
+    return FaultInjector(app, faults, lambda path: path.startswith("/api/"))
+
+
+# -- Follow Up Boss ------------------------------------------------------------------------
+
+
+class SlidingWindow:
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self.hits: deque[float] = deque()
+
+    def take(self) -> tuple[bool, int, float]:
+        """(allowed, remaining, seconds until a slot frees)."""
+        now = time.monotonic()
+        while self.hits and now - self.hits[0] >= self.window:
+            self.hits.popleft()
+        if len(self.hits) >= self.limit:
+            return False, 0, self.hits[0] + self.window - now
+        self.hits.append(now)
+        return True, self.limit - len(self.hits), 0.0
+
+
+def _encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int | None:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        return int(text.removeprefix("o:")) if text.startswith("o:") else None
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+
+
+def fub_app(
+    key: str, contacts: int, seed: int, faults: Faults, rate_limit: int = 200, window: float = 10.0
+) -> FaultInjector:
+    deals = data.deal_count(contacts)
+    budget = SlidingWindow(rate_limit, window)
+    expected = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+    collections: dict[str, tuple[int, Callable[[int], dict[str, Any]]]] = {
+        "people": (contacts, lambda i: data.fub_person(seed, i, contacts)),
+        "deals": (deals, lambda j: data.fub_deal(seed, j, contacts)),
+    }
+
+    async def listing(request: Request) -> Response:
+        allowed, remaining, wait = budget.take()
+        limit_headers = {
+            "X-RateLimit-Limit": str(rate_limit),
+            "X-RateLimit-Remaining": str(remaining),
+            "X-RateLimit-Window": str(int(window)),
+            "X-RateLimit-Context": "global",
+        }
+        if not allowed:
+            return PlainTextResponse(
+                "Too Many Requests",
+                429,
+                headers={**limit_headers, "Retry-After": str(max(1, round(wait + 0.5)))},
+            )
+        if request.headers.get("authorization") != expected:
+            return JSONResponse({"errorMessage": "Invalid API key"}, 401, headers=limit_headers)
+        name = request.url.path.rsplit("/", 1)[-1]
+        total, make = collections[name]
+        params = request.query_params
+        try:
+            limit = min(max(int(params.get("limit", 10)), 1), 100)
+            offset = int(params.get("offset", 0))
+        except ValueError:
+            return JSONResponse({"errorMessage": "limit and offset must be numbers"}, 400)
+        if "next" in params:
+            decoded = _decode_cursor(params["next"])
+            if decoded is None:
+                return JSONResponse({"errorMessage": "Invalid next token"}, 400)
+            offset = decoded
+        offset = max(offset, 0)
+        end = min(offset + limit, total)
+        # Default order is id descending, as the real API's.
+        items = [make(total - 1 - k) for k in range(offset, end)]
+        following = _encode_cursor(end) if end < total else None
+        base = str(request.url).split("?", 1)[0]
+        body = {
+            "_metadata": {
+                "collection": name,
+                "offset": offset,
+                "limit": limit,
+                "total": total,
+                "next": following,
+                "nextLink": f"{base}?limit={limit}&next={following}" if following else None,
+            },
+            name: items,
+        }
+        return _json(body, limit_headers)
+
+    app = Starlette(routes=[Route("/v1/people", listing), Route("/v1/deals", listing)])
+    return FaultInjector(app, faults, lambda path: path.startswith("/v1/"))
+
+
+# -- the guide's OAuth contract (TopProducer API mode) -------------------------------------
+
+
+def oauth_app(
+    client_id: str,
+    client_secret: str,
+    api_key: str,
+    contacts: int,
+    seed: int,
+    faults: Faults,
+    expires_in: int = 3600,
+) -> FaultInjector:
+    deals = data.deal_count(contacts)
+    tokens: dict[str, float] = {}
+    collections: dict[str, tuple[int, Callable[[int], dict[str, Any]]]] = {
+        "contacts": (contacts, lambda i: data.tp_contact(seed, i, contacts)),
+        "transactions": (deals, lambda j: data.tp_transaction(seed, j, contacts)),
+    }
+
+    async def token(request: Request) -> Response:
+        # parsed by hand: Starlette's form parser needs python-multipart for this one call
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode("latin-1")).items()}
+        if form.get("grant_type") != "client_credentials":
+            return JSONResponse({"error": "unsupported_grant_type"}, 400)
+        if form.get("client_id") != client_id or form.get("client_secret") != client_secret:
+            return JSONResponse({"error": "invalid_client"}, 401)
+        value = secrets.token_urlsafe(24)
+        tokens[value] = time.monotonic() + expires_in
+        return JSONResponse(
+            {"access_token": value, "token_type": "Bearer", "expires_in": expires_in}
+        )
+
+    async def listing(request: Request) -> Response:
+        auth = request.headers.get("authorization", "")
+        expiry = tokens.get(auth.removeprefix("Bearer "))
+        if expiry is None or expiry < time.monotonic():
+            return JSONResponse({"error": "invalid_token"}, 401)
+        if api_key and request.headers.get("x-api-key") != api_key:
+            return JSONResponse({"error": "invalid_api_key"}, 401)
+        name = request.url.path.strip("/")
+        total, make = collections[name]
+        try:
+            top = min(max(int(request.query_params.get("$top", 100)), 1), 100)
+            skip = max(int(request.query_params.get("$skip", 0)), 0)
+        except ValueError:
+            return JSONResponse({"error": "$top and $skip must be numbers"}, 400)
+        items = [make(i) for i in range(skip, min(skip + top, total))]
+        return _json({"value": items, "@odata.count": total})
+
+    app = Starlette(
+        routes=[
+            Route("/auth/oauth/token", token, methods=["POST"]),
+            Route("/contacts", listing),
+            Route("/transactions", listing),
+        ]
+    )
+    injector = FaultInjector(app, faults, lambda path: not path.startswith("/auth/"))
+    injector.on_token_expiry = tokens.clear
+    return injector
+
+
+# -- serving -------------------------------------------------------------------------------
+
+
+@dataclass
+class RunningServer:
+    name: str
+    server: uvicorn.Server
+    thread: threading.Thread
+    app: FaultInjector
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def serve(name: str, app: FaultInjector, port: int = 0) -> RunningServer:
+    """Start `app` on 127.0.0.1 in a daemon thread; returns once it accepts connections."""
+    config = uvicorn.Config(
+        app,
+        host=HOST,
+        port=port,
+        log_level="error",
+        access_log=False,
+        lifespan="off",
+        http="h11",
+        timeout_graceful_shutdown=1,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"demo-{name}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the {name} simulator did not start (port {port} in use?)")
+        time.sleep(0.01)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    return RunningServer(name, server, thread, app, bound)
+
+
+@dataclass
+class DemoCredentials:
+    brivity_key: str = "demo-brivity-key"
+    fub_key: str = "demo-fub-key"
+    tp_client_id: str = "demo-topproducer-client"
+    tp_client_secret: str = "demo-topproducer-secret"
+    tp_api_key: str = "demo-topproducer-key"
+
+
+@dataclass
+class DemoServers:
+    contacts: int
+    seed: int
+    credentials: DemoCredentials
+    servers: dict[str, RunningServer] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        """The environment lines that point crm-tui at these servers."""
+        c = self.credentials
+        return {
+            "BRIVITY_API_BASE_URL": self.servers["brivity"].url,
+            "BRIVITY_API_KEY": c.brivity_key,
+            "FUB_API_BASE_URL": f"{self.servers['followupboss'].url}/v1",
+            "FUB_API_KEY": c.fub_key,
+            "TOPPRODUCER_API_BASE_URL": self.servers["topproducer"].url,
+            "TOPPRODUCER_CLIENT_ID": c.tp_client_id,
+            "TOPPRODUCER_CLIENT_SECRET": c.tp_client_secret,
+            "TOPPRODUCER_API_KEY": c.tp_api_key,
+        }
+
+    def stop(self) -> None:
+        for server in self.servers.values():
+            server.stop()
+
+    def __enter__(self) -> DemoServers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_demo_servers(
+    contacts: int = 2000,
+    seed: int = 7,
+    faults: Faults | None = None,
+    *,
+    credentials: DemoCredentials | None = None,
+    ports: tuple[int, int, int] = (0, 0, 0),
+    fub_rate_limit: int = 200,
+    token_expires_in: int = 3600,
+) -> DemoServers:
+    """Start the three simulators. Ports of 0 pick free ones."""
+    faults = faults or Faults()
+    c = credentials or DemoCredentials()
+    demo = DemoServers(contacts, seed, c)
+    apps = {
+        "brivity": brivity_app(c.brivity_key, contacts, seed, faults),
+        "followupboss": fub_app(c.fub_key, contacts, seed, faults, rate_limit=fub_rate_limit),
+        "topproducer": oauth_app(
+            c.tp_client_id,
+            c.tp_client_secret,
+            c.tp_api_key,
+            contacts,
+            seed,
+            faults,
+            expires_in=token_expires_in,
+        ),
+    }
+    try:
+        for (name, app), port in zip(apps.items(), ports, strict=True):
+            demo.servers[name] = serve(name, app, port)
+    except BaseException:
+        demo.stop()
+        raise
+    return demo
+
+
+def iter_records(name: str, contacts: int, seed: int) -> Iterator[dict[str, Any]]:
+    """Every record a simulator serves for a collection, in index order (tests compare)."""
+    makers: dict[str, tuple[int, Callable[[int], dict[str, Any]]]] = {
+        "brivity:contacts": (contacts, lambda i: data.brivity_person(seed, i, contacts)),
+        "followupboss:contacts": (contacts, lambda i: data.fub_person(seed, i, contacts)),
+        "followupboss:deals": (
+            data.deal_count(contacts),
+            lambda j: data.fub_deal(seed, j, contacts),
+        ),
+        "topproducer:contacts": (contacts, lambda i: data.tp_contact(seed, i, contacts)),
+        "topproducer:deals": (
+            data.deal_count(contacts),
+            lambda j: data.tp_transaction(seed, j, contacts),
+        ),
+    }
+    total, make = makers[name]
+    for i in range(total):
+        yield make(i)

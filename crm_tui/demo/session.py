@@ -1,0 +1,59 @@
+"""A whole demo session: simulators up, CSVs written, settings pointing at both."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from crm_tui.config import Settings
+from crm_tui.demo.csvfiles import write_demo_csvs
+from crm_tui.demo.servers import DemoServers, Faults, start_demo_servers
+
+
+@dataclass
+class DemoSession:
+    servers: DemoServers
+    settings: Settings
+    data_dir: Path
+    owns_data_dir: bool
+
+    def close(self) -> None:
+        self.servers.stop()
+        if self.owns_data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> DemoSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def start_demo(
+    data_dir: Path | None = None,
+    contacts: int = 2000,
+    seed: int = 7,
+    faults: Faults | None = None,
+    **overrides: Any,
+) -> DemoSession:
+    """Start the simulators and build Settings that use them and a throwaway data dir."""
+    owns = data_dir is None
+    folder = Path(tempfile.mkdtemp(prefix="crm-tui-demo-")) if data_dir is None else data_dir
+    servers = start_demo_servers(contacts=contacts, seed=seed, faults=faults)
+    try:
+        files = write_demo_csvs(folder / "imports", contacts, seed)
+        values: dict[str, Any] = {key.lower(): value for key, value in servers.env().items()}
+        values.update(
+            crm_data_dir=folder,
+            brivity_transactions_csv=files["brivity_transactions"],
+            topproducer_import_dir=files["topproducer_contacts"].parent,
+        )
+        values.update(overrides)
+        settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    except BaseException:
+        servers.stop()
+        raise
+    return DemoSession(servers, settings, folder, owns)

@@ -1,0 +1,203 @@
+"""The unified schema: Contact, Deal, SourceStatus and the sync report.
+
+Records are slotted dataclasses rather than pydantic models: a million of them must fit in
+about a kilobyte each and load from the snapshot in seconds. Validation happens once, at
+ingest, in `sources/mapping.py`. The source's original payload is kept as compact JSON text
+(`raw`) and parsed only when someone asks for `metadata`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Literal
+
+RecordKind = Literal["contacts", "deals"]
+KINDS: tuple[RecordKind, ...] = ("contacts", "deals")
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def record_id(source: str, remote_id: str) -> str:
+    return f"{source}:{remote_id}"
+
+
+@dataclass(slots=True)
+class Contact:
+    id: str
+    source: str
+    remote_id: str
+    user_id: str
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    company: str | None = None
+    status: str | None = None
+    rating: str | None = None
+    stage: str | None = None
+    tags: tuple[str, ...] = ()
+    street: str | None = None
+    city: str | None = None
+    state: str | None = None
+    postal_code: str | None = None
+    remote_created: str | None = None
+    remote_updated: str | None = None
+    synced_at: str | None = None
+    deleted: bool = False
+    raw: str = "{}"
+
+    @property
+    def name(self) -> str:
+        return " ".join(p for p in (self.first_name, self.last_name) if p)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return json.loads(self.raw)
+
+    def to_json(self) -> dict[str, Any]:
+        return _to_json(self)
+
+
+@dataclass(slots=True)
+class Deal:
+    id: str
+    source: str
+    remote_id: str
+    user_id: str
+    name: str | None = None
+    amount: Decimal | None = None
+    currency: str = "USD"
+    stage: str | None = None
+    probability: int | None = None
+    close_date: str | None = None
+    property_address: str | None = None
+    status: str | None = None
+    contact_remote_id: str | None = None
+    remote_created: str | None = None
+    remote_updated: str | None = None
+    synced_at: str | None = None
+    deleted: bool = False
+    raw: str = "{}"
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return json.loads(self.raw)
+
+    def to_json(self) -> dict[str, Any]:
+        return _to_json(self)
+
+
+Record = Contact | Deal
+RECORD_TYPES: dict[RecordKind, type[Contact] | type[Deal]] = {"contacts": Contact, "deals": Deal}
+CONTACT_FIELDS = tuple(f.name for f in fields(Contact))
+DEAL_FIELDS = tuple(f.name for f in fields(Deal))
+
+
+def _to_json(record: Record) -> dict[str, Any]:
+    data = asdict(record)
+    data.pop("raw")
+    data["metadata"] = record.metadata
+    if isinstance(record, Contact):
+        data["tags"] = list(record.tags)
+        data["name"] = record.name
+    elif record.amount is not None:
+        # A JSON number would lose cents on large values; a string keeps them exactly.
+        data["amount"] = str(record.amount)
+    return data
+
+
+class SyncState(StrEnum):
+    IDLE = "idle"
+    SYNCING = "syncing"
+    ERROR = "error"
+    RATE_LIMITED = "rate_limited"
+    DISABLED = "disabled"
+
+
+class Outcome(StrEnum):
+    SUCCESS = "success"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(slots=True)
+class Progress:
+    stream: str = ""
+    records: int = 0
+    pages: int = 0
+    total: int | None = None
+
+
+@dataclass(slots=True)
+class SourceStatus:
+    source: str
+    state: SyncState = SyncState.IDLE
+    last_sync: str | None = None
+    contact_count: int = 0
+    deal_count: int = 0
+    last_error: str | None = None
+    progress: Progress | None = None
+    retry_at: str | None = None
+    next_run: str | None = None
+
+    def to_guide(self) -> dict[str, Any]:
+        return {
+            "status": str(self.state),
+            "lastSync": self.last_sync,
+            "contactCount": self.contact_count,
+            "dealCount": self.deal_count,
+            "lastError": self.last_error,
+        }
+
+
+@dataclass(slots=True)
+class StreamReport:
+    stream: RecordKind
+    outcome: Outcome = Outcome.SUCCESS
+    read: int = 0
+    written: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    retries: int = 0
+    pages: int = 0
+    error_class: str | None = None
+    error: str | None = None
+    started_at: str = field(default_factory=utc_now)
+    ended_at: str | None = None
+
+    @property
+    def success(self) -> bool:
+        return self.outcome is Outcome.SUCCESS
+
+
+@dataclass(slots=True)
+class SyncReport:
+    source: str
+    outcome: Outcome = Outcome.SUCCESS
+    streams: dict[str, StreamReport] = field(default_factory=dict)
+    started_at: str = field(default_factory=utc_now)
+    ended_at: str | None = None
+    error: str | None = None
+    run_id: int | None = None
+
+    @property
+    def success(self) -> bool:
+        return self.outcome is Outcome.SUCCESS
+
+    def to_guide(self) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for name, stream in self.streams.items():
+            item: dict[str, Any] = {"success": stream.success, "count": stream.written}
+            if stream.error:
+                item["error"] = stream.error
+            result[name] = item
+        if self.error and not self.streams:
+            result["error"] = self.error
+        return result

@@ -1,0 +1,17 @@
+"""The app's modes, one screen each."""
+
+from crm_tui.screens.audit import AuditScreen
+from crm_tui.screens.browse import BrowseScreen
+from crm_tui.screens.connections import ConnectionsScreen
+from crm_tui.screens.search import SearchScreen
+from crm_tui.screens.status import StatusScreen
+
+MODES = {
+    "status": StatusScreen,
+    "search": SearchScreen,
+    "browse": BrowseScreen,
+    "audit": AuditScreen,
+    "connections": ConnectionsScreen,
+}
+
+__all__ = ["MODES"]

@@ -1,0 +1,43 @@
+"""What every mode screen shares: the header, the footer, and store subscriptions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from textual.screen import Screen
+
+from crm_tui.store import StoreChange
+
+if TYPE_CHECKING:
+    from crm_tui.app import CrmApp
+
+
+class ModeScreen(Screen[None]):
+    """Store changes arrive once per page of a sync; screens repaint at most ten times a
+    second, so a fast sync cannot flood the event loop with redraws."""
+
+    _refresh_pending = False
+
+    @property
+    def crm(self) -> CrmApp:
+        return cast("CrmApp", self.app)
+
+    def on_mount(self) -> None:
+        self.crm.store_changed.subscribe(self, self.on_store_change)
+        self.refresh_data()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_data()
+
+    def on_store_change(self, change: StoreChange) -> None:
+        if self.is_current and not self._refresh_pending:
+            self._refresh_pending = True
+            self.set_timer(0.1, self._throttled_refresh)
+
+    def _throttled_refresh(self) -> None:
+        self._refresh_pending = False
+        if self.is_current:
+            self.refresh_data()
+
+    def refresh_data(self) -> None:
+        """Re-read what this screen shows from the store."""

@@ -1,0 +1,159 @@
+"""Search: results as you type, grouped by source, matched text highlighted."""
+
+from __future__ import annotations
+
+import asyncio
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from crm_tui.config import DISPLAY_NAMES
+from crm_tui.models import RecordKind
+from crm_tui.screens.base import ModeScreen
+from crm_tui.screens.detail import RecordScreen
+from crm_tui.search.index import Hit, SearchResult
+from crm_tui.search.query import MIN_QUERY, QUERY_TOO_SHORT, QueryError
+from crm_tui.widgets.safe import highlighted, safe
+
+HINT = (
+    "Filters: source:brivity status:lead stage:closed city:austin tag:buyer · deals: "
+    "amount>500000 closing:2026-12 · ctrl+t contacts/deals · enter opens · esc clears"
+)
+COLUMNS: dict[RecordKind, tuple[tuple[str, str], ...]] = {
+    "contacts": (
+        ("name", "Name"),
+        ("email", "E-mail"),
+        ("phone", "Phone"),
+        ("company", "Company"),
+        ("status", "Status"),
+        ("city", "City"),
+    ),
+    "deals": (
+        ("name", "Deal"),
+        ("amount", "Amount"),
+        ("stage", "Stage"),
+        ("status", "Status"),
+        ("property_address", "Property"),
+    ),
+}
+
+
+class SearchScreen(ModeScreen):
+    BINDINGS = [
+        Binding("ctrl+t,tab", "toggle_kind", "Contacts/Deals", id="search.toggle", priority=True),
+        Binding("escape", "clear", "Clear", id="search.clear"),
+        Binding("down", "focus_results", "Results", show=False, id="search.results"),
+    ]
+    DEBOUNCE = 0.12
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kind: RecordKind = "contacts"
+        self.last: SearchResult | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(placeholder="Search every source (2 characters at least)", id="query")
+        yield Static(HINT, id="hint", markup=False)
+        yield Static(id="summary", markup=False)
+        yield DataTable(id="results", cursor_type="row")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#query", Input).focus()
+        self._set_columns()
+
+    def _set_columns(self) -> None:
+        table = self.query_one("#results", DataTable)
+        table.clear(columns=True)
+        table.add_column("Source", key="source", width=14)
+        for key, title in COLUMNS[self.kind]:
+            table.add_column(title, key=key)
+
+    def refresh_data(self) -> None:
+        query = self.query_one("#query", Input).value
+        if query.strip():
+            self.run_search(query)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.run_search(event.value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.action_focus_results()
+
+    @work(exclusive=True, group="search", exit_on_error=False)
+    async def run_search(self, query: str) -> None:
+        summary = self.query_one("#summary", Static)
+        if len(query.strip()) < MIN_QUERY:
+            self.last = None
+            self.query_one("#results", DataTable).clear()
+            summary.update(Text(QUERY_TOO_SHORT if query.strip() else "", style="dim"))
+            return
+        await asyncio.sleep(self.DEBOUNCE)  # a newer keystroke cancels us while we wait
+        try:
+            result = await asyncio.to_thread(self.crm.index.search, query, self.kind)
+        except QueryError as exc:
+            self.query_one("#results", DataTable).clear()
+            summary.update(Text(str(exc), style="yellow"))
+            return
+        self.show(result)
+
+    def show(self, result: SearchResult) -> None:
+        self.last = result
+        table = self.query_one("#results", DataTable)
+        table.clear()
+        groups = ", ".join(f"{DISPLAY_NAMES.get(s, s)} {n:,}" for s, n in result.counts.items())
+        kind = "contacts" if self.kind == "contacts" else "deals"
+        text = Text(f"{result.total:,} {kind}", style="bold")
+        if groups:
+            text.append(f"  ({groups})")
+        if not self.crm.loaded:
+            text.append("  loading cache…", style="dim")
+        self.query_one("#summary", Static).update(text)
+        for source, hits in result.groups.items():
+            shown = len(hits)
+            header = f"{DISPLAY_NAMES.get(source, source)}: {shown} of {result.counts[source]:,}"
+            blank = [Text("")] * len(COLUMNS[self.kind])
+            table.add_row(Text(header, style="bold reverse"), *blank, key=f"group:{source}")
+            for hit in hits:
+                table.add_row(
+                    safe(DISPLAY_NAMES.get(source, source), "dim"),
+                    *self._cells(hit),
+                    key=hit.record.id,
+                )
+
+    def _cells(self, hit: Hit) -> list[Text]:
+        from crm_tui.search.index import field_text
+
+        cells = []
+        for key, _title in COLUMNS[self.kind]:
+            value = field_text(hit.record, key)
+            cells.append(highlighted(value, hit.spans.get(key, [])))
+        return cells
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        key = str(event.row_key.value)
+        if key.startswith("group:"):
+            return
+        record = self.crm.store.get(self.kind, key)
+        if record is not None:
+            self.app.push_screen(RecordScreen(record))
+
+    def action_toggle_kind(self) -> None:
+        self.kind = "deals" if self.kind == "contacts" else "contacts"
+        self._set_columns()
+        self.run_search(self.query_one("#query", Input).value)
+
+    def action_clear(self) -> None:
+        query = self.query_one("#query", Input)
+        query.value = ""
+        query.focus()
+
+    def action_focus_results(self) -> None:
+        table = self.query_one("#results", DataTable)
+        if table.row_count and self.focused is self.query_one("#query", Input):
+            table.focus()

@@ -1,0 +1,184 @@
+"""Status (home): every source's state, counts, progress and last error; sync from here."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
+
+from crm_tui.config import DISPLAY_NAMES
+from crm_tui.models import SourceStatus, SyncState
+from crm_tui.screens.base import ModeScreen
+from crm_tui.screens.confirm import ConfirmScreen
+from crm_tui.timefmt import exact, relative
+from crm_tui.widgets.safe import safe, safe_block
+
+# Colour and a symbol: the state must read without colour too.
+STATE_LOOK = {
+    SyncState.IDLE: ("●", "idle", "green"),
+    SyncState.SYNCING: ("↻", "syncing", "cyan"),
+    SyncState.ERROR: ("✖", "error", "red"),
+    SyncState.RATE_LIMITED: ("⏸", "rate limited", "yellow"),
+    SyncState.DISABLED: ("○", "disabled", "dim"),
+}
+
+
+def state_text(state: SyncState) -> Text:
+    symbol, word, colour = STATE_LOOK[state]
+    return Text(f"{symbol} {word}", style=colour)
+
+
+def progress_text(status: SourceStatus) -> str:
+    p = status.progress
+    if p is None:
+        return ""
+    of = f" of {p.total:,}" if p.total else ""
+    return f"{p.stream} {p.records:,}{of}"
+
+
+class StatusScreen(ModeScreen):
+    BINDINGS = [
+        Binding("s", "sync_selected", "Sync", id="status.sync"),
+        Binding("a", "sync_all", "Sync all", id="status.sync_all"),
+        Binding("x", "cancel", "Cancel", id="status.cancel"),
+        Binding("c", "clear", "Clear", id="status.clear"),
+        Binding("C", "clear_all", "Clear all", id="status.clear_all"),
+        Binding("t", "test", "Test", id="status.test"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        table: DataTable[Text] = DataTable(id="sources", cursor_type="row", zebra_stripes=True)
+        yield table
+        with VerticalScroll(id="source-detail"):
+            yield Static(id="detail-text")
+            yield ProgressBar(id="sync-progress", show_eta=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#sources", DataTable)
+        for title in ("Source", "State", "Last sync", "Contacts", "Deals", "Progress", "Next run"):
+            table.add_column(title, key=title)
+        table.focus()
+        super().on_mount()
+
+    @property
+    def selected(self) -> str | None:
+        table = self.query_one("#sources", DataTable)
+        if not table.row_count:
+            return None
+        return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    def status_of(self, name: str) -> SourceStatus:
+        status = self.crm.store.status(name)
+        if not self.crm.settings.source_config(name).enabled:
+            status.state = SyncState.DISABLED
+        return status
+
+    def refresh_data(self) -> None:
+        table = self.query_one("#sources", DataTable)
+        row = table.cursor_row
+        table.clear()
+        for name in self.crm.store.sources():
+            s = self.status_of(name)
+            table.add_row(
+                safe(DISPLAY_NAMES.get(name, name), "bold"),
+                state_text(s.state),
+                safe(relative(s.last_sync)),
+                safe(f"{s.contact_count:,}"),
+                safe(f"{s.deal_count:,}"),
+                safe(progress_text(s)),
+                safe(relative(s.next_run) if s.next_run else ""),
+                key=name,
+            )
+        if table.row_count:
+            table.move_cursor(row=min(row, table.row_count - 1))
+        self.show_detail()
+        self.refresh_bindings()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.show_detail()
+
+    def show_detail(self) -> None:
+        name = self.selected
+        detail = self.query_one("#detail-text", Static)
+        bar = self.query_one("#sync-progress", ProgressBar)
+        if name is None:
+            detail.update("")
+            return
+        s = self.status_of(name)
+        cfg = self.crm.settings.source_config(name)
+        text = Text()
+        text.append(f"{DISPLAY_NAMES.get(name, name)}  ", style="bold")
+        text.append_text(state_text(s.state))
+        text.append("\n")
+        if not cfg.enabled:
+            text.append("Not configured. Missing: " + ", ".join(cfg.missing) + "\n", style="yellow")
+        else:
+            text.append(f"Mode: {cfg.mode}\n")
+        text.append(f"Last sync: {relative(s.last_sync)} ({exact(s.last_sync)})\n")
+        text.append(f"Contacts: {s.contact_count:,}   Deals: {s.deal_count:,}\n")
+        if s.next_run:
+            text.append(f"Next scheduled run: {exact(s.next_run)}\n")
+        if s.retry_at:
+            text.append(f"Rate limited until {exact(s.retry_at)}\n", style="yellow")
+        test = self.crm.engine.last_tests.get(name)
+        if test is not None:
+            text.append("Connection test: ")
+            text.append_text(safe_block(test.message, "green" if test.ok else "red"))
+            text.append("\n")
+        if s.last_error:
+            text.append("Last error:\n", style="bold red")
+            text.append_text(safe_block(s.last_error, "red"))
+        detail.update(text)
+        if s.progress is not None:
+            bar.display = True
+            bar.update(total=s.progress.total, progress=s.progress.records)
+        else:
+            bar.display = False
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        name = self.selected
+        if action == "cancel":
+            return name is not None and self.crm.engine.is_running(name)
+        if action in ("sync_selected", "test"):
+            return name is not None and self.crm.settings.source_config(name).enabled
+        return True
+
+    def action_sync_selected(self) -> None:
+        if self.selected:
+            self.crm.sync_source(self.selected)
+
+    def action_sync_all(self) -> None:
+        self.crm.sync_all()
+
+    def action_cancel(self) -> None:
+        if self.selected:
+            self.crm.cancel_sync(self.selected)
+
+    def action_test(self) -> None:
+        if self.selected:
+            self.run_worker(
+                self.crm.test_connection(self.selected), group="test", exit_on_error=False
+            )
+
+    def action_clear(self) -> None:
+        name = self.selected
+        if name is None:
+            return
+        display = DISPLAY_NAMES.get(name, name)
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(self.crm.clear_cache(name), group="clear", exit_on_error=False)
+
+        self.app.push_screen(ConfirmScreen(f"Clear the cached data of {display}?"), answered)
+
+    def action_clear_all(self) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(self.crm.clear_cache(None), group="clear", exit_on_error=False)
+
+        self.app.push_screen(ConfirmScreen("Clear the cached data of every source?"), answered)

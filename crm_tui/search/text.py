@@ -1,0 +1,54 @@
+"""Folding text for matching (case and accents) and mapping matches back for highlighting."""
+
+from __future__ import annotations
+
+import unicodedata
+
+
+def fold(text: str) -> str:
+    """Lowercase without accents: `José` -> `jose`. ASCII (most data) takes the fast path."""
+    if text.isascii():
+        return text.lower()
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def fold_with_positions(text: str) -> tuple[str, list[int]]:
+    """The folded text and, for each of its characters, the index it came from in `text`."""
+    if text.isascii():
+        return text.lower(), list(range(len(text)))
+    out: list[str] = []
+    origin: list[int] = []
+    for index, char in enumerate(text):
+        folded = fold(char)
+        out.append(folded)
+        origin.extend([index] * len(folded))
+    return "".join(out), origin
+
+
+def spans(text: str, terms: list[str]) -> list[tuple[int, int]]:
+    """Where any of the (folded) terms occur in `text`, as merged [start, end) in `text`."""
+    if not text or not terms:
+        return []
+    folded, origin = fold_with_positions(text)
+    found: list[tuple[int, int]] = []
+    for term in terms:
+        if not term:
+            continue
+        start = folded.find(term)
+        while start >= 0:
+            end = start + len(term)
+            found.append((origin[start], origin[end - 1] + 1))
+            start = folded.find(term, end)
+    found.sort()
+    merged: list[tuple[int, int]] = []
+    for start, end in found:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def digits(text: str | None) -> str:
+    return "".join(c for c in text if c.isdigit()) if text else ""

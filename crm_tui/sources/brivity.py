@@ -1,0 +1,118 @@
+"""Brivity: the Core API's people (one array, no paging, no timestamps) and the transaction
+report CSV as deals (the API exposes no transactions)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from crm_tui.models import RecordKind
+from crm_tui.sources.base import Capabilities, Source, SourceContext
+from crm_tui.sources.csv_import import CsvSpec, column, csv_pages, identity
+from crm_tui.sources.http import HeaderAuth, HttpClient, RetryPolicy
+from crm_tui.sources.mapping import to_tags
+from crm_tui.sources.pagination import Page, SingleRequest
+
+# A full pull of ~2,800 people takes about 30 s: the read timeout must be generous.
+BRIVITY_READ_TIMEOUT = 90.0
+
+TRANSACTION_REPORT = CsvSpec(
+    label="Brivity transaction report",
+    aliases={
+        "id": ("transaction id", "id"),
+        "address": ("address", "property address", "street address", "property"),
+        "status": ("status", "transaction status"),
+        "side": ("type", "side", "transaction type", "type side"),
+        "mls": ("mls #", "mls", "mls number", "mls id"),
+        "agent": ("agent", "agent name", "listing agent"),
+        "list_price": ("list price", "listing price"),
+        "sale_price": (
+            "sale price",
+            "close price",
+            "sold price",
+            "closing price",
+            "sale close price",
+        ),
+        "gci": ("gci", "gross commission income"),
+        "list_date": ("list date", "listing date"),
+        "contract_date": ("contract date", "under contract date"),
+        "close_date": ("close date", "closing date", "closed date"),
+        "lead_source": ("source", "lead source"),
+        "client": ("client", "client name", "clients"),
+    },
+    required=(("address",),),
+    identity=("mls", "address", "side", "client", "close_date"),
+)
+
+
+def _tags_and_lead_type(raw: Mapping[str, Any]) -> tuple[str, ...]:
+    tags = to_tags(raw.get("tags"))
+    lead_type = to_tags([raw.get("lead_type")])
+    return tags + tuple(t for t in lead_type if t not in tags)
+
+
+class BrivitySource(Source):
+    name = "brivity"
+    display_name = "Brivity"
+    field_maps = {
+        "contacts": {
+            "remote_id": "id",
+            "first_name": "first_name",
+            "last_name": "last_name",
+            "email": "email_address",
+            "phone": "phone_number",
+            "company": "company",
+            "status": "status",
+            "stage": "stage",
+            "tags": _tags_and_lead_type,
+            "street": "street_address",
+            "city": "city",
+            "state": "locality",
+            "postal_code": "postal_code",
+        },
+        "deals": {
+            "remote_id": identity(TRANSACTION_REPORT),
+            "name": column(TRANSACTION_REPORT, "address"),
+            "property_address": column(TRANSACTION_REPORT, "address"),
+            "status": column(TRANSACTION_REPORT, "status"),
+            "stage": column(TRANSACTION_REPORT, "status"),
+            "amount": (
+                column(TRANSACTION_REPORT, "sale_price"),
+                column(TRANSACTION_REPORT, "list_price"),
+            ),
+            "close_date": column(TRANSACTION_REPORT, "close_date"),
+        },
+    }
+
+    def __init__(self, ctx: SourceContext) -> None:
+        super().__init__(ctx)
+        settings = ctx.settings
+        key = settings.brivity_api_key.get_secret_value() if settings.brivity_api_key else ""
+        self.client = HttpClient(
+            self.display_name,
+            settings.brivity_api_base_url,
+            HeaderAuth.token(key),
+            read_timeout=max(BRIVITY_READ_TIMEOUT, settings.crm_http_timeout_seconds),
+            retry=RetryPolicy(attempts=2, total_seconds=240.0),
+            masker=ctx.masker,
+            transport=ctx.transport,
+        )
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            contacts=True,
+            deals=self.ctx.settings.brivity_transactions_csv is not None,
+            file_import=True,
+        )
+
+    def read(self, stream: RecordKind, *, probe: bool = False) -> AsyncIterator[Page]:
+        if stream == "deals":
+            path = self.ctx.settings.brivity_transactions_csv
+            assert path is not None
+            return csv_pages([path], TRANSACTION_REPORT, probe=probe)
+        params = {"limit": 1} if probe else None
+        return SingleRequest(("people",)).pages(self.client, "api/people", "contacts", params)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,46 @@
+"""Errors a source raises. Each carries the integration guide's short text and the details."""
+
+from __future__ import annotations
+
+
+class SourceError(Exception):
+    """A failure talking to or reading from a source. `error` is short, `details` explains."""
+
+    exit_code = 4
+
+    def __init__(self, error: str, details: str = "") -> None:
+        super().__init__(f"{error}: {details}" if details else error)
+        self.error = error
+        self.details = details
+
+
+class AuthError(SourceError):
+    """Credentials refused or missing: a configuration problem, never retried."""
+
+    exit_code = 3
+
+
+class RemoteError(SourceError):
+    """The remote answered badly or not at all (after retries)."""
+
+
+class RateLimited(RemoteError):
+    """The remote asked us to wait longer than we are willing to."""
+
+    def __init__(self, error: str, details: str, retry_at: str) -> None:
+        super().__init__(error, details)
+        self.retry_at = retry_at
+
+
+class PaginationError(RemoteError):
+    """A paginator would loop forever (a repeated cursor, too many pages)."""
+
+
+class ImportFileError(SourceError):
+    """A CSV file that cannot be read as the export it claims to be."""
+
+    exit_code = 2
+
+
+class InvalidRecord(Exception):
+    """One record that cannot become a Contact or Deal; it goes to quarantine."""

@@ -1,0 +1,398 @@
+"""The HTTP layer every API connector shares: client, auth, retries, rate budget, deadlines.
+
+One `httpx.AsyncClient` per source. Each request gets httpx's per-chunk timeouts plus an
+overall deadline, auth applied afresh on every attempt, one token refresh and re-send after a
+401, and the retry table below with jittered exponential backoff (stamina) capped in attempts
+and total time. Cancellation is never retried: stamina only catches `Exception`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextvars
+import email.utils
+import json
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import stamina
+
+from crm_tui.logs import SecretMasker
+from crm_tui.sources.errors import AuthError, RateLimited, RemoteError
+from crm_tui.text import single_line
+
+log = logging.getLogger(__name__)
+
+#: Retried with backoff. 401 is handled apart (refresh once); every other 4xx fails at once.
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_LARGE_BODY = 2_000_000  # parse bigger JSON bodies off the event loop
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int = 5
+    total_seconds: float = 120.0
+    wait_initial: float = 0.5
+    wait_max: float = 10.0
+    wait_jitter: float = 1.0
+    #: A Retry-After longer than this is not slept through: the source is rate limited.
+    max_retry_after: float = 60.0
+
+
+@dataclass(slots=True)
+class StreamStats:
+    """Counters of the stream being read; set per stream task through a context variable."""
+
+    retries: int = 0
+    requests: int = 0
+
+
+current_stats: contextvars.ContextVar[StreamStats | None] = contextvars.ContextVar(
+    "current_stats", default=None
+)
+
+
+class _Retryable(Exception):
+    def __init__(self, details: str, retry_after: float | None = None) -> None:
+        super().__init__(details)
+        self.details = details
+        self.retry_after = retry_after
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header in either form (delta-seconds or HTTP-date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    delta = (when - (now or datetime.now(UTC))).total_seconds()
+    return max(delta, 0.0)
+
+
+# -- auth ----------------------------------------------------------------------------------
+
+
+class Auth(ABC):
+    @abstractmethod
+    async def headers(self, client: httpx.AsyncClient) -> dict[str, str]:
+        """Headers for one attempt; called afresh on every retry."""
+
+    async def refresh(self, client: httpx.AsyncClient) -> bool:
+        """Forget cached credentials after a 401. True when a fresh attempt can help."""
+        return False
+
+
+class HeaderAuth(Auth):
+    """Static headers: Brivity's `Token token=KEY`, Follow Up Boss's Basic, system headers."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self._headers = headers
+
+    @classmethod
+    def token(cls, key: str) -> HeaderAuth:
+        return cls({"Authorization": f"Token token={key}"})
+
+    @classmethod
+    def basic(cls, username: str, extra: dict[str, str] | None = None) -> HeaderAuth:
+        encoded = base64.b64encode(f"{username}:".encode()).decode()
+        return cls({"Authorization": f"Basic {encoded}", **(extra or {})})
+
+    async def headers(self, client: httpx.AsyncClient) -> dict[str, str]:
+        return self._headers
+
+
+class OAuthClientCredentials(Auth):
+    """Client-credentials tokens, cached until shortly before expiry, fetched single-flight."""
+
+    def __init__(
+        self,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        display_name: str,
+        extra_headers: dict[str, str] | None = None,
+        timeout: float = 15.0,
+    ) -> None:
+        self._token_url = token_url
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._display = display_name
+        self._extra = extra_headers or {}
+        self._timeout = timeout
+        self._lock = asyncio.Lock()
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self.token_requests = 0
+
+    def _valid(self) -> bool:
+        return self._token is not None and time.monotonic() < self._expires_at
+
+    async def headers(self, client: httpx.AsyncClient) -> dict[str, str]:
+        if not self._valid():
+            async with self._lock:
+                if not self._valid():  # another task may have refreshed while we waited
+                    await self._fetch(client)
+        return {"Authorization": f"Bearer {self._token}", **self._extra}
+
+    async def refresh(self, client: httpx.AsyncClient) -> bool:
+        stale = self._token
+        async with self._lock:
+            if self._token == stale:
+                self._token = None
+                await self._fetch(client)
+        return True
+
+    async def _fetch(self, client: httpx.AsyncClient) -> None:
+        started = time.monotonic()  # expiry counts from before the request
+        self.token_requests += 1
+        try:
+            # Token endpoints have bad moments too: a short retry on network errors and 5xx.
+            async for attempt in stamina.retry_context(
+                on=(httpx.TransportError, _Retryable),
+                attempts=3,
+                timeout=30.0,
+                wait_initial=0.2,
+                wait_max=2.0,
+            ):
+                with attempt:
+                    response = await client.post(
+                        self._token_url,
+                        data={
+                            "grant_type": "client_credentials",
+                            "client_id": self._client_id,
+                            "client_secret": self._client_secret,
+                        },
+                        headers=self._extra,
+                        timeout=self._timeout,
+                    )
+                    if response.status_code >= 500:
+                        raise _Retryable(f"token endpoint answered HTTP {response.status_code}")
+        except (httpx.HTTPError, _Retryable) as exc:
+            details = exc.details if isinstance(exc, _Retryable) else type(exc).__name__
+            raise AuthError(
+                f"{self._display} authentication failed", f"token request: {details}"
+            ) from None
+        if response.status_code in (400, 401, 403):
+            raise AuthError(
+                f"{self._display} authentication failed", "Invalid client_id or client_secret"
+            )
+        if response.status_code != 200:
+            raise AuthError(
+                f"{self._display} authentication failed",
+                f"token endpoint answered HTTP {response.status_code}",
+            )
+        try:
+            body = response.json()
+            token = body["access_token"]
+            expires_in = float(body.get("expires_in") or 3600)
+        except (ValueError, KeyError, TypeError):
+            raise AuthError(
+                f"{self._display} authentication failed", "malformed token response"
+            ) from None
+        if not isinstance(token, str) or not token:
+            raise AuthError(f"{self._display} authentication failed", "empty access token")
+        early = min(60.0, expires_in * 0.1)
+        self._token = token
+        self._expires_at = started + max(expires_in - early, 0.0)
+        log.info("[%s] Authentication successful", self._display)
+
+
+# -- rate budget ---------------------------------------------------------------------------
+
+
+class RateBudget:
+    """A sliding-window budget kept below the server's, corrected from X-RateLimit-* headers."""
+
+    def __init__(self, limit: int | None = None, window: float = 10.0, reserve: int = 2) -> None:
+        self.limit = limit
+        self.window = window
+        self.reserve = reserve
+        self._sent: deque[float] = deque()
+        self._remaining: int | None = None
+        self._observed_at = 0.0
+        self.waited = 0.0
+
+    def observe(self, headers: httpx.Headers) -> None:
+        try:
+            if "x-ratelimit-limit" in headers:
+                self.limit = int(headers["x-ratelimit-limit"])
+            if "x-ratelimit-window" in headers:
+                self.window = float(headers["x-ratelimit-window"].rstrip("s"))
+            if "x-ratelimit-remaining" in headers:
+                self._remaining = int(headers["x-ratelimit-remaining"])
+                self._observed_at = time.monotonic()
+        except ValueError:
+            pass  # a garbled header must not break a sync; the 429 path still protects us
+
+    def delay(self, now: float) -> float:
+        """How long to wait before the next request."""
+        while self._sent and now - self._sent[0] >= self.window:
+            self._sent.popleft()
+        wait = 0.0
+        if self.limit and len(self._sent) >= self.limit:
+            wait = self._sent[0] + self.window - now
+        if self._remaining is not None and self._remaining <= self.reserve and self.limit:
+            # The server's own count is nearly spent: spread the rest over its window.
+            spacing = self.window / self.limit * (self.reserve - self._remaining + 1)
+            wait = max(wait, self._observed_at + spacing - now)
+        return max(wait, 0.0)
+
+    async def acquire(self) -> None:
+        wait = self.delay(time.monotonic())
+        if wait > 0:
+            self.waited += wait
+            await asyncio.sleep(wait)
+        self._sent.append(time.monotonic())
+
+
+# -- client --------------------------------------------------------------------------------
+
+
+class HttpClient:
+    def __init__(
+        self,
+        display_name: str,
+        base_url: str,
+        auth: Auth,
+        *,
+        read_timeout: float = 15.0,
+        connect_timeout: float = 5.0,
+        deadline: float | None = None,
+        retry: RetryPolicy | None = None,
+        budget: RateBudget | None = None,
+        masker: SecretMasker | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 8,
+    ) -> None:
+        self.display_name = display_name
+        self.auth = auth
+        self.retry = retry or RetryPolicy()
+        self.budget = budget or RateBudget()
+        self.masker = masker or SecretMasker()
+        self.read_timeout = read_timeout
+        self.deadline = deadline or read_timeout * 2 + connect_timeout
+        self.rate_limited_until: str | None = None
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/") + "/",
+            timeout=httpx.Timeout(read_timeout, connect=connect_timeout, pool=10.0),
+            limits=httpx.Limits(max_connections=max_connections),
+            transport=transport,
+            follow_redirects=False,
+        )
+        self._authenticated = False
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def get_json(
+        self, path: str, params: dict[str, Any] | None = None, *, what: str = "records"
+    ) -> Any:
+        """GET and decode JSON, under the retry table. Raises SourceError subclasses only."""
+        stats = current_stats.get()
+        policy = self.retry
+        try:
+            async for attempt in stamina.retry_context(
+                on=self._backoff,
+                attempts=policy.attempts,
+                timeout=policy.total_seconds,
+                wait_initial=policy.wait_initial,
+                wait_max=policy.wait_max,
+                wait_jitter=policy.wait_jitter,
+            ):
+                with attempt:
+                    if attempt.num > 1 and stats is not None:
+                        stats.retries += 1
+                    return await self._attempt(path.lstrip("/"), params)
+        except _Retryable as exc:
+            raise RemoteError(f"Failed to fetch {what}", self.masker(exc.details)) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _backoff(self, exc: Exception) -> bool | float:
+        if isinstance(exc, _Retryable):
+            return exc.retry_after if exc.retry_after is not None else True
+        return False
+
+    async def _attempt(self, path: str, params: dict[str, Any] | None) -> Any:
+        stats = current_stats.get()
+        refreshed = False
+        while True:
+            await self.budget.acquire()
+            headers = await self.auth.headers(self._client)
+            if stats is not None:
+                stats.requests += 1
+            response = await self._send(path, params, headers)
+            self.budget.observe(response.headers)
+            if (
+                response.status_code == 401
+                and not refreshed
+                and await self.auth.refresh(self._client)
+            ):
+                refreshed = True
+                continue
+            break
+        status = response.status_code
+        if status == 401:
+            raise AuthError(
+                f"{self.display_name} authentication failed", self._body_excerpt(response)
+            )
+        if status in RETRY_STATUSES:
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            if retry_after is not None and retry_after > self.retry.max_retry_after:
+                until = datetime.now(UTC) + timedelta(seconds=retry_after)
+                self.rate_limited_until = until.strftime("%Y-%m-%dT%H:%M:%SZ")
+                raise RateLimited(
+                    f"{self.display_name} rate limited",
+                    f"retry after {retry_after:.0f} seconds",
+                    self.rate_limited_until,
+                )
+            raise _Retryable(f"HTTP {status} from {self.display_name}", retry_after)
+        if status >= 400:
+            raise RemoteError(
+                f"{self.display_name} request failed",
+                f"HTTP {status}: {self._body_excerpt(response)}",
+            )
+        if not self._authenticated:
+            self._authenticated = True
+            log.info("[%s] Authentication successful", self.display_name)
+        return await self._decode(response)
+
+    async def _send(
+        self, path: str, params: dict[str, Any] | None, headers: dict[str, str]
+    ) -> httpx.Response:
+        try:
+            async with asyncio.timeout(self.deadline):
+                return await self._client.get(path, params=params, headers=headers)
+        except TimeoutError:
+            raise _Retryable(f"Request timeout after {self.deadline:g} seconds") from None
+        except httpx.TimeoutException:
+            raise _Retryable(f"Request timeout after {self.read_timeout:g} seconds") from None
+        except httpx.TransportError as exc:
+            raise _Retryable(f"Connection error ({type(exc).__name__})") from None
+
+    async def _decode(self, response: httpx.Response) -> Any:
+        content = response.content
+        try:
+            if len(content) > _LARGE_BODY:
+                return await asyncio.to_thread(json.loads, content)
+            return json.loads(content)
+        except ValueError:
+            raise _Retryable(f"Malformed JSON from {self.display_name}") from None
+
+    def _body_excerpt(self, response: httpx.Response) -> str:
+        text = single_line(response.text[:200]).strip() or f"HTTP {response.status_code}"
+        return self.masker(text)

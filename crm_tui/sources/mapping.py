@@ -1,0 +1,293 @@
+"""Declarative field maps and the coercion of raw payloads into Contact and Deal.
+
+A field map says, for each unified field, where the value sits in the source's payload: a
+path (`"first_name"`, `"addresses[0].city"`), alternatives tried in order (a tuple), or a
+function of the payload. Users add or override entries in `mappings.toml` in the config dir:
+
+    [followupboss.contacts]
+    company = "customCompanyName"
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from crm_tui.models import Contact, Deal, Record, RecordKind, record_id
+from crm_tui.sources.errors import InvalidRecord
+from crm_tui.text import clean, strip_controls
+
+Getter = Callable[[Mapping[str, Any]], Any]
+FieldSpec = str | tuple[str, ...] | Getter
+FieldMap = dict[str, FieldSpec]
+
+_PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+_CONTACT_TARGETS = frozenset(Contact.__dataclass_fields__) - {"id", "source", "user_id", "raw"}
+_DEAL_TARGETS = frozenset(Deal.__dataclass_fields__) - {"id", "source", "user_id", "raw"}
+_MAX_NESTING = 64
+
+
+def get_path(raw: Any, path: str) -> Any:
+    """`a.b[0].c` into nested dicts and lists; None where anything is missing."""
+    value = raw
+    for key, index in _PATH_PART.findall(path):
+        if key:
+            if not isinstance(value, Mapping):
+                return None
+            value = value.get(key)
+        else:
+            if not isinstance(value, list) or int(index) >= len(value):
+                return None
+            value = value[int(index)]
+        if value is None:
+            return None
+    return value
+
+
+def resolve(spec: FieldSpec, raw: Mapping[str, Any]) -> Any:
+    if callable(spec):
+        return spec(raw)
+    if isinstance(spec, tuple):
+        for alternative in spec:
+            value = resolve(alternative, raw)
+            if value not in (None, ""):
+                return value
+        return None
+    if spec in raw:  # a CSV header such as "St." is a key, not a path
+        return raw[spec]
+    return get_path(raw, spec)
+
+
+def load_overrides(path: Path) -> dict[str, dict[str, dict[str, str]]]:
+    """`mappings.toml`: {source: {stream: {field: path}}}. Unknown fields are an error."""
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    result: dict[str, dict[str, dict[str, str]]] = {}
+    for source, streams in data.items():
+        if not isinstance(streams, dict):
+            raise ValueError(f"{path}: [{source}] must be a table of streams")
+        for stream, fields in streams.items():
+            targets = {"contacts": _CONTACT_TARGETS, "deals": _DEAL_TARGETS}.get(stream)
+            if targets is None or not isinstance(fields, dict):
+                raise ValueError(f"{path}: [{source}.{stream}]: stream must be contacts or deals")
+            for target, spec in fields.items():
+                if target not in targets or not isinstance(spec, str):
+                    raise ValueError(
+                        f"{path}: [{source}.{stream}] {target}: unknown field or not a path"
+                    )
+            result.setdefault(source, {})[stream] = dict(fields)
+    return result
+
+
+# -- coercion ----------------------------------------------------------------------------
+
+
+def _clean_payload(value: Any, depth: int = 0) -> Any:
+    if depth > _MAX_NESTING:
+        raise InvalidRecord(f"payload nested deeper than {_MAX_NESTING} levels")
+    if isinstance(value, str):
+        return strip_controls(value)
+    if isinstance(value, Mapping):
+        return {strip_controls(str(k)): _clean_payload(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean_payload(v, depth + 1) for v in value]
+    if isinstance(value, float) and value != value:  # NaN is not JSON
+        return None
+    return value
+
+
+def raw_json(raw: Any) -> str:
+    return json.dumps(_clean_payload(raw), ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def remote_id_of(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        raise InvalidRecord("missing id")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, str | int):
+        raise InvalidRecord(f"id has the wrong type ({type(value).__name__})")
+    text = clean(value)
+    if not text:
+        raise InvalidRecord("missing id")
+    if len(text) > 200:
+        raise InvalidRecord("id longer than 200 characters")
+    return text
+
+
+def to_tags(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        return ()
+    tags = []
+    for item in items:
+        if isinstance(item, Mapping):
+            item = item.get("name")
+        text = clean(item)
+        if text and text not in tags:
+            tags.append(text)
+    return tuple(tags)
+
+
+_MONEY_JUNK = re.compile(r"[\s$,€£]|USD", re.IGNORECASE)
+
+
+def to_amount(value: Any, field: str = "amount") -> Decimal | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise InvalidRecord(f"{field}: not a number: {value!r}")
+    if isinstance(value, int | Decimal):
+        amount = Decimal(value)
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise InvalidRecord(f"{field}: not a finite number")
+        amount = Decimal(str(value))
+    elif isinstance(value, str):
+        text = _MONEY_JUNK.sub("", value)
+        if not text:
+            return None
+        try:
+            amount = Decimal(text)
+        except InvalidOperation:
+            raise InvalidRecord(f"{field}: not a number: {value[:40]!r}") from None
+        if not amount.is_finite():
+            raise InvalidRecord(f"{field}: not a finite number")
+    else:
+        raise InvalidRecord(f"{field}: not a number ({type(value).__name__})")
+    if abs(amount) >= Decimal("1e15"):
+        raise InvalidRecord(f"{field}: out of range")
+    return amount
+
+
+def to_probability(value: Any) -> int | None:
+    amount = to_amount(value, "probability")
+    if amount is None:
+        return None
+    if not 0 <= amount <= 100:
+        raise InvalidRecord("probability: must be between 0 and 100")
+    return int(amount)
+
+
+_DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%m/%d/%y", "%Y/%m/%d", "%d-%b-%Y", "%b %d, %Y")
+
+
+def to_date(value: Any, field: str = "close_date") -> str | None:
+    """An ISO date, from the formats CRMs and spreadsheets write."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidRecord(f"{field}: not a date ({type(value).__name__})")
+    text = value.strip()[:40]
+    if not text:
+        return None
+    if len(text) >= 10 and text[4] == "-":
+        try:
+            return date.fromisoformat(text[:10]).isoformat()
+        except ValueError:
+            pass
+    for fmt in _DATE_FORMATS:
+        try:
+            return datetime.strptime(text, fmt).date().isoformat()
+        except ValueError:
+            continue
+    raise InvalidRecord(f"{field}: not a date: {text!r}")
+
+
+def to_timestamp(value: Any) -> str | None:
+    """A UTC ISO timestamp, or None: remote times are informative, never worth a quarantine."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_CONTACT_TEXT = (
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "company",
+    "status",
+    "rating",
+    "stage",
+    "street",
+    "city",
+    "state",
+    "postal_code",
+)
+_DEAL_TEXT = ("name", "stage", "property_address", "status", "contact_remote_id")
+
+
+def build_record(
+    kind: RecordKind,
+    source: str,
+    user_id: str,
+    field_map: FieldMap,
+    raw: Any,
+    synced_at: str,
+) -> Record:
+    """Map and coerce one payload. Raises InvalidRecord with the reason, never anything else."""
+    if not isinstance(raw, Mapping):
+        raise InvalidRecord(f"record is {type(raw).__name__}, not an object")
+    try:
+        values = {target: resolve(spec, raw) for target, spec in field_map.items()}
+        remote = remote_id_of(values.get("remote_id"))
+        common = {
+            "id": record_id(source, remote),
+            "source": source,
+            "remote_id": remote,
+            "user_id": user_id,
+            "remote_created": to_timestamp(values.get("remote_created")),
+            "remote_updated": to_timestamp(values.get("remote_updated")),
+            "synced_at": synced_at,
+            "deleted": values.get("deleted") is True,
+            "raw": raw_json(raw),
+        }
+        if kind == "contacts":
+            text = {name: _text(values.get(name)) for name in _CONTACT_TEXT}
+            if text["email"]:
+                text["email"] = text["email"].lower()
+            return Contact(**common, **text, tags=to_tags(values.get("tags")))
+        text = {name: _text(values.get(name)) for name in _DEAL_TEXT}
+        return Deal(
+            **common,
+            **text,
+            amount=to_amount(values.get("amount")),
+            currency=(_text(values.get("currency")) or "USD").upper()[:3],
+            probability=to_probability(values.get("probability")),
+            close_date=to_date(values.get("close_date")),
+        )
+    except InvalidRecord:
+        raise
+    except RecursionError:
+        raise InvalidRecord("payload nested too deeply") from None
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidRecord(f"cannot map record: {type(exc).__name__}") from None
+
+
+_MAX_FIELD = 20_000
+
+
+def _text(value: Any) -> str | None:
+    text = clean(value)
+    if text is not None and len(text) > _MAX_FIELD:
+        text = text[:_MAX_FIELD]
+    return text

@@ -1,0 +1,244 @@
+"""CacheStore: the single owner of cached records and sync status, per user and source.
+
+Reads come from memory and never touch the database. Writes persist first (in a worker
+thread, so an event loop never waits on disk), then swap the in-memory data on the caller's
+thread and notify subscribers once per batch. A reader holding a reference to a source's
+dict keeps seeing the old set; the next read sees the new one: never a mix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from crm_tui.config import SOURCE_NAMES
+from crm_tui.models import KINDS, Contact, Deal, Record, RecordKind, SourceStatus
+from crm_tui.store.db import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreChange:
+    """What changed. `ids` is None when a whole stream (or source) was replaced or cleared."""
+
+    source: str | None
+    kinds: tuple[RecordKind, ...]
+    ids: frozenset[str] | None = None
+    status_only: bool = False
+
+
+Subscriber = Callable[[StoreChange], None]
+
+
+class CacheStore:
+    def __init__(self, user_id: str, db: Database | None = None) -> None:
+        self.user_id = user_id
+        self.db = db
+        self.version = 0
+        self._records: dict[RecordKind, dict[str, dict[str, Record]]] = {k: {} for k in KINDS}
+        self._status: dict[str, SourceStatus] = {}
+        self._subscribers: list[Subscriber] = []
+
+    # -- subscriptions -------------------------------------------------------------------
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def _notify(self, change: StoreChange) -> None:
+        self.version += 1
+        for callback in list(self._subscribers):
+            try:
+                callback(change)
+            except Exception:
+                log.exception("store subscriber failed")
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def sources(self) -> list[str]:
+        seen = dict.fromkeys(SOURCE_NAMES)
+        for kind in KINDS:
+            seen.update(dict.fromkeys(self._records[kind]))
+        seen.update(dict.fromkeys(self._status))
+        return list(seen)
+
+    def records(self, kind: RecordKind, source: str | None = None) -> list[Record]:
+        by_source = self._records[kind]
+        if source is not None:
+            return list(by_source.get(source, {}).values())
+        return [r for part in list(by_source.values()) for r in part.values()]
+
+    def stream(self, kind: RecordKind, source: str) -> dict[str, Record]:
+        """The live mapping of one stream; replaced wholesale, never mutated in place
+        except by upsert/delete of single records."""
+        return self._records[kind].get(source, {})
+
+    def contacts(self, source: str | None = None) -> list[Contact]:
+        return self.records("contacts", source)  # type: ignore[return-value]
+
+    def deals(self, source: str | None = None) -> list[Deal]:
+        return self.records("deals", source)  # type: ignore[return-value]
+
+    def get(self, kind: RecordKind, record_id: str) -> Record | None:
+        source = record_id.split(":", 1)[0]
+        return self._records[kind].get(source, {}).get(record_id)
+
+    def count(self, kind: RecordKind, source: str | None = None) -> int:
+        by_source = self._records[kind]
+        if source is not None:
+            return len(by_source.get(source, ()))
+        return sum(len(v) for v in list(by_source.values()))
+
+    def status(self, source: str) -> SourceStatus:
+        base = self._status.get(source) or SourceStatus(source=source)
+        return replace(
+            base,
+            contact_count=self.count("contacts", source),
+            deal_count=self.count("deals", source),
+        )
+
+    def statuses(self) -> dict[str, SourceStatus]:
+        return {source: self.status(source) for source in self.sources()}
+
+    def get_cached_data(self, source: str | None = None) -> dict[str, Any]:
+        """The integration guide's cached-data shape."""
+        names = [source] if source else self.sources()
+        data = {}
+        for name in names:
+            status = self.status(name)
+            data[name] = {
+                "contacts": [r.to_json() for r in self.records("contacts", name)],
+                "deals": [r.to_json() for r in self.records("deals", name)],
+                "lastSync": status.last_sync,
+                "syncStatus": str(status.state),
+            }
+        return data
+
+    # -- writes --------------------------------------------------------------------------
+
+    async def _persist(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self.db is not None:
+            await asyncio.to_thread(fn, *args)
+
+    async def replace_stream(
+        self, source: str, kind: RecordKind, records: Iterable[Record]
+    ) -> None:
+        """Replace one source's whole stream: database first, memory only after the commit."""
+        fresh = {r.id: r for r in records}
+        if self.db is not None:
+            await self._persist(
+                self.db.replace_stream, self.user_id, source, kind, list(fresh.values())
+            )
+        self._records[kind][source] = fresh
+        self._notify(StoreChange(source, (kind,)))
+
+    async def upsert(self, kind: RecordKind, records: Iterable[Record]) -> None:
+        batch = list(records)
+        if not batch:
+            return
+        if self.db is not None:
+            await self._persist(self.db.upsert_records, kind, batch)
+        by_source = self._records[kind]
+        sources = set()
+        for record in batch:
+            # copy-on-write keeps a reader's reference to the old dict consistent
+            sources.add(record.source)
+        for source in sources:
+            updated = dict(by_source.get(source, {}))
+            updated.update((r.id, r) for r in batch if r.source == source)
+            by_source[source] = updated
+        for source in sources:
+            ids = frozenset(r.id for r in batch if r.source == source)
+            self._notify(StoreChange(source, (kind,), ids))
+
+    async def delete(self, kind: RecordKind, ids: Iterable[str]) -> list[Record]:
+        wanted = set(ids)
+        removed: list[Record] = []
+        if self.db is not None:
+            await self._persist(self.db.delete_records, self.user_id, kind, list(wanted))
+        by_source = self._records[kind]
+        touched: dict[str, set[str]] = {}
+        for record_id in wanted:
+            source = record_id.split(":", 1)[0]
+            if record_id in by_source.get(source, {}):
+                touched.setdefault(source, set()).add(record_id)
+        for source, gone in touched.items():
+            updated = dict(by_source[source])
+            for record_id in gone:
+                removed.append(updated.pop(record_id))
+            by_source[source] = updated
+            self._notify(StoreChange(source, (kind,), frozenset(gone)))
+        return removed
+
+    async def clear(self, source: str | None = None) -> None:
+        if self.db is not None:
+            await self._persist(self.db.clear, self.user_id, source)
+        for kind in KINDS:
+            if source is None:
+                self._records[kind] = {}
+            else:
+                self._records[kind].pop(source, None)
+        if source is None:
+            self._status = {
+                name: SourceStatus(name, state=s.state) for name, s in self._status.items()
+            }
+        elif source in self._status:
+            self._status[source] = SourceStatus(source, state=self._status[source].state)
+        self._notify(StoreChange(source, KINDS))
+
+    def update_status(self, source: str, **changes: Any) -> SourceStatus:
+        """Change a source's status in memory and notify. Call `save_status` to persist."""
+        current = self._status.get(source) or SourceStatus(source=source)
+        self._status[source] = replace(current, **changes)
+        self._notify(StoreChange(source, (), status_only=True))
+        return self._status[source]
+
+    async def save_status(self, source: str) -> None:
+        if self.db is not None and source in self._status:
+            await self._persist(self.db.save_status, self.user_id, self._status[source])
+
+    # -- snapshot ------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Fill memory from the snapshot; the heavy part runs in a worker thread."""
+        if self.db is None:
+            return
+        loaded = await asyncio.to_thread(self._read_snapshot)
+        self._apply_snapshot(*loaded)
+
+    def load_sync(self) -> None:
+        if self.db is not None:
+            self._apply_snapshot(*self._read_snapshot())
+
+    def _read_snapshot(
+        self,
+    ) -> tuple[dict[RecordKind, dict[str, dict[str, Record]]], dict[str, SourceStatus]]:
+        assert self.db is not None
+        records: dict[RecordKind, dict[str, dict[str, Record]]] = {k: {} for k in KINDS}
+        for kind in KINDS:
+            by_source = records[kind]
+            for record in self.db.load_records(self.user_id, kind):
+                part = by_source.get(record.source)
+                if part is None:
+                    part = by_source[record.source] = {}
+                part[record.id] = record
+        return records, self.db.load_statuses(self.user_id)
+
+    def _apply_snapshot(
+        self,
+        records: dict[RecordKind, dict[str, dict[str, Record]]],
+        statuses: dict[str, SourceStatus],
+    ) -> None:
+        self._records = records
+        for source, status in statuses.items():
+            self._status.setdefault(source, status)
+        self._notify(StoreChange(None, KINDS))

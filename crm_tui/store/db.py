@@ -1,0 +1,466 @@
+"""SQLite persistence: the cache snapshot, sync audit, quarantine, bookmarks and the local CRM.
+
+Parameters only, never string-built values. Table and column names come from the constants
+below, never from input. One connection guarded by a lock: writes arrive from worker threads
+so the event loop never waits on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from crm_tui.models import (
+    CONTACT_FIELDS,
+    DEAL_FIELDS,
+    Contact,
+    Deal,
+    Record,
+    RecordKind,
+    SourceStatus,
+    StreamReport,
+    SyncReport,
+    SyncState,
+)
+
+TAG_SEPARATOR = "\x1f"  # control characters are stripped at ingest, so never inside a tag
+SCHEMA_VERSION = 1
+_COLUMNS: dict[RecordKind, tuple[str, ...]] = {"contacts": CONTACT_FIELDS, "deals": DEAL_FIELDS}
+
+
+def _record_table_sql(table: str, columns: tuple[str, ...]) -> str:
+    cols = ", ".join(f"{c} {'INTEGER' if c == 'deleted' else 'TEXT'}" for c in columns)
+    return (
+        f"CREATE TABLE {table} ({cols}, PRIMARY KEY (user_id, id)) WITHOUT ROWID;"
+        f"CREATE INDEX {table}_user_source ON {table} (user_id, source);"
+    )
+
+
+MIGRATIONS: tuple[str, ...] = (
+    # 0 -> 1
+    _record_table_sql("contacts", CONTACT_FIELDS)
+    + _record_table_sql("deals", DEAL_FIELDS)
+    + """
+    CREATE TABLE source_status (
+        user_id TEXT NOT NULL, source TEXT NOT NULL, state TEXT NOT NULL,
+        last_sync TEXT, last_error TEXT, retry_at TEXT,
+        PRIMARY KEY (user_id, source));
+    CREATE TABLE sync_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT NOT NULL, source TEXT NOT NULL,
+        parent_id INTEGER REFERENCES sync_runs(id), stream TEXT,
+        started_at TEXT NOT NULL, ended_at TEXT, outcome TEXT,
+        records_read INTEGER DEFAULT 0, records_written INTEGER DEFAULT 0,
+        quarantined INTEGER DEFAULT 0, duplicates INTEGER DEFAULT 0,
+        retries INTEGER DEFAULT 0, pages INTEGER DEFAULT 0,
+        error_class TEXT, error_message TEXT);
+    CREATE INDEX sync_runs_user ON sync_runs (user_id, id);
+    CREATE TABLE quarantine (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT NOT NULL, run_id INTEGER,
+        source TEXT NOT NULL, stream TEXT NOT NULL, reason TEXT NOT NULL,
+        payload TEXT NOT NULL, created_at TEXT NOT NULL);
+    CREATE INDEX quarantine_run ON quarantine (user_id, run_id);
+    CREATE TABLE bookmarks (
+        user_id TEXT NOT NULL, source TEXT NOT NULL, stream TEXT NOT NULL,
+        value TEXT NOT NULL, updated_at TEXT NOT NULL,
+        PRIMARY KEY (user_id, source, stream));
+    CREATE TABLE local_records (
+        user_id TEXT NOT NULL, kind TEXT NOT NULL, id INTEGER NOT NULL,
+        payload TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+        PRIMARY KEY (user_id, kind, id));
+    """,
+)
+
+
+def secure_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+
+
+def secure_file(path: Path) -> None:
+    """Create (if needed) a file readable by its owner only, whatever the umask."""
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+    os.close(fd)
+    path.chmod(0o600)
+
+
+def _to_row(record: Record) -> tuple[Any, ...]:
+    values = []
+    for name in _COLUMNS["contacts" if isinstance(record, Contact) else "deals"]:
+        value = getattr(record, name)
+        if name == "tags":
+            value = TAG_SEPARATOR.join(value)
+        elif name == "deleted":
+            value = int(value)
+        elif isinstance(value, Decimal):
+            value = str(value)
+        values.append(value)
+    return tuple(values)
+
+
+class Database:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        secure_dir(path.parent)
+        secure_file(path)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(
+            path, check_same_thread=False, isolation_level=None, timeout=10.0
+        )
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA busy_timeout=10000")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        for suffix in ("-wal", "-shm"):
+            sidecar = path.with_name(path.name + suffix)
+            if sidecar.exists():
+                sidecar.chmod(0o600)
+        self.migrate()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- schema --------------------------------------------------------------------------
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self) -> None:
+        with self._lock:
+            current = self.schema_version
+            if current > len(MIGRATIONS):
+                raise RuntimeError(
+                    f"{self.path} was written by a newer crm-tui (schema {current}); upgrade"
+                )
+            for version in range(current, len(MIGRATIONS)):
+                # executescript commits first; BEGIN inside keeps each step atomic.
+                self._conn.executescript(
+                    f"BEGIN IMMEDIATE; {MIGRATIONS[version]}; PRAGMA user_version={version + 1};"
+                    " COMMIT;"
+                )
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def data_version(self) -> int:
+        """Changes when another connection (another process) commits."""
+        with self._lock:
+            return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    # -- cached records ------------------------------------------------------------------
+
+    def load_records(self, user_id: str, kind: RecordKind) -> Iterator[Record]:
+        columns = _COLUMNS[kind]
+        factory: Callable[..., Record] = Contact if kind == "contacts" else Deal
+        intern: dict[str, str] = {}
+        low_cardinality = [
+            i
+            for i, c in enumerate(columns)
+            if c in ("source", "user_id", "status", "stage", "city", "state", "currency")
+        ]
+        tags_index = columns.index("tags") if "tags" in columns else -1
+        amount_index = columns.index("amount") if "amount" in columns else -1
+        deleted_index = columns.index("deleted")
+        sql = f"SELECT {', '.join(columns)} FROM {kind} WHERE user_id = ?"
+        with self._lock:
+            rows = self._conn.execute(sql, (user_id,)).fetchall()
+        for row in rows:
+            values = list(row)
+            for i in low_cardinality:
+                v = values[i]
+                if v is not None:
+                    values[i] = intern.setdefault(v, v)
+            if tags_index >= 0:
+                tags = values[tags_index]
+                values[tags_index] = tuple(tags.split(TAG_SEPARATOR)) if tags else ()
+            if amount_index >= 0 and values[amount_index] is not None:
+                values[amount_index] = Decimal(values[amount_index])
+            values[deleted_index] = bool(values[deleted_index])
+            yield factory(*values)
+
+    def replace_stream(
+        self, user_id: str, source: str, kind: RecordKind, records: Iterable[Record]
+    ) -> None:
+        """Swap a source's whole stream in one transaction: the old rows or the new, never a mix."""
+        insert = self._insert_sql(kind)
+        with self.transaction() as conn:
+            conn.execute(f"DELETE FROM {kind} WHERE user_id = ? AND source = ?", (user_id, source))
+            conn.executemany(insert, (_to_row(r) for r in records))
+
+    def upsert_records(self, kind: RecordKind, records: Iterable[Record]) -> None:
+        with self.transaction() as conn:
+            conn.executemany(self._insert_sql(kind), (_to_row(r) for r in records))
+
+    def delete_records(self, user_id: str, kind: RecordKind, ids: Iterable[str]) -> None:
+        with self.transaction() as conn:
+            conn.executemany(
+                f"DELETE FROM {kind} WHERE user_id = ? AND id = ?", ((user_id, i) for i in ids)
+            )
+
+    def clear(self, user_id: str, source: str | None = None) -> None:
+        with self.transaction() as conn:
+            for kind in _COLUMNS:
+                if source is None:
+                    conn.execute(f"DELETE FROM {kind} WHERE user_id = ?", (user_id,))
+                else:
+                    conn.execute(
+                        f"DELETE FROM {kind} WHERE user_id = ? AND source = ?", (user_id, source)
+                    )
+            if source is None:
+                conn.execute("DELETE FROM bookmarks WHERE user_id = ?", (user_id,))
+                conn.execute("DELETE FROM source_status WHERE user_id = ?", (user_id,))
+            else:
+                conn.execute(
+                    "DELETE FROM bookmarks WHERE user_id = ? AND source = ?", (user_id, source)
+                )
+                conn.execute(
+                    "DELETE FROM source_status WHERE user_id = ? AND source = ?",
+                    (user_id, source),
+                )
+
+    @staticmethod
+    def _insert_sql(kind: RecordKind) -> str:
+        columns = _COLUMNS[kind]
+        marks = ", ".join("?" for _ in columns)
+        return f"INSERT OR REPLACE INTO {kind} ({', '.join(columns)}) VALUES ({marks})"
+
+    # -- status --------------------------------------------------------------------------
+
+    def save_status(self, user_id: str, status: SourceStatus) -> None:
+        state = status.state
+        if state is SyncState.SYNCING:  # a crash must not leave a source "syncing" forever
+            state = SyncState.IDLE
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO source_status"
+                " (user_id, source, state, last_sync, last_error, retry_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    user_id,
+                    status.source,
+                    str(state),
+                    status.last_sync,
+                    status.last_error,
+                    status.retry_at,
+                ),
+            )
+
+    def load_statuses(self, user_id: str) -> dict[str, SourceStatus]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT source, state, last_sync, last_error, retry_at FROM source_status"
+                " WHERE user_id = ?",
+                (user_id,),
+            ).fetchall()
+        return {
+            source: SourceStatus(
+                source=source,
+                state=SyncState(state),
+                last_sync=last_sync,
+                last_error=last_error,
+                retry_at=retry_at,
+            )
+            for source, state, last_sync, last_error, retry_at in rows
+        }
+
+    # -- audit ---------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        user_id: str,
+        source: str,
+        started_at: str,
+        parent_id: int | None = None,
+        stream: str | None = None,
+    ) -> int:
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO sync_runs (user_id, source, parent_id, stream, started_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (user_id, source, parent_id, stream, started_at),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def finish_run(self, run_id: int, report: SyncReport | StreamReport) -> None:
+        if isinstance(report, SyncReport):
+            streams = report.streams.values()
+            counts = (
+                sum(s.read for s in streams),
+                sum(s.written for s in streams),
+                sum(s.quarantined for s in streams),
+                sum(s.duplicates for s in streams),
+                sum(s.retries for s in streams),
+                sum(s.pages for s in streams),
+            )
+            error_class = next((s.error_class for s in streams if s.error_class), None)
+            error = report.error
+        else:
+            counts = (
+                report.read,
+                report.written,
+                report.quarantined,
+                report.duplicates,
+                report.retries,
+                report.pages,
+            )
+            error_class, error = report.error_class, report.error
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE sync_runs SET ended_at = ?, outcome = ?, records_read = ?,"
+                " records_written = ?, quarantined = ?, duplicates = ?, retries = ?, pages = ?,"
+                " error_class = ?, error_message = ? WHERE id = ?",
+                (report.ended_at, str(report.outcome), *counts, error_class, error, run_id),
+            )
+
+    def list_runs(self, user_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        """Runs newest first, each with its stream rows under "streams"."""
+        with self._lock:
+            self._conn.row_factory = sqlite3.Row
+            try:
+                runs = [
+                    dict(r)
+                    for r in self._conn.execute(
+                        "SELECT * FROM sync_runs WHERE user_id = ? AND parent_id IS NULL"
+                        " ORDER BY id DESC LIMIT ?",
+                        (user_id, limit),
+                    )
+                ]
+                ids = [r["id"] for r in runs]
+                streams: dict[int, list[dict[str, Any]]] = {}
+                for i in range(0, len(ids), 500):
+                    chunk = ids[i : i + 500]
+                    marks = ",".join("?" for _ in chunk)
+                    for row in self._conn.execute(
+                        f"SELECT * FROM sync_runs WHERE user_id = ? AND parent_id IN ({marks})"
+                        " ORDER BY id",
+                        (user_id, *chunk),
+                    ):
+                        streams.setdefault(row["parent_id"], []).append(dict(row))
+            finally:
+                self._conn.row_factory = None
+        for run in runs:
+            run["streams"] = streams.get(run["id"], [])
+        return runs
+
+    # -- quarantine ----------------------------------------------------------------------
+
+    def add_quarantine(
+        self,
+        user_id: str,
+        run_id: int | None,
+        source: str,
+        stream: str,
+        items: Iterable[tuple[str, Any]],
+        created_at: str,
+    ) -> None:
+        rows = [
+            (user_id, run_id, source, stream, reason, json.dumps(payload, default=str), created_at)
+            for reason, payload in items
+        ]
+        if not rows:
+            return
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO quarantine (user_id, run_id, source, stream, reason, payload,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def list_quarantine(self, user_id: str, run_id: int | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT id, run_id, source, stream, reason, payload, created_at FROM quarantine"
+        sql += " WHERE user_id = ?" + (" AND run_id = ?" if run_id is not None else "")
+        params: tuple[Any, ...] = (user_id,) if run_id is None else (user_id, run_id)
+        with self._lock:
+            rows = self._conn.execute(sql + " ORDER BY id", params).fetchall()
+        keys = ("id", "run_id", "source", "stream", "reason", "payload", "created_at")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    # -- bookmarks -----------------------------------------------------------------------
+
+    def get_bookmark(self, user_id: str, source: str, stream: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT value FROM bookmarks WHERE user_id = ? AND source = ? AND stream = ?",
+                (user_id, source, stream),
+            ).fetchone()
+        return row[0] if row else None
+
+    def set_bookmark(self, user_id: str, source: str, stream: str, value: str, now: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO bookmarks (user_id, source, stream, value, updated_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (user_id, source, stream, value, now),
+            )
+
+    # -- local CRM -----------------------------------------------------------------------
+
+    def local_records(self, user_id: str, kind: RecordKind) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, payload, created_at, updated_at FROM local_records"
+                " WHERE user_id = ? AND kind = ? ORDER BY id",
+                (user_id, kind),
+            ).fetchall()
+        out = []
+        for rid, payload, created, updated in rows:
+            item = json.loads(payload)
+            item.update(id=rid, created_at=created, updated_at=updated)
+            out.append(item)
+        return out
+
+    def save_local_record(
+        self,
+        user_id: str,
+        kind: RecordKind,
+        payload: dict[str, Any],
+        now: str,
+        record_id: int | None = None,
+    ) -> int:
+        body = json.dumps(payload, default=str)
+        with self.transaction() as conn:
+            if record_id is None:
+                row = conn.execute(
+                    "SELECT COALESCE(MAX(id), 0) + 1 FROM local_records"
+                    " WHERE user_id = ? AND kind = ?",
+                    (user_id, kind),
+                ).fetchone()
+                record_id = int(row[0])
+                conn.execute(
+                    "INSERT INTO local_records (user_id, kind, id, payload, created_at,"
+                    " updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (user_id, kind, record_id, body, now, now),
+                )
+            else:
+                updated = conn.execute(
+                    "UPDATE local_records SET payload = ?, updated_at = ?"
+                    " WHERE user_id = ? AND kind = ? AND id = ?",
+                    (body, now, user_id, kind, record_id),
+                )
+                if updated.rowcount == 0:
+                    raise KeyError(f"no local {kind[:-1]} with id {record_id}")
+        return record_id
+
+    def delete_local_record(self, user_id: str, kind: RecordKind, record_id: int) -> bool:
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "DELETE FROM local_records WHERE user_id = ? AND kind = ? AND id = ?",
+                (user_id, kind, record_id),
+            )
+            return cursor.rowcount > 0

@@ -1,0 +1,389 @@
+"""The sync engine: runs sources, isolates streams, quarantines bad records, audits every run.
+
+A stream's records are collected in memory and handed to the store only when the whole
+stream arrived; the store commits them to SQLite and only then swaps its memory. A failed or
+cancelled stream therefore leaves the previous good data exactly as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from crm_tui.config import ConfigError, Settings, config_dir
+from crm_tui.logs import SecretMasker
+from crm_tui.models import (
+    Outcome,
+    Progress,
+    Record,
+    RecordKind,
+    StreamReport,
+    SyncReport,
+    SyncState,
+    utc_now,
+)
+from crm_tui.sources.base import Source, SourceContext
+from crm_tui.sources.errors import InvalidRecord, RateLimited, SourceError
+from crm_tui.sources.http import StreamStats, current_stats
+from crm_tui.sources.mapping import load_overrides
+from crm_tui.sources.registry import CONNECTORS
+from crm_tui.store.cache import CacheStore
+
+log = logging.getLogger(__name__)
+
+_MAP_CHUNK = 1000  # records mapped between two yields to the event loop
+
+
+class AlreadySyncing(Exception):
+    def __init__(self, source: str) -> None:
+        super().__init__(f"{source} is already syncing")
+        self.source = source
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionResult:
+    source: str
+    ok: bool
+    message: str
+    checked_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "ok": self.ok,
+            "message": self.message,
+            "checkedAt": self.checked_at,
+        }
+
+
+def guide_sync_result(
+    reports: Mapping[str, SyncReport], message: str = "Sync initiated for all enabled CRM sources"
+) -> dict[str, Any]:
+    """The integration guide's sync-all response."""
+    return {
+        "success": all(r.success for r in reports.values()),
+        "message": message,
+        "results": {name: report.to_guide() for name, report in reports.items()},
+        "synced_at": utc_now(),
+    }
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        settings: Settings,
+        store: CacheStore,
+        *,
+        masker: SecretMasker | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        connectors: Mapping[str, type[Source]] | None = None,
+        invalid_share: float = 0.2,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.masker = masker or SecretMasker(settings.secret_values())
+        self.connectors = dict(connectors or CONNECTORS)
+        self.invalid_share = invalid_share
+        try:
+            overrides = load_overrides(config_dir() / "mappings.toml")
+        except ValueError as exc:
+            raise ConfigError(f"mappings.toml: {exc}") from None
+        self._ctx = SourceContext(
+            settings, settings.user_id, self.masker, store.db, transport, overrides
+        )
+        self._sources: dict[str, Source] = {}
+        self._running: dict[str, asyncio.Task[Any]] = {}
+        self.last_tests: dict[str, ConnectionResult] = {}
+
+    # -- sources -------------------------------------------------------------------------
+
+    def enabled(self) -> list[str]:
+        return [n for n in self.settings.enabled_sources() if n in self.connectors]
+
+    def source(self, name: str) -> Source:
+        if name not in self.connectors:
+            raise ConfigError(f"unknown source {name!r}; known: {', '.join(self.connectors)}")
+        config = self.settings.source_config(name)
+        if not config.enabled:
+            raise ConfigError(
+                f"{config.display_name} is not configured: missing " + ", ".join(config.missing)
+            )
+        if name not in self._sources:
+            self._sources[name] = self.connectors[name](self._ctx)
+        return self._sources[name]
+
+    def is_running(self, name: str) -> bool:
+        return name in self._running
+
+    def running(self) -> list[str]:
+        return list(self._running)
+
+    def cancel(self, name: str) -> bool:
+        task = self._running.get(name)
+        if task is None:
+            return False
+        task.cancel()
+        return True
+
+    def stale_sources(self, now: datetime | None = None) -> list[str]:
+        """Enabled sources never synced, or last synced longer ago than the cache TTL."""
+        ttl = timedelta(minutes=self.settings.crm_cache_ttl_minutes)
+        now = now or datetime.now(UTC)
+        stale = []
+        for name in self.enabled():
+            last = self.store.status(name).last_sync
+            if last is None or datetime.fromisoformat(last.replace("Z", "+00:00")) + ttl < now:
+                stale.append(name)
+        return stale
+
+    async def aclose(self) -> None:
+        for task in list(self._running.values()):
+            task.cancel()
+        for source in self._sources.values():
+            await source.aclose()
+        self._sources.clear()
+
+    # -- runs ----------------------------------------------------------------------------
+
+    async def sync_all(self, names: Iterable[str] | None = None) -> dict[str, SyncReport]:
+        """Every enabled source (or `names`) concurrently; one already running is skipped."""
+        wanted = list(names) if names is not None else self.enabled()
+        for name in wanted:
+            self.source(name)  # unknown or disabled: fail before anything starts
+        todo = [n for n in wanted if not self.is_running(n)]
+        results = await asyncio.gather(*(self.sync_source(n) for n in todo))
+        return dict(zip(todo, results, strict=True))
+
+    async def sync_source(self, name: str) -> SyncReport:
+        source = self.source(name)
+        if name in self._running:
+            raise AlreadySyncing(name)
+        task = asyncio.current_task()
+        assert task is not None
+        self._running[name] = task
+        try:
+            return await self._run(source)
+        finally:
+            self._running.pop(name, None)
+
+    async def _db(self, fn: Any, *args: Any) -> Any:
+        if self.store.db is None:
+            return None
+        return await asyncio.to_thread(fn, *args)
+
+    async def _run(self, source: Source) -> SyncReport:
+        name, display = source.name, source.display_name
+        report = SyncReport(source=name)
+        db = self.store.db
+        report.run_id = await self._db(
+            db and db.start_run, self.store.user_id, name, report.started_at
+        )
+        self.store.update_status(
+            name, state=SyncState.SYNCING, progress=Progress(), last_error=None, retry_at=None
+        )
+        log.info("[%s] Starting %s sync...", display, display)
+        try:
+            for stream in source.streams():
+                report.streams[stream] = await self._run_stream(source, stream, report.run_id)
+        except asyncio.CancelledError:
+            report.outcome = Outcome.CANCELLED
+            report.error = "Sync cancelled; previous data kept"
+            await self._finish(source, report)
+            raise
+        outcomes = {s.outcome for s in report.streams.values()}
+        if outcomes <= {Outcome.SUCCESS}:
+            report.outcome = Outcome.SUCCESS
+        elif Outcome.SUCCESS in outcomes:
+            report.outcome = Outcome.PARTIAL
+        else:
+            report.outcome = Outcome.FAILED
+        errors = [f"{s.stream}: {s.error}" for s in report.streams.values() if s.error]
+        report.error = "; ".join(errors) or None
+        await self._finish(source, report)
+        return report
+
+    async def _finish(self, source: Source, report: SyncReport) -> None:
+        report.ended_at = utc_now()
+        changes: dict[str, Any] = {"progress": None, "last_error": report.error}
+        if report.outcome is Outcome.CANCELLED:
+            changes["state"] = SyncState.IDLE
+        elif report.outcome is Outcome.SUCCESS:
+            changes.update(state=SyncState.IDLE, last_sync=report.ended_at)
+        else:
+            limited = [s for s in report.streams.values() if s.error_class == "RateLimited"]
+            changes["state"] = SyncState.RATE_LIMITED if limited else SyncState.ERROR
+            if report.outcome is Outcome.PARTIAL:
+                changes["last_sync"] = report.ended_at
+            client = getattr(source, "client", None)
+            if limited and client is not None:
+                changes["retry_at"] = client.rate_limited_until
+        self.store.update_status(source.name, **changes)
+        await self.store.save_status(source.name)
+        if report.run_id is not None and self.store.db is not None:
+            await self._db(self.store.db.finish_run, report.run_id, report)
+
+    async def _run_stream(
+        self, source: Source, stream: RecordKind, run_id: int | None
+    ) -> StreamReport:
+        name, display = source.name, source.display_name
+        report = StreamReport(stream)
+        db = self.store.db
+        stream_run = await self._db(
+            db and db.start_run, self.store.user_id, name, report.started_at, run_id, stream
+        )
+        stats = StreamStats()
+        token = current_stats.set(stats)
+        collected: dict[str, Record] = {}
+        bad: list[tuple[str, Any]] = []
+        synced_at = utc_now()
+        try:
+            pages = source.read(stream)
+            async for page in pages:
+                report.pages += 1
+                records = page.records
+                for start in range(0, len(records), _MAP_CHUNK):
+                    for raw in records[start : start + _MAP_CHUNK]:
+                        report.read += 1
+                        try:
+                            record = source.map_record(stream, raw, synced_at)
+                        except InvalidRecord as exc:
+                            bad.append((str(exc), raw))
+                            continue
+                        if record.id in collected:
+                            report.duplicates += 1
+                        collected[record.id] = record
+                    if len(records) > _MAP_CHUNK:
+                        await asyncio.sleep(0)
+                self.store.update_status(
+                    name, progress=Progress(stream, report.read, report.pages, page.total)
+                )
+            report.quarantined = len(bad)
+            if report.read and len(bad) / report.read > self.invalid_share:
+                raise SourceError(
+                    f"Failed to fetch {stream}",
+                    f"{len(bad)} of {report.read} records invalid"
+                    f" (more than {self.invalid_share:.0%}); previous data kept",
+                )
+            await self.store.replace_stream(name, stream, collected.values())
+            report.written = len(collected)
+            log.info("[%s] Successfully synced %d %s", display, report.written, stream)
+        except asyncio.CancelledError:
+            report.outcome = Outcome.CANCELLED
+            report.error = "cancelled"
+            raise
+        except SourceError as exc:
+            report.outcome = Outcome.FAILED
+            report.error_class = type(exc).__name__
+            report.error = self.masker(str(exc))
+            log.warning(
+                "[%s] Failed to fetch %s: %s",
+                display,
+                stream,
+                self.masker(exc.details or exc.error),
+            )
+        except Exception as exc:  # a connector bug must not take down the other streams
+            report.outcome = Outcome.FAILED
+            report.error_class = type(exc).__name__
+            report.error = self.masker(f"Failed to fetch {stream}: {type(exc).__name__}: {exc}")
+            log.exception("[%s] Failed to fetch %s", display, stream)
+        finally:
+            current_stats.reset(token)
+            report.retries = stats.retries
+            report.quarantined = len(bad)
+            report.ended_at = utc_now()
+            if db is not None:
+                masked = [(self.masker(reason), raw) for reason, raw in bad]
+                await self._db(
+                    db.add_quarantine,
+                    self.store.user_id,
+                    stream_run,
+                    name,
+                    stream,
+                    masked,
+                    report.ended_at,
+                )
+                await self._db(db.finish_run, stream_run, report)
+        return report
+
+    # -- file imports --------------------------------------------------------------------
+
+    async def import_records(
+        self,
+        source: str,
+        stream: RecordKind,
+        records: list[Record],
+        invalid: list[tuple[str, Any]],
+        read: int,
+        duplicates: int,
+    ) -> StreamReport:
+        """Upsert imported records (a partial file must not delete the rest), audited."""
+        report = StreamReport(stream, read=read, duplicates=duplicates, quarantined=len(invalid))
+        db = self.store.db
+        run_id = await self._db(
+            db and db.start_run,
+            self.store.user_id,
+            source,
+            report.started_at,
+            None,
+            f"import:{stream}",
+        )
+        try:
+            await self.store.upsert(stream, records)
+            report.written = len(records)
+        except Exception as exc:
+            report.outcome = Outcome.FAILED
+            report.error_class = type(exc).__name__
+            report.error = self.masker(str(exc))
+            raise
+        finally:
+            report.ended_at = utc_now()
+            if db is not None:
+                await self._db(
+                    db.add_quarantine,
+                    self.store.user_id,
+                    run_id,
+                    source,
+                    stream,
+                    invalid,
+                    report.ended_at,
+                )
+                await self._db(db.finish_run, run_id, report)
+        return report
+
+    # -- connection test -----------------------------------------------------------------
+
+    async def test_connection(self, name: str) -> ConnectionResult:
+        try:
+            source = self.source(name)
+            message = await source.check()
+            ok = True
+        except ConfigError as exc:
+            ok, message = False, str(exc)
+        except SourceError as exc:
+            ok, message = False, self.masker(str(exc))
+        result = ConnectionResult(name, ok, message, utc_now())
+        self.last_tests[name] = result
+        return result
+
+
+def failed_report(name: str, error: str) -> SyncReport:
+    """A run that could not start (already syncing, not configured), in the report's shape."""
+    report = SyncReport(source=name, outcome=Outcome.FAILED, error=error)
+    report.ended_at = report.started_at
+    return report
+
+
+__all__ = [
+    "AlreadySyncing",
+    "ConnectionResult",
+    "RateLimited",
+    "SyncEngine",
+    "failed_report",
+    "guide_sync_result",
+]

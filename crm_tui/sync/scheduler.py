@@ -1,0 +1,55 @@
+"""Scheduled syncs every CRM_SYNC_INTERVAL_MINUTES, skipping sources still running."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from crm_tui.models import SyncReport
+from crm_tui.sync.engine import SyncEngine
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        engine: SyncEngine,
+        interval_minutes: float,
+        on_run: Callable[[dict[str, SyncReport]], None] | None = None,
+    ) -> None:
+        if interval_minutes <= 0:
+            raise ValueError("interval must be positive")
+        self.engine = engine
+        self.interval = interval_minutes * 60
+        self.on_run = on_run
+        self.next_run: datetime | None = None
+        self.runs = 0
+
+    def _announce_next(self) -> None:
+        self.next_run = datetime.now(UTC) + timedelta(seconds=self.interval)
+        stamp = self.next_run.strftime("%Y-%m-%dT%H:%M:%SZ")
+        for name in self.engine.enabled():
+            self.engine.store.update_status(name, next_run=stamp)
+
+    async def run_once(self) -> dict[str, SyncReport]:
+        reports = await self.engine.sync_all()  # sources already running are skipped
+        self.runs += 1
+        for name, report in reports.items():
+            log.info("[scheduler] %s: %s", name, report.outcome)
+        if self.on_run is not None:
+            self.on_run(reports)
+        return reports
+
+    async def run_forever(self, stop: asyncio.Event, run_first: bool = True) -> None:
+        """Run now (unless told otherwise), then every interval until `stop` is set."""
+        if run_first and not stop.is_set():
+            await self.run_once()
+        while not stop.is_set():
+            self._announce_next()
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self.interval)
+            except TimeoutError:
+                await self.run_once()
