@@ -69,6 +69,7 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         case_sensitive=False,
         hide_input_in_errors=True,
+        env_ignore_empty=True,  # `KEY=` copied from .env.example means "use the default"
     )
 
     brivity_api_base_url: str = "https://api.brivity.com"

@@ -148,7 +148,7 @@ def parse_csv(data: bytes, spec: CsvSpec, path: Path = Path("<data>")) -> CsvTab
 
 def _label(canonical: str, spec: CsvSpec) -> str:
     aliases = spec.aliases.get(canonical, ())
-    return aliases[0] if aliases else canonical
+    return (aliases[0] if aliases else canonical).title()
 
 
 _COLUMN_CACHE: dict[tuple[str, tuple[str, ...]], dict[str, str]] = {}

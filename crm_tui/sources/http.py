@@ -343,6 +343,8 @@ class HttpClient:
                 and await self.auth.refresh(self._client)
             ):
                 refreshed = True
+                if stats is not None:
+                    stats.retries += 1  # a re-send after a token refresh counts as a retry
                 continue
             break
         status = response.status_code

@@ -1,0 +1,86 @@
+"""Shared fixtures: an isolated environment, settings, stores, and the demo servers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import stamina
+
+from crm_tui.config import Settings
+from crm_tui.demo.servers import DemoServers, Faults, start_demo_servers
+from crm_tui.store import CacheStore, Database
+
+SETTING_PREFIXES = ("BRIVITY_", "TOPPRODUCER_", "FUB_", "CRM_")
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No test reads the developer's real settings, config dir or working directory."""
+    for key in list(os.environ):
+        if key.startswith(SETTING_PREFIXES):
+            monkeypatch.delenv(key)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return tmp_path
+
+
+@pytest.fixture
+def no_retry_sleep() -> Iterator[None]:
+    """Retries still happen, up to each policy's cap, but without waiting."""
+    stamina.set_testing(True, attempts=10, cap=True)
+    yield
+    stamina.set_testing(False)
+
+
+def make_settings(tmp_path: Path, **values: Any) -> Settings:
+    values.setdefault("crm_data_dir", tmp_path / "data")
+    values.setdefault("crm_user_id", "alice")
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[CacheStore]:
+    db = Database(settings.database_path)
+    yield CacheStore(settings.user_id, db)
+    db.close()
+
+
+DEMO_CONTACTS = 260  # three FUB pages and change: paging is exercised, runs stay fast
+
+
+@pytest.fixture(scope="session")
+def demo_servers() -> Iterator[DemoServers]:
+    servers = start_demo_servers(contacts=DEMO_CONTACTS, seed=11, fub_rate_limit=10_000)
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture
+def demo_settings(tmp_path: Path, demo_servers: DemoServers) -> Settings:
+    env = {k.lower(): v for k, v in demo_servers.env().items()}
+    return make_settings(tmp_path, **env)
+
+
+@pytest.fixture
+def faulty_servers(request: pytest.FixtureRequest) -> Iterator[DemoServers]:
+    """Demo servers with the faults given by `@pytest.mark.parametrize(..., indirect=True)`."""
+    faults: Faults = getattr(request, "param", Faults())
+    servers = start_demo_servers(contacts=DEMO_CONTACTS, seed=11, faults=faults,
+                                 fub_rate_limit=10_000)
+    yield servers
+    servers.stop()

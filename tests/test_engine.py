@@ -1,0 +1,216 @@
+"""The sync engine with Follow Up Boss mocked by respx: isolation, quarantine, audit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import httpx
+import pytest
+import respx
+
+from crm_tui.models import Outcome, SyncState
+from crm_tui.store import CacheStore, Database
+from crm_tui.sync.engine import AlreadySyncing, SyncEngine, guide_sync_result
+from tests.conftest import make_settings
+
+BASE = "https://fub.example/v1"
+KEY = "fub-canary-key-123"
+pytestmark = pytest.mark.usefixtures("no_retry_sleep")
+
+
+def page(collection: str, items: list[dict], next_cursor: str | None = None) -> httpx.Response:
+    return httpx.Response(200, json={"_metadata": {"collection": collection, "next": next_cursor,
+                                                   "total": len(items)}, collection: items})
+
+
+def people(*ids: int | None, **fields) -> list[dict]:
+    out = []
+    for i in ids:
+        person = {"firstName": f"P{i}", "lastName": "Test", **fields}
+        if i is not None:
+            person["id"] = i
+        out.append(person)
+    return out
+
+
+@pytest.fixture
+def engine(tmp_path):
+    settings = make_settings(tmp_path, fub_api_key=KEY, fub_api_base_url=BASE)
+    db = Database(settings.database_path)
+    store = CacheStore("alice", db)
+    yield SyncEngine(settings, store)  # each test closes it on its own event loop
+    db.close()
+
+
+async def run(engine: SyncEngine, name: str = "followupboss"):
+    try:
+        return await engine.sync_source(name)
+    finally:
+        await engine.aclose()
+
+
+@respx.mock
+async def test_a_clean_sync_fills_the_store_and_audits(engine, caplog):
+    caplog.set_level(logging.INFO, logger="crm_tui")
+    respx.get(f"{BASE}/people").side_effect = [page("people", people(3, 2), "c1"),
+                                               page("people", people(1))]
+    respx.get(f"{BASE}/deals").respond(json={"_metadata": {}, "deals": [{"id": 9, "price": 5}]})
+    report = await run(engine)
+    assert report.outcome is Outcome.SUCCESS
+    assert sorted(c.remote_id for c in engine.store.contacts("followupboss")) == ["1", "2", "3"]
+    assert engine.store.count("deals", "followupboss") == 1
+    status = engine.store.status("followupboss")
+    assert status.state is SyncState.IDLE and status.last_sync is not None
+    runs = engine.store.db.list_runs("alice")
+    assert runs[0]["outcome"] == "success"
+    assert {s["stream"]: (s["records_read"], s["records_written"], s["pages"])
+            for s in runs[0]["streams"]} == {"contacts": (3, 3, 2), "deals": (1, 1, 1)}
+    assert "[Follow Up Boss] Successfully synced 3 contacts" in caplog.text
+    assert "[Follow Up Boss] Starting Follow Up Boss sync..." in caplog.text
+    assert "[Follow Up Boss] Authentication successful" in caplog.text
+
+
+@respx.mock
+async def test_records_without_id_are_quarantined_with_reason_and_payload(engine):
+    respx.get(f"{BASE}/people").respond(
+        json={"_metadata": {}, "people": people(1, 2, 3, 4, 5, 6, 7, 8, 9, None)})
+    respx.get(f"{BASE}/deals").respond(json={"_metadata": {}, "deals": []})
+    report = await run(engine)
+    contacts = report.streams["contacts"]
+    assert (contacts.read, contacts.written, contacts.quarantined) == (10, 9, 1)
+    assert report.outcome is Outcome.SUCCESS
+    [bad] = engine.store.db.list_quarantine("alice")
+    assert bad["reason"] == "missing id"
+    assert json.loads(bad["payload"]) == {"firstName": "PNone", "lastName": "Test"}
+
+
+@respx.mock
+async def test_too_many_invalid_records_fail_the_stream_and_keep_old_data(engine):
+    respx.get(f"{BASE}/people").respond(json={"_metadata": {}, "people": people(1, 2)})
+    respx.get(f"{BASE}/deals").respond(json={"_metadata": {}, "deals": []})
+    await run(engine)
+    respx.get(f"{BASE}/people").respond(json={"_metadata": {}, "people": people(None, None, 5)})
+    report = await run(engine)
+    assert report.streams["contacts"].outcome is Outcome.FAILED
+    assert "2 of 3 records invalid" in report.streams["contacts"].error
+    assert sorted(c.remote_id for c in engine.store.contacts()) == ["1", "2"]
+
+
+@respx.mock
+async def test_one_failing_stream_does_not_lose_the_other(engine):
+    respx.get(f"{BASE}/people").respond(json={"_metadata": {}, "people": people(1)})
+    respx.get(f"{BASE}/deals").respond(json={"_metadata": {}, "deals": [{"id": 1}]})
+    await run(engine)
+    respx.get(f"{BASE}/people").respond(json={"_metadata": {}, "people": people(1, 2)})
+    respx.get(f"{BASE}/deals").respond(503)
+    report = await run(engine)
+    assert report.outcome is Outcome.PARTIAL
+    assert engine.store.count("contacts") == 2  # the healthy stream was replaced
+    assert [d.remote_id for d in engine.store.deals()] == ["1"]  # the failed one kept
+    status = engine.store.status("followupboss")
+    assert status.state is SyncState.ERROR
+    assert "deals: Failed to fetch deals: HTTP 503" in status.last_error
+    body = guide_sync_result({"followupboss": report})
+    assert body["success"] is False
+    assert body["results"]["followupboss"]["contacts"] == {"success": True, "count": 2}
+    assert body["results"]["followupboss"]["deals"]["success"] is False
+
+
+@respx.mock
+async def test_a_failed_sync_leaves_the_previous_data_exactly(engine):
+    respx.get(f"{BASE}/people").respond(json={"_metadata": {}, "people": people(1, 2)})
+    respx.get(f"{BASE}/deals").respond(json={"_metadata": {}, "deals": []})
+    await run(engine)
+    before = [c.to_json() for c in engine.store.contacts()]
+    respx.get(f"{BASE}/people").side_effect = [page("people", people(7), "c1"),
+                                               httpx.Response(500)] + [httpx.Response(500)] * 9
+    report = await run(engine)
+    assert report.streams["contacts"].outcome is Outcome.FAILED
+    assert [c.to_json() for c in engine.store.contacts()] == before
+    reloaded = CacheStore("alice", engine.store.db)
+    await reloaded.load()
+    assert [c.to_json() for c in reloaded.contacts()] == before
+
+
+@respx.mock
+async def test_duplicates_inside_one_pull_collapse_last_wins(engine):
+    respx.get(f"{BASE}/people").side_effect = [
+        page("people", people(1, 2), "c1"),
+        page("people", [{"id": 2, "firstName": "Second", "lastName": "Copy"}]),
+    ]
+    respx.get(f"{BASE}/deals").respond(json={"_metadata": {}, "deals": []})
+    report = await run(engine)
+    assert (report.streams["contacts"].duplicates, report.streams["contacts"].written) == (1, 2)
+    assert engine.store.get("contacts", "followupboss:2").first_name == "Second"
+
+
+@respx.mock
+async def test_cancellation_keeps_old_data_and_is_audited(engine):
+    respx.get(f"{BASE}/people").respond(json={"_metadata": {}, "people": people(1)})
+    respx.get(f"{BASE}/deals").respond(json={"_metadata": {}, "deals": []})
+    await engine.sync_source("followupboss")
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(30)
+        return page("people", people(5))
+
+    respx.get(f"{BASE}/people").mock(side_effect=slow)
+    task = asyncio.create_task(engine.sync_source("followupboss"))
+    await asyncio.sleep(0.1)
+    assert engine.is_running("followupboss")
+    with pytest.raises(AlreadySyncing):
+        await engine.sync_source("followupboss")
+    assert engine.cancel("followupboss")
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await engine.aclose()
+    assert [c.remote_id for c in engine.store.contacts()] == ["1"]
+    assert not engine.is_running("followupboss")
+    assert engine.store.status("followupboss").state is SyncState.IDLE
+    runs = engine.store.db.list_runs("alice")
+    assert runs[0]["outcome"] == "cancelled"
+    assert runs[0]["streams"][0]["outcome"] == "cancelled"
+
+
+@respx.mock
+async def test_auth_failure_is_masked_everywhere(engine):
+    respx.get(f"{BASE}/people").respond(401, text=f"bad key {KEY}")
+    respx.get(f"{BASE}/deals").respond(401, text=f"bad key {KEY}")
+    report = await run(engine)
+    assert report.outcome is Outcome.FAILED
+    assert report.streams["contacts"].error_class == "AuthError"
+    text = json.dumps(engine.store.db.list_runs("alice")) + str(engine.store.statuses())
+    assert "Follow Up Boss authentication failed" in text
+    assert KEY not in text
+
+
+@respx.mock
+async def test_test_connection_reads_one_small_page(engine):
+    route = respx.get(f"{BASE}/people").respond(
+        json={"_metadata": {"total": 42, "next": "x"}, "people": people(1)})
+    result = await engine.test_connection("followupboss")
+    await engine.aclose()
+    assert result.ok
+    assert result.message == "connected: read 1 of 42 contacts"
+    assert route.calls[0].request.url.params["limit"] == "1"
+    respx.get(f"{BASE}/people").respond(401, text="Invalid API key")
+    bad = await engine.test_connection("followupboss")
+    await engine.aclose()
+    assert not bad.ok and "authentication failed" in bad.message
+
+
+async def test_a_disabled_source_says_what_is_missing(engine):
+    from crm_tui.config import ConfigError
+
+    with pytest.raises(ConfigError, match="missing BRIVITY_API_KEY"):
+        await engine.sync_source("brivity")
+    result = await engine.test_connection("brivity")
+    assert not result.ok and "BRIVITY_API_KEY" in result.message
+
+
+def test_stale_sources_follow_the_ttl(engine):
+    assert engine.stale_sources() == ["followupboss", "local"]
+    engine.store.update_status("followupboss", last_sync="2099-01-01T00:00:00Z")
+    assert engine.stale_sources() == ["local"]

@@ -1,0 +1,331 @@
+"""The HTTP layer under respx: retries, auth, rate limits, paginators. No real sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import httpx
+import pytest
+import respx
+
+from crm_tui.sources.errors import AuthError, PaginationError, RateLimited, RemoteError
+from crm_tui.sources.http import (
+    HeaderAuth,
+    HttpClient,
+    OAuthClientCredentials,
+    RateBudget,
+    RetryPolicy,
+    StreamStats,
+    _Retryable,
+    current_stats,
+    parse_retry_after,
+)
+from crm_tui.sources.pagination import CursorPaginator, OffsetPaginator, SingleRequest
+
+BASE = "https://crm.example"
+pytestmark = pytest.mark.usefixtures("no_retry_sleep")
+
+
+def client(auth=None, **kwargs) -> HttpClient:
+    kwargs.setdefault("retry", RetryPolicy(attempts=4))
+    return HttpClient("Test CRM", BASE, auth or HeaderAuth.token("k"), **kwargs)
+
+
+async def collect(pages) -> list:
+    return [r for page in [p async for p in pages] for r in page.records]
+
+
+@respx.mock
+async def test_bare_array_in_one_request():
+    respx.get(f"{BASE}/api/people").respond(json=[{"id": 1}, {"id": 2}])
+    assert await collect(SingleRequest(("people",)).pages(client(), "api/people", "contacts")) == [
+        {"id": 1}, {"id": 2}]
+
+
+@respx.mock
+async def test_people_envelope_is_accepted():
+    respx.get(f"{BASE}/api/people").respond(json={"people": [{"id": 1}]})
+    assert await collect(SingleRequest(("people",)).pages(client(), "api/people", "c")) == [
+        {"id": 1}]
+
+
+@respx.mock
+async def test_cursor_pagination_follows_next_to_the_end():
+    route = respx.get(f"{BASE}/people")
+    route.side_effect = [
+        httpx.Response(200, json={"_metadata": {"next": "c1", "total": 3}, "people": [{"id": 3}]}),
+        httpx.Response(200, json={"_metadata": {"next": "c2", "total": 3}, "people": [{"id": 2}]}),
+        httpx.Response(200, json={"_metadata": {"next": None, "total": 3}, "people": [{"id": 1}]}),
+    ]
+    records = await collect(CursorPaginator(("people",)).pages(client(), "people", "contacts"))
+    assert [r["id"] for r in records] == [3, 2, 1]
+    assert [dict(c.request.url.params) for c in route.calls] == [
+        {"limit": "100"}, {"limit": "100", "next": "c1"}, {"limit": "100", "next": "c2"}]
+
+
+@respx.mock
+async def test_a_repeated_cursor_stops_the_stream():
+    respx.get(f"{BASE}/people").side_effect = [
+        httpx.Response(200, json={"_metadata": {"next": "same"}, "people": [{"id": 1}]}),
+        httpx.Response(200, json={"_metadata": {"next": "same"}, "people": [{"id": 2}]}),
+    ]
+    with pytest.raises(PaginationError, match="repeated"):
+        await collect(CursorPaginator(("people",)).pages(client(), "people", "contacts"))
+
+
+@respx.mock
+async def test_the_page_cap_stops_an_endless_server():
+    counter = iter(range(10_000))
+    respx.get(f"{BASE}/people").mock(side_effect=lambda request: httpx.Response(
+        200, json={"_metadata": {"next": f"c{next(counter)}"}, "people": [{"id": 1}]}))
+    with pytest.raises(PaginationError, match="more than 5 pages"):
+        await collect(CursorPaginator(("people",), max_pages=5).pages(client(), "people", "c"))
+
+
+@respx.mock
+async def test_offset_pagination_fetches_concurrently_and_yields_in_order():
+    def page(request: httpx.Request) -> httpx.Response:
+        skip = int(request.url.params["$skip"])
+        top = int(request.url.params["$top"])
+        return httpx.Response(200, json={"value": [{"id": i} for i in range(skip, min(skip + top,
+                                                                                       250))],
+                                         "@odata.count": 250})
+
+    route = respx.get(f"{BASE}/contacts").mock(side_effect=page)
+    records = await collect(OffsetPaginator(("value",)).pages(client(), "contacts", "contacts"))
+    assert [r["id"] for r in records] == list(range(250))
+    assert sorted(int(c.request.url.params["$skip"]) for c in route.calls) == [0, 100, 200]
+
+
+@respx.mock
+async def test_offset_pagination_without_total_stops_on_a_short_page():
+    respx.get(f"{BASE}/contacts").side_effect = [
+        httpx.Response(200, json=[{"id": i} for i in range(100)]),
+        httpx.Response(200, json=[{"id": 100}]),
+    ]
+    assert len(await collect(OffsetPaginator(("value",)).pages(client(), "contacts", "c"))) == 101
+
+
+@respx.mock
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 408, 429])
+async def test_transient_statuses_are_retried(status):
+    route = respx.get(f"{BASE}/x")
+    route.side_effect = [httpx.Response(status), httpx.Response(status),
+                         httpx.Response(200, json=[1])]
+    stats = StreamStats()
+    token = current_stats.set(stats)
+    try:
+        assert await client().get_json("x") == [1]
+    finally:
+        current_stats.reset(token)
+    assert route.call_count == 3
+    assert stats.retries == 2
+
+
+@respx.mock
+async def test_5xx_gives_up_at_the_attempt_cap_with_the_guide_text():
+    route = respx.get(f"{BASE}/x").respond(503)
+    with pytest.raises(RemoteError) as info:
+        await client().get_json("x", what="contacts")
+    assert route.call_count == 4
+    assert info.value.error == "Failed to fetch contacts"
+    assert "HTTP 503" in info.value.details
+
+
+@respx.mock
+@pytest.mark.parametrize("status", [400, 403, 404, 405])
+async def test_client_errors_fail_at_once(status):
+    route = respx.get(f"{BASE}/x").respond(status, text="nope")
+    with pytest.raises(RemoteError, match=f"HTTP {status}"):
+        await client().get_json("x")
+    assert route.call_count == 1
+
+
+@respx.mock
+async def test_timeouts_are_retried_then_reported_in_the_guides_words():
+    route = respx.get(f"{BASE}/x").mock(side_effect=httpx.ReadTimeout("slow"))
+    with pytest.raises(RemoteError) as info:
+        await client(read_timeout=15).get_json("x", what="contacts")
+    assert route.call_count == 4
+    assert str(info.value) == "Failed to fetch contacts: Request timeout after 15 seconds"
+
+
+@respx.mock
+async def test_a_hanging_server_hits_the_overall_deadline():
+    async def hang(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(30)
+        return httpx.Response(200, json=[])
+
+    respx.get(f"{BASE}/x").mock(side_effect=hang)
+    with pytest.raises(RemoteError, match="Request timeout after 0.05 seconds"):
+        await client(deadline=0.05, retry=RetryPolicy(attempts=2)).get_json("x")
+
+
+@respx.mock
+async def test_connection_errors_are_retried():
+    route = respx.get(f"{BASE}/x")
+    route.side_effect = [httpx.ConnectError("refused"), httpx.RemoteProtocolError("reset"),
+                         httpx.Response(200, json={"ok": True})]
+    assert await client().get_json("x") == {"ok": True}
+
+
+@respx.mock
+async def test_malformed_json_is_retried_then_fails_clearly():
+    route = respx.get(f"{BASE}/x")
+    route.side_effect = [httpx.Response(200, text='[{"id": 1,'), httpx.Response(200, json=[1])]
+    assert await client().get_json("x") == [1]
+    respx.get(f"{BASE}/y").respond(200, text="<html>")
+    with pytest.raises(RemoteError, match="Malformed JSON"):
+        await client().get_json("y")
+
+
+def test_retry_after_in_both_forms():
+    assert parse_retry_after("7") == 7.0
+    now = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+    later = format_datetime(now + timedelta(seconds=30), usegmt=True)
+    assert parse_retry_after(later, now=now) == 30.0
+    assert parse_retry_after("garbage") is None
+    assert parse_retry_after(format_datetime(now - timedelta(seconds=5), usegmt=True),
+                             now=now) == 0.0
+
+
+@respx.mock
+async def test_retry_after_sets_the_backoff():
+    now = datetime.now(UTC)
+    respx.get(f"{BASE}/seconds").respond(429, headers={"Retry-After": "3"})
+    respx.get(f"{BASE}/date").respond(
+        429, headers={"Retry-After": format_datetime(now + timedelta(seconds=20), usegmt=True)})
+    c = client()
+    for path, low, high in (("seconds", 3, 3), ("date", 15, 20)):
+        with pytest.raises(_Retryable) as info:
+            await c._attempt(path, None)
+        wait = c._backoff(info.value)
+        assert low <= wait <= high, (path, wait)
+
+
+@respx.mock
+async def test_a_retry_after_past_the_cap_means_rate_limited():
+    route = respx.get(f"{BASE}/x").respond(429, headers={"Retry-After": "3600"})
+    c = client(retry=RetryPolicy(attempts=4, max_retry_after=60))
+    with pytest.raises(RateLimited) as info:
+        await c.get_json("x")
+    assert route.call_count == 1
+    assert info.value.retry_at == c.rate_limited_until
+    assert "retry after 3600 seconds" in str(info.value)
+
+
+@respx.mock
+async def test_bad_credentials_are_not_retried_and_use_the_guide_text():
+    route = respx.get(f"{BASE}/x").respond(401, text="Bad Credentials")
+    with pytest.raises(AuthError) as info:
+        await client().get_json("x")
+    assert route.call_count == 1
+    assert str(info.value) == "Test CRM authentication failed: Bad Credentials"
+
+
+def oauth(**kwargs) -> OAuthClientCredentials:
+    return OAuthClientCredentials(f"{BASE}/auth/oauth/token", "id", "secret-canary",
+                                  display_name="TopProducer", **kwargs)
+
+
+@respx.mock
+async def test_one_token_request_for_many_concurrent_pages():
+    token = respx.post(f"{BASE}/auth/oauth/token").respond(
+        json={"access_token": "t1", "expires_in": 3600})
+    data = respx.get(f"{BASE}/x").respond(json=[1])
+    c = client(auth=oauth())
+    await asyncio.gather(*(c.get_json("x") for _ in range(20)))
+    assert token.call_count == 1
+    assert data.call_count == 20
+    assert all(call.request.headers["authorization"] == "Bearer t1" for call in data.calls)
+
+
+@respx.mock
+async def test_401_refreshes_once_and_resends_once():
+    respx.post(f"{BASE}/auth/oauth/token").side_effect = [
+        httpx.Response(200, json={"access_token": "old", "expires_in": 3600}),
+        httpx.Response(200, json={"access_token": "new", "expires_in": 3600}),
+    ]
+
+    def data(request: httpx.Request) -> httpx.Response:
+        if request.headers["authorization"] == "Bearer new":
+            return httpx.Response(200, json=[1])
+        return httpx.Response(401)
+
+    route = respx.get(f"{BASE}/x").mock(side_effect=data)
+    assert await client(auth=oauth()).get_json("x") == [1]
+    assert route.call_count == 2
+
+
+@respx.mock
+async def test_a_401_that_survives_the_refresh_is_an_auth_error():
+    token = respx.post(f"{BASE}/auth/oauth/token").respond(
+        json={"access_token": "t", "expires_in": 3600})
+    route = respx.get(f"{BASE}/x").respond(401)
+    with pytest.raises(AuthError):
+        await client(auth=oauth()).get_json("x")
+    assert route.call_count == 2
+    assert token.call_count == 2
+
+
+@respx.mock
+async def test_token_expiry_mid_stream_is_refreshed_early():
+    token = respx.post(f"{BASE}/auth/oauth/token").respond(
+        json={"access_token": "t", "expires_in": 0.2})
+    respx.get(f"{BASE}/x").respond(json=[1])
+    c = client(auth=oauth())
+    await c.get_json("x")
+    await asyncio.sleep(0.25)  # the token's whole life: a real wait, it is what is tested
+    await c.get_json("x")
+    assert token.call_count == 2
+
+
+@respx.mock
+async def test_wrong_client_secret_uses_the_guide_text_and_hides_the_secret():
+    respx.post(f"{BASE}/auth/oauth/token").respond(401, json={"error": "invalid_client"})
+    with pytest.raises(AuthError) as info:
+        await client(auth=oauth()).get_json("x")
+    assert str(info.value) == ("TopProducer authentication failed: "
+                               "Invalid client_id or client_secret")
+    assert "secret-canary" not in repr(info.value)
+
+
+@respx.mock
+async def test_cancellation_is_never_retried():
+    calls = 0
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(10)
+        return httpx.Response(200, json=[])
+
+    respx.get(f"{BASE}/x").mock(side_effect=slow)
+    task = asyncio.create_task(client().get_json("x"))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert calls == 1
+
+
+def test_rate_budget_slows_down_before_the_server_says_429():
+    budget = RateBudget()
+    budget.observe(httpx.Headers({"X-RateLimit-Limit": "200", "X-RateLimit-Remaining": "150",
+                                  "X-RateLimit-Window": "10"}))
+    assert budget.delay(budget._observed_at) == 0
+    budget.observe(httpx.Headers({"X-RateLimit-Limit": "200", "X-RateLimit-Remaining": "0",
+                                  "X-RateLimit-Window": "10"}))
+    assert budget.delay(budget._observed_at) > 0
+    own = RateBudget(limit=2, window=10)
+    own._sent.extend([100.0, 101.0])
+    assert own.delay(105.0) == pytest.approx(5.0)
+    assert own.delay(111.0) == 0
+
+
+def test_garbled_rate_headers_are_ignored():
+    budget = RateBudget()
+    budget.observe(httpx.Headers({"X-RateLimit-Limit": "lots"}))
+    assert budget.delay(0.0) == 0

@@ -1,0 +1,231 @@
+"""The engine against the demo servers over real loopback sockets, with and without faults."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from crm_tui.demo import data
+from crm_tui.demo.csvfiles import write_demo_csvs
+from crm_tui.demo.servers import DemoServers, Faults, iter_records
+from crm_tui.models import Outcome, RecordKind, SyncState
+from crm_tui.sources.base import Capabilities, Source, SourceContext
+from crm_tui.sources.errors import InvalidRecord
+from crm_tui.sources.pagination import Page
+from crm_tui.sources.registry import build_source
+from crm_tui.store import CacheStore, Database
+from crm_tui.sync.engine import SyncEngine
+from tests.conftest import DEMO_CONTACTS, make_settings
+
+STREAMS = {
+    "brivity": ("contacts",),
+    "followupboss": ("contacts", "deals"),
+    "topproducer": ("contacts", "deals"),
+}
+
+
+def comparable(record: Any) -> dict[str, Any]:
+    values = record.to_json()
+    values.pop("synced_at")
+    return values
+
+
+def expected(source: Source, stream: RecordKind, servers: DemoServers) -> dict[str, Any]:
+    """The server's dataset, mapped as the connector maps it."""
+    out = {}
+    for raw in iter_records(f"{source.name}:{stream}", servers.contacts, servers.seed):
+        try:
+            record = source.map_record(stream, raw, "x")
+        except InvalidRecord:
+            continue
+        out[record.id] = comparable(record)
+    return out
+
+
+async def sync_all(settings) -> tuple[SyncEngine, dict]:
+    store = CacheStore(settings.user_id, Database(settings.database_path))
+    await store.load()  # as the app and the CLI do: start from the snapshot
+    engine = SyncEngine(settings, store)
+    try:
+        reports = await engine.sync_all()
+    finally:
+        await engine.aclose()
+    return engine, reports
+
+
+async def assert_cache_equals_dataset(engine: SyncEngine, servers: DemoServers) -> int:
+    compared = 0
+    for name, streams in STREAMS.items():
+        source = engine.source(name)
+        for stream in streams:
+            cached = {r.id: comparable(r) for r in engine.store.records(stream, name)}
+            want = expected(source, stream, servers)
+            assert cached.keys() == want.keys(), (name, stream)
+            assert cached == want, (name, stream)
+            compared += len(want)
+    return compared
+
+
+async def test_sync_all_reaches_every_record_exactly(demo_settings, demo_servers):
+    engine, reports = await sync_all(demo_settings)
+    assert all(r.outcome is Outcome.SUCCESS for r in reports.values()), reports
+    assert engine.store.count("contacts", "followupboss") == data.expected_contacts(DEMO_CONTACTS)
+    assert engine.store.count("deals", "topproducer") == data.deal_count(DEMO_CONTACTS)
+    compared = await assert_cache_equals_dataset(engine, demo_servers)
+    assert compared == 3 * data.expected_contacts(DEMO_CONTACTS) + 2 * data.deal_count(DEMO_CONTACTS)
+    quarantined = engine.store.db.list_quarantine(demo_settings.user_id)
+    assert {(q["source"], q["reason"]) for q in quarantined} == {
+        ("brivity", "missing id"), ("followupboss", "missing id"), ("topproducer", "missing id")}
+
+
+async def test_hostile_records_arrive_clean(demo_settings):
+    engine, _ = await sync_all(demo_settings)
+    bob = engine.store.get("contacts", "followupboss:1")
+    assert bob is not None and bob.first_name == "[@click=app.quit]Bob[/]"
+    for record in engine.store.contacts():
+        for value in (record.first_name, record.last_name, record.raw):
+            assert "\x1b" not in (value or "") and "\x07" not in (value or "")
+
+
+@pytest.mark.parametrize(
+    "faulty_servers",
+    [
+        Faults(seed=1, error_rate=0.2),
+        Faults(seed=2, burst_every=4, retry_after="1"),
+        Faults(seed=3, token_expiry_every=3),
+        Faults(seed=4, reset_rate=0.15),
+        Faults(seed=5, malformed_request=2),
+        Faults(seed=6, error_rate=0.1, burst_every=7, token_expiry_every=5, reset_rate=0.05,
+               malformed_request=3),
+    ],
+    ids=["5xx", "429-bursts", "token-expiry", "resets", "malformed-page", "all-together"],
+    indirect=True,
+)
+@pytest.mark.usefixtures("no_retry_sleep")
+async def test_transient_faults_are_retried_to_an_exact_copy(tmp_path, faulty_servers):
+    settings = make_settings(tmp_path, **{k.lower(): v for k, v in faulty_servers.env().items()})
+    engine, reports = await sync_all(settings)
+    assert all(r.outcome is Outcome.SUCCESS for r in reports.values()), {
+        n: r.error for n, r in reports.items()}
+    await assert_cache_equals_dataset(engine, faulty_servers)
+    runs = engine.store.db.list_runs(settings.user_id)
+    assert sum(s["retries"] for run in runs for s in run["streams"]) > 0
+
+
+@pytest.mark.parametrize("faulty_servers", [Faults(hang_request=2, hang_seconds=30)],
+                         indirect=True)
+@pytest.mark.usefixtures("no_retry_sleep")
+async def test_a_hanging_page_times_out_and_is_retried(tmp_path, faulty_servers):
+    settings = make_settings(tmp_path, crm_http_timeout_seconds=0.5,
+                             **{k.lower(): v for k, v in faulty_servers.env().items()})
+    engine, reports = await sync_all(settings)
+    assert all(r.outcome is Outcome.SUCCESS for r in reports.values())
+    await assert_cache_equals_dataset(engine, faulty_servers)
+
+
+@pytest.mark.parametrize("faulty_servers", [Faults(error_rate=1.0)], indirect=True)
+@pytest.mark.usefixtures("no_retry_sleep")
+async def test_a_dead_server_leaves_the_previous_good_data(tmp_path, demo_servers,
+                                                           faulty_servers):
+    good = {k.lower(): v for k, v in demo_servers.env().items()}
+    settings = make_settings(tmp_path, **good)
+    engine, _ = await sync_all(settings)
+    before = {r.id: comparable(r) for r in engine.store.contacts()}
+    bad = make_settings(tmp_path, **{k.lower(): v for k, v in faulty_servers.env().items()})
+    engine2, reports = await sync_all(bad)
+    assert {r.outcome for n, r in reports.items() if n != "local"} == {Outcome.FAILED}
+    assert {r.id: comparable(r) for r in engine2.store.contacts()} == before
+    status = engine2.store.status("followupboss")
+    assert status.state is SyncState.ERROR
+    assert "Failed to fetch contacts: HTTP 50" in status.last_error
+    run = next(r for r in engine2.store.db.list_runs(settings.user_id)
+               if r["source"] == "followupboss")
+    assert run["outcome"] == "failed" and "HTTP 50" in run["error_message"]
+
+
+async def test_wrong_keys_are_authentication_errors(tmp_path, demo_servers):
+    env = {k.lower(): v for k, v in demo_servers.env().items()}
+    env.update(brivity_api_key="wrong", topproducer_client_secret="wrong")
+    engine, reports = await sync_all(make_settings(tmp_path, **env))
+    assert reports["brivity"].streams["contacts"].error == (
+        "Brivity authentication failed: Bad Credentials")
+    assert reports["topproducer"].streams["contacts"].error == (
+        "TopProducer authentication failed: Invalid client_id or client_secret")
+    assert reports["followupboss"].outcome is Outcome.SUCCESS
+
+
+async def test_topproducer_csv_mode_and_brivity_transactions(tmp_path, demo_servers):
+    files = write_demo_csvs(tmp_path / "imports", 120, 4)
+    settings = make_settings(tmp_path, brivity_api_key="demo-brivity-key",
+                             brivity_api_base_url=demo_servers.servers["brivity"].url,
+                             brivity_transactions_csv=files["brivity_transactions"],
+                             topproducer_import_dir=files["topproducer_contacts"].parent)
+    engine, reports = await sync_all(settings)
+    assert reports["topproducer"].outcome is Outcome.SUCCESS
+    assert engine.store.count("contacts", "topproducer") == 120
+    assert engine.store.count("deals", "topproducer") == data.deal_count(120)
+    assert engine.store.count("deals", "brivity") == data.deal_count(120)
+    deal = engine.store.deals("brivity")[0]
+    assert deal.amount is not None and deal.close_date and deal.property_address
+
+
+# -- conformance: every connector ----------------------------------------------------------
+
+
+async def conformance(source: Source) -> list[str]:
+    """Problems found: invalid records, null or repeated ids, two reads that disagree."""
+    problems: list[str] = []
+    reads = []
+    for _ in range(2):
+        ids: list[str] = []
+        for stream in source.streams():
+            async for page in source.read(stream):
+                for raw in page.records:
+                    try:
+                        record = source.map_record(stream, raw, "x")
+                    except InvalidRecord:
+                        continue
+                    if not record.remote_id or record.id != f"{source.name}:{record.remote_id}":
+                        problems.append(f"bad id {record.id!r}")
+                    ids.append(record.id)
+        if len(ids) != len(set(ids)):
+            problems.append(f"{len(ids) - len(set(ids))} repeated ids")
+        reads.append(sorted(ids))
+    if reads[0] != reads[1]:
+        problems.append("two full reads disagree")
+    return problems
+
+
+@pytest.mark.parametrize("name", ["brivity", "followupboss", "topproducer", "local"])
+async def test_every_connector_conforms(demo_settings, name):
+    db = Database(demo_settings.database_path)
+    db.save_local_record(demo_settings.user_id, "contacts",
+                         {"first_name": "Loc", "last_name": "Al"}, "2026-01-01T00:00:00Z")
+    source = build_source(name, SourceContext(demo_settings, demo_settings.user_id, db=db))
+    try:
+        assert await conformance(source) == []
+    finally:
+        await source.aclose()
+
+
+class Repeating(Source):
+    """A broken connector: the conformance check must catch it."""
+
+    name = "broken"
+    display_name = "Broken"
+    field_maps = {"contacts": {"remote_id": "id"}}
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities()
+
+    async def read(self, stream: RecordKind, *, probe: bool = False) -> AsyncIterator[Page]:
+        yield Page([{"id": 1}, {"id": 2}])
+        yield Page([{"id": 2}])
+
+
+async def test_the_conformance_check_can_fail(settings):
+    assert await conformance(Repeating(SourceContext(settings, "alice"))) == ["1 repeated ids",
+                                                                            "1 repeated ids"]

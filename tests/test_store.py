@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import stat
+import threading
+import time
+from decimal import Decimal
+
+import pytest
+
+from crm_tui.models import Contact, Deal, SourceStatus, SyncState
+from crm_tui.store import CacheStore, Database, StoreChange
+from crm_tui.store.db import SCHEMA_VERSION
+
+
+def contact(source: str, n: int, user: str = "alice", **extra) -> Contact:
+    return Contact(id=f"{source}:{n}", source=source, remote_id=str(n), user_id=user,
+                   first_name=f"First{n}", last_name="Last", **extra)
+
+
+def deal(source: str, n: int, amount: str = "1250000.55") -> Deal:
+    return Deal(id=f"{source}:{n}", source=source, remote_id=str(n), user_id="alice",
+                name=f"{n} Main St", amount=Decimal(amount), close_date="2026-12-01",
+                probability=40, raw='{"price": "1250000.55", "nested": {"a": [1, 2]}}')
+
+
+async def test_replace_is_atomic_for_a_concurrent_reader(store):
+    await store.replace_stream("brivity", "contacts", [contact("brivity", i) for i in range(500)])
+    seen: set[frozenset[str]] = set()
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            ids = frozenset(r.last_name for r in store.contacts("brivity"))
+            seen.add(ids)
+            time.sleep(0)  # let the writer have the GIL too
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    for generation in range(20):
+        fresh = [contact("brivity", i) for i in range(500)]
+        for record in fresh:
+            record.last_name = f"gen{generation}"
+        await store.replace_stream("brivity", "contacts", fresh)
+    stop.set()
+    thread.join()
+    # Every read saw one generation whole: one distinct last name, never a mix.
+    assert seen
+    assert all(len(names) == 1 for names in seen), [n for n in seen if len(n) > 1][:1]
+
+
+async def test_subscribers_hear_once_per_batch_and_can_leave(store):
+    heard: list[StoreChange] = []
+    unsubscribe = store.subscribe(heard.append)
+
+    await store.replace_stream("followupboss", "contacts",
+                               [contact("followupboss", i) for i in range(1000)])
+    await store.upsert("contacts", [contact("followupboss", i) for i in range(5)])
+    await store.delete("contacts", ["followupboss:1", "followupboss:2"])
+    assert [(c.source, c.kinds, c.ids is None) for c in heard] == [
+        ("followupboss", ("contacts",), True),
+        ("followupboss", ("contacts",), False),
+        ("followupboss", ("contacts",), False),
+    ]
+    assert heard[2].ids == frozenset({"followupboss:1", "followupboss:2"})
+
+    unsubscribe()
+    await store.clear()
+    assert len(heard) == 3
+
+
+async def test_snapshot_round_trip_keeps_every_field(settings):
+    db = Database(settings.database_path)
+    store = CacheStore("alice", db)
+    c = contact("brivity", 7, email="a@b.co", phone="(555) 123-4567", tags=("buyer", "vip"),
+                city="Austin", remote_updated="2026-01-02T03:04:05Z", deleted=True,
+                raw='{"id": 7, "custom": {"x": [1, null, "é"]}}')
+    d = deal("followupboss", 3)
+    await store.replace_stream("brivity", "contacts", [c])
+    await store.replace_stream("followupboss", "deals", [d])
+    store.update_status("brivity", state=SyncState.ERROR, last_error="boom",
+                        last_sync="2026-01-01T00:00:00Z")
+    await store.save_status("brivity")
+    db.close()
+
+    reopened = CacheStore("alice", Database(settings.database_path))
+    await reopened.load()
+    assert reopened.contacts() == [c]
+    assert reopened.deals() == [d]
+    loaded_deal = reopened.deals()[0]
+    assert isinstance(loaded_deal.amount, Decimal) and loaded_deal.amount == Decimal("1250000.55")
+    assert reopened.contacts()[0].metadata == {"id": 7, "custom": {"x": [1, None, "é"]}}
+    status = reopened.status("brivity")
+    assert (status.state, status.last_error, status.contact_count) == (SyncState.ERROR, "boom", 1)
+
+
+async def test_a_syncing_state_is_never_persisted(store):
+    store.update_status("brivity", state=SyncState.SYNCING)
+    await store.save_status("brivity")
+    assert store.db.load_statuses("alice")["brivity"].state is SyncState.IDLE
+
+
+async def test_users_never_see_each_other(settings):
+    db = Database(settings.database_path)
+    alice, bob = CacheStore("alice", db), CacheStore("bob", db)
+    await alice.replace_stream("brivity", "contacts", [contact("brivity", 1, user="alice")])
+    await bob.replace_stream("brivity", "contacts", [contact("brivity", 2, user="bob")])
+    fresh_alice = CacheStore("alice", db)
+    await fresh_alice.load()
+    assert [c.id for c in fresh_alice.contacts()] == ["brivity:1"]
+    await bob.clear()
+    again = CacheStore("alice", db)
+    await again.load()
+    assert again.count("contacts") == 1
+
+
+async def test_clear_one_source_keeps_the_others(store):
+    await store.replace_stream("brivity", "contacts", [contact("brivity", 1)])
+    await store.replace_stream("followupboss", "contacts", [contact("followupboss", 1)])
+    await store.clear("brivity")
+    assert [c.source for c in store.contacts()] == ["followupboss"]
+    reloaded = CacheStore("alice", store.db)
+    await reloaded.load()
+    assert [c.source for c in reloaded.contacts()] == ["followupboss"]
+
+
+async def test_cached_data_has_the_guide_shape(store):
+    await store.replace_stream("brivity", "contacts", [contact("brivity", 1)])
+    await store.replace_stream("brivity", "deals", [deal("brivity", 1)])
+    data = store.get_cached_data("brivity")
+    assert set(data) == {"brivity"}
+    entry = data["brivity"]
+    assert set(entry) == {"contacts", "deals", "lastSync", "syncStatus"}
+    assert entry["contacts"][0]["first_name"] == "First1"
+    assert entry["deals"][0]["amount"] == "1250000.55"
+    assert entry["syncStatus"] == "idle"
+    assert set(store.get_cached_data()) >= {"brivity", "topproducer", "followupboss", "local"}
+
+
+def test_migrates_from_version_zero(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    sqlite3.connect(path).close()  # an empty database: user_version 0
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 0
+    db = Database(path)
+    assert db.schema_version == SCHEMA_VERSION
+    tables = {r[0] for r in db._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"contacts", "deals", "sync_runs", "quarantine", "bookmarks", "source_status",
+            "local_records"} <= tables
+    db.close()
+    assert Database(path).schema_version == SCHEMA_VERSION  # re-opening migrates nothing
+
+
+def test_a_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "new.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(RuntimeError, match="newer crm-tui"):
+        Database(path)
+
+
+def test_files_and_dirs_are_private_whatever_the_umask(tmp_path):
+    old = os.umask(0)
+    try:
+        db = Database(tmp_path / "deep" / "data" / "crm.sqlite3")
+        asyncio.run(CacheStore("alice", db).replace_stream("brivity", "contacts",
+                                                            [contact("brivity", 1)]))
+        db.close()
+    finally:
+        os.umask(old)
+    folder = tmp_path / "deep" / "data"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    for path in folder.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_status_guide_shape():
+    status = SourceStatus("brivity", contact_count=3)
+    assert status.to_guide() == {"status": "idle", "lastSync": None, "contactCount": 3,
+                                 "dealCount": 0, "lastError": None}
