@@ -189,7 +189,7 @@ async def conformance(source: Source) -> list[str]:
                         continue
                     if not record.remote_id or record.id != f"{source.name}:{record.remote_id}":
                         problems.append(f"bad id {record.id!r}")
-                    ids.append(record.id)
+                    ids.append(f"{stream}/{record.id}")  # ids are unique per stream
         if len(ids) != len(set(ids)):
             problems.append(f"{len(ids) - len(set(ids))} repeated ids")
         reads.append(sorted(ids))
