@@ -32,11 +32,11 @@ class CrmApp(App[None]):
     CSS_PATH = "app.tcss"
     ENABLE_COMMAND_PALETTE = True
     BINDINGS = [
-        Binding("1,f1", "switch_mode('status')", "Status", id="mode.status"),
-        Binding("2,f2", "switch_mode('search')", "Search", id="mode.search"),
-        Binding("3,f3", "switch_mode('browse')", "Browse", id="mode.browse"),
-        Binding("4,f4", "switch_mode('audit')", "Audit", id="mode.audit"),
-        Binding("5,f5", "switch_mode('connections')", "Connections", id="mode.connections"),
+        Binding("1,f1", "switch_mode('status')", "Status", id="mode.status", show=False),
+        Binding("2,f2", "switch_mode('search')", "Search", id="mode.search", show=False),
+        Binding("3,f3", "switch_mode('browse')", "Browse", id="mode.browse", show=False),
+        Binding("4,f4", "switch_mode('audit')", "Audit", id="mode.audit", show=False),
+        Binding("5,f5", "switch_mode('connections')", "Connections", id="mode.connections", show=False),
         Binding("question_mark", "toggle_help", "Help", id="app.help"),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
@@ -66,7 +66,10 @@ class CrmApp(App[None]):
 
     # -- lifecycle -----------------------------------------------------------------------
 
+    MODE_BAR = "1 Status  2 Search  3 Browse  4 Audit  5 Connections  (F1-F5 from a text box)"
+
     def on_mount(self) -> None:
+        self.sub_title = f"{self.settings.user_id} · {self.MODE_BAR}"
         self._apply_keymap()
         self.switch_mode("status")
         self.run_worker(self._load(), group="load", exit_on_error=False, name="load snapshot")

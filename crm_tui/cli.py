@@ -496,7 +496,9 @@ def sync(
 
         emit(rt, payload, human)
         if not payload["success"]:
-            sys.exit(EXIT_REMOTE)
+            auth = any(s.error_class == "AuthError" for r in reports.values()
+                       for s in r.streams.values())
+            sys.exit(EXIT_CONFIG if auth else EXIT_REMOTE)
 
 
 async def _watch(engine: Any, names: list[str] | None, minutes: float) -> None:

@@ -115,10 +115,11 @@ class SearchScreen(ModeScreen):
             text.append("  loading cache…", style="dim")
         self.query_one("#summary", Static).update(text)
         for source, hits in result.groups.items():
-            shown = len(hits)
-            header = f"{DISPLAY_NAMES.get(source, source)}: {shown} of {result.counts[source]:,}"
-            blank = [Text("")] * len(COLUMNS[self.kind])
-            table.add_row(Text(header, style="bold reverse"), *blank, key=f"group:{source}")
+            name = DISPLAY_NAMES.get(source, source)
+            shown = f"showing {len(hits)} of {result.counts[source]:,}"
+            blank = [Text("")] * (len(COLUMNS[self.kind]) - 1)
+            table.add_row(Text(f"▸ {name}", style="bold"), Text(shown, style="bold"), *blank,
+                          key=f"group:{source}")
             for hit in hits:
                 table.add_row(
                     safe(DISPLAY_NAMES.get(source, source), "dim"),

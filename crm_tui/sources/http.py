@@ -209,7 +209,7 @@ class OAuthClientCredentials(Auth):
         early = min(60.0, expires_in * 0.1)
         self._token = token
         self._expires_at = started + max(expires_in - early, 0.0)
-        log.info("[%s] Authentication successful", self._display)
+        log.debug("[%s] access token fetched, valid %.0f s", self._display, expires_in)
 
 
 # -- rate budget ---------------------------------------------------------------------------

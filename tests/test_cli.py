@@ -1,0 +1,240 @@
+"""Every command's JSON shape and exit code, over a seeded store and against the demo."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import stat
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from crm_tui.cli import main
+from crm_tui.demo import data
+from crm_tui.demo.csvfiles import write_demo_csvs
+from tests.conftest import DEMO_CONTACTS
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    """Run crm-tui with a private data dir; returns (exit code, parsed JSON or text)."""
+    monkeypatch.setenv("CRM_USER_ID", "alice")
+
+    def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, object, str]:
+        result = CliRunner().invoke(main, ["--data-dir", str(tmp_path / "data"), *args],
+                                    env=env, catch_exceptions=False)
+        out = result.stdout
+        parsed: object = out
+        if "--json" in args:
+            parsed = json.loads(out)
+        return result.exit_code, parsed, result.stderr
+
+    return invoke
+
+
+@pytest.fixture
+def demo_env(demo_servers) -> dict[str, str]:
+    return dict(demo_servers.env())
+
+
+def test_version_and_help():
+    runner = CliRunner()
+    assert "crm-tui, version" in runner.invoke(main, ["--version"]).output
+    for command in ("sync", "search", "status", "export", "import", "cached-data", "contacts"):
+        text = runner.invoke(main, [command, "--help"]).output
+        assert "Example" in text or "import" in command, command
+
+
+def test_paths(cli, tmp_path):
+    code, body, _ = cli("paths", "--json")
+    assert code == 0
+    assert body["data_dir"] == str(tmp_path / "data")
+    assert body["database"].endswith("crm.sqlite3")
+
+
+def test_status_on_an_empty_cache(cli):
+    code, body, _ = cli("status", "--json")
+    assert code == 0
+    assert set(body) == {"success", "timestamp", "status"}
+    assert body["status"]["brivity"] == {"status": "disabled", "lastSync": None,
+                                         "contactCount": 0, "dealCount": 0, "lastError": None}
+    assert body["status"]["local"]["status"] == "idle"
+
+
+@pytest.mark.parametrize(("query", "message"), [
+    ("j", "Query must be at least 2 characters"),
+    ("   x  ", "Query must be at least 2 characters"),
+    ("foo:bar", "unknown filter 'foo'"),
+])
+def test_bad_queries_exit_2_with_the_guide_error(cli, query, message):
+    code, body, _ = cli("search", query, "--json")
+    assert code == 2
+    assert body["success"] is False and message in body["error"]
+
+
+def test_bad_query_without_json_is_one_line_on_stderr(cli):
+    code, out, err = cli("search", "j")
+    assert code == 2
+    assert out == ""
+    assert err.strip() == "error: Query must be at least 2 characters"
+
+
+def test_configuration_errors_exit_3_and_name_the_variable(cli):
+    code, body, _ = cli("status", "--json", env={"FUB_API_BASE_URL": "ftp://x"})
+    assert code == 3
+    assert "FUB_API_BASE_URL" in body["details"]
+
+
+def test_sync_search_export_end_to_end(cli, demo_env, tmp_path):
+    code, body, _ = cli("sync", "--json", env=demo_env)
+    assert code == 0, body
+    assert body["success"] is True
+    assert body["message"] == "Sync initiated for all enabled CRM sources"
+    expected = data.expected_contacts(DEMO_CONTACTS)
+    assert body["results"]["followupboss"] == {
+        "contacts": {"success": True, "count": expected},
+        "deals": {"success": True, "count": data.deal_count(DEMO_CONTACTS)}}
+    assert "synced_at" in body
+
+    code, status, _ = cli("status", "--json", env=demo_env)
+    assert status["status"]["brivity"]["contactCount"] == expected
+    assert status["status"]["brivity"]["status"] == "idle"
+
+    code, found, _ = cli("search", "bob", "--json", env=demo_env)
+    assert code == 0
+    assert found["type"] == "contact" and found["query"] == "bob"
+    assert found["total"] == sum(len(v) for v in found["results"].values())
+    assert all(c["first_name"] == "[@click=app.quit]Bob[/]" or "bob" in json.dumps(c).lower()
+               for hits in found["results"].values() for c in hits)
+
+    code, deals, _ = cli("deals", "--source", "followupboss", "--json", env=demo_env)
+    assert deals["count"] == data.deal_count(DEMO_CONTACTS) == len(deals["deals"])
+
+    out = tmp_path / "contacts.csv"
+    code, _, err = cli("export", "--type", "contact", "--source", "brivity", "--format", "csv",
+                       "-o", str(out), env=demo_env)
+    assert code == 0 and f"wrote {expected} contacts" in err
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert len(rows) == expected
+    code, cached, _ = cli("contacts", "--source", "brivity", "--json", env=demo_env)
+    by_id = {c["id"]: c for c in cached["contacts"]}
+    for row in rows:
+        original = by_id[row["id"]]
+        assert row["email"] == (original["email"] or "")
+        assert row["first_name"] == (original["first_name"] or "")
+
+    xlsx = tmp_path / "deals.xlsx"
+    code, _, _ = cli("export", "--type", "deal", "--format", "xlsx", "-o", str(xlsx),
+                     env=demo_env)
+    assert code == 0
+    from openpyxl import load_workbook
+
+    sheet = load_workbook(xlsx).active
+    header = [c.value for c in next(sheet.iter_rows(max_row=1))]
+    first = dict(zip(header, [c.value for c in next(sheet.iter_rows(min_row=2, max_row=2))],
+                     strict=True))
+    code, all_deals, _ = cli("deals", "--json", env=demo_env)
+    original = next(d for d in all_deals["deals"] if d["id"] == first["id"])
+    assert isinstance(first["amount"], int | float)  # a number cell, not text
+    assert Decimal(str(first["amount"])) == Decimal(original["amount"])
+    assert first["close_date"].date().isoformat() == original["close_date"]
+
+    vcf = tmp_path / "team.vcf"
+    code, _, _ = cli("export", "--type", "contact", "--query", "source:followupboss",
+                     "--format", "vcf", "-o", str(vcf), env=demo_env)
+    import vobject
+
+    cards = list(vobject.readComponents(vcf.read_text(encoding="utf-8")))
+    assert len(cards) == expected
+    names = {card.fn.value for card in cards}
+    assert "[@click=app.quit]Bob[/] Markup" in names
+    assert all(card.version.value == "4.0" for card in cards)
+
+
+def test_piped_output_has_no_ansi_and_no_progress(cli, demo_env):
+    code, out, err = cli("sync", "followupboss", env=demo_env)
+    assert code == 0
+    assert "\x1b" not in out and "\x1b" not in err and "\r" not in err
+    assert "Follow Up Boss" in out and "success" in out
+
+
+def test_wrong_key_exits_3_and_keeps_secrets_out(cli, demo_env):
+    env = {**demo_env, "FUB_API_KEY": "canary-wrong-key-999"}
+    code, body, err = cli("sync", "followupboss", "--json", env=env)
+    assert code == 3
+    assert body["success"] is False
+    assert "Follow Up Boss authentication failed" in json.dumps(body)
+    assert "canary-wrong-key-999" not in json.dumps(body) + err
+
+
+@pytest.mark.usefixtures("no_retry_sleep")
+def test_unreachable_server_exits_4(cli, demo_env):
+    env = {**demo_env, "FUB_API_BASE_URL": "http://127.0.0.1:9/v1",
+           "CRM_HTTP_TIMEOUT_SECONDS": "1"}
+    code, body, _ = cli("sync", "followupboss", "--json", env=env)
+    assert code == 4
+    assert "Connection error" in body["results"]["followupboss"]["contacts"]["error"]
+
+
+def test_cached_data_clear_cache_and_test_connection(cli, demo_env):
+    cli("sync", "brivity", "--json", env=demo_env)
+    code, body, _ = cli("cached-data", "--source", "brivity", "--json", env=demo_env)
+    assert code == 0
+    assert set(body["data"]) == {"brivity"}
+    assert body["data"]["brivity"]["syncStatus"] == "idle"
+    assert len(body["data"]["brivity"]["contacts"]) == data.expected_contacts(DEMO_CONTACTS)
+
+    code, body, _ = cli("clear-cache", "--source", "brivity", "--json", env=demo_env)
+    assert body == {"success": True, "message": "Cache cleared for brivity"}
+    code, body, _ = cli("cached-data", "--source", "brivity", "--json", env=demo_env)
+    assert body["data"]["brivity"]["contacts"] == []
+
+    code, body, _ = cli("test-connection", "followupboss", "--json", env=demo_env)
+    assert code == 0
+    assert body["results"]["followupboss"]["ok"] is True
+    code, body, _ = cli("test-connection", "brivity", "--json",
+                        env={**demo_env, "BRIVITY_API_KEY": "nope"})
+    assert code == 3
+    assert "Bad Credentials" in body["results"]["brivity"]["message"]
+
+
+def test_import_plan_then_apply(cli, tmp_path):
+    files = write_demo_csvs(tmp_path / "exports", 50, 3)
+    contacts_csv = files["topproducer_contacts"]
+    with contacts_csv.open("a", encoding="utf-8") as handle:
+        handle.write(",,no-name@x.co,,,,,,,,,\n")  # a row with no name and no id
+    code, plan, _ = cli("import", "topproducer", str(contacts_csv),
+                        str(files["topproducer_closings"]), "--dry-run", "--json")
+    assert code == 0
+    contacts_plan, closings_plan = plan["plans"]
+    assert (contacts_plan["type"], closings_plan["type"]) == ("contacts", "deals")
+    assert contacts_plan["columnsMapped"]["first_name"] == "First Name"
+    assert contacts_plan["rows"] == 51 and contacts_plan["valid"] == 51
+    assert plan["applied"] == []
+    code, body, _ = cli("contacts", "--source", "topproducer", "--json")
+    assert body["count"] == 0  # dry run wrote nothing
+
+    code, plan, _ = cli("import", "topproducer", str(contacts_csv), "--json")
+    assert plan["applied"][0]["written"] == 51
+    code, body, _ = cli("contacts", "--source", "topproducer", "--json")
+    assert body["count"] == 51
+
+
+def test_import_of_the_wrong_file_is_a_clear_error(cli, tmp_path):
+    bad = tmp_path / "contacts.csv"
+    bad.write_text("Email,Phone\na@b.c,1\n")
+    code, body, _ = cli("import", "topproducer", str(bad), "--json")
+    assert code == 2
+    assert "missing required column(s): First Name or Last Name" in body["details"]
+
+
+def test_json_export_to_stdout(cli, demo_env):
+    cli("sync", "brivity", "--json", env=demo_env)
+    result = CliRunner().invoke(main, ["export", "--type", "contact", "--format", "json"],
+                                env={**demo_env, "CRM_DATA_DIR": str(Path.cwd() / "d2")})
+    assert result.exit_code == 0
+    assert json.load(io.StringIO(result.stdout))["count"] == 0
