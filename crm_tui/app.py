@@ -36,7 +36,9 @@ class CrmApp(App[None]):
         Binding("2,f2", "switch_mode('search')", "Search", id="mode.search", show=False),
         Binding("3,f3", "switch_mode('browse')", "Browse", id="mode.browse", show=False),
         Binding("4,f4", "switch_mode('audit')", "Audit", id="mode.audit", show=False),
-        Binding("5,f5", "switch_mode('connections')", "Connections", id="mode.connections", show=False),
+        Binding(
+            "5,f5", "switch_mode('connections')", "Connections", id="mode.connections", show=False
+        ),
         Binding("question_mark", "toggle_help", "Help", id="app.help"),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]

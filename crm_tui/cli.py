@@ -496,8 +496,9 @@ def sync(
 
         emit(rt, payload, human)
         if not payload["success"]:
-            auth = any(s.error_class == "AuthError" for r in reports.values()
-                       for s in r.streams.values())
+            auth = any(
+                s.error_class == "AuthError" for r in reports.values() for s in r.streams.values()
+            )
             sys.exit(EXIT_CONFIG if auth else EXIT_REMOTE)
 
 

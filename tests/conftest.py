@@ -80,7 +80,8 @@ def demo_settings(tmp_path: Path, demo_servers: DemoServers) -> Settings:
 def faulty_servers(request: pytest.FixtureRequest) -> Iterator[DemoServers]:
     """Demo servers with the faults given by `@pytest.mark.parametrize(..., indirect=True)`."""
     faults: Faults = getattr(request, "param", Faults())
-    servers = start_demo_servers(contacts=DEMO_CONTACTS, seed=11, faults=faults,
-                                 fub_rate_limit=10_000)
+    servers = start_demo_servers(
+        contacts=DEMO_CONTACTS, seed=11, faults=faults, fub_rate_limit=10_000
+    )
     yield servers
     servers.stop()

@@ -24,8 +24,9 @@ def cli(tmp_path, monkeypatch):
     monkeypatch.setenv("CRM_USER_ID", "alice")
 
     def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, object, str]:
-        result = CliRunner().invoke(main, ["--data-dir", str(tmp_path / "data"), *args],
-                                    env=env, catch_exceptions=False)
+        result = CliRunner().invoke(
+            main, ["--data-dir", str(tmp_path / "data"), *args], env=env, catch_exceptions=False
+        )
         out = result.stdout
         parsed: object = out
         if "--json" in args:
@@ -59,16 +60,24 @@ def test_status_on_an_empty_cache(cli):
     code, body, _ = cli("status", "--json")
     assert code == 0
     assert set(body) == {"success", "timestamp", "status"}
-    assert body["status"]["brivity"] == {"status": "disabled", "lastSync": None,
-                                         "contactCount": 0, "dealCount": 0, "lastError": None}
+    assert body["status"]["brivity"] == {
+        "status": "disabled",
+        "lastSync": None,
+        "contactCount": 0,
+        "dealCount": 0,
+        "lastError": None,
+    }
     assert body["status"]["local"]["status"] == "idle"
 
 
-@pytest.mark.parametrize(("query", "message"), [
-    ("j", "Query must be at least 2 characters"),
-    ("   x  ", "Query must be at least 2 characters"),
-    ("foo:bar", "unknown filter 'foo'"),
-])
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("j", "Query must be at least 2 characters"),
+        ("   x  ", "Query must be at least 2 characters"),
+        ("foo:bar", "unknown filter 'foo'"),
+    ],
+)
 def test_bad_queries_exit_2_with_the_guide_error(cli, query, message):
     code, body, _ = cli("search", query, "--json")
     assert code == 2
@@ -96,7 +105,8 @@ def test_sync_search_export_end_to_end(cli, demo_env, tmp_path):
     expected = data.expected_contacts(DEMO_CONTACTS)
     assert body["results"]["followupboss"] == {
         "contacts": {"success": True, "count": expected},
-        "deals": {"success": True, "count": data.deal_count(DEMO_CONTACTS)}}
+        "deals": {"success": True, "count": data.deal_count(DEMO_CONTACTS)},
+    }
     assert "synced_at" in body
 
     code, status, _ = cli("status", "--json", env=demo_env)
@@ -107,15 +117,28 @@ def test_sync_search_export_end_to_end(cli, demo_env, tmp_path):
     assert code == 0
     assert found["type"] == "contact" and found["query"] == "bob"
     assert found["total"] == sum(len(v) for v in found["results"].values())
-    assert all(c["first_name"] == "[@click=app.quit]Bob[/]" or "bob" in json.dumps(c).lower()
-               for hits in found["results"].values() for c in hits)
+    assert all(
+        c["first_name"] == "[@click=app.quit]Bob[/]" or "bob" in json.dumps(c).lower()
+        for hits in found["results"].values()
+        for c in hits
+    )
 
     code, deals, _ = cli("deals", "--source", "followupboss", "--json", env=demo_env)
     assert deals["count"] == data.deal_count(DEMO_CONTACTS) == len(deals["deals"])
 
     out = tmp_path / "contacts.csv"
-    code, _, err = cli("export", "--type", "contact", "--source", "brivity", "--format", "csv",
-                       "-o", str(out), env=demo_env)
+    code, _, err = cli(
+        "export",
+        "--type",
+        "contact",
+        "--source",
+        "brivity",
+        "--format",
+        "csv",
+        "-o",
+        str(out),
+        env=demo_env,
+    )
     assert code == 0 and f"wrote {expected} contacts" in err
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
@@ -128,15 +151,15 @@ def test_sync_search_export_end_to_end(cli, demo_env, tmp_path):
         assert row["first_name"] == (original["first_name"] or "")
 
     xlsx = tmp_path / "deals.xlsx"
-    code, _, _ = cli("export", "--type", "deal", "--format", "xlsx", "-o", str(xlsx),
-                     env=demo_env)
+    code, _, _ = cli("export", "--type", "deal", "--format", "xlsx", "-o", str(xlsx), env=demo_env)
     assert code == 0
     from openpyxl import load_workbook
 
     sheet = load_workbook(xlsx).active
     header = [c.value for c in next(sheet.iter_rows(max_row=1))]
-    first = dict(zip(header, [c.value for c in next(sheet.iter_rows(min_row=2, max_row=2))],
-                     strict=True))
+    first = dict(
+        zip(header, [c.value for c in next(sheet.iter_rows(min_row=2, max_row=2))], strict=True)
+    )
     code, all_deals, _ = cli("deals", "--json", env=demo_env)
     original = next(d for d in all_deals["deals"] if d["id"] == first["id"])
     assert isinstance(first["amount"], int | float)  # a number cell, not text
@@ -144,8 +167,18 @@ def test_sync_search_export_end_to_end(cli, demo_env, tmp_path):
     assert first["close_date"].date().isoformat() == original["close_date"]
 
     vcf = tmp_path / "team.vcf"
-    code, _, _ = cli("export", "--type", "contact", "--query", "source:followupboss",
-                     "--format", "vcf", "-o", str(vcf), env=demo_env)
+    code, _, _ = cli(
+        "export",
+        "--type",
+        "contact",
+        "--query",
+        "source:followupboss",
+        "--format",
+        "vcf",
+        "-o",
+        str(vcf),
+        env=demo_env,
+    )
     import vobject
 
     cards = list(vobject.readComponents(vcf.read_text(encoding="utf-8")))
@@ -173,8 +206,7 @@ def test_wrong_key_exits_3_and_keeps_secrets_out(cli, demo_env):
 
 @pytest.mark.usefixtures("no_retry_sleep")
 def test_unreachable_server_exits_4(cli, demo_env):
-    env = {**demo_env, "FUB_API_BASE_URL": "http://127.0.0.1:9/v1",
-           "CRM_HTTP_TIMEOUT_SECONDS": "1"}
+    env = {**demo_env, "FUB_API_BASE_URL": "http://127.0.0.1:9/v1", "CRM_HTTP_TIMEOUT_SECONDS": "1"}
     code, body, _ = cli("sync", "followupboss", "--json", env=env)
     assert code == 4
     assert "Connection error" in body["results"]["followupboss"]["contacts"]["error"]
@@ -196,8 +228,9 @@ def test_cached_data_clear_cache_and_test_connection(cli, demo_env):
     code, body, _ = cli("test-connection", "followupboss", "--json", env=demo_env)
     assert code == 0
     assert body["results"]["followupboss"]["ok"] is True
-    code, body, _ = cli("test-connection", "brivity", "--json",
-                        env={**demo_env, "BRIVITY_API_KEY": "nope"})
+    code, body, _ = cli(
+        "test-connection", "brivity", "--json", env={**demo_env, "BRIVITY_API_KEY": "nope"}
+    )
     assert code == 3
     assert "Bad Credentials" in body["results"]["brivity"]["message"]
 
@@ -207,8 +240,14 @@ def test_import_plan_then_apply(cli, tmp_path):
     contacts_csv = files["topproducer_contacts"]
     with contacts_csv.open("a", encoding="utf-8") as handle:
         handle.write(",,no-name@x.co,,,,,,,,,\n")  # a row with no name and no id
-    code, plan, _ = cli("import", "topproducer", str(contacts_csv),
-                        str(files["topproducer_closings"]), "--dry-run", "--json")
+    code, plan, _ = cli(
+        "import",
+        "topproducer",
+        str(contacts_csv),
+        str(files["topproducer_closings"]),
+        "--dry-run",
+        "--json",
+    )
     assert code == 0
     contacts_plan, closings_plan = plan["plans"]
     assert (contacts_plan["type"], closings_plan["type"]) == ("contacts", "deals")
@@ -234,7 +273,10 @@ def test_import_of_the_wrong_file_is_a_clear_error(cli, tmp_path):
 
 def test_json_export_to_stdout(cli, demo_env):
     cli("sync", "brivity", "--json", env=demo_env)
-    result = CliRunner().invoke(main, ["export", "--type", "contact", "--format", "json"],
-                                env={**demo_env, "CRM_DATA_DIR": str(Path.cwd() / "d2")})
+    result = CliRunner().invoke(
+        main,
+        ["export", "--type", "contact", "--format", "json"],
+        env={**demo_env, "CRM_DATA_DIR": str(Path.cwd() / "d2")},
+    )
     assert result.exit_code == 0
     assert json.load(io.StringIO(result.stdout))["count"] == 0

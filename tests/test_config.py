@@ -13,8 +13,12 @@ def write_env(path: Path, **values: str) -> None:
 
 
 def test_environment_wins_over_cwd_env_which_wins_over_config_dir(monkeypatch):
-    write_env(config_dir() / ".env", FUB_API_KEY="from-config", CRM_USER_ID="cfg",
-              CRM_CACHE_TTL_MINUTES="7")
+    write_env(
+        config_dir() / ".env",
+        FUB_API_KEY="from-config",
+        CRM_USER_ID="cfg",
+        CRM_CACHE_TTL_MINUTES="7",
+    )
     write_env(Path.cwd() / ".env", FUB_API_KEY="from-cwd", CRM_USER_ID="cwd")
     monkeypatch.setenv("FUB_API_KEY", "from-env")
 

@@ -14,15 +14,21 @@ NOW = "2026-11-25T00:00:00Z"
 
 def contacts(text: bytes):
     table = parse_csv(text, CONTACTS_EXPORT)
-    return table, [build_record("contacts", "topproducer", "alice", CSV_MAPS["contacts"], row,
-                                NOW) for row in table.rows]
+    return table, [
+        build_record("contacts", "topproducer", "alice", CSV_MAPS["contacts"], row, NOW)
+        for row in table.rows
+    ]
 
 
 def test_bom_and_odd_header_spelling():
-    table, records = contacts("\ufeffFIRST  NAME,last_name,E-Mail\nAna,Lee,ANA@X.COM\n"
-                              .encode("utf-8"))
-    assert table.columns == {"first_name": "FIRST  NAME", "last_name": "last_name",
-                             "email": "E-Mail"}
+    table, records = contacts(
+        "\ufeffFIRST  NAME,last_name,E-Mail\nAna,Lee,ANA@X.COM\n".encode("utf-8")
+    )
+    assert table.columns == {
+        "first_name": "FIRST  NAME",
+        "last_name": "last_name",
+        "email": "E-Mail",
+    }
     assert (records[0].first_name, records[0].email) == ("Ana", "ana@x.com")
 
 
@@ -89,7 +95,10 @@ def test_brivity_transaction_report_by_alias(tmp_path):
     assert plan.metadata_only == ["Weird"]
     deal = plan.records[0]
     assert (deal.property_address, str(deal.amount), deal.close_date) == (
-        "12 Oak St, Austin", "500000", "2026-03-04")
+        "12 Oak St, Austin",
+        "500000",
+        "2026-03-04",
+    )
     # No id column: a stable hash of MLS #, address, side, client and close date.
     assert deal.id.startswith("brivity:csv-")
     assert plan_import("brivity-transactions", path, "alice").records[0].id == deal.id

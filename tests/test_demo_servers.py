@@ -34,8 +34,9 @@ def test_brivity_people_is_a_bare_array_behind_the_token(demo_servers):
     assert "id" not in people[data.MISSING_ID_INDEX]
     assert people[0]["first_name"] == "[@click=app.quit]Bob[/]"
     assert len(people[data.LONG_NOTE_INDEX]["description"]) == 10_000
-    limited = httpx.get(url, params={"limit": 5},
-                        headers={"Authorization": "Token token=demo-brivity-key"})
+    limited = httpx.get(
+        url, params={"limit": 5}, headers={"Authorization": "Token token=demo-brivity-key"}
+    )
     assert len(limited.json()) == 5
 
 
@@ -80,9 +81,14 @@ def test_fub_answers_429_with_retry_after_past_its_budget():
 
 
 def token(base: str, secret: str = "demo-topproducer-secret") -> httpx.Response:
-    return httpx.post(f"{base}/auth/oauth/token", data={
-        "grant_type": "client_credentials", "client_id": "demo-topproducer-client",
-        "client_secret": secret})
+    return httpx.post(
+        f"{base}/auth/oauth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": "demo-topproducer-client",
+            "client_secret": secret,
+        },
+    )
 
 
 def test_oauth_contract_tokens_and_offset_pages(demo_servers):
@@ -90,11 +96,12 @@ def test_oauth_contract_tokens_and_offset_pages(demo_servers):
     assert token(base, "wrong").status_code == 401
     body = token(base).json()
     assert body["token_type"] == "Bearer" and body["expires_in"] == 3600
-    headers = {"Authorization": f"Bearer {body['access_token']}",
-               "X-API-Key": "demo-topproducer-key"}
+    headers = {
+        "Authorization": f"Bearer {body['access_token']}",
+        "X-API-Key": "demo-topproducer-key",
+    }
     assert httpx.get(f"{base}/contacts").status_code == 401
-    page = httpx.get(f"{base}/contacts", params={"$top": 100, "$skip": 200},
-                     headers=headers).json()
+    page = httpx.get(f"{base}/contacts", params={"$top": 100, "$skip": 200}, headers=headers).json()
     assert page["@odata.count"] == DEMO_CONTACTS
     assert [c["id"] for c in page["value"][:2]] == ["TP-0000201", "TP-0000202"]
     deals = httpx.get(f"{base}/transactions", headers=headers).json()

@@ -21,8 +21,13 @@ pytestmark = pytest.mark.usefixtures("no_retry_sleep")
 
 
 def page(collection: str, items: list[dict], next_cursor: str | None = None) -> httpx.Response:
-    return httpx.Response(200, json={"_metadata": {"collection": collection, "next": next_cursor,
-                                                   "total": len(items)}, collection: items})
+    return httpx.Response(
+        200,
+        json={
+            "_metadata": {"collection": collection, "next": next_cursor, "total": len(items)},
+            collection: items,
+        },
+    )
 
 
 def people(*ids: int | None, **fields) -> list[dict]:
@@ -54,8 +59,10 @@ async def run(engine: SyncEngine, name: str = "followupboss"):
 @respx.mock
 async def test_a_clean_sync_fills_the_store_and_audits(engine, caplog):
     caplog.set_level(logging.INFO, logger="crm_tui")
-    respx.get(f"{BASE}/people").side_effect = [page("people", people(3, 2), "c1"),
-                                               page("people", people(1))]
+    respx.get(f"{BASE}/people").side_effect = [
+        page("people", people(3, 2), "c1"),
+        page("people", people(1)),
+    ]
     respx.get(f"{BASE}/deals").respond(json={"_metadata": {}, "deals": [{"id": 9, "price": 5}]})
     report = await run(engine)
     assert report.outcome is Outcome.SUCCESS
@@ -65,8 +72,10 @@ async def test_a_clean_sync_fills_the_store_and_audits(engine, caplog):
     assert status.state is SyncState.IDLE and status.last_sync is not None
     runs = engine.store.db.list_runs("alice")
     assert runs[0]["outcome"] == "success"
-    assert {s["stream"]: (s["records_read"], s["records_written"], s["pages"])
-            for s in runs[0]["streams"]} == {"contacts": (3, 3, 2), "deals": (1, 1, 1)}
+    assert {
+        s["stream"]: (s["records_read"], s["records_written"], s["pages"])
+        for s in runs[0]["streams"]
+    } == {"contacts": (3, 3, 2), "deals": (1, 1, 1)}
     assert "[Follow Up Boss] Successfully synced 3 contacts" in caplog.text
     assert "[Follow Up Boss] Starting Follow Up Boss sync..." in caplog.text
     assert "[Follow Up Boss] Authentication successful" in caplog.text
@@ -75,7 +84,8 @@ async def test_a_clean_sync_fills_the_store_and_audits(engine, caplog):
 @respx.mock
 async def test_records_without_id_are_quarantined_with_reason_and_payload(engine):
     respx.get(f"{BASE}/people").respond(
-        json={"_metadata": {}, "people": people(1, 2, 3, 4, 5, 6, 7, 8, 9, None)})
+        json={"_metadata": {}, "people": people(1, 2, 3, 4, 5, 6, 7, 8, 9, None)}
+    )
     respx.get(f"{BASE}/deals").respond(json={"_metadata": {}, "deals": []})
     report = await run(engine)
     contacts = report.streams["contacts"]
@@ -124,8 +134,10 @@ async def test_a_failed_sync_leaves_the_previous_data_exactly(engine):
     respx.get(f"{BASE}/deals").respond(json={"_metadata": {}, "deals": []})
     await run(engine)
     before = [c.to_json() for c in engine.store.contacts()]
-    respx.get(f"{BASE}/people").side_effect = [page("people", people(7), "c1"),
-                                               httpx.Response(500)] + [httpx.Response(500)] * 9
+    respx.get(f"{BASE}/people").side_effect = [
+        page("people", people(7), "c1"),
+        httpx.Response(500),
+    ] + [httpx.Response(500)] * 9
     report = await run(engine)
     assert report.streams["contacts"].outcome is Outcome.FAILED
     assert [c.to_json() for c in engine.store.contacts()] == before
@@ -189,7 +201,8 @@ async def test_auth_failure_is_masked_everywhere(engine):
 @respx.mock
 async def test_test_connection_reads_one_small_page(engine):
     route = respx.get(f"{BASE}/people").respond(
-        json={"_metadata": {"total": 42, "next": "x"}, "people": people(1)})
+        json={"_metadata": {"total": 42, "next": "x"}, "people": people(1)}
+    )
     result = await engine.test_connection("followupboss")
     await engine.aclose()
     assert result.ok

@@ -74,10 +74,15 @@ async def test_sync_all_reaches_every_record_exactly(demo_settings, demo_servers
     assert engine.store.count("contacts", "followupboss") == data.expected_contacts(DEMO_CONTACTS)
     assert engine.store.count("deals", "topproducer") == data.deal_count(DEMO_CONTACTS)
     compared = await assert_cache_equals_dataset(engine, demo_servers)
-    assert compared == 3 * data.expected_contacts(DEMO_CONTACTS) + 2 * data.deal_count(DEMO_CONTACTS)
+    assert compared == 3 * data.expected_contacts(DEMO_CONTACTS) + 2 * data.deal_count(
+        DEMO_CONTACTS
+    )
     quarantined = engine.store.db.list_quarantine(demo_settings.user_id)
     assert {(q["source"], q["reason"]) for q in quarantined} == {
-        ("brivity", "missing id"), ("followupboss", "missing id"), ("topproducer", "missing id")}
+        ("brivity", "missing id"),
+        ("followupboss", "missing id"),
+        ("topproducer", "missing id"),
+    }
 
 
 async def test_hostile_records_arrive_clean(demo_settings):
@@ -97,8 +102,14 @@ async def test_hostile_records_arrive_clean(demo_settings):
         Faults(seed=3, token_expiry_every=3),
         Faults(seed=4, reset_rate=0.15),
         Faults(seed=5, malformed_request=2),
-        Faults(seed=6, error_rate=0.1, burst_every=7, token_expiry_every=5, reset_rate=0.05,
-               malformed_request=3),
+        Faults(
+            seed=6,
+            error_rate=0.1,
+            burst_every=7,
+            token_expiry_every=5,
+            reset_rate=0.05,
+            malformed_request=3,
+        ),
     ],
     ids=["5xx", "429-bursts", "token-expiry", "resets", "malformed-page", "all-together"],
     indirect=True,
@@ -108,18 +119,21 @@ async def test_transient_faults_are_retried_to_an_exact_copy(tmp_path, faulty_se
     settings = make_settings(tmp_path, **{k.lower(): v for k, v in faulty_servers.env().items()})
     engine, reports = await sync_all(settings)
     assert all(r.outcome is Outcome.SUCCESS for r in reports.values()), {
-        n: r.error for n, r in reports.items()}
+        n: r.error for n, r in reports.items()
+    }
     await assert_cache_equals_dataset(engine, faulty_servers)
     runs = engine.store.db.list_runs(settings.user_id)
     assert sum(s["retries"] for run in runs for s in run["streams"]) > 0
 
 
-@pytest.mark.parametrize("faulty_servers", [Faults(hang_request=2, hang_seconds=30)],
-                         indirect=True)
+@pytest.mark.parametrize("faulty_servers", [Faults(hang_request=2, hang_seconds=30)], indirect=True)
 @pytest.mark.usefixtures("no_retry_sleep")
 async def test_a_hanging_page_times_out_and_is_retried(tmp_path, faulty_servers):
-    settings = make_settings(tmp_path, crm_http_timeout_seconds=0.5,
-                             **{k.lower(): v for k, v in faulty_servers.env().items()})
+    settings = make_settings(
+        tmp_path,
+        crm_http_timeout_seconds=0.5,
+        **{k.lower(): v for k, v in faulty_servers.env().items()},
+    )
     engine, reports = await sync_all(settings)
     assert all(r.outcome is Outcome.SUCCESS for r in reports.values())
     await assert_cache_equals_dataset(engine, faulty_servers)
@@ -127,8 +141,7 @@ async def test_a_hanging_page_times_out_and_is_retried(tmp_path, faulty_servers)
 
 @pytest.mark.parametrize("faulty_servers", [Faults(error_rate=1.0)], indirect=True)
 @pytest.mark.usefixtures("no_retry_sleep")
-async def test_a_dead_server_leaves_the_previous_good_data(tmp_path, demo_servers,
-                                                           faulty_servers):
+async def test_a_dead_server_leaves_the_previous_good_data(tmp_path, demo_servers, faulty_servers):
     good = {k.lower(): v for k, v in demo_servers.env().items()}
     settings = make_settings(tmp_path, **good)
     engine, _ = await sync_all(settings)
@@ -140,28 +153,34 @@ async def test_a_dead_server_leaves_the_previous_good_data(tmp_path, demo_server
     status = engine2.store.status("followupboss")
     assert status.state is SyncState.ERROR
     assert "Failed to fetch contacts: HTTP 50" in status.last_error
-    run = next(r for r in engine2.store.db.list_runs(settings.user_id)
-               if r["source"] == "followupboss")
+    run = next(
+        r for r in engine2.store.db.list_runs(settings.user_id) if r["source"] == "followupboss"
+    )
     assert run["outcome"] == "failed" and "HTTP 50" in run["error_message"]
 
 
 async def test_wrong_keys_are_authentication_errors(tmp_path, demo_servers):
     env = {k.lower(): v for k, v in demo_servers.env().items()}
     env.update(brivity_api_key="wrong", topproducer_client_secret="wrong")
-    engine, reports = await sync_all(make_settings(tmp_path, **env))
+    _, reports = await sync_all(make_settings(tmp_path, **env))
     assert reports["brivity"].streams["contacts"].error == (
-        "Brivity authentication failed: Bad Credentials")
+        "Brivity authentication failed: Bad Credentials"
+    )
     assert reports["topproducer"].streams["contacts"].error == (
-        "TopProducer authentication failed: Invalid client_id or client_secret")
+        "TopProducer authentication failed: Invalid client_id or client_secret"
+    )
     assert reports["followupboss"].outcome is Outcome.SUCCESS
 
 
 async def test_topproducer_csv_mode_and_brivity_transactions(tmp_path, demo_servers):
     files = write_demo_csvs(tmp_path / "imports", 120, 4)
-    settings = make_settings(tmp_path, brivity_api_key="demo-brivity-key",
-                             brivity_api_base_url=demo_servers.servers["brivity"].url,
-                             brivity_transactions_csv=files["brivity_transactions"],
-                             topproducer_import_dir=files["topproducer_contacts"].parent)
+    settings = make_settings(
+        tmp_path,
+        brivity_api_key="demo-brivity-key",
+        brivity_api_base_url=demo_servers.servers["brivity"].url,
+        brivity_transactions_csv=files["brivity_transactions"],
+        topproducer_import_dir=files["topproducer_contacts"].parent,
+    )
     engine, reports = await sync_all(settings)
     assert reports["topproducer"].outcome is Outcome.SUCCESS
     assert engine.store.count("contacts", "topproducer") == 120
@@ -201,8 +220,12 @@ async def conformance(source: Source) -> list[str]:
 @pytest.mark.parametrize("name", ["brivity", "followupboss", "topproducer", "local"])
 async def test_every_connector_conforms(demo_settings, name):
     db = Database(demo_settings.database_path)
-    db.save_local_record(demo_settings.user_id, "contacts",
-                         {"first_name": "Loc", "last_name": "Al"}, "2026-01-01T00:00:00Z")
+    db.save_local_record(
+        demo_settings.user_id,
+        "contacts",
+        {"first_name": "Loc", "last_name": "Al"},
+        "2026-01-01T00:00:00Z",
+    )
     source = build_source(name, SourceContext(demo_settings, demo_settings.user_id, db=db))
     try:
         assert await conformance(source) == []
@@ -227,5 +250,7 @@ class Repeating(Source):
 
 
 async def test_the_conformance_check_can_fail(settings):
-    assert await conformance(Repeating(SourceContext(settings, "alice"))) == ["1 repeated ids",
-                                                                            "1 repeated ids"]
+    assert await conformance(Repeating(SourceContext(settings, "alice"))) == [
+        "1 repeated ids",
+        "1 repeated ids",
+    ]

@@ -26,9 +26,15 @@ NOW = "2026-11-25T00:00:00Z"
 
 
 def source(name: str, **values) -> object:
-    settings = Settings(_env_file=None, brivity_api_key="k", fub_api_key="k",
-                        topproducer_api_base_url="https://tp.example", topproducer_client_id="c",
-                        topproducer_client_secret="s", **values)
+    settings = Settings(
+        _env_file=None,
+        brivity_api_key="k",
+        fub_api_key="k",
+        topproducer_api_base_url="https://tp.example",
+        topproducer_client_id="c",
+        topproducer_client_secret="s",
+        **values,
+    )
     return build_source(name, SourceContext(settings, "alice"))
 
 
@@ -41,7 +47,10 @@ def test_brivity_person_maps_every_documented_field():
     assert record.email == raw["email_address"]
     assert record.phone == raw["phone_number"]
     assert (record.city, record.state, record.postal_code) == (
-        raw["city"], raw["locality"], raw["postal_code"])
+        raw["city"],
+        raw["locality"],
+        raw["postal_code"],
+    )
     assert record.street == raw["street_address"]
     assert raw["lead_type"] in record.tags
     assert record.metadata == raw  # everything kept, unmapped fields included
@@ -50,8 +59,10 @@ def test_brivity_person_maps_every_documented_field():
 
 def test_followupboss_picks_the_primary_email_and_phone():
     raw = data.fub_person(3, 40, 100)
-    raw["emails"] = [{"value": "old@x.com", "type": "work", "status": "Not Valid"},
-                     {"value": "Main@X.com", "type": "home", "isPrimary": 1}]
+    raw["emails"] = [
+        {"value": "old@x.com", "type": "work", "status": "Not Valid"},
+        {"value": "Main@X.com", "type": "home", "isPrimary": 1},
+    ]
     raw["phones"] = [{"value": "555-000-1111", "type": "work"}]
     record = source("followupboss").map_record("contacts", raw, NOW)
     assert record.email == "main@x.com"
@@ -78,8 +89,12 @@ def test_topproducer_api_mapping():
 
 
 def test_control_characters_are_stripped_at_ingest_everywhere():
-    raw = {"id": 1, "firstName": "Esc\x1b]0;pwned\x07ape", "lastName": "C1\x9bX",
-           "background": "note\x1b[2J"}
+    raw = {
+        "id": 1,
+        "firstName": "Esc\x1b]0;pwned\x07ape",
+        "lastName": "C1\x9bX",
+        "background": "note\x1b[2J",
+    }
     record = source("followupboss").map_record("contacts", raw, NOW)
     assert record.first_name == "Esc]0;pwnedape"
     assert record.last_name == "C1X"

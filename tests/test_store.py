@@ -16,14 +16,29 @@ from crm_tui.store.db import SCHEMA_VERSION
 
 
 def contact(source: str, n: int, user: str = "alice", **extra) -> Contact:
-    return Contact(id=f"{source}:{n}", source=source, remote_id=str(n), user_id=user,
-                   first_name=f"First{n}", last_name="Last", **extra)
+    return Contact(
+        id=f"{source}:{n}",
+        source=source,
+        remote_id=str(n),
+        user_id=user,
+        first_name=f"First{n}",
+        last_name="Last",
+        **extra,
+    )
 
 
 def deal(source: str, n: int, amount: str = "1250000.55") -> Deal:
-    return Deal(id=f"{source}:{n}", source=source, remote_id=str(n), user_id="alice",
-                name=f"{n} Main St", amount=Decimal(amount), close_date="2026-12-01",
-                probability=40, raw='{"price": "1250000.55", "nested": {"a": [1, 2]}}')
+    return Deal(
+        id=f"{source}:{n}",
+        source=source,
+        remote_id=str(n),
+        user_id="alice",
+        name=f"{n} Main St",
+        amount=Decimal(amount),
+        close_date="2026-12-01",
+        probability=40,
+        raw='{"price": "1250000.55", "nested": {"a": [1, 2]}}',
+    )
 
 
 async def test_replace_is_atomic_for_a_concurrent_reader(store):
@@ -55,8 +70,9 @@ async def test_subscribers_hear_once_per_batch_and_can_leave(store):
     heard: list[StoreChange] = []
     unsubscribe = store.subscribe(heard.append)
 
-    await store.replace_stream("followupboss", "contacts",
-                               [contact("followupboss", i) for i in range(1000)])
+    await store.replace_stream(
+        "followupboss", "contacts", [contact("followupboss", i) for i in range(1000)]
+    )
     await store.upsert("contacts", [contact("followupboss", i) for i in range(5)])
     await store.delete("contacts", ["followupboss:1", "followupboss:2"])
     assert [(c.source, c.kinds, c.ids is None) for c in heard] == [
@@ -74,14 +90,23 @@ async def test_subscribers_hear_once_per_batch_and_can_leave(store):
 async def test_snapshot_round_trip_keeps_every_field(settings):
     db = Database(settings.database_path)
     store = CacheStore("alice", db)
-    c = contact("brivity", 7, email="a@b.co", phone="(555) 123-4567", tags=("buyer", "vip"),
-                city="Austin", remote_updated="2026-01-02T03:04:05Z", deleted=True,
-                raw='{"id": 7, "custom": {"x": [1, null, "é"]}}')
+    c = contact(
+        "brivity",
+        7,
+        email="a@b.co",
+        phone="(555) 123-4567",
+        tags=("buyer", "vip"),
+        city="Austin",
+        remote_updated="2026-01-02T03:04:05Z",
+        deleted=True,
+        raw='{"id": 7, "custom": {"x": [1, null, "é"]}}',
+    )
     d = deal("followupboss", 3)
     await store.replace_stream("brivity", "contacts", [c])
     await store.replace_stream("followupboss", "deals", [d])
-    store.update_status("brivity", state=SyncState.ERROR, last_error="boom",
-                        last_sync="2026-01-01T00:00:00Z")
+    store.update_status(
+        "brivity", state=SyncState.ERROR, last_error="boom", last_sync="2026-01-01T00:00:00Z"
+    )
     await store.save_status("brivity")
     db.close()
 
@@ -146,8 +171,15 @@ def test_migrates_from_version_zero(tmp_path):
     db = Database(path)
     assert db.schema_version == SCHEMA_VERSION
     tables = {r[0] for r in db._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"contacts", "deals", "sync_runs", "quarantine", "bookmarks", "source_status",
-            "local_records"} <= tables
+    assert {
+        "contacts",
+        "deals",
+        "sync_runs",
+        "quarantine",
+        "bookmarks",
+        "source_status",
+        "local_records",
+    } <= tables
     db.close()
     assert Database(path).schema_version == SCHEMA_VERSION  # re-opening migrates nothing
 
@@ -165,8 +197,9 @@ def test_files_and_dirs_are_private_whatever_the_umask(tmp_path):
     old = os.umask(0)
     try:
         db = Database(tmp_path / "deep" / "data" / "crm.sqlite3")
-        asyncio.run(CacheStore("alice", db).replace_stream("brivity", "contacts",
-                                                            [contact("brivity", 1)]))
+        asyncio.run(
+            CacheStore("alice", db).replace_stream("brivity", "contacts", [contact("brivity", 1)])
+        )
         db.close()
     finally:
         os.umask(old)
@@ -178,5 +211,10 @@ def test_files_and_dirs_are_private_whatever_the_umask(tmp_path):
 
 def test_status_guide_shape():
     status = SourceStatus("brivity", contact_count=3)
-    assert status.to_guide() == {"status": "idle", "lastSync": None, "contactCount": 3,
-                                 "dealCount": 0, "lastError": None}
+    assert status.to_guide() == {
+        "status": "idle",
+        "lastSync": None,
+        "contactCount": 3,
+        "dealCount": 0,
+        "lastError": None,
+    }

@@ -118,8 +118,12 @@ class SearchScreen(ModeScreen):
             name = DISPLAY_NAMES.get(source, source)
             shown = f"showing {len(hits)} of {result.counts[source]:,}"
             blank = [Text("")] * (len(COLUMNS[self.kind]) - 1)
-            table.add_row(Text(f"▸ {name}", style="bold"), Text(shown, style="bold"), *blank,
-                          key=f"group:{source}")
+            table.add_row(
+                Text(f"▸ {name}", style="bold"),
+                Text(shown, style="bold"),
+                *blank,
+                key=f"group:{source}",
+            )
             for hit in hits:
                 table.add_row(
                     safe(DISPLAY_NAMES.get(source, source), "dim"),

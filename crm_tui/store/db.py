@@ -36,7 +36,9 @@ _COLUMNS: dict[RecordKind, tuple[str, ...]] = {"contacts": CONTACT_FIELDS, "deal
 
 
 def _record_table_sql(table: str, columns: tuple[str, ...]) -> str:
-    cols = ", ".join(f"{c} {'INTEGER' if c in ('deleted', 'probability') else 'TEXT'}" for c in columns)
+    cols = ", ".join(
+        f"{c} {'INTEGER' if c in ('deleted', 'probability') else 'TEXT'}" for c in columns
+    )
     return (
         f"CREATE TABLE {table} ({cols}, PRIMARY KEY (user_id, id)) WITHOUT ROWID;"
         f"CREATE INDEX {table}_user_source ON {table} (user_id, source);"

@@ -1,0 +1,223 @@
+"""The real app driven by Pilot against the demo servers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from textual.widgets import DataTable, Input, Static
+
+from crm_tui.app import CrmApp, make_app
+from crm_tui.demo import data
+from crm_tui.demo.servers import Faults, start_demo_servers
+from crm_tui.models import SyncState
+from crm_tui.screens.confirm import ConfirmScreen
+from crm_tui.screens.detail import RecordScreen
+from crm_tui.widgets.record_table import RecordTable
+from tests.conftest import DEMO_CONTACTS, make_settings
+
+SIZE = (120, 40)
+
+
+async def settle(pilot, app: CrmApp, limit: float = 20.0) -> None:
+    """Until the snapshot is loaded and no sync or index worker is left running."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while loop.time() < deadline:
+        await pilot.pause(0.05)
+        busy = [
+            w
+            for w in app.workers
+            if w.group.startswith(("sync-", "index", "load")) and not w.is_finished
+        ]
+        if app.loaded and not busy and not app.engine.running():
+            await pilot.pause(0.15)  # the screens' throttled repaint
+            return
+    raise AssertionError("the app did not settle")
+
+
+def cells(table: DataTable) -> list[list[str]]:
+    return [[str(c) for c in table.get_row_at(r)] for r in range(table.row_count)]
+
+
+async def test_sync_all_from_status_shows_counts_and_states(demo_settings):
+    app = make_app(demo_settings)
+    states: list[SyncState] = []
+    app.store.subscribe(lambda change: states.append(app.store.status("followupboss").state))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("a")
+        await settle(pilot, app)
+        table = app.screen.query_one("#sources", DataTable)
+        rows = {row[0]: row for row in cells(table)}
+        expected = f"{data.expected_contacts(DEMO_CONTACTS):,}"
+        for name in ("Brivity", "TopProducer", "Follow Up Boss"):
+            assert rows[name][1] == "● idle"
+            assert rows[name][3] == expected
+        assert rows["Follow Up Boss"][4] == f"{data.deal_count(DEMO_CONTACTS):,}"
+    assert SyncState.SYNCING in states and states[-1] is SyncState.IDLE
+
+
+async def test_search_as_you_type_groups_and_switches_kind(demo_settings):
+    app = make_app(demo_settings, sync_on_start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("2")
+        assert isinstance(app.focused, Input)
+        await pilot.press("j")
+        await pilot.pause(0.3)
+        summary = app.screen.query_one("#summary", Static)
+        assert "Query must be at least 2 characters" in str(summary.render())
+        await pilot.press("o", "s", "e")
+        await pilot.pause(0.4)
+        result = app.screen.last
+        assert result is not None and result.query == "jose"
+        assert result.total >= 3  # José in each of the three CRMs, at least
+        table = app.screen.query_one("#results", DataTable)
+        groups = [row[0] for row in cells(table) if row[0].startswith("▸")]
+        assert len(groups) == len(result.counts) >= 3
+        assert any("José" in " ".join(row) for row in cells(table))
+
+        await pilot.press("ctrl+t")
+        assert app.screen.kind == "deals"
+        await pilot.press("escape", *"Oak")
+        await pilot.pause(0.4)
+        assert app.screen.last.kind == "deals" and app.screen.last.total > 0
+
+        await pilot.press("escape")
+        assert app.screen.query_one("#query", Input).value == ""
+        assert app.screen.query_one("#results", DataTable).row_count == 0
+
+
+async def test_open_and_close_a_record(demo_settings):
+    app = make_app(demo_settings, sync_on_start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("2", *"zoe")
+        await pilot.pause(0.4)
+        await pilot.press("down", "down", "enter")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, RecordScreen)
+        assert app.screen.record.first_name == "Zoë"
+        fields = cells(app.screen.query_one("#fields", DataTable))
+        assert ["first_name", "Zoë"] in fields
+        await pilot.press("escape")
+        assert not isinstance(app.screen, RecordScreen)
+
+
+async def test_clear_cache_asks_first(demo_settings):
+    app = make_app(demo_settings, sync_on_start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        assert app.store.count("contacts", "brivity") > 0
+        await pilot.press("c")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        await pilot.pause(0.1)
+        assert app.store.count("contacts", "brivity") > 0
+        await pilot.press("c")
+        await pilot.press("y")
+        await settle(pilot, app)
+        assert app.store.count("contacts", "brivity") == 0
+        assert app.store.count("contacts", "followupboss") > 0
+
+
+async def test_cancel_a_running_sync_keeps_the_old_data(tmp_path, demo_settings):
+    slow = start_demo_servers(
+        contacts=DEMO_CONTACTS, seed=11, faults=Faults(latency=0.3), fub_rate_limit=10_000
+    )
+    try:
+        settings = make_settings(
+            tmp_path,
+            fub_api_key="demo-fub-key",
+            fub_api_base_url=f"{slow.servers['followupboss'].url}/v1",
+        )
+        app = make_app(settings)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot, app)  # the first (stale) sync completes
+            before = app.store.count("contacts", "followupboss")
+            assert before == data.expected_contacts(DEMO_CONTACTS)
+            table = app.screen.query_one("#sources", DataTable)
+            table.move_cursor(row=list(app.store.sources()).index("followupboss"))
+            await pilot.press("s")
+            await pilot.pause(0.5)
+            assert app.engine.is_running("followupboss")
+            await pilot.press("x")
+            await settle(pilot, app)
+            assert app.store.count("contacts", "followupboss") == before
+            assert app.store.status("followupboss").state is SyncState.IDLE
+            runs = app.store.db.list_runs(settings.user_id)
+            assert runs[0]["outcome"] == "cancelled"
+    finally:
+        slow.stop()
+
+
+async def test_a_failing_source_shows_its_error_in_full(tmp_path, demo_servers):
+    env = {k.lower(): v for k, v in demo_servers.env().items()}
+    env["brivity_api_key"] = "wrong"
+    app = make_app(make_settings(tmp_path, **env), sync_on_start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        table = app.screen.query_one("#sources", DataTable)
+        table.move_cursor(row=0)
+        await pilot.pause(0.1)
+        detail = str(app.screen.query_one("#detail-text", Static).render())
+        assert "✖ error" in cells(table)[0][1]
+        assert "contacts: Brivity authentication failed: Bad Credentials" in detail
+
+
+HOSTILE = ("[@click=app.quit]Bob[/]", "[/oops]", '[link="https://x"]y[/link]')
+
+
+async def test_hostile_records_render_literally_and_fire_nothing(demo_settings):
+    app = make_app(demo_settings, sync_on_start=True)
+    fired: list[str] = []
+    app.action_quit = lambda: fired.append("quit")  # type: ignore[method-assign]
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        # Search: every hostile name, literally, and clicking it does nothing.
+        await pilot.press("2", *"markup")
+        await pilot.pause(0.4)
+        table = app.screen.query_one("#results", DataTable)
+        text = " ".join(" ".join(row) for row in cells(table))
+        assert "[@click=app.quit]Bob[/] Markup" in text
+        await pilot.click("#results", offset=(20, 2))
+        await pilot.click("#results", offset=(20, 3))
+        # Browse: the virtual table renders the raw text.
+        await pilot.press("3")
+        await pilot.pause(0.3)
+        records = app.screen.query_one(RecordTable)
+        lines = "".join(records.render_line(y).text for y in range(1, 9))
+        for name in HOSTILE:
+            assert name in lines
+        assert "\x1b" not in lines and "Esc]0;pwnedape" in lines
+        await pilot.click(RecordTable, offset=(20, 1))
+        await pilot.press("enter")
+        assert isinstance(app.screen, RecordScreen)
+        payload = str(app.screen.query_one("#payload-text", Static).render())
+        assert HOSTILE[0] in payload
+        await pilot.press("escape")
+        for mode in ("4", "5", "1"):
+            await pilot.press(mode)
+            await pilot.pause(0.1)
+        assert app.is_running
+    assert fired == []
+
+
+async def test_keymap_rebinds_by_id(demo_settings):
+    from crm_tui.config import config_dir
+
+    config_dir().mkdir(parents=True, exist_ok=True)
+    (config_dir() / "keymap.toml").write_text('"mode.search" = "f12"\n')
+    app = make_app(demo_settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("f12")
+        await pilot.pause(0.1)
+        assert app.current_mode == "search"
+
+
+def test_unknown_theme_is_refused(demo_settings):
+    with pytest.raises(ValueError, match="unknown theme"):
+        make_app(demo_settings, theme="no-such-theme")
+    assert make_app(demo_settings, theme="nord").theme == "nord"
