@@ -20,12 +20,21 @@ def contacts(count: int, seed: int = 1, user_id: str = "bench") -> Iterator[Cont
         city, state, _ = r.choice(CITIES)
         remote = str(100_000 + i)
         yield Contact(
-            id=f"{source}:{remote}", source=source, remote_id=remote, user_id=user_id,
-            first_name=first, last_name=last,
+            id=f"{source}:{remote}",
+            source=source,
+            remote_id=remote,
+            user_id=user_id,
+            first_name=first,
+            last_name=last,
             email=f"{first}.{last}{i % 9973}@example.com".lower(),
             phone=f"({r.randint(201, 989)}) {r.randint(200, 999)}-{r.randint(0, 9999):04d}",
-            company=r.choice(COMPANIES), status=r.choice(statuses), stage="Lead",
-            tags=tuple(r.sample(TAGS, r.randint(0, 2))), city=city, state=state,
-            postal_code=f"{r.randint(10000, 99999)}", synced_at="2026-11-25T00:00:00Z",
+            company=r.choice(COMPANIES),
+            status=r.choice(statuses),
+            stage="Lead",
+            tags=tuple(r.sample(TAGS, r.randint(0, 2))),
+            city=city,
+            state=state,
+            postal_code=f"{r.randint(10000, 99999)}",
+            synced_at="2026-11-25T00:00:00Z",
             raw=f'{{"id":{remote}}}',
         )

@@ -36,8 +36,9 @@ async def run(count: int) -> None:
         writer = CacheStore("bench", Database(path))
         started = time.perf_counter()
         for source in SOURCES:
-            await writer.replace_stream(source, "contacts", (r for r in records
-                                                             if r.source == source))
+            await writer.replace_stream(
+                source, "contacts", (r for r in records if r.source == source)
+            )
         save = time.perf_counter() - started
         writer.db.close()
         del records, writer

@@ -609,7 +609,10 @@ def test_connection(ctx: click.Context, source: str | None, as_json: bool) -> No
 
 @main.group("import")
 def import_group() -> None:
-    """Import CRM CSV exports: first a plan, then the records (unless --dry-run)."""
+    """Import CRM CSV exports: first a plan, then the records (unless --dry-run).
+
+    Example: crm-tui import topproducer contacts.csv --dry-run
+    """
 
 
 def _import(

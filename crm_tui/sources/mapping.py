@@ -10,6 +10,7 @@ function of the payload. Users add or override entries in `mappings.toml` in the
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import tomllib
@@ -30,13 +31,18 @@ FieldMap = dict[str, FieldSpec]
 _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 _CONTACT_TARGETS = frozenset(Contact.__dataclass_fields__) - {"id", "source", "user_id", "raw"}
 _DEAL_TARGETS = frozenset(Deal.__dataclass_fields__) - {"id", "source", "user_id", "raw"}
-_MAX_NESTING = 64
+_MAX_NESTING = 500  # below the recursion limit json itself runs into
+
+
+@functools.lru_cache(maxsize=1024)
+def _path_parts(path: str) -> tuple[tuple[str, str], ...]:
+    return tuple(_PATH_PART.findall(path))
 
 
 def get_path(raw: Any, path: str) -> Any:
     """`a.b[0].c` into nested dicts and lists; None where anything is missing."""
     value = raw
-    for key, index in _PATH_PART.findall(path):
+    for key, index in _path_parts(path):
         if key:
             if not isinstance(value, Mapping):
                 return None
@@ -62,6 +68,30 @@ def resolve(spec: FieldSpec, raw: Mapping[str, Any]) -> Any:
     if spec in raw:  # a CSV header such as "St." is a key, not a path
         return raw[spec]
     return get_path(raw, spec)
+
+
+def compile_spec(spec: FieldSpec) -> Getter:
+    """A field spec as one function of the payload, decided once per map, not per record."""
+    if callable(spec):
+        return spec
+    if isinstance(spec, tuple):
+        getters = [compile_spec(s) for s in spec]
+
+        def first(raw: Mapping[str, Any]) -> Any:
+            for get in getters:
+                value = get(raw)
+                if value not in (None, ""):
+                    return value
+            return None
+
+        return first
+    if not any(c in spec for c in ".["):
+        return lambda raw: raw.get(spec)
+    return lambda raw: raw[spec] if spec in raw else get_path(raw, spec)
+
+
+def compile_map(field_map: FieldMap) -> dict[str, Getter]:
+    return {target: compile_spec(spec) for target, spec in field_map.items()}
 
 
 def load_overrides(path: Path) -> dict[str, dict[str, dict[str, str]]]:
@@ -101,12 +131,26 @@ def _clean_payload(value: Any, depth: int = 0) -> Any:
         return {strip_controls(str(k)): _clean_payload(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_clean_payload(v, depth + 1) for v in value]
-    if isinstance(value, float) and value != value:  # NaN is not JSON
-        return None
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None  # not JSON
     return value
 
 
+# JSON escapes C0 controls as \u00XX; DEL and C1 stay literal. Either means "clean first".
+_ESCAPED_CONTROL = re.compile(r"\\u00(?:[01][0-9a-fA-F]|7[fF]|[89][0-9a-fA-F])|[\x7f-\x9f]")
+
+
 def raw_json(raw: Any) -> str:
+    """The payload as compact JSON without control characters. Most payloads have none, so
+    they are serialised once and checked, rather than walked field by field."""
+    try:
+        text = json.dumps(
+            raw, ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False
+        )
+    except ValueError:  # NaN or infinity somewhere: the slow path turns them into null
+        text = ""
+    if text and not _ESCAPED_CONTROL.search(text):
+        return text
     return json.dumps(_clean_payload(raw), ensure_ascii=False, separators=(",", ":"), default=str)
 
 
@@ -206,10 +250,15 @@ def to_date(value: Any, field: str = "close_date") -> str | None:
     raise InvalidRecord(f"{field}: not a date: {text!r}")
 
 
+_CANONICAL_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+
+
 def to_timestamp(value: Any) -> str | None:
     """A UTC ISO timestamp, or None: remote times are informative, never worth a quarantine."""
     if not isinstance(value, str) or not value.strip():
         return None
+    if _CANONICAL_TIME.fullmatch(value):
+        return value
     try:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
@@ -240,15 +289,21 @@ def build_record(
     kind: RecordKind,
     source: str,
     user_id: str,
-    field_map: FieldMap,
+    field_map: FieldMap | dict[str, Getter],
     raw: Any,
     synced_at: str,
+    *,
+    compiled: bool = False,
 ) -> Record:
-    """Map and coerce one payload. Raises InvalidRecord with the reason, never anything else."""
+    """Map and coerce one payload. Raises InvalidRecord with the reason, never anything else.
+    `compiled` says the map's values are already getters (see compile_map)."""
     if not isinstance(raw, Mapping):
         raise InvalidRecord(f"record is {type(raw).__name__}, not an object")
     try:
-        values = {target: resolve(spec, raw) for target, spec in field_map.items()}
+        if compiled:
+            values = {target: get(raw) for target, get in field_map.items()}  # type: ignore[operator]
+        else:
+            values = {target: resolve(spec, raw) for target, spec in field_map.items()}
         remote = remote_id_of(values.get("remote_id"))
         common = {
             "id": record_id(source, remote),

@@ -141,6 +141,15 @@ class CacheStore:
         self._records[kind][source] = fresh
         self._notify(StoreChange(source, (kind,)))
 
+    async def commit_staged(
+        self, source: str, kind: RecordKind, run_key: str, records: dict[str, Record]
+    ) -> None:
+        """Like replace_stream, for a refresh whose rows were staged page by page."""
+        if self.db is not None:
+            await self._persist(self.db.commit_staged, self.user_id, source, kind, run_key)
+        self._records[kind][source] = records
+        self._notify(StoreChange(source, (kind,)))
+
     async def upsert(self, kind: RecordKind, records: Iterable[Record]) -> None:
         batch = list(records)
         if not batch:

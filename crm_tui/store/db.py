@@ -33,9 +33,21 @@ from crm_tui.models import (
 # Control characters are stripped at ingest, so neither separator occurs inside a value.
 TAG_SEPARATOR = "\x1f"
 RECORD_SEPARATOR = "\x1e"
-_INTERNED = frozenset({"source", "user_id", "status", "stage", "city", "state", "currency",
-                       "company", "rating", "synced_at"})
-SCHEMA_VERSION = 1
+_INTERNED = frozenset(
+    {
+        "source",
+        "user_id",
+        "status",
+        "stage",
+        "city",
+        "state",
+        "currency",
+        "company",
+        "rating",
+        "synced_at",
+    }
+)
+SCHEMA_VERSION = 2
 _COLUMNS: dict[RecordKind, tuple[str, ...]] = {"contacts": CONTACT_FIELDS, "deals": DEAL_FIELDS}
 
 
@@ -80,6 +92,13 @@ MIGRATIONS: tuple[str, ...] = (
         user_id TEXT NOT NULL, kind TEXT NOT NULL, id INTEGER NOT NULL,
         payload TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
         PRIMARY KEY (user_id, kind, id));
+    """,
+    # 1 -> 2: staging tables, where a full refresh lands page by page before the swap
+    """
+    CREATE TABLE contacts_staging AS SELECT *, '' AS run_key FROM contacts WHERE 0;
+    CREATE INDEX contacts_staging_run ON contacts_staging (run_key);
+    CREATE TABLE deals_staging AS SELECT *, '' AS run_key FROM deals WHERE 0;
+    CREATE INDEX deals_staging_run ON deals_staging (run_key);
     """,
 )
 
@@ -212,6 +231,31 @@ class Database:
         with self.transaction() as conn:
             conn.execute(f"DELETE FROM {kind} WHERE user_id = ? AND source = ?", (user_id, source))
             conn.executemany(insert, (_to_row(r) for r in records))
+
+    def stage(self, kind: RecordKind, run_key: str, records: Iterable[Record]) -> None:
+        """Write one page of a full refresh aside; nothing readers see changes yet."""
+        columns = _COLUMNS[kind]
+        marks = ", ".join("?" for _ in range(len(columns) + 1))
+        sql = f"INSERT INTO {kind}_staging ({', '.join(columns)}, run_key) VALUES ({marks})"
+        with self.transaction() as conn:
+            conn.executemany(sql, ((*_to_row(r), run_key) for r in records))
+
+    def drop_staged(self, kind: RecordKind, run_key: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(f"DELETE FROM {kind}_staging WHERE run_key = ?", (run_key,))
+
+    def commit_staged(self, user_id: str, source: str, kind: RecordKind, run_key: str) -> None:
+        """Swap a staged full refresh in, in one transaction: the old rows or the new.
+        Rows are copied in arrival order, so for an id sent twice the last one wins."""
+        columns = ", ".join(_COLUMNS[kind])
+        with self.transaction() as conn:
+            conn.execute(f"DELETE FROM {kind} WHERE user_id = ? AND source = ?", (user_id, source))
+            conn.execute(
+                f"INSERT OR REPLACE INTO {kind} ({columns}) SELECT {columns} FROM {kind}_staging"
+                " WHERE run_key = ? ORDER BY rowid",
+                (run_key,),
+            )
+            conn.execute(f"DELETE FROM {kind}_staging WHERE run_key = ?", (run_key,))
 
     def upsert_records(self, kind: RecordKind, records: Iterable[Record]) -> None:
         with self.transaction() as conn:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,12 +32,42 @@ from crm_tui.sources.base import Source, SourceContext
 from crm_tui.sources.errors import InvalidRecord, RateLimited, SourceError
 from crm_tui.sources.http import StreamStats, current_stats
 from crm_tui.sources.mapping import load_overrides
+from crm_tui.sources.pagination import Page
 from crm_tui.sources.registry import CONNECTORS
 from crm_tui.store.cache import CacheStore
 
 log = logging.getLogger(__name__)
 
 _MAP_CHUNK = 1000  # records mapped between two yields to the event loop
+
+
+async def prefetch(pages: AsyncIterator[Page], depth: int = 2) -> AsyncIterator[Page]:
+    """Fetch the next page while this one is mapped: the server works while we do."""
+    queue: asyncio.Queue[Page | BaseException | None] = asyncio.Queue(maxsize=depth)
+
+    async def pump() -> None:
+        try:
+            async for page in pages:
+                await queue.put(page)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # handed to the consumer, who raises it in its frame
+            await queue.put(exc)
+            return
+        await queue.put(None)
+
+    task = asyncio.create_task(pump())
+    try:
+        while (item := await queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        aclose = getattr(pages, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 class AlreadySyncing(Exception):
@@ -242,12 +272,14 @@ class SyncEngine:
         collected: dict[str, Record] = {}
         bad: list[tuple[str, Any]] = []
         synced_at = utc_now()
+        run_key = f"{self.store.user_id}:{name}:{stream}:{stream_run or id(report)}"
+        committed = False
         try:
-            pages = source.read(stream)
-            async for page in pages:
+            async for page in prefetch(source.read(stream)):
                 report.pages += 1
                 records = page.records
                 for start in range(0, len(records), _MAP_CHUNK):
+                    valid = []
                     for raw in records[start : start + _MAP_CHUNK]:
                         report.read += 1
                         try:
@@ -258,8 +290,9 @@ class SyncEngine:
                         if record.id in collected:
                             report.duplicates += 1
                         collected[record.id] = record
-                    if len(records) > _MAP_CHUNK:
-                        await asyncio.sleep(0)
+                        valid.append(record)
+                    # Staged while the next page is on its way: the swap at the end is cheap.
+                    await self._db(db and db.stage, stream, run_key, valid)
                 self.store.update_status(
                     name, progress=Progress(stream, report.read, report.pages, page.total)
                 )
@@ -270,7 +303,8 @@ class SyncEngine:
                     f"{len(bad)} of {report.read} records invalid"
                     f" (more than {self.invalid_share:.0%}); previous data kept",
                 )
-            await self.store.replace_stream(name, stream, collected.values())
+            await self.store.commit_staged(name, stream, run_key, collected)
+            committed = True
             report.written = len(collected)
             log.info("[%s] Successfully synced %d %s", display, report.written, stream)
         except asyncio.CancelledError:
@@ -294,6 +328,8 @@ class SyncEngine:
             log.exception("[%s] Failed to fetch %s", display, stream)
         finally:
             current_stats.reset(token)
+            if not committed and db is not None:
+                await asyncio.shield(self._db(db.drop_staged, stream, run_key))
             report.retries = stats.retries
             report.quarantined = len(bad)
             report.ended_at = utc_now()

@@ -1,0 +1,85 @@
+"""crm-tui as real processes: the simulator, `sync --watch` and signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from crm_tui.app import make_app
+from crm_tui.demo import data
+from crm_tui.demo.session import start_demo
+from tests.test_tui import SIZE, settle
+
+
+def crm(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "crm_tui", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_simulator_prints_its_environment_and_stops_on_ctrl_c():
+    process = crm("simulator", "--contacts", "30", "--seed", "5")
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline().strip() for _ in range(9)]
+        env = dict(line.split("=", 1) for line in lines if "=" in line)
+        assert env["BRIVITY_API_BASE_URL"].startswith("http://127.0.0.1:")
+        people = httpx.get(
+            f"{env['BRIVITY_API_BASE_URL']}/api/people",
+            headers={"Authorization": f"Token token={env['BRIVITY_API_KEY']}"},
+        )
+        assert len(people.json()) == 30
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 0
+        assert "simulators stopped" in process.stderr.read()
+    finally:
+        process.kill()
+
+
+def test_sync_watch_runs_on_schedule_and_exits_cleanly_on_sigterm(tmp_path, demo_servers):
+    env = {**demo_servers.env(), "CRM_DATA_DIR": str(tmp_path / "data"), "CRM_USER_ID": "cron"}
+    process = crm("sync", "--watch", "--interval", "0.05", env=env)  # three seconds apart
+    try:
+        deadline = time.monotonic() + 30
+        runs = 0
+        assert process.stderr is not None
+        while runs < 2 * 4 and time.monotonic() < deadline:  # two rounds of four sources
+            line = process.stderr.readline()
+            runs += ": success" in line
+        assert runs >= 8
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    finally:
+        process.kill()
+    status = subprocess.run(
+        [sys.executable, "-m", "crm_tui", "status", "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        check=True,
+    )
+    assert f'"contactCount": {data.expected_contacts(260)}' in status.stdout
+
+
+async def test_the_demo_session_reaches_synced_for_every_source(tmp_path):
+    with start_demo(data_dir=tmp_path / "demo", contacts=150) as demo:
+        app = make_app(demo.settings, sync_on_start=True)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot, app)
+            statuses = app.store.statuses()
+            for name in ("brivity", "followupboss", "topproducer"):
+                assert statuses[name].state.value == "idle", statuses[name]
+                assert statuses[name].contact_count == data.expected_contacts(150)
+                assert statuses[name].deal_count == data.deal_count(150)
+            assert Path(demo.settings.brivity_transactions_csv).is_file()
+    assert not any(s.thread.is_alive() for s in demo.servers.servers.values())
