@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _synthetic import SOURCES, contacts  # noqa: E402
+from _synthetic import SOURCES, contacts
 
-from crm_tui.store import CacheStore, Database  # noqa: E402
+from crm_tui.store import CacheStore, Database
 
 
 def rss_bytes() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -81,5 +82,6 @@ async def test_the_demo_session_reaches_synced_for_every_source(tmp_path):
                 assert statuses[name].state.value == "idle", statuses[name]
                 assert statuses[name].contact_count == data.expected_contacts(150)
                 assert statuses[name].deal_count == data.deal_count(150)
-            assert Path(demo.settings.brivity_transactions_csv).is_file()
+            csv_file = Path(demo.settings.brivity_transactions_csv)
+            assert await asyncio.to_thread(csv_file.is_file)
     assert not any(s.thread.is_alive() for s in demo.servers.servers.values())
