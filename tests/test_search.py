@@ -1,0 +1,238 @@
+"""Search equals a brute-force reference; grouping, totals, filters, updates, hostile text."""
+
+from __future__ import annotations
+
+import string
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crm_tui.models import Contact, Deal
+from crm_tui.search.index import CONTACT_FIELDS, SearchIndex, field_text
+from crm_tui.search.query import QUERY_TOO_SHORT, QueryError, parse_query
+from crm_tui.search.text import digits, fold, spans
+from crm_tui.store import CacheStore
+
+ALPHABET = string.ascii_letters + "éÉöÑñ김민준 .-@[]()/=\"'*+?\\"
+
+
+def contact(n: int, source: str = "brivity", **fields) -> Contact:
+    return Contact(id=f"{source}:{n}", source=source, remote_id=str(n), user_id="u", **fields)
+
+
+def reference(records: list[Contact], query: str) -> dict[str, set[str]]:
+    """Brute force: every folded word of the query inside some searchable field."""
+    terms = [fold(w) for w in query.split()]
+    out: dict[str, set[str]] = {}
+    for record in records:
+        texts = [fold(field_text(record, f)) for f in CONTACT_FIELDS] + [digits(record.phone)]
+        if all(any(t in text for text in texts) for t in terms):
+            out.setdefault(record.source, set()).add(record.id)
+    return out
+
+
+names = st.text(ALPHABET, min_size=0, max_size=12)
+records_strategy = st.lists(
+    st.tuples(
+        names,
+        names,
+        st.sampled_from(["brivity", "followupboss", "local"]),
+        st.one_of(st.none(), st.from_regex(r"\(\d{3}\) \d{3}-\d{4}", fullmatch=True)),
+    ),
+    min_size=0,
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(records_strategy, st.text(ALPHABET, min_size=2, max_size=10))
+def test_results_equal_the_brute_force_reference(rows, query):
+    records = [
+        contact(i, source, first_name=first or None, last_name=last or None, phone=phone)
+        for i, (first, last, source, phone) in enumerate(rows)
+    ]
+    index = SearchIndex()
+    for source in {r.source for r in records}:
+        index.rebuild("contacts", source, [r for r in records if r.source == source])
+    try:
+        parse_query(query)
+    except QueryError:
+        return  # a query made only of spaces, or an accidental filter: covered elsewhere
+    if any(":" in w for w in query.split()):
+        return
+    result = index.search(query, limit=10_000)
+    got = {s: {h.record.id for h in hits} for s, hits in result.groups.items()}
+    assert got == reference(records, query)
+    assert result.total == sum(len(v) for v in got.values())
+
+
+def people() -> list[Contact]:
+    return [
+        contact(
+            1,
+            first_name="John",
+            last_name="Smith",
+            email="john@x.co",
+            phone="(555) 123-4567",
+            city="Austin",
+            status="Lead",
+            tags=("buyer",),
+        ),
+        contact(2, first_name="José", last_name="Núñez", city="Dallas", status="Client"),
+        contact(
+            3,
+            "followupboss",
+            first_name="Johnny",
+            last_name="Appleseed",
+            company="Smith & Sons",
+            city="Austin",
+            tags=("seller",),
+        ),
+        contact(
+            4,
+            "followupboss",
+            first_name="Mary",
+            last_name="Johnson",
+            email="m@x.co",
+            stage="Closed",
+        ),
+        contact(5, "local", first_name="[@click=app.quit]Bob[/]", last_name="(.*)+?"),
+    ]
+
+
+@pytest.fixture
+def index() -> SearchIndex:
+    idx = SearchIndex()
+    for source in ("brivity", "followupboss", "local"):
+        idx.rebuild("contacts", source, [p for p in people() if p.source == source])
+    return idx
+
+
+def ids(result) -> set[str]:
+    return {h.record.id for hits in result.groups.values() for h in hits}
+
+
+def test_grouping_totals_and_the_guide_shape(index):
+    result = index.search("john")
+    assert result.counts == {"brivity": 1, "followupboss": 2}
+    body = result.to_guide()
+    assert body["success"] is True and body["type"] == "contact" and body["total"] == 3
+    assert set(body["results"]) == {"brivity", "followupboss"}
+
+
+def test_accents_words_and_phone_digits(index):
+    assert ids(index.search("jose")) == {"brivity:2"}
+    assert ids(index.search("NUÑEZ")) == {"brivity:2"}
+    assert ids(index.search("jo sm")) == {"brivity:1", "followupboss:3"}
+    assert ids(index.search("5551234")) == {"brivity:1"}
+
+
+def test_names_rank_before_other_fields(index):
+    hits = index.search("smith").groups["followupboss"] + index.search("smith").groups["brivity"]
+    assert [h.score for h in index.search("smith").groups["brivity"]] == [0]
+    assert index.search("smith").groups["followupboss"][0].score > 0  # company, not name
+    assert hits
+
+
+def test_spans_point_at_the_original_text():
+    assert spans("José Núñez", ["nun"]) == [(5, 8)]
+    assert spans("John Smith", ["jo", "sm"]) == [(0, 2), (5, 7)]
+    assert spans("aaaa", ["aa"]) == [(0, 4)]
+
+
+def test_highlight_spans_come_with_hits(index):
+    hit = index.search("jose").groups["brivity"][0]
+    assert hit.spans["name"] == [(0, 4)]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("source:followupboss john", {"followupboss:3", "followupboss:4"}),
+        ("status:lead", {"brivity:1"}),
+        ("stage:closed", {"followupboss:4"}),
+        ("city:austin", {"brivity:1", "followupboss:3"}),
+        ("tag:buy", {"brivity:1"}),
+        ("john city:austin tag:seller", {"followupboss:3"}),
+    ],
+)
+def test_filters(index, query, expected):
+    assert ids(index.search(query)) == expected
+
+
+def test_deal_filters():
+    deals = [
+        Deal(
+            id="b:1",
+            source="b",
+            remote_id="1",
+            user_id="u",
+            name="1 Oak St",
+            amount=Decimal(400_000),
+            close_date="2026-12-03",
+            stage="Closed",
+        ),
+        Deal(
+            id="b:2",
+            source="b",
+            remote_id="2",
+            user_id="u",
+            name="2 Oak St",
+            amount=Decimal(900_000),
+            close_date="2027-01-10",
+        ),
+        Deal(id="b:3", source="b", remote_id="3", user_id="u", name="3 Elm St"),
+    ]
+    idx = SearchIndex()
+    idx.rebuild("deals", "b", deals)
+    assert ids(idx.search("oak amount>500000", "deals")) == {"b:2"}
+    assert ids(idx.search("amount<=1e6", "deals")) == {"b:1", "b:2"}
+    assert ids(idx.search("closing:2026-12", "deals")) == {"b:1"}
+    assert ids(idx.search("stage:closed", "deals")) == {"b:1"}
+    assert ids(idx.search("900000", "deals")) == {"b:2"}
+    with pytest.raises(QueryError, match="deals only"):
+        idx.search("amount>5", "contacts")
+
+
+@pytest.mark.parametrize("query", ["", " ", "a", " a ", "\x1b", "\t\n"])
+def test_short_queries_are_the_guides_error(index, query):
+    with pytest.raises(QueryError, match=QUERY_TOO_SHORT):
+        index.search(query)
+
+
+def test_unknown_filters_list_the_valid_ones(index):
+    with pytest.raises(QueryError) as info:
+        index.search("colour:red")
+    assert "source:, status:, stage:, city:, tag:" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "query", ["(.*)+?", "[@click=app.quit]", "'\"", "a\x1b[2Jb", "x" * 10_000, ".*", "\\d+"]
+)
+def test_hostile_queries_are_just_text(index, query):
+    result = index.search(query)
+    assert result.total == len(ids(result))
+    if query in ("(.*)+?", "[@click=app.quit]", ".*"):  # literally in local:5's last name
+        assert ids(result) == {"local:5"}
+    if query == "\\d+":
+        assert result.total == 0
+
+
+async def test_the_index_follows_the_store():
+    store = CacheStore("u")
+    index = SearchIndex()
+    store.subscribe(lambda change: index.rebuild_from(store, change.source, change.kinds))
+    await store.replace_stream("brivity", "contacts", people()[:2])
+    assert ids(index.search("john")) == {"brivity:1"}
+    await store.upsert("contacts", [contact(9, first_name="Johanna")])
+    assert ids(index.search("joh")) == {"brivity:1", "brivity:9"}
+    await store.delete("contacts", ["brivity:1"])
+    assert ids(index.search("joh")) == {"brivity:9"}
+    await store.replace_stream("followupboss", "contacts", [people()[3]])
+    assert ids(index.search("johnson")) == {"followupboss:4"}
+    await store.clear("brivity")
+    assert ids(index.search("joh")) == {"followupboss:4"}
+    await store.clear()
+    assert index.search("joh").total == 0
