@@ -21,6 +21,7 @@ from crm_tui.config import DISPLAY_NAMES, Settings, config_dir
 from crm_tui.logs import SecretMasker
 from crm_tui.models import KINDS, Outcome, SyncReport
 from crm_tui.search.index import SearchIndex
+from crm_tui.sources.http import tls_context
 from crm_tui.store import CacheStore, Database, StoreChange
 from crm_tui.sync.engine import ConnectionResult, SyncEngine
 
@@ -80,6 +81,7 @@ class CrmApp(App[None]):
             self.set_interval(interval * 60, self.sync_all_scheduled, name="scheduled sync")
 
     async def _load(self) -> None:
+        await asyncio.to_thread(tls_context)  # so building a source's client never stalls
         await self.store.load()
         await asyncio.to_thread(self.index.rebuild_from, self.store)
         self.loaded = True
@@ -124,7 +126,9 @@ class CrmApp(App[None]):
     # -- actions screens ask for ---------------------------------------------------------
 
     def sync_source(self, name: str) -> None:
-        if self.engine.is_running(name):
+        group = f"sync-{name}"
+        pending = any(w.group == group and not w.is_finished for w in self.workers)
+        if pending or self.engine.is_running(name):
             self.notify(f"{DISPLAY_NAMES.get(name, name)} is already syncing", markup=False)
             return
         self.run_worker(

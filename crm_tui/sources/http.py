@@ -12,8 +12,10 @@ import asyncio
 import base64
 import contextvars
 import email.utils
+import functools
 import json
 import logging
+import ssl
 import time
 from abc import ABC, abstractmethod
 from collections import deque
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import certifi
 import httpx
 import stamina
 
@@ -263,6 +266,13 @@ class RateBudget:
 # -- client --------------------------------------------------------------------------------
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One TLS context for every client: loading the CA bundle takes ~50 ms, too long to pay
+    on the event loop each time a source's client is built. The app warms it in a thread."""
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 class HttpClient:
     def __init__(
         self,
@@ -293,6 +303,7 @@ class HttpClient:
             limits=httpx.Limits(max_connections=max_connections),
             transport=transport,
             follow_redirects=False,
+            verify=tls_context(),
         )
         self._authenticated = False
 

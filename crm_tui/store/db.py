@@ -205,7 +205,7 @@ class Database:
         sql = f"SELECT {joined} FROM {kind} WHERE user_id = ?"
         with self._lock:
             cursor = self._conn.execute(sql, (user_id,))
-            while rows := cursor.fetchmany(20_000):  # bounded: rows are freed as we go
+            while rows := cursor.fetchmany(2_000):  # small batches: memory and GIL both freed
                 for (line,) in rows:
                     # Empty strings are never stored (ingest turns them into NULL).
                     values: list[Any] = [v or None for v in line.split(RECORD_SEPARATOR)]
