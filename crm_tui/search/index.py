@@ -8,13 +8,16 @@ search sees the old segment or the new one, never a mix.
 
 from __future__ import annotations
 
+import gc
 import heapq
 import threading
-from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+
+import numpy as np
 
 from crm_tui.models import KINDS, Contact, Deal, Record, RecordKind
 from crm_tui.search.query import Query, parse_query
@@ -39,47 +42,125 @@ def field_text(record: Record, name: str) -> str:
 
 
 def haystack(record: Record) -> str:
-    names = CONTACT_FIELDS if isinstance(record, Contact) else DEAL_FIELDS
-    parts = [fold(field_text(record, n).replace("\n", " ")) for n in names]
+    """A record's searchable text, folded, fields apart. Folding is per character and the
+    separator is a starter character, so folding the joined line equals joining the folds."""
     if isinstance(record, Contact):
-        parts.append(digits(record.phone))
-    elif record.amount is not None:
-        parts.append(str(int(record.amount)))
-    return FIELD_SEP.join(parts)
+        parts = (
+            record.name,
+            record.email or "",
+            record.phone or "",
+            record.company or "",
+            record.status or "",
+            record.stage or "",
+            ", ".join(record.tags),
+            record.city or "",
+            digits(record.phone),
+        )
+    else:
+        amount = str(int(record.amount)) if record.amount is not None else ""
+        parts = (*(field_text(record, n) for n in DEAL_FIELDS), amount)
+    return fold(FIELD_SEP.join(parts)).replace("\n", " ")
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Building a million lines allocates millions of objects; the collector would walk every
+    cached record again and again meanwhile (half the build time). Nothing built here holds
+    a cycle."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+_SKIP_BYTES = (0x0A, 0x1F, 0x20)  # newline, field separator, space: never inside a term
 
 
 @dataclass(slots=True)
 class Segment:
+    """One source's searchable text: UTF-8 lines in one bytes object, plus a bigram index.
+
+    `positions[offsets[c]:offsets[c + 1]]` lists, ascending, every byte offset where bigram
+    `c` (two bytes) starts. A term is found by taking its rarest bigram's positions and
+    checking the term's other bytes there, all in numpy: an exact substring match with no
+    Python loop over records. Bigram codes fit in 16 bits, so numpy radix-sorts them.
+    """
+
     records: list[Record]
-    blob: str
-    starts: list[int]  # where each record's line begins in blob
+    data: np.ndarray  # the lines' bytes, newline-terminated
+    starts: np.ndarray  # byte offset of each record's line; one extra at the end
+    positions: np.ndarray
+    offsets: np.ndarray
 
     @classmethod
     def build(cls, records: Iterable[Record]) -> Segment:
         ordered = list(records)
-        lines = [haystack(r) for r in ordered]
-        starts = []
-        position = 0
-        for line in lines:
-            starts.append(position)
-            position += len(line) + 1
-        return cls(ordered, "\n".join(lines) + "\n", starts)
+        text = ("\n".join(haystack(r) for r in ordered) + "\n").encode("utf-8")
+        data = np.frombuffer(text, dtype=np.uint8)
+        starts = np.zeros(len(ordered) + 1, dtype=np.int64)
+        starts[1:] = np.flatnonzero(data == 0x0A) + 1
+        first, second = data[:-1], data[1:]
+        codes = (first.astype(np.uint16) << 8) | second
+        for byte in _SKIP_BYTES:
+            # Bigram 0 (two NULs) never occurs in text, so it collects what is not indexed.
+            codes[(first == byte) | (second == byte)] = 0
+        order = np.argsort(codes, kind="stable")  # a radix sort; positions stay ascending
+        offsets = np.searchsorted(codes[order], np.arange(65537, dtype=np.uint32))
+        skipped = int(offsets[1])
+        positions = order[skipped:].astype(np.uint32)
+        offsets = np.maximum(offsets - skipped, 0)
+        return cls(ordered, data, starts, positions, offsets)
 
-    def line(self, index: int) -> str:
-        end = self.starts[index + 1] - 1 if index + 1 < len(self.starts) else len(self.blob) - 1
-        return self.blob[self.starts[index] : end]
+    def line(self, index: int) -> bytes:
+        return self.data[self.starts[index] : self.starts[index + 1] - 1].tobytes()
 
-    def matching(self, term: str) -> list[int]:
-        """Indexes of records whose line contains `term`, in order."""
-        found: list[int] = []
-        blob, starts = self.blob, self.starts
-        position = blob.find(term)
-        while position >= 0:
-            index = bisect_right(starts, position) - 1
-            found.append(index)
-            next_start = starts[index + 1] if index + 1 < len(starts) else len(blob)
-            position = blob.find(term, next_start)
-        return found
+    def occurrences(self, term: bytes) -> np.ndarray:
+        """Records whose line contains `term` (two bytes or more), ascending, once each."""
+        pairs = [((term[i] << 8) | term[i + 1], i) for i in range(len(term) - 1)]
+        code, shift = min(pairs, key=lambda p: self.offsets[p[0] + 1] - self.offsets[p[0]])
+        begin = self.positions[self.offsets[code] : self.offsets[code + 1]].astype(np.int64)
+        begin -= shift
+        begin = begin[(begin >= 0) & (begin + len(term) <= len(self.data))]
+        for j, byte in enumerate(term):
+            if j in (shift, shift + 1) or not len(begin):
+                continue
+            begin = begin[self.data[begin + j] == byte]
+        owners = np.searchsorted(self.starts, begin, side="right") - 1
+        if len(owners) > 1:
+            owners = owners[np.concatenate(([True], owners[1:] != owners[:-1]))]
+        return owners
+
+    def matching(self, terms: Sequence[bytes]) -> Sequence[int]:
+        """Indexes of records whose line contains every term, ascending."""
+        found: np.ndarray | None = None
+        for term in terms:
+            if len(term) < 2:
+                continue
+            current = self.occurrences(term)
+            if found is None:
+                found = current
+            else:
+                at = np.searchsorted(current, found)
+                at[at == len(current)] = 0
+                found = found[current[at] == found] if len(current) else current
+        indexes: Sequence[int] = range(len(self.records)) if found is None else found
+        short = [t for t in terms if len(t) < 2]  # a lone letter: checked on the line
+        if not short:
+            return indexes
+        line = self.line
+        return [i for i in _each(indexes) if all(t in line(i) for t in short)]
+
+
+def _each(indexes: Sequence[int]) -> Iterator[int]:
+    """Python ints from a numpy array a chunk at a time: callers often stop early."""
+    if not isinstance(indexes, np.ndarray):
+        yield from indexes
+        return
+    for start in range(0, len(indexes), 1024):
+        yield from indexes[start : start + 1024].tolist()
 
 
 @dataclass(slots=True)
@@ -116,20 +197,46 @@ class SearchResult:
         }
 
 
-def _score(line: str, terms: Sequence[str]) -> int:
+_SEP = FIELD_SEP.encode()
+
+
+def _score(line: bytes, terms: Sequence[bytes]) -> int:
     """Lower is better: whole-word or prefix matches on names first, then other fields."""
-    name = line.split(FIELD_SEP, 1)[0]
+    name = line.split(_SEP, 1)[0]
     score = 0
     for term in terms:
-        if name.startswith(term) or f" {term}" in name:
+        if name.startswith(term) or b" " + term in name:
             continue
         if term in name:
             score += 1
-        elif f"{FIELD_SEP}{term}" in line or f" {term}" in line:
+        elif _SEP + term in line or b" " + term in line:
             score += 2
         else:
             score += 3
     return score
+
+
+def _best(
+    segment: Segment, candidates: list[int], terms: Sequence[bytes], limit: int
+) -> list[tuple[int, int]]:
+    """The `limit` best (score, index) pairs. Stops early once `limit` perfect scores are
+    found: ties go by position, so nothing later can displace them."""
+    if not terms:
+        return [(0, int(i)) for i in candidates[:limit]]
+    best: list[tuple[int, int]] = []
+    perfect = 0
+    line = segment.line
+    for i in _each(candidates):
+        score = _score(line(i), terms)
+        if score == 0:
+            perfect += 1
+        if len(best) < limit:
+            heapq.heappush(best, (-score, -i))
+        elif (-score, -i) > best[0]:
+            heapq.heapreplace(best, (-score, -i))
+        if perfect >= limit:
+            break
+    return sorted((-s, -i) for s, i in best)
 
 
 def _passes_filters(record: Record, query: Query) -> bool:
@@ -171,7 +278,8 @@ class SearchIndex:
         self._lock = threading.Lock()  # serialises builders; readers never wait
 
     def rebuild(self, kind: RecordKind, source: str, records: Iterable[Record]) -> None:
-        segment = Segment.build(records)
+        with gc_paused():
+            segment = Segment.build(records)
         with self._lock:
             self._segments[(kind, source)] = segment
 
@@ -207,32 +315,34 @@ class SearchIndex:
         wanted = set(sources or ()) | set(query.sources)
         groups: dict[str, list[Hit]] = {}
         counts: dict[str, int] = {}
-        terms = sorted(set(query.terms), key=len, reverse=True)
+        terms = sorted({t.encode("utf-8") for t in query.terms}, key=len, reverse=True)
+        text_terms = [t.decode("utf-8") for t in terms]
+        fields_ = CONTACT_FIELDS if kind == "contacts" else DEAL_FIELDS
+        filtered = bool(query.filters.keys() - {"source"} or query.amounts or query.closing)
+        # A text filter's value is somewhere in the record's line too: let the index narrow
+        # the candidates before the exact per-field check.
+        narrowing = terms + [
+            v.encode("utf-8")
+            for k, values in query.filters.items()
+            if k != "source"
+            for v in values
+        ]
         for (segment_kind, source), segment in list(self._segments.items()):
             if segment_kind != kind or (wanted and source not in wanted):
                 continue
-            if terms:
-                candidates = segment.matching(terms[0])
-                rest = terms[1:]
-                if rest:
-                    candidates = [i for i in candidates if all(t in segment.line(i) for t in rest)]
-            else:
-                candidates = list(range(len(segment.records)))
-            if query.filters.keys() - {"source"} or query.amounts or query.closing:
-                candidates = [i for i in candidates if _passes_filters(segment.records[i], query)]
-            if not candidates:
+            candidates = segment.matching(narrowing)
+            if filtered:
+                records = segment.records
+                candidates = [i for i in _each(candidates) if _passes_filters(records[i], query)]
+            if not len(candidates):
                 continue
             counts[source] = len(candidates)
-            best = heapq.nsmallest(
-                limit, candidates, key=lambda i: (_score(segment.line(i), terms), i)
-            )
-            fields_ = CONTACT_FIELDS if kind == "contacts" else DEAL_FIELDS
             groups[source] = [
                 Hit(
                     segment.records[i],
-                    _score(segment.line(i), terms),
-                    {f: spans(field_text(segment.records[i], f), terms) for f in fields_},
+                    score,
+                    {f: spans(field_text(segment.records[i], f), text_terms) for f in fields_},
                 )
-                for i in best
+                for score, i in _best(segment, candidates, terms, limit)
             ]
         return SearchResult(query.text, kind, groups, counts)

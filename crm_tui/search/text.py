@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 
@@ -50,5 +51,8 @@ def spans(text: str, terms: list[str]) -> list[tuple[int, int]]:
     return merged
 
 
+_NOT_DIGIT = re.compile(r"\D")
+
+
 def digits(text: str | None) -> str:
-    return "".join(c for c in text if c.isdigit()) if text else ""
+    return _NOT_DIGIT.sub("", text) if text else ""
