@@ -11,10 +11,15 @@ import asyncio
 import gc
 import logging
 import tomllib
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
 
 import httpx
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.screen import Screen
 from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
@@ -59,6 +64,7 @@ class CrmApp(App[None]):
         store: CacheStore | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sync_on_start: bool = False,
+        sync_stale: bool = True,
     ) -> None:
         from crm_tui.screens import MODES
 
@@ -70,6 +76,7 @@ class CrmApp(App[None]):
         self.engine = SyncEngine(settings, self.store, masker=self.masker, transport=transport)
         self.index = SearchIndex()
         self.sync_on_start = sync_on_start
+        self.sync_stale = sync_stale
         self.loaded = False
         self.store_changed: Signal[StoreChange] = Signal(self, "store-changed")
         self._pending_index: set[tuple[str | None, tuple[str, ...]]] = set()
@@ -77,7 +84,7 @@ class CrmApp(App[None]):
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    MODE_BAR = "1 Status  2 Search  3 Browse  4 Audit  5 Connections  (F1-F5 from a text box)"
+    MODE_BAR = "1 Status 2 Search 3 Browse 4 Audit 5 Connections"
 
     def on_mount(self) -> None:
         self.sub_title = f"{self.settings.user_id} · {self.MODE_BAR}"
@@ -87,6 +94,7 @@ class CrmApp(App[None]):
         interval = self.settings.crm_sync_interval_minutes
         if interval:
             self.set_interval(interval * 60, self.sync_all_scheduled, name="scheduled sync")
+            self._announce_next_run()
 
     async def _load(self) -> None:
         await asyncio.to_thread(tls_context)  # so building a source's client never stalls
@@ -97,7 +105,7 @@ class CrmApp(App[None]):
         self.store_changed.publish(StoreChange(None, KINDS))
         if self.sync_on_start:
             self.sync_all()
-        else:
+        elif self.sync_stale:
             for name in self.engine.stale_sources():
                 self.sync_source(name)
 
@@ -152,6 +160,44 @@ class CrmApp(App[None]):
 
     def sync_all_scheduled(self) -> None:
         self.sync_all()  # sources still running are skipped
+        self._announce_next_run()
+
+    def _announce_next_run(self) -> None:
+        minutes = self.settings.crm_sync_interval_minutes
+        when = datetime.now(UTC) + timedelta(minutes=minutes)
+        for name in self.engine.enabled():
+            self.store.update_status(name, next_run=when.strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """Every action in the command palette, beside Textual's own."""
+        yield from super().get_system_commands(screen)
+        for mode in self.MODES:
+            yield SystemCommand(
+                f"Go to {mode}", f"Switch to the {mode} screen", partial(self.switch_mode, mode)
+            )
+        yield SystemCommand(
+            "Sync all sources", "Start a sync of every enabled source", self.sync_all
+        )
+        for name in self.engine.enabled():
+            display = DISPLAY_NAMES.get(name, name)
+            yield SystemCommand(
+                f"Sync {display}", f"Start a sync of {display}", partial(self.sync_source, name)
+            )
+            yield SystemCommand(
+                f"Test connection: {display}",
+                "Authenticate, read one page",
+                partial(
+                    self.run_worker,
+                    partial(self.test_connection, name),
+                    group="test",
+                    exit_on_error=False,
+                ),
+            )
+            yield SystemCommand(
+                f"Cancel sync: {display}",
+                "Stop it; the old data stays",
+                partial(self.cancel_sync, name),
+            )
 
     async def _sync(self, name: str) -> SyncReport:
         report = await self.engine.sync_source(name)
@@ -213,9 +259,16 @@ def make_app(
     sync_on_start: bool = False,
     store: CacheStore | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    sync_stale: bool = True,
 ) -> CrmApp:
     """Build the app; the CLI and the tests both come through here."""
-    app = CrmApp(settings, store=store, transport=transport, sync_on_start=sync_on_start)
+    app = CrmApp(
+        settings,
+        store=store,
+        transport=transport,
+        sync_on_start=sync_on_start,
+        sync_stale=sync_stale,
+    )
     if theme:
         if theme not in app.available_themes:
             raise ValueError(f"unknown theme {theme!r}; try: {', '.join(app.available_themes)}")

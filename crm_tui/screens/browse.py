@@ -28,17 +28,17 @@ def _amount_key(r: Any) -> Decimal:
 
 COLUMNS: dict[RecordKind, list[Column]] = {
     "contacts": [
-        Column("Source", 14, lambda r: DISPLAY_NAMES.get(r.source, r.source), _text_key("source")),
-        Column("Name", 28, lambda r: r.name, lambda r: r.name.casefold()),
-        Column("E-mail", 30, lambda r: r.email, _text_key("email")),
+        Column("Source", 15, lambda r: DISPLAY_NAMES.get(r.source, r.source), _text_key("source")),
+        Column("Name", 24, lambda r: r.name, lambda r: r.name.casefold()),
+        Column("E-mail", 28, lambda r: r.email, _text_key("email")),
         Column("Phone", 16, lambda r: r.phone, _text_key("phone")),
-        Column("Company", 20, lambda r: r.company, _text_key("company")),
+        Column("Company", 16, lambda r: r.company, _text_key("company")),
         Column("Status", 12, lambda r: r.status, _text_key("status")),
-        Column("Stage", 14, lambda r: r.stage, _text_key("stage")),
-        Column("City", 14, lambda r: r.city, _text_key("city")),
+        Column("Stage", 12, lambda r: r.stage, _text_key("stage")),
+        Column("City", 12, lambda r: r.city, _text_key("city")),
     ],
     "deals": [
-        Column("Source", 14, lambda r: DISPLAY_NAMES.get(r.source, r.source), _text_key("source")),
+        Column("Source", 15, lambda r: DISPLAY_NAMES.get(r.source, r.source), _text_key("source")),
         Column("Deal", 40, lambda r: r.name, _text_key("name")),
         Column(
             "Amount", 14, lambda r: f"{r.amount:,.0f}" if r.amount is not None else "", _amount_key

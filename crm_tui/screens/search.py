@@ -20,7 +20,8 @@ from crm_tui.widgets.safe import highlighted, safe
 
 HINT = (
     "Filters: source:brivity status:lead stage:closed city:austin tag:buyer · deals: "
-    "amount>500000 closing:2026-12 · ctrl+t contacts/deals · enter opens · esc clears"
+    "amount>500000 closing:2026-12 · tab contacts/deals · ↓ results · enter opens · "
+    "esc clears · F1-F5 switch screens"
 )
 COLUMNS: dict[RecordKind, tuple[tuple[str, str], ...]] = {
     "contacts": (
@@ -70,7 +71,7 @@ class SearchScreen(ModeScreen):
     def _set_columns(self) -> None:
         table = self.query_one("#results", DataTable)
         table.clear(columns=True)
-        table.add_column("Source", key="source", width=14)
+        table.add_column("Source", key="source", width=16)
         for key, title in COLUMNS[self.kind]:
             table.add_column(title, key=key)
 

@@ -19,7 +19,9 @@ def safe_block(value: object, style: str = "") -> Text:
     return Text(strip_controls("" if value is None else str(value)), style=style)
 
 
-def highlighted(value: str, spans: Iterable[tuple[int, int]], style: str = "bold reverse") -> Text:
+def highlighted(
+    value: str, spans: Iterable[tuple[int, int]], style: str = "bold underline yellow"
+) -> Text:
     text = safe(value)
     for start, end in spans:
         text.stylize(style, start, end)

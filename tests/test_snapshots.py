@@ -1,0 +1,135 @@
+"""Screens as pictures: each mode at 120x40 and Status at 80x24, over fixed data.
+
+Update with `pytest tests/test_snapshots.py --snapshot-update` only after looking at the new
+pictures (the report pytest-textual-snapshot writes on failure shows both).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from crm_tui.app import make_app
+from crm_tui.models import Contact, Deal, Outcome, StreamReport, SyncReport
+from crm_tui.store import CacheStore, Database
+from tests.conftest import make_settings
+
+# A fixed path: the Connections screen shows the data dir.
+SNAPSHOT_DIR = Path(tempfile.gettempdir()) / "crm-tui-snapshot"
+FIRST = ("Ana", "Ben", "Cara", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jo")
+LAST = ("Lee", "Ng", "Ortiz", "Park", "Quinn", "Ruiz", "Shaw", "Tran", "Uddin", "Vega")
+
+
+def people() -> list[Contact]:
+    out = []
+    for i in range(30):
+        source = ("brivity", "followupboss", "topproducer")[i % 3]
+        out.append(Contact(
+            id=f"{source}:{i}", source=source, remote_id=str(i), user_id="snap",
+            first_name=FIRST[i % 10], last_name=LAST[(i * 3) % 10],
+            email=f"{FIRST[i % 10].lower()}.{LAST[(i * 3) % 10].lower()}@example.com",
+            phone=f"(512) 555-{1000 + i}", company="Compass" if i % 4 else None,
+            status=("lead", "client", "past client")[i % 3], city="Austin", state="TX",
+        ))
+    out.append(Contact(id="brivity:999", source="brivity", remote_id="999", user_id="snap",
+                       first_name="[@click=app.quit]Bob[/]", last_name="[/oops]"))
+    return out
+
+
+def deals() -> list[Deal]:
+    return [Deal(id=f"followupboss:{i}", source="followupboss", remote_id=str(i),
+                 user_id="snap", name=f"{100 + i} Oak St, Austin, TX",
+                 amount=Decimal(350_000 + 25_000 * i), stage="Under Contract",
+                 status="Active", close_date="2026-12-15") for i in range(8)]
+
+
+@pytest.fixture
+def snapshot_app(monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    shutil.rmtree(SNAPSHOT_DIR, ignore_errors=True)
+    settings = make_settings(SNAPSHOT_DIR, crm_data_dir=SNAPSHOT_DIR, crm_user_id="snap",
+                             fub_api_key="snapshot-key",
+                             fub_api_base_url="http://127.0.0.1:9/v1")
+    db = Database(settings.database_path)
+    store = CacheStore("snap", db)
+
+    async def seed() -> None:
+        records = people()
+        for source in ("brivity", "followupboss", "topproducer"):
+            await store.replace_stream(source, "contacts",
+                                       [r for r in records if r.source == source])
+        await store.replace_stream("followupboss", "deals", deals())
+        store.update_status("followupboss", last_error="deals: Failed to fetch deals: "
+                            "Request timeout after 15 seconds")
+        await store.save_status("followupboss")
+        report = SyncReport("followupboss", Outcome.PARTIAL,
+                            started_at="2026-11-25T10:00:00Z", ended_at="2026-11-25T10:00:42Z",
+                            error="deals: Failed to fetch deals: Request timeout after 15 s")
+        report.streams["contacts"] = StreamReport("contacts", read=10, written=10,
+                                                  ended_at="2026-11-25T10:00:20Z")
+        run = db.start_run("snap", "followupboss", report.started_at)
+        db.finish_run(run, report)
+
+    asyncio.run(seed())
+    db.close()
+    yield lambda: make_app(settings, sync_stale=False)
+    time.tzset()
+
+
+async def loaded(pilot) -> None:
+    while not pilot.app.loaded or any(
+        not w.is_finished for w in pilot.app.workers if w.group in ("load", "index")
+    ):
+        await pilot.pause(0.02)
+    await pilot.pause(0.3)
+
+
+def test_status_wide(snap_compare, snapshot_app):
+    assert snap_compare(snapshot_app(), terminal_size=(120, 40), run_before=loaded)
+
+
+def test_status_at_80x24(snap_compare, snapshot_app):
+    assert snap_compare(snapshot_app(), terminal_size=(80, 24), run_before=loaded)
+
+
+def test_search(snap_compare, snapshot_app):
+    async def typed(pilot) -> None:
+        await loaded(pilot)
+        await pilot.press("2", *"an")
+        await pilot.pause(0.5)
+
+    assert snap_compare(snapshot_app(), terminal_size=(120, 40), run_before=typed)
+
+
+def test_browse(snap_compare, snapshot_app):
+    async def browse(pilot) -> None:
+        await loaded(pilot)
+        await pilot.press("3")
+        await pilot.pause(0.3)
+
+    assert snap_compare(snapshot_app(), terminal_size=(120, 40), run_before=browse)
+
+
+def test_audit(snap_compare, snapshot_app):
+    async def audit(pilot) -> None:
+        await loaded(pilot)
+        await pilot.press("4")
+        await pilot.pause(0.3)
+
+    assert snap_compare(snapshot_app(), terminal_size=(120, 40), run_before=audit)
+
+
+def test_connections(snap_compare, snapshot_app):
+    async def connections(pilot) -> None:
+        await loaded(pilot)
+        await pilot.press("5")
+        await pilot.pause(0.3)
+
+    assert snap_compare(snapshot_app(), terminal_size=(120, 40), run_before=connections)
