@@ -189,7 +189,7 @@ async def test_hostile_records_render_literally_and_fire_nothing(demo_settings):
         records = app.screen.query_one(RecordTable)
         lines = "".join(records.render_line(y).text for y in range(1, 9))
         for name in HOSTILE:
-            assert name in lines
+            assert name[:20] in lines  # literally (the column may cut a long name short)
         assert "\x1b" not in lines and "Esc]0;pwnedape" in lines
         await pilot.click(RecordTable, offset=(20, 1))
         await pilot.press("enter")
