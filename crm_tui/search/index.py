@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from crm_tui.heap import release_gradually
 from crm_tui.models import KINDS, Contact, Deal, Record, RecordKind
 from crm_tui.search.query import Query, parse_query
 from crm_tui.search.text import digits, fold, spans
@@ -281,7 +282,11 @@ class SearchIndex:
         with gc_paused():
             segment = Segment.build(records)
         with self._lock:
+            old = self._segments.get((kind, source))
             self._segments[(kind, source)] = segment
+        if old is not None:
+            doomed, old.records = old.records, []
+            release_gradually(doomed)
 
     def drop(self, kind: RecordKind, source: str | None = None) -> None:
         with self._lock:

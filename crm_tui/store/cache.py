@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from crm_tui.config import SOURCE_NAMES
+from crm_tui.heap import release_gradually
 from crm_tui.models import KINDS, Contact, Deal, Record, RecordKind, SourceStatus
 from crm_tui.store.db import Database
 
@@ -138,8 +139,7 @@ class CacheStore:
             await self._persist(
                 self.db.replace_stream, self.user_id, source, kind, list(fresh.values())
             )
-        self._records[kind][source] = fresh
-        self._notify(StoreChange(source, (kind,)))
+        self._swap(kind, source, fresh)
 
     async def commit_staged(
         self, source: str, kind: RecordKind, run_key: str, records: dict[str, Record]
@@ -147,7 +147,13 @@ class CacheStore:
         """Like replace_stream, for a refresh whose rows were staged page by page."""
         if self.db is not None:
             await self._persist(self.db.commit_staged, self.user_id, source, kind, run_key)
-        self._records[kind][source] = records
+        self._swap(kind, source, records)
+
+    def _swap(self, kind: RecordKind, source: str, fresh: dict[str, Record]) -> None:
+        old = self._records[kind].get(source)
+        self._records[kind][source] = fresh
+        if old:
+            release_gradually(list(old.values()))
         self._notify(StoreChange(source, (kind,)))
 
     async def upsert(self, kind: RecordKind, records: Iterable[Record]) -> None:
