@@ -41,6 +41,14 @@ def settle_heap() -> None:
     gc.freeze()
 
 
+def quiet_collector() -> None:
+    """Young-generation collections stay; automatic full collections, which walk every
+    object a sync has just made while the app waits, do not. Whatever survives is frozen
+    after each load or sync (settle_heap)."""
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, 1_000_000)
+
+
 class CrmApp(App[None]):
     TITLE = "crm-tui"
     CSS_PATH = "app.tcss"
@@ -87,6 +95,7 @@ class CrmApp(App[None]):
     MODE_BAR = "1 Status 2 Search 3 Browse 4 Audit 5 Connections"
 
     def on_mount(self) -> None:
+        quiet_collector()
         self.sub_title = f"{self.settings.user_id} · {self.MODE_BAR}"
         self._apply_keymap()
         self.switch_mode("status")

@@ -30,23 +30,50 @@ def people() -> list[Contact]:
     out = []
     for i in range(30):
         source = ("brivity", "followupboss", "topproducer")[i % 3]
-        out.append(Contact(
-            id=f"{source}:{i}", source=source, remote_id=str(i), user_id="snap",
-            first_name=FIRST[i % 10], last_name=LAST[(i * 3) % 10],
-            email=f"{FIRST[i % 10].lower()}.{LAST[(i * 3) % 10].lower()}@example.com",
-            phone=f"(512) 555-{1000 + i}", company="Compass" if i % 4 else None,
-            status=("lead", "client", "past client")[i % 3], city="Austin", state="TX",
-        ))
-    out.append(Contact(id="brivity:999", source="brivity", remote_id="999", user_id="snap",
-                       first_name="[@click=app.quit]Bob[/]", last_name="[/oops]"))
+        out.append(
+            Contact(
+                id=f"{source}:{i}",
+                source=source,
+                remote_id=str(i),
+                user_id="snap",
+                first_name=FIRST[i % 10],
+                last_name=LAST[(i * 3) % 10],
+                email=f"{FIRST[i % 10].lower()}.{LAST[(i * 3) % 10].lower()}@example.com",
+                phone=f"(512) 555-{1000 + i}",
+                company="Compass" if i % 4 else None,
+                status=("lead", "client", "past client")[i % 3],
+                city="Austin",
+                state="TX",
+            )
+        )
+    out.append(
+        Contact(
+            id="brivity:999",
+            source="brivity",
+            remote_id="999",
+            user_id="snap",
+            first_name="[@click=app.quit]Bob[/]",
+            last_name="[/oops]",
+        )
+    )
     return out
 
 
 def deals() -> list[Deal]:
-    return [Deal(id=f"followupboss:{i}", source="followupboss", remote_id=str(i),
-                 user_id="snap", name=f"{100 + i} Oak St, Austin, TX",
-                 amount=Decimal(350_000 + 25_000 * i), stage="Under Contract",
-                 status="Active", close_date="2026-12-15") for i in range(8)]
+    return [
+        Deal(
+            id=f"followupboss:{i}",
+            source="followupboss",
+            remote_id=str(i),
+            user_id="snap",
+            name=f"{100 + i} Oak St, Austin, TX",
+            amount=Decimal(350_000 + 25_000 * i),
+            stage="Under Contract",
+            status="Active",
+            close_date="2026-12-15",
+        )
+        for i in range(8)
+    ]
 
 
 @pytest.fixture
@@ -54,26 +81,38 @@ def snapshot_app(monkeypatch):
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
     shutil.rmtree(SNAPSHOT_DIR, ignore_errors=True)
-    settings = make_settings(SNAPSHOT_DIR, crm_data_dir=SNAPSHOT_DIR, crm_user_id="snap",
-                             fub_api_key="snapshot-key",
-                             fub_api_base_url="http://127.0.0.1:9/v1")
+    settings = make_settings(
+        SNAPSHOT_DIR,
+        crm_data_dir=SNAPSHOT_DIR,
+        crm_user_id="snap",
+        fub_api_key="snapshot-key",
+        fub_api_base_url="http://127.0.0.1:9/v1",
+    )
     db = Database(settings.database_path)
     store = CacheStore("snap", db)
 
     async def seed() -> None:
         records = people()
         for source in ("brivity", "followupboss", "topproducer"):
-            await store.replace_stream(source, "contacts",
-                                       [r for r in records if r.source == source])
+            await store.replace_stream(
+                source, "contacts", [r for r in records if r.source == source]
+            )
         await store.replace_stream("followupboss", "deals", deals())
-        store.update_status("followupboss", last_error="deals: Failed to fetch deals: "
-                            "Request timeout after 15 seconds")
+        store.update_status(
+            "followupboss",
+            last_error="deals: Failed to fetch deals: Request timeout after 15 seconds",
+        )
         await store.save_status("followupboss")
-        report = SyncReport("followupboss", Outcome.PARTIAL,
-                            started_at="2026-11-25T10:00:00Z", ended_at="2026-11-25T10:00:42Z",
-                            error="deals: Failed to fetch deals: Request timeout after 15 s")
-        report.streams["contacts"] = StreamReport("contacts", read=10, written=10,
-                                                  ended_at="2026-11-25T10:00:20Z")
+        report = SyncReport(
+            "followupboss",
+            Outcome.PARTIAL,
+            started_at="2026-11-25T10:00:00Z",
+            ended_at="2026-11-25T10:00:42Z",
+            error="deals: Failed to fetch deals: Request timeout after 15 s",
+        )
+        report.streams["contacts"] = StreamReport(
+            "contacts", read=10, written=10, ended_at="2026-11-25T10:00:20Z"
+        )
         run = db.start_run("snap", "followupboss", report.started_at)
         db.finish_run(run, report)
 

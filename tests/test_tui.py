@@ -221,3 +221,35 @@ def test_unknown_theme_is_refused(demo_settings):
     with pytest.raises(ValueError, match="unknown theme"):
         make_app(demo_settings, theme="no-such-theme")
     assert make_app(demo_settings, theme="nord").theme == "nord"
+
+
+async def test_scheduled_syncs_run_while_the_app_is_open(demo_settings):
+    settings = demo_settings.model_copy(update={"crm_sync_interval_minutes": 30})
+    app = make_app(settings, sync_stale=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        assert app.store.count("contacts", "followupboss") == 0
+        next_run = app.store.status("followupboss").next_run
+        assert next_run is not None
+        table = app.screen.query_one("#sources", DataTable)
+        assert any(row[6] == "in 30 min" for row in cells(table))
+        app.sync_all_scheduled()  # what the interval timer calls
+        await settle(pilot, app)
+        assert app.store.count("contacts", "followupboss") == data.expected_contacts(DEMO_CONTACTS)
+        assert app.store.status("followupboss").next_run >= next_run
+
+
+async def test_the_command_palette_offers_every_action(demo_settings):
+    app = make_app(demo_settings, sync_stale=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+    for title in (
+        "Sync all sources",
+        "Sync Follow Up Boss",
+        "Test connection: Brivity",
+        "Cancel sync: TopProducer",
+        "Go to search",
+        "Go to audit",
+    ):
+        assert title in titles
