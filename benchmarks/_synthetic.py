@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 from crm_tui.demo.data import CITIES, COMPANIES, FIRST, LAST, TAGS
 from crm_tui.models import Contact
@@ -38,3 +39,11 @@ def contacts(count: int, seed: int = 1, user_id: str = "bench") -> Iterator[Cont
             synced_at="2026-11-25T00:00:00Z",
             raw=f'{{"id":{remote}}}',
         )
+
+
+def rss_bytes() -> int:
+    """Resident memory of this process (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0

@@ -22,17 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _synthetic import SOURCES, contacts
+from _synthetic import SOURCES, contacts, rss_bytes
 
 from crm_tui.search.index import SearchIndex, haystack
 from crm_tui.store.cache import CacheStore
-
-
-def rss_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def queries(sample) -> list[tuple[str, str]]:
