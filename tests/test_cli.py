@@ -44,9 +44,24 @@ def demo_env(demo_servers) -> dict[str, str]:
 def test_version_and_help():
     runner = CliRunner()
     assert "crm-tui, version" in runner.invoke(main, ["--version"]).output
-    for command in ("sync", "search", "status", "export", "import", "cached-data", "contacts"):
-        text = runner.invoke(main, [command, "--help"]).output
-        assert "Example" in text or "import" in command, command
+    commands = (
+        "sync",
+        "search",
+        "status",
+        "export",
+        "import",
+        "cached-data",
+        "contacts",
+        "deals",
+        "clear-cache",
+        "test-connection",
+        "paths",
+        "simulator",
+    )
+    for command in commands:
+        assert "Example" in runner.invoke(main, [command, "--help"]).output, command
+    for sub_command in ("topproducer", "brivity-transactions"):
+        assert "Example" in runner.invoke(main, ["import", sub_command, "--help"]).output
 
 
 def test_paths(cli, tmp_path):
