@@ -38,7 +38,9 @@ from crm_tui.store.cache import CacheStore
 
 log = logging.getLogger(__name__)
 
-_MAP_CHUNK = 1000  # records mapped between two yields to the event loop
+# Records mapped between two yields to the event loop. Small, so the prefetching task gets
+# through httpx's own checkpoints and puts the next request on the wire while we map.
+_MAP_CHUNK = 20
 
 
 async def prefetch(pages: AsyncIterator[Page], depth: int = 2) -> AsyncIterator[Page]:
@@ -274,12 +276,14 @@ class SyncEngine:
         synced_at = utc_now()
         run_key = f"{self.store.user_id}:{name}:{stream}:{stream_run or id(report)}"
         committed = False
+        staging: asyncio.Future[Any] | None = None
         try:
             async for page in prefetch(source.read(stream)):
                 report.pages += 1
                 records = page.records
+                valid = []
                 for start in range(0, len(records), _MAP_CHUNK):
-                    valid = []
+                    await asyncio.sleep(0)
                     for raw in records[start : start + _MAP_CHUNK]:
                         report.read += 1
                         try:
@@ -291,11 +295,17 @@ class SyncEngine:
                             report.duplicates += 1
                         collected[record.id] = record
                         valid.append(record)
-                    # Staged while the next page is on its way: the swap at the end is cheap.
-                    await self._db(db and db.stage, stream, run_key, valid)
+                # Staged in the background while the next page is fetched and mapped; one
+                # page at a time, so rows land in arrival order (the last duplicate wins).
+                if staging is not None:
+                    await staging
+                staging = asyncio.ensure_future(self._db(db and db.stage, stream, run_key, valid))
                 self.store.update_status(
                     name, progress=Progress(stream, report.read, report.pages, page.total)
                 )
+            if staging is not None:
+                await staging
+                staging = None
             report.quarantined = len(bad)
             if report.read and len(bad) / report.read > self.invalid_share:
                 raise SourceError(
@@ -328,6 +338,8 @@ class SyncEngine:
             log.exception("[%s] Failed to fetch %s", display, stream)
         finally:
             current_stats.reset(token)
+            if staging is not None:  # a page still being staged: let it land, then drop it
+                await asyncio.shield(asyncio.gather(staging, return_exceptions=True))
             if not committed and db is not None:
                 await asyncio.shield(self._db(db.drop_staged, stream, run_key))
             report.retries = stats.retries
