@@ -94,7 +94,6 @@ class Deal:
 
 
 Record = Contact | Deal
-RECORD_TYPES: dict[RecordKind, type[Contact] | type[Deal]] = {"contacts": Contact, "deals": Deal}
 CONTACT_FIELDS = tuple(f.name for f in fields(Contact))
 DEAL_FIELDS = tuple(f.name for f in fields(Deal))
 

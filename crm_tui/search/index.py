@@ -305,9 +305,6 @@ class SearchIndex:
             for name in names:
                 self.rebuild(kind, name, store.stream(kind, name).values())
 
-    def size(self, kind: RecordKind) -> int:
-        return sum(len(s.records) for (k, _), s in list(self._segments.items()) if k == kind)
-
     def search(
         self,
         text: str,

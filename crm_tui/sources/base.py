@@ -76,9 +76,6 @@ class Source(ABC):
     def read(self, stream: RecordKind, *, probe: bool = False) -> AsyncIterator[Page]:
         """Pages of raw records. `probe` asks for the smallest page that proves access."""
 
-    def field_map(self, stream: RecordKind) -> FieldMap:
-        return self.maps[stream]
-
     def map_record(self, stream: RecordKind, raw: Any, synced_at: str) -> Record:
         return build_record(
             stream,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from crm_tui.sources.errors import PaginationError, RemoteError
@@ -22,7 +22,6 @@ DEFAULT_MAX_PAGES = 20_000
 class Page:
     records: list[Any]
     total: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def extract_records(body: Any, keys: Sequence[str], what: str) -> list[Any]:

@@ -445,24 +445,6 @@ class Database:
         keys = ("id", "run_id", "source", "stream", "reason", "payload", "created_at")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
-    # -- bookmarks -----------------------------------------------------------------------
-
-    def get_bookmark(self, user_id: str, source: str, stream: str) -> str | None:
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT value FROM bookmarks WHERE user_id = ? AND source = ? AND stream = ?",
-                (user_id, source, stream),
-            ).fetchone()
-        return row[0] if row else None
-
-    def set_bookmark(self, user_id: str, source: str, stream: str, value: str, now: str) -> None:
-        with self.transaction() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO bookmarks (user_id, source, stream, value, updated_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (user_id, source, stream, value, now),
-            )
-
     # -- local CRM -----------------------------------------------------------------------
 
     def local_records(self, user_id: str, kind: RecordKind) -> list[dict[str, Any]]:
@@ -510,11 +492,3 @@ class Database:
                 if updated.rowcount == 0:
                     raise KeyError(f"no local {kind[:-1]} with id {record_id}")
         return record_id
-
-    def delete_local_record(self, user_id: str, kind: RecordKind, record_id: int) -> bool:
-        with self.transaction() as conn:
-            cursor = conn.execute(
-                "DELETE FROM local_records WHERE user_id = ? AND kind = ? AND id = ?",
-                (user_id, kind, record_id),
-            )
-            return cursor.rowcount > 0
