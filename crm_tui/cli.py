@@ -787,8 +787,20 @@ def export(
     show_default=True,
     help="Follow Up Boss requests per 10 s.",
 )
+@click.option(
+    "--token-expires-in",
+    type=click.IntRange(1),
+    default=3600,
+    show_default=True,
+    help="Seconds an OAuth token lives (the guide's contract).",
+)
 def simulator(
-    port: int, contacts: int, seed: int, faults: tuple[str, ...], rate_limit: int
+    port: int,
+    contacts: int,
+    seed: int,
+    faults: tuple[str, ...],
+    rate_limit: int,
+    token_expires_in: int,
 ) -> None:
     """Run the simulated CRM servers in the foreground (Ctrl-C stops).
 
@@ -803,7 +815,14 @@ def simulator(
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--fault") from None
     ports = (port, port + 1, port + 2) if port else (0, 0, 0)
-    servers = start_demo_servers(contacts, seed, parsed, ports=ports, fub_rate_limit=rate_limit)
+    servers = start_demo_servers(
+        contacts,
+        seed,
+        parsed,
+        ports=ports,
+        fub_rate_limit=rate_limit,
+        token_expires_in=token_expires_in,
+    )
     click.echo("# point crm-tui at the simulators:")
     for key, value in servers.env().items():
         click.echo(f"{key}={value}")

@@ -29,7 +29,7 @@ def crm(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
 
 
 def test_simulator_prints_its_environment_and_stops_on_ctrl_c():
-    process = crm("simulator", "--contacts", "30", "--seed", "5")
+    process = crm("simulator", "--contacts", "30", "--seed", "5", "--token-expires-in", "90")
     try:
         assert process.stdout is not None
         lines = [process.stdout.readline().strip() for _ in range(9)]
@@ -40,6 +40,15 @@ def test_simulator_prints_its_environment_and_stops_on_ctrl_c():
             headers={"Authorization": f"Token token={env['BRIVITY_API_KEY']}"},
         )
         assert len(people.json()) == 30
+        token = httpx.post(
+            f"{env['TOPPRODUCER_API_BASE_URL']}/auth/oauth/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": env["TOPPRODUCER_CLIENT_ID"],
+                "client_secret": env["TOPPRODUCER_CLIENT_SECRET"],
+            },
+        )
+        assert token.json()["expires_in"] == 90
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=15) == 0
         assert "simulators stopped" in process.stderr.read()
