@@ -524,9 +524,7 @@ async def _watch(engine: Any, names: list[str] | None, minutes: float) -> None:
                 err=True,
             )
 
-    scheduler = Scheduler(engine, minutes, on_run=log_run)
-    if names:
-        engine.enabled = lambda: names  # the scheduler syncs only what was asked
+    scheduler = Scheduler(engine, minutes, on_run=log_run, sources=names)
     try:
         await scheduler.run_forever(stop)
     except asyncio.CancelledError:

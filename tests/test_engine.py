@@ -227,3 +227,35 @@ def test_stale_sources_follow_the_ttl(engine):
     assert engine.stale_sources() == ["followupboss", "local"]
     engine.store.update_status("followupboss", last_sync="2099-01-01T00:00:00Z")
     assert engine.stale_sources() == ["local"]
+
+
+@respx.mock
+async def test_the_scheduler_runs_on_time_and_skips_a_running_source(engine):
+    from crm_tui.sync.scheduler import Scheduler
+
+    gate = asyncio.Event()
+
+    async def slow_people(request: httpx.Request) -> httpx.Response:
+        await gate.wait()
+        return page("people", people(1))
+
+    respx.get(f"{BASE}/people").mock(side_effect=slow_people)
+    respx.get(f"{BASE}/deals").respond(json={"_metadata": {}, "deals": []})
+    running = asyncio.create_task(engine.sync_source("followupboss"))
+    await asyncio.sleep(0.05)
+    runs: list[dict] = []
+    stop = asyncio.Event()
+
+    def ran(reports: dict) -> None:
+        runs.append(reports)
+        if len(runs) == 2:
+            stop.set()
+
+    scheduler = Scheduler(engine, 0.001, on_run=ran)  # every 0.06 s
+    await scheduler.run_forever(stop)
+    assert [sorted(r) for r in runs] == [["local"], ["local"]]  # followupboss was busy
+    assert engine.store.status("local").next_run is not None
+    gate.set()
+    report = await running
+    await engine.aclose()
+    assert report.success

@@ -19,10 +19,12 @@ class Scheduler:
         engine: SyncEngine,
         interval_minutes: float,
         on_run: Callable[[dict[str, SyncReport]], None] | None = None,
+        sources: list[str] | None = None,
     ) -> None:
         if interval_minutes <= 0:
             raise ValueError("interval must be positive")
         self.engine = engine
+        self.sources = sources  # None: every enabled source
         self.interval = interval_minutes * 60
         self.on_run = on_run
         self.next_run: datetime | None = None
@@ -31,11 +33,11 @@ class Scheduler:
     def _announce_next(self) -> None:
         self.next_run = datetime.now(UTC) + timedelta(seconds=self.interval)
         stamp = self.next_run.strftime("%Y-%m-%dT%H:%M:%SZ")
-        for name in self.engine.enabled():
+        for name in self.sources or self.engine.enabled():
             self.engine.store.update_status(name, next_run=stamp)
 
     async def run_once(self) -> dict[str, SyncReport]:
-        reports = await self.engine.sync_all()  # sources already running are skipped
+        reports = await self.engine.sync_all(self.sources)  # running ones are skipped
         self.runs += 1
         for name, report in reports.items():
             log.info("[scheduler] %s: %s", name, report.outcome)
