@@ -9,12 +9,19 @@ from typing import Any
 
 import pytest
 import stamina
+from hypothesis import settings as hypothesis_settings
 
 from crm_tui.config import Settings
 from crm_tui.demo.servers import DemoServers, Faults, start_demo_servers
 from crm_tui.store import CacheStore, Database
 
 SETTING_PREFIXES = ("BRIVITY_", "TOPPRODUCER_", "FUB_", "CRM_")
+
+# In CI, the same examples every run: a landing must not depend on a lucky draw. Locally,
+# fresh examples each run keep looking for new failures.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 
 @pytest.fixture(autouse=True)
