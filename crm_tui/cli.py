@@ -760,6 +760,149 @@ def export(
             click.echo(f"wrote {count} {k} to {output}", err=True)
 
 
+# -- local CRM -----------------------------------------------------------------------------
+
+
+@main.group("local")
+def local_group() -> None:
+    """Create, edit and delete records in the team's own CRM (validated).
+
+    Example: crm-tui local add-contact --first-name Ana --last-name Lee --email ana@x.co
+    """
+
+
+def _local(rt: Runtime) -> Any:
+    from crm_tui.local_crm import LocalCrm
+    from crm_tui.sources.base import SourceContext
+
+    store = rt.store
+    return LocalCrm(store, SourceContext(rt.settings, rt.settings.user_id, db=store.db))
+
+
+def _given(values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: (list(v) if isinstance(v, tuple) else v)
+        for k, v in values.items()
+        if v is not None and v != ()
+    }
+
+
+def _local_output(rt: Runtime, verb: str, record: Any) -> None:
+    emit(
+        rt,
+        {"success": True, "record": record.to_json()},
+        lambda: click.echo(f"{verb} {record.id}: {single_line(record.name or '')}"),
+    )
+
+
+_CONTACT_FLAGS = (
+    "first-name",
+    "last-name",
+    "email",
+    "phone",
+    "company",
+    "status",
+    "stage",
+    "tag",
+    "street",
+    "city",
+    "state",
+    "postal-code",
+)
+_DEAL_FLAGS = (
+    "name",
+    "amount",
+    "currency",
+    "stage",
+    "probability",
+    "close-date",
+    "property-address",
+    "status",
+    "contact-id",
+)
+_DESTINATIONS = {"tag": "tags", "contact-id": "contact_remote_id"}
+
+
+def _options(flags: Sequence[str]) -> list[Any]:
+    return [
+        click.option(
+            f"--{flag}", _DESTINATIONS.get(flag, flag.replace("-", "_")), multiple=flag == "tag"
+        )
+        for flag in flags
+    ]
+
+
+_CONTACT_OPTIONS = _options(_CONTACT_FLAGS)
+_DEAL_OPTIONS = _options(_DEAL_FLAGS)
+_EDIT_OPTIONS = _options(list(dict.fromkeys(_CONTACT_FLAGS + _DEAL_FLAGS)))
+
+
+def _with(options: list[Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
+@local_group.command("add-contact")
+@_with(_CONTACT_OPTIONS)
+@json_option
+@click.pass_context
+def local_add_contact(ctx: click.Context, as_json: bool, **fields: Any) -> None:
+    """Add a local contact.
+
+    Example: crm-tui local add-contact --first-name Ana --phone "(512) 555-0101" --tag buyer
+    """
+    rt = _rt(ctx, as_json)
+    with errors(rt):
+        _local_output(rt, "added", run(_local(rt).add("contacts", _given(fields))))
+
+
+@local_group.command("add-deal")
+@_with(_DEAL_OPTIONS)
+@json_option
+@click.pass_context
+def local_add_deal(ctx: click.Context, as_json: bool, **fields: Any) -> None:
+    """Add a local deal.
+
+    Example: crm-tui local add-deal --name "12 Oak St" --amount 450000 --close-date 2026-12-31
+    """
+    rt = _rt(ctx, as_json)
+    with errors(rt):
+        _local_output(rt, "added", run(_local(rt).add("deals", _given(fields))))
+
+
+@local_group.command("edit")
+@click.argument("record_id")
+@_with(_EDIT_OPTIONS)
+@json_option
+@click.pass_context
+def local_edit(ctx: click.Context, record_id: str, as_json: bool, **fields: Any) -> None:
+    """Change fields of a local record (`local:7` or `7`); an empty value clears a field.
+
+    Example: crm-tui local edit local:7 --email ana@new.co --status client
+    """
+    rt = _rt(ctx, as_json)
+    with errors(rt):
+        _local_output(rt, "updated", run(_local(rt).edit(record_id, _given(fields))))
+
+
+@local_group.command("delete")
+@click.argument("record_id")
+@json_option
+@click.pass_context
+def local_delete(ctx: click.Context, record_id: str, as_json: bool) -> None:
+    """Delete a local record.
+
+    Example: crm-tui local delete local:7
+    """
+    rt = _rt(ctx, as_json)
+    with errors(rt):
+        _local_output(rt, "deleted", run(_local(rt).delete(record_id)))
+
+
 # -- simulator -----------------------------------------------------------------------------
 
 

@@ -472,10 +472,10 @@ class Database:
         body = json.dumps(payload, default=str)
         with self.transaction() as conn:
             if record_id is None:
+                # ids are unique across contacts and deals, so `local:7` names one record
                 row = conn.execute(
-                    "SELECT COALESCE(MAX(id), 0) + 1 FROM local_records"
-                    " WHERE user_id = ? AND kind = ?",
-                    (user_id, kind),
+                    "SELECT COALESCE(MAX(id), 0) + 1 FROM local_records WHERE user_id = ?",
+                    (user_id,),
                 ).fetchone()
                 record_id = int(row[0])
                 conn.execute(
@@ -492,3 +492,11 @@ class Database:
                 if updated.rowcount == 0:
                     raise KeyError(f"no local {kind[:-1]} with id {record_id}")
         return record_id
+
+    def delete_local_record(self, user_id: str, kind: RecordKind, record_id: int) -> bool:
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "DELETE FROM local_records WHERE user_id = ? AND kind = ? AND id = ?",
+                (user_id, kind, record_id),
+            )
+            return cursor.rowcount > 0

@@ -1,0 +1,208 @@
+"""The team's own CRM: validated create, edit and delete, written through to the cache.
+
+Every entry point (CLI, app) goes through `LocalCrm`, so validation is the same everywhere:
+invalid input is refused with a message per field and nothing is saved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+from crm_tui.models import Record, RecordKind, utc_now
+from crm_tui.sources.base import SourceContext
+from crm_tui.sources.local import LocalSource
+from crm_tui.store.cache import CacheStore
+from crm_tui.text import clean
+
+CONTACT_INPUT = (
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "company",
+    "status",
+    "rating",
+    "stage",
+    "tags",
+    "street",
+    "city",
+    "state",
+    "postal_code",
+)
+DEAL_INPUT = (
+    "name",
+    "amount",
+    "currency",
+    "stage",
+    "probability",
+    "close_date",
+    "property_address",
+    "status",
+    "contact_remote_id",
+)
+
+
+class ValidationFailed(ValueError):
+    """Field -> message, for every field that is wrong."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+def _phone(value: str, region: str) -> tuple[str, str]:
+    """(as typed, E.164). Raises ValueError with a person-readable reason."""
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        raise ValueError("not a phone number") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError("not a valid phone number")
+    return value, phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _amount(text: str) -> str:
+    try:
+        amount = Decimal(text.replace(",", "").lstrip("$"))
+    except InvalidOperation:
+        amount = Decimal(-1)
+    if not amount.is_finite() or amount < 0:
+        raise ValueError("must be a number, 0 or more")
+    return str(amount)
+
+
+def _probability(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 100:
+        raise ValueError("must be a whole number between 0 and 100")
+    return int(text)
+
+
+def _close_date(text: str) -> str:
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise ValueError("must be an ISO date such as 2026-12-31") from None
+
+
+def _currency(text: str) -> str:
+    if len(text) != 3 or not text.isalpha():
+        raise ValueError("must be a three-letter code such as USD")
+    return text.upper()
+
+
+def _email(text: str) -> str:
+    try:
+        return validate_email(text, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from None
+
+
+_CHECKS: dict[str, Any] = {
+    "amount": _amount,
+    "probability": _probability,
+    "close_date": _close_date,
+    "currency": _currency,
+    "email": _email,
+}
+
+
+def validate(kind: RecordKind, fields: dict[str, Any], region: str = "US") -> dict[str, Any]:
+    """The cleaned payload to store, or ValidationFailed naming each bad field."""
+    allowed = CONTACT_INPUT if kind == "contacts" else DEAL_INPUT
+    errors: dict[str, str] = {}
+    out: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name not in allowed:
+            errors[name] = f"not a {kind[:-1]} field"
+            continue
+        if name == "tags":
+            items = value if isinstance(value, list | tuple) else str(value or "").split(",")
+            out[name] = [t for t in (clean(i) for i in items) if t]
+            continue
+        text = clean(value)
+        try:
+            if text is None:
+                out[name] = None
+            elif name == "phone":
+                out[name], out["phone_e164"] = _phone(text, region)
+            else:
+                out[name] = _CHECKS.get(name, str)(text)
+        except ValueError as exc:
+            errors[name] = str(exc)
+    return _required(kind, out, errors)
+
+
+def _required(kind: RecordKind, out: dict[str, Any], errors: dict[str, str]) -> dict[str, Any]:
+    if kind == "contacts" and not (out.get("first_name") or out.get("last_name")):
+        errors.setdefault("first_name", "a first or last name is required")
+    if kind == "deals" and not out.get("name"):
+        errors.setdefault("name", "a deal needs a name")
+    if errors:
+        raise ValidationFailed(errors)
+    return out
+
+
+@dataclass
+class LocalCrm:
+    store: CacheStore
+    context: SourceContext
+
+    @property
+    def region(self) -> str:
+        return self.context.settings.crm_phone_region
+
+    def _record(self, kind: RecordKind, row: dict[str, Any]) -> Record:
+        return LocalSource(self.context).map_record(kind, row, utc_now())
+
+    def _db(self) -> Any:
+        if self.store.db is None:
+            raise RuntimeError("the local CRM needs a database")
+        return self.store.db
+
+    async def add(self, kind: RecordKind, fields: dict[str, Any]) -> Record:
+        payload = validate(kind, fields, self.region)
+        now = utc_now()
+        new_id = self._db().save_local_record(self.store.user_id, kind, payload, now)
+        record = self._record(kind, {**payload, "id": new_id, "created_at": now, "updated_at": now})
+        await self.store.upsert(kind, [record])
+        return record
+
+    def find(self, record_id: str) -> tuple[RecordKind, dict[str, Any]]:
+        """A local record by id (`7` or `local:7`), with its kind."""
+        number = record_id.removeprefix("local:")
+        if not number.isdigit():
+            raise KeyError(f"not a local record id: {record_id}")
+        for kind in ("contacts", "deals"):
+            for row in self._db().local_records(self.store.user_id, kind):
+                if row["id"] == int(number):
+                    return kind, row  # type: ignore[return-value]
+        raise KeyError(f"no local record {record_id}")
+
+    async def edit(self, record_id: str, changes: dict[str, Any]) -> Record:
+        kind, row = self.find(record_id)
+        current = {
+            k: v
+            for k, v in row.items()
+            if k not in ("id", "created_at", "updated_at", "phone_e164")
+        }
+        payload = validate(kind, {**current, **changes}, self.region)
+        now = utc_now()
+        self._db().save_local_record(self.store.user_id, kind, payload, now, row["id"])
+        record = self._record(
+            kind, {**payload, "id": row["id"], "created_at": row["created_at"], "updated_at": now}
+        )
+        await self.store.upsert(kind, [record])
+        return record
+
+    async def delete(self, record_id: str) -> Record:
+        kind, row = self.find(record_id)
+        record = self._record(kind, row)
+        self._db().delete_local_record(self.store.user_id, kind, row["id"])
+        await self.store.delete(kind, [record.id])
+        return record
