@@ -94,3 +94,30 @@ async def test_the_demo_session_reaches_synced_for_every_source(tmp_path):
             csv_file = Path(demo.settings.brivity_transactions_csv)
             assert await asyncio.to_thread(csv_file.is_file)
     assert not any(s.thread.is_alive() for s in demo.servers.servers.values())
+
+
+def test_two_processes_writing_at_once_lose_nothing(tmp_path):
+    env = {"CRM_DATA_DIR": str(tmp_path / "data"), "CRM_USER_ID": "team"}
+    script = (
+        "import subprocess, sys\n"
+        "for i in range(15):\n"
+        "    subprocess.run([sys.executable, '-m', 'crm_tui', 'local', 'add-contact',\n"
+        "                    '--first-name', sys.argv[1] + str(i)], check=True,\n"
+        "                   capture_output=True)\n"
+    )
+    writers = [
+        subprocess.Popen([sys.executable, "-c", script, name], env={**os.environ, **env})
+        for name in ("east", "west")
+    ]
+    assert [w.wait(timeout=240) for w in writers] == [0, 0]
+    listing = subprocess.run(
+        [sys.executable, "-m", "crm_tui", "contacts", "--source", "local", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **env},
+    )
+    import json
+
+    names = sorted(c["first_name"] for c in json.loads(listing.stdout)["contacts"])
+    assert names == sorted([f"east{i}" for i in range(15)] + [f"west{i}" for i in range(15)])

@@ -11,6 +11,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -103,6 +104,11 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
+def _statements(script: str) -> list[str]:
+    """A migration script as single statements (execute() takes one at a time)."""
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
 def secure_dir(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     path.chmod(0o700)
@@ -138,8 +144,8 @@ class Database:
         self._conn = sqlite3.connect(
             path, check_same_thread=False, isolation_level=None, timeout=10.0
         )
-        self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA busy_timeout=10000")
+        self._enable_wal()
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         for suffix in ("-wal", "-shm"):
@@ -158,19 +164,41 @@ class Database:
     def schema_version(self) -> int:
         return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
 
+    def _enable_wal(self) -> None:
+        """Two processes opening a new database at once race to switch its journal mode, and
+        SQLite answers the loser "locked" without waiting: try again for a few seconds."""
+        for attempt in range(50):
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 49:
+                    raise
+                time.sleep(0.1)
+
     def migrate(self) -> None:
         with self._lock:
-            current = self.schema_version
-            if current > len(MIGRATIONS):
+            if self.schema_version > len(MIGRATIONS):
                 raise RuntimeError(
-                    f"{self.path} was written by a newer crm-tui (schema {current}); upgrade"
+                    f"{self.path} was written by a newer crm-tui "
+                    f"(schema {self.schema_version}); upgrade"
                 )
-            for version in range(current, len(MIGRATIONS)):
-                # executescript commits first; BEGIN inside keeps each step atomic.
-                self._conn.executescript(
-                    f"BEGIN IMMEDIATE; {MIGRATIONS[version]}; PRAGMA user_version={version + 1};"
-                    " COMMIT;"
-                )
+            while True:
+                # One step at a time under a write lock, re-reading the version inside it:
+                # another process may have migrated while we waited.
+                self._conn.execute("BEGIN IMMEDIATE")
+                version = self.schema_version
+                if version >= len(MIGRATIONS):
+                    self._conn.execute("COMMIT")
+                    return
+                try:
+                    for statement in _statements(MIGRATIONS[version]):
+                        self._conn.execute(statement)
+                    self._conn.execute(f"PRAGMA user_version={version + 1}")
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
