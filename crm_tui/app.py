@@ -86,12 +86,14 @@ class CrmApp(App[None]):
         self.sync_on_start = sync_on_start
         self.sync_stale = sync_stale
         self.loaded = False
+        self._seen_version: int | None = None
         self.store_changed: Signal[StoreChange] = Signal(self, "store-changed")
         self._pending_index: set[tuple[str | None, tuple[str, ...]]] = set()
         self.store.subscribe(self._on_store_change)
 
     # -- lifecycle -----------------------------------------------------------------------
 
+    WATCH_SECONDS = 1.0  # how often to look for writes by another process (cron, the CLI)
     MODE_BAR = "1 Status 2 Search 3 Browse 4 Audit 5 Connections"
 
     def on_mount(self) -> None:
@@ -100,6 +102,7 @@ class CrmApp(App[None]):
         self._apply_keymap()
         self.switch_mode("status")
         self.run_worker(self._load(), group="load", exit_on_error=False, name="load snapshot")
+        self.set_interval(self.WATCH_SECONDS, self._watch_database, name="watch database")
         interval = self.settings.crm_sync_interval_minutes
         if interval:
             self.set_interval(interval * 60, self.sync_all_scheduled, name="scheduled sync")
@@ -117,6 +120,28 @@ class CrmApp(App[None]):
         elif self.sync_stale:
             for name in self.engine.stale_sources():
                 self.sync_source(name)
+
+    def _watch_database(self) -> None:
+        if self.loaded and self.store.db is not None:
+            self.run_worker(
+                self._reload_if_changed(),
+                group="watch",
+                exclusive=True,
+                exit_on_error=False,
+                name="watch database",
+            )
+
+    async def _reload_if_changed(self) -> None:
+        """SQLite's data_version moves only when another connection commits: then the
+        snapshot is read again, off the event loop, and every screen re-reads."""
+        db = self.store.db
+        assert db is not None
+        version = await asyncio.to_thread(db.data_version)
+        if self._seen_version is None:
+            self._seen_version = version
+        elif version != self._seen_version:
+            self._seen_version = version
+            await self.store.load()
 
     async def on_unmount(self) -> None:
         await self.engine.aclose()

@@ -121,3 +121,35 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
 
     names = sorted(c["first_name"] for c in json.loads(listing.stdout)["contacts"])
     assert names == sorted([f"east{i}" for i in range(15)] + [f"west{i}" for i in range(15)])
+
+
+async def test_an_open_app_shows_what_another_process_wrote(tmp_path):
+    from crm_tui.config import Settings
+
+    data_dir = tmp_path / "shared"
+    settings = Settings(_env_file=None, crm_data_dir=data_dir, crm_user_id="team")
+    app = make_app(settings, sync_stale=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.pause(1.2)  # the watcher has seen the database once
+        writer = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "crm_tui",
+            "local",
+            "add-contact",
+            "--first-name",
+            "Written",
+            "--last-name",
+            "Elsewhere",
+            env={**os.environ, "CRM_DATA_DIR": str(data_dir), "CRM_USER_ID": "team"},
+            stdout=asyncio.subprocess.DEVNULL,
+        )
+        assert await writer.wait() == 0
+        for _ in range(50):
+            await pilot.pause(0.1)
+            if app.store.count("contacts", "local"):
+                break
+        assert [c.name for c in app.store.contacts("local")] == ["Written Elsewhere"]
+        await settle(pilot, app)
+        assert app.index.search("elsewhere").total == 1
