@@ -24,9 +24,11 @@ from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
 from crm_tui.config import DISPLAY_NAMES, Settings, config_dir
+from crm_tui.local_crm import LocalCrm
 from crm_tui.logs import SecretMasker
 from crm_tui.models import KINDS, Outcome, SyncReport
 from crm_tui.search.index import SearchIndex
+from crm_tui.sources.base import SourceContext
 from crm_tui.sources.http import tls_context
 from crm_tui.store import CacheStore, Database, StoreChange
 from crm_tui.sync.engine import ConnectionResult, SyncEngine
@@ -83,6 +85,9 @@ class CrmApp(App[None]):
         self.store = store or CacheStore(settings.user_id, Database(settings.database_path))
         self.engine = SyncEngine(settings, self.store, masker=self.masker, transport=transport)
         self.index = SearchIndex()
+        self.local = LocalCrm(
+            self.store, SourceContext(settings, settings.user_id, db=self.store.db)
+        )
         self.sync_on_start = sync_on_start
         self.sync_stale = sync_stale
         self.loaded = False

@@ -152,6 +152,7 @@ def _required(kind: RecordKind, out: dict[str, Any], errors: dict[str, str]) -> 
 class LocalCrm:
     store: CacheStore
     context: SourceContext
+    last_deleted: tuple[RecordKind, dict[str, Any]] | None = None
 
     @property
     def region(self) -> str:
@@ -205,4 +206,16 @@ class LocalCrm:
         record = self._record(kind, row)
         self._db().delete_local_record(self.store.user_id, kind, row["id"])
         await self.store.delete(kind, [record.id])
+        self.last_deleted = (kind, row)
+        return record
+
+    async def undo_delete(self) -> Record | None:
+        """Bring back the last deleted record, under its old id."""
+        if self.last_deleted is None:
+            return None
+        kind, row = self.last_deleted
+        self._db().restore_local_record(self.store.user_id, kind, row)
+        record = self._record(kind, row)
+        await self.store.upsert(kind, [record])
+        self.last_deleted = None
         return record

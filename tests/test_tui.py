@@ -253,3 +253,55 @@ async def test_the_command_palette_offers_every_action(demo_settings):
         "Go to audit",
     ):
         assert title in titles
+
+
+async def test_local_records_new_edit_delete_undo_from_browse(tmp_path):
+    from textual.widgets import Label
+
+    from crm_tui.screens.local_form import LocalFormScreen
+
+    settings = make_settings(tmp_path)
+    app = make_app(settings, sync_stale=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("3", "n")
+        assert isinstance(app.screen, LocalFormScreen)
+        app.screen.query_one("#field-first_name", Input).value = "Nora"
+        app.screen.query_one("#field-email", Input).value = "not-an-email"
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, LocalFormScreen)  # refused, the form stays
+        error = str(app.screen.query_one("#error-email", Label).render())
+        assert "@" in error or "email" in error.lower()
+        assert app.store.count("contacts", "local") == 0
+        app.screen.query_one("#field-email", Input).value = "nora@example.com"
+        await pilot.press("ctrl+s")
+        await settle(pilot, app)
+        assert not isinstance(app.screen, LocalFormScreen)
+        [nora] = app.store.contacts("local")
+        assert (nora.first_name, nora.email) == ("Nora", "nora@example.com")
+        assert app.index.search("nora").total == 1
+
+        await pilot.press("e")
+        app.screen.query_one("#field-last_name", Input).value = "Vance"
+        await pilot.press("ctrl+s")
+        await settle(pilot, app)
+        assert app.store.get("contacts", nora.id).last_name == "Vance"
+
+        await pilot.press("d", "y")
+        await settle(pilot, app)
+        assert app.store.count("contacts", "local") == 0
+        assert app.index.search("vance").total == 0
+        await pilot.press("u")
+        await settle(pilot, app)
+        assert app.store.get("contacts", nora.id).last_name == "Vance"
+
+
+async def test_other_sources_records_are_read_only(demo_settings):
+    app = make_app(demo_settings, sync_on_start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("3", "e")
+        await pilot.pause(0.1)
+        assert not isinstance(app.screen, RecordScreen)
+        assert any("edit it in Brivity" in str(n.message) for n in app._notifications)

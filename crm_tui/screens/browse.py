@@ -15,6 +15,7 @@ from crm_tui.config import DISPLAY_NAMES
 from crm_tui.models import Record, RecordKind
 from crm_tui.screens.base import ModeScreen
 from crm_tui.screens.detail import RecordScreen
+from crm_tui.screens.local_actions import LocalActions
 from crm_tui.widgets.record_table import Column, RecordTable
 
 
@@ -50,7 +51,7 @@ COLUMNS: dict[RecordKind, list[Column]] = {
 }
 
 
-class BrowseScreen(ModeScreen):
+class BrowseScreen(LocalActions, ModeScreen):
     BINDINGS = [
         Binding("ctrl+t", "toggle_kind", "Contacts/Deals", id="browse.toggle"),
         Binding("f", "next_source", "Filter source", id="browse.filter"),
@@ -106,6 +107,9 @@ class BrowseScreen(ModeScreen):
             f"{len(records):,} {self.kind} from {where}{sort}   "
             "f: source  o: sort  O: reverse  enter: open"
         )
+
+    def selected_record(self) -> Record | None:
+        return self.query_one(RecordTable).current
 
     def on_record_table_selected(self, event: RecordTable.Selected) -> None:
         record: Record = event.row

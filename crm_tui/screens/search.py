@@ -11,9 +11,10 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from crm_tui.config import DISPLAY_NAMES
-from crm_tui.models import RecordKind
+from crm_tui.models import Record, RecordKind
 from crm_tui.screens.base import ModeScreen
 from crm_tui.screens.detail import RecordScreen
+from crm_tui.screens.local_actions import LocalActions
 from crm_tui.search.index import Hit, SearchResult
 from crm_tui.search.query import MIN_QUERY, QUERY_TOO_SHORT, QueryError
 from crm_tui.widgets.safe import highlighted, safe
@@ -42,7 +43,7 @@ COLUMNS: dict[RecordKind, tuple[tuple[str, str], ...]] = {
 }
 
 
-class SearchScreen(ModeScreen):
+class SearchScreen(LocalActions, ModeScreen):
     BINDINGS = [
         Binding("ctrl+t,tab", "toggle_kind", "Contacts/Deals", id="search.toggle", priority=True),
         Binding("escape", "clear", "Clear", id="search.clear"),
@@ -148,6 +149,13 @@ class SearchScreen(ModeScreen):
         record = self.crm.store.get(self.kind, key)
         if record is not None:
             self.app.push_screen(RecordScreen(record))
+
+    def selected_record(self) -> Record | None:
+        table = self.query_one("#results", DataTable)
+        if not table.row_count:
+            return None
+        key = str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        return None if key.startswith("group:") else self.crm.store.get(self.kind, key)
 
     def action_toggle_kind(self) -> None:
         self.kind = "deals" if self.kind == "contacts" else "contacts"

@@ -1,0 +1,77 @@
+"""n / e / d / u on the screens that list records: new, edit, delete and undo, for local
+records; other sources' records are read-only and say where to edit them."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from textual.binding import Binding
+from textual.screen import Screen
+
+from crm_tui.config import DISPLAY_NAMES
+from crm_tui.models import Record, RecordKind
+from crm_tui.screens.confirm import ConfirmScreen
+from crm_tui.screens.local_form import LocalFormScreen
+
+if TYPE_CHECKING:
+    from crm_tui.app import CrmApp
+
+LOCAL_BINDINGS = [
+    Binding("n", "local_new", "New", id="local.new"),
+    Binding("e", "local_edit", "Edit", id="local.edit"),
+    Binding("d", "local_delete", "Delete", id="local.delete"),
+    Binding("u", "local_undo", "Undo delete", id="local.undo"),
+]
+
+
+class LocalActions(Screen[None]):
+    """Mixed into a screen that has `kind` and a `selected_record()`."""
+
+    BINDINGS = LOCAL_BINDINGS
+    kind: RecordKind
+
+    def selected_record(self) -> Record | None:
+        raise NotImplementedError
+
+    def _editable(self) -> Record | None:
+        record = self.selected_record()
+        if record is None:
+            return None
+        if record.source != "local":
+            self.notify(
+                f"Read-only here: edit it in {DISPLAY_NAMES.get(record.source)}", markup=False
+            )
+            return None
+        return record
+
+    def action_local_new(self) -> None:
+        self.app.push_screen(LocalFormScreen(self.kind), self._saved)
+
+    def action_local_edit(self) -> None:
+        record = self._editable()
+        if record is not None:
+            self.app.push_screen(LocalFormScreen(self.kind, record), self._saved)
+
+    def _saved(self, record: Record | None) -> None:
+        if record is not None:
+            self.notify(f"Saved {record.id}", markup=False)
+
+    def action_local_delete(self) -> None:
+        record = self._editable()
+        if record is None:
+            return
+        crm = cast("CrmApp", self.app)
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(crm.local.delete(record.id), group="local", exit_on_error=False)
+                self.notify(f"Deleted {record.id}: u brings it back", markup=False)
+
+        self.app.push_screen(ConfirmScreen(f"Delete local record {record.id}?"), answered)
+
+    def action_local_undo(self) -> None:
+        crm = cast("CrmApp", self.app)
+        if crm.local.last_deleted is None:
+            self.notify("Nothing to undo", markup=False)
+            return
+        self.run_worker(crm.local.undo_delete(), group="local", exit_on_error=False)
