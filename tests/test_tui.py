@@ -266,7 +266,8 @@ async def test_local_records_new_edit_delete_undo_from_browse(tmp_path):
         await settle(pilot, app)
         await pilot.press("3", "n")
         assert isinstance(app.screen, LocalFormScreen)
-        app.screen.query_one("#field-first_name", Input).value = "Nora"
+        await pilot.press(*"Nora")  # the first field has the focus
+        assert app.screen.query_one("#field-first_name", Input).value == "Nora"
         app.screen.query_one("#field-email", Input).value = "not-an-email"
         await pilot.press("ctrl+s")
         await pilot.pause(0.2)
