@@ -14,38 +14,11 @@ from typing import Any
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
-from crm_tui.models import Record, RecordKind, utc_now
+from crm_tui.models import CONTACT_EDITABLE, DEAL_EDITABLE, Record, RecordKind, utc_now
 from crm_tui.sources.base import SourceContext
 from crm_tui.sources.local import LocalSource
 from crm_tui.store.cache import CacheStore
 from crm_tui.text import clean
-
-CONTACT_INPUT = (
-    "first_name",
-    "last_name",
-    "email",
-    "phone",
-    "company",
-    "status",
-    "rating",
-    "stage",
-    "tags",
-    "street",
-    "city",
-    "state",
-    "postal_code",
-)
-DEAL_INPUT = (
-    "name",
-    "amount",
-    "currency",
-    "stage",
-    "probability",
-    "close_date",
-    "property_address",
-    "status",
-    "contact_remote_id",
-)
 
 
 class ValidationFailed(ValueError):
@@ -114,7 +87,7 @@ _CHECKS: dict[str, Any] = {
 
 def validate(kind: RecordKind, fields: dict[str, Any], region: str = "US") -> dict[str, Any]:
     """The cleaned payload to store, or ValidationFailed naming each bad field."""
-    allowed = CONTACT_INPUT if kind == "contacts" else DEAL_INPUT
+    allowed = CONTACT_EDITABLE if kind == "contacts" else DEAL_EDITABLE
     errors: dict[str, str] = {}
     out: dict[str, Any] = {}
     for name, value in fields.items():

@@ -96,6 +96,22 @@ class Deal:
 Record = Contact | Deal
 CONTACT_FIELDS = tuple(f.name for f in fields(Contact))
 DEAL_FIELDS = tuple(f.name for f in fields(Deal))
+#: Set by the sync itself, never by a person or a field map of values.
+SYSTEM_FIELDS = frozenset(
+    {
+        "id",
+        "source",
+        "remote_id",
+        "user_id",
+        "remote_created",
+        "remote_updated",
+        "synced_at",
+        "deleted",
+        "raw",
+    }
+)
+CONTACT_EDITABLE = tuple(f for f in CONTACT_FIELDS if f not in SYSTEM_FIELDS)
+DEAL_EDITABLE = tuple(f for f in DEAL_FIELDS if f not in SYSTEM_FIELDS)
 
 
 def _to_json(record: Record) -> dict[str, Any]:

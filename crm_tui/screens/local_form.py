@@ -10,8 +10,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from crm_tui.local_crm import CONTACT_INPUT, DEAL_INPUT, ValidationFailed
-from crm_tui.models import Record, RecordKind
+from crm_tui.local_crm import ValidationFailed
+from crm_tui.models import CONTACT_EDITABLE, DEAL_EDITABLE, Record, RecordKind
 
 if TYPE_CHECKING:
     from crm_tui.app import CrmApp
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 def _shown(record: Record | None, name: str) -> str:
     if record is None:
         return ""
-    value = getattr(record, "contact_remote_id" if name == "contact_remote_id" else name, None)
+    value = getattr(record, name, None)
     if name == "tags":
         return ", ".join(value or ())
     return "" if value is None else str(value)
@@ -36,7 +36,7 @@ class LocalFormScreen(ModalScreen[Record | None]):
         super().__init__()
         self.kind = kind
         self.record = record
-        self.fields = CONTACT_INPUT if kind == "contacts" else DEAL_INPUT
+        self.fields = CONTACT_EDITABLE if kind == "contacts" else DEAL_EDITABLE
 
     def compose(self) -> ComposeResult:
         what = "contact" if self.kind == "contacts" else "deal"

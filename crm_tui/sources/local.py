@@ -5,27 +5,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from crm_tui.models import CONTACT_FIELDS, DEAL_FIELDS, RecordKind
+from crm_tui.models import CONTACT_EDITABLE, DEAL_EDITABLE, RecordKind
 from crm_tui.sources.base import Capabilities, Source
 from crm_tui.sources.errors import SourceError
 from crm_tui.sources.mapping import FieldMap
 from crm_tui.sources.pagination import Page
 
-_SKIP = {
-    "id",
-    "source",
-    "remote_id",
-    "user_id",
-    "raw",
-    "synced_at",
-    "remote_created",
-    "remote_updated",
-    "deleted",
-}
-
 
 def _identity_map(fields: tuple[str, ...]) -> FieldMap:
-    mapping: FieldMap = {name: name for name in fields if name not in _SKIP}
+    """Local rows store the unified field names, so the map is the names themselves."""
+    mapping: FieldMap = {name: name for name in fields}
     mapping.update(remote_id="id", remote_created="created_at", remote_updated="updated_at")
     return mapping
 
@@ -33,7 +22,10 @@ def _identity_map(fields: tuple[str, ...]) -> FieldMap:
 class LocalSource(Source):
     name = "local"
     display_name = "Local"
-    field_maps = {"contacts": _identity_map(CONTACT_FIELDS), "deals": _identity_map(DEAL_FIELDS)}
+    field_maps = {
+        "contacts": _identity_map(CONTACT_EDITABLE),
+        "deals": _identity_map(DEAL_EDITABLE),
+    }
 
     @property
     def capabilities(self) -> Capabilities:

@@ -20,7 +20,15 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from crm_tui.models import Contact, Deal, Record, RecordKind, record_id
+from crm_tui.models import (
+    CONTACT_EDITABLE,
+    DEAL_EDITABLE,
+    Contact,
+    Deal,
+    Record,
+    RecordKind,
+    record_id,
+)
 from crm_tui.sources.errors import InvalidRecord
 from crm_tui.text import clean, strip_controls
 
@@ -268,21 +276,11 @@ def to_timestamp(value: Any) -> str | None:
     return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-_CONTACT_TEXT = (
-    "first_name",
-    "last_name",
-    "email",
-    "phone",
-    "company",
-    "status",
-    "rating",
-    "stage",
-    "street",
-    "city",
-    "state",
-    "postal_code",
+# Fields coerced as plain text; tags, amounts, dates and numbers have their own coercion.
+_CONTACT_TEXT = tuple(f for f in CONTACT_EDITABLE if f != "tags")
+_DEAL_TEXT = tuple(
+    f for f in DEAL_EDITABLE if f not in ("amount", "currency", "probability", "close_date")
 )
-_DEAL_TEXT = ("name", "stage", "property_address", "status", "contact_remote_id")
 
 
 def build_record(

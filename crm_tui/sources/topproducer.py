@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from crm_tui.models import RecordKind
+from crm_tui.models import CONTACT_EDITABLE, RecordKind
 from crm_tui.sources.base import Capabilities, Source, SourceContext
 from crm_tui.sources.csv_import import CsvSpec, column, csv_pages, identity, normalise_header
 from crm_tui.sources.errors import ImportFileError
@@ -104,20 +104,8 @@ CSV_MAPS: dict[RecordKind, FieldMap] = {
         "remote_id": identity(CONTACTS_EXPORT),
         **{
             name: column(CONTACTS_EXPORT, name)
-            for name in (
-                "first_name",
-                "last_name",
-                "email",
-                "phone",
-                "company",
-                "status",
-                "stage",
-                "tags",
-                "street",
-                "city",
-                "state",
-                "postal_code",
-            )
+            for name in CONTACT_EDITABLE
+            if name in CONTACTS_EXPORT.aliases
         },
         "remote_created": column(CONTACTS_EXPORT, "created"),
         "remote_updated": column(CONTACTS_EXPORT, "updated"),
