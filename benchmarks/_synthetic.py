@@ -47,3 +47,32 @@ def rss_bytes() -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def duplicated_contacts(count: int, seed: int = 1, user_id: str = "bench") -> Iterator[Contact]:
+    """`count` contacts of about count/1.85 people: each person is held by one, two or three
+    sources, spelled a little differently in each (case, phone format, +1)."""
+    r = random.Random(seed)
+    made = person = 0
+    while made < count:
+        first, last = r.choice(FIRST), r.choice(LAST)
+        digits = f"{r.randint(201, 989)}{r.randint(200, 999)}{r.randint(0, 9999):04d}"
+        email = f"{first}.{last}{person}@example.com".lower()
+        copies = r.choices((1, 2, 3), weights=(40, 35, 25))[0]
+        for source in r.sample(SOURCES, copies)[: count - made]:
+            remote = str(100_000 + made)
+            shout = r.random() < 0.1
+            yield Contact(
+                id=f"{source}:{remote}",
+                source=source,
+                remote_id=remote,
+                user_id=user_id,
+                first_name=first.upper() if shout else first,
+                last_name=last.upper() if shout else last,
+                email=email if r.random() < 0.9 else None,
+                phone=(f"({digits[:3]}) {digits[3:6]}-{digits[6:]}", f"+1 {digits}")[made % 2],
+                synced_at="2026-11-25T00:00:00Z",
+                raw=f'{{"id":{remote}}}',
+            )
+            made += 1
+        person += 1

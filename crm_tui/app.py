@@ -24,6 +24,9 @@ from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
 from crm_tui.config import DISPLAY_NAMES, Settings, config_dir
+from crm_tui.dedup import DuplicateFinder, People
+from crm_tui.dedup.clusters import EMPTY as EMPTY_PEOPLE
+from crm_tui.dedup.merge import MergeResult
 from crm_tui.local_crm import LocalCrm
 from crm_tui.logs import SecretMasker
 from crm_tui.models import KINDS, Outcome, SyncReport
@@ -63,6 +66,7 @@ class CrmApp(App[None]):
         Binding(
             "5,f5", "switch_mode('connections')", "Connections", id="mode.connections", show=False
         ),
+        Binding("6,f6", "switch_mode('people')", "People", id="mode.people", show=False),
         Binding("question_mark", "toggle_help", "Help", id="app.help"),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
@@ -85,6 +89,9 @@ class CrmApp(App[None]):
         self.store = store or CacheStore(settings.user_id, Database(settings.database_path))
         self.engine = SyncEngine(settings, self.store, masker=self.masker, transport=transport)
         self.index = SearchIndex()
+        self.dedup = DuplicateFinder(settings.crm_phone_region)
+        self.people: People = EMPTY_PEOPLE
+        self.last_merge: MergeResult | None = None
         self.local = LocalCrm(
             self.store, SourceContext(settings, settings.user_id, db=self.store.db)
         )
@@ -99,7 +106,7 @@ class CrmApp(App[None]):
     # -- lifecycle -----------------------------------------------------------------------
 
     WATCH_SECONDS = 1.0  # how often to look for writes by another process (cron, the CLI)
-    MODE_BAR = "1 Status 2 Search 3 Browse 4 Audit 5 Connections"
+    MODE_BAR = "1 Status 2 Search 3 Browse 4 Audit 5 Connections 6 People"
 
     def on_mount(self) -> None:
         quiet_collector()
@@ -120,6 +127,7 @@ class CrmApp(App[None]):
         settle_heap()
         self.loaded = True
         self.store_changed.publish(StoreChange(None, KINDS))
+        self._find_people()
         if self.sync_on_start:
             self.sync_all()
         elif self.sync_stale:
@@ -179,6 +187,19 @@ class CrmApp(App[None]):
         await asyncio.to_thread(self.index.rebuild_from, self.store, change.source, change.kinds)
         settle_heap()
         self.store_changed.publish(StoreChange(change.source, change.kinds, status_only=True))
+        if "contacts" in change.kinds:
+            self._find_people()
+
+    def _find_people(self) -> None:
+        """Duplicate clusters, recomputed off the loop; only changed sources are re-keyed."""
+        self.run_worker(
+            self._people_worker(), group="people", exit_on_error=False, name="find duplicates"
+        )
+
+    async def _people_worker(self) -> None:
+        self.people = await asyncio.to_thread(self.dedup.refresh, self.store)
+        settle_heap()
+        self.store_changed.publish(StoreChange(None, ("contacts",), status_only=True))
 
     # -- actions screens ask for ---------------------------------------------------------
 

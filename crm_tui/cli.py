@@ -903,6 +903,88 @@ def local_delete(ctx: click.Context, record_id: str, as_json: bool) -> None:
         _local_output(rt, "deleted", run(_local(rt).delete(record_id)))
 
 
+# -- duplicates ----------------------------------------------------------------------------
+
+
+def _people(rt: Runtime) -> Any:
+    from crm_tui.dedup import DuplicateFinder
+
+    return DuplicateFinder(rt.settings.crm_phone_region).refresh(rt.store)
+
+
+@main.command()
+@click.option(
+    "--min-confidence",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Only clusters at least this sure (0-1).",
+)
+@click.option("--source", type=SOURCE_CHOICE, help="Only clusters that include this source.")
+@json_option
+@click.pass_context
+def duplicates(
+    ctx: click.Context, min_confidence: float, source: str | None, as_json: bool
+) -> None:
+    """The same person in several records, across and inside sources.
+
+    Records are linked by e-mail or phone (E.164); names confirm or veto a link, never make
+    one. Example: crm-tui duplicates --min-confidence 0.9 --json
+    """
+    rt = _rt(ctx, as_json)
+    with errors(rt):
+        clusters = _people(rt).select(min_confidence, source)
+        store = rt.store
+
+        def human() -> None:
+            for c in clusters:
+                flag = "  (names differ: check)" if c.flagged else ""
+                click.echo(f"{c.id}  {c.confidence:.2f}  {', '.join(c.sources)}{flag}")
+                for member in c.members:
+                    record = store.get("contacts", member)
+                    name = single_line(record.name if record else "")
+                    click.echo(f"    {member}  {name}")
+            click.echo(f"{len(clusters)} cluster(s)")
+
+        payload = {
+            "success": True,
+            "clusters": [c.to_json() for c in clusters],
+            "total": len(clusters),
+        }
+        emit(rt, payload, human)
+
+
+@main.command()
+@click.argument("cluster_id")
+@click.option("--prefer", type=SOURCE_CHOICE, help="Take this source's values first.")
+@json_option
+@click.pass_context
+def merge(ctx: click.Context, cluster_id: str, prefer: str | None, as_json: bool) -> None:
+    """Create or update one local CRM contact from a duplicate cluster.
+
+    Each field takes the most recently updated non-empty value (or --prefer's); the linked
+    source ids are kept on the local contact. Vendor CRMs are never written to.
+    Example: crm-tui merge p0135889936 --prefer followupboss --json
+    """
+    from crm_tui.dedup.merge import merge_cluster
+
+    rt = _rt(ctx, as_json)
+    with errors(rt):
+        cluster = _people(rt).by_id.get(cluster_id)
+        if cluster is None:
+            raise CliError(
+                "Unknown cluster", f"no cluster {cluster_id}; see crm-tui duplicates", EXIT_USAGE
+            )
+        records = [r for m in cluster.members if (r := rt.store.get("contacts", m))]
+        result = run(merge_cluster(_local(rt), cluster, records, prefer))
+        verb = "created" if result.created else "updated"
+        emit(
+            rt,
+            {"success": True, **result.to_json()},
+            lambda: click.echo(f"{verb} {result.record.id}: {single_line(result.record.name)}"),
+        )
+
+
 # -- simulator -----------------------------------------------------------------------------
 
 

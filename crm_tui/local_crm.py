@@ -6,6 +6,7 @@ invalid input is refused with a message per field and nothing is saved.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -14,6 +15,7 @@ from typing import Any
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
+from crm_tui.dedup.clusters import LINKS_FIELD
 from crm_tui.models import CONTACT_EDITABLE, DEAL_EDITABLE, Record, RecordKind, utc_now
 from crm_tui.sources.base import SourceContext
 from crm_tui.sources.local import LocalSource
@@ -35,7 +37,9 @@ def _phone(value: str, region: str) -> tuple[str, str]:
         number = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException:
         raise ValueError("not a phone number") from None
-    if not phonenumbers.is_valid_number(number):
+    # "possible" (right length for its country), not "valid": the numbering plan metadata
+    # lags new area codes, and numbers merged in from vendor CRMs must not be refused.
+    if not phonenumbers.is_possible_number(number):
         raise ValueError("not a valid phone number")
     return value, phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
@@ -139,8 +143,13 @@ class LocalCrm:
             raise RuntimeError("the local CRM needs a database")
         return self.store.db
 
-    async def add(self, kind: RecordKind, fields: dict[str, Any]) -> Record:
+    async def add(
+        self, kind: RecordKind, fields: dict[str, Any], links: Sequence[str] = ()
+    ) -> Record:
+        """`links`: the source records this one was merged from, kept in its payload."""
         payload = validate(kind, fields, self.region)
+        if links:
+            payload[LINKS_FIELD] = list(links)
         now = utc_now()
         new_id = self._db().save_local_record(self.store.user_id, kind, payload, now)
         record = self._record(kind, {**payload, "id": new_id, "created_at": now, "updated_at": now})
@@ -158,14 +167,19 @@ class LocalCrm:
                     return kind, row  # type: ignore[return-value]
         raise KeyError(f"no local record {record_id}")
 
-    async def edit(self, record_id: str, changes: dict[str, Any]) -> Record:
+    async def edit(
+        self, record_id: str, changes: dict[str, Any], links: Sequence[str] = ()
+    ) -> Record:
         kind, row = self.find(record_id)
         current = {
             k: v
             for k, v in row.items()
-            if k not in ("id", "created_at", "updated_at", "phone_e164")
+            if k not in ("id", "created_at", "updated_at", "phone_e164", LINKS_FIELD)
         }
         payload = validate(kind, {**current, **changes}, self.region)
+        merged_from = list(dict.fromkeys([*(row.get(LINKS_FIELD) or ()), *links]))
+        if merged_from:
+            payload[LINKS_FIELD] = merged_from
         now = utc_now()
         self._db().save_local_record(self.store.user_id, kind, payload, now, row["id"])
         record = self._record(
@@ -182,13 +196,23 @@ class LocalCrm:
         self.last_deleted = (kind, row)
         return record
 
+    async def put_back(self, kind: RecordKind, row: dict[str, Any]) -> Record:
+        """Write a record exactly as `find` returned it earlier (undo of an edit)."""
+        self._db().restore_local_record(self.store.user_id, kind, row)
+        record = self._record(kind, row)
+        await self.store.upsert(kind, [record])
+        return record
+
+    async def remove(self, record_id: str) -> None:
+        """Delete without keeping it for undo (undo of a create)."""
+        kind, row = self.find(record_id)
+        self._db().delete_local_record(self.store.user_id, kind, row["id"])
+        await self.store.delete(kind, [self._record(kind, row).id])
+
     async def undo_delete(self) -> Record | None:
         """Bring back the last deleted record, under its old id."""
         if self.last_deleted is None:
             return None
         kind, row = self.last_deleted
-        self._db().restore_local_record(self.store.user_id, kind, row)
-        record = self._record(kind, row)
-        await self.store.upsert(kind, [record])
         self.last_deleted = None
-        return record
+        return await self.put_back(kind, row)

@@ -295,3 +295,34 @@ def test_json_export_to_stdout(cli, demo_env):
     )
     assert result.exit_code == 0
     assert json.load(io.StringIO(result.stdout))["count"] == 0
+
+
+def test_duplicates_and_merge(cli, demo_env):
+    assert cli("sync", "--json", env=demo_env)[0] == 0
+    code, body, _ = cli("duplicates", "--json")
+    assert code == 0 and body["total"] == len(body["clusters"]) > 0
+    sizes = [c["size"] for c in body["clusters"]]
+    assert sizes == sorted(sizes, reverse=True)
+    first = body["clusters"][0]
+    assert set(first) >= {"id", "members", "sources", "confidence", "evidence"}
+    assert all(set(link["keys"]) & {"email", "phone"} for link in first["evidence"])
+
+    sure = cli("duplicates", "--json", "--min-confidence", "0.95")[1]["clusters"]
+    assert sure and all(c["confidence"] >= 0.95 for c in sure) and len(sure) < body["total"]
+    only = cli("duplicates", "--json", "--source", "topproducer")[1]["clusters"]
+    assert only and all("topproducer" in c["sources"] for c in only)
+
+    code, merged, _ = cli("merge", first["id"], "--prefer", "followupboss", "--json")
+    assert code == 0 and merged["created"] is True
+    record = merged["record"]
+    assert record["source"] == "local"
+    assert record["metadata"]["linked_records"] == first["members"]
+    fub = next(m for m in first["members"] if m.startswith("followupboss:"))
+    fub_json = cli("contacts", "--source", "followupboss", "--limit", "10000", "--json")[1]
+    fub_record = next(c for c in fub_json["contacts"] if c["id"] == fub)
+    assert record["first_name"] == fub_record["first_name"]
+
+    again = cli("merge", first["id"], "--json")[1]
+    assert again["created"] is False and again["record"]["id"] == record["id"]
+    code, body, _ = cli("merge", "p-nope", "--json")
+    assert code == 2 and body["error"] == "Unknown cluster"

@@ -124,7 +124,7 @@ def snapshot_app(monkeypatch):
 
 async def loaded(pilot) -> None:
     while not pilot.app.loaded or any(
-        not w.is_finished for w in pilot.app.workers if w.group in ("load", "index")
+        not w.is_finished for w in pilot.app.workers if w.group in ("load", "index", "people")
     ):
         await pilot.pause(0.02)
     await pilot.pause(0.3)
@@ -172,3 +172,21 @@ def test_connections(snap_compare, snapshot_app):
         await pilot.pause(0.3)
 
     assert snap_compare(snapshot_app(), terminal_size=(120, 40), run_before=connections)
+
+
+def test_people(snap_compare, snapshot_app):
+    async def people_mode(pilot) -> None:
+        await loaded(pilot)
+        await pilot.press("6")
+        await pilot.pause(0.3)
+
+    assert snap_compare(snapshot_app(), terminal_size=(120, 40), run_before=people_mode)
+
+
+def test_cluster_side_by_side(snap_compare, snapshot_app):
+    async def cluster(pilot) -> None:
+        await loaded(pilot)
+        await pilot.press("6", "enter")
+        await pilot.pause(0.3)
+
+    assert snap_compare(snapshot_app(), terminal_size=(120, 40), run_before=cluster)

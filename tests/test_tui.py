@@ -11,6 +11,7 @@ from crm_tui.app import CrmApp, make_app
 from crm_tui.demo import data
 from crm_tui.demo.servers import Faults, start_demo_servers
 from crm_tui.models import SyncState
+from crm_tui.screens.cluster import ClusterScreen
 from crm_tui.screens.confirm import ConfirmScreen
 from crm_tui.screens.detail import RecordScreen
 from crm_tui.widgets.record_table import RecordTable
@@ -28,7 +29,7 @@ async def settle(pilot, app: CrmApp, limit: float = 20.0) -> None:
         busy = [
             w
             for w in app.workers
-            if w.group.startswith(("sync-", "index", "load")) and not w.is_finished
+            if w.group.startswith(("sync-", "index", "load", "people")) and not w.is_finished
         ]
         if app.loaded and not busy and not app.engine.running():
             await pilot.pause(0.15)  # the screens' throttled repaint
@@ -306,3 +307,75 @@ async def test_other_sources_records_are_read_only(demo_settings):
         await pilot.pause(0.1)
         assert not isinstance(app.screen, RecordScreen)
         assert any("edit it in Brivity" in str(n.message) for n in app._notifications)
+
+
+async def test_people_mode_compare_merge_and_undo(demo_settings):
+    app = make_app(demo_settings, sync_on_start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("6")
+        await pilot.pause(0.2)
+        table = app.screen.query_one(RecordTable)
+        assert table.row_count == len(app.people.clusters) > 0
+        sizes = [len(c.members) for c in table.rows]
+        assert sizes == sorted(sizes, reverse=True)
+        cluster = table.current
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, ClusterScreen)
+        compare = app.screen.query_one("#compare", DataTable)
+        assert len(compare.columns) == 2 + len(cluster.members)
+        # the phone's candidates: space takes the next record's value into the merge
+        phone = app.screen.plan["phone"]
+        while compare.coordinate_to_cell_key(compare.cursor_coordinate).row_key.value != "phone":
+            await pilot.press("down")
+        await pilot.press("space")
+        chosen = app.screen.plan["phone"]
+        if len(phone.candidates) > 1:
+            assert chosen.record_id != phone.record_id
+        await pilot.press("m")
+        await settle(pilot, app)
+        await pilot.pause(0.3)
+        assert not isinstance(app.screen, ClusterScreen)
+        merged = app.last_merge
+        assert merged is not None and merged.created
+        local = app.store.get("contacts", merged.record.id)
+        assert local is not None and local.phone == chosen.value
+        assert local.metadata["linked_records"] == list(cluster.members)
+        await pilot.press("u")
+        await settle(pilot, app)
+        assert app.store.get("contacts", merged.record.id) is None
+
+
+async def test_record_detail_shows_and_jumps_to_the_same_person(demo_settings):
+    app = make_app(demo_settings, sync_on_start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        cluster = next(c for c in app.people.clusters if len(c.sources) == 3)
+        app.push_screen(RecordScreen(app.store.get("contacts", cluster.members[0])))
+        await pilot.pause(0.2)
+        line = str(app.screen.query_one("#also-in", Static).render())
+        assert "Also in: Follow Up Boss, TopProducer" in line
+        visited = [app.screen.record.id]
+        for _ in cluster.members[1:]:
+            await pilot.press("a")
+            await pilot.pause(0.1)
+            visited.append(app.screen.record.id)
+        assert visited == list(cluster.members)
+
+
+async def test_search_collapses_to_one_row_per_person(demo_settings):
+    app = make_app(demo_settings, sync_on_start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        cluster = next(c for c in app.people.clusters if len(c.sources) == 3)
+        email = app.store.get("contacts", cluster.members[0]).email
+        await pilot.press("2", *email)
+        await pilot.pause(0.4)
+        table = app.screen.query_one("#results", DataTable)
+        by_source = [r for r in cells(table) if not r[0].startswith("▸")]
+        await pilot.press("ctrl+g")
+        await pilot.pause(0.1)
+        per_person = [r for r in cells(table) if not r[0].startswith("▸")]
+        assert len(by_source) >= 3 and len(per_person) == len(by_source) - 2
+        assert any(r[0] == "BRV FUB TP" for r in per_person)

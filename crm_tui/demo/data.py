@@ -387,13 +387,16 @@ class Spelled:
     note: str | None
 
 
-def spelled(seed: int, source: str, i: int, p: Person) -> Spelled:
+def spelled(seed: int, source: str, i: int, p: Person, count: int) -> Spelled:
     r = _rng(seed, "spell", source, i)
     first, last, email = p.first, p.last, p.email
     if r.random() < 0.15 and first in NICKNAMES:
         first = NICKNAMES[first]
     if r.random() < 0.1:
         first, last = first.upper(), last.upper()
+    if r.random() < 0.05 and p.company:
+        # a work address in this CRM only: colleagues with one first name may share it
+        email = f"{p.first}@{''.join(c for c in p.company if c.isalnum())}.com".lower()
     note = None
     if i < len(HOSTILE_NAMES):
         first, last = HOSTILE_NAMES[i]
@@ -402,7 +405,95 @@ def spelled(seed: int, source: str, i: int, p: Person) -> Spelled:
     if i == LONG_NOTE_INDEX:
         note = ("Long note. " * 1000)[:10_000]
     style = SOURCES.index(source) + (1 if r.random() < 0.3 else 0)
-    return Spelled(first, last, email, _phone(p.phone_digits, style), note)
+    phone = _phone(p.phone_digits, style)
+    planted = _planted(seed, source, p.index, count)
+    if planted is not None:
+        first, last, email, phone = planted
+    return Spelled(first, last, email, phone, note)
+
+
+# -- planted hard cases for duplicate detection ----------------------------------------------
+
+#: Who each planted person is, by offset from `hard_case_base`: (first, last) per source.
+_PLANTED_NAMES: tuple[dict[str, tuple[str, str]], ...] = (
+    {"*": ("Mark", "Taylor")},  # a couple sharing one phone
+    {"*": ("Sarah", "Taylor")},
+    {"*": ("Olivia", "Bennett")},  # two colleagues sharing the office e-mail
+    {"*": ("Marcus", "Reed")},
+    {"brivity": ("José", "Núñez"), "*": ("Jose", "Nunez")},  # with and without accents
+    {"*": ("Priya", "Raman")},  # phone with and without +1, no e-mail on one side
+    {"followupboss": ("Gregory", "Jonhson"), "*": ("Gregory", "Johnson")},  # a typo
+)
+HARD_CASES: dict[str, tuple[int, ...]] = {
+    "couple_sharing_phone": (0, 1),
+    "shared_office_email": (2, 3),
+    "accents": (4,),
+    "country_code": (5,),
+    "last_name_typo": (6,),
+}
+OFFICE_EMAIL = "info@hilltoprealty.com"
+
+
+def hard_case_base(count: int) -> int | None:
+    """First planted person: inside the part of the population every source holds, past
+    the hostile records at the start of each source."""
+    base = int(_POPULATION_OFFSET["followupboss"] * count) + LONG_NOTE_INDEX + 3
+    return base if base + len(_PLANTED_NAMES) <= count else None
+
+
+def _planted(
+    seed: int, source: str, index: int, count: int
+) -> tuple[str, str, str | None, str] | None:
+    base = hard_case_base(count)
+    if base is None or not base <= index < base + len(_PLANTED_NAMES):
+        return None
+    offset = index - base
+    names = _PLANTED_NAMES[offset]
+    first, last = names.get(source, names["*"])
+    plain = names["*"]
+    email: str | None = f"{plain[0]}.{plain[1]}{index % 997}@gmail.com".lower()
+    digits = person(seed, base if offset == 1 else index).phone_digits  # the couple's line
+    phone = _phone(digits, SOURCES.index(source))
+    if offset in HARD_CASES["shared_office_email"]:
+        email = OFFICE_EMAIL
+    if offset in HARD_CASES["country_code"]:
+        phone = digits if source == "brivity" else f"+1 {digits[:3]} {digits[3:6]} {digits[6:]}"
+        email = None if source == "followupboss" else email
+    return first, last, email, phone
+
+
+# -- ground truth --------------------------------------------------------------------------
+
+_REMOTE_ID = {
+    "brivity": lambda i: str(500_000 + i),
+    "followupboss": lambda i: str(i + 1),
+    "topproducer": lambda i: f"TP-{i + 1:07d}",
+}
+
+
+def contact_truth(count: int) -> dict[str, int]:
+    """Every contact the simulators serve (with an id), as record id -> the person it is."""
+    return {
+        f"{source}:{remote(i)}": population_index(source, i, count)
+        for source, remote in _REMOTE_ID.items()
+        for i in range(count)
+        if i != MISSING_ID_INDEX
+    }
+
+
+def hard_case_records(count: int) -> dict[str, list[list[str]]]:
+    """Each planted case: the record ids of each person in it."""
+    base = hard_case_base(count)
+    if base is None:
+        return {}
+    truth = contact_truth(count)
+    people: dict[int, list[str]] = {}
+    for record, who in truth.items():
+        people.setdefault(who, []).append(record)
+    return {
+        case: [sorted(people[base + offset]) for offset in offsets]
+        for case, offsets in HARD_CASES.items()
+    }
 
 
 def _when(seed: int, *parts: object, days: int = 900) -> date:
@@ -414,7 +505,7 @@ def _when(seed: int, *parts: object, days: int = 900) -> date:
 
 def brivity_person(seed: int, i: int, count: int) -> dict[str, Any]:
     p = person(seed, population_index("brivity", i, count))
-    s = spelled(seed, "brivity", i, p)
+    s = spelled(seed, "brivity", i, p, count)
     r = _rng(seed, "brivity", i)
     record: dict[str, Any] = {
         "id": 500_000 + i,
@@ -452,7 +543,7 @@ def brivity_person(seed: int, i: int, count: int) -> dict[str, Any]:
 
 def fub_person(seed: int, i: int, count: int) -> dict[str, Any]:
     p = person(seed, population_index("followupboss", i, count))
-    s = spelled(seed, "followupboss", i, p)
+    s = spelled(seed, "followupboss", i, p, count)
     r = _rng(seed, "fub", i)
     created = _when(seed, "fub-created", i)
     record: dict[str, Any] = {
@@ -492,7 +583,7 @@ def fub_person(seed: int, i: int, count: int) -> dict[str, Any]:
 
 def tp_contact(seed: int, i: int, count: int) -> dict[str, Any]:
     p = person(seed, population_index("topproducer", i, count))
-    s = spelled(seed, "topproducer", i, p)
+    s = spelled(seed, "topproducer", i, p, count)
     r = _rng(seed, "tp", i)
     created = _when(seed, "tp-created", i)
     record: dict[str, Any] = {

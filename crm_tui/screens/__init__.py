@@ -3,6 +3,7 @@
 from crm_tui.screens.audit import AuditScreen
 from crm_tui.screens.browse import BrowseScreen
 from crm_tui.screens.connections import ConnectionsScreen
+from crm_tui.screens.people import PeopleScreen
 from crm_tui.screens.search import SearchScreen
 from crm_tui.screens.status import StatusScreen
 
@@ -12,6 +13,7 @@ MODES = {
     "browse": BrowseScreen,
     "audit": AuditScreen,
     "connections": ConnectionsScreen,
+    "people": PeopleScreen,
 }
 
 __all__ = ["MODES"]

@@ -48,12 +48,15 @@ class RecordScreen(ModalScreen[None]):
         Binding("escape,q", "dismiss", "Close", id="detail.close"),
         Binding("y", "copy", "Copy value", id="detail.copy"),
         Binding("o", "open_source", "Open in CRM", id="detail.open"),
+        Binding("a", "also_in", "Same person elsewhere", id="detail.also"),
     ]
 
     def __init__(self, record: Record) -> None:
         super().__init__()
         self.record = record
         self.url = source_url(record)
+        self.also_in: list[str] = []
+        self.shared: list[str] = []
 
     def compose(self) -> ComposeResult:
         record = self.record
@@ -69,6 +72,7 @@ class RecordScreen(ModalScreen[None]):
                     f"   read-only: edit in {DISPLAY_NAMES.get(record.source)}", style="dim"
                 )
             yield Static(badge, id="record-title")
+            yield Static(id="also-in")
             table: DataTable[Text] = DataTable(id="fields", cursor_type="row")
             yield table
             with VerticalScroll(id="payload"):
@@ -77,6 +81,11 @@ class RecordScreen(ModalScreen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        people = getattr(self.app, "people", None)
+        if people is not None:
+            self.also_in = people.also_in(self.record.id)
+            self.shared = [p.note for p in people.shared_by_record.get(self.record.id, ())]
+        self._show_also_in()
         table = self.query_one("#fields", DataTable)
         table.add_column("Field", key="field", width=16)
         table.add_column("Value", key="value")
@@ -84,10 +93,31 @@ class RecordScreen(ModalScreen[None]):
             table.add_row(safe(name, "bold"), safe(value), key=name)
         table.focus()
 
+    def _show_also_in(self) -> None:
+        line = Text()
+        if self.also_in:
+            sources = dict.fromkeys(m.split(":", 1)[0] for m in self.also_in)
+            line.append("Also in: ", style="bold")
+            line.append(", ".join(DISPLAY_NAMES.get(s, s) for s in sources))
+            line.append("   a: jump to the next one", style="dim")
+        for note in self.shared:
+            line.append("\n" if line else "")
+            line.append_text(safe(f"⚑ {note}", "yellow"))
+        self.query_one("#also-in", Static).update(line)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "open_source":
             return self.url is not None
+        if action == "also_in":
+            return bool(self.also_in)
         return True
+
+    def action_also_in(self) -> None:
+        """Open the same person's record in the next source (from there, the next...)."""
+        store = getattr(self.app, "store", None)
+        record = store.get("contacts", self.also_in[0]) if store and self.also_in else None
+        if record is not None:
+            self.app.switch_screen(RecordScreen(record))
 
     def action_copy(self) -> None:
         table = self.query_one("#fields", DataTable)

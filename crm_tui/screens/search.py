@@ -15,14 +15,15 @@ from crm_tui.models import Record, RecordKind
 from crm_tui.screens.base import ModeScreen
 from crm_tui.screens.detail import RecordScreen
 from crm_tui.screens.local_actions import LocalActions
+from crm_tui.screens.people import badges
 from crm_tui.search.index import Hit, SearchResult
 from crm_tui.search.query import MIN_QUERY, QUERY_TOO_SHORT, QueryError
 from crm_tui.widgets.safe import highlighted, safe
 
 HINT = (
     "Filters: source:brivity status:lead stage:closed city:austin tag:buyer · deals: "
-    "amount>500000 closing:2026-12 · tab contacts/deals · ↓ results · enter opens · "
-    "esc clears · F1-F5 switch screens"
+    "amount>500000 closing:2026-12 · tab contacts/deals · ctrl+g one row per person · "
+    "↓ results · enter opens · esc clears · F1-F6 switch screens"
 )
 COLUMNS: dict[RecordKind, tuple[tuple[str, str], ...]] = {
     "contacts": (
@@ -48,6 +49,7 @@ class SearchScreen(LocalActions, ModeScreen):
         Binding("ctrl+t,tab", "toggle_kind", "Contacts/Deals", id="search.toggle", priority=True),
         Binding("escape", "clear", "Clear", id="search.clear"),
         Binding("down", "focus_results", "Results", show=False, id="search.results"),
+        Binding("ctrl+g", "toggle_people", "One row per person", id="search.people"),
     ]
     DEBOUNCE = 0.12
 
@@ -55,6 +57,7 @@ class SearchScreen(LocalActions, ModeScreen):
         super().__init__()
         self.kind: RecordKind = "contacts"
         self.last: SearchResult | None = None
+        self.per_person = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -116,6 +119,9 @@ class SearchScreen(LocalActions, ModeScreen):
         if not self.crm.loaded:
             text.append("  loading cache…", style="dim")
         self.query_one("#summary", Static).update(text)
+        if self.per_person and self.kind == "contacts":
+            self._show_people(result)
+            return
         for source, hits in result.groups.items():
             name = DISPLAY_NAMES.get(source, source)
             shown = f"showing {len(hits)} of {result.counts[source]:,}"
@@ -132,6 +138,27 @@ class SearchScreen(LocalActions, ModeScreen):
                     *self._cells(hit),
                     key=hit.record.id,
                 )
+
+    def _show_people(self, result: SearchResult) -> None:
+        """The shown hits folded to one row per person, with every source as a badge."""
+        table = self.query_one("#results", DataTable)
+        people = self.crm.people
+        rows: dict[str, tuple[Hit, tuple[str, ...]]] = {}
+        for hits in result.groups.values():
+            for hit in hits:
+                cluster = people.by_record.get(hit.record.id)
+                key = cluster.id if cluster else hit.record.id
+                if key not in rows:
+                    rows[key] = (hit, cluster.sources if cluster else (hit.record.source,))
+        blank = [Text("")] * (len(COLUMNS[self.kind]) - 1)
+        table.add_row(
+            Text("▸ People", style="bold"),
+            Text(f"{len(rows)} people in these results (ctrl+g: by source)", style="bold"),
+            *blank,
+            key="group:people",
+        )
+        for hit, sources in rows.values():
+            table.add_row(Text(badges(sources), style="bold"), *self._cells(hit), key=hit.record.id)
 
     def _cells(self, hit: Hit) -> list[Text]:
         from crm_tui.search.index import field_text
@@ -161,6 +188,13 @@ class SearchScreen(LocalActions, ModeScreen):
         self.kind = "deals" if self.kind == "contacts" else "contacts"
         self._set_columns()
         self.run_search(self.query_one("#query", Input).value)
+
+    def action_toggle_people(self) -> None:
+        self.per_person = not self.per_person
+        if self.last is not None:
+            self.show(self.last)
+        if self.per_person and self.kind == "deals":
+            self.notify("One row per person applies to contacts", markup=False)
 
     def action_clear(self) -> None:
         query = self.query_one("#query", Input)

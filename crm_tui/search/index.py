@@ -8,18 +8,16 @@ search sees the old segment or the new one, never a mix.
 
 from __future__ import annotations
 
-import gc
 import heapq
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 import numpy as np
 
-from crm_tui.heap import release_gradually
+from crm_tui.heap import gc_paused, release_gradually
 from crm_tui.models import KINDS, Contact, Deal, Record, RecordKind
 from crm_tui.search.query import Query, parse_query
 from crm_tui.search.text import digits, fold, spans
@@ -61,20 +59,6 @@ def haystack(record: Record) -> str:
         amount = str(int(record.amount)) if record.amount is not None else ""
         parts = (*(field_text(record, n) for n in DEAL_FIELDS), amount)
     return fold(FIELD_SEP.join(parts)).replace("\n", " ")
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Building a million lines allocates millions of objects; the collector would walk every
-    cached record again and again meanwhile (half the build time). Nothing built here holds
-    a cycle."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 _SKIP_BYTES = (0x0A, 0x1F, 0x20)  # newline, field separator, space: never inside a term

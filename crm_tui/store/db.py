@@ -490,12 +490,12 @@ class Database:
         return out
 
     def restore_local_record(self, user_id: str, kind: RecordKind, row: dict[str, Any]) -> None:
-        """Put a deleted local record back under its old id (undo)."""
+        """Put a local record back exactly as it was, under its old id (undo)."""
         payload = {k: v for k, v in row.items() if k not in ("id", "created_at", "updated_at")}
         with self.transaction() as conn:
             conn.execute(
-                "INSERT INTO local_records (user_id, kind, id, payload, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO local_records"
+                " (user_id, kind, id, payload, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     user_id,
                     kind,

@@ -1,0 +1,367 @@
+"""One person, every source: contacts linked by shared keys into clusters, with evidence.
+
+Blocking, never all pairs: records are grouped by e-mail key and by phone key, and only the
+members of one group are compared, by name. A candidate link whose names clearly differ is
+dropped (a couple on one phone, an office `info@` address) unless the two records share both
+an e-mail and a phone; whatever stays apart on one key is reported as a shared contact point.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from crm_tui.dedup.keys import NameAgreement, PhoneKeys, compare_names, email_key, name_key
+from crm_tui.heap import gc_paused
+from crm_tui.models import Contact
+
+EMAIL, PHONE, MERGED = 1, 2, 4
+#: A key held by more records than this is a placeholder or a switchboard, not a person.
+MAX_BLOCK = 50
+#: Linked source ids a merged local contact keeps in its payload.
+LINKS_FIELD = "linked_records"
+
+_BASE = {EMAIL: 0.90, PHONE: 0.85, EMAIL | PHONE: 0.97}
+_NAME_BONUS = {
+    NameAgreement.SAME: 0.08,
+    NameAgreement.SIMILAR: 0.04,
+    NameAgreement.UNKNOWN: -0.10,
+}
+
+
+def confidence(keys: int, names: NameAgreement) -> float:
+    if keys & MERGED:
+        return 1.0
+    if names is NameAgreement.DIFFERENT:
+        return 0.6  # both keys agree, the names do not: linked, and flagged
+    return round(min(0.99, _BASE[keys] + _NAME_BONUS[names]), 2)
+
+
+_KEY_NAMES = {
+    bits: tuple(
+        n for bit, n in ((EMAIL, "email"), (PHONE, "phone"), (MERGED, "merged")) if bits & bit
+    )
+    for bits in range(1, 8)
+}
+_CONFIDENCE = {
+    (bits, names): confidence(bits, names)
+    for bits in (EMAIL, PHONE, EMAIL | PHONE, MERGED)
+    for names in NameAgreement
+}
+
+
+class Link(NamedTuple):
+    """Why two records are one person."""
+
+    a: str
+    b: str
+    keys: tuple[str, ...]
+    names: NameAgreement
+    confidence: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "records": [self.a, self.b],
+            "keys": list(self.keys),
+            "names": str(self.names),
+            "confidence": self.confidence,
+        }
+
+
+class SharedPoint(NamedTuple):
+    """One e-mail or phone used by records that are not the same person."""
+
+    kind: str
+    value: str
+    groups: tuple[tuple[str, ...], ...]
+
+    @property
+    def note(self) -> str:
+        return f"shared contact point: {self.kind} {self.value} used by {len(self.groups)} people"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "value": self.value, "groups": [list(g) for g in self.groups]}
+
+
+class Cluster(NamedTuple):
+    id: str
+    members: tuple[str, ...]
+    confidence: float
+    links: tuple[Link, ...]
+    shared: tuple[SharedPoint, ...] = ()
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(m.split(":", 1)[0] for m in self.members))
+
+    @property
+    def flagged(self) -> bool:
+        """Linked although the names disagree: a person should look before merging."""
+        return any(link.names is NameAgreement.DIFFERENT for link in self.links)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "size": len(self.members),
+            "sources": list(self.sources),
+            "confidence": self.confidence,
+            "flagged": self.flagged,
+            "members": list(self.members),
+            "evidence": [link.to_json() for link in self.links],
+            "shared_contact_points": [s.to_json() for s in self.shared],
+        }
+
+
+def cluster_id(members: Iterable[str]) -> str:
+    """Stable while its vendor records stay: a merged-in local record does not rename it."""
+    ids = sorted(members)
+    anchor = next((m for m in ids if not m.startswith("local:")), ids[0])
+    return "p" + hashlib.blake2b(anchor.encode(), digest_size=5).hexdigest()
+
+
+@dataclass
+class People:
+    clusters: list[Cluster]
+    by_record: dict[str, Cluster]
+    shared_by_record: dict[str, list[SharedPoint]]
+    by_id: dict[str, Cluster] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.by_id = {c.id: c for c in self.clusters}
+
+    def select(self, min_confidence: float = 0.0, source: str | None = None) -> list[Cluster]:
+        return [
+            c
+            for c in self.clusters
+            if c.confidence >= min_confidence and (source is None or source in c.sources)
+        ]
+
+    def also_in(self, record_id: str) -> list[str]:
+        """The other records of this record's person, those after it first (so stepping
+        through them from any member visits every one)."""
+        cluster = self.by_record.get(record_id)
+        if cluster is None:
+            return []
+        at = cluster.members.index(record_id)
+        return [*cluster.members[at + 1 :], *cluster.members[:at]]
+
+
+EMPTY = People([], {}, {})
+
+
+@dataclass(slots=True)
+class SourceKeys:
+    """One source's contacts reduced to match keys; rebuilt only when the source changes."""
+
+    stream: object  # the store's dict for the stream: replaced, never mutated, on change
+    ids: list[str]
+    emails: list[str | None]
+    phones: list[str | None]
+    names: list[tuple[str, str]]
+    merged: list[tuple[str, tuple[str, ...]]]
+
+    @classmethod
+    def build(cls, stream: object, contacts: Sequence[Contact], phones: PhoneKeys) -> SourceKeys:
+        folded: dict[tuple[str | None, str | None], tuple[str, str]] = {}
+        for c in contacts:
+            pair = (c.first_name, c.last_name)
+            if pair not in folded:
+                folded[pair] = name_key(*pair)
+        merged = [
+            (c.id, tuple(str(x) for x in json.loads(c.raw).get(LINKS_FIELD) or ()))
+            for c in contacts
+            if c.source == "local" and LINKS_FIELD in c.raw
+        ]
+        return cls(
+            stream,
+            [c.id for c in contacts],
+            [email_key(c.email) for c in contacts],
+            [phones(c.phone) for c in contacts],
+            [folded[(c.first_name, c.last_name)] for c in contacts],
+            merged,
+        )
+
+
+class DuplicateFinder:
+    """Keeps each source's keys between runs: after a sync only that source is re-read."""
+
+    def __init__(self, region: str = "US") -> None:
+        self.phones = PhoneKeys(region)
+        self._keys: dict[str, SourceKeys] = {}
+        self._lock = threading.Lock()  # two refreshes from worker threads run one at a time
+
+    def refresh(self, store: Any) -> People:
+        """`store` is a CacheStore; re-keys the sources whose contacts were replaced."""
+        with self._lock:
+            return self._refresh(store)
+
+    def _refresh(self, store: Any) -> People:
+        present = {}
+        for source in store.sources():
+            stream = store.stream("contacts", source)
+            if not stream:
+                continue
+            cached = self._keys.get(source)
+            if cached is None or cached.stream is not stream:
+                cached = SourceKeys.build(stream, list(stream.values()), self.phones)
+            present[source] = cached
+        self._keys = present
+        with gc_paused():
+            return find_clusters([present[s] for s in sorted(present)])
+
+    def find(self, contacts: Sequence[Contact]) -> People:
+        """Clusters of a plain list of contacts (tests, the CLI without a store)."""
+        with gc_paused():
+            return find_clusters([SourceKeys.build(None, contacts, self.phones)])
+
+
+# -- clustering ------------------------------------------------------------------------------
+
+
+def _blocks(keys: list[str | None]) -> dict[str, list[int]]:
+    first: dict[str, int] = {}
+    multi: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        if key is None:
+            continue
+        j = first.setdefault(key, i)
+        if j != i:
+            group = multi.get(key)
+            if group is None:
+                multi[key] = [j, i]
+            else:
+                group.append(i)
+    return multi
+
+
+class _Union:
+    def __init__(self, size: int) -> None:
+        self.parent = list(range(size))
+
+    def root(self, i: int) -> int:
+        parent = self.parent
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def join(self, a: int, b: int) -> None:
+        ra, rb = self.root(a), self.root(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def find_clusters(parts: Sequence[SourceKeys]) -> People:
+    ids = [i for p in parts for i in p.ids]
+    emails = [e for p in parts for e in p.emails]
+    phones = [x for p in parts for x in p.phones]
+    names = [n for p in parts for n in p.names]
+    pairs: dict[tuple[int, int], tuple[int, NameAgreement]] = {}
+    crowded: list[tuple[str, str, list[int]]] = []
+    for kind, bit, keys, other in (
+        ("email", EMAIL, emails, phones),
+        ("phone", PHONE, phones, emails),
+    ):
+        for value, block in _blocks(keys).items():
+            if len(block) > MAX_BLOCK:
+                crowded.append((kind, value, block))
+                continue
+            if _link_block(block, bit, other, names, pairs):
+                crowded.append((kind, value, block))
+    position = {record: i for i, record in enumerate(ids)} if any(p.merged for p in parts) else {}
+    for part in parts:
+        for local_id, linked in part.merged:
+            for target in linked:
+                if target in position:
+                    a, b = sorted((position[local_id], position[target]))
+                    pairs[(a, b)] = (MERGED, compare_names(names[a], names[b]))
+    return _assemble(ids, pairs, crowded)
+
+
+def _link_block(
+    block: list[int],
+    bit: int,
+    other: list[str | None],
+    names: list[tuple[str, str]],
+    pairs: dict[tuple[int, int], tuple[int, NameAgreement]],
+) -> bool:
+    """Link the members of one key's block; True when people with different names remain."""
+    groups: list[list[int]] = []
+    for m in block:
+        for group in groups:
+            head = group[0]
+            agreement = compare_names(names[head], names[m])
+            if agreement is not NameAgreement.DIFFERENT:
+                same_other = other[m] is not None and other[m] == other[head]
+                pairs.setdefault((head, m), (EMAIL | PHONE if same_other else bit, agreement))
+                group.append(m)
+                break
+        else:
+            groups.append([m])
+    if len(groups) == 1:
+        return False
+    for gi, first in enumerate(groups):
+        for second in groups[gi + 1 :]:
+            for a in first:
+                for b in second:
+                    if other[a] is not None and other[a] == other[b]:
+                        pair = (a, b) if a < b else (b, a)
+                        pairs.setdefault(pair, (EMAIL | PHONE, NameAgreement.DIFFERENT))
+    return True
+
+
+def _assemble(
+    ids: list[str],
+    pairs: dict[tuple[int, int], tuple[int, NameAgreement]],
+    crowded: list[tuple[str, str, list[int]]],
+) -> People:
+    union = _Union(len(ids))
+    for a, b in pairs:
+        union.join(a, b)
+    members: dict[int, list[int]] = {}
+    links: dict[int, list[Link]] = {}
+    for (a, b), (keys, agreement) in pairs.items():
+        root = union.root(a)
+        links.setdefault(root, []).append(
+            Link(ids[a], ids[b], _KEY_NAMES[keys], agreement, _CONFIDENCE[keys, agreement])
+        )
+    for root in links:
+        members[root] = []
+    for i in range(len(ids)):
+        if union.parent[i] != i or i in members:
+            root = union.root(i)
+            members[root].append(i)
+    shared_by_root: dict[int, list[SharedPoint]] = {}
+    shared_by_record: dict[str, list[SharedPoint]] = {}
+    for kind, value, block in crowded:
+        groups: dict[int, list[str]] = {}
+        for i in block:
+            groups.setdefault(union.root(i), []).append(ids[i])
+        if len(groups) < 2:
+            continue
+        point = SharedPoint(kind, value, tuple(tuple(g) for g in groups.values()))
+        for root, group in groups.items():
+            shared_by_root.setdefault(root, []).append(point)
+            for record in group:
+                shared_by_record.setdefault(record, []).append(point)
+    clusters: list[Cluster] = []
+    by_record: dict[str, Cluster] = {}
+    for root, indexes in members.items():
+        member_ids = tuple(sorted(ids[i] for i in indexes))
+        own = links[root]
+        cluster = Cluster(
+            cluster_id(member_ids),
+            member_ids,
+            min(link.confidence for link in own),
+            tuple(own),
+            tuple(shared_by_root.get(root, ())),
+        )
+        clusters.append(cluster)
+        for record in member_ids:
+            by_record[record] = cluster
+    clusters.sort(key=lambda c: (-len(c.members), -c.confidence, c.id))
+    return People(clusters, by_record, shared_by_record)

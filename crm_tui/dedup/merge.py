@@ -1,0 +1,131 @@
+"""Merge a cluster into one local CRM contact. Nothing is ever written to a vendor CRM.
+
+Each field takes, by default, the most recently updated non-empty value among the cluster's
+records; `prefer` puts one source's values first. A value the local CRM would refuse (a
+phone it cannot parse) gives way to the next candidate, so a merge never fails on one bad
+field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from crm_tui.dedup.clusters import Cluster
+from crm_tui.local_crm import LocalCrm, ValidationFailed, validate
+from crm_tui.models import CONTACT_EDITABLE, Contact
+
+MERGED_FIELDS = tuple(f for f in CONTACT_EDITABLE if f != "rating")
+
+
+@dataclass(frozen=True, slots=True)
+class FieldChoice:
+    field: str
+    value: Any
+    record_id: str | None  # where the value came from
+    candidates: tuple[tuple[str, Any], ...]  # (record id, value), best first
+
+    def to_json(self) -> dict[str, Any]:
+        value = list(self.value) if isinstance(self.value, tuple) else self.value
+        return {"field": self.field, "value": value, "from": self.record_id}
+
+
+def _recency(record: Contact) -> str:
+    # when the CRM last changed it; synced_at says nothing about the person's data
+    return record.remote_updated or record.remote_created or ""
+
+
+def _ordered(records: Sequence[Contact], prefer: str | None) -> list[Contact]:
+    by_recency = sorted(records, key=_recency, reverse=True)
+    return sorted(by_recency, key=lambda r: r.source != prefer) if prefer else by_recency
+
+
+def plan_merge(records: Sequence[Contact], prefer: str | None = None) -> dict[str, FieldChoice]:
+    """Every mergeable field's candidates and the chosen (first) one."""
+    ordered = _ordered([r for r in records if r.source != "local"] or records, prefer)
+    plan: dict[str, FieldChoice] = {}
+    for name in MERGED_FIELDS:
+        candidates = tuple(
+            (r.id, getattr(r, name)) for r in ordered if getattr(r, name) not in (None, "", ())
+        )
+        first = candidates[0] if candidates else (None, None)
+        plan[name] = FieldChoice(name, first[1], first[0], candidates)
+    return plan
+
+
+def with_choice(plan: dict[str, FieldChoice], name: str, index: int) -> dict[str, FieldChoice]:
+    """The plan with field `name` taking its `index`-th candidate (the app's field picker)."""
+    current = plan[name]
+    record_id, value = current.candidates[index]
+    return {**plan, name: FieldChoice(name, value, record_id, current.candidates)}
+
+
+def valid_fields(plan: dict[str, FieldChoice], region: str) -> dict[str, Any]:
+    """The plan's values, each refused one replaced by its next candidate (or left empty)
+    until the whole contact validates. Raises ValidationFailed when nothing can fix it."""
+    tried = dict.fromkeys(plan, 0)
+    fields = {name: _plain(choice.value) for name, choice in plan.items()}
+    while True:
+        try:
+            validate("contacts", fields, region)
+            return fields
+        except ValidationFailed as failed:
+            moved = False
+            for name in failed.errors:
+                if name in plan and fields[name] is not None:
+                    tried[name] += 1
+                    options = plan[name].candidates
+                    fields[name] = (
+                        _plain(options[tried[name]][1]) if tried[name] < len(options) else None
+                    )
+                    moved = True
+            if not moved:
+                raise
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+@dataclass(frozen=True, slots=True)
+class MergeResult:
+    cluster_id: str
+    record: Contact
+    created: bool
+    previous: dict[str, Any] | None  # the local row before an update, for undo
+    fields: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cluster": self.cluster_id,
+            "record": self.record.to_json(),
+            "created": self.created,
+        }
+
+
+async def merge_cluster(
+    local: LocalCrm,
+    cluster: Cluster,
+    records: Sequence[Contact],
+    prefer: str | None = None,
+    plan: dict[str, FieldChoice] | None = None,
+) -> MergeResult:
+    """Create (or update, when the cluster already holds one) the local contact."""
+    plan = plan or plan_merge(records, prefer)
+    fields = valid_fields(plan, local.region)
+    links = [m for m in cluster.members if not m.startswith("local:")]
+    existing = next((m for m in cluster.members if m.startswith("local:")), None)
+    if existing is None:
+        record = await local.add("contacts", fields, links=links)
+        return MergeResult(cluster.id, record, True, None, fields)  # type: ignore[arg-type]
+    _, previous = local.find(existing)
+    record = await local.edit(existing, fields, links=links)
+    return MergeResult(cluster.id, record, False, previous, fields)  # type: ignore[arg-type]
+
+
+async def undo_merge(local: LocalCrm, result: MergeResult) -> None:
+    if result.created:
+        await local.remove(result.record.id)
+    elif result.previous is not None:
+        await local.put_back("contacts", result.previous)

@@ -1,0 +1,175 @@
+"""One person's records side by side, differences marked, and a merge into the local CRM."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Footer, Static
+
+from crm_tui.config import DISPLAY_NAMES
+from crm_tui.dedup import Cluster
+from crm_tui.dedup.merge import FieldChoice, MergeResult, merge_cluster, plan_merge, undo_merge
+from crm_tui.models import Contact
+from crm_tui.screens.detail import RecordScreen
+from crm_tui.widgets.safe import safe
+
+if TYPE_CHECKING:
+    from crm_tui.app import CrmApp
+
+DIFFERS = "bold yellow"
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, tuple | list):
+        return ", ".join(str(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def undo_last_merge(crm: CrmApp) -> None:
+    result = crm.last_merge
+    if result is None:
+        crm.notify("No merge to undo", markup=False)
+        return
+    crm.last_merge = None
+
+    async def undo() -> None:
+        await undo_merge(crm.local, result)
+        verb = "removed" if result.created else "restored"
+        crm.notify(f"Merge undone: {result.record.id} {verb}", markup=False)
+
+    crm.run_worker(undo(), group="local", exit_on_error=False, name="undo merge")
+
+
+class ClusterScreen(ModalScreen[None]):
+    BINDINGS = [
+        Binding("escape,q", "dismiss", "Close", id="cluster.close"),
+        Binding("space", "next_value", "Other value", id="cluster.choose"),
+        Binding("m", "merge", "Merge into local", id="cluster.merge"),
+        Binding("u", "undo_merge", "Undo merge", id="cluster.undo"),
+    ]
+
+    def __init__(self, cluster: Cluster) -> None:
+        super().__init__()
+        self.cluster = cluster
+        self.records: list[Contact] = []
+        self.plan: dict[str, FieldChoice] = {}
+
+    @property
+    def crm(self) -> CrmApp:
+        return cast("CrmApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="cluster"):
+            yield Static(id="cluster-title")
+            yield DataTable(id="compare", cursor_type="cell", zebra_stripes=True)
+            with VerticalScroll(id="evidence"):
+                yield Static(id="evidence-text")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        store = self.crm.store
+        found = (store.get("contacts", m) for m in self.cluster.members)
+        self.records = [r for r in found if isinstance(r, Contact)]
+        self.plan = plan_merge(self.records)
+        self._title()
+        self._evidence()
+        table = self.query_one("#compare", DataTable)
+        table.add_column("Field", key="field", width=14)
+        table.add_column("Merged into local", key="merged", width=26)
+        for record in self.records:
+            label = f"{DISPLAY_NAMES.get(record.source, record.source)} {record.remote_id}"
+            table.add_column(safe(label, "bold"), key=record.id, width=24)
+        for name in self.plan:
+            table.add_row(*self._cells(name), key=name)
+        table.add_row(
+            safe("updated", "dim"),
+            Text(""),
+            *(safe(r.remote_updated or r.remote_created or "", "dim") for r in self.records),
+            key="updated",
+        )
+        table.focus()
+
+    def _title(self) -> None:
+        c = self.cluster
+        where = ", ".join(DISPLAY_NAMES.get(s, s) for s in c.sources)
+        title = Text(f" {c.id} ", style="bold reverse")
+        title.append(f"  {len(c.members)} records · {where} · confidence {c.confidence:.2f}")
+        if c.flagged:
+            title.append("  ⚠ names differ: check before merging", style="bold red")
+        self.query_one("#cluster-title", Static).update(title)
+
+    def _evidence(self) -> None:
+        lines = Text("Evidence\n", style="bold")
+        for link in self.cluster.links:
+            lines.append_text(safe(f"  {link.a} ↔ {link.b}"))
+            lines.append(f": {' + '.join(link.keys)}, names {link.names}, {link.confidence:.2f}\n")
+        for point in self.cluster.shared:
+            lines.append_text(safe(f"  ⚑ {point.note}", "yellow"))
+            lines.append("\n")
+        lines.append(
+            "space: take another record's value for this field   m: merge into local   "
+            "u: undo the last merge   enter: open the record under the cursor",
+            style="dim",
+        )
+        self.query_one("#evidence-text", Static).update(lines)
+
+    def _cells(self, name: str) -> list[Text]:
+        choice = self.plan[name]
+        values = [_shown(getattr(r, name)) for r in self.records]
+        differs = len({v.casefold() for v in values if v}) > 1
+        cells = [safe(("≠ " if differs else "  ") + name, DIFFERS if differs else "bold")]
+        cells.append(safe(_shown(choice.value), "bold"))
+        for record, value in zip(self.records, values, strict=True):
+            style = DIFFERS if differs and value else ""
+            if record.id == choice.record_id:
+                style += " underline"
+            cells.append(safe(value, style.strip()))
+        return cells
+
+    def _redraw_row(self, name: str) -> None:
+        table = self.query_one("#compare", DataTable)
+        for column, cell in zip(table.columns, self._cells(name), strict=False):
+            table.update_cell(name, column, cell)
+
+    def _cursor(self) -> tuple[str, str]:
+        table = self.query_one("#compare", DataTable)
+        key = table.coordinate_to_cell_key(table.cursor_coordinate)
+        return str(key.row_key.value), str(key.column_key.value)
+
+    def action_next_value(self) -> None:
+        row, _ = self._cursor()
+        choice = self.plan.get(row)
+        if choice is None or len(choice.candidates) < 2:
+            return
+        at = next(
+            (i for i, (rid, _) in enumerate(choice.candidates) if rid == choice.record_id), -1
+        )
+        record_id, value = choice.candidates[(at + 1) % len(choice.candidates)]
+        self.plan[row] = FieldChoice(row, value, record_id, choice.candidates)
+        self._redraw_row(row)
+
+    def on_data_table_cell_selected(self, event: DataTable.CellSelected) -> None:
+        """enter on a record's column opens that record."""
+        record = self.crm.store.get("contacts", str(event.cell_key.column_key.value))
+        if record is not None:
+            self.app.push_screen(RecordScreen(record))
+
+    def action_merge(self) -> None:
+        async def merge() -> None:
+            result: MergeResult = await merge_cluster(
+                self.crm.local, self.cluster, self.records, plan=self.plan
+            )
+            self.crm.last_merge = result
+            verb = "Created" if result.created else "Updated"
+            self.notify(f"{verb} {result.record.id} from {self.cluster.id}: u undoes", markup=False)
+            self.dismiss()
+
+        self.run_worker(merge(), group="local", exit_on_error=False, name="merge into local")
+
+    def action_undo_merge(self) -> None:
+        undo_last_merge(self.crm)

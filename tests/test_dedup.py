@@ -1,0 +1,353 @@
+"""Duplicate detection: keys, linking rules, the demo's ground truth, updates and merges."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crm_tui.config import Settings
+from crm_tui.dedup import DuplicateFinder
+from crm_tui.dedup.clusters import LINKS_FIELD, SourceKeys, cluster_id
+from crm_tui.dedup.keys import NameAgreement, PhoneKeys, compare_names, email_key, name_key
+from crm_tui.dedup.merge import merge_cluster, plan_merge, undo_merge, valid_fields
+from crm_tui.dedup.quality import score
+from crm_tui.demo import data
+from crm_tui.local_crm import LocalCrm
+from crm_tui.models import Contact
+from crm_tui.sources.base import SourceContext
+from crm_tui.store import CacheStore, Database
+from crm_tui.sync.engine import SyncEngine
+from tests.conftest import DEMO_CONTACTS
+
+
+def contact(source: str, remote: str, first: str | None, last: str | None, **values) -> Contact:
+    values.setdefault("user_id", "u")
+    return Contact(
+        id=f"{source}:{remote}",
+        source=source,
+        remote_id=remote,
+        first_name=first,
+        last_name=last,
+        **values,
+    )
+
+
+def clusters_of(*records: Contact) -> list[tuple[str, ...]]:
+    return [c.members for c in DuplicateFinder().find(records).clusters]
+
+
+# -- keys ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ("(512) 555-0147", "+15125550147"),
+        ("512.555.0147", "+15125550147"),
+        ("5125550147", "+15125550147"),
+        ("+1 512 555 0147", "+15125550147"),
+        ("1-512-555-0147", "+15125550147"),
+        ("+44 20 7946 0958", "+442079460958"),
+        ("000-000-0000", None),
+        ("x204", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_phone_keys_normalise_to_e164(raw: str | None, key: str | None) -> None:
+    assert PhoneKeys("US")(raw) == key
+
+
+def test_phone_keys_in_another_region_read_national_numbers_there() -> None:
+    assert PhoneKeys("GB")("020 7946 0958") == "+442079460958"
+    assert PhoneKeys("GB")("+1 (512) 555-0147") == "+15125550147"
+
+
+def test_unparseable_long_numbers_fall_back_to_the_last_ten_digits() -> None:
+    assert PhoneKeys("US")("+999 1234 5678 9012") == "#3456789012"
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [(" Ann@Example.COM ", "ann@example.com"), ("not an address", None), ("@", None), (None, None)],
+)
+def test_email_keys(raw: str | None, key: str | None) -> None:
+    assert email_key(raw) == key
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "agreement"),
+    [
+        (("José", "Núñez"), ("JOSE", "nunez"), NameAgreement.SAME),
+        (("Bill", "Smith"), ("William", "Smith"), NameAgreement.SAME),
+        (("Gregory", "Johnson"), ("Gregory", "Jonhson"), NameAgreement.SIMILAR),
+        (("J.", "Smith"), ("John", "Smith"), NameAgreement.SIMILAR),
+        (("Mark", "Taylor"), ("Sarah", "Taylor"), NameAgreement.DIFFERENT),
+        (("Olivia", "Bennett"), ("Marcus", "Reed"), NameAgreement.DIFFERENT),
+        ((None, None), ("Ann", "Lee"), NameAgreement.UNKNOWN),
+    ],
+)
+def test_name_agreement(a: tuple, b: tuple, agreement: NameAgreement) -> None:
+    assert compare_names(name_key(*a), name_key(*b)) is agreement
+
+
+# -- linking rules -------------------------------------------------------------------------
+
+
+def test_a_name_alone_never_links_two_records() -> None:
+    assert (
+        clusters_of(
+            contact("brivity", "1", "Ann", "Lee", email="ann@a.com", phone="512-555-0101"),
+            contact("followupboss", "1", "Ann", "Lee", email="ann@b.com", phone="512-555-0199"),
+            contact("topproducer", "1", "Ann", "Lee"),
+        )
+        == []
+    )
+
+
+def test_email_or_phone_with_agreeing_names_links_across_and_inside_sources() -> None:
+    found = clusters_of(
+        contact("brivity", "1", "Ann", "Lee", email="ANN@a.com"),
+        contact("followupboss", "7", "ann", "lee", email="ann@a.com ", phone="512-555-0101"),
+        contact("followupboss", "8", "Ann", "Lee", phone="+1 (512) 555-0101"),
+    )
+    assert found == [("brivity:1", "followupboss:7", "followupboss:8")]
+
+
+def test_a_couple_on_one_phone_stays_two_people_with_a_shared_point_note() -> None:
+    people = DuplicateFinder().find(
+        [
+            contact("brivity", "1", "Mark", "Taylor", email="mark@t.com", phone="512-555-0101"),
+            contact("followupboss", "1", "Mark", "Taylor", phone="(512) 555-0101"),
+            contact("brivity", "2", "Sarah", "Taylor", email="sarah@t.com", phone="512-555-0101"),
+        ]
+    )
+    assert [c.members for c in people.clusters] == [("brivity:1", "followupboss:1")]
+    (note,) = people.shared_by_record["brivity:2"]
+    assert note.kind == "phone" and note.value == "+15125550101"
+    assert sorted(map(sorted, note.groups)) == [["brivity:1", "followupboss:1"], ["brivity:2"]]
+    assert people.clusters[0].shared == (note,)
+
+
+def test_both_keys_with_different_names_link_but_are_flagged() -> None:
+    people = DuplicateFinder().find(
+        [
+            contact("brivity", "1", "Deborah", "Nguyen", email="d@n.com", phone="512-555-0101"),
+            contact("topproducer", "1", "[b]Bob", "Markup", email="d@n.com", phone="5125550101"),
+        ]
+    )
+    (cluster,) = people.clusters
+    assert cluster.flagged and cluster.confidence == 0.6
+    assert cluster.links[0].keys == ("email", "phone")
+
+
+def test_confidence_orders_the_evidence() -> None:
+    both = clusters_with_confidence(email="a@b.com", phone="512-555-0101")
+    email_only = clusters_with_confidence(email="a@b.com")
+    phone_only = clusters_with_confidence(phone="512-555-0101")
+    assert both > email_only > phone_only
+
+
+def clusters_with_confidence(**keys: str) -> float:
+    (cluster,) = (
+        DuplicateFinder()
+        .find([contact("brivity", "1", "A", "B", **keys), contact("local", "1", "A", "B", **keys)])
+        .clusters
+    )
+    return cluster.confidence
+
+
+def test_crowded_keys_are_shared_points_not_links() -> None:
+    records = [
+        contact("brivity", str(i), f"Agent{i}", "Office", email="info@office.com")
+        for i in range(60)
+    ]
+    people = DuplicateFinder().find(records)
+    assert people.clusters == []
+    assert len(people.shared_by_record["brivity:0"][0].groups) == 60
+
+
+def test_cluster_ids_survive_a_merged_local_record_joining() -> None:
+    members = ("brivity:1", "topproducer:9")
+    assert cluster_id(members) == cluster_id((*members, "local:3"))
+    assert cluster_id(("local:3", "local:4")) != cluster_id(("local:5", "local:6"))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["brivity", "followupboss", "local"]),
+            st.one_of(st.none(), st.text(max_size=30)),
+            st.one_of(st.none(), st.text(max_size=30)),
+            st.one_of(st.none(), st.sampled_from(["a@x.com", "A@X.com", "b@x.com"]), st.text()),
+            st.one_of(st.none(), st.sampled_from(["5125550101", "+15125550101"]), st.text()),
+        ),
+        max_size=25,
+    )
+)
+def test_any_strings_give_consistent_clusters(rows: list[tuple]) -> None:
+    records = [
+        contact(source, str(i), first, last, email=email, phone=phone)
+        for i, (source, first, last, email, phone) in enumerate(rows)
+    ]
+    people = DuplicateFinder().find(records)
+    seen: set[str] = set()
+    for cluster in people.clusters:
+        assert len(cluster.members) >= 2 and not seen & set(cluster.members)
+        seen |= set(cluster.members)
+        for link in cluster.links:
+            a, b = (next(r for r in records if r.id == x) for x in (link.a, link.b))
+            # every link rests on a shared key, never on the name alone
+            assert (email_key(a.email) or 1) == email_key(b.email) or (
+                PhoneKeys()(a.phone) or 1
+            ) == PhoneKeys()(b.phone)
+        assert cluster.to_json()["members"] == list(cluster.members)
+
+
+# -- the demo's ground truth ---------------------------------------------------------------
+
+
+@pytest.fixture
+async def demo_store(demo_settings: Settings) -> CacheStore:
+    store = CacheStore(demo_settings.user_id, Database(demo_settings.database_path))
+    engine = SyncEngine(demo_settings, store)
+    reports = await engine.sync_all()
+    await engine.aclose()
+    assert all(r.outcome == "success" for r in reports.values())
+    return store
+
+
+async def test_precision_and_recall_against_the_demo_truth(demo_store: CacheStore) -> None:
+    people = DuplicateFinder().refresh(demo_store)
+    present = [c.id for c in demo_store.contacts()]
+    quality = score(people, data.contact_truth(DEMO_CONTACTS), present)
+    assert quality.true_pairs > DEMO_CONTACTS  # the demo really holds duplicates
+    assert quality.precision >= 0.98, quality
+    assert quality.recall >= 0.95, quality
+
+
+async def test_each_planted_hard_case(demo_store: CacheStore) -> None:
+    people = DuplicateFinder().refresh(demo_store)
+    cases = data.hard_case_records(DEMO_CONTACTS)
+    assert set(cases) == set(data.HARD_CASES)
+    for case, persons in cases.items():
+        for records in persons:
+            cluster = people.by_record[records[0]]
+            assert set(cluster.members) == set(records), case
+    for case, kind in (("couple_sharing_phone", "phone"), ("shared_office_email", "email")):
+        first, second = cases[case]
+        assert people.by_record[first[0]] is not people.by_record[second[0]]
+        notes = people.shared_by_record[first[0]]
+        assert any(
+            n.kind == kind and set(second) <= {r for g in n.groups for r in g} for n in notes
+        )
+
+
+async def test_clusters_follow_a_sync_that_changes_one_source(
+    demo_store: CacheStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    finder = DuplicateFinder()
+    before = finder.refresh(demo_store)
+    keyed: list[object] = []
+    build = SourceKeys.build.__func__  # type: ignore[attr-defined]
+
+    def counting(cls, stream, contacts, phones):  # type: ignore[no-untyped-def]
+        keyed.append(contacts[0].source if contacts else None)
+        return build(cls, stream, contacts, phones)
+
+    monkeypatch.setattr(SourceKeys, "build", classmethod(counting))
+    cluster = next(c for c in before.clusters if "topproducer" in c.sources)
+    gone = next(m for m in cluster.members if m.startswith("topproducer:"))
+    kept = [c for c in demo_store.contacts("topproducer") if c.id != gone]
+    await demo_store.replace_stream("topproducer", "contacts", kept)
+    after = finder.refresh(demo_store)
+    assert keyed == ["topproducer"]  # the other sources' keys were reused
+    assert gone not in after.by_record
+    assert set(after.by_record[cluster.members[0]].members) == set(cluster.members) - {gone}
+
+
+# -- merge ---------------------------------------------------------------------------------
+
+
+def _people_records(store: CacheStore, cluster) -> list[Contact]:  # type: ignore[no-untyped-def]
+    return [r for m in cluster.members if (r := store.get("contacts", m))]  # type: ignore[misc]
+
+
+def test_merge_plan_takes_the_latest_non_empty_value_or_the_preferred_source() -> None:
+    older = contact("brivity", "1", "Jen", "Bailey", email="j@b.com", company="Compass")
+    older.remote_updated = "2026-01-01T00:00:00Z"
+    newer = contact("followupboss", "1", "Jennifer", "Bailey", email="j@b.com")
+    newer.remote_updated = "2026-06-01T00:00:00Z"
+    plan = plan_merge([older, newer])
+    assert plan["first_name"].value == "Jennifer"
+    assert (plan["company"].value, plan["company"].record_id) == ("Compass", "brivity:1")
+    assert plan_merge([older, newer], prefer="brivity")["first_name"].value == "Jen"
+
+
+def test_a_value_the_local_crm_refuses_gives_way_to_the_next_one() -> None:
+    bad = contact("brivity", "1", "Ann", "Lee", phone="12", remote_updated="2026-06-01")
+    good = contact("followupboss", "1", "Ann", "Lee", phone="512-555-0101")
+    fields = valid_fields(plan_merge([bad, good]), "US")
+    assert fields["phone"] == "512-555-0101"
+
+
+async def test_merge_keeps_source_ids_survives_a_restart_and_undoes(settings: Settings) -> None:
+    db = Database(settings.database_path)
+    me = settings.user_id
+    store = CacheStore(me, db)
+    await store.replace_stream(
+        "brivity",
+        "contacts",
+        [contact("brivity", "1", "Ann", "Lee", email="ann@lee.com", city="Austin", user_id=me)],
+    )
+    await store.replace_stream(
+        "followupboss",
+        "contacts",
+        [
+            contact(
+                "followupboss",
+                "4",
+                "Ann",
+                "Lee",
+                email="ann@lee.com",
+                phone="512-555-0101",
+                user_id=me,
+            )
+        ],
+    )
+    local = LocalCrm(store, SourceContext(settings, settings.user_id, db=db))
+    (cluster,) = DuplicateFinder().refresh(store).clusters
+    result = await merge_cluster(local, cluster, _people_records(store, cluster))
+    assert result.created and result.record.city == "Austin"
+    assert result.record.phone == "512-555-0101"
+    db.close()
+
+    reopened = CacheStore(settings.user_id, Database(settings.database_path))
+    reopened.load_sync()
+    merged = reopened.get("contacts", result.record.id)
+    assert merged is not None
+    assert merged.metadata[LINKS_FIELD] == ["brivity:1", "followupboss:4"]
+    (again,) = DuplicateFinder().refresh(reopened).clusters
+    assert again.id == cluster.id and result.record.id in again.members
+    assert any(link.keys == ("merged",) for link in again.links)
+
+    local = LocalCrm(reopened, SourceContext(settings, settings.user_id, db=reopened.db))
+    update = await merge_cluster(local, again, _people_records(reopened, again), "followupboss")
+    assert not update.created and update.record.id == result.record.id
+    await local.edit(result.record.id, {"city": "Dallas"})
+    assert reopened.get("contacts", result.record.id).city == "Dallas"  # type: ignore[union-attr]
+    await undo_merge(local, update)
+    restored = reopened.get("contacts", result.record.id)
+    assert restored is not None and restored.city == "Austin"
+    await undo_merge(local, result)
+    assert reopened.get("contacts", result.record.id) is None
+    assert reopened.db is not None
+    assert reopened.db.local_records(settings.user_id, "contacts") == []
+
+
+def test_demo_truth_covers_every_served_contact() -> None:
+    truth = data.contact_truth(DEMO_CONTACTS)
+    assert len(truth) == 3 * data.expected_contacts(DEMO_CONTACTS)
+    assert len(set(truth.values())) < len(truth)  # people held more than once
