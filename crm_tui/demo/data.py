@@ -405,7 +405,10 @@ def spelled(seed: int, source: str, i: int, p: Person, count: int) -> Spelled:
     if i == LONG_NOTE_INDEX:
         note = ("Long note. " * 1000)[:10_000]
     style = SOURCES.index(source) + (1 if r.random() < 0.3 else 0)
-    phone = _phone(p.phone_digits, style)
+    digits = p.phone_digits
+    if r.random() < 0.03:  # a new number this CRM alone has heard of
+        digits = f"{r.randint(201, 989)}{r.randint(200, 999)}{r.randint(0, 9999):04d}"
+    phone = _phone(digits, style)
     planted = _planted(seed, source, p.index, count)
     if planted is not None:
         first, last, email, phone = planted
