@@ -92,3 +92,9 @@ def faulty_servers(request: pytest.FixtureRequest) -> Iterator[DemoServers]:
     )
     yield servers
     servers.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from tests.reliability import write_report
+
+    write_report()

@@ -94,51 +94,6 @@ async def test_hostile_records_arrive_clean(demo_settings):
             assert "\x1b" not in (value or "") and "\x07" not in (value or "")
 
 
-@pytest.mark.parametrize(
-    "faulty_servers",
-    [
-        Faults(seed=1, error_rate=0.2),
-        Faults(seed=2, burst_every=4, retry_after="1"),
-        Faults(seed=3, token_expiry_every=3),
-        Faults(seed=4, reset_rate=0.15),
-        Faults(seed=5, malformed_request=2),
-        Faults(
-            seed=6,
-            error_rate=0.1,
-            burst_every=7,
-            token_expiry_every=5,
-            reset_rate=0.05,
-            malformed_request=3,
-        ),
-    ],
-    ids=["5xx", "429-bursts", "token-expiry", "resets", "malformed-page", "all-together"],
-    indirect=True,
-)
-@pytest.mark.usefixtures("no_retry_sleep")
-async def test_transient_faults_are_retried_to_an_exact_copy(tmp_path, faulty_servers):
-    settings = make_settings(tmp_path, **{k.lower(): v for k, v in faulty_servers.env().items()})
-    engine, reports = await sync_all(settings)
-    assert all(r.outcome is Outcome.SUCCESS for r in reports.values()), {
-        n: r.error for n, r in reports.items()
-    }
-    await assert_cache_equals_dataset(engine, faulty_servers)
-    runs = engine.store.db.list_runs(settings.user_id)
-    assert sum(s["retries"] for run in runs for s in run["streams"]) > 0
-
-
-@pytest.mark.parametrize("faulty_servers", [Faults(hang_request=2, hang_seconds=30)], indirect=True)
-@pytest.mark.usefixtures("no_retry_sleep")
-async def test_a_hanging_page_times_out_and_is_retried(tmp_path, faulty_servers):
-    settings = make_settings(
-        tmp_path,
-        crm_http_timeout_seconds=0.5,
-        **{k.lower(): v for k, v in faulty_servers.env().items()},
-    )
-    engine, reports = await sync_all(settings)
-    assert all(r.outcome is Outcome.SUCCESS for r in reports.values())
-    await assert_cache_equals_dataset(engine, faulty_servers)
-
-
 @pytest.mark.parametrize("faulty_servers", [Faults(error_rate=1.0)], indirect=True)
 @pytest.mark.usefixtures("no_retry_sleep")
 async def test_a_dead_server_leaves_the_previous_good_data(tmp_path, demo_servers, faulty_servers):

@@ -44,6 +44,8 @@ class Faults:
     retry_after: str = "1"
     token_expiry_every: int = 0  # every n data requests, every token expires
     reset_rate: float = 0.0  # share of data requests whose connection is reset
+    gone_after: int = 0  # after n data requests the server drops every connection
+    overlap_pages: bool = False  # each page repeats the last record of the page before
 
     @classmethod
     def parse(cls, items: list[str]) -> Faults:
@@ -91,7 +93,8 @@ class FaultInjector:
             await asyncio.sleep(f.latency)
         if f.hang_request and n == f.hang_request:
             await asyncio.sleep(f.hang_seconds)
-        if f.reset_rate and self.rng.random() < f.reset_rate:
+        gone = bool(f.gone_after) and n > f.gone_after
+        if gone or (f.reset_rate and self.rng.random() < f.reset_rate):
             transport = getattr(getattr(send, "__self__", None), "transport", None)
             if transport is not None:
                 transport.abort()
@@ -234,6 +237,8 @@ def fub_app(
         end = min(offset + limit, total)
         # Default order is id descending, as the real API's.
         items = [make(total - 1 - k) for k in range(offset, end)]
+        if faults.overlap_pages and 0 < offset < total:
+            items.insert(0, make(total - offset))
         following = _encode_cursor(end) if end < total else None
         base = str(request.url).split("?", 1)[0]
         body = {
@@ -300,6 +305,8 @@ def oauth_app(
         except ValueError:
             return JSONResponse({"error": "$top and $skip must be numbers"}, 400)
         items = [make(i) for i in range(skip, min(skip + top, total))]
+        if faults.overlap_pages and 0 < skip < total:
+            items.insert(0, make(skip - 1))
         return _json({"value": items, "@odata.count": total})
 
     app = Starlette(

@@ -1,0 +1,122 @@
+"""What the reliability tests tried and compared, written as one report at the session's end.
+
+`make reliability` runs them at full size (`CRM_TEST_FULL=1`) and copies the report into the
+README's "Reliability" section, so the figures there are always the suite's own.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FULL = os.environ.get("CRM_TEST_FULL") == "1"
+REPORT_PATH = Path(__file__).parent.parent / "build" / "reliability.md"
+START, END = "<!-- reliability:start -->", "<!-- reliability:end -->"
+
+
+@dataclass
+class FaultRun:
+    scenario: str
+    streams_ok: int = 0
+    streams_failed: int = 0
+    records_compared: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    retries: int = 0
+
+
+@dataclass
+class Report:
+    contacts: int = 0
+    faults: list[FaultRun] = field(default_factory=list)
+    crashes: list[tuple[int, float, str]] = field(default_factory=list)  # seed, kill at, state
+    canaries: int = 0
+    canary_places: int = 0
+    umask_files: int = 0
+    load_syncs: int = 0
+    load_searches: int = 0
+
+    def empty(self) -> bool:
+        return not (self.faults or self.crashes or self.canaries or self.load_syncs)
+
+    def markdown(self) -> str:
+        mode = "full (`CRM_TEST_FULL=1`)" if FULL else "CI size"
+        lines = [
+            f"From the suite's own report ({mode}; {self.contacts:,} contacts per demo source, "
+            "real loopback sockets, real SQLite files).",
+            "",
+        ]
+        if self.faults:
+            lines += [
+                "| Fault | Streams ok / failed | Records compared | Quarantined | "
+                "Duplicates dropped | Retries |",
+                "| --- | --- | --- | --- | --- | --- |",
+            ]
+            for run in self.faults:
+                lines.append(
+                    f"| {run.scenario} | {run.streams_ok} / {run.streams_failed} | "
+                    f"{run.records_compared:,} | {run.quarantined} | {run.duplicates} | "
+                    f"{run.retries} |"
+                )
+            lines += [
+                "",
+                "After every run: a stream that succeeded equals the server's dataset record "
+                "by record; a stream that failed equals the previous good data exactly (the "
+                "faulty servers serve a different dataset, so a leak would show); status and "
+                "audit say which and why; every record without an id is in quarantine.",
+                "",
+            ]
+        if self.crashes:
+            states: dict[str, int] = {}
+            for _, _, state in self.crashes:
+                states[state] = states.get(state, 0) + 1
+            spread = "; ".join(f"{state}: {n}" for state, n in sorted(states.items()))
+            lines.append(
+                f"- Crashes: `crm-tui sync` killed with SIGKILL {len(self.crashes)} times "
+                f"(seeded points); every database opened cleanly, each stream held the old or "
+                f"the new complete data, never a mix ({spread}), and the next sync completed."
+            )
+        if self.canaries:
+            lines.append(
+                f"- Secrets: {self.canaries} canary values (every secret setting, and wrong "
+                f"keys) through syncs with auth errors, timeouts and 5xx, `--json --debug`, "
+                f"exports and the audit screen: found in none of {self.canary_places} places "
+                "(log files, database and WAL bytes, exports, stdout, stderr, the screen)."
+            )
+        if self.umask_files:
+            lines.append(
+                f"- Files under umask 000: data dir 0700 and {self.umask_files} files "
+                "(database, log, exports) 0600."
+            )
+        if self.load_syncs:
+            lines.append(
+                f"- Load: {self.load_syncs} back-to-back syncs of every source while "
+                f"{self.load_searches:,} searches ran every 10 ms: no errors "
+                "(`benchmarks/load_bench.py` prints the latency figures)."
+            )
+        return "\n".join(lines) + "\n"
+
+
+REPORT = Report()
+
+
+def write_report() -> None:
+    if REPORT.empty():
+        return
+    REPORT_PATH.parent.mkdir(exist_ok=True)
+    REPORT_PATH.write_text(REPORT.markdown(), encoding="utf-8")
+
+
+def update_readme(readme: Path) -> None:
+    """Replace the README's Reliability section body with the last report."""
+    text = readme.read_text(encoding="utf-8")
+    body = REPORT_PATH.read_text(encoding="utf-8")
+    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
+    readme.write_text(pattern.sub(f"{START}\n{body}{END}", text), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    update_readme(Path(__file__).parent.parent / "README.md")
+    print(f"README.md: Reliability section replaced from {REPORT_PATH}")

@@ -1,0 +1,228 @@
+"""Reliability: every fault alone and all together over real sockets, and crashes mid-sync.
+
+The faulty servers serve a different dataset (another seed) from the one synced first, so
+"a failed stream keeps the previous good data" cannot pass by accident.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from crm_tui.demo.servers import DemoServers, Faults, start_demo_servers
+from crm_tui.models import Outcome, SyncState
+from crm_tui.store import CacheStore, Database
+from tests.conftest import make_settings
+from tests.reliability import FULL, REPORT, FaultRun
+from tests.test_integration import STREAMS, comparable, expected, sync_all
+
+CONTACTS = 2000 if FULL else 260
+GOOD_SEED, NEW_SEED = 11, 12
+TRANSIENT = dict(
+    error_rate=0.1,
+    burst_every=7,
+    token_expiry_every=5,
+    reset_rate=0.05,
+    malformed_request=3,
+    hang_request=4,
+    hang_seconds=30,
+    overlap_pages=True,
+)
+SCENARIOS: dict[str, Faults] = {
+    "20% 5xx": Faults(seed=1, error_rate=0.2),
+    "429 bursts with Retry-After": Faults(seed=2, burst_every=4, retry_after="1"),
+    "connection resets": Faults(seed=3, reset_rate=0.3),
+    "a page hangs past the deadline": Faults(seed=4, hang_request=2, hang_seconds=30),
+    "a malformed JSON page": Faults(seed=5, malformed_request=2),
+    "token expiry mid-sync": Faults(seed=6, token_expiry_every=3),
+    "the same record on two pages": Faults(seed=7, overlap_pages=True),
+    "server goes away mid-stream": Faults(seed=8, gone_after=3),
+    "server answers only 5xx": Faults(seed=9, error_rate=1.0),
+    "all transient faults together": Faults(seed=10, **TRANSIENT),  # type: ignore[arg-type]
+    "all together, then the server goes away": Faults(seed=11, gone_after=6, **TRANSIENT),  # type: ignore[arg-type]
+}
+#: Faults no retry can get past: some stream must fail, and keep its old data.
+FATAL = {
+    "server goes away mid-stream",
+    "server answers only 5xx",
+    "all together, then the server goes away",
+}
+
+
+def env_of(servers: DemoServers) -> dict[str, Any]:
+    return {k.lower(): v for k, v in servers.env().items()}
+
+
+@pytest.fixture(scope="module")
+def good_servers() -> Iterator[DemoServers]:
+    servers = start_demo_servers(contacts=CONTACTS, seed=GOOD_SEED, fub_rate_limit=10_000)
+    yield servers
+    servers.stop()
+
+
+def snapshot(store: CacheStore) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (name, stream): {r.id: comparable(r) for r in store.records(stream, name)}
+        for name, streams in STREAMS.items()
+        for stream in streams
+    }
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+@pytest.mark.usefixtures("no_retry_sleep")
+async def test_every_fault_keeps_the_cache_exact(tmp_path, good_servers, scenario):
+    REPORT.contacts = CONTACTS
+    settings = make_settings(tmp_path, crm_http_timeout_seconds=0.5, **env_of(good_servers))
+    first, reports = await sync_all(settings)
+    assert all(r.outcome is Outcome.SUCCESS for r in reports.values())
+    previous = snapshot(first.store)
+
+    faulty = start_demo_servers(
+        contacts=CONTACTS, seed=NEW_SEED, faults=SCENARIOS[scenario], fub_rate_limit=10_000
+    )
+    try:
+        bad = make_settings(tmp_path, crm_http_timeout_seconds=0.5, **env_of(faulty))
+        engine, reports = await sync_all(bad)
+        run = FaultRun(scenario)
+        runs = {r["source"]: r for r in reversed(engine.store.db.list_runs(bad.user_id))}
+        for name, streams in STREAMS.items():
+            report, audit = reports[name], runs[name]
+            assert audit["outcome"] == str(report.outcome)
+            assert (audit["error_message"] or None) == (report.error or None)
+            status = engine.store.status(name)
+            if report.outcome is Outcome.SUCCESS:
+                assert status.state is SyncState.IDLE and not status.last_error
+            else:
+                assert status.state is SyncState.ERROR and status.last_error
+                assert report.error and report.error in status.last_error
+            source = engine.source(name)
+            audit_streams = {s["stream"]: s for s in audit["streams"]}
+            for stream in streams:
+                result = report.streams[stream]
+                cached = {r.id: comparable(r) for r in engine.store.records(stream, name)}
+                row = audit_streams[stream]
+                assert row["outcome"] == str(result.outcome)
+                if result.success:
+                    want = expected(source, stream, faulty)
+                    assert cached == want, (name, stream)  # nothing lost, doubled or changed
+                    run.streams_ok += 1
+                    run.records_compared += len(want)
+                    quarantined = engine.store.db.list_quarantine(bad.user_id, row["id"])
+                    missing_id = [q for q in quarantined if q["reason"] == "missing id"]
+                    assert len(missing_id) == (1 if stream == "contacts" else 0), (name, stream)
+                    assert row["quarantined"] == len(missing_id)
+                    run.quarantined += len(missing_id)
+                    run.duplicates += row["duplicates"]
+                else:
+                    assert cached == previous[(name, stream)], (name, stream)
+                    assert row["error_message"] == result.error and result.error
+                    run.streams_failed += 1
+                    run.records_compared += len(cached)
+                run.retries += row["retries"]
+        if scenario in FATAL:
+            assert run.streams_failed > 0
+        else:
+            assert run.streams_failed == 0, {n: r.error for n, r in reports.items()}
+        if scenario != "the same record on two pages":
+            assert run.retries > 0  # the fault really happened
+        if SCENARIOS[scenario].overlap_pages:
+            assert run.duplicates > 0
+        REPORT.faults.append(run)
+    finally:
+        faulty.stop()
+
+
+# -- crashes -------------------------------------------------------------------------------
+
+CRASH_SEEDS = range(12 if FULL else 4)
+
+
+@pytest.fixture(scope="module")
+def slow_servers() -> Iterator[DemoServers]:
+    """The new dataset, slowly: a sync takes long enough to be killed in the middle."""
+    servers = start_demo_servers(
+        contacts=CONTACTS, seed=NEW_SEED, faults=Faults(latency=0.3), fub_rate_limit=10_000
+    )
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture(scope="module")
+def sync_seconds(slow_servers: DemoServers, tmp_path_factory: pytest.TempPathFactory) -> float:
+    """How long a whole `crm-tui sync` takes here, start to exit: kills land inside it."""
+    env = {**slow_servers.env(), "CRM_DATA_DIR": str(tmp_path_factory.mktemp("timing"))}
+    started = time.monotonic()
+    subprocess.run(
+        [sys.executable, "-m", "crm_tui", "sync", "--json"],
+        env={**os.environ, **env},
+        capture_output=True,
+        check=True,
+    )
+    return time.monotonic() - started
+
+
+def kill_sync_after(seconds: float, env: dict[str, str]) -> bool:
+    """Start `crm-tui sync`, SIGKILL it after `seconds`; True if it had already finished."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "crm_tui", "sync", "--json"],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(seconds)
+    finished = process.poll() is not None
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    return finished
+
+
+@pytest.mark.parametrize("seed", CRASH_SEEDS)
+async def test_a_sync_killed_at_any_point_leaves_old_or_new_never_a_mix(
+    tmp_path, good_servers, slow_servers, sync_seconds, seed
+):
+    REPORT.contacts = CONTACTS
+    settings = make_settings(tmp_path, **env_of(good_servers))
+    first, _ = await sync_all(settings)
+    previous = snapshot(first.store)
+    first.store.db.close()
+
+    # anywhere from the interpreter starting to the last commit
+    kill_at = random.Random(seed).uniform(0.15, 0.95) * sync_seconds
+    env = {
+        **slow_servers.env(),
+        "CRM_USER_ID": settings.user_id,
+        "CRM_DATA_DIR": str(settings.crm_data_dir),
+    }
+    finished = kill_sync_after(kill_at, env)
+
+    db = Database(settings.database_path)  # opens (and recovers the WAL) cleanly
+    assert db._conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    store = CacheStore(settings.user_id, db)
+    store.load_sync()
+    after = snapshot(store)
+    db.close()
+    fresh = make_settings(tmp_path, **env_of(slow_servers))
+    engine, reports = await sync_all(fresh)  # the next sync completes
+    assert all(r.outcome is Outcome.SUCCESS for r in reports.values())
+    states = []
+    for (name, stream), cached in after.items():
+        new = expected(engine.source(name), stream, slow_servers)
+        assert cached in (previous[(name, stream)], new), (name, stream)
+        states.append("new" if cached == new else "old")
+        assert {r.id: comparable(r) for r in engine.store.records(stream, name)} == new
+    new_streams = states.count("new")
+    if finished:
+        state = "already finished"
+    elif new_streams in (0, len(states)):
+        state = "every stream old" if new_streams == 0 else "every stream new"
+    else:
+        state = "some streams new, each whole"
+    REPORT.crashes.append((seed, kill_at, state))
