@@ -6,18 +6,23 @@ The faulty servers serve a different dataset (another seed) from the one synced 
 
 from __future__ import annotations
 
+import base64
 import os
 import random
+import secrets
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from crm_tui.demo.servers import DemoServers, Faults, start_demo_servers
+from crm_tui.app import make_app
+from crm_tui.config import Settings
+from crm_tui.demo.servers import DemoCredentials, DemoServers, Faults, start_demo_servers
 from crm_tui.models import Outcome, SyncState
 from crm_tui.store import CacheStore, Database
 from tests.conftest import make_settings
@@ -226,3 +231,118 @@ async def test_a_sync_killed_at_any_point_leaves_old_or_new_never_a_mix(
     else:
         state = "some streams new, each whole"
     REPORT.crashes.append((seed, kill_at, state))
+
+
+# -- secrets -------------------------------------------------------------------------------
+
+
+def secret_fields() -> list[str]:
+    return [
+        name for name, info in Settings.model_fields.items() if "SecretStr" in str(info.annotation)
+    ]
+
+
+def crm_tui(args: list[str], env: dict[str, str]) -> tuple[str, str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "crm_tui", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done.stdout, done.stderr
+
+
+def every_file(folder: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def leaks(canaries: dict[str, str], places: dict[str, bytes]) -> list[tuple[str, str]]:
+    """(place, which secret) for every canary found, raw or in the forms HTTP puts it in."""
+    found = []
+    for name, value in canaries.items():
+        forms = [value, base64.b64encode(f"{value}:".encode()).decode()]
+        for place, content in places.items():
+            if any(form.encode() in content for form in forms):
+                found.append((place, name))
+    return found
+
+
+@pytest.mark.usefixtures("no_retry_sleep")
+async def test_secret_canaries_appear_nowhere(tmp_path: Path):
+    token = secrets.token_hex(4)
+    canaries = {name: f"canary-{name}-{token}" for name in secret_fields()}
+    wrong = {name: f"wrong-canary-{name}-{token}" for name in secret_fields()}
+    servers = start_demo_servers(
+        contacts=CONTACTS,
+        seed=NEW_SEED,
+        # Brivity's read timeout is 90 s: a short hang, that still times out the others
+        faults=Faults(seed=5, error_rate=0.1, hang_request=3, hang_seconds=2, token_expiry_every=2),
+        credentials=DemoCredentials(
+            brivity_key=canaries["brivity_api_key"],
+            fub_key=canaries["fub_api_key"],
+            tp_client_secret=canaries["topproducer_client_secret"],
+            tp_api_key=canaries["topproducer_api_key"],
+        ),
+        fub_rate_limit=10_000,
+    )
+    outputs: dict[str, bytes] = {}
+    try:
+        base = {
+            **servers.env(),
+            "CRM_DATA_DIR": str(tmp_path / "data"),
+            "CRM_HTTP_TIMEOUT_SECONDS": "0.5",
+            "FUB_SYSTEM": "crm-tui-tests",
+        }
+        good = {**base, **{name.upper(): value for name, value in canaries.items()}}
+        bad = {**base, **{name.upper(): value for name, value in wrong.items()}}
+        export_dir = tmp_path / "exports"
+        export_dir.mkdir()
+        runs = [
+            (good, ["--debug", "sync", "--json"]),
+            (bad, ["--debug", "sync", "--json"]),  # authentication errors
+            (bad, ["--debug", "test-connection", "--json"]),
+            (good, ["--debug", "test-connection", "--json"]),
+            (good, ["--debug", "status", "--json"]),
+            (good, ["cached-data", "--json"]),
+            (good, ["--debug", "search", "an", "--json"]),
+            (good, ["duplicates", "--json"]),
+            (good, ["export", "--format", "json"]),
+            (good, ["export", "--format", "csv", "-o", str(export_dir / "contacts.csv")]),
+            (good, ["export", "--format", "vcf", "-o", str(export_dir / "contacts.vcf")]),
+            (bad, ["--debug", "merge", "p-none", "--json"]),
+            (bad, ["--debug", "merge", "p-none"]),  # a traceback on stderr
+            (bad, ["--debug", "test-connection", "brivity"]),
+        ]
+        for number, (env, args) in enumerate(runs):
+            stdout, stderr = crm_tui(args, env)
+            outputs[f"stdout of {' '.join(args)} ({number})"] = stdout.encode()
+            outputs[f"stderr of {' '.join(args)} ({number})"] = stderr.encode()
+        assert any(b"authentication failed" in v.lower() for v in outputs.values())
+        assert any(b"Traceback" in v for v in outputs.values())  # --debug printed some
+
+        settings = make_settings(
+            tmp_path, **{k.lower(): v for k, v in good.items() if k != "CRM_DATA_DIR"}
+        )
+        app = make_app(settings, sync_stale=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            while not app.loaded:
+                await pilot.pause(0.05)
+            for key in ("4", "enter", "escape", "1", "5"):
+                await pilot.press(key)
+                await pilot.pause(0.2)
+                outputs[f"screen after {key}"] = app.export_screenshot().encode()
+    finally:
+        servers.stop()
+    files = every_file(tmp_path)
+    assert any(p.endswith(".log") for p in files) and any("sqlite" in p for p in files)
+    places = {**outputs, **files}
+    assert leaks({**canaries, **wrong}, places) == []
+    REPORT.canaries = len(canaries) + len(wrong)
+    REPORT.canary_places = len(places)
+
+
+def test_the_canary_check_can_see_a_leak():
+    assert leaks({"k": "canary-k"}, {"log": b"... canary-k ..."}) == [("log", "k")]
+    basic = base64.b64encode(b"canary-k:")
+    assert leaks({"k": "canary-k"}, {"header": b"Basic " + basic}) == [("header", "k")]
