@@ -17,12 +17,14 @@ from typing import Any
 CHUNK = 2000
 
 
-def release_gradually(items: list[Any]) -> None:
-    """Take ownership of `items` and free them in the background, a slice at a time."""
-    if len(items) <= CHUNK:
+def release_gradually(items: list[Any], after: float = 0.0) -> None:
+    """Take ownership of `items` and free them in the background, a slice at a time,
+    starting `after` seconds from now (for lists a reader may still be walking)."""
+    if len(items) <= CHUNK and not after:
         return
 
     def run() -> None:
+        time.sleep(after)
         while items:
             del items[-CHUNK:]
             time.sleep(0)  # hand the lock back to the event loop between slices

@@ -6,11 +6,14 @@ The faulty servers serve a different dataset (another seed) from the one synced 
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import os
 import random
 import secrets
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -24,7 +27,9 @@ from crm_tui.app import make_app
 from crm_tui.config import Settings
 from crm_tui.demo.servers import DemoCredentials, DemoServers, Faults, start_demo_servers
 from crm_tui.models import Outcome, SyncState
+from crm_tui.search.index import SearchIndex
 from crm_tui.store import CacheStore, Database
+from crm_tui.sync.engine import SyncEngine
 from tests.conftest import make_settings
 from tests.reliability import FULL, REPORT, FaultRun
 from tests.test_integration import STREAMS, comparable, expected, sync_all
@@ -54,6 +59,7 @@ SCENARIOS: dict[str, Faults] = {
     "all transient faults together": Faults(seed=10, **TRANSIENT),  # type: ignore[arg-type]
     "all together, then the server goes away": Faults(seed=11, gone_after=6, **TRANSIENT),  # type: ignore[arg-type]
 }
+LOAD_QUERIES = ("an", "jo sm", "austin", "555", "status:lead ma")
 #: Faults no retry can get past: some stream must fail, and keep its old data.
 FATAL = {
     "server goes away mid-stream",
@@ -346,3 +352,112 @@ def test_the_canary_check_can_see_a_leak():
     assert leaks({"k": "canary-k"}, {"log": b"... canary-k ..."}) == [("log", "k")]
     basic = base64.b64encode(b"canary-k:")
     assert leaks({"k": "canary-k"}, {"header": b"Basic " + basic}) == [("header", "k")]
+
+
+# -- files and isolation -------------------------------------------------------------------
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_every_file_is_private_whatever_the_umask(tmp_path, good_servers):
+    data_dir, exports = tmp_path / "data", tmp_path / "exports"
+    exports.mkdir()
+    env = {**good_servers.env(), "CRM_DATA_DIR": str(data_dir), "CRM_USER_ID": "alice"}
+    commands = [["sync", "--json"], ["status", "--json"]]
+    commands += [
+        ["export", "--format", fmt, "-o", str(exports / f"contacts.{fmt}")]
+        for fmt in ("csv", "xlsx", "json", "vcf")
+    ]
+    for args in commands:
+        subprocess.run(
+            [sys.executable, "-m", "crm_tui", *args],
+            env={**os.environ, **env},
+            capture_output=True,
+            check=True,
+            preexec_fn=lambda: os.umask(0),  # in the child only
+        )
+    assert mode(data_dir) == 0o700
+    logs = list(data_dir.rglob("*.log"))
+    files = [p for p in [*data_dir.rglob("*"), *exports.iterdir()] if p.is_file()]
+    folders = [data_dir, *(p for p in data_dir.rglob("*") if p.is_dir())]
+    assert logs and len([f for f in files if f.suffix == ".sqlite3"]) == 1
+    assert {str(f): oct(mode(f)) for f in files} == {str(f): oct(0o600) for f in files}
+    assert {str(d): oct(mode(d)) for d in folders} == {str(d): oct(0o700) for d in folders}
+    REPORT.umask_files = len(files)
+
+
+def test_one_user_never_sees_another_users_data(tmp_path, good_servers):
+    alice = {**good_servers.env(), "CRM_DATA_DIR": str(tmp_path / "data"), "CRM_USER_ID": "alice"}
+    bob = {**alice, "CRM_USER_ID": "bob"}
+    crm_tui(["sync", "--json"], alice)
+    clusters = json.loads(crm_tui(["duplicates", "--json"], alice)[0])["clusters"]
+    assert clusters
+    alice_ids = {c["members"][0].split(":", 1)[1] for c in clusters}
+    outputs = {
+        "status": crm_tui(["status", "--json"], bob)[0],
+        "cached-data": crm_tui(["cached-data", "--json"], bob)[0],
+        "contacts": crm_tui(["contacts", "--json"], bob)[0],
+        "deals": crm_tui(["deals", "--json"], bob)[0],
+        "search": crm_tui(["search", "an", "--json"], bob)[0],
+        "export": crm_tui(["export", "--format", "json"], bob)[0],
+        "duplicates": crm_tui(["duplicates", "--json"], bob)[0],
+        "merge": crm_tui(["merge", clusters[0]["id"], "--json"], bob)[0],
+    }
+    assert json.loads(outputs["contacts"])["count"] == 0
+    assert json.loads(outputs["search"])["total"] == 0
+    assert json.loads(outputs["duplicates"])["total"] == 0
+    assert json.loads(outputs["merge"])["error"] == "Unknown cluster"
+    status = json.loads(outputs["status"])["status"]
+    assert all(s["contactCount"] == 0 for s in status.values())
+    for name, text in outputs.items():
+        assert not any(f'"{remote}"' in text for remote in alice_ids), name
+
+
+# -- load ------------------------------------------------------------------------------------
+
+
+def hits(result: Any) -> tuple[int, dict[str, list[str]]]:
+    """What a person sees of a search: the total and the records, in order, per source."""
+    return result.total, {s: [h.record.id for h in g] for s, g in result.groups.items()}
+
+
+@pytest.mark.usefixtures("no_retry_sleep")
+async def test_searches_stay_correct_through_back_to_back_syncs(tmp_path, good_servers):
+    """Searching every 10 ms through repeated syncs of the same dataset: every answer is the
+    same, whether it came from the old index or the new one (the figures are load_bench's)."""
+    syncs = 5 if FULL else 2
+    settings = make_settings(tmp_path, **env_of(good_servers))
+    store = CacheStore(settings.user_id, Database(settings.database_path))
+    engine = SyncEngine(settings, store)
+    index = SearchIndex()
+    await engine.sync_all()
+    await asyncio.to_thread(index.rebuild_from, store)
+    baseline = {q: hits(index.search(q, "contacts")) for q in LOAD_QUERIES}
+    answers: list[tuple[str, object]] = []
+    stop = asyncio.Event()
+
+    async def search_every_10ms() -> None:
+        n = 0
+        while not stop.is_set():
+            query = LOAD_QUERIES[n % len(LOAD_QUERIES)]
+            n += 1
+            result = await asyncio.to_thread(index.search, query, "contacts")
+            answers.append((query, hits(result)))
+            await asyncio.sleep(0.01)
+
+    searcher = asyncio.create_task(search_every_10ms())
+    try:
+        for _ in range(syncs):
+            reports = await engine.sync_all()
+            assert all(r.outcome is Outcome.SUCCESS for r in reports.values())
+            await asyncio.to_thread(index.rebuild_from, store, None, ("contacts", "deals"))
+    finally:
+        stop.set()
+        await searcher
+        await engine.aclose()
+    assert len(answers) > syncs
+    assert all(answer == baseline[query] for query, answer in answers)
+    REPORT.load_syncs += syncs
+    REPORT.load_searches += len(answers)

@@ -257,20 +257,17 @@ def _compare(value: Decimal, op: str, bound: Decimal) -> bool:
     }[op]
 
 
+#: Longer than any search takes, even on a loaded machine.
+RELEASE_GRACE_SECONDS = 2.0
+
+
 class SearchIndex:
     def __init__(self) -> None:
         self._segments: dict[tuple[RecordKind, str], Segment] = {}
         self._lock = threading.Lock()  # serialises builders; readers never wait
 
     def rebuild(self, kind: RecordKind, source: str, records: Iterable[Record]) -> None:
-        with gc_paused():
-            segment = Segment.build(records)
-        with self._lock:
-            old = self._segments.get((kind, source))
-            self._segments[(kind, source)] = segment
-        if old is not None:
-            doomed, old.records = old.records, []
-            release_gradually(doomed)
+        self._swap(kind, {source: records}, replace_all=False)
 
     def drop(self, kind: RecordKind, source: str | None = None) -> None:
         with self._lock:
@@ -284,10 +281,25 @@ class SearchIndex:
         """Re-index the parts of a CacheStore that changed (a source, or everything)."""
         for kind in kinds:
             names = [source] if source is not None else store.sources()
-            if source is None:
-                self.drop(kind)
-            for name in names:
-                self.rebuild(kind, name, store.stream(kind, name).values())
+            parts = {name: store.stream(kind, name).values() for name in names}
+            self._swap(kind, parts, replace_all=source is None)
+
+    def _swap(
+        self, kind: RecordKind, parts: dict[str, Iterable[Record]], replace_all: bool
+    ) -> None:
+        """Build every new segment first, then put them in place in one step: a search
+        running meanwhile sees the old segments or the new ones, never a gap."""
+        with gc_paused():
+            built = {(kind, name): Segment.build(records) for name, records in parts.items()}
+        with self._lock:
+            stale = [
+                key for key in self._segments if key in built or (replace_all and key[0] == kind)
+            ]
+            old = [self._segments.pop(key) for key in stale]
+            self._segments.update(built)
+        for segment in old:
+            # A search that began before the swap may still be reading it: free it later.
+            release_gradually(segment.records, after=RELEASE_GRACE_SECONDS)
 
     def search(
         self,
