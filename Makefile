@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench
+.PHONY: demo test lint bench reliability
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "crm-tui needs Python 3.11 or newer on the PATH" >&2; exit 1; }
@@ -25,6 +25,17 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q
 
+# The full-size figures quoted in the README (several minutes each on two cores).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/store_bench.py --contacts 1000000
-	$(BIN)/python benchmarks/sync_bench.py
+	$(BIN)/python benchmarks/search_bench.py --sizes 100000 1000000
+	$(BIN)/python benchmarks/sync_bench.py --contacts 100000
+	$(BIN)/python benchmarks/tui_bench.py --contacts 1000000 --sync-contacts 100000
+	$(BIN)/python benchmarks/dedup_bench.py --sizes 100000 1000000 --quality 2000
+	$(BIN)/python benchmarks/load_bench.py --contacts 100000
+
+# The reliability suite at full size (more contacts, more crash points); its report
+# replaces the README's "Reliability" section.
+reliability: $(STAMP)
+	CRM_TEST_FULL=1 $(BIN)/python -m pytest -q tests/test_reliability.py
+	$(BIN)/python -m tests.reliability

@@ -38,7 +38,9 @@ def queries(sample) -> list[tuple[str, str]]:
         ("rare string", sample.email.split("@")[0]),
         ("no hit", "zzqqxx"),
         ("2 characters", "an"),
+        ("a city (many hits, no name)", "austin"),
         ("with a filter", "smith city:austin"),
+        ("2 characters and a filter", "an status:lead"),
     ]
 
 

@@ -236,3 +236,80 @@ async def test_the_index_follows_the_store():
     assert ids(index.search("joh")) == {"followupboss:4"}
     await store.clear()
     assert index.search("joh").total == 0
+
+
+def reference_score(record: Contact, terms: list[str]) -> int:
+    """The ranking's definition: per word, 0 at the start of a word of the name, 1 inside
+    the name, 2 at the start of a word of another field, 3 anywhere else."""
+    fields = [fold(field_text(record, f)) for f in CONTACT_FIELDS] + [digits(record.phone)]
+    name, others = fields[0], fields[1:]
+
+    def word_start(text: str, term: str) -> bool:
+        return text.startswith(term) or f" {term}" in text
+
+    score = 0
+    for term in terms:
+        if word_start(name, term):
+            continue
+        score += 1 if term in name else 2 if any(word_start(text, term) for text in others) else 3
+    return score
+
+
+@settings(max_examples=150, deadline=None)
+@given(records_strategy, st.text(ALPHABET, min_size=2, max_size=10), st.integers(1, 8))
+def test_ranking_equals_the_reference_best_first_ties_by_position(rows, query, limit):
+    records = [
+        contact(i, "brivity", first_name=first or None, last_name=last or None, phone=phone)
+        for i, (first, last, _, phone) in enumerate(rows)
+    ]
+    if any(":" in w for w in query.split()) or len(query.strip()) < 2:
+        return
+    terms = [fold(w) for w in query.split() if len(fold(w).encode()) >= 2]
+    if len(terms) != len(query.split()):
+        return  # one-letter words are matched line by line; covered by the example tests
+    index = SearchIndex()
+    index.rebuild("contacts", "brivity", records)
+    hits = index.search(query, limit=limit).groups.get("brivity", [])
+    expected = sorted(
+        (reference_score(r, terms), i)
+        for i, r in enumerate(records)
+        if r.id in reference(records, query).get("brivity", set())
+    )[:limit]
+    assert [(h.score, h.record.id) for h in hits] == [(s, records[i].id) for s, i in expected]
+
+
+filter_values = st.sampled_from(["lead", "Lead Hot", "client", "past client", "", "José"])
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(filter_values, filter_values, st.lists(filter_values, max_size=3)),
+        max_size=30,
+    ),
+    st.sampled_from(["status", "stage", "city", "tag"]),
+    st.sampled_from(["lead", "client", "jose", "hot", "past"]),
+)
+def test_filters_equal_the_reference(rows, key, value):
+    records = [
+        contact(
+            i,
+            status=status or None,
+            city=city or None,
+            stage=status or None,
+            tags=tuple(t for t in tags if t),
+        )
+        for i, (status, city, tags) in enumerate(rows)
+    ]
+    index = SearchIndex()
+    index.rebuild("contacts", "brivity", records)
+    got = {
+        h.record.id for h in index.search(f"{key}:{value}", limit=1000).groups.get("brivity", [])
+    }
+
+    def passes(record: Contact) -> bool:
+        if key == "tag":
+            return any(fold(t) == value or fold(t).startswith(value) for t in record.tags)
+        return value in fold(getattr(record, key) or "")
+
+    assert got == {r.id for r in records if passes(r)}

@@ -8,11 +8,11 @@ search sees the old segment or the new one, never a mix.
 
 from __future__ import annotations
 
-import heapq
+import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -79,6 +79,8 @@ class Segment:
     starts: np.ndarray  # byte offset of each record's line; one extra at the end
     positions: np.ndarray
     offsets: np.ndarray
+    name_ends: np.ndarray  # byte offset where each line's first field (the name) ends
+    _facets: Facets | None = None
 
     @classmethod
     def build(cls, records: Iterable[Record]) -> Segment:
@@ -87,6 +89,9 @@ class Segment:
         data = np.frombuffer(text, dtype=np.uint8)
         starts = np.zeros(len(ordered) + 1, dtype=np.int64)
         starts[1:] = np.flatnonzero(data == 0x0A) + 1
+        # every line has its separators, so the first one after a line's start ends its name
+        seps = np.flatnonzero(data == _SEP_BYTE)
+        name_ends = seps[np.searchsorted(seps, starts[:-1])] if len(seps) else starts[1:] - 1
         first, second = data[:-1], data[1:]
         codes = (first.astype(np.uint16) << 8) | second
         for byte in _SKIP_BYTES:
@@ -97,13 +102,14 @@ class Segment:
         skipped = int(offsets[1])
         positions = order[skipped:].astype(np.uint32)
         offsets = np.maximum(offsets - skipped, 0)
-        return cls(ordered, data, starts, positions, offsets)
+        return cls(ordered, data, starts, positions, offsets, name_ends)
 
     def line(self, index: int) -> bytes:
         return self.data[self.starts[index] : self.starts[index + 1] - 1].tobytes()
 
-    def occurrences(self, term: bytes) -> np.ndarray:
-        """Records whose line contains `term` (two bytes or more), ascending, once each."""
+    def occurrences(self, term: bytes) -> tuple[np.ndarray, np.ndarray]:
+        """Where `term` (two bytes or more) occurs: byte offsets ascending, and the record
+        each falls in (ascending too, repeated when a line holds the term twice)."""
         pairs = [((term[i] << 8) | term[i + 1], i) for i in range(len(term) - 1)]
         code, shift = min(pairs, key=lambda p: self.offsets[p[0] + 1] - self.offsets[p[0]])
         begin = self.positions[self.offsets[code] : self.offsets[code + 1]].astype(np.int64)
@@ -113,39 +119,167 @@ class Segment:
             if j in (shift, shift + 1) or not len(begin):
                 continue
             begin = begin[self.data[begin + j] == byte]
-        owners = np.searchsorted(self.starts, begin, side="right") - 1
-        if len(owners) > 1:
-            owners = owners[np.concatenate(([True], owners[1:] != owners[:-1]))]
-        return owners
+        return begin, np.searchsorted(self.starts, begin, side="right") - 1
 
-    def matching(self, terms: Sequence[bytes]) -> Sequence[int]:
-        """Indexes of records whose line contains every term, ascending."""
+    def places(self, begin: np.ndarray, owners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per record (once each), the best place among its occurrences: 0 at the start of
+        a word of the name, 1 elsewhere in the name, 2 at the start of a word of another
+        field, 3 anywhere else."""
+        before = self.data[np.maximum(begin - 1, 0)]
+        word = (begin == self.starts[owners]) | (before == 0x20) | (before == _SEP_BYTE)
+        place = np.where(begin < self.name_ends[owners], 0, 2).astype(np.int16) + ~word
+        first = _firsts(owners)
+        return owners[first], np.minimum.reduceat(place, first) if len(first) else place
+
+    def matching(self, terms: Sequence[bytes]) -> Matches:
+        """Records whose line contains every term, ascending."""
         found: np.ndarray | None = None
+        hits = []
         for term in terms:
             if len(term) < 2:
                 continue
-            current = self.occurrences(term)
+            begin, owners = self.occurrences(term)
+            hits.append((begin, owners))
+            owners = owners[_firsts(owners)]
             if found is None:
-                found = current
-            else:
-                at = np.searchsorted(current, found)
-                at[at == len(current)] = 0
-                found = found[current[at] == found] if len(current) else current
-        indexes: Sequence[int] = range(len(self.records)) if found is None else found
-        short = [t for t in terms if len(t) < 2]  # a lone letter: checked on the line
-        if not short:
-            return indexes
-        line = self.line
-        return [i for i in _each(indexes) if all(t in line(i) for t in short)]
+                found = owners
+                continue
+            at = np.searchsorted(owners, found)
+            at[at == len(owners)] = 0
+            found = found[owners[at] == found] if len(owners) else owners
+        if found is None:
+            found = np.arange(len(self.records))
+        short = [t for t in terms if len(t) < 2]  # a lone letter: checked line by line
+        if short and len(found):
+            keep = [all(t in self.line(i) for t in short) for i in found.tolist()]
+            found = found[np.asarray(keep, dtype=bool)]
+        return Matches(self, found, hits, short)
+
+    def facets(self) -> Facets:
+        """Field values as codes, for filters; built on the first filtered search."""
+        if self._facets is None:
+            self._facets = Facets(self.records)
+        return self._facets
 
 
-def _each(indexes: Sequence[int]) -> Iterator[int]:
-    """Python ints from a numpy array a chunk at a time: callers often stop early."""
-    if not isinstance(indexes, np.ndarray):
-        yield from indexes
-        return
-    for start in range(0, len(indexes), 1024):
-        yield from indexes[start : start + 1024].tolist()
+def _firsts(owners: np.ndarray) -> np.ndarray:
+    """Where each run of equal values starts in an ascending array."""
+    if not len(owners):
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.concatenate(([True], owners[1:] != owners[:-1])))
+
+
+@dataclass(slots=True)
+class Matches:
+    """A segment's records matching a query, and what it takes to rank them."""
+
+    segment: Segment
+    found: np.ndarray
+    hits: list[tuple[np.ndarray, np.ndarray]]  # per term: offsets and their records
+    short: list[bytes]
+
+    def scores(self, candidates: np.ndarray, upto: int | None = None) -> np.ndarray:
+        """Each candidate's score (lower is better), counting only occurrences in records
+        up to `upto`, so a prefix of the candidates costs a prefix of the work."""
+        total = np.zeros(len(candidates), dtype=np.int16)
+        for begin, owners in self.hits:
+            if upto is not None:
+                cut = int(np.searchsorted(owners, upto, side="right"))
+                begin, owners = begin[:cut], owners[:cut]
+            records, place = self.segment.places(begin, owners)
+            total += place[np.searchsorted(records, candidates)]
+        if self.short:
+            line = self.segment.line
+            total += np.array(
+                [_score(line(i), self.short) for i in candidates.tolist()], dtype=np.int16
+            )
+        return total
+
+    def best(self, candidates: np.ndarray, limit: int) -> list[tuple[int, int]]:
+        """The `limit` best (score, index) pairs, ties by position. When the first few
+        candidates already hold `limit` perfect scores (common words), nothing later can
+        displace them and the rest are never scored."""
+        if not len(candidates):
+            return []
+        size = 4 * limit
+        while size < len(candidates):
+            head = candidates[:size]
+            perfect = head[self.scores(head, int(head[-1])) == 0]
+            if len(perfect) >= limit:
+                return [(0, int(i)) for i in perfect[:limit]]
+            if not len(perfect):
+                break  # not a name word here: the whole scoring will be needed anyway
+            size *= 8
+        return _best(candidates, self.scores(candidates), limit)
+
+
+class Facets:
+    """Each filterable field's distinct folded values, and per record the code of its value:
+    a filter tests the few distinct values in Python and the records in numpy."""
+
+    TEXT = ("status", "stage", "city")
+
+    def __init__(self, records: Sequence[Record]) -> None:
+        self.size = len(records)
+        self.deals = bool(records) and isinstance(records[0], Deal)
+        self.values: dict[str, list[str]] = {}
+        self.codes: dict[str, np.ndarray] = {}
+        for name in self.TEXT:
+            raw = [getattr(r, name, None) for r in records]
+            self.values[name], self.codes[name] = _codes(raw)
+        tags = [] if self.deals else [(i, t) for i, r in enumerate(records) for t in r.tags]  # type: ignore[union-attr]
+        self.tag_owner = np.array([i for i, _ in tags], dtype=np.int64)
+        self.tag_values, self.tag_codes = _codes([t for _, t in tags])
+        deals = records if self.deals else []
+        self.closing_values, self.closing_codes = _codes([r.close_date for r in deals])  # type: ignore[union-attr]
+        self.amounts = np.array(
+            [np.nan if r.amount is None else float(r.amount) for r in deals],  # type: ignore[union-attr]
+            dtype=np.float64,
+        )
+
+    def mask(self, query: Query) -> np.ndarray:
+        """Which records pass every filter of `query` except `source:`."""
+        keep = np.ones(self.size, dtype=bool)
+        for key, wanted in query.filters.items():
+            if key == "source":
+                continue
+            for value in wanted:
+                if key == "tag":
+                    hit = [t == value or t.startswith(value) for t in self.tag_values]
+                    has = np.zeros(self.size, dtype=bool)
+                    has[self.tag_owner[np.asarray(hit, dtype=bool)[self.tag_codes]]] = True
+                    keep &= has
+                else:
+                    hit = [value in v for v in self.values[key]]
+                    keep &= np.asarray(hit, dtype=bool)[self.codes[key]]
+        if query.amounts or query.closing:
+            if not self.deals:
+                return np.zeros(self.size, dtype=bool)
+            for op, bound in query.amounts:
+                keep &= _COMPARE[op](self.amounts, float(bound))  # NaN compares False
+            if query.closing:
+                hit = [v.startswith(query.closing) for v in self.closing_values]
+                keep &= np.asarray(hit, dtype=bool)[self.closing_codes]
+        return keep
+
+
+_COMPARE = {
+    "<": np.less,
+    "<=": np.less_equal,
+    ">": np.greater,
+    ">=": np.greater_equal,
+    "=": np.equal,
+}
+
+
+def _codes(values: list[str | None]) -> tuple[list[str], np.ndarray]:
+    """Distinct folded values and, per item, the index of its value. Raw values repeat
+    (a few statuses over a million records), so each is folded once."""
+    folded: dict[str, int] = {}
+    seen: dict[str | None, int] = {}
+    for raw in set(values):
+        seen[raw] = folded.setdefault(fold(raw or ""), len(folded))
+    return list(folded), np.array([seen[v] for v in values], dtype=np.int32)
 
 
 @dataclass(slots=True)
@@ -183,6 +317,7 @@ class SearchResult:
 
 
 _SEP = FIELD_SEP.encode()
+_SEP_BYTE = _SEP[0]
 
 
 def _score(line: bytes, terms: Sequence[bytes]) -> int:
@@ -201,62 +336,17 @@ def _score(line: bytes, terms: Sequence[bytes]) -> int:
     return score
 
 
-def _best(
-    segment: Segment, candidates: list[int], terms: Sequence[bytes], limit: int
-) -> list[tuple[int, int]]:
-    """The `limit` best (score, index) pairs. Stops early once `limit` perfect scores are
-    found: ties go by position, so nothing later can displace them."""
-    if not terms:
-        return [(0, int(i)) for i in candidates[:limit]]
-    best: list[tuple[int, int]] = []
-    perfect = 0
-    line = segment.line
-    for i in _each(candidates):
-        score = _score(line(i), terms)
-        if score == 0:
-            perfect += 1
-        if len(best) < limit:
-            heapq.heappush(best, (-score, -i))
-        elif (-score, -i) > best[0]:
-            heapq.heapreplace(best, (-score, -i))
-        if perfect >= limit:
-            break
-    return sorted((-s, -i) for s, i in best)
+def _best(candidates: np.ndarray, scores: np.ndarray, limit: int) -> list[tuple[int, int]]:
+    """The `limit` best (score, index) pairs: lowest score first, ties by position."""
+    key = scores.astype(np.int64) * (int(candidates.max()) + 1) + candidates
+    if len(key) > limit:
+        key = key[np.argpartition(key, limit)[:limit]]
+    order = np.sort(key)
+    span = int(candidates.max()) + 1
+    return [(int(k // span), int(k % span)) for k in order]
 
 
-def _passes_filters(record: Record, query: Query) -> bool:
-    for key, values in query.filters.items():
-        if key == "source":
-            continue  # applied per segment
-        if key == "tag":
-            tags = [fold(t) for t in record.tags] if isinstance(record, Contact) else []
-            if not all(any(v == t or t.startswith(v) for t in tags) for v in values):
-                return False
-            continue
-        actual = fold(getattr(record, key, None) or "")
-        if not all(v in actual for v in values):
-            return False
-    if query.amounts or query.closing:
-        if not isinstance(record, Deal):
-            return False
-        for op, bound in query.amounts:
-            if record.amount is None or not _compare(record.amount, op, bound):
-                return False
-        if query.closing and not (record.close_date or "").startswith(query.closing):
-            return False
-    return True
-
-
-def _compare(value: Decimal, op: str, bound: Decimal) -> bool:
-    return {
-        "<": value < bound,
-        "<=": value <= bound,
-        ">": value > bound,
-        ">=": value >= bound,
-        "=": value == bound,
-    }[op]
-
-
+BUILD_THREADS = min(4, os.cpu_count() or 1)
 #: Longer than any search takes, even on a loaded machine.
 RELEASE_GRACE_SECONDS = 2.0
 
@@ -289,14 +379,19 @@ class SearchIndex:
     ) -> None:
         """Build every new segment first, then put them in place in one step: a search
         running meanwhile sees the old segments or the new ones, never a gap."""
-        with gc_paused():
-            built = {(kind, name): Segment.build(records) for name, records in parts.items()}
+        with gc_paused(), ThreadPoolExecutor(max_workers=BUILD_THREADS) as pool:
+            # numpy's sorting releases the interpreter lock: one source's sort runs while
+            # the next source's text is being built
+            futures = {(kind, name): pool.submit(Segment.build, r) for name, r in parts.items()}
+            built = {key: future.result() for key, future in futures.items()}
         with self._lock:
             stale = [
                 key for key in self._segments if key in built or (replace_all and key[0] == kind)
             ]
             old = [self._segments.pop(key) for key in stale]
             self._segments.update(built)
+        for segment in built.values():
+            segment.facets()  # searchable already; filters ready a moment later
         for segment in old:
             # A search that began before the swap may still be reading it: free it later.
             release_gradually(segment.records, after=RELEASE_GRACE_SECONDS)
@@ -317,21 +412,13 @@ class SearchIndex:
         text_terms = [t.decode("utf-8") for t in terms]
         fields_ = CONTACT_FIELDS if kind == "contacts" else DEAL_FIELDS
         filtered = bool(query.filters.keys() - {"source"} or query.amounts or query.closing)
-        # A text filter's value is somewhere in the record's line too: let the index narrow
-        # the candidates before the exact per-field check.
-        narrowing = terms + [
-            v.encode("utf-8")
-            for k, values in query.filters.items()
-            if k != "source"
-            for v in values
-        ]
         for (segment_kind, source), segment in list(self._segments.items()):
             if segment_kind != kind or (wanted and source not in wanted):
                 continue
-            candidates = segment.matching(narrowing)
-            if filtered:
-                records = segment.records
-                candidates = [i for i in _each(candidates) if _passes_filters(records[i], query)]
+            matches = segment.matching(terms)
+            candidates = matches.found
+            if filtered and len(candidates):
+                candidates = candidates[segment.facets().mask(query)[candidates]]
             if not len(candidates):
                 continue
             counts[source] = len(candidates)
@@ -341,6 +428,6 @@ class SearchIndex:
                     score,
                     {f: spans(field_text(segment.records[i], f), text_terms) for f in fields_},
                 )
-                for score, i in _best(segment, candidates, terms, limit)
+                for score, i in matches.best(candidates, limit)
             ]
         return SearchResult(query.text, kind, groups, counts)

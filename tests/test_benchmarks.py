@@ -1,0 +1,34 @@
+"""Every benchmark runs end to end at a small size: the scripts stay working. Figures are
+printed, never asserted (timings on a shared CI machine mean nothing)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "expect"),
+    [
+        ("store_bench.py", ["--contacts", "2000"], "load"),
+        ("search_bench.py", ["--sizes", "3000", "--runs", "3"], "p95"),
+        ("sync_bench.py", ["--contacts", "500"], "records/s"),
+        ("tui_bench.py", ["--contacts", "2000", "--sync-contacts", "500"], "first paint"),
+        ("dedup_bench.py", ["--sizes", "3000", "--quality", "120"], "precision"),
+        ("load_bench.py", ["--contacts", "300", "--syncs", "1", "--idle-seconds", "0.3"], "p95"),
+    ],
+)
+def test_benchmark_runs_at_a_small_size(script: str, args: list[str], expect: str) -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert expect in done.stdout
