@@ -168,6 +168,7 @@ async def test_a_failing_source_shows_its_error_in_full(tmp_path, demo_servers):
 
 
 HOSTILE = ("[@click=app.quit]Bob[/]", "[/oops]", '[link="https://x"]y[/link]')
+HOSTILE_FIRST = HOSTILE[0]
 
 
 async def test_hostile_records_render_literally_and_fire_nothing(demo_settings):
@@ -201,6 +202,24 @@ async def test_hostile_records_render_literally_and_fire_nothing(demo_settings):
         for mode in ("4", "5", "1"):
             await pilot.press(mode)
             await pilot.pause(0.1)
+        # People: a hostile record linked to its person (both keys agree, names differ)
+        await pilot.press("6")
+        await pilot.pause(0.2)
+        people = app.screen.query_one(RecordTable)
+        names = {m: app.store.get("contacts", m).first_name for c in people.rows for m in c.members}
+        row = next(
+            i
+            for i, c in enumerate(people.rows)
+            if any(names[m] == HOSTILE_FIRST for m in c.members)
+        )
+        assert people.rows[row].flagged
+        people.cursor = row
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        compare = app.screen.query_one("#compare", DataTable)
+        assert any(HOSTILE_FIRST in cell for row in cells(compare) for cell in row)
+        await pilot.click("#compare", offset=(40, 2))
+        await pilot.press("escape", "escape")
         assert app.is_running
     assert fired == []
 

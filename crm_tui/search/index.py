@@ -9,6 +9,7 @@ search sees the old segment or the new one, never a mix.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -186,6 +187,10 @@ class Matches:
             if upto is not None:
                 cut = int(np.searchsorted(owners, upto, side="right"))
                 begin, owners = begin[:cut], owners[:cut]
+            if len(candidates) * 4 < len(owners):  # few candidates: only their occurrences
+                at = np.minimum(np.searchsorted(candidates, owners), len(candidates) - 1)
+                mine = candidates[at] == owners
+                begin, owners = begin[mine], owners[mine]
             records, place = self.segment.places(begin, owners)
             total += place[np.searchsorted(records, candidates)]
         if self.short:
@@ -336,6 +341,23 @@ def _score(line: bytes, terms: Sequence[bytes]) -> int:
     return score
 
 
+def _highlights(
+    segment: Segment,
+    index: int,
+    fields: Sequence[str],
+    finder: re.Pattern[bytes] | None,
+    text_terms: list[str],
+) -> dict[str, list[tuple[int, int]]]:
+    """Matched spans per field. The record's folded line says which fields hold a term
+    (its fields come in `fields` order), so only those are folded again for positions."""
+    record = segment.records[index]
+    out: dict[str, list[tuple[int, int]]] = {}
+    for name, part in zip(fields, segment.line(index).split(_SEP), strict=False):
+        found = finder is not None and finder.search(part) is not None
+        out[name] = spans(field_text(record, name), text_terms) if found else []
+    return out
+
+
 def _best(candidates: np.ndarray, scores: np.ndarray, limit: int) -> list[tuple[int, int]]:
     """The `limit` best (score, index) pairs: lowest score first, ties by position."""
     key = scores.astype(np.int64) * (int(candidates.max()) + 1) + candidates
@@ -410,6 +432,7 @@ class SearchIndex:
         counts: dict[str, int] = {}
         terms = sorted({t.encode("utf-8") for t in query.terms}, key=len, reverse=True)
         text_terms = [t.decode("utf-8") for t in terms]
+        finder = re.compile(b"|".join(map(re.escape, terms))) if terms else None
         fields_ = CONTACT_FIELDS if kind == "contacts" else DEAL_FIELDS
         filtered = bool(query.filters.keys() - {"source"} or query.amounts or query.closing)
         for (segment_kind, source), segment in list(self._segments.items()):
@@ -423,11 +446,7 @@ class SearchIndex:
                 continue
             counts[source] = len(candidates)
             groups[source] = [
-                Hit(
-                    segment.records[i],
-                    score,
-                    {f: spans(field_text(segment.records[i], f), text_terms) for f in fields_},
-                )
+                Hit(segment.records[i], score, _highlights(segment, i, fields_, finder, text_terms))
                 for score, i in matches.best(candidates, limit)
             ]
         return SearchResult(query.text, kind, groups, counts)
