@@ -36,10 +36,14 @@ from tests.test_integration import STREAMS, comparable, expected, sync_all
 
 CONTACTS = 2000 if FULL else 260
 GOOD_SEED, NEW_SEED = 11, 12
+#: Count-based faults fire every n requests; a bigger dataset makes more requests, so n
+#: grows with it. Kept above twice the paginator's concurrency, or a burst or an expiry
+#: would meet every retry of the same page and no retry policy could get past it.
+EVERY = 5 if FULL else 1
 TRANSIENT = dict(
     error_rate=0.1,
-    burst_every=7,
-    token_expiry_every=5,
+    burst_every=7 * EVERY,
+    token_expiry_every=5 * EVERY,
     reset_rate=0.05,
     malformed_request=3,
     hang_request=4,
@@ -48,16 +52,20 @@ TRANSIENT = dict(
 )
 SCENARIOS: dict[str, Faults] = {
     "20% 5xx": Faults(seed=1, error_rate=0.2),
-    "429 bursts with Retry-After": Faults(seed=2, burst_every=4, retry_after="1"),
+    "429 bursts with Retry-After": Faults(seed=2, burst_every=4 * EVERY, retry_after="1"),
     "connection resets": Faults(seed=3, reset_rate=0.3),
     "a page hangs past the deadline": Faults(seed=4, hang_request=2, hang_seconds=30),
     "a malformed JSON page": Faults(seed=5, malformed_request=2),
-    "token expiry mid-sync": Faults(seed=6, token_expiry_every=3),
+    "token expiry mid-sync": Faults(seed=6, token_expiry_every=3 * EVERY),
     "the same record on two pages": Faults(seed=7, overlap_pages=True),
-    "server goes away mid-stream": Faults(seed=8, gone_after=3),
+    "server goes away mid-stream": Faults(seed=8, gone_after=3 * EVERY),
     "server answers only 5xx": Faults(seed=9, error_rate=1.0),
     "all transient faults together": Faults(seed=10, **TRANSIENT),  # type: ignore[arg-type]
-    "all together, then the server goes away": Faults(seed=11, gone_after=6, **TRANSIENT),  # type: ignore[arg-type]
+    "all together, then the server goes away": Faults(
+        seed=11,
+        gone_after=6 * EVERY,
+        **TRANSIENT,  # type: ignore[arg-type]
+    ),
 }
 LOAD_QUERIES = ("an", "jo sm", "austin", "555", "status:lead ma")
 #: Faults no retry can get past: some stream must fail, and keep its old data.
