@@ -13,9 +13,11 @@ from textual.widgets import DataTable, Footer, Static
 
 from crm_tui.config import DISPLAY_NAMES
 from crm_tui.dedup import Cluster
+from crm_tui.dedup.keys import PhoneKeys, email_key
 from crm_tui.dedup.merge import FieldChoice, MergeResult, merge_cluster, plan_merge, undo_merge
 from crm_tui.models import Contact
 from crm_tui.screens.detail import RecordScreen
+from crm_tui.search.text import fold
 from crm_tui.widgets.safe import safe
 
 if TYPE_CHECKING:
@@ -58,6 +60,7 @@ class ClusterScreen(ModalScreen[None]):
         self.cluster = cluster
         self.records: list[Contact] = []
         self.plan: dict[str, FieldChoice] = {}
+        self.phones = PhoneKeys()
 
     @property
     def crm(self) -> CrmApp:
@@ -73,6 +76,7 @@ class ClusterScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         store = self.crm.store
+        self.phones = PhoneKeys(self.crm.settings.crm_phone_region)
         found = (store.get("contacts", m) for m in self.cluster.members)
         self.records = [r for r in found if isinstance(r, Contact)]
         self.plan = plan_merge(self.records)
@@ -118,10 +122,18 @@ class ClusterScreen(ModalScreen[None]):
         )
         self.query_one("#evidence-text", Static).update(lines)
 
+    def _same_as(self, name: str, value: str) -> str | None:
+        """What two values are compared as: a phone by its number, not its formatting."""
+        if name == "phone":
+            return self.phones(value)
+        if name == "email":
+            return email_key(value)
+        return fold(value).strip() or None
+
     def _cells(self, name: str) -> list[Text]:
         choice = self.plan[name]
         values = [_shown(getattr(r, name)) for r in self.records]
-        differs = len({v.casefold() for v in values if v}) > 1
+        differs = len({self._same_as(name, v) for v in values if v} - {None}) > 1
         cells = [safe(("≠ " if differs else "  ") + name, DIFFERS if differs else "bold")]
         cells.append(safe(_shown(choice.value), "bold"))
         for record, value in zip(self.records, values, strict=True):
