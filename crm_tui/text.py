@@ -24,7 +24,11 @@ def clean(value: object) -> str | None:
     """An optional field's text: None stays None, everything else is str, stripped of controls."""
     if value is None:
         return None
-    if isinstance(value, str):
+    if type(value) is str:
+        if value.isprintable():  # no control character at all: the common case, at C speed
+            return value.strip() or None
+        text = value
+    elif isinstance(value, str):
         text = value
     elif isinstance(value, bool):
         text = "true" if value else "false"

@@ -18,7 +18,9 @@ def primary(list_key: str) -> Any:
         items = raw.get(list_key)
         if not isinstance(items, list):
             return None
-        entries = [i for i in items if isinstance(i, Mapping) and i.get("value")]
+        entries = [
+            i for i in items if (type(i) is dict or isinstance(i, Mapping)) and i.get("value")
+        ]
         for entry in entries:
             if entry.get("isPrimary") in (True, 1, "1", "true"):
                 return entry.get("value")

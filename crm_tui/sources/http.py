@@ -13,7 +13,6 @@ import base64
 import contextvars
 import email.utils
 import functools
-import json
 import logging
 import ssl
 import time
@@ -27,6 +26,7 @@ import certifi
 import httpx
 import stamina
 
+from crm_tui import jsoncodec
 from crm_tui.logs import SecretMasker
 from crm_tui.sources.errors import AuthError, RateLimited, RemoteError
 from crm_tui.text import single_line
@@ -401,8 +401,8 @@ class HttpClient:
         content = response.content
         try:
             if len(content) > _LARGE_BODY:
-                return await asyncio.to_thread(json.loads, content)
-            return json.loads(content)
+                return await asyncio.to_thread(jsoncodec.loads, content)
+            return jsoncodec.loads(content)
         except ValueError:
             raise _Retryable(f"Malformed JSON from {self.display_name}") from None
 

@@ -11,7 +11,6 @@ function of the payload. Users add or override entries in `mappings.toml` in the
 from __future__ import annotations
 
 import functools
-import json
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -20,6 +19,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from crm_tui import jsoncodec
 from crm_tui.models import (
     CONTACT_EDITABLE,
     DEAL_EDITABLE,
@@ -52,7 +52,8 @@ def get_path(raw: Any, path: str) -> Any:
     value = raw
     for key, index in _path_parts(path):
         if key:
-            if not isinstance(value, Mapping):
+            # decoded JSON is plain dicts: skip the slower abstract-class check for them
+            if type(value) is not dict and not isinstance(value, Mapping):
                 return None
             value = value.get(key)
         else:
@@ -144,22 +145,19 @@ def _clean_payload(value: Any, depth: int = 0) -> Any:
     return value
 
 
-# JSON escapes C0 controls as \u00XX; DEL and C1 stay literal. Either means "clean first".
-_ESCAPED_CONTROL = re.compile(r"\\u00(?:[01][0-9a-fA-F]|7[fF]|[89][0-9a-fA-F])|[\x7f-\x9f]")
+# JSON escapes C0 controls as \u00XX (\b and \f in short); DEL and C1 stay literal. Any of
+# them means "clean first".
+_ESCAPED_CONTROL = re.compile(r"\\u00(?:[01][0-9a-fA-F]|7[fF]|[89][0-9a-fA-F])|\\[bf]|[\x7f-\x9f]")
 
 
 def raw_json(raw: Any) -> str:
     """The payload as compact JSON without control characters. Most payloads have none, so
-    they are serialised once and checked, rather than walked field by field."""
-    try:
-        text = json.dumps(
-            raw, ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False
-        )
-    except ValueError:  # NaN or infinity somewhere: the slow path turns them into null
-        text = ""
-    if text and not _ESCAPED_CONTROL.search(text):
+    they are serialised once and checked, rather than walked field by field. (NaN and
+    infinity come out as null.)"""
+    text = jsoncodec.dumps(raw)
+    if not _ESCAPED_CONTROL.search(text):
         return text
-    return json.dumps(_clean_payload(raw), ensure_ascii=False, separators=(",", ":"), default=str)
+    return jsoncodec.dumps(_clean_payload(raw))
 
 
 def remote_id_of(value: Any) -> str:
@@ -295,7 +293,7 @@ def build_record(
 ) -> Record:
     """Map and coerce one payload. Raises InvalidRecord with the reason, never anything else.
     `compiled` says the map's values are already getters (see compile_map)."""
-    if not isinstance(raw, Mapping):
+    if type(raw) is not dict and not isinstance(raw, Mapping):
         raise InvalidRecord(f"record is {type(raw).__name__}, not an object")
     try:
         if compiled:
@@ -340,7 +338,10 @@ _MAX_FIELD = 20_000
 
 
 def _text(value: Any) -> str | None:
-    text = clean(value)
+    if type(value) is str and value.isprintable():  # clean()'s common case, inlined
+        text: str | None = value.strip() or None
+    else:
+        text = clean(value)
     if text is not None and len(text) > _MAX_FIELD:
         text = text[:_MAX_FIELD]
     return text
