@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import sys
 import tomllib
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,7 @@ from crm_tui.config import DISPLAY_NAMES, Settings, config_dir
 from crm_tui.dedup import DuplicateFinder, People
 from crm_tui.dedup.clusters import EMPTY as EMPTY_PEOPLE
 from crm_tui.dedup.merge import MergeResult
+from crm_tui.heap import release_gradually
 from crm_tui.local_crm import LocalCrm
 from crm_tui.logs import SecretMasker
 from crm_tui.models import KINDS, Outcome, SyncReport
@@ -44,6 +46,13 @@ def settle_heap() -> None:
     sight, or every full collection walks a million of them on the event loop (100 ms+).
     Refcounting still frees them when a sync replaces them."""
     gc.freeze()
+
+
+#: How long a thread may keep the interpreter lock while another waits (Python's default
+#: is 5 ms). Index builds, duplicate clusters, SQLite staging and background frees all run
+#: in threads beside the event loop; with the default, the loop could wait several turns
+#: behind them and freeze the screen for 100 ms or more.
+SWITCH_INTERVAL = 0.001
 
 
 def quiet_collector() -> None:
@@ -110,6 +119,7 @@ class CrmApp(App[None]):
 
     def on_mount(self) -> None:
         quiet_collector()
+        sys.setswitchinterval(SWITCH_INTERVAL)
         self.sub_title = f"{self.settings.user_id} · {self.MODE_BAR}"
         self._apply_keymap()
         self.switch_mode("status")
@@ -197,9 +207,16 @@ class CrmApp(App[None]):
         )
 
     async def _people_worker(self) -> None:
-        self.people = await asyncio.to_thread(self.dedup.refresh, self.store)
+        people = await asyncio.to_thread(self.dedup.refresh, self.store)
+        old, self.people = self.people, people
         settle_heap()
         self.store_changed.publish(StoreChange(None, ("contacts",), status_only=True))
+        # A million records' clusters, freed in one go, would hold the loop for a while:
+        # the indexes go at once (they only point), the clusters a slice at a time once
+        # the screens have let go of them.
+        for index in (old.by_record, old.by_id, old.shared_by_record):
+            release_gradually(index)
+        release_gradually(old.clusters, after=2.0)
 
     # -- actions screens ask for ---------------------------------------------------------
 

@@ -17,17 +17,15 @@ from typing import Any
 CHUNK = 2000
 
 
-def release_gradually(items: list[Any], after: float = 0.0) -> None:
+def release_gradually(items: list[Any] | dict[Any, Any], after: float = 0.0) -> None:
     """Take ownership of `items` and free them in the background, a slice at a time,
-    starting `after` seconds from now (for lists a reader may still be walking)."""
+    starting `after` seconds from now (for what a reader may still be walking)."""
     if len(items) <= CHUNK and not after:
         return
 
     def run() -> None:
         time.sleep(after)
-        while items:
-            del items[-CHUNK:]
-            time.sleep(0)  # hand the lock back to the event loop between slices
+        dismantle(items, pause=True)
 
     threading.Thread(target=run, name="release", daemon=True).start()
 
@@ -36,11 +34,32 @@ def release_gradually(items: list[Any], after: float = 0.0) -> None:
 def gc_paused() -> Iterator[None]:
     """Indexing a million records allocates millions of objects; the collector would walk
     every cached record again and again meanwhile (half the build time). Nothing built
-    under it holds a cycle."""
+    under it holds a cycle.
+
+    On the way out, what was built is frozen (moved out of the collector's sight, still
+    freed by reference counting): otherwise all of it sits in the youngest generation and
+    the next allocation anywhere walks it, a third of a second with the lock held."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        gc.freeze()
         if was_enabled:
             gc.enable()
+
+
+def dismantle(*containers: list[Any] | dict[Any, Any], pause: bool = False) -> None:
+    """Empty big lists and dicts a slice at a time, in this thread. Dropping one whole is a
+    single C loop that holds the interpreter lock until every item is freed (half a second
+    for a million tuples); a Python loop lets the event loop in between slices. `pause`
+    hands the lock over after each slice, for a thread doing nothing else."""
+    for container in containers:
+        while container:
+            if isinstance(container, dict):
+                for _ in range(min(CHUNK, len(container))):
+                    container.popitem()
+            else:
+                del container[-CHUNK:]
+            if pause:
+                time.sleep(0.001)  # a real pause: other threads, the event loop first

@@ -15,8 +15,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from crm_tui.dedup.keys import NameAgreement, PhoneKeys, compare_names, email_key, name_key
-from crm_tui.heap import gc_paused
+from crm_tui.heap import dismantle, gc_paused
 from crm_tui.models import Contact
 
 EMAIL, PHONE, MERGED = 1, 2, 4
@@ -157,7 +159,7 @@ EMPTY = People([], {}, {})
 class SourceKeys:
     """One source's contacts reduced to match keys; rebuilt only when the source changes."""
 
-    stream: object  # the store's dict for the stream: replaced, never mutated, on change
+    version: object  # the store's stream_version when these keys were made
     ids: list[str]
     emails: list[str | None]
     phones: list[str | None]
@@ -165,7 +167,7 @@ class SourceKeys:
     merged: list[tuple[str, tuple[str, ...]]]
 
     @classmethod
-    def build(cls, stream: object, contacts: Sequence[Contact], phones: PhoneKeys) -> SourceKeys:
+    def build(cls, version: object, contacts: Sequence[Contact], phones: PhoneKeys) -> SourceKeys:
         folded: dict[tuple[str | None, str | None], tuple[str, str]] = {}
         for c in contacts:
             pair = (c.first_name, c.last_name)
@@ -177,7 +179,7 @@ class SourceKeys:
             if c.source == "local" and LINKS_FIELD in c.raw
         ]
         return cls(
-            stream,
+            version,
             [c.id for c in contacts],
             [email_key(c.email) for c in contacts],
             [phones(c.phone) for c in contacts],
@@ -202,14 +204,18 @@ class DuplicateFinder:
     def _refresh(self, store: Any) -> People:
         present = {}
         for source in store.sources():
+            version = store.stream_version("contacts", source)  # before the records
             stream = store.stream("contacts", source)
             if not stream:
                 continue
             cached = self._keys.get(source)
-            if cached is None or cached.stream is not stream:
-                cached = SourceKeys.build(stream, list(stream.values()), self.phones)
+            if cached is None or cached.version != version:
+                cached = SourceKeys.build(version, list(stream.values()), self.phones)
             present[source] = cached
+        stale = [keys for name, keys in self._keys.items() if present.get(name) is not keys]
         self._keys = present
+        for keys in stale:  # a third of a million strings, let go of a slice at a time
+            dismantle(keys.ids, keys.emails, keys.phones, keys.names)
         with gc_paused():
             return find_clusters([present[s] for s in sorted(present)])
 
@@ -363,5 +369,12 @@ def _assemble(
         clusters.append(cluster)
         for record in member_ids:
             by_record[record] = cluster
-    clusters.sort(key=lambda c: (-len(c.members), -c.confidence, c.id))
-    return People(clusters, by_record, shared_by_record)
+    # Largest first, then surest; ties by the first member's place. numpy sorts without holding the
+    # interpreter lock, where list.sort over 300,000 tuples would freeze the app's loop.
+    sizes = np.fromiter((len(c.members) for c in clusters), dtype=np.int32, count=len(clusters))
+    sure = np.fromiter((c.confidence for c in clusters), dtype=np.float64, count=len(clusters))
+    first = np.fromiter(members, dtype=np.int64, count=len(members))  # a root: its lowest
+    order = np.lexsort((first, -sure, -sizes)).tolist()
+    ordered = [clusters[i] for i in order]
+    dismantle(pairs, members, links, union.parent, clusters)
+    return People(ordered, by_record, shared_by_record)

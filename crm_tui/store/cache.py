@@ -40,6 +40,8 @@ class CacheStore:
         self.user_id = user_id
         self.db = db
         self.version = 0
+        self._epoch = 0  # moves when every stream may have changed (a load, clearing all)
+        self._stream_versions: dict[tuple[RecordKind, str], int] = {}
         self._records: dict[RecordKind, dict[str, dict[str, Record]]] = {k: {} for k in KINDS}
         self._status: dict[str, SourceStatus] = {}
         self._subscribers: list[Subscriber] = []
@@ -57,6 +59,12 @@ class CacheStore:
 
     def _notify(self, change: StoreChange) -> None:
         self.version += 1
+        if not change.status_only:
+            if change.source is None:
+                self._epoch += 1
+            for kind in change.kinds:
+                key = (kind, change.source or "")
+                self._stream_versions[key] = self._stream_versions.get(key, 0) + 1
         for callback in list(self._subscribers):
             try:
                 callback(change)
@@ -77,6 +85,11 @@ class CacheStore:
         if source is not None:
             return list(by_source.get(source, {}).values())
         return [r for part in list(by_source.values()) for r in part.values()]
+
+    def stream_version(self, kind: RecordKind, source: str) -> tuple[int, int]:
+        """Changes whenever the stream's records may have: a cheap "is my copy stale?"
+        that does not keep the old records alive the way holding the old dict would."""
+        return self._epoch, self._stream_versions.get((kind, source), 0)
 
     def stream(self, kind: RecordKind, source: str) -> dict[str, Record]:
         """The live mapping of one stream; replaced wholesale, never mutated in place
