@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from sync_bench import start_simulator
 
 from crm_tui.config import Settings
+from crm_tui.heap import share_the_lock
 from crm_tui.models import KINDS
 from crm_tui.search.index import SearchIndex
 from crm_tui.store import CacheStore, Database
@@ -63,6 +64,7 @@ def figures(times: list[float]) -> tuple[float, float]:
 
 
 async def run(contacts: int, syncs: int, idle_seconds: float) -> None:
+    share_the_lock()  # as the app does
     process, env = start_simulator(contacts)
     try:
         with tempfile.TemporaryDirectory() as folder:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import sys
 import tomllib
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -28,7 +27,7 @@ from crm_tui.config import DISPLAY_NAMES, Settings, config_dir
 from crm_tui.dedup import DuplicateFinder, People
 from crm_tui.dedup.clusters import EMPTY as EMPTY_PEOPLE
 from crm_tui.dedup.merge import MergeResult
-from crm_tui.heap import release_gradually
+from crm_tui.heap import release_gradually, share_the_lock
 from crm_tui.local_crm import LocalCrm
 from crm_tui.logs import SecretMasker
 from crm_tui.models import KINDS, Outcome, SyncReport
@@ -46,13 +45,6 @@ def settle_heap() -> None:
     sight, or every full collection walks a million of them on the event loop (100 ms+).
     Refcounting still frees them when a sync replaces them."""
     gc.freeze()
-
-
-#: How long a thread may keep the interpreter lock while another waits (Python's default
-#: is 5 ms). Index builds, duplicate clusters, SQLite staging and background frees all run
-#: in threads beside the event loop; with the default, the loop could wait several turns
-#: behind them and freeze the screen for 100 ms or more.
-SWITCH_INTERVAL = 0.001
 
 
 def quiet_collector() -> None:
@@ -119,7 +111,7 @@ class CrmApp(App[None]):
 
     def on_mount(self) -> None:
         quiet_collector()
-        sys.setswitchinterval(SWITCH_INTERVAL)
+        share_the_lock()
         self.sub_title = f"{self.settings.user_id} · {self.MODE_BAR}"
         self._apply_keymap()
         self.switch_mode("status")

@@ -8,6 +8,7 @@ a thread that deletes them a slice at a time, yielding the lock between slices, 
 from __future__ import annotations
 
 import gc
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +16,15 @@ from contextlib import contextmanager
 from typing import Any
 
 CHUNK = 2000
+#: How long a thread may keep the interpreter lock while another waits (Python's default
+#: is 5 ms). Index builds, duplicate clusters, SQLite staging and background frees run in
+#: threads beside the event loop and the searches; with the default, either could wait
+#: several turns behind them.
+SWITCH_INTERVAL = 0.001
+
+
+def share_the_lock() -> None:
+    sys.setswitchinterval(SWITCH_INTERVAL)
 
 
 def release_gradually(items: list[Any] | dict[Any, Any], after: float = 0.0) -> None:

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 
+from crm_tui.heap import dismantle, release_gradually
 from crm_tui.models import Contact, Deal, SourceStatus, SyncState
 from crm_tui.store import CacheStore, Database, StoreChange
 from crm_tui.store.db import SCHEMA_VERSION
@@ -218,3 +219,29 @@ def test_status_guide_shape():
         "dealCount": 0,
         "lastError": None,
     }
+
+
+async def test_stream_versions_move_only_with_their_stream(store):
+    before = store.stream_version("contacts", "brivity")
+    other = store.stream_version("contacts", "followupboss")
+    await store.replace_stream("brivity", "contacts", [contact("brivity", 1)])
+    after = store.stream_version("contacts", "brivity")
+    assert after != before
+    assert store.stream_version("contacts", "followupboss") == other
+    await store.upsert("contacts", [contact("brivity", 2)])
+    upserted = store.stream_version("contacts", "brivity")
+    assert upserted != after
+    store.update_status("brivity", last_error="x")  # status only: the records did not move
+    assert store.stream_version("contacts", "brivity") == upserted
+
+
+def test_release_and_dismantle_empty_what_they_are_given():
+    items, index = list(range(10_000)), {i: str(i) for i in range(10_000)}
+    dismantle(items, index)
+    assert items == [] and index == {}
+    later = list(range(5_000))
+    release_gradually(later, after=0.01)
+    deadline = time.monotonic() + 5
+    while later and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert later == []
