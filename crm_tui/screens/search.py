@@ -153,7 +153,7 @@ class SearchScreen(LocalActions, ModeScreen):
         blank = [Text("")] * (len(COLUMNS[self.kind]) - 1)
         table.add_row(
             Text("▸ People", style="bold"),
-            Text(f"{len(rows)} people in these results (ctrl+g: by source)", style="bold"),
+            Text(f"{len(rows)} people", style="bold"),
             *blank,
             key="group:people",
         )
