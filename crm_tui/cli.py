@@ -966,7 +966,7 @@ def merge(ctx: click.Context, cluster_id: str, prefer: str | None, as_json: bool
     source ids are kept on the local contact. Vendor CRMs are never written to.
     Example: crm-tui merge p0135889936 --prefer followupboss --json
     """
-    from crm_tui.dedup.merge import merge_cluster
+    from crm_tui.dedup.merge import cluster_records, merge_cluster
 
     rt = _rt(ctx, as_json)
     with errors(rt):
@@ -975,7 +975,7 @@ def merge(ctx: click.Context, cluster_id: str, prefer: str | None, as_json: bool
             raise CliError(
                 "Unknown cluster", f"no cluster {cluster_id}; see crm-tui duplicates", EXIT_USAGE
             )
-        records = [r for m in cluster.members if (r := rt.store.get("contacts", m))]
+        records = cluster_records(rt.store, cluster)
         result = run(merge_cluster(_local(rt), cluster, records, prefer))
         verb = "created" if result.created else "updated"
         emit(

@@ -10,7 +10,7 @@ from crm_tui.config import Settings
 from crm_tui.dedup import DuplicateFinder
 from crm_tui.dedup.clusters import LINKS_FIELD, SourceKeys, cluster_id
 from crm_tui.dedup.keys import NameAgreement, PhoneKeys, compare_names, email_key, name_key
-from crm_tui.dedup.merge import merge_cluster, plan_merge, undo_merge, valid_fields
+from crm_tui.dedup.merge import cluster_records, merge_cluster, plan_merge, undo_merge, valid_fields
 from crm_tui.dedup.quality import score
 from crm_tui.demo import data
 from crm_tui.local_crm import LocalCrm
@@ -271,10 +271,6 @@ async def test_clusters_follow_a_sync_that_changes_one_source(
 # -- merge ---------------------------------------------------------------------------------
 
 
-def _people_records(store: CacheStore, cluster) -> list[Contact]:  # type: ignore[no-untyped-def]
-    return [r for m in cluster.members if (r := store.get("contacts", m))]  # type: ignore[misc]
-
-
 def test_merge_plan_takes_the_latest_non_empty_value_or_the_preferred_source() -> None:
     older = contact("brivity", "1", "Jen", "Bailey", email="j@b.com", company="Compass")
     older.remote_updated = "2026-01-01T00:00:00Z"
@@ -319,7 +315,7 @@ async def test_merge_keeps_source_ids_survives_a_restart_and_undoes(settings: Se
     )
     local = LocalCrm(store, SourceContext(settings, settings.user_id, db=db))
     (cluster,) = DuplicateFinder().refresh(store).clusters
-    result = await merge_cluster(local, cluster, _people_records(store, cluster))
+    result = await merge_cluster(local, cluster, cluster_records(store, cluster))
     assert result.created and result.record.city == "Austin"
     assert result.record.phone == "512-555-0101"
     db.close()
@@ -334,7 +330,7 @@ async def test_merge_keeps_source_ids_survives_a_restart_and_undoes(settings: Se
     assert any(link.keys == ("merged",) for link in again.links)
 
     local = LocalCrm(reopened, SourceContext(settings, settings.user_id, db=reopened.db))
-    update = await merge_cluster(local, again, _people_records(reopened, again), "followupboss")
+    update = await merge_cluster(local, again, cluster_records(reopened, again), "followupboss")
     assert not update.created and update.record.id == result.record.id
     await local.edit(result.record.id, {"city": "Dallas"})
     assert reopened.get("contacts", result.record.id).city == "Dallas"  # type: ignore[union-attr]

@@ -278,7 +278,9 @@ def find_clusters(parts: Sequence[SourceKeys]) -> People:
                 continue
             if _link_block(block, bit, other, names, pairs):
                 crowded.append((kind, value, block))
-    position = {record: i for i, record in enumerate(ids)} if any(p.merged for p in parts) else {}
+    # Merged local contacts link to source ids: look up only those, not every record.
+    wanted = {r for p in parts for local_id, linked in p.merged for r in (local_id, *linked)}
+    position = {record: i for i, record in enumerate(ids) if record in wanted} if wanted else {}
     for part in parts:
         for local_id, linked in part.merged:
             for target in linked:

@@ -6,15 +6,13 @@ only: it confirms or vetoes a candidate link, never makes one.
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 
 import phonenumbers
 from rapidfuzz.distance import Indel
 
-from crm_tui.search.text import fold
+from crm_tui.search.text import digits, fold
 
-_NOT_DIGIT = re.compile(r"\D")
 #: Regions that share the +1 country code: ten digits there are a whole number.
 NANP_REGIONS = frozenset({"US", "CA", "PR", "GU", "VI", "AS", "MP"})
 #: Common English short forms, folded. Optional evidence: "Bill" and "William" agree.
@@ -104,7 +102,7 @@ class PhoneKeys:
     def __call__(self, value: str | None) -> str | None:
         if not value:
             return None
-        number = _NOT_DIGIT.sub("", value)
+        number = digits(value)
         if len(number) == 10 and self._nanp and value[0] != "+":
             return None if number[0] in "01" else "+1" + number
         if len(number) == 11 and number[0] == "1" and (self._nanp or value.lstrip()[0] == "+"):

@@ -31,6 +31,12 @@ class FieldChoice:
         return {"field": self.field, "value": value, "from": self.record_id}
 
 
+def cluster_records(store: Any, cluster: Cluster) -> list[Contact]:
+    """The cluster's contacts as the store (a CacheStore) holds them now."""
+    found = (store.get("contacts", member) for member in cluster.members)
+    return [r for r in found if isinstance(r, Contact)]
+
+
 def _recency(record: Contact) -> str:
     # when the CRM last changed it; synced_at says nothing about the person's data
     return record.remote_updated or record.remote_created or ""

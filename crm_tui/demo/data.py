@@ -467,11 +467,20 @@ def _planted(
 
 # -- ground truth --------------------------------------------------------------------------
 
-_REMOTE_ID = {
-    "brivity": lambda i: str(500_000 + i),
-    "followupboss": lambda i: str(i + 1),
-    "topproducer": lambda i: f"TP-{i + 1:07d}",
-}
+
+def brivity_id(i: int) -> int:
+    return 500_000 + i
+
+
+def fub_id(i: int) -> int:
+    return i + 1
+
+
+def tp_id(i: int) -> str:
+    return f"TP-{i + 1:07d}"
+
+
+_REMOTE_ID = {"brivity": brivity_id, "followupboss": fub_id, "topproducer": tp_id}
 
 
 def contact_truth(count: int) -> dict[str, int]:
@@ -511,12 +520,12 @@ def brivity_person(seed: int, i: int, count: int) -> dict[str, Any]:
     s = spelled(seed, "brivity", i, p, count)
     r = _rng(seed, "brivity", i)
     record: dict[str, Any] = {
-        "id": 500_000 + i,
+        "id": brivity_id(i),
         "lead_id": 900_000 + i,
         "uuid": f"{seed:04x}b{i:011x}-0000-4000-8000-000000000000",
         "account_id": 4242,
         "agent_id": 17 + i % 5,
-        "brivity_contact_detail_url": f"https://app.brivity.com/people/{500_000 + i}",
+        "brivity_contact_detail_url": f"https://app.brivity.com/people/{brivity_id(i)}",
         "first_name": s.first,
         "last_name": s.last,
         "phone_number": s.phone,
@@ -550,7 +559,7 @@ def fub_person(seed: int, i: int, count: int) -> dict[str, Any]:
     r = _rng(seed, "fub", i)
     created = _when(seed, "fub-created", i)
     record: dict[str, Any] = {
-        "id": i + 1,
+        "id": fub_id(i),
         "created": f"{created.isoformat()}T15:04:05Z",
         "updated": f"{(created + timedelta(days=r.randint(0, 60))).isoformat()}T09:30:00Z",
         "lastActivity": None,
@@ -590,7 +599,7 @@ def tp_contact(seed: int, i: int, count: int) -> dict[str, Any]:
     r = _rng(seed, "tp", i)
     created = _when(seed, "tp-created", i)
     record: dict[str, Any] = {
-        "id": f"TP-{i + 1:07d}",
+        "id": tp_id(i),
         "firstName": s.first,
         "lastName": s.last,
         "email": s.email,
@@ -650,7 +659,7 @@ def tp_transaction(seed: int, j: int, contacts: int) -> dict[str, Any]:
         "salesPrice": price,
         "status": status,
         "closeDate": _when(seed, "tp-close", j, days=1100).isoformat(),
-        "contactId": f"TP-{r.randint(1, max(contacts, 1)):07d}",
+        "contactId": tp_id(r.randint(0, max(contacts, 1) - 1)),
     }
 
 

@@ -14,7 +14,14 @@ from textual.widgets import DataTable, Footer, Static
 from crm_tui.config import DISPLAY_NAMES
 from crm_tui.dedup import Cluster
 from crm_tui.dedup.keys import PhoneKeys, email_key
-from crm_tui.dedup.merge import FieldChoice, MergeResult, merge_cluster, plan_merge, undo_merge
+from crm_tui.dedup.merge import (
+    FieldChoice,
+    MergeResult,
+    cluster_records,
+    merge_cluster,
+    plan_merge,
+    undo_merge,
+)
 from crm_tui.models import Contact
 from crm_tui.screens.detail import RecordScreen
 from crm_tui.search.text import fold
@@ -77,8 +84,7 @@ class ClusterScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         store = self.crm.store
         self.phones = PhoneKeys(self.crm.settings.crm_phone_region)
-        found = (store.get("contacts", m) for m in self.cluster.members)
-        self.records = [r for r in found if isinstance(r, Contact)]
+        self.records = cluster_records(store, self.cluster)
         self.plan = plan_merge(self.records)
         self._title()
         self._evidence()

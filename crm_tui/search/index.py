@@ -387,12 +387,6 @@ class SearchIndex:
     def rebuild(self, kind: RecordKind, source: str, records: Iterable[Record]) -> None:
         self._swap(kind, {source: records}, replace_all=False)
 
-    def drop(self, kind: RecordKind, source: str | None = None) -> None:
-        with self._lock:
-            for key in list(self._segments):
-                if key[0] == kind and (source is None or key[1] == source):
-                    del self._segments[key]
-
     def rebuild_from(
         self, store: Any, source: str | None = None, kinds: Iterable[RecordKind] = KINDS
     ) -> None:

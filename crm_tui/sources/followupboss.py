@@ -8,6 +8,7 @@ from typing import Any
 from crm_tui.models import RecordKind
 from crm_tui.sources.base import Capabilities, Source, SourceContext
 from crm_tui.sources.http import HeaderAuth, HttpClient
+from crm_tui.sources.mapping import is_mapping
 from crm_tui.sources.pagination import CursorPaginator, Page
 
 
@@ -18,9 +19,7 @@ def primary(list_key: str) -> Any:
         items = raw.get(list_key)
         if not isinstance(items, list):
             return None
-        entries = [
-            i for i in items if (type(i) is dict or isinstance(i, Mapping)) and i.get("value")
-        ]
+        entries = [i for i in items if is_mapping(i) and i.get("value")]
         for entry in entries:
             if entry.get("isPrimary") in (True, 1, "1", "true"):
                 return entry.get("value")

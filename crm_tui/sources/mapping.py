@@ -47,13 +47,17 @@ def _path_parts(path: str) -> tuple[tuple[str, str], ...]:
     return tuple(_PATH_PART.findall(path))
 
 
+def is_mapping(value: Any) -> bool:
+    """Decoded JSON is plain dicts: they skip the slower abstract-class check."""
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def get_path(raw: Any, path: str) -> Any:
     """`a.b[0].c` into nested dicts and lists; None where anything is missing."""
     value = raw
     for key, index in _path_parts(path):
         if key:
-            # decoded JSON is plain dicts: skip the slower abstract-class check for them
-            if type(value) is not dict and not isinstance(value, Mapping):
+            if not is_mapping(value):
                 return None
             value = value.get(key)
         else:
@@ -293,7 +297,7 @@ def build_record(
 ) -> Record:
     """Map and coerce one payload. Raises InvalidRecord with the reason, never anything else.
     `compiled` says the map's values are already getters (see compile_map)."""
-    if type(raw) is not dict and not isinstance(raw, Mapping):
+    if not is_mapping(raw):
         raise InvalidRecord(f"record is {type(raw).__name__}, not an object")
     try:
         if compiled:
@@ -338,10 +342,7 @@ _MAX_FIELD = 20_000
 
 
 def _text(value: Any) -> str | None:
-    if type(value) is str and value.isprintable():  # clean()'s common case, inlined
-        text: str | None = value.strip() or None
-    else:
-        text = clean(value)
+    text = clean(value)
     if text is not None and len(text) > _MAX_FIELD:
         text = text[:_MAX_FIELD]
     return text
