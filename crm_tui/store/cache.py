@@ -59,11 +59,11 @@ class CacheStore:
 
     def _notify(self, change: StoreChange) -> None:
         self.version += 1
-        if not change.status_only:
-            if change.source is None:
-                self._epoch += 1
+        if not change.status_only and change.source is None:
+            self._epoch += 1
+        elif not change.status_only:
             for kind in change.kinds:
-                key = (kind, change.source or "")
+                key = (kind, change.source)
                 self._stream_versions[key] = self._stream_versions.get(key, 0) + 1
         for callback in list(self._subscribers):
             try:
