@@ -15,6 +15,7 @@ from crm_tui.sources.mapping import (
     build_record,
     get_path,
     load_overrides,
+    raw_json,
     to_amount,
     to_date,
     to_timestamp,
@@ -100,6 +101,24 @@ def test_control_characters_are_stripped_at_ingest_everywhere():
     assert record.last_name == "C1X"
     assert "\x1b" not in record.raw and "\\u001b" not in record.raw
     assert record.metadata["background"] == "note[2J"
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["\x01", "\x08", "\x0c", "\x1b[2J", "\x7f", "\x85", "\x9b", "Jos\u00e9\x9b", "\x00"],
+)
+def test_raw_payload_loses_every_control_character(hostile):
+    # one per branch of the fast check: \u00XX, \b, \f, DEL, C1 in ASCII and non-ASCII text
+    text = raw_json({"id": 1, "note": f"a{hostile}b", "nested": [{"x": hostile}]})
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in text)
+    assert "\\u00" not in text and "\\b" not in text and "\\f" not in text
+    clean_ascii = "".join(c for c in hostile if 0x20 <= ord(c) < 0x7F or ord(c) > 0x9F)
+    assert f'"note":"a{clean_ascii}b"' in text
+
+
+def test_raw_payload_without_controls_is_kept_byte_for_byte():
+    raw = {"id": 1, "note": "back\\slash \\b not a control, tab\tand José"}
+    assert raw_json(raw) == '{"id":1,"note":"back\\\\slash \\\\b not a control, tab\\tand José"}'
 
 
 def test_markup_is_kept_as_text():

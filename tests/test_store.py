@@ -13,7 +13,7 @@ import pytest
 from crm_tui.heap import dismantle, release_gradually
 from crm_tui.models import Contact, Deal, SourceStatus, SyncState
 from crm_tui.store import CacheStore, Database, StoreChange
-from crm_tui.store.db import SCHEMA_VERSION
+from crm_tui.store.db import MIGRATIONS, SCHEMA_VERSION, _statements
 
 
 def contact(source: str, n: int, user: str = "alice", **extra) -> Contact:
@@ -23,8 +23,7 @@ def contact(source: str, n: int, user: str = "alice", **extra) -> Contact:
         remote_id=str(n),
         user_id=user,
         first_name=f"First{n}",
-        last_name="Last",
-        **extra,
+        **{"last_name": "Last", **extra},
     )
 
 
@@ -245,3 +244,80 @@ def test_release_and_dismantle_empty_what_they_are_given():
     while later and time.monotonic() < deadline:
         time.sleep(0.01)
     assert later == []
+
+
+def _ids(db: Database, kind="contacts", user="alice") -> list[str]:
+    return sorted(r.id for r in db.load_records(user, kind))
+
+
+def test_migrates_version_two_rows_into_generations(tmp_path):
+    """A database written before generations keeps every row, visible, and later refreshes
+    and edits of it behave as in a new one."""
+    path = tmp_path / "v2.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for script in MIGRATIONS[:2]:
+        for statement in _statements(script):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    conn.executemany(
+        "INSERT INTO contacts (id, source, remote_id, user_id, first_name, tags, deleted)"
+        " VALUES (?, ?, ?, 'alice', ?, '', 0)",
+        [("brivity:1", "brivity", "1", "Ann"), ("local:7", "local", "7", "Bo")],
+    )
+    conn.close()
+    db = Database(path)
+    assert db.schema_version == SCHEMA_VERSION == 3
+    assert _ids(db) == ["brivity:1", "local:7"]
+    db.replace_stream("alice", "brivity", "contacts", [contact("brivity", 2)])
+    db.upsert_records("contacts", [contact("local", 8)])
+    assert _ids(db) == ["brivity:2", "local:7", "local:8"]
+    db.delete_records("alice", "contacts", ["local:7"])
+    assert _ids(db) == ["brivity:2", "local:8"]
+
+
+def test_a_staged_refresh_is_invisible_until_committed_and_dropped_cleanly(tmp_path):
+    db = Database(tmp_path / "crm.sqlite3")
+    db.replace_stream("alice", "brivity", "contacts", [contact("brivity", 1)])
+    generation = db.new_generation()
+    db.stage("contacts", generation, [contact("brivity", 2), contact("brivity", 3)])
+    assert _ids(db) == ["brivity:1"]  # another process loading now sees the old stream
+    db.drop_staged("alice", "brivity", "contacts", generation)
+    assert db._conn.execute("SELECT count(*) FROM contacts").fetchone() == (1,)
+    generation = db.new_generation()
+    db.stage("contacts", generation, [contact("brivity", 4, last_name="Old")])
+    db.stage("contacts", generation, [contact("brivity", 4, last_name="New")])
+    db.commit_staged("alice", "brivity", "contacts", generation)
+    assert [r.last_name for r in db.load_records("alice", "contacts")] == ["New"]
+
+
+def test_rows_left_by_a_crashed_refresh_stay_hidden_and_go_at_the_next_commit(tmp_path):
+    path = tmp_path / "crm.sqlite3"
+    db = Database(path)
+    db.replace_stream("alice", "brivity", "contacts", [contact("brivity", 1)])
+    db.stage("contacts", db.new_generation(), [contact("brivity", 9)])  # then the crash
+    db.close()
+    db = Database(path)
+    assert _ids(db) == ["brivity:1"]
+    db.replace_stream("alice", "brivity", "contacts", [contact("brivity", 2)])
+    assert _ids(db) == ["brivity:2"]
+    assert db._conn.execute("SELECT count(*) FROM contacts").fetchone() == (1,)
+
+
+def test_generations_are_never_reused(tmp_path):
+    path = tmp_path / "crm.sqlite3"
+    first = Database(path).new_generation()
+    again = Database(path)
+    assert [again.new_generation() for _ in range(3)] == [first + 1, first + 2, first + 3]
+
+
+def test_clear_during_a_refresh_keeps_the_refresh_rows(tmp_path):
+    """Clearing drops what is visible; a refresh still running commits in full after it."""
+    db = Database(tmp_path / "crm.sqlite3")
+    db.replace_stream("alice", "brivity", "contacts", [contact("brivity", 1)])
+    db.upsert_records("contacts", [contact("local", 1)])
+    generation = db.new_generation()
+    db.stage("contacts", generation, [contact("brivity", 2)])
+    db.clear("alice")
+    assert _ids(db) == []
+    db.commit_staged("alice", "brivity", "contacts", generation)
+    assert _ids(db) == ["brivity:2"]

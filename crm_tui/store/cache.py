@@ -84,7 +84,9 @@ class CacheStore:
         by_source = self._records[kind]
         if source is not None:
             return list(by_source.get(source, {}).values())
-        return [r for part in list(by_source.values()) for r in part.values()]
+        # in the sources' fixed order, not whichever sync happened to finish first
+        parts = [by_source.get(name) for name in self.sources()]
+        return [r for part in parts if part for r in part.values()]
 
     def stream_version(self, kind: RecordKind, source: str) -> tuple[int, int]:
         """Changes whenever the stream's records may have: a cheap "is my copy stale?"
@@ -155,11 +157,13 @@ class CacheStore:
         self._swap(kind, source, fresh)
 
     async def commit_staged(
-        self, source: str, kind: RecordKind, run_key: str, records: dict[str, Record]
+        self, source: str, kind: RecordKind, generation: int | None, records: dict[str, Record]
     ) -> None:
-        """Like replace_stream, for a refresh whose rows were staged page by page."""
+        """Like replace_stream, for a refresh whose rows were staged page by page as
+        `generation` (None with no database)."""
         if self.db is not None:
-            await self._persist(self.db.commit_staged, self.user_id, source, kind, run_key)
+            assert generation is not None
+            await self._persist(self.db.commit_staged, self.user_id, source, kind, generation)
         self._swap(kind, source, records)
 
     def _swap(self, kind: RecordKind, source: str, fresh: dict[str, Record]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,9 +39,13 @@ from crm_tui.store.cache import CacheStore
 
 log = logging.getLogger(__name__)
 
-# Records mapped between two yields to the event loop. Small, so the prefetching task gets
-# through httpx's own checkpoints and puts the next request on the wire while we map.
-_MAP_CHUNK = 20
+# Longest stretch of mapping between two yields to the event loop. The server waits for our
+# next request while the prefetching task waits for the loop, so this is latency added to
+# every page: 20 records at a time (~0.4 ms) made a 100k sync 5-10% slower than this.
+_MAP_SLICE_SECONDS = 0.0001
+# Rows written to the database per transaction while a refresh runs: each hand-over to the
+# writer thread costs the event loop a switch of the interpreter lock.
+_STAGE_BATCH = 1000
 
 
 async def prefetch(pages: AsyncIterator[Page], depth: int = 2) -> AsyncIterator[Page]:
@@ -274,38 +279,45 @@ class SyncEngine:
         collected: dict[str, Record] = {}
         bad: list[tuple[str, Any]] = []
         synced_at = utc_now()
-        run_key = f"{self.store.user_id}:{name}:{stream}:{stream_run or id(report)}"
+        generation = await self._db(db and db.new_generation)
         committed = False
         staging: asyncio.Future[Any] | None = None
+        unstaged: list[Record] = []
         try:
             async for page in prefetch(source.read(stream)):
                 report.pages += 1
                 records = page.records
-                valid = []
-                for start in range(0, len(records), _MAP_CHUNK):
-                    await asyncio.sleep(0)
-                    for raw in records[start : start + _MAP_CHUNK]:
-                        report.read += 1
-                        try:
-                            record = source.map_record(stream, raw, synced_at)
-                        except InvalidRecord as exc:
-                            bad.append((str(exc), raw))
-                            continue
-                        if record.id in collected:
-                            report.duplicates += 1
-                        collected[record.id] = record
-                        valid.append(record)
-                # Staged in the background while the next page is fetched and mapped; one
-                # page at a time, so rows land in arrival order (the last duplicate wins).
-                if staging is not None:
-                    await staging
-                staging = asyncio.ensure_future(self._db(db and db.stage, stream, run_key, valid))
+                yielded = time.perf_counter()
+                for raw in records:
+                    if time.perf_counter() - yielded > _MAP_SLICE_SECONDS:
+                        await asyncio.sleep(0)
+                        yielded = time.perf_counter()
+                    report.read += 1
+                    try:
+                        record = source.map_record(stream, raw, synced_at)
+                    except InvalidRecord as exc:
+                        bad.append((str(exc), raw))
+                        continue
+                    if record.id in collected:
+                        report.duplicates += 1
+                    collected[record.id] = record
+                    unstaged.append(record)
+                # Staged in the background while the next pages are fetched and mapped; one
+                # batch at a time, so rows land in arrival order (the last duplicate wins).
+                if len(unstaged) >= _STAGE_BATCH:
+                    if staging is not None:
+                        await staging
+                    staging = asyncio.ensure_future(
+                        self._db(db and db.stage, stream, generation, unstaged)
+                    )
+                    unstaged = []
                 self.store.update_status(
                     name, progress=Progress(stream, report.read, report.pages, page.total)
                 )
             if staging is not None:
                 await staging
                 staging = None
+            await self._db(db and db.stage, stream, generation, unstaged)
             report.quarantined = len(bad)
             if report.read and len(bad) / report.read > self.invalid_share:
                 raise SourceError(
@@ -313,7 +325,7 @@ class SyncEngine:
                     f"{len(bad)} of {report.read} records invalid"
                     f" (more than {self.invalid_share:.0%}); previous data kept",
                 )
-            await self.store.commit_staged(name, stream, run_key, collected)
+            await self.store.commit_staged(name, stream, generation, collected)
             committed = True
             report.written = len(collected)
             log.info("[%s] Successfully synced %d %s", display, report.written, stream)
@@ -341,7 +353,8 @@ class SyncEngine:
             if staging is not None:  # a page still being staged: let it land, then drop it
                 await asyncio.shield(asyncio.gather(staging, return_exceptions=True))
             if not committed and db is not None:
-                await asyncio.shield(self._db(db.drop_staged, stream, run_key))
+                user = self.store.user_id
+                await asyncio.shield(self._db(db.drop_staged, user, name, stream, generation))
             report.retries = stats.retries
             report.quarantined = len(bad)
             report.ended_at = utc_now()
