@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _synthetic import SOURCES, contacts, rss_bytes
+from _synthetic import SOURCES, contacts, held_bytes
 
 from crm_tui.search.index import SearchIndex, haystack
 from crm_tui.store.cache import CacheStore
@@ -59,13 +59,13 @@ def run(size: int, runs: int) -> None:
     for source in SOURCES:
         store._records["contacts"][source] = {r.id: r for r in records if r.source == source}
     gc.collect()
-    before = rss_bytes()
+    before = held_bytes()
     index = SearchIndex()
     started = time.perf_counter()
     index.rebuild_from(store, kinds=("contacts",))
     build = time.perf_counter() - started
     gc.collect()
-    memory = rss_bytes() - before
+    memory = held_bytes() - before
     print(f"\n== {size:,} contacts ==")
     print(f"index build     {build:8.2f} s    (target <= 5 s at 1M)")
     print(f"index memory    {memory / size:8.0f} B per contact   (target <= 300)")

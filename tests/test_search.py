@@ -5,6 +5,7 @@ from __future__ import annotations
 import string
 from decimal import Decimal
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -313,3 +314,77 @@ def test_filters_equal_the_reference(rows, key, value):
         return value in fold(getattr(record, key) or "")
 
     assert got == {r.id for r in records if passes(r)}
+
+
+value_texts = st.sampled_from(
+    ["", "lead", "Past Client", "San Antonio", "São Paulo", "Anna-Lisa", "hot, cold", "x"]
+)
+valued_rows = st.lists(
+    st.tuples(
+        names,
+        value_texts,
+        value_texts,
+        st.lists(value_texts, max_size=3),
+        value_texts,
+        value_texts,
+    ),
+    max_size=30,
+)
+value_terms = st.sampled_from(
+    ["an", "ant", "sa", "sao", "pa", "client", "ho", "cold", "lisa", "-l", "o,"]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(valued_rows, st.lists(value_terms, min_size=1, max_size=2, unique=True), st.integers(1, 8))
+def test_value_fields_match_rank_and_highlight_as_the_reference(rows, words, limit):
+    """Status, stage, tags and city are matched once per distinct value, not indexed per
+    record: the results, their order and their spans must not show the difference. The
+    company (an indexed field) holds the same texts, so a record can match both ways."""
+    query = " ".join(words)
+    records = [
+        contact(
+            i,
+            first_name=name or None,
+            status=status or None,
+            stage=stage or None,
+            tags=tuple(t for t in tags if t),
+            city=city or None,
+            company=company or None,
+        )
+        for i, (name, status, stage, tags, city, company) in enumerate(rows)
+    ]
+    terms = [fold(w) for w in query.split()]
+    index = SearchIndex()
+    index.rebuild("contacts", "brivity", records)
+    hits = index.search(query, limit=limit).groups.get("brivity", [])
+    matching = reference(records, query).get("brivity", set())
+    expected = sorted(
+        (reference_score(r, terms), i) for i, r in enumerate(records) if r.id in matching
+    )[:limit]
+    assert [(h.score, h.record.id) for h in hits] == [(s, records[i].id) for s, i in expected]
+    for hit in hits:
+        for name in ("status", "stage", "tags", "city"):
+            assert hit.spans[name] == spans(field_text(hit.record, name), terms), name
+
+
+def test_a_segment_past_64_kib_decodes_every_offset():
+    """Offsets are kept as two bytes plus their high half once per run: every bigram's
+    offsets, across several 64 KiB blocks and on very short lines, equal a scan's."""
+    records = [
+        contact(i, first_name=("Anna" if i % 3 else "Zo"), last_name=f"K{i}", email=f"a{i}@x.io")
+        for i in range(9000)
+    ]
+    index = SearchIndex()
+    index.rebuild("contacts", "brivity", records)
+    segment = index._segments[("contacts", "brivity")]
+    data = segment.data
+    assert len(data) > 3 * 65536
+    codes = (data[:-1].astype(np.uint16) << 8) | data[1:]
+    for bigram in (b"an", b"nn", b"k1", b"@x", b"zo", b"0@"):
+        code = (bigram[0] << 8) | bigram[1]
+        assert segment.offsets_of(code).tolist() == np.flatnonzero(codes == code).tolist()
+    _, owners = segment.occurrences(b"a8999")
+    assert owners.tolist() == [8999]
+    assert index.search("k8999").counts == {"brivity": 1}
+    assert index.search("anna").counts == {"brivity": 6000}

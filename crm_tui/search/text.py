@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
+from typing import AnyStr
 
 
 def fold(text: str) -> str:
@@ -32,6 +34,12 @@ def spans(text: str, terms: list[str]) -> list[tuple[int, int]]:
     if not text or not terms:
         return []
     folded, origin = fold_with_positions(text)
+    found = [(origin[start], origin[end - 1] + 1) for start, end in occurrences(folded, terms)]
+    return merge_spans(found)
+
+
+def occurrences(folded: AnyStr, terms: Sequence[AnyStr]) -> list[tuple[int, int]]:
+    """Every [start, end) of every term in `folded` (a term may overlap another)."""
     found: list[tuple[int, int]] = []
     for term in terms:
         if not term:
@@ -39,8 +47,13 @@ def spans(text: str, terms: list[str]) -> list[tuple[int, int]]:
         start = folded.find(term)
         while start >= 0:
             end = start + len(term)
-            found.append((origin[start], origin[end - 1] + 1))
+            found.append((start, end))
             start = folded.find(term, end)
+    return found
+
+
+def merge_spans(found: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted, with overlapping and touching spans made one."""
     found.sort()
     merged: list[tuple[int, int]] = []
     for start, end in found:
