@@ -35,6 +35,7 @@ LINE_FIELDS = {
     "deals": tuple(f for f in DEAL_FIELDS if f not in VALUE_FIELDS["deals"]),
 }
 _NO_MATCH = 4  # worse than any place a term can have
+_FEW_VALUES = 6
 
 
 def field_text(record: Record, name: str) -> str:
@@ -96,7 +97,8 @@ class Segment:
     """
 
     records: list[Record]
-    data: np.ndarray  # the lines' bytes, newline-terminated
+    text: bytes  # the lines, newline-terminated
+    data: np.ndarray  # the same bytes, as an array (a view, not a copy)
     starts: np.ndarray  # byte offset of each record's line; one extra at the end
     lows: np.ndarray
     offsets: np.ndarray
@@ -153,6 +155,7 @@ class Segment:
         facets = Facets(ordered)
         return cls(
             ordered,
+            text,
             data,
             starts,
             lows,
@@ -174,14 +177,14 @@ class Segment:
         return high | self.lows[start:end]
 
     def line(self, index: int) -> bytes:
-        return self.data[self.starts[index] : self.starts[index + 1] - 1].tobytes()
+        return self.text[int(self.starts[index]) : int(self.starts[index + 1]) - 1]
 
     def value_texts(self, index: int) -> list[tuple[str, str]]:
         """The record's VALUE_FIELDS as (name, folded value)."""
         values = self._facets
         return [(f, values.values[f][values.codes[f][index]]) for f in values.matched]
 
-    def text(self, index: int) -> bytes:
+    def searchable(self, index: int) -> bytes:
         """Every searchable field of a record, folded, fields apart (for one-letter terms)."""
         extra = [v.encode("utf-8") for _, v in self.value_texts(index)]
         return _SEP.join([self.line(index), *extra])
@@ -194,10 +197,18 @@ class Segment:
         best: np.ndarray | None = None
         for name in values.matched:
             places = np.array([_value_place(v, term) for v in values.values[name]], np.int8)
-            if not len(places) or places.min() == _NO_MATCH:
+            held = np.flatnonzero(places < _NO_MATCH)
+            if not len(held):
                 continue
-            mine = places[values.codes[name]]
-            best = mine if best is None else np.minimum(best, mine)
+            codes = values.codes[name]
+            if best is None:
+                best = np.full(len(codes), _NO_MATCH, dtype=np.int8)
+            if len(held) > _FEW_VALUES:
+                np.minimum(best, np.take(places, codes), out=best)  # take: 3x [] here
+                continue
+            for code in held.tolist():  # a compare and int8 arithmetic: 6x faster again
+                hit = (codes == code).view(np.int8)
+                np.minimum(best, _NO_MATCH - hit * (_NO_MATCH - places[code]), out=best)
         return best
 
     def occurrences(self, term: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -261,7 +272,7 @@ class Segment:
             found = np.arange(len(self.records))
         short = [t for t in terms if len(t) < 2]  # a lone letter: checked record by record
         if short and len(found):
-            keep = [all(t in self.text(i) for t in short) for i in found.tolist()]
+            keep = [all(t in self.searchable(i) for t in short) for i in found.tolist()]
             found = found[np.asarray(keep, dtype=bool)]
         return Matches(self, found, hits, short)
 
@@ -298,13 +309,16 @@ class Matches:
         """Each candidate's score (lower is better), counting only occurrences in records
         up to `upto`, so a prefix of the candidates costs a prefix of the work."""
         total = np.zeros(len(candidates), dtype=np.int16)
+        wanted: np.ndarray | None = None  # candidates as a mask, made when first needed
         for begin, owners, in_values in self.hits:
             if upto is not None:
                 cut = int(np.searchsorted(owners, upto, side="right"))
                 begin, owners = begin[:cut], owners[:cut]
             if len(candidates) * 4 < len(owners):  # few candidates: only their occurrences
-                at = np.minimum(np.searchsorted(candidates, owners), len(candidates) - 1)
-                mine = candidates[at] == owners
+                if wanted is None:
+                    wanted = np.zeros(len(self.segment.records), dtype=bool)
+                    wanted[candidates] = True
+                mine = wanted[owners]
                 begin, owners = begin[mine], owners[mine]
             # per record of the segment, then read at the candidates: a scatter and a
             # gather, where a search per candidate would cost a log factor
@@ -316,7 +330,7 @@ class Matches:
             dense[records] = np.minimum(dense[records], places)
             total += dense[candidates]
         if self.short:
-            text = self.segment.text
+            text = self.segment.searchable
             total += np.array(
                 [_score(text(i), self.short) for i in candidates.tolist()], dtype=np.int16
             )
@@ -478,32 +492,66 @@ class Highlighter:
         self.terms = terms
         self.text_terms = [t.decode("utf-8") for t in terms]
         self.finder = re.compile(b"|".join(map(re.escape, terms))) if terms else None
-        self._values: dict[tuple[str, str], list[tuple[int, int]] | None] = {}
 
-    def __call__(self, segment: Segment, index: int) -> dict[str, list[tuple[int, int]]]:
-        record = segment.records[index]
-        out: dict[str, list[tuple[int, int]]] = {name: [] for name in self.fields}
+    def __call__(
+        self, segment: Segment, indexes: list[int]
+    ) -> list[dict[str, list[tuple[int, int]]]]:
+        """Spans for each of `indexes`; their lines and value codes are read in one numpy
+        gather each, not one scalar at a time."""
+        at = np.asarray(indexes, dtype=np.int64)
+        begins = segment.starts[at].tolist()
+        ends = (segment.starts[at + 1] - 1).tolist()
+        facets = segment.facets()
+        columns = [
+            (name, facets.codes[name][at].tolist(), facets.values[name], {})
+            for name in facets.matched
+        ]
+        out = []
+        for n, index in enumerate(indexes):
+            record = segment.records[index]
+            found = self._line_spans(record, segment.text[begins[n] : ends[n]])
+            for name, codes, values, known in columns:
+                code = codes[n]
+                if code not in known:
+                    known[code] = self._value_spans(values[code])
+                marks = known[code]
+                found[name] = (
+                    marks if marks is not None else spans(field_text(record, name), self.text_terms)
+                )
+            out.append({name: found.get(name, []) for name in self.fields})
+        return out
+
+    def _line_spans(self, record: Record, line: bytes) -> dict[str, list[tuple[int, int]]]:
+        found: dict[str, list[tuple[int, int]]] = {}
         if self.finder is None:
-            return out
-        parts = segment.line(index).split(_SEP)
-        for name, part in zip(self.line_fields, parts, strict=False):
+            return found
+        if line.isascii():  # one pass over the whole line; no term spans a separator
+            where = occurrences(line, self.terms)
+            if not where:
+                return found
+            begin = 0
+            for name, part in zip(self.line_fields, line.split(_SEP), strict=False):
+                end = begin + len(part)
+                mine = [(a - begin, b - begin) for a, b in where if begin <= a < end]
+                if mine:
+                    found[name] = merge_spans(mine)
+                begin = end + 1
+            return found
+        for name, part in zip(self.line_fields, line.split(_SEP), strict=False):
             if self.finder.search(part) is None:
                 continue
             if part.isascii():  # folding was lowercasing: the line's offsets are the field's
-                out[name] = merge_spans(occurrences(part, self.terms))
+                found[name] = merge_spans(occurrences(part, self.terms))
             else:
-                out[name] = spans(field_text(record, name), self.text_terms)
-        for name, value in segment.value_texts(index):
-            key = (name, value)
-            if key not in self._values:
-                found = any(t in value for t in self.text_terms)
-                ascii_spans = merge_spans(occurrences(value, self.text_terms))
-                self._values[key] = ascii_spans if not found or value.isascii() else None
-            known = self._values[key]
-            out[name] = (
-                known if known is not None else spans(field_text(record, name), self.text_terms)
-            )
-        return out
+                found[name] = spans(field_text(record, name), self.text_terms)
+        return found
+
+    def _value_spans(self, value: str) -> list[tuple[int, int]] | None:
+        """A folded value's spans, the same for every record holding it; None when not
+        ASCII (folding may have moved offsets, so each record's own text is needed)."""
+        if not any(t in value for t in self.text_terms):
+            return []
+        return merge_spans(occurrences(value, self.text_terms)) if value.isascii() else None
 
 
 def _best(candidates: np.ndarray, scores: np.ndarray, limit: int) -> list[tuple[int, int]]:
@@ -574,7 +622,7 @@ class SearchIndex:
         highlights = Highlighter(kind, terms)
         filtered = bool(query.filters.keys() - {"source"} or query.amounts or query.closing)
         for (segment_kind, source), segment in list(self._segments.items()):
-            if segment_kind != kind or (wanted and source not in wanted):
+            if segment_kind != kind or (wanted and source not in wanted) or not segment.records:
                 continue
             matches = segment.matching(terms)
             candidates = matches.found
@@ -583,8 +631,10 @@ class SearchIndex:
             if not len(candidates):
                 continue
             counts[source] = len(candidates)
+            best = matches.best(candidates, limit)
+            marks = highlights(segment, [i for _, i in best])
             groups[source] = [
-                Hit(segment.records[i], score, highlights(segment, i))
-                for score, i in matches.best(candidates, limit)
+                Hit(segment.records[i], score, spans_)
+                for (score, i), spans_ in zip(best, marks, strict=True)
             ]
         return SearchResult(query.text, kind, groups, counts)
