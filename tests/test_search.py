@@ -388,3 +388,11 @@ def test_a_segment_past_64_kib_decodes_every_offset():
     assert owners.tolist() == [8999]
     assert index.search("k8999").counts == {"brivity": 1}
     assert index.search("anna").counts == {"brivity": 6000}
+
+
+def test_index_memory_counts_what_it_holds(index):
+    segments = list(index._segments.values())
+    assert index.nbytes == sum(s.nbytes for s in segments)
+    for segment in segments:
+        floor = len(segment.text) + segment.lows.nbytes + segment.starts.nbytes
+        assert segment.nbytes > floor

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -279,6 +280,15 @@ class Segment:
     def facets(self) -> Facets:
         return self._facets
 
+    @property
+    def nbytes(self) -> int:
+        """What the segment holds beyond the records themselves: its arrays (the text
+        once: `data` is a view of it), the records list and the facets."""
+        arrays = (self.starts, self.lows, self.offsets, self.run_start, self.run_block)
+        arrays += (self.run_offsets, self.name_ends, self.line_at)
+        own = sum(a.nbytes for a in arrays) + sys.getsizeof(self.text)
+        return own + sys.getsizeof(self.records) + self._facets.nbytes
+
 
 class TermHits(NamedTuple):
     """Where one term matched: offsets in the lines and their records (ascending, repeated
@@ -373,7 +383,7 @@ class Facets:
             joined = [", ".join(r.tags) for r in records]  # type: ignore[union-attr]
             self.values["tags"], self.codes["tags"] = _codes(joined)  # type: ignore[arg-type]
         tags = [] if self.deals else [(i, t) for i, r in enumerate(records) for t in r.tags]  # type: ignore[union-attr]
-        self.tag_owner = np.array([i for i, _ in tags], dtype=np.int64)
+        self.tag_owner = np.array([i for i, _ in tags], dtype=np.uint32)
         self.tag_values, self.tag_codes = _codes([t for _, t in tags])
         deals = records if self.deals else []
         self.closing_values, self.closing_codes = _codes([r.close_date for r in deals])  # type: ignore[union-attr]
@@ -381,6 +391,14 @@ class Facets:
             [np.nan if r.amount is None else float(r.amount) for r in deals],  # type: ignore[union-attr]
             dtype=np.float64,
         )
+
+    @property
+    def nbytes(self) -> int:
+        arrays = [*self.codes.values(), self.tag_owner, self.tag_codes, self.closing_codes]
+        distinct = [*self.values.values(), self.tag_values, self.closing_values]
+        strings = sum(sys.getsizeof(v) for values in distinct for v in values)
+        lists = sum(sys.getsizeof(values) for values in distinct)
+        return sum(a.nbytes for a in arrays) + self.amounts.nbytes + strings + lists
 
     def mask(self, query: Query, rows: np.ndarray) -> np.ndarray:
         """Which of `rows` pass every filter of `query` except `source:`."""
@@ -573,6 +591,11 @@ class SearchIndex:
     def __init__(self) -> None:
         self._segments: dict[tuple[RecordKind, str], Segment] = {}
         self._lock = threading.Lock()  # serialises builders; readers never wait
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the index holds beyond the records it points at."""
+        return sum(segment.nbytes for segment in list(self._segments.values()))
 
     def rebuild(self, kind: RecordKind, source: str, records: Iterable[Record]) -> None:
         self._swap(kind, {source: records}, replace_all=False)
