@@ -40,6 +40,11 @@ def release_gradually(items: list[Any] | dict[Any, Any], after: float = 0.0) -> 
     threading.Thread(target=run, name="release", daemon=True).start()
 
 
+_pauses = 0
+_pause_lock = threading.Lock()
+_was_enabled = True
+
+
 @contextmanager
 def gc_paused() -> Iterator[None]:
     """Indexing a million records allocates millions of objects; the collector would walk
@@ -48,15 +53,25 @@ def gc_paused() -> Iterator[None]:
 
     On the way out, what was built is frozen (moved out of the collector's sight, still
     freed by reference counting): otherwise all of it sits in the youngest generation and
-    the next allocation anywhere walks it, a third of a second with the lock held."""
-    was_enabled = gc.isenabled()
-    gc.disable()
+    the next allocation anywhere walks it, a third of a second with the lock held.
+
+    Pauses nest and overlap (a sync of two sources, an index build in a thread): the
+    collector comes back when the last one ends, and only if it was on before the first."""
+    global _pauses, _was_enabled
+    with _pause_lock:
+        if _pauses == 0:
+            _was_enabled = gc.isenabled()
+            gc.disable()
+        _pauses += 1
     try:
         yield
     finally:
-        gc.freeze()
-        if was_enabled:
-            gc.enable()
+        with _pause_lock:
+            _pauses -= 1
+            if _pauses == 0:
+                gc.freeze()
+                if _was_enabled:
+                    gc.enable()
 
 
 def dismantle(*containers: list[Any] | dict[Any, Any], pause: bool = False) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sqlite3
 import stat
@@ -10,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from crm_tui.heap import dismantle, release_gradually
+from crm_tui.heap import dismantle, gc_paused, release_gradually
 from crm_tui.models import Contact, Deal, SourceStatus, SyncState
 from crm_tui.store import CacheStore, Database, StoreChange
 from crm_tui.store.db import MIGRATIONS, SCHEMA_VERSION, _statements
@@ -321,3 +322,21 @@ def test_clear_during_a_refresh_keeps_the_refresh_rows(tmp_path):
     assert _ids(db) == []
     db.commit_staged("alice", "brivity", "contacts", generation)
     assert _ids(db) == ["brivity:2"]
+
+
+def test_gc_pauses_overlap_and_the_last_one_out_restores_the_collector():
+    assert gc.isenabled()
+    first, second = gc_paused(), gc_paused()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # ends before the other: as two streams of a sync_all
+    assert not gc.isenabled()
+    second.__exit__(None, None, None)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # it was off before: it stays off
+    finally:
+        gc.enable()

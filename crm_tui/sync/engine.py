@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from crm_tui.config import ConfigError, Settings, config_dir
+from crm_tui.heap import gc_paused
 from crm_tui.logs import SecretMasker
 from crm_tui.models import (
     Outcome,
@@ -284,36 +285,39 @@ class SyncEngine:
         staging: asyncio.Future[Any] | None = None
         unstaged: list[Record] = []
         try:
-            async for page in prefetch(source.read(stream)):
-                report.pages += 1
-                records = page.records
-                yielded = time.perf_counter()
-                for raw in records:
-                    if time.perf_counter() - yielded > _MAP_SLICE_SECONDS:
-                        await asyncio.sleep(0)
-                        yielded = time.perf_counter()
-                    report.read += 1
-                    try:
-                        record = source.map_record(stream, raw, synced_at)
-                    except InvalidRecord as exc:
-                        bad.append((str(exc), raw))
-                        continue
-                    if record.id in collected:
-                        report.duplicates += 1
-                    collected[record.id] = record
-                    unstaged.append(record)
-                # Staged in the background while the next pages are fetched and mapped; one
-                # batch at a time, so rows land in arrival order (the last duplicate wins).
-                if len(unstaged) >= _STAGE_BATCH:
-                    if staging is not None:
-                        await staging
-                    staging = asyncio.ensure_future(
-                        self._db(db and db.stage, stream, generation, unstaged)
+            # A refresh builds a stream's worth of records; the collector would walk them
+            # again and again as they pile up.
+            with gc_paused():
+                async for page in prefetch(source.read(stream)):
+                    report.pages += 1
+                    records = page.records
+                    yielded = time.perf_counter()
+                    for raw in records:
+                        if time.perf_counter() - yielded > _MAP_SLICE_SECONDS:
+                            await asyncio.sleep(0)
+                            yielded = time.perf_counter()
+                        report.read += 1
+                        try:
+                            record = source.map_record(stream, raw, synced_at)
+                        except InvalidRecord as exc:
+                            bad.append((str(exc), raw))
+                            continue
+                        if record.id in collected:
+                            report.duplicates += 1
+                        collected[record.id] = record
+                        unstaged.append(record)
+                    # Staged in the background while the next pages are fetched and mapped; one
+                    # batch at a time, so rows land in arrival order (the last duplicate wins).
+                    if len(unstaged) >= _STAGE_BATCH:
+                        if staging is not None:
+                            await staging
+                        staging = asyncio.ensure_future(
+                            self._db(db and db.stage, stream, generation, unstaged)
+                        )
+                        unstaged = []
+                    self.store.update_status(
+                        name, progress=Progress(stream, report.read, report.pages, page.total)
                     )
-                    unstaged = []
-                self.store.update_status(
-                    name, progress=Progress(stream, report.read, report.pages, page.total)
-                )
             if staging is not None:
                 await staging
                 staging = None
