@@ -108,7 +108,7 @@ class Segment:
     run_offsets: np.ndarray
     name_ends: np.ndarray  # byte offset where each line's first field (the name) ends
     line_at: np.ndarray  # per 64-byte block of data, the line its first byte is in
-    _facets: Facets  # VALUE_FIELDS and the filters' fields, as codes
+    _facets: Facets | None = None  # VALUE_FIELDS and the filters' fields, as codes
 
     @classmethod
     def build(cls, records: Iterable[Record]) -> Segment:
@@ -153,7 +153,6 @@ class Segment:
         del positions, run_key
         blocks = np.arange(0, len(data), 1 << _BLOCK_BITS)
         line_at = (np.searchsorted(starts, blocks, side="right") - 1).astype(np.uint32)
-        facets = Facets(ordered)
         return cls(
             ordered,
             text,
@@ -166,7 +165,6 @@ class Segment:
             run_offsets,
             name_ends,
             line_at,
-            facets,
         )
 
     def offsets_of(self, code: int) -> np.ndarray:
@@ -182,7 +180,7 @@ class Segment:
 
     def value_texts(self, index: int) -> list[tuple[str, str]]:
         """The record's VALUE_FIELDS as (name, folded value)."""
-        values = self._facets
+        values = self.facets()
         return [(f, values.values[f][values.codes[f][index]]) for f in values.matched]
 
     def searchable(self, index: int) -> bytes:
@@ -194,7 +192,7 @@ class Segment:
         """Per record, the best place of `term` in its VALUE_FIELDS (_NO_MATCH where none
         holds it), or None when no record's do. The distinct values are tested in Python,
         the records by one gather per field."""
-        values = self._facets
+        values = self.facets()
         best: np.ndarray | None = None
         for name in values.matched:
             places = np.array([_value_place(v, term) for v in values.values[name]], np.int8)
@@ -278,6 +276,11 @@ class Segment:
         return Matches(self, found, hits, short)
 
     def facets(self) -> Facets:
+        """Built on first use. SearchIndex builds them one segment after another, before
+        the swap: pure Python, they gain nothing from the build threads and, run in
+        several at once, kept the event loop waiting for the interpreter lock."""
+        if self._facets is None:
+            self._facets = Facets(self.records)
         return self._facets
 
     @property
@@ -287,7 +290,7 @@ class Segment:
         arrays = (self.starts, self.lows, self.offsets, self.run_start, self.run_block)
         arrays += (self.run_offsets, self.name_ends, self.line_at)
         own = sum(a.nbytes for a in arrays) + sys.getsizeof(self.text)
-        return own + sys.getsizeof(self.records) + self._facets.nbytes
+        return own + sys.getsizeof(self.records) + self.facets().nbytes
 
 
 class TermHits(NamedTuple):
@@ -360,7 +363,8 @@ class Matches:
                 return [(0, int(i)) for i in perfect[:limit]]
             if not len(perfect):
                 break  # not a name word here: the whole scoring will be needed anyway
-            size *= 8
+            # grow to where `limit` perfect ones should be, with a margin
+            size = int(size * min(8.0, max(2.0, 1.5 * limit / len(perfect))))
         return _best(candidates, self.scores(candidates), limit)
 
 
@@ -619,6 +623,8 @@ class SearchIndex:
             # the next source's text is being built
             futures = {(kind, name): pool.submit(Segment.build, r) for name, r in parts.items()}
             built = {key: future.result() for key, future in futures.items()}
+            for segment in built.values():
+                segment.facets()
         with self._lock:
             stale = [
                 key for key in self._segments if key in built or (replace_all and key[0] == kind)
