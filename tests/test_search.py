@@ -396,3 +396,11 @@ def test_index_memory_counts_what_it_holds(index):
     for segment in segments:
         floor = len(segment.text) + segment.lows.nbytes + segment.starts.nbytes
         assert segment.nbytes > floor
+
+
+def test_a_field_separator_that_got_past_cleaning_does_not_break_the_index():
+    records = [contact(1, first_name="Ann\x1fMarie"), contact(2, first_name="Bo", last_name="Ann")]
+    index = SearchIndex()
+    index.rebuild("contacts", "brivity", records)
+    hits = index.search("ann").groups["brivity"]
+    assert [(h.record.id, h.score) for h in hits] == [("brivity:1", 0), ("brivity:2", 0)]

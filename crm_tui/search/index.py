@@ -124,10 +124,16 @@ class Segment:
             raise ValueError("a segment's text must stay under 4 GB")
         starts = np.zeros(len(ordered) + 1, dtype=np.uint32)
         starts[1:] = np.flatnonzero(data == 0x0A) + 1
-        # every line has its separators, so the first one after a line's start ends its name
+        # the first separator after a line's start ends its name; every line has as many
+        # separators as the first (ingest strips them from data), so no search is needed
         seps = np.flatnonzero(data == _SEP_BYTE)
-        name_ends = seps[np.searchsorted(seps, starts[:-1])] if len(seps) else starts[1:] - 1
-        name_ends = name_ends.astype(np.uint32)
+        per_line = text[: int(starts[1]) if len(ordered) else 0].count(_SEP)
+        if per_line and len(seps) == per_line * len(ordered):
+            name_ends = seps[::per_line].astype(np.uint32)
+        elif len(seps):  # a record built around the cleaning: search for it
+            name_ends = seps[np.searchsorted(seps, starts[:-1])].astype(np.uint32)
+        else:
+            name_ends = (starts[1:] - 1).astype(np.uint32)
         first, second = data[:-1], data[1:]
         codes = (first.astype(np.uint16) << 8) | second
         for byte in _SKIP_BYTES:
@@ -151,8 +157,11 @@ class Segment:
         run_offsets = np.searchsorted(run_key >> 16, np.arange(65537)).astype(np.uint32)
         lows = (positions & 0xFFFF).astype(np.uint16)
         del positions, run_key
-        blocks = np.arange(0, len(data), 1 << _BLOCK_BITS)
-        line_at = (np.searchsorted(starts, blocks, side="right") - 1).astype(np.uint32)
+        # a line starting at s is at or before block b's first byte when ceil(s / 64) <= b
+        blocks = (len(data) + (1 << _BLOCK_BITS) - 1) >> _BLOCK_BITS
+        first_block = (starts[:-1].astype(np.int64) + (1 << _BLOCK_BITS) - 1) >> _BLOCK_BITS
+        line_at = np.cumsum(np.bincount(first_block, minlength=blocks + 1)[:blocks]) - 1
+        line_at = line_at.astype(np.uint32)
         return cls(
             ordered,
             text,

