@@ -523,33 +523,36 @@ class Highlighter:
         self.terms = terms
         self.text_terms = [t.decode("utf-8") for t in terms]
         self.finder = re.compile(b"|".join(map(re.escape, terms))) if terms else None
+        # every field, in display order; the empty lists are shared, never appended to
+        self._empty: dict[str, list[tuple[int, int]]] = {name: [] for name in self.fields}
 
     def __call__(
         self, segment: Segment, indexes: list[int]
     ) -> list[dict[str, list[tuple[int, int]]]]:
         """Spans for each of `indexes`; their lines and value codes are read in one numpy
-        gather each, not one scalar at a time."""
+        gather each, not one scalar at a time, and a value's spans are found once."""
         at = np.asarray(indexes, dtype=np.int64)
         begins = segment.starts[at].tolist()
         ends = (segment.starts[at + 1] - 1).tolist()
         facets = segment.facets()
-        columns = [
-            (name, facets.codes[name][at].tolist(), facets.values[name], {})
-            for name in facets.matched
-        ]
+        columns = []
+        for name in facets.matched:
+            codes = facets.codes[name][at].tolist()
+            values = facets.values[name]
+            known = {code: self._value_spans(values[code]) for code in set(codes)}
+            columns.append((name, [known[code] for code in codes]))
+        records, text, empty = segment.records, segment.text, self._empty
         out = []
         for n, index in enumerate(indexes):
-            record = segment.records[index]
-            found = self._line_spans(record, segment.text[begins[n] : ends[n]])
-            for name, codes, values, known in columns:
-                code = codes[n]
-                if code not in known:
-                    known[code] = self._value_spans(values[code])
-                marks = known[code]
+            found = self._line_spans(records[index], text[begins[n] : ends[n]])
+            for name, marks in columns:
+                mark = marks[n]
                 found[name] = (
-                    marks if marks is not None else spans(field_text(record, name), self.text_terms)
+                    mark
+                    if mark is not None
+                    else spans(field_text(records[index], name), self.text_terms)
                 )
-            out.append({name: found.get(name, []) for name in self.fields})
+            out.append({**empty, **found})
         return out
 
     def _line_spans(self, record: Record, line: bytes) -> dict[str, list[tuple[int, int]]]:
@@ -560,10 +563,16 @@ class Highlighter:
             where = occurrences(line, self.terms)
             if not where:
                 return found
-            begin = 0
+            if len(self.terms) > 1:
+                where.sort()
+            begin = at = 0
             for name, part in zip(self.line_fields, line.split(_SEP), strict=False):
                 end = begin + len(part)
-                mine = [(a - begin, b - begin) for a, b in where if begin <= a < end]
+                mine = []
+                while at < len(where) and where[at][0] < end:
+                    a, b = where[at]
+                    mine.append((a - begin, b - begin))
+                    at += 1
                 if mine:
                     found[name] = merge_spans(mine)
                 begin = end + 1
