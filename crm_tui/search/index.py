@@ -155,18 +155,17 @@ class Segment:
         del order
         offsets = np.zeros(len(counts) + 1, dtype=np.uint32)
         np.cumsum(counts[1:], out=offsets[2:])
-        # a run: one bigram's offsets that share their high half (the sorted codes are
-        # each code repeated by its count: no gather through the order needed)
-        ranked = np.repeat(np.arange(len(counts), dtype=np.uint32), counts)[skipped:]
-        run_key = (ranked << 16) | (positions >> 16)
-        del ranked
-        run_start = np.flatnonzero(run_key[1:] != run_key[:-1]).astype(np.uint32) + 1
-        run_start = np.concatenate((np.zeros(min(1, len(run_key)), np.uint32), run_start))
-        run_key = run_key[run_start]
-        run_block = (run_key & 0xFFFF).astype(np.uint16)
-        run_offsets = np.searchsorted(run_key >> 16, np.arange(65537)).astype(np.uint32)
+        # A run: one bigram's offsets that share their high half. Runs start where the
+        # high half changes and where a bigram's list starts.
+        high = (positions >> 16).astype(np.uint16)
+        is_start = np.zeros(len(positions), dtype=bool)
+        is_start[1:] = high[1:] != high[:-1]
+        is_start[offsets[1:-1][counts[1:] > 0]] = True
+        run_start = np.flatnonzero(is_start).astype(np.uint32)
+        run_block = high[run_start]
+        run_offsets = np.searchsorted(run_start, offsets).astype(np.uint32)
         lows = (positions & 0xFFFF).astype(np.uint16)
-        del positions, run_key
+        del positions, high, is_start
         # a line starting at s is at or before block b's first byte when ceil(s / 64) <= b
         blocks = (len(data) + (1 << _BLOCK_BITS) - 1) >> _BLOCK_BITS
         first_block = (starts[:-1].astype(np.int64) + (1 << _BLOCK_BITS) - 1) >> _BLOCK_BITS
