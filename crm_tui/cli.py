@@ -205,8 +205,10 @@ def main(
 
 def _run_tui(rt: Runtime, settings: Settings, start_sync: bool) -> None:
     from crm_tui.app import make_app  # Textual loads only when the app is wanted
+    from crm_tui.hangup import watch_for_hangup
 
     app = make_app(settings, theme=rt.theme or settings.crm_theme, sync_on_start=start_sync)
+    watch_for_hangup()
     app.run()
 
 
