@@ -409,7 +409,7 @@ class Facets:
             self.values["tags"], self.codes["tags"] = _codes(joined)  # type: ignore[arg-type]
         counts = _array(len, tag_lists, np.int64)
         self.tag_owner = np.repeat(np.arange(len(tag_lists), dtype=np.uint32), counts)
-        self.tag_values, self.tag_codes = _codes(_mapped(None, tag_lists))
+        self.tag_values, self.tag_codes = _codes(_flattened(tag_lists))
         deals = records if self.deals else []
         self.closing_values, self.closing_codes = _codes([r.close_date for r in deals])  # type: ignore[union-attr]
         self.amounts = np.array(
@@ -475,12 +475,19 @@ def _bincount(codes: np.ndarray) -> np.ndarray:
     return counts
 
 
-def _mapped(fn: Callable[[Any], Any] | None, items: Sequence[Any]) -> list[Any]:
-    """`list(map(fn, items))` a slice at a time; with no `fn`, the items' items, chained."""
+def _mapped(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    """`list(map(fn, items))` a slice at a time."""
     out: list[Any] = []
     for at in range(0, len(items), _C_SLICE):
-        part = items[at : at + _C_SLICE]
-        out.extend(chain.from_iterable(part) if fn is None else map(fn, part))
+        out.extend(map(fn, items[at : at + _C_SLICE]))
+    return out
+
+
+def _flattened(lists: Sequence[Sequence[Any]]) -> list[Any]:
+    """`list(chain.from_iterable(lists))` a slice at a time."""
+    out: list[Any] = []
+    for at in range(0, len(lists), _C_SLICE):
+        out.extend(chain.from_iterable(lists[at : at + _C_SLICE]))
     return out
 
 

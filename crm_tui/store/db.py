@@ -52,10 +52,14 @@ SCHEMA_VERSION = 3
 _COLUMNS: dict[RecordKind, tuple[str, ...]] = {"contacts": CONTACT_FIELDS, "deals": DEAL_FIELDS}
 
 
-def _record_table_sql(table: str, columns: tuple[str, ...]) -> str:
-    cols = ", ".join(
+def _column_defs(columns: tuple[str, ...]) -> str:
+    return ", ".join(
         f"{c} {'INTEGER' if c in ('deleted', 'probability') else 'TEXT'}" for c in columns
     )
+
+
+def _record_table_sql(table: str, columns: tuple[str, ...]) -> str:
+    cols = _column_defs(columns)
     return (
         f"CREATE TABLE {table} ({cols}, PRIMARY KEY (user_id, id)) WITHOUT ROWID;"
         f"CREATE INDEX {table}_user_source ON {table} (user_id, source);"
@@ -65,9 +69,7 @@ def _record_table_sql(table: str, columns: tuple[str, ...]) -> str:
 def _generation_tables(table: str, columns: tuple[str, ...]) -> str:
     """A rowid table (rows of ~700 bytes append cheaply; a WITHOUT ROWID tree splits on
     every page) whose rows carry their stream's generation, filled from the old one."""
-    cols = ", ".join(
-        f"{c} {'INTEGER' if c in ('deleted', 'probability') else 'TEXT'}" for c in columns
-    )
+    cols = _column_defs(columns)
     names = ", ".join(columns)
     return (
         f"CREATE TABLE {table}_v3 ({cols}, generation INTEGER NOT NULL DEFAULT 0);"
@@ -371,17 +373,18 @@ class Database:
         """Delete the visible rows; a refresh still running keeps its own generation."""
         with self.transaction() as conn:
             for kind in _COLUMNS:
-                current = self._generations(user_id, kind)
-                names = [source] if source is not None else [*current, None]
-                for name in names:
-                    if name is None:  # sources never refreshed: generation 0
-                        conn.execute(
-                            f"DELETE FROM {kind} WHERE user_id = ? AND generation = 0", (user_id,)
-                        )
-                        continue
+                # a row is visible when its generation is its stream's (0 before any refresh)
+                visible = (
+                    "generation = ifnull((SELECT g.generation FROM stream_generations g"
+                    f" WHERE g.user_id = {kind}.user_id AND g.kind = '{kind}'"
+                    f" AND g.source = {kind}.source), 0)"
+                )
+                if source is None:
+                    conn.execute(f"DELETE FROM {kind} WHERE user_id = ? AND {visible}", (user_id,))
+                else:
                     conn.execute(
-                        f"DELETE FROM {kind} WHERE user_id = ? AND source = ? AND generation = ?",
-                        (user_id, name, current.get(name, 0)),
+                        f"DELETE FROM {kind} WHERE user_id = ? AND source = ? AND {visible}",
+                        (user_id, source),
                     )
             if source is None:
                 conn.execute("DELETE FROM bookmarks WHERE user_id = ?", (user_id,))
