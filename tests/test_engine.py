@@ -208,6 +208,7 @@ async def test_test_connection_reads_one_small_page(engine):
     assert result.ok
     assert result.message == "connected: read 1 of 42 contacts"
     assert route.calls[0].request.url.params["limit"] == "1"
+    assert route.call_count == 1  # a probe reads no page ahead
     respx.get(f"{BASE}/people").respond(401, text="Invalid API key")
     bad = await engine.test_connection("followupboss")
     await engine.aclose()

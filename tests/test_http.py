@@ -22,7 +22,12 @@ from crm_tui.sources.http import (
     current_stats,
     parse_retry_after,
 )
-from crm_tui.sources.pagination import CursorPaginator, OffsetPaginator, SingleRequest
+from crm_tui.sources.pagination import (
+    CursorPaginator,
+    OffsetPaginator,
+    SingleRequest,
+    peek_cursor,
+)
 
 BASE = "https://crm.example"
 pytestmark = pytest.mark.usefixtures("no_retry_sleep")
@@ -91,6 +96,98 @@ async def test_the_page_cap_stops_an_endless_server():
     )
     with pytest.raises(PaginationError, match="more than 5 pages"):
         await collect(CursorPaginator(("people",), max_pages=5).pages(client(), "people", "c"))
+
+
+@pytest.mark.parametrize(
+    ("body", "cursor"),
+    [
+        (b'{"_metadata":{"total":3,"next":"c1"},"people":[]}', "c1"),
+        (b' \n{ "_metadata" : { "next" : "c 2" } , "people": [{"id": 1}]}', "c 2"),
+        (b'{"_metadata":{"next":null},"people":[]}', None),
+        (b'{"_metadata":{"next":7},"people":[]}', None),
+        (b'{"_metadata":{"next":""},"people":[]}', None),
+        (b'{"people":[],"_metadata":{"next":"late"}}', None),  # not first: no guess
+        (b'{"_metadata":{"next":"c1","nested":{"x":1}},"people":[]}', None),  # not flat
+        (b'{"_metadata":{"next":"c}1"},"people":[]}', None),  # a brace inside a string
+        (b'[{"_metadata":{"next":"c1"}}]', None),
+        (b"", None),
+    ],
+)
+def test_a_cursor_is_read_off_the_head_of_a_body_only_when_that_is_safe(body, cursor):
+    assert peek_cursor(body) == cursor
+
+
+def people_page(ids: list[int], cursor: str | None) -> httpx.Response:
+    return httpx.Response(
+        200, json={"_metadata": {"next": cursor}, "people": [{"id": i} for i in ids]}
+    )
+
+
+@pytest.mark.parametrize(("read_ahead", "requested"), [(True, 2), (False, 1)])
+@respx.mock
+async def test_the_next_page_is_requested_before_this_one_is_handed_over(read_ahead, requested):
+    route = respx.get(f"{BASE}/people")
+    route.side_effect = [people_page([2], "c1"), people_page([1], None)]
+    pages = CursorPaginator(("people",), read_ahead=read_ahead).pages(client(), "people", "c")
+    first = await anext(pages)
+    assert [r["id"] for r in first.records] == [2]
+    assert route.call_count == requested
+    assert [r["id"] for p in [p async for p in pages] for r in p.records] == [1]
+    assert route.call_count == 2
+
+
+@respx.mock
+async def test_a_wrong_guess_is_dropped_and_the_decoded_cursor_followed():
+    # Two `_metadata` keys: the head says "guess", the decoded page (last key wins) "real".
+    respx.get(f"{BASE}/people", params={"next": "guess"}).respond(json={"people": [{"id": 66}]})
+    real = respx.get(f"{BASE}/people", params={"next": "real"}).respond(
+        json={"_metadata": {"next": None}, "people": [{"id": 1}]}
+    )
+    respx.get(f"{BASE}/people").respond(
+        200,
+        content=b'{"_metadata":{"next":"guess"},"_metadata":{"next":"real"},"people":[{"id":2}]}',
+        headers={"content-type": "application/json"},
+    )
+    records = await collect(CursorPaginator(("people",)).pages(client(), "people", "c"))
+    assert [r["id"] for r in records] == [2, 1]
+    assert real.call_count == 1
+
+
+@respx.mock
+async def test_a_malformed_page_is_retried_without_a_second_read_ahead():
+    last = respx.get(f"{BASE}/people", params={"next": "c1"}).mock(
+        return_value=people_page([1], None)
+    )
+    respx.get(f"{BASE}/people").side_effect = [
+        # the head is whole, the records are cut off: the guess stands, the page is retried
+        httpx.Response(200, content=b'{"_metadata":{"next":"c1"},"people":[{"id":2},'),
+        people_page([2], "c1"),
+    ]
+    records = await collect(CursorPaginator(("people",)).pages(client(), "people", "c"))
+    assert [r["id"] for r in records] == [2, 1]
+    assert last.call_count == 1
+
+
+@respx.mock
+async def test_closing_a_stream_early_cancels_the_request_read_ahead():
+    entered, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def hang(request: httpx.Request) -> httpx.Response:
+        entered.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return people_page([], None)
+
+    respx.get(f"{BASE}/people", params={"next": "c1"}).mock(side_effect=hang)
+    respx.get(f"{BASE}/people").mock(return_value=people_page([2], "c1"))
+    pages = CursorPaginator(("people",)).pages(client(), "people", "c")
+    await anext(pages)
+    await asyncio.wait_for(entered.wait(), 5)
+    await pages.aclose()
+    assert cancelled.is_set()
 
 
 @respx.mock

@@ -13,6 +13,7 @@ from crm_tui.demo.servers import DemoServers, Faults, iter_records
 from crm_tui.models import Outcome, RecordKind, SyncState
 from crm_tui.sources.base import Capabilities, Source, SourceContext
 from crm_tui.sources.errors import InvalidRecord
+from crm_tui.sources.http import HeaderAuth, HttpClient
 from crm_tui.sources.pagination import Page
 from crm_tui.sources.registry import build_source
 from crm_tui.store import CacheStore, Database
@@ -209,3 +210,20 @@ async def test_the_conformance_check_can_fail(settings):
         "1 repeated ids",
         "1 repeated ids",
     ]
+
+
+async def test_a_request_says_when_it_is_on_the_wire(demo_servers):
+    """Reading ahead waits for this signal (httpcore's trace) before decoding a page."""
+    client = HttpClient(
+        "Follow Up Boss",
+        f"{demo_servers.servers['followupboss'].url}/v1",
+        HeaderAuth.basic("demo-fub-key"),
+    )
+    sent: list[int] = []
+    try:
+        body = await client.get_json("people", {"limit": 3}, on_sent=lambda: sent.append(len(sent)))
+        await client.get_json("people", {"limit": 3})
+    finally:
+        await client.aclose()
+    assert len(body["people"]) == 3
+    assert sent == [0]

@@ -6,12 +6,13 @@ import pytest
 
 from crm_tui.config import Settings
 from crm_tui.demo import data
-from crm_tui.models import Contact, Deal
+from crm_tui.models import CONTACT_FIELDS, DEAL_FIELDS, Contact, Deal
 from crm_tui.sources.base import SourceContext
 from crm_tui.sources.errors import InvalidRecord
 from crm_tui.sources.followupboss import FollowUpBossSource
 from crm_tui.sources.local import LocalSource
 from crm_tui.sources.mapping import (
+    RecordBuilder,
     build_record,
     get_path,
     load_overrides,
@@ -217,3 +218,44 @@ def test_every_connector_is_registered_and_declares_capabilities():
         assert src.streams(), name
         assert src.capabilities.contacts
     assert LocalSource.field_maps["contacts"]["remote_id"] == "id"
+
+
+@pytest.mark.parametrize("kind", ["contacts", "deals"])
+def test_every_mapped_field_lands_in_its_own_attribute(kind):
+    """Records are built positionally: a field out of place would go unnoticed elsewhere."""
+    special = {
+        "remote_id": 7,
+        "tags": ["a", "b"],
+        "amount": "12.50",
+        "currency": "eur",
+        "probability": 40,
+        "close_date": "2026-01-02",
+        "remote_created": "2026-01-02T03:04:05Z",
+        "remote_updated": "2026-02-03T04:05:06Z",
+        "deleted": True,
+    }
+    targets = CONTACT_FIELDS if kind == "contacts" else DEAL_FIELDS
+    mapped = [t for t in targets if t not in ("id", "source", "user_id", "synced_at", "raw")]
+    raw = {f"f_{t}": special.get(t, f"v-{t}") for t in mapped}
+    record = RecordBuilder(kind, {t: f"f_{t}" for t in mapped})("src", "u", raw, NOW)
+    expected = {t: f"v-{t}" for t in mapped} | {
+        "id": "src:7",
+        "source": "src",
+        "user_id": "u",
+        "synced_at": NOW,
+        "remote_id": "7",
+        "remote_created": "2026-01-02T03:04:05Z",
+        "remote_updated": "2026-02-03T04:05:06Z",
+        "deleted": True,
+    }
+    if kind == "contacts":
+        expected |= {"tags": ("a", "b"), "email": "v-email"}
+    else:
+        expected |= {
+            "amount": Decimal("12.50"),
+            "currency": "EUR",
+            "probability": 40,
+            "close_date": "2026-01-02",
+        }
+    assert {t: getattr(record, t) for t in expected} == expected
+    assert record.metadata == raw

@@ -5,12 +5,14 @@ import gc
 import os
 import sqlite3
 import stat
+import sys
 import threading
 import time
 from decimal import Decimal
 
 import pytest
 
+from crm_tui.background import NICENESS
 from crm_tui.heap import dismantle, gc_paused, release_gradually
 from crm_tui.models import Contact, Deal, SourceStatus, SyncState
 from crm_tui.store import CacheStore, Database, StoreChange
@@ -340,3 +342,20 @@ def test_gc_pauses_overlap_and_the_last_one_out_restores_the_collector():
         assert not gc.isenabled()  # it was off before: it stays off
     finally:
         gc.enable()
+
+
+async def test_writes_run_on_one_writer_thread_that_yields_the_cpu(tmp_path):
+    db = Database(tmp_path / "crm.db")
+    main = threading.get_native_id()
+    first = await db.in_writer(threading.get_native_id)
+    second = await db.in_writer(threading.get_native_id)
+    assert first == second != main
+    if sys.platform == "linux":
+        here = os.getpriority(os.PRIO_PROCESS, main)
+        writer = await db.in_writer(os.getpriority, os.PRIO_PROCESS, first)
+        assert writer == min(here + NICENESS, 19)
+        assert os.getpriority(os.PRIO_PROCESS, main) == here  # the rest keeps its own
+    writer_thread = await db.in_writer(threading.current_thread)
+    assert writer_thread.name.startswith("crm-db-writer")
+    db.close()
+    assert not writer_thread.is_alive()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
 import random
 import secrets
 import threading
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import parse_qs
 
+import orjson
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -122,7 +122,7 @@ class FaultInjector:
 
 def _json(body: Any, headers: dict[str, str] | None = None) -> Response:
     return Response(
-        json.dumps(body, separators=(",", ":")),
+        orjson.dumps(body),
         200,
         headers=headers,
         media_type="application/json",
@@ -150,8 +150,7 @@ def brivity_app(key: str, contacts: int, seed: int, faults: Faults) -> FaultInje
                     data.brivity_person(seed, i, contacts)
                     for i in range(start, min(start + 500, count))
                 ]
-                text = json.dumps(chunk, separators=(",", ":"))[1:-1]
-                yield (b"," if start else b"") + text.encode()
+                yield (b"," if start else b"") + orjson.dumps(chunk)[1:-1]
                 await asyncio.sleep(0)
             yield b"]"
 
@@ -350,7 +349,7 @@ def serve(name: str, app: FaultInjector, port: int = 0) -> RunningServer:
         log_level="error",
         access_log=False,
         lifespan="off",
-        http="h11",
+        http="httptools",
         timeout_graceful_shutdown=1,
     )
     server = uvicorn.Server(config)

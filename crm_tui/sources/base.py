@@ -12,7 +12,7 @@ import httpx
 from crm_tui.config import Settings
 from crm_tui.logs import SecretMasker
 from crm_tui.models import Record, RecordKind
-from crm_tui.sources.mapping import FieldMap, build_record, compile_map
+from crm_tui.sources.mapping import FieldMap, RecordBuilder
 from crm_tui.sources.pagination import Page
 from crm_tui.store.db import Database
 
@@ -59,7 +59,7 @@ class Source(ABC):
             kind: {**self.field_maps.get(kind, {}), **custom.get(kind, {})}
             for kind in ("contacts", "deals")
         }
-        self._compiled = {kind: compile_map(m) for kind, m in self.maps.items()}
+        self._builders = {kind: RecordBuilder(kind, m) for kind, m in self.maps.items()}
 
     @property
     @abstractmethod
@@ -77,15 +77,7 @@ class Source(ABC):
         """Pages of raw records. `probe` asks for the smallest page that proves access."""
 
     def map_record(self, stream: RecordKind, raw: Any, synced_at: str) -> Record:
-        return build_record(
-            stream,
-            self.name,
-            self.ctx.user_id,
-            self._compiled[stream],
-            raw,
-            synced_at,
-            compiled=True,
-        )
+        return self._builders[stream](self.name, self.ctx.user_id, raw, synced_at)
 
     async def check(self) -> str:
         """Authenticate and read one small page; the message says what was seen."""

@@ -88,7 +88,7 @@ class FollowUpBossSource(Source):
 
     def read(self, stream: RecordKind, *, probe: bool = False) -> AsyncIterator[Page]:
         path = self._paths[stream]
-        paginator = CursorPaginator((path,), page_size=1 if probe else 100)
+        paginator = CursorPaginator((path,), page_size=1 if probe else 100, read_ahead=not probe)
         return paginator.pages(self.client, path, stream)
 
     async def aclose(self) -> None:

@@ -18,6 +18,7 @@ import ssl
 import time
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -273,6 +274,16 @@ def tls_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
+def _sent_tracer(on_sent: Callable[[], None]) -> Callable[[str, Any], Awaitable[None]]:
+    """httpcore's `trace` extension, reduced to one event: the request is on the wire."""
+
+    async def trace(event: str, info: Any) -> None:
+        if event.endswith("send_request_body.complete"):
+            on_sent()
+
+    return trace
+
+
 class HttpClient:
     def __init__(
         self,
@@ -311,9 +322,17 @@ class HttpClient:
         await self._client.aclose()
 
     async def get_json(
-        self, path: str, params: dict[str, Any] | None = None, *, what: str = "records"
+        self,
+        path: str,
+        params: dict[str, Any] | None = None,
+        *,
+        what: str = "records",
+        on_body: Callable[[bytes], Awaitable[None]] | None = None,
+        on_sent: Callable[[], None] | None = None,
     ) -> Any:
-        """GET and decode JSON, under the retry table. Raises SourceError subclasses only."""
+        """GET and decode JSON, under the retry table. Raises SourceError subclasses only.
+        `on_body` is awaited with each successful response's bytes before they are
+        decoded; `on_sent` is called once a request is on the wire."""
         stats = current_stats.get()
         policy = self.retry
         try:
@@ -328,7 +347,7 @@ class HttpClient:
                 with attempt:
                     if attempt.num > 1 and stats is not None:
                         stats.retries += 1
-                    return await self._attempt(path.lstrip("/"), params)
+                    return await self._attempt(path.lstrip("/"), params, on_body, on_sent)
         except _Retryable as exc:
             raise RemoteError(f"Failed to fetch {what}", self.masker(exc.details)) from None
         raise AssertionError("unreachable")  # pragma: no cover
@@ -338,7 +357,13 @@ class HttpClient:
             return exc.retry_after if exc.retry_after is not None else True
         return False
 
-    async def _attempt(self, path: str, params: dict[str, Any] | None) -> Any:
+    async def _attempt(
+        self,
+        path: str,
+        params: dict[str, Any] | None,
+        on_body: Callable[[bytes], Awaitable[None]] | None = None,
+        on_sent: Callable[[], None] | None = None,
+    ) -> Any:
         stats = current_stats.get()
         refreshed = False
         while True:
@@ -346,7 +371,7 @@ class HttpClient:
             headers = await self.auth.headers(self._client)
             if stats is not None:
                 stats.requests += 1
-            response = await self._send(path, params, headers)
+            response = await self._send(path, params, headers, on_sent)
             self.budget.observe(response.headers)
             if (
                 response.status_code == 401
@@ -382,14 +407,23 @@ class HttpClient:
         if not self._authenticated:
             self._authenticated = True
             log.info("[%s] Authentication successful", self.display_name)
+        if on_body is not None:
+            await on_body(response.content)
         return await self._decode(response)
 
     async def _send(
-        self, path: str, params: dict[str, Any] | None, headers: dict[str, str]
+        self,
+        path: str,
+        params: dict[str, Any] | None,
+        headers: dict[str, str],
+        on_sent: Callable[[], None] | None = None,
     ) -> httpx.Response:
+        extensions = {"trace": _sent_tracer(on_sent)} if on_sent is not None else None
         try:
             async with asyncio.timeout(self.deadline):
-                return await self._client.get(path, params=params, headers=headers)
+                return await self._client.get(
+                    path, params=params, headers=headers, extensions=extensions
+                )
         except TimeoutError:
             raise _Retryable(f"Request timeout after {self.deadline:g} seconds") from None
         except httpx.TimeoutException:

@@ -11,7 +11,7 @@ from crm_tui.models import Record, RecordKind, utc_now
 from crm_tui.sources import brivity, topproducer
 from crm_tui.sources.csv_import import CsvSpec, read_csv
 from crm_tui.sources.errors import ImportFileError, InvalidRecord
-from crm_tui.sources.mapping import FieldMap, build_record
+from crm_tui.sources.mapping import FieldMap, RecordBuilder
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +94,10 @@ def plan_import(name: str, path: Path, user_id: str) -> FilePlan:
     synced_at = utc_now()
     seen: Counter[str] = Counter()
     kept: dict[str, Record] = {}
+    build = RecordBuilder(importer.kind, importer.field_map)
     for number, row in enumerate(table.rows, start=1):
         try:
-            record = build_record(
-                importer.kind, importer.source, user_id, importer.field_map, row, synced_at
-            )
+            record = build(importer.source, user_id, row, synced_at)
         except InvalidRecord as exc:
             plan.invalid.append((number, str(exc)))
             plan.invalid_rows.append((str(exc), row))

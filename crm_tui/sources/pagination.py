@@ -7,10 +7,13 @@ stream with a PaginationError instead of looping forever.
 from __future__ import annotations
 
 import asyncio
+import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from crm_tui.sources.errors import PaginationError, RemoteError
 from crm_tui.sources.http import HttpClient
@@ -63,38 +66,129 @@ class SingleRequest(Paginator):
         yield Page(records, total=len(records))
 
 
+# `{"_metadata": {...flat...}` at the start of a body: Follow Up Boss writes it first.
+_LEADING_METADATA = re.compile(rb'\s*\{\s*"_metadata"\s*:\s*(\{[^{}]*\})')
+_PEEK_BYTES = 4096
+# How long a page's decoding waits for the request read ahead to be sent: it normally takes
+# a few turns of the event loop (0.1 ms); longer means a retry's backoff or a full pool.
+_SEND_WAIT = 0.005
+
+
+def peek_cursor(content: bytes) -> str | None:
+    """`_metadata.next` read off the head of a body, without decoding its records; None
+    when the body does not start with a flat `_metadata` object. A guess: the decoded page
+    has the last word."""
+    match = _LEADING_METADATA.match(content[:_PEEK_BYTES])
+    if match is None:
+        return None
+    try:
+        meta = orjson.loads(match.group(1))
+    except orjson.JSONDecodeError:
+        return None
+    cursor = meta.get("next") if isinstance(meta, dict) else None
+    return cursor if isinstance(cursor, str) and cursor else None
+
+
 class CursorPaginator(Paginator):
-    """`limit` pages following `_metadata.next` (Follow Up Boss)."""
+    """`limit` pages following `_metadata.next` (Follow Up Boss).
+
+    A cursor puts a sync in lock-step with its server: the next request needs this page.
+    With `read_ahead`, the next request leaves as soon as this page's cursor can be read
+    off the head of its body, so the server works while this page is decoded (0.4 ms of 100
+    records) rather than after. The decoded page is checked against the guess; at most one
+    request is ever ahead of the page being read."""
 
     def __init__(
-        self, keys: Sequence[str], page_size: int = 100, max_pages: int = DEFAULT_MAX_PAGES
+        self,
+        keys: Sequence[str],
+        page_size: int = 100,
+        max_pages: int = DEFAULT_MAX_PAGES,
+        *,
+        read_ahead: bool = True,
     ) -> None:
         super().__init__(keys, max_pages)
         self.page_size = page_size
+        self.read_ahead = read_ahead
 
     async def pages(
         self, client: HttpClient, path: str, what: str, params: dict[str, Any] | None = None
     ) -> AsyncIterator[Page]:
-        query: dict[str, Any] = {**(params or {}), "limit": self.page_size}
+        base: dict[str, Any] = {**(params or {}), "limit": self.page_size}
         seen: set[str] = set()
-        for _ in range(self.max_pages):
-            body = await client.get_json(path, query, what=what)
-            records = extract_records(body, self.keys, what)
-            meta = body.get("_metadata") if isinstance(body, dict) else None
-            meta = meta if isinstance(meta, dict) else {}
-            yield Page(records, total=_int_or_none(meta.get("total")))
-            cursor = meta.get("next")
-            if not cursor or not records:
-                return
-            if not isinstance(cursor, str):
-                raise RemoteError(f"Failed to fetch {what}", "malformed page: bad next cursor")
-            if cursor in seen:
-                raise PaginationError(
-                    f"Failed to fetch {what}", "the server repeated a page cursor; stopped"
+        waiting = False  # this generator is blocked on the current request
+        ahead: tuple[str, asyncio.Future[Any]] | None = None
+
+        def fetch(
+            query: dict[str, Any], on_sent: Callable[[], None] | None = None
+        ) -> asyncio.Future[Any]:
+            async def on_body(content: bytes) -> None:
+                # Only for the request being waited for: a reader that has fallen behind
+                # gets no deeper queue of requests.
+                if waiting and future is current:
+                    await read_ahead(content)
+
+            future = asyncio.ensure_future(
+                client.get_json(
+                    path,
+                    query,
+                    what=what,
+                    on_body=on_body if self.read_ahead else None,
+                    on_sent=on_sent,
                 )
-            seen.add(cursor)
-            query = {**(params or {}), "limit": self.page_size, "next": cursor}
-        raise PaginationError(f"Failed to fetch {what}", f"more than {self.max_pages} pages")
+            )
+            return future
+
+        async def read_ahead(content: bytes) -> None:
+            nonlocal ahead
+            cursor = peek_cursor(content)
+            if ahead is not None or cursor is None or cursor in seen:
+                return  # a retried body: its first guess stands until the page decides
+            sent = asyncio.Event()
+            ahead = (cursor, fetch({**base, "next": cursor}, on_sent=sent.set))
+            # Decoding this page holds the event loop for a while: let the next request
+            # reach the wire first (or fail, or take longer than is worth waiting for).
+            on_wire = asyncio.ensure_future(sent.wait())
+            await asyncio.wait(
+                {on_wire, ahead[1]}, timeout=_SEND_WAIT, return_when=asyncio.FIRST_COMPLETED
+            )
+            on_wire.cancel()
+
+        current = fetch(base)
+        try:
+            for _ in range(self.max_pages):
+                waiting = True
+                try:
+                    body = await current
+                finally:
+                    waiting = False
+                records = extract_records(body, self.keys, what)
+                meta = body.get("_metadata") if isinstance(body, dict) else None
+                meta = meta if isinstance(meta, dict) else {}
+                cursor = meta.get("next")
+                if ahead is not None and (ahead[0] != cursor or not records):
+                    ahead[1].cancel()  # the guess was wrong: the page decides
+                    await asyncio.gather(ahead[1], return_exceptions=True)
+                    ahead = None
+                yield Page(records, total=_int_or_none(meta.get("total")))
+                if not cursor or not records:
+                    return
+                if not isinstance(cursor, str):
+                    raise RemoteError(f"Failed to fetch {what}", "malformed page: bad next cursor")
+                if cursor in seen:
+                    raise PaginationError(
+                        f"Failed to fetch {what}", "the server repeated a page cursor; stopped"
+                    )
+                seen.add(cursor)
+                if ahead is not None:
+                    current, ahead = ahead[1], None
+                else:
+                    current = fetch({**base, "next": cursor})
+            raise PaginationError(f"Failed to fetch {what}", f"more than {self.max_pages} pages")
+        finally:
+            pending = [f for f in (current, ahead[1] if ahead else None) if f and not f.done()]
+            for future in pending:
+                future.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
 
 class OffsetPaginator(Paginator):

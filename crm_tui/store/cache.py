@@ -143,7 +143,7 @@ class CacheStore:
 
     async def _persist(self, fn: Callable[..., Any], *args: Any) -> None:
         if self.db is not None:
-            await asyncio.to_thread(fn, *args)
+            await self.db.in_writer(fn, *args)
 
     async def replace_stream(
         self, source: str, kind: RecordKind, records: Iterable[Record]

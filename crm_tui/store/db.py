@@ -7,17 +7,22 @@ so the event loop never waits on disk.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
+import operator
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from crm_tui.background import background_thread
 from crm_tui.models import (
     CONTACT_FIELDS,
     DEAL_FIELDS,
@@ -151,18 +156,26 @@ def secure_file(path: Path) -> None:
     path.chmod(0o600)
 
 
-def _to_row(record: Record) -> tuple[Any, ...]:
-    values = []
-    for name in _COLUMNS["contacts" if isinstance(record, Contact) else "deals"]:
-        value = getattr(record, name)
-        if name == "tags":
-            value = TAG_SEPARATOR.join(value)
-        elif name == "deleted":
-            value = int(value)
-        elif isinstance(value, Decimal):
-            value = str(value)
-        values.append(value)
-    return tuple(values)
+_VALUES = {kind: operator.attrgetter(*columns) for kind, columns in _COLUMNS.items()}
+_TAGS = CONTACT_FIELDS.index("tags")
+_CONTACT_DELETED = CONTACT_FIELDS.index("deleted")
+_DEAL_DELETED = DEAL_FIELDS.index("deleted")
+_AMOUNT = DEAL_FIELDS.index("amount")
+
+
+def _to_row(record: Record) -> list[Any]:
+    """A record's column values in table order, as SQLite stores them. Every synced record
+    passes through here: one C-level getter, then the three columns that need converting."""
+    if type(record) is Contact:
+        row = list(_VALUES["contacts"](record))
+        row[_TAGS] = TAG_SEPARATOR.join(row[_TAGS])
+        row[_CONTACT_DELETED] = int(row[_CONTACT_DELETED])
+        return row
+    row = list(_VALUES["deals"](record))
+    row[_DEAL_DELETED] = int(row[_DEAL_DELETED])
+    if row[_AMOUNT] is not None:
+        row[_AMOUNT] = str(row[_AMOUNT])
+    return row
 
 
 class Database:
@@ -171,6 +184,7 @@ class Database:
         secure_dir(path.parent)
         secure_file(path)
         self._lock = threading.RLock()
+        self._writer: ThreadPoolExecutor | None = None
         self._conn = sqlite3.connect(
             path, check_same_thread=False, isolation_level=None, timeout=10.0
         )
@@ -185,8 +199,19 @@ class Database:
         self.migrate()
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
         with self._lock:
             self._conn.close()
+
+    async def in_writer(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run `fn(*args)`, a call of this database, on its writer thread: off the event
+        loop, one call at a time, at lowered priority (see crm_tui.background)."""
+        if self._writer is None:
+            self._writer = background_thread("crm-db-writer")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, functools.partial(fn, *args))
 
     # -- schema --------------------------------------------------------------------------
 

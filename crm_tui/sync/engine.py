@@ -213,7 +213,7 @@ class SyncEngine:
     async def _db(self, fn: Any, *args: Any) -> Any:
         if self.store.db is None:
             return None
-        return await asyncio.to_thread(fn, *args)
+        return await self.store.db.in_writer(fn, *args)
 
     async def _run(self, source: Source) -> SyncReport:
         name, display = source.name, source.display_name
@@ -287,18 +287,19 @@ class SyncEngine:
         try:
             # A refresh builds a stream's worth of records; the collector would walk them
             # again and again as they pile up.
+            map_record, clock = source.map_record, time.perf_counter
             with gc_paused():
                 async for page in prefetch(source.read(stream)):
                     report.pages += 1
                     records = page.records
-                    yielded = time.perf_counter()
+                    yielded = clock()
                     for raw in records:
-                        if time.perf_counter() - yielded > _MAP_SLICE_SECONDS:
+                        if clock() - yielded > _MAP_SLICE_SECONDS:
                             await asyncio.sleep(0)
-                            yielded = time.perf_counter()
+                            yielded = clock()
                         report.read += 1
                         try:
-                            record = source.map_record(stream, raw, synced_at)
+                            record = map_record(stream, raw, synced_at)
                         except InvalidRecord as exc:
                             bad.append((str(exc), raw))
                             continue
