@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 CHUNK = 2000
 #: How long a thread may keep the interpreter lock while another waits (Python's default
@@ -88,3 +88,42 @@ def dismantle(*containers: list[Any] | dict[Any, Any], pause: bool = False) -> N
                 del container[-CHUNK:]
             if pause:
                 time.sleep(0.001)  # a real pause: other threads, the event loop first
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Sharded(Generic[K, V]):
+    """A dict that a background thread may grow to a million keys.
+
+    One dict that size grows by resizing, each resize a single C loop that keeps the
+    interpreter lock: 23 ms at 700,000 keys on a quiet machine, 50-90 ms while a sync runs,
+    and the event loop waits that long. Spread over 64 dicts, a resize takes a fraction of a
+    millisecond. Just the operations the duplicate finder needs."""
+
+    __slots__ = ("_shards",)
+    SHARDS = 64
+
+    def __init__(self) -> None:
+        self._shards: list[dict[K, V]] = [{} for _ in range(self.SHARDS)]
+
+    def __contains__(self, key: K) -> bool:
+        return key in self._shards[hash(key) % self.SHARDS]
+
+    def __getitem__(self, key: K) -> V:
+        return self._shards[hash(key) % self.SHARDS][key]
+
+    def __setitem__(self, key: K, value: V) -> None:
+        self._shards[hash(key) % self.SHARDS][key] = value
+
+    def setdefault(self, key: K, value: V) -> V:
+        return self._shards[hash(key) % self.SHARDS].setdefault(key, value)
+
+    def __len__(self) -> int:
+        return sum(map(len, self._shards))
+
+    def release(self) -> None:
+        """Let go of the shards one at a time: freeing all at once is one long C loop too."""
+        while self._shards:
+            self._shards.pop()

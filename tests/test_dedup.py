@@ -254,7 +254,7 @@ async def test_clusters_follow_a_sync_that_changes_one_source(
     build = SourceKeys.build.__func__  # type: ignore[attr-defined]
 
     def counting(cls, stream, contacts, phones):  # type: ignore[no-untyped-def]
-        keyed.append(contacts[0].source if contacts else None)
+        keyed.append(next(iter(contacts)).source if contacts else None)
         return build(cls, stream, contacts, phones)
 
     monkeypatch.setattr(SourceKeys, "build", classmethod(counting))

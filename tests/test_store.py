@@ -13,7 +13,7 @@ from decimal import Decimal
 import pytest
 
 from crm_tui.background import NICENESS
-from crm_tui.heap import dismantle, gc_paused, release_gradually
+from crm_tui.heap import Sharded, dismantle, gc_paused, release_gradually
 from crm_tui.models import Contact, Deal, SourceStatus, SyncState
 from crm_tui.store import CacheStore, Database, StoreChange
 from crm_tui.store.db import MIGRATIONS, SCHEMA_VERSION, _statements
@@ -359,3 +359,18 @@ async def test_writes_run_on_one_writer_thread_that_yields_the_cpu(tmp_path):
     assert writer_thread.name.startswith("crm-db-writer")
     db.close()
     assert not writer_thread.is_alive()
+
+
+def test_a_sharded_dict_behaves_like_one_dict_then_lets_go():
+    sharded: Sharded[tuple[str, int], int] = Sharded()
+    plain: dict[tuple[str, int], int] = {}
+    for i in range(6000):  # keys repeat after 5,100: setdefault must keep the first
+        key = (f"k{i % 1700}", i % 3)
+        assert sharded.setdefault(key, i) == plain.setdefault(key, i)
+    assert len(sharded) == len(plain) == 5100
+    for key, value in plain.items():
+        assert key in sharded and sharded[key] == value
+    sharded[("new", 0)] = 7
+    assert sharded[("new", 0)] == 7 and ("absent", 0) not in sharded
+    sharded.release()
+    assert len(sharded) == 0

@@ -11,14 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from crm_tui.dedup.keys import NameAgreement, PhoneKeys, compare_names, email_key, name_key
-from crm_tui.heap import dismantle, gc_paused
+from crm_tui.heap import CHUNK, Sharded, dismantle, gc_paused
 from crm_tui.models import Contact
 
 EMAIL, PHONE, MERGED = 1, 2, 4
@@ -167,8 +167,8 @@ class SourceKeys:
     merged: list[tuple[str, tuple[str, ...]]]
 
     @classmethod
-    def build(cls, version: object, contacts: Sequence[Contact], phones: PhoneKeys) -> SourceKeys:
-        folded: dict[tuple[str | None, str | None], tuple[str, str]] = {}
+    def build(cls, version: object, contacts: Collection[Contact], phones: PhoneKeys) -> SourceKeys:
+        folded = Sharded[tuple[str | None, str | None], tuple[str, str]]()
         for c in contacts:
             pair = (c.first_name, c.last_name)
             if pair not in folded:
@@ -178,7 +178,7 @@ class SourceKeys:
             for c in contacts
             if c.source == "local" and LINKS_FIELD in c.raw
         ]
-        return cls(
+        keys = cls(
             version,
             [c.id for c in contacts],
             [email_key(c.email) for c in contacts],
@@ -186,6 +186,8 @@ class SourceKeys:
             [folded[(c.first_name, c.last_name)] for c in contacts],
             merged,
         )
+        folded.release()
+        return keys
 
 
 class DuplicateFinder:
@@ -210,7 +212,8 @@ class DuplicateFinder:
                 continue
             cached = self._keys.get(source)
             if cached is None or cached.version != version:
-                cached = SourceKeys.build(version, list(stream.values()), self.phones)
+                # the view, not a list of it: one C loop over a third of a million records
+                cached = SourceKeys.build(version, stream.values(), self.phones)
             present[source] = cached
         stale = [keys for name, keys in self._keys.items() if present.get(name) is not keys]
         self._keys = present
@@ -229,7 +232,8 @@ class DuplicateFinder:
 
 
 def _blocks(keys: list[str | None]) -> dict[str, list[int]]:
-    first: dict[str, int] = {}
+    """Positions sharing a key, for every key held more than once, in order of first repeat."""
+    first = Sharded[str, int]()
     multi: dict[str, list[int]] = {}
     for i, key in enumerate(keys):
         if key is None:
@@ -241,12 +245,15 @@ def _blocks(keys: list[str | None]) -> dict[str, list[int]]:
                 multi[key] = [j, i]
             else:
                 group.append(i)
+    first.release()
     return multi
 
 
 class _Union:
     def __init__(self, size: int) -> None:
-        self.parent = list(range(size))
+        self.parent: list[int] = []
+        for start in range(0, size, CHUNK):  # not one C loop making a million ints
+            self.parent.extend(range(start, min(start + CHUNK, size)))
 
     def root(self, i: int) -> int:
         parent = self.parent
