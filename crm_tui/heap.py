@@ -1,8 +1,9 @@
-"""Letting go of many objects without freezing the event loop.
+"""Making and letting go of many objects without freezing the event loop.
 
 Dropping the last reference to 300,000 records frees them all in one C loop that holds the
 interpreter lock for a tenth of a second or more, whichever thread does it. Handing them to
 a thread that deletes them a slice at a time, yielding the lock between slices, spreads it.
+Growing one dict to a million keys does the same at each resize (see Sharded).
 """
 
 from __future__ import annotations

@@ -69,20 +69,6 @@ def get_path(raw: Any, path: str) -> Any:
     return value
 
 
-def resolve(spec: FieldSpec, raw: Mapping[str, Any]) -> Any:
-    if callable(spec):
-        return spec(raw)
-    if isinstance(spec, tuple):
-        for alternative in spec:
-            value = resolve(alternative, raw)
-            if value not in (None, ""):
-                return value
-        return None
-    if spec in raw:  # a CSV header such as "St." is a key, not a path
-        return raw[spec]
-    return get_path(raw, spec)
-
-
 def compile_spec(spec: FieldSpec) -> Getter:
     """A field spec as one function of the payload, decided once per map, not per record."""
     if callable(spec):
