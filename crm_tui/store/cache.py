@@ -59,12 +59,13 @@ class CacheStore:
 
     def _notify(self, change: StoreChange) -> None:
         self.version += 1
-        if not change.status_only and change.source is None:
-            self._epoch += 1
-        elif not change.status_only:
-            for kind in change.kinds:
-                key = (kind, change.source)
-                self._stream_versions[key] = self._stream_versions.get(key, 0) + 1
+        if not change.status_only:
+            if change.source is None:
+                self._epoch += 1
+            else:
+                for kind in change.kinds:
+                    key = (kind, change.source)
+                    self._stream_versions[key] = self._stream_versions.get(key, 0) + 1
         for callback in list(self._subscribers):
             try:
                 callback(change)
@@ -141,9 +142,11 @@ class CacheStore:
 
     # -- writes --------------------------------------------------------------------------
 
-    async def _persist(self, fn: Callable[..., Any], *args: Any) -> None:
-        if self.db is not None:
-            await self.db.in_writer(fn, *args)
+    async def in_writer(self, fn: Callable[..., Any] | None, *args: Any) -> Any:
+        """`fn(*args)` on the database's writer thread; nothing (None) with no database."""
+        if self.db is None or fn is None:
+            return None
+        return await self.db.in_writer(fn, *args)
 
     async def replace_stream(
         self, source: str, kind: RecordKind, records: Iterable[Record]
@@ -151,7 +154,7 @@ class CacheStore:
         """Replace one source's whole stream: database first, memory only after the commit."""
         fresh = {r.id: r for r in records}
         if self.db is not None:
-            await self._persist(
+            await self.in_writer(
                 self.db.replace_stream, self.user_id, source, kind, list(fresh.values())
             )
         self._swap(kind, source, fresh)
@@ -163,7 +166,7 @@ class CacheStore:
         `generation` (None with no database)."""
         if self.db is not None:
             assert generation is not None
-            await self._persist(self.db.commit_staged, self.user_id, source, kind, generation)
+            await self.in_writer(self.db.commit_staged, self.user_id, source, kind, generation)
         self._swap(kind, source, records)
 
     def _swap(self, kind: RecordKind, source: str, fresh: dict[str, Record]) -> None:
@@ -178,7 +181,7 @@ class CacheStore:
         if not batch:
             return
         if self.db is not None:
-            await self._persist(self.db.upsert_records, kind, batch)
+            await self.in_writer(self.db.upsert_records, kind, batch)
         by_source = self._records[kind]
         sources = set()
         for record in batch:
@@ -196,7 +199,7 @@ class CacheStore:
         wanted = set(ids)
         removed: list[Record] = []
         if self.db is not None:
-            await self._persist(self.db.delete_records, self.user_id, kind, list(wanted))
+            await self.in_writer(self.db.delete_records, self.user_id, kind, list(wanted))
         by_source = self._records[kind]
         touched: dict[str, set[str]] = {}
         for record_id in wanted:
@@ -213,7 +216,7 @@ class CacheStore:
 
     async def clear(self, source: str | None = None) -> None:
         if self.db is not None:
-            await self._persist(self.db.clear, self.user_id, source)
+            await self.in_writer(self.db.clear, self.user_id, source)
         for kind in KINDS:
             if source is None:
                 self._records[kind] = {}
@@ -236,7 +239,7 @@ class CacheStore:
 
     async def save_status(self, source: str) -> None:
         if self.db is not None and source in self._status:
-            await self._persist(self.db.save_status, self.user_id, self._status[source])
+            await self.in_writer(self.db.save_status, self.user_id, self._status[source])
 
     # -- snapshot ------------------------------------------------------------------------
 

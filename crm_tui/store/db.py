@@ -163,18 +163,20 @@ _DEAL_DELETED = DEAL_FIELDS.index("deleted")
 _AMOUNT = DEAL_FIELDS.index("amount")
 
 
-def _to_row(record: Record) -> list[Any]:
-    """A record's column values in table order, as SQLite stores them. Every synced record
-    passes through here: one C-level getter, then the three columns that need converting."""
+def _to_row(record: Record, generation: int) -> list[Any]:
+    """A record's column values in table order as SQLite stores them, then its generation.
+    Every synced record passes through here: one C-level getter, then the three columns
+    that need converting."""
     if type(record) is Contact:
         row = list(_VALUES["contacts"](record))
         row[_TAGS] = TAG_SEPARATOR.join(row[_TAGS])
         row[_CONTACT_DELETED] = int(row[_CONTACT_DELETED])
-        return row
-    row = list(_VALUES["deals"](record))
-    row[_DEAL_DELETED] = int(row[_DEAL_DELETED])
-    if row[_AMOUNT] is not None:
-        row[_AMOUNT] = str(row[_AMOUNT])
+    else:
+        row = list(_VALUES["deals"](record))
+        row[_DEAL_DELETED] = int(row[_DEAL_DELETED])
+        if row[_AMOUNT] is not None:
+            row[_AMOUNT] = str(row[_AMOUNT])
+    row.append(generation)
     return row
 
 
@@ -344,7 +346,7 @@ class Database:
     def stage(self, kind: RecordKind, generation: int, records: Iterable[Record]) -> None:
         """Write one page of a full refresh as `generation`; readers see nothing yet. An id
         sent twice replaces its first row: the last one wins."""
-        rows = ((*_to_row(r), generation) for r in records)
+        rows = (_to_row(r, generation) for r in records)
         with self.transaction() as conn:
             conn.executemany(self._insert_sql(kind), rows)
 
@@ -378,7 +380,7 @@ class Database:
             for record in records:
                 if record.user_id not in current:
                     current[record.user_id] = self._generations(record.user_id, kind)
-                rows.append((*_to_row(record), current[record.user_id].get(record.source, 0)))
+                rows.append(_to_row(record, current[record.user_id].get(record.source, 0)))
             conn.executemany(self._insert_sql(kind), rows)
 
     def delete_records(self, user_id: str, kind: RecordKind, ids: Iterable[str]) -> None:

@@ -210,16 +210,11 @@ class SyncEngine:
         finally:
             self._running.pop(name, None)
 
-    async def _db(self, fn: Any, *args: Any) -> Any:
-        if self.store.db is None:
-            return None
-        return await self.store.db.in_writer(fn, *args)
-
     async def _run(self, source: Source) -> SyncReport:
         name, display = source.name, source.display_name
         report = SyncReport(source=name)
         db = self.store.db
-        report.run_id = await self._db(
+        report.run_id = await self.store.in_writer(
             db and db.start_run, self.store.user_id, name, report.started_at
         )
         self.store.update_status(
@@ -264,7 +259,7 @@ class SyncEngine:
         self.store.update_status(source.name, **changes)
         await self.store.save_status(source.name)
         if report.run_id is not None and self.store.db is not None:
-            await self._db(self.store.db.finish_run, report.run_id, report)
+            await self.store.in_writer(self.store.db.finish_run, report.run_id, report)
 
     async def _run_stream(
         self, source: Source, stream: RecordKind, run_id: int | None
@@ -272,7 +267,7 @@ class SyncEngine:
         name, display = source.name, source.display_name
         report = StreamReport(stream)
         db = self.store.db
-        stream_run = await self._db(
+        stream_run = await self.store.in_writer(
             db and db.start_run, self.store.user_id, name, report.started_at, run_id, stream
         )
         stats = StreamStats()
@@ -280,7 +275,7 @@ class SyncEngine:
         collected: dict[str, Record] = {}
         bad: list[tuple[str, Any]] = []
         synced_at = utc_now()
-        generation = await self._db(db and db.new_generation)
+        generation = await self.store.in_writer(db and db.new_generation)
         committed = False
         staging: asyncio.Future[Any] | None = None
         unstaged: list[Record] = []
@@ -313,7 +308,7 @@ class SyncEngine:
                         if staging is not None:
                             await staging
                         staging = asyncio.ensure_future(
-                            self._db(db and db.stage, stream, generation, unstaged)
+                            self.store.in_writer(db and db.stage, stream, generation, unstaged)
                         )
                         unstaged = []
                     self.store.update_status(
@@ -322,7 +317,7 @@ class SyncEngine:
             if staging is not None:
                 await staging
                 staging = None
-            await self._db(db and db.stage, stream, generation, unstaged)
+            await self.store.in_writer(db and db.stage, stream, generation, unstaged)
             report.quarantined = len(bad)
             if report.read and len(bad) / report.read > self.invalid_share:
                 raise SourceError(
@@ -359,13 +354,15 @@ class SyncEngine:
                 await asyncio.shield(asyncio.gather(staging, return_exceptions=True))
             if not committed and db is not None:
                 user = self.store.user_id
-                await asyncio.shield(self._db(db.drop_staged, user, name, stream, generation))
+                await asyncio.shield(
+                    self.store.in_writer(db.drop_staged, user, name, stream, generation)
+                )
             report.retries = stats.retries
             report.quarantined = len(bad)
             report.ended_at = utc_now()
             if db is not None:
                 masked = [(self.masker(reason), raw) for reason, raw in bad]
-                await self._db(
+                await self.store.in_writer(
                     db.add_quarantine,
                     self.store.user_id,
                     stream_run,
@@ -374,7 +371,7 @@ class SyncEngine:
                     masked,
                     report.ended_at,
                 )
-                await self._db(db.finish_run, stream_run, report)
+                await self.store.in_writer(db.finish_run, stream_run, report)
         return report
 
     # -- file imports --------------------------------------------------------------------
@@ -391,7 +388,7 @@ class SyncEngine:
         """Upsert imported records (a partial file must not delete the rest), audited."""
         report = StreamReport(stream, read=read, duplicates=duplicates, quarantined=len(invalid))
         db = self.store.db
-        run_id = await self._db(
+        run_id = await self.store.in_writer(
             db and db.start_run,
             self.store.user_id,
             source,
@@ -410,7 +407,7 @@ class SyncEngine:
         finally:
             report.ended_at = utc_now()
             if db is not None:
-                await self._db(
+                await self.store.in_writer(
                     db.add_quarantine,
                     self.store.user_id,
                     run_id,
@@ -419,7 +416,7 @@ class SyncEngine:
                     invalid,
                     report.ended_at,
                 )
-                await self._db(db.finish_run, run_id, report)
+                await self.store.in_writer(db.finish_run, run_id, report)
         return report
 
     # -- connection test -----------------------------------------------------------------
