@@ -28,10 +28,11 @@ from crm_tui.models import RecordKind, SyncState, utc_now
 from crm_tui.search.query import QueryError
 from crm_tui.sources.errors import SourceError
 from crm_tui.store import CacheStore, Database
+from crm_tui.store.errors import StoreError
 from crm_tui.text import single_line
 
 T = TypeVar("T")
-EXIT_OTHER, EXIT_USAGE, EXIT_CONFIG, EXIT_REMOTE = 1, 2, 3, 4
+EXIT_OTHER, EXIT_USAGE, EXIT_CONFIG, EXIT_REMOTE, EXIT_BUSY = 1, 2, 3, 4, 5
 TYPE_CHOICE = click.Choice(["contact", "deal"])
 SOURCE_CHOICE = click.Choice(list(SOURCE_NAMES))
 
@@ -114,7 +115,7 @@ def errors(rt: Runtime) -> Iterator[None]:
         _fail(rt, str(exc), "", EXIT_USAGE, exc)
     except ConfigError as exc:
         _fail(rt, "Configuration error", str(exc), EXIT_CONFIG, exc)
-    except SourceError as exc:
+    except (SourceError, StoreError) as exc:
         _fail(rt, exc.error, exc.details, exc.exit_code, exc)
     except (ValueError, KeyError) as exc:
         _fail(rt, "Invalid input", str(exc).strip("'\""), EXIT_USAGE, exc)
