@@ -53,6 +53,7 @@ class Runtime:
     overrides: dict[str, Any] = field(default_factory=dict)
     _settings: Settings | None = None
     _store: CacheStore | None = None
+    _loaded: bool = False
 
     @property
     def settings(self) -> Settings:
@@ -77,10 +78,19 @@ class Runtime:
 
     @property
     def store(self) -> CacheStore:
+        """The cache, loaded from the database."""
+        store = self.unloaded_store
+        if not self._loaded:
+            store.load_sync()
+            self._loaded = True
+        return store
+
+    @property
+    def unloaded_store(self) -> CacheStore:
+        """The cache over its database, nothing read yet: for commands that only write."""
         if self._store is None:
             settings = self.settings
             self._store = CacheStore(settings.user_id, Database(settings.database_path))
-            self._store.load_sync()
         return self._store
 
 
@@ -432,16 +442,45 @@ def _progress_printer(store: CacheStore) -> Callable[[], None]:
     return done
 
 
+def _say_when_waiting(store: CacheStore) -> None:
+    """One line on stderr each time a sync starts waiting for another process: a cron
+    log then says why a run took longer."""
+    said: dict[str, str | None] = {}
+
+    def show(_change: Any) -> None:
+        for name, status in store.statuses().items():
+            who = status.waiting_for
+            if who and said.get(name) != who:
+                prefix = "\r\x1b[K" if sys.stderr.isatty() else ""
+                click.echo(f"{prefix}{DISPLAY_NAMES.get(name, name)}: waiting for {who}", err=True)
+            said[name] = who
+
+    store.subscribe(show)
+
+
 @main.command()
 @click.argument("sources", nargs=-1, type=SOURCE_CHOICE)
 @click.option("--watch", is_flag=True, help="Keep running, syncing every interval.")
 @click.option("--interval", type=click.FloatRange(min=0.05), help="Minutes between runs.")
+@click.option(
+    "--no-wait",
+    is_flag=True,
+    help="When another process is syncing a stream, skip it and exit 5 instead of waiting.",
+)
 @json_option
 @click.pass_context
 def sync(
-    ctx: click.Context, sources: tuple[str, ...], watch: bool, interval: float | None, as_json: bool
+    ctx: click.Context,
+    sources: tuple[str, ...],
+    watch: bool,
+    interval: float | None,
+    no_wait: bool,
+    as_json: bool,
 ) -> None:
     """Sync the named sources, or every enabled one (guide: POST sync-all, sync/SOURCE).
+
+    One process writes a stream at a time: a sync that finds another process syncing the
+    same stream waits for it (and says so on stderr), or with --no-wait skips it and exits 5.
 
     Example: crm-tui sync followupboss --json; crm-tui sync --watch --interval 15
     """
@@ -450,7 +489,8 @@ def sync(
     rt = _rt(ctx, as_json)
     with errors(rt):
         store = rt.store
-        engine = SyncEngine(rt.settings, store)
+        engine = SyncEngine(rt.settings, store, wait=not no_wait)
+        _say_when_waiting(store)
         names = list(sources) or None
         if watch:
             minutes = interval or rt.settings.crm_sync_interval_minutes
@@ -499,10 +539,10 @@ def sync(
 
         emit(rt, payload, human)
         if not payload["success"]:
-            auth = any(
-                s.error_class == "AuthError" for r in reports.values() for s in r.streams.values()
-            )
-            sys.exit(EXIT_CONFIG if auth else EXIT_REMOTE)
+            classes = {s.error_class for r in reports.values() for s in r.streams.values()}
+            if "AuthError" in classes:
+                sys.exit(EXIT_CONFIG)
+            sys.exit(EXIT_BUSY if classes <= {"StreamBusy", None} else EXIT_REMOTE)
 
 
 async def _watch(engine: Any, names: list[str] | None, minutes: float) -> None:
@@ -553,8 +593,10 @@ def clear_cache(ctx: click.Context, source: str | None, as_json: bool) -> None:
     """
     rt = _rt(ctx, as_json)
     with errors(rt):
-        run(rt.store.clear(source))
+        imported = run(rt.unloaded_store.clear(source))
         message = f"Cache cleared for {source}" if source else "Cache cleared for all sources"
+        if imported:
+            message += f" ({imported} imported record(s) too: import their files again)"
         emit(rt, {"success": True, "message": message}, lambda: click.echo(message))
 
 
@@ -627,13 +669,14 @@ def _import(
         plans = [plan_import(name, path, rt.settings.user_id) for path in files]
         applied: list[dict[str, Any]] = []
         if not dry_run:
-            engine = SyncEngine(rt.settings, rt.store)
+            engine = SyncEngine(rt.settings, rt.unloaded_store)
             for plan in plans:
                 report = run(
                     engine.import_records(
                         plan.importer.source,
                         plan.importer.kind,
-                        plan.records,
+                        str(plan.path.resolve()),
+                        [plan.records],
                         plan.invalid_rows,
                         plan.rows,
                         plan.duplicates,

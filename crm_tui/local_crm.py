@@ -7,6 +7,7 @@ invalid input is refused with a message per field and nothing is saved.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -143,6 +144,11 @@ class LocalCrm:
             raise RuntimeError("the local CRM needs a database")
         return self.store.db
 
+    def _writing(self, kind: RecordKind) -> AbstractAsyncContextManager[Any]:
+        """The local stream's lease: an edit never lands between a sync of the local CRM
+        reading its rows and committing them (the commit would drop the edit's copy)."""
+        return self.store.lease("local", kind, "local edit")
+
     async def add(
         self, kind: RecordKind, fields: dict[str, Any], links: Sequence[str] = ()
     ) -> Record:
@@ -150,10 +156,13 @@ class LocalCrm:
         payload = validate(kind, fields, self.region)
         if links:
             payload[LINKS_FIELD] = list(links)
-        now = utc_now()
-        new_id = self._db().save_local_record(self.store.user_id, kind, payload, now)
-        record = self._record(kind, {**payload, "id": new_id, "created_at": now, "updated_at": now})
-        await self.store.upsert(kind, [record])
+        async with self._writing(kind):
+            now = utc_now()
+            new_id = self._db().save_local_record(self.store.user_id, kind, payload, now)
+            record = self._record(
+                kind, {**payload, "id": new_id, "created_at": now, "updated_at": now}
+            )
+            await self.store.upsert(kind, [record])
         return record
 
     def find(self, record_id: str) -> tuple[RecordKind, dict[str, Any]]:
@@ -170,7 +179,12 @@ class LocalCrm:
     async def edit(
         self, record_id: str, changes: dict[str, Any], links: Sequence[str] = ()
     ) -> Record:
-        kind, row = self.find(record_id)
+        kind, _ = self.find(record_id)
+        async with self._writing(kind):
+            return await self._edit(record_id, changes, links)
+
+    async def _edit(self, record_id: str, changes: dict[str, Any], links: Sequence[str]) -> Record:
+        kind, row = self.find(record_id)  # again: it may have changed while we waited
         current = {
             k: v
             for k, v in row.items()
@@ -189,25 +203,30 @@ class LocalCrm:
         return record
 
     async def delete(self, record_id: str) -> Record:
-        kind, row = self.find(record_id)
-        record = self._record(kind, row)
-        self._db().delete_local_record(self.store.user_id, kind, row["id"])
-        await self.store.delete(kind, [record.id])
+        kind, _ = self.find(record_id)
+        async with self._writing(kind):
+            kind, row = self.find(record_id)
+            record = self._record(kind, row)
+            self._db().delete_local_record(self.store.user_id, kind, row["id"])
+            await self.store.delete(kind, [record.id])
         self.last_deleted = (kind, row)
         return record
 
     async def put_back(self, kind: RecordKind, row: dict[str, Any]) -> Record:
         """Write a record exactly as `find` returned it earlier (undo of an edit)."""
-        self._db().restore_local_record(self.store.user_id, kind, row)
-        record = self._record(kind, row)
-        await self.store.upsert(kind, [record])
+        async with self._writing(kind):
+            self._db().restore_local_record(self.store.user_id, kind, row)
+            record = self._record(kind, row)
+            await self.store.upsert(kind, [record])
         return record
 
     async def remove(self, record_id: str) -> None:
         """Delete without keeping it for undo (undo of a create)."""
-        kind, row = self.find(record_id)
-        self._db().delete_local_record(self.store.user_id, kind, row["id"])
-        await self.store.delete(kind, [self._record(kind, row).id])
+        kind, _ = self.find(record_id)
+        async with self._writing(kind):
+            kind, row = self.find(record_id)
+            self._db().delete_local_record(self.store.user_id, kind, row["id"])
+            await self.store.delete(kind, [self._record(kind, row).id])
 
     async def undo_delete(self) -> Record | None:
         """Bring back the last deleted record, under its old id."""

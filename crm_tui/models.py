@@ -130,6 +130,7 @@ def _to_json(record: Record) -> dict[str, Any]:
 class SyncState(StrEnum):
     IDLE = "idle"
     SYNCING = "syncing"
+    WAITING = "waiting"  # for another process that holds one of its streams
     ERROR = "error"
     RATE_LIMITED = "rate_limited"
     DISABLED = "disabled"
@@ -161,6 +162,7 @@ class SourceStatus:
     progress: Progress | None = None
     retry_at: str | None = None
     next_run: str | None = None
+    waiting_for: str | None = None  # who holds the stream this sync waits for
 
     def to_guide(self) -> dict[str, Any]:
         return {

@@ -37,9 +37,13 @@ class Report:
     umask_files: int = 0
     load_syncs: int = 0
     load_searches: int = 0
+    # (what overlapped, processes, records compared)
+    overlaps: list[tuple[str, int, int]] = field(default_factory=list)
 
     def empty(self) -> bool:
-        return not (self.faults or self.crashes or self.canaries or self.load_syncs)
+        return not (
+            self.faults or self.crashes or self.canaries or self.load_syncs or self.overlaps
+        )
 
     def markdown(self) -> str:
         mode = "full (`CRM_TEST_FULL=1`)" if FULL else "CI size"
@@ -66,6 +70,20 @@ class Report:
                 "by record; a stream that failed equals the previous good data exactly (the "
                 "faulty servers serve a different dataset, so a leak would show); status and "
                 "audit say which and why; every record without an id is in quarantine.",
+                "",
+            ]
+        if self.overlaps:
+            lines += [
+                "| Processes overlapping on one data dir | Processes | Records compared | Lost |",
+                "| --- | --- | --- | --- |",
+            ]
+            for what, processes, compared in self.overlaps:
+                lines.append(f"| {what} | {processes} | {compared:,} | 0 |")
+            lines += [
+                "",
+                "After every overlap: each stream equals the server's dataset record by record, "
+                "every local contact and imported row is there, each report's counts are those "
+                "its commit wrote, and no lease, unfinished generation or hidden row is left.",
                 "",
             ]
         if self.crashes:

@@ -269,7 +269,7 @@ def test_migrates_version_two_rows_into_generations(tmp_path):
     )
     conn.close()
     db = Database(path)
-    assert db.schema_version == SCHEMA_VERSION == 3
+    assert db.schema_version == SCHEMA_VERSION == 4
     assert _ids(db) == ["brivity:1", "local:7"]
     db.replace_stream("alice", "brivity", "contacts", [contact("brivity", 2)])
     db.upsert_records("contacts", [contact("local", 8)])
@@ -281,15 +281,16 @@ def test_migrates_version_two_rows_into_generations(tmp_path):
 def test_a_staged_refresh_is_invisible_until_committed_and_dropped_cleanly(tmp_path):
     db = Database(tmp_path / "crm.sqlite3")
     db.replace_stream("alice", "brivity", "contacts", [contact("brivity", 1)])
-    generation = db.new_generation()
+    generation = db.new_generation("alice", "brivity", "contacts")
     db.stage("contacts", generation, [contact("brivity", 2), contact("brivity", 3)])
     assert _ids(db) == ["brivity:1"]  # another process loading now sees the old stream
     db.drop_staged("alice", "brivity", "contacts", generation)
     assert db._conn.execute("SELECT count(*) FROM contacts").fetchone() == (1,)
-    generation = db.new_generation()
+    generation = db.new_generation("alice", "brivity", "contacts")
     db.stage("contacts", generation, [contact("brivity", 4, last_name="Old")])
     db.stage("contacts", generation, [contact("brivity", 4, last_name="New")])
-    db.commit_staged("alice", "brivity", "contacts", generation)
+    lease = db.acquire_lease("alice", "brivity", "contacts", "sync")
+    assert db.commit_staged("alice", "brivity", "contacts", generation, lease) == 1
     assert [r.last_name for r in db.load_records("alice", "contacts")] == ["New"]
 
 
@@ -297,7 +298,7 @@ def test_rows_left_by_a_crashed_refresh_stay_hidden_and_go_at_the_next_commit(tm
     path = tmp_path / "crm.sqlite3"
     db = Database(path)
     db.replace_stream("alice", "brivity", "contacts", [contact("brivity", 1)])
-    db.stage("contacts", db.new_generation(), [contact("brivity", 9)])  # then the crash
+    db.stage("contacts", db.new_generation("alice", "brivity", "contacts"), [contact("brivity", 9)])
     db.close()
     db = Database(path)
     assert _ids(db) == ["brivity:1"]
@@ -308,9 +309,10 @@ def test_rows_left_by_a_crashed_refresh_stay_hidden_and_go_at_the_next_commit(tm
 
 def test_generations_are_never_reused(tmp_path):
     path = tmp_path / "crm.sqlite3"
-    first = Database(path).new_generation()
+    first = Database(path).new_generation("alice", "brivity", "contacts")
     again = Database(path)
-    assert [again.new_generation() for _ in range(3)] == [first + 1, first + 2, first + 3]
+    made = [again.new_generation("alice", "brivity", "contacts") for _ in range(3)]
+    assert made == [first + 1, first + 2, first + 3]
 
 
 def test_clear_during_a_refresh_keeps_the_refresh_rows(tmp_path):
@@ -318,11 +320,12 @@ def test_clear_during_a_refresh_keeps_the_refresh_rows(tmp_path):
     db = Database(tmp_path / "crm.sqlite3")
     db.replace_stream("alice", "brivity", "contacts", [contact("brivity", 1)])
     db.upsert_records("contacts", [contact("local", 1)])
-    generation = db.new_generation()
+    generation = db.new_generation("alice", "brivity", "contacts")
     db.stage("contacts", generation, [contact("brivity", 2)])
     db.clear("alice")
     assert _ids(db) == []
-    db.commit_staged("alice", "brivity", "contacts", generation)
+    lease = db.acquire_lease("alice", "brivity", "contacts", "sync")
+    db.commit_staged("alice", "brivity", "contacts", generation, lease)
     assert _ids(db) == ["brivity:2"]
 
 

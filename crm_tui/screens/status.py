@@ -19,6 +19,7 @@ from crm_tui.widgets.safe import safe, safe_block
 STATE_LOOK = {
     SyncState.IDLE: ("●", "idle", "green"),
     SyncState.SYNCING: ("↻", "syncing", "cyan"),
+    SyncState.WAITING: ("⧗", "waiting", "yellow"),
     SyncState.ERROR: ("✖", "error", "red"),
     SyncState.RATE_LIMITED: ("⏸", "rate limited", "yellow"),
     SyncState.DISABLED: ("○", "disabled", "dim"),
@@ -31,6 +32,8 @@ def state_text(state: SyncState) -> Text:
 
 
 def progress_text(status: SourceStatus) -> str:
+    if status.waiting_for:
+        return f"waiting for {status.waiting_for}"
     p = status.progress
     if p is None:
         return ""
@@ -124,6 +127,8 @@ class StatusScreen(ModeScreen):
             text.append(f"Next scheduled run: {exact(s.next_run)}\n")
         if s.retry_at:
             text.append(f"Rate limited until {exact(s.retry_at)}\n", style="yellow")
+        if s.waiting_for:
+            text.append(f"Waiting for {s.waiting_for}\n", style="yellow")
         test = self.crm.engine.last_tests.get(name)
         if test is not None:
             text.append("Connection test: ")

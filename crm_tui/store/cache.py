@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -18,6 +19,11 @@ from crm_tui.config import SOURCE_NAMES
 from crm_tui.heap import release_gradually
 from crm_tui.models import KINDS, Contact, Deal, Record, RecordKind, SourceStatus
 from crm_tui.store.db import Database
+from crm_tui.store.errors import StreamBusy
+from crm_tui.store.leases import Holder, Lease
+
+#: How often a writer waiting for a stream's lease asks again.
+LEASE_POLL_SECONDS = 0.25
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +39,8 @@ class StoreChange:
 
 
 Subscriber = Callable[[StoreChange], None]
+#: kind -> source -> id -> record
+Layers = dict[RecordKind, dict[str, dict[str, Record]]]
 
 
 class CacheStore:
@@ -43,6 +51,9 @@ class CacheStore:
         self._epoch = 0  # moves when every stream may have changed (a load, clearing all)
         self._stream_versions: dict[tuple[RecordKind, str], int] = {}
         self._records: dict[RecordKind, dict[str, dict[str, Record]]] = {k: {} for k in KINDS}
+        # Rows of imported files, a layer over each stream's synced rows: a sync's swap
+        # lays them over its fresh records again (an imported id wins).
+        self._imported: dict[RecordKind, dict[str, dict[str, Record]]] = {k: {} for k in KINDS}
         self._status: dict[str, SourceStatus] = {}
         self._subscribers: list[Subscriber] = []
 
@@ -148,6 +159,36 @@ class CacheStore:
             return None
         return await self.db.in_writer(fn, *args)
 
+    @asynccontextmanager
+    async def lease(
+        self,
+        source: str,
+        stream: str,
+        purpose: str,
+        *,
+        wait: bool = True,
+        on_wait: Callable[[Holder], None] | None = None,
+    ) -> AsyncIterator[Lease | None]:
+        """Hold a stream's lease across processes (None with no database). While another
+        live process holds it: wait, telling `on_wait` who it is, or raise StreamBusy."""
+        if self.db is None:
+            yield None
+            return
+        db = self.db
+        while True:
+            got = await self.in_writer(db.acquire_lease, self.user_id, source, stream, purpose)
+            if isinstance(got, Lease):
+                break
+            if not wait:
+                raise StreamBusy(f"{source} {stream} is busy", got.describe(), db.path)
+            if on_wait is not None:
+                on_wait(got)
+            await asyncio.sleep(LEASE_POLL_SECONDS)
+        try:
+            yield got
+        finally:
+            await asyncio.shield(self.in_writer(db.release_lease, got))
+
     async def replace_stream(
         self, source: str, kind: RecordKind, records: Iterable[Record]
     ) -> None:
@@ -160,16 +201,28 @@ class CacheStore:
         self._swap(kind, source, fresh)
 
     async def commit_staged(
-        self, source: str, kind: RecordKind, generation: int | None, records: dict[str, Record]
-    ) -> None:
+        self,
+        source: str,
+        kind: RecordKind,
+        generation: int | None,
+        records: dict[str, Record],
+        lease: Lease | None,
+    ) -> int:
         """Like replace_stream, for a refresh whose rows were staged page by page as
-        `generation` (None with no database)."""
+        `generation` (None with no database). Returns how many rows the commit wrote."""
+        written = len(records)
         if self.db is not None:
-            assert generation is not None
-            await self.in_writer(self.db.commit_staged, self.user_id, source, kind, generation)
+            assert generation is not None and lease is not None
+            written = await self.in_writer(
+                self.db.commit_staged, self.user_id, source, kind, generation, lease
+            )
         self._swap(kind, source, records)
+        return written
 
     def _swap(self, kind: RecordKind, source: str, fresh: dict[str, Record]) -> None:
+        overlay = self._imported[kind].get(source)
+        if overlay:
+            fresh.update(overlay)
         old = self._records[kind].get(source)
         self._records[kind][source] = fresh
         if old:
@@ -214,14 +267,18 @@ class CacheStore:
             self._notify(StoreChange(source, (kind,), frozenset(gone)))
         return removed
 
-    async def clear(self, source: str | None = None) -> None:
+    async def clear(self, source: str | None = None) -> int:
+        """Drop cached rows (imported ones too); returns how many imported rows went."""
+        imported = 0
         if self.db is not None:
-            await self.in_writer(self.db.clear, self.user_id, source)
+            imported = await self.in_writer(self.db.clear, self.user_id, source)
         for kind in KINDS:
             if source is None:
                 self._records[kind] = {}
+                self._imported[kind] = {}
             else:
                 self._records[kind].pop(source, None)
+                self._imported[kind].pop(source, None)
         if source is None:
             self._status = {
                 name: SourceStatus(name, state=s.state) for name, s in self._status.items()
@@ -229,6 +286,7 @@ class CacheStore:
         elif source in self._status:
             self._status[source] = SourceStatus(source, state=self._status[source].state)
         self._notify(StoreChange(source, KINDS))
+        return imported
 
     def update_status(self, source: str, **changes: Any) -> SourceStatus:
         """Change a source's status in memory and notify. Call `save_status` to persist."""
@@ -256,24 +314,28 @@ class CacheStore:
 
     def _read_snapshot(
         self,
-    ) -> tuple[dict[RecordKind, dict[str, dict[str, Record]]], dict[str, SourceStatus]]:
+    ) -> tuple[Layers, Layers, dict[str, SourceStatus]]:
         assert self.db is not None
-        records: dict[RecordKind, dict[str, dict[str, Record]]] = {k: {} for k in KINDS}
+        layers: tuple[Layers, Layers] = ({k: {} for k in KINDS}, {k: {} for k in KINDS})
+        for records, imported in zip(layers, (False, True), strict=True):
+            for kind in KINDS:
+                by_source = records[kind]
+                for record in self.db.load_records(self.user_id, kind, imported):
+                    part = by_source.get(record.source)
+                    if part is None:
+                        part = by_source[record.source] = {}
+                    part[record.id] = record
+        records, imported = layers
         for kind in KINDS:
-            by_source = records[kind]
-            for record in self.db.load_records(self.user_id, kind):
-                part = by_source.get(record.source)
-                if part is None:
-                    part = by_source[record.source] = {}
-                part[record.id] = record
-        return records, self.db.load_statuses(self.user_id)
+            for source, overlay in imported[kind].items():
+                records[kind].setdefault(source, {}).update(overlay)
+        return records, imported, self.db.load_statuses(self.user_id)
 
     def _apply_snapshot(
-        self,
-        records: dict[RecordKind, dict[str, dict[str, Record]]],
-        statuses: dict[str, SourceStatus],
+        self, records: Layers, imported: Layers, statuses: dict[str, SourceStatus]
     ) -> None:
         self._records = records
+        self._imported = imported
         for source, status in statuses.items():
             self._status.setdefault(source, status)
         self._notify(StoreChange(None, KINDS))

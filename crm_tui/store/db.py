@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from crm_tui.background import background_thread
+from crm_tui.faults import fault_point
 from crm_tui.models import (
     CONTACT_FIELDS,
     DEAL_FIELDS,
+    KINDS,
     Contact,
     Deal,
     Record,
@@ -34,7 +36,10 @@ from crm_tui.models import (
     StreamReport,
     SyncReport,
     SyncState,
+    utc_now,
 )
+from crm_tui.store.errors import StreamBusy
+from crm_tui.store.leases import Holder, Lease, LeaseStore
 
 # Control characters are stripped at ingest, so neither separator occurs inside a value.
 TAG_SEPARATOR = "\x1f"
@@ -53,7 +58,7 @@ _INTERNED = frozenset(
         "synced_at",
     }
 )
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _COLUMNS: dict[RecordKind, tuple[str, ...]] = {"contacts": CONTACT_FIELDS, "deals": DEAL_FIELDS}
 
 
@@ -136,6 +141,27 @@ MIGRATIONS: tuple[str, ...] = (
         generation INTEGER NOT NULL, PRIMARY KEY (user_id, kind, source));
     CREATE TABLE generations (id INTEGER PRIMARY KEY AUTOINCREMENT);
     """,
+    # 3 -> 4: many processes on one data dir. A process that writes registers as an owner
+    # and beats a heartbeat; a lease gives one owner a stream; a generation being written
+    # names its owner, so a commit deletes only the rows it replaces and those of dead
+    # owners; an imported file is a generation of its own that no sync replaces.
+    """
+    CREATE TABLE owners (
+        id TEXT PRIMARY KEY, host TEXT NOT NULL, machine TEXT NOT NULL,
+        pid INTEGER NOT NULL, started TEXT NOT NULL, heartbeat_at REAL NOT NULL);
+    CREATE TABLE leases (
+        user_id TEXT NOT NULL, source TEXT NOT NULL, stream TEXT NOT NULL,
+        token TEXT NOT NULL, owner TEXT NOT NULL, purpose TEXT NOT NULL,
+        acquired_at TEXT NOT NULL, PRIMARY KEY (user_id, source, stream));
+    CREATE TABLE pending_generations (
+        generation INTEGER PRIMARY KEY, user_id TEXT NOT NULL, kind TEXT NOT NULL,
+        source TEXT NOT NULL, owner TEXT NOT NULL);
+    CREATE TABLE imports (
+        generation INTEGER PRIMARY KEY, user_id TEXT NOT NULL, kind TEXT NOT NULL,
+        source TEXT NOT NULL, file TEXT NOT NULL, imported_at TEXT NOT NULL,
+        records INTEGER NOT NULL);
+    CREATE INDEX imports_stream ON imports (user_id, kind, source);
+    """,
 )
 
 
@@ -180,9 +206,10 @@ def _to_row(record: Record, generation: int) -> list[Any]:
     return row
 
 
-class Database:
+class Database(LeaseStore):
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._init_leases()
         secure_dir(path.parent)
         secure_file(path)
         self._lock = threading.RLock()
@@ -201,6 +228,7 @@ class Database:
         self.migrate()
 
     def close(self) -> None:
+        self._release_everything()
         if self._writer is not None:
             self._writer.shutdown(wait=True)
             self._writer = None
@@ -279,9 +307,13 @@ class Database:
 
     # -- cached records ------------------------------------------------------------------
 
-    def load_records(self, user_id: str, kind: RecordKind) -> Iterator[Record]:
-        """Every cached record of a user, fast: SQLite joins each row into one string (one
-        Python object instead of twenty), split here; low-cardinality values are shared."""
+    def load_records(
+        self, user_id: str, kind: RecordKind, imported: bool = False
+    ) -> Iterator[Record]:
+        """A user's cached records, fast: SQLite joins each row into one string (one Python
+        object instead of twenty), split here; low-cardinality values are shared. The
+        sources' own (synced) rows, or with `imported` the rows of imported files, oldest
+        import first, so that a later import of an id wins."""
         columns = _COLUMNS[kind]
         factory: Callable[..., Record] = Contact if kind == "contacts" else Deal
         shared: dict[str, str] = {}
@@ -292,28 +324,45 @@ class Database:
         deleted_at = columns.index("deleted")
         joined = " || x'1e' || ".join(f"ifnull({c}, '')" for c in columns)
         with self._lock:
-            visible = sorted({0, *self._generations(user_id, kind).values()})
-            marks = ", ".join("?" for _ in visible)
-            # `+user_id`: a scan in row order beats index order, which jumps about the file
-            sql = f"SELECT {joined} FROM {kind} WHERE +user_id = ? AND generation IN ({marks})"
-            cursor = self._conn.execute(sql, (user_id, *visible))
-            while rows := cursor.fetchmany(2_000):  # small batches: memory and GIL both freed
-                for (line,) in rows:
-                    # Empty strings are never stored (ingest turns them into NULL).
-                    values: list[Any] = [v or None for v in line.split(RECORD_SEPARATOR)]
-                    for i in interned:
-                        v = values[i]
-                        if v is not None:
-                            values[i] = shared.setdefault(v, v)
-                    if tags_at >= 0:
-                        tags = values[tags_at]
-                        values[tags_at] = tuple(tags.split(TAG_SEPARATOR)) if tags else ()
-                    if amount_at >= 0 and values[amount_at] is not None:
-                        values[amount_at] = Decimal(values[amount_at])
-                    if probability_at >= 0 and values[probability_at] is not None:
-                        values[probability_at] = int(values[probability_at])
-                    values[deleted_at] = values[deleted_at] == "1"
-                    yield factory(*values)
+            if imported:
+                # one import after another, in order, each through the table's index
+                select = (
+                    f"SELECT {joined} FROM {kind}"
+                    " WHERE user_id = ? AND source = ? AND generation = ?"
+                )
+                imports = self._conn.execute(
+                    "SELECT source, generation FROM imports WHERE user_id = ? AND kind = ?"
+                    " ORDER BY generation",
+                    (user_id, kind),
+                ).fetchall()
+                queries = [(select, (user_id, source, g)) for source, g in imports]
+            else:
+                visible = sorted({0, *self._generations(user_id, kind).values()})
+                marks = ", ".join("?" for _ in visible)
+                # `+user_id`: a scan in row order beats index order, which jumps about the file
+                select = (
+                    f"SELECT {joined} FROM {kind} WHERE +user_id = ? AND generation IN ({marks})"
+                )
+                queries = [(select, (user_id, *visible))]
+            for sql, params in queries:
+                cursor = self._conn.execute(sql, params)
+                while rows := cursor.fetchmany(2_000):  # small batches: memory and GIL freed
+                    for (line,) in rows:
+                        # Empty strings are never stored (ingest turns them into NULL).
+                        values: list[Any] = [v or None for v in line.split(RECORD_SEPARATOR)]
+                        for i in interned:
+                            v = values[i]
+                            if v is not None:
+                                values[i] = shared.setdefault(v, v)
+                        if tags_at >= 0:
+                            tags = values[tags_at]
+                            values[tags_at] = tuple(tags.split(TAG_SEPARATOR)) if tags else ()
+                        if amount_at >= 0 and values[amount_at] is not None:
+                            values[amount_at] = Decimal(values[amount_at])
+                        if probability_at >= 0 and values[probability_at] is not None:
+                            values[probability_at] = int(values[probability_at])
+                        values[deleted_at] = values[deleted_at] == "1"
+                        yield factory(*values)
 
     # A stream's rows are those of its current generation (0 until its first refresh). A
     # refresh writes a new generation beside the current one, invisible until committed.
@@ -325,27 +374,28 @@ class Database:
         )
         return dict(rows.fetchall())
 
-    def new_generation(self) -> int:
-        """A generation number never used before, by any stream (AUTOINCREMENT never
-        reuses one, even after the row is gone)."""
-        with self.transaction() as conn:
-            generation = conn.execute("INSERT INTO generations DEFAULT VALUES").lastrowid
-            conn.execute("DELETE FROM generations WHERE id < ?", (generation,))
-        assert generation is not None
-        return generation
-
     def replace_stream(
         self, user_id: str, source: str, kind: RecordKind, records: Iterable[Record]
-    ) -> None:
-        """Swap a source's whole stream in one transaction: the old rows or the new, never a mix."""
-        generation = self.new_generation()
-        with self.transaction():
-            self.stage(kind, generation, records)
-            self.commit_staged(user_id, source, kind, generation)
+    ) -> int:
+        """Swap a source's whole stream at once (under its lease, which must be free): the
+        old rows or the new, never a mix. Returns how many rows the commit holds."""
+        lease = self.acquire_lease(user_id, source, kind, "replace")
+        if isinstance(lease, Holder):
+            raise StreamBusy(f"{source} {kind} is busy", lease.describe(), self.path)
+        try:
+            generation = self.new_generation(user_id, source, kind)
+            try:
+                self.stage(kind, generation, records)
+                return self.commit_staged(user_id, source, kind, generation, lease)
+            except BaseException:
+                self.drop_staged(user_id, source, kind, generation)
+                raise
+        finally:
+            self.release_lease(lease)
 
     def stage(self, kind: RecordKind, generation: int, records: Iterable[Record]) -> None:
-        """Write one page of a full refresh as `generation`; readers see nothing yet. An id
-        sent twice replaces its first row: the last one wins."""
+        """Write one page of a full refresh (or an import) as `generation`; readers see
+        nothing yet. An id sent twice replaces its first row: the last one wins."""
         rows = (_to_row(r, generation) for r in records)
         with self.transaction() as conn:
             conn.executemany(self._insert_sql(kind), rows)
@@ -358,20 +408,82 @@ class Database:
                 " WHERE user_id = ? AND kind = ? AND source = ?)",
                 (user_id, source, generation, user_id, kind, source),
             )
+            self._settle(conn, generation)
 
-    def commit_staged(self, user_id: str, source: str, kind: RecordKind, generation: int) -> None:
-        """Make `generation` the stream's rows and delete every other (the previous one, and
-        any left by a run that crashed), in one transaction: the old rows or the new."""
+    def commit_staged(
+        self, user_id: str, source: str, kind: RecordKind, generation: int, lease: Lease
+    ) -> int:
+        """Make `generation` the stream's rows, in one transaction: the old rows or the new.
+        Deleted with it: the previous generation, and whatever owners that died left. Kept:
+        imported files and generations that live owners are still writing. Returns how many
+        rows the stream now holds, as the database counts them."""
         with self.transaction() as conn:
+            self.check_lease(conn, lease)
+            keep = {generation, *self._imported_generations(conn, user_id, source, kind)}
+            keep.update(self._live_pending(conn, user_id, source, kind))
+            self._sweep(conn, user_id, source, kind)
             conn.execute(
                 "INSERT OR REPLACE INTO stream_generations (user_id, kind, source, generation)"
                 " VALUES (?, ?, ?, ?)",
                 (user_id, kind, source, generation),
             )
+            marks = ", ".join("?" for _ in keep)
             conn.execute(
-                f"DELETE FROM {kind} WHERE user_id = ? AND source = ? AND generation != ?",
-                (user_id, source, generation),
+                f"DELETE FROM {kind} WHERE user_id = ? AND source = ?"
+                f" AND generation NOT IN ({marks})",
+                (user_id, source, *keep),
             )
+            self._settle(conn, generation)
+            written = self._count(conn, user_id, source, kind, generation)
+            fault_point("commit")  # the tests kill or pause a process here, mid-commit
+            return written
+
+    def commit_import(
+        self, user_id: str, source: str, kind: RecordKind, generation: int, file: str
+    ) -> int:
+        """Make an imported file's staged rows visible, as a generation of their own that
+        no sync replaces. A file imported again replaces its earlier import. Returns how
+        many rows the import holds."""
+        with self.transaction() as conn:
+            for (earlier,) in conn.execute(
+                "SELECT generation FROM imports"
+                " WHERE user_id = ? AND kind = ? AND source = ? AND file = ?",
+                (user_id, kind, source, file),
+            ).fetchall():
+                conn.execute(
+                    f"DELETE FROM {kind} WHERE user_id = ? AND source = ? AND generation = ?",
+                    (user_id, source, earlier),
+                )
+                conn.execute("DELETE FROM imports WHERE generation = ?", (earlier,))
+            count = self._count(conn, user_id, source, kind, generation)
+            conn.execute(
+                "INSERT INTO imports (generation, user_id, kind, source, file, imported_at,"
+                " records) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (generation, user_id, kind, source, file, utc_now(), count),
+            )
+            self._settle(conn, generation)
+            return count
+
+    @staticmethod
+    def _count(
+        conn: sqlite3.Connection, user_id: str, source: str, kind: RecordKind, generation: int
+    ) -> int:
+        return int(
+            conn.execute(
+                f"SELECT count(*) FROM {kind} WHERE user_id = ? AND source = ? AND generation = ?",
+                (user_id, source, generation),
+            ).fetchone()[0]
+        )
+
+    @staticmethod
+    def _imported_generations(
+        conn: sqlite3.Connection, user_id: str, source: str, kind: RecordKind
+    ) -> list[int]:
+        rows = conn.execute(
+            "SELECT generation FROM imports WHERE user_id = ? AND kind = ? AND source = ?",
+            (user_id, kind, source),
+        )
+        return [g for (g,) in rows.fetchall()]
 
     def upsert_records(self, kind: RecordKind, records: Iterable[Record]) -> None:
         with self.transaction() as conn:
@@ -396,34 +508,33 @@ class Database:
                 keys,
             )
 
-    def clear(self, user_id: str, source: str | None = None) -> None:
-        """Delete the visible rows; a refresh still running keeps its own generation."""
+    def clear(self, user_id: str, source: str | None = None) -> int:
+        """Delete the visible rows, imported files' included; a refresh still running keeps
+        its own generation. Returns how many imported rows went with them."""
+        only = "" if source is None else " AND source = ?"
+        params: tuple[str, ...] = (user_id,) if source is None else (user_id, source)
         with self.transaction() as conn:
-            for kind in _COLUMNS:
-                # a row is visible when its generation is its stream's (0 before any refresh)
-                visible = (
-                    "generation = ifnull((SELECT g.generation FROM stream_generations g"
-                    f" WHERE g.user_id = {kind}.user_id AND g.kind = '{kind}'"
-                    f" AND g.source = {kind}.source), 0)"
-                )
-                if source is None:
-                    conn.execute(f"DELETE FROM {kind} WHERE user_id = ? AND {visible}", (user_id,))
-                else:
-                    conn.execute(
-                        f"DELETE FROM {kind} WHERE user_id = ? AND source = ? AND {visible}",
-                        (user_id, source),
-                    )
-            if source is None:
-                conn.execute("DELETE FROM bookmarks WHERE user_id = ?", (user_id,))
-                conn.execute("DELETE FROM source_status WHERE user_id = ?", (user_id,))
-            else:
+            imported = 0
+            for kind in KINDS:
+                pointers = conn.execute(
+                    f"SELECT generation FROM stream_generations WHERE user_id = ?{only}"
+                    " AND kind = ?",
+                    (*params, kind),
+                ).fetchall()
+                imports = conn.execute(
+                    f"SELECT generation, records FROM imports WHERE user_id = ?{only} AND kind = ?",
+                    (*params, kind),
+                ).fetchall()
+                imported += sum(n for _, n in imports)
+                visible = {0, *(g for (g,) in pointers), *(g for g, _ in imports)}
+                marks = ", ".join("?" for _ in visible)
                 conn.execute(
-                    "DELETE FROM bookmarks WHERE user_id = ? AND source = ?", (user_id, source)
+                    f"DELETE FROM {kind} WHERE user_id = ?{only} AND generation IN ({marks})",
+                    (*params, *visible),
                 )
-                conn.execute(
-                    "DELETE FROM source_status WHERE user_id = ? AND source = ?",
-                    (user_id, source),
-                )
+            for table in ("imports", "bookmarks", "source_status"):
+                conn.execute(f"DELETE FROM {table} WHERE user_id = ?{only}", params)
+        return imported
 
     @staticmethod
     def _insert_sql(kind: RecordKind) -> str:
@@ -435,7 +546,8 @@ class Database:
 
     def save_status(self, user_id: str, status: SourceStatus) -> None:
         state = status.state
-        if state is SyncState.SYNCING:  # a crash must not leave a source "syncing" forever
+        # a crash must not leave a source "syncing" forever
+        if state in (SyncState.SYNCING, SyncState.WAITING):
             state = SyncState.IDLE
         with self.transaction() as conn:
             conn.execute(

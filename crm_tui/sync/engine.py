@@ -13,11 +13,13 @@ import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import httpx
 
 from crm_tui.config import ConfigError, Settings, config_dir
+from crm_tui.faults import fault_point
 from crm_tui.heap import gc_paused
 from crm_tui.logs import SecretMasker
 from crm_tui.models import (
@@ -37,6 +39,8 @@ from crm_tui.sources.mapping import load_overrides
 from crm_tui.sources.pagination import Page
 from crm_tui.sources.registry import CONNECTORS
 from crm_tui.store.cache import CacheStore
+from crm_tui.store.errors import StoreError
+from crm_tui.store.leases import Holder
 
 log = logging.getLogger(__name__)
 
@@ -122,12 +126,14 @@ class SyncEngine:
         transport: httpx.AsyncBaseTransport | None = None,
         connectors: Mapping[str, type[Source]] | None = None,
         invalid_share: float = 0.2,
+        wait: bool = True,
     ) -> None:
         self.settings = settings
         self.store = store
         self.masker = masker or SecretMasker(settings.secret_values())
         self.connectors = dict(connectors or CONNECTORS)
         self.invalid_share = invalid_share
+        self.wait = wait  # for a stream another process is writing; else it fails as busy
         try:
             overrides = load_overrides(config_dir() / "mappings.toml")
         except ValueError as exc:
@@ -241,10 +247,21 @@ class SyncEngine:
         await self._finish(source, report)
         return report
 
+    def _waiting(self, source: Source, holder: Holder) -> None:
+        """Another process holds a stream of this source: say who, once per holder."""
+        who = holder.describe()
+        if self.store.status(source.name).waiting_for != who:
+            log.info("[%s] waiting for %s", source.display_name, who)
+            self.store.update_status(source.name, state=SyncState.WAITING, waiting_for=who)
+
     async def _finish(self, source: Source, report: SyncReport) -> None:
         report.ended_at = utc_now()
         changes: dict[str, Any] = {"progress": None, "last_error": report.error}
-        if report.outcome is Outcome.CANCELLED:
+        changes["waiting_for"] = None
+        busy = {s.error_class for s in report.streams.values()} == {"StreamBusy"}
+        if busy:  # another process is syncing it: its status is the one to keep
+            changes.update(state=SyncState.IDLE, last_error=None)
+        elif report.outcome is Outcome.CANCELLED:
             changes["state"] = SyncState.IDLE
         elif report.outcome is Outcome.SUCCESS:
             changes.update(state=SyncState.IDLE, last_sync=report.ended_at)
@@ -257,7 +274,8 @@ class SyncEngine:
             if limited and client is not None:
                 changes["retry_at"] = client.rate_limited_until
         self.store.update_status(source.name, **changes)
-        await self.store.save_status(source.name)
+        if not busy:
+            await self.store.save_status(source.name)
         if report.run_id is not None and self.store.db is not None:
             await self.store.in_writer(self.store.db.finish_run, report.run_id, report)
 
@@ -275,65 +293,78 @@ class SyncEngine:
         collected: dict[str, Record] = {}
         bad: list[tuple[str, Any]] = []
         synced_at = utc_now()
-        generation = await self.store.in_writer(db and db.new_generation)
+        generation: int | None = None
         committed = False
         staging: asyncio.Future[Any] | None = None
         unstaged: list[Record] = []
+        user = self.store.user_id
         try:
-            # A refresh builds a stream's worth of records; the collector would walk them
-            # again and again as they pile up.
-            map_record, clock = source.map_record, time.perf_counter
-            with gc_paused():
-                async for page in prefetch(source.read(stream)):
-                    report.pages += 1
-                    records = page.records
-                    yielded = clock()
-                    for raw in records:
-                        if clock() - yielded > _MAP_SLICE_SECONDS:
-                            await asyncio.sleep(0)
-                            yielded = clock()
-                        report.read += 1
-                        try:
-                            record = map_record(stream, raw, synced_at)
-                        except InvalidRecord as exc:
-                            bad.append((str(exc), raw))
-                            continue
-                        if record.id in collected:
-                            report.duplicates += 1
-                        collected[record.id] = record
-                        unstaged.append(record)
-                    # Staged in the background while the next pages are fetched and mapped; one
-                    # batch at a time, so rows land in arrival order (the last duplicate wins).
-                    if len(unstaged) >= _STAGE_BATCH:
-                        if staging is not None:
-                            await staging
-                        staging = asyncio.ensure_future(
-                            self.store.in_writer(db and db.stage, stream, generation, unstaged)
-                        )
-                        unstaged = []
-                    self.store.update_status(
-                        name, progress=Progress(stream, report.read, report.pages, page.total)
-                    )
-            if staging is not None:
-                await staging
-                staging = None
-            await self.store.in_writer(db and db.stage, stream, generation, unstaged)
-            report.quarantined = len(bad)
-            if report.read and len(bad) / report.read > self.invalid_share:
-                raise SourceError(
-                    f"Failed to fetch {stream}",
-                    f"{len(bad)} of {report.read} records invalid"
-                    f" (more than {self.invalid_share:.0%}); previous data kept",
+            async with self.store.lease(
+                name, stream, "sync", wait=self.wait, on_wait=partial(self._waiting, source)
+            ) as lease:
+                if self.store.status(name).waiting_for is not None:
+                    self.store.update_status(name, state=SyncState.SYNCING, waiting_for=None)
+                generation = await self.store.in_writer(
+                    db and db.new_generation, user, name, stream
                 )
-            await self.store.commit_staged(name, stream, generation, collected)
-            committed = True
-            report.written = len(collected)
+                # A refresh builds a stream's worth of records; the collector would walk
+                # them again and again as they pile up.
+                map_record, clock = source.map_record, time.perf_counter
+                with gc_paused():
+                    async for page in prefetch(source.read(stream)):
+                        report.pages += 1
+                        records = page.records
+                        yielded = clock()
+                        for raw in records:
+                            if clock() - yielded > _MAP_SLICE_SECONDS:
+                                await asyncio.sleep(0)
+                                yielded = clock()
+                            report.read += 1
+                            try:
+                                record = map_record(stream, raw, synced_at)
+                            except InvalidRecord as exc:
+                                bad.append((str(exc), raw))
+                                continue
+                            if record.id in collected:
+                                report.duplicates += 1
+                            collected[record.id] = record
+                            unstaged.append(record)
+                        # Staged in the background while the next pages are fetched and
+                        # mapped; one batch at a time, so rows land in arrival order (the
+                        # last duplicate wins).
+                        if len(unstaged) >= _STAGE_BATCH:
+                            if staging is not None:
+                                await staging
+                            staging = asyncio.ensure_future(
+                                self.store.in_writer(db and db.stage, stream, generation, unstaged)
+                            )
+                            unstaged = []
+                        self.store.update_status(
+                            name, progress=Progress(stream, report.read, report.pages, page.total)
+                        )
+                        fault_point(f"page:{name}:{stream}")
+                if staging is not None:
+                    await staging
+                    staging = None
+                await self.store.in_writer(db and db.stage, stream, generation, unstaged)
+                report.quarantined = len(bad)
+                if report.read and len(bad) / report.read > self.invalid_share:
+                    raise SourceError(
+                        f"Failed to fetch {stream}",
+                        f"{len(bad)} of {report.read} records invalid"
+                        f" (more than {self.invalid_share:.0%}); previous data kept",
+                    )
+                # The report says what the commit wrote, as the database counted it.
+                report.written = await self.store.commit_staged(
+                    name, stream, generation, collected, lease
+                )
+                committed = True
             log.info("[%s] Successfully synced %d %s", display, report.written, stream)
         except asyncio.CancelledError:
             report.outcome = Outcome.CANCELLED
             report.error = "cancelled"
             raise
-        except SourceError as exc:
+        except (SourceError, StoreError) as exc:
             report.outcome = Outcome.FAILED
             report.error_class = type(exc).__name__
             report.error = self.masker(str(exc))
@@ -352,8 +383,7 @@ class SyncEngine:
             current_stats.reset(token)
             if staging is not None:  # a page still being staged: let it land, then drop it
                 await asyncio.shield(asyncio.gather(staging, return_exceptions=True))
-            if not committed and db is not None:
-                user = self.store.user_id
+            if not committed and db is not None and generation is not None:
                 await asyncio.shield(
                     self.store.in_writer(db.drop_staged, user, name, stream, generation)
                 )
@@ -380,43 +410,50 @@ class SyncEngine:
         self,
         source: str,
         stream: RecordKind,
-        records: list[Record],
+        file: str,
+        batches: Iterable[list[Record]],
         invalid: list[tuple[str, Any]],
         read: int,
         duplicates: int,
     ) -> StreamReport:
-        """Upsert imported records (a partial file must not delete the rest), audited."""
-        report = StreamReport(stream, read=read, duplicates=duplicates, quarantined=len(invalid))
+        """An imported file's records, staged batch by batch as a generation of their own
+        and made visible in one commit: all of the file or none of it. A sync never
+        replaces them (see `Database.commit_import`). Audited like a sync. The store's
+        memory is left as it was: a process that shows the cache reloads it."""
         db = self.store.db
+        if db is None:
+            raise ConfigError("importing needs the database")
+        user = self.store.user_id
+        report = StreamReport(stream, read=read, duplicates=duplicates, quarantined=len(invalid))
         run_id = await self.store.in_writer(
-            db and db.start_run,
-            self.store.user_id,
-            source,
-            report.started_at,
-            None,
-            f"import:{stream}",
+            db.start_run, user, source, report.started_at, None, f"import:{stream}"
         )
+        generation = await self.store.in_writer(db.new_generation, user, source, stream)
+        committed = False
+        pending = iter(batches)
         try:
-            await self.store.upsert(stream, records)
-            report.written = len(records)
+            # Parsing the file is CPU work: off the event loop, one batch at a time.
+            while batch := await asyncio.to_thread(next, pending, None):
+                await self.store.in_writer(db.stage, stream, generation, batch)
+            report.written = await self.store.in_writer(
+                db.commit_import, user, source, stream, generation, file
+            )
+            committed = True
         except Exception as exc:
             report.outcome = Outcome.FAILED
             report.error_class = type(exc).__name__
             report.error = self.masker(str(exc))
             raise
         finally:
-            report.ended_at = utc_now()
-            if db is not None:
-                await self.store.in_writer(
-                    db.add_quarantine,
-                    self.store.user_id,
-                    run_id,
-                    source,
-                    stream,
-                    invalid,
-                    report.ended_at,
+            if not committed:
+                await asyncio.shield(
+                    self.store.in_writer(db.drop_staged, user, source, stream, generation)
                 )
-                await self.store.in_writer(db.finish_run, run_id, report)
+            report.ended_at = utc_now()
+            await self.store.in_writer(
+                db.add_quarantine, user, run_id, source, stream, invalid, report.ended_at
+            )
+            await self.store.in_writer(db.finish_run, run_id, report)
         return report
 
     # -- connection test -----------------------------------------------------------------

@@ -1,0 +1,267 @@
+"""One writer per stream across processes, and the generations that writers leave behind.
+
+A lease on (user, source, stream) is a row taken in a write transaction: whoever inserts it
+first holds the stream until it releases it or dies (see `owners`). A generation being
+written is registered as pending under its owner, so that a commit can tell the rows it
+replaces (the previous generation, and those of owners that died) from rows somebody alive
+is still writing (an import in progress). A commit checks, in its own transaction, that its
+lease is still held: a process presumed dead and then woken up cannot commit over the one
+that took its stream.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from crm_tui.models import RecordKind, utc_now
+from crm_tui.store.errors import LeaseLost
+from crm_tui.store.owners import HEARTBEAT_SECONDS, Owner, is_alive
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    user_id: str
+    source: str
+    stream: str
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """Who holds a lease somebody else wants."""
+
+    owner: Owner
+    purpose: str
+    acquired_at: str
+
+    def describe(self) -> str:
+        return f"the {self.purpose} in {self.owner.describe()} (since {self.acquired_at})"
+
+
+_OWNER_COLUMNS = "o.id, o.host, o.machine, o.pid, o.started, o.heartbeat_at"
+
+
+def _owner(row: tuple[Any, ...]) -> tuple[Owner, float] | None:
+    """An owner and its heartbeat from a LEFT JOIN's columns; None when the row is gone."""
+    if row[0] is None:
+        return None
+    return Owner(row[0], row[1], row[2], int(row[3]), row[4]), float(row[5])
+
+
+def _alive(found: tuple[Owner, float] | None) -> bool:
+    return found is not None and is_alive(*found)
+
+
+class LeaseStore:
+    """Lease and pending-generation bookkeeping; mixed into `Database`, whose connection,
+    lock and transactions it uses."""
+
+    _conn: sqlite3.Connection
+    _lock: threading.RLock
+    transaction: Callable[[], AbstractContextManager[sqlite3.Connection]]
+
+    def _init_leases(self) -> None:
+        self.owner = Owner.this_process()
+        self._holding = 0  # leases and pending generations this object has open
+        self._heartbeat: threading.Event | None = None
+
+    # -- this process as an owner ----------------------------------------------------------
+
+    def _hold(self, conn: sqlite3.Connection) -> None:
+        if self._holding == 0:
+            o = self.owner
+            conn.execute(
+                "INSERT OR REPLACE INTO owners (id, host, machine, pid, started, heartbeat_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (o.id, o.host, o.machine, o.pid, o.started, time.time()),
+            )
+            self._start_heartbeat()
+        self._holding += 1
+
+    def _unhold(self, conn: sqlite3.Connection) -> None:
+        self._holding = max(0, self._holding - 1)
+        if self._holding == 0:
+            conn.execute("DELETE FROM owners WHERE id = ?", (self.owner.id,))
+            self._stop_heartbeat()
+
+    def _start_heartbeat(self) -> None:
+        stop = self._heartbeat = threading.Event()
+        threading.Thread(
+            target=self._beat, args=(stop,), name="crm-db-heartbeat", daemon=True
+        ).start()
+
+    def _stop_heartbeat(self) -> None:
+        # Never joined here: the beat may be waiting for the lock this caller holds.
+        if self._heartbeat is not None:
+            self._heartbeat.set()
+            self._heartbeat = None
+
+    def _beat(self, stop: threading.Event) -> None:
+        while not stop.wait(HEARTBEAT_SECONDS):
+            try:
+                with self._lock:
+                    if stop.is_set():
+                        return
+                    self._conn.execute(
+                        "UPDATE owners SET heartbeat_at = ? WHERE id = ?",
+                        (time.time(), self.owner.id),
+                    )
+            except sqlite3.Error:  # closed, or busy past the timeout: the next beat tries
+                if stop.is_set():
+                    return
+
+    def _release_everything(self) -> None:
+        """On close: whatever this object still holds goes (its rows are useless now)."""
+        self._stop_heartbeat()
+        if self._holding == 0:
+            return
+        with self.transaction() as conn:
+            for generation, kind, user_id, source in conn.execute(
+                "SELECT generation, kind, user_id, source FROM pending_generations WHERE owner = ?",
+                (self.owner.id,),
+            ).fetchall():
+                self._delete_generation(conn, kind, user_id, source, generation)
+            conn.execute("DELETE FROM leases WHERE owner = ?", (self.owner.id,))
+            conn.execute("DELETE FROM owners WHERE id = ?", (self.owner.id,))
+        self._holding = 0
+
+    # -- leases ----------------------------------------------------------------------------
+
+    def acquire_lease(self, user_id: str, source: str, stream: str, purpose: str) -> Lease | Holder:
+        """The stream's lease, or who holds it. A holder found dead is swept away first,
+        with every generation it left unfinished."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                f"SELECT l.purpose, l.acquired_at, {_OWNER_COLUMNS} FROM leases l"
+                " LEFT JOIN owners o ON o.id = l.owner"
+                " WHERE l.user_id = ? AND l.source = ? AND l.stream = ?",
+                (user_id, source, stream),
+            ).fetchone()
+            if row is not None:
+                found = _owner(row[2:])
+                if found is not None and is_alive(*found):
+                    return Holder(found[0], row[0], row[1])
+            if stream in ("contacts", "deals"):
+                self._sweep(conn, user_id, source, stream)  # type: ignore[arg-type]
+            lease = Lease(user_id, source, stream, uuid.uuid4().hex)
+            self._hold(conn)
+            conn.execute(
+                "INSERT OR REPLACE INTO leases"
+                " (user_id, source, stream, token, owner, purpose, acquired_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (user_id, source, stream, lease.token, self.owner.id, purpose, utc_now()),
+            )
+            return lease
+
+    def release_lease(self, lease: Lease) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "DELETE FROM leases WHERE user_id = ? AND source = ? AND stream = ? AND token = ?",
+                (lease.user_id, lease.source, lease.stream, lease.token),
+            )
+            self._unhold(conn)
+
+    def check_lease(self, conn: sqlite3.Connection, lease: Lease) -> None:
+        """Inside a commit's transaction: is this lease still ours?"""
+        held = conn.execute(
+            "SELECT 1 FROM leases WHERE user_id = ? AND source = ? AND stream = ? AND token = ?",
+            (lease.user_id, lease.source, lease.stream, lease.token),
+        ).fetchone()
+        if held is None:
+            raise LeaseLost(
+                f"Lost the lease on {lease.source} {lease.stream}",
+                "another process took it over while this one was silent; nothing was"
+                " committed, the other process's data stands",
+            )
+
+    def leases(self, user_id: str) -> list[tuple[str, str, Holder]]:
+        """(source, stream, holder) of every lease held by a live owner."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT l.source, l.stream, l.purpose, l.acquired_at, {_OWNER_COLUMNS}"
+                " FROM leases l LEFT JOIN owners o ON o.id = l.owner WHERE l.user_id = ?",
+                (user_id,),
+            ).fetchall()
+        out = []
+        for source, stream, purpose, acquired_at, *owner in rows:
+            found = _owner(tuple(owner))
+            if found is not None and is_alive(*found):
+                out.append((source, stream, Holder(found[0], purpose, acquired_at)))
+        return out
+
+    # -- generations being written ---------------------------------------------------------
+
+    def new_generation(self, user_id: str, source: str, kind: RecordKind) -> int:
+        """A generation number never used before by any stream (AUTOINCREMENT never reuses
+        one), registered as pending under this process until committed or dropped."""
+        with self.transaction() as conn:
+            generation = conn.execute("INSERT INTO generations DEFAULT VALUES").lastrowid
+            assert generation is not None
+            conn.execute("DELETE FROM generations WHERE id < ?", (generation,))
+            self._hold(conn)
+            conn.execute(
+                "INSERT INTO pending_generations (generation, user_id, kind, source, owner)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (generation, user_id, kind, source, self.owner.id),
+            )
+        return generation
+
+    def _settle(self, conn: sqlite3.Connection, generation: int) -> None:
+        """A pending generation of ours was committed or dropped."""
+        gone = conn.execute(
+            "DELETE FROM pending_generations WHERE generation = ? AND owner = ?",
+            (generation, self.owner.id),
+        ).rowcount
+        if gone:
+            self._unhold(conn)
+
+    def _pending(
+        self, conn: sqlite3.Connection, user_id: str, source: str, kind: RecordKind
+    ) -> Iterator[tuple[int, bool]]:
+        """(generation, owner alive) for every generation being written to a stream."""
+        rows = conn.execute(
+            f"SELECT p.generation, {_OWNER_COLUMNS} FROM pending_generations p"
+            " LEFT JOIN owners o ON o.id = p.owner"
+            " WHERE p.user_id = ? AND p.kind = ? AND p.source = ?",
+            (user_id, kind, source),
+        ).fetchall()
+        for generation, *owner in rows:
+            yield generation, _alive(_owner(tuple(owner)))
+
+    def _sweep(self, conn: sqlite3.Connection, user_id: str, source: str, kind: RecordKind) -> None:
+        """Delete what dead owners left of a stream: their rows, their pending entries."""
+        for generation, alive in list(self._pending(conn, user_id, source, kind)):
+            if not alive:
+                self._delete_generation(conn, kind, user_id, source, generation)
+        conn.execute(
+            "DELETE FROM owners WHERE id NOT IN (SELECT owner FROM leases)"
+            " AND id NOT IN (SELECT owner FROM pending_generations)"
+        )
+
+    def _live_pending(
+        self, conn: sqlite3.Connection, user_id: str, source: str, kind: RecordKind
+    ) -> list[int]:
+        return [g for g, alive in self._pending(conn, user_id, source, kind) if alive]
+
+    def _delete_generation(
+        self, conn: sqlite3.Connection, kind: str, user_id: str, source: str, generation: int
+    ) -> None:
+        conn.execute(
+            f"DELETE FROM {_table(kind)} WHERE user_id = ? AND source = ? AND generation = ?",
+            (user_id, source, generation),
+        )
+        conn.execute("DELETE FROM pending_generations WHERE generation = ?", (generation,))
+
+
+def _table(kind: str) -> str:
+    """A record table's name, checked: kinds reach SQL text only through here."""
+    if kind not in ("contacts", "deals"):
+        raise ValueError(f"not a record kind: {kind!r}")
+    return kind

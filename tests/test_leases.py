@@ -1,0 +1,264 @@
+"""Leases and owners: who may write a stream, who is dead, what a commit may delete."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from crm_tui.models import Contact
+from crm_tui.store import CacheStore, Database
+from crm_tui.store.errors import LeaseLost, StreamBusy
+from crm_tui.store.leases import Holder, Lease
+from crm_tui.store.owners import LEASE_TTL_SECONDS, Owner, is_alive, start_time
+
+
+def contact(n: int, name: str = "Ann", source: str = "brivity") -> Contact:
+    return Contact(
+        id=f"{source}:{n}", source=source, remote_id=str(n), user_id="alice", first_name=name
+    )
+
+
+def ids(db: Database, imported: bool = False) -> list[str]:
+    return sorted(r.id for r in db.load_records("alice", "contacts", imported))
+
+
+def names(store: CacheStore) -> dict[str, str | None]:
+    return {r.id: r.first_name for r in store.contacts("brivity")}
+
+
+def dead_process() -> tuple[int, str]:
+    """The PID and start time of a process that has exited (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.2)"])
+    started = start_time(child.pid)
+    child.wait()
+    return child.pid, started
+
+
+def plant_owner(db: Database, owner: Owner, heartbeat_at: float) -> None:
+    db._conn.execute(
+        "INSERT INTO owners (id, host, machine, pid, started, heartbeat_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (owner.id, owner.host, owner.machine, owner.pid, owner.started, heartbeat_at),
+    )
+
+
+def plant_lease(db: Database, owner: Owner, generation_rows: int = 0) -> int:
+    """Another process's lease on brivity contacts, with a generation it had begun."""
+    db._conn.execute(
+        "INSERT INTO leases (user_id, source, stream, token, owner, purpose, acquired_at)"
+        " VALUES ('alice', 'brivity', 'contacts', 'theirs', ?, 'sync', 'then')",
+        (owner.id,),
+    )
+    generation = db._conn.execute("INSERT INTO generations DEFAULT VALUES").lastrowid
+    db._conn.execute(
+        "INSERT INTO pending_generations (generation, user_id, kind, source, owner)"
+        " VALUES (?, 'alice', 'contacts', 'brivity', ?)",
+        (generation, owner.id),
+    )
+    db.stage("contacts", generation, [contact(100 + i) for i in range(generation_rows)])
+    return generation
+
+
+def test_a_second_lease_on_a_stream_names_its_holder_until_released(tmp_path):
+    db, other = Database(tmp_path / "crm.sqlite3"), Database(tmp_path / "crm.sqlite3")
+    lease = db.acquire_lease("alice", "brivity", "contacts", "sync")
+    assert isinstance(lease, Lease)
+    held = other.acquire_lease("alice", "brivity", "contacts", "sync")
+    assert isinstance(held, Holder)
+    assert held.describe().startswith(f"the sync in process {os.getpid()} (since ")
+    assert isinstance(other.acquire_lease("alice", "brivity", "deals", "sync"), Lease)
+    assert isinstance(other.acquire_lease("bob", "brivity", "contacts", "sync"), Lease)
+    db.release_lease(lease)
+    assert isinstance(other.acquire_lease("alice", "brivity", "contacts", "sync"), Lease)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="process start times come from /proc")
+def test_owners_are_judged_by_pid_and_start_time_here_and_by_heartbeat_elsewhere():
+    me = Owner.this_process()
+    pid, started = dead_process()
+    gone = Owner("x", me.host, me.machine, pid, started)
+    reused = Owner("y", me.host, me.machine, 1, "12345")  # PID 1 lives, but started earlier
+    parent = Owner("z", me.host, me.machine, os.getppid(), start_time(os.getppid()))
+    far = Owner("w", "elsewhere", "another-boot/1", 4242, "1")
+    now = time.time()
+    assert [is_alive(o, now) for o in (me, gone, reused, parent)] == [True, False, False, True]
+    assert is_alive(far, now - 1, now) is True
+    assert is_alive(far, now - LEASE_TTL_SECONDS - 1, now) is False
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="process start times come from /proc")
+def test_a_zombie_holds_nothing():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    started = start_time(child.pid)
+    time.sleep(0.5)  # exited, not yet reaped: a zombie
+    me = Owner.this_process()
+    try:
+        assert is_alive(Owner("z", me.host, me.machine, child.pid, started), time.time()) is False
+    finally:
+        child.wait()
+
+
+def test_a_dead_holders_lease_is_taken_over_and_its_rows_swept(tmp_path):
+    db = Database(tmp_path / "crm.sqlite3")
+    db.replace_stream("alice", "brivity", "contacts", [contact(1)])
+    me = Owner.this_process()
+    pid, started = dead_process()
+    dead = Owner("dead", me.host, me.machine, pid, started)
+    plant_owner(db, dead, time.time())
+    generation = plant_lease(db, dead, generation_rows=3)
+    lease = db.acquire_lease("alice", "brivity", "contacts", "sync")
+    assert isinstance(lease, Lease)
+    leftover = db._conn.execute(
+        "SELECT count(*) FROM contacts WHERE generation = ?", (generation,)
+    ).fetchone()
+    assert leftover == (0,)
+    assert db._conn.execute("SELECT count(*) FROM pending_generations").fetchone() == (0,)
+    assert ids(db) == ["brivity:1"]
+
+
+def test_a_silent_owner_on_another_host_keeps_its_lease_until_the_ttl(tmp_path):
+    db = Database(tmp_path / "crm.sqlite3")
+    far = Owner("far", "other-host", "other-boot/1", 4242, "7")
+    plant_owner(db, far, time.time())
+    plant_lease(db, far)
+    held = db.acquire_lease("alice", "brivity", "contacts", "sync")
+    assert isinstance(held, Holder) and held.describe().startswith("the sync in process 4242 on")
+    db._conn.execute("UPDATE owners SET heartbeat_at = ?", (time.time() - LEASE_TTL_SECONDS - 5,))
+    assert isinstance(db.acquire_lease("alice", "brivity", "contacts", "sync"), Lease)
+
+
+def test_a_process_that_lost_its_lease_cannot_commit(tmp_path):
+    """Presumed dead (its heartbeat stopped), then woken: the takeover's data stands."""
+    path = tmp_path / "crm.sqlite3"
+    sleeper, other = Database(path), Database(path)
+    lease = sleeper.acquire_lease("alice", "brivity", "contacts", "sync")
+    assert isinstance(lease, Lease)
+    generation = sleeper.new_generation("alice", "brivity", "contacts")
+    sleeper.stage("contacts", generation, [contact(1, "Stale")])
+    # another process judged it dead and took the stream over
+    sleeper._conn.execute("UPDATE leases SET token = 'taken', owner = 'someone'")
+    other.replace_stream("alice", "brivity", "contacts", [contact(2, "Fresh")])
+    with pytest.raises(LeaseLost):
+        sleeper.commit_staged("alice", "brivity", "contacts", generation, lease)
+    assert ids(other) == ["brivity:2"]
+
+
+def test_a_commit_keeps_what_live_writers_are_still_writing(tmp_path):
+    db = Database(tmp_path / "crm.sqlite3")
+    db.replace_stream("alice", "brivity", "contacts", [contact(1)])
+    importing = db.new_generation("alice", "brivity", "contacts")  # an import, in progress
+    db.stage("contacts", importing, [contact(7, "Imported")])
+    db.replace_stream("alice", "brivity", "contacts", [contact(2)])
+    assert db.commit_import("alice", "brivity", "contacts", importing, "/x.csv") == 1
+    assert ids(db) == ["brivity:2"] and ids(db, imported=True) == ["brivity:7"]
+
+
+def test_heartbeats_beat_while_something_is_held_and_the_owner_goes_after(tmp_path, monkeypatch):
+    monkeypatch.setattr("crm_tui.store.leases.HEARTBEAT_SECONDS", 0.05)
+    db = Database(tmp_path / "crm.sqlite3")
+    lease = db.acquire_lease("alice", "brivity", "contacts", "sync")
+    assert isinstance(lease, Lease)
+    first = db._conn.execute("SELECT heartbeat_at FROM owners").fetchone()[0]
+    time.sleep(0.3)
+    later = db._conn.execute("SELECT heartbeat_at FROM owners").fetchone()[0]
+    assert later > first
+    db.release_lease(lease)
+    assert db._conn.execute("SELECT count(*) FROM owners").fetchone() == (0,)
+
+
+async def test_the_store_waits_for_a_lease_and_says_who_holds_it(tmp_path):
+    path = tmp_path / "crm.sqlite3"
+    holder_db = Database(path)
+    store = CacheStore("alice", Database(path))
+    lease = holder_db.acquire_lease("alice", "brivity", "contacts", "sync")
+    assert isinstance(lease, Lease)
+    with pytest.raises(StreamBusy) as busy:
+        async with store.lease("brivity", "contacts", "sync", wait=False):
+            pass
+    assert f"process {os.getpid()}" in busy.value.details
+    seen: list[str] = []
+
+    def waiting(holder: Holder) -> None:
+        seen.append(holder.describe())
+        if len(seen) == 2:
+            holder_db.release_lease(lease)
+
+    async with store.lease("brivity", "contacts", "sync", on_wait=waiting) as mine:
+        assert isinstance(mine, Lease)
+    assert len(seen) == 2
+
+
+# -- imports: a layer of their own -----------------------------------------------------------
+
+
+async def import_file(store: CacheStore, path: str, records: list[Contact]) -> int:
+    db = store.db
+    assert db is not None
+    generation = db.new_generation("alice", "brivity", "contacts")
+    db.stage("contacts", generation, records)
+    return db.commit_import("alice", "brivity", "contacts", generation, path)
+
+
+async def test_an_imported_row_shows_over_the_synced_one_and_outlives_every_sync(tmp_path):
+    path = tmp_path / "crm.sqlite3"
+    store = CacheStore("alice", Database(path))
+    await store.replace_stream("brivity", "contacts", [contact(1, "Synced"), contact(2, "Two")])
+    assert await import_file(store, "/a.csv", [contact(1, "Imported"), contact(3, "Three")]) == 2
+    reader = CacheStore("alice", Database(path))
+    reader.load_sync()
+    assert names(reader) == {"brivity:1": "Imported", "brivity:2": "Two", "brivity:3": "Three"}
+    await reader.replace_stream("brivity", "contacts", [contact(1, "Resynced")])
+    assert names(reader) == {"brivity:1": "Imported", "brivity:3": "Three"}  # memory
+    again = CacheStore("alice", Database(path))
+    again.load_sync()
+    assert names(again) == names(reader)  # and the database
+
+
+async def test_a_file_imported_again_replaces_its_earlier_rows_and_later_imports_win(tmp_path):
+    store = CacheStore("alice", Database(tmp_path / "crm.sqlite3"))
+    await import_file(store, "/a.csv", [contact(1, "A1"), contact(2, "A2")])
+    await import_file(store, "/b.csv", [contact(2, "B2")])
+    await import_file(store, "/a.csv", [contact(1, "A1 again")])
+    store.load_sync()
+    assert names(store) == {"brivity:1": "A1 again", "brivity:2": "B2"}
+
+
+async def test_clearing_a_source_drops_its_imports_and_counts_them(tmp_path):
+    store = CacheStore("alice", Database(tmp_path / "crm.sqlite3"))
+    await store.replace_stream("brivity", "contacts", [contact(1)])
+    await import_file(store, "/a.csv", [contact(5), contact(6)])
+    store.load_sync()
+    assert await store.clear("brivity") == 2
+    assert store.count("contacts", "brivity") == 0
+    reloaded = CacheStore("alice", store.db)
+    reloaded.load_sync()
+    assert reloaded.count("contacts", "brivity") == 0
+
+
+def test_migrating_from_schema_3_keeps_every_row(tmp_path: Path):
+    import sqlite3
+
+    from crm_tui.store.db import MIGRATIONS, _statements
+
+    path = tmp_path / "v3.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for script in MIGRATIONS[:3]:
+        for statement in _statements(script):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 3")
+    conn.execute(
+        "INSERT INTO contacts (id, source, remote_id, user_id, first_name, tags, deleted,"
+        " generation) VALUES ('brivity:1', 'brivity', '1', 'alice', 'Ann', '', 0, 5)"
+    )
+    conn.execute("INSERT INTO stream_generations VALUES ('alice', 'contacts', 'brivity', 5)")
+    conn.close()
+    db = Database(path)
+    assert db.schema_version == 4
+    assert ids(db) == ["brivity:1"]
+    db.replace_stream("alice", "brivity", "contacts", [contact(2)])
+    assert ids(db) == ["brivity:2"]

@@ -1,0 +1,391 @@
+"""Many processes on one data dir: overlapping syncs, syncs beside local edits and imports,
+and a sync killed in the middle of its commit. Real processes, real sockets, real SQLite.
+
+After every run, each stream equals the server's dataset record by record, and every local
+contact and imported row is there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crm_tui.demo.servers import DemoServers, Faults, start_demo_servers
+from crm_tui.models import RecordKind
+from crm_tui.sources.base import SourceContext
+from crm_tui.sources.registry import build_source
+from crm_tui.store import CacheStore, Database
+from tests.conftest import DEMO_CONTACTS, make_settings
+from tests.reliability import REPORT
+from tests.test_integration import STREAMS, comparable, expected
+
+SEED = 12
+
+
+@pytest.fixture(scope="module")
+def slow_servers() -> Iterator[DemoServers]:
+    """Every data request takes a while: a sync lasts long enough to be overlapped."""
+    servers = start_demo_servers(
+        contacts=DEMO_CONTACTS, seed=SEED, faults=Faults(latency=0.05), fub_rate_limit=10_000
+    )
+    yield servers
+    servers.stop()
+
+
+def environment(servers: DemoServers, data_dir: Path, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        **servers.env(),
+        "CRM_DATA_DIR": str(data_dir),
+        "CRM_USER_ID": "team",
+        **extra,
+    }
+
+
+def start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "crm_tui", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str, str]:
+    out, err = process.communicate(timeout=timeout)
+    return process.returncode, out, err
+
+
+def cached(data_dir: Path, source: str, stream: RecordKind) -> dict[str, dict[str, Any]]:
+    db = Database(data_dir / "crm.sqlite3")
+    try:
+        store = CacheStore("team", db)
+        store.load_sync()
+        return {r.id: comparable(r) for r in store.records(stream, source)}
+    finally:
+        db.close()
+
+
+def dataset(servers: DemoServers, tmp_path: Path, source: str, stream: RecordKind) -> dict:
+    settings = make_settings(tmp_path, **{k.lower(): v for k, v in servers.env().items()})
+    return expected(build_source(source, SourceContext(settings, "team")), stream, servers)
+
+
+def leftovers(data_dir: Path) -> dict[str, int]:
+    """What a finished run must not leave: leases, unfinished generations, owners, and rows
+    outside every visible generation."""
+    db = Database(data_dir / "crm.sqlite3")
+    try:
+        conn = db._conn
+        counts = {
+            table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in ("leases", "pending_generations", "owners")
+        }
+        for kind in ("contacts", "deals"):
+            counts[f"hidden {kind}"] = conn.execute(
+                f"SELECT count(*) FROM {kind} WHERE generation != 0"
+                " AND generation NOT IN (SELECT generation FROM stream_generations)"
+                " AND generation NOT IN (SELECT generation FROM imports)"
+            ).fetchone()[0]
+        return counts
+    finally:
+        db.close()
+
+
+NOTHING_LEFT = {
+    "leases": 0,
+    "pending_generations": 0,
+    "owners": 0,
+    "hidden contacts": 0,
+    "hidden deals": 0,
+}
+
+
+def reported_counts(stdout: str, source: str) -> dict[str, int]:
+    results = json.loads(stdout)["results"][source]
+    return {stream: item["count"] for stream, item in results.items()}
+
+
+# -- two syncs of one stream -------------------------------------------------------------------
+
+
+def pending_kinds(data_dir: Path) -> set[str]:
+    """The streams some process is writing a generation of right now."""
+    path = data_dir / "crm.sqlite3"
+    if not path.exists():
+        return set()
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        return {k for (k,) in conn.execute("SELECT kind FROM pending_generations")}
+    except sqlite3.OperationalError:  # not created yet
+        return set()
+    finally:
+        conn.close()
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"never saw: {what}"
+        time.sleep(0.02)
+
+
+#: Where the first sync is when the second starts (a fault point it pauses at).
+PAUSES = {
+    "second starts while the first reads contacts": "page:followupboss:contacts",
+    "second starts while the first reads deals": "page:followupboss:deals",
+    "second starts inside the first's commit": "commit",
+}
+ORDERS = ("both at once", *PAUSES)
+
+
+def start_inside(
+    env: dict[str, str],
+    tmp_path: Path,
+    point: str,
+    *second_args: str,
+    release: bool = True,
+    crash_at: str | None = None,
+    first_args: tuple[str, ...] = ("sync", "followupboss", "--json"),
+) -> tuple[subprocess.Popen[str], subprocess.Popen[str]]:
+    """A first sync paused at `point`, a second command started there; then both go on
+    (or, without `release`, the first stays paused for the caller to deal with)."""
+    barrier = tmp_path / "paused"
+    paused = {**env, "CRM_PAUSE_AT": point, "CRM_PAUSE_FILE": str(barrier)}
+    if crash_at is not None:
+        paused["CRM_CRASH_AT"] = crash_at
+    first = start(paused, *first_args)
+    wait_until(barrier.exists, f"the first sync at {point}")
+    second = start(env, *(second_args or ("sync", "followupboss", "--json")))
+    time.sleep(1.5)  # the second is up, and waiting for the lease (or the commit's lock)
+    if release:
+        barrier.unlink()
+    return first, second
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_two_overlapping_syncs_of_one_source_lose_nothing(tmp_path, slow_servers, order):
+    data_dir = tmp_path / "data"
+    env = environment(slow_servers, data_dir)
+    first = second = None
+    if order == "both at once":
+        first = start(env, "sync", "followupboss", "--json")
+        second = start(env, "sync", "followupboss", "--json")
+    else:
+        first, second = start_inside(env, tmp_path, PAUSES[order])
+    results = [finish(first), finish(second)]
+    assert [code for code, _, _ in results] == [0, 0], [err for _, _, err in results]
+    want = {s: dataset(slow_servers, tmp_path, "followupboss", s) for s in ("contacts", "deals")}
+    for stream, records in want.items():
+        assert cached(data_dir, "followupboss", stream) == records, stream
+    for _, out, _ in results:  # each report says what its commit wrote, no more
+        assert reported_counts(out, "followupboss") == {s: len(r) for s, r in want.items()}
+    if order == "both at once":  # either may win the lease; the other waits
+        assert any("waiting for the sync in process" in err for _, _, err in results)
+    elif PAUSES[order].startswith("page:"):
+        assert f"waiting for the sync in process {first.pid}" in results[1][2]
+    # (inside the commit, the second waits for SQLite's lock; the streams may then take
+    # turns without either waiting for a lease)
+    assert leftovers(data_dir) == NOTHING_LEFT
+    REPORT.overlaps.append((order, 2, sum(len(r) for r in want.values())))
+
+
+def test_with_no_wait_a_busy_stream_exits_5_and_keeps_the_other_run_whole(tmp_path, slow_servers):
+    data_dir = tmp_path / "data"
+    env = environment(slow_servers, data_dir)
+    no_wait = ("sync", "followupboss", "--no-wait", "--json")
+    first, second = start_inside(env, tmp_path, "page:followupboss:contacts", *no_wait)
+    code, out, err = finish(second)
+    assert code == 5, err
+    result = json.loads(out)["results"]["followupboss"]["contacts"]
+    assert result["success"] is False and f"process {first.pid}" in result["error"]
+    assert finish(first)[0] == 0
+    want = dataset(slow_servers, tmp_path, "followupboss", "contacts")
+    assert cached(data_dir, "followupboss", "contacts") == want
+    REPORT.overlaps.append(("second with --no-wait", 2, len(want)))
+
+
+@pytest.mark.parametrize("crash_at", ["commit", "mid-stream"])
+def test_a_sync_killed_while_another_waits_is_taken_over(tmp_path, slow_servers, crash_at):
+    """The first sync dies holding the lease: in the middle of its commit (the transaction
+    half done), or while reading pages (SIGKILL). The waiting one takes over at once, and
+    nothing the dead one wrote survives."""
+    data_dir = tmp_path / "data"
+    env = environment(slow_servers, data_dir)
+    if crash_at == "commit":
+        first, second = start_inside(env, tmp_path, "page:followupboss:contacts", crash_at="commit")
+        assert finish(first)[0] == -signal.SIGKILL
+    else:
+        first, second = start_inside(env, tmp_path, "page:followupboss:contacts", release=False)
+        first.send_signal(signal.SIGKILL)  # paused, holding the lease
+        first.wait(timeout=10)
+    code, _, err = finish(second)
+    assert code == 0, err
+    assert f"waiting for the sync in process {first.pid}" in err
+    for stream in ("contacts", "deals"):
+        want = dataset(slow_servers, tmp_path, "followupboss", stream)
+        assert cached(data_dir, "followupboss", stream) == want, stream
+    assert leftovers(data_dir) == NOTHING_LEFT
+    REPORT.overlaps.append((f"first killed {crash_at}, second waiting", 2, len(want)))
+
+
+def test_a_commit_killed_halfway_keeps_the_previous_good_data(tmp_path, demo_servers):
+    """SIGKILL inside the commit transaction: the next process sees the old rows whole."""
+    data_dir = tmp_path / "data"
+    env = environment(demo_servers, data_dir)
+    assert finish(start(env, "sync", "followupboss", "--json"))[0] == 0
+    before = cached(data_dir, "followupboss", "contacts")
+    crashed = start({**env, "CRM_CRASH_AT": "commit"}, "sync", "followupboss", "--json")
+    assert finish(crashed)[0] == -signal.SIGKILL
+    assert cached(data_dir, "followupboss", "contacts") == before
+    assert finish(start(env, "sync", "followupboss", "--json"))[0] == 0
+    assert leftovers(data_dir) == NOTHING_LEFT
+
+
+# -- whole syncs beside local edits ----------------------------------------------------------
+
+
+def test_two_syncs_of_everything_and_a_loop_of_local_edits_lose_nothing(tmp_path, slow_servers):
+    data_dir = tmp_path / "data"
+    env = environment(slow_servers, data_dir)
+    names = [f"Overlap{i}" for i in range(12)]
+    script = (
+        "import subprocess, sys\n"
+        "for name in sys.argv[1:]:\n"
+        "    subprocess.run([sys.executable, '-m', 'crm_tui', 'local', 'add-contact',\n"
+        "                    '--first-name', name], check=True, capture_output=True)\n"
+    )
+    # The first sync of everything pauses as it reads the local CRM; local edits and a
+    # second sync of everything start there.
+    barrier = tmp_path / "paused"
+    paused = {**env, "CRM_PAUSE_AT": "page:local:contacts", "CRM_PAUSE_FILE": str(barrier)}
+    syncs = [start(paused, "sync", "--json")]
+    wait_until(barrier.exists, "the first sync reading the local CRM")
+    editor = subprocess.Popen([sys.executable, "-c", script, *names], env=env)
+    syncs.append(start(env, "sync", "--json"))
+    time.sleep(3)
+    barrier.unlink()
+    results = [finish(s, timeout=240) for s in syncs]
+    assert editor.wait(timeout=240) == 0
+    assert [code for code, _, _ in results] == [0, 0], [err for _, _, err in results]
+    compared = 0
+    for source, streams in STREAMS.items():
+        for stream in streams:
+            want = dataset(slow_servers, tmp_path, source, stream)
+            assert cached(data_dir, source, stream) == want, (source, stream)
+            compared += len(want)
+    local = cached(data_dir, "local", "contacts")
+    assert sorted(r["first_name"] for r in local.values()) == sorted(names)
+    db = Database(data_dir / "crm.sqlite3")
+    assert len(db.local_records("team", "contacts")) == len(names)
+    db.close()
+    assert leftovers(data_dir) == NOTHING_LEFT
+    REPORT.overlaps.append(("sync of everything x2 + 12 local adds", 3, compared + len(names)))
+
+
+# -- imports beside syncs --------------------------------------------------------------------
+
+IMPORTED = [("imp-1", "Imogen", "Port"), ("imp-2", "Ida", "Extra"), ("imp-3", "Ivo", "Row")]
+
+
+def extra_csv(folder: Path) -> Path:
+    path = folder / "extra contacts.csv"
+    lines = ["Contact ID,First Name,Last Name,Email"]
+    lines += [f"{i},{first},{last},{first.lower()}@example.com" for i, first, last in IMPORTED]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def assert_topproducer_whole(data_dir: Path, servers: DemoServers, tmp_path: Path) -> int:
+    want = dataset(servers, tmp_path, "topproducer", "contacts")
+    have = cached(data_dir, "topproducer", "contacts")
+    imported = {f"topproducer:{i}": first for i, first, _ in IMPORTED}
+    assert {k: have[k]["first_name"] for k in imported if k in have} == imported
+    assert {k: v for k, v in have.items() if k not in imported} == want
+    return len(have)
+
+
+@pytest.mark.parametrize("order", ["import during the sync", "import before the sync"])
+def test_imported_rows_survive_every_sync_of_their_source(tmp_path, slow_servers, order):
+    data_dir = tmp_path / "data"
+    env = environment(slow_servers, data_dir)
+    csv = extra_csv(tmp_path)
+    importing = ["import", "topproducer", str(csv), "--json"]
+    if order == "import during the sync":
+        syncing = ("sync", "topproducer", "--json")
+        sync, importer = start_inside(
+            env,
+            tmp_path,
+            "page:topproducer:contacts",
+            *importing,
+            release=False,
+            first_args=syncing,
+        )
+        code, out, err = finish(importer)  # all of it while the sync holds its stream
+        (tmp_path / "paused").unlink()
+        assert finish(sync)[0] == 0
+    else:
+        code, out, err = finish(start(env, *importing))
+        assert finish(start(env, "sync", "topproducer", "--json"))[0] == 0
+    assert code == 0, err
+    assert json.loads(out)["applied"][0]["written"] == len(IMPORTED)
+    rows = assert_topproducer_whole(data_dir, slow_servers, tmp_path)
+    assert finish(start(env, "sync", "topproducer", "--json"))[0] == 0  # and the next one
+    assert assert_topproducer_whole(data_dir, slow_servers, tmp_path) == rows
+    assert leftovers(data_dir) == NOTHING_LEFT
+    REPORT.overlaps.append((order, 2, rows))
+
+
+# -- the app beside a cron sync ----------------------------------------------------------------
+
+
+async def test_the_app_shows_it_waits_for_another_processes_sync(tmp_path, slow_servers):
+    from textual.widgets import DataTable
+
+    from crm_tui.app import make_app
+    from crm_tui.models import SyncState
+    from tests.test_tui import SIZE, settle
+
+    data_dir = tmp_path / "data"
+    env = environment(slow_servers, data_dir)
+    barrier = tmp_path / "paused"
+    paused = {**env, "CRM_PAUSE_AT": "page:followupboss:contacts", "CRM_PAUSE_FILE": str(barrier)}
+    cron = start(paused, "sync", "followupboss", "--json")
+    settings = make_settings(
+        tmp_path, crm_user_id="team", **{k.lower(): v for k, v in slow_servers.env().items()}
+    )
+    try:
+        await asyncio.to_thread(wait_until, barrier.exists, "the cron sync reading contacts")
+        app = make_app(settings, sync_stale=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot, app)
+            app.sync_source("followupboss")
+            for _ in range(100):
+                await pilot.pause(0.05)
+                if app.store.status("followupboss").state is SyncState.WAITING:
+                    break
+            await pilot.pause(0.3)
+            table = app.screen.query_one("#sources", DataTable)
+            row = [str(cell) for cell in table.get_row("followupboss")]
+            assert "⧗ waiting" in row
+            assert f"waiting for the sync in process {cron.pid}" in " ".join(row)
+            barrier.unlink()
+            await settle(pilot, app, limit=60)
+            assert app.store.status("followupboss").state is SyncState.IDLE
+            want = dataset(slow_servers, tmp_path, "followupboss", "contacts")
+            assert {r.id: comparable(r) for r in app.store.contacts("followupboss")} == want
+        assert (await asyncio.to_thread(finish, cron))[0] == 0
+    finally:
+        cron.kill()
