@@ -292,11 +292,8 @@ class SyncEngine:
         token = current_stats.set(stats)
         collected: dict[str, Record] = {}
         bad: list[tuple[str, Any]] = []
-        synced_at = utc_now()
         generation: int | None = None
         committed = False
-        staging: asyncio.Future[Any] | None = None
-        unstaged: list[Record] = []
         user = self.store.user_id
         try:
             async with self.store.lease(
@@ -307,47 +304,7 @@ class SyncEngine:
                 generation = await self.store.in_writer(
                     db and db.new_generation, user, name, stream
                 )
-                # A refresh builds a stream's worth of records; the collector would walk
-                # them again and again as they pile up.
-                map_record, clock = source.map_record, time.perf_counter
-                with gc_paused():
-                    async for page in prefetch(source.read(stream)):
-                        report.pages += 1
-                        records = page.records
-                        yielded = clock()
-                        for raw in records:
-                            if clock() - yielded > _MAP_SLICE_SECONDS:
-                                await asyncio.sleep(0)
-                                yielded = clock()
-                            report.read += 1
-                            try:
-                                record = map_record(stream, raw, synced_at)
-                            except InvalidRecord as exc:
-                                bad.append((str(exc), raw))
-                                continue
-                            if record.id in collected:
-                                report.duplicates += 1
-                            collected[record.id] = record
-                            unstaged.append(record)
-                        # Staged in the background while the next pages are fetched and
-                        # mapped; one batch at a time, so rows land in arrival order (the
-                        # last duplicate wins).
-                        if len(unstaged) >= _STAGE_BATCH:
-                            if staging is not None:
-                                await staging
-                            staging = asyncio.ensure_future(
-                                self.store.in_writer(db and db.stage, stream, generation, unstaged)
-                            )
-                            unstaged = []
-                        self.store.update_status(
-                            name, progress=Progress(stream, report.read, report.pages, page.total)
-                        )
-                        fault_point(f"page:{name}:{stream}")
-                if staging is not None:
-                    await staging
-                    staging = None
-                await self.store.in_writer(db and db.stage, stream, generation, unstaged)
-                report.quarantined = len(bad)
+                await self._read_pages(source, stream, generation, report, collected, bad)
                 if report.read and len(bad) / report.read > self.invalid_share:
                     raise SourceError(
                         f"Failed to fetch {stream}",
@@ -381,8 +338,6 @@ class SyncEngine:
             log.exception("[%s] Failed to fetch %s", display, stream)
         finally:
             current_stats.reset(token)
-            if staging is not None:  # a page still being staged: let it land, then drop it
-                await asyncio.shield(asyncio.gather(staging, return_exceptions=True))
             if not committed and db is not None and generation is not None:
                 await asyncio.shield(
                     self.store.in_writer(db.drop_staged, user, name, stream, generation)
@@ -403,6 +358,63 @@ class SyncEngine:
                 )
                 await self.store.in_writer(db.finish_run, stream_run, report)
         return report
+
+    async def _read_pages(
+        self,
+        source: Source,
+        stream: RecordKind,
+        generation: int | None,
+        report: StreamReport,
+        collected: dict[str, Record],
+        bad: list[tuple[str, Any]],
+    ) -> None:
+        """Every page of a stream, mapped into `collected` (invalid records into `bad`) and
+        staged as `generation` in the background while the next pages are fetched; one
+        batch at a time, so rows land in arrival order (the last duplicate wins)."""
+        name, db, synced_at = source.name, self.store.db, utc_now()
+        staging: asyncio.Future[Any] | None = None
+        unstaged: list[Record] = []
+        map_record, clock = source.map_record, time.perf_counter
+        try:
+            # A refresh builds a stream's worth of records; the collector would walk them
+            # again and again as they pile up.
+            with gc_paused():
+                async for page in prefetch(source.read(stream)):
+                    report.pages += 1
+                    yielded = clock()
+                    for raw in page.records:
+                        if clock() - yielded > _MAP_SLICE_SECONDS:
+                            await asyncio.sleep(0)
+                            yielded = clock()
+                        report.read += 1
+                        try:
+                            record = map_record(stream, raw, synced_at)
+                        except InvalidRecord as exc:
+                            bad.append((str(exc), raw))
+                            continue
+                        if record.id in collected:
+                            report.duplicates += 1
+                        collected[record.id] = record
+                        unstaged.append(record)
+                    if len(unstaged) >= _STAGE_BATCH:
+                        if staging is not None:
+                            await staging
+                        staging = asyncio.ensure_future(
+                            self.store.in_writer(db and db.stage, stream, generation, unstaged)
+                        )
+                        unstaged = []
+                    self.store.update_status(
+                        name, progress=Progress(stream, report.read, report.pages, page.total)
+                    )
+                    fault_point(f"page:{name}:{stream}")
+            if staging is not None:
+                await staging
+                staging = None
+            await self.store.in_writer(db and db.stage, stream, generation, unstaged)
+        finally:
+            if staging is not None:  # a batch still being staged: let it land (it is dropped)
+                await asyncio.shield(asyncio.gather(staging, return_exceptions=True))
+            report.quarantined = len(bad)
 
     # -- file imports --------------------------------------------------------------------
 
