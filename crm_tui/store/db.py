@@ -35,6 +35,7 @@ from crm_tui.models import (
     SyncReport,
     SyncState,
 )
+from crm_tui.store.damage import check_at_open, damage_named
 
 # Control characters are stripped at ingest, so neither separator occurs inside a value.
 TAG_SEPARATOR = "\x1f"
@@ -187,6 +188,7 @@ class Database:
         secure_file(path)
         self._lock = threading.RLock()
         self._writer: ThreadPoolExecutor | None = None
+        check_at_open(path)
         self._conn = sqlite3.connect(
             path, check_same_thread=False, isolation_level=None, timeout=10.0
         )
@@ -221,6 +223,7 @@ class Database:
     def schema_version(self) -> int:
         return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
 
+    @damage_named
     def _enable_wal(self) -> None:
         """Two processes opening a new database at once race to switch its journal mode, and
         SQLite answers the loser "locked" without waiting: try again for a few seconds."""
@@ -233,6 +236,7 @@ class Database:
                     raise
                 time.sleep(0.1)
 
+    @damage_named
     def migrate(self) -> None:
         with self._lock:
             if self.schema_version > len(MIGRATIONS):
@@ -258,6 +262,7 @@ class Database:
                 self._conn.execute("COMMIT")
 
     @contextmanager
+    @damage_named
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; inside another it simply joins it."""
         with self._lock:
@@ -268,10 +273,12 @@ class Database:
             try:
                 yield self._conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:  # SQLite rolls back by itself after some errors
+                    self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
 
+    @damage_named
     def data_version(self) -> int:
         """Changes when another connection (another process) commits."""
         with self._lock:
@@ -279,6 +286,7 @@ class Database:
 
     # -- cached records ------------------------------------------------------------------
 
+    @damage_named
     def load_records(self, user_id: str, kind: RecordKind) -> Iterator[Record]:
         """Every cached record of a user, fast: SQLite joins each row into one string (one
         Python object instead of twenty), split here; low-cardinality values are shared."""
@@ -452,6 +460,7 @@ class Database:
                 ),
             )
 
+    @damage_named
     def load_statuses(self, user_id: str) -> dict[str, SourceStatus]:
         with self._lock:
             rows = self._conn.execute(
@@ -519,6 +528,7 @@ class Database:
                 (report.ended_at, str(report.outcome), *counts, error_class, error, run_id),
             )
 
+    @damage_named
     def list_runs(self, user_id: str, limit: int = 200) -> list[dict[str, Any]]:
         """Runs newest first, each with its stream rows under "streams"."""
         with self._lock:
@@ -573,6 +583,7 @@ class Database:
                 rows,
             )
 
+    @damage_named
     def list_quarantine(self, user_id: str, run_id: int | None = None) -> list[dict[str, Any]]:
         sql = "SELECT id, run_id, source, stream, reason, payload, created_at FROM quarantine"
         sql += " WHERE user_id = ?" + (" AND run_id = ?" if run_id is not None else "")
@@ -584,6 +595,7 @@ class Database:
 
     # -- local CRM -----------------------------------------------------------------------
 
+    @damage_named
     def local_records(self, user_id: str, kind: RecordKind) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._conn.execute(
