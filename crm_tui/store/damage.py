@@ -119,9 +119,10 @@ def wal_lost(path: Path) -> str | None:
         now = shm.stat()
     except FileNotFoundError:
         return None
-    # The last connection to close unlinks the -shm first, then the -wal: a -shm gone (or
-    # replaced) by now was such a close, not a crash.
-    if (now.st_ino, now.st_dev) != (seen.st_ino, seen.st_dev):
+    # The last connection to close unlinks the -shm first, then the -wal: a -shm gone or
+    # replaced by now (a new file may reuse the inode number, not its ctime) was such a
+    # close, not a crash.
+    if (now.st_ino, now.st_dev, now.st_ctime_ns) != (seen.st_ino, seen.st_dev, seen.st_ctime_ns):
         return None
     return (
         f"its write-ahead log ({wal.name}) is missing after a crash: {pending} changed"
