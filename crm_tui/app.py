@@ -31,10 +31,12 @@ from crm_tui.heap import release_gradually, share_the_lock
 from crm_tui.local_crm import LocalCrm
 from crm_tui.logs import SecretMasker
 from crm_tui.models import KINDS, Outcome, SyncReport
+from crm_tui.screens.store_error import StoreErrorScreen
 from crm_tui.search.index import SearchIndex
 from crm_tui.sources.base import SourceContext
 from crm_tui.sources.http import tls_context
 from crm_tui.store import CacheStore, Database, StoreChange
+from crm_tui.store.errors import StoreError
 from crm_tui.sync.engine import ConnectionResult, SyncEngine
 
 log = logging.getLogger(__name__)
@@ -99,6 +101,7 @@ class CrmApp(App[None]):
         self.sync_on_start = sync_on_start
         self.sync_stale = sync_stale
         self.loaded = False
+        self.store_error: StoreError | None = None  # the snapshot could not be read
         self._seen_version: int | None = None
         self.store_changed: Signal[StoreChange] = Signal(self, "store-changed")
         self._pending_index: set[tuple[str | None, tuple[str, ...]]] = set()
@@ -124,7 +127,11 @@ class CrmApp(App[None]):
 
     async def _load(self) -> None:
         await asyncio.to_thread(tls_context)  # so building a source's client never stalls
-        await self.store.load()
+        try:
+            await self.store.load()
+        except StoreError as exc:
+            self.show_store_error(exc)
+            return
         await asyncio.to_thread(self.index.rebuild_from, self.store)
         settle_heap()
         self.loaded = True
@@ -151,12 +158,27 @@ class CrmApp(App[None]):
         snapshot is read again, off the event loop, and every screen re-reads."""
         db = self.store.db
         assert db is not None
-        version = await asyncio.to_thread(db.data_version)
-        if self._seen_version is None:
-            self._seen_version = version
-        elif version != self._seen_version:
-            self._seen_version = version
-            await self.store.load()
+        try:
+            version = await asyncio.to_thread(db.data_version)
+            if self._seen_version is None:
+                self._seen_version = version
+            elif version != self._seen_version:
+                self._seen_version = version
+                await self.store.load()
+        except StoreError as exc:
+            self.show_store_error(exc)
+
+    def show_store_error(self, error: StoreError) -> None:
+        """The snapshot could not be read: say which file, what is wrong and what to do,
+        over every screen, and sync nothing into it (a damaged file only gets worse)."""
+        first = self.store_error is None
+        self.store_error = error
+        self.loaded = False  # no watching, re-indexing or syncing on top of it
+        log.error("store: %s", self.masker(str(error)))
+        self.sub_title = f"{self.settings.user_id} · {error.error} · {self.MODE_BAR}"
+        self.store_changed.publish(StoreChange(None, KINDS, status_only=True))
+        if first:
+            self.push_screen(StoreErrorScreen(error))
 
     async def on_unmount(self) -> None:
         await self.engine.aclose()
@@ -213,6 +235,9 @@ class CrmApp(App[None]):
     # -- actions screens ask for ---------------------------------------------------------
 
     def sync_source(self, name: str) -> None:
+        if self.store_error is not None:
+            self.notify(f"Not syncing: {self.store_error.error}", severity="error", markup=False)
+            return
         group = f"sync-{name}"
         pending = any(w.group == group and not w.is_finished for w in self.workers)
         if pending or self.engine.is_running(name):

@@ -647,6 +647,75 @@ def test_connection(ctx: click.Context, source: str | None, as_json: bool) -> No
             )
 
 
+# -- doctor --------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Rebuild a damaged database (keeping a copy of it), then re-sync every source.",
+)
+@click.option("--no-sync", is_flag=True, help="With --repair: do not re-sync afterwards.")
+@json_option
+@click.pass_context
+def doctor(ctx: click.Context, repair: bool, no_sync: bool, as_json: bool) -> None:
+    """Check the settings, the database, file modes and every source's connection.
+
+    Each check prints ok, warning or failed, and what to do. With --repair, a damaged
+    database is kept as crm.sqlite3.broken-TIME, what still reads is recovered (the local
+    CRM's own records first, counted) and every source re-synced.
+
+    Example: crm-tui doctor; crm-tui doctor --repair --json
+    """
+    from crm_tui.doctor import run_doctor
+
+    rt = _rt(ctx, as_json)
+    with errors(rt):
+        report = run(run_doctor(lambda: rt.settings, rt.env_file, repair=repair, sync=not no_sync))
+        masker = rt.masker if rt._settings is not None else SecretMasker()
+        code = report.exit_code
+        payload: dict[str, Any] = {"success": code == 0, **report.to_json()}
+        if code:
+            wrong = [c for c in report.standing if c.failed]
+            payload["error"] = f"{len(wrong)} check(s) failed" if wrong else "The re-sync failed"
+            payload["details"] = wrong[0].message if wrong else ""
+        if rt.json:
+            click.echo(masker(json.dumps(payload, ensure_ascii=False, default=str)))
+        else:
+            for line in _doctor_lines(report):
+                click.echo(masker(single_line(line)))
+        if code:
+            sys.exit(code)
+
+
+def _doctor_lines(report: Any) -> Iterator[str]:
+    def rows(checks: Sequence[Any]) -> Iterator[str]:
+        for c in checks:
+            yield f"{c.status:<8} {c.name:<24} {c.message}".rstrip()
+            if c.fix and c.status != "ok":
+                yield f"{'':<8} {'':<24} fix: {c.fix}"
+
+    yield from rows(report.checks)
+    if report.repair is not None:
+        yield ""
+        yield f"repaired {report.repair.path}"
+        for kept in report.repair.kept:
+            yield f"  kept the broken file as {kept}"
+        for t in report.repair.tables:
+            lost = "unknown" if t.lost is None else f"{t.lost:,}"
+            yield f"  {t.table:<20} recovered {t.recovered:>9,}   lost {lost}"
+        yield from (f"  {note}" for note in report.repair.notes)
+        yield "after the repair:"
+        yield from rows(report.after)
+    if report.sync is not None:
+        yield "re-sync:"
+        for name, r in report.sync.items():
+            counts = ", ".join(f"{s.written:,} {k}" for k, s in r.streams.items())
+            yield f"  {DISPLAY_NAMES.get(name, name):<15} {r.outcome}  {counts}  {r.error or ''}"
+    yield from report.notes
+
+
 # -- import, export ------------------------------------------------------------------------
 
 

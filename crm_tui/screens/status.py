@@ -12,6 +12,7 @@ from crm_tui.config import DISPLAY_NAMES
 from crm_tui.models import SourceStatus, SyncState
 from crm_tui.screens.base import ModeScreen
 from crm_tui.screens.confirm import ConfirmScreen
+from crm_tui.screens.store_error import store_error_text
 from crm_tui.timefmt import exact, relative
 from crm_tui.widgets.safe import safe, safe_block
 
@@ -24,6 +25,10 @@ STATE_LOOK = {
     SyncState.RATE_LIMITED: ("⏸", "rate limited", "yellow"),
     SyncState.DISABLED: ("○", "disabled", "dim"),
 }
+
+
+def not_loaded() -> Text:
+    return Text("✖ not loaded", style="red")
 
 
 def state_text(state: SyncState) -> Text:
@@ -53,6 +58,7 @@ class StatusScreen(ModeScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
+        yield Static(id="store-error-banner")
         table: DataTable[Text] = DataTable(id="sources", cursor_type="row", zebra_stripes=True)
         yield table
         with VerticalScroll(id="source-detail"):
@@ -81,17 +87,23 @@ class StatusScreen(ModeScreen):
         return status
 
     def refresh_data(self) -> None:
+        error = self.crm.store_error
+        banner = self.query_one("#store-error-banner", Static)
+        banner.display = error is not None
+        if error is not None:
+            banner.update(store_error_text(error))
         table = self.query_one("#sources", DataTable)
         row = table.cursor_row
         table.clear()
         for name in self.crm.store.sources():
             s = self.status_of(name)
+            # counts of a cache that could not be read would be zeros that look true
             table.add_row(
                 safe(DISPLAY_NAMES.get(name, name), "bold"),
-                state_text(s.state),
+                not_loaded() if error else state_text(s.state),
                 safe(relative(s.last_sync)),
-                safe(f"{s.contact_count:,}"),
-                safe(f"{s.deal_count:,}"),
+                safe("?" if error else f"{s.contact_count:,}"),
+                safe("?" if error else f"{s.deal_count:,}"),
                 safe(progress_text(s)),
                 safe(relative(s.next_run) if s.next_run else ""),
                 key=name,
@@ -122,7 +134,10 @@ class StatusScreen(ModeScreen):
         else:
             text.append(f"Mode: {cfg.mode}\n")
         text.append(f"Last sync: {relative(s.last_sync)} ({exact(s.last_sync)})\n")
-        text.append(f"Contacts: {s.contact_count:,}   Deals: {s.deal_count:,}\n")
+        if self.crm.store_error is not None:
+            text.append("Contacts and deals: not loaded (the database could not be read)\n", "red")
+        else:
+            text.append(f"Contacts: {s.contact_count:,}   Deals: {s.deal_count:,}\n")
         if s.next_run:
             text.append(f"Next scheduled run: {exact(s.next_run)}\n")
         if s.retry_at:

@@ -38,6 +38,7 @@ from crm_tui.models import (
     SyncState,
     utc_now,
 )
+from crm_tui.store.damage import check_at_open, damage_named
 from crm_tui.store.errors import StreamBusy
 from crm_tui.store.leases import Holder, Lease, LeaseStore
 
@@ -214,6 +215,7 @@ class Database(LeaseStore):
         secure_file(path)
         self._lock = threading.RLock()
         self._writer: ThreadPoolExecutor | None = None
+        check_at_open(path)
         self._conn = sqlite3.connect(
             path, check_same_thread=False, isolation_level=None, timeout=10.0
         )
@@ -249,6 +251,7 @@ class Database(LeaseStore):
     def schema_version(self) -> int:
         return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
 
+    @damage_named
     def _enable_wal(self) -> None:
         """Two processes opening a new database at once race to switch its journal mode, and
         SQLite answers the loser "locked" without waiting: try again for a few seconds."""
@@ -261,6 +264,7 @@ class Database(LeaseStore):
                     raise
                 time.sleep(0.1)
 
+    @damage_named
     def migrate(self) -> None:
         with self._lock:
             if self.schema_version > len(MIGRATIONS):
@@ -286,6 +290,7 @@ class Database(LeaseStore):
                 self._conn.execute("COMMIT")
 
     @contextmanager
+    @damage_named
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; inside another it simply joins it."""
         with self._lock:
@@ -296,10 +301,12 @@ class Database(LeaseStore):
             try:
                 yield self._conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:  # SQLite rolls back by itself after some errors
+                    self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
 
+    @damage_named
     def data_version(self) -> int:
         """Changes when another connection (another process) commits."""
         with self._lock:
@@ -307,6 +314,7 @@ class Database(LeaseStore):
 
     # -- cached records ------------------------------------------------------------------
 
+    @damage_named
     def load_records(
         self, user_id: str, kind: RecordKind, imported: bool = False
     ) -> Iterator[Record]:
@@ -564,6 +572,7 @@ class Database(LeaseStore):
                 ),
             )
 
+    @damage_named
     def load_statuses(self, user_id: str) -> dict[str, SourceStatus]:
         with self._lock:
             rows = self._conn.execute(
@@ -631,6 +640,7 @@ class Database(LeaseStore):
                 (report.ended_at, str(report.outcome), *counts, error_class, error, run_id),
             )
 
+    @damage_named
     def list_runs(self, user_id: str, limit: int = 200) -> list[dict[str, Any]]:
         """Runs newest first, each with its stream rows under "streams"."""
         with self._lock:
@@ -685,6 +695,7 @@ class Database(LeaseStore):
                 rows,
             )
 
+    @damage_named
     def list_quarantine(self, user_id: str, run_id: int | None = None) -> list[dict[str, Any]]:
         sql = "SELECT id, run_id, source, stream, reason, payload, created_at FROM quarantine"
         sql += " WHERE user_id = ?" + (" AND run_id = ?" if run_id is not None else "")
@@ -696,6 +707,7 @@ class Database(LeaseStore):
 
     # -- local CRM -----------------------------------------------------------------------
 
+    @damage_named
     def local_records(self, user_id: str, kind: RecordKind) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._conn.execute(

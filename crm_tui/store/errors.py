@@ -35,6 +35,13 @@ class DatabaseDamaged(StoreError):
     exit_code = 1
 
 
+class DatabaseBusy(StoreError):
+    """Another process has the database open, and what was asked (a repair) would pull the
+    file from under it."""
+
+    exit_code = 5
+
+
 class StreamBusy(StoreError):
     """Another process holds the stream's lease and the caller would not wait."""
 
