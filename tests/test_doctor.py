@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Static
 from crm_tui.app import make_app
 from crm_tui.config import Settings
 from crm_tui.local_crm import LocalCrm
+from crm_tui.models import Contact
 from crm_tui.screens.store_error import StoreErrorScreen
 from crm_tui.sources.base import SourceContext
 from crm_tui.sources.registry import build_source
@@ -65,7 +66,16 @@ async def _synced_with_local_records(settings: Settings) -> None:
     for name in LOCAL_NAMES:
         await local.add("contacts", {"first_name": name, "last_name": "Local"})
     await local.add("deals", {"name": "12 Oak St", "amount": "450000"})
-    engine.store.db.close()
+    # an imported file's rows exist nowhere else in the cache either
+    db = engine.store.db
+    generation = db.new_generation(settings.user_id, "topproducer", "contacts")
+    imported = [
+        Contact(f"topproducer:imp-{n}", "topproducer", f"imp-{n}", settings.user_id, f"Imp{n}")
+        for n in range(3)
+    ]
+    db.stage("contacts", generation, imported)
+    db.commit_import(settings.user_id, "topproducer", "contacts", generation, "/extra.csv")
+    db.close()
 
 
 def synced_with_local_records(settings: Settings) -> None:
@@ -197,6 +207,9 @@ def test_a_garbage_header_is_named_and_the_rows_behind_it_recovered(demo_setting
     assert sorted(c["first_name"] for c in json.loads(listing.stdout)["contacts"]) == sorted(
         LOCAL_NAMES
     )
+    listing = crm(demo_settings, "contacts", "--source", "topproducer", "--json")
+    names = {c["first_name"] for c in json.loads(listing.stdout)["contacts"]}
+    assert {"Imp0", "Imp1", "Imp2"} <= names
 
 
 def test_a_file_that_never_was_a_database_is_replaced_by_an_empty_one(settings):

@@ -28,11 +28,15 @@ TABLE_ORDER = (
     "bookmarks",
     "source_status",
     "stream_generations",
+    "imports",
     "generations",
     "contacts",
     "deals",
 )
 RECORD_TABLES = ("contacts", "deals")
+# Who was writing when the file broke: nobody is now (a repair holds the file alone), and
+# their half-written generations are not copied.
+NOT_COPIED = frozenset({"owners", "leases", "pending_generations"})
 BATCH = 2_000
 # Unreadable rows a table may cost before the rest of it is given up on (not the local CRM):
 # a damaged page high in a big tree makes every row under it one failed read.
@@ -146,6 +150,7 @@ def tables(conn: sqlite3.Connection) -> list[str]:
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
         )
     ]
+    names = [t for t in names if t not in NOT_COPIED]
     return [t for t in TABLE_ORDER if t in names] + [t for t in names if t not in TABLE_ORDER]
 
 
@@ -269,12 +274,22 @@ def _rows_in_order(
         scan.complete = False
 
 
-def _visible(target: sqlite3.Connection, table: str) -> dict[tuple[str, str], int]:
-    """Each stream's visible generation, from the stream_generations recovered before."""
-    rows = target.execute(
+def _visible(target: sqlite3.Connection, table: str) -> dict[tuple[str, str], set[int]]:
+    """Each stream's visible generations (its synced one, or 0 before its first refresh,
+    and its imported files'), from the tables recovered before."""
+    visible: dict[tuple[str, str], set[int]] = {}
+    for user, source, generation in target.execute(
         "SELECT user_id, source, generation FROM stream_generations WHERE kind = ?", (table,)
-    )
-    return {(user, source): generation for user, source, generation in rows}
+    ):
+        visible[(user, source)] = {generation}
+    for user, source, generation in target.execute(
+        "SELECT user_id, source, generation FROM imports WHERE kind = ?", (table,)
+    ):
+        visible.setdefault((user, source), {0}).add(generation)
+    return visible
+
+
+_BEFORE_REFRESH = frozenset({0})
 
 
 def _visible_rows(
@@ -286,7 +301,7 @@ def _visible_rows(
         return None
     user, source, generation = (columns.index(c) for c in ("user_id", "source", "generation"))
     visible = _visible(target, table)
-    return lambda row: row[generation] == visible.get((row[user], row[source]), 0)
+    return lambda row: row[generation] in visible.get((row[user], row[source]), _BEFORE_REFRESH)
 
 
 def _expected_rows(
@@ -325,7 +340,7 @@ def _visible_count(
     )
     visible = _visible(target, table)
     rows = source.execute(sql).fetchall()
-    return sum(n for user, src, gen, n in rows if gen == visible.get((user, src), 0))
+    return sum(n for user, src, gen, n in rows if gen in visible.get((user, src), _BEFORE_REFRESH))
 
 
 def _covers(source: sqlite3.Connection, index: str, columns: Sequence[str]) -> bool:
@@ -345,7 +360,7 @@ def restore_sequences(source: sqlite3.Connection, target: sqlite3.Connection) ->
         old = {}
     in_use = [
         target.execute(f"SELECT max(generation) FROM {t}").fetchone()[0] or 0
-        for t in ("stream_generations", *RECORD_TABLES)
+        for t in ("stream_generations", "imports", *RECORD_TABLES)
     ]
     highest = max(int(old.get("generations") or 0), *in_use)
     if highest:
