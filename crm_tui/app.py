@@ -114,6 +114,16 @@ class CrmApp(App[None]):
         share_the_lock()
         self.sub_title = f"{self.settings.user_id} · {self.MODE_BAR}"
         self._apply_keymap()
+        if self.read_only_reason:
+            self.sub_title = f"{self.settings.user_id} · read-only · {self.MODE_BAR}"
+            self.notify(
+                f"Read-only database: {self.read_only_reason}. Browsing and search work;"
+                " syncs, imports, edits and clearing the cache are off.",
+                title="Read-only",
+                severity="warning",
+                timeout=30,
+                markup=False,
+            )
         self.switch_mode("status")
         self.run_worker(self._load(), group="load", exit_on_error=False, name="load snapshot")
         self.set_interval(self.WATCH_SECONDS, self._watch_database, name="watch database")
@@ -132,7 +142,7 @@ class CrmApp(App[None]):
         self._find_people()
         if self.sync_on_start:
             self.sync_all()
-        elif self.sync_stale:
+        elif self.sync_stale and not self.read_only_reason:
             for name in self.engine.stale_sources():
                 self.sync_source(name)
 
@@ -212,7 +222,26 @@ class CrmApp(App[None]):
 
     # -- actions screens ask for ---------------------------------------------------------
 
+    @property
+    def read_only_reason(self) -> str:
+        """Why this app may only read its database ("" when it may write)."""
+        db = self.store.db
+        return db.read_only_reason if db is not None else ""
+
+    def writes_blocked(self) -> bool:
+        """True, with a notice, when the database is read-only: screens ask before writing."""
+        if self.read_only_reason:
+            self.notify(
+                f"Read-only database: {self.read_only_reason}",
+                severity="warning",
+                markup=False,
+            )
+            return True
+        return False
+
     def sync_source(self, name: str) -> None:
+        if self.writes_blocked():
+            return
         group = f"sync-{name}"
         pending = any(w.group == group and not w.is_finished for w in self.workers)
         if pending or self.engine.is_running(name):
@@ -223,6 +252,8 @@ class CrmApp(App[None]):
         )
 
     def sync_all(self) -> None:
+        if self.writes_blocked():
+            return
         for name in self.engine.enabled():
             if not self.engine.is_running(name):
                 self.sync_source(name)
@@ -292,6 +323,8 @@ class CrmApp(App[None]):
         return cancelled
 
     async def clear_cache(self, source: str | None) -> None:
+        if self.writes_blocked():
+            return
         await self.store.clear(source)
         what = DISPLAY_NAMES.get(source, source) if source else "every source"
         self.notify(f"Cache cleared for {what}", markup=False)

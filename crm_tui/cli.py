@@ -62,9 +62,11 @@ class Runtime:
                 extra["crm_data_dir"] = self.data_dir
             self._settings = load_settings(self.env_file, **extra)
             masker = SecretMasker(self._settings.secret_values())
-            setup_logging(
+            problem = setup_logging(
                 self._settings.log_file, masker, logging.DEBUG if self.debug else logging.INFO
             )
+            if problem is not None:
+                click.echo(f"warning: no log file: {single_line(problem)}", err=True)
             if self.debug:
                 handler = logging.StreamHandler(sys.stderr)
                 handler.addFilter(SecretFilter(masker))
@@ -82,6 +84,15 @@ class Runtime:
             self._store = CacheStore(settings.user_id, Database(settings.database_path))
             self._store.load_sync()
         return self._store
+
+    @property
+    def writable_store(self) -> CacheStore:
+        """The store, for a command that writes: a read-only database fails here, before any
+        work starts, with the file and the reason."""
+        store = self.store
+        if store.db is not None and store.db.read_only:
+            raise store.db.read_only_error()
+        return store
 
 
 class CliError(Exception):
@@ -449,7 +460,7 @@ def sync(
 
     rt = _rt(ctx, as_json)
     with errors(rt):
-        store = rt.store
+        store = rt.writable_store
         engine = SyncEngine(rt.settings, store)
         names = list(sources) or None
         if watch:
@@ -553,7 +564,7 @@ def clear_cache(ctx: click.Context, source: str | None, as_json: bool) -> None:
     """
     rt = _rt(ctx, as_json)
     with errors(rt):
-        run(rt.store.clear(source))
+        run(rt.writable_store.clear(source))
         message = f"Cache cleared for {source}" if source else "Cache cleared for all sources"
         emit(rt, {"success": True, "message": message}, lambda: click.echo(message))
 
@@ -627,7 +638,7 @@ def _import(
         plans = [plan_import(name, path, rt.settings.user_id) for path in files]
         applied: list[dict[str, Any]] = []
         if not dry_run:
-            engine = SyncEngine(rt.settings, rt.store)
+            engine = SyncEngine(rt.settings, rt.writable_store)
             for plan in plans:
                 report = run(
                     engine.import_records(
@@ -778,7 +789,7 @@ def _local(rt: Runtime) -> Any:
     from crm_tui.local_crm import LocalCrm
     from crm_tui.sources.base import SourceContext
 
-    store = rt.store
+    store = rt.writable_store
     return LocalCrm(store, SourceContext(rt.settings, rt.settings.user_id, db=store.db))
 
 
