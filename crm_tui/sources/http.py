@@ -28,6 +28,7 @@ import httpx
 import stamina
 
 from crm_tui import jsoncodec
+from crm_tui.config import ConfigError, insecure_url_problem
 from crm_tui.logs import SecretMasker
 from crm_tui.sources.errors import AuthError, RateLimited, RemoteError
 from crm_tui.text import single_line
@@ -87,6 +88,14 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(delta, 0.0)
 
 
+def require_secure_url(url: str, what: str) -> None:
+    """Credentials go only over HTTPS or to this machine, whatever built the URL. (Redirects
+    are never followed, so a server cannot move them elsewhere either.)"""
+    problem = insecure_url_problem(url)
+    if problem is not None:
+        raise ConfigError(f"{what} {url}: {problem}")
+
+
 # -- auth ----------------------------------------------------------------------------------
 
 
@@ -132,6 +141,7 @@ class OAuthClientCredentials(Auth):
         extra_headers: dict[str, str] | None = None,
         timeout: float = 15.0,
     ) -> None:
+        require_secure_url(token_url, f"{display_name} token URL")
         self._token_url = token_url
         self._client_id = client_id
         self._client_secret = client_secret
@@ -300,6 +310,7 @@ class HttpClient:
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 8,
     ) -> None:
+        require_secure_url(base_url, f"{display_name} base URL")
         self.display_name = display_name
         self.auth = auth
         self.retry = retry or RetryPolicy()
@@ -403,6 +414,13 @@ class HttpClient:
             raise RemoteError(
                 f"{self.display_name} request failed",
                 f"HTTP {status}: {self._body_excerpt(response)}",
+            )
+        if status >= 300:
+            location = self.masker(single_line(response.headers.get("location", "")[:200]))
+            raise RemoteError(
+                f"{self.display_name} request failed",
+                f"HTTP {status} redirect to {location or 'nowhere'} not followed: credentials"
+                " go only to the configured base URL (change it if the service moved)",
             )
         if not self._authenticated:
             self._authenticated = True
