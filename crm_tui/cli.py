@@ -216,9 +216,12 @@ def main(
 
 
 def _run_tui(rt: Runtime, settings: Settings, start_sync: bool) -> None:
-    from crm_tui.app import make_app  # Textual loads only when the app is wanted
+    from crm_tui.app import check_keymap, make_app  # Textual loads only when the app is wanted
     from crm_tui.hangup import watch_for_hangup
 
+    problems = check_keymap()
+    if problems:
+        raise ConfigError("; ".join(problems))
     app = make_app(settings, theme=rt.theme or settings.crm_theme, sync_on_start=start_sync)
     watch_for_hangup()
     app.run()
