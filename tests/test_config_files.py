@@ -113,7 +113,7 @@ def test_unknown_binding_ids_and_bad_values_name_the_file_and_line(tmp_path):
         f"{path}, line 3: unknown binding id 'mode.serach'; did you mean 'mode.search'?"
     )
     assert problems[1] == (
-        f"{path}, line 4: 'status.sync' needs keys as a string, such as \"f12\" or \"ctrl+s,f5\""
+        f'{path}, line 4: \'status.sync\' needs keys as a string, such as "f12" or "ctrl+s,f5"'
     )
     assert problems[2].startswith(f"{path}, line 5: unknown binding id 'nothing.like.it'; known:")
     assert "mode.people" in problems[2]

@@ -76,9 +76,9 @@ def test_the_cli_refuses_plain_http_with_the_configuration_exit_code():
 
 
 def test_http_clients_refuse_plain_http_whatever_built_the_url():
-    with pytest.raises(ConfigError, match="Brivity base URL http://crm.example"):
+    with pytest.raises(ConfigError, match=r"Brivity base URL http://crm\.example"):
         HttpClient("Brivity", "http://crm.example", HeaderAuth.token("k"))
-    with pytest.raises(ConfigError, match="TopProducer token URL http://tp.example"):
+    with pytest.raises(ConfigError, match=r"TopProducer token URL http://tp\.example"):
         OAuthClientCredentials(
             "http://tp.example/auth/oauth/token", "id", "secret", display_name="TopProducer"
         )
@@ -115,9 +115,7 @@ def test_a_base_url_from_cwd_env_with_a_key_from_the_environment_is_refused(monk
     with pytest.raises(ConfigError) as info:
         load_settings()
     message = str(info.value)
-    assert (
-        f"FUB_API_BASE_URL comes from {here} but FUB_API_KEY from the environment" in message
-    )
+    assert f"FUB_API_BASE_URL comes from {here} but FUB_API_KEY from the environment" in message
     assert "the-users-key" not in message
 
 
