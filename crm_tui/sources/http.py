@@ -26,6 +26,7 @@ from typing import Any
 import certifi
 import httpx
 import stamina
+import stamina.instrumentation
 
 from crm_tui import jsoncodec
 from crm_tui.config import ConfigError, insecure_url_problem
@@ -34,6 +35,20 @@ from crm_tui.sources.errors import AuthError, RateLimited, RemoteError
 from crm_tui.text import single_line
 
 log = logging.getLogger(__name__)
+_retry_log = logging.getLogger("crm_tui.retry")
+
+
+def _log_retry(details: stamina.instrumentation.RetryDetails) -> None:
+    _retry_log.warning(
+        "retry %d in %.2f s after %r", details.retry_num, details.wait_for, details.caused_by
+    )
+
+
+# stamina's default hook logs `stamina.retry_scheduled` to the "stamina" logger (or through
+# structlog, to stdout, when that is installed); with no handler there, Python's last-resort
+# handler printed each retry on stderr. Ours goes where crm-tui's logs go: the log file,
+# and stderr only with --debug.
+stamina.instrumentation.set_on_retry_hooks([_log_retry])
 
 #: Retried with backoff. 401 is handled apart (refresh once); every other 4xx fails at once.
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
