@@ -84,6 +84,17 @@ def test_http_clients_refuse_plain_http_whatever_built_the_url():
         )
 
 
+def test_a_refused_url_is_shown_without_its_user_password_or_query(monkeypatch):
+    with pytest.raises(ConfigError) as info:
+        HttpClient("Brivity", "http://ana:hunter2@crm.example/api?token=t0k", HeaderAuth.token("k"))
+    assert "Brivity base URL http://crm.example/api: must use https://" in str(info.value)
+    assert "hunter2" not in str(info.value) and "t0k" not in str(info.value)
+    monkeypatch.setenv("FUB_API_BASE_URL", "http://ana:hunter2@fub.example")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "hunter2" not in str(info.value)
+
+
 async def test_a_redirect_is_never_followed_and_says_so():
     """A server that answers 302 elsewhere gets no second request, nor does the other host:
     the key stays with the configured base URL."""
@@ -91,7 +102,8 @@ async def test_a_redirect_is_never_followed_and_says_so():
 
     def server(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(302, headers={"Location": "http://collector.example/people"})
+        location = "http://collector.example/people?key=canary-key"
+        return httpx.Response(302, headers={"Location": location})
 
     client = HttpClient(
         "Brivity",
@@ -104,6 +116,7 @@ async def test_a_redirect_is_never_followed_and_says_so():
     await client.aclose()
     assert [str(r.url) for r in seen] == ["https://api.brivity.example/api/people"]
     assert "HTTP 302 redirect to http://collector.example/people not followed" in str(info.value)
+    assert "canary-key" not in str(info.value)
 
 
 # -- a ./.env may not redirect credentials from elsewhere --------------------------------

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import certifi
 import httpx
@@ -103,12 +104,26 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(delta, 0.0)
 
 
+def shown_url(url: str) -> str:
+    """A URL for a message: scheme, host, port and path, without a user, password or query
+    that could carry a secret."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(an unreadable URL)"
+    if ":" in host:
+        host = f"[{host}]"
+    return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
+
+
 def require_secure_url(url: str, what: str) -> None:
     """Credentials go only over HTTPS or to this machine, whatever built the URL. (Redirects
     are never followed, so a server cannot move them elsewhere either.)"""
     problem = insecure_url_problem(url)
     if problem is not None:
-        raise ConfigError(f"{what} {url}: {problem}")
+        raise ConfigError(f"{what} {shown_url(url)}: {problem}")
 
 
 # -- auth ----------------------------------------------------------------------------------
@@ -431,7 +446,8 @@ class HttpClient:
                 f"HTTP {status}: {self._body_excerpt(response)}",
             )
         if status >= 300:
-            location = self.masker(single_line(response.headers.get("location", "")[:200]))
+            location = shown_url(single_line(response.headers.get("location", "")[:500]))
+            location = self.masker(location[:200])
             raise RemoteError(
                 f"{self.display_name} request failed",
                 f"HTTP {status} redirect to {location or 'nowhere'} not followed: credentials"
