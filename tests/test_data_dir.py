@@ -312,6 +312,22 @@ def test_a_read_only_database_serves_reads_and_refuses_writes_clearly(child_root
     assert not wal.exists() or wal.stat().st_size == 0
 
 
+def test_a_read_only_data_dir_without_a_database_says_it_cannot_create_one(child_root):
+    how = unprivileged()
+    data = child_root / "data"
+    data.mkdir()
+    how.own(child_root)
+    data.chmod(0o555)
+    result = crm(
+        "status", "--json", env=child_env(child_root, data), preexec=how.preexec, cwd=child_root
+    )
+    assert result.returncode == 3, result.stderr
+    body = failure(result)
+    assert body["error"] == "Cannot create the database"
+    assert f"{data} is not writable by you (mode 0555)" in body["details"]
+    assert list(data.iterdir()) == []
+
+
 def test_an_older_schema_in_a_read_only_database_is_a_clear_error(child_root):
     how = unprivileged()
     data = child_root / "data"
