@@ -91,7 +91,8 @@ def _open_log_file(log_file: Path) -> str | None:
         secure_dir(log_file.parent, "log folder")
         secure_file(log_file)
     except DataDirRefused as exc:
-        if check_data_dir(log_file.parent) or check_file(log_file):
+        folder = log_file.parent
+        if (folder.exists() and check_data_dir(folder)) or check_file(log_file):
             raise
         return exc.details or exc.error
     except OSError as exc:

@@ -139,6 +139,16 @@ def test_missing_folders_and_their_parents_are_created_0700_whatever_the_umask(t
     assert {str(p): oct(mode(p)) for p in log_dirs} == {str(p): "0o700" for p in log_dirs}
 
 
+def test_a_data_dir_that_cannot_be_created_is_a_clear_error(tmp_path, env):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("")
+    result = crm("status", "--json", env={**env, "CRM_DATA_DIR": str(a_file / "data")})
+    assert result.returncode == 3
+    body = failure(result)
+    assert body["error"] == f"Cannot create the data dir {a_file / 'data'}"
+    assert "Not a directory; choose a folder you can write to" in body["details"]
+
+
 def test_check_data_dir_says_what_is_wrong(tmp_path):
     assert check_data_dir(tmp_path / "missing") == []
     assert check_data_dir(tmp_path) == []

@@ -30,24 +30,30 @@ def secure_dir(path: Path, what: str = "data dir") -> None:
 def _make_private_dirs(path: Path, what: str) -> None:
     """Create `path` and its missing parents, each 0700 whatever the umask (os.makedirs'
     mode does not reach the parents, and the umask can take bits off any of them)."""
+    try:
+        for folder in reversed(_missing_folders(path)):
+            try:
+                os.mkdir(folder, 0o700)
+            except FileExistsError:
+                continue  # another process made it first: not ours to chmod
+            os.chmod(folder, 0o700)
+    except OSError as exc:
+        raise DataDirRefused(
+            f"Cannot create the {what} {path}",
+            f"{exc.filename or path}: {exc.strerror or exc}; choose a folder you can write"
+            " to (CRM_DATA_DIR or --data-dir)",
+            path,
+        ) from None
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    """`path` and its ancestors that do not exist, nearest first (a dangling link exists)."""
     missing: list[Path] = []
     probe = path
     while not (probe.exists() or probe.is_symlink()) and probe.parent != probe:
         missing.append(probe)
         probe = probe.parent
-    for folder in reversed(missing):
-        try:
-            os.mkdir(folder, 0o700)
-        except FileExistsError:
-            continue  # another process made it first: not ours to chmod
-        except OSError as exc:
-            raise DataDirRefused(
-                f"Cannot create the {what} {path}",
-                f"{folder}: {exc.strerror}; choose a folder you can write to"
-                " (CRM_DATA_DIR or --data-dir)",
-                path,
-            ) from None
-        os.chmod(folder, 0o700)
+    return missing
 
 
 def check_data_dir(path: Path) -> list[str]:
@@ -85,7 +91,7 @@ def check_file(path: Path) -> str | None:
     could point the database or log at any file, or not a regular file), or None."""
     try:
         info = os.lstat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     if stat.S_ISLNK(info.st_mode):
         return (
