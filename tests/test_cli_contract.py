@@ -20,6 +20,7 @@ from crm_tui.demo.servers import Faults
 from crm_tui.models import Contact
 from crm_tui.search.query import QueryError, parse_query
 from crm_tui.store import CacheStore, Database
+from crm_tui.store.errors import StoreError
 
 
 @pytest.fixture
@@ -163,6 +164,20 @@ def test_a_full_disk_under_the_database_names_the_database(env, tmp_path):
     ]
     after = json.loads(crm("contacts", "--json", env=env).stdout)
     assert after["count"] == 1  # nothing half-written
+
+
+def test_a_full_database_names_its_file_and_keeps_what_it_had(tmp_path):
+    """SQLite's own "database or disk is full" (SQLITE_FULL), from a page limit."""
+    path = tmp_path / "crm.sqlite3"
+    db = Database(path)
+    pages = db._conn.execute("PRAGMA page_count").fetchone()[0]
+    db._conn.execute(f"PRAGMA max_page_count = {pages}")
+    with pytest.raises(StoreError) as info:
+        db.save_local_record("alice", "contacts", {"company": "x" * 100_000}, "2026-01-01")
+    assert str(info.value) == f"Cannot write the database: {path}: database or disk is full"
+    assert db.local_records("alice", "contacts") == []
+    db.save_local_record("alice", "contacts", {"first_name": "Ana"}, "2026-01-01")  # still usable
+    db.close()
 
 
 def test_a_full_disk_under_an_export_names_the_export(env, tmp_path):

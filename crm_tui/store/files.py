@@ -234,7 +234,7 @@ def named_write_error(exc: sqlite3.Error, path: Path) -> StoreError | None:
     """A failed write as one line naming the database file, or None for other errors."""
     code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
     if code == _SQLITE_FULL:
-        return StoreError("Cannot write the database", f"{path}: the disk is full ({exc})", path)
+        return StoreError("Cannot write the database", f"{path}: {exc}", path)  # disk full
     if code == _SQLITE_IOERR:
         return StoreError("Cannot write the database", f"{path}: {exc} (is the disk full?)", path)
     if code == _SQLITE_READONLY:
