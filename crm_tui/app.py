@@ -8,17 +8,22 @@ workers, one group per source, that never take the app down when they fail.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import gc
+import importlib
 import logging
+import pkgutil
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import httpx
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.dom import DOMNode
 from textual.screen import Screen
 from textual.signal import Signal
 from textual.worker import Worker, WorkerState
@@ -38,8 +43,87 @@ from crm_tui.sources.http import tls_context
 from crm_tui.store import CacheStore, Database, StoreChange
 from crm_tui.store.errors import StoreError
 from crm_tui.sync.engine import ConnectionResult, SyncEngine
+from crm_tui.tomlfile import where
 
 log = logging.getLogger(__name__)
+
+
+# -- keymap.toml ---------------------------------------------------------------------------
+
+
+def keymap_path() -> Path:
+    return config_dir() / "keymap.toml"
+
+
+def _subclasses(cls: type) -> Iterator[type]:
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+def known_binding_ids() -> set[str]:
+    """Every binding id a keymap may name: the ids on the BINDINGS of the app, its screens
+    and its widgets (every module of theirs is imported first, so none is missed)."""
+    import crm_tui.screens
+    import crm_tui.widgets
+
+    for package in (crm_tui.screens, crm_tui.widgets):
+        for module in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"{package.__name__}.{module.name}")
+    ids = set()
+    for cls in _subclasses(DOMNode):
+        for binding in cls.__dict__.get("BINDINGS", ()):
+            if isinstance(binding, Binding) and binding.id:
+                ids.add(binding.id)
+    return ids
+
+
+KeyPath = tuple[str, ...]
+
+
+def _flatten(table: dict[str, Any], keys: KeyPath = ()) -> Iterator[tuple[KeyPath, Any]]:
+    """`mode.search = "f12"` (unquoted) reads as a table: the id is the dotted path."""
+    for key, value in table.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, (*keys, key))
+        else:
+            yield (*keys, key), value
+
+
+def load_keymap(path: Path) -> tuple[dict[str, str], list[str]]:
+    """The bindings `keymap.toml` asks for, and its problems (file and line each): syntax,
+    unknown binding ids, values that are not keys."""
+    if not path.is_file():
+        return {}, []
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        return {}, [f"{path}: {exc}"]
+    except OSError as exc:
+        return {}, [f"{path}: {exc.strerror or exc}"]
+    known = known_binding_ids()
+    keymap: dict[str, str] = {}
+    problems = []
+    for keys, value in _flatten(data):
+        binding_id = ".".join(keys)
+        if binding_id not in known:
+            close = difflib.get_close_matches(binding_id, known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "known: " + ", ".join(sorted(known))
+            problems.append(f"{where(path, text, keys)}: unknown binding id {binding_id!r}; {hint}")
+        elif not isinstance(value, str) or not value.strip():
+            problems.append(
+                f"{where(path, text, keys)}: {binding_id!r} needs keys as a string,"
+                ' such as "f12" or "ctrl+s,f5"'
+            )
+        else:
+            keymap[binding_id] = value
+    return keymap, problems
+
+
+def check_keymap(path: Path | None = None) -> list[str]:
+    """Every problem in `keymap.toml` (none when it is absent), one line each."""
+    return load_keymap(path or keymap_path())[1]
 
 
 def settle_heap() -> None:
@@ -117,6 +201,16 @@ class CrmApp(App[None]):
         share_the_lock()
         self.sub_title = f"{self.settings.user_id} · {self.MODE_BAR}"
         self._apply_keymap()
+        if self.read_only_reason:
+            self.sub_title = f"{self.settings.user_id} · read-only · {self.MODE_BAR}"
+            self.notify(
+                f"Read-only database: {self.read_only_reason}. Browsing and search work;"
+                " syncs, imports, edits and clearing the cache are off.",
+                title="Read-only",
+                severity="warning",
+                timeout=30,
+                markup=False,
+            )
         self.switch_mode("status")
         self.run_worker(self._load(), group="load", exit_on_error=False, name="load snapshot")
         self.set_interval(self.WATCH_SECONDS, self._watch_database, name="watch database")
@@ -139,7 +233,7 @@ class CrmApp(App[None]):
         self._find_people()
         if self.sync_on_start:
             self.sync_all()
-        elif self.sync_stale:
+        elif self.sync_stale and not self.read_only_reason:
             for name in self.engine.stale_sources():
                 self.sync_source(name)
 
@@ -184,15 +278,13 @@ class CrmApp(App[None]):
         await self.engine.aclose()
 
     def _apply_keymap(self) -> None:
-        path = config_dir() / "keymap.toml"
-        if not path.is_file():
-            return
-        try:
-            keymap = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
-            self.notify(f"keymap.toml ignored: {exc}", severity="warning", markup=False)
-            return
-        self.set_keymap({str(k): str(v) for k, v in keymap.items() if isinstance(v, str)})
+        """The CLI refuses a keymap with problems before the app starts; an app built some
+        other way applies what it can and says what it left out."""
+        keymap, problems = load_keymap(keymap_path())
+        for problem in problems:
+            self.notify(f"keymap.toml: {problem}", severity="warning", markup=False)
+        if keymap:
+            self.set_keymap(keymap)
 
     # -- store -> screens ----------------------------------------------------------------
 
@@ -234,9 +326,28 @@ class CrmApp(App[None]):
 
     # -- actions screens ask for ---------------------------------------------------------
 
+    @property
+    def read_only_reason(self) -> str:
+        """Why this app may only read its database ("" when it may write)."""
+        db = self.store.db
+        return db.read_only_reason if db is not None else ""
+
+    def writes_blocked(self) -> bool:
+        """True, with a notice, when the database is read-only: screens ask before writing."""
+        if self.read_only_reason:
+            self.notify(
+                f"Read-only database: {self.read_only_reason}",
+                severity="warning",
+                markup=False,
+            )
+            return True
+        return False
+
     def sync_source(self, name: str) -> None:
         if self.store_error is not None:
             self.notify(f"Not syncing: {self.store_error.error}", severity="error", markup=False)
+            return
+        if self.writes_blocked():
             return
         group = f"sync-{name}"
         pending = any(w.group == group and not w.is_finished for w in self.workers)
@@ -248,6 +359,8 @@ class CrmApp(App[None]):
         )
 
     def sync_all(self) -> None:
+        if self.writes_blocked():
+            return
         for name in self.engine.enabled():
             if not self.engine.is_running(name):
                 self.sync_source(name)
@@ -317,6 +430,8 @@ class CrmApp(App[None]):
         return cancelled
 
     async def clear_cache(self, source: str | None) -> None:
+        if self.writes_blocked():
+            return
         await self.store.clear(source)
         what = DISPLAY_NAMES.get(source, source) if source else "every source"
         self.notify(f"Cache cleared for {what}", markup=False)

@@ -1,16 +1,21 @@
 """The command line: no subcommand starts the TUI; every operation also runs headless.
 
-With `--json`, output follows the integration guide's response shapes and failures print
-`{"success": false, "error": ..., "details": ...}`. Exit codes: 2 usage or invalid query,
-3 configuration or authentication, 4 remote or network, 1 anything else.
+With `--json`, output follows the integration guide's response shapes and every failure,
+click's usage errors included, prints `{"success": false, "error": ..., "details": ...}`.
+Exit codes: 2 usage or invalid query, 3 configuration or authentication, 4 remote or
+network, 5 busy (another process is syncing the stream and --no-wait was given), 1 anything
+else.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
+import os
 import signal
+import sqlite3
 import sys
 import traceback
 from collections.abc import Callable, Coroutine, Iterator, Sequence
@@ -29,6 +34,7 @@ from crm_tui.search.query import QueryError
 from crm_tui.sources.errors import SourceError
 from crm_tui.store import CacheStore, Database
 from crm_tui.store.errors import StoreError
+from crm_tui.store.files import named_write_error
 from crm_tui.text import single_line
 
 T = TypeVar("T")
@@ -51,6 +57,7 @@ class Runtime:
     json: bool = False
     theme: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
+    output: Path | None = None  # the file a command is writing, for a full disk's message
     _settings: Settings | None = None
     _store: CacheStore | None = None
     _loaded: bool = False
@@ -63,9 +70,11 @@ class Runtime:
                 extra["crm_data_dir"] = self.data_dir
             self._settings = load_settings(self.env_file, **extra)
             masker = SecretMasker(self._settings.secret_values())
-            setup_logging(
+            problem = setup_logging(
                 self._settings.log_file, masker, logging.DEBUG if self.debug else logging.INFO
             )
+            if problem is not None:
+                click.echo(f"warning: no log file: {single_line(problem)}", err=True)
             if self.debug:
                 handler = logging.StreamHandler(sys.stderr)
                 handler.addFilter(SecretFilter(masker))
@@ -93,6 +102,15 @@ class Runtime:
             self._store = CacheStore(settings.user_id, Database(settings.database_path))
         return self._store
 
+    def writable_store(self, loaded: bool = True) -> CacheStore:
+        """The store, for a command that writes: a read-only database fails here, before any
+        work starts, with the file and the reason. `loaded=False`: nothing read yet, for a
+        command that only writes."""
+        store = self.unloaded_store
+        if store.db is not None and store.db.read_only:
+            raise store.db.read_only_error()
+        return self.store if loaded else store
+
 
 class CliError(Exception):
     def __init__(self, error: str, details: str = "", code: int = EXIT_OTHER) -> None:
@@ -117,7 +135,7 @@ def errors(rt: Runtime) -> Iterator[None]:
     """Turns every failure into one clean line (or JSON) and the right exit code."""
     try:
         yield
-    except (click.exceptions.Exit, click.exceptions.Abort, click.UsageError):
+    except (click.exceptions.Exit, click.exceptions.Abort, click.UsageError, BrokenPipeError):
         raise
     except CliError as exc:
         _fail(rt, exc.error, exc.details, exc.code, exc)
@@ -130,9 +148,20 @@ def errors(rt: Runtime) -> Iterator[None]:
     except (ValueError, KeyError) as exc:
         _fail(rt, "Invalid input", str(exc).strip("'\""), EXIT_USAGE, exc)
     except OSError as exc:
+        if exc.errno in _DISK_FULL:
+            name = exc.filename or rt.output or "standard output"
+            _fail(rt, "Cannot write", f"{name}: {exc.strerror}", EXIT_OTHER, exc)
         _fail(rt, "File error", f"{exc.strerror or exc}: {exc.filename or ''}", EXIT_OTHER, exc)
+    except sqlite3.Error as exc:
+        named = named_write_error(exc, rt.settings.database_path) if rt._settings else None
+        if named is None:
+            _fail(rt, "Unexpected error", f"{type(exc).__name__}: {exc}", EXIT_OTHER, exc)
+        _fail(rt, named.error, named.details, named.exit_code, exc)
     except Exception as exc:
         _fail(rt, "Unexpected error", f"{type(exc).__name__}: {exc}", EXIT_OTHER, exc)
+
+
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -146,17 +175,40 @@ def emit(rt: Runtime, payload: dict[str, Any], human: Callable[[], None]) -> Non
         human()
 
 
+CELL_WIDTH = 40
+
+
+def cut(value: str, width: int = CELL_WIDTH) -> str:
+    """`value` in at most `width` characters: a longer one ends in an ellipsis, after its last
+    whole word when that keeps most of the width."""
+    if len(value) <= width:
+        return value
+    head = value[: width - 1]
+    space = head.rfind(" ")
+    if space >= width * 2 // 3:
+        head = head[:space]
+    return head.rstrip() + "…"
+
+
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
-    """A plain aligned table: no colour, no box drawing, safe to pipe."""
-    cells = [[single_line("" if v is None else str(v)) for v in row] for row in rows]
+    """A plain aligned table: no colour, no box drawing, safe to pipe. Long values are cut
+    with an ellipsis, and one line on stderr says where the full text is."""
+    full = [[single_line("" if v is None else str(v)) for v in row] for row in rows]
+    cells = [[cut(v) for v in row] for row in full]
     widths = [len(h) for h in headers]
     for row in cells:
         for i, value in enumerate(row):
-            widths[i] = min(max(widths[i], len(value)), 40)
+            widths[i] = max(widths[i], len(value))
     line = "  ".join(h.ljust(widths[i]) for i, h in enumerate(headers))
     click.echo(line.rstrip())
     for row in cells:
-        click.echo("  ".join(v[:40].ljust(widths[i]) for i, v in enumerate(row)).rstrip())
+        click.echo("  ".join(v.ljust(widths[i]) for i, v in enumerate(row)).rstrip())
+    if cells != full:
+        click.echo(
+            f"note: values longer than {CELL_WIDTH} characters were cut (…);"
+            " --json prints the full text",
+            err=True,
+        )
 
 
 def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -172,7 +224,78 @@ def _rt(ctx: click.Context, as_json: bool = False) -> Runtime:
 # -- the group -----------------------------------------------------------------------------
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+def _wants_json(argv: Sequence[str]) -> bool:
+    options = argv[: argv.index("--")] if "--" in argv else argv
+    return "--json" in options
+
+
+def _usage_failure(exc: click.ClickException, as_json: bool) -> NoReturn:
+    """Click's own errors (a bad option, a missing argument, a bad choice): the JSON failure
+    shape on stdout when --json was asked for, click's usage text otherwise."""
+    if not as_json:
+        exc.show()
+        sys.exit(exc.exit_code)
+    ctx = getattr(exc, "ctx", None)
+    details = ""
+    if ctx is not None:
+        details = f"{ctx.get_usage()}; try '{ctx.command_path} --help'"
+    payload = {
+        "success": False,
+        "error": single_line(exc.format_message()),
+        "details": single_line(details),
+    }
+    click.echo(json.dumps(payload, ensure_ascii=False))
+    sys.exit(exc.exit_code)
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe (`crm-tui contacts | head -1`): point stdout at /dev/null, so the
+    interpreter's last flush at exit cannot fail again (the Python docs' recipe)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor (a test runner's stdout)
+        pass
+
+
+class CrmGroup(click.Group):
+    """Runs click in non-standalone mode so that crm-tui, not click, prints every failure."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            result = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            _usage_failure(exc, _wants_json(argv))
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        if not standalone_mode:
+            return result
+        sys.exit(result if isinstance(result, int) else 0)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        # Here, not in main(): click's main() turns a broken pipe into exit 1 by itself.
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            _quiet_stdout()
+            raise click.exceptions.Exit(0) from None
+
+
+@click.group(
+    cls=CrmGroup,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="crm-tui")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Use this data directory.")
 @click.option("--env-file", type=click.Path(path_type=Path), help="Read settings from this file.")
@@ -215,9 +338,12 @@ def main(
 
 
 def _run_tui(rt: Runtime, settings: Settings, start_sync: bool) -> None:
-    from crm_tui.app import make_app  # Textual loads only when the app is wanted
+    from crm_tui.app import check_keymap, make_app  # Textual loads only when the app is wanted
     from crm_tui.hangup import watch_for_hangup
 
+    problems = check_keymap()
+    if problems:
+        raise ConfigError("; ".join(problems))
     app = make_app(settings, theme=rt.theme or settings.crm_theme, sync_on_start=start_sync)
     watch_for_hangup()
     app.run()
@@ -488,7 +614,7 @@ def sync(
 
     rt = _rt(ctx, as_json)
     with errors(rt):
-        store = rt.store
+        store = rt.writable_store()
         engine = SyncEngine(rt.settings, store, wait=not no_wait)
         _say_when_waiting(store)
         names = list(sources) or None
@@ -520,6 +646,8 @@ def sync(
             else f"Sync completed for {', '.join(sources)}"
         )
         payload = guide_sync_result(reports, message)
+        if not payload["success"]:
+            payload.update(_sync_failure(rt, reports))
 
         def human() -> None:
             rows = []
@@ -543,6 +671,24 @@ def sync(
             if "AuthError" in classes:
                 sys.exit(EXIT_CONFIG)
             sys.exit(EXIT_BUSY if classes <= {"StreamBusy", None} else EXIT_REMOTE)
+
+
+def _sync_failure(rt: Runtime, reports: dict[str, Any]) -> dict[str, str]:
+    """The failure shape's `error` and `details` beside the guide's sync result, so a script
+    reads a failed sync the way it reads any other failure."""
+    streams = [
+        (name, stream)
+        for name, report in reports.items()
+        for stream in report.streams.values()
+        if stream.error
+    ]
+    auth = [(name, s) for name, s in streams if s.error_class == "AuthError"]
+    shown = auth or streams
+    details = "; ".join(f"{DISPLAY_NAMES.get(n, n)} {s.stream}: {s.error}" for n, s in shown)
+    if not shown:
+        details = "; ".join(f"{n}: {r.error}" for n, r in reports.items() if r.error)
+    error = "Authentication failed" if auth else "Sync failed"
+    return {"error": error, "details": rt.masker(single_line(details))}
 
 
 async def _watch(engine: Any, names: list[str] | None, minutes: float) -> None:
@@ -593,7 +739,7 @@ def clear_cache(ctx: click.Context, source: str | None, as_json: bool) -> None:
     """
     rt = _rt(ctx, as_json)
     with errors(rt):
-        imported = run(rt.unloaded_store.clear(source))
+        imported = run(rt.writable_store(loaded=False).clear(source))
         message = f"Cache cleared for {source}" if source else "Cache cleared for all sources"
         if imported:
             message += f" ({imported} imported record(s) too: import their files again)"
@@ -738,7 +884,7 @@ def _import(
         plans = [plan_import(name, path, rt.settings.user_id) for path in files]
         applied: list[dict[str, Any]] = []
         if not dry_run:
-            engine = SyncEngine(rt.settings, rt.unloaded_store)
+            engine = SyncEngine(rt.settings, rt.writable_store(loaded=False))
             for plan in plans:
                 report = run(
                     engine.import_records(
@@ -865,6 +1011,7 @@ def export(
             records = [h.record for hits in result.groups.values() for h in hits]
         else:
             records = rt.store.records(k, source)
+        rt.output = output
         show_bar = output is not None and sys.stderr.isatty() and len(records) > 5000
         if show_bar:
             with click.progressbar(length=len(records), label="exporting", file=sys.stderr) as bar:
@@ -890,7 +1037,7 @@ def _local(rt: Runtime) -> Any:
     from crm_tui.local_crm import LocalCrm
     from crm_tui.sources.base import SourceContext
 
-    store = rt.store
+    store = rt.writable_store(loaded=False)
     return LocalCrm(store, SourceContext(rt.settings, rt.settings.user_id, db=store.db))
 
 

@@ -1,17 +1,23 @@
 """Settings from the environment, `./.env` and the user config dir's `.env`.
 
-Precedence: environment variables, then `./.env`, then `<config dir>/.env`.
+Precedence: environment variables, then `./.env`, then `<config dir>/.env`; `--env-file`
+replaces both files. A `./.env` may be anybody's (a cloned repository, a shared folder): a
+base URL read from it is used only with credentials read from that same file.
 """
 
 from __future__ import annotations
 
 import getpass
+import io
+import ipaddress
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import platformdirs
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -40,6 +46,29 @@ def default_env_files(explicit: Path | None = None) -> tuple[Path, ...]:
     return (config_dir() / ".env", Path.cwd() / ".env")
 
 
+def is_loopback_host(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def insecure_url_problem(url: str) -> str | None:
+    """Why credentials must not be sent to `url`, or None: only over HTTPS, or plain HTTP to
+    this machine (the demo's simulators, tests)."""
+    parsed = urlparse(url)
+    if parsed.scheme == "https" or (parsed.scheme == "http" and is_loopback_host(parsed.hostname)):
+        return None
+    return (
+        "must use https:// (plain http:// would send the credentials unencrypted; it is"
+        " allowed only to a loopback address such as 127.0.0.1)"
+    )
+
+
 def _http_url(value: str | None, *, required: bool) -> str | None:
     if value is None or value == "":
         if required:
@@ -48,6 +77,9 @@ def _http_url(value: str | None, *, required: bool) -> str | None:
     parsed = urlparse(value)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise ValueError("must be an http:// or https:// URL")
+    problem = insecure_url_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value.rstrip("/")
 
 
@@ -107,6 +139,30 @@ class Settings(BaseSettings):
     @classmethod
     def _optional_url(cls, value: str | None) -> str | None:
         return _http_url(value, required=False)
+
+    @field_validator("crm_phone_region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        region = value.upper()
+        if region != "US":  # the default needs no check; phonenumbers takes ~20 ms to import
+            from phonenumbers import SUPPORTED_REGIONS
+
+            if region not in SUPPORTED_REGIONS:
+                raise ValueError(
+                    f"unknown region {value!r}: use a two-letter region code such as US, CA,"
+                    " GB or AU"
+                )
+        return region
+
+    @field_validator("crm_data_dir")
+    @classmethod
+    def _expandable_path(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        try:
+            return value.expanduser()
+        except RuntimeError:  # `~name` for a user this system does not know
+            raise ValueError(f"cannot expand {value.parts[0]!r}: no such user") from None
 
     @field_validator(
         "brivity_api_key",
@@ -218,10 +274,100 @@ def _format_validation_error(error: ValidationError) -> str:
     return "invalid configuration: " + "; ".join(lines)
 
 
+# Each base URL and the credentials that are sent to it.
+URL_CREDENTIALS: dict[str, tuple[str, ...]] = {
+    "BRIVITY_API_BASE_URL": ("BRIVITY_API_KEY", "BRIVITY_CLIENT_ID", "BRIVITY_CLIENT_SECRET"),
+    "FUB_API_BASE_URL": ("FUB_API_KEY", "FUB_SYSTEM_KEY"),
+    "TOPPRODUCER_API_BASE_URL": (
+        "TOPPRODUCER_API_KEY",
+        "TOPPRODUCER_CLIENT_ID",
+        "TOPPRODUCER_CLIENT_SECRET",
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsSource:
+    """One place settings are read from; `values` keyed by lower-cased name, empty values
+    left out (they mean "unset", as for pydantic-settings with env_ignore_empty)."""
+
+    label: str
+    trusted: bool
+    values: dict[str, str]
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """A .env file's settings; a file that is not UTF-8 is an error naming its line."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{path}, line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x});"
+            " save the file as UTF-8"
+        ) from None
+    values = dotenv_values(stream=io.StringIO(text), interpolate=False)
+    return {k.lower(): v for k, v in values.items() if v}
+
+
+def settings_sources(env_file: Path | None = None) -> list[SettingsSource]:
+    """Where settings come from, the first holding a setting winning: the environment, then
+    `./.env` (not trusted to redirect other places' credentials), then the config dir's
+    `.env`; or the environment, then the file given with --env-file (trusted)."""
+    environment = {k.lower(): v for k, v in os.environ.items() if v}
+    sources = [SettingsSource("the environment", True, environment)]
+    if env_file is not None:
+        return [*sources, SettingsSource(str(env_file), True, read_env_file(env_file))]
+    here, own = Path.cwd() / ".env", config_dir() / ".env"
+    if here.is_file() and not (own.is_file() and here.samefile(own)):
+        sources.append(SettingsSource(str(here), False, read_env_file(here)))
+    if own.is_file():
+        sources.append(SettingsSource(str(own), True, read_env_file(own)))
+    return sources
+
+
+def redirect_problems(sources: list[SettingsSource]) -> list[str]:
+    """A base URL from an untrusted `./.env` paired with credentials from anywhere else: that
+    file would send someone else's key to a server of its choosing."""
+
+    def origin(name: str) -> SettingsSource | None:
+        return next((s for s in sources if name.lower() in s.values), None)
+
+    problems = []
+    for url, credentials in URL_CREDENTIALS.items():
+        url_source = origin(url)
+        if url_source is None or url_source.trusted:
+            continue
+        elsewhere = [
+            f"{credential} from {source.label}"
+            for credential in credentials
+            if (source := origin(credential)) is not None and source is not url_source
+        ]
+        if elsewhere:
+            problems.append(
+                f"{url} comes from {url_source.label} but {' and '.join(elsewhere)}; a .env"
+                " in the current folder may point only the credentials it holds itself at"
+                f" another server: remove {url} from that file, move those credentials into"
+                " it, or trust the file by naming it with --env-file"
+            )
+    return problems
+
+
 def load_settings(env_file: Path | None = None, **overrides: Any) -> Settings:
     """Build Settings, turning validation failures into a ConfigError naming the variable."""
     if env_file is not None and not env_file.is_file():
         raise ConfigError(f"--env-file: no such file: {env_file}")
+    sources = settings_sources(env_file)
+    if overrides:  # given on the command line or by the caller: trusted, and first
+        named = {k.lower(): str(v) for k, v in overrides.items() if v is not None}
+        sources.insert(0, SettingsSource("the command line", True, named))
+    problems = redirect_problems(sources)
+    if problems:
+        raise ConfigError("; ".join(problems))
     files = tuple(str(p) for p in default_env_files(env_file) if p.is_file())
     try:
         return Settings(_env_file=files or None, **overrides)  # type: ignore[call-arg]

@@ -178,6 +178,9 @@ class ClusterScreen(ModalScreen[None]):
             self.app.push_screen(RecordScreen(record))
 
     def action_merge(self) -> None:
+        if self.crm.writes_blocked():
+            return
+
         async def merge() -> None:
             result: MergeResult = await merge_cluster(
                 self.crm.local, self.cluster, self.records, plan=self.plan

@@ -45,9 +45,12 @@ class LocalActions(Screen[None]):
         return record
 
     def action_local_new(self) -> None:
-        self.app.push_screen(LocalFormScreen(self.kind), self._saved)
+        if not cast("CrmApp", self.app).writes_blocked():
+            self.app.push_screen(LocalFormScreen(self.kind), self._saved)
 
     def action_local_edit(self) -> None:
+        if cast("CrmApp", self.app).writes_blocked():
+            return
         record = self._editable()
         if record is not None:
             self.app.push_screen(LocalFormScreen(self.kind, record), self._saved)
@@ -57,10 +60,10 @@ class LocalActions(Screen[None]):
             self.notify(f"Saved {record.id}", markup=False)
 
     def action_local_delete(self) -> None:
-        record = self._editable()
+        crm = cast("CrmApp", self.app)
+        record = None if crm.writes_blocked() else self._editable()
         if record is None:
             return
-        crm = cast("CrmApp", self.app)
 
         def answered(yes: bool | None) -> None:
             if yes:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal, InvalidOperation
 
+from crm_tui.config import SOURCE_NAMES
 from crm_tui.search.text import fold
 from crm_tui.text import single_line
 
@@ -16,7 +18,8 @@ TEXT_FILTERS = ("source", "status", "stage", "city", "tag")
 DEAL_FILTERS = ("amount", "closing")
 _FILTER = re.compile(r"^([a-zA-Z]+):(.+)$")
 _AMOUNT = re.compile(r"^amount(<=|>=|<|>|=)(.+)$", re.IGNORECASE)
-_MONTH = re.compile(r"^\d{4}-\d{2}(-\d{2})?$|^\d{4}$")
+_CLOSING = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
+CLOSING_FORMATS = "YYYY, YYYY-MM or YYYY-MM-DD, e.g. closing:2026-12"
 
 
 class QueryError(ValueError):
@@ -69,11 +72,31 @@ def parse_query(text: str, kind: str = "contacts") -> Query:
                     + (", amount>N, amount<=N" if "amount" in allowed else "")
                 )
             if key == "closing":
-                if not _MONTH.match(value):
-                    raise QueryError("closing filter takes a year, month or day: closing:2026-12")
-                query.closing = value
+                query.closing = _closing(value)
+            elif key == "source":
+                query.filters.setdefault(key, []).append(_source(value))
             else:
                 query.filters.setdefault(key, []).append(fold(value))
             continue
         query.terms.append(fold(word))
     return query
+
+
+def _closing(value: str) -> str:
+    """A year, month or day that exists: closing:2026-13 or 2026-02-30 is a usage error."""
+    match = _CLOSING.match(value)
+    if match is not None:
+        year, month, day = (int(part) if part else 1 for part in match.groups())
+        try:
+            date(year, month, day)
+            return value
+        except ValueError:
+            pass
+    raise QueryError(f"closing:{value} is not a date; the closing filter takes {CLOSING_FORMATS}")
+
+
+def _source(value: str) -> str:
+    name = fold(value)
+    if name not in SOURCE_NAMES:
+        raise QueryError(f"unknown source {value!r}; valid sources: {', '.join(SOURCE_NAMES)}")
+    return name

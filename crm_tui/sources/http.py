@@ -22,17 +22,34 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import certifi
 import httpx
 import stamina
+import stamina.instrumentation
 
 from crm_tui import jsoncodec
+from crm_tui.config import ConfigError, insecure_url_problem
 from crm_tui.logs import SecretMasker
 from crm_tui.sources.errors import AuthError, RateLimited, RemoteError
 from crm_tui.text import single_line
 
 log = logging.getLogger(__name__)
+_retry_log = logging.getLogger("crm_tui.retry")
+
+
+def _log_retry(details: stamina.instrumentation.RetryDetails) -> None:
+    _retry_log.warning(
+        "retry %d in %.2f s after %r", details.retry_num, details.wait_for, details.caused_by
+    )
+
+
+# stamina's default hook logs `stamina.retry_scheduled` to the "stamina" logger (or through
+# structlog, to stdout, when that is installed); with no handler there, Python's last-resort
+# handler printed each retry on stderr. Ours goes where crm-tui's logs go: the log file,
+# and stderr only with --debug.
+stamina.instrumentation.set_on_retry_hooks([_log_retry])
 
 #: Retried with backoff. 401 is handled apart (refresh once); every other 4xx fails at once.
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -87,6 +104,28 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(delta, 0.0)
 
 
+def shown_url(url: str) -> str:
+    """A URL for a message: scheme, host, port and path, without a user, password or query
+    that could carry a secret."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(an unreadable URL)"
+    if ":" in host:
+        host = f"[{host}]"
+    return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
+
+
+def require_secure_url(url: str, what: str) -> None:
+    """Credentials go only over HTTPS or to this machine, whatever built the URL. (Redirects
+    are never followed, so a server cannot move them elsewhere either.)"""
+    problem = insecure_url_problem(url)
+    if problem is not None:
+        raise ConfigError(f"{what} {shown_url(url)}: {problem}")
+
+
 # -- auth ----------------------------------------------------------------------------------
 
 
@@ -132,6 +171,7 @@ class OAuthClientCredentials(Auth):
         extra_headers: dict[str, str] | None = None,
         timeout: float = 15.0,
     ) -> None:
+        require_secure_url(token_url, f"{display_name} token URL")
         self._token_url = token_url
         self._client_id = client_id
         self._client_secret = client_secret
@@ -300,6 +340,7 @@ class HttpClient:
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 8,
     ) -> None:
+        require_secure_url(base_url, f"{display_name} base URL")
         self.display_name = display_name
         self.auth = auth
         self.retry = retry or RetryPolicy()
@@ -403,6 +444,14 @@ class HttpClient:
             raise RemoteError(
                 f"{self.display_name} request failed",
                 f"HTTP {status}: {self._body_excerpt(response)}",
+            )
+        if status >= 300:
+            location = shown_url(single_line(response.headers.get("location", "")[:500]))
+            location = self.masker(location[:200])
+            raise RemoteError(
+                f"{self.display_name} request failed",
+                f"HTTP {status} redirect to {location or 'nowhere'} not followed: credentials"
+                " go only to the configured base URL (change it if the service moved)",
             )
         if not self._authenticated:
             self._authenticated = True

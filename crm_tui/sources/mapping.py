@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from crm_tui import jsoncodec
+from crm_tui.config import SOURCE_NAMES
 from crm_tui.models import (
     CONTACT_EDITABLE,
     DEAL_EDITABLE,
@@ -31,6 +32,7 @@ from crm_tui.models import (
 )
 from crm_tui.sources.errors import InvalidRecord
 from crm_tui.text import clean, strip_controls
+from crm_tui.tomlfile import where
 
 Getter = Callable[[Mapping[str, Any]], Any]
 FieldSpec = str | tuple[str, ...] | Getter
@@ -93,29 +95,61 @@ def compile_map(field_map: FieldMap) -> dict[str, Getter]:
     return {target: compile_spec(spec) for target, spec in field_map.items()}
 
 
-def load_overrides(path: Path) -> dict[str, dict[str, dict[str, str]]]:
-    """`mappings.toml`: {source: {stream: {field: path}}}. Unknown fields are an error."""
+Overrides = dict[str, dict[str, dict[str, str]]]
+
+
+def load_overrides(path: Path) -> Overrides:
+    """`mappings.toml`: {source: {stream: {field: path}}}. Unknown sources, streams and
+    fields are errors naming the file and line."""
+    overrides, problems = _read_overrides(path)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return overrides
+
+
+def check_mappings(path: Path) -> list[str]:
+    """Every problem in `mappings.toml` (none when it is absent), one line each."""
+    return _read_overrides(path)[1]
+
+
+def _read_overrides(path: Path) -> tuple[Overrides, list[str]]:
     if not path.is_file():
-        return {}
+        return {}, []
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: {exc}") from None
-    result: dict[str, dict[str, dict[str, str]]] = {}
+        return {}, [f"{path}: {exc}"]
+    except OSError as exc:
+        return {}, [f"{path}: {exc.strerror or exc}"]
+    result: Overrides = {}
+    problems: list[str] = []
+
+    def problem(keys: tuple[str, ...], message: str) -> None:
+        problems.append(f"{where(path, text, keys)}: {message}")
+
     for source, streams in data.items():
+        if source not in SOURCE_NAMES:
+            problem(
+                (source,), f"unknown source {source!r}; known sources: {', '.join(SOURCE_NAMES)}"
+            )
+            continue
         if not isinstance(streams, dict):
-            raise ValueError(f"{path}: [{source}] must be a table of streams")
+            problem((source,), f"[{source}] must be a table of streams")
+            continue
         for stream, fields in streams.items():
             targets = {"contacts": _CONTACT_TARGETS, "deals": _DEAL_TARGETS}.get(stream)
             if targets is None or not isinstance(fields, dict):
-                raise ValueError(f"{path}: [{source}.{stream}]: stream must be contacts or deals")
+                problem((source, stream), f"[{source}.{stream}]: stream must be contacts or deals")
+                continue
             for target, spec in fields.items():
                 if target not in targets or not isinstance(spec, str):
-                    raise ValueError(
-                        f"{path}: [{source}.{stream}] {target}: unknown field or not a path"
+                    problem(
+                        (source, stream, target),
+                        f"[{source}.{stream}] {target}: unknown field or not a path",
                     )
             result.setdefault(source, {})[stream] = dict(fields)
-    return result
+    return result, problems
 
 
 # -- coercion ----------------------------------------------------------------------------

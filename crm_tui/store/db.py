@@ -11,7 +11,6 @@ import asyncio
 import functools
 import json
 import operator
-import os
 import sqlite3
 import threading
 import time
@@ -39,7 +38,8 @@ from crm_tui.models import (
     utc_now,
 )
 from crm_tui.store.damage import check_at_open, damage_named
-from crm_tui.store.errors import StreamBusy
+from crm_tui.store.errors import DatabaseReadOnly, StreamBusy
+from crm_tui.store.files import connect, named_write_error, refuse_unsafe_files, secure_dir
 from crm_tui.store.leases import Holder, Lease, LeaseStore
 
 # Control characters are stripped at ingest, so neither separator occurs inside a value.
@@ -171,18 +171,6 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
 
-def secure_dir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    path.chmod(0o700)
-
-
-def secure_file(path: Path) -> None:
-    """Create (if needed) a file readable by its owner only, whatever the umask."""
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
-    os.close(fd)
-    path.chmod(0o600)
-
-
 _VALUES = {kind: operator.attrgetter(*columns) for kind, columns in _COLUMNS.items()}
 _TAGS = CONTACT_FIELDS.index("tags")
 _CONTACT_DELETED = CONTACT_FIELDS.index("deleted")
@@ -212,22 +200,30 @@ class Database(LeaseStore):
         self.path = path
         self._init_leases()
         secure_dir(path.parent)
-        secure_file(path)
         self._lock = threading.RLock()
         self._writer: ThreadPoolExecutor | None = None
+        refuse_unsafe_files(path)  # before anything reads it: a FIFO would block
         check_at_open(path)
-        self._conn = sqlite3.connect(
-            path, check_same_thread=False, isolation_level=None, timeout=10.0
-        )
+        self._conn, reason = connect(path)
+        self.read_only = reason is not None
+        self.read_only_reason = reason or ""
         self._conn.execute("PRAGMA busy_timeout=10000")
         self._enable_wal()
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA foreign_keys=ON")
         for suffix in ("-wal", "-shm"):
             sidecar = path.with_name(path.name + suffix)
-            if sidecar.exists():
+            if sidecar.exists() and not self.read_only:
                 sidecar.chmod(0o600)
         self.migrate()
+
+    def read_only_error(self) -> DatabaseReadOnly:
+        return DatabaseReadOnly(
+            "The database is read-only",
+            f"cannot write {self.path}: {self.read_only_reason}; reading still works"
+            " (status, contacts, search, export)",
+            self.path,
+        )
 
     def close(self) -> None:
         self._release_everything()
@@ -255,6 +251,8 @@ class Database(LeaseStore):
     def _enable_wal(self) -> None:
         """Two processes opening a new database at once race to switch its journal mode, and
         SQLite answers the loser "locked" without waiting: try again for a few seconds."""
+        if self.read_only:  # it was made WAL by whoever could write it, or stays as it is
+            return
         for attempt in range(50):
             try:
                 self._conn.execute("PRAGMA journal_mode=WAL")
@@ -272,6 +270,9 @@ class Database(LeaseStore):
                     f"{self.path} was written by a newer crm-tui "
                     f"(schema {self.schema_version}); upgrade"
                 )
+            if self.read_only:
+                self._require_current_schema()
+                return
             while True:
                 # One step at a time under a write lock, re-reading the version inside it:
                 # another process may have migrated while we waited.
@@ -289,11 +290,25 @@ class Database(LeaseStore):
                     raise
                 self._conn.execute("COMMIT")
 
+    def _require_current_schema(self) -> None:
+        """A read-only database cannot be migrated: an older schema is a clear error."""
+        version = self.schema_version
+        if version < len(MIGRATIONS):
+            raise DatabaseReadOnly(
+                "The database needs an upgrade",
+                f"{self.path} has schema {version} and this crm-tui needs"
+                f" {len(MIGRATIONS)}, but {self.read_only_reason}; open it once with write"
+                " access to upgrade it",
+                self.path,
+            )
+
     @contextmanager
     @damage_named
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; inside another it simply joins it."""
-        with self._lock:
+        if self.read_only:
+            raise self.read_only_error()
+        with self._lock, self._write_errors_named():
             if self._conn.in_transaction:
                 yield self._conn
                 return
@@ -305,6 +320,16 @@ class Database(LeaseStore):
                     self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
+
+    @contextmanager
+    def _write_errors_named(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            named = named_write_error(exc, self.path)
+            if named is None:
+                raise
+            raise named from exc
 
     @damage_named
     def data_version(self) -> int:
