@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from crm_tui.models import CONTACT_FIELDS, DEAL_FIELDS, Contact, Record, RecordKind
+from crm_tui.text import strip_controls
 
 FORMATS = ("csv", "json", "xlsx", "vcf")
 Progress = Callable[[int], None]
@@ -101,8 +102,11 @@ def write_xlsx(
 
 
 def _escape(value: str) -> str:
+    """A vCard text value: control, bidi and zero-width characters gone (a card is read by
+    other programs, which may honour them), then RFC 6350 escapes."""
     return (
-        value.replace("\\", "\\\\")
+        strip_controls(value)
+        .replace("\\", "\\\\")
         .replace(",", "\\,")
         .replace(";", "\\;")
         .replace("\r\n", "\\n")

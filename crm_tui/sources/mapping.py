@@ -135,15 +135,21 @@ def _clean_payload(value: Any, depth: int = 0) -> Any:
     return value
 
 
-# JSON escapes C0 controls as \u00XX (\b and \f in short); DEL and C1 stay literal. Any of
-# them means "clean first".
-_ESCAPED_CONTROL = re.compile(r"\\u00(?:[01][0-9a-fA-F]|7[fF]|[89][0-9a-fA-F])|\\[bf]|[\x7f-\x9f]")
+# JSON escapes C0 controls as \u00XX (\b and \f in short); DEL, C1, bidi and zero-width
+# characters and U+2028/U+2029 stay literal with orjson, but another encoder may escape them.
+# Any of them means "clean first".
+_ESCAPED_CONTROL = re.compile(
+    r"\\u00(?:[01][0-9a-fA-F]|7[fF]|[89][0-9a-fA-F])|\\[bf]"
+    r"|\\u(?:061[cC]|180[eE]|200[b-fB-F]|202[89a-eA-E]|206[0-46-9]|[fF][eE][fF][fF])"
+    "|[\x7f-\x9f\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+)
 
 
 def _may_hold_control(text: str) -> bool:
     """A prefilter for the pattern above, at memchr speed: the regex costs 4 µs a payload.
-    Every escape starts with a backslash, and most payloads have none (50 ns to know)."""
-    if "\\" in text and ("\\u00" in text or "\\b" in text or "\\f" in text):
+    Every escape starts with a backslash, and most payloads have none (50 ns to know); every
+    literal one is DEL or beyond ASCII."""
+    if "\\" in text and ("\\u" in text or "\\b" in text or "\\f" in text):
         return True
     return "\x7f" in text or not text.isascii()
 
