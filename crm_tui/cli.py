@@ -8,6 +8,7 @@ With `--json`, output follows the integration guide's response shapes and failur
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import signal
@@ -619,27 +620,18 @@ def import_group() -> None:
 def _import(
     ctx: click.Context, name: str, files: tuple[Path, ...], dry_run: bool, as_json: bool
 ) -> None:
+    from crm_tui.config import config_dir
     from crm_tui.sources.imports import plan_import
-    from crm_tui.sync.engine import SyncEngine
+    from crm_tui.sources.mapping import load_overrides
 
     rt = _rt(ctx, as_json)
     with errors(rt):
-        plans = [plan_import(name, path, rt.settings.user_id) for path in files]
-        applied: list[dict[str, Any]] = []
-        if not dry_run:
-            engine = SyncEngine(rt.settings, rt.store)
-            for plan in plans:
-                report = run(
-                    engine.import_records(
-                        plan.importer.source,
-                        plan.importer.kind,
-                        plan.records,
-                        plan.invalid_rows,
-                        plan.rows,
-                        plan.duplicates,
-                    )
-                )
-                applied.append({"file": str(plan.path), "written": report.written})
+        try:  # read as a sync reads it: an import maps a file as the sync of its source would
+            overrides = load_overrides(config_dir() / "mappings.toml")
+        except ValueError as exc:
+            raise ConfigError(f"mappings.toml: {exc}") from None
+        plans = [plan_import(name, path, rt.settings.user_id, overrides) for path in files]
+        applied = [] if dry_run else [_apply_plan(rt, plan) for plan in plans]
         payload = {
             "success": True,
             "dryRun": dry_run,
@@ -649,21 +641,7 @@ def _import(
 
         def human() -> None:
             for plan in plans:
-                click.echo(
-                    f"{plan.path.name}: {plan.importer.source} {plan.importer.kind}, "
-                    f"{plan.rows} rows, {len(plan.records)} valid, "
-                    f"{len(plan.invalid)} invalid, {plan.duplicates} duplicates"
-                )
-                for canonical, header in plan.columns.items():
-                    click.echo(f"  {header!r} -> {canonical}")
-                if plan.metadata_only:
-                    click.echo(
-                        "  kept in metadata only: " + ", ".join(repr(c) for c in plan.metadata_only)
-                    )
-                for row, reason in plan.invalid[:20]:
-                    click.echo(f"  row {row}: {reason}")
-                if len(plan.invalid) > 20:
-                    click.echo(f"  ... and {len(plan.invalid) - 20} more invalid rows")
+                _print_plan(plan)
             click.echo(
                 "dry run: nothing written"
                 if dry_run
@@ -671,6 +649,68 @@ def _import(
             )
 
         emit(rt, payload, human)
+
+
+#: Records written per store call: a few megabytes at a time, never the whole file.
+IMPORT_BATCH = 10_000
+
+
+def _apply_plan(rt: Runtime, plan: Any) -> dict[str, Any]:
+    """Write a plan's records a batch at a time (the file is read again as they go); the
+    first batch carries the plan's invalid rows to the quarantine."""
+    from crm_tui.sync.engine import SyncEngine
+
+    engine = SyncEngine(rt.settings, rt.store)
+    source, kind = plan.importer.source, plan.importer.kind
+    written = 0
+    invalid: list[tuple[str, Any]] = plan.invalid_rows
+    duplicates: int = plan.duplicates
+    # A plan without a valid record still leaves its audit row and its quarantine.
+    for batch in itertools.chain(plan.batches(IMPORT_BATCH), [] if plan.valid else [[]]):
+        report = run(
+            engine.import_records(
+                source, kind, batch, invalid, len(batch) + len(invalid), duplicates
+            )
+        )
+        written += report.written
+        invalid, duplicates = [], 0
+    return {"file": str(plan.path), "written": written}
+
+
+def _print_plan(plan: Any) -> None:
+    """The plan as text: counts, encoding, errors, columns, invalid rows (the first 20)."""
+    click.echo(
+        f"{single_line(plan.path.name)}: {plan.importer.source} {plan.importer.kind}, "
+        f"{plan.rows} rows, {plan.valid} valid, {plan.invalid.total} invalid, "
+        f"{plan.duplicates} duplicates, {plan.errors.total} errors"
+    )
+    click.echo(f"  encoding: {plan.encoding}")
+    for warning in plan.encoding_warnings:
+        click.echo(
+            f"  warning: {_lines_text(warning['lines'], warning['count'])}"
+            f" decoded as {warning['assumed']}, not as {plan.encoding}"
+        )
+    for _line, error in plan.errors.items[:20]:
+        click.echo(f"  error: {single_line(error)}")
+    if plan.errors.total > 20:
+        click.echo(f"  ... and {plan.errors.total - 20} more errors")
+    for canonical, header in plan.columns.items():
+        click.echo(f"  {header!r} -> {canonical}")
+    if plan.metadata_only:
+        click.echo("  kept in metadata only: " + ", ".join(repr(c) for c in plan.metadata_only))
+    for row, line, reason in plan.invalid.items[:20]:
+        click.echo(f"  row {row} (line {line}): {single_line(reason)}")
+    if plan.invalid.total > 20:
+        click.echo(f"  ... and {plan.invalid.total - 20} more invalid rows")
+    if plan.ragged.total:
+        click.echo(
+            f"  wrong number of columns: {_lines_text(plan.ragged.items, plan.ragged.total)}"
+        )
+
+
+def _lines_text(lines: list[int], count: int, shown: int = 10) -> str:
+    text = ("line " if count == 1 else "lines ") + ", ".join(str(n) for n in lines[:shown])
+    return text + (f" and {count - shown} more" if count > shown else "")
 
 
 _FILES = click.argument(

@@ -35,6 +35,7 @@ from crm_tui.text import clean, strip_controls
 Getter = Callable[[Mapping[str, Any]], Any]
 FieldSpec = str | tuple[str, ...] | Getter
 FieldMap = dict[str, FieldSpec]
+Overrides = Mapping[str, Mapping[str, Mapping[str, str]]]  # source -> stream -> field -> path
 
 _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 _CONTACT_TARGETS = frozenset(Contact.__dataclass_fields__) - {"id", "source", "user_id", "raw"}
@@ -116,6 +117,17 @@ def load_overrides(path: Path) -> dict[str, dict[str, dict[str, str]]]:
                     )
             result.setdefault(source, {})[stream] = dict(fields)
     return result
+
+
+def source_maps(
+    source: str, field_maps: Mapping[RecordKind, FieldMap], overrides: Overrides
+) -> dict[RecordKind, FieldMap]:
+    """A source's field maps with the user's `mappings.toml` entries for it on top. A sync
+    and a file import of the same source both build their maps here, so they map alike."""
+    custom = overrides.get(source, {})
+    return {
+        kind: {**field_maps.get(kind, {}), **custom.get(kind, {})} for kind in ("contacts", "deals")
+    }
 
 
 # -- coercion ----------------------------------------------------------------------------
@@ -288,6 +300,18 @@ _TAGS_AT = _CONTACT_TEXT.index("street")
 _EMAIL_AT = _CONTACT_TEXT.index("email")
 
 
+class RejectedRow(dict[str, Any]):
+    """A row a file reader could not take apart (an unbalanced quote, an over-long line):
+    what there is of it, and why. Mapping it raises InvalidRecord with that reason, so a sync
+    quarantines it like any invalid record."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str, payload: Mapping[str, Any]) -> None:
+        super().__init__(payload)
+        self.reason = reason
+
+
 def _absent(raw: Mapping[str, Any]) -> None:
     return None
 
@@ -332,8 +356,11 @@ class RecordBuilder:
     def __call__(self, source: str, user_id: str, raw: Any, synced_at: str) -> Record:
         """Map and coerce one payload. Raises InvalidRecord with the reason, never anything
         else."""
-        if not is_mapping(raw):
-            raise InvalidRecord(f"record is {type(raw).__name__}, not an object")
+        if type(raw) is not dict:  # decoded JSON and CSV rows are: one check for both
+            if isinstance(raw, RejectedRow):
+                raise InvalidRecord(raw.reason)
+            if not is_mapping(raw):
+                raise InvalidRecord(f"record is {type(raw).__name__}, not an object")
         try:
             remote = remote_id_of(self._id(raw))
             head = (record_id(source, remote), source, remote, user_id)
