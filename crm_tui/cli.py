@@ -763,8 +763,8 @@ def import_brivity(
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write here (mode 0600); default: standard output.",
+    type=click.Path(path_type=Path, allow_dash=True),
+    help="Write here (mode 0600, replaced whole); `-` or none: standard output.",
 )
 @click.pass_context
 def export(
@@ -779,10 +779,17 @@ def export(
 
     Example: crm-tui export --type contact --format vcf -o team.vcf
     """
+    from crm_tui.export import STDOUT, OutputPathError, check_output_path
     from crm_tui.export import export as write
 
     rt = _rt(ctx, False)
     with errors(rt):
+        to_file = output is not None and str(output) != STDOUT
+        if to_file:
+            try:  # before reading the cache: a refused path costs nothing
+                check_output_path(output)
+            except OutputPathError as exc:
+                raise CliError("Cannot write the export", str(exc), EXIT_USAGE) from None
         k = _kind(kind)
         if query:
             from crm_tui.search.index import SearchIndex
@@ -793,13 +800,18 @@ def export(
             records = [h.record for hits in result.groups.values() for h in hits]
         else:
             records = rt.store.records(k, source)
-        show_bar = output is not None and sys.stderr.isatty() and len(records) > 5000
-        if show_bar:
-            with click.progressbar(length=len(records), label="exporting", file=sys.stderr) as bar:
-                count = write(output, fmt, k, records, progress=bar.update)
-        else:
-            count = write(output, fmt, k, records, stdout=sys.stdout)
-        if output is not None:
+        show_bar = to_file and sys.stderr.isatty() and len(records) > 5000
+        try:
+            if show_bar:
+                with click.progressbar(
+                    length=len(records), label="exporting", file=sys.stderr
+                ) as bar:
+                    count = write(output, fmt, k, records, progress=bar.update)
+            else:
+                count = write(output, fmt, k, records, stdout=sys.stdout)
+        except OutputPathError as exc:  # it changed since the check above
+            raise CliError("Cannot write the export", str(exc), EXIT_USAGE) from None
+        if to_file:
             click.echo(f"wrote {count} {k} to {output}", err=True)
 
 
