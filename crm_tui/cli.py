@@ -674,7 +674,8 @@ def _apply_plan(rt: Runtime, plan: Any) -> dict[str, Any]:
         )
         written += report.written
         invalid, duplicates = [], 0
-    return {"file": str(plan.path), "written": written}
+    # Each duplicate row was written over its id's earlier row: records, not rows, count.
+    return {"file": str(plan.path), "written": written - plan.duplicates}
 
 
 def _print_plan(plan: Any) -> None:
@@ -682,7 +683,7 @@ def _print_plan(plan: Any) -> None:
     click.echo(
         f"{single_line(plan.path.name)}: {plan.importer.source} {plan.importer.kind}, "
         f"{plan.rows} rows, {plan.valid} valid, {plan.invalid.total} invalid, "
-        f"{plan.duplicates} duplicates, {plan.errors.total} errors"
+        f"{plan.duplicates} duplicates, {plan.errors.total} unreadable"
     )
     click.echo(f"  encoding: {plan.encoding}")
     for warning in plan.encoding_warnings:

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crm_tui.sources.csv_import import parse_csv
 from crm_tui.sources.errors import ImportFileError
@@ -119,7 +121,7 @@ def test_an_unbalanced_quote_is_an_error_naming_its_line_and_swallows_nothing(tm
     assert names["Ed"]["metadata"]["Notes"] == "a real note\nover two lines"
 
     text = crm("import", "topproducer", str(path), "--dry-run", cwd=tmp_path).stdout
-    assert "1 errors" in text and "error: line 3: unbalanced quote" in text
+    assert "1 unreadable" in text and "error: line 3: unbalanced quote" in text
 
 
 def test_a_quote_running_to_the_end_of_the_file():
@@ -208,6 +210,15 @@ def test_batches_stream_the_valid_records_in_file_order(tmp_path):
     assert [[r.remote_id for r in b] for b in batches] == [["1", "2"], ["3", "1"]]
     assert batches[-1][-1].email == "new@example.com"
 
+    done = crm("import", "topproducer", str(path), "--json", cwd=tmp_path)
+    assert json.loads(done.stdout)["applied"][0]["written"] == 3  # records, not rows
+    listed = json.loads(crm("contacts", "--json", cwd=tmp_path).stdout)["contacts"]
+    assert {c["remote_id"]: c["email"] for c in listed} == {
+        "1": "new@example.com",
+        "2": None,
+        "3": None,
+    }
+
 
 def test_a_big_import_holds_neither_its_rows_nor_its_records(tmp_path):
     """Peak memory of the real command on a ~25 MB file; the whole file as rows and
@@ -275,3 +286,14 @@ def test_import_applies_mappings_toml_as_a_sync_does(tmp_path):
     )
     synced = json.loads(listed.stdout)["contacts"]
     assert [(c["id"], c["company"]) for c in synced] == [(c["id"], c["company"]) for c in imported]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300).map(lambda b: b.replace(b"x", b"\r")), st.data())
+def test_lines_split_alike_however_the_file_is_chunked(data, draw):
+    """Reads come in chunks; a \\r\\n may straddle two of them."""
+    from crm_tui.sources.csv_import import _split_lines
+
+    cuts = sorted(draw.draw(st.lists(st.integers(0, len(data)), max_size=8)))
+    chunks = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+    assert list(_split_lines(chunks)) == data.splitlines(keepends=True)
