@@ -280,7 +280,7 @@ class Decoding:
 
     bom: str | None = None
     utf8_beyond_ascii: bool = False  # some line held non-ASCII text that was valid UTF-8
-    fallback: dict[str, Capped] = field(default_factory=dict)  # encoding -> lines read so
+    fallback: dict[str, Capped] = field(default_factory=dict)  # encoding -> its lines
     replaced: Capped = field(default_factory=Capped)  # UTF-16/32 lines holding U+FFFD
 
     def line(self, raw: bytes, number: int) -> str:
@@ -457,7 +457,7 @@ class CsvStream:
             cells = next(self._reader)
         except (csv.Error, _TooLarge) as exc:
             raise self._refused(f"header: {exc}") from None
-        self.header_line = self._lines.row_lines()[0][0]
+        self._lines.row_lines()
         self.headers = _unique_headers(cells)
         self.columns, self.unmapped = match_columns(self.headers, self.spec)
         missing = [g for g in self.spec.required if not any(c in self.columns for c in g)]
