@@ -876,28 +876,18 @@ def import_group() -> None:
 def _import(
     ctx: click.Context, name: str, files: tuple[Path, ...], dry_run: bool, as_json: bool
 ) -> None:
+    from crm_tui.config import config_dir
     from crm_tui.sources.imports import plan_import
-    from crm_tui.sync.engine import SyncEngine
+    from crm_tui.sources.mapping import load_overrides
 
     rt = _rt(ctx, as_json)
     with errors(rt):
-        plans = [plan_import(name, path, rt.settings.user_id) for path in files]
-        applied: list[dict[str, Any]] = []
-        if not dry_run:
-            engine = SyncEngine(rt.settings, rt.writable_store(loaded=False))
-            for plan in plans:
-                report = run(
-                    engine.import_records(
-                        plan.importer.source,
-                        plan.importer.kind,
-                        str(plan.path.resolve()),
-                        [plan.records],
-                        plan.invalid_rows,
-                        plan.rows,
-                        plan.duplicates,
-                    )
-                )
-                applied.append({"file": str(plan.path), "written": report.written})
+        try:  # read as a sync reads it: an import maps a file as the sync of its source would
+            overrides = load_overrides(config_dir() / "mappings.toml")
+        except ValueError as exc:
+            raise ConfigError(f"mappings.toml: {exc}") from None
+        plans = [plan_import(name, path, rt.settings.user_id, overrides) for path in files]
+        applied = [] if dry_run else [_apply_plan(rt, plan) for plan in plans]
         payload = {
             "success": True,
             "dryRun": dry_run,
@@ -907,21 +897,7 @@ def _import(
 
         def human() -> None:
             for plan in plans:
-                click.echo(
-                    f"{plan.path.name}: {plan.importer.source} {plan.importer.kind}, "
-                    f"{plan.rows} rows, {len(plan.records)} valid, "
-                    f"{len(plan.invalid)} invalid, {plan.duplicates} duplicates"
-                )
-                for canonical, header in plan.columns.items():
-                    click.echo(f"  {header!r} -> {canonical}")
-                if plan.metadata_only:
-                    click.echo(
-                        "  kept in metadata only: " + ", ".join(repr(c) for c in plan.metadata_only)
-                    )
-                for row, reason in plan.invalid[:20]:
-                    click.echo(f"  row {row}: {reason}")
-                if len(plan.invalid) > 20:
-                    click.echo(f"  ... and {len(plan.invalid) - 20} more invalid rows")
+                _print_plan(plan)
             click.echo(
                 "dry run: nothing written"
                 if dry_run
@@ -929,6 +905,67 @@ def _import(
             )
 
         emit(rt, payload, human)
+
+
+#: Records written per store call: a few megabytes at a time, never the whole file.
+IMPORT_BATCH = 10_000
+
+
+def _apply_plan(rt: Runtime, plan: Any) -> dict[str, Any]:
+    """Write a plan's records as one import: the file is read again a batch at a time and
+    committed at the end, all of it or none of it."""
+    from crm_tui.sync.engine import SyncEngine
+
+    engine = SyncEngine(rt.settings, rt.writable_store(loaded=False))
+    report = run(
+        engine.import_records(
+            plan.importer.source,
+            plan.importer.kind,
+            str(plan.path.resolve()),
+            plan.batches(IMPORT_BATCH),
+            plan.invalid_rows,
+            plan.rows,
+            plan.duplicates,
+        )
+    )
+    # Counted by the database: a duplicate row was written over its id's earlier row.
+    return {"file": str(plan.path), "written": report.written}
+
+
+def _print_plan(plan: Any) -> None:
+    """The plan as text: counts, encoding, errors, columns, invalid rows (the first 20)."""
+    click.echo(
+        f"{single_line(plan.path.name)}: {plan.importer.source} {plan.importer.kind}, "
+        f"{plan.rows} rows, {plan.valid} valid, {plan.invalid.total} invalid, "
+        f"{plan.duplicates} duplicates, {plan.errors.total} unreadable"
+    )
+    click.echo(f"  encoding: {plan.encoding}")
+    for warning in plan.encoding_warnings:
+        click.echo(
+            f"  warning: {_lines_text(warning['lines'], warning['count'])}"
+            f" decoded as {warning['assumed']}, not as {plan.encoding}"
+        )
+    for _line, error in plan.errors.items[:20]:
+        click.echo(f"  error: {single_line(error)}")
+    if plan.errors.total > 20:
+        click.echo(f"  ... and {plan.errors.total - 20} more errors")
+    for canonical, header in plan.columns.items():
+        click.echo(f"  {header!r} -> {canonical}")
+    if plan.metadata_only:
+        click.echo("  kept in metadata only: " + ", ".join(repr(c) for c in plan.metadata_only))
+    for row, line, reason in plan.invalid.items[:20]:
+        click.echo(f"  row {row} (line {line}): {single_line(reason)}")
+    if plan.invalid.total > 20:
+        click.echo(f"  ... and {plan.invalid.total - 20} more invalid rows")
+    if plan.ragged.total:
+        click.echo(
+            f"  wrong number of columns: {_lines_text(plan.ragged.items, plan.ragged.total)}"
+        )
+
+
+def _lines_text(lines: list[int], count: int, shown: int = 10) -> str:
+    text = ("line " if count == 1 else "lines ") + ", ".join(str(n) for n in lines[:shown])
+    return text + (f" and {count - shown} more" if count > shown else "")
 
 
 _FILES = click.argument(
@@ -981,8 +1018,8 @@ def import_brivity(
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write here (mode 0600); default: standard output.",
+    type=click.Path(path_type=Path, allow_dash=True),
+    help="Write here (mode 0600, replaced whole); `-` or none: standard output.",
 )
 @click.pass_context
 def export(
@@ -997,10 +1034,17 @@ def export(
 
     Example: crm-tui export --type contact --format vcf -o team.vcf
     """
+    from crm_tui.export import STDOUT, OutputPathError, check_output_path
     from crm_tui.export import export as write
 
     rt = _rt(ctx, False)
     with errors(rt):
+        to_file = output is not None and str(output) != STDOUT
+        if to_file:
+            try:  # before reading the cache: a refused path costs nothing
+                check_output_path(output)
+            except OutputPathError as exc:
+                raise CliError("Cannot write the export", str(exc), EXIT_USAGE) from None
         k = _kind(kind)
         if query:
             from crm_tui.search.index import SearchIndex
@@ -1012,13 +1056,18 @@ def export(
         else:
             records = rt.store.records(k, source)
         rt.output = output
-        show_bar = output is not None and sys.stderr.isatty() and len(records) > 5000
-        if show_bar:
-            with click.progressbar(length=len(records), label="exporting", file=sys.stderr) as bar:
-                count = write(output, fmt, k, records, progress=bar.update)
-        else:
-            count = write(output, fmt, k, records, stdout=sys.stdout)
-        if output is not None:
+        show_bar = to_file and sys.stderr.isatty() and len(records) > 5000
+        try:
+            if show_bar:
+                with click.progressbar(
+                    length=len(records), label="exporting", file=sys.stderr
+                ) as bar:
+                    count = write(output, fmt, k, records, progress=bar.update)
+            else:
+                count = write(output, fmt, k, records, stdout=sys.stdout)
+        except OutputPathError as exc:  # it changed since the check above
+            raise CliError("Cannot write the export", str(exc), EXIT_USAGE) from None
+        if to_file:
             click.echo(f"wrote {count} {k} to {output}", err=True)
 
 

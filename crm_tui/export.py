@@ -1,20 +1,43 @@
-"""Writing records to CSV, JSON, XLSX (typed cells) and vCard 4.0 files, owner-only (0600)."""
+"""Writing records to CSV, JSON, XLSX (typed cells) and vCard 4.0 files, owner-only (0600).
+
+A file is written under a temporary name in its folder (0600) and renamed over PATH when
+complete: it never writes through a symlink or a hard link onto another file, never changes
+the mode of a file it did not create, and leaves nothing behind when it fails. A symlink, a
+directory, a device, a FIFO or a socket at PATH is refused. `-` is standard output.
+
+Spreadsheets run a cell that starts with `=`, `+`, `-`, `@`, tab or carriage return as a
+formula (OWASP "CSV injection"). CSV cells holding such text get a leading `'`; XLSX cells
+holding text are always string cells, never formulas. Numbers stay numbers.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+import stat
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, BinaryIO, TextIO
 
 from crm_tui.models import CONTACT_FIELDS, DEAL_FIELDS, Contact, Record, RecordKind
+from crm_tui.text import strip_controls
 
 FORMATS = ("csv", "json", "xlsx", "vcf")
+STDOUT = "-"
 Progress = Callable[[int], None]
+
+# OWASP's list, with the full-width forms some spreadsheet locales also accept.
+_FORMULA_START = frozenset("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
+_LEADING_SPACE = " \n"
+
+
+class OutputPathError(ValueError):
+    """PATH cannot be written safely: what it is, and why that is refused."""
 
 
 def columns(kind: RecordKind) -> list[str]:
@@ -28,13 +51,22 @@ def cell(record: Record, name: str) -> Any:
     return value
 
 
-def open_private(path: Path, binary: bool = False) -> Any:
-    """Open for writing with mode 0600 whatever the umask; truncates an existing file."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    if binary:
-        return os.fdopen(fd, "wb")
-    return os.fdopen(fd, "w", encoding="utf-8", newline="")
+def formula_like(value: str) -> bool:
+    """Whether a spreadsheet could take this text for a formula (leading spaces ignored:
+    some applications trim them)."""
+    first = value[:1]
+    if first in _LEADING_SPACE and first:
+        first = value.lstrip(_LEADING_SPACE)[:1]
+    return first in _FORMULA_START
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell: None empty, formula-like text behind a `'`, anything else as it is."""
+    if value is None:
+        return ""
+    if type(value) is str and value and formula_like(value):
+        return "'" + value
+    return value
 
 
 def write_csv(
@@ -45,7 +77,7 @@ def write_csv(
     writer.writerow(names)
     count = 0
     for record in records:
-        writer.writerow(["" if (v := cell(record, n)) is None else v for n in names])
+        writer.writerow([csv_cell(cell(record, n)) for n in names])
         count += 1
         if progress and count % 1000 == 0:
             progress(1000)
@@ -80,8 +112,20 @@ def _typed(name: str, value: Any) -> Any:
     return value
 
 
+def _text_cell(sheet: Any, value: Any) -> Any:
+    """openpyxl makes a formula of text starting with `=` (and an error cell of `#N/A`):
+    such text goes in as a string cell, whatever it says."""
+    if type(value) is not str or value[:1] not in ("=", "#"):
+        return value
+    from openpyxl.cell import WriteOnlyCell
+
+    text = WriteOnlyCell(sheet, value=value)
+    text.data_type = "s"
+    return text
+
+
 def write_xlsx(
-    path: Path, kind: RecordKind, records: Iterable[Record], progress: Progress | None = None
+    handle: BinaryIO, kind: RecordKind, records: Iterable[Record], progress: Progress | None = None
 ) -> int:
     from openpyxl import Workbook  # imported here: only exports need it
 
@@ -91,18 +135,20 @@ def write_xlsx(
     sheet.append(names)
     count = 0
     for record in records:
-        sheet.append([_typed(n, cell(record, n)) for n in names])
+        sheet.append([_text_cell(sheet, _typed(n, cell(record, n))) for n in names])
         count += 1
         if progress and count % 1000 == 0:
             progress(1000)
-    with open_private(path, binary=True) as handle:
-        book.save(handle)
+    book.save(handle)
     return count
 
 
 def _escape(value: str) -> str:
+    """A vCard text value: control, bidi and zero-width characters gone (a card is read by
+    other programs, which may honour them), then RFC 6350 escapes."""
     return (
-        value.replace("\\", "\\\\")
+        strip_controls(value)
+        .replace("\\", "\\\\")
         .replace(",", "\\,")
         .replace(";", "\\;")
         .replace("\r\n", "\\n")
@@ -157,6 +203,65 @@ def write_vcf(handle: TextIO, records: Iterable[Record], progress: Progress | No
     return count
 
 
+def check_output_path(path: Path) -> None:
+    """Refuse a PATH that is not a regular file or a new name; says what it is."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    kinds = (
+        (stat.S_ISLNK, "a symbolic link (crm-tui never writes through one)"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    for test, what in kinds:
+        if test(mode):
+            raise OutputPathError(f"{path} is {what}; write the export to a regular file")
+
+
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[BinaryIO]:
+    """A new owner-only file beside `path` that becomes `path` once the block completes (a
+    rename: the old file, if any, is replaced, not written into); removed if it fails."""
+    check_output_path(path)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        if isinstance(exc, OSError) and exc.filename is None:  # a full disk: say which file
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
+
+
+def _write_text(
+    handle: IO[bytes],
+    fmt: str,
+    kind: RecordKind,
+    records: Iterable[Record],
+    progress: Progress | None,
+) -> int:
+    text = io.TextIOWrapper(handle, encoding="utf-8", newline="", write_through=True)
+    try:
+        if fmt == "csv":
+            return write_csv(text, kind, records, progress)
+        if fmt == "json":
+            return write_json(text, kind, records, progress)
+        return write_vcf(text, records, progress)
+    finally:
+        text.flush()
+        text.detach()  # the caller owns the binary handle
+
+
 def export(
     path: Path | None,
     fmt: str,
@@ -165,24 +270,33 @@ def export(
     progress: Progress | None = None,
     stdout: TextIO | None = None,
 ) -> int:
-    """Write `records` as `fmt` to `path` (0600) or to `stdout`. Returns how many were written."""
+    """Write `records` as `fmt` to `path` (0600, replaced whole) or, when `path` is None or
+    `-`, to `stdout`. Returns how many were written."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if fmt == "vcf" and kind != "contacts":
         raise ValueError("vCard export is for contacts only")
+    if path is not None and str(path) != STDOUT:
+        with replacing(path) as handle:
+            if fmt == "xlsx":
+                return write_xlsx(handle, kind, records, progress)
+            return _write_text(handle, fmt, kind, records, progress)
+    if fmt == "xlsx" and path is None:
+        raise ValueError("xlsx needs an output file: -o FILE, or -o - for standard output")
+    # Standard output gets the export whole or not at all: built first, then written.
+    buffer = io.BytesIO()
     if fmt == "xlsx":
-        if path is None:
-            raise ValueError("xlsx needs an output file (-o FILE)")
-        return write_xlsx(path, kind, records, progress)
-    writers: dict[str, Callable[[TextIO], int]] = {
-        "csv": lambda h: write_csv(h, kind, records, progress),
-        "json": lambda h: write_json(h, kind, records, progress),
-        "vcf": lambda h: write_vcf(h, records, progress),
-    }
-    if path is None:
-        buffer = io.StringIO()
-        count = writers[fmt](buffer)
-        (stdout or io.StringIO()).write(buffer.getvalue())
-        return count
-    with open_private(path) as handle:
-        return writers[fmt](handle)
+        count = write_xlsx(buffer, kind, records, progress)
+    else:
+        count = _write_text(buffer, fmt, kind, records, progress)
+    out = stdout or io.StringIO()
+    if fmt == "xlsx":
+        binary = getattr(out, "buffer", None)
+        if binary is None:
+            raise ValueError("standard output takes no binary data here; use -o FILE")
+        out.flush()
+        binary.write(buffer.getvalue())
+        binary.flush()
+    else:
+        out.write(buffer.getvalue().decode("utf-8"))
+    return count

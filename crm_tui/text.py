@@ -1,22 +1,42 @@
-"""Cleaning of untrusted strings: every CRM, CSV and user string passes through here."""
+"""Cleaning of untrusted strings: every CRM, CSV and user string passes through here.
+
+Three kinds of character never reach a terminal or a vCard from CRM text:
+- control characters: C0 (but tab and newline), DEL and C1. ESC sequences, OSC 52 and
+  friends would otherwise reach the terminal;
+- bidirectional controls (U+061C, U+200E, U+200F, U+202A-U+202E, U+2066-U+2069): they
+  reorder what follows them, so `Ana\\u202eeL` would show as another name (Trojan Source);
+- zero-width characters (U+200B-U+200D, U+2060-U+2064, U+FEFF, U+180E): invisible, they make
+  two names that look the same differ.
+U+2028 and U+2029 are line breaks: kept as a newline in text, a space on one line.
+"""
 
 from __future__ import annotations
 
 import re
 
-# C0 controls except tab and newline, DEL and the C1 range: ESC sequences, OSC 52 and
-# friends would otherwise reach the terminal.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_CONTROL_KEEP_NOTHING = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_INVISIBLE = "\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
+_LINE_BREAKS = "\u2028\u2029"
+_CONTROL = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_INVISIBLE}]")
+_CONTROL_OR_BREAK = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_INVISIBLE}{_LINE_BREAKS}]")
+_CONTROL_KEEP_NOTHING = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_INVISIBLE}{_LINE_BREAKS}]")
+
+
+def _keep_line_breaks(match: re.Match[str]) -> str:
+    return "\n" if match.group() in _LINE_BREAKS else ""
 
 
 def strip_controls(value: str) -> str:
-    """Remove control characters, keeping tabs and newlines (notes have them)."""
+    """Remove control, bidi and zero-width characters, keeping tabs and newlines (notes have
+    them); U+2028 and U+2029 become newlines."""
+    if "\u2028" in value or "\u2029" in value:
+        return _CONTROL_OR_BREAK.sub(_keep_line_breaks, value)
     return _CONTROL.sub("", value)
 
 
 def single_line(value: str) -> str:
-    """A value for a table cell: every control character, newlines included, becomes a space."""
+    """A value for a table cell: every control, bidi and zero-width character, newlines
+    included, becomes a space. One character for one, so match spans computed on the value
+    still point at the same characters."""
     return _CONTROL_KEEP_NOTHING.sub(" ", value)
 
 
@@ -25,7 +45,9 @@ def clean(value: object) -> str | None:
     if value is None:
         return None
     if type(value) is str:
-        if value.isprintable():  # no control character at all: the common case, at C speed
+        # No control, bidi or zero-width character (all non-printable): the common case, at
+        # C speed.
+        if value.isprintable():
             return value.strip() or None
         text = value
     elif isinstance(value, str):

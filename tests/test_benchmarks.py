@@ -21,6 +21,7 @@ BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
         ("tui_bench.py", ["--contacts", "2000", "--sync-contacts", "500"], "first paint"),
         ("dedup_bench.py", ["--sizes", "3000", "--quality", "120"], "precision"),
         ("load_bench.py", ["--contacts", "300", "--syncs", "1", "--idle-seconds", "0.3"], "p95"),
+        ("import_bench.py", ["--mb", "0.3"], "peak RSS"),
     ],
 )
 def test_benchmark_runs_at_a_small_size(script: str, args: list[str], expect: str) -> None:

@@ -93,7 +93,7 @@ def test_brivity_transaction_report_by_alias(tmp_path):
     assert plan.columns["address"] == "Property Address"
     assert plan.columns["sale_price"] == "Closing Price"
     assert plan.metadata_only == ["Weird"]
-    deal = plan.records[0]
+    deal = next(plan.batches())[0]
     assert (deal.property_address, str(deal.amount), deal.close_date) == (
         "12 Oak St, Austin",
         "500000",
@@ -101,7 +101,8 @@ def test_brivity_transaction_report_by_alias(tmp_path):
     )
     # No id column: a stable hash of MLS #, address, side, client and close date.
     assert deal.id.startswith("brivity:csv-")
-    assert plan_import("brivity-transactions", path, "alice").records[0].id == deal.id
+    again = plan_import("brivity-transactions", path, "alice")
+    assert next(again.batches())[0].id == deal.id
     # The row without an address still has an MLS id, so it maps; the bad price does not.
-    assert [reason for _, reason in plan.invalid] == ["amount: not a number: 'lots'"]
+    assert plan.invalid.items == [(3, 4, "amount: not a number: 'lots'")]
     assert BrivitySource.field_maps["deals"]

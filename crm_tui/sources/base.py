@@ -12,7 +12,7 @@ import httpx
 from crm_tui.config import Settings
 from crm_tui.logs import SecretMasker
 from crm_tui.models import Record, RecordKind
-from crm_tui.sources.mapping import FieldMap, RecordBuilder
+from crm_tui.sources.mapping import FieldMap, RecordBuilder, source_maps
 from crm_tui.sources.pagination import Page
 from crm_tui.store.db import Database
 
@@ -54,11 +54,7 @@ class Source(ABC):
 
     def __init__(self, ctx: SourceContext) -> None:
         self.ctx = ctx
-        custom = ctx.overrides.get(self.name, {})
-        self.maps: dict[RecordKind, FieldMap] = {
-            kind: {**self.field_maps.get(kind, {}), **custom.get(kind, {})}
-            for kind in ("contacts", "deals")
-        }
+        self.maps = source_maps(self.name, self.field_maps, ctx.overrides)
         self._builders = {kind: RecordBuilder(kind, m) for kind, m in self.maps.items()}
 
     @property

@@ -1,17 +1,27 @@
-"""File imports: which CSV exports a source takes, and the plan shown before applying one."""
+"""File imports: which CSV exports a source takes, and the plan shown before applying one.
+
+A plan reads its file once, as a stream: it keeps counts, the set of ids (to count
+duplicates) and at most `MAX_LISTED` invalid rows and errors, never the rows or the records.
+Applying it reads the file again (`FilePlan.batches`), with the same decoding and mapping,
+and refuses a file that changed in between.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crm_tui import jsoncodec
 from crm_tui.models import Record, RecordKind, utc_now
 from crm_tui.sources import brivity, topproducer
-from crm_tui.sources.csv_import import CsvSpec, read_csv
+from crm_tui.sources.csv_import import MAX_LISTED, Capped, CsvSpec, CsvStream, FileIdentity
 from crm_tui.sources.errors import ImportFileError, InvalidRecord
-from crm_tui.sources.mapping import FieldMap, RecordBuilder
+from crm_tui.sources.mapping import FieldMap, Overrides, RecordBuilder, RejectedRow, source_maps
+
+#: What an invalid row keeps of its payload for the quarantine while the plan is held.
+QUARANTINE_PREVIEW_CHARS = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,14 +56,25 @@ IMPORTERS: dict[str, dict[RecordKind, Importer]] = {
 class FilePlan:
     path: Path
     importer: Importer
+    builder: RecordBuilder
+    user_id: str
+    synced_at: str
+    identity: FileIdentity | None = None
     rows: int = 0
+    valid: int = 0  # distinct records (the last row of an id wins)
     columns: dict[str, str] = field(default_factory=dict)  # canonical -> header in the file
     metadata_only: list[str] = field(default_factory=list)  # kept in metadata, not mapped
-    invalid: list[tuple[int, str]] = field(default_factory=list)  # (row number, reason)
+    invalid: Capped = field(default_factory=Capped)  # (row number, line, reason)
     duplicates: int = 0
-    ragged_lines: list[int] = field(default_factory=list)
-    records: list[Record] = field(default_factory=list)
-    invalid_rows: list[tuple[str, Any]] = field(default_factory=list)
+    ragged: Capped = field(default_factory=Capped)  # line numbers
+    errors: Capped = field(default_factory=Capped)  # (line, what is wrong with the file there)
+    encoding: str = "utf-8"
+    encoding_warnings: list[dict[str, Any]] = field(default_factory=list)
+    invalid_rows: list[tuple[str, Any]] = field(default_factory=list)  # for the quarantine
+
+    @property
+    def ragged_lines(self) -> list[int]:
+        return self.ragged.items
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,13 +82,45 @@ class FilePlan:
             "source": self.importer.source,
             "type": self.importer.kind,
             "rows": self.rows,
-            "valid": len(self.records),
+            "valid": self.valid,
+            "encoding": self.encoding,
+            "encodingWarnings": self.encoding_warnings,
             "columnsMapped": self.columns,
             "columnsKeptInMetadata": self.metadata_only,
-            "invalid": [{"row": row, "reason": reason} for row, reason in self.invalid],
+            "invalid": [
+                {"row": row, "line": line, "reason": reason}
+                for row, line, reason in self.invalid.items
+            ],
+            "invalidCount": self.invalid.total,
+            "errors": [{"line": line, "error": error} for line, error in self.errors.items],
+            "errorCount": self.errors.total,
             "duplicates": self.duplicates,
-            "raggedLines": self.ragged_lines,
+            "raggedLines": self.ragged.items,
+            "raggedCount": self.ragged.total,
         }
+
+    def batches(self, size: int = 1000) -> Iterator[list[Record]]:
+        """The valid records, read from the file again, in file order, `size` at a time.
+        An id met twice comes twice: upserting in order leaves the later row, as planned."""
+        stream = CsvStream(self.path, self.importer.spec)
+        if stream.identity != self.identity:
+            stream.close()
+            raise ImportFileError(
+                f"Cannot import {self.path.name}", "the file changed after it was planned"
+            )
+        batch: list[Record] = []
+        build, source = self.builder, self.importer.source
+        for row in stream:
+            try:
+                record = build(source, self.user_id, row.values, self.synced_at)
+            except InvalidRecord:
+                continue
+            batch.append(record)
+            if len(batch) >= size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
 
 
 def choose_importer(name: str, path: Path) -> Importer:
@@ -79,31 +132,54 @@ def choose_importer(name: str, path: Path) -> Importer:
     return options[topproducer.classify_export(path)]
 
 
-def plan_import(name: str, path: Path, user_id: str) -> FilePlan:
-    """Parse and map a file without writing anything."""
+def _quarantine_payload(row: Mapping[str, Any]) -> Any:
+    """An invalid row as the quarantine will keep it: whole when small, else the start of its
+    JSON, so that a plan holding a thousand 10 MB rows stays small."""
+    if sum(len(v) for v in row.values() if isinstance(v, str)) < QUARANTINE_PREVIEW_CHARS // 2:
+        return dict(row)
+    try:
+        text = jsoncodec.dumps(dict(row))
+    except ValueError:
+        text = repr(dict(row))[:QUARANTINE_PREVIEW_CHARS]
+    return {"truncated": True, "json": text[:QUARANTINE_PREVIEW_CHARS]}
+
+
+def plan_import(
+    name: str, path: Path, user_id: str, overrides: Overrides | None = None
+) -> FilePlan:
+    """Read and map a file without writing anything, with the user's `mappings.toml`
+    entries applied as a sync of the same source applies them."""
     importer = choose_importer(name, path)
-    table = read_csv(path, importer.spec)
+    field_map = source_maps(importer.source, {importer.kind: importer.field_map}, overrides or {})
+    stream = CsvStream(path, importer.spec)
     plan = FilePlan(
         path,
         importer,
-        rows=len(table.rows),
-        columns=table.columns,
-        metadata_only=table.unmapped,
-        ragged_lines=table.ragged,
+        RecordBuilder(importer.kind, field_map[importer.kind]),
+        user_id,
+        utc_now(),
+        identity=stream.identity,
+        columns=stream.columns,
+        metadata_only=stream.unmapped,
     )
-    synced_at = utc_now()
-    seen: Counter[str] = Counter()
-    kept: dict[str, Record] = {}
-    build = RecordBuilder(importer.kind, importer.field_map)
-    for number, row in enumerate(table.rows, start=1):
+    seen: set[str] = set()
+    for row in stream:
+        plan.rows += 1
         try:
-            record = build(importer.source, user_id, row, synced_at)
+            record = plan.builder(importer.source, user_id, row.values, plan.synced_at)
         except InvalidRecord as exc:
-            plan.invalid.append((number, str(exc)))
-            plan.invalid_rows.append((str(exc), row))
+            reason = str(exc)
+            if not isinstance(row.values, RejectedRow):  # a broken row is an error, listed so
+                plan.invalid.add((row.number, row.line, reason))
+            if len(plan.invalid_rows) < MAX_LISTED:
+                plan.invalid_rows.append((reason, _quarantine_payload(row.values)))
             continue
-        seen[record.id] += 1
-        kept[record.id] = record
-    plan.duplicates = sum(n - 1 for n in seen.values())
-    plan.records = list(kept.values())
+        if record.id in seen:
+            plan.duplicates += 1
+        else:
+            seen.add(record.id)
+    plan.valid = len(seen)
+    plan.ragged, plan.errors = stream.ragged, stream.errors
+    plan.encoding = stream.decoding.encoding
+    plan.encoding_warnings = stream.decoding.warnings()
     return plan

@@ -6,6 +6,18 @@ function of the payload. Users add or override entries in `mappings.toml` in the
 
     [followupboss.contacts]
     company = "customCompanyName"
+
+One bad record never fails a stream: whatever a payload holds, mapping it either gives a
+record or raises InvalidRecord with the reason (the engine quarantines it, the import plan
+lists it). The limits a record must keep:
+- its payload, as compact JSON, at most `MAX_PAYLOAD_CHARS` (1 MiB) characters
+  ("payload larger than 1 MiB"), nested at most 500 levels; a text field longer than
+  20,000 characters is cut there;
+- every string encodable as UTF-8 (no lone surrogate): SQLite would refuse the whole batch;
+- an amount or a probability: a finite number below 1e15 in magnitude with at most 20
+  decimal places, written in at most 64 characters (so `1E+999999999`, `1e-999999999` and
+  integers past 64 bits are refused, never passed on to Decimal arithmetic or to an
+  INTEGER column); a probability between 0 and 100.
 """
 
 from __future__ import annotations
@@ -37,6 +49,7 @@ from crm_tui.tomlfile import where
 Getter = Callable[[Mapping[str, Any]], Any]
 FieldSpec = str | tuple[str, ...] | Getter
 FieldMap = dict[str, FieldSpec]
+Overrides = Mapping[str, Mapping[str, Mapping[str, str]]]  # source -> stream -> field -> path
 
 _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 _CONTACT_TARGETS = frozenset(Contact.__dataclass_fields__) - {"id", "source", "user_id", "raw"}
@@ -152,6 +165,17 @@ def _read_overrides(path: Path) -> tuple[Overrides, list[str]]:
     return result, problems
 
 
+def source_maps(
+    source: str, field_maps: Mapping[RecordKind, FieldMap], overrides: Overrides
+) -> dict[RecordKind, FieldMap]:
+    """A source's field maps with the user's `mappings.toml` entries for it on top. A sync
+    and a file import of the same source both build their maps here, so they map alike."""
+    custom = overrides.get(source, {})
+    return {
+        kind: {**field_maps.get(kind, {}), **custom.get(kind, {})} for kind in ("contacts", "deals")
+    }
+
+
 # -- coercion ----------------------------------------------------------------------------
 
 
@@ -169,24 +193,39 @@ def _clean_payload(value: Any, depth: int = 0) -> Any:
     return value
 
 
-# JSON escapes C0 controls as \u00XX (\b and \f in short); DEL and C1 stay literal. Any of
-# them means "clean first".
-_ESCAPED_CONTROL = re.compile(r"\\u00(?:[01][0-9a-fA-F]|7[fF]|[89][0-9a-fA-F])|\\[bf]|[\x7f-\x9f]")
+# JSON escapes C0 controls as \u00XX (\b and \f in short); DEL, C1, bidi and zero-width
+# characters and U+2028/U+2029 stay literal with orjson, but another encoder may escape them.
+# Any of them means "clean first".
+_ESCAPED_CONTROL = re.compile(
+    r"\\u00(?:[01][0-9a-fA-F]|7[fF]|[89][0-9a-fA-F])|\\[bf]"
+    r"|\\u(?:061[cC]|180[eE]|200[b-fB-F]|202[89a-eA-E]|206[0-46-9]|[fF][eE][fF][fF])"
+    "|[\x7f-\x9f\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+)
 
 
 def _may_hold_control(text: str) -> bool:
     """A prefilter for the pattern above, at memchr speed: the regex costs 4 µs a payload.
-    Every escape starts with a backslash, and most payloads have none (50 ns to know)."""
-    if "\\" in text and ("\\u00" in text or "\\b" in text or "\\f" in text):
+    Every escape starts with a backslash, and most payloads have none (50 ns to know); every
+    literal one is DEL or beyond ASCII."""
+    if "\\" in text and ("\\u" in text or "\\b" in text or "\\f" in text):
         return True
     return "\x7f" in text or not text.isascii()
+
+
+MAX_PAYLOAD_CHARS = 1024 * 1024
 
 
 def raw_json(raw: Any) -> str:
     """The payload as compact JSON without control characters. Most payloads have none, so
     they are serialised once and checked, rather than walked field by field. (NaN and
-    infinity come out as null.)"""
-    text = jsoncodec.dumps(raw)
+    infinity come out as null.) Raises InvalidRecord for a payload too large to keep or
+    holding text that cannot be stored."""
+    try:
+        text = jsoncodec.dumps(raw)
+    except ValueError as exc:  # a lone surrogate; an integer too long to write
+        raise InvalidRecord(f"payload cannot be stored: {exc}") from None
+    if len(text) > MAX_PAYLOAD_CHARS:
+        raise InvalidRecord(f"payload larger than {MAX_PAYLOAD_CHARS // 2**20} MiB")
     if not _may_hold_control(text) or not _ESCAPED_CONTROL.search(text):
         return text
     return jsoncodec.dumps(_clean_payload(raw))
@@ -224,6 +263,9 @@ def to_tags(value: Any) -> tuple[str, ...]:
 
 
 _MONEY_JUNK = re.compile(r"[\s$,€£]|USD", re.IGNORECASE)
+_MAX_NUMBER_CHARS = 64
+_MAX_MAGNITUDE = 15  # digits before the point: below 1e15
+_MAX_DECIMALS = 20
 
 
 def to_amount(value: Any, field: str = "amount") -> Decimal | None:
@@ -241,6 +283,10 @@ def to_amount(value: Any, field: str = "amount") -> Decimal | None:
         text = _MONEY_JUNK.sub("", value)
         if not text:
             return None
+        if len(text) > _MAX_NUMBER_CHARS:
+            raise InvalidRecord(
+                f"{field}: not a number (longer than {_MAX_NUMBER_CHARS} characters)"
+            )
         try:
             amount = Decimal(text)
         except InvalidOperation:
@@ -249,8 +295,21 @@ def to_amount(value: Any, field: str = "amount") -> Decimal | None:
             raise InvalidRecord(f"{field}: not a finite number")
     else:
         raise InvalidRecord(f"{field}: not a number ({type(value).__name__})")
-    if abs(amount) >= Decimal("1e15"):
+    return _in_range(amount, field)
+
+
+def _in_range(amount: Decimal, field: str) -> Decimal:
+    """Looked at through its exponent, never through arithmetic: abs() or a comparison of
+    1E+999999999 raises decimal.Overflow."""
+    exponent = amount.as_tuple().exponent
+    if not isinstance(exponent, int):  # NaN or infinity handed in as a Decimal
+        raise InvalidRecord(f"{field}: not a finite number")
+    if amount.is_zero():
+        return amount if -_MAX_DECIMALS <= exponent <= 0 else Decimal(0)
+    if amount.adjusted() >= _MAX_MAGNITUDE:
         raise InvalidRecord(f"{field}: out of range")
+    if exponent < -_MAX_DECIMALS:
+        raise InvalidRecord(f"{field}: more than {_MAX_DECIMALS} decimal places")
     return amount
 
 
@@ -316,6 +375,18 @@ _TAGS_AT = _CONTACT_TEXT.index("street")
 _EMAIL_AT = _CONTACT_TEXT.index("email")
 
 
+class RejectedRow(dict[str, Any]):
+    """A row a file reader could not take apart (an unbalanced quote, an over-long line):
+    what there is of it, and why. Mapping it raises InvalidRecord with that reason, so a sync
+    quarantines it like any invalid record."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str, payload: Mapping[str, Any]) -> None:
+        super().__init__(payload)
+        self.reason = reason
+
+
 def _absent(raw: Mapping[str, Any]) -> None:
     return None
 
@@ -360,9 +431,13 @@ class RecordBuilder:
     def __call__(self, source: str, user_id: str, raw: Any, synced_at: str) -> Record:
         """Map and coerce one payload. Raises InvalidRecord with the reason, never anything
         else."""
-        if not is_mapping(raw):
-            raise InvalidRecord(f"record is {type(raw).__name__}, not an object")
+        if type(raw) is not dict:  # decoded JSON and CSV rows are: one check for both
+            if isinstance(raw, RejectedRow):
+                raise InvalidRecord(raw.reason)
+            if not is_mapping(raw):
+                raise InvalidRecord(f"record is {type(raw).__name__}, not an object")
         try:
+            payload = raw_json(raw)  # first: the whole record's limits, before any field
             remote = remote_id_of(self._id(raw))
             head = (record_id(source, remote), source, remote, user_id)
             text = [_text(get(raw)) for get in self._text]
@@ -371,7 +446,7 @@ class RecordBuilder:
                 to_timestamp(self._updated(raw)),
                 synced_at,
                 self._deleted(raw) is True,
-                raw_json(raw),
+                payload,
             )
             if self.kind == "contacts":
                 if text[_EMAIL_AT]:
@@ -394,7 +469,9 @@ class RecordBuilder:
             raise
         except RecursionError:
             raise InvalidRecord("payload nested too deeply") from None
-        except (TypeError, ValueError, OverflowError) as exc:
+        except UnicodeError:
+            raise InvalidRecord("text that cannot be encoded as UTF-8 (a lone surrogate)") from None
+        except (TypeError, ValueError, ArithmeticError) as exc:  # decimal's errors among them
             raise InvalidRecord(f"cannot map record: {type(exc).__name__}") from None
 
 

@@ -707,10 +707,22 @@ class Database(LeaseStore):
         items: Iterable[tuple[str, Any]],
         created_at: str,
     ) -> None:
-        rows = [
-            (user_id, run_id, source, stream, reason, json.dumps(payload, default=str), created_at)
-            for reason, payload in items
-        ]
+        """Invalid records with their reasons. A payload is stored as JSON (ASCII: a lone
+        surrogate is escaped, never a failed batch); past 64 KiB only its first 64 KiB are
+        kept, inside `{"truncated": true, "characters": N, "head": ...}`, so that a 10 MB
+        record cannot bloat the database."""
+        cap = 64 * 1024
+        rows = []
+        for reason, payload in items:
+            try:
+                text = json.dumps(payload, default=str)
+            except (ValueError, RecursionError):  # an int past str()'s limit, deep nesting
+                text = json.dumps({"unserialisable": type(payload).__name__})
+            if len(text) > cap:
+                text = json.dumps({"truncated": True, "characters": len(text), "head": text[:cap]})
+            # The reason may quote the record: keep it storable whatever it holds.
+            storable = reason.encode("utf-8", "backslashreplace").decode("utf-8")
+            rows.append((user_id, run_id, source, stream, storable, text, created_at))
         if not rows:
             return
         with self.transaction() as conn:

@@ -1,0 +1,58 @@
+"""A Follow Up Boss look-alike on a real loopback socket that serves the exact bytes a test
+gives it: payloads no JSON encoder would write (lone surrogates, 10 MB fields, numbers past
+every limit) reach the engine as they would from a hostile server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from crm_tui.config import Settings
+from crm_tui.demo.servers import FaultInjector, Faults, serve
+from tests.conftest import make_settings
+
+
+def page(collection: str, items: Sequence[bytes]) -> bytes:
+    """One last page (no next cursor) of `items`, each one record's JSON text as written."""
+    head = (
+        b'{"_metadata":{"collection":"%s","offset":0,"limit":100,"total":%d,"next":null},"%s":['
+        % (collection.encode(), len(items), collection.encode())
+    )
+    return head + b",".join(items) + b"]}"
+
+
+@contextmanager
+def hostile_fub(
+    tmp_path: Path, people: Sequence[bytes], deals: Sequence[bytes] = ()
+) -> Iterator[Settings]:
+    """Settings pointing Follow Up Boss at a server that answers `people` and `deals`."""
+    bodies = {"people": page("people", people), "deals": page("deals", deals)}
+
+    async def listing(request: Request) -> Response:
+        name = request.url.path.rsplit("/", 1)[-1]
+        return Response(bodies[name], 200, media_type="application/json")
+
+    app = Starlette(routes=[Route("/v1/people", listing), Route("/v1/deals", listing)])
+    server = serve("hostile-fub", FaultInjector(app, Faults(), lambda path: False))
+    try:
+        yield make_settings(tmp_path, fub_api_key="k", fub_api_base_url=f"{server.url}/v1")
+    finally:
+        server.stop()
+
+
+def person(remote_id: int, first: str = "Ana", last: str = "Lee", **extra: str) -> bytes:
+    """A plain, valid person as JSON text; `extra` values are inserted as raw JSON."""
+    fields = [
+        f'"id":{remote_id}',
+        f'"firstName":"{first}"',
+        f'"lastName":"{last}"',
+        f'"emails":[{{"value":"p{remote_id}@example.com","isPrimary":true}}]',
+        *(f'"{key}":{value}' for key, value in extra.items()),
+    ]
+    return ("{" + ",".join(fields) + "}").encode()
