@@ -818,7 +818,17 @@ def doctor(ctx: click.Context, repair: bool, no_sync: bool, as_json: bool) -> No
 
     rt = _rt(ctx, as_json)
     with errors(rt):
-        report = run(run_doctor(lambda: rt.settings, rt.env_file, repair=repair, sync=not no_sync))
+        from crm_tui.app import check_keymap
+
+        report = run(
+            run_doctor(
+                lambda: rt.settings,
+                rt.env_file,
+                repair=repair,
+                sync=not no_sync,
+                keymap_problems=check_keymap,
+            )
+        )
         masker = rt.masker if rt._settings is not None else SecretMasker()
         code = report.exit_code
         payload: dict[str, Any] = {"success": code == 0, **report.to_json()}

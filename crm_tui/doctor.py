@@ -13,7 +13,7 @@ from typing import Any
 
 from crm_tui.config import DISPLAY_NAMES, ConfigError, Settings, config_dir, default_env_files
 from crm_tui.models import SyncReport
-from crm_tui.sources.mapping import load_overrides
+from crm_tui.sources.mapping import check_mappings
 from crm_tui.store import CacheStore, Database
 from crm_tui.store.health import (
     EXIT_CONFIG,
@@ -87,8 +87,15 @@ def sync_exit_code(report: SyncReport) -> int:
 
 
 async def run_doctor(
-    load: Callable[[], Settings], env_file: Path | None, *, repair: bool, sync: bool
+    load: Callable[[], Settings],
+    env_file: Path | None,
+    *,
+    repair: bool,
+    sync: bool,
+    keymap_problems: Callable[[Path], list[str]] | None = None,
 ) -> DoctorReport:
+    """`keymap_problems`: the app's own check of keymap.toml (binding ids live on its
+    screens, which this module does not import)."""
     report = DoctorReport()
     settings = _settings(load, report)
     if settings is None:
@@ -96,6 +103,9 @@ async def run_doctor(
             report.notes.append("not repaired: without settings the database is unknown")
         return report
     report.settings.append(mappings_check(config_dir() / "mappings.toml"))
+    if keymap_problems is not None:
+        keymap = config_dir() / "keymap.toml"
+        report.settings.append(keymap_check(keymap, keymap_problems(keymap)))
     report.database = database_checks(settings.database_path)
     report.files = [
         data_dir_check(settings.data_dir),
@@ -128,18 +138,24 @@ def _settings(load: Callable[[], Settings], report: DoctorReport) -> Settings | 
 
 
 def mappings_check(path: Path) -> Check:
-    try:
-        overrides = load_overrides(path)
-    except ValueError as exc:
+    return _config_file_check("mappings.toml", path, check_mappings(path), "the built-in maps")
+
+
+def keymap_check(path: Path, problems: list[str]) -> Check:
+    return _config_file_check("keymap.toml", path, problems, "the built-in keys")
+
+
+def _config_file_check(name: str, path: Path, problems: list[str], default: str) -> Check:
+    if problems:
         return failed(
-            "mappings.toml",
-            str(exc),
-            f"correct it, or move it away to use the built-in field maps: {path}",
+            name,
+            "; ".join(problems),
+            f"correct it, or move it away to use {default}: {path}",
             EXIT_CONFIG,
         )
     if not path.is_file():
-        return ok("mappings.toml", "none (the built-in field maps)")
-    return ok("mappings.toml", f"{path}: {len(overrides)} source(s) customised")
+        return ok(name, f"none ({default})")
+    return ok(name, str(path))
 
 
 def source_checks(settings: Settings) -> list[Check]:

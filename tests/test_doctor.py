@@ -419,3 +419,19 @@ async def test_the_app_shows_a_damaged_database_instead_of_an_empty_cache(tmp_pa
         await pilot.pause(0.3)
         assert not app.engine.running()
         assert not [w for w in app.workers if w.group.startswith("sync-")]
+
+
+def test_doctor_checks_the_keymap_as_the_app_would(settings):
+    from crm_tui.config import config_dir
+
+    folder = config_dir()
+    folder.mkdir(parents=True)
+    (folder / "keymap.toml").write_text('"mode.search" = "f12"\n"mode.serch" = "f11"\n')
+    result = crm(settings, "doctor", "--json")
+    assert result.returncode == 3, result.stdout
+    row = check(failure(result), "keymap.toml")
+    assert row["status"] == "failed"
+    assert "line 2" in row["message"] and "mode.serch" in row["message"]
+    (folder / "keymap.toml").write_text('"mode.search" = "f12"\n')
+    fine = crm(settings, "doctor", "--json")
+    assert check(json.loads(fine.stdout), "keymap.toml")["status"] == "ok"

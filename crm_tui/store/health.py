@@ -26,6 +26,7 @@ from crm_tui.store.damage import (
 )
 from crm_tui.store.db import MIGRATIONS
 from crm_tui.store.errors import DatabaseDamaged, DataDirRefused
+from crm_tui.store.files import check_data_dir, check_file
 
 Status = Literal["ok", "warning", "failed"]
 EXIT_DAMAGED = DatabaseDamaged.exit_code
@@ -160,25 +161,13 @@ def schema_check(conn: sqlite3.Connection, path: Path) -> Check:
 
 
 def data_dir_check(path: Path) -> Check:
+    problems = check_data_dir(path)  # the rules every command applies when it opens it
+    if problems:
+        return failed("data dir", "; ".join(problems), "use a data dir of your own", EXIT_CONFIG)
     try:
-        info = path.stat()
+        mode = stat.S_IMODE(path.stat().st_mode)
     except FileNotFoundError:
         return ok("data dir", f"{path}: not created yet")
-    mode = stat.S_IMODE(info.st_mode)
-    if info.st_uid != os.geteuid():
-        return failed(
-            "data dir",
-            f"{path}: owned by user id {info.st_uid}, not by you",
-            "use a data dir of your own (CRM_DATA_DIR)",
-            EXIT_CONFIG,
-        )
-    if mode & stat.S_IWOTH:
-        return failed(
-            "data dir",
-            f"{path}: mode {mode:04o}: anyone on this machine can replace its files",
-            "use a data dir of your own (CRM_DATA_DIR)",
-            EXIT_CONFIG,
-        )
     if mode & 0o077:
         return warning(
             "data dir",
@@ -211,15 +200,9 @@ def file_check(path: Path) -> Check | None:
     except FileNotFoundError:
         return None
     name = f"file {path.name}"
-    if stat.S_ISLNK(info.st_mode):
-        return failed(
-            name,
-            f"{path}: a symbolic link (to {os.readlink(path)})",
-            "put the file itself in its place",
-            EXIT_CONFIG,
-        )
-    if not stat.S_ISREG(info.st_mode):
-        return failed(name, f"{path}: not a regular file", "remove it", EXIT_CONFIG)
+    problem = check_file(path)  # a link or not a regular file: refused when opened
+    if problem is not None:
+        return failed(name, problem, "put the file itself in its place", EXIT_CONFIG)
     if info.st_uid != os.geteuid():
         return failed(
             name,
