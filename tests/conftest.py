@@ -94,6 +94,14 @@ def faulty_servers(request: pytest.FixtureRequest) -> Iterator[DemoServers]:
     servers.stop()
 
 
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" and report.passed:
+        from tests.reliability import record_case
+
+        path, _, name = report.nodeid.partition("::")
+        record_case(Path(path).stem, name)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from tests.reliability import write_report
 

@@ -39,10 +39,17 @@ class Report:
     load_searches: int = 0
     # (what overlapped, processes, records compared)
     overlaps: list[tuple[str, int, int]] = field(default_factory=list)
+    # hostile-input category -> the cases that held (test names, in words)
+    cases: dict[str, list[str]] = field(default_factory=dict)
 
     def empty(self) -> bool:
         return not (
-            self.faults or self.crashes or self.canaries or self.load_syncs or self.overlaps
+            self.faults
+            or self.crashes
+            or self.canaries
+            or self.load_syncs
+            or self.overlaps
+            or self.cases
         )
 
     def markdown(self) -> str:
@@ -86,6 +93,21 @@ class Report:
                 "its commit wrote, and no lease, unfinished generation or hidden row is left.",
                 "",
             ]
+        if self.cases:
+            lines += ["| Hostile input | Cases that held | For example |", "| --- | --- | --- |"]
+            for category in HOSTILE:
+                held = self.cases.get(category.title, [])
+                if held:
+                    lines.append(f"| {category.title} | {len(held)} | {category.example} |")
+            lines += [
+                "",
+                "Each case is a test of its own, over real files, real processes and real "
+                "sockets, run in the same session (`tests/test_hostile_records.py`, "
+                "`test_import_files.py`, `test_export_safety.py`, `test_invisible_text.py`, "
+                "`test_data_dir.py`, `test_hostile_settings.py`, `test_config_files.py`, "
+                "`test_cli_contract.py`, `test_doctor.py`).",
+                "",
+            ]
         if self.crashes:
             states: dict[str, int] = {}
             for _, _, state in self.crashes:
@@ -115,6 +137,55 @@ class Report:
                 "(`benchmarks/load_bench.py` prints the latency figures)."
             )
         return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Category:
+    title: str
+    modules: tuple[str, ...]
+    example: str
+
+
+#: The tests whose passing cases the report counts, by what they throw at crm-tui.
+HOSTILE = (
+    Category(
+        "Hostile files",
+        ("test_hostile_records", "test_import_files", "test_invisible_text"),
+        "amounts like 1E+999999999, lone surrogates and 10 MB fields quarantined with the rest"
+        " landing; UTF-16/32 by BOM, mixed encodings named by line; an unbalanced quote; "
+        "/dev/zero, a FIFO, a growing file; bidi and zero-width characters",
+    ),
+    Category(
+        "Hostile paths",
+        ("test_export_safety", "test_data_dir"),
+        "formula cells in CSV and XLSX; `export -o` onto a symlink, a device, a FIFO; a 1777 "
+        "data dir or a link to one; a database that is a link; a read-only database",
+    ),
+    Category(
+        "Hostile settings",
+        ("test_hostile_settings", "test_config_files"),
+        "plain http:// to another host; a ./.env pointing a key elsewhere; unknown sources and "
+        "binding ids; a non-UTF-8 .env",
+    ),
+    Category(
+        "A corrupt database",
+        ("test_doctor",),
+        "a destroyed page, a garbage header, a -wal lost after a crash: named, repaired, "
+        "local records recovered first",
+    ),
+    Category(
+        "The CLI contract",
+        ("test_cli_contract",),
+        "usage errors as JSON, a closed pipe, a full disk, impossible dates in a query",
+    ),
+)
+
+
+def record_case(module: str, name: str) -> None:
+    """A passing test of one of the HOSTILE modules."""
+    for category in HOSTILE:
+        if module in category.modules:
+            REPORT.cases.setdefault(category.title, []).append(name)
 
 
 REPORT = Report()

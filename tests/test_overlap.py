@@ -27,17 +27,18 @@ from crm_tui.sources.base import SourceContext
 from crm_tui.sources.registry import build_source
 from crm_tui.store import CacheStore, Database
 from tests.conftest import DEMO_CONTACTS, make_settings
-from tests.reliability import REPORT
+from tests.reliability import FULL, REPORT
 from tests.test_integration import STREAMS, comparable, expected
 
 SEED = 12
+CONTACTS = 2000 if FULL else DEMO_CONTACTS
 
 
 @pytest.fixture(scope="module")
 def slow_servers() -> Iterator[DemoServers]:
     """Every data request takes a while: a sync lasts long enough to be overlapped."""
     servers = start_demo_servers(
-        contacts=DEMO_CONTACTS, seed=SEED, faults=Faults(latency=0.05), fub_rate_limit=10_000
+        contacts=CONTACTS, seed=SEED, faults=Faults(latency=0.05), fub_rate_limit=10_000
     )
     yield servers
     servers.stop()
