@@ -13,7 +13,6 @@ import gc
 import importlib
 import logging
 import pkgutil
-import tomllib
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -42,8 +41,9 @@ from crm_tui.sources.base import SourceContext
 from crm_tui.sources.http import tls_context
 from crm_tui.store import CacheStore, Database, StoreChange
 from crm_tui.store.errors import StoreError
+from crm_tui.store.leases import Holder
 from crm_tui.sync.engine import ConnectionResult, SyncEngine
-from crm_tui.tomlfile import where
+from crm_tui.tomlfile import read_toml, where
 
 log = logging.getLogger(__name__)
 
@@ -93,18 +93,11 @@ def _flatten(table: dict[str, Any], keys: KeyPath = ()) -> Iterator[tuple[KeyPat
 def load_keymap(path: Path) -> tuple[dict[str, str], list[str]]:
     """The bindings `keymap.toml` asks for, and its problems (file and line each): syntax,
     unknown binding ids, values that are not keys."""
-    if not path.is_file():
-        return {}, []
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        return {}, [f"{path}: {exc}"]
-    except OSError as exc:
-        return {}, [f"{path}: {exc.strerror or exc}"]
+    data, text, problems = read_toml(path)
+    if problems or not data:
+        return {}, problems
     known = known_binding_ids()
     keymap: dict[str, str] = {}
-    problems = []
     for keys, value in _flatten(data):
         binding_id = ".".join(keys)
         if binding_id not in known:
@@ -254,13 +247,23 @@ class CrmApp(App[None]):
         assert db is not None
         try:
             version = await asyncio.to_thread(db.data_version)
-            if self._seen_version is None:
-                self._seen_version = version
-            elif version != self._seen_version:
-                self._seen_version = version
+            if version == self._seen_version:
+                return
+            first, self._seen_version = self._seen_version is None, version
+            if not first:
                 await self.store.load()
+            # leases change only by a commit: read again when anything was committed
+            self._show_other_writers(await asyncio.to_thread(db.leases, self.store.user_id))
         except StoreError as exc:
             self.show_store_error(exc)
+
+    def _show_other_writers(self, held: list[tuple[str, str, Holder]]) -> None:
+        """A sync in another process (cron, `sync --watch`) shows on Status as it runs."""
+        mine = self.store.db.owner.id if self.store.db is not None else None
+        busy = {source: h.describe() for source, _, h in held if h.owner.id != mine}
+        for source in self.store.sources():
+            if self.store.status(source).busy_elsewhere != busy.get(source):
+                self.store.update_status(source, busy_elsewhere=busy.get(source))
 
     def show_store_error(self, error: StoreError) -> None:
         """The snapshot could not be read: say which file, what is wrong and what to do,

@@ -163,6 +163,7 @@ class SourceStatus:
     retry_at: str | None = None
     next_run: str | None = None
     waiting_for: str | None = None  # who holds the stream this sync waits for
+    busy_elsewhere: str | None = None  # another process writing one of its streams
 
     def to_guide(self) -> dict[str, Any]:
         return {

@@ -1,9 +1,27 @@
-"""Where a key sits in TOML text: tomllib reports no positions for keys, and an error about a
-setting should name its line."""
+"""The user's TOML files (mappings.toml, keymap.toml): read without raising, and where a key
+sits in the text (tomllib reports no positions for keys, and an error about a setting
+should name its line)."""
 
 from __future__ import annotations
 
 import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+
+def read_toml(path: Path) -> tuple[dict[str, Any], str, list[str]]:
+    """(data, text, problems): an absent file is empty; one that cannot be read or parsed
+    is empty with its problem, naming the file."""
+    if not path.is_file():
+        return {}, "", []
+    try:
+        text = path.read_text(encoding="utf-8")
+        return tomllib.loads(text), text, []
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        return {}, "", [f"{path}: {exc}"]
+    except OSError as exc:
+        return {}, "", [f"{path}: {exc.strerror or exc}"]
 
 
 def _key_pattern(key: str) -> str:

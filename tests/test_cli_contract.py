@@ -21,24 +21,12 @@ from crm_tui.models import Contact
 from crm_tui.search.query import QueryError, parse_query
 from crm_tui.store import CacheStore, Database
 from crm_tui.store.errors import StoreError
+from tests.test_data_dir import crm
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     return {"CRM_DATA_DIR": str(tmp_path / "data"), "CRM_USER_ID": "alice"}
-
-
-def crm(
-    *args: str, env: dict[str, str], preexec=None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "crm_tui", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-        preexec_fn=preexec,
-        timeout=timeout,
-    )
 
 
 def seed(data: Path, count: int, **fields: str) -> None:

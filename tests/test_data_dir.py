@@ -33,7 +33,7 @@ def crm(
     env: dict[str, str],
     preexec=None,
     cwd: Path | None = None,
-    timeout: float = 60,
+    timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "crm_tui", *args],

@@ -235,11 +235,14 @@ def test_a_sync_killed_while_another_waits_is_taken_over(tmp_path, slow_servers,
     code, _, err = finish(second)
     assert code == 0, err
     assert f"waiting for the sync in process {first.pid}" in err
+    compared = 0
     for stream in ("contacts", "deals"):
         want = dataset(slow_servers, tmp_path, "followupboss", stream)
         assert cached(data_dir, "followupboss", stream) == want, stream
+        compared += len(want)
     assert leftovers(data_dir) == NOTHING_LEFT
-    REPORT.overlaps.append((f"first killed {crash_at}, second waiting", 2, len(want)))
+    when = "in its commit" if crash_at == "commit" else "reading pages"
+    REPORT.overlaps.append((f"first killed {when} (SIGKILL), second waiting", 2, compared))
 
 
 def test_a_commit_killed_halfway_keeps_the_previous_good_data(tmp_path, demo_servers):
@@ -372,13 +375,19 @@ async def test_the_app_shows_it_waits_for_another_processes_sync(tmp_path, slow_
         app = make_app(settings, sync_stale=False)
         async with app.run_test(size=SIZE) as pilot:
             await settle(pilot, app)
+            table = app.screen.query_one("#sources", DataTable)
+            busy = f"busy: the sync in process {cron.pid}"
+            for _ in range(60):  # the watcher looks every second
+                await pilot.pause(0.1)
+                if busy in str(table.get_row("followupboss")):
+                    break
+            assert busy in " ".join(str(c) for c in table.get_row("followupboss"))
             app.sync_source("followupboss")
             for _ in range(100):
                 await pilot.pause(0.05)
                 if app.store.status("followupboss").state is SyncState.WAITING:
                     break
             await pilot.pause(0.3)
-            table = app.screen.query_one("#sources", DataTable)
             row = [str(cell) for cell in table.get_row("followupboss")]
             assert "⧗ waiting" in row
             assert f"waiting for the sync in process {cron.pid}" in " ".join(row)

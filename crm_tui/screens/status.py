@@ -41,7 +41,7 @@ def progress_text(status: SourceStatus) -> str:
         return f"waiting for {status.waiting_for}"
     p = status.progress
     if p is None:
-        return ""
+        return f"busy: {status.busy_elsewhere}" if status.busy_elsewhere else ""
     of = f" of {p.total:,}" if p.total else ""
     return f"{p.stream} {p.records:,}{of}"
 

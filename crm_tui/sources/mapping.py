@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -44,7 +43,7 @@ from crm_tui.models import (
 )
 from crm_tui.sources.errors import InvalidRecord
 from crm_tui.text import clean, strip_controls
-from crm_tui.tomlfile import where
+from crm_tui.tomlfile import read_toml, where
 
 Getter = Callable[[Mapping[str, Any]], Any]
 FieldSpec = str | tuple[str, ...] | Getter
@@ -126,17 +125,8 @@ def check_mappings(path: Path) -> list[str]:
 
 
 def _read_overrides(path: Path) -> tuple[Overrides, list[str]]:
-    if not path.is_file():
-        return {}, []
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        return {}, [f"{path}: {exc}"]
-    except OSError as exc:
-        return {}, [f"{path}: {exc.strerror or exc}"]
+    data, text, problems = read_toml(path)
     result: Overrides = {}
-    problems: list[str] = []
 
     def problem(keys: tuple[str, ...], message: str) -> None:
         problems.append(f"{where(path, text, keys)}: {message}")

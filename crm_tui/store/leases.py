@@ -144,10 +144,9 @@ class LeaseStore:
                 " WHERE l.user_id = ? AND l.source = ? AND l.stream = ?",
                 (user_id, source, stream),
             ).fetchone()
-            if row is not None:
-                found = _owner(row[2:])
-                if found is not None and is_alive(*found):
-                    return Holder(found[0], row[0], row[1])
+            if row is not None and _alive(found := _owner(row[2:])):
+                assert found is not None
+                return Holder(found[0], row[0], row[1])
             if stream in ("contacts", "deals"):
                 self._sweep(conn, user_id, source, stream)  # type: ignore[arg-type]
             lease = Lease(user_id, source, stream, uuid.uuid4().hex)
@@ -192,7 +191,7 @@ class LeaseStore:
         out = []
         for source, stream, purpose, acquired_at, *owner in rows:
             found = _owner(tuple(owner))
-            if found is not None and is_alive(*found):
+            if found is not None and _alive(found):
                 out.append((source, stream, Holder(found[0], purpose, acquired_at)))
         return out
 
