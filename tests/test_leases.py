@@ -262,3 +262,78 @@ def test_migrating_from_schema_3_keeps_every_row(tmp_path: Path):
     assert ids(db) == ["brivity:1"]
     db.replace_stream("alice", "brivity", "contacts", [contact(2)])
     assert ids(db) == ["brivity:2"]
+
+
+# -- what the review found ------------------------------------------------------------------
+
+
+def test_a_cancel_that_lands_after_a_commit_drops_nothing(tmp_path):
+    """The engine's `finally` drops a generation it thinks uncommitted; if the commit went
+    through first (a cancel arriving during it), the drop must leave it alone."""
+    db = Database(tmp_path / "crm.sqlite3")
+    generation = db.new_generation("alice", "brivity", "contacts")
+    db.stage("contacts", generation, [contact(1), contact(2)])
+    db.commit_import("alice", "brivity", "contacts", generation, "/a.csv")
+    db.drop_staged("alice", "brivity", "contacts", generation)
+    assert ids(db, imported=True) == ["brivity:1", "brivity:2"]
+    lease = db.acquire_lease("alice", "brivity", "contacts", "sync")
+    assert isinstance(lease, Lease)
+    synced = db.new_generation("alice", "brivity", "contacts")
+    db.stage("contacts", synced, [contact(3)])
+    db.commit_staged("alice", "brivity", "contacts", synced, lease)
+    db.drop_staged("alice", "brivity", "contacts", synced)
+    assert ids(db) == ["brivity:3"]
+
+
+def test_an_import_swept_as_dead_commits_nothing(tmp_path):
+    path = tmp_path / "crm.sqlite3"
+    importer, other = Database(path), Database(path)
+    generation = importer.new_generation("alice", "brivity", "contacts")
+    importer.stage("contacts", generation, [contact(1)])
+    # another process judged the importer dead and swept what it had written
+    with other.transaction() as conn:
+        other._delete_generation(conn, "contacts", "alice", "brivity", generation)
+    importer.stage("contacts", generation, [contact(2)])
+    with pytest.raises(LeaseLost):
+        importer.commit_import("alice", "brivity", "contacts", generation, "/a.csv")
+    assert ids(other, imported=True) == []
+    assert other._conn.execute("SELECT count(*) FROM imports").fetchone() == (0,)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="process start times come from /proc")
+def test_an_owner_with_this_pid_but_another_start_is_dead():
+    """A killed container's PID 1 seen from the next container, in a namespace whose
+    number came back: the same PID and machine, another start time."""
+    me = Owner.this_process()
+    earlier = Owner("not-mine", me.host, me.machine, os.getpid(), "1")
+    assert is_alive(earlier, time.time()) is False
+    assert is_alive(me, 0.0) is True
+
+
+def test_a_process_swept_once_is_not_left_without_an_owner(tmp_path):
+    path = tmp_path / "crm.sqlite3"
+    app, cron = Database(path), Database(path)
+    generation = app.new_generation("alice", "brivity", "contacts")
+    with cron.transaction() as conn:  # the app was judged dead once, and swept
+        cron._delete_generation(conn, "contacts", "alice", "brivity", generation)
+        conn.execute("DELETE FROM owners")
+    app.drop_staged("alice", "brivity", "contacts", generation)
+    lease = app.acquire_lease("alice", "brivity", "deals", "sync")
+    assert isinstance(lease, Lease)
+    assert isinstance(cron.acquire_lease("alice", "brivity", "deals", "sync"), Holder)
+
+
+def test_a_read_sees_one_commit_even_if_another_lands_between_its_statements(tmp_path, monkeypatch):
+    path = tmp_path / "crm.sqlite3"
+    reader, syncer = Database(path), Database(path)
+    syncer.replace_stream("alice", "brivity", "contacts", [contact(i) for i in range(100)])
+    pointers = Database._generations
+
+    def commit_in_between(self: Database, user_id: str, kind: str) -> dict[str, int]:
+        found = pointers(self, user_id, kind)
+        if self is reader:
+            syncer.replace_stream("alice", "brivity", "contacts", [contact(i) for i in range(50)])
+        return found
+
+    monkeypatch.setattr(Database, "_generations", commit_in_between)
+    assert len(list(reader.load_records("alice", "contacts"))) == 100

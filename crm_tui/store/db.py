@@ -331,6 +331,21 @@ class Database(LeaseStore):
                 raise
             raise named from exc
 
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """One read transaction: every statement in it sees the same commit. Without it, a
+        commit landing between reading a stream's generation and reading its rows would
+        show that stream empty."""
+        if self._conn.in_transaction:
+            yield
+            return
+        self._conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if self._conn.in_transaction:
+                self._conn.execute("COMMIT")
+
     @damage_named
     def data_version(self) -> int:
         """Changes when another connection (another process) commits."""
@@ -356,7 +371,7 @@ class Database(LeaseStore):
         probability_at = columns.index("probability") if "probability" in columns else -1
         deleted_at = columns.index("deleted")
         joined = " || x'1e' || ".join(f"ifnull({c}, '')" for c in columns)
-        with self._lock:
+        with self._lock, self._reading():
             if imported:
                 # one import after another, in order, each through the table's index
                 select = (
@@ -434,14 +449,11 @@ class Database(LeaseStore):
             conn.executemany(self._insert_sql(kind), rows)
 
     def drop_staged(self, user_id: str, source: str, kind: RecordKind, generation: int) -> None:
+        """Give up a generation being written. One no longer pending is left alone: its
+        commit went through (a cancel that arrived during it), or it was swept."""
         with self.transaction() as conn:
-            conn.execute(
-                f"DELETE FROM {kind} WHERE user_id = ? AND source = ? AND generation = ?"
-                " AND generation IS NOT (SELECT generation FROM stream_generations"
-                " WHERE user_id = ? AND kind = ? AND source = ?)",
-                (user_id, source, generation, user_id, kind, source),
-            )
-            self._settle(conn, generation)
+            if self._settle(conn, generation):
+                self._delete_generation(conn, kind, user_id, source, generation)
 
     def commit_staged(
         self, user_id: str, source: str, kind: RecordKind, generation: int, lease: Lease
@@ -452,6 +464,7 @@ class Database(LeaseStore):
         rows the stream now holds, as the database counts them."""
         with self.transaction() as conn:
             self.check_lease(conn, lease)
+            self._settle_or_lose(conn, generation, source, kind)
             keep = {generation, *self._imported_generations(conn, user_id, source, kind)}
             keep.update(self._live_pending(conn, user_id, source, kind))
             self._sweep(conn, user_id, source, kind)
@@ -466,7 +479,6 @@ class Database(LeaseStore):
                 f" AND generation NOT IN ({marks})",
                 (user_id, source, *keep),
             )
-            self._settle(conn, generation)
             written = self._count(conn, user_id, source, kind, generation)
             fault_point("commit")  # the tests kill or pause a process here, mid-commit
             return written
@@ -478,15 +490,13 @@ class Database(LeaseStore):
         no sync replaces. A file imported again replaces its earlier import. Returns how
         many rows the import holds."""
         with self.transaction() as conn:
+            self._settle_or_lose(conn, generation, source, kind)
             for (earlier,) in conn.execute(
                 "SELECT generation FROM imports"
                 " WHERE user_id = ? AND kind = ? AND source = ? AND file = ?",
                 (user_id, kind, source, file),
             ).fetchall():
-                conn.execute(
-                    f"DELETE FROM {kind} WHERE user_id = ? AND source = ? AND generation = ?",
-                    (user_id, source, earlier),
-                )
+                self._delete_generation(conn, kind, user_id, source, earlier)
                 conn.execute("DELETE FROM imports WHERE generation = ?", (earlier,))
             count = self._count(conn, user_id, source, kind, generation)
             conn.execute(
@@ -494,7 +504,6 @@ class Database(LeaseStore):
                 " records) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (generation, user_id, kind, source, file, utc_now(), count),
             )
-            self._settle(conn, generation)
             return count
 
     @staticmethod

@@ -75,20 +75,28 @@ class LeaseStore:
     # -- this process as an owner ----------------------------------------------------------
 
     def _hold(self, conn: sqlite3.Connection) -> None:
+        """Before taking a lease or a generation: this process's owner row, written afresh
+        every time (a process that was judged dead and swept comes back as itself)."""
+        o = self.owner
+        conn.execute(
+            "INSERT OR REPLACE INTO owners (id, host, machine, pid, started, heartbeat_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (o.id, o.host, o.machine, o.pid, o.started, time.time()),
+        )
         if self._holding == 0:
-            o = self.owner
-            conn.execute(
-                "INSERT OR REPLACE INTO owners (id, host, machine, pid, started, heartbeat_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (o.id, o.host, o.machine, o.pid, o.started, time.time()),
-            )
             self._start_heartbeat()
         self._holding += 1
 
     def _unhold(self, conn: sqlite3.Connection) -> None:
+        """After a lease or a generation went: the owner row goes once nothing names it
+        (the database decides; the count only starts and stops the heartbeat)."""
+        conn.execute(
+            "DELETE FROM owners WHERE id = ? AND id NOT IN (SELECT owner FROM leases)"
+            " AND id NOT IN (SELECT owner FROM pending_generations)",
+            (self.owner.id,),
+        )
         self._holding = max(0, self._holding - 1)
         if self._holding == 0:
-            conn.execute("DELETE FROM owners WHERE id = ?", (self.owner.id,))
             self._stop_heartbeat()
 
     def _start_heartbeat(self) -> None:
@@ -147,8 +155,7 @@ class LeaseStore:
             if row is not None and _alive(found := _owner(row[2:])):
                 assert found is not None
                 return Holder(found[0], row[0], row[1])
-            if stream in ("contacts", "deals"):
-                self._sweep(conn, user_id, source, stream)  # type: ignore[arg-type]
+            self._sweep(conn, user_id, source, stream)  # type: ignore[arg-type]
             lease = Lease(user_id, source, stream, uuid.uuid4().hex)
             self._hold(conn)
             conn.execute(
@@ -212,14 +219,28 @@ class LeaseStore:
             )
         return generation
 
-    def _settle(self, conn: sqlite3.Connection, generation: int) -> None:
-        """A pending generation of ours was committed or dropped."""
+    def _settle(self, conn: sqlite3.Connection, generation: int) -> bool:
+        """A pending generation of ours is being committed or dropped: False when it was
+        no longer pending (committed already, or swept by a process that judged this one
+        dead), and then it must be neither committed nor dropped."""
         gone = conn.execute(
             "DELETE FROM pending_generations WHERE generation = ? AND owner = ?",
             (generation, self.owner.id),
         ).rowcount
         if gone:
             self._unhold(conn)
+        return bool(gone)
+
+    def _settle_or_lose(
+        self, conn: sqlite3.Connection, generation: int, source: str, stream: str
+    ) -> None:
+        """Inside a commit: the generation is still ours to commit, or LeaseLost."""
+        if not self._settle(conn, generation):
+            raise LeaseLost(
+                f"Lost {source} {stream} while writing it",
+                "another process judged this one dead and removed what it had written;"
+                " nothing was committed",
+            )
 
     def _pending(
         self, conn: sqlite3.Connection, user_id: str, source: str, kind: RecordKind
@@ -252,6 +273,7 @@ class LeaseStore:
     def _delete_generation(
         self, conn: sqlite3.Connection, kind: str, user_id: str, source: str, generation: int
     ) -> None:
+        """A generation's rows, and its pending entry if it has one."""
         conn.execute(
             f"DELETE FROM {_table(kind)} WHERE user_id = ? AND source = ? AND generation = ?",
             (user_id, source, generation),
@@ -260,7 +282,8 @@ class LeaseStore:
 
 
 def _table(kind: str) -> str:
-    """A record table's name, checked: kinds reach SQL text only through here."""
+    """A record table's name, checked here since kinds read back from the database (a
+    pending generation's) reach SQL text."""
     if kind not in ("contacts", "deals"):
         raise ValueError(f"not a record kind: {kind!r}")
     return kind

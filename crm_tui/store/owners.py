@@ -71,6 +71,10 @@ def pid_exists(pid: int) -> bool:
     return True
 
 
+#: Owner ids this process made: alive for as long as it runs, whatever its PID says.
+_MINE: set[str] = set()
+
+
 @dataclass(frozen=True, slots=True)
 class Owner:
     """One writer: a process (and, in tests, one Database object of it)."""
@@ -84,7 +88,9 @@ class Owner:
     @classmethod
     def this_process(cls) -> Owner:
         pid = os.getpid()
-        return cls(uuid.uuid4().hex, socket.gethostname(), _machine(), pid, start_time(pid))
+        owner = cls(uuid.uuid4().hex, socket.gethostname(), _machine(), pid, start_time(pid))
+        _MINE.add(owner.id)
+        return owner
 
     def describe(self) -> str:
         here = self.machine == _machine()
@@ -92,9 +98,11 @@ class Owner:
 
 
 def is_alive(owner: Owner, heartbeat_at: float, now: float | None = None) -> bool:
+    if owner.id in _MINE:
+        return True
     if owner.machine == _machine():
-        if owner.pid == os.getpid():
-            return True  # this process: the row is ours or a sibling object's
+        # Our own PID too: a killed container's PID 1, in a namespace whose number came
+        # back, is told from this process by its start time.
         if not pid_exists(owner.pid):
             return False
         fields = _stat(owner.pid)
