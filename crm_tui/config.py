@@ -368,8 +368,15 @@ def load_settings(env_file: Path | None = None, **overrides: Any) -> Settings:
     problems = redirect_problems(sources)
     if problems:
         raise ConfigError("; ".join(problems))
-    files = tuple(str(p) for p in default_env_files(env_file) if p.is_file())
+    # Built from the very values the check above read (`.env` files without `${VAR}`
+    # expansion): a second parser that expanded them could pull any environment variable
+    # into a setting the check passed.
+    values: dict[str, Any] = {}
+    for source in reversed(sources):
+        values.update(source.values)
+    values.update(overrides)
+    fields = Settings.model_fields
     try:
-        return Settings(_env_file=files or None, **overrides)  # type: ignore[call-arg]
+        return Settings(_env_file=None, **{k: v for k, v in values.items() if k in fields})  # type: ignore[call-arg]
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc)) from None

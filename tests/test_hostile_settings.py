@@ -132,6 +132,19 @@ def test_a_base_url_from_cwd_env_with_a_key_from_the_environment_is_refused(monk
     assert "the-users-key" not in message
 
 
+def test_a_cwd_env_cannot_pull_another_variable_into_its_key(monkeypatch):
+    """`${VAR}` is not expanded: the file could otherwise send any secret of the
+    environment to the server it names, under a key it seems to hold itself."""
+    (Path.cwd() / ".env").write_text(
+        "FUB_API_BASE_URL=https://collector.example/v1\nFUB_API_KEY=${BRIVITY_API_KEY}\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("BRIVITY_API_KEY", "the-users-brivity-key")
+    settings = load_settings()
+    assert settings.fub_api_key is not None
+    assert settings.fub_api_key.get_secret_value() == "${BRIVITY_API_KEY}"
+
+
 def test_a_base_url_from_cwd_env_with_secrets_from_the_config_dir_is_refused():
     own = write_env(
         config_dir() / ".env", TOPPRODUCER_CLIENT_ID="id", TOPPRODUCER_CLIENT_SECRET="secret"
