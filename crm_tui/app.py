@@ -435,9 +435,10 @@ class CrmApp(App[None]):
     async def clear_cache(self, source: str | None) -> None:
         if self.writes_blocked():
             return
-        await self.store.clear(source)
+        imported = await self.store.clear(source)
         what = DISPLAY_NAMES.get(source, source) if source else "every source"
-        self.notify(f"Cache cleared for {what}", markup=False)
+        also = f" ({imported:,} imported rows too)" if imported else ""
+        self.notify(f"Cache cleared for {what}{also}", markup=False)
 
     async def test_connection(self, name: str) -> ConnectionResult:
         result = await self.engine.test_connection(name)

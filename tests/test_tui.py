@@ -407,3 +407,33 @@ async def test_search_collapses_to_one_row_per_person(demo_settings):
         per_person = [r for r in cells(table) if not r[0].startswith("▸")]
         assert len(by_source) >= 3 and len(per_person) == len(by_source) - 2
         assert any(r[0] == "BRV FUB TP" for r in per_person)
+
+
+async def test_clearing_a_source_says_its_imported_rows_go_too(tmp_path):
+    from crm_tui.models import Contact
+    from crm_tui.store import Database
+
+    settings = make_settings(tmp_path)
+    db = Database(settings.database_path)
+    people = [
+        Contact(f"topproducer:{n}", "topproducer", str(n), "alice", f"P{n}") for n in range(3)
+    ]
+    db.replace_stream("alice", "topproducer", "contacts", people[:1])
+    generation = db.new_generation("alice", "topproducer", "contacts")
+    db.stage("contacts", generation, people[1:])
+    db.commit_import("alice", "topproducer", "contacts", generation, "/extra.csv")
+    db.close()
+    app = make_app(settings, sync_stale=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        table = app.screen.query_one("#sources", DataTable)
+        table.move_cursor(row=app.store.sources().index("topproducer"))
+        await pilot.press("c")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, ConfirmScreen)
+        question = str(app.screen.query_one("#question", Static).render())
+        assert "2 rows imported from files go too" in question
+        await pilot.press("y")
+        await settle(pilot, app)
+        assert app.store.count("contacts", "topproducer") == 0
+        assert app.store.imported_count() == 0

@@ -194,11 +194,20 @@ class StatusScreen(ModeScreen):
             if yes:
                 self.run_worker(self.crm.clear_cache(name), group="clear", exit_on_error=False)
 
-        self.app.push_screen(ConfirmScreen(f"Clear the cached data of {display}?"), answered)
+        question = f"Clear the cached data of {display}?" + self._imports_note(name)
+        self.app.push_screen(ConfirmScreen(question), answered)
 
     def action_clear_all(self) -> None:
         def answered(yes: bool | None) -> None:
             if yes:
                 self.run_worker(self.crm.clear_cache(None), group="clear", exit_on_error=False)
 
-        self.app.push_screen(ConfirmScreen("Clear the cached data of every source?"), answered)
+        question = "Clear the cached data of every source?" + self._imports_note(None)
+        self.app.push_screen(ConfirmScreen(question), answered)
+
+    def _imports_note(self, source: str | None) -> str:
+        """Imported rows exist only in the cache: say that clearing drops them."""
+        imported = self.crm.store.imported_count(source)
+        if not imported:
+            return ""
+        return f" {imported:,} rows imported from files go too (import the files again)."

@@ -126,6 +126,15 @@ class CacheStore:
             return len(by_source.get(source, ()))
         return sum(len(v) for v in list(by_source.values()))
 
+    def imported_count(self, source: str | None = None) -> int:
+        """Rows that came from imported files (clearing the cache drops them too)."""
+        return sum(
+            len(part)
+            for kind in KINDS
+            for name, part in self._imported[kind].items()
+            if source is None or name == source
+        )
+
     def status(self, source: str) -> SourceStatus:
         base = self._status.get(source) or SourceStatus(source=source)
         return replace(
