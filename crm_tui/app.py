@@ -247,13 +247,17 @@ class CrmApp(App[None]):
         assert db is not None
         try:
             version = await asyncio.to_thread(db.data_version)
-            if version == self._seen_version:
-                return
-            first, self._seen_version = self._seen_version is None, version
-            if not first:
-                await self.store.load()
-            # leases change only by a commit: read again when anything was committed
-            self._show_other_writers(await asyncio.to_thread(db.leases, self.store.user_id))
+            changed = version != self._seen_version
+            if changed:
+                first, self._seen_version = self._seen_version is None, version
+                if not first:
+                    await self.store.load()
+            # Leases are taken and released by commits; a holder that died says nothing,
+            # so while one is shown, look again each time.
+            shown = any(s.busy_elsewhere for s in self.store.statuses().values())
+            if changed or shown:
+                held = await asyncio.to_thread(db.leases, self.store.user_id)
+                self._show_other_writers(held)
         except StoreError as exc:
             self.show_store_error(exc)
 

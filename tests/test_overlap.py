@@ -399,3 +399,41 @@ async def test_the_app_shows_it_waits_for_another_processes_sync(tmp_path, slow_
         assert (await asyncio.to_thread(finish, cron))[0] == 0
     finally:
         cron.kill()
+
+
+async def test_the_app_stops_showing_a_sync_whose_process_died(tmp_path, slow_servers):
+    from textual.widgets import DataTable
+
+    from crm_tui.app import make_app
+    from tests.test_tui import SIZE, settle
+
+    env = environment(slow_servers, tmp_path / "data")
+    barrier = tmp_path / "paused"
+    paused = {**env, "CRM_PAUSE_AT": "page:followupboss:contacts", "CRM_PAUSE_FILE": str(barrier)}
+    cron = start(paused, "sync", "followupboss", "--json")
+    settings = make_settings(
+        tmp_path, crm_user_id="team", **{k.lower(): v for k, v in slow_servers.env().items()}
+    )
+    try:
+        await asyncio.to_thread(wait_until, barrier.exists, "the cron sync reading contacts")
+        app = make_app(settings, sync_stale=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot, app)
+            table = app.screen.query_one("#sources", DataTable)
+
+            async def label() -> str:
+                await pilot.pause(0.1)
+                return " ".join(str(c) for c in table.get_row("followupboss"))
+
+            for _ in range(60):
+                if "busy: the sync in process" in await label():
+                    break
+            assert f"busy: the sync in process {cron.pid}" in await label()
+            cron.kill()
+            await asyncio.to_thread(cron.wait)
+            for _ in range(60):
+                if "busy:" not in await label():
+                    break
+            assert "busy:" not in await label()
+    finally:
+        cron.kill()
