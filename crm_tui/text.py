@@ -5,8 +5,12 @@ Three kinds of character never reach a terminal or a vCard from CRM text:
   friends would otherwise reach the terminal;
 - bidirectional controls (U+061C, U+200E, U+200F, U+202A-U+202E, U+2066-U+2069): they
   reorder what follows them, so `Ana\\u202eeL` would show as another name (Trojan Source);
-- zero-width characters (U+200B-U+200D, U+2060-U+2064, U+FEFF, U+180E): invisible, they make
-  two names that look the same differ.
+- invisible characters: zero-width ones (U+200B-U+200D, U+2060-U+2064, U+FEFF, U+180E),
+  the soft hyphen, Hangul fillers (U+115F, U+1160, U+3164, U+FFA0: printable, yet blank),
+  interlinear annotations (U+FFF9-U+FFFB) and tag characters (U+E0000-U+E007F, which smuggle
+  ASCII no one sees): they make two names that look the same differ. The joiners U+200C and
+  U+200D go too, though Persian spelling and emoji sequences use them: a name keeps its
+  letters, and one that merely looks like another can no longer be one.
 U+2028 and U+2029 are line breaks: kept as a newline in text, a space on one line.
 """
 
@@ -14,15 +18,21 @@ from __future__ import annotations
 
 import re
 
-_INVISIBLE = "\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
-_LINE_BREAKS = "\u2028\u2029"
-_CONTROL = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_INVISIBLE}]")
-_CONTROL_OR_BREAK = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_INVISIBLE}{_LINE_BREAKS}]")
-_CONTROL_KEEP_NOTHING = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_INVISIBLE}{_LINE_BREAKS}]")
+# Character-class ranges, shared with the raw payload's check in sources/mapping.py.
+_BLANK_PRINTABLE = "\u115f\u1160\u3164\uffa0"
+INVISIBLE = (
+    "\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
+    f"\ufff9-\ufffb\U000e0000-\U000e007f{_BLANK_PRINTABLE}"
+)
+LINE_BREAKS = "\u2028\u2029"
+_BLANK = re.compile(f"[{_BLANK_PRINTABLE}]")
+_CONTROL = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{INVISIBLE}]")
+_CONTROL_OR_BREAK = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{INVISIBLE}{LINE_BREAKS}]")
+_CONTROL_KEEP_NOTHING = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{INVISIBLE}{LINE_BREAKS}]")
 
 
 def _keep_line_breaks(match: re.Match[str]) -> str:
-    return "\n" if match.group() in _LINE_BREAKS else ""
+    return "\n" if match.group() in LINE_BREAKS else ""
 
 
 def strip_controls(value: str) -> str:
@@ -46,8 +56,8 @@ def clean(value: object) -> str | None:
         return None
     if type(value) is str:
         # No control, bidi or zero-width character (all non-printable): the common case, at
-        # C speed.
-        if value.isprintable():
+        # C speed. Hangul fillers are printable, and blank: beyond ASCII, look for them.
+        if value.isprintable() and (value.isascii() or _BLANK.search(value) is None):
             return value.strip() or None
         text = value
     elif isinstance(value, str):

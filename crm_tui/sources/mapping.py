@@ -42,7 +42,7 @@ from crm_tui.models import (
     record_id,
 )
 from crm_tui.sources.errors import InvalidRecord
-from crm_tui.text import clean, strip_controls
+from crm_tui.text import INVISIBLE, LINE_BREAKS, clean, strip_controls
 from crm_tui.tomlfile import read_toml, where
 
 Getter = Callable[[Mapping[str, Any]], Any]
@@ -188,8 +188,7 @@ def _clean_payload(value: Any, depth: int = 0) -> Any:
 # Any of them means "clean first".
 _ESCAPED_CONTROL = re.compile(
     r"\\u00(?:[01][0-9a-fA-F]|7[fF]|[89][0-9a-fA-F])|\\[bf]"
-    r"|\\u(?:061[cC]|180[eE]|200[b-fB-F]|202[89a-eA-E]|206[0-46-9]|[fF][eE][fF][fF])"
-    "|[\x7f-\x9f\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+    f"|[\x7f-\x9f{INVISIBLE}{LINE_BREAKS}]"
 )
 
 
