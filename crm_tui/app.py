@@ -215,12 +215,17 @@ class CrmApp(App[None]):
     async def _load(self) -> None:
         await asyncio.to_thread(tls_context)  # so building a source's client never stalls
         try:
+            if self.store.db is not None:  # read first: a commit during the load shows next
+                self._seen_version = await asyncio.to_thread(self.store.db.data_version)
             await self.store.load()
         except StoreError as exc:
             self.show_store_error(exc)
             return
         await asyncio.to_thread(self.index.rebuild_from, self.store)
         settle_heap()
+        if self.store.db is not None:
+            held = await asyncio.to_thread(self.store.db.leases, self.store.user_id)
+            self._show_other_writers(held)
         self.loaded = True
         self.store_changed.publish(StoreChange(None, KINDS))
         self._find_people()
@@ -249,9 +254,8 @@ class CrmApp(App[None]):
             version = await asyncio.to_thread(db.data_version)
             changed = version != self._seen_version
             if changed:
-                first, self._seen_version = self._seen_version is None, version
-                if not first:
-                    await self.store.load()
+                self._seen_version = version
+                await self.store.load()
             # Leases are taken and released by commits; a holder that died says nothing,
             # so while one is shown, look again each time.
             shown = any(s.busy_elsewhere for s in self.store.statuses().values())

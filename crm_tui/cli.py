@@ -29,7 +29,7 @@ import click
 from crm_tui import __version__
 from crm_tui.config import DISPLAY_NAMES, SOURCE_NAMES, ConfigError, Settings, load_settings
 from crm_tui.logs import SecretFilter, SecretMasker, setup_logging
-from crm_tui.models import RecordKind, SyncState, utc_now
+from crm_tui.models import Outcome, RecordKind, SyncState, utc_now
 from crm_tui.search.query import QueryError
 from crm_tui.sources.errors import SourceError
 from crm_tui.store import CacheStore, Database
@@ -645,6 +645,8 @@ def sync(
             if not sources
             else f"Sync completed for {', '.join(sources)}"
         )
+        if all(r.outcome is Outcome.SKIPPED for r in reports.values()):
+            message = "Sync skipped: another process is syncing it (run again, or drop --no-wait)"
         payload = guide_sync_result(reports, message)
         if not payload["success"]:
             payload.update(_sync_failure(rt, reports))
@@ -687,7 +689,8 @@ def _sync_failure(rt: Runtime, reports: dict[str, Any]) -> dict[str, str]:
     details = "; ".join(f"{DISPLAY_NAMES.get(n, n)} {s.stream}: {s.error}" for n, s in shown)
     if not shown:
         details = "; ".join(f"{n}: {r.error}" for n, r in reports.items() if r.error)
-    error = "Authentication failed" if auth else "Sync failed"
+    busy = bool(streams) and all(s.error_class == "StreamBusy" for _, s in streams)
+    error = "Authentication failed" if auth else "Busy" if busy else "Sync failed"
     return {"error": error, "details": rt.masker(single_line(details))}
 
 

@@ -141,6 +141,7 @@ class Outcome(StrEnum):
     PARTIAL = "partial"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    SKIPPED = "skipped"  # another process was writing it, and the run would not wait
 
 
 @dataclass(slots=True)

@@ -437,3 +437,41 @@ async def test_the_app_stops_showing_a_sync_whose_process_died(tmp_path, slow_se
             assert "busy:" not in await label()
     finally:
         cron.kill()
+
+
+# -- status: what the last run left, whoever ran it ------------------------------------------
+
+
+def test_a_run_that_ends_late_never_moves_last_sync_back(tmp_path):
+    from crm_tui.models import SourceStatus
+
+    db = Database(tmp_path / "crm.sqlite3")
+    db.save_status("team", SourceStatus("followupboss", last_sync="2026-11-26T15:38:21Z"))
+    stale = SourceStatus("followupboss", last_sync="2026-11-26T15:36:19Z", last_error="boom")
+    db.save_status("team", stale)
+    saved = db.load_statuses("team")["followupboss"]
+    assert (saved.last_sync, saved.last_error) == ("2026-11-26T15:38:21Z", "boom")
+
+
+async def test_an_open_app_shows_the_status_another_process_left(tmp_path, demo_servers):
+    from crm_tui.app import make_app
+    from tests.test_tui import SIZE, settle
+
+    env = environment(demo_servers, tmp_path / "data")
+    settings = make_settings(
+        tmp_path, crm_user_id="team", **{k.lower(): v for k, v in demo_servers.env().items()}
+    )
+    app = make_app(settings, sync_stale=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        assert app.store.status("followupboss").last_sync is None
+        code, _, err = await asyncio.to_thread(finish, start(env, "sync", "followupboss"))
+        assert code == 0, err
+        for _ in range(50):
+            await pilot.pause(0.1)
+            if app.store.status("followupboss").last_sync:
+                break
+        db = Database(settings.database_path)
+        saved = db.load_statuses("team")["followupboss"].last_sync
+        db.close()
+        assert saved and app.store.status("followupboss").last_sync == saved

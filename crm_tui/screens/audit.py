@@ -17,7 +17,13 @@ from crm_tui.screens.base import ModeScreen
 from crm_tui.timefmt import exact, parse_utc
 from crm_tui.widgets.safe import safe, safe_block
 
-OUTCOME_STYLE = {"success": "green", "partial": "yellow", "failed": "red", "cancelled": "dim"}
+OUTCOME_STYLE = {
+    "success": "green",
+    "partial": "yellow",
+    "failed": "red",
+    "cancelled": "dim",
+    "skipped": "dim",
+}
 
 
 def duration(run: dict[str, Any]) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 from crm_tui.config import SOURCE_NAMES
 from crm_tui.heap import release_gradually
-from crm_tui.models import KINDS, Contact, Deal, Record, RecordKind, SourceStatus
+from crm_tui.models import KINDS, Contact, Deal, Record, RecordKind, SourceStatus, SyncState
 from crm_tui.store.db import Database
 from crm_tui.store.errors import StreamBusy
 from crm_tui.store.leases import Holder, Lease
@@ -305,8 +305,15 @@ class CacheStore:
         return self._status[source]
 
     async def save_status(self, source: str) -> None:
+        """Persist a source's status, then take back what the database holds: another
+        process may have synced it later than this one."""
         if self.db is not None and source in self._status:
             await self.in_writer(self.db.save_status, self.user_id, self._status[source])
+            saved = await self.in_writer(self.db.load_statuses, self.user_id)
+            if source in saved:
+                self._status[source] = replace(
+                    self._status[source], last_sync=saved[source].last_sync
+                )
 
     # -- snapshot ------------------------------------------------------------------------
 
@@ -345,6 +352,17 @@ class CacheStore:
     ) -> None:
         self._records = records
         self._imported = imported
-        for source, status in statuses.items():
-            self._status.setdefault(source, status)
+        for source, saved in statuses.items():
+            current = self._status.get(source)
+            if current is None:
+                self._status[source] = saved
+            elif current.state not in (SyncState.SYNCING, SyncState.WAITING):
+                # what another process's run left, unless this one is running it now
+                self._status[source] = replace(
+                    current,
+                    state=saved.state,
+                    last_sync=saved.last_sync,
+                    last_error=saved.last_error,
+                    retry_at=saved.retry_at,
+                )
         self._notify(StoreChange(None, KINDS))

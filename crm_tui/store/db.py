@@ -587,15 +587,21 @@ class Database(LeaseStore):
     # -- status --------------------------------------------------------------------------
 
     def save_status(self, user_id: str, status: SourceStatus) -> None:
+        """A run's outcome. Several processes write a source's status: the last sync time
+        only ever moves forward, so a run that ends late never hides a later success."""
         state = status.state
         # a crash must not leave a source "syncing" forever
         if state in (SyncState.SYNCING, SyncState.WAITING):
             state = SyncState.IDLE
         with self.transaction() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO source_status"
+                "INSERT INTO source_status"
                 " (user_id, source, state, last_sync, last_error, retry_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (user_id, source) DO UPDATE SET state = excluded.state,"
+                " last_error = excluded.last_error, retry_at = excluded.retry_at,"
+                " last_sync = CASE WHEN excluded.last_sync > ifnull(last_sync, '')"
+                " THEN excluded.last_sync ELSE last_sync END",
                 (
                     user_id,
                     status.source,
@@ -606,7 +612,6 @@ class Database(LeaseStore):
                 ),
             )
 
-    @damage_named
     def load_statuses(self, user_id: str) -> dict[str, SourceStatus]:
         with self._lock:
             rows = self._conn.execute(

@@ -39,7 +39,7 @@ from crm_tui.sources.mapping import load_overrides
 from crm_tui.sources.pagination import Page
 from crm_tui.sources.registry import CONNECTORS
 from crm_tui.store.cache import CacheStore
-from crm_tui.store.errors import StoreError
+from crm_tui.store.errors import StoreError, StreamBusy
 from crm_tui.store.leases import Holder
 
 log = logging.getLogger(__name__)
@@ -238,6 +238,8 @@ class SyncEngine:
         outcomes = {s.outcome for s in report.streams.values()}
         if outcomes <= {Outcome.SUCCESS}:
             report.outcome = Outcome.SUCCESS
+        elif outcomes == {Outcome.SKIPPED}:
+            report.outcome = Outcome.SKIPPED
         elif Outcome.SUCCESS in outcomes:
             report.outcome = Outcome.PARTIAL
         else:
@@ -258,11 +260,12 @@ class SyncEngine:
         report.ended_at = utc_now()
         changes: dict[str, Any] = {"progress": None, "last_error": report.error}
         changes["waiting_for"] = None
-        busy = {s.error_class for s in report.streams.values()} == {"StreamBusy"}
-        if busy:  # another process is syncing it: its status is the one to keep
+        skipped = report.outcome is Outcome.SKIPPED
+        if skipped:  # another process is syncing it: its status is the one to keep
             changes.update(state=SyncState.IDLE, last_error=None)
-        elif report.outcome is Outcome.CANCELLED:
-            changes["state"] = SyncState.IDLE
+        elif report.outcome is Outcome.CANCELLED:  # a person's choice, not an error
+            changes.update(state=SyncState.IDLE)
+            del changes["last_error"]
         elif report.outcome is Outcome.SUCCESS:
             changes.update(state=SyncState.IDLE, last_sync=report.ended_at)
         else:
@@ -274,7 +277,7 @@ class SyncEngine:
             if limited and client is not None:
                 changes["retry_at"] = client.rate_limited_until
         self.store.update_status(source.name, **changes)
-        if not busy:
+        if not skipped:
             await self.store.save_status(source.name)
         if report.run_id is not None and self.store.db is not None:
             await self.store.in_writer(self.store.db.finish_run, report.run_id, report)
@@ -321,6 +324,11 @@ class SyncEngine:
             report.outcome = Outcome.CANCELLED
             report.error = "cancelled"
             raise
+        except StreamBusy as exc:
+            report.outcome = Outcome.SKIPPED
+            report.error_class = type(exc).__name__
+            report.error = f"busy: {exc.details}"
+            log.info("[%s] %s skipped: %s", display, stream, exc.details)
         except (SourceError, StoreError) as exc:
             report.outcome = Outcome.FAILED
             report.error_class = type(exc).__name__
