@@ -268,7 +268,7 @@ class CrmApp(App[None]):
     def _show_other_writers(self, held: list[tuple[str, str, Holder]]) -> None:
         """A sync in another process (cron, `sync --watch`) shows on Status as it runs."""
         mine = self.store.db.owner.id if self.store.db is not None else None
-        busy = {source: h.describe() for source, _, h in held if h.owner.id != mine}
+        busy = {source: h.short() for source, _, h in held if h.owner.id != mine}
         for source in self.store.sources():
             if self.store.status(source).busy_elsewhere != busy.get(source):
                 self.store.update_status(source, busy_elsewhere=busy.get(source))

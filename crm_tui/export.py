@@ -205,6 +205,8 @@ def write_vcf(handle: TextIO, records: Iterable[Record], progress: Progress | No
 
 def check_output_path(path: Path) -> None:
     """Refuse a PATH that is not a regular file or a new name; says what it is."""
+    if not path.parent.is_dir():
+        raise OutputPathError(f"{path.parent} is not a folder that exists; create it first")
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:

@@ -32,6 +32,12 @@ def test_bom_and_odd_header_spelling():
     assert (records[0].first_name, records[0].email) == ("Ana", "ana@x.com")
 
 
+def test_an_e_mail_address_column_is_the_email():
+    table, records = contacts(b"First Name,E-Mail Address\nAna,ana@x.co\n")
+    assert table.columns["email"] == "E-Mail Address"
+    assert records[0].email == "ana@x.co"
+
+
 def test_semicolon_separators_and_quoted_newlines():
     text = b'First Name;Last Name;Notes\nAna;Lee;"line one\nline two; still notes"\n'
     table, records = contacts(text)

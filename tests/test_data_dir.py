@@ -422,3 +422,25 @@ def test_the_app_says_it_is_read_only_and_keeps_running(child_root):
     assert report["contacts"] == 2
     assert report["failed"] == []
     assert database.read_bytes() == before
+
+
+def test_an_immutable_database_is_read_only_and_says_why(tmp_path, env):
+    """`chattr +i`: the mode says writable, the kernel says no (even to root)."""
+    data = tmp_path / "data"
+    seed(data, env)
+    env = {**env, "CRM_DATA_DIR": str(data)}
+    before = json.loads(crm("contacts", "--json", env=env).stdout)["count"]
+    database = data / "crm.sqlite3"
+    if subprocess.run(["chattr", "+i", str(database)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here")
+    try:
+        listed = crm("contacts", "--json", env=env)
+        assert listed.returncode == 0 and json.loads(listed.stdout)["count"] == before > 0
+        write = crm("local", "add-contact", "--first-name", "Ana", "--json", env=env)
+        assert write.returncode == 3
+        assert "not writable, though its mode 0600 allows it (immutable?)" in write.stdout
+        doctor = json.loads(crm("doctor", "--json", env=env).stdout)
+        row = next(c for c in doctor["checks"] if c["name"] == "database writable")
+        assert row["status"] == "warning" and "immutable?" in row["message"]
+    finally:
+        subprocess.run(["chattr", "-i", str(database)], check=True)

@@ -135,6 +135,17 @@ def test_a_symlink_is_refused_and_its_target_untouched(imported):
     assert link.is_symlink()
 
 
+def test_a_folder_that_does_not_exist_is_named(imported):
+    done = export_to(imported / "nowhere" / "out.csv", imported)
+    assert done.returncode == 2
+    assert (
+        done.stderr.decode()
+        .strip()
+        .endswith(f"{imported / 'nowhere'} is not a folder that exists; create it first")
+    )
+    assert not (imported / "nowhere").exists()
+
+
 def test_directories_devices_fifos_and_sockets_are_refused(imported):
     folder = imported / "folder"
     folder.mkdir()

@@ -381,7 +381,10 @@ async def test_the_app_shows_it_waits_for_another_processes_sync(tmp_path, slow_
                 await pilot.pause(0.1)
                 if busy in str(table.get_row("followupboss")):
                     break
-            assert busy in " ".join(str(c) for c in table.get_row("followupboss"))
+            assert [str(c) for c in table.get_row("followupboss")][1::4] == [
+                "↻ elsewhere",
+                busy,
+            ]
             app.sync_source("followupboss")
             for _ in range(100):
                 await pilot.pause(0.05)

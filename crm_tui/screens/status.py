@@ -36,6 +36,13 @@ def state_text(state: SyncState) -> Text:
     return Text(f"{symbol} {word}", style=colour)
 
 
+def shown_state(status: SourceStatus) -> Text:
+    """The state, or that another process is syncing a source idle here."""
+    if status.busy_elsewhere and status.state is SyncState.IDLE:
+        return Text("↻ elsewhere", style="cyan")
+    return state_text(status.state)
+
+
 def progress_text(status: SourceStatus) -> str:
     if status.waiting_for:
         return f"waiting for {status.waiting_for}"
@@ -100,7 +107,7 @@ class StatusScreen(ModeScreen):
             # counts of a cache that could not be read would be zeros that look true
             table.add_row(
                 safe(DISPLAY_NAMES.get(name, name), "bold"),
-                not_loaded() if error else state_text(s.state),
+                not_loaded() if error else shown_state(s),
                 safe(relative(s.last_sync)),
                 safe("?" if error else f"{s.contact_count:,}"),
                 safe("?" if error else f"{s.deal_count:,}"),
@@ -127,7 +134,7 @@ class StatusScreen(ModeScreen):
         cfg = self.crm.settings.source_config(name)
         text = Text()
         text.append(f"{DISPLAY_NAMES.get(name, name)}  ", style="bold")
-        text.append_text(state_text(s.state))
+        text.append_text(shown_state(s))
         text.append("\n")
         if not cfg.enabled:
             text.append("Not configured. Missing: " + ", ".join(cfg.missing) + "\n", style="yellow")

@@ -21,7 +21,7 @@ CONTACTS_EXPORT = CsvSpec(
         "id": ("contact id", "id", "record id"),
         "first_name": ("first name", "firstname", "first"),
         "last_name": ("last name", "lastname", "last", "surname"),
-        "email": ("email", "e mail", "email address", "primary email", "email 1"),
+        "email": ("email", "e mail", "email address", "e mail address", "primary email", "email 1"),
         "phone": (
             "phone",
             "mobile phone",

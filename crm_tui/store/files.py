@@ -146,10 +146,14 @@ def _not_writable(path: Path) -> str:
     try:
         if os.statvfs(path).f_flag & os.ST_RDONLY:
             return f"{path} is on a read-only file system"
-        mode = f" (mode {stat.S_IMODE(path.stat().st_mode):04o})"
+        info = path.stat()
     except OSError:
-        mode = ""
-    return f"{path} is not writable by you{mode}"
+        return f"{path} is not writable by you"
+    mode = stat.S_IMODE(info.st_mode)
+    if info.st_uid == os.geteuid() and mode & stat.S_IWUSR:
+        # the mode says yes, the kernel says no: an immutable flag (chattr +i), an ACL
+        return f"{path} is not writable, though its mode {mode:04o} allows it (immutable?)"
+    return f"{path} is not writable by you (mode {mode:04o})"
 
 
 def read_only_reason(path: Path) -> str | None:

@@ -25,8 +25,8 @@ from crm_tui.store.damage import (
     wal_lost,
 )
 from crm_tui.store.db import MIGRATIONS
-from crm_tui.store.errors import DatabaseDamaged, DataDirRefused
-from crm_tui.store.files import check_data_dir, check_file
+from crm_tui.store.errors import DatabaseDamaged, DatabaseReadOnly, DataDirRefused
+from crm_tui.store.files import check_data_dir, check_file, read_only_reason
 
 Status = Literal["ok", "warning", "failed"]
 EXIT_DAMAGED = DatabaseDamaged.exit_code
@@ -79,7 +79,22 @@ def database_checks(path: Path) -> list[Check]:
     if header.failed:
         return [header]
     wal = wal_check(path)
-    return [header, wal, *contents_checks(path, main_file_only=wal.failed)]
+    return [header, wal, writable_check(path), *contents_checks(path, main_file_only=wal.failed)]
+
+
+def writable_check(path: Path) -> Check:
+    """A read-only database still serves reads; every sync, import and edit fails."""
+    try:
+        reason = read_only_reason(path)
+    except DatabaseReadOnly as exc:
+        reason = exc.details
+    if reason is None:
+        return ok("database writable", str(path))
+    return warning(
+        "database writable",
+        f"no: {reason}; reads work, syncs, imports and edits fail",
+        "give yourself write access to the file and its folder",
+    )
 
 
 def header_check(path: Path) -> Check:

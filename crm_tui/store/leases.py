@@ -42,7 +42,10 @@ class Holder:
     acquired_at: str
 
     def describe(self) -> str:
-        return f"the {self.purpose} in {self.owner.describe()} (since {self.acquired_at})"
+        return f"{self.short()} (since {self.acquired_at})"
+
+    def short(self) -> str:
+        return f"the {self.purpose} in {self.owner.describe()}"
 
 
 _OWNER_COLUMNS = "o.id, o.host, o.machine, o.pid, o.started, o.heartbeat_at"
