@@ -189,11 +189,15 @@ class CrmApp(App[None]):
     WATCH_SECONDS = 1.0  # how often to look for writes by another process (cron, the CLI)
     MODE_BAR = "1 Status 2 Search 3 Browse 4 Audit 5 Connections 6 People"
 
+    welcome: str | None = None
+
     def on_mount(self) -> None:
         quiet_collector()
         share_the_lock()
         self.sub_title = f"{self.settings.user_id} · {self.MODE_BAR}"
         self._apply_keymap()
+        if self.welcome:
+            self.notify(self.welcome, timeout=15, markup=False)
         if self.read_only_reason:
             self.sub_title = f"{self.settings.user_id} · read-only · {self.MODE_BAR}"
             self.notify(
@@ -481,8 +485,10 @@ def make_app(
     store: CacheStore | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     sync_stale: bool = True,
+    welcome: str | None = None,
 ) -> CrmApp:
-    """Build the app; the CLI and the tests both come through here."""
+    """Build the app; the CLI and the tests both come through here. `welcome`: a notice
+    shown when it opens."""
     app = CrmApp(
         settings,
         store=store,
@@ -490,6 +496,7 @@ def make_app(
         sync_on_start=sync_on_start,
         sync_stale=sync_stale,
     )
+    app.welcome = welcome
     if theme:
         if theme not in app.available_themes:
             raise ValueError(f"unknown theme {theme!r}; try: {', '.join(app.available_themes)}")

@@ -337,14 +337,16 @@ def main(
             _run_tui(rt, rt.settings, start_sync=False)
 
 
-def _run_tui(rt: Runtime, settings: Settings, start_sync: bool) -> None:
+def _run_tui(rt: Runtime, settings: Settings, start_sync: bool, welcome: str | None = None) -> None:
     from crm_tui.app import check_keymap, make_app  # Textual loads only when the app is wanted
     from crm_tui.hangup import watch_for_hangup
 
     problems = check_keymap()
     if problems:
         raise ConfigError("; ".join(problems))
-    app = make_app(settings, theme=rt.theme or settings.crm_theme, sync_on_start=start_sync)
+    app = make_app(
+        settings, theme=rt.theme or settings.crm_theme, sync_on_start=start_sync, welcome=welcome
+    )
     watch_for_hangup()
     app.run()
 
@@ -356,7 +358,9 @@ def _run_demo(rt: Runtime, contacts: int) -> None:
     with start_demo(data_dir=rt.data_dir, contacts=contacts) as demo:
         rt._settings = demo.settings
         setup_logging(demo.settings.log_file, SecretMasker(demo.settings.secret_values()))
-        _run_tui(rt, demo.settings, start_sync=True)
+        cli = f"crm-tui --env-file {demo.env_file} status"
+        click.echo(f"The CLI works on this demo while it runs: {cli}", err=True)
+        _run_tui(rt, demo.settings, start_sync=True, welcome=f"Demo. The CLI works on it: {cli}")
 
 
 @main.command()

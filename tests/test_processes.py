@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -93,6 +94,24 @@ async def test_the_demo_session_reaches_synced_for_every_source(tmp_path):
                 assert statuses[name].deal_count == data.deal_count(150)
             csv_file = Path(demo.settings.brivity_transactions_csv)
             assert await asyncio.to_thread(csv_file.is_file)
+        # the CLI works on the running demo through the file it wrote
+        cli = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "crm_tui",
+            "--env-file",
+            str(demo.env_file),
+            "sync",
+            "followupboss",
+            "--json",
+            stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, "CRM_USER_ID": demo.settings.user_id},
+        )
+        out, _ = await cli.communicate()
+        assert cli.returncode == 0
+        contacts = json.loads(out)["results"]["followupboss"]["contacts"]["count"]
+        assert contacts == data.expected_contacts(150)
+        assert oct(demo.env_file.stat().st_mode & 0o777) == oct(0o600)
     assert not any(s.thread.is_alive() for s in demo.servers.servers.values())
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -19,6 +20,12 @@ class DemoSession:
     settings: Settings
     data_dir: Path
     owns_data_dir: bool
+
+    @property
+    def env_file(self) -> Path:
+        """The session's settings as a .env file: the CLI works on the demo with
+        `--env-file` while it runs."""
+        return self.data_dir / "demo.env"
 
     def close(self) -> None:
         self.servers.stop()
@@ -53,7 +60,17 @@ def start_demo(
         )
         values.update(overrides)
         settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
+        session = DemoSession(servers, settings, folder, owns)
+        _write_env_file(session.env_file, values)
     except BaseException:
         servers.stop()
         raise
-    return DemoSession(servers, settings, folder, owns)
+    return session
+
+
+def _write_env_file(path: Path, values: dict[str, Any]) -> None:
+    lines = [f"{name.upper()}={value}" for name, value in values.items() if value is not None]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write("# crm-tui --demo: the CLI works on the demo with --env-file THIS\n")
+        handle.write("\n".join(lines) + "\n")
