@@ -165,7 +165,26 @@ _DISK_FULL = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
+    """Run a command's work. SIGTERM (systemd stopping a unit, `kill`) cancels it as Ctrl-C
+    does, so a sync or an import drops what it had half written and closes its audit row,
+    instead of leaving both for the next run to find."""
+
+    async def cancellable() -> T:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            return await coro
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+    try:
+        return asyncio.run(cancellable())
+    except asyncio.CancelledError:
+        raise CliError(
+            "Stopped", "SIGTERM: nothing half-written was kept; the previous data stands"
+        ) from None
 
 
 def emit(rt: Runtime, payload: dict[str, Any], human: Callable[[], None]) -> None:

@@ -478,3 +478,25 @@ async def test_an_open_app_shows_the_status_another_process_left(tmp_path, demo_
         saved = db.load_statuses("team")["followupboss"].last_sync
         db.close()
         assert saved and app.store.status("followupboss").last_sync == saved
+
+
+def test_sigterm_stops_a_sync_and_leaves_nothing_half_written(tmp_path, slow_servers):
+    data_dir = tmp_path / "data"
+    env = environment(slow_servers, data_dir)
+    assert finish(start(env, "sync", "followupboss", "--json"))[0] == 0
+    before = cached(data_dir, "followupboss", "contacts")
+    barrier = tmp_path / "paused"
+    paused = {**env, "CRM_PAUSE_AT": "page:followupboss:contacts", "CRM_PAUSE_FILE": str(barrier)}
+    sync = start(paused, "sync", "followupboss", "--json")
+    wait_until(barrier.exists, "the sync reading contacts")
+    sync.send_signal(signal.SIGTERM)
+    barrier.unlink()  # the page loop goes on, and meets the cancellation
+    code, out, _ = finish(sync)
+    assert code == 1
+    assert json.loads(out)["error"] == "Stopped"
+    assert cached(data_dir, "followupboss", "contacts") == before
+    assert leftovers(data_dir) == NOTHING_LEFT
+    db = Database(data_dir / "crm.sqlite3")
+    runs = db.list_runs("team")
+    db.close()
+    assert runs[0]["outcome"] == "cancelled" and runs[0]["ended_at"]
