@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from crm_tui.sources.base import SourceContext
 from crm_tui.sources.registry import build_source
 from crm_tui.store import CacheStore, Database
 from crm_tui.store.damage import is_damage
+from crm_tui.store.owners import Owner
 from tests.conftest import make_settings
 from tests.test_integration import STREAMS, comparable, expected, sync_all
 from tests.test_tui import SIZE, cells
@@ -155,7 +157,12 @@ def test_repair_recovers_every_local_record_and_resyncs_the_rest(demo_settings, 
     assert kept.name.startswith("crm.sqlite3.broken-")
     assert kept.read_bytes() == broken
     assert kept.stat().st_mode & 0o777 == 0o600
-    assert [c["status"] for c in report["after"]] == ["ok"] * 4
+    assert {c["status"] for c in report["after"]} == {"ok"}
+    assert [c["name"] for c in report["after"]][:3] == [
+        "database header",
+        "write-ahead log",
+        "database writable",
+    ]
     assert all(r[s]["success"] for r in report["sync"].values() for s in r)
 
     db = Database(path)
@@ -435,3 +442,19 @@ def test_doctor_checks_the_keymap_as_the_app_would(settings):
     (folder / "keymap.toml").write_text('"mode.search" = "f12"\n')
     fine = crm(settings, "doctor", "--json")
     assert check(json.loads(fine.stdout), "keymap.toml")["status"] == "ok"
+
+
+def test_doctor_names_who_writes_and_what_dead_processes_left(settings):
+    from tests.test_leases import dead_process, plant_lease, plant_owner
+
+    db = Database(settings.database_path)
+    me = Owner.this_process()
+    pid, started = dead_process()
+    dead = Owner("dead", me.host, me.machine, pid, started)
+    plant_owner(db, dead, time.time())
+    plant_lease(db, dead, generation_rows=2)
+    db.close()
+    report = json.loads(crm(settings, "doctor", "--json").stdout)
+    left = check(report, "left half-written")
+    assert left["status"] == "warning" and "alice's brivity contacts" in left["message"]
+    assert check(report, "writers")["message"] == "no other process is writing"

@@ -27,6 +27,7 @@ from crm_tui.store.damage import (
 from crm_tui.store.db import MIGRATIONS
 from crm_tui.store.errors import DatabaseDamaged, DatabaseReadOnly, DataDirRefused
 from crm_tui.store.files import check_data_dir, check_file, read_only_reason
+from crm_tui.store.leases import OWNER_COLUMNS, alive, owner_of
 
 Status = Literal["ok", "warning", "failed"]
 EXIT_DAMAGED = DatabaseDamaged.exit_code
@@ -136,9 +137,47 @@ def contents_checks(path: Path, main_file_only: bool = False) -> list[Check]:
     except sqlite3.DatabaseError as exc:
         return [failed("integrity", f"{path}: cannot open: {exc}", "", EXIT_DAMAGED)]
     try:
-        return [integrity_check(conn, path), schema_check(conn, path)]
+        return [integrity_check(conn, path), schema_check(conn, path), *writers_checks(conn)]
     finally:
         conn.close()
+
+
+def writers_checks(conn: sqlite3.Connection) -> list[Check]:
+    """Who is writing now, and what processes that died left half-written (the next sync
+    of each stream, or of any stream with an import in flight, removes it)."""
+    try:
+        leases = conn.execute(
+            f"SELECT l.user_id, l.source, l.stream, l.purpose, {OWNER_COLUMNS}"  # noqa: S608
+            " FROM leases l LEFT JOIN owners o ON o.id = l.owner"
+        ).fetchall()
+        pending = conn.execute(
+            f"SELECT p.user_id, p.source, p.kind, {OWNER_COLUMNS}"  # noqa: S608
+            " FROM pending_generations p LEFT JOIN owners o ON o.id = p.owner"
+        ).fetchall()
+    except sqlite3.OperationalError:  # a schema before leases
+        return []
+    live = [
+        f"{purpose} of {user}'s {source} {stream} by {found[0].describe()}"
+        for user, source, stream, purpose, *owner in leases
+        if alive(found := owner_of(tuple(owner)))
+    ]
+    dead = sorted(
+        {
+            f"{user}'s {source} {kind}"
+            for user, source, kind, *owner in pending
+            if not alive(owner_of(tuple(owner)))
+        }
+    )
+    rows = [ok("writers", "; ".join(live) if live else "no other process is writing")]
+    if dead:
+        rows.append(
+            warning(
+                "left half-written",
+                f"by processes that died: {', '.join(dead)} (hidden, taking space)",
+                "the next sync of each removes them: crm-tui sync",
+            )
+        )
+    return rows
 
 
 def integrity_check(conn: sqlite3.Connection, path: Path) -> Check:

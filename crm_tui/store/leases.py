@@ -48,17 +48,17 @@ class Holder:
         return f"the {self.purpose} in {self.owner.describe()}"
 
 
-_OWNER_COLUMNS = "o.id, o.host, o.machine, o.pid, o.started, o.heartbeat_at"
+OWNER_COLUMNS = "o.id, o.host, o.machine, o.pid, o.started, o.heartbeat_at"
 
 
-def _owner(row: tuple[Any, ...]) -> tuple[Owner, float] | None:
+def owner_of(row: tuple[Any, ...]) -> tuple[Owner, float] | None:
     """An owner and its heartbeat from a LEFT JOIN's columns; None when the row is gone."""
     if row[0] is None:
         return None
     return Owner(row[0], row[1], row[2], int(row[3]), row[4]), float(row[5])
 
 
-def _alive(found: tuple[Owner, float] | None) -> bool:
+def alive(found: tuple[Owner, float] | None) -> bool:
     return found is not None and is_alive(*found)
 
 
@@ -150,12 +150,12 @@ class LeaseStore:
         with every generation it left unfinished."""
         with self.transaction() as conn:
             row = conn.execute(
-                f"SELECT l.purpose, l.acquired_at, {_OWNER_COLUMNS} FROM leases l"
+                f"SELECT l.purpose, l.acquired_at, {OWNER_COLUMNS} FROM leases l"
                 " LEFT JOIN owners o ON o.id = l.owner"
                 " WHERE l.user_id = ? AND l.source = ? AND l.stream = ?",
                 (user_id, source, stream),
             ).fetchone()
-            if row is not None and _alive(found := _owner(row[2:])):
+            if row is not None and alive(found := owner_of(row[2:])):
                 assert found is not None
                 return Holder(found[0], row[0], row[1])
             self._sweep(conn, user_id, source, stream)  # type: ignore[arg-type]
@@ -194,14 +194,14 @@ class LeaseStore:
         """(source, stream, holder) of every lease held by a live owner."""
         with self._lock:
             rows = self._conn.execute(
-                f"SELECT l.source, l.stream, l.purpose, l.acquired_at, {_OWNER_COLUMNS}"
+                f"SELECT l.source, l.stream, l.purpose, l.acquired_at, {OWNER_COLUMNS}"
                 " FROM leases l LEFT JOIN owners o ON o.id = l.owner WHERE l.user_id = ?",
                 (user_id,),
             ).fetchall()
         out = []
         for source, stream, purpose, acquired_at, *owner in rows:
-            found = _owner(tuple(owner))
-            if found is not None and _alive(found):
+            found = owner_of(tuple(owner))
+            if found is not None and alive(found):
                 out.append((source, stream, Holder(found[0], purpose, acquired_at)))
         return out
 
@@ -250,13 +250,13 @@ class LeaseStore:
     ) -> Iterator[tuple[int, bool]]:
         """(generation, owner alive) for every generation being written to a stream."""
         rows = conn.execute(
-            f"SELECT p.generation, {_OWNER_COLUMNS} FROM pending_generations p"
+            f"SELECT p.generation, {OWNER_COLUMNS} FROM pending_generations p"
             " LEFT JOIN owners o ON o.id = p.owner"
             " WHERE p.user_id = ? AND p.kind = ? AND p.source = ?",
             (user_id, kind, source),
         ).fetchall()
         for generation, *owner in rows:
-            yield generation, _alive(_owner(tuple(owner)))
+            yield generation, alive(owner_of(tuple(owner)))
 
     def _sweep(self, conn: sqlite3.Connection, user_id: str, source: str, kind: RecordKind) -> None:
         """Delete what dead owners left of a stream: their rows, their pending entries."""
