@@ -24,6 +24,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import IO, Any, BinaryIO, TextIO
 
+from crm_tui.filekinds import kind_of
 from crm_tui.models import CONTACT_FIELDS, DEAL_FIELDS, Contact, Record, RecordKind
 from crm_tui.text import strip_controls
 
@@ -211,17 +212,11 @@ def check_output_path(path: Path) -> None:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
         return
-    kinds = (
-        (stat.S_ISLNK, "a symbolic link (crm-tui never writes through one)"),
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISCHR, "a device"),
-        (stat.S_ISBLK, "a device"),
-        (stat.S_ISFIFO, "a FIFO (named pipe)"),
-        (stat.S_ISSOCK, "a socket"),
-    )
-    for test, what in kinds:
-        if test(mode):
-            raise OutputPathError(f"{path} is {what}; write the export to a regular file")
+    what = kind_of(mode)
+    if stat.S_ISLNK(mode):
+        what = "a symbolic link (crm-tui never writes through one)"
+    if what is not None:
+        raise OutputPathError(f"{path} is {what}; write the export to a regular file")
 
 
 @contextlib.contextmanager

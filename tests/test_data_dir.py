@@ -191,12 +191,12 @@ def test_a_database_that_is_a_fifo_or_a_folder_is_refused_without_hanging(tmp_pa
     os.mkfifo(data / "crm.sqlite3", 0o600)
     result = crm("status", "--json", env={**env, "CRM_DATA_DIR": str(data)}, timeout=30)
     assert result.returncode == 3
-    assert "is not a regular file" in failure(result)["details"]
+    assert "is a FIFO (named pipe), not a regular file" in failure(result)["details"]
     (data / "crm.sqlite3").unlink()
     (data / "crm.sqlite3").mkdir()
     result = crm("status", "--json", env={**env, "CRM_DATA_DIR": str(data)}, timeout=30)
     assert result.returncode == 3
-    assert "is not a regular file" in failure(result)["details"]
+    assert "is a directory, not a regular file" in failure(result)["details"]
 
 
 # -- a read-only database --------------------------------------------------------------------

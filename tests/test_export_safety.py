@@ -160,7 +160,7 @@ def test_directories_devices_fifos_and_sockets_are_refused(imported):
     device = imported / "null"
     try:
         os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))
-        cases.append((device, "a device"))
+        cases.append((device, "a character device"))
     except PermissionError:  # not root, or a container that forbids it
         pass
     try:

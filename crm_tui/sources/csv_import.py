@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crm_tui.filekinds import kind_of
 from crm_tui.sources.errors import ImportFileError
 from crm_tui.sources.mapping import RejectedRow
 from crm_tui.sources.pagination import Page
@@ -157,19 +158,6 @@ def match_columns(headers: Sequence[str], spec: CsvSpec) -> tuple[dict[str, str]
 # -- bytes in ----------------------------------------------------------------------------
 
 
-def _kind_of(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO (named pipe)"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    ):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
 def _refuse(path: Path, details: str) -> ImportFileError:
     return ImportFileError(f"Cannot import {path.name}", details)
 
@@ -181,7 +169,7 @@ def open_regular(path: Path) -> tuple[int, os.stat_result]:
     try:
         before = os.stat(path)
         if not stat.S_ISREG(before.st_mode):
-            raise _refuse(path, f"{path} is {_kind_of(before.st_mode)}, not a regular file")
+            raise _refuse(path, f"{path} is {kind_of(before.st_mode)}, not a regular file")
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except OSError as exc:
         raise _refuse(path, f"{exc.strerror or exc}: {path}") from None

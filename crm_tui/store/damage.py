@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from crm_tui.store.errors import DatabaseDamaged
+from crm_tui.store.files import sidecar
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 HEADER_SIZE = 100
@@ -40,11 +41,6 @@ def is_damage(exc: BaseException) -> bool:
         and code is not None
         and (code & 0xFF in _DAMAGE_CODES)
     )
-
-
-def sidecar(path: Path, suffix: str) -> Path:
-    """`crm.sqlite3-wal`, `crm.sqlite3-shm`: the names SQLite gives a database's files."""
-    return path.with_name(path.name + suffix)
 
 
 # -- the header ----------------------------------------------------------------------------

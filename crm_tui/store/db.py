@@ -39,7 +39,14 @@ from crm_tui.models import (
 )
 from crm_tui.store.damage import check_at_open, damage_named
 from crm_tui.store.errors import DatabaseReadOnly, StreamBusy
-from crm_tui.store.files import connect, named_write_error, refuse_unsafe_files, secure_dir
+from crm_tui.store.files import (
+    SIDECARS,
+    connect,
+    named_write_error,
+    refuse_unsafe_files,
+    secure_dir,
+    sidecar,
+)
 from crm_tui.store.leases import Holder, Lease, LeaseStore
 
 # Control characters are stripped at ingest, so neither separator occurs inside a value.
@@ -211,10 +218,10 @@ class Database(LeaseStore):
         self._enable_wal()
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA foreign_keys=ON")
-        for suffix in ("-wal", "-shm"):
-            sidecar = path.with_name(path.name + suffix)
-            if sidecar.exists() and not self.read_only:
-                sidecar.chmod(0o600)
+        for suffix in SIDECARS:
+            beside = sidecar(path, suffix)
+            if beside.exists() and not self.read_only:
+                beside.chmod(0o600)
         self.migrate()
 
     def read_only_error(self) -> DatabaseReadOnly:

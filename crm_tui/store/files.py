@@ -14,6 +14,7 @@ import stat
 from pathlib import Path
 from urllib.parse import quote
 
+from crm_tui.filekinds import kind_of
 from crm_tui.store.errors import DatabaseReadOnly, DataDirRefused, StoreError
 
 
@@ -93,14 +94,15 @@ def check_file(path: Path) -> str | None:
         info = os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    what = kind_of(info.st_mode)
+    if what is None:
+        return None
     if stat.S_ISLNK(info.st_mode):
         return (
-            f"{path} is a symbolic link; crm-tui uses only a regular file there"
+            f"{path} is {what}; crm-tui uses only a regular file there"
             " (move the real file into its place)"
         )
-    if not stat.S_ISREG(info.st_mode):
-        return f"{path} is not a regular file; move it away"
-    return None
+    return f"{path} is {what}, not a regular file; move it away"
 
 
 def _refuse_unsafe_file(path: Path) -> None:
@@ -129,8 +131,17 @@ def secure_file(path: Path) -> None:
         os.close(fd)
 
 
-def _sidecars(path: Path) -> tuple[Path, Path]:
-    return path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
+#: What SQLite keeps beside a database in WAL mode: its write-ahead log, its shared memory.
+SIDECARS = ("-wal", "-shm")
+
+
+def sidecar(path: Path, suffix: str) -> Path:
+    """`crm.sqlite3-wal`, `crm.sqlite3-shm`: the names SQLite gives a database's files."""
+    return path.with_name(path.name + suffix)
+
+
+def _sidecars(path: Path) -> tuple[Path, ...]:
+    return tuple(sidecar(path, s) for s in SIDECARS)
 
 
 def _allowed(path: Path, mode: int) -> bool:

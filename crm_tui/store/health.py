@@ -21,12 +21,11 @@ from crm_tui.store.damage import (
     REPAIR_HINT,
     header_problem,
     is_damage,
-    sidecar,
     wal_lost,
 )
 from crm_tui.store.db import MIGRATIONS
 from crm_tui.store.errors import DatabaseDamaged, DatabaseReadOnly, DataDirRefused
-from crm_tui.store.files import check_data_dir, check_file, read_only_reason
+from crm_tui.store.files import check_data_dir, check_file, read_only_reason, sidecar
 from crm_tui.store.leases import OWNER_COLUMNS, alive, owner_of
 
 Status = Literal["ok", "warning", "failed"]

@@ -27,11 +27,11 @@ from crm_tui.store.damage import (
     header_problem,
     is_damage,
     page_size_of,
-    sidecar,
     wal_lost,
 )
 from crm_tui.store.db import Database
 from crm_tui.store.errors import DatabaseBusy
+from crm_tui.store.files import SIDECARS, sidecar
 from crm_tui.store.salvage import (
     TableCount,
     copy_table,
@@ -39,8 +39,6 @@ from crm_tui.store.salvage import (
     restore_sequences,
     tables,
 )
-
-SIDECARS = ("-wal", "-shm")
 
 
 @dataclass

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crm_tui.store.damage import HEADER_SIZE, SQLITE_MAGIC, header_problem, is_damage, sidecar
+from crm_tui.store.damage import HEADER_SIZE, SQLITE_MAGIC, header_problem, is_damage
+from crm_tui.store.files import sidecar
 
 # The order rows are recovered in: what exists nowhere else first.
 TABLE_ORDER = (
