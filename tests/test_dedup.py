@@ -343,6 +343,31 @@ async def test_merge_keeps_source_ids_survives_a_restart_and_undoes(settings: Se
     assert reopened.db.local_records(settings.user_id, "contacts") == []
 
 
+async def test_merging_again_keeps_what_a_person_changed_on_the_merged_contact(
+    settings: Settings,
+) -> None:
+    store = CacheStore(settings.user_id, Database(settings.database_path))
+    me = settings.user_id
+    await store.replace_stream(
+        "brivity",
+        "contacts",
+        [contact("brivity", "1", "Ann", "Lee", email="ann@lee.com", status="Active", user_id=me)],
+    )
+    await store.replace_stream(
+        "followupboss",
+        "contacts",
+        [contact("followupboss", "4", "Ann", "Lee", email="ann@lee.com", user_id=me)],
+    )
+    local = LocalCrm(store, SourceContext(settings, me, db=store.db))
+    (cluster,) = DuplicateFinder().refresh(store).clusters
+    first = await merge_cluster(local, cluster, cluster_records(store, cluster))
+    assert first.record.status == "Active"
+    await local.edit(first.record.id, {"status": "nurture"})
+    (again,) = DuplicateFinder().refresh(store).clusters
+    second = await merge_cluster(local, again, cluster_records(store, again))
+    assert not second.created and second.record.status == "nurture"
+
+
 def test_demo_truth_covers_every_served_contact() -> None:
     truth = data.contact_truth(DEMO_CONTACTS)
     assert len(truth) == 3 * data.expected_contacts(DEMO_CONTACTS)

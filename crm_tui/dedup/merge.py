@@ -48,8 +48,10 @@ def _ordered(records: Sequence[Contact], prefer: str | None) -> list[Contact]:
 
 
 def plan_merge(records: Sequence[Contact], prefer: str | None = None) -> dict[str, FieldChoice]:
-    """Every mergeable field's candidates and the chosen (first) one."""
-    ordered = _ordered([r for r in records if r.source != "local"] or records, prefer)
+    """Every mergeable field's candidates and the chosen (first) one. The local contact an
+    earlier merge made is a candidate like the others: a person's edit to it since is the
+    most recent value, and a merge again must not undo it."""
+    ordered = _ordered(records, prefer)
     plan: dict[str, FieldChoice] = {}
     for name in MERGED_FIELDS:
         candidates = tuple(
