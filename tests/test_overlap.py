@@ -16,13 +16,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from crm_tui.config import Settings
 from crm_tui.demo.servers import DemoServers, Faults, start_demo_servers
-from crm_tui.models import RecordKind
+from crm_tui.models import RecordKind, SyncState
 from crm_tui.sources.base import SourceContext
 from crm_tui.sources.registry import build_source
 from crm_tui.store import CacheStore, Database
@@ -355,43 +357,53 @@ def test_imported_rows_survive_every_sync_of_their_source(tmp_path, slow_servers
 # -- the app beside a cron sync ----------------------------------------------------------------
 
 
-async def test_the_app_shows_it_waits_for_another_processes_sync(tmp_path, slow_servers):
-    from textual.widgets import DataTable
-
-    from crm_tui.app import make_app
-    from crm_tui.models import SyncState
-    from tests.test_tui import SIZE, settle
-
-    data_dir = tmp_path / "data"
-    env = environment(slow_servers, data_dir)
+@contextmanager
+def cron_reading_contacts(
+    tmp_path: Path, servers: DemoServers
+) -> Iterator[tuple[subprocess.Popen[str], Settings, Path]]:
+    """A `crm-tui sync followupboss` paused as it reads contacts (holding the stream's
+    lease), the settings of an app on the same data dir, and the file that holds the pause."""
+    env = environment(servers, tmp_path / "data")
     barrier = tmp_path / "paused"
     paused = {**env, "CRM_PAUSE_AT": "page:followupboss:contacts", "CRM_PAUSE_FILE": str(barrier)}
     cron = start(paused, "sync", "followupboss", "--json")
     settings = make_settings(
-        tmp_path, crm_user_id="team", **{k.lower(): v for k, v in slow_servers.env().items()}
+        tmp_path, crm_user_id="team", **{k.lower(): v for k, v in servers.env().items()}
     )
     try:
-        await asyncio.to_thread(wait_until, barrier.exists, "the cron sync reading contacts")
+        wait_until(barrier.exists, "the cron sync reading contacts")
+        yield cron, settings, barrier
+    finally:
+        cron.kill()
+
+
+async def followupboss_row(pilot: Any, table: Any, until: Callable[[str], bool]) -> list[str]:
+    """The Status row of Follow Up Boss once `until` holds for it (the watcher looks every
+    second), or as it is after six seconds."""
+    for _ in range(60):
+        await pilot.pause(0.1)
+        row = [str(cell) for cell in table.get_row("followupboss")]
+        if until(" ".join(row)):
+            break
+    return row
+
+
+async def test_the_app_shows_it_waits_for_another_processes_sync(tmp_path, slow_servers):
+    from textual.widgets import DataTable
+
+    from crm_tui.app import make_app
+    from tests.test_tui import SIZE, settle
+
+    with cron_reading_contacts(tmp_path, slow_servers) as (cron, settings, barrier):
         app = make_app(settings, sync_stale=False)
         async with app.run_test(size=SIZE) as pilot:
             await settle(pilot, app)
             table = app.screen.query_one("#sources", DataTable)
             busy = f"busy: the sync in process {cron.pid}"
-            for _ in range(60):  # the watcher looks every second
-                await pilot.pause(0.1)
-                if busy in str(table.get_row("followupboss")):
-                    break
-            assert [str(c) for c in table.get_row("followupboss")][1::4] == [
-                "↻ elsewhere",
-                busy,
-            ]
+            row = await followupboss_row(pilot, table, lambda r: busy in r)
+            assert row[1::4] == ["↻ elsewhere", busy]  # the State and Progress columns
             app.sync_source("followupboss")
-            for _ in range(100):
-                await pilot.pause(0.05)
-                if app.store.status("followupboss").state is SyncState.WAITING:
-                    break
-            await pilot.pause(0.3)
-            row = [str(cell) for cell in table.get_row("followupboss")]
+            row = await followupboss_row(pilot, table, lambda r: "⧗ waiting" in r)
             assert "⧗ waiting" in row
             assert f"waiting for the sync in process {cron.pid}" in " ".join(row)
             barrier.unlink()
@@ -400,8 +412,6 @@ async def test_the_app_shows_it_waits_for_another_processes_sync(tmp_path, slow_
             want = dataset(slow_servers, tmp_path, "followupboss", "contacts")
             assert {r.id: comparable(r) for r in app.store.contacts("followupboss")} == want
         assert (await asyncio.to_thread(finish, cron))[0] == 0
-    finally:
-        cron.kill()
 
 
 async def test_the_app_stops_showing_a_sync_whose_process_died(tmp_path, slow_servers):
@@ -410,36 +420,17 @@ async def test_the_app_stops_showing_a_sync_whose_process_died(tmp_path, slow_se
     from crm_tui.app import make_app
     from tests.test_tui import SIZE, settle
 
-    env = environment(slow_servers, tmp_path / "data")
-    barrier = tmp_path / "paused"
-    paused = {**env, "CRM_PAUSE_AT": "page:followupboss:contacts", "CRM_PAUSE_FILE": str(barrier)}
-    cron = start(paused, "sync", "followupboss", "--json")
-    settings = make_settings(
-        tmp_path, crm_user_id="team", **{k.lower(): v for k, v in slow_servers.env().items()}
-    )
-    try:
-        await asyncio.to_thread(wait_until, barrier.exists, "the cron sync reading contacts")
+    with cron_reading_contacts(tmp_path, slow_servers) as (cron, settings, _):
         app = make_app(settings, sync_stale=False)
         async with app.run_test(size=SIZE) as pilot:
             await settle(pilot, app)
             table = app.screen.query_one("#sources", DataTable)
-
-            async def label() -> str:
-                await pilot.pause(0.1)
-                return " ".join(str(c) for c in table.get_row("followupboss"))
-
-            for _ in range(60):
-                if "busy: the sync in process" in await label():
-                    break
-            assert f"busy: the sync in process {cron.pid}" in await label()
+            busy = f"busy: the sync in process {cron.pid}"
+            assert busy in await followupboss_row(pilot, table, lambda r: busy in r)
             cron.kill()
             await asyncio.to_thread(cron.wait)
-            for _ in range(60):
-                if "busy:" not in await label():
-                    break
-            assert "busy:" not in await label()
-    finally:
-        cron.kill()
+            row = await followupboss_row(pilot, table, lambda r: "busy:" not in r)
+            assert not any("busy:" in cell for cell in row)
 
 
 # -- status: what the last run left, whoever ran it ------------------------------------------
