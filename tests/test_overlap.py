@@ -491,3 +491,4 @@ def test_sigterm_stops_a_sync_and_leaves_nothing_half_written(tmp_path, slow_ser
     runs = db.list_runs("team")
     db.close()
     assert runs[0]["outcome"] == "cancelled" and runs[0]["ended_at"]
+    REPORT.overlaps.append(("a sync stopped by SIGTERM while reading", 1, len(before)))
