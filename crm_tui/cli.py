@@ -1340,7 +1340,7 @@ def merge(ctx: click.Context, cluster_id: str, prefer: str | None, as_json: bool
     "--port",
     type=click.IntRange(0, 65535),
     default=0,
-    help="Brivity's port; Follow Up Boss and OAuth take the next two (0: free).",
+    help="The first simulator's port; the others take the next ones (0: free ports).",
 )
 @click.option("--contacts", type=click.IntRange(1, 1_000_000), default=2000, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
@@ -1384,7 +1384,9 @@ def simulator(
         parsed = Faults.parse(list(faults))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--fault") from None
-    ports = (port, port + 1, port + 2) if port else (0, 0, 0)
+    from crm_tui.demo.simulators import SIMULATORS
+
+    ports = tuple(port + n for n in range(len(SIMULATORS))) if port else None
     servers = start_demo_servers(
         contacts,
         seed,

@@ -373,6 +373,33 @@ class DemoCredentials:
     tp_api_key: str = "demo-topproducer-key"
 
 
+@dataclass(frozen=True, slots=True)
+class SimulatorContext:
+    """What every simulator is built from."""
+
+    contacts: int
+    seed: int
+    faults: Faults
+    credentials: DemoCredentials
+    rate_limit: int = 200  # requests per window, for the simulators that enforce one
+    token_expires_in: int = 3600  # seconds, for those that hand out tokens
+
+
+#: A collection's size and its i-th record, as a simulator serves them.
+Collection = tuple[int, Callable[[int], dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Simulator:
+    """One simulated CRM: its app, the settings that point crm-tui at it, and what it
+    serves (`"stream": (count, make)`, for the tests that compare)."""
+
+    name: str
+    build: Callable[[SimulatorContext], FaultInjector]
+    env: Callable[[str, DemoCredentials], dict[str, str]]
+    collections: Callable[[int, int], dict[str, Collection]]
+
+
 @dataclass
 class DemoServers:
     contacts: int
@@ -382,17 +409,13 @@ class DemoServers:
 
     def env(self) -> dict[str, str]:
         """The environment lines that point crm-tui at these servers."""
-        c = self.credentials
-        return {
-            "BRIVITY_API_BASE_URL": self.servers["brivity"].url,
-            "BRIVITY_API_KEY": c.brivity_key,
-            "FUB_API_BASE_URL": f"{self.servers['followupboss'].url}/v1",
-            "FUB_API_KEY": c.fub_key,
-            "TOPPRODUCER_API_BASE_URL": self.servers["topproducer"].url,
-            "TOPPRODUCER_CLIENT_ID": c.tp_client_id,
-            "TOPPRODUCER_CLIENT_SECRET": c.tp_client_secret,
-            "TOPPRODUCER_API_KEY": c.tp_api_key,
-        }
+        from crm_tui.demo.simulators import SIMULATORS
+
+        lines: dict[str, str] = {}
+        for simulator in SIMULATORS:
+            if simulator.name in self.servers:
+                lines.update(simulator.env(self.servers[simulator.name].url, self.credentials))
+        return lines
 
     def stop(self) -> None:
         for server in self.servers.values():
@@ -411,30 +434,24 @@ def start_demo_servers(
     faults: Faults | None = None,
     *,
     credentials: DemoCredentials | None = None,
-    ports: tuple[int, int, int] = (0, 0, 0),
+    ports: tuple[int, ...] | None = None,
     fub_rate_limit: int = 200,
     token_expires_in: int = 3600,
 ) -> DemoServers:
-    """Start the three simulators. Ports of 0 pick free ones."""
-    faults = faults or Faults()
+    """Start every simulator, each on its own port (`ports`, in the order of SIMULATORS;
+    0 or none: a free one)."""
+    from crm_tui.demo.simulators import SIMULATORS
+
     c = credentials or DemoCredentials()
+    context = SimulatorContext(
+        contacts, seed, faults or Faults(), c, fub_rate_limit, token_expires_in
+    )
     demo = DemoServers(contacts, seed, c)
-    apps = {
-        "brivity": brivity_app(c.brivity_key, contacts, seed, faults),
-        "followupboss": fub_app(c.fub_key, contacts, seed, faults, rate_limit=fub_rate_limit),
-        "topproducer": oauth_app(
-            c.tp_client_id,
-            c.tp_client_secret,
-            c.tp_api_key,
-            contacts,
-            seed,
-            faults,
-            expires_in=token_expires_in,
-        ),
-    }
+    wanted = list(ports or ())
     try:
-        for (name, app), port in zip(apps.items(), ports, strict=True):
-            demo.servers[name] = serve(name, app, port)
+        for number, simulator in enumerate(SIMULATORS):
+            port = wanted[number] if number < len(wanted) else 0
+            demo.servers[simulator.name] = serve(simulator.name, simulator.build(context), port)
     except BaseException:
         demo.stop()
         raise
@@ -442,20 +459,57 @@ def start_demo_servers(
 
 
 def iter_records(name: str, contacts: int, seed: int) -> Iterator[dict[str, Any]]:
-    """Every record a simulator serves for a collection, in index order (tests compare)."""
-    makers: dict[str, tuple[int, Callable[[int], dict[str, Any]]]] = {
-        "brivity:contacts": (contacts, lambda i: data.brivity_person(seed, i, contacts)),
-        "followupboss:contacts": (contacts, lambda i: data.fub_person(seed, i, contacts)),
-        "followupboss:deals": (
-            data.deal_count(contacts),
-            lambda j: data.fub_deal(seed, j, contacts),
-        ),
-        "topproducer:contacts": (contacts, lambda i: data.tp_contact(seed, i, contacts)),
-        "topproducer:deals": (
-            data.deal_count(contacts),
-            lambda j: data.tp_transaction(seed, j, contacts),
-        ),
-    }
-    total, make = makers[name]
+    """Every record a simulator serves for a collection (`"source:stream"`), in index
+    order (tests compare)."""
+    from crm_tui.demo.simulators import SIMULATORS
+
+    source, _, stream = name.partition(":")
+    simulator = next(s for s in SIMULATORS if s.name == source)
+    total, make = simulator.collections(contacts, seed)[stream]
     for i in range(total):
         yield make(i)
+
+
+# -- the three simulators this module serves -------------------------------------------------
+
+BRIVITY = Simulator(
+    "brivity",
+    lambda ctx: brivity_app(ctx.credentials.brivity_key, ctx.contacts, ctx.seed, ctx.faults),
+    lambda url, c: {"BRIVITY_API_BASE_URL": url, "BRIVITY_API_KEY": c.brivity_key},
+    lambda contacts, seed: {
+        "contacts": (contacts, lambda i: data.brivity_person(seed, i, contacts)),
+    },
+)
+FOLLOWUPBOSS = Simulator(
+    "followupboss",
+    lambda ctx: fub_app(
+        ctx.credentials.fub_key, ctx.contacts, ctx.seed, ctx.faults, rate_limit=ctx.rate_limit
+    ),
+    lambda url, c: {"FUB_API_BASE_URL": f"{url}/v1", "FUB_API_KEY": c.fub_key},
+    lambda contacts, seed: {
+        "contacts": (contacts, lambda i: data.fub_person(seed, i, contacts)),
+        "deals": (data.deal_count(contacts), lambda j: data.fub_deal(seed, j, contacts)),
+    },
+)
+TOPPRODUCER = Simulator(
+    "topproducer",
+    lambda ctx: oauth_app(
+        ctx.credentials.tp_client_id,
+        ctx.credentials.tp_client_secret,
+        ctx.credentials.tp_api_key,
+        ctx.contacts,
+        ctx.seed,
+        ctx.faults,
+        expires_in=ctx.token_expires_in,
+    ),
+    lambda url, c: {
+        "TOPPRODUCER_API_BASE_URL": url,
+        "TOPPRODUCER_CLIENT_ID": c.tp_client_id,
+        "TOPPRODUCER_CLIENT_SECRET": c.tp_client_secret,
+        "TOPPRODUCER_API_KEY": c.tp_api_key,
+    },
+    lambda contacts, seed: {
+        "contacts": (contacts, lambda i: data.tp_contact(seed, i, contacts)),
+        "deals": (data.deal_count(contacts), lambda j: data.tp_transaction(seed, j, contacts)),
+    },
+)

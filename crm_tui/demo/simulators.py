@@ -1,0 +1,8 @@
+"""Every simulated CRM, in the order the demo starts them. Adding one: its module in
+`demo/` defines a `Simulator`, and one line here."""
+
+from __future__ import annotations
+
+from crm_tui.demo.servers import BRIVITY, FOLLOWUPBOSS, TOPPRODUCER, Simulator
+
+SIMULATORS: tuple[Simulator, ...] = (BRIVITY, FOLLOWUPBOSS, TOPPRODUCER)
