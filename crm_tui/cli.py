@@ -32,6 +32,8 @@ from crm_tui.logs import SecretFilter, SecretMasker, setup_logging
 from crm_tui.models import Outcome, RecordKind, SyncState, utc_now
 from crm_tui.search.query import QueryError
 from crm_tui.sources.errors import SourceError
+from crm_tui.sources.kit import CsvExport
+from crm_tui.sources.registry import csv_exports
 from crm_tui.store import CacheStore, Database
 from crm_tui.store.errors import StoreError
 from crm_tui.store.files import named_write_error
@@ -1010,34 +1012,27 @@ _FILES = click.argument(
 _DRY = click.option("--dry-run", is_flag=True, help="Show the plan, write nothing.")
 
 
-@import_group.command("topproducer")
-@_FILES
-@_DRY
-@json_option
-@click.pass_context
-def import_topproducer(
-    ctx: click.Context, files: tuple[Path, ...], dry_run: bool, as_json: bool
-) -> None:
-    """TopProducer contacts and closings exports (closings: file name says so).
+def _import_command(command: str, export: CsvExport) -> click.Command:
+    """`crm-tui import <command>`, one per CSV export a source declares."""
 
-    Example: crm-tui import topproducer contacts.csv closings.csv --dry-run
-    """
-    _import(ctx, "topproducer", files, dry_run, as_json)
+    @_FILES
+    @_DRY
+    @json_option
+    @click.pass_context
+    def run_import(
+        ctx: click.Context, files: tuple[Path, ...], dry_run: bool, as_json: bool
+    ) -> None:
+        _import(ctx, command, files, dry_run, as_json)
+
+    run_import.__doc__ = (
+        f"{export.help or f'{command} exports'}\n\n"
+        f"    Example: crm-tui import {command} {export.stream}.csv --dry-run"
+    )
+    return click.command(command)(run_import)
 
 
-@import_group.command("brivity-transactions")
-@_FILES
-@_DRY
-@json_option
-@click.pass_context
-def import_brivity(
-    ctx: click.Context, files: tuple[Path, ...], dry_run: bool, as_json: bool
-) -> None:
-    """Brivity's transaction report, as deals.
-
-    Example: crm-tui import brivity-transactions transactions.csv
-    """
-    _import(ctx, "brivity-transactions", files, dry_run, as_json)
+for _command, (_source, _export) in csv_exports().items():
+    import_group.add_command(_import_command(_command, _export))
 
 
 @main.command()

@@ -12,23 +12,28 @@ import io
 import ipaddress
 import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlparse
 
 import platformdirs
 from dotenv import dotenv_values
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    create_model,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from crm_tui.sources.kit import Setting
+from crm_tui.sources.registry import CONNECTORS, DISPLAY_NAMES, SOURCE_NAMES
+
 APP_NAME = "crm-tui"
-SOURCE_NAMES = ("brivity", "topproducer", "followupboss", "local")
-DISPLAY_NAMES = {
-    "brivity": "Brivity",
-    "topproducer": "TopProducer",
-    "followupboss": "Follow Up Boss",
-    "local": "Local",
-}
 
 
 class ConfigError(Exception):
@@ -95,7 +100,21 @@ class SourceConfig:
         return DISPLAY_NAMES.get(self.name, self.name)
 
 
-class Settings(BaseSettings):
+def _blank_is_unset(value: Any) -> Any:
+    return None if value == "" else value
+
+
+def _url_of(env: str, value: str | None) -> str | None:
+    """A base URL setting, checked: http(s), and https unless it is this machine."""
+    try:
+        return _http_url(value, required=False)
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
+
+
+class CoreSettings(BaseSettings):
+    """crm-tui's own settings; each source's are added from its declaration (`Settings`)."""
+
     model_config = SettingsConfigDict(
         extra="ignore",
         env_file_encoding="utf-8",
@@ -104,24 +123,6 @@ class Settings(BaseSettings):
         env_ignore_empty=True,  # `KEY=` copied from .env.example means "use the default"
     )
 
-    brivity_api_base_url: str = "https://api.brivity.com"
-    brivity_api_key: SecretStr | None = None
-    # The integration guide's OAuth pair. Brivity's real Core API uses only the key.
-    brivity_client_id: str | None = None
-    brivity_client_secret: SecretStr | None = None
-    brivity_transactions_csv: Path | None = None
-
-    topproducer_api_base_url: str | None = None
-    topproducer_api_key: SecretStr | None = None
-    topproducer_client_id: str | None = None
-    topproducer_client_secret: SecretStr | None = None
-    topproducer_import_dir: Path | None = None
-
-    fub_api_key: SecretStr | None = None
-    fub_api_base_url: str = "https://api.followupboss.com/v1"
-    fub_system: str | None = None
-    fub_system_key: SecretStr | None = None
-
     crm_user_id: str = Field(default_factory=getpass.getuser, min_length=1)
     crm_data_dir: Path | None = None
     crm_sync_interval_minutes: int = Field(default=0, ge=0)
@@ -129,16 +130,6 @@ class Settings(BaseSettings):
     crm_http_timeout_seconds: float = Field(default=15.0, gt=0, le=600)
     crm_theme: str | None = None
     crm_phone_region: str = Field(default="US", min_length=2, max_length=2)
-
-    @field_validator("brivity_api_base_url", "fub_api_base_url")
-    @classmethod
-    def _required_url(cls, value: str) -> str:
-        return _http_url(value, required=True) or ""
-
-    @field_validator("topproducer_api_base_url")
-    @classmethod
-    def _optional_url(cls, value: str | None) -> str | None:
-        return _http_url(value, required=False)
 
     @field_validator("crm_phone_region")
     @classmethod
@@ -164,32 +155,10 @@ class Settings(BaseSettings):
         except RuntimeError:  # `~name` for a user this system does not know
             raise ValueError(f"cannot expand {value.parts[0]!r}: no such user") from None
 
-    @field_validator(
-        "brivity_api_key",
-        "brivity_client_secret",
-        "topproducer_api_key",
-        "topproducer_client_secret",
-        "fub_api_key",
-        "fub_system_key",
-        mode="before",
-    )
-    @classmethod
-    def _blank_secret_is_unset(cls, value: Any) -> Any:
-        return None if value == "" else value
-
-    @field_validator(
-        "brivity_client_id",
-        "topproducer_client_id",
-        "fub_system",
-        "brivity_transactions_csv",
-        "topproducer_import_dir",
-        "crm_data_dir",
-        "crm_theme",
-        mode="before",
-    )
+    @field_validator("crm_data_dir", "crm_theme", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
-        return None if value == "" else value
+        return _blank_is_unset(value)
 
     # -- derived -------------------------------------------------------------------------
 
@@ -229,40 +198,39 @@ class Settings(BaseSettings):
         return values
 
     def source_config(self, name: str) -> SourceConfig:
-        missing: list[str] = []
-        mode = ""
-        if name == "brivity":
-            if self.brivity_api_key is None:
-                missing.append("BRIVITY_API_KEY")
-            else:
-                mode = "api"
-        elif name == "topproducer":
-            if self.topproducer_api_base_url:
-                mode = "api"
-                if not self.topproducer_client_id:
-                    missing.append("TOPPRODUCER_CLIENT_ID")
-                if self.topproducer_client_secret is None:
-                    missing.append("TOPPRODUCER_CLIENT_SECRET")
-            elif self.topproducer_import_dir is not None:
-                mode = "csv"
-            else:
-                missing.append("TOPPRODUCER_IMPORT_DIR or TOPPRODUCER_API_BASE_URL")
-        elif name == "followupboss":
-            if self.fub_api_key is None:
-                missing.append("FUB_API_KEY")
-            else:
-                mode = "api"
-        elif name == "local":
-            mode = "database"
-        else:
+        cls = CONNECTORS.get(name)
+        if cls is None:
             raise KeyError(name)
-        return SourceConfig(name, not missing, tuple(missing), mode if not missing else "")
+        missing = cls.missing(self)
+        return SourceConfig(name, not missing, missing, "" if missing else cls.mode(self))
 
     def sources(self) -> dict[str, SourceConfig]:
         return {name: self.source_config(name) for name in SOURCE_NAMES}
 
     def enabled_sources(self) -> list[str]:
         return [name for name, cfg in self.sources().items() if cfg.enabled]
+
+
+def _field(setting: Setting) -> tuple[Any, Any]:
+    """A source setting as a Settings field: an empty value is unset; a URL is checked."""
+    blank = BeforeValidator(_blank_is_unset)
+    if setting.secret:
+        return Annotated[SecretStr | None, blank], None
+    if setting.kind in ("file", "folder"):
+        return Annotated[Path | None, blank], None
+    if setting.kind == "url":
+        check = AfterValidator(partial(_url_of, setting.env))
+        return Annotated[str | None, blank, check], setting.default
+    return Annotated[str | None, blank], setting.default
+
+
+#: crm-tui's settings: its own and, from the registry, every source's.
+Settings = create_model(  # type: ignore[call-overload]
+    "Settings",
+    __base__=CoreSettings,
+    __doc__="Every setting, from the environment and .env files (see load_settings).",
+    **{s.field: _field(s) for cls in CONNECTORS.values() for s in cls.settings},
+)
 
 
 def _format_validation_error(error: ValidationError) -> str:
@@ -274,16 +242,16 @@ def _format_validation_error(error: ValidationError) -> str:
     return "invalid configuration: " + "; ".join(lines)
 
 
-# Each base URL and the credentials that are sent to it.
-URL_CREDENTIALS: dict[str, tuple[str, ...]] = {
-    "BRIVITY_API_BASE_URL": ("BRIVITY_API_KEY", "BRIVITY_CLIENT_ID", "BRIVITY_CLIENT_SECRET"),
-    "FUB_API_BASE_URL": ("FUB_API_KEY", "FUB_SYSTEM_KEY"),
-    "TOPPRODUCER_API_BASE_URL": (
-        "TOPPRODUCER_API_KEY",
-        "TOPPRODUCER_CLIENT_ID",
-        "TOPPRODUCER_CLIENT_SECRET",
-    ),
-}
+def _url_credentials() -> dict[str, tuple[str, ...]]:
+    """Each source's base URL and the credentials that are sent to it."""
+    return {
+        cls.base_url_setting: tuple(s.env for s in cls.settings if s.credential)
+        for cls in CONNECTORS.values()
+        if cls.base_url_setting is not None
+    }
+
+
+URL_CREDENTIALS = _url_credentials()
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ import pytest
 import respx
 
 from crm_tui.sources.errors import AuthError, PaginationError, RateLimited, RemoteError
+from crm_tui.sources.followupboss import peek_cursor
 from crm_tui.sources.http import (
     HeaderAuth,
     HttpClient,
@@ -23,10 +24,13 @@ from crm_tui.sources.http import (
     parse_retry_after,
 )
 from crm_tui.sources.pagination import (
-    CursorPaginator,
-    OffsetPaginator,
-    SingleRequest,
-    peek_cursor,
+    CursorInBody,
+    LinkHeader,
+    OffsetLimit,
+    PageNumber,
+    SinglePage,
+    Stream,
+    read_pages,
 )
 
 BASE = "https://crm.example"
@@ -42,10 +46,35 @@ async def collect(pages) -> list:
     return [r for page in [p async for p in pages] for r in page.records]
 
 
+def single() -> Stream:
+    return Stream("api/people", SinglePage(), ("people",))
+
+
+def fub(read_ahead: bool = True) -> Stream:
+    """Follow Up Boss's people: `_metadata.next` cursors, read ahead unless told not to."""
+    cursor = CursorInBody(
+        "_metadata.next",
+        "next",
+        total_at=("_metadata.total",),
+        peek=peek_cursor if read_ahead else None,
+    )
+    return Stream("people", cursor, ("people",))
+
+
+def offsets() -> Stream:
+    """The integration guide's `$top`/`$skip` pages."""
+    pages = OffsetLimit("$skip", "$top", total_at=("@odata.count", "total", "count"))
+    return Stream("contacts", pages, ("value",))
+
+
+def pages_of(stream: Stream, **kwargs):
+    return read_pages(client(), stream, "contacts", **kwargs)
+
+
 @respx.mock
 async def test_bare_array_in_one_request():
     respx.get(f"{BASE}/api/people").respond(json=[{"id": 1}, {"id": 2}])
-    assert await collect(SingleRequest(("people",)).pages(client(), "api/people", "contacts")) == [
+    assert await collect(pages_of(single())) == [
         {"id": 1},
         {"id": 2},
     ]
@@ -54,9 +83,7 @@ async def test_bare_array_in_one_request():
 @respx.mock
 async def test_people_envelope_is_accepted():
     respx.get(f"{BASE}/api/people").respond(json={"people": [{"id": 1}]})
-    assert await collect(SingleRequest(("people",)).pages(client(), "api/people", "c")) == [
-        {"id": 1}
-    ]
+    assert await collect(pages_of(single())) == [{"id": 1}]
 
 
 @respx.mock
@@ -67,7 +94,7 @@ async def test_cursor_pagination_follows_next_to_the_end():
         httpx.Response(200, json={"_metadata": {"next": "c2", "total": 3}, "people": [{"id": 2}]}),
         httpx.Response(200, json={"_metadata": {"next": None, "total": 3}, "people": [{"id": 1}]}),
     ]
-    records = await collect(CursorPaginator(("people",)).pages(client(), "people", "contacts"))
+    records = await collect(pages_of(fub()))
     assert [r["id"] for r in records] == [3, 2, 1]
     assert [dict(c.request.url.params) for c in route.calls] == [
         {"limit": "100"},
@@ -83,7 +110,7 @@ async def test_a_repeated_cursor_stops_the_stream():
         httpx.Response(200, json={"_metadata": {"next": "same"}, "people": [{"id": 2}]}),
     ]
     with pytest.raises(PaginationError, match="repeated"):
-        await collect(CursorPaginator(("people",)).pages(client(), "people", "contacts"))
+        await collect(pages_of(fub()))
 
 
 @respx.mock
@@ -95,7 +122,7 @@ async def test_the_page_cap_stops_an_endless_server():
         )
     )
     with pytest.raises(PaginationError, match="more than 5 pages"):
-        await collect(CursorPaginator(("people",), max_pages=5).pages(client(), "people", "c"))
+        await collect(pages_of(fub(), max_pages=5))
 
 
 @pytest.mark.parametrize(
@@ -128,7 +155,7 @@ def people_page(ids: list[int], cursor: str | None) -> httpx.Response:
 async def test_the_next_page_is_requested_before_this_one_is_handed_over(read_ahead, requested):
     route = respx.get(f"{BASE}/people")
     route.side_effect = [people_page([2], "c1"), people_page([1], None)]
-    pages = CursorPaginator(("people",), read_ahead=read_ahead).pages(client(), "people", "c")
+    pages = pages_of(fub(read_ahead))
     first = await anext(pages)
     assert [r["id"] for r in first.records] == [2]
     assert route.call_count == requested
@@ -148,7 +175,7 @@ async def test_a_wrong_guess_is_dropped_and_the_decoded_cursor_followed():
         content=b'{"_metadata":{"next":"guess"},"_metadata":{"next":"real"},"people":[{"id":2}]}',
         headers={"content-type": "application/json"},
     )
-    records = await collect(CursorPaginator(("people",)).pages(client(), "people", "c"))
+    records = await collect(pages_of(fub()))
     assert [r["id"] for r in records] == [2, 1]
     assert real.call_count == 1
 
@@ -163,7 +190,7 @@ async def test_a_malformed_page_is_retried_without_a_second_read_ahead():
         httpx.Response(200, content=b'{"_metadata":{"next":"c1"},"people":[{"id":2},'),
         people_page([2], "c1"),
     ]
-    records = await collect(CursorPaginator(("people",)).pages(client(), "people", "c"))
+    records = await collect(pages_of(fub()))
     assert [r["id"] for r in records] == [2, 1]
     assert last.call_count == 1
 
@@ -183,7 +210,7 @@ async def test_closing_a_stream_early_cancels_the_request_read_ahead():
 
     respx.get(f"{BASE}/people", params={"next": "c1"}).mock(side_effect=hang)
     respx.get(f"{BASE}/people").mock(return_value=people_page([2], "c1"))
-    pages = CursorPaginator(("people",)).pages(client(), "people", "c")
+    pages = pages_of(fub())
     await anext(pages)
     await asyncio.wait_for(entered.wait(), 5)
     await pages.aclose()
@@ -204,7 +231,7 @@ async def test_offset_pagination_fetches_concurrently_and_yields_in_order():
         )
 
     route = respx.get(f"{BASE}/contacts").mock(side_effect=page)
-    records = await collect(OffsetPaginator(("value",)).pages(client(), "contacts", "contacts"))
+    records = await collect(pages_of(offsets()))
     assert [r["id"] for r in records] == list(range(250))
     assert sorted(int(c.request.url.params["$skip"]) for c in route.calls) == [0, 100, 200]
 
@@ -215,7 +242,7 @@ async def test_offset_pagination_without_total_stops_on_a_short_page():
         httpx.Response(200, json=[{"id": i} for i in range(100)]),
         httpx.Response(200, json=[{"id": 100}]),
     ]
-    assert len(await collect(OffsetPaginator(("value",)).pages(client(), "contacts", "c"))) == 101
+    assert len(await collect(pages_of(offsets()))) == 101
 
 
 @respx.mock
@@ -458,3 +485,86 @@ def test_garbled_rate_headers_are_ignored():
     budget = RateBudget()
     budget.observe(httpx.Headers({"X-RateLimit-Limit": "lots"}))
     assert budget.delay(0.0) == 0
+
+
+# -- the other paginators ---------------------------------------------------------------------
+
+
+@respx.mock
+async def test_an_after_token_in_the_body_pages_to_the_end():
+    """HubSpot's shape: `paging.next.after`, absent on the last page."""
+    route = respx.get(f"{BASE}/crm/v3/objects/contacts")
+    route.side_effect = [
+        httpx.Response(200, json={"results": [{"id": "1"}], "paging": {"next": {"after": "a"}}}),
+        httpx.Response(200, json={"results": [{"id": "2"}]}),
+    ]
+    stream = Stream(
+        "crm/v3/objects/contacts",
+        CursorInBody("paging.next.after", "after"),
+        ("results",),
+        params={"properties": "email"},
+    )
+    assert [r["id"] for r in await collect(pages_of(stream))] == ["1", "2"]
+    assert [dict(c.request.url.params) for c in route.calls] == [
+        {"properties": "email", "limit": "100"},
+        {"properties": "email", "limit": "100", "after": "a"},
+    ]
+
+
+@respx.mock
+async def test_numbered_pages_with_a_total_are_fetched_together_in_order():
+    """Lofty's transactions: `pageNum` from 0, `pageSize`, `totalCount`."""
+
+    def page(request: httpx.Request) -> httpx.Response:
+        number, size = int(request.url.params["pageNum"]), int(request.url.params["pageSize"])
+        ids = range(number * size, min(number * size + size, 250))
+        return httpx.Response(200, json={"totalCount": 250, "pageData": [{"id": i} for i in ids]})
+
+    route = respx.get(f"{BASE}/v2.0/transactions").mock(side_effect=page)
+    numbers = PageNumber("pageNum", "pageSize", first_page=0, total_at=("totalCount",))
+    stream = Stream("v2.0/transactions", numbers, ("pageData",))
+    assert [r["id"] for r in await collect(pages_of(stream))] == list(range(250))
+    assert sorted(int(c.request.url.params["pageNum"]) for c in route.calls) == [0, 1, 2]
+
+
+@respx.mock
+async def test_numbered_pages_without_a_total_stop_on_a_short_page():
+    route = respx.get(f"{BASE}/items")
+    route.side_effect = [
+        httpx.Response(200, json={"data": [{"id": i} for i in range(100)]}),
+        httpx.Response(200, json={"data": [{"id": 100}]}),
+    ]
+    stream = Stream("items", PageNumber(), ("data",))
+    assert len(await collect(pages_of(stream))) == 101
+    assert [c.request.url.params["page"] for c in route.calls] == ["1", "2"]
+
+
+@respx.mock
+async def test_a_link_header_is_followed_on_the_same_server_only():
+    respx.get(f"{BASE}/items", params={"page": "2"}).respond(
+        json=[{"id": 2}],
+        headers={"Link": '<https://elsewhere.example/items?page=3>; rel="next"'},
+    )
+    respx.get(f"{BASE}/items").respond(
+        json=[{"id": 1}],
+        headers={"Link": f'<{BASE}/items?page=2&per_page=100>; rel="next", <x>; rel="last"'},
+    )
+    stream = Stream("items", LinkHeader(), ())
+    with pytest.raises(RemoteError, match="outside the configured base URL"):
+        await collect(pages_of(stream))
+
+
+@respx.mock
+async def test_a_link_header_pages_until_there_is_no_next():
+    respx.get(f"{BASE}/items", params={"page": "2"}).respond(json=[{"id": 2}])
+    respx.get(f"{BASE}/items").respond(
+        json=[{"id": 1}], headers={"link": '</items?page=2>; rel="next"'}
+    )
+    assert [r["id"] for r in await collect(pages_of(Stream("items", LinkHeader(), ())))] == [1, 2]
+
+
+@respx.mock
+async def test_records_a_stream_skips_are_left_out():
+    respx.get(f"{BASE}/api/people").respond(json=[{"id": 1, "archived": True}, {"id": 2}])
+    stream = Stream("api/people", SinglePage(), (), skip=lambda r: r.get("archived") is True)
+    assert await collect(pages_of(stream)) == [{"id": 2}]

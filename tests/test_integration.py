@@ -194,6 +194,7 @@ class Repeating(Source):
 
     name = "broken"
     display_name = "Broken"
+    short_name = "BRK"
     field_maps = {"contacts": {"remote_id": "id"}}
 
     @property
@@ -221,9 +222,12 @@ async def test_a_request_says_when_it_is_on_the_wire(demo_servers):
     )
     sent: list[int] = []
     try:
-        body = await client.get_json("people", {"limit": 3}, on_sent=lambda: sent.append(len(sent)))
+        body, headers = await client.get_page(
+            "people", {"limit": 3}, on_sent=lambda: sent.append(len(sent))
+        )
         await client.get_json("people", {"limit": 3})
     finally:
         await client.aclose()
     assert len(body["people"]) == 3
+    assert headers["x-ratelimit-context"] == "global"
     assert sent == [0]

@@ -10,21 +10,9 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from crm_tui.config import DISPLAY_NAMES
 from crm_tui.screens.base import ModeScreen
+from crm_tui.sources.registry import CONNECTORS
 from crm_tui.timefmt import exact
 from crm_tui.widgets.safe import safe, safe_block
-
-SETTINGS_OF = {
-    "brivity": ("brivity_api_base_url", "brivity_api_key", "brivity_transactions_csv"),
-    "topproducer": (
-        "topproducer_api_base_url",
-        "topproducer_client_id",
-        "topproducer_client_secret",
-        "topproducer_api_key",
-        "topproducer_import_dir",
-    ),
-    "followupboss": ("fub_api_base_url", "fub_api_key", "fub_system", "fub_system_key"),
-    "local": ("crm_data_dir",),
-}
 
 
 class ConnectionsScreen(ModeScreen):
@@ -86,19 +74,24 @@ class ConnectionsScreen(ModeScreen):
         cfg = settings.source_config(name)
         text = Text()
         text.append(f"{DISPLAY_NAMES[name]}\n", style="bold")
-        for field in SETTINGS_OF[name]:
-            value = getattr(settings, field)
+        declared = CONNECTORS[name].settings
+        width = max((len(s.env) for s in declared), default=0) + 2
+        for setting in declared:
+            value = getattr(settings, setting.field)
             if isinstance(value, SecretStr):
                 shown = Text("set", "green")
             elif value is None:
-                shown = Text(
-                    "missing" if field.endswith(("key", "secret")) else "not set", "yellow"
-                )
+                shown = Text("missing" if setting.required else "not set", "yellow")
             else:
                 shown = safe(value)
-            text.append(f"  {field.upper():<28}")
+            text.append(f"  {setting.env:<{width}}")
             text.append_text(shown)
-            text.append("\n")
+            text.append(f"  {setting.help}\n", style="dim")
+        if cfg.mode == "database":
+            text.append(f"  Database: {settings.database_path}\n")
+        if cfg.enabled:
+            for note in self.crm.engine.source(name).capabilities.notes:
+                text.append(f"  Note: {note}\n", style="yellow")
         if cfg.missing:
             text.append("  needs: " + ", ".join(cfg.missing) + "\n", style="yellow")
         interval = settings.crm_sync_interval_minutes

@@ -10,9 +10,8 @@ from crm_tui.config import DISPLAY_NAMES
 from crm_tui.dedup import Cluster
 from crm_tui.screens.base import ModeScreen
 from crm_tui.screens.cluster import ClusterScreen, undo_last_merge
+from crm_tui.sources.registry import SHORT_NAMES
 from crm_tui.widgets.record_table import Column, RecordTable
-
-SHORT_NAMES = {"brivity": "BRV", "followupboss": "FUB", "topproducer": "TP", "local": "LOC"}
 
 
 def badges(sources: tuple[str, ...]) -> str:

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from crm_tui.models import RecordKind
-from crm_tui.sources.base import Capabilities, Source, SourceContext
+from crm_tui.sources.base import Source
 from crm_tui.sources.csv_import import CsvSpec, column, csv_pages, identity
-from crm_tui.sources.http import HeaderAuth, HttpClient, RetryPolicy
+from crm_tui.sources.kit import Capabilities, CsvExport, KeyHeader, RetryPolicy, Setting
 from crm_tui.sources.mapping import to_tags
-from crm_tui.sources.pagination import Page, SingleRequest
+from crm_tui.sources.pagination import Page, SinglePage, Stream
 
 # A full pull of ~2,800 people takes about 30 s: the read timeout must be generous.
 BRIVITY_READ_TIMEOUT = 90.0
@@ -54,6 +54,44 @@ def _tags_and_lead_type(raw: Mapping[str, Any]) -> tuple[str, ...]:
 class BrivitySource(Source):
     name = "brivity"
     display_name = "Brivity"
+    short_name = "BRV"
+    settings = (
+        Setting(
+            "BRIVITY_API_BASE_URL",
+            "Brivity Core API base URL (the API key goes in an Authorization: Token header).",
+            default="https://api.brivity.com",
+            kind="url",
+        ),
+        Setting(
+            "BRIVITY_API_KEY",
+            "Brivity account API key; enables the Brivity source.",
+            secret=True,
+            required=True,
+        ),
+        Setting(
+            "BRIVITY_CLIENT_ID",
+            "The integration guide's OAuth client id for Brivity (Brivity's real API uses"
+            " only the key).",
+            credential=True,
+        ),
+        Setting(
+            "BRIVITY_CLIENT_SECRET",
+            "The integration guide's OAuth client secret for Brivity (unused by the real"
+            " Core API).",
+            secret=True,
+        ),
+        Setting(
+            "BRIVITY_TRANSACTIONS_CSV",
+            "Path to Brivity's transaction report CSV, imported as deals on every sync.",
+            kind="file",
+        ),
+    )
+    base_url_setting = "BRIVITY_API_BASE_URL"
+    auth = KeyHeader("BRIVITY_API_KEY", template="Token token={key}")
+    # A full pull of ~2,800 people takes about 30 s: a generous read timeout, one retry.
+    min_read_timeout = BRIVITY_READ_TIMEOUT
+    retry = RetryPolicy(attempts=2, total_seconds=240.0)
+    endpoints = {"contacts": Stream("api/people", SinglePage(probe_param="limit"), ("people",))}
     field_maps = {
         "contacts": {
             "remote_id": "id",
@@ -84,19 +122,15 @@ class BrivitySource(Source):
         },
     }
 
-    def __init__(self, ctx: SourceContext) -> None:
-        super().__init__(ctx)
-        settings = ctx.settings
-        key = settings.brivity_api_key.get_secret_value() if settings.brivity_api_key else ""
-        self.client = HttpClient(
-            self.display_name,
-            settings.brivity_api_base_url,
-            HeaderAuth.token(key),
-            read_timeout=max(BRIVITY_READ_TIMEOUT, settings.crm_http_timeout_seconds),
-            retry=RetryPolicy(attempts=2, total_seconds=240.0),
-            masker=ctx.masker,
-            transport=ctx.transport,
-        )
+    exports = (
+        CsvExport(
+            "brivity-transactions",
+            "deals",
+            TRANSACTION_REPORT,
+            field_maps["deals"],
+            help="Brivity's transaction report, as deals.",
+        ),
+    )
 
     @property
     def capabilities(self) -> Capabilities:
@@ -104,15 +138,10 @@ class BrivitySource(Source):
             contacts=True,
             deals=self.ctx.settings.brivity_transactions_csv is not None,
             file_import=True,
+            notes=("deals come from the transaction report CSV: Brivity's API has none",),
         )
 
-    def read(self, stream: RecordKind, *, probe: bool = False) -> AsyncIterator[Page]:
-        if stream == "deals":
-            path = self.ctx.settings.brivity_transactions_csv
-            assert path is not None
-            return csv_pages([path], TRANSACTION_REPORT, probe=probe)
-        params = {"limit": 1} if probe else None
-        return SingleRequest(("people",)).pages(self.client, "api/people", "contacts", params)
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
+    def read_other(self, stream: RecordKind, *, probe: bool = False) -> AsyncIterator[Page]:
+        path = self.ctx.settings.brivity_transactions_csv
+        assert stream == "deals" and path is not None
+        return csv_pages([path], TRANSACTION_REPORT, probe=probe)

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from crm_tui.filekinds import kind_of
+from crm_tui.models import RecordKind
 from crm_tui.sources.errors import ImportFileError
 from crm_tui.sources.mapping import RejectedRow
 from crm_tui.sources.pagination import Page
@@ -70,6 +71,16 @@ _FALLBACKS = ("cp1252", "latin-1")
 
 def normalise_header(name: str) -> str:
     return _NON_ALNUM.sub(" ", name.lower()).strip()
+
+
+_DEAL_FILE_WORDS = ("closing", "closed", "transaction", "sold", "deal")
+
+
+def classify_export(path: Path) -> RecordKind:
+    """contacts or deals, from the file name (CRMs name their exports plainly: a closings or
+    transactions export says so)."""
+    name = normalise_header(path.stem)
+    return "deals" if any(word in name for word in _DEAL_FILE_WORDS) else "contacts"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,15 +1,18 @@
-"""Follow Up Boss v1: people and deals, Basic auth with the key, `_metadata.next` cursors."""
+"""Follow Up Boss v1: people and deals, Basic auth with the key, `_metadata.next` cursors
+(read ahead: the server writes `_metadata` first)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import re
+from collections.abc import Mapping
 from typing import Any
 
-from crm_tui.models import RecordKind
-from crm_tui.sources.base import Capabilities, Source, SourceContext
-from crm_tui.sources.http import HeaderAuth, HttpClient
+import orjson
+
+from crm_tui.sources.base import Source
+from crm_tui.sources.kit import Basic, Setting
 from crm_tui.sources.mapping import is_mapping
-from crm_tui.sources.pagination import CursorPaginator, Page
+from crm_tui.sources.pagination import CursorInBody, Stream
 
 
 def primary(list_key: str) -> Any:
@@ -31,9 +34,60 @@ def primary(list_key: str) -> Any:
     return get
 
 
+# `{"_metadata": {...flat...}` at the start of a body: Follow Up Boss writes it first.
+_LEADING_METADATA = re.compile(rb'\s*\{\s*"_metadata"\s*:\s*(\{[^{}]*\})')
+_PEEK_BYTES = 4096
+
+
+def peek_cursor(content: bytes) -> str | None:
+    """`_metadata.next` read off the head of a body, without decoding its records; None
+    when the body does not start with a flat `_metadata` object. A guess: the decoded page
+    has the last word (see pagination's read-ahead)."""
+    match = _LEADING_METADATA.match(content[:_PEEK_BYTES])
+    if match is None:
+        return None
+    try:
+        meta = orjson.loads(match.group(1))
+    except orjson.JSONDecodeError:
+        return None
+    cursor = meta.get("next") if isinstance(meta, dict) else None
+    return cursor if isinstance(cursor, str) and cursor else None
+
+
+def _collection(path: str) -> Stream:
+    """`limit` pages following `_metadata.next`, with the cursor read ahead."""
+    return Stream(
+        path,
+        CursorInBody("_metadata.next", "next", total_at=("_metadata.total",), peek=peek_cursor),
+        records=(path,),
+    )
+
+
 class FollowUpBossSource(Source):
     name = "followupboss"
     display_name = "Follow Up Boss"
+    short_name = "FUB"
+    settings = (
+        Setting(
+            "FUB_API_KEY",
+            "Follow Up Boss API key (HTTP Basic user name); enables Follow Up Boss.",
+            secret=True,
+            required=True,
+        ),
+        Setting(
+            "FUB_API_BASE_URL",
+            "Follow Up Boss API base URL.",
+            default="https://api.followupboss.com/v1",
+            kind="url",
+        ),
+        Setting("FUB_SYSTEM", "Registered system name, sent as X-System."),
+        Setting("FUB_SYSTEM_KEY", "Registered system key, sent as X-System-Key.", secret=True),
+    )
+    record_url = "https://app.followupboss.com/2/people/view/{remote_id}"
+    base_url_setting = "FUB_API_BASE_URL"
+    auth = Basic("FUB_API_KEY")
+    extra_headers = {"X-System": "FUB_SYSTEM", "X-System-Key": "FUB_SYSTEM_KEY"}
+    endpoints = {"contacts": _collection("people"), "deals": _collection("deals")}
     field_maps = {
         "contacts": {
             "remote_id": "id",
@@ -62,34 +116,3 @@ class FollowUpBossSource(Source):
             "remote_updated": "updatedAt",
         },
     }
-    _paths: dict[RecordKind, str] = {"contacts": "people", "deals": "deals"}
-
-    def __init__(self, ctx: SourceContext) -> None:
-        super().__init__(ctx)
-        settings = ctx.settings
-        key = settings.fub_api_key.get_secret_value() if settings.fub_api_key else ""
-        system: dict[str, str] = {}
-        if settings.fub_system:
-            system["X-System"] = settings.fub_system
-        if settings.fub_system_key:
-            system["X-System-Key"] = settings.fub_system_key.get_secret_value()
-        self.client = HttpClient(
-            self.display_name,
-            settings.fub_api_base_url,
-            HeaderAuth.basic(key, system),
-            read_timeout=settings.crm_http_timeout_seconds,
-            masker=ctx.masker,
-            transport=ctx.transport,
-        )
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return Capabilities(contacts=True, deals=True)
-
-    def read(self, stream: RecordKind, *, probe: bool = False) -> AsyncIterator[Page]:
-        path = self._paths[stream]
-        paginator = CursorPaginator((path,), page_size=1 if probe else 100, read_ahead=not probe)
-        return paginator.pages(self.client, path, stream)
-
-    async def aclose(self) -> None:
-        await self.client.aclose()

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import certifi
@@ -33,7 +33,19 @@ from crm_tui import jsoncodec
 from crm_tui.config import ConfigError, insecure_url_problem
 from crm_tui.logs import SecretMasker
 from crm_tui.sources.errors import AuthError, RateLimited, RemoteError
+from crm_tui.sources.kit import Auth as AuthSpec
+from crm_tui.sources.kit import (
+    Basic,
+    Bearer,
+    ClientCredentials,
+    KeyHeader,
+    RateHeaders,
+    RetryPolicy,
+)
 from crm_tui.text import single_line
+
+if TYPE_CHECKING:
+    from crm_tui.sources.base import Source
 
 log = logging.getLogger(__name__)
 _retry_log = logging.getLogger("crm_tui.retry")
@@ -54,17 +66,6 @@ stamina.instrumentation.set_on_retry_hooks([_log_retry])
 #: Retried with backoff. 401 is handled apart (refresh once); every other 4xx fails at once.
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _LARGE_BODY = 2_000_000  # parse bigger JSON bodies off the event loop
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    attempts: int = 5
-    total_seconds: float = 120.0
-    wait_initial: float = 0.5
-    wait_max: float = 10.0
-    wait_jitter: float = 1.0
-    #: A Retry-After longer than this is not slept through: the source is rate limited.
-    max_retry_after: float = 60.0
 
 
 @dataclass(slots=True)
@@ -260,11 +261,19 @@ class OAuthClientCredentials(Auth):
 
 
 class RateBudget:
-    """A sliding-window budget kept below the server's, corrected from X-RateLimit-* headers."""
+    """A sliding-window budget kept below the server's, corrected from the rate-limit
+    headers the source declares (Follow Up Boss's X-RateLimit-* by default)."""
 
-    def __init__(self, limit: int | None = None, window: float = 10.0, reserve: int = 2) -> None:
+    def __init__(
+        self,
+        limit: int | None = None,
+        window: float | None = None,
+        reserve: int = 2,
+        headers: RateHeaders | None = None,
+    ) -> None:
+        self.names = headers or RateHeaders()
         self.limit = limit
-        self.window = window
+        self.window = window if window is not None else self.names.window_seconds
         self.reserve = reserve
         self._sent: deque[float] = deque()
         self._remaining: int | None = None
@@ -272,13 +281,14 @@ class RateBudget:
         self.waited = 0.0
 
     def observe(self, headers: httpx.Headers) -> None:
+        names = self.names
         try:
-            if "x-ratelimit-limit" in headers:
-                self.limit = int(headers["x-ratelimit-limit"])
-            if "x-ratelimit-window" in headers:
-                self.window = float(headers["x-ratelimit-window"].rstrip("s"))
-            if "x-ratelimit-remaining" in headers:
-                self._remaining = int(headers["x-ratelimit-remaining"])
+            if names.limit in headers:
+                self.limit = int(headers[names.limit])
+            if names.window is not None and names.window in headers:
+                self.window = float(headers[names.window].rstrip("s")) * names.window_unit
+            if names.remaining in headers:
+                self._remaining = int(headers[names.remaining])
                 self._observed_at = time.monotonic()
         except ValueError:
             pass  # a garbled header must not break a sync; the 429 path still protects us
@@ -368,12 +378,24 @@ class HttpClient:
         params: dict[str, Any] | None = None,
         *,
         what: str = "records",
+    ) -> Any:
+        """GET and decode JSON, under the retry table. Raises SourceError subclasses only."""
+        body, _ = await self.get_page(path, params, what=what)
+        return body
+
+    async def get_page(
+        self,
+        path: str,
+        params: dict[str, Any] | None = None,
+        *,
+        what: str = "records",
         on_body: Callable[[bytes], Awaitable[None]] | None = None,
         on_sent: Callable[[], None] | None = None,
-    ) -> Any:
-        """GET and decode JSON, under the retry table. Raises SourceError subclasses only.
-        `on_body` is awaited with each successful response's bytes before they are
-        decoded; `on_sent` is called once a request is on the wire."""
+    ) -> tuple[Any, httpx.Headers]:
+        """GET one page: its decoded JSON and its headers, under the retry table. Raises
+        SourceError subclasses only. `on_body` is awaited with each successful response's
+        bytes before they are decoded; `on_sent` is called once a request is on the wire.
+        `path` may be a URL (a Link header's) only on this client's own server."""
         stats = current_stats.get()
         policy = self.retry
         try:
@@ -388,10 +410,23 @@ class HttpClient:
                 with attempt:
                     if attempt.num > 1 and stats is not None:
                         stats.retries += 1
-                    return await self._attempt(path.lstrip("/"), params, on_body, on_sent)
+                    return await self._attempt(self._relative(path), params, on_body, on_sent)
         except _Retryable as exc:
             raise RemoteError(f"Failed to fetch {what}", self.masker(exc.details)) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _relative(self, path: str) -> str:
+        """A path under the base URL; a full URL only if it points there too."""
+        if "://" not in path:
+            return path.lstrip("/")
+        base = str(self._client.base_url)
+        if not path.startswith(base):
+            raise RemoteError(
+                f"{self.display_name} request failed",
+                f"the server pointed the next page at {shown_url(path)}, outside the configured"
+                " base URL: not followed (credentials go only there)",
+            )
+        return path[len(base) :]
 
     def _backoff(self, exc: Exception) -> bool | float:
         if isinstance(exc, _Retryable):
@@ -404,7 +439,7 @@ class HttpClient:
         params: dict[str, Any] | None,
         on_body: Callable[[bytes], Awaitable[None]] | None = None,
         on_sent: Callable[[], None] | None = None,
-    ) -> Any:
+    ) -> tuple[Any, httpx.Headers]:
         stats = current_stats.get()
         refreshed = False
         while True:
@@ -458,7 +493,7 @@ class HttpClient:
             log.info("[%s] Authentication successful", self.display_name)
         if on_body is not None:
             await on_body(response.content)
-        return await self._decode(response)
+        return await self._decode(response), response.headers
 
     async def _send(
         self,
@@ -492,3 +527,62 @@ class HttpClient:
     def _body_excerpt(self, response: httpx.Response) -> str:
         text = single_line(response.text[:200]).strip() or f"HTTP {response.status_code}"
         return self.masker(text)
+
+
+# -- a source's client, from its declaration --------------------------------------------------
+
+
+def _secret(settings: Any, env: str) -> str:
+    value = getattr(settings, env.lower(), None)
+    if value is None:
+        return ""
+    return value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
+
+
+def _auth(
+    spec: AuthSpec | None, settings: Any, display: str, base: str, extra: dict[str, str]
+) -> Auth:
+    timeout = settings.crm_http_timeout_seconds
+    if isinstance(spec, KeyHeader):
+        value = spec.template.format(key=_secret(settings, spec.setting))
+        return HeaderAuth({spec.header: value, **extra})
+    if isinstance(spec, Bearer):
+        return HeaderAuth({"Authorization": f"Bearer {_secret(settings, spec.setting)}", **extra})
+    if isinstance(spec, Basic):
+        return HeaderAuth.basic(_secret(settings, spec.setting), extra)
+    if isinstance(spec, ClientCredentials):
+        return OAuthClientCredentials(
+            f"{base.rstrip('/')}/{spec.token_path.lstrip('/')}",
+            _secret(settings, spec.client_id),
+            _secret(settings, spec.client_secret),
+            display_name=display,
+            extra_headers=extra,
+            timeout=timeout,
+        )
+    return HeaderAuth(extra)
+
+
+def client_for(source: Source) -> HttpClient:
+    """The HTTP client a source declares: its base URL, auth, extra headers, rate-limit
+    headers, retry policy and read timeout."""
+    settings = source.ctx.settings
+    kind = type(source)
+    if kind.base_url_setting is None:
+        raise ConfigError(f"{kind.display_name} has no API to call")
+    base = str(getattr(settings, kind.base_url_setting.lower()) or "")
+    extra = {
+        header: _secret(settings, env)
+        for header, env in kind.extra_headers.items()
+        if _secret(settings, env)
+    }
+    timeout = max(kind.min_read_timeout, settings.crm_http_timeout_seconds)
+    return HttpClient(
+        kind.display_name,
+        base,
+        _auth(kind.auth, settings, kind.display_name, base, extra),
+        read_timeout=timeout,
+        retry=kind.retry,
+        budget=RateBudget(headers=kind.rate_headers),
+        masker=source.ctx.masker,
+        transport=source.ctx.transport,
+    )

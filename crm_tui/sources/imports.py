@@ -15,8 +15,14 @@ from typing import Any
 
 from crm_tui import jsoncodec
 from crm_tui.models import Record, RecordKind, utc_now
-from crm_tui.sources import brivity, topproducer
-from crm_tui.sources.csv_import import MAX_LISTED, Capped, CsvSpec, CsvStream, FileIdentity
+from crm_tui.sources.csv_import import (
+    MAX_LISTED,
+    Capped,
+    CsvSpec,
+    CsvStream,
+    FileIdentity,
+    classify_export,
+)
 from crm_tui.sources.errors import ImportFileError, InvalidRecord
 from crm_tui.sources.mapping import FieldMap, Overrides, RecordBuilder, RejectedRow, source_maps
 
@@ -32,24 +38,18 @@ class Importer:
     field_map: FieldMap
 
 
-IMPORTERS: dict[str, dict[RecordKind, Importer]] = {
-    "topproducer": {
-        "contacts": Importer(
-            "topproducer", "contacts", topproducer.CONTACTS_EXPORT, topproducer.CSV_MAPS["contacts"]
-        ),
-        "deals": Importer(
-            "topproducer", "deals", topproducer.CLOSINGS_EXPORT, topproducer.CSV_MAPS["deals"]
-        ),
-    },
-    "brivity-transactions": {
-        "deals": Importer(
-            "brivity",
-            "deals",
-            brivity.TRANSACTION_REPORT,
-            brivity.BrivitySource.field_maps["deals"],
-        ),
-    },
-}
+def importers() -> dict[str, dict[RecordKind, Importer]]:
+    """`crm-tui import <command>` -> the exports it reads, by stream: every source's
+    declared CSV exports, from the registry."""
+    from crm_tui.sources.registry import CONNECTORS
+
+    found: dict[str, dict[RecordKind, Importer]] = {}
+    for cls in CONNECTORS.values():
+        for export in cls.exports:
+            found.setdefault(export.command, {})[export.stream] = Importer(
+                cls.name, export.stream, export.spec, export.field_map
+            )
+    return found
 
 
 @dataclass(slots=True)
@@ -124,12 +124,15 @@ class FilePlan:
 
 
 def choose_importer(name: str, path: Path) -> Importer:
-    options = IMPORTERS.get(name)
+    """The export a file is: the command's only one, or the one its file name says (a
+    TopProducer closings export is named so)."""
+    known = importers()
+    options = known.get(name)
     if options is None:
-        raise ImportFileError(f"Unknown import {name!r}", f"choose one of {', '.join(IMPORTERS)}")
+        raise ImportFileError(f"Unknown import {name!r}", f"choose one of {', '.join(known)}")
     if len(options) == 1:
         return next(iter(options.values()))
-    return options[topproducer.classify_export(path)]
+    return options[classify_export(path)]
 
 
 def _quarantine_payload(row: Mapping[str, Any]) -> Any:

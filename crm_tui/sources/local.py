@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from crm_tui.models import CONTACT_EDITABLE, DEAL_EDITABLE, RecordKind
-from crm_tui.sources.base import Capabilities, Source
+from crm_tui.sources.base import Source
 from crm_tui.sources.errors import SourceError
+from crm_tui.sources.kit import Capabilities
 from crm_tui.sources.mapping import FieldMap
 from crm_tui.sources.pagination import Page
+
+if TYPE_CHECKING:
+    from crm_tui.config import Settings
 
 
 def _identity_map(fields: tuple[str, ...]) -> FieldMap:
@@ -22,16 +27,21 @@ def _identity_map(fields: tuple[str, ...]) -> FieldMap:
 class LocalSource(Source):
     name = "local"
     display_name = "Local"
+    short_name = "LOC"
     field_maps = {
         "contacts": _identity_map(CONTACT_EDITABLE),
         "deals": _identity_map(DEAL_EDITABLE),
     }
 
+    @classmethod
+    def mode(cls, settings: Settings) -> str:
+        return "database"
+
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(contacts=True, deals=True, write_back=True)
 
-    async def read(self, stream: RecordKind, *, probe: bool = False) -> AsyncIterator[Page]:
+    async def read_other(self, stream: RecordKind, *, probe: bool = False) -> AsyncIterator[Page]:
         db = self.ctx.db
         if db is None:
             raise SourceError("Local CRM unavailable", "no database is open")

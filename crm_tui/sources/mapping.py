@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from crm_tui import jsoncodec
-from crm_tui.config import SOURCE_NAMES
 from crm_tui.models import (
     CONTACT_EDITABLE,
     DEAL_EDITABLE,
@@ -107,9 +106,6 @@ def compile_map(field_map: FieldMap) -> dict[str, Getter]:
     return {target: compile_spec(spec) for target, spec in field_map.items()}
 
 
-Overrides = dict[str, dict[str, dict[str, str]]]
-
-
 def load_overrides(path: Path) -> Overrides:
     """`mappings.toml`: {source: {stream: {field: path}}}. Unknown sources, streams and
     fields are errors naming the file and line."""
@@ -125,8 +121,10 @@ def check_mappings(path: Path) -> list[str]:
 
 
 def _read_overrides(path: Path) -> tuple[Overrides, list[str]]:
+    from crm_tui.sources.registry import SOURCE_NAMES  # the connectors import this module
+
     data, text, problems = read_toml(path)
-    result: Overrides = {}
+    result: dict[str, dict[str, dict[str, str]]] = {}
 
     def problem(keys: tuple[str, ...], message: str) -> None:
         problems.append(f"{where(path, text, keys)}: {message}")

@@ -1,24 +1,36 @@
-"""Paginators: one array, a cursor in the body (Follow Up Boss), and $top/$skip offsets.
+"""Paginators, and the one driver that runs them all.
 
-Each yields `Page`s of raw records. A repeated cursor or more pages than the cap stops the
-stream with a PaginationError instead of looping forever.
+A paginator is a small pure object: the first request of a stream, and from each page (its
+decoded body, headers and records) the next request, or None at the end. The driver sends
+them, checks the server never sends it round in circles, and yields `Page`s of raw records.
+
+Two speed-ups live in the driver, for the paginators that allow them:
+- `remaining`: when the first page tells every other page's request (an offset or a page
+  number, and a total), those are fetched a few at a time, yielded in order;
+- `peek`: when a cursor can be read off the head of a body before it is decoded, the next
+  request leaves at once, so the server works while this page is decoded (a cursor puts a
+  sync in lock-step with its server). The decoded page is checked against the guess.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
-
-import orjson
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
 
 from crm_tui.sources.errors import PaginationError, RemoteError
-from crm_tui.sources.http import HttpClient
+from crm_tui.sources.mapping import get_path
+
+if TYPE_CHECKING:
+    from crm_tui.sources.http import HttpClient
 
 DEFAULT_MAX_PAGES = 20_000
+# How long a page's decoding waits for the request read ahead to be sent: it normally takes
+# a few turns of the event loop (0.1 ms); longer means a retry's backoff or a full pool.
+_SEND_WAIT = 0.005
 
 
 @dataclass(slots=True)
@@ -27,236 +39,396 @@ class Page:
     total: int | None = None
 
 
-def extract_records(body: Any, keys: Sequence[str], what: str) -> list[Any]:
-    """The list of records in a page: a bare array, or the first list under one of `keys`."""
-    if isinstance(body, list):
-        return body
-    if isinstance(body, dict):
-        for key in keys:
-            value = body.get(key)
-            if isinstance(value, list):
-                return value
-    raise RemoteError(f"Failed to fetch {what}", "malformed page: no list of records in it")
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One page's request: its query, and another path than the stream's if the server
+    named one (a Link header's)."""
+
+    params: tuple[tuple[str, Any], ...]
+    path: str | None = None
+
+    @classmethod
+    def of(cls, params: Mapping[str, Any], path: str | None = None) -> Request:
+        return cls(tuple(params.items()), path)
 
 
-def _int_or_none(value: Any) -> int | None:
+@dataclass(frozen=True, slots=True)
+class Response:
+    """What a paginator sees of a page."""
+
+    request: Request
+    body: Any
+    headers: Mapping[str, str]
+    records: list[Any]
+
+
+def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
+def first_at(body: Any, paths: Sequence[str]) -> Any:
+    """The first value found at one of `paths` (dotted), or None."""
+    for path in paths:
+        value = get_path(body, path) if isinstance(body, dict) else None
+        if value is not None:
+            return value
+    return None
+
+
+def extract_records(body: Any, paths: Sequence[str], what: str) -> list[Any]:
+    """The records of a page: a bare array, or the list at the first of `paths` that holds
+    one."""
+    if isinstance(body, list):
+        return body
+    found = first_at(body, [p for p in paths if isinstance(get_path(body, p), list)])
+    if isinstance(found, list):
+        return found
+    raise RemoteError(f"Failed to fetch {what}", "malformed page: no list of records in it")
+
+
 class Paginator(ABC):
-    def __init__(self, keys: Sequence[str], max_pages: int = DEFAULT_MAX_PAGES) -> None:
-        self.keys = tuple(keys)
-        self.max_pages = max_pages
+    page_size: int = 100
+    total_at: Sequence[str] = ()
 
     @abstractmethod
-    def pages(
-        self, client: HttpClient, path: str, what: str, params: dict[str, Any] | None = None
-    ) -> AsyncIterator[Page]:
-        """Pages in order."""
+    def first(self, page_size: int) -> Request:
+        """The first page's request."""
 
+    @abstractmethod
+    def next_request(self, response: Response) -> Request | None:
+        """The next page's request; None when this page was the last."""
 
-class SingleRequest(Paginator):
-    """The whole collection in one response (Brivity's people)."""
-
-    async def pages(
-        self, client: HttpClient, path: str, what: str, params: dict[str, Any] | None = None
-    ) -> AsyncIterator[Page]:
-        body = await client.get_json(path, params, what=what)
-        records = extract_records(body, self.keys, what)
-        yield Page(records, total=len(records))
-
-
-# `{"_metadata": {...flat...}` at the start of a body: Follow Up Boss writes it first.
-_LEADING_METADATA = re.compile(rb'\s*\{\s*"_metadata"\s*:\s*(\{[^{}]*\})')
-_PEEK_BYTES = 4096
-# How long a page's decoding waits for the request read ahead to be sent: it normally takes
-# a few turns of the event loop (0.1 ms); longer means a retry's backoff or a full pool.
-_SEND_WAIT = 0.005
-
-
-def peek_cursor(content: bytes) -> str | None:
-    """`_metadata.next` read off the head of a body, without decoding its records; None
-    when the body does not start with a flat `_metadata` object. A guess: the decoded page
-    has the last word."""
-    match = _LEADING_METADATA.match(content[:_PEEK_BYTES])
-    if match is None:
+    def remaining(self, response: Response) -> list[Request] | None:
+        """Every other page's request, when the first page tells them all."""
         return None
+
+    def total(self, body: Any) -> int | None:
+        return _count(first_at(body, self.total_at))
+
+    def guess(self, content: bytes, request: Request) -> Request | None:
+        """The next request read off the head of a body, before it is decoded; None when
+        this paginator cannot tell (see the module)."""
+        return None
+
+    @property
+    def guesses(self) -> bool:
+        return False
+
+
+@dataclass
+class SinglePage(Paginator):
+    """The whole collection in one response (Brivity's people). `probe_param` asks for a
+    single record when a connection is only being tested."""
+
+    probe_param: str | None = None
+    page_size: int = 0  # no pages
+
+    def first(self, page_size: int) -> Request:
+        probing = page_size == 1 and self.probe_param is not None
+        return Request.of({self.probe_param: 1}) if probing else Request(())
+
+    def next_request(self, response: Response) -> Request | None:
+        return None
+
+
+@dataclass
+class CursorInBody(Paginator):
+    """The next page's cursor sits in the body at `cursor` (a dotted path): Follow Up Boss's
+    `_metadata.next`, HubSpot's `paging.next.after`, Pipedrive's
+    `additional_data.next_cursor`. It goes back as `param`; no cursor ends the stream."""
+
+    cursor: str
+    param: str
+    size_param: str | None = "limit"
+    page_size: int = 100
+    total_at: Sequence[str] = ()
+    #: The cursor read off the head of a raw body (a connector that knows its server writes
+    #: it first), for reading ahead.
+    peek: Callable[[bytes], str | None] | None = None
+
+    def first(self, page_size: int) -> Request:
+        return Request.of({self.size_param: page_size} if self.size_param else {})
+
+    def next_request(self, response: Response) -> Request | None:
+        cursor = get_path(response.body, self.cursor) if isinstance(response.body, dict) else None
+        if cursor is None or cursor == "":
+            return None
+        if not isinstance(cursor, str | int) or isinstance(cursor, bool):
+            raise RemoteError("Failed to fetch records", "malformed page: bad next cursor")
+        return self.following(response.request, cursor)
+
+    def following(self, request: Request, cursor: str | int) -> Request:
+        params = {k: v for k, v in request.params if k != self.param}
+        return Request.of({**params, self.param: cursor}, request.path)
+
+    def guess(self, content: bytes, request: Request) -> Request | None:
+        cursor = self.peek(content) if self.peek is not None else None
+        return self.following(request, cursor) if cursor else None
+
+    @property
+    def guesses(self) -> bool:
+        return self.peek is not None
+
+
+@dataclass
+class OffsetLimit(Paginator):
+    """`offset`/`limit` pages (the integration guide's `$skip`/`$top`, Lofty's leads). The
+    last page is a short one, or the one that reaches the total."""
+
+    offset_param: str = "offset"
+    limit_param: str = "limit"
+    page_size: int = 100
+    total_at: Sequence[str] = ()
+
+    def first(self, page_size: int) -> Request:
+        return Request.of({self.limit_param: page_size, self.offset_param: 0})
+
+    def _at(self, offset: int, size: int) -> Request:
+        return Request.of({self.limit_param: size, self.offset_param: offset})
+
+    def next_request(self, response: Response) -> Request | None:
+        params = dict(response.request.params)
+        size, offset = int(params[self.limit_param]), int(params[self.offset_param])
+        reached = offset + len(response.records)
+        total = self.total(response.body)
+        if len(response.records) < size or (total is not None and reached >= total):
+            return None
+        return self._at(reached, size)
+
+    def remaining(self, response: Response) -> list[Request] | None:
+        total = self.total(response.body)
+        size = int(dict(response.request.params)[self.limit_param])
+        if total is None or len(response.records) != size:
+            return None
+        return [self._at(offset, size) for offset in range(size, total, size)]
+
+
+@dataclass
+class PageNumber(Paginator):
+    """Numbered pages (Lofty's transactions: `pageNum` from 0, `pageSize`)."""
+
+    page_param: str = "page"
+    size_param: str = "per_page"
+    page_size: int = 100
+    first_page: int = 1
+    total_at: Sequence[str] = ()
+
+    def first(self, page_size: int) -> Request:
+        return Request.of({self.size_param: page_size, self.page_param: self.first_page})
+
+    def next_request(self, response: Response) -> Request | None:
+        params = dict(response.request.params)
+        size, number = int(params[self.size_param]), int(params[self.page_param])
+        total = self.total(response.body)
+        read = (number - self.first_page) * size + len(response.records)
+        if len(response.records) < size or (total is not None and read >= total):
+            return None
+        return Request.of({self.size_param: size, self.page_param: number + 1})
+
+    def remaining(self, response: Response) -> list[Request] | None:
+        total = self.total(response.body)
+        size = int(dict(response.request.params)[self.size_param])
+        if total is None or len(response.records) != size:
+            return None
+        pages = -(-total // size)
+        return [
+            Request.of({self.size_param: size, self.page_param: self.first_page + n})
+            for n in range(1, pages)
+        ]
+
+
+@dataclass
+class LinkHeader(Paginator):
+    """RFC 8288 `Link: <url>; rel="next"` headers (GitHub-style APIs). The next URL must stay
+    on the server the stream started on: credentials never follow a link elsewhere."""
+
+    size_param: str | None = "per_page"
+    page_size: int = 100
+
+    def first(self, page_size: int) -> Request:
+        return Request.of({self.size_param: page_size} if self.size_param else {})
+
+    def next_request(self, response: Response) -> Request | None:
+        target = _next_link(response.headers.get("link", ""))
+        if target is None:
+            return None
+        url = urlsplit(target)
+        if url.scheme or url.netloc:
+            return Request(tuple(parse_qsl(url.query)), f"{url.scheme}://{url.netloc}{url.path}")
+        return Request(tuple(parse_qsl(url.query)), url.path)
+
+
+def _next_link(header: str) -> str | None:
+    for part in header.split(","):
+        target, _, rest = part.partition(";")
+        rels = {
+            value.strip().strip('"')
+            for name, _, value in (p.partition("=") for p in rest.split(";"))
+            if name.strip().lower() == "rel"
+        }
+        if "next" in " ".join(rels).split():
+            return target.strip().strip("<>")
+    return None
+
+
+# -- the driver -------------------------------------------------------------------------------
+
+
+@dataclass
+class Stream:
+    """Where one stream's records are: a path, fixed query parameters, the record list's
+    place in the body, and how it pages."""
+
+    path: str
+    paginator: Paginator
+    records: Sequence[str] = ()
+    params: Mapping[str, Any] = field(default_factory=dict)
+    #: Raw records that are not records (archived, deleted): left out, never mapped.
+    skip: Callable[[Any], bool] | None = None
+
+
+async def read_pages(
+    client: HttpClient,
+    stream: Stream,
+    what: str,
+    *,
+    probe: bool = False,
+    max_pages: int = DEFAULT_MAX_PAGES,
+    concurrency: int = 4,
+) -> AsyncIterator[Page]:
+    """Every page of `stream`, in order. `probe`: the smallest first page, nothing more."""
+    paginator = stream.paginator
+    fixed = dict(stream.params)
+
+    async def fetch(
+        request: Request,
+        on_body: Callable[[bytes], Any] | None = None,
+        on_sent: Callable[[], None] | None = None,
+    ) -> Response:
+        body, headers = await client.get_page(
+            request.path or stream.path,
+            {**fixed, **dict(request.params)},
+            what=what,
+            on_body=on_body,
+            on_sent=on_sent,
+        )
+        records = extract_records(body, stream.records, what)
+        if stream.skip is not None:
+            records = [r for r in records if not stream.skip(r)]
+        return Response(request, body, headers, records)
+
+    request = paginator.first(1 if probe else paginator.page_size)
+    ahead = _ReadAhead(fetch, paginator if paginator.guesses and not probe else None)
+    seen: set[Request] = {request}
     try:
-        meta = orjson.loads(match.group(1))
-    except orjson.JSONDecodeError:
-        return None
-    cursor = meta.get("next") if isinstance(meta, dict) else None
-    return cursor if isinstance(cursor, str) and cursor else None
-
-
-class CursorPaginator(Paginator):
-    """`limit` pages following `_metadata.next` (Follow Up Boss).
-
-    A cursor puts a sync in lock-step with its server: the next request needs this page.
-    With `read_ahead`, the next request leaves as soon as this page's cursor can be read
-    off the head of its body, so the server works while this page is decoded (0.4 ms of 100
-    records) rather than after. The decoded page is checked against the guess; at most one
-    request is ever ahead of the page being read."""
-
-    def __init__(
-        self,
-        keys: Sequence[str],
-        page_size: int = 100,
-        max_pages: int = DEFAULT_MAX_PAGES,
-        *,
-        read_ahead: bool = True,
-    ) -> None:
-        super().__init__(keys, max_pages)
-        self.page_size = page_size
-        self.read_ahead = read_ahead
-
-    async def pages(
-        self, client: HttpClient, path: str, what: str, params: dict[str, Any] | None = None
-    ) -> AsyncIterator[Page]:
-        base: dict[str, Any] = {**(params or {}), "limit": self.page_size}
-        seen: set[str] = set()
-        waiting = False  # this generator is blocked on the current request
-        ahead: tuple[str, asyncio.Future[Any]] | None = None
-
-        def fetch(
-            query: dict[str, Any], on_sent: Callable[[], None] | None = None
-        ) -> asyncio.Future[Any]:
-            async def on_body(content: bytes) -> None:
-                # Only for the request being waited for: a reader that has fallen behind
-                # gets no deeper queue of requests.
-                if waiting and future is current:
-                    await read_ahead(content)
-
-            future = asyncio.ensure_future(
-                client.get_json(
-                    path,
-                    query,
-                    what=what,
-                    on_body=on_body if self.read_ahead else None,
-                    on_sent=on_sent,
+        current = ahead.send(request)
+        for number in range(max_pages):
+            response = await ahead.wait(current)
+            following = paginator.next_request(response) if response.records else None
+            ahead.settle(following)
+            yield Page(response.records, paginator.total(response.body))
+            if probe or following is None:
+                return
+            rest = paginator.remaining(response) if number == 0 else None
+            if rest is not None:
+                async for page in _in_order(fetch, rest, concurrency, paginator):
+                    yield page
+                return
+            if following in seen:
+                raise PaginationError(
+                    f"Failed to fetch {what}", "the server repeated a page cursor; stopped"
                 )
-            )
-            return future
+            seen.add(following)
+            current = ahead.send(following)
+        raise PaginationError(f"Failed to fetch {what}", f"more than {max_pages} pages")
+    finally:
+        await ahead.close()
 
-        async def read_ahead(content: bytes) -> None:
-            nonlocal ahead
-            cursor = peek_cursor(content)
-            if ahead is not None or cursor is None or cursor in seen:
-                return  # a retried body: its first guess stands until the page decides
-            sent = asyncio.Event()
-            ahead = (cursor, fetch({**base, "next": cursor}, on_sent=sent.set))
-            # Decoding this page holds the event loop for a while: let the next request
-            # reach the wire first (or fail, or take longer than is worth waiting for).
-            on_wire = asyncio.ensure_future(sent.wait())
-            await asyncio.wait(
-                {on_wire, ahead[1]}, timeout=_SEND_WAIT, return_when=asyncio.FIRST_COMPLETED
-            )
-            on_wire.cancel()
 
-        current = fetch(base)
+async def _in_order(
+    fetch: Callable[[Request], Any],
+    requests: list[Request],
+    concurrency: int,
+    paginator: Paginator,
+) -> AsyncIterator[Page]:
+    """Pages whose requests are all known: a few in flight at once, yielded in order."""
+    pending: list[asyncio.Future[Response]] = []
+    try:
+        for index in range(len(requests)):
+            while len(pending) < concurrency and index + len(pending) < len(requests):
+                pending.append(asyncio.ensure_future(fetch(requests[index + len(pending)])))
+            response = await pending.pop(0)
+            yield Page(response.records, paginator.total(response.body))
+    finally:
+        for future in pending:
+            future.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+class _ReadAhead:
+    """Sends each page's request, and with a paginator that can guess, the next one as soon
+    as this one's body arrives. At most one request is ahead of the page being read, and
+    only while the reader waits for its page: a reader that has fallen behind gets no
+    deeper queue of requests."""
+
+    def __init__(self, fetch: Callable[..., Any], paginator: Paginator | None) -> None:
+        self.fetch = fetch
+        self.paginator = paginator  # None: no reading ahead
+        self.current: asyncio.Future[Response] | None = None
+        self.current_request: Request | None = None
+        self.waiting = False
+        self.guess: tuple[Request, asyncio.Future[Response]] | None = None
+
+    def send(self, request: Request) -> asyncio.Future[Response]:
+        """The future of `request`'s page: the guess already in flight, if it was right."""
+        if self.guess is not None and self.guess[0] == request:
+            future, self.guess = self.guess[1], None
+        else:
+            future = self._fetch(request)
+        self.current, self.current_request = future, request
+        return future
+
+    def _fetch(
+        self, request: Request, on_sent: Callable[[], None] | None = None
+    ) -> asyncio.Future[Response]:
+        on_body = self._on_body if self.paginator is not None else None
+        return asyncio.ensure_future(self.fetch(request, on_body, on_sent))
+
+    async def wait(self, future: asyncio.Future[Response]) -> Response:
+        self.waiting = future is self.current
         try:
-            for _ in range(self.max_pages):
-                waiting = True
-                try:
-                    body = await current
-                finally:
-                    waiting = False
-                records = extract_records(body, self.keys, what)
-                meta = body.get("_metadata") if isinstance(body, dict) else None
-                meta = meta if isinstance(meta, dict) else {}
-                cursor = meta.get("next")
-                if ahead is not None and (ahead[0] != cursor or not records):
-                    ahead[1].cancel()  # the guess was wrong: the page decides
-                    await asyncio.gather(ahead[1], return_exceptions=True)
-                    ahead = None
-                yield Page(records, total=_int_or_none(meta.get("total")))
-                if not cursor or not records:
-                    return
-                if not isinstance(cursor, str):
-                    raise RemoteError(f"Failed to fetch {what}", "malformed page: bad next cursor")
-                if cursor in seen:
-                    raise PaginationError(
-                        f"Failed to fetch {what}", "the server repeated a page cursor; stopped"
-                    )
-                seen.add(cursor)
-                if ahead is not None:
-                    current, ahead = ahead[1], None
-                else:
-                    current = fetch({**base, "next": cursor})
-            raise PaginationError(f"Failed to fetch {what}", f"more than {self.max_pages} pages")
+            return await future
         finally:
-            pending = [f for f in (current, ahead[1] if ahead else None) if f and not f.done()]
-            for future in pending:
-                future.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            self.waiting = False
 
-
-class OffsetPaginator(Paginator):
-    """`$top`/`$skip` pages. Once the total is known, up to `concurrency` pages are in flight;
-    they are still yielded in order."""
-
-    def __init__(
-        self,
-        keys: Sequence[str],
-        page_size: int = 100,
-        concurrency: int = 4,
-        total_keys: Sequence[str] = ("@odata.count", "total", "count"),
-        max_pages: int = DEFAULT_MAX_PAGES,
-    ) -> None:
-        super().__init__(keys, max_pages)
-        self.page_size = page_size
-        self.concurrency = concurrency
-        self.total_keys = tuple(total_keys)
-
-    def _total(self, body: Any) -> int | None:
-        if isinstance(body, dict):
-            for key in self.total_keys:
-                total = _int_or_none(body.get(key))
-                if total is not None:
-                    return total
-        return None
-
-    async def _fetch(
-        self, client: HttpClient, path: str, what: str, params: dict[str, Any] | None, skip: int
-    ) -> tuple[list[Any], Any]:
-        query = {**(params or {}), "$top": self.page_size, "$skip": skip}
-        body = await client.get_json(path, query, what=what)
-        return extract_records(body, self.keys, what), body
-
-    async def pages(
-        self, client: HttpClient, path: str, what: str, params: dict[str, Any] | None = None
-    ) -> AsyncIterator[Page]:
-        records, body = await self._fetch(client, path, what, params, 0)
-        total = self._total(body)
-        yield Page(records, total=total)
-        if total is None:
-            yield_count = 1
-            skip = len(records)
-            while len(records) == self.page_size:
-                if yield_count >= self.max_pages:
-                    raise PaginationError(
-                        f"Failed to fetch {what}", f"more than {self.max_pages} pages"
-                    )
-                records, _ = await self._fetch(client, path, what, params, skip)
-                skip += len(records)
-                yield_count += 1
-                yield Page(records)
+    async def _on_body(self, content: bytes) -> None:
+        if not self.waiting or self.guess is not None or self.current_request is None:
+            return  # not the page being waited for, or a retried body: its first guess stands
+        assert self.paginator is not None
+        guess = self.paginator.guess(content, self.current_request)
+        if guess is None:
             return
-        offsets = list(range(self.page_size, total, self.page_size))
-        if len(offsets) + 1 > self.max_pages:
-            raise PaginationError(f"Failed to fetch {what}", f"more than {self.max_pages} pages")
-        pending: list[asyncio.Task[tuple[list[Any], Any]]] = []
-        try:
-            for index in range(len(offsets)):
-                while len(pending) < self.concurrency and index + len(pending) < len(offsets):
-                    offset = offsets[index + len(pending)]
-                    pending.append(
-                        asyncio.ensure_future(self._fetch(client, path, what, params, offset))
-                    )
-                records, _ = await pending.pop(0)
-                yield Page(records, total=total)
-        finally:
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
+        sent = asyncio.Event()
+        future = self._fetch(guess, on_sent=sent.set)
+        self.guess = (guess, future)
+        # Decoding this page holds the event loop for a while: let the next request reach
+        # the wire first (or fail, or take longer than is worth waiting for).
+        on_wire = asyncio.ensure_future(sent.wait())
+        await asyncio.wait(
+            {on_wire, future}, timeout=_SEND_WAIT, return_when=asyncio.FIRST_COMPLETED
+        )
+        on_wire.cancel()
+
+    def settle(self, following: Request | None) -> None:
+        """The decoded page has the last word: a wrong guess is cancelled."""
+        if self.guess is not None and self.guess[0] != following:
+            self.guess[1].cancel()
+            self.guess = None
+
+    async def close(self) -> None:
+        pending = [
+            f for f in (self.current, self.guess[1] if self.guess else None) if f and not f.done()
+        ]
+        for future in pending:
+            future.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)

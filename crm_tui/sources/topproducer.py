@@ -6,14 +6,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from crm_tui.models import CONTACT_EDITABLE, RecordKind
-from crm_tui.sources.base import Capabilities, Source, SourceContext
-from crm_tui.sources.csv_import import CsvSpec, column, csv_pages, identity, normalise_header
+from crm_tui.sources.base import Source, SourceContext
+from crm_tui.sources.csv_import import CsvSpec, classify_export, column, csv_pages, identity
 from crm_tui.sources.errors import ImportFileError
-from crm_tui.sources.http import HttpClient, OAuthClientCredentials
+from crm_tui.sources.kit import Capabilities, ClientCredentials, CsvExport, Setting, is_set
 from crm_tui.sources.mapping import FieldMap
-from crm_tui.sources.pagination import OffsetPaginator, Page
+from crm_tui.sources.pagination import OffsetLimit, Page, Stream
+
+if TYPE_CHECKING:
+    from crm_tui.config import Settings
 
 CONTACTS_EXPORT = CsvSpec(
     label="TopProducer contacts export",
@@ -121,49 +125,91 @@ CSV_MAPS: dict[RecordKind, FieldMap] = {
     },
 }
 
-_DEAL_FILE_WORDS = ("closing", "closed", "transaction", "sold", "deal")
-
-
-def classify_export(path: Path) -> RecordKind:
-    """contacts or deals, from the file name (TopProducer names its exports plainly)."""
-    name = normalise_header(path.stem)
-    return "deals" if any(word in name for word in _DEAL_FILE_WORDS) else "contacts"
+_API_RECORDS = ("value", "contacts", "data", "items")
+_API_PAGES = OffsetLimit("$skip", "$top", total_at=("@odata.count", "total", "count"))
 
 
 class TopProducerSource(Source):
+    """Two separate ways in: the exports in a folder (`read_exports`), or the guide's HTTP
+    contract (`read`, the declared endpoints) where TOPPRODUCER_API_BASE_URL is set."""
+
     name = "topproducer"
     display_name = "TopProducer"
+    short_name = "TP"
+    settings = (
+        Setting(
+            "TOPPRODUCER_API_BASE_URL",
+            "TopProducer publishes no API. Set this only for the integration guide's OAuth"
+            " contract.",
+            kind="url",
+        ),
+        Setting(
+            "TOPPRODUCER_API_KEY",
+            "API key sent as X-API-Key with every request in API mode.",
+            secret=True,
+        ),
+        Setting("TOPPRODUCER_CLIENT_ID", "OAuth2 client id (API mode).", credential=True),
+        Setting("TOPPRODUCER_CLIENT_SECRET", "OAuth2 client secret (API mode).", secret=True),
+        Setting(
+            "TOPPRODUCER_IMPORT_DIR",
+            "Folder holding TopProducer CSV exports (contacts*.csv, closings*.csv); enables"
+            " CSV mode.",
+            kind="folder",
+        ),
+    )
+    base_url_setting = "TOPPRODUCER_API_BASE_URL"
+    auth = ClientCredentials(
+        "auth/oauth/token", "TOPPRODUCER_CLIENT_ID", "TOPPRODUCER_CLIENT_SECRET"
+    )
+    extra_headers = {"X-API-Key": "TOPPRODUCER_API_KEY"}
+    endpoints = {
+        "contacts": Stream("contacts", _API_PAGES, _API_RECORDS),
+        "deals": Stream("transactions", _API_PAGES, _API_RECORDS),
+    }
+    exports = (
+        CsvExport(
+            "topproducer",
+            "contacts",
+            CONTACTS_EXPORT,
+            CSV_MAPS["contacts"],
+            help="TopProducer contacts and closings exports (closings: the file name says so).",
+        ),
+        CsvExport("topproducer", "deals", CLOSINGS_EXPORT, CSV_MAPS["deals"]),
+    )
+
+    @classmethod
+    def missing(cls, settings: Settings) -> tuple[str, ...]:
+        if settings.topproducer_api_base_url:
+            return super().missing(settings) + tuple(
+                env
+                for env in ("TOPPRODUCER_CLIENT_ID", "TOPPRODUCER_CLIENT_SECRET")
+                if not is_set(getattr(settings, env.lower()))
+            )
+        if settings.topproducer_import_dir is not None:
+            return ()
+        return ("TOPPRODUCER_IMPORT_DIR or TOPPRODUCER_API_BASE_URL",)
+
+    @classmethod
+    def mode(cls, settings: Settings) -> str:
+        return "api" if settings.topproducer_api_base_url else "csv"
 
     def __init__(self, ctx: SourceContext) -> None:
-        settings = ctx.settings
-        self.api_mode = bool(settings.topproducer_api_base_url)
+        self.api_mode = self.mode(ctx.settings) == "api"
         self.field_maps = API_MAPS if self.api_mode else CSV_MAPS
         super().__init__(ctx)
-        self.client: HttpClient | None = None
-        if self.api_mode:
-            base = settings.topproducer_api_base_url or ""
-            secret = settings.topproducer_client_secret
-            key = settings.topproducer_api_key
-            auth = OAuthClientCredentials(
-                f"{base}/auth/oauth/token",
-                settings.topproducer_client_id or "",
-                secret.get_secret_value() if secret else "",
-                display_name=self.display_name,
-                extra_headers={"X-API-Key": key.get_secret_value()} if key else None,
-                timeout=settings.crm_http_timeout_seconds,
-            )
-            self.client = HttpClient(
-                self.display_name,
-                base,
-                auth,
-                read_timeout=settings.crm_http_timeout_seconds,
-                masker=ctx.masker,
-                transport=ctx.transport,
-            )
 
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(contacts=True, deals=True, file_import=not self.api_mode)
+
+    def read(self, stream: RecordKind, *, probe: bool = False) -> AsyncIterator[Page]:
+        if self.api_mode:
+            return super().read(stream, probe=probe)
+        return self.read_exports(stream, probe=probe)
+
+    def read_exports(self, stream: RecordKind, *, probe: bool = False) -> AsyncIterator[Page]:
+        spec = CONTACTS_EXPORT if stream == "contacts" else CLOSINGS_EXPORT
+        return csv_pages(self.export_files(stream), spec, probe=probe)
 
     def export_files(self, stream: RecordKind) -> list[Path]:
         folder = self.ctx.settings.topproducer_import_dir
@@ -174,15 +220,3 @@ class TopProducerSource(Source):
             )
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".csv")
         return [p for p in files if classify_export(p) == stream]
-
-    def read(self, stream: RecordKind, *, probe: bool = False) -> AsyncIterator[Page]:
-        if self.client is None:
-            spec = CONTACTS_EXPORT if stream == "contacts" else CLOSINGS_EXPORT
-            return csv_pages(self.export_files(stream), spec, probe=probe)
-        path = "contacts" if stream == "contacts" else "transactions"
-        paginator = OffsetPaginator(("value", path, "data", "items"), page_size=1 if probe else 100)
-        return paginator.pages(self.client, path, stream)
-
-    async def aclose(self) -> None:
-        if self.client is not None:
-            await self.client.aclose()

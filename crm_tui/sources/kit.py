@@ -1,0 +1,140 @@
+"""What a source declares about itself, as plain data: its settings, how it authenticates,
+what rate-limit headers it sends, which CSV exports it imports. Nothing here talks HTTP or
+opens a database: the settings model, the Connections screen, `.env.example` and the CLI are
+built from these declarations without loading a connector's machinery.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from crm_tui.models import RecordKind
+    from crm_tui.sources.csv_import import CsvSpec
+    from crm_tui.sources.mapping import FieldMap
+
+SettingKind = Literal["text", "url", "file", "folder"]
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One environment variable a source reads."""
+
+    env: str
+    help: str
+    secret: bool = False
+    required: bool = False  # the source is off until it is set
+    default: str | None = None
+    kind: SettingKind = "text"
+    #: Sent to the source's server (a ./.env may not point it elsewhere): every secret,
+    #: and client ids.
+    credential: bool = False
+
+    def __post_init__(self) -> None:
+        if self.secret:
+            object.__setattr__(self, "credential", True)
+
+    @property
+    def field(self) -> str:
+        """Its attribute on Settings: the variable's name in lower case."""
+        return self.env.lower()
+
+
+def is_set(value: Any) -> bool:
+    return value is not None and value != ""
+
+
+# -- authentication, declared ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KeyHeader:
+    """A key sent in a header: `Authorization: Token token={key}`, `x-api-token: {key}`."""
+
+    setting: str
+    header: str = "Authorization"
+    template: str = "{key}"
+
+
+@dataclass(frozen=True, slots=True)
+class Bearer:
+    """`Authorization: Bearer {token}`: private-app tokens and personal access tokens."""
+
+    setting: str
+
+
+@dataclass(frozen=True, slots=True)
+class Basic:
+    """HTTP Basic with the key as the user name and an empty password (Follow Up Boss)."""
+
+    setting: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCredentials:
+    """OAuth2 client credentials: a token fetched from `token_path` (relative to the base URL),
+    cached and refreshed early, sent as a Bearer token."""
+
+    token_path: str
+    client_id: str
+    client_secret: str
+
+
+Auth = KeyHeader | Bearer | Basic | ClientCredentials
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int = 5
+    total_seconds: float = 120.0
+    wait_initial: float = 0.5
+    wait_max: float = 10.0
+    wait_jitter: float = 1.0
+    #: A Retry-After longer than this is not slept through: the source is rate limited.
+    max_retry_after: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class RateHeaders:
+    """Where a vendor says how much of its rate limit is left. `window` is the header with
+    the window's length (in `window_unit` seconds), or None and `window_seconds` fixed."""
+
+    limit: str = "x-ratelimit-limit"
+    remaining: str = "x-ratelimit-remaining"
+    window: str | None = "x-ratelimit-window"
+    window_unit: float = 1.0
+    window_seconds: float = 10.0
+
+
+# -- files ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CsvExport:
+    """A CSV export `crm-tui import <command>` reads into one of the source's streams."""
+
+    command: str
+    stream: RecordKind
+    spec: CsvSpec
+    field_map: FieldMap
+    help: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    contacts: bool = True
+    deals: bool = False
+    incremental: bool = False
+    write_back: bool = False
+    file_import: bool = False
+    notes: tuple[str, ...] = field(default=())  # what a person should know (no deals API)
+
+    def flags(self) -> dict[str, bool]:
+        return {
+            "contacts": self.contacts,
+            "deals": self.deals,
+            "incremental": self.incremental,
+            "write-back": self.write_back,
+            "file import": self.file_import,
+        }
