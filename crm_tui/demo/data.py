@@ -321,9 +321,9 @@ HOSTILE_NAMES: tuple[tuple[str, str], ...] = (
 MISSING_ID_INDEX = len(HOSTILE_NAMES)  # this record has no id at all
 NO_EMAIL_INDEX = MISSING_ID_INDEX + 1  # this one has no e-mail
 LONG_NOTE_INDEX = MISSING_ID_INDEX + 2  # and this one a 10,000-character note
-SOURCES = ("brivity", "followupboss", "topproducer")
+SOURCES = ("brivity", "followupboss", "topproducer", "hubspot")
 # Where each source's records start in the shared population: overlaps make duplicates.
-_POPULATION_OFFSET = {"brivity": 0.0, "followupboss": 0.6, "topproducer": 0.3}
+_POPULATION_OFFSET = {"brivity": 0.0, "followupboss": 0.6, "topproducer": 0.3, "hubspot": 0.15}
 
 
 @dataclass(frozen=True, slots=True)
@@ -480,7 +480,19 @@ def tp_id(i: int) -> str:
     return f"TP-{i + 1:07d}"
 
 
-_REMOTE_ID = {"brivity": brivity_id, "followupboss": fub_id, "topproducer": tp_id}
+def hubspot_id(i: int) -> str:
+    # HubSpot ids are numeric strings that can pass 2**31 in a grown portal: eleven digits
+    # here, so a connector that stores them as 32-bit ints finds out. Step 50, as portals
+    # hand them out; the range is far from every other source's.
+    return str(90_000_000_051 + 50 * i)
+
+
+_REMOTE_ID = {
+    "brivity": brivity_id,
+    "followupboss": fub_id,
+    "topproducer": tp_id,
+    "hubspot": hubspot_id,
+}
 
 
 def contact_truth(count: int) -> dict[str, int]:
