@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from crm_tui.demo.pipedrive import PIPEDRIVE
 from crm_tui.demo.servers import BRIVITY, FOLLOWUPBOSS, TOPPRODUCER, Simulator
 
-SIMULATORS: tuple[Simulator, ...] = (BRIVITY, FOLLOWUPBOSS, TOPPRODUCER)
+SIMULATORS: tuple[Simulator, ...] = (BRIVITY, FOLLOWUPBOSS, TOPPRODUCER, PIPEDRIVE)
