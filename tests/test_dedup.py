@@ -370,5 +370,5 @@ async def test_merging_again_keeps_what_a_person_changed_on_the_merged_contact(
 
 def test_demo_truth_covers_every_served_contact() -> None:
     truth = data.contact_truth(DEMO_CONTACTS)
-    assert len(truth) == 3 * data.expected_contacts(DEMO_CONTACTS)
+    assert len(truth) == len(data.SOURCES) * data.expected_contacts(DEMO_CONTACTS)
     assert len(set(truth.values())) < len(truth)  # people held more than once

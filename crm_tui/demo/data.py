@@ -321,9 +321,15 @@ HOSTILE_NAMES: tuple[tuple[str, str], ...] = (
 MISSING_ID_INDEX = len(HOSTILE_NAMES)  # this record has no id at all
 NO_EMAIL_INDEX = MISSING_ID_INDEX + 1  # this one has no e-mail
 LONG_NOTE_INDEX = MISSING_ID_INDEX + 2  # and this one a 10,000-character note
-SOURCES = ("brivity", "followupboss", "topproducer", "hubspot")
+SOURCES = ("brivity", "followupboss", "topproducer", "hubspot", "pipedrive")
 # Where each source's records start in the shared population: overlaps make duplicates.
-_POPULATION_OFFSET = {"brivity": 0.0, "followupboss": 0.6, "topproducer": 0.3, "hubspot": 0.15}
+_POPULATION_OFFSET = {
+    "brivity": 0.0,
+    "followupboss": 0.6,
+    "topproducer": 0.3,
+    "hubspot": 0.15,
+    "pipedrive": 0.45,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,11 +493,17 @@ def hubspot_id(i: int) -> str:
     return str(90_000_000_051 + 50 * i)
 
 
+def pipedrive_id(i: int) -> int:
+    # a range of its own (up to a million contacts): no other source's id reads like one
+    return 2_000_001 + i
+
+
 _REMOTE_ID = {
     "brivity": brivity_id,
     "followupboss": fub_id,
     "topproducer": tp_id,
     "hubspot": hubspot_id,
+    "pipedrive": pipedrive_id,
 }
 
 

@@ -372,6 +372,7 @@ class DemoCredentials:
     tp_client_secret: str = "demo-topproducer-secret"
     tp_api_key: str = "demo-topproducer-key"
     hubspot_token: str = "demo-hubspot-token"
+    pipedrive_token: str = "demo-pipedrive-token"
 
 
 @dataclass(frozen=True, slots=True)

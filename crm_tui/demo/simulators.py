@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from crm_tui.demo.hubspot import HUBSPOT
+from crm_tui.demo.pipedrive import PIPEDRIVE
 from crm_tui.demo.servers import BRIVITY, FOLLOWUPBOSS, TOPPRODUCER, Simulator
 
-SIMULATORS: tuple[Simulator, ...] = (BRIVITY, FOLLOWUPBOSS, TOPPRODUCER, HUBSPOT)
+SIMULATORS: tuple[Simulator, ...] = (BRIVITY, FOLLOWUPBOSS, TOPPRODUCER, HUBSPOT, PIPEDRIVE)

@@ -1,0 +1,615 @@
+"""A simulator of Pipedrive API v2 (persons and deals), as its published contract reads.
+
+Sources: PD-php = pipedrive/client-php `docs/versions/v2` (the official SDK generated from
+Pipedrive's OpenAPI: `Api/PersonsApi.md`, `Api/DealsApi.md`, `Model/PersonItem.md`,
+`Model/DealItem.md`, `Model/AdditionalDataWithCursorPagination.md`); RL = pipedrive.readme.io
+core-api-concepts-rate-limiting; SC = pipedrive.readme.io core-api-concepts-http-status-codes.
+
+Documented, and followed:
+- `GET /api/v2/persons`, `GET /api/v2/deals`; auth by the `x-api-token` header or an OAuth
+  `Authorization: Bearer` token (PD-php). A bad or missing token is 401 (SC).
+- `limit`: 100 when absent, "a maximum value of 500 is allowed" (PD-php). `cursor`: "an
+  opaque string value representing the first item on the next page". `sort_by` id |
+  update_time | add_time (default id), `sort_direction` asc | desc (default asc).
+  `updated_since`: `update_time` later than or equal to it; `updated_until`: earlier than it;
+  both RFC 3339 (PD-php).
+- Deals `status`: open | won | lost | deleted, several comma-separated; "if omitted, all not
+  deleted deals are returned" (PD-php).
+- Body `{"success": true, "data": [...], "additional_data": {"next_cursor": ...}}`;
+  `next_cursor` is null at the end of the dataset (PD-php `GetPersons`,
+  `AdditionalDataWithCursorPagination`). Items carry the `PersonItem` / `DealItem` fields:
+  related objects are ids only, custom fields sit under `custom_fields` keyed by 40-character
+  hashes.
+- Every response carries `x-ratelimit-limit`, `x-ratelimit-remaining`, `x-ratelimit-reset`
+  (seconds left in the window) and, for api_token requests only, `x-daily-requests-left`,
+  which counts POST/PUT requests (RL). Bursts are limited per 2-second window (RL); over the
+  limit is 429 (RL, SC).
+
+Where the docs are silent, the plain reading:
+- `limit` above 500 (or below 1, or not a number) is refused with 400, not clamped: the docs
+  say 500 is the maximum allowed and never that more is cut down.
+- Error bodies use the shape of Pipedrive's documented failure models (`success: false`,
+  `error`, `error_info`, `data`, `additional_data`). The 401 and 429 bodies are v1's as
+  served live (`"unauthorized access"` / `"Request over limit"` with `errorCode`): no v2
+  text gives them; RL's 429 example is cut off after `{"succ`.
+- No `Retry-After` on 429: RL names only the four headers above (only a 2015 copy of the
+  page mentioned it). `x-daily-requests-left` stays at 10,000: this server takes no POST/PUT.
+- Invalid `sort_by`, `sort_direction`, `status` or timestamps are 400 as well; a timestamp
+  must carry its offset (RFC 3339 requires one). A cursor is bound to the sort it was made
+  for; used with another, it is refused like a malformed one.
+- 401 is answered before the burst limit is counted: limits are per token (RL), and an
+  unknown token has no budget to count against; 401 carries no rate headers.
+- Deleted deals have `status: "deleted"` and `is_deleted: true`. Every deleted deal counts
+  as deleted within the 30 days the docs keep them for (the data has no clock).
+- The simulated company has contact sync enabled, so persons carry `postal_address`,
+  `notes`, `im`, `birthday` and `job_title` (PD-php: "only included if contact sync is
+  enabled"); the 10,000-character text is a `notes` value, the documented maximum. A person
+  without an e-mail has `emails: []`. `arr`/`mrr`/`acv` (Growth plans and up) are absent.
+- Other documented filters (`ids`, `owner_id`, `org_id`, `person_id`, `deal_id`,
+  `pipeline_id`, `stage_id`, `filter_id`, `include_fields`, `custom_fields`, `include_*`)
+  are accepted and ignored: crm-tui's connector lists everything.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import math
+import random
+import time
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, overload
+
+import numpy as np
+import orjson
+from starlette.applications import Starlette
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from crm_tui.demo import data
+from crm_tui.demo.data import pipedrive_id
+from crm_tui.demo.servers import (
+    Collection,
+    DemoCredentials,
+    FaultInjector,
+    Faults,
+    Simulator,
+    SimulatorContext,
+    SlidingWindow,
+)
+
+__all__ = [
+    "PIPEDRIVE",
+    "deal_slot",
+    "pipedrive_app",
+    "pipedrive_deal",
+    "pipedrive_deal_id",
+    "pipedrive_id",
+    "pipedrive_person",
+]
+
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 100
+BURST_WINDOW = 2.0  # seconds (RL)
+DAILY_REQUESTS = 10_000  # RL's fair-usage figure for POST/PUT; GETs leave it untouched
+DELETED_EVERY = 10  # every tenth deal slot holds a deleted deal
+ERROR_INFO = "Please check developers.pipedrive.com for more information about Pipedrive API."
+UNAUTHORIZED = {
+    "success": False,
+    "error": "unauthorized access",
+    "errorCode": 401,
+    "error_info": ERROR_INFO,
+}
+OVER_LIMIT = {
+    "success": False,
+    "error": "Request over limit",
+    "errorCode": 429,
+    "error_info": ERROR_INFO,
+}
+
+_EPOCH = 1_704_067_200  # 2024-01-01T00:00:00Z, where every simulator's dates start
+_DAY = 86_400
+_OWNERS = (13_101, 13_102, 13_103)
+_FREEMAIL = ("gmail.com", "yahoo.com", "outlook.com", "icloud.com")
+_COUNTIES = {
+    "Austin": "Travis County",
+    "Round Rock": "Williamson County",
+    "Cedar Park": "Williamson County",
+    "Georgetown": "Williamson County",
+    "Pflugerville": "Travis County",
+    "Dallas": "Dallas County",
+    "Houston": "Harris County",
+    "San Antonio": "Bexar County",
+    "Denver": "Denver County",
+    "Phoenix": "Maricopa County",
+    "Nashville": "Davidson County",
+    "Raleigh": "Wake County",
+}
+_PIPELINES = {1: range(1, 7), 2: range(7, 13)}  # Buyers, Sellers: their stage ids
+_LOST_REASONS = ("Went with another agent", "Financing fell through", "Stopped responding")
+_SOURCES = ("Zillow", "Realtor.com", "Open House", "Referral", "Website")
+_JOBS = ("Owner", "Engineer", "Teacher", "Nurse", "Manager", "Attorney")
+_SHORT_NOTES = ("Prefers texts after 6pm.", "Pre-approved with Hilltop.", "Wants a big yard.")
+
+
+def _hash_key(name: str) -> str:
+    # Pipedrive names custom fields by random 40-character hashes; these are stable ones.
+    return hashlib.sha1(f"crm-tui-demo:{name}".encode()).hexdigest()
+
+
+LEAD_SOURCE_FIELD = _hash_key("person:lead source")
+BUDGET_FIELD = _hash_key("person:budget")
+COMMISSION_FIELD = _hash_key("deal:commission rate")
+MLS_FIELD = _hash_key("deal:mls number")
+
+
+def pipedrive_deal_id(j: int) -> int:
+    return 3_000_001 + j
+
+
+def deal_slot(k: int) -> int:
+    """The deal slot that the k-th deal of a default listing (every deal not deleted) sits in."""
+    return k + k // (DELETED_EVERY - 1)
+
+
+def _is_deleted_slot(j: int) -> bool:
+    return j % DELETED_EVERY == DELETED_EVERY - 1
+
+
+def _deal_slots(contacts: int) -> int:
+    return deal_slot(data.deal_count(contacts) - 1) + 1
+
+
+def _draw(seed: int, *parts: object) -> int:
+    # blake2b, not random.Random: the server sorts by these times across every record
+    text = ":".join(map(str, (seed, *parts)))
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=16).digest(), "big")
+
+
+def _rng(seed: int, *parts: object) -> random.Random:
+    return random.Random(":".join(map(str, (seed, "pipedrive", *parts))))
+
+
+def _stamp(epoch: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _day(epoch: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(epoch))
+
+
+@dataclass(frozen=True, slots=True)
+class _Meta:
+    """What the server filters and sorts on, without building the record."""
+
+    add: int
+    update: int
+    status: str  # persons: "" (they have none)
+
+
+def _person_meta(seed: int, i: int) -> _Meta:
+    h = _draw(seed, "person-times", i)
+    add = _EPOCH + h % (900 * _DAY)
+    return _Meta(add, add + h // (900 * _DAY) % (60 * _DAY), "")
+
+
+def _deal_times(seed: int, j: int) -> tuple[int, int, int, str]:
+    """(add, stage change, update, status) of deal slot j."""
+    h = _draw(seed, "deal-times", j)
+    draws = []
+    for span in (900 * _DAY, 45 * _DAY, 20 * _DAY, 20):  # 128 bits hold all four
+        draws.append(h % span)
+        h //= span
+    add = _EPOCH + draws[0]
+    stage_change = add + draws[1]
+    update = stage_change + draws[2]
+    roll = draws[3]
+    if _is_deleted_slot(j):
+        status = "deleted"
+    else:
+        status = "open" if roll < 12 else "won" if roll < 17 else "lost"
+    return add, stage_change, update, status
+
+
+def _deal_meta(seed: int, j: int) -> _Meta:
+    add, _, update, status = _deal_times(seed, j)
+    return _Meta(add, update, status)
+
+
+def _org_id(company: str | None) -> int | None:
+    return None if company is None else 4_001 + data.COMPANIES.index(company)
+
+
+def pipedrive_person(seed: int, i: int, count: int) -> dict[str, Any]:
+    """Person `i` as `GET /api/v2/persons` returns it (PD-php `PersonItem`)."""
+    p = data.person(seed, data.population_index("pipedrive", i, count))
+    s = data.spelled(seed, "pipedrive", i, p, count)
+    r = _rng(seed, "person", i)
+    meta = _person_meta(seed, i)
+    emails = []
+    if s.email:
+        free = s.email.rsplit("@", 1)[-1] in _FREEMAIL
+        emails.append({"value": s.email, "primary": True, "label": "home" if free else "work"})
+    phones = [{"value": s.phone, "primary": True, "label": r.choice(("mobile", "mobile", "work"))}]
+    address = None
+    if r.random() < 0.85:
+        number, _, route = p.street.partition(" ")
+        subpremise = r.choice((None, None, None, f"Apt {r.randint(1, 40)}"))
+        address = {
+            "value": f"{p.street}{', ' + subpremise if subpremise else ''}, {p.city}, "
+            f"{p.state} {p.zip}, USA",
+            "country": "United States",
+            "admin_area_level_1": p.state,
+            "admin_area_level_2": _COUNTIES.get(p.city),
+            "locality": p.city,
+            "sublocality": None,
+            "route": route,
+            "street_number": number,
+            "subpremise": subpremise,
+            "postal_code": p.zip,
+        }
+    budget = r.choice((None, 350_000, 500_000, 750_000, 1_200_000))
+    record: dict[str, Any] = {
+        "id": pipedrive_id(i),
+        "name": f"{s.first} {s.last}",
+        "first_name": s.first,
+        "last_name": s.last,
+        "owner_id": r.choice(_OWNERS),
+        "org_id": _org_id(p.company),
+        "add_time": _stamp(meta.add),
+        "update_time": _stamp(meta.update),
+        "emails": emails,
+        "phones": phones,
+        "is_deleted": False,
+        "visible_to": r.choice((3, 3, 3, 1)),
+        "label_ids": sorted(r.sample((1, 2, 3), r.randint(0, 2))),
+        "picture_id": None,
+        "postal_address": address,
+        "notes": s.note if s.note is not None else r.choice((None, None, *_SHORT_NOTES)),
+        "im": [],
+        "birthday": r.choice((None, None, f"19{r.randint(50, 99)}-0{r.randint(1, 9)}-1{i % 10}")),
+        "job_title": r.choice((None, *_JOBS)),
+        "custom_fields": {
+            LEAD_SOURCE_FIELD: r.choice((None, *_SOURCES)),
+            BUDGET_FIELD: None if budget is None else {"value": budget, "currency": "USD"},
+        },
+    }
+    if i == data.MISSING_ID_INDEX:
+        del record["id"]
+    return record
+
+
+def pipedrive_deal(seed: int, j: int, contacts: int) -> dict[str, Any]:
+    """Deal slot `j` as `GET /api/v2/deals` returns it (PD-php `DealItem`); every
+    `DELETED_EVERY`-th slot holds a deleted deal (see `deal_slot`)."""
+    r = _rng(seed, "deal", j)
+    add, stage_change, update, status = _deal_times(seed, j)
+    i = r.randrange(max(contacts, 1))
+    if i == data.MISSING_ID_INDEX:  # that person is listed without an id to point at
+        i = 0
+    person = data.person(seed, data.population_index("pipedrive", i, contacts))
+    city, state, zip3 = r.choice(data.CITIES)
+    title = (
+        f"{r.randint(100, 9999)} {r.choice(data.STREETS)} {r.choice(data.SUFFIXES)}, "
+        f"{city}, {state} {zip3}{r.randint(0, 99):02d}"
+    )
+    pipeline = r.choice(tuple(_PIPELINES))
+    closed = status in ("won", "lost")
+    expected = add + r.randint(30, 150) * _DAY
+    return {
+        "id": pipedrive_deal_id(j),
+        "title": title,
+        "owner_id": r.choice(_OWNERS),
+        "person_id": pipedrive_id(i),
+        "org_id": _org_id(person.company),
+        "pipeline_id": pipeline,
+        "stage_id": r.choice(_PIPELINES[pipeline]),
+        "value": r.randrange(180_000, 2_400_000, 500),
+        "currency": "USD",
+        "add_time": _stamp(add),
+        "update_time": _stamp(update),
+        "stage_change_time": _stamp(stage_change),
+        "is_deleted": status == "deleted",
+        "is_archived": False,
+        "status": status,
+        "probability": r.choice((None, None, 10, 25, 50, 75, 90)),
+        "lost_reason": r.choice(_LOST_REASONS) if status == "lost" else None,
+        "visible_to": r.choice((3, 3, 3, 1)),
+        "close_time": _stamp(update) if closed else None,
+        "won_time": _stamp(update) if status == "won" else None,
+        "lost_time": _stamp(update) if status == "lost" else None,
+        "expected_close_date": r.choice((None, _day(expected), _day(expected))),
+        "label_ids": sorted(r.sample((4, 5, 6), r.randint(0, 1))),
+        "origin": r.choice(("ManuallyCreated", "ManuallyCreated", "API")),
+        "origin_id": None,
+        "channel": r.choice((None, None, 1, 2)),
+        "channel_id": None,
+        "custom_fields": {
+            COMMISSION_FIELD: r.choice((None, 2.5, 3)),
+            MLS_FIELD: r.choice((None, f"MLS{seed % 100:02d}{j:07d}")),
+        },
+    }
+
+
+# -- the listing ---------------------------------------------------------------------------
+
+
+class _BadRequest(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Query:
+    limit: int
+    sort_by: str
+    descending: bool
+    since: float | None
+    until: float | None
+    statuses: frozenset[str] | None  # None: the endpoint has no status
+    cursor: tuple[int, int] | None  # (sort value, id) of the first item of the page
+
+
+def _timestamp(name: str, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise _BadRequest(f"{name} must be an RFC 3339 date-time, e.g. 2025-01-01T10:20:00Z")
+    return moment.timestamp()
+
+
+def _encode_cursor(sort_by: str, descending: bool, key: tuple[int, int]) -> str:
+    body = {"field": sort_by, "direction": "desc" if descending else "asc", "value": key[0]}
+    raw = orjson.dumps({**body, "id": key[1]})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, sort_by: str, descending: bool) -> tuple[int, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        body = orjson.loads(raw)
+        key = (body["value"], body["id"])
+        same_sort = body["field"] == sort_by and body["direction"] == (
+            "desc" if descending else "asc"
+        )
+    except (binascii.Error, ValueError, TypeError, KeyError):
+        raise _BadRequest("Invalid cursor") from None
+    if not same_sort or not all(type(part) is int and 0 <= part < 2**31 for part in key):
+        raise _BadRequest("Invalid cursor")
+    return key
+
+
+def _pack(key: tuple[int, int]) -> int:
+    """(sort value, id) as one int64 that sorts the same: times and ids fit in 31 bits."""
+    return key[0] << 32 | key[1]
+
+
+def _unpack(packed: int) -> tuple[int, int]:
+    return packed >> 32, packed & 0xFFFF_FFFF
+
+
+def _parse(params: QueryParams, has_status: bool) -> _Query:
+    raw_limit = params.get("limit")
+    try:
+        limit = DEFAULT_LIMIT if raw_limit is None else int(raw_limit)
+    except ValueError:
+        raise _BadRequest("limit must be an integer") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise _BadRequest(f"limit must be between 1 and {MAX_LIMIT}")
+    sort_by = params.get("sort_by", "id")
+    if sort_by not in ("id", "update_time", "add_time"):
+        raise _BadRequest("sort_by must be one of: id, update_time, add_time")
+    direction = params.get("sort_direction", "asc")
+    if direction not in ("asc", "desc"):
+        raise _BadRequest("sort_direction must be one of: asc, desc")
+    statuses = None
+    if has_status:
+        wanted = params.get("status")
+        statuses = frozenset(
+            ("open", "won", "lost") if wanted is None else (s.strip() for s in wanted.split(","))
+        )
+        if not statuses <= {"open", "won", "lost", "deleted"}:
+            raise _BadRequest("status must be one of: open, won, lost, deleted")
+    descending = direction == "desc"
+    cursor = params.get("cursor")
+    return _Query(
+        limit=limit,
+        sort_by=sort_by,
+        descending=descending,
+        since=_timestamp("updated_since", params.get("updated_since")),
+        until=_timestamp("updated_until", params.get("updated_until")),
+        statuses=statuses,
+        cursor=None if cursor is None else _decode_cursor(cursor, sort_by, descending),
+    )
+
+
+class _IdKeys(Sequence[int]):
+    """Packed sort keys when sorting by id: slots are in id order already, so nothing is
+    built."""
+
+    def __init__(self, size: int, ident: Callable[[int], int]) -> None:
+        self.size = size
+        self.ident = ident
+
+    def __len__(self) -> int:
+        return self.size
+
+    @overload
+    def __getitem__(self, index: int) -> int: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[int]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [self[k] for k in range(*index.indices(self.size))]
+        if not 0 <= index < self.size:
+            raise IndexError(index)
+        ident = self.ident(index)
+        return _pack((ident, ident))
+
+
+#: Slots in ascending (value, id) order, and their packed keys.
+_Order = tuple[range, _IdKeys] | tuple[np.ndarray, np.ndarray]
+
+
+def _find(keys: _IdKeys | np.ndarray, packed: int, side: str) -> int:
+    if isinstance(keys, np.ndarray):
+        return int(np.searchsorted(keys, packed, side="left" if side == "left" else "right"))
+    return (bisect_left if side == "left" else bisect_right)(keys, packed)
+
+
+@dataclass
+class _Listing:
+    """One collection: its slots in id order, and how to filter and sort them."""
+
+    size: int
+    make: Callable[[int], dict[str, Any]]
+    ident: Callable[[int], int]  # the slot's id (kept for the one record served without it)
+    meta: Callable[[int], _Meta]
+    _orders: dict[str, _Order] = field(default_factory=dict)
+
+    def order(self, sort_by: str) -> _Order:
+        if sort_by == "id":
+            return range(self.size), _IdKeys(self.size, self.ident)
+        if sort_by not in self._orders:
+            # built once per sort, in arrays (16 bytes a record: a million stay small);
+            # pages after the first search it for their cursor
+            pick = (lambda m: m.add) if sort_by == "add_time" else (lambda m: m.update)
+            n = self.size
+            values = np.fromiter((pick(self.meta(j)) for j in range(n)), np.int64, count=n)
+            ids = np.fromiter((self.ident(j) for j in range(n)), np.int64, count=n)
+            order = np.lexsort((ids, values))
+            self._orders[sort_by] = (order, values[order] << 32 | ids[order])
+        return self._orders[sort_by]
+
+    def matches(self, slot: int, query: _Query) -> bool:
+        meta = self.meta(slot)
+        if query.since is not None and meta.update < query.since:
+            return False
+        if query.until is not None and meta.update >= query.until:
+            return False
+        return query.statuses is None or meta.status in query.statuses
+
+    def page(self, query: _Query, overlap: bool) -> tuple[list[dict[str, Any]], str | None]:
+        slots, keys = self.order(query.sort_by)
+        step = -1 if query.descending else 1
+        if query.cursor is None:
+            start = len(slots) - 1 if query.descending else 0
+        elif query.descending:
+            start = _find(keys, _pack(query.cursor), "right") - 1
+        else:
+            start = _find(keys, _pack(query.cursor), "left")
+        found: list[int] = []
+        following: str | None = None
+        position = start
+        while 0 <= position < len(slots):
+            slot = int(slots[position])
+            if self.matches(slot, query):
+                if len(found) == query.limit:
+                    key = _unpack(int(keys[position]))
+                    following = _encode_cursor(query.sort_by, query.descending, key)
+                    break
+                found.append(slot)
+            position += step
+        if overlap and query.cursor is not None:
+            # the overlap_pages fault: the last record of the page before comes again
+            back = start - step
+            while 0 <= back < len(slots):
+                if self.matches(int(slots[back]), query):
+                    found.insert(0, int(slots[back]))
+                    break
+                back -= step
+        return [self.make(slot) for slot in found], following
+
+
+def _error(status: int, message: str, headers: dict[str, str]) -> Response:
+    body = {
+        "success": False,
+        "error": message,
+        "error_info": ERROR_INFO,
+        "data": None,
+        "additional_data": None,
+    }
+    return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+
+def pipedrive_app(
+    token: str, contacts: int, seed: int, faults: Faults, rate_limit: int = 200
+) -> FaultInjector:
+    """`rate_limit` is requests per 10 s, as every simulator takes it; Pipedrive counts per
+    2-second window, so the burst limit is a fifth of it (at least one)."""
+    burst = max(1, rate_limit * 2 // 10)
+    budget = SlidingWindow(burst, BURST_WINDOW)
+    listings = {
+        "persons": _Listing(
+            contacts,
+            lambda i: pipedrive_person(seed, i, contacts),
+            pipedrive_id,
+            lambda i: _person_meta(seed, i),
+        ),
+        "deals": _Listing(
+            _deal_slots(contacts),
+            lambda j: pipedrive_deal(seed, j, contacts),
+            pipedrive_deal_id,
+            lambda j: _deal_meta(seed, j),
+        ),
+    }
+
+    async def listing(request: Request) -> Response:
+        api_token = request.headers.get("x-api-token") == token
+        if not api_token and request.headers.get("authorization") != f"Bearer {token}":
+            return Response(orjson.dumps(UNAUTHORIZED), 401, media_type="application/json")
+        allowed, remaining, wait = budget.take()
+        if allowed:  # the window ends when its oldest request leaves it
+            wait = budget.hits[0] + budget.window - time.monotonic()
+        headers = {
+            "x-ratelimit-limit": str(burst),
+            "x-ratelimit-remaining": str(remaining),
+            "x-ratelimit-reset": str(max(1, math.ceil(wait))),
+        }
+        if api_token:
+            headers["x-daily-requests-left"] = str(DAILY_REQUESTS)
+        if not allowed:
+            return Response(orjson.dumps(OVER_LIMIT), 429, headers, media_type="application/json")
+        name = request.url.path.rsplit("/", 1)[-1]
+        try:
+            query = _parse(request.query_params, has_status=name == "deals")
+        except _BadRequest as error:
+            return _error(400, str(error), headers)
+        items, following = listings[name].page(query, faults.overlap_pages)
+        body = {"success": True, "data": items, "additional_data": {"next_cursor": following}}
+        return Response(orjson.dumps(body), 200, headers, media_type="application/json")
+
+    app = Starlette(routes=[Route("/api/v2/persons", listing), Route("/api/v2/deals", listing)])
+    return FaultInjector(app, faults, lambda path: path.startswith("/api/"))
+
+
+def _build(ctx: SimulatorContext) -> FaultInjector:
+    token = ctx.credentials.pipedrive_token
+    return pipedrive_app(token, ctx.contacts, ctx.seed, ctx.faults, rate_limit=ctx.rate_limit)
+
+
+def _env(url: str, credentials: DemoCredentials) -> dict[str, str]:
+    # the base without /api/v2: the connector's paths are api/v2/persons and api/v2/deals
+    return {"PIPEDRIVE_API_BASE_URL": url, "PIPEDRIVE_API_TOKEN": credentials.pipedrive_token}
+
+
+def _collections(contacts: int, seed: int) -> dict[str, Collection]:
+    return {
+        "contacts": (contacts, lambda i: pipedrive_person(seed, i, contacts)),
+        "deals": (
+            data.deal_count(contacts),
+            lambda k: pipedrive_deal(seed, deal_slot(k), contacts),
+        ),
+    }
+
+
+PIPEDRIVE = Simulator("pipedrive", _build, _env, _collections)
