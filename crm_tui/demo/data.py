@@ -321,9 +321,9 @@ HOSTILE_NAMES: tuple[tuple[str, str], ...] = (
 MISSING_ID_INDEX = len(HOSTILE_NAMES)  # this record has no id at all
 NO_EMAIL_INDEX = MISSING_ID_INDEX + 1  # this one has no e-mail
 LONG_NOTE_INDEX = MISSING_ID_INDEX + 2  # and this one a 10,000-character note
-SOURCES = ("brivity", "followupboss", "topproducer")
+SOURCES = ("brivity", "followupboss", "topproducer", "lofty")
 # Where each source's records start in the shared population: overlaps make duplicates.
-_POPULATION_OFFSET = {"brivity": 0.0, "followupboss": 0.6, "topproducer": 0.3}
+_POPULATION_OFFSET = {"brivity": 0.0, "followupboss": 0.6, "topproducer": 0.3, "lofty": 0.5}
 
 
 @dataclass(frozen=True, slots=True)
@@ -480,7 +480,18 @@ def tp_id(i: int) -> str:
     return f"TP-{i + 1:07d}"
 
 
-_REMOTE_ID = {"brivity": brivity_id, "followupboss": fub_id, "topproducer": tp_id}
+def lofty_id(i: int) -> int:
+    # As large as Lofty's documented examples (int64), but below 2**53: a JSON number that
+    # big still reads back exactly in every client, JavaScript's included.
+    return 651_095_960_136_641 + 7 * i
+
+
+_REMOTE_ID = {
+    "brivity": brivity_id,
+    "followupboss": fub_id,
+    "topproducer": tp_id,
+    "lofty": lofty_id,
+}
 
 
 def contact_truth(count: int) -> dict[str, int]:

@@ -371,6 +371,7 @@ class DemoCredentials:
     tp_client_id: str = "demo-topproducer-client"
     tp_client_secret: str = "demo-topproducer-secret"
     tp_api_key: str = "demo-topproducer-key"
+    lofty_key: str = "demo-lofty-key"
 
 
 @dataclass(frozen=True, slots=True)
