@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from crm_tui.demo.lofty import LOFTY
 from crm_tui.demo.servers import BRIVITY, FOLLOWUPBOSS, TOPPRODUCER, Simulator
 
-SIMULATORS: tuple[Simulator, ...] = (BRIVITY, FOLLOWUPBOSS, TOPPRODUCER)
+SIMULATORS: tuple[Simulator, ...] = (BRIVITY, FOLLOWUPBOSS, TOPPRODUCER, LOFTY)
