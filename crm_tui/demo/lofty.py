@@ -1,6 +1,6 @@
 """Simulated Lofty (formerly Chime) public API: leads and transactions, as documented.
 
-What the vendor documents, and this server follows (developer.lofty.com, read 2026):
+What the vendor documents (developer.lofty.com, stored copies), and this server follows:
 
 - Auth (authentication/overview): `Authorization: token <api_key>` for API keys,
   `Authorization: Bearer <access_token>` for OAuth 2. Errors (authentication/error-codes):
@@ -59,6 +59,11 @@ Unconfirmed (no vendor text found), and the reading chosen:
 - Transaction types and statuses beyond "Purchase" and "Pre-contract", and whether unset
   dates are null or absent: null here, as dates a deal has not reached yet.
 - The 401 `message` wording: the error-codes table's description is used.
+- The window: the docs describe a fixed minute ("resets every 60 seconds"); this server counts
+  a sliding 60 seconds (never more than the limit in any minute, so a client that honours the
+  headers honours both), and `X-RateLimit-Reset` is when the oldest counted request ages out.
+- `leadId` is int64 and may pass 2**53 in Lofty; here every id stays below it (see
+  `data.lofty_id`), so a connector's exactness past 2**53 is not exercised.
 """
 
 from __future__ import annotations
@@ -386,7 +391,8 @@ def lofty_app(
 
 
 def _build(ctx: SimulatorContext) -> FaultInjector:
-    # The shared per-window budget, spread over Lofty's documented 60-second window.
+    # ctx.rate_limit is the demo's budget per 10 seconds (Follow Up Boss's window); Lofty
+    # documents a minute, so six of those.
     return lofty_app(
         ctx.credentials.lofty_key, ctx.contacts, ctx.seed, ctx.faults, rate_limit=ctx.rate_limit * 6
     )
