@@ -321,7 +321,7 @@ HOSTILE_NAMES: tuple[tuple[str, str], ...] = (
 MISSING_ID_INDEX = len(HOSTILE_NAMES)  # this record has no id at all
 NO_EMAIL_INDEX = MISSING_ID_INDEX + 1  # this one has no e-mail
 LONG_NOTE_INDEX = MISSING_ID_INDEX + 2  # and this one a 10,000-character note
-SOURCES = ("brivity", "followupboss", "topproducer", "hubspot", "pipedrive")
+SOURCES = ("brivity", "followupboss", "topproducer", "hubspot", "pipedrive", "lofty")
 # Where each source's records start in the shared population: overlaps make duplicates.
 _POPULATION_OFFSET = {
     "brivity": 0.0,
@@ -329,6 +329,7 @@ _POPULATION_OFFSET = {
     "topproducer": 0.3,
     "hubspot": 0.15,
     "pipedrive": 0.45,
+    "lofty": 0.5,
 }
 
 
@@ -498,12 +499,19 @@ def pipedrive_id(i: int) -> int:
     return 2_000_001 + i
 
 
+def lofty_id(i: int) -> int:
+    # As large as Lofty's documented examples (int64), but below 2**53: a JSON number that
+    # big still reads back exactly in every client, JavaScript's included.
+    return 651_095_960_136_641 + 7 * i
+
+
 _REMOTE_ID = {
     "brivity": brivity_id,
     "followupboss": fub_id,
     "topproducer": tp_id,
     "hubspot": hubspot_id,
     "pipedrive": pipedrive_id,
+    "lofty": lofty_id,
 }
 
 

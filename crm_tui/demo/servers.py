@@ -373,6 +373,7 @@ class DemoCredentials:
     tp_api_key: str = "demo-topproducer-key"
     hubspot_token: str = "demo-hubspot-token"
     pipedrive_token: str = "demo-pipedrive-token"
+    lofty_key: str = "demo-lofty-key"
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,15 @@
 from __future__ import annotations
 
 from crm_tui.demo.hubspot import HUBSPOT
+from crm_tui.demo.lofty import LOFTY
 from crm_tui.demo.pipedrive import PIPEDRIVE
 from crm_tui.demo.servers import BRIVITY, FOLLOWUPBOSS, TOPPRODUCER, Simulator
 
-SIMULATORS: tuple[Simulator, ...] = (BRIVITY, FOLLOWUPBOSS, TOPPRODUCER, HUBSPOT, PIPEDRIVE)
+SIMULATORS: tuple[Simulator, ...] = (
+    BRIVITY,
+    FOLLOWUPBOSS,
+    TOPPRODUCER,
+    HUBSPOT,
+    PIPEDRIVE,
+    LOFTY,
+)

@@ -1,0 +1,412 @@
+"""Simulated Lofty (formerly Chime) public API: leads and transactions, as documented.
+
+What the vendor documents (developer.lofty.com, stored copies), and this server follows:
+
+- Auth (authentication/overview): `Authorization: token <api_key>` for API keys,
+  `Authorization: Bearer <access_token>` for OAuth 2. Errors (authentication/error-codes):
+  bodies are `{"code": ..., "message": ...}`; a missing or invalid key or token is 401 with
+  code `BAD_CREDENTIALS` ("Invalid API key or access token."); `LIMIT_NOT_VALID` (400) is
+  "limit parameter is out of the allowed range (typically 1-100)"; `INVALID_PARAMETER` (400)
+  "one or more request parameters are invalid or missing".
+- Rate limits (authentication/overview): per app, 100 requests a minute in development and 500
+  in production; "the window resets every 60 seconds"; every response carries
+  `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (UTC epoch seconds);
+  past the limit, HTTP 429 with the body `{"message":"Too Many Requests"}`. No `Retry-After`
+  is documented, so none is sent.
+- `GET /v1.0/leads` (api-reference/leads/list-leads, guides/lead-management): `limit`,
+  `offset`, and "use scrollId from the response for efficient cursor-based pagination over
+  large result sets". The body is `{"get_metadata": {"collection", "limit", "offset",
+  "total", "scrollId"}, "leads": [...]}`: the metadata key is literally `get_metadata` (not
+  `_metadata` or `metadata`, which sibling endpoints such as /v2.0/working-leads use).
+- A lead (same pages, concepts/leads): `leadId` int64 ("standard 32-bit integers will
+  overflow"; the guide's example is 651095960136641), `leadUserId`, `firstName`, `lastName`,
+  `emails` and `phones` as plain string lists, `leadSource` (int) beside `source` (label),
+  `stageId` beside `stage` (name), `assignedUserId` (int64) and `assignedUser`, `score`,
+  `teamId`, `leadTypes` (Buyer 2, Seller 1, Renter 5, Investor 6, ...), `tags` as
+  `[{leadId, tagId, createTime, updateTime, tagName, creatorUserId, visibleType}]`,
+  `streetAddress`, `city`, `state`, `zipCode`, `createTime`, `assignTime`, `hiddenFlag`,
+  `referredBy`, `leadPropertyList` (each with a free-text `note`). No top-level update
+  time is shown on a lead, so none is served. Common stages: New Lead, Contacted, Qualified,
+  Under Contract, Closed.
+- `GET /v2.0/transactions` (api-reference/transactions/list-transactions): `pageSize`
+  ("must be between 1 and 100", default 20), `pageNum` ("0-based; must be >= 0", default 0);
+  body `{"pageNum", "pageSize", "totalCount", "pageData": [...]}`; a transaction has
+  `transactionId`, `leadId`, `propertyId`, `transactionName` ("123 Main St"), `leadName`,
+  `agentName`, `assignedAgent`, `transactionType` ("Purchase"), `transactionStatus`
+  ("Pre-contract"), `homePrice`, `commissionRate` (3 meaning 3 %), `gci`, `teamRevenue`,
+  `agentRevenue`, `customFields [{id, value}]`, and its dates (`created`, `updated`,
+  `expectedCloseDate`, `closeDate`, `appointmentDate`, `agreementSignedDate`, `offerDate`,
+  `contractDate`, `appraisalDate`, `homeInspectionDate`, `escrowDate`, `expiration`) as epoch
+  milliseconds.
+
+Unconfirmed (no vendor text found), and the reading chosen:
+
+- The leads `limit` default and maximum: the example metadata shows 10, the error-codes page
+  says "typically 1-100", sibling lists document a maximum of 100. Default 10; outside 1-100
+  is refused with 400 `LIMIT_NOT_VALID` (never clamped: a connector must ask for what exists).
+- How the last leads page is signalled, and scrollId's lifetime: nothing says. scrollId is
+  served on every page (as an Elasticsearch-style scroll would), pointing past the page just
+  served, so the end shows as an empty `leads` array or as `offset + len(leads) >= total`;
+  a null scrollId never marks it. With `scrollId`, `offset` is ignored; `limit` still applies.
+- The lead's `createTime`, `assignTime` and the tags' times are typed string with no format;
+  they are written like the ISO-8601 UTC times of the lead's nested objects in the same
+  example (`2023-11-07T05:31:56Z`).
+- `get_metadata.collection` is printed as "note" in the leads example (likely a copy slip);
+  served verbatim, since no connector should read it.
+- Default order: undocumented (`sort`, `desc` exist). Records come in index order; `sort`,
+  `desc` and the filters (`stage`, `source`, `email`, `queryKey`, `leadId`, ...) are not
+  simulated and are ignored.
+- Transaction types and statuses beyond "Purchase" and "Pre-contract", and whether unset
+  dates are null or absent: null here, as dates a deal has not reached yet.
+- The 401 `message` wording: the error-codes table's description is used.
+- The window: the docs describe a fixed minute ("resets every 60 seconds"); this server counts
+  a sliding 60 seconds (never more than the limit in any minute, so a client that honours the
+  headers honours both), and `X-RateLimit-Reset` is when the oldest counted request ages out.
+- `leadId` is int64 and may pass 2**53 in Lofty; here every id stays below it (see
+  `data.lofty_id`), so a connector's exactness past 2**53 is not exercised.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import random
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from crm_tui.demo import data
+from crm_tui.demo.data import lofty_id
+from crm_tui.demo.servers import (
+    Collection,
+    DemoCredentials,
+    FaultInjector,
+    Faults,
+    Simulator,
+    SimulatorContext,
+    SlidingWindow,
+)
+
+__all__ = ["LOFTY", "lofty_app", "lofty_id", "lofty_lead", "lofty_transaction", "transaction_id"]
+
+LEAD_STAGES = ("New Lead", "Contacted", "Qualified", "Under Contract", "Closed")
+LEAD_SOURCES = ("Zillow", "Realtor.com", "Website", "Open House", "Referral")
+LEAD_TYPES = (2, 1, 5, 6)  # Buyer, Seller, Renter, Investor
+AGENTS = (
+    ("Amy Agent", 10_000_000_514),
+    ("Ben Broker", 10_000_000_515),
+    ("Cara Closer", 10_000_000_516),
+)
+TEAM_ID = 10_000_000_101
+TRANSACTION_TYPES = ("Purchase", "Sale")
+TRANSACTION_STATUSES = ("Pre-contract", "Under Contract", "Closed", "Terminated")
+DEFAULT_LIMIT = 10
+MAX_PAGE = 100
+_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def transaction_id(j: int) -> int:
+    return 10_001 + j
+
+
+def _rng(seed: int, *parts: object) -> random.Random:
+    return random.Random(f"{seed}:lofty:" + ":".join(map(str, parts)))
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _ms(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp()) * 1000
+
+
+def lofty_lead(seed: int, i: int, count: int) -> dict[str, Any]:
+    p = data.person(seed, data.population_index("lofty", i, count))
+    s = data.spelled(seed, "lofty", i, p, count)
+    r = _rng(seed, "lead", i)
+    created = _EPOCH + timedelta(days=r.randint(0, 900), seconds=r.randint(0, 86_399))
+    assigned = created + timedelta(minutes=r.randint(1, 240))
+    agent, agent_id = r.choice(AGENTS)
+    stage = r.choice(LEAD_STAGES)
+    source = r.choice(LEAD_SOURCES)
+    lead_id = lofty_id(i)
+    lead_user_id = 90_000_000_000 + i
+    record: dict[str, Any] = {
+        "cannotText": False,
+        "cannotCall": False,
+        "cannotEmail": False,
+        "leadId": lead_id,
+        "leadUserId": lead_user_id,
+        "firstName": s.first,
+        "lastName": s.last,
+        "birthday": None,
+        "emails": [s.email] if s.email else [],
+        "phones": [s.phone],
+        "leadSource": LEAD_SOURCES.index(source) + 1,
+        "source": source,
+        "stageId": 30_001 + LEAD_STAGES.index(stage),
+        "stage": stage,
+        "assignedUserId": agent_id,
+        "assignedUser": agent,
+        "lenderUserId": None,
+        "score": r.randint(0, 100),
+        "tags": [
+            {
+                "leadId": lead_id,
+                "tagId": 7_001 + data.TAGS.index(tag),
+                "createTime": _iso(created),
+                "updateTime": _iso(created),
+                "tagName": tag,
+                "creatorUserId": agent_id,
+                "visibleType": 1,
+            }
+            for tag in p.tags
+        ],
+        "teamId": TEAM_ID,
+        "leadTypes": [r.choice(LEAD_TYPES)],
+        "streetAddress": p.street,
+        "city": p.city,
+        "state": p.state,
+        "zipCode": p.zip,
+        "createTime": _iso(created),
+        "assignTime": _iso(assigned),
+        "facebook": None,
+        "twitter": None,
+        "hiddenFlag": False,
+        "referredBy": None,
+        "leadPropertyList": [
+            {
+                "id": 40_000_000_000 + i,
+                "leadUserId": lead_user_id,
+                "streetAddress": p.street,
+                "city": p.city,
+                "state": p.state,
+                "zipCode": p.zip,
+                "propertyType": "Single Family Home",
+                "mailAddress": True,
+                "label": "Home",
+                # The lead's only documented free-text field: where a long note lands.
+                "note": s.note,
+            }
+        ],
+    }
+    if i == data.MISSING_ID_INDEX:
+        # No id of the lead anywhere in it: a connector cannot fall back on a nested copy.
+        del record["leadId"], record["leadUserId"]
+        del record["leadPropertyList"][0]["leadUserId"]
+        for tag in record["tags"]:
+            del tag["leadId"]
+    return record
+
+
+def _lead_index(seed: int, j: int, contacts: int) -> int:
+    """The lead transaction `j` belongs to: always one that has an id."""
+    i = _rng(seed, "transaction-lead", j).randrange(max(contacts, 1))
+    if i == data.MISSING_ID_INDEX and contacts > data.MISSING_ID_INDEX:
+        i = (i + 1) % contacts
+    return i
+
+
+def lofty_transaction(seed: int, j: int, contacts: int) -> dict[str, Any]:
+    r = _rng(seed, "transaction", j)
+    i = _lead_index(seed, j, contacts)
+    lead = lofty_lead(seed, i, contacts)
+    agent, agent_id = r.choice(AGENTS)
+    status = r.choice(TRANSACTION_STATUSES)
+    reached = TRANSACTION_STATUSES.index(status)  # 0 pre-contract ... 2 closed
+    created = _EPOCH + timedelta(days=r.randint(0, 900), seconds=r.randint(0, 86_399))
+    offer = created + timedelta(days=r.randint(3, 30))
+    contract = offer + timedelta(days=r.randint(1, 10))
+    expected = contract + timedelta(days=r.randint(20, 60))
+    closed = expected + timedelta(days=r.randint(-5, 10))
+    updated = (closed if status == "Closed" else contract) + timedelta(days=r.randint(0, 5))
+    price = r.randrange(180_000, 2_400_000, 500)
+    rate = r.choice((2, 2.5, 3))
+    gci = round(price * rate / 100, 2)
+    agent_share = round(gci * 0.8, 2)
+    under_contract = reached in (1, 2) or (status == "Terminated" and r.random() < 0.5)
+    return {
+        "created": _ms(created),
+        "updated": _ms(updated),
+        "transactionId": transaction_id(j),
+        "leadId": lofty_id(i),
+        "propertyId": 20_001 + j,
+        "transactionName": (
+            f"{r.randint(100, 9999)} {r.choice(data.STREETS)} {r.choice(data.SUFFIXES)}"
+        ),
+        "leadName": f"{lead['firstName']} {lead['lastName']}",
+        "agentName": agent,
+        "assignedAgent": agent_id,
+        "transactionType": r.choice(TRANSACTION_TYPES),
+        "transactionStatus": status,
+        "homePrice": price,
+        "expectedCloseDate": _ms(expected),
+        "closeDate": _ms(closed) if status == "Closed" else None,
+        "commissionRate": rate,
+        "gci": gci,
+        "teamRevenue": round(gci - agent_share, 2),
+        "agentRevenue": agent_share,
+        "appointmentDate": _ms(created + timedelta(days=1)),
+        "agreementSignedDate": _ms(created + timedelta(days=2)),
+        "offerDate": _ms(offer),
+        "contractDate": _ms(contract) if under_contract else None,
+        "appraisalDate": None,
+        "homeInspectionDate": None,
+        "escrowDate": _ms(contract + timedelta(days=3)) if under_contract else None,
+        "expiration": None,
+        "customFields": [],
+    }
+
+
+# -- the server ----------------------------------------------------------------------------
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
+
+
+def _error(code: str, message: str, status: int, headers: dict[str, str]) -> Response:
+    return _json({"code": code, "message": message}, status, headers)
+
+
+def _encode_scroll(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"lofty-scroll:{offset}".encode()).decode().rstrip("=")
+
+
+def _decode_scroll(scroll: str) -> int | None:
+    try:
+        text = base64.urlsafe_b64decode(scroll + "=" * (-len(scroll) % 4)).decode()
+        prefix, _, number = text.partition(":")
+        return int(number) if prefix == "lofty-scroll" and number.isdigit() else None
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+
+
+def _number(value: str | None, default: int) -> int | None:
+    """A query parameter as an int (its default when absent); None when it is not one."""
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def lofty_app(
+    key: str,
+    contacts: int,
+    seed: int,
+    faults: Faults,
+    rate_limit: int = 500,
+    window: float = 60.0,
+) -> FaultInjector:
+    deals = data.deal_count(contacts)
+    budget = SlidingWindow(rate_limit, window)
+    accepted = {f"token {key}", f"Bearer {key}"}
+
+    def rate_headers(remaining: int) -> dict[str, str]:
+        # In a sliding window the budget "resets" when the oldest counted request ages out.
+        now = time.monotonic()
+        frees_in = budget.hits[0] + window - now if budget.hits else window
+        return {
+            "X-RateLimit-Limit": str(rate_limit),
+            "X-RateLimit-Remaining": str(remaining),
+            "X-RateLimit-Reset": str(math.ceil(time.time() + max(frees_in, 0.0))),
+        }
+
+    def gate(request: Request) -> tuple[Response | None, dict[str, str]]:
+        """The rate limit, then the credentials: (a refusal or None, the headers to send)."""
+        allowed, remaining, _ = budget.take()
+        headers = rate_headers(remaining)
+        if not allowed:
+            return _json({"message": "Too Many Requests"}, 429, headers), headers
+        if request.headers.get("authorization") not in accepted:
+            refusal = _error("BAD_CREDENTIALS", "Invalid API key or access token.", 401, headers)
+            return refusal, headers
+        return None, headers
+
+    async def leads(request: Request) -> Response:
+        refusal, headers = gate(request)
+        if refusal is not None:
+            return refusal
+        params = request.query_params
+        limit = _number(params.get("limit"), DEFAULT_LIMIT)
+        if limit is None or not 1 <= limit <= MAX_PAGE:
+            return _error(
+                "LIMIT_NOT_VALID", f"limit must be between 1 and {MAX_PAGE}.", 400, headers
+            )
+        offset = _number(params.get("offset"), 0)
+        if "scrollId" in params:
+            offset = _decode_scroll(params["scrollId"])
+        if offset is None or offset < 0:
+            return _error("INVALID_PARAMETER", "offset or scrollId is not valid.", 400, headers)
+        end = min(offset + limit, contacts)
+        items = [lofty_lead(seed, i, contacts) for i in range(offset, end)]
+        if faults.overlap_pages and 0 < offset < contacts:
+            items.insert(0, lofty_lead(seed, offset - 1, contacts))
+        body = {
+            "get_metadata": {
+                "collection": "note",
+                "limit": limit,
+                "offset": offset,
+                "total": contacts,
+                "scrollId": _encode_scroll(max(end, offset)),
+            },
+            "leads": items,
+        }
+        return _json(body, headers=headers)
+
+    async def transactions(request: Request) -> Response:
+        refusal, headers = gate(request)
+        if refusal is not None:
+            return refusal
+        params = request.query_params
+        size = _number(params.get("pageSize"), 20)
+        if size is None or not 1 <= size <= MAX_PAGE:
+            return _error(
+                "INVALID_PARAMETER", f"pageSize must be between 1 and {MAX_PAGE}.", 400, headers
+            )
+        page = _number(params.get("pageNum"), 0)
+        if page is None or page < 0:
+            return _error("INVALID_PARAMETER", "pageNum must be >= 0.", 400, headers)
+        start = page * size
+        items = [
+            lofty_transaction(seed, j, contacts) for j in range(start, min(start + size, deals))
+        ]
+        if faults.overlap_pages and 0 < start < deals:
+            items.insert(0, lofty_transaction(seed, start - 1, contacts))
+        body = {"pageNum": page, "pageSize": size, "totalCount": deals, "pageData": items}
+        return _json(body, headers=headers)
+
+    app = Starlette(routes=[Route("/v1.0/leads", leads), Route("/v2.0/transactions", transactions)])
+    return FaultInjector(app, faults, lambda path: path.startswith(("/v1.0/", "/v2.0/")))
+
+
+def _build(ctx: SimulatorContext) -> FaultInjector:
+    # ctx.rate_limit is the demo's budget per 10 seconds (Follow Up Boss's window); Lofty
+    # documents a minute, so six of those.
+    return lofty_app(
+        ctx.credentials.lofty_key, ctx.contacts, ctx.seed, ctx.faults, rate_limit=ctx.rate_limit * 6
+    )
+
+
+def _env(url: str, credentials: DemoCredentials) -> dict[str, str]:
+    return {"LOFTY_API_BASE_URL": url, "LOFTY_API_KEY": credentials.lofty_key}
+
+
+def _collections(contacts: int, seed: int) -> dict[str, Collection]:
+    return {
+        "contacts": (contacts, lambda i: lofty_lead(seed, i, contacts)),
+        "deals": (data.deal_count(contacts), lambda j: lofty_transaction(seed, j, contacts)),
+    }
+
+
+LOFTY = Simulator("lofty", _build, _env, _collections)
