@@ -210,7 +210,7 @@ def test_past_the_budget_429_with_the_rate_headers_and_no_retry_after() -> None:
 
 
 def test_the_registry_serves_lofty_with_the_shared_budget(demo_servers: DemoServers) -> None:
-    assert [s.name for s in SIMULATORS][-2:] == ["topproducer", "lofty"]
+    assert "lofty" in [s.name for s in SIMULATORS]
     env = demo_servers.env()
     assert env["LOFTY_API_BASE_URL"] == demo_servers.servers["lofty"].url
     assert env["LOFTY_API_KEY"] == KEY
