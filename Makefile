@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench reliability
+.PHONY: demo test lint bench reliability env-example
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "crm-tui needs Python 3.11 or newer on the PATH" >&2; exit 1; }
@@ -43,3 +43,7 @@ reliability: $(STAMP)
 		tests/test_export_safety.py tests/test_data_dir.py tests/test_hostile_settings.py \
 		tests/test_config_files.py tests/test_cli_contract.py tests/test_doctor.py
 	$(BIN)/python -m tests.reliability
+
+# .env.example from every source's declared settings (a test checks it is current).
+env-example: $(STAMP)
+	$(BIN)/python -m crm_tui.envexample > .env.example

@@ -123,13 +123,41 @@ class CoreSettings(BaseSettings):
         env_ignore_empty=True,  # `KEY=` copied from .env.example means "use the default"
     )
 
-    crm_user_id: str = Field(default_factory=getpass.getuser, min_length=1)
-    crm_data_dir: Path | None = None
-    crm_sync_interval_minutes: int = Field(default=0, ge=0)
-    crm_cache_ttl_minutes: int = Field(default=60, ge=0)
-    crm_http_timeout_seconds: float = Field(default=15.0, gt=0, le=600)
-    crm_theme: str | None = None
-    crm_phone_region: str = Field(default="US", min_length=2, max_length=2)
+    crm_user_id: str = Field(
+        default_factory=getpass.getuser,
+        min_length=1,
+        description="Whose data is read and written (default: the OS user name).",
+    )
+    crm_data_dir: Path | None = Field(
+        default=None,
+        description="Where the database lives (default: the platform's user data dir).",
+    )
+    crm_sync_interval_minutes: int = Field(
+        default=0,
+        ge=0,
+        description="Minutes between scheduled syncs while the app or `sync --watch` runs;"
+        " 0 turns them off.",
+    )
+    crm_cache_ttl_minutes: int = Field(
+        default=60,
+        ge=0,
+        description="Cached data older than this (minutes) is synced again when the app starts.",
+    )
+    crm_http_timeout_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        le=600,
+        description="Read timeout for CRM APIs in seconds (Brivity's full pull uses at least 90).",
+    )
+    crm_theme: str | None = Field(
+        default=None, description="A Textual theme: textual-dark, nord, gruvbox, ..."
+    )
+    crm_phone_region: str = Field(
+        default="US",
+        min_length=2,
+        max_length=2,
+        description="Default region for phone numbers without a country code.",
+    )
 
     @field_validator("crm_phone_region")
     @classmethod

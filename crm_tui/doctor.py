@@ -14,6 +14,7 @@ from typing import Any
 from crm_tui.config import DISPLAY_NAMES, ConfigError, Settings, config_dir, default_env_files
 from crm_tui.models import SyncReport
 from crm_tui.sources.mapping import check_mappings
+from crm_tui.sources.registry import CONNECTORS
 from crm_tui.store import CacheStore, Database
 from crm_tui.store.health import (
     EXIT_CONFIG,
@@ -174,15 +175,14 @@ def source_checks(settings: Settings) -> list[Check]:
 
 
 def _path_problem(settings: Settings, name: str) -> str | None:
-    """The files a configured source reads, which must exist."""
-    if name == "topproducer" and settings.topproducer_api_base_url is None:
-        folder = settings.topproducer_import_dir
-        if folder is not None and not folder.is_dir():
-            return f"TOPPRODUCER_IMPORT_DIR: no such folder: {folder}"
-    if name == "brivity":
-        report = settings.brivity_transactions_csv
-        if report is not None and not report.is_file():
-            return f"BRIVITY_TRANSACTIONS_CSV: no such file: {report}"
+    """The files and folders a configured source's settings name, which must exist."""
+    for setting in CONNECTORS[name].settings:
+        path = getattr(settings, setting.field)
+        if path is None or setting.kind not in ("file", "folder"):
+            continue
+        exists = path.is_file() if setting.kind == "file" else path.is_dir()
+        if not exists:
+            return f"{setting.env}: no such {setting.kind}: {path}"
     return None
 
 

@@ -14,6 +14,7 @@ import pytest
 from crm_tui.app import check_keymap, known_binding_ids, load_keymap, make_app
 from crm_tui.config import config_dir
 from crm_tui.sources.mapping import check_mappings, load_overrides
+from crm_tui.sources.registry import SOURCE_NAMES
 from crm_tui.tomlfile import key_line
 from tests.conftest import make_settings
 
@@ -52,8 +53,7 @@ def test_an_unknown_source_in_mappings_names_the_file_and_line(tmp_path):
     path = tmp_path / "mappings.toml"
     path.write_text(MAPPINGS)
     assert check_mappings(path) == [
-        f"{path}, line 5: unknown source 'fub'; known sources: brivity, topproducer,"
-        " followupboss, local"
+        f"{path}, line 5: unknown source 'fub'; known sources: {', '.join(SOURCE_NAMES)}"
     ]
     with pytest.raises(ValueError, match=r"line 5: unknown source 'fub'"):
         load_overrides(path)
@@ -68,8 +68,7 @@ def test_every_problem_in_mappings_is_listed_with_its_line(tmp_path):
     )
     problems = check_mappings(path)
     assert problems == [
-        f"{path}, line 1: unknown source 'zillow'; known sources: brivity, topproducer,"
-        " followupboss, local",
+        f"{path}, line 1: unknown source 'zillow'; known sources: {', '.join(SOURCE_NAMES)}",
         f"{path}, line 4: [brivity.contacts] nickname: unknown field or not a path",
         f"{path}, line 6: [local.leads]: stream must be contacts or deals",
     ]

@@ -212,7 +212,15 @@ def test_bad_overrides_are_clear_errors(tmp_path, text, message):
 
 
 def test_every_connector_is_registered_and_declares_capabilities():
-    assert set(CONNECTORS) == {"brivity", "topproducer", "followupboss", "local"}
+    assert set(CONNECTORS) == {
+        "brivity",
+        "topproducer",
+        "followupboss",
+        "hubspot",
+        "pipedrive",
+        "lofty",
+        "local",
+    }
     for name in CONNECTORS:
         src = source(name)
         assert src.streams(), name

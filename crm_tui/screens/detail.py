@@ -13,10 +13,10 @@ from textual.widgets import DataTable, Footer, Static
 
 from crm_tui.config import DISPLAY_NAMES
 from crm_tui.models import Contact, Record
+from crm_tui.sources.registry import CONNECTORS
 from crm_tui.timefmt import exact
 from crm_tui.widgets.safe import safe, safe_block
 
-_URL_KEYS = ("brivity_contact_detail_url", "sourceUrl", "url")
 _HIDDEN = {"raw", "id", "source", "user_id"}
 
 
@@ -35,12 +35,9 @@ def field_rows(record: Record) -> list[tuple[str, str]]:
 
 
 def source_url(record: Record) -> str | None:
-    metadata = record.metadata
-    for key in _URL_KEYS:
-        value = metadata.get(key)
-        if isinstance(value, str) and value.startswith(("https://", "http://")):
-            return value
-    return None
+    """The record's page in its CRM, as the source declares it."""
+    cls = CONNECTORS.get(record.source)
+    return cls.web_url(record) if cls is not None else None
 
 
 class RecordScreen(ModalScreen[None]):

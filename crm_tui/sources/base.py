@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from crm_tui.models import Record, RecordKind
+from crm_tui.models import Contact, Record, RecordKind
 from crm_tui.sources.kit import (
     Auth,
     Capabilities,
@@ -25,7 +25,7 @@ from crm_tui.sources.kit import (
     Setting,
     is_set,
 )
-from crm_tui.sources.mapping import FieldMap, Overrides, RecordBuilder, source_maps
+from crm_tui.sources.mapping import FieldMap, Overrides, RecordBuilder, get_path, source_maps
 from crm_tui.sources.pagination import Page, Stream, read_pages
 
 if TYPE_CHECKING:
@@ -58,8 +58,10 @@ class Source(ABC):
     short_name: ClassVar[str]  # a badge of a few letters (People, Search)
     settings: ClassVar[tuple[Setting, ...]] = ()
     exports: ClassVar[tuple[CsvExport, ...]] = ()  # CSV exports `crm-tui import` reads
-    #: A record's page in the vendor's web app, formatted with `remote_id`; None if unknown.
+    #: A record's page in the vendor's web app: a format string taking `remote_id`, or
+    #: where the payload holds the link; None if unknown.
     record_url: ClassVar[str | None] = None
+    record_url_at: ClassVar[tuple[str, ...]] = ()
     field_maps: ClassVar[Mapping[RecordKind, FieldMap]] = {}
 
     # -- how it is reached (REST sources) -----------------------------------------------------
@@ -94,6 +96,18 @@ class Source(ABC):
     @classmethod
     def is_configured(cls, settings: Settings) -> bool:
         return not cls.missing(settings)
+
+    @classmethod
+    def web_url(cls, record: Record) -> str | None:
+        """A record's page in the vendor's web app, if the source knows it."""
+        metadata = record.metadata if cls.record_url_at else {}
+        for path in cls.record_url_at:
+            value = get_path(metadata, path)
+            if isinstance(value, str) and value.startswith("https://"):
+                return value
+        if cls.record_url is not None and isinstance(record, Contact):
+            return cls.record_url.format(remote_id=record.remote_id)
+        return None
 
     @property
     def capabilities(self) -> Capabilities:

@@ -86,6 +86,7 @@ class BrivitySource(Source):
             kind="file",
         ),
     )
+    record_url_at = ("brivity_contact_detail_url",)
     base_url_setting = "BRIVITY_API_BASE_URL"
     auth = KeyHeader("BRIVITY_API_KEY", template="Token token={key}")
     # A full pull of ~2,800 people takes about 30 s: a generous read timeout, one retry.

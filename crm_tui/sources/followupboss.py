@@ -4,35 +4,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
 
 import orjson
 
 from crm_tui.sources.base import Source
 from crm_tui.sources.kit import Basic, Setting
-from crm_tui.sources.mapping import is_mapping
+from crm_tui.sources.mapping import primary
 from crm_tui.sources.pagination import CursorInBody, Stream
-
-
-def primary(list_key: str) -> Any:
-    """The primary entry of `emails[]`/`phones[]`: flagged primary, else the first valid."""
-
-    def get(raw: Mapping[str, Any]) -> Any:
-        items = raw.get(list_key)
-        if not isinstance(items, list):
-            return None
-        entries = [i for i in items if is_mapping(i) and i.get("value")]
-        for entry in entries:
-            if entry.get("isPrimary") in (True, 1, "1", "true"):
-                return entry.get("value")
-        for entry in entries:
-            if str(entry.get("status", "")).lower() not in ("not valid", "bad"):
-                return entry.get("value")
-        return entries[0].get("value") if entries else None
-
-    return get
-
 
 # `{"_metadata": {...flat...}` at the start of a body: Follow Up Boss writes it first.
 _LEADING_METADATA = re.compile(rb'\s*\{\s*"_metadata"\s*:\s*(\{[^{}]*\})')

@@ -102,6 +102,62 @@ def compile_spec(spec: FieldSpec) -> Getter:
     return lambda raw: raw[spec] if spec in raw else get_path(raw, spec)
 
 
+# -- getters several vendors need ------------------------------------------------------------
+
+_YES = (True, 1, "1", "true")
+
+
+def primary(list_key: str, flag: str = "isPrimary") -> Getter:
+    """The primary entry's `value` in a list like `emails: [{value, isPrimary}]` (Follow Up
+    Boss's `isPrimary`, Pipedrive's `primary`): the one flagged primary, else the first
+    that is not marked bad, else the first."""
+
+    def get(raw: Mapping[str, Any]) -> Any:
+        items = raw.get(list_key)
+        if not isinstance(items, list):
+            return None
+        entries = [i for i in items if is_mapping(i) and i.get("value")]
+        for entry in entries:
+            if entry.get(flag) in _YES:
+                return entry.get("value")
+        for entry in entries:
+            if str(entry.get("status", "")).lower() not in ("not valid", "bad"):
+                return entry.get("value")
+        return entries[0].get("value") if entries else None
+
+    return get
+
+
+def epoch_ms(path: str, *, date_only: bool = False) -> Getter:
+    """A time written as milliseconds since 1970 (Lofty's), as ISO text for the usual
+    coercion; anything that is not such a number is passed on unchanged."""
+    get = compile_spec(path)
+
+    def convert(raw: Mapping[str, Any]) -> Any:
+        value = get(raw)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return value
+        try:
+            moment = datetime.fromtimestamp(value / 1000, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+        return moment.date().isoformat() if date_only else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    return convert
+
+
+def names_of(list_key: str, key: str) -> Getter:
+    """`[{tagName: "buyer"}, ...]` as `["buyer", ...]` (Lofty's tags)."""
+
+    def get(raw: Mapping[str, Any]) -> Any:
+        items = raw.get(list_key)
+        if not isinstance(items, list):
+            return None
+        return [i.get(key) for i in items if is_mapping(i)]
+
+    return get
+
+
 def compile_map(field_map: FieldMap) -> dict[str, Getter]:
     return {target: compile_spec(spec) for target, spec in field_map.items()}
 

@@ -7,8 +7,11 @@ from __future__ import annotations
 from crm_tui.sources.base import Source, SourceContext
 from crm_tui.sources.brivity import BrivitySource
 from crm_tui.sources.followupboss import FollowUpBossSource
+from crm_tui.sources.hubspot import HubSpotSource
 from crm_tui.sources.kit import CsvExport
 from crm_tui.sources.local import LocalSource
+from crm_tui.sources.lofty import LoftySource
+from crm_tui.sources.pipedrive import PipedriveSource
 from crm_tui.sources.topproducer import TopProducerSource
 
 CONNECTORS: dict[str, type[Source]] = {
@@ -17,6 +20,9 @@ CONNECTORS: dict[str, type[Source]] = {
         BrivitySource,
         TopProducerSource,
         FollowUpBossSource,
+        HubSpotSource,
+        PipedriveSource,
+        LoftySource,
         LocalSource,
     )
 }

@@ -1,0 +1,91 @@
+"""Pipedrive API v2: persons and deals from `/api/v2/{persons,deals}`, the API token in the
+`x-api-token` header, pages of up to 500 following `additional_data.next_cursor` (null on
+the last page). The v1 endpoints are out of support and not used.
+
+v2 items carry related objects as ids only: a deal's stage is `stage_id`, a person's
+organisation `org_id`. Deleted records are not records. Burst limits are counted per
+2-second window (`x-ratelimit-*`). Sources: ../shared/docs/crm-apis.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from crm_tui.sources.base import Source
+from crm_tui.sources.kit import KeyHeader, RateHeaders, Setting
+from crm_tui.sources.mapping import primary
+from crm_tui.sources.pagination import CursorInBody, Stream
+
+
+def _deleted(raw: Any) -> bool:
+    return isinstance(raw, Mapping) and (
+        raw.get("is_deleted") is True or raw.get("status") == "deleted"
+    )
+
+
+def _items(path: str) -> Stream:
+    cursor = CursorInBody("additional_data.next_cursor", "cursor", page_size=500)
+    return Stream(f"api/v2/{path}", cursor, ("data",), skip=_deleted)
+
+
+def _street(raw: Mapping[str, Any]) -> str | None:
+    address = raw.get("postal_address")
+    if not isinstance(address, Mapping):
+        return None
+    parts = (address.get("street_number"), address.get("route"))
+    street = " ".join(str(p) for p in parts if p)
+    return street or None
+
+
+class PipedriveSource(Source):
+    name = "pipedrive"
+    display_name = "Pipedrive"
+    short_name = "PD"
+    settings = (
+        Setting(
+            "PIPEDRIVE_API_TOKEN",
+            "Pipedrive API token (sent as x-api-token); enables Pipedrive.",
+            secret=True,
+            required=True,
+        ),
+        Setting(
+            "PIPEDRIVE_API_BASE_URL",
+            "Pipedrive API base URL (or your company domain, https://COMPANY.pipedrive.com).",
+            default="https://api.pipedrive.com",
+            kind="url",
+        ),
+    )
+    record_url = "https://app.pipedrive.com/person/{remote_id}"
+    base_url_setting = "PIPEDRIVE_API_BASE_URL"
+    auth = KeyHeader("PIPEDRIVE_API_TOKEN", header="x-api-token")
+    rate_headers = RateHeaders(window=None, window_seconds=2.0)
+    endpoints = {"contacts": _items("persons"), "deals": _items("deals")}
+    field_maps = {
+        "contacts": {
+            "remote_id": "id",
+            "first_name": "first_name",
+            "last_name": ("last_name", "name"),
+            "email": primary("emails", "primary"),
+            "phone": primary("phones", "primary"),
+            "street": _street,
+            "city": "postal_address.locality",
+            "state": "postal_address.admin_area_level_1",
+            "postal_code": "postal_address.postal_code",
+            "remote_created": "add_time",
+            "remote_updated": "update_time",
+        },
+        "deals": {
+            "remote_id": "id",
+            "name": "title",
+            "amount": "value",
+            "currency": "currency",
+            "status": "status",
+            "stage": "stage_id",
+            "probability": "probability",
+            "close_date": "expected_close_date",
+            "contact_remote_id": "person_id",
+            "remote_created": "add_time",
+            "remote_updated": "update_time",
+        },
+    }
