@@ -17,7 +17,7 @@ BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
     [
         ("store_bench.py", ["--contacts", "2000"], "load"),
         ("search_bench.py", ["--sizes", "3000", "--runs", "3"], "p95"),
-        ("sync_bench.py", ["--contacts", "500"], "records/s"),
+        ("sync_bench.py", ["--contacts", "500"], "ratio"),
         ("tui_bench.py", ["--contacts", "2000", "--sync-contacts", "500"], "first paint"),
         ("dedup_bench.py", ["--sizes", "3000", "--quality", "120"], "precision"),
         ("load_bench.py", ["--contacts", "300", "--syncs", "1", "--idle-seconds", "0.3"], "p95"),
