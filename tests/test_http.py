@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import httpx
 import pytest
 import respx
+from hypothesis import given
+from hypothesis import strategies as st
 
 from crm_tui.sources.errors import AuthError, PaginationError, RateLimited, RemoteError
 from crm_tui.sources.followupboss import peek_cursor
@@ -24,6 +27,7 @@ from crm_tui.sources.http import (
     parse_retry_after,
 )
 from crm_tui.sources.pagination import (
+    ArraySplitter,
     CursorInBody,
     LinkHeader,
     OffsetLimit,
@@ -568,3 +572,66 @@ async def test_records_a_stream_skips_are_left_out():
     respx.get(f"{BASE}/api/people").respond(json=[{"id": 1, "archived": True}, {"id": 2}])
     stream = Stream("api/people", SinglePage(), (), skip=lambda r: r.get("archived") is True)
     assert await collect(pages_of(stream)) == [{"id": 2}]
+
+
+# -- a long single response, read as it arrives ----------------------------------------------
+
+TRICKY = [
+    {"id": 1, "note": "a },{ inside a string", "tags": [{"name": "x"}, {"name": "y"}]},
+    {"id": 2, "note": 'quote \\" and }, {', "nested": {"a": [{"b": 1}, {"c": 2}]}},
+    {"id": 3, "note": "José}]"},
+]
+
+
+@given(
+    records=st.lists(
+        st.fixed_dictionaries(
+            {"id": st.integers(), "note": st.text(alphabet='{}[],: "\\ab\n', max_size=12)}
+        ),
+        max_size=8,
+    ),
+    indent=st.sampled_from([None, 1]),
+    cuts=st.lists(st.integers(min_value=1, max_value=400), max_size=8),
+)
+def test_an_array_is_split_into_its_records_however_its_bytes_arrive(records, indent, cuts):
+    body = json.dumps(TRICKY + records, indent=indent).encode()
+    splitter = ArraySplitter((), "c")
+    found: list = []
+    start = 0
+    for cut in sorted({min(c, len(body)) for c in cuts}):
+        found += splitter.feed(body[start:cut])
+        start = cut
+    found += splitter.feed(body[start:])
+    found += splitter.close()
+    assert found == TRICKY + records
+
+
+def test_an_envelope_is_read_whole_and_a_cut_body_is_an_error():
+    splitter = ArraySplitter(("people",), "c")
+    assert splitter.feed(b'{"people": [{"id": 1},') == []
+    assert splitter.feed(b' {"id": 2}]}') == []
+    assert splitter.close() == [{"id": 1}, {"id": 2}]
+    cut = ArraySplitter((), "c")
+    assert cut.feed(b'[{"id": 1}, {"id": 2}, {"id"') == [{"id": 1}, {"id": 2}]
+    with pytest.raises(ValueError):
+        cut.close()
+
+
+@respx.mock
+async def test_a_streamed_array_is_retried_until_its_first_batch_only():
+    route = respx.get(f"{BASE}/api/people")
+    route.side_effect = [
+        httpx.Response(503),
+        httpx.Response(200, content=b'[{"id": 1}, {"id": 2}]'),
+    ]
+    stream = Stream("api/people", SinglePage(stream=True), ("people",))
+    assert [r["id"] for r in await collect(pages_of(stream))] == [1, 2]
+    assert route.call_count == 2
+    broken = respx.get(f"{BASE}/api/broken")
+    broken.side_effect = [
+        httpx.Response(200, content=b'[{"id": 1}, {"id": 2}, {"id": 3'),
+        httpx.Response(200, content=b'[{"id": 1}]'),
+    ]
+    with pytest.raises(RemoteError, match="Malformed JSON"):
+        await collect(pages_of(Stream("api/broken", SinglePage(stream=True), ())))
+    assert broken.call_count == 1  # a batch had gone out: no retry could take it back

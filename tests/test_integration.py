@@ -15,7 +15,7 @@ from crm_tui.sources.base import Capabilities, Source, SourceContext
 from crm_tui.sources.errors import InvalidRecord
 from crm_tui.sources.http import HeaderAuth, HttpClient
 from crm_tui.sources.pagination import Page
-from crm_tui.sources.registry import build_source
+from crm_tui.sources.registry import CONNECTORS, build_source
 from crm_tui.store import CacheStore, Database
 from crm_tui.sync.engine import SyncEngine
 from tests.conftest import DEMO_CONTACTS, make_settings
@@ -186,7 +186,7 @@ async def conformance(source: Source) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("name", ["brivity", "followupboss", "topproducer", "local"])
+@pytest.mark.parametrize("name", list(CONNECTORS))
 async def test_every_connector_conforms(demo_settings, name):
     db = Database(demo_settings.database_path)
     db.save_local_record(

@@ -297,6 +297,9 @@ async def test_secret_canaries_appear_nowhere(tmp_path: Path):
             fub_key=canaries["fub_api_key"],
             tp_client_secret=canaries["topproducer_client_secret"],
             tp_api_key=canaries["topproducer_api_key"],
+            hubspot_token=canaries["hubspot_access_token"],
+            pipedrive_token=canaries["pipedrive_api_token"],
+            lofty_key=canaries["lofty_api_key"],
         ),
         fub_rate_limit=10_000,
     )

@@ -92,7 +92,9 @@ class BrivitySource(Source):
     # A full pull of ~2,800 people takes about 30 s: a generous read timeout, one retry.
     min_read_timeout = BRIVITY_READ_TIMEOUT
     retry = RetryPolicy(attempts=2, total_seconds=240.0)
-    endpoints = {"contacts": Stream("api/people", SinglePage(probe_param="limit"), ("people",))}
+    endpoints = {
+        "contacts": Stream("api/people", SinglePage(probe_param="limit", stream=True), ("people",))
+    }
     field_maps = {
         "contacts": {
             "remote_id": "id",

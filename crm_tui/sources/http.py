@@ -18,7 +18,7 @@ import ssl
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -415,6 +415,79 @@ class HttpClient:
             raise RemoteError(f"Failed to fetch {what}", self.masker(exc.details)) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def array_pages(
+        self,
+        path: str,
+        params: dict[str, Any] | None,
+        records: Sequence[str],
+        *,
+        what: str = "records",
+    ) -> AsyncIterator[list[Any]]:
+        """A long single response's records, a batch at a time as the body arrives (see
+        `ArraySplitter`). Retried like `get_page` until the first batch is handed on; a body
+        that breaks off after that fails the stream (what was handed on is dropped with it:
+        the engine keeps the previous data)."""
+        from crm_tui.sources.pagination import ArraySplitter
+
+        policy, stats = self.retry, current_stats.get()
+        handed_on: list[bool] = []  # a batch went out: no retry can take it back
+
+        def retry(exc: Exception) -> bool | float:
+            return not handed_on and self._backoff(exc)
+
+        try:
+            async for attempt in stamina.retry_context(
+                on=retry,
+                attempts=policy.attempts,
+                timeout=policy.total_seconds,
+                wait_initial=policy.wait_initial,
+                wait_max=policy.wait_max,
+                wait_jitter=policy.wait_jitter,
+            ):
+                with attempt:
+                    if attempt.num > 1 and stats is not None:
+                        stats.retries += 1
+                    response = await self._open(self._relative(path), params)
+                    try:
+                        splitter = ArraySplitter(records, what)
+                        async for chunk in response.aiter_bytes():
+                            if batch := splitter.feed(chunk):
+                                handed_on.append(True)
+                                yield batch
+                        yield splitter.close()
+                        return
+                    except (httpx.TransportError, httpx.TimeoutException) as exc:
+                        raise _Retryable(f"Connection error ({type(exc).__name__})") from None
+                    except ValueError:
+                        raise _Retryable(f"Malformed JSON from {self.display_name}") from None
+                    finally:
+                        await response.aclose()
+        except _Retryable as exc:
+            raise RemoteError(f"Failed to fetch {what}", self.masker(exc.details)) from None
+
+    async def _open(self, path: str, params: dict[str, Any] | None) -> httpx.Response:
+        """A request whose body is read by the caller, as it arrives; checked as `_attempt`
+        checks one (the deadline covers getting its headers; httpx's read timeout, each
+        chunk after)."""
+        await self.budget.acquire()
+        headers = await self.auth.headers(self._client)
+        request = self._client.build_request("GET", path, params=params, headers=headers)
+        try:
+            async with asyncio.timeout(self.deadline):
+                response = await self._client.send(request, stream=True)
+        except TimeoutError:
+            raise _Retryable(f"Request timeout after {self.deadline:g} seconds") from None
+        except httpx.TimeoutException:
+            raise _Retryable(f"Request timeout after {self.read_timeout:g} seconds") from None
+        except httpx.TransportError as exc:
+            raise _Retryable(f"Connection error ({type(exc).__name__})") from None
+        self.budget.observe(response.headers)
+        if response.status_code >= 300:
+            await response.aread()
+            await response.aclose()
+            self._check(response)
+        return response
+
     def _relative(self, path: str) -> str:
         """A path under the base URL; a full URL only if it points there too."""
         if "://" not in path:
@@ -459,6 +532,13 @@ class HttpClient:
                     stats.retries += 1  # a re-send after a token refresh counts as a retry
                 continue
             break
+        self._check(response)
+        if on_body is not None:
+            await on_body(response.content)
+        return await self._decode(response), response.headers
+
+    def _check(self, response: httpx.Response) -> None:
+        """The retry table and the errors, for one response; returns when it succeeded."""
         status = response.status_code
         if status == 401:
             raise AuthError(
@@ -491,9 +571,6 @@ class HttpClient:
         if not self._authenticated:
             self._authenticated = True
             log.info("[%s] Authentication successful", self.display_name)
-        if on_body is not None:
-            await on_body(response.content)
-        return await self._decode(response), response.headers
 
     async def _send(
         self,

@@ -15,12 +15,16 @@ Two speed-ups live in the driver, for the paginators that allow them:
 from __future__ import annotations
 
 import asyncio
+import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
+import orjson
+
+from crm_tui import jsoncodec
 from crm_tui.sources.errors import PaginationError, RemoteError
 from crm_tui.sources.mapping import get_path
 
@@ -118,10 +122,13 @@ class Paginator(ABC):
 @dataclass
 class SinglePage(Paginator):
     """The whole collection in one response (Brivity's people). `probe_param` asks for a
-    single record when a connection is only being tested."""
+    single record when a connection is only being tested. With `stream`, a bare array's
+    records are handed on as its body arrives (`ArraySplitter`), so they are mapped while
+    the rest is still on its way."""
 
     probe_param: str | None = None
     page_size: int = 0  # no pages
+    stream: bool = False
 
     def first(self, page_size: int) -> Request:
         probing = page_size == 1 and self.probe_param is not None
@@ -271,6 +278,54 @@ def _next_link(header: str) -> str | None:
     return None
 
 
+class ArraySplitter:
+    """The elements of a JSON array, a batch at a time, as its bytes arrive.
+
+    A batch ends at the last boundary between two top-level elements in what has arrived
+    (`},{`, with any whitespace): the run before it is decoded whole. A boundary inside a
+    string or a nested value cannot decode (an open string, unbalanced brackets), and the
+    one before it is tried. A body that is not an array (an envelope such as
+    `{"people": [...]}`) is kept whole and decoded at the end."""
+
+    _BOUNDARY = re.compile(rb"\}\s*,\s*\{")
+
+    def __init__(self, records: Sequence[str], what: str) -> None:
+        self.records = records
+        self.what = what
+        self.buffer = b""
+        self.started: bool | None = None  # None: the first byte is still to come
+
+    def feed(self, chunk: bytes) -> list[Any]:
+        self.buffer += chunk
+        if self.started is None:
+            head = self.buffer.lstrip()
+            if not head:
+                return []
+            self.started = head[:1] == b"["
+            if self.started:
+                self.buffer = head[1:]
+        if not self.started:
+            return []
+        for boundary in reversed(list(self._BOUNDARY.finditer(self.buffer))):
+            try:
+                batch = orjson.loads(b"[" + self.buffer[: boundary.start() + 1] + b"]")
+            except orjson.JSONDecodeError:
+                continue
+            self.buffer = self.buffer[boundary.end() - 1 :]
+            return batch if isinstance(batch, list) else []
+        return []
+
+    def close(self) -> list[Any]:
+        """What is left, decoded; ValueError if the body was not whole."""
+        if not self.started:
+            body = jsoncodec.loads(self.buffer)
+            return extract_records(body, self.records, self.what)
+        rest = orjson.loads(b"[" + self.buffer)
+        if not isinstance(rest, list):  # pragma: no cover - "[" + anything decodes to a list
+            raise ValueError("not an array")
+        return rest
+
+
 # -- the driver -------------------------------------------------------------------------------
 
 
@@ -317,6 +372,12 @@ async def read_pages(
             records = [r for r in records if not stream.skip(r)]
         return Response(request, body, headers, records)
 
+    if isinstance(paginator, SinglePage) and paginator.stream and not probe:
+        async for batch in client.array_pages(stream.path, fixed, stream.records, what=what):
+            if stream.skip is not None:
+                batch = [r for r in batch if not stream.skip(r)]
+            yield Page(batch)
+        return
     request = paginator.first(1 if probe else paginator.page_size)
     ahead = _ReadAhead(fetch, paginator if paginator.guesses and not probe else None)
     seen: set[Request] = {request}
