@@ -35,6 +35,7 @@ from crm_tui.sources.pagination import (
     SinglePage,
     Stream,
     read_pages,
+    tail_cursor,
 )
 
 BASE = "https://crm.example"
@@ -635,3 +636,33 @@ async def test_a_streamed_array_is_retried_until_its_first_batch_only():
     with pytest.raises(RemoteError, match="Malformed JSON"):
         await collect(pages_of(Stream("api/broken", SinglePage(stream=True), ())))
     assert broken.call_count == 1  # a batch had gone out: no retry could take it back
+
+
+@pytest.mark.parametrize(
+    ("body", "cursor"),
+    [
+        (b'{"results":[{"id":"1"}],"paging":{"next":{"after":"NTI1","link":"x"}}}', "NTI1"),
+        (b'{"results":[{"id":"1","after":"early"}],"paging":{"next":{"after":"late"}}}', "late"),
+        (b'{"results":[{"id":"1"}]}', None),
+        (b'{"data":[],"additional_data":{"next_cursor":null}}', None),
+    ],
+)
+def test_a_cursor_after_the_records_is_read_off_the_tail(body, cursor):
+    assert (
+        tail_cursor("after" if b"paging" in body or b"results" in body else "next_cursor")(body)
+        == cursor
+    )
+
+
+@respx.mock
+async def test_a_cursor_at_the_tail_is_followed_before_the_page_is_handed_over():
+    route = respx.get(f"{BASE}/crm/v3/objects/contacts")
+    route.side_effect = [
+        httpx.Response(200, json={"results": [{"id": "1"}], "paging": {"next": {"after": "a"}}}),
+        httpx.Response(200, json={"results": [{"id": "2"}]}),
+    ]
+    cursor = CursorInBody("paging.next.after", "after", peek=tail_cursor("after"))
+    pages = pages_of(Stream("crm/v3/objects/contacts", cursor, ("results",)))
+    first = await anext(pages)
+    assert [r["id"] for r in first.records] == ["1"] and route.call_count == 2
+    assert [r["id"] for p in [p async for p in pages] for r in p.records] == ["2"]

@@ -15,7 +15,7 @@ from typing import Any
 
 from crm_tui.sources.base import Source
 from crm_tui.sources.kit import Bearer, RateHeaders, Setting
-from crm_tui.sources.pagination import CursorInBody, Stream
+from crm_tui.sources.pagination import CursorInBody, Stream, tail_cursor
 
 CONTACT_PROPERTIES = (
     "firstname",
@@ -59,7 +59,7 @@ def _archived(raw: Any) -> bool:
 def _objects(kind: str, properties: tuple[str, ...], **params: str) -> Stream:
     return Stream(
         f"crm/v3/objects/{kind}",
-        CursorInBody("paging.next.after", "after"),
+        CursorInBody("paging.next.after", "after", peek=tail_cursor("after")),
         ("results",),
         params={"properties": ",".join(properties), **params},
         skip=_archived,

@@ -99,6 +99,18 @@ def compile_spec(spec: FieldSpec) -> Getter:
         return first
     if not any(c in spec for c in ".["):
         return lambda raw: raw.get(spec)
+    parts = _path_parts(spec)
+    if len(parts) == 2 and parts[0][0] and parts[1][0]:
+        # `properties.firstname`: HubSpot reads every field so; two plain lookups
+        outer, inner = parts[0][0], parts[1][0]
+
+        def nested(raw: Mapping[str, Any]) -> Any:
+            if spec in raw:
+                return raw[spec]
+            value = raw.get(outer)
+            return value.get(inner) if type(value) is dict else get_path(raw, spec)
+
+        return nested
     return lambda raw: raw[spec] if spec in raw else get_path(raw, spec)
 
 

@@ -177,6 +177,22 @@ class CursorInBody(Paginator):
         return self.peek is not None
 
 
+_TAIL_BYTES = 2048
+
+
+def tail_cursor(key: str) -> Callable[[bytes], str | None]:
+    """A `peek` for APIs that write the next cursor after the records (HubSpot's
+    `paging.next.after`, Pipedrive's `additional_data.next_cursor`): the last `"key": "..."`
+    in the tail of the body. Only a guess: the decoded page has the last word."""
+    pattern = re.compile(rb'"' + re.escape(key.encode()) + rb'"\s*:\s*"([^"\\]+)"')
+
+    def peek(content: bytes) -> str | None:
+        found = pattern.findall(content[-_TAIL_BYTES:])
+        return found[-1].decode("utf-8", "replace") if found else None
+
+    return peek
+
+
 @dataclass
 class OffsetLimit(Paginator):
     """`offset`/`limit` pages (the integration guide's `$skip`/`$top`, Lofty's leads). The

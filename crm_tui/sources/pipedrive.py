@@ -15,7 +15,7 @@ from typing import Any
 from crm_tui.sources.base import Source
 from crm_tui.sources.kit import KeyHeader, RateHeaders, Setting
 from crm_tui.sources.mapping import primary
-from crm_tui.sources.pagination import CursorInBody, Stream
+from crm_tui.sources.pagination import CursorInBody, Stream, tail_cursor
 
 
 def _deleted(raw: Any) -> bool:
@@ -25,7 +25,9 @@ def _deleted(raw: Any) -> bool:
 
 
 def _items(path: str) -> Stream:
-    cursor = CursorInBody("additional_data.next_cursor", "cursor", page_size=500)
+    cursor = CursorInBody(
+        "additional_data.next_cursor", "cursor", page_size=500, peek=tail_cursor("next_cursor")
+    )
     return Stream(f"api/v2/{path}", cursor, ("data",), skip=_deleted)
 
 
