@@ -33,7 +33,7 @@ from crm_tui.models import Outcome, RecordKind, SyncState, utc_now
 from crm_tui.search.query import QueryError
 from crm_tui.sources.errors import SourceError
 from crm_tui.sources.kit import CsvExport
-from crm_tui.sources.registry import csv_exports
+from crm_tui.sources.registry import CONNECTORS, csv_exports
 from crm_tui.store import CacheStore, Database
 from crm_tui.store.errors import StoreError
 from crm_tui.store.files import named_write_error
@@ -406,6 +406,12 @@ def paths(ctx: click.Context, as_json: bool) -> None:
             "log_file": str(s.log_file),
             "user_id": s.user_id,
         }
+        # the files and folders each source reads, as its settings declare them
+        for cls in CONNECTORS.values():
+            for setting in cls.settings:
+                value = getattr(s, setting.field)
+                if setting.kind in ("file", "folder") and value is not None:
+                    info[setting.field] = str(value)
         emit(
             rt,
             {"success": True, **info},

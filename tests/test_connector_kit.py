@@ -189,3 +189,31 @@ def test_the_scan_can_see_a_crm_named_in_code(tmp_path):
     module = tmp_path / "m.py"
     module.write_text('"""HubSpot in a docstring."""\n# hubspot\nX = "hubspot"\n')
     assert "hubspot" in code_of(module) and "HubSpot in" not in code_of(module)
+
+
+@pytest.mark.parametrize("name", list(ADDED_ON_THE_KIT))
+def test_each_new_crm_syncs_and_tests_from_the_cli_with_the_usual_shapes(
+    tmp_path, demo_servers, name
+):
+    env = {**os.environ, **demo_servers.env(), "CRM_DATA_DIR": str(tmp_path / "data")}
+
+    def crm(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "crm_tui", *args],
+            capture_output=True,
+            text=True,
+            env={**env, **extra},
+            timeout=120,
+        )
+
+    synced = crm("sync", name, "--json")
+    assert synced.returncode == 0, synced.stderr
+    result = json.loads(synced.stdout)
+    assert result["success"] is True
+    assert set(result["results"][name]) == {"contacts", "deals"}
+    assert all(item["success"] and item["count"] > 0 for item in result["results"][name].values())
+    assert json.loads(crm("test-connection", name, "--json").stdout)["results"][name]["ok"]
+    secret = next(s.env for s in CONNECTORS[name].settings if s.secret)
+    refused = crm("sync", name, "--json", **{secret: "wrong"})
+    assert refused.returncode == 3
+    assert json.loads(refused.stdout)["error"] == "Authentication failed"
