@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import contextvars
 import email.utils
 import functools
@@ -18,7 +19,7 @@ import ssl
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -397,16 +398,8 @@ class HttpClient:
         bytes before they are decoded; `on_sent` is called once a request is on the wire.
         `path` may be a URL (a Link header's) only on this client's own server."""
         stats = current_stats.get()
-        policy = self.retry
         try:
-            async for attempt in stamina.retry_context(
-                on=self._backoff,
-                attempts=policy.attempts,
-                timeout=policy.total_seconds,
-                wait_initial=policy.wait_initial,
-                wait_max=policy.wait_max,
-                wait_jitter=policy.wait_jitter,
-            ):
+            async for attempt in self._retrying(self._backoff):
                 with attempt:
                     if attempt.num > 1 and stats is not None:
                         stats.retries += 1
@@ -429,41 +422,45 @@ class HttpClient:
         the engine keeps the previous data)."""
         from crm_tui.sources.pagination import ArraySplitter
 
-        policy, stats = self.retry, current_stats.get()
+        stats = current_stats.get()
         handed_on: list[bool] = []  # a batch went out: no retry can take it back
 
         def retry(exc: Exception) -> bool | float:
             return not handed_on and self._backoff(exc)
 
         try:
-            async for attempt in stamina.retry_context(
-                on=retry,
-                attempts=policy.attempts,
-                timeout=policy.total_seconds,
-                wait_initial=policy.wait_initial,
-                wait_max=policy.wait_max,
-                wait_jitter=policy.wait_jitter,
-            ):
+            async for attempt in self._retrying(retry):
                 with attempt:
                     if attempt.num > 1 and stats is not None:
                         stats.retries += 1
                     response = await self._open(self._relative(path), params)
                     try:
                         splitter = ArraySplitter(records, what)
-                        async for chunk in response.aiter_bytes():
-                            if batch := splitter.feed(chunk):
-                                handed_on.append(True)
-                                yield batch
+                        with self._transport_errors():
+                            async for chunk in response.aiter_bytes():
+                                if batch := splitter.feed(chunk):
+                                    handed_on.append(True)
+                                    yield batch
                         yield splitter.close()
                         return
-                    except (httpx.TransportError, httpx.TimeoutException) as exc:
-                        raise _Retryable(f"Connection error ({type(exc).__name__})") from None
                     except ValueError:
                         raise _Retryable(f"Malformed JSON from {self.display_name}") from None
                     finally:
                         await response.aclose()
         except _Retryable as exc:
             raise RemoteError(f"Failed to fetch {what}", self.masker(exc.details)) from None
+
+    def _retrying(self, on: Callable[[Exception], bool | float]) -> Any:
+        """This client's retry table as stamina's attempts (`async for attempt in ...`)."""
+        policy = self.retry
+        return stamina.retry_context(
+            on=on,
+            attempts=policy.attempts,
+            timeout=policy.total_seconds,
+            wait_initial=policy.wait_initial,
+            wait_max=policy.wait_max,
+            wait_jitter=policy.wait_jitter,
+        )
 
     async def _open(self, path: str, params: dict[str, Any] | None) -> httpx.Response:
         """A request whose body is read by the caller, as it arrives; checked as `_attempt`
@@ -472,15 +469,9 @@ class HttpClient:
         await self.budget.acquire()
         headers = await self.auth.headers(self._client)
         request = self._client.build_request("GET", path, params=params, headers=headers)
-        try:
+        with self._transport_errors():
             async with asyncio.timeout(self.deadline):
                 response = await self._client.send(request, stream=True)
-        except TimeoutError:
-            raise _Retryable(f"Request timeout after {self.deadline:g} seconds") from None
-        except httpx.TimeoutException:
-            raise _Retryable(f"Request timeout after {self.read_timeout:g} seconds") from None
-        except httpx.TransportError as exc:
-            raise _Retryable(f"Connection error ({type(exc).__name__})") from None
         self.budget.observe(response.headers)
         if response.status_code >= 300:
             await response.aread()
@@ -580,11 +571,17 @@ class HttpClient:
         on_sent: Callable[[], None] | None = None,
     ) -> httpx.Response:
         extensions = {"trace": _sent_tracer(on_sent)} if on_sent is not None else None
-        try:
+        with self._transport_errors():
             async with asyncio.timeout(self.deadline):
                 return await self._client.get(
                     path, params=params, headers=headers, extensions=extensions
                 )
+
+    @contextlib.contextmanager
+    def _transport_errors(self) -> Iterator[None]:
+        """Timeouts and broken connections, as retryable failures that say which."""
+        try:
+            yield
         except TimeoutError:
             raise _Retryable(f"Request timeout after {self.deadline:g} seconds") from None
         except httpx.TimeoutException:
