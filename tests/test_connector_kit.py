@@ -23,8 +23,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from crm_tui.demo import data
 from crm_tui.demo.servers import FaultInjector, Faults, serve
 from crm_tui.sources.registry import CONNECTORS
+from tests.conftest import DEMO_CONTACTS
 
 PACKAGE = Path(__file__).parent.parent / "crm_tui"
 
@@ -217,3 +219,23 @@ def test_each_new_crm_syncs_and_tests_from_the_cli_with_the_usual_shapes(
     refused = crm("sync", name, "--json", **{secret: "wrong"})
     assert refused.returncode == 3
     assert json.loads(refused.stdout)["error"] == "Authentication failed"
+
+
+def test_pipedrive_reads_from_a_company_domain_without_the_api_v2_path(tmp_path, demo_servers):
+    server = demo_servers.servers["pipedrive"].url
+    env = {
+        **os.environ,
+        **demo_servers.env(),
+        "CRM_DATA_DIR": str(tmp_path / "data"),
+        "PIPEDRIVE_API_BASE_URL": server + "/",
+    }
+    synced = subprocess.run(
+        [sys.executable, "-m", "crm_tui", "sync", "pipedrive", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert synced.returncode == 0, synced.stderr
+    counts = json.loads(synced.stdout)["results"]["pipedrive"]
+    assert counts["contacts"]["count"] == data.expected_contacts(DEMO_CONTACTS)

@@ -23,6 +23,7 @@ from crm_tui.sources.http import (
     RetryPolicy,
     StreamStats,
     _Retryable,
+    _with_path,
     current_stats,
     parse_retry_after,
 )
@@ -121,13 +122,23 @@ async def test_a_repeated_cursor_stops_the_stream():
 @respx.mock
 async def test_the_page_cap_stops_an_endless_server():
     counter = iter(range(10_000))
-    respx.get(f"{BASE}/people").mock(
-        side_effect=lambda request: httpx.Response(
-            200, json={"_metadata": {"next": f"c{next(counter)}"}, "people": [{"id": 1}]}
-        )
-    )
+
+    def page(request: httpx.Request) -> httpx.Response:
+        n = next(counter)
+        return httpx.Response(200, json={"_metadata": {"next": f"c{n}"}, "people": [{"id": n}]})
+
+    respx.get(f"{BASE}/people").mock(side_effect=page)
     with pytest.raises(PaginationError, match="more than 5 pages"):
         await collect(pages_of(fub(), max_pages=5))
+
+
+@respx.mock
+async def test_a_server_that_sends_one_page_again_and_again_is_stopped():
+    """Offsets it ignores, and no total: the same records would come back 20,000 times."""
+    route = respx.get(f"{BASE}/contacts").respond(json=[{"id": i} for i in range(100)])
+    with pytest.raises(PaginationError, match="same page twice"):
+        await collect(pages_of(offsets()))
+    assert route.call_count == 2
 
 
 @pytest.mark.parametrize(
@@ -643,15 +654,16 @@ async def test_a_streamed_array_is_retried_until_its_first_batch_only():
     [
         (b'{"results":[{"id":"1"}],"paging":{"next":{"after":"NTI1","link":"x"}}}', "NTI1"),
         (b'{"results":[{"id":"1","after":"early"}],"paging":{"next":{"after":"late"}}}', "late"),
+        # a deal's own association cursor, and no page cursor after it
+        (b'{"results":[{"associations":{"contacts":{"paging":{"next":{"after":"MTAw"}}}}}]}', None),
         (b'{"results":[{"id":"1"}]}', None),
         (b'{"data":[],"additional_data":{"next_cursor":null}}', None),
     ],
 )
 def test_a_cursor_after_the_records_is_read_off_the_tail(body, cursor):
-    assert (
-        tail_cursor("after" if b"paging" in body or b"results" in body else "next_cursor")(body)
-        == cursor
-    )
+    hubspot = b"results" in body
+    peek = tail_cursor(*(("paging", "after") if hubspot else ("additional_data", "next_cursor")))
+    assert peek(body) == cursor
 
 
 @respx.mock
@@ -661,8 +673,24 @@ async def test_a_cursor_at_the_tail_is_followed_before_the_page_is_handed_over()
         httpx.Response(200, json={"results": [{"id": "1"}], "paging": {"next": {"after": "a"}}}),
         httpx.Response(200, json={"results": [{"id": "2"}]}),
     ]
-    cursor = CursorInBody("paging.next.after", "after", peek=tail_cursor("after"))
+    cursor = CursorInBody("paging.next.after", "after", peek=tail_cursor("paging", "after"))
     pages = pages_of(Stream("crm/v3/objects/contacts", cursor, ("results",)))
     first = await anext(pages)
     assert [r["id"] for r in first.records] == ["1"] and route.call_count == 2
     assert [r["id"] for p in [p async for p in pages] for r in p.records] == ["2"]
+
+
+@pytest.mark.parametrize(
+    ("base", "expected"),
+    [
+        ("https://api.pipedrive.com", "https://api.pipedrive.com/api/v2"),
+        ("https://acme.pipedrive.com/", "https://acme.pipedrive.com/api/v2"),
+        ("https://api.pipedrive.com/api/v2", "https://api.pipedrive.com/api/v2"),
+        ("https://api.pipedrive.com/api/v2/", "https://api.pipedrive.com/api/v2"),
+        ("https://proxy.example/crm/api/v2", "https://proxy.example/crm/api/v2"),
+        ("https://proxy.example/api/v2x", "https://proxy.example/api/v2x/api/v2"),
+    ],
+)
+def test_a_declared_base_path_is_added_only_when_missing(base, expected):
+    assert _with_path(base, "api/v2") == expected
+    assert _with_path(base, "") == base

@@ -598,8 +598,11 @@ def _build(ctx: SimulatorContext) -> FaultInjector:
 
 
 def _env(url: str, credentials: DemoCredentials) -> dict[str, str]:
-    # the base without /api/v2: the connector's paths are api/v2/persons and api/v2/deals
-    return {"PIPEDRIVE_API_BASE_URL": url, "PIPEDRIVE_API_TOKEN": credentials.pipedrive_token}
+    # the documented form of the base URL; the connector also accepts it without /api/v2
+    return {
+        "PIPEDRIVE_API_BASE_URL": f"{url}/api/v2",
+        "PIPEDRIVE_API_TOKEN": credentials.pipedrive_token,
+    }
 
 
 def _collections(contacts: int, seed: int) -> dict[str, Collection]:

@@ -66,6 +66,9 @@ class Source(ABC):
 
     # -- how it is reached (REST sources) -----------------------------------------------------
     base_url_setting: ClassVar[str | None] = None  # the variable holding the base URL
+    #: The documented path every endpoint sits under ("api/v2"), added to a configured base
+    #: URL that lacks it, so both `https://COMPANY.example.com` and `.../api/v2` work.
+    base_path: ClassVar[str] = ""
     auth: ClassVar[Auth | None] = None
     extra_headers: ClassVar[Mapping[str, str]] = {}  # header -> variable, sent when set
     rate_headers: ClassVar[RateHeaders] = RateHeaders()

@@ -636,6 +636,15 @@ def _auth(
     return HeaderAuth(extra)
 
 
+def _with_path(base: str, path: str) -> str:
+    """`base` ending in `path`: added unless the URL's path already ends with it."""
+    if not base or not path:
+        return base
+    tail = "/" + path.strip("/")
+    trimmed = base.rstrip("/")
+    return trimmed if httpx.URL(trimmed).path.endswith(tail) else trimmed + tail
+
+
 def client_for(source: Source) -> HttpClient:
     """The HTTP client a source declares: its base URL, auth, extra headers, rate-limit
     headers, retry policy and read timeout."""
@@ -643,7 +652,7 @@ def client_for(source: Source) -> HttpClient:
     kind = type(source)
     if kind.base_url_setting is None:
         raise ConfigError(f"{kind.display_name} has no API to call")
-    base = str(getattr(settings, kind.base_url_setting.lower()) or "")
+    base = _with_path(str(getattr(settings, kind.base_url_setting.lower()) or ""), kind.base_path)
     extra = {
         header: _secret(settings, env)
         for header, env in kind.extra_headers.items()

@@ -59,7 +59,7 @@ def _archived(raw: Any) -> bool:
 def _objects(kind: str, properties: tuple[str, ...], **params: str) -> Stream:
     return Stream(
         f"crm/v3/objects/{kind}",
-        CursorInBody("paging.next.after", "after", peek=tail_cursor("after")),
+        CursorInBody("paging.next.after", "after", peek=tail_cursor("paging", "after")),
         ("results",),
         params={"properties": ",".join(properties), **params},
         skip=_archived,

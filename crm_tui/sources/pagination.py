@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
@@ -102,8 +102,9 @@ class Paginator(ABC):
     def next_request(self, response: Response) -> Request | None:
         """The next page's request; None when this page was the last."""
 
-    def remaining(self, response: Response) -> list[Request] | None:
-        """Every other page's request, when the first page tells them all."""
+    def remaining(self, response: Response) -> Iterator[Request] | None:
+        """Every other page's request, when the first page tells them all (made as they are
+        needed: a total can be huge)."""
         return None
 
     def total(self, body: Any) -> int | None:
@@ -180,55 +181,87 @@ class CursorInBody(Paginator):
 _TAIL_BYTES = 2048
 
 
-def tail_cursor(key: str) -> Callable[[bytes], str | None]:
+def tail_cursor(anchor: str, key: str) -> Callable[[bytes], str | None]:
     """A `peek` for APIs that write the next cursor after the records (HubSpot's
-    `paging.next.after`, Pipedrive's `additional_data.next_cursor`): the last `"key": "..."`
-    in the tail of the body. Only a guess: the decoded page has the last word."""
-    pattern = re.compile(rb'"' + re.escape(key.encode()) + rb'"\s*:\s*"([^"\\]+)"')
+    `paging.next.after`, Pipedrive's `additional_data.next_cursor`): the first `"key": "..."`
+    after the last `"anchor"` in the tail of the body (a record may hold a cursor of its
+    own, such as a deal's associations: that one is followed by the end of the records
+    array). Only a guess: the decoded page has the last word."""
+    anchor_at = re.compile(rb'"' + re.escape(anchor.encode()) + rb'"\s*:')
+    value_of = re.compile(rb'"' + re.escape(key.encode()) + rb'"\s*:\s*"([^"\\]+)"')
 
     def peek(content: bytes) -> str | None:
-        found = pattern.findall(content[-_TAIL_BYTES:])
-        return found[-1].decode("utf-8", "replace") if found else None
+        tail = content[-_TAIL_BYTES:]
+        anchors = list(anchor_at.finditer(tail))
+        # The page's own block closes no array after it; one inside the last record (a
+        # deal's association paging) is followed by the records array's `]`.
+        if not anchors or b"]" in tail[anchors[-1].end() :]:
+            return None
+        found = value_of.search(tail, anchors[-1].end())
+        return found.group(1).decode("utf-8", "replace") if found else None
 
     return peek
 
 
+class _Numbered(Paginator):
+    """Pages found by a position (an offset, a page number): the next one follows the
+    records actually received (a server may cap a page below what was asked), until an
+    empty page, a short one when no total is given, or the total."""
+
+    total_at: Sequence[str] = ()
+
+    @abstractmethod
+    def at(self, index: int, size: int) -> Request:
+        """The request for the page whose first record is the `index`-th (from 0)."""
+
+    @abstractmethod
+    def position(self, request: Request) -> tuple[int, int]:
+        """(index of its first record, page size asked for) of a request."""
+
+    def first(self, page_size: int) -> Request:
+        return self.at(0, page_size)
+
+    def next_request(self, response: Response) -> Request | None:
+        index, size = self.position(response.request)
+        received = len(response.records)
+        total = self.total(response.body)
+        reached = index + received
+        if received == 0 or (total is not None and reached >= total):
+            return None
+        if total is None and received < size:
+            return None
+        return self.at(reached, size)
+
+    def remaining(self, response: Response) -> Iterator[Request] | None:
+        total = self.total(response.body)
+        _, size = self.position(response.request)
+        if total is None or len(response.records) != size:
+            return None  # unknown, or pages smaller than asked: one after another
+        return (self.at(index, size) for index in range(size, total, size))
+
+
 @dataclass
-class OffsetLimit(Paginator):
-    """`offset`/`limit` pages (the integration guide's `$skip`/`$top`, Lofty's leads). The
-    last page is a short one, or the one that reaches the total."""
+class OffsetLimit(_Numbered):
+    """`offset`/`limit` pages (the integration guide's `$skip`/`$top`, Lofty's leads)."""
 
     offset_param: str = "offset"
     limit_param: str = "limit"
     page_size: int = 100
     total_at: Sequence[str] = ()
 
-    def first(self, page_size: int) -> Request:
-        return Request.of({self.limit_param: page_size, self.offset_param: 0})
+    def at(self, index: int, size: int) -> Request:
+        return Request.of({self.limit_param: size, self.offset_param: index})
 
-    def _at(self, offset: int, size: int) -> Request:
-        return Request.of({self.limit_param: size, self.offset_param: offset})
-
-    def next_request(self, response: Response) -> Request | None:
-        params = dict(response.request.params)
-        size, offset = int(params[self.limit_param]), int(params[self.offset_param])
-        reached = offset + len(response.records)
-        total = self.total(response.body)
-        if len(response.records) < size or (total is not None and reached >= total):
-            return None
-        return self._at(reached, size)
-
-    def remaining(self, response: Response) -> list[Request] | None:
-        total = self.total(response.body)
-        size = int(dict(response.request.params)[self.limit_param])
-        if total is None or len(response.records) != size:
-            return None
-        return [self._at(offset, size) for offset in range(size, total, size)]
+    def position(self, request: Request) -> tuple[int, int]:
+        params = dict(request.params)
+        return int(params[self.offset_param]), int(params[self.limit_param])
 
 
 @dataclass
-class PageNumber(Paginator):
-    """Numbered pages (Lofty's transactions: `pageNum` from 0, `pageSize`)."""
+class PageNumber(_Numbered):
+    """Numbered pages (Lofty's transactions: `pageNum` from 0, `pageSize`). A page number
+    can only step by whole pages: one page smaller than asked ends the stream unless the
+    total says otherwise."""
 
     page_param: str = "page"
     size_param: str = "per_page"
@@ -236,28 +269,26 @@ class PageNumber(Paginator):
     first_page: int = 1
     total_at: Sequence[str] = ()
 
-    def first(self, page_size: int) -> Request:
-        return Request.of({self.size_param: page_size, self.page_param: self.first_page})
+    def at(self, index: int, size: int) -> Request:
+        return Request.of({self.size_param: size, self.page_param: self.first_page + index // size})
+
+    def position(self, request: Request) -> tuple[int, int]:
+        params = dict(request.params)
+        size = int(params[self.size_param])
+        return (int(params[self.page_param]) - self.first_page) * size, size
 
     def next_request(self, response: Response) -> Request | None:
-        params = dict(response.request.params)
-        size, number = int(params[self.size_param]), int(params[self.page_param])
+        index, size = self.position(response.request)
+        received = len(response.records)
         total = self.total(response.body)
-        read = (number - self.first_page) * size + len(response.records)
-        if len(response.records) < size or (total is not None and read >= total):
+        if received == 0 or (total is None and received < size):
             return None
-        return Request.of({self.size_param: size, self.page_param: number + 1})
-
-    def remaining(self, response: Response) -> list[Request] | None:
-        total = self.total(response.body)
-        size = int(dict(response.request.params)[self.size_param])
-        if total is None or len(response.records) != size:
+        # The pages the server cut (smaller than asked) count as whole: an empty page past
+        # the end stops it if the estimate runs over.
+        pages = index // size + 1
+        if total is not None and pages * received >= total:
             return None
-        pages = -(-total // size)
-        return [
-            Request.of({self.size_param: size, self.page_param: self.first_page + n})
-            for n in range(1, pages)
-        ]
+        return self.at(index + size, size)
 
 
 @dataclass
@@ -367,9 +398,16 @@ async def read_pages(
     max_pages: int = DEFAULT_MAX_PAGES,
     concurrency: int = 4,
 ) -> AsyncIterator[Page]:
-    """Every page of `stream`, in order. `probe`: the smallest first page, nothing more."""
+    """Every page of `stream`, in order. `probe`: the smallest first page, nothing more.
+    Paging is decided on the records as the server sent them; the ones the stream skips
+    (archived, deleted) are left out of the pages only."""
     paginator = stream.paginator
     fixed = dict(stream.params)
+
+    def page_of(records: list[Any], total: int | None = None) -> Page:
+        if stream.skip is not None:
+            records = [r for r in records if not stream.skip(r)]
+        return Page(records, total)
 
     async def fetch(
         request: Request,
@@ -383,33 +421,34 @@ async def read_pages(
             on_body=on_body,
             on_sent=on_sent,
         )
-        records = extract_records(body, stream.records, what)
-        if stream.skip is not None:
-            records = [r for r in records if not stream.skip(r)]
-        return Response(request, body, headers, records)
+        return Response(request, body, headers, extract_records(body, stream.records, what))
 
     if isinstance(paginator, SinglePage) and paginator.stream and not probe:
         async for batch in client.array_pages(stream.path, fixed, stream.records, what=what):
-            if stream.skip is not None:
-                batch = [r for r in batch if not stream.skip(r)]
-            yield Page(batch)
+            yield page_of(batch)
         return
     request = paginator.first(1 if probe else paginator.page_size)
     ahead = _ReadAhead(fetch, paginator if paginator.guesses and not probe else None)
     seen: set[Request] = {request}
+    previous: list[Any] | None = None
     try:
         current = ahead.send(request)
         for number in range(max_pages):
             response = await ahead.wait(current)
             following = paginator.next_request(response) if response.records else None
             ahead.settle(following)
-            yield Page(response.records, paginator.total(response.body))
+            if response.records and response.records == previous:
+                raise PaginationError(
+                    f"Failed to fetch {what}", "the server sent the same page twice; stopped"
+                )
+            previous = response.records
+            yield page_of(response.records, paginator.total(response.body))
             if probe or following is None:
                 return
             rest = paginator.remaining(response) if number == 0 else None
             if rest is not None:
-                async for page in _in_order(fetch, rest, concurrency, paginator):
-                    yield page
+                async for later in _in_order(fetch, rest, concurrency, max_pages - 1):
+                    yield page_of(later.records, paginator.total(later.body))
                 return
             if following in seen:
                 raise PaginationError(
@@ -424,18 +463,27 @@ async def read_pages(
 
 async def _in_order(
     fetch: Callable[[Request], Any],
-    requests: list[Request],
+    requests: Iterator[Request],
     concurrency: int,
-    paginator: Paginator,
-) -> AsyncIterator[Page]:
-    """Pages whose requests are all known: a few in flight at once, yielded in order."""
+    max_pages: int,
+) -> AsyncIterator[Response]:
+    """Pages whose requests are all known: a few in flight at once, yielded in order, until
+    the first empty one (a total that counts more than the key may read) or the cap."""
     pending: list[asyncio.Future[Response]] = []
+    sent = 0
     try:
-        for index in range(len(requests)):
-            while len(pending) < concurrency and index + len(pending) < len(requests):
-                pending.append(asyncio.ensure_future(fetch(requests[index + len(pending)])))
+        while True:
+            while len(pending) < concurrency and (request := next(requests, None)) is not None:
+                sent += 1
+                if sent > max_pages:
+                    raise PaginationError("Failed to fetch records", f"more than {max_pages} pages")
+                pending.append(asyncio.ensure_future(fetch(request)))
+            if not pending:
+                return
             response = await pending.pop(0)
-            yield Page(response.records, paginator.total(response.body))
+            if not response.records:
+                return
+            yield response
     finally:
         for future in pending:
             future.cancel()

@@ -26,9 +26,12 @@ def _deleted(raw: Any) -> bool:
 
 def _items(path: str) -> Stream:
     cursor = CursorInBody(
-        "additional_data.next_cursor", "cursor", page_size=500, peek=tail_cursor("next_cursor")
+        "additional_data.next_cursor",
+        "cursor",
+        page_size=500,
+        peek=tail_cursor("additional_data", "next_cursor"),
     )
-    return Stream(f"api/v2/{path}", cursor, ("data",), skip=_deleted)
+    return Stream(path, cursor, ("data",), skip=_deleted)
 
 
 def _street(raw: Mapping[str, Any]) -> str | None:
@@ -53,13 +56,15 @@ class PipedriveSource(Source):
         ),
         Setting(
             "PIPEDRIVE_API_BASE_URL",
-            "Pipedrive API base URL (or your company domain, https://COMPANY.pipedrive.com).",
-            default="https://api.pipedrive.com",
+            "Pipedrive API base URL, or your company domain (https://COMPANY.pipedrive.com);"
+            " /api/v2 is added when missing.",
+            default="https://api.pipedrive.com/api/v2",
             kind="url",
         ),
     )
     record_url = "https://app.pipedrive.com/person/{remote_id}"
     base_url_setting = "PIPEDRIVE_API_BASE_URL"
+    base_path = "api/v2"
     auth = KeyHeader("PIPEDRIVE_API_TOKEN", header="x-api-token")
     rate_headers = RateHeaders(window=None, window_seconds=2.0)
     endpoints = {"contacts": _items("persons"), "deals": _items("deals")}
