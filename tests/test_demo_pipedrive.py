@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from itertools import pairwise
 from typing import Any
@@ -267,6 +271,51 @@ def test_over_the_burst_limit_is_429_with_the_rate_headers():
         "error_info": ERROR_INFO,
     }
     assert "retry-after" not in answers[2].headers  # not in the documented headers
+
+
+class StatusCounter:
+    """An ASGI wrapper that records the status of every response the app sends."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.statuses: list[int] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def counted(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                self.statuses.append(message["status"])
+            await send(message)
+
+        await self.app(scope, receive, counted)
+
+
+def test_the_connector_keeps_under_the_burst_limit_from_the_rate_headers(tmp_path):
+    # 2 requests per 2-second window; four pages of persons and one of deals
+    counter = StatusCounter(pipedrive_app(TOKEN, 1600, 11, Faults(), rate_limit=10))
+    server = serve("pipedrive-burst", counter)
+    env = {
+        **os.environ,
+        "CRM_DATA_DIR": str(tmp_path),
+        "PIPEDRIVE_API_BASE_URL": server.url,
+        "PIPEDRIVE_API_TOKEN": TOKEN,
+    }
+    try:
+        synced = subprocess.run(
+            [sys.executable, "-m", "crm_tui", "sync", "pipedrive", "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+    finally:
+        server.stop()
+    assert synced.returncode == 0, synced.stderr
+    result = json.loads(synced.stdout)["results"]["pipedrive"]
+    assert result["contacts"]["count"] == data.expected_contacts(1600)
+    assert result["deals"]["count"] > 0
+    assert len(counter.statuses) >= 5
+    # the two streams' first requests race before any header is seen; after that, none
+    assert counter.statuses.count(429) <= 1, counter.statuses
 
 
 def test_faults_still_apply():

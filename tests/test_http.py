@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -27,6 +28,7 @@ from crm_tui.sources.http import (
     current_stats,
     parse_retry_after,
 )
+from crm_tui.sources.kit import RateHeaders
 from crm_tui.sources.pagination import (
     ArraySplitter,
     CursorInBody,
@@ -495,6 +497,88 @@ def test_rate_budget_slows_down_before_the_server_says_429():
     own._sent.extend([100.0, 101.0])
     assert own.delay(105.0) == pytest.approx(5.0)
     assert own.delay(111.0) == 0
+
+
+EPOCH_RESET = RateHeaders(
+    window=None, window_seconds=60.0, reset="x-ratelimit-reset", reset_is_epoch=True
+)
+SECONDS_RESET = RateHeaders(window=None, window_seconds=2.0, reset="x-ratelimit-reset")
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    ("names", "reset", "low", "high"),
+    [
+        (EPOCH_RESET, lambda: str(int(time.time()) + 40), 38, 40),  # Lofty: a UTC epoch
+        (EPOCH_RESET, lambda: str(int(time.time() * 1000) + 40_000), 38, 40),  # in ms
+        (SECONDS_RESET, lambda: "2", 2, 2),  # Pipedrive: seconds from now
+    ],
+)
+async def test_a_429_without_retry_after_waits_for_the_window_the_server_names(
+    names, reset, low, high
+):
+    respx.get(f"{BASE}/x").respond(
+        429, headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": reset()}
+    )
+    c = client(budget=RateBudget(headers=names))
+    with pytest.raises(_Retryable) as info:
+        await c._attempt("x", None)
+    assert low <= c._backoff(info.value) <= high
+
+
+@respx.mock
+async def test_a_429_with_nothing_left_and_no_reset_waits_a_whole_window():
+    names = RateHeaders(limit="x-max", remaining="x-left", window="x-ms", window_unit=0.001)
+    respx.get(f"{BASE}/x").respond(429, headers={"x-max": "100", "x-left": "0", "x-ms": "10000"})
+    c = client(budget=RateBudget(headers=names))
+    with pytest.raises(_Retryable) as info:
+        await c._attempt("x", None)
+    assert c._backoff(info.value) == pytest.approx(10.0)
+
+
+@respx.mock
+async def test_a_reset_past_the_cap_means_rate_limited_until_then():
+    route = respx.get(f"{BASE}/x").respond(
+        429, headers={"x-ratelimit-reset": str(int(time.time()) + 3600)}
+    )
+    c = client(budget=RateBudget(headers=EPOCH_RESET))
+    with pytest.raises(RateLimited) as info:
+        await c.get_json("x")
+    assert route.call_count == 1
+    retry_at = datetime.strptime(info.value.retry_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert 3500 < (retry_at - datetime.now(UTC)).total_seconds() <= 3600
+
+
+@respx.mock
+async def test_a_spent_daily_budget_stops_at_once_instead_of_retrying():
+    names = RateHeaders(daily_remaining="x-daily-left")
+    spent = respx.get(f"{BASE}/spent").respond(429, headers={"x-daily-left": "0"})
+    burst = respx.get(f"{BASE}/burst").mock(
+        side_effect=[
+            httpx.Response(429, headers={"x-daily-left": "900"}),
+            httpx.Response(200, json=[]),
+        ]
+    )
+    c = client(budget=RateBudget(headers=names))
+    with pytest.raises(RateLimited) as info:
+        await c.get_json("spent")
+    assert spent.call_count == 1
+    assert "daily request limit" in str(info.value)
+    assert info.value.retry_at is None
+    assert await c.get_json("burst") == []
+    assert burst.call_count == 2
+
+
+def test_a_budget_told_when_the_window_restarts_waits_until_then_and_no_longer():
+    budget = RateBudget(headers=SECONDS_RESET)
+    budget.observe(httpx.Headers({"x-ratelimit-remaining": "1", "x-ratelimit-reset": "1.5"}))
+    now = time.monotonic()
+    assert 1.4 < budget.delay(now) <= 1.5
+    assert budget.delay(now + 2) == 0
+    budget.observe(httpx.Headers({"x-ratelimit-remaining": "1", "x-ratelimit-reset": "999"}))
+    assert budget.delay(time.monotonic()) <= 2.0  # a reset beyond the window: one window
+    budget.observe(httpx.Headers({"x-ratelimit-remaining": "50", "x-ratelimit-reset": "1.5"}))
+    assert budget.delay(time.monotonic()) == 0
 
 
 def test_garbled_rate_headers_are_ignored():

@@ -27,7 +27,7 @@ class RemoteError(SourceError):
 class RateLimited(RemoteError):
     """The remote asked us to wait longer than we are willing to."""
 
-    def __init__(self, error: str, details: str, retry_at: str) -> None:
+    def __init__(self, error: str, details: str, retry_at: str | None) -> None:
         super().__init__(error, details)
         self.retry_at = retry_at
 

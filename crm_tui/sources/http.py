@@ -279,6 +279,7 @@ class RateBudget:
         self._sent: deque[float] = deque()
         self._remaining: int | None = None
         self._observed_at = 0.0
+        self._reset_at: float | None = None  # monotonic; when the server's window restarts
         self.waited = 0.0
 
     def observe(self, headers: httpx.Headers) -> None:
@@ -291,8 +292,40 @@ class RateBudget:
             if names.remaining in headers:
                 self._remaining = int(headers[names.remaining])
                 self._observed_at = time.monotonic()
+            if names.reset is not None and names.reset in headers:
+                self._reset_at = time.monotonic() + self._reset_in(headers[names.reset])
         except ValueError:
             pass  # a garbled header must not break a sync; the 429 path still protects us
+
+    def _reset_in(self, value: str) -> float:
+        seconds = float(value)
+        if self.names.reset_is_epoch:
+            if seconds > 1e11:  # an epoch in milliseconds
+                seconds /= 1000
+            seconds -= time.time()
+        return max(seconds, 0.0)
+
+    def wait_after_limit(self, headers: httpx.Headers) -> float | None:
+        """How long a 429 without Retry-After asks for: until the window restarts when the
+        server says when, a whole window when it says nothing is left, else None (backoff)."""
+        names = self.names
+        try:
+            if names.reset is not None and names.reset in headers:
+                return self._reset_in(headers[names.reset])
+            if names.remaining in headers and int(headers[names.remaining]) <= 0:
+                return self.window
+        except ValueError:
+            pass
+        return None
+
+    def daily_spent(self, headers: httpx.Headers) -> bool:
+        name = self.names.daily_remaining
+        if name is None or name not in headers:
+            return False
+        try:
+            return int(headers[name]) <= 0
+        except ValueError:
+            return False
 
     def delay(self, now: float) -> float:
         """How long to wait before the next request."""
@@ -301,8 +334,13 @@ class RateBudget:
         wait = 0.0
         if self.limit and len(self._sent) >= self.limit:
             wait = self._sent[0] + self.window - now
-        if self._remaining is not None and self._remaining <= self.reserve and self.limit:
-            # The server's own count is nearly spent: spread the rest over its window.
+        spent = self._remaining is not None and self._remaining <= self.reserve
+        if spent and self._reset_at is not None:
+            # The server's own count is nearly spent and it said when it restarts (capped
+            # at a window, in case the header is wrong).
+            wait = max(wait, min(self._reset_at - now, self.window))
+        elif spent and self.limit and self._remaining is not None:
+            # ... or it did not: spread the rest over its window.
             spacing = self.window / self.limit * (self.reserve - self._remaining + 1)
             wait = max(wait, self._observed_at + spacing - now)
         return max(wait, 0.0)
@@ -535,8 +573,16 @@ class HttpClient:
             raise AuthError(
                 f"{self.display_name} authentication failed", self._body_excerpt(response)
             )
+        if status == 429 and self.budget.daily_spent(response.headers):
+            raise RateLimited(
+                f"{self.display_name} rate limited",
+                "the daily request limit is spent; it restarts tomorrow",
+                None,
+            )
         if status in RETRY_STATUSES:
             retry_after = parse_retry_after(response.headers.get("retry-after"))
+            if retry_after is None and status == 429:
+                retry_after = self.budget.wait_after_limit(response.headers)
             if retry_after is not None and retry_after > self.retry.max_retry_after:
                 until = datetime.now(UTC) + timedelta(seconds=retry_after)
                 self.rate_limited_until = until.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -109,6 +109,7 @@ class HubSpotSource(Source):
         remaining="x-hubspot-ratelimit-remaining",
         window="x-hubspot-ratelimit-interval-milliseconds",
         window_unit=0.001,
+        daily_remaining="x-hubspot-ratelimit-daily-remaining",
     )
     endpoints = {
         "contacts": _objects("contacts", CONTACT_PROPERTIES),

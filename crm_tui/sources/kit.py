@@ -105,6 +105,12 @@ class RateHeaders:
     window: str | None = "x-ratelimit-window"
     window_unit: float = 1.0
     window_seconds: float = 10.0
+    #: When the window starts afresh: seconds from now, or a UTC epoch (`reset_is_epoch`).
+    #: Waited for on a 429 that carries no Retry-After.
+    reset: str | None = None
+    reset_is_epoch: bool = False
+    #: Requests left today; at 0 a 429 means the day's budget is spent, not a burst.
+    daily_remaining: str | None = None
 
 
 # -- files ------------------------------------------------------------------------------------

@@ -37,7 +37,9 @@ class LoftySource(Source):
     )
     base_url_setting = "LOFTY_API_BASE_URL"
     auth = KeyHeader("LOFTY_API_KEY", template="token {key}")
-    rate_headers = RateHeaders(window=None, window_seconds=60.0)
+    rate_headers = RateHeaders(
+        window=None, window_seconds=60.0, reset="x-ratelimit-reset", reset_is_epoch=True
+    )
     endpoints = {
         "contacts": Stream("v1.0/leads", OffsetLimit(total_at=_TOTALS), ("leads",)),
         "deals": Stream(

@@ -66,7 +66,7 @@ class PipedriveSource(Source):
     base_url_setting = "PIPEDRIVE_API_BASE_URL"
     base_path = "api/v2"
     auth = KeyHeader("PIPEDRIVE_API_TOKEN", header="x-api-token")
-    rate_headers = RateHeaders(window=None, window_seconds=2.0)
+    rate_headers = RateHeaders(window=None, window_seconds=2.0, reset="x-ratelimit-reset")
     endpoints = {"contacts": _items("persons"), "deals": _items("deals")}
     field_maps = {
         "contacts": {
