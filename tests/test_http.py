@@ -702,6 +702,31 @@ def test_an_array_is_split_into_its_records_however_its_bytes_arrive(records, in
     assert found == TRICKY + records
 
 
+def test_records_full_of_nested_objects_cost_a_few_decodes_per_chunk(monkeypatch):
+    import crm_tui.sources.pagination as pagination
+
+    records = [
+        {"id": i, "emails": [{"value": f"{i}-{k}@x.example"} for k in range(200)]}
+        for i in range(40)
+    ]
+    body = json.dumps(records).encode()
+    decodes = 0
+    real_loads = pagination.orjson.loads
+
+    def counting(data):
+        nonlocal decodes
+        decodes += 1
+        return real_loads(data)
+
+    monkeypatch.setattr(pagination.orjson, "loads", counting)
+    splitter = ArraySplitter((), "c")
+    chunks = [body[i : i + 512] for i in range(0, len(body), 512)]
+    batches = [splitter.feed(chunk) for chunk in chunks] + [splitter.close()]
+    assert [r for batch in batches for r in batch] == records
+    assert sum(1 for batch in batches if batch) >= 20  # handed on as they arrive
+    assert decodes <= 3 * len(chunks) + 1  # not one per nested boundary in the buffer
+
+
 def test_an_envelope_is_read_whole_and_a_cut_body_is_an_error():
     splitter = ArraySplitter(("people",), "c")
     assert splitter.feed(b'{"people": [{"id": 1},') == []

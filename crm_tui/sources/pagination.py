@@ -335,12 +335,21 @@ class ArraySplitter:
     `{"people": [...]}`) is kept whole and decoded at the end."""
 
     _BOUNDARY = re.compile(rb"\}\s*,\s*\{")
+    _FIRST_KEY = re.compile(rb'\s*\{\s*("(?:[^"\\]|\\.){0,200}")\s*:')
+    #: Boundaries decoded per chunk, newest first. A boundary that once failed to decode
+    #: always will (the bytes before it do not change), so none is tried twice, and those
+    #: followed by the first record's first key (serializers write keys in one order;
+    #: nested objects seldom start with the same one) are tried before the rest: a chunk
+    #: costs a few decodes however many nested objects the records hold.
+    _TRIES = 3
 
     def __init__(self, records: Sequence[str], what: str) -> None:
         self.records = records
         self.what = what
         self.buffer = b""
         self.started: bool | None = None  # None: the first byte is still to come
+        self._tried = 0  # boundaries starting before this offset are spent
+        self._record_start: re.Pattern[bytes] | None = None
 
     def feed(self, chunk: bytes) -> list[Any]:
         self.buffer += chunk
@@ -353,14 +362,30 @@ class ArraySplitter:
                 self.buffer = head[1:]
         if not self.started:
             return []
-        for boundary in reversed(list(self._BOUNDARY.finditer(self.buffer))):
+        if self._record_start is None and (first := self._FIRST_KEY.match(self.buffer)):
+            self._record_start = re.compile(rb"\{\s*" + re.escape(first.group(1)))
+        fresh = list(self._BOUNDARY.finditer(self.buffer, self._tried))
+        if not fresh:
+            return []
+        last = fresh[-1]
+        # a boundary too close to the end may not show its key yet: look again next time
+        settled = len(self.buffer) - last.end() > 256
+        self._tried = last.start() + (1 if settled else 0)
+        likely = [b for b in fresh if self._starts_record(b)]
+        for boundary in reversed((likely or fresh)[-self._TRIES :]):
             try:
                 batch = orjson.loads(b"[" + self.buffer[: boundary.start() + 1] + b"]")
             except orjson.JSONDecodeError:
                 continue
-            self.buffer = self.buffer[boundary.end() - 1 :]
+            cut = boundary.end() - 1
+            self.buffer = self.buffer[cut:]
+            self._tried = max(self._tried - cut, 0)
             return batch if isinstance(batch, list) else []
         return []
+
+    def _starts_record(self, boundary: re.Match[bytes]) -> bool:
+        start = self._record_start
+        return start is not None and start.match(self.buffer, boundary.end() - 1) is not None
 
     def close(self) -> list[Any]:
         """What is left, decoded; ValueError if the body was not whole."""
