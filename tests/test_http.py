@@ -425,6 +425,30 @@ async def test_401_refreshes_once_and_resends_once():
 
 
 @respx.mock
+async def test_a_streamed_array_refreshes_its_token_on_a_401_and_counts_its_requests():
+    respx.post(f"{BASE}/auth/oauth/token").side_effect = [
+        httpx.Response(200, json={"access_token": "old", "expires_in": 3600}),
+        httpx.Response(200, json={"access_token": "new", "expires_in": 3600}),
+    ]
+
+    def data(request: httpx.Request) -> httpx.Response:
+        if request.headers["authorization"] == "Bearer new":
+            return httpx.Response(200, content=b'[{"id": 1}, {"id": 2}]')
+        return httpx.Response(401, text="expired")
+
+    route = respx.get(f"{BASE}/people").mock(side_effect=data)
+    stats = StreamStats()
+    token = current_stats.set(stats)
+    try:
+        batches = [b async for b in client(auth=oauth()).array_pages("people", None, ())]
+    finally:
+        current_stats.reset(token)
+    assert [r["id"] for batch in batches for r in batch] == [1, 2]
+    assert route.call_count == 2
+    assert (stats.requests, stats.retries) == (2, 1)
+
+
+@respx.mock
 async def test_a_401_that_survives_the_refresh_is_an_auth_error():
     token = respx.post(f"{BASE}/auth/oauth/token").respond(
         json={"access_token": "t", "expires_in": 3600}

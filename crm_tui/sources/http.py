@@ -471,7 +471,7 @@ class HttpClient:
                 with attempt:
                     if attempt.num > 1 and stats is not None:
                         stats.retries += 1
-                    response = await self._open(self._relative(path), params)
+                    response = await self._respond(self._relative(path), params, stream=True)
                     try:
                         splitter = ArraySplitter(records, what)
                         with self._transport_errors():
@@ -500,23 +500,6 @@ class HttpClient:
             wait_jitter=policy.wait_jitter,
         )
 
-    async def _open(self, path: str, params: dict[str, Any] | None) -> httpx.Response:
-        """A request whose body is read by the caller, as it arrives; checked as `_attempt`
-        checks one (the deadline covers getting its headers; httpx's read timeout, each
-        chunk after)."""
-        await self.budget.acquire()
-        headers = await self.auth.headers(self._client)
-        request = self._client.build_request("GET", path, params=params, headers=headers)
-        with self._transport_errors():
-            async with asyncio.timeout(self.deadline):
-                response = await self._client.send(request, stream=True)
-        self.budget.observe(response.headers)
-        if response.status_code >= 300:
-            await response.aread()
-            await response.aclose()
-            self._check(response)
-        return response
-
     def _relative(self, path: str) -> str:
         """A path under the base URL; a full URL only if it points there too."""
         if "://" not in path:
@@ -542,6 +525,22 @@ class HttpClient:
         on_body: Callable[[bytes], Awaitable[None]] | None = None,
         on_sent: Callable[[], None] | None = None,
     ) -> tuple[Any, httpx.Headers]:
+        response = await self._respond(path, params, on_sent=on_sent)
+        if on_body is not None:
+            await on_body(response.content)
+        return await self._decode(response), response.headers
+
+    async def _respond(
+        self,
+        path: str,
+        params: dict[str, Any] | None,
+        *,
+        on_sent: Callable[[], None] | None = None,
+        stream: bool = False,
+    ) -> httpx.Response:
+        """One try under the retry table: a successful response, after one token refresh on
+        a 401. With `stream`, its body is the caller's to read (the deadline covers getting
+        the headers; httpx's read timeout, each chunk after) and to close."""
         stats = current_stats.get()
         refreshed = False
         while True:
@@ -549,8 +548,12 @@ class HttpClient:
             headers = await self.auth.headers(self._client)
             if stats is not None:
                 stats.requests += 1
-            response = await self._send(path, params, headers, on_sent)
+            response = await self._send(path, params, headers, on_sent, stream=stream)
             self.budget.observe(response.headers)
+            if stream and response.status_code >= 300:
+                # a failure's body is read whole, for its message, and the stream closed
+                await response.aread()
+                await response.aclose()
             if (
                 response.status_code == 401
                 and not refreshed
@@ -560,11 +563,8 @@ class HttpClient:
                 if stats is not None:
                     stats.retries += 1  # a re-send after a token refresh counts as a retry
                 continue
-            break
-        self._check(response)
-        if on_body is not None:
-            await on_body(response.content)
-        return await self._decode(response), response.headers
+            self._check(response)
+            return response
 
     def _check(self, response: httpx.Response) -> None:
         """The retry table and the errors, for one response; returns when it succeeded."""
@@ -615,13 +615,16 @@ class HttpClient:
         params: dict[str, Any] | None,
         headers: dict[str, str],
         on_sent: Callable[[], None] | None = None,
+        *,
+        stream: bool = False,
     ) -> httpx.Response:
         extensions = {"trace": _sent_tracer(on_sent)} if on_sent is not None else None
+        request = self._client.build_request(
+            "GET", path, params=params, headers=headers, extensions=extensions
+        )
         with self._transport_errors():
             async with asyncio.timeout(self.deadline):
-                return await self._client.get(
-                    path, params=params, headers=headers, extensions=extensions
-                )
+                return await self._client.send(request, stream=stream)
 
     @contextlib.contextmanager
     def _transport_errors(self) -> Iterator[None]:
