@@ -267,3 +267,35 @@ def test_every_mapped_field_lands_in_its_own_attribute(kind):
         }
     assert {t: getattr(record, t) for t in expected} == expected
     assert record.metadata == raw
+
+
+@pytest.mark.parametrize(
+    ("properties", "status"),
+    [
+        # a custom pipeline: stage ids are numbers, the calculated flags say what happened
+        ({"dealstage": "1056342", "hs_is_closed": "true", "hs_is_closed_won": "true"}, "won"),
+        ({"dealstage": "1056343", "hs_is_closed": "true", "hs_is_closed_won": "false"}, "lost"),
+        ({"dealstage": "1056341", "hs_is_closed": "false", "hs_is_closed_won": "false"}, "open"),
+        # flags absent (an older portal, a mapping that dropped them): the default stage ids
+        ({"dealstage": "closedwon"}, "won"),
+        ({"dealstage": "closedlost"}, "lost"),
+        ({"dealstage": "contractsent"}, "open"),
+        ({"dealstage": None}, None),
+    ],
+)
+def test_hubspot_deal_status_in_any_pipeline(properties, status):
+    raw = {"id": "9", "properties": {"dealname": "12 Elm St", **properties}}
+    record = source("hubspot").map_record("deals", raw, NOW)
+    assert record.status == status
+    assert record.stage == properties["dealstage"]
+
+
+@pytest.mark.parametrize(
+    "created",
+    [1700000000000, "1700000000000", "2023-11-14T22:13:20Z", "2023-11-14T22:13:20.000+00:00"],
+)
+def test_lofty_lead_times_as_epoch_milliseconds_or_iso_text(created):
+    raw = {"leadId": 5, "firstName": "Ann", "createTime": created}
+    record = source("lofty").map_record("contacts", raw, NOW)
+    assert record.remote_created == "2023-11-14T22:13:20Z"
+    assert record.remote_updated == "2023-11-14T22:13:20Z"  # no updateTime: created

@@ -120,6 +120,8 @@ DEAL_PROPERTIES = (
     "hs_object_id",
     "hubspot_owner_id",
     "deal_currency_code",
+    "hs_is_closed",
+    "hs_is_closed_won",
 )
 DEFAULT_CONTACT_PROPERTIES = (
     "firstname",
@@ -263,7 +265,10 @@ def hubspot_deal(seed: int, j: int, contacts: int) -> dict[str, Any]:
         "dealname": f"{street}, {city}, {state} {zip3}{r.randint(0, 99):02d}",
         # some deals never got an amount: a requested property without a value is null
         "amount": f"{price:.2f}" if r.random() < 0.92 else None,
-        "dealstage": r.choice(DEAL_STAGES),
+        "dealstage": (stage := r.choice(DEAL_STAGES)),
+        # HubSpot's calculated properties, "true"/"false" like every value
+        "hs_is_closed": str(stage in ("closedwon", "closedlost")).lower(),
+        "hs_is_closed_won": str(stage == "closedwon").lower(),
         "pipeline": "default",
         "closedate": _stamp(closing),
         "createdate": _stamp(created),

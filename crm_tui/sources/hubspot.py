@@ -48,8 +48,10 @@ DEAL_PROPERTIES = (
     "createdate",
     "hs_lastmodifieddate",
     "hs_object_id",
+    "hs_is_closed",
+    "hs_is_closed_won",
 )
-_OUTCOMES = {"closedwon": "won", "closedlost": "lost"}
+_OUTCOMES = {"closedwon": "won", "closedlost": "lost"}  # the default pipeline's stage ids
 
 
 def _archived(raw: Any) -> bool:
@@ -67,7 +69,16 @@ def _objects(kind: str, properties: tuple[str, ...], **params: str) -> Stream:
 
 
 def _deal_status(raw: Mapping[str, Any]) -> str | None:
-    stage = (raw.get("properties") or {}).get("dealstage")
+    """won, lost or open: from HubSpot's calculated `hs_is_closed_won` / `hs_is_closed`,
+    which hold in every pipeline (a custom pipeline's stage ids are numbers), else from the
+    default pipeline's stage ids."""
+    properties = raw.get("properties") or {}
+    won, closed = properties.get("hs_is_closed_won"), properties.get("hs_is_closed")
+    if won == "true":
+        return "won"
+    if closed in ("true", "false"):
+        return "lost" if closed == "true" else "open"
+    stage = properties.get("dealstage")
     return _OUTCOMES.get(stage, "open") if isinstance(stage, str) else None
 
 

@@ -61,8 +61,9 @@ class LoftySource(Source):
             "city": "city",
             "state": "state",
             "postal_code": "zipCode",
-            "remote_created": "createTime",
-            "remote_updated": ("updateTime", "createTime"),
+            # typed string, format unstated: ISO text or epoch milliseconds, as deals' are
+            "remote_created": epoch_ms("createTime"),
+            "remote_updated": (epoch_ms("updateTime"), epoch_ms("createTime")),
         },
         "deals": {
             "remote_id": "transactionId",

@@ -141,12 +141,14 @@ def primary(list_key: str, flag: str = "isPrimary") -> Getter:
 
 
 def epoch_ms(path: str, *, date_only: bool = False) -> Getter:
-    """A time written as milliseconds since 1970 (Lofty's), as ISO text for the usual
-    coercion; anything that is not such a number is passed on unchanged."""
+    """A time written as milliseconds since 1970 (Lofty's), as a number or a string of
+    digits, as ISO text for the usual coercion; anything else is passed on unchanged."""
     get = compile_spec(path)
 
     def convert(raw: Mapping[str, Any]) -> Any:
         value = get(raw)
+        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) >= 11:
+            value = int(value)
         if not isinstance(value, int | float) or isinstance(value, bool):
             return value
         try:
