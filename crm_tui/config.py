@@ -7,12 +7,12 @@ base URL read from it is used only with credentials read from that same file.
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import io
 import ipaddress
 import os
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlparse
@@ -104,12 +104,9 @@ def _blank_is_unset(value: Any) -> Any:
     return None if value == "" else value
 
 
-def _url_of(env: str, value: str | None) -> str | None:
+def _url_of(value: str | None) -> str | None:
     """A base URL setting, checked: http(s), and https unless it is this machine."""
-    try:
-        return _http_url(value, required=False)
-    except ValueError as exc:
-        raise ValueError(str(exc)) from None
+    return _http_url(value, required=False)
 
 
 class CoreSettings(BaseSettings):
@@ -247,7 +244,7 @@ def _field(setting: Setting) -> tuple[Any, Any]:
     if setting.kind in ("file", "folder"):
         return Annotated[Path | None, blank], None
     if setting.kind == "url":
-        check = AfterValidator(partial(_url_of, setting.env))
+        check = AfterValidator(_url_of)
         return Annotated[str | None, blank, check], setting.default
     return Annotated[str | None, blank], setting.default
 
@@ -271,12 +268,19 @@ def _format_validation_error(error: ValidationError) -> str:
 
 
 def _url_credentials() -> dict[str, tuple[str, ...]]:
-    """Each source's base URL and the credentials that are sent to it."""
-    return {
-        cls.base_url_setting: tuple(s.env for s in cls.settings if s.credential)
-        for cls in CONNECTORS.values()
-        if cls.base_url_setting is not None
-    }
+    """Each source's base URL and the settings that are sent to it: its credentials and
+    whatever its auth and extra headers name."""
+    result = {}
+    for cls in CONNECTORS.values():
+        if cls.base_url_setting is None:
+            continue
+        named = set(cls.extra_headers.values())
+        if cls.auth is not None:
+            named |= {v for v in dataclasses.astuple(cls.auth) if isinstance(v, str)}
+        result[cls.base_url_setting] = tuple(
+            s.env for s in cls.settings if s.credential or s.env in named
+        )
+    return result
 
 
 URL_CREDENTIALS = _url_credentials()

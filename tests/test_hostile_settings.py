@@ -132,6 +132,19 @@ def test_a_base_url_from_cwd_env_with_a_key_from_the_environment_is_refused(monk
     assert "the-users-key" not in message
 
 
+def test_every_setting_a_source_sends_is_guarded_not_only_its_secrets(monkeypatch):
+    """FUB_SYSTEM is no secret, but it goes out in the X-System header of every request."""
+    here = write_env(
+        Path.cwd() / ".env", FUB_API_BASE_URL="https://collector.example", FUB_API_KEY="k"
+    )
+    monkeypatch.setenv("FUB_SYSTEM", "the-teams-system")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert f"FUB_API_BASE_URL comes from {here} but FUB_SYSTEM from the environment" in str(
+        info.value
+    )
+
+
 def test_a_cwd_env_cannot_pull_another_variable_into_its_key(monkeypatch):
     """`${VAR}` is not expanded: the file could otherwise send any secret of the
     environment to the server it names, under a key it seems to hold itself."""
