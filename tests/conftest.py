@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,8 @@ from crm_tui.config import Settings
 from crm_tui.demo.servers import DemoServers, Faults, start_demo_servers
 from crm_tui.store import CacheStore, Database
 
-SETTING_PREFIXES = ("BRIVITY_", "TOPPRODUCER_", "FUB_", "CRM_")
+#: Every variable crm-tui reads: its own and each registered source's.
+SETTING_NAMES = frozenset(f.upper() for f in Settings.model_fields)
 
 # In CI, the same examples every run: a landing must not depend on a lucky draw. Locally,
 # fresh examples each run keep looking for new failures.
@@ -28,7 +31,7 @@ if os.environ.get("CI"):
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """No test reads the developer's real settings, config dir or working directory."""
     for key in list(os.environ):
-        if key.startswith(SETTING_PREFIXES):
+        if key.upper() in SETTING_NAMES or key.startswith("CRM_"):
             monkeypatch.delenv(key)
     home = tmp_path / "home"
     home.mkdir()
@@ -39,6 +42,25 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     work.mkdir()
     monkeypatch.chdir(work)
     return tmp_path
+
+
+def run_crm(
+    *args: str,
+    env: Mapping[str, str],
+    cwd: Path | None = None,
+    timeout: float = 120,
+    preexec: Callable[[], None] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`crm-tui ARGS` in a child process with `env` on top of this one's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "crm_tui", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        cwd=cwd,
+        timeout=timeout,
+        preexec_fn=preexec,
+    )
 
 
 @pytest.fixture

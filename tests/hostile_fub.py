@@ -15,6 +15,9 @@ from starlette.routing import Route
 
 from crm_tui.config import Settings
 from crm_tui.demo.servers import FaultInjector, Faults, serve
+from crm_tui.models import SyncReport
+from crm_tui.store import CacheStore, Database
+from crm_tui.sync.engine import SyncEngine
 from tests.conftest import make_settings
 
 
@@ -44,6 +47,16 @@ def hostile_fub(
         yield make_settings(tmp_path, fub_api_key="k", fub_api_base_url=f"{server.url}/v1")
     finally:
         server.stop()
+
+
+async def sync_fub(settings: Settings) -> tuple[SyncReport, CacheStore]:
+    """One sync of Follow Up Boss into the settings' database: the report, and the store."""
+    store = CacheStore(settings.user_id, Database(settings.database_path))
+    engine = SyncEngine(settings, store)
+    try:
+        return await engine.sync_source("followupboss"), store
+    finally:
+        await engine.aclose()
 
 
 def person(remote_id: int, first: str = "Ana", last: str = "Lee", **extra: str) -> bytes:

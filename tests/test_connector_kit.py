@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -26,7 +25,7 @@ from starlette.routing import Route
 from crm_tui.demo import data
 from crm_tui.demo.servers import FaultInjector, Faults, serve
 from crm_tui.sources.registry import CONNECTORS
-from tests.conftest import DEMO_CONTACTS
+from tests.conftest import DEMO_CONTACTS, run_crm
 
 PACKAGE = Path(__file__).parent.parent / "crm_tui"
 
@@ -92,7 +91,6 @@ def package_with_acme(tmp_path: Path) -> Path:
 def test_a_new_crm_is_one_module_and_one_registry_line(tmp_path, package_with_acme):
     server = serve("acme", FaultInjector(acme_server(), Faults(), lambda path: True))
     env = {
-        **os.environ,
         "PYTHONPATH": str(package_with_acme),
         "ACME_API_KEY": "acme-secret",
         "ACME_API_BASE_URL": server.url,
@@ -101,14 +99,7 @@ def test_a_new_crm_is_one_module_and_one_registry_line(tmp_path, package_with_ac
     }
 
     def crm(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "crm_tui", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-            timeout=120,
-        )
+        return run_crm(*args, env=env, cwd=tmp_path)
 
     try:
         synced = crm("sync", "acme", "--json")
@@ -197,16 +188,10 @@ def test_the_scan_can_see_a_crm_named_in_code(tmp_path):
 def test_each_new_crm_syncs_and_tests_from_the_cli_with_the_usual_shapes(
     tmp_path, demo_servers, name
 ):
-    env = {**os.environ, **demo_servers.env(), "CRM_DATA_DIR": str(tmp_path / "data")}
+    env = {**demo_servers.env(), "CRM_DATA_DIR": str(tmp_path / "data")}
 
     def crm(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "crm_tui", *args],
-            capture_output=True,
-            text=True,
-            env={**env, **extra},
-            timeout=120,
-        )
+        return run_crm(*args, env={**env, **extra})
 
     synced = crm("sync", name, "--json")
     assert synced.returncode == 0, synced.stderr
@@ -224,18 +209,11 @@ def test_each_new_crm_syncs_and_tests_from_the_cli_with_the_usual_shapes(
 def test_pipedrive_reads_from_a_company_domain_without_the_api_v2_path(tmp_path, demo_servers):
     server = demo_servers.servers["pipedrive"].url
     env = {
-        **os.environ,
         **demo_servers.env(),
         "CRM_DATA_DIR": str(tmp_path / "data"),
         "PIPEDRIVE_API_BASE_URL": server + "/",
     }
-    synced = subprocess.run(
-        [sys.executable, "-m", "crm_tui", "sync", "pipedrive", "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    synced = run_crm("sync", "pipedrive", "--json", env=env)
     assert synced.returncode == 0, synced.stderr
     counts = json.loads(synced.stdout)["results"]["pipedrive"]
     assert counts["contacts"]["count"] == data.expected_contacts(DEMO_CONTACTS)

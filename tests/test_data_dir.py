@@ -23,27 +23,10 @@ from crm_tui.store import CacheStore, Database
 from crm_tui.store.db import MIGRATIONS, _statements
 from crm_tui.store.errors import DataDirRefused
 from crm_tui.store.files import check_data_dir, secure_dir
+from tests.conftest import run_crm as crm
 from tests.privileges import unprivileged
 
 EMAIL = "ana.lee@example.com"
-
-
-def crm(
-    *args: str,
-    env: dict[str, str],
-    preexec=None,
-    cwd: Path | None = None,
-    timeout: float = 120,
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "crm_tui", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-        preexec_fn=preexec,
-        cwd=cwd,
-        timeout=timeout,
-    )
 
 
 def mode(path: Path) -> int:

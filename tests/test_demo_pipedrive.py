@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from itertools import pairwise
 from typing import Any
@@ -24,7 +21,7 @@ from crm_tui.demo.pipedrive import (
 )
 from crm_tui.demo.servers import Faults, RunningServer, iter_records, serve
 from crm_tui.demo.simulators import SIMULATORS
-from tests.conftest import DEMO_CONTACTS
+from tests.conftest import DEMO_CONTACTS, run_crm
 
 TOKEN = "demo-pipedrive-token"
 HEADERS = {"x-api-token": TOKEN}
@@ -294,19 +291,12 @@ def test_the_connector_keeps_under_the_burst_limit_from_the_rate_headers(tmp_pat
     counter = StatusCounter(pipedrive_app(TOKEN, 1600, 11, Faults(), rate_limit=10))
     server = serve("pipedrive-burst", counter)
     env = {
-        **os.environ,
         "CRM_DATA_DIR": str(tmp_path),
         "PIPEDRIVE_API_BASE_URL": server.url,
         "PIPEDRIVE_API_TOKEN": TOKEN,
     }
     try:
-        synced = subprocess.run(
-            [sys.executable, "-m", "crm_tui", "sync", "pipedrive", "--json"],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-        )
+        synced = run_crm("sync", "pipedrive", "--json", env=env)
     finally:
         server.stop()
     assert synced.returncode == 0, synced.stderr

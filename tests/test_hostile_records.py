@@ -16,8 +16,7 @@ from crm_tui.models import Outcome
 from crm_tui.sources.errors import InvalidRecord
 from crm_tui.sources.mapping import build_record
 from crm_tui.store import CacheStore, Database
-from crm_tui.sync.engine import SyncEngine
-from tests.hostile_fub import hostile_fub, person
+from tests.hostile_fub import hostile_fub, person, sync_fub
 
 DEALS = {
     "remote_id": "id",
@@ -91,12 +90,7 @@ async def test_a_real_sync_quarantines_each_bad_record_and_lands_the_rest(tmp_pa
     config.mkdir(parents=True)
     (config / "mappings.toml").write_text('[followupboss.deals]\nprobability = "probability"\n')
     with hostile_fub(tmp_path, people, deals) as settings:
-        store = CacheStore(settings.user_id, Database(settings.database_path))
-        engine = SyncEngine(settings, store)
-        try:
-            report = await engine.sync_source("followupboss")
-        finally:
-            await engine.aclose()
+        report, store = await sync_fub(settings)
 
     contacts, deals_report = report.streams["contacts"], report.streams["deals"]
     assert report.outcome is Outcome.SUCCESS, report.error

@@ -15,10 +15,9 @@ from crm_tui.export import vcard
 from crm_tui.models import Contact
 from crm_tui.sources.mapping import raw_json
 from crm_tui.store import CacheStore, Database
-from crm_tui.sync.engine import SyncEngine
 from crm_tui.text import clean, single_line, strip_controls
 from crm_tui.widgets.safe import highlighted
-from tests.hostile_fub import hostile_fub, person
+from tests.hostile_fub import hostile_fub, person, sync_fub
 
 BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 ZERO_WIDTH = "\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff\u180e"
@@ -90,12 +89,7 @@ async def test_a_synced_record_shows_and_exports_without_them(tmp_path):
         person(2, "\\u202eBo", "Ng\\ufeff"),  # escaped in the JSON this time
     ]
     with hostile_fub(tmp_path, people) as settings:
-        store = CacheStore(settings.user_id, Database(settings.database_path))
-        engine = SyncEngine(settings, store)
-        try:
-            report = await engine.sync_source("followupboss")
-        finally:
-            await engine.aclose()
+        report, store = await sync_fub(settings)
     assert report.streams["contacts"].written == 2
     ana = store.get("contacts", "followupboss:1")
     assert (ana.first_name, ana.last_name, ana.stage, ana.tags) == (

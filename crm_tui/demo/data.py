@@ -350,12 +350,13 @@ class Person:
     tags: tuple[str, ...]
 
 
-def _rng(seed: int, *parts: object) -> random.Random:
+def rng(seed: int, *parts: object) -> random.Random:
+    """The same numbers for the same seed and parts, on every machine and run."""
     return random.Random(f"{seed}:" + ":".join(map(str, parts)))
 
 
 def person(seed: int, index: int) -> Person:
-    r = _rng(seed, "person", index)
+    r = rng(seed, "person", index)
     first, last = r.choice(FIRST), r.choice(LAST)
     city, state, zip3 = r.choice(CITIES)
     email = f"{first}.{last}{index % 997}@{r.choice(('gmail.com', 'yahoo.com', 'outlook.com', 'icloud.com'))}".lower()  # noqa: E501
@@ -395,7 +396,7 @@ class Spelled:
 
 
 def spelled(seed: int, source: str, i: int, p: Person, count: int) -> Spelled:
-    r = _rng(seed, "spell", source, i)
+    r = rng(seed, "spell", source, i)
     first, last, email = p.first, p.last, p.email
     if r.random() < 0.15 and first in NICKNAMES:
         first = NICKNAMES[first]
@@ -541,7 +542,7 @@ def hard_case_records(count: int) -> dict[str, list[list[str]]]:
 
 
 def _when(seed: int, *parts: object, days: int = 900) -> date:
-    return date(2024, 1, 1) + timedelta(days=_rng(seed, "date", *parts).randint(0, days))
+    return date(2024, 1, 1) + timedelta(days=rng(seed, "date", *parts).randint(0, days))
 
 
 # -- per vendor ----------------------------------------------------------------------------
@@ -550,7 +551,7 @@ def _when(seed: int, *parts: object, days: int = 900) -> date:
 def brivity_person(seed: int, i: int, count: int) -> dict[str, Any]:
     p = person(seed, population_index("brivity", i, count))
     s = spelled(seed, "brivity", i, p, count)
-    r = _rng(seed, "brivity", i)
+    r = rng(seed, "brivity", i)
     record: dict[str, Any] = {
         "id": brivity_id(i),
         "lead_id": 900_000 + i,
@@ -588,7 +589,7 @@ def brivity_person(seed: int, i: int, count: int) -> dict[str, Any]:
 def fub_person(seed: int, i: int, count: int) -> dict[str, Any]:
     p = person(seed, population_index("followupboss", i, count))
     s = spelled(seed, "followupboss", i, p, count)
-    r = _rng(seed, "fub", i)
+    r = rng(seed, "fub", i)
     created = _when(seed, "fub-created", i)
     record: dict[str, Any] = {
         "id": fub_id(i),
@@ -628,7 +629,7 @@ def fub_person(seed: int, i: int, count: int) -> dict[str, Any]:
 def tp_contact(seed: int, i: int, count: int) -> dict[str, Any]:
     p = person(seed, population_index("topproducer", i, count))
     s = spelled(seed, "topproducer", i, p, count)
-    r = _rng(seed, "tp", i)
+    r = rng(seed, "tp", i)
     created = _when(seed, "tp-created", i)
     record: dict[str, Any] = {
         "id": tp_id(i),
@@ -651,7 +652,7 @@ def tp_contact(seed: int, i: int, count: int) -> dict[str, Any]:
 
 
 def _property(seed: int, source: str, j: int) -> tuple[str, int, str]:
-    r = _rng(seed, "deal", source, j)
+    r = rng(seed, "deal", source, j)
     city, state, zip3 = r.choice(CITIES)
     address = (
         f"{r.randint(100, 9999)} {r.choice(STREETS)} {r.choice(SUFFIXES)}, {city}, "
@@ -663,7 +664,7 @@ def _property(seed: int, source: str, j: int) -> tuple[str, int, str]:
 
 def fub_deal(seed: int, j: int, contacts: int) -> dict[str, Any]:
     address, price, _ = _property(seed, "followupboss", j)
-    r = _rng(seed, "fub-deal", j)
+    r = rng(seed, "fub-deal", j)
     stage = r.choice(FUB_DEAL_STAGES)
     return {
         "id": j + 1,
@@ -684,7 +685,7 @@ def fub_deal(seed: int, j: int, contacts: int) -> dict[str, Any]:
 
 def tp_transaction(seed: int, j: int, contacts: int) -> dict[str, Any]:
     address, price, status = _property(seed, "topproducer", j)
-    r = _rng(seed, "tp-deal", j)
+    r = rng(seed, "tp-deal", j)
     return {
         "id": f"TX-{j + 1:07d}",
         "propertyAddress": address,
@@ -697,7 +698,7 @@ def tp_transaction(seed: int, j: int, contacts: int) -> dict[str, Any]:
 
 def brivity_transaction_row(seed: int, j: int) -> dict[str, str]:
     address, price, status = _property(seed, "brivity", j)
-    r = _rng(seed, "brivity-deal", j)
+    r = rng(seed, "brivity-deal", j)
     listed = _when(seed, "brivity-list", j)
     close = listed + timedelta(days=r.randint(20, 120))
     sold = price + r.randrange(-20_000, 20_000, 500)

@@ -70,7 +70,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -85,6 +84,7 @@ from crm_tui.demo.servers import (
     Simulator,
     SimulatorContext,
     SlidingWindow,
+    json_response,
 )
 
 hubspot_id = data.hubspot_id  # the contact id; ground truth lives beside the other sources'
@@ -189,10 +189,6 @@ def hubspot_deal_id(j: int) -> str:
     return str(40_000_000_007 + 50 * j)
 
 
-def _rng(seed: int, *parts: object) -> random.Random:
-    return random.Random(f"{seed}:hubspot:" + ":".join(map(str, parts)))
-
-
 def _stamp(moment: datetime) -> str:
     """HubSpot's form: UTC, milliseconds, `Z`."""
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
@@ -206,7 +202,7 @@ def hubspot_contact(seed: int, i: int, count: int) -> dict[str, Any]:
     """Contact `i` as HubSpot holds it, every property present (null where it has no value)."""
     p = data.person(seed, data.population_index("hubspot", i, count))
     s = data.spelled(seed, "hubspot", i, p, count)
-    r = _rng(seed, "contact", i)
+    r = data.rng(seed, "hubspot", "contact", i)
     created = _instant(r, _EPOCH, 900)
     updated = _instant(r, created, 60)
     digits = p.phone_digits
@@ -246,14 +242,14 @@ def hubspot_contact(seed: int, i: int, count: int) -> dict[str, Any]:
 
 
 def _deal_contact(seed: int, j: int, contacts: int) -> int:
-    k = _rng(seed, "deal-contact", j).randrange(max(contacts, 1))
+    k = data.rng(seed, "hubspot", "deal-contact", j).randrange(max(contacts, 1))
     # never the contact without an id: an association names an id
     return k - 1 if k == data.MISSING_ID_INDEX else k
 
 
 def hubspot_deal(seed: int, j: int, contacts: int) -> dict[str, Any]:
     """Deal `j`, every property present, with its one contact under `associations`."""
-    r = _rng(seed, "deal", j)
+    r = data.rng(seed, "hubspot", "deal", j)
     city, state, zip3 = r.choice(data.CITIES)
     street = f"{r.randint(100, 9999)} {r.choice(data.STREETS)} {r.choice(data.SUFFIXES)}"
     price = r.randrange(180_000, 2_400_000, 500)
@@ -289,7 +285,7 @@ def hubspot_deal(seed: int, j: int, contacts: int) -> dict[str, Any]:
 
 
 def _archive(record: dict[str, Any], modified: str, seed: int, key: object) -> dict[str, Any]:
-    r = _rng(seed, "archived", key)
+    r = data.rng(seed, "hubspot", "archived", key)
     updated = datetime.fromisoformat(record["updatedAt"].replace("Z", "+00:00"))
     when = _stamp(_instant(r, updated, 30))
     record["properties"][modified] = when
@@ -355,10 +351,6 @@ def _decode_after(token: str) -> int | None:
     return int(number) if text.startswith("hs:") and number.isdigit() else None
 
 
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
-
-
 def _validation_error(message: str, headers: dict[str, str]) -> Response:
     body = {
         "status": "error",
@@ -366,7 +358,7 @@ def _validation_error(message: str, headers: dict[str, str]) -> Response:
         "correlationId": str(uuid.uuid4()),
         "category": "VALIDATION_ERROR",
     }
-    return _json(body, 400, headers)
+    return json_response(body, 400, headers)
 
 
 def hubspot_app(
@@ -445,7 +437,7 @@ def hubspot_app(
                 "correlationId": str(uuid.uuid4()),
                 "category": "INVALID_AUTHENTICATION",
             }
-            return _json(body, 401, {"x-hubspot-auth-failure": "401 Unauthorized"})
+            return json_response(body, 401, {"x-hubspot-auth-failure": "401 Unauthorized"})
         allowed, remaining, _ = budget.take()
         if allowed:
             daily_used += 1
@@ -465,7 +457,7 @@ def hubspot_app(
                 "policyName": "TEN_SECONDLY_ROLLING",
                 "requestId": str(uuid.uuid4()),
             }
-            return _json(body, 429, headers)
+            return json_response(body, 429, headers)
         kind = types[request.url.path.rsplit("/", 1)[-1]]
         params = request.query_params
         try:
@@ -497,7 +489,7 @@ def hubspot_app(
             query = [(k, v) for k, v in params.multi_items() if k != "after"]
             link = f"{str(request.url).split('?', 1)[0]}?{urlencode([*query, ('after', after)])}"
             body["paging"] = {"next": {"after": after, "link": link}}
-        return _json(body, 200, headers)
+        return json_response(body, 200, headers)
 
     app = Starlette(routes=[Route(f"/crm/v3/objects/{name}", listing) for name in types])
     return FaultInjector(app, faults, lambda path: path.startswith("/crm/"))

@@ -71,12 +71,10 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-import random
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -92,6 +90,7 @@ from crm_tui.demo.servers import (
     Simulator,
     SimulatorContext,
     SlidingWindow,
+    json_response,
 )
 
 __all__ = ["LOFTY", "lofty_app", "lofty_id", "lofty_lead", "lofty_transaction", "transaction_id"]
@@ -116,10 +115,6 @@ def transaction_id(j: int) -> int:
     return 10_001 + j
 
 
-def _rng(seed: int, *parts: object) -> random.Random:
-    return random.Random(f"{seed}:lofty:" + ":".join(map(str, parts)))
-
-
 def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -131,7 +126,7 @@ def _ms(moment: datetime | None) -> int | None:
 def lofty_lead(seed: int, i: int, count: int) -> dict[str, Any]:
     p = data.person(seed, data.population_index("lofty", i, count))
     s = data.spelled(seed, "lofty", i, p, count)
-    r = _rng(seed, "lead", i)
+    r = data.rng(seed, "lofty", "lead", i)
     created = _EPOCH + timedelta(days=r.randint(0, 900), seconds=r.randint(0, 86_399))
     assigned = created + timedelta(minutes=r.randint(1, 240))
     agent, agent_id = r.choice(AGENTS)
@@ -209,14 +204,14 @@ def lofty_lead(seed: int, i: int, count: int) -> dict[str, Any]:
 
 def _lead_index(seed: int, j: int, contacts: int) -> int:
     """The lead transaction `j` belongs to: always one that has an id."""
-    i = _rng(seed, "transaction-lead", j).randrange(max(contacts, 1))
+    i = data.rng(seed, "lofty", "transaction-lead", j).randrange(max(contacts, 1))
     if i == data.MISSING_ID_INDEX and contacts > data.MISSING_ID_INDEX:
         i = (i + 1) % contacts
     return i
 
 
 def lofty_transaction(seed: int, j: int, contacts: int) -> dict[str, Any]:
-    r = _rng(seed, "transaction", j)
+    r = data.rng(seed, "lofty", "transaction", j)
     i = _lead_index(seed, j, contacts)
     lead = lofty_lead(seed, i, contacts)
     agent, agent_id = r.choice(AGENTS)
@@ -269,12 +264,8 @@ def lofty_transaction(seed: int, j: int, contacts: int) -> dict[str, Any]:
 # -- the server ----------------------------------------------------------------------------
 
 
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
-
-
 def _error(code: str, message: str, status: int, headers: dict[str, str]) -> Response:
-    return _json({"code": code, "message": message}, status, headers)
+    return json_response({"code": code, "message": message}, status, headers)
 
 
 def _encode_scroll(offset: int) -> str:
@@ -327,7 +318,7 @@ def lofty_app(
         allowed, remaining, _ = budget.take()
         headers = rate_headers(remaining)
         if not allowed:
-            return _json({"message": "Too Many Requests"}, 429, headers), headers
+            return json_response({"message": "Too Many Requests"}, 429, headers), headers
         if request.headers.get("authorization") not in accepted:
             refusal = _error("BAD_CREDENTIALS", "Invalid API key or access token.", 401, headers)
             return refusal, headers
@@ -362,7 +353,7 @@ def lofty_app(
             },
             "leads": items,
         }
-        return _json(body, headers=headers)
+        return json_response(body, headers=headers)
 
     async def transactions(request: Request) -> Response:
         refusal, headers = gate(request)
@@ -384,7 +375,7 @@ def lofty_app(
         if faults.overlap_pages and 0 < start < deals:
             items.insert(0, lofty_transaction(seed, start - 1, contacts))
         body = {"pageNum": page, "pageSize": size, "totalCount": deals, "pageData": items}
-        return _json(body, headers=headers)
+        return json_response(body, headers=headers)
 
     app = Starlette(routes=[Route("/v1.0/leads", leads), Route("/v2.0/transactions", transactions)])
     return FaultInjector(app, faults, lambda path: path.startswith(("/v1.0/", "/v2.0/")))

@@ -56,7 +56,6 @@ import base64
 import binascii
 import hashlib
 import math
-import random
 import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
@@ -172,10 +171,6 @@ def _draw(seed: int, *parts: object) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=16).digest(), "big")
 
 
-def _rng(seed: int, *parts: object) -> random.Random:
-    return random.Random(":".join(map(str, (seed, "pipedrive", *parts))))
-
-
 def _stamp(epoch: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
@@ -230,7 +225,7 @@ def pipedrive_person(seed: int, i: int, count: int) -> dict[str, Any]:
     """Person `i` as `GET /api/v2/persons` returns it (PD-php `PersonItem`)."""
     p = data.person(seed, data.population_index("pipedrive", i, count))
     s = data.spelled(seed, "pipedrive", i, p, count)
-    r = _rng(seed, "person", i)
+    r = data.rng(seed, "pipedrive", "person", i)
     meta = _person_meta(seed, i)
     emails = []
     if s.email:
@@ -288,7 +283,7 @@ def pipedrive_person(seed: int, i: int, count: int) -> dict[str, Any]:
 def pipedrive_deal(seed: int, j: int, contacts: int) -> dict[str, Any]:
     """Deal slot `j` as `GET /api/v2/deals` returns it (PD-php `DealItem`); every
     `DELETED_EVERY`-th slot holds a deleted deal (see `deal_slot`)."""
-    r = _rng(seed, "deal", j)
+    r = data.rng(seed, "pipedrive", "deal", j)
     add, stage_change, update, status = _deal_times(seed, j)
     i = r.randrange(max(contacts, 1))
     if i == data.MISSING_ID_INDEX:  # that person is listed without an id to point at
