@@ -143,6 +143,17 @@ async def test_a_server_that_sends_one_page_again_and_again_is_stopped():
     assert route.call_count == 2
 
 
+@respx.mock
+async def test_a_server_that_ignores_offsets_but_claims_a_huge_total_is_stopped_early():
+    """Pages fetched together, as the total allows, are checked the same way."""
+    route = respx.get(f"{BASE}/contacts").respond(
+        json={"value": [{"id": i} for i in range(100)], "@odata.count": 5_000}
+    )
+    with pytest.raises(PaginationError, match="same page twice"):
+        await collect(pages_of(offsets()))
+    assert route.call_count <= 6  # the first page, and the few sent together after it
+
+
 @pytest.mark.parametrize(
     ("body", "cursor"),
     [
@@ -249,8 +260,9 @@ async def test_offset_pagination_fetches_concurrently_and_yields_in_order():
         )
 
     route = respx.get(f"{BASE}/contacts").mock(side_effect=page)
-    records = await collect(pages_of(offsets()))
-    assert [r["id"] for r in records] == list(range(250))
+    pages = [p async for p in pages_of(offsets())]
+    assert [r["id"] for p in pages for r in p.records] == list(range(250))
+    assert [p.total for p in pages] == [250, 250, 250]  # "@odata.count": a key with a dot
     assert sorted(int(c.request.url.params["$skip"]) for c in route.calls) == [0, 100, 200]
 
 
@@ -448,6 +460,25 @@ async def test_a_streamed_array_refreshes_its_token_on_a_401_and_counts_its_requ
     assert (stats.requests, stats.retries) == (2, 1)
 
 
+class BreaksOff(httpx.AsyncByteStream):
+    """A body that stops with a network error after its first bytes."""
+
+    async def __aiter__(self):
+        yield b'{"error": "busy'
+        raise httpx.ReadError("connection reset")
+
+
+@respx.mock
+async def test_a_streamed_failure_whose_body_breaks_off_is_retried_then_a_source_error():
+    route = respx.get(f"{BASE}/people").mock(
+        side_effect=lambda request: httpx.Response(503, stream=BreaksOff())
+    )
+    with pytest.raises(RemoteError) as info:
+        [b async for b in client().array_pages("people", None, ())]
+    assert route.call_count == 4  # every attempt, as for any 503
+    assert "HTTP 503" in str(info.value)
+
+
 @respx.mock
 async def test_a_401_that_survives_the_refresh_is_an_auth_error():
     token = respx.post(f"{BASE}/auth/oauth/token").respond(
@@ -571,6 +602,74 @@ async def test_a_reset_past_the_cap_means_rate_limited_until_then():
     assert route.call_count == 1
     retry_at = datetime.strptime(info.value.retry_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     assert 3500 < (retry_at - datetime.now(UTC)).total_seconds() <= 3600
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"x-ratelimit-reset": "nan"},  # asyncio.sleep(nan) never wakes
+        {"x-ratelimit-reset": "inf"},
+        {"x-ratelimit-reset": "0"},  # already past: the usual backoff, not a hot loop
+        {"x-ratelimit-reset": str(int(time.time()) - 30)},
+    ],
+)
+async def test_a_garbled_or_past_reset_falls_back_to_the_usual_backoff(headers):
+    respx.get(f"{BASE}/x").respond(429, headers=headers)
+    names = RateHeaders(
+        reset="x-ratelimit-reset", reset_is_epoch=headers["x-ratelimit-reset"] != "0"
+    )
+    c = client(budget=RateBudget(headers=names))
+    with pytest.raises(_Retryable) as info:
+        await c._attempt("x", None)
+    assert c._backoff(info.value) is True  # stamina's exponential backoff
+
+
+@respx.mock
+async def test_an_epoch_reset_counts_from_the_servers_clock_not_ours():
+    server_now = datetime.now(UTC) - timedelta(hours=1)  # its clock an hour behind
+    respx.get(f"{BASE}/x").respond(
+        429,
+        headers={
+            "date": format_datetime(server_now, usegmt=True),
+            "x-ratelimit-reset": str(int(server_now.timestamp()) + 30),
+        },
+    )
+    c = client(budget=RateBudget(headers=EPOCH_RESET))
+    with pytest.raises(_Retryable) as info:
+        await c._attempt("x", None)
+    assert 29 <= c._backoff(info.value) <= 31
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"retry-after": "9" * 400},
+        {
+            "x-hubspot-ratelimit-interval-milliseconds": "1e300",
+            "x-hubspot-ratelimit-remaining": "0",
+        },
+    ],
+)
+async def test_an_absurd_wait_is_rate_limited_for_a_week_at_most(headers):
+    names = RateHeaders(
+        remaining="x-hubspot-ratelimit-remaining",
+        window="x-hubspot-ratelimit-interval-milliseconds",
+        window_unit=0.001,
+    )
+    respx.get(f"{BASE}/x").respond(429, headers=headers)
+    with pytest.raises(RateLimited) as info:
+        await client(budget=RateBudget(headers=names)).get_json("x")
+    assert info.value.retry_at is not None
+    retry_at = datetime.strptime(info.value.retry_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert retry_at - datetime.now(UTC) <= timedelta(days=7)
+
+
+def test_a_nan_window_is_ignored():
+    budget = RateBudget(headers=RateHeaders())
+    budget.observe(httpx.Headers({"x-ratelimit-window": "nan", "x-ratelimit-limit": "5"}))
+    assert budget.window == 10.0
 
 
 @respx.mock
@@ -749,6 +848,26 @@ def test_records_full_of_nested_objects_cost_a_few_decodes_per_chunk(monkeypatch
     assert [r for batch in batches for r in batch] == records
     assert sum(1 for batch in batches if batch) >= 20  # handed on as they arrive
     assert decodes <= 3 * len(chunks) + 1  # not one per nested boundary in the buffer
+
+
+def test_a_body_arriving_a_byte_at_a_time_decodes_each_boundary_once_at_most(monkeypatch):
+    import crm_tui.sources.pagination as pagination
+
+    records = [{"id": i, "links": [{"id": k} for k in range(60)]} for i in range(4)]
+    body = json.dumps(records).encode()
+    decodes = 0
+    real_loads = pagination.orjson.loads
+
+    def counting(data):
+        nonlocal decodes
+        decodes += 1
+        return real_loads(data)
+
+    monkeypatch.setattr(pagination.orjson, "loads", counting)
+    splitter = ArraySplitter((), "c")
+    found = [r for i in range(len(body)) for r in splitter.feed(body[i : i + 1])]
+    assert found + splitter.close() == records
+    assert decodes <= body.count(b"}, {") + 1
 
 
 def test_an_envelope_is_read_whole_and_a_cut_body_is_an_error():

@@ -15,6 +15,7 @@ import contextvars
 import email.utils
 import functools
 import logging
+import math
 import ssl
 import time
 from abc import ABC, abstractmethod
@@ -89,21 +90,40 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
+#: The longest wait any header may ask for: past it, a number is as good as "never".
+_LONGEST_WAIT = 7 * 86_400.0
+
+
+def _seconds(value: float) -> float:
+    """A number of seconds from a header, kept finite and at most a week (NaN and
+    infinities are garbled headers: `asyncio.sleep(nan)` never wakes)."""
+    if not math.isfinite(value):
+        raise ValueError("not a finite number")
+    return min(value, _LONGEST_WAIT)
+
+
+def parse_http_date(value: str | None) -> datetime | None:
+    try:
+        when = email.utils.parsedate_to_datetime(value) if value else None
+    except (TypeError, ValueError):
+        return None
+    if when is not None and when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when
+
+
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
     """Seconds to wait from a Retry-After header in either form (delta-seconds or HTTP-date)."""
     if not value:
         return None
     value = value.strip()
     if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        return min(float(value), _LONGEST_WAIT)
+    when = parse_http_date(value)
+    if when is None:
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
     delta = (when - (now or datetime.now(UTC))).total_seconds()
-    return max(delta, 0.0)
+    return min(max(delta, 0.0), _LONGEST_WAIT)
 
 
 def shown_url(url: str) -> str:
@@ -288,30 +308,38 @@ class RateBudget:
             if names.limit in headers:
                 self.limit = int(headers[names.limit])
             if names.window is not None and names.window in headers:
-                self.window = float(headers[names.window].rstrip("s")) * names.window_unit
+                window = _seconds(float(headers[names.window].rstrip("s")) * names.window_unit)
+                if window > 0:
+                    self.window = window
             if names.remaining in headers:
                 self._remaining = int(headers[names.remaining])
                 self._observed_at = time.monotonic()
             if names.reset is not None and names.reset in headers:
-                self._reset_at = time.monotonic() + self._reset_in(headers[names.reset])
+                self._reset_at = time.monotonic() + self._reset_in(headers)
         except ValueError:
             pass  # a garbled header must not break a sync; the 429 path still protects us
 
-    def _reset_in(self, value: str) -> float:
-        seconds = float(value)
+    def _reset_in(self, headers: httpx.Headers) -> float:
+        """Seconds until the server's window restarts; ValueError if the header is garbled.
+        An epoch is counted from the response's Date, so a skewed clock here does not
+        matter."""
+        assert self.names.reset is not None
+        seconds = float(headers[self.names.reset])
         if self.names.reset_is_epoch:
             if seconds > 1e11:  # an epoch in milliseconds
                 seconds /= 1000
-            seconds -= time.time()
-        return max(seconds, 0.0)
+            sent = parse_http_date(headers.get("date"))
+            seconds -= sent.timestamp() if sent is not None else time.time()
+        return max(_seconds(seconds), 0.0)
 
     def wait_after_limit(self, headers: httpx.Headers) -> float | None:
         """How long a 429 without Retry-After asks for: until the window restarts when the
-        server says when, a whole window when it says nothing is left, else None (backoff)."""
+        server says when (if that is not already past), a whole window when it says nothing
+        is left, else None (the usual backoff)."""
         names = self.names
         try:
             if names.reset is not None and names.reset in headers:
-                return self._reset_in(headers[names.reset])
+                return self._reset_in(headers) or None
             if names.remaining in headers and int(headers[names.remaining]) <= 0:
                 return self.window
         except ValueError:
@@ -551,9 +579,7 @@ class HttpClient:
             response = await self._send(path, params, headers, on_sent, stream=stream)
             self.budget.observe(response.headers)
             if stream and response.status_code >= 300:
-                # a failure's body is read whole, for its message, and the stream closed
-                await response.aread()
-                await response.aclose()
+                response = await self._failure_of(response)
             if (
                 response.status_code == 401
                 and not refreshed
@@ -565,6 +591,28 @@ class HttpClient:
                 continue
             self._check(response)
             return response
+
+    async def _failure_of(self, response: httpx.Response) -> httpx.Response:
+        """A streamed failure with the head of its body, for the message: read under the
+        deadline, at most a few KB, and the stream closed whatever happens."""
+        head = b""
+        try:
+            with self._transport_errors():
+                async with asyncio.timeout(self.deadline):
+                    async for chunk in response.aiter_bytes():
+                        head += chunk
+                        if len(head) >= 4096:
+                            break
+        except _Retryable:
+            pass  # the status says enough
+        finally:
+            await response.aclose()
+        headers = response.headers.copy()
+        for decoded in ("content-encoding", "content-length"):  # `head` is decoded and cut
+            headers.pop(decoded, None)
+        return httpx.Response(
+            response.status_code, headers=headers, content=head, request=response.request
+        )
 
     def _check(self, response: httpx.Response) -> None:
         """The retry table and the errors, for one response; returns when it succeeded."""

@@ -141,13 +141,19 @@ def primary(list_key: str, flag: str = "isPrimary") -> Getter:
 
 
 def epoch_ms(path: str, *, date_only: bool = False) -> Getter:
-    """A time written as milliseconds since 1970 (Lofty's), as a number or a string of
-    digits, as ISO text for the usual coercion; anything else is passed on unchanged."""
+    """A time written as milliseconds since 1970 (Lofty's), as a number or a string of 11
+    to 13 digits (1973 to 2286), as ISO text for the usual coercion; anything else (such as
+    a compact "20240101120000") is passed on unchanged."""
     get = compile_spec(path)
 
     def convert(raw: Mapping[str, Any]) -> Any:
         value = get(raw)
-        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) >= 11:
+        if (
+            isinstance(value, str)
+            and value.isascii()
+            and value.isdigit()
+            and 11 <= len(value) <= 13
+        ):
             value = int(value)
         if not isinstance(value, int | float) or isinstance(value, bool):
             return value

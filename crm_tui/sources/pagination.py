@@ -71,9 +71,12 @@ def _count(value: Any) -> int | None:
 
 
 def first_at(body: Any, paths: Sequence[str]) -> Any:
-    """The first value found at one of `paths` (dotted), or None."""
+    """The first value found at one of `paths` (dotted, or a key holding dots such as
+    OData's `@odata.count`), or None."""
     for path in paths:
-        value = get_path(body, path) if isinstance(body, dict) else None
+        if not isinstance(body, dict):
+            return None
+        value = body[path] if path in body else get_path(body, path)
         if value is not None:
             return value
     return None
@@ -368,11 +371,12 @@ class ArraySplitter:
         if not fresh:
             return []
         last = fresh[-1]
-        # a boundary too close to the end may not show its key yet: look again next time
-        settled = len(self.buffer) - last.end() > 256
-        self._tried = last.start() + (1 if settled else 0)
         likely = [b for b in fresh if self._starts_record(b)]
-        for boundary in reversed((likely or fresh)[-self._TRIES :]):
+        candidates = (likely or fresh)[-self._TRIES :]
+        # a boundary close to the end, not tried, may not show its key yet: next time
+        fresh_tail = last not in candidates and len(self.buffer) - last.end() <= 256
+        self._tried = last.start() + (0 if fresh_tail else 1)
+        for boundary in reversed(candidates):
             try:
                 batch = orjson.loads(b"[" + self.buffer[: boundary.start() + 1] + b"]")
             except orjson.JSONDecodeError:
@@ -462,17 +466,16 @@ async def read_pages(
             response = await ahead.wait(current)
             following = paginator.next_request(response) if response.records else None
             ahead.settle(following)
-            if response.records and response.records == previous:
-                raise PaginationError(
-                    f"Failed to fetch {what}", "the server sent the same page twice; stopped"
-                )
+            _not_again(response.records, previous, what)
             previous = response.records
             yield page_of(response.records, paginator.total(response.body))
             if probe or following is None:
                 return
             rest = paginator.remaining(response) if number == 0 else None
             if rest is not None:
-                async for later in _in_order(fetch, rest, concurrency, max_pages - 1):
+                async for later in _in_order(fetch, rest, concurrency, max_pages - 1, what):
+                    _not_again(later.records, previous, what)
+                    previous = later.records
                     yield page_of(later.records, paginator.total(later.body))
                 return
             if following in seen:
@@ -486,11 +489,21 @@ async def read_pages(
         await ahead.close()
 
 
+def _not_again(records: list[Any], previous: list[Any] | None, what: str) -> None:
+    """A server that ignores the page it is asked for sends the same one again: stop there,
+    not after as many pages as its total claims."""
+    if records and records == previous:
+        raise PaginationError(
+            f"Failed to fetch {what}", "the server sent the same page twice; stopped"
+        )
+
+
 async def _in_order(
     fetch: Callable[[Request], Any],
     requests: Iterator[Request],
     concurrency: int,
     max_pages: int,
+    what: str,
 ) -> AsyncIterator[Response]:
     """Pages whose requests are all known: a few in flight at once, yielded in order, until
     the first empty one (a total that counts more than the key may read) or the cap."""
@@ -501,7 +514,7 @@ async def _in_order(
             while len(pending) < concurrency and (request := next(requests, None)) is not None:
                 sent += 1
                 if sent > max_pages:
-                    raise PaginationError("Failed to fetch records", f"more than {max_pages} pages")
+                    raise PaginationError(f"Failed to fetch {what}", f"more than {max_pages} pages")
                 pending.append(asyncio.ensure_future(fetch(request)))
             if not pending:
                 return
