@@ -1254,10 +1254,25 @@ def local_delete(ctx: click.Context, record_id: str, as_json: bool) -> None:
 # -- duplicates ----------------------------------------------------------------------------
 
 
-def _people(rt: Runtime) -> Any:
+def _review(rt: Runtime) -> Any:
+    """Every cluster in its section, with the user's decisions from the database."""
     from crm_tui.dedup import DuplicateFinder
+    from crm_tui.dedup.review import Review
 
-    return DuplicateFinder(rt.settings.crm_phone_region).refresh(rt.store)
+    people = DuplicateFinder(rt.settings.crm_phone_region).refresh(rt.store)
+    db, user = rt.store.db, rt.store.user_id
+    if db is None:
+        return people, Review.of(people, ())
+    return people, Review.of(people, db.rejections(user), db.merges(user))
+
+
+def _cluster(people: Any, cluster_id: str) -> Any:
+    cluster = people.by_id.get(cluster_id)
+    if cluster is None:
+        raise CliError(
+            "Unknown cluster", f"no cluster {cluster_id}; see crm-tui duplicates", EXIT_USAGE
+        )
+    return cluster
 
 
 @main.command()
@@ -1276,13 +1291,22 @@ def duplicates(
 ) -> None:
     """The same person in several records, across and inside sources.
 
-    Records are linked by e-mail or phone (E.164); names confirm or veto a link, never make
-    one. Example: crm-tui duplicates --min-confidence 0.9 --json
+    Records are linked by e-mail (as the mail server reads it) or phone (E.164); names
+    confirm or veto a link, never make one. `clusters` are left to review (names that
+    differ last); `possible` share only a name and a street or city; `settled` were merged;
+    `rejected` were marked not the same person. Example: crm-tui duplicates --json
     """
+    from crm_tui.dedup.review import select
+
     rt = _rt(ctx, as_json)
     with errors(rt):
-        clusters = _people(rt).select(min_confidence, source)
+        _, review = _review(rt)
         store = rt.store
+        shown = {
+            name: select(clusters, min_confidence, source)
+            for name, clusters in review.sections.items()
+        }
+        clusters = shown["open"] + shown["names_differ"]
 
         def human() -> None:
             for c in clusters:
@@ -1292,44 +1316,160 @@ def duplicates(
                     record = store.get("contacts", member)
                     name = single_line(record.name if record else "")
                     click.echo(f"    {member}  {name}")
-            click.echo(f"{len(clusters)} cluster(s)")
+            click.echo(
+                f"{len(clusters)} cluster(s) to review; {len(shown['possible'])} possible, "
+                f"{len(shown['merged'])} merged, {len(shown['rejected'])} not the same person"
+            )
 
         payload = {
             "success": True,
             "clusters": [c.to_json() for c in clusters],
             "total": len(clusters),
+            "possible": [c.to_json() for c in shown["possible"]],
+            "settled": [c.to_json() for c in shown["merged"]],
+            "rejected": [c.to_json() for c in shown["rejected"]],
         }
         emit(rt, payload, human)
 
 
 @main.command()
-@click.argument("cluster_id")
+@click.argument("cluster_id", required=False)
 @click.option("--prefer", type=SOURCE_CHOICE, help="Take this source's values first.")
+@click.option("--all", "every", is_flag=True, help="Merge every cluster left to review.")
+@click.option(
+    "--min-confidence",
+    type=click.FloatRange(0, 1),
+    default=0.95,
+    show_default=True,
+    help="With --all: only clusters at least this sure.",
+)
+@click.option("--source", type=SOURCE_CHOICE, help="With --all: only clusters with this source.")
+@click.option("--dry-run", is_flag=True, help="With --all: say what would merge, merge nothing.")
+@click.option("--undo", "undo_id", type=int, help="Undo the merge with this merge_id.")
 @json_option
 @click.pass_context
-def merge(ctx: click.Context, cluster_id: str, prefer: str | None, as_json: bool) -> None:
-    """Create or update one local CRM contact from a duplicate cluster.
+def merge(
+    ctx: click.Context,
+    cluster_id: str | None,
+    prefer: str | None,
+    every: bool,
+    min_confidence: float,
+    source: str | None,
+    dry_run: bool,
+    undo_id: int | None,
+    as_json: bool,
+) -> None:
+    """Create or update one local CRM contact from a duplicate cluster, or many.
 
     Each field takes the most recently updated non-empty value (or --prefer's); the linked
-    source ids are kept on the local contact. Vendor CRMs are never written to.
-    Example: crm-tui merge p0135889936 --prefer followupboss --json
+    source ids are kept on the local contact. Vendor CRMs are never written to. --all
+    merges the clusters left to review whose names agree (never "names differ" or possible
+    ones); each merge has a merge_id that --undo takes back.
+    Examples: crm-tui merge p0135889936 --prefer followupboss --json;
+    crm-tui merge --all --min-confidence 0.95 --dry-run; crm-tui merge --undo 12
     """
-    from crm_tui.dedup.merge import cluster_records, merge_cluster
-
     rt = _rt(ctx, as_json)
     with errors(rt):
-        cluster = _people(rt).by_id.get(cluster_id)
-        if cluster is None:
+        chosen = [x for x in (cluster_id, every or None, undo_id) if x is not None]
+        if len(chosen) != 1:
             raise CliError(
-                "Unknown cluster", f"no cluster {cluster_id}; see crm-tui duplicates", EXIT_USAGE
+                "Say what to merge", "give one of: a cluster id, --all, --undo ID", EXIT_USAGE
             )
-        records = cluster_records(rt.store, cluster)
-        result = run(merge_cluster(_local(rt), cluster, records, prefer))
-        verb = "created" if result.created else "updated"
+        if undo_id is not None:
+            _undo_merge(rt, undo_id)
+        elif every:
+            _merge_all(rt, min_confidence, source, dry_run)
+        else:
+            _merge_one(rt, str(cluster_id), prefer)
+
+
+def _merge_one(rt: Runtime, cluster_id: str, prefer: str | None) -> None:
+    from crm_tui.dedup.merge import cluster_records, merge_cluster
+
+    people, _ = _review(rt)
+    cluster = _cluster(people, cluster_id)
+    records = cluster_records(rt.store, cluster)
+    result = run(merge_cluster(_local(rt), cluster, records, prefer))
+    verb = "created" if result.created else "updated"
+    emit(
+        rt,
+        {"success": True, **result.to_json()},
+        lambda: click.echo(
+            f"{verb} {result.record.id}: {single_line(result.record.name)}"
+            f" (merge {result.entry_id})"
+        ),
+    )
+
+
+def _merge_all(rt: Runtime, min_confidence: float, source: str | None, dry_run: bool) -> None:
+    from crm_tui.dedup.review import merge_all, plan_bulk, select
+
+    _, review = _review(rt)
+    chosen = select(review.sections["open"], min_confidence, source)
+    report = plan_bulk(chosen) if dry_run else run(merge_all(_local(rt), chosen))
+    verb = "would merge" if dry_run else "merged"
+
+    def human() -> None:
+        for result in report.merged:
+            click.echo(f"{result.cluster_id} -> {result.record.id} (merge {result.entry_id})")
+        for cluster, why in report.failed:
+            click.echo(f"{cluster}: not merged: {single_line(why)}")
+        click.echo(f"{verb} {report.people} people ({report.records} records)")
+
+    emit(rt, {"success": not report.failed, **report.to_json()}, human)
+
+
+def _undo_merge(rt: Runtime, merge_id: int) -> None:
+    from crm_tui.dedup.merge import AlreadyUndone, undo_merge
+
+    db = rt.store.db
+    entries = db.merges(rt.store.user_id, include_undone=True) if db is not None else []
+    entry = next((e for e in entries if e.id == merge_id), None)
+    if entry is None:
+        raise CliError("Unknown merge", f"no merge {merge_id}", EXIT_USAGE)
+    try:
+        run(undo_merge(_local(rt), entry))
+    except AlreadyUndone as exc:
+        raise CliError("Already undone", str(exc), EXIT_USAGE) from None
+    verb = "removed" if entry.created else "restored"
+    emit(
+        rt,
+        {"success": True, "undone": entry.to_json(), "local_id": entry.local_id, "action": verb},
+        lambda: click.echo(f"merge {merge_id} undone: {entry.local_id} {verb}"),
+    )
+
+
+@main.command()
+@click.argument("cluster_id")
+@click.option("--undo", is_flag=True, help="Take the decision back: the cluster returns.")
+@json_option
+@click.pass_context
+def reject(ctx: click.Context, cluster_id: str, undo: bool, as_json: bool) -> None:
+    """Mark a duplicate cluster "not the same person": it leaves the list for good.
+
+    Kept per user in the database; a record that later joins the cluster brings it back
+    for review. Example: crm-tui reject p0135889936 (and --undo to take it back)
+    """
+    rt = _rt(ctx, as_json)
+    with errors(rt):
+        people, _ = _review(rt)
+        cluster = _cluster(people, cluster_id)
+        db = rt.store.db
+        if db is None:
+            raise CliError("No database", "decisions are kept in the database", EXIT_CONFIG)
+        user = rt.store.user_id
+        if undo:
+            changed = db.unreject(user, cluster.members)
+        else:
+            db.reject(user, cluster.id, cluster.members)
+            changed = True
+        state = "open" if undo else "rejected"
         emit(
             rt,
-            {"success": True, **result.to_json()},
-            lambda: click.echo(f"{verb} {result.record.id}: {single_line(result.record.name)}"),
+            {"success": True, "cluster": cluster.id, "state": state, "changed": changed},
+            lambda: click.echo(
+                f"{cluster.id}: {'back for review' if undo else 'not the same person'}"
+            ),
         )
 
 

@@ -301,8 +301,10 @@ def test_duplicates_and_merge(cli, demo_env):
     assert cli("sync", "--json", env=demo_env)[0] == 0
     code, body, _ = cli("duplicates", "--json")
     assert code == 0 and body["total"] == len(body["clusters"]) > 0
-    sizes = [c["size"] for c in body["clusters"]]
-    assert sizes == sorted(sizes, reverse=True)
+    assert body["settled"] == body["rejected"] == [] and body["possible"]
+    assert all(c["possible"] and c["confidence"] < 0.6 for c in body["possible"])
+    spread = [len(c["sources"]) for c in body["clusters"] if not c["flagged"]]
+    assert spread == sorted(spread, reverse=True)  # records in the most sources first
     first = body["clusters"][0]
     assert set(first) >= {"id", "members", "sources", "confidence", "evidence"}
     assert all(set(link["keys"]) & {"email", "phone"} for link in first["evidence"])
@@ -322,7 +324,53 @@ def test_duplicates_and_merge(cli, demo_env):
     fub_record = next(c for c in fub_json["contacts"] if c["id"] == fub)
     assert record["first_name"] == fub_record["first_name"]
 
+    after = cli("duplicates", "--json")[1]
+    assert after["total"] == body["total"] - 1  # the merged person left the list
+    assert [c["id"] for c in after["settled"]] == [first["id"]]
+    assert record["id"] in after["settled"][0]["members"]
+
     again = cli("merge", first["id"], "--json")[1]
     assert again["created"] is False and again["record"]["id"] == record["id"]
     code, body, _ = cli("merge", "p-nope", "--json")
     assert code == 2 and body["error"] == "Unknown cluster"
+    code, body, _ = cli("merge", "--json")
+    assert code == 2 and body["error"] == "Say what to merge"
+
+
+def test_reject_and_merge_all_for_scripts(cli, demo_env):
+    assert cli("sync", "--json", env=demo_env)[0] == 0
+    before = cli("duplicates", "--json")[1]
+    rejected = before["clusters"][1]
+    code, body, _ = cli("reject", rejected["id"], "--json")
+    assert code == 0 and body["state"] == "rejected"
+    listed = cli("duplicates", "--json")[1]
+    assert [c["id"] for c in listed["rejected"]] == [rejected["id"]]
+    assert rejected["id"] not in {c["id"] for c in listed["clusters"]}
+    assert listed["total"] == before["total"] - 1
+
+    sure = [c for c in listed["clusters"] if c["confidence"] >= 0.95 and not c["flagged"]]
+    code, plan, _ = cli("merge", "--all", "--min-confidence", "0.95", "--dry-run", "--json")
+    assert code == 0 and plan["dry_run"] is True and plan["merged"] == []
+    assert plan["people"] == len(sure) > 0
+    assert plan["records"] == sum(c["size"] for c in sure)
+    assert cli("duplicates", "--json")[1]["total"] == listed["total"]  # nothing merged
+
+    code, done, _ = cli("merge", "--all", "--min-confidence", "0.95", "--json")
+    assert code == 0 and done["people"] == plan["people"] and done["records"] == plan["records"]
+    assert {m["cluster"] for m in done["merged"]} == {c["id"] for c in sure}
+    left = cli("duplicates", "--json")[1]
+    assert left["total"] == listed["total"] - len(sure)
+    assert len(left["settled"]) == len(sure)
+
+    undone = done["merged"][0]
+    code, body, _ = cli("merge", "--undo", str(undone["merge_id"]), "--json")
+    assert code == 0 and body["action"] == "removed"
+    back = cli("duplicates", "--json")[1]
+    assert undone["cluster"] in {c["id"] for c in back["clusters"]}
+    assert len(back["settled"]) == len(sure) - 1
+    code, body, _ = cli("merge", "--undo", str(undone["merge_id"]), "--json")
+    assert code == 2 and body["error"] == "Already undone"
+
+    code, body, _ = cli("reject", rejected["id"], "--undo", "--json")
+    assert code == 0 and body["changed"] is True
+    assert rejected["id"] in {c["id"] for c in cli("duplicates", "--json")[1]["clusters"]}

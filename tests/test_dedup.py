@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,12 +11,14 @@ from hypothesis import strategies as st
 from crm_tui.config import Settings
 from crm_tui.dedup import DuplicateFinder
 from crm_tui.dedup.clusters import LINKS_FIELD, SourceKeys, cluster_id
-from crm_tui.dedup.keys import NameAgreement, PhoneKeys, compare_names, email_key, name_key
+from crm_tui.dedup.keys import NameAgreement, PhoneKeys, compare_names, name_key
+from crm_tui.dedup.mailbox import mailbox_key
 from crm_tui.dedup.merge import cluster_records, merge_cluster, plan_merge, undo_merge, valid_fields
-from crm_tui.dedup.quality import score
+from crm_tui.dedup.quality import score, score_by_kind
 from crm_tui.demo import data
 from crm_tui.local_crm import LocalCrm
 from crm_tui.models import Contact
+from crm_tui.search.text import fold
 from crm_tui.sources.base import SourceContext
 from crm_tui.store import CacheStore, Database
 from crm_tui.sync.engine import SyncEngine
@@ -49,6 +53,11 @@ def clusters_of(*records: Contact) -> list[tuple[str, ...]]:
         ("+1 512 555 0147", "+15125550147"),
         ("1-512-555-0147", "+15125550147"),
         ("+44 20 7946 0958", "+442079460958"),
+        ("(512) 555-0147 ext. 89", "+15125550147"),
+        ("512-555-0147 x12", "+15125550147"),
+        ("512.555.0147#3", "+15125550147"),
+        ("512 555 0147, Extension 7", "+15125550147"),
+        ("+44 20 7946 0958 ext 4", "+442079460958"),
         ("000-000-0000", None),
         ("x204", None),
         ("", None),
@@ -68,12 +77,64 @@ def test_unparseable_long_numbers_fall_back_to_the_last_ten_digits() -> None:
     assert PhoneKeys("US")("+999 1234 5678 9012") == "#3456789012"
 
 
-@pytest.mark.parametrize(
-    ("raw", "key"),
-    [(" Ann@Example.COM ", "ann@example.com"), ("not an address", None), ("@", None), (None, None)],
-)
-def test_email_keys(raw: str | None, key: str | None) -> None:
-    assert email_key(raw) == key
+#: validator.js's own test table for normalizeEmail (test/sanitizers.test.js, commit
+#: cdb7daf), where the provider rules come from, and the cases our one addition (a `+tag`
+#: dropped at every domain), IDNA and the transliterating fold decide.
+VALIDATOR_JS_CASES = {
+    "test@me.com": "test@me.com",
+    "some.name@gmail.com": "somename@gmail.com",
+    "some.name@googleMail.com": "somename@gmail.com",
+    "some.name+extension@gmail.com": "somename@gmail.com",
+    "some.Name+extension@GoogleMail.com": "somename@gmail.com",
+    "some.name.middleName+extension@gmail.com": "somenamemiddlename@gmail.com",
+    "some.name.middleName+extension@GoogleMail.com": "somenamemiddlename@gmail.com",
+    "some.name.midd.leNa.me.+extension@gmail.com": "somenamemiddlename@gmail.com",
+    "some.name.midd..leNa...me...+extension@GoogleMail.com": (
+        "somenamemidd..lena...me...@gmail.com"
+    ),
+    "matthew..example@gmail.com": "matthew..example@gmail.com",
+    '"foo@bar"@baz.com': '"foo@bar"@baz.com',
+    "test@ya.ru": "test@yandex.ru",
+    "test@yandex.kz": "test@yandex.ru",
+    "test@yandex.ru": "test@yandex.ru",
+    "test@yandex.ua": "test@yandex.ru",
+    "test@yandex.com": "test@yandex.ru",
+    "test@yandex.by": "test@yandex.ru",
+    "@gmail.com": None,
+    "@icloud.com": None,
+    "@outlook.com": None,
+    "@yahoo.com": None,
+    "ana+icloud@me.com": "ana@me.com",
+    "Ana+Tag@Hotmail.co.uk": "ana@hotmail.co.uk",
+    "ana-zillow@yahoo.com": "ana@yahoo.com",
+    "ana-b-zillow@ymail.com": "ana-b@ymail.com",
+    "ana+x@yahoo.com": "ana+x@yahoo.com",
+}
+OUR_CASES = {
+    " Ann@Example.COM ": "ann@example.com",
+    "ana+zillow@hilltop-realty.com": "ana@hilltop-realty.com",
+    "some.name@unknown.com": "some.name@unknown.com",
+    "hans@Müller.de": "hans@xn--mller-kva.de",
+    "hans@xn--mller-kva.de": "hans@xn--mller-kva.de",
+    "Søren.Yıldırım@gmail.com": "sorenyildirim@gmail.com",
+    "not an address": None,
+    "@": None,
+    "+tag@example.com": None,
+    None: None,
+}
+
+
+@pytest.mark.parametrize(("raw", "key"), [*VALIDATOR_JS_CASES.items(), *OUR_CASES.items()])
+def test_email_keys_are_the_mailbox_the_address_delivers_to(
+    raw: str | None, key: str | None
+) -> None:
+    assert mailbox_key(raw) == key
+
+
+def test_one_fold_for_search_and_duplicates() -> None:
+    assert name_key("Yıldırım", "Søren") == name_key("YILDIRIM", "SOREN")
+    assert name_key("Łukasz", "Ærø") == name_key("Lukasz", "aero")
+    assert fold("Łukasz Yıldırım") == "lukasz yildirim"
 
 
 @pytest.mark.parametrize(
@@ -158,6 +219,53 @@ def clusters_with_confidence(**keys: str) -> float:
     return cluster.confidence
 
 
+def test_name_and_street_without_any_key_are_possible_never_linked() -> None:
+    people = DuplicateFinder().find(
+        [
+            contact(
+                "followupboss", "1", "Søren", "Øberg", email="s@work.com", street="12 Oak Street"
+            ),
+            contact("hubspot", "2", "SOREN", "OBERG", phone="5125550147", street="12 oak st."),
+            contact("hubspot", "3", "Soren", "Oberg", phone="5125550199", street="99 Elm Ave"),
+        ]
+    )
+    assert people.clusters == []
+    (offer,) = people.possible
+    assert offer.members == ("followupboss:1", "hubspot:2")
+    assert offer.possible and offer.confidence == 0.5 and offer.links[0].keys == ("name", "street")
+    assert people.by_id[offer.id] is offer and people.select() == []
+
+
+def test_name_and_city_are_possible_only_for_a_rare_name() -> None:
+    def people_named(first: str, count: int) -> list[Contact]:
+        return [
+            contact(source, f"{first}{n}", first, "Lee", city=" Austin", email=f"{first}{n}@x.com")
+            for n, source in zip(range(count), itertools.cycle(("brivity", "lofty")), strict=False)
+        ]
+
+    rare = DuplicateFinder().find([*people_named("Ana", 2)])
+    assert [c.members for c in rare.possible] == [("brivity:Ana0", "lofty:Ana1")]
+    assert rare.possible[0].links[0].keys == ("name", "city")
+    common = DuplicateFinder().find(people_named("Bo", 5))  # more than one person's worth
+    assert common.possible == []
+
+
+def test_clusters_in_more_sources_and_more_recent_come_first() -> None:
+    people = DuplicateFinder().find(
+        [
+            contact("brivity", "1", "Ann", "Old", email="old@x.com", remote_updated="2024-01-01"),
+            contact("lofty", "1", "Ann", "Old", email="old@x.com", remote_updated="2024-01-02"),
+            contact("brivity", "2", "Bo", "New", email="new@x.com", remote_updated="2026-01-01"),
+            contact("lofty", "2", "Bo", "New", email="new@x.com"),
+            contact("brivity", "3", "Cy", "Wide", email="w@x.com", remote_updated="2020-01-01"),
+            contact("lofty", "3", "Cy", "Wide", email="w@x.com"),
+            contact("hubspot", "3", "Cy", "Wide", email="w@x.com"),
+        ]
+    )
+    assert [c.members[0] for c in people.clusters] == ["brivity:3", "brivity:2", "brivity:1"]
+    assert people.clusters[1].latest == "2026-01-01"
+
+
 def test_crowded_keys_are_shared_points_not_links() -> None:
     records = [
         contact("brivity", str(i), f"Agent{i}", "Office", email="info@office.com")
@@ -200,7 +308,7 @@ def test_any_strings_give_consistent_clusters(rows: list[tuple]) -> None:
         for link in cluster.links:
             a, b = (next(r for r in records if r.id == x) for x in (link.a, link.b))
             # every link rests on a shared key, never on the name alone
-            assert (email_key(a.email) or 1) == email_key(b.email) or (
+            assert (mailbox_key(a.email) or 1) == mailbox_key(b.email) or (
                 PhoneKeys()(a.phone) or 1
             ) == PhoneKeys()(b.phone)
         assert cluster.to_json()["members"] == list(cluster.members)
@@ -222,10 +330,44 @@ async def demo_store(demo_settings: Settings) -> CacheStore:
 async def test_precision_and_recall_against_the_demo_truth(demo_store: CacheStore) -> None:
     people = DuplicateFinder().refresh(demo_store)
     present = [c.id for c in demo_store.contacts()]
-    quality = score(people, data.contact_truth(DEMO_CONTACTS), present)
+    truth = data.contact_truth(DEMO_CONTACTS)
+    quality = score(people, truth, present)
     assert quality.true_pairs > DEMO_CONTACTS  # the demo really holds duplicates
-    assert quality.precision >= 0.98, quality
-    assert quality.recall >= 0.95, quality
+    assert quality.precision >= 0.99, quality
+    assert quality.recall >= 0.97, quality
+    kinds = score_by_kind(people, truth, data.contact_kinds(11, DEMO_CONTACTS), present)
+    assert set(kinds) == set(data.SPELLING_KINDS)
+    for kind, figures in kinds.items():
+        assert figures.true_pairs >= 10, (kind, figures)  # the demo really spells it so
+        assert figures.precision >= 0.99, (kind, figures)
+        # A few dozen pairs per kind at this size: one person with a work address and a
+        # new number is a tenth of a kind's pairs (benchmarks/dedup_bench.py --quality 2000
+        # gives the figures the README quotes, each kind >= 0.98).
+        assert figures.recall >= 0.9, (kind, figures)
+
+
+async def test_the_pairs_keys_miss_are_offered_as_possible(demo_store: CacheStore) -> None:
+    """One person with a work e-mail and a new number in one CRM shares no key with their
+    other records; their name and street still agree, and that is proposed, never linked."""
+    people = DuplicateFinder().refresh(demo_store)
+    truth = data.contact_truth(DEMO_CONTACTS)
+    contacts = {c.id: c for c in demo_store.contacts() if c.id in truth}
+    missed = [
+        (a, b)
+        for a, b in itertools.combinations(sorted(contacts), 2)
+        if truth[a] == truth[b]
+        and (people.by_record.get(a) is None or b not in people.by_record[a].members)
+        and name_key(contacts[a].first_name, contacts[a].last_name)
+        == name_key(contacts[b].first_name, contacts[b].last_name)
+        and contacts[a].street == contacts[b].street
+    ]
+    assert missed  # the demo holds such people
+    for a, b in missed:
+        offered = [c for c in people.possible if a in c.members and b in c.members]
+        assert offered, (a, b)
+        assert offered[0].confidence < min(c.confidence for c in people.clusters)
+        assert offered[0].id not in {c.id for c in people.clusters}
+    assert not any(c.possible for c in people.clusters)
 
 
 async def test_each_planted_hard_case(demo_store: CacheStore) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from crm_tui.models import Contact
 from crm_tui.store import CacheStore, Database
+from crm_tui.store.db import SCHEMA_VERSION
 from crm_tui.store.errors import LeaseLost, StreamBusy
 from crm_tui.store.leases import Holder, Lease
 from crm_tui.store.owners import LEASE_TTL_SECONDS, Owner, is_alive, start_time
@@ -258,7 +259,7 @@ def test_migrating_from_schema_3_keeps_every_row(tmp_path: Path):
     conn.execute("INSERT INTO stream_generations VALUES ('alice', 'contacts', 'brivity', 5)")
     conn.close()
     db = Database(path)
-    assert db.schema_version == 4
+    assert db.schema_version == SCHEMA_VERSION
     assert ids(db) == ["brivity:1"]
     db.replace_stream("alice", "brivity", "contacts", [contact(2)])
     assert ids(db) == ["brivity:2"]

@@ -11,13 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from crm_tui.dedup.keys import NameAgreement, PhoneKeys, compare_names, email_key, name_key
+from crm_tui.dedup.keys import NameAgreement, PhoneKeys, compare_names, name_key
+from crm_tui.dedup.mailbox import mailbox_key
+from crm_tui.dedup.possible import POSSIBLE, Place, Places, possible_links
 from crm_tui.heap import CHUNK, Sharded, dismantle, gc_paused
 from crm_tui.models import Contact
 
@@ -95,6 +97,9 @@ class Cluster(NamedTuple):
     confidence: float
     links: tuple[Link, ...]
     shared: tuple[SharedPoint, ...] = ()
+    latest: str = ""  # the most recent change to any member, as the CRMs report it
+    settled: bool = False  # merged: one local contact links every other member
+    possible: bool = False  # linked by name and place only: a person decides
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -112,6 +117,9 @@ class Cluster(NamedTuple):
             "sources": list(self.sources),
             "confidence": self.confidence,
             "flagged": self.flagged,
+            "settled": self.settled,
+            "possible": self.possible,
+            "latest": self.latest or None,
             "members": list(self.members),
             "evidence": [link.to_json() for link in self.links],
             "shared_contact_points": [s.to_json() for s in self.shared],
@@ -127,19 +135,26 @@ def cluster_id(members: Iterable[str]) -> str:
 
 @dataclass
 class People:
+    """Clusters linked by e-mail or phone (settled ones included), most sources and most
+    recent activity first, and the `possible` ones linked by name and place alone."""
+
     clusters: list[Cluster]
     by_record: dict[str, Cluster]
     shared_by_record: dict[str, list[SharedPoint]]
+    possible: list[Cluster] = field(default_factory=list)
     by_id: dict[str, Cluster] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.by_id = {c.id: c for c in self.clusters}
+        self.by_id = {c.id: c for c in (*self.clusters, *self.possible)}
 
     def select(self, min_confidence: float = 0.0, source: str | None = None) -> list[Cluster]:
+        """Key-linked clusters not yet merged, at least this sure, holding `source`."""
         return [
             c
             for c in self.clusters
-            if c.confidence >= min_confidence and (source is None or source in c.sources)
+            if not c.settled
+            and c.confidence >= min_confidence
+            and (source is None or source in c.sources)
         ]
 
     def also_in(self, record_id: str) -> list[str]:
@@ -165,6 +180,8 @@ class SourceKeys:
     phones: list[str | None]
     names: list[tuple[str, str]]
     merged: list[tuple[str, tuple[str, ...]]]
+    updated: list[str]
+    places: list[Place]
 
     @classmethod
     def build(cls, version: object, contacts: Collection[Contact], phones: PhoneKeys) -> SourceKeys:
@@ -173,6 +190,7 @@ class SourceKeys:
             pair = (c.first_name, c.last_name)
             if pair not in folded:
                 folded[pair] = name_key(*pair)
+        places = Places()
         merged = [
             (c.id, tuple(str(x) for x in json.loads(c.raw).get(LINKS_FIELD) or ()))
             for c in contacts
@@ -181,10 +199,12 @@ class SourceKeys:
         keys = cls(
             version,
             [c.id for c in contacts],
-            [email_key(c.email) for c in contacts],
+            [mailbox_key(c.email) for c in contacts],
             [phones(c.phone) for c in contacts],
             [folded[(c.first_name, c.last_name)] for c in contacts],
             merged,
+            [c.remote_updated or c.remote_created or "" for c in contacts],
+            [places(c.street, c.city) for c in contacts],
         )
         folded.release()
         return keys
@@ -218,14 +238,19 @@ class DuplicateFinder:
         stale = [keys for name, keys in self._keys.items() if present.get(name) is not keys]
         self._keys = present
         for keys in stale:  # a third of a million strings, let go of a slice at a time
-            dismantle(keys.ids, keys.emails, keys.phones, keys.names)
+            dismantle(keys.ids, keys.emails, keys.phones, keys.names, keys.updated, keys.places)
         with gc_paused():
             return find_clusters([present[s] for s in sorted(present)])
 
     def find(self, contacts: Sequence[Contact]) -> People:
         """Clusters of a plain list of contacts (tests, the CLI without a store)."""
+        by_source: dict[str, list[Contact]] = {}
+        for contact in contacts:
+            by_source.setdefault(contact.source, []).append(contact)
         with gc_paused():
-            return find_clusters([SourceKeys.build(None, contacts, self.phones)])
+            return find_clusters(
+                [SourceKeys.build(None, by_source[s], self.phones) for s in sorted(by_source)]
+            )
 
 
 # -- clustering ------------------------------------------------------------------------------
@@ -288,13 +313,25 @@ def find_clusters(parts: Sequence[SourceKeys]) -> People:
     # Merged local contacts link to source ids: look up only those, not every record.
     wanted = {r for p in parts for local_id, linked in p.merged for r in (local_id, *linked)}
     position = {record: i for i, record in enumerate(ids) if record in wanted} if wanted else {}
+    merges: dict[int, set[int]] = {}
     for part in parts:
         for local_id, linked in part.merged:
             for target in linked:
                 if target in position:
                     a, b = sorted((position[local_id], position[target]))
                     pairs[(a, b)] = (MERGED, compare_names(names[a], names[b]))
-    return _assemble(ids, pairs, crowded)
+                    merges.setdefault(position[local_id], set()).add(position[target])
+    updated = [u for p in parts for u in p.updated]
+    union = _Union(len(ids))
+    for a, b in pairs:
+        union.join(a, b)
+    places = [x for p in parts for x in p.places]
+    proposals = possible_links(names, places, union.root, rare=max(2, len(parts)))
+    people = _assemble(ids, union, pairs, crowded, updated, merges)
+    people.possible = _possible_clusters(ids, union, people, proposals, updated)
+    people.by_id.update((c.id, c) for c in people.possible)
+    dismantle(union.parent)
+    return people
 
 
 def _link_block(
@@ -331,12 +368,12 @@ def _link_block(
 
 def _assemble(
     ids: list[str],
+    union: _Union,
     pairs: dict[tuple[int, int], tuple[int, NameAgreement]],
     crowded: list[tuple[str, str, list[int]]],
+    updated: list[str],
+    merges: dict[int, set[int]],
 ) -> People:
-    union = _Union(len(ids))
-    for a, b in pairs:
-        union.join(a, b)
     members: dict[int, list[int]] = {}
     links: dict[int, list[Link]] = {}
     for (a, b), (keys, agreement) in pairs.items():
@@ -374,16 +411,91 @@ def _assemble(
             min(link.confidence for link in own),
             tuple(own),
             tuple(shared_by_root.get(root, ())),
+            max(updated[i] for i in indexes),
+            _settled(indexes, merges),
         )
         clusters.append(cluster)
         for record in member_ids:
             by_record[record] = cluster
-    # Largest first, then surest; ties by the first member's place. numpy sorts without holding the
-    # interpreter lock, where list.sort over 300,000 tuples would freeze the app's loop.
-    sizes = np.fromiter((len(c.members) for c in clusters), dtype=np.int32, count=len(clusters))
-    sure = np.fromiter((c.confidence for c in clusters), dtype=np.float64, count=len(clusters))
-    first = np.fromiter(members, dtype=np.int64, count=len(members))  # a root: its lowest
-    order = np.lexsort((first, -sure, -sizes)).tolist()
-    ordered = [clusters[i] for i in order]
-    dismantle(pairs, members, links, union.parent, clusters)
+    ordered = [clusters[i] for i in most_valuable_first(clusters, list(members))]
+    dismantle(pairs, members, links, clusters)
     return People(ordered, by_record, shared_by_record)
+
+
+def _settled(indexes: list[int], merges: dict[int, set[int]]) -> bool:
+    """One local contact of the cluster was merged from every other member."""
+    return any(
+        i in merges and len(merges[i]) >= len(indexes) - 1 and merges[i] >= set(indexes) - {i}
+        for i in indexes
+    )
+
+
+def most_valuable_first(clusters: Sequence[Cluster], first: Iterable[int]) -> list[int]:
+    """The order to work through: records in the most sources, then the most recent
+    activity, then the largest and surest; ties by the first member's place. numpy sorts
+    without holding the interpreter lock, where list.sort over 300,000 tuples would freeze
+    the app's loop."""
+    count = len(clusters)
+    spread = np.fromiter((len(c.sources) for c in clusters), dtype=np.int32, count=count)
+    _, recency = np.unique(np.array([c.latest for c in clusters], dtype=str), return_inverse=True)
+    sizes = np.fromiter((len(c.members) for c in clusters), dtype=np.int32, count=count)
+    sure = np.fromiter((c.confidence for c in clusters), dtype=np.float64, count=count)
+    place = np.fromiter(first, dtype=np.int64, count=count)
+    return np.lexsort((place, -sure, -sizes, -recency.reshape(-1), -spread)).tolist()
+
+
+def _best_per_unit_pair(
+    proposals: list[tuple[int, int, str]], root: Callable[[int], int]
+) -> dict[tuple[int, int], tuple[int, int, str]]:
+    """One proposal per pair of clusters (by root): the strongest evidence."""
+    best: dict[tuple[int, int], tuple[int, int, str]] = {}
+    for a, b, kind in proposals:
+        ra, rb = root(a), root(b)
+        units = (ra, rb) if ra < rb else (rb, ra)
+        known = best.get(units)
+        if known is None or POSSIBLE[kind] > POSSIBLE[known[2]]:
+            best[units] = (a, b, kind)
+    return best
+
+
+def _possible_clusters(
+    ids: list[str],
+    union: _Union,
+    people: People,
+    proposals: list[tuple[int, int, str]],
+    updated: list[str],
+) -> list[Cluster]:
+    """Key clusters and lone records that name and place alone say are one person."""
+    best = _best_per_unit_pair(proposals, union.root)
+    joined: dict[int, int] = {}  # a small union-find over the roots involved
+
+    def top(unit: int) -> int:
+        while joined.get(unit, unit) != unit:
+            unit = joined[unit]
+        return unit
+
+    for ra, rb in best:
+        a, b = top(ra), top(rb)
+        if a != b:
+            joined[max(a, b)] = min(a, b)
+    groups: dict[int, list[tuple[int, int, str]]] = {}
+    for (ra, _), proposal in best.items():
+        groups.setdefault(top(ra), []).append(proposal)
+    found: list[Cluster] = []
+    for group in groups.values():
+        records: set[str] = set()
+        latest = ""
+        for i in {i for a, b, _ in group for i in (a, b)}:
+            cluster = people.by_record.get(ids[i])
+            records.update(cluster.members if cluster is not None else (ids[i],))
+            latest = max(latest, cluster.latest if cluster is not None else updated[i])
+        members = tuple(sorted(records))
+        links = tuple(
+            Link(ids[a], ids[b], ("name", kind), NameAgreement.SAME, POSSIBLE[kind])
+            for a, b, kind in group
+        )
+        sure = min(link.confidence for link in links)
+        found.append(
+            Cluster("q" + cluster_id(members)[1:], members, sure, links, (), latest, False, True)
+        )
+    return [found[i] for i in most_valuable_first(found, range(len(found)))]

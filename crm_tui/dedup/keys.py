@@ -1,4 +1,5 @@
-"""What two contact records are compared on: e-mail, phone in E.164, and the folded name.
+"""What two contact records are compared on: the mailbox an e-mail delivers to (see
+`mailbox`), phone in E.164, and the folded name.
 
 E-mail and phone are keys: equal keys make two records candidates. The name is evidence
 only: it confirms or vetoes a candidate link, never makes one.
@@ -6,6 +7,7 @@ only: it confirms or vetoes a candidate link, never makes one.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 import phonenumbers
@@ -15,6 +17,8 @@ from crm_tui.search.text import digits, fold
 
 #: Regions that share the +1 country code: ten digits there are a whole number.
 NANP_REGIONS = frozenset({"US", "CA", "PR", "GU", "VI", "AS", "MP"})
+#: An extension after the number: "ext. 12", "extension 12", "x12", "#12".
+_EXTENSION = re.compile(r"\s*[,;]?\s*(?:ext(?:ension)?\.?|x|#)\s*\d{1,7}\s*$", re.IGNORECASE)
 #: Common English short forms, folded. Optional evidence: "Bill" and "William" agree.
 NICKNAMES: dict[str, str] = {
     "bill": "william",
@@ -81,13 +85,6 @@ class NameAgreement(StrEnum):
     DIFFERENT = "different"
 
 
-def email_key(value: str | None) -> str | None:
-    if not value:
-        return None
-    key = value.strip().lower()
-    return key if "@" in key.strip("@") else None
-
-
 class PhoneKeys:
     """Phone text -> E.164 (or `#` and the last ten digits when it will not parse).
 
@@ -102,6 +99,8 @@ class PhoneKeys:
     def __call__(self, value: str | None) -> str | None:
         if not value:
             return None
+        if "x" in value or "X" in value or "#" in value:
+            value = _EXTENSION.sub("", value)  # an extension reaches the same line
         number = digits(value)
         if len(number) == 10 and self._nanp and value[0] != "+":
             return None if number[0] in "01" else "+1" + number

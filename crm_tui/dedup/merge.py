@@ -8,13 +8,15 @@ field.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from crm_tui.dedup.clusters import Cluster
 from crm_tui.local_crm import LocalCrm, ValidationFailed, validate
 from crm_tui.models import CONTACT_EDITABLE, Contact
+from crm_tui.store.decisions import MergeEntry
 
 MERGED_FIELDS = tuple(f for f in CONTACT_EDITABLE if f != "rating")
 
@@ -103,12 +105,14 @@ class MergeResult:
     created: bool
     previous: dict[str, Any] | None  # the local row before an update, for undo
     fields: dict[str, Any]
+    entry_id: int = 0  # its row in the merge journal (store/decisions.py)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "cluster": self.cluster_id,
             "record": self.record.to_json(),
             "created": self.created,
+            "merge_id": self.entry_id,
         }
 
 
@@ -124,16 +128,36 @@ async def merge_cluster(
     fields = valid_fields(plan, local.region)
     links = [m for m in cluster.members if not m.startswith("local:")]
     existing = next((m for m in cluster.members if m.startswith("local:")), None)
+    previous: dict[str, Any] | None = None
     if existing is None:
         record = await local.add("contacts", fields, links=links)
-        return MergeResult(cluster.id, record, True, None, fields)  # type: ignore[arg-type]
-    _, previous = local.find(existing)
-    record = await local.edit(existing, fields, links=links)
-    return MergeResult(cluster.id, record, False, previous, fields)  # type: ignore[arg-type]
+    else:
+        _, previous = local.find(existing)
+        record = await local.edit(existing, fields, links=links)
+    store = local.store
+    journal = store.db.add_merge if store.db is not None else None
+    entry_id = await store.in_writer(
+        journal, store.user_id, cluster.id, record.id, previous, cluster.members
+    )
+    contact = cast(Contact, record)
+    return MergeResult(cluster.id, contact, previous is None, previous, fields, entry_id or 0)
 
 
-async def undo_merge(local: LocalCrm, result: MergeResult) -> None:
+class AlreadyUndone(LookupError):
+    """The merge was undone already, here or in another process."""
+
+
+async def undo_merge(local: LocalCrm, result: MergeResult | MergeEntry) -> None:
+    """Take the local contact back to before the merge: removed if the merge made it, else
+    restored as it was. Marked undone first, so two processes never both undo one merge."""
+    store = local.store
+    entry_id = result.entry_id if isinstance(result, MergeResult) else result.id
+    mark = store.db.mark_merge_undone if store.db is not None and entry_id else None
+    if mark is not None and not await store.in_writer(mark, store.user_id, entry_id):
+        raise AlreadyUndone(f"merge {entry_id} was undone already")
+    record_id = result.record.id if isinstance(result, MergeResult) else result.local_id
     if result.created:
-        await local.remove(result.record.id)
+        with contextlib.suppress(KeyError):  # a person deleted it since: nothing to undo
+            await local.remove(record_id)
     elif result.previous is not None:
         await local.put_back("contacts", result.previous)

@@ -28,13 +28,36 @@ def _pairs(groups: Iterable[Iterable[str]]) -> set[tuple[str, str]]:
     return {pair for group in groups for pair in combinations(sorted(group), 2)}
 
 
-def score(people: People, truth: Mapping[str, object], present: Iterable[str]) -> Quality:
-    """`truth`: record id -> the person it is; only records in `present` are counted."""
+def _expected_and_found(
+    people: People, truth: Mapping[str, object], present: Iterable[str]
+) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
     persons: dict[object, list[str]] = {}
     for record in present:
         if record in truth:
             persons.setdefault(truth[record], []).append(record)
-    expected = _pairs(persons.values())
     found = _pairs(c.members for c in people.clusters)
-    found = {(a, b) for a, b in found if a in truth and b in truth}
+    return _pairs(persons.values()), {(a, b) for a, b in found if a in truth and b in truth}
+
+
+def score(people: People, truth: Mapping[str, object], present: Iterable[str]) -> Quality:
+    """`truth`: record id -> the person it is; only records in `present` are counted."""
+    expected, found = _expected_and_found(people, truth, present)
     return Quality(len(expected), len(found), len(expected & found))
+
+
+def score_by_kind(
+    people: People,
+    truth: Mapping[str, object],
+    kinds: Mapping[str, Iterable[str]],
+    present: Iterable[str],
+) -> dict[str, Quality]:
+    """The same figures over the pairs that hold a record spelled each way (`kinds`:
+    record id -> the ways its spelling differs)."""
+    expected, found = _expected_and_found(people, truth, present)
+    out: dict[str, Quality] = {}
+    for kind in sorted({k for ks in kinds.values() for k in ks}):
+        marked = {record for record, ks in kinds.items() if kind in ks}
+        want = {pair for pair in expected if pair[0] in marked or pair[1] in marked}
+        got = {pair for pair in found if pair[0] in marked or pair[1] in marked}
+        out[kind] = Quality(len(want), len(got), len(want & got))
+    return out

@@ -284,6 +284,21 @@ NICKNAMES = {
     "Matthew": "Matt",
     "Katherine": "Kate",
 }
+#: Names with letters beyond ASCII, and the ASCII some CRMs hold them in.
+NATIVE_FIRST = {
+    "Søren": "Soren", "Łukasz": "Lukasz", "Ayşe": "Ayse", "Bjørn": "Bjorn", "Đorđe": "Dorde",
+    "Þóra": "Thora", "Małgorzata": "Malgorzata", "Zoë": "Zoe", "Çağla": "Cagla",
+}  # fmt: skip
+NATIVE_LAST = {
+    "Østergaard": "Ostergaard", "Wołoszyn": "Woloszyn", "Yıldırım": "Yildirim",
+    "Dæhlie": "Daehlie", "Kovačević": "Kovacevic", "Guðmundsdóttir": "Gudmundsdottir",
+    "Świątek": "Swiatek", "Brontë": "Bronte", "Øberg": "Oberg",
+}  # fmt: skip
+PLUS_TAGS = ("zillow", "realtor", "redfin", "homes")
+EXTENSIONS = (" ext. 12", " x204", " #7", ", extension 31")
+#: How a CRM's spelling of a person may differ, as the duplicate finder's quality is
+#: reported: each record says which of these its spelling has.
+SPELLING_KINDS = ("plus_tag", "gmail_dots", "transliteration", "nickname", "phone_extension")
 
 BRIVITY_STATUSES = ("new", "unqualified", "hot", "warm", "cold", "nurture", "past client")
 BRIVITY_STAGES = ("Lead", "Prospect", "Client", "Closed")
@@ -360,6 +375,11 @@ def person(seed: int, index: int) -> Person:
     first, last = r.choice(FIRST), r.choice(LAST)
     city, state, zip3 = r.choice(CITIES)
     email = f"{first}.{last}{index % 997}@{r.choice(('gmail.com', 'yahoo.com', 'outlook.com', 'icloud.com'))}".lower()  # noqa: E501
+    native = rng(seed, "native", index)
+    if native.random() < 0.04:  # a draw of its own: everyone else stays as they were
+        first, last = native.choice(list(NATIVE_FIRST)), native.choice(list(NATIVE_LAST))
+        plain = f"{NATIVE_FIRST[first]}.{NATIVE_LAST[last]}"
+        email = f"{plain}{index % 997}@{email.split('@')[1]}".lower()
     return Person(
         index=index,
         first=first,
@@ -393,20 +413,41 @@ class Spelled:
     email: str | None
     phone: str
     note: str | None
+    kinds: frozenset[str] = frozenset()  # which of SPELLING_KINDS this spelling has
 
 
 def spelled(seed: int, source: str, i: int, p: Person, count: int) -> Spelled:
     r = rng(seed, "spell", source, i)
     first, last, email = p.first, p.last, p.email
+    kinds: set[str] = set()
     if r.random() < 0.15 and first in NICKNAMES:
         first = NICKNAMES[first]
+        kinds.add("nickname")
     if r.random() < 0.1:
         first, last = first.upper(), last.upper()
     if r.random() < 0.05 and p.company:
         # a work address in this CRM only: colleagues with one first name may share it
         email = f"{p.first}@{''.join(c for c in p.company if c.isalnum())}.com".lower()
     note = None
+    variant = rng(seed, "variant", source, i)  # draws of its own: the others stay as they were
+    if first in NATIVE_FIRST and variant.random() < 0.5:
+        first, last = NATIVE_FIRST[first], NATIVE_LAST.get(last, last)
+        kinds.add("transliteration")
+    if email and variant.random() < 0.06:
+        local, domain = email.split("@")
+        mark = "-" if domain == "yahoo.com" else "+"  # Yahoo's disposable addresses use "-"
+        email = f"{local}{mark}{variant.choice(PLUS_TAGS)}@{domain}"
+        kinds.add("plus_tag")
+    if email and email.endswith("@gmail.com") and variant.random() < 0.15:
+        local, domain = email.split("@")
+        local = local.replace(".", "", 1) if "." in local else f"{local[:2]}.{local[2:]}"
+        email = f"{local}@{domain}"
+        kinds.add("gmail_dots")
+    extension = variant.choice(EXTENSIONS) if variant.random() < 0.05 else ""
+    if extension:
+        kinds.add("phone_extension")
     if i < len(HOSTILE_NAMES):
+        kinds -= {"nickname", "transliteration"}
         first, last = HOSTILE_NAMES[i]
     if i == NO_EMAIL_INDEX:
         email = None
@@ -416,11 +457,12 @@ def spelled(seed: int, source: str, i: int, p: Person, count: int) -> Spelled:
     digits = p.phone_digits
     if r.random() < 0.03:  # a new number this CRM alone has heard of
         digits = f"{r.randint(201, 989)}{r.randint(200, 999)}{r.randint(0, 9999):04d}"
-    phone = _phone(digits, style)
+    phone = _phone(digits, style) + extension
     planted = _planted(seed, source, p.index, count)
     if planted is not None:
         first, last, email, phone = planted
-    return Spelled(first, last, email, phone, note)
+        kinds.clear()
+    return Spelled(first, last, email, phone, note, frozenset(kinds))
 
 
 # -- planted hard cases for duplicate detection ----------------------------------------------
@@ -524,6 +566,18 @@ def contact_truth(count: int) -> dict[str, int]:
         for i in range(count)
         if i != MISSING_ID_INDEX
     }
+
+
+def contact_kinds(seed: int, count: int) -> dict[str, frozenset[str]]:
+    """Every served contact whose spelling differs in some way: record id -> the kinds."""
+    found = {}
+    for source, remote in _REMOTE_ID.items():
+        for i in range(count):
+            p = person(seed, population_index(source, i, count))
+            kinds = spelled(seed, source, i, p, count).kinds
+            if kinds and i != MISSING_ID_INDEX:
+                found[f"{source}:{remote(i)}"] = kinds
+    return found
 
 
 def hard_case_records(count: int) -> dict[str, list[list[str]]]:

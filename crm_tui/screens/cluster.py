@@ -13,7 +13,8 @@ from textual.widgets import DataTable, Footer, Static
 
 from crm_tui.config import DISPLAY_NAMES
 from crm_tui.dedup import Cluster
-from crm_tui.dedup.keys import PhoneKeys, email_key
+from crm_tui.dedup.keys import PhoneKeys
+from crm_tui.dedup.mailbox import mailbox_key
 from crm_tui.dedup.merge import (
     FieldChoice,
     MergeResult,
@@ -133,7 +134,7 @@ class ClusterScreen(ModalScreen[None]):
         if name == "phone":
             return self.phones(value)
         if name == "email":
-            return email_key(value)
+            return mailbox_key(value)
         return fold(value).strip() or None
 
     def _cells(self, name: str) -> list[Text]:

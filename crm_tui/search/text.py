@@ -7,13 +7,30 @@ import unicodedata
 from collections.abc import Sequence
 from typing import AnyStr
 
+#: Latin letters that are not a base letter plus accents, so decomposing leaves them as
+#: they are: written as the ASCII a person types for them (`Łukasz` is `Lukasz`). Keyed
+#: by the casefolded form; the middle dot is what `ŀ` (Catalan) decomposes to beside `l`.
+_LETTERS = str.maketrans(
+    {
+        "æ": "ae", "ð": "d", "ø": "o", "þ": "th", "đ": "d", "ħ": "h", "ı": "i", "ĸ": "k",
+        "ł": "l", "ŋ": "n", "œ": "oe", "ŧ": "t", "ƀ": "b", "ƈ": "c", "ɗ": "d", "ƒ": "f",
+        "ɠ": "g", "ɨ": "i", "ƙ": "k", "ƚ": "l", "ɲ": "n", "ƞ": "n", "ɵ": "o", "ƥ": "p",
+        "ƫ": "t", "ƭ": "t", "ʈ": "t", "ʋ": "v", "ƴ": "y", "ƶ": "z", "ȥ": "z", "ǝ": "e",
+        "ə": "e", "ǥ": "g", "ȡ": "d", "ȴ": "l", "ȵ": "n", "ȶ": "t", "ȷ": "j", "ɇ": "e",
+        "ɉ": "j", "ɍ": "r", "ɏ": "y", "·": "",
+    }
+)  # fmt: skip
+
 
 def fold(text: str) -> str:
-    """Lowercase without accents: `José` -> `jose`. ASCII (most data) takes the fast path."""
+    """Lowercase, without accents, transliterated: `José` -> `jose`, `Søren` -> `soren`,
+    `YILDIRIM` and `Yıldırım` -> `yildirim`. Search and the duplicate finder both match on
+    it. ASCII (most data) takes the fast path."""
     if text.isascii():
         return text.lower()
     decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    return bare.translate(_LETTERS)
 
 
 def fold_with_positions(text: str) -> tuple[str, list[int]]:

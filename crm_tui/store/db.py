@@ -38,6 +38,7 @@ from crm_tui.models import (
     utc_now,
 )
 from crm_tui.store.damage import check_at_open, damage_named
+from crm_tui.store.decisions import DecisionStore
 from crm_tui.store.errors import DatabaseReadOnly, StreamBusy
 from crm_tui.store.files import (
     SIDECARS,
@@ -66,7 +67,7 @@ _INTERNED = frozenset(
         "synced_at",
     }
 )
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _COLUMNS: dict[RecordKind, tuple[str, ...]] = {"contacts": CONTACT_FIELDS, "deals": DEAL_FIELDS}
 
 
@@ -170,6 +171,17 @@ MIGRATIONS: tuple[str, ...] = (
         records INTEGER NOT NULL);
     CREATE INDEX imports_stream ON imports (user_id, kind, source);
     """,
+    # 4 -> 5: what people decided about duplicates (see decisions.py)
+    """
+    CREATE TABLE dedup_rejections (
+        user_id TEXT NOT NULL, members TEXT NOT NULL, cluster_id TEXT NOT NULL,
+        rejected_at TEXT NOT NULL, PRIMARY KEY (user_id, members));
+    CREATE TABLE merges (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT NOT NULL, cluster_id TEXT NOT NULL,
+        local_id TEXT NOT NULL, created INTEGER NOT NULL, previous TEXT, members TEXT NOT NULL,
+        merged_at TEXT NOT NULL, undone_at TEXT);
+    CREATE INDEX merges_user ON merges (user_id, id);
+    """,
 )
 
 
@@ -202,7 +214,7 @@ def _to_row(record: Record, generation: int) -> list[Any]:
     return row
 
 
-class Database(LeaseStore):
+class Database(LeaseStore, DecisionStore):
     def __init__(self, path: Path) -> None:
         self.path = path
         self._init_leases()

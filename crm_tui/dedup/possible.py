@@ -1,0 +1,87 @@
+"""Possible matches: records that share no e-mail and no phone but agree on the full name
+and on a street address, or on a city when the name is rare in the cache.
+
+A work address in one CRM and a new number in another leave no key in common; a person
+would still link them at a glance. These are offered below any key match's confidence and
+never merged without a person.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+from crm_tui.search.text import fold
+
+#: Confidence of a possible match by what agrees besides the name.
+POSSIBLE = {"street": 0.5, "city": 0.4}
+#: A name+place held by more records than this is a common name at a big address.
+MAX_BLOCK = 50
+#: (street, city), folded and with the usual abbreviations spelled one way ("" if absent).
+Place = tuple[str, str]
+
+# USPS Publication 28's common suffixes and directions, and the unit words.
+_WORDS = {
+    "street": "st", "str": "st", "avenue": "ave", "av": "ave", "road": "rd", "drive": "dr",
+    "lane": "ln", "boulevard": "blvd", "court": "ct", "place": "pl", "terrace": "ter",
+    "circle": "cir", "parkway": "pkwy", "highway": "hwy", "square": "sq", "trail": "trl",
+    "north": "n", "south": "s", "east": "e", "west": "w", "northeast": "ne",
+    "northwest": "nw", "southeast": "se", "southwest": "sw", "apartment": "apt",
+    "suite": "ste", "unit": "apt", "#": "apt",
+}  # fmt: skip
+_NOT_WORD = re.compile(r"[^\w#]+")
+
+
+def street_key(value: str | None) -> str:
+    if not value:
+        return ""
+    words = _NOT_WORD.sub(" ", fold(value)).split()
+    return " ".join(_WORDS.get(w, w) for w in words)
+
+
+class Places:
+    """Contact (street, city) -> Place; cities repeat, so each is folded once."""
+
+    def __init__(self) -> None:
+        self._cities: dict[str, str] = {}
+
+    def __call__(self, street: str | None, city: str | None) -> Place:
+        folded = ""
+        if city:
+            folded = self._cities.get(city, "")
+            if not folded:
+                folded = self._cities.setdefault(city, " ".join(fold(city).split()))
+        return street_key(street), folded
+
+
+def possible_links(
+    names: Sequence[tuple[str, str]],
+    places: Sequence[Place],
+    root: Callable[[int], int],
+    rare: int,
+) -> list[tuple[int, int, str]]:
+    """(a, b, "street" or "city") for records in different clusters (`root`) that agree on
+    the full name and that place; by city only when at most `rare` records hold the name."""
+    counts = Counter(name for name in names if name[0] and name[1])
+    blocks: dict[tuple[tuple[str, str], str, str], list[int]] = {}
+    for i, name in enumerate(names):
+        held = counts.get(name, 0)
+        if held < 2:
+            continue
+        street, city = places[i]
+        if street:
+            blocks.setdefault((name, "street", street), []).append(i)
+        if city and held <= rare:
+            blocks.setdefault((name, "city", city), []).append(i)
+    found: list[tuple[int, int, str]] = []
+    for (_, kind, _), block in blocks.items():
+        if len(block) < 2 or len(block) > MAX_BLOCK:
+            continue
+        heads: dict[int, int] = {}
+        for i in block:
+            heads.setdefault(root(i), i)
+        if len(heads) > 1:
+            first, *others = heads.values()
+            found.extend((first, other, kind) for other in others)
+    return found

@@ -1,0 +1,149 @@
+"""What people decided about duplicates, kept per user: clusters that are not one person,
+and every merge with what it replaced, so each one can be undone later, from any process.
+
+Each decision is one row written in its own transaction: two processes deciding at once
+both land, and a decision never depends on a cache another process may be rewriting.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from crm_tui.models import utc_now
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A person said these records are not one person."""
+
+    members: frozenset[str]
+    cluster_id: str
+    rejected_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class MergeEntry:
+    """One merge into the local CRM, as it can be undone."""
+
+    id: int
+    cluster_id: str
+    local_id: str
+    created: bool  # the merge made the local contact; undoing it removes it
+    previous: dict[str, Any] | None  # else the local row it replaced
+    members: tuple[str, ...]
+    merged_at: str
+    undone_at: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "cluster": self.cluster_id,
+            "local_id": self.local_id,
+            "created": self.created,
+            "members": list(self.members),
+            "merged_at": self.merged_at,
+            "undone_at": self.undone_at,
+        }
+
+
+def _members_key(members: Iterable[str]) -> str:
+    return json.dumps(sorted(set(members)))
+
+
+class DecisionStore:
+    """Mixed into `Database`, whose connection, lock and transactions it uses."""
+
+    _conn: sqlite3.Connection
+    _lock: threading.RLock
+    transaction: Callable[[], AbstractContextManager[sqlite3.Connection]]
+
+    def reject(self, user_id: str, cluster_id: str, members: Iterable[str]) -> Rejection:
+        now = utc_now()
+        key = _members_key(members)
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO dedup_rejections (user_id, members, cluster_id,"
+                " rejected_at) VALUES (?, ?, ?, ?)",
+                (user_id, key, cluster_id, now),
+            )
+        return Rejection(frozenset(json.loads(key)), cluster_id, now)
+
+    def unreject(self, user_id: str, members: Iterable[str]) -> bool:
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "DELETE FROM dedup_rejections WHERE user_id = ? AND members = ?",
+                (user_id, _members_key(members)),
+            )
+            return cursor.rowcount > 0
+
+    def rejections(self, user_id: str) -> list[Rejection]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT members, cluster_id, rejected_at FROM dedup_rejections"
+                " WHERE user_id = ? ORDER BY rejected_at DESC",
+                (user_id,),
+            ).fetchall()
+        return [Rejection(frozenset(json.loads(m)), c, at) for m, c, at in rows]
+
+    def add_merge(
+        self,
+        user_id: str,
+        cluster_id: str,
+        local_id: str,
+        previous: dict[str, Any] | None,
+        members: Iterable[str],
+    ) -> int:
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO merges (user_id, cluster_id, local_id, created, previous,"
+                " members, merged_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    user_id,
+                    cluster_id,
+                    local_id,
+                    int(previous is None),
+                    None if previous is None else json.dumps(previous, default=str),
+                    _members_key(members),
+                    utc_now(),
+                ),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def mark_merge_undone(self, user_id: str, merge_id: int) -> bool:
+        """False when it was undone already (by another process, say)."""
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE merges SET undone_at = ? WHERE user_id = ? AND id = ?"
+                " AND undone_at IS NULL",
+                (utc_now(), user_id, merge_id),
+            )
+            return cursor.rowcount > 0
+
+    def merges(self, user_id: str, include_undone: bool = False) -> list[MergeEntry]:
+        """Newest first."""
+        where = "" if include_undone else " AND undone_at IS NULL"
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, cluster_id, local_id, created, previous, members, merged_at,"
+                f" undone_at FROM merges WHERE user_id = ?{where} ORDER BY id DESC",
+                (user_id,),
+            ).fetchall()
+        return [
+            MergeEntry(
+                rid,
+                cluster,
+                local,
+                bool(created),
+                None if previous is None else json.loads(previous),
+                tuple(json.loads(members)),
+                at,
+                undone,
+            )
+            for rid, cluster, local, created, previous, members, at, undone in rows
+        ]
