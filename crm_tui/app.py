@@ -31,6 +31,7 @@ from crm_tui.config import DISPLAY_NAMES, Settings, config_dir
 from crm_tui.dedup import DuplicateFinder, People
 from crm_tui.dedup.clusters import EMPTY as EMPTY_PEOPLE
 from crm_tui.dedup.merge import MergeResult
+from crm_tui.dedup.review import EMPTY_REVIEW, Review
 from crm_tui.heap import release_gradually, share_the_lock
 from crm_tui.local_crm import LocalCrm
 from crm_tui.logs import SecretMasker
@@ -171,6 +172,7 @@ class CrmApp(App[None]):
         self.index = SearchIndex()
         self.dedup = DuplicateFinder(settings.crm_phone_region)
         self.people: People = EMPTY_PEOPLE
+        self.review: Review = EMPTY_REVIEW  # the clusters in sections, with decisions
         self.last_merge: MergeResult | None = None
         self.local = LocalCrm(
             self.store, SourceContext(settings, settings.user_id, db=self.store.db)
@@ -329,7 +331,8 @@ class CrmApp(App[None]):
 
     async def _people_worker(self) -> None:
         people = await asyncio.to_thread(self.dedup.refresh, self.store)
-        old, self.people = self.people, people
+        review = await asyncio.to_thread(self._review_of, people)
+        old, self.people, self.review = self.people, people, review
         settle_heap()
         self.store_changed.publish(StoreChange(None, ("contacts",), status_only=True))
         # A million records' clusters, freed in one go, would hold the loop for a while:
@@ -338,6 +341,22 @@ class CrmApp(App[None]):
         for index in (old.by_record, old.by_id, old.shared_by_record):
             release_gradually(index)
         release_gradually(old.clusters, after=2.0)
+
+    def _review_of(self, people: People) -> Review:
+        """The clusters in sections, with this user's decisions read from the database."""
+        db, user = self.store.db, self.store.user_id
+        if db is None:
+            return Review.of(people, ())
+        return Review.of(people, db.rejections(user), db.merges(user))
+
+    def refresh_review(self) -> None:
+        """After a decision: the same clusters, sorted into sections again (no re-keying)."""
+
+        async def again() -> None:
+            self.review = await asyncio.to_thread(self._review_of, self.people)
+            self.store_changed.publish(StoreChange(None, ("contacts",), status_only=True))
+
+        self.run_worker(again(), group="review", exit_on_error=False, name="review duplicates")
 
     # -- actions screens ask for ---------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import pytest
 from hypothesis import given, settings
@@ -514,3 +515,47 @@ def test_demo_truth_covers_every_served_contact() -> None:
     truth = data.contact_truth(DEMO_CONTACTS)
     assert len(truth) == len(data.SOURCES) * data.expected_contacts(DEMO_CONTACTS)
     assert len(set(truth.values())) < len(truth)  # people held more than once
+
+
+def test_review_sections_follow_merges_and_rejections() -> None:
+    from crm_tui.dedup.review import Review
+    from crm_tui.store.decisions import Rejection
+
+    ann = [
+        contact("brivity", "1", "Ann", "Lee", email="ann@x.com", street="1 Oak St"),
+        contact("lofty", "1", "Ann", "Lee", email="ann@x.com"),
+        contact("hubspot", "1", "Ann", "Lee", phone="5125550147", street="1 Oak Street"),
+    ]
+    bo = [
+        contact("brivity", "2", "Bo", "Kim", email="bo@x.com"),
+        contact("lofty", "2", "Bo", "Kim", email="bo@x.com"),
+    ]
+    people = DuplicateFinder().find([*ann, *bo])
+    (offer,) = people.possible
+    key = people.by_record["brivity:1"]
+    assert Review.of(people, ()).counts() == {
+        "open": 2, "names_differ": 0, "possible": 1, "merged": 0, "rejected": 0
+    }  # fmt: skip
+    # rejecting the possible match leaves Ann's key cluster to review
+    no_offer = Rejection(frozenset(offer.members), offer.id, "t")
+    review = Review.of(people, [no_offer])
+    assert review.sections["rejected"] == [offer] and key in review.sections["open"]
+    # a rejected key cluster stays rejected with a member fewer, and returns with one more
+    no_ann = Rejection(frozenset(key.members), key.id, "t")
+    assert key in Review.of(people, [no_ann]).sections["rejected"]
+    fewer = DuplicateFinder().find([ann[0], ann[1], *bo])
+    assert fewer.by_record["brivity:1"] in Review.of(fewer, [no_ann]).sections["rejected"]
+    more = DuplicateFinder().find(
+        [*ann, *bo, contact("pipedrive", "1", "Ann", "Lee", email="ann@x.com")]
+    )
+    assert more.by_record["brivity:1"] in Review.of(more, [no_ann]).sections["open"]
+    # a local contact linking every member settles the cluster; one linking fewer does not
+    merged = contact("local", "7", "Ann", "Lee", raw=json.dumps({LINKS_FIELD: list(key.members)}))
+    settled = DuplicateFinder().find([*ann, *bo, merged])
+    assert settled.by_record["local:7"].settled
+    assert [c.members for c in Review.of(settled, ()).sections["merged"]] == [
+        tuple(sorted((*key.members, "local:7")))
+    ]
+    assert settled.select() == [settled.by_record["brivity:2"]]
+    partial = contact("local", "8", "Ann", "Lee", raw=json.dumps({LINKS_FIELD: ["brivity:1"]}))
+    assert not DuplicateFinder().find([*ann, partial]).by_record["local:8"].settled

@@ -31,7 +31,8 @@ async def settle(pilot, app: CrmApp, limit: float = 20.0) -> None:
         busy = [
             w
             for w in app.workers
-            if w.group.startswith(("sync-", "index", "load", "people")) and not w.is_finished
+            if w.group.startswith(("sync-", "index", "load", "people", "local", "review"))
+            and not w.is_finished
         ]
         if app.loaded and not busy and not app.engine.running():
             await pilot.pause(0.15)  # the screens' throttled repaint
@@ -207,7 +208,7 @@ async def test_hostile_records_render_literally_and_fire_nothing(demo_settings):
             await pilot.press(mode)
             await pilot.pause(0.1)
         # People: a hostile record linked to its person (both keys agree, names differ)
-        await pilot.press("6")
+        await pilot.press("6", "v")
         await pilot.pause(0.2)
         people = app.screen.query_one(RecordTable)
         names = {m: app.store.get("contacts", m).first_name for c in people.rows for m in c.members}
@@ -332,6 +333,10 @@ async def test_other_sources_records_are_read_only(demo_settings):
         assert any("edit it in Brivity" in str(n.message) for n in app._notifications)
 
 
+def summary(app: CrmApp) -> str:
+    return str(app.screen.query_one("#people-summary", Static).render())
+
+
 async def test_people_mode_compare_merge_and_undo(demo_settings):
     app = make_app(demo_settings, sync_on_start=True)
     async with app.run_test(size=SIZE) as pilot:
@@ -339,9 +344,11 @@ async def test_people_mode_compare_merge_and_undo(demo_settings):
         await pilot.press("6")
         await pilot.pause(0.2)
         table = app.screen.query_one(RecordTable)
-        assert table.row_count == len(app.people.clusters) > 0
-        sizes = [len(c.members) for c in table.rows]
-        assert sizes == sorted(sizes, reverse=True)
+        to_review = app.review.sections["open"]
+        assert table.row_count == len(to_review) > 0
+        assert f"[To review {len(to_review):,}]" in summary(app)
+        spread = [len(c.sources) for c in table.rows]
+        assert spread == sorted(spread, reverse=True)  # the most sources first
         cluster = table.current
         await pilot.press("enter")
         await pilot.pause(0.2)
@@ -365,9 +372,101 @@ async def test_people_mode_compare_merge_and_undo(demo_settings):
         local = app.store.get("contacts", merged.record.id)
         assert local is not None and local.phone == chosen.value
         assert local.metadata["linked_records"] == list(cluster.members)
+        # the merged person leaves the list, and the count drops
+        assert table.row_count == len(to_review) - 1
+        assert cluster.id not in {c.id for c in table.rows}
+        assert f"[To review {len(to_review) - 1:,}]" in summary(app)
+        assert "Merged 1" in summary(app)
         await pilot.press("u")
         await settle(pilot, app)
         assert app.store.get("contacts", merged.record.id) is None
+        assert table.row_count == len(to_review)
+
+
+async def test_not_the_same_person_stays_apart_after_a_restart(demo_settings):
+    app = make_app(demo_settings, sync_on_start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("6")
+        await pilot.pause(0.2)
+        table = app.screen.query_one(RecordTable)
+        before = table.row_count
+        await pilot.press("down")
+        cluster = table.current
+        await pilot.press("x")
+        await settle(pilot, app)
+        assert table.row_count == before - 1 and cluster.id not in {c.id for c in table.rows}
+    again = make_app(demo_settings)
+    async with again.run_test(size=SIZE) as pilot:
+        await settle(pilot, again)
+        await pilot.press("6")
+        await pilot.pause(0.2)
+        table = again.screen.query_one(RecordTable)
+        assert table.row_count == before - 1 and cluster.id not in {c.id for c in table.rows}
+        for _ in range(4):  # to review -> names differ -> possible -> merged -> not the same
+            await pilot.press("v")
+        await pilot.pause(0.1)
+        assert [c.id for c in table.rows] == [cluster.id]
+        await pilot.press("x")  # taken back
+        await settle(pilot, again)
+        assert table.row_count == 0
+        await pilot.press("v")
+        await pilot.pause(0.1)
+        assert table.row_count == before
+
+
+async def test_bulk_merge_of_the_sure_clusters_and_undo_one(demo_settings):
+    app = make_app(demo_settings, sync_on_start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("6", "c", "c")  # confidence >= 0.95
+        await pilot.pause(0.2)
+        table = app.screen.query_one(RecordTable)
+        sure = list(table.rows)
+        assert sure and all(c.confidence >= 0.95 for c in sure)
+        left = len(app.review.sections["open"]) - len(sure)
+        await pilot.press("M")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, ConfirmScreen)
+        records = sum(len(c.members) for c in sure)
+        assert f"Merge {len(sure):,} people ({records:,} records)" in app.screen.question
+        await pilot.press("y")
+        await settle(pilot, app, limit=60)
+        assert table.row_count == 0
+        assert len(app.review.sections["open"]) == left
+        assert len(app.review.sections["merged"]) == len(sure)
+        for _ in range(3):  # names differ -> possible -> merged
+            await pilot.press("v")
+        await pilot.pause(0.1)
+        assert {c.id for c in table.rows} == {c.id for c in sure}
+        undone = table.current
+        local_id = next(m for m in undone.members if m.startswith("local:"))
+        await pilot.press("u")
+        await settle(pilot, app)
+        assert app.store.get("contacts", local_id) is None
+        assert undone.id not in {c.id for c in table.rows}
+        assert len(app.review.sections["merged"]) == len(sure) - 1
+        assert undone.id in {c.id for c in app.review.sections["open"]}
+
+
+async def test_find_narrows_the_people_list_by_name(demo_settings):
+    app = make_app(demo_settings, sync_on_start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("6")
+        await pilot.pause(0.2)
+        table = app.screen.query_one(RecordTable)
+        target = table.rows[3]
+        last = app.store.get("contacts", target.members[0]).last_name
+        await pilot.press("slash", *last.lower())
+        await pilot.pause(0.2)
+        assert target in table.rows and 0 < table.row_count < len(app.review.sections["open"])
+        for cluster in table.rows:
+            names = [app.store.get("contacts", m).name.lower() for m in cluster.members]
+            assert any(last.lower() in n for n in names)
+        await pilot.press("escape")
+        await pilot.pause(0.2)
+        assert table.row_count == len(app.review.sections["open"])
 
 
 async def test_record_detail_shows_and_jumps_to_the_same_person(demo_settings):

@@ -26,6 +26,8 @@ from crm_tui.models import Contact
 EMAIL, PHONE, MERGED = 1, 2, 4
 #: A key held by more records than this is a placeholder or a switchboard, not a person.
 MAX_BLOCK = 50
+#: A possible cluster's id starts so; a key-linked cluster's with "p".
+POSSIBLE_PREFIX = "q"
 #: Linked source ids a merged local contact keeps in its payload.
 LINKS_FIELD = "linked_records"
 
@@ -411,8 +413,8 @@ def _assemble(
             min(link.confidence for link in own),
             tuple(own),
             tuple(shared_by_root.get(root, ())),
-            max(updated[i] for i in indexes),
-            _settled(indexes, merges),
+            max(map(updated.__getitem__, indexes)),
+            bool(merges) and _settled(indexes, merges),
         )
         clusters.append(cluster)
         for record in member_ids:
@@ -496,6 +498,15 @@ def _possible_clusters(
         )
         sure = min(link.confidence for link in links)
         found.append(
-            Cluster("q" + cluster_id(members)[1:], members, sure, links, (), latest, False, True)
+            Cluster(
+                POSSIBLE_PREFIX + cluster_id(members)[1:],
+                members,
+                sure,
+                links,
+                (),
+                latest,
+                False,
+                True,
+            )
         )
     return [found[i] for i in most_valuable_first(found, range(len(found)))]

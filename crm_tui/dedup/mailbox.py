@@ -80,11 +80,13 @@ def mailbox_key(value: str | None) -> str | None:
     if not value:
         return None
     text = value.strip()
+    if text.isascii():  # nearly every address: lowercase is the whole fold
+        text = text.lower()
     local, at, domain = text.rpartition("@")
     if not at or not local or not domain:
         return None
     domain = _domain(domain)
-    if local.startswith('"'):  # a quoted local part is taken as it is
+    if local[0] == '"':  # a quoted local part is taken as it is
         return f"{local}@{domain}"
     local = fold(local)
     if domain in YAHOO:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from crm_tui.dedup.clusters import Cluster, People
+from crm_tui.dedup.clusters import POSSIBLE_PREFIX, Cluster, People
 from crm_tui.dedup.merge import MergeResult, cluster_records, merge_cluster
 from crm_tui.local_crm import LocalCrm, ValidationFailed
 from crm_tui.search.text import fold
@@ -28,11 +28,11 @@ SECTIONS: dict[str, str] = {
 }
 
 
-def rejected_by(cluster: Cluster, rejections: dict[str, list[frozenset[str]]]) -> bool:
-    """`rejections`: record id -> the rejected member sets holding it."""
-    return any(
-        set(cluster.members) <= members for members in rejections.get(cluster.members[0], ())
-    )
+def rejected_by(cluster: Cluster, rejections: dict[tuple[bool, str], list[frozenset[str]]]) -> bool:
+    """`rejections`: (possible?, record id) -> the rejected member sets holding it. A
+    possible cluster holds whole key clusters: rejecting it says nothing about them."""
+    held = rejections.get((cluster.possible, cluster.members[0]), ())
+    return any(set(cluster.members) <= members for members in held)
 
 
 @dataclass
@@ -44,10 +44,11 @@ class Review:
     def of(
         cls, people: People, rejections: Iterable[Rejection], merges: Sequence[MergeEntry] = ()
     ) -> Review:
-        by_record: dict[str, list[frozenset[str]]] = {}
+        by_record: dict[tuple[bool, str], list[frozenset[str]]] = {}
         for rejection in rejections:
+            possible = rejection.cluster_id.startswith(POSSIBLE_PREFIX)
             for record in rejection.members:
-                by_record.setdefault(record, []).append(rejection.members)
+                by_record.setdefault((possible, record), []).append(rejection.members)
         sections: dict[str, list[Cluster]] = {name: [] for name in SECTIONS}
         for cluster in (*people.clusters, *people.possible):
             if cluster.settled:

@@ -16,6 +16,7 @@ from crm_tui.dedup import Cluster
 from crm_tui.dedup.keys import PhoneKeys
 from crm_tui.dedup.mailbox import mailbox_key
 from crm_tui.dedup.merge import (
+    AlreadyUndone,
     FieldChoice,
     MergeResult,
     cluster_records,
@@ -26,6 +27,7 @@ from crm_tui.dedup.merge import (
 from crm_tui.models import Contact
 from crm_tui.screens.detail import RecordScreen
 from crm_tui.search.text import fold
+from crm_tui.store.decisions import MergeEntry
 from crm_tui.widgets.safe import safe
 
 if TYPE_CHECKING:
@@ -40,19 +42,53 @@ def _shown(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def undo_last_merge(crm: CrmApp) -> None:
-    result = crm.last_merge
-    if result is None:
+def undo_merge_of(crm: CrmApp, cluster: Cluster | None) -> None:
+    """Undo the merge that settled `cluster`, or without one the last merge (this app's,
+    else the newest in the journal, whichever process made it)."""
+    if cluster is not None:
+        entry: MergeResult | MergeEntry | None = crm.review.entry_for(cluster)
+    else:
+        entry = crm.last_merge or next(iter(crm.review.merges), None)
+    if entry is None:
         crm.notify("No merge to undo", markup=False)
         return
+    if crm.writes_blocked():
+        return
     crm.last_merge = None
+    record_id = entry.record.id if isinstance(entry, MergeResult) else entry.local_id
 
     async def undo() -> None:
-        await undo_merge(crm.local, result)
-        verb = "removed" if result.created else "restored"
-        crm.notify(f"Merge undone: {result.record.id} {verb}", markup=False)
+        try:
+            await undo_merge(crm.local, entry)
+        except AlreadyUndone as exc:
+            crm.notify(str(exc), markup=False)
+            return
+        verb = "removed" if entry.created else "restored"
+        crm.notify(f"Merge undone: {record_id} {verb}", markup=False)
+        crm.refresh_review()
 
     crm.run_worker(undo(), group="local", exit_on_error=False, name="undo merge")
+
+
+def reject_cluster(crm: CrmApp, cluster: Cluster, undo: bool = False) -> None:
+    """Mark `cluster` "not the same person" for this user (or take that back)."""
+    db = crm.store.db
+    if db is None or crm.writes_blocked():
+        return
+
+    async def decide() -> None:
+        user = crm.store.user_id
+        if undo:
+            await crm.store.in_writer(db.unreject, user, cluster.members)
+            crm.notify(f"{cluster.id} is back for review", markup=False)
+        else:
+            await crm.store.in_writer(db.reject, user, cluster.id, cluster.members)
+            crm.notify(
+                f"{cluster.id}: not the same person (v shows them; x takes it back)", markup=False
+            )
+        crm.refresh_review()
+
+    crm.run_worker(decide(), group="local", exit_on_error=False, name="reject duplicate")
 
 
 class ClusterScreen(ModalScreen[None]):
@@ -60,6 +96,7 @@ class ClusterScreen(ModalScreen[None]):
         Binding("escape,q", "dismiss", "Close", id="cluster.close"),
         Binding("space", "next_value", "Other value", id="cluster.choose"),
         Binding("m", "merge", "Merge into local", id="cluster.merge"),
+        Binding("x", "reject", "Not the same", id="cluster.reject"),
         Binding("u", "undo_merge", "Undo merge", id="cluster.undo"),
     ]
 
@@ -124,7 +161,7 @@ class ClusterScreen(ModalScreen[None]):
             lines.append("\n")
         lines.append(
             "space: take another record's value for this field   m: merge into local   "
-            "u: undo the last merge   enter: open the record under the cursor",
+            "x: not the same person   u: undo the last merge   enter: open the record",
             style="dim",
         )
         self.query_one("#evidence-text", Static).update(lines)
@@ -194,4 +231,8 @@ class ClusterScreen(ModalScreen[None]):
         self.run_worker(merge(), group="local", exit_on_error=False, name="merge into local")
 
     def action_undo_merge(self) -> None:
-        undo_last_merge(self.crm)
+        undo_merge_of(self.crm, None)
+
+    def action_reject(self) -> None:
+        reject_cluster(self.crm, self.cluster)
+        self.dismiss()

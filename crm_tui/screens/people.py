@@ -1,15 +1,23 @@
-"""People: one row per person found in several records, largest clusters first."""
+"""People: one row per person found in several records, the most valuable work first.
+
+Sections (`v`): to review, names that differ, possible (name and place only), merged, and
+"not the same person". `f`, `c` and `/` narrow the list; `M` merges every cluster shown
+after one confirmation; `x` marks one as not the same person (or takes that back).
+"""
 
 from __future__ import annotations
 
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Footer, Header, Input, Static
 
 from crm_tui.config import DISPLAY_NAMES
 from crm_tui.dedup import Cluster
+from crm_tui.dedup.review import SECTIONS, bulk_mergeable, merge_all, plan_bulk, select
 from crm_tui.screens.base import ModeScreen
-from crm_tui.screens.cluster import ClusterScreen, undo_last_merge
+from crm_tui.screens.cluster import ClusterScreen, reject_cluster, undo_merge_of
+from crm_tui.screens.confirm import ConfirmScreen
 from crm_tui.sources.registry import SHORT_NAMES
 from crm_tui.widgets.record_table import Column, RecordTable
 
@@ -28,20 +36,28 @@ def evidence(cluster: Cluster) -> str:
 
 class PeopleScreen(ModeScreen):
     BINDINGS = [
+        Binding("v", "next_section", "Section", id="people.section"),
         Binding("f", "next_source", "Filter source", id="people.filter"),
         Binding("c", "next_confidence", "Min confidence", id="people.confidence"),
+        Binding("slash", "find", "Find", id="people.find"),
+        Binding("x", "reject", "Not the same", id="people.reject"),
+        Binding("M", "merge_shown", "Merge all shown", id="people.merge_all"),
         Binding("u", "undo_merge", "Undo merge", id="people.undo"),
+        Binding("escape", "clear_find", "Clear find", show=False, id="people.clear"),
     ]
     CONFIDENCE_STEPS = (0.0, 0.9, 0.95)
 
     def __init__(self) -> None:
         super().__init__()
+        self.section = "open"
         self.source: str | None = None
         self.min_confidence = 0.0
+        self.text = ""
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="people-summary", markup=False)
+        yield Input(placeholder="find by name, e-mail or source", id="people-find")
         yield RecordTable(self._columns(), id="clusters")
         yield Footer()
 
@@ -51,31 +67,58 @@ class PeopleScreen(ModeScreen):
             Column("Sources", 16, lambda c: badges(c.sources)),
             Column("Sure", 5, lambda c: f"{c.confidence:.2f}"),
             Column("Name", 26, self._person_name),
-            Column("Evidence", 48, evidence),
+            Column("Latest", 10, lambda c: c.latest[:10]),
+            Column("Evidence", 40, evidence),
         ]
 
     def _person_name(self, cluster: Cluster) -> str:
         record = self.crm.store.get("contacts", cluster.members[0])
         return record.name if record is not None else ""
 
+    def _findable(self, record_id: str) -> str:
+        record = self.crm.store.get("contacts", record_id)
+        return f"{record.name} {record.email or ''}" if record is not None else ""
+
     def on_mount(self) -> None:
         super().on_mount()
+        self.query_one("#people-find", Input).display = False
         self.query_one(RecordTable).focus()
 
+    @property
+    def shown(self) -> list[Cluster]:
+        return self.query_one(RecordTable).rows  # type: ignore[no-any-return]
+
     def refresh_data(self) -> None:
-        people = self.crm.people
-        clusters = people.select(self.min_confidence, self.source)
+        review = self.crm.review
+        clusters = select(
+            review.sections[self.section],
+            self.min_confidence,
+            self.source,
+            self.text,
+            self._findable,
+        )
         self.query_one(RecordTable).set_rows(clusters)
+        counts = review.counts()
+        sections = "  ".join(
+            f"[{title} {counts[name]:,}]" if name == self.section else f"{title} {counts[name]:,}"
+            for name, title in SECTIONS.items()
+        )
         where = DISPLAY_NAMES.get(self.source, self.source) if self.source else "all sources"
+        find = f", matching {self.text!r}" if self.text else ""
         linked = sum(len(c.members) for c in clusters)
         self.query_one("#people-summary", Static).update(
-            f"{len(clusters):,} people held more than once ({linked:,} records), {where}, "
-            f"confidence >= {self.min_confidence:.2f}   enter: compare and merge  f: source  "
-            "c: confidence  u: undo merge"
+            f"{sections}\n{len(clusters):,} shown ({linked:,} records), {where}, confidence >= "
+            f"{self.min_confidence:.2f}{find}   enter: compare  v: section  x: not the same  "
+            "M: merge all shown  u: undo"
         )
 
     def on_record_table_selected(self, event: RecordTable.Selected) -> None:
         self.app.push_screen(ClusterScreen(event.row))
+
+    def action_next_section(self) -> None:
+        names = list(SECTIONS)
+        self.section = names[(names.index(self.section) + 1) % len(names)]
+        self.refresh_data()
 
     def action_next_source(self) -> None:
         sources: list[str | None] = [None, *self.crm.store.sources()]
@@ -88,5 +131,75 @@ class PeopleScreen(ModeScreen):
         self.min_confidence = steps[(at + 1) % len(steps)]
         self.refresh_data()
 
+    def action_find(self) -> None:
+        find = self.query_one("#people-find", Input)
+        find.display = True
+        find.focus()
+
+    @on(Input.Changed, "#people-find")
+    def _find_changed(self, event: Input.Changed) -> None:
+        self.text = event.value
+        self.refresh_data()
+
+    @on(Input.Submitted, "#people-find")
+    def _find_done(self) -> None:
+        self.query_one(RecordTable).focus()
+
+    def action_clear_find(self) -> None:
+        find = self.query_one("#people-find", Input)
+        find.value, find.display = "", False
+        self.text = ""
+        self.query_one(RecordTable).focus()
+        self.refresh_data()
+
+    def action_reject(self) -> None:
+        cluster = self.query_one(RecordTable).current
+        if cluster is not None and cluster.settled:
+            self.notify("Merged already: u undoes the merge", markup=False)
+        elif cluster is not None:
+            reject_cluster(self.crm, cluster, undo=self.section == "rejected")
+
     def action_undo_merge(self) -> None:
-        undo_last_merge(self.crm)
+        cluster = self.query_one(RecordTable).current
+        undo_merge_of(self.crm, cluster if self.section == "merged" else None)
+
+    def action_merge_shown(self) -> None:
+        if self.crm.writes_blocked():
+            return
+        chosen = bulk_mergeable(self.shown)
+        if not chosen:
+            self.notify(
+                "Nothing here merges in bulk: names that differ and possible matches are "
+                "merged one at a time (enter, then m)",
+                markup=False,
+            )
+            return
+        plan = plan_bulk(chosen)
+        question = (
+            f"Merge {plan.people:,} people ({plan.records:,} records) into the local CRM?\n"
+            "Each becomes one local contact; the vendors' records stay as they are. "
+            "Each merge can be undone from the Merged section (v, then u)."
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(
+                    self._merge(chosen), group="local", exit_on_error=False, name="merge all"
+                )
+
+        self.app.push_screen(ConfirmScreen(question), answered)
+
+    async def _merge(self, chosen: list[Cluster]) -> None:
+        def progress(done: int, total: int) -> None:
+            if done % 100 == 0:
+                self.notify(f"Merged {done:,} of {total:,}", markup=False)
+
+        report = await merge_all(self.crm.local, chosen, progress)
+        failed = f"; {len(report.failed)} refused by the local CRM" if report.failed else ""
+        self.notify(
+            f"Merged {report.people:,} people ({report.records:,} records){failed}",
+            markup=False,
+            severity="warning" if report.failed else "information",
+        )
+        if report.merged:
+            self.crm.last_merge = report.merged[-1]

@@ -127,12 +127,12 @@ class DecisionStore:
 
     def merges(self, user_id: str, include_undone: bool = False) -> list[MergeEntry]:
         """Newest first."""
-        where = "" if include_undone else " AND undone_at IS NULL"
         with self._lock:
             rows = self._conn.execute(
                 "SELECT id, cluster_id, local_id, created, previous, members, merged_at,"
-                f" undone_at FROM merges WHERE user_id = ?{where} ORDER BY id DESC",
-                (user_id,),
+                " undone_at FROM merges WHERE user_id = ? AND (? OR undone_at IS NULL)"
+                " ORDER BY id DESC",
+                (user_id, include_undone),
             ).fetchall()
         return [
             MergeEntry(
