@@ -130,6 +130,22 @@ def test_accents_words_and_phone_digits(index):
     assert ids(index.search("5551234")) == {"brivity:1"}
 
 
+def test_letters_without_accents_are_transliterated_as_the_duplicate_finder_does():
+    index = SearchIndex()
+    index.rebuild(
+        "contacts",
+        "brivity",
+        [
+            contact(1, first_name="Søren", last_name="Yıldırım"),
+            contact(2, first_name="Łukasz", last_name="Ærø"),
+        ],
+    )
+    assert ids(index.search("soren yildirim")) == {"brivity:1"}
+    assert ids(index.search("YILDIRIM")) == {"brivity:1"}
+    assert ids(index.search("lukasz aero")) == {"brivity:2"}
+    assert spans("Łukasz Ærø", ["aero"]) == [(7, 10)]
+
+
 def test_names_rank_before_other_fields(index):
     hits = index.search("smith").groups["followupboss"] + index.search("smith").groups["brivity"]
     assert [h.score for h in index.search("smith").groups["brivity"]] == [0]

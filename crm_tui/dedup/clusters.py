@@ -9,8 +9,10 @@ an e-mail and a phone; whatever stays apart on one key is reported as a shared c
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import threading
+from bisect import bisect_right
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -19,7 +21,7 @@ import numpy as np
 
 from crm_tui.dedup.keys import NameAgreement, PhoneKeys, compare_names, name_key
 from crm_tui.dedup.mailbox import mailbox_key
-from crm_tui.dedup.possible import POSSIBLE, Place, Places, possible_links
+from crm_tui.dedup.possible import POSSIBLE, Cities, possible_links, street_key
 from crm_tui.heap import CHUNK, Sharded, dismantle, gc_paused
 from crm_tui.models import Contact
 
@@ -183,7 +185,8 @@ class SourceKeys:
     names: list[tuple[str, str]]
     merged: list[tuple[str, tuple[str, ...]]]
     updated: list[str]
-    places: list[Place]
+    streets: list[str]  # street_key of each
+    cities: list[str]  # folded
 
     @classmethod
     def build(cls, version: object, contacts: Collection[Contact], phones: PhoneKeys) -> SourceKeys:
@@ -192,7 +195,7 @@ class SourceKeys:
             pair = (c.first_name, c.last_name)
             if pair not in folded:
                 folded[pair] = name_key(*pair)
-        places = Places()
+        cities = Cities()
         merged = [
             (c.id, tuple(str(x) for x in json.loads(c.raw).get(LINKS_FIELD) or ()))
             for c in contacts
@@ -206,7 +209,8 @@ class SourceKeys:
             [folded[(c.first_name, c.last_name)] for c in contacts],
             merged,
             [c.remote_updated or c.remote_created or "" for c in contacts],
-            [places(c.street, c.city) for c in contacts],
+            [street_key(c.street) for c in contacts],
+            [cities(c.city) for c in contacts],
         )
         folded.release()
         return keys
@@ -240,7 +244,7 @@ class DuplicateFinder:
         stale = [keys for name, keys in self._keys.items() if present.get(name) is not keys]
         self._keys = present
         for keys in stale:  # a third of a million strings, let go of a slice at a time
-            dismantle(keys.ids, keys.emails, keys.phones, keys.names, keys.updated, keys.places)
+            dismantle(keys.ids, keys.emails, keys.phones, keys.names, keys.updated, keys.streets)
         with gc_paused():
             return find_clusters([present[s] for s in sorted(present)])
 
@@ -327,9 +331,11 @@ def find_clusters(parts: Sequence[SourceKeys]) -> People:
     union = _Union(len(ids))
     for a, b in pairs:
         union.join(a, b)
-    places = [x for p in parts for x in p.places]
-    proposals = possible_links(names, places, union.root, rare=max(2, len(parts)))
-    people = _assemble(ids, union, pairs, crowded, updated, merges)
+    streets = [x for p in parts for x in p.streets]
+    cities = [x for p in parts for x in p.cities]
+    proposals = possible_links(names, streets, cities, union.root, rare=max(2, len(parts)))
+    bounds = list(itertools.accumulate(len(p.ids) for p in parts))  # where each source ends
+    people = _assemble(ids, union, pairs, crowded, updated, merges, bounds)
     people.possible = _possible_clusters(ids, union, people, proposals, updated)
     people.by_id.update((c.id, c) for c in people.possible)
     dismantle(union.parent)
@@ -375,6 +381,7 @@ def _assemble(
     crowded: list[tuple[str, str, list[int]]],
     updated: list[str],
     merges: dict[int, set[int]],
+    bounds: list[int],
 ) -> People:
     members: dict[int, list[int]] = {}
     links: dict[int, list[Link]] = {}
@@ -419,7 +426,8 @@ def _assemble(
         clusters.append(cluster)
         for record in member_ids:
             by_record[record] = cluster
-    ordered = [clusters[i] for i in most_valuable_first(clusters, list(members))]
+    spread = [len({bisect_right(bounds, i) for i in indexes}) for indexes in members.values()]
+    ordered = [clusters[i] for i in most_valuable_first(clusters, list(members), spread)]
     dismantle(pairs, members, links, clusters)
     return People(ordered, by_record, shared_by_record)
 
@@ -432,18 +440,21 @@ def _settled(indexes: list[int], merges: dict[int, set[int]]) -> bool:
     )
 
 
-def most_valuable_first(clusters: Sequence[Cluster], first: Iterable[int]) -> list[int]:
-    """The order to work through: records in the most sources, then the most recent
-    activity, then the largest and surest; ties by the first member's place. numpy sorts
-    without holding the interpreter lock, where list.sort over 300,000 tuples would freeze
-    the app's loop."""
+def most_valuable_first(
+    clusters: Sequence[Cluster], first: Iterable[int], spread: Iterable[int] | None = None
+) -> list[int]:
+    """The order to work through: records in the most sources (`spread`, when the caller
+    counted them already), then the most recent activity, then the largest and surest; ties
+    by the first member's place. numpy sorts without holding the interpreter lock, where
+    list.sort over 300,000 tuples would freeze the app's loop."""
     count = len(clusters)
-    spread = np.fromiter((len(c.sources) for c in clusters), dtype=np.int32, count=count)
+    counted = spread if spread is not None else (len(c.sources) for c in clusters)
+    sources = np.fromiter(counted, dtype=np.int32, count=count)
     _, recency = np.unique(np.array([c.latest for c in clusters], dtype=str), return_inverse=True)
     sizes = np.fromiter((len(c.members) for c in clusters), dtype=np.int32, count=count)
     sure = np.fromiter((c.confidence for c in clusters), dtype=np.float64, count=count)
     place = np.fromiter(first, dtype=np.int64, count=count)
-    return np.lexsort((place, -sure, -sizes, -recency.reshape(-1), -spread)).tolist()
+    return np.lexsort((place, -sure, -sizes, -recency.reshape(-1), -sources)).tolist()
 
 
 def _best_per_unit_pair(

@@ -45,6 +45,8 @@ YAHOO = frozenset({
 })
 YANDEX = frozenset({"yandex.ru", "yandex.ua", "yandex.kz", "yandex.com", "yandex.by", "ya.ru"})
 # fmt: on
+#: Domains whose rules change more than a `+tag`.
+_REWRITTEN = GMAIL | YAHOO | YANDEX
 
 _DOTS = re.compile(r"\.+")
 _domains: dict[str, str] = {}
@@ -82,6 +84,15 @@ def mailbox_key(value: str | None) -> str | None:
     text = value.strip()
     if text.isascii():  # nearly every address: lowercase is the whole fold
         text = text.lower()
+        at = text.rfind("@")
+        if (
+            0 < at < len(text) - 1
+            and "+" not in text
+            and text[0] != '"'
+            and text[-1] != "."
+            and text[at + 1 :] not in _REWRITTEN
+        ):
+            return text  # nothing to drop, no provider rule: the address is its key
     local, at, domain = text.rpartition("@")
     if not at or not local or not domain:
         return None

@@ -18,8 +18,6 @@ from crm_tui.search.text import fold
 POSSIBLE = {"street": 0.5, "city": 0.4}
 #: A name+place held by more records than this is a common name at a big address.
 MAX_BLOCK = 50
-#: (street, city), folded and with the usual abbreviations spelled one way ("" if absent).
-Place = tuple[str, str]
 
 # USPS Publication 28's common suffixes and directions, and the unit words.
 _WORDS = {
@@ -34,42 +32,45 @@ _NOT_WORD = re.compile(r"[^\w#]+")
 
 
 def street_key(value: str | None) -> str:
+    """Folded, punctuation gone, the usual abbreviations spelled one way ("" if absent)."""
     if not value:
         return ""
     words = _NOT_WORD.sub(" ", fold(value)).split()
     return " ".join(_WORDS.get(w, w) for w in words)
 
 
-class Places:
-    """Contact (street, city) -> Place; cities repeat, so each is folded once."""
+class Cities:
+    """City text -> its folded form ("" if absent); cities repeat, so each is folded once
+    and every record of one city shares one string."""
 
     def __init__(self) -> None:
-        self._cities: dict[str, str] = {}
+        self._folded: dict[str, str] = {}
 
-    def __call__(self, street: str | None, city: str | None) -> Place:
-        folded = ""
-        if city:
-            folded = self._cities.get(city, "")
-            if not folded:
-                folded = self._cities.setdefault(city, " ".join(fold(city).split()))
-        return street_key(street), folded
+    def __call__(self, city: str | None) -> str:
+        if not city:
+            return ""
+        folded = self._folded.get(city)
+        if folded is None:
+            folded = self._folded.setdefault(city, " ".join(fold(city).split()))
+        return folded
 
 
 def possible_links(
     names: Sequence[tuple[str, str]],
-    places: Sequence[Place],
+    streets: Sequence[str],
+    cities: Sequence[str],
     root: Callable[[int], int],
     rare: int,
 ) -> list[tuple[int, int, str]]:
     """(a, b, "street" or "city") for records in different clusters (`root`) that agree on
     the full name and that place; by city only when at most `rare` records hold the name."""
-    counts = Counter(name for name in names if name[0] and name[1])
+    counts = Counter(names)  # all of them: counting in C beats filtering first
     blocks: dict[tuple[tuple[str, str], str, str], list[int]] = {}
     for i, name in enumerate(names):
-        held = counts.get(name, 0)
-        if held < 2:
+        held = counts[name]
+        if held < 2 or not (name[0] and name[1]):
             continue
-        street, city = places[i]
+        street, city = streets[i], cities[i]
         if street:
             blocks.setdefault((name, "street", street), []).append(i)
         if city and held <= rare:
