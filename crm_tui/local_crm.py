@@ -153,17 +153,31 @@ class LocalCrm:
         self, kind: RecordKind, fields: dict[str, Any], links: Sequence[str] = ()
     ) -> Record:
         """`links`: the source records this one was merged from, kept in its payload."""
-        payload = validate(kind, fields, self.region)
-        if links:
-            payload[LINKS_FIELD] = list(links)
+        return (await self.add_many(kind, [(fields, links)]))[0]
+
+    async def add_many(
+        self, kind: RecordKind, items: Sequence[tuple[dict[str, Any], Sequence[str]]]
+    ) -> list[Record]:
+        """Several new records, (fields, links) each: all validated first (one refused,
+        none saved), then one lease, one transaction and one cache update for them all."""
+        payloads = []
+        for fields, links in items:
+            payload = validate(kind, fields, self.region)
+            if links:
+                payload[LINKS_FIELD] = list(links)
+            payloads.append(payload)
         async with self._writing(kind):
             now = utc_now()
-            new_id = self._db().save_local_record(self.store.user_id, kind, payload, now)
-            record = self._record(
-                kind, {**payload, "id": new_id, "created_at": now, "updated_at": now}
+            db = self._db()
+            ids = await self.store.in_writer(
+                db.add_local_records, self.store.user_id, kind, payloads, now
             )
-            await self.store.upsert(kind, [record])
-        return record
+            records = [
+                self._record(kind, {**payload, "id": new_id, "created_at": now, "updated_at": now})
+                for payload, new_id in zip(payloads, ids, strict=True)
+            ]
+            await self.store.upsert(kind, records)
+        return records
 
     def find(self, record_id: str) -> tuple[RecordKind, dict[str, Any]]:
         """A local record by id (`7` or `local:7`), with its kind."""

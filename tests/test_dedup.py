@@ -14,7 +14,14 @@ from crm_tui.dedup import DuplicateFinder
 from crm_tui.dedup.clusters import LINKS_FIELD, SourceKeys, cluster_id
 from crm_tui.dedup.keys import NameAgreement, PhoneKeys, compare_names, name_key
 from crm_tui.dedup.mailbox import mailbox_key
-from crm_tui.dedup.merge import cluster_records, merge_cluster, plan_merge, undo_merge, valid_fields
+from crm_tui.dedup.merge import (
+    AlreadyUndone,
+    cluster_records,
+    merge_cluster,
+    plan_merge,
+    undo_merge,
+    valid_fields,
+)
 from crm_tui.dedup.quality import score, score_by_kind
 from crm_tui.demo import data
 from crm_tui.local_crm import LocalCrm
@@ -559,3 +566,47 @@ def test_review_sections_follow_merges_and_rejections() -> None:
     assert settled.select() == [settled.by_record["brivity:2"]]
     partial = contact("local", "8", "Ann", "Lee", raw=json.dumps({LINKS_FIELD: ["brivity:1"]}))
     assert not DuplicateFinder().find([*ann, partial]).by_record["local:8"].settled
+
+
+async def test_a_bulk_merge_writes_together_reports_what_it_refused_and_undoes_one(
+    settings: Settings,
+) -> None:
+    from crm_tui.dedup.review import Review, merge_all
+
+    store = CacheStore(settings.user_id, Database(settings.database_path))
+    me = settings.user_id
+    people = [("Ann", "Lee", "ann@x.com"), ("Bo", "Kim", "bo@x.com"), (None, None, "nn@x.com")]
+    for source in ("brivity", "lofty"):
+        await store.replace_stream(
+            source,
+            "contacts",
+            [
+                contact(source, str(n), first, last, email=email, user_id=me)
+                for n, (first, last, email) in enumerate(people)
+            ],
+        )
+    local = LocalCrm(store, SourceContext(settings, me, db=store.db))
+    found = DuplicateFinder().refresh(store)
+    assert len(found.clusters) == 3
+    report = await merge_all(local, found.clusters)
+    assert (report.people, report.records) == (2, 4)
+    assert [cluster for cluster, _ in report.failed] == [found.by_record["brivity:2"].id]
+    assert "first_name" in report.failed[0][1]  # no name anywhere: the local CRM refuses it
+    assert store.db is not None
+    rows = store.db.local_records(me, "contacts")
+    assert sorted(r["first_name"] for r in rows) == ["Ann", "Bo"]
+    journal = store.db.merges(me)
+    assert {e.local_id for e in journal} == {r.record.id for r in report.merged}
+    review = Review.of(DuplicateFinder().refresh(store), [], journal)
+    assert len(review.sections["merged"]) == 2 and len(review.sections["open"]) == 1
+
+    undone = review.sections["merged"][0]
+    entry = review.entry_for(undone)
+    assert entry is not None
+    await undo_merge(local, entry)
+    after = Review.of(DuplicateFinder().refresh(store), [], store.db.merges(me))
+    assert len(after.sections["merged"]) == 1
+    assert undone.id in {c.id for c in after.sections["open"]}
+    assert store.get("contacts", entry.local_id) is None
+    with pytest.raises(AlreadyUndone):
+        await undo_merge(local, entry)

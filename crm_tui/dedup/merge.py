@@ -134,13 +134,49 @@ async def merge_cluster(
     else:
         _, previous = local.find(existing)
         record = await local.edit(existing, fields, links=links)
-    store = local.store
-    journal = store.db.add_merge if store.db is not None else None
-    entry_id = await store.in_writer(
-        journal, store.user_id, cluster.id, record.id, previous, cluster.members
-    )
     contact = cast(Contact, record)
-    return MergeResult(cluster.id, contact, previous is None, previous, fields, entry_id or 0)
+    (entry_id,) = await _journal(local, [(cluster, contact, previous)])
+    return MergeResult(cluster.id, contact, previous is None, previous, fields, entry_id)
+
+
+async def merge_new_clusters(
+    local: LocalCrm, clusters: Sequence[tuple[Cluster, Sequence[Contact]]]
+) -> tuple[list[MergeResult], list[tuple[str, str]]]:
+    """Clusters that hold no local contact yet, each into a new one, written together (a
+    bulk merge of thousands takes seconds, not minutes). A cluster whose values the local
+    CRM refuses is left out and named: (cluster id, why)."""
+    planned: list[tuple[Cluster, dict[str, Any]]] = []
+    failed: list[tuple[str, str]] = []
+    for cluster, records in clusters:
+        try:
+            planned.append((cluster, valid_fields(plan_merge(records), local.region)))
+        except ValidationFailed as exc:
+            failed.append((cluster.id, str(exc)))
+    if not planned:
+        return [], failed
+    items = [
+        (fields, [m for m in cluster.members if not m.startswith("local:")])
+        for cluster, fields in planned
+    ]
+    made = cast(list[Contact], await local.add_many("contacts", items))
+    journaled = [(c, record, None) for (c, _), record in zip(planned, made, strict=True)]
+    ids = await _journal(local, journaled)
+    results = [
+        MergeResult(cluster.id, record, True, None, fields, entry_id)
+        for (cluster, fields), record, entry_id in zip(planned, made, ids, strict=True)
+    ]
+    return results, failed
+
+
+async def _journal(
+    local: LocalCrm, merges: Sequence[tuple[Cluster, Contact, dict[str, Any] | None]]
+) -> list[int]:
+    """The merge journal's rows (store/decisions.py), for undo; zeros with no database."""
+    store = local.store
+    if store.db is None:
+        return [0] * len(merges)
+    rows = [(c.id, record.id, previous, c.members) for c, record, previous in merges]
+    return cast(list[int], await store.in_writer(store.db.add_merges, store.user_id, rows))
 
 
 class AlreadyUndone(LookupError):

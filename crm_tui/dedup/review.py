@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crm_tui.dedup.clusters import POSSIBLE_PREFIX, Cluster, People
-from crm_tui.dedup.merge import MergeResult, cluster_records, merge_cluster
+from crm_tui.dedup.merge import (
+    MergeResult,
+    cluster_records,
+    merge_cluster,
+    merge_new_clusters,
+)
 from crm_tui.local_crm import LocalCrm, ValidationFailed
 from crm_tui.search.text import fold
 from crm_tui.store.decisions import MergeEntry, Rejection
@@ -129,6 +134,10 @@ def plan_bulk(clusters: Sequence[Cluster]) -> BulkReport:
     return BulkReport(True, len(chosen), sum(len(c.members) for c in chosen))
 
 
+#: Clusters written together by a bulk merge: one lease, transaction and cache update each.
+BATCH = 250
+
+
 async def merge_all(
     local: LocalCrm,
     clusters: Sequence[Cluster],
@@ -138,16 +147,25 @@ async def merge_all(
     undone on its own. A cluster the local CRM refuses is reported and the rest go on."""
     chosen = bulk_mergeable(clusters)
     report = BulkReport(False)
-    for done, cluster in enumerate(chosen, 1):
-        records = cluster_records(local.store, cluster)
+    fresh = [c for c in chosen if not any(m.startswith("local:") for m in c.members)]
+    again = [c for c in chosen if any(m.startswith("local:") for m in c.members)]
+    for start in range(0, len(fresh), BATCH):
+        batch = [(c, cluster_records(local.store, c)) for c in fresh[start : start + BATCH]]
+        merged, failed = await merge_new_clusters(local, batch)
+        report.merged.extend(merged)
+        report.failed.extend(failed)
+        if progress is not None:
+            progress(min(start + BATCH, len(fresh)), len(chosen))
+    for cluster in again:  # rare: a merged person a new record joined
         try:
-            result = await merge_cluster(local, cluster, records)
+            report.merged.append(
+                await merge_cluster(local, cluster, cluster_records(local.store, cluster))
+            )
         except (ValidationFailed, KeyError) as exc:
             report.failed.append((cluster.id, str(exc)))
-        else:
-            report.merged.append(result)
-            report.people += 1
-            report.records += len(cluster.members)
-        if progress is not None:
-            progress(done, len(chosen))
+    sizes = {c.id: len(c.members) for c in chosen}
+    report.people = len(report.merged)
+    report.records = sum(sizes[result.cluster_id] for result in report.merged)
+    if progress is not None:
+        progress(len(chosen), len(chosen))
     return report

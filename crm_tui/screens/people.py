@@ -27,6 +27,9 @@ def badges(sources: tuple[str, ...]) -> str:
 
 
 def evidence(cluster: Cluster) -> str:
+    if cluster.possible:
+        places = sorted({link.keys[-1] for link in cluster.links}, reverse=True)
+        return f"same name, same {' or '.join(places)}; no shared e-mail or phone"
     keys = sorted({k for link in cluster.links for k in link.keys})
     notes = ["names differ: check"] if cluster.flagged else []
     if cluster.shared:
@@ -64,11 +67,11 @@ class PeopleScreen(ModeScreen):
     def _columns(self) -> list[Column]:
         return [
             Column("Records", 7, lambda c: len(c.members)),
-            Column("Sources", 16, lambda c: badges(c.sources)),
+            Column("Sources", 24, lambda c: badges(c.sources)),
             Column("Sure", 5, lambda c: f"{c.confidence:.2f}"),
             Column("Name", 26, self._person_name),
             Column("Latest", 10, lambda c: c.latest[:10]),
-            Column("Evidence", 40, evidence),
+            Column("Evidence", 34, evidence),
         ]
 
     def _person_name(self, cluster: Cluster) -> str:
@@ -107,9 +110,8 @@ class PeopleScreen(ModeScreen):
         find = f", matching {self.text!r}" if self.text else ""
         linked = sum(len(c.members) for c in clusters)
         self.query_one("#people-summary", Static).update(
-            f"{sections}\n{len(clusters):,} shown ({linked:,} records), {where}, confidence >= "
-            f"{self.min_confidence:.2f}{find}   enter: compare  v: section  x: not the same  "
-            "M: merge all shown  u: undo"
+            f"{sections}\n{len(clusters):,} shown ({linked:,} records) · {where} · confidence"
+            f" >= {self.min_confidence:.2f}{find}"
         )
 
     def on_record_table_selected(self, event: RecordTable.Selected) -> None:
@@ -178,7 +180,7 @@ class PeopleScreen(ModeScreen):
         question = (
             f"Merge {plan.people:,} people ({plan.records:,} records) into the local CRM?\n"
             "Each becomes one local contact; the vendors' records stay as they are. "
-            "Each merge can be undone from the Merged section (v, then u)."
+            "Each merge can be undone from the Merged section (v to reach it, then u)."
         )
 
         def answered(yes: bool | None) -> None:
@@ -191,8 +193,8 @@ class PeopleScreen(ModeScreen):
 
     async def _merge(self, chosen: list[Cluster]) -> None:
         def progress(done: int, total: int) -> None:
-            if done % 100 == 0:
-                self.notify(f"Merged {done:,} of {total:,}", markup=False)
+            if done < total:
+                self.notify(f"Merged {done:,} of {total:,}", markup=False, timeout=2)
 
         report = await merge_all(self.crm.local, chosen, progress)
         failed = f"; {len(report.failed)} refused by the local CRM" if report.failed else ""

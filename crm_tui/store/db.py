@@ -14,7 +14,7 @@ import operator
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from decimal import Decimal
@@ -809,6 +809,27 @@ class Database(LeaseStore, DecisionStore):
                 ),
             )
 
+    def add_local_records(
+        self, user_id: str, kind: RecordKind, payloads: Sequence[dict[str, Any]], now: str
+    ) -> list[int]:
+        """New local records in one transaction (a bulk merge makes thousands); their ids."""
+        with self.transaction() as conn:
+            # ids are unique across contacts and deals, so `local:7` names one record
+            row = conn.execute(
+                "SELECT COALESCE(MAX(id), 0) + 1 FROM local_records WHERE user_id = ?",
+                (user_id,),
+            ).fetchone()
+            ids = list(range(int(row[0]), int(row[0]) + len(payloads)))
+            conn.executemany(
+                "INSERT INTO local_records (user_id, kind, id, payload, created_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (user_id, kind, new_id, json.dumps(payload, default=str), now, now)
+                    for new_id, payload in zip(ids, payloads, strict=True)
+                ],
+            )
+        return ids
+
     def save_local_record(
         self,
         user_id: str,
@@ -817,28 +838,17 @@ class Database(LeaseStore, DecisionStore):
         now: str,
         record_id: int | None = None,
     ) -> int:
+        if record_id is None:
+            return self.add_local_records(user_id, kind, [payload], now)[0]
         body = json.dumps(payload, default=str)
         with self.transaction() as conn:
-            if record_id is None:
-                # ids are unique across contacts and deals, so `local:7` names one record
-                row = conn.execute(
-                    "SELECT COALESCE(MAX(id), 0) + 1 FROM local_records WHERE user_id = ?",
-                    (user_id,),
-                ).fetchone()
-                record_id = int(row[0])
-                conn.execute(
-                    "INSERT INTO local_records (user_id, kind, id, payload, created_at,"
-                    " updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (user_id, kind, record_id, body, now, now),
-                )
-            else:
-                updated = conn.execute(
-                    "UPDATE local_records SET payload = ?, updated_at = ?"
-                    " WHERE user_id = ? AND kind = ? AND id = ?",
-                    (body, now, user_id, kind, record_id),
-                )
-                if updated.rowcount == 0:
-                    raise KeyError(f"no local {kind[:-1]} with id {record_id}")
+            updated = conn.execute(
+                "UPDATE local_records SET payload = ?, updated_at = ?"
+                " WHERE user_id = ? AND kind = ? AND id = ?",
+                (body, now, user_id, kind, record_id),
+            )
+            if updated.rowcount == 0:
+                raise KeyError(f"no local {kind[:-1]} with id {record_id}")
         return record_id
 
     def delete_local_record(self, user_id: str, kind: RecordKind, record_id: int) -> bool:

@@ -91,29 +91,32 @@ class DecisionStore:
             ).fetchall()
         return [Rejection(frozenset(json.loads(m)), c, at) for m, c, at in rows]
 
-    def add_merge(
+    def add_merges(
         self,
         user_id: str,
-        cluster_id: str,
-        local_id: str,
-        previous: dict[str, Any] | None,
-        members: Iterable[str],
-    ) -> int:
+        merges: Iterable[tuple[str, str, dict[str, Any] | None, Iterable[str]]],
+    ) -> list[int]:
+        """Journal merges, each (cluster id, local id, the local row it replaced or None
+        when it made it, the cluster's members), in one transaction; their ids."""
+        now = utc_now()
+        ids = []
         with self.transaction() as conn:
-            cursor = conn.execute(
-                "INSERT INTO merges (user_id, cluster_id, local_id, created, previous,"
-                " members, merged_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    user_id,
-                    cluster_id,
-                    local_id,
-                    int(previous is None),
-                    None if previous is None else json.dumps(previous, default=str),
-                    _members_key(members),
-                    utc_now(),
-                ),
-            )
-            return int(cursor.lastrowid or 0)
+            for cluster_id, local_id, previous, members in merges:
+                cursor = conn.execute(
+                    "INSERT INTO merges (user_id, cluster_id, local_id, created, previous,"
+                    " members, merged_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        user_id,
+                        cluster_id,
+                        local_id,
+                        int(previous is None),
+                        None if previous is None else json.dumps(previous, default=str),
+                        _members_key(members),
+                        now,
+                    ),
+                )
+                ids.append(int(cursor.lastrowid or 0))
+        return ids
 
     def mark_merge_undone(self, user_id: str, merge_id: int) -> bool:
         """False when it was undone already (by another process, say)."""
