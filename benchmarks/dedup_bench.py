@@ -11,7 +11,7 @@ Targets (issue 10): 100k <= 1 s, 1M <= 10 s.
 Quality: the demo simulators at N contacts per source, synced over loopback, clusters scored
 against the generator's ground truth (pairwise precision and recall; floors 0.99 and 0.97),
 overall and per kind of spelling difference (plus tags, Gmail dots, transliteration,
-nicknames, phone extensions).
+nicknames, phone extensions), and the bulk merge of the sure clusters into the local CRM.
 """
 
 from __future__ import annotations
@@ -58,6 +58,19 @@ def run(size: int) -> None:
     assert len(again.clusters) == len(people.clusters)
 
 
+async def bulk_merge(settings, store, people):  # type: ignore[no-untyped-def]
+    """What `M` on People (or `crm-tui merge --all`) does, timed."""
+    from crm_tui.dedup.review import Review, merge_all, select
+    from crm_tui.local_crm import LocalCrm
+    from crm_tui.sources.base import SourceContext
+
+    local = LocalCrm(store, SourceContext(settings, settings.user_id, db=store.db))
+    chosen = select(Review.of(people, ()).sections["open"], 0.95)
+    started = time.perf_counter()
+    report = await merge_all(local, chosen)
+    return report, time.perf_counter() - started
+
+
 def quality(contacts: int) -> None:
     import asyncio
 
@@ -81,6 +94,7 @@ def quality(contacts: int) -> None:
         truth = contact_truth(contacts)
         result = score(people, truth, present)
         kinds = score_by_kind(people, truth, contact_kinds(11, contacts), present)
+        merged, merge_seconds = asyncio.run(bulk_merge(demo.settings, store, people))
     print(
         f"demo truth, {contacts:,} contacts per source: precision {result.precision:.4f}, "
         f"recall {result.recall:.4f} ({result.correct_pairs:,} of {result.true_pairs:,} true "
@@ -88,6 +102,10 @@ def quality(contacts: int) -> None:
         f"{len(people.clusters):,} clusters, "
         f"{sum(c.flagged for c in people.clusters)} flagged (names differ), "
         f"{len(people.possible):,} possible (name and place only)"
+    )
+    print(
+        f"bulk merge of the clusters >= 0.95 (names agreeing): {merged.people:,} people "
+        f"({merged.records:,} records) in {merge_seconds:.2f} s"
     )
     for kind, figures in kinds.items():
         print(
