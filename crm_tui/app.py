@@ -353,8 +353,11 @@ class CrmApp(App[None]):
         """After a decision: the same clusters, sorted into sections again (no re-keying)."""
 
         async def again() -> None:
-            self.review = await asyncio.to_thread(self._review_of, self.people)
-            self.store_changed.publish(StoreChange(None, ("contacts",), status_only=True))
+            people = self.people
+            review = await asyncio.to_thread(self._review_of, people)
+            if people is self.people:  # else a newer refresh brought its own review
+                self.review = review
+                self.store_changed.publish(StoreChange(None, ("contacts",), status_only=True))
 
         self.run_worker(again(), group="review", exit_on_error=False, name="review duplicates")
 

@@ -1420,17 +1420,18 @@ def _merge_all(rt: Runtime, min_confidence: float, source: str | None, dry_run: 
 
 
 def _undo_merge(rt: Runtime, merge_id: int) -> None:
-    from crm_tui.dedup.merge import AlreadyUndone, undo_merge
+    from crm_tui.dedup.merge import AlreadyUndone, NewerMerge, undo_merge
 
     db = rt.store.db
-    entries = db.merges(rt.store.user_id, include_undone=True) if db is not None else []
-    entry = next((e for e in entries if e.id == merge_id), None)
+    entry = db.merge_entry(rt.store.user_id, merge_id) if db is not None else None
     if entry is None:
         raise CliError("Unknown merge", f"no merge {merge_id}", EXIT_USAGE)
     try:
         run(undo_merge(_local(rt), entry))
     except AlreadyUndone as exc:
         raise CliError("Already undone", str(exc), EXIT_USAGE) from None
+    except NewerMerge as exc:
+        raise CliError("A later merge comes first", str(exc), EXIT_USAGE) from None
     verb = "removed" if entry.created else "restored"
     emit(
         rt,
@@ -1459,7 +1460,7 @@ def reject(ctx: click.Context, cluster_id: str, undo: bool, as_json: bool) -> No
             raise CliError("No database", "decisions are kept in the database", EXIT_CONFIG)
         user = rt.store.user_id
         if undo:
-            changed = db.unreject(user, cluster.members)
+            changed = db.unreject(user, cluster.members, cluster.possible) > 0
         else:
             db.reject(user, cluster.id, cluster.members)
             changed = True

@@ -6,7 +6,8 @@ invalid input is refused with a message per field and nothing is saved.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import date
@@ -153,13 +154,20 @@ class LocalCrm:
         self, kind: RecordKind, fields: dict[str, Any], links: Sequence[str] = ()
     ) -> Record:
         """`links`: the source records this one was merged from, kept in its payload."""
-        return (await self.add_many(kind, [(fields, links)]))[0]
+        (record,) = await self.add_many(kind, [(fields, links)])
+        assert record is not None  # nothing is skipped unless asked
+        return record
 
     async def add_many(
-        self, kind: RecordKind, items: Sequence[tuple[dict[str, Any], Sequence[str]]]
-    ) -> list[Record]:
+        self,
+        kind: RecordKind,
+        items: Sequence[tuple[dict[str, Any], Sequence[str]]],
+        skip_linked: bool = False,
+    ) -> list[Record | None]:
         """Several new records, (fields, links) each: all validated first (one refused,
-        none saved), then one lease, one transaction and one cache update for them all."""
+        none saved), then one lease, one transaction and one cache update for them all.
+        With `skip_linked`, an item whose links another local contact links already (a
+        merge another process made meanwhile) is not added: None in its place."""
         payloads = []
         for fields, links in items:
             payload = validate(kind, fields, self.region)
@@ -167,16 +175,23 @@ class LocalCrm:
                 payload[LINKS_FIELD] = list(links)
             payloads.append(payload)
         async with self._writing(kind):
+            db, user = self._db(), self.store.user_id
+            keep = [True] * len(payloads)
+            if skip_linked:
+                linked = await self.store.in_writer(
+                    db.linking_locals, user, [x for _, links in items for x in links]
+                )
+                keep = [not any(x in linked for x in links) for _, links in items]
             now = utc_now()
-            db = self._db()
-            ids = await self.store.in_writer(
-                db.add_local_records, self.store.user_id, kind, payloads, now
-            )
+            fresh = [p for p, k in zip(payloads, keep, strict=True) if k]
+            ids = iter(await self.store.in_writer(db.add_local_records, user, kind, fresh, now))
             records = [
-                self._record(kind, {**payload, "id": new_id, "created_at": now, "updated_at": now})
-                for payload, new_id in zip(payloads, ids, strict=True)
+                self._record(kind, {**p, "id": next(ids), "created_at": now, "updated_at": now})
+                if k
+                else None
+                for p, k in zip(payloads, keep, strict=True)
             ]
-            await self.store.upsert(kind, records)
+            await self.store.upsert(kind, [r for r in records if r is not None])
         return records
 
     def find(self, record_id: str) -> tuple[RecordKind, dict[str, Any]]:
@@ -184,20 +199,26 @@ class LocalCrm:
         number = record_id.removeprefix("local:")
         if not number.isdigit():
             raise KeyError(f"not a local record id: {record_id}")
-        for kind in ("contacts", "deals"):
-            for row in self._db().local_records(self.store.user_id, kind):
-                if row["id"] == int(number):
-                    return kind, row  # type: ignore[return-value]
-        raise KeyError(f"no local record {record_id}")
+        return self._db().local_record(self.store.user_id, int(number))  # type: ignore[no-any-return]
 
     async def edit(
         self, record_id: str, changes: dict[str, Any], links: Sequence[str] = ()
     ) -> Record:
+        record, _ = await self.replace(record_id, changes, links)
+        return record
+
+    async def replace(
+        self, record_id: str, changes: dict[str, Any], links: Sequence[str] = ()
+    ) -> tuple[Record, dict[str, Any]]:
+        """Edit, returning the row as it was just before (read under the lease, so an undo
+        never brings back an older copy than the one this edit replaced)."""
         kind, _ = self.find(record_id)
         async with self._writing(kind):
             return await self._edit(record_id, changes, links)
 
-    async def _edit(self, record_id: str, changes: dict[str, Any], links: Sequence[str]) -> Record:
+    async def _edit(
+        self, record_id: str, changes: dict[str, Any], links: Sequence[str]
+    ) -> tuple[Record, dict[str, Any]]:
         kind, row = self.find(record_id)  # again: it may have changed while we waited
         current = {
             k: v
@@ -214,7 +235,7 @@ class LocalCrm:
             kind, {**payload, "id": row["id"], "created_at": row["created_at"], "updated_at": now}
         )
         await self.store.upsert(kind, [record])
-        return record
+        return record, row
 
     async def delete(self, record_id: str) -> Record:
         kind, _ = self.find(record_id)
@@ -236,11 +257,39 @@ class LocalCrm:
 
     async def remove(self, record_id: str) -> None:
         """Delete without keeping it for undo (undo of a create)."""
-        kind, _ = self.find(record_id)
+        await self.revert(record_id, None)
+
+    async def revert(
+        self,
+        record_id: str,
+        previous: dict[str, Any] | None,
+        check: Callable[[], None] | None = None,
+    ) -> None:
+        """Take a record back to `previous` (a row as `find` gave it), or remove it when
+        None, under the lease and in one transaction with `check` (which raises to refuse:
+        an undo marks its journal row there, so the mark and the change land together)."""
+        number = int(record_id.removeprefix("local:"))
+        kind: RecordKind = "contacts"
+        if previous is None:
+            with contextlib.suppress(KeyError):  # gone already: a check may still apply
+                kind, _ = self.find(record_id)
         async with self._writing(kind):
-            kind, row = self.find(record_id)
-            self._db().delete_local_record(self.store.user_id, kind, row["id"])
-            await self.store.delete(kind, [self._record(kind, row).id])
+            db, user = self._db(), self.store.user_id
+
+            def apply() -> bool:
+                with db.transaction():
+                    if check is not None:
+                        check()
+                    if previous is not None:
+                        db.restore_local_record(user, kind, previous)
+                        return True
+                    return bool(db.delete_local_record(user, kind, number))
+
+            changed = await self.store.in_writer(apply)
+            if previous is not None:
+                await self.store.upsert(kind, [self._record(kind, previous)])
+            elif changed:
+                await self.store.delete(kind, [f"local:{number}"])
 
     async def undo_delete(self) -> Record | None:
         """Bring back the last deleted record, under its old id."""

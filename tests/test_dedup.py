@@ -16,6 +16,7 @@ from crm_tui.dedup.keys import NameAgreement, PhoneKeys, compare_names, name_key
 from crm_tui.dedup.mailbox import mailbox_key
 from crm_tui.dedup.merge import (
     AlreadyUndone,
+    NewerMerge,
     cluster_records,
     merge_cluster,
     plan_merge,
@@ -67,6 +68,7 @@ def clusters_of(*records: Contact) -> list[tuple[str, ...]]:
         ("512 555 0147, Extension 7", "+15125550147"),
         ("+44 20 7946 0958 ext 4", "+442079460958"),
         ("000-000-0000", None),
+        ("Fax 512 555 0147", "+15125550147"),
         ("x204", None),
         ("", None),
         (None, None),
@@ -128,6 +130,9 @@ OUR_CASES = {
     "not an address": None,
     "@": None,
     "+tag@example.com": None,
+    "x+1@foo.com@gmail.com": None,
+    "x@.": None,
+    '"Ana"@Müller.de': '"ana"@xn--mller-kva.de',
     None: None,
 }
 
@@ -242,6 +247,26 @@ def test_name_and_street_without_any_key_are_possible_never_linked() -> None:
     assert offer.members == ("followupboss:1", "hubspot:2")
     assert offer.possible and offer.confidence == 0.5 and offer.links[0].keys == ("name", "street")
     assert people.by_id[offer.id] is offer and people.select() == []
+
+
+def test_a_street_is_evidence_only_with_a_number_and_in_the_same_city() -> None:
+    def pair(a: dict, b: dict) -> list[tuple[str, ...]]:
+        people = DuplicateFinder().find(
+            [
+                contact("brivity", "1", "Jo", "Ray", email="j1@x.com", **a),
+                contact("lofty", "1", "Jo", "Ray", email="j2@x.com", **b),
+                *(contact("hubspot", str(n), "Jo", "Ray", email=f"o{n}@x.com") for n in range(9)),
+            ]
+        )  # nine more Jo Rays: the city alone is not enough
+        return [c.members for c in people.possible]
+
+    assert pair({"street": "12 Oak St #5"}, {"street": "12 oak street, apt 5"})
+    assert pair({"street": "N/A"}, {"street": "n/a"}) == []
+    assert pair({"street": "1 Main St", "city": "Austin"}, {"street": "1 Main St"})
+    assert (
+        pair({"street": "1 Main St", "city": "Austin"}, {"street": "1 Main St", "city": "Waco"})
+        == []
+    )
 
 
 def test_name_and_city_are_possible_only_for_a_rare_name() -> None:
@@ -610,3 +635,94 @@ async def test_a_bulk_merge_writes_together_reports_what_it_refused_and_undoes_o
     assert store.get("contacts", entry.local_id) is None
     with pytest.raises(AlreadyUndone):
         await undo_merge(local, entry)
+
+
+async def _two_processes(settings: Settings) -> tuple[LocalCrm, LocalCrm]:
+    """Two LocalCrm on two connections to one database, as two processes have."""
+    me = settings.user_id
+    crms = []
+    for _ in range(2):
+        store = CacheStore(me, Database(settings.database_path))
+        crms.append(LocalCrm(store, SourceContext(settings, me, db=store.db)))
+    for source in ("brivity", "lofty"):
+        await crms[0].store.replace_stream(
+            source, "contacts", [contact(source, "1", "Ann", "Lee", email="a@x.com", user_id=me)]
+        )
+    for crm in crms:
+        crm.store.load_sync()
+    return crms[0], crms[1]
+
+
+async def test_two_processes_merging_one_cluster_make_one_local_contact(
+    settings: Settings,
+) -> None:
+    from crm_tui.dedup.review import merge_all
+
+    first, second = await _two_processes(settings)
+    (cluster,) = DuplicateFinder().refresh(second.store).clusters  # before the first merges
+    made = await merge_cluster(first, cluster, cluster_records(first.store, cluster))
+    report = await merge_all(second, [cluster])  # it still sees the cluster unmerged
+    assert report.people == 0 and report.failed == [
+        (cluster.id, "merged already, in another process")
+    ]
+    again = await merge_cluster(second, cluster, cluster_records(second.store, cluster))
+    assert not again.created and again.record.id == made.record.id  # updated, not doubled
+    assert second.store.db is not None
+    assert [r["id"] for r in second.store.db.local_records(settings.user_id, "contacts")] == [
+        int(made.record.id.removeprefix("local:"))
+    ]
+    second.store.load_sync()
+    assert DuplicateFinder().refresh(second.store).clusters[0].settled
+
+
+async def test_undo_waits_for_later_merges_and_a_failed_undo_leaves_the_merge(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    local, _ = await _two_processes(settings)
+    (cluster,) = DuplicateFinder().refresh(local.store).clusters
+    made = await merge_cluster(local, cluster, cluster_records(local.store, cluster))
+    (again,) = DuplicateFinder().refresh(local.store).clusters
+    update = await merge_cluster(local, again, cluster_records(local.store, again), "lofty")
+    with pytest.raises(NewerMerge):
+        await undo_merge(local, made)
+    db = local.store.db
+    assert db is not None
+
+    def broken(*args: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(db, "restore_local_record", broken)
+    with pytest.raises(sqlite3.OperationalError):
+        await undo_merge(local, update)
+    assert {e.id for e in db.merges(settings.user_id)} == {made.entry_id, update.entry_id}
+    monkeypatch.undo()
+    await undo_merge(local, update)
+    await undo_merge(local, made)
+    assert db.merges(settings.user_id) == []
+    assert local.store.get("contacts", made.record.id) is None
+
+
+async def test_local_ids_are_never_handed_out_twice(settings: Settings) -> None:
+    local, _ = await _two_processes(settings)
+    first = await local.add("contacts", {"first_name": "A"})
+    second = await local.add("contacts", {"first_name": "B"})
+    await local.delete(second.id)
+    third = await local.add("contacts", {"first_name": "C"})
+    assert [first.id, second.id, third.id] == ["local:1", "local:2", "local:3"]
+
+
+def test_a_contact_the_team_typed_in_does_not_keep_a_merged_person_open() -> None:
+    ann = [
+        contact("brivity", "1", "Ann", "Lee", email="ann@x.com"),
+        contact("lofty", "1", "Ann", "Lee", email="ann@x.com"),
+    ]
+    merged = contact(
+        "local", "7", "Ann", "Lee", email="ann@x.com",
+        raw=json.dumps({LINKS_FIELD: ["brivity:1", "lofty:1"]}),
+    )  # fmt: skip
+    typed = contact("local", "9", "Ann", "Lee", email="ann@x.com")
+    (cluster,) = DuplicateFinder().find([*ann, merged, typed]).clusters
+    assert set(cluster.members) == {"brivity:1", "lofty:1", "local:7", "local:9"}
+    assert cluster.settled

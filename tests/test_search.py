@@ -144,6 +144,12 @@ def test_letters_without_accents_are_transliterated_as_the_duplicate_finder_does
     assert ids(index.search("YILDIRIM")) == {"brivity:1"}
     assert ids(index.search("lukasz aero")) == {"brivity:2"}
     assert spans("Łukasz Ærø", ["aero"]) == [(7, 10)]
+    index.rebuild(
+        "contacts", "brivity", [contact(3, first_name="Æsa", last_name="Þórsdóttir", city="Straße")]
+    )
+    hit = index.search("dottir").groups["brivity"][0]
+    assert hit.spans["name"] == [(8, 14)]  # "dóttir": letters that became two moved nothing
+    assert index.search("strasse").groups["brivity"][0].spans["city"] == [(0, 6)]
 
 
 def test_names_rank_before_other_fields(index):

@@ -459,13 +459,13 @@ async def test_find_narrows_the_people_list_by_name(demo_settings):
         target = table.rows[3]
         last = app.store.get("contacts", target.members[0]).last_name
         await pilot.press("slash", *last.lower())
-        await pilot.pause(0.2)
+        await settle(pilot, app)
         assert target in table.rows and 0 < table.row_count < len(app.review.sections["open"])
         for cluster in table.rows:
             names = [app.store.get("contacts", m).name.lower() for m in cluster.members]
             assert any(last.lower() in n for n in names)
         await pilot.press("escape")
-        await pilot.pause(0.2)
+        await settle(pilot, app)
         assert table.row_count == len(app.review.sections["open"])
 
 

@@ -21,15 +21,16 @@ import numpy as np
 
 from crm_tui.dedup.keys import NameAgreement, PhoneKeys, compare_names, name_key
 from crm_tui.dedup.mailbox import mailbox_key
-from crm_tui.dedup.possible import POSSIBLE, Cities, possible_links, street_key
+from crm_tui.dedup.possible import POSSIBLE, Cities, possible_links
 from crm_tui.heap import CHUNK, Sharded, dismantle, gc_paused
 from crm_tui.models import Contact
+from crm_tui.store import decisions
 
 EMAIL, PHONE, MERGED = 1, 2, 4
 #: A key held by more records than this is a placeholder or a switchboard, not a person.
 MAX_BLOCK = 50
 #: A possible cluster's id starts so; a key-linked cluster's with "p".
-POSSIBLE_PREFIX = "q"
+POSSIBLE_PREFIX = decisions.POSSIBLE_PREFIX
 #: Linked source ids a merged local contact keeps in its payload.
 LINKS_FIELD = "linked_records"
 
@@ -185,7 +186,7 @@ class SourceKeys:
     names: list[tuple[str, str]]
     merged: list[tuple[str, tuple[str, ...]]]
     updated: list[str]
-    streets: list[str]  # street_key of each
+    streets: list[str | None]  # as the CRM wrote it (keyed only where a name repeats)
     cities: list[str]  # folded
 
     @classmethod
@@ -209,7 +210,7 @@ class SourceKeys:
             [folded[(c.first_name, c.last_name)] for c in contacts],
             merged,
             [c.remote_updated or c.remote_created or "" for c in contacts],
-            [street_key(c.street) for c in contacts],
+            [c.street for c in contacts],
             [cities(c.city) for c in contacts],
         )
         folded.release()
@@ -421,7 +422,7 @@ def _assemble(
             tuple(own),
             tuple(shared_by_root.get(root, ())),
             max(map(updated.__getitem__, indexes)),
-            bool(merges) and _settled(indexes, merges),
+            bool(merges) and _settled(ids, indexes, merges),
         )
         clusters.append(cluster)
         for record in member_ids:
@@ -432,12 +433,14 @@ def _assemble(
     return People(ordered, by_record, shared_by_record)
 
 
-def _settled(indexes: list[int], merges: dict[int, set[int]]) -> bool:
-    """One local contact of the cluster was merged from every other member."""
-    return any(
-        i in merges and len(merges[i]) >= len(indexes) - 1 and merges[i] >= set(indexes) - {i}
-        for i in indexes
-    )
+def _settled(ids: list[str], indexes: list[int], merges: dict[int, set[int]]) -> bool:
+    """One local contact of the cluster was merged from every source record in it (other
+    local contacts in it are the team's own: a merge never links one local to another)."""
+    merged = [i for i in indexes if i in merges]
+    if not merged:
+        return False
+    vendors = {i for i in indexes if not ids[i].startswith("local:")}
+    return any(merges[i] >= vendors for i in merged)
 
 
 def most_valuable_first(

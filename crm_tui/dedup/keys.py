@@ -18,7 +18,9 @@ from crm_tui.search.text import digits, fold
 #: Regions that share the +1 country code: ten digits there are a whole number.
 NANP_REGIONS = frozenset({"US", "CA", "PR", "GU", "VI", "AS", "MP"})
 #: An extension after the number: "ext. 12", "extension 12", "x12", "#12".
-_EXTENSION = re.compile(r"\s*[,;]?\s*(?:ext(?:ension)?\.?|x|#)\s*\d{1,7}\s*$", re.IGNORECASE)
+_EXTENSION = re.compile(
+    r"\s*[,;]?\s*(?<![a-z])(?:ext(?:ension)?\.?|x|#)\s*\d{1,7}\s*$", re.IGNORECASE
+)
 #: Common English short forms, folded. Optional evidence: "Bill" and "William" agree.
 NICKNAMES: dict[str, str] = {
     "bill": "william",

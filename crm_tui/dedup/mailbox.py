@@ -88,6 +88,7 @@ def mailbox_key(value: str | None) -> str | None:
         if (
             0 < at < len(text) - 1
             and "+" not in text
+            and text.count("@") == 1
             and text[0] != '"'
             and text[-1] != "."
             and text[at + 1 :] not in _REWRITTEN
@@ -97,8 +98,12 @@ def mailbox_key(value: str | None) -> str | None:
     if not at or not local or not domain:
         return None
     domain = _domain(domain)
-    if local[0] == '"':  # a quoted local part is taken as it is
-        return f"{local}@{domain}"
+    if not domain:
+        return None
+    if local[0] == '"':  # a quoted local part is taken as it is, lowercased as all are
+        return f"{local.lower()}@{domain}"
+    if "@" in local:  # unquoted, an "@" cannot be part of an address
+        return None
     local = fold(local)
     if domain in YAHOO:
         local = local.rsplit("-", 1)[0] if "-" in local else local

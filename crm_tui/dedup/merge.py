@@ -8,7 +8,6 @@ field.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -123,20 +122,30 @@ async def merge_cluster(
     prefer: str | None = None,
     plan: dict[str, FieldChoice] | None = None,
 ) -> MergeResult:
-    """Create (or update, when the cluster already holds one) the local contact."""
+    """Create (or update, when the cluster already holds one) the local contact. When
+    another process merged these records meanwhile, its local contact is the one updated."""
     plan = plan or plan_merge(records, prefer)
     fields = valid_fields(plan, local.region)
     links = [m for m in cluster.members if not m.startswith("local:")]
     existing = next((m for m in cluster.members if m.startswith("local:")), None)
-    previous: dict[str, Any] | None = None
     if existing is None:
-        record = await local.add("contacts", fields, links=links)
-    else:
-        _, previous = local.find(existing)
-        record = await local.edit(existing, fields, links=links)
+        (made,) = await local.add_many("contacts", [(fields, links)], skip_linked=True)
+        if made is not None:
+            contact = cast(Contact, made)
+            (entry_id,) = await _journal(local, [(cluster, contact, None)])
+            return MergeResult(cluster.id, contact, True, None, fields, entry_id)
+        existing = _linking(local, links)
+    record, previous = await local.replace(existing, fields, links=links)
     contact = cast(Contact, record)
     (entry_id,) = await _journal(local, [(cluster, contact, previous)])
-    return MergeResult(cluster.id, contact, previous is None, previous, fields, entry_id)
+    return MergeResult(cluster.id, contact, False, previous, fields, entry_id)
+
+
+def _linking(local: LocalCrm, links: Sequence[str]) -> str:
+    """The local contact that links (some of) these records already."""
+    db = local.store.db
+    linked = db.linking_locals(local.store.user_id, links) if db is not None else {}
+    return f"local:{min(min(ids) for ids in linked.values())}"
 
 
 async def merge_new_clusters(
@@ -144,7 +153,8 @@ async def merge_new_clusters(
 ) -> tuple[list[MergeResult], list[tuple[str, str]]]:
     """Clusters that hold no local contact yet, each into a new one, written together (a
     bulk merge of thousands takes seconds, not minutes). A cluster whose values the local
-    CRM refuses is left out and named: (cluster id, why)."""
+    CRM refuses, or that another process merged meanwhile, is left out and named: (cluster
+    id, why)."""
     planned: list[tuple[Cluster, dict[str, Any]]] = []
     failed: list[tuple[str, str]] = []
     for cluster, records in clusters:
@@ -158,12 +168,21 @@ async def merge_new_clusters(
         (fields, [m for m in cluster.members if not m.startswith("local:")])
         for cluster, fields in planned
     ]
-    made = cast(list[Contact], await local.add_many("contacts", items))
-    journaled = [(c, record, None) for (c, _), record in zip(planned, made, strict=True)]
-    ids = await _journal(local, journaled)
+    made = await local.add_many("contacts", items, skip_linked=True)
+    done = [
+        (cluster, fields, cast(Contact, record))
+        for (cluster, fields), record in zip(planned, made, strict=True)
+        if record is not None
+    ]
+    failed.extend(
+        (cluster.id, "merged already, in another process")
+        for (cluster, _), record in zip(planned, made, strict=True)
+        if record is None
+    )
+    ids = await _journal(local, [(cluster, record, None) for cluster, _, record in done])
     results = [
         MergeResult(cluster.id, record, True, None, fields, entry_id)
-        for (cluster, fields), record, entry_id in zip(planned, made, ids, strict=True)
+        for (cluster, fields, record), entry_id in zip(done, ids, strict=True)
     ]
     return results, failed
 
@@ -173,7 +192,7 @@ async def _journal(
 ) -> list[int]:
     """The merge journal's rows (store/decisions.py), for undo; zeros with no database."""
     store = local.store
-    if store.db is None:
+    if store.db is None or not merges:
         return [0] * len(merges)
     rows = [(c.id, record.id, previous, c.members) for c, record, previous in merges]
     return cast(list[int], await store.in_writer(store.db.add_merges, store.user_id, rows))
@@ -183,17 +202,28 @@ class AlreadyUndone(LookupError):
     """The merge was undone already, here or in another process."""
 
 
+class NewerMerge(LookupError):
+    """A later merge changed the same local contact: undo that one first."""
+
+
 async def undo_merge(local: LocalCrm, result: MergeResult | MergeEntry) -> None:
     """Take the local contact back to before the merge: removed if the merge made it, else
-    restored as it was. Marked undone first, so two processes never both undo one merge."""
-    store = local.store
+    restored as it was. The journal row is marked in the same transaction as the change,
+    so two processes never both undo one merge and a failed undo leaves it in force."""
+    store, user = local.store, local.store.user_id
     entry_id = result.entry_id if isinstance(result, MergeResult) else result.id
-    mark = store.db.mark_merge_undone if store.db is not None and entry_id else None
-    if mark is not None and not await store.in_writer(mark, store.user_id, entry_id):
-        raise AlreadyUndone(f"merge {entry_id} was undone already")
     record_id = result.record.id if isinstance(result, MergeResult) else result.local_id
+    db = store.db
+
+    def check() -> None:
+        if db is None or not entry_id:
+            return
+        if db.newer_merge(user, record_id, entry_id) is not None:
+            raise NewerMerge(f"a later merge changed {record_id}: undo that one first")
+        if not db.mark_merge_undone(user, entry_id):
+            raise AlreadyUndone(f"merge {entry_id} was undone already")
+
     if result.created:
-        with contextlib.suppress(KeyError):  # a person deleted it since: nothing to undo
-            await local.remove(record_id)
+        await local.revert(record_id, None, check)
     elif result.previous is not None:
-        await local.put_back("contacts", result.previous)
+        await local.revert(record_id, result.previous, check)

@@ -26,16 +26,17 @@ _WORDS = {
     "circle": "cir", "parkway": "pkwy", "highway": "hwy", "square": "sq", "trail": "trl",
     "north": "n", "south": "s", "east": "e", "west": "w", "northeast": "ne",
     "northwest": "nw", "southeast": "se", "southwest": "sw", "apartment": "apt",
-    "suite": "ste", "unit": "apt", "#": "apt",
+    "suite": "ste", "unit": "apt",
 }  # fmt: skip
-_NOT_WORD = re.compile(r"[^\w#]+")
+_NOT_WORD = re.compile(r"\W+")
 
 
 def street_key(value: str | None) -> str:
-    """Folded, punctuation gone, the usual abbreviations spelled one way ("" if absent)."""
-    if not value:
+    """Folded, punctuation gone, the usual abbreviations spelled one way; "" when absent
+    or with no number in it (`N/A`, `unknown`: placeholders, not an address)."""
+    if not value or not any(c.isdigit() for c in value):
         return ""
-    words = _NOT_WORD.sub(" ", fold(value)).split()
+    words = _NOT_WORD.sub(" ", fold(value).replace("#", " apt ")).split()
     return " ".join(_WORDS.get(w, w) for w in words)
 
 
@@ -57,20 +58,22 @@ class Cities:
 
 def possible_links(
     names: Sequence[tuple[str, str]],
-    streets: Sequence[str],
+    streets: Sequence[str | None],
     cities: Sequence[str],
     root: Callable[[int], int],
     rare: int,
 ) -> list[tuple[int, int, str]]:
     """(a, b, "street" or "city") for records in different clusters (`root`) that agree on
-    the full name and that place; by city only when at most `rare` records hold the name."""
+    the full name and on the street (the city too where both have one), or on the city
+    alone when at most `rare` records hold the name. `streets` are as the CRMs wrote them:
+    only records whose name is held twice are read."""
     counts = Counter(names)  # all of them: counting in C beats filtering first
     blocks: dict[tuple[tuple[str, str], str, str], list[int]] = {}
     for i, name in enumerate(names):
         held = counts[name]
         if held < 2 or not (name[0] and name[1]):
             continue
-        street, city = streets[i], cities[i]
+        street, city = street_key(streets[i]), cities[i]
         if street:
             blocks.setdefault((name, "street", street), []).append(i)
         if city and held <= rare:
@@ -82,7 +85,10 @@ def possible_links(
         heads: dict[int, int] = {}
         for i in block:
             heads.setdefault(root(i), i)
-        if len(heads) > 1:
-            first, *others = heads.values()
-            found.extend((first, other, kind) for other in others)
+        first, *others = heads.values()
+        found.extend(
+            (first, other, kind)
+            for other in others
+            if not (cities[first] and cities[other] and cities[first] != cities[other])
+        )
     return found

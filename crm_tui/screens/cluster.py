@@ -19,6 +19,7 @@ from crm_tui.dedup.merge import (
     AlreadyUndone,
     FieldChoice,
     MergeResult,
+    NewerMerge,
     cluster_records,
     merge_cluster,
     plan_merge,
@@ -60,8 +61,8 @@ def undo_merge_of(crm: CrmApp, cluster: Cluster | None) -> None:
     async def undo() -> None:
         try:
             await undo_merge(crm.local, entry)
-        except AlreadyUndone as exc:
-            crm.notify(str(exc), markup=False)
+        except (AlreadyUndone, NewerMerge) as exc:
+            crm.notify(str(exc), markup=False, severity="warning")
             return
         verb = "removed" if entry.created else "restored"
         crm.notify(f"Merge undone: {record_id} {verb}", markup=False)
@@ -79,7 +80,7 @@ def reject_cluster(crm: CrmApp, cluster: Cluster, undo: bool = False) -> None:
     async def decide() -> None:
         user = crm.store.user_id
         if undo:
-            await crm.store.in_writer(db.unreject, user, cluster.members)
+            await crm.store.in_writer(db.unreject, user, cluster.members, cluster.possible)
             crm.notify(f"{cluster.id} is back for review", markup=False)
         else:
             await crm.store.in_writer(db.reject, user, cluster.id, cluster.members)
@@ -234,5 +235,8 @@ class ClusterScreen(ModalScreen[None]):
         undo_merge_of(self.crm, None)
 
     def action_reject(self) -> None:
+        if self.cluster.settled:
+            self.notify("Merged already: u on People's Merged section undoes it", markup=False)
+            return
         reject_cluster(self.crm, self.cluster)
         self.dismiss()

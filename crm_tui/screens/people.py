@@ -7,6 +7,8 @@ after one confirmation; `x` marks one as not the same person (or takes that back
 
 from __future__ import annotations
 
+import asyncio
+
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -92,16 +94,27 @@ class PeopleScreen(ModeScreen):
         return self.query_one(RecordTable).rows  # type: ignore[no-any-return]
 
     def refresh_data(self) -> None:
-        review = self.crm.review
-        clusters = select(
-            review.sections[self.section],
+        if self.text:  # reading every member's name: off the loop, once typing pauses
+            self.run_worker(self._found(), group="people-find", exclusive=True, exit_on_error=False)
+        else:
+            self._show(self._selected())
+
+    def _selected(self) -> list[Cluster]:
+        return select(
+            self.crm.review.sections[self.section],
             self.min_confidence,
             self.source,
             self.text,
             self._findable,
         )
+
+    async def _found(self) -> None:
+        await asyncio.sleep(0.15)
+        self._show(await asyncio.to_thread(self._selected))
+
+    def _show(self, clusters: list[Cluster]) -> None:
         self.query_one(RecordTable).set_rows(clusters)
-        counts = review.counts()
+        counts = self.crm.review.counts()
         sections = "  ".join(
             f"[{title} {counts[name]:,}]" if name == self.section else f"{title} {counts[name]:,}"
             for name, title in SECTIONS.items()
@@ -166,6 +179,13 @@ class PeopleScreen(ModeScreen):
         undo_merge_of(self.crm, cluster if self.section == "merged" else None)
 
     def action_merge_shown(self) -> None:
+        if self.section != "open":
+            self.notify(
+                f"M merges what is left to review; {SECTIONS[self.section]} ones are merged "
+                "one at a time (enter, then m)",
+                markup=False,
+            )
+            return
         if self.crm.writes_blocked():
             return
         chosen = bulk_mergeable(self.shown)
@@ -192,8 +212,12 @@ class PeopleScreen(ModeScreen):
         self.app.push_screen(ConfirmScreen(question), answered)
 
     async def _merge(self, chosen: list[Cluster]) -> None:
+        told = 0
+
         def progress(done: int, total: int) -> None:
-            if done < total:
+            nonlocal told
+            if done < total and done - told >= total // 5:  # a few notes, not thousands
+                told = done
                 self.notify(f"Merged {done:,} of {total:,}", markup=False, timeout=2)
 
         report = await merge_all(self.crm.local, chosen, progress)

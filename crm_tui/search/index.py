@@ -599,16 +599,25 @@ class Highlighter:
         records, text, empty = segment.records, segment.text, self._empty
         out = []
         for n, index in enumerate(indexes):
-            found = self._line_spans(records[index], text[begins[n] : ends[n]])
+            record = records[index]
+            found = self._line_spans(record, text[begins[n] : ends[n]])
             for name, marks in columns:
                 mark = marks[n]
                 found[name] = (
-                    mark
-                    if mark is not None
-                    else spans(field_text(records[index], name), self.text_terms)
+                    mark if mark is not None else spans(field_text(record, name), self.text_terms)
                 )
-            out.append({**empty, **found})
+            out.append({**empty, **{k: self._in_field(record, k, v) for k, v in found.items()}})
         return out
+
+    def _in_field(
+        self, record: Record, name: str, found: list[tuple[int, int]]
+    ) -> list[tuple[int, int]]:
+        """Spans found on folded text point into the field itself only when the field is
+        ASCII: transliteration (`Æ` -> `ae`, `ß` -> `ss`, ligatures) changes lengths."""
+        if not found:
+            return found
+        text = field_text(record, name)
+        return found if text.isascii() else spans(text, self.text_terms)
 
     def _line_spans(self, record: Record, line: bytes) -> dict[str, list[tuple[int, int]]]:
         found: dict[str, list[tuple[int, int]]] = {}

@@ -14,7 +14,7 @@ import operator
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from decimal import Decimal
@@ -49,6 +49,7 @@ from crm_tui.store.files import (
     sidecar,
 )
 from crm_tui.store.leases import Holder, Lease, LeaseStore
+from crm_tui.store.local_rows import LocalRecordStore
 
 # Control characters are stripped at ingest, so neither separator occurs inside a value.
 TAG_SEPARATOR = "\x1f"
@@ -171,7 +172,8 @@ MIGRATIONS: tuple[str, ...] = (
         records INTEGER NOT NULL);
     CREATE INDEX imports_stream ON imports (user_id, kind, source);
     """,
-    # 4 -> 5: what people decided about duplicates (see decisions.py)
+    # 4 -> 5: what people decided about duplicates (see decisions.py); which local contact
+    # links which source record, and local ids that are never handed out twice
     """
     CREATE TABLE dedup_rejections (
         user_id TEXT NOT NULL, members TEXT NOT NULL, cluster_id TEXT NOT NULL,
@@ -181,6 +183,19 @@ MIGRATIONS: tuple[str, ...] = (
         local_id TEXT NOT NULL, created INTEGER NOT NULL, previous TEXT, members TEXT NOT NULL,
         merged_at TEXT NOT NULL, undone_at TEXT);
     CREATE INDEX merges_user ON merges (user_id, id);
+    CREATE TABLE local_links (
+        user_id TEXT NOT NULL, record_id TEXT NOT NULL, local_id INTEGER NOT NULL,
+        PRIMARY KEY (user_id, record_id, local_id));
+    CREATE INDEX local_links_local ON local_links (user_id, local_id);
+    INSERT OR IGNORE INTO local_links (user_id, record_id, local_id)
+        SELECT lr.user_id, j.value, lr.id
+        FROM local_records lr, json_each(
+            CASE WHEN json_valid(lr.payload) THEN lr.payload ELSE '{}' END, '$.linked_records'
+        ) j
+        WHERE lr.kind = 'contacts';
+    CREATE TABLE local_sequence (user_id TEXT PRIMARY KEY, last INTEGER NOT NULL);
+    INSERT INTO local_sequence (user_id, last)
+        SELECT user_id, MAX(id) FROM local_records GROUP BY user_id;
     """,
 )
 
@@ -214,7 +229,7 @@ def _to_row(record: Record, generation: int) -> list[Any]:
     return row
 
 
-class Database(LeaseStore, DecisionStore):
+class Database(LeaseStore, DecisionStore, LocalRecordStore):
     def __init__(self, path: Path) -> None:
         self.path = path
         self._init_leases()
@@ -774,87 +789,3 @@ class Database(LeaseStore, DecisionStore):
             rows = self._conn.execute(sql + " ORDER BY id", params).fetchall()
         keys = ("id", "run_id", "source", "stream", "reason", "payload", "created_at")
         return [dict(zip(keys, row, strict=True)) for row in rows]
-
-    # -- local CRM -----------------------------------------------------------------------
-
-    @damage_named
-    def local_records(self, user_id: str, kind: RecordKind) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT id, payload, created_at, updated_at FROM local_records"
-                " WHERE user_id = ? AND kind = ? ORDER BY id",
-                (user_id, kind),
-            ).fetchall()
-        out = []
-        for rid, payload, created, updated in rows:
-            item = json.loads(payload)
-            item.update(id=rid, created_at=created, updated_at=updated)
-            out.append(item)
-        return out
-
-    def restore_local_record(self, user_id: str, kind: RecordKind, row: dict[str, Any]) -> None:
-        """Put a local record back exactly as it was, under its old id (undo)."""
-        payload = {k: v for k, v in row.items() if k not in ("id", "created_at", "updated_at")}
-        with self.transaction() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO local_records"
-                " (user_id, kind, id, payload, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    user_id,
-                    kind,
-                    row["id"],
-                    json.dumps(payload, default=str),
-                    row["created_at"],
-                    row["updated_at"],
-                ),
-            )
-
-    def add_local_records(
-        self, user_id: str, kind: RecordKind, payloads: Sequence[dict[str, Any]], now: str
-    ) -> list[int]:
-        """New local records in one transaction (a bulk merge makes thousands); their ids."""
-        with self.transaction() as conn:
-            # ids are unique across contacts and deals, so `local:7` names one record
-            row = conn.execute(
-                "SELECT COALESCE(MAX(id), 0) + 1 FROM local_records WHERE user_id = ?",
-                (user_id,),
-            ).fetchone()
-            ids = list(range(int(row[0]), int(row[0]) + len(payloads)))
-            conn.executemany(
-                "INSERT INTO local_records (user_id, kind, id, payload, created_at,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (user_id, kind, new_id, json.dumps(payload, default=str), now, now)
-                    for new_id, payload in zip(ids, payloads, strict=True)
-                ],
-            )
-        return ids
-
-    def save_local_record(
-        self,
-        user_id: str,
-        kind: RecordKind,
-        payload: dict[str, Any],
-        now: str,
-        record_id: int | None = None,
-    ) -> int:
-        if record_id is None:
-            return self.add_local_records(user_id, kind, [payload], now)[0]
-        body = json.dumps(payload, default=str)
-        with self.transaction() as conn:
-            updated = conn.execute(
-                "UPDATE local_records SET payload = ?, updated_at = ?"
-                " WHERE user_id = ? AND kind = ? AND id = ?",
-                (body, now, user_id, kind, record_id),
-            )
-            if updated.rowcount == 0:
-                raise KeyError(f"no local {kind[:-1]} with id {record_id}")
-        return record_id
-
-    def delete_local_record(self, user_id: str, kind: RecordKind, record_id: int) -> bool:
-        with self.transaction() as conn:
-            cursor = conn.execute(
-                "DELETE FROM local_records WHERE user_id = ? AND kind = ? AND id = ?",
-                (user_id, kind, record_id),
-            )
-            return cursor.rowcount > 0

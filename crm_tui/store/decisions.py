@@ -17,6 +17,9 @@ from typing import Any
 
 from crm_tui.models import utc_now
 
+#: A possible cluster's id starts so (crm_tui.dedup.clusters.POSSIBLE_PREFIX).
+POSSIBLE_PREFIX = "q"
+
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
@@ -74,13 +77,22 @@ class DecisionStore:
             )
         return Rejection(frozenset(json.loads(key)), cluster_id, now)
 
-    def unreject(self, user_id: str, members: Iterable[str]) -> bool:
+    def unreject(self, user_id: str, members: Iterable[str], possible: bool = False) -> int:
+        """Take back every rejection that keeps these members apart (the cluster may have
+        lost a member since it was rejected): those of the same kind holding them all.
+        Returns how many."""
+        wanted = set(members)
+        gone = [
+            _members_key(r.members)
+            for r in self.rejections(user_id)
+            if r.members >= wanted and r.cluster_id.startswith(POSSIBLE_PREFIX) == possible
+        ]
         with self.transaction() as conn:
-            cursor = conn.execute(
+            conn.executemany(
                 "DELETE FROM dedup_rejections WHERE user_id = ? AND members = ?",
-                (user_id, _members_key(members)),
+                [(user_id, key) for key in gone],
             )
-            return cursor.rowcount > 0
+        return len(gone)
 
     def rejections(self, user_id: str) -> list[Rejection]:
         with self._lock:
@@ -128,25 +140,47 @@ class DecisionStore:
             )
             return cursor.rowcount > 0
 
+    def newer_merge(self, user_id: str, local_id: str, merge_id: int) -> int | None:
+        """A merge after `merge_id`, still in force, that changed the same local contact."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT MIN(id) FROM merges WHERE user_id = ? AND local_id = ? AND id > ?"
+                " AND undone_at IS NULL",
+                (user_id, local_id, merge_id),
+            ).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def merge_entry(self, user_id: str, merge_id: int) -> MergeEntry | None:
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {_ENTRY_COLUMNS} FROM merges WHERE user_id = ? AND id = ?",  # noqa: S608
+                (user_id, merge_id),
+            ).fetchone()
+        return None if row is None else _entry(row)
+
     def merges(self, user_id: str, include_undone: bool = False) -> list[MergeEntry]:
         """Newest first."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT id, cluster_id, local_id, created, previous, members, merged_at,"
-                " undone_at FROM merges WHERE user_id = ? AND (? OR undone_at IS NULL)"
-                " ORDER BY id DESC",
+                f"SELECT {_ENTRY_COLUMNS} FROM merges"  # noqa: S608 (a constant)
+                " WHERE user_id = ? AND (? OR undone_at IS NULL) ORDER BY id DESC",
                 (user_id, include_undone),
             ).fetchall()
-        return [
-            MergeEntry(
-                rid,
-                cluster,
-                local,
-                bool(created),
-                None if previous is None else json.loads(previous),
-                tuple(json.loads(members)),
-                at,
-                undone,
-            )
-            for rid, cluster, local, created, previous, members, at, undone in rows
-        ]
+        return [_entry(row) for row in rows]
+
+
+_ENTRY_COLUMNS = "id, cluster_id, local_id, created, previous, members, merged_at, undone_at"
+
+
+def _entry(row: tuple[Any, ...]) -> MergeEntry:
+    rid, cluster, local, created, previous, members, at, undone = row
+    return MergeEntry(
+        rid,
+        cluster,
+        local,
+        bool(created),
+        None if previous is None else json.loads(previous),
+        tuple(json.loads(members)),
+        at,
+        undone,
+    )
