@@ -337,13 +337,18 @@ def summary(app: CrmApp) -> str:
     return str(app.screen.query_one("#people-summary", Static).render())
 
 
+async def people_table(pilot, app: CrmApp, *keys: str) -> RecordTable:
+    """People, once the app has settled, after `keys`."""
+    await settle(pilot, app)
+    await pilot.press("6", *keys)
+    await pilot.pause(0.2)
+    return app.screen.query_one(RecordTable)
+
+
 async def test_people_mode_compare_merge_and_undo(demo_settings):
     app = make_app(demo_settings, sync_on_start=True)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot, app)
-        await pilot.press("6")
-        await pilot.pause(0.2)
-        table = app.screen.query_one(RecordTable)
+        table = await people_table(pilot, app)
         to_review = app.review.sections["open"]
         assert table.row_count == len(to_review) > 0
         assert f"[To review {len(to_review):,}]" in summary(app)
@@ -386,10 +391,7 @@ async def test_people_mode_compare_merge_and_undo(demo_settings):
 async def test_not_the_same_person_stays_apart_after_a_restart(demo_settings):
     app = make_app(demo_settings, sync_on_start=True)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot, app)
-        await pilot.press("6")
-        await pilot.pause(0.2)
-        table = app.screen.query_one(RecordTable)
+        table = await people_table(pilot, app)
         before = table.row_count
         await pilot.press("down")
         cluster = table.current
@@ -398,10 +400,7 @@ async def test_not_the_same_person_stays_apart_after_a_restart(demo_settings):
         assert table.row_count == before - 1 and cluster.id not in {c.id for c in table.rows}
     again = make_app(demo_settings)
     async with again.run_test(size=SIZE) as pilot:
-        await settle(pilot, again)
-        await pilot.press("6")
-        await pilot.pause(0.2)
-        table = again.screen.query_one(RecordTable)
+        table = await people_table(pilot, again)
         assert table.row_count == before - 1 and cluster.id not in {c.id for c in table.rows}
         for _ in range(4):  # to review -> names differ -> possible -> merged -> not the same
             await pilot.press("v")
@@ -418,10 +417,7 @@ async def test_not_the_same_person_stays_apart_after_a_restart(demo_settings):
 async def test_bulk_merge_of_the_sure_clusters_and_undo_one(demo_settings):
     app = make_app(demo_settings, sync_on_start=True)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot, app)
-        await pilot.press("6", "c", "c")  # confidence >= 0.95
-        await pilot.pause(0.2)
-        table = app.screen.query_one(RecordTable)
+        table = await people_table(pilot, app, "c", "c")  # confidence >= 0.95
         sure = list(table.rows)
         assert sure and all(c.confidence >= 0.95 for c in sure)
         left = len(app.review.sections["open"]) - len(sure)
@@ -452,10 +448,7 @@ async def test_bulk_merge_of_the_sure_clusters_and_undo_one(demo_settings):
 async def test_find_narrows_the_people_list_by_name(demo_settings):
     app = make_app(demo_settings, sync_on_start=True)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot, app)
-        await pilot.press("6")
-        await pilot.pause(0.2)
-        table = app.screen.query_one(RecordTable)
+        table = await people_table(pilot, app)
         target = table.rows[3]
         last = app.store.get("contacts", target.members[0]).last_name
         await pilot.press("slash", *last.lower())
