@@ -402,6 +402,12 @@ async def test_not_the_same_person_stays_apart_after_a_restart(demo_settings):
     async with again.run_test(size=SIZE) as pilot:
         table = await people_table(pilot, again)
         assert table.row_count == before - 1 and cluster.id not in {c.id for c in table.rows}
+        # nor are its records one person anywhere else: no "Also in" on their detail
+        again.push_screen(RecordScreen(again.store.get("contacts", cluster.members[0])))
+        await pilot.pause(0.2)
+        assert again.screen.also_in == []
+        await pilot.press("escape")
+        await pilot.pause(0.1)
         for _ in range(4):  # to review -> names differ -> possible -> merged -> not the same
             await pilot.press("v")
         await pilot.pause(0.1)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from crm_tui.dedup.clusters import EMPTY as EMPTY_PEOPLE
 from crm_tui.dedup.clusters import POSSIBLE_PREFIX, Cluster, People
 from crm_tui.dedup.merge import (
     MergeResult,
@@ -44,6 +45,8 @@ def rejected_by(cluster: Cluster, rejections: dict[tuple[bool, str], list[frozen
 class Review:
     sections: dict[str, list[Cluster]]
     merges: list[MergeEntry] = field(default_factory=list)  # not undone, newest first
+    people: People = field(default_factory=lambda: EMPTY_PEOPLE)
+    rejected: frozenset[str] = frozenset()  # ids of the clusters a person kept apart
 
     @classmethod
     def of(
@@ -65,10 +68,19 @@ class Review:
             else:
                 section = "names_differ" if cluster.flagged else "open"
             sections[section].append(cluster)
-        return cls(sections, list(merges))
+        apart = frozenset(c.id for c in sections["rejected"])
+        return cls(sections, list(merges), people, apart)
 
     def counts(self) -> dict[str, int]:
         return {name: len(clusters) for name, clusters in self.sections.items()}
+
+    def person_of(self, record_id: str) -> Cluster | None:
+        """The record's person, unless a person said its records are not one."""
+        cluster = self.people.by_record.get(record_id)
+        return None if cluster is None or cluster.id in self.rejected else cluster
+
+    def also_in(self, record_id: str) -> list[str]:
+        return self.people.also_in(record_id) if self.person_of(record_id) else []
 
     def entry_for(self, cluster: Cluster) -> MergeEntry | None:
         """The newest merge still in force that made or updated this cluster's local contact."""

@@ -78,10 +78,11 @@ class RecordScreen(ModalScreen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        people = getattr(self.app, "people", None)
-        if people is not None:
-            self.also_in = people.also_in(self.record.id)
-            self.shared = [p.note for p in people.shared_by_record.get(self.record.id, ())]
+        review = getattr(self.app, "review", None)
+        if review is not None:
+            self.also_in = review.also_in(self.record.id)
+            shared = review.people.shared_by_record.get(self.record.id, ())
+            self.shared = [p.note for p in shared]
         self._show_also_in()
         table = self.query_one("#fields", DataTable)
         table.add_column("Field", key="field", width=16)

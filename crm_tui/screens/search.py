@@ -142,11 +142,11 @@ class SearchScreen(LocalActions, ModeScreen):
     def _show_people(self, result: SearchResult) -> None:
         """The shown hits folded to one row per person, with every source as a badge."""
         table = self.query_one("#results", DataTable)
-        people = self.crm.people
+        review = self.crm.review
         rows: dict[str, tuple[Hit, tuple[str, ...]]] = {}
         for hits in result.groups.values():
             for hit in hits:
-                cluster = people.by_record.get(hit.record.id)
+                cluster = review.person_of(hit.record.id)
                 key = cluster.id if cluster else hit.record.id
                 if key not in rows:
                     rows[key] = (hit, cluster.sources if cluster else (hit.record.source,))
