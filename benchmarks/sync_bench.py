@@ -42,7 +42,8 @@ async def bare_loop(source: Source) -> int:
         timeout=60,
     ) as client:
         for stream in source.streams():
-            endpoint = source.endpoints[stream]
+            endpoint = source.endpoint(stream)
+            assert endpoint is not None
             paginator = endpoint.paginator
             request = paginator.first(paginator.page_size)
             while request is not None:

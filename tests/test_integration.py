@@ -39,7 +39,7 @@ def comparable(record: Any) -> dict[str, Any]:
 def as_served(source: Source, stream: RecordKind, raw: Any) -> Any:
     """A record as the server answers the connector's request: HubSpot returns only the
     `properties` asked for (those that exist)."""
-    endpoint = type(source).endpoints.get(stream)
+    endpoint = source.endpoint(stream)
     wanted = endpoint.params.get("properties") if endpoint is not None else None
     if not wanted or not isinstance(raw.get("properties"), dict):
         return raw

@@ -134,9 +134,14 @@ class Source(ABC):
             self._client = client_for(self)
         return self._client
 
+    def endpoint(self, stream: RecordKind) -> Stream | None:
+        """Where `stream` is read from, as this source is configured (its field maps with
+        the user's `mappings.toml` on top may ask for more)."""
+        return self.endpoints.get(stream)
+
     def read(self, stream: RecordKind, *, probe: bool = False) -> AsyncIterator[Page]:
         """Pages of raw records. `probe` asks for the smallest page that proves access."""
-        endpoint = self.endpoints.get(stream)
+        endpoint = self.endpoint(stream)
         if endpoint is None:
             return self.read_other(stream, probe=probe)
         return read_pages(self.client, endpoint, stream, probe=probe)

@@ -11,46 +11,29 @@ carry no Retry-After (backoff then). Sources: ../shared/docs/crm-apis.md.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
+from crm_tui.models import RecordKind
 from crm_tui.sources.base import Source
 from crm_tui.sources.kit import Bearer, RateHeaders, Setting
+from crm_tui.sources.mapping import FieldMap
 from crm_tui.sources.pagination import CursorInBody, Stream, tail_cursor
 
-CONTACT_PROPERTIES = (
-    "firstname",
-    "lastname",
-    "email",
-    "phone",
-    "mobilephone",
-    "company",
-    "address",
-    "city",
-    "state",
-    "zip",
-    "country",
-    "lifecyclestage",
-    "hs_lead_status",
-    "hubspot_owner_id",
-    "createdate",
-    "lastmodifieddate",
-    "hs_object_id",
-)
-DEAL_PROPERTIES = (
-    "dealname",
-    "amount",
-    "deal_currency_code",
-    "dealstage",
-    "pipeline",
-    "closedate",
-    "hs_deal_stage_probability",
-    "hubspot_owner_id",
-    "createdate",
-    "hs_lastmodifieddate",
-    "hs_object_id",
-    "hs_is_closed",
-    "hs_is_closed_won",
-)
+#: Properties the field maps' functions read, which no path names, and a few kept for the
+#: record's payload (owner, country).
+ALSO_READ: dict[str, tuple[str, ...]] = {
+    "contacts": ("country", "hs_object_id", "hubspot_owner_id"),
+    "deals": (
+        "dealstage",
+        "hubspot_owner_id",
+        "hs_deal_stage_probability",
+        "hs_is_closed",
+        "hs_is_closed_won",
+        "hs_object_id",
+        "pipeline",
+    ),
+}
 _OUTCOMES = {"closedwon": "won", "closedlost": "lost"}  # the default pipeline's stage ids
 
 
@@ -58,14 +41,25 @@ def _archived(raw: Any) -> bool:
     return isinstance(raw, Mapping) and raw.get("archived") is True
 
 
-def _objects(kind: str, properties: tuple[str, ...], **params: str) -> Stream:
+def _objects(kind: str, **params: str) -> Stream:
     return Stream(
         f"crm/v3/objects/{kind}",
         CursorInBody("paging.next.after", "after", peek=tail_cursor("paging", "after")),
         ("results",),
-        params={"properties": ",".join(properties), **params},
+        params=params,
         skip=_archived,
     )
+
+
+def properties_read(kind: str, field_map: FieldMap) -> list[str]:
+    """Every property a field map reads (`properties.x`, alone or among fallbacks), and
+    those its functions read: HubSpot sends only the properties asked for."""
+    names = set(ALSO_READ.get(kind, ()))
+    for spec in field_map.values():
+        for path in spec if isinstance(spec, tuple) else (spec,):
+            if isinstance(path, str) and path.startswith("properties."):
+                names.add(path.split(".")[1].split("[")[0])
+    return sorted(names)
 
 
 def _deal_status(raw: Mapping[str, Any]) -> str | None:
@@ -123,8 +117,8 @@ class HubSpotSource(Source):
         daily_remaining="x-hubspot-ratelimit-daily-remaining",
     )
     endpoints = {
-        "contacts": _objects("contacts", CONTACT_PROPERTIES),
-        "deals": _objects("deals", DEAL_PROPERTIES, associations="contacts"),
+        "contacts": _objects("contacts"),
+        "deals": _objects("deals", associations="contacts"),
     }
     field_maps = {
         "contacts": {
@@ -157,3 +151,10 @@ class HubSpotSource(Source):
             "remote_updated": ("updatedAt", _property("hs_lastmodifieddate")),
         },
     }
+
+    def endpoint(self, stream: RecordKind) -> Stream | None:
+        found = self.endpoints.get(stream)
+        if found is None:
+            return None
+        properties = ",".join(properties_read(stream, self.maps[stream]))
+        return replace(found, params={**found.params, "properties": properties})
