@@ -12,6 +12,8 @@ import getpass
 import io
 import ipaddress
 import os
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -258,13 +260,28 @@ Settings = create_model(  # type: ignore[call-overload]
 )
 
 
-def _format_validation_error(error: ValidationError) -> str:
+def _format_validation_error(error: ValidationError, sources: Sequence[SettingsSource] = ()) -> str:
     lines = []
     for item in error.errors():
         variable = str(item["loc"][0]).upper() if item["loc"] else "settings"
         message = item["msg"].removeprefix("Value error, ")
-        lines.append(f"{variable}: {message}")
+        where = _where_set(variable, sources)
+        lines.append(f"{variable}{where}: {message}")
     return "invalid configuration: " + "; ".join(lines)
+
+
+def _where_set(variable: str, sources: Sequence[SettingsSource]) -> str:
+    """ " (in FILE, line N)" for a setting read from a .env file; "" otherwise."""
+    holder = next((s for s in sources if variable.lower() in s.values), None)
+    if holder is None or not holder.label.startswith("/"):  # the environment, the CLI
+        return ""
+    try:
+        lines = Path(holder.label).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return f" (in {holder.label})"
+    pattern = re.compile(rf"\s*(export\s+)?{re.escape(variable)}\s*=", re.IGNORECASE)
+    line = next((n for n, text in enumerate(lines, 1) if pattern.match(text)), None)
+    return f" (in {holder.label}, line {line})" if line else f" (in {holder.label})"
 
 
 def _url_credentials() -> dict[str, tuple[str, ...]]:
@@ -379,4 +396,4 @@ def load_settings(env_file: Path | None = None, **overrides: Any) -> Settings:
     try:
         return Settings(_env_file=None, **{k: v for k, v in values.items() if k in fields})  # type: ignore[call-arg]
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc)) from None
+        raise ConfigError(_format_validation_error(exc, sources)) from None

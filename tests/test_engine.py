@@ -101,11 +101,29 @@ async def test_too_many_invalid_records_fail_the_stream_and_keep_old_data(engine
     respx.get(f"{BASE}/people").respond(json={"_metadata": {}, "people": people(1, 2)})
     respx.get(f"{BASE}/deals").respond(json={"_metadata": {}, "deals": []})
     await run(engine)
-    respx.get(f"{BASE}/people").respond(json={"_metadata": {}, "people": people(None, None, 5)})
+    broken = people(*([None] * 12), 5)  # a mapping gone wrong: most records have no id
+    respx.get(f"{BASE}/people").respond(json={"_metadata": {}, "people": broken})
     report = await run(engine)
     assert report.streams["contacts"].outcome is Outcome.FAILED
-    assert "2 of 3 records invalid" in report.streams["contacts"].error
+    assert "12 of 13 records invalid" in report.streams["contacts"].error
     assert sorted(c.remote_id for c in engine.store.contacts()) == ["1", "2"]
+    respx.get(f"{BASE}/people").respond(json={"_metadata": {}, "people": people(None, None)})
+    report = await run(engine)  # nothing valid at all: never replace the cache with nothing
+    assert report.streams["contacts"].outcome is Outcome.FAILED
+    assert sorted(c.remote_id for c in engine.store.contacts()) == ["1", "2"]
+
+
+@respx.mock
+async def test_one_bad_record_in_a_small_stream_is_quarantined_and_the_rest_land(engine):
+    respx.get(f"{BASE}/people").respond(json={"_metadata": {}, "people": people(None, 7)})
+    respx.get(f"{BASE}/deals").respond(json={"_metadata": {}, "deals": []})
+    report = await run(engine)
+    contacts = report.streams["contacts"]
+    assert contacts.outcome is Outcome.SUCCESS and (contacts.written, contacts.quarantined) == (
+        1,
+        1,
+    )
+    assert [c.remote_id for c in engine.store.contacts()] == ["7"]
 
 
 @respx.mock
@@ -260,3 +278,22 @@ async def test_the_scheduler_runs_on_time_and_skips_a_running_source(engine):
     report = await running
     await engine.aclose()
     assert report.success
+
+
+@respx.mock
+async def test_the_reported_count_is_what_the_commit_wrote_not_what_was_read(engine, monkeypatch):
+    """Rows the database never got (here a stage that loses a page's last row) are not
+    counted: the report and the audit say what the commit holds."""
+    respx.get(f"{BASE}/people").respond(json={"_metadata": {}, "people": people(1, 2, 3)})
+    respx.get(f"{BASE}/deals").respond(json={"_metadata": {}, "deals": []})
+    db = engine.store.db
+    stage = db.stage
+    monkeypatch.setattr(
+        db, "stage", lambda kind, gen, records: stage(kind, gen, list(records)[:-1])
+    )
+    report = await run(engine)
+    assert report.streams["contacts"].read == 3
+    assert report.streams["contacts"].written == 2
+    (run_row,) = db.list_runs("alice")
+    (audited,) = [r for r in run_row["streams"] if r["stream"] == "contacts"]
+    assert (audited["records_read"], audited["records_written"]) == (3, 2)

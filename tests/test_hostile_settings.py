@@ -234,6 +234,14 @@ def test_the_phone_region_is_checked_and_stored_upper_case(monkeypatch):
         load_settings()
 
 
+def test_a_bad_phone_region_in_a_env_file_names_the_file_and_line():
+    Path(".env").write_text("# team settings\nCRM_PHONE_REGION=zz\n")
+    result = crm("status", "--json")
+    assert result.returncode == 3
+    details = json.loads(result.stdout)["details"]
+    assert f"CRM_PHONE_REGION (in {Path.cwd() / '.env'}, line 2): unknown region 'zz'" in details
+
+
 def test_a_home_folder_of_an_unknown_user_names_crm_data_dir():
     result = crm("status", "--json", env={"CRM_DATA_DIR": "~crm-tui-no-such-user/data"})
     assert result.returncode == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -157,6 +158,23 @@ async def test_topproducer_csv_mode_and_brivity_transactions(tmp_path, demo_serv
     assert engine.store.count("deals", "brivity") == data.deal_count(120)
     deal = engine.store.deals("brivity")[0]
     assert deal.amount is not None and deal.close_date and deal.property_address
+
+
+async def test_a_failing_stream_of_a_csv_folder_says_why_and_keeps_the_other(tmp_path):
+    """A folder source builds no HTTP client: a failed stream must not make it build one
+    (which would answer with an unrelated token-URL error)."""
+    files = write_demo_csvs(tmp_path / "imports", 40, 4)
+    closings = files["topproducer_contacts"].parent / "closings.csv"
+    closings.unlink(missing_ok=True)
+    os.mkfifo(closings)  # a FIFO where the closings export should be: refused, not read
+    settings = make_settings(tmp_path, topproducer_import_dir=closings.parent)
+    engine, reports = await sync_all(settings)
+    report = reports["topproducer"]
+    assert report.outcome is Outcome.PARTIAL
+    assert "not a regular file" in (report.streams["deals"].error or "")
+    assert "token" not in (report.streams["deals"].error or "")
+    assert engine.store.count("contacts", "topproducer") == 40
+    assert engine.store.status("topproducer").state is SyncState.ERROR
 
 
 # -- conformance: every connector ----------------------------------------------------------

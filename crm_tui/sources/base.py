@@ -139,6 +139,11 @@ class Source(ABC):
         the user's `mappings.toml` on top may ask for more)."""
         return self.endpoints.get(stream)
 
+    @property
+    def client_in_use(self) -> HttpClient | None:
+        """The HTTP client if one was built; a source read from files never builds one."""
+        return self._client
+
     def read(self, stream: RecordKind, *, probe: bool = False) -> AsyncIterator[Page]:
         """Pages of raw records. `probe` asks for the smallest page that proves access."""
         endpoint = self.endpoint(stream)

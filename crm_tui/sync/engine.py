@@ -116,6 +116,10 @@ def guide_sync_result(
     }
 
 
+#: Invalid records a stream may hold, whatever their share, before it fails as a whole.
+MIN_INVALID = 10
+
+
 class SyncEngine:
     def __init__(
         self,
@@ -273,7 +277,7 @@ class SyncEngine:
             changes["state"] = SyncState.RATE_LIMITED if limited else SyncState.ERROR
             if report.outcome is Outcome.PARTIAL:
                 changes["last_sync"] = report.ended_at
-            client = getattr(source, "client", None)
+            client = source.client_in_use  # never build one here (a CSV folder has none)
             if limited and client is not None:
                 changes["retry_at"] = client.rate_limited_until
         self.store.update_status(source.name, **changes)
@@ -281,6 +285,14 @@ class SyncEngine:
             await self.store.save_status(source.name)
         if report.run_id is not None and self.store.db is not None:
             await self.store.in_writer(self.store.db.finish_run, report.run_id, report)
+
+    def _too_many_invalid(self, invalid: int, read: int) -> bool:
+        """A mapping gone wrong, not a few bad records: more than `invalid_share` of the
+        records invalid, and either at least MIN_INVALID of them or nothing valid at all.
+        One bad record among two is quarantined; the other lands."""
+        if not read or invalid / read <= self.invalid_share:
+            return False
+        return invalid >= MIN_INVALID or invalid == read
 
     async def _run_stream(
         self, source: Source, stream: RecordKind, run_id: int | None
@@ -308,7 +320,7 @@ class SyncEngine:
                     db and db.new_generation, user, name, stream
                 )
                 await self._read_pages(source, stream, generation, report, collected, bad)
-                if report.read and len(bad) / report.read > self.invalid_share:
+                if self._too_many_invalid(len(bad), report.read):
                     raise SourceError(
                         f"Failed to fetch {stream}",
                         f"{len(bad)} of {report.read} records invalid"
