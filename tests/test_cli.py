@@ -69,6 +69,10 @@ def test_paths(cli, tmp_path):
     assert code == 0
     assert body["data_dir"] == str(tmp_path / "data")
     assert body["database"].endswith("crm.sqlite3")
+    assert "topproducer_import_dir" not in body  # a source's file settings, once set
+    folder = tmp_path / "exports"
+    code, body, _ = cli("paths", "--json", env={"TOPPRODUCER_IMPORT_DIR": str(folder)})
+    assert body["topproducer_import_dir"] == str(folder)
 
 
 def test_status_on_an_empty_cache(cli):

@@ -160,3 +160,46 @@ async def test_lofty_sends_a_token_scheme_authorization(tmp_path):
     )
     await first_page(connector, "contacts")
     assert route.calls[0].request.headers["authorization"] == "token lofty-secret"
+
+
+def test_a_records_page_in_the_vendors_web_app_where_the_vendor_has_one():
+    from crm_tui.models import Contact
+    from crm_tui.sources.brivity import BrivitySource
+    from crm_tui.sources.followupboss import FollowUpBossSource
+
+    def contact(source: str, raw: str = "{}") -> Contact:
+        return Contact(id=f"{source}:42", source=source, remote_id="42", user_id="u", raw=raw)
+
+    assert FollowUpBossSource.web_url(contact("followupboss")) == (
+        "https://app.followupboss.com/2/people/view/42"
+    )
+    assert PipedriveSource.web_url(contact("pipedrive")) == "https://app.pipedrive.com/person/42"
+    linked = '{"brivity_contact_detail_url": "https://app.brivity.com/people/42"}'
+    assert BrivitySource.web_url(contact("brivity", linked)) == "https://app.brivity.com/people/42"
+    hostile = '{"brivity_contact_detail_url": "javascript:alert(1)"}'
+    assert BrivitySource.web_url(contact("brivity", hostile)) is None
+    assert HubSpotSource.web_url(contact("hubspot")) is None  # no portal id: no URL
+
+
+def test_a_source_is_configured_once_its_required_settings_are_set(tmp_path):
+    assert not HubSpotSource.is_configured(make_settings(tmp_path))
+    assert HubSpotSource.missing(make_settings(tmp_path)) == ("HUBSPOT_ACCESS_TOKEN",)
+    assert HubSpotSource.is_configured(make_settings(tmp_path, hubspot_access_token="x"))
+
+
+@respx.mock
+async def test_one_http_client_per_source_for_all_its_streams_closed_once(tmp_path):
+    connector = hubspot(tmp_path)
+    respx.get(f"{HUBSPOT}/crm/v3/objects/contacts").respond(json={"results": []})
+    respx.get(f"{HUBSPOT}/crm/v3/objects/deals").respond(json={"results": []})
+    assert connector.client_in_use is None  # built on first use only
+    seen = set()
+    for stream in ("contacts", "deals"):
+        pages = connector.read(stream)
+        await anext(pages)
+        await pages.aclose()
+        assert connector.client_in_use is not None
+        seen.add(id(connector.client_in_use))
+    assert len(seen) == 1
+    await connector.aclose()
+    assert connector.client_in_use is None
