@@ -27,6 +27,7 @@ from textual.screen import Screen
 from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
+from crm_tui.background import background_thread
 from crm_tui.config import DISPLAY_NAMES, Settings, config_dir
 from crm_tui.dedup import DuplicateFinder, People
 from crm_tui.dedup.clusters import EMPTY as EMPTY_PEOPLE
@@ -41,7 +42,9 @@ from crm_tui.search.index import SearchIndex
 from crm_tui.sources.base import SourceContext
 from crm_tui.sources.http import tls_context
 from crm_tui.store import CacheStore, Database, StoreChange
+from crm_tui.store.damage import damaged
 from crm_tui.store.errors import StoreError
+from crm_tui.store.health import pages_problem
 from crm_tui.store.leases import Holder
 from crm_tui.sync.engine import ConnectionResult, SyncEngine
 from crm_tui.tomlfile import read_toml, where
@@ -235,11 +238,31 @@ class CrmApp(App[None]):
         self.loaded = True
         self.store_changed.publish(StoreChange(None, KINDS))
         self._find_people()
+        self._check_pages()
         if self.sync_on_start:
             self.sync_all()
         elif self.sync_stale and not self.read_only_reason:
             for name in self.engine.stale_sources():
                 self.sync_source(name)
+
+    def _check_pages(self) -> None:
+        """Every page of the file read once, in the background: damage the load did not
+        meet (an index, the audit trail) is shown too, not left for a later write."""
+        db = self.store.db
+        if db is None:
+            return
+
+        async def check() -> None:
+            pool = background_thread("crm-integrity")
+            try:
+                loop = asyncio.get_running_loop()
+                problem = await loop.run_in_executor(pool, pages_problem, db.path)
+            finally:
+                pool.shutdown(wait=False)
+            if problem is not None:
+                self.show_store_error(damaged(db.path, problem))
+
+        self.run_worker(check(), group="integrity", exit_on_error=False, name="check pages")
 
     def _watch_database(self) -> None:
         if self.loaded and self.store.db is not None:

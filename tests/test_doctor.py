@@ -392,6 +392,27 @@ def test_only_damage_becomes_database_damaged(tmp_path):
 # -- the app -------------------------------------------------------------------------------
 
 
+async def test_the_app_finds_damage_its_load_never_read(tmp_path, demo_servers):
+    """An index only the Audit screen reads: the load succeeds, the background check of
+    every page does not."""
+    env = {k.lower(): v for k, v in demo_servers.env().items()}
+    settings = make_settings(tmp_path, **env)
+    await _synced_with_local_records(settings)
+    path = settings.database_path
+    damage_root_page(path, "quarantine_run")
+    app = make_app(settings)
+    async with app.run_test(size=SIZE) as pilot:
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if isinstance(app.screen, StoreErrorScreen):
+                break
+        assert app.store.count("contacts") > 0  # the load itself went well
+        assert isinstance(app.screen, StoreErrorScreen)
+        shown = str(app.screen.query_one("#store-error-text", Static).render())
+        assert shown.startswith("The database is damaged\n\n")
+        assert f"{path}: " in shown and "Run `crm-tui doctor --repair`" in shown
+
+
 async def test_the_app_shows_a_damaged_database_instead_of_an_empty_cache(tmp_path, demo_servers):
     env = {k.lower(): v for k, v in demo_servers.env().items()}
     # a data dir named like markup: shown literally, and running nothing

@@ -179,6 +179,27 @@ def writers_checks(conn: sqlite3.Connection) -> list[Check]:
     return rows
 
 
+def pages_problem(path: Path) -> str | None:
+    """What `PRAGMA quick_check` finds wrong in the file (None: nothing), on a connection
+    of its own, read-only, so the app's own connection is never held for the seconds a
+    large file takes."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None  # it cannot be opened: the app's own open says why
+    try:
+        rows = [str(r[0]) for r in conn.execute("PRAGMA quick_check(5)")]
+    except sqlite3.DatabaseError as exc:
+        return str(exc) if is_damage(exc) else None
+    finally:
+        conn.close()
+    return (
+        None
+        if rows == ["ok"]
+        else "quick_check found: " + "; ".join(" ".join(r.split()) for r in rows)
+    )
+
+
 def integrity_check(conn: sqlite3.Connection, path: Path) -> Check:
     try:
         rows = [str(r[0]) for r in conn.execute("PRAGMA quick_check(5)")]
