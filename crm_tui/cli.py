@@ -1266,6 +1266,12 @@ def _review(rt: Runtime) -> Any:
     return people, Review.of(people, db.rejections(user), db.merges(user))
 
 
+def _settled_json(cluster: Any, review: Any) -> dict[str, Any]:
+    """A merged cluster, with the merge that settled it (for `merge --undo`)."""
+    entry = review.entry_for(cluster)
+    return {**cluster.to_json(), "merge_id": entry.id if entry is not None else None}
+
+
 def _cluster(people: Any, cluster_id: str) -> Any:
     cluster = people.by_id.get(cluster_id)
     if cluster is None:
@@ -1326,7 +1332,7 @@ def duplicates(
             "clusters": [c.to_json() for c in clusters],
             "total": len(clusters),
             "possible": [c.to_json() for c in shown["possible"]],
-            "settled": [c.to_json() for c in shown["merged"]],
+            "settled": [_settled_json(c, review) for c in shown["merged"]],
             "rejected": [c.to_json() for c in shown["rejected"]],
         }
         emit(rt, payload, human)
@@ -1346,6 +1352,9 @@ def duplicates(
 @click.option("--source", type=SOURCE_CHOICE, help="With --all: only clusters with this source.")
 @click.option("--dry-run", is_flag=True, help="With --all: say what would merge, merge nothing.")
 @click.option("--undo", "undo_id", type=int, help="Undo the merge with this merge_id.")
+@click.option(
+    "--force", is_flag=True, help="Merge a cluster whose names differ, or a possible one."
+)
 @json_option
 @click.pass_context
 def merge(
@@ -1357,6 +1366,7 @@ def merge(
     source: str | None,
     dry_run: bool,
     undo_id: int | None,
+    force: bool,
     as_json: bool,
 ) -> None:
     """Create or update one local CRM contact from a duplicate cluster, or many.
@@ -1373,21 +1383,30 @@ def merge(
         chosen = [x for x in (cluster_id, every or None, undo_id) if x is not None]
         if len(chosen) != 1:
             raise CliError(
-                "Say what to merge", "give one of: a cluster id, --all, --undo ID", EXIT_USAGE
+                "Say what to merge",
+                "give exactly one of: a cluster id, --all, --undo ID",
+                EXIT_USAGE,
             )
         if undo_id is not None:
             _undo_merge(rt, undo_id)
         elif every:
             _merge_all(rt, min_confidence, source, dry_run)
         else:
-            _merge_one(rt, str(cluster_id), prefer)
+            _merge_one(rt, str(cluster_id), prefer, force)
 
 
-def _merge_one(rt: Runtime, cluster_id: str, prefer: str | None) -> None:
+def _merge_one(rt: Runtime, cluster_id: str, prefer: str | None, force: bool) -> None:
     from crm_tui.dedup.merge import cluster_records, merge_cluster
 
     people, _ = _review(rt)
     cluster = _cluster(people, cluster_id)
+    if (cluster.flagged or cluster.possible) and not force:
+        why = "their names differ" if cluster.flagged else "only a name and a place agree"
+        raise CliError(
+            "Check before merging",
+            f"{cluster_id}: {why}; see crm-tui duplicates, then add --force to merge anyway",
+            EXIT_USAGE,
+        )
     records = cluster_records(rt.store, cluster)
     result = run(merge_cluster(_local(rt), cluster, records, prefer))
     verb = "created" if result.created else "updated"
@@ -1402,21 +1421,29 @@ def _merge_one(rt: Runtime, cluster_id: str, prefer: str | None) -> None:
 
 
 def _merge_all(rt: Runtime, min_confidence: float, source: str | None, dry_run: bool) -> None:
-    from crm_tui.dedup.review import merge_all, plan_bulk, select
+    from crm_tui.dedup.review import bulk_mergeable, merge_all, plan_bulk, select
 
     _, review = _review(rt)
     chosen = select(review.sections["open"], min_confidence, source)
     report = plan_bulk(chosen) if dry_run else run(merge_all(_local(rt), chosen))
     verb = "would merge" if dry_run else "merged"
+    planned = bulk_mergeable(chosen) if dry_run else []
 
     def human() -> None:
+        for cluster in planned:
+            record = rt.store.get("contacts", cluster.members[0])
+            name = single_line(record.name if record else "")
+            click.echo(f"{cluster.id}  {cluster.confidence:.2f}  {name}")
         for result in report.merged:
             click.echo(f"{result.cluster_id} -> {result.record.id} (merge {result.entry_id})")
         for cluster, why in report.failed:
             click.echo(f"{cluster}: not merged: {single_line(why)}")
         click.echo(f"{verb} {report.people} people ({report.records} records)")
 
-    emit(rt, {"success": not report.failed, **report.to_json()}, human)
+    payload = {"success": not report.failed, **report.to_json()}
+    if dry_run:
+        payload["clusters"] = [c.to_json() for c in planned]
+    emit(rt, payload, human)
 
 
 def _undo_merge(rt: Runtime, merge_id: int) -> None:
@@ -1459,18 +1486,27 @@ def reject(ctx: click.Context, cluster_id: str, undo: bool, as_json: bool) -> No
         if db is None:
             raise CliError("No database", "decisions are kept in the database", EXIT_CONFIG)
         user = rt.store.user_id
+        if cluster.settled:
+            raise CliError(
+                "Merged already",
+                f"{cluster.id} was merged; undo the merge first (crm-tui merge --undo ID)",
+                EXIT_USAGE,
+            )
         if undo:
             changed = db.unreject(user, cluster.members, cluster.possible) > 0
+            said = "back for review" if changed else "was not marked; nothing changed"
         else:
             db.reject(user, cluster.id, cluster.members)
-            changed = True
-        state = "open" if undo else "rejected"
+            changed, said = True, "not the same person"
         emit(
             rt,
-            {"success": True, "cluster": cluster.id, "state": state, "changed": changed},
-            lambda: click.echo(
-                f"{cluster.id}: {'back for review' if undo else 'not the same person'}"
-            ),
+            {
+                "success": True,
+                "cluster": cluster.id,
+                "state": "open" if undo else "rejected",
+                "changed": changed,
+            },
+            lambda: click.echo(f"{cluster.id}: {said}"),
         )
 
 

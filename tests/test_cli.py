@@ -356,6 +356,7 @@ def test_reject_and_merge_all_for_scripts(cli, demo_env):
     code, plan, _ = cli("merge", "--all", "--min-confidence", "0.95", "--dry-run", "--json")
     assert code == 0 and plan["dry_run"] is True and plan["merged"] == []
     assert plan["people"] == len(sure) > 0
+    assert {c["id"] for c in plan["clusters"]} == {c["id"] for c in sure}
     assert plan["records"] == sum(c["size"] for c in sure)
     assert cli("duplicates", "--json")[1]["total"] == listed["total"]  # nothing merged
 
@@ -365,6 +366,11 @@ def test_reject_and_merge_all_for_scripts(cli, demo_env):
     left = cli("duplicates", "--json")[1]
     assert left["total"] == listed["total"] - len(sure)
     assert len(left["settled"]) == len(sure)
+
+    settled = {c["id"]: c["merge_id"] for c in left["settled"]}
+    assert settled == {m["cluster"]: m["merge_id"] for m in done["merged"]}
+    code, body, _ = cli("reject", done["merged"][1]["cluster"], "--json")
+    assert code == 2 and body["error"] == "Merged already"
 
     undone = done["merged"][0]
     code, body, _ = cli("merge", "--undo", str(undone["merge_id"]), "--json")
@@ -378,3 +384,12 @@ def test_reject_and_merge_all_for_scripts(cli, demo_env):
     code, body, _ = cli("reject", rejected["id"], "--undo", "--json")
     assert code == 0 and body["changed"] is True
     assert rejected["id"] in {c["id"] for c in cli("duplicates", "--json")[1]["clusters"]}
+    code, body, _ = cli("reject", rejected["id"], "--undo", "--json")
+    assert code == 0 and body["changed"] is False  # it was not marked: said so
+
+    flagged = next(c for c in left["clusters"] if c["flagged"])
+    code, body, _ = cli("merge", flagged["id"], "--json")
+    assert code == 2 and body["error"] == "Check before merging"
+    assert "names differ" in body["details"] and "--force" in body["details"]
+    code, body, _ = cli("merge", flagged["id"], "--force", "--json")
+    assert code == 0 and body["created"] is True

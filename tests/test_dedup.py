@@ -457,6 +457,16 @@ def test_merge_plan_takes_the_latest_non_empty_value_or_the_preferred_source() -
     assert plan_merge([older, newer], prefer="brivity")["first_name"].value == "Jen"
 
 
+def test_a_name_in_capitals_gives_way_to_the_same_name_cased() -> None:
+    shouting = contact("followupboss", "1", "RACHEL", "LOPEZ", remote_updated="2026-06-01")
+    cased = contact("brivity", "1", "Rachel", "Lopez", remote_updated="2025-01-01")
+    other = contact("lofty", "1", "RAY", "LOPEZ", remote_updated="2026-07-01")
+    plan = plan_merge([shouting, cased])
+    assert (plan["first_name"].value, plan["last_name"].value) == ("Rachel", "Lopez")
+    assert [c[1] for c in plan["first_name"].candidates] == ["Rachel", "RACHEL"]
+    assert plan_merge([shouting, other])["first_name"].value == "RAY"  # no cased "Ray"
+
+
 def test_a_value_the_local_crm_refuses_gives_way_to_the_next_one() -> None:
     bad = contact("brivity", "1", "Ann", "Lee", phone="12", remote_updated="2026-06-01")
     good = contact("followupboss", "1", "Ann", "Lee", phone="512-555-0101")

@@ -451,6 +451,25 @@ async def test_bulk_merge_of_the_sure_clusters_and_undo_one(demo_settings):
         assert undone.id in {c.id for c in app.review.sections["open"]}
 
 
+async def test_a_cluster_whose_names_differ_is_merged_only_after_a_question(demo_settings):
+    app = make_app(demo_settings, sync_on_start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        table = await people_table(pilot, app, "v")  # the names-differ section
+        assert table.rows and all(c.flagged for c in table.rows)
+        before = app.store.count("contacts", "local")
+        await pilot.press("enter", "m")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "their names differ" in app.screen.question
+        await pilot.press("n")
+        await settle(pilot, app)
+        assert app.store.count("contacts", "local") == before  # nothing merged
+        assert isinstance(app.screen, ClusterScreen)
+        await pilot.press("m", "y")
+        await settle(pilot, app)
+        assert app.store.count("contacts", "local") == before + 1
+
+
 async def test_find_narrows_the_people_list_by_name(demo_settings):
     app = make_app(demo_settings, sync_on_start=True)
     async with app.run_test(size=SIZE) as pilot:

@@ -334,7 +334,9 @@ def find_clusters(parts: Sequence[SourceKeys]) -> People:
         union.join(a, b)
     streets = [x for p in parts for x in p.streets]
     cities = [x for p in parts for x in p.cities]
-    proposals = possible_links(names, streets, cities, union.root, rare=max(2, len(parts)))
+    # as many records as one person held in every CRM; the team's own (local) not counted
+    crms = sum(1 for p in parts if p.ids and not p.ids[0].startswith("local:"))
+    proposals = possible_links(names, streets, cities, union.root, rare=max(2, crms))
     bounds = list(itertools.accumulate(len(p.ids) for p in parts))  # where each source ends
     people = _assemble(ids, union, pairs, crowded, updated, merges, bounds)
     people.possible = _possible_clusters(ids, union, people, proposals, updated)

@@ -15,9 +15,12 @@ from typing import Any, cast
 from crm_tui.dedup.clusters import Cluster
 from crm_tui.local_crm import LocalCrm, ValidationFailed, validate
 from crm_tui.models import CONTACT_EDITABLE, Contact
+from crm_tui.search.text import fold
 from crm_tui.store.decisions import MergeEntry
 
 MERGED_FIELDS = tuple(f for f in CONTACT_EDITABLE if f != "rating")
+#: Fields where a value in capitals is a CRM's habit, not a person's spelling.
+CASED_FIELDS = frozenset({"first_name", "last_name", "company", "street", "city"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +61,25 @@ def plan_merge(records: Sequence[Contact], prefer: str | None = None) -> dict[st
         candidates = tuple(
             (r.id, getattr(r, name)) for r in ordered if getattr(r, name) not in (None, "", ())
         )
+        if name in CASED_FIELDS:
+            candidates = _cased_first(candidates)
         first = candidates[0] if candidates else (None, None)
         plan[name] = FieldChoice(name, first[1], first[0], candidates)
     return plan
+
+
+def _cased_first(candidates: tuple[tuple[str, Any], ...]) -> tuple[tuple[str, Any], ...]:
+    """`RACHEL` (a CRM that shouts) gives way to `Rachel` from another record, when the two
+    are the same name: the newest spelling with both cases goes first."""
+    if not candidates or not _shouted(candidates[0][1]):
+        return candidates
+    same = fold(str(candidates[0][1]))
+    cased = next((c for c in candidates if not _shouted(c[1]) and fold(str(c[1])) == same), None)
+    return candidates if cased is None else (cased, *(c for c in candidates if c is not cased))
+
+
+def _shouted(value: Any) -> bool:
+    return isinstance(value, str) and value.isupper() and len(value) > 1
 
 
 def with_choice(plan: dict[str, FieldChoice], name: str, index: int) -> dict[str, FieldChoice]:

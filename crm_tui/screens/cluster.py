@@ -26,6 +26,7 @@ from crm_tui.dedup.merge import (
     undo_merge,
 )
 from crm_tui.models import Contact
+from crm_tui.screens.confirm import ConfirmScreen
 from crm_tui.screens.detail import RecordScreen
 from crm_tui.search.text import fold
 from crm_tui.store.decisions import MergeEntry
@@ -44,19 +45,22 @@ def _shown(value: object) -> str:
 
 
 def undo_merge_of(crm: CrmApp, cluster: Cluster | None) -> None:
-    """Undo the merge that settled `cluster`, or without one the last merge (this app's,
-    else the newest in the journal, whichever process made it)."""
+    """Undo the merge that settled `cluster` (chosen in the Merged section), or without
+    one this app's last merge: never one a person cannot see."""
     if cluster is not None:
         entry: MergeResult | MergeEntry | None = crm.review.entry_for(cluster)
     else:
-        entry = crm.last_merge or next(iter(crm.review.merges), None)
+        entry = crm.last_merge
     if entry is None:
-        crm.notify("No merge to undo", markup=False)
+        where = "this merge was made before the journal" if cluster else "no merge here yet"
+        crm.notify(f"Nothing to undo: {where}; pick one in the Merged section", markup=False)
         return
     if crm.writes_blocked():
         return
     crm.last_merge = None
     record_id = entry.record.id if isinstance(entry, MergeResult) else entry.local_id
+    found = crm.store.get("contacts", record_id)
+    name = found.name if found is not None else record_id
 
     async def undo() -> None:
         try:
@@ -64,8 +68,8 @@ def undo_merge_of(crm: CrmApp, cluster: Cluster | None) -> None:
         except (AlreadyUndone, NewerMerge) as exc:
             crm.notify(str(exc), markup=False, severity="warning")
             return
-        verb = "removed" if entry.created else "restored"
-        crm.notify(f"Merge undone: {record_id} {verb}", markup=False)
+        verb = "removed" if entry.created else "restored as it was"
+        crm.notify(f"Merge undone: {name} ({record_id}) {verb}", markup=False)
         crm.refresh_review()
 
     crm.run_worker(undo(), group="local", exit_on_error=False, name="undo merge")
@@ -219,14 +223,27 @@ class ClusterScreen(ModalScreen[None]):
     def action_merge(self) -> None:
         if self.crm.writes_blocked():
             return
+        if not (self.cluster.flagged or self.cluster.possible):
+            self._merge()
+            return
+        why = "their names differ" if self.cluster.flagged else "only name and place agree"
+        name = " ".join(
+            str(self.plan[f].value) for f in ("first_name", "last_name") if self.plan[f].value
+        )
+        question = (
+            f"These {len(self.cluster.members)} records may not be one person: {why}.\n"
+            f"Merge them into one local contact named {name}?"
+        )
+        self.app.push_screen(ConfirmScreen(question), lambda yes: self._merge() if yes else None)
 
+    def _merge(self) -> None:
         async def merge() -> None:
             result: MergeResult = await merge_cluster(
                 self.crm.local, self.cluster, self.records, plan=self.plan
             )
             self.crm.last_merge = result
             verb = "Created" if result.created else "Updated"
-            self.notify(f"{verb} {result.record.id} from {self.cluster.id}: u undoes", markup=False)
+            self.notify(f"{verb} {result.record.name} ({result.record.id}): u undoes", markup=False)
             self.dismiss()
 
         self.run_worker(merge(), group="local", exit_on_error=False, name="merge into local")

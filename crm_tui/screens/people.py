@@ -39,6 +39,16 @@ def evidence(cluster: Cluster) -> str:
     return "+".join(keys) + (f" ({'; '.join(notes)})" if notes else "")
 
 
+#: What an empty section means, and what to do.
+EMPTY_HINTS = {
+    "open": "nothing left to review (v shows the other sections)",
+    "names_differ": "no linked records whose names differ",
+    "possible": "no records that only share a name and a place",
+    "merged": "nothing merged yet: enter on a cluster, then m; or M for all shown",
+    "rejected": "nothing marked as not the same person (x on a cluster)",
+}
+
+
 class PeopleScreen(ModeScreen):
     BINDINGS = [
         Binding("v", "next_section", "Section", id="people.section"),
@@ -122,10 +132,19 @@ class PeopleScreen(ModeScreen):
         where = DISPLAY_NAMES.get(self.source, self.source) if self.source else "all sources"
         find = f", matching {self.text!r}" if self.text else ""
         linked = sum(len(c.members) for c in clusters)
+        empty = f"   {EMPTY_HINTS[self.section]}" if not clusters else ""
         self.query_one("#people-summary", Static).update(
             f"{sections}\n{len(clusters):,} shown ({linked:,} records) · {where} · confidence"
-            f" >= {self.min_confidence:.2f}{find}"
+            f" >= {self.min_confidence:.2f}{find}{empty}"
         )
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Keys that do nothing in this section are not offered."""
+        if action == "merge_shown":
+            return self.section == "open"
+        if action == "reject":
+            return self.section != "merged"
+        return True
 
     def on_record_table_selected(self, event: RecordTable.Selected) -> None:
         self.app.push_screen(ClusterScreen(event.row))
@@ -133,6 +152,7 @@ class PeopleScreen(ModeScreen):
     def action_next_section(self) -> None:
         names = list(SECTIONS)
         self.section = names[(names.index(self.section) + 1) % len(names)]
+        self.refresh_bindings()
         self.refresh_data()
 
     def action_next_source(self) -> None:
@@ -179,13 +199,6 @@ class PeopleScreen(ModeScreen):
         undo_merge_of(self.crm, cluster if self.section == "merged" else None)
 
     def action_merge_shown(self) -> None:
-        if self.section != "open":
-            self.notify(
-                f"M merges what is left to review; {SECTIONS[self.section]} ones are merged "
-                "one at a time (enter, then m)",
-                markup=False,
-            )
-            return
         if self.crm.writes_blocked():
             return
         chosen = bulk_mergeable(self.shown)
@@ -197,9 +210,16 @@ class PeopleScreen(ModeScreen):
             )
             return
         plan = plan_bulk(chosen)
+        unsure = sum(c.confidence < 0.95 for c in chosen)
+        shared = sum(bool(c.shared) for c in chosen)
+        notes = [f"{unsure:,} of them below 0.95 (c raises the floor)"] if unsure else []
+        if shared:
+            notes.append(f"{shared:,} with a contact point another person uses")
         question = (
-            f"Merge {plan.people:,} people ({plan.records:,} records) into the local CRM?\n"
-            "Each becomes one local contact; the vendors' records stay as they are. "
+            f"Merge {plan.people:,} people ({plan.records:,} records) into the local CRM, "
+            f"at confidence >= {self.min_confidence:.2f}?\n"
+            + (f"{'; '.join(notes)}.\n" if notes else "")
+            + "Each becomes one local contact; the vendors' records stay as they are. "
             "Each merge can be undone from the Merged section (v to reach it, then u)."
         )
 
@@ -227,5 +247,4 @@ class PeopleScreen(ModeScreen):
             markup=False,
             severity="warning" if report.failed else "information",
         )
-        if report.merged:
-            self.crm.last_merge = report.merged[-1]
+        self.crm.last_merge = None  # each one is undone from the Merged section
