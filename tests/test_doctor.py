@@ -392,6 +392,16 @@ def test_only_damage_becomes_database_damaged(tmp_path):
 # -- the app -------------------------------------------------------------------------------
 
 
+async def store_error_shown(pilot: Any, app: Any) -> str:
+    """The store error screen's text, once the app shows it (within 10 s)."""
+    for _ in range(200):
+        await pilot.pause(0.05)
+        if isinstance(app.screen, StoreErrorScreen):
+            break
+    assert isinstance(app.screen, StoreErrorScreen)
+    return str(app.screen.query_one("#store-error-text", Static).render())
+
+
 async def test_the_app_finds_damage_its_load_never_read(tmp_path, demo_servers):
     """An index only the Audit screen reads: the load succeeds, the background check of
     every page does not."""
@@ -402,13 +412,8 @@ async def test_the_app_finds_damage_its_load_never_read(tmp_path, demo_servers):
     damage_root_page(path, "quarantine_run")
     app = make_app(settings)
     async with app.run_test(size=SIZE) as pilot:
-        for _ in range(200):
-            await pilot.pause(0.05)
-            if isinstance(app.screen, StoreErrorScreen):
-                break
+        shown = await store_error_shown(pilot, app)
         assert app.store.count("contacts") > 0  # the load itself went well
-        assert isinstance(app.screen, StoreErrorScreen)
-        shown = str(app.screen.query_one("#store-error-text", Static).render())
         assert shown.startswith("The database is damaged\n\n")
         assert f"{path}: " in shown and "Run `crm-tui doctor --repair`" in shown
 
@@ -423,12 +428,7 @@ async def test_the_app_shows_a_damaged_database_instead_of_an_empty_cache(tmp_pa
 
     app = make_app(settings)
     async with app.run_test(size=SIZE) as pilot:
-        for _ in range(100):
-            await pilot.pause(0.05)
-            if isinstance(app.screen, StoreErrorScreen):
-                break
-        assert isinstance(app.screen, StoreErrorScreen)
-        shown = str(app.screen.query_one("#store-error-text", Static).render())
+        shown = await store_error_shown(pilot, app)
         assert shown.startswith("The database is damaged\n\n")
         assert f"{path}: database disk image is malformed." in shown
         assert "Run `crm-tui doctor --repair`" in shown
