@@ -176,6 +176,7 @@ class CrmApp(App[None]):
         self.dedup = DuplicateFinder(settings.crm_phone_region)
         self.people: People = EMPTY_PEOPLE
         self.review: Review = EMPTY_REVIEW  # the clusters in sections, with decisions
+        self.pages_check_delay = 10.0  # seconds after loading before every page is read
         self.last_merge: MergeResult | None = None
         self.local = LocalCrm(
             self.store, SourceContext(settings, settings.user_id, db=self.store.db)
@@ -246,13 +247,19 @@ class CrmApp(App[None]):
                 self.sync_source(name)
 
     def _check_pages(self) -> None:
-        """Every page of the file read once, in the background: damage the load did not
-        meet (an index, the audit trail) is shown too, not left for a later write."""
+        """Every page of the file read once, in the background once no sync runs: damage
+        the load did not meet (an index, the audit trail) is shown too, not left for a
+        later write."""
         db = self.store.db
         if db is None:
             return
 
         async def check() -> None:
+            # A whole-file read competes for the cores: after the work a start brings (a
+            # sync on start, clusters), and never while a sync runs.
+            await asyncio.sleep(self.pages_check_delay)
+            while self.engine.running():  # noqa: ASYNC110 (the engine has no idle event)
+                await asyncio.sleep(1.0)
             pool = background_thread("crm-integrity")
             try:
                 loop = asyncio.get_running_loop()

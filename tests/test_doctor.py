@@ -411,6 +411,7 @@ async def test_the_app_finds_damage_its_load_never_read(tmp_path, demo_servers):
     path = settings.database_path
     damage_root_page(path, "quarantine_run")
     app = make_app(settings)
+    app.pages_check_delay = 0.5
     async with app.run_test(size=SIZE) as pilot:
         shown = await store_error_shown(pilot, app)
         assert app.store.count("contacts") > 0  # the load itself went well

@@ -12,6 +12,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 
+from crm_tui.heap import CHUNK
 from crm_tui.search.text import fold
 
 #: Confidence of a possible match by what agrees besides the name.
@@ -67,7 +68,9 @@ def possible_links(
     the full name and on the street (the city too where both have one), or on the city
     alone when at most `rare` records hold the name. `streets` are as the CRMs wrote them:
     only records whose name is held twice are read."""
-    counts = Counter(names)  # all of them: counting in C beats filtering first
+    counts: Counter[tuple[str, str]] = Counter()
+    for start in range(0, len(names), CHUNK):  # one C loop over a million would hold the
+        counts.update(names[start : start + CHUNK])  # interpreter lock, freezing the app
     blocks: dict[tuple[tuple[str, str], str, str], list[int]] = {}
     for i, name in enumerate(names):
         held = counts[name]
