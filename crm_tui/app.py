@@ -239,7 +239,9 @@ class CrmApp(App[None]):
         self.loaded = True
         self.store_changed.publish(StoreChange(None, KINDS))
         self._find_people()
-        self._check_pages()
+        # A whole-file read competes for the cores: after the work a start brings (a sync
+        # on start, clusters), and never while a sync runs.
+        self.set_timer(self.pages_check_delay, self._check_pages)
         if self.sync_on_start:
             self.sync_all()
         elif self.sync_stale and not self.read_only_reason:
@@ -251,15 +253,13 @@ class CrmApp(App[None]):
         the load did not meet (an index, the audit trail) is shown too, not left for a
         later write."""
         db = self.store.db
-        if db is None:
+        if db is None or self.store_error is not None:
+            return
+        if self.engine.running():
+            self.set_timer(5.0, self._check_pages)
             return
 
         async def check() -> None:
-            # A whole-file read competes for the cores: after the work a start brings (a
-            # sync on start, clusters), and never while a sync runs.
-            await asyncio.sleep(self.pages_check_delay)
-            while self.engine.running():  # noqa: ASYNC110 (the engine has no idle event)
-                await asyncio.sleep(1.0)
             pool = background_thread("crm-integrity")
             try:
                 loop = asyncio.get_running_loop()
