@@ -249,11 +249,8 @@ class LocalCrm:
 
     async def put_back(self, kind: RecordKind, row: dict[str, Any]) -> Record:
         """Write a record exactly as `find` returned it earlier (undo of an edit)."""
-        async with self._writing(kind):
-            self._db().restore_local_record(self.store.user_id, kind, row)
-            record = self._record(kind, row)
-            await self.store.upsert(kind, [record])
-        return record
+        await self.revert(f"local:{row['id']}", row, kind=kind)
+        return self._record(kind, row)
 
     async def remove(self, record_id: str) -> None:
         """Delete without keeping it for undo (undo of a create)."""
@@ -264,13 +261,15 @@ class LocalCrm:
         record_id: str,
         previous: dict[str, Any] | None,
         check: Callable[[], None] | None = None,
+        kind: RecordKind | None = None,
     ) -> None:
         """Take a record back to `previous` (a row as `find` gave it), or remove it when
         None, under the lease and in one transaction with `check` (which raises to refuse:
-        an undo marks its journal row there, so the mark and the change land together)."""
+        an undo marks its journal row there, so the mark and the change land together).
+        `kind` defaults to the record's own, or contacts when it is gone."""
         number = int(record_id.removeprefix("local:"))
-        kind: RecordKind = "contacts"
-        if previous is None:
+        if kind is None:
+            kind = "contacts"
             with contextlib.suppress(KeyError):  # gone already: a check may still apply
                 kind, _ = self.find(record_id)
         async with self._writing(kind):

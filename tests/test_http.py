@@ -825,49 +825,44 @@ def test_an_array_is_split_into_its_records_however_its_bytes_arrive(records, in
     assert found == TRICKY + records
 
 
-def test_records_full_of_nested_objects_cost_a_few_decodes_per_chunk(monkeypatch):
+def counted_decodes(monkeypatch) -> list[int]:
+    """The splitter's JSON decodes, counted in the one-item list returned."""
     import crm_tui.sources.pagination as pagination
 
+    decodes = [0]
+    real_loads = pagination.orjson.loads
+
+    def counting(data):
+        decodes[0] += 1
+        return real_loads(data)
+
+    monkeypatch.setattr(pagination.orjson, "loads", counting)
+    return decodes
+
+
+def test_records_full_of_nested_objects_cost_a_few_decodes_per_chunk(monkeypatch):
     records = [
         {"id": i, "emails": [{"value": f"{i}-{k}@x.example"} for k in range(200)]}
         for i in range(40)
     ]
     body = json.dumps(records).encode()
-    decodes = 0
-    real_loads = pagination.orjson.loads
-
-    def counting(data):
-        nonlocal decodes
-        decodes += 1
-        return real_loads(data)
-
-    monkeypatch.setattr(pagination.orjson, "loads", counting)
+    decodes = counted_decodes(monkeypatch)
     splitter = ArraySplitter((), "c")
     chunks = [body[i : i + 512] for i in range(0, len(body), 512)]
     batches = [splitter.feed(chunk) for chunk in chunks] + [splitter.close()]
     assert [r for batch in batches for r in batch] == records
     assert sum(1 for batch in batches if batch) >= 20  # handed on as they arrive
-    assert decodes <= 3 * len(chunks) + 1  # not one per nested boundary in the buffer
+    assert decodes[0] <= 3 * len(chunks) + 1  # not one per nested boundary in the buffer
 
 
 def test_a_body_arriving_a_byte_at_a_time_decodes_each_boundary_once_at_most(monkeypatch):
-    import crm_tui.sources.pagination as pagination
-
     records = [{"id": i, "links": [{"id": k} for k in range(60)]} for i in range(4)]
     body = json.dumps(records).encode()
-    decodes = 0
-    real_loads = pagination.orjson.loads
-
-    def counting(data):
-        nonlocal decodes
-        decodes += 1
-        return real_loads(data)
-
-    monkeypatch.setattr(pagination.orjson, "loads", counting)
+    decodes = counted_decodes(monkeypatch)
     splitter = ArraySplitter((), "c")
     found = [r for i in range(len(body)) for r in splitter.feed(body[i : i + 1])]
     assert found + splitter.close() == records
-    assert decodes <= body.count(b"}, {") + 1
+    assert decodes[0] <= body.count(b"}, {") + 1
 
 
 def test_an_envelope_is_read_whole_and_a_cut_body_is_an_error():

@@ -109,20 +109,6 @@ CONTACT_PROPERTIES = (
     "lastmodifieddate",
     "hs_object_id",
 )
-DEAL_PROPERTIES = (
-    "dealname",
-    "amount",
-    "dealstage",
-    "pipeline",
-    "closedate",
-    "createdate",
-    "hs_lastmodifieddate",
-    "hs_object_id",
-    "hubspot_owner_id",
-    "deal_currency_code",
-    "hs_is_closed",
-    "hs_is_closed_won",
-)
 DEFAULT_CONTACT_PROPERTIES = (
     "firstname",
     "lastname",
@@ -140,6 +126,14 @@ DEFAULT_DEAL_PROPERTIES = (
     "createdate",
     "hs_lastmodifieddate",
     "hs_object_id",
+)
+#: Every deal property served: the defaults, then those asked for by name.
+DEAL_PROPERTIES = (
+    *DEFAULT_DEAL_PROPERTIES,
+    "hubspot_owner_id",
+    "deal_currency_code",
+    "hs_is_closed",
+    "hs_is_closed_won",
 )
 NOTE_PROPERTY = "message"
 # The default sales pipeline's internal stage ids.

@@ -38,10 +38,15 @@ class MergeEntry:
     cluster_id: str
     local_id: str
     created: bool  # the merge made the local contact; undoing it removes it
-    previous: dict[str, Any] | None  # else the local row it replaced
+    previous_json: str | None  # else the local row it replaced, as stored
     members: tuple[str, ...]
     merged_at: str
     undone_at: str | None
+
+    @property
+    def previous(self) -> dict[str, Any] | None:
+        """Decoded only when an undo needs it: the app reads the journal at every refresh."""
+        return None if self.previous_json is None else json.loads(self.previous_json)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -179,7 +184,7 @@ def _entry(row: tuple[Any, ...]) -> MergeEntry:
         cluster,
         local,
         bool(created),
-        None if previous is None else json.loads(previous),
+        previous,
         tuple(json.loads(members)),
         at,
         undone,
