@@ -28,7 +28,7 @@ from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
 from crm_tui.background import background_thread
-from crm_tui.config import DISPLAY_NAMES, Settings, config_dir
+from crm_tui.config import DISPLAY_NAMES, ConfigError, Settings, config_dir
 from crm_tui.dedup import DuplicateFinder, People
 from crm_tui.dedup.clusters import EMPTY as EMPTY_PEOPLE
 from crm_tui.dedup.merge import MergeResult
@@ -36,7 +36,7 @@ from crm_tui.dedup.review import EMPTY_REVIEW, Review
 from crm_tui.heap import release_gradually, share_the_lock
 from crm_tui.local_crm import LocalCrm
 from crm_tui.logs import SecretMasker
-from crm_tui.models import KINDS, Outcome, SyncReport
+from crm_tui.models import KINDS, Outcome, RecordKind, StreamReport, SyncReport
 from crm_tui.screens.store_error import StoreErrorScreen
 from crm_tui.search.index import SearchIndex
 from crm_tui.sources.base import SourceContext
@@ -183,16 +183,23 @@ class CrmApp(App[None]):
         )
         self.sync_on_start = sync_on_start
         self.sync_stale = sync_stale
+        #: Where to receive webhooks in this process (host, port), or None: the demo does,
+        #: a team runs `crm-tui webhooks serve` instead.
+        self.webhook_listen: tuple[str, int] | None = None
         self.loaded = False
         self.store_error: StoreError | None = None  # the snapshot could not be read
         self._seen_version: int | None = None
+        self._seen_change = 0  # the newest row of the change log applied
         self.store_changed: Signal[StoreChange] = Signal(self, "store-changed")
-        self._pending_index: set[tuple[str | None, tuple[str, ...]]] = set()
+        # Re-indexing to do: per (source, kinds), the ids changed, or None for everything.
+        self._pending_index: dict[tuple[str | None, tuple[RecordKind, ...]], set[str] | None] = {}
         self.store.subscribe(self._on_store_change)
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    WATCH_SECONDS = 1.0  # how often to look for writes by another process (cron, the CLI)
+    # How often to look for writes by another process (cron, the CLI, webhooks): a cheap
+    # PRAGMA, in a thread; what changed is then read from the change log.
+    WATCH_SECONDS = 0.25
     MODE_BAR = "1 Status 2 Search 3 Browse 4 Audit 5 Connections 6 People"
 
     welcome: str | None = None
@@ -227,6 +234,7 @@ class CrmApp(App[None]):
         try:
             if self.store.db is not None:  # read first: a commit during the load shows next
                 self._seen_version = await asyncio.to_thread(self.store.db.data_version)
+                self._seen_change = await asyncio.to_thread(self.store.db.last_change)
             await self.store.load()
         except StoreError as exc:
             self.show_store_error(exc)
@@ -242,11 +250,36 @@ class CrmApp(App[None]):
         # A whole-file read competes for the cores: after the work a start brings (a sync
         # on start, clusters), and never while a sync runs.
         self.set_timer(self.pages_check_delay, self._check_pages)
+        if self.webhook_listen is not None and not self.read_only_reason:
+            self.run_worker(
+                self._serve_webhooks(*self.webhook_listen),
+                group="webhooks",
+                exit_on_error=False,
+                name="receive webhooks",
+            )
         if self.sync_on_start:
             self.sync_all()
         elif self.sync_stale and not self.read_only_reason:
             for name in self.engine.stale_sources():
                 self.sync_source(name)
+
+    async def _serve_webhooks(self, host: str, port: int) -> None:
+        """The receiver and its worker, in this app: each change a CRM posts is fetched
+        through the app's own sources (one rate budget) and shows at once."""
+        from crm_tui.webhooks.server import WebhookService
+
+        try:
+            service = WebhookService(self.settings, self.store, self.engine, host, port)
+            await service.start()
+        except Exception as exc:  # no receiver: say why, the rest of the app goes on
+            why = exc if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+            self.notify(f"Webhooks: {self.masker(str(why))}", severity="warning", markup=False)
+            return
+        self.notify(f"Receiving webhooks at {service.url}/webhooks/...", markup=False)
+        try:
+            await service.run()
+        finally:
+            await service.close()
 
     def _check_pages(self) -> None:
         """Every page of the file read once, in the background once no sync runs: damage
@@ -282,8 +315,9 @@ class CrmApp(App[None]):
             )
 
     async def _reload_if_changed(self) -> None:
-        """SQLite's data_version moves only when another connection commits: then the
-        snapshot is read again, off the event loop, and every screen re-reads."""
+        """SQLite's data_version moves only when another connection commits: then what it
+        changed is read from the change log and applied (a stream replaced is read again,
+        records changed are read by id), off the event loop; the screens re-read it."""
         db = self.store.db
         assert db is not None
         try:
@@ -291,7 +325,14 @@ class CrmApp(App[None]):
             changed = version != self._seen_version
             if changed:
                 self._seen_version = version
-                await self.store.load()
+                found = await asyncio.to_thread(
+                    db.changes_since, self.store.user_id, self._seen_change
+                )
+                self._seen_change = found.last
+                await self.store.follow(found)
+                if found.empty:  # statuses, audit rows, decisions: no record changed
+                    await self.store.refresh_statuses()
+                    self.refresh_review()
             # Leases are taken and released by commits; a holder that died says nothing,
             # so while one is shown, look again each time.
             shown = any(s.busy_elsewhere for s in self.store.statuses().values())
@@ -338,19 +379,31 @@ class CrmApp(App[None]):
     def _on_store_change(self, change: StoreChange) -> None:
         if not change.status_only and self.loaded:
             key = (change.source, change.kinds)
-            if key not in self._pending_index:
-                self._pending_index.add(key)
+            queued = key in self._pending_index
+            pending = self._pending_index.get(key, set())
+            if change.ids is None or change.source is None or pending is None:
+                self._pending_index[key] = None
+            else:
+                self._pending_index[key] = pending | change.ids
+            if not queued:
                 self.run_worker(
-                    self._reindex(change), group="index", exit_on_error=False, name="re-index"
+                    self._reindex(key), group="index", exit_on_error=False, name="re-index"
                 )
         self.store_changed.publish(change)
 
-    async def _reindex(self, change: StoreChange) -> None:
-        self._pending_index.discard((change.source, change.kinds))
-        await asyncio.to_thread(self.index.rebuild_from, self.store, change.source, change.kinds)
+    async def _reindex(self, key: tuple[str | None, tuple[RecordKind, ...]]) -> None:
+        """A stream replaced is indexed afresh; a few records changed are patched in."""
+        source, kinds = key
+        ids = self._pending_index.pop(key, None)
+        if ids is None or source is None:
+            await asyncio.to_thread(self.index.rebuild_from, self.store, source, kinds)
+        else:
+            for kind in kinds:
+                stream = self.store.stream(kind, source)
+                await asyncio.to_thread(self.index.patch, kind, source, stream, ids)
         settle_heap()
-        self.store_changed.publish(StoreChange(change.source, change.kinds, status_only=True))
-        if "contacts" in change.kinds:
+        self.store_changed.publish(StoreChange(source, kinds, status_only=True))
+        if "contacts" in kinds:
             self._find_people()
 
     def _find_people(self) -> None:
@@ -410,7 +463,9 @@ class CrmApp(App[None]):
             return True
         return False
 
-    def sync_source(self, name: str) -> None:
+    def sync_source(self, name: str, *, full: bool = False) -> None:
+        """Sync one source in the background: what changed since its last sync, or with
+        `full` every record (a reconcile)."""
         if self.store_error is not None:
             self.notify(f"Not syncing: {self.store_error.error}", severity="error", markup=False)
             return
@@ -422,7 +477,7 @@ class CrmApp(App[None]):
             self.notify(f"{DISPLAY_NAMES.get(name, name)} is already syncing", markup=False)
             return
         self.run_worker(
-            self._sync(name), group=f"sync-{name}", name=f"sync {name}", exit_on_error=False
+            self._sync(name, full), group=f"sync-{name}", name=f"sync {name}", exit_on_error=False
         )
 
     def sync_all(self) -> None:
@@ -473,10 +528,10 @@ class CrmApp(App[None]):
                 partial(self.cancel_sync, name),
             )
 
-    async def _sync(self, name: str) -> SyncReport:
-        report = await self.engine.sync_source(name)
+    async def _sync(self, name: str, full: bool = False) -> SyncReport:
+        report = await self.engine.sync_source(name, full=full)
         display = DISPLAY_NAMES.get(name, name)
-        counts = ", ".join(f"{s.written} {k}" for k, s in report.streams.items())
+        counts = ", ".join(_stream_counts(k, s) for k, s in report.streams.items())
         if report.outcome is Outcome.SUCCESS:
             self.notify(f"{display}: synced {counts}", markup=False)
         elif report.outcome is not Outcome.CANCELLED:
@@ -538,9 +593,10 @@ def make_app(
     transport: httpx.AsyncBaseTransport | None = None,
     sync_stale: bool = True,
     welcome: str | None = None,
+    webhook_listen: tuple[str, int] | None = None,
 ) -> CrmApp:
     """Build the app; the CLI and the tests both come through here. `welcome`: a notice
-    shown when it opens."""
+    shown when it opens; `webhook_listen`: receive webhooks there while it runs."""
     app = CrmApp(
         settings,
         store=store,
@@ -549,8 +605,17 @@ def make_app(
         sync_stale=sync_stale,
     )
     app.welcome = welcome
+    app.webhook_listen = webhook_listen
     if theme:
         if theme not in app.available_themes:
             raise ValueError(f"unknown theme {theme!r}; try: {', '.join(app.available_themes)}")
         app.theme = theme
     return app
+
+
+def _stream_counts(kind: str, report: StreamReport) -> str:
+    """ "1,204 contacts" after a full read; "12 contacts changed, 1 deleted" after a catch-up."""
+    if report.mode == "full":
+        return f"{report.written:,} {kind}"
+    deleted = f", {report.deleted:,} deleted" if report.deleted else ""
+    return f"{report.written:,} {kind} changed{deleted}"

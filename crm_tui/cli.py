@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sqlite3
 import sys
 import traceback
@@ -358,7 +359,13 @@ def main(
             _run_tui(rt, rt.settings, start_sync=False)
 
 
-def _run_tui(rt: Runtime, settings: Settings, start_sync: bool, welcome: str | None = None) -> None:
+def _run_tui(
+    rt: Runtime,
+    settings: Settings,
+    start_sync: bool,
+    welcome: str | None = None,
+    webhook_listen: tuple[str, int] | None = None,
+) -> None:
     from crm_tui.app import check_keymap, make_app  # Textual loads only when the app is wanted
     from crm_tui.hangup import watch_for_hangup
 
@@ -366,22 +373,41 @@ def _run_tui(rt: Runtime, settings: Settings, start_sync: bool, welcome: str | N
     if problems:
         raise ConfigError("; ".join(problems))
     app = make_app(
-        settings, theme=rt.theme or settings.crm_theme, sync_on_start=start_sync, welcome=welcome
+        settings,
+        theme=rt.theme or settings.crm_theme,
+        sync_on_start=start_sync,
+        welcome=welcome,
+        webhook_listen=webhook_listen,
     )
     watch_for_hangup()
     app.run()
+
+
+#: Changes a second at the demo's simulators: enough to see, few enough to read.
+DEMO_CHURN = 0.2
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _run_demo(rt: Runtime, contacts: int) -> None:
     from crm_tui.demo.session import start_demo
 
     click.echo(f"Starting simulated CRM servers with {contacts} contacts each...", err=True)
-    with start_demo(data_dir=rt.data_dir, contacts=contacts) as demo:
+    # Records change live: a few a second at the simulators, posted as signed webhooks to
+    # the app (Follow Up Boss, HubSpot) or found by the minutely incremental sync.
+    with start_demo(data_dir=rt.data_dir, contacts=contacts, crm_sync_interval_minutes=1) as demo:
         rt._settings = demo.settings
         setup_logging(demo.settings.log_file, SecretMasker(demo.settings.secret_values()))
+        port = free_loopback_port()
+        demo.start_churn(DEMO_CHURN, f"http://127.0.0.1:{port}/webhooks/{{source}}")
         cli = f"crm-tui --env-file {demo.env_file} status"
         click.echo(f"The CLI works on this demo while it runs: {cli}", err=True)
-        _run_tui(rt, demo.settings, start_sync=True, welcome=f"Demo. The CLI works on it: {cli}")
+        welcome = f"Demo: records change live. The CLI works on it: {cli}"
+        _run_tui(rt, demo.settings, True, welcome, webhook_listen=("127.0.0.1", port))
 
 
 @main.command()
@@ -441,6 +467,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
             "success": True,
             "timestamp": utc_now(),
             "status": {name: s.to_guide() for name, s in statuses.items()},
+            # beside the guide's shape: what each vendor's headers said was left
+            "rateBudgets": {n: s.rate.to_json() for n, s in statuses.items() if s.rate},
         }
 
         def human() -> None:
@@ -457,10 +485,12 @@ def status(ctx: click.Context, as_json: bool) -> None:
                         s.last_sync or "never",
                         s.contact_count,
                         s.deal_count,
+                        s.rate.describe() if s.rate else "",
                         note,
                     )
                 )
-            table(rows, ("SOURCE", "STATUS", "LAST SYNC", "CONTACTS", "DEALS", "NOTE"))
+            headers = ("SOURCE", "STATUS", "LAST SYNC", "CONTACTS", "DEALS", "RATE BUDGET")
+            table(rows, (*headers, "NOTE"))
 
         emit(rt, payload, human)
 
@@ -624,6 +654,11 @@ def _say_when_waiting(store: CacheStore) -> None:
     is_flag=True,
     help="When another process is syncing a stream, skip it and exit 5 instead of waiting.",
 )
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Read every stream in full (a reconcile), not only what changed since the last sync.",
+)
 @json_option
 @click.pass_context
 def sync(
@@ -632,20 +667,28 @@ def sync(
     watch: bool,
     interval: float | None,
     no_wait: bool,
+    full: bool,
     as_json: bool,
 ) -> None:
     """Sync the named sources, or every enabled one (guide: POST sync-all, sync/SOURCE).
 
+    A stream whose vendor can say what changed (Follow Up Boss people, HubSpot, Pipedrive)
+    is read from its watermark on; in full the first time, when its last full read is older
+    than CRM_FULL_SYNC_HOURS, and with --full. The others are read in full every time.
+
     One process writes a stream at a time: a sync that finds another process syncing the
     same stream waits for it (and says so on stderr), or with --no-wait skips it and exits 5.
 
-    Example: crm-tui sync followupboss --json; crm-tui sync --watch --interval 15
+    Example: crm-tui sync followupboss --json; crm-tui sync --full; crm-tui sync --watch
     """
-    from crm_tui.sync.engine import SyncEngine, guide_sync_result
+    from crm_tui.sync.engine import SyncEngine
 
     rt = _rt(ctx, as_json)
     with errors(rt):
-        store = rt.writable_store()
+        # The records are not read: a sync writes them, and an incremental one a few of
+        # them (reading a million would be most of its time). Statuses are.
+        store = rt.writable_store(loaded=False)
+        store.load_statuses_sync()
         engine = SyncEngine(rt.settings, store, wait=not no_wait)
         _say_when_waiting(store)
         names = list(sources) or None
@@ -665,45 +708,74 @@ def sync(
             if not rt.json:
                 done = _progress_printer(store)
             try:
-                return await engine.sync_all(names)
+                return await engine.sync_all(names, full=full)
             finally:
                 done()
                 await engine.aclose()
 
         reports = run(once())
-        message = (
-            "Sync initiated for all enabled CRM sources"
-            if not sources
-            else f"Sync completed for {', '.join(sources)}"
-        )
-        if all(r.outcome is Outcome.SKIPPED for r in reports.values()):
-            message = "Sync skipped: another process is syncing it (run again, or drop --no-wait)"
-        payload = guide_sync_result(reports, message)
-        if not payload["success"]:
-            payload.update(_sync_failure(rt, reports))
-
-        def human() -> None:
-            rows = []
-            for name, report in reports.items():
-                for stream, s in report.streams.items():
-                    rows.append(
-                        (
-                            DISPLAY_NAMES.get(name, name),
-                            stream,
-                            s.outcome,
-                            s.written,
-                            s.quarantined,
-                            s.error or "",
-                        )
-                    )
-            table(rows, ("SOURCE", "STREAM", "OUTCOME", "RECORDS", "QUARANTINED", "ERROR"))
-
-        emit(rt, payload, human)
+        payload = _sync_payload(rt, reports, sources)
+        emit(rt, payload, lambda: _sync_table(reports))
         if not payload["success"]:
             classes = {s.error_class for r in reports.values() for s in r.streams.values()}
             if "AuthError" in classes:
                 sys.exit(EXIT_CONFIG)
             sys.exit(EXIT_BUSY if classes <= {"StreamBusy", None} else EXIT_REMOTE)
+
+
+def _sync_payload(rt: Runtime, reports: dict[str, Any], sources: tuple[str, ...]) -> dict[str, Any]:
+    """The guide's sync result, with how each stream was read beside it under `streams`."""
+    from crm_tui.sync.engine import guide_sync_result
+
+    message = (
+        "Sync initiated for all enabled CRM sources"
+        if not sources
+        else f"Sync completed for {', '.join(sources)}"
+    )
+    if all(r.outcome is Outcome.SKIPPED for r in reports.values()):
+        message = "Sync skipped: another process is syncing it (run again, or drop --no-wait)"
+    payload = guide_sync_result(reports, message)
+    payload["streams"] = {
+        name: {stream: _stream_json(s) for stream, s in report.streams.items()}
+        for name, report in reports.items()
+    }
+    if not payload["success"]:
+        payload.update(_sync_failure(rt, reports))
+    return payload
+
+
+def _sync_table(reports: dict[str, Any]) -> None:
+    rows = [
+        (
+            DISPLAY_NAMES.get(name, name),
+            stream,
+            s.mode,
+            s.outcome,
+            s.written,
+            s.deleted,
+            s.requests,
+            s.error or "",
+        )
+        for name, report in reports.items()
+        for stream, s in report.streams.items()
+    ]
+    headers = ("SOURCE", "STREAM", "MODE", "OUTCOME", "RECORDS", "DELETED", "REQUESTS")
+    table(rows, (*headers, "ERROR"))
+
+
+def _stream_json(report: Any) -> dict[str, Any]:
+    """How one stream was synced, beside the guide's result: mode, counts, watermark."""
+    return {
+        "mode": report.mode,
+        "outcome": str(report.outcome),
+        "read": report.read,
+        "written": report.written,
+        "deleted": report.deleted,
+        "quarantined": report.quarantined,
+        "requests": report.requests,
+        "pages": report.pages,
+        "watermark": report.watermark,
+    }
 
 
 def _sync_failure(rt: Runtime, reports: dict[str, Any]) -> dict[str, str]:
@@ -743,7 +815,10 @@ async def _watch(engine: Any, names: list[str] | None, minutes: float) -> None:
         for name, report in reports.items():
             click.echo(
                 f"{utc_now()} {name}: {report.outcome} "
-                + ", ".join(f"{k} {s.written}" for k, s in report.streams.items()),
+                + ", ".join(
+                    f"{k} {s.written} ({s.mode}, {s.deleted} deleted)"
+                    for k, s in report.streams.items()
+                ),
                 err=True,
             )
 
@@ -1542,6 +1617,19 @@ def reject(ctx: click.Context, cluster_id: str, undo: bool, as_json: bool) -> No
     show_default=True,
     help="Seconds an OAuth token lives (the guide's contract).",
 )
+@click.option(
+    "--churn",
+    type=click.FloatRange(0, 1000),
+    default=0.0,
+    show_default=True,
+    help="Records changed per second, in the simulators that change, from --seed.",
+)
+@click.option(
+    "--webhook-url",
+    default=None,
+    help="POST each change here as a signed webhook, by the simulators whose CRM sends them;"
+    " {source} in the URL names the CRM (.../webhooks/{source}).",
+)
 def simulator(
     port: int,
     contacts: int,
@@ -1549,10 +1637,12 @@ def simulator(
     faults: tuple[str, ...],
     rate_limit: int,
     token_expires_in: int,
+    churn: float,
+    webhook_url: str | None,
 ) -> None:
     """Run the simulated CRM servers in the foreground (Ctrl-C stops).
 
-    Example: crm-tui simulator --contacts 100000 --fault error_rate=0.1
+    Example: crm-tui simulator --contacts 100000 --fault error_rate=0.1 --churn 2
     """
     import threading
 
@@ -1573,6 +1663,8 @@ def simulator(
         fub_rate_limit=rate_limit,
         token_expires_in=token_expires_in,
     )
+    if churn or webhook_url:
+        servers.start_churn(churn, webhook_url)
     click.echo("# point crm-tui at the simulators:")
     for key, value in servers.env().items():
         click.echo(f"{key}={value}")
@@ -1586,3 +1678,8 @@ def simulator(
     finally:
         servers.stop()
         click.echo("simulators stopped", err=True)
+
+
+from crm_tui.cli_webhooks import webhooks_group  # noqa: E402
+
+main.add_command(webhooks_group)

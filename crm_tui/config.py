@@ -142,6 +142,20 @@ class CoreSettings(BaseSettings):
         ge=0,
         description="Cached data older than this (minutes) is synced again when the app starts.",
     )
+    crm_full_sync_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="A sync reads a stream in full (a reconcile: records deleted at the vendor"
+        " leave the cache) when its last full read is older than this; between, it asks only"
+        " for what changed. 0: every sync is full.",
+    )
+    crm_sync_overlap_seconds: int = Field(
+        default=120,
+        ge=0,
+        le=86400,
+        description="An incremental sync asks for changes from this long before the latest"
+        " change it saw: clock skew and late commits at the vendor are never missed.",
+    )
     crm_http_timeout_seconds: float = Field(
         default=15.0,
         gt=0,

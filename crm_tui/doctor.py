@@ -236,15 +236,16 @@ async def _repair(report: DoctorReport, settings: Settings, sync: bool) -> None:
 
 
 async def resync(settings: Settings) -> dict[str, SyncReport]:
-    """Every enabled source, as `crm-tui sync` does: what the repair could not recover of
-    the cache comes back from the CRMs."""
+    """Every enabled source, as `crm-tui sync --full` does: what the repair could not
+    recover of the cache comes back from the CRMs. In full: the watermarks survived the
+    repair, the rows they cover may not have."""
     db = Database(settings.database_path)
     try:
         store = CacheStore(settings.user_id, db)
         await store.load()
         engine = SyncEngine(settings, store)
         try:
-            return await engine.sync_all()
+            return await engine.sync_all(full=True)
         finally:
             await engine.aclose()
     finally:

@@ -152,6 +152,41 @@ class Progress:
     total: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class RateReading:
+    """A source's rate budget as its headers last reported it (shared by every request made
+    with its key: syncs, tests of the connection, webhook fetches)."""
+
+    limit: int | None = None
+    remaining: int | None = None
+    window: float | None = None  # seconds
+    daily_remaining: int | None = None
+    observed_at: str = ""
+
+    def describe(self) -> str:
+        """ "183 of 250 left per 10 s" """
+        if self.remaining is None:
+            return ""
+        text = f"{self.remaining}"
+        if self.limit is not None:
+            text += f" of {self.limit}"
+        text += " left"
+        if self.window:
+            text += f" per {self.window:g} s"
+        if self.daily_remaining is not None:
+            text += f", {self.daily_remaining} today"
+        return text
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "limit": self.limit,
+            "remaining": self.remaining,
+            "windowSeconds": self.window,
+            "dailyRemaining": self.daily_remaining,
+            "observedAt": self.observed_at or None,
+        }
+
+
 @dataclass(slots=True)
 class SourceStatus:
     source: str
@@ -165,6 +200,7 @@ class SourceStatus:
     next_run: str | None = None
     waiting_for: str | None = None  # who holds the stream this sync waits for
     busy_elsewhere: str | None = None  # another process writing one of its streams
+    rate: RateReading | None = None  # the vendor's rate budget, as last reported
 
     def to_guide(self) -> dict[str, Any]:
         return {
@@ -190,6 +226,12 @@ class StreamReport:
     error: str | None = None
     started_at: str = field(default_factory=utc_now)
     ended_at: str | None = None
+    #: "full" (every record read, the stream replaced), "incremental" (what changed since
+    #: the watermark), "webhook" (the records a webhook named)
+    mode: str = "full"
+    deleted: int = 0  # records an incremental read or a webhook removed
+    requests: int = 0  # HTTP requests sent, retries and token requests excluded
+    watermark: str | None = None  # the stream's watermark after the run
 
     @property
     def success(self) -> bool:

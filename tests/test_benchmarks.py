@@ -22,6 +22,11 @@ BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
         ("dedup_bench.py", ["--sizes", "3000", "--quality", "120"], "precision"),
         ("load_bench.py", ["--contacts", "300", "--syncs", "1", "--idle-seconds", "0.3"], "p95"),
         ("import_bench.py", ["--mb", "0.3"], "peak RSS"),
+        (
+            "incremental_bench.py",
+            ["--contacts", "3000", "--webhook-rounds", "3"],
+            "webhook to screen",
+        ),
     ],
 )
 def test_benchmark_runs_at_a_small_size(script: str, args: list[str], expect: str) -> None:

@@ -78,7 +78,8 @@ def test_paths(cli, tmp_path):
 def test_status_on_an_empty_cache(cli):
     code, body, _ = cli("status", "--json")
     assert code == 0
-    assert set(body) == {"success", "timestamp", "status"}
+    assert set(body) == {"success", "timestamp", "status", "rateBudgets"}
+    assert body["rateBudgets"] == {}  # nothing asked of any vendor yet
     assert body["status"]["brivity"] == {
         "status": "disabled",
         "lastSync": None,

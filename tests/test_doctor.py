@@ -248,7 +248,8 @@ db = Database(path)
 for i in range(2):
     db.save_local_record("alice", "contacts", {"first_name": f"Logged{i}"}, "2026-01-01T00:00:00Z")
 with db.transaction() as conn:
-    conn.execute("INSERT INTO bookmarks VALUES ('alice', 'x', 'contacts', 'v', 'now')")
+    conn.execute("INSERT INTO bookmarks (user_id, source, stream, value, updated_at)"
+                 " VALUES ('alice', 'x', 'contacts', 'v', 'now')")
     print("ready", flush=True)
     time.sleep(60)
 """

@@ -60,12 +60,14 @@ def expected(source: Source, stream: RecordKind, servers: DemoServers) -> dict[s
     return out
 
 
-async def sync_all(settings) -> tuple[SyncEngine, dict]:
+async def sync_all(settings, full: bool = False) -> tuple[SyncEngine, dict]:
+    """Every source, as the app does; `full` reads every stream in full (a test whose
+    servers swapped their whole dataset, timestamps and all, needs that)."""
     store = CacheStore(settings.user_id, Database(settings.database_path))
     await store.load()  # as the app and the CLI do: start from the snapshot
     engine = SyncEngine(settings, store)
     try:
-        reports = await engine.sync_all()
+        reports = await engine.sync_all(full=full)
     finally:
         await engine.aclose()
     return engine, reports

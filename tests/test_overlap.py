@@ -161,7 +161,7 @@ def start_inside(
     *second_args: str,
     release: bool = True,
     crash_at: str | None = None,
-    first_args: tuple[str, ...] = ("sync", "followupboss", "--json"),
+    first_args: tuple[str, ...] = ("sync", "followupboss", "--full", "--json"),
 ) -> tuple[subprocess.Popen[str], subprocess.Popen[str]]:
     """A first sync paused at `point`, a second command started there; then both go on
     (or, without `release`, the first stays paused for the caller to deal with)."""
@@ -171,7 +171,7 @@ def start_inside(
         paused["CRM_CRASH_AT"] = crash_at
     first = start(paused, *first_args)
     wait_until(barrier.exists, f"the first sync at {point}")
-    second = start(env, *(second_args or ("sync", "followupboss", "--json")))
+    second = start(env, *(second_args or ("sync", "followupboss", "--full", "--json")))
     time.sleep(1.5)  # the second is up, and waiting for the lease (or the commit's lock)
     if release:
         barrier.unlink()
@@ -184,8 +184,8 @@ def test_two_overlapping_syncs_of_one_source_lose_nothing(tmp_path, slow_servers
     env = environment(slow_servers, data_dir)
     first = second = None
     if order == "both at once":
-        first = start(env, "sync", "followupboss", "--json")
-        second = start(env, "sync", "followupboss", "--json")
+        first = start(env, "sync", "followupboss", "--full", "--json")
+        second = start(env, "sync", "followupboss", "--full", "--json")
     else:
         first, second = start_inside(env, tmp_path, PAUSES[order])
     results = [finish(first), finish(second)]

@@ -33,8 +33,13 @@ def test_simulator_prints_its_environment_and_stops_on_ctrl_c():
     process = crm("simulator", "--contacts", "30", "--seed", "5", "--token-expires-in", "90")
     try:
         assert process.stdout is not None
-        lines = [process.stdout.readline().strip() for _ in range(9)]
-        env = dict(line.split("=", 1) for line in lines if "=" in line)
+        env: dict[str, str] = {}
+        while "LOFTY_API_KEY" not in env:  # the last source's lines
+            line = process.stdout.readline().strip()
+            assert line, "the simulator stopped printing before its last source"
+            if "=" in line and not line.startswith("#"):
+                key, _, value = line.partition("=")
+                env[key] = value
         assert env["BRIVITY_API_BASE_URL"].startswith("http://127.0.0.1:")
         people = httpx.get(
             f"{env['BRIVITY_API_BASE_URL']}/api/people",
@@ -104,6 +109,7 @@ async def test_the_demo_session_reaches_synced_for_every_source(tmp_path):
             str(demo.env_file),
             "sync",
             "followupboss",
+            "--full",  # else only what changed since the app's sync: nothing, or little
             "--json",
             stdout=asyncio.subprocess.PIPE,
             env={**os.environ, "CRM_USER_ID": demo.settings.user_id},

@@ -109,7 +109,7 @@ async def test_every_fault_keeps_the_cache_exact(tmp_path, good_servers, scenari
     )
     try:
         bad = make_settings(tmp_path, crm_http_timeout_seconds=0.5, **env_of(faulty))
-        engine, reports = await sync_all(bad)
+        engine, reports = await sync_all(bad, full=True)  # another dataset: read it all
         run = FaultRun(scenario)
         runs = {r["source"]: r for r in reversed(engine.store.db.list_runs(bad.user_id))}
         for name, streams in STREAMS.items():
@@ -191,7 +191,7 @@ def sync_seconds(slow_servers: DemoServers, tmp_path_factory: pytest.TempPathFac
 def kill_sync_after(seconds: float, env: dict[str, str]) -> bool:
     """Start `crm-tui sync`, SIGKILL it after `seconds`; True if it had already finished."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "crm_tui", "sync", "--json"],
+        [sys.executable, "-m", "crm_tui", "sync", "--full", "--json"],
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -229,7 +229,7 @@ async def test_a_sync_killed_at_any_point_leaves_old_or_new_never_a_mix(
     after = snapshot(store)
     db.close()
     fresh = make_settings(tmp_path, **env_of(slow_servers))
-    engine, reports = await sync_all(fresh)  # the next sync completes
+    engine, reports = await sync_all(fresh, full=True)  # the next sync completes
     assert all(r.outcome is Outcome.SUCCESS for r in reports.values())
     states = []
     for (name, stream), cached in after.items():

@@ -13,7 +13,7 @@ import itertools
 import json
 import threading
 from bisect import bisect_right
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -22,6 +22,7 @@ import numpy as np
 from crm_tui.dedup.keys import NameAgreement, PhoneKeys, compare_names, name_key
 from crm_tui.dedup.mailbox import mailbox_key
 from crm_tui.dedup.possible import POSSIBLE, Cities, possible_links
+from crm_tui.dedup.rekey import REKEY_SHARE, rekeyed
 from crm_tui.heap import CHUNK, Sharded, dismantle, gc_paused
 from crm_tui.models import Contact
 from crm_tui.search.text import digits
@@ -240,8 +241,7 @@ class DuplicateFinder:
                 continue
             cached = self._keys.get(source)
             if cached is None or cached.version != version:
-                # the view, not a list of it: one C loop over a third of a million records
-                cached = SourceKeys.build(version, stream.values(), self.phones)
+                cached = self._keys_now(store, source, version, stream, cached)
             present[source] = cached
         stale = [keys for name, keys in self._keys.items() if present.get(name) is not keys]
         self._keys = present
@@ -249,6 +249,22 @@ class DuplicateFinder:
             dismantle(keys.ids, keys.emails, keys.phones, keys.names, keys.updated, keys.streets)
         with gc_paused():
             return find_clusters([present[s] for s in sorted(present)])
+
+    def _keys_now(
+        self,
+        store: Any,
+        source: str,
+        version: Any,
+        stream: Mapping[str, Contact],
+        cached: SourceKeys | None,
+    ) -> SourceKeys:
+        """A few contacts changed since `cached` was made: re-key those; else all."""
+        if cached is not None:
+            changed = store.changed_since("contacts", source, cached.version)
+            if changed is not None and len(changed) <= max(1000, REKEY_SHARE * len(cached.ids)):
+                return rekeyed(cached, version, stream, changed, self.phones, LINKS_FIELD)
+        # the view, not a list of it: one C loop over a third of a million records
+        return SourceKeys.build(version, stream.values(), self.phones)
 
     def find(self, contacts: Sequence[Contact]) -> People:
         """Clusters of a plain list of contacts (tests, the CLI without a store)."""

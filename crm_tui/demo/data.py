@@ -640,6 +640,19 @@ def brivity_person(seed: int, i: int, count: int) -> dict[str, Any]:
     return record
 
 
+def fub_updated_day(seed: int, i: int, r: random.Random | None = None) -> date:
+    """The day person i was last updated (at 09:30 UTC): the first draw of its record's
+    generator, so the simulator can sort by it without building the record."""
+    r = r or rng(seed, "fub", i)
+    return _when(seed, "fub-created", i) + timedelta(days=r.randint(0, 60))
+
+
+def _listed_stage(stage: str) -> str:
+    """Follow Up Boss lists no one in the Trash stage unless asked (`includeTrash`): the
+    trash is where deleted people go. The draw stays the same (so does every later one)."""
+    return "Nurture" if stage == "Trash" else stage
+
+
 def fub_person(seed: int, i: int, count: int) -> dict[str, Any]:
     p = person(seed, population_index("followupboss", i, count))
     s = spelled(seed, "followupboss", i, p, count)
@@ -648,12 +661,12 @@ def fub_person(seed: int, i: int, count: int) -> dict[str, Any]:
     record: dict[str, Any] = {
         "id": fub_id(i),
         "created": f"{created.isoformat()}T15:04:05Z",
-        "updated": f"{(created + timedelta(days=r.randint(0, 60))).isoformat()}T09:30:00Z",
+        "updated": f"{fub_updated_day(seed, i, r).isoformat()}T09:30:00Z",
         "lastActivity": None,
         "name": f"{s.first} {s.last}",
         "firstName": s.first,
         "lastName": s.last,
-        "stage": r.choice(FUB_STAGES),
+        "stage": _listed_stage(r.choice(FUB_STAGES)),
         "source": r.choice(("Zillow", "Realtor.com", "Facebook", "Sphere", "Sign Call")),
         "sourceUrl": None,
         "price": r.choice((0, 250_000, 400_000, 650_000, 1_200_000)),

@@ -51,6 +51,23 @@ Where the documents are silent, the plain reading:
 - The shared faults keep their own shapes: the `burst_every` fault's 429s are plain text
   with `Retry-After`, the injector's, not HubSpot's.
 
+Live changes (`demo/changes.py`) and the endpoints that read them:
+
+- A changed record's `updatedAt` and its `lastmodifieddate` (deals: `hs_lastmodifieddate`)
+  are both the change's moment, in milliseconds. An archived (deleted) one is listed only
+  with `archived=true`, after the generated archived ones, in the order archived, with
+  `archived: true` and `archivedAt`; `GET /crm/v3/objects/{type}/{id}` answers 404 for it.
+- `POST /crm/v3/objects/{type}/search` filters on the modified-date property only (GTE, GT,
+  LTE, LT, EQ; epoch ms or ISO values; up to 5 filterGroups, OR'ed) and sorts by it only
+  (ascending by default, ties by id); anything else is a 400 VALIDATION_ERROR: a connector
+  asking for more than the simulator knows hears so. `limit` 1-200 (more is a 400, as
+  HubSpot documents 200 as the maximum); `after` is the numeric offset HubSpot uses, and
+  `after` >= 10,000 is a 400 (one query returns at most 10,000 results in all); `total`
+  counts every match. Search shares the ten-second budget; HubSpot's separate ~4/s search
+  limit is not enforced (a slow connector is not the simulator's to find out).
+- A live listing's `after` names the next record (not an offset), so pages hold their place
+  while records are created or archived between them.
+
 Dataset conventions shared with the other simulators: contacts come from the shared
 population (offset 0.15), the hostile names first, record `MISSING_ID_INDEX` without an id
 (and without `hs_object_id`), `NO_EMAIL_INDEX` without an e-mail, and `LONG_NOTE_INDEX` with
@@ -65,17 +82,34 @@ import base64
 import binascii
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from crm_tui.demo import data
+from crm_tui.demo.changes import (
+    BASE_HORIZON,
+    Entry,
+    IdKeys,
+    Kind,
+    Overlay,
+    SortIndex,
+    Target,
+    count,
+    index_of,
+    pack,
+    walk,
+)
 from crm_tui.demo.servers import (
     Collection,
     DemoCredentials,
@@ -192,13 +226,19 @@ def _instant(r: random.Random, start: datetime, days: int) -> datetime:
     return start + timedelta(seconds=r.randint(0, days * 86_400), milliseconds=r.randint(0, 999))
 
 
+def _contact_times(seed: int, i: int) -> tuple[random.Random, datetime, datetime]:
+    """Contact i's generator after its first draws, its creation and its last change: the
+    search index sorts by the change without building the record."""
+    r = data.rng(seed, "hubspot", "contact", i)
+    created = _instant(r, _EPOCH, 900)
+    return r, created, _instant(r, created, 60)
+
+
 def hubspot_contact(seed: int, i: int, count: int) -> dict[str, Any]:
     """Contact `i` as HubSpot holds it, every property present (null where it has no value)."""
     p = data.person(seed, data.population_index("hubspot", i, count))
     s = data.spelled(seed, "hubspot", i, p, count)
-    r = data.rng(seed, "hubspot", "contact", i)
-    created = _instant(r, _EPOCH, 900)
-    updated = _instant(r, created, 60)
+    r, created, updated = _contact_times(seed, i)
     digits = p.phone_digits
     record_id = hubspot_id(i)
     values: dict[str, str | None] = {
@@ -301,25 +341,123 @@ def hubspot_archived_deal(seed: int, k: int, contacts: int) -> dict[str, Any]:
     return _archive(hubspot_deal(seed, j, contacts), "hs_lastmodifieddate", seed, f"d{k}")
 
 
+# -- live changes --------------------------------------------------------------------------
+
+CONTACTS = "hubspot:contacts"
+DEALS = "hubspot:deals"
+SEARCH_CAP = 10_000  # one search query returns at most this many results in all
+SEARCH_PAGE_MAX = 200
+_EPOCH_MS = int(_EPOCH.timestamp() * 1000)  # sort keys count ms from here: they fit int64
+_SEARCH_OPERATORS = frozenset({"GTE", "GT", "LTE", "LT", "EQ"})
+
+
+def stamp_epoch(moment: float) -> str:
+    return _stamp(datetime.fromtimestamp(moment, UTC))
+
+
+def _epoch_ms(text: str) -> int:
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def mutate_contact(index: int, version: int, kind: Kind, r: random.Random) -> dict[str, Any]:
+    if kind == "create":
+        return {}
+    field = r.choice(("lifecyclestage", "phone", "lastname"))
+    if field == "lifecyclestage":
+        return {"lifecyclestage": r.choice(LIFECYCLE_STAGES)}
+    if field == "lastname":
+        return {"lastname": r.choice(data.LAST)}
+    return {"phone": f"+1 {r.randint(201, 989)}-{r.randint(200, 999)}-{r.randint(0, 9999):04d}"}
+
+
+def mutate_deal(index: int, version: int, kind: Kind, r: random.Random) -> dict[str, Any]:
+    if kind == "create":
+        return {}
+    if r.random() < 0.5:
+        stage = r.choice(DEAL_STAGES)
+        return {
+            "dealstage": stage,
+            "hs_is_closed": str(stage in ("closedwon", "closedlost")).lower(),
+            "hs_is_closed_won": str(stage == "closedwon").lower(),
+        }
+    return {"amount": f"{r.randrange(180_000, 2_400_000, 500):.2f}"}
+
+
+def live(record: dict[str, Any], entry: Entry | None, modified: str) -> dict[str, Any]:
+    """A generated record with its changes: the properties changed, `updatedAt` and the
+    modified-date property both the change's moment (HubSpot keeps them equal)."""
+    if entry is None:
+        return record
+    values = record["properties"]
+    values.update(entry.patch)
+    when = stamp_epoch(entry.updated_at)
+    if entry.created_at is not None:
+        record["createdAt"] = values["createdate"] = stamp_epoch(entry.created_at)
+    record["updatedAt"] = values[modified] = when
+    if entry.deleted:
+        record["archived"] = True
+        record["archivedAt"] = when
+    return record
+
+
 # -- the server ----------------------------------------------------------------------------
 
 
+@dataclass
 class _ObjectType:
-    """One object type as the list endpoint serves it."""
+    """One object type as the server serves it: generated records `0..size-1`, created ones
+    from `first_new` on (past the archived ones the generator also makes)."""
 
-    def __init__(
-        self,
-        name: str,
-        listed: Collection,
-        archived: Collection,
-        properties: Sequence[str],
-        defaults: Sequence[str],
-    ) -> None:
-        self.name = name
-        self.listed = listed
-        self.archived = archived
-        self.properties = frozenset(properties)
-        self.defaults = tuple(defaults)
+    name: str
+    collection: str  # the overlay's name
+    size: int
+    first_new: int
+    make: Callable[[int], dict[str, Any]]  # the generated record i
+    ident: Callable[[int], str]
+    archived: Collection  # the generated archived records
+    properties: frozenset[str]
+    defaults: tuple[str, ...]
+    modified: str  # lastmodifieddate / hs_lastmodifieddate
+    overlay: Overlay
+    seed: int
+    by_modified: SortIndex = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.by_modified = SortIndex(self.size, self._modified_key)
+        self.overlay.register(
+            Target(
+                self.collection,
+                self.size,
+                self.first_new,
+                mutate_contact if self.name == "contacts" else mutate_deal,
+                lambda i: self.name != "contacts" or i != data.MISSING_ID_INDEX,
+            )
+        )
+
+    def _modified_key(self, i: int) -> int:
+        if self.name == "contacts":
+            updated = _contact_times(self.seed, i)[2]
+            return pack(int(updated.timestamp() * 1000) - _EPOCH_MS, i)
+        return pack(_epoch_ms(self.make(i)["updatedAt"]) - _EPOCH_MS, i)
+
+    def key(self, i: int, entry: Entry | None) -> int:
+        if entry is None:
+            return self.by_modified.key(i)
+        return pack(int(entry.updated_at * 1000) - _EPOCH_MS, i)
+
+    def record(self, i: int, entry: Entry | None) -> dict[str, Any]:
+        return live(self.make(i), entry, self.modified)
+
+    def index(self, ident: str) -> int | None:
+        """The index of a record id, if it names a live (not archived) record."""
+        base = int(self.ident(0))
+        if not ident.isdigit() or (int(ident) - base) % 50:
+            return None
+        i = (int(ident) - base) // 50
+        entry = self.overlay.get(self.collection, i)
+        if not self.overlay.exists(self.collection, i) or (entry and entry.deleted):
+            return None
+        return None if self.name == "contacts" and i == data.MISSING_ID_INDEX else i
 
 
 def _names(values: list[str]) -> list[str]:
@@ -355,104 +493,317 @@ def _validation_error(message: str, headers: dict[str, str]) -> Response:
     return json_response(body, 400, headers)
 
 
-def hubspot_app(
-    token: str,
-    contacts: int,
-    seed: int,
-    faults: Faults,
-    rate_limit: int = 200,
-    window: float = 10.0,
-) -> FaultInjector:
+def _not_found(headers: dict[str, str]) -> Response:
+    body = {
+        "status": "error",
+        "message": "resource not found",
+        "correlationId": str(uuid.uuid4()),
+        "category": "OBJECT_NOT_FOUND",
+    }
+    return json_response(body, 404, headers)
+
+
+class _Invalid(Exception):
+    pass
+
+
+def _live_page(
+    kind: _ObjectType, start: int, limit: int, overlap: bool
+) -> tuple[list[tuple[int, Entry | None]], int | None]:
+    """Unarchived records in index (id) order from index `start`: the page and the index
+    the next one starts at. Pages hold their place while records are archived or created."""
+    entries = kind.overlay.entries(kind.collection)
+    changed = sorted(pack(i, i) for i, e in entries.items() if not e.deleted)
+    base = IdKeys(kind.size, lambda i: i)
+    keys = walk(base, changed, entries, pack(start, start))
+    found = [index_of(k) for _, k in zip(range(limit + 1), keys, strict=False)]
+    following = found[limit] if len(found) > limit else None
+    found = found[:limit]
+    if overlap and start > 0:
+        before = next(walk(base, changed, entries, pack(start - 1, start - 1), True), None)
+        if before is not None:
+            found.insert(0, index_of(before))
+    return [(i, entries.get(i)) for i in found], following
+
+
+def _archived_page(kind: _ObjectType, offset: int, limit: int) -> tuple[list[Any], int]:
+    """The generated archived records, then those archived while running, in the order
+    they were archived (so offsets hold while more are archived)."""
+    static, make = kind.archived
+    entries = kind.overlay.entries(kind.collection)
+    gone = sorted((e for e in entries.values() if e.deleted), key=lambda e: (e.deleted_at, e.index))
+    total = static + len(gone)
+    records = [
+        make(k) if k < static else kind.record(gone[k - static].index, gone[k - static])
+        for k in range(offset, min(offset + limit, total))
+    ]
+    return records, total
+
+
+# -- search --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Search:
+    ranges: tuple[tuple[int, int], ...]  # disjoint [low, high) in ms from _EPOCH_MS, sorted
+    descending: bool
+    names: tuple[str, ...]
+    limit: int
+    after: int
+
+
+def _ms_value(value: object) -> int:
+    text = str(value)
+    try:
+        moment = int(text) if text.lstrip("-").isdigit() else _epoch_ms(text)
+    except ValueError:
+        raise _Invalid(f"{value!r} is not a date-time or epoch milliseconds") from None
+    return moment - _EPOCH_MS
+
+
+def _group_range(filters: object, modified: str) -> tuple[int, int]:
+    low, high = 0, 1 << 38
+    for item in filters if isinstance(filters, list) else []:
+        name, operator = item.get("propertyName"), item.get("operator")
+        if name != modified:
+            raise _Invalid(f"the simulator filters on {modified} only, not {name!r}")
+        if operator not in _SEARCH_OPERATORS:
+            raise _Invalid(f"operator {operator!r} is not supported here")
+        v = _ms_value(item.get("value"))
+        bounds = {"GTE": (v, None), "GT": (v + 1, None), "LT": (None, v), "LTE": (None, v + 1)}
+        lower, upper = bounds.get(operator, (v, v + 1))
+        low = low if lower is None else max(low, lower)
+        high = high if upper is None else min(high, upper)
+    return low, high
+
+
+def _merged(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    out: list[tuple[int, int]] = []
+    for low, high in sorted(r for r in ranges if r[0] < r[1]):
+        if out and low <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], high))
+        else:
+            out.append((low, high))
+    return tuple(out)
+
+
+def _parse_search(body: object, kind: _ObjectType) -> _Search:
+    if not isinstance(body, dict):
+        raise _Invalid("the body must be a JSON object")
+    groups = body.get("filterGroups") or [{"filters": []}]
+    if not isinstance(groups, list) or len(groups) > 5:
+        raise _Invalid("at most 5 filterGroups")
+    ranges = _merged([_group_range(g.get("filters"), kind.modified) for g in groups])
+    sorts = body.get("sorts") or [{"propertyName": kind.modified, "direction": "ASCENDING"}]
+    first = sorts[0] if isinstance(sorts, list) and sorts else {}
+    if not isinstance(first, dict) or first.get("propertyName") != kind.modified:
+        raise _Invalid(f"the simulator sorts by {kind.modified} only")
+    if first.get("direction", "ASCENDING") not in ("ASCENDING", "DESCENDING"):
+        raise _Invalid("direction must be ASCENDING or DESCENDING")
+    limit, after = body.get("limit", 10), str(body.get("after", "0") or "0")
+    if type(limit) is not int or not 1 <= limit <= SEARCH_PAGE_MAX or not after.isdigit():
+        raise _Invalid(f"limit must be 1 to {SEARCH_PAGE_MAX}, after a number")
+    if int(after) >= SEARCH_CAP:
+        raise _Invalid(f"a search returns at most {SEARCH_CAP} results: move the filter on")
+    asked = tuple(n for n in body.get("properties") or () if n in kind.properties)
+    descending = first.get("direction") == "DESCENDING"
+    return _Search(ranges, descending, asked or kind.defaults, limit, int(after))
+
+
+async def _search(
+    kind: _ObjectType, q: _Search
+) -> tuple[list[tuple[int, Entry | None]], int, int | None]:
+    """One page of a search: the records, the total, and the next `after`."""
+    if not q.ranges:
+        return [], 0, None
+    entries = kind.overlay.entries(kind.collection)
+    changed = sorted(kind.key(i, e) for i, e in entries.items() if not e.deleted)
+    generated_after = q.ranges[0][0] + _EPOCH_MS >= BASE_HORIZON * 1000
+    base = [] if generated_after else await run_in_threadpool(kind.by_modified.keys)
+    stale = [kind.key(i, None) for i in entries if i < kind.size] if len(base) else []
+    bounds = [(pack(low, 0), pack(high, 0)) for low, high in q.ranges]
+    total = sum(count(base, changed, stale, low, high) for low, high in bounds)
+    start = bounds[-1][1] - 1 if q.descending else bounds[0][0]
+    keys = (
+        k
+        for k in walk(base, changed, entries, start, q.descending)
+        if any(low <= k < high for low, high in bounds)
+    )
+    wanted = min(q.limit, SEARCH_CAP - q.after)
+    found = [k for _, k in zip(range(q.after + wanted), keys, strict=False)][q.after :]
+    end = q.after + len(found)
+    following = end if end < min(total, SEARCH_CAP) and len(found) == wanted else None
+    return [(index_of(k), entries.get(index_of(k))) for k in found], total, following
+
+
+# -- the app -------------------------------------------------------------------------------
+
+
+def _types(seed: int, contacts: int, overlay: Overlay) -> dict[str, _ObjectType]:
     deals = data.deal_count(contacts)
-    budget = SlidingWindow(rate_limit, window)
-    daily_used = 0
     contact_type = _ObjectType(
         "contacts",
-        (contacts, lambda i: hubspot_contact(seed, i, contacts)),
+        CONTACTS,
+        contacts,
+        max(contacts, data.LONG_NOTE_INDEX + 1) + ARCHIVED_CONTACTS,
+        lambda i: hubspot_contact(seed, i, contacts),
+        hubspot_id,
         (ARCHIVED_CONTACTS, lambda k: hubspot_archived_contact(seed, k, contacts)),
-        CONTACT_PROPERTIES,
+        frozenset(CONTACT_PROPERTIES),
         DEFAULT_CONTACT_PROPERTIES,
+        "lastmodifieddate",
+        overlay,
+        seed,
     )
     deal_type = _ObjectType(
         "deals",
-        (deals, lambda j: hubspot_deal(seed, j, contacts)),
+        DEALS,
+        deals,
+        deals + ARCHIVED_DEALS,
+        lambda j: hubspot_deal(seed, j, contacts),
+        hubspot_deal_id,
         (ARCHIVED_DEALS, lambda k: hubspot_archived_deal(seed, k, contacts)),
-        DEAL_PROPERTIES,
+        frozenset(DEAL_PROPERTIES),
         DEFAULT_DEAL_PROPERTIES,
+        "hs_lastmodifieddate",
+        overlay,
+        seed,
     )
-    types = {"contacts": contact_type, "0-1": contact_type, "deals": deal_type, "0-3": deal_type}
-    deals_of_contact: dict[str, list[str]] | None = None
+    return {"contacts": contact_type, "0-1": contact_type, "deals": deal_type, "0-3": deal_type}
 
-    def contact_deals(contact_id: str) -> list[str]:
+
+class _Associations:
+    """Who is linked to whom, the changes included: an archived record is nobody's
+    association; a created deal belongs to a contact as a generated one does."""
+
+    def __init__(self, seed: int, contacts: int, overlay: Overlay) -> None:
+        self.seed, self.contacts, self.overlay = seed, contacts, overlay
+        self._deals_of: dict[str, list[str]] | None = None
+
+    def contact_deals(self, contact_id: str) -> list[str]:
         # Built on the first ask only: a sync that never asks contacts for their deals never
         # pays for walking every deal.
-        nonlocal deals_of_contact
-        if deals_of_contact is None:
-            deals_of_contact = {}
-            for j in range(deals):
-                owner = hubspot_id(_deal_contact(seed, j, contacts))
-                deals_of_contact.setdefault(owner, []).append(hubspot_deal_id(j))
-        return deals_of_contact.get(contact_id, [])
+        if self._deals_of is None:
+            self._deals_of = {}
+            for j in range(data.deal_count(self.contacts)):
+                self._deals_of.setdefault(self._owner(j), []).append(hubspot_deal_id(j))
+        ids = list(self._deals_of.get(contact_id, []))
+        ids += [
+            hubspot_deal_id(j)
+            for j in self.overlay.created(DEALS)
+            if self._owner(j) == (contact_id)
+        ]
+        gone = {hubspot_deal_id(j) for j in self.overlay.deleted(DEALS)}
+        return [d for d in ids if d not in gone]
 
-    def shaped(
-        record: dict[str, Any], kind: _ObjectType, names: Sequence[str], linked: Sequence[str]
-    ) -> dict[str, Any]:
-        values = record["properties"]
-        out: dict[str, Any] = {}
-        if "id" in record:
-            out["id"] = record["id"]
-        out["properties"] = {name: values.get(name) for name in names}
-        for key in ("createdAt", "updatedAt", "archived", "archivedAt"):
-            if key in record:
-                out[key] = record[key]
-        associations: dict[str, Any] = {}
-        for other in linked:
-            if kind is deal_type and other == "contacts" and "associations" in record:
-                associations["contacts"] = record["associations"]["contacts"]
-            elif kind is contact_type and other == "deals" and "id" in record:
-                ids = contact_deals(record["id"]) if not record["archived"] else []
-                if ids:
-                    results = [{"id": d, "type": "contact_to_deal"} for d in ids]
-                    associations["deals"] = {"results": results}
-        if associations:
-            out["associations"] = associations
-        return out
+    def _owner(self, j: int) -> str:
+        return hubspot_id(_deal_contact(self.seed, j, self.contacts))
 
-    def authorized(header: str | None) -> bool:
-        scheme, _, value = (header or "").partition(" ")
-        return scheme.lower() == "bearer" and value == token
+    def contact_alive(self, contact_id: str) -> bool:
+        gone = {hubspot_id(i) for i in self.overlay.deleted(CONTACTS)}
+        return contact_id not in gone
 
-    async def listing(request: Request) -> Response:
-        nonlocal daily_used
-        if not authorized(request.headers.get("authorization")):
+
+def _shape(
+    record: dict[str, Any],
+    kind: _ObjectType,
+    names: Sequence[str],
+    linked: Sequence[str],
+    links: _Associations,
+) -> dict[str, Any]:
+    values = record["properties"]
+    out: dict[str, Any] = {}
+    if "id" in record:
+        out["id"] = record["id"]
+    out["properties"] = {name: values.get(name) for name in names}
+    for key in ("createdAt", "updatedAt", "archived", "archivedAt"):
+        if key in record:
+            out[key] = record[key]
+    associations: dict[str, Any] = {}
+    for other in linked:
+        if kind.name == "deals" and other == "contacts" and "associations" in record:
+            contact = record["associations"]["contacts"]
+            if links.contact_alive(contact["results"][0]["id"]):
+                associations["contacts"] = contact
+        elif kind.name == "contacts" and other == "deals" and "id" in record:
+            ids = links.contact_deals(record["id"]) if not record["archived"] else []
+            if ids:
+                associations["deals"] = {
+                    "results": [{"id": d, "type": "contact_to_deal"} for d in ids]
+                }
+    if associations:
+        out["associations"] = associations
+    return out
+
+
+class _Budget:
+    """The ten-second window and the daily count, with HubSpot's headers and 401/429."""
+
+    def __init__(self, token: str, rate_limit: int, window: float) -> None:
+        self.token, self.rate_limit, self.window = token, rate_limit, window
+        self.window_budget = SlidingWindow(rate_limit, window)
+        self.daily_used = 0
+
+    def check(self, request: Request) -> tuple[dict[str, str], Response | None]:
+        scheme, _, value = (request.headers.get("authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or value != self.token:
             body = {
                 "status": "error",
                 "message": AUTH_MESSAGE,
                 "correlationId": str(uuid.uuid4()),
                 "category": "INVALID_AUTHENTICATION",
             }
-            return json_response(body, 401, {"x-hubspot-auth-failure": "401 Unauthorized"})
-        allowed, remaining, _ = budget.take()
+            return {}, json_response(body, 401, {"x-hubspot-auth-failure": "401 Unauthorized"})
+        allowed, remaining, _ = self.window_budget.take()
         if allowed:
-            daily_used += 1
+            self.daily_used += 1
         headers = {
             "X-HubSpot-RateLimit-Daily": str(DAILY_LIMIT),
-            "X-HubSpot-RateLimit-Daily-Remaining": str(max(DAILY_LIMIT - daily_used, 0)),
-            "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(window * 1000)),
-            "X-HubSpot-RateLimit-Max": str(rate_limit),
+            "X-HubSpot-RateLimit-Daily-Remaining": str(max(DAILY_LIMIT - self.daily_used, 0)),
+            "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(self.window * 1000)),
+            "X-HubSpot-RateLimit-Max": str(self.rate_limit),
             "X-HubSpot-RateLimit-Remaining": str(remaining),
         }
-        if not allowed:
-            body = {
-                "status": "error",
-                "message": "You have reached your ten_secondly_rolling limit.",
-                "errorType": "RATE_LIMIT",
-                "correlationId": str(uuid.uuid4()),
-                "policyName": "TEN_SECONDLY_ROLLING",
-                "requestId": str(uuid.uuid4()),
-            }
-            return json_response(body, 429, headers)
-        kind = types[request.url.path.rsplit("/", 1)[-1]]
+        if allowed:
+            return headers, None
+        body = {
+            "status": "error",
+            "message": "You have reached your ten_secondly_rolling limit.",
+            "errorType": "RATE_LIMIT",
+            "correlationId": str(uuid.uuid4()),
+            "policyName": "TEN_SECONDLY_ROLLING",
+            "requestId": str(uuid.uuid4()),
+        }
+        return headers, json_response(body, 429, headers)
+
+
+def _link(request: Request, after: str) -> str:
+    query = [(k, v) for k, v in request.query_params.multi_items() if k != "after"]
+    return f"{str(request.url).split('?', 1)[0]}?{urlencode([*query, ('after', after)])}"
+
+
+@dataclass
+class _Served:
+    """What every HubSpot handler reads."""
+
+    types: dict[str, _ObjectType]
+    links: _Associations
+    budget: _Budget
+    faults: Faults
+
+    def fields(self, kind: _ObjectType, params: Any) -> tuple[Sequence[str], list[str]]:
+        asked = _names(params.getlist("properties"))
+        names = [n for n in asked if n in kind.properties] if asked else kind.defaults
+        types = self.types
+        return names, [types[t].name for t in _names(params.getlist("associations")) if t in types]
+
+
+def _listing(served: _Served) -> Callable[[Request], Any]:
+    async def listing(request: Request) -> Response:
+        headers, refused = served.budget.check(request)
+        if refused:
+            return refused
+        kind = served.types[request.path_params["type"]]
         params = request.query_params
         try:
             limit = min(max(int(params.get("limit", "10")), 1), PAGE_MAX)
@@ -461,32 +812,154 @@ def hubspot_app(
         archived = params.get("archived", "false").lower()
         if archived not in ("true", "false"):
             return _validation_error(f"archived is not a boolean: {archived!r}", headers)
-        total, make = kind.archived if archived == "true" else kind.listed
-        offset = 0
+        decoded: int | None = 0
         if "after" in params:
             decoded = _decode_after(params["after"])
-            if decoded is None or decoded > total:
+            # a live listing's cursor names the next record; an archived one's, a position
+            if decoded is None or not (
+                archived == "true" or kind.overlay.exists(kind.collection, decoded)
+            ):
                 return _validation_error(f"Invalid paging cursor: {params['after']!r}", headers)
-            offset = decoded
-        asked = _names(params.getlist("properties"))
-        names = [n for n in asked if n in kind.properties] if asked else kind.defaults
-        linked = [types[t].name for t in _names(params.getlist("associations")) if t in types]
-        end = min(offset + limit, total)
-        positions = list(range(offset, end))
-        if faults.overlap_pages and 0 < offset < total:
-            positions.insert(0, offset - 1)
-        body: dict[str, Any] = {
-            "results": [shaped(make(k), kind, names, linked) for k in positions]
-        }
-        if end < total:
-            after = _encode_after(end)
-            query = [(k, v) for k, v in params.multi_items() if k != "after"]
-            link = f"{str(request.url).split('?', 1)[0]}?{urlencode([*query, ('after', after)])}"
-            body["paging"] = {"next": {"after": after, "link": link}}
+        start = decoded or 0
+        names, linked = served.fields(kind, params)
+        if archived == "true":
+            records, total = _archived_page(kind, start, limit)
+            following = start + limit if start + limit < total else None
+        else:
+            page, following = _live_page(kind, start, limit, served.faults.overlap_pages)
+            records = [kind.record(i, e) for i, e in page]
+        shaped = [_shape(r, kind, names, linked, served.links) for r in records]
+        body: dict[str, Any] = {"results": shaped}
+        if following is not None:
+            after = _encode_after(following)
+            body["paging"] = {"next": {"after": after, "link": _link(request, after)}}
         return json_response(body, 200, headers)
 
-    app = Starlette(routes=[Route(f"/crm/v3/objects/{name}", listing) for name in types])
-    return FaultInjector(app, faults, lambda path: path.startswith("/crm/"))
+    return listing
+
+
+def _one(served: _Served) -> Callable[[Request], Any]:
+    async def one(request: Request) -> Response:
+        headers, refused = served.budget.check(request)
+        if refused:
+            return refused
+        kind = served.types[request.path_params["type"]]
+        i = kind.index(request.path_params["id"])
+        if i is None:
+            return _not_found(headers)
+        names, linked = served.fields(kind, request.query_params)
+        record = kind.record(i, kind.overlay.get(kind.collection, i))
+        return json_response(_shape(record, kind, names, linked, served.links), 200, headers)
+
+    return one
+
+
+def _searching(served: _Served) -> Callable[[Request], Any]:
+    async def search(request: Request) -> Response:
+        headers, refused = served.budget.check(request)
+        if refused:
+            return refused
+        kind = served.types[request.path_params["type"]]
+        try:
+            query = _parse_search(orjson.loads(await request.body()), kind)
+        except (orjson.JSONDecodeError, _Invalid, AttributeError) as error:
+            return _validation_error(str(error), headers)
+        found, total, following = await _search(kind, query)
+        links = served.links
+        results = [_shape(kind.record(i, e), kind, query.names, (), links) for i, e in found]
+        body: dict[str, Any] = {"total": total, "results": results}
+        if following is not None:
+            body["paging"] = {"next": {"after": str(following)}}
+        return json_response(body, 200, headers)
+
+    return search
+
+
+def _associated(served: _Served) -> Callable[[Request], Any]:
+    """`POST /crm/v4/associations/deals/contacts/batch/read` (the v4 associations API): each
+    live deal's contact as `{from: {id}, to: [{toObjectId, associationTypes}]}`; ids with no
+    association (unknown, archived, contact gone) come back under `errors`, with a 207."""
+
+    async def associated(request: Request) -> Response:
+        headers, refused = served.budget.check(request)
+        if refused:
+            return refused
+        pair = (request.path_params["from"], request.path_params["to"])
+        if pair != ("deals", "contacts"):
+            return _validation_error(f"associations {pair[0]} to {pair[1]}: not simulated", headers)
+        try:
+            inputs = orjson.loads(await request.body())["inputs"]
+            ids = [str(item["id"]) for item in inputs]
+        except (orjson.JSONDecodeError, KeyError, TypeError) as error:
+            return _validation_error(f"invalid batch input: {error}", headers)
+        kind = served.types["deals"]
+        results, missing = [], []
+        for ident in ids:
+            i = kind.index(ident)
+            record = None if i is None else kind.record(i, kind.overlay.get(kind.collection, i))
+            shaped = _shape(record, kind, (), ("contacts",), served.links) if record else {}
+            contacts = shaped.get("associations", {}).get("contacts", {}).get("results", [])
+            if not contacts:
+                missing.append(ident)
+                continue
+            kinds = [{"category": "HUBSPOT_DEFINED", "typeId": 3, "label": None}]
+            to = [{"toObjectId": c["id"], "associationTypes": kinds} for c in contacts]
+            results.append({"from": {"id": ident}, "to": to})
+        body: dict[str, Any] = {"status": "COMPLETE", "results": results}
+        if missing:
+            body["numErrors"] = len(missing)
+            context = {"fromObjectId": missing}
+            body["errors"] = [
+                {"status": "error", "category": "OBJECT_NOT_FOUND", "context": context}
+            ]
+        return json_response(body, 207 if missing else 200, headers)
+
+    return associated
+
+
+def hubspot_app(
+    token: str,
+    contacts: int,
+    seed: int,
+    faults: Faults,
+    rate_limit: int = 200,
+    window: float = 10.0,
+    overlay: Overlay | None = None,
+) -> FaultInjector:
+    shared = overlay or Overlay(seed)
+    types = _types(seed, contacts, shared)
+    served = _Served(
+        types, _Associations(seed, contacts, shared), _Budget(token, rate_limit, window), faults
+    )
+    kinds = "{type:str}"
+    app = Starlette(
+        routes=[
+            Route(
+                "/crm/v4/associations/{from:str}/{to:str}/batch/read",
+                _associated(served),
+                methods=["POST"],
+            ),
+            Route(f"/crm/v3/objects/{kinds}/search", _searching(served), methods=["POST"]),
+            Route(f"/crm/v3/objects/{kinds}/{{id:str}}", _one(served)),
+            Route(f"/crm/v3/objects/{kinds}", _listing(served)),
+        ]
+    )
+    known = _KnownTypes(app, frozenset(types))
+    return FaultInjector(known, faults, lambda p: p.startswith("/crm/"))
+
+
+class _KnownTypes:
+    """Only the object types served answer; any other path is Starlette's 404."""
+
+    def __init__(self, app: Starlette, names: frozenset[str]) -> None:
+        self.app, self.names = app, names
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        parts = scope.get("path", "").split("/")
+        if scope["type"] == "http" and (len(parts) < 5 or parts[4] not in self.names):
+            await Response("Not Found", 404)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 # -- the registry entry --------------------------------------------------------------------
@@ -494,12 +967,21 @@ def hubspot_app(
 
 def _build(ctx: SimulatorContext) -> FaultInjector:
     return hubspot_app(
-        ctx.credentials.hubspot_token, ctx.contacts, ctx.seed, ctx.faults, ctx.rate_limit
+        ctx.credentials.hubspot_token,
+        ctx.contacts,
+        ctx.seed,
+        ctx.faults,
+        ctx.rate_limit,
+        overlay=ctx.overlay,
     )
 
 
 def _env(url: str, credentials: DemoCredentials) -> dict[str, str]:
-    return {"HUBSPOT_API_BASE_URL": url, "HUBSPOT_ACCESS_TOKEN": credentials.hubspot_token}
+    return {
+        "HUBSPOT_API_BASE_URL": url,
+        "HUBSPOT_ACCESS_TOKEN": credentials.hubspot_token,
+        "HUBSPOT_CLIENT_SECRET": credentials.hubspot_client_secret,
+    }
 
 
 def _collections(contacts: int, seed: int) -> dict[str, Collection]:

@@ -45,6 +45,12 @@ Where the docs are silent, the plain reading:
   `notes`, `im`, `birthday` and `job_title` (PD-php: "only included if contact sync is
   enabled"); the 10,000-character text is a `notes` value, the documented maximum. A person
   without an e-mail has `emails: []`. `arr`/`mrr`/`acv` (Growth plans and up) are absent.
+- Live changes (`demo/changes.py`): a changed record gets `update_time` = the change (whole
+  seconds, UTC); a created one `add_time` too. A deleted deal has `status: "deleted"` and
+  is listed with `status=deleted` (deleted within the 30 days); a deleted person is no
+  longer listed and `GET /api/v2/persons/{id}` answers 404, while `GET /api/v2/deals/{id}`
+  still returns a deleted deal. `updated_since` with `sort_by=update_time` past every
+  generated record's time reads only the changes (no index over a million records).
 - Other documented filters (`ids`, `owner_id`, `org_id`, `person_id`, `deal_id`,
   `pipeline_id`, `stage_id`, `filter_id`, `include_fields`, `custom_fields`, `include_*`)
   are accepted and ignored: crm-tui's connector lists everything.
@@ -56,22 +62,36 @@ import base64
 import binascii
 import hashlib
 import math
+import random
 import time
-from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, overload
+from typing import Any
 
-import numpy as np
 import orjson
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from crm_tui.demo import data
+from crm_tui.demo.changes import (
+    BASE_HORIZON,
+    Entry,
+    IdKeys,
+    Keys,
+    Kind,
+    Overlay,
+    SortIndex,
+    Target,
+    index_of,
+    pack,
+    unpack,
+    walk,
+)
 from crm_tui.demo.data import pipedrive_id
 from crm_tui.demo.servers import (
     Collection,
@@ -383,15 +403,6 @@ def _decode_cursor(cursor: str, sort_by: str, descending: bool) -> tuple[int, in
     return key
 
 
-def _pack(key: tuple[int, int]) -> int:
-    """(sort value, id) as one int64 that sorts the same: times and ids fit in 31 bits."""
-    return key[0] << 32 | key[1]
-
-
-def _unpack(packed: int) -> tuple[int, int]:
-    return packed >> 32, packed & 0xFFFF_FFFF
-
-
 def _parse(params: QueryParams, has_status: bool) -> _Query:
     raw_limit = params.get("limit")
     try:
@@ -427,102 +438,145 @@ def _parse(params: QueryParams, has_status: bool) -> _Query:
     )
 
 
-class _IdKeys(Sequence[int]):
-    """Packed sort keys when sorting by id: slots are in id order already, so nothing is
-    built."""
-
-    def __init__(self, size: int, ident: Callable[[int], int]) -> None:
-        self.size = size
-        self.ident = ident
-
-    def __len__(self) -> int:
-        return self.size
-
-    @overload
-    def __getitem__(self, index: int) -> int: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[int]: ...
-    def __getitem__(self, index: int | slice) -> Any:
-        if isinstance(index, slice):
-            return [self[k] for k in range(*index.indices(self.size))]
-        if not 0 <= index < self.size:
-            raise IndexError(index)
-        ident = self.ident(index)
-        return _pack((ident, ident))
+PERSONS = "pipedrive:persons"
+DEALS = "pipedrive:deals"
 
 
-#: Slots in ascending (value, id) order, and their packed keys.
-_Order = tuple[range, _IdKeys] | tuple[np.ndarray, np.ndarray]
+def _stamp_float(moment: float) -> str:
+    return _stamp(int(moment))
 
 
-def _find(keys: _IdKeys | np.ndarray, packed: int, side: str) -> int:
-    if isinstance(keys, np.ndarray):
-        return int(np.searchsorted(keys, packed, side="left" if side == "left" else "right"))
-    return (bisect_left if side == "left" else bisect_right)(keys, packed)
+def mutate_person(index: int, version: int, kind: Kind, r: random.Random) -> dict[str, Any]:
+    if kind == "create":
+        return {}
+    if r.random() < 0.5:
+        last = r.choice(data.LAST)
+        return {"last_name": last}
+    digits = f"{r.randint(201, 989)}{r.randint(200, 999)}{r.randint(0, 9999):04d}"
+    phone = f"({digits[:3]}) {digits[3:6]}-{digits[6:]}"
+    return {"phones": [{"value": phone, "primary": True, "label": "mobile"}]}
+
+
+def mutate_deal(index: int, version: int, kind: Kind, r: random.Random) -> dict[str, Any]:
+    if kind == "create":
+        # a new slot may be one the generator keeps deleted deals in: a new deal is open
+        return {"status": "open", "is_deleted": False, "lost_reason": None}
+    if r.random() < 0.6:
+        pipeline = r.choice(tuple(_PIPELINES))
+        return {"pipeline_id": pipeline, "stage_id": r.choice(_PIPELINES[pipeline])}
+    return {"value": r.randrange(180_000, 2_400_000, 500)}
+
+
+def person_now(seed: int, i: int, count: int, entry: Entry | None) -> dict[str, Any]:
+    record = pipedrive_person(seed, i, count)
+    if entry is None:
+        return record
+    record.update(entry.patch)
+    record["name"] = f"{record['first_name']} {record['last_name']}"
+    if entry.created_at is not None:
+        record["add_time"] = _stamp_float(entry.created_at)
+    record["update_time"] = _stamp_float(entry.updated_at)
+    record["is_deleted"] = entry.deleted
+    return record
+
+
+def deal_now(seed: int, j: int, contacts: int, entry: Entry | None) -> dict[str, Any]:
+    record = pipedrive_deal(seed, j, contacts)
+    if entry is None:
+        return record
+    record.update(entry.patch)
+    if entry.created_at is not None:
+        record["add_time"] = record["stage_change_time"] = _stamp_float(entry.created_at)
+        record["close_time"] = record["won_time"] = record["lost_time"] = None
+    record["update_time"] = _stamp_float(entry.updated_at)
+    if entry.deleted:
+        record["status"], record["is_deleted"] = "deleted", True
+    return record
+
+
+def _meta_now(meta: _Meta, entry: Entry | None, deals: bool) -> _Meta:
+    """What the listing filters on, for a changed record. A deleted person is never
+    listed (persons have no deleted listing): its status is "deleted" for the filter."""
+    if entry is None:
+        return meta
+    add = int(entry.created_at) if entry.created_at is not None else meta.add
+    status = str(entry.patch.get("status", meta.status)) if deals else ""
+    return _Meta(add, int(entry.updated_at), "deleted" if entry.deleted else status)
 
 
 @dataclass
 class _Listing:
-    """One collection: its slots in id order, and how to filter and sort them."""
+    """One collection: generated slots in id order, changed and created ones from the
+    overlay, and how to filter and sort them. Keys are `changes.pack(value, slot)`."""
 
+    name: str  # the overlay's collection
     size: int
-    make: Callable[[int], dict[str, Any]]
+    make: Callable[[int, Entry | None], dict[str, Any]]
     ident: Callable[[int], int]  # the slot's id (kept for the one record served without it)
     meta: Callable[[int], _Meta]
-    _orders: dict[str, _Order] = field(default_factory=dict)
+    overlay: Overlay
+    deals: bool
+    _orders: dict[str, SortIndex] = field(default_factory=dict)
 
-    def order(self, sort_by: str) -> _Order:
+    def value(self, sort_by: str, slot: int, meta: _Meta) -> int:
         if sort_by == "id":
-            return range(self.size), _IdKeys(self.size, self.ident)
-        if sort_by not in self._orders:
-            # built once per sort, in arrays (16 bytes a record: a million stay small);
-            # pages after the first search it for their cursor
-            pick = (lambda m: m.add) if sort_by == "add_time" else (lambda m: m.update)
-            n = self.size
-            values = np.fromiter((pick(self.meta(j)) for j in range(n)), np.int64, count=n)
-            ids = np.fromiter((self.ident(j) for j in range(n)), np.int64, count=n)
-            order = np.lexsort((ids, values))
-            self._orders[sort_by] = (order, values[order] << 32 | ids[order])
-        return self._orders[sort_by]
+            return self.ident(slot)
+        return meta.add if sort_by == "add_time" else meta.update
 
-    def matches(self, slot: int, query: _Query) -> bool:
-        meta = self.meta(slot)
+    async def base(self, query: _Query) -> Keys:
+        if query.sort_by == "id":
+            return IdKeys(self.size, self.ident)
+        if query.sort_by == "update_time" and (query.since or 0) >= BASE_HORIZON:
+            return []  # every generated record changed before: no index needed
+        if query.sort_by not in self._orders:
+            # built once per sort, in arrays (8 bytes a record: a million stay small);
+            # pages after the first search it for their cursor
+            sort_by = query.sort_by
+            self._orders[sort_by] = SortIndex(
+                self.size, lambda j: pack(self.value(sort_by, j, self.meta(j)), j)
+            )
+        return await run_in_threadpool(self._orders[query.sort_by].keys)
+
+    def matches(self, meta: _Meta, query: _Query) -> bool:
         if query.since is not None and meta.update < query.since:
             return False
         if query.until is not None and meta.update >= query.until:
             return False
+        if not self.deals:
+            return meta.status != "deleted"
         return query.statuses is None or meta.status in query.statuses
 
-    def page(self, query: _Query, overlap: bool) -> tuple[list[dict[str, Any]], str | None]:
-        slots, keys = self.order(query.sort_by)
-        step = -1 if query.descending else 1
+    def slot(self, ident: int) -> int:
+        return ident - self.ident(0)
+
+    async def page(self, query: _Query, overlap: bool) -> tuple[list[dict[str, Any]], str | None]:
+        entries = self.overlay.entries(self.name)
+        metas = {j: _meta_now(self.meta(j), e, self.deals) for j, e in entries.items()}
+        changed = sorted(pack(self.value(query.sort_by, j, m), j) for j, m in metas.items())
+        base = await self.base(query)
+
+        def listed(key: int) -> bool:
+            slot = index_of(key)
+            return self.matches(metas.get(slot) or self.meta(slot), query)
+
         if query.cursor is None:
-            start = len(slots) - 1 if query.descending else 0
-        elif query.descending:
-            start = _find(keys, _pack(query.cursor), "right") - 1
+            start = (1 << 62) if query.descending else 0
         else:
-            start = _find(keys, _pack(query.cursor), "left")
-        found: list[int] = []
-        following: str | None = None
-        position = start
-        while 0 <= position < len(slots):
-            slot = int(slots[position])
-            if self.matches(slot, query):
-                if len(found) == query.limit:
-                    key = _unpack(int(keys[position]))
-                    following = _encode_cursor(query.sort_by, query.descending, key)
-                    break
-                found.append(slot)
-            position += step
+            start = pack(query.cursor[0], self.slot(query.cursor[1]))
+        keys = (k for k in walk(base, changed, entries, start, query.descending) if listed(k))
+        found = [k for _, k in zip(range(query.limit + 1), keys, strict=False)]
+        following = None
+        if len(found) > query.limit:
+            value, slot = unpack(found.pop())
+            following = _encode_cursor(query.sort_by, query.descending, (value, self.ident(slot)))
         if overlap and query.cursor is not None:
             # the overlap_pages fault: the last record of the page before comes again
-            back = start - step
-            while 0 <= back < len(slots):
-                if self.matches(int(slots[back]), query):
-                    found.insert(0, int(slots[back]))
-                    break
-                back -= step
-        return [self.make(slot) for slot in found], following
+            back = start + (1 if query.descending else -1)
+            previous = walk(base, changed, entries, back, not query.descending)
+            before = next((k for k in previous if listed(k)), None)
+            if before is not None:
+                found.insert(0, before)
+        return [self.make(index_of(k), entries.get(index_of(k))) for k in found], following
 
 
 def _error(status: int, message: str, headers: dict[str, str]) -> Response:
@@ -536,60 +590,118 @@ def _error(status: int, message: str, headers: dict[str, str]) -> Response:
     return Response(orjson.dumps(body), status, headers, media_type="application/json")
 
 
-def pipedrive_app(
-    token: str, contacts: int, seed: int, faults: Faults, rate_limit: int = 200
-) -> FaultInjector:
-    """`rate_limit` is requests per 10 s, as every simulator takes it; Pipedrive counts per
-    2-second window, so the burst limit is a fifth of it (at least one)."""
-    burst = max(1, rate_limit * 2 // 10)
-    budget = SlidingWindow(burst, BURST_WINDOW)
-    listings = {
+def _listings(seed: int, contacts: int, overlay: Overlay) -> dict[str, _Listing]:
+    slots = _deal_slots(contacts)
+    overlay.register(
+        Target(PERSONS, contacts, contacts, mutate_person, lambda i: i != data.MISSING_ID_INDEX)
+    )
+    overlay.register(Target(DEALS, slots, slots, mutate_deal, lambda j: not _is_deleted_slot(j)))
+    return {
         "persons": _Listing(
+            PERSONS,
             contacts,
-            lambda i: pipedrive_person(seed, i, contacts),
+            lambda i, e: person_now(seed, i, contacts, e),
             pipedrive_id,
             lambda i: _person_meta(seed, i),
+            overlay,
+            deals=False,
         ),
         "deals": _Listing(
-            _deal_slots(contacts),
-            lambda j: pipedrive_deal(seed, j, contacts),
+            DEALS,
+            slots,
+            lambda j, e: deal_now(seed, j, contacts, e),
             pipedrive_deal_id,
             lambda j: _deal_meta(seed, j),
+            overlay,
+            deals=True,
         ),
     }
 
-    async def listing(request: Request) -> Response:
-        api_token = request.headers.get("x-api-token") == token
-        if not api_token and request.headers.get("authorization") != f"Bearer {token}":
-            return Response(orjson.dumps(UNAUTHORIZED), 401, media_type="application/json")
-        allowed, remaining, wait = budget.take()
+
+class _Budget:
+    """The token check and the 2-second burst window, with Pipedrive's headers."""
+
+    def __init__(self, token: str, rate_limit: int) -> None:
+        self.token = token
+        self.burst = max(1, rate_limit * 2 // 10)
+        self.window = SlidingWindow(self.burst, BURST_WINDOW)
+
+    def check(self, request: Request) -> tuple[dict[str, str], Response | None]:
+        api_token = request.headers.get("x-api-token") == self.token
+        if not api_token and request.headers.get("authorization") != f"Bearer {self.token}":
+            return {}, Response(orjson.dumps(UNAUTHORIZED), 401, media_type="application/json")
+        allowed, remaining, wait = self.window.take()
         if allowed:  # the window ends when its oldest request leaves it
-            wait = budget.hits[0] + budget.window - time.monotonic()
+            wait = self.window.hits[0] + self.window.window - time.monotonic()
         headers = {
-            "x-ratelimit-limit": str(burst),
+            "x-ratelimit-limit": str(self.burst),
             "x-ratelimit-remaining": str(remaining),
             "x-ratelimit-reset": str(max(1, math.ceil(wait))),
         }
         if api_token:
             headers["x-daily-requests-left"] = str(DAILY_REQUESTS)
         if not allowed:
-            return Response(orjson.dumps(OVER_LIMIT), 429, headers, media_type="application/json")
+            body = orjson.dumps(OVER_LIMIT)
+            return headers, Response(body, 429, headers, media_type="application/json")
+        return headers, None
+
+
+def pipedrive_app(
+    token: str,
+    contacts: int,
+    seed: int,
+    faults: Faults,
+    rate_limit: int = 200,
+    overlay: Overlay | None = None,
+) -> FaultInjector:
+    """`rate_limit` is requests per 10 s, as every simulator takes it; Pipedrive counts per
+    2-second window, so the burst limit is a fifth of it (at least one)."""
+    budget = _Budget(token, rate_limit)
+    listings = _listings(seed, contacts, overlay or Overlay(seed))
+
+    async def listing(request: Request) -> Response:
+        headers, refused = budget.check(request)
+        if refused:
+            return refused
         name = request.url.path.rsplit("/", 1)[-1]
         try:
             query = _parse(request.query_params, has_status=name == "deals")
         except _BadRequest as error:
             return _error(400, str(error), headers)
-        items, following = listings[name].page(query, faults.overlap_pages)
+        items, following = await listings[name].page(query, faults.overlap_pages)
         body = {"success": True, "data": items, "additional_data": {"next_cursor": following}}
         return Response(orjson.dumps(body), 200, headers, media_type="application/json")
 
-    app = Starlette(routes=[Route("/api/v2/persons", listing), Route("/api/v2/deals", listing)])
+    async def one(request: Request) -> Response:
+        headers, refused = budget.check(request)
+        if refused:
+            return refused
+        kind = listings[request.url.path.split("/")[3]]
+        slot = kind.slot(request.path_params["id"])
+        entry = kind.overlay.get(kind.name, slot)
+        known = kind.overlay.exists(kind.name, slot) and "id" in kind.make(slot, None)
+        # a deleted person is gone (404); a deleted deal is still read, as status=deleted lists
+        if not known or (entry is not None and entry.deleted and not kind.deals):
+            return _error(404, "Not found", headers)
+        body = {"success": True, "data": kind.make(slot, entry)}
+        return Response(orjson.dumps(body), 200, headers, media_type="application/json")
+
+    app = Starlette(
+        routes=[
+            Route("/api/v2/persons", listing),
+            Route("/api/v2/deals", listing),
+            Route("/api/v2/persons/{id:int}", one),
+            Route("/api/v2/deals/{id:int}", one),
+        ]
+    )
     return FaultInjector(app, faults, lambda path: path.startswith("/api/"))
 
 
 def _build(ctx: SimulatorContext) -> FaultInjector:
     token = ctx.credentials.pipedrive_token
-    return pipedrive_app(token, ctx.contacts, ctx.seed, ctx.faults, rate_limit=ctx.rate_limit)
+    return pipedrive_app(
+        token, ctx.contacts, ctx.seed, ctx.faults, rate_limit=ctx.rate_limit, overlay=ctx.overlay
+    )
 
 
 def _env(url: str, credentials: DemoCredentials) -> dict[str, str]:

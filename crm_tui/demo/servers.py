@@ -1,12 +1,11 @@
-"""Simulated CRM servers on loopback: Brivity's Core API, Follow Up Boss v1, and the
-integration guide's OAuth contract (TopProducer's API mode). Starlette apps served by uvicorn
+"""Simulated CRM servers on loopback: Brivity's Core API and the integration guide's OAuth
+contract (TopProducer's API mode) here; Follow Up Boss, HubSpot, Pipedrive and Lofty in
+modules of their own. Starlette apps served by uvicorn
 in background threads, each on its own port, with reproducible faults."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import random
 import secrets
 import threading
@@ -14,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import orjson
@@ -26,6 +25,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from crm_tui.demo import data
+from crm_tui.demo.changes import Change, Kind, Overlay
+from crm_tui.demo.webhooks import Subscriptions
+
+if TYPE_CHECKING:
+    from crm_tui.demo.churn import Churn
 
 HOST = "127.0.0.1"  # never 0.0.0.0: the simulators hold no secrets, but they are no service
 
@@ -177,83 +181,6 @@ class SlidingWindow:
         return True, self.limit - len(self.hits), 0.0
 
 
-def _encode_cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> int | None:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        return int(text.removeprefix("o:")) if text.startswith("o:") else None
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        return None
-
-
-def fub_app(
-    key: str, contacts: int, seed: int, faults: Faults, rate_limit: int = 200, window: float = 10.0
-) -> FaultInjector:
-    deals = data.deal_count(contacts)
-    budget = SlidingWindow(rate_limit, window)
-    expected = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
-    collections: dict[str, tuple[int, Callable[[int], dict[str, Any]]]] = {
-        "people": (contacts, lambda i: data.fub_person(seed, i, contacts)),
-        "deals": (deals, lambda j: data.fub_deal(seed, j, contacts)),
-    }
-
-    async def listing(request: Request) -> Response:
-        allowed, remaining, wait = budget.take()
-        limit_headers = {
-            "X-RateLimit-Limit": str(rate_limit),
-            "X-RateLimit-Remaining": str(remaining),
-            "X-RateLimit-Window": str(int(window)),
-            "X-RateLimit-Context": "global",
-        }
-        if not allowed:
-            return PlainTextResponse(
-                "Too Many Requests",
-                429,
-                headers={**limit_headers, "Retry-After": str(max(1, round(wait + 0.5)))},
-            )
-        if request.headers.get("authorization") != expected:
-            return JSONResponse({"errorMessage": "Invalid API key"}, 401, headers=limit_headers)
-        name = request.url.path.rsplit("/", 1)[-1]
-        total, make = collections[name]
-        params = request.query_params
-        try:
-            limit = min(max(int(params.get("limit", 10)), 1), 100)
-            offset = int(params.get("offset", 0))
-        except ValueError:
-            return JSONResponse({"errorMessage": "limit and offset must be numbers"}, 400)
-        if "next" in params:
-            decoded = _decode_cursor(params["next"])
-            if decoded is None:
-                return JSONResponse({"errorMessage": "Invalid next token"}, 400)
-            offset = decoded
-        offset = max(offset, 0)
-        end = min(offset + limit, total)
-        # Default order is id descending, as the real API's.
-        items = [make(total - 1 - k) for k in range(offset, end)]
-        if faults.overlap_pages and 0 < offset < total:
-            items.insert(0, make(total - offset))
-        following = _encode_cursor(end) if end < total else None
-        base = str(request.url).split("?", 1)[0]
-        body = {
-            "_metadata": {
-                "collection": name,
-                "offset": offset,
-                "limit": limit,
-                "total": total,
-                "next": following,
-                "nextLink": f"{base}?limit={limit}&next={following}" if following else None,
-            },
-            name: items,
-        }
-        return json_response(body, headers=limit_headers)
-
-    app = Starlette(routes=[Route("/v1/people", listing), Route("/v1/deals", listing)])
-    return FaultInjector(app, faults, lambda path: path.startswith("/v1/"))
-
-
 # -- the guide's OAuth contract (TopProducer API mode) -------------------------------------
 
 
@@ -371,6 +298,9 @@ class DemoCredentials:
     hubspot_token: str = "demo-hubspot-token"
     pipedrive_token: str = "demo-pipedrive-token"
     lofty_key: str = "demo-lofty-key"
+    fub_system: str = "crm-tui-demo"  # the X-System a registered FUB integration sends
+    fub_system_key: str = "demo-fub-system-key"  # signs FUB webhooks (FUB-Signature)
+    hubspot_client_secret: str = "demo-hubspot-client-secret"  # signs HubSpot webhooks (v3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,6 +313,9 @@ class SimulatorContext:
     credentials: DemoCredentials
     rate_limit: int = 200  # requests per window, for the simulators that enforce one
     token_expires_in: int = 3600  # seconds, for those that hand out tokens
+    # the live changes every changing simulator reads, and FUB's webhook subscriptions
+    overlay: Overlay = field(default_factory=Overlay)
+    subscriptions: Subscriptions = field(default_factory=Subscriptions)
 
 
 #: A collection's size and its i-th record, as a simulator serves them.
@@ -406,6 +339,35 @@ class DemoServers:
     seed: int
     credentials: DemoCredentials
     servers: dict[str, RunningServer] = field(default_factory=dict)
+    overlay: Overlay = field(default_factory=Overlay)
+    subscriptions: Subscriptions = field(default_factory=Subscriptions)
+    churn: Churn | None = None
+
+    def apply_change(
+        self, collection: str, kind: Kind, index: int | None = None, at: float | None = None
+    ) -> Change:
+        """Change one record now (or `at`, epoch seconds): `collection` is e.g.
+        "followupboss:people", "hubspot:deals", "pipedrive:persons"; a create takes the next
+        new index. Webhooks go out as for churn when a sender is attached."""
+        return self.overlay.apply(collection, kind, index, at)
+
+    def start_churn(
+        self, rate: float, webhook_url: str | None = None, seed: int | None = None
+    ) -> Churn:
+        """Change about `rate` records a second (0: none, only webhooks for scripted changes)
+        in a background thread, and post each change to `webhook_url` (FUB- and
+        HubSpot-signed) and to FUB's registered subscriptions. Replaces a running churn."""
+        from crm_tui.demo.churn import Churn
+
+        self.stop_churn()
+        self.churn = Churn(self, rate, webhook_url, self.seed if seed is None else seed)
+        self.churn.start()
+        return self.churn
+
+    def stop_churn(self) -> None:
+        if self.churn is not None:
+            self.churn.stop()
+            self.churn = None
 
     def env(self) -> dict[str, str]:
         """The environment lines that point crm-tui at these servers."""
@@ -418,6 +380,7 @@ class DemoServers:
         return lines
 
     def stop(self) -> None:
+        self.stop_churn()
         for server in self.servers.values():
             server.stop()
 
@@ -443,10 +406,18 @@ def start_demo_servers(
     from crm_tui.demo.simulators import SIMULATORS
 
     c = credentials or DemoCredentials()
+    overlay, subscriptions = Overlay(seed), Subscriptions()
     context = SimulatorContext(
-        contacts, seed, faults or Faults(), c, fub_rate_limit, token_expires_in
+        contacts,
+        seed,
+        faults or Faults(),
+        c,
+        fub_rate_limit,
+        token_expires_in,
+        overlay,
+        subscriptions,
     )
-    demo = DemoServers(contacts, seed, c)
+    demo = DemoServers(contacts, seed, c, overlay=overlay, subscriptions=subscriptions)
     wanted = list(ports or ())
     try:
         for number, simulator in enumerate(SIMULATORS):
@@ -478,17 +449,6 @@ BRIVITY = Simulator(
     lambda url, c: {"BRIVITY_API_BASE_URL": url, "BRIVITY_API_KEY": c.brivity_key},
     lambda contacts, seed: {
         "contacts": (contacts, lambda i: data.brivity_person(seed, i, contacts)),
-    },
-)
-FOLLOWUPBOSS = Simulator(
-    "followupboss",
-    lambda ctx: fub_app(
-        ctx.credentials.fub_key, ctx.contacts, ctx.seed, ctx.faults, rate_limit=ctx.rate_limit
-    ),
-    lambda url, c: {"FUB_API_BASE_URL": f"{url}/v1", "FUB_API_KEY": c.fub_key},
-    lambda contacts, seed: {
-        "contacts": (contacts, lambda i: data.fub_person(seed, i, contacts)),
-        "deals": (data.deal_count(contacts), lambda j: data.fub_deal(seed, j, contacts)),
     },
 )
 TOPPRODUCER = Simulator(

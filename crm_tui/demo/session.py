@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from crm_tui.config import Settings
+from crm_tui.demo.churn import Churn
 from crm_tui.demo.csvfiles import write_demo_csvs
 from crm_tui.demo.servers import DemoServers, Faults, start_demo_servers
 
@@ -26,6 +27,14 @@ class DemoSession:
         """The session's settings as a .env file: the CLI works on the demo with
         `--env-file` while it runs."""
         return self.data_dir / "demo.env"
+
+    def start_churn(self, rate: float = 0.2, webhook_url: str | None = None) -> Churn:
+        """Let the demo's records change live (`rate` changes a second; 0.2 lets a person
+        watch them), posting signed FUB and HubSpot webhooks to `webhook_url` if given."""
+        return self.servers.start_churn(rate, webhook_url)
+
+    def stop_churn(self) -> None:
+        self.servers.stop_churn()
 
     def close(self) -> None:
         self.servers.stop()

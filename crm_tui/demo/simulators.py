@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+from crm_tui.demo.followupboss import FOLLOWUPBOSS
 from crm_tui.demo.hubspot import HUBSPOT
 from crm_tui.demo.lofty import LOFTY
 from crm_tui.demo.pipedrive import PIPEDRIVE
-from crm_tui.demo.servers import BRIVITY, FOLLOWUPBOSS, TOPPRODUCER, Simulator
+from crm_tui.demo.servers import BRIVITY, TOPPRODUCER, Simulator
 
 SIMULATORS: tuple[Simulator, ...] = (
     BRIVITY,

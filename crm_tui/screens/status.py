@@ -13,6 +13,7 @@ from crm_tui.models import SourceStatus, SyncState
 from crm_tui.screens.base import ModeScreen
 from crm_tui.screens.confirm import ConfirmScreen
 from crm_tui.screens.store_error import store_error_text
+from crm_tui.sync.plan import read_plan
 from crm_tui.timefmt import exact, relative
 from crm_tui.widgets.safe import safe, safe_block
 
@@ -56,6 +57,7 @@ def progress_text(status: SourceStatus) -> str:
 class StatusScreen(ModeScreen):
     BINDINGS = [
         Binding("s", "sync_selected", "Sync", id="status.sync"),
+        Binding("F", "full_sync", "Full sync", id="status.full_sync"),
         Binding("a", "sync_all", "Sync all", id="status.sync_all"),
         Binding("x", "cancel", "Cancel", id="status.cancel"),
         Binding("c", "clear", "Clear", id="status.clear"),
@@ -147,6 +149,11 @@ class StatusScreen(ModeScreen):
             text.append(f"Contacts: {s.contact_count:,}   Deals: {s.deal_count:,}\n")
         if s.next_run:
             text.append(f"Next scheduled run: {exact(s.next_run)}\n")
+        if s.rate is not None and s.rate.remaining is not None:
+            when = relative(s.rate.observed_at)
+            text.append(f"Rate budget: {s.rate.describe()} (reported {when})\n")
+        if cfg.enabled:
+            text.append(f"Reads: {read_plan(name, self.crm.settings)}\n")
         if s.retry_at:
             text.append(f"Rate limited until {exact(s.retry_at)}\n", style="yellow")
         if s.waiting_for:
@@ -170,13 +177,17 @@ class StatusScreen(ModeScreen):
         name = self.selected
         if action == "cancel":
             return name is not None and self.crm.engine.is_running(name)
-        if action in ("sync_selected", "test"):
+        if action in ("sync_selected", "full_sync", "test"):
             return name is not None and self.crm.settings.source_config(name).enabled
         return True
 
     def action_sync_selected(self) -> None:
         if self.selected:
             self.crm.sync_source(self.selected)
+
+    def action_full_sync(self) -> None:
+        if self.selected:
+            self.crm.sync_source(self.selected, full=True)
 
     def action_sync_all(self) -> None:
         self.crm.sync_all()

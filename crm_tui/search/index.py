@@ -12,7 +12,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import chain
@@ -23,6 +23,7 @@ import numpy as np
 
 from crm_tui.heap import gc_paused, release_gradually
 from crm_tui.models import KINDS, Contact, Deal, Record, RecordKind
+from crm_tui.positions import IdPositions
 from crm_tui.search.query import Query, parse_query
 from crm_tui.search.text import digits, fold, merge_spans, occurrences, spans
 
@@ -673,9 +674,32 @@ BUILD_THREADS = min(4, os.cpu_count() or 1)
 RELEASE_GRACE_SECONDS = 2.0
 
 
+#: A patch grows until it holds this many records, or a twentieth of its base: then the
+#: stream's segment is built afresh.
+PATCH_MIN = 5_000
+
+
+@dataclass(frozen=True, slots=True)
+class Patch:
+    """Records of one stream changed since its segment was built: their new versions in a
+    small segment of their own, and which of the big segment's records they replace or
+    removed. A search reads both; the big one is never rebuilt for a few records."""
+
+    base: Segment
+    segment: Segment
+    dead: np.ndarray  # per record of `base`
+    ids: frozenset[str]
+    positions: IdPositions
+
+
+def _positions(segment: Segment) -> IdPositions:
+    return IdPositions([r.id for r in segment.records])
+
+
 class SearchIndex:
     def __init__(self) -> None:
         self._segments: dict[tuple[RecordKind, str], Segment] = {}
+        self._patches: dict[tuple[RecordKind, str], Patch] = {}
         self._lock = threading.Lock()  # serialises builders; readers never wait
 
     @property
@@ -695,6 +719,31 @@ class SearchIndex:
             parts = {name: store.stream(kind, name).values() for name in names}
             self._swap(kind, parts, replace_all=source is None)
 
+    def patch(
+        self, kind: RecordKind, source: str, stream: Mapping[str, Record], ids: Iterable[str]
+    ) -> None:
+        """Records `ids` of one stream changed (their current versions are in `stream`; an
+        id missing there was deleted): searched from now on without rebuilding the
+        stream's segment, until the changes pile up."""
+        key = (kind, source)
+        with self._lock:
+            base = self._segments.get(key)
+            old = self._patches.get(key)
+            if old is not None and old.base is not base:
+                old = None
+            changed = frozenset(ids) | (old.ids if old is not None else frozenset())
+            small = base is not None and len(changed) <= max(PATCH_MIN, len(base.records) // 20)
+            if base is not None and small:
+                positions = old.positions if old is not None else _positions(base)
+                live = [stream[i] for i in sorted(changed) if i in stream]
+                segment = Segment.build(live)
+                segment.facets()
+                dead = np.zeros(len(base.records), dtype=bool)
+                dead[list(positions.find(changed).values())] = True
+                self._patches[key] = Patch(base, segment, dead, changed, positions)
+                return
+        self.rebuild(kind, source, list(stream.values()))
+
     def _swap(
         self, kind: RecordKind, parts: dict[str, Iterable[Record]], replace_all: bool
     ) -> None:
@@ -713,6 +762,8 @@ class SearchIndex:
             ]
             old = [self._segments.pop(key) for key in stale]
             self._segments.update(built)
+            for key in stale:
+                self._patches.pop(key, None)
         for segment in old:
             # A search that began before the swap may still be reading it: free it later.
             release_gradually(segment.records, after=RELEASE_GRACE_SECONDS)
@@ -732,20 +783,52 @@ class SearchIndex:
         terms = sorted({t.encode("utf-8") for t in query.terms}, key=len, reverse=True)
         highlights = Highlighter(kind, terms)
         filtered = bool(query.filters.keys() - {"source"} or query.amounts or query.closing)
-        for (segment_kind, source), segment in list(self._segments.items()):
-            if segment_kind != kind or (wanted and source not in wanted) or not segment.records:
+        for key, segment in list(self._segments.items()):
+            source = key[1]
+            if key[0] != kind or (wanted and source not in wanted):
                 continue
-            matches = segment.matching(terms)
-            candidates = matches.found
-            if filtered and len(candidates):
-                candidates = candidates[segment.facets().mask(query, candidates)]
-            if not len(candidates):
+            patch = self._patches.get(key)
+            parts = [(segment, None if patch is None or patch.base is not segment else patch.dead)]
+            if parts[0][1] is not None and patch is not None:
+                parts.append((patch.segment, None))
+            found = [_ranked(seg, dead, query, terms, filtered, limit) for seg, dead in parts]
+            total = sum(count for count, _ in found)
+            if not total:
                 continue
-            counts[source] = len(candidates)
-            best = matches.best(candidates, limit)
-            marks = highlights(segment, [i for _, i in best])
-            groups[source] = [
-                Hit(segment.records[i], score, spans_)
-                for (score, i), spans_ in zip(best, marks, strict=True)
-            ]
+            counts[source] = total
+            best = sorted(
+                ((score, n, i) for n, (_, hits) in enumerate(found) for score, i in hits)
+            )[:limit]
+            hits: list[Hit] = []
+            for n, (seg, _) in enumerate(parts):
+                mine = [(score, i) for score, m, i in best if m == n]
+                marks = highlights(seg, [i for _, i in mine])
+                hits += [
+                    Hit(seg.records[i], score, spans_)
+                    for (score, i), spans_ in zip(mine, marks, strict=True)
+                ]
+            hits.sort(key=lambda hit: hit.score)  # stable: a patch's ties after the base's
+            groups[source] = hits
         return SearchResult(query.text, kind, groups, counts)
+
+
+def _ranked(
+    segment: Segment,
+    dead: np.ndarray | None,
+    query: Query,
+    terms: list[bytes],
+    filtered: bool,
+    limit: int,
+) -> tuple[int, list[tuple[int, int]]]:
+    """How many of a segment's records match (leaving out `dead` ones), and the best."""
+    if not segment.records:
+        return 0, []
+    matches = segment.matching(terms)
+    candidates = matches.found
+    if dead is not None and len(candidates):
+        candidates = candidates[~dead[candidates]]
+    if filtered and len(candidates):
+        candidates = candidates[segment.facets().mask(query, candidates)]
+    if not len(candidates):
+        return 0, []
+    return len(candidates), matches.best(candidates, limit)

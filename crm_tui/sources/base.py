@@ -10,23 +10,29 @@ CLI, so they are plain data; nothing HTTP is imported until a source reads.
 
 from __future__ import annotations
 
+import asyncio
+import re
 from abc import ABC
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from crm_tui.models import Contact, Record, RecordKind
+from crm_tui.sources.errors import NotFound, SourceError
 from crm_tui.sources.kit import (
     Auth,
     Capabilities,
+    Changes,
     CsvExport,
+    One,
     RateHeaders,
     RetryPolicy,
     Setting,
+    Webhooks,
     is_set,
 )
 from crm_tui.sources.mapping import FieldMap, Overrides, RecordBuilder, get_path, source_maps
-from crm_tui.sources.pagination import Page, Stream, read_pages
+from crm_tui.sources.pagination import Page, Stream, first_at, read_pages
 
 if TYPE_CHECKING:
     import httpx
@@ -37,6 +43,10 @@ if TYPE_CHECKING:
     from crm_tui.store.db import Database
 
 __all__ = ["Capabilities", "Source", "SourceContext"]
+
+#: What a vendor's record id looks like; anything else named in a webhook is not fetched (it
+#: would be put in a URL path).
+_REMOTE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(slots=True)
@@ -75,6 +85,15 @@ class Source(ABC):
     retry: ClassVar[RetryPolicy] = RetryPolicy()
     min_read_timeout: ClassVar[float] = 0.0  # for APIs slower than CRM_HTTP_TIMEOUT_SECONDS
     endpoints: ClassVar[Mapping[RecordKind, Stream]] = {}
+    #: The streams the vendor lets us read from a moment on (see `read_changes`); the others
+    #: are read in full every time.
+    changes: ClassVar[Mapping[RecordKind, Changes]] = {}
+    #: Where one record is read by id, per stream (for webhooks, which name ids only).
+    single: ClassVar[Mapping[RecordKind, One]] = {}
+    #: How its webhooks are verified and read; None when it sends none we take.
+    webhooks: ClassVar[Webhooks | None] = None
+    #: How many records a webhook's fetch asks for at once.
+    fetch_concurrency: ClassVar[int] = 4
 
     def __init__(self, ctx: SourceContext) -> None:
         self.ctx = ctx
@@ -115,7 +134,11 @@ class Source(ABC):
     @property
     def capabilities(self) -> Capabilities:
         """What this source offers as configured now."""
-        return Capabilities(contacts="contacts" in self.endpoints, deals="deals" in self.endpoints)
+        return Capabilities(
+            contacts="contacts" in self.endpoints,
+            deals="deals" in self.endpoints,
+            incremental=any(self.incremental(kind) for kind in self.changes),
+        )
 
     def streams(self) -> tuple[RecordKind, ...]:
         caps = self.capabilities
@@ -151,12 +174,74 @@ class Source(ABC):
             return self.read_other(stream, probe=probe)
         return read_pages(self.client, endpoint, stream, probe=probe)
 
+    def incremental(self, stream: RecordKind) -> bool:
+        """Whether `stream` can be read from a moment on, as this source is configured."""
+        return stream in self.changes and self.endpoint(stream) is not None
+
+    def read_changes(self, stream: RecordKind, since: str) -> AsyncIterator[Page]:
+        """Pages of the records changed since `since` (a UTC ISO time), in the vendor's
+        order; the ones it names deleted (trashed, archived) in each page's `gone`. Then the
+        stream's listings of deletions, every record of them in `gone`."""
+        endpoint = self.endpoint(stream)
+        changes = self.changes.get(stream)
+        if endpoint is None or changes is None:
+            raise SourceError(f"{self.display_name} cannot read {stream} incrementally")
+        return self._changed_pages(endpoint, changes, stream, since)
+
+    async def _changed_pages(
+        self, endpoint: Stream, changes: Changes, stream: RecordKind, since: str
+    ) -> AsyncIterator[Page]:
+        base = {**endpoint.params, **changes.params, changes.since: since}
+        async for page in read_pages(self.client, replace(endpoint, params=base), stream):
+            yield page
+        for extra in changes.deletions:
+            listing = replace(endpoint, params={**base, **extra})
+            async for page in read_pages(self.client, listing, stream):
+                yield Page([], page.total, page.gone + page.records)
+
+    async def fetch_records(
+        self, stream: RecordKind, remote_ids: Iterable[str]
+    ) -> tuple[list[Any], list[str]]:
+        """The current payloads of the records named by vendor id (a webhook names ids), and
+        the ids the vendor no longer has (404, or archived / trashed). Ids that could not be
+        a vendor's are left out."""
+        one, endpoint = self.single.get(stream), self.endpoint(stream)
+        if one is None or endpoint is None:
+            raise SourceError(f"{self.display_name} cannot read one {stream} record")
+        params = {k: v for k, v in endpoint.params.items() if k != "limit"}
+        found: list[Any] = []
+        gone: list[str] = []
+        gate = asyncio.Semaphore(self.fetch_concurrency)
+
+        async def fetch(remote_id: str) -> None:
+            async with gate:
+                try:
+                    body = await self.client.get_json(
+                        one.path.format(id=remote_id), params, what=stream
+                    )
+                except NotFound:
+                    gone.append(remote_id)
+                    return
+            raw = first_at(body, one.at) if one.at else body
+            if raw is None or (endpoint.skip is not None and endpoint.skip(raw)):
+                gone.append(remote_id)
+            else:
+                found.append(raw)
+
+        wanted = [i for i in dict.fromkeys(remote_ids) if _REMOTE_ID.fullmatch(i)]
+        await asyncio.gather(*(fetch(i) for i in wanted))
+        return found, gone
+
     def read_other(self, stream: RecordKind, *, probe: bool = False) -> AsyncIterator[Page]:
         """A stream that is not a REST endpoint (a CSV report, the local database)."""
         raise NotImplementedError(f"{self.display_name} has no {stream}")
 
     def map_record(self, stream: RecordKind, raw: Any, synced_at: str) -> Record:
         return self._builders[stream](self.name, self.ctx.user_id, raw, synced_at)
+
+    def record_id(self, stream: RecordKind, raw: Any) -> str | None:
+        """The cache id a payload maps to, or None (for deletions: nothing else is needed)."""
+        return self._builders[stream].record_id(self.name, raw)
 
     async def check(self) -> str:
         """Authenticate and read one small page; the message says what was seen."""

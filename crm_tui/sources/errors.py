@@ -24,6 +24,10 @@ class RemoteError(SourceError):
     """The remote answered badly or not at all (after retries)."""
 
 
+class NotFound(RemoteError):
+    """HTTP 404: the record (or the endpoint) is not there; for one record, deleted."""
+
+
 class RateLimited(RemoteError):
     """The remote asked us to wait longer than we are willing to."""
 

@@ -1,16 +1,26 @@
 """Follow Up Boss v1: people and deals, Basic auth with the key, `_metadata.next` cursors
-(read ahead: the server writes `_metadata` first)."""
+(read ahead: the server writes `_metadata` first).
+
+People are read incrementally with the documented common filter `updatedAfter`, sorted by
+`updated`, trash included: a person moved to the trash (stage "Trash") is a deletion. Deals
+have no documented updated time: read in full, and changed by webhooks between."""
 
 from __future__ import annotations
 
+import base64
 import re
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import orjson
 
+from crm_tui.models import RecordKind
 from crm_tui.sources.base import Source
-from crm_tui.sources.kit import Basic, Setting
+from crm_tui.sources.kit import Basic, Changes, Named, One, Setting, Signed, Webhooks
 from crm_tui.sources.mapping import primary
 from crm_tui.sources.pagination import CursorInBody, Stream
+from crm_tui.webhooks.events import CHANGED, DELETED, Action, remote_id
+from crm_tui.webhooks.verify import BAD_SIGNATURE, UNSIGNED, hmac_hex, same
 
 # `{"_metadata": {...flat...}` at the start of a body: Follow Up Boss writes it first.
 _LEADING_METADATA = re.compile(rb'\s*\{\s*"_metadata"\s*:\s*(\{[^{}]*\})')
@@ -32,13 +42,71 @@ def peek_cursor(content: bytes) -> str | None:
     return cursor if isinstance(cursor, str) and cursor else None
 
 
-def _collection(path: str) -> Stream:
+def _trashed(raw: Any) -> bool:
+    return isinstance(raw, Mapping) and raw.get("stage") == "Trash"
+
+
+def _collection(path: str, skip: Callable[[Any], bool] | None = None) -> Stream:
     """`limit` pages following `_metadata.next`, with the cursor read ahead."""
     return Stream(
         path,
         CursorInBody("_metadata.next", "next", total_at=("_metadata.total",), peek=peek_cursor),
         records=(path,),
+        skip=skip,
     )
+
+
+# -- webhooks: ids only, signed with the system key -----------------------------------------
+
+# Events whose resourceIds are people or deal ids. Not every `people*` event is:
+# peopleRelationship* carry relationship ids, and re-fetching one as a person would read a
+# 404 as "that person was deleted". Everything else is stored and produces nothing.
+EVENTS: dict[str, tuple[RecordKind, Action]] = {
+    "peopleCreated": ("contacts", CHANGED),
+    "peopleUpdated": ("contacts", CHANGED),
+    "peopleStageUpdated": ("contacts", CHANGED),
+    "peopleTagsCreated": ("contacts", CHANGED),
+    "peopleDeleted": ("contacts", DELETED),
+    "dealsCreated": ("deals", CHANGED),
+    "dealsUpdated": ("deals", CHANGED),
+    "dealsDeleted": ("deals", DELETED),
+}
+
+
+def signature(body: bytes, system_key: str) -> str:
+    """The `FUB-Signature` Follow Up Boss sends: hex HMAC-SHA256 of base64(raw body)."""
+    return hmac_hex(system_key, base64.b64encode(body))
+
+
+def check_signature(request: Signed, system_key: str) -> str | None:
+    """No timestamp is signed, so a captured request can be replayed: harmless here, an
+    event only makes us re-fetch records from the vendor."""
+    given = request.headers.get("fub-signature")
+    if not given:
+        return UNSIGNED
+    return None if same(signature(request.body, system_key), given.lower()) else BAD_SIGNATURE
+
+
+def _problem(payload: Any) -> str | None:
+    if not isinstance(payload, dict) or not isinstance(payload.get("event"), str):
+        return "expected a JSON object with an `event` name"
+    return None
+
+
+def _event(payload: Any) -> str:
+    return str(payload.get("event", "")) if isinstance(payload, dict) else ""
+
+
+def named_records(payload: Any) -> list[Named]:
+    """`{eventId, eventCreated, event, resourceIds[], uri}`: the records it names."""
+    if not isinstance(payload, dict):
+        return []
+    known = EVENTS.get(str(payload.get("event")))
+    ids = payload.get("resourceIds")
+    if known is None or not isinstance(ids, list):
+        return []
+    stream, action = known
+    return [(stream, rid, action) for rid in map(remote_id, ids) if rid is not None]
 
 
 class FollowUpBossSource(Source):
@@ -65,7 +133,16 @@ class FollowUpBossSource(Source):
     base_url_setting = "FUB_API_BASE_URL"
     auth = Basic("FUB_API_KEY")
     extra_headers = {"X-System": "FUB_SYSTEM", "X-System-Key": "FUB_SYSTEM_KEY"}
-    endpoints = {"contacts": _collection("people"), "deals": _collection("deals")}
+    endpoints = {"contacts": _collection("people", _trashed), "deals": _collection("deals")}
+    changes = {
+        "contacts": Changes(
+            "updatedAfter",
+            {"sort": "updated", "includeTrash": "true"},
+            deletes_by="the trash (includeTrash) and webhooks",
+        )
+    }
+    single = {"contacts": One("people/{id}"), "deals": One("deals/{id}")}
+    webhooks = Webhooks("FUB_SYSTEM_KEY", check_signature, _problem, _event, named_records)
     field_maps = {
         "contacts": {
             "remote_id": "id",

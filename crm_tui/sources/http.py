@@ -34,7 +34,8 @@ import stamina.instrumentation
 from crm_tui import jsoncodec
 from crm_tui.config import ConfigError, insecure_url_problem
 from crm_tui.logs import SecretMasker
-from crm_tui.sources.errors import AuthError, RateLimited, RemoteError
+from crm_tui.models import RateReading, utc_now
+from crm_tui.sources.errors import AuthError, NotFound, RateLimited, RemoteError
 from crm_tui.sources.kit import Auth as AuthSpec
 from crm_tui.sources.kit import (
     Basic,
@@ -300,7 +301,17 @@ class RateBudget:
         self._remaining: int | None = None
         self._observed_at = 0.0
         self._reset_at: float | None = None  # monotonic; when the server's window restarts
+        self._daily_remaining: int | None = None
+        self.observed_at = ""  # UTC, when a header last said how much is left
         self.waited = 0.0
+
+    def reading(self) -> RateReading | None:
+        """What the server said last, for the Status screen; None before it said anything."""
+        if self._remaining is None:
+            return None
+        return RateReading(
+            self.limit, self._remaining, self.window, self._daily_remaining, self.observed_at
+        )
 
     def observe(self, headers: httpx.Headers) -> None:
         names = self.names
@@ -314,8 +325,11 @@ class RateBudget:
             if names.remaining in headers:
                 self._remaining = int(headers[names.remaining])
                 self._observed_at = time.monotonic()
+                self.observed_at = utc_now()
             if names.reset is not None and names.reset in headers:
                 self._reset_at = time.monotonic() + self._reset_in(headers)
+            if names.daily_remaining is not None and names.daily_remaining in headers:
+                self._daily_remaining = int(headers[names.daily_remaining])
         except ValueError:
             pass  # a garbled header must not break a sync; the 429 path still protects us
 
@@ -474,6 +488,35 @@ class HttpClient:
             raise RemoteError(f"Failed to fetch {what}", self.masker(exc.details)) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def send_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: Any = None,
+        what: str = "records",
+    ) -> tuple[Any, httpx.Headers]:
+        """Any method with an optional JSON body (a search, a webhook subscription), under
+        the same retry table, rate budget and errors as a GET; the decoded answer (None
+        when it has no body) and its headers."""
+        content = jsoncodec.dumps(body).encode() if body is not None else None
+        stats = current_stats.get()
+        try:
+            async for attempt in self._retrying(self._backoff):
+                with attempt:
+                    if attempt.num > 1 and stats is not None:
+                        stats.retries += 1
+                    response = await self._respond(
+                        self._relative(path), params, method=method, content=content
+                    )
+                    if not response.content:
+                        return None, response.headers
+                    return await self._decode(response), response.headers
+        except _Retryable as exc:
+            raise RemoteError(f"Failed to fetch {what}", self.masker(exc.details)) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
     async def array_pages(
         self,
         path: str,
@@ -565,6 +608,8 @@ class HttpClient:
         *,
         on_sent: Callable[[], None] | None = None,
         stream: bool = False,
+        method: str = "GET",
+        content: bytes | None = None,
     ) -> httpx.Response:
         """One try under the retry table: a successful response, after one token refresh on
         a 401. With `stream`, its body is the caller's to read (the deadline covers getting
@@ -576,7 +621,11 @@ class HttpClient:
             headers = await self.auth.headers(self._client)
             if stats is not None:
                 stats.requests += 1
-            response = await self._send(path, params, headers, on_sent, stream=stream)
+            if content is not None:
+                headers = {**headers, "Content-Type": "application/json"}
+            response = await self._send(
+                path, params, headers, on_sent, stream=stream, method=method, content=content
+            )
             self.budget.observe(response.headers)
             if stream and response.status_code >= 300:
                 response = await self._failure_of(response)
@@ -641,7 +690,7 @@ class HttpClient:
                 )
             raise _Retryable(f"HTTP {status} from {self.display_name}", retry_after)
         if status >= 400:
-            raise RemoteError(
+            raise (NotFound if status == 404 else RemoteError)(
                 f"{self.display_name} request failed",
                 f"HTTP {status}: {self._body_excerpt(response)}",
             )
@@ -665,10 +714,12 @@ class HttpClient:
         on_sent: Callable[[], None] | None = None,
         *,
         stream: bool = False,
+        method: str = "GET",
+        content: bytes | None = None,
     ) -> httpx.Response:
         extensions = {"trace": _sent_tracer(on_sent)} if on_sent is not None else None
         request = self._client.build_request(
-            "GET", path, params=params, headers=headers, extensions=extensions
+            method, path, params=params, headers=headers, content=content, extensions=extensions
         )
         with self._transport_errors():
             async with asyncio.timeout(self.deadline):

@@ -5,20 +5,33 @@ Without `properties`, HubSpot returns only a handful of properties: every one th
 read is asked for. Deals carry their contact through `associations=contacts`. Archived
 objects are not listed unless asked for, and are not records. Every property value is a
 string (`"450000.00"`, ISO times). Rate limits come as `X-HubSpot-RateLimit-*`; a 429 may
-carry no Retry-After (backoff then). Sources: ../shared/docs/crm-apis.md.
+carry no Retry-After (backoff then). Changes are read through the search endpoint on the
+last-modified property, archived records listed with `archived=true` are deletions.
+Sources: ../shared/docs/crm-apis.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import replace
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from crm_tui.models import RecordKind
 from crm_tui.sources.base import Source
-from crm_tui.sources.kit import Bearer, RateHeaders, Setting
-from crm_tui.sources.mapping import FieldMap
-from crm_tui.sources.pagination import CursorInBody, Stream, tail_cursor
+from crm_tui.sources.errors import PaginationError
+from crm_tui.sources.kit import Bearer, Changes, Named, One, RateHeaders, Setting, Signed, Webhooks
+from crm_tui.sources.mapping import FieldMap, get_path
+from crm_tui.sources.pagination import (
+    CursorInBody,
+    Page,
+    Stream,
+    extract_records,
+    read_pages,
+    tail_cursor,
+)
+from crm_tui.webhooks.events import CHANGED, DELETED, Action, remote_id
+from crm_tui.webhooks.verify import BAD_SIGNATURE, UNSIGNED, freshness, hmac_base64, same
 
 #: Properties the field maps' functions read, which no path names, and a few kept for the
 #: record's payload (owner, country).
@@ -89,6 +102,185 @@ def _property(name: str) -> str:
     return f"properties.{name}"
 
 
+#: One search returns at most this many results in all, in pages of at most SEARCH_PAGE.
+SEARCH_CAP = 10_000
+SEARCH_PAGE = 200
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """The body of a search for records modified at or after a moment, oldest first."""
+
+    modified: str  # lastmodifieddate (contacts), hs_lastmodifieddate (deals)
+    properties: list[str]
+
+    def body(self, floor_ms: int, after: str | None) -> dict[str, Any]:
+        condition = {"propertyName": self.modified, "operator": "GTE", "value": str(floor_ms)}
+        body: dict[str, Any] = {
+            "filterGroups": [{"filters": [condition]}],
+            "sorts": [{"propertyName": self.modified, "direction": "ASCENDING"}],
+            "properties": self.properties,
+            "limit": SEARCH_PAGE,
+        }
+        if after is not None:
+            body["after"] = after
+        return body
+
+
+def _epoch_ms(stamp: str) -> int:
+    return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def _modified_ms(raw: Any, name: str) -> int | None:
+    """A search result's modification time in epoch ms (HubSpot sends an ISO time)."""
+    value = get_path(raw, f"properties.{name}") if isinstance(raw, Mapping) else None
+    if not isinstance(value, str):
+        return None
+    try:
+        return int(value) if value.isdigit() else _epoch_ms(value)
+    except ValueError:
+        return None
+
+
+def _linked_contacts(body: Any) -> dict[str, list[str]]:
+    """deal id -> its contacts' ids, from a v4 batch read (`toObjectId` is a number in older
+    specs, a string in newer ones; ids without associations come back as errors)."""
+    linked: dict[str, list[str]] = {}
+    results = body.get("results") if isinstance(body, Mapping) else None
+    for result in results if isinstance(results, list) else ():
+        if not isinstance(result, Mapping):
+            continue
+        deal = get_path(result, "from.id")
+        targets = result.get("to")
+        if deal is None or not isinstance(targets, list):
+            continue
+        linked[str(deal)] = [
+            str(t["toObjectId"]) for t in targets if isinstance(t, Mapping) and "toObjectId" in t
+        ]
+    return linked
+
+
+def _next_after(body: Any) -> str | None:
+    after = get_path(body, "paging.next.after") if isinstance(body, Mapping) else None
+    return str(after) if isinstance(after, str | int) and str(after) else None
+
+
+def _total(body: Any) -> int | None:
+    total = body.get("total") if isinstance(body, Mapping) else None
+    return total if isinstance(total, int) and not isinstance(total, bool) else None
+
+
+# -- webhooks: a signed array of events, each naming one object ------------------------------
+
+# HubSpot signs the URI with these escapes decoded (its validation guide's table); any
+# other escape stays as it was sent.
+_DECODED = {
+    "%3A": ":",
+    "%2F": "/",
+    "%3F": "?",
+    "%40": "@",
+    "%21": "!",
+    "%24": "$",
+    "%27": "'",
+    "%28": "(",
+    "%29": ")",
+    "%2A": "*",
+    "%2C": ",",
+    "%3B": ";",
+}
+_OBJECTS: dict[str, RecordKind] = {"contact": "contacts", "deal": "deals"}
+# The generic `object.*` subscriptions name the type by id: 0-1 contacts, 0-3 deals.
+_TYPE_IDS: dict[str, RecordKind] = {"0-1": "contacts", "0-3": "deals"}
+_ACTIONS: dict[str, Action] = {
+    "creation": CHANGED,
+    "propertyChange": CHANGED,
+    "restore": CHANGED,
+    "merge": CHANGED,
+    "deletion": DELETED,
+    "privacyDeletion": DELETED,
+}
+
+
+def signed_uri(uri: str) -> str:
+    """`uri` as HubSpot signs it: the escapes of its table decoded, case-insensitively."""
+    out = []
+    i = 0
+    while i < len(uri):
+        chunk = uri[i : i + 3].upper()
+        if uri[i] == "%" and chunk in _DECODED:
+            out.append(_DECODED[chunk])
+            i += 3
+        else:
+            out.append(uri[i])
+            i += 1
+    return "".join(out)
+
+
+def signature(method: str, uri: str, body: bytes, timestamp: str, secret: str) -> str:
+    """`X-HubSpot-Signature-v3`: base64 HMAC-SHA256 of method + URI + body + timestamp."""
+    message = method.upper().encode() + signed_uri(uri).encode() + body + timestamp.encode()
+    return hmac_base64(secret, message)
+
+
+def check_signature(request: Signed, secret: str, now_ms: int | None = None) -> str | None:
+    """Genuine and no more than 5 minutes from our clock. The signature is checked before
+    the clock, so a forged request learns nothing about our time."""
+    given = request.headers.get("x-hubspot-signature-v3")
+    stamp = request.headers.get("x-hubspot-request-timestamp")
+    if not given or not stamp:
+        return UNSIGNED
+    if not same(signature(request.method, request.uri, request.body, stamp, secret), given):
+        return BAD_SIGNATURE
+    return freshness(stamp, now_ms)
+
+
+def _problem(payload: Any) -> str | None:
+    if not isinstance(payload, list) or not all(isinstance(item, dict) for item in payload):
+        return "expected a JSON array of event objects"
+    return None
+
+
+def _event(payload: Any) -> str:
+    """A batch's distinct subscription types."""
+    kinds = (item.get("subscriptionType") for item in payload if isinstance(item, dict))
+    return ",".join(dict.fromkeys(str(k) for k in kinds if k is not None))
+
+
+def _named_by(item: dict[str, Any]) -> Iterator[Named]:
+    kind, _, verb = str(item.get("subscriptionType", "")).partition(".")
+    stream = (
+        _TYPE_IDS.get(str(item.get("objectTypeId"))) if kind == "object" else _OBJECTS.get(kind)
+    )
+    action = _ACTIONS.get(verb)
+    if stream is None or action is None:
+        return
+    kept: list[str] = []
+    for key in ("objectId", "primaryObjectId", "newObjectId") if verb == "merge" else ("objectId",):
+        rid = remote_id(item.get(key))
+        if rid is not None and rid not in kept:
+            kept.append(rid)
+            yield stream, rid, action
+    merged = item.get("mergedObjectIds") if verb == "merge" else None
+    for value in merged if isinstance(merged, list) else ():
+        rid = remote_id(value)
+        if rid is not None and rid not in kept:  # the survivor is never deleted
+            yield stream, rid, DELETED
+
+
+def named_records(payload: Any) -> list[Named]:
+    """An array of `{eventId, subscriptionType, objectId, occurredAt, ...}`: the records it
+    names, in the order the events happened (HubSpot batches them in no promised order)."""
+    if not isinstance(payload, list):
+        return []
+    items = [item for item in payload if isinstance(item, dict)]
+
+    def when(item: dict[str, Any]) -> float:
+        at = item.get("occurredAt")
+        return float(at) if isinstance(at, int | float) and not isinstance(at, bool) else 0.0
+
+    return [named for item in sorted(items, key=when) for named in _named_by(item)]
+
+
 class HubSpotSource(Source):
     name = "hubspot"
     display_name = "HubSpot"
@@ -105,6 +297,11 @@ class HubSpotSource(Source):
             "HubSpot API base URL.",
             default="https://api.hubapi.com",
             kind="url",
+        ),
+        Setting(
+            "HUBSPOT_CLIENT_SECRET",
+            "The HubSpot app's client secret: verifies the signature of its webhooks.",
+            secret=True,
         ),
     )
     base_url_setting = "HUBSPOT_API_BASE_URL"
@@ -151,6 +348,75 @@ class HubSpotSource(Source):
             "remote_updated": ("updatedAt", _property("hs_lastmodifieddate")),
         },
     }
+
+    changes = {
+        "contacts": Changes("lastmodifieddate", deletes_by="archived=true and webhooks"),
+        "deals": Changes("hs_lastmodifieddate", deletes_by="archived=true and webhooks"),
+    }
+    single = {kind: One(f"crm/v3/objects/{kind}/{{id}}") for kind in ("contacts", "deals")}
+    webhooks = Webhooks("HUBSPOT_CLIENT_SECRET", check_signature, _problem, _event, named_records)
+
+    def read_changes(self, stream: RecordKind, since: str) -> AsyncIterator[Page]:
+        endpoint, changes = self.endpoint(stream), self.changes.get(stream)
+        if endpoint is None or changes is None:
+            return super().read_changes(stream, since)
+        return self._searched(endpoint, changes.since, stream, since)
+
+    async def _searched(
+        self, endpoint: Stream, modified: str, stream: RecordKind, since: str
+    ) -> AsyncIterator[Page]:
+        """The search endpoint, oldest change first, from `since` on. A query stops at
+        10,000 results: the next one starts at the latest change seen so far (records at
+        that very time come twice; the sync keeps the last). Then the archived ones."""
+        path = f"crm/v3/objects/{stream}/search"
+        floor = _epoch_ms(since)
+        query = SearchQuery(modified, properties_read(stream, self.maps[stream]))
+        after: str | None = None
+        while True:
+            body, _ = await self.client.send_json("POST", path, body=query.body(floor, after))
+            records = extract_records(body, ("results",), stream)
+            if stream == "deals":  # a search carries no associations: asked for apart
+                await self._associate(records)
+            yield Page(
+                [r for r in records if not _archived(r)],
+                _total(body),
+                [r for r in records if _archived(r)],
+            )
+            after = _next_after(body)
+            if after is None:
+                break
+            if not after.isdigit() or int(after) + SEARCH_PAGE <= SEARCH_CAP:
+                continue
+            latest = max((_modified_ms(r, modified) for r in records), default=None)
+            if latest is None or latest <= floor:
+                raise PaginationError(
+                    f"Failed to fetch {stream}",
+                    f"more than {SEARCH_CAP} changes at one moment; run a full sync",
+                )
+            floor, after = latest, None
+        archived = replace(endpoint, params={**endpoint.params, "archived": "true"})
+        async for page in read_pages(self.client, archived, stream):
+            yield Page([], page.total, page.gone + page.records)
+
+    async def _associate(self, deals: list[Any]) -> None:
+        """Each deal's contacts, from the v4 associations batch read, put where the listing
+        puts them (`associations.contacts.results`), so a deal read from a search maps as
+        one read from the listing does."""
+        ids = [str(d["id"]) for d in deals if isinstance(d, dict) and "id" in d]
+        if not ids:
+            return
+        body, _ = await self.client.send_json(
+            "POST",
+            "crm/v4/associations/deals/contacts/batch/read",
+            body={"inputs": [{"id": i} for i in ids]},
+            what="deals",
+        )
+        linked = _linked_contacts(body)
+        for deal in deals:
+            contacts = linked.get(str(deal.get("id"))) if isinstance(deal, dict) else None
+            if contacts:
+                results = [{"id": c, "type": "deal_to_contact"} for c in contacts]
+                deal["associations"] = {"contacts": {"results": results}}
 
     def endpoint(self, stream: RecordKind) -> Stream | None:
         found = self.endpoints.get(stream)

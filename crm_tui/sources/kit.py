@@ -6,6 +6,7 @@ built from these declarations without loading a connector's machinery.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -125,6 +126,57 @@ class CsvExport:
     spec: CsvSpec
     field_map: FieldMap
     help: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """How a stream is read from a moment on (an incremental sync): the query parameter
+    that asks for records changed since then (a UTC ISO time, which is also RFC 3339), the
+    parameters that go with it (an order), listings whose records are all deletions (they
+    take the same parameter), and how deletions are learnt otherwise, for people."""
+
+    since: str
+    params: Mapping[str, str] = field(default_factory=dict)
+    deletions: tuple[Mapping[str, str], ...] = ()
+    deletes_by: str = "a full reconcile"
+
+
+@dataclass(frozen=True, slots=True)
+class One:
+    """Where one record is read by id (a webhook names ids): a path with `{id}`, and where
+    the record sits in the body (nowhere: the body is the record)."""
+
+    path: str
+    at: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """A webhook request as its sender signed it: the method, the URI it called (the
+    receiver's public URL), the raw body and the headers (lower-case names)."""
+
+    method: str
+    uri: str
+    body: bytes
+    headers: Mapping[str, str]
+
+
+#: (stream, vendor id, "changed" or "deleted"): one record a webhook names.
+Named = tuple["RecordKind", str, Literal["changed", "deleted"]]
+
+
+@dataclass(frozen=True, slots=True)
+class Webhooks:
+    """How a vendor's webhooks are received: the setting holding the secret they are signed
+    with, a check of a request (None when genuine, else why not: "unsigned",
+    "bad_signature", "stale", "future"), why a decoded body is not one of its webhooks
+    (None when it is), the event's name for the inbox, and the records it names."""
+
+    secret: str
+    check: Callable[[Signed, str], str | None]
+    problem: Callable[[Any], str | None]
+    event: Callable[[Any], str]
+    records: Callable[[Any], list[Named]]
 
 
 @dataclass(frozen=True, slots=True)

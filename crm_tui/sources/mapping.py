@@ -537,6 +537,13 @@ class RecordBuilder:
         except (TypeError, ValueError, ArithmeticError) as exc:  # decimal's errors among them
             raise InvalidRecord(f"cannot map record: {type(exc).__name__}") from None
 
+    def record_id(self, source: str, raw: Any) -> str | None:
+        """Only the id a payload maps to (a deletion needs no more); None without one."""
+        try:
+            return record_id(source, remote_id_of(self._id(raw))) if is_mapping(raw) else None
+        except (InvalidRecord, TypeError, ValueError, RecursionError):
+            return None
+
 
 def build_record(
     kind: RecordKind,

@@ -41,6 +41,9 @@ _SEND_WAIT = 0.005
 class Page:
     records: list[Any]
     total: int | None = None
+    #: Raw records the stream skips (archived, deleted, in the trash): deletions, to an
+    #: incremental sync.
+    gone: list[Any] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -434,9 +437,14 @@ async def read_pages(
     fixed = dict(stream.params)
 
     def page_of(records: list[Any], total: int | None = None) -> Page:
-        if stream.skip is not None:
-            records = [r for r in records if not stream.skip(r)]
-        return Page(records, total)
+        skip = stream.skip
+        if skip is None:
+            return Page(records, total)
+        kept: list[Any] = []
+        gone: list[Any] = []
+        for record in records:
+            (gone if skip(record) else kept).append(record)
+        return Page(kept, total, gone)
 
     async def fetch(
         request: Request,

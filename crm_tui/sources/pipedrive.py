@@ -4,7 +4,9 @@ the last page). The v1 endpoints are out of support and not used.
 
 v2 items carry related objects as ids only: a deal's stage is `stage_id`, a person's
 organisation `org_id`. Deleted records are not records. Burst limits are counted per
-2-second window (`x-ratelimit-*`). Sources: ../shared/docs/crm-apis.md.
+2-second window (`x-ratelimit-*`). Both streams are read incrementally with `updated_since`;
+deleted deals are listed with `status=deleted` (for 30 days), deleted persons are learnt at
+the next full reconcile. Sources: ../shared/docs/crm-apis.md.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from crm_tui.sources.base import Source
-from crm_tui.sources.kit import KeyHeader, RateHeaders, Setting
+from crm_tui.sources.kit import Changes, KeyHeader, One, RateHeaders, Setting
 from crm_tui.sources.mapping import primary
 from crm_tui.sources.pagination import CursorInBody, Stream, tail_cursor
+
+#: v2 lists by update time, oldest first, when asked (`updated_since` alone keeps id order).
+_BY_UPDATE = {"sort_by": "update_time", "sort_direction": "asc"}
 
 
 def _deleted(raw: Any) -> bool:
@@ -68,6 +73,16 @@ class PipedriveSource(Source):
     auth = KeyHeader("PIPEDRIVE_API_TOKEN", header="x-api-token")
     rate_headers = RateHeaders(window=None, window_seconds=2.0, reset="x-ratelimit-reset")
     endpoints = {"contacts": _items("persons"), "deals": _items("deals")}
+    changes = {
+        "contacts": Changes("updated_since", _BY_UPDATE),
+        "deals": Changes(
+            "updated_since",
+            _BY_UPDATE,
+            deletions=({"status": "deleted"},),
+            deletes_by="status=deleted (30 days)",
+        ),
+    }
+    single = {"contacts": One("persons/{id}", ("data",)), "deals": One("deals/{id}", ("data",))}
     field_maps = {
         "contacts": {
             "remote_id": "id",

@@ -18,10 +18,13 @@ from typing import Any
 from crm_tui.config import SOURCE_NAMES
 from crm_tui.heap import release_gradually
 from crm_tui.models import KINDS, Contact, Deal, Record, RecordKind, SourceStatus, SyncState
+from crm_tui.store.changes import Changes
 from crm_tui.store.db import Database
 from crm_tui.store.errors import StreamBusy
 from crm_tui.store.leases import Holder, Lease
 
+#: How many of a stream's recent versions remember the ids they changed.
+_REMEMBERED_VERSIONS = 256
 #: How often a writer waiting for a stream's lease asks again.
 LEASE_POLL_SECONDS = 0.25
 
@@ -50,6 +53,9 @@ class CacheStore:
         self.version = 0
         self._epoch = 0  # moves when every stream may have changed (a load, clearing all)
         self._stream_versions: dict[tuple[RecordKind, str], int] = {}
+        # per stream, the ids each recent version changed (for those that changed records,
+        # not the whole stream): so the duplicate finder re-keys just those
+        self._changed_ids: dict[tuple[RecordKind, str], list[tuple[int, frozenset[str]]]] = {}
         self._records: dict[RecordKind, dict[str, dict[str, Record]]] = {k: {} for k in KINDS}
         # Rows of imported files, a layer over each stream's synced rows: a sync's swap
         # lays them over its fresh records again (an imported id wins).
@@ -76,12 +82,37 @@ class CacheStore:
             else:
                 for kind in change.kinds:
                     key = (kind, change.source)
-                    self._stream_versions[key] = self._stream_versions.get(key, 0) + 1
+                    version = self._stream_versions[key] = self._stream_versions.get(key, 0) + 1
+                    self._remember(key, version, change.ids)
         for callback in list(self._subscribers):
             try:
                 callback(change)
             except Exception:
                 log.exception("store subscriber failed")
+
+    def _remember(
+        self, key: tuple[RecordKind, str], version: int, ids: frozenset[str] | None
+    ) -> None:
+        if ids is None:
+            self._changed_ids.pop(key, None)
+            return
+        recent = self._changed_ids.setdefault(key, [])
+        recent.append((version, ids))
+        del recent[:-_REMEMBERED_VERSIONS]
+
+    def changed_since(
+        self, kind: RecordKind, source: str, version: tuple[int, int]
+    ) -> set[str] | None:
+        """The ids of `source`'s records changed since its `stream_version` was `version`;
+        None when that is not known (the stream was replaced, or it was too long ago)."""
+        epoch, then = version
+        if epoch != self._epoch:
+            return None
+        now = self._stream_versions.get((kind, source), 0)
+        recent = [entry for entry in self._changed_ids.get((kind, source), []) if entry[0] > then]
+        if [v for v, _ in recent] != list(range(then + 1, now + 1)):
+            return None
+        return set().union(*(ids for _, ids in recent))
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -216,17 +247,62 @@ class CacheStore:
         generation: int | None,
         records: dict[str, Record],
         lease: Lease | None,
+        watermark: str | None = None,
     ) -> int:
         """Like replace_stream, for a refresh whose rows were staged page by page as
-        `generation` (None with no database). Returns how many rows the commit wrote."""
+        `generation` (None with no database), read up to `watermark`. Returns how many rows
+        the commit wrote."""
         written = len(records)
         if self.db is not None:
             assert generation is not None and lease is not None
             written = await self.in_writer(
-                self.db.commit_staged, self.user_id, source, kind, generation, lease
+                self.db.commit_staged, self.user_id, source, kind, generation, lease, watermark
             )
         self._swap(kind, source, records)
         return written
+
+    async def commit_changes(
+        self,
+        source: str,
+        kind: RecordKind,
+        upserts: list[Record],
+        deletes: list[str],
+        lease: Lease | None,
+        watermark: str | None,
+    ) -> int:
+        """What changed in one stream (an incremental read, a webhook): database first, with
+        the stream's watermark, then memory. Returns how many records it removed."""
+        if self.db is None:
+            return self._apply(kind, source, upserts, deletes)
+        deleted: int = await self.in_writer(
+            self.db.commit_changes, self.user_id, source, kind, upserts, deletes, lease, watermark
+        )
+        self._apply(kind, source, upserts, deletes)
+        return deleted
+
+    def _apply(
+        self, kind: RecordKind, source: str, upserts: list[Record], deletes: Iterable[str]
+    ) -> int:
+        """A few records of one stream changed, in memory: copy-on-write (a reader holding
+        the old mapping keeps a consistent one), an imported record still winning over its
+        synced version. Notifies with the ids; returns how many records went."""
+        overlay = self._imported[kind].get(source, {})
+        current = self._records[kind].get(source, {})
+        updated = dict(current)
+        changed = set()
+        for record in upserts:
+            if record.id not in overlay:
+                updated[record.id] = record
+                changed.add(record.id)
+        removed = 0
+        for record_id in deletes:
+            if record_id not in overlay and updated.pop(record_id, None) is not None:
+                removed += 1
+                changed.add(record_id)
+        if changed:
+            self._records[kind][source] = updated
+            self._notify(StoreChange(source, (kind,), frozenset(changed)))
+        return removed
 
     def _swap(self, kind: RecordKind, source: str, fresh: dict[str, Record]) -> None:
         overlay = self._imported[kind].get(source)
@@ -315,6 +391,50 @@ class CacheStore:
                     self._status[source], last_sync=saved[source].last_sync
                 )
 
+    # -- another process's commits -------------------------------------------------------
+
+    async def follow(self, changes: Changes) -> None:
+        """Apply what another process committed (see `Database.changes_since`): a stream it
+        replaced is read again, records it changed are read by id; everything else stays."""
+        if self.db is None or changes.empty:
+            return
+        if changes.everything:
+            await self.load()
+            return
+        for kind, source in sorted(changes.streams):
+            synced, imported = await asyncio.to_thread(self._read_stream, kind, source)
+            self._imported[kind][source] = imported
+            self._swap(kind, source, synced)
+        for (kind, source), ids in sorted(changes.ids.items()):
+            found = await asyncio.to_thread(self._read_ids, kind, source, sorted(ids))
+            self._apply(kind, source, found, ids - {r.id for r in found})
+        await self.refresh_statuses()
+
+    def load_statuses_sync(self) -> None:
+        """Only the sources' statuses from the database (a command that writes records
+        without showing them)."""
+        if self.db is not None:
+            self._merge_statuses(self.db.load_statuses(self.user_id))
+
+    async def refresh_statuses(self) -> None:
+        """Sources' statuses as the database holds them (another process's run)."""
+        if self.db is not None:
+            self._merge_statuses(await asyncio.to_thread(self.db.load_statuses, self.user_id))
+            self._notify(StoreChange(None, (), status_only=True))
+
+    def _read_stream(
+        self, kind: RecordKind, source: str
+    ) -> tuple[dict[str, Record], dict[str, Record]]:
+        assert self.db is not None
+        load = self.db.load_records
+        imported = {r.id: r for r in load(self.user_id, kind, True, source)}
+        synced = {r.id: r for r in load(self.user_id, kind, False, source)}
+        return synced, imported
+
+    def _read_ids(self, kind: RecordKind, source: str, ids: list[str]) -> list[Record]:
+        assert self.db is not None
+        return list(self.db.load_records(self.user_id, kind, False, source, ids))
+
     # -- snapshot ------------------------------------------------------------------------
 
     async def load(self) -> None:
@@ -352,6 +472,10 @@ class CacheStore:
     ) -> None:
         self._records = records
         self._imported = imported
+        self._merge_statuses(statuses)
+        self._notify(StoreChange(None, KINDS))
+
+    def _merge_statuses(self, statuses: dict[str, SourceStatus]) -> None:
         for source, saved in statuses.items():
             current = self._status.get(source)
             if current is None:
@@ -364,5 +488,5 @@ class CacheStore:
                     last_sync=saved.last_sync,
                     last_error=saved.last_error,
                     retry_at=saved.retry_at,
+                    rate=saved.rate or current.rate,
                 )
-        self._notify(StoreChange(None, KINDS))

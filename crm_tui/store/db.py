@@ -14,7 +14,7 @@ import operator
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from decimal import Decimal
@@ -37,6 +37,7 @@ from crm_tui.models import (
     SyncState,
     utc_now,
 )
+from crm_tui.store.changes import ChangeLogStore
 from crm_tui.store.damage import check_at_open, damage_named
 from crm_tui.store.decisions import DecisionStore
 from crm_tui.store.errors import DatabaseReadOnly, StreamBusy
@@ -50,6 +51,7 @@ from crm_tui.store.files import (
 )
 from crm_tui.store.leases import Holder, Lease, LeaseStore
 from crm_tui.store.local_rows import LocalRecordStore
+from crm_tui.store.syncstate import SyncStateStore
 
 # Control characters are stripped at ingest, so neither separator occurs inside a value.
 TAG_SEPARATOR = "\x1f"
@@ -68,7 +70,7 @@ _INTERNED = frozenset(
         "synced_at",
     }
 )
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 _COLUMNS: dict[RecordKind, tuple[str, ...]] = {"contacts": CONTACT_FIELDS, "deals": DEAL_FIELDS}
 
 
@@ -197,6 +199,34 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO local_sequence (user_id, last)
         SELECT user_id, MAX(id) FROM local_records GROUP BY user_id;
     """,
+    # 5 -> 6: incremental sync and live updates. A stream's bookmark is its watermark (the
+    # vendor's latest updated time seen) and when it was last read in full; every write of
+    # records leaves a row in `changes`, so another process applies just those rows; the
+    # rate budget last read from a source's headers; webhooks wait in an inbox until applied.
+    """
+    ALTER TABLE bookmarks ADD COLUMN full_at TEXT;
+    ALTER TABLE sync_runs ADD COLUMN mode TEXT;
+    ALTER TABLE sync_runs ADD COLUMN deleted INTEGER DEFAULT 0;
+    ALTER TABLE sync_runs ADD COLUMN requests INTEGER DEFAULT 0;
+    ALTER TABLE sync_runs ADD COLUMN watermark TEXT;
+    CREATE TABLE changes (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT NOT NULL, kind TEXT NOT NULL,
+        source TEXT, record_id TEXT, origin TEXT NOT NULL, at REAL NOT NULL);
+    CREATE INDEX changes_at ON changes (at);
+    CREATE TABLE rate_budgets (
+        user_id TEXT NOT NULL, source TEXT NOT NULL, request_limit INTEGER,
+        remaining INTEGER, window_seconds REAL, daily_remaining INTEGER,
+        observed_at TEXT NOT NULL, PRIMARY KEY (user_id, source));
+    CREATE TABLE webhook_inbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT NOT NULL, source TEXT NOT NULL,
+        event TEXT NOT NULL, payload TEXT NOT NULL, received_at TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'new', attempts INTEGER NOT NULL DEFAULT 0,
+        error TEXT, done_at TEXT);
+    CREATE INDEX webhook_inbox_state ON webhook_inbox (user_id, state, id);
+    CREATE TABLE webhook_refusals (
+        source TEXT NOT NULL, reason TEXT NOT NULL, count INTEGER NOT NULL,
+        last_at TEXT NOT NULL, PRIMARY KEY (source, reason));
+    """,
 )
 
 
@@ -229,7 +259,7 @@ def _to_row(record: Record, generation: int) -> list[Any]:
     return row
 
 
-class Database(LeaseStore, DecisionStore, LocalRecordStore):
+class Database(LeaseStore, DecisionStore, LocalRecordStore, ChangeLogStore, SyncStateStore):
     def __init__(self, path: Path) -> None:
         self.path = path
         self._init_leases()
@@ -390,12 +420,18 @@ class Database(LeaseStore, DecisionStore, LocalRecordStore):
 
     @damage_named
     def load_records(
-        self, user_id: str, kind: RecordKind, imported: bool = False
+        self,
+        user_id: str,
+        kind: RecordKind,
+        imported: bool = False,
+        source: str | None = None,
+        ids: Sequence[str] | None = None,
     ) -> Iterator[Record]:
         """A user's cached records, fast: SQLite joins each row into one string (one Python
         object instead of twenty), split here; low-cardinality values are shared. The
         sources' own (synced) rows, or with `imported` the rows of imported files, oldest
-        import first, so that a later import of an id wins."""
+        import first, so that a later import of an id wins. Only `source`'s, or only the
+        records `ids` (of `source`), when given."""
         columns = _COLUMNS[kind]
         factory: Callable[..., Record] = Contact if kind == "contacts" else Deal
         shared: dict[str, str] = {}
@@ -406,26 +442,7 @@ class Database(LeaseStore, DecisionStore, LocalRecordStore):
         deleted_at = columns.index("deleted")
         joined = " || x'1e' || ".join(f"ifnull({c}, '')" for c in columns)
         with self._lock, self._reading():
-            if imported:
-                # one import after another, in order, each through the table's index
-                select = (
-                    f"SELECT {joined} FROM {kind}"
-                    " WHERE user_id = ? AND source = ? AND generation = ?"
-                )
-                imports = self._conn.execute(
-                    "SELECT source, generation FROM imports WHERE user_id = ? AND kind = ?"
-                    " ORDER BY generation",
-                    (user_id, kind),
-                ).fetchall()
-                queries = [(select, (user_id, source, g)) for source, g in imports]
-            else:
-                visible = sorted({0, *self._generations(user_id, kind).values()})
-                marks = ", ".join("?" for _ in visible)
-                # `+user_id`: a scan in row order beats index order, which jumps about the file
-                select = (
-                    f"SELECT {joined} FROM {kind} WHERE +user_id = ? AND generation IN ({marks})"
-                )
-                queries = [(select, (user_id, *visible))]
+            queries = self._record_queries(user_id, kind, joined, imported, source, ids)
             for sql, params in queries:
                 cursor = self._conn.execute(sql, params)
                 while rows := cursor.fetchmany(2_000):  # small batches: memory and GIL freed
@@ -445,6 +462,49 @@ class Database(LeaseStore, DecisionStore, LocalRecordStore):
                             values[probability_at] = int(values[probability_at])
                         values[deleted_at] = values[deleted_at] == "1"
                         yield factory(*values)
+
+    def _record_queries(
+        self,
+        user_id: str,
+        kind: RecordKind,
+        joined: str,
+        imported: bool,
+        source: str | None,
+        ids: Sequence[str] | None,
+    ) -> list[tuple[str, tuple[Any, ...]]]:
+        """The SELECTs that read what `load_records` was asked for, in order."""
+        by_stream = (
+            f"SELECT {joined} FROM {kind} WHERE user_id = ? AND source = ? AND generation = ?"
+        )
+        if imported:
+            # one import after another, in order, each through the table's index
+            select = by_stream
+            only = "" if source is None else " AND source = ?"
+            imports = self._conn.execute(
+                f"SELECT source, generation FROM imports WHERE user_id = ? AND kind = ?{only}"
+                " ORDER BY generation",
+                (user_id, kind) if source is None else (user_id, kind, source),
+            ).fetchall()
+            if ids is not None:
+                return [
+                    (select + " AND id = ?", (user_id, name, g, i))
+                    for name, g in imports
+                    for i in ids
+                ]
+            return [(select, (user_id, name, g)) for name, g in imports]
+        generations = self._generations(user_id, kind)
+        if source is not None:
+            # one stream, through the table's index (a few rows, or a source among many)
+            select = by_stream
+            current = generations.get(source, 0)
+            if ids is not None:
+                return [(select + " AND id = ?", (user_id, source, current, i)) for i in ids]
+            return [(select, (user_id, source, current))]
+        visible = sorted({0, *generations.values()})
+        marks = ", ".join("?" for _ in visible)
+        # `+user_id`: a scan in row order beats index order, which jumps about the file
+        select = f"SELECT {joined} FROM {kind} WHERE +user_id = ? AND generation IN ({marks})"
+        return [(select, (user_id, *visible))]
 
     # A stream's rows are those of its current generation (0 until its first refresh). A
     # refresh writes a new generation beside the current one, invisible until committed.
@@ -490,13 +550,22 @@ class Database(LeaseStore, DecisionStore, LocalRecordStore):
                 self._delete_generation(conn, kind, user_id, source, generation)
 
     def commit_staged(
-        self, user_id: str, source: str, kind: RecordKind, generation: int, lease: Lease
+        self,
+        user_id: str,
+        source: str,
+        kind: RecordKind,
+        generation: int,
+        lease: Lease,
+        watermark: str | None = None,
     ) -> int:
         """Make `generation` the stream's rows, in one transaction: the old rows or the new.
         Deleted with it: the previous generation, and whatever owners that died left. Kept:
-        imported files and generations that live owners are still writing. Returns how many
-        rows the stream now holds, as the database counts them."""
+        imported files and generations that live owners are still writing. The stream's
+        bookmark moves with it: read in full now, up to `watermark`. Returns how many rows
+        the stream now holds, as the database counts them."""
         with self.transaction() as conn:
+            self.move_bookmark(conn, user_id, source, kind, watermark, full=True)
+            self.log_changes(conn, user_id, kind, source)
             self.check_lease(conn, lease)
             self._settle_or_lose(conn, generation, source, kind)
             keep = {generation, *self._imported_generations(conn, user_id, source, kind)}
@@ -525,6 +594,7 @@ class Database(LeaseStore, DecisionStore, LocalRecordStore):
         many rows the import holds."""
         with self.transaction() as conn:
             self._settle_or_lose(conn, generation, source, kind)
+            self.log_changes(conn, user_id, kind, source)
             for (earlier,) in conn.execute(
                 "SELECT generation FROM imports"
                 " WHERE user_id = ? AND kind = ? AND source = ? AND file = ?",
@@ -569,6 +639,7 @@ class Database(LeaseStore, DecisionStore, LocalRecordStore):
                 if record.user_id not in current:
                     current[record.user_id] = self._generations(record.user_id, kind)
                 rows.append(_to_row(record, current[record.user_id].get(record.source, 0)))
+                self.log_changes(conn, record.user_id, kind, record.source, (record.id,))
             conn.executemany(self._insert_sql(kind), rows)
 
     def delete_records(self, user_id: str, kind: RecordKind, ids: Iterable[str]) -> None:
@@ -578,11 +649,39 @@ class Database(LeaseStore, DecisionStore, LocalRecordStore):
             for record_id in ids:
                 source = record_id.split(":", 1)[0]
                 keys.append((user_id, source, current.get(source, 0), record_id))
+                self.log_changes(conn, user_id, kind, source, (record_id,))
             conn.executemany(
                 f"DELETE FROM {kind} WHERE user_id = ? AND source = ? AND generation = ?"
                 " AND id = ?",
                 keys,
             )
+
+    def commit_changes(
+        self,
+        user_id: str,
+        source: str,
+        kind: RecordKind,
+        upserts: Sequence[Record],
+        deletes: Sequence[str],
+        lease: Lease | None,
+        watermark: str | None = None,
+    ) -> int:
+        """What changed in one stream since its last sync (an incremental read, a webhook),
+        in one transaction with its bookmark: written into the stream's current rows, each
+        change logged for the other processes. Returns how many rows it deleted."""
+        with self.transaction() as conn:
+            if lease is not None:
+                self.check_lease(conn, lease)
+            current = self._generations(user_id, kind).get(source, 0)
+            conn.executemany(self._insert_sql(kind), (_to_row(r, current) for r in upserts))
+            deleted = conn.executemany(
+                f"DELETE FROM {kind} WHERE user_id = ? AND source = ? AND generation = ?"
+                " AND id = ?",
+                ((user_id, source, current, i) for i in deletes),
+            ).rowcount
+            self.move_bookmark(conn, user_id, source, kind, watermark, full=False)
+            self.log_changes(conn, user_id, kind, source, [r.id for r in upserts] + list(deletes))
+            return max(deleted, 0)
 
     def clear(self, user_id: str, source: str | None = None) -> int:
         """Delete the visible rows, imported files' included; a refresh still running keeps
@@ -610,6 +709,8 @@ class Database(LeaseStore, DecisionStore, LocalRecordStore):
                 )
             for table in ("imports", "bookmarks", "source_status"):
                 conn.execute(f"DELETE FROM {table} WHERE user_id = ?{only}", params)
+            for kind in KINDS:
+                self.log_changes(conn, user_id, kind, source)
         return imported
 
     @staticmethod
@@ -653,6 +754,7 @@ class Database(LeaseStore, DecisionStore, LocalRecordStore):
                 " WHERE user_id = ?",
                 (user_id,),
             ).fetchall()
+        rates = self.rates(user_id)
         return {
             source: SourceStatus(
                 source=source,
@@ -660,6 +762,7 @@ class Database(LeaseStore, DecisionStore, LocalRecordStore):
                 last_sync=last_sync,
                 last_error=last_error,
                 retry_at=retry_at,
+                rate=rates.get(source),
             )
             for source, state, last_sync, last_error, retry_at in rows
         }
@@ -695,6 +798,7 @@ class Database(LeaseStore, DecisionStore, LocalRecordStore):
             )
             error_class = next((s.error_class for s in streams if s.error_class), None)
             error = report.error
+            extra: tuple[Any, ...] = (None, sum(s.deleted for s in streams), None, None)
         else:
             counts = (
                 report.read,
@@ -705,12 +809,14 @@ class Database(LeaseStore, DecisionStore, LocalRecordStore):
                 report.pages,
             )
             error_class, error = report.error_class, report.error
+            extra = (report.mode, report.deleted, report.requests, report.watermark)
         with self.transaction() as conn:
             conn.execute(
                 "UPDATE sync_runs SET ended_at = ?, outcome = ?, records_read = ?,"
                 " records_written = ?, quarantined = ?, duplicates = ?, retries = ?, pages = ?,"
-                " error_class = ?, error_message = ? WHERE id = ?",
-                (report.ended_at, str(report.outcome), *counts, error_class, error, run_id),
+                " error_class = ?, error_message = ?, mode = ?, deleted = ?, requests = ?,"
+                " watermark = ? WHERE id = ?",
+                (report.ended_at, str(report.outcome), *counts, error_class, error, *extra, run_id),
             )
 
     @damage_named

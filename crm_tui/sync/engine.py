@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -30,6 +30,7 @@ from crm_tui.models import (
     StreamReport,
     SyncReport,
     SyncState,
+    record_id,
     utc_now,
 )
 from crm_tui.sources.base import Source, SourceContext
@@ -40,7 +41,9 @@ from crm_tui.sources.pagination import Page
 from crm_tui.sources.registry import CONNECTORS
 from crm_tui.store.cache import CacheStore
 from crm_tui.store.errors import StoreError, StreamBusy
-from crm_tui.store.leases import Holder
+from crm_tui.store.leases import Holder, Lease
+from crm_tui.sync.delta import Delta, latest_change
+from crm_tui.timefmt import parse_utc
 
 log = logging.getLogger(__name__)
 
@@ -199,16 +202,19 @@ class SyncEngine:
 
     # -- runs ----------------------------------------------------------------------------
 
-    async def sync_all(self, names: Iterable[str] | None = None) -> dict[str, SyncReport]:
-        """Every enabled source (or `names`) concurrently; one already running is skipped."""
+    async def sync_all(
+        self, names: Iterable[str] | None = None, *, full: bool = False
+    ) -> dict[str, SyncReport]:
+        """Every enabled source (or `names`) concurrently; one already running is skipped.
+        `full` reads every stream in full (a reconcile), even those due an incremental."""
         wanted = list(names) if names is not None else self.enabled()
         for name in wanted:
             self.source(name)  # unknown or disabled: fail before anything starts
         todo = [n for n in wanted if not self.is_running(n)]
-        results = await asyncio.gather(*(self.sync_source(n) for n in todo))
+        results = await asyncio.gather(*(self.sync_source(n, full=full) for n in todo))
         return dict(zip(todo, results, strict=True))
 
-    async def sync_source(self, name: str) -> SyncReport:
+    async def sync_source(self, name: str, *, full: bool = False) -> SyncReport:
         source = self.source(name)
         if name in self._running:
             raise AlreadySyncing(name)
@@ -216,11 +222,11 @@ class SyncEngine:
         assert task is not None
         self._running[name] = task
         try:
-            return await self._run(source)
+            return await self._run(source, full)
         finally:
             self._running.pop(name, None)
 
-    async def _run(self, source: Source) -> SyncReport:
+    async def _run(self, source: Source, full: bool = False) -> SyncReport:
         name, display = source.name, source.display_name
         report = SyncReport(source=name)
         db = self.store.db
@@ -233,7 +239,7 @@ class SyncEngine:
         log.info("[%s] Starting %s sync...", display, display)
         try:
             for stream in source.streams():
-                report.streams[stream] = await self._run_stream(source, stream, report.run_id)
+                report.streams[stream] = await self._run_stream(source, stream, report.run_id, full)
         except asyncio.CancelledError:
             report.outcome = Outcome.CANCELLED
             report.error = "Sync cancelled; previous data kept"
@@ -281,10 +287,23 @@ class SyncEngine:
             if limited and client is not None:
                 changes["retry_at"] = client.rate_limited_until
         self.store.update_status(source.name, **changes)
+        await self._save_rate(source)
         if not skipped:
             await self.store.save_status(source.name)
         if report.run_id is not None and self.store.db is not None:
             await self.store.in_writer(self.store.db.finish_run, report.run_id, report)
+
+    async def _save_rate(self, source: Source) -> None:
+        """The rate budget the vendor reported last: on Status here, and in the database
+        for the other processes' Status."""
+        client = source.client_in_use
+        reading = client.budget.reading() if client is not None else None
+        if reading is None:
+            return
+        self.store.update_status(source.name, rate=reading)
+        db = self.store.db
+        if db is not None and not db.read_only:
+            await self.store.in_writer(db.save_rate, self.store.user_id, source.name, reading)
 
     def _too_many_invalid(self, invalid: int, read: int) -> bool:
         """A mapping gone wrong, not a few bad records: more than `invalid_share` of the
@@ -295,8 +314,10 @@ class SyncEngine:
         return invalid >= MIN_INVALID or invalid == read
 
     async def _run_stream(
-        self, source: Source, stream: RecordKind, run_id: int | None
+        self, source: Source, stream: RecordKind, run_id: int | None, full: bool = False
     ) -> StreamReport:
+        """One stream under its lease, read in full or from its watermark on; audited, and
+        whatever goes wrong leaves the stream's committed rows as they were."""
         name, display = source.name, source.display_name
         report = StreamReport(stream)
         db = self.store.db
@@ -305,79 +326,233 @@ class SyncEngine:
         )
         stats = StreamStats()
         token = current_stats.set(stats)
-        collected: dict[str, Record] = {}
         bad: list[tuple[str, Any]] = []
-        generation: int | None = None
-        committed = False
-        user = self.store.user_id
         try:
             async with self.store.lease(
                 name, stream, "sync", wait=self.wait, on_wait=partial(self._waiting, source)
             ) as lease:
                 if self.store.status(name).waiting_for is not None:
                     self.store.update_status(name, state=SyncState.SYNCING, waiting_for=None)
-                generation = await self.store.in_writer(
-                    db and db.new_generation, user, name, stream
-                )
-                await self._read_pages(source, stream, generation, report, collected, bad)
-                if self._too_many_invalid(len(bad), report.read):
-                    raise SourceError(
-                        f"Failed to fetch {stream}",
-                        f"{len(bad)} of {report.read} records invalid"
-                        f" (more than {self.invalid_share:.0%}); previous data kept",
-                    )
-                # The report says what the commit wrote, as the database counted it.
-                report.written = await self.store.commit_staged(
-                    name, stream, generation, collected, lease
-                )
-                committed = True
-            log.info("[%s] Successfully synced %d %s", display, report.written, stream)
-        except asyncio.CancelledError:
-            report.outcome = Outcome.CANCELLED
-            report.error = "cancelled"
-            raise
-        except StreamBusy as exc:
-            report.outcome = Outcome.SKIPPED
-            report.error_class = type(exc).__name__
-            report.error = f"busy: {exc.details}"
-            log.info("[%s] %s skipped: %s", display, stream, exc.details)
-        except (SourceError, StoreError) as exc:
-            report.outcome = Outcome.FAILED
-            report.error_class = type(exc).__name__
-            report.error = self.masker(str(exc))
-            log.warning(
-                "[%s] Failed to fetch %s: %s",
-                display,
-                stream,
-                self.masker(exc.details or exc.error),
+                since = None if full else await self._since(source, stream)
+                if since is None:
+                    await self._refresh(source, stream, lease, report, bad)
+                else:
+                    await self._catch_up(source, stream, since, lease, report, bad)
+            log.info(
+                "[%s] Successfully synced %d %s (%s)", display, report.written, stream, report.mode
             )
-        except Exception as exc:  # a connector bug must not take down the other streams
-            report.outcome = Outcome.FAILED
-            report.error_class = type(exc).__name__
-            report.error = self.masker(f"Failed to fetch {stream}: {type(exc).__name__}: {exc}")
-            log.exception("[%s] Failed to fetch %s", display, stream)
+        except BaseException as exc:
+            self._failed(source, report, exc)
         finally:
             current_stats.reset(token)
+            report.retries, report.requests = stats.retries, stats.requests
+            report.quarantined = len(bad)
+            report.ended_at = utc_now()
+            await self._audit(source, stream_run, report, bad)
+        return report
+
+    def _failed(self, source: Source, report: StreamReport, exc: BaseException) -> None:
+        """A stream's failure into its report; cancellation and interpreter exits go on."""
+        display, stream = source.display_name, report.stream
+        if isinstance(exc, asyncio.CancelledError) or not isinstance(exc, Exception):
+            report.outcome = Outcome.CANCELLED
+            report.error = "cancelled"
+            raise exc
+        report.error_class = type(exc).__name__
+        if isinstance(exc, StreamBusy):
+            report.outcome = Outcome.SKIPPED
+            report.error = f"busy: {exc.details}"
+            log.info("[%s] %s skipped: %s", display, stream, exc.details)
+            return
+        report.outcome = Outcome.FAILED
+        if isinstance(exc, SourceError | StoreError):
+            report.error = self.masker(str(exc))
+            details = self.masker(exc.details or exc.error)
+            log.warning("[%s] Failed to fetch %s: %s", display, stream, details)
+            return
+        # a connector bug must not take down the other streams
+        report.error = self.masker(f"Failed to fetch {stream}: {type(exc).__name__}: {exc}")
+        log.error("[%s] Failed to fetch %s", display, stream, exc_info=exc)
+
+    async def _audit(
+        self,
+        source: Source,
+        stream_run: int | None,
+        report: StreamReport,
+        bad: list[tuple[str, Any]],
+    ) -> None:
+        db = self.store.db
+        if db is None:
+            return
+        masked = [(self.masker(reason), raw) for reason, raw in bad]
+        user, name, stream = self.store.user_id, source.name, report.stream
+        await self.store.in_writer(
+            db.add_quarantine, user, stream_run, name, stream, masked, report.ended_at
+        )
+        await self.store.in_writer(db.finish_run, stream_run, report)
+
+    async def _since(self, source: Source, stream: RecordKind) -> str | None:
+        """Where an incremental read of `stream` starts (its watermark less the overlap), or
+        None when the stream is to be read in full: the vendor cannot say what changed, it
+        was never read in full, or its last full read is older than CRM_FULL_SYNC_HOURS."""
+        db = self.store.db
+        if db is None or not source.incremental(stream):
+            return None
+        mark = await self.store.in_writer(db.bookmark, self.store.user_id, source.name, stream)
+        if not mark.watermark or not mark.full_at:
+            return None
+        every = timedelta(hours=self.settings.crm_full_sync_hours)
+        if parse_utc(mark.full_at) + every <= datetime.now(UTC):  # type: ignore[operator]
+            return None
+        overlap = timedelta(seconds=self.settings.crm_sync_overlap_seconds)
+        start = parse_utc(mark.watermark)
+        return (start - overlap).strftime("%Y-%m-%dT%H:%M:%SZ") if start else None
+
+    def _too_many(self, stream: RecordKind, invalid: int, read: int) -> None:
+        if self._too_many_invalid(invalid, read):
+            raise SourceError(
+                f"Failed to fetch {stream}",
+                f"{invalid} of {read} records invalid"
+                f" (more than {self.invalid_share:.0%}); previous data kept",
+            )
+
+    async def _refresh(
+        self,
+        source: Source,
+        stream: RecordKind,
+        lease: Lease | None,
+        report: StreamReport,
+        bad: list[tuple[str, Any]],
+    ) -> None:
+        """A full read, staged as a new generation and swapped in at its end; the
+        stream's watermark becomes the latest change it saw."""
+        db, user, name = self.store.db, self.store.user_id, source.name
+        generation = await self.store.in_writer(db and db.new_generation, user, name, stream)
+        collected: dict[str, Record] = {}
+        committed = False
+        try:
+            await self._read_pages(source, stream, generation, report, collected, bad)
+            self._too_many(stream, len(bad), report.read)
+            if source.incremental(stream):
+                latest = await asyncio.to_thread(latest_change, collected.values())
+                report.watermark = _no_later(latest, report.started_at)
+            # The report says what the commit wrote, as the database counted it.
+            report.written = await self.store.commit_staged(
+                name, stream, generation, collected, lease, report.watermark
+            )
+            committed = True
+        finally:
             if not committed and db is not None and generation is not None:
                 await asyncio.shield(
                     self.store.in_writer(db.drop_staged, user, name, stream, generation)
                 )
-            report.retries = stats.retries
+
+    async def _catch_up(
+        self,
+        source: Source,
+        stream: RecordKind,
+        since: str,
+        lease: Lease | None,
+        report: StreamReport,
+        bad: list[tuple[str, Any]],
+    ) -> None:
+        """What changed since `since`, applied to the stream's rows with its watermark in
+        one commit. A record read twice (the overlap, a change during the read) counts once:
+        the last version read wins, a deletion read after it removes it."""
+        report.mode = "incremental"
+        delta = Delta()
+        synced_at = utc_now()
+        async for page in prefetch(source.read_changes(stream, since)):
+            report.pages += 1
+            for raw in page.records:
+                report.read += 1
+                try:
+                    delta.upsert(source.map_record(stream, raw, synced_at))
+                except InvalidRecord as exc:
+                    bad.append((str(exc), raw))
+            for raw in page.gone:
+                delta.delete(source.record_id(stream, raw))
+            self.store.update_status(
+                source.name, progress=Progress(stream, report.read, report.pages, page.total)
+            )
+            fault_point(f"page:{source.name}:{stream}")
+            await asyncio.sleep(0)
+        self._too_many(stream, len(bad), report.read)
+        report.duplicates = delta.duplicates
+        upserts = list(delta.upserts.values())
+        report.watermark = _no_later(delta.latest, report.started_at)
+        report.deleted = await self.store.commit_changes(
+            source.name, stream, upserts, list(delta.deletes), lease, report.watermark
+        )
+        report.written = len(upserts)
+
+    # -- webhooks ------------------------------------------------------------------------
+
+    async def apply_remote_changes(
+        self,
+        name: str,
+        stream: RecordKind,
+        changed: Sequence[str],
+        deleted: Sequence[str],
+    ) -> StreamReport:
+        """What a webhook named: the `changed` records read again from the vendor (those it
+        no longer has are deleted) and the `deleted` ones removed, committed under the
+        stream's lease in one transaction, audited as a "webhook" run. Vendor and store
+        failures are in the report, never raised; cancellation is."""
+        source = self.source(name)
+        report = StreamReport(stream, mode="webhook")
+        db = self.store.db
+        run = await self.store.in_writer(
+            db and db.start_run,
+            self.store.user_id,
+            name,
+            report.started_at,
+            None,
+            f"webhook:{stream}",
+        )
+        stats = StreamStats()
+        token = current_stats.set(stats)
+        bad: list[tuple[str, Any]] = []
+        try:
+            async with self.store.lease(name, stream, "webhook") as lease:
+                await self._fetch_named(source, stream, changed, deleted, lease, report, bad)
+        except BaseException as exc:
+            self._failed(source, report, exc)
+        finally:
+            current_stats.reset(token)
+            report.retries, report.requests = stats.retries, stats.requests
             report.quarantined = len(bad)
             report.ended_at = utc_now()
-            if db is not None:
-                masked = [(self.masker(reason), raw) for reason, raw in bad]
-                await self.store.in_writer(
-                    db.add_quarantine,
-                    self.store.user_id,
-                    stream_run,
-                    name,
-                    stream,
-                    masked,
-                    report.ended_at,
-                )
-                await self.store.in_writer(db.finish_run, stream_run, report)
+            await self._audit(source, run, report, bad)
+            await self._save_rate(source)
         return report
+
+    async def _fetch_named(
+        self,
+        source: Source,
+        stream: RecordKind,
+        changed: Sequence[str],
+        deleted: Sequence[str],
+        lease: Lease | None,
+        report: StreamReport,
+        bad: list[tuple[str, Any]],
+    ) -> None:
+        found, gone = await source.fetch_records(stream, changed)
+        delta = Delta()
+        synced_at = utc_now()
+        for raw in found:
+            report.read += 1
+            try:
+                delta.upsert(source.map_record(stream, raw, synced_at))
+            except InvalidRecord as exc:
+                bad.append((str(exc), raw))
+        for remote_id in [*gone, *deleted]:
+            delta.delete(record_id(source.name, remote_id))
+        upserts = list(delta.upserts.values())
+        report.deleted = await self.store.commit_changes(
+            source.name, stream, upserts, list(delta.deletes), lease, None
+        )
+        report.written = len(upserts)
 
     async def _read_pages(
         self,
@@ -501,7 +676,15 @@ class SyncEngine:
             ok, message = False, self.masker(str(exc))
         result = ConnectionResult(name, ok, message, utc_now())
         self.last_tests[name] = result
+        if name in self._sources:
+            await self._save_rate(self._sources[name])
         return result
+
+
+def _no_later(latest: str | None, start: str) -> str | None:
+    """A watermark never ahead of this run's start: a vendor clock running fast must not
+    make the next run skip what changes meanwhile."""
+    return min(latest, start) if latest is not None else None
 
 
 def failed_report(name: str, error: str) -> SyncReport:

@@ -1,0 +1,109 @@
+"""The change log: every write of cached records leaves a row saying what it touched, so an
+open app applies another process's commit as the rows that changed, not as a reload of the
+whole snapshot.
+
+A row names one record (`record_id`), or a whole stream (`record_id` NULL: a full refresh, an
+import, clearing a source), or every stream (`source` NULL: clearing everything). It carries
+its writer's owner id, so a process skips its own rows. Rows older than `KEEP_SECONDS` go;
+a reader that fell further behind than that (a laptop asleep) sees a gap and reloads all.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from crm_tui.models import RecordKind
+from crm_tui.store.damage import damage_named
+from crm_tui.store.owners import Owner
+
+#: How long change rows are kept: far longer than any open app takes to read them.
+KEEP_SECONDS = 3600.0
+_TRIM_EVERY = 60.0
+
+
+@dataclass(slots=True)
+class Changes:
+    """What other processes changed since a reader's last look."""
+
+    last: int  # the newest change seen: the next look starts after it
+    everything: bool = False  # a gap or a clear of all: reload the whole snapshot
+    streams: set[tuple[RecordKind, str]] = field(default_factory=set)  # reload these
+    ids: dict[tuple[RecordKind, str], set[str]] = field(default_factory=dict)  # re-read these
+
+    @property
+    def empty(self) -> bool:
+        return not (self.everything or self.streams or self.ids)
+
+
+class ChangeLogStore:
+    """Mixed into `Database`, whose connection, lock and owner it uses."""
+
+    _conn: sqlite3.Connection
+    _lock: threading.RLock
+    owner: Owner
+    _trimmed_at: float = 0.0
+
+    def log_changes(
+        self,
+        conn: sqlite3.Connection,
+        user_id: str,
+        kind: RecordKind,
+        source: str | None,
+        ids: Iterable[str] | None = None,
+    ) -> None:
+        """Inside a write transaction: `ids` of one stream changed, or (None) the whole
+        stream, or (`source` None) every stream of `kind`."""
+        now = time.time()
+        origin = self.owner.id
+        if ids is None:
+            rows: Iterable[tuple[object, ...]] = [(user_id, kind, source, None, origin, now)]
+        else:
+            rows = ((user_id, kind, source, i, origin, now) for i in ids)
+        conn.executemany(
+            "INSERT INTO changes (user_id, kind, source, record_id, origin, at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        if now - self._trimmed_at > _TRIM_EVERY:
+            self._trimmed_at = now
+            conn.execute("DELETE FROM changes WHERE at < ?", (now - KEEP_SECONDS,))
+
+    @damage_named
+    def last_change(self) -> int:
+        with self._lock:
+            row = self._conn.execute("SELECT max(seq) FROM changes").fetchone()
+        return int(row[0] or 0)
+
+    @damage_named
+    def changes_since(self, user_id: str, seq: int) -> Changes:
+        """Other processes' changes after `seq`. A reader whose `seq` was trimmed away
+        cannot tell what it missed: `everything`."""
+        with self._lock:
+            oldest = self._conn.execute("SELECT min(seq) FROM changes").fetchone()[0]
+            rows = self._conn.execute(
+                "SELECT seq, kind, source, record_id, origin FROM changes"
+                " WHERE seq > ? AND user_id = ? ORDER BY seq",
+                (seq, user_id),
+            ).fetchall()
+            newest = self._conn.execute("SELECT max(seq) FROM changes").fetchone()[0]
+        found = Changes(last=max(seq, int(newest or 0)))
+        if seq and oldest is not None and oldest > seq + 1:
+            found.everything = True
+            return found
+        mine = self.owner.id
+        for _, kind, source, record_id, origin in rows:
+            if origin == mine:
+                continue
+            if source is None:
+                found.everything = True
+            elif record_id is None:
+                found.streams.add((kind, source))
+            else:
+                found.ids.setdefault((kind, source), set()).add(record_id)
+        for key in found.streams:
+            found.ids.pop(key, None)  # the whole stream is read again anyway
+        return found

@@ -1,0 +1,296 @@
+"""Incremental sync against the vendors' documented contracts (respx): what is asked for,
+what moves the watermark, what a failure leaves, how deletions arrive."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+import respx
+
+from crm_tui.models import Outcome
+from crm_tui.store import CacheStore, Database
+from crm_tui.sync.engine import SyncEngine
+from tests.conftest import make_settings
+
+FUB = "https://fub.example/v1"
+HUBSPOT = "https://hubspot.example"
+PIPEDRIVE = "https://pd.example/api/v2"
+pytestmark = pytest.mark.usefixtures("no_retry_sleep")
+
+
+def fub_page(items: list[dict], next_cursor: str | None = None) -> httpx.Response:
+    meta = {"collection": "people", "next": next_cursor, "total": len(items)}
+    return httpx.Response(200, json={"_metadata": meta, "people": items})
+
+
+def person(i: int, updated: str, **fields: object) -> dict:
+    return {"id": i, "firstName": f"P{i}", "lastName": "Lee", "updated": updated, **fields}
+
+
+@pytest.fixture
+def make_engine(tmp_path):
+    dbs = []
+
+    def build(**values: object) -> SyncEngine:
+        settings = make_settings(tmp_path, **values)
+        db = Database(settings.database_path)
+        dbs.append(db)
+        store = CacheStore("alice", db)
+        store.load_sync()  # as the CLI and the app do
+        return SyncEngine(settings, store)
+
+    yield build
+    for db in dbs:
+        db.close()
+
+
+def fub(make_engine, **values: object) -> SyncEngine:
+    return make_engine(fub_api_key="k", fub_api_base_url=FUB, **values)
+
+
+async def sync(engine: SyncEngine, name: str, **kwargs: object):
+    try:
+        return await engine.sync_source(name, **kwargs)
+    finally:
+        await engine.aclose()
+
+
+def names(engine: SyncEngine, source: str = "followupboss") -> dict[str, str | None]:
+    return {c.remote_id: c.first_name for c in engine.store.contacts(source)}
+
+
+@respx.mock
+async def test_fub_people_after_a_full_read_only_what_changed_is_asked_for(make_engine):
+    people = respx.get(f"{FUB}/people")
+    respx.get(f"{FUB}/deals").respond(json={"_metadata": {}, "deals": []})
+    people.side_effect = [
+        fub_page([person(1, "2026-11-20T10:00:00Z"), person(2, "2026-11-21T08:30:00Z")])
+    ]
+    first = await sync(fub(make_engine), "followupboss")
+    assert first.streams["contacts"].mode == "full"
+    assert first.streams["contacts"].watermark == "2026-11-21T08:30:00Z"
+
+    people.side_effect = [
+        fub_page(
+            [
+                person(2, "2026-11-21T08:30:00Z"),  # the overlap brings it again: no harm
+                person(3, "2026-11-22T09:00:00Z", firstName="Cleo"),
+                person(1, "2026-11-22T09:00:01Z", stage="Trash"),  # moved to the trash
+            ]
+        )
+    ]
+    engine = fub(make_engine, crm_sync_overlap_seconds=60)
+    report = await sync(engine, "followupboss")
+    contacts = report.streams["contacts"]
+    assert (contacts.mode, contacts.written, contacts.deleted) == ("incremental", 2, 1)
+    assert report.streams["deals"].mode == "full"  # no documented updated time
+    sent = people.calls.last.request.url.params
+    assert sent["updatedAfter"] == "2026-11-21T08:29:00Z"  # the watermark less a minute
+    assert sent["sort"] == "updated" and sent["includeTrash"] == "true"
+    assert names(engine) == {"2": "P2", "3": "Cleo"}
+    mark = engine.store.db.bookmark("alice", "followupboss", "contacts")
+    assert mark.watermark == "2026-11-22T09:00:00Z"  # a deletion read again next time: harmless
+
+
+@respx.mock
+async def test_a_failed_incremental_read_keeps_the_rows_and_the_watermark(make_engine):
+    people = respx.get(f"{FUB}/people")
+    respx.get(f"{FUB}/deals").respond(json={"_metadata": {}, "deals": []})
+    people.side_effect = [fub_page([person(1, "2026-11-20T10:00:00Z")])]
+    await sync(fub(make_engine), "followupboss")
+    people.side_effect = [
+        fub_page([person(1, "2026-11-23T10:00:00Z", firstName="Changed")], "c2"),
+        httpx.Response(400, json={"errorMessage": "bad cursor"}),
+    ]
+    engine = fub(make_engine)
+    report = await sync(engine, "followupboss")
+    assert report.streams["contacts"].outcome is Outcome.FAILED
+    assert names(engine) == {"1": "P1"}
+    reread = Database(engine.store.db.path)
+    try:
+        mark = reread.bookmark("alice", "followupboss", "contacts")
+        assert mark.watermark == "2026-11-20T10:00:00Z"
+        kept = CacheStore("alice", reread)
+        kept.load_sync()
+        assert [c.first_name for c in kept.contacts("followupboss")] == ["P1"]
+    finally:
+        reread.close()
+
+
+@respx.mock
+async def test_full_is_read_when_asked_when_due_and_when_never_read(make_engine):
+    people = respx.get(f"{FUB}/people")
+    respx.get(f"{FUB}/deals").respond(json={"_metadata": {}, "deals": []})
+    people.side_effect = lambda request: fub_page([person(1, "2026-11-20T10:00:00Z")])
+    assert (await sync(fub(make_engine), "followupboss")).streams["contacts"].mode == "full"
+    second = await sync(fub(make_engine), "followupboss")
+    assert second.streams["contacts"].mode == "incremental"
+    forced = await sync(fub(make_engine), "followupboss", full=True)
+    assert forced.streams["contacts"].mode == "full"
+    assert "updatedAfter" not in people.calls.last.request.url.params
+    always = await sync(fub(make_engine, crm_full_sync_hours=0), "followupboss")
+    assert always.streams["contacts"].mode == "full"
+    engine = fub(make_engine)
+    stale = (datetime.now(UTC) - timedelta(hours=25)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with engine.store.db.transaction() as conn:
+        conn.execute("UPDATE bookmarks SET full_at = ?", (stale,))
+    assert (await sync(engine, "followupboss")).streams["contacts"].mode == "full"
+
+
+@respx.mock
+async def test_a_vendor_clock_ahead_never_pushes_the_watermark_past_the_run(make_engine):
+    respx.get(f"{FUB}/deals").respond(json={"_metadata": {}, "deals": []})
+    respx.get(f"{FUB}/people").respond(
+        json={"_metadata": {}, "people": [person(1, "2099-01-01T00:00:00Z")]}
+    )
+    report = await sync(fub(make_engine), "followupboss")
+    watermark = report.streams["contacts"].watermark
+    assert watermark is not None and watermark <= report.streams["contacts"].started_at
+
+
+def hubspot_contact(i: int, modified: str, **properties: str) -> dict:
+    props = {"firstname": f"H{i}", "lastname": "Ng", "lastmodifieddate": modified, **properties}
+    return {"id": str(i), "properties": props, "updatedAt": modified, "archived": False}
+
+
+@respx.mock
+async def test_hubspot_walks_the_search_window_past_ten_thousand_and_reads_archived(
+    make_engine,
+):
+    listing = respx.get(f"{HUBSPOT}/crm/v3/objects/contacts")
+    respx.get(f"{HUBSPOT}/crm/v3/objects/deals").respond(json={"results": []})
+    listing.respond(json={"results": [hubspot_contact(1, "2026-11-20T10:00:00.000Z")]})
+    engine = make_engine(hubspot_access_token="t", hubspot_api_base_url=HUBSPOT)
+    await sync(engine, "hubspot")
+
+    bodies: list[dict] = []
+
+    def search(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        bodies.append(body)
+        after = int(body.get("after", 0))
+        if len(bodies) == 1:  # as if 9,800 came before: the next page would pass 10,000
+            results = [hubspot_contact(2, "2026-11-21T10:00:00.000Z")]
+            return httpx.Response(
+                200,
+                json={"total": 12000, "results": results, "paging": {"next": {"after": "10000"}}},
+            )
+        assert after == 0  # a new query, from the latest change seen
+        results = [hubspot_contact(3, "2026-11-22T10:00:00.000Z", firstname="Ivy")]
+        return httpx.Response(200, json={"total": 1, "results": results})
+
+    respx.post(f"{HUBSPOT}/crm/v3/objects/contacts/search").side_effect = search
+    respx.post(f"{HUBSPOT}/crm/v3/objects/deals/search").respond(json={"results": []})
+    archived = {**hubspot_contact(1, "2026-11-22T11:00:00.000Z"), "archived": True}
+    listing.side_effect = lambda request: httpx.Response(
+        200, json={"results": [archived] if request.url.params.get("archived") else []}
+    )
+    engine = make_engine(hubspot_access_token="t", hubspot_api_base_url=HUBSPOT)
+    report = await sync(engine, "hubspot")
+    contacts = report.streams["contacts"]
+    assert (contacts.mode, contacts.written, contacts.deleted) == ("incremental", 2, 1)
+    first, second = bodies
+    condition = first["filterGroups"][0]["filters"][0]
+    assert condition["propertyName"] == "lastmodifieddate" and condition["operator"] == "GTE"
+    watermark_ms = int(datetime(2026, 11, 20, 9, 58, tzinfo=UTC).timestamp() * 1000)
+    assert condition["value"] == str(watermark_ms)  # the watermark less two minutes
+    assert first["sorts"] == [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}]
+    assert "firstname" in first["properties"] and first["limit"] == 200
+    restart = second["filterGroups"][0]["filters"][0]["value"]
+    assert restart == str(int(datetime(2026, 11, 21, 10, tzinfo=UTC).timestamp() * 1000))
+    assert names(engine, "hubspot") == {"2": "H2", "3": "Ivy"}
+
+
+@respx.mock
+async def test_hubspot_deals_from_a_search_get_their_contact_from_the_v4_batch_read(
+    make_engine,
+):
+    deal = {
+        "id": "7",
+        "properties": {"dealname": "Oak St", "hs_lastmodifieddate": "2026-11-20T10:00:00Z"},
+        "associations": {"contacts": {"results": [{"id": "41", "type": "deal_to_contact"}]}},
+    }
+    respx.get(f"{HUBSPOT}/crm/v3/objects/contacts").respond(json={"results": []})
+    deals = respx.get(f"{HUBSPOT}/crm/v3/objects/deals")
+    deals.respond(json={"results": [deal]})
+    engine = make_engine(hubspot_access_token="t", hubspot_api_base_url=HUBSPOT)
+    await sync(engine, "hubspot")
+    changed = [
+        {"id": "7", "properties": {"dealname": "Oak Street", "hs_lastmodifieddate": "2026-11-21"}},
+        {"id": "8", "properties": {"dealname": "Elm", "hs_lastmodifieddate": "2026-11-21"}},
+    ]
+    respx.post(f"{HUBSPOT}/crm/v3/objects/contacts/search").respond(json={"results": []})
+    respx.post(f"{HUBSPOT}/crm/v3/objects/deals/search").respond(json={"results": changed})
+    kinds = [{"category": "HUBSPOT_DEFINED", "typeId": 3, "label": None}]
+    linked = respx.post(f"{HUBSPOT}/crm/v4/associations/deals/contacts/batch/read").respond(
+        207,
+        json={
+            "status": "COMPLETE",
+            "results": [
+                {"from": {"id": "7"}, "to": [{"toObjectId": 52, "associationTypes": kinds}]}
+            ],
+            "errors": [{"status": "error", "context": {"fromObjectId": ["8"]}}],
+        },
+    )
+    deals.respond(json={"results": []})  # nothing archived
+    engine = make_engine(hubspot_access_token="t", hubspot_api_base_url=HUBSPOT)
+    await sync(engine, "hubspot")
+    assert json.loads(linked.calls.last.request.content) == {"inputs": [{"id": "7"}, {"id": "8"}]}
+    got = {d.remote_id: (d.name, d.contact_remote_id) for d in engine.store.deals("hubspot")}
+    assert got == {"7": ("Oak Street", "52"), "8": ("Elm", None)}
+
+
+@respx.mock
+async def test_pipedrive_reads_updated_since_and_lists_deleted_deals(make_engine):
+    persons = respx.get(f"{PIPEDRIVE}/persons")
+    deals = respx.get(f"{PIPEDRIVE}/deals")
+    one = {"id": 5, "name": "Deal", "status": "open", "update_time": "2026-11-20T10:00:00Z"}
+    persons.respond(json={"data": [], "additional_data": {"next_cursor": None}})
+    deals.respond(json={"data": [one], "additional_data": {"next_cursor": None}})
+    await sync(make_engine(pipedrive_api_token="t", pipedrive_api_base_url=PIPEDRIVE), "pipedrive")
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        gone = {**one, "status": "deleted", "update_time": "2026-11-21T10:00:00Z"}
+        data = [gone] if request.url.params.get("status") == "deleted" else []
+        return httpx.Response(200, json={"data": data, "additional_data": {}})
+
+    deals.side_effect = answer
+    engine = make_engine(pipedrive_api_token="t", pipedrive_api_base_url=PIPEDRIVE)
+    report = await sync(engine, "pipedrive")
+    assert report.streams["deals"].deleted == 1
+    assert engine.store.deals("pipedrive") == []
+    asked = [dict(call.request.url.params) for call in deals.calls[-2:]]
+    assert all(p["updated_since"] == "2026-11-20T09:58:00Z" for p in asked)
+    assert all(p["sort_by"] == "update_time" for p in asked)
+    assert [p.get("status") for p in asked] == [None, "deleted"]
+
+
+@respx.mock
+async def test_webhook_ids_are_fetched_and_a_404_deletes(make_engine):
+    people = respx.get(f"{FUB}/people")
+    respx.get(f"{FUB}/deals").respond(json={"_metadata": {}, "deals": []})
+    people.respond(
+        json={
+            "_metadata": {},
+            "people": [person(1, "2026-11-20T10:00:00Z"), person(2, "2026-11-20T10:00:00Z")],
+        }
+    )
+    engine = fub(make_engine)
+    await engine.sync_source("followupboss")
+    respx.get(f"{FUB}/people/1").respond(json=person(1, "2026-11-24T10:00:00Z", firstName="Al"))
+    respx.get(f"{FUB}/people/2").respond(404, json={"errorMessage": "not found"})
+    unknown = respx.get(f"{FUB}/people/..%2Fdeals")
+    try:
+        report = await engine.apply_remote_changes(
+            "followupboss", "contacts", ["1", "2", "../deals"], []
+        )
+    finally:
+        await engine.aclose()
+    assert (report.mode, report.written, report.deleted) == ("webhook", 1, 1)
+    assert names(engine) == {"1": "Al"}
+    assert not unknown.called  # an id that is no id is never put in a path
+    runs = engine.store.db.list_runs("alice")
+    assert runs[0]["stream"] == "webhook:contacts" and runs[0]["mode"] == "webhook"

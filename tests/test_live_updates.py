@@ -1,0 +1,260 @@
+"""Another process's commit reaches an open cache as the rows that changed: the change log,
+the store following it, the search index patched instead of rebuilt, the app showing it."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import pytest
+
+from crm_tui.app import make_app
+from crm_tui.models import Contact
+from crm_tui.search.index import PATCH_MIN, SearchIndex
+from crm_tui.store import CacheStore, Database
+from crm_tui.store.changes import KEEP_SECONDS
+from tests.conftest import make_settings
+
+
+def contact(i: int, first: str = "Ann", source: str = "followupboss") -> Contact:
+    return Contact(
+        id=f"{source}:{i}",
+        source=source,
+        remote_id=str(i),
+        user_id="alice",
+        first_name=first,
+        last_name=f"Lee{i}",
+        email=f"p{i}@example.com",
+        remote_updated="2026-11-20T10:00:00Z",
+    )
+
+
+def seeded(path, count: int = 50) -> None:
+    db = Database(path)
+    try:
+        db.replace_stream("alice", "followupboss", "contacts", [contact(i) for i in range(count)])
+    finally:
+        db.close()
+
+
+async def test_the_change_log_names_other_processes_changes_only(tmp_path):
+    path = tmp_path / "crm.sqlite3"
+    seeded(path)
+    writer, reader = Database(path), Database(path)
+    try:
+        start = reader.last_change()
+        writer.commit_changes(
+            "alice", "followupboss", "contacts", [contact(3, "Zed")], ["followupboss:4"], None
+        )
+        seen = reader.changes_since("alice", start)
+        assert seen.ids == {("contacts", "followupboss"): {"followupboss:3", "followupboss:4"}}
+        assert not seen.streams and not seen.everything
+        assert writer.changes_since("alice", start).empty  # its own rows: it knows them
+        assert reader.changes_since("bob", start).empty  # another user's cache
+        writer.replace_stream("alice", "followupboss", "contacts", [contact(1)])
+        later = reader.changes_since("alice", seen.last)
+        assert later.streams == {("contacts", "followupboss")} and not later.ids
+        writer.clear("alice")
+        assert reader.changes_since("alice", later.last).everything
+    finally:
+        writer.close()
+        reader.close()
+
+
+def test_a_reader_that_fell_behind_the_kept_log_reloads_everything(tmp_path):
+    path = tmp_path / "crm.sqlite3"
+    seeded(path)
+    writer, reader = Database(path), Database(path)
+    try:
+        start = reader.last_change()
+        for i in range(3):
+            writer.commit_changes("alice", "followupboss", "contacts", [contact(i)], [], None)
+        with writer.transaction() as conn:  # as if the reader slept past KEEP_SECONDS
+            conn.execute("DELETE FROM changes WHERE seq <= ?", (start + 2,))
+        assert KEEP_SECONDS >= 600
+        assert reader.changes_since("alice", start).everything
+    finally:
+        writer.close()
+        reader.close()
+
+
+async def test_following_reads_only_the_changed_rows(tmp_path, monkeypatch):
+    path = tmp_path / "crm.sqlite3"
+    seeded(path)
+    writer, reader = Database(path), Database(path)
+    try:
+        store = CacheStore("alice", reader)
+        store.load_sync()
+        kept = store.stream("contacts", "followupboss")
+        start = reader.last_change()
+        writer.commit_changes(
+            "alice",
+            "followupboss",
+            "contacts",
+            [contact(3, "Zed"), contact(99, "New")],
+            ["followupboss:4"],
+            None,
+        )
+        loads = []
+        monkeypatch.setattr(store, "load", lambda: loads.append(1))
+        changes: list = []
+        store.subscribe(changes.append)
+        await store.follow(reader.changes_since("alice", start))
+        assert loads == []
+        now = store.stream("contacts", "followupboss")
+        assert now["followupboss:3"].first_name == "Zed" and "followupboss:99" in now
+        assert "followupboss:4" not in now and len(now) == 50
+        assert kept["followupboss:3"].first_name == "Ann"  # a reader's old mapping stays whole
+        record_changes = [c for c in changes if not c.status_only]
+        assert [c.ids for c in record_changes] == [
+            frozenset({"followupboss:3", "followupboss:99", "followupboss:4"})
+        ]
+    finally:
+        writer.close()
+        reader.close()
+
+
+def search_names(index: SearchIndex, text: str) -> list[str]:
+    result = index.search(text)
+    return sorted(
+        f"{h.record.first_name} {h.record.last_name}" for h in result.groups.get("followupboss", [])
+    )
+
+
+def test_a_patch_is_searched_without_rebuilding_the_segment():
+    records = {c.id: c for c in (contact(i) for i in range(200))}
+    index = SearchIndex()
+    index.rebuild("contacts", "followupboss", list(records.values()))
+    segment = index._segments[("contacts", "followupboss")]
+    records["followupboss:5"] = replace(records["followupboss:5"], first_name="Quincy")
+    del records["followupboss:6"]
+    records["followupboss:900"] = contact(900, "Quinn")
+    index.patch(
+        "contacts",
+        "followupboss",
+        records,
+        ["followupboss:5", "followupboss:6", "followupboss:900"],
+    )
+    assert index._segments[("contacts", "followupboss")] is segment  # not rebuilt
+    assert search_names(index, "quin") == ["Quincy Lee5", "Quinn Lee900"]
+    found = search_names(index, "lee5")
+    assert "Quincy Lee5" in found and "Ann Lee5" not in found  # the old version is gone
+    assert "Ann Lee6" not in search_names(index, "lee6")
+    assert index.search("ann").counts["followupboss"] == 198
+    records["followupboss:7"] = replace(records["followupboss:7"], first_name="Quill")
+    index.patch("contacts", "followupboss", records, ["followupboss:7"])  # patches pile up
+    assert search_names(index, "qui") == ["Quill Lee7", "Quincy Lee5", "Quinn Lee900"]
+
+
+def test_a_patch_past_its_limit_rebuilds_the_segment():
+    records = {c.id: c for c in (contact(i) for i in range(PATCH_MIN + 10))}
+    index = SearchIndex()
+    index.rebuild("contacts", "followupboss", list(records.values()))
+    segment = index._segments[("contacts", "followupboss")]
+    changed = list(records)[: PATCH_MIN + 1]
+    for record_id in changed:
+        records[record_id] = replace(records[record_id], first_name="Bea")
+    index.patch("contacts", "followupboss", records, changed)
+    assert index._segments[("contacts", "followupboss")] is not segment
+    assert ("contacts", "followupboss") not in index._patches
+    assert index.search("bea").counts["followupboss"] == PATCH_MIN + 1
+
+
+@pytest.mark.parametrize("deleted", [False, True])
+async def test_the_open_app_shows_another_processes_change_without_a_reload(tmp_path, deleted):
+    settings = make_settings(tmp_path)
+    seeded(settings.database_path)
+    app = make_app(settings)
+    async with app.run_test(size=(120, 40)) as pilot:
+        while not app.loaded:
+            await pilot.pause(0.05)
+        loads = []
+        original = app.store.load
+
+        async def counted() -> None:
+            loads.append(1)
+            await original()
+
+        app.store.load = counted  # type: ignore[method-assign]
+        other = Database(settings.database_path)  # another process: the CLI, cron, webhooks
+        try:
+            upserts = [] if deleted else [contact(7, "Xavier")]
+            gone = ["followupboss:7"] if deleted else []
+            other.commit_changes("alice", "followupboss", "contacts", upserts, gone, None)
+        finally:
+            other.close()
+        wanted = "" if deleted else "Xavier"
+        for _ in range(100):
+            await pilot.pause(0.05)
+            found = app.index.search("lee7").groups.get("followupboss", [])
+            if [h.record.first_name for h in found] == ([wanted] if wanted else []):
+                break
+        else:
+            raise AssertionError("the change did not reach the open app")
+        assert loads == []
+        assert app.store.count("contacts", "followupboss") == (49 if deleted else 50)
+        await asyncio.sleep(0)
+
+
+async def test_the_duplicate_finder_rekeys_only_the_changed_contacts(monkeypatch):
+    from crm_tui.dedup import clusters
+
+    store = CacheStore("alice")
+    await store.replace_stream("fub", "contacts", [contact(i, source="fub") for i in range(40)])
+    hubspot = [contact(i, source="hubspot") for i in range(0, 40, 2)]  # same e-mails: pairs
+    await store.replace_stream("hubspot", "contacts", hubspot)
+    finder = clusters.DuplicateFinder()
+    before = finder.refresh(store)
+    assert len(before.clusters) == 20
+    built: list[int] = []
+    real_build = clusters.SourceKeys.build.__func__  # type: ignore[attr-defined]
+
+    def counting(cls, version, contacts, phones):
+        built.append(len(contacts))
+        return real_build(cls, version, contacts, phones)
+
+    monkeypatch.setattr(clusters.SourceKeys, "build", classmethod(counting))
+    moved = replace(contact(1, source="hubspot"), remote_id="901", id="hubspot:901")
+    await store.commit_changes("hubspot", "contacts", [moved], ["hubspot:2"], None, None)
+    await store.commit_changes("fub", "contacts", [contact(4, "Zoe", source="fub")], [], None, None)
+    patched = finder.refresh(store)
+    assert built == []  # no source was keyed afresh
+    fresh = clusters.DuplicateFinder().refresh(store)
+
+    def members(people):
+        return sorted(tuple(sorted(c.members)) for c in people.clusters)
+
+    assert members(patched) == members(fresh)
+    assert ("fub:1", "hubspot:901") in members(patched)
+    assert all("hubspot:2" not in m for m in members(patched))
+
+
+async def test_the_app_receives_a_signed_webhook_and_shows_the_change(tmp_path, demo_servers):
+    """The demo's path: the vendor posts a signed webhook to the receiver inside the app,
+    which fetches the record and shows it."""
+    from crm_tui.cli import free_loopback_port
+    from crm_tui.demo import data
+    from tests.conftest import make_settings as settings_of
+
+    env = {k.lower(): v for k, v in demo_servers.env().items()}
+    settings = settings_of(tmp_path, **env)
+    port = free_loopback_port()
+    app = make_app(settings, sync_on_start=True, webhook_listen=("127.0.0.1", port))
+    demo_servers.start_churn(0.0, webhook_url=f"http://127.0.0.1:{port}/webhooks/{{source}}")
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            while not (app.loaded and app.store.count("contacts", "followupboss")):
+                await pilot.pause(0.05)
+            index = next(i for i in range(10, 200) if i != data.MISSING_ID_INDEX)
+            patch = {"lastName": "Webhookton"}
+            demo_servers.overlay.apply("followupboss:people", "update", index, patch=patch)
+            for _ in range(200):
+                await pilot.pause(0.05)
+                if app.index.search("webhookton").counts.get("followupboss"):
+                    break
+            else:
+                raise AssertionError("the webhook's change never showed")
+            runs = app.store.db.list_runs(settings.user_id)
+            assert any(r["stream"] == "webhook:contacts" for r in runs)
+    finally:
+        demo_servers.stop_churn()
