@@ -5,7 +5,8 @@ lock with the app being measured), changed on command.
 
 prints one JSON line of settings, then answers each line read on stdin:
     update N   -> N Follow Up Boss people get a last name "Zqbench<serial>"; prints
-                  {"at": epoch seconds, "marker": "zqbench", "count": N}
+                  {"at": epoch seconds, "marker": "zqbench", "last": the last name given,
+                   "count": N}
     quit
 """
 
@@ -50,7 +51,8 @@ def main() -> None:
             serial += 1
             patch = {"lastName": f"Zqbench{serial}"}
             servers.overlay.apply("followupboss:people", "update", i, patch=patch)
-        print(json.dumps({"at": at, "marker": "zqbench", "count": count}), flush=True)
+        last = f"Zqbench{serial}"
+        print(json.dumps({"at": at, "marker": "zqbench", "last": last, "count": count}), flush=True)
     servers.stop()
 
 

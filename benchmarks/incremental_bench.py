@@ -18,10 +18,12 @@ import asyncio
 import json
 import os
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,36 @@ def cli(env: dict[str, str], *args: str) -> tuple[dict[str, Any], float]:
 
 def requests_of(result: dict[str, Any]) -> int:
     return int(result["streams"]["followupboss"]["contacts"]["requests"])
+
+
+class CommitClock:
+    """When the change log of a database first moves past where it was: the moment a
+    sync's commit landed, seen from a connection of its own, polled every 2 ms."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.at: float | None = None
+        self._stop = threading.Event()
+        conn = sqlite3.connect(path)
+        self._start = conn.execute("SELECT max(seq) FROM changes").fetchone()[0] or 0
+        conn.close()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        conn = sqlite3.connect(self.path)
+        try:
+            while not self._stop.wait(0.002):
+                seq = conn.execute("SELECT max(seq) FROM changes").fetchone()[0] or 0
+                if seq > self._start:
+                    self.at = time.time()
+                    return
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 class Watchdog:
@@ -144,6 +176,7 @@ async def incremental(contacts: int, share: float) -> None:
                 marker = vendor.update(changed)["marker"]
                 dog = Watchdog()
                 dog.start()
+                clock = CommitClock(settings.database_path)
                 started = time.time()
                 sync = await asyncio.create_subprocess_exec(
                     sys.executable,
@@ -158,6 +191,7 @@ async def incremental(contacts: int, share: float) -> None:
                 shown = await until_shown(app, marker, changed)
                 out, _ = await sync.communicate()
                 synced = time.time()
+                clock.stop()
                 await pilot.pause(1.0)
                 stall = dog.stop()
             result = json.loads(out)
@@ -169,9 +203,11 @@ async def incremental(contacts: int, share: float) -> None:
                 f"  incremental: {stream['requests']:,} requests ({share_of_full:.2%} of full;"
                 f" target < 2%), {stream['written']:,} written, mode {stream['mode']}"
             )
+            committed = clock.at or shown
             print(
-                f"  shown in the open app {shown - started:.2f} s after the sync started;"
-                f" the sync process took {synced - started:.2f} s (vendor, start-up and commit)"
+                f"  shown in the open app {shown - committed:.2f} s after the sync's commit"
+                f" (target <= 1 s), {shown - started:.2f} s after the sync started; the sync"
+                f" process took {synced - started:.2f} s (start-up, the vendor's answers, commit)"
             )
             print(f"  worst event-loop stall in the app: {stall * 1000:.0f} ms (target <= 50 ms)")
     finally:
@@ -211,9 +247,9 @@ async def webhooks(contacts: int, rounds: int) -> None:
                 await wait_idle(pilot, app)
                 dog = Watchdog()
                 dog.start()
-                for n in range(1, rounds + 1):
+                for _ in range(rounds):
                     sent = vendor.update(1)
-                    shown = await until_shown(app, sent["marker"], n, limit=30)
+                    shown = await until_shown(app, sent["last"], 1, limit=30)
                     latencies.append(shown - sent["at"])
                 stall = dog.stop()
             p95 = statistics.quantiles(latencies, n=20)[-1]

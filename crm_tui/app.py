@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import functools
 import gc
 import importlib
 import logging
@@ -305,11 +306,13 @@ class CrmApp(App[None]):
         self.run_worker(check(), group="integrity", exit_on_error=False, name="check pages")
 
     def _watch_database(self) -> None:
-        if self.loaded and self.store.db is not None:
+        """One look at a time, never cancelled: a look that is applying another process's
+        changes (seconds, for a stream of a million) finishes before the next begins."""
+        watching = any(w.group == "watch" and not w.is_finished for w in self.workers)
+        if self.loaded and self.store.db is not None and not watching:
             self.run_worker(
                 self._reload_if_changed(),
                 group="watch",
-                exclusive=True,
                 exit_on_error=False,
                 name="watch database",
             )
@@ -324,12 +327,12 @@ class CrmApp(App[None]):
             version = await asyncio.to_thread(db.data_version)
             changed = version != self._seen_version
             if changed:
-                self._seen_version = version
                 found = await asyncio.to_thread(
                     db.changes_since, self.store.user_id, self._seen_change
                 )
-                self._seen_change = found.last
                 await self.store.follow(found)
+                # seen only once applied: a look that failed is made again
+                self._seen_version, self._seen_change = version, found.last
                 if found.empty:  # statuses, audit rows, decisions: no record changed
                     await self.store.refresh_statuses()
                     self.refresh_review()
@@ -399,8 +402,8 @@ class CrmApp(App[None]):
             await asyncio.to_thread(self.index.rebuild_from, self.store, source, kinds)
         else:
             for kind in kinds:
-                stream = self.store.stream(kind, source)
-                await asyncio.to_thread(self.index.patch, kind, source, stream, ids)
+                current = functools.partial(self.store.stream, kind, source)
+                await asyncio.to_thread(self.index.patch, kind, source, current, ids)
         settle_heap()
         self.store_changed.publish(StoreChange(source, kinds, status_only=True))
         if "contacts" in kinds:

@@ -130,6 +130,8 @@ def serve(ctx: click.Context, listen: str, public_url: str | None, max_bytes: in
         # Records are not read: the worker writes the few each webhook names.
         store = rt.writable_store(loaded=False)
         store.load_statuses_sync()
+        if store.db is not None:
+            store.db.durable()  # a 2xx promises the sender its webhook is kept
         engine = SyncEngine(rt.settings, store)
         service = WebhookService(
             rt.settings, store, engine, host, port, public_url, max_bytes=max_bytes
@@ -193,13 +195,11 @@ def _subscription_rows(subs: list[Any]) -> list[tuple[Any, ...]]:
 @click.option("--url", required=True, help="The public https:// URL of /webhooks/SOURCE.")
 @click.option(
     "--events",
-    default="peopleCreated,peopleUpdated,peopleDeleted,dealsCreated,dealsUpdated,dealsDeleted",
-    show_default=True,
-    help="Comma-separated event names.",
+    help="Comma-separated event names (default: every people and deals event crm-tui applies).",
 )
 @_json_option
 @click.pass_context
-def register(ctx: click.Context, source: str, url: str, events: str, as_json: bool) -> None:
+def register(ctx: click.Context, source: str, url: str, events: str | None, as_json: bool) -> None:
     """Subscribe a URL to Follow Up Boss events (one subscription per event).
 
     Needs FUB_SYSTEM (Follow Up Boss manages webhooks per registered system); an event
@@ -212,7 +212,7 @@ def register(ctx: click.Context, source: str, url: str, events: str, as_json: bo
     rt = cli._rt(ctx, as_json)
     with cli.errors(rt):
         checked = subscriptions.check_callback_url(url)
-        names = subscriptions.parse_events(events)
+        names = subscriptions.parse_events(events) if events else subscriptions.DEFAULT_EVENTS
         outcome = _with_fub(rt, lambda c: subscriptions.register(c, checked, names))
         payload: dict[str, Any] = {
             "success": True,

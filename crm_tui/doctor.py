@@ -230,7 +230,7 @@ async def _repair(report: DoctorReport, settings: Settings, sync: bool) -> None:
     report.repair = await asyncio.to_thread(repair_database, path)
     report.after = database_checks(path)
     if not sync:
-        report.notes.append("not re-synced (--no-sync): `crm-tui sync` brings the rest back")
+        report.notes.append("not re-synced (--no-sync): `crm-tui sync --full` brings the rest back")
     elif not any(c.failed for c in report.after):
         report.sync = await resync(settings)
 

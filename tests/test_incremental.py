@@ -4,6 +4,7 @@ what moves the watermark, what a failure leaves, how deletions arrive."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -157,7 +158,7 @@ def hubspot_contact(i: int, modified: str, **properties: str) -> dict:
 
 
 @respx.mock
-async def test_hubspot_walks_the_search_window_past_ten_thousand_and_reads_archived(
+async def test_hubspot_pages_by_the_latest_change_seen_and_reads_archived(
     make_engine,
 ):
     listing = respx.get(f"{HUBSPOT}/crm/v3/objects/contacts")
@@ -171,14 +172,11 @@ async def test_hubspot_walks_the_search_window_past_ten_thousand_and_reads_archi
     def search(request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
         bodies.append(body)
-        after = int(body.get("after", 0))
-        if len(bodies) == 1:  # as if 9,800 came before: the next page would pass 10,000
+        if len(bodies) == 1:  # more pages follow: the next query starts at its latest change
             results = [hubspot_contact(2, "2026-11-21T10:00:00.000Z")]
-            return httpx.Response(
-                200,
-                json={"total": 12000, "results": results, "paging": {"next": {"after": "10000"}}},
-            )
-        assert after == 0  # a new query, from the latest change seen
+            paging = {"next": {"after": "200"}}
+            return httpx.Response(200, json={"total": 12000, "results": results, "paging": paging})
+        assert "after" not in body  # a new query, not the next offset of the old one
         results = [hubspot_contact(3, "2026-11-22T10:00:00.000Z", firstname="Ivy")]
         return httpx.Response(200, json={"total": 1, "results": results})
 
@@ -282,15 +280,115 @@ async def test_webhook_ids_are_fetched_and_a_404_deletes(make_engine):
     await engine.sync_source("followupboss")
     respx.get(f"{FUB}/people/1").respond(json=person(1, "2026-11-24T10:00:00Z", firstName="Al"))
     respx.get(f"{FUB}/people/2").respond(404, json={"errorMessage": "not found"})
-    unknown = respx.get(f"{FUB}/people/..%2Fdeals")
+    before = len(respx.calls)
     try:
         report = await engine.apply_remote_changes(
-            "followupboss", "contacts", ["1", "2", "../deals"], []
+            "followupboss", "contacts", ["1", "2", "../deals", "1?x=2"], []
         )
     finally:
         await engine.aclose()
+    paths = sorted(call.request.url.path for call in respx.calls[before:])
+    assert paths == ["/v1/people/1", "/v1/people/2"]  # an id that is no id never goes out
     assert (report.mode, report.written, report.deleted) == ("webhook", 1, 1)
     assert names(engine) == {"1": "Al"}
-    assert not unknown.called  # an id that is no id is never put in a path
     runs = engine.store.db.list_runs("alice")
     assert runs[0]["stream"] == "webhook:contacts" and runs[0]["mode"] == "webhook"
+
+
+async def test_a_hubspot_record_changed_between_search_pages_makes_none_skipped(
+    tmp_path, monkeypatch
+):
+    """A record read on the first page changes before the second is asked for: it moves to
+    the end of the order. Paging by offset would skip the record that slid into its place
+    (and the watermark would pass it by); a new query from the latest change seen does not."""
+    from crm_tui.demo.servers import start_demo_servers
+    from crm_tui.sync import engine as engine_module
+
+    servers = start_demo_servers(contacts=500, seed=31, fub_rate_limit=10_000)
+    hubspot = {k.lower(): v for k, v in servers.env().items() if k.startswith("HUBSPOT_")}
+
+    def cached(engine: SyncEngine) -> dict[str, dict]:
+        records = engine.store.contacts("hubspot")
+        return {r.id: {**r.to_json(), "synced_at": None} for r in records}
+
+    try:
+        first = make_engine_at(tmp_path / "kept", hubspot)
+        await sync(first, "hubspot")
+        now = time.time()
+        for k in range(300):  # two search pages of changes, a second apart
+            servers.overlay.apply("hubspot:contacts", "update", k + 20, at=now - 600 + k)
+        moved: list[object] = []
+
+        def meanwhile(point: str) -> None:
+            if point == "page:hubspot:contacts" and not moved:
+                moved.append(servers.overlay.apply("hubspot:contacts", "update", 25))
+
+        monkeypatch.setattr(engine_module, "fault_point", meanwhile)
+        kept = make_engine_at(tmp_path / "kept", hubspot)
+        report = await sync(kept, "hubspot")
+        assert moved and report.streams["contacts"].mode == "incremental"
+        monkeypatch.undo()
+        fresh = make_engine_at(tmp_path / "fresh", hubspot)
+        await sync(fresh, "hubspot")
+        assert cached(kept) == cached(fresh)
+    finally:
+        servers.stop()
+
+
+def make_engine_at(data_dir, values: dict[str, str]) -> SyncEngine:
+    settings = make_settings(data_dir, **values)
+    db = Database(settings.database_path)
+    store = CacheStore("alice", db)
+    store.load_sync()
+    return SyncEngine(settings, store)
+
+
+@respx.mock
+async def test_the_rate_budget_the_vendor_reports_is_shown_and_kept(make_engine):
+    headers = {
+        "X-RateLimit-Limit": "250",
+        "X-RateLimit-Remaining": "183",
+        "X-RateLimit-Window": "10",
+    }
+    respx.get(f"{FUB}/people").respond(
+        json={"_metadata": {}, "people": [person(1, "2026-11-20T10:00:00Z")]}, headers=headers
+    )
+    respx.get(f"{FUB}/deals").respond(json={"_metadata": {}, "deals": []}, headers=headers)
+    engine = fub(make_engine)
+    await sync(engine, "followupboss")
+    rate = engine.store.status("followupboss").rate
+    assert rate is not None and (rate.limit, rate.remaining, rate.window) == (250, 183, 10.0)
+    assert rate.describe() == "183 of 250 left per 10 s"
+    other = CacheStore("alice", Database(engine.store.db.path))  # another process
+    try:
+        other.load_statuses_sync()
+        assert other.status("followupboss").rate == rate
+    finally:
+        other.db.close()
+
+
+async def test_a_change_read_twice_or_undone_ends_as_the_vendor_left_it():
+    from crm_tui.models import Contact
+    from crm_tui.sync.delta import Delta
+
+    def person_at(i: int, updated: str, first: str = "A") -> Contact:
+        return Contact(
+            id=f"x:{i}",
+            source="x",
+            remote_id=str(i),
+            user_id="u",
+            first_name=first,
+            remote_updated=updated,
+        )
+
+    delta = Delta()
+    delta.upsert(person_at(1, "2026-11-20T10:00:00Z"))
+    delta.upsert(person_at(1, "2026-11-20T10:05:00Z", "B"))  # read again: the last wins
+    delta.delete("x:2")
+    delta.upsert(person_at(2, "2026-11-20T09:00:00Z"))  # restored after its deletion
+    delta.upsert(person_at(3, "2026-11-20T09:30:00Z"))
+    delta.delete("x:3")  # deleted after it was read
+    delta.delete(None)  # a deletion without an id is no deletion
+    assert {i: r.first_name for i, r in delta.upserts.items()} == {"x:1": "B", "x:2": "A"}
+    assert list(delta.deletes) == ["x:3"]
+    assert delta.duplicates == 1 and delta.latest == "2026-11-20T10:05:00Z"

@@ -132,7 +132,7 @@ def test_a_patch_is_searched_without_rebuilding_the_segment():
     index.patch(
         "contacts",
         "followupboss",
-        records,
+        lambda: records,
         ["followupboss:5", "followupboss:6", "followupboss:900"],
     )
     assert index._segments[("contacts", "followupboss")] is segment  # not rebuilt
@@ -142,7 +142,7 @@ def test_a_patch_is_searched_without_rebuilding_the_segment():
     assert "Ann Lee6" not in search_names(index, "lee6")
     assert index.search("ann").counts["followupboss"] == 198
     records["followupboss:7"] = replace(records["followupboss:7"], first_name="Quill")
-    index.patch("contacts", "followupboss", records, ["followupboss:7"])  # patches pile up
+    index.patch("contacts", "followupboss", lambda: records, ["followupboss:7"])  # patches pile up
     assert search_names(index, "qui") == ["Quill Lee7", "Quincy Lee5", "Quinn Lee900"]
 
 
@@ -154,7 +154,7 @@ def test_a_patch_past_its_limit_rebuilds_the_segment():
     changed = list(records)[: PATCH_MIN + 1]
     for record_id in changed:
         records[record_id] = replace(records[record_id], first_name="Bea")
-    index.patch("contacts", "followupboss", records, changed)
+    index.patch("contacts", "followupboss", lambda: records, changed)
     assert index._segments[("contacts", "followupboss")] is not segment
     assert ("contacts", "followupboss") not in index._patches
     assert index.search("bea").counts["followupboss"] == PATCH_MIN + 1
@@ -258,3 +258,31 @@ async def test_the_app_receives_a_signed_webhook_and_shows_the_change(tmp_path, 
             assert any(r["stream"] == "webhook:contacts" for r in runs)
     finally:
         demo_servers.stop_churn()
+
+
+async def test_an_imported_record_stays_over_its_synced_change_and_imports_are_logged(tmp_path):
+    path = tmp_path / "crm.sqlite3"
+    seeded(path, 5)
+    writer, reader = Database(path), Database(path)
+    try:
+        start = reader.last_change()
+        generation = writer.new_generation("alice", "followupboss", "contacts")
+        writer.stage("contacts", generation, [contact(2, "Imported")])
+        writer.commit_import("alice", "followupboss", "contacts", generation, "people.csv")
+        seen = reader.changes_since("alice", start)
+        assert seen.streams == {("contacts", "followupboss")}  # another process re-reads it
+        store = CacheStore("alice", reader)
+        store.load_sync()
+        assert store.get("contacts", "followupboss:2").first_name == "Imported"
+        await store.commit_changes(
+            "followupboss", "contacts", [contact(2, "Synced")], ["followupboss:3"], None, None
+        )
+        # the import still wins for its id; the other change lands
+        assert store.get("contacts", "followupboss:2").first_name == "Imported"
+        assert store.get("contacts", "followupboss:3") is None
+        again = CacheStore("alice", reader)
+        await again.follow(reader.changes_since("alice", 0))
+        assert again.get("contacts", "followupboss:2").first_name == "Imported"
+    finally:
+        writer.close()
+        reader.close()

@@ -674,8 +674,8 @@ BUILD_THREADS = min(4, os.cpu_count() or 1)
 RELEASE_GRACE_SECONDS = 2.0
 
 
-#: A patch grows until it holds this many records, or a twentieth of its base: then the
-#: stream's segment is built afresh.
+#: A patch grows until it holds this many records, or a hundredth of its base: then the
+#: stream's segment is built afresh (each patch rebuilds the patch segment whole).
 PATCH_MIN = 5_000
 
 
@@ -720,19 +720,25 @@ class SearchIndex:
             self._swap(kind, parts, replace_all=source is None)
 
     def patch(
-        self, kind: RecordKind, source: str, stream: Mapping[str, Record], ids: Iterable[str]
+        self,
+        kind: RecordKind,
+        source: str,
+        current: Callable[[], Mapping[str, Record]],
+        ids: Iterable[str],
     ) -> None:
-        """Records `ids` of one stream changed (their current versions are in `stream`; an
-        id missing there was deleted): searched from now on without rebuilding the
-        stream's segment, until the changes pile up."""
+        """Records `ids` of one stream changed (`current()` gives the stream as it is now;
+        an id missing there was deleted): searched from now on without rebuilding the
+        stream's segment, until the changes pile up. The stream is read under the build
+        lock, so patches made one after another never put an older version back."""
         key = (kind, source)
         with self._lock:
+            stream = current()
             base = self._segments.get(key)
             old = self._patches.get(key)
             if old is not None and old.base is not base:
                 old = None
             changed = frozenset(ids) | (old.ids if old is not None else frozenset())
-            small = base is not None and len(changed) <= max(PATCH_MIN, len(base.records) // 20)
+            small = base is not None and len(changed) <= max(PATCH_MIN, len(base.records) // 100)
             if base is not None and small:
                 positions = old.positions if old is not None else _positions(base)
                 live = [stream[i] for i in sorted(changed) if i in stream]

@@ -11,6 +11,7 @@ CLI, so they are plain data; nothing HTTP is imported until a source reads.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from abc import ABC
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from crm_tui.models import Contact, Record, RecordKind
-from crm_tui.sources.errors import NotFound, SourceError
+from crm_tui.sources.errors import NotFound, RateLimited, RemoteError, SourceError
 from crm_tui.sources.kit import (
     Auth,
     Capabilities,
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
     from crm_tui.store.db import Database
 
 __all__ = ["Capabilities", "Source", "SourceContext"]
+
+log = logging.getLogger(__name__)
 
 #: What a vendor's record id looks like; anything else named in a webhook is not fetched (it
 #: would be put in a URL path).
@@ -221,6 +224,14 @@ class Source(ABC):
                     )
                 except NotFound:
                     gone.append(remote_id)
+                    return
+                except RateLimited:
+                    raise  # the whole batch waits and is tried again
+                except RemoteError as exc:
+                    # one record this key may not read (a 403) spoils none of the others
+                    log.warning(
+                        "[%s] %s %s not read: %s", self.display_name, stream, remote_id, exc
+                    )
                     return
             raw = first_at(body, one.at) if one.at else body
             if raw is None or (endpoint.skip is not None and endpoint.skip(raw)):

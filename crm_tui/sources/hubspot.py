@@ -160,6 +160,17 @@ def _linked_contacts(body: Any) -> dict[str, list[str]]:
     return linked
 
 
+def _archived_since(raw: Any, since: str) -> bool:
+    """Archived at or after `since`, or at a time it does not say (then it counts)."""
+    when = raw.get("archivedAt") if isinstance(raw, Mapping) else None
+    if not isinstance(when, str):
+        return True
+    try:
+        return _epoch_ms(when) >= _epoch_ms(since)
+    except ValueError:
+        return True
+
+
 def _next_after(body: Any) -> str | None:
     after = get_path(body, "paging.next.after") if isinstance(body, Mapping) else None
     return str(after) if isinstance(after, str | int) and str(after) else None
@@ -365,38 +376,43 @@ class HubSpotSource(Source):
     async def _searched(
         self, endpoint: Stream, modified: str, stream: RecordKind, since: str
     ) -> AsyncIterator[Page]:
-        """The search endpoint, oldest change first, from `since` on. A query stops at
-        10,000 results: the next one starts at the latest change seen so far (records at
-        that very time come twice; the sync keeps the last). Then the archived ones."""
+        """The search endpoint, oldest change first, from `since` on; then the archived.
+
+        Each page is a new query from the latest change the last one held, not the next
+        offset of one query: a record changed meanwhile moves to the end of the order, and
+        paging by offset would skip the record that slid into its place. (It also keeps
+        clear of the 10,000 results one query may return.) The records at that very time
+        come twice; the sync keeps the last. Only a page all of one moment pages on by
+        offset within it."""
         path = f"crm/v3/objects/{stream}/search"
-        floor = _epoch_ms(since)
+        floor, after = _epoch_ms(since), None
         query = SearchQuery(modified, properties_read(stream, self.maps[stream]))
-        after: str | None = None
         while True:
             body, _ = await self.client.send_json("POST", path, body=query.body(floor, after))
             records = extract_records(body, ("results",), stream)
             if stream == "deals":  # a search carries no associations: asked for apart
                 await self._associate(records)
-            yield Page(
-                [r for r in records if not _archived(r)],
-                _total(body),
-                [r for r in records if _archived(r)],
-            )
-            after = _next_after(body)
-            if after is None:
+            kept = [r for r in records if not _archived(r)]
+            yield Page(kept, _total(body), [r for r in records if _archived(r)])
+            following = _next_after(body)
+            if following is None:
                 break
-            if not after.isdigit() or int(after) + SEARCH_PAGE <= SEARCH_CAP:
-                continue
-            latest = max((_modified_ms(r, modified) for r in records), default=None)
-            if latest is None or latest <= floor:
+            latest = max((_modified_ms(r, modified) or 0 for r in records), default=0)
+            if latest > floor:
+                floor, after = latest, None
+            elif following.isdigit() and int(following) + SEARCH_PAGE <= SEARCH_CAP:
+                after = following  # a page all of one moment: on within it
+            else:
                 raise PaginationError(
                     f"Failed to fetch {stream}",
                     f"more than {SEARCH_CAP} changes at one moment; run a full sync",
                 )
-            floor, after = latest, None
+        # The archived listing has no time filter: only what was archived since counts
+        # (the rest was removed by an earlier sync).
         archived = replace(endpoint, params={**endpoint.params, "archived": "true"})
         async for page in read_pages(self.client, archived, stream):
-            yield Page([], page.total, page.gone + page.records)
+            recent = [r for r in page.gone + page.records if _archived_since(r, since)]
+            yield Page([], page.total, recent)
 
     async def _associate(self, deals: list[Any]) -> None:
         """Each deal's contacts, from the v4 associations batch read, put where the listing

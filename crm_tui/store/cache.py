@@ -273,22 +273,25 @@ class CacheStore:
         """What changed in one stream (an incremental read, a webhook): database first, with
         the stream's watermark, then memory. Returns how many records it removed."""
         if self.db is None:
-            return self._apply(kind, source, upserts, deletes)
+            return await self._apply_off_loop(kind, source, upserts, deletes)
         deleted: int = await self.in_writer(
             self.db.commit_changes, self.user_id, source, kind, upserts, deletes, lease, watermark
         )
-        self._apply(kind, source, upserts, deletes)
+        await self._apply_off_loop(kind, source, upserts, deletes)
         return deleted
 
-    def _apply(
-        self, kind: RecordKind, source: str, upserts: list[Record], deletes: Iterable[str]
-    ) -> int:
-        """A few records of one stream changed, in memory: copy-on-write (a reader holding
-        the old mapping keeps a consistent one), an imported record still winning over its
-        synced version. Notifies with the ids; returns how many records went."""
+    def _patched(
+        self,
+        kind: RecordKind,
+        source: str,
+        base: dict[str, Record],
+        upserts: list[Record],
+        deletes: Iterable[str],
+    ) -> tuple[dict[str, Record], frozenset[str], int]:
+        """A copy of `base` with a few records changed (an imported record still winning
+        over its synced version), the ids that changed, and how many went."""
         overlay = self._imported[kind].get(source, {})
-        current = self._records[kind].get(source, {})
-        updated = dict(current)
+        updated = dict(base)
         changed = set()
         for record in upserts:
             if record.id not in overlay:
@@ -299,10 +302,39 @@ class CacheStore:
             if record_id not in overlay and updated.pop(record_id, None) is not None:
                 removed += 1
                 changed.add(record_id)
+        return updated, frozenset(changed), removed
+
+    def _install(
+        self, kind: RecordKind, source: str, updated: dict[str, Record], changed: frozenset[str]
+    ) -> None:
+        """Copy-on-write: a reader holding the old mapping keeps a consistent one."""
         if changed:
             self._records[kind][source] = updated
-            self._notify(StoreChange(source, (kind,), frozenset(changed)))
+            self._notify(StoreChange(source, (kind,), changed))
+
+    def _apply(
+        self, kind: RecordKind, source: str, upserts: list[Record], deletes: Iterable[str]
+    ) -> int:
+        """A few records of one stream changed, in memory; returns how many went."""
+        base = self.stream(kind, source)
+        updated, changed, removed = self._patched(kind, source, base, upserts, deletes)
+        self._install(kind, source, updated, changed)
         return removed
+
+    async def _apply_off_loop(
+        self, kind: RecordKind, source: str, upserts: list[Record], deletes: list[str]
+    ) -> int:
+        """`_apply`, with the copy of the stream (a million entries: tens of ms) made in a
+        thread; if the stream was replaced meanwhile, made again."""
+        for _ in range(3):
+            base = self.stream(kind, source)
+            updated, changed, removed = await asyncio.to_thread(
+                self._patched, kind, source, base, upserts, deletes
+            )
+            if self.stream(kind, source) is base:
+                self._install(kind, source, updated, changed)
+                return removed
+        return self._apply(kind, source, upserts, deletes)
 
     def _swap(self, kind: RecordKind, source: str, fresh: dict[str, Record]) -> None:
         overlay = self._imported[kind].get(source)
@@ -406,8 +438,13 @@ class CacheStore:
             self._imported[kind][source] = imported
             self._swap(kind, source, synced)
         for (kind, source), ids in sorted(changes.ids.items()):
-            found = await asyncio.to_thread(self._read_ids, kind, source, sorted(ids))
-            self._apply(kind, source, found, ids - {r.id for r in found})
+            for _ in range(3):  # this process changed the stream meanwhile: read again
+                before = self.stream_version(kind, source)
+                found = await asyncio.to_thread(self._read_ids, kind, source, sorted(ids))
+                if self.stream_version(kind, source) == before:
+                    break
+            gone = list(ids - {r.id for r in found})
+            await self._apply_off_loop(kind, source, found, gone)
         await self.refresh_statuses()
 
     def load_statuses_sync(self) -> None:

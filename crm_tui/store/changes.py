@@ -74,24 +74,34 @@ class ChangeLogStore:
 
     @damage_named
     def last_change(self) -> int:
+        """The newest change ever logged (the counter survives trimming): where a reader
+        that has just read everything starts."""
         with self._lock:
-            row = self._conn.execute("SELECT max(seq) FROM changes").fetchone()
-        return int(row[0] or 0)
+            return self._newest()
+
+    def _newest(self) -> int:
+        row = self._conn.execute(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'changes'"
+        ).fetchone()
+        return int(row[0]) if row else 0
 
     @damage_named
     def changes_since(self, user_id: str, seq: int) -> Changes:
-        """Other processes' changes after `seq`. A reader whose `seq` was trimmed away
+        """Other processes' changes after `seq`, read in one snapshot (a commit landing
+        meanwhile is the next look's). A reader some of whose changes were trimmed away
         cannot tell what it missed: `everything`."""
-        with self._lock:
+        with self._lock, self._reading():  # type: ignore[attr-defined]
+            newest = self._newest()
             oldest = self._conn.execute("SELECT min(seq) FROM changes").fetchone()[0]
             rows = self._conn.execute(
                 "SELECT seq, kind, source, record_id, origin FROM changes"
-                " WHERE seq > ? AND user_id = ? ORDER BY seq",
-                (seq, user_id),
+                " WHERE seq > ? AND seq <= ? AND user_id = ? ORDER BY seq",
+                (seq, newest, user_id),
             ).fetchall()
-            newest = self._conn.execute("SELECT max(seq) FROM changes").fetchone()[0]
-        found = Changes(last=max(seq, int(newest or 0)))
-        if seq and oldest is not None and oldest > seq + 1:
+        found = Changes(last=max(seq, newest))
+        # sequence numbers are handed out without gaps (a rolled-back insert takes its
+        # number back), so a first kept row past seq + 1 means some were trimmed
+        if newest > seq and (oldest is None or oldest > seq + 1):
             found.everything = True
             return found
         mine = self.owner.id

@@ -221,7 +221,7 @@ MIGRATIONS: tuple[str, ...] = (
         id INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT NOT NULL, source TEXT NOT NULL,
         event TEXT NOT NULL, payload TEXT NOT NULL, received_at TEXT NOT NULL,
         state TEXT NOT NULL DEFAULT 'new', attempts INTEGER NOT NULL DEFAULT 0,
-        error TEXT, done_at TEXT);
+        error TEXT, tried_at TEXT, claimed_by TEXT, heartbeat_at TEXT, done_at TEXT);
     CREATE INDEX webhook_inbox_state ON webhook_inbox (user_id, state, id);
     CREATE TABLE webhook_refusals (
         source TEXT NOT NULL, reason TEXT NOT NULL, count INTEGER NOT NULL,
@@ -240,6 +240,15 @@ _TAGS = CONTACT_FIELDS.index("tags")
 _CONTACT_DELETED = CONTACT_FIELDS.index("deleted")
 _DEAL_DELETED = DEAL_FIELDS.index("deleted")
 _AMOUNT = DEAL_FIELDS.index("amount")
+
+
+def _chunks(ids: Sequence[str], size: int = 500) -> list[list[str]]:
+    """Ids a few hundred at a time: SQLite takes a bounded number of parameters."""
+    return [list(ids[at : at + size]) for at in range(0, len(ids), size)]
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ", ".join("?" for _ in values)
 
 
 def _to_row(record: Record, generation: int) -> list[Any]:
@@ -280,6 +289,13 @@ class Database(LeaseStore, DecisionStore, LocalRecordStore, ChangeLogStore, Sync
             if beside.exists() and not self.read_only:
                 beside.chmod(0o600)
         self.migrate()
+
+    def durable(self) -> None:
+        """Every commit on the disk before it returns (`synchronous=FULL`; NORMAL survives a
+        crash of the process, not of the machine): for a process whose commits are promises
+        to someone else, such as the webhook receiver's 2xx after storing a request."""
+        with self._lock:
+            self._conn.execute("PRAGMA synchronous=FULL")
 
     def read_only_error(self) -> DatabaseReadOnly:
         return DatabaseReadOnly(
@@ -487,9 +503,9 @@ class Database(LeaseStore, DecisionStore, LocalRecordStore, ChangeLogStore, Sync
             ).fetchall()
             if ids is not None:
                 return [
-                    (select + " AND id = ?", (user_id, name, g, i))
+                    (select + f" AND id IN ({_marks(chunk)})", (user_id, name, g, *chunk))
                     for name, g in imports
-                    for i in ids
+                    for chunk in _chunks(ids)
                 ]
             return [(select, (user_id, name, g)) for name, g in imports]
         generations = self._generations(user_id, kind)
@@ -498,7 +514,10 @@ class Database(LeaseStore, DecisionStore, LocalRecordStore, ChangeLogStore, Sync
             select = by_stream
             current = generations.get(source, 0)
             if ids is not None:
-                return [(select + " AND id = ?", (user_id, source, current, i)) for i in ids]
+                return [
+                    (select + f" AND id IN ({_marks(chunk)})", (user_id, source, current, *chunk))
+                    for chunk in _chunks(ids)
+                ]
             return [(select, (user_id, source, current))]
         visible = sorted({0, *generations.values()})
         marks = ", ".join("?" for _ in visible)
@@ -674,14 +693,38 @@ class Database(LeaseStore, DecisionStore, LocalRecordStore, ChangeLogStore, Sync
                 self.check_lease(conn, lease)
             current = self._generations(user_id, kind).get(source, 0)
             conn.executemany(self._insert_sql(kind), (_to_row(r, current) for r in upserts))
-            deleted = conn.executemany(
+            # a listing of deletions names records long gone too: only those still here
+            # are deleted, and logged
+            present = self._present(conn, user_id, source, kind, current, deletes)
+            conn.executemany(
                 f"DELETE FROM {kind} WHERE user_id = ? AND source = ? AND generation = ?"
                 " AND id = ?",
-                ((user_id, source, current, i) for i in deletes),
-            ).rowcount
+                ((user_id, source, current, i) for i in present),
+            )
             self.move_bookmark(conn, user_id, source, kind, watermark, full=False)
-            self.log_changes(conn, user_id, kind, source, [r.id for r in upserts] + list(deletes))
-            return max(deleted, 0)
+            self.log_changes(conn, user_id, kind, source, [r.id for r in upserts] + present)
+            return len(present)
+
+    @staticmethod
+    def _present(
+        conn: sqlite3.Connection,
+        user_id: str,
+        source: str,
+        kind: RecordKind,
+        generation: int,
+        ids: Sequence[str],
+    ) -> list[str]:
+        found: list[str] = []
+        for chunk in _chunks(ids):
+            found += [
+                i
+                for (i,) in conn.execute(
+                    f"SELECT id FROM {kind} WHERE user_id = ? AND source = ? AND generation = ?"
+                    f" AND id IN ({_marks(chunk)})",
+                    (user_id, source, generation, *chunk),
+                )
+            ]
+        return found
 
     def clear(self, user_id: str, source: str | None = None) -> int:
         """Delete the visible rows, imported files' included; a refresh still running keeps

@@ -234,6 +234,8 @@ def _recover(scan: Path, fresh: Path, report: RepairReport) -> None:
         target.execute("BEGIN")
         report.tables = [copy_table(source, target, t) for t in tables(target)]
         restore_sequences(source, target)
+        # The rows a watermark covers may be among the lost: the next sync reads in full.
+        target.execute("UPDATE bookmarks SET full_at = NULL")
         target.execute("COMMIT")
     finally:
         target.close()

@@ -293,6 +293,18 @@ class SyncEngine:
         if report.run_id is not None and self.store.db is not None:
             await self.store.in_writer(self.store.db.finish_run, report.run_id, report)
 
+    def _progress(
+        self, source: Source, stream: RecordKind, report: StreamReport, total: int | None
+    ) -> None:
+        """After each page: how far the stream is, and the rate budget as the vendor's
+        last answer put it (so Status shows it while a long sync spends it)."""
+        client = source.client_in_use
+        changes: dict[str, Any] = {"progress": Progress(stream, report.read, report.pages, total)}
+        reading = client.budget.reading() if client is not None else None
+        if reading is not None:
+            changes["rate"] = reading
+        self.store.update_status(source.name, **changes)
+
     async def _save_rate(self, source: Source) -> None:
         """The rate budget the vendor reported last: on Status here, and in the database
         for the other processes' Status."""
@@ -472,9 +484,7 @@ class SyncEngine:
                     bad.append((str(exc), raw))
             for raw in page.gone:
                 delta.delete(source.record_id(stream, raw))
-            self.store.update_status(
-                source.name, progress=Progress(stream, report.read, report.pages, page.total)
-            )
+            self._progress(source, stream, report, page.total)
             fault_point(f"page:{source.name}:{stream}")
             await asyncio.sleep(0)
         self._too_many(stream, len(bad), report.read)
@@ -598,9 +608,7 @@ class SyncEngine:
                             self.store.in_writer(db and db.stage, stream, generation, unstaged)
                         )
                         unstaged = []
-                    self.store.update_status(
-                        name, progress=Progress(stream, report.read, report.pages, page.total)
-                    )
+                    self._progress(source, stream, report, page.total)
                     fault_point(f"page:{name}:{stream}")
             if staging is not None:
                 await staging

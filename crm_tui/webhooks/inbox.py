@@ -1,12 +1,13 @@
 """The webhook inbox: every accepted webhook as a row, durable before the sender hears 2xx.
 
 States: `new` (received), `working` (claimed by a worker), `done`, `failed` (retried after a
-backoff; `attempts` counts the failures, `error` says the last one) and `dead` (gave up).
+backoff; `attempts` counts the failures, `error` says the last one, `tried_at` when) and
+`dead` (gave up).
 
-A claim is recorded on the row itself, since the schema has no column for it: while a row
-is `working`, `error` holds the claim (which process and worker) and `done_at` its last
-heartbeat. A claim whose process is gone (same machine) or whose heartbeat is older than
-the lease TTL (another host) is dead, and its rows are claimed again. Only one live worker
+While a row is `working`, `claimed_by` names the claim (which process and worker) and
+`heartbeat_at` its last heartbeat. A claim whose process is gone (same machine) or whose
+heartbeat is older than the lease TTL (another host) is dead, and its rows are claimed
+again. Only one live worker
 drains a user's inbox at a time, so events are applied in the order they arrived.
 
 Every value is a parameter; the only SQL built from text is a run of `?` marks.
@@ -136,14 +137,14 @@ class WebhookInbox:
         at = time.time() if now is None else now
         with self.db.transaction() as conn:
             held = conn.execute(
-                "SELECT id, error, done_at FROM webhook_inbox WHERE user_id = ?"
+                "SELECT id, claimed_by, heartbeat_at FROM webhook_inbox WHERE user_id = ?"
                 " AND state = 'working'",
                 (self.user_id,),
             ).fetchall()
             if any(claim_alive(m, parse_stamp(beat), at) for _, m, beat in held):
                 return []
             failed = conn.execute(
-                "SELECT id, attempts, done_at FROM webhook_inbox WHERE user_id = ?"
+                "SELECT id, attempts, tried_at FROM webhook_inbox WHERE user_id = ?"
                 " AND state = 'failed'",
                 (self.user_id,),
             ).fetchall()
@@ -162,7 +163,7 @@ class WebhookInbox:
                 (self.user_id, *ids),
             ).fetchall()
             conn.executemany(
-                "UPDATE webhook_inbox SET state = 'working', error = ?, done_at = ?"
+                "UPDATE webhook_inbox SET state = 'working', claimed_by = ?, heartbeat_at = ?"
                 " WHERE user_id = ? AND id = ?",
                 [(claim.marker, stamp(at), self.user_id, i) for i in ids],
             )
@@ -171,8 +172,8 @@ class WebhookInbox:
     def heartbeat(self, claim: Claim, ids: Iterable[int], now: float | None = None) -> None:
         with self.db.transaction() as conn:
             conn.executemany(
-                "UPDATE webhook_inbox SET done_at = ? WHERE user_id = ? AND id = ?"
-                " AND state = 'working' AND error = ?",
+                "UPDATE webhook_inbox SET heartbeat_at = ? WHERE user_id = ? AND id = ?"
+                " AND state = 'working' AND claimed_by = ?",
                 [(stamp(now), self.user_id, i, claim.marker) for i in ids],
             )
 
@@ -180,8 +181,9 @@ class WebhookInbox:
         """Rows applied: done. A row whose claim another worker took over is left alone."""
         with self.db.transaction() as conn:
             conn.executemany(
-                "UPDATE webhook_inbox SET state = 'done', error = NULL, done_at = ?"
-                " WHERE user_id = ? AND id = ? AND state = 'working' AND error = ?",
+                "UPDATE webhook_inbox SET state = 'done', error = NULL, done_at = ?,"
+                " claimed_by = NULL, heartbeat_at = NULL"
+                " WHERE user_id = ? AND id = ? AND state = 'working' AND claimed_by = ?",
                 [(stamp(now), self.user_id, i, claim.marker) for i in ids],
             )
 
@@ -196,9 +198,10 @@ class WebhookInbox:
         later) or `dead` once `max_attempts` failed. `errors` must hold no secret."""
         with self.db.transaction() as conn:
             conn.executemany(
-                "UPDATE webhook_inbox SET attempts = attempts + 1, error = ?, done_at = ?,"
+                "UPDATE webhook_inbox SET attempts = attempts + 1, error = ?, tried_at = ?,"
+                " claimed_by = NULL, heartbeat_at = NULL,"
                 " state = CASE WHEN attempts + 1 >= ? THEN 'dead' ELSE 'failed' END"
-                " WHERE user_id = ? AND id = ? AND state = 'working' AND error = ?",
+                " WHERE user_id = ? AND id = ? AND state = 'working' AND claimed_by = ?",
                 [
                     (error, stamp(now), max_attempts, self.user_id, i, claim.marker)
                     for i, error in errors.items()
@@ -209,9 +212,9 @@ class WebhookInbox:
         """Give rows back unapplied (the worker was stopped): claimable at once again."""
         with self.db.transaction() as conn:
             conn.executemany(
-                "UPDATE webhook_inbox SET error = NULL, done_at = NULL,"
+                "UPDATE webhook_inbox SET claimed_by = NULL, heartbeat_at = NULL,"
                 " state = CASE WHEN attempts > 0 THEN 'failed' ELSE 'new' END"
-                " WHERE user_id = ? AND id = ? AND state = 'working' AND error = ?",
+                " WHERE user_id = ? AND id = ? AND state = 'working' AND claimed_by = ?",
                 [(self.user_id, i, claim.marker) for i in ids],
             )
 

@@ -14,22 +14,14 @@ from urllib.parse import urlparse
 
 from crm_tui.config import ConfigError, Settings, is_loopback_host
 from crm_tui.sources.errors import SourceError
+from crm_tui.sources.followupboss import EVENTS
 from crm_tui.sources.http import HttpClient
 from crm_tui.text import single_line
 
-DEFAULT_EVENTS = (
-    "peopleCreated",
-    "peopleUpdated",
-    "peopleDeleted",
-    "dealsCreated",
-    "dealsUpdated",
-    "dealsDeleted",
-)
+DEFAULT_EVENTS = tuple(EVENTS)  # every event the connector applies
 #: The events Follow Up Boss documents; a typo is caught here rather than by a 400.
 KNOWN_EVENTS = (
     *DEFAULT_EVENTS,
-    "peopleStageUpdated",
-    "peopleTagsCreated",
     "notesCreated",
     "notesUpdated",
     "notesDeleted",
