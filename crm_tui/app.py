@@ -191,6 +191,7 @@ class CrmApp(App[None]):
         self.store_error: StoreError | None = None  # the snapshot could not be read
         self._seen_version: int | None = None
         self._seen_change = 0  # the newest row of the change log applied
+        self._people_again = False  # contacts changed while the duplicates were found
         self.store_changed: Signal[StoreChange] = Signal(self, "store-changed")
         # Re-indexing to do: per (source, kinds), the ids changed, or None for everything.
         self._pending_index: dict[tuple[str | None, tuple[RecordKind, ...]], set[str] | None] = {}
@@ -410,23 +411,31 @@ class CrmApp(App[None]):
             self._find_people()
 
     def _find_people(self) -> None:
-        """Duplicate clusters, recomputed off the loop; only changed sources are re-keyed."""
+        """Duplicate clusters, recomputed off the loop; only changed contacts are re-keyed.
+        One run at a time: changes arriving meanwhile (a webhook a second) make one more
+        run after it, never a queue of runs each holding a worker thread."""
+        if any(w.group == "people" and not w.is_finished for w in self.workers):
+            self._people_again = True
+            return
         self.run_worker(
             self._people_worker(), group="people", exit_on_error=False, name="find duplicates"
         )
 
     async def _people_worker(self) -> None:
-        people = await asyncio.to_thread(self.dedup.refresh, self.store)
-        review = await asyncio.to_thread(self._review_of, people)
-        old, self.people, self.review = self.people, people, review
-        settle_heap()
-        self.store_changed.publish(StoreChange(None, ("contacts",), status_only=True))
-        # A million records' clusters, freed in one go, would hold the loop for a while:
-        # the indexes go at once (they only point), the clusters a slice at a time once
-        # the screens have let go of them.
-        for index in (old.by_record, old.by_id, old.shared_by_record):
-            release_gradually(index)
-        release_gradually(old.clusters, after=2.0)
+        self._people_again = True
+        while self._people_again:
+            self._people_again = False
+            people = await asyncio.to_thread(self.dedup.refresh, self.store)
+            review = await asyncio.to_thread(self._review_of, people)
+            old, self.people, self.review = self.people, people, review
+            settle_heap()
+            self.store_changed.publish(StoreChange(None, ("contacts",), status_only=True))
+            # A million records' clusters, freed in one go, would hold the loop for a while:
+            # the indexes go at once (they only point), the clusters a slice at a time once
+            # the screens have let go of them.
+            for index in (old.by_record, old.by_id, old.shared_by_record):
+                release_gradually(index)
+            release_gradually(old.clusters, after=2.0)
 
     def _review_of(self, people: People) -> Review:
         """The clusters in sections, with this user's decisions read from the database."""

@@ -674,7 +674,7 @@ BUILD_THREADS = min(4, os.cpu_count() or 1)
 RELEASE_GRACE_SECONDS = 2.0
 
 
-#: A patch grows until it holds this many records, or a hundredth of its base: then the
+#: A patch grows until it holds this many records, or a fiftieth of its base: then the
 #: stream's segment is built afresh (each patch rebuilds the patch segment whole).
 PATCH_MIN = 5_000
 
@@ -738,7 +738,7 @@ class SearchIndex:
             if old is not None and old.base is not base:
                 old = None
             changed = frozenset(ids) | (old.ids if old is not None else frozenset())
-            small = base is not None and len(changed) <= max(PATCH_MIN, len(base.records) // 100)
+            small = base is not None and len(changed) <= max(PATCH_MIN, len(base.records) // 50)
             if base is not None and small:
                 positions = old.positions if old is not None else _positions(base)
                 live = [stream[i] for i in sorted(changed) if i in stream]
