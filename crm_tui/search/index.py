@@ -113,6 +113,7 @@ class Segment:
     name_ends: np.ndarray  # byte offset where each line's first field (the name) ends
     line_at: np.ndarray  # per 64-byte block of data, the line its first byte is in
     _facets: Facets | None = None  # VALUE_FIELDS and the filters' fields, as codes
+    _positions: IdPositions | None = None  # where each record id sits (for patches)
 
     @classmethod
     def build(cls, records: Iterable[Record]) -> Segment:
@@ -301,6 +302,13 @@ class Segment:
         if self._facets is None:
             self._facets = Facets(self.records)
         return self._facets
+
+    def positions(self) -> IdPositions:
+        """Built on first use; SearchIndex builds them beside a big segment (see _swap), so
+        a patch's latency never pays for them."""
+        if self._positions is None:
+            self._positions = IdPositions([r.id for r in self.records])
+        return self._positions
 
     @property
     def nbytes(self) -> int:
@@ -689,11 +697,6 @@ class Patch:
     segment: Segment
     dead: np.ndarray  # per record of `base`
     ids: frozenset[str]
-    positions: IdPositions
-
-
-def _positions(segment: Segment) -> IdPositions:
-    return IdPositions([r.id for r in segment.records])
 
 
 class SearchIndex:
@@ -740,13 +743,12 @@ class SearchIndex:
             changed = frozenset(ids) | (old.ids if old is not None else frozenset())
             small = base is not None and len(changed) <= max(PATCH_MIN, len(base.records) // 50)
             if base is not None and small:
-                positions = old.positions if old is not None else _positions(base)
                 live = [stream[i] for i in sorted(changed) if i in stream]
                 segment = Segment.build(live)
                 segment.facets()
                 dead = np.zeros(len(base.records), dtype=bool)
-                dead[list(positions.find(changed).values())] = True
-                self._patches[key] = Patch(base, segment, dead, changed, positions)
+                dead[list(base.positions().find(changed).values())] = True
+                self._patches[key] = Patch(base, segment, dead, changed)
                 return
         self.rebuild(kind, source, list(stream.values()))
 
@@ -762,6 +764,8 @@ class SearchIndex:
             built = {key: future.result() for key, future in futures.items()}
             for segment in built.values():
                 segment.facets()
+                if len(segment.records) > PATCH_MIN:  # a stream a patch may come to
+                    segment.positions()
         with self._lock:
             stale = [
                 key for key in self._segments if key in built or (replace_all and key[0] == kind)
