@@ -241,7 +241,10 @@ class DuplicateFinder:
                 continue
             cached = self._keys.get(source)
             if cached is None or cached.version != version:
-                cached = self._keys_now(store, source, version, stream, cached)
+                # young lists of a million keys: a collection walking them would hold the
+                # interpreter lock (and the app's loop) for tens of ms; frozen on the way out
+                with gc_paused():
+                    cached = self._keys_now(store, source, version, stream, cached)
             present[source] = cached
         stale = [keys for name, keys in self._keys.items() if present.get(name) is not keys]
         self._keys = present

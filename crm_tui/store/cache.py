@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from crm_tui.config import SOURCE_NAMES
-from crm_tui.heap import release_gradually
+from crm_tui.heap import gc_paused, release_gradually
 from crm_tui.models import KINDS, Contact, Deal, Record, RecordKind, SourceStatus, SyncState
 from crm_tui.store.changes import Changes
 from crm_tui.store.db import Database
@@ -291,7 +291,8 @@ class CacheStore:
         """A copy of `base` with a few records changed (an imported record still winning
         over its synced version), the ids that changed, and how many went."""
         overlay = self._imported[kind].get(source, {})
-        updated = dict(base)
+        with gc_paused():  # a young dict of a million: no collection walks it, it is frozen
+            updated = dict(base)
         changed = set()
         for record in upserts:
             if record.id not in overlay:
