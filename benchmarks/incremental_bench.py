@@ -273,7 +273,8 @@ def main() -> None:
     args = parser.parse_args()
     for contacts in args.contacts or [100_000]:
         asyncio.run(incremental(contacts, args.share))
-        asyncio.run(webhooks(contacts, args.webhook_rounds))
+        if args.webhook_rounds:
+            asyncio.run(webhooks(contacts, args.webhook_rounds))
 
 
 if __name__ == "__main__":

@@ -465,8 +465,9 @@ class CacheStore:
     ) -> tuple[dict[str, Record], dict[str, Record]]:
         assert self.db is not None
         load = self.db.load_records
-        imported = {r.id: r for r in load(self.user_id, kind, True, source)}
-        synced = {r.id: r for r in load(self.user_id, kind, False, source)}
+        with gc_paused():  # a stream's worth of new records: frozen, never walked
+            imported = {r.id: r for r in load(self.user_id, kind, True, source)}
+            synced = {r.id: r for r in load(self.user_id, kind, False, source)}
         return synced, imported
 
     def _read_ids(self, kind: RecordKind, source: str, ids: list[str]) -> list[Record]:
