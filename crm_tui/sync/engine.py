@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -336,10 +337,8 @@ class SyncEngine:
         stream_run = await self.store.in_writer(
             db and db.start_run, self.store.user_id, name, report.started_at, run_id, stream
         )
-        stats = StreamStats()
-        token = current_stats.set(stats)
         bad: list[tuple[str, Any]] = []
-        try:
+        async with self._audited(source, report, stream_run, bad):
             async with self.store.lease(
                 name, stream, "sync", wait=self.wait, on_wait=partial(self._waiting, source)
             ) as lease:
@@ -353,6 +352,22 @@ class SyncEngine:
             log.info(
                 "[%s] Successfully synced %d %s (%s)", display, report.written, stream, report.mode
             )
+        return report
+
+    @asynccontextmanager
+    async def _audited(
+        self,
+        source: Source,
+        report: StreamReport,
+        run_id: int | None,
+        bad: list[tuple[str, Any]],
+    ) -> AsyncIterator[None]:
+        """A stream's run, whatever happens in it: a failure goes into its report
+        (cancellation goes on), then its counters, its quarantine and its audit row."""
+        stats = StreamStats()
+        token = current_stats.set(stats)
+        try:
+            yield
         except BaseException as exc:
             self._failed(source, report, exc)
         finally:
@@ -360,8 +375,7 @@ class SyncEngine:
             report.retries, report.requests = stats.retries, stats.requests
             report.quarantined = len(bad)
             report.ended_at = utc_now()
-            await self._audit(source, stream_run, report, bad)
-        return report
+            await self._audit(source, run_id, report, bad)
 
     def _failed(self, source: Source, report: StreamReport, exc: BaseException) -> None:
         """A stream's failure into its report; cancellation and interpreter exits go on."""
@@ -520,20 +534,14 @@ class SyncEngine:
             None,
             f"webhook:{stream}",
         )
-        stats = StreamStats()
-        token = current_stats.set(stats)
         bad: list[tuple[str, Any]] = []
         try:
-            async with self.store.lease(name, stream, "webhook") as lease:
+            async with (
+                self._audited(source, report, run, bad),
+                self.store.lease(name, stream, "webhook") as lease,
+            ):
                 await self._fetch_named(source, stream, changed, deleted, lease, report, bad)
-        except BaseException as exc:
-            self._failed(source, report, exc)
         finally:
-            current_stats.reset(token)
-            report.retries, report.requests = stats.retries, stats.requests
-            report.quarantined = len(bad)
-            report.ended_at = utc_now()
-            await self._audit(source, run, report, bad)
             await self._save_rate(source)
         return report
 
