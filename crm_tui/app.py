@@ -192,6 +192,7 @@ class CrmApp(App[None]):
         self._seen_version: int | None = None
         self._seen_change = 0  # the newest row of the change log applied
         self._people_again = False  # contacts changed while the duplicates were found
+        self._decisions_stamp: tuple[object, ...] | None = None  # as last reviewed
         self.store_changed: Signal[StoreChange] = Signal(self, "store-changed")
         # Re-indexing to do: per (source, kinds), the ids changed, or None for everything.
         self._pending_index: dict[tuple[str | None, tuple[RecordKind, ...]], set[str] | None] = {}
@@ -235,8 +236,10 @@ class CrmApp(App[None]):
         await asyncio.to_thread(tls_context)  # so building a source's client never stalls
         try:
             if self.store.db is not None:  # read first: a commit during the load shows next
-                self._seen_version = await asyncio.to_thread(self.store.db.data_version)
-                self._seen_change = await asyncio.to_thread(self.store.db.last_change)
+                db, user = self.store.db, self.store.user_id
+                self._seen_version = await asyncio.to_thread(db.data_version)
+                self._seen_change = await asyncio.to_thread(db.last_change)
+                self._decisions_stamp = await asyncio.to_thread(db.decisions_stamp, user)
             await self.store.load()
         except StoreError as exc:
             self.show_store_error(exc)
@@ -334,9 +337,9 @@ class CrmApp(App[None]):
                 await self.store.follow(found)
                 # seen only once applied: a look that failed is made again
                 self._seen_version, self._seen_change = version, found.last
-                if found.empty:  # statuses, audit rows, decisions: no record changed
+                if found.empty:  # statuses, audit rows, leases, decisions: no record changed
                     await self.store.refresh_statuses()
-                    self.refresh_review()
+                    await self._review_if_decided()
             # Leases are taken and released by commits; a holder that died says nothing,
             # so while one is shown, look again each time.
             shown = any(s.busy_elsewhere for s in self.store.statuses().values())
@@ -345,6 +348,17 @@ class CrmApp(App[None]):
                 self._show_other_writers(held)
         except StoreError as exc:
             self.show_store_error(exc)
+
+    async def _review_if_decided(self) -> None:
+        """Sort the clusters again only when another process decided something: at a
+        million contacts a review is built in seconds and dropped in tens of ms, and a sync
+        elsewhere commits (statuses, heartbeats) every few seconds."""
+        db = self.store.db
+        assert db is not None
+        stamp = await asyncio.to_thread(db.decisions_stamp, self.store.user_id)
+        if stamp != self._decisions_stamp:
+            self._decisions_stamp = stamp
+            self.refresh_review()
 
     def _show_other_writers(self, held: list[tuple[str, str, Holder]]) -> None:
         """A sync in another process (cron, `sync --watch`) shows on Status as it runs."""

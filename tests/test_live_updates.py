@@ -37,7 +37,9 @@ def seeded(path, count: int = 50) -> None:
         db.close()
 
 
-async def test_the_change_log_names_other_processes_changes_only(tmp_path):
+async def test_the_change_log_names_other_processes_changes_only(tmp_path, monkeypatch):
+    from crm_tui.store import db as db_module
+
     path = tmp_path / "crm.sqlite3"
     seeded(path)
     writer, reader = Database(path), Database(path)
@@ -51,11 +53,20 @@ async def test_the_change_log_names_other_processes_changes_only(tmp_path):
         assert not seen.streams and not seen.everything
         assert writer.changes_since("alice", start).empty  # its own rows: it knows them
         assert reader.changes_since("bob", start).empty  # another user's cache
-        writer.replace_stream("alice", "followupboss", "contacts", [contact(1)])
+        # a full refresh names what differs from the rows it replaced (not the sync time)
+        fresh = [contact(i) for i in range(50) if i not in (3, 4)]
+        fresh[0] = replace(fresh[0], first_name="Changed", synced_at="2099-01-01T00:00:00Z")
+        writer.replace_stream("alice", "followupboss", "contacts", fresh)
         later = reader.changes_since("alice", seen.last)
-        assert later.streams == {("contacts", "followupboss")} and not later.ids
+        # 0 changed, 3 gone; 4 was deleted already (by the change above)
+        assert later.ids == {("contacts", "followupboss"): {"followupboss:0", "followupboss:3"}}
+        # ... or, past DIFF_LIMIT, that the stream was replaced
+        monkeypatch.setattr(db_module, "DIFF_LIMIT", 1)
+        writer.replace_stream("alice", "followupboss", "contacts", [contact(1)])
+        last = reader.changes_since("alice", later.last)
+        assert last.streams == {("contacts", "followupboss")} and not last.ids
         writer.clear("alice")
-        assert reader.changes_since("alice", later.last).everything
+        assert reader.changes_since("alice", last.last).everything
     finally:
         writer.close()
         reader.close()
@@ -286,3 +297,31 @@ async def test_an_imported_record_stays_over_its_synced_change_and_imports_are_l
     finally:
         writer.close()
         reader.close()
+
+
+async def test_another_processes_rejection_reaches_the_open_app(tmp_path):
+    """A decision touches no record: the open app sees it by the decisions' stamp, and only
+    then sorts its clusters again."""
+    settings = make_settings(tmp_path)
+    db = Database(settings.database_path)
+    twins = [contact(1, "Ann"), replace(contact(1, "Ann", "hubspot"), id="hubspot:1")]
+    db.replace_stream("alice", "followupboss", "contacts", twins[:1])
+    db.replace_stream("alice", "hubspot", "contacts", twins[1:])
+    db.close()
+    app = make_app(settings, sync_stale=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        while not (app.loaded and app.review.sections.get("open")):
+            await pilot.pause(0.05)
+        (cluster,) = app.review.sections["open"]
+        other = Database(settings.database_path)
+        try:
+            other.reject("alice", cluster.id, cluster.members)
+        finally:
+            other.close()
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if app.review.sections.get("rejected"):
+                break
+        else:
+            raise AssertionError("the rejection never reached the open app")
+        assert not app.review.sections.get("open")

@@ -71,6 +71,8 @@ _INTERNED = frozenset(
     }
 )
 SCHEMA_VERSION = 6
+#: A refresh that changed more records than this is logged as a whole stream replaced.
+DIFF_LIMIT = 20_000
 _COLUMNS: dict[RecordKind, tuple[str, ...]] = {"contacts": CONTACT_FIELDS, "deals": DEAL_FIELDS}
 
 
@@ -584,8 +586,14 @@ class Database(LeaseStore, DecisionStore, LocalRecordStore, ChangeLogStore, Sync
         the stream now holds, as the database counts them."""
         with self.transaction() as conn:
             self.move_bookmark(conn, user_id, source, kind, watermark, full=True)
-            self.log_changes(conn, user_id, kind, source)
             self.check_lease(conn, lease)
+            previous = self._generations(user_id, kind).get(source)
+            # what differs from the rows it replaces, for the other processes: a refresh
+            # that changed a few records costs an open app those few, not the stream
+            differing = None
+            if previous is not None:
+                differing = self._differing(conn, user_id, source, kind, previous, generation)
+            self.log_changes(conn, user_id, kind, source, differing)
             self._settle_or_lose(conn, generation, source, kind)
             keep = {generation, *self._imported_generations(conn, user_id, source, kind)}
             keep.update(self._live_pending(conn, user_id, source, kind))
@@ -604,6 +612,41 @@ class Database(LeaseStore, DecisionStore, LocalRecordStore, ChangeLogStore, Sync
             written = self._count(conn, user_id, source, kind, generation)
             fault_point("commit")  # the tests kill or pause a process here, mid-commit
             return written
+
+    @staticmethod
+    def _differing(
+        conn: sqlite3.Connection,
+        user_id: str,
+        source: str,
+        kind: RecordKind,
+        old: int,
+        new: int,
+    ) -> list[str] | None:
+        """The ids added, changed (in anything but their sync time) or gone between two
+        generations of a stream; None when more than DIFF_LIMIT differ (then the stream is
+        read again whole)."""
+        compared = [c for c in _COLUMNS[kind] if c not in ("id", "user_id", "source", "synced_at")]
+        differs = " OR ".join(f"n.{c} IS NOT o.{c}" for c in compared)
+        same_row = "o.user_id = n.user_id AND o.source = n.source AND o.id = n.id"
+        found = [
+            i
+            for (i,) in conn.execute(
+                f"SELECT n.id FROM {kind} n LEFT JOIN {kind} o ON {same_row}"
+                f" AND o.generation = ? WHERE n.user_id = ? AND n.source = ?"
+                f" AND n.generation = ? AND (o.id IS NULL OR {differs}) LIMIT ?",
+                (old, user_id, source, new, DIFF_LIMIT + 1),
+            )
+        ]
+        found += [
+            i
+            for (i,) in conn.execute(
+                f"SELECT o.id FROM {kind} o WHERE o.user_id = ? AND o.source = ?"
+                f" AND o.generation = ? AND NOT EXISTS (SELECT 1 FROM {kind} n"
+                f" WHERE {same_row} AND n.generation = ?) LIMIT ?",
+                (user_id, source, old, new, DIFF_LIMIT + 1),
+            )
+        ]
+        return found if len(found) <= DIFF_LIMIT else None
 
     def commit_import(
         self, user_id: str, source: str, kind: RecordKind, generation: int, file: str

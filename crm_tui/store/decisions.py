@@ -99,6 +99,19 @@ class DecisionStore:
             )
         return len(gone)
 
+    def decisions_stamp(self, user_id: str) -> tuple[object, ...]:
+        """Changes whenever a decision is made or taken back (a rejection, a merge or its
+        undo): a cheap "must the review be sorted again?"."""
+        with self._lock:
+            rejected = self._conn.execute(
+                "SELECT count(*), max(rejected_at) FROM dedup_rejections WHERE user_id = ?",
+                (user_id,),
+            ).fetchone()
+            merged = self._conn.execute(
+                "SELECT max(id), count(undone_at) FROM merges WHERE user_id = ?", (user_id,)
+            ).fetchone()
+        return (*rejected, *merged)
+
     def rejections(self, user_id: str) -> list[Rejection]:
         with self._lock:
             rows = self._conn.execute(
