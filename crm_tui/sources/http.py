@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import certifi
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from crm_tui.sources.base import Source
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 _retry_log = logging.getLogger("crm_tui.retry")
 
 
@@ -477,13 +478,18 @@ class HttpClient:
         SourceError subclasses only. `on_body` is awaited with each successful response's
         bytes before they are decoded; `on_sent` is called once a request is on the wire.
         `path` may be a URL (a Link header's) only on this client's own server."""
+        relative = self._relative(path)
+        return await self._retried(what, lambda: self._attempt(relative, params, on_body, on_sent))
+
+    async def _retried(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """`attempt()` under the retry table, retries counted; SourceError subclasses only."""
         stats = current_stats.get()
         try:
-            async for attempt in self._retrying(self._backoff):
-                with attempt:
-                    if attempt.num > 1 and stats is not None:
+            async for trying in self._retrying(self._backoff):
+                with trying:
+                    if trying.num > 1 and stats is not None:
                         stats.retries += 1
-                    return await self._attempt(self._relative(path), params, on_body, on_sent)
+                    return await attempt()
         except _Retryable as exc:
             raise RemoteError(f"Failed to fetch {what}", self.masker(exc.details)) from None
         raise AssertionError("unreachable")  # pragma: no cover
@@ -501,21 +507,14 @@ class HttpClient:
         the same retry table, rate budget and errors as a GET; the decoded answer (None
         when it has no body) and its headers."""
         content = jsoncodec.dumps(body).encode() if body is not None else None
-        stats = current_stats.get()
-        try:
-            async for attempt in self._retrying(self._backoff):
-                with attempt:
-                    if attempt.num > 1 and stats is not None:
-                        stats.retries += 1
-                    response = await self._respond(
-                        self._relative(path), params, method=method, content=content
-                    )
-                    if not response.content:
-                        return None, response.headers
-                    return await self._decode(response), response.headers
-        except _Retryable as exc:
-            raise RemoteError(f"Failed to fetch {what}", self.masker(exc.details)) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+        relative = self._relative(path)
+
+        async def attempt() -> tuple[Any, httpx.Headers]:
+            response = await self._respond(relative, params, method=method, content=content)
+            decoded = await self._decode(response) if response.content else None
+            return decoded, response.headers
+
+        return await self._retried(what, attempt)
 
     async def array_pages(
         self,
