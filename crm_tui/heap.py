@@ -118,6 +118,9 @@ class Sharded(Generic[K, V]):
     def __setitem__(self, key: K, value: V) -> None:
         self._shards[hash(key) % self.SHARDS][key] = value
 
+    def get(self, key: K, default: V | None = None) -> V | None:
+        return self._shards[hash(key) % self.SHARDS].get(key, default)
+
     def setdefault(self, key: K, value: V) -> V:
         return self._shards[hash(key) % self.SHARDS].setdefault(key, value)
 

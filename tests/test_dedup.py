@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from crm_tui.config import Settings
 from crm_tui.dedup import DuplicateFinder
-from crm_tui.dedup.clusters import LINKS_FIELD, SourceKeys, cluster_id
+from crm_tui.dedup.clusters import LINKS_FIELD, SourceKeys, _blocks, cluster_id
 from crm_tui.dedup.keys import NameAgreement, PhoneKeys, compare_names, name_key
 from crm_tui.dedup.mailbox import mailbox_key
 from crm_tui.dedup.merge import (
@@ -736,3 +736,13 @@ def test_a_contact_the_team_typed_in_does_not_keep_a_merged_person_open() -> Non
     (cluster,) = DuplicateFinder().find([*ann, merged, typed]).clusters
     assert set(cluster.members) == {"brivity:1", "lofty:1", "local:7", "local:9"}
     assert cluster.settled
+
+
+@given(st.lists(st.one_of(st.none(), st.sampled_from("abcdefgh")), max_size=60))
+def test_blocks_are_every_repeated_key_in_order_of_first_repeat(keys: list[str | None]) -> None:
+    expected: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        if key is not None:
+            expected.setdefault(key, []).append(i)
+    repeats = sorted((b[1], k) for k, b in expected.items() if len(b) > 1)
+    assert _blocks(keys) == [(k, expected[k]) for _, k in repeats]

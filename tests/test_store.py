@@ -375,5 +375,6 @@ def test_a_sharded_dict_behaves_like_one_dict_then_lets_go():
         assert key in sharded and sharded[key] == value
     sharded[("new", 0)] = 7
     assert sharded[("new", 0)] == 7 and ("absent", 0) not in sharded
+    assert sharded.get(("new", 0)) == 7 and sharded.get(("absent", 0)) is None
     sharded.release()
     assert len(sharded) == 0

@@ -283,22 +283,26 @@ class DuplicateFinder:
 # -- clustering ------------------------------------------------------------------------------
 
 
-def _blocks(keys: list[str | None]) -> dict[str, list[int]]:
-    """Positions sharing a key, for every key held more than once, in order of first repeat."""
+def _blocks(keys: list[str | None]) -> list[tuple[str, list[int]]]:
+    """Positions sharing a key, for every key held more than once, in order of first repeat
+    (the order keeps the later passes walking the records' lists forward, cache-friendly)."""
     first = Sharded[str, int]()
-    multi: dict[str, list[int]] = {}
+    groups = Sharded[str, list[int]]()
+    repeated: list[tuple[str, list[int]]] = []
     for i, key in enumerate(keys):
         if key is None:
             continue
         j = first.setdefault(key, i)
         if j != i:
-            group = multi.get(key)
+            group = groups.get(key)
             if group is None:
-                multi[key] = [j, i]
+                group = groups[key] = [j, i]
+                repeated.append((key, group))
             else:
                 group.append(i)
     first.release()
-    return multi
+    groups.release()
+    return repeated
 
 
 class _Union:
@@ -331,12 +335,14 @@ def find_clusters(parts: Sequence[SourceKeys]) -> People:
         ("email", EMAIL, emails, phones),
         ("phone", PHONE, phones, emails),
     ):
-        for value, block in _blocks(keys).items():
+        blocks = _blocks(keys)
+        for value, block in blocks:
             if len(block) > MAX_BLOCK:
                 crowded.append((kind, value, block))
                 continue
             if _link_block(block, bit, other, names, pairs):
                 crowded.append((kind, value, block))
+        dismantle(blocks)
     # Merged local contacts link to source ids: look up only those, not every record.
     wanted = {r for p in parts for local_id, linked in p.merged for r in (local_id, *linked)}
     position = {record: i for i, record in enumerate(ids) if record in wanted} if wanted else {}
@@ -361,7 +367,9 @@ def find_clusters(parts: Sequence[SourceKeys]) -> People:
     people = _assemble(ids, union, pairs, crowded, updated, merges, bounds)
     people.possible = _possible_clusters(ids, union, people, proposals, updated)
     people.by_id.update((c.id, c) for c in people.possible)
-    dismantle(union.parent)
+    # freed here a slice at a time, not all at once by the return (one C loop, lock held)
+    dismantle(union.parent, ids, emails, phones, names, streets, cities, updated, proposals)
+    dismantle(pairs, crowded, position, merges)
     return people
 
 

@@ -9,10 +9,9 @@ never merged without a person.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Callable, Sequence
 
-from crm_tui.heap import CHUNK
+from crm_tui.heap import Sharded, dismantle
 from crm_tui.search.text import fold
 
 #: Confidence of a possible match by what agrees besides the name.
@@ -68,21 +67,34 @@ def possible_links(
     the full name and on the street (the city too where both have one), or on the city
     alone when at most `rare` records hold the name. `streets` are as the CRMs wrote them:
     only records whose name is held twice are read."""
-    counts: Counter[tuple[str, str]] = Counter()
-    for start in range(0, len(names), CHUNK):  # one C loop over a million would hold the
-        counts.update(names[start : start + CHUNK])  # interpreter lock, freezing the app
-    blocks: dict[tuple[tuple[str, str], str, str], list[int]] = {}
+    # Sharded, not one dict: resizing a dict of a million keys (or freeing it) is one C loop
+    # holding the interpreter lock, and the app's loop waits 50-130 ms while a sync runs.
+    counts = Sharded[tuple[str, str], int]()
+    for name in names:
+        counts[name] = (counts.get(name) or 0) + 1
+    blocks = Sharded[tuple[tuple[str, str], str, str], list[int]]()
+    ordered: list[tuple[str, list[int]]] = []  # first-seen order: records walked forward
+
+    def add(key: tuple[tuple[str, str], str, str], i: int) -> None:
+        block = blocks.get(key)
+        if block is None:
+            block = blocks[key] = []
+            ordered.append((key[1], block))
+        block.append(i)
+
     for i, name in enumerate(names):
         held = counts[name]
         if held < 2 or not (name[0] and name[1]):
             continue
         street, city = street_key(streets[i]), cities[i]
         if street:
-            blocks.setdefault((name, "street", street), []).append(i)
+            add((name, "street", street), i)
         if city and held <= rare:
-            blocks.setdefault((name, "city", city), []).append(i)
+            add((name, "city", city), i)
+    counts.release()
+    blocks.release()
     found: list[tuple[int, int, str]] = []
-    for (_, kind, _), block in blocks.items():
+    for kind, block in ordered:
         if len(block) < 2 or len(block) > MAX_BLOCK:
             continue
         heads: dict[int, int] = {}
@@ -94,4 +106,5 @@ def possible_links(
             for other in others
             if not (cities[first] and cities[other] and cities[first] != cities[other])
         )
+    dismantle(ordered)
     return found
