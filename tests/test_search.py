@@ -215,7 +215,7 @@ def test_deal_filters():
     assert ids(idx.search("closing:2026-12", "deals")) == {"b:1"}
     assert ids(idx.search("stage:closed", "deals")) == {"b:1"}
     assert ids(idx.search("900000", "deals")) == {"b:2"}
-    with pytest.raises(QueryError, match="deals only"):
+    with pytest.raises(QueryError, match="applies to deals: press tab for Deals"):
         idx.search("amount>5", "contacts")
 
 

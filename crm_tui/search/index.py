@@ -24,8 +24,17 @@ import numpy as np
 from crm_tui.heap import gc_paused, release_gradually
 from crm_tui.models import KINDS, Contact, Deal, Record, RecordKind
 from crm_tui.positions import IdPositions
-from crm_tui.search.query import Query, parse_query
+from crm_tui.search.query import SHARED_FILTERS, Query, parse_query
 from crm_tui.search.text import digits, fold, merge_spans, occurrences, spans
+from crm_tui.vocabulary import (
+    SHARED_STATUSES,
+    field_order,
+    filter_token,
+    matches_shared,
+    normalize_filter,
+    shared_code,
+    shared_value,
+)
 
 FIELD_SEP = "\x1f"  # never in data: control characters are stripped at ingest
 CONTACT_FIELDS = ("name", "email", "phone", "company", "status", "stage", "tags", "city")
@@ -419,6 +428,7 @@ class Facets:
         counts = _array(len, tag_lists, np.int64)
         self.tag_owner = np.repeat(np.arange(len(tag_lists), dtype=np.uint32), counts)
         self.tag_values, self.tag_codes = _codes(_flattened(tag_lists))
+        self.shared = self._shared_codes(records)
         deals = records if self.deals else []
         self.closing_values, self.closing_codes = _codes([r.close_date for r in deals])  # type: ignore[union-attr]
         self.amounts = np.array(
@@ -426,9 +436,60 @@ class Facets:
             dtype=np.float64,
         )
 
+    def _shared_codes(self, records: Sequence[Record]) -> np.ndarray:
+        """Per record, its shared status (a SHARED_STATUSES index, -1 for none): worked out
+        per distinct value of each field, then one gather per field (a segment is one
+        source, so the first record names it)."""
+        shared = np.full(self.size, -1, dtype=np.int8)
+        if not records:
+            return shared
+        source, kind = records[0].source, "deals" if self.deals else "contacts"
+        for name in field_order(source, kind):
+            if name not in self.codes:
+                continue
+            per_value = np.array(
+                [shared_code(shared_value(source, kind, v)) for v in self.values[name]], np.int8
+            )
+            unset = shared < 0
+            shared[unset] = per_value[self.codes[name][unset]]
+        return shared
+
+    def _status_hit(self, key: str, value: str, rows: np.ndarray) -> np.ndarray:
+        """`status:`/`stage:` rows: the shared status named, or the vendor's own value
+        holding the text (`past-client` also finds "past client")."""
+        loose = normalize_filter(value)
+        hit = [value in v or loose in normalize_filter(v) for v in self.values[key]]
+        found = np.asarray(hit, dtype=bool)[self.codes[key][rows]]
+        named = [n for n, shared in enumerate(SHARED_STATUSES) if matches_shared(value, shared)]
+        if named:
+            found |= np.isin(self.shared[rows], np.array(named, dtype=np.int8))
+        return found
+
+    def counts(self, name: str, dead: np.ndarray | None = None) -> dict[str, int]:
+        """How many live records hold each value of a field ("shared": the shared status)."""
+        if name == "shared":
+            codes, values = self.shared.astype(np.int64) + 1, ["", *SHARED_STATUSES]
+        elif name == "tag":
+            live = None if dead is None else ~dead[self.tag_owner]
+            codes, values = self.tag_codes, self.tag_values
+            found = np.bincount(codes if live is None else codes[live], minlength=len(values))
+            return {v: int(n) for v, n in zip(values, found.tolist(), strict=True) if v and n}
+        else:
+            codes, values = self.codes[name], self.values[name]
+        if dead is not None:
+            codes = codes[~dead]
+        found = np.bincount(codes, minlength=len(values))
+        return {v: int(n) for v, n in zip(values, found.tolist(), strict=True) if v and n}
+
     @property
     def nbytes(self) -> int:
-        arrays = [*self.codes.values(), self.tag_owner, self.tag_codes, self.closing_codes]
+        arrays = [
+            *self.codes.values(),
+            self.tag_owner,
+            self.tag_codes,
+            self.closing_codes,
+            self.shared,
+        ]
         distinct = [*self.values.values(), self.tag_values, self.closing_values]
         strings = sum(sys.getsizeof(v) for values in distinct for v in values)
         lists = sum(sys.getsizeof(values) for values in distinct)
@@ -446,6 +507,8 @@ class Facets:
                     has = np.zeros(self.size, dtype=bool)
                     has[self.tag_owner[np.asarray(hit, dtype=bool)[self.tag_codes]]] = True
                     keep &= has[rows]
+                elif key in SHARED_FILTERS:
+                    keep &= self._status_hit(key, value, rows)
                 else:
                     hit = [value in v for v in self.values[key]]
                     keep &= np.asarray(hit, dtype=bool)[self.codes[key][rows]]
@@ -704,6 +767,7 @@ class SearchIndex:
         self._segments: dict[tuple[RecordKind, str], Segment] = {}
         self._patches: dict[tuple[RecordKind, str], Patch] = {}
         self._lock = threading.Lock()  # serialises builders; readers never wait
+        self._counts: dict[tuple[RecordKind, str], tuple[tuple[Any, ...], Any]] = {}
 
     @property
     def nbytes(self) -> int:
@@ -778,6 +842,33 @@ class SearchIndex:
             # A search that began before the swap may still be reading it: free it later.
             release_gradually(segment.records, after=RELEASE_GRACE_SECONDS)
 
+    def value_counts(self, kind: RecordKind, name: str) -> list[tuple[str, int]]:
+        """The values of a filterable field ("status", "stage", "city", "tag", or "shared"
+        for the shared status) across every source's cached records, most held first. Kept
+        until the index changes: the filter hints ask on every screen refresh."""
+        stamp = tuple(
+            (id(segment), id(self._patches.get(key)))
+            for key, segment in list(self._segments.items())
+            if key[0] == kind
+        )
+        cached = self._counts.get((kind, name))
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        total: dict[str, int] = {}
+        for key, segment in list(self._segments.items()):
+            if key[0] != kind:
+                continue
+            patch = self._patches.get(key)
+            parts = [(segment, None)]
+            if patch is not None and patch.base is segment:
+                parts = [(segment, patch.dead), (patch.segment, None)]
+            for part, dead in parts:
+                for value, count in part.facets().counts(name, dead).items():
+                    total[value] = total.get(value, 0) + count
+        found = sorted(total.items(), key=lambda item: (-item[1], item[0]))
+        self._counts[(kind, name)] = (stamp, found)
+        return found
+
     def search(
         self,
         text: str,
@@ -842,3 +933,28 @@ def _ranked(
     if not len(candidates):
         return 0, []
     return len(candidates), matches.best(candidates, limit)
+
+
+#: What a filter hint lists per field, at most: the line must stay short at 80 columns.
+HINT_VALUES = {"shared": 4, "city": 2, "tag": 2}
+
+
+def filter_hint(index: SearchIndex) -> str:
+    """The Search screen's filter line, with values taken from the cache (the shared
+    statuses held most, the commonest cities and tags); examples where it is empty."""
+
+    def top(kind: RecordKind, name: str, fallback: str) -> str:
+        found = [value for value, _ in index.value_counts(kind, name)[: HINT_VALUES[name]]]
+        if name == "shared":
+            found = [filter_token(value) for value in found]
+        return ", ".join(found) or fallback
+
+    held = dict.fromkeys(source for _, source in list(index._segments))
+    sources = ", ".join(held) or "brivity"
+    deal_stages = top("deals", "shared", "under-contract, closed")
+    return (
+        f"Filters: status: {top('contacts', 'shared', 'lead, active-client')}"
+        f" · city: {top('contacts', 'city', 'austin')} · tag: {top('contacts', 'tag', 'buyer')}"
+        f" · source: {sources} · deals (tab): stage: {deal_stages}, amount>500000,"
+        " closing:2026-12 · ? help"
+    )

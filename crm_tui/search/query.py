@@ -16,7 +16,13 @@ MAX_QUERY = 10_000
 QUERY_TOO_SHORT = "Query must be at least 2 characters"
 TEXT_FILTERS = ("source", "status", "stage", "city", "tag")
 DEAL_FILTERS = ("amount", "closing")
+CONTACT_FILTERS = ("city", "tag")  # deals have neither
+#: Filters that test the shared status vocabulary as well as the vendor's own field.
+SHARED_FILTERS = ("status", "stage")
 _FILTER = re.compile(r"^([a-zA-Z]+):(.+)$")
+# A word, or a filter whose value is quoted (`status:"active client"`); an unclosed quote
+# runs to the end, so the query matches while it is still being typed.
+_WORD = re.compile(r'[a-zA-Z]+:"[^"]*"?|\S+')
 _AMOUNT = re.compile(r"^amount(<=|>=|<|>|=)(.+)$", re.IGNORECASE)
 _CLOSING = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 CLOSING_FORMATS = "YYYY, YYYY-MM or YYYY-MM-DD, e.g. closing:2026-12"
@@ -40,7 +46,9 @@ class Query:
 
 
 def valid_filters(kind: str) -> tuple[str, ...]:
-    return TEXT_FILTERS + (DEAL_FILTERS if kind == "deals" else ())
+    if kind == "deals":
+        return tuple(f for f in TEXT_FILTERS if f not in CONTACT_FILTERS) + DEAL_FILTERS
+    return TEXT_FILTERS
 
 
 def parse_query(text: str, kind: str = "contacts") -> Query:
@@ -49,11 +57,11 @@ def parse_query(text: str, kind: str = "contacts") -> Query:
         raise QueryError(QUERY_TOO_SHORT)
     query = Query(cleaned)
     allowed = valid_filters(kind)
-    for word in cleaned.split():
+    for word in _WORD.findall(cleaned):
         amount = _AMOUNT.match(word)
         if amount:
             if kind != "deals":
-                raise QueryError("amount filters apply to deals only")
+                raise QueryError(deals_only("amount"))
             try:
                 value = Decimal(amount.group(2).replace(",", "").lstrip("$"))
             except InvalidOperation:
@@ -64,7 +72,13 @@ def parse_query(text: str, kind: str = "contacts") -> Query:
             continue
         match = _FILTER.match(word)
         if match:
-            key, value = match.group(1).lower(), match.group(2)
+            key, value = match.group(1).lower(), _unquoted(match.group(2))
+            if not value:
+                continue  # `status:""` while typing: no filter yet
+            if key in DEAL_FILTERS and kind != "deals":
+                raise QueryError(deals_only(key))
+            if key in CONTACT_FILTERS and kind == "deals":
+                raise QueryError(contacts_only(key))
             if key not in allowed:
                 raise QueryError(
                     f"unknown filter {key!r}; valid filters: "
@@ -80,6 +94,21 @@ def parse_query(text: str, kind: str = "contacts") -> Query:
             continue
         query.terms.append(fold(word))
     return query
+
+
+def deals_only(key: str) -> str:
+    """Said when a deals filter is typed on contacts: what it is for and where to go."""
+    shown = "amount>N" if key == "amount" else f"{key}:"
+    return f"{shown} applies to deals: press tab for Deals (--type deal on the command line)"
+
+
+def contacts_only(key: str) -> str:
+    where = "press tab for Contacts (--type contact on the command line)"
+    return f"{key}: applies to contacts: {where}"
+
+
+def _unquoted(value: str) -> str:
+    return value[1:].removesuffix('"') if value.startswith('"') else value
 
 
 def _closing(value: str) -> str:
