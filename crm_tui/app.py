@@ -524,20 +524,38 @@ class CrmApp(App[None]):
             self.store.update_status(name, next_run=when.strftime("%Y-%m-%dT%H:%M:%SZ"))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        """Every action in the command palette, beside Textual's own."""
+        """The command palette: the actions the screen's keys offer now, then the app's
+        (only those that apply: no sync while read-only, no cancel when nothing syncs)."""
         yield from super().get_system_commands(screen)
+        yield from self._binding_commands(screen)
+        yield SystemCommand("Help: keys and query syntax", "The ? page", self.action_toggle_help)
         for mode in self.MODES:
+            if mode != self.current_mode:
+                yield SystemCommand(
+                    f"Go to {mode}",
+                    f"Switch to the {mode} screen",
+                    partial(self.switch_mode, mode),
+                )
+        names = self.engine.enabled()
+        writable = not self.read_only_reason and self.store_error is None
+        if writable and any(not self._syncing(name) for name in names):
             yield SystemCommand(
-                f"Go to {mode}", f"Switch to the {mode} screen", partial(self.switch_mode, mode)
+                "Sync all sources", "Start a sync of every enabled source", self.sync_all
             )
-        yield SystemCommand(
-            "Sync all sources", "Start a sync of every enabled source", self.sync_all
-        )
-        for name in self.engine.enabled():
+        for name in names:
             display = DISPLAY_NAMES.get(name, name)
-            yield SystemCommand(
-                f"Sync {display}", f"Start a sync of {display}", partial(self.sync_source, name)
-            )
+            if self._syncing(name):
+                yield SystemCommand(
+                    f"Cancel sync: {display}",
+                    "Stop it; the old data stays",
+                    partial(self.cancel_sync, name),
+                )
+            elif writable:
+                yield SystemCommand(
+                    f"Sync {display}",
+                    f"Start a sync of {display}",
+                    partial(self.sync_source, name),
+                )
             yield SystemCommand(
                 f"Test connection: {display}",
                 "Authenticate, read one page",
@@ -548,11 +566,38 @@ class CrmApp(App[None]):
                     exit_on_error=False,
                 ),
             )
-            yield SystemCommand(
-                f"Cancel sync: {display}",
-                "Stop it; the old data stays",
-                partial(self.cancel_sync, name),
-            )
+
+    def _syncing(self, name: str) -> bool:
+        group = f"sync-{name}"
+        pending = any(w.group == group and not w.is_finished for w in self.workers)
+        return pending or self.engine.is_running(name)
+
+    def _binding_commands(self, screen: Screen[Any]) -> Iterator[SystemCommand]:
+        """One command per key the screen (and the widget focused on it) offers now: read
+        from their BINDINGS and check_action, never from a second list of actions."""
+        from textual.actions import parse
+
+        from crm_tui.screens.help import key_text, own_bindings
+
+        nodes: list[DOMNode] = [screen]
+        if screen.focused is not None:
+            nodes += [n for n in screen.focused.ancestors_with_self if n is not screen]
+        nodes = [n for n in nodes if isinstance(n, DOMNode) and n is not self]
+        seen: set[str] = set()
+        for node in nodes:
+            for binding in own_bindings(type(node)):
+                namespace, action, params = parse(binding.action)
+                if not binding.show or binding.action in seen:
+                    continue
+                seen.add(binding.action)
+                target = self if namespace == "app" else screen if namespace == "screen" else node
+                if not target.check_action(action, params):
+                    continue  # does not apply now (the footer hides or dims it too)
+                yield SystemCommand(
+                    binding.description or action.replace("_", " ").capitalize(),
+                    f"{key_text(self, binding)} · {_title_of(screen)}",
+                    partial(self.run_action, binding.action, node),
+                )
 
     async def _sync(self, name: str, full: bool = False) -> SyncReport:
         report = await self.engine.sync_source(name, full=full)
@@ -604,10 +649,13 @@ class CrmApp(App[None]):
             )
 
     def action_toggle_help(self) -> None:
-        if self.screen.query("HelpPanel"):
-            self.action_hide_help_panel()
+        """`?`: crm-tui's keys by screen and the query syntax; `?` or `esc` closes it."""
+        from crm_tui.screens.help import HelpScreen
+
+        if isinstance(self.screen, HelpScreen):
+            self.screen.dismiss()
         else:
-            self.action_show_help_panel()
+            self.push_screen(HelpScreen())
 
 
 def make_app(
@@ -637,6 +685,12 @@ def make_app(
             raise ValueError(f"unknown theme {theme!r}; try: {', '.join(app.available_themes)}")
         app.theme = theme
     return app
+
+
+def _title_of(screen: Screen[Any]) -> str:
+    """A screen's name for a command's help line: "Search screen", "Record screen"."""
+    name = type(screen).__name__.removesuffix("Screen")
+    return f"{name} screen"
 
 
 def _stream_counts(kind: str, report: StreamReport) -> str:

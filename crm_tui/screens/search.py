@@ -16,7 +16,7 @@ from crm_tui.screens.base import ModeScreen
 from crm_tui.screens.detail import RecordScreen
 from crm_tui.screens.local_actions import LocalActions
 from crm_tui.screens.people import badges
-from crm_tui.search.index import Hit, SearchResult
+from crm_tui.search.index import Hit, SearchResult, filter_hint
 from crm_tui.search.query import MIN_QUERY, QUERY_TOO_SHORT, QueryError
 from crm_tui.widgets.safe import highlighted, safe
 
@@ -80,6 +80,7 @@ class SearchScreen(LocalActions, ModeScreen):
             table.add_column(title, key=key)
 
     def refresh_data(self) -> None:
+        self.query_one("#hint", Static).update(Text(filter_hint(self.crm.index)))
         query = self.query_one("#query", Input).value
         if query.strip():
             self.run_search(query)

@@ -26,6 +26,7 @@ from crm_tui.models import KINDS, Contact, Deal, Record, RecordKind
 from crm_tui.positions import IdPositions
 from crm_tui.search.query import SHARED_FILTERS, Query, parse_query
 from crm_tui.search.text import digits, fold, merge_spans, occurrences, spans
+from crm_tui.text import single_line
 from crm_tui.vocabulary import (
     SHARED_STATUSES,
     field_order,
@@ -441,6 +442,7 @@ class Facets:
         per distinct value of each field, then one gather per field (a segment is one
         source, so the first record names it)."""
         shared = np.full(self.size, -1, dtype=np.int8)
+        self.value_shared: dict[str, np.ndarray] = {}
         if not records:
             return shared
         source, kind = records[0].source, "deals" if self.deals else "contacts"
@@ -450,17 +452,24 @@ class Facets:
             per_value = np.array(
                 [shared_code(shared_value(source, kind, v)) for v in self.values[name]], np.int8
             )
+            self.value_shared[name] = per_value
             unset = shared < 0
             shared[unset] = per_value[self.codes[name][unset]]
         return shared
 
     def _status_hit(self, key: str, value: str, rows: np.ndarray) -> np.ndarray:
         """`status:`/`stage:` rows: the shared status named, or the vendor's own value
-        holding the text (`past-client` also finds "past client")."""
+        holding the text (`past-client` also finds "past client"). A value that names a
+        shared status finds vendor values by their text only where they map to nothing:
+        `stage:closed` is not HubSpot's "closedlost", which is lost."""
         loose = normalize_filter(value)
-        hit = [value in v or loose in normalize_filter(v) for v in self.values[key]]
-        found = np.asarray(hit, dtype=bool)[self.codes[key][rows]]
+        hit = np.array(
+            [value in v or loose in normalize_filter(v) for v in self.values[key]], dtype=bool
+        )
         named = [n for n, shared in enumerate(SHARED_STATUSES) if matches_shared(value, shared)]
+        if named and key in self.value_shared:
+            hit &= self.value_shared[key] < 0
+        found = hit[self.codes[key][rows]]
         if named:
             found |= np.isin(self.shared[rows], np.array(named, dtype=np.int8))
         return found
@@ -869,6 +878,18 @@ class SearchIndex:
         self._counts[(kind, name)] = (stamp, found)
         return found
 
+    def vendor_values_by_shared(self) -> dict[str, set[str]]:
+        """Per shared status, the vendors' values (folded) in the cache that mean it."""
+        found: dict[str, set[str]] = {}
+        for (kind, source), segment in list(self._segments.items()):
+            values = segment.facets().values
+            for name in field_order(source, kind):
+                for value in values.get(name, ()):
+                    shared = shared_value(source, kind, value)
+                    if shared is not None and value != shared:
+                        found.setdefault(shared, set()).add(value)
+        return found
+
     def search(
         self,
         text: str,
@@ -937,6 +958,7 @@ def _ranked(
 
 #: What a filter hint lists per field, at most: the line must stay short at 80 columns.
 HINT_VALUES = {"shared": 4, "city": 2, "tag": 2}
+_HINT_CHARS = 24
 
 
 def filter_hint(index: SearchIndex) -> str:
@@ -947,6 +969,9 @@ def filter_hint(index: SearchIndex) -> str:
         found = [value for value, _ in index.value_counts(kind, name)[: HINT_VALUES[name]]]
         if name == "shared":
             found = [filter_token(value) for value in found]
+        else:  # a CRM's text: one short line, and quoted when a space would split it
+            found = [single_line(value)[:_HINT_CHARS] for value in found]
+            found = [f'"{value}"' if " " in value else value for value in found]
         return ", ".join(found) or fallback
 
     held = dict.fromkeys(source for _, source in list(index._segments))
