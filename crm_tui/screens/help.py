@@ -12,6 +12,9 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
+from rich.console import Group as RichGroup
+from rich.console import RenderableType
+from rich.table import Table
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -103,28 +106,36 @@ def key_groups(app: CrmApp) -> list[Group]:
     return [(title, rows) for title, rows in groups if rows]
 
 
-def help_text(app: CrmApp) -> Text:
-    text = Text()
-    text.append("crm-tui keys", style="bold underline")
-    text.append("   esc or ? closes this page\n", style="dim")
-    for title, rows in key_groups(app):
-        text.append(f"\n{title}\n", style="bold")
-        width = max(len(key) for key, _ in rows)
-        for key, what in rows:
-            text.append(f"  {key:<{width}}", style="bold")
-            text.append(f"  {what}\n")
-    text.append("\nSearch queries\n", style="bold underline")
-    for term, meaning in query_help():
-        text.append(f"  {term}\n", style="bold")
-        text.append(f"      {meaning}\n")
-    text.append("\nShared statuses", style="bold")
-    text.append(" (status: and stage: in every source)\n")
+def sections(app: CrmApp) -> list[Group]:
+    """The page's sections: the key groups, the query syntax, the shared statuses with
+    the vendor values in the cache that mean each (as plain rows of two cells)."""
     held = app.index.vendor_values_by_shared()
-    for shared in SHARED_STATUSES:
-        text.append(f"  {filter_token(shared):<16}", style="bold")
-        vendor = ", ".join(single_line(v)[:24] for v in sorted(held.get(shared, ()))[:8])
-        text.append(f"{vendor}\n" if vendor else "(none in the cache)\n", style="dim")
-    return text
+    statuses = [
+        (
+            filter_token(shared),
+            ", ".join(single_line(v)[:24] for v in sorted(held.get(shared, ()))[:10])
+            or "(none in the cache)",
+        )
+        for shared in SHARED_STATUSES
+    ]
+    return [
+        *key_groups(app),
+        ("Search queries", query_help()),
+        ("Shared statuses: status: and stage: find them in every source", statuses),
+    ]
+
+
+def help_renderable(app: CrmApp) -> RichGroup:
+    parts: list[RenderableType] = [Text("esc or ? closes this page", style="dim")]
+    for title, rows in sections(app):
+        parts.append(Text(f"\n{title}", style="bold underline"))
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column()
+        for key, what in rows:
+            grid.add_row(Text(key), Text(what))  # Text: a CRM's values are never markup
+        parts.append(grid)
+    return RichGroup(*parts)
 
 
 class HelpScreen(ModalScreen[None]):
@@ -136,14 +147,14 @@ class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
     HelpScreen > VerticalScroll {
-        width: 100%; max-width: 110; height: 100%;
+        width: 100%; max-width: 120; height: 100%;
         border: round $accent; background: $surface; padding: 0 1;
     }
     """
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-body"):
-            yield Static(help_text(cast("CrmApp", self.app)), id="help-text")
+            yield Static(help_renderable(cast("CrmApp", self.app)), id="help-text")
         yield Footer()
 
     def on_mount(self) -> None:

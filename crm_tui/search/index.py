@@ -974,12 +974,12 @@ def filter_hint(index: SearchIndex) -> str:
             found = [f'"{value}"' if " " in value else value for value in found]
         return ", ".join(found) or fallback
 
-    held = dict.fromkeys(source for _, source in list(index._segments))
-    sources = ", ".join(held) or "brivity"
+    held = list(dict.fromkeys(source for _, source in list(index._segments)))
+    sources = ", ".join(held[:3]) + (", …" if len(held) > 3 else "") if held else "brivity"
     deal_stages = top("deals", "shared", "under-contract, closed")
     return (
         f"Filters: status: {top('contacts', 'shared', 'lead, active-client')}"
         f" · city: {top('contacts', 'city', 'austin')} · tag: {top('contacts', 'tag', 'buyer')}"
         f" · source: {sources} · deals (tab): stage: {deal_stages}, amount>500000,"
-        " closing:2026-12 · ? help"
+        " closing:2026-12"
     )

@@ -132,22 +132,16 @@ def _source(value: str) -> str:
 
 
 def query_help() -> list[tuple[str, str]]:
-    """The query syntax, a line per form, for the `?` page."""
+    """The query syntax, a row per form, for the `?` page."""
     return [
         ("ana lee", "every word must match: name, e-mail, phone, company, status, city or tag"),
         ("source:hubspot", "one source: " + ", ".join(SOURCE_NAMES)),
-        (
-            "status:lead  stage:closed",
-            "the shared status (below), or the CRM's own status or stage holding the text",
-        ),
-        (
-            'status:active-client  status:"active client"',
-            "a value with spaces: join its words with - or quote it",
-        ),
-        ("city:austin  tag:buyer", "contacts only; on Deals they say so"),
-        (
-            "amount>500000  amount<=1e6  closing:2026-12",
-            f"deals only (tab switches); closing takes {CLOSING_FORMATS}",
-        ),
-        ("two filters", "both must hold: status:lead city:austin"),
+        ("status:lead", "the shared status (below), or the CRM's own status holding the text"),
+        ("stage:closed", "the same, with the CRM's own stage"),
+        ("status:active-client", "a value with spaces: join its words with -"),
+        ('status:"active client"', "or quote it"),
+        ("city:austin tag:buyer", "contacts only"),
+        ("amount>500000", "deals only (tab switches): also <, <=, >=, ="),
+        ("closing:2026-12", f"deals only: {CLOSING_FORMATS.split(', e.g.')[0]}"),
+        ("status:lead city:austin", "two filters: both must hold"),
     ]
