@@ -294,3 +294,17 @@ async def test_palette_lists_the_screens_actions_that_apply_now(tmp_path):
         await pilot.press("enter")
         await pilot.pause(0.3)
         assert app.screen.kind == "deals"
+
+
+async def test_palette_offers_cancel_only_while_a_source_syncs(tmp_path, monkeypatch):
+    app = await app_with_records(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        monkeypatch.setattr(app.engine, "enabled", lambda: ["brivity", "hubspot"])
+        titles = await palette_titles(app, pilot)
+        assert {"Sync Brivity", "Sync HubSpot", "Sync all sources"} <= set(titles)
+        assert not any(t.startswith("Cancel sync") for t in titles)
+        monkeypatch.setattr(app.engine, "is_running", lambda name: name == "brivity")
+        titles = await palette_titles(app, pilot)
+        assert "Cancel sync: Brivity" in titles and "Sync Brivity" not in titles
+        assert "Cancel sync: HubSpot" not in titles and "Sync HubSpot" in titles

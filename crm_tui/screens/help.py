@@ -12,8 +12,8 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
+from rich.columns import Columns
 from rich.console import Group as RichGroup
-from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual.app import App, ComposeResult
@@ -125,17 +125,32 @@ def sections(app: CrmApp) -> list[Group]:
     ]
 
 
+def _grid(title: str, rows: list[tuple[str, str]], width: int | None = None) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.width = width
+    grid.title, grid.title_justify, grid.title_style = title, "left", "bold"
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(ratio=1)  # the key column keeps its width; the rest goes here
+    for key, what in rows:
+        grid.add_row(Text(key), Text(what))  # Text: a CRM's values are never markup
+    return grid
+
+
 def help_renderable(app: CrmApp) -> RichGroup:
-    parts: list[RenderableType] = [Text("esc or ? closes this page", style="dim")]
-    for title, rows in sections(app):
-        parts.append(Text(f"\n{title}", style="bold underline"))
-        grid = Table.grid(padding=(0, 2))
-        grid.add_column(style="bold", no_wrap=True)
-        grid.add_column()
-        for key, what in rows:
-            grid.add_row(Text(key), Text(what))  # Text: a CRM's values are never markup
-        parts.append(grid)
-    return RichGroup(*parts)
+    """The key groups side by side as the width allows (two at 80 columns), then the
+    query syntax and the shared statuses across the page."""
+    keys, (syntax, statuses) = key_groups(app), sections(app)[-2:]
+    return RichGroup(
+        Text("esc or ? closes this page · ctrl+p runs any of these by name", style="dim"),
+        Columns([_grid(t, rows, _COLUMN) for t, rows in keys], padding=(1, 2)),
+        Text(""),
+        _grid(*syntax),
+        Text(""),
+        _grid(*statuses),
+    )
+
+
+_COLUMN = 36
 
 
 class HelpScreen(ModalScreen[None]):
@@ -147,7 +162,7 @@ class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
     HelpScreen > VerticalScroll {
-        width: 100%; max-width: 120; height: 100%;
+        width: 100%; max-width: 160; height: 100%;
         border: round $accent; background: $surface; padding: 0 1;
     }
     """
