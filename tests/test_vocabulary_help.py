@@ -251,10 +251,13 @@ async def test_question_mark_opens_crm_keys_by_screen_and_esc_closes(tmp_path):
 
 
 async def test_help_shows_the_key_a_keymap_gave(tmp_path):
+    from crm_tui.app import keymap_path
+
+    keymap_path().parent.mkdir(parents=True, exist_ok=True)
+    keymap_path().write_text('"status.sync_all" = "f9"\n')
     app = await app_with_records(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
-        app.set_keymap({"status.sync_all": "f9"})
         groups = dict(key_groups(app))
         status = dict((what, key) for key, what in groups["Status (1)"])
         assert status["Sync all"] == "f9"
