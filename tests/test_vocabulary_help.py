@@ -7,6 +7,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from textual.command import CommandPalette
 from textual.widgets import Static
 
@@ -16,7 +18,14 @@ from crm_tui.screens.help import HelpScreen, key_groups
 from crm_tui.search.index import SearchIndex, filter_hint
 from crm_tui.search.query import QueryError, parse_query
 from crm_tui.store import CacheStore, Database
-from crm_tui.vocabulary import describe, record_shared_status, shared_value
+from crm_tui.vocabulary import (
+    SHARED_STATUSES,
+    describe,
+    filter_token,
+    normalize_filter,
+    record_shared_status,
+    shared_value,
+)
 from tests.conftest import make_settings
 from tests.test_tui import SIZE, settle
 
@@ -311,3 +320,40 @@ async def test_palette_offers_cancel_only_while_a_source_syncs(tmp_path, monkeyp
         titles = await palette_titles(app, pilot)
         assert "Cancel sync: Brivity" in titles and "Sync Brivity" not in titles
         assert "Cancel sync: HubSpot" not in titles and "Sync HubSpot" in titles
+
+
+vendor_values = st.sampled_from(
+    ["Lead", "Hot Prospect", "closedwon", "closedlost", "won", "3", "Sphere", "", "Weird"]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from(["followupboss", "hubspot", "pipedrive", "topproducer", "local"]),
+    st.lists(st.tuples(vendor_values, vendor_values), max_size=20),
+)
+def test_the_index_holds_each_records_shared_status(source, rows):
+    records = [
+        contact(source, n, stage=stage or None, status=status or None)
+        for n, (stage, status) in enumerate(rows)
+    ]
+    index = SearchIndex()
+    index.rebuild("contacts", source, records)
+    for shared in SHARED_STATUSES:
+        typed = filter_token(shared)
+        got = found(index, f"status:{typed}") if records else set()
+        named = {r.id for r in records if record_shared_status(r) == shared}
+        # a status that maps to nothing still answers to its own text
+        by_text = {
+            r.id
+            for r in records
+            if r.status
+            and shared_value(source, "contacts", r.status) is None
+            and normalize_filter(typed) in normalize_filter(r.status)
+        }
+        assert got == named | by_text
+
+
+@given(st.text(max_size=40))
+def test_any_text_maps_to_a_shared_status_or_none(value):
+    assert shared_value("local", "contacts", value) in (*SHARED_STATUSES, None)
