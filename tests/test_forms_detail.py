@@ -1,0 +1,255 @@
+"""Forms and detail that fit the terminal: the lenient parsers and formatters, the local
+form at 80x24, and the record detail screen, driven by Pilot against the real app."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from textual.widgets import Button, Input, Label
+
+from crm_tui.app import CrmApp, make_app
+from crm_tui.formats import (
+    day_first,
+    field_label,
+    format_amount,
+    format_date,
+    parse_amount,
+    parse_date,
+)
+from crm_tui.phones import format_phone
+from crm_tui.screens.confirm import ConfirmScreen
+from crm_tui.screens.local_form import LocalFormScreen
+from tests.conftest import make_settings
+from tests.test_tui import settle
+
+# -- parsers and formatters -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("typed", "amount"),
+    [
+        ("$1.2M", "1200000"),
+        ("450k", "450000"),
+        ("450 K", "450000"),
+        ("1,250,000", "1250000"),
+        ("$1,250,000.50", "1250000.50"),
+        ("USD 12.5", "12.5"),
+        ("2.5bn", "2500000000"),
+        ("0", "0"),
+        ("-5", "-5"),
+    ],
+)
+def test_amounts_read_as_people_type_them(typed, amount):
+    assert parse_amount(typed) == Decimal(amount)
+    assert str(parse_amount(typed)) == amount
+
+
+@pytest.mark.parametrize(
+    "typed", ["lots", "1,25", "1e5", "$", "12..5", "NaN", "Infinity", "9" * 80]
+)
+def test_unreadable_amounts_say_why(typed):
+    with pytest.raises(ValueError, match=r"amount|commas|large"):
+        parse_amount(typed)
+
+
+def test_huge_amounts_are_refused_without_arithmetic():
+    with pytest.raises(ValueError, match="too large"):
+        parse_amount("9" * 30 + "b")
+
+
+@given(st.decimals(min_value=0, max_value=10**12, places=2, allow_nan=False))
+def test_a_formatted_amount_reads_back_the_same(amount):
+    assert parse_amount(format_amount(amount)) == amount
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "12/15/2026",
+        "Dec 15 2026",
+        "2026-12-15",
+        "15 Dec 2026",
+        "December 15th, 2026",
+        "15-Dec-26",
+        "2026/12/15",
+        "15.12.2026",
+    ],
+)
+def test_dates_read_as_people_type_them(typed):
+    assert parse_date(typed, dayfirst=False) == date(2026, 12, 15)
+    assert parse_date(typed, dayfirst=True) == date(2026, 12, 15)  # unambiguous either way
+
+
+def test_ambiguous_dates_follow_the_locale():
+    assert parse_date("03/04/2026", dayfirst=False) == date(2026, 3, 4)
+    assert parse_date("03/04/2026", dayfirst=True) == date(2026, 4, 3)
+    assert day_first({"LANG": "en_GB.UTF-8"}) is True
+    assert day_first({"LC_ALL": "en_US.UTF-8", "LANG": "de_DE.UTF-8"}) is False
+    assert day_first({"LC_TIME": "de_DE.UTF-8"}) is True
+    assert day_first({"LANG": "C.UTF-8"}) is False  # no territory: month first, as in the US
+    assert day_first({}) is False
+
+
+@pytest.mark.parametrize("typed", ["someday", "31/02/2026", "13/13/2026", "Dec 2026", ""])
+def test_unreadable_dates_say_why(typed):
+    with pytest.raises(ValueError, match="date"):
+        parse_date(typed)
+
+
+@given(st.dates(min_value=date(1900, 1, 1), max_value=date(2099, 12, 31)), st.booleans())
+def test_a_formatted_date_reads_back_the_same(day, dayfirst):
+    assert parse_date(format_date(day.isoformat()), dayfirst) == day
+    assert parse_date(f"{day.month}/{day.day}/{day.year}", dayfirst=False) == day
+    assert parse_date(f"{day.day}/{day.month}/{day.year}", dayfirst=True) == day
+
+
+def test_amounts_and_labels_for_people():
+    assert format_amount(Decimal("1522000")) == "$1,522,000"
+    assert format_amount(Decimal("1250000.5")) == "$1,250,000.50"
+    assert format_amount(Decimal("10"), "CAD") == "10 CAD"
+    assert format_amount(None) == ""
+    assert field_label("contact_remote_id") == "Contact"
+    assert field_label("remote_id") == "Remote id"
+    assert field_label("close_date") == "Close date"
+
+
+def test_phones_in_one_format():
+    assert format_phone("512.555.0100") == "(512) 555-0100"
+    assert format_phone("+1 512 555 0100") == "(512) 555-0100"
+    assert format_phone("+44 20 7946 0958") == "+44 20 7946 0958"
+    assert format_phone("020 7946 0958", "GB") == "020 7946 0958"
+    assert format_phone("+1 512 555 0100", "GB") == "+1 512-555-0100"
+    assert format_phone("call me [b]maybe[/b]") == "call me [b]maybe[/b]"  # as typed
+    assert "\x1b" not in format_phone("12\x1b]52;c;x\x07")  # controls never reach the screen
+    assert format_phone(None) == ""
+
+
+# -- the local form ---------------------------------------------------------------------------
+
+
+async def open_form(pilot, app: CrmApp, kind="contacts", record=None) -> LocalFormScreen:
+    await settle(pilot, app)
+    form = LocalFormScreen(kind, record)
+    app.push_screen(form)
+    await pilot.pause(0.2)
+    assert app.screen is form
+    return form
+
+
+def inside(app: CrmApp, selector: str) -> bool:
+    region = app.screen.query_one(selector).region
+    return region.height > 0 and region.bottom <= app.size.height - 1  # above the footer
+
+
+async def test_the_form_fits_80x24_with_its_buttons_and_keys_in_view(tmp_path):
+    app = make_app(make_settings(tmp_path), sync_stale=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        form = await open_form(pilot, app, "deals")
+        assert inside(app, "#save") and inside(app, "#cancel")
+        first = form.query_one("#field-name", Input).region
+        second = form.query_one("#field-amount", Input).region
+        assert second.x > first.x and second.y == first.y  # two columns at 80
+        keys = {b.binding.id for b in app.screen.active_bindings.values() if b.binding.show}
+        assert {"form.save", "form.cancel"} <= keys
+        # focus on the last field scrolls it into view; the buttons stay where they were
+        form.query_one(f"#field-{form.fields[-1]}", Input).focus()
+        await pilot.pause(0.1)
+        assert inside(app, f"#field-{form.fields[-1]}") and inside(app, "#save")
+
+    app = make_app(make_settings(tmp_path / "narrow"), sync_stale=False)
+    async with app.run_test(size=(60, 24)) as pilot:
+        form = await open_form(pilot, app, "deals")
+        first = form.query_one("#field-name", Input).region
+        second = form.query_one("#field-amount", Input).region
+        assert second.x == first.x and second.y > first.y  # one column when narrow
+        assert inside(app, "#save")
+
+
+async def test_enter_moves_on_and_saves_on_the_last_field(tmp_path):
+    app = make_app(make_settings(tmp_path), sync_stale=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        form = await open_form(pilot, app)
+        await pilot.press(*"Nora", "enter")
+        assert app.focused is form.query_one("#field-last_name", Input)
+        form.query_one(f"#field-{form.fields[-1]}", Input).focus()
+        await pilot.press(*"78701", "enter")
+        await settle(pilot, app)
+        assert app.screen is not form
+        [nora] = app.store.contacts("local")
+        assert (nora.first_name, nora.postal_code) == ("Nora", "78701")
+
+
+async def test_escape_asks_before_discarding_edits(tmp_path):
+    app = make_app(make_settings(tmp_path), sync_stale=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        form = await open_form(pilot, app)
+        await pilot.press("escape")  # nothing typed: it just closes
+        await pilot.pause(0.1)
+        assert app.screen is not form
+
+        form = await open_form(pilot, app)
+        await pilot.press(*"Nora", "escape")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")  # keep editing
+        await pilot.pause(0.1)
+        assert app.screen is form
+        assert form.query_one("#field-first_name", Input).value == "Nora"
+        form.query_one("#cancel", Button).press()
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await pilot.pause(0.1)
+        assert app.screen is not form and not isinstance(app.screen, ConfirmScreen)
+        assert app.store.count("contacts", "local") == 0
+
+
+async def test_the_deal_form_reads_amounts_and_dates_as_typed(tmp_path):
+    app = make_app(make_settings(tmp_path), sync_stale=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        form = await open_form(pilot, app, "deals")
+        await pilot.press(*"Oak St")
+        form.query_one("#field-amount", Input).focus()
+        await pilot.press(*"lots", "tab")
+        await pilot.pause(0.1)
+        error = form.query_one("#error-amount", Label)
+        assert error.display and "450k" in str(error.render())  # said on leaving the field
+        form.query_one("#field-amount", Input).value = "$1.2M"
+        form.query_one("#field-close_date", Input).value = "03/04/2027"
+        await pilot.pause(0.1)
+        assert not error.display
+        reading = str(form.query_one("#reading-close_date", Label).render())
+        assert reading in ("= Mar 4, 2027", "= Apr 3, 2027")  # the reading, before saving
+        assert "$1,200,000" in str(form.query_one("#reading-amount", Label).render())
+        await pilot.press("ctrl+s")
+        await settle(pilot, app)
+        assert app.screen is not form
+        [deal] = app.store.deals("local")
+        assert deal.amount == Decimal(1200000)
+        assert deal.close_date in ("2027-03-04", "2027-04-03")
+
+
+async def test_status_stage_and_tags_suggest_values_in_the_cache(tmp_path):
+    app = make_app(make_settings(tmp_path), sync_stale=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        fields = {"first_name": "A", "status": "Active client", "tags": "buyer, luxury"}
+        await app.local.add("contacts", fields)
+        form = await open_form(pilot, app)
+        await app.workers.wait_for_complete()
+        status = form.query_one("#field-status", Input)
+        status.focus()
+        await pilot.press("a", "c")
+        await pilot.pause(0.2)
+        assert status._suggestion == "Active client"
+        await pilot.press("right")  # takes the suggestion
+        assert status.value == "Active client"
+        tags = form.query_one("#field-tags", Input)
+        tags.focus()
+        await pilot.press(*"buyer, lu")
+        await pilot.pause(0.2)
+        assert tags._suggestion == "buyer, luxury"
