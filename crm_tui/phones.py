@@ -18,7 +18,9 @@ def format_phone(value: str | None, region: str = "US") -> str:
         return text
     if not phonenumbers.is_possible_number(number):
         return text
-    home = phonenumbers.region_code_for_number(number) == region.upper()
+    # By country code, not by region: a new area code the metadata does not know yet is
+    # still a home number (and NANP numbers share one format).
+    home = number.country_code == phonenumbers.country_code_for_region(region.upper())
     style = (
         phonenumbers.PhoneNumberFormat.NATIONAL
         if home

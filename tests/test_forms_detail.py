@@ -3,13 +3,14 @@ form at 80x24, and the record detail screen, driven by Pilot against the real ap
 
 from __future__ import annotations
 
+import sys
 from datetime import date
 from decimal import Decimal
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from textual.widgets import Button, Input, Label
+from textual.widgets import Button, DataTable, Input, Label
 
 from crm_tui.app import CrmApp, make_app
 from crm_tui.formats import (
@@ -20,9 +21,13 @@ from crm_tui.formats import (
     parse_amount,
     parse_date,
 )
+from crm_tui.models import Contact, Deal
 from crm_tui.phones import format_phone
 from crm_tui.screens.confirm import ConfirmScreen
+from crm_tui.screens.detail import RecordScreen, can_open_browser
 from crm_tui.screens.local_form import LocalFormScreen
+from crm_tui.sources.followupboss import FollowUpBossSource
+from crm_tui.sources.pipedrive import PipedriveSource
 from tests.conftest import make_settings
 from tests.test_tui import settle
 
@@ -253,3 +258,124 @@ async def test_status_stage_and_tags_suggest_values_in_the_cache(tmp_path):
         await pilot.press(*"buyer, lu")
         await pilot.pause(0.2)
         assert tags._suggestion == "buyer, luxury"
+
+
+# -- record detail ----------------------------------------------------------------------------
+
+
+def detail_rows(app: CrmApp) -> dict[str, str]:
+    table = app.screen.query_one("#fields", DataTable)
+    rows = [[str(c) for c in table.get_row_at(r)] for r in range(table.row_count)]
+    return {label: value for label, value in rows}
+
+
+async def test_detail_reads_like_a_person_wrote_it_and_v_shows_it_as_stored(tmp_path):
+    app = make_app(make_settings(tmp_path), sync_stale=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        contact = await app.local.add("contacts", {"first_name": "Nora", "phone": "512.555.0100"})
+        deal = await app.local.add(
+            "deals",
+            {
+                "name": "Oak St",
+                "amount": "1522000",
+                "close_date": "2026-12-15",
+                "contact_remote_id": contact.remote_id,
+            },
+        )
+        app.push_screen(RecordScreen(deal))
+        await pilot.pause(0.2)
+        rows = detail_rows(app)
+        assert rows["Amount"] == "$1,522,000"
+        assert rows["Close date"] == "Dec 15, 2026"
+        assert rows["Remote id"] == deal.remote_id
+        assert rows["Contact"].startswith("Nora")
+        assert "contact_remote_id" not in rows and "close_date" not in rows
+        assert rows["Created"][:3].isalpha()  # "Nov 27, 2026 00:09 CET": local, readable
+        await pilot.press("v")
+        rows = detail_rows(app)
+        assert rows["Amount"] == "1522000" and rows["Close date"] == "2026-12-15"
+        assert rows["Created"].endswith(" UTC") and rows["Created"][:4].isdigit()
+        assert rows["Contact"].split()[0] == contact.remote_id
+        await pilot.press("v")
+        assert detail_rows(app)["Amount"] == "$1,522,000"
+
+        # enter on the contact opens it; it lists its deals; enter on one opens it; esc back
+        table = app.screen.query_one("#fields", DataTable)
+        table.move_cursor(row=[r.key for r in app.screen.rows].index("contact_remote_id"))
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, RecordScreen) and app.screen.record.id == contact.id
+        rows = detail_rows(app)
+        assert rows["Phone"] == "(512) 555-0100"
+        assert rows["Deal"].startswith("Oak St · $1,522,000")
+        await pilot.press("v")
+        assert detail_rows(app)["Phone"] == "512.555.0100"  # the original, one key away
+        table = app.screen.query_one("#fields", DataTable)
+        table.move_cursor(row=[r.key for r in app.screen.rows].index(f"deal:{deal.id}"))
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        assert app.screen.record.id == deal.id
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert app.screen.record.id == contact.id  # esc backs out one level
+
+
+def fub_contact(remote_id: str = "42") -> Contact:
+    return Contact(f"followupboss:{remote_id}", "followupboss", remote_id, "alice", "Ana")
+
+
+async def test_o_is_offered_only_where_the_vendor_has_a_page(tmp_path, monkeypatch):
+    monkeypatch.delenv("SSH_CONNECTION", raising=False)
+    monkeypatch.delenv("SSH_TTY", raising=False)
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr("webbrowser.get", lambda *a: object())
+    app = make_app(make_settings(tmp_path), sync_stale=False)
+    opened: list[str] = []
+    monkeypatch.setattr(app, "open_url", lambda url, **kw: opened.append(url))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        local = await app.local.add("contacts", {"first_name": "Nora"})
+        app.push_screen(RecordScreen(local))
+        await pilot.pause(0.1)
+        shown = {b.binding.id for b in app.screen.active_bindings.values()}
+        assert "detail.open" not in shown  # hidden from the footer, not merely dimmed
+        await pilot.press("o")
+        assert opened == []
+        await pilot.press("escape")
+
+        app.push_screen(RecordScreen(fub_contact()))
+        await pilot.pause(0.1)
+        assert "detail.open" in {b.binding.id for b in app.screen.active_bindings.values()}
+        await pilot.press("o")
+        assert opened == ["https://app.followupboss.com/2/people/view/42"]
+
+
+async def test_o_over_ssh_copies_the_link_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("SSH_CONNECTION", "10.0.0.1 5000 10.0.0.2 22")
+    app = make_app(make_settings(tmp_path), sync_stale=False)
+    opened: list[str] = []
+    monkeypatch.setattr(app, "open_url", lambda url, **kw: opened.append(url))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        app.push_screen(RecordScreen(fub_contact("7/../../x?y")))
+        await pilot.pause(0.1)
+        await pilot.press("o")
+        await pilot.pause(0.1)
+        url = "https://app.followupboss.com/2/people/view/7%2F..%2F..%2Fx%3Fy"
+        assert opened == [] and app.clipboard == url  # the id cannot add a path
+        assert any("clipboard" in str(n.message) for n in app._notifications)
+
+
+def test_a_browser_opens_only_where_the_person_sits(monkeypatch):
+    monkeypatch.setattr("webbrowser.get", lambda *a: object())
+    assert can_open_browser({"SSH_TTY": "/dev/pts/1", "DISPLAY": ":0"}) is False
+    if sys.platform.startswith("linux"):
+        assert can_open_browser({}) is False  # a console: no text browser over the app
+        assert can_open_browser({"WAYLAND_DISPLAY": "wayland-0"}) is True
+
+
+def test_pipedrive_deals_link_to_their_page():
+    deal = Deal("pipedrive:9", "pipedrive", "9", "alice", "Oak St")
+    assert PipedriveSource.web_url(deal) == "https://app.pipedrive.com/deal/9"
+    assert FollowUpBossSource.web_url(Deal("followupboss:9", "followupboss", "9", "a")) is None
