@@ -20,7 +20,8 @@ MAX_DECIMALS = 20
 
 _SUFFIXES = {"k": 3, "m": 6, "mm": 6, "b": 9, "bn": 9}
 _AMOUNT = re.compile(
-    r"(?P<sign>-)?\$?(?P<number>\d[\d,]*(?:\.\d*)?|\.\d+)(?P<suffix>k|mm|m|bn|b)?",
+    r"(?P<sign>-)?\$?(?P<number>(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:e[+-]?\d{1,9})?)"
+    r"(?P<suffix>k|mm|m|bn|b)?",
     re.IGNORECASE,
 )
 _GROUPED = re.compile(r"\d{1,3}(,\d{3})+")
@@ -28,7 +29,7 @@ AMOUNT_HELP = "not an amount: try 450000, 450k, $1.2M or 1,250,000.50"
 
 
 def parse_amount(text: str) -> Decimal:
-    """`$1.2M`, `450k`, `1,250,000`, `$1,250,000.50`, `USD 12.5` -> Decimal.
+    """`$1.2M`, `450k`, `1,250,000`, `$1,250,000.50`, `USD 12.5`, `1e6` -> Decimal.
 
     Commas group thousands only (`1,25` is refused rather than read as 125 or 1.25).
     Raises ValueError with a message for the person who typed it."""
@@ -38,29 +39,39 @@ def parse_amount(text: str) -> Decimal:
     match = _AMOUNT.fullmatch(squeezed)
     if match is None:
         raise ValueError(AMOUNT_HELP)
-    whole, _, _ = match["number"].partition(".")
+    whole = re.split(r"[.e]", match["number"], flags=re.IGNORECASE)[0]
     if "," in whole and not _GROUPED.fullmatch(whole):
         raise ValueError("commas must group thousands, as in 1,250,000")
     try:
         amount = Decimal(match["number"].replace(",", ""))
     except InvalidOperation:  # pragma: no cover - the pattern admits only digits
         raise ValueError(AMOUNT_HELP) from None
-    if match["suffix"]:
-        amount = amount.scaleb(_SUFFIXES[match["suffix"].lower()])
-    amount = _in_range(amount)
+    if match["suffix"]:  # by the exponent: scaleb would trap Overflow on 1e999999999k
+        sign, digits, exponent = amount.as_tuple()
+        assert isinstance(exponent, int)
+        amount = Decimal((sign, digits, exponent + _SUFFIXES[match["suffix"].lower()]))
+    try:
+        amount = amount_in_range(amount)
+    except ValueError as exc:
+        too_big = str(exc) == "out of range"
+        raise ValueError(
+            "too large: under 1,000,000,000,000,000" if too_big else str(exc)
+        ) from None
     if amount == amount.to_integral_value():
         amount = amount.quantize(Decimal(1))  # 1.2E+6 -> 1200000
     return -amount if match["sign"] else amount
 
 
-def _in_range(amount: Decimal) -> Decimal:
-    """By its exponent, never by arithmetic: comparing 1E+999999999 raises Overflow."""
+def amount_in_range(amount: Decimal) -> Decimal:
+    """The one range check for money, typed or synced: below 1e15, at most 20 decimals.
+    By its exponent, never by arithmetic: comparing 1E+999999999 raises Overflow."""
     exponent = amount.as_tuple().exponent
-    assert isinstance(exponent, int)
+    if not isinstance(exponent, int):  # NaN or infinity handed in as a Decimal
+        raise ValueError("not a finite number")
     if amount.is_zero():
-        return Decimal(0)
+        return amount if -MAX_DECIMALS <= exponent <= 0 else Decimal(0)
     if amount.adjusted() >= MAX_MAGNITUDE:
-        raise ValueError("too large: under 1,000,000,000,000,000")
+        raise ValueError("out of range")
     if exponent < -MAX_DECIMALS:
         raise ValueError(f"more than {MAX_DECIMALS} decimal places")
     return amount

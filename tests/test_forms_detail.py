@@ -46,6 +46,7 @@ from tests.test_tui import settle
         ("2.5bn", "2500000000"),
         ("0", "0"),
         ("-5", "-5"),
+        ("1e6", "1000000"),  # as the search filter took it
     ],
 )
 def test_amounts_read_as_people_type_them(typed, amount):
@@ -54,7 +55,7 @@ def test_amounts_read_as_people_type_them(typed, amount):
 
 
 @pytest.mark.parametrize(
-    "typed", ["lots", "1,25", "1e5", "$", "12..5", "NaN", "Infinity", "9" * 80]
+    "typed", ["lots", "1,25", "1e", "$", "12..5", "NaN", "Infinity", "9" * 80, "1.2.3"]
 )
 def test_unreadable_amounts_say_why(typed):
     with pytest.raises(ValueError, match=r"amount|commas|large"):
@@ -379,3 +380,39 @@ def test_pipedrive_deals_link_to_their_page():
     deal = Deal("pipedrive:9", "pipedrive", "9", "alice", "Oak St")
     assert PipedriveSource.web_url(deal) == "https://app.pipedrive.com/deal/9"
     assert FollowUpBossSource.web_url(Deal("followupboss:9", "followupboss", "9", "a")) is None
+
+
+@given(st.text(max_size=40) | st.from_regex(r"-?\$?[\d,.]{0,20}(e-?\d{1,12})?[kKmMbB]?"))
+def test_any_typed_amount_is_read_or_refused_with_a_reason(text):
+    try:
+        amount = parse_amount(text)
+    except ValueError as exc:
+        assert str(exc)
+    else:
+        assert amount.is_finite() and amount.adjusted() < 15
+
+
+@given(st.text(max_size=40))
+def test_any_typed_date_is_read_or_refused_with_a_reason(text):
+    try:
+        parse_date(text)
+    except ValueError as exc:
+        assert str(exc)
+
+
+def test_one_amount_reader_for_the_form_the_search_filter_and_sync():
+    from crm_tui.search.query import QueryError, parse_query
+    from crm_tui.sources.errors import InvalidRecord
+    from crm_tui.sources.mapping import to_amount
+
+    assert parse_query("amount>1.2M", "deals").amounts == [(">", Decimal(1200000))]
+    assert parse_query("amount<=$450k", "deals").amounts == [("<=", Decimal(450000))]
+    assert parse_query("amount<=1e6", "deals").amounts == [("<=", Decimal(1000000))]
+    with pytest.raises(QueryError, match="amount"):
+        parse_query("amount>lots", "deals")
+    # a synced amount passes the same range check as a typed one
+    with pytest.raises(InvalidRecord, match="amount: out of range"):
+        to_amount("1E+999999999")
+    with pytest.raises(ValueError, match="too large"):
+        parse_amount("1E+999999999")
+    assert to_amount("0.00") == Decimal("0.00")
