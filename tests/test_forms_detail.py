@@ -174,6 +174,15 @@ async def test_the_form_fits_80x24_with_its_buttons_and_keys_in_view(tmp_path):
         assert second.x == first.x and second.y > first.y  # one column when narrow
         assert inside(app, "#save")
 
+    app = make_app(make_settings(tmp_path / "short"), sync_stale=False)
+    async with app.run_test(size=(80, 15)) as pilot:
+        form = await open_form(pilot, app, "contacts")
+        assert inside(app, "#save") and inside(app, "#field-first_name")
+        form.query_one(f"#field-{form.fields[-1]}", Input).focus()
+        await pilot.pause(0.1)
+        assert inside(app, f"#field-{form.fields[-1]}") and inside(app, "#save")
+        assert form.query_one("#form-body").scroll_y > 0  # the fields scrolled, not the dialog
+
 
 async def test_enter_moves_on_and_saves_on_the_last_field(tmp_path):
     app = make_app(make_settings(tmp_path), sync_stale=False)
@@ -274,7 +283,9 @@ async def test_detail_reads_like_a_person_wrote_it_and_v_shows_it_as_stored(tmp_
     app = make_app(make_settings(tmp_path), sync_stale=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot, app)
-        contact = await app.local.add("contacts", {"first_name": "Nora", "phone": "512.555.0100"})
+        contact = await app.local.add(
+            "contacts", {"first_name": "[@click=app.quit]Nora[/]", "phone": "512.555.0100"}
+        )
         deal = await app.local.add(
             "deals",
             {
@@ -290,7 +301,7 @@ async def test_detail_reads_like_a_person_wrote_it_and_v_shows_it_as_stored(tmp_
         assert rows["Amount"] == "$1,522,000"
         assert rows["Close date"] == "Dec 15, 2026"
         assert rows["Remote id"] == deal.remote_id
-        assert rows["Contact"].startswith("Nora")
+        assert rows["Contact"].startswith("[@click=app.quit]Nora[/]")  # literally
         assert "contact_remote_id" not in rows and "close_date" not in rows
         assert rows["Created"][:3].isalpha()  # "Nov 27, 2026 00:09 CET": local, readable
         await pilot.press("v")

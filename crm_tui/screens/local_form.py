@@ -109,7 +109,17 @@ class LocalFormScreen(ModalScreen[Record | None]):
                 yield Button("Cancel (esc)", id="cancel")
         yield Footer()
 
+    #: Rows around the fields: the footer, the border, the title and the buttons.
+    CHROME_ROWS = 7
+
+    def on_resize(self) -> None:
+        """The dialog is as tall as its fields, up to the screen; the fields scroll within
+        it so the buttons stay in view."""
+        body = self.query_one("#form-body", VerticalScroll)
+        body.styles.max_height = max(3, self.size.height - self.CHROME_ROWS)
+
     def on_mount(self) -> None:
+        self.on_resize()
         self.query_one(f"#field-{self.fields[0]}", Input).focus()
         for name in self.fields:
             self._show_reading(name)
