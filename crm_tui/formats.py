@@ -25,7 +25,7 @@ _AMOUNT = re.compile(
     re.IGNORECASE,
 )
 _GROUPED = re.compile(r"\d{1,3}(,\d{3})+")
-AMOUNT_HELP = "not an amount: try 450000, 450k, $1.2M or 1,250,000.50"
+AMOUNT_HELP = "not an amount: try 450k, $1.2M or 1,250,000.50"
 
 
 def parse_amount(text: str) -> Decimal:

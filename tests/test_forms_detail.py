@@ -29,6 +29,7 @@ from crm_tui.screens.local_form import LocalFormScreen
 from crm_tui.sources.followupboss import FollowUpBossSource
 from crm_tui.sources.pipedrive import PipedriveSource
 from tests.conftest import make_settings
+from tests.test_snapshots import loaded, snapshot_app  # noqa: F401  (a fixture)
 from tests.test_tui import settle
 
 # -- parsers and formatters -------------------------------------------------------------------
@@ -427,3 +428,33 @@ def test_one_amount_reader_for_the_form_the_search_filter_and_sync():
     with pytest.raises(ValueError, match="too large"):
         parse_amount("1E+999999999")
     assert to_amount("0.00") == Decimal("0.00")
+
+
+# -- pictures ---------------------------------------------------------------------------------
+
+SIZES = pytest.mark.parametrize("size", [(80, 24), (200, 50)], ids=["80x24", "200x50"])
+
+
+@SIZES
+def test_form_picture(snap_compare, snapshot_app, size, monkeypatch):  # noqa: F811
+    monkeypatch.delenv("LC_ALL", raising=False)
+    monkeypatch.setenv("LC_TIME", "en_US.UTF-8")  # 03/04/2027 reads as March 4
+
+    async def form(pilot) -> None:
+        await loaded(pilot)
+        pilot.app.push_screen(LocalFormScreen("deals"))
+        await pilot.pause(0.2)
+        await pilot.press(*"Oak St", "tab", *"lots", "tab", "tab", "tab", "tab", *"03/04/2027")
+        await pilot.pause(0.3)
+
+    assert snap_compare(snapshot_app(), terminal_size=size, run_before=form)
+
+
+@SIZES
+def test_detail_picture(snap_compare, snapshot_app, size):  # noqa: F811
+    async def detail(pilot) -> None:
+        await loaded(pilot)
+        pilot.app.push_screen(RecordScreen(pilot.app.store.get("contacts", "followupboss:1")))
+        await pilot.pause(0.3)
+
+    assert snap_compare(snapshot_app(), terminal_size=size, run_before=detail)

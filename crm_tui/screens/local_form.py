@@ -33,6 +33,7 @@ _PLACEHOLDERS = {
     "probability": "0-100",
     "currency": "USD",
 }
+_LABELS = {"contact_remote_id": "Contact (its id)"}
 #: Checked as soon as the person leaves the field (the others only on save: a missing
 #: name is not an error while the form is still being filled in).
 _CHECKED_ON_LEAVE = ("amount", "close_date", "probability", "currency", "email", "phone")
@@ -94,7 +95,7 @@ class LocalFormScreen(ModalScreen[Record | None]):
             with VerticalScroll(id="form-body"), ItemGrid(id="form-grid", min_column_width=36):
                 for name in self.fields:
                     with Vertical(classes="form-field"):
-                        yield Label(field_label(name), markup=False)
+                        yield Label(_LABELS.get(name) or field_label(name), markup=False)
                         yield Input(
                             self.initial[name],
                             id=f"field-{name}",
