@@ -458,3 +458,10 @@ def test_detail_picture(snap_compare, snapshot_app, size):  # noqa: F811
         await pilot.pause(0.3)
 
     assert snap_compare(snapshot_app(), terminal_size=size, run_before=detail)
+
+
+def test_the_new_keys_can_be_remapped():
+    from crm_tui.app import known_binding_ids
+
+    ids = known_binding_ids()
+    assert {"form.save", "form.cancel", "detail.stored", "detail.open"} <= ids
