@@ -212,7 +212,7 @@ _LABELS = {
     "postal_code": "Postal code",
     "property_address": "Property address",
     "close_date": "Close date",
-    "probability": "Probability %",
+    "probability": "Probability",
     "remote_created": "Created",
     "remote_updated": "Updated",
     "synced_at": "Synced",

@@ -33,7 +33,7 @@ _PLACEHOLDERS = {
     "probability": "0-100",
     "currency": "USD",
 }
-_LABELS = {"contact_remote_id": "Contact (its id)"}
+_LABELS = {"contact_remote_id": "Contact (its id)", "probability": "Probability %"}
 #: Checked as soon as the person leaves the field (the others only on save: a missing
 #: name is not an error while the form is still being filled in).
 _CHECKED_ON_LEAVE = ("amount", "close_date", "probability", "currency", "email", "phone")
