@@ -465,3 +465,15 @@ def test_the_new_keys_can_be_remapped():
 
     ids = known_binding_ids()
     assert {"form.save", "form.cancel", "detail.stored", "detail.open"} <= ids
+
+
+@pytest.mark.parametrize("theme", ["textual-dark", "textual-light", "nord", "gruvbox"])
+async def test_form_fields_stand_out_in_every_theme(tmp_path, theme):
+    app = make_app(make_settings(tmp_path), sync_stale=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.theme = theme
+        form = await open_form(pilot, app)
+        dialog = form.query_one("#form").background_colors[1]
+        idle = form.query_one("#field-last_name").background_colors[1]
+        focused = form.query_one("#field-first_name").background_colors[1]
+        assert len({dialog.hex, idle.hex, focused.hex}) == 3
