@@ -10,14 +10,13 @@ import contextlib
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import date
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from crm_tui.dedup.clusters import LINKS_FIELD
+from crm_tui.formats import parse_amount, parse_date
 from crm_tui.models import CONTACT_EDITABLE, DEAL_EDITABLE, Record, RecordKind, utc_now
 from crm_tui.sources.base import SourceContext
 from crm_tui.sources.local import LocalSource
@@ -47,12 +46,9 @@ def _phone(value: str, region: str) -> tuple[str, str]:
 
 
 def _amount(text: str) -> str:
-    try:
-        amount = Decimal(text.replace(",", "").lstrip("$"))
-    except InvalidOperation:
-        amount = Decimal(-1)
-    if not amount.is_finite() or amount < 0:
-        raise ValueError("must be a number, 0 or more")
+    amount = parse_amount(text)
+    if amount < 0:
+        raise ValueError("must be 0 or more")
     return str(amount)
 
 
@@ -63,10 +59,7 @@ def _probability(text: str) -> int:
 
 
 def _close_date(text: str) -> str:
-    try:
-        return date.fromisoformat(text).isoformat()
-    except ValueError:
-        raise ValueError("must be an ISO date such as 2026-12-31") from None
+    return parse_date(text).isoformat()
 
 
 def _currency(text: str) -> str:

@@ -32,7 +32,7 @@ def cli(tmp_path):
         ("deals", {"amount": "-5"}, {"amount", "name"}),
         ("deals", {"name": "n", "amount": "lots"}, {"amount"}),
         ("deals", {"name": "n", "probability": "101"}, {"probability"}),
-        ("deals", {"name": "n", "close_date": "31/12/2026"}, {"close_date"}),
+        ("deals", {"name": "n", "close_date": "31/02/2026"}, {"close_date"}),  # no such day
         ("deals", {"name": "n", "currency": "dollars"}, {"currency"}),
     ],
 )

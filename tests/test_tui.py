@@ -104,7 +104,7 @@ async def test_open_and_close_a_record(demo_settings):
         assert isinstance(app.screen, RecordScreen)
         assert app.screen.record.first_name == "Zoë"
         fields = cells(app.screen.query_one("#fields", DataTable))
-        assert ["first_name", "Zoë"] in fields
+        assert ["First name", "Zoë"] in fields
         await pilot.press("escape")
         assert not isinstance(app.screen, RecordScreen)
 

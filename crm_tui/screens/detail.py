@@ -1,8 +1,15 @@
-"""Record detail: mapped fields, source, ids and times, and the original payload."""
+"""Record detail: the fields as people read them (labels, money, local times, one phone
+format; `v` shows them as stored), links between a deal and its contact, the source's web
+page, and the original payload."""
 
 from __future__ import annotations
 
 import json
+import os
+import sys
+import webbrowser
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -12,25 +19,75 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Static
 
 from crm_tui.config import DISPLAY_NAMES
-from crm_tui.models import Contact, Record
+from crm_tui.formats import field_label, format_amount, format_date, local_time, utc_time
+from crm_tui.models import Contact, Deal, Record
+from crm_tui.phones import format_phone
 from crm_tui.sources.registry import CONNECTORS
-from crm_tui.timefmt import exact
 from crm_tui.widgets.safe import safe, safe_block
 
-_HIDDEN = {"raw", "id", "source", "user_id"}
+_HIDDEN = {"raw", "id", "source", "user_id", "deleted"}
+_TIMES = ("remote_created", "remote_updated", "synced_at")
+MAX_DEALS_LISTED = 200
 
 
-def field_rows(record: Record) -> list[tuple[str, str]]:
-    rows = [("id", record.id), ("source", DISPLAY_NAMES.get(record.source, record.source))]
+@dataclass(frozen=True, slots=True)
+class Row:
+    key: str  # a field's name, or `deal:<id>` / `contact` for a link
+    label: str
+    value: str
+    link: str | None = None  # the id of the record `enter` opens
+
+
+def field_rows(
+    record: Record,
+    *,
+    stored: bool = False,
+    region: str = "US",
+    contact: Contact | None = None,
+    deals: tuple[Deal, ...] = (),
+) -> list[Row]:
+    """The detail's rows: formatted for people, or (`stored`) exactly as kept in the cache,
+    times in UTC. `contact` and `deals` are the linked records found in the cache."""
+    rows = [
+        Row("id", "Record id", record.id),
+        Row("source", "Source", DISPLAY_NAMES.get(record.source, record.source)),
+    ]
     for name in type(record).__dataclass_fields__:
         if name in _HIDDEN:
             continue
         value = getattr(record, name)
+        link = None
         if name == "tags":
-            value = ", ".join(value)
-        elif name in ("remote_created", "remote_updated", "synced_at"):
-            value = exact(value) if value else ""
-        rows.append((name, "" if value is None else str(value)))
+            shown = ", ".join(value)
+        elif value is None or value == "":
+            shown = ""
+        elif stored:
+            shown = utc_time(value) if name in _TIMES else str(value)
+        elif name in _TIMES:
+            shown = local_time(value)
+        elif name == "amount" and isinstance(record, Deal):
+            shown = format_amount(value, record.currency)
+        elif name == "close_date":
+            shown = format_date(value)
+        elif name == "phone":
+            shown = format_phone(value, region)
+        elif name == "probability":
+            shown = f"{value}%"
+        else:
+            shown = str(value)
+        if name == "contact_remote_id" and contact is not None:
+            link = contact.id
+            if not stored:
+                shown = contact.name or contact.email or contact.id
+        rows.append(Row(name, field_label(name), shown, link))
+    if record.deleted:
+        rows.append(Row("deleted", "Deleted", "yes: gone from the source"))
+    for deal in deals[:MAX_DEALS_LISTED]:
+        parts = [deal.name or deal.id, format_amount(deal.amount, deal.currency), deal.stage]
+        value = " · ".join(p for p in parts if p)
+        rows.append(Row(f"deal:{deal.id}", "Deal", value, deal.id))
+    if len(deals) > MAX_DEALS_LISTED:
+        rows.append(Row("deals-more", "", f"and {len(deals) - MAX_DEALS_LISTED:,} more deals"))
     return rows
 
 
@@ -40,10 +97,29 @@ def source_url(record: Record) -> str | None:
     return cls.web_url(record) if cls is not None else None
 
 
+def can_open_browser(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether a browser would open where the person sits. Over SSH it would open on the
+    server, if anywhere; on a Linux console without a display `webbrowser` would start a
+    text browser inside this terminal, over the app."""
+    env = os.environ if environ is None else environ
+    if env.get("SSH_CONNECTION") or env.get("SSH_TTY"):
+        return False
+    if sys.platform not in ("darwin", "win32") and not (
+        env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")
+    ):
+        return False
+    try:
+        webbrowser.get()
+    except webbrowser.Error:
+        return False
+    return True
+
+
 class RecordScreen(ModalScreen[None]):
     BINDINGS = [
         Binding("escape,q", "dismiss", "Close", id="detail.close"),
         Binding("y", "copy", "Copy value", id="detail.copy"),
+        Binding("v", "toggle_stored", "As stored", id="detail.stored"),
         Binding("o", "open_source", "Open in CRM", id="detail.open"),
         Binding("a", "also_in", "Same person elsewhere", id="detail.also"),
     ]
@@ -54,6 +130,10 @@ class RecordScreen(ModalScreen[None]):
         self.url = source_url(record)
         self.also_in: list[str] = []
         self.shared: list[str] = []
+        self.stored = False
+        self.rows: list[Row] = []
+        self.contact: Contact | None = None
+        self.deals: tuple[Deal, ...] = ()
 
     def compose(self) -> ComposeResult:
         record = self.record
@@ -83,13 +163,53 @@ class RecordScreen(ModalScreen[None]):
             self.also_in = review.also_in(self.record.id)
             shared = review.people.shared_by_record.get(self.record.id, ())
             self.shared = [p.note for p in shared]
+        self._find_links()
         self._show_also_in()
         table = self.query_one("#fields", DataTable)
         table.add_column("Field", key="field", width=16)
         table.add_column("Value", key="value")
-        for name, value in field_rows(self.record):
-            table.add_row(safe(name, "bold"), safe(value), key=name)
+        self._fill()
         table.focus()
+
+    def _find_links(self) -> None:
+        """A deal's contact and a contact's deals, from the same source in the cache."""
+        store = getattr(self.app, "store", None)
+        record = self.record
+        if store is None:
+            return
+        if isinstance(record, Deal) and record.contact_remote_id:
+            found = store.get("contacts", f"{record.source}:{record.contact_remote_id}")
+            self.contact = found if isinstance(found, Contact) else None
+        elif isinstance(record, Contact):
+            deals = store.stream("deals", record.source)
+            self.deals = tuple(
+                d
+                for d in list(deals.values())
+                if d.contact_remote_id == record.remote_id and not d.deleted
+            )
+
+    def _region(self) -> str:
+        settings = getattr(self.app, "settings", None)
+        return str(getattr(settings, "crm_phone_region", "US"))
+
+    def _fill(self) -> None:
+        table = self.query_one("#fields", DataTable)
+        row = table.cursor_row
+        table.clear()
+        self.rows = field_rows(
+            self.record,
+            stored=self.stored,
+            region=self._region(),
+            contact=self.contact,
+            deals=self.deals,
+        )
+        for item in self.rows:
+            value = safe(item.value, "underline" if item.link else "")
+            if item.link:
+                value.append("  enter: open", style="dim")
+            table.add_row(safe(item.label, "bold"), value, key=item.key)
+        if table.row_count:
+            table.move_cursor(row=min(row, table.row_count - 1))
 
     def _show_also_in(self) -> None:
         line = Text()
@@ -110,6 +230,23 @@ class RecordScreen(ModalScreen[None]):
             return bool(self.also_in)
         return True
 
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """`enter` on a link opens the record it names; esc comes back here."""
+        row = self.rows[event.cursor_row] if event.cursor_row < len(self.rows) else None
+        store = getattr(self.app, "store", None)
+        if row is None or row.link is None or store is None:
+            return
+        kind = "deals" if row.key.startswith("deal:") else "contacts"
+        record = store.get(kind, row.link)
+        if record is not None:
+            self.app.push_screen(RecordScreen(record))
+
+    def action_toggle_stored(self) -> None:
+        self.stored = not self.stored
+        self._fill()
+        shown = "as stored (times in UTC)" if self.stored else "formatted (local time)"
+        self.notify(f"Values {shown}: v switches back", markup=False, timeout=3)
+
     def action_also_in(self) -> None:
         """Open the same person's record in the next source (from there, the next...)."""
         store = getattr(self.app, "store", None)
@@ -119,12 +256,24 @@ class RecordScreen(ModalScreen[None]):
 
     def action_copy(self) -> None:
         table = self.query_one("#fields", DataTable)
-        if not table.row_count:
+        if not table.row_count or table.cursor_row >= len(self.rows):
             return
-        name, value = field_rows(self.record)[table.cursor_row]
-        self.app.copy_to_clipboard(value)
-        self.notify(f"Copied {name}", markup=False)
+        row = self.rows[table.cursor_row]
+        self.app.copy_to_clipboard(row.value)
+        self.notify(f"Copied {row.label or 'value'}", markup=False)
 
     def action_open_source(self) -> None:
-        if self.url:
+        if not self.url:
+            return
+        where = DISPLAY_NAMES.get(self.record.source, self.record.source)
+        if can_open_browser():
             self.app.open_url(self.url)
+            self.notify(f"Opening the record in {where} in your browser", markup=False)
+            return
+        # OSC 52: the terminal the person sits at takes it, over SSH too.
+        self.app.copy_to_clipboard(self.url)
+        self.notify(
+            f"No browser here: the link to {where} is in your clipboard\n{self.url}",
+            markup=False,
+            timeout=8,
+        )

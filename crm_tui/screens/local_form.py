@@ -1,20 +1,42 @@
-"""The local CRM's form: one input per field, every error shown under its field."""
+"""The local CRM's form: one input per field, every error shown under its field.
+
+It fits 80x24: the fields scroll in one or two columns (as the width allows) while the
+title, the buttons and the footer stay put. Status, stage and tags suggest the values the
+cache already holds; amounts and dates are read leniently and the reading is shown."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
+from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, ItemGrid, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.suggester import Suggester
+from textual.widgets import Button, Footer, Input, Label, Static
 
-from crm_tui.local_crm import ValidationFailed
+from crm_tui.formats import field_label, format_amount, format_date, parse_amount, parse_date
+from crm_tui.local_crm import ValidationFailed, validate
 from crm_tui.models import CONTACT_EDITABLE, DEAL_EDITABLE, Record, RecordKind
+from crm_tui.screens.confirm import ConfirmScreen
+from crm_tui.suggestions import used_values
 
 if TYPE_CHECKING:
     from crm_tui.app import CrmApp
+
+_PLACEHOLDERS = {
+    "amount": "450k, $1.2M, 1,250,000",
+    "close_date": "12/15/2026, Dec 15 2026, 2026-12-15",
+    "tags": "comma, separated",
+    "probability": "0-100",
+    "currency": "USD",
+}
+_LABELS = {"contact_remote_id": "Contact (its id)", "probability": "Probability %"}
+#: Checked as soon as the person leaves the field (the others only on save: a missing
+#: name is not an error while the form is still being filled in).
+_CHECKED_ON_LEAVE = ("amount", "close_date", "probability", "currency", "email", "phone")
 
 
 def _shown(record: Record | None, name: str) -> str:
@@ -26,10 +48,30 @@ def _shown(record: Record | None, name: str) -> str:
     return "" if value is None else str(value)
 
 
+class ValueSuggester(Suggester):
+    """Completes the value being typed from `values` (for tags: the last comma-separated
+    item). The values are filled in later, once read from the store."""
+
+    def __init__(self, listed: bool = False) -> None:
+        super().__init__(use_cache=False, case_sensitive=False)
+        self.values: list[str] = []
+        self.listed = listed
+
+    async def get_suggestion(self, value: str) -> str | None:
+        head, comma, last = value.rpartition(",") if self.listed else ("", "", value)
+        typed = last.lstrip().casefold()
+        if not typed:
+            return None
+        for candidate in self.values:
+            if candidate.casefold().startswith(typed) and candidate.casefold() != typed:
+                return f"{head}{comma}{last[: len(last) - len(last.lstrip())]}{candidate}"
+        return None
+
+
 class LocalFormScreen(ModalScreen[Record | None]):
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", id="form.save", priority=True),
-        Binding("escape", "dismiss(None)", "Cancel", id="form.cancel"),
+        Binding("escape", "cancel", "Cancel", id="form.cancel"),
     ]
 
     def __init__(self, kind: RecordKind, record: Record | None = None) -> None:
@@ -37,28 +79,65 @@ class LocalFormScreen(ModalScreen[Record | None]):
         self.kind = kind
         self.record = record
         self.fields = CONTACT_EDITABLE if kind == "contacts" else DEAL_EDITABLE
+        self.suggesters = {
+            name: ValueSuggester(listed=name == "tags")
+            for name in ("status", "stage", "tags")
+            if name in self.fields
+        }
+        self.initial: dict[str, str] = {name: _shown(record, name) for name in self.fields}
+        self._errored: dict[str, str | None] = {}
 
     def compose(self) -> ComposeResult:
         what = "contact" if self.kind == "contacts" else "deal"
         title = f"Edit local {what} {self.record.id}" if self.record else f"New local {what}"
-        with VerticalScroll(id="form"):
+        with Vertical(id="form"):
             yield Static(title, id="form-title", markup=False)
-            for name in self.fields:
-                yield Label(name.replace("_", " "), markup=False)
-                yield Input(_shown(self.record, name), id=f"field-{name}")
-                yield Label("", id=f"error-{name}", classes="field-error", markup=False)
+            with VerticalScroll(id="form-body"), ItemGrid(id="form-grid", min_column_width=36):
+                for name in self.fields:
+                    with Vertical(classes="form-field"):
+                        yield Label(_LABELS.get(name) or field_label(name), markup=False)
+                        yield Input(
+                            self.initial[name],
+                            id=f"field-{name}",
+                            placeholder=_PLACEHOLDERS.get(name, ""),
+                            suggester=self.suggesters.get(name),
+                            compact=True,
+                        )
+                        yield Label("", id=f"error-{name}", classes="field-error", markup=False)
+                        yield Label("", id=f"reading-{name}", classes="field-reading")
             with Horizontal(id="form-buttons"):
                 yield Button("Save (ctrl+s)", id="save", variant="primary")
                 yield Button("Cancel (esc)", id="cancel")
+        yield Footer()
+
+    #: Rows around the fields: the footer, the border, the title and the buttons.
+    CHROME_ROWS = 7
+
+    def on_resize(self) -> None:
+        """The dialog is as tall as its fields, up to the screen; the fields scroll within
+        it so the buttons stay in view."""
+        body = self.query_one("#form-body", VerticalScroll)
+        body.styles.max_height = max(3, self.size.height - self.CHROME_ROWS)
 
     def on_mount(self) -> None:
+        self.on_resize()
         self.query_one(f"#field-{self.fields[0]}", Input).focus()
+        for name in self.fields:
+            self._show_reading(name)
+        if self.suggesters:
+            store = cast("CrmApp", self.app).store
+            # Each stream copied here, on the loop (a C-level copy, milliseconds at 1M),
+            # so a sync's upsert cannot change a dict under the thread that counts.
+            streams = [list(store.stream(self.kind, s).values()) for s in store.sources()]
+            self._load_suggestions(streams)
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "save":
-            self.action_save()
-        else:
-            self.dismiss(None)
+    @work(group="form-suggestions", exclusive=True, thread=True, exit_on_error=False)
+    def _load_suggestions(self, streams: list[list[Record]]) -> None:
+        values = used_values((r for part in streams for r in part), tuple(self.suggesters))
+        for name, suggester in self.suggesters.items():
+            suggester.values = values.get(name, [])
+
+    # -- what was typed ------------------------------------------------------------------------
 
     def values(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -68,23 +147,108 @@ class LocalFormScreen(ModalScreen[Record | None]):
                 out[name] = value
         return out
 
+    def is_dirty(self) -> bool:
+        return any(
+            self.query_one(f"#field-{name}", Input).value != self.initial[name]
+            for name in self.fields
+        )
+
+    def _set_error(self, name: str, message: str) -> None:
+        # Remembered with the value it is about: a Changed event still in the queue for
+        # that same value must not wipe it.
+        self._errored[name] = self.query_one(f"#field-{name}", Input).value if message else None
+        label = self.query_one(f"#error-{name}", Label)
+        label.update(message)
+        label.display = bool(message)
+
+    def _show_reading(self, name: str) -> None:
+        """How a lenient field was read (`03/04/2026` -> `Mar 4, 2026`), so a misreading
+        shows before it is saved."""
+        if name not in ("amount", "close_date"):
+            return
+        text = self.query_one(f"#field-{name}", Input).value.strip()
+        reading = ""
+        try:
+            if text and name == "amount":
+                currency = self.query_one("#field-currency", Input).value.strip() or "USD"
+                reading = format_amount(parse_amount(text), currency.upper())
+            elif text:
+                reading = format_date(parse_date(text).isoformat())
+        except ValueError:
+            reading = ""
+        label = self.query_one(f"#reading-{name}", Label)
+        label.update(Text(f"= {reading}") if reading and reading != text else "")
+        label.display = bool(reading and reading != text)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        name = (event.input.id or "").removeprefix("field-")
+        if name in self.fields:
+            if self._errored.get(name) not in (None, event.value):
+                self._set_error(name, "")
+            self._show_reading(name)
+
+    def on_descendant_blur(self, event: Any) -> None:
+        widget = event.widget
+        if not isinstance(widget, Input) or not widget.id:
+            return
+        name = widget.id.removeprefix("field-")
+        if name not in _CHECKED_ON_LEAVE or not widget.value.strip():
+            return
+        cfg = getattr(self.app, "settings", None)
+        region = getattr(cfg, "crm_phone_region", "US")
+        try:
+            validate(self.kind, {name: widget.value}, region)
+        except ValidationFailed as exc:
+            if name in exc.errors:
+                self._set_error(name, exc.errors[name])
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter moves to the next field; on the last one it saves."""
+        event.stop()
+        if event.input.id == f"field-{self.fields[-1]}":
+            self.action_save()
+        else:
+            self.focus_next(Input)
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "save":
+            self.action_save()
+        else:
+            self.action_cancel()
+
+    def action_cancel(self) -> None:
+        if not self.is_dirty():
+            self.dismiss(None)
+            return
+
+        def answered(discard: bool | None) -> None:
+            if discard:
+                self.dismiss(None)
+
+        what = "contact" if self.kind == "contacts" else "deal"
+        self.app.push_screen(ConfirmScreen(f"Discard your changes to this {what}?"), answered)
+
     def action_save(self) -> None:
         self.run_worker(self._save(), group="form", exclusive=True, exit_on_error=False)
 
     async def _save(self) -> None:
         local = cast("CrmApp", self.app).local
         for name in self.fields:
-            self.query_one(f"#error-{name}", Label).display = False
+            self._set_error(name, "")
         try:
             if self.record is None:
                 saved = await local.add(self.kind, self.values())
             else:
                 saved = await local.edit(self.record.id, self.values())
         except ValidationFailed as exc:
+            first = None
             for name, message in exc.errors.items():
                 if name in self.fields:
-                    label = self.query_one(f"#error-{name}", Label)
-                    label.update(message)
-                    label.display = True
+                    self._set_error(name, message)
+                    first = first or name
+            if first is not None:
+                self.query_one(f"#field-{first}", Input).focus()
             return
         self.dismiss(saved)

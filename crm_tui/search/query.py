@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from crm_tui.config import SOURCE_NAMES
+from crm_tui.formats import parse_amount
 from crm_tui.search.text import fold
 from crm_tui.text import single_line
 
@@ -63,11 +64,9 @@ def parse_query(text: str, kind: str = "contacts") -> Query:
             if kind != "deals":
                 raise QueryError(deals_only("amount"))
             try:
-                value = Decimal(amount.group(2).replace(",", "").lstrip("$"))
-            except InvalidOperation:
-                raise QueryError(f"amount filter needs a number: {word}") from None
-            if not value.is_finite():
-                raise QueryError(f"amount filter needs a number: {word}")
+                value = parse_amount(amount.group(2))
+            except ValueError as exc:
+                raise QueryError(f"amount filter needs an amount: {word} ({exc})") from None
             query.amounts.append((amount.group(1), value))
             continue
         match = _FILTER.match(word)

@@ -17,6 +17,7 @@ from abc import ABC
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote
 
 from crm_tui.models import Contact, Record, RecordKind
 from crm_tui.sources.errors import NotFound, RateLimited, RemoteError, SourceError
@@ -71,9 +72,10 @@ class Source(ABC):
     short_name: ClassVar[str]  # a badge of a few letters (People, Search)
     settings: ClassVar[tuple[Setting, ...]] = ()
     exports: ClassVar[tuple[CsvExport, ...]] = ()  # CSV exports `crm-tui import` reads
-    #: A record's page in the vendor's web app: a format string taking `remote_id`, or
-    #: where the payload holds the link; None if unknown.
+    #: A contact's page in the vendor's web app: a format string taking `remote_id`, or
+    #: where the payload holds the link; None if unknown (then `o` is not offered).
     record_url: ClassVar[str | None] = None
+    deal_url: ClassVar[str | None] = None  # the same, for a deal
     record_url_at: ClassVar[tuple[str, ...]] = ()
     field_maps: ClassVar[Mapping[RecordKind, FieldMap]] = {}
 
@@ -130,8 +132,10 @@ class Source(ABC):
             value = get_path(metadata, path)
             if isinstance(value, str) and value.startswith("https://"):
                 return value
-        if cls.record_url is not None and isinstance(record, Contact):
-            return cls.record_url.format(remote_id=record.remote_id)
+        template = cls.record_url if isinstance(record, Contact) else cls.deal_url
+        if template is not None and record.remote_id:
+            # quoted whole: an id is the vendor's text, and must not add a path or a query
+            return template.format(remote_id=quote(record.remote_id, safe=""))
         return None
 
     @property

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from crm_tui import jsoncodec
+from crm_tui.formats import MAX_AMOUNT_CHARS, amount_in_range
 from crm_tui.models import (
     CONTACT_EDITABLE,
     DEAL_EDITABLE,
@@ -326,9 +327,7 @@ def to_tags(value: Any) -> tuple[str, ...]:
 
 
 _MONEY_JUNK = re.compile(r"[\s$,€£]|USD", re.IGNORECASE)
-_MAX_NUMBER_CHARS = 64
-_MAX_MAGNITUDE = 15  # digits before the point: below 1e15
-_MAX_DECIMALS = 20
+_MAX_NUMBER_CHARS = MAX_AMOUNT_CHARS
 
 
 def to_amount(value: Any, field: str = "amount") -> Decimal | None:
@@ -362,18 +361,10 @@ def to_amount(value: Any, field: str = "amount") -> Decimal | None:
 
 
 def _in_range(amount: Decimal, field: str) -> Decimal:
-    """Looked at through its exponent, never through arithmetic: abs() or a comparison of
-    1E+999999999 raises decimal.Overflow."""
-    exponent = amount.as_tuple().exponent
-    if not isinstance(exponent, int):  # NaN or infinity handed in as a Decimal
-        raise InvalidRecord(f"{field}: not a finite number")
-    if amount.is_zero():
-        return amount if -_MAX_DECIMALS <= exponent <= 0 else Decimal(0)
-    if amount.adjusted() >= _MAX_MAGNITUDE:
-        raise InvalidRecord(f"{field}: out of range")
-    if exponent < -_MAX_DECIMALS:
-        raise InvalidRecord(f"{field}: more than {_MAX_DECIMALS} decimal places")
-    return amount
+    try:
+        return amount_in_range(amount)
+    except ValueError as exc:
+        raise InvalidRecord(f"{field}: {exc}") from None
 
 
 def to_probability(value: Any) -> int | None:

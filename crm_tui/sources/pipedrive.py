@@ -68,6 +68,7 @@ class PipedriveSource(Source):
         ),
     )
     record_url = "https://app.pipedrive.com/person/{remote_id}"
+    deal_url = "https://app.pipedrive.com/deal/{remote_id}"
     base_url_setting = "PIPEDRIVE_API_BASE_URL"
     base_path = "api/v2"
     auth = KeyHeader("PIPEDRIVE_API_TOKEN", header="x-api-token")
