@@ -1,21 +1,30 @@
-"""Search: results as you type, grouped by source, matched text highlighted."""
+"""Search: results as you type, grouped by source, matched text highlighted.
+
+Each source shows its best matches at once; `enter` on its header (or ctrl+b for every
+source) opens all of them in Browse, a virtualised list, with the query kept as its filter.
+Letters typed in the results go to the search box (screens/typing.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from crm_tui.config import DISPLAY_NAMES
 from crm_tui.models import Record, RecordKind
 from crm_tui.screens.base import ModeScreen
 from crm_tui.screens.detail import RecordScreen
+from crm_tui.screens.export_view import ExportView
 from crm_tui.screens.local_actions import LocalActions
 from crm_tui.screens.people import badges
+from crm_tui.screens.typing import TypeToFilter
 from crm_tui.search.index import Hit, SearchResult
 from crm_tui.search.query import MIN_QUERY, QUERY_TOO_SHORT, QueryError
 from crm_tui.widgets.safe import highlighted, safe
@@ -23,7 +32,7 @@ from crm_tui.widgets.safe import highlighted, safe
 HINT = (
     "Filters: source:brivity status:lead stage:closed city:austin tag:buyer · deals: "
     "amount>500000 closing:2026-12 · tab contacts/deals · ctrl+g one row per person · "
-    "↓ results · enter opens · esc clears · F1-F6 switch screens"
+    "↓ results · enter opens the first · / back here · ctrl+b all in Browse · F1-F6 screens"
 )
 COLUMNS: dict[RecordKind, tuple[tuple[str, str], ...]] = {
     "contacts": (
@@ -44,12 +53,14 @@ COLUMNS: dict[RecordKind, tuple[tuple[str, str], ...]] = {
 }
 
 
-class SearchScreen(LocalActions, ModeScreen):
+class SearchScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
     BINDINGS = [
         Binding("ctrl+t,tab", "toggle_kind", "Contacts/Deals", id="search.toggle", priority=True),
         Binding("escape", "clear", "Clear", id="search.clear"),
         Binding("down", "focus_results", "Results", show=False, id="search.results"),
+        Binding("slash", "focus_query", "Search box", show=False, id="search.find"),
         Binding("ctrl+g", "toggle_people", "One row per person", id="search.people"),
+        Binding("ctrl+b", "all_in_browse", "All in Browse", id="search.browse"),
     ]
     DEBOUNCE = 0.12
 
@@ -61,7 +72,11 @@ class SearchScreen(LocalActions, ModeScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Input(placeholder="Search every source (2 characters at least)", id="query")
+        yield Input(
+            placeholder="Search every source (2 characters at least)",
+            id="query",
+            select_on_focus=False,
+        )
         yield Static(HINT, id="hint", markup=False)
         yield Static(id="summary", markup=False)
         yield DataTable(id="results", cursor_type="row")
@@ -71,6 +86,20 @@ class SearchScreen(LocalActions, ModeScreen):
         super().on_mount()
         self.query_one("#query", Input).focus()
         self._set_columns()
+
+    def filter_box(self) -> Input:
+        return self.query_one("#query", Input)
+
+    def typing_lists(self) -> tuple[Widget, ...]:
+        return (self.query_one("#results", DataTable),)
+
+    def on_key(self, event: events.Key) -> None:
+        """`up` on the first row goes back to the box (TypeToFilter types the rest)."""
+        table = self.query_one("#results", DataTable)
+        if event.key == "up" and self.focused is table and table.cursor_row <= 0:
+            event.stop()
+            event.prevent_default()
+            self.focus_box()
 
     def _set_columns(self) -> None:
         table = self.query_one("#results", DataTable)
@@ -88,7 +117,12 @@ class SearchScreen(LocalActions, ModeScreen):
         self.run_search(event.value)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.action_focus_results()
+        """The first record opens (a group header never does)."""
+        hit = next(
+            (h for hits in (self.last.groups.values() if self.last else ()) for h in hits), None
+        )
+        if hit is not None:
+            self.app.push_screen(RecordScreen(hit.record))
 
     @work(exclusive=True, group="search", exit_on_error=False)
     async def run_search(self, query: str) -> None:
@@ -118,6 +152,8 @@ class SearchScreen(LocalActions, ModeScreen):
             text.append(f"  ({groups})")
         if not self.crm.loaded:
             text.append("  loading cache…", style="dim")
+        elif not result.total:
+            text = Text(self._why_nothing(result.query), style="yellow")
         self.query_one("#summary", Static).update(text)
         if self.per_person and self.kind == "contacts":
             self._show_people(result)
@@ -125,6 +161,8 @@ class SearchScreen(LocalActions, ModeScreen):
         for source, hits in result.groups.items():
             name = DISPLAY_NAMES.get(source, source)
             shown = f"showing {len(hits)} of {result.counts[source]:,}"
+            if len(hits) < result.counts[source]:
+                shown += " · enter: all"
             blank = [Text("")] * (len(COLUMNS[self.kind]) - 1)
             table.add_row(
                 Text(f"▸ {name}", style="bold"),
@@ -138,6 +176,12 @@ class SearchScreen(LocalActions, ModeScreen):
                     *self._cells(hit),
                     key=hit.record.id,
                 )
+
+    def _why_nothing(self, query: str) -> str:
+        if not self.crm.store.count(self.kind):
+            return f"No {self.kind} synced yet: on Status (F1) press a to sync every source"
+        other = "deals" if self.kind == "contacts" else "contacts"
+        return f"No {self.kind} match {query!r} (tab searches {other}; esc clears)"
 
     def _show_people(self, result: SearchResult) -> None:
         """The shown hits folded to one row per person, with every source as a badge."""
@@ -172,6 +216,8 @@ class SearchScreen(LocalActions, ModeScreen):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         key = str(event.row_key.value)
         if key.startswith("group:"):
+            source = key.removeprefix("group:")
+            self.open_in_browse(None if source == "people" else source)
             return
         record = self.crm.store.get(self.kind, key)
         if record is not None:
@@ -204,4 +250,38 @@ class SearchScreen(LocalActions, ModeScreen):
     def action_focus_results(self) -> None:
         table = self.query_one("#results", DataTable)
         if table.row_count and self.focused is self.query_one("#query", Input):
+            table.move_cursor(row=min(1, table.row_count - 1))  # the first record, not a header
             table.focus()
+
+    def action_focus_query(self) -> None:
+        self.focus_box()
+
+    def action_all_in_browse(self) -> None:
+        self.open_in_browse(None)
+
+    def open_in_browse(self, source: str | None) -> None:
+        """Every match (of one source, or all), in Browse's virtualised list, the query
+        kept as its filter."""
+        query = self.query_one("#query", Input).value
+        if len(query.strip()) < MIN_QUERY:
+            self.notify(QUERY_TOO_SHORT, markup=False)
+            return
+        kind = self.kind
+
+        async def show() -> None:
+            from crm_tui.screens.browse import BrowseScreen
+
+            await self.app.switch_mode("browse")
+            browse = self.app.screen
+            if isinstance(browse, BrowseScreen):
+                browse.show_matches(kind, query, source)
+
+        self.app.run_worker(show(), exit_on_error=False)
+
+    async def view_records(self) -> tuple[RecordKind, Sequence[Record]]:
+        """Every match of the query, not only the rows shown."""
+        query = self.query_one("#query", Input).value
+        try:
+            return self.kind, await asyncio.to_thread(self.crm.index.matching, query, self.kind)
+        except QueryError:
+            return self.kind, []

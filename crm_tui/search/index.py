@@ -821,6 +821,35 @@ class SearchIndex:
             groups[source] = hits
         return SearchResult(query.text, kind, groups, counts)
 
+    def matching(
+        self, text: str, kind: RecordKind = "contacts", sources: Sequence[str] | None = None
+    ) -> list[Record]:
+        """Every record matching a query, each source's best first, without highlights:
+        what a list shows for a filter (a million matches take numpy sorts, not a Hit and
+        its spans each)."""
+        query = parse_query(text, kind)
+        wanted = set(sources or ()) | set(query.sources)
+        terms = sorted({t.encode("utf-8") for t in query.terms}, key=len, reverse=True)
+        filtered = bool(query.filters.keys() - {"source"} or query.amounts or query.closing)
+        out: list[Record] = []
+        for key, segment in list(self._segments.items()):
+            if key[0] != kind or (wanted and key[1] not in wanted):
+                continue
+            patch = self._patches.get(key)
+            parts = [(segment, None if patch is None or patch.base is not segment else patch.dead)]
+            if parts[0][1] is not None and patch is not None:
+                parts.append((patch.segment, None))
+            everything = max(len(seg.records) for seg, _ in parts) or 1
+            ranked = [
+                (score, n, i)
+                for n, (seg, dead) in enumerate(parts)
+                for score, i in _ranked(seg, dead, query, terms, filtered, everything)[1]
+            ]
+            if len(parts) > 1:  # one segment's are sorted already
+                ranked.sort()
+            out += [parts[n][0].records[i] for _, n, i in ranked]
+        return out
+
 
 def _ranked(
     segment: Segment,

@@ -43,8 +43,8 @@ class RecordTable(ScrollView, can_focus=True):
         Binding("down,j", "move(1)", "Down", show=False, id="table.down"),
         Binding("pageup", "page(-1)", "Page up", show=False, id="table.pageup"),
         Binding("pagedown", "page(1)", "Page down", show=False, id="table.pagedown"),
-        Binding("home", "jump(0)", "Top", show=False, id="table.home"),
-        Binding("end", "jump(-1)", "Bottom", show=False, id="table.end"),
+        Binding("home,g", "jump(0)", "Top", show=False, id="table.home"),
+        Binding("end,G", "jump(-1)", "Bottom", show=False, id="table.end"),
         Binding("enter", "select", "Open", id="table.open"),
     ]
 

@@ -1,0 +1,54 @@
+"""Type-to-filter for screens with a list and a search or filter box (as in fzf and k9s).
+
+A printable key pressed while the list has the focus is typed into the box, unless the
+list or its screen binds that key itself: a name typed into a list can never run an action.
+Textual offers a key to the focused widget first, then bubbles it up to the screen, and
+only then (in App._on_key) checks the non-priority bindings: the screen sees it before any
+app binding (`q`, the digits) can act.
+"""
+
+from __future__ import annotations
+
+from textual import events
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Input
+
+
+class TypeToFilter(Screen[None]):
+    """Mixed into a screen; it names its box and its lists. Its box takes
+    `select_on_focus=False`, or the first key typed after coming back would replace the query."""
+
+    def filter_box(self) -> Input:
+        """The box typed keys go to, shown if it was hidden."""
+        raise NotImplementedError
+
+    def typing_lists(self) -> tuple[Widget, ...]:
+        raise NotImplementedError
+
+    def focus_box(self, typed: str = "") -> Input:
+        """The box focused with its text kept and the cursor at its end, `typed` added."""
+        box = self.filter_box()
+        box.display = True
+        box.focus()
+        if typed:
+            box.value += typed
+        box.cursor_position = len(box.value)
+        return box
+
+    def _bound_below_app(self, key: str) -> bool:
+        """Whether the list, its screen or a widget between binds this key."""
+        for node, bindings in self._modal_binding_chain:
+            if node is self.app:
+                continue
+            if bindings.key_to_bindings.get(key):
+                return True
+        return False
+
+    def on_key(self, event: events.Key) -> None:
+        if self.focused not in self.typing_lists():
+            return
+        if event.is_printable and event.character and not self._bound_below_app(event.key):
+            event.stop()
+            event.prevent_default()
+            self.focus_box(event.character)
