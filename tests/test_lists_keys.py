@@ -282,3 +282,29 @@ async def test_empty_states_say_why(tmp_path, demo_settings):
         await pilot.press("f3", "slash", *"qqxqq")
         await pilot.pause(0.4)
         assert "match 'qqxqq'" in text_of(app, "#browse-summary")
+
+
+async def test_columns_are_chosen_by_width_and_priority_and_follow_a_resize(demo_settings):
+    app = make_app(demo_settings, sync_on_start=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("f3")
+        await pilot.pause(0.2)
+        table = app.screen.query_one(RecordTable)
+        titles = [table.columns[i].title for i, _ in table.shown]
+        assert {"City", "Status"} <= set(titles) and "Company" not in titles
+        await pilot.resize_terminal(200, 50)
+        await pilot.pause(0.3)
+        widths = {table.columns[i].title: w for i, w in table.shown}
+        assert "Company" in widths
+        longest = max(len(r.email or "") for r in table.rows[:500])
+        assert widths["E-mail"] >= longest  # no e-mail cut while there is room
+        await pilot.press("f2", *"ma")
+        await pilot.pause(0.4)
+        search = app.screen
+        found = {key for key, _, _ in search.shown_columns}
+        assert {"city", "status", "company"} <= found
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.3)
+        found = {key for key, _, _ in search.shown_columns}
+        assert {"city", "status"} <= found and "company" not in found

@@ -36,26 +36,36 @@ def _amount_key(r: Any) -> Decimal:
     return r.amount if r.amount is not None else Decimal("-1")
 
 
+# Narrowest widths, and what goes first when the terminal is narrow (City and Status before
+# Company at 80 cells); RecordTable widens them to what their values need.
 COLUMNS: dict[RecordKind, list[Column]] = {
     "contacts": [
-        Column("Source", 15, lambda r: DISPLAY_NAMES.get(r.source, r.source), _text_key("source")),
-        Column("Name", 24, lambda r: r.name, lambda r: r.name.casefold()),
-        Column("E-mail", 28, lambda r: r.email, _text_key("email")),
-        Column("Phone", 16, lambda r: r.phone, _text_key("phone")),
-        Column("Company", 16, lambda r: r.company, _text_key("company")),
-        Column("Status", 12, lambda r: r.status, _text_key("status")),
-        Column("Stage", 12, lambda r: r.stage, _text_key("stage")),
-        Column("City", 12, lambda r: r.city, _text_key("city")),
+        Column(
+            "Source", 8, lambda r: DISPLAY_NAMES.get(r.source, r.source), _text_key("source"), 2
+        ),
+        Column("Name", 14, lambda r: r.name, lambda r: r.name.casefold(), 0),
+        Column("E-mail", 16, lambda r: r.email, _text_key("email"), 1),
+        Column("Phone", 12, lambda r: r.phone, _text_key("phone"), 3),
+        Column("Company", 10, lambda r: r.company, _text_key("company"), 7),
+        Column("Status", 8, lambda r: r.status, _text_key("status"), 5),
+        Column("Stage", 8, lambda r: r.stage, _text_key("stage"), 6),
+        Column("City", 8, lambda r: r.city, _text_key("city"), 4),
     ],
     "deals": [
-        Column("Source", 15, lambda r: DISPLAY_NAMES.get(r.source, r.source), _text_key("source")),
-        Column("Deal", 40, lambda r: r.name, _text_key("name")),
         Column(
-            "Amount", 14, lambda r: f"{r.amount:,.0f}" if r.amount is not None else "", _amount_key
+            "Source", 8, lambda r: DISPLAY_NAMES.get(r.source, r.source), _text_key("source"), 4
         ),
-        Column("Stage", 18, lambda r: r.stage, _text_key("stage")),
-        Column("Status", 10, lambda r: r.status, _text_key("status")),
-        Column("Close", 10, lambda r: r.close_date, _text_key("close_date")),
+        Column("Deal", 20, lambda r: r.name, _text_key("name"), 0),
+        Column(
+            "Amount",
+            12,
+            lambda r: f"{r.amount:,.0f}" if r.amount is not None else "",
+            _amount_key,
+            1,
+        ),
+        Column("Stage", 10, lambda r: r.stage, _text_key("stage"), 2),
+        Column("Status", 8, lambda r: r.status, _text_key("status"), 5),
+        Column("Close", 10, lambda r: r.close_date, _text_key("close_date"), 3),
     ],
 }
 

@@ -27,6 +27,7 @@ from crm_tui.screens.people import badges
 from crm_tui.screens.typing import TypeToFilter
 from crm_tui.search.index import Hit, SearchResult
 from crm_tui.search.query import MIN_QUERY, QUERY_TOO_SHORT, QueryError
+from crm_tui.widgets.columns import Want, fit_widths, need
 from crm_tui.widgets.safe import highlighted, safe
 
 HINT = (
@@ -34,23 +35,26 @@ HINT = (
     "amount>500000 closing:2026-12 · tab contacts/deals · ctrl+g one row per person · "
     "↓ results · enter opens the first · / back here · ctrl+b all in Browse · F1-F6 screens"
 )
-COLUMNS: dict[RecordKind, tuple[tuple[str, str], ...]] = {
+# (field, title, narrowest width, priority): at 80 cells City and Status come before
+# Company; the space left widens the columns to what their values need.
+COLUMNS: dict[RecordKind, tuple[tuple[str, str, int, int], ...]] = {
     "contacts": (
-        ("name", "Name"),
-        ("email", "E-mail"),
-        ("phone", "Phone"),
-        ("company", "Company"),
-        ("status", "Status"),
-        ("city", "City"),
+        ("name", "Name", 14, 0),
+        ("email", "E-mail", 16, 1),
+        ("phone", "Phone", 12, 3),
+        ("company", "Company", 10, 6),
+        ("status", "Status", 8, 5),
+        ("city", "City", 8, 4),
     ),
     "deals": (
-        ("name", "Deal"),
-        ("amount", "Amount"),
-        ("stage", "Stage"),
-        ("status", "Status"),
-        ("property_address", "Property"),
+        ("name", "Deal", 20, 0),
+        ("amount", "Amount", 12, 1),
+        ("stage", "Stage", 10, 2),
+        ("status", "Status", 8, 5),
+        ("property_address", "Property", 14, 3),
     ),
 }
+SOURCE_WIDTH = 8  # the source column is always shown, at least this wide
 
 
 class SearchScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
@@ -69,6 +73,7 @@ class SearchScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
         self.kind: RecordKind = "contacts"
         self.last: SearchResult | None = None
         self.per_person = False
+        self.shown_columns: list[tuple[str, str, int]] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -101,12 +106,36 @@ class SearchScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
             event.prevent_default()
             self.focus_box()
 
-    def _set_columns(self) -> None:
+    def _set_columns(self, result: SearchResult | None = None) -> None:
+        """The columns that fit the table's width, as wide as the hits need; the table is
+        rebuilt only when that changes."""
+        from crm_tui.search.index import field_text
+
         table = self.query_one("#results", DataTable)
+        hits = [h for group in result.groups.values() for h in group] if result else []
+        names = [DISPLAY_NAMES.get(s, s) for s in (result.groups if result else ())]
+        wants = [Want("source", SOURCE_WIDTH, need("Source", names, SOURCE_WIDTH), -1)]
+        for key, title, least, priority in COLUMNS[self.kind]:
+            values = (field_text(h.record, key) for h in hits)
+            wants.append(Want(key, least, need(title, values, least), priority))
+        widths = fit_widths(wants, (table.size.width or 80) - 2, gap=2)  # - the scrollbar
+        shown = [("source", "Source", widths["source"])] if "source" in widths else []
+        shown += [(k, t, widths[k]) for k, t, _, _ in COLUMNS[self.kind] if k in widths]
+        if shown == self.shown_columns:
+            table.clear()
+            return
+        self.shown_columns = shown
         table.clear(columns=True)
-        table.add_column("Source", key="source", width=16)
-        for key, title in COLUMNS[self.kind]:
-            table.add_column(title, key=key)
+        for key, title, width in shown:
+            table.add_column(title, key=key, width=width)
+
+    def on_resize(self) -> None:
+        """Columns chosen again for the new width; the cursor stays on its row."""
+        if self.last is not None:
+            table = self.query_one("#results", DataTable)
+            row = table.cursor_row
+            self.show(self.last)
+            table.move_cursor(row=row)
 
     def refresh_data(self) -> None:
         query = self.query_one("#query", Input).value
@@ -142,9 +171,9 @@ class SearchScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
         self.show(result)
 
     def show(self, result: SearchResult) -> None:
-        self.last = result
         table = self.query_one("#results", DataTable)
-        table.clear()
+        self.last = result
+        self._set_columns(result)
         groups = ", ".join(f"{DISPLAY_NAMES.get(s, s)} {n:,}" for s, n in result.counts.items())
         kind = "contacts" if self.kind == "contacts" else "deals"
         text = Text(f"{result.total:,} {kind}", style="bold")
@@ -163,7 +192,7 @@ class SearchScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
             shown = f"showing {len(hits)} of {result.counts[source]:,}"
             if len(hits) < result.counts[source]:
                 shown += " · enter: all"
-            blank = [Text("")] * (len(COLUMNS[self.kind]) - 1)
+            blank = [Text("")] * (len(self.shown_columns) - 2)
             table.add_row(
                 Text(f"▸ {name}", style="bold"),
                 Text(shown, style="bold"),
@@ -194,7 +223,7 @@ class SearchScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
                 key = cluster.id if cluster else hit.record.id
                 if key not in rows:
                     rows[key] = (hit, cluster.sources if cluster else (hit.record.source,))
-        blank = [Text("")] * (len(COLUMNS[self.kind]) - 1)
+        blank = [Text("")] * (len(self.shown_columns) - 2)
         table.add_row(
             Text("▸ People", style="bold"),
             Text(f"{len(rows)} people", style="bold"),
@@ -208,7 +237,7 @@ class SearchScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
         from crm_tui.search.index import field_text
 
         cells = []
-        for key, _title in COLUMNS[self.kind]:
+        for key, _title, _width in self.shown_columns[1:]:
             value = field_text(hit.record, key)
             cells.append(highlighted(value, hit.spans.get(key, [])))
         return cells
