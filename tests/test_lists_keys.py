@@ -308,3 +308,20 @@ async def test_columns_are_chosen_by_width_and_priority_and_follow_a_resize(demo
         await pilot.pause(0.3)
         found = {key for key, _, _ in search.shown_columns}
         assert {"city", "status"} <= found and "company" not in found
+
+
+async def test_export_every_search_match_as_xlsx(demo_settings):
+    from openpyxl import load_workbook
+
+    app = make_app(demo_settings, sync_on_start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await search_results(pilot, app, "ma")
+        total = app.screen.last.total
+        assert total > sum(len(hits) for hits in app.screen.last.groups.values())
+        await pilot.press("ctrl+s", "x")
+        await settle(pilot, app)
+        await pilot.pause(0.3)
+        [path] = list((demo_settings.data_dir / "exports").glob("contacts-*.xlsx"))
+        rows = list(load_workbook(path, read_only=True).active.iter_rows(values_only=True))
+        assert len(rows) == total + 1  # every match, not the rows shown, and a header
+        assert "raw" not in rows[0]  # the vendor's payload (and whatever it holds) stays out
