@@ -113,7 +113,10 @@ async def test_ctrl_b_opens_every_match_in_browse_with_the_query_kept(demo_setti
         await pilot.press("ctrl+b")
         await settle(pilot, app)
         assert isinstance(app.screen, BrowseScreen)
-        assert len(app.screen.query_one(RecordTable).rows) == total > 50
+        rows = app.screen.query_one(RecordTable).rows
+        assert len(rows) == total > 50
+        every = app.index.search("ma", limit=10**9)  # the same order as the ranked search
+        assert [r.id for r in rows] == [h.record.id for g in every.groups.values() for h in g]
         assert "matching 'ma'" in text_of(app, "#browse-summary")
 
 

@@ -839,16 +839,38 @@ class SearchIndex:
             parts = [(segment, None if patch is None or patch.base is not segment else patch.dead)]
             if parts[0][1] is not None and patch is not None:
                 parts.append((patch.segment, None))
-            everything = max(len(seg.records) for seg, _ in parts) or 1
-            ranked = [
-                (score, n, i)
-                for n, (seg, dead) in enumerate(parts)
-                for score, i in _ranked(seg, dead, query, terms, filtered, everything)[1]
+            found = [_every_match(seg, dead, query, terms, filtered) for seg, dead in parts]
+            scores = np.concatenate([f[0] for f in found])
+            part = np.concatenate([np.full(len(f[1]), n) for n, f in enumerate(found)])
+            at = np.concatenate([f[1] for f in found])
+            order = np.argsort(scores, kind="stable")  # ties: the base's before a patch's
+            segments = [seg.records for seg, _ in parts]
+            out += [
+                segments[n][i]
+                for n, i in zip(part[order].tolist(), at[order].tolist(), strict=True)
             ]
-            if len(parts) > 1:  # one segment's are sorted already
-                ranked.sort()
-            out += [parts[n][0].records[i] for _, n, i in ranked]
         return out
+
+
+def _every_match(
+    segment: Segment, dead: np.ndarray | None, query: Query, terms: list[bytes], filtered: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every match of a segment as (scores, record indexes), best first, ties by position:
+    numpy throughout, so a million matches cost no Python object each until listed."""
+    none = (np.zeros(0, dtype=np.int16), np.zeros(0, dtype=np.int64))
+    if not segment.records:
+        return none
+    matches = segment.matching(terms)
+    candidates = matches.found
+    if dead is not None and len(candidates):
+        candidates = candidates[~dead[candidates]]
+    if filtered and len(candidates):
+        candidates = candidates[segment.facets().mask(query, candidates)]
+    if not len(candidates):
+        return none
+    scores = matches.scores(candidates)
+    order = np.argsort(scores, kind="stable")
+    return scores[order], candidates[order]
 
 
 def _ranked(
