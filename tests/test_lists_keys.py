@@ -328,3 +328,19 @@ async def test_export_every_search_match_as_xlsx(demo_settings):
         rows = list(load_workbook(path, read_only=True).active.iter_rows(values_only=True))
         assert len(rows) == total + 1  # every match, not the rows shown, and a header
         assert "raw" not in rows[0]  # the vendor's payload (and whatever it holds) stays out
+
+
+async def test_search_offers_edit_and_delete_only_on_a_result(demo_settings):
+    app = make_app(demo_settings, sync_on_start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("f2", *"jose")
+        await pilot.pause(0.4)
+
+        def offered() -> set[str]:
+            return {b.binding.action for b in app.screen.active_bindings.values()}
+
+        assert "local_edit" not in offered() and "local_new" in offered()
+        await pilot.press("down")
+        await pilot.pause(0.1)
+        assert {"local_edit", "local_delete"} <= offered()

@@ -106,6 +106,13 @@ class SearchScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
             event.prevent_default()
             self.focus_box()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Edit and delete act on the selected result: not offered while the box has the
+        focus (there ctrl+e and ctrl+d move the cursor and delete a character)."""
+        if action in ("local_edit", "local_delete"):
+            return self.focused is not self.query_one("#query", Input)
+        return True
+
     def _set_columns(self, result: SearchResult | None = None) -> None:
         """The columns that fit the table's width, as wide as the hits need; the table is
         rebuilt only when that changes."""

@@ -92,7 +92,7 @@ class RecordTable(ScrollView, can_focus=True):
             )
             for i, c in enumerate(self.columns)
         ]
-        width = self.size.width or 80
+        width = self.scrollable_content_region.width or 80  # less the scrollbar
         widths = fit_widths(wants, width, gap=1)
         if not widths and self.columns:  # narrower than any column: the first, cut
             widths = {"0": max(width - 1, 1)}
