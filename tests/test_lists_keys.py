@@ -344,3 +344,18 @@ async def test_search_offers_edit_and_delete_only_on_a_result(demo_settings):
         await pilot.press("down")
         await pilot.pause(0.1)
         assert {"local_edit", "local_delete"} <= offered()
+
+
+async def test_deal_matches_open_in_browse_on_the_deals_tab(demo_settings):
+    app = make_app(demo_settings, sync_on_start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("f2", "tab", *"amount>0")
+        await pilot.pause(0.4)
+        total = app.screen.last.total
+        assert app.screen.kind == "deals" and total > 0
+        await pilot.press("ctrl+b")
+        await settle(pilot, app)
+        assert isinstance(app.screen, BrowseScreen) and app.screen.kind == "deals"
+        assert len(app.screen.query_one(RecordTable).rows) == total
+        assert [c.title for c in app.screen.query_one(RecordTable).columns][1] == "Deal"

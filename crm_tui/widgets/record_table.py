@@ -76,7 +76,9 @@ class RecordTable(ScrollView, can_focus=True):
 
     @columns.setter
     def columns(self, columns: Sequence[Column]) -> None:
+        """New columns drop the rows: they were another kind's, which the columns cannot read."""
         self._columns = list(columns)
+        self.rows = ()
         self.fit_columns()
 
     def fit_columns(self) -> None:
