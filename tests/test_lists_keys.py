@@ -359,3 +359,30 @@ async def test_deal_matches_open_in_browse_on_the_deals_tab(demo_settings):
         assert isinstance(app.screen, BrowseScreen) and app.screen.kind == "deals"
         assert len(app.screen.query_one(RecordTable).rows) == total
         assert [c.title for c in app.screen.query_one(RecordTable).columns][1] == "Deal"
+
+
+async def test_up_at_the_top_of_a_filtered_browse_returns_to_its_filter(demo_settings):
+    app = make_app(demo_settings, sync_on_start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("f3", "up")  # no filter shown: up stays in the list
+        table = app.screen.query_one(RecordTable)
+        assert app.focused is table
+        await pilot.press("slash", *"jose")  # (j and o are the list's own keys: down, sort)
+        await pilot.pause(0.4)
+        await pilot.press("enter", "down", "up", "up", "x")
+        box = app.screen.query_one("#browse-find", Input)
+        assert app.focused is box and box.value == "josex"
+
+
+def test_columns_join_by_priority_and_widen_to_what_they_need():
+    from crm_tui.widgets.columns import Want, fit_widths
+
+    wants = [
+        Want("name", 14, 20, 0),
+        Want("company", 10, 30, 6),
+        Want("city", 8, 12, 4),
+        Want("email", 16, 40, 1),
+    ]
+    assert fit_widths(wants, 45, gap=1) == {"name": 18, "email": 16, "city": 8}
+    assert fit_widths(wants, 200, gap=1) == {"name": 20, "email": 40, "city": 12, "company": 30}

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Sequence
 
 from rich.text import Text
-from textual import events, work
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widget import Widget
@@ -97,14 +97,6 @@ class SearchScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
 
     def typing_lists(self) -> tuple[Widget, ...]:
         return (self.query_one("#results", DataTable),)
-
-    def on_key(self, event: events.Key) -> None:
-        """`up` on the first row goes back to the box (TypeToFilter types the rest)."""
-        table = self.query_one("#results", DataTable)
-        if event.key == "up" and self.focused is table and table.cursor_row <= 0:
-            event.stop()
-            event.prevent_default()
-            self.focus_box()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Edit and delete act on the selected result: not offered while the box has the

@@ -46,9 +46,20 @@ class TypeToFilter(Screen[None]):
         return False
 
     def on_key(self, event: events.Key) -> None:
-        if self.focused not in self.typing_lists():
+        focused = self.focused
+        if focused is None or focused not in self.typing_lists():
             return
-        if event.is_printable and event.character and not self._bound_below_app(event.key):
+        if event.key == "up" and _at_top(focused) and self.filter_box().display:
+            event.stop()  # up from the first row: back to the box, as in fzf
+            event.prevent_default()
+            self.focus_box()
+        elif event.is_printable and event.character and not self._bound_below_app(event.key):
             event.stop()
             event.prevent_default()
             self.focus_box(event.character)
+
+
+def _at_top(widget: Widget) -> bool:
+    """Whether a list's cursor is on its first row (a DataTable's or a RecordTable's)."""
+    row = getattr(widget, "cursor_row", getattr(widget, "cursor", None))
+    return row == 0
