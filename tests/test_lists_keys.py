@@ -386,3 +386,13 @@ def test_columns_join_by_priority_and_widen_to_what_they_need():
     ]
     assert fit_widths(wants, 45, gap=1) == {"name": 18, "email": 16, "city": 8}
     assert fit_widths(wants, 200, gap=1) == {"name": 20, "email": 40, "city": 12, "company": 30}
+
+
+async def test_enter_typed_before_the_results_opens_the_first_of_them(demo_settings):
+    app = make_app(demo_settings, sync_on_start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("f2", *"zoe", "enter")  # faster than the search's debounce
+        await pilot.pause(0.5)
+        assert isinstance(app.screen, RecordScreen)
+        assert app.screen.record.first_name == "Zoë"

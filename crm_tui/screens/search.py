@@ -74,6 +74,7 @@ class SearchScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
         self.last: SearchResult | None = None
         self.per_person = False
         self.shown_columns: list[tuple[str, str, int]] = []
+        self.open_when_shown = False  # enter came before the results
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -142,13 +143,19 @@ class SearchScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
             self.run_search(query)
 
     def on_input_changed(self, event: Input.Changed) -> None:
+        self.open_when_shown = False
         self.run_search(event.value)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        """The first record opens (a group header never does)."""
-        hit = next(
-            (h for hits in (self.last.groups.values() if self.last else ()) for h in hits), None
-        )
+        """The first record opens (a group header never does); typed faster than the
+        search ran, it opens once the results for what was typed arrive."""
+        if self.last is not None and self.last.query == event.value.strip():
+            self._open_first(self.last)
+        else:
+            self.open_when_shown = True
+
+    def _open_first(self, result: SearchResult) -> None:
+        hit = next((h for hits in result.groups.values() for h in hits), None)
         if hit is not None:
             self.app.push_screen(RecordScreen(hit.record))
 
@@ -172,6 +179,9 @@ class SearchScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
     def show(self, result: SearchResult) -> None:
         table = self.query_one("#results", DataTable)
         self.last = result
+        if self.open_when_shown:
+            self.open_when_shown = False
+            self._open_first(result)
         self._set_columns(result)
         groups = ", ".join(f"{DISPLAY_NAMES.get(s, s)} {n:,}" for s, n in result.counts.items())
         kind = "contacts" if self.kind == "contacts" else "deals"
