@@ -396,3 +396,16 @@ async def test_enter_typed_before_the_results_opens_the_first_of_them(demo_setti
         await pilot.pause(0.5)
         assert isinstance(app.screen, RecordScreen)
         assert app.screen.record.first_name == "Zoë"
+
+
+async def test_question_mark_in_a_list_still_opens_help(demo_settings):
+    app = make_app(demo_settings, sync_on_start=True)
+    [help_binding] = [b for b in app.BINDINGS if getattr(b, "id", None) == "app.help"]
+    shown: list[str] = []
+    setattr(app, f"action_{help_binding.action}", lambda: shown.append("help"))
+    async with app.run_test(size=SIZE) as pilot:
+        await search_results(pilot, app, "jose")
+        await pilot.press(help_binding.key.split(",")[0])
+        await pilot.pause(0.2)
+        assert shown == ["help"]
+        assert app.screen.query_one("#query", Input).value == "jose"

@@ -36,12 +36,15 @@ class TypeToFilter(Screen[None]):
         box.cursor_position = len(box.value)
         return box
 
-    def _bound_below_app(self, key: str) -> bool:
-        """Whether the list, its screen or a widget between binds this key."""
+    def _bound_here(self, event: events.Key) -> bool:
+        """Whether the list, its screen or a widget between binds this key; the app's own
+        bindings count only for a symbol (`?` help), never for a letter, a digit or a
+        space, which a name can contain (`q`, the mode digits)."""
+        wordy = bool(event.character) and (event.character.isalnum() or event.character == " ")
         for node, bindings in self._modal_binding_chain:
-            if node is self.app:
+            if node is self.app and wordy:
                 continue
-            if bindings.key_to_bindings.get(key):
+            if bindings.key_to_bindings.get(event.key):
                 return True
         return False
 
@@ -53,7 +56,7 @@ class TypeToFilter(Screen[None]):
             event.stop()  # up from the first row: back to the box, as in fzf
             event.prevent_default()
             self.focus_box()
-        elif event.is_printable and event.character and not self._bound_below_app(event.key):
+        elif event.is_printable and event.character and not self._bound_here(event):
             event.stop()
             event.prevent_default()
             self.focus_box(event.character)
