@@ -409,3 +409,18 @@ async def test_question_mark_in_a_list_still_opens_help(demo_settings):
         await pilot.pause(0.2)
         assert shown == ["help"]
         assert app.screen.query_one("#query", Input).value == "jose"
+
+
+async def test_export_the_people_shown_as_csv(demo_settings):
+    app = make_app(demo_settings, sync_on_start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("f6", "c", "c")  # confidence >= 0.95: a selection
+        await pilot.pause(0.3)
+        members = {m for c in app.screen.query_one(RecordTable).rows for m in c.members}
+        await pilot.press("ctrl+s", "c")
+        await settle(pilot, app)
+        await pilot.pause(0.3)
+        [path] = list((demo_settings.data_dir / "exports").glob("contacts-*.csv"))
+        with path.open(newline="") as handle:
+            assert {r["id"] for r in csv.DictReader(handle)} == members
