@@ -39,6 +39,7 @@ from crm_tui.local_crm import LocalCrm
 from crm_tui.logs import SecretMasker
 from crm_tui.models import KINDS, Outcome, RecordKind, StreamReport, SyncReport
 from crm_tui.screens.store_error import StoreErrorScreen
+from crm_tui.screens.typing import TypeToFilter
 from crm_tui.search.index import SearchIndex
 from crm_tui.sources.base import SourceContext
 from crm_tui.sources.http import tls_context
@@ -153,7 +154,11 @@ class CrmApp(App[None]):
         ),
         Binding("6,f6", "switch_mode('people')", "People", id="mode.people", show=False),
         Binding("question_mark", "toggle_help", "Help", id="app.help"),
-        Binding("q", "quit", "Quit", id="app.quit"),
+        # `q` quits only from screens where nothing is typed (Status, Connections); ctrl+q
+        # quits from anywhere. F1-F6 switch screens anywhere; a digit typed into a list
+        # goes to its box instead (screens/typing.py).
+        Binding("q", "quit_key", "Quit", id="app.quit", show=False),
+        Binding("ctrl+q", "quit", "Quit", id="app.quit_anywhere", priority=True),
     ]
 
     def __init__(
@@ -647,6 +652,14 @@ class CrmApp(App[None]):
             self.notify(
                 self.masker(f"{event.worker.name} failed: {error}"), severity="error", markup=False
             )
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "quit_key":  # not offered where a person types a name
+            return not isinstance(self.screen, TypeToFilter)
+        return True
+
+    async def action_quit_key(self) -> None:
+        await self.run_action("quit")
 
     def action_toggle_help(self) -> None:
         """`?`: crm-tui's keys by screen and the query syntax; `?` or `esc` closes it."""

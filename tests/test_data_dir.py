@@ -362,7 +362,7 @@ async def main():
         await pilot.pause()
         app.sync_source("local")
         await app.clear_cache(None)
-        await pilot.press("n")  # a new local record: refused before the form opens
+        await pilot.press("ctrl+n")  # a new local record: refused before the form opens
         await app.workers.wait_for_complete()
         await pilot.pause()
         print(json.dumps({

@@ -345,7 +345,7 @@ async def test_secret_canaries_appear_nowhere(tmp_path: Path):
         async with app.run_test(size=(120, 40)) as pilot:
             while not app.loaded:
                 await pilot.pause(0.05)
-            for key in ("4", "enter", "escape", "1", "5"):
+            for key in ("4", "enter", "escape", "f1", "5"):
                 await pilot.press(key)
                 await pilot.pause(0.2)
                 outputs[f"screen after {key}"] = app.export_screenshot().encode()

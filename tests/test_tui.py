@@ -99,7 +99,7 @@ async def test_open_and_close_a_record(demo_settings):
         await settle(pilot, app)
         await pilot.press("2", *"zoe")
         await pilot.pause(0.4)
-        await pilot.press("down", "down", "enter")
+        await pilot.press("down", "enter")  # down: the first record, not its header
         await pilot.pause(0.2)
         assert isinstance(app.screen, RecordScreen)
         assert app.screen.record.first_name == "Zoë"
@@ -190,7 +190,7 @@ async def test_hostile_records_render_literally_and_fire_nothing(demo_settings):
         await pilot.click("#results", offset=(20, 3))
         # Browse: the virtual table renders the raw text. Brivity only: its hostile records
         # come first (which source finished syncing first decides the unfiltered order).
-        await pilot.press("3", "f")
+        await pilot.press("f3", "f")  # a digit in Search's results is typed into the box
         await pilot.pause(0.3)
         assert "from Brivity" in str(app.screen.query_one("#browse-summary", Static).render())
         records = app.screen.query_one(RecordTable)
@@ -204,7 +204,7 @@ async def test_hostile_records_render_literally_and_fire_nothing(demo_settings):
         payload = str(app.screen.query_one("#payload-text", Static).render())
         assert HOSTILE[0] in payload
         await pilot.press("escape")
-        for mode in ("4", "5", "1"):
+        for mode in ("f4", "f5", "f1"):
             await pilot.press(mode)
             await pilot.pause(0.1)
         # People: a hostile record linked to its person (both keys agree, names differ)
@@ -289,7 +289,7 @@ async def test_local_records_new_edit_delete_undo_from_browse(tmp_path):
     app = make_app(settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
-        await pilot.press("3", "n")
+        await pilot.press("3", "ctrl+n")
         assert isinstance(app.screen, LocalFormScreen)
         await pilot.press(*"Nora")  # the first field has the focus
         assert app.screen.query_one("#field-first_name", Input).value == "Nora"
@@ -308,17 +308,17 @@ async def test_local_records_new_edit_delete_undo_from_browse(tmp_path):
         assert (nora.first_name, nora.email) == ("Nora", "nora@example.com")
         assert app.index.search("nora").total == 1
 
-        await pilot.press("e")
+        await pilot.press("ctrl+e")
         app.screen.query_one("#field-last_name", Input).value = "Vance"
         await pilot.press("ctrl+s")
         await settle(pilot, app)
         assert app.store.get("contacts", nora.id).last_name == "Vance"
 
-        await pilot.press("d", "y")
+        await pilot.press("delete", "y")
         await settle(pilot, app)
         assert app.store.count("contacts", "local") == 0
         assert app.index.search("vance").total == 0
-        await pilot.press("u")
+        await pilot.press("ctrl+z")
         await settle(pilot, app)
         assert app.store.get("contacts", nora.id).last_name == "Vance"
 
@@ -327,7 +327,7 @@ async def test_other_sources_records_are_read_only(demo_settings):
     app = make_app(demo_settings, sync_on_start=True)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
-        await pilot.press("3", "e")
+        await pilot.press("3", "ctrl+e")
         await pilot.pause(0.1)
         assert not isinstance(app.screen, RecordScreen)
         assert any("edit it in Brivity" in str(n.message) for n in app._notifications)
@@ -382,7 +382,7 @@ async def test_people_mode_compare_merge_and_undo(demo_settings):
         assert cluster.id not in {c.id for c in table.rows}
         assert f"[To review {len(to_review) - 1:,}]" in summary(app)
         assert "Merged 1" in summary(app)
-        await pilot.press("u")
+        await pilot.press("ctrl+z")
         await settle(pilot, app)
         assert app.store.get("contacts", merged.record.id) is None
         assert table.row_count == len(to_review)
@@ -395,7 +395,7 @@ async def test_not_the_same_person_stays_apart_after_a_restart(demo_settings):
         before = table.row_count
         await pilot.press("down")
         cluster = table.current
-        await pilot.press("x")
+        await pilot.press("ctrl+x")
         await settle(pilot, app)
         assert table.row_count == before - 1 and cluster.id not in {c.id for c in table.rows}
     again = make_app(demo_settings)
@@ -412,7 +412,7 @@ async def test_not_the_same_person_stays_apart_after_a_restart(demo_settings):
             await pilot.press("v")
         await pilot.pause(0.1)
         assert [c.id for c in table.rows] == [cluster.id]
-        await pilot.press("x")  # taken back
+        await pilot.press("ctrl+x")  # taken back
         await settle(pilot, again)
         assert table.row_count == 0
         await pilot.press("v")
@@ -427,7 +427,7 @@ async def test_bulk_merge_of_the_sure_clusters_and_undo_one(demo_settings):
         sure = list(table.rows)
         assert sure and all(c.confidence >= 0.95 for c in sure)
         left = len(app.review.sections["open"]) - len(sure)
-        await pilot.press("M")
+        await pilot.press("ctrl+a")
         await pilot.pause(0.2)
         assert isinstance(app.screen, ConfirmScreen)
         records = sum(len(c.members) for c in sure)
@@ -443,7 +443,7 @@ async def test_bulk_merge_of_the_sure_clusters_and_undo_one(demo_settings):
         assert {c.id for c in table.rows} == {c.id for c in sure}
         undone = table.current
         local_id = next(m for m in undone.members if m.startswith("local:"))
-        await pilot.press("u")
+        await pilot.press("ctrl+z")
         await settle(pilot, app)
         assert app.store.get("contacts", local_id) is None
         assert undone.id not in {c.id for c in table.rows}

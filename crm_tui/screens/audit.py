@@ -1,4 +1,8 @@
-"""Audit: sync runs newest first; a run opens to its streams and quarantined records."""
+"""Audit: sync runs newest first; a run opens to its streams and quarantined records.
+
+`/` (or letters typed in the list) filters the runs by any word of their row: a source,
+an outcome, an error. g / G go to the newest and the oldest run.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,17 @@ import json
 from typing import Any
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widget import Widget
+from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from crm_tui.config import DISPLAY_NAMES
 from crm_tui.screens.base import ModeScreen
+from crm_tui.screens.typing import TypeToFilter
 from crm_tui.timefmt import exact, parse_utc
 from crm_tui.widgets.safe import safe, safe_block
 
@@ -101,18 +108,46 @@ class RunScreen(ModalScreen[None]):
             )
 
 
-class AuditScreen(ModeScreen):
-    BINDINGS = [Binding("r", "reload", "Reload", id="audit.reload")]
+def run_matches(cells: list[Text], words: list[str]) -> bool:
+    """Whether every word of a filter is in the run's row (any column, any case)."""
+    row = " ".join(c.plain for c in cells).casefold()
+    return all(word in row for word in words)
+
+
+class AuditScreen(TypeToFilter, ModeScreen):
+    BINDINGS = [
+        Binding("r", "reload", "Reload", id="audit.reload"),
+        Binding("slash", "find", "Filter", id="audit.find"),
+        Binding("g", "jump(0)", "Newest", show=False, id="audit.top"),
+        Binding("G", "jump(-1)", "Oldest", show=False, id="audit.bottom"),
+        Binding("escape", "clear_find", "Clear filter", show=False, id="audit.clear"),
+    ]
+    runs: list[dict[str, Any]] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("Sync runs, newest first. Enter opens a run.", markup=False)
+        yield Static(
+            "Sync runs, newest first. Enter opens a run.", id="audit-summary", markup=False
+        )
+        yield Input(
+            placeholder="filter runs: a source, an outcome, words of an error (esc clears)",
+            id="audit-find",
+            select_on_focus=False,
+        )
         yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#runs", DataTable).add_columns(*RUN_COLUMNS)
+        self.query_one("#audit-find", Input).display = False
         super().on_mount()
+        self.query_one("#runs", DataTable).focus()
+
+    def filter_box(self) -> Input:
+        return self.query_one("#audit-find", Input)
+
+    def typing_lists(self) -> tuple[Widget, ...]:
+        return (self.query_one("#runs", DataTable),)
 
     def on_store_change(self, change: Any) -> None:
         if change.status_only:  # a run ends with a status change; reload then
@@ -120,11 +155,57 @@ class AuditScreen(ModeScreen):
 
     def refresh_data(self) -> None:
         db = self.crm.store.db
-        table = self.query_one("#runs", DataTable)
-        table.clear()
         self.runs = db.list_runs(self.crm.store.user_id) if db else []
+        self._show()
+
+    def _show(self) -> None:
+        table = self.query_one("#runs", DataTable)
+        selected = self._selected_key()
+        table.clear()
+        words = self.filter_box().value.casefold().split()
         for run in self.runs:
-            table.add_row(*run_cells(run), key=str(run["id"]))
+            cells = run_cells(run)
+            if run_matches(cells, words):
+                table.add_row(*cells, key=str(run["id"]))
+        if selected is not None and selected in table.rows:
+            table.move_cursor(row=table.get_row_index(selected))
+        self.query_one("#audit-summary", Static).update(self._summary(table.row_count, words))
+
+    def _selected_key(self) -> Any:
+        table = self.query_one("#runs", DataTable)
+        if not table.row_count:
+            return None
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+
+    def _summary(self, shown: int, words: list[str]) -> str:
+        """What the list holds, and why it is empty when it is."""
+        if not self.runs:
+            return "No sync runs yet: on Status (F1) press a to sync every source."
+        if words and not shown:
+            return f"No run matches {' '.join(words)!r}: esc clears the filter."
+        matching = f" matching {' '.join(words)!r}" if words else ""
+        return f"{shown:,} sync runs{matching}, newest first. Enter opens a run, / filters."
+
+    @on(Input.Changed, "#audit-find")
+    def _find_changed(self) -> None:
+        self._show()
+
+    @on(Input.Submitted, "#audit-find")
+    def _find_done(self) -> None:
+        self.query_one("#runs", DataTable).focus()
+
+    def action_find(self) -> None:
+        self.focus_box()
+
+    def action_clear_find(self) -> None:
+        box = self.filter_box()
+        box.value, box.display = "", False
+        self.query_one("#runs", DataTable).focus()
+
+    def action_jump(self, where: int) -> None:
+        table = self.query_one("#runs", DataTable)
+        if table.row_count:
+            table.move_cursor(row=0 if where == 0 else table.row_count - 1)
 
     def action_reload(self) -> None:
         self.refresh_data()

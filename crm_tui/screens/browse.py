@@ -1,21 +1,30 @@
-"""Browse: every cached contact or deal in a virtualised table; filter by source, sort."""
+"""Browse: every cached contact or deal in a virtualised table; filter by source, sort.
+
+`/` (or any letter typed in the list) filters as you type with Search's query language,
+answered by the search index: a filter matching a million records stays a numpy sort.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Footer, Header, Static, Tab, Tabs
+from textual.widget import Widget
+from textual.widgets import Footer, Header, Input, Static, Tab, Tabs
 
 from crm_tui.config import DISPLAY_NAMES
 from crm_tui.models import Record, RecordKind
 from crm_tui.screens.base import ModeScreen
 from crm_tui.screens.detail import RecordScreen
+from crm_tui.screens.export_view import ExportView
 from crm_tui.screens.local_actions import LocalActions
+from crm_tui.screens.typing import TypeToFilter
+from crm_tui.search.query import MIN_QUERY, QueryError
 from crm_tui.widgets.record_table import Column, RecordTable
 
 
@@ -27,53 +36,99 @@ def _amount_key(r: Any) -> Decimal:
     return r.amount if r.amount is not None else Decimal("-1")
 
 
+# Narrowest widths, and what goes first when the terminal is narrow (City and Status before
+# Company at 80 cells); RecordTable widens them to what their values need.
 COLUMNS: dict[RecordKind, list[Column]] = {
     "contacts": [
-        Column("Source", 15, lambda r: DISPLAY_NAMES.get(r.source, r.source), _text_key("source")),
-        Column("Name", 24, lambda r: r.name, lambda r: r.name.casefold()),
-        Column("E-mail", 28, lambda r: r.email, _text_key("email")),
-        Column("Phone", 16, lambda r: r.phone, _text_key("phone")),
-        Column("Company", 16, lambda r: r.company, _text_key("company")),
-        Column("Status", 12, lambda r: r.status, _text_key("status")),
-        Column("Stage", 12, lambda r: r.stage, _text_key("stage")),
-        Column("City", 12, lambda r: r.city, _text_key("city")),
+        Column(
+            "Source", 8, lambda r: DISPLAY_NAMES.get(r.source, r.source), _text_key("source"), 2
+        ),
+        Column("Name", 14, lambda r: r.name, lambda r: r.name.casefold(), 0),
+        Column("E-mail", 16, lambda r: r.email, _text_key("email"), 1),
+        Column("Phone", 12, lambda r: r.phone, _text_key("phone"), 3),
+        Column("Company", 10, lambda r: r.company, _text_key("company"), 7),
+        Column("Status", 8, lambda r: r.status, _text_key("status"), 5),
+        Column("Stage", 8, lambda r: r.stage, _text_key("stage"), 6),
+        Column("City", 8, lambda r: r.city, _text_key("city"), 4),
     ],
     "deals": [
-        Column("Source", 15, lambda r: DISPLAY_NAMES.get(r.source, r.source), _text_key("source")),
-        Column("Deal", 40, lambda r: r.name, _text_key("name")),
         Column(
-            "Amount", 14, lambda r: f"{r.amount:,.0f}" if r.amount is not None else "", _amount_key
+            "Source", 8, lambda r: DISPLAY_NAMES.get(r.source, r.source), _text_key("source"), 4
         ),
-        Column("Stage", 18, lambda r: r.stage, _text_key("stage")),
-        Column("Status", 10, lambda r: r.status, _text_key("status")),
-        Column("Close", 10, lambda r: r.close_date, _text_key("close_date")),
+        Column("Deal", 20, lambda r: r.name, _text_key("name"), 0),
+        Column(
+            "Amount",
+            12,
+            lambda r: f"{r.amount:,.0f}" if r.amount is not None else "",
+            _amount_key,
+            1,
+        ),
+        Column("Stage", 10, lambda r: r.stage, _text_key("stage"), 2),
+        Column("Status", 8, lambda r: r.status, _text_key("status"), 5),
+        Column("Close", 10, lambda r: r.close_date, _text_key("close_date"), 3),
     ],
 }
 
 
-class BrowseScreen(LocalActions, ModeScreen):
+class BrowseScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
     BINDINGS = [
         Binding("ctrl+t", "toggle_kind", "Contacts/Deals", id="browse.toggle"),
-        Binding("f", "next_source", "Filter source", id="browse.filter"),
+        Binding("slash", "find", "Filter", id="browse.find"),
+        Binding("f", "next_source", "Source", id="browse.filter"),
         Binding("o", "next_sort", "Sort", id="browse.sort"),
         Binding("O", "reverse_sort", "Reverse", id="browse.reverse"),
+        Binding("escape", "clear_find", "Clear filter", show=False, id="browse.clear"),
     ]
+    DEBOUNCE = 0.12
 
     def __init__(self) -> None:
         super().__init__()
         self.kind: RecordKind = "contacts"
         self.source: str | None = None
+        self.text = ""  # the filter, in the query language
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Tabs(Tab("Contacts", id="contacts"), Tab("Deals", id="deals"), id="kinds")
+        yield Input(
+            placeholder="filter: words, source:x status:lead city:austin (esc clears)",
+            id="browse-find",
+            select_on_focus=False,
+        )
         yield Static(id="browse-summary", markup=False)
         yield RecordTable(COLUMNS["contacts"], id="records")
         yield Footer()
 
     def on_mount(self) -> None:
         super().on_mount()
+        self.query_one("#browse-find", Input).display = False
         self.query_one(RecordTable).focus()
+
+    def filter_box(self) -> Input:
+        return self.query_one("#browse-find", Input)
+
+    def typing_lists(self) -> tuple[Widget, ...]:
+        return (self.query_one(RecordTable), self.query_one(Tabs))
+
+    async def view_records(self) -> tuple[RecordKind, Sequence[Record]]:
+        return self.kind, self.query_one(RecordTable).rows
+
+    def show_matches(self, kind: RecordKind, text: str, source: str | None) -> None:
+        """Search's "all matches": this kind, this filter, this source."""
+        self.source = source
+        if kind != self.kind:
+            self.query_one(Tabs).active = kind  # its TabActivated reloads
+            self.kind = kind
+            table = self.query_one(RecordTable)
+            table.columns = COLUMNS[kind]
+            table.sort_column = None
+        box = self.filter_box()
+        box.display = True
+        with box.prevent(Input.Changed):
+            box.value = text
+        self.text = text
+        self.query_one(RecordTable).focus()
+        self.load_rows(keep=False)
 
     def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
         kind: RecordKind = "deals" if event.tab.id == "deals" else "contacts"
@@ -82,31 +137,91 @@ class BrowseScreen(LocalActions, ModeScreen):
             table = self.query_one(RecordTable)
             table.columns = COLUMNS[kind]
             table.sort_column = None
-            self.refresh_data()
+            self.load_rows(keep=False)
 
     def refresh_data(self) -> None:
         self.load_rows()
 
+    @on(Input.Changed, "#browse-find")
+    def _find_changed(self, event: Input.Changed) -> None:
+        self.text = event.value
+        self.load_rows(keep=False, wait=self.DEBOUNCE)
+
+    @on(Input.Submitted, "#browse-find")
+    def _find_done(self) -> None:
+        self.query_one(RecordTable).focus()
+
+    def action_find(self) -> None:
+        self.focus_box()
+
+    def action_clear_find(self) -> None:
+        box = self.filter_box()
+        if not box.display and not self.text:
+            return
+        box.value, box.display = "", False
+        self.text = ""
+        self.query_one(RecordTable).focus()
+        self.load_rows(keep=False)
+
+    async def _records(self) -> tuple[Sequence[Record], str]:
+        """What the list holds, and what to say when the filter cannot run."""
+        text = self.text.strip()
+        if len(text) < MIN_QUERY:
+            return self.crm.store.records(self.kind, self.source), ""
+        sources = [self.source] if self.source else None
+        try:
+            found = await asyncio.to_thread(self.crm.index.matching, text, self.kind, sources)
+        except QueryError as exc:
+            return [], str(exc)
+        return found, ""
+
     @work(exclusive=True, group="browse", exit_on_error=False)
-    async def load_rows(self) -> None:
+    async def load_rows(self, keep: bool = True, wait: float = 0.0) -> None:
+        if wait:
+            await asyncio.sleep(wait)  # a newer keystroke cancels us while we wait
         table = self.query_one(RecordTable)
-        records = self.crm.store.records(self.kind, self.source)
+        selected = table.current if keep else None
+        records, problem = await self._records()
         column = table.sort_column
         if column is not None:
             key = table.columns[column].sort_key
             reverse = table.sort_reverse
             # Sorting a million records takes a second: off the event loop.
             records = await asyncio.to_thread(sorted, records, key=key, reverse=reverse)
-        table.set_rows(records)
+        at = await asyncio.to_thread(_position, records, selected) if selected else None
+        table.set_rows(records, keep_cursor=keep)
+        if at is not None:
+            table.cursor = at
+        self.query_one("#browse-summary", Static).update(self._summary(len(records), problem))
+
+    def _summary(self, count: int, problem: str) -> str:
+        table = self.query_one(RecordTable)
         where = DISPLAY_NAMES.get(self.source, self.source) if self.source else "all sources"
+        if problem:
+            return f"Filter: {problem}"
+        if not count:
+            return self._empty(where)
         sort = ""
-        if column is not None:
+        if table.sort_column is not None:
             order = "descending" if table.sort_reverse else "ascending"
-            sort = f", sorted by {table.columns[column].title} {order}"
-        self.query_one("#browse-summary", Static).update(
-            f"{len(records):,} {self.kind} from {where}{sort}   "
-            "f: source  o: sort  O: reverse  enter: open"
+            sort = f", sorted by {table.columns[table.sort_column].title} {order}"
+        matching = f" matching {self.text.strip()!r}" if len(self.text.strip()) >= 2 else ""
+        return (
+            f"{count:,} {self.kind}{matching} from {where}{sort}   "
+            "/: filter  f: source  o: sort  g/G: top/bottom  enter: open"
         )
+
+    def _empty(self, where: str) -> str:
+        """Why the list is empty, and what to do."""
+        if not self.crm.loaded:
+            return "Loading the cache…"
+        if len(self.text.strip()) >= MIN_QUERY:
+            return f"No {self.kind} from {where} match {self.text.strip()!r}: esc clears the filter"
+        if self.source is not None:
+            return f"No {self.kind} from {where}: f shows the next source"
+        if not self.crm.store.count(self.kind):
+            return f"No {self.kind} synced yet: on Status (F1) press a to sync every source"
+        return f"No {self.kind}"
 
     def selected_record(self) -> Record | None:
         return self.query_one(RecordTable).current
@@ -121,8 +236,9 @@ class BrowseScreen(LocalActions, ModeScreen):
 
     def action_next_source(self) -> None:
         sources: list[str | None] = [None, *self.crm.store.sources()]
-        self.source = sources[(sources.index(self.source) + 1) % len(sources)]
-        self.load_rows()
+        at = sources.index(self.source) if self.source in sources else 0
+        self.source = sources[(at + 1) % len(sources)]
+        self.load_rows(keep=False)
 
     def action_next_sort(self) -> None:
         table = self.query_one(RecordTable)
@@ -137,3 +253,11 @@ class BrowseScreen(LocalActions, ModeScreen):
             table.sort_column = 0
         table.sort_reverse = not table.sort_reverse
         self.load_rows()
+
+
+def _position(records: Sequence[Record], record: Record) -> int | None:
+    """Where a record sits after a re-sort (the same object, or the same id if reloaded)."""
+    for at, candidate in enumerate(records):
+        if candidate is record:
+            return at
+    return next((at for at, r in enumerate(records) if r.id == record.id), None)

@@ -1,5 +1,8 @@
-"""n / e / d / u on the screens that list records: new, edit, delete and undo, for local
-records; other sources' records are read-only and say where to edit them."""
+"""New, edit, delete and undo for local records on the screens that list records; other
+sources' records are read-only and say where to edit them.
+
+The keys are ctrl- combinations (and `delete`): no name typed into a list contains them, so
+typing "dyer" can never delete a record (see screens/typing.py)."""
 
 from __future__ import annotations
 
@@ -17,10 +20,10 @@ if TYPE_CHECKING:
     from crm_tui.app import CrmApp
 
 LOCAL_BINDINGS = [
-    Binding("n", "local_new", "New", id="local.new"),
-    Binding("e", "local_edit", "Edit", id="local.edit"),
-    Binding("d", "local_delete", "Delete", id="local.delete"),
-    Binding("u", "local_undo", "Undo delete", id="local.undo"),
+    Binding("ctrl+n", "local_new", "New", id="local.new"),
+    Binding("ctrl+e", "local_edit", "Edit", id="local.edit"),
+    Binding("delete,ctrl+d", "local_delete", "Delete", id="local.delete"),
+    Binding("ctrl+z", "local_undo", "Undo delete", id="local.undo"),
 ]
 
 
@@ -68,7 +71,7 @@ class LocalActions(Screen[None]):
         def answered(yes: bool | None) -> None:
             if yes:
                 self.run_worker(crm.local.delete(record.id), group="local", exit_on_error=False)
-                self.notify(f"Deleted {record.id}: u brings it back", markup=False)
+                self.notify(f"Deleted {record.id}: ctrl+z brings it back", markup=False)
 
         self.app.push_screen(ConfirmScreen(f"Delete local record {record.id}?"), answered)
 

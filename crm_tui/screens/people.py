@@ -1,25 +1,32 @@
 """People: one row per person found in several records, the most valuable work first.
 
 Sections (`v`): to review, names that differ, possible (name and place only), merged, and
-"not the same person". `f`, `c` and `/` narrow the list; `M` merges every cluster shown
-after one confirmation; `x` marks one as not the same person (or takes that back).
+"not the same person". `f`, `c` and `/` narrow the list (letters typed in it go to the find
+box); ctrl+a merges every cluster shown after one confirmation; ctrl+x marks one as not the
+same person (or takes that back); ctrl+z undoes a merge. Decisions take ctrl- keys, which no
+name typed into the list contains.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.widget import Widget
 from textual.widgets import Footer, Header, Input, Static
 
 from crm_tui.config import DISPLAY_NAMES
 from crm_tui.dedup import Cluster
 from crm_tui.dedup.review import SECTIONS, bulk_mergeable, merge_all, plan_bulk, select
+from crm_tui.models import Record, RecordKind
 from crm_tui.screens.base import ModeScreen
 from crm_tui.screens.cluster import ClusterScreen, reject_cluster, undo_merge_of
 from crm_tui.screens.confirm import ConfirmScreen
+from crm_tui.screens.export_view import ExportView
+from crm_tui.screens.typing import TypeToFilter
 from crm_tui.sources.registry import SHORT_NAMES
 from crm_tui.widgets.record_table import Column, RecordTable
 
@@ -44,20 +51,20 @@ EMPTY_HINTS = {
     "open": "nothing left to review (v shows the other sections)",
     "names_differ": "no linked records whose names differ",
     "possible": "no records that only share a name and a place",
-    "merged": "nothing merged yet: enter on a cluster, then m; or M for all shown",
-    "rejected": "nothing marked as not the same person (x on a cluster)",
+    "merged": "nothing merged yet: enter on a cluster, then m; or ctrl+a for all shown",
+    "rejected": "nothing marked as not the same person (ctrl+x on a cluster)",
 }
 
 
-class PeopleScreen(ModeScreen):
+class PeopleScreen(TypeToFilter, ExportView, ModeScreen):
     BINDINGS = [
         Binding("v", "next_section", "Section", id="people.section"),
         Binding("f", "next_source", "Filter source", id="people.filter"),
         Binding("c", "next_confidence", "Min confidence", id="people.confidence"),
         Binding("slash", "find", "Find", id="people.find"),
-        Binding("x", "reject", "Not the same", id="people.reject"),
-        Binding("M", "merge_shown", "Merge all shown", id="people.merge_all"),
-        Binding("u", "undo_merge", "Undo merge", id="people.undo"),
+        Binding("ctrl+x", "reject", "Not the same", id="people.reject"),
+        Binding("ctrl+a", "merge_shown", "Merge all shown", id="people.merge_all"),
+        Binding("ctrl+z", "undo_merge", "Undo merge", id="people.undo"),
         Binding("escape", "clear_find", "Clear find", show=False, id="people.clear"),
     ]
     CONFIDENCE_STEPS = (0.0, 0.9, 0.95)
@@ -72,7 +79,9 @@ class PeopleScreen(ModeScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="people-summary", markup=False)
-        yield Input(placeholder="find by name, e-mail or source", id="people-find")
+        yield Input(
+            placeholder="find by name, e-mail or source", id="people-find", select_on_focus=False
+        )
         yield RecordTable(self._columns(), id="clusters")
         yield Footer()
 
@@ -98,6 +107,22 @@ class PeopleScreen(ModeScreen):
         super().on_mount()
         self.query_one("#people-find", Input).display = False
         self.query_one(RecordTable).focus()
+
+    def filter_box(self) -> Input:
+        return self.query_one("#people-find", Input)
+
+    def typing_lists(self) -> tuple[Widget, ...]:
+        return (self.query_one(RecordTable),)
+
+    async def view_records(self) -> tuple[RecordKind, Sequence[Record]]:
+        """Every record of the clusters shown."""
+        get, shown = self.crm.store.get, list(self.shown)
+
+        def members() -> list[Record]:
+            found = (get("contacts", m) for c in shown for m in c.members)
+            return [r for r in found if r is not None]
+
+        return "contacts", await asyncio.to_thread(members)
 
     @property
     def shown(self) -> list[Cluster]:
@@ -167,9 +192,7 @@ class PeopleScreen(ModeScreen):
         self.refresh_data()
 
     def action_find(self) -> None:
-        find = self.query_one("#people-find", Input)
-        find.display = True
-        find.focus()
+        self.focus_box()
 
     @on(Input.Changed, "#people-find")
     def _find_changed(self, event: Input.Changed) -> None:
@@ -190,7 +213,7 @@ class PeopleScreen(ModeScreen):
     def action_reject(self) -> None:
         cluster = self.query_one(RecordTable).current
         if cluster is not None and cluster.settled:
-            self.notify("Merged already: u undoes the merge", markup=False)
+            self.notify("Merged already: ctrl+z undoes the merge", markup=False)
         elif cluster is not None:
             reject_cluster(self.crm, cluster, undo=self.section == "rejected")
 
@@ -220,7 +243,7 @@ class PeopleScreen(ModeScreen):
             f"at confidence >= {self.min_confidence:.2f}?\n"
             + (f"{'; '.join(notes)}.\n" if notes else "")
             + "Each becomes one local contact; the vendors' records stay as they are. "
-            "Each merge can be undone from the Merged section (v to reach it, then u)."
+            "Each merge can be undone from the Merged section (v to reach it, then ctrl+z)."
         )
 
         def answered(yes: bool | None) -> None:

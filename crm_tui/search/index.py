@@ -933,6 +933,57 @@ class SearchIndex:
             groups[source] = hits
         return SearchResult(query.text, kind, groups, counts)
 
+    def matching(
+        self, text: str, kind: RecordKind = "contacts", sources: Sequence[str] | None = None
+    ) -> list[Record]:
+        """Every record matching a query, each source's best first, without highlights:
+        what a list shows for a filter (a million matches take numpy sorts, not a Hit and
+        its spans each)."""
+        query = parse_query(text, kind)
+        wanted = set(sources or ()) | set(query.sources)
+        terms = sorted({t.encode("utf-8") for t in query.terms}, key=len, reverse=True)
+        filtered = bool(query.filters.keys() - {"source"} or query.amounts or query.closing)
+        out: list[Record] = []
+        for key, segment in list(self._segments.items()):
+            if key[0] != kind or (wanted and key[1] not in wanted):
+                continue
+            patch = self._patches.get(key)
+            parts = [(segment, None if patch is None or patch.base is not segment else patch.dead)]
+            if parts[0][1] is not None and patch is not None:
+                parts.append((patch.segment, None))
+            found = [_every_match(seg, dead, query, terms, filtered) for seg, dead in parts]
+            scores = np.concatenate([f[0] for f in found])
+            part = np.concatenate([np.full(len(f[1]), n) for n, f in enumerate(found)])
+            at = np.concatenate([f[1] for f in found])
+            order = np.argsort(scores, kind="stable")  # ties: the base's before a patch's
+            segments = [seg.records for seg, _ in parts]
+            out += [
+                segments[n][i]
+                for n, i in zip(part[order].tolist(), at[order].tolist(), strict=True)
+            ]
+        return out
+
+
+def _every_match(
+    segment: Segment, dead: np.ndarray | None, query: Query, terms: list[bytes], filtered: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every match of a segment as (scores, record indexes), best first, ties by position:
+    numpy throughout, so a million matches cost no Python object each until listed."""
+    none = (np.zeros(0, dtype=np.int16), np.zeros(0, dtype=np.int64))
+    if not segment.records:
+        return none
+    matches = segment.matching(terms)
+    candidates = matches.found
+    if dead is not None and len(candidates):
+        candidates = candidates[~dead[candidates]]
+    if filtered and len(candidates):
+        candidates = candidates[segment.facets().mask(query, candidates)]
+    if not len(candidates):
+        return none
+    scores = matches.scores(candidates)
+    order = np.argsort(scores, kind="stable")
+    return scores[order], candidates[order]
+
 
 def _ranked(
     segment: Segment,

@@ -21,14 +21,20 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from crm_tui.text import single_line
+from crm_tui.widgets.columns import Want, fit_widths, need
 
 
 @dataclass(frozen=True, slots=True)
 class Column:
     title: str
-    width: int
+    width: int  # the narrowest it is shown at
     get: Callable[[Any], object]
     sort_key: Callable[[Any], Any] | None = None
+    priority: int = 99  # 0 is shown first when the width runs short; ties by position
+
+
+#: Rows whose values decide how wide a column grows (a million are never measured).
+SAMPLE = 500
 
 
 class RecordTable(ScrollView, can_focus=True):
@@ -43,8 +49,8 @@ class RecordTable(ScrollView, can_focus=True):
         Binding("down,j", "move(1)", "Down", show=False, id="table.down"),
         Binding("pageup", "page(-1)", "Page up", show=False, id="table.pageup"),
         Binding("pagedown", "page(1)", "Page down", show=False, id="table.pagedown"),
-        Binding("home", "jump(0)", "Top", show=False, id="table.home"),
-        Binding("end", "jump(-1)", "Bottom", show=False, id="table.end"),
+        Binding("home,g", "jump(0)", "Top", show=False, id="table.home"),
+        Binding("end,G", "jump(-1)", "Bottom", show=False, id="table.end"),
         Binding("enter", "select", "Open", id="table.open"),
     ]
 
@@ -58,10 +64,47 @@ class RecordTable(ScrollView, can_focus=True):
 
     def __init__(self, columns: Sequence[Column], *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.columns = list(columns)
         self.rows: Sequence[Any] = ()
+        self._columns = list(columns)
         self.sort_column: int | None = None
         self.sort_reverse = False
+        self.shown: list[tuple[int, int]] = []  # (index into columns, width) on screen
+
+    @property
+    def columns(self) -> list[Column]:
+        return self._columns
+
+    @columns.setter
+    def columns(self, columns: Sequence[Column]) -> None:
+        """New columns drop the rows: they were another kind's, which the columns cannot read."""
+        self._columns = list(columns)
+        self.rows = ()
+        self.fit_columns()
+
+    def fit_columns(self) -> None:
+        """Choose the columns and their widths for the table's width (on resize, new
+        rows or new columns): by priority, widened to what the first rows need."""
+        sample = self.rows[:SAMPLE]
+        wants = [
+            Want(
+                str(i),
+                c.width,
+                need(c.title + " ▲", (c.get(r) for r in sample), c.width),
+                c.priority * 1000 + i,
+            )
+            for i, c in enumerate(self.columns)
+        ]
+        width = self.scrollable_content_region.width or 80  # less the scrollbar
+        widths = fit_widths(wants, width, gap=1)
+        if not widths and self.columns:  # narrower than any column: the first, cut
+            widths = {"0": max(width - 1, 1)}
+        self.shown = [(i, widths[str(i)]) for i in range(len(self.columns)) if str(i) in widths]
+        total = sum(w + 1 for _, w in self.shown)
+        self.virtual_size = Size(total, len(self.rows) + 1)
+        self.refresh()
+
+    def on_resize(self) -> None:
+        self.fit_columns()
 
     @property
     def row_count(self) -> int:
@@ -69,10 +112,8 @@ class RecordTable(ScrollView, can_focus=True):
 
     def set_rows(self, rows: Sequence[Any], keep_cursor: bool = True) -> None:
         self.rows = rows
-        width = sum(c.width + 1 for c in self.columns)
-        self.virtual_size = Size(width, len(rows) + 1)
+        self.fit_columns()
         self.cursor = min(self.cursor if keep_cursor else 0, max(len(rows) - 1, 0))
-        self.refresh()
 
     @property
     def current(self) -> Any | None:
@@ -104,11 +145,11 @@ class RecordTable(ScrollView, can_focus=True):
 
     def _cells(self, values: Sequence[str], style: Style) -> list[Segment]:
         segments = []
-        for column, value in zip(self.columns, values, strict=True):
+        for (_, width), value in zip(self.shown, values, strict=True):
             text = single_line(value)
-            if cell_len(text) > column.width:
-                text = set_cell_size(text, column.width - 1) + "…"
-            segments.append(Segment(set_cell_size(text, column.width) + " ", style))
+            if cell_len(text) > width:
+                text = set_cell_size(text, width - 1) + "…"
+            segments.append(Segment(set_cell_size(text, width) + " ", style))
         return segments
 
     def render_line(self, y: int) -> Strip:
@@ -118,11 +159,11 @@ class RecordTable(ScrollView, can_focus=True):
         if y == 0:
             style = base + self.get_component_rich_style("record-table--header")
             titles = []
-            for i, column in enumerate(self.columns):
+            for i, _ in self.shown:
                 arrow = ""
                 if i == self.sort_column:
                     arrow = " ▼" if self.sort_reverse else " ▲"
-                titles.append(column.title + arrow)
+                titles.append(self.columns[i].title + arrow)
             return (
                 Strip(self._cells(titles, style))
                 .crop(scroll_x, scroll_x + width)
@@ -136,8 +177,8 @@ class RecordTable(ScrollView, can_focus=True):
         if index == self.cursor:
             style = base + self.get_component_rich_style("record-table--cursor")
         values = []
-        for column in self.columns:
-            value = column.get(row)
+        for i, _ in self.shown:
+            value = self.columns[i].get(row)
             values.append("" if value is None else str(value))
         strip = Strip(self._cells(values, style))
         return strip.crop(scroll_x, scroll_x + width).extend_cell_length(width, style)
