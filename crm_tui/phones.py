@@ -3,11 +3,14 @@ international for the rest (`+44 20 7946 0958`); what cannot be read is shown as
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import phonenumbers
 
 from crm_tui.text import single_line
 
 
+@lru_cache(maxsize=8192)  # lists redraw the same numbers at every scroll
 def format_phone(value: str | None, region: str = "US") -> str:
     if not value:
         return ""

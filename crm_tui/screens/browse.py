@@ -19,6 +19,7 @@ from textual.widgets import Footer, Header, Input, Static, Tab, Tabs
 
 from crm_tui.config import DISPLAY_NAMES
 from crm_tui.models import Record, RecordKind
+from crm_tui.phones import format_phone
 from crm_tui.screens.base import ModeScreen
 from crm_tui.screens.detail import RecordScreen
 from crm_tui.screens.export_view import ExportView
@@ -38,36 +39,42 @@ def _amount_key(r: Any) -> Decimal:
 
 # Narrowest widths, and what goes first when the terminal is narrow (City and Status before
 # Company at 80 cells); RecordTable widens them to what their values need.
-COLUMNS: dict[RecordKind, list[Column]] = {
-    "contacts": [
-        Column(
-            "Source", 8, lambda r: DISPLAY_NAMES.get(r.source, r.source), _text_key("source"), 2
-        ),
-        Column("Name", 14, lambda r: r.name, lambda r: r.name.casefold(), 0),
-        Column("E-mail", 16, lambda r: r.email, _text_key("email"), 1),
-        Column("Phone", 12, lambda r: r.phone, _text_key("phone"), 3),
-        Column("Company", 10, lambda r: r.company, _text_key("company"), 7),
-        Column("Status", 8, lambda r: r.status, _text_key("status"), 5),
-        Column("Stage", 8, lambda r: r.stage, _text_key("stage"), 6),
-        Column("City", 8, lambda r: r.city, _text_key("city"), 4),
-    ],
-    "deals": [
-        Column(
-            "Source", 8, lambda r: DISPLAY_NAMES.get(r.source, r.source), _text_key("source"), 4
-        ),
-        Column("Deal", 20, lambda r: r.name, _text_key("name"), 0),
-        Column(
-            "Amount",
-            12,
-            lambda r: f"{r.amount:,.0f}" if r.amount is not None else "",
-            _amount_key,
-            1,
-        ),
-        Column("Stage", 10, lambda r: r.stage, _text_key("stage"), 2),
-        Column("Status", 8, lambda r: r.status, _text_key("status"), 5),
-        Column("Close", 10, lambda r: r.close_date, _text_key("close_date"), 3),
-    ],
-}
+def columns(kind: RecordKind, region: str = "US") -> list[Column]:
+    """The columns of one kind; phones shown in one format for `region`."""
+    return _columns(lambda r: format_phone(r.phone, region))[kind]
+
+
+def _columns(phone: Any) -> dict[RecordKind, list[Column]]:
+    return {
+        "contacts": [
+            Column(
+                "Source", 8, lambda r: DISPLAY_NAMES.get(r.source, r.source), _text_key("source"), 2
+            ),
+            Column("Name", 14, lambda r: r.name, lambda r: r.name.casefold(), 0),
+            Column("E-mail", 16, lambda r: r.email, _text_key("email"), 1),
+            Column("Phone", 12, phone, _text_key("phone"), 3),
+            Column("Company", 10, lambda r: r.company, _text_key("company"), 7),
+            Column("Status", 8, lambda r: r.status, _text_key("status"), 5),
+            Column("Stage", 8, lambda r: r.stage, _text_key("stage"), 6),
+            Column("City", 8, lambda r: r.city, _text_key("city"), 4),
+        ],
+        "deals": [
+            Column(
+                "Source", 8, lambda r: DISPLAY_NAMES.get(r.source, r.source), _text_key("source"), 4
+            ),
+            Column("Deal", 20, lambda r: r.name, _text_key("name"), 0),
+            Column(
+                "Amount",
+                12,
+                lambda r: f"{r.amount:,.0f}" if r.amount is not None else "",
+                _amount_key,
+                1,
+            ),
+            Column("Stage", 10, lambda r: r.stage, _text_key("stage"), 2),
+            Column("Status", 8, lambda r: r.status, _text_key("status"), 5),
+            Column("Close", 10, lambda r: r.close_date, _text_key("close_date"), 3),
+        ],
+    }
 
 
 class BrowseScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
@@ -96,8 +103,11 @@ class BrowseScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
             select_on_focus=False,
         )
         yield Static(id="browse-summary", markup=False)
-        yield RecordTable(COLUMNS["contacts"], id="records")
+        yield RecordTable(self._columns("contacts"), id="records")
         yield Footer()
+
+    def _columns(self, kind: RecordKind) -> list[Column]:
+        return columns(kind, self.crm.settings.crm_phone_region)
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -120,7 +130,7 @@ class BrowseScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
             self.query_one(Tabs).active = kind  # its TabActivated reloads
             self.kind = kind
             table = self.query_one(RecordTable)
-            table.columns = COLUMNS[kind]
+            table.columns = self._columns(kind)
             table.sort_column = None
         box = self.filter_box()
         box.display = True
@@ -135,7 +145,7 @@ class BrowseScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
         if kind != self.kind:
             self.kind = kind
             table = self.query_one(RecordTable)
-            table.columns = COLUMNS[kind]
+            table.columns = self._columns(kind)
             table.sort_column = None
             self.load_rows(keep=False)
 

@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from crm_tui.config import DISPLAY_NAMES
 from crm_tui.models import Record, RecordKind
+from crm_tui.phones import format_phone
 from crm_tui.screens.base import ModeScreen
 from crm_tui.screens.detail import RecordScreen
 from crm_tui.screens.export_view import ExportView
@@ -198,9 +199,7 @@ class SearchScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
             return
         for source, hits in result.groups.items():
             name = DISPLAY_NAMES.get(source, source)
-            shown = f"showing {len(hits)} of {result.counts[source]:,}"
-            if len(hits) < result.counts[source]:
-                shown += " · enter: all"
+            shown = self._group_label(len(hits), result.counts[source])
             blank = [Text("")] * (len(self.shown_columns) - 2)
             table.add_row(
                 Text(f"▸ {name}", style="bold"),
@@ -214,6 +213,15 @@ class SearchScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
                     *self._cells(hit),
                     key=hit.record.id,
                 )
+
+    def _group_label(self, shown: int, count: int) -> str:
+        """What a source's header row says, short enough for its column at 80 cells."""
+        more = shown < count
+        label = f"showing {shown} of {count:,}" + (" · enter: all" if more else "")
+        width = self.shown_columns[1][2] if len(self.shown_columns) > 1 else len(label)
+        if len(label) > width:
+            label = f"{shown} of {count:,}" + (" ↵ all" if more else "")
+        return label
 
     def _why_nothing(self, query: str) -> str:
         if not self.crm.store.count(self.kind):
@@ -248,7 +256,11 @@ class SearchScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
         cells = []
         for key, _title, _width in self.shown_columns[1:]:
             value = field_text(hit.record, key)
-            cells.append(highlighted(value, hit.spans.get(key, [])))
+            spans = hit.spans.get(key, [])
+            if key == "phone":  # one format for every CRM; a matched phone lit whole
+                value = format_phone(value, self.crm.settings.crm_phone_region)
+                spans = [(0, len(value))] if spans else []
+            cells.append(highlighted(value, spans))
         return cells
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
