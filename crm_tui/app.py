@@ -8,6 +8,7 @@ workers, one group per source, that never take the app down when they fail.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import difflib
 import functools
 import gc
@@ -38,6 +39,7 @@ from crm_tui.heap import release_gradually, share_the_lock
 from crm_tui.local_crm import LocalCrm
 from crm_tui.logs import SecretMasker
 from crm_tui.models import KINDS, Outcome, RecordKind, StreamReport, SyncReport
+from crm_tui.screens.confirm import QuitConfirmScreen
 from crm_tui.screens.store_error import StoreErrorScreen
 from crm_tui.search.index import SearchIndex
 from crm_tui.sources.base import SourceContext
@@ -603,6 +605,72 @@ class CrmApp(App[None]):
                 self.masker(f"{event.worker.name} failed: {error}"), severity="error", markup=False
             )
 
+    # -- quitting ------------------------------------------------------------------------
+
+    #: Worker groups whose work a quit would cut short, as a person would name it.
+    SAVING_GROUPS = {
+        "form": "a save",
+        "local": "a change to local records",
+        "clear": "clearing the cache",
+    }
+    #: How long a quit waits for cancelled syncs to write their audit rows.
+    QUIT_WAIT_SECONDS = 5.0
+
+    def running_work(self) -> list[str]:
+        """What quitting now would cut short, one phrase each ("a sync of Pipedrive")."""
+        syncing = set(self.engine.running())
+        for worker in self.workers:
+            if worker.group.startswith("sync-") and not worker.is_finished:
+                syncing.add(worker.group.removeprefix("sync-"))
+        work = [f"a sync of {DISPLAY_NAMES.get(n, n)}" for n in sorted(syncing)]
+        for worker in self.workers:
+            phrase = self.SAVING_GROUPS.get(worker.group)
+            if phrase and not worker.is_finished and phrase not in work:
+                work.append(phrase)
+        return work
+
+    async def action_quit(self) -> None:
+        """q, ctrl+q and the palette's Quit: ask first when a sync or a save would be cut."""
+        work = self.running_work()
+        if not work:
+            self.exit()
+            return
+        if isinstance(self.screen, QuitConfirmScreen):
+            return  # already asking
+        one = len(work) == 1
+        question = (
+            f"{_joined(work)} {'is' if one else 'are'} running:"
+            f" quit and cancel {'it' if one else 'them'}?"
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(self._cancel_and_exit(), group="quit", name="quit")
+
+        self.push_screen(QuitConfirmScreen(question), answered)
+
+    async def _cancel_and_exit(self) -> None:
+        """Cancel every sync, let each write its audit row (cancelled) and let saves finish,
+        for a few seconds at most; whatever is still open is marked interrupted on close."""
+        running = self.engine.running()
+        for worker in self.workers:  # not started yet: nothing to write, just stop it
+            name = worker.group.removeprefix("sync-")
+            if worker.group.startswith("sync-") and name not in running:
+                worker.cancel()
+        for name in running:  # cancelled once: a second cancel would cut its audit short
+            self.engine.cancel(name)
+        waiting = [
+            w
+            for w in self.workers
+            if not w.is_finished and (w.group.startswith("sync-") or w.group in self.SAVING_GROUPS)
+        ]
+        if waiting:
+            await asyncio.wait(
+                [asyncio.ensure_future(_settled(w)) for w in waiting],
+                timeout=self.QUIT_WAIT_SECONDS,
+            )
+        self.exit()
+
     def action_toggle_help(self) -> None:
         if self.screen.query("HelpPanel"):
             self.action_hide_help_panel()
@@ -637,6 +705,18 @@ def make_app(
             raise ValueError(f"unknown theme {theme!r}; try: {', '.join(app.available_themes)}")
         app.theme = theme
     return app
+
+
+async def _settled(worker: Worker[Any]) -> None:
+    """A worker has ended, however it ended."""
+    with contextlib.suppress(Exception):
+        await worker.wait()
+
+
+def _joined(phrases: list[str]) -> str:
+    """ "a, b and c", capitalised."""
+    text = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+    return text[:1].upper() + text[1:]
 
 
 def _stream_counts(kind: str, report: StreamReport) -> str:
