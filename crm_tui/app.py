@@ -43,13 +43,15 @@ from crm_tui.screens.confirm import QuitConfirmScreen
 from crm_tui.screens.store_error import StoreErrorScreen
 from crm_tui.search.index import SearchIndex
 from crm_tui.sources.base import SourceContext
+from crm_tui.sources.errors import SourceError
 from crm_tui.sources.http import tls_context
+from crm_tui.sources.messages import problem_of, sync_summary
 from crm_tui.store import CacheStore, Database, StoreChange
 from crm_tui.store.damage import damaged
 from crm_tui.store.errors import StoreError
 from crm_tui.store.health import pages_problem
 from crm_tui.store.leases import Holder
-from crm_tui.sync.engine import ConnectionResult, SyncEngine
+from crm_tui.sync.engine import ConnectionResult, SyncEngine, failed_report
 from crm_tui.tomlfile import read_toml, where
 
 log = logging.getLogger(__name__)
@@ -198,6 +200,8 @@ class CrmApp(App[None]):
         self.store_changed: Signal[StoreChange] = Signal(self, "store-changed")
         # Re-indexing to do: per (source, kinds), the ids changed, or None for everything.
         self._pending_index: dict[tuple[str | None, tuple[RecordKind, ...]], set[str] | None] = {}
+        #: A sync-all's sources and their reports as they end (None: still running).
+        self._batch: dict[str, SyncReport | None] | None = None
         self.store.subscribe(self._on_store_change)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -509,11 +513,23 @@ class CrmApp(App[None]):
         )
 
     def sync_all(self) -> None:
+        """Every enabled source; one notice when the last of them ends (see _sync)."""
         if self.writes_blocked():
             return
-        for name in self.engine.enabled():
-            if not self.engine.is_running(name):
-                self.sync_source(name)
+        names = [n for n in self.engine.enabled() if not self.engine.is_running(n)]
+        if self._batch is None:  # a sync-all still running adds these to its notice
+            self._batch = {}
+        for name in names:
+            self._batch.setdefault(name, None)
+            self.sync_source(name)
+        self._batch = {n: r for n, r in self._batch.items() if r is not None or self._syncing(n)}
+        if not self._batch:
+            self._batch = None
+
+    def _syncing(self, name: str) -> bool:
+        group = f"sync-{name}"
+        pending = any(w.group == group and not w.is_finished for w in self.workers)
+        return pending or self.engine.is_running(name)
 
     def sync_all_scheduled(self) -> None:
         self.sync_all()  # sources still running are skipped
@@ -557,19 +573,52 @@ class CrmApp(App[None]):
             )
 
     async def _sync(self, name: str, full: bool = False) -> SyncReport:
-        report = await self.engine.sync_source(name, full=full)
+        report: SyncReport | None = None
+        try:
+            report = await self.engine.sync_source(name, full=full)
+        except (ConfigError, SourceError) as exc:
+            report = failed_report(name, self.masker(str(exc)))
+        finally:
+            if self._batch is not None and name in self._batch:
+                self._batch[name] = report or failed_report(name, "did not finish")
+                self._batch_done()
+            elif report is not None:
+                self._notify_sync(name, report)
+        return report
+
+    def _notify_sync(self, name: str, report: SyncReport) -> None:
+        """One source's sync, ended: its counts, or what went wrong and what to fix."""
         display = DISPLAY_NAMES.get(name, name)
         counts = ", ".join(_stream_counts(k, s) for k, s in report.streams.items())
         if report.outcome is Outcome.SUCCESS:
             self.notify(f"{display}: synced {counts}", markup=False)
-        elif report.outcome is not Outcome.CANCELLED:
+        elif report.outcome is Outcome.PARTIAL:
             self.notify(
-                f"{display}: {report.outcome}: {report.error}",
-                severity="error",
+                f"{display}: partly synced: {problem_of(report)}",
+                severity="warning",
                 markup=False,
                 timeout=10,
             )
-        return report
+        elif report.outcome not in (Outcome.CANCELLED, Outcome.SKIPPED):
+            self.notify(
+                f"{display}: {problem_of(report)}", severity="error", markup=False, timeout=10
+            )
+
+    def _batch_done(self) -> None:
+        """When the last source of a sync-all ends: one notice for all of them."""
+        batch = self._batch
+        if batch is None or any(r is None for r in batch.values()):
+            return
+        self._batch = None
+        reports = {n: r for n, r in batch.items() if r is not None}
+        text, failed = sync_summary(reports, DISPLAY_NAMES)
+        if text:
+            self.notify(
+                text,
+                severity="error" if failed else "information",
+                markup=False,
+                timeout=12 if failed else 5,
+            )
 
     def cancel_sync(self, name: str) -> bool:
         cancelled = self.engine.cancel(name)

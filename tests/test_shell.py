@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+import respx
 
 from crm_tui.app import make_app
+from crm_tui.config import config_dir
 from crm_tui.demo.servers import DemoServers, Faults
 from crm_tui.screens.confirm import QuitConfirmScreen
-from crm_tui.store import Database
+from crm_tui.store import CacheStore, Database
 from crm_tui.store.owners import LEASE_TTL_SECONDS, Owner, _machine, start_time
+from crm_tui.sync.engine import SyncEngine
 from tests.conftest import make_settings
 
 SIZE = (120, 40)
@@ -179,3 +187,140 @@ def test_a_run_keeps_its_owner_alive_and_closing_interrupts_it(tmp_path: Path) -
     assert runs(path)[0][3] == "interrupted"
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM owners").fetchone()[0] == 0
+
+
+# -- errors that say what to fix --------------------------------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _hanging_server() -> Iterator[int]:
+    """A loopback server that accepts connections and never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        server.close()
+
+
+def _fub(tmp_path: Path, **values: object):
+    values.setdefault("fub_api_key", "fub-test-key-12345")
+    return make_settings(tmp_path, **values)
+
+
+async def _test(settings) -> str:
+    engine = SyncEngine(settings, CacheStore(settings.user_id, Database(settings.database_path)))
+    try:
+        return (await engine.test_connection("followupboss")).message
+    finally:
+        await engine.aclose()
+        engine.store.db.close()
+
+
+@pytest.mark.usefixtures("no_retry_sleep")
+async def test_a_closed_port_names_the_address_and_the_refusal(tmp_path: Path) -> None:
+    port = _closed_port()
+    settings = _fub(tmp_path, fub_api_base_url=f"http://127.0.0.1:{port}/v1")
+    assert await _test(settings) == f"cannot connect to 127.0.0.1:{port} (connection refused)"
+
+
+@pytest.mark.usefixtures("no_retry_sleep")
+async def test_a_hanging_server_says_how_long_it_was_given(tmp_path: Path) -> None:
+    with _hanging_server() as port:
+        settings = _fub(
+            tmp_path, fub_api_base_url=f"http://127.0.0.1:{port}/v1", crm_http_timeout_seconds=0.3
+        )
+        assert await _test(settings) == "the server did not answer within 0.3 s"
+
+
+@respx.mock
+@pytest.mark.usefixtures("no_retry_sleep")
+async def test_network_errors_are_never_auth_errors(tmp_path: Path) -> None:
+    settings = _fub(tmp_path, fub_api_base_url="https://fub.example/v1")
+    route = respx.get("https://fub.example/v1/people")
+    route.side_effect = httpx.ConnectError("[Errno 111] Connection refused")
+    assert await _test(settings) == "cannot connect to fub.example:443 (connection refused)"
+    route.side_effect = httpx.ReadTimeout("timed out")
+    assert await _test(settings) == "the server did not answer within 15 s"
+    route.side_effect = httpx.ConnectError("[Errno -2] Name or service not known")
+    assert await _test(settings) == (
+        "cannot connect to fub.example:443 (no such host name: check the base URL)"
+    )
+
+
+@respx.mock
+async def test_a_refused_key_names_the_setting_and_the_file_it_is_in(tmp_path: Path) -> None:
+    env_file = config_dir() / ".env"
+    env_file.parent.mkdir(parents=True)
+    env_file.write_text("# mine\nFUB_API_KEY=fub-test-key-12345\n")
+    settings = _fub(tmp_path, fub_api_base_url="https://fub.example/v1")
+    respx.get("https://fub.example/v1/people").respond(
+        401, json={"errorMessage": "Invalid API key fub-test-key-12345", "code": 401}
+    )
+    message = await _test(settings)
+    assert message == (
+        f"the API key was refused: check FUB_API_KEY in {env_file}\nInvalid API key ********"
+    )
+    respx.get("https://fub.example/v1/people").respond(422, json={"errors": [{"x": 1}]})
+    assert await _test(settings) == "the server answered HTTP 422"  # never raw JSON
+
+
+@respx.mock
+async def test_a_refused_key_in_the_app_says_the_name_once_and_what_to_fix(tmp_path) -> None:
+    settings = _fub(tmp_path, fub_api_base_url="https://fub.example/v1")
+    respx.get(url__startswith="https://fub.example/v1/").respond(
+        401, json={"errorMessage": "Invalid API key"}
+    )
+    app = make_app(settings, sync_stale=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.loaded)
+        app.sync_source("followupboss")
+        await until(pilot, lambda: any("refused" in str(n.message) for n in app._notifications))
+        [toast] = [str(n.message) for n in app._notifications if "refused" in str(n.message)]
+    assert toast.startswith("Follow Up Boss: the API key was refused: set FUB_API_KEY in ")
+    assert toast.endswith("\nInvalid API key")
+    assert toast.count("Follow Up Boss") == 1 and "contacts:" not in toast
+
+
+# -- one notice after syncing everything ----------------------------------------------------
+
+
+async def test_sync_all_gives_one_notice_and_local_adds_none(tmp_path, demo_servers) -> None:
+    env = {k.lower(): v for k, v in demo_servers.env().items()}
+    env["fub_api_key"] = "refused-key-000"
+    app = make_app(make_settings(tmp_path, **env), sync_stale=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.loaded)
+        await pilot.press("a")
+        await until(pilot, lambda: app._batch is None and not app.engine.running(), 60)
+        await pilot.pause(0.1)
+        messages = [str(n.message) for n in app._notifications]
+    synced = [m for m in messages if "synced" in m or "failed" in m or "Local" in m]
+    assert synced == [
+        f"{len(app.engine.enabled()) - 2} sources synced, 1 failed:"
+        " Follow Up Boss: the API key was refused (FUB_API_KEY)"
+    ]
