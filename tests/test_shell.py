@@ -16,11 +16,13 @@ from pathlib import Path
 import httpx
 import pytest
 import respx
+from textual.widgets import DataTable
 
 from crm_tui.app import make_app
 from crm_tui.config import config_dir
 from crm_tui.demo.servers import DemoServers, Faults
-from crm_tui.screens.confirm import QuitConfirmScreen
+from crm_tui.screens.cluster import ClusterScreen, record_columns
+from crm_tui.screens.confirm import ConfirmScreen, QuitConfirmScreen
 from crm_tui.store import CacheStore, Database
 from crm_tui.store.owners import LEASE_TTL_SECONDS, Owner, _machine, start_time
 from crm_tui.sync.engine import SyncEngine
@@ -324,3 +326,63 @@ async def test_sync_all_gives_one_notice_and_local_adds_none(tmp_path, demo_serv
         f"{len(app.engine.enabled()) - 2} sources synced, 1 failed:"
         " Follow Up Boss: the API key was refused (FUB_API_KEY)"
     ]
+
+
+# -- People: merging a cluster whose names differ, the compare view at 80 and 200 --------------
+
+
+async def _open_flagged_cluster(pilot, app) -> None:
+    await until(pilot, lambda: app.loaded and not app.engine.running(), 60)
+    await until(pilot, lambda: bool(app.review.sections.get("names_differ")), 30)
+    await pilot.press("f6", "v", "enter")
+    await until(pilot, lambda: isinstance(app.screen, ClusterScreen))
+
+
+async def test_merging_names_that_differ_shows_the_merged_record_first(demo_settings) -> None:
+    app = make_app(demo_settings, sync_on_start=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _open_flagged_cluster(pilot, app)
+        plan = app.screen.plan
+        before = app.store.count("contacts", "local")
+        await pilot.press("m")
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, ConfirmScreen)
+        question = app.screen.question
+        assert "their names differ" in question and "The merged record will be:" in question
+        assert f"  first name: {plan['first_name'].value}" in question
+        assert f"  email: {plan['email'].value}"[:40] in question
+        assert len(question.splitlines()) <= 14  # with its buttons, inside 24 rows
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        assert app.store.count("contacts", "local") == before
+
+
+async def test_the_compare_view_scrolls_by_record_at_80_and_shows_all_at_200(
+    demo_settings,
+) -> None:
+    app = make_app(demo_settings, sync_on_start=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _open_flagged_cluster(pilot, app)
+        screen = app.screen
+        table = screen.query_one("#compare", DataTable)
+        records = len(screen.records)
+        width, fit = record_columns(table.size.width, records)
+        assert fit == 1 and width >= 20
+        assert table.fixed_columns == 2  # the field names and the merged record stay
+        widths = sum(c.get_render_width(table) for c in table.ordered_columns[: 2 + fit])
+        assert widths <= table.size.width  # the merged record and one record, uncut
+        assert "←/→ for the others" in str(screen.query_one("#cluster-title").render())
+        await pilot.press("right")
+        start = table.scroll_x
+        await pilot.press(*["right"] * records)
+        assert table.cursor_coordinate.column == 1 + records  # the last record
+        assert table.scroll_x > start  # scrolled to it
+    app = make_app(demo_settings, sync_on_start=False, sync_stale=False)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await _open_flagged_cluster(pilot, app)
+        table = app.screen.query_one("#compare", DataTable)
+        width, fit = record_columns(table.size.width, len(app.screen.records))
+        assert fit == len(app.screen.records)
+        assert table.ordered_columns[2].width == width > 20  # wider than at 80
+        total = sum(c.get_render_width(table) for c in table.ordered_columns)
+        assert total <= table.size.width < total + (fit + 1) * 3  # the width it has, used
