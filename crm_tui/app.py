@@ -209,19 +209,18 @@ class CrmApp(App[None]):
     # How often to look for writes by another process (cron, the CLI, webhooks): a cheap
     # PRAGMA, in a thread; what changed is then read from the change log.
     WATCH_SECONDS = 0.25
-    MODE_BAR = "1 Status 2 Search 3 Browse 4 Audit 5 Connections 6 People"
 
     welcome: str | None = None
 
     def on_mount(self) -> None:
         quiet_collector()
         share_the_lock()
-        self.sub_title = f"{self.settings.user_id} · {self.MODE_BAR}"
+        self.sub_title = self.settings.user_id
         self._apply_keymap()
         if self.welcome:
             self.notify(self.welcome, timeout=15, markup=False)
         if self.read_only_reason:
-            self.sub_title = f"{self.settings.user_id} · read-only · {self.MODE_BAR}"
+            self.sub_title = f"{self.settings.user_id} · read-only"
             self.notify(
                 f"Read-only database: {self.read_only_reason}. Browsing and search work;"
                 " syncs, imports, edits and clearing the cache are off.",
@@ -381,7 +380,7 @@ class CrmApp(App[None]):
         self.store_error = error
         self.loaded = False  # no watching, re-indexing or syncing on top of it
         log.error("store: %s", self.masker(str(error)))
-        self.sub_title = f"{self.settings.user_id} · {error.error} · {self.MODE_BAR}"
+        self.sub_title = f"{self.settings.user_id} · {error.error}"
         self.store_changed.publish(StoreChange(None, KINDS, status_only=True))
         if first:
             self.push_screen(StoreErrorScreen(error))

@@ -26,6 +26,7 @@ from crm_tui.screens.confirm import ConfirmScreen, QuitConfirmScreen
 from crm_tui.store import CacheStore, Database
 from crm_tui.store.owners import LEASE_TTL_SECONDS, Owner, _machine, start_time
 from crm_tui.sync.engine import SyncEngine
+from crm_tui.widgets.mode_tabs import TABS, ModeTabs
 from tests.conftest import make_settings
 
 SIZE = (120, 40)
@@ -386,3 +387,53 @@ async def test_the_compare_view_scrolls_by_record_at_80_and_shows_all_at_200(
         assert table.ordered_columns[2].width == width > 20  # wider than at 80
         total = sum(c.get_render_width(table) for c in table.ordered_columns)
         assert total <= table.size.width < total + (fit + 1) * 3  # the width it has, used
+
+
+# -- the six screens as tabs ------------------------------------------------------------------
+
+
+def _tabs(app) -> tuple[str, list[str]]:
+    tabs = app.screen.query_one(ModeTabs)
+    text = tabs.render()
+    current = [text.plain[s.start : s.end].strip() for s in text.spans if "reverse" in str(s.style)]
+    return text.plain, current
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 50), (60, 20)])
+async def test_the_tabs_show_every_screen_and_the_current_one(settings, size) -> None:
+    app = make_app(settings, sync_stale=False)
+    async with app.run_test(size=size) as pilot:
+        await until(pilot, lambda: app.loaded)
+        for key, mode in [
+            ("f1", "status"),
+            ("f3", "browse"),
+            ("f6", "people"),
+            ("f5", "connections"),
+        ]:
+            await pilot.press(key)
+            await pilot.pause(0.1)
+            assert app.current_mode == mode
+            plain, current = _tabs(app)
+            assert len(plain) <= size[0]
+            for n in range(1, 7):
+                assert f"F{n} " in plain or size[0] < 75
+            names = next(t[1:] for t in TABS if t[0] == mode)
+            shown = current[0].split(" ", 1)[1]
+            assert len(current) == 1 and any(name.startswith(shown) for name in names)
+        if size[0] >= 80:
+            assert "F5 Connections" in plain and "F4 Audit" in plain
+
+
+async def test_clicking_a_tab_opens_its_screen(settings) -> None:
+    app = make_app(settings, sync_stale=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.loaded)
+        plain, _ = _tabs(app)
+        await pilot.click(ModeTabs, offset=(plain.index("F4 Audit") + 2, 0))
+        await pilot.pause(0.1)
+        assert app.current_mode == "audit"
+        assert _tabs(app)[1] == ["F4 Audit"]
+        plain, _ = _tabs(app)
+        await pilot.click(ModeTabs, offset=(plain.index("F2 Search") + 1, 0))
+        await pilot.pause(0.1)
+        assert app.current_mode == "search"
