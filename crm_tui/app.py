@@ -37,7 +37,7 @@ from crm_tui.dedup.merge import MergeResult
 from crm_tui.dedup.review import EMPTY_REVIEW, Review
 from crm_tui.heap import release_gradually, share_the_lock
 from crm_tui.local_crm import LocalCrm
-from crm_tui.logs import SecretMasker
+from crm_tui.logs import SecretFilter, SecretMasker
 from crm_tui.models import KINDS, Outcome, RecordKind, StreamReport, SyncReport
 from crm_tui.screens.confirm import QuitConfirmScreen
 from crm_tui.screens.store_error import StoreErrorScreen
@@ -270,8 +270,7 @@ class CrmApp(App[None]):
         if self.sync_on_start:
             self.sync_all()
         elif self.sync_stale and not self.read_only_reason:
-            for name in self.engine.stale_sources():
-                self.sync_source(name)
+            self._sync_together(self.engine.stale_sources())
 
     async def _serve_webhooks(self, host: str, port: int) -> None:
         """The receiver and its worker, in this app: each change a CRM posts is fetched
@@ -515,7 +514,10 @@ class CrmApp(App[None]):
         """Every enabled source; one notice when the last of them ends (see _sync)."""
         if self.writes_blocked():
             return
-        names = [n for n in self.engine.enabled() if not self.engine.is_running(n)]
+        self._sync_together(n for n in self.engine.enabled() if not self.engine.is_running(n))
+
+    def _sync_together(self, names: Iterable[str]) -> None:
+        """Sources synced side by side, told about in one notice when the last ends."""
         if self._batch is None:  # a sync-all still running adds these to its notice
             self._batch = {}
         for name in names:
@@ -644,6 +646,49 @@ class CrmApp(App[None]):
         )
         self.store_changed.publish(StoreChange(name, (), status_only=True))
         return result
+
+    # -- setting a source up ------------------------------------------------------------
+
+    def open_setup(self, source: str | None = None) -> None:
+        from crm_tui.screens.setup import SetupScreen
+
+        self.push_screen(SetupScreen(source))
+
+    def _mask_everywhere(self, settings: Settings) -> None:
+        """Secrets typed into the app are masked like those read at start: in messages,
+        the audit and every log handler's filter."""
+        secrets = settings.secret_values()
+        self.masker.add(*secrets)
+        for handler in logging.getLogger().handlers:
+            for found in handler.filters:
+                if isinstance(found, SecretFilter):
+                    found.masker.add(*secrets)
+
+    async def test_with(self, settings: Settings, name: str) -> ConnectionResult:
+        """A connection test with settings not saved yet (the setup screen's)."""
+        self._mask_everywhere(settings)
+        engine = SyncEngine(
+            settings, self.store, masker=self.masker, transport=self.engine._ctx.transport
+        )
+        try:
+            return await engine.test_connection(name)
+        finally:
+            await engine.aclose()
+
+    def apply_settings(self, settings: Settings) -> bool:
+        """New settings (saved by the setup screen) for the syncs from now on; False when a
+        sync is running (they apply at the next start)."""
+        if self.engine.running():
+            return False
+        self._mask_everywhere(settings)
+        old = self.engine
+        self.settings = settings
+        self.engine = SyncEngine(
+            settings, self.store, masker=self.masker, transport=old._ctx.transport
+        )
+        self.run_worker(old.aclose(), group="close", exit_on_error=False, name="close sources")
+        self.store_changed.publish(StoreChange(None, (), status_only=True))
+        return True
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state is WorkerState.ERROR and event.worker.error is not None:

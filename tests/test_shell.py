@@ -16,13 +16,14 @@ from pathlib import Path
 import httpx
 import pytest
 import respx
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Input
 
 from crm_tui.app import make_app
 from crm_tui.config import config_dir
 from crm_tui.demo.servers import DemoServers, Faults
 from crm_tui.screens.cluster import ClusterScreen, record_columns
 from crm_tui.screens.confirm import ConfirmScreen, QuitConfirmScreen
+from crm_tui.screens.setup import SetupScreen
 from crm_tui.store import CacheStore, Database
 from crm_tui.store.owners import LEASE_TTL_SECONDS, Owner, _machine, start_time
 from crm_tui.sync.engine import SyncEngine
@@ -437,3 +438,84 @@ async def test_clicking_a_tab_opens_its_screen(settings) -> None:
         await pilot.click(ModeTabs, offset=(plain.index("F2 Search") + 1, 0))
         await pilot.pause(0.1)
         assert app.current_mode == "search"
+
+
+# -- empty states and first-run setup ---------------------------------------------------------
+
+
+async def test_no_source_configured_says_where_and_what_and_how_to_start(settings) -> None:
+    app = make_app(settings, sync_stale=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.loaded)
+        welcome = app.screen.query_one("#getting-started")
+        assert welcome.display
+        text = str(welcome.render())
+        assert str(config_dir() / ".env") in text.replace("\n", "")
+        for variable in ("BRIVITY_API_KEY", "FUB_API_KEY", "HUBSPOT_ACCESS_TOKEN", "LOFTY_API_KEY"):
+            assert variable in text
+        assert "crm-tui --demo" in text and "k sets one up here" in text
+        await pilot.press("k")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, SetupScreen)
+
+
+async def test_people_says_why_it_is_empty(settings) -> None:
+    app = make_app(settings, sync_stale=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.loaded)
+        await pilot.press("f6")
+        await pilot.pause(0.3)
+        summary = str(app.screen.query_one("#people-summary").render())
+        assert "Nothing synced yet" in summary and "F1, then a" in summary
+        await app.local.add("contacts", {"first_name": "Ann", "last_name": "Lee"})
+        await until(
+            pilot,
+            lambda: (
+                not any(w.group == "people" and not w.is_finished for w in app.workers)
+                and app.store.count("contacts")
+            ),
+        )
+        app.screen.refresh_data()
+        await pilot.pause(0.2)
+        summary = str(app.screen.query_one("#people-summary").render())
+        assert "No duplicates found among 1 contacts" in summary
+
+
+@respx.mock
+async def test_setup_tests_in_place_and_saves_a_private_env_without_echoing(settings) -> None:
+    secret = "fub-secret-key-4242"
+    env_file = config_dir() / ".env"
+    env_file.parent.mkdir(parents=True)
+    env_file.write_text("# my settings\nCRM_PHONE_REGION=US\nFUB_API_KEY=old-one\n")
+    env_file.chmod(0o644)
+    people = respx.get("https://api.followupboss.com/v1/people").respond(
+        json={"_metadata": {"total": 3}, "people": []}
+    )
+    app = make_app(settings, sync_stale=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.loaded)
+        await pilot.press("f5")
+        await pilot.pause(0.1)
+        table = app.screen.query_one("#connections", DataTable)
+        table.move_cursor(row=[str(k.value) for k in table.rows].index("followupboss"))
+        await pilot.press("k")
+        await until(pilot, lambda: isinstance(app.screen, SetupScreen))
+        screen = app.screen
+        assert screen.source == "followupboss"
+        key_input = screen.query_one("#env-FUB_API_KEY", Input)
+        assert key_input.password and app.focused is key_input  # the key first, hidden
+        await pilot.press(*secret, "ctrl+t")
+        await until(pilot, lambda: people.called)
+        await until(pilot, lambda: "connected" in str(screen.query_one("#setup-result").render()))
+        assert people.calls[-1].request.headers["authorization"].startswith("Basic ")
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.2)
+        assert key_input.value == ""  # gone from the screen once saved
+        shown = " ".join(str(w.render()) for w in screen.query("Static, Label"))
+        notes = " ".join(str(n.message) for n in app._notifications)
+        assert secret not in shown + notes
+        assert "Saved FUB_API_KEY to" in notes
+        assert app.settings.source_config("followupboss").enabled
+        assert "followupboss" in app.engine.enabled()
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    assert env_file.read_text() == (f"# my settings\nCRM_PHONE_REGION=US\nFUB_API_KEY={secret}\n")

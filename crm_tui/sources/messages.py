@@ -127,7 +127,7 @@ def _message_in(found: object, depth: int = 0) -> str | None:
     return None
 
 
-def _home_short(path: Path) -> str:
+def home_short(path: Path) -> str:
     home = Path.home()
     try:
         return "~/" + str(path.relative_to(home))
@@ -154,8 +154,8 @@ def where_to_fix(settings: tuple[str, ...]) -> str:
         for line in text.splitlines():
             key = line.strip().removeprefix("export ").split("=", 1)[0].strip()
             if key.upper() == first.upper() and "=" in line:
-                return f"check {names} in {_home_short(path)}"
-    return f"set {names} in {_home_short(config_dir() / '.env')}"
+                return f"check {names} in {home_short(path)}"
+    return f"set {names} in {home_short(config_dir() / '.env')}"
 
 
 def refused(settings: tuple[str, ...]) -> str:
