@@ -747,6 +747,8 @@ def _sync_payload(rt: Runtime, reports: dict[str, Any], sources: tuple[str, ...]
 
 
 def _sync_table(reports: dict[str, Any]) -> None:
+    from crm_tui.sources.messages import one_line
+
     rows = [
         (
             DISPLAY_NAMES.get(name, name),
@@ -756,7 +758,7 @@ def _sync_table(reports: dict[str, Any]) -> None:
             s.written,
             s.deleted,
             s.requests,
-            s.error or "",
+            one_line(s.error or ""),
         )
         for name, report in reports.items()
         for stream, s in report.streams.items()
@@ -871,6 +873,7 @@ def test_connection(ctx: click.Context, source: str | None, as_json: bool) -> No
 
     Example: crm-tui test-connection followupboss
     """
+    from crm_tui.sources.messages import one_line
     from crm_tui.sync.engine import SyncEngine
 
     rt = _rt(ctx, as_json)
@@ -894,7 +897,11 @@ def test_connection(ctx: click.Context, source: str | None, as_json: bool) -> No
             payload,
             lambda: table(
                 [
-                    (DISPLAY_NAMES.get(r.source, r.source), "ok" if r.ok else "FAILED", r.message)
+                    (
+                        DISPLAY_NAMES.get(r.source, r.source),
+                        "ok" if r.ok else "FAILED",
+                        one_line(r.message),
+                    )
                     for r in results
                 ],
                 ("SOURCE", "RESULT", "MESSAGE"),
