@@ -746,6 +746,8 @@ class CrmApp(App[None]):
         """Cancel every sync, let each write its audit row (cancelled) and let saves finish,
         for a few seconds at most; whatever is still open is marked interrupted on close."""
         running = self.engine.running()
+        if running:
+            self.notify("Cancelling, then quitting…", markup=False)
         for worker in self.workers:  # not started yet: nothing to write, just stop it
             name = worker.group.removeprefix("sync-")
             if worker.group.startswith("sync-") and name not in running:

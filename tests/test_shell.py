@@ -519,3 +519,14 @@ async def test_setup_tests_in_place_and_saves_a_private_env_without_echoing(sett
         assert "followupboss" in app.engine.enabled()
     assert env_file.stat().st_mode & 0o777 == 0o600
     assert env_file.read_text() == (f"# my settings\nCRM_PHONE_REGION=US\nFUB_API_KEY={secret}\n")
+
+
+async def test_the_syncs_a_start_makes_end_in_one_notice(demo_settings) -> None:
+    app = make_app(demo_settings)  # every source is stale: each syncs as the app opens
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.loaded)
+        await until(pilot, lambda: app._batch is None and not app.engine.running(), 60)
+        await pilot.pause(0.1)
+        messages = [str(n.message) for n in app._notifications]
+    remote = len(app.engine.enabled()) - 1  # Local says nothing
+    assert [m for m in messages if "synced" in m] == [f"{remote} sources synced"]
