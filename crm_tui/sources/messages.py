@@ -173,8 +173,9 @@ _REFUSED = re.compile(r"^(the .+ (?:was|were) refused): (?:check|set) (.+?) in .
 
 
 def problem_of(report: SyncReport) -> str:
-    """What went wrong in a run, each distinct problem once (streams failing for the same
-    reason say it once, without stream names); the vendor's words on a line under it."""
+    """What went wrong in a run: every stream failing for one reason says it once, without
+    stream names, the vendor's words on a line under it; otherwise each failed stream by
+    name."""
     failed = [
         s
         for s in report.streams.values()
@@ -183,8 +184,10 @@ def problem_of(report: SyncReport) -> str:
     messages = list(dict.fromkeys(s.error for s in failed if s.error))
     if not messages:
         return report.error or str(report.outcome)
-    if len(messages) == 1:
-        return messages[0]
+    if len(messages) == 1 and len(failed) == len(report.streams):
+        return messages[0]  # every stream, for one reason
+    if len(failed) == 1:
+        return f"{failed[0].stream}: {failed[0].error}"
     return "; ".join(f"{s.stream}: {first_line(s.error or '')}" for s in failed)
 
 
