@@ -715,7 +715,9 @@ class CrmApp(App[None]):
         for worker in self.workers:
             if worker.group.startswith("sync-") and not worker.is_finished:
                 syncing.add(worker.group.removeprefix("sync-"))
-        work = [f"a sync of {DISPLAY_NAMES.get(n, n)}" for n in sorted(syncing)]
+        names = [DISPLAY_NAMES.get(n, n) for n in sorted(syncing)]
+        work = [f"a sync of {names[0]}"] if len(names) == 1 else []
+        work += [f"syncs of {_joined(names, capital=False)}"] if len(names) > 1 else []
         for worker in self.workers:
             phrase = self.SAVING_GROUPS.get(worker.group)
             if phrase and not worker.is_finished and phrase not in work:
@@ -730,7 +732,7 @@ class CrmApp(App[None]):
             return
         if isinstance(self.screen, QuitConfirmScreen):
             return  # already asking
-        one = len(work) == 1
+        one = len(work) == 1 and not work[0].startswith("syncs")
         question = (
             f"{_joined(work)} {'is' if one else 'are'} running:"
             f" quit and cancel {'it' if one else 'them'}?"
@@ -808,10 +810,10 @@ async def _settled(worker: Worker[Any]) -> None:
         await worker.wait()
 
 
-def _joined(phrases: list[str]) -> str:
-    """ "a, b and c", capitalised."""
+def _joined(phrases: list[str], *, capital: bool = True) -> str:
+    """ "a, b and c", capitalised unless asked not to."""
     text = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
-    return text[:1].upper() + text[1:]
+    return text[:1].upper() + text[1:] if capital else text
 
 
 def _stream_counts(kind: str, report: StreamReport) -> str:

@@ -530,3 +530,22 @@ async def test_the_syncs_a_start_makes_end_in_one_notice(demo_settings) -> None:
         messages = [str(n.message) for n in app._notifications]
     remote = len(app.engine.enabled()) - 1  # Local says nothing
     assert [m for m in messages if "synced" in m] == [f"{remote} sources synced"]
+
+
+@pytest.mark.parametrize("faulty_servers", [Faults(latency=1.0)], indirect=True)
+async def test_quitting_during_several_syncs_names_them_in_one_question(
+    tmp_path: Path, faulty_servers: DemoServers
+) -> None:
+    env = {k.lower(): v for k, v in faulty_servers.env().items()}
+    app = make_app(make_settings(tmp_path, **env), sync_stale=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.loaded)
+        app.sync_source("followupboss")
+        app.sync_source("brivity")
+        await until(pilot, lambda: len(app.engine.running()) == 2)
+        await pilot.press("q")
+        assert app.screen.question == (
+            "Syncs of Brivity and Follow Up Boss are running: quit and cancel them?"
+        )
+        await pilot.press("y")
+        await until(pilot, lambda: app._exit)
