@@ -19,11 +19,13 @@ import respx
 from textual.widgets import DataTable, Input
 
 from crm_tui.app import make_app
-from crm_tui.config import config_dir
+from crm_tui.config import config_dir, read_env_file
 from crm_tui.demo.servers import DemoServers, Faults
+from crm_tui.envfile import save_settings
 from crm_tui.screens.cluster import ClusterScreen, record_columns
 from crm_tui.screens.confirm import ConfirmScreen, QuitConfirmScreen
 from crm_tui.screens.setup import SetupScreen
+from crm_tui.sources.messages import vendor_said
 from crm_tui.store import CacheStore, Database
 from crm_tui.store.owners import LEASE_TTL_SECONDS, Owner, _machine, start_time
 from crm_tui.sync.engine import SyncEngine
@@ -549,3 +551,30 @@ async def test_quitting_during_several_syncs_names_them_in_one_question(
         )
         await pilot.press("y")
         await until(pilot, lambda: app._exit)
+
+
+@pytest.mark.parametrize("value", ["abc", "a b#c", "it's", 'q"x\\y', "x=y", "tab\there"])
+def test_a_saved_value_reads_back_unchanged_and_other_lines_stay(tmp_path, value) -> None:
+    path = tmp_path / "cfg" / ".env"
+    path.parent.mkdir()
+    path.write_text("# keep me\nexport FUB_API_KEY=old\nA=1\nFUB_API_KEY=older\n")
+    save_settings(path, {"FUB_API_KEY": value})
+    assert read_env_file(path) == {"fub_api_key": value, "a": "1"}
+    assert path.read_text().startswith("# keep me\nFUB_API_KEY=")
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        ('{"errorMessage": "Invalid API key"}', "Invalid API key"),
+        ('{"status": "error", "message": "Bad\\n[red]token[/red]"}', "Bad [red]token[/red]"),
+        ('{"errors": [{"detail": "expired"}]}', "expired"),
+        ('{"error": {"message": "nope"}}', "nope"),
+        ('{"correlationId": "x"}', ""),
+        ("<html><body>502 Bad Gateway</body></html>", ""),
+        ("Bad Credentials", "Bad Credentials"),
+    ],
+)
+def test_the_vendors_message_is_one_clean_line_never_raw_json(body, said) -> None:
+    assert vendor_said(body) == said
