@@ -8,6 +8,7 @@ workers, one group per source, that never take the app down when they fail.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import difflib
 import functools
 import gc
@@ -36,19 +37,22 @@ from crm_tui.dedup.merge import MergeResult
 from crm_tui.dedup.review import EMPTY_REVIEW, Review
 from crm_tui.heap import release_gradually, share_the_lock
 from crm_tui.local_crm import LocalCrm
-from crm_tui.logs import SecretMasker
+from crm_tui.logs import SecretFilter, SecretMasker
 from crm_tui.models import KINDS, Outcome, RecordKind, StreamReport, SyncReport
+from crm_tui.screens.confirm import QuitConfirmScreen
 from crm_tui.screens.store_error import StoreErrorScreen
 from crm_tui.screens.typing import TypeToFilter
 from crm_tui.search.index import SearchIndex
 from crm_tui.sources.base import SourceContext
+from crm_tui.sources.errors import SourceError
 from crm_tui.sources.http import tls_context
+from crm_tui.sources.messages import problem_of, sync_summary
 from crm_tui.store import CacheStore, Database, StoreChange
 from crm_tui.store.damage import damaged
 from crm_tui.store.errors import StoreError
 from crm_tui.store.health import pages_problem
 from crm_tui.store.leases import Holder
-from crm_tui.sync.engine import ConnectionResult, SyncEngine
+from crm_tui.sync.engine import ConnectionResult, SyncEngine, failed_report
 from crm_tui.tomlfile import read_toml, where
 
 log = logging.getLogger(__name__)
@@ -201,6 +205,8 @@ class CrmApp(App[None]):
         self.store_changed: Signal[StoreChange] = Signal(self, "store-changed")
         # Re-indexing to do: per (source, kinds), the ids changed, or None for everything.
         self._pending_index: dict[tuple[str | None, tuple[RecordKind, ...]], set[str] | None] = {}
+        #: A sync-all's sources and their reports as they end (None: still running).
+        self._batch: dict[str, SyncReport | None] | None = None
         self.store.subscribe(self._on_store_change)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -208,19 +214,18 @@ class CrmApp(App[None]):
     # How often to look for writes by another process (cron, the CLI, webhooks): a cheap
     # PRAGMA, in a thread; what changed is then read from the change log.
     WATCH_SECONDS = 0.25
-    MODE_BAR = "1 Status 2 Search 3 Browse 4 Audit 5 Connections 6 People"
 
     welcome: str | None = None
 
     def on_mount(self) -> None:
         quiet_collector()
         share_the_lock()
-        self.sub_title = f"{self.settings.user_id} · {self.MODE_BAR}"
+        self.sub_title = self.settings.user_id
         self._apply_keymap()
         if self.welcome:
             self.notify(self.welcome, timeout=15, markup=False)
         if self.read_only_reason:
-            self.sub_title = f"{self.settings.user_id} · read-only · {self.MODE_BAR}"
+            self.sub_title = f"{self.settings.user_id} · read-only"
             self.notify(
                 f"Read-only database: {self.read_only_reason}. Browsing and search work;"
                 " syncs, imports, edits and clearing the cache are off.",
@@ -270,8 +275,7 @@ class CrmApp(App[None]):
         if self.sync_on_start:
             self.sync_all()
         elif self.sync_stale and not self.read_only_reason:
-            for name in self.engine.stale_sources():
-                self.sync_source(name)
+            self._sync_together(self.engine.stale_sources())
 
     async def _serve_webhooks(self, host: str, port: int) -> None:
         """The receiver and its worker, in this app: each change a CRM posts is fetched
@@ -380,7 +384,7 @@ class CrmApp(App[None]):
         self.store_error = error
         self.loaded = False  # no watching, re-indexing or syncing on top of it
         log.error("store: %s", self.masker(str(error)))
-        self.sub_title = f"{self.settings.user_id} · {error.error} · {self.MODE_BAR}"
+        self.sub_title = f"{self.settings.user_id} · {error.error}"
         self.store_changed.publish(StoreChange(None, KINDS, status_only=True))
         if first:
             self.push_screen(StoreErrorScreen(error))
@@ -512,11 +516,26 @@ class CrmApp(App[None]):
         )
 
     def sync_all(self) -> None:
+        """Every enabled source; one notice when the last of them ends (see _sync)."""
         if self.writes_blocked():
             return
-        for name in self.engine.enabled():
-            if not self.engine.is_running(name):
-                self.sync_source(name)
+        self._sync_together(n for n in self.engine.enabled() if not self.engine.is_running(n))
+
+    def _sync_together(self, names: Iterable[str]) -> None:
+        """Sources synced side by side, told about in one notice when the last ends."""
+        if self._batch is None:  # a sync-all still running adds these to its notice
+            self._batch = {}
+        for name in names:
+            self._batch.setdefault(name, None)
+            self.sync_source(name)
+        self._batch = {n: r for n, r in self._batch.items() if r is not None or self._syncing(n)}
+        if not self._batch:
+            self._batch = None
+
+    def _syncing(self, name: str) -> bool:
+        group = f"sync-{name}"
+        pending = any(w.group == group and not w.is_finished for w in self.workers)
+        return pending or self.engine.is_running(name)
 
     def sync_all_scheduled(self) -> None:
         self.sync_all()  # sources still running are skipped
@@ -534,6 +553,9 @@ class CrmApp(App[None]):
         yield from super().get_system_commands(screen)
         yield from self._binding_commands(screen)
         yield SystemCommand("Help: keys and query syntax", "The ? page", self.action_toggle_help)
+        yield SystemCommand(
+            "Set up a source", "Enter a CRM's key, test it, save it to .env", self.open_setup
+        )
         for mode in self.MODES:
             if mode != self.current_mode:
                 yield SystemCommand(
@@ -605,19 +627,52 @@ class CrmApp(App[None]):
                 )
 
     async def _sync(self, name: str, full: bool = False) -> SyncReport:
-        report = await self.engine.sync_source(name, full=full)
+        report: SyncReport | None = None
+        try:
+            report = await self.engine.sync_source(name, full=full)
+        except (ConfigError, SourceError) as exc:
+            report = failed_report(name, self.masker(str(exc)))
+        finally:
+            if self._batch is not None and name in self._batch:
+                self._batch[name] = report or failed_report(name, "did not finish")
+                self._batch_done()
+            elif report is not None:
+                self._notify_sync(name, report)
+        return report
+
+    def _notify_sync(self, name: str, report: SyncReport) -> None:
+        """One source's sync, ended: its counts, or what went wrong and what to fix."""
         display = DISPLAY_NAMES.get(name, name)
         counts = ", ".join(_stream_counts(k, s) for k, s in report.streams.items())
         if report.outcome is Outcome.SUCCESS:
             self.notify(f"{display}: synced {counts}", markup=False)
-        elif report.outcome is not Outcome.CANCELLED:
+        elif report.outcome is Outcome.PARTIAL:
             self.notify(
-                f"{display}: {report.outcome}: {report.error}",
-                severity="error",
+                f"{display}: partly synced: {problem_of(report)}",
+                severity="warning",
                 markup=False,
                 timeout=10,
             )
-        return report
+        elif report.outcome not in (Outcome.CANCELLED, Outcome.SKIPPED):
+            self.notify(
+                f"{display}: {problem_of(report)}", severity="error", markup=False, timeout=10
+            )
+
+    def _batch_done(self) -> None:
+        """When the last source of a sync-all ends: one notice for all of them."""
+        batch = self._batch
+        if batch is None or any(r is None for r in batch.values()):
+            return
+        self._batch = None
+        reports = {n: r for n, r in batch.items() if r is not None}
+        text, failed = sync_summary(reports, DISPLAY_NAMES)
+        if text:
+            self.notify(
+                text,
+                severity="error" if failed else "information",
+                markup=False,
+                timeout=12 if failed else 5,
+            )
 
     def cancel_sync(self, name: str) -> bool:
         cancelled = self.engine.cancel(name)
@@ -645,6 +700,49 @@ class CrmApp(App[None]):
         self.store_changed.publish(StoreChange(name, (), status_only=True))
         return result
 
+    # -- setting a source up ------------------------------------------------------------
+
+    def open_setup(self, source: str | None = None) -> None:
+        from crm_tui.screens.setup import SetupScreen
+
+        self.push_screen(SetupScreen(source))
+
+    def _mask_everywhere(self, settings: Settings) -> None:
+        """Secrets typed into the app are masked like those read at start: in messages,
+        the audit and every log handler's filter."""
+        secrets = settings.secret_values()
+        self.masker.add(*secrets)
+        for handler in logging.getLogger().handlers:
+            for found in handler.filters:
+                if isinstance(found, SecretFilter):
+                    found.masker.add(*secrets)
+
+    async def test_with(self, settings: Settings, name: str) -> ConnectionResult:
+        """A connection test with settings not saved yet (the setup screen's)."""
+        self._mask_everywhere(settings)
+        engine = SyncEngine(
+            settings, self.store, masker=self.masker, transport=self.engine._ctx.transport
+        )
+        try:
+            return await engine.test_connection(name)
+        finally:
+            await engine.aclose()
+
+    def apply_settings(self, settings: Settings) -> bool:
+        """New settings (saved by the setup screen) for the syncs from now on; False when a
+        sync is running (they apply at the next start)."""
+        if self.engine.running():
+            return False
+        self._mask_everywhere(settings)
+        old = self.engine
+        self.settings = settings
+        self.engine = SyncEngine(
+            settings, self.store, masker=self.masker, transport=old._ctx.transport
+        )
+        self.run_worker(old.aclose(), group="close", exit_on_error=False, name="close sources")
+        self.store_changed.publish(StoreChange(None, (), status_only=True))
+        return True
+
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state is WorkerState.ERROR and event.worker.error is not None:
             error = event.worker.error
@@ -660,6 +758,76 @@ class CrmApp(App[None]):
 
     async def action_quit_key(self) -> None:
         await self.run_action("quit")
+
+    # -- quitting ------------------------------------------------------------------------
+
+    #: Worker groups whose work a quit would cut short, as a person would name it.
+    SAVING_GROUPS = {
+        "form": "a save",
+        "local": "a change to local records",
+        "clear": "clearing the cache",
+    }
+    #: How long a quit waits for cancelled syncs to write their audit rows.
+    QUIT_WAIT_SECONDS = 5.0
+
+    def running_work(self) -> list[str]:
+        """What quitting now would cut short, one phrase each ("a sync of Pipedrive")."""
+        syncing = set(self.engine.running())
+        for worker in self.workers:
+            if worker.group.startswith("sync-") and not worker.is_finished:
+                syncing.add(worker.group.removeprefix("sync-"))
+        names = [DISPLAY_NAMES.get(n, n) for n in sorted(syncing)]
+        work = [f"a sync of {names[0]}"] if len(names) == 1 else []
+        work += [f"syncs of {_joined(names, capital=False)}"] if len(names) > 1 else []
+        for worker in self.workers:
+            phrase = self.SAVING_GROUPS.get(worker.group)
+            if phrase and not worker.is_finished and phrase not in work:
+                work.append(phrase)
+        return work
+
+    async def action_quit(self) -> None:
+        """q, ctrl+q and the palette's Quit: ask first when a sync or a save would be cut."""
+        work = self.running_work()
+        if not work:
+            self.exit()
+            return
+        if isinstance(self.screen, QuitConfirmScreen):
+            return  # already asking
+        one = len(work) == 1 and not work[0].startswith("syncs")
+        question = (
+            f"{_joined(work)} {'is' if one else 'are'} running:"
+            f" quit and cancel {'it' if one else 'them'}?"
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(self._cancel_and_exit(), group="quit", name="quit")
+
+        self.push_screen(QuitConfirmScreen(question), answered)
+
+    async def _cancel_and_exit(self) -> None:
+        """Cancel every sync, let each write its audit row (cancelled) and let saves finish,
+        for a few seconds at most; whatever is still open is marked interrupted on close."""
+        running = self.engine.running()
+        if running:
+            self.notify("Cancelling, then quitting…", markup=False)
+        for worker in self.workers:  # not started yet: nothing to write, just stop it
+            name = worker.group.removeprefix("sync-")
+            if worker.group.startswith("sync-") and name not in running:
+                worker.cancel()
+        for name in running:  # cancelled once: a second cancel would cut its audit short
+            self.engine.cancel(name)
+        waiting = [
+            w
+            for w in self.workers
+            if not w.is_finished and (w.group.startswith("sync-") or w.group in self.SAVING_GROUPS)
+        ]
+        if waiting:
+            await asyncio.wait(
+                [asyncio.ensure_future(_settled(w)) for w in waiting],
+                timeout=self.QUIT_WAIT_SECONDS,
+            )
+        self.exit()
 
     def action_toggle_help(self) -> None:
         """`?`: crm-tui's keys by screen and the query syntax; `?` or `esc` closes it."""
@@ -704,6 +872,18 @@ def _title_of(screen: Screen[Any]) -> str:
     """A screen's name for a command's help line: "Search screen", "Record screen"."""
     name = type(screen).__name__.removesuffix("Screen")
     return f"{name} screen"
+
+
+async def _settled(worker: Worker[Any]) -> None:
+    """A worker has ended, however it ended."""
+    with contextlib.suppress(Exception):
+        await worker.wait()
+
+
+def _joined(phrases: list[str], *, capital: bool = True) -> str:
+    """ "a, b and c", capitalised unless asked not to."""
+    text = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+    return text[:1].upper() + text[1:] if capital else text
 
 
 def _stream_counts(kind: str, report: StreamReport) -> str:

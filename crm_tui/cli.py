@@ -147,7 +147,9 @@ def errors(rt: Runtime) -> Iterator[None]:
     except ConfigError as exc:
         _fail(rt, "Configuration error", str(exc), EXIT_CONFIG, exc)
     except (SourceError, StoreError) as exc:
-        _fail(rt, exc.error, exc.details, exc.exit_code, exc)
+        said = getattr(exc, "said", "")  # the vendor's own words, after what to fix
+        details = f"{exc.details} ({said})" if exc.details and said else exc.details or said
+        _fail(rt, exc.error, details, exc.exit_code, exc)
     except (ValueError, KeyError) as exc:
         _fail(rt, "Invalid input", str(exc).strip("'\""), EXIT_USAGE, exc)
     except OSError as exc:
@@ -745,6 +747,8 @@ def _sync_payload(rt: Runtime, reports: dict[str, Any], sources: tuple[str, ...]
 
 
 def _sync_table(reports: dict[str, Any]) -> None:
+    from crm_tui.sources.messages import one_line
+
     rows = [
         (
             DISPLAY_NAMES.get(name, name),
@@ -754,7 +758,7 @@ def _sync_table(reports: dict[str, Any]) -> None:
             s.written,
             s.deleted,
             s.requests,
-            s.error or "",
+            one_line(s.error or ""),
         )
         for name, report in reports.items()
         for stream, s in report.streams.items()
@@ -789,7 +793,12 @@ def _sync_failure(rt: Runtime, reports: dict[str, Any]) -> dict[str, str]:
     ]
     auth = [(name, s) for name, s in streams if s.error_class == "AuthError"]
     shown = auth or streams
-    details = "; ".join(f"{DISPLAY_NAMES.get(n, n)} {s.stream}: {s.error}" for n, s in shown)
+    from crm_tui.sources.messages import one_line, problem_of
+
+    failing = dict.fromkeys(n for n, _ in shown)  # each source once, its problem once
+    details = "; ".join(
+        f"{DISPLAY_NAMES.get(n, n)}: {one_line(problem_of(reports[n]))}" for n in failing
+    )
     if not shown:
         details = "; ".join(f"{n}: {r.error}" for n, r in reports.items() if r.error)
     busy = bool(streams) and all(s.error_class == "StreamBusy" for _, s in streams)
@@ -864,6 +873,7 @@ def test_connection(ctx: click.Context, source: str | None, as_json: bool) -> No
 
     Example: crm-tui test-connection followupboss
     """
+    from crm_tui.sources.messages import one_line
     from crm_tui.sync.engine import SyncEngine
 
     rt = _rt(ctx, as_json)
@@ -887,7 +897,11 @@ def test_connection(ctx: click.Context, source: str | None, as_json: bool) -> No
             payload,
             lambda: table(
                 [
-                    (DISPLAY_NAMES.get(r.source, r.source), "ok" if r.ok else "FAILED", r.message)
+                    (
+                        DISPLAY_NAMES.get(r.source, r.source),
+                        "ok" if r.ok else "FAILED",
+                        one_line(r.message),
+                    )
                     for r in results
                 ],
                 ("SOURCE", "RESULT", "MESSAGE"),
@@ -897,7 +911,7 @@ def test_connection(ctx: click.Context, source: str | None, as_json: bool) -> No
             failed = next(r for r in results if not r.ok)
             sys.exit(
                 EXIT_CONFIG
-                if "authentication" in failed.message or "not configured" in failed.message
+                if "was refused" in failed.message or "not configured" in failed.message
                 else EXIT_REMOTE
             )
 

@@ -14,6 +14,7 @@ from typing import Any
 from crm_tui.config import DISPLAY_NAMES, ConfigError, Settings, config_dir, default_env_files
 from crm_tui.models import SyncReport
 from crm_tui.sources.mapping import check_mappings
+from crm_tui.sources.messages import one_line
 from crm_tui.sources.registry import CONNECTORS
 from crm_tui.store import CacheStore, Database
 from crm_tui.store.health import (
@@ -209,13 +210,14 @@ async def connection_checks(settings: Settings) -> list[Check]:
         if result.ok:
             rows.append(ok(label, result.message))
             continue
-        auth = "authentication" in result.message or "not configured" in result.message
+        auth = "was refused" in result.message or "not configured" in result.message
         fix = (
             f"check the {DISPLAY_NAMES.get(result.source, result.source)} credentials"
             if auth
             else "check the base URL and the network; try again later"
         )
-        rows.append(failed(label, result.message, fix, EXIT_CONFIG if auth else EXIT_REMOTE))
+        message = one_line(result.message)  # a report's row: the vendor's words after it
+        rows.append(failed(label, message, fix, EXIT_CONFIG if auth else EXIT_REMOTE))
     return rows
 
 

@@ -220,7 +220,7 @@ def test_wrong_key_exits_3_and_keeps_secrets_out(cli, demo_env):
     code, body, err = cli("sync", "followupboss", "--json", env=env)
     assert code == 3
     assert body["success"] is False
-    assert "Follow Up Boss authentication failed" in json.dumps(body)
+    assert "the API key was refused: check FUB_API_KEY in the environment" in json.dumps(body)
     assert "canary-wrong-key-999" not in json.dumps(body) + err
 
 
@@ -229,7 +229,8 @@ def test_unreachable_server_exits_4(cli, demo_env):
     env = {**demo_env, "FUB_API_BASE_URL": "http://127.0.0.1:9/v1", "CRM_HTTP_TIMEOUT_SECONDS": "1"}
     code, body, _ = cli("sync", "followupboss", "--json", env=env)
     assert code == 4
-    assert "Connection error" in body["results"]["followupboss"]["contacts"]["error"]
+    error = body["results"]["followupboss"]["contacts"]["error"]
+    assert error == "cannot connect to 127.0.0.1:9 (connection refused)"
 
 
 def test_cached_data_clear_cache_and_test_connection(cli, demo_env):

@@ -104,7 +104,10 @@ def test_a_sync_that_fails_on_authentication_carries_a_top_level_error(env, demo
     body = json.loads(result.stdout)
     assert body["success"] is False
     assert body["error"] == "Authentication failed"
-    assert "Follow Up Boss contacts: Follow Up Boss authentication failed" in body["details"]
+    assert body["details"] == (
+        "Follow Up Boss: the API key was refused: check FUB_API_KEY in the environment"
+        " (Invalid API key)"
+    )
     assert body["results"]["followupboss"]["contacts"]["success"] is False  # the guide's shape
     assert "wrong-key-canary" not in result.stdout + result.stderr
 

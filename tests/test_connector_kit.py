@@ -120,7 +120,7 @@ def test_a_new_crm_is_one_module_and_one_registry_line(tmp_path, package_with_ac
             timeout=120,
         )
         assert refused.returncode == 3
-        assert "Acme CRM authentication failed" in refused.stdout
+        assert "the API key was refused: check ACME_API_KEY in the environment" in refused.stdout
         example = subprocess.run(
             [sys.executable, "-m", "crm_tui.envexample"],
             capture_output=True,

@@ -370,7 +370,7 @@ def test_doctor_names_loose_modes_and_wrong_keys(demo_settings):
     report = failure(wrong_key)
     assert check(report, "data dir")["status"] == "failed"
     connection = check(report, "connection followupboss")
-    assert connection["status"] == "failed" and "authentication" in connection["message"]
+    assert connection["status"] == "failed" and "the API key was refused" in connection["message"]
     assert "wrong-key" not in wrong_key.stdout + wrong_key.stderr
 
 

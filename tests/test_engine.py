@@ -139,7 +139,7 @@ async def test_one_failing_stream_does_not_lose_the_other(engine):
     assert [d.remote_id for d in engine.store.deals()] == ["1"]  # the failed one kept
     status = engine.store.status("followupboss")
     assert status.state is SyncState.ERROR
-    assert "deals: Failed to fetch deals: HTTP 503" in status.last_error
+    assert "deals: the server answered HTTP 503" in status.last_error
     body = guide_sync_result({"followupboss": report})
     assert body["success"] is False
     assert body["results"]["followupboss"]["contacts"] == {"success": True, "count": 2}
@@ -212,7 +212,7 @@ async def test_auth_failure_is_masked_everywhere(engine):
     assert report.outcome is Outcome.FAILED
     assert report.streams["contacts"].error_class == "AuthError"
     text = json.dumps(engine.store.db.list_runs("alice")) + str(engine.store.statuses())
-    assert "Follow Up Boss authentication failed" in text
+    assert "the API key was refused" in text
     assert KEY not in text
 
 
@@ -230,7 +230,7 @@ async def test_test_connection_reads_one_small_page(engine):
     respx.get(f"{BASE}/people").respond(401, text="Invalid API key")
     bad = await engine.test_connection("followupboss")
     await engine.aclose()
-    assert not bad.ok and "authentication failed" in bad.message
+    assert not bad.ok and bad.message.startswith("the API key was refused: ")
 
 
 async def test_a_disabled_source_says_what_is_missing(engine):

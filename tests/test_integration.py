@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from crm_tui.config import config_dir
 from crm_tui.demo import data
 from crm_tui.demo.csvfiles import write_demo_csvs
 from crm_tui.demo.servers import DemoServers, Faults, iter_records
@@ -124,7 +125,7 @@ async def test_a_dead_server_leaves_the_previous_good_data(tmp_path, demo_server
     assert {r.id: comparable(r) for r in engine2.store.contacts()} == before
     status = engine2.store.status("followupboss")
     assert status.state is SyncState.ERROR
-    assert "Failed to fetch contacts: HTTP 50" in status.last_error
+    assert "contacts: the server answered HTTP 50" in status.last_error
     run = next(
         r for r in engine2.store.db.list_runs(settings.user_id) if r["source"] == "followupboss"
     )
@@ -133,13 +134,15 @@ async def test_a_dead_server_leaves_the_previous_good_data(tmp_path, demo_server
 
 async def test_wrong_keys_are_authentication_errors(tmp_path, demo_servers):
     env = {k.lower(): v for k, v in demo_servers.env().items()}
-    env.update(brivity_api_key="wrong", topproducer_client_secret="wrong")
+    env.update(brivity_api_key="refused-key-0", topproducer_client_secret="refused-secret-0")
     _, reports = await sync_all(make_settings(tmp_path, **env))
+    env_file = config_dir() / ".env"  # where the key should be: it is set nowhere else
     assert reports["brivity"].streams["contacts"].error == (
-        "Brivity authentication failed: Bad Credentials"
+        f"the API key was refused: set BRIVITY_API_KEY in {env_file}\nBad Credentials"
     )
     assert reports["topproducer"].streams["contacts"].error == (
-        "TopProducer authentication failed: Invalid client_id or client_secret"
+        "the client id or secret was refused: set TOPPRODUCER_CLIENT_ID and"
+        f" TOPPRODUCER_CLIENT_SECRET in {env_file}\ninvalid_client"
     )
     assert reports["followupboss"].outcome is Outcome.SUCCESS
 

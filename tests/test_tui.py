@@ -167,7 +167,7 @@ async def test_a_failing_source_shows_its_error_in_full(tmp_path, demo_servers):
         await pilot.pause(0.1)
         detail = str(app.screen.query_one("#detail-text", Static).render())
         assert "✖ error" in cells(table)[0][1]
-        assert "contacts: Brivity authentication failed: Bad Credentials" in detail
+        assert "the API key was refused: set BRIVITY_API_KEY in" in detail
 
 
 HOSTILE = ("[@click=app.quit]Bob[/]", "[/oops]", '[link="https://x"]y[/link]')

@@ -30,6 +30,7 @@ OUTCOME_STYLE = {
     "failed": "red",
     "cancelled": "dim",
     "skipped": "dim",
+    "interrupted": "magenta",
 }
 
 

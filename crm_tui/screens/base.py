@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, cast
 
 from textual.screen import Screen
+from textual.widgets import Header
 
 from crm_tui.store import StoreChange
+from crm_tui.widgets.mode_tabs import ModeTabs
 
 if TYPE_CHECKING:
     from crm_tui.app import CrmApp
@@ -17,14 +19,26 @@ class ModeScreen(Screen[None]):
     second, so a fast sync cannot flood the event loop with redraws."""
 
     _refresh_pending = False
+    _tabs_mounted = False
 
     @property
     def crm(self) -> CrmApp:
         return cast("CrmApp", self.app)
 
     def on_mount(self) -> None:
+        self._mount_tabs()
         self.crm.store_changed.subscribe(self, self.on_store_change)
         self.refresh_data()
+
+    def _mount_tabs(self) -> None:
+        """The six screens as tabs, under the header, this one highlighted."""
+        if self._tabs_mounted:  # a subclass's on_mount calls this one too
+            return
+        mode = next((n for n, cls in self.crm.MODES.items() if type(self) is cls), None)
+        headers = self.query(Header)
+        if mode is not None and headers:
+            self._tabs_mounted = True
+            self.mount(ModeTabs(mode), after=headers.first())
 
     def on_screen_resume(self) -> None:
         self.refresh_data()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -36,12 +36,43 @@ if TYPE_CHECKING:
     from crm_tui.app import CrmApp
 
 DIFFERS = "bold yellow"
+#: Fields of the merged record a confirmation lists (it must fit 80x24 with its buttons).
+PREVIEW_FIELDS = 9
+#: Widths of the compare view's columns: the field names, the merged record, each record.
+FIELD_WIDTH, RECORD_MIN, RECORD_MAX = 13, 20, 44
 
 
 def _shown(value: object) -> str:
     if isinstance(value, tuple | list):
         return ", ".join(str(v) for v in value)
     return "" if value is None else str(value)
+
+
+def merged_preview(plan: dict[str, FieldChoice]) -> str:
+    """The merged record as a confirmation shows it: its non-empty fields, one a line."""
+    lines = [
+        f"  {name.replace('_', ' ')}: {_cut(_shown(choice.value), 40)}"
+        for name, choice in plan.items()
+        if _shown(choice.value)
+    ]
+    more = len(lines) - PREVIEW_FIELDS
+    if more > 0:
+        lines = [*lines[:PREVIEW_FIELDS], f"  … and {more} more (shown in the compare view)"]
+    return "\n".join(lines)
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def record_columns(width: int, records: int) -> tuple[int, int]:
+    """(the width of the merged record's column and of each record's, how many records
+    fit) in a compare view `width` cells wide: at 80 columns one record beside the merged
+    one, the others a left/right away; at 200 every record, as wide as the room allows."""
+    pad = 2  # a DataTable cell's padding
+    room = width - (FIELD_WIDTH + pad) - 2  # and the scrollbar
+    fit = max(1, min(records, room // (RECORD_MIN + pad) - 1))
+    return max(RECORD_MIN, min(RECORD_MAX, room // (fit + 1) - pad)), fit
 
 
 def undo_merge_of(crm: CrmApp, cluster: Cluster | None) -> None:
@@ -119,7 +150,8 @@ class ClusterScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="cluster"):
             yield Static(id="cluster-title")
-            yield DataTable(id="compare", cursor_type="cell", zebra_stripes=True)
+            # the field names and the merged record stay; the records scroll beside them
+            yield DataTable(id="compare", cursor_type="cell", zebra_stripes=True, fixed_columns=2)
             with VerticalScroll(id="evidence"):
                 yield Static(id="evidence-text")
         yield Footer()
@@ -132,11 +164,12 @@ class ClusterScreen(ModalScreen[None]):
         self._title()
         self._evidence()
         table = self.query_one("#compare", DataTable)
-        table.add_column("Field", key="field", width=14)
-        table.add_column("Merged into local", key="merged", width=26)
+        table.add_column("Field", key="field", width=FIELD_WIDTH)
+        width, _ = record_columns(self._room(), len(self.records))
+        table.add_column("Merged into local", key="merged", width=width)
         for record in self.records:
             label = f"{DISPLAY_NAMES.get(record.source, record.source)} {record.remote_id}"
-            table.add_column(safe(label, "bold"), key=record.id, width=24)
+            table.add_column(safe(label, "bold"), key=record.id, width=width)
         for name in self.plan:
             table.add_row(*self._cells(name), key=name)
         table.add_row(
@@ -147,13 +180,37 @@ class ClusterScreen(ModalScreen[None]):
         )
         table.focus()
 
+    def _room(self) -> int:
+        """The compare view's width in cells (before the first layout: the app's, less the
+        dialog's border and padding)."""
+        table = self.query_one("#compare", DataTable)
+        return table.size.width or int(self.app.size.width * 0.95) - 4
+
+    def on_resize(self) -> None:
+        """Record columns as wide as the room allows, at every size."""
+        table = self.query_one("#compare", DataTable)
+        width, _ = record_columns(self._room(), len(self.records))
+        changed = False
+        for key in ("merged", *(r.id for r in self.records)):
+            column = table.columns.get(cast("Any", key))
+            if column is not None and column.width != width:
+                column.width, changed = width, True
+        if changed:  # DataTable re-measures only when told (no public call for a width)
+            table._require_update_dimensions = True
+            table._clear_caches()
+            table.refresh(layout=True)
+
     def _title(self) -> None:
         c = self.cluster
         where = ", ".join(DISPLAY_NAMES.get(s, s) for s in c.sources)
         title = Text(f" {c.id} ", style="bold reverse")
-        title.append(f"  {len(c.members)} records · {where} · confidence {c.confidence:.2f}")
+        title.append(f"  {len(c.members)} records")
+        _, fit = record_columns(self._room(), len(self.records))
+        if fit < len(self.records):  # first: the title is cut at 80 columns
+            title.append(f" ({fit} shown, ←/→ for the others)", style="dim")
         if c.flagged:
             title.append("  ⚠ names differ: check before merging", style="bold red")
+        title.append(f" · {where} · confidence {c.confidence:.2f}")
         self.query_one("#cluster-title", Static).update(title)
 
     def _evidence(self) -> None:
@@ -232,7 +289,8 @@ class ClusterScreen(ModalScreen[None]):
         )
         question = (
             f"These {len(self.cluster.members)} records may not be one person: {why}.\n"
-            f"Merge them into one local contact named {name}?"
+            f"Merge them into one local contact named {name}?\n\n"
+            f"The merged record will be:\n{merged_preview(self.plan)}"
         )
         self.app.push_screen(ConfirmScreen(question), lambda yes: self._merge() if yes else None)
 

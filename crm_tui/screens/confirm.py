@@ -36,3 +36,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
+
+
+class QuitConfirmScreen(ConfirmScreen):
+    """Quit while a sync or a save runs? (its own class: a second `q` does not stack it)"""

@@ -16,7 +16,13 @@ from crm_tui.widgets.safe import safe, safe_block
 
 
 class ConnectionsScreen(ModeScreen):
-    BINDINGS = [Binding("t", "test", "Test connection", id="connections.test")]
+    BINDINGS = [
+        Binding("t", "test", "Test connection", id="connections.test"),
+        Binding("k", "setup", "Set up", id="connections.setup"),
+    ]
+
+    def action_setup(self) -> None:
+        self.crm.open_setup(self.selected)
 
     def compose(self) -> ComposeResult:
         yield Header()

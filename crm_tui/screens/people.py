@@ -20,6 +20,7 @@ from textual.widgets import Footer, Header, Input, Static
 
 from crm_tui.config import DISPLAY_NAMES
 from crm_tui.dedup import Cluster
+from crm_tui.dedup.clusters import EMPTY as EMPTY_PEOPLE
 from crm_tui.dedup.review import SECTIONS, bulk_mergeable, merge_all, plan_bulk, select
 from crm_tui.models import Record, RecordKind
 from crm_tui.screens.base import ModeScreen
@@ -134,6 +135,29 @@ class PeopleScreen(TypeToFilter, ExportView, ModeScreen):
         else:
             self._show(self._selected())
 
+    def _why_empty(self) -> str:
+        """Why nothing is shown, and what to do about it."""
+        crm = self.crm
+        contacts = crm.store.count("contacts") if crm.loaded else 0
+        if not crm.loaded:
+            return "Loading the cache…"
+        if not contacts:
+            return (
+                "Nothing synced yet: no contacts to compare. Sync on Status (F1, then a),"
+                " or import a CSV export (crm-tui import --help)."
+            )
+        if (
+            crm.people is EMPTY_PEOPLE
+            and crm.workers
+            and any(w.group == "people" and not w.is_finished for w in crm.workers)
+        ):
+            return f"Looking for duplicates among {contacts:,} contacts…"
+        if self.text or self.source or self.min_confidence:
+            return "No cluster matches the find or the filters (esc clears the find; f, c step)."
+        if not crm.people.clusters:
+            return f"No duplicates found among {contacts:,} contacts."
+        return EMPTY_HINTS[self.section].capitalize() + "."
+
     def _selected(self) -> list[Cluster]:
         return select(
             self.crm.review.sections[self.section],
@@ -157,7 +181,7 @@ class PeopleScreen(TypeToFilter, ExportView, ModeScreen):
         where = DISPLAY_NAMES.get(self.source, self.source) if self.source else "all sources"
         find = f", matching {self.text!r}" if self.text else ""
         linked = sum(len(c.members) for c in clusters)
-        empty = f"   {EMPTY_HINTS[self.section]}" if not clusters else ""
+        empty = f"\n{self._why_empty()}" if not clusters else ""
         self.query_one("#people-summary", Static).update(
             f"{sections}\n{len(clusters):,} shown ({linked:,} records) · {where} · confidence"
             f" >= {self.min_confidence:.2f}{find}{empty}"

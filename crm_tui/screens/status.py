@@ -8,11 +8,12 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 
-from crm_tui.config import DISPLAY_NAMES
+from crm_tui.config import DISPLAY_NAMES, SOURCE_NAMES, Settings, config_dir
 from crm_tui.models import SourceStatus, SyncState
 from crm_tui.screens.base import ModeScreen
 from crm_tui.screens.confirm import ConfirmScreen
 from crm_tui.screens.store_error import store_error_text
+from crm_tui.sources.messages import QUIET_SOURCES, home_short
 from crm_tui.sync.plan import read_plan
 from crm_tui.timefmt import exact, relative
 from crm_tui.widgets.safe import safe, safe_block
@@ -54,7 +55,32 @@ def progress_text(status: SourceStatus) -> str:
     return f"{p.stream} {p.records:,}{of}"
 
 
+def getting_started(settings: Settings) -> Text | None:
+    """With no CRM configured: where the settings go, what each source needs, and how to
+    set one up or try the demo. None once any CRM is configured."""
+    names = [n for n in SOURCE_NAMES if n not in QUIET_SOURCES]
+    if any(settings.source_config(n).enabled for n in names):
+        return None
+    text = Text("No CRM is set up yet: ", style="bold")
+    text.append("k", style="bold reverse")
+    text.append(" sets one up here; to try crm-tui first, quit and run ")
+    text.append("crm-tui --demo", style="bold")
+    text.append(" (six simulated CRMs).\nSettings are read from ")
+    text.append(home_short(config_dir() / ".env"), style="bold")
+    text.append(" (then ./.env and the environment). Each source needs:")
+    width = max(len(DISPLAY_NAMES.get(n, n)) for n in names) + 2
+    for name in names:
+        needs = ", ".join(settings.source_config(name).missing) or "nothing more"
+        text.append(f"\n  {DISPLAY_NAMES.get(name, name):<{width}}{needs}")
+    return text
+
+
 class StatusScreen(ModeScreen):
+    DEFAULT_CSS = """
+    StatusScreen #getting-started {
+        display: none; height: auto; padding: 0 1; background: $accent 15%;
+    }
+    """
     BINDINGS = [
         Binding("s", "sync_selected", "Sync", id="status.sync"),
         Binding("F", "full_sync", "Full sync", id="status.full_sync"),
@@ -63,11 +89,13 @@ class StatusScreen(ModeScreen):
         Binding("c", "clear", "Clear", id="status.clear"),
         Binding("C", "clear_all", "Clear all", id="status.clear_all"),
         Binding("t", "test", "Test", id="status.test"),
+        Binding("k", "setup", "Set up", id="status.setup"),
     ]
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="store-error-banner")
+        yield Static(id="getting-started")
         table: DataTable[Text] = DataTable(id="sources", cursor_type="row", zebra_stripes=True)
         yield table
         with VerticalScroll(id="source-detail"):
@@ -101,6 +129,11 @@ class StatusScreen(ModeScreen):
         banner.display = error is not None
         if error is not None:
             banner.update(store_error_text(error))
+        start = getting_started(self.crm.settings) if error is None else None
+        welcome = self.query_one("#getting-started", Static)
+        welcome.display = start is not None
+        if start is not None:
+            welcome.update(start)
         table = self.query_one("#sources", DataTable)
         row = table.cursor_row
         table.clear()
@@ -188,6 +221,9 @@ class StatusScreen(ModeScreen):
     def action_full_sync(self) -> None:
         if self.selected:
             self.crm.sync_source(self.selected, full=True)
+
+    def action_setup(self) -> None:
+        self.crm.open_setup(self.selected)
 
     def action_sync_all(self) -> None:
         self.crm.sync_all()

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 
 class SourceError(Exception):
-    """A failure talking to or reading from a source. `error` is short, `details` explains."""
+    """A failure talking to or reading from a source. `error` is short, `details` explains
+    (what to fix, where one can be named); `said`, the vendor's own message, cleaned, goes
+    on a line of its own under them. None of them names the source: whoever shows the error
+    puts the name in front once."""
 
     exit_code = 4
 
-    def __init__(self, error: str, details: str = "") -> None:
-        super().__init__(f"{error}: {details}" if details else error)
+    def __init__(self, error: str, details: str = "", said: str = "") -> None:
+        text = f"{error}: {details}" if details else error
+        super().__init__(f"{text}\n{said}" if said else text)
         self.error = error
         self.details = details
+        self.said = said
 
 
 class AuthError(SourceError):
@@ -48,3 +53,8 @@ class ImportFileError(SourceError):
 
 class InvalidRecord(Exception):
     """One record that cannot become a Contact or Deal; it goes to quarantine."""
+
+
+def first_line(message: str) -> str:
+    """An error's own line, without the vendor's message under it."""
+    return message.split("\n", 1)[0]

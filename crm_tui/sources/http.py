@@ -45,6 +45,13 @@ from crm_tui.sources.kit import (
     RateHeaders,
     RetryPolicy,
 )
+from crm_tui.sources.messages import (
+    connect_failure,
+    no_answer,
+    refused,
+    vendor_said,
+    where_to_fix,
+)
 from crm_tui.text import single_line
 
 if TYPE_CHECKING:
@@ -194,8 +201,10 @@ class OAuthClientCredentials(Auth):
         display_name: str,
         extra_headers: dict[str, str] | None = None,
         timeout: float = 15.0,
+        settings: tuple[str, ...] = (),
     ) -> None:
         require_secure_url(token_url, f"{display_name} token URL")
+        self._settings = settings  # where the id and the secret are set, for a refusal
         self._token_url = token_url
         self._client_id = client_id
         self._client_secret = client_secret
@@ -249,31 +258,33 @@ class OAuthClientCredentials(Auth):
                         timeout=self._timeout,
                     )
                     if response.status_code >= 500:
-                        raise _Retryable(f"token endpoint answered HTTP {response.status_code}")
-        except (httpx.HTTPError, _Retryable) as exc:
-            details = exc.details if isinstance(exc, _Retryable) else type(exc).__name__
-            raise AuthError(
-                f"{self._display} authentication failed", f"token request: {details}"
-            ) from None
+                        raise _Retryable(f"the token endpoint answered HTTP {response.status_code}")
+        except _Retryable as exc:  # the network, not the credentials: never an auth error
+            raise RemoteError(f"cannot get an access token: {exc.details}") from None
+        except httpx.TimeoutException:
+            raise RemoteError(f"cannot get an access token: {no_answer(self._timeout)}") from None
+        except httpx.TransportError as exc:
+            failure = connect_failure(exc, httpx.URL(self._token_url))
+            raise RemoteError(f"cannot get an access token: {failure}") from None
         if response.status_code in (400, 401, 403):
             raise AuthError(
-                f"{self._display} authentication failed", "Invalid client_id or client_secret"
+                refused(self._settings or ("client_id", "client_secret")),
+                where_to_fix(self._settings),
+                vendor_said(response.text) or "Invalid client_id or client_secret",
             )
         if response.status_code != 200:
             raise AuthError(
-                f"{self._display} authentication failed",
-                f"token endpoint answered HTTP {response.status_code}",
+                "cannot get an access token",
+                f"the token endpoint answered HTTP {response.status_code}",
             )
         try:
             body = response.json()
             token = body["access_token"]
             expires_in = float(body.get("expires_in") or 3600)
         except (ValueError, KeyError, TypeError):
-            raise AuthError(
-                f"{self._display} authentication failed", "malformed token response"
-            ) from None
+            raise AuthError("cannot get an access token", "malformed token response") from None
         if not isinstance(token, str) or not token:
-            raise AuthError(f"{self._display} authentication failed", "empty access token")
+            raise AuthError("cannot get an access token", "the token endpoint sent an empty one")
         early = min(60.0, expires_in * 0.1)
         self._token = token
         self._expires_at = started + max(expires_in - early, 0.0)
@@ -431,9 +442,11 @@ class HttpClient:
         masker: SecretMasker | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 8,
+        credentials: tuple[str, ...] = (),
     ) -> None:
         require_secure_url(base_url, f"{display_name} base URL")
         self.display_name = display_name
+        self.credentials = credentials  # the settings a refusal tells a person to check
         self.auth = auth
         self.retry = retry or RetryPolicy()
         self.budget = budget or RateBudget()
@@ -491,7 +504,7 @@ class HttpClient:
                         stats.retries += 1
                     return await attempt()
         except _Retryable as exc:
-            raise RemoteError(f"Failed to fetch {what}", self.masker(exc.details)) from None
+            raise RemoteError(self.masker(exc.details)) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def send_json(
@@ -552,11 +565,11 @@ class HttpClient:
                         yield splitter.close()
                         return
                     except ValueError:
-                        raise _Retryable(f"Malformed JSON from {self.display_name}") from None
+                        raise _Retryable("the server sent malformed JSON") from None
                     finally:
                         await response.aclose()
         except _Retryable as exc:
-            raise RemoteError(f"Failed to fetch {what}", self.masker(exc.details)) from None
+            raise RemoteError(self.masker(exc.details)) from None
 
     def _retrying(self, on: Callable[[Exception], bool | float]) -> Any:
         """This client's retry table as stamina's attempts (`async for attempt in ...`)."""
@@ -667,11 +680,11 @@ class HttpClient:
         status = response.status_code
         if status == 401:
             raise AuthError(
-                f"{self.display_name} authentication failed", self._body_excerpt(response)
+                refused(self.credentials), where_to_fix(self.credentials), self._said(response)
             )
         if status == 429 and self.budget.daily_spent(response.headers):
             raise RateLimited(
-                f"{self.display_name} rate limited",
+                "rate limited",
                 "the daily request limit is spent; it restarts tomorrow",
                 None,
             )
@@ -683,21 +696,26 @@ class HttpClient:
                 until = datetime.now(UTC) + timedelta(seconds=retry_after)
                 self.rate_limited_until = until.strftime("%Y-%m-%dT%H:%M:%SZ")
                 raise RateLimited(
-                    f"{self.display_name} rate limited",
+                    "rate limited",
                     f"retry after {retry_after:.0f} seconds",
                     self.rate_limited_until,
                 )
-            raise _Retryable(f"HTTP {status} from {self.display_name}", retry_after)
+            raise _Retryable(f"the server answered HTTP {status}", retry_after)
+        if status == 403:
+            raise RemoteError(
+                "access denied (HTTP 403)",
+                "the key works but lacks a permission this needs",
+                self._said(response),
+            )
         if status >= 400:
             raise (NotFound if status == 404 else RemoteError)(
-                f"{self.display_name} request failed",
-                f"HTTP {status}: {self._body_excerpt(response)}",
+                f"the server answered HTTP {status}", "", self._said(response)
             )
         if status >= 300:
             location = shown_url(single_line(response.headers.get("location", "")[:500]))
             location = self.masker(location[:200])
             raise RemoteError(
-                f"{self.display_name} request failed",
+                "the request was redirected",
                 f"HTTP {status} redirect to {location or 'nowhere'} not followed: credentials"
                 " go only to the configured base URL (change it if the service moved)",
             )
@@ -730,11 +748,13 @@ class HttpClient:
         try:
             yield
         except TimeoutError:
-            raise _Retryable(f"Request timeout after {self.deadline:g} seconds") from None
+            raise _Retryable(no_answer(self.deadline)) from None
+        except httpx.ConnectTimeout as exc:
+            raise _Retryable(connect_failure(exc, self._client.base_url)) from None
         except httpx.TimeoutException:
-            raise _Retryable(f"Request timeout after {self.read_timeout:g} seconds") from None
+            raise _Retryable(no_answer(self.read_timeout)) from None
         except httpx.TransportError as exc:
-            raise _Retryable(f"Connection error ({type(exc).__name__})") from None
+            raise _Retryable(connect_failure(exc, self._client.base_url)) from None
 
     async def _decode(self, response: httpx.Response) -> Any:
         content = response.content
@@ -743,11 +763,15 @@ class HttpClient:
                 return await asyncio.to_thread(jsoncodec.loads, content)
             return jsoncodec.loads(content)
         except ValueError:
-            raise _Retryable(f"Malformed JSON from {self.display_name}") from None
+            raise _Retryable("the server sent malformed JSON") from None
 
-    def _body_excerpt(self, response: httpx.Response) -> str:
-        text = single_line(response.text[:200]).strip() or f"HTTP {response.status_code}"
-        return self.masker(text)
+    def _said(self, response: httpx.Response) -> str:
+        """The vendor's message in an error body, one clean line, secrets masked."""
+        try:
+            text = response.text[:4096]
+        except (UnicodeDecodeError, httpx.ResponseNotRead):
+            return ""
+        return self.masker(vendor_said(text))
 
 
 # -- a source's client, from its declaration --------------------------------------------------
@@ -779,6 +803,7 @@ def _auth(
             display_name=display,
             extra_headers=extra,
             timeout=timeout,
+            settings=(spec.client_id, spec.client_secret),
         )
     return HeaderAuth(extra)
 
@@ -815,4 +840,14 @@ def client_for(source: Source) -> HttpClient:
         budget=RateBudget(headers=kind.rate_headers),
         masker=source.ctx.masker,
         transport=source.ctx.transport,
+        credentials=_credential_settings(kind.auth),
     )
+
+
+def _credential_settings(spec: AuthSpec | None) -> tuple[str, ...]:
+    """The settings holding what a 401 refuses."""
+    if isinstance(spec, ClientCredentials):
+        return (spec.client_id, spec.client_secret)
+    if isinstance(spec, KeyHeader | Bearer | Basic):
+        return (spec.setting,)
+    return ()

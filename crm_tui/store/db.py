@@ -70,7 +70,7 @@ _INTERNED = frozenset(
         "synced_at",
     }
 )
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 #: A refresh that changed more records than this is logged as a whole stream replaced.
 DIFF_LIMIT = 20_000
 _COLUMNS: dict[RecordKind, tuple[str, ...]] = {"contacts": CONTACT_FIELDS, "deals": DEAL_FIELDS}
@@ -229,6 +229,12 @@ MIGRATIONS: tuple[str, ...] = (
         source TEXT NOT NULL, reason TEXT NOT NULL, count INTEGER NOT NULL,
         last_at TEXT NOT NULL, PRIMARY KEY (source, reason));
     """,
+    # 6 -> 7: which process runs a sync, so that a run whose process is gone (killed, a
+    # machine that lost power) is marked interrupted instead of staying "running" forever
+    """
+    ALTER TABLE sync_runs ADD COLUMN owner TEXT;
+    CREATE INDEX sync_runs_open ON sync_runs (owner) WHERE ended_at IS NULL;
+    """,
 )
 
 
@@ -291,6 +297,8 @@ class Database(LeaseStore, DecisionStore, LocalRecordStore, ChangeLogStore, Sync
             if beside.exists() and not self.read_only:
                 beside.chmod(0o600)
         self.migrate()
+        if not self.read_only:
+            self.interrupt_abandoned_runs()
 
     def durable(self) -> None:
         """Every commit on the disk before it returns (`synchronous=FULL`; NORMAL survives a
@@ -863,11 +871,13 @@ class Database(LeaseStore, DecisionStore, LocalRecordStore, ChangeLogStore, Sync
         parent_id: int | None = None,
         stream: str | None = None,
     ) -> int:
+        """A run, open under this process (an owner with a heartbeat while it runs)."""
         with self.transaction() as conn:
+            self._hold(conn)
             cursor = conn.execute(
-                "INSERT INTO sync_runs (user_id, source, parent_id, stream, started_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (user_id, source, parent_id, stream, started_at),
+                "INSERT INTO sync_runs (user_id, source, parent_id, stream, started_at, owner)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (user_id, source, parent_id, stream, started_at, self.owner.id),
             )
             return int(cursor.lastrowid or 0)
 
@@ -897,6 +907,10 @@ class Database(LeaseStore, DecisionStore, LocalRecordStore, ChangeLogStore, Sync
             error_class, error = report.error_class, report.error
             extra = (report.mode, report.deleted, report.requests, report.watermark)
         with self.transaction() as conn:
+            was_open = conn.execute(
+                "SELECT 1 FROM sync_runs WHERE id = ? AND ended_at IS NULL AND owner = ?",
+                (run_id, self.owner.id),
+            ).fetchone()
             conn.execute(
                 "UPDATE sync_runs SET ended_at = ?, outcome = ?, records_read = ?,"
                 " records_written = ?, quarantined = ?, duplicates = ?, retries = ?, pages = ?,"
@@ -904,6 +918,8 @@ class Database(LeaseStore, DecisionStore, LocalRecordStore, ChangeLogStore, Sync
                 " watermark = ? WHERE id = ?",
                 (report.ended_at, str(report.outcome), *counts, error_class, error, *extra, run_id),
             )
+            if was_open:
+                self._unhold(conn)
 
     @damage_named
     def list_runs(self, user_id: str, limit: int = 200) -> list[dict[str, Any]]:

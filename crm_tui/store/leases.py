@@ -49,6 +49,13 @@ class Holder:
 
 
 OWNER_COLUMNS = "o.id, o.host, o.machine, o.pid, o.started, o.heartbeat_at"
+#: An owner row nothing names any more: no lease, no generation being written, no open run.
+UNUSED = (
+    "id NOT IN (SELECT owner FROM leases)"
+    " AND id NOT IN (SELECT owner FROM pending_generations)"
+    " AND id NOT IN (SELECT owner FROM sync_runs WHERE ended_at IS NULL AND owner IS NOT NULL)"
+)
+INTERRUPTED = "interrupted"
 
 
 def owner_of(row: tuple[Any, ...]) -> tuple[Owner, float] | None:
@@ -93,11 +100,7 @@ class LeaseStore:
     def _unhold(self, conn: sqlite3.Connection) -> None:
         """After a lease or a generation went: the owner row goes once nothing names it
         (the database decides; the count only starts and stops the heartbeat)."""
-        conn.execute(
-            "DELETE FROM owners WHERE id = ? AND id NOT IN (SELECT owner FROM leases)"
-            " AND id NOT IN (SELECT owner FROM pending_generations)",
-            (self.owner.id,),
-        )
+        conn.execute(f"DELETE FROM owners WHERE id = ? AND {UNUSED}", (self.owner.id,))
         self._holding = max(0, self._holding - 1)
         if self._holding == 0:
             self._stop_heartbeat()
@@ -140,8 +143,55 @@ class LeaseStore:
             ).fetchall():
                 self._delete_generation(conn, kind, user_id, source, generation)
             conn.execute("DELETE FROM leases WHERE owner = ?", (self.owner.id,))
+            conn.execute(
+                "UPDATE sync_runs SET ended_at = ?, outcome = ?, error_message = ?"
+                " WHERE owner = ? AND ended_at IS NULL",
+                (utc_now(), INTERRUPTED, "the app closed before it finished", self.owner.id),
+            )
             conn.execute("DELETE FROM owners WHERE id = ?", (self.owner.id,))
         self._holding = 0
+
+    # -- runs whose process is gone ------------------------------------------------------
+
+    def interrupt_abandoned_runs(self) -> int:
+        """Open runs of processes that are gone, marked interrupted (how many). A run of a
+        live process is left alone: on this machine its PID is checked; from another host
+        it is gone only once its heartbeat is older than the lease TTL. A run from before
+        runs named their process counts as gone unless a live process holds a lease on
+        that source."""
+        with self.transaction() as conn:
+            rows = conn.execute(
+                f"SELECT r.id, r.user_id, r.source, r.owner, {OWNER_COLUMNS} FROM sync_runs r"
+                " LEFT JOIN owners o ON o.id = r.owner WHERE r.ended_at IS NULL"
+            ).fetchall()
+            if not rows:
+                return 0
+            leased = {
+                (user, source)
+                for user, source, *owner in conn.execute(
+                    f"SELECT l.user_id, l.source, {OWNER_COLUMNS} FROM leases l"
+                    " JOIN owners o ON o.id = l.owner"
+                ).fetchall()
+                if alive(owner_of(tuple(owner)))
+            }
+            gone = []
+            for run_id, user, source, owner_id, *owner in rows:
+                found = owner_of(tuple(owner))
+                legacy = owner_id is None
+                dead = (user, source) not in leased if legacy else not alive(found)
+                if dead:
+                    why = "its process ended before it finished"
+                    if found is not None:
+                        why = f"{found[0].describe()} ended before it finished"
+                    gone.append((utc_now(), INTERRUPTED, why, run_id))
+            conn.executemany(
+                "UPDATE sync_runs SET ended_at = ?, outcome = ?, error_message = ?"
+                " WHERE id = ? AND ended_at IS NULL",
+                gone,
+            )
+            if gone:
+                conn.execute(f"DELETE FROM owners WHERE {UNUSED}")
+            return len(gone)
 
     # -- leases ----------------------------------------------------------------------------
 
@@ -263,10 +313,7 @@ class LeaseStore:
         for generation, alive in list(self._pending(conn, user_id, source, kind)):
             if not alive:
                 self._delete_generation(conn, kind, user_id, source, generation)
-        conn.execute(
-            "DELETE FROM owners WHERE id NOT IN (SELECT owner FROM leases)"
-            " AND id NOT IN (SELECT owner FROM pending_generations)"
-        )
+        conn.execute(f"DELETE FROM owners WHERE {UNUSED}")
 
     def _live_pending(
         self, conn: sqlite3.Connection, user_id: str, source: str, kind: RecordKind

@@ -38,6 +38,7 @@ from crm_tui.sources.base import Source, SourceContext
 from crm_tui.sources.errors import InvalidRecord, RateLimited, SourceError
 from crm_tui.sources.http import StreamStats, current_stats
 from crm_tui.sources.mapping import load_overrides
+from crm_tui.sources.messages import problem_of
 from crm_tui.sources.pagination import Page
 from crm_tui.sources.registry import CONNECTORS
 from crm_tui.store.cache import CacheStore
@@ -255,8 +256,9 @@ class SyncEngine:
             report.outcome = Outcome.PARTIAL
         else:
             report.outcome = Outcome.FAILED
-        errors = [f"{s.stream}: {s.error}" for s in report.streams.values() if s.error]
-        report.error = "; ".join(errors) or None
+        # one problem said once: streams refused for the same key do not repeat it
+        failed = any(s.error for s in report.streams.values())
+        report.error = problem_of(report) if failed else None
         await self._finish(source, report)
         return report
 
