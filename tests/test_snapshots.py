@@ -1,4 +1,5 @@
-"""Screens as pictures: each mode at 120x40 and Status at 80x24, over fixed data.
+"""Screens as pictures: every mode at 80x24 and 200x50, in a dark and a light theme, and
+the compare view at both sizes, over fixed data.
 
 Update with `pytest tests/test_snapshots.py --snapshot-update` only after looking at the new
 pictures (the report pytest-textual-snapshot writes on failure shows both).
@@ -118,7 +119,7 @@ def snapshot_app(monkeypatch):
 
     asyncio.run(seed())
     db.close()
-    yield lambda: make_app(settings, sync_stale=False)
+    yield lambda **options: make_app(settings, sync_stale=False, **options)
     time.tzset()
 
 
@@ -130,63 +131,36 @@ async def loaded(pilot) -> None:
     await pilot.pause(0.3)
 
 
-def test_status_wide(snap_compare, snapshot_app):
-    assert snap_compare(snapshot_app(), terminal_size=(120, 40), run_before=loaded)
+SCREENS = {
+    "status": ("f1",),
+    "search": ("f2", *"an"),
+    "browse": ("f3",),
+    "audit": ("f4",),
+    "connections": ("f5",),
+    "people": ("f6",),
+}
+SIZES = {"80x24": (80, 24), "200x50": (200, 50)}
+THEMES = ("textual-dark", "textual-light")
 
 
-def test_status_at_80x24(snap_compare, snapshot_app):
-    assert snap_compare(snapshot_app(), terminal_size=(80, 24), run_before=loaded)
-
-
-def test_search(snap_compare, snapshot_app):
-    async def typed(pilot) -> None:
+@pytest.mark.parametrize("theme", THEMES)
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("screen", SCREENS)
+def test_every_screen(snap_compare, snapshot_app, screen, size, theme):
+    async def shown(pilot) -> None:
         await loaded(pilot)
-        await pilot.press("2", *"an")
+        await pilot.press(*SCREENS[screen])
         await pilot.pause(0.5)
 
-    assert snap_compare(snapshot_app(), terminal_size=(120, 40), run_before=typed)
+    app = snapshot_app(theme=theme)
+    assert snap_compare(app, terminal_size=SIZES[size], run_before=shown)
 
 
-def test_browse(snap_compare, snapshot_app):
-    async def browse(pilot) -> None:
-        await loaded(pilot)
-        await pilot.press("3")
-        await pilot.pause(0.3)
-
-    assert snap_compare(snapshot_app(), terminal_size=(120, 40), run_before=browse)
-
-
-def test_audit(snap_compare, snapshot_app):
-    async def audit(pilot) -> None:
-        await loaded(pilot)
-        await pilot.press("4")
-        await pilot.pause(0.3)
-
-    assert snap_compare(snapshot_app(), terminal_size=(120, 40), run_before=audit)
-
-
-def test_connections(snap_compare, snapshot_app):
-    async def connections(pilot) -> None:
-        await loaded(pilot)
-        await pilot.press("5")
-        await pilot.pause(0.3)
-
-    assert snap_compare(snapshot_app(), terminal_size=(120, 40), run_before=connections)
-
-
-def test_people(snap_compare, snapshot_app):
-    async def people_mode(pilot) -> None:
-        await loaded(pilot)
-        await pilot.press("6")
-        await pilot.pause(0.3)
-
-    assert snap_compare(snapshot_app(), terminal_size=(120, 40), run_before=people_mode)
-
-
-def test_cluster_side_by_side(snap_compare, snapshot_app):
+@pytest.mark.parametrize("size", SIZES)
+def test_cluster_side_by_side(snap_compare, snapshot_app, size):
     async def cluster(pilot) -> None:
         await loaded(pilot)
-        await pilot.press("6", "enter")
+        await pilot.press("f6", "enter")
         await pilot.pause(0.3)
 
-    assert snap_compare(snapshot_app(), terminal_size=(120, 40), run_before=cluster)
+    assert snap_compare(snapshot_app(), terminal_size=SIZES[size], run_before=cluster)
