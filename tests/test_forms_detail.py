@@ -477,3 +477,21 @@ async def test_form_fields_stand_out_in_every_theme(tmp_path, theme):
         idle = form.query_one("#field-last_name").background_colors[1]
         focused = form.query_one("#field-first_name").background_colors[1]
         assert len({dialog.hex, idle.hex, focused.hex}) == 3
+
+
+async def test_detail_shows_the_shared_status_under_the_vendors_own_stage(tmp_path):
+    app = make_app(make_settings(tmp_path), sync_stale=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        deal = await app.local.add("deals", {"name": "Elm St", "stage": "ClosedWon"})
+        other = await app.local.add("deals", {"name": "Ash St", "stage": "Zebra"})
+        app.push_screen(RecordScreen(deal))
+        await pilot.pause(0.2)
+        rows = detail_rows(app)
+        assert rows["Stage"] == "ClosedWon" and rows["Shared status"] == "closed"
+        labels = list(rows)
+        assert labels.index("Shared status") == labels.index("Stage") + 1
+        app.pop_screen()
+        app.push_screen(RecordScreen(other))
+        await pilot.pause(0.2)
+        assert "Shared status" not in detail_rows(app)  # nothing maps: the vendor's alone

@@ -23,6 +23,7 @@ from crm_tui.formats import field_label, format_amount, format_date, local_time,
 from crm_tui.models import Contact, Deal, Record
 from crm_tui.phones import format_phone
 from crm_tui.sources.registry import CONNECTORS
+from crm_tui.vocabulary import record_shared_status
 from crm_tui.widgets.safe import safe, safe_block
 
 _HIDDEN = {"raw", "id", "source", "user_id", "deleted"}
@@ -80,6 +81,10 @@ def field_rows(
             if not stored:
                 shown = contact.name or contact.email or contact.id
         rows.append(Row(name, field_label(name), shown, link))
+    shared = record_shared_status(record)
+    if shared is not None:  # the vendor's own stage and status stay above, as they were
+        at = next((i + 1 for i, row in enumerate(rows) if row.key == "stage"), len(rows))
+        rows.insert(at, Row("shared_status", "Shared status", shared))
     if record.deleted:
         rows.append(Row("deleted", "Deleted", "yes: gone from the source"))
     for deal in deals[:MAX_DEALS_LISTED]:
