@@ -5,6 +5,7 @@ filtering `status:prospect` means all of them. Each record keeps its vendor's va
 shared one is worked out when it is read (per distinct vendor value, cached), never stored,
 so a better table or a user's new stage name applies without a re-sync.
 
+Each connector names the values of its own that no word gives away (`Source.statuses`).
 A value a source's table does not name is read by its words ("Closed - Won" is closed); a
 value whose words say nothing stays unmapped and is shown as the vendor's value only.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import Any
 
 from crm_tui.models import Contact, Record, RecordKind
 from crm_tui.search.text import fold
@@ -72,53 +74,14 @@ _COMMON: dict[str, str] = {
     "terminated": LOST,
 }
 
-# Per (source, kind): the vendor's values that mean something else there, or that no word
-# gives away (HubSpot's internal ids), folded.
-_TABLES: dict[tuple[str, RecordKind], dict[str, str]] = {
-    ("hubspot", "contacts"): {
-        # lifecyclestage
-        "subscriber": LEAD,
-        "lead": LEAD,
-        "marketingqualifiedlead": LEAD,
-        "salesqualifiedlead": PROSPECT,
-        "opportunity": PROSPECT,
-        "customer": PAST,
-        "evangelist": PAST,
-        # hs_lead_status
-        "open": LEAD,
-        "in_progress": PROSPECT,
-        "open_deal": ACTIVE,
-        "attempted_to_contact": LEAD,
-        "connected": PROSPECT,
-        "bad_timing": NURTURE,
-    },
-    ("hubspot", "deals"): {
-        # the default pipeline's dealstage ids, then the status the connector derives
-        "appointmentscheduled": ACTIVE,
-        "qualifiedtobuy": ACTIVE,
-        "presentationscheduled": ACTIVE,
-        "decisionmakerboughtin": ACTIVE,
-        "contractsent": CONTRACT,
-        "closedwon": CLOSED,
-        "closedlost": LOST,
-        "open": ACTIVE,
-    },
-    ("pipedrive", "deals"): {"open": ACTIVE, "won": CLOSED, "lost": LOST},
-    ("followupboss", "deals"): {
-        "buyer consultation": ACTIVE,
-        "listing consultation": ACTIVE,
-        "showing": ACTIVE,
-        "offer submitted": ACTIVE,
-    },
-    ("brivity", "contacts"): {"closed": PAST},
-}
-
-# Which of a record's fields says where it stands, first the one that says it best: the
-# field holding the vendor's pipeline, then the one holding its temperature or outcome.
-_FIELDS: dict[tuple[str, RecordKind], tuple[str, ...]] = {
-    ("topproducer", "contacts"): ("status", "stage"),
-}
 _DEFAULT_FIELDS = ("stage", "status")
+
+
+def _connector(source: str) -> Any:
+    from crm_tui.sources.registry import CONNECTORS  # the connectors import this module
+
+    return CONNECTORS.get(source)
+
 
 # The words of an unknown value, tried in this order: "closed lost" is lost before it is
 # closed, "past client" is past before it is a client.
@@ -138,7 +101,9 @@ _NOT_WORD = re.compile(r"[^a-z0-9]+")
 
 def field_order(source: str, kind: RecordKind) -> tuple[str, ...]:
     """The record fields whose values map onto the shared vocabulary, best first."""
-    return _FIELDS.get((source, kind), _DEFAULT_FIELDS)
+    connector = _connector(source)
+    fields = connector.status_fields.get(kind) if connector is not None else None
+    return fields or _DEFAULT_FIELDS
 
 
 @functools.lru_cache(maxsize=4096)
@@ -148,7 +113,9 @@ def shared_value(source: str, kind: RecordKind, value: str | None) -> str | None
     if not value:
         return None
     folded = fold(value).strip()
-    found = _TABLES.get((source, kind), {}).get(folded) or _COMMON.get(folded)
+    connector = _connector(source)
+    table = connector.statuses.get(kind, {}) if connector is not None else {}
+    found = table.get(folded) or _COMMON.get(folded)
     if found is not None:
         return found
     if folded.isdigit():  # a stage id (Pipedrive, a custom HubSpot pipeline): no words

@@ -52,7 +52,7 @@ def _columns(phone: Any) -> dict[RecordKind, list[Column]]:
             ),
             Column("Name", 14, lambda r: r.name, lambda r: r.name.casefold(), 0),
             Column("E-mail", 16, lambda r: r.email, _text_key("email"), 1),
-            Column("Phone", 12, phone, _text_key("phone"), 3),
+            Column("Phone", 14, phone, _text_key("phone"), 3),
             Column("Company", 10, lambda r: r.company, _text_key("company"), 7),
             Column("Status", 8, lambda r: r.status, _text_key("status"), 5),
             Column("Stage", 8, lambda r: r.stage, _text_key("stage"), 6),

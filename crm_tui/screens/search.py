@@ -41,7 +41,7 @@ COLUMNS: dict[RecordKind, tuple[tuple[str, str, int, int], ...]] = {
     "contacts": (
         ("name", "Name", 14, 0),
         ("email", "E-mail", 16, 1),
-        ("phone", "Phone", 12, 3),
+        ("phone", "Phone", 14, 3),
         ("company", "Company", 10, 6),
         ("status", "Status", 8, 5),
         ("city", "City", 8, 4),

@@ -134,7 +134,7 @@ def query_help() -> list[tuple[str, str]]:
     """The query syntax, a row per form, for the `?` page."""
     return [
         ("ana lee", "every word must match: name, e-mail, phone, company, status, city or tag"),
-        ("source:hubspot", "one source: " + ", ".join(SOURCE_NAMES)),
+        (f"source:{SOURCE_NAMES[0]}", "one source: " + ", ".join(SOURCE_NAMES)),
         ("status:lead", "the shared status (below), or the CRM's own status holding the text"),
         ("stage:closed", "the same, with the CRM's own stage"),
         ("status:active-client", "a value with spaces: join its words with -"),

@@ -95,6 +95,11 @@ class Source(ABC):
     changes: ClassVar[Mapping[RecordKind, Changes]] = {}
     #: Where one record is read by id, per stream (for webhooks, which name ids only).
     single: ClassVar[Mapping[RecordKind, One]] = {}
+    #: Its own statuses and stages, folded, that mean one of the shared statuses
+    #: (crm_tui/vocabulary.py) where their words do not say so, per stream.
+    statuses: ClassVar[Mapping[RecordKind, Mapping[str, str]]] = {}
+    #: The fields saying where a record stands, best first, where not stage then status.
+    status_fields: ClassVar[Mapping[RecordKind, tuple[str, ...]]] = {}
     #: How its webhooks are verified and read; None when it sends none we take.
     webhooks: ClassVar[Webhooks | None] = None
     #: How many records a webhook's fetch asks for at once.

@@ -12,6 +12,7 @@ from crm_tui.sources.csv_import import CsvSpec, column, csv_pages, identity
 from crm_tui.sources.kit import Capabilities, CsvExport, KeyHeader, RetryPolicy, Setting
 from crm_tui.sources.mapping import to_tags
 from crm_tui.sources.pagination import Page, SinglePage, Stream
+from crm_tui.vocabulary import PAST
 
 # A full pull of ~2,800 people takes about 30 s: the read timeout must be generous.
 BRIVITY_READ_TIMEOUT = 90.0
@@ -95,6 +96,7 @@ class BrivitySource(Source):
     endpoints = {
         "contacts": Stream("api/people", SinglePage(probe_param="limit", stream=True), ("people",))
     }
+    statuses = {"contacts": {"closed": PAST}}
     field_maps = {
         "contacts": {
             "remote_id": "id",

@@ -19,6 +19,7 @@ from crm_tui.sources.base import Source
 from crm_tui.sources.kit import Basic, Changes, Named, One, Setting, Signed, Webhooks
 from crm_tui.sources.mapping import primary
 from crm_tui.sources.pagination import CursorInBody, Stream
+from crm_tui.vocabulary import ACTIVE
 from crm_tui.webhooks.events import CHANGED, DELETED, Action, remote_id
 from crm_tui.webhooks.verify import BAD_SIGNATURE, UNSIGNED, hmac_hex, same
 
@@ -143,6 +144,14 @@ class FollowUpBossSource(Source):
     }
     single = {"contacts": One("people/{id}"), "deals": One("deals/{id}")}
     webhooks = Webhooks("FUB_SYSTEM_KEY", check_signature, _problem, _event, named_records)
+    statuses = {
+        "deals": {
+            "buyer consultation": ACTIVE,
+            "listing consultation": ACTIVE,
+            "showing": ACTIVE,
+            "offer submitted": ACTIVE,
+        }
+    }
     field_maps = {
         "contacts": {
             "remote_id": "id",

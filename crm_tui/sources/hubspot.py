@@ -30,6 +30,7 @@ from crm_tui.sources.pagination import (
     read_pages,
     tail_cursor,
 )
+from crm_tui.vocabulary import ACTIVE, CLOSED, CONTRACT, LEAD, LOST, NURTURE, PAST, PROSPECT
 from crm_tui.webhooks.events import CHANGED, DELETED, Action, remote_id
 from crm_tui.webhooks.verify import BAD_SIGNATURE, UNSIGNED, freshness, hmac_base64, same
 
@@ -327,6 +328,36 @@ class HubSpotSource(Source):
     endpoints = {
         "contacts": _objects("contacts"),
         "deals": _objects("deals", associations="contacts"),
+    }
+    statuses = {
+        "contacts": {
+            # lifecyclestage
+            "subscriber": LEAD,
+            "lead": LEAD,
+            "marketingqualifiedlead": LEAD,
+            "salesqualifiedlead": PROSPECT,
+            "opportunity": PROSPECT,
+            "customer": PAST,
+            "evangelist": PAST,
+            # hs_lead_status
+            "open": LEAD,
+            "in_progress": PROSPECT,
+            "open_deal": ACTIVE,
+            "attempted_to_contact": LEAD,
+            "connected": PROSPECT,
+            "bad_timing": NURTURE,
+        },
+        "deals": {
+            # the default pipeline's dealstage ids, then the status the connector derives
+            "appointmentscheduled": ACTIVE,
+            "qualifiedtobuy": ACTIVE,
+            "presentationscheduled": ACTIVE,
+            "decisionmakerboughtin": ACTIVE,
+            "contractsent": CONTRACT,
+            "closedwon": CLOSED,
+            "closedlost": LOST,
+            "open": ACTIVE,
+        },
     }
     field_maps = {
         "contacts": {

@@ -18,6 +18,7 @@ from crm_tui.sources.base import Source
 from crm_tui.sources.kit import Changes, KeyHeader, One, RateHeaders, Setting
 from crm_tui.sources.mapping import primary
 from crm_tui.sources.pagination import CursorInBody, Stream, tail_cursor
+from crm_tui.vocabulary import ACTIVE, CLOSED, LOST
 
 #: v2 lists by update time, oldest first, when asked (`updated_since` alone keeps id order).
 _BY_UPDATE = {"sort_by": "update_time", "sort_direction": "asc"}
@@ -84,6 +85,7 @@ class PipedriveSource(Source):
         ),
     }
     single = {"contacts": One("persons/{id}", ("data",)), "deals": One("deals/{id}", ("data",))}
+    statuses = {"deals": {"open": ACTIVE, "won": CLOSED, "lost": LOST}}
     field_maps = {
         "contacts": {
             "remote_id": "id",

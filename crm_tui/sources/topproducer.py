@@ -136,6 +136,7 @@ class TopProducerSource(Source):
     name = "topproducer"
     display_name = "TopProducer"
     short_name = "TP"
+    status_fields = {"contacts": ("status", "stage")}  # its status holds the pipeline
     settings = (
         Setting(
             "TOPPRODUCER_API_BASE_URL",
