@@ -40,7 +40,7 @@ KEYS_HINT = (
 COLUMNS: dict[RecordKind, tuple[tuple[str, str, int, int], ...]] = {
     "contacts": (
         ("name", "Name", 14, 0),
-        ("email", "E-mail", 16, 1),
+        ("email", "E-mail", 14, 1),
         ("phone", "Phone", 14, 3),
         ("company", "Company", 10, 6),
         ("status", "Status", 8, 5),
