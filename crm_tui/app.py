@@ -196,6 +196,7 @@ class CrmApp(App[None]):
         #: Where to receive webhooks in this process (host, port), or None: the demo does,
         #: a team runs `crm-tui webhooks serve` instead.
         self.webhook_listen: tuple[str, int] | None = None
+        self.env_file: Path | None = None  # --env-file (or the demo's): setup saves there
         self.loaded = False
         self.store_error: StoreError | None = None  # the snapshot could not be read
         self._seen_version: int | None = None
@@ -632,6 +633,10 @@ class CrmApp(App[None]):
             report = await self.engine.sync_source(name, full=full)
         except (ConfigError, SourceError) as exc:
             report = failed_report(name, self.masker(str(exc)))
+        except asyncio.CancelledError:  # cancelled by the person: said so, not "failed"
+            report = failed_report(name, "cancelled")
+            report.outcome = Outcome.CANCELLED
+            raise
         finally:
             if self._batch is not None and name in self._batch:
                 self._batch[name] = report or failed_report(name, "did not finish")
@@ -849,6 +854,7 @@ def make_app(
     sync_stale: bool = True,
     welcome: str | None = None,
     webhook_listen: tuple[str, int] | None = None,
+    env_file: Path | None = None,
 ) -> CrmApp:
     """Build the app; the CLI and the tests both come through here. `welcome`: a notice
     shown when it opens; `webhook_listen`: receive webhooks there while it runs."""
@@ -861,6 +867,7 @@ def make_app(
     )
     app.welcome = welcome
     app.webhook_listen = webhook_listen
+    app.env_file = env_file
     if theme:
         if theme not in app.available_themes:
             raise ValueError(f"unknown theme {theme!r}; try: {', '.join(app.available_themes)}")

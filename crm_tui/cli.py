@@ -367,6 +367,7 @@ def _run_tui(
     start_sync: bool,
     welcome: str | None = None,
     webhook_listen: tuple[str, int] | None = None,
+    env_file: Path | None = None,
 ) -> None:
     from crm_tui.app import check_keymap, make_app  # Textual loads only when the app is wanted
     from crm_tui.hangup import watch_for_hangup
@@ -380,6 +381,7 @@ def _run_tui(
         sync_on_start=start_sync,
         welcome=welcome,
         webhook_listen=webhook_listen,
+        env_file=env_file or rt.env_file,
     )
     watch_for_hangup()
     app.run()
@@ -409,7 +411,14 @@ def _run_demo(rt: Runtime, contacts: int) -> None:
         cli = f"crm-tui --env-file {demo.env_file} status"
         click.echo(f"The CLI works on this demo while it runs: {cli}", err=True)
         welcome = f"Demo: records change live. The CLI works on it: {cli}"
-        _run_tui(rt, demo.settings, True, welcome, webhook_listen=("127.0.0.1", port))
+        _run_tui(
+            rt,
+            demo.settings,
+            True,
+            welcome,
+            webhook_listen=("127.0.0.1", port),
+            env_file=demo.env_file,
+        )
 
 
 @main.command()

@@ -13,7 +13,7 @@ import io
 import ipaddress
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -386,6 +386,19 @@ def redirect_problems(sources: list[SettingsSource]) -> list[str]:
                 " it, or trust the file by naming it with --env-file"
             )
     return problems
+
+
+def typed_problems(values: Mapping[str, str], env_file: Path | None = None) -> list[str]:
+    """`redirect_problems` with `values` typed by the person on top (trusted): a key typed
+    into the app must not go to a base URL an untrusted `./.env` chose."""
+    typed = SettingsSource("what you typed", True, {k.lower(): v for k, v in values.items()})
+    return redirect_problems([typed, *settings_sources(env_file)])
+
+
+def winning_source(name: str, env_file: Path | None = None) -> str | None:
+    """Where the next start reads `name` from (the first source holding it), or None."""
+    found = next((s for s in settings_sources(env_file) if name.lower() in s.values), None)
+    return found.label if found is not None else None
 
 
 def load_settings(env_file: Path | None = None, **overrides: Any) -> Settings:

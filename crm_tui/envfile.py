@@ -4,62 +4,89 @@ file is private (0600) from its first byte, and replaced in one rename."""
 
 from __future__ import annotations
 
+import fcntl
+import io
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
-_ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
+from dotenv.parser import parse_stream
+
 _PLAIN = re.compile(r"^[A-Za-z0-9_./:@+,=-]*$")
 
 
 def quoted(value: str) -> str:
-    """A value as python-dotenv reads it back unchanged."""
+    """A value as python-dotenv reads it back unchanged (it decodes backslashes even inside
+    single quotes: those are used only for values without one)."""
     if _PLAIN.match(value):
         return value
-    if "'" not in value and "\n" not in value:
+    if "'" not in value and "\\" not in value and "\n" not in value:
         return f"'{value}'"
     escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return f'"{escaped}"'
 
 
 def merged(text: str, values: Mapping[str, str]) -> str:
-    """`text` with each of `values` set: replaced on its first line, later repeats dropped
-    (dotenv's last one would win over the new value), new ones appended."""
+    """`text` with each of `values` set: replaced on its first assignment, later repeats
+    dropped (dotenv's last one would win over the new value), new ones appended. The file
+    is read by dotenv's own parser, so a line inside a quoted multi-line value is never
+    taken for an assignment."""
     wanted = {k.upper(): v for k, v in values.items()}
     done: set[str] = set()
-    lines = []
-    for line in text.splitlines():
-        found = _ASSIGNMENT.match(line)
-        key = found.group(1).upper() if found else None
-        if key in wanted:
-            if key not in done:
-                lines.append(f"{key}={quoted(wanted[key])}")
-                done.add(key)
+    out = []
+    for binding in parse_stream(io.StringIO(text)):
+        key = binding.key.upper() if binding.key else None
+        if key not in wanted:
+            out.append(binding.original.string)
             continue
-        lines.append(line)
-    new = [f"{key}={quoted(value)}" for key, value in wanted.items() if key not in done]
-    if new and lines and lines[-1].strip():
-        lines.append("")
-    return "\n".join([*lines, *new]) + "\n"
+        if key not in done:  # the blank lines and comments dotenv folded into it stay
+            lead = binding.original.string[
+                : len(binding.original.string) - len(binding.original.string.lstrip("\n"))
+            ]
+            out.append(f"{lead}{key}={quoted(wanted[key])}\n")
+            done.add(key)
+    body = "".join(out)
+    if body and not body.endswith("\n"):
+        body += "\n"
+    new = [f"{key}={quoted(value)}\n" for key, value in wanted.items() if key not in done]
+    if new and body.strip() and not body.endswith("\n\n"):
+        body += "\n"
+    return body + "".join(new)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """One writer at a time (two apps saving at once would each drop the other's value)."""
+    with open(path.with_name(f".{path.name}.lock"), "a", encoding="utf-8") as lock:
+        os.chmod(lock.name, 0o600)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def save_settings(path: Path, values: Mapping[str, str]) -> None:
-    """Set `values` in the .env file at `path` (made, with its folder, if need be)."""
+    """Set `values` in the .env file at `path` (made, with its folder, if need be); a
+    symlinked .env (a dotfile manager's) is written where it points."""
+    path = path.resolve() if path.is_symlink() else path
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        text = ""
-    fd, temp = tempfile.mkstemp(prefix=".env.", dir=path.parent)  # created 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(merged(text, values))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, 0o600)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with _locked(path):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            text = ""
+        fd, temp = tempfile.mkstemp(prefix=".env.", dir=path.parent)  # created 0600
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(merged(text, values))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(temp, 0o600)
+            os.replace(temp, path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise

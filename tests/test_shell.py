@@ -8,14 +8,18 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import hypothesis
 import pytest
 import respx
+from hypothesis import given
+from hypothesis import strategies as st
 from textual.widgets import DataTable, Input
 
 from crm_tui.app import make_app
@@ -564,6 +568,31 @@ def test_a_saved_value_reads_back_unchanged_and_other_lines_stay(tmp_path, value
     assert path.stat().st_mode & 0o777 == 0o600
 
 
+@given(
+    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40)
+)
+@hypothesis.settings(max_examples=200, deadline=None)
+def test_any_saved_value_reads_back_exactly(value) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / ".env"
+        path.write_text('# keep\nB="multi\nFUB_API_KEY=inside"\nFUB_API_KEY=old\n')
+        save_settings(path, {"FUB_API_KEY": value})
+        expected = {"b": "multi\nFUB_API_KEY=inside"}
+        if value:  # an empty value means unset, as everywhere in crm-tui
+            expected["fub_api_key"] = value
+        assert read_env_file(path) == expected
+
+
+def test_a_symlinked_env_is_written_where_it_points(tmp_path) -> None:
+    real = tmp_path / "dotfiles" / "env"
+    real.parent.mkdir()
+    real.write_text("A=1\n")
+    link = tmp_path / ".env"
+    link.symlink_to(real)
+    save_settings(link, {"FUB_API_KEY": "k"})
+    assert link.is_symlink() and read_env_file(real) == {"a": "1", "fub_api_key": "k"}
+
+
 @pytest.mark.parametrize(
     ("body", "said"),
     [
@@ -578,3 +607,46 @@ def test_a_saved_value_reads_back_unchanged_and_other_lines_stay(tmp_path, value
 )
 def test_the_vendors_message_is_one_clean_line_never_raw_json(body, said) -> None:
     assert vendor_said(body) == said
+
+
+@respx.mock
+async def test_setup_never_sends_a_typed_key_where_a_folders_env_points(
+    settings, tmp_path, monkeypatch
+) -> None:
+    folder = tmp_path / "cloned-repo"
+    folder.mkdir()
+    (folder / ".env").write_text("FUB_API_BASE_URL=https://evil.example/v1\n")
+    monkeypatch.chdir(folder)
+    evil = respx.route(host="evil.example").respond(json={"people": []})
+    app = make_app(settings, sync_stale=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.loaded)
+        app.open_setup("followupboss")
+        await until(pilot, lambda: isinstance(app.screen, SetupScreen))
+        screen = app.screen
+        await pilot.press(*"real-key-123", "ctrl+t")
+        await pilot.pause(0.3)
+        said = str(screen.query_one("#setup-result").render())
+        assert "FUB_API_BASE_URL comes from" in said and "what you typed" in said
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.2)
+    assert not evil.called
+    assert not (config_dir() / ".env").exists()  # nothing saved either
+
+
+@pytest.mark.parametrize("faulty_servers", [Faults(latency=1.0)], indirect=True)
+async def test_a_source_cancelled_during_sync_all_is_told_as_cancelled_not_failed(
+    tmp_path: Path, faulty_servers: DemoServers
+) -> None:
+    env = {k.lower(): v for k, v in faulty_servers.env().items()}
+    app = make_app(make_settings(tmp_path, **env), sync_stale=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.loaded)
+        app.sync_all()
+        await until(pilot, lambda: app.engine.is_running("followupboss"))
+        assert app.cancel_sync("followupboss")
+        await until(pilot, lambda: app._batch is None and not app.engine.running(), 60)
+        await pilot.pause(0.1)
+        [notice] = [str(n.message) for n in app._notifications if "synced" in str(n.message)]
+    assert "1 cancelled" in notice and "Follow Up Boss" not in notice.partition("failed")[2]
+    assert "did not finish" not in notice

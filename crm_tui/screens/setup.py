@@ -4,7 +4,7 @@ never shown again: not after saving, not in a notice, not in the log."""
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from rich.text import Text
@@ -15,7 +15,14 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Select, Static
 
-from crm_tui.config import DISPLAY_NAMES, ConfigError, Settings, config_dir
+from crm_tui.config import (
+    DISPLAY_NAMES,
+    ConfigError,
+    Settings,
+    config_dir,
+    typed_problems,
+    winning_source,
+)
 from crm_tui.envfile import save_settings
 from crm_tui.sources.kit import Setting
 from crm_tui.sources.messages import QUIET_SOURCES, home_short
@@ -162,12 +169,22 @@ class SetupScreen(ModalScreen[None]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.action_test()
 
-    @work(exclusive=True, group="setup-test", exit_on_error=False)
-    async def action_test(self) -> None:
+    def _candidate(self, values: dict[str, str]) -> Settings | None:
+        """The settings with `values` typed on top, or None (and why, on the screen)."""
+        problems = typed_problems(values, self.crm.env_file)
+        if problems:
+            self._report("; ".join(problems), False)
+            return None
         try:
-            candidate = with_values(self.crm.settings, self.typed())
+            return with_values(self.crm.settings, values)
         except ConfigError as exc:
             self._report(str(exc), False)
+            return None
+
+    @work(exclusive=True, group="setup-test", exit_on_error=False)
+    async def action_test(self) -> None:
+        candidate = self._candidate(self.typed())
+        if candidate is None:
             return
         missing = candidate.source_config(self.source).missing
         if missing:
@@ -182,12 +199,10 @@ class SetupScreen(ModalScreen[None]):
         if not values:
             self._report("Nothing to save: type a value first", False)
             return
-        try:
-            candidate = with_values(self.crm.settings, values)
-        except ConfigError as exc:
-            self._report(str(exc), False)
+        candidate = self._candidate(values)
+        if candidate is None:
             return
-        path = config_dir() / ".env"
+        path = self.crm.env_file or config_dir() / ".env"
         try:
             save_settings(path, values)
         except OSError as exc:
@@ -198,9 +213,11 @@ class SetupScreen(ModalScreen[None]):
                 self.query_one(f"#env-{setting.env}", Input).value = ""
         names = ", ".join(values)
         note = f"Saved {names} to {home_short(path)}"
-        overridden = [n for n in values if os.environ.get(n)]
-        if overridden:
-            note += f"; the environment sets {', '.join(overridden)} too and wins at the next start"
+        for name in values:  # another source holding it wins at the next start: say which
+            source = winning_source(name, self.crm.env_file)
+            if source is not None and source != str(path):
+                note += f"; {name} from {home_short(Path(source)) if '/' in source else source}"
+                note += " wins at the next start"
         applied = self.crm.apply_settings(candidate)
         note += "" if applied else " (applied at the next start: a sync is running)"
         self._report(note, True)
