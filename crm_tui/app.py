@@ -507,9 +507,7 @@ class CrmApp(App[None]):
             return
         if self.writes_blocked():
             return
-        group = f"sync-{name}"
-        pending = any(w.group == group and not w.is_finished for w in self.workers)
-        if pending or self.engine.is_running(name):
+        if self._syncing(name):
             self.notify(f"{DISPLAY_NAMES.get(name, name)} is already syncing", markup=False)
             return
         self.run_worker(
@@ -594,11 +592,6 @@ class CrmApp(App[None]):
                     exit_on_error=False,
                 ),
             )
-
-    def _syncing(self, name: str) -> bool:
-        group = f"sync-{name}"
-        pending = any(w.group == group and not w.is_finished for w in self.workers)
-        return pending or self.engine.is_running(name)
 
     def _binding_commands(self, screen: Screen[Any]) -> Iterator[SystemCommand]:
         """One command per key the screen (and the widget focused on it) offers now: read
@@ -735,8 +728,9 @@ class CrmApp(App[None]):
 
     def apply_settings(self, settings: Settings) -> bool:
         """New settings (saved by the setup screen) for the syncs from now on; False when a
-        sync is running (they apply at the next start)."""
-        if self.engine.running():
+        sync is running or webhooks are received (their service holds this engine): they
+        apply at the next start."""
+        if self.engine.running() or self.webhook_listen is not None:
             return False
         self._mask_everywhere(settings)
         old = self.engine

@@ -918,11 +918,7 @@ def test_connection(ctx: click.Context, source: str | None, as_json: bool) -> No
         )
         if not payload["success"]:
             failed = next(r for r in results if not r.ok)
-            sys.exit(
-                EXIT_CONFIG
-                if "was refused" in failed.message or "not configured" in failed.message
-                else EXIT_REMOTE
-            )
+            sys.exit(EXIT_CONFIG if failed.config_error else EXIT_REMOTE)
 
 
 # -- doctor --------------------------------------------------------------------------------

@@ -210,7 +210,7 @@ async def connection_checks(settings: Settings) -> list[Check]:
         if result.ok:
             rows.append(ok(label, result.message))
             continue
-        auth = "was refused" in result.message or "not configured" in result.message
+        auth = result.config_error
         fix = (
             f"check the {DISPLAY_NAMES.get(result.source, result.source)} credentials"
             if auth

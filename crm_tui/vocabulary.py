@@ -163,13 +163,3 @@ def matches_shared(typed: str, shared: str) -> bool:
 def filter_token(shared: str) -> str:
     """How a person types a shared status in a filter: one word, `active-client`."""
     return shared.replace(" ", "-")
-
-
-def describe(record: Record, field: str = "status") -> str:
-    """A record's vendor value with its shared status beside it when they differ:
-    "Hot Prospect (prospect)"; the vendor value alone when nothing maps."""
-    vendor = getattr(record, field, None) or ""
-    shared = record_shared_status(record)
-    if shared is None or fold(vendor).strip() == shared:
-        return vendor
-    return f"{vendor} ({shared})" if vendor else f"({shared})"

@@ -424,3 +424,17 @@ async def test_export_the_people_shown_as_csv(demo_settings):
         [path] = list((demo_settings.data_dir / "exports").glob("contacts-*.csv"))
         with path.open(newline="") as handle:
             assert {r["id"] for r in csv.DictReader(handle)} == members
+
+
+def test_two_exports_in_one_second_get_two_files(tmp_path):
+    from datetime import datetime
+
+    from crm_tui.screens.export_view import export_path
+
+    now = datetime(2026, 11, 27, 1, 2, 3)
+    first = export_path(tmp_path, "contacts", "csv", now)
+    second = export_path(tmp_path, "contacts", "csv", now)
+    assert first != second and first.exists() and second.exists()
+    assert first.name == "contacts-20261127-010203.csv"
+    assert second.name == "contacts-20261127-010203-2.csv"
+    assert first.stat().st_mode & 0o777 == 0o600

@@ -5,6 +5,7 @@ objects unless asked)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -178,6 +179,9 @@ def test_a_records_page_in_the_vendors_web_app_where_the_vendor_has_one():
     assert BrivitySource.web_url(contact("brivity", linked)) == "https://app.brivity.com/people/42"
     hostile = '{"brivity_contact_detail_url": "javascript:alert(1)"}'
     assert BrivitySource.web_url(contact("brivity", hostile)) is None
+    for bad in ("https://x.com/\u001b]0;pwned\u0007", "https://x.com/a b", 'https://x.com/"'):
+        payload = json.dumps({"brivity_contact_detail_url": bad})
+        assert BrivitySource.web_url(contact("brivity", payload)) is None  # never to a screen
     assert HubSpotSource.web_url(contact("hubspot")) is None  # no portal id: no URL
 
 

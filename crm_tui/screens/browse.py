@@ -78,6 +78,7 @@ def _columns(phone: Any) -> dict[RecordKind, list[Column]]:
 
 
 class BrowseScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
+    _stale = False  # the store changed while a load ran: load again after it
     BINDINGS = [
         Binding("ctrl+t", "toggle_kind", "Contacts/Deals", id="browse.toggle"),
         Binding("slash", "find", "Filter", id="browse.find"),
@@ -150,6 +151,11 @@ class BrowseScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
             self.load_rows(keep=False)
 
     def refresh_data(self) -> None:
+        """Store changes arrive while a load still runs (a sync writes every second): one
+        more load after it, never a pile of filter threads that cannot be cancelled."""
+        if any(w.group == "browse" and not w.is_finished for w in self.workers):
+            self._stale = True
+            return
         self.load_rows()
 
     @on(Input.Changed, "#browse-find")
@@ -203,6 +209,9 @@ class BrowseScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
         if at is not None:
             table.cursor = at
         self.query_one("#browse-summary", Static).update(self._summary(len(records), problem))
+        if self._stale:
+            self._stale = False
+            self.load_rows()
 
     def _summary(self, count: int, problem: str) -> str:
         table = self.query_one(RecordTable)

@@ -4,6 +4,7 @@ page, and the original payload."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -186,12 +187,18 @@ class RecordScreen(ModalScreen[None]):
             found = store.get("contacts", f"{record.source}:{record.contact_remote_id}")
             self.contact = found if isinstance(found, Contact) else None
         elif isinstance(record, Contact):
-            deals = store.stream("deals", record.source)
-            self.deals = tuple(
-                d
-                for d in list(deals.values())
-                if d.contact_remote_id == record.remote_id and not d.deleted
-            )
+            # copied here, where no sync swaps it mid-read; scanned off the loop (a source
+            # may hold 200,000 deals)
+            deals = list(store.stream("deals", record.source).values())
+            self.run_worker(self._show_deals(deals, record.remote_id), group="detail-links")
+
+    async def _show_deals(self, deals: list[Deal], remote_id: str) -> None:
+        def theirs() -> tuple[Deal, ...]:
+            return tuple(d for d in deals if d.contact_remote_id == remote_id and not d.deleted)
+
+        self.deals = await asyncio.to_thread(theirs)
+        if self.deals and self.is_attached:
+            self._fill()
 
     def _region(self) -> str:
         settings = getattr(self.app, "settings", None)

@@ -9,6 +9,8 @@ have been started anywhere (a repository, $HOME), and the toast names the file.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -31,7 +33,17 @@ EXTENSIONS = {"csv": "csv", "xlsx": "xlsx", "vcf": "vcf"}
 
 
 def export_path(folder: Path, kind: RecordKind, fmt: str, now: datetime) -> Path:
-    return folder / f"{kind}-{now:%Y%m%d-%H%M%S}.{EXTENSIONS[fmt]}"
+    """A new file of its own: two exports in one second (two screens, two processes on one
+    data dir) never replace each other; the name is claimed by creating it (0600)."""
+    stem, ext = f"{kind}-{now:%Y%m%d-%H%M%S}", EXTENSIONS[fmt]
+    for n in itertools.count(1):
+        path = folder / (f"{stem}.{ext}" if n == 1 else f"{stem}-{n}.{ext}")
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            continue
+        return path
+    raise AssertionError("unreachable")
 
 
 class FormatScreen(ModalScreen[str | None]):
@@ -94,11 +106,14 @@ class ExportView(Screen[None]):
 
     async def _write(self, fmt: str, kind: RecordKind, records: Sequence[Record]) -> None:
         folder = cast("CrmApp", self.app).settings.data_dir / "exports"
-        path = export_path(folder, kind, fmt, datetime.now())
+        path: Path | None = None
         try:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path = export_path(folder, kind, fmt, datetime.now())
             count = await asyncio.to_thread(export, path, fmt, kind, records)
         except (OSError, ValueError) as exc:
+            if path is not None and path.exists() and not path.stat().st_size:
+                path.unlink()  # the name claimed, nothing written
             self.notify(f"Export failed: {exc}", severity="error", markup=False)
             return
         self.notify(f"Exported {count:,} {kind} to {path}", markup=False, timeout=10)

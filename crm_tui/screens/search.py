@@ -138,10 +138,16 @@ class SearchScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
             table.move_cursor(row=row)
 
     def refresh_data(self) -> None:
-        self.query_one("#hint", Static).update(Text(f"{filter_hint(self.crm.index)} · {KEYS_HINT}"))
+        self.show_hint()
         query = self.query_one("#query", Input).value
         if query.strip():
             self.run_search(query)
+
+    @work(exclusive=True, group="search-hint", exit_on_error=False)
+    async def show_hint(self) -> None:
+        """The values the cache holds, counted off the loop (every field of 1M records)."""
+        hint = await asyncio.to_thread(filter_hint, self.crm.index)
+        self.query_one("#hint", Static).update(Text(f"{hint} · {KEYS_HINT}"))
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self.open_when_shown = False

@@ -219,7 +219,7 @@ class SetupScreen(ModalScreen[None]):
                 note += f"; {name} from {home_short(Path(source)) if '/' in source else source}"
                 note += " wins at the next start"
         applied = self.crm.apply_settings(candidate)
-        note += "" if applied else " (applied at the next start: a sync is running)"
+        note += "" if applied else " (applied at the next start: a sync or webhooks are running)"
         self._report(note, True)
         self.crm.notify(note, markup=False)
         self.query_one("#setup-title", Static).update(safe(note, "bold"))

@@ -65,6 +65,11 @@ class SourceContext:
     overrides: Overrides = field(default_factory=dict)
 
 
+# A payload's link: https, then printable ASCII only (no space, no control character that
+# would reach the terminal in a notice, no quote that would end it in a document).
+_WEB_URL = re.compile(r"https://[!#-&(-~]+")
+
+
 class Source(ABC):
     # -- what it is ---------------------------------------------------------------------------
     name: ClassVar[str]
@@ -135,7 +140,7 @@ class Source(ABC):
         metadata = record.metadata if cls.record_url_at else {}
         for path in cls.record_url_at:
             value = get_path(metadata, path)
-            if isinstance(value, str) and value.startswith("https://"):
+            if isinstance(value, str) and _WEB_URL.fullmatch(value):
                 return value
         template = cls.record_url if isinstance(record, Contact) else cls.deal_url
         if template is not None and record.remote_id:

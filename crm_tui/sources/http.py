@@ -208,6 +208,7 @@ class OAuthClientCredentials(Auth):
         self._token_url = token_url
         self._client_id = client_id
         self._client_secret = client_secret
+        self._masker = SecretMasker((client_id, client_secret))  # the vendor may echo them
         self._display = display_name
         self._extra = extra_headers or {}
         self._timeout = timeout
@@ -270,7 +271,7 @@ class OAuthClientCredentials(Auth):
             raise AuthError(
                 refused(self._settings or ("client_id", "client_secret")),
                 where_to_fix(self._settings),
-                vendor_said(response.text) or "Invalid client_id or client_secret",
+                self._masker(vendor_said(response.text)) or "Invalid client_id or client_secret",
             )
         if response.status_code != 200:
             raise AuthError(

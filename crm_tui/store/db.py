@@ -907,8 +907,11 @@ class Database(LeaseStore, DecisionStore, LocalRecordStore, ChangeLogStore, Sync
             error_class, error = report.error_class, report.error
             extra = (report.mode, report.deleted, report.requests, report.watermark)
         with self.transaction() as conn:
+            # open, or marked interrupted meanwhile by another host that found our heartbeat
+            # late: either way this process held it and lets go now
             was_open = conn.execute(
-                "SELECT 1 FROM sync_runs WHERE id = ? AND ended_at IS NULL AND owner = ?",
+                "SELECT 1 FROM sync_runs WHERE id = ? AND owner = ?"
+                " AND (ended_at IS NULL OR outcome = 'interrupted')",
                 (run_id, self.owner.id),
             ).fetchone()
             conn.execute(

@@ -35,7 +35,7 @@ from crm_tui.models import (
     utc_now,
 )
 from crm_tui.sources.base import Source, SourceContext
-from crm_tui.sources.errors import InvalidRecord, RateLimited, SourceError
+from crm_tui.sources.errors import AuthError, InvalidRecord, RateLimited, SourceError
 from crm_tui.sources.http import StreamStats, current_stats
 from crm_tui.sources.mapping import load_overrides
 from crm_tui.sources.messages import problem_of
@@ -99,6 +99,8 @@ class ConnectionResult:
     ok: bool
     message: str
     checked_at: str
+    #: Failed on its settings or credentials (fix the config), not on the network or server.
+    config_error: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -684,15 +686,17 @@ class SyncEngine:
     # -- connection test -----------------------------------------------------------------
 
     async def test_connection(self, name: str) -> ConnectionResult:
+        config_error = False
         try:
             source = self.source(name)
             message = await source.check()
             ok = True
         except ConfigError as exc:
-            ok, message = False, str(exc)
+            ok, message, config_error = False, str(exc), True
         except SourceError as exc:
             ok, message = False, self.masker(str(exc))
-        result = ConnectionResult(name, ok, message, utc_now())
+            config_error = isinstance(exc, AuthError)
+        result = ConnectionResult(name, ok, message, utc_now(), config_error)
         self.last_tests[name] = result
         if name in self._sources:
             await self._save_rate(self._sources[name])
