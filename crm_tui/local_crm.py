@@ -75,7 +75,14 @@ def _email(text: str) -> str:
         raise ValueError(str(exc)) from None
 
 
+def _contact_id(text: str) -> str:
+    """A local contact's id as the app shows it (`local:12`) or bare (`12`): stored bare,
+    the remote id a deal's link is read by."""
+    return text.removeprefix("local:").strip()
+
+
 _CHECKS: dict[str, Any] = {
+    "contact_remote_id": _contact_id,
     "amount": _amount,
     "probability": _probability,
     "close_date": _close_date,

@@ -131,3 +131,13 @@ def test_users_see_only_their_own_records(cli, tmp_path):
         env={"CRM_USER_ID": "bob"},
     )
     assert json.loads(result.stdout)["count"] == 0
+
+
+def test_a_deals_contact_is_taken_as_the_app_shows_it_or_bare():
+    from crm_tui.local_crm import validate
+
+    for typed in ("local:12", "12", " local:12 "):
+        assert (
+            validate("deals", {"name": "Oak", "contact_remote_id": typed})["contact_remote_id"]
+            == "12"
+        )

@@ -120,7 +120,8 @@ def reject_cluster(crm: CrmApp, cluster: Cluster, undo: bool = False) -> None:
         else:
             await crm.store.in_writer(db.reject, user, cluster.id, cluster.members)
             crm.notify(
-                f"{cluster.id}: not the same person (v shows them; x takes it back)", markup=False
+                f"{cluster.id}: not the same person (v shows them; ctrl+x on People takes it back)",
+                markup=False,
             )
         crm.refresh_review()
 
@@ -301,7 +302,10 @@ class ClusterScreen(ModalScreen[None]):
             )
             self.crm.last_merge = result
             verb = "Created" if result.created else "Updated"
-            self.notify(f"{verb} {result.record.name} ({result.record.id}): u undoes", markup=False)
+            self.notify(
+                f"{verb} {result.record.name} ({result.record.id}): ctrl+z on People undoes",
+                markup=False,
+            )
             self.dismiss()
 
         self.run_worker(merge(), group="local", exit_on_error=False, name="merge into local")
@@ -311,7 +315,7 @@ class ClusterScreen(ModalScreen[None]):
 
     def action_reject(self) -> None:
         if self.cluster.settled:
-            self.notify("Merged already: u on People's Merged section undoes it", markup=False)
+            self.notify("Merged already: ctrl+z on People's Merged section undoes it", markup=False)
             return
         reject_cluster(self.crm, self.cluster)
         self.dismiss()

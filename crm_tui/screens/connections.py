@@ -6,6 +6,7 @@ from pydantic import SecretStr
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static
 
 from crm_tui.config import DISPLAY_NAMES
@@ -27,7 +28,8 @@ class ConnectionsScreen(ModeScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield DataTable(id="connections", cursor_type="row")
-        yield Static(id="connection-detail")
+        with VerticalScroll(id="connection-scroll"):  # long help scrolls, the header stays
+            yield Static(id="connection-detail")
         yield Footer()
 
     def on_mount(self) -> None:

@@ -36,6 +36,12 @@ class LocalActions(Screen[None]):
     def selected_record(self) -> Record | None:
         raise NotImplementedError
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Undo is offered only when there is a delete to undo."""
+        if action == "local_undo":
+            return cast("CrmApp", self.app).local.last_deleted is not None
+        return True
+
     def _editable(self) -> Record | None:
         record = self.selected_record()
         if record is None:
@@ -70,14 +76,22 @@ class LocalActions(Screen[None]):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.run_worker(crm.local.delete(record.id), group="local", exit_on_error=False)
+                self.run_worker(self._deleted(record.id), group="local", exit_on_error=False)
                 self.notify(f"Deleted {record.id}: ctrl+z brings it back", markup=False)
 
         self.app.push_screen(ConfirmScreen(f"Delete local record {record.id}?"), answered)
+
+    async def _deleted(self, record_id: str) -> None:
+        await cast("CrmApp", self.app).local.delete(record_id)
+        self.refresh_bindings()  # undo is on offer now
 
     def action_local_undo(self) -> None:
         crm = cast("CrmApp", self.app)
         if crm.local.last_deleted is None:
             self.notify("Nothing to undo", markup=False)
             return
-        self.run_worker(crm.local.undo_delete(), group="local", exit_on_error=False)
+        self.run_worker(self._undone(), group="local", exit_on_error=False)
+
+    async def _undone(self) -> None:
+        await cast("CrmApp", self.app).local.undo_delete()
+        self.refresh_bindings()  # nothing left to undo

@@ -104,7 +104,7 @@ class SearchScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
         focus (there ctrl+e and ctrl+d move the cursor and delete a character)."""
         if action in ("local_edit", "local_delete"):
             return self.focused is not self.query_one("#query", Input)
-        return True
+        return super().check_action(action, parameters)
 
     def _set_columns(self, result: SearchResult | None = None) -> None:
         """The columns that fit the table's width, as wide as the hits need; the table is
@@ -113,7 +113,7 @@ class SearchScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
 
         table = self.query_one("#results", DataTable)
         hits = [h for group in result.groups.values() for h in group] if result else []
-        names = [DISPLAY_NAMES.get(s, s) for s in (result.groups if result else ())]
+        names = [f"▸ {DISPLAY_NAMES.get(s, s)}" for s in (result.groups if result else ())]
         wants = [Want("source", SOURCE_WIDTH, need("Source", names, SOURCE_WIDTH), -1)]
         for key, title, least, priority in COLUMNS[self.kind]:
             values = (field_text(h.record, key) for h in hits)
@@ -185,6 +185,7 @@ class SearchScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
 
     def show(self, result: SearchResult) -> None:
         table = self.query_one("#results", DataTable)
+        kept = self._cursor_key() if table.has_focus else None
         self.last = result
         if self.open_when_shown:
             self.open_when_shown = False
@@ -202,7 +203,19 @@ class SearchScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
         self.query_one("#summary", Static).update(text)
         if self.per_person and self.kind == "contacts":
             self._show_people(result)
-            return
+        else:
+            self._show_groups(result)
+        if kept is not None and kept in table.rows:  # a live update: the person stays put
+            table.move_cursor(row=table.get_row_index(kept), scroll=False)
+
+    def _cursor_key(self) -> str | None:
+        table = self.query_one("#results", DataTable)
+        if not table.row_count:
+            return None
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+    def _show_groups(self, result: SearchResult) -> None:
+        table = self.query_one("#results", DataTable)
         for source, hits in result.groups.items():
             name = DISPLAY_NAMES.get(source, source)
             shown = self._group_label(len(hits), result.counts[source])

@@ -94,7 +94,9 @@ class RecordTable(ScrollView, can_focus=True):
             )
             for i, c in enumerate(self.columns)
         ]
-        width = self.scrollable_content_region.width or 80  # less the scrollbar
+        # The scrollbar's cells always kept: rows may arrive before it shows, and columns
+        # fitted to the whole width would lose their last cells once it does.
+        width = (self.size.width or 80) - self.styles.scrollbar_size_vertical
         widths = fit_widths(wants, width, gap=1)
         if not widths and self.columns:  # narrower than any column: the first, cut
             widths = {"0": max(width - 1, 1)}
