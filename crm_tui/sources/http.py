@@ -208,7 +208,7 @@ class OAuthClientCredentials(Auth):
         self._token_url = token_url
         self._client_id = client_id
         self._client_secret = client_secret
-        self._masker = SecretMasker((client_id, client_secret))  # the vendor may echo them
+        self._masker = SecretMasker((client_secret,))  # the vendor may echo it back
         self._display = display_name
         self._extra = extra_headers or {}
         self._timeout = timeout
