@@ -972,12 +972,7 @@ def _every_match(
     none = (np.zeros(0, dtype=np.int16), np.zeros(0, dtype=np.int64))
     if not segment.records:
         return none
-    matches = segment.matching(terms)
-    candidates = matches.found
-    if dead is not None and len(candidates):
-        candidates = candidates[~dead[candidates]]
-    if filtered and len(candidates):
-        candidates = candidates[segment.facets().mask(query, candidates)]
+    matches, candidates = _candidates(segment, dead, query, terms, filtered)
     if not len(candidates):
         return none
     scores = matches.scores(candidates)
@@ -996,15 +991,24 @@ def _ranked(
     """How many of a segment's records match (leaving out `dead` ones), and the best."""
     if not segment.records:
         return 0, []
+    matches, candidates = _candidates(segment, dead, query, terms, filtered)
+    if not len(candidates):
+        return 0, []
+    return len(candidates), matches.best(candidates, limit)
+
+
+def _candidates(
+    segment: Segment, dead: np.ndarray | None, query: Query, terms: list[bytes], filtered: bool
+) -> tuple[Matches, np.ndarray]:
+    """A segment's records holding every term, less the `dead` ones and those a filter
+    leaves out; with the matches they came from (which score them)."""
     matches = segment.matching(terms)
     candidates = matches.found
     if dead is not None and len(candidates):
         candidates = candidates[~dead[candidates]]
     if filtered and len(candidates):
         candidates = candidates[segment.facets().mask(query, candidates)]
-    if not len(candidates):
-        return 0, []
-    return len(candidates), matches.best(candidates, limit)
+    return matches, candidates
 
 
 #: What a filter hint lists per field, at most: the line must stay short at 80 columns.
