@@ -195,6 +195,7 @@ class CrmApp(App[None]):
         self.sync_stale = sync_stale
         #: Where to receive webhooks in this process (host, port), or None: the demo does,
         #: a team runs `crm-tui webhooks serve` instead.
+        self._batch_quiet = False  # the running batch was the schedule's alone
         self.webhook_listen: tuple[str, int] | None = None
         self.env_file: Path | None = None  # --env-file (or the demo's): setup saves there
         self.loaded = False
@@ -514,16 +515,20 @@ class CrmApp(App[None]):
             self._sync(name, full), group=f"sync-{name}", name=f"sync {name}", exit_on_error=False
         )
 
-    def sync_all(self) -> None:
-        """Every enabled source; one notice when the last of them ends (see _sync)."""
+    def sync_all(self, *, quiet: bool = False) -> None:
+        """Every enabled source; one notice when the last of them ends (see _sync), or with
+        `quiet` (the schedule's runs, every few minutes) only when something failed."""
         if self.writes_blocked():
             return
-        self._sync_together(n for n in self.engine.enabled() if not self.engine.is_running(n))
+        names = [n for n in self.engine.enabled() if not self.engine.is_running(n)]
+        self._sync_together(names, quiet=quiet)
 
-    def _sync_together(self, names: Iterable[str]) -> None:
+    def _sync_together(self, names: Iterable[str], *, quiet: bool = False) -> None:
         """Sources synced side by side, told about in one notice when the last ends."""
         if self._batch is None:  # a sync-all still running adds these to its notice
             self._batch = {}
+            self._batch_quiet = quiet
+        self._batch_quiet = self._batch_quiet and quiet  # a person asked too: tell them
         for name in names:
             self._batch.setdefault(name, None)
             self.sync_source(name)
@@ -537,7 +542,7 @@ class CrmApp(App[None]):
         return pending or self.engine.is_running(name)
 
     def sync_all_scheduled(self) -> None:
-        self.sync_all()  # sources still running are skipped
+        self.sync_all(quiet=True)  # sources still running are skipped
         self._announce_next_run()
 
     def _announce_next_run(self) -> None:
@@ -664,7 +669,7 @@ class CrmApp(App[None]):
         self._batch = None
         reports = {n: r for n, r in batch.items() if r is not None}
         text, failed = sync_summary(reports, DISPLAY_NAMES)
-        if text:
+        if text and (failed or not self._batch_quiet):
             self.notify(
                 text,
                 severity="error" if failed else "information",

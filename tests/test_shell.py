@@ -650,3 +650,18 @@ async def test_a_source_cancelled_during_sync_all_is_told_as_cancelled_not_faile
         [notice] = [str(n.message) for n in app._notifications if "synced" in str(n.message)]
     assert "1 cancelled" in notice and "Follow Up Boss" not in notice.partition("failed")[2]
     assert "did not finish" not in notice
+
+
+async def test_the_schedules_sync_all_is_quiet_unless_something_failed(demo_settings) -> None:
+    app = make_app(demo_settings, sync_stale=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.loaded)
+        app.sync_all_scheduled()
+        await until(pilot, lambda: app._batch is None and not app.engine.running(), 60)
+        await pilot.pause(0.1)
+        assert not [n for n in app._notifications if "synced" in str(n.message)]
+        assert app.store.count("contacts") > 0  # it did sync
+        app.sync_all()  # a person pressed `a`: told
+        await until(pilot, lambda: app._batch is None and not app.engine.running(), 60)
+        await pilot.pause(0.1)
+        assert [n for n in app._notifications if "synced" in str(n.message)]
