@@ -161,7 +161,7 @@ class CrmApp(App[None]):
         # `q` quits only from screens where nothing is typed (Status, Connections); ctrl+q
         # quits from anywhere. F1-F6 switch screens anywhere; a digit typed into a list
         # goes to its box instead (screens/typing.py).
-        Binding("q", "quit_key", "Quit", id="app.quit", show=False),
+        Binding("q", "quit_key", "Quit (where nothing is typed)", id="app.quit", show=False),
         Binding("ctrl+q", "quit", "Quit", id="app.quit_anywhere", priority=True),
     ]
 

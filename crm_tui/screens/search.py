@@ -192,6 +192,8 @@ class SearchScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
             self._open_first(result)
         self._set_columns(result)
         groups = ", ".join(f"{DISPLAY_NAMES.get(s, s)} {n:,}" for s, n in result.counts.items())
+        if len(groups) + 20 > self.size.width:  # 80 columns: every source still named
+            groups = ", ".join(f"{badges((s,))} {n:,}" for s, n in result.counts.items())
         kind = "contacts" if self.kind == "contacts" else "deals"
         text = Text(f"{result.total:,} {kind}", style="bold")
         if groups:
