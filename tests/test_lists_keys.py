@@ -455,3 +455,21 @@ async def test_a_live_refresh_keeps_the_search_cursor_on_its_record(demo_setting
         app.screen.refresh_data()  # what a store change does: the query runs again
         await pilot.pause(0.6)
         assert app.screen._cursor_key() == before and app.focused is table
+
+
+async def test_audit_shows_the_columns_that_fit_and_more_when_wider(demo_settings):
+    from crm_tui.screens.audit import NARROW_COLUMNS, RUN_COLUMNS
+
+    app = make_app(demo_settings, sync_on_start=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("f4")
+        await pilot.pause(0.3)
+        runs = app.screen.query_one("#runs", DataTable)
+        titles = [str(c.label) for c in runs.ordered_columns]
+        assert titles == list(NARROW_COLUMNS) and runs.row_count > 0
+        assert sum(c.get_render_width(runs) for c in runs.ordered_columns) <= 80
+        await pilot.resize_terminal(200, 50)
+        await pilot.pause(0.3)
+        assert [str(c.label) for c in runs.ordered_columns] == list(RUN_COLUMNS)
+        assert runs.row_count > 0

@@ -71,6 +71,15 @@ RUN_COLUMNS = (
     "Retries",
     "Error",
 )
+#: Under WIDE_AT columns, what went right or wrong first; a run's counts are one `enter` away.
+NARROW_COLUMNS = ("Started", "Source", "Outcome", "Took", "Read", "Error")
+WIDE_AT = 120
+
+
+def shown_columns(width: int) -> tuple[int, ...]:
+    """Which of RUN_COLUMNS fit `width` cells."""
+    names = RUN_COLUMNS if width >= WIDE_AT else NARROW_COLUMNS
+    return tuple(RUN_COLUMNS.index(name) for name in names)
 
 
 class RunScreen(ModalScreen[None]):
@@ -124,6 +133,7 @@ class AuditScreen(TypeToFilter, ModeScreen):
         Binding("escape", "clear_find", "Clear filter", show=False, id="audit.clear"),
     ]
     runs: list[dict[str, Any]] = []
+    shown: tuple[int, ...] = ()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -139,10 +149,25 @@ class AuditScreen(TypeToFilter, ModeScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#runs", DataTable).add_columns(*RUN_COLUMNS)
+        self._set_columns()
         self.query_one("#audit-find", Input).display = False
         super().on_mount()
         self.query_one("#runs", DataTable).focus()
+
+    def _set_columns(self) -> bool:
+        """The columns for this width; True when they changed."""
+        shown = shown_columns(self.size.width or 80)
+        if shown == self.shown:
+            return False
+        self.shown = shown
+        table = self.query_one("#runs", DataTable)
+        table.clear(columns=True)
+        table.add_columns(*(RUN_COLUMNS[i] for i in shown))
+        return True
+
+    def on_resize(self) -> None:
+        if self._set_columns():
+            self._show()
 
     def filter_box(self) -> Input:
         return self.query_one("#audit-find", Input)
@@ -166,8 +191,8 @@ class AuditScreen(TypeToFilter, ModeScreen):
         words = self.filter_box().value.casefold().split()
         for run in self.runs:
             cells = run_cells(run)
-            if run_matches(cells, words):
-                table.add_row(*cells, key=str(run["id"]))
+            if run_matches(cells, words):  # every field, shown or not
+                table.add_row(*(cells[i] for i in self.shown), key=str(run["id"]))
         if selected is not None and selected in table.rows:
             table.move_cursor(row=table.get_row_index(selected))
         self.query_one("#audit-summary", Static).update(self._summary(table.row_count, words))
