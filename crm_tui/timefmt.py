@@ -30,7 +30,7 @@ def relative(stamp: str | None, now: datetime | None = None) -> str:
             count = round(seconds / size)
             label = f"{count} {unit}{'s' if unit == 'day' and count != 1 else ''}"
             return f"in {label}" if future else f"{label} ago"
-    return "just now"  # pragma: no cover
+    return "in 1 min" if future else "1 min ago"  # 45-59 s: a minute, give or take
 
 
 def exact(stamp: str | None) -> str:

@@ -665,3 +665,19 @@ async def test_the_schedules_sync_all_is_quiet_unless_something_failed(demo_sett
         await until(pilot, lambda: app._batch is None and not app.engine.running(), 60)
         await pilot.pause(0.1)
         assert [n for n in app._notifications if "synced" in str(n.message)]
+
+
+def test_a_time_under_a_minute_away_is_not_just_now() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from crm_tui.timefmt import relative
+
+    now = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
+
+    def stamp(seconds: int) -> str:
+        return (now + timedelta(seconds=seconds)).isoformat()
+
+    assert relative(stamp(56), now) == "in 1 min"
+    assert relative(stamp(-56), now) == "1 min ago"
+    assert relative(stamp(10), now) == "in a moment" and relative(stamp(-10), now) == "just now"
+    assert relative(stamp(-600), now) == "10 min ago"

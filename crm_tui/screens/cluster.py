@@ -25,6 +25,7 @@ from crm_tui.dedup.merge import (
     plan_merge,
     undo_merge,
 )
+from crm_tui.formats import field_label
 from crm_tui.models import Contact
 from crm_tui.screens.confirm import ConfirmScreen
 from crm_tui.screens.detail import RecordScreen
@@ -241,7 +242,8 @@ class ClusterScreen(ModalScreen[None]):
         choice = self.plan[name]
         values = [_shown(getattr(r, name)) for r in self.records]
         differs = len({self._same_as(name, v) for v in values if v} - {None}) > 1
-        cells = [safe(("≠ " if differs else "  ") + name, DIFFERS if differs else "bold")]
+        label = ("≠ " if differs else "  ") + field_label(name)
+        cells = [safe(label, DIFFERS if differs else "bold")]
         cells.append(safe(_shown(choice.value), "bold"))
         for record, value in zip(self.records, values, strict=True):
             style = DIFFERS if differs and value else ""

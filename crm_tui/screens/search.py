@@ -51,7 +51,8 @@ COLUMNS: dict[RecordKind, tuple[tuple[str, str, int, int], ...]] = {
         ("amount", "Amount", 12, 1),
         ("stage", "Stage", 10, 2),
         ("status", "Status", 8, 5),
-        ("property_address", "Property", 14, 3),
+        ("close_date", "Close", 10, 3),
+        ("property_address", "Property", 14, 6),
     ),
 }
 SOURCE_WIDTH = 8  # the source column is always shown, at least this wide
