@@ -22,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from textual.widgets import DataTable, Input
 
-from crm_tui.app import make_app
+from crm_tui.app import CrmApp, make_app
 from crm_tui.config import config_dir, read_env_file
 from crm_tui.demo.servers import DemoServers, Faults
 from crm_tui.envfile import save_settings
@@ -538,12 +538,17 @@ async def test_the_syncs_a_start_makes_end_in_one_notice(demo_settings) -> None:
     assert [m for m in messages if "synced" in m] == [f"{remote} sources synced"]
 
 
+def slow_app(tmp_path: Path, servers: DemoServers) -> CrmApp:
+    """The app on demo servers that answer late: syncs that are still running."""
+    env = {k.lower(): v for k, v in servers.env().items()}
+    return make_app(make_settings(tmp_path, **env), sync_stale=False)
+
+
 @pytest.mark.parametrize("faulty_servers", [Faults(latency=1.0)], indirect=True)
 async def test_quitting_during_several_syncs_names_them_in_one_question(
     tmp_path: Path, faulty_servers: DemoServers
 ) -> None:
-    env = {k.lower(): v for k, v in faulty_servers.env().items()}
-    app = make_app(make_settings(tmp_path, **env), sync_stale=False)
+    app = slow_app(tmp_path, faulty_servers)
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: app.loaded)
         app.sync_source("followupboss")
@@ -638,8 +643,7 @@ async def test_setup_never_sends_a_typed_key_where_a_folders_env_points(
 async def test_a_source_cancelled_during_sync_all_is_told_as_cancelled_not_failed(
     tmp_path: Path, faulty_servers: DemoServers
 ) -> None:
-    env = {k.lower(): v for k, v in faulty_servers.env().items()}
-    app = make_app(make_settings(tmp_path, **env), sync_stale=False)
+    app = slow_app(tmp_path, faulty_servers)
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: app.loaded)
         app.sync_all()
