@@ -239,6 +239,7 @@ class CrmApp(App[None]):
         self.switch_mode("status")
         self.run_worker(self._load(), group="load", exit_on_error=False, name="load snapshot")
         self.set_interval(self.WATCH_SECONDS, self._watch_database, name="watch database")
+        self.set_interval(self.SWEEP_SECONDS, self._sweep_runs, name="sweep runs")
         interval = self.settings.crm_sync_interval_minutes
         if interval:
             self.set_interval(interval * 60, self.sync_all_scheduled, name="scheduled sync")
@@ -319,6 +320,19 @@ class CrmApp(App[None]):
                 self.show_store_error(damaged(db.path, problem))
 
         self.run_worker(check(), group="integrity", exit_on_error=False, name="check pages")
+
+    #: How often the open app looks for runs whose process died (a cron sync killed):
+    #: without it they would read "running" until some process opens the database again.
+    SWEEP_SECONDS = 60.0
+
+    def _sweep_runs(self) -> None:
+        db = self.store.db
+        if db is not None and not self.read_only_reason and self.store_error is None:
+            self.run_worker(self._swept(db), group="sweep", exit_on_error=False, name="sweep")
+
+    async def _swept(self, db: Database) -> None:
+        if await self.store.in_writer(db.interrupt_abandoned_runs):
+            self.store_changed.publish(StoreChange(None, (), status_only=True))
 
     def _watch_database(self) -> None:
         """One look at a time, never cancelled: a look that is applying another process's

@@ -685,3 +685,32 @@ def test_a_time_under_a_minute_away_is_not_just_now() -> None:
     assert relative(stamp(-56), now) == "1 min ago"
     assert relative(stamp(10), now) == "in a moment" and relative(stamp(-10), now) == "just now"
     assert relative(stamp(-600), now) == "10 min ago"
+
+
+def ended_pid() -> int:
+    """The pid of a process that has ended (a cron sync, killed)."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(done.stdout)
+
+
+async def test_the_open_app_marks_a_run_whose_process_died_without_a_restart(settings) -> None:
+    dead_pid = ended_pid()
+    app = make_app(settings, sync_stale=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.loaded)
+        path = settings.database_path
+        with sqlite3.connect(path) as conn:  # begun after the app opened the database
+            _owner(conn, Owner("cron", "me", _machine(), dead_pid, "1"), time.time())
+            run_id = _open_run(conn, "followupboss", "cron")
+        app._sweep_runs()  # what the minute's timer does
+        await until(pilot, lambda: not any(w.group == "sweep" for w in app.workers))
+        with sqlite3.connect(path) as conn:
+            outcome = conn.execute(
+                "SELECT outcome FROM sync_runs WHERE id = ?", (run_id,)
+            ).fetchone()[0]
+    assert outcome == "interrupted"
