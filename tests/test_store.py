@@ -378,3 +378,20 @@ def test_a_sharded_dict_behaves_like_one_dict_then_lets_go():
     assert sharded.get(("new", 0)) == 7 and sharded.get(("absent", 0)) is None
     sharded.release()
     assert len(sharded) == 0
+
+
+def test_a_database_at_the_shipped_version_6_gains_the_inbox_claim_columns(tmp_path):
+    path = tmp_path / "crm.db"
+    conn = sqlite3.connect(path)
+    for migration in MIGRATIONS[:6]:  # as a cache made by the release with schema 6
+        for statement in _statements(migration):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version=6")
+    conn.commit()
+    conn.close()
+    Database(path).close()
+    conn = sqlite3.connect(path)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(webhook_inbox)")}
+    assert {"tried_at", "claimed_by", "heartbeat_at"} <= columns
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.close()

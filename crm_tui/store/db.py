@@ -223,17 +223,21 @@ MIGRATIONS: tuple[str, ...] = (
         id INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT NOT NULL, source TEXT NOT NULL,
         event TEXT NOT NULL, payload TEXT NOT NULL, received_at TEXT NOT NULL,
         state TEXT NOT NULL DEFAULT 'new', attempts INTEGER NOT NULL DEFAULT 0,
-        error TEXT, tried_at TEXT, claimed_by TEXT, heartbeat_at TEXT, done_at TEXT);
+        error TEXT, done_at TEXT);
     CREATE INDEX webhook_inbox_state ON webhook_inbox (user_id, state, id);
     CREATE TABLE webhook_refusals (
         source TEXT NOT NULL, reason TEXT NOT NULL, count INTEGER NOT NULL,
         last_at TEXT NOT NULL, PRIMARY KEY (source, reason));
     """,
     # 6 -> 7: which process runs a sync, so that a run whose process is gone (killed, a
-    # machine that lost power) is marked interrupted instead of staying "running" forever
+    # machine that lost power) is marked interrupted instead of staying "running" forever;
+    # which process holds a webhook while applying it (migration 6 had shipped without)
     """
     ALTER TABLE sync_runs ADD COLUMN owner TEXT;
     CREATE INDEX sync_runs_open ON sync_runs (owner) WHERE ended_at IS NULL;
+    ALTER TABLE webhook_inbox ADD COLUMN tried_at TEXT;
+    ALTER TABLE webhook_inbox ADD COLUMN claimed_by TEXT;
+    ALTER TABLE webhook_inbox ADD COLUMN heartbeat_at TEXT;
     """,
 )
 
