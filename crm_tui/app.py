@@ -729,7 +729,8 @@ class CrmApp(App[None]):
         the audit and every log handler's filter."""
         secrets = settings.secret_values()
         self.masker.add(*secrets)
-        for handler in logging.getLogger().handlers:
+        handlers = [*logging.getLogger().handlers, *logging.getLogger("crm_tui").handlers]
+        for handler in handlers:  # the log file and --debug's stderr sit on "crm_tui"
             for found in handler.filters:
                 if isinstance(found, SecretFilter):
                     found.masker.add(*secrets)
@@ -890,8 +891,9 @@ def make_app(
 
 def _title_of(screen: Screen[Any]) -> str:
     """A screen's name for a command's help line: "Search screen", "Record screen"."""
-    name = type(screen).__name__.removesuffix("Screen")
-    return f"{name} screen"
+    from crm_tui.screens.help import screen_title
+
+    return f"{screen_title(type(screen))} screen"
 
 
 async def _settled(worker: Worker[Any]) -> None:

@@ -714,3 +714,20 @@ async def test_the_open_app_marks_a_run_whose_process_died_without_a_restart(set
                 "SELECT outcome FROM sync_runs WHERE id = ?", (run_id,)
             ).fetchone()[0]
     assert outcome == "interrupted"
+
+
+def test_a_key_typed_into_setup_is_masked_by_the_log_files_filter(settings) -> None:
+    import logging
+
+    from crm_tui.logs import SecretFilter, SecretMasker
+    from crm_tui.screens.setup import with_values
+
+    handler = logging.NullHandler()
+    handler.addFilter(log_filter := SecretFilter(SecretMasker()))
+    logging.getLogger("crm_tui").addHandler(handler)  # where setup_logging puts the file's
+    try:
+        app = make_app(settings, sync_stale=False)
+        app._mask_everywhere(with_values(settings, {"FUB_API_KEY": "typed-key-9876"}))
+        assert "typed-key-9876" not in log_filter.masker("sent typed-key-9876")
+    finally:
+        logging.getLogger("crm_tui").removeHandler(handler)

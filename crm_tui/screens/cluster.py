@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
+from rich.cells import cell_len, set_cell_size
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -63,7 +64,8 @@ def merged_preview(plan: dict[str, FieldChoice]) -> str:
 
 
 def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+    """At most `width` cells (a wide character takes two)."""
+    return text if cell_len(text) <= width else set_cell_size(text, width - 1) + "…"
 
 
 def record_columns(width: int, records: int) -> tuple[int, int]:

@@ -20,7 +20,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.dom import DOMNode
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
 from crm_tui.search.query import query_help
@@ -54,7 +54,7 @@ def key_text(app: Any, binding: Binding) -> str:
     return " ".join(dict.fromkeys(k for k in shown if k))
 
 
-def _title(cls: type) -> str:
+def screen_title(cls: type) -> str:
     words = re.findall(r"[A-Z][a-z]*", cls.__name__.removesuffix("Screen")) or [cls.__name__]
     return " ".join(words).capitalize()
 
@@ -97,12 +97,12 @@ def key_groups(app: CrmApp) -> list[Group]:
         done.update(cls.__mro__)  # a mode's mixins (local actions) are shown with it
     others = sorted(
         (c for c in _crm_classes(DOMNode) if c not in done and not issubclass(c, App)),
-        key=_title,
+        key=screen_title,
     )
     for cls in others:
         own = [b for b in cls.__dict__.get("BINDINGS", ()) if isinstance(b, Binding)]
         if own:
-            groups.append((_title(cls), _rows(app, own_bindings(cls))))
+            groups.append((screen_title(cls), _rows(app, own_bindings(cls))))
     return [(title, rows) for title, rows in groups if rows]
 
 
@@ -174,7 +174,3 @@ class HelpScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#help-body", VerticalScroll).focus()
-
-
-def is_help(screen: Screen[Any]) -> bool:
-    return isinstance(screen, HelpScreen)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import re
 import ssl
 from collections.abc import Mapping
@@ -136,26 +135,20 @@ def home_short(path: Path) -> str:
 
 
 def where_to_fix(settings: tuple[str, ...]) -> str:
-    """ "check FUB_API_KEY in ~/.config/crm-tui/.env": the file (or the environment) that
-    set the first of them, else the config dir's .env, where it should go."""
-    from crm_tui.config import config_dir
+    """ "check FUB_API_KEY in ~/.config/crm-tui/.env": the place that set the first of them
+    (config.winning_source, the order settings are read in), else the config dir's .env."""
+    from crm_tui.config import ConfigError, config_dir, winning_source
 
     names = " and ".join(settings)
     if not settings:
         return "check the credentials"
-    first = settings[0]
-    if os.environ.get(first):
-        return f"check {names} in the environment"
-    for path in (Path.cwd() / ".env", config_dir() / ".env"):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            continue
-        for line in text.splitlines():
-            key = line.strip().removeprefix("export ").split("=", 1)[0].strip()
-            if key.upper() == first.upper() and "=" in line:
-                return f"check {names} in {home_short(path)}"
-    return f"set {names} in {home_short(config_dir() / '.env')}"
+    try:
+        where = winning_source(settings[0])
+    except ConfigError:  # a .env that cannot be read: say where it should go
+        where = None
+    if where is None:
+        return f"set {names} in {home_short(config_dir() / '.env')}"
+    return f"check {names} in {where if where == 'the environment' else home_short(Path(where))}"
 
 
 def refused(settings: tuple[str, ...]) -> str:

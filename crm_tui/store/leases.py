@@ -159,6 +159,14 @@ class LeaseStore:
         it is gone only once its heartbeat is older than the lease TTL. A run from before
         runs named their process counts as gone unless a live process holds a lease on
         that source."""
+        with self._lock, self._reading():  # the usual case, none open: no write lock taken
+            if (
+                self._conn.execute(
+                    "SELECT 1 FROM sync_runs WHERE ended_at IS NULL LIMIT 1"
+                ).fetchone()
+                is None
+            ):
+                return 0
         with self.transaction() as conn:
             rows = conn.execute(
                 f"SELECT r.id, r.user_id, r.source, r.owner, {OWNER_COLUMNS} FROM sync_runs r"
