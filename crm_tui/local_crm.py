@@ -93,6 +93,16 @@ _CHECKS: dict[str, Any] = {
 
 def validate(kind: RecordKind, fields: dict[str, Any], region: str = "US") -> dict[str, Any]:
     """The cleaned payload to store, or ValidationFailed naming each bad field."""
+    out, errors = check_fields(kind, fields, region)
+    return _required(kind, out, errors)
+
+
+def check_fields(
+    kind: RecordKind, fields: dict[str, Any], region: str = "US"
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each field cleaned (e-mail syntax, a possible phone number with its E.164 form
+    under `phone_e164`, amounts, dates), and the reason for each that is wrong: the rules
+    every edit follows, of a local record or a vendor's."""
     allowed = CONTACT_EDITABLE if kind == "contacts" else DEAL_EDITABLE
     errors: dict[str, str] = {}
     out: dict[str, Any] = {}
@@ -114,7 +124,7 @@ def validate(kind: RecordKind, fields: dict[str, Any], region: str = "US") -> di
                 out[name] = _CHECKS.get(name, str)(text)
         except ValueError as exc:
             errors[name] = str(exc)
-    return _required(kind, out, errors)
+    return out, errors
 
 
 def _required(kind: RecordKind, out: dict[str, Any], errors: dict[str, str]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from crm_tui.sources.kit import (
     Capabilities,
     Changes,
     CsvExport,
+    KeyHeader,
     One,
     RateHeaders,
     RetryPolicy,
@@ -35,6 +36,7 @@ from crm_tui.sources.kit import (
 )
 from crm_tui.sources.mapping import FieldMap, Overrides, RecordBuilder, get_path, source_maps
 from crm_tui.sources.pagination import Page, Stream, first_at, read_pages
+from crm_tui.sources.writes import Draft, Writes
 
 if TYPE_CHECKING:
     import httpx
@@ -109,12 +111,15 @@ class Source(ABC):
     webhooks: ClassVar[Webhooks | None] = None
     #: How many records a webhook's fetch asks for at once.
     fetch_concurrency: ClassVar[int] = 4
+    #: What crm-tui may change at the vendor (crm_tui/sources/writes.py): nothing by default.
+    writes: ClassVar[Writes] = Writes()
 
     def __init__(self, ctx: SourceContext) -> None:
         self.ctx = ctx
         self.maps = source_maps(self.name, self.field_maps, ctx.overrides)
         self._builders = {kind: RecordBuilder(kind, m) for kind, m in self.maps.items()}
         self._client: HttpClient | None = None
+        self._choices: dict[tuple[RecordKind, str], dict[str, Any]] = {}
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -155,6 +160,7 @@ class Source(ABC):
             contacts="contacts" in self.endpoints,
             deals="deals" in self.endpoints,
             incremental=any(self.incremental(kind) for kind in self.changes),
+            write_back=self.writes.any,
         )
 
     def streams(self) -> tuple[RecordKind, ...]:
@@ -256,6 +262,60 @@ class Source(ABC):
         wanted = [i for i in dict.fromkeys(remote_ids) if _REMOTE_ID.fullmatch(i)]
         await asyncio.gather(*(fetch(i) for i in wanted))
         return found, gone
+
+    # -- writing ------------------------------------------------------------------------------
+
+    async def read_one(self, stream: RecordKind, remote_id: str) -> Any | None:
+        """The record as the vendor has it now (None: it has none, or it is trashed).
+        Raises SourceError when the vendor cannot be asked."""
+        one, endpoint = self.single.get(stream), self.endpoint(stream)
+        if one is None or endpoint is None or not _REMOTE_ID.fullmatch(remote_id):
+            raise SourceError(f"{self.display_name} cannot read one {stream} record")
+        params = {k: v for k, v in endpoint.params.items() if k != "limit"}
+        try:
+            body = await self.client.get_json(one.path.format(id=remote_id), params, what=stream)
+        except NotFound:
+            return None
+        raw = first_at(body, one.at) if one.at else body
+        if raw is None or (endpoint.skip is not None and endpoint.skip(raw)):
+            return None
+        return raw
+
+    async def choices(self, stream: RecordKind, name: str) -> dict[str, Any]:
+        """The values a writable field may take as the vendor lists them (label -> what is
+        sent), read once per source; {} when the vendor lists none."""
+        spec = self.writes.update.get(stream)
+        listed = spec.choices.get(name) if spec else None
+        if listed is None:
+            return {}
+        key = (stream, name)
+        if key not in self._choices:
+            self._choices[key] = listed.read(await self.client.get_json(listed.path, what=name))
+        return self._choices[key]
+
+    def header_names(self) -> tuple[str, ...]:
+        """The headers a request carries besides its content type (their values are
+        credentials: a dry run shows the names only)."""
+        key = self.auth.header if isinstance(self.auth, KeyHeader) else "Authorization"
+        settings = self.ctx.settings
+        extra = (
+            h for h, env in self.extra_headers.items() if is_set(getattr(settings, env.lower()))
+        )
+        return (key, *extra) if self.auth is not None else tuple(extra)
+
+    async def send(self, draft: Draft, *, repeatable: bool = True) -> Any:
+        """Send a write; the vendor's decoded answer. Raises Rejected (the vendor refused
+        it as it stands), AnswerLost (no answer to a request that must not be repeated)
+        and the usual SourceErrors."""
+        body, _ = await self.client.send_json(
+            draft.method,
+            draft.path,
+            params=draft.params or None,
+            body=draft.body,
+            what="edit",
+            repeatable=repeatable,
+        )
+        return body
 
     def read_other(self, stream: RecordKind, *, probe: bool = False) -> AsyncIterator[Page]:
         """A stream that is not a REST endpoint (a CSV report, the local database)."""

@@ -41,6 +41,16 @@ class RateLimited(RemoteError):
         self.retry_at = retry_at
 
 
+class AnswerLost(RemoteError):
+    """A request that must not be repeated left, and no answer came back: the vendor may
+    have carried it out. Whoever sent it reads the vendor before deciding to send again."""
+
+
+class Rejected(RemoteError):
+    """The vendor refused a write as it stands (a validation error, a missing permission,
+    a deleted record): sending it again will not help; the person must change or drop it."""
+
+
 class PaginationError(RemoteError):
     """A paginator would loop forever (a repeated cursor, too many pages)."""
 

@@ -19,6 +19,17 @@ from crm_tui.sources.base import Source
 from crm_tui.sources.kit import Basic, Changes, Named, One, Setting, Signed, Webhooks
 from crm_tui.sources.mapping import primary
 from crm_tui.sources.pagination import CursorInBody, Stream
+from crm_tui.sources.writes import (
+    At,
+    Choices,
+    Create,
+    Items,
+    Note,
+    PrimaryItem,
+    Tags,
+    Update,
+    Writes,
+)
 from crm_tui.vocabulary import ACTIVE
 from crm_tui.webhooks.events import CHANGED, DELETED, Action, remote_id
 from crm_tui.webhooks.verify import BAD_SIGNATURE, UNSIGNED, hmac_hex, same
@@ -110,6 +121,67 @@ def named_records(payload: Any) -> list[Named]:
     return [(stream, rid, action) for rid in map(remote_id, ids) if rid is not None]
 
 
+# -- writes: PUT of partial bodies, new leads through events, notes ---------------------------
+
+WRITES = Writes(
+    update={
+        "contacts": Update(
+            "PUT",
+            "people/{id}",
+            {
+                "first_name": At("firstName"),
+                "last_name": At("lastName"),
+                "stage": At("stage"),
+                # the vendor replaces these lists whole: the current list, primary changed
+                "email": PrimaryItem("emails"),
+                "phone": PrimaryItem("phones"),
+                "tags": Tags(merge_param="mergeTags"),
+            },
+            choices={"stage": Choices("stages", ("stages",))},
+        ),
+        "deals": Update(
+            "PUT",
+            "deals/{id}",
+            {
+                "name": At("name"),
+                "amount": At("price", "number"),
+                "stage": At("stageId", "integer"),
+                "close_date": At("projectedCloseDate"),
+            },
+            # a deal's stage is sent as its id, listed under each pipeline
+            choices={"stage": Choices("pipelines", ("pipelines", "stages"), value="id")},
+        ),
+    },
+    # the vendor's recommended intake: it de-duplicates by e-mail and phone and runs the
+    # account's automations (POST /people runs none)
+    create=Create(
+        "events",
+        {
+            "first_name": At("person.firstName"),
+            "last_name": At("person.lastName"),
+            "email": Items("person.emails"),
+            "phone": Items("person.phones"),
+            "tags": At("person.tags"),
+            "lead_source": At("source"),
+            "message": At("message"),
+        },
+        fixed={"source": "crm-tui", "type": "General Inquiry"},
+        deduplicates=True,
+        required_any=("email", "phone", "first_name", "last_name"),
+    ),
+    note=Note(
+        "notes",
+        person="personId",
+        text="body",
+        subject="subject",
+        fixed={"isHtml": False},
+        listing="notes",
+        listing_param="personId",
+        listing_at=("notes",),
+    ),
+)
+
+
 class FollowUpBossSource(Source):
     name = "followupboss"
     display_name = "Follow Up Boss"
@@ -144,6 +216,7 @@ class FollowUpBossSource(Source):
     }
     single = {"contacts": One("people/{id}"), "deals": One("deals/{id}")}
     webhooks = Webhooks("FUB_SYSTEM_KEY", check_signature, _problem, _event, named_records)
+    writes = WRITES
     statuses = {
         "deals": {
             "buyer consultation": ACTIVE,

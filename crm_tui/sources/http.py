@@ -35,7 +35,14 @@ from crm_tui import jsoncodec
 from crm_tui.config import ConfigError, insecure_url_problem
 from crm_tui.logs import SecretMasker
 from crm_tui.models import RateReading, utc_now
-from crm_tui.sources.errors import AuthError, NotFound, RateLimited, RemoteError
+from crm_tui.sources.errors import (
+    AnswerLost,
+    AuthError,
+    NotFound,
+    RateLimited,
+    Rejected,
+    RemoteError,
+)
 from crm_tui.sources.kit import Auth as AuthSpec
 from crm_tui.sources.kit import (
     Basic,
@@ -93,10 +100,13 @@ current_stats: contextvars.ContextVar[StreamStats | None] = contextvars.ContextV
 
 
 class _Retryable(Exception):
-    def __init__(self, details: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, details: str, retry_after: float | None = None, *, unprocessed: bool = False
+    ) -> None:
         super().__init__(details)
         self.details = details
         self.retry_after = retry_after
+        self.unprocessed = unprocessed  # the server says it did nothing (a 429)
 
 
 #: The longest wait any header may ask for: past it, a number is as good as "never".
@@ -468,6 +478,10 @@ class HttpClient:
     async def aclose(self) -> None:
         await self._client.aclose()
 
+    @property
+    def base_url(self) -> str:
+        return str(self._client.base_url)
+
     async def get_json(
         self,
         path: str,
@@ -516,19 +530,45 @@ class HttpClient:
         params: dict[str, Any] | None = None,
         body: Any = None,
         what: str = "records",
+        repeatable: bool = True,
     ) -> tuple[Any, httpx.Headers]:
-        """Any method with an optional JSON body (a search, a webhook subscription), under
-        the same retry table, rate budget and errors as a GET; the decoded answer (None
-        when it has no body) and its headers."""
+        """Any method with an optional JSON body (a search, a webhook subscription, an
+        edit), under the same retry table, rate budget and errors as a GET; the decoded
+        answer (None when it has no body) and its headers. A request that is not
+        `repeatable` (one that would create a second note) is sent again only when it never
+        left or the server said it did nothing (a 429); a failure after it left raises
+        AnswerLost: it may have been carried out."""
         content = jsoncodec.dumps(body).encode() if body is not None else None
         relative = self._relative(path)
+        sent: list[bool] = []
 
         async def attempt() -> tuple[Any, httpx.Headers]:
-            response = await self._respond(relative, params, method=method, content=content)
+            sent.clear()
+            response = await self._respond(
+                relative, params, method=method, content=content, on_sent=lambda: sent.append(True)
+            )
             decoded = await self._decode(response) if response.content else None
             return decoded, response.headers
 
-        return await self._retried(what, attempt)
+        if repeatable:
+            return await self._retried(what, attempt)
+
+        def again(exc: Exception) -> bool | float:
+            if isinstance(exc, _Retryable) and sent and not exc.unprocessed:
+                return False
+            return self._backoff(exc)
+
+        try:
+            async for trying in self._retrying(again):
+                with trying:
+                    return await attempt()
+        except _Retryable as exc:
+            if sent and not exc.unprocessed:
+                raise AnswerLost(
+                    "no answer", f"{self.masker(exc.details)}; it may have been carried out"
+                ) from None
+            raise RemoteError(self.masker(exc.details)) from None
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def array_pages(
         self,
@@ -701,17 +741,18 @@ class HttpClient:
                     f"retry after {retry_after:.0f} seconds",
                     self.rate_limited_until,
                 )
-            raise _Retryable(f"the server answered HTTP {status}", retry_after)
+            raise _Retryable(
+                f"the server answered HTTP {status}", retry_after, unprocessed=status == 429
+            )
         if status == 403:
-            raise RemoteError(
+            raise Rejected(
                 "access denied (HTTP 403)",
                 "the key works but lacks a permission this needs",
                 self._said(response),
             )
         if status >= 400:
-            raise (NotFound if status == 404 else RemoteError)(
-                f"the server answered HTTP {status}", "", self._said(response)
-            )
+            refusal = NotFound if status == 404 else Rejected if status < 500 else RemoteError
+            raise refusal(f"the server answered HTTP {status}", "", self._said(response))
         if status >= 300:
             location = shown_url(single_line(response.headers.get("location", "")[:500]))
             location = self.masker(location[:200])

@@ -22,6 +22,7 @@ from crm_tui.store.changes import Changes
 from crm_tui.store.db import Database
 from crm_tui.store.errors import StreamBusy
 from crm_tui.store.leases import Holder, Lease
+from crm_tui.writeback.values import with_values
 
 #: How many of a stream's recent versions remember the ids they changed.
 _REMEMBERED_VERSIONS = 256
@@ -62,6 +63,9 @@ class CacheStore:
         self._imported: dict[RecordKind, dict[str, dict[str, Record]]] = {k: {} for k in KINDS}
         self._status: dict[str, SourceStatus] = {}
         self._subscribers: list[Subscriber] = []
+        # record id -> the values of its edits still on their way to the vendor (the outbox):
+        # laid over the record as it is cached, whoever wrote that
+        self._pending: dict[str, dict[str, Any]] = {}
 
     # -- subscriptions -------------------------------------------------------------------
 
@@ -150,6 +154,10 @@ class CacheStore:
     def get(self, kind: RecordKind, record_id: str) -> Record | None:
         source = record_id.split(":", 1)[0]
         return self._records[kind].get(source, {}).get(record_id)
+
+    def pending(self, record_id: str) -> dict[str, Any] | None:
+        """The values an unsent edit gives the record (None: nothing waits)."""
+        return self._pending.get(record_id)
 
     def count(self, kind: RecordKind, source: str | None = None) -> int:
         by_source = self._records[kind]
@@ -294,8 +302,11 @@ class CacheStore:
         with gc_paused():  # a young dict of a million: no collection walks it, it is frozen
             updated = dict(base)
         changed = set()
+        pending = self._pending
         for record in upserts:
             if record.id not in overlay:
+                if record.id in pending:
+                    record = with_values(record, pending[record.id])
                 updated[record.id] = record
                 changed.add(record.id)
         removed = 0
@@ -341,6 +352,7 @@ class CacheStore:
         overlay = self._imported[kind].get(source)
         if overlay:
             fresh.update(overlay)
+        self._lay_pending(fresh)
         old = self._records[kind].get(source)
         self._records[kind][source] = fresh
         if old:
@@ -424,6 +436,24 @@ class CacheStore:
                     self._status[source], last_sync=saved[source].last_sync
                 )
 
+    # -- edits on their way to a vendor ----------------------------------------------------
+
+    def _lay_pending(self, records: dict[str, Record]) -> None:
+        for record_id, values in self._pending.items():
+            record = records.get(record_id)
+            if record is not None:
+                records[record_id] = with_values(record, values)
+
+    async def outbox_changed(self, kind: RecordKind, source: str, ids: Iterable[str]) -> None:
+        """This process changed the outbox for these records: their pending values are read
+        again and the records shown with them (or, once sent or dropped, as cached)."""
+        if self.db is None:
+            return
+        self._pending = await asyncio.to_thread(self.db.pending_values, self.user_id)
+        wanted = sorted(set(ids))
+        found = await asyncio.to_thread(self._read_ids, kind, source, wanted)
+        await self._apply_off_loop(kind, source, found, [])
+
     # -- another process's commits -------------------------------------------------------
 
     async def follow(self, changes: Changes) -> None:
@@ -431,6 +461,8 @@ class CacheStore:
         replaced is read again, records it changed are read by id; everything else stays."""
         if self.db is None or changes.empty:
             return
+        # an outbox change is logged as its record's: read what waits before the records
+        self._pending = await asyncio.to_thread(self.db.pending_values, self.user_id)
         if changes.everything:
             await self.load()
             return
@@ -501,9 +533,12 @@ class CacheStore:
                         part = by_source[record.source] = {}
                     part[record.id] = record
         records, imported = layers
+        pending = self._pending = self.db.pending_values(self.user_id)
         for kind in KINDS:
             for source, overlay in imported[kind].items():
                 records[kind].setdefault(source, {}).update(overlay)
+            for part in records[kind].values() if pending else ():
+                self._lay_pending(part)
         return records, imported, self.db.load_statuses(self.user_id)
 
     def _apply_snapshot(

@@ -51,6 +51,7 @@ from crm_tui.store.files import (
 )
 from crm_tui.store.leases import Holder, Lease, LeaseStore
 from crm_tui.store.local_rows import LocalRecordStore
+from crm_tui.store.outbox import OutboxStore
 from crm_tui.store.syncstate import SyncStateStore
 
 # Control characters are stripped at ingest, so neither separator occurs inside a value.
@@ -70,7 +71,7 @@ _INTERNED = frozenset(
         "synced_at",
     }
 )
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 #: A refresh that changed more records than this is logged as a whole stream replaced.
 DIFF_LIMIT = 20_000
 _COLUMNS: dict[RecordKind, tuple[str, ...]] = {"contacts": CONTACT_FIELDS, "deals": DEAL_FIELDS}
@@ -239,6 +240,19 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE webhook_inbox ADD COLUMN claimed_by TEXT;
     ALTER TABLE webhook_inbox ADD COLUMN heartbeat_at TEXT;
     """,
+    # 7 -> 8: two-way sync. Edits of vendor records wait in an outbox until the vendor has
+    # them, and stay as the audit of every write (see store/outbox.py)
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT NOT NULL, source TEXT NOT NULL,
+        stream TEXT NOT NULL, action TEXT NOT NULL, record_id TEXT, remote_id TEXT,
+        base TEXT NOT NULL, wanted TEXT NOT NULL, theirs TEXT, state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0, error TEXT, answer TEXT, author TEXT NOT NULL,
+        created_at TEXT NOT NULL, updated_at TEXT NOT NULL, sent_at TEXT, done_at TEXT,
+        claimed_by TEXT);
+    CREATE INDEX outbox_state ON outbox (user_id, state, source, id);
+    CREATE INDEX outbox_record ON outbox (user_id, record_id, id);
+    """,
 )
 
 
@@ -280,7 +294,9 @@ def _to_row(record: Record, generation: int) -> list[Any]:
     return row
 
 
-class Database(LeaseStore, DecisionStore, LocalRecordStore, ChangeLogStore, SyncStateStore):
+class Database(
+    LeaseStore, DecisionStore, LocalRecordStore, ChangeLogStore, SyncStateStore, OutboxStore
+):
     def __init__(self, path: Path) -> None:
         self.path = path
         self._init_leases()

@@ -54,6 +54,7 @@ UNUSED = (
     "id NOT IN (SELECT owner FROM leases)"
     " AND id NOT IN (SELECT owner FROM pending_generations)"
     " AND id NOT IN (SELECT owner FROM sync_runs WHERE ended_at IS NULL AND owner IS NOT NULL)"
+    " AND id NOT IN (SELECT claimed_by FROM outbox WHERE claimed_by IS NOT NULL)"
 )
 INTERRUPTED = "interrupted"
 

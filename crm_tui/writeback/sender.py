@@ -1,0 +1,232 @@
+"""Sending one claimed outbox entry to its vendor, safely.
+
+No vendor offers optimistic concurrency, so crm-tui brings its own: the record is read
+again just before the write, and a field the vendor changed since the person saw it (to
+something else than what they want) stops the edit as a conflict with the three versions
+kept. An entry that may already have been sent (`unsure`) is never sent blindly: the vendor
+is read back first. What the vendor answers is committed to the cache before the entry is
+marked done, so the record never flashes back to its old values.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from crm_tui.faults import fault_point
+from crm_tui.models import RecordKind, record_id, utc_now
+from crm_tui.sources.errors import (
+    AnswerLost,
+    AuthError,
+    InvalidRecord,
+    NotFound,
+    RateLimited,
+    Rejected,
+    SourceError,
+    first_line,
+)
+from crm_tui.sources.writes import Value, create_draft, located, note_draft, update_draft
+from crm_tui.store.outbox import OutboxEntry, State
+from crm_tui.text import single_line
+from crm_tui.writeback.values import conflicts, same, unified
+
+if TYPE_CHECKING:
+    from crm_tui.sources.base import Source
+    from crm_tui.store.cache import CacheStore
+
+log = logging.getLogger(__name__)
+
+
+class Finished(Exception):
+    """How an entry ended, raised from deep in a send."""
+
+    def __init__(self, state: State, error: str | None = None, **extra: Any) -> None:
+        super().__init__(error or state)
+        self.state = state
+        self.error = error
+        self.extra = extra
+
+
+def _answer(body: Any) -> str:
+    """The vendor's answer as one short line for the audit (ids and status, no payload)."""
+    if body is None:
+        return "accepted (no body)"
+    if isinstance(body, dict):
+        record = body.get("data") if isinstance(body.get("data"), dict) else body
+        ident = record.get("id") or record.get("leadId")
+        return f"accepted: id {single_line(str(ident))[:40]}" if ident is not None else "accepted"
+    return "accepted"
+
+
+class Sender:
+    """Sends the entries of one source."""
+
+    def __init__(self, source: Source, store: CacheStore) -> None:
+        self.source = source
+        self.store = store
+        self.db = store.db
+
+    async def send(self, entry: OutboxEntry) -> OutboxEntry | None:
+        """Send one claimed entry and record how it ended; vendor failures end up in the
+        entry, never raised (cancellation is)."""
+        assert self.db is not None
+        try:
+            await {"update": self._update, "create": self._create, "note": self._note}[
+                entry.action
+            ](entry)
+        except Finished as end:
+            return await self._finish(entry, end.state, end.error, **end.extra)
+        except AnswerLost as exc:
+            return await self._finish(entry, "unsure", first_line(str(exc)))
+        except (Rejected, NotFound) as exc:
+            return await self._finish(entry, "failed", str(exc))
+        except (AuthError, RateLimited, SourceError) as exc:
+            # the vendor cannot be asked now: the edit waits for the next run
+            return await self._finish(entry, "pending", first_line(str(exc)))
+        return await self._finish(entry, "done")
+
+    async def _finish(
+        self, entry: OutboxEntry, state: State, error: str | None = None, **extra: Any
+    ) -> OutboxEntry | None:
+        assert self.db is not None
+        if error is not None:
+            error = single_line(error)[:500]
+        return await self.store.in_writer(
+            lambda: self.db.finish_edit(entry.id, state, error=error, **extra)  # type: ignore[union-attr]
+        )
+
+    # -- updates -------------------------------------------------------------------------------
+
+    async def _update(self, entry: OutboxEntry) -> None:
+        source, stream = self.source, entry.stream
+        spec = source.writes.update.get(stream)
+        if spec is None or entry.remote_id is None:
+            raise Finished("failed", f"{source.display_name} does not let crm-tui change {stream}")
+        current = await source.read_one(stream, entry.remote_id)
+        if current is None:
+            raise Finished("failed", f"the record is no longer at {source.display_name}")
+        theirs = self._values(stream, current, entry.wanted)
+        todo = {n: v for n, v in entry.wanted.items() if not same(n, theirs.get(n), v)}
+        if not todo:
+            await self._commit(stream, current)
+            raise Finished("done", answer=f"{source.display_name} already has these values")
+        if conflicts(entry.base, entry.wanted, theirs):
+            raise Finished(
+                "conflict",
+                f"changed at {source.display_name} since it was edited",
+                theirs=theirs,
+            )
+        choices = {n: await source.choices(stream, n) for n in todo}
+        for name, value in todo.items():
+            options = choices[name]
+            if options and isinstance(value, str) and value not in options:
+                raise Finished(
+                    "failed", f"{name} {value!r} is not one of {source.display_name}'s values"
+                )
+        draft = update_draft(spec, entry.remote_id, todo, current, choices)
+        body = await self._sent(entry, draft, repeatable=True)
+        written = located(body, spec.at)
+        if not self._is(stream, written, entry.remote_id):
+            written = await source.read_one(stream, entry.remote_id)
+        if written is not None:
+            await self._commit(stream, written)
+        raise Finished("done", answer=_answer(body))
+
+    def _values(self, stream: RecordKind, raw: Any, fields: dict[str, Value]) -> dict[str, Value]:
+        try:
+            record = self.source.map_record(stream, raw, utc_now())
+        except InvalidRecord as exc:
+            raise Finished("failed", f"the vendor's record cannot be read: {exc}") from None
+        return {n: unified(record, n) for n in fields}
+
+    def _is(self, stream: RecordKind, raw: Any, remote_id: str) -> bool:
+        wanted = record_id(self.source.name, remote_id)
+        return raw is not None and self.source.record_id(stream, raw) == wanted
+
+    # -- new leads and notes -------------------------------------------------------------------
+
+    async def _create(self, entry: OutboxEntry) -> None:
+        spec = self.source.writes.create
+        if spec is None:
+            raise Finished("failed", f"{self.source.display_name} takes no new leads from crm-tui")
+        if entry.state == "unsure" and not spec.deduplicates:
+            found = await self._find_lead(entry.wanted)
+            if found is not None:
+                await self._commit("contacts", found)
+                raise Finished(
+                    "done", answer="found at the vendor: it had arrived", **self._ids(found)
+                )
+        body = await self._sent(entry, create_draft(spec, entry.wanted), spec.deduplicates)
+        created = located(body, spec.at)
+        extra: dict[str, Any] = {}
+        if isinstance(created, dict) and self.source.record_id("contacts", created):
+            await self._commit("contacts", created)
+            extra = self._ids(created)
+        raise Finished("done", answer=_answer(body), **extra)
+
+    def _ids(self, raw: Any) -> dict[str, Any]:
+        rid = self.source.record_id("contacts", raw)
+        return {"record_id": rid, "remote_id": rid.split(":", 1)[1]} if rid else {}
+
+    async def _find_lead(self, wanted: dict[str, Value]) -> Any | None:
+        """A lead that arrived though its answer was lost: one with its e-mail or phone."""
+        email, phone = wanted.get("email"), wanted.get("phone")
+        async for page in self.source.read("contacts"):
+            for raw in page.records:
+                try:
+                    record = self.source.map_record("contacts", raw, utc_now())
+                except InvalidRecord:
+                    continue
+                if (email and same("email", record.email, email)) or (
+                    phone and same("phone", record.phone, phone)  # type: ignore[union-attr]
+                ):
+                    return raw
+        return None
+
+    async def _note(self, entry: OutboxEntry) -> None:
+        spec = self.source.writes.note
+        if spec is None or entry.remote_id is None:
+            raise Finished("failed", f"{self.source.display_name} takes no notes from crm-tui")
+        text, subject = str(entry.wanted.get("note") or ""), entry.wanted.get("subject")
+        if entry.state == "unsure" and await self._has_note(entry.remote_id, text):
+            raise Finished("done", answer="found at the vendor: it had arrived")
+        draft = note_draft(spec, entry.remote_id, text, str(subject) if subject else None)
+        body = await self._sent(entry, draft, repeatable=False)
+        raise Finished("done", answer=_answer(body))
+
+    async def _has_note(self, remote_id: str, text: str) -> bool:
+        spec = self.source.writes.note
+        assert spec is not None
+        if spec.listing is None:
+            raise Finished(
+                "failed", "the note may have been added: look at the vendor, then retry or drop"
+            )
+        params = {spec.listing_param: remote_id} if spec.listing_param else None
+        body = await self.source.client.get_json(
+            spec.listing.format(id=remote_id), params, what="notes"
+        )
+        notes = located(body, spec.listing_at)
+        return isinstance(notes, list) and any(
+            isinstance(n, dict) and n.get(spec.text) == text for n in notes
+        )
+
+    # -- the request and the cache -------------------------------------------------------------
+
+    async def _sent(self, entry: OutboxEntry, draft: Any, repeatable: bool) -> Any:
+        """Mark the entry as perhaps sent (committed), then send it."""
+        assert self.db is not None
+        await self.store.in_writer(self.db.mark_sent, entry.id)
+        fault_point("outbox:sending")
+        body = await self.source.send(draft, repeatable=repeatable)
+        fault_point("outbox:answered")
+        return body
+
+    async def _commit(self, stream: RecordKind, raw: Any) -> None:
+        """The vendor's version of a record into the cache, under the stream's lease."""
+        try:
+            record = self.source.map_record(stream, raw, utc_now())
+        except InvalidRecord as exc:
+            log.warning("[%s] written record not cached: %s", self.source.display_name, exc)
+            return
+        async with self.store.lease(self.source.name, stream, "edit") as lease:
+            await self.store.commit_changes(self.source.name, stream, [record], [], lease, None)

@@ -1,0 +1,82 @@
+"""Edits of vendor records as values: compared with what the vendor has, and laid over the
+cached record until the vendor confirms them. Pure functions: the store uses them too."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from crm_tui.models import Record
+from crm_tui.sources.writes import Value
+
+
+def unified(record: Record, name: str) -> Value:
+    """A record's field as the outbox keeps values: text, a list of tags, None."""
+    value = getattr(record, name, None)
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def _amount(value: Any) -> Decimal | None:
+    try:
+        return Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def same(name: str, a: Value, b: Value) -> bool:
+    """Whether two values of a field mean the same (tags in any order, 500000 = 500000.00,
+    an e-mail in any case, "" = none)."""
+    if a in (None, "", []) or b in (None, "", []):
+        return a in (None, "", []) and b in (None, "", [])
+    if name == "tags":
+        return sorted(map(str, a)) == sorted(map(str, b))  # type: ignore[arg-type]
+    if name == "amount":
+        return _amount(a) == _amount(b)
+    if name == "email":
+        return str(a).casefold() == str(b).casefold()
+    return str(a) == str(b)
+
+
+def differing(
+    record: Record, values: Mapping[str, Value]
+) -> tuple[dict[str, Value], dict[str, Value]]:
+    """(base, wanted) for the fields whose value changes: what the person saw, what they
+    want."""
+    wanted = {n: v for n, v in values.items() if not same(n, unified(record, n), v)}
+    return {n: unified(record, n) for n in wanted}, wanted
+
+
+def conflicts(
+    base: Mapping[str, Value], wanted: Mapping[str, Value], theirs: Mapping[str, Value]
+) -> list[str]:
+    """The fields the vendor changed since the person saw them, to something else than what
+    they want."""
+    return [
+        n
+        for n in wanted
+        if not same(n, theirs.get(n), base.get(n)) and not same(n, theirs.get(n), wanted[n])
+    ]
+
+
+def with_values(record: Record, values: Mapping[str, Value]) -> Record:
+    """The record as it will be once the vendor has `values` (the cache shows this while an
+    edit waits)."""
+    changes: dict[str, Any] = {}
+    for name, value in values.items():
+        if name == "tags":
+            changes[name] = tuple(value) if isinstance(value, list) else ()
+        elif name == "amount":
+            changes[name] = _amount(value) if value not in (None, "") else None
+        elif name == "probability":
+            changes[name] = int(value) if value not in (None, "") else None  # type: ignore[arg-type]
+        elif name == "email" and isinstance(value, str):
+            changes[name] = value.lower()
+        elif hasattr(record, name):
+            changes[name] = value if value != "" else None
+    return replace(record, **changes) if changes else record
