@@ -106,7 +106,8 @@ class _Retryable(Exception):
         super().__init__(details)
         self.details = details
         self.retry_after = retry_after
-        self.unprocessed = unprocessed  # the server says it did nothing (a 429)
+        # nothing was done: the request never reached the server, or it says so (a 429)
+        self.unprocessed = unprocessed
 
 
 #: The longest wait any header may ask for: past it, a number is as good as "never".
@@ -536,17 +537,13 @@ class HttpClient:
         edit), under the same retry table, rate budget and errors as a GET; the decoded
         answer (None when it has no body) and its headers. A request that is not
         `repeatable` (one that would create a second note) is sent again only when it never
-        left or the server said it did nothing (a 429); a failure after it left raises
-        AnswerLost: it may have been carried out."""
+        reached the server or the server said it did nothing (a 429); any other failure
+        raises AnswerLost: it may have been carried out."""
         content = jsoncodec.dumps(body).encode() if body is not None else None
         relative = self._relative(path)
-        sent: list[bool] = []
 
         async def attempt() -> tuple[Any, httpx.Headers]:
-            sent.clear()
-            response = await self._respond(
-                relative, params, method=method, content=content, on_sent=lambda: sent.append(True)
-            )
+            response = await self._respond(relative, params, method=method, content=content)
             decoded = await self._decode(response) if response.content else None
             return decoded, response.headers
 
@@ -554,16 +551,14 @@ class HttpClient:
             return await self._retried(what, attempt)
 
         def again(exc: Exception) -> bool | float:
-            if isinstance(exc, _Retryable) and sent and not exc.unprocessed:
-                return False
-            return self._backoff(exc)
+            return isinstance(exc, _Retryable) and exc.unprocessed and self._backoff(exc)
 
         try:
             async for trying in self._retrying(again):
                 with trying:
                     return await attempt()
         except _Retryable as exc:
-            if sent and not exc.unprocessed:
+            if not exc.unprocessed:
                 raise AnswerLost(
                     "no answer", f"{self.masker(exc.details)}; it may have been carried out"
                 ) from None
@@ -791,8 +786,9 @@ class HttpClient:
             yield
         except TimeoutError:
             raise _Retryable(no_answer(self.deadline)) from None
-        except httpx.ConnectTimeout as exc:
-            raise _Retryable(connect_failure(exc, self._client.base_url)) from None
+        except (httpx.ConnectTimeout, httpx.ConnectError) as exc:
+            failure = connect_failure(exc, self._client.base_url)
+            raise _Retryable(failure, unprocessed=True) from None
         except httpx.TimeoutException:
             raise _Retryable(no_answer(self.read_timeout)) from None
         except httpx.TransportError as exc:

@@ -97,13 +97,15 @@ class WriteBack:
         if not writable:
             raise NotWritable(f"{record.source} records cannot be changed from crm-tui")
         kind: RecordKind = "contacts" if isinstance(record, Contact) else "deals"
-        cleaned = _checked(kind, values, writable, self.region)
-        await self._check_choices(record.source, kind, cleaned)
+        cleaned, errors = _checked(kind, values, writable, self.region)
+        errors.update(await self._check_choices(record.source, kind, cleaned))
+        if errors:
+            raise ValidationFailed(errors)
         return cleaned
 
     async def _check_choices(
         self, name: str, kind: RecordKind, values: Mapping[str, Value]
-    ) -> None:
+    ) -> dict[str, str]:
         source, errors = self._source(name), {}
         for field, value in values.items():
             try:
@@ -113,8 +115,7 @@ class WriteBack:
             if options and isinstance(value, str) and value not in options:
                 shown = ", ".join(list(options)[:12])
                 errors[field] = f"not one of {source.display_name}'s values: {shown}"
-        if errors:
-            raise ValidationFailed(errors)
+        return errors
 
     async def edit(self, record: Record, values: Mapping[str, Any]) -> OutboxEntry:
         """Save an edit of a vendor record; the cache shows it at once, pending."""
@@ -170,7 +171,9 @@ class WriteBack:
         extras = {k: str(v).strip() for k, v in values.items() if k in LEAD_EXTRAS and v}
         fields = {k: v for k, v in values.items() if k not in LEAD_EXTRAS}
         writable = tuple(f for f in spec.fields if f not in LEAD_EXTRAS)
-        cleaned = _checked("contacts", fields, writable, self.region)
+        cleaned, errors = _checked("contacts", fields, writable, self.region)
+        if errors:
+            raise ValidationFailed(errors)
         if not any(cleaned.get(f) for f in spec.required_any):
             needs = " or ".join(spec.required_any)
             raise ValidationFailed({spec.required_any[0]: f"a new lead needs {needs}"})
@@ -282,15 +285,13 @@ class WriteBack:
 
 def _checked(
     kind: RecordKind, values: Mapping[str, Any], writable: tuple[str, ...], region: str
-) -> dict[str, Value]:
-    """The local CRM's rules, on the fields the source writes; the others refused."""
+) -> tuple[dict[str, Value], dict[str, str]]:
+    """The local CRM's rules on the fields the source writes (the others refused): the
+    cleaned values and the reason for each bad one."""
     errors = {n: "this source does not let crm-tui change it" for n in values if n not in writable}
     out, bad = check_fields(kind, {n: v for n, v in values.items() if n in writable}, region)
     out.pop("phone_e164", None)
-    errors.update(bad)
-    if errors:
-        raise ValidationFailed(errors)
-    return out
+    return out, {**errors, **bad}
 
 
 def _preview(source: Source, draft: Draft) -> Preview:

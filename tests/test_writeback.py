@@ -1,0 +1,174 @@
+"""Two-way sync's core against Follow Up Boss's documented contract (respx): what an edit
+sends, the conflict check before it, the read-back after a lost answer, the outbox states."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+import respx
+
+from crm_tui.local_crm import ValidationFailed
+from crm_tui.store import CacheStore, Database
+from crm_tui.sync.engine import SyncEngine
+from crm_tui.writeback.service import NothingToSend, WriteBack
+from tests.conftest import make_settings
+
+FUB = "https://fub.example/v1"
+pytestmark = pytest.mark.usefixtures("no_retry_sleep")
+
+
+def person(i: int, **fields: object) -> dict:
+    base = {
+        "id": i,
+        "firstName": f"P{i}",
+        "lastName": "Lee",
+        "stage": "Lead",
+        "emails": [{"value": f"p{i}@x.example", "type": "home", "isPrimary": 1}],
+        "phones": [
+            {"value": "(555) 201-0000", "type": "work", "isPrimary": 0},
+            {"value": "(555) 201-0001", "type": "mobile", "isPrimary": 1},
+        ],
+        "tags": ["buyer"],
+        "updated": "2026-01-01T00:00:00Z",
+    }
+    return {**base, **fields}
+
+
+STAGES = {
+    "_metadata": {"collection": "stages"},
+    "stages": [{"id": 1, "name": "Lead"}, {"id": 2, "name": "Active Client"}],
+}
+
+
+@pytest.fixture
+async def fub(tmp_path):
+    settings = make_settings(tmp_path, fub_api_key="canary-key-123", fub_api_base_url=FUB)
+    db = Database(settings.database_path)
+    store = CacheStore(settings.user_id, db)
+    store.load_sync()
+    engine = SyncEngine(settings, store)
+    with respx.mock:
+        respx.get(f"{FUB}/people").respond(
+            json={"_metadata": {"collection": "people", "next": None}, "people": [person(7)]}
+        )
+        respx.get(f"{FUB}/deals").respond(json={"_metadata": {}, "deals": []})
+        respx.get(f"{FUB}/stages").respond(json=STAGES)
+        await engine.sync_source("followupboss")
+        yield engine
+    await engine.aclose()
+    db.close()
+
+
+async def test_an_edit_waits_pending_then_sends_only_what_changed(fub: SyncEngine):
+    store, wb = fub.store, WriteBack(fub)
+    record = store.get("contacts", "followupboss:7")
+    assert record is not None and wb.writable(record)[:2] == ("first_name", "last_name")
+    entry = await wb.edit(
+        record, {"stage": "Active Client", "phone": "(555) 201-9999", "tags": ["buyer", "seller"]}
+    )
+    assert entry.state == "pending" and entry.base["stage"] == "Lead"
+    shown = store.get("contacts", "followupboss:7")
+    assert shown.stage == "Active Client" and store.pending(record.id)["stage"] == "Active Client"
+
+    respx.get(f"{FUB}/people/7").respond(json=person(7))
+    put = respx.put(f"{FUB}/people/7").respond(
+        json=person(7, stage="Active Client", tags=["buyer", "seller"], phones=[])
+    )
+    [sent] = await wb.drain()
+    assert sent.state == "done", sent.error
+    request = put.calls.last.request
+    body = json.loads(request.content)
+    assert body["stage"] == "Active Client"
+    assert body["tags"] == ["seller"] and request.url.params["mergeTags"] == "true"
+    # the whole phone list goes back, the primary one changed, the other kept
+    assert body["phones"][0]["value"] == "(555) 201-0000"
+    assert body["phones"][1]["value"] == "(555) 201-9999"
+    assert "firstName" not in body  # untouched fields are not sent
+    assert store.pending(record.id) is None
+    assert store.get("contacts", "followupboss:7").tags == ("buyer", "seller")
+
+
+async def test_a_change_at_the_vendor_stops_the_edit_as_a_conflict(fub: SyncEngine):
+    wb = WriteBack(fub)
+    record = fub.store.get("contacts", "followupboss:7")
+    entry = await wb.edit(record, {"stage": "Active Client"})
+    respx.get(f"{FUB}/people/7").respond(json=person(7, stage="Closed"))
+    put = respx.put(f"{FUB}/people/7").respond(json=person(7))
+    [done] = await wb.drain()
+    assert done.state == "conflict" and done.theirs == {"stage": "Closed"}
+    assert not put.called  # never overwritten blindly
+    settled = await wb.settle(entry.id, {"stage": "mine"})
+    assert settled.state == "pending" and settled.base == {"stage": "Closed"}
+    respx.get(f"{FUB}/people/7").respond(json=person(7, stage="Closed"))
+    [again] = await wb.drain()
+    assert again.state == "done" and json.loads(put.calls.last.request.content) == {
+        "stage": "Active Client"
+    }
+
+
+async def test_validation_refuses_in_the_form_not_at_the_vendor(fub: SyncEngine):
+    wb = WriteBack(fub)
+    record = fub.store.get("contacts", "followupboss:7")
+    with pytest.raises(ValidationFailed) as failed:
+        await wb.edit(record, {"email": "not-an-email", "stage": "Nope", "company": "X"})
+    assert set(failed.value.errors) == {"email", "stage", "company"}
+    assert "Active Client" in failed.value.errors["stage"]
+    with pytest.raises(NothingToSend):
+        await wb.edit(record, {"stage": "Lead"})
+    assert fub.store.db.outbox(fub.settings.user_id) == []
+
+
+async def test_a_vendor_refusal_fails_the_edit_with_its_reason(fub: SyncEngine):
+    wb = WriteBack(fub)
+    record = fub.store.get("contacts", "followupboss:7")
+    await wb.edit(record, {"last_name": "Ng"})
+    respx.get(f"{FUB}/people/7").respond(json=person(7))
+    respx.put(f"{FUB}/people/7").respond(400, json={"errorMessage": "Invalid lastName"})
+    [failed] = await wb.drain()
+    assert failed.state == "failed" and "Invalid lastName" in failed.error
+    assert fub.store.get("contacts", "followupboss:7").last_name == "Lee"  # not shown as done
+
+
+async def test_an_unreachable_vendor_keeps_the_edit_for_the_next_run(fub: SyncEngine):
+    wb = WriteBack(fub)
+    record = fub.store.get("contacts", "followupboss:7")
+    await wb.edit(record, {"last_name": "Ng"})
+    respx.get(f"{FUB}/people/7").mock(side_effect=httpx.ConnectError("refused"))
+    [waiting] = await wb.drain()
+    assert waiting.state == "pending" and waiting.error
+    assert fub.store.get("contacts", "followupboss:7").last_name == "Ng"  # still shown pending
+    respx.get(f"{FUB}/people/7").respond(json=person(7))
+    respx.put(f"{FUB}/people/7").respond(json=person(7, lastName="Ng"))
+    [sent] = await wb.drain()
+    assert sent.state == "done" and sent.attempts == 2
+
+
+async def test_a_note_whose_answer_was_lost_is_looked_for_before_sending_again(fub: SyncEngine):
+    wb = WriteBack(fub)
+    record = fub.store.get("contacts", "followupboss:7")
+    await wb.note(record, "Called, wants a showing Sat")
+    notes = respx.post(f"{FUB}/notes").mock(side_effect=httpx.ReadTimeout("lost"))
+    [unsure] = await wb.drain()
+    assert unsure.state == "unsure" and notes.call_count == 1  # a note is never re-posted blindly
+    listing = respx.get(f"{FUB}/notes").respond(
+        json={
+            "_metadata": {},
+            "notes": [{"id": 3, "personId": 7, "body": "Called, wants a showing Sat"}],
+        }
+    )
+    [done] = await wb.drain()
+    assert done.state == "done" and notes.call_count == 1
+    assert listing.calls.last.request.url.params["personId"] == "7"
+
+
+async def test_a_dry_run_shows_the_request_with_no_secret(fub: SyncEngine):
+    wb = WriteBack(fub)
+    record = fub.store.get("contacts", "followupboss:7")
+    respx.get(f"{FUB}/people/7").respond(json=person(7))
+    preview = await wb.preview_edit(record, {"stage": "Active Client"})
+    shown = json.dumps(preview.to_json())
+    assert preview.draft.method == "PUT" and preview.url == f"{FUB}/people/7"
+    assert "canary-key-123" not in shown and '"Authorization": "***"' in shown
+    assert fub.store.db.outbox(fub.settings.user_id) == []
