@@ -293,6 +293,17 @@ class Source(ABC):
             self._choices[key] = listed.read(await self.client.get_json(listed.path, what=name))
         return self._choices[key]
 
+    async def listed(self, stream: RecordKind, name: str, value: Any) -> tuple[bool, Any]:
+        """Whether the vendor lists `value` among a field's values, and the value as a
+        mapped record holds it (a label typed for a HubSpot stage becomes its internal
+        name); (True, value) for a field whose values are not listed."""
+        spec = self.writes.update.get(stream)
+        listed = spec.choices.get(name) if spec else None
+        if listed is None or not isinstance(value, str) or not value:
+            return True, value
+        stored = listed.stored_form(await self.choices(stream, name), value)
+        return stored is not None, stored if stored is not None else value
+
     def header_names(self) -> tuple[str, ...]:
         """The headers a request carries besides its content type (their values are
         credentials: a dry run shows the names only)."""

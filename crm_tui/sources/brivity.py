@@ -12,6 +12,7 @@ from crm_tui.sources.csv_import import CsvSpec, column, csv_pages, identity
 from crm_tui.sources.kit import Capabilities, CsvExport, KeyHeader, RetryPolicy, Setting
 from crm_tui.sources.mapping import to_tags
 from crm_tui.sources.pagination import Page, SinglePage, Stream
+from crm_tui.sources.writes import At, Create, Writes
 from crm_tui.vocabulary import PAST
 
 # A full pull of ~2,800 people takes about 30 s: the read timeout must be generous.
@@ -50,6 +51,24 @@ def _tags_and_lead_type(raw: Mapping[str, Any]) -> tuple[str, ...]:
     tags = to_tags(raw.get("tags"))
     lead_type = to_tags([raw.get("lead_type")])
     return tags + tuple(t for t in lead_type if t not in tags)
+
+
+# New leads only (no update endpoint is known): `POST /api/v2/leads`. Brivity merges no
+# repeats, so a lead whose answer was lost is looked for before it is sent again.
+WRITES = Writes(
+    create=Create(
+        "api/v2/leads",
+        {
+            "first_name": At("first_name"),
+            "last_name": At("last_name"),
+            "email": At("email"),
+            "phone": At("phone"),
+            "lead_source": At("source"),
+            "message": At("description"),
+        },
+        fixed={"lead_type": "Buyer", "status": "New", "source": "crm-tui"},
+    )
+)
 
 
 class BrivitySource(Source):
@@ -93,6 +112,7 @@ class BrivitySource(Source):
     # A full pull of ~2,800 people takes about 30 s: a generous read timeout, one retry.
     min_read_timeout = BRIVITY_READ_TIMEOUT
     retry = RetryPolicy(attempts=2, total_seconds=240.0)
+    writes = WRITES
     endpoints = {
         "contacts": Stream("api/people", SinglePage(probe_param="limit", stream=True), ("people",))
     }
@@ -143,6 +163,7 @@ class BrivitySource(Source):
             contacts=True,
             deals=self.ctx.settings.brivity_transactions_csv is not None,
             file_import=True,
+            write_back=True,
             notes=("deals come from the transaction report CSV: Brivity's API has none",),
         )
 

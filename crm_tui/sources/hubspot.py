@@ -30,6 +30,7 @@ from crm_tui.sources.pagination import (
     read_pages,
     tail_cursor,
 )
+from crm_tui.sources.writes import At, Choices, Update, Writes
 from crm_tui.vocabulary import ACTIVE, CLOSED, CONTRACT, LEAD, LOST, NURTURE, PAST, PROSPECT
 from crm_tui.webhooks.events import CHANGED, DELETED, Action, remote_id
 from crm_tui.webhooks.verify import BAD_SIGNATURE, UNSIGNED, freshness, hmac_base64, same
@@ -102,6 +103,56 @@ def _probability(raw: Mapping[str, Any]) -> Any:
 def _property(name: str) -> str:
     return f"properties.{name}"
 
+
+def _write(name: str) -> At:
+    """A property set by PATCH: every value a string, "" clears it."""
+    return At(_property(name), cleared="")
+
+
+def _options(kind: str, name: str) -> Choices:
+    """An enumeration property's options (`GET /crm/v3/properties/{kind}/{name}`): a person
+    may type the label; records hold, and PATCH takes, the internal value."""
+    return Choices(f"crm/v3/properties/{kind}/{name}", ("options",), "label", "value", "value")
+
+
+# PATCH of properties only; read-only or unknown properties are an error, so only the ones
+# the field maps read are offered.
+WRITES = Writes(
+    update={
+        "contacts": Update(
+            "PATCH",
+            "crm/v3/objects/contacts/{id}",
+            {
+                "first_name": _write("firstname"),
+                "last_name": _write("lastname"),
+                "email": _write("email"),
+                "phone": _write("phone"),
+                "company": _write("company"),
+                "status": _write("hs_lead_status"),
+                "stage": _write("lifecyclestage"),
+                "street": _write("address"),
+                "city": _write("city"),
+                "state": _write("state"),
+                "postal_code": _write("zip"),
+            },
+            choices={
+                "stage": _options("contacts", "lifecyclestage"),
+                "status": _options("contacts", "hs_lead_status"),
+            },
+        ),
+        "deals": Update(
+            "PATCH",
+            "crm/v3/objects/deals/{id}",
+            {
+                "name": _write("dealname"),
+                "amount": _write("amount"),
+                "stage": _write("dealstage"),
+                "close_date": _write("closedate"),
+            },
+            choices={"stage": _options("deals", "dealstage")},
+        ),
+    }
+)
 
 #: One search returns at most this many results in all, in pages of at most SEARCH_PAGE.
 SEARCH_CAP = 10_000
@@ -397,6 +448,7 @@ class HubSpotSource(Source):
     }
     single = {kind: One(f"crm/v3/objects/{kind}/{{id}}") for kind in ("contacts", "deals")}
     webhooks = Webhooks("HUBSPOT_CLIENT_SECRET", check_signature, _problem, _event, named_records)
+    writes = WRITES
 
     def read_changes(self, stream: RecordKind, since: str) -> AsyncIterator[Page]:
         endpoint, changes = self.endpoint(stream), self.changes.get(stream)

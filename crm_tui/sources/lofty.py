@@ -11,12 +11,36 @@ transaction dates are milliseconds since 1970. Rate limits: a 60-second window
 from __future__ import annotations
 
 from crm_tui.sources.base import Source
-from crm_tui.sources.kit import KeyHeader, RateHeaders, Setting
+from crm_tui.sources.kit import KeyHeader, One, RateHeaders, Setting
 from crm_tui.sources.mapping import epoch_ms, names_of
 from crm_tui.sources.pagination import OffsetLimit, PageNumber, Stream
+from crm_tui.sources.writes import At, FirstString, Update, Writes
 
 # The reference's example calls the block `get_metadata`; `_metadata` is read too, in case.
 _TOTALS = ("get_metadata.total", "_metadata.total", "metadata.total")
+
+
+# `PUT /v1.0/leads/{id}` with only the changed fields; e-mails and phones are lists of
+# strings, the first one shown.
+WRITES = Writes(
+    update={
+        "contacts": Update(
+            "PUT",
+            "v1.0/leads/{id}",
+            {
+                "first_name": At("firstName"),
+                "last_name": At("lastName"),
+                "email": FirstString("emails"),
+                "phone": FirstString("phones"),
+                "stage": At("stage"),
+                "street": At("streetAddress"),
+                "city": At("city"),
+                "state": At("state"),
+                "postal_code": At("zipCode"),
+            },
+        )
+    }
+)
 
 
 class LoftySource(Source):
@@ -48,6 +72,8 @@ class LoftySource(Source):
             ("pageData",),
         ),
     }
+    single = {"contacts": One("v1.0/leads/{id}")}
+    writes = WRITES
     field_maps = {
         "contacts": {
             "remote_id": "leadId",

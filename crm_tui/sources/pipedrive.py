@@ -18,6 +18,7 @@ from crm_tui.sources.base import Source
 from crm_tui.sources.kit import Changes, KeyHeader, One, RateHeaders, Setting
 from crm_tui.sources.mapping import primary
 from crm_tui.sources.pagination import CursorInBody, Stream, tail_cursor
+from crm_tui.sources.writes import At, NamePart, PrimaryItem, Update, Writes
 from crm_tui.vocabulary import ACTIVE, CLOSED, LOST
 
 #: v2 lists by update time, oldest first, when asked (`updated_since` alone keeps id order).
@@ -47,6 +48,39 @@ def _street(raw: Mapping[str, Any]) -> str | None:
     parts = (address.get("street_number"), address.get("route"))
     street = " ".join(str(p) for p in parts if p)
     return street or None
+
+
+# PATCH of persons and deals (the official SDK's UpdatePersonRequest, UpdateDealRequest): a
+# person's name is one field, e-mails and phones lists of `{value, primary, label}` sent whole.
+WRITES = Writes(
+    update={
+        "contacts": Update(
+            "PATCH",
+            "persons/{id}",
+            {
+                "first_name": NamePart("first"),
+                "last_name": NamePart("last"),
+                "email": PrimaryItem("emails", "primary", True),
+                "phone": PrimaryItem("phones", "primary", True),
+            },
+            at=("data",),
+        ),
+        "deals": Update(
+            "PATCH",
+            "deals/{id}",
+            {
+                "name": At("title"),
+                "amount": At("value", "number"),
+                "currency": At("currency"),
+                "stage": At("stage_id", "integer"),
+                "status": At("status"),
+                "probability": At("probability", "integer"),
+                "close_date": At("expected_close_date"),
+            },
+            at=("data",),
+        ),
+    }
+)
 
 
 class PipedriveSource(Source):
@@ -85,6 +119,7 @@ class PipedriveSource(Source):
         ),
     }
     single = {"contacts": One("persons/{id}", ("data",)), "deals": One("deals/{id}", ("data",))}
+    writes = WRITES
     statuses = {"deals": {"open": ACTIVE, "won": CLOSED, "lost": LOST}}
     field_maps = {
         "contacts": {

@@ -32,6 +32,8 @@ class Draft:
     path: str
     params: dict[str, str] = field(default_factory=dict)
     body: dict[str, Any] = field(default_factory=dict)
+    #: What writers share while building it (the parts of a name sent whole); not sent.
+    scratch: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"method": self.method, "path": self.path, "params": self.params, "body": self.body}
@@ -138,6 +140,25 @@ class Tags:
 
 
 @dataclass(frozen=True, slots=True)
+class NamePart:
+    """One part of a name the vendor takes whole (Pipedrive v2's `name`): the other part
+    as the record has it now, or as the same edit changes it."""
+
+    part: Literal["first", "last"]
+    key: str = "name"
+    first: str = "first_name"
+    last: str = "last_name"
+
+    def __call__(self, draft: Draft, value: Value, current: Mapping[str, Any]) -> None:
+        parts = draft.scratch.setdefault(
+            self.key,
+            {"first": current.get(self.first) or "", "last": current.get(self.last) or ""},
+        )
+        parts[self.part] = str(value or "")
+        draft.body[self.key] = " ".join(str(p) for p in (parts["first"], parts["last"]) if p)
+
+
+@dataclass(frozen=True, slots=True)
 class Items:
     """A list of `{value}` objects made afresh (a new lead's emails at Follow Up Boss)."""
 
@@ -153,12 +174,22 @@ class Choices:
     """Where the vendor lists the values a field may take: a GET path and the keys down to
     the list (a key whose value is a list is walked into every item: `pipelines`, then each
     pipeline's `stages`); `label` is what a person sees and types, `value` (None: the label)
-    what the vendor is sent."""
+    what the vendor is sent; `stored` says which of the two a mapped record holds."""
 
     path: str
     at: tuple[str, ...]
     label: str = "name"
     value: str | None = None
+    stored: Literal["label", "value"] = "label"
+
+    def stored_form(self, options: Mapping[str, Any], text: str) -> str | None:
+        """`text` (a label or a value, in any case) as a mapped record holds it; None when
+        the vendor does not list it."""
+        wanted = text.casefold()
+        for label, value in options.items():
+            if wanted in (label.casefold(), str(value).casefold()):
+                return label if self.stored == "label" else str(value)
+        return None
 
     def read(self, body: Any) -> dict[str, Any]:
         """label -> value, from the vendor's answer."""
@@ -240,6 +271,18 @@ class Writes:
 
 
 # -- drafts ------------------------------------------------------------------------------------
+
+
+def unsendable(spec: Update, values: Mapping[str, Value]) -> dict[str, str]:
+    """The values a writer cannot put in a request (a stage id that is not a number), with
+    why: checked when the edit is made, not when it is sent."""
+    errors: dict[str, str] = {}
+    for name, value in values.items():
+        try:
+            spec.fields[name](Draft("", ""), value, {})
+        except (ValueError, TypeError, ArithmeticError):
+            errors[name] = "must be a number" if value else "cannot be cleared"
+    return errors
 
 
 def update_draft(

@@ -116,13 +116,11 @@ class Sender:
                 f"changed at {source.display_name} since it was edited",
                 theirs=theirs,
             )
-        choices = {n: await source.choices(stream, n) for n in todo}
         for name, value in todo.items():
-            options = choices[name]
-            if options and isinstance(value, str) and value not in options:
-                raise Finished(
-                    "failed", f"{name} {value!r} is not one of {source.display_name}'s values"
-                )
+            if not (await source.listed(stream, name, value))[0]:
+                unlisted = f"{name} {value!r} is not one of {source.display_name}'s values"
+                raise Finished("failed", unlisted)
+        choices = {n: await source.choices(stream, n) for n in todo}
         draft = update_draft(spec, entry.remote_id, todo, current, choices)
         body = await self._sent(entry, draft, repeatable=True)
         written = located(body, spec.at)

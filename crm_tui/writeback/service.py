@@ -15,7 +15,14 @@ from crm_tui.faults import fault_point
 from crm_tui.local_crm import ValidationFailed, check_fields
 from crm_tui.models import Contact, Record, RecordKind
 from crm_tui.sources.errors import SourceError
-from crm_tui.sources.writes import Draft, Value, create_draft, note_draft, update_draft
+from crm_tui.sources.writes import (
+    Draft,
+    Value,
+    create_draft,
+    note_draft,
+    unsendable,
+    update_draft,
+)
 from crm_tui.store.outbox import OutboxEntry
 from crm_tui.writeback.sender import Sender
 from crm_tui.writeback.values import differing, same
@@ -98,22 +105,28 @@ class WriteBack:
             raise NotWritable(f"{record.source} records cannot be changed from crm-tui")
         kind: RecordKind = "contacts" if isinstance(record, Contact) else "deals"
         cleaned, errors = _checked(kind, values, writable, self.region)
+        spec = self._source(record.source).writes.update[kind]
+        errors.update(unsendable(spec, {n: v for n, v in cleaned.items() if n not in errors}))
         errors.update(await self._check_choices(record.source, kind, cleaned))
         if errors:
             raise ValidationFailed(errors)
         return cleaned
 
     async def _check_choices(
-        self, name: str, kind: RecordKind, values: Mapping[str, Value]
+        self, name: str, kind: RecordKind, values: dict[str, Value]
     ) -> dict[str, str]:
+        """The fields whose value the vendor does not list, with the values it does; listed
+        values are put as the record holds them (in `values`)."""
         source, errors = self._source(name), {}
-        for field, value in values.items():
+        for field, value in list(values.items()):
             try:
-                options = await source.choices(kind, field)
+                ok, stored = await source.listed(kind, field, value)
             except SourceError:
                 continue  # unreachable now: the sender checks again before writing
-            if options and isinstance(value, str) and value not in options:
-                shown = ", ".join(list(options)[:12])
+            if ok:
+                values[field] = stored
+            else:
+                shown = ", ".join(list(await source.choices(kind, field))[:12])
                 errors[field] = f"not one of {source.display_name}'s values: {shown}"
         return errors
 
