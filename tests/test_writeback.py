@@ -10,6 +10,11 @@ import pytest
 import respx
 
 from crm_tui.local_crm import ValidationFailed
+from crm_tui.sources.brivity import BrivitySource
+from crm_tui.sources.hubspot import HubSpotSource
+from crm_tui.sources.lofty import LoftySource
+from crm_tui.sources.pipedrive import PipedriveSource
+from crm_tui.sources.writes import create_draft, update_draft
 from crm_tui.store import CacheStore, Database
 from crm_tui.sync.engine import SyncEngine
 from crm_tui.writeback.service import NothingToSend, WriteBack
@@ -172,3 +177,68 @@ async def test_a_dry_run_shows_the_request_with_no_secret(fub: SyncEngine):
     assert preview.draft.method == "PUT" and preview.url == f"{FUB}/people/7"
     assert "canary-key-123" not in shown and '"Authorization": "***"' in shown
     assert fub.store.db.outbox(fub.settings.user_id) == []
+
+
+# -- each vendor's declaration makes the body its documentation describes ------------------
+
+
+def _draft(source_cls, stream, changes, current):
+    spec = source_cls.writes.update[stream]
+    return update_draft(spec, "42", changes, current, {})
+
+
+def test_pipedrive_sends_a_whole_name_and_the_primary_email_in_its_list():
+    current = {
+        "first_name": "Ann",
+        "last_name": "Lee",
+        "emails": [
+            {"value": "a@old.example", "primary": False},
+            {"value": "b@x.example", "primary": True},
+        ],
+    }
+    draft = _draft(
+        PipedriveSource, "contacts", {"last_name": "Ng", "email": "c@x.example"}, current
+    )
+    assert (draft.method, draft.path) == ("PATCH", "persons/42")
+    assert draft.body["name"] == "Ann Ng"
+    assert [e["value"] for e in draft.body["emails"]] == ["a@old.example", "c@x.example"]
+    deal = _draft(PipedriveSource, "deals", {"amount": "250000.50", "stage": "3"}, {})
+    assert deal.body == {"value": 250000.5, "stage_id": 3}
+
+
+def test_hubspot_sends_properties_as_strings_and_clears_with_an_empty_one():
+    draft = _draft(HubSpotSource, "contacts", {"stage": "lead", "company": None}, {})
+    assert (draft.method, draft.path) == ("PATCH", "crm/v3/objects/contacts/42")
+    assert draft.body == {"properties": {"lifecyclestage": "lead", "company": ""}}
+
+
+def test_lofty_replaces_the_first_of_its_plain_string_lists():
+    draft = _draft(
+        LoftySource, "contacts", {"phone": "555-0102"}, {"phones": ["555-0101", "555-0199"]}
+    )
+    assert (draft.method, draft.body) == ("PUT", {"phones": ["555-0102", "555-0199"]})
+
+
+def test_brivity_creates_leads_with_its_documented_fields():
+    draft = create_draft(
+        BrivitySource.writes.create, {"first_name": "Ann", "email": "a@x.example", "message": "Hi"}
+    )
+    assert draft.path == "api/v2/leads"
+    assert draft.body == {
+        "lead_type": "Buyer",
+        "status": "New",
+        "source": "crm-tui",
+        "first_name": "Ann",
+        "email": "a@x.example",
+        "description": "Hi",
+    }
+    assert BrivitySource.writes.update == {}  # no update endpoint is known
+
+
+def test_a_hubspot_stage_typed_as_its_label_is_sent_and_kept_as_its_internal_value():
+    options = {"options": [{"label": "Sales Qualified Lead", "value": "salesqualifiedlead"}]}
+    choices = HubSpotSource.writes.update["contacts"].choices["stage"]
+    assert (
+        choices.stored_form(choices.read(options), "sales qualified lead") == "salesqualifiedlead"
+    )
+    assert choices.stored_form(choices.read(options), "customer") is None
