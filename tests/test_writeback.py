@@ -242,3 +242,17 @@ def test_a_hubspot_stage_typed_as_its_label_is_sent_and_kept_as_its_internal_val
         choices.stored_form(choices.read(options), "sales qualified lead") == "salesqualifiedlead"
     )
     assert choices.stored_form(choices.read(options), "customer") is None
+
+
+async def test_a_merge_offers_its_values_to_each_vendor_record_through_the_outbox(fub: SyncEngine):
+    from crm_tui.models import Contact
+
+    wb = WriteBack(fub)
+    vendor = fub.store.get("contacts", "followupboss:7")
+    merged = Contact(
+        "local:1", "local", "1", "alice", first_name="P7", last_name="Lee-Ng", company="Acme"
+    )
+    saved, skipped = await wb.write_merged(merged, [vendor, merged])
+    assert [(e.record_id, e.wanted) for e in saved] == [("followupboss:7", {"last_name": "Lee-Ng"})]
+    assert skipped == {"local:1": "local lets crm-tui change none of its fields"}
+    assert fub.store.get("contacts", "followupboss:7").last_name == "Lee-Ng"  # pending, shown

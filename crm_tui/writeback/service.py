@@ -25,7 +25,7 @@ from crm_tui.sources.writes import (
 )
 from crm_tui.store.outbox import OutboxEntry
 from crm_tui.writeback.sender import Sender
-from crm_tui.writeback.values import differing, same
+from crm_tui.writeback.values import differing, same, unified
 
 if TYPE_CHECKING:
     from crm_tui.sources.base import Source
@@ -203,6 +203,29 @@ class WriteBack:
             wanted,
             self.user_id,
         )
+
+    async def write_merged(
+        self, merged: Record, members: Iterable[Record]
+    ) -> tuple[list[OutboxEntry], dict[str, str]]:
+        """After a merge into the local CRM, its chosen values offered to each vendor record
+        of the cluster through the outbox (each with its own conflict check; no vendor
+        record is ever deleted): only the fields its source writes, and only where they
+        differ. The entries saved, and why a record was left alone (record id -> reason)."""
+        saved: list[OutboxEntry] = []
+        skipped: dict[str, str] = {}
+        for record in members:
+            fields = {n: unified(merged, n) for n in self.writable(record)}
+            chosen = {n: v for n, v in fields.items() if v not in (None, "", [])}
+            if not chosen:
+                skipped[record.id] = f"{record.source} lets crm-tui change none of its fields"
+                continue
+            try:
+                saved.append(await self.edit(record, chosen))
+            except NothingToSend:
+                continue
+            except (ValidationFailed, NotWritable) as exc:
+                skipped[record.id] = str(exc)
+        return saved, skipped
 
     # -- dry runs ----------------------------------------------------------------------------
 
