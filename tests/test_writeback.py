@@ -256,3 +256,27 @@ async def test_a_merge_offers_its_values_to_each_vendor_record_through_the_outbo
     assert [(e.record_id, e.wanted) for e in saved] == [("followupboss:7", {"last_name": "Lee-Ng"})]
     assert skipped == {"local:1": "local lets crm-tui change none of its fields"}
     assert fub.store.get("contacts", "followupboss:7").last_name == "Lee-Ng"  # pending, shown
+
+
+async def test_a_cancelled_send_gives_its_claim_back(fub: SyncEngine):
+    import asyncio
+
+    wb = WriteBack(fub)
+    record = fub.store.get("contacts", "followupboss:7")
+    entry = await wb.edit(record, {"last_name": "Ng"})
+    started = asyncio.Event()
+
+    async def hang(request: httpx.Request) -> httpx.Response:
+        started.set()
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    respx.get(f"{FUB}/people/7").mock(side_effect=hang)
+    task = asyncio.create_task(wb.drain())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    back = fub.store.db.outbox_entry(fub.settings.user_id, entry.id)
+    assert back.state == "pending" and back.sent_at is None  # never sent: plain pending
+    assert fub.store.pending(record.id) == {"last_name": "Ng"}

@@ -341,6 +341,21 @@ class OutboxStore:
                 self._logged(conn, entry)
             return entry
 
+    def release_edit(self, entry_id: int) -> None:
+        """Give a claim back unfinished (the send was cancelled, or failed unexpectedly):
+        `unsure` if the request may have left, else `pending`."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE outbox SET state = CASE WHEN sent_at IS NULL THEN 'pending'"
+                " ELSE 'unsure' END, claimed_by = NULL, updated_at = ?"
+                " WHERE id = ? AND claimed_by = ? AND state = 'sending'",
+                (utc_now(), entry_id, self.owner.id),
+            )
+            self._unhold(conn)
+            entry = self._get(conn, entry_id)
+            if entry is not None:
+                self._logged(conn, entry)
+
     # -- a person's decisions ----------------------------------------------------------------
 
     def decide_edit(

@@ -10,6 +10,7 @@ marked done, so the record never flashes back to its old values.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -17,10 +18,8 @@ from crm_tui.faults import fault_point
 from crm_tui.models import RecordKind, record_id, utc_now
 from crm_tui.sources.errors import (
     AnswerLost,
-    AuthError,
     InvalidRecord,
     NotFound,
-    RateLimited,
     Rejected,
     SourceError,
     first_line,
@@ -58,6 +57,18 @@ def _answer(body: Any) -> str:
     return "accepted"
 
 
+def _outcome(exc: Finished | SourceError) -> tuple[State, str | None, dict[str, Any]]:
+    """How a send that stopped ends the entry."""
+    if isinstance(exc, Finished):
+        return exc.state, exc.error, exc.extra
+    if isinstance(exc, AnswerLost):
+        return "unsure", first_line(str(exc)), {}
+    if isinstance(exc, Rejected | NotFound):
+        return "failed", str(exc), {}
+    # unreachable, refused credentials, rate limited: the edit waits for the next run
+    return "pending", first_line(str(exc)), {}
+
+
 class Sender:
     """Sends the entries of one source."""
 
@@ -74,15 +85,13 @@ class Sender:
             await {"update": self._update, "create": self._create, "note": self._note}[
                 entry.action
             ](entry)
-        except Finished as end:
-            return await self._finish(entry, end.state, end.error, **end.extra)
-        except AnswerLost as exc:
-            return await self._finish(entry, "unsure", first_line(str(exc)))
-        except (Rejected, NotFound) as exc:
-            return await self._finish(entry, "failed", str(exc))
-        except (AuthError, RateLimited, SourceError) as exc:
-            # the vendor cannot be asked now: the edit waits for the next run
-            return await self._finish(entry, "pending", first_line(str(exc)))
+        except (Finished, SourceError) as exc:
+            state, error, extra = _outcome(exc)
+            return await self._finish(entry, state, error, **extra)
+        except BaseException:
+            # cancelled (the app closing) or a bug: the claim goes back, nothing is lost
+            await asyncio.shield(self.store.in_writer(self.db.release_edit, entry.id))
+            raise
         return await self._finish(entry, "done")
 
     async def _finish(
