@@ -1,7 +1,7 @@
 """The demo simulators in a process of their own (a remote CRM competes for no interpreter
 lock with the app being measured), changed on command.
 
-    python benchmarks/_vendor.py --contacts 100000 [--webhook-url URL]
+    python benchmarks/_vendor.py --contacts 100000 [--webhook-url URL] [--rate-limit N]
 
 prints one JSON line of settings, then answers each line read on stdin:
     update N   -> N Follow Up Boss people get a last name "Zqbench<serial>"; prints
@@ -35,8 +35,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--webhook-url")
+    parser.add_argument("--rate-limit", type=int, default=10**9, help="FUB requests per 10 s")
     args = parser.parse_args()
-    servers = start_demo_servers(args.contacts, 3, fub_rate_limit=10**9)
+    servers = start_demo_servers(args.contacts, 3, fub_rate_limit=args.rate_limit)
     if args.webhook_url:
         servers.start_churn(0.0, webhook_url=args.webhook_url)  # scripted changes only
     print(json.dumps(servers.env()), flush=True)

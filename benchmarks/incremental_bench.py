@@ -37,10 +37,14 @@ SOURCE_KEYS = ("FUB_",)
 class Vendor:
     """benchmarks/_vendor.py in its own process."""
 
-    def __init__(self, contacts: int, webhook_url: str | None = None) -> None:
+    def __init__(
+        self, contacts: int, webhook_url: str | None = None, rate_limit: int | None = None
+    ) -> None:
         args = [sys.executable, str(HERE / "_vendor.py"), "--contacts", str(contacts)]
         if webhook_url:
             args += ["--webhook-url", webhook_url]
+        if rate_limit is not None:
+            args += ["--rate-limit", str(rate_limit)]
         self.process = subprocess.Popen(
             args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
