@@ -3,8 +3,9 @@
 With `--json`, output follows the integration guide's response shapes and every failure,
 click's usage errors included, prints `{"success": false, "error": ..., "details": ...}`.
 Exit codes: 2 usage or invalid query, 3 configuration or authentication, 4 remote or
-network, 5 busy (another process is syncing the stream and --no-wait was given), 1 anything
-else.
+network (a write the vendor refused too), 5 busy (another process is syncing the stream and
+--no-wait was given), 6 conflict (a write stopped: the record changed at the vendor since it
+was read), 1 anything else.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from crm_tui.store.files import named_write_error
 from crm_tui.text import single_line
 
 T = TypeVar("T")
-EXIT_OTHER, EXIT_USAGE, EXIT_CONFIG, EXIT_REMOTE, EXIT_BUSY = 1, 2, 3, 4, 5
+EXIT_OTHER, EXIT_USAGE, EXIT_CONFIG, EXIT_REMOTE, EXIT_BUSY, EXIT_CONFLICT = 1, 2, 3, 4, 5, 6
 TYPE_CHOICE = click.Choice(["contact", "deal"])
 SOURCE_CHOICE = click.Choice(list(SOURCE_NAMES))
 
@@ -116,16 +117,33 @@ class Runtime:
 
 
 class CliError(Exception):
-    def __init__(self, error: str, details: str = "", code: int = EXIT_OTHER) -> None:
+    """`extra`: more keys for the JSON failure (a refused edit's reasons per field)."""
+
+    def __init__(
+        self,
+        error: str,
+        details: str = "",
+        code: int = EXIT_OTHER,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(error)
         self.error, self.details, self.code = error, details, code
+        self.extra = extra or {}
 
 
-def _fail(rt: Runtime, error: str, details: str, code: int, exc: BaseException | None) -> NoReturn:
+def _fail(
+    rt: Runtime,
+    error: str,
+    details: str,
+    code: int,
+    exc: BaseException | None,
+    extra: dict[str, Any] | None = None,
+) -> NoReturn:
     masker = rt.masker if rt._settings is not None else SecretMasker()
     error, details = masker(single_line(error)), masker(single_line(details))
     if rt.json:
-        click.echo(json.dumps({"success": False, "error": error, "details": details}))
+        payload = {"success": False, "error": error, "details": details, **(extra or {})}
+        click.echo(masker(json.dumps(payload)))
     else:
         click.echo(f"error: {error}" + (f": {details}" if details else ""), err=True)
         if rt.debug and exc is not None:
@@ -141,7 +159,7 @@ def errors(rt: Runtime) -> Iterator[None]:
     except (click.exceptions.Exit, click.exceptions.Abort, click.UsageError, BrokenPipeError):
         raise
     except CliError as exc:
-        _fail(rt, exc.error, exc.details, exc.code, exc)
+        _fail(rt, exc.error, exc.details, exc.code, exc, exc.extra)
     except QueryError as exc:
         _fail(rt, str(exc), "", EXIT_USAGE, exc)
     except ConfigError as exc:
@@ -536,22 +554,31 @@ def _records_command(kind: RecordKind) -> Callable[..., None]:
     @json_option
     @click.pass_context
     def command(ctx: click.Context, source: str | None, limit: int, as_json: bool) -> None:
+        from crm_tui.cli_writes import record_marks
+
         rt = _rt(ctx, as_json)
         with errors(rt):
             records = rt.store.records(kind, source)
             if limit:
                 records = records[:limit]
-            payload = {"success": True, kind: [r.to_json() for r in records], "count": len(records)}
+            marks = record_marks(rt.store)  # edits still on their way to the vendor
+            payload = {
+                "success": True,
+                kind: [marks.json(r.to_json()) for r in records],
+                "count": len(records),
+            }
 
             def human() -> None:
+                rows: list[tuple[Any, ...]]
                 if kind == "contacts":
                     rows = [
                         (r.source, r.name, r.email, r.phone, r.company, r.status) for r in records
                     ]
-                    table(rows, ("SOURCE", "NAME", "EMAIL", "PHONE", "COMPANY", "STATUS"))
+                    headers = ("SOURCE", "NAME", "EMAIL", "PHONE", "COMPANY", "STATUS")
                 else:
                     rows = [(r.source, r.name, r.amount, r.stage, r.close_date) for r in records]
-                    table(rows, ("SOURCE", "NAME", "AMOUNT", "STAGE", "CLOSE DATE"))
+                    headers = ("SOURCE", "NAME", "AMOUNT", "STAGE", "CLOSE DATE")
+                table(*marks.column([r.id for r in records], rows, headers))
 
             emit(rt, payload, human)
 
@@ -589,6 +616,7 @@ def search(
 
     Example: crm-tui search "jo sm" --json
     """
+    from crm_tui.cli_writes import record_marks
     from crm_tui.search.index import SearchIndex
 
     rt = _rt(ctx, as_json)
@@ -596,6 +624,11 @@ def search(
         index = SearchIndex()
         index.rebuild_from(rt.store, kinds=(_kind(kind),))
         result = index.search(query, _kind(kind), sources or None, limit)
+        marks = record_marks(rt.store)  # edits still on their way to the vendor
+        payload = result.to_guide()
+        for hits in payload["results"].values():
+            for hit in hits:
+                marks.json(hit)
 
         def human() -> None:
             for source, hits in result.groups.items():
@@ -607,10 +640,13 @@ def search(
                         if kind == "contact"
                         else (f"{r.amount:,.0f}" if r.amount is not None else "")
                     )
-                    click.echo(f"  {single_line(r.name or '')}  {single_line(extra)}  [{r.id}]")
+                    mark = f"  ({marks.label(r.id)})" if marks.label(r.id) else ""
+                    click.echo(
+                        f"  {single_line(r.name or '')}  {single_line(extra)}  [{r.id}]{mark}"
+                    )
             click.echo(f"{result.total} result(s)")
 
-        emit(rt, result.to_guide(), human)
+        emit(rt, payload, human)
 
 
 # -- sync ----------------------------------------------------------------------------------
@@ -683,6 +719,9 @@ def sync(
 ) -> None:
     """Sync the named sources, or every enabled one (guide: POST sync-all, sync/SOURCE).
 
+    Writes waiting in their outbox (crm-tui edit, note, lead create) are sent first, so the
+    sync reads back the vendor's new values; how each ended is under `outbox`.
+
     A stream whose vendor can say what changed (Follow Up Boss people, HubSpot, Pipedrive)
     is read from its watermark on; in full the first time, when its last full read is older
     than CRM_FULL_SYNC_HOURS, and with --full. The others are read in full every time.
@@ -714,19 +753,23 @@ def sync(
             run(_watch(engine, names, minutes))
             return
 
-        async def once() -> dict[str, Any]:
+        async def once() -> tuple[list[Any], dict[str, Any]]:
+            from crm_tui.cli_writes import send_outbox
+
             done = lambda: None  # noqa: E731
             if not rt.json:
                 done = _progress_printer(store)
             try:
-                return await engine.sync_all(names, full=full)
+                sent = await send_outbox(engine, names)
+                return sent, await engine.sync_all(names, full=full)
             finally:
                 done()
                 await engine.aclose()
 
-        reports = run(once())
+        sent, reports = run(once())
         payload = _sync_payload(rt, reports, sources)
-        emit(rt, payload, lambda: _sync_table(reports))
+        payload["outbox"] = [entry.to_json() for entry in sent]
+        emit(rt, payload, lambda: _sync_table(reports, sent))
         if not payload["success"]:
             classes = {s.error_class for r in reports.values() for s in r.streams.values()}
             if "AuthError" in classes:
@@ -755,7 +798,8 @@ def _sync_payload(rt: Runtime, reports: dict[str, Any], sources: tuple[str, ...]
     return payload
 
 
-def _sync_table(reports: dict[str, Any]) -> None:
+def _sync_table(reports: dict[str, Any], sent: Sequence[Any] = ()) -> None:
+    from crm_tui.cli_writes import outbox_summary
     from crm_tui.sources.messages import one_line
 
     rows = [
@@ -774,6 +818,8 @@ def _sync_table(reports: dict[str, Any]) -> None:
     ]
     headers = ("SOURCE", "STREAM", "MODE", "OUTCOME", "RECORDS", "DELETED", "REQUESTS")
     table(rows, (*headers, "ERROR"))
+    if sent:
+        click.echo(single_line(outbox_summary(sent)))
 
 
 def _stream_json(report: Any) -> dict[str, Any]:
@@ -840,7 +886,14 @@ async def _watch(engine: Any, names: list[str] | None, minutes: float) -> None:
                 err=True,
             )
 
-    scheduler = Scheduler(engine, minutes, on_run=log_run, sources=names)
+    async def send_first() -> None:
+        from crm_tui.cli_writes import outbox_summary, send_outbox
+
+        summary = outbox_summary(await send_outbox(engine, names))
+        if summary:
+            click.echo(f"{utc_now()} {single_line(summary)}", err=True)
+
+    scheduler = Scheduler(engine, minutes, on_run=log_run, sources=names, before_run=send_first)
     try:
         await scheduler.run_forever(stop)
     except asyncio.CancelledError:
@@ -1702,3 +1755,6 @@ def simulator(
 from crm_tui.cli_webhooks import webhooks_group  # noqa: E402
 
 main.add_command(webhooks_group)
+
+# edit, note, lead create, outbox: they join `main` as crm_tui.cli_writes defines them
+import crm_tui.cli_writes  # noqa: E402, F401

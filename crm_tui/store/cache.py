@@ -447,6 +447,11 @@ class CacheStore:
     async def outbox_changed(self, kind: RecordKind, source: str, ids: Iterable[str]) -> None:
         """This process changed the outbox for these records: their pending values are read
         again and the records shown with them (or, once sent or dropped, as cached)."""
+        await self.load_ids(kind, source, ids)
+
+    async def load_ids(self, kind: RecordKind, source: str, ids: Iterable[str]) -> None:
+        """These records read again from the database, shown with what waits in the outbox
+        for them: for a command that works on a few records, without loading the cache."""
         if self.db is None:
             return
         self._pending = await asyncio.to_thread(self.db.pending_values, self.user_id)

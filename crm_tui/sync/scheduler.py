@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from crm_tui.models import SyncReport
@@ -20,11 +20,13 @@ class Scheduler:
         interval_minutes: float,
         on_run: Callable[[dict[str, SyncReport]], None] | None = None,
         sources: list[str] | None = None,
+        before_run: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         if interval_minutes <= 0:
             raise ValueError("interval must be positive")
         self.engine = engine
         self.sources = sources  # None: every enabled source
+        self.before_run = before_run  # e.g. send the outbox, so the run reads the new values
         self.interval = interval_minutes * 60
         self.on_run = on_run
         self.next_run: datetime | None = None
@@ -37,6 +39,8 @@ class Scheduler:
             self.engine.store.update_status(name, next_run=stamp)
 
     async def run_once(self) -> dict[str, SyncReport]:
+        if self.before_run is not None:
+            await self.before_run()
         reports = await self.engine.sync_all(self.sources)  # running ones are skipped
         self.runs += 1
         for name, report in reports.items():

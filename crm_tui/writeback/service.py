@@ -153,7 +153,8 @@ class WriteBack:
         await self.store.outbox_changed(kind, record.source, [record.id])
         return entry
 
-    async def note(self, record: Record, text: str, subject: str | None = None) -> OutboxEntry:
+    def _note_values(self, record: Record, text: str, subject: str | None) -> dict[str, Value]:
+        """A note's text and subject, checked: the same for a note saved and a dry run."""
         if not self.takes_notes(record):
             raise NotWritable(f"{record.source} takes no notes from crm-tui")
         body = (text or "").strip()
@@ -162,8 +163,12 @@ class WriteBack:
         if len(body) > _NOTE_LIMIT:
             raise ValidationFailed({"note": f"at most {_NOTE_LIMIT} characters"})
         wanted: dict[str, Value] = {"note": body}
-        if subject:
+        if subject and subject.strip():
             wanted["subject"] = subject.strip()
+        return wanted
+
+    async def note(self, record: Record, text: str, subject: str | None = None) -> OutboxEntry:
+        wanted = self._note_values(record, text, subject)
         return await self.store.in_writer(
             self._db.add_edit,
             self.user_id,
@@ -177,7 +182,8 @@ class WriteBack:
             self.user_id,
         )
 
-    async def create_lead(self, name: str, values: Mapping[str, Any]) -> OutboxEntry:
+    def _lead_values(self, name: str, values: Mapping[str, Any]) -> dict[str, Value]:
+        """A new lead's values, checked: the same for a lead saved and a dry run."""
         spec = self._source(name).writes.create
         if spec is None:
             raise NotWritable(f"{name} takes no new leads from crm-tui")
@@ -190,7 +196,10 @@ class WriteBack:
         if not any(cleaned.get(f) for f in spec.required_any):
             needs = " or ".join(spec.required_any)
             raise ValidationFailed({spec.required_any[0]: f"a new lead needs {needs}"})
-        wanted = {**{k: v for k, v in cleaned.items() if v not in (None, "", [])}, **extras}
+        return {**{k: v for k, v in cleaned.items() if v not in (None, "", [])}, **extras}
+
+    async def create_lead(self, name: str, values: Mapping[str, Any]) -> OutboxEntry:
+        wanted = self._lead_values(name, values)
         return await self.store.in_writer(
             self._db.add_edit,
             self.user_id,
@@ -245,16 +254,23 @@ class WriteBack:
         return _preview(source, update_draft(spec, record.remote_id, wanted, current, choices))
 
     def preview_note(self, record: Record, text: str, subject: str | None = None) -> Preview:
+        """The request a note would send: checked as a saved note is, so a dry run never
+        shows a request the real one would refuse."""
+        wanted = self._note_values(record, text, subject)
         source = self._source(record.source)
-        if source.writes.note is None:
-            raise NotWritable(f"{record.source} takes no notes from crm-tui")
-        return _preview(source, note_draft(source.writes.note, record.remote_id, text, subject))
+        assert source.writes.note is not None  # _note_values refused a source without notes
+        said = wanted.get("subject")
+        draft = note_draft(
+            source.writes.note, record.remote_id, str(wanted["note"]), str(said) if said else None
+        )
+        return _preview(source, draft)
 
     def preview_lead(self, name: str, values: Mapping[str, Any]) -> Preview:
+        """The request a new lead would send, from its values checked as a saved lead's."""
+        wanted = self._lead_values(name, values)
         source = self._source(name)
-        if source.writes.create is None:
-            raise NotWritable(f"{name} takes no new leads from crm-tui")
-        return _preview(source, create_draft(source.writes.create, dict(values)))
+        assert source.writes.create is not None  # _lead_values refused a source without
+        return _preview(source, create_draft(source.writes.create, wanted))
 
     # -- sending -----------------------------------------------------------------------------
 
