@@ -64,7 +64,7 @@ def outbox(env: dict[str, str]) -> list[dict[str, Any]]:
     listed = run_crm("outbox", "--json", env=env)
     assert listed.returncode == 0, listed.stderr
     payload = json.loads(listed.stdout)
-    return payload["entries"] if isinstance(payload, dict) else payload
+    return payload["outbox"]
 
 
 @pytest.mark.parametrize("crash_at", ["outbox:saved", "outbox:sending", "outbox:answered"])
