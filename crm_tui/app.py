@@ -15,7 +15,7 @@ import gc
 import importlib
 import logging
 import pkgutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -54,6 +54,8 @@ from crm_tui.store.health import pages_problem
 from crm_tui.store.leases import Holder
 from crm_tui.sync.engine import ConnectionResult, SyncEngine, failed_report
 from crm_tui.tomlfile import read_toml, where
+from crm_tui.writeback.service import Choice, WriteBack
+from crm_tui.writeback.shown import Decision, anything_waits, decision_notice, drain_notices
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +211,12 @@ class CrmApp(App[None]):
         self._pending_index: dict[tuple[str | None, tuple[RecordKind, ...]], set[str] | None] = {}
         #: A sync-all's sources and their reports as they end (None: still running).
         self._batch: dict[str, SyncReport | None] | None = None
+        self._writeback: WriteBack | None = None
+        #: Open outbox entries by state: Status shows them, the periodic drain looks here.
+        self.outbox_open: dict[str, int] = {}
+        self._draining = False
+        #: A drain asked for while one runs: (sources, None for all; quiet), run after it.
+        self._drain_again: tuple[set[str] | None, bool] | None = None
         self.store.subscribe(self._on_store_change)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -240,6 +248,7 @@ class CrmApp(App[None]):
         self.run_worker(self._load(), group="load", exit_on_error=False, name="load snapshot")
         self.set_interval(self.WATCH_SECONDS, self._watch_database, name="watch database")
         self.set_interval(self.SWEEP_SECONDS, self._sweep_runs, name="sweep runs")
+        self.set_interval(self.DRAIN_SECONDS, self._drain_if_waiting, name="send changes")
         interval = self.settings.crm_sync_interval_minutes
         if interval:
             self.set_interval(interval * 60, self.sync_all_scheduled, name="scheduled sync")
@@ -265,6 +274,9 @@ class CrmApp(App[None]):
         self.loaded = True
         self.store_changed.publish(StoreChange(None, KINDS))
         self._find_people()
+        await self.count_outbox()
+        if anything_waits(self.outbox_open):  # edits saved before a quit or a lost network
+            self.drain_outbox(quiet=True)
         # A whole-file read competes for the cores: after the work a start brings (a sync
         # on start, clusters), and never while a sync runs.
         self.set_timer(self.pages_check_delay, self._check_pages)
@@ -362,6 +374,7 @@ class CrmApp(App[None]):
                 await self.store.follow(found)
                 # seen only once applied: a look that failed is made again
                 self._seen_version, self._seen_change = version, found.last
+                await self.count_outbox()  # the CLI may have saved or sent an edit
                 if found.empty:  # statuses, audit rows, leases, decisions: no record changed
                     await self.store.refresh_statuses()
                     await self._review_if_decided()
@@ -655,6 +668,9 @@ class CrmApp(App[None]):
                 self._batch_done()
             elif report is not None:
                 self._notify_sync(name, report)
+        answered = report.outcome in (Outcome.SUCCESS, Outcome.PARTIAL)
+        if answered and anything_waits(self.outbox_open):
+            self.drain_outbox([name], quiet=True)  # the source answers again: send what waits
         return report
 
     def _notify_sync(self, name: str, report: SyncReport) -> None:
@@ -716,6 +732,94 @@ class CrmApp(App[None]):
         )
         self.store_changed.publish(StoreChange(name, (), status_only=True))
         return result
+
+    # -- the outbox: edits of vendor records --------------------------------------------
+
+    #: How often the open app sends edits still waiting (the network may be back).
+    DRAIN_SECONDS = 60.0
+
+    @property
+    def writeback(self) -> WriteBack:
+        """Edits of vendor records, through the engine of the settings in force."""
+        if self._writeback is None or self._writeback.engine is not self.engine:
+            self._writeback = WriteBack(self.engine)
+        return self._writeback
+
+    def drain_outbox(self, names: Iterable[str] | None = None, *, quiet: bool = False) -> None:
+        """Send what waits in the outbox (for `names`, or every source) in the background.
+        `quiet`: nobody asked, so nothing is said about edits that merely still wait.
+        One drain at a time and never cancelled: an edit cut mid-request would stay claimed
+        by this live process. One asked for meanwhile runs right after it."""
+        if self.store.db is None or self.read_only_reason or self.store_error is not None:
+            return
+        wanted = None if names is None else set(names)
+        if self._draining:
+            self._drain_again = _more_drain(self._drain_again, wanted, quiet)
+            return
+        self._draining = True
+        self.run_worker(
+            self._drain(wanted, quiet), group="outbox", exit_on_error=False, name="send changes"
+        )
+
+    async def _drain(self, names: set[str] | None, quiet: bool) -> None:
+        try:
+            while True:
+                finished = await self.writeback.drain(names)
+                for text, severity in drain_notices(finished, quiet=quiet):
+                    self.notify(self.masker(text), severity=severity, markup=False, timeout=8)
+                await self.count_outbox()
+                if self._drain_again is None:
+                    return
+                (names, quiet), self._drain_again = self._drain_again, None
+        except StoreError as exc:
+            self.show_store_error(exc)
+        finally:
+            self._draining = False  # no await since the last look at _drain_again
+
+    def _drain_if_waiting(self) -> None:
+        if self.loaded and anything_waits(self.outbox_open):
+            self.drain_outbox(quiet=True)
+
+    async def count_outbox(self) -> None:
+        """Open entries by state, read again; screens told when the counts moved."""
+        db = self.store.db
+        if db is None:
+            return
+        try:
+            counts = await asyncio.to_thread(db.outbox_counts, self.store.user_id)
+        except StoreError as exc:
+            self.show_store_error(exc)
+            return
+        if counts != self.outbox_open:
+            self.outbox_open = counts
+            self.store_changed.publish(StoreChange(None, (), status_only=True))
+
+    def decide_edit(
+        self, entry_id: int, decision: Decision, choices: Mapping[str, Choice] | None = None
+    ) -> None:
+        """A person's retry, drop or resolution of a conflict; what it leaves waiting is
+        sent at once."""
+        if not self.writes_blocked():
+            self.run_worker(
+                self._decided(entry_id, decision, dict(choices or {})),
+                group="outbox-decide",
+                exit_on_error=False,
+                name="decide a change",
+            )
+
+    async def _decided(self, entry_id: int, decision: Decision, choices: dict[str, Choice]) -> None:
+        writeback = self.writeback
+        if decision == "settle":
+            entry = await writeback.settle(entry_id, choices)
+        elif decision == "drop":
+            entry = await writeback.drop(entry_id)
+        else:
+            entry = await writeback.retry(entry_id)
+        text, severity = decision_notice(entry, decision)
+        self.notify(text, severity=severity, markup=False)
+        await self.count_outbox()
+        if entry is not None and entry.state == "pending":
+            self.drain_outbox([entry.source])
 
     # -- setting a source up ------------------------------------------------------------
 
@@ -785,6 +889,7 @@ class CrmApp(App[None]):
         "form": "a save",
         "local": "a change to local records",
         "clear": "clearing the cache",
+        "outbox": "sending changes to a CRM",
     }
     #: How long a quit waits for cancelled syncs to write their audit rows.
     QUIT_WAIT_SECONDS = 5.0
@@ -900,6 +1005,18 @@ async def _settled(worker: Worker[Any]) -> None:
     """A worker has ended, however it ended."""
     with contextlib.suppress(Exception):
         await worker.wait()
+
+
+def _more_drain(
+    queued: tuple[set[str] | None, bool] | None, names: set[str] | None, quiet: bool
+) -> tuple[set[str] | None, bool]:
+    """A drain asked for while one runs, added to those already queued behind it: every
+    source if any asked for every one; quiet only if all of them were."""
+    if queued is None:
+        return names, quiet
+    before, was_quiet = queued
+    both = None if before is None or names is None else before | names
+    return both, was_quiet and quiet
 
 
 def _joined(phrases: list[str], *, capital: bool = True) -> str:

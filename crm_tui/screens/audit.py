@@ -1,4 +1,6 @@
-"""Audit: sync runs newest first; a run opens to its streams and quarantined records.
+"""Audit: sync runs and writes (edits, notes, leads sent to a CRM) newest first; a run opens
+to its streams and quarantined records, a write to who changed what, before and after, and
+what the CRM answered.
 
 `/` (or letters typed in the list) filters the runs by any word of their row: a source,
 an outcome, an error. g / G go to the newest and the oldest run.
@@ -20,9 +22,12 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from crm_tui.config import DISPLAY_NAMES
 from crm_tui.screens.base import ModeScreen
+from crm_tui.screens.outbox import STATE_STYLE, WriteScreen, label_of
 from crm_tui.screens.typing import TypeToFilter
+from crm_tui.store.outbox import OutboxEntry
 from crm_tui.timefmt import exact, parse_utc
 from crm_tui.widgets.safe import safe, safe_block
+from crm_tui.writeback.shown import by_time, write_row
 
 OUTCOME_STYLE = {
     "success": "green",
@@ -74,12 +79,29 @@ RUN_COLUMNS = (
 #: Under WIDE_AT columns, what went right or wrong first; a run's counts are one `enter` away.
 NARROW_COLUMNS = ("Started", "Source", "Outcome", "Took", "Read", "Error")
 WIDE_AT = 120
+#: Once there are writes: what each row is (sync, edit, note, lead), and "Details" for the
+#: error of a run or the change a write made.
+WRITE_COLUMNS = ("Started", "What", *RUN_COLUMNS[1:-1], "Details")
+NARROW_WRITE_COLUMNS = ("Started", "What", "Source", "Outcome", "Details")
 
 
-def shown_columns(width: int) -> tuple[int, ...]:
-    """Which of RUN_COLUMNS fit `width` cells."""
-    names = RUN_COLUMNS if width >= WIDE_AT else NARROW_COLUMNS
-    return tuple(RUN_COLUMNS.index(name) for name in names)
+def shown_columns(width: int, writes: bool = False) -> tuple[str, ...]:
+    """The columns that fit `width` cells, by title."""
+    if writes:
+        return WRITE_COLUMNS if width >= WIDE_AT else NARROW_WRITE_COLUMNS
+    return RUN_COLUMNS if width >= WIDE_AT else NARROW_COLUMNS
+
+
+def run_row(run: dict[str, Any]) -> dict[str, Text]:
+    """A run's cells by column title, under either set of columns."""
+    row = dict(zip(RUN_COLUMNS, run_cells(run), strict=True))
+    return {**row, "What": safe("sync"), "Details": row["Error"]}
+
+
+def write_cells(entry: OutboxEntry, label: str) -> dict[str, Text]:
+    row = {name: safe(value) for name, value in write_row(entry, label).items()}
+    row["Outcome"] = safe(entry.state, STATE_STYLE.get(entry.state, ""))
+    return row
 
 
 class RunScreen(ModalScreen[None]):
@@ -133,7 +155,8 @@ class AuditScreen(TypeToFilter, ModeScreen):
         Binding("escape", "clear_find", "Clear filter", show=False, id="audit.clear"),
     ]
     runs: list[dict[str, Any]] = []
-    shown: tuple[int, ...] = ()
+    writes: list[OutboxEntry] = []
+    shown: tuple[str, ...] = ()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -155,14 +178,15 @@ class AuditScreen(TypeToFilter, ModeScreen):
         self.query_one("#runs", DataTable).focus()
 
     def _set_columns(self) -> bool:
-        """The columns for this width; True when they changed."""
-        shown = shown_columns(self.size.width or 80)
+        """The columns for this width (and whether writes are listed); True when they
+        changed."""
+        shown = shown_columns(self.size.width or 80, bool(self.writes))
         if shown == self.shown:
             return False
         self.shown = shown
         table = self.query_one("#runs", DataTable)
         table.clear(columns=True)
-        table.add_columns(*(RUN_COLUMNS[i] for i in shown))
+        table.add_columns(*shown)
         return True
 
     def on_resize(self) -> None:
@@ -180,19 +204,31 @@ class AuditScreen(TypeToFilter, ModeScreen):
             super().on_store_change(change)
 
     def refresh_data(self) -> None:
-        db = self.crm.store.db
-        self.runs = db.list_runs(self.crm.store.user_id) if db else []
+        db, user = self.crm.store.db, self.crm.store.user_id
+        self.runs = db.list_runs(user) if db else []
+        self.writes = db.outbox(user, limit=200) if db else []
+        self._set_columns()
         self._show()
+
+    def _rows(self) -> list[tuple[str, dict[str, Text]]]:
+        """Every run and write, newest first: its row key and cells by column title."""
+        rows = []
+        for item in by_time(self.runs, self.writes):
+            if isinstance(item, OutboxEntry):
+                cells = write_cells(item, label_of(self.crm, item))
+                rows.append((f"write:{item.id}", cells))
+            else:
+                rows.append((str(item["id"]), run_row(item)))
+        return rows
 
     def _show(self) -> None:
         table = self.query_one("#runs", DataTable)
         selected = self._selected_key()
         table.clear()
         words = self.filter_box().value.casefold().split()
-        for run in self.runs:
-            cells = run_cells(run)
-            if run_matches(cells, words):  # every field, shown or not
-                table.add_row(*(cells[i] for i in self.shown), key=str(run["id"]))
+        for key, cells in self._rows():
+            if run_matches(list(cells.values()), words):  # every field, shown or not
+                table.add_row(*(cells[name] for name in self.shown), key=key)
         if selected is not None and selected in table.rows:
             table.move_cursor(row=table.get_row_index(selected))
         self.query_one("#audit-summary", Static).update(self._summary(table.row_count, words))
@@ -205,11 +241,13 @@ class AuditScreen(TypeToFilter, ModeScreen):
 
     def _summary(self, shown: int, words: list[str]) -> str:
         """What the list holds, and why it is empty when it is."""
-        if not self.runs:
+        if not self.runs and not self.writes:
             return "No sync runs yet: on Status (F1) press a to sync every source."
         if words and not shown:
             return f"No run matches {' '.join(words)!r}: esc clears the filter."
         matching = f" matching {' '.join(words)!r}" if words else ""
+        if self.writes:
+            return f"{shown:,} syncs and writes{matching}, newest first. Enter opens one."
         return f"{shown:,} sync runs{matching}, newest first. Enter opens a run, / filters."
 
     @on(Input.Changed, "#audit-find")
@@ -237,6 +275,12 @@ class AuditScreen(TypeToFilter, ModeScreen):
         self.refresh_data()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        key = str(event.row_key.value)
+        if key.startswith("write:"):
+            entry = next((w for w in self.writes if f"write:{w.id}" == key), None)
+            if entry is not None:
+                self.app.push_screen(WriteScreen(entry))
+            return
         db = self.crm.store.db
         run = next((r for r in self.runs if str(r["id"]) == event.row_key.value), None)
         if run is None or db is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from textual.screen import Screen
 from textual.widgets import Header
@@ -14,33 +14,23 @@ if TYPE_CHECKING:
     from crm_tui.app import CrmApp
 
 
-class ModeScreen(Screen[None]):
-    """Store changes arrive once per page of a sync; screens repaint at most ten times a
-    second, so a fast sync cannot flood the event loop with redraws."""
+class FollowsStore:
+    """Mixed into a screen that shows what the store holds. Store changes arrive once per
+    page of a sync; the screen repaints at most ten times a second, so a fast sync cannot
+    flood the event loop with redraws."""
 
     _refresh_pending = False
-    _tabs_mounted = False
+    app: Any
+    is_current: bool
+    set_timer: Any
 
     @property
     def crm(self) -> CrmApp:
         return cast("CrmApp", self.app)
 
-    def on_mount(self) -> None:
-        self._mount_tabs()
-        self.crm.store_changed.subscribe(self, self.on_store_change)
-        self.refresh_data()
-
-    def _mount_tabs(self) -> None:
-        """The six screens as tabs, under the header, this one highlighted."""
-        if self._tabs_mounted:  # a subclass's on_mount calls this one too
-            return
-        mode = next((n for n, cls in self.crm.MODES.items() if type(self) is cls), None)
-        headers = self.query(Header)
-        if mode is not None and headers:
-            self._tabs_mounted = True
-            self.mount(ModeTabs(mode), after=headers.first())
-
-    def on_screen_resume(self) -> None:
+    def follow_store(self) -> None:
+        """Subscribe (from on_mount), then show what the store holds now."""
+        self.crm.store_changed.subscribe(self, self.on_store_change)  # type: ignore[arg-type]
         self.refresh_data()
 
     def on_store_change(self, change: StoreChange) -> None:
@@ -55,3 +45,24 @@ class ModeScreen(Screen[None]):
 
     def refresh_data(self) -> None:
         """Re-read what this screen shows from the store."""
+
+
+class ModeScreen(FollowsStore, Screen[None]):
+    _tabs_mounted = False
+
+    def on_mount(self) -> None:
+        self._mount_tabs()
+        self.follow_store()
+
+    def _mount_tabs(self) -> None:
+        """The six screens as tabs, under the header, this one highlighted."""
+        if self._tabs_mounted:  # a subclass's on_mount calls this one too
+            return
+        mode = next((n for n, cls in self.crm.MODES.items() if type(self) is cls), None)
+        headers = self.query(Header)
+        if mode is not None and headers:
+            self._tabs_mounted = True
+            self.mount(ModeTabs(mode), after=headers.first())
+
+    def on_screen_resume(self) -> None:
+        self.refresh_data()

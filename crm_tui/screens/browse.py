@@ -7,7 +7,7 @@ answered by the search index: a filter matching a million records stays a numpy 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -27,6 +27,7 @@ from crm_tui.screens.local_actions import LocalActions
 from crm_tui.screens.typing import TypeToFilter
 from crm_tui.search.query import MIN_QUERY, QueryError
 from crm_tui.widgets.record_table import Column, RecordTable
+from crm_tui.writeback.shown import PENDING_MARK
 
 
 def _text_key(name: str) -> Any:
@@ -37,20 +38,33 @@ def _amount_key(r: Any) -> Decimal:
     return r.amount if r.amount is not None else Decimal("-1")
 
 
+def marked_name(pending: Callable[[str], object] | None) -> Callable[[Record], str]:
+    """A row's name, marked while an edit of it waits (one dict lookup per row drawn)."""
+
+    def name(record: Record) -> str:
+        shown = record.name or ""
+        return f"{PENDING_MARK}{shown}" if pending is not None and pending(record.id) else shown
+
+    return name
+
+
 # Narrowest widths, and what goes first when the terminal is narrow (City and Status before
 # Company at 80 cells); RecordTable widens them to what their values need.
-def columns(kind: RecordKind, region: str = "US") -> list[Column]:
-    """The columns of one kind; phones shown in one format for `region`."""
-    return _columns(lambda r: format_phone(r.phone, region))[kind]
+def columns(
+    kind: RecordKind, region: str = "US", pending: Callable[[str], object] | None = None
+) -> list[Column]:
+    """The columns of one kind; phones shown in one format for `region`; `pending` (the
+    store's lookup of unsent edits) marks the names of records with one."""
+    return _columns(lambda r: format_phone(r.phone, region), marked_name(pending))[kind]
 
 
-def _columns(phone: Any) -> dict[RecordKind, list[Column]]:
+def _columns(phone: Any, name: Callable[[Record], str]) -> dict[RecordKind, list[Column]]:
     return {
         "contacts": [
             Column(
                 "Source", 8, lambda r: DISPLAY_NAMES.get(r.source, r.source), _text_key("source"), 2
             ),
-            Column("Name", 14, lambda r: r.name, lambda r: r.name.casefold(), 0),
+            Column("Name", 14, name, lambda r: r.name.casefold(), 0),
             Column("E-mail", 16, lambda r: r.email, _text_key("email"), 1),
             Column("Phone", 14, phone, _text_key("phone"), 3),
             Column("Company", 10, lambda r: r.company, _text_key("company"), 7),
@@ -62,7 +76,7 @@ def _columns(phone: Any) -> dict[RecordKind, list[Column]]:
             Column(
                 "Source", 8, lambda r: DISPLAY_NAMES.get(r.source, r.source), _text_key("source"), 4
             ),
-            Column("Deal", 20, lambda r: r.name, _text_key("name"), 0),
+            Column("Deal", 20, name, _text_key("name"), 0),
             Column(
                 "Amount",
                 12,
@@ -108,7 +122,7 @@ class BrowseScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
         yield Footer()
 
     def _columns(self, kind: RecordKind) -> list[Column]:
-        return columns(kind, self.crm.settings.crm_phone_region)
+        return columns(kind, self.crm.settings.crm_phone_region, self.crm.store.pending)
 
     def on_mount(self) -> None:
         super().on_mount()

@@ -1,6 +1,8 @@
 """Record detail: the fields as people read them (labels, money, local times, one phone
 format; `v` shows them as stored), links between a deal and its contact, the source's web
-page, and the original payload."""
+page, and the original payload. `e` edits (the local CRM's record, or a vendor's where it
+lets crm-tui write), `N` adds a note; an edit not sent yet, refused or in conflict shows
+under the title, and `c` resolves a conflict."""
 
 from __future__ import annotations
 
@@ -11,8 +13,10 @@ import sys
 import webbrowser
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -23,13 +27,22 @@ from crm_tui.config import DISPLAY_NAMES
 from crm_tui.formats import field_label, format_amount, format_date, local_time, utc_time
 from crm_tui.models import Contact, Deal, Record
 from crm_tui.phones import format_phone
+from crm_tui.screens.outbox import ConflictScreen
+from crm_tui.screens.vendor import add_note, open_editor
 from crm_tui.sources.registry import CONNECTORS
+from crm_tui.store import StoreChange
+from crm_tui.store.outbox import OPEN_STATES, OutboxEntry
 from crm_tui.vocabulary import record_shared_status
 from crm_tui.widgets.safe import safe, safe_block
+from crm_tui.writeback.shown import record_mark
+
+if TYPE_CHECKING:
+    from crm_tui.app import CrmApp
 
 _HIDDEN = {"raw", "id", "source", "user_id", "deleted"}
 _TIMES = ("remote_created", "remote_updated", "synced_at")
 MAX_DEALS_LISTED = 200
+MARK_STYLE = {"pending": "yellow", "failed": "bold red", "conflict": "bold magenta"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +141,9 @@ class RecordScreen(ModalScreen[None]):
         Binding("v", "toggle_stored", "As stored", id="detail.stored"),
         Binding("o", "open_source", "Open in CRM", id="detail.open"),
         Binding("a", "also_in", "Same person elsewhere", id="detail.also"),
+        Binding("e", "edit", "Edit", id="detail.edit"),
+        Binding("N", "note", "Add note", id="detail.note"),
+        Binding("c", "resolve", "Resolve conflict", id="detail.resolve"),
     ]
 
     def __init__(self, record: Record) -> None:
@@ -140,6 +156,7 @@ class RecordScreen(ModalScreen[None]):
         self.rows: list[Row] = []
         self.contact: Contact | None = None
         self.deals: tuple[Deal, ...] = ()
+        self.marks: list[OutboxEntry] = []  # this record's open outbox entries
 
     def compose(self) -> ComposeResult:
         record = self.record
@@ -150,11 +167,9 @@ class RecordScreen(ModalScreen[None]):
             )
             badge.append("  ")
             badge.append_text(safe(title or "(no name)", "bold"))
-            if record.source != "local":
-                badge.append(
-                    f"   read-only: edit in {DISPLAY_NAMES.get(record.source)}", style="dim"
-                )
+            badge.append(self._where_edited(), style="dim")
             yield Static(badge, id="record-title")
+            yield Static(id="outbox-mark")
             yield Static(id="also-in")
             table: DataTable[Text] = DataTable(id="fields", cursor_type="row")
             yield table
@@ -162,6 +177,23 @@ class RecordScreen(ModalScreen[None]):
                 payload = json.dumps(record.metadata, indent=2, ensure_ascii=False)
                 yield Static(safe_block(payload), id="payload-text")
         yield Footer()
+
+    def _refusal(self) -> str | None:
+        """Why `e` cannot edit this record (None: it can)."""
+        if self.record.source == "local":
+            return None
+        writeback = getattr(self.app, "writeback", None)
+        return writeback.refusal(self.record) if writeback else "Read-only here"
+
+    def _where_edited(self) -> str:
+        where = DISPLAY_NAMES.get(self.record.source, self.record.source)
+        if self.record.source == "local":
+            return ""
+        if self._refusal() is not None:
+            return f"   read-only: edit in {where}"
+        # the keys said here too: at 80 columns the footer has no room left for them
+        note = " · N note" if self.check_action("note", ()) else ""
+        return f"   e edit{note} · sent to {where}"
 
     def on_mount(self) -> None:
         review = getattr(self.app, "review", None)
@@ -176,6 +208,47 @@ class RecordScreen(ModalScreen[None]):
         table.add_column("Value", key="value")
         self._fill()
         table.focus()
+        signal = getattr(self.app, "store_changed", None)
+        if signal is not None:
+            signal.subscribe(self, self._on_store_change)
+        self._load_marks()
+
+    def _on_store_change(self, change: StoreChange) -> None:
+        """This record changed (an edit saved, sent, refused or dropped; a sync): shown
+        again as the cache has it, with its outbox marks read again."""
+        record = self.record
+        kind = "contacts" if isinstance(record, Contact) else "deals"
+        if change.status_only or kind not in change.kinds:
+            return
+        if change.ids is not None and record.id not in change.ids:
+            return
+        store = getattr(self.app, "store", None)
+        fresh = store.get(kind, record.id) if store is not None else None
+        if fresh is not None and fresh is not record:
+            self.record = fresh
+            self._fill()
+        self._load_marks()
+
+    @work(group="detail-marks", exclusive=True, exit_on_error=False)
+    async def _load_marks(self) -> None:
+        store = getattr(self.app, "store", None)
+        db = store.db if store is not None else None
+        if db is None or self.record.source == "local":
+            return
+        user, record_id = store.user_id, self.record.id
+        self.marks = await asyncio.to_thread(db.outbox, user, OPEN_STATES, None, 20, record_id)
+        self._show_marks()
+
+    def _show_marks(self) -> None:
+        text = Text()
+        for entry in reversed(self.marks):  # oldest first, as they will be sent
+            line, tone = record_mark(entry)
+            text.append("\n" if text else "")
+            text.append_text(safe(line, MARK_STYLE[tone]))
+        mark = self.query_one("#outbox-mark", Static)
+        mark.update(text)
+        mark.display = bool(self.marks)
+        self.refresh_bindings()
 
     def _find_links(self) -> None:
         """A deal's contact and a contact's deals, from the same source in the cache."""
@@ -240,7 +313,26 @@ class RecordScreen(ModalScreen[None]):
             return self.url is not None
         if action == "also_in":
             return bool(self.also_in)
+        if action == "edit":
+            return self._refusal() is None
+        if action == "note":
+            writeback = getattr(self.app, "writeback", None)
+            takes = writeback is not None and writeback.takes_notes(self.record)
+            return takes and self._refusal() is None
+        if action == "resolve":
+            return any(m.state == "conflict" for m in self.marks)
         return True
+
+    def action_edit(self) -> None:
+        open_editor(cast("CrmApp", self.app), self.record)
+
+    def action_note(self) -> None:
+        add_note(cast("CrmApp", self.app), self.record)
+
+    def action_resolve(self) -> None:
+        conflict = next((m for m in self.marks if m.state == "conflict"), None)
+        if conflict is not None:
+            self.app.push_screen(ConflictScreen(conflict))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         """`enter` on a link opens the record it names; esc comes back here."""

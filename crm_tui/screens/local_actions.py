@@ -1,5 +1,7 @@
-"""New, edit, delete and undo for local records on the screens that list records; other
-sources' records are read-only and say where to edit them.
+"""New, edit, delete and undo for local records on the screens that list records. ctrl+e
+on a vendor's record opens the same form over the fields its source lets crm-tui write (see
+screens/vendor.py); a read-only source's records say where to edit them, and only local
+records are deleted here.
 
 The keys are ctrl- combinations (and `delete`): no name typed into a list contains them, so
 typing "dyer" can never delete a record (see screens/typing.py)."""
@@ -15,6 +17,7 @@ from crm_tui.config import DISPLAY_NAMES
 from crm_tui.models import Record, RecordKind
 from crm_tui.screens.confirm import ConfirmScreen
 from crm_tui.screens.local_form import LocalFormScreen
+from crm_tui.screens.vendor import open_editor, saved_locally
 
 if TYPE_CHECKING:
     from crm_tui.app import CrmApp
@@ -42,35 +45,28 @@ class LocalActions(Screen[None]):
             return cast("CrmApp", self.app).local.last_deleted is not None
         return True
 
-    def _editable(self) -> Record | None:
+    def _deletable(self) -> Record | None:
         record = self.selected_record()
         if record is None:
             return None
         if record.source != "local":
-            self.notify(
-                f"Read-only here: edit it in {DISPLAY_NAMES.get(record.source)}", markup=False
-            )
+            where = DISPLAY_NAMES.get(record.source, record.source)
+            self.notify(f"Only local records are deleted here: delete it in {where}", markup=False)
             return None
         return record
 
     def action_local_new(self) -> None:
         if not cast("CrmApp", self.app).writes_blocked():
-            self.app.push_screen(LocalFormScreen(self.kind), self._saved)
+            self.app.push_screen(LocalFormScreen(self.kind), saved_locally(self.app))
 
     def action_local_edit(self) -> None:
-        if cast("CrmApp", self.app).writes_blocked():
-            return
-        record = self._editable()
+        record = self.selected_record()
         if record is not None:
-            self.app.push_screen(LocalFormScreen(self.kind, record), self._saved)
-
-    def _saved(self, record: Record | None) -> None:
-        if record is not None:
-            self.notify(f"Saved {record.id}", markup=False)
+            open_editor(cast("CrmApp", self.app), record)
 
     def action_local_delete(self) -> None:
         crm = cast("CrmApp", self.app)
-        record = None if crm.writes_blocked() else self._editable()
+        record = None if crm.writes_blocked() else self._deletable()
         if record is None:
             return
 

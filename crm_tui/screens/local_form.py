@@ -2,10 +2,15 @@
 
 It fits 80x24: the fields scroll in one or two columns (as the width allows) while the
 title, the buttons and the footer stay put. Status, stage and tags suggest the values the
-cache already holds; amounts and dates are read leniently and the reading is shown."""
+cache already holds; amounts and dates are read leniently and the reading is shown.
+
+The same form edits a vendor's record (screens/vendor.py): a `FormTarget` names the fields
+its source lets crm-tui write and where the values go."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from rich.text import Text
@@ -17,10 +22,12 @@ from textual.screen import ModalScreen
 from textual.suggester import Suggester
 from textual.widgets import Button, Footer, Input, Label, Static
 
+from crm_tui.config import ConfigError
 from crm_tui.formats import field_label, format_amount, format_date, parse_amount, parse_date
 from crm_tui.local_crm import ValidationFailed, validate
 from crm_tui.models import CONTACT_EDITABLE, DEAL_EDITABLE, Record, RecordKind
 from crm_tui.screens.confirm import ConfirmScreen
+from crm_tui.sources.errors import SourceError
 from crm_tui.suggestions import used_values
 
 if TYPE_CHECKING:
@@ -68,30 +75,63 @@ class ValueSuggester(Suggester):
         return None
 
 
+#: Saves the form's values; returns the record as saved. Raises ValidationFailed (shown
+#: under the fields) or another ValueError (said in a notice; the form stays open).
+Save = Callable[[dict[str, Any]], Awaitable[Record]]
+#: Reads the values a vendor lists for a field (its stages).
+Choices = Callable[[], Awaitable[list[str]]]
+
+
+@dataclass(frozen=True, slots=True)
+class FormTarget:
+    """Where a form's values go, and which fields it shows. `changed_only`: only what the
+    person changed is saved (a vendor's edit sends nothing they did not touch). `choices`:
+    fields whose values the vendor lists, suggested from its list, not the cache's."""
+
+    title: str
+    fields: tuple[str, ...]
+    save: Save
+    changed_only: bool = False
+    choices: Mapping[str, Choices] = field(default_factory=dict)
+
+
 class LocalFormScreen(ModalScreen[Record | None]):
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", id="form.save", priority=True),
         Binding("escape", "cancel", "Cancel", id="form.cancel"),
     ]
 
-    def __init__(self, kind: RecordKind, record: Record | None = None) -> None:
+    def __init__(
+        self, kind: RecordKind, record: Record | None = None, target: FormTarget | None = None
+    ) -> None:
         super().__init__()
         self.kind = kind
         self.record = record
-        self.fields = CONTACT_EDITABLE if kind == "contacts" else DEAL_EDITABLE
+        self.target = target or self._local_target()
+        self.fields = self.target.fields
         self.suggesters = {
             name: ValueSuggester(listed=name == "tags")
-            for name in ("status", "stage", "tags")
+            for name in ("status", "stage", "tags", *self.target.choices)
             if name in self.fields
         }
         self.initial: dict[str, str] = {name: _shown(record, name) for name in self.fields}
         self._errored: dict[str, str | None] = {}
 
-    def compose(self) -> ComposeResult:
+    def _local_target(self) -> FormTarget:
         what = "contact" if self.kind == "contacts" else "deal"
         title = f"Edit local {what} {self.record.id}" if self.record else f"New local {what}"
+        fields = CONTACT_EDITABLE if self.kind == "contacts" else DEAL_EDITABLE
+        return FormTarget(title, fields, self._save_local)
+
+    async def _save_local(self, values: dict[str, Any]) -> Record:
+        local = cast("CrmApp", self.app).local
+        if self.record is None:
+            return await local.add(self.kind, values)
+        return await local.edit(self.record.id, values)
+
+    def compose(self) -> ComposeResult:
         with Vertical(id="form"):
-            yield Static(title, id="form-title", markup=False)
+            yield Static(self.target.title, id="form-title", markup=False)
             with VerticalScroll(id="form-body"), ItemGrid(id="form-grid", min_column_width=36):
                 for name in self.fields:
                     with Vertical(classes="form-field"):
@@ -124,18 +164,29 @@ class LocalFormScreen(ModalScreen[Record | None]):
         self.query_one(f"#field-{self.fields[0]}", Input).focus()
         for name in self.fields:
             self._show_reading(name)
-        if self.suggesters:
+        if set(self.suggesters) - set(self.target.choices):
             store = cast("CrmApp", self.app).store
             # Each stream copied here, on the loop (a C-level copy, milliseconds at 1M),
             # so a sync's upsert cannot change a dict under the thread that counts.
             streams = [list(store.stream(self.kind, s).values()) for s in store.sources()]
             self._load_suggestions(streams)
+        for name in self.target.choices:
+            if name in self.suggesters:
+                self.run_worker(self._load_choices(name), group="form-choices", exit_on_error=False)
 
     @work(group="form-suggestions", exclusive=True, thread=True, exit_on_error=False)
     def _load_suggestions(self, streams: list[list[Record]]) -> None:
-        values = used_values((r for part in streams for r in part), tuple(self.suggesters))
-        for name, suggester in self.suggesters.items():
-            suggester.values = values.get(name, [])
+        names = tuple(n for n in self.suggesters if n not in self.target.choices)
+        values = used_values((r for part in streams for r in part), names)
+        for name in names:
+            self.suggesters[name].values = values.get(name, [])
+
+    async def _load_choices(self, name: str) -> None:
+        """The vendor's own values; none when it cannot be asked now (saving checks)."""
+        try:
+            self.suggesters[name].values = await self.target.choices[name]()
+        except (SourceError, ConfigError):
+            self.suggesters[name].values = []
 
     # -- what was typed ------------------------------------------------------------------------
 
@@ -143,6 +194,8 @@ class LocalFormScreen(ModalScreen[Record | None]):
         out: dict[str, Any] = {}
         for name in self.fields:
             value = self.query_one(f"#field-{name}", Input).value
+            if self.target.changed_only and value == self.initial[name]:
+                continue
             if self.record is not None or value.strip():
                 out[name] = value
         return out
@@ -170,7 +223,7 @@ class LocalFormScreen(ModalScreen[Record | None]):
         reading = ""
         try:
             if text and name == "amount":
-                currency = self.query_one("#field-currency", Input).value.strip() or "USD"
+                currency = self._currency()
                 reading = format_amount(parse_amount(text), currency.upper())
             elif text:
                 reading = format_date(parse_date(text).isoformat())
@@ -179,6 +232,13 @@ class LocalFormScreen(ModalScreen[Record | None]):
         label = self.query_one(f"#reading-{name}", Label)
         label.update(Text(f"= {reading}") if reading and reading != text else "")
         label.display = bool(reading and reading != text)
+
+    def _currency(self) -> str:
+        """The amount's currency: as typed, or the record's where the form has no such
+        field (a vendor's deal), else USD."""
+        if "currency" in self.fields:
+            return self.query_one("#field-currency", Input).value.strip() or "USD"
+        return str(getattr(self.record, "currency", None) or "USD")
 
     def on_input_changed(self, event: Input.Changed) -> None:
         name = (event.input.id or "").removeprefix("field-")
@@ -234,21 +294,27 @@ class LocalFormScreen(ModalScreen[Record | None]):
         self.run_worker(self._save(), group="form", exclusive=True, exit_on_error=False)
 
     async def _save(self) -> None:
-        local = cast("CrmApp", self.app).local
         for name in self.fields:
             self._set_error(name, "")
         try:
-            if self.record is None:
-                saved = await local.add(self.kind, self.values())
-            else:
-                saved = await local.edit(self.record.id, self.values())
+            saved = await self.target.save(self.values())
         except ValidationFailed as exc:
-            first = None
-            for name, message in exc.errors.items():
-                if name in self.fields:
-                    self._set_error(name, message)
-                    first = first or name
-            if first is not None:
-                self.query_one(f"#field-{first}", Input).focus()
+            self._show_errors(exc.errors)
+            return
+        except ValueError as exc:  # nothing to send, not writable: said, the form stays
+            self.notify(str(exc), severity="warning", markup=False)
             return
         self.dismiss(saved)
+
+    def _show_errors(self, errors: dict[str, str]) -> None:
+        """Each error under its field, the first such field focused; an error about no
+        field of the form in a notice, so that no refusal goes unsaid."""
+        first = None
+        for name, message in errors.items():
+            if name in self.fields:
+                self._set_error(name, message)
+                first = first or name
+            else:
+                self.notify(f"{name}: {message}", severity="warning", markup=False)
+        if first is not None:
+            self.query_one(f"#field-{first}", Input).focus()

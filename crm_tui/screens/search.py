@@ -30,6 +30,7 @@ from crm_tui.search.index import Hit, SearchResult, filter_hint
 from crm_tui.search.query import MIN_QUERY, QUERY_TOO_SHORT, QueryError
 from crm_tui.widgets.columns import Want, fit_widths, need
 from crm_tui.widgets.safe import highlighted, safe
+from crm_tui.writeback.shown import PENDING_MARK
 
 KEYS_HINT = (
     "tab contacts/deals · ctrl+g one row per person · ↓ results · enter opens the first"
@@ -282,7 +283,10 @@ class SearchScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
             if key == "phone":  # one format for every CRM; a matched phone lit whole
                 value = format_phone(value, self.crm.settings.crm_phone_region)
                 spans = [(0, len(value))] if spans else []
-            cells.append(highlighted(value, spans))
+            cell = highlighted(value, spans)
+            if key == "name" and self.crm.store.pending(hit.record.id):
+                cell = Text(PENDING_MARK, style="yellow") + cell  # an edit waits to be sent
+            cells.append(cell)
         return cells
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:

@@ -1,4 +1,6 @@
-"""Status (home): every source's state, counts, progress and last error; sync from here."""
+"""Status (home): every source's state, counts, progress and last error; sync from here.
+While edits of vendor records wait, were refused or met a conflict, a line says how many
+and `o` opens the Outbox."""
 
 from __future__ import annotations
 
@@ -12,11 +14,13 @@ from crm_tui.config import DISPLAY_NAMES, SOURCE_NAMES, Settings, config_dir
 from crm_tui.models import SourceStatus, SyncState
 from crm_tui.screens.base import ModeScreen
 from crm_tui.screens.confirm import ConfirmScreen
+from crm_tui.screens.outbox import OutboxScreen
 from crm_tui.screens.store_error import store_error_text
 from crm_tui.sources.messages import QUIET_SOURCES, home_short
 from crm_tui.sync.plan import read_plan
 from crm_tui.timefmt import exact, relative
 from crm_tui.widgets.safe import safe, safe_block
+from crm_tui.writeback.shown import outbox_summary
 
 # Colour and a symbol: the state must read without colour too.
 STATE_LOOK = {
@@ -80,6 +84,7 @@ class StatusScreen(ModeScreen):
     StatusScreen #getting-started {
         display: none; height: auto; padding: 0 1; background: $accent 15%;
     }
+    StatusScreen #outbox-line { display: none; height: auto; padding: 0 1; color: $warning; }
     """
     BINDINGS = [
         Binding("s", "sync_selected", "Sync", id="status.sync"),
@@ -90,6 +95,7 @@ class StatusScreen(ModeScreen):
         Binding("C", "clear_all", "Clear all", id="status.clear_all"),
         Binding("t", "test", "Test", id="status.test"),
         Binding("k", "setup", "Set up", id="status.setup"),
+        Binding("o", "outbox", "Outbox", id="status.outbox"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -98,6 +104,7 @@ class StatusScreen(ModeScreen):
         yield Static(id="getting-started")
         table: DataTable[Text] = DataTable(id="sources", cursor_type="row", zebra_stripes=True)
         yield table
+        yield Static(id="outbox-line")
         with VerticalScroll(id="source-detail"):
             yield Static(id="detail-text")
             yield ProgressBar(id="sync-progress", show_eta=False)
@@ -134,6 +141,10 @@ class StatusScreen(ModeScreen):
         welcome.display = start is not None
         if start is not None:
             welcome.update(start)
+        summary = outbox_summary(self.crm.outbox_open)
+        line = self.query_one("#outbox-line", Static)
+        line.display = bool(summary)
+        line.update(Text(summary))
         table = self.query_one("#sources", DataTable)
         row = table.cursor_row
         table.clear()
@@ -212,7 +223,12 @@ class StatusScreen(ModeScreen):
             return name is not None and self.crm.engine.is_running(name)
         if action in ("sync_selected", "full_sync", "test"):
             return name is not None and self.crm.settings.source_config(name).enabled
+        if action == "outbox":  # offered while something is open: history is in Audit
+            return bool(self.crm.outbox_open)
         return True
+
+    def action_outbox(self) -> None:
+        self.app.push_screen(OutboxScreen())
 
     def action_sync_selected(self) -> None:
         if self.selected:

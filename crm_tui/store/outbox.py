@@ -198,8 +198,9 @@ class OutboxStore:
         states: Iterable[State] | None = None,
         source: str | None = None,
         limit: int = 1000,
+        record_id: str | None = None,
     ) -> list[OutboxEntry]:
-        """Entries newest first, optionally only in `states` and of `source`."""
+        """Entries newest first, optionally only in `states`, of `source`, of one record."""
         sql = f"SELECT {_COLUMNS} FROM outbox WHERE user_id = ?"
         args: list[Any] = [user_id]
         wanted = list(states or ())
@@ -209,10 +210,25 @@ class OutboxStore:
         if source is not None:
             sql += " AND source = ?"
             args.append(source)
+        if record_id is not None:
+            sql += " AND record_id = ?"
+            args.append(record_id)
         sql += " ORDER BY id DESC LIMIT ?"
         args.append(limit)
         with self._lock:
             return [_entry(r) for r in self._conn.execute(sql, args).fetchall()]
+
+    @damage_named
+    def outbox_counts(self, user_id: str) -> dict[State, int]:
+        """How many entries are in each open state (what the app's Status shows)."""
+        marks = ", ".join(f"'{s}'" for s in OPEN_STATES)
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT state, COUNT(*) FROM outbox WHERE user_id = ? AND state IN ({marks})"
+                " GROUP BY state",
+                (user_id,),
+            ).fetchall()
+        return {state: count for state, count in rows}
 
     @damage_named
     def outbox_entry(self, user_id: str, entry_id: int) -> OutboxEntry | None:

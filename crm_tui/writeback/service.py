@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from crm_tui.config import DISPLAY_NAMES
 from crm_tui.faults import fault_point
 from crm_tui.local_crm import ValidationFailed, check_fields
 from crm_tui.models import Contact, Record, RecordKind
@@ -86,6 +87,17 @@ class WriteBack:
             return ()
         kind: RecordKind = "contacts" if isinstance(record, Contact) else "deals"
         return connector.writes.fields(kind)
+
+    def refusal(self, record: Record) -> str | None:
+        """Why `record` cannot be edited from crm-tui now, as a person reads it; None when
+        it can (a local record is the local CRM's, not the outbox's: it gets a reason)."""
+        if not self.writable(record):
+            return f"Read-only here: edit it in {DISPLAY_NAMES.get(record.source, record.source)}"
+        config = self.engine.settings.source_config(record.source)
+        if not config.enabled:
+            missing = ", ".join(config.missing)
+            return f"{config.display_name} is not set up here: its edits need {missing}"
+        return None
 
     def takes_notes(self, record: Record) -> bool:
         connector = self.engine.connectors.get(record.source)
