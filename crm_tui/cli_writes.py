@@ -3,8 +3,8 @@
 Every write is saved to the outbox first (the cache shows an edit at once, marked pending),
 then the source's waiting writes are sent with its retry policy and rate budget, unless
 `--queue`; what cannot be sent now goes out on the next `crm-tui sync` (a `--watch` run
-too) or `crm-tui outbox send`. What each source takes comes from its connector's `Writes`
-declaration: nothing here names a vendor.
+too), `crm-tui outbox send`, or from the open app. What each source takes comes from its
+connector's `Writes` declaration: nothing here names a vendor.
 
 It follows cli.py's conventions and uses its helpers. cli.py imports this module at its very
 end, once everything imported from it here is defined; the commands join `main` as they are
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 STATES = ("pending", "sending", "unsure", "done", "failed", "conflict", "dropped")
 #: The states a person must act on, and the exit code each ends a command with.
 _EXITS = {"failed": EXIT_REMOTE, "conflict": EXIT_CONFLICT}
-_NEXT_RUN = "it goes out on the next crm-tui sync or crm-tui outbox send"
+_NEXT_RUN = "it goes out on the next crm-tui sync or crm-tui outbox send, or from the open app"
 
 _DRY_RUN = click.option(
     "--dry-run",
