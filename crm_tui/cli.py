@@ -1502,6 +1502,12 @@ def duplicates(
 @click.option(
     "--force", is_flag=True, help="Merge a cluster whose names differ, or a possible one."
 )
+@click.option(
+    "--write-back",
+    is_flag=True,
+    help="Also send the chosen values to each vendor record of the cluster that takes edits"
+    " (through the outbox, each with its conflict check; nothing is deleted).",
+)
 @json_option
 @click.pass_context
 def merge(
@@ -1514,6 +1520,7 @@ def merge(
     dry_run: bool,
     undo_id: int | None,
     force: bool,
+    write_back: bool,
     as_json: bool,
 ) -> None:
     """Create or update one local CRM contact from a duplicate cluster, or many.
@@ -1539,10 +1546,12 @@ def merge(
         elif every:
             _merge_all(rt, min_confidence, source, dry_run)
         else:
-            _merge_one(rt, str(cluster_id), prefer, force)
+            _merge_one(rt, str(cluster_id), prefer, force, write_back)
 
 
-def _merge_one(rt: Runtime, cluster_id: str, prefer: str | None, force: bool) -> None:
+def _merge_one(
+    rt: Runtime, cluster_id: str, prefer: str | None, force: bool, write_back: bool = False
+) -> None:
     from crm_tui.dedup.merge import cluster_records, merge_cluster
 
     people, _ = _review(rt)
@@ -1554,17 +1563,25 @@ def _merge_one(rt: Runtime, cluster_id: str, prefer: str | None, force: bool) ->
             f"{cluster_id}: {why}; see crm-tui duplicates, then add --force to merge anyway",
             EXIT_USAGE,
         )
+    from crm_tui.cli_writes import write_merged
+
     records = cluster_records(rt.store, cluster)
     result = run(merge_cluster(_local(rt), cluster, records, prefer))
     verb = "created" if result.created else "updated"
-    emit(
-        rt,
-        {"success": True, **result.to_json()},
-        lambda: click.echo(
+    written = write_merged(rt, result.record, records) if write_back else None
+
+    def human() -> None:
+        click.echo(
             f"{verb} {result.record.id}: {single_line(result.record.name)}"
             f" (merge {result.entry_id})"
-        ),
-    )
+        )
+        if written is not None:
+            click.echo(rt.masker(single_line(written["summary"])))
+
+    payload = {"success": True, **result.to_json()}
+    if written is not None:
+        payload["write_back"] = written
+    emit(rt, payload, human)
 
 
 def _merge_all(rt: Runtime, min_confidence: float, source: str | None, dry_run: bool) -> None:

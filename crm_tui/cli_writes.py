@@ -770,7 +770,26 @@ def _exit_code(entries: Iterable[OutboxEntry]) -> int:
     return EXIT_REMOTE if "failed" in states else EXIT_CONFLICT if "conflict" in states else 0
 
 
-# -- for cli.py's sync and lists ----------------------------------------------------------------
+# -- for cli.py's sync, merge and lists ---------------------------------------------------------
+
+
+def write_merged(rt: Runtime, merged: Record, members: Sequence[Record]) -> dict[str, Any]:
+    """`merge --write-back`: the merged values offered to each vendor record of the cluster
+    and sent now; what each ended as, and the records left alone with why."""
+
+    async def offer() -> tuple[list[OutboxEntry], list[OutboxEntry], dict[str, str]]:
+        async with _writeback(rt) as wb:
+            saved, skipped = await wb.write_merged(merged, members)
+            sources = sorted({e.source for e in saved})
+            return saved, (await wb.drain(sources) if sources else []), skipped
+
+    saved, finished, skipped = run(offer())
+    return {
+        "entries": [e.to_json() for e in finished or saved],
+        "skipped": skipped,
+        "summary": outbox_summary(finished) or "write-back: nothing to change at the vendors",
+    }
+
 
 
 async def send_outbox(engine: SyncEngine, names: Iterable[str] | None) -> list[OutboxEntry]:

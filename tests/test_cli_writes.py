@@ -461,3 +461,22 @@ async def test_a_scheduled_run_sends_the_outbox_before_it_syncs():
     await scheduler.run_once()
     await scheduler.run_once()
     assert order == ["send", "sync", "send", "sync"]
+
+
+def test_a_merge_can_write_its_values_back_to_the_vendor_record(crm, fub):
+    added = crm(
+        "local", "add-contact", "--first-name", "P7", "--last-name", "Lee",
+        "--email", "p7@x.example", "--phone", "(555) 201-0009", "--json",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.stdout
+    [cluster] = crm("duplicates", "--json").body["clusters"]
+    fub.get(f"{FUB}/people/7").respond(json=person(7))
+    put = fub.put(f"{FUB}/people/7").respond(
+        json=person(7, phones=[{"value": "(555) 201-0009", "isPrimary": 1}])
+    )
+    merged = crm("merge", cluster["id"], "--prefer", "local", "--write-back", "--json")
+    assert merged.exit_code == 0, merged.stdout
+    [entry] = merged.body["write_back"]["entries"]
+    assert entry["state"] == "done" and entry["after"] == {"phone": "(555) 201-0009"}
+    assert [p["value"] for p in sent_body(put)["phones"]] == ["(555) 201-0009"]
+    assert put.call_count == 1
