@@ -151,6 +151,10 @@ def test_every_screen(snap_compare, snapshot_app, screen, size, theme):
         await loaded(pilot)
         await pilot.press(*SCREENS[screen])
         await pilot.pause(0.5)
+        # a loaded machine may take longer than the pause to answer the typed query
+        while any(not w.is_finished for w in pilot.app.workers if w.group == "search"):
+            await pilot.pause(0.02)
+        await pilot.pause(0.1)
 
     app = snapshot_app(theme=theme)
     assert snap_compare(app, terminal_size=SIZES[size], run_before=shown)
