@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from textual.widgets import Input
 
 from crm_tui.app import make_app
 from crm_tui.models import Contact, Deal, Outcome, StreamReport, SyncReport
@@ -154,6 +155,8 @@ def test_every_screen(snap_compare, snapshot_app, screen, size, theme):
         # a loaded machine may take longer than the pause to answer the typed query
         while any(not w.is_finished for w in pilot.app.workers if w.group == "search"):
             await pilot.pause(0.02)
+        for box in pilot.app.screen.query(Input):  # the picture must not depend on a blink
+            box.cursor_blink = False
         await pilot.pause(0.1)
 
     app = snapshot_app(theme=theme)
