@@ -15,7 +15,7 @@ import gc
 import importlib
 import logging
 import pkgutil
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -159,9 +159,10 @@ class CrmApp(App[None]):
             "5,f5", "switch_mode('connections')", "Connections", id="mode.connections", show=False
         ),
         Binding("6,f6", "switch_mode('people')", "People", id="mode.people", show=False),
+        Binding("7,f7", "switch_mode('pipeline')", "Pipeline", id="mode.pipeline", show=False),
         Binding("question_mark", "toggle_help", "Help", id="app.help"),
         # `q` quits only from screens where nothing is typed (Status, Connections); ctrl+q
-        # quits from anywhere. F1-F6 switch screens anywhere; a digit typed into a list
+        # quits from anywhere. F1-F7 switch screens anywhere; a digit typed into a list
         # goes to its box instead (screens/typing.py).
         Binding("q", "quit_key", "Quit (where nothing is typed)", id="app.quit", show=False),
         Binding("ctrl+q", "quit", "Quit", id="app.quit_anywhere", priority=True),
@@ -218,6 +219,8 @@ class CrmApp(App[None]):
         #: A drain asked for while one runs: (sources, None for all; quiet), run after it.
         self._drain_again: tuple[set[str] | None, bool] | None = None
         self.store.subscribe(self._on_store_change)
+        #: "Now" for the Pipeline's months and weeks; tests and snapshots fix it.
+        self.clock: Callable[[], datetime] = _utc_now
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -974,9 +977,11 @@ def make_app(
     welcome: str | None = None,
     webhook_listen: tuple[str, int] | None = None,
     env_file: Path | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> CrmApp:
     """Build the app; the CLI and the tests both come through here. `welcome`: a notice
-    shown when it opens; `webhook_listen`: receive webhooks there while it runs."""
+    shown when it opens; `webhook_listen`: receive webhooks there while it runs; `clock`:
+    what "now" is for the Pipeline's charts (a test fixes it)."""
     app = CrmApp(
         settings,
         store=store,
@@ -987,11 +992,17 @@ def make_app(
     app.welcome = welcome
     app.webhook_listen = webhook_listen
     app.env_file = env_file
+    if clock is not None:
+        app.clock = clock
     if theme:
         if theme not in app.available_themes:
             raise ValueError(f"unknown theme {theme!r}; try: {', '.join(app.available_themes)}")
         app.theme = theme
     return app
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _title_of(screen: Screen[Any]) -> str:

@@ -1773,5 +1773,11 @@ from crm_tui.cli_webhooks import webhooks_group  # noqa: E402
 
 main.add_command(webhooks_group)
 
+# report pipeline, serve: the Pipeline's figures headless, and the app in a browser
+from crm_tui.cli_insights import report_group, serve  # noqa: E402
+
+main.add_command(report_group)
+main.add_command(serve)
+
 # edit, note, lead create, outbox: they join `main` as crm_tui.cli_writes defines them
 import crm_tui.cli_writes  # noqa: E402, F401

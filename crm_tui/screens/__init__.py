@@ -4,6 +4,7 @@ from crm_tui.screens.audit import AuditScreen
 from crm_tui.screens.browse import BrowseScreen
 from crm_tui.screens.connections import ConnectionsScreen
 from crm_tui.screens.people import PeopleScreen
+from crm_tui.screens.pipeline import PipelineScreen
 from crm_tui.screens.search import SearchScreen
 from crm_tui.screens.status import StatusScreen
 
@@ -14,6 +15,7 @@ MODES = {
     "audit": AuditScreen,
     "connections": ConnectionsScreen,
     "people": PeopleScreen,
+    "pipeline": PipelineScreen,
 }
 
 __all__ = ["MODES"]

@@ -55,7 +55,7 @@ class ModeScreen(FollowsStore, Screen[None]):
         self.follow_store()
 
     def _mount_tabs(self) -> None:
-        """The six screens as tabs, under the header, this one highlighted."""
+        """The screens as tabs, under the header, this one highlighted."""
         if self._tabs_mounted:  # a subclass's on_mount calls this one too
             return
         mode = next((n for n, cls in self.crm.MODES.items() if type(self) is cls), None)

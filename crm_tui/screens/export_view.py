@@ -32,9 +32,10 @@ EXPORT_BINDINGS = [Binding("ctrl+s", "export_view", "Export", id="view.export")]
 EXTENSIONS = {"csv": "csv", "xlsx": "xlsx", "vcf": "vcf"}
 
 
-def export_path(folder: Path, kind: RecordKind, fmt: str, now: datetime) -> Path:
-    """A new file of its own: two exports in one second (two screens, two processes on one
-    data dir) never replace each other; the name is claimed by creating it (0600)."""
+def export_path(folder: Path, kind: str, fmt: str, now: datetime) -> Path:
+    """A new file of its own, named after what it holds (a record kind, a chart): two
+    exports in one second (two screens, two processes on one data dir) never replace each
+    other; the name is claimed by creating it (0600)."""
     stem, ext = f"{kind}-{now:%Y%m%d-%H%M%S}", EXTENSIONS[fmt]
     for n in itertools.count(1):
         path = folder / (f"{stem}.{ext}" if n == 1 else f"{stem}-{n}.{ext}")

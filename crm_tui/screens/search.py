@@ -34,7 +34,7 @@ from crm_tui.writeback.shown import PENDING_MARK
 
 KEYS_HINT = (
     "tab contacts/deals · ctrl+g one row per person · ↓ results · enter opens the first"
-    " · / back here · ctrl+b all in Browse · F1-F6 screens"
+    " · / back here · ctrl+b all in Browse · F1-F7 screens"
 )
 # (field, title, narrowest width, priority): at 80 cells City and Status come before
 # Company; the space left widens the columns to what their values need.

@@ -95,6 +95,21 @@ def parse_query(text: str, kind: str = "contacts") -> Query:
     return query
 
 
+def words_for(text: str, kind: str) -> str:
+    """The words of a query that apply to `kind`: the Pipeline filters its deal charts and
+    its contact chart with one box, so `source:hubspot tag:buyer amount>1m` filters deals by
+    source and amount, contacts by source and tag. Unknown filters stay (parsing names
+    them); free words apply to both."""
+    kept = []
+    for word in _WORD.findall(single_line(text).strip()[:MAX_QUERY]):
+        match = _FILTER.match(word)
+        key = "amount" if _AMOUNT.match(word) else match.group(1).lower() if match else ""
+        other = CONTACT_FILTERS if kind == "deals" else DEAL_FILTERS
+        if key not in other:
+            kept.append(word)
+    return " ".join(kept)
+
+
 def deals_only(key: str) -> str:
     """Said when a deals filter is typed on contacts: what it is for and where to go."""
     shown = "amount>N" if key == "amount" else f"{key}:"

@@ -34,7 +34,14 @@ from crm_tui.sources.kit import (
     Webhooks,
     is_set,
 )
-from crm_tui.sources.mapping import FieldMap, Overrides, RecordBuilder, get_path, source_maps
+from crm_tui.sources.mapping import (
+    FieldMap,
+    FieldSpec,
+    Overrides,
+    RecordBuilder,
+    get_path,
+    source_maps,
+)
 from crm_tui.sources.pagination import Page, Stream, first_at, read_pages
 from crm_tui.sources.writes import Draft, Writes
 
@@ -107,6 +114,9 @@ class Source(ABC):
     statuses: ClassVar[Mapping[RecordKind, Mapping[str, str]]] = {}
     #: The fields saying where a record stands, best first, where not stage then status.
     status_fields: ClassVar[Mapping[RecordKind, tuple[str, ...]]] = {}
+    #: Where a deal's payload holds its commission (GCI), for the Pipeline's closings;
+    #: read from the kept payload when a chart asks, never stored as a field.
+    commission: ClassVar[FieldSpec | None] = None
     #: How its webhooks are verified and read; None when it sends none we take.
     webhooks: ClassVar[Webhooks | None] = None
     #: How many records a webhook's fetch asks for at once.

@@ -117,6 +117,7 @@ class BrivitySource(Source):
         "contacts": Stream("api/people", SinglePage(probe_param="limit", stream=True), ("people",))
     }
     statuses = {"contacts": {"closed": PAST}}
+    commission = column(TRANSACTION_REPORT, "gci")  # the transaction report's GCI column
     field_maps = {
         "contacts": {
             "remote_id": "id",

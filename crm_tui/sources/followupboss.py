@@ -217,6 +217,7 @@ class FollowUpBossSource(Source):
     single = {"contacts": One("people/{id}"), "deals": One("deals/{id}")}
     webhooks = Webhooks("FUB_SYSTEM_KEY", check_signature, _problem, _event, named_records)
     writes = WRITES
+    commission = "commissionValue"  # a deal's GCI
     statuses = {
         "deals": {
             "buyer consultation": ACTIVE,

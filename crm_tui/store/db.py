@@ -947,17 +947,32 @@ class Database(
     @damage_named
     def list_runs(self, user_id: str, limit: int = 200) -> list[dict[str, Any]]:
         """Runs newest first, each with its stream rows under "streams"."""
+        return self._runs_with_streams(
+            "SELECT * FROM sync_runs WHERE user_id = ? AND parent_id IS NULL"
+            " ORDER BY id DESC LIMIT ?",
+            (user_id, limit),
+            user_id,
+        )
+
+    @damage_named
+    def recent_runs(self, user_id: str, per_source: int = 30) -> list[dict[str, Any]]:
+        """Each source's latest `per_source` runs, newest first, with their stream rows:
+        the Pipeline's sync health (one busy source must not push the others out)."""
+        return self._runs_with_streams(
+            "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY source ORDER BY id DESC)"
+            " AS nth FROM sync_runs WHERE user_id = ? AND parent_id IS NULL)"
+            " WHERE nth <= ? ORDER BY id DESC",
+            (user_id, per_source),
+            user_id,
+        )
+
+    def _runs_with_streams(
+        self, sql: str, params: tuple[Any, ...], user_id: str
+    ) -> list[dict[str, Any]]:
         with self._lock:
             self._conn.row_factory = sqlite3.Row
             try:
-                runs = [
-                    dict(r)
-                    for r in self._conn.execute(
-                        "SELECT * FROM sync_runs WHERE user_id = ? AND parent_id IS NULL"
-                        " ORDER BY id DESC LIMIT ?",
-                        (user_id, limit),
-                    )
-                ]
+                runs = [dict(r) for r in self._conn.execute(sql, params)]
                 ids = [r["id"] for r in runs]
                 streams: dict[int, list[dict[str, Any]]] = {}
                 for i in range(0, len(ids), 500):

@@ -1,4 +1,4 @@
-"""One line under the header: the six screens, the current one highlighted, each clickable."""
+"""One line under the header: the screens, the current one highlighted, each clickable."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from rich.text import Text
 from textual import events
 from textual.widget import Widget
 
-#: (mode, its name, a shorter one for narrow terminals); F1..F6 in this order.
+#: (mode, its name, a shorter one for narrow terminals); F1..F7 in this order.
 TABS: tuple[tuple[str, str, str], ...] = (
     ("status", "Status", "Stat"),
     ("search", "Search", "Srch"),
@@ -14,13 +14,19 @@ TABS: tuple[tuple[str, str, str], ...] = (
     ("audit", "Audit", "Audit"),
     ("connections", "Connections", "Conn"),
     ("people", "People", "Ppl"),
+    ("pipeline", "Pipeline", "Pipe"),
 )
 SEPARATOR = " "
 
 
 def tab_labels(width: int) -> list[str]:
-    """The tabs' labels in `width` cells: full names where they fit, else short ones."""
-    for names in ([t[1] for t in TABS], [t[2] for t in TABS]):
+    """The tabs' labels in `width` cells: full names where they fit, the longest names
+    shortened first (at 80 cells: Connections and Pipeline), else all short ones."""
+    names = [t[1] for t in TABS]
+    by_length = sorted(range(len(TABS)), key=lambda i: -len(TABS[i][1]))
+    for shortened in range(len(TABS) + 1):
+        for i in by_length[:shortened]:
+            names[i] = TABS[i][2]
         labels = [f" F{i} {name} " for i, name in enumerate(names, 1)]
         if sum(map(len, labels)) + len(SEPARATOR) * (len(labels) - 1) <= width:
             return labels

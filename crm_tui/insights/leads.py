@@ -1,0 +1,137 @@
+"""Lead flow: new contacts per week (by the vendor's creation time), by source and by shared
+stage, over the last 26 weeks."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
+
+import numpy as np
+
+from crm_tui.insights.deals import OTHER
+from crm_tui.insights.groups import group_codes, sliced_map, source_order
+from crm_tui.insights.periods import weeks_until
+from crm_tui.insights.table import Table, joined_filter
+from crm_tui.models import Contact
+from crm_tui.vocabulary import SHARED_STATUSES, filter_token, record_shared_status
+
+Split = Literal["source", "stage"]
+LeadKey = tuple[str, str | None, str | None, str]  # source, stage, status, day created
+
+
+def _lead_key(contact: Contact) -> LeadKey:
+    return (contact.source, contact.stage, contact.status, (contact.remote_created or "")[:10])
+
+
+@functools.lru_cache(maxsize=4096)
+def shared_contact_stage(source: str, stage: str | None, status: str | None) -> str:
+    probe = Contact("", source, "", "", stage=stage, status=status)
+    return record_shared_status(probe) or OTHER
+
+
+@dataclass(frozen=True)
+class LeadFlow:
+    """New contacts per week, source and shared stage; `undated` counts per source the
+    contacts whose vendor gives no creation time (Brivity's API has none)."""
+
+    weeks: tuple[date, ...]
+    cells: dict[tuple[date, str, str], int]  # (week, source, stage) -> new contacts
+    undated: dict[str, int]
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return source_order(source for _, source, _ in self.cells)
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        held = {stage for _, _, stage in self.cells}
+        return tuple(s for s in (*SHARED_STATUSES, OTHER) if s in held)
+
+    def groups(self, split: Split) -> tuple[str, ...]:
+        return self.sources if split == "source" else self.stages
+
+    def by(self, split: Split) -> dict[tuple[date, str], int]:
+        """Per (week, source) or (week, stage): how many new contacts."""
+        out: dict[tuple[date, str], int] = {}
+        for (week, source, stage), count in self.cells.items():
+            key = (week, source if split == "source" else stage)
+            out[key] = out.get(key, 0) + count
+        return out
+
+    def total(self, week: date) -> int:
+        return sum(n for (w, _, _), n in self.cells.items() if w == week)
+
+    def filter_for(self, source: str | None = None, stage: str | None = None) -> str:
+        """Browse has no filter by creation date: a bar opens its source's (or stage's)
+        contacts, newest first is then one `o` away."""
+        shared = f"status:{filter_token(stage)}" if stage and stage != OTHER else ""
+        return joined_filter(f"source:{source}" if source else "", shared)
+
+    def table(self) -> Table:
+        rows: list[tuple[Any, ...]] = []
+        filters: list[str] = []
+        for week in self.weeks:
+            for source in self.sources:
+                for stage in self.stages:
+                    count = self.cells.get((week, source, stage), 0)
+                    if count:
+                        rows.append((week.isoformat(), source, stage, count))
+                        filters.append(self.filter_for(source, stage))
+        return Table(("week", "source", "stage", "new"), tuple(rows), tuple(filters))
+
+    def to_json(self) -> dict[str, Any]:
+        by_source, by_stage = self.by("source"), self.by("stage")
+        return {
+            "weeks": [
+                {
+                    "week": week.isoformat(),
+                    "count": self.total(week),
+                    "bySource": {
+                        s: by_source[(week, s)] for s in self.sources if (week, s) in by_source
+                    },
+                    "byStage": {
+                        s: by_stage[(week, s)] for s in self.stages if (week, s) in by_stage
+                    },
+                }
+                for week in self.weeks
+            ],
+            "undated": dict(self.undated),
+        }
+
+    def caption(self, week: date) -> str:
+        count = self.total(week)
+        end = week + timedelta(days=6)
+        return f"week of {week:%b %d} - {end:%b %d}: {count:,} new contact{'s' * (count != 1)}"
+
+
+def lead_flow(contacts: Sequence[Contact], now: date | datetime, *, weeks: int = 26) -> LeadFlow:
+    """New contacts per week of their vendor creation time (UTC), the last `weeks` weeks
+    through the current one, by source and shared stage."""
+    mondays = weeks_until(now, weeks)
+    keys, codes = group_codes(sliced_map(_lead_key, contacts))
+    counts = np.bincount(codes, minlength=len(keys)).tolist()
+    first, window = mondays[0], set(mondays)
+    cells: dict[tuple[date, str, str], int] = {}
+    undated: dict[str, int] = {}
+    for (source, stage, status, day), count in zip(keys, counts, strict=True):
+        if not day:
+            undated[source] = undated.get(source, 0) + count
+            continue
+        week = _monday(day)
+        if week is None or week < first or week not in window:
+            continue
+        at = (week, source, shared_contact_stage(source, stage, status))
+        cells[at] = cells.get(at, 0) + count
+    return LeadFlow(mondays, cells, undated)
+
+
+@functools.lru_cache(maxsize=8192)
+def _monday(day: str) -> date | None:
+    try:
+        parsed = date.fromisoformat(day)
+    except ValueError:
+        return None
+    return parsed - timedelta(days=parsed.weekday())
