@@ -1,0 +1,187 @@
+"""The Pipeline screen (F7) driven by Pilot over records whose figures are known."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from textual.widgets import DataTable, Input, Static
+
+from crm_tui.app import CrmApp, make_app
+from crm_tui.models import Deal
+from crm_tui.screens.browse import BrowseScreen
+from crm_tui.screens.pipeline import PipelineScreen
+from crm_tui.screens.search import SearchScreen
+from crm_tui.store import CacheStore, Database
+from crm_tui.widgets.charts import BarChart, ChartPanel
+from crm_tui.widgets.record_table import RecordTable
+from tests.conftest import make_settings
+from tests.test_insights import contact, known_deals
+
+NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
+HOSTILE = "[@click=app.quit]Boom[/]"
+
+
+@pytest.fixture
+def pipeline_settings(tmp_path):
+    settings = make_settings(tmp_path)
+    db = Database(settings.database_path)
+    store = CacheStore(settings.user_id, db)
+
+    async def seed() -> None:
+        deals = known_deals()
+        deals.append(
+            Deal("lofty:8", "lofty", "8", "alice", name="x", amount=Decimal(1), stage=HOSTILE)
+        )
+        for source in sorted({d.source for d in deals}):
+            await store.replace_stream(source, "deals", [d for d in deals if d.source == source])
+        contacts = [contact("followupboss", n, "2026-11-23T08:00:00Z") for n in range(3)]
+        await store.replace_stream("followupboss", "contacts", contacts)
+
+    asyncio.run(seed())
+    db.close()
+    return settings
+
+
+async def on_pipeline(pilot, app: CrmApp) -> PipelineScreen:
+    while not app.loaded or any(
+        not w.is_finished for w in app.workers if w.group in ("load", "index", "people")
+    ):
+        await pilot.pause(0.02)
+    await pilot.press("7")
+    screen = app.screen
+    assert isinstance(screen, PipelineScreen)
+    await counted(pilot, screen)
+    return screen
+
+
+async def counted(pilot, screen: PipelineScreen) -> None:
+    await pilot.pause(0.05)
+    while screen._computing:
+        await pilot.pause(0.02)
+    await pilot.pause(0.05)
+
+
+def caption(screen: PipelineScreen) -> str:
+    panel = screen.query_one(f"#chart-{screen.chart}", ChartPanel)
+    return str(panel.query_one(".chart-caption", Static).render())
+
+
+async def test_figures_keys_and_drill_down_to_browse(pipeline_settings) -> None:
+    app = make_app(pipeline_settings, sync_stale=False, clock=lambda: NOW)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await on_pipeline(pilot, app)
+        assert screen.pipeline is not None and screen.pipeline.deal_count == 8
+        assert "3 deals, $1.2M" in caption(screen)  # under contract, the first stage
+        assert "8 deals ($2.5M) and 3 contacts" in str(
+            screen.query_one("#pipeline-summary", Static).render()
+        )
+        spec = screen.query_one("#chart-stages", ChartPanel).query_one(BarChart).spec
+        assert spec is not None and spec.labels[0] == "under contract" and not spec.money
+
+        await pilot.press("m")  # volume
+        spec = screen.query_one("#chart-stages", ChartPanel).query_one(BarChart).spec
+        assert spec.money and sum(s.values[0] for s in spec.series) == 1_200_000
+
+        await pilot.press("enter")  # the bar's deals in Browse
+        await pilot.pause(0.3)
+        browse = app.screen
+        assert isinstance(browse, BrowseScreen)
+        while any(not w.is_finished for w in browse.workers if w.group == "browse"):
+            await pilot.pause(0.02)
+        assert browse.kind == "deals" and browse.text == "stage:under-contract"
+        assert {r.id for r in browse.query_one(RecordTable).rows} == {
+            "followupboss:1",
+            "followupboss:2",
+            "hubspot:3",
+        }
+
+        await pilot.press("f7", "tab")  # closings: the current month is the 12th bar
+        screen = app.screen
+        for _ in range(11):
+            await pilot.press("right")
+        assert "Nov 2026: 1 closing, $500k, GCI $15k" in caption(screen)
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, BrowseScreen) and app.screen.text == "closing:2026-11"
+
+
+async def test_numbers_table_copy_and_export(pipeline_settings) -> None:
+    app = make_app(pipeline_settings, sync_stale=False, clock=lambda: NOW)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await on_pipeline(pilot, app)
+        await pilot.press("t")
+        table = screen.query_one("#pipeline-table", DataTable)
+        assert table.display and table.row_count == len(screen.current_table().rows)
+        first = [str(c) for c in table.get_row_at(0)]
+        assert first == ["under contract", "all", "3", "1,200,000.00"]
+        await pilot.press("y")
+        assert app.clipboard.splitlines()[:2] == [
+            "stage,source,count,volume",
+            "under contract,all,3,1200000.0",
+        ]
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.3)
+        exports = list((pipeline_settings.data_dir / "exports").glob("pipeline-stages-*.csv"))
+        assert len(exports) == 1 and oct(os.stat(exports[0]).st_mode & 0o777) == "0o600"
+        assert exports[0].read_text().startswith("stage,source,count,volume\n")
+        await pilot.press("down", "enter")  # the table's second row: one source's deals
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, BrowseScreen)
+        assert app.screen.text == "source:followupboss stage:under-contract"
+
+
+async def test_filter_store_changes_and_hostile_stages(pipeline_settings) -> None:
+    app = make_app(pipeline_settings, sync_stale=False, clock=lambda: NOW)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await on_pipeline(pilot, app)
+        await pilot.press("slash", *"source:hubspot", "enter")
+        await pilot.pause(0.3)
+        await counted(pilot, screen)
+        assert screen.pipeline.deal_count == 1 and screen.pipeline.contact_count == 0
+        await pilot.press("escape")
+        await pilot.pause(0.3)
+        await counted(pilot, screen)
+        assert screen.pipeline.deal_count == 8
+
+        await pilot.press("slash", *"source:nope", "enter")
+        await pilot.pause(0.3)
+        await counted(pilot, screen)
+        summary = str(screen.query_one("#pipeline-summary", Static).render())
+        assert summary.startswith("Filter: unknown source 'nope'")
+        await pilot.press("escape")
+        await pilot.pause(0.3)
+
+        # the store changes (a sync, a webhook): the charts follow without a key
+        more = Deal(
+            "hubspot:10", "hubspot", "10", "alice", amount=Decimal(100), stage="contractsent"
+        )
+        await app.store.upsert("deals", [more])
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if screen.pipeline.stages.total("under contract")[0] == 4:
+                break
+        assert screen.pipeline.stages.total("under contract") == (4, 1_200_100.0)
+
+        await pilot.press("v")  # each CRM's own stages: a hostile one is text, not markup
+        spec = screen.query_one("#chart-stages", ChartPanel).query_one(BarChart).spec
+        assert any(HOSTILE in label for label in spec.labels)
+        await pilot.pause(0.2)
+        assert app.is_running and isinstance(app.screen, PipelineScreen)
+
+
+async def test_f7_from_a_box_and_all_four_charts_when_wide(pipeline_settings) -> None:
+    app = make_app(pipeline_settings, sync_stale=False, clock=lambda: NOW)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await pilot.press("2", "7")  # a digit typed into Search's box stays there
+        assert isinstance(app.screen, SearchScreen)
+        assert app.screen.query_one("#query", Input).value == "7"
+        await pilot.press("f7")
+        screen = app.screen
+        assert isinstance(screen, PipelineScreen)
+        await counted(pilot, screen)
+        shown = [p.id for p in screen.query(ChartPanel) if p.display]
+        assert shown == ["chart-stages", "chart-closings", "chart-leads", "chart-health"]
