@@ -86,9 +86,9 @@ class Browser:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
 
-    async def start(self, timeout: float = 30) -> None:
+    async def start(self, within: float = 30) -> None:
         port_file = self.profile / "DevToolsActivePort"
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while not port_file.exists() or not port_file.read_text().strip():
             if time.monotonic() > deadline or self.process.poll() is not None:
                 raise RuntimeError("chromium did not open its DevTools port")
@@ -130,9 +130,9 @@ class Browser:
         result = await self.send("Runtime.evaluate", expression=expression, returnByValue=True)
         return result.get("result", {}).get("value")
 
-    async def wait_for_text(self, pattern: str, since: int = 0, timeout: float = 60) -> str:
+    async def wait_for_text(self, pattern: str, since: int = 0, within: float = 60) -> str:
         """Until the app's output (frames from `since` on) matches `pattern`: the match."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             found = re.search(pattern, "".join(self.frames[since:]))
             if found:
