@@ -99,11 +99,12 @@ async def test_figures_keys_and_drill_down_to_browse(pipeline_settings) -> None:
             "hubspot:3",
         }
 
-        await pilot.press("f7", "tab")  # closings: the current month is the 12th bar
+        await pilot.press("f7", "tab")  # closings: the cursor starts on the current month
         screen = app.screen
-        for _ in range(11):
-            await pilot.press("right")
         assert "Nov 2026: 1 closing, $500k, GCI $15k" in caption(screen)
+        await pilot.press("right")
+        assert "Dec 2026: 1 closing, $400k, GCI $12k" in caption(screen)
+        await pilot.press("left")
         await pilot.press("enter")
         await pilot.pause(0.3)
         assert isinstance(app.screen, BrowseScreen) and app.screen.text == "closing:2026-11"

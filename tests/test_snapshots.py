@@ -1,5 +1,6 @@
 """Screens as pictures: every mode at 80x24 and 200x50, in a dark and a light theme, and
-the compare view at both sizes, over fixed data.
+the compare view at both sizes, over fixed data (the Pipeline over the demo's records, with
+"now" fixed, so that every chart has shape).
 
 Update with `pytest tests/test_snapshots.py --snapshot-update` only after looking at the new
 pictures (the report pytest-textual-snapshot writes on failure shows both).
@@ -21,6 +22,8 @@ from crm_tui.app import make_app
 from crm_tui.models import Contact, Deal, Outcome, StreamReport, SyncReport
 from crm_tui.store import CacheStore, Database
 from tests.conftest import make_settings
+from tests.pipeline_data import NOW as PIPELINE_NOW
+from tests.pipeline_data import seed_demo
 
 # A fixed path: the Connections screen shows the data dir.
 SNAPSHOT_DIR = Path(tempfile.gettempdir()) / "crm-tui-snapshot"
@@ -79,7 +82,9 @@ def deals() -> list[Deal]:
 
 
 @pytest.fixture
-def snapshot_app(monkeypatch):
+def snapshot_app(monkeypatch, request):
+    """Builds the app over fixed data: the hand-made records above, or with `pipeline=True`
+    the demo's records and 30 fixed runs per source (tests/pipeline_data.py), "now" fixed."""
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
     shutil.rmtree(SNAPSHOT_DIR, ignore_errors=True)
@@ -90,38 +95,44 @@ def snapshot_app(monkeypatch):
         fub_api_key="snapshot-key",
         fub_api_base_url="http://127.0.0.1:9/v1",
     )
-    db = Database(settings.database_path)
-    store = CacheStore("snap", db)
 
-    async def seed() -> None:
-        records = people()
-        for source in ("brivity", "followupboss", "topproducer"):
-            await store.replace_stream(
-                source, "contacts", [r for r in records if r.source == source]
-            )
-        await store.replace_stream("followupboss", "deals", deals())
-        store.update_status(
-            "followupboss",
-            last_error="deals: Failed to fetch deals: Request timeout after 15 seconds",
-        )
-        await store.save_status("followupboss")
-        report = SyncReport(
-            "followupboss",
-            Outcome.PARTIAL,
-            started_at="2026-11-25T10:00:00Z",
-            ended_at="2026-11-25T10:00:42Z",
-            error="deals: Failed to fetch deals: Request timeout after 15 s",
-        )
-        report.streams["contacts"] = StreamReport(
-            "contacts", read=10, written=10, ended_at="2026-11-25T10:00:20Z"
-        )
-        run = db.start_run("snap", "followupboss", report.started_at)
-        db.finish_run(run, report)
+    def build(*, pipeline: bool = False, **options):
+        db = Database(settings.database_path)
+        store = CacheStore("snap", db)
+        if pipeline:
+            asyncio.run(seed_demo(store, request.getfixturevalue("demo_servers")))
+            options.setdefault("clock", lambda: PIPELINE_NOW)
+        else:
+            asyncio.run(seed(store, db))
+        db.close()
+        return make_app(settings, sync_stale=False, **options)
 
-    asyncio.run(seed())
-    db.close()
-    yield lambda **options: make_app(settings, sync_stale=False, **options)
+    yield build
     time.tzset()
+
+
+async def seed(store: CacheStore, db: Database) -> None:
+    records = people()
+    for source in ("brivity", "followupboss", "topproducer"):
+        await store.replace_stream(source, "contacts", [r for r in records if r.source == source])
+    await store.replace_stream("followupboss", "deals", deals())
+    store.update_status(
+        "followupboss",
+        last_error="deals: Failed to fetch deals: Request timeout after 15 seconds",
+    )
+    await store.save_status("followupboss")
+    report = SyncReport(
+        "followupboss",
+        Outcome.PARTIAL,
+        started_at="2026-11-25T10:00:00Z",
+        ended_at="2026-11-25T10:00:42Z",
+        error="deals: Failed to fetch deals: Request timeout after 15 s",
+    )
+    report.streams["contacts"] = StreamReport(
+        "contacts", read=10, written=10, ended_at="2026-11-25T10:00:20Z"
+    )
+    run = db.start_run("snap", "followupboss", report.started_at)
+    db.finish_run(run, report)
 
 
 async def loaded(pilot) -> None:
@@ -139,6 +150,7 @@ SCREENS = {
     "audit": ("f4",),
     "connections": ("f5",),
     "people": ("f6",),
+    "pipeline": ("f7",),
 }
 SIZES = {"80x24": (80, 24), "200x50": (200, 50)}
 THEMES = ("textual-dark", "textual-light")
@@ -152,14 +164,17 @@ def test_every_screen(snap_compare, snapshot_app, screen, size, theme):
         await loaded(pilot)
         await pilot.press(*SCREENS[screen])
         await pilot.pause(0.5)
-        # a loaded machine may take longer than the pause to answer the typed query
-        while any(not w.is_finished for w in pilot.app.workers if w.group == "search"):
+        # a loaded machine may take longer than the pause to answer the typed query (or to
+        # count the pipeline)
+        while any(
+            not w.is_finished for w in pilot.app.workers if w.group in ("search", "pipeline")
+        ):
             await pilot.pause(0.02)
         for box in pilot.app.screen.query(Input):  # the picture must not depend on a blink
             box.cursor_blink = False
         await pilot.pause(0.1)
 
-    app = snapshot_app(theme=theme)
+    app = snapshot_app(theme=theme, pipeline=screen == "pipeline")
     assert snap_compare(app, terminal_size=SIZES[size], run_before=shown)
 
 

@@ -79,7 +79,9 @@ class PipelineScreen(ModeScreen):
         self.measures: dict[Chart, str] = {c: MEASURES[c][0] for c in CHARTS}
         self.vendor = False  # stages: each CRM's own instead of the shared vocabulary
         self.split = "source"  # lead flow: by source or by stage
-        self.selected: dict[Chart, int] = dict.fromkeys(CHARTS, 0)
+        #: the bar under the cursor per chart; until a key moves it, the current month
+        #: (closings), the current week (lead flow), else the first
+        self.selected: dict[Chart, int | None] = dict.fromkeys(CHARTS)
         self.table_shown = False
         self._computing = False
         self._stale = False
@@ -203,7 +205,7 @@ class PipelineScreen(ModeScreen):
     def _draw(self, chart: Chart, pipeline: Pipeline) -> None:
         panel = self.query_one(f"#chart-{chart}", ChartPanel)
         bars = self._bars(chart)
-        at = self.selected[chart] = min(self.selected[chart], max(len(bars) - 1, 0))
+        at = self.selected[chart] = self._cursor(chart, bars)
         state = self._state(chart)
         if chart == "health":
             panel.query_one(HealthChart).draw(health_rows(pipeline.health), at if bars else None)
@@ -215,6 +217,14 @@ class PipelineScreen(ModeScreen):
             legend_for(chart, pipeline, state),
             self._caption(chart, pipeline, at),
         )
+
+    def _cursor(self, chart: Chart, bars: list[Any]) -> int:
+        chosen = self.selected[chart]
+        if chosen is None and chart == "closings" and self.pipeline is not None:
+            chosen = bars.index(self.pipeline.closings.current)
+        elif chosen is None:
+            chosen = len(bars) - 1 if chart == "leads" else 0
+        return min(chosen, max(len(bars) - 1, 0))
 
     def _state(self, chart: Chart) -> dict[str, Any]:
         return {"measure": self.measures[chart], "vendor": self.vendor, "split": self.split}
@@ -320,7 +330,8 @@ class PipelineScreen(ModeScreen):
     def action_move(self, step: int) -> None:
         bars = self._bars(self.chart)
         if bars and self.pipeline is not None:
-            self.selected[self.chart] = (self.selected[self.chart] + step) % len(bars)
+            at = self._cursor(self.chart, bars)
+            self.selected[self.chart] = (at + step) % len(bars)
             self._draw(self.chart, self.pipeline)
 
     def action_next_measure(self) -> None:
@@ -333,7 +344,7 @@ class PipelineScreen(ModeScreen):
     def action_toggle_view(self) -> None:
         if self.chart == "stages":
             self.vendor = not self.vendor
-            self.selected["stages"] = 0
+            self.selected["stages"] = None
         elif self.chart == "leads":
             self.split = "stage" if self.split == "source" else "source"
         self._show()
@@ -348,7 +359,7 @@ class PipelineScreen(ModeScreen):
         bars = self._bars(self.chart)
         if self.pipeline is None or not bars:
             return
-        at = self.selected[self.chart]
+        at = self._cursor(self.chart, bars)
         text = drill_filter(self.chart, self.pipeline, bars[at], self._state(self.chart))
         self._open(self._kind(), text, at)
 

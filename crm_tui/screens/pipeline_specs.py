@@ -16,6 +16,7 @@ from crm_tui.insights.deals import OTHER
 from crm_tui.insights.health import SyncHealth
 from crm_tui.insights.periods import month_label
 from crm_tui.insights.report import CHART_TITLES, Chart
+from crm_tui.models import RateReading
 from crm_tui.sources.registry import SHORT_NAMES
 from crm_tui.vocabulary import SHARED_STATUSES
 from crm_tui.widgets.charts import BarSpec, HealthRow, Series, color_of, legend
@@ -130,7 +131,7 @@ def title_for(chart: Chart, pipeline: Pipeline, state: State) -> Text:
     elif chart == "leads":
         parts += [f"new contacts a week, by {state['split']}", f"last {len(pipeline.leads.weeks)}"]
     else:
-        parts += ["last 30 runs per source"]
+        parts += ["last 30 runs per source, rate budget left"]
     return Text(" · ".join(parts), no_wrap=True, overflow="ellipsis")
 
 
@@ -161,7 +162,7 @@ def health_rows(health: SyncHealth) -> list[HealthRow]:
     rows = []
     for source in health.sources:
         last = source.runs[-1].outcome if source.runs else "no run yet"
-        note = f"{source.rate_left or 'no rate header'} · {last}"
+        note = f"{_budget(source.rate) or 'no rate header'} · {last}"
         rows.append(
             HealthRow(
                 display(source.source),
@@ -172,6 +173,14 @@ def health_rows(health: SyncHealth) -> list[HealthRow]:
             )
         )
     return rows
+
+
+def _budget(rate: RateReading | None) -> str:
+    """ "180/250 per 10 s": the rate budget left, short enough for its column."""
+    if rate is None or rate.remaining is None:
+        return ""
+    text = f"{rate.remaining}" + (f"/{rate.limit}" if rate.limit is not None else "")
+    return text + (f" per {rate.window:g} s" if rate.window else "")
 
 
 def drill_filter(chart: Chart, pipeline: Pipeline, bar: Any, state: State) -> str:

@@ -209,7 +209,7 @@ class HealthChart(Vertical):
     HealthChart .health-name { width: 16; }
     HealthChart .health-head { width: 1fr; color: $text-muted; }
     HealthChart Sparkline { width: 1fr; margin-right: 1; }
-    HealthChart .health-note { width: 26; }
+    HealthChart .health-note { width: 28; }
     HealthChart .-selected { text-style: bold reverse; }
     HealthChart .failures > .sparkline--max-color { color: $error; }
     """
@@ -229,7 +229,7 @@ class HealthChart(Vertical):
     def _header(self) -> Horizontal:
         heads = [Label("source", classes="health-name")]
         heads += [Label(h, classes="health-head") for h in ("duration", "records", "failures")]
-        return Horizontal(*heads, Label("rate budget left", classes="health-note"))
+        return Horizontal(*heads, Label("rate left · last run", classes="health-note"))
 
     def _row(self, n: int, row: HealthRow) -> Horizontal:
         marked = SELECTED if n == self.selected else "  "
