@@ -6,10 +6,11 @@ import contextlib
 import ctypes
 import random
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 from crm_tui.demo.data import CITIES, COMPANIES, FIRST, LAST, TAGS
-from crm_tui.models import Contact
+from crm_tui.models import Contact, Deal
 
 SOURCES = ("brivity", "followupboss", "topproducer")
 
@@ -86,3 +87,43 @@ def duplicated_contacts(count: int, seed: int = 1, user_id: str = "bench") -> It
             )
             made += 1
         person += 1
+
+
+#: Each source's own stage names, as its deals carry them (the Pipeline maps them).
+DEAL_STAGES = {
+    "followupboss": ("Lead", "Showing", "Offer Submitted", "Under Contract", "Closed", "Lost"),
+    "brivity": ("Active", "Pending", "Closed", "Cancelled"),
+    "hubspot": ("appointmentscheduled", "contractsent", "closedwon", "closedlost"),
+    "pipedrive": ("1", "2", "3", "4"),
+}
+
+
+def deals(count: int, seed: int = 1, user_id: str = "bench") -> Iterator[Deal]:
+    """Deals spread over four sources, their stages, 2024-2027 close dates and amounts;
+    Follow Up Boss's payload holds `commissionValue` and Brivity's a GCI column, as the
+    vendors send them (the Pipeline reads GCI from there)."""
+    r = random.Random(seed)
+    names = tuple(DEAL_STAGES)
+    for i in range(count):
+        source = names[i % len(names)]
+        amount = r.randrange(150_000, 2_500_000, 500)
+        remote = str(500_000 + i)
+        if source == "followupboss":
+            raw = f'{{"id":{remote},"price":{amount},"commissionValue":{amount * 0.03:.2f}}}'
+        elif source == "brivity":
+            raw = f'{{"Address":"{i} Oak St","GCI":"{amount * 0.025:,.2f}"}}'
+        else:
+            raw = f'{{"id":"{remote}"}}'
+        yield Deal(
+            id=f"{source}:{remote}",
+            source=source,
+            remote_id=remote,
+            user_id=user_id,
+            name=f"{i} Oak St",
+            amount=Decimal(amount),
+            stage=r.choice(DEAL_STAGES[source]),
+            status="open",
+            close_date=f"{r.randint(2024, 2027)}-{r.randint(1, 12):02d}-{r.randint(1, 28):02d}",
+            synced_at="2026-11-25T00:00:00Z",
+            raw=raw,
+        )

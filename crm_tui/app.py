@@ -36,6 +36,7 @@ from crm_tui.dedup.clusters import EMPTY as EMPTY_PEOPLE
 from crm_tui.dedup.merge import MergeResult
 from crm_tui.dedup.review import EMPTY_REVIEW, Review
 from crm_tui.heap import release_gradually, share_the_lock
+from crm_tui.insights.dealtable import SegmentTables
 from crm_tui.local_crm import LocalCrm
 from crm_tui.logs import SecretFilter, SecretMasker
 from crm_tui.models import KINDS, Outcome, RecordKind, StreamReport, SyncReport
@@ -186,6 +187,7 @@ class CrmApp(App[None]):
         self.store = store or CacheStore(settings.user_id, Database(settings.database_path))
         self.engine = SyncEngine(settings, self.store, masker=self.masker, transport=transport)
         self.index = SearchIndex()
+        self.deal_tables = SegmentTables()  # the Pipeline's, per index segment of deals
         self.dedup = DuplicateFinder(settings.crm_phone_region)
         self.people: People = EMPTY_PEOPLE
         self.review: Review = EMPTY_REVIEW  # the clusters in sections, with decisions
@@ -271,6 +273,7 @@ class CrmApp(App[None]):
             return
         await asyncio.to_thread(self.index.rebuild_from, self.store)
         settle_heap()
+        self._warm_pipeline()
         if self.store.db is not None:
             held = await asyncio.to_thread(self.store.db.leases, self.store.user_id)
             self._show_other_writers(held)
@@ -464,6 +467,15 @@ class CrmApp(App[None]):
         self.store_changed.publish(StoreChange(source, kinds, status_only=True))
         if "contacts" in kinds:
             self._find_people()
+        if "deals" in kinds:
+            self._warm_pipeline()
+
+    def _warm_pipeline(self) -> None:
+        """The Pipeline's deal tables for the index as it is now, in a thread (a source's
+        deals changed: its table only), so that F7 only adds the figures up."""
+        parts, now = self.index.parts("deals"), self.clock()
+        work = asyncio.to_thread(self.deal_tables.warm, parts, now)
+        self.run_worker(work, group="pipeline-warm", exit_on_error=False, name="warm pipeline")
 
     def _find_people(self) -> None:
         """Duplicate clusters, recomputed off the loop; only changed contacts are re-keyed.

@@ -167,7 +167,9 @@ def test_every_screen(snap_compare, snapshot_app, screen, size, theme):
         # a loaded machine may take longer than the pause to answer the typed query (or to
         # count the pipeline)
         while any(
-            not w.is_finished for w in pilot.app.workers if w.group in ("search", "pipeline")
+            not w.is_finished
+            for w in pilot.app.workers
+            if w.group in ("search", "pipeline", "chart")
         ):
             await pilot.pause(0.02)
         for box in pilot.app.screen.query(Input):  # the picture must not depend on a blink

@@ -1,24 +1,15 @@
-"""Deals by stage and closings by month.
-
-200,000 deals hold a few thousand distinct (source, stage, status, close date) values: the
-deals are reduced to those groups once (C loops and numpy, a slice at a time so a thread
-doing it never holds the interpreter lock for long), and every figure is added up from the
-groups. Only GCI needs each deal's payload, and only for the deals closing in the window.
-"""
+"""Deals by stage and closings by month, added up per group of a DealTable (dealtable.py)."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
-from operator import attrgetter
 from typing import Any
 
-import numpy as np
-import orjson
-
-from crm_tui.insights.groups import group_codes, sliced_map, source_order
+from crm_tui.insights.dealtable import DealTable
+from crm_tui.insights.groups import source_order
 from crm_tui.insights.periods import month_label, months_around
 from crm_tui.insights.table import Table, cents, joined_filter, money, quoted
 from crm_tui.models import Deal
@@ -27,82 +18,10 @@ from crm_tui.vocabulary import SHARED_STATUSES, filter_token, record_shared_stat
 
 #: Deals whose stage maps onto no shared stage (a Pipedrive stage id, say).
 OTHER = "other"
-GroupKey = tuple[str, str | None, str | None, str | None]  # source, stage, status, close date
-
-
-def _amount(value: Any) -> float:
-    return 0.0 if value is None else float(value)
-
-
-@dataclass(eq=False)
-class DealTable:
-    """Deals as groups of equal (source, stage, status, close date): per group its count
-    and volume, and per deal its group (for GCI, which only the payload holds)."""
-
-    deals: Sequence[Deal]
-    keys: list[GroupKey]
-    codes: np.ndarray  # per deal, its group
-    counts: np.ndarray
-    volumes: np.ndarray
-    #: GCI per group, worked out the first time a window asks for it
-    _gci: dict[int, float | None] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, deals: Sequence[Deal]) -> DealTable:
-        keyed = sliced_map(attrgetter("source", "stage", "status", "close_date"), deals)
-        keys, codes = group_codes(keyed)
-        amounts = np.fromiter(
-            sliced_map(_amount, sliced_map(attrgetter("amount"), deals)), np.float64, len(deals)
-        )
-        counts = np.bincount(codes, minlength=len(keys))
-        volumes = np.bincount(codes, weights=amounts, minlength=len(keys))
-        return cls(deals, keys, codes, counts, volumes)
-
-    def gci_of(self, groups: Iterable[int]) -> dict[int, float | None]:
-        """GCI per group (None where the source carries no commission), from the payloads
-        of those groups' deals only."""
-        wanted = [g for g in groups if g not in self._gci]
-        readable = [g for g in wanted if commission_getter(self.keys[g][0]) is not None]
-        self._gci.update({g: None for g in wanted})
-        self._gci.update({g: 0.0 for g in readable})
-        if readable:
-            chosen = np.flatnonzero(np.isin(self.codes, np.array(readable, dtype=np.int64)))
-            for at in chosen.tolist():
-                group = int(self.codes[at])
-                deal = self.deals[at]
-                self._gci[group] = (self._gci[group] or 0.0) + gci_of_deal(deal)
-        return {g: self._gci[g] for g in groups}
 
 
 def deal_table(deals: Sequence[Deal] | DealTable) -> DealTable:
     return deals if isinstance(deals, DealTable) else DealTable.of(deals)
-
-
-@functools.lru_cache(maxsize=64)
-def commission_getter(source: str) -> Callable[[Any], Any] | None:
-    """Where a source's deal payload holds its commission, as its connector declares it."""
-    from crm_tui.sources.mapping import compile_spec
-    from crm_tui.sources.registry import CONNECTORS
-
-    connector = CONNECTORS.get(source)
-    spec = connector.commission if connector is not None else None
-    return compile_spec(spec) if spec is not None else None
-
-
-def gci_of_deal(deal: Deal) -> float:
-    """A deal's commission from its payload ($0 where it has none or it is not a number)."""
-    from crm_tui.sources.errors import InvalidRecord
-    from crm_tui.sources.mapping import to_amount
-
-    getter = commission_getter(deal.source)
-    if getter is None:
-        return 0.0
-    try:
-        payload = orjson.loads(deal.raw)
-        value = to_amount(getter(payload), "commission") if type(payload) is dict else None
-    except (orjson.JSONDecodeError, InvalidRecord):
-        return 0.0
-    return float(value) if value is not None else 0.0
 
 
 @functools.lru_cache(maxsize=4096)
@@ -201,13 +120,14 @@ def pipeline_by_stage(deals: Sequence[Deal] | DealTable, *, vendor: bool = False
     table = deal_table(deals)
     cells: dict[tuple[str, str], Cell] = {}
     sources: dict[str, None] = {}
-    for n, (source, stage, status, _) in enumerate(table.keys):
+    heads, counts, volumes = table.by_head()  # the close dates do not matter here
+    for (source, stage, status), count, volume in zip(heads, counts, volumes, strict=True):
         if vendor:
             label = f"{source}: {vendor_stage(stage, status)}"
         else:
             label = shared_stage(source, stage, status)
-        count, volume = cells.get((label, source), (0, 0.0))
-        cells[(label, source)] = (count + int(table.counts[n]), volume + float(table.volumes[n]))
+        was_count, was_volume = cells.get((label, source), (0, 0.0))
+        cells[(label, source)] = (was_count + count, was_volume + volume)
         sources[source] = None
     stages = _stage_order({label for label, _ in cells}, cells, vendor)
     return StageFigures(vendor, stages, source_order(sources), cells)

@@ -85,7 +85,6 @@ class PipelineScreen(ModeScreen):
         self.table_shown = False
         self._computing = False
         self._stale = False
-        self._deals: tuple[tuple[Any, ...], DealTable] | None = None  # reused while unchanged
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -162,33 +161,24 @@ class PipelineScreen(ModeScreen):
         self.problem = ""
         self._show()
 
-    def _deal_table(self, text: str) -> Any:
-        """The deals to count: a DealTable kept while no deal stream changed and no filter
-        applies (a contact synced does not recount 200,000 deals); else records to filter
-        in the thread."""
-        store = self.crm.store
-        if words_for(text, "deals").strip():
-            return None  # filtered in the thread, through the index
-        stamp = tuple(store.stream_version("deals", s) for s in store.sources())
-        if self._deals is not None and self._deals[0] == stamp:
-            return self._deals[1]
-        return (stamp, store.records("deals"))
+    def _deal_table(self, text: str) -> list[Any] | None:
+        """What the deals are counted from: with no deal filter, the search index's deal
+        segments (their codes are numpy arrays already), else None: the filter's matches,
+        found in the thread."""
+        return None if words_for(text, "deals").strip() else self.crm.index.parts("deals")
 
-    def _build(self, deals: Any, contacts: Any, statuses: Any, now: datetime) -> Pipeline:
+    def _build(self, parts: Any, contacts: Any, statuses: Any, now: datetime) -> Pipeline:
         """In a worker thread: the index answers a filter, the insights do the rest."""
         text, index, store = self.filter_text, self.crm.index, self.crm.store
         if contacts is None:
             contacts = filtered("contacts", text, list, index.matching)
-        if deals is None:
-            table = DealTable.of(filtered("deals", text, list, index.matching))  # type: ignore[arg-type]
-        elif isinstance(deals, DealTable):
-            table = deals
-        else:
-            stamp, records = deals
-            table = DealTable.of(records)
-            self._deals = (stamp, table)
         runs = store.db.recent_runs(store.user_id) if store.db is not None else []
-        return build_pipeline(table, contacts, runs, statuses, now, filter_text=text)
+        if parts is None:
+            table = DealTable.of(filtered("deals", text, list, index.matching))  # type: ignore[arg-type]
+            return build_pipeline(table, contacts, runs, statuses, now, filter_text=text)
+        tables = self.crm.deal_tables
+        with tables.lock:
+            return build_pipeline(tables.table(parts), contacts, runs, statuses, now)
 
     # -- drawing ---------------------------------------------------------------------------
 

@@ -864,18 +864,25 @@ class SearchIndex:
         if cached is not None and cached[0] == stamp:
             return cached[1]
         total: dict[str, int] = {}
-        for key, segment in list(self._segments.items()):
-            if key[0] != kind:
-                continue
-            patch = self._patches.get(key)
-            parts = [(segment, None)]
-            if patch is not None and patch.base is segment:
-                parts = [(segment, patch.dead), (patch.segment, None)]
-            for part, dead in parts:
-                for value, count in part.facets().counts(name, dead).items():
-                    total[value] = total.get(value, 0) + count
+        for _, part, dead in self.parts(kind):
+            for value, count in part.facets().counts(name, dead).items():
+                total[value] = total.get(value, 0) + count
         found = sorted(total.items(), key=lambda item: (-item[1], item[0]))
         self._counts[(kind, name)] = (stamp, found)
+        return found
+
+    def parts(self, kind: RecordKind) -> list[tuple[str, Segment, np.ndarray | None]]:
+        """What is indexed of one kind now: per source its segment, with the records a
+        patch replaced or removed (`dead`, or None), then the patch's own segment."""
+        found: list[tuple[str, Segment, np.ndarray | None]] = []
+        for (held, source), segment in list(self._segments.items()):
+            if held != kind:
+                continue
+            patch = self._patches.get((held, source))
+            if patch is not None and patch.base is segment:
+                found += [(source, segment, patch.dead), (source, patch.segment, None)]
+            else:
+                found.append((source, segment, None))
         return found
 
     def vendor_values_by_shared(self) -> dict[str, set[str]]:

@@ -1,5 +1,5 @@
 """Charts for the Pipeline screen: bar charts drawn by plotext (through textual-plotext) and
-sync health as rows of Textual's Sparklines.
+sync health as rows of Textual's sparklines.
 
 A chart is described by a plain BarSpec; the widget draws it once per size and theme (not
 on every repaint: plotext builds the whole picture in Python). Labels are CRM text, so they
@@ -10,14 +10,21 @@ captions are Text objects.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
+from rich.color import Color as RichColor
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult, RenderResult
-from textual.containers import Horizontal, Vertical
-from textual.widgets import Label, Sparkline, Static
+from textual.containers import Vertical
+from textual.renderables.sparkline import Sparkline as SparklineRenderable
+from textual.widget import Widget
+from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
 from crm_tui.text import single_line
@@ -92,33 +99,65 @@ def money_tick(value: float) -> str:
 
 
 class BarChart(PlotextPlot):
-    """A BarSpec drawn by plotext, rebuilt only when the spec, the size or the theme change."""
+    """A BarSpec drawn by plotext. plotext builds the whole picture in Python (tens of ms
+    for a wide chart), so it is built in a thread, once per spec, size and theme, and the
+    widget paints the finished picture."""
 
     DEFAULT_CSS = "BarChart { height: 1fr; width: 1fr; }"
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.spec: BarSpec | None = None
-        self._drawn: tuple[object, ...] | None = None
-        self._picture: RenderResult = Text("")
+        self.drawn: tuple[object, ...] | None = None  # what the picture shows
+        self._picture: Text = Text("")
 
     def draw(self, spec: BarSpec | None) -> None:
         if spec != self.spec:
             self.spec = spec
-            self.refresh()
+            self._rebuild()
 
-    def render(self) -> RenderResult:
-        key = (self.spec, self.size, self.app.theme)
-        if key == self._drawn:
-            return self._picture
-        self._drawn = key
-        if self.spec is None or self.spec.empty or self.size.width < 10 or self.size.height < 4:
-            self._picture = Text("Nothing to draw here yet", style="italic")
-            return self._picture
+    def on_resize(self) -> None:
+        self._rebuild()
+
+    def _register_theme(self, app_theme_name: str) -> None:
+        super()._register_theme(app_theme_name)
+        self._rebuild()
+
+    @property
+    def wanted(self) -> tuple[object, ...]:
+        return (self.spec, self.size.width, self.size.height, self.app.theme)
+
+    @property
+    def ready(self) -> bool:
+        """Whether the picture shows the spec at this size and theme."""
+        return self.drawn == self.wanted
+
+    def _rebuild(self) -> None:
+        if self.is_mounted and not self.ready:
+            wanted = self.wanted
+            theme = self._get_plotext_theme_name(self.app.theme)
+            build = functools.partial(self._build, wanted, theme)  # made when it starts
+            self.run_worker(build, group="chart", exclusive=True, exit_on_error=False)
+
+    async def _build(self, wanted: tuple[object, ...], theme: str) -> None:
+        spec, width, height, _ = wanted
+        picture = await asyncio.to_thread(self._picture_of, spec, width, height, theme)  # type: ignore[arg-type]
+        self.drawn, self._picture = wanted, picture
+        self.refresh()
+
+    def _picture_of(self, spec: BarSpec | None, width: int, height: int, theme: str) -> Text:
+        """In a thread: this widget's own plotext figure, drawn and read as ANSI text."""
+        if spec is None or spec.empty or width < 10 or height < 4:
+            return Text("Nothing to draw here yet", style="italic")
         plt = self.plt
         plt.clear_figure()
-        _plot(plt, self.spec)
-        self._picture = super().render()
+        _plot(plt, spec)
+        plt.plotsize(width, height)
+        plt._set_size(width, height)  # textual-plotext does both (its issue #5)
+        plt.theme(theme)
+        return Text.from_ansi(plt.build())
+
+    def render(self) -> RenderResult:
         return self._picture
 
 
@@ -200,49 +239,56 @@ class HealthRow:
     note: str  # rate budget and last outcome
 
 
-class HealthChart(Vertical):
-    """Per source, its last runs' duration, records and failures as three sparklines."""
+class HealthChart(Widget):
+    """Per source, its last runs' duration, records and failed streams as three sparklines
+    (Textual's Sparkline renderable) and its rate budget: one widget drawing a table, so a
+    redraw mounts nothing."""
 
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"health--low", "health--high", "health--failed"}
     DEFAULT_CSS = """
     HealthChart { height: 1fr; }
-    HealthChart Horizontal { height: 1; }
-    HealthChart .health-name { width: 16; }
-    HealthChart .health-head { width: 1fr; color: $text-muted; }
-    HealthChart Sparkline { width: 1fr; margin-right: 1; }
-    HealthChart .health-note { width: 28; }
-    HealthChart .-selected { text-style: bold reverse; }
-    HealthChart .failures > .sparkline--max-color { color: $error; }
+    HealthChart > .health--low { color: $primary 30%; }
+    HealthChart > .health--high { color: $primary; }
+    HealthChart > .health--failed { color: $error; }
     """
+    HEADINGS = ("source", "duration", "records", "failures", "rate left · last run")
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.rows: tuple[HealthRow, ...] | None = None
+        self.rows: tuple[HealthRow, ...] = ()
         self.selected: int | None = None
 
     def draw(self, rows: Sequence[HealthRow], selected: int | None) -> None:
-        if tuple(rows) == self.rows and selected == self.selected:
-            return
-        self.rows, self.selected = tuple(rows), selected
-        self.remove_children()
-        self.mount_all([self._header(), *(self._row(n, row) for n, row in enumerate(rows))])
+        if tuple(rows) != self.rows or selected != self.selected:
+            self.rows, self.selected = tuple(rows), selected
+            self.refresh()
 
-    def _header(self) -> Horizontal:
-        heads = [Label("source", classes="health-name")]
-        heads += [Label(h, classes="health-head") for h in ("duration", "records", "failures")]
-        return Horizontal(*heads, Label("rate left · last run", classes="health-note"))
+    def _color(self, name: str) -> RichColor:
+        _, base = self.background_colors
+        return (base + self.get_component_styles(name).color).rich_color
 
-    def _row(self, n: int, row: HealthRow) -> Horizontal:
-        marked = SELECTED if n == self.selected else "  "
-        name = Label(Text(marked + short_label(row.name)), classes="health-name")
-        if n == self.selected:
-            name.add_class("-selected")
-        return Horizontal(
-            name,
-            Sparkline(list(row.seconds) or [0.0]),
-            Sparkline(list(row.records) or [0.0]),
-            Sparkline(list(row.failures) or [0.0], classes="failures"),
-            Label(Text(single_line(row.note)), classes="health-note"),
-        )
+    def render(self) -> RenderResult:
+        low, high = self._color("health--low"), self._color("health--high")
+        failed = self._color("health--failed")
+        table = Table.grid(padding=(0, 1), expand=True)
+        table.add_column(width=16, no_wrap=True)
+        for _ in range(3):
+            table.add_column(ratio=1, no_wrap=True)
+        table.add_column(width=28, no_wrap=True, overflow="ellipsis")
+        table.add_row(*(Text(h, style="dim") for h in self.HEADINGS))
+        for n, row in enumerate(self.rows):
+            mark = SELECTED if n == self.selected else "  "
+            name = Text(mark + short_label(row.name), style="bold reverse" * (n == self.selected))
+            table.add_row(
+                name,
+                SparklineRenderable(list(row.seconds), width=None, min_color=low, max_color=high),
+                SparklineRenderable(list(row.records), width=None, min_color=low, max_color=high),
+                SparklineRenderable(
+                    list(row.failures), width=None, min_color=low, max_color=failed
+                ),
+                Text(single_line(row.note)),
+            )
+        return table
 
 
 class HealthPanel(ChartPanel):
