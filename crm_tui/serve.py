@@ -9,7 +9,9 @@ own (anyone who reaches its port gets an app with the team's data and keys). So:
 - the page is sent with `Referrer-Policy: no-referrer` and `Cache-Control: no-store`, so
   the token does not leave in a Referer header or stay in a shared cache; the access log,
   which would print every URL, is off.
-The token is printed once, with the URL, when the server starts.
+The token is printed once, with the URL, when the server starts. `/download/<key>` needs
+no token: only an app's own delivery opens one, under a key Textual makes at random, and
+crm-tui delivers no file through the browser.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from crm_tui.demo.csvfiles import write_demo_csvs
-from crm_tui.demo.servers import DemoServers
+from crm_tui.demo.servers import DemoServers, start_demo_servers
 from crm_tui.models import (
     KINDS,
     Outcome,
@@ -32,30 +32,38 @@ DEMO_SEED = 11  # the demo servers' seed (tests/conftest.py)
 _SYNCED: dict[tuple[str, RecordKind], list[Record]] = {}
 
 
-async def demo_records(servers: DemoServers) -> dict[tuple[str, RecordKind], list[Record]]:
-    """Every demo source's contacts and deals, as a sync maps them (once per session)."""
+async def demo_records() -> dict[tuple[str, RecordKind], list[Record]]:
+    """Every demo source's contacts and deals, as a sync maps them (once per session), from
+    servers of their own: other tests change the session's demo servers' records."""
     if not _SYNCED:
-        with tempfile.TemporaryDirectory() as folder:
-            env = {k.lower(): v for k, v in servers.env().items()}
-            # Brivity's deals come from its transaction report, with its GCI column
-            files = write_demo_csvs(Path(folder) / "imports", DEMO_CONTACTS, DEMO_SEED)
-            env["brivity_transactions_csv"] = files["brivity_transactions"]
-            settings = make_settings(Path(folder), crm_user_id="snap", **env)
-            db = Database(settings.database_path)
-            store = CacheStore("snap", db)
-
-            engine = SyncEngine(settings, store)
-            try:
-                await engine.sync_all()
-            finally:
-                await engine.aclose()
-            for kind in KINDS:
-                for source in store.sources():
-                    records = store.records(kind, source)
-                    if records:
-                        _SYNCED[(source, kind)] = [_as_snap(r) for r in records]
-            db.close()
+        servers = start_demo_servers(contacts=DEMO_CONTACTS, seed=DEMO_SEED, fub_rate_limit=10_000)
+        try:
+            await _sync_into_cache(servers)
+        finally:
+            servers.stop()
     return _SYNCED
+
+
+async def _sync_into_cache(servers: DemoServers) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        env = {k.lower(): v for k, v in servers.env().items()}
+        # Brivity's deals come from its transaction report, with its GCI column
+        files = write_demo_csvs(Path(folder) / "imports", DEMO_CONTACTS, DEMO_SEED)
+        env["brivity_transactions_csv"] = files["brivity_transactions"]
+        settings = make_settings(Path(folder), crm_user_id="snap", **env)
+        db = Database(settings.database_path)
+        store = CacheStore("snap", db)
+        engine = SyncEngine(settings, store)
+        try:
+            await engine.sync_all()
+        finally:
+            await engine.aclose()
+        for kind in KINDS:
+            for source in store.sources():
+                records = store.records(kind, source)
+                if records:
+                    _SYNCED[(source, kind)] = [_as_snap(r) for r in records]
+        db.close()
 
 
 def _as_snap(record: Record) -> Record:
@@ -91,9 +99,9 @@ def fixed_runs(db: Database, user: str, sources: list[str], runs: int = 30) -> N
         db.save_rate(user, source, reading)
 
 
-async def seed_demo(store: CacheStore, servers: DemoServers) -> None:
+async def seed_demo(store: CacheStore) -> None:
     """The demo's records into `store`, and 30 fixed runs per source into its database."""
-    records = await demo_records(servers)
+    records = await demo_records()
     for (source, kind), rows in records.items():
         await store.replace_stream(source, kind, rows)
     if store.db is not None:

@@ -22,6 +22,7 @@ BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
         ("dedup_bench.py", ["--sizes", "3000", "--quality", "120"], "precision"),
         ("load_bench.py", ["--contacts", "300", "--syncs", "1", "--idle-seconds", "0.3"], "p95"),
         ("import_bench.py", ["--mb", "0.3"], "peak RSS"),
+        ("pipeline_bench.py", ["--deals", "3000", "--runs", "2"], "draw the Pipeline"),
         (
             "incremental_bench.py",
             ["--contacts", "3000", "--webhook-rounds", "3"],

@@ -82,7 +82,7 @@ def deals() -> list[Deal]:
 
 
 @pytest.fixture
-def snapshot_app(monkeypatch, request):
+def snapshot_app(monkeypatch):
     """Builds the app over fixed data: the hand-made records above, or with `pipeline=True`
     the demo's records and 30 fixed runs per source (tests/pipeline_data.py), "now" fixed."""
     monkeypatch.setenv("TZ", "UTC")
@@ -100,7 +100,7 @@ def snapshot_app(monkeypatch, request):
         db = Database(settings.database_path)
         store = CacheStore("snap", db)
         if pipeline:
-            asyncio.run(seed_demo(store, request.getfixturevalue("demo_servers")))
+            asyncio.run(seed_demo(store))
             options.setdefault("clock", lambda: PIPELINE_NOW)
         else:
             asyncio.run(seed(store, db))

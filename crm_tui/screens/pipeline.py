@@ -366,9 +366,9 @@ class PipelineScreen(ModeScreen):
             mine = [w for w in mine if not w.lower().startswith("source:")]
         text = joined_filter(" ".join(mine), bar_filter)
         if self.chart == "leads":
+            which = "that source's and stage's" if bar_filter else "the filter's"
             self.notify(
-                "Browse has no filter by creation date: these are the contacts"
-                " of that source and stage",
+                f"Browse has no filter by creation date: it lists {which} contacts",
                 markup=False,
             )
         if not text and self.chart == "stages":

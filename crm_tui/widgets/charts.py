@@ -26,6 +26,7 @@ from textual.renderables.sparkline import Sparkline as SparklineRenderable
 from textual.widget import Widget
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
+from textual_plotext.plot import Plot
 
 from crm_tui.text import single_line
 
@@ -146,12 +147,12 @@ class BarChart(PlotextPlot):
         self.refresh()
 
     def _picture_of(self, spec: BarSpec | None, width: int, height: int, theme: str) -> Text:
-        """In a thread: this widget's own plotext figure, drawn and read as ANSI text."""
+        """In a thread: a plotext figure of its own (a cancelled build may still be running
+        in another thread), drawn and read as ANSI text."""
         if spec is None or spec.empty or width < 10 or height < 4:
             return Text("Nothing to draw here yet", style="italic")
-        plt = self.plt
-        plt.clear_figure()
-        _plot(plt, spec)
+        plt = Plot()
+        _plot(plt, spec, width)
         plt.plotsize(width, height)
         plt._set_size(width, height)  # textual-plotext does both (its issue #5)
         plt.theme(theme)
@@ -161,9 +162,10 @@ class BarChart(PlotextPlot):
         return self._picture
 
 
-def _plot(plt: object, spec: BarSpec) -> None:
+def _plot(plt: object, spec: BarSpec, width: int) -> None:
     """The spec as plotext calls: plotext draws the first label of a horizontal chart at
-    the bottom, so those lists are reversed to read top down."""
+    the bottom, so those lists are reversed to read top down. Below the bars, only labels
+    that fit are given (plotext would drop colliding ones, in no fixed order)."""
     count = len(spec.labels)
     colors = [s.color for s in spec.series]
     data = [list(s.values) for s in spec.series]
@@ -182,12 +184,20 @@ def _plot(plt: object, spec: BarSpec) -> None:
         return
     positions = list(range(1, count + 1))
     plt.stacked_bar(positions, data, color=colors, width=0.7)  # type: ignore[attr-defined]
-    shown = [p for p in positions if (p - 1) % spec.tick_every == 0]
+    every = max(spec.tick_every, _label_step(spec.labels, width))
+    shown = [p for p in positions if (p - 1) % every == 0]
     plt.xticks(shown, [short_label(spec.labels[p - 1]) for p in shown])  # type: ignore[attr-defined]
     plt.yticks(ticks, names)  # type: ignore[attr-defined]
     if spec.selected is not None and 0 <= spec.selected < count:
         top = totals[spec.selected] + (ticks[-1] or 1) * 0.06
         plt.text("▼", x=spec.selected + 1, y=top, alignment="center")  # type: ignore[attr-defined]
+
+
+def _label_step(labels: Sequence[str], width: int) -> int:
+    """Label every n-th bar, so that labels (and a space) fit beside each other."""
+    longest = max((len(short_label(label)) for label in labels), default=1)
+    room = max(width - 10, 1) / max(len(labels), 1)  # columns per bar, less the y axis
+    return max(1, math.ceil((longest + 1) / room))
 
 
 def tick_text(value: float, money: bool) -> str:
