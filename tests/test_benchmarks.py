@@ -23,6 +23,11 @@ BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
         ("load_bench.py", ["--contacts", "300", "--syncs", "1", "--idle-seconds", "0.3"], "p95"),
         ("import_bench.py", ["--mb", "0.3"], "peak RSS"),
         (
+            "writeback_bench.py",
+            ["--contacts", "500", "--edits", "20", "--latency-edits", "5"],
+            "save to confirmed",
+        ),
+        (
             "incremental_bench.py",
             ["--contacts", "3000", "--webhook-rounds", "3"],
             "webhook to screen",
