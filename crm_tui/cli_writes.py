@@ -791,7 +791,6 @@ def write_merged(rt: Runtime, merged: Record, members: Sequence[Record]) -> dict
     }
 
 
-
 async def send_outbox(engine: SyncEngine, names: Iterable[str] | None) -> list[OutboxEntry]:
     """A sync sends the outbox of the sources it syncs first, so it reads back the vendor's
     new values."""

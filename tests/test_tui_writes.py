@@ -46,6 +46,7 @@ def fub_api():
         )
         mock.get(f"{FUB}/deals").respond(json={"_metadata": {}, "deals": []})
         mock.get(f"{FUB}/stages").respond(json=STAGES)
+        mock.get(f"{FUB}/notes").respond(json={"_metadata": {}, "notes": []})
         yield mock
 
 

@@ -153,19 +153,44 @@ async def test_an_unreachable_vendor_keeps_the_edit_for_the_next_run(fub: SyncEn
 async def test_a_note_whose_answer_was_lost_is_looked_for_before_sending_again(fub: SyncEngine):
     wb = WriteBack(fub)
     record = fub.store.get("contacts", "followupboss:7")
-    await wb.note(record, "Called, wants a showing Sat")
+    text = "Called, wants a showing Sat"
+    await wb.note(record, text)
+    older = {"id": 1, "personId": 7, "body": text}  # the same words, noted last week
+    listing = respx.get(f"{FUB}/notes").mock(
+        side_effect=[
+            httpx.Response(200, json={"_metadata": {}, "notes": [older]}),
+            httpx.Response(200, json={"_metadata": {}, "notes": [older]}),
+            httpx.Response(200, json={"_metadata": {}, "notes": [{**older, "id": 3}, older]}),
+        ]
+    )
     notes = respx.post(f"{FUB}/notes").mock(side_effect=httpx.ReadTimeout("lost"))
     [unsure] = await wb.drain()
     assert unsure.state == "unsure" and notes.call_count == 1  # a note is never re-posted blindly
-    listing = respx.get(f"{FUB}/notes").respond(
-        json={
-            "_metadata": {},
-            "notes": [{"id": 3, "personId": 7, "body": "Called, wants a showing Sat"}],
-        }
-    )
+    assert unsure.base == {"notes_before": ["1"]}
+    # the read-back finds only last week's note: this one never arrived, it is sent again
+    notes.mock(return_value=httpx.Response(201, json={"id": 3, "personId": 7, "body": text}))
     [done] = await wb.drain()
-    assert done.state == "done" and notes.call_count == 1
+    assert done.state == "done" and notes.call_count == 2
     assert listing.calls.last.request.url.params["personId"] == "7"
+
+
+async def test_a_note_found_after_a_lost_answer_is_not_sent_again(fub: SyncEngine):
+    wb = WriteBack(fub)
+    record = fub.store.get("contacts", "followupboss:7")
+    await wb.note(record, "Left a voicemail")
+    respx.get(f"{FUB}/notes").mock(
+        side_effect=[
+            httpx.Response(200, json={"_metadata": {}, "notes": []}),
+            httpx.Response(
+                200, json={"_metadata": {}, "notes": [{"id": 9, "body": "Left a voicemail"}]}
+            ),
+        ]
+    )
+    notes = respx.post(f"{FUB}/notes").respond(524)  # a proxy's timeout: perhaps done
+    [unsure] = await wb.drain()
+    assert unsure.state == "unsure" and notes.call_count == 1
+    [done] = await wb.drain()
+    assert done.state == "done" and "arrived" in done.answer and notes.call_count == 1
 
 
 async def test_a_dry_run_shows_the_request_with_no_secret(fub: SyncEngine):

@@ -178,6 +178,7 @@ WRITES = Writes(
         listing="notes",
         listing_param="personId",
         listing_at=("notes",),
+        listing_params={"limit": "100"},
     ),
 )
 

@@ -220,6 +220,9 @@ class Update:
     fields: Mapping[str, Writer]
     choices: Mapping[str, Choices] = field(default_factory=dict)
     at: tuple[str, ...] = ()
+    #: The answer is the whole record (else it is read again after the write: HubSpot
+    #: answers with the properties written and a few defaults only).
+    answers_whole: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +254,7 @@ class Note:
     listing: str | None = None  # GET path with `{id}` (or a query) listing its notes
     listing_param: str | None = None
     listing_at: tuple[str, ...] = ()
+    listing_params: Mapping[str, str] = field(default_factory=dict)  # newest first, a page
 
 
 @dataclass(frozen=True, slots=True)
