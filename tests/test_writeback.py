@@ -263,10 +263,38 @@ def test_brivity_creates_leads_with_its_documented_fields():
 def test_a_hubspot_stage_typed_as_its_label_is_sent_and_kept_as_its_internal_value():
     options = {"options": [{"label": "Sales Qualified Lead", "value": "salesqualifiedlead"}]}
     choices = HubSpotSource.writes.update["contacts"].choices["stage"]
-    assert (
-        choices.stored_form(choices.read(options), "sales qualified lead") == "salesqualifiedlead"
-    )
-    assert choices.stored_form(choices.read(options), "customer") is None
+    listed = choices.options(choices.read(options), None)
+    assert choices.stored_form(listed, "sales qualified lead") == "salesqualifiedlead"
+    assert choices.stored_form(listed, "customer") is None
+
+
+PIPELINES = {
+    "_metadata": {"collection": "pipelines"},
+    "pipelines": [
+        {"id": 1, "name": "Buyers", "stages": [{"id": 11, "name": "Closed"}]},
+        {
+            "id": 2,
+            "name": "Sellers",
+            "stages": [{"id": 21, "name": "Listed"}, {"id": 22, "name": "Closed"}],
+        },
+    ],
+}
+
+
+async def test_a_deal_stage_is_sent_as_the_id_of_its_own_pipelines_stage(fub: SyncEngine):
+    deal = {"id": 5, "name": "12 Elm St", "price": 400000, "stageId": 21, "stageName": "Listed",
+            "pipelineId": 2, "people": [{"id": 7}]}  # fmt: skip
+    respx.get(f"{FUB}/deals").respond(json={"_metadata": {}, "deals": [deal]})
+    respx.get(f"{FUB}/pipelines").respond(json=PIPELINES)
+    await fub.sync_source("followupboss")
+    wb = WriteBack(fub)
+    record = fub.store.get("deals", "followupboss:5")
+    entry = await wb.edit(record, {"stage": "closed"})  # a name, typed as a person would
+    assert entry.wanted == {"stage": "Closed"}
+    respx.get(f"{FUB}/deals/5").respond(json=deal)
+    put = respx.put(f"{FUB}/deals/5").respond(json={**deal, "stageId": 22, "stageName": "Closed"})
+    [done] = await wb.drain()
+    assert done.state == "done" and json.loads(put.calls.last.request.content) == {"stageId": 22}
 
 
 async def test_a_merge_offers_its_values_to_each_vendor_record_through_the_outbox(fub: SyncEngine):

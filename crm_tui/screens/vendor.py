@@ -43,7 +43,8 @@ def vendor_form(app: CrmApp, record: Record) -> LocalFormScreen:
 
     def listed(name: str) -> Choices:
         async def read() -> list[str]:
-            return list(await app.engine.source(record.source).choices(kind, name))
+            source = app.engine.source(record.source)
+            return list(await source.choices(kind, name, record.metadata))
 
         return read
 

@@ -150,10 +150,10 @@ class Sender:
                 theirs=theirs,
             )
         for name, value in todo.items():
-            if not (await source.listed(stream, name, value))[0]:
+            if not (await source.listed(stream, name, value, current))[0]:
                 unlisted = f"{name} {value!r} is not one of {source.display_name}'s values"
                 raise Finished("failed", unlisted)
-        choices = {n: await source.choices(stream, n) for n in todo}
+        choices = {n: await source.choices(stream, n, current) for n in todo}
         draft = update_draft(spec, entry.remote_id, todo, current, choices)
         body = await self._sent(entry, draft, repeatable=True)
         written = located(body, spec.at) if spec.answers_whole else None

@@ -119,26 +119,26 @@ class WriteBack:
         cleaned, errors = _checked(kind, values, writable, self.region)
         spec = self._source(record.source).writes.update[kind]
         errors.update(unsendable(spec, {n: v for n, v in cleaned.items() if n not in errors}))
-        errors.update(await self._check_choices(record.source, kind, cleaned))
+        errors.update(await self._check_choices(record.source, kind, cleaned, record.metadata))
         if errors:
             raise ValidationFailed(errors)
         return cleaned
 
     async def _check_choices(
-        self, name: str, kind: RecordKind, values: dict[str, Value]
+        self, name: str, kind: RecordKind, values: dict[str, Value], raw: dict[str, Any]
     ) -> dict[str, str]:
         """The fields whose value the vendor does not list, with the values it does; listed
         values are put as the record holds them (in `values`)."""
         source, errors = self._source(name), {}
         for field, value in list(values.items()):
             try:
-                ok, stored = await source.listed(kind, field, value)
+                ok, stored = await source.listed(kind, field, value, raw)
             except SourceError:
                 continue  # unreachable now: the sender checks again before writing
             if ok:
                 values[field] = stored
             else:
-                shown = ", ".join(list(await source.choices(kind, field))[:12])
+                shown = ", ".join(list(await source.choices(kind, field, raw))[:12])
                 errors[field] = f"not one of {source.display_name}'s values: {shown}"
         return errors
 
@@ -261,7 +261,7 @@ class WriteBack:
         current = await source.read_one(kind, record.remote_id)
         if current is None:
             raise SourceError(f"the record is no longer at {source.display_name}")
-        choices = {n: await source.choices(kind, n) for n in wanted}
+        choices = {n: await source.choices(kind, n, current) for n in wanted}
         spec = source.writes.update[kind]
         return _preview(source, update_draft(spec, record.remote_id, wanted, current, choices))
 
