@@ -333,3 +333,29 @@ async def test_a_cancelled_send_gives_its_claim_back(fub: SyncEngine):
     back = fub.store.db.outbox_entry(fub.settings.user_id, entry.id)
     assert back.state == "pending" and back.sent_at is None  # never sent: plain pending
     assert fub.store.pending(record.id) == {"last_name": "Ng"}
+
+
+async def test_tags_changed_at_the_vendor_meanwhile_are_kept_beside_the_persons_own(
+    fub: SyncEngine,
+):
+    wb = WriteBack(fub)
+    record = fub.store.get("contacts", "followupboss:7")
+    await wb.edit(record, {"tags": ["seller"]})  # "buyer" removed, "seller" added
+    respx.get(f"{FUB}/people/7").respond(json=person(7, tags=["buyer", "vip"]))
+    put = respx.put(f"{FUB}/people/7").respond(json=person(7, tags=["vip", "seller"]))
+    [done] = await wb.drain()
+    assert done.state == "done"  # not a conflict: the vendor's "vip" stays
+    assert json.loads(put.calls.last.request.content) == {"tags": ["vip", "seller"]}
+    assert "mergeTags" not in put.calls.last.request.url.params  # a removal: the whole list
+
+
+async def test_a_phone_the_vendor_formats_its_own_way_is_the_same_phone(fub: SyncEngine):
+    wb = WriteBack(fub)
+    record = fub.store.get("contacts", "followupboss:7")
+    entry = await wb.edit(record, {"phone": "555-201-9999"})
+    assert entry.wanted == {"phone": "555-201-9999"}
+    now = [{"value": "(555) 201-9999", "isPrimary": 1}]
+    respx.get(f"{FUB}/people/7").respond(json=person(7, phones=now))
+    put = respx.put(f"{FUB}/people/7")
+    [done] = await wb.drain()
+    assert done.state == "done" and "already has" in done.answer and not put.called

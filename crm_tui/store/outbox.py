@@ -237,11 +237,14 @@ class OutboxStore:
         return entry if entry is not None and entry.user_id == user_id else None
 
     @damage_named
-    def pending_values(self, user_id: str) -> dict[str, dict[str, Any]]:
+    def pending_values(self, user_id: str) -> tuple[int, dict[str, dict[str, Any]]]:
         """record id -> the values its unsent edits set, oldest edit first (what the cache
-        shows until the vendor confirms them)."""
+        shows until the vendor confirms them), with the change log's newest entry read in
+        the same snapshot: every outbox change logs one, so of two readings the one with
+        the higher stamp is the newer."""
         marks = ", ".join(f"'{s}'" for s in SENDING_STATES)
-        with self._lock:
+        with self._lock, self._reading():  # type: ignore[attr-defined]
+            stamp = self._newest()  # type: ignore[attr-defined]
             rows = self._conn.execute(
                 "SELECT record_id, wanted FROM outbox WHERE user_id = ? AND action = 'update'"
                 f" AND record_id IS NOT NULL AND state IN ({marks}) ORDER BY id",
@@ -250,7 +253,7 @@ class OutboxStore:
         values: dict[str, dict[str, Any]] = {}
         for record_id, wanted in rows:
             values.setdefault(record_id, {}).update(json.loads(wanted))
-        return values
+        return stamp, values
 
     # -- sending -----------------------------------------------------------------------------
 

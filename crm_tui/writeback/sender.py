@@ -27,7 +27,7 @@ from crm_tui.sources.errors import (
 from crm_tui.sources.writes import Value, create_draft, located, note_draft, update_draft
 from crm_tui.store.outbox import OutboxEntry, State
 from crm_tui.text import single_line
-from crm_tui.writeback.values import conflicts, same, unified
+from crm_tui.writeback.values import conflicts, rebased_tags, same, unified
 
 if TYPE_CHECKING:
     from crm_tui.sources.base import Source
@@ -139,11 +139,12 @@ class Sender:
         if current is None:
             raise Finished("failed", f"the record is no longer at {source.display_name}")
         theirs = self._values(stream, current, entry.wanted)
-        todo = {n: v for n, v in entry.wanted.items() if not same(n, theirs.get(n), v)}
+        base, wanted = rebased_tags(entry.base, entry.wanted, theirs)
+        todo = {n: v for n, v in wanted.items() if not same(n, theirs.get(n), v)}
         if not todo:
             await self._commit(stream, current)
             raise Finished("done", answer=f"{source.display_name} already has these values")
-        if conflicts(entry.base, entry.wanted, theirs):
+        if conflicts(base, wanted, theirs):
             raise Finished(
                 "conflict",
                 f"changed at {source.display_name} since it was edited",
