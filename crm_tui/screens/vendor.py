@@ -18,17 +18,13 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Static, TextArea
 
 from crm_tui.local_crm import ValidationFailed
-from crm_tui.models import Contact, Record, RecordKind
+from crm_tui.models import Record, kind_of
 from crm_tui.screens.confirm import ConfirmScreen
 from crm_tui.screens.local_form import Choices, FormTarget, LocalFormScreen
 from crm_tui.writeback.shown import vendor
 
 if TYPE_CHECKING:
     from crm_tui.app import CrmApp
-
-
-def kind_of(record: Record) -> RecordKind:
-    return "contacts" if isinstance(record, Contact) else "deals"
 
 
 def vendor_form(app: CrmApp, record: Record) -> LocalFormScreen:

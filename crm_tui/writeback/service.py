@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from crm_tui.config import DISPLAY_NAMES
 from crm_tui.faults import fault_point
 from crm_tui.local_crm import ValidationFailed, check_fields
-from crm_tui.models import Contact, Record, RecordKind
+from crm_tui.models import Contact, Record, RecordKind, kind_of
 from crm_tui.sources.errors import SourceError
 from crm_tui.sources.writes import (
     Draft,
@@ -85,7 +85,7 @@ class WriteBack:
         connector = self.engine.connectors.get(record.source)
         if connector is None or record.source == "local":
             return ()
-        kind: RecordKind = "contacts" if isinstance(record, Contact) else "deals"
+        kind = kind_of(record)
         return connector.writes.fields(kind)
 
     def refusal(self, record: Record) -> str | None:
@@ -115,7 +115,7 @@ class WriteBack:
         writable = self.writable(record)
         if not writable:
             raise NotWritable(f"{record.source} records cannot be changed from crm-tui")
-        kind: RecordKind = "contacts" if isinstance(record, Contact) else "deals"
+        kind = kind_of(record)
         cleaned, errors = _checked(kind, values, writable, self.region)
         spec = self._source(record.source).writes.update[kind]
         errors.update(unsendable(spec, {n: v for n, v in cleaned.items() if n not in errors}))
@@ -148,7 +148,7 @@ class WriteBack:
         base, wanted = differing(record, cleaned)
         if not wanted:
             raise NothingToSend("nothing to change: the record already has these values")
-        kind: RecordKind = "contacts" if isinstance(record, Contact) else "deals"
+        kind = kind_of(record)
         entry = await self.store.in_writer(
             self._db.add_edit,
             self.user_id,
@@ -257,7 +257,7 @@ class WriteBack:
         if not wanted:
             raise NothingToSend("nothing to change: the record already has these values")
         source = self._source(record.source)
-        kind: RecordKind = "contacts" if isinstance(record, Contact) else "deals"
+        kind = kind_of(record)
         current = await source.read_one(kind, record.remote_id)
         if current is None:
             raise SourceError(f"the record is no longer at {source.display_name}")
