@@ -21,6 +21,7 @@ from crm_tui.local_crm import ValidationFailed
 from crm_tui.models import Record, kind_of
 from crm_tui.screens.confirm import ConfirmScreen
 from crm_tui.screens.local_form import Choices, FormTarget, LocalFormScreen
+from crm_tui.writeback.service import EditRefused
 from crm_tui.writeback.shown import vendor
 
 if TYPE_CHECKING:
@@ -167,7 +168,7 @@ class NoteScreen(ModalScreen[bool]):
             error.update(" ".join(exc.errors.values()))
             error.display = True
             return
-        except ValueError as exc:  # the source takes no notes after all
+        except EditRefused as exc:  # the source takes no notes after all
             self.notify(str(exc), severity="warning", markup=False)
             return
         self.dismiss(True)

@@ -38,11 +38,15 @@ _NOTE_LIMIT = 10_000
 Choice = Literal["mine", "theirs"]
 
 
-class NothingToSend(ValueError):
+class EditRefused(ValueError):
+    """An edit that is not saved, said to the person as it stands (not a field's error)."""
+
+
+class NothingToSend(EditRefused):
     """The edit changes nothing the vendor does not already have."""
 
 
-class NotWritable(ValueError):
+class NotWritable(EditRefused):
     """The record's source lets crm-tui change nothing of it (or it is not a vendor's)."""
 
 
