@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/load_bench.py --contacts 100000
 	$(BIN)/python benchmarks/import_bench.py --mb 50
 	$(BIN)/python benchmarks/incremental_bench.py --contacts 100000 --contacts 1000000
+	$(BIN)/python benchmarks/writeback_bench.py --contacts 20000 --edits 1000
 	$(BIN)/python benchmarks/pipeline_bench.py --deals 200000
 
 # The reliability suite at full size (more contacts, more crash points); its report

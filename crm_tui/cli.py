@@ -752,29 +752,37 @@ def sync(
                 )
             run(_watch(engine, names, minutes))
             return
-
-        async def once() -> tuple[list[Any], dict[str, Any]]:
-            from crm_tui.cli_writes import send_outbox
-
-            done = lambda: None  # noqa: E731
-            if not rt.json:
-                done = _progress_printer(store)
-            try:
-                sent = await send_outbox(engine, names)
-                return sent, await engine.sync_all(names, full=full)
-            finally:
-                done()
-                await engine.aclose()
-
-        sent, reports = run(once())
+        sent, reports = run(_sync_once(rt, engine, names, full))
         payload = _sync_payload(rt, reports, sources)
         payload["outbox"] = [entry.to_json() for entry in sent]
         emit(rt, payload, lambda: _sync_table(reports, sent))
         if not payload["success"]:
-            classes = {s.error_class for r in reports.values() for s in r.streams.values()}
-            if "AuthError" in classes:
-                sys.exit(EXIT_CONFIG)
-            sys.exit(EXIT_BUSY if classes <= {"StreamBusy", None} else EXIT_REMOTE)
+            sys.exit(_sync_exit_code(reports))
+
+
+async def _sync_once(
+    rt: Runtime, engine: Any, names: list[str] | None, full: bool
+) -> tuple[list[Any], dict[str, Any]]:
+    """The outbox of the sources sent first (so the sync reads their new values back),
+    then the sync: what was sent and each source's report."""
+    from crm_tui.cli_writes import send_outbox
+
+    done = lambda: None  # noqa: E731
+    if not rt.json:
+        done = _progress_printer(engine.store)
+    try:
+        sent = await send_outbox(engine, names)
+        return sent, await engine.sync_all(names, full=full)
+    finally:
+        done()
+        await engine.aclose()
+
+
+def _sync_exit_code(reports: dict[str, Any]) -> int:
+    classes = {s.error_class for r in reports.values() for s in r.streams.values()}
+    if "AuthError" in classes:
+        return EXIT_CONFIG
+    return EXIT_BUSY if classes <= {"StreamBusy", None} else EXIT_REMOTE
 
 
 def _sync_payload(rt: Runtime, reports: dict[str, Any], sources: tuple[str, ...]) -> dict[str, Any]:

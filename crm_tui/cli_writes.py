@@ -49,6 +49,7 @@ from crm_tui.models import Record, RecordKind
 from crm_tui.sources.registry import CONNECTORS
 from crm_tui.store.outbox import OPEN_STATES, OutboxEntry
 from crm_tui.text import single_line
+from crm_tui.writeback.shown import shown_value
 
 if TYPE_CHECKING:
     from crm_tui.store import CacheStore
@@ -72,15 +73,6 @@ _QUEUE = click.option(
 
 def _display(source: str) -> str:
     return DISPLAY_NAMES.get(source, source)
-
-
-def _shown(value: Any) -> str:
-    """A field's value in a line or a cell (tags joined, nothing as "(none)")."""
-    if value in (None, "", []):
-        return "(none)"
-    if isinstance(value, list):
-        return ", ".join(str(v) for v in value)
-    return str(value)
 
 
 def _say(rt: Runtime, line: str, err: bool = False) -> None:
@@ -296,7 +288,7 @@ def _entry_payload(rt: Runtime, outcome: Written) -> dict[str, Any]:
 
 
 def _version_row(version: dict[str, Any]) -> tuple[str, ...]:
-    shown = (_shown(version[k]) for k in ("before", "theirs", "mine"))
+    shown = (shown_value(version[k], 10_000) for k in ("before", "theirs", "mine"))
     return (version["field"], *shown, "changed at the vendor" if version["conflict"] else "")
 
 

@@ -94,6 +94,12 @@ class Deal:
 
 
 Record = Contact | Deal
+
+
+def kind_of(record: Record) -> RecordKind:
+    return "contacts" if isinstance(record, Contact) else "deals"
+
+
 CONTACT_FIELDS = tuple(f.name for f in fields(Contact))
 DEAL_FIELDS = tuple(f.name for f in fields(Deal))
 #: Set by the sync itself, never by a person or a field map of values.

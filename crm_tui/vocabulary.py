@@ -16,7 +16,7 @@ import functools
 import re
 from typing import Any
 
-from crm_tui.models import Contact, Record, RecordKind
+from crm_tui.models import Record, RecordKind, kind_of
 from crm_tui.search.text import fold
 
 LEAD = "lead"
@@ -134,7 +134,7 @@ def shared_value(source: str, kind: RecordKind, value: str | None) -> str | None
 
 def record_shared_status(record: Record) -> str | None:
     """Where a record stands in the shared vocabulary, from its best-placed field."""
-    kind: RecordKind = "contacts" if isinstance(record, Contact) else "deals"
+    kind = kind_of(record)
     for name in field_order(record.source, kind):
         found = shared_value(record.source, kind, getattr(record, name, None))
         if found is not None:

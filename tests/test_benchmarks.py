@@ -24,6 +24,11 @@ BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
         ("import_bench.py", ["--mb", "0.3"], "peak RSS"),
         ("pipeline_bench.py", ["--deals", "3000", "--runs", "2"], "draw the Pipeline"),
         (
+            "writeback_bench.py",
+            ["--contacts", "500", "--edits", "20", "--latency-edits", "5"],
+            "save to confirmed",
+        ),
+        (
             "incremental_bench.py",
             ["--contacts", "3000", "--webhook-rounds", "3"],
             "webhook to screen",

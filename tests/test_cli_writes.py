@@ -55,6 +55,7 @@ def fub() -> Iterator[respx.Router]:
         router.get(f"{FUB}/people").respond(json=people(person(7)))
         router.get(f"{FUB}/deals").respond(json={"_metadata": {}, "deals": []})
         router.get(f"{FUB}/stages").respond(json=STAGES)
+        router.get(f"{FUB}/notes").respond(json={"_metadata": {}, "notes": []})
         yield router
 
 

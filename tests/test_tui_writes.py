@@ -24,7 +24,7 @@ from crm_tui.screens.status import StatusScreen
 from crm_tui.screens.vendor import NoteScreen
 from crm_tui.store.outbox import OutboxEntry
 from crm_tui.widgets.record_table import RecordTable
-from crm_tui.writeback.shown import drain_notices, outbox_summary, record_mark
+from crm_tui.writeback.shown import drain_notices, open_line, record_mark
 from tests.conftest import make_settings
 from tests.test_snapshots import loaded, snapshot_app  # noqa: F401  (a fixture)
 from tests.test_tui import settle
@@ -46,6 +46,7 @@ def fub_api():
         )
         mock.get(f"{FUB}/deals").respond(json={"_metadata": {}, "deals": []})
         mock.get(f"{FUB}/stages").respond(json=STAGES)
+        mock.get(f"{FUB}/notes").respond(json={"_metadata": {}, "notes": []})
         yield mock
 
 
@@ -443,8 +444,8 @@ def test_the_lines_a_record_and_status_show():
     assert record_mark(entry("conflict"))[0].startswith(
         "Conflict: changed at Follow Up Boss — press c to resolve"
     )
-    assert outbox_summary({}) == ""
-    assert outbox_summary({"pending": 2, "unsure": 1, "conflict": 1}) == (
+    assert open_line({}) == ""
+    assert open_line({"pending": 2, "unsure": 1, "conflict": 1}) == (
         "Outbox: 3 waiting to send, 1 changed at the CRM meanwhile (to resolve) · o opens it"
     )
 

@@ -153,19 +153,44 @@ async def test_an_unreachable_vendor_keeps_the_edit_for_the_next_run(fub: SyncEn
 async def test_a_note_whose_answer_was_lost_is_looked_for_before_sending_again(fub: SyncEngine):
     wb = WriteBack(fub)
     record = fub.store.get("contacts", "followupboss:7")
-    await wb.note(record, "Called, wants a showing Sat")
+    text = "Called, wants a showing Sat"
+    await wb.note(record, text)
+    older = {"id": 1, "personId": 7, "body": text}  # the same words, noted last week
+    listing = respx.get(f"{FUB}/notes").mock(
+        side_effect=[
+            httpx.Response(200, json={"_metadata": {}, "notes": [older]}),
+            httpx.Response(200, json={"_metadata": {}, "notes": [older]}),
+            httpx.Response(200, json={"_metadata": {}, "notes": [{**older, "id": 3}, older]}),
+        ]
+    )
     notes = respx.post(f"{FUB}/notes").mock(side_effect=httpx.ReadTimeout("lost"))
     [unsure] = await wb.drain()
     assert unsure.state == "unsure" and notes.call_count == 1  # a note is never re-posted blindly
-    listing = respx.get(f"{FUB}/notes").respond(
-        json={
-            "_metadata": {},
-            "notes": [{"id": 3, "personId": 7, "body": "Called, wants a showing Sat"}],
-        }
-    )
+    assert unsure.base == {"notes_before": ["1"]}
+    # the read-back finds only last week's note: this one never arrived, it is sent again
+    notes.mock(return_value=httpx.Response(201, json={"id": 3, "personId": 7, "body": text}))
     [done] = await wb.drain()
-    assert done.state == "done" and notes.call_count == 1
+    assert done.state == "done" and notes.call_count == 2
     assert listing.calls.last.request.url.params["personId"] == "7"
+
+
+async def test_a_note_found_after_a_lost_answer_is_not_sent_again(fub: SyncEngine):
+    wb = WriteBack(fub)
+    record = fub.store.get("contacts", "followupboss:7")
+    await wb.note(record, "Left a voicemail")
+    respx.get(f"{FUB}/notes").mock(
+        side_effect=[
+            httpx.Response(200, json={"_metadata": {}, "notes": []}),
+            httpx.Response(
+                200, json={"_metadata": {}, "notes": [{"id": 9, "body": "Left a voicemail"}]}
+            ),
+        ]
+    )
+    notes = respx.post(f"{FUB}/notes").respond(524)  # a proxy's timeout: perhaps done
+    [unsure] = await wb.drain()
+    assert unsure.state == "unsure" and notes.call_count == 1
+    [done] = await wb.drain()
+    assert done.state == "done" and "arrived" in done.answer and notes.call_count == 1
 
 
 async def test_a_dry_run_shows_the_request_with_no_secret(fub: SyncEngine):
@@ -238,10 +263,38 @@ def test_brivity_creates_leads_with_its_documented_fields():
 def test_a_hubspot_stage_typed_as_its_label_is_sent_and_kept_as_its_internal_value():
     options = {"options": [{"label": "Sales Qualified Lead", "value": "salesqualifiedlead"}]}
     choices = HubSpotSource.writes.update["contacts"].choices["stage"]
-    assert (
-        choices.stored_form(choices.read(options), "sales qualified lead") == "salesqualifiedlead"
-    )
-    assert choices.stored_form(choices.read(options), "customer") is None
+    listed = choices.options(choices.read(options), None)
+    assert choices.stored_form(listed, "sales qualified lead") == "salesqualifiedlead"
+    assert choices.stored_form(listed, "customer") is None
+
+
+PIPELINES = {
+    "_metadata": {"collection": "pipelines"},
+    "pipelines": [
+        {"id": 1, "name": "Buyers", "stages": [{"id": 11, "name": "Closed"}]},
+        {
+            "id": 2,
+            "name": "Sellers",
+            "stages": [{"id": 21, "name": "Listed"}, {"id": 22, "name": "Closed"}],
+        },
+    ],
+}
+
+
+async def test_a_deal_stage_is_sent_as_the_id_of_its_own_pipelines_stage(fub: SyncEngine):
+    deal = {"id": 5, "name": "12 Elm St", "price": 400000, "stageId": 21, "stageName": "Listed",
+            "pipelineId": 2, "people": [{"id": 7}]}  # fmt: skip
+    respx.get(f"{FUB}/deals").respond(json={"_metadata": {}, "deals": [deal]})
+    respx.get(f"{FUB}/pipelines").respond(json=PIPELINES)
+    await fub.sync_source("followupboss")
+    wb = WriteBack(fub)
+    record = fub.store.get("deals", "followupboss:5")
+    entry = await wb.edit(record, {"stage": "closed"})  # a name, typed as a person would
+    assert entry.wanted == {"stage": "Closed"}
+    respx.get(f"{FUB}/deals/5").respond(json=deal)
+    put = respx.put(f"{FUB}/deals/5").respond(json={**deal, "stageId": 22, "stageName": "Closed"})
+    [done] = await wb.drain()
+    assert done.state == "done" and json.loads(put.calls.last.request.content) == {"stageId": 22}
 
 
 async def test_a_merge_offers_its_values_to_each_vendor_record_through_the_outbox(fub: SyncEngine):
@@ -280,3 +333,29 @@ async def test_a_cancelled_send_gives_its_claim_back(fub: SyncEngine):
     back = fub.store.db.outbox_entry(fub.settings.user_id, entry.id)
     assert back.state == "pending" and back.sent_at is None  # never sent: plain pending
     assert fub.store.pending(record.id) == {"last_name": "Ng"}
+
+
+async def test_tags_changed_at_the_vendor_meanwhile_are_kept_beside_the_persons_own(
+    fub: SyncEngine,
+):
+    wb = WriteBack(fub)
+    record = fub.store.get("contacts", "followupboss:7")
+    await wb.edit(record, {"tags": ["seller"]})  # "buyer" removed, "seller" added
+    respx.get(f"{FUB}/people/7").respond(json=person(7, tags=["buyer", "vip"]))
+    put = respx.put(f"{FUB}/people/7").respond(json=person(7, tags=["vip", "seller"]))
+    [done] = await wb.drain()
+    assert done.state == "done"  # not a conflict: the vendor's "vip" stays
+    assert json.loads(put.calls.last.request.content) == {"tags": ["vip", "seller"]}
+    assert "mergeTags" not in put.calls.last.request.url.params  # a removal: the whole list
+
+
+async def test_a_phone_the_vendor_formats_its_own_way_is_the_same_phone(fub: SyncEngine):
+    wb = WriteBack(fub)
+    record = fub.store.get("contacts", "followupboss:7")
+    entry = await wb.edit(record, {"phone": "555-201-9999"})
+    assert entry.wanted == {"phone": "555-201-9999"}
+    now = [{"value": "(555) 201-9999", "isPrimary": 1}]
+    respx.get(f"{FUB}/people/7").respond(json=person(7, phones=now))
+    put = respx.put(f"{FUB}/people/7")
+    [done] = await wb.drain()
+    assert done.state == "done" and "already has" in done.answer and not put.called

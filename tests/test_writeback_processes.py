@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from crm_tui.demo.servers import DemoServers, Faults, start_demo_servers
+from crm_tui.demo.servers import DemoCredentials, DemoServers, Faults, start_demo_servers
+from crm_tui.models import Contact
 from crm_tui.store import CacheStore, Database
 from crm_tui.sync.engine import SyncEngine
 from crm_tui.writeback.service import WriteBack
@@ -33,8 +34,6 @@ def faults() -> Faults:
 
 @pytest.fixture(scope="module")
 def servers(faults: Faults) -> Iterator[DemoServers]:
-    from crm_tui.demo.servers import DemoCredentials
-
     credentials = DemoCredentials(fub_key=CANARY)
     running = start_demo_servers(
         contacts=DEMO_CONTACTS,
@@ -73,6 +72,8 @@ def test_an_edit_killed_at_any_step_reaches_the_vendor_once(env, crash_at):
     killed = run_crm(
         "edit",
         "followupboss:5",
+        "--type",
+        "contact",
         "--last-name",
         last,
         "--json",
@@ -105,8 +106,27 @@ def test_a_note_killed_after_the_vendor_answered_is_not_added_twice(env):
 
 
 def test_no_secret_reaches_the_outbox_the_audit_or_a_dry_run(env):
-    dry = run_crm("edit", "followupboss:7", "--stage", "Lead", "--dry-run", "--json", env=env)
-    edit = run_crm("edit", "followupboss:7", "--last-name", "Canary", "--json", env=env)
+    dry = run_crm(
+        "edit",
+        "followupboss:7",
+        "--type",
+        "contact",
+        "--stage",
+        "Lead",
+        "--dry-run",
+        "--json",
+        env=env,
+    )
+    edit = run_crm(
+        "edit",
+        "followupboss:7",
+        "--type",
+        "contact",
+        "--last-name",
+        "Canary",
+        "--json",
+        env=env,
+    )
     listed = run_crm("outbox", "--json", env=env)
     database = (Path(env["CRM_DATA_DIR"]) / "crm.sqlite3").read_bytes()
     for text in (dry.stdout, dry.stderr, edit.stdout, edit.stderr, listed.stdout):
@@ -129,10 +149,16 @@ async def engine(servers: DemoServers, tmp_path: Path):
     db.close()
 
 
+def person(engine: SyncEngine, n: int) -> Contact:
+    """The n-th Follow Up Boss person in the cache with a live stage."""
+    live = [c for c in engine.store.contacts("followupboss") if c.stage != "Trash"]
+    return sorted(live, key=lambda c: int(c.remote_id))[n]
+
+
 @pytest.mark.usefixtures("no_retry_sleep")
 async def test_an_edit_made_while_the_vendor_is_down_goes_out_when_it_returns(engine, faults):
     wb = WriteBack(engine)
-    record = engine.store.get("contacts", "followupboss:8")
+    record = person(engine, 0)
     await wb.edit(record, {"last_name": "Offline"})
     faults.error_rate = 1.0
     try:
@@ -140,7 +166,7 @@ async def test_an_edit_made_while_the_vendor_is_down_goes_out_when_it_returns(en
     finally:
         faults.error_rate = 0.0
     assert waiting.state == "pending" and "HTTP 50" in waiting.error
-    assert engine.store.get("contacts", "followupboss:8").last_name == "Offline"  # still shown
+    assert engine.store.get("contacts", record.id).last_name == "Offline"  # still shown
     [sent] = await wb.drain()
     assert sent.state == "done"
     assert engine.store.pending(record.id) is None
@@ -148,12 +174,13 @@ async def test_an_edit_made_while_the_vendor_is_down_goes_out_when_it_returns(en
 
 async def test_a_change_at_the_vendor_meanwhile_is_never_overwritten(engine, servers):
     wb = WriteBack(engine)
-    record = engine.store.get("contacts", "followupboss:9")
+    record = person(engine, 1)
     entry = await wb.edit(record, {"last_name": "Mine"})
-    servers.apply_change("followupboss:people", "update", 8, patch={"lastName": "Theirs"})
+    index = int(record.remote_id) - 1  # the simulator's person i has id i + 1
+    servers.apply_change("followupboss:people", "update", index, patch={"lastName": "Theirs"})
     [stopped] = await wb.drain()
     assert stopped.state == "conflict" and stopped.theirs == {"last_name": "Theirs"}
-    at_vendor = servers.overlay.get("followupboss:people", 8)
+    at_vendor = servers.overlay.get("followupboss:people", index)
     assert at_vendor.patch["lastName"] == "Theirs"  # not overwritten
     await wb.settle(entry.id, {"last_name": "mine"})
     [sent] = await wb.drain()

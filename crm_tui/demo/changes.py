@@ -2,8 +2,9 @@
 they run, over the deterministic generators (record i is still `make(i)`; the overlay holds
 only what changed, so a million-record listing stays as fast as an unchanged one).
 
-One `Overlay` serves every simulator of a demo (Follow Up Boss, HubSpot, Pipedrive); each
-registers its collections as `Target`s. Changes come from the churn thread, or from tests
+One `Overlay` serves every simulator of a demo (Follow Up Boss, HubSpot, Pipedrive, Lofty,
+Brivity); each registers its collections as `Target`s. Changes come from the churn thread,
+from the simulators' write endpoints (a `patch` of vendor-shaped fields), or from tests
 through `Overlay.apply`, which takes an explicit index and moment so a test can script any
 sequence (two updates in one second included). Listeners (the webhook sender) hear every
 change after the lock is released, so a slow listener never holds up a request.
@@ -13,11 +14,12 @@ Times are epoch seconds (floats); each simulator renders them in its vendor's fo
 
 from __future__ import annotations
 
+import hashlib
 import random
 import threading
 import time
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -141,6 +143,13 @@ class Overlay:
             state = self._states.get(collection)
             return list(state.deleted) if state else []
 
+    def positions(self, collection: str) -> Positions:
+        """The collection as a listing that pages by position sees it now: generated records,
+        then created ones, deleted ones left out."""
+        with self._lock:
+            state = self._states[collection]
+            return Positions(state.target, state.created, tuple(state.deleted))
+
     def exists(self, collection: str, index: int) -> bool:
         """Whether `index` names a record, deleted or not (generated or created)."""
         state = self._states.get(collection)
@@ -215,6 +224,49 @@ class Overlay:
             return dict(patch)
         r = random.Random(f"{self.seed}:churn:{target.name}:{index}:{version}")
         return target.mutate(index, version, kind, r)
+
+
+@dataclass(frozen=True, slots=True)
+class Positions:
+    """A snapshot of a collection listed in index order by position (Brivity's and Lofty's
+    listings have no cursor): position p is the p-th record not deleted, generated records
+    first, then those created while running."""
+
+    target: Target
+    created: int
+    deleted: tuple[int, ...]  # sorted indices
+
+    @property
+    def total(self) -> int:
+        return self.target.base + self.created - len(self.deleted)
+
+    def _position(self, index: int) -> int:
+        """Where `index` sits among every record, deleted ones included."""
+        target = self.target
+        return index if index < target.base else target.base + index - target.first_new
+
+    def _index(self, position: int) -> int:
+        target = self.target
+        return position if position < target.base else target.first_new + position - target.base
+
+    def indices(self, start: int, stop: int) -> list[int]:
+        """The indices of the records at positions [start, stop)."""
+        gone = [self._position(i) for i in self.deleted]
+        end = self.target.base + self.created
+        # the least position with `start` live ones before it: a fixed point reached from below
+        first = start
+        while first != start + bisect_right(gone, first):
+            first = start + bisect_right(gone, first)
+        found: list[int] = []
+        cut = bisect_left(gone, first)
+        position = first
+        while len(found) < stop - start and position < end:
+            if cut < len(gone) and gone[cut] == position:
+                cut += 1
+            else:
+                found.append(self._index(position))
+            position += 1
+        return found
 
 
 # -- ordered reads over generated and changed records ---------------------------------------
@@ -326,3 +378,44 @@ def count(
     generated = _position(base, high, "left") - _position(base, low, "left")
     moved = sum(1 for key in stale_base_keys if low <= key < high)
     return generated - moved + bisect_left(changed, high) - bisect_left(changed, low)
+
+
+# -- finding records by a value --------------------------------------------------------------
+
+
+def _digest(value: str) -> int:
+    return int.from_bytes(
+        hashlib.blake2b(value.encode(), digest_size=8).digest(), "big", signed=True
+    )
+
+
+class LookupIndex:
+    """Which generated records hold a value (a normalised e-mail or phone): a 64-bit hash of
+    each value with its record's index, sorted in numpy arrays (16 bytes a value, so a
+    million people stay small), built on first use (in a worker thread by the caller: a
+    million records take tens of seconds) and kept. A hash only names candidates: the caller
+    checks each against the record as it is now, since a change may have replaced the value
+    (records changed or created while running are the caller's to scan; they are few)."""
+
+    def __init__(self, size: int, values: Callable[[int], Iterable[str]]) -> None:
+        self.size = size
+        self.values = values
+        self._built: tuple[np.ndarray, np.ndarray] | None = None
+        self._lock = threading.Lock()
+
+    def candidates(self, value: str) -> list[int]:
+        hashes, owners = self._arrays()
+        key = _digest(value)
+        low = int(np.searchsorted(hashes, key, "left"))
+        high = int(np.searchsorted(hashes, key, "right"))
+        return sorted(int(i) for i in owners[low:high])
+
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            if self._built is None:
+                pairs = [(_digest(v), i) for i in range(self.size) for v in self.values(i)]
+                hashes = np.fromiter((h for h, _ in pairs), np.int64, len(pairs))
+                owners = np.fromiter((i for _, i in pairs), np.int64, len(pairs))
+                order = np.argsort(hashes, kind="stable")
+                self._built = (hashes[order], owners[order])
+            return self._built

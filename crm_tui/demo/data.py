@@ -733,14 +733,17 @@ def fub_deal(seed: int, j: int, contacts: int) -> dict[str, Any]:
     address, price, _ = _property(seed, "followupboss", j)
     r = rng(seed, "fub-deal", j)
     stage = r.choice(FUB_DEAL_STAGES)
+    r.choice(("Buyers", "Sellers"))  # was the pipeline's name; drawn still, so later draws hold
     return {
         "id": j + 1,
         "name": address,
         "price": price,
         "stageId": FUB_DEAL_STAGES.index(stage) + 1,
         "stageName": stage,
+        # one pipeline holds every stage (GET /v1/pipelines lists it): pipelineId 1 under two
+        # names, as generated before, named no pipeline the simulator could list
         "pipelineId": 1,
-        "pipelineName": r.choice(("Buyers", "Sellers")),
+        "pipelineName": "Transactions",
         "status": "Active" if stage != "Lost" else "Archived",
         "projectedCloseDate": _when(seed, "fub-close", j, days=1100).isoformat(),
         "commissionValue": round(price * 0.03, 2),

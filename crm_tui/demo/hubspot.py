@@ -68,6 +68,45 @@ Live changes (`demo/changes.py`) and the endpoints that read them:
 - A live listing's `after` names the next record (not an offset), so pages hold their place
   while records are created or archived between them.
 
+Writes. Documented (HS-spec `patch-/crm/v3/objects/contacts/{contactId}_update`; the
+Properties spec `PublicApiSpecs/CRM/Properties/Rollouts/145899/v3/properties.json`), and
+followed: `PATCH /crm/v3/objects/{contacts|deals|0-1|0-3}/{id}` takes `SimplePublicObjectInput
+{properties: {name: string}}`; "Read-only and non-existent properties will result in an
+error. Properties values can be cleared by passing an empty string."; the answer is a
+`SimplePublicObject`. `GET /crm/v3/properties/{objectType}/{propertyName}` answers a
+`Property` (`name, label, type, fieldType, description, groupName, options[{label, value,
+displayOrder, hidden}]`, `modificationMetadata{archivable, readOnlyDefinition,
+readOnlyValue}`, ...). Errors use the spec's `Error` (`errors[]` of `ErrorDetail {message,
+code, context}`). Live bodies seen in public code (and followed): an invalid write is 400
+`{status: "error", message: "Property values were not valid: [<json list of {isValid,
+message, error, name, localizedErrorMessage}>]", correlationId, category:
+"VALIDATION_ERROR", errors: [{message, code, context: {propertyName: [name]}}]}` with codes
+`PROPERTY_DOESNT_EXIST` ('Property "x" does not exist') and `INVALID_OPTION` ('<value> was
+not one of the allowed options: [a, b]'); an empty `properties` is 400 "No properties found
+to update, please provide at least one." (hubspot-api-php#242).
+
+Where the documents are silent, the plain reading (writes):
+- Every property at fault is listed at once, nothing is written. A read-only property
+  (createdate, lastmodifieddate, hs_object_id, hs_lastmodifieddate and the calculated
+  hs_is_closed / hs_is_closed_won) is `READ_ONLY_VALUE`, message 'Property "x" is a read
+  only property; its value cannot be set' (the wording is ours). An enumeration
+  (lifecyclestage, hs_lead_status, dealstage, pipeline, hubspot_owner_id,
+  deal_currency_code) takes only its options' values. A date-time (closedate) takes epoch
+  ms, an ISO date (midnight UTC) or an ISO date-time and is stored as HubSpot returns it
+  ("2025-03-01T00:00:00.000Z"); anything else is `INVALID_DATE` (our code). Other values are
+  not checked.
+- "" or null clears a property: it reads back null, as a property without a value does.
+  JSON numbers and booleans are taken as their text; an object or list is a plain
+  VALIDATION_ERROR (the input JSON does not fit the schema). A body without a `properties`
+  object likewise.
+- A written `dealstage` moves hs_is_closed / hs_is_closed_won with it. The write is one
+  change at its moment: `updatedAt` and the modified-date property move, search and
+  webhooks see it. The answer is the object as a GET without `properties=` returns it,
+  plus the properties written, in that order.
+- Unknown or archived ids are 404 `OBJECT_NOT_FOUND`; `idProperty` is not simulated (400).
+  A property name the object type lacks is 404 `OBJECT_NOT_FOUND` on the properties
+  endpoint. Writes pass the same token check and budgets as reads.
+
 Dataset conventions shared with the other simulators: contacts come from the shared
 population (offset 0.15), the hostile names first, record `MISSING_ID_INDEX` without an id
 (and without `hs_object_id`), `NO_EMAIL_INDEX` without an e-mail, and `LONG_NOTE_INDEX` with
@@ -118,7 +157,10 @@ from crm_tui.demo.servers import (
     Simulator,
     SimulatorContext,
     SlidingWindow,
+    WriteError,
+    json_object,
     json_response,
+    update,
 )
 
 hubspot_id = data.hubspot_id  # the contact id; ground truth lives beside the other sources'
@@ -296,9 +338,7 @@ def hubspot_deal(seed: int, j: int, contacts: int) -> dict[str, Any]:
         # some deals never got an amount: a requested property without a value is null
         "amount": f"{price:.2f}" if r.random() < 0.92 else None,
         "dealstage": (stage := r.choice(DEAL_STAGES)),
-        # HubSpot's calculated properties, "true"/"false" like every value
-        "hs_is_closed": str(stage in ("closedwon", "closedlost")).lower(),
-        "hs_is_closed_won": str(stage == "closedwon").lower(),
+        **closed_flags(stage),
         "pipeline": "default",
         "closedate": _stamp(closing),
         "createdate": _stamp(created),
@@ -374,13 +414,17 @@ def mutate_deal(index: int, version: int, kind: Kind, r: random.Random) -> dict[
     if kind == "create":
         return {}
     if r.random() < 0.5:
-        stage = r.choice(DEAL_STAGES)
-        return {
-            "dealstage": stage,
-            "hs_is_closed": str(stage in ("closedwon", "closedlost")).lower(),
-            "hs_is_closed_won": str(stage == "closedwon").lower(),
-        }
+        return {"dealstage": (stage := r.choice(DEAL_STAGES)), **closed_flags(stage)}
     return {"amount": f"{r.randrange(180_000, 2_400_000, 500):.2f}"}
+
+
+def closed_flags(stage: str | None) -> dict[str, str]:
+    """HubSpot's calculated properties that follow a deal's stage, "true"/"false" like every
+    value."""
+    return {
+        "hs_is_closed": str(stage in ("closedwon", "closedlost")).lower(),
+        "hs_is_closed_won": str(stage == "closedwon").lower(),
+    }
 
 
 def live(record: dict[str, Any], entry: Entry | None, modified: str) -> dict[str, Any]:
@@ -636,6 +680,315 @@ async def _search(
     return [(index_of(k), entries.get(index_of(k))) for k in found], total, following
 
 
+# -- property definitions and writes -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PropertyDefinition:
+    """A property as `GET /crm/v3/properties/{objectType}/{propertyName}` describes it (the
+    Properties spec's `Property`), and what a write may put in it."""
+
+    name: str
+    label: str
+    type: str  # string, number, enumeration, datetime, bool
+    field_type: str  # text, textarea, phonenumber, number, radio, select, date, ...
+    group: str
+    read_only: bool = False  # set by HubSpot only (modificationMetadata.readOnlyValue)
+    options: tuple[tuple[str, str], ...] = ()  # (value, label), in display order
+
+    def shape(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "label": self.label,
+            "type": self.type,
+            "fieldType": self.field_type,
+            "description": "",
+            "groupName": self.group,
+            "options": [
+                {"label": label, "value": value, "displayOrder": n, "hidden": False}
+                for n, (value, label) in enumerate(self.options)
+            ],
+            "displayOrder": -1,
+            "calculated": self.name.startswith("hs_is_"),
+            "externalOptions": self.name == "hubspot_owner_id",
+            "hasUniqueValue": self.name == "hs_object_id",
+            "hidden": False,
+            "hubspotDefined": True,
+            "formField": not self.read_only,
+            "archived": False,
+            "modificationMetadata": {
+                "archivable": False,
+                "readOnlyDefinition": True,
+                "readOnlyValue": self.read_only,
+            },
+        }
+
+
+def _options(values: Sequence[str], labels: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    return tuple(zip(values, labels, strict=True))
+
+
+_OWNER_OPTIONS = _options(OWNER_IDS, ("Amy Agent", "Ben Broker", "Cara Closer"))
+_TRUE_FALSE = (("true", "True"), ("false", "False"))
+_CONTACT_DEFINITIONS = (
+    PropertyDefinition("firstname", "First Name", "string", "text", "contactinformation"),
+    PropertyDefinition("lastname", "Last Name", "string", "text", "contactinformation"),
+    PropertyDefinition("email", "Email", "string", "text", "contactinformation"),
+    PropertyDefinition("phone", "Phone Number", "string", "phonenumber", "contactinformation"),
+    PropertyDefinition(
+        "mobilephone", "Mobile Phone Number", "string", "phonenumber", "contactinformation"
+    ),
+    PropertyDefinition("company", "Company Name", "string", "text", "contactinformation"),
+    PropertyDefinition("address", "Street Address", "string", "text", "contactinformation"),
+    PropertyDefinition("city", "City", "string", "text", "contactinformation"),
+    PropertyDefinition("state", "State/Region", "string", "text", "contactinformation"),
+    PropertyDefinition("zip", "Postal Code", "string", "text", "contactinformation"),
+    PropertyDefinition("country", "Country/Region", "string", "text", "contactinformation"),
+    PropertyDefinition(
+        "lifecyclestage",
+        "Lifecycle Stage",
+        "enumeration",
+        "radio",
+        "contactinformation",
+        options=_options(
+            LIFECYCLE_STAGES,
+            (
+                "Subscriber",
+                "Lead",
+                "Marketing Qualified Lead",
+                "Sales Qualified Lead",
+                "Opportunity",
+                "Customer",
+                "Evangelist",
+                "Other",
+            ),
+        ),
+    ),
+    PropertyDefinition(
+        "hs_lead_status",
+        "Lead Status",
+        "enumeration",
+        "radio",
+        "sales_properties",
+        options=_options(
+            LEAD_STATUSES,
+            (
+                "New",
+                "Open",
+                "In Progress",
+                "Open Deal",
+                "Unqualified",
+                "Attempted to Contact",
+                "Connected",
+                "Bad Timing",
+            ),
+        ),
+    ),
+    PropertyDefinition(
+        "hubspot_owner_id",
+        "Contact owner",
+        "enumeration",
+        "select",
+        "sales_properties",
+        options=_OWNER_OPTIONS,
+    ),
+    PropertyDefinition("message", "Message", "string", "textarea", "contactinformation"),
+    PropertyDefinition("createdate", "Create Date", "datetime", "date", "contactinformation", True),
+    PropertyDefinition(
+        "lastmodifieddate", "Last Modified Date", "datetime", "date", "contactinformation", True
+    ),
+    PropertyDefinition("hs_object_id", "Record ID", "number", "number", "contactinformation", True),
+)
+_DEAL_DEFINITIONS = (
+    PropertyDefinition("dealname", "Deal Name", "string", "text", "dealinformation"),
+    PropertyDefinition("amount", "Amount", "number", "number", "dealinformation"),
+    PropertyDefinition(
+        "dealstage",
+        "Deal Stage",
+        "enumeration",
+        "radio",
+        "dealinformation",
+        options=_options(
+            DEAL_STAGES,
+            (
+                "Appointment Scheduled",
+                "Qualified To Buy",
+                "Presentation Scheduled",
+                "Decision Maker Bought-In",
+                "Contract Sent",
+                "Closed Won",
+                "Closed Lost",
+            ),
+        ),
+    ),
+    PropertyDefinition(
+        "pipeline",
+        "Pipeline",
+        "enumeration",
+        "select",
+        "dealinformation",
+        options=(("default", "Sales Pipeline"),),
+    ),
+    PropertyDefinition("closedate", "Close Date", "datetime", "date", "dealinformation"),
+    PropertyDefinition("createdate", "Create Date", "datetime", "date", "dealinformation", True),
+    PropertyDefinition(
+        "hs_lastmodifieddate", "Last Modified Date", "datetime", "date", "dealinformation", True
+    ),
+    PropertyDefinition("hs_object_id", "Record ID", "number", "number", "dealinformation", True),
+    PropertyDefinition(
+        "hubspot_owner_id",
+        "Deal owner",
+        "enumeration",
+        "select",
+        "dealinformation",
+        options=_OWNER_OPTIONS,
+    ),
+    PropertyDefinition(
+        "deal_currency_code",
+        "Currency",
+        "enumeration",
+        "select",
+        "dealinformation",
+        options=(("USD", "US Dollar"),),
+    ),
+    PropertyDefinition(
+        "hs_is_closed",
+        "Is Deal Closed?",
+        "bool",
+        "booleancheckbox",
+        "dealinformation",
+        True,
+        _TRUE_FALSE,
+    ),
+    PropertyDefinition(
+        "hs_is_closed_won",
+        "Is Closed Won",
+        "bool",
+        "booleancheckbox",
+        "dealinformation",
+        True,
+        _TRUE_FALSE,
+    ),
+)
+DEFINITIONS: dict[str, dict[str, PropertyDefinition]] = {
+    "contacts": {d.name: d for d in _CONTACT_DEFINITIONS},
+    "deals": {d.name: d for d in _DEAL_DEFINITIONS},
+}
+NO_PROPERTIES = "No properties found to update, please provide at least one."
+
+
+@dataclass(frozen=True, slots=True)
+class _Problem:
+    """One property a write may not set, as HubSpot lists it under `errors`."""
+
+    name: str
+    code: str  # PROPERTY_DOESNT_EXIST, READ_ONLY_VALUE, INVALID_OPTION, INVALID_DATE
+    message: str
+
+
+class _InvalidProperties(Exception):
+    def __init__(self, problems: list[_Problem]) -> None:
+        super().__init__(problems)
+        self.problems = problems
+
+
+def _value_text(name: str, value: object) -> str:
+    """A property value as HubSpot stores it: a string. JSON numbers and booleans are taken
+    as their text, null as the empty string (clear); an object or a list is no value."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float | str):
+        return str(value)
+    raise _Invalid(f"Invalid input JSON: properties.{name} must be a string")
+
+
+def _datetime_text(value: str) -> str | None:
+    """A date or date-time as HubSpot returns it (UTC, milliseconds, Z), from epoch
+    milliseconds, an ISO date (midnight UTC) or an ISO date-time; None when it is none."""
+    try:
+        if value.isdigit():
+            return stamp_epoch(int(value) / 1000)
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (ValueError, OverflowError, OSError):
+        return None
+    return _stamp((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC))
+
+
+def _checked(definition: PropertyDefinition, value: str) -> str | _Problem:
+    if definition.type == "enumeration" and value not in dict(definition.options):
+        allowed = ", ".join(v for v, _ in definition.options)
+        return _Problem(
+            definition.name,
+            "INVALID_OPTION",
+            f"{value} was not one of the allowed options: [{allowed}]",
+        )
+    if definition.type == "datetime":
+        moment = _datetime_text(value)
+        if moment is None:
+            return _Problem(definition.name, "INVALID_DATE", f"{value} is not a valid date")
+        return moment
+    return value
+
+
+def property_patch(kind: str, properties: dict[str, Any]) -> dict[str, str | None]:
+    """What a `PATCH {properties}` writes: each value checked against its definition ("" and
+    null clear a property: stored as no value, served as null). Every property at fault is
+    reported at once, as HubSpot does."""
+    definitions = DEFINITIONS[kind]
+    patch: dict[str, str | None] = {}
+    problems: list[_Problem] = []
+    for name, raw in properties.items():
+        definition = definitions.get(name)
+        if definition is None:
+            problems.append(
+                _Problem(name, "PROPERTY_DOESNT_EXIST", f'Property "{name}" does not exist')
+            )
+            continue
+        if definition.read_only:
+            message = f'Property "{name}" is a read only property; its value cannot be set'
+            problems.append(_Problem(name, "READ_ONLY_VALUE", message))
+            continue
+        value = _value_text(name, raw)
+        checked = _checked(definition, value) if value else None
+        if isinstance(checked, _Problem):
+            problems.append(checked)
+        else:
+            patch[name] = checked
+    if problems:
+        raise _InvalidProperties(problems)
+    if "dealstage" in patch:  # the calculated flags follow the stage
+        patch.update(closed_flags(patch["dealstage"]))
+    return patch
+
+
+def _invalid_properties(problems: list[_Problem], headers: dict[str, str]) -> Response:
+    """HubSpot's answer to a write with invalid properties, as served live: the `Error`
+    shape, the old per-property list inside `message`, and `errors[]` with each code."""
+    listed = [
+        {
+            "isValid": False,
+            "message": p.message,
+            "error": p.code,
+            "name": p.name,
+            "localizedErrorMessage": p.message,
+        }
+        for p in problems
+    ]
+    body = {
+        "status": "error",
+        "message": "Property values were not valid: " + orjson.dumps(listed).decode(),
+        "correlationId": str(uuid.uuid4()),
+        "category": "VALIDATION_ERROR",
+        "errors": [
+            {"message": p.message, "code": p.code, "context": {"propertyName": [p.name]}}
+            for p in problems
+        ],
+    }
+    return json_response(body, 400, headers)
+
+
 # -- the app -------------------------------------------------------------------------------
 
 
@@ -854,6 +1207,65 @@ def _one(served: _Served) -> Callable[[Request], Any]:
     return one
 
 
+def _updating(served: _Served) -> Callable[[Request], Any]:
+    """`PATCH /crm/v3/objects/{type}/{id}` `{properties: {...}}`: 200 with the object as a
+    GET returns it, plus the properties written."""
+
+    async def patch_object(request: Request) -> Response:
+        headers, refused = served.budget.check(request)
+        if refused:
+            return refused
+        kind = served.types[request.path_params["type"]]
+        if "idProperty" in request.query_params:
+            return _validation_error("idProperty is not simulated: use the record id", headers)
+        i = kind.index(request.path_params["id"])
+        if i is None:
+            return _not_found(headers)
+        try:
+            properties = (await json_object(request)).get("properties")
+            if not isinstance(properties, dict):
+                raise _Invalid("Invalid input JSON: the body must be {properties: {...}}")
+            if not properties:
+                raise _Invalid(NO_PROPERTIES)
+            patch = property_patch(kind.name, properties)
+        except WriteError as error:
+            return _validation_error(f"Invalid input JSON: {error.message}", headers)
+        except _Invalid as error:
+            return _validation_error(str(error), headers)
+        except _InvalidProperties as error:
+            return _invalid_properties(error.problems, headers)
+        update(kind.overlay, kind.collection, i, patch)
+        names = [*kind.defaults, *(n for n in properties if n not in kind.defaults)]
+        record = kind.record(i, kind.overlay.get(kind.collection, i))
+        return json_response(_shape(record, kind, names, (), served.links), 200, headers)
+
+    return patch_object
+
+
+def _definition(served: _Served) -> Callable[[Request], Any]:
+    """`GET /crm/v3/properties/{objectType}/{propertyName}`: the property's definition, its
+    options for an enumeration; 404 for a property the object type does not have."""
+
+    async def definition(request: Request) -> Response:
+        headers, refused = served.budget.check(request)
+        if refused:
+            return refused
+        kind = served.types[request.path_params["type"]]
+        name = request.path_params["name"]
+        found = DEFINITIONS[kind.name].get(name)
+        if found is None:
+            body = {
+                "status": "error",
+                "message": f"Unable to find property with name {name} for object type {kind.name}",
+                "correlationId": str(uuid.uuid4()),
+                "category": "OBJECT_NOT_FOUND",
+            }
+            return json_response(body, 404, headers)
+        return json_response(found.shape(), 200, headers)
+
+    return definition
+
+
 def _searching(served: _Served) -> Callable[[Request], Any]:
     async def search(request: Request) -> Response:
         headers, refused = served.budget.check(request)
@@ -940,7 +1352,9 @@ def hubspot_app(
                 methods=["POST"],
             ),
             Route(f"/crm/v3/objects/{kinds}/search", _searching(served), methods=["POST"]),
-            Route(f"/crm/v3/objects/{kinds}/{{id:str}}", _one(served)),
+            Route(f"/crm/v3/objects/{kinds}/{{id:str}}", _one(served), methods=["GET"]),
+            Route(f"/crm/v3/objects/{kinds}/{{id:str}}", _updating(served), methods=["PATCH"]),
+            Route(f"/crm/v3/properties/{kinds}/{{name:str}}", _definition(served)),
             Route(f"/crm/v3/objects/{kinds}", _listing(served)),
         ]
     )

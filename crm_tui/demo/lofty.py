@@ -39,6 +39,37 @@ What the vendor documents (developer.lofty.com, stored copies), and this server 
   `contractDate`, `appraisalDate`, `homeInspectionDate`, `escrowDate`, `expiration`) as epoch
   milliseconds.
 
+Writes and single reads (api-reference/leads/overview, update-lead, guides/lead-management,
+concepts/leads, authentication/error-codes), and followed: `GET /v1.0/leads/{leadId}` reads
+one lead; `PUT /v1.0/leads/{leadId}` "send only the fields you want to change", the
+reference's body listing cannotText, cannotCall, cannotEmail, firstName, lastName, emails
+(string[]), phones (string[]), leadTypes, assignedUserId, streetAddress, city, state,
+zipCode, referredBy, isHidden, stage (by name), groups, segments, tags (string[]), tagsAdd,
+source, inquiry, property, customAttributeList; first and last names hold at most 30
+characters. Errors are `{"code", "message"}`: 400 INVALID_PARAMETER ("invalid or missing"),
+PARAMETER_TOO_LONG ("a string parameter exceeds the maximum allowed length"), 404
+LEAD_NOT_EXIST ("the specified lead was not found").
+
+Unconfirmed (no vendor text found), and the reading chosen (writes):
+
+- Both answer the bare lead, as the listing shows it (the reference shows no response
+  body for either). A PUT answers the lead after the write.
+- `tags` replaces the lead's tags, `tagsAdd` adds to them (a tag the lead holds keeps its
+  object and times; a new one gets a tag id and the write's time); tags come as strings
+  (the reference) or `{tagName}` objects (the guide's example).
+- `stage` must be one of this team's stages (the reference's example "Pending" is not one
+  here), and sets `stageId` too; `source` must be a known source and sets `leadSource`;
+  `assignedUserId` must be an agent's and sets `assignedUser`; `isHidden` is the lead's
+  `hiddenFlag`; `leadTypes` are the documented type ids; e-mails need an "@".
+- groups, segments, inquiry, property and customAttributeList are accepted and ignored (a
+  lead here holds none of them); any other name is INVALID_PARAMETER, as is a body that is
+  no JSON object. Unknown, deleted or id-less leads are 404 LEAD_NOT_EXIST.
+- Leads and transactions live in the shared overlay ("lofty:leads",
+  "lofty:transactions"): a write, or a change a test makes behind the product's back, is in
+  the next read and listing; a deleted lead leaves the listing (Lofty's DELETE trashes, and
+  `total` counts what is listed); a changed transaction's `updated` is the change (epoch
+  ms). Lofty has no updated-since filter (crm-apis.md), so nothing incremental is served.
+
 Unconfirmed (no vendor text found), and the reading chosen:
 
 - The leads `limit` default and maximum: the example metadata shows 10, the error-codes page
@@ -71,7 +102,10 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import random
 import time
+import zlib
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -81,16 +115,28 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from crm_tui.demo import data
+from crm_tui.demo.changes import Entry, Kind, Overlay, Target
 from crm_tui.demo.data import lofty_id
 from crm_tui.demo.servers import (
     Collection,
     DemoCredentials,
     FaultInjector,
     Faults,
+    FieldWriter,
     Simulator,
     SimulatorContext,
     SlidingWindow,
+    WriteError,
+    boolean,
+    json_object,
     json_response,
+    maybe_text,
+    one_of,
+    sets,
+    strings,
+    union,
+    update,
+    written,
 )
 
 __all__ = ["LOFTY", "lofty_app", "lofty_id", "lofty_lead", "lofty_transaction", "transaction_id"]
@@ -261,6 +307,145 @@ def lofty_transaction(seed: int, j: int, contacts: int) -> dict[str, Any]:
     }
 
 
+# -- live changes and writes ----------------------------------------------------------------
+
+LEADS = "lofty:leads"
+TRANSACTIONS = "lofty:transactions"
+NAME_MAX = 30  # firstName / lastName, "max 30 chars each" (concepts/leads)
+LEAD_TYPE_IDS = (2, 1, 5, 6, 7, 8, 9, -1)  # Buyer, Seller, Renter, Investor, Agent, ...
+#: Documented PUT fields this simulator keeps nothing for: accepted and ignored.
+_UNSIMULATED = frozenset({"groups", "segments", "inquiry", "property", "customAttributeList"})
+
+
+def lead_stage(stage: str) -> dict[str, Any]:
+    """A stage name with its id, in step as the generator keeps them."""
+    return {"stage": stage, "stageId": 30_001 + LEAD_STAGES.index(stage)}
+
+
+def mutate_lead(index: int, version: int, kind: Kind, r: random.Random) -> dict[str, Any]:
+    return {} if kind == "create" else lead_stage(r.choice(LEAD_STAGES))
+
+
+def mutate_transaction(index: int, version: int, kind: Kind, r: random.Random) -> dict[str, Any]:
+    return {} if kind == "create" else {"transactionStatus": r.choice(TRANSACTION_STATUSES)}
+
+
+def lead_now(seed: int, i: int, count: int, entry: Entry | None) -> dict[str, Any]:
+    record = lofty_lead(seed, i, count)
+    if entry is not None:
+        record.update(entry.patch)
+    return record
+
+
+def transaction_now(seed: int, j: int, contacts: int, entry: Entry | None) -> dict[str, Any]:
+    record = lofty_transaction(seed, j, contacts)
+    if entry is not None:
+        record.update(entry.patch)
+        if entry.created_at is not None:
+            record["created"] = int(entry.created_at) * 1000
+        record["updated"] = int(entry.updated_at) * 1000  # epoch ms, as the generator's
+    return record
+
+
+def _short(value: object, name: str) -> str | None:
+    checked = maybe_text(value, name)
+    if checked is not None and len(checked) > NAME_MAX:
+        raise WriteError(f"{name} is longer than {NAME_MAX} characters.", code="PARAMETER_TOO_LONG")
+    return checked
+
+
+def _emails(value: object, name: str) -> list[str]:
+    emails = strings(value, name)
+    bad = [e for e in emails if "@" not in e]
+    if bad:
+        raise WriteError(f"{name}: {bad[0]!r} is not an e-mail address.")
+    return emails
+
+
+def _tag_names(value: object, name: str) -> list[str]:
+    """Tag names, as strings (the reference's example) or `{tagName}` objects (the guide's)."""
+    if isinstance(value, list):
+        value = [v.get("tagName") if isinstance(v, dict) else v for v in value]
+    return strings(value, name)
+
+
+def _tag(lead: dict[str, Any], name: str, now: str) -> dict[str, Any]:
+    """A tag object as leads list them; a name the team has not used yet gets a new id."""
+    known = data.TAGS.index(name) if name in data.TAGS else None
+    return {
+        "leadId": lead.get("leadId"),
+        "tagId": 7_001 + known
+        if known is not None
+        else 8_000_000 + zlib.crc32(name.encode()) % 10**6,
+        "createTime": now,
+        "updateTime": now,
+        "tagName": name,
+        "creatorUserId": lead["assignedUserId"],
+        "visibleType": 1,
+    }
+
+
+def _tags(lead: dict[str, Any], names: list[str], now: str) -> list[dict[str, Any]]:
+    """The lead's tags as `names` says, each tag the lead already had kept as it was."""
+    held = {tag["tagName"]: tag for tag in lead["tags"]}
+    return [held.get(name) or _tag(lead, name, now) for name in names]
+
+
+def _agent(value: object, name: str) -> dict[str, Any]:
+    agents = {agent_id: agent for agent, agent_id in AGENTS}
+    agent_id = one_of(value, name, agents)
+    return {"assignedUserId": agent_id, "assignedUser": agents[agent_id]}
+
+
+def _source(value: object, name: str) -> dict[str, Any]:
+    source = one_of(value, name, LEAD_SOURCES)
+    return {"source": source, "leadSource": LEAD_SOURCES.index(source) + 1}
+
+
+def _lead_types(value: object, name: str) -> list[int]:
+    if not isinstance(value, list):
+        raise WriteError(f"{name} must be a list of lead type ids.")
+    return union([], (one_of(v, name, LEAD_TYPE_IDS) for v in value))
+
+
+_LEAD_WRITERS: dict[str, FieldWriter] = {
+    "firstName": sets(_short),
+    "lastName": sets(_short),
+    "emails": sets(_emails),
+    "phones": sets(strings),
+    "stage": lambda value, name: lead_stage(one_of(value, name, LEAD_STAGES)),
+    "source": _source,
+    "assignedUserId": _agent,
+    "leadTypes": sets(_lead_types),
+    "streetAddress": sets(maybe_text),
+    "city": sets(maybe_text),
+    "state": sets(maybe_text),
+    "zipCode": sets(maybe_text),
+    "referredBy": sets(maybe_text),
+    "cannotText": sets(boolean),
+    "cannotCall": sets(boolean),
+    "cannotEmail": sets(boolean),
+    "isHidden": sets(boolean, "hiddenFlag"),
+}
+
+
+def lead_patch(body: dict[str, Any], lead: dict[str, Any]) -> dict[str, Any]:
+    """What a PUT (only the changed fields) writes. `tags` replaces the lead's tags,
+    `tagsAdd` adds to them; documented fields this simulator does not keep are ignored; any
+    other name is a 400 INVALID_PARAMETER."""
+    passed = {"tags", "tagsAdd", *_UNSIMULATED}
+    patch = written(body, _LEAD_WRITERS, passed, lambda name: f"{name} is not a lead field.")
+    now = _iso(datetime.now(UTC))
+    names = [tag["tagName"] for tag in lead["tags"]]
+    if "tags" in body:
+        names = _tag_names(body["tags"], "tags")
+    if "tagsAdd" in body:
+        names = union(names, _tag_names(body["tagsAdd"], "tagsAdd"))
+    if {"tags", "tagsAdd"} & body.keys():
+        patch["tags"] = _tags(lead, names, now)
+    return patch
+
+
 # -- the server ----------------------------------------------------------------------------
 
 
@@ -274,8 +459,8 @@ def _encode_scroll(offset: int) -> str:
 
 def _decode_scroll(scroll: str) -> int | None:
     try:
-        text = base64.urlsafe_b64decode(scroll + "=" * (-len(scroll) % 4)).decode()
-        prefix, _, number = text.partition(":")
+        decoded = base64.urlsafe_b64decode(scroll + "=" * (-len(scroll) % 4)).decode()
+        prefix, _, number = decoded.partition(":")
         return int(number) if prefix == "lofty-scroll" and number.isdigit() else None
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
@@ -291,6 +476,43 @@ def _number(value: str | None, default: int) -> int | None:
         return None
 
 
+@dataclass
+class _Data:
+    """The leads and transactions as they are now: generated, then changed through the
+    overlay (by a PUT, or by a test behind the product's back)."""
+
+    seed: int
+    contacts: int
+    overlay: Overlay
+
+    def __post_init__(self) -> None:
+        deals = data.deal_count(self.contacts)
+        self.overlay.register(
+            Target(
+                LEADS,
+                self.contacts,
+                self.contacts,
+                mutate_lead,
+                lambda i: i != data.MISSING_ID_INDEX,  # the lead served without an id
+            )
+        )
+        self.overlay.register(Target(TRANSACTIONS, deals, deals, mutate_transaction))
+
+    def lead(self, i: int) -> dict[str, Any]:
+        return lead_now(self.seed, i, self.contacts, self.overlay.get(LEADS, i))
+
+    def transaction(self, j: int) -> dict[str, Any]:
+        return transaction_now(self.seed, j, self.contacts, self.overlay.get(TRANSACTIONS, j))
+
+    def lead_index(self, lead_id: int) -> int | None:
+        """The lead a `leadId` names, if it is there (not deleted, and has that id)."""
+        i, rest = divmod(lead_id - lofty_id(0), lofty_id(1) - lofty_id(0))
+        entry = self.overlay.get(LEADS, i)
+        if rest or not self.overlay.exists(LEADS, i) or (entry is not None and entry.deleted):
+            return None
+        return None if i == data.MISSING_ID_INDEX else i
+
+
 def lofty_app(
     key: str,
     contacts: int,
@@ -298,8 +520,9 @@ def lofty_app(
     faults: Faults,
     rate_limit: int = 500,
     window: float = 60.0,
+    overlay: Overlay | None = None,
 ) -> FaultInjector:
-    deals = data.deal_count(contacts)
+    live = _Data(seed, contacts, overlay or Overlay(seed))
     budget = SlidingWindow(rate_limit, window)
     accepted = {f"token {key}", f"Bearer {key}"}
 
@@ -339,21 +562,39 @@ def lofty_app(
             offset = _decode_scroll(params["scrollId"])
         if offset is None or offset < 0:
             return _error("INVALID_PARAMETER", "offset or scrollId is not valid.", 400, headers)
-        end = min(offset + limit, contacts)
-        items = [lofty_lead(seed, i, contacts) for i in range(offset, end)]
-        if faults.overlap_pages and 0 < offset < contacts:
-            items.insert(0, lofty_lead(seed, offset - 1, contacts))
+        positions = live.overlay.positions(LEADS)
+        total = positions.total
+        end = min(offset + limit, total)
+        items = [live.lead(i) for i in positions.indices(offset, end)]
+        if faults.overlap_pages and 0 < offset < total:
+            items[:0] = [live.lead(i) for i in positions.indices(offset - 1, offset)]
         body = {
             "get_metadata": {
                 "collection": "note",
                 "limit": limit,
                 "offset": offset,
-                "total": contacts,
+                "total": total,
                 "scrollId": _encode_scroll(max(end, offset)),
             },
             "leads": items,
         }
         return json_response(body, headers=headers)
+
+    async def one_lead(request: Request) -> Response:
+        refusal, headers = gate(request)
+        if refusal is not None:
+            return refusal
+        i = live.lead_index(request.path_params["id"])
+        if i is None:
+            return _error("LEAD_NOT_EXIST", "The specified lead was not found.", 404, headers)
+        if request.method == "PUT":
+            try:
+                patch = lead_patch(await json_object(request), live.lead(i))
+            except WriteError as error:
+                code = error.code or "INVALID_PARAMETER"
+                return _error(code, error.message, error.status, headers)
+            update(live.overlay, LEADS, i, patch)
+        return json_response(live.lead(i), headers=headers)
 
     async def transactions(request: Request) -> Response:
         refusal, headers = gate(request)
@@ -368,16 +609,21 @@ def lofty_app(
         page = _number(params.get("pageNum"), 0)
         if page is None or page < 0:
             return _error("INVALID_PARAMETER", "pageNum must be >= 0.", 400, headers)
+        positions = live.overlay.positions(TRANSACTIONS)
         start = page * size
-        items = [
-            lofty_transaction(seed, j, contacts) for j in range(start, min(start + size, deals))
-        ]
-        if faults.overlap_pages and 0 < start < deals:
-            items.insert(0, lofty_transaction(seed, start - 1, contacts))
-        body = {"pageNum": page, "pageSize": size, "totalCount": deals, "pageData": items}
+        items = [live.transaction(j) for j in positions.indices(start, start + size)]
+        if faults.overlap_pages and 0 < start < positions.total:
+            items[:0] = [live.transaction(j) for j in positions.indices(start - 1, start)]
+        body = {"pageNum": page, "pageSize": size, "totalCount": positions.total, "pageData": items}
         return json_response(body, headers=headers)
 
-    app = Starlette(routes=[Route("/v1.0/leads", leads), Route("/v2.0/transactions", transactions)])
+    app = Starlette(
+        routes=[
+            Route("/v1.0/leads", leads),
+            Route("/v1.0/leads/{id:int}", one_lead, methods=["GET", "PUT"]),
+            Route("/v2.0/transactions", transactions),
+        ]
+    )
     return FaultInjector(app, faults, lambda path: path.startswith(("/v1.0/", "/v2.0/")))
 
 
@@ -385,7 +631,12 @@ def _build(ctx: SimulatorContext) -> FaultInjector:
     # ctx.rate_limit is the demo's budget per 10 seconds (Follow Up Boss's window); Lofty
     # documents a minute, so six of those.
     return lofty_app(
-        ctx.credentials.lofty_key, ctx.contacts, ctx.seed, ctx.faults, rate_limit=ctx.rate_limit * 6
+        ctx.credentials.lofty_key,
+        ctx.contacts,
+        ctx.seed,
+        ctx.faults,
+        rate_limit=ctx.rate_limit * 6,
+        overlay=ctx.overlay,
     )
 
 

@@ -25,6 +25,43 @@ Documented, and followed:
   which counts POST/PUT requests (RL). Bursts are limited per 2-second window (RL); over the
   limit is 429 (RL, SC).
 
+Writes, as the official SDK's request models document them (pipedrive/client-nodejs
+`src/versions/v2/models/update-person-request.ts`, `update-deal-request.ts`; client-php
+`docs/versions/v2/Model/DealRequestBody.md`), and followed:
+- Persons take name, owner_id, org_id, emails[{value, primary, label}], phones[{value,
+  primary, label}], visible_to, label_ids, marketing_status (no_consent | unsubscribed |
+  subscribed | archived), custom_fields, add_time, update_time. There is no first_name or
+  last_name in v2's update: they are refused like any other field the model lacks.
+- Deals take title, owner_id, person_id, org_id, pipeline_id, stage_id, value, currency,
+  is_deleted, is_archived, archive_time, status, probability, lost_reason ("can only be set
+  if deal status is lost"), visible_to, close_time ("only if status is won or lost"),
+  won_time (won), lost_time (lost), expected_close_date, label_ids, custom_fields (null
+  clears one), add_time, update_time, stage_change_time. `pipeline_id` alone puts the deal
+  in that pipeline's first stage; with `stage_id` it is ignored, the pipeline following the
+  stage (changelog "Bug fix in the behavior of pipeline_id and stage_id").
+- The answer is `{success: true, data: <the item as GET returns it>}`; errors keep the
+  failure shape above with 400 (a bad value) or 404.
+
+Where the docs are silent, the plain reading (writes):
+- A name the request model lacks is a 400 (`"<name> is not a field this update takes"`).
+  add_time / update_time / stage_change_time are accepted and ignored: the server stamps
+  its own times (a client's update_time would move every incremental reader's watermark).
+- `name` sets first_name / last_name, split at the first space (whitespace collapsed).
+- Values are checked against what this company holds: owners 13101-13103, the
+  organisations, label ids (persons 1-3, deals 4-6), visible_to 1/3/5/7, stages 1-12 of
+  pipelines 1-2, an existing person for `person_id`, the custom field hashes, e-mail labels
+  work/home/other, phone labels work/home/mobile/other, a 3-letter upper-case currency,
+  probability 0-100, dates YYYY-MM-DD, times RFC 3339 or "YYYY-MM-DD HH:MM:SS" (UTC).
+  `status` is open | won | lost (deleting goes by `is_deleted: true`).
+- A status change stamps close_time and won_time / lost_time with the write's moment
+  (open clears them and the lost reason); a stage change stamps stage_change_time.
+  `is_archived: true` hides the deal from `/api/v2/deals` (its archived list is not
+  simulated); `is_deleted: true` deletes it (status "deleted").
+- Unknown ids, the person served without an id, deleted persons and deleted deals are 404:
+  a deleted record takes no writes.
+- `x-daily-requests-left` starts at 10,000 and each write (any method but GET/HEAD) spends
+  one; at 0 a write is refused with the 429 body, reads go on.
+
 Where the docs are silent, the plain reading:
 - `limit` above 500 (or below 1, or not a number) is refused with 400, not clamped: the docs
   say 500 is the maximum allowed and never that more is cut down.
@@ -33,7 +70,7 @@ Where the docs are silent, the plain reading:
   served live (`"unauthorized access"` / `"Request over limit"` with `errorCode`): no v2
   text gives them; RL's 429 example is cut off after `{"succ`.
 - No `Retry-After` on 429: RL names only the four headers above (only a 2015 copy of the
-  page mentioned it). `x-daily-requests-left` stays at 10,000: this server takes no POST/PUT.
+  page mentioned it).
 - Invalid `sort_by`, `sort_direction`, `status` or timestamps are 400 as well; a timestamp
   must carry its offset (RFC 3339 requires one). A cursor is bound to the sort it was made
   for; used with another, it is refused like a malformed one.
@@ -51,6 +88,8 @@ Where the docs are silent, the plain reading:
   longer listed and `GET /api/v2/persons/{id}` answers 404, while `GET /api/v2/deals/{id}`
   still returns a deleted deal. `updated_since` with `sort_by=update_time` past every
   generated record's time reads only the changes (no index over a million records).
+- Writes (`PATCH /api/v2/persons/{id}`, `/api/v2/deals/{id}`) are one overlay change each,
+  so listings, `updated_since` and GETs see them.
 - Other documented filters (`ids`, `owner_id`, `org_id`, `person_id`, `deal_id`,
   `pipeline_id`, `stage_id`, `filter_id`, `include_fields`, `custom_fields`, `include_*`)
   are accepted and ignored: crm-tui's connector lists everything.
@@ -64,7 +103,8 @@ import hashlib
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from collections.abc import Collection as Collection_
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -98,9 +138,21 @@ from crm_tui.demo.servers import (
     DemoCredentials,
     FaultInjector,
     Faults,
+    FieldWriter,
     Simulator,
     SimulatorContext,
     SlidingWindow,
+    WriteError,
+    boolean,
+    day,
+    json_object,
+    maybe_text,
+    number,
+    one_of,
+    sets,
+    text,
+    update,
+    written,
 )
 
 __all__ = [
@@ -237,8 +289,11 @@ def _deal_meta(seed: int, j: int) -> _Meta:
     return _Meta(add, update, status)
 
 
+_FIRST_ORG = 4_001  # the organisations' ids: one per company, in data.COMPANIES order
+
+
 def _org_id(company: str | None) -> int | None:
-    return None if company is None else 4_001 + data.COMPANIES.index(company)
+    return None if company is None else _FIRST_ORG + data.COMPANIES.index(company)
 
 
 def pipedrive_person(seed: int, i: int, count: int) -> dict[str, Any]:
@@ -472,7 +527,7 @@ def person_now(seed: int, i: int, count: int, entry: Entry | None) -> dict[str, 
     if entry is None:
         return record
     record.update(entry.patch)
-    record["name"] = f"{record['first_name']} {record['last_name']}"
+    record["name"] = " ".join(n for n in (record["first_name"], record["last_name"]) if n)
     if entry.created_at is not None:
         record["add_time"] = _stamp_float(entry.created_at)
     record["update_time"] = _stamp_float(entry.updated_at)
@@ -501,6 +556,8 @@ def _meta_now(meta: _Meta, entry: Entry | None, deals: bool) -> _Meta:
         return meta
     add = int(entry.created_at) if entry.created_at is not None else meta.add
     status = str(entry.patch.get("status", meta.status)) if deals else ""
+    if entry.patch.get("is_archived"):
+        status = "archived"  # listed by /api/v2/deals/archived only, which is not simulated
     return _Meta(add, int(entry.updated_at), "deleted" if entry.deleted else status)
 
 
@@ -619,12 +676,14 @@ def _listings(seed: int, contacts: int, overlay: Overlay) -> dict[str, _Listing]
 
 
 class _Budget:
-    """The token check and the 2-second burst window, with Pipedrive's headers."""
+    """The token check, the 2-second burst window and the daily budget that writes spend,
+    with Pipedrive's headers."""
 
     def __init__(self, token: str, rate_limit: int) -> None:
         self.token = token
         self.burst = max(1, rate_limit * 2 // 10)
         self.window = SlidingWindow(self.burst, BURST_WINDOW)
+        self.daily_left = DAILY_REQUESTS
 
     def check(self, request: Request) -> tuple[dict[str, str], Response | None]:
         api_token = request.headers.get("x-api-token") == self.token
@@ -638,12 +697,246 @@ class _Budget:
             "x-ratelimit-remaining": str(remaining),
             "x-ratelimit-reset": str(max(1, math.ceil(wait))),
         }
+        write = request.method not in ("GET", "HEAD")
+        if allowed and write:
+            allowed = self.daily_left > 0  # a spent daily budget refuses writes, not reads
+            self.daily_left -= allowed
         if api_token:
-            headers["x-daily-requests-left"] = str(DAILY_REQUESTS)
+            headers["x-daily-requests-left"] = str(self.daily_left)
         if not allowed:
             body = orjson.dumps(OVER_LIMIT)
             return headers, Response(body, 429, headers, media_type="application/json")
         return headers, None
+
+
+# -- writes: PATCH /api/v2/persons/{id}, /api/v2/deals/{id} -----------------------------------
+
+_VISIBILITY = (1, 3, 5, 7)  # owner, owner's visibility group, ..., entire company
+_PERSON_LABELS = (1, 2, 3)  # the label ids generated persons carry
+_DEAL_LABELS = (4, 5, 6)
+_EMAIL_LABELS = ("work", "home", "other")
+_PHONE_LABELS = ("work", "home", "mobile", "other")
+_MARKETING = ("no_consent", "unsubscribed", "subscribed", "archived")
+_ORGS = range(_FIRST_ORG, _FIRST_ORG + len(data.COMPANIES))
+_STAGE_PIPELINE = {stage: pipeline for pipeline, stages in _PIPELINES.items() for stage in stages}
+#: The SDK's request fields the server keeps itself (add_time, update_time): accepted and left
+#: as they are, since a client setting `update_time` would move every incremental reader.
+_SERVER_TIMES = frozenset({"add_time", "update_time", "stage_change_time"})
+#: Deal fields the docs allow only for some statuses ("Can only be set if deal status is").
+_STATUS_ONLY = {
+    "lost_reason": ("lost",),
+    "close_time": ("won", "lost"),
+    "won_time": ("won",),
+    "lost_time": ("lost",),
+}
+
+
+def _integer(value: object, name: str, options: Collection_[int]) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value not in options:
+        raise WriteError(f"{name}: {value!r} is not a valid value")
+    return value
+
+
+def _ids(value: object, name: str, options: Collection_[int]) -> list[int]:
+    if not isinstance(value, list):
+        raise WriteError(f"{name} must be a list of ids")
+    return sorted({_integer(v, name, options) for v in value})
+
+
+def _channels(value: object, name: str, labels: Sequence[str]) -> list[dict[str, Any]]:
+    """`emails` / `phones`: `[{value, primary, label}]`, replacing the list; one primary
+    (the first flagged, else the first)."""
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise WriteError(f"{name} must be a list of objects {{value, primary, label}}")
+    items = []
+    for item in value:
+        items.append(
+            {
+                "value": text(item.get("value"), f"{name}.value", blank=False),
+                "primary": boolean(item.get("primary", False), f"{name}.primary"),
+                "label": one_of(item.get("label", labels[0]), f"{name}.label", labels),
+            }
+        )
+    first = next((n for n, item in enumerate(items) if item["primary"]), 0)
+    return [{**item, "primary": n == first} for n, item in enumerate(items)]
+
+
+def _custom(keys: Sequence[str]) -> Callable[[Any, str], dict[str, Any]]:
+    """`custom_fields`, keyed by known hashes only (merged over the record's values after)."""
+
+    def check(value: object, name: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise WriteError(f"{name} must be an object keyed by custom field hashes")
+        unknown = [key for key in value if key not in keys]
+        if unknown:
+            raise WriteError(f"{name}: no custom field {unknown[0]!r}")
+        return value
+
+    return check
+
+
+def _split_name(value: object, name: str) -> dict[str, Any]:
+    # v2 takes `name` only; the item's first_name / last_name follow it, split at the first
+    # space (nothing documents how Pipedrive splits)
+    first, _, last = " ".join(str(text(value, name, blank=False)).split()).partition(" ")
+    return {"first_name": first, "last_name": last or None}
+
+
+def _currency(value: object, name: str) -> str:
+    if not isinstance(value, str) or len(value) != 3 or not value.isalpha() or not value.isupper():
+        raise WriteError(f"{name} must be a 3-letter currency code, e.g. USD")
+    return value
+
+
+def _percent(value: object, name: str) -> float | int | None:
+    checked = number(value, name, nullable=True)
+    if checked is not None and checked > 100:
+        raise WriteError(f"{name} must be a percentage, 0 to 100")
+    return checked
+
+
+_PERSON_WRITERS: dict[str, FieldWriter] = {
+    "name": _split_name,
+    "owner_id": sets(lambda v, n: _integer(v, n, _OWNERS)),
+    "org_id": sets(lambda v, n: None if v is None else _integer(v, n, _ORGS)),
+    "emails": sets(lambda v, n: _channels(v, n, _EMAIL_LABELS)),
+    "phones": sets(lambda v, n: _channels(v, n, _PHONE_LABELS)),
+    "visible_to": sets(lambda v, n: _integer(v, n, _VISIBILITY)),
+    "label_ids": sets(lambda v, n: _ids(v, n, _PERSON_LABELS)),
+    "marketing_status": sets(lambda v, n: one_of(v, n, _MARKETING)),
+    "custom_fields": sets(_custom((LEAD_SOURCE_FIELD, BUDGET_FIELD))),
+}
+_DEAL_WRITERS: dict[str, FieldWriter] = {
+    "title": sets(lambda v, n: text(v, n, blank=False)),
+    "owner_id": _PERSON_WRITERS["owner_id"],
+    "org_id": _PERSON_WRITERS["org_id"],
+    "value": sets(number),
+    "currency": sets(_currency),
+    "probability": sets(_percent),
+    "visible_to": _PERSON_WRITERS["visible_to"],
+    "expected_close_date": sets(lambda v, n: day(v, n, nullable=True)),
+    "label_ids": sets(lambda v, n: _ids(v, n, _DEAL_LABELS)),
+    "custom_fields": sets(_custom((COMMISSION_FIELD, MLS_FIELD))),
+}
+#: Deal fields whose rules read the deal's status or stage: `deal_patch` writes them.
+_DEAL_STATE = frozenset(
+    {
+        "status",
+        "stage_id",
+        "pipeline_id",
+        "lost_reason",
+        "close_time",
+        "won_time",
+        "lost_time",
+        "is_archived",
+        "archive_time",
+        "is_deleted",
+        "person_id",
+    }
+)
+
+
+def _moment(value: object, name: str) -> str:
+    """A date-time, RFC 3339 or Pipedrive's "YYYY-MM-DD HH:MM:SS" (UTC), as items show it."""
+    try:
+        moment = datetime.fromisoformat(str(text(value, name)).replace("Z", "+00:00"))
+    except ValueError:
+        raise WriteError(f"{name} must be a date-time, YYYY-MM-DD HH:MM:SS") from None
+    if moment.tzinfo is not None:
+        return _stamp(int(moment.timestamp()))
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _refused(name: str) -> str:
+    # the SDK's request models list the fields a PATCH takes: any other is an error
+    return f"{name} is not a field this update takes"
+
+
+def _merged_custom(patch: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """Given custom fields over the record's (null clears one)."""
+    if "custom_fields" in patch:
+        patch["custom_fields"] = {**current["custom_fields"], **patch["custom_fields"]}
+    return patch
+
+
+def person_patch(body: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    return _merged_custom(written(body, _PERSON_WRITERS, _SERVER_TIMES, _refused), current)
+
+
+def deal_patch(
+    body: dict[str, Any], current: dict[str, Any], now: str, person_alive: Callable[[int], bool]
+) -> dict[str, Any]:
+    """What a deal PATCH writes: the plain fields, then the status, stage and close times,
+    which the docs tie together."""
+    patch = written(body, _DEAL_WRITERS, _DEAL_STATE | _SERVER_TIMES, _refused)
+    _merged_custom(patch, current)
+    if "person_id" in body:
+        person = body["person_id"]
+        if person is not None and not (isinstance(person, int) and person_alive(person)):
+            raise WriteError(f"person_id: no person {person!r}")
+        patch["person_id"] = person
+    if "is_deleted" in body:
+        patch["is_deleted"] = boolean(body["is_deleted"], "is_deleted")
+    patch.update(_stage_fields(body, current, now))
+    patch.update(_status_fields(body, current, now))
+    patch.update(_archive_fields(body, now))
+    return patch
+
+
+def _stage_fields(body: dict[str, Any], current: dict[str, Any], now: str) -> dict[str, Any]:
+    """`stage_id` places the deal (its pipeline follows); `pipeline_id` alone moves it to that
+    pipeline's first stage; given both, `pipeline_id` is ignored (the docs say so)."""
+    if "stage_id" in body:
+        stage = _integer(body["stage_id"], "stage_id", _STAGE_PIPELINE)
+    elif "pipeline_id" in body:
+        pipeline = _integer(body["pipeline_id"], "pipeline_id", _PIPELINES)
+        stage = (
+            current["stage_id"] if current["pipeline_id"] == pipeline else _PIPELINES[pipeline][0]
+        )
+    else:
+        return {}
+    fields = {"stage_id": stage, "pipeline_id": _STAGE_PIPELINE[stage]}
+    if stage != current["stage_id"]:
+        fields["stage_change_time"] = now
+    return fields
+
+
+def _status_fields(body: dict[str, Any], current: dict[str, Any], now: str) -> dict[str, Any]:
+    """The status and what follows it: won/lost stamp the close time (and won_time or
+    lost_time), open clears them and the lost reason. Explicit close times and a lost reason
+    are taken only where the docs allow them (status won/lost; lost)."""
+    status = one_of(body.get("status", current["status"]), "status", ("open", "won", "lost"))
+    fields: dict[str, Any] = {}
+    if status != current["status"]:
+        fields = {
+            "status": status,
+            "close_time": now if status != "open" else None,
+            "won_time": now if status == "won" else None,
+            "lost_time": now if status == "lost" else None,
+        }
+        if status != "lost":
+            fields["lost_reason"] = None
+    for name, statuses in _STATUS_ONLY.items():
+        if name not in body:
+            continue
+        if status not in statuses:
+            raise WriteError(f"{name} can only be set if deal status is {' or '.join(statuses)}")
+        value = body[name]
+        if name == "lost_reason":
+            fields[name] = maybe_text(value, name)
+        else:
+            fields[name] = None if value is None else _moment(value, name)
+    return fields
+
+
+def _archive_fields(body: dict[str, Any], now: str) -> dict[str, Any]:
+    if "is_archived" not in body:
+        if "archive_time" in body:
+            raise WriteError("archive_time is set together with is_archived")
+        return {}
+    archived = boolean(body["is_archived"], "is_archived")
+    when = _moment(body["archive_time"], "archive_time") if "archive_time" in body else now
+    return {"is_archived": archived, "archive_time": when if archived else None}
 
 
 def pipedrive_app(
@@ -686,12 +979,53 @@ def pipedrive_app(
         body = {"success": True, "data": kind.make(slot, entry)}
         return Response(orjson.dumps(body), 200, headers, media_type="application/json")
 
+    def writable(kind: _Listing, ident: int) -> int | None:
+        """The slot of a record a PATCH may change: not unknown, id-less or deleted."""
+        slot = kind.slot(ident)
+        entry = kind.overlay.get(kind.name, slot)
+        if not kind.overlay.exists(kind.name, slot) or (entry is not None and entry.deleted):
+            return None
+        record = kind.make(slot, entry)
+        return None if "id" not in record or record.get("is_deleted") else slot
+
+    def person_alive(ident: int) -> bool:
+        return writable(listings["persons"], ident) is not None
+
+    async def write(request: Request) -> Response:
+        headers, refused = budget.check(request)
+        if refused:
+            return refused
+        name = request.url.path.split("/")[3]
+        kind = listings[name]
+        slot = writable(kind, request.path_params["id"])
+        if slot is None:
+            return _error(404, f"{name[:-1].capitalize()} not found", headers)
+        current = kind.make(slot, kind.overlay.get(kind.name, slot))
+        moment = time.time()
+        try:
+            body = await json_object(request)
+            if kind.deals:
+                patch = deal_patch(body, current, _stamp(int(moment)), person_alive)
+            else:
+                patch = person_patch(body, current)
+        except WriteError as error:
+            return _error(error.status, error.message, headers)
+        deleting = patch.pop("is_deleted", False)  # `is_deleted: true` deletes the deal
+        update(kind.overlay, kind.name, slot, patch, moment)
+        if deleting:
+            kind.overlay.apply(kind.name, "delete", slot, moment)
+        record = kind.make(slot, kind.overlay.get(kind.name, slot))
+        out = {"success": True, "data": record}
+        return Response(orjson.dumps(out), 200, headers, media_type="application/json")
+
     app = Starlette(
         routes=[
             Route("/api/v2/persons", listing),
             Route("/api/v2/deals", listing),
-            Route("/api/v2/persons/{id:int}", one),
-            Route("/api/v2/deals/{id:int}", one),
+            Route("/api/v2/persons/{id:int}", one, methods=["GET"]),
+            Route("/api/v2/deals/{id:int}", one, methods=["GET"]),
+            Route("/api/v2/persons/{id:int}", write, methods=["PATCH"]),
+            Route("/api/v2/deals/{id:int}", write, methods=["PATCH"]),
         ]
     )
     return FaultInjector(app, faults, lambda path: path.startswith("/api/"))

@@ -1,7 +1,28 @@
 """Simulated CRM servers on loopback: Brivity's Core API and the integration guide's OAuth
 contract (TopProducer's API mode) here; Follow Up Boss, HubSpot, Pipedrive and Lofty in
 modules of their own. Starlette apps served by uvicorn
-in background threads, each on its own port, with reproducible faults."""
+in background threads, each on its own port, with reproducible faults. The helpers every
+simulator's write endpoints share (`WriteError`, `json_object`, the field checks, `update`)
+live here too.
+
+Brivity, documented (crm-apis.md) and followed: `Authorization: Token token=<KEY>`, else 401
+"Bad Credentials"; `GET /api/people?limit=N` answers a bare JSON array; `POST /api/v2/leads
+{lead_type, status, source, first_name, last_name, email, phone, description}` creates a
+lead; no update endpoint is known, so none is served (PUT/PATCH on /api/v2/leads is 405,
+on /api/people/{id} 404).
+
+Brivity, where nothing is documented, the reading chosen:
+- A lead is a new person at the end of `GET /api/people` (the people live in the shared
+  overlay, "brivity:people"): `email` lands in `email_address`, `phone` in `phone_number`;
+  the other person fields are empty, status "new" and stage "Lead" unless given. The answer
+  is 201 with the person as the listing shows it. No de-duplication (nothing says there is).
+- Refusals take Rails' shape (Brivity is a Rails app): 422 `{"errors": {field:
+  [message]}}` for a status or lead_type Brivity does not hold, an e-mail without "@", a
+  lead with no name, e-mail or phone (field "base"); 400 `{"errors": {"base": [...]}}` for
+  a body that is no JSON object. Fields it does not know are dropped, as Rails drops
+  unpermitted parameters.
+- A person deleted behind the product's back (`DemoServers.apply_change`) leaves the
+  listing."""
 
 from __future__ import annotations
 
@@ -11,9 +32,11 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import Collection as Collection_
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from datetime import date
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs
 
 import orjson
@@ -25,12 +48,13 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from crm_tui.demo import data
-from crm_tui.demo.changes import Change, Kind, Overlay
+from crm_tui.demo.changes import Change, Entry, Kind, Overlay, Target
 from crm_tui.demo.webhooks import Subscriptions
 
 if TYPE_CHECKING:
     from crm_tui.demo.churn import Churn
 
+_T = TypeVar("_T")
 HOST = "127.0.0.1"  # never 0.0.0.0: the simulators hold no secrets, but they are no service
 
 
@@ -130,26 +154,252 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
 
 
+# -- writes: what every simulator's write endpoints share ------------------------------------
+
+
+class WriteError(Exception):
+    """A write refused. Each simulator renders it in its vendor's error shape: `status` (400
+    unless said), the field at fault and the vendor's code where the simulator has one."""
+
+    def __init__(
+        self, message: str, status: int = 400, field: str | None = None, code: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.field = field
+        self.code = code
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    """The request body, which must be a JSON object."""
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict):
+        raise WriteError("The body must be a JSON object")
+    return body
+
+
+def text(value: object, name: str, *, nullable: bool = False, blank: bool = True) -> str | None:
+    """A string field (None too when `nullable`; not only spaces unless `blank`)."""
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str):
+        raise WriteError(f"{name} must be a string", field=name)
+    if not blank and not value.strip():
+        raise WriteError(f"{name} must not be empty", field=name)
+    return value
+
+
+def maybe_text(value: object, name: str) -> str | None:
+    """A string field that null clears."""
+    return text(value, name, nullable=True)
+
+
+def boolean(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise WriteError(f"{name} must be true or false", field=name)
+    return value
+
+
+def number(value: object, name: str, *, nullable: bool = False) -> int | float | None:
+    """A number of zero or more (JSON true/false are no numbers, though Python says so)."""
+    if value is None and nullable:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise WriteError(f"{name} must be a number of zero or more", field=name)
+    return value
+
+
+def one_of(value: object, name: str, options: Collection_[Any]) -> Any:
+    if isinstance(value, bool) or value not in options:
+        shown = ", ".join(map(str, options))
+        raise WriteError(f"{name} must be one of: {shown}", field=name)
+    return value
+
+
+def strings(value: object, name: str) -> list[str]:
+    """A list of strings, each once (the first kept), in the order given."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise WriteError(f"{name} must be a list of strings", field=name)
+    return union([], value)
+
+
+def day(value: object, name: str, *, nullable: bool = False) -> str | None:
+    """A calendar date, YYYY-MM-DD."""
+    if value is None and nullable:
+        return None
+    try:
+        if isinstance(value, str) and len(value) == 10:
+            return date.fromisoformat(value).isoformat()
+    except ValueError:
+        pass
+    raise WriteError(f"{name} must be a date, YYYY-MM-DD", field=name)
+
+
+def union(
+    kept: Iterable[_T], added: Iterable[_T], key: Callable[[_T], object] = lambda v: v
+) -> list[_T]:
+    """`kept`, then each of `added` whose key is new, in order: tags merged, lists deduped."""
+    seen: set[object] = set()
+    out: list[_T] = []
+    for item in (*kept, *added):
+        if key(item) not in seen:
+            seen.add(key(item))
+            out.append(item)
+    return out
+
+
+#: A body field's writer: the checked value in, the record fields it sets out (WriteError
+#: when the value is not one the vendor takes).
+FieldWriter = Callable[[Any, str], dict[str, Any]]
+
+
+def sets(check: Callable[[Any, str], Any], field: str | None = None) -> FieldWriter:
+    """A writer that puts the checked value in `field` (by default the body's own name)."""
+    return lambda value, name: {field or name: check(value, name)}
+
+
+def written(
+    body: dict[str, Any],
+    writers: dict[str, FieldWriter],
+    passed: Collection_[str] = (),
+    refuse: Callable[[str], str] | None = None,
+) -> dict[str, Any]:
+    """Each body field through its writer. A name in `passed` is left to the caller (or
+    accepted and ignored); any other is refused with `refuse(name)` as the message, or
+    ignored when `refuse` is None (vendors that drop what they do not know)."""
+    patch: dict[str, Any] = {}
+    for name, value in body.items():
+        if name in writers:
+            patch.update(writers[name](value, name))
+        elif name not in passed and refuse is not None:
+            raise WriteError(refuse(name), field=name)
+    return patch
+
+
+def update(
+    overlay: Overlay,
+    collection: str,
+    index: int,
+    patch: dict[str, Any],
+    at: float | None = None,
+) -> None:
+    """Write `patch` over a record as one change (at `at`, else now): the listings,
+    incremental reads and webhooks all see it. Nothing to write is no change (nor a new
+    `updated`)."""
+    if patch:
+        overlay.apply(collection, "update", index, at, patch)
+
+
 # -- Brivity -------------------------------------------------------------------------------
 
+BRIVITY_PEOPLE = "brivity:people"
+BRIVITY_LEAD_TYPES = ("buyer", "seller", "landlord", "tenant")
+#: What a created person holds besides what the lead gives: nothing, bar the defaults a new
+#: lead plainly has (no generated name or address leaks into it).
+_BRIVITY_BLANK: dict[str, Any] = {
+    "first_name": None,
+    "last_name": None,
+    "phone_number": None,
+    "email_address": None,
+    "company": None,
+    "job_title": None,
+    "source": None,
+    "status": "new",
+    "stage": "Lead",
+    "lead_type": None,
+    "description": None,
+    "street_address": None,
+    "city": None,
+    "locality": None,
+    "postal_code": None,
+    "country": None,
+    "market_report_count": 0,
+    "active_market_report_count": 0,
+    "tags": [],
+}
+#: The lead's fields and the person fields they land in (`email` is `email_address`).
+_BRIVITY_LEAD_FIELDS = {
+    "first_name": "first_name",
+    "last_name": "last_name",
+    "email": "email_address",
+    "phone": "phone_number",
+    "source": "source",
+    "status": "status",
+    "lead_type": "lead_type",
+    "description": "description",
+}
 
-def brivity_app(key: str, contacts: int, seed: int, faults: Faults) -> FaultInjector:
+
+def mutate_brivity_person(index: int, version: int, kind: Kind, r: random.Random) -> dict[str, Any]:
+    if kind == "create":
+        return {}
+    return {"status": r.choice(data.BRIVITY_STATUSES)}
+
+
+def brivity_person_now(seed: int, i: int, contacts: int, entry: Entry | None) -> dict[str, Any]:
+    record = data.brivity_person(seed, i, contacts)
+    if entry is not None:
+        record.update(entry.patch)
+    return record
+
+
+def brivity_lead_patch(body: dict[str, Any]) -> dict[str, Any]:
+    """The person fields a `POST /api/v2/leads` body sets; WriteError (field named) when a
+    value is not one Brivity holds."""
+    patch: dict[str, Any] = {}
+    for name, target in _BRIVITY_LEAD_FIELDS.items():
+        if name in body:
+            patch[target] = maybe_text(body[name], name)
+    if patch.get("status") is not None:
+        one_of(patch["status"], "status", data.BRIVITY_STATUSES)
+    if patch.get("lead_type") is not None:
+        one_of(patch["lead_type"], "lead_type", BRIVITY_LEAD_TYPES)
+    email = patch.get("email_address")
+    if email is not None and "@" not in email:
+        raise WriteError("is invalid", field="email")
+    named = ("first_name", "last_name", "email_address", "phone_number")
+    if not any(patch.get(name) for name in named):
+        raise WriteError("a lead needs a name, an e-mail or a phone", field="base")
+    return {**_BRIVITY_BLANK, **{k: v for k, v in patch.items() if v is not None}}
+
+
+def _brivity_error(error: WriteError) -> Response:
+    # Rails' model errors: {field: [messages]}; 422 for values, 400 for a body that is none
+    status = 400 if error.field is None else 422
+    return JSONResponse({"errors": {error.field or "base": [error.message]}}, status)
+
+
+def brivity_app(
+    key: str, contacts: int, seed: int, faults: Faults, overlay: Overlay | None = None
+) -> FaultInjector:
+    shared = overlay or Overlay(seed)
+    shared.register(Target(BRIVITY_PEOPLE, contacts, contacts, mutate_brivity_person))
+
+    def authorized(request: Request) -> bool:
+        return request.headers.get("authorization") == f"Token token={key}"
+
     async def people(request: Request) -> Response:
-        if request.headers.get("authorization") != f"Token token={key}":
+        if not authorized(request):
             return PlainTextResponse("Bad Credentials", 401)
+        positions = shared.positions(BRIVITY_PEOPLE)
+        entries = shared.entries(BRIVITY_PEOPLE)
         try:
-            limit = int(request.query_params.get("limit", contacts))
+            limit = int(request.query_params.get("limit", positions.total))
         except ValueError:
             return PlainTextResponse("limit must be a number", 400)
-        count = max(0, min(limit, contacts))
+        count = max(0, min(limit, positions.total))
 
         async def body() -> AsyncIterator[bytes]:
             # A bare JSON array streamed in chunks: a million people never sit in memory.
             yield b"["
             for start in range(0, count, 500):
                 chunk = [
-                    data.brivity_person(seed, i, contacts)
-                    for i in range(start, min(start + 500, count))
+                    brivity_person_now(seed, i, contacts, entries.get(i))
+                    for i in positions.indices(start, min(start + 500, count))
                 ]
                 yield (b"," if start else b"") + orjson.dumps(chunk)[1:-1]
                 await asyncio.sleep(0)
@@ -157,7 +407,25 @@ def brivity_app(key: str, contacts: int, seed: int, faults: Faults) -> FaultInje
 
         return StreamingResponse(body(), media_type="application/json")
 
-    app = Starlette(routes=[Route("/api/people", people)])
+    async def create_lead(request: Request) -> Response:
+        if not authorized(request):
+            return PlainTextResponse("Bad Credentials", 401)
+        try:
+            patch = brivity_lead_patch(await json_object(request))
+        except WriteError as error:
+            return _brivity_error(error)
+        change = shared.apply(BRIVITY_PEOPLE, "create", patch=patch)
+        person = brivity_person_now(
+            seed, change.index, contacts, shared.get(BRIVITY_PEOPLE, change.index)
+        )
+        return json_response(person, 201)
+
+    app = Starlette(
+        routes=[
+            Route("/api/people", people),
+            Route("/api/v2/leads", create_lead, methods=["POST"]),
+        ]
+    )
     return FaultInjector(app, faults, lambda path: path.startswith("/api/"))
 
 
@@ -344,12 +612,20 @@ class DemoServers:
     churn: Churn | None = None
 
     def apply_change(
-        self, collection: str, kind: Kind, index: int | None = None, at: float | None = None
+        self,
+        collection: str,
+        kind: Kind,
+        index: int | None = None,
+        at: float | None = None,
+        patch: dict[str, Any] | None = None,
     ) -> Change:
-        """Change one record now (or `at`, epoch seconds): `collection` is e.g.
-        "followupboss:people", "hubspot:deals", "pipedrive:persons"; a create takes the next
-        new index. Webhooks go out as for churn when a sender is attached."""
-        return self.overlay.apply(collection, kind, index, at)
+        """Change one record now (or `at`, epoch seconds), behind the product's back:
+        `collection` is e.g. "followupboss:people", "hubspot:deals", "pipedrive:persons",
+        "lofty:leads", "brivity:people"; a create takes the next new index. `patch` sets
+        chosen fields in the vendor's own shape (`{"stage": "Lead"}` for a Follow Up Boss
+        person); without it the collection's churn picks them. Webhooks go out as for churn
+        when a sender is attached."""
+        return self.overlay.apply(collection, kind, index, at, patch)
 
     def start_churn(
         self, rate: float, webhook_url: str | None = None, seed: int | None = None
@@ -445,7 +721,9 @@ def iter_records(name: str, contacts: int, seed: int) -> Iterator[dict[str, Any]
 
 BRIVITY = Simulator(
     "brivity",
-    lambda ctx: brivity_app(ctx.credentials.brivity_key, ctx.contacts, ctx.seed, ctx.faults),
+    lambda ctx: brivity_app(
+        ctx.credentials.brivity_key, ctx.contacts, ctx.seed, ctx.faults, ctx.overlay
+    ),
     lambda url, c: {"BRIVITY_API_BASE_URL": url, "BRIVITY_API_KEY": c.brivity_key},
     lambda contacts, seed: {
         "contacts": (contacts, lambda i: data.brivity_person(seed, i, contacts)),

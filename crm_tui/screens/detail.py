@@ -25,7 +25,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from crm_tui.config import DISPLAY_NAMES
 from crm_tui.formats import field_label, format_amount, format_date, local_time, utc_time
-from crm_tui.models import Contact, Deal, Record
+from crm_tui.models import Contact, Deal, Record, kind_of
 from crm_tui.phones import format_phone
 from crm_tui.screens.outbox import ConflictScreen
 from crm_tui.screens.vendor import add_note, open_editor
@@ -217,7 +217,7 @@ class RecordScreen(ModalScreen[None]):
         """This record changed (an edit saved, sent, refused or dropped; a sync): shown
         again as the cache has it, with its outbox marks read again."""
         record = self.record
-        kind = "contacts" if isinstance(record, Contact) else "deals"
+        kind = kind_of(record)
         if change.status_only or kind not in change.kinds:
             return
         if change.ids is not None and record.id not in change.ids:

@@ -29,6 +29,7 @@ from crm_tui.models import CONTACT_EDITABLE, DEAL_EDITABLE, Record, RecordKind
 from crm_tui.screens.confirm import ConfirmScreen
 from crm_tui.sources.errors import SourceError
 from crm_tui.suggestions import used_values
+from crm_tui.writeback.service import EditRefused
 
 if TYPE_CHECKING:
     from crm_tui.app import CrmApp
@@ -301,7 +302,7 @@ class LocalFormScreen(ModalScreen[Record | None]):
         except ValidationFailed as exc:
             self._show_errors(exc.errors)
             return
-        except ValueError as exc:  # nothing to send, not writable: said, the form stays
+        except EditRefused as exc:  # nothing to send, not writable: said, the form stays
             self.notify(str(exc), severity="warning", markup=False)
             return
         self.dismiss(saved)

@@ -20,7 +20,7 @@ from crm_tui.sources.messages import QUIET_SOURCES, home_short
 from crm_tui.sync.plan import read_plan
 from crm_tui.timefmt import exact, relative
 from crm_tui.widgets.safe import safe, safe_block
-from crm_tui.writeback.shown import outbox_summary
+from crm_tui.writeback.shown import open_line
 
 # Colour and a symbol: the state must read without colour too.
 STATE_LOOK = {
@@ -141,7 +141,7 @@ class StatusScreen(ModeScreen):
         welcome.display = start is not None
         if start is not None:
             welcome.update(start)
-        summary = outbox_summary(self.crm.outbox_open)
+        summary = open_line(self.crm.outbox_open)
         line = self.query_one("#outbox-line", Static)
         line.display = bool(summary)
         line.update(Text(summary))

@@ -18,17 +18,14 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Static, TextArea
 
 from crm_tui.local_crm import ValidationFailed
-from crm_tui.models import Contact, Record, RecordKind
+from crm_tui.models import Record, kind_of
 from crm_tui.screens.confirm import ConfirmScreen
 from crm_tui.screens.local_form import Choices, FormTarget, LocalFormScreen
+from crm_tui.writeback.service import EditRefused
 from crm_tui.writeback.shown import vendor
 
 if TYPE_CHECKING:
     from crm_tui.app import CrmApp
-
-
-def kind_of(record: Record) -> RecordKind:
-    return "contacts" if isinstance(record, Contact) else "deals"
 
 
 def vendor_form(app: CrmApp, record: Record) -> LocalFormScreen:
@@ -43,7 +40,8 @@ def vendor_form(app: CrmApp, record: Record) -> LocalFormScreen:
 
     def listed(name: str) -> Choices:
         async def read() -> list[str]:
-            return list(await app.engine.source(record.source).choices(kind, name))
+            source = app.engine.source(record.source)
+            return list(await source.choices(kind, name, record.metadata))
 
         return read
 
@@ -170,7 +168,7 @@ class NoteScreen(ModalScreen[bool]):
             error.update(" ".join(exc.errors.values()))
             error.display = True
             return
-        except ValueError as exc:  # the source takes no notes after all
+        except EditRefused as exc:  # the source takes no notes after all
             self.notify(str(exc), severity="warning", markup=False)
             return
         self.dismiss(True)

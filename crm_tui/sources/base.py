@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from abc import ABC
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -43,7 +44,7 @@ from crm_tui.sources.mapping import (
     source_maps,
 )
 from crm_tui.sources.pagination import Page, Stream, first_at, read_pages
-from crm_tui.sources.writes import Draft, Writes
+from crm_tui.sources.writes import Draft, Option, Writes
 
 if TYPE_CHECKING:
     import httpx
@@ -57,6 +58,8 @@ __all__ = ["Capabilities", "Source", "SourceContext"]
 
 log = logging.getLogger(__name__)
 
+#: How long a vendor's list of values (stages) is trusted before it is read again.
+CHOICES_SECONDS = 600.0
 #: What a vendor's record id looks like; anything else named in a webhook is not fetched (it
 #: would be put in a URL path).
 _REMOTE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -129,7 +132,7 @@ class Source(ABC):
         self.maps = source_maps(self.name, self.field_maps, ctx.overrides)
         self._builders = {kind: RecordBuilder(kind, m) for kind, m in self.maps.items()}
         self._client: HttpClient | None = None
-        self._choices: dict[tuple[RecordKind, str], dict[str, Any]] = {}
+        self._choices: dict[tuple[RecordKind, str], tuple[float, list[Option]]] = {}
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -291,27 +294,36 @@ class Source(ABC):
             return None
         return raw
 
-    async def choices(self, stream: RecordKind, name: str) -> dict[str, Any]:
+    async def choices(
+        self, stream: RecordKind, name: str, record: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """The values a writable field may take as the vendor lists them (label -> what is
-        sent), read once per source; {} when the vendor lists none."""
+        sent), for `record` (its vendor payload) where they depend on it; {} when the
+        vendor lists none. Read again after CHOICES_SECONDS (an account gains stages)."""
         spec = self.writes.update.get(stream)
         listed = spec.choices.get(name) if spec else None
         if listed is None:
             return {}
         key = (stream, name)
-        if key not in self._choices:
-            self._choices[key] = listed.read(await self.client.get_json(listed.path, what=name))
-        return self._choices[key]
+        read_at, options = self._choices.get(key, (0.0, []))
+        if not options or time.monotonic() - read_at > CHOICES_SECONDS:
+            body = await self.client.get_json(listed.path, dict(listed.params), what=name)
+            options = listed.read(body)
+            self._choices[key] = (time.monotonic(), options)
+        return listed.options(options, record)
 
-    async def listed(self, stream: RecordKind, name: str, value: Any) -> tuple[bool, Any]:
-        """Whether the vendor lists `value` among a field's values, and the value as a
-        mapped record holds it (a label typed for a HubSpot stage becomes its internal
-        name); (True, value) for a field whose values are not listed."""
+    async def listed(
+        self, stream: RecordKind, name: str, value: Any, record: Mapping[str, Any] | None = None
+    ) -> tuple[bool, Any]:
+        """Whether the vendor lists `value` among a field's values (for `record`, its
+        vendor payload), and the value as a mapped record holds it (a label typed for a
+        HubSpot stage becomes its internal name); (True, value) for a field whose values
+        are not listed."""
         spec = self.writes.update.get(stream)
         listed = spec.choices.get(name) if spec else None
         if listed is None or not isinstance(value, str) or not value:
             return True, value
-        stored = listed.stored_form(await self.choices(stream, name), value)
+        stored = listed.stored_form(await self.choices(stream, name, record), value)
         return stored is not None, stored if stored is not None else value
 
     def header_names(self) -> tuple[str, ...]:

@@ -137,7 +137,7 @@ WRITES = Writes(
                 "phone": PrimaryItem("phones"),
                 "tags": Tags(merge_param="mergeTags"),
             },
-            choices={"stage": Choices("stages", ("stages",))},
+            choices={"stage": Choices("stages", ("stages",), params={"limit": "100"})},
         ),
         "deals": Update(
             "PUT",
@@ -148,8 +148,16 @@ WRITES = Writes(
                 "stage": At("stageId", "integer"),
                 "close_date": At("projectedCloseDate"),
             },
-            # a deal's stage is sent as its id, listed under each pipeline
-            choices={"stage": Choices("pipelines", ("pipelines", "stages"), value="id")},
+            # a deal's stage is sent as its id, one of its own pipeline's stages
+            choices={
+                "stage": Choices(
+                    "pipelines",
+                    ("pipelines", "stages"),
+                    value="id",
+                    params={"limit": "100"},
+                    within="pipelineId",
+                )
+            },
         ),
     },
     # the vendor's recommended intake: it de-duplicates by e-mail and phone and runs the
@@ -178,6 +186,7 @@ WRITES = Writes(
         listing="notes",
         listing_param="personId",
         listing_at=("notes",),
+        listing_params={"limit": "100"},
     ),
 )
 

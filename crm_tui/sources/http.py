@@ -557,6 +557,12 @@ class HttpClient:
             async for trying in self._retrying(again):
                 with trying:
                     return await attempt()
+        except (Rejected, NotFound, AuthError, RateLimited):
+            raise  # the server said it did nothing
+        except RemoteError as exc:
+            # any other answer (a 5xx outside the retry table, a redirect) may follow work
+            # done: never sent again blindly
+            raise AnswerLost(exc.error, f"{exc.details}; it may have been carried out") from None
         except _Retryable as exc:
             if not exc.unprocessed:
                 raise AnswerLost(

@@ -139,6 +139,7 @@ WRITES = Writes(
                 "stage": _options("contacts", "lifecyclestage"),
                 "status": _options("contacts", "hs_lead_status"),
             },
+            answers_whole=False,
         ),
         "deals": Update(
             "PATCH",
@@ -150,6 +151,7 @@ WRITES = Writes(
                 "close_date": _write("closedate"),
             },
             choices={"stage": _options("deals", "dealstage")},
+            answers_whole=False,
         ),
     }
 )

@@ -170,17 +170,45 @@ class Items:
 
 
 @dataclass(frozen=True, slots=True)
+class Option:
+    """One value a field may take: what a person sees, what the vendor is sent, and the
+    list it belongs to (a pipeline's id) where a record may only take its own list's."""
+
+    label: str
+    value: Any
+    group: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Choices:
-    """Where the vendor lists the values a field may take: a GET path and the keys down to
-    the list (a key whose value is a list is walked into every item: `pipelines`, then each
-    pipeline's `stages`); `label` is what a person sees and types, `value` (None: the label)
-    what the vendor is sent; `stored` says which of the two a mapped record holds."""
+    """Where the vendor lists the values a field may take: a GET path (with `params`) and
+    the keys down to the list (a key whose value is a list is walked into every item:
+    `pipelines`, then each pipeline's `stages`); `label` is what a person sees and types,
+    `value` (None: the label) what the vendor is sent; `stored` says which of the two a
+    mapped record holds. With `within`, a record takes only the values of the group its
+    payload names under that key (a Follow Up Boss deal, its pipeline's stages: the same
+    stage name in two pipelines is two stages), the group being the first level's `group`."""
 
     path: str
     at: tuple[str, ...]
     label: str = "name"
     value: str | None = None
     stored: Literal["label", "value"] = "label"
+    params: Mapping[str, str] = field(default_factory=dict)
+    within: str | None = None
+    group: str = "id"
+
+    def options(self, listed: Sequence[Option], record: Mapping[str, Any] | None) -> dict[str, Any]:
+        """label -> value for `record` (its group's only, with `within`); a label naming
+        two different values is left out: it must be given by its value."""
+        group = record.get(self.within) if self.within and record is not None else None
+        mine = [o for o in listed if group is None or o.group == str(group)]
+        options: dict[str, Any] = {}
+        twice: set[str] = set()
+        for option in mine:
+            if options.setdefault(option.label, option.value) != option.value:
+                twice.add(option.label)
+        return {k: v for k, v in options.items() if k not in twice}
 
     def stored_form(self, options: Mapping[str, Any], text: str) -> str | None:
         """`text` (a label or a value, in any case) as a mapped record holds it; None when
@@ -191,22 +219,28 @@ class Choices:
                 return label if self.stored == "label" else str(value)
         return None
 
-    def read(self, body: Any) -> dict[str, Any]:
-        """label -> value, from the vendor's answer."""
-        level: list[Any] = [body]
-        for key in self.at:
-            nxt: list[Any] = []
-            for item in level:
+    def read(self, body: Any) -> list[Option]:
+        """Every value listed in the vendor's answer."""
+        level: list[tuple[Any, str | None]] = [(body, None)]
+        for depth, key in enumerate(self.at):
+            nxt: list[tuple[Any, str | None]] = []
+            for item, group in level:
                 found = item.get(key) if is_mapping(item) else None
-                nxt.extend(found if isinstance(found, list) else [found] if found else [])
+                for child in found if isinstance(found, list) else [found] if found else []:
+                    mark = group
+                    if self.within and depth == 0 and is_mapping(child):
+                        mark = str(child.get(self.group))
+                    nxt.append((child, mark))
             level = nxt
-        options: dict[str, Any] = {}
-        for item in level:
-            if not is_mapping(item) or item.get(self.label) in (None, ""):
-                continue
-            label = str(item[self.label])
-            options.setdefault(label, item.get(self.value) if self.value else label)
-        return options
+        return [
+            Option(
+                str(item[self.label]),
+                item.get(self.value) if self.value else item[self.label],
+                group,
+            )
+            for item, group in level
+            if is_mapping(item) and item.get(self.label) not in (None, "")
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +254,9 @@ class Update:
     fields: Mapping[str, Writer]
     choices: Mapping[str, Choices] = field(default_factory=dict)
     at: tuple[str, ...] = ()
+    #: The answer is the whole record (else it is read again after the write: HubSpot
+    #: answers with the properties written and a few defaults only).
+    answers_whole: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +288,7 @@ class Note:
     listing: str | None = None  # GET path with `{id}` (or a query) listing its notes
     listing_param: str | None = None
     listing_at: tuple[str, ...] = ()
+    listing_params: Mapping[str, str] = field(default_factory=dict)  # newest first, a page
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,10 +312,13 @@ class Writes:
 
 
 def unsendable(spec: Update, values: Mapping[str, Value]) -> dict[str, str]:
-    """The values a writer cannot put in a request (a stage id that is not a number), with
-    why: checked when the edit is made, not when it is sent."""
+    """The values a writer cannot put in a request (a probability that is not a number),
+    with why: checked when the edit is made, not when it is sent. Values the vendor lists
+    are checked against its list instead (a stage's name becomes its id when sent)."""
     errors: dict[str, str] = {}
     for name, value in values.items():
+        if name in spec.choices:
+            continue
         try:
             spec.fields[name](Draft("", ""), value, {})
         except (ValueError, TypeError, ArithmeticError):

@@ -66,6 +66,7 @@ class CacheStore:
         # record id -> the values of its edits still on their way to the vendor (the outbox):
         # laid over the record as it is cached, whoever wrote that
         self._pending: dict[str, dict[str, Any]] = {}
+        self._pending_stamp = -1  # the change log's position when it was read
 
     # -- subscriptions -------------------------------------------------------------------
 
@@ -438,8 +439,20 @@ class CacheStore:
 
     # -- edits on their way to a vendor ----------------------------------------------------
 
-    def _lay_pending(self, records: dict[str, Record]) -> None:
-        for record_id, values in self._pending.items():
+    def _take_pending(self, stamp: int, values: dict[str, dict[str, Any]]) -> None:
+        """A reading of what waits, unless a newer one is already here (readings made in
+        threads may land out of order)."""
+        if stamp >= self._pending_stamp:
+            self._pending_stamp, self._pending = stamp, values
+
+    async def _read_pending(self) -> None:
+        assert self.db is not None
+        self._take_pending(*await asyncio.to_thread(self.db.pending_values, self.user_id))
+
+    def _lay_pending(
+        self, records: dict[str, Record], pending: dict[str, dict[str, Any]] | None = None
+    ) -> None:
+        for record_id, values in (self._pending if pending is None else pending).items():
             record = records.get(record_id)
             if record is not None:
                 records[record_id] = with_values(record, values)
@@ -454,7 +467,7 @@ class CacheStore:
         for them: for a command that works on a few records, without loading the cache."""
         if self.db is None:
             return
-        self._pending = await asyncio.to_thread(self.db.pending_values, self.user_id)
+        await self._read_pending()
         wanted = sorted(set(ids))
         found = await asyncio.to_thread(self._read_ids, kind, source, wanted)
         await self._apply_off_loop(kind, source, found, [])
@@ -467,7 +480,7 @@ class CacheStore:
         if self.db is None or changes.empty:
             return
         # an outbox change is logged as its record's: read what waits before the records
-        self._pending = await asyncio.to_thread(self.db.pending_values, self.user_id)
+        await self._read_pending()
         if changes.everything:
             await self.load()
             return
@@ -526,7 +539,7 @@ class CacheStore:
 
     def _read_snapshot(
         self,
-    ) -> tuple[Layers, Layers, dict[str, SourceStatus]]:
+    ) -> tuple[Layers, Layers, dict[str, SourceStatus], tuple[int, dict[str, dict[str, Any]]]]:
         assert self.db is not None
         layers: tuple[Layers, Layers] = ({k: {} for k in KINDS}, {k: {} for k in KINDS})
         for records, imported in zip(layers, (False, True), strict=True):
@@ -538,17 +551,22 @@ class CacheStore:
                         part = by_source[record.source] = {}
                     part[record.id] = record
         records, imported = layers
-        pending = self._pending = self.db.pending_values(self.user_id)
+        stamp, pending = self.db.pending_values(self.user_id)
         for kind in KINDS:
             for source, overlay in imported[kind].items():
                 records[kind].setdefault(source, {}).update(overlay)
             for part in records[kind].values() if pending else ():
-                self._lay_pending(part)
-        return records, imported, self.db.load_statuses(self.user_id)
+                self._lay_pending(part, pending)
+        return records, imported, self.db.load_statuses(self.user_id), (stamp, pending)
 
     def _apply_snapshot(
-        self, records: Layers, imported: Layers, statuses: dict[str, SourceStatus]
+        self,
+        records: Layers,
+        imported: Layers,
+        statuses: dict[str, SourceStatus],
+        pending: tuple[int, dict[str, dict[str, Any]]],
     ) -> None:
+        self._take_pending(*pending)
         self._records = records
         self._imported = imported
         self._merge_statuses(statuses)

@@ -237,11 +237,14 @@ class OutboxStore:
         return entry if entry is not None and entry.user_id == user_id else None
 
     @damage_named
-    def pending_values(self, user_id: str) -> dict[str, dict[str, Any]]:
+    def pending_values(self, user_id: str) -> tuple[int, dict[str, dict[str, Any]]]:
         """record id -> the values its unsent edits set, oldest edit first (what the cache
-        shows until the vendor confirms them)."""
+        shows until the vendor confirms them), with the change log's newest entry read in
+        the same snapshot: every outbox change logs one, so of two readings the one with
+        the higher stamp is the newer."""
         marks = ", ".join(f"'{s}'" for s in SENDING_STATES)
-        with self._lock:
+        with self._lock, self._reading():  # type: ignore[attr-defined]
+            stamp = self._newest()  # type: ignore[attr-defined]
             rows = self._conn.execute(
                 "SELECT record_id, wanted FROM outbox WHERE user_id = ? AND action = 'update'"
                 f" AND record_id IS NOT NULL AND state IN ({marks}) ORDER BY id",
@@ -250,7 +253,7 @@ class OutboxStore:
         values: dict[str, dict[str, Any]] = {}
         for record_id, wanted in rows:
             values.setdefault(record_id, {}).update(json.loads(wanted))
-        return values
+        return stamp, values
 
     # -- sending -----------------------------------------------------------------------------
 
@@ -297,25 +300,30 @@ class OutboxStore:
             if row is None:
                 return None
             entry = _entry(row)
-            self._hold(conn)
             conn.execute(
                 "UPDATE outbox SET state = 'sending', claimed_by = ?, attempts = attempts + 1,"
-                " sent_at = CASE WHEN state = 'unsure' THEN sent_at END, updated_at = ?"
-                " WHERE id = ?",
+                " updated_at = ? WHERE id = ?",
                 (self.owner.id, utc_now(), entry.id),
             )
+            self._hold(conn)  # last: a failure before it rolls back and leaks no hold
             claimed = self._get(conn, entry.id)
             assert claimed is not None
-            # an unsure entry stays marked as perhaps sent until its read-back says
-            return claimed if entry.state == "pending" else _as_unsure(claimed)
+            # sent_at survives every later state: an entry perhaps sent by an earlier try
+            # is read back before anything is sent again
+            return claimed if claimed.sent_at is None else _as_unsure(claimed)
 
-    def mark_sent(self, entry_id: int) -> None:
-        """Committed before the request leaves: from here a crash means "perhaps sent"."""
+    def mark_sent(self, entry_id: int, base: Mapping[str, Any] | None = None) -> bool:
+        """Committed before the request leaves: from here a crash means "perhaps sent".
+        `base` records what the vendor had just before (the notes a read-back must not
+        mistake for this one). False when this process no longer holds the claim (presumed
+        dead and taken over): it must not send."""
         with self.transaction() as conn:
-            conn.execute(
-                "UPDATE outbox SET sent_at = ? WHERE id = ? AND claimed_by = ?",
-                (utc_now(), entry_id, self.owner.id),
+            cursor = conn.execute(
+                "UPDATE outbox SET sent_at = ?, base = COALESCE(?, base)"
+                " WHERE id = ? AND claimed_by = ? AND state = 'sending'",
+                (utc_now(), _dumps(base) if base is not None else None, entry_id, self.owner.id),
             )
+            return cursor.rowcount == 1
 
     def finish_edit(
         self,
@@ -329,15 +337,22 @@ class OutboxStore:
         record_id: str | None = None,
     ) -> OutboxEntry | None:
         """End this process's claim: `done`, `failed`, `conflict`, or back to `pending` (to
-        be tried again later: the vendor was unreachable)."""
+        be tried again later: the vendor was unreachable), which is `unsure` when a try may
+        have reached the vendor. A refusal (`failed`) means nothing was applied: a retry the
+        person asks for after it sends afresh."""
         now = utc_now()
         with self.transaction() as conn:
             conn.execute(
-                "UPDATE outbox SET state = ?, error = ?, answer = COALESCE(?, answer),"
+                "UPDATE outbox SET"
+                " state = CASE WHEN ? = 'pending' AND sent_at IS NOT NULL THEN 'unsure' ELSE ? END,"
+                " sent_at = CASE WHEN ? = 'failed' THEN NULL ELSE sent_at END,"
+                " error = ?, answer = COALESCE(?, answer),"
                 " theirs = COALESCE(?, theirs), remote_id = COALESCE(?, remote_id),"
                 " record_id = COALESCE(?, record_id), claimed_by = NULL, updated_at = ?,"
                 " done_at = CASE WHEN ? = 'done' THEN ? END WHERE id = ? AND claimed_by = ?",
                 (
+                    state,
+                    state,
                     state,
                     error,
                     answer,
@@ -384,7 +399,8 @@ class OutboxStore:
         wanted: Mapping[str, Any] | None = None,
     ) -> OutboxEntry | None:
         """Retry (`pending`, optionally re-based on the vendor's values or with changed
-        values) or drop an entry that is not being sent and not done. None when it is."""
+        values; `unsure` while a try may have reached the vendor) or drop an entry that is
+        not being sent and not done. None when it is."""
         with self.transaction() as conn:
             entry = self._get(conn, entry_id)
             if entry is None or entry.user_id != user_id:
@@ -392,10 +408,12 @@ class OutboxStore:
             if entry.state not in ("pending", "failed", "conflict", "unsure"):
                 return None
             conn.execute(
-                "UPDATE outbox SET state = ?, base = ?, wanted = ?, error = NULL,"
+                "UPDATE outbox SET state = CASE WHEN ? = 'pending' AND sent_at IS NOT NULL"
+                " THEN 'unsure' ELSE ? END, base = ?, wanted = ?, error = NULL,"
                 " theirs = CASE WHEN ? = 'dropped' THEN theirs END, updated_at = ?"
                 " WHERE id = ?",
                 (
+                    state,
                     state,
                     _dumps(base if base is not None else entry.base),
                     _dumps(wanted if wanted is not None else entry.wanted),

@@ -40,7 +40,10 @@ class Scheduler:
 
     async def run_once(self) -> dict[str, SyncReport]:
         if self.before_run is not None:
-            await self.before_run()
+            try:
+                await self.before_run()
+            except Exception:  # what comes before must never stop the sync itself
+                log.exception("[scheduler] before the run")
         reports = await self.engine.sync_all(self.sources)  # running ones are skipped
         self.runs += 1
         for name, report in reports.items():

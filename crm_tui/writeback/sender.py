@@ -27,13 +27,20 @@ from crm_tui.sources.errors import (
 from crm_tui.sources.writes import Value, create_draft, located, note_draft, update_draft
 from crm_tui.store.outbox import OutboxEntry, State
 from crm_tui.text import single_line
-from crm_tui.writeback.values import conflicts, same, unified
+from crm_tui.writeback.values import conflicts, rebased_tags, same, unified
 
 if TYPE_CHECKING:
     from crm_tui.sources.base import Source
     from crm_tui.store.cache import CacheStore
 
 log = logging.getLogger(__name__)
+
+
+_MAYBE_ADDED = "the {what} may have been added: look at the vendor, then retry or drop it"
+
+
+class ClaimLost(Exception):
+    """This process was presumed dead and another took the entry over: it sends nothing."""
 
 
 class Finished(Exception):
@@ -78,19 +85,25 @@ class Sender:
         self.db = store.db
 
     async def send(self, entry: OutboxEntry) -> OutboxEntry | None:
-        """Send one claimed entry and record how it ended; vendor failures end up in the
-        entry, never raised (cancellation is)."""
+        """Send one claimed entry and record how it ended: vendor failures and bugs end up
+        in the entry (a bug as `failed`, so one bad entry never blocks the others); None
+        when the claim was lost. Cancellation gives the claim back and is raised."""
         assert self.db is not None
         try:
             await {"update": self._update, "create": self._create, "note": self._note}[
                 entry.action
             ](entry)
+        except ClaimLost:
+            log.warning("[%s] outbox %d taken over meanwhile", self.source.display_name, entry.id)
+            return None
         except (Finished, SourceError) as exc:
             state, error, extra = _outcome(exc)
             return await self._finish(entry, state, error, **extra)
+        except Exception as exc:
+            log.exception("[%s] outbox %d could not be sent", self.source.display_name, entry.id)
+            return await self._finish(entry, "failed", f"crm-tui failed: {type(exc).__name__}")
         except BaseException:
-            # cancelled (the app closing) or a bug: the claim goes back, nothing is lost
-            await asyncio.shield(self.store.in_writer(self.db.release_edit, entry.id))
+            await self._release(entry)  # cancelled (the app closing): nothing is lost
             raise
         return await self._finish(entry, "done")
 
@@ -100,9 +113,20 @@ class Sender:
         assert self.db is not None
         if error is not None:
             error = single_line(error)[:500]
-        return await self.store.in_writer(
-            lambda: self.db.finish_edit(entry.id, state, error=error, **extra)  # type: ignore[union-attr]
-        )
+        try:
+            return await self.store.in_writer(
+                lambda: self.db.finish_edit(entry.id, state, error=error, **extra)  # type: ignore[union-attr]
+            )
+        except Exception:
+            await self._release(entry)  # the claim must never outlive the attempt
+            raise
+
+    async def _release(self, entry: OutboxEntry) -> None:
+        assert self.db is not None
+        try:
+            await asyncio.shield(self.store.in_writer(self.db.release_edit, entry.id))
+        except Exception:  # the database is gone: the claim ends with this process
+            log.exception("[%s] outbox %d not released", self.source.display_name, entry.id)
 
     # -- updates -------------------------------------------------------------------------------
 
@@ -115,24 +139,25 @@ class Sender:
         if current is None:
             raise Finished("failed", f"the record is no longer at {source.display_name}")
         theirs = self._values(stream, current, entry.wanted)
-        todo = {n: v for n, v in entry.wanted.items() if not same(n, theirs.get(n), v)}
+        base, wanted = rebased_tags(entry.base, entry.wanted, theirs)
+        todo = {n: v for n, v in wanted.items() if not same(n, theirs.get(n), v)}
         if not todo:
             await self._commit(stream, current)
             raise Finished("done", answer=f"{source.display_name} already has these values")
-        if conflicts(entry.base, entry.wanted, theirs):
+        if conflicts(base, wanted, theirs):
             raise Finished(
                 "conflict",
                 f"changed at {source.display_name} since it was edited",
                 theirs=theirs,
             )
         for name, value in todo.items():
-            if not (await source.listed(stream, name, value))[0]:
+            if not (await source.listed(stream, name, value, current))[0]:
                 unlisted = f"{name} {value!r} is not one of {source.display_name}'s values"
                 raise Finished("failed", unlisted)
-        choices = {n: await source.choices(stream, n) for n in todo}
+        choices = {n: await source.choices(stream, n, current) for n in todo}
         draft = update_draft(spec, entry.remote_id, todo, current, choices)
         body = await self._sent(entry, draft, repeatable=True)
-        written = located(body, spec.at)
+        written = located(body, spec.at) if spec.answers_whole else None
         if not self._is(stream, written, entry.remote_id):
             written = await source.read_one(stream, entry.remote_id)
         if written is not None:
@@ -156,14 +181,20 @@ class Sender:
         spec = self.source.writes.create
         if spec is None:
             raise Finished("failed", f"{self.source.display_name} takes no new leads from crm-tui")
-        if entry.state == "unsure" and not spec.deduplicates:
+        reachable = bool(entry.wanted.get("email") or entry.wanted.get("phone"))
+        # the vendor merges a repeat only by e-mail or phone: a name alone is created twice
+        repeatable = spec.deduplicates and reachable
+        if entry.state == "unsure" and not repeatable:
+            if not reachable:
+                raise Finished("failed", _MAYBE_ADDED.format(what="lead"))
             found = await self._find_lead(entry.wanted)
             if found is not None:
                 await self._commit("contacts", found)
-                raise Finished(
-                    "done", answer="found at the vendor: it had arrived", **self._ids(found)
-                )
-        body = await self._sent(entry, create_draft(spec, entry.wanted), spec.deduplicates)
+                arrived = "a lead with this e-mail or phone is at the vendor"
+                raise Finished("done", answer=arrived, **self._ids(found))
+        body = await self._sent(entry, create_draft(spec, entry.wanted), repeatable)
+        if body is None:
+            raise Finished("failed", f"{self.source.display_name} ignored the new lead")
         created = located(body, spec.at)
         extra: dict[str, Any] = {}
         if isinstance(created, dict) and self.source.record_id("contacts", created):
@@ -195,34 +226,47 @@ class Sender:
         if spec is None or entry.remote_id is None:
             raise Finished("failed", f"{self.source.display_name} takes no notes from crm-tui")
         text, subject = str(entry.wanted.get("note") or ""), entry.wanted.get("subject")
-        if entry.state == "unsure" and await self._has_note(entry.remote_id, text):
-            raise Finished("done", answer="found at the vendor: it had arrived")
+        if entry.state == "unsure":
+            before = {str(i) for i in entry.base.get("notes_before") or ()}
+            if set(await self._notes_like(entry.remote_id, text)) - before:
+                raise Finished("done", answer="found at the vendor: it had arrived")
+        # the same text noted earlier must not pass for this one in a later read-back
+        seen = await self._notes_like(entry.remote_id, text)
         draft = note_draft(spec, entry.remote_id, text, str(subject) if subject else None)
-        body = await self._sent(entry, draft, repeatable=False)
+        body = await self._sent(entry, draft, repeatable=False, base={"notes_before": seen})
         raise Finished("done", answer=_answer(body))
 
-    async def _has_note(self, remote_id: str, text: str) -> bool:
+    async def _notes_like(self, remote_id: str, text: str) -> list[str]:
+        """The ids of the contact's latest notes with this text."""
         spec = self.source.writes.note
         assert spec is not None
         if spec.listing is None:
-            raise Finished(
-                "failed", "the note may have been added: look at the vendor, then retry or drop"
-            )
-        params = {spec.listing_param: remote_id} if spec.listing_param else None
+            raise Finished("failed", _MAYBE_ADDED.format(what="note"))
+        params = {**spec.listing_params}
+        if spec.listing_param:
+            params[spec.listing_param] = remote_id
         body = await self.source.client.get_json(
             spec.listing.format(id=remote_id), params, what="notes"
         )
         notes = located(body, spec.listing_at)
-        return isinstance(notes, list) and any(
-            isinstance(n, dict) and n.get(spec.text) == text for n in notes
-        )
+        if not isinstance(notes, list):
+            return []
+        return [
+            str(n.get("id"))
+            for n in notes
+            if isinstance(n, dict) and str(n.get(spec.text) or "").strip() == text.strip()
+        ]
 
     # -- the request and the cache -------------------------------------------------------------
 
-    async def _sent(self, entry: OutboxEntry, draft: Any, repeatable: bool) -> Any:
-        """Mark the entry as perhaps sent (committed), then send it."""
+    async def _sent(
+        self, entry: OutboxEntry, draft: Any, repeatable: bool, base: dict[str, Any] | None = None
+    ) -> Any:
+        """Mark the entry as perhaps sent (committed), then send it; not at all when
+        another process took it over meanwhile."""
         assert self.db is not None
-        await self.store.in_writer(self.db.mark_sent, entry.id)
+        if not await self.store.in_writer(self.db.mark_sent, entry.id, base):
+            raise ClaimLost(entry.id)
         fault_point("outbox:sending")
         body = await self.source.send(draft, repeatable=repeatable)
         fault_point("outbox:answered")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from crm_tui.config import DISPLAY_NAMES
 from crm_tui.faults import fault_point
 from crm_tui.local_crm import ValidationFailed, check_fields
-from crm_tui.models import Contact, Record, RecordKind
+from crm_tui.models import Contact, Record, RecordKind, kind_of
 from crm_tui.sources.errors import SourceError
 from crm_tui.sources.writes import (
     Draft,
@@ -38,11 +38,15 @@ _NOTE_LIMIT = 10_000
 Choice = Literal["mine", "theirs"]
 
 
-class NothingToSend(ValueError):
+class EditRefused(ValueError):
+    """An edit that is not saved, said to the person as it stands (not a field's error)."""
+
+
+class NothingToSend(EditRefused):
     """The edit changes nothing the vendor does not already have."""
 
 
-class NotWritable(ValueError):
+class NotWritable(EditRefused):
     """The record's source lets crm-tui change nothing of it (or it is not a vendor's)."""
 
 
@@ -85,7 +89,7 @@ class WriteBack:
         connector = self.engine.connectors.get(record.source)
         if connector is None or record.source == "local":
             return ()
-        kind: RecordKind = "contacts" if isinstance(record, Contact) else "deals"
+        kind = kind_of(record)
         return connector.writes.fields(kind)
 
     def refusal(self, record: Record) -> str | None:
@@ -115,30 +119,30 @@ class WriteBack:
         writable = self.writable(record)
         if not writable:
             raise NotWritable(f"{record.source} records cannot be changed from crm-tui")
-        kind: RecordKind = "contacts" if isinstance(record, Contact) else "deals"
+        kind = kind_of(record)
         cleaned, errors = _checked(kind, values, writable, self.region)
         spec = self._source(record.source).writes.update[kind]
         errors.update(unsendable(spec, {n: v for n, v in cleaned.items() if n not in errors}))
-        errors.update(await self._check_choices(record.source, kind, cleaned))
+        errors.update(await self._check_choices(record.source, kind, cleaned, record.metadata))
         if errors:
             raise ValidationFailed(errors)
         return cleaned
 
     async def _check_choices(
-        self, name: str, kind: RecordKind, values: dict[str, Value]
+        self, name: str, kind: RecordKind, values: dict[str, Value], raw: dict[str, Any]
     ) -> dict[str, str]:
         """The fields whose value the vendor does not list, with the values it does; listed
         values are put as the record holds them (in `values`)."""
         source, errors = self._source(name), {}
         for field, value in list(values.items()):
             try:
-                ok, stored = await source.listed(kind, field, value)
+                ok, stored = await source.listed(kind, field, value, raw)
             except SourceError:
                 continue  # unreachable now: the sender checks again before writing
             if ok:
                 values[field] = stored
             else:
-                shown = ", ".join(list(await source.choices(kind, field))[:12])
+                shown = ", ".join(list(await source.choices(kind, field, raw))[:12])
                 errors[field] = f"not one of {source.display_name}'s values: {shown}"
         return errors
 
@@ -148,7 +152,7 @@ class WriteBack:
         base, wanted = differing(record, cleaned)
         if not wanted:
             raise NothingToSend("nothing to change: the record already has these values")
-        kind: RecordKind = "contacts" if isinstance(record, Contact) else "deals"
+        kind = kind_of(record)
         entry = await self.store.in_writer(
             self._db.add_edit,
             self.user_id,
@@ -257,11 +261,11 @@ class WriteBack:
         if not wanted:
             raise NothingToSend("nothing to change: the record already has these values")
         source = self._source(record.source)
-        kind: RecordKind = "contacts" if isinstance(record, Contact) else "deals"
+        kind = kind_of(record)
         current = await source.read_one(kind, record.remote_id)
         if current is None:
             raise SourceError(f"the record is no longer at {source.display_name}")
-        choices = {n: await source.choices(kind, n) for n in wanted}
+        choices = {n: await source.choices(kind, n, current) for n in wanted}
         spec = source.writes.update[kind]
         return _preview(source, update_draft(spec, record.remote_id, wanted, current, choices))
 

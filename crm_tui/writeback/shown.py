@@ -134,7 +134,7 @@ def _sent_notice(done: list[OutboxEntry]) -> Notice:
     return f"Sent {len(done)} changes to {vendor(done[0].source)}", "information"
 
 
-def outbox_summary(counts: Mapping[str, int]) -> str:
+def open_line(counts: Mapping[str, int]) -> str:
     """Status's line about the outbox ("" when nothing is open)."""
     parts = []
     waiting = sum(counts.get(s, 0) for s in WAITING)

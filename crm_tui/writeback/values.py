@@ -9,6 +9,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from crm_tui.models import Record
+from crm_tui.phones import format_phone
 from crm_tui.sources.writes import Value
 
 
@@ -40,6 +41,8 @@ def same(name: str, a: Value, b: Value) -> bool:
         return _amount(a) == _amount(b)
     if name == "email":
         return str(a).casefold() == str(b).casefold()
+    if name == "phone":  # the vendor may write back "(512) 555-0100" for 512-555-0100
+        return format_phone(str(a)) == format_phone(str(b))
     return str(a) == str(b)
 
 
@@ -62,6 +65,27 @@ def conflicts(
         for n in wanted
         if not same(n, theirs.get(n), base.get(n)) and not same(n, theirs.get(n), wanted[n])
     ]
+
+
+def rebased_tags(
+    base: Mapping[str, Value], wanted: Mapping[str, Value], theirs: Mapping[str, Value]
+) -> tuple[dict[str, Value], dict[str, Value]]:
+    """Tags added or removed at the vendor meanwhile are no conflict: the person's own
+    additions and removals are applied to the vendor's tags as they are now."""
+    base, wanted = dict(base), dict(wanted)
+    if "tags" not in wanted or same("tags", theirs.get("tags"), base.get("tags")):
+        return base, wanted
+    before, mine = _tags(base.get("tags")), _tags(wanted.get("tags"))
+    now = _tags(theirs.get("tags"))
+    removed = set(before) - set(mine)
+    added = [t for t in mine if t not in before and t not in now]
+    base["tags"] = now
+    wanted["tags"] = [t for t in now if t not in removed] + added
+    return base, wanted
+
+
+def _tags(value: Value) -> list[str]:
+    return [str(t) for t in value] if isinstance(value, list) else []
 
 
 def with_values(record: Record, values: Mapping[str, Value]) -> Record:
