@@ -153,23 +153,25 @@ class PipelineScreen(ModeScreen):
             return
         # the store's dicts change on this thread only: lists of them are taken here; a
         # filter is answered by the index, in the thread
-        deals = self._deal_table(text)
+        parts = self._deal_parts(text)
         unfiltered = not words_for(text, "contacts").strip()
         contacts = store.records("contacts") if unfiltered else None
         statuses = store.statuses()
-        self.pipeline = await asyncio.to_thread(self._build, deals, contacts, statuses, now)
+        self.pipeline = await asyncio.to_thread(self._build, text, parts, contacts, statuses, now)
         self.problem = ""
         self._show()
 
-    def _deal_table(self, text: str) -> list[Any] | None:
+    def _deal_parts(self, text: str) -> list[Any] | None:
         """What the deals are counted from: with no deal filter, the search index's deal
         segments (their codes are numpy arrays already), else None: the filter's matches,
         found in the thread."""
         return None if words_for(text, "deals").strip() else self.crm.index.parts("deals")
 
-    def _build(self, parts: Any, contacts: Any, statuses: Any, now: datetime) -> Pipeline:
+    def _build(
+        self, text: str, parts: Any, contacts: Any, statuses: Any, now: datetime
+    ) -> Pipeline:
         """In a worker thread: the index answers a filter, the insights do the rest."""
-        text, index, store = self.filter_text, self.crm.index, self.crm.store
+        index, store = self.crm.index, self.crm.store
         if contacts is None:
             contacts = filtered("contacts", text, list, index.matching)
         runs = store.db.recent_runs(store.user_id) if store.db is not None else []
@@ -178,7 +180,8 @@ class PipelineScreen(ModeScreen):
             return build_pipeline(table, contacts, runs, statuses, now, filter_text=text)
         tables = self.crm.deal_tables
         with tables.lock:
-            return build_pipeline(tables.table(parts), contacts, runs, statuses, now)
+            whole = tables.table(parts)
+            return build_pipeline(whole, contacts, runs, statuses, now, filter_text=text)
 
     # -- drawing ---------------------------------------------------------------------------
 
