@@ -105,9 +105,8 @@ async def measure(settings: Settings, runs: int, cold: bool) -> dict[str, Any]:
             await pilot.press("f1")
             await pilot.pause(0.05)
             before = None if screen is None else screen.pipeline
-            if screen is not None:
-                if cold:  # every deal counted anew, as before the app had warmed its tables
-                    app.deal_tables = SegmentTables()
+            if screen is not None and cold:  # every deal counted anew, no table warmed
+                app.deal_tables = SegmentTables()
             started = time.perf_counter()
             await pilot.press("f7")
             screen = app.screen
