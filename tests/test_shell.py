@@ -533,6 +533,8 @@ async def test_the_syncs_a_start_makes_end_in_one_notice(demo_settings) -> None:
     app = make_app(demo_settings)  # every source is stale: each syncs as the app opens
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.loaded)
+        # the syncs start once the cache is loaded: wait for them to begin, then to end
+        await until(pilot, lambda: app._batch is not None or app.engine.running(), 60)
         await until(pilot, lambda: app._batch is None and not app.engine.running(), 60)
         await pilot.pause(0.1)
         messages = [str(n.message) for n in app._notifications]
