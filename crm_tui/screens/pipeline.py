@@ -125,12 +125,15 @@ class PipelineScreen(ModeScreen):
     # -- computing -----------------------------------------------------------------------
 
     def refresh_data(self) -> None:
-        """One computation at a time; changes meanwhile make one more after it."""
+        """One computation at a time; changes meanwhile make one more after it. It starts
+        once the screen has painted: the thread and a first layout would share one core."""
         if self._computing:
             self._stale = True
             return
         self._computing = True
-        self.run_worker(self._compute(), group="pipeline", exit_on_error=False, name="pipeline")
+        self.call_after_refresh(
+            self.run_worker, self._compute, group="pipeline", exit_on_error=False, name="pipeline"
+        )
 
     async def _compute(self) -> None:
         try:

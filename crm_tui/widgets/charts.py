@@ -138,7 +138,9 @@ class BarChart(PlotextPlot):
             wanted = self.wanted
             theme = self._get_plotext_theme_name(self.app.theme)
             build = functools.partial(self._build, wanted, theme)  # made when it starts
-            self.run_worker(build, group="chart", exclusive=True, exit_on_error=False)
+            self.run_worker(
+                build, group="chart", exclusive=True, exit_on_error=False, description="chart"
+            )
 
     async def _build(self, wanted: tuple[object, ...], theme: str) -> None:
         spec, width, height, _ = wanted
