@@ -24,6 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _synthetic import contacts, deals
+from incremental_bench import Watchdog
 
 from crm_tui.config import Settings
 from crm_tui.models import Deal
@@ -43,31 +44,6 @@ async def seed(path: Path, deal_count: int, contact_count: int) -> None:
         await store.replace_stream(source, "contacts", [c for c in people if c.source == source])
     assert store.db is not None
     store.db.close()
-
-
-class Watchdog:
-    """The app's event loop, ticking every 10 ms: the longest it was late."""
-
-    def __init__(self) -> None:
-        self.worst = 0.0
-        self._task: asyncio.Task[None] | None = None
-
-    async def _tick(self) -> None:
-        expected = time.perf_counter() + 0.01
-        while True:
-            await asyncio.sleep(0.01)
-            now = time.perf_counter()
-            self.worst = max(self.worst, now - expected)
-            expected = now + 0.01
-
-    def start(self) -> None:
-        self.worst = 0.0
-        self._task = asyncio.get_running_loop().create_task(self._tick())
-
-    def stop(self) -> float:
-        if self._task is not None:
-            self._task.cancel()
-        return self.worst
 
 
 async def drawn(pilot: Any, screen: Any, before: Any) -> None:

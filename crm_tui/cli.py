@@ -29,6 +29,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from crm_tui import __version__
+from crm_tui.cli_insights import DEMO_CONTACTS
 from crm_tui.config import DISPLAY_NAMES, SOURCE_NAMES, ConfigError, Settings, load_settings
 from crm_tui.logs import SecretFilter, SecretMasker, setup_logging
 from crm_tui.models import Outcome, RecordKind, SyncState, utc_now
@@ -342,14 +343,7 @@ class CrmGroup(click.Group):
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Use this data directory.")
 @click.option("--env-file", type=click.Path(path_type=Path), help="Read settings from this file.")
 @click.option("--demo", is_flag=True, help="Run against built-in simulated CRM servers.")
-@click.option(
-    "--contacts",
-    "demo_contacts",
-    type=click.IntRange(10, 1_000_000),
-    default=2000,
-    show_default=True,
-    help="With --demo: contacts per simulated CRM.",
-)
+@DEMO_CONTACTS
 @click.option("--theme", help="A Textual theme name (textual-dark, nord, gruvbox, ...).")
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs on stderr.")
 @click.pass_context

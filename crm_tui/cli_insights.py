@@ -23,6 +23,15 @@ if TYPE_CHECKING:
     from crm_tui.insights.report import Chart
 
 _CHARTS = ("stages", "closings", "leads", "health")
+#: How big the demo is: `crm-tui --demo` and `crm-tui serve --demo` take it.
+DEMO_CONTACTS = click.option(
+    "--contacts",
+    "demo_contacts",
+    type=click.IntRange(10, 1_000_000),
+    default=2000,
+    show_default=True,
+    help="With --demo: contacts per simulated CRM.",
+)
 
 
 def _cli() -> Any:
@@ -166,14 +175,7 @@ def _app_command(rt: Runtime, env_file: Path | None) -> str:
     "--public-url", help="The URL people open (your HTTPS proxy's), if not the bound one."
 )
 @click.option("--demo", is_flag=True, help="Serve the app over built-in simulated CRMs.")
-@click.option(
-    "--contacts",
-    "demo_contacts",
-    type=click.IntRange(10, 1_000_000),
-    default=2000,
-    show_default=True,
-    help="With --demo: contacts per simulated CRM.",
-)
+@DEMO_CONTACTS
 @click.pass_context
 def serve(
     ctx: click.Context,
