@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from itertools import chain
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
@@ -24,9 +26,11 @@ import numpy as np
 import orjson
 
 from crm_tui.insights.groups import SLICE, group_codes, sliced_map
+from crm_tui.insights.periods import today_of
 from crm_tui.models import Deal
 
 if TYPE_CHECKING:
+    from crm_tui.insights.report import DealFigures
     from crm_tui.search.index import Segment
 
 GroupKey = tuple[str, str | None, str | None, str | None]  # source, stage, status, close date
@@ -208,6 +212,7 @@ class SegmentTables:
     def __init__(self) -> None:
         self.lock = threading.Lock()  # one user of the tables at a time (GCI is cached)
         self._tables: dict[tuple[int, int], tuple[object, DealTable]] = {}
+        self._figures: tuple[date, list[object], DealFigures] | None = None
 
     def table(self, parts: Sequence[tuple[str, Segment, np.ndarray | None]]) -> DealTable:
         """All deals indexed now, as one table; call with `lock` held."""
@@ -219,9 +224,25 @@ class SegmentTables:
         self._tables = tables
         return DealTable.merge([table for _, table in tables.values()])
 
-    def warm(self, parts: Sequence[tuple[str, Segment, np.ndarray | None]], now: Any) -> None:
-        """Tables of new segments, and the commissions the closings window will show."""
-        from crm_tui.insights.deals import closings_by_month
+    def figures(
+        self, parts: Sequence[tuple[str, Segment, np.ndarray | None]], now: date | datetime
+    ) -> DealFigures:
+        """The deal charts of all deals indexed now, computed once per index and day; call
+        with `lock` held."""
+        from crm_tui.insights.report import deal_figures
 
+        held = [item for _, segment, dead in parts for item in (segment, dead)]
+        day = today_of(now)
+        if self._figures is not None:
+            kept_day, kept_held, figures = self._figures
+            same = len(kept_held) == len(held) and all(map(operator.is_, kept_held, held))
+            if kept_day == day and same:
+                return figures
+        figures = deal_figures(self.table(parts), now)
+        self._figures = (day, held, figures)  # holding the parts: identity stays meaningful
+        return figures
+
+    def warm(self, parts: Sequence[tuple[str, Segment, np.ndarray | None]], now: Any) -> None:
+        """Tables of new segments and their figures, commissions read."""
         with self.lock:
-            closings_by_month(self.table(parts), now)
+            self.figures(parts, now)

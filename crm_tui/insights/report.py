@@ -35,6 +35,26 @@ Matching = Callable[[str, RecordKind], Sequence[Record]]
 
 
 @dataclass(frozen=True)
+class DealFigures:
+    """The three deal charts of one table on one day: what the app keeps warm."""
+
+    deal_count: int
+    stages: StageFigures
+    vendor_stages: StageFigures
+    closings: ClosingFigures
+
+
+def deal_figures(deals: Sequence[Deal] | DealTable, now: date | datetime) -> DealFigures:
+    table = deals if isinstance(deals, DealTable) else DealTable.of(deals)
+    return DealFigures(
+        deal_count=len(table.deals),
+        stages=pipeline_by_stage(table),
+        vendor_stages=pipeline_by_stage(table, vendor=True),
+        closings=closings_by_month(table, now),
+    )
+
+
+@dataclass(frozen=True)
 class Pipeline:
     as_of: date
     filter: str
@@ -72,7 +92,7 @@ _JSON_KEYS = {"closings": "closings", "leads": "leadFlow", "health": "syncHealth
 
 
 def build_pipeline(
-    deals: Sequence[Deal] | DealTable,
+    deals: Sequence[Deal] | DealTable | DealFigures,
     contacts: Sequence[Contact],
     runs: Iterable[Mapping[str, Any]],
     statuses: Mapping[str, SourceStatus],
@@ -82,7 +102,7 @@ def build_pipeline(
 ) -> Pipeline:
     """Every chart from records already filtered (`filtered()`), the audit rows and the
     sources' statuses. Sync health keeps the filter's `source:` sources only."""
-    table = deals if isinstance(deals, DealTable) else DealTable.of(deals)
+    figures = deals if isinstance(deals, DealFigures) else deal_figures(deals, now)
     wanted = filter_sources(filter_text)
     health = sync_health(runs, statuses)
     if wanted:
@@ -90,11 +110,11 @@ def build_pipeline(
     return Pipeline(
         as_of=today_of(now),
         filter=filter_text.strip(),
-        deal_count=len(table.deals),
+        deal_count=figures.deal_count,
         contact_count=len(contacts),
-        stages=pipeline_by_stage(table),
-        vendor_stages=pipeline_by_stage(table, vendor=True),
-        closings=closings_by_month(table, now),
+        stages=figures.stages,
+        vendor_stages=figures.vendor_stages,
+        closings=figures.closings,
         leads=lead_flow(contacts, now),
         health=health,
     )

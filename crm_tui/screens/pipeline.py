@@ -28,6 +28,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from crm_tui.config import DISPLAY_NAMES
 from crm_tui.insights import CHARTS, Pipeline, Table, build_pipeline
 from crm_tui.insights.deals import DealTable
+from crm_tui.insights.periods import today_of
 from crm_tui.insights.report import CHART_TITLES, Chart, check_filter, filtered
 from crm_tui.insights.table import joined_filter, money
 from crm_tui.models import RecordKind
@@ -84,6 +85,8 @@ class PipelineScreen(ModeScreen):
         self.selected: dict[Chart, int | None] = dict.fromkeys(CHARTS)
         self.table_shown = False
         self._computing = False
+        #: what the computation running, or else the last, has read (`_inputs`)
+        self._read: tuple[object, ...] = ()
         self._stale = False
 
     def compose(self) -> ComposeResult:
@@ -125,20 +128,21 @@ class PipelineScreen(ModeScreen):
     # -- computing -----------------------------------------------------------------------
 
     def refresh_data(self) -> None:
-        """One computation at a time; changes meanwhile make one more after it. It starts
-        once the screen has painted: the thread and a first layout would share one core."""
+        """One computation at a time; a change after it read the store makes one more
+        after it. (Textual calls each class's on_mount and on_screen_resume: asked three
+        times on opening, this computes once.)"""
         if self._computing:
-            self._stale = True
+            self._stale = self._stale or not _same(self._read, self._inputs())
             return
+        if _same(self._read, self._inputs()):
+            return  # what is drawn is current
         self._computing = True
-        self.call_after_refresh(
-            self.run_worker, self._compute, group="pipeline", exit_on_error=False, name="pipeline"
-        )
+        self.run_worker(self._compute, group="pipeline", exit_on_error=False, name="pipeline")
 
     async def _compute(self) -> None:
         try:
             while True:
-                self._stale = False
+                self._stale, self._read = False, ()
                 await self._compute_once()
                 if not self._stale or not self.is_attached:
                     return
@@ -160,9 +164,19 @@ class PipelineScreen(ModeScreen):
         unfiltered = not words_for(text, "contacts").strip()
         contacts = store.records("contacts") if unfiltered else None
         statuses = store.statuses()
+        self._read = self._inputs()
         self.pipeline = await asyncio.to_thread(self._build, text, parts, contacts, statuses, now)
         self.problem = ""
         self._show()
+
+    def _inputs(self) -> tuple[object, ...]:
+        """What a computation reads: the store's version, the filter, the day and the
+        index's segments (held, and compared by identity)."""
+        index, held = self.crm.index, []
+        for kind in ("deals", "contacts"):
+            held += [item for _, segment, dead in index.parts(kind) for item in (segment, dead)]
+        day = today_of(self.crm.clock())
+        return (self.crm.store.version, self.filter_text, day, *held)
 
     def _deal_parts(self, text: str) -> list[Any] | None:
         """What the deals are counted from: with no deal filter, the search index's deal
@@ -183,8 +197,8 @@ class PipelineScreen(ModeScreen):
             return build_pipeline(table, contacts, runs, statuses, now, filter_text=text)
         tables = self.crm.deal_tables
         with tables.lock:
-            whole = tables.table(parts)
-            return build_pipeline(whole, contacts, runs, statuses, now, filter_text=text)
+            figures = tables.figures(parts, now)
+        return build_pipeline(figures, contacts, runs, statuses, now, filter_text=text)
 
     # -- drawing ---------------------------------------------------------------------------
 
@@ -462,6 +476,10 @@ class PipelineScreen(ModeScreen):
             self.notify(f"Export failed: {exc}", severity="error", markup=False)
             return
         self.notify(f"Exported {len(figures.rows):,} rows to {path}", markup=False, timeout=10)
+
+
+def _same(read: tuple[object, ...], now: tuple[object, ...]) -> bool:
+    return len(read) == len(now) and all(a is b or a == b for a, b in zip(read, now, strict=True))
 
 
 def _cell(value: object) -> Text:

@@ -104,13 +104,12 @@ class BarChart(PlotextPlot):
     for a wide chart), so it is built in a thread, once per spec, size and theme, and the
     widget paints the finished picture."""
 
-    DEFAULT_CSS = "BarChart { height: 1fr; width: 1fr; }"
-
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.spec: BarSpec | None = None
         self.drawn: tuple[object, ...] | None = None  # what the picture shows
         self._picture: Text = Text("")
+        self._painted: tuple[object, ...] | None = None  # what the last render returned
 
     def draw(self, spec: BarSpec | None) -> None:
         if spec != self.spec:
@@ -134,7 +133,10 @@ class BarChart(PlotextPlot):
         return self.drawn == self.wanted
 
     def _rebuild(self) -> None:
-        if self.is_mounted and not self.ready:
+        if self.is_mounted and not self.ready and self.spec is None:
+            self.drawn, self._picture = self.wanted, Text("")  # nothing counted yet
+            self.refresh()
+        elif self.is_mounted and not self.ready:
             wanted = self.wanted
             theme = self._get_plotext_theme_name(self.app.theme)
             build = functools.partial(self._build, wanted, theme)  # made when it starts
@@ -160,7 +162,13 @@ class BarChart(PlotextPlot):
         plt.theme(theme)
         return Text.from_ansi(plt.build())
 
+    @property
+    def painted(self) -> bool:
+        """Whether the screen shows the spec at this size and theme."""
+        return self.ready and self._painted == self.drawn
+
     def render(self) -> RenderResult:
+        self._painted = self.drawn
         return self._picture
 
 
@@ -220,13 +228,6 @@ def legend(names: Sequence[tuple[str, RGB]]) -> Text:
 class ChartPanel(Vertical):
     """A chart with its title above and its legend and selection below."""
 
-    DEFAULT_CSS = """
-    ChartPanel { height: 1fr; width: 1fr; border: round $panel; padding: 0 1; }
-    ChartPanel.-current { border: round $accent; }
-    ChartPanel > .chart-title { height: 1; text-style: bold; }
-    ChartPanel > .chart-legend, ChartPanel > .chart-caption { height: 1; }
-    """
-
     def compose(self) -> ComposeResult:
         yield Static(classes="chart-title", markup=False)
         yield from self.body()
@@ -257,12 +258,6 @@ class HealthChart(Widget):
     redraw mounts nothing."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {"health--low", "health--high", "health--failed"}
-    DEFAULT_CSS = """
-    HealthChart { height: 1fr; }
-    HealthChart > .health--low { color: $primary 30%; }
-    HealthChart > .health--high { color: $primary; }
-    HealthChart > .health--failed { color: $error; }
-    """
     HEADINGS = ("source", "duration", "records", "failures", "rate left · last run")
 
     def __init__(self, *, id: str | None = None) -> None:
