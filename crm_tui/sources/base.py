@@ -36,6 +36,7 @@ from crm_tui.sources.kit import (
     is_set,
 )
 from crm_tui.sources.mapping import (
+    Columns,
     FieldMap,
     FieldSpec,
     Overrides,
@@ -75,6 +76,7 @@ class SourceContext:
     db: Database | None = None
     transport: httpx.AsyncBaseTransport | None = None
     overrides: Overrides = field(default_factory=dict)
+    columns: Columns = field(default_factory=dict)  # the custom columns' declarations
 
 
 # A payload's link: https, then printable ASCII only (no space, no control character that
@@ -130,7 +132,9 @@ class Source(ABC):
     def __init__(self, ctx: SourceContext) -> None:
         self.ctx = ctx
         self.maps = source_maps(self.name, self.field_maps, ctx.overrides)
-        self._builders = {kind: RecordBuilder(kind, m) for kind, m in self.maps.items()}
+        self._builders = {
+            kind: RecordBuilder(kind, m, ctx.columns) for kind, m in self.maps.items()
+        }
         self._client: HttpClient | None = None
         self._choices: dict[tuple[RecordKind, str], tuple[float, list[Option]]] = {}
 

@@ -37,7 +37,7 @@ from crm_tui.models import (
 from crm_tui.sources.base import Source, SourceContext
 from crm_tui.sources.errors import AuthError, InvalidRecord, RateLimited, SourceError
 from crm_tui.sources.http import StreamStats, current_stats
-from crm_tui.sources.mapping import load_overrides
+from crm_tui.sources.mapping import load_mappings
 from crm_tui.sources.messages import problem_of
 from crm_tui.sources.pagination import Page
 from crm_tui.sources.registry import CONNECTORS
@@ -146,11 +146,17 @@ class SyncEngine:
         self.invalid_share = invalid_share
         self.wait = wait  # for a stream another process is writing; else it fails as busy
         try:
-            overrides = load_overrides(config_dir() / "mappings.toml")
+            mappings = load_mappings(config_dir() / "mappings.toml")
         except ValueError as exc:
             raise ConfigError(f"mappings.toml: {exc}") from None
         self._ctx = SourceContext(
-            settings, settings.user_id, self.masker, store.db, transport, overrides
+            settings,
+            settings.user_id,
+            self.masker,
+            store.db,
+            transport,
+            mappings.overrides,
+            mappings.columns,
         )
         self._sources: dict[str, Source] = {}
         self._running: dict[str, asyncio.Task[Any]] = {}
