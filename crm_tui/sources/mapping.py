@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import re
+import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -285,9 +286,24 @@ def _stream_fields(fields: dict[str, object]) -> dict[str, object]:
 
 
 def _read_mappings(path: Path) -> tuple[Mappings, list[str]]:
+    data, text, problems = read_toml(path)
+    return _mappings_of(data, text, path, problems)
+
+
+def mappings_from_text(text: str, path: Path) -> tuple[Mappings, list[str]]:
+    """What `text` would say as the file at `path` (its problems name that file)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        return Mappings(), [f"{path}: {exc}"]
+    return _mappings_of(data, text, path, [])
+
+
+def _mappings_of(
+    data: dict[str, Any], text: str, path: Path, problems: list[str]
+) -> tuple[Mappings, list[str]]:
     from crm_tui.sources.registry import SOURCE_NAMES  # the connectors import this module
 
-    data, text, problems = read_toml(path)
     result: dict[str, dict[str, dict[str, str]]] = {}
     columns: dict[str, Column] = {}
 
