@@ -1784,5 +1784,7 @@ from crm_tui.cli_insights import report_group, serve  # noqa: E402
 main.add_command(report_group)
 main.add_command(serve)
 
-# edit, note, lead create, outbox: they join `main` as crm_tui.cli_writes defines them
+# edit, note, lead create, outbox; fields, map, unmap, remap: they join `main` as
+# crm_tui.cli_writes and crm_tui.cli_mapping define them
+import crm_tui.cli_mapping  # noqa: E402
 import crm_tui.cli_writes  # noqa: E402, F401

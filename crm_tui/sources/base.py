@@ -32,6 +32,7 @@ from crm_tui.sources.kit import (
     RateHeaders,
     RetryPolicy,
     Setting,
+    VendorField,
     Webhooks,
     is_set,
 )
@@ -353,6 +354,12 @@ class Source(ABC):
             repeatable=repeatable,
         )
         return body
+
+    async def vendor_fields(self, stream: RecordKind) -> list[VendorField]:
+        """The fields the vendor's metadata lists for `stream`, custom ones included (the
+        Mapping screen shows them beside what the cached payloads hold). None is read yet:
+        each connector whose vendor has such an endpoint overrides this."""
+        return []
 
     def read_other(self, stream: RecordKind, *, probe: bool = False) -> AsyncIterator[Page]:
         """A stream that is not a REST endpoint (a CSV report, the local database)."""

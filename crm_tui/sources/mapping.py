@@ -722,6 +722,20 @@ class RecordBuilder:
             return None
 
 
+#: Invalid records a stream may hold, whatever their share, before it fails as a whole.
+MIN_INVALID = 10
+INVALID_SHARE = 0.2
+
+
+def mapping_gone_wrong(invalid: int, read: int, share: float = INVALID_SHARE) -> bool:
+    """A mapping gone wrong, not a few bad records: more than `share` of the records
+    invalid, and either at least MIN_INVALID of them or nothing valid at all. One bad record
+    among two is quarantined; the other lands. (A sync and a re-map decide alike.)"""
+    if not read or invalid / read <= share:
+        return False
+    return invalid >= MIN_INVALID or invalid == read
+
+
 def build_record(
     kind: RecordKind,
     source: str,

@@ -53,6 +53,7 @@ from crm_tui.store.files import (
 from crm_tui.store.leases import Holder, Lease, LeaseStore
 from crm_tui.store.local_rows import LocalRecordStore
 from crm_tui.store.outbox import OutboxStore
+from crm_tui.store.remap import RemapStore
 from crm_tui.store.syncstate import SyncStateStore
 
 # Control characters are stripped at ingest, so neither separator occurs inside a value.
@@ -321,7 +322,13 @@ def _to_row(record: Record, generation: int) -> list[Any]:
 
 
 class Database(
-    LeaseStore, DecisionStore, LocalRecordStore, ChangeLogStore, SyncStateStore, OutboxStore
+    LeaseStore,
+    DecisionStore,
+    LocalRecordStore,
+    ChangeLogStore,
+    SyncStateStore,
+    OutboxStore,
+    RemapStore,
 ):
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -642,6 +649,15 @@ class Database(
         the stream now holds, as the database counts them."""
         with self.transaction() as conn:
             self.move_bookmark(conn, user_id, source, kind, watermark, full=True)
+            return self.swap_generation(user_id, source, kind, generation, lease)
+
+    def swap_generation(
+        self, user_id: str, source: str, kind: RecordKind, generation: int, lease: Lease
+    ) -> int:
+        """`generation` becomes the stream's rows as commit_staged says, its differences
+        logged for the other processes; its bookmark left alone (a re-map of stored
+        payloads read nothing new). In one transaction, or in the caller's."""
+        with self.transaction() as conn:
             self.check_lease(conn, lease)
             previous = self._generations(user_id, kind).get(source)
             # what differs from the rows it replaces, for the other processes: a refresh

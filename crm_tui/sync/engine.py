@@ -37,7 +37,7 @@ from crm_tui.models import (
 from crm_tui.sources.base import Source, SourceContext
 from crm_tui.sources.errors import AuthError, InvalidRecord, RateLimited, SourceError
 from crm_tui.sources.http import StreamStats, current_stats
-from crm_tui.sources.mapping import load_mappings
+from crm_tui.sources.mapping import INVALID_SHARE, load_mappings, mapping_gone_wrong
 from crm_tui.sources.messages import problem_of
 from crm_tui.sources.pagination import Page
 from crm_tui.sources.registry import CONNECTORS
@@ -123,10 +123,6 @@ def guide_sync_result(
     }
 
 
-#: Invalid records a stream may hold, whatever their share, before it fails as a whole.
-MIN_INVALID = 10
-
-
 class SyncEngine:
     def __init__(
         self,
@@ -136,7 +132,7 @@ class SyncEngine:
         masker: SecretMasker | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         connectors: Mapping[str, type[Source]] | None = None,
-        invalid_share: float = 0.2,
+        invalid_share: float = INVALID_SHARE,
         wait: bool = True,
     ) -> None:
         self.settings = settings
@@ -329,12 +325,7 @@ class SyncEngine:
             await self.store.in_writer(db.save_rate, self.store.user_id, source.name, reading)
 
     def _too_many_invalid(self, invalid: int, read: int) -> bool:
-        """A mapping gone wrong, not a few bad records: more than `invalid_share` of the
-        records invalid, and either at least MIN_INVALID of them or nothing valid at all.
-        One bad record among two is quarantined; the other lands."""
-        if not read or invalid / read <= self.invalid_share:
-            return False
-        return invalid >= MIN_INVALID or invalid == read
+        return mapping_gone_wrong(invalid, read, self.invalid_share)
 
     async def _run_stream(
         self, source: Source, stream: RecordKind, run_id: int | None, full: bool = False
