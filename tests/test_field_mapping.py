@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from crm_tui.config import Settings
+from crm_tui.config import ConfigError, Settings
 from crm_tui.custom_columns import Column
 from crm_tui.demo import data
 from crm_tui.demo.pipedrive import LEAD_SOURCE_FIELD, pipedrive_person
@@ -264,6 +264,24 @@ def test_a_cancelled_remap_changes_nothing(db, settings):
             cancel=cancel,
         )
     assert db._conn.execute("SELECT count(*) FROM contacts").fetchone() == (len(fub_people()),)
+
+
+async def test_a_running_engine_maps_with_the_saved_file_once_reloaded(db, settings):
+    from crm_tui.sync.engine import SyncEngine
+
+    engine = SyncEngine(settings, CacheStore(settings.user_id, db))
+    assert "custom.lender" not in engine.source("followupboss").maps["contacts"]
+    save(db, settings, "followupboss", "contacts", "custom.lender", "customLender")
+    await engine.reload_mappings()
+    record = engine.source("followupboss").map_record(
+        "contacts", {"id": 1, "customLender": "Hilltop"}, "2026-11-01T00:00:00Z"
+    )
+    assert record.custom == {"lender": "Hilltop"}
+    mappings_path().write_text("[zillow.contacts]\n")
+    with pytest.raises(ConfigError, match="unknown source 'zillow'"):
+        await engine.reload_mappings()
+    assert engine.source("followupboss").maps["contacts"]["custom.lender"] == "customLender"
+    await engine.aclose()
 
 
 # -- the commands --------------------------------------------------------------------------

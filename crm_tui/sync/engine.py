@@ -12,14 +12,14 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
 import httpx
 
-from crm_tui.config import ConfigError, Settings, config_dir
+from crm_tui.config import ConfigError, Settings
 from crm_tui.faults import fault_point
 from crm_tui.heap import gc_paused
 from crm_tui.logs import SecretMasker
@@ -37,7 +37,8 @@ from crm_tui.models import (
 from crm_tui.sources.base import Source, SourceContext
 from crm_tui.sources.errors import AuthError, InvalidRecord, RateLimited, SourceError
 from crm_tui.sources.http import StreamStats, current_stats
-from crm_tui.sources.mapping import INVALID_SHARE, load_mappings, mapping_gone_wrong
+from crm_tui.sources.mapping import INVALID_SHARE, Mappings, load_mappings, mapping_gone_wrong
+from crm_tui.sources.mapping_file import mappings_path
 from crm_tui.sources.messages import problem_of
 from crm_tui.sources.pagination import Page
 from crm_tui.sources.registry import CONNECTORS
@@ -141,10 +142,7 @@ class SyncEngine:
         self.connectors = dict(connectors or CONNECTORS)
         self.invalid_share = invalid_share
         self.wait = wait  # for a stream another process is writing; else it fails as busy
-        try:
-            mappings = load_mappings(config_dir() / "mappings.toml")
-        except ValueError as exc:
-            raise ConfigError(f"mappings.toml: {exc}") from None
+        mappings = _mappings()
         self._ctx = SourceContext(
             settings,
             settings.user_id,
@@ -159,6 +157,15 @@ class SyncEngine:
         self.last_tests: dict[str, ConnectionResult] = {}
 
     # -- sources -------------------------------------------------------------------------
+
+    async def reload_mappings(self) -> None:
+        """Read mappings.toml again (the Mapping screen saved it): each source's next run
+        maps with it. A run going on ends with the maps it started with. Raises
+        ConfigError, the file unchanged in effect, when the file has a problem."""
+        mappings = _mappings()
+        self._ctx = replace(self._ctx, overrides=mappings.overrides, columns=mappings.columns)
+        for name in [n for n in self._sources if n not in self._running]:
+            await self._sources.pop(name).aclose()
 
     def enabled(self) -> list[str]:
         return [n for n in self.settings.enabled_sources() if n in self.connectors]
@@ -698,6 +705,13 @@ class SyncEngine:
         if name in self._sources:
             await self._save_rate(self._sources[name])
         return result
+
+
+def _mappings() -> Mappings:
+    try:
+        return load_mappings(mappings_path())
+    except ValueError as exc:
+        raise ConfigError(f"mappings.toml: {exc}") from None
 
 
 def _no_later(latest: str | None, start: str) -> str | None:
