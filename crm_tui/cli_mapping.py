@@ -9,8 +9,8 @@ payloads, without a request to the vendor. While a sync holds the stream that re
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import click
 
@@ -30,6 +30,7 @@ from crm_tui.custom_columns import COLUMN_TYPES, CUSTOM_PREFIX, Column
 from crm_tui.formats import field_label
 from crm_tui.models import RecordKind
 from crm_tui.sources.mapping_file import MappingRefused
+from crm_tui.store.db import Database
 from crm_tui.store.errors import StreamBusy
 from crm_tui.store.remap import RemapReport
 
@@ -57,7 +58,7 @@ def fields(ctx: click.Context, source: str, stream: RecordKind, as_json: bool) -
 
     rt = _rt(ctx, as_json)
     with errors(rt):
-        found = discover_stream(rt.unloaded_store.db, rt.settings, source, stream)  # type: ignore[arg-type]
+        found = discover_stream(_db(rt), rt.settings, source, stream)
 
         def human() -> None:
             rows = [
@@ -74,10 +75,13 @@ def fields(ctx: click.Context, source: str, stream: RecordKind, as_json: bool) -
             computed = [t.name for t in found.targets if t.spec == "(computed)"]
             if computed:
                 click.echo(f"computed by {source}'s connector: {', '.join(computed)}")
-            of = f"a sample of {found.sampled} of {found.total}" if found.estimated else "all"
-            click.echo(
-                f"{of} {stream} records read" + (": fill rates are estimates" * found.estimated)
-            )
+            if found.estimated:
+                click.echo(
+                    f"a sample of {found.sampled} of {found.total} {stream} records read:"
+                    " fill rates are estimates"
+                )
+            else:
+                click.echo(f"all {found.total} {stream} records read")
 
         emit(rt, {"success": True, **found.to_json()}, human)
 
@@ -127,9 +131,8 @@ def map_field(
                 label if label is not None else was.label if was else field_label(name),
                 column_type or (was.type if was else "text"),
             )
-        store = rt.writable_store(loaded=False)
         with _refusals():
-            save(store.db, rt.settings, source, stream, field, path, column)  # type: ignore[arg-type]
+            save(_db(rt), rt.settings, source, stream, field, path, column)
         report = None if no_remap else _remap(rt, source, stream, "mapping saved")
         payload = {
             "success": True,
@@ -164,9 +167,8 @@ def unmap_field(
 
     rt = _rt(ctx, as_json)
     with errors(rt):
-        store = rt.writable_store(loaded=False)
         with _refusals():
-            remove(store.db, rt.settings, source, stream, field)  # type: ignore[arg-type]
+            remove(_db(rt), rt.settings, source, stream, field)
         report = None if no_remap else _remap(rt, source, stream, "mapping removed")
         payload = {
             "success": True,
@@ -202,34 +204,37 @@ def remap(ctx: click.Context, source: str, stream: RecordKind | None, as_json: b
         )
 
 
-class _refusals:
+@contextmanager
+def _refusals() -> Iterator[None]:
     """A refused mapping: exit 2 with its reason."""
+    try:
+        yield
+    except MappingRefused as exc:
+        raise CliError("Mapping refused", str(exc), EXIT_USAGE) from None
 
-    def __enter__(self) -> None:
-        return None
 
-    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
-        if isinstance(exc, MappingRefused):
-            raise CliError("Mapping refused", str(exc), EXIT_USAGE) from None
+def _db(rt: Runtime) -> Database:
+    db = rt.writable_store(loaded=False).db
+    assert db is not None  # the command line's store always has its database
+    return db
 
 
 def _remap(rt: Runtime, source: str, stream: RecordKind, done: str) -> RemapReport:
+    """The stream re-mapped now; `done` says what was saved before, for a busy stream."""
     from crm_tui.fields.service import remapper
 
-    db = rt.writable_store(loaded=False).db
-    assert db is not None
     progress, clear = _progress(f"re-mapping {source} {stream}")
     try:
-        return db.remap_stream(
+        return _db(rt).remap_stream(
             rt.settings.user_id, source, stream, remapper(rt.settings, source, stream), progress
         )
     except StreamBusy as exc:
-        later = f"; `crm-tui remap {source} --stream {stream}` once it is done"
-        raise StreamBusy(
-            exc.error,
-            f"{done}, records not re-mapped: {exc.details}" + later if done else exc.details,
-            exc.path,
-        ) from None
+        if done:
+            later = f"`crm-tui remap {source} --stream {stream}` once it is done"
+            details = f"{done}, records not re-mapped: {exc.details}; {later}"
+        else:
+            details = f"{exc.details}; try again once it is done"
+        raise StreamBusy(exc.error, details, exc.path) from None
     finally:
         clear()
 

@@ -134,11 +134,7 @@ class RemapStore:
         db: Any = self
         lease = db.acquire_lease(user_id, source, kind, PURPOSE)
         if isinstance(lease, Holder):
-            raise StreamBusy(
-                f"{source} {kind} is busy",
-                f"{lease.describe()}; re-map it once that is done",
-                db.path,
-            )
+            raise StreamBusy(f"{source} {kind} is busy", lease.describe(), db.path)
         report = StreamReport(kind, mode="remap")
         run_id = db.start_run(user_id, source, report.started_at, None, f"remap:{kind}")
         bad: list[tuple[str, Any]] = []
