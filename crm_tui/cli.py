@@ -1071,15 +1071,18 @@ def _import(
 ) -> None:
     from crm_tui.config import config_dir
     from crm_tui.sources.imports import plan_import
-    from crm_tui.sources.mapping import load_overrides
+    from crm_tui.sources.mapping import load_mappings
 
     rt = _rt(ctx, as_json)
     with errors(rt):
         try:  # read as a sync reads it: an import maps a file as the sync of its source would
-            overrides = load_overrides(config_dir() / "mappings.toml")
+            mappings = load_mappings(config_dir() / "mappings.toml")
         except ValueError as exc:
             raise ConfigError(f"mappings.toml: {exc}") from None
-        plans = [plan_import(name, path, rt.settings.user_id, overrides) for path in files]
+        plans = [
+            plan_import(name, path, rt.settings.user_id, mappings.overrides, mappings.columns)
+            for path in files
+        ]
         applied = [] if dry_run else [_apply_plan(rt, plan) for plan in plans]
         payload = {
             "success": True,
@@ -1781,5 +1784,7 @@ from crm_tui.cli_insights import report_group, serve  # noqa: E402
 main.add_command(report_group)
 main.add_command(serve)
 
-# edit, note, lead create, outbox: they join `main` as crm_tui.cli_writes defines them
+# edit, note, lead create, outbox; fields, map, unmap, remap: they join `main` as
+# crm_tui.cli_writes and crm_tui.cli_mapping define them
+import crm_tui.cli_mapping  # noqa: E402
 import crm_tui.cli_writes  # noqa: E402, F401

@@ -4,16 +4,14 @@ file is private (0600) from its first byte, and replaced in one rename."""
 
 from __future__ import annotations
 
-import fcntl
 import io
-import os
 import re
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 
 from dotenv.parser import parse_stream
+
+from crm_tui.filewrite import locked, replace_text
 
 _PLAIN = re.compile(r"^[A-Za-z0-9_./:@+,=-]*$")
 
@@ -57,36 +55,14 @@ def merged(text: str, values: Mapping[str, str]) -> str:
     return body + "".join(new)
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """One writer at a time (two apps saving at once would each drop the other's value)."""
-    with open(path.with_name(f".{path.name}.lock"), "a", encoding="utf-8") as lock:
-        os.chmod(lock.name, 0o600)
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def save_settings(path: Path, values: Mapping[str, str]) -> None:
     """Set `values` in the .env file at `path` (made, with its folder, if need be); a
     symlinked .env (a dotfile manager's) is written where it points."""
     path = path.resolve() if path.is_symlink() else path
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with _locked(path):
+    with locked(path):
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             text = ""
-        fd, temp = tempfile.mkstemp(prefix=".env.", dir=path.parent)  # created 0600
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(merged(text, values))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(temp, 0o600)
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        replace_text(path, merged(text, values))

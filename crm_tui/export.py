@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, TextIO
 
 from crm_tui.filekinds import kind_of
-from crm_tui.models import CONTACT_FIELDS, DEAL_FIELDS, Contact, Record, RecordKind
+from crm_tui.models import CONTACT_FIELDS, CUSTOM_FIELD, DEAL_FIELDS, Contact, Record, RecordKind
 from crm_tui.text import strip_controls
 
 FORMATS = ("csv", "json", "xlsx", "vcf")
@@ -42,7 +42,9 @@ class OutputPathError(ValueError):
 
 
 def columns(kind: RecordKind) -> list[str]:
-    return [c for c in (CONTACT_FIELDS if kind == "contacts" else DEAL_FIELDS) if c != "raw"]
+    # custom values are a dict per record, not one cell: JSON exports carry them (to_json)
+    fields = CONTACT_FIELDS if kind == "contacts" else DEAL_FIELDS
+    return [c for c in fields if c not in ("raw", CUSTOM_FIELD)]
 
 
 def cell(record: Record, name: str) -> Any:

@@ -10,14 +10,23 @@ import contextlib
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
+from crm_tui.custom_columns import is_column_name
 from crm_tui.dedup.clusters import LINKS_FIELD
 from crm_tui.formats import parse_amount, parse_date
-from crm_tui.models import CONTACT_EDITABLE, DEAL_EDITABLE, Record, RecordKind, utc_now
+from crm_tui.models import (
+    CONTACT_EDITABLE,
+    CUSTOM_FIELD,
+    DEAL_EDITABLE,
+    Record,
+    RecordKind,
+    utc_now,
+)
 from crm_tui.sources.base import SourceContext
 from crm_tui.sources.local import LocalSource
 from crm_tui.store.cache import CacheStore
@@ -75,6 +84,26 @@ def _email(text: str) -> str:
         raise ValueError(str(exc)) from None
 
 
+def _custom(value: Any) -> dict[str, Any]:
+    """A local record's custom values as its payload keeps them: text, numbers or lists of
+    text by column name (each read as its column's type when the record is mapped)."""
+    if not isinstance(value, dict):
+        raise ValueError("custom values are given by column name")
+    out: dict[str, Any] = {}
+    for name, item in value.items():
+        if not isinstance(name, str) or not is_column_name(name):
+            raise ValueError(f"{str(name)[:40]!r} is not a custom column's name")
+        if isinstance(item, list | tuple):
+            out[name] = [t for t in (clean(i) for i in item) if t]
+        elif isinstance(item, int | float) and not isinstance(item, bool):
+            out[name] = item
+        elif isinstance(item, Decimal):
+            out[name] = str(item)
+        elif (text := clean(item)) is not None:
+            out[name] = text
+    return out
+
+
 def _contact_id(text: str) -> str:
     """A local contact's id as the app shows it (`local:12`) or bare (`12`): stored bare,
     the remote id a deal's link is read by."""
@@ -107,6 +136,12 @@ def check_fields(
     errors: dict[str, str] = {}
     out: dict[str, Any] = {}
     for name, value in fields.items():
+        if name == CUSTOM_FIELD:
+            try:
+                out[name] = _custom(value)
+            except ValueError as exc:
+                errors[name] = str(exc)
+            continue
         if name not in allowed:
             errors[name] = f"not a {kind[:-1]} field"
             continue

@@ -15,6 +15,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal
 
+from crm_tui.custom_columns import NO_CUSTOM, custom_json
+
 RecordKind = Literal["contacts", "deals"]
 KINDS: tuple[RecordKind, ...] = ("contacts", "deals")
 
@@ -51,6 +53,9 @@ class Contact:
     synced_at: str | None = None
     deleted: bool = False
     raw: str = "{}"
+    #: custom column name -> typed value (see custom_columns.py); last, so that positional
+    #: construction of the fields above stays as it was
+    custom: dict[str, Any] = NO_CUSTOM
 
     @property
     def name(self) -> str:
@@ -84,6 +89,7 @@ class Deal:
     synced_at: str | None = None
     deleted: bool = False
     raw: str = "{}"
+    custom: dict[str, Any] = NO_CUSTOM
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -116,13 +122,16 @@ SYSTEM_FIELDS = frozenset(
         "raw",
     }
 )
-CONTACT_EDITABLE = tuple(f for f in CONTACT_FIELDS if f not in SYSTEM_FIELDS)
-DEAL_EDITABLE = tuple(f for f in DEAL_FIELDS if f not in SYSTEM_FIELDS)
+#: The custom columns' values: mapped like a field, but a dict of columns, not one value.
+CUSTOM_FIELD = "custom"
+CONTACT_EDITABLE = tuple(f for f in CONTACT_FIELDS if f not in SYSTEM_FIELDS | {CUSTOM_FIELD})
+DEAL_EDITABLE = tuple(f for f in DEAL_FIELDS if f not in SYSTEM_FIELDS | {CUSTOM_FIELD})
 
 
 def _to_json(record: Record) -> dict[str, Any]:
     data = asdict(record)
     data.pop("raw")
+    data.pop("custom")
     data["metadata"] = record.metadata
     if isinstance(record, Contact):
         data["tags"] = list(record.tags)
@@ -130,6 +139,7 @@ def _to_json(record: Record) -> dict[str, Any]:
     elif record.amount is not None:
         # A JSON number would lose cents on large values; a string keeps them exactly.
         data["amount"] = str(record.amount)
+    data["custom"] = custom_json(record.custom)
     return data
 
 

@@ -69,7 +69,8 @@ def test_every_problem_in_mappings_is_listed_with_its_line(tmp_path):
     problems = check_mappings(path)
     assert problems == [
         f"{path}, line 1: unknown source 'zillow'; known sources: {', '.join(SOURCE_NAMES)}",
-        f"{path}, line 4: [brivity.contacts] nickname: unknown field or not a path",
+        f"{path}, line 4: [brivity.contacts] nickname: unknown field"
+        " (a custom column is custom.NAME)",
         f"{path}, line 6: [local.leads]: stream must be contacts or deals",
     ]
     assert check_mappings(tmp_path / "absent.toml") == []

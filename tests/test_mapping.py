@@ -243,10 +243,13 @@ def test_every_mapped_field_lands_in_its_own_attribute(kind):
         "deleted": True,
     }
     targets = CONTACT_FIELDS if kind == "contacts" else DEAL_FIELDS
-    mapped = [t for t in targets if t not in ("id", "source", "user_id", "synced_at", "raw")]
-    raw = {f"f_{t}": special.get(t, f"v-{t}") for t in mapped}
-    record = RecordBuilder(kind, {t: f"f_{t}" for t in mapped})("src", "u", raw, NOW)
+    skipped = ("id", "source", "user_id", "synced_at", "raw", "custom")
+    mapped = [t for t in targets if t not in skipped]
+    raw = {f"f_{t}": special.get(t, f"v-{t}") for t in mapped} | {"f_extra": "v-extra"}
+    field_map = {t: f"f_{t}" for t in mapped} | {"custom.extra": "f_extra"}
+    record = RecordBuilder(kind, field_map)("src", "u", raw, NOW)
     expected = {t: f"v-{t}" for t in mapped} | {
+        "custom": {"extra": "v-extra"},
         "id": "src:7",
         "source": "src",
         "user_id": "u",

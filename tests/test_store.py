@@ -269,7 +269,7 @@ def test_migrates_version_two_rows_into_generations(tmp_path):
     )
     conn.close()
     db = Database(path)
-    assert db.schema_version == SCHEMA_VERSION == 8
+    assert db.schema_version == SCHEMA_VERSION == 9
     assert _ids(db) == ["brivity:1", "local:7"]
     db.replace_stream("alice", "brivity", "contacts", [contact("brivity", 2)])
     db.upsert_records("contacts", [contact("local", 8)])

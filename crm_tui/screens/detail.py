@@ -39,7 +39,7 @@ from crm_tui.writeback.shown import record_mark
 if TYPE_CHECKING:
     from crm_tui.app import CrmApp
 
-_HIDDEN = {"raw", "id", "source", "user_id", "deleted"}
+_HIDDEN = {"raw", "id", "source", "user_id", "deleted", "custom"}  # custom: its own rows, later
 _TIMES = ("remote_created", "remote_updated", "synced_at")
 MAX_DEALS_LISTED = 200
 MARK_STYLE = {"pending": "yellow", "failed": "bold red", "conflict": "bold magenta"}

@@ -32,10 +32,12 @@ from crm_tui.sources.kit import (
     RateHeaders,
     RetryPolicy,
     Setting,
+    VendorField,
     Webhooks,
     is_set,
 )
 from crm_tui.sources.mapping import (
+    Columns,
     FieldMap,
     FieldSpec,
     Overrides,
@@ -75,6 +77,7 @@ class SourceContext:
     db: Database | None = None
     transport: httpx.AsyncBaseTransport | None = None
     overrides: Overrides = field(default_factory=dict)
+    columns: Columns = field(default_factory=dict)  # the custom columns' declarations
 
 
 # A payload's link: https, then printable ASCII only (no space, no control character that
@@ -130,7 +133,9 @@ class Source(ABC):
     def __init__(self, ctx: SourceContext) -> None:
         self.ctx = ctx
         self.maps = source_maps(self.name, self.field_maps, ctx.overrides)
-        self._builders = {kind: RecordBuilder(kind, m) for kind, m in self.maps.items()}
+        self._builders = {
+            kind: RecordBuilder(kind, m, ctx.columns) for kind, m in self.maps.items()
+        }
         self._client: HttpClient | None = None
         self._choices: dict[tuple[RecordKind, str], tuple[float, list[Option]]] = {}
 
@@ -349,6 +354,12 @@ class Source(ABC):
             repeatable=repeatable,
         )
         return body
+
+    async def vendor_fields(self, stream: RecordKind) -> list[VendorField]:
+        """The fields the vendor's metadata lists for `stream`, custom ones included (the
+        Mapping screen shows them beside what the cached payloads hold). None is read yet:
+        each connector whose vendor has such an endpoint overrides this."""
+        return []
 
     def read_other(self, stream: RecordKind, *, probe: bool = False) -> AsyncIterator[Page]:
         """A stream that is not a REST endpoint (a CSV report, the local database)."""

@@ -24,7 +24,14 @@ from crm_tui.sources.csv_import import (
     classify_export,
 )
 from crm_tui.sources.errors import ImportFileError, InvalidRecord
-from crm_tui.sources.mapping import FieldMap, Overrides, RecordBuilder, RejectedRow, source_maps
+from crm_tui.sources.mapping import (
+    Columns,
+    FieldMap,
+    Overrides,
+    RecordBuilder,
+    RejectedRow,
+    source_maps,
+)
 
 #: What an invalid row keeps of its payload for the quarantine while the plan is held.
 QUARANTINE_PREVIEW_CHARS = 64 * 1024
@@ -148,7 +155,11 @@ def _quarantine_payload(row: Mapping[str, Any]) -> Any:
 
 
 def plan_import(
-    name: str, path: Path, user_id: str, overrides: Overrides | None = None
+    name: str,
+    path: Path,
+    user_id: str,
+    overrides: Overrides | None = None,
+    columns: Columns | None = None,
 ) -> FilePlan:
     """Read and map a file without writing anything, with the user's `mappings.toml`
     entries applied as a sync of the same source applies them."""
@@ -158,7 +169,7 @@ def plan_import(
     plan = FilePlan(
         path,
         importer,
-        RecordBuilder(importer.kind, field_map[importer.kind]),
+        RecordBuilder(importer.kind, field_map[importer.kind], columns),
         user_id,
         utc_now(),
         identity=stream.identity,

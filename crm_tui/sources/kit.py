@@ -129,6 +129,17 @@ class CsvExport:
 
 
 @dataclass(frozen=True, slots=True)
+class VendorField:
+    """A field the vendor says a stream has (its field metadata: Follow Up Boss's
+    `/v1/customFields`, HubSpot's properties, Pipedrive's `personFields`): where it sits in
+    a record's payload, the vendor's name for it, and its type in the vendor's words."""
+
+    path: str
+    label: str
+    type: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Changes:
     """How a stream is read from a moment on (an incremental sync): the query parameter
     that asks for records changed since then (a UTC ISO time, which is also RFC 3339), the

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from crm_tui.models import CONTACT_EDITABLE, DEAL_EDITABLE, RecordKind
+from crm_tui.models import CONTACT_EDITABLE, CUSTOM_FIELD, DEAL_EDITABLE, RecordKind
 from crm_tui.sources.base import Source
 from crm_tui.sources.errors import SourceError
 from crm_tui.sources.kit import Capabilities
@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 
 
 def _identity_map(fields: tuple[str, ...]) -> FieldMap:
-    """Local rows store the unified field names, so the map is the names themselves."""
-    mapping: FieldMap = {name: name for name in fields}
+    """Local rows store the unified field names, so the map is the names themselves; their
+    custom columns' values sit in one object."""
+    mapping: FieldMap = {name: name for name in (*fields, CUSTOM_FIELD)}
     mapping.update(remote_id="id", remote_created="created_at", remote_updated="updated_at")
     return mapping
 

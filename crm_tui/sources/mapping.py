@@ -2,10 +2,19 @@
 
 A field map says, for each unified field, where the value sits in the source's payload: a
 path (`"first_name"`, `"addresses[0].city"`), alternatives tried in order (a tuple), or a
-function of the payload. Users add or override entries in `mappings.toml` in the config dir:
+function of the payload. Users add or override entries in `mappings.toml` in the config dir,
+and map payload fields to custom columns of their own (`custom.NAME`), declared with the label
+people read and a type (text, number, date, money, list; text when not declared):
 
     [followupboss.contacts]
     company = "customCompanyName"
+    "custom.lender" = "customLender"
+
+    [columns.lender]
+    label = "Lender"
+    type = "text"
+
+A custom value that cannot be read as its column's type is None; it never fails the record.
 
 One bad record never fails a stream: whatever a payload holds, mapping it either gives a
 record or raises InvalidRecord with the reason (the engine quarantines it, the import plan
@@ -24,16 +33,26 @@ from __future__ import annotations
 
 import functools
 import re
+import tomllib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 from crm_tui import jsoncodec
+from crm_tui.custom_columns import (
+    COLUMN_TYPES,
+    CUSTOM_PREFIX,
+    NO_CUSTOM,
+    Column,
+    is_column_name,
+)
 from crm_tui.formats import MAX_AMOUNT_CHARS, amount_in_range
 from crm_tui.models import (
     CONTACT_EDITABLE,
+    CUSTOM_FIELD,
     DEAL_EDITABLE,
     Contact,
     Deal,
@@ -49,10 +68,18 @@ Getter = Callable[[Mapping[str, Any]], Any]
 FieldSpec = str | tuple[str, ...] | Getter
 FieldMap = dict[str, FieldSpec]
 Overrides = Mapping[str, Mapping[str, Mapping[str, str]]]  # source -> stream -> field -> path
+Columns = Mapping[str, Column]  # custom column name -> its declaration
 
 _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
-_CONTACT_TARGETS = frozenset(Contact.__dataclass_fields__) - {"id", "source", "user_id", "raw"}
-_DEAL_TARGETS = frozenset(Deal.__dataclass_fields__) - {"id", "source", "user_id", "raw"}
+_PATH = re.compile(r"[^.\[\]]+(?:\.[^.\[\]]+|\[\d{1,6}\])*")
+_NOT_MAPPED = frozenset({"id", "source", "user_id", "raw", CUSTOM_FIELD})
+#: The unified fields a user's map may set, per stream (custom columns besides).
+TARGETS: dict[RecordKind, frozenset[str]] = {
+    "contacts": frozenset(Contact.__dataclass_fields__) - _NOT_MAPPED,
+    "deals": frozenset(Deal.__dataclass_fields__) - _NOT_MAPPED,
+}
+#: Where the column declarations sit in mappings.toml, beside the sources.
+COLUMNS_TABLE = "columns"
 _MAX_NESTING = 500  # below the recursion limit json itself runs into
 
 
@@ -183,30 +210,118 @@ def compile_map(field_map: FieldMap) -> dict[str, Getter]:
     return {target: compile_spec(spec) for target, spec in field_map.items()}
 
 
-def load_overrides(path: Path) -> Overrides:
-    """`mappings.toml`: {source: {stream: {field: path}}}. Unknown sources, streams and
-    fields are errors naming the file and line."""
-    overrides, problems = _read_overrides(path)
+def is_path(text: str) -> bool:
+    """`a.b[0].c`: names (anything but `.`, `[` and `]`) joined by dots, list indexes."""
+    return len(text) <= 500 and text.isprintable() and _PATH.fullmatch(text) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Mappings:
+    """What `mappings.toml` says: paths over the built-in maps, and the custom columns
+    (those declared under `[columns]`, then those only mapped, as text)."""
+
+    overrides: Overrides = field(default_factory=dict)
+    columns: Columns = field(default_factory=dict)
+
+
+def load_mappings(path: Path) -> Mappings:
+    """`mappings.toml` read; every problem in it is one ValueError naming the file and
+    line of each."""
+    mappings, problems = _read_mappings(path)
     if problems:
         raise ValueError("; ".join(problems))
-    return overrides
+    return mappings
+
+
+def load_overrides(path: Path) -> Overrides:
+    """`mappings.toml`'s paths: {source: {stream: {field: path}}}."""
+    return load_mappings(path).overrides
 
 
 def check_mappings(path: Path) -> list[str]:
     """Every problem in `mappings.toml` (none when it is absent), one line each."""
-    return _read_overrides(path)[1]
+    return _read_mappings(path)[1]
 
 
-def _read_overrides(path: Path) -> tuple[Overrides, list[str]]:
+def target_problem(stream: str, target: str, spec: object) -> str | None:
+    """Why `target = spec` cannot stand in a stream's table, or None."""
+    targets = TARGETS.get(stream)  # type: ignore[call-overload]
+    if targets is None:
+        return "stream must be contacts or deals"
+    if target.startswith(CUSTOM_PREFIX):
+        name = target.removeprefix(CUSTOM_PREFIX)
+        if not is_column_name(name):
+            return f"{target}: a custom column's name is a letter, then letters, digits or _"
+    elif target not in targets:
+        return f"{target}: unknown field (a custom column is custom.NAME)"
+    if not isinstance(spec, str) or not is_path(spec):
+        return f"{target}: not a path such as customLender or addresses[0].city"
+    return None
+
+
+def column_problem(name: str, table: object) -> str | None:
+    """Why `[columns.NAME]` is wrong, or None. Keys other than label and type are left
+    alone (a note, or what a later version reads)."""
+    if not is_column_name(name):
+        return f"[columns.{name}]: a custom column's name is a letter, then letters, digits or _"
+    if not isinstance(table, dict):
+        return f"[columns.{name}] must be a table with label and type"
+    label, kind = table.get("label", name), table.get("type", "text")
+    if not isinstance(label, str) or not label.strip() or not label.isprintable():
+        return f"[columns.{name}] label: not a name people can read"
+    if kind not in COLUMN_TYPES:
+        return f"[columns.{name}] type: {kind!r} is not one of {', '.join(COLUMN_TYPES)}"
+    return None
+
+
+def _stream_fields(fields: dict[str, object]) -> dict[str, object]:
+    """A stream's table with `custom.x = "p"` written unquoted (a dotted key: a table
+    `custom` inside it) read as the quoted `"custom.x" = "p"`."""
+    nested = fields.get(CUSTOM_FIELD)
+    if not isinstance(nested, dict):
+        return fields
+    flat = {k: v for k, v in fields.items() if k != CUSTOM_FIELD}
+    flat.update((CUSTOM_PREFIX + name, spec) for name, spec in nested.items())
+    return flat
+
+
+def _read_mappings(path: Path) -> tuple[Mappings, list[str]]:
+    data, text, problems = read_toml(path)
+    return _mappings_of(data, text, path, problems)
+
+
+def mappings_from_text(text: str, path: Path) -> tuple[Mappings, list[str]]:
+    """What `text` would say as the file at `path` (its problems name that file)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        return Mappings(), [f"{path}: {exc}"]
+    return _mappings_of(data, text, path, [])
+
+
+def _mappings_of(
+    data: dict[str, Any], text: str, path: Path, problems: list[str]
+) -> tuple[Mappings, list[str]]:
     from crm_tui.sources.registry import SOURCE_NAMES  # the connectors import this module
 
-    data, text, problems = read_toml(path)
     result: dict[str, dict[str, dict[str, str]]] = {}
+    columns: dict[str, Column] = {}
 
     def problem(keys: tuple[str, ...], message: str) -> None:
         problems.append(f"{where(path, text, keys)}: {message}")
 
+    declared = data.get(COLUMNS_TABLE, {})
+    if not isinstance(declared, dict):
+        problem((COLUMNS_TABLE,), "[columns] must hold one table per custom column")
+        declared = {}
+    for name, table in declared.items():
+        if (wrong := column_problem(name, table)) is not None:
+            problem((COLUMNS_TABLE, name), wrong)
+            continue
+        columns[name] = Column(name, table.get("label", name).strip(), table.get("type", "text"))
     for source, streams in data.items():
+        if source == COLUMNS_TABLE:
+            continue
         if source not in SOURCE_NAMES:
             problem(
                 (source,), f"unknown source {source!r}; known sources: {', '.join(SOURCE_NAMES)}"
@@ -216,18 +331,18 @@ def _read_overrides(path: Path) -> tuple[Overrides, list[str]]:
             problem((source,), f"[{source}] must be a table of streams")
             continue
         for stream, fields in streams.items():
-            targets = {"contacts": _CONTACT_TARGETS, "deals": _DEAL_TARGETS}.get(stream)
-            if targets is None or not isinstance(fields, dict):
+            if stream not in TARGETS or not isinstance(fields, dict):
                 problem((source, stream), f"[{source}.{stream}]: stream must be contacts or deals")
                 continue
+            fields = _stream_fields(fields)
             for target, spec in fields.items():
-                if target not in targets or not isinstance(spec, str):
-                    problem(
-                        (source, stream, target),
-                        f"[{source}.{stream}] {target}: unknown field or not a path",
-                    )
-            result.setdefault(source, {})[stream] = dict(fields)
-    return result, problems
+                if (wrong := target_problem(stream, target, spec)) is not None:
+                    problem((source, stream, target), f"[{source}.{stream}] {wrong}")
+                elif target.startswith(CUSTOM_PREFIX):
+                    name = target.removeprefix(CUSTOM_PREFIX)
+                    columns.setdefault(name, Column.implied(name))
+            result.setdefault(source, {})[stream] = dict(fields)  # type: ignore[arg-type]
+    return Mappings(result, columns), problems
 
 
 def source_maps(
@@ -419,6 +534,50 @@ def to_timestamp(value: Any) -> str | None:
     return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# -- custom columns ----------------------------------------------------------------------
+
+#: A custom column without a value in this payload: left out of the record's `custom`.
+ABSENT: Any = object()
+
+
+def _custom_list(value: Any) -> tuple[str, ...] | None:
+    if isinstance(value, str | list | tuple):
+        return to_tags(value)
+    if isinstance(value, int | float | Decimal):  # one number alone: a list of one
+        return (_text(value),)  # type: ignore[return-value]
+    return None
+
+
+def _custom_text(value: Any) -> str | None:
+    if isinstance(value, Decimal):
+        return _text(str(value))
+    return None if isinstance(value, Mapping | list | tuple) else _text(value)
+
+
+_CUSTOM_COERCIONS: dict[str, Callable[[Any], Any]] = {
+    "text": _custom_text,
+    "number": lambda value: to_amount(value, "number"),
+    "money": lambda value: to_amount(value, "money"),
+    "date": lambda value: to_date(value, "date"),
+    "list": _custom_list,
+}
+
+
+def coerce_custom(column_type: str, value: Any) -> Any:
+    """A payload's value as a custom column of `column_type` holds it (see custom_columns):
+    ABSENT for no value (None, blank text, an empty list or object), None for a value that
+    is not of the type. Never raises: a bad custom value never fails its record."""
+    if value is None or value == "" or value == [] or value == {}:
+        return ABSENT
+    if isinstance(value, str) and clean(value) is None:
+        return ABSENT
+    try:
+        coerced = _CUSTOM_COERCIONS.get(column_type, _custom_text)(value)
+    except (InvalidRecord, TypeError, ValueError, ArithmeticError, RecursionError, UnicodeError):
+        return None
+    return None if coerced == () else coerced
+
+
 # Fields coerced as plain text; tags, amounts, dates and numbers have their own coercion.
 _CONTACT_TEXT = tuple(f for f in CONTACT_EDITABLE if f != "tags")
 _DEAL_TEXT = tuple(
@@ -448,11 +607,24 @@ def _absent(raw: Mapping[str, Any]) -> None:
 class RecordBuilder:
     """One field map compiled for one kind: every getter decided once, and each record built
     positionally with no dictionaries in between. A sync maps every record it reads; this
-    is the engine's hottest loop."""
+    is the engine's hottest loop. `columns` gives the custom columns' types (text where a
+    mapped column is not declared)."""
 
-    def __init__(self, kind: RecordKind, field_map: FieldMap) -> None:
+    def __init__(
+        self, kind: RecordKind, field_map: FieldMap, columns: Columns | None = None
+    ) -> None:
         getters = compile_map(field_map)
         self.kind = kind
+        columns = columns or {}
+        self._types = {name: column.type for name, column in columns.items()}
+        # one getter per mapped column; `custom` alone reads a whole object of them (the
+        # local CRM keeps its records' custom values so)
+        self._custom = tuple(
+            (target.removeprefix(CUSTOM_PREFIX), get)
+            for target, get in getters.items()
+            if target.startswith(CUSTOM_PREFIX)
+        )
+        self._all_custom = getters.get(CUSTOM_FIELD)
         self._text = tuple(
             getters.get(name, _absent)
             for name in (_CONTACT_TEXT if kind == "contacts" else _DEAL_TEXT)
@@ -501,6 +673,7 @@ class RecordBuilder:
                 synced_at,
                 self._deleted(raw) is True,
                 payload,
+                self._custom_values(raw) if self._custom or self._all_custom else NO_CUSTOM,
             )
             if self.kind == "contacts":
                 if text[_EMAIL_AT]:
@@ -528,12 +701,39 @@ class RecordBuilder:
         except (TypeError, ValueError, ArithmeticError) as exc:  # decimal's errors among them
             raise InvalidRecord(f"cannot map record: {type(exc).__name__}") from None
 
+    def _custom_values(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        types = self._types
+        if self._all_custom is not None:
+            given = self._all_custom(raw)
+            for name, value in given.items() if is_mapping(given) else ():
+                if isinstance(name, str) and is_column_name(name):
+                    values[name] = coerce_custom(types.get(name, "text"), value)
+        for name, get in self._custom:
+            values[name] = coerce_custom(types.get(name, "text"), get(raw))
+        kept = {name: value for name, value in values.items() if value is not ABSENT}
+        return kept or NO_CUSTOM
+
     def record_id(self, source: str, raw: Any) -> str | None:
         """Only the id a payload maps to (a deletion needs no more); None without one."""
         try:
             return record_id(source, remote_id_of(self._id(raw))) if is_mapping(raw) else None
         except (InvalidRecord, TypeError, ValueError, RecursionError):
             return None
+
+
+#: Invalid records a stream may hold, whatever their share, before it fails as a whole.
+MIN_INVALID = 10
+INVALID_SHARE = 0.2
+
+
+def mapping_gone_wrong(invalid: int, read: int, share: float = INVALID_SHARE) -> bool:
+    """A mapping gone wrong, not a few bad records: more than `share` of the records
+    invalid, and either at least MIN_INVALID of them or nothing valid at all. One bad record
+    among two is quarantined; the other lands. (A sync and a re-map decide alike.)"""
+    if not read or invalid / read <= share:
+        return False
+    return invalid >= MIN_INVALID or invalid == read
 
 
 def build_record(
@@ -543,9 +743,10 @@ def build_record(
     field_map: FieldMap,
     raw: Any,
     synced_at: str,
+    columns: Columns | None = None,
 ) -> Record:
     """One payload mapped with a map used once; loops build a RecordBuilder instead."""
-    return RecordBuilder(kind, field_map)(source, user_id, raw, synced_at)
+    return RecordBuilder(kind, field_map, columns)(source, user_id, raw, synced_at)
 
 
 _MAX_FIELD = 20_000

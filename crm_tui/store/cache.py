@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -22,6 +23,7 @@ from crm_tui.store.changes import Changes
 from crm_tui.store.db import Database
 from crm_tui.store.errors import StreamBusy
 from crm_tui.store.leases import Holder, Lease
+from crm_tui.store.remap import Remapper, RemapProgress, RemapReport
 from crm_tui.writeback.values import with_values
 
 #: How many of a stream's recent versions remember the ids they changed.
@@ -288,6 +290,27 @@ class CacheStore:
         )
         await self._apply_off_loop(kind, source, upserts, deletes)
         return deleted
+
+    async def remap(
+        self,
+        source: str,
+        kind: RecordKind,
+        remap: Remapper,
+        progress: RemapProgress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> RemapReport:
+        """Map a stream's stored payloads again (`Database.remap_stream`) in a thread, then
+        show the committed stream: the event loop only swaps it in. `progress` is called
+        from that thread."""
+        if self.db is None:
+            raise RuntimeError("re-mapping needs the database")
+        report = await asyncio.to_thread(
+            self.db.remap_stream, self.user_id, source, kind, remap, progress, cancel
+        )
+        synced, imported = await asyncio.to_thread(self._read_stream, kind, source)
+        self._imported[kind][source] = imported
+        self._swap(kind, source, synced)
+        return report
 
     def _patched(
         self,

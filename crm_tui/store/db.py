@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from crm_tui.background import background_thread
+from crm_tui.custom_columns import custom_text, custom_values
 from crm_tui.faults import fault_point
 from crm_tui.models import (
     CONTACT_FIELDS,
@@ -52,6 +53,7 @@ from crm_tui.store.files import (
 from crm_tui.store.leases import Holder, Lease, LeaseStore
 from crm_tui.store.local_rows import LocalRecordStore
 from crm_tui.store.outbox import OutboxStore
+from crm_tui.store.remap import RemapStore
 from crm_tui.store.syncstate import SyncStateStore
 
 # Control characters are stripped at ingest, so neither separator occurs inside a value.
@@ -71,10 +73,25 @@ _INTERNED = frozenset(
         "synced_at",
     }
 )
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 #: A refresh that changed more records than this is logged as a whole stream replaced.
 DIFF_LIMIT = 20_000
 _COLUMNS: dict[RecordKind, tuple[str, ...]] = {"contacts": CONTACT_FIELDS, "deals": DEAL_FIELDS}
+# The record tables' columns as migrations 1 and 3 made them. Written out, not derived from
+# the models: a field added later comes with a migration of its own, and must not change
+# what an earlier step creates (the later step would then add it twice).
+_V1_COLUMNS: dict[RecordKind, tuple[str, ...]] = {
+    "contacts": (
+        "id", "source", "remote_id", "user_id", "first_name", "last_name", "email", "phone",
+        "company", "status", "rating", "stage", "tags", "street", "city", "state",
+        "postal_code", "remote_created", "remote_updated", "synced_at", "deleted", "raw",
+    ),
+    "deals": (
+        "id", "source", "remote_id", "user_id", "name", "amount", "currency", "stage",
+        "probability", "close_date", "property_address", "status", "contact_remote_id",
+        "remote_created", "remote_updated", "synced_at", "deleted", "raw",
+    ),
+}  # fmt: skip
 
 
 def _column_defs(columns: tuple[str, ...]) -> str:
@@ -108,8 +125,8 @@ def _generation_tables(table: str, columns: tuple[str, ...]) -> str:
 
 MIGRATIONS: tuple[str, ...] = (
     # 0 -> 1
-    _record_table_sql("contacts", CONTACT_FIELDS)
-    + _record_table_sql("deals", DEAL_FIELDS)
+    _record_table_sql("contacts", _V1_COLUMNS["contacts"])
+    + _record_table_sql("deals", _V1_COLUMNS["deals"])
     + """
     CREATE TABLE source_status (
         user_id TEXT NOT NULL, source TEXT NOT NULL, state TEXT NOT NULL,
@@ -148,8 +165,8 @@ MIGRATIONS: tuple[str, ...] = (
     # 2 -> 3: generations. A refresh writes its rows once, straight into the record table
     # under a new generation; the commit moves the stream's pointer and deletes the old
     # generation. Copying staged rows across at commit cost as much as writing them.
-    _generation_tables("contacts", CONTACT_FIELDS)
-    + _generation_tables("deals", DEAL_FIELDS)
+    _generation_tables("contacts", _V1_COLUMNS["contacts"])
+    + _generation_tables("deals", _V1_COLUMNS["deals"])
     + """
     CREATE TABLE stream_generations (
         user_id TEXT NOT NULL, kind TEXT NOT NULL, source TEXT NOT NULL,
@@ -253,6 +270,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_state ON outbox (user_id, state, source, id);
     CREATE INDEX outbox_record ON outbox (user_id, record_id, id);
     """,
+    # 8 -> 9: custom columns. A record's values for them as JSON text (custom_columns.py);
+    # NULL when it has none, as every empty value is stored
+    """
+    ALTER TABLE contacts ADD COLUMN custom TEXT;
+    ALTER TABLE deals ADD COLUMN custom TEXT;
+    """,
 )
 
 
@@ -266,6 +289,7 @@ _TAGS = CONTACT_FIELDS.index("tags")
 _CONTACT_DELETED = CONTACT_FIELDS.index("deleted")
 _DEAL_DELETED = DEAL_FIELDS.index("deleted")
 _AMOUNT = DEAL_FIELDS.index("amount")
+_CUSTOM = {kind: columns.index("custom") for kind, columns in _COLUMNS.items()}
 
 
 def _chunks(ids: Sequence[str], size: int = 500) -> list[list[str]]:
@@ -285,17 +309,26 @@ def _to_row(record: Record, generation: int) -> list[Any]:
         row = list(_VALUES["contacts"](record))
         row[_TAGS] = TAG_SEPARATOR.join(row[_TAGS])
         row[_CONTACT_DELETED] = int(row[_CONTACT_DELETED])
+        custom = _CUSTOM["contacts"]
     else:
         row = list(_VALUES["deals"](record))
         row[_DEAL_DELETED] = int(row[_DEAL_DELETED])
         if row[_AMOUNT] is not None:
             row[_AMOUNT] = str(row[_AMOUNT])
+        custom = _CUSTOM["deals"]
+    row[custom] = custom_text(row[custom])
     row.append(generation)
     return row
 
 
 class Database(
-    LeaseStore, DecisionStore, LocalRecordStore, ChangeLogStore, SyncStateStore, OutboxStore
+    LeaseStore,
+    DecisionStore,
+    LocalRecordStore,
+    ChangeLogStore,
+    SyncStateStore,
+    OutboxStore,
+    RemapStore,
 ):
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -486,6 +519,7 @@ class Database(
         amount_at = columns.index("amount") if "amount" in columns else -1
         probability_at = columns.index("probability") if "probability" in columns else -1
         deleted_at = columns.index("deleted")
+        custom_at = columns.index("custom")
         joined = " || x'1e' || ".join(f"ifnull({c}, '')" for c in columns)
         with self._lock, self._reading():
             queries = self._record_queries(user_id, kind, joined, imported, source, ids)
@@ -507,6 +541,7 @@ class Database(
                         if probability_at >= 0 and values[probability_at] is not None:
                             values[probability_at] = int(values[probability_at])
                         values[deleted_at] = values[deleted_at] == "1"
+                        values[custom_at] = custom_values(values[custom_at])
                         yield factory(*values)
 
     def _record_queries(
@@ -614,6 +649,15 @@ class Database(
         the stream now holds, as the database counts them."""
         with self.transaction() as conn:
             self.move_bookmark(conn, user_id, source, kind, watermark, full=True)
+            return self.swap_generation(user_id, source, kind, generation, lease)
+
+    def swap_generation(
+        self, user_id: str, source: str, kind: RecordKind, generation: int, lease: Lease
+    ) -> int:
+        """`generation` becomes the stream's rows as commit_staged says, its differences
+        logged for the other processes; its bookmark left alone (a re-map of stored
+        payloads read nothing new). In one transaction, or in the caller's."""
+        with self.transaction() as conn:
             self.check_lease(conn, lease)
             previous = self._generations(user_id, kind).get(source)
             # what differs from the rows it replaces, for the other processes: a refresh

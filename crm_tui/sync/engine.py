@@ -12,14 +12,14 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
 import httpx
 
-from crm_tui.config import ConfigError, Settings, config_dir
+from crm_tui.config import ConfigError, Settings
 from crm_tui.faults import fault_point
 from crm_tui.heap import gc_paused
 from crm_tui.logs import SecretMasker
@@ -37,7 +37,8 @@ from crm_tui.models import (
 from crm_tui.sources.base import Source, SourceContext
 from crm_tui.sources.errors import AuthError, InvalidRecord, RateLimited, SourceError
 from crm_tui.sources.http import StreamStats, current_stats
-from crm_tui.sources.mapping import load_overrides
+from crm_tui.sources.mapping import INVALID_SHARE, Mappings, load_mappings, mapping_gone_wrong
+from crm_tui.sources.mapping_file import mappings_path
 from crm_tui.sources.messages import problem_of
 from crm_tui.sources.pagination import Page
 from crm_tui.sources.registry import CONNECTORS
@@ -123,10 +124,6 @@ def guide_sync_result(
     }
 
 
-#: Invalid records a stream may hold, whatever their share, before it fails as a whole.
-MIN_INVALID = 10
-
-
 class SyncEngine:
     def __init__(
         self,
@@ -136,7 +133,7 @@ class SyncEngine:
         masker: SecretMasker | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         connectors: Mapping[str, type[Source]] | None = None,
-        invalid_share: float = 0.2,
+        invalid_share: float = INVALID_SHARE,
         wait: bool = True,
     ) -> None:
         self.settings = settings
@@ -145,18 +142,30 @@ class SyncEngine:
         self.connectors = dict(connectors or CONNECTORS)
         self.invalid_share = invalid_share
         self.wait = wait  # for a stream another process is writing; else it fails as busy
-        try:
-            overrides = load_overrides(config_dir() / "mappings.toml")
-        except ValueError as exc:
-            raise ConfigError(f"mappings.toml: {exc}") from None
+        mappings = _mappings()
         self._ctx = SourceContext(
-            settings, settings.user_id, self.masker, store.db, transport, overrides
+            settings,
+            settings.user_id,
+            self.masker,
+            store.db,
+            transport,
+            mappings.overrides,
+            mappings.columns,
         )
         self._sources: dict[str, Source] = {}
         self._running: dict[str, asyncio.Task[Any]] = {}
         self.last_tests: dict[str, ConnectionResult] = {}
 
     # -- sources -------------------------------------------------------------------------
+
+    async def reload_mappings(self) -> None:
+        """Read mappings.toml again (the Mapping screen saved it): each source's next run
+        maps with it. A run going on ends with the maps it started with. Raises
+        ConfigError, the file unchanged in effect, when the file has a problem."""
+        mappings = _mappings()
+        self._ctx = replace(self._ctx, overrides=mappings.overrides, columns=mappings.columns)
+        for name in [n for n in self._sources if n not in self._running]:
+            await self._sources.pop(name).aclose()
 
     def enabled(self) -> list[str]:
         return [n for n in self.settings.enabled_sources() if n in self.connectors]
@@ -323,12 +332,7 @@ class SyncEngine:
             await self.store.in_writer(db.save_rate, self.store.user_id, source.name, reading)
 
     def _too_many_invalid(self, invalid: int, read: int) -> bool:
-        """A mapping gone wrong, not a few bad records: more than `invalid_share` of the
-        records invalid, and either at least MIN_INVALID of them or nothing valid at all.
-        One bad record among two is quarantined; the other lands."""
-        if not read or invalid / read <= self.invalid_share:
-            return False
-        return invalid >= MIN_INVALID or invalid == read
+        return mapping_gone_wrong(invalid, read, self.invalid_share)
 
     async def _run_stream(
         self, source: Source, stream: RecordKind, run_id: int | None, full: bool = False
@@ -701,6 +705,13 @@ class SyncEngine:
         if name in self._sources:
             await self._save_rate(self._sources[name])
         return result
+
+
+def _mappings() -> Mappings:
+    try:
+        return load_mappings(mappings_path())
+    except ValueError as exc:
+        raise ConfigError(f"mappings.toml: {exc}") from None
 
 
 def _no_later(latest: str | None, start: str) -> str | None:

@@ -1,0 +1,259 @@
+"""`crm-tui fields`, `map`, `unmap` and `remap`: what the Mapping screen does, for scripts.
+
+`map` and `unmap` save `mappings.toml` (checked first: a refusal exits 2 with the reason and
+leaves the file as it was), then map the stream's cached records again from their stored
+payloads, without a request to the vendor. While a sync holds the stream that re-map exits
+5 with the mapping saved; `crm-tui remap` does it later.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import click
+
+from crm_tui.cli import (
+    EXIT_USAGE,
+    SOURCE_CHOICE,
+    CliError,
+    Runtime,
+    _rt,
+    emit,
+    errors,
+    json_option,
+    main,
+    table,
+)
+from crm_tui.custom_columns import COLUMN_TYPES, CUSTOM_PREFIX, Column
+from crm_tui.formats import field_label
+from crm_tui.models import RecordKind
+from crm_tui.sources.mapping_file import MappingRefused
+from crm_tui.store.db import Database
+from crm_tui.store.errors import StreamBusy
+from crm_tui.store.remap import RemapReport
+
+STREAM_CHOICE = click.Choice(["contacts", "deals"])
+_STREAM = click.option(
+    "--stream", type=STREAM_CHOICE, default="contacts", show_default=True, help="The stream."
+)
+_NO_REMAP = click.option(
+    "--no-remap", is_flag=True, help="Save the mapping only; `crm-tui remap` maps the cache."
+)
+
+
+@main.command("fields")
+@click.argument("source", type=SOURCE_CHOICE)
+@_STREAM
+@json_option
+@click.pass_context
+def fields(ctx: click.Context, source: str, stream: RecordKind, as_json: bool) -> None:
+    """The fields a source's cached records hold: path, types, fill rate, samples, and
+    what each is mapped to. No request is made.
+
+    Example: crm-tui fields followupboss --stream deals --json
+    """
+    from crm_tui.fields.service import discover_stream
+
+    rt = _rt(ctx, as_json)
+    with errors(rt):
+        found = discover_stream(_db(rt), rt.settings, source, stream)
+
+        def human() -> None:
+            rows = [
+                (
+                    f.path,
+                    "/".join(f.types) or "-",
+                    f"{f.fill_rate:.0%}",
+                    " | ".join(f.samples),
+                    ", ".join(f.mapped_to),
+                )
+                for f in found.fields
+            ]
+            table(rows, ("PATH", "TYPES", "FILLED", "SAMPLES", "MAPPED TO"))
+            computed = [t.name for t in found.targets if t.spec == "(computed)"]
+            if computed:
+                click.echo(f"computed by {source}'s connector: {', '.join(computed)}")
+            if found.estimated:
+                click.echo(
+                    f"a sample of {found.sampled} of {found.total} {stream} records read:"
+                    " fill rates are estimates"
+                )
+            else:
+                click.echo(f"all {found.total} {stream} records read")
+
+        emit(rt, {"success": True, **found.to_json()}, human)
+
+
+@main.command("map")
+@click.argument("source", type=SOURCE_CHOICE)
+@click.argument("stream", type=STREAM_CHOICE)
+@click.argument("field")
+@click.argument("path")
+@click.option("--label", help="A custom column's name as people read it.")
+@click.option(
+    "--type", "column_type", type=click.Choice(COLUMN_TYPES), help="A custom column's type."
+)
+@_NO_REMAP
+@json_option
+@click.pass_context
+def map_field(
+    ctx: click.Context,
+    source: str,
+    stream: RecordKind,
+    field: str,
+    path: str,
+    label: str | None,
+    column_type: str | None,
+    no_remap: bool,
+    as_json: bool,
+) -> None:
+    """Map FIELD (a unified field such as company, or a custom column such as
+    custom.lender) of SOURCE's STREAM to the payload PATH, then map the cached records again.
+
+    Example: crm-tui map followupboss contacts custom.lender customLender --label Lender
+    """
+    from crm_tui.fields.service import current_mappings, save
+
+    rt = _rt(ctx, as_json)
+    with errors(rt):
+        column = None
+        if label is not None or column_type is not None:
+            if not field.startswith(CUSTOM_PREFIX):
+                raise CliError(
+                    "--label and --type describe a custom column", f"{field} is a field", EXIT_USAGE
+                )
+            name = field.removeprefix(CUSTOM_PREFIX)
+            was = current_mappings().columns.get(name)
+            column = Column(
+                name,
+                label if label is not None else was.label if was else field_label(name),
+                column_type or (was.type if was else "text"),
+            )
+        with _refusals():
+            save(_db(rt), rt.settings, source, stream, field, path, column)
+        report = None if no_remap else _remap(rt, source, stream, "mapping saved")
+        payload = {
+            "success": True,
+            "source": source,
+            "stream": stream,
+            "field": field,
+            "path": path,
+            "column": column.to_json() if column else None,
+            "remap": report.to_json() if report else None,
+        }
+        emit(
+            rt, payload, lambda: click.echo(f"{source} {stream}: {field} <- {path}" + _said(report))
+        )
+
+
+@main.command("unmap")
+@click.argument("source", type=SOURCE_CHOICE)
+@click.argument("stream", type=STREAM_CHOICE)
+@click.argument("field")
+@_NO_REMAP
+@json_option
+@click.pass_context
+def unmap_field(
+    ctx: click.Context, source: str, stream: RecordKind, field: str, no_remap: bool, as_json: bool
+) -> None:
+    """Take FIELD's entry for SOURCE's STREAM out of mappings.toml (the built-in map applies
+    again; a custom column's declaration stays), then map the cached records again.
+
+    Example: crm-tui unmap followupboss contacts custom.lender
+    """
+    from crm_tui.fields.service import remove
+
+    rt = _rt(ctx, as_json)
+    with errors(rt):
+        with _refusals():
+            remove(_db(rt), rt.settings, source, stream, field)
+        report = None if no_remap else _remap(rt, source, stream, "mapping removed")
+        payload = {
+            "success": True,
+            "source": source,
+            "stream": stream,
+            "field": field,
+            "remap": report.to_json() if report else None,
+        }
+        emit(
+            rt, payload, lambda: click.echo(f"{source} {stream}: {field} unmapped" + _said(report))
+        )
+
+
+@main.command("remap")
+@click.argument("source", type=SOURCE_CHOICE)
+@click.option("--stream", type=STREAM_CHOICE, help="Only this stream (default: both).")
+@json_option
+@click.pass_context
+def remap(ctx: click.Context, source: str, stream: RecordKind | None, as_json: bool) -> None:
+    """Map SOURCE's cached records again from their stored payloads, with mappings.toml as it
+    is now. No request is made.
+
+    Example: crm-tui remap followupboss --stream contacts
+    """
+    rt = _rt(ctx, as_json)
+    with errors(rt):
+        streams: tuple[RecordKind, ...] = (stream,) if stream else ("contacts", "deals")
+        reports = [_remap(rt, source, s, "") for s in streams]
+        emit(
+            rt,
+            {"success": True, "remap": [r.to_json() for r in reports]},
+            lambda: [click.echo(f"{source} {r.stream}:" + _said(r)) for r in reports],
+        )
+
+
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """A refused mapping: exit 2 with its reason."""
+    try:
+        yield
+    except MappingRefused as exc:
+        raise CliError("Mapping refused", str(exc), EXIT_USAGE) from None
+
+
+def _db(rt: Runtime) -> Database:
+    db = rt.writable_store(loaded=False).db
+    assert db is not None  # the command line's store always has its database
+    return db
+
+
+def _remap(rt: Runtime, source: str, stream: RecordKind, done: str) -> RemapReport:
+    """The stream re-mapped now; `done` says what was saved before, for a busy stream."""
+    from crm_tui.fields.service import remapper
+
+    progress, clear = _progress(f"re-mapping {source} {stream}")
+    try:
+        return _db(rt).remap_stream(
+            rt.settings.user_id, source, stream, remapper(rt.settings, source, stream), progress
+        )
+    except StreamBusy as exc:
+        if done:
+            later = f"`crm-tui remap {source} --stream {stream}` once it is done"
+            details = f"{done}, records not re-mapped: {exc.details}; {later}"
+        else:
+            details = f"{exc.details}; try again once it is done"
+        raise StreamBusy(exc.error, details, exc.path) from None
+    finally:
+        clear()
+
+
+def _progress(what: str) -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
+    """A one-line count on stderr, for terminals only."""
+    if not sys.stderr.isatty():
+        return None, lambda: None
+
+    def show(done: int, total: int) -> None:
+        sys.stderr.write(f"\r\x1b[K{what} {done}/{total}")
+        sys.stderr.flush()
+
+    return show, lambda: sys.stderr.write("\r\x1b[K")
+
+
+def _said(report: RemapReport | None) -> str:
+    if report is None:
+        return " (cache not re-mapped)"
+    changed = "all" if report.changed is None else f"{report.changed}"
+    kept = f", {report.kept} kept as they were (quarantined)" if report.kept else ""
+    return f" re-mapped {report.read} records, {changed} changed{kept}"

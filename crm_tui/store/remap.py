@@ -1,0 +1,243 @@
+"""A stream's stored payloads: a sample of them (what the Mapping screen lists), and all of
+them mapped again with the current field map, without asking the vendor.
+
+A re-map is a writer like a sync: it takes the stream's lease (and refuses, StreamBusy,
+while a sync, a webhook or an edit holds it), writes the new records as a new generation
+and moves the stream's pointer in one commit, so a search in another process sees the old
+records or the new, never a mix; the commit logs what differs, as a sync's does, so open
+apps re-read just those. The bookmark stays: nothing new was read.
+
+A payload the new map cannot make a record of (InvalidRecord) keeps its previous row, so
+the previous good data survives; it is quarantined with its reason, as a sync quarantines.
+When that is a mapping gone wrong rather than a few odd records (the sync's rule:
+`mapping_gone_wrong`), nothing is committed: RemapFailed, and the stream stays as it was.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from crm_tui import jsoncodec
+from crm_tui.models import (
+    CONTACT_FIELDS,
+    DEAL_FIELDS,
+    Outcome,
+    Record,
+    RecordKind,
+    StreamReport,
+    utc_now,
+)
+from crm_tui.sources.errors import InvalidRecord
+from crm_tui.sources.mapping import INVALID_SHARE, mapping_gone_wrong
+from crm_tui.store.errors import StoreError, StreamBusy
+from crm_tui.store.leases import Holder, Lease, _table
+
+#: Maps one stored payload, given the time it was synced; raises InvalidRecord.
+Remapper = Callable[[Any, str], Record]
+#: (records done, records in all), called from the re-map's thread after each batch.
+RemapProgress = Callable[[int, int], None]
+BATCH = 2_000
+#: The purpose a re-map's lease shows to whoever waits for it.
+PURPOSE = "re-map"
+
+
+class RemapFailed(StoreError):
+    """Too many stored payloads would not map: nothing was committed."""
+
+    exit_code = 1
+
+
+class RemapCancelled(StoreError):
+    """Stopped by the caller: nothing was committed."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RemapReport:
+    source: str
+    stream: RecordKind
+    read: int  # stored payloads mapped again
+    written: int  # rows the stream holds after the commit
+    changed: int | None  # records whose row differs (None: too many to list, over 20,000)
+    kept: int  # payloads the new map refused: their previous rows kept, and quarantined
+    run_id: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "stream": self.stream,
+            "read": self.read,
+            "written": self.written,
+            "changed": self.changed,
+            "kept": self.kept,
+            "runId": self.run_id,
+        }
+
+
+class RemapStore:
+    """Mixed into `Database`, whose connection, lock, transactions, leases and generations
+    it uses."""
+
+    _conn: sqlite3.Connection
+    _lock: threading.RLock
+
+    def sample_payloads(
+        self, user_id: str, source: str, kind: RecordKind, limit: int | None = None
+    ) -> tuple[int, list[str]]:
+        """(how many records the stream holds, the stored payloads of at most `limit` of
+        them, evenly spread over the stream: all of them without a limit)."""
+        with self._lock, self._reading():  # type: ignore[attr-defined]
+            generation = self._generations(user_id, kind).get(source, 0)  # type: ignore[attr-defined]
+            rowids = [
+                r
+                for (r,) in self._conn.execute(
+                    f"SELECT rowid FROM {_table(kind)} WHERE user_id = ? AND source = ?"
+                    " AND generation = ? ORDER BY rowid",
+                    (user_id, source, generation),
+                )
+            ]
+            step = max(1, -(-len(rowids) // limit)) if limit else 1
+            chosen = rowids[::step]
+            payloads: list[str] = []
+            for at in range(0, len(chosen), 500):
+                chunk = chosen[at : at + 500]
+                marks = ", ".join("?" for _ in chunk)
+                payloads += [
+                    raw
+                    for (raw,) in self._conn.execute(
+                        f"SELECT raw FROM {_table(kind)} WHERE rowid IN ({marks}) ORDER BY rowid",
+                        chunk,
+                    )
+                ]
+        return len(rowids), payloads
+
+    def remap_stream(
+        self,
+        user_id: str,
+        source: str,
+        kind: RecordKind,
+        remap: Remapper,
+        progress: RemapProgress | None = None,
+        cancel: threading.Event | None = None,
+        invalid_share: float = INVALID_SHARE,
+    ) -> RemapReport:
+        """Every stored payload of the stream mapped again with `remap`, committed as the
+        stream's new generation under its lease. Blocking and CPU-bound: call it from a
+        worker thread, never an event loop. Raises StreamBusy (another writer holds the
+        stream), RemapFailed, RemapCancelled, LeaseLost; the stream is as it was after any
+        of them."""
+        db: Any = self
+        lease = db.acquire_lease(user_id, source, kind, PURPOSE)
+        if isinstance(lease, Holder):
+            raise StreamBusy(f"{source} {kind} is busy", lease.describe(), db.path)
+        report = StreamReport(kind, mode="remap")
+        run_id = db.start_run(user_id, source, report.started_at, None, f"remap:{kind}")
+        bad: list[tuple[str, Any]] = []
+        try:
+            result = self._remap(
+                db, lease, run_id, report, bad, remap, progress, cancel, invalid_share
+            )
+        except BaseException as exc:
+            report.outcome = Outcome.FAILED
+            report.error_class = type(exc).__name__
+            report.error = getattr(exc, "details", "") or str(exc)
+            raise
+        finally:
+            report.ended_at = utc_now()
+            report.quarantined = len(bad)
+            db.add_quarantine(user_id, run_id, source, kind, bad, report.ended_at)
+            db.finish_run(run_id, report)
+            db.release_lease(lease)
+        return result
+
+    def _remap(
+        self,
+        db: Any,
+        lease: Lease,
+        run_id: int | None,
+        report: StreamReport,
+        bad: list[tuple[str, Any]],
+        remap: Remapper,
+        progress: RemapProgress | None,
+        cancel: threading.Event | None,
+        invalid_share: float,
+    ) -> RemapReport:
+        user_id, source, kind = lease.user_id, lease.source, lease.stream
+        generation = db.new_generation(user_id, source, kind)
+        committed = False
+        try:
+            with self._lock, self._reading():  # type: ignore[attr-defined]
+                current = db._generations(user_id, kind).get(source, 0)
+                total = db._count(self._conn, user_id, source, kind, current)
+            last = 0
+            while rows := self._batch(kind, user_id, source, current, last):
+                if cancel is not None and cancel.is_set():
+                    raise RemapCancelled(f"Re-map of {source} {kind} stopped", "nothing changed")
+                last = rows[-1][0]
+                records, kept = [], []
+                for rowid, raw, synced_at in rows:
+                    payload = jsoncodec.loads(raw)
+                    try:
+                        records.append(remap(payload, synced_at or report.started_at))
+                    except InvalidRecord as exc:
+                        bad.append((str(exc), payload))
+                        kept.append(rowid)
+                db.stage(kind, generation, records)
+                self._copy_rows(kind, generation, kept)
+                report.read += len(rows)
+                if progress is not None:
+                    progress(report.read, total)
+            if mapping_gone_wrong(len(bad), report.read, invalid_share):
+                raise RemapFailed(
+                    f"Re-map of {source} {kind} refused",
+                    f"{len(bad)} of {report.read} stored records would not map"
+                    f" (more than {invalid_share:.0%}); nothing changed",
+                )
+            before = db.last_change()
+            report.written = db.swap_generation(user_id, source, kind, generation, lease)
+            committed = True
+            changed = self._changed_since(before, user_id, kind, source)
+        finally:
+            if not committed:
+                db.drop_staged(user_id, source, kind, generation)
+        return RemapReport(source, kind, report.read, report.written, changed, len(bad), run_id)
+
+    def _batch(
+        self, kind: RecordKind, user_id: str, source: str, generation: int, after: int
+    ) -> list[tuple[int, str, str | None]]:
+        """The next rows of a generation by rowid: the lock is let go between batches, so
+        other threads of this process read and write meanwhile."""
+        with self._lock:
+            return self._conn.execute(
+                f"SELECT rowid, raw, synced_at FROM {_table(kind)} WHERE user_id = ?"
+                " AND source = ? AND generation = ? AND rowid > ? ORDER BY rowid LIMIT ?",
+                (user_id, source, generation, after, BATCH),
+            ).fetchall()
+
+    def _copy_rows(self, kind: RecordKind, generation: int, rowids: list[int]) -> None:
+        """Rows as they are into `generation` (a payload the new map refused)."""
+        if not rowids:
+            return
+        names = ", ".join(CONTACT_FIELDS if kind == "contacts" else DEAL_FIELDS)
+        marks = ", ".join("?" for _ in rowids)
+        with self.transaction() as conn:  # type: ignore[attr-defined]
+            conn.execute(
+                f"INSERT OR REPLACE INTO {_table(kind)} ({names}, generation)"
+                f" SELECT {names}, ? FROM {_table(kind)} WHERE rowid IN ({marks})",
+                (generation, *rowids),
+            )
+
+    def _changed_since(self, seq: int, user_id: str, kind: RecordKind, source: str) -> int | None:
+        """How many records the commit logged as changed (None: the whole stream)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT record_id FROM changes WHERE seq > ? AND user_id = ? AND kind = ?"
+                " AND source = ?",
+                (seq, user_id, kind, source),
+            ).fetchall()
+        return None if any(r is None for (r,) in rows) else len(rows)

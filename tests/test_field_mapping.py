@@ -1,0 +1,379 @@
+"""Field mapping over real SQLite files: discovery of the cached payloads, saving a mapping
+(refused when most records would lose their id), re-mapping the cache without a request,
+and the commands that do it for scripts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from crm_tui.config import ConfigError, Settings
+from crm_tui.custom_columns import Column
+from crm_tui.demo import data
+from crm_tui.demo.pipedrive import LEAD_SOURCE_FIELD, pipedrive_person
+from crm_tui.fields.discover import COMPUTED
+from crm_tui.fields.service import connector, discover_stream, remap, save
+from crm_tui.models import RecordKind
+from crm_tui.sources.mapping import Mappings
+from crm_tui.sources.mapping_file import MappingRefused, mappings_path
+from crm_tui.store import CacheStore, Database
+from crm_tui.store.errors import StreamBusy
+from crm_tui.store.remap import RemapCancelled, RemapFailed
+from tests.conftest import make_settings
+
+N = 300
+SEED = 11
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path, fub_api_key="k")
+
+
+@pytest.fixture
+def db(settings: Settings):
+    database = Database(settings.database_path)
+    yield database
+    database.close()
+
+
+def cache(
+    db: Database, settings: Settings, source: str, stream: RecordKind, payloads: list
+) -> None:
+    """Payloads mapped with the built-in maps and committed, as a sync would leave them."""
+    built = connector(settings, source, Mappings())
+    records = [built.map_record(stream, p, "2026-11-01T00:00:00Z") for p in payloads]
+    db.replace_stream(settings.user_id, source, stream, records)
+
+
+def fub_people() -> list[dict]:
+    people = [data.fub_person(SEED, i, N) for i in range(N)]
+    people = [p for p in people if "id" in p]  # the demo's one person without an id
+    for i, person in enumerate(people):
+        if i % 3 == 0:
+            person["customLender"] = ["Hilltop", "Quicken", "Chase"][i % 2]
+    return people
+
+
+def field(found, path):
+    return next(f for f in found.fields if f.path == path)
+
+
+# -- discovery -----------------------------------------------------------------------------
+
+
+def test_discovery_lists_the_demo_payloads_fields_with_fill_rates_and_samples(db, settings):
+    people = fub_people()
+    cache(db, settings, "followupboss", "contacts", people)
+    found = discover_stream(db, settings, "followupboss", "contacts")
+    assert (found.total, found.sampled, found.estimated) == (len(people), len(people), False)
+
+    lender = field(found, "customLender")
+    with_lender = sum("customLender" in p for p in people)
+    assert lender.filled == with_lender
+    assert lender.fill_rate == pytest.approx(with_lender / len(people))
+    assert set(lender.samples) == {"Hilltop", "Quicken"}
+    assert lender.types == ("string",) and lender.mapped_to == ()
+
+    background = field(found, "background")
+    assert background.filled == sum(bool(p["background"]) for p in people)
+    assert set(background.types) <= {"string", "null"}
+    assert field(found, "lastActivity").types == ("null",)
+    assert field(found, "lastActivity").filled == 0
+
+    city = field(found, "addresses[0].city")  # a list of objects, through its first one
+    assert city.mapped_to == ("city",) and city.fill_rate == 1.0
+    assert field(found, "addresses").types == ("array",)
+    assert field(found, "addresses").samples == ("[1 item]",)
+    assert field(found, "tags").samples[0] == ", ".join(people[0]["tags"])[:40]
+
+    targets = {t.name: t for t in found.targets}
+    assert targets["city"].spec == "addresses[0].city" and targets["city"].origin == "built-in"
+    assert targets["email"].spec == COMPUTED  # a getter: the primary e-mail of a list
+    assert targets["company"].spec == "" and targets["company"].origin == ""
+
+
+def test_discovery_finds_pipedrive_custom_fields_and_marks_what_maps_to_them(db, settings):
+    people = [pipedrive_person(SEED, i, N) for i in range(N)]
+    people = [p for p in people if "id" in p]
+    cache(db, settings, "pipedrive", "contacts", people)
+    path = f"custom_fields.{LEAD_SOURCE_FIELD}"
+    before = field(discover_stream(db, settings, "pipedrive", "contacts"), path)
+    assert before.filled == sum(bool(p["custom_fields"][LEAD_SOURCE_FIELD]) for p in people)
+    assert 0 < before.filled < len(people) and before.mapped_to == ()
+
+    column = Column("lead_source", "Lead source", "text")
+    save(db, settings, "pipedrive", "contacts", "custom.lead_source", path, column)
+    found = discover_stream(db, settings, "pipedrive", "contacts")
+    assert field(found, path).mapped_to == ("custom.lead_source",)
+    target = next(t for t in found.targets if t.name == "custom.lead_source")
+    assert (target.label, target.type, target.origin) == ("Lead source", "text", "mappings.toml")
+
+
+def test_a_large_stream_is_sampled_evenly_and_says_so(db, settings):
+    people = [{"id": i, "third": "x" if i % 3 == 0 else None} for i in range(1, 1001)]
+    cache(db, settings, "followupboss", "contacts", people)
+    found = discover_stream(db, settings, "followupboss", "contacts", limit=100)
+    assert (found.total, found.sampled, found.estimated) == (1000, 100, True)
+    assert field(found, "third").fill_rate == pytest.approx(1 / 3, abs=0.05)
+    assert found.to_json()["estimated"] is True
+
+
+def test_hostile_text_in_samples_comes_out_plain_and_short(db, settings):
+    hostile = "[bold]x[/bold] [@click=app.quit]q[/]\x1b[31m\u202eevil\x07\nline2" + "y" * 80
+    payloads = [{"id": 1, "note": hostile, "nested": {"deep": "\x9b[2J[red]r[/red]"}}]
+    payloads.append({"id": 2, "[@click=app.quit]": "k", "a.b": "dotted key", "note": "ok"})
+    cache(db, settings, "followupboss", "contacts", payloads)
+    found = discover_stream(db, settings, "followupboss", "contacts")
+    note = field(found, "note")
+    plain = "[bold]x[/bold] [@click=app.quit]q[/][31mevil line2" + "y" * 80
+    assert note.samples[0] == plain[:39] + "…"  # controls gone, markup left as text
+    assert len(note.samples[0]) == 40
+    assert field(found, "nested.deep").samples == ("[2J[red]r[/red]",)
+    paths = {f.path for f in found.fields}
+    assert "[@click=app.quit]" not in paths and "a.b" not in paths  # no path can name them
+    text = json.dumps(found.to_json(), ensure_ascii=False)
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c == "\u202e" for c in text)
+
+
+# -- saving --------------------------------------------------------------------------------
+
+
+def test_a_map_leaving_most_records_without_an_id_is_refused_before_saving(db, settings):
+    cache(db, settings, "followupboss", "contacts", fub_people())
+    with pytest.raises(MappingRefused, match=r"would have no id under this map; not saved"):
+        save(db, settings, "followupboss", "contacts", "remote_id", "customLender")
+    assert not mappings_path().exists()
+    # a third of them have it: still most without
+    save(db, settings, "followupboss", "contacts", "remote_id", "id")  # the same: fine
+    assert "remote_id" in mappings_path().read_text()
+
+
+# -- re-mapping ----------------------------------------------------------------------------
+
+
+async def test_a_remap_changes_the_cached_records_without_a_request(db, settings):
+    people = fub_people()
+    cache(db, settings, "followupboss", "contacts", people)
+    store = CacheStore(settings.user_id, db)
+    await store.load()
+    other = Database(settings.database_path)  # another process's view of the same file
+    seen = other.last_change()
+    column = Column("lender", "Lender", "text")
+    save(db, settings, "followupboss", "contacts", "custom.lender", "customLender", column)
+    save(db, settings, "followupboss", "contacts", "company", "source")
+    steps: list[tuple[int, int]] = []
+    report = await remap(store, settings, "followupboss", "contacts", lambda *a: steps.append(a))
+
+    assert (report.read, report.written, report.kept) == (len(people), len(people), 0)
+    assert report.changed == len(people)  # every company changed
+    assert steps[-1] == (len(people), len(people))
+    by_id = {p["id"]: p for p in people}
+    for record in store.contacts("followupboss"):
+        payload = by_id[int(record.remote_id)]
+        assert record.company == payload["source"]
+        assert record.custom == (
+            {"lender": payload["customLender"]} if "customLender" in payload else {}
+        )
+    stored = {r.id: r for r in other.load_records(settings.user_id, "contacts")}
+    assert stored == {r.id: r for r in store.contacts("followupboss")}
+    changes = other.changes_since(settings.user_id, seen)
+    assert changes.ids[("contacts", "followupboss")] == {r.id for r in stored.values()}
+    run = other.list_runs(settings.user_id)[0]
+    assert (run["stream"], run["records_read"], run["records_written"], run["mode"]) == (
+        "remap:contacts",
+        len(people),
+        len(people),
+        "remap",
+    )
+    assert other.leases(settings.user_id) == []  # let go
+    other.close()
+
+
+def deals(alt: dict[int, object]) -> list[dict]:
+    return [
+        {"id": i, "name": f"Deal {i}", "price": 1000 * i, "alt": alt.get(i, i)}
+        for i in range(1, 31)
+    ]
+
+
+async def test_a_payload_the_new_map_refuses_keeps_its_row_and_is_quarantined(db, settings):
+    cache(db, settings, "followupboss", "deals", deals({7: "lots"}))
+    store = CacheStore(settings.user_id, db)
+    await store.load()
+    mappings_path().parent.mkdir(parents=True, exist_ok=True)
+    mappings_path().write_text('[followupboss.deals]\namount = "alt"\n')
+    report = await remap(store, settings, "followupboss", "deals")
+    assert (report.read, report.written, report.kept) == (30, 30, 1)
+    amounts = {r.remote_id: r.amount for r in store.deals("followupboss")}
+    assert amounts["7"] == Decimal(7000)  # as it was: the previous good data
+    assert amounts["8"] == Decimal(8) and amounts["30"] == Decimal(30)
+    (bad,) = db.list_quarantine(settings.user_id, report.run_id)
+    assert "amount: not a number: 'lots'" in bad["reason"]
+    assert json.loads(bad["payload"])["id"] == 7
+
+
+async def test_a_map_gone_wrong_commits_nothing(db, settings):
+    cache(db, settings, "followupboss", "deals", deals({}))
+    before = sorted((r.id, r.amount) for r in db.load_records(settings.user_id, "deals"))
+    mappings_path().parent.mkdir(parents=True, exist_ok=True)
+    mappings_path().write_text('[followupboss.deals]\nremote_id = "nothing"\n')  # by hand
+    store = CacheStore(settings.user_id, db)
+    with pytest.raises(RemapFailed, match="30 of 30 stored records would not map"):
+        await remap(store, settings, "followupboss", "deals")
+    after = sorted((r.id, r.amount) for r in db.load_records(settings.user_id, "deals"))
+    assert after == before
+    assert db._conn.execute("SELECT count(*) FROM deals").fetchone() == (30,)  # nothing left over
+    assert db._conn.execute("SELECT count(*) FROM pending_generations").fetchone() == (0,)
+    assert db.list_runs(settings.user_id)[0]["outcome"] == "failed"
+
+
+async def test_a_remap_is_refused_while_a_sync_holds_the_stream(db, settings):
+    cache(db, settings, "followupboss", "contacts", fub_people())
+    syncing = Database(settings.database_path)  # a sync in another process
+    lease = syncing.acquire_lease(settings.user_id, "followupboss", "contacts", "sync")
+    store = CacheStore(settings.user_id, db)
+    with pytest.raises(StreamBusy) as busy:
+        await remap(store, settings, "followupboss", "contacts")
+    assert "the sync in" in busy.value.details and busy.value.exit_code == 5
+    syncing.release_lease(lease)
+    report = await remap(store, settings, "followupboss", "contacts")
+    assert report.read == len(fub_people())
+    syncing.close()
+
+
+def test_a_cancelled_remap_changes_nothing(db, settings):
+    cache(db, settings, "followupboss", "contacts", fub_people())
+    cancel = threading.Event()
+    cancel.set()
+    from crm_tui.fields.service import remapper
+
+    with pytest.raises(RemapCancelled):
+        db.remap_stream(
+            settings.user_id,
+            "followupboss",
+            "contacts",
+            remapper(settings, "followupboss", "contacts"),
+            cancel=cancel,
+        )
+    assert db._conn.execute("SELECT count(*) FROM contacts").fetchone() == (len(fub_people()),)
+
+
+async def test_a_running_engine_maps_with_the_saved_file_once_reloaded(db, settings):
+    from crm_tui.sync.engine import SyncEngine
+
+    engine = SyncEngine(settings, CacheStore(settings.user_id, db))
+    assert "custom.lender" not in engine.source("followupboss").maps["contacts"]
+    save(db, settings, "followupboss", "contacts", "custom.lender", "customLender")
+    await engine.reload_mappings()
+    record = engine.source("followupboss").map_record(
+        "contacts", {"id": 1, "customLender": "Hilltop"}, "2026-11-01T00:00:00Z"
+    )
+    assert record.custom == {"lender": "Hilltop"}
+    mappings_path().write_text("[zillow.contacts]\n")
+    with pytest.raises(ConfigError, match="unknown source 'zillow'"):
+        await engine.reload_mappings()
+    assert engine.source("followupboss").maps["contacts"]["custom.lender"] == "customLender"
+    await engine.aclose()
+
+
+# -- the commands --------------------------------------------------------------------------
+
+
+def crm(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CRM_DATA_DIR": str(settings.data_dir), "CRM_USER_ID": settings.user_id}
+    return subprocess.run(
+        [sys.executable, "-m", "crm_tui", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+
+
+def test_fields_map_and_unmap_for_scripts(db, settings):
+    people = fub_people()
+    cache(db, settings, "followupboss", "contacts", people)
+
+    listed = crm(settings, "fields", "followupboss", "--json")
+    assert listed.returncode == 0, listed.stderr
+    body = json.loads(listed.stdout)
+    assert body["success"] and body["total"] == len(people) and not body["estimated"]
+    lender = next(f for f in body["fields"] if f["path"] == "customLender")
+    assert set(lender) == {
+        "path",
+        "types",
+        "filled",
+        "fillRate",
+        "samples",
+        "mappedTo",
+        "vendorLabel",
+    }
+
+    mapped = crm(
+        settings, "map", "followupboss", "contacts", "custom.lender", "customLender",
+        "--label", "Lender", "--type", "text", "--json",
+    )  # fmt: skip
+    assert mapped.returncode == 0, mapped.stderr
+    body = json.loads(mapped.stdout)
+    assert body["column"] == {"name": "lender", "label": "Lender", "type": "text"}
+    assert body["remap"]["read"] == len(people) and body["remap"]["kept"] == 0
+    contacts = json.loads(crm(settings, "contacts", "--source", "followupboss", "--json").stdout)
+    lenders = {c["remote_id"]: c["custom"].get("lender") for c in contacts["contacts"]}
+    assert lenders == {str(p["id"]): p.get("customLender") for p in people}
+
+    again = json.loads(crm(settings, "fields", "followupboss", "--json").stdout)
+    assert next(f for f in again["fields"] if f["path"] == "customLender")["mappedTo"] == [
+        "custom.lender"
+    ]
+
+    refused = crm(settings, "map", "followupboss", "contacts", "nickname", "x", "--json")
+    assert refused.returncode == 2
+    assert json.loads(refused.stdout) == {
+        "success": False,
+        "error": "Mapping refused",
+        "details": "nickname: unknown field (a custom column is custom.NAME)",
+    }
+    plain = crm(settings, "map", "followupboss", "contacts", "company", "x", "--label", "L")
+    assert plain.returncode == 2 and "--label and --type describe a custom column" in plain.stderr
+
+    unmapped = crm(settings, "unmap", "followupboss", "contacts", "custom.lender", "--json")
+    assert unmapped.returncode == 0, unmapped.stderr
+    contacts = json.loads(crm(settings, "contacts", "--source", "followupboss", "--json").stdout)
+    assert all(c["custom"] == {} for c in contacts["contacts"])
+    assert "[columns.lender]" in mappings_path().read_text()  # the declaration stays
+
+    table = crm(settings, "fields", "followupboss")
+    assert table.returncode == 0
+    assert table.stdout.splitlines()[0].split() == [
+        "PATH",
+        "TYPES",
+        "FILLED",
+        "SAMPLES",
+        "MAPPED",
+        "TO",
+    ]
+    assert f"all {len(people)} contacts records read" in table.stdout
+
+
+def test_map_exits_5_with_the_mapping_saved_while_a_sync_holds_the_stream(db, settings):
+    cache(db, settings, "followupboss", "contacts", fub_people())
+    lease = db.acquire_lease(settings.user_id, "followupboss", "contacts", "sync")
+    busy = crm(settings, "map", "followupboss", "contacts", "company", "source", "--json")
+    assert busy.returncode == 5
+    details = json.loads(busy.stdout)["details"]
+    assert details.startswith("mapping saved, records not re-mapped: the sync in")
+    assert "crm-tui remap followupboss --stream contacts" in details
+    assert 'company = "source"' in mappings_path().read_text()
+    db.release_lease(lease)
+    done = crm(settings, "remap", "followupboss", "--stream", "contacts", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["remap"][0]["changed"] == len(fub_people())
