@@ -1,6 +1,7 @@
 """The Pipeline screen over a big cache: time from the key (F7) until the screen has painted
-the four charts with their figures, time to redraw after a deal changes, and the app's worst event-loop stall
-meanwhile, in a real app driven by Pilot at 200x50 (every chart on screen).
+the four charts with their figures, time to redraw after a deal changes, and the app's
+worst event-loop stall meanwhile, in a real app driven by Pilot at 200x50 (every chart on
+screen).
 
     python benchmarks/pipeline_bench.py --deals 200000
 
