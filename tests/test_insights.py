@@ -127,7 +127,13 @@ def test_lead_flow_per_week_by_source_and_stage() -> None:
     assert flow.by("stage")[(current, "lead")] == 1
     assert sum(flow.total(w) for w in flow.weeks) == 3
     assert flow.undated == {"brivity": 1}
-    assert flow.filter_for("hubspot", "prospect") == "source:hubspot status:prospect"
+    assert flow.filter_for(current, "hubspot", "prospect") == (
+        "created:2026-11-23..2026-11-29 source:hubspot status:prospect"
+    )
+    assert flow.filter_for(before) == "created:2026-11-16..2026-11-22"
+    assert (
+        flow.table().filters[0] == "created:2026-11-16..2026-11-22 source:followupboss status:lead"
+    )
 
 
 def run_row(n: int, source: str, seconds: int, outcome: str = "success", failed: int = 0):

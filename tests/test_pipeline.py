@@ -110,6 +110,28 @@ async def test_figures_keys_and_drill_down_to_browse(pipeline_settings) -> None:
         assert isinstance(app.screen, BrowseScreen) and app.screen.text == "closing:2026-11"
 
 
+async def test_a_lead_flow_week_opens_its_contacts_in_browse(pipeline_settings) -> None:
+    """The week's bar opens the contacts created that week (3), not the week before's."""
+    db = Database(pipeline_settings.database_path)
+    older = [contact("hubspot", n, "2026-11-20T08:00:00Z") for n in range(2)]
+    await CacheStore(pipeline_settings.user_id, db).replace_stream("hubspot", "contacts", older)
+    db.close()
+    app = make_app(pipeline_settings, sync_stale=False, clock=lambda: NOW)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await on_pipeline(pilot, app)
+        await pilot.press("tab", "tab")  # lead flow: the cursor starts on the current week
+        assert screen.chart == "leads" and "week of Nov 23 - Nov 29: 3 new" in caption(screen)
+        await pilot.press("enter")
+        while not isinstance(app.screen, BrowseScreen):
+            await pilot.pause(0.02)
+        browse = app.screen
+        while any(not w.is_finished for w in browse.workers if w.group == "browse"):
+            await pilot.pause(0.02)
+        assert browse.kind == "contacts" and browse.text == "created:2026-11-23..2026-11-29"
+        shown = {r.id for r in browse.query_one(RecordTable).rows}
+        assert shown == {f"followupboss:{n}" for n in range(3)}
+
+
 async def test_numbers_table_copy_and_export(pipeline_settings) -> None:
     app = make_app(pipeline_settings, sync_stale=False, clock=lambda: NOW)
     async with app.run_test(size=(80, 24)) as pilot:

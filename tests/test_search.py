@@ -439,3 +439,31 @@ def test_a_field_separator_that_got_past_cleaning_does_not_break_the_index():
     index.rebuild("contacts", "brivity", records)
     hits = index.search("ann").groups["brivity"]
     assert [(h.record.id, h.score) for h in hits] == [("brivity:1", 0), ("brivity:2", 0)]
+
+
+def test_created_filter_takes_a_day_month_year_or_range() -> None:
+    made = {
+        "c:1": "2026-06-07T23:59:59Z",  # the Sunday before the week
+        "c:2": "2026-06-08T00:00:00Z",  # its Monday
+        "c:3": "2026-06-14T12:00:00Z",  # its Sunday
+        "c:4": "2026-07-01T09:00:00Z",
+        "c:5": None,  # a CRM that gives no creation time
+    }
+    contacts = [
+        Contact(id=i, source="c", remote_id=i[2:], user_id="u", first_name="Ann", remote_created=t)
+        for i, t in made.items()
+    ]
+    idx = SearchIndex()
+    idx.rebuild("contacts", "c", contacts)
+    assert ids(idx.search("created:2026-06-08..2026-06-14")) == {"c:2", "c:3"}
+    assert ids(idx.search("ann created:2026-06")) == {"c:1", "c:2", "c:3"}
+    assert ids(idx.search("created:2026-06-14..2026-07")) == {"c:3", "c:4"}
+    assert ids(idx.search("created:2026")) == {"c:1", "c:2", "c:3", "c:4"}
+    assert {r.id for r in idx.matching("created:2026-07-01", "contacts")} == {"c:4"}
+    assert parse_query("created:2026-06-08..2026-06-14").created == ("2026-06-08", "2026-06-14")
+    with pytest.raises(QueryError, match="created:2026-06-31 is not a date"):
+        parse_query("created:2026-06-31")
+    with pytest.raises(QueryError, match="ends before it starts"):
+        parse_query("created:2026-06-14..2026-06-08")
+    with pytest.raises(QueryError, match=r"takes a date .* or a range of two"):
+        parse_query("created:last-week")

@@ -64,11 +64,13 @@ class LeadFlow:
     def total(self, week: date) -> int:
         return sum(n for (w, _, _), n in self.cells.items() if w == week)
 
-    def filter_for(self, source: str | None = None, stage: str | None = None) -> str:
-        """Browse has no filter by creation date: a bar opens its source's (or stage's)
-        contacts, newest first is then one `o` away."""
+    def filter_for(
+        self, week: date | None = None, source: str | None = None, stage: str | None = None
+    ) -> str:
+        """The Browse filter for a week's contacts (of one source or stage)."""
         shared = f"status:{filter_token(stage)}" if stage and stage != OTHER else ""
-        return joined_filter(f"source:{source}" if source else "", shared)
+        created = f"created:{week}..{week + timedelta(days=6)}" if week else ""
+        return joined_filter(created, f"source:{source}" if source else "", shared)
 
     def table(self) -> Table:
         rows: list[tuple[Any, ...]] = []
@@ -79,7 +81,7 @@ class LeadFlow:
                     count = self.cells.get((week, source, stage), 0)
                     if count:
                         rows.append((week.isoformat(), source, stage, count))
-                        filters.append(self.filter_for(source, stage))
+                        filters.append(self.filter_for(week, source, stage))
         return Table(("week", "source", "stage", "new"), tuple(rows), tuple(filters))
 
     def to_json(self) -> dict[str, Any]:

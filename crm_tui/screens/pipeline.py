@@ -385,12 +385,6 @@ class PipelineScreen(ModeScreen):
         if "source:" in bar_filter:  # the bar's source replaces the filter's sources
             mine = [w for w in mine if not w.lower().startswith("source:")]
         text = joined_filter(" ".join(mine), bar_filter)
-        if self.chart == "leads":
-            which = "that source's and stage's" if bar_filter else "the filter's"
-            self.notify(
-                f"Browse has no filter by creation date: it lists {which} contacts",
-                markup=False,
-            )
         if not text and self.chart == "stages":
             self.notify(
                 "These deals' stages map to no shared stage: v shows each CRM's own", markup=False

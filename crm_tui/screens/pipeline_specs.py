@@ -191,5 +191,5 @@ def drill_filter(chart: Chart, pipeline: Pipeline, bar: Any, state: State) -> st
     if chart == "closings":
         return pipeline.closings.filter_for(bar)
     if chart == "leads" and isinstance(bar, date):
-        return ""  # the query language has no creation date: the screen's filter alone
+        return pipeline.leads.filter_for(bar)
     return pipeline.health.filter_for(bar)

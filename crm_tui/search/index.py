@@ -24,7 +24,7 @@ import numpy as np
 from crm_tui.heap import gc_paused, release_gradually
 from crm_tui.models import KINDS, Contact, Deal, Record, RecordKind
 from crm_tui.positions import IdPositions
-from crm_tui.search.query import SHARED_FILTERS, Query, parse_query
+from crm_tui.search.query import SHARED_FILTERS, Query, created_within, parse_query
 from crm_tui.search.text import digits, fold, merge_spans, occurrences, spans
 from crm_tui.text import single_line
 from crm_tui.vocabulary import (
@@ -432,10 +432,21 @@ class Facets:
         self.shared = self._shared_codes(records)
         deals = records if self.deals else []
         self.closing_values, self.closing_codes = _codes([r.close_date for r in deals])  # type: ignore[union-attr]
+        self._records = records  # the segment's own list: `created:` reads it when asked
+        self._created: tuple[list[str], np.ndarray] | None = None
         self.amounts = np.array(
             [np.nan if r.amount is None else float(r.amount) for r in deals],  # type: ignore[union-attr]
             dtype=np.float64,
         )
+
+    def created_days(self) -> tuple[list[str], np.ndarray]:
+        """The distinct creation days (YYYY-MM-DD, "" for none) and each record's code:
+        made on the first `created:` filter, not with the other facets (a million
+        timestamps cut to days cost a tenth of a second)."""
+        if self._created is None:
+            stamps = _mapped(attrgetter("remote_created"), self._records)
+            self._created = _codes(_mapped(_day_of, stamps))
+        return self._created
 
     def _shared_codes(self, records: Sequence[Record]) -> np.ndarray:
         """Per record, its shared status (a SHARED_STATUSES index, -1 for none): worked out
@@ -521,6 +532,10 @@ class Facets:
                 else:
                     hit = [value in v for v in self.values[key]]
                     keep &= np.asarray(hit, dtype=bool)[self.codes[key][rows]]
+        if query.created:
+            values, codes = self.created_days()
+            hit = [created_within(day, query.created) for day in values]
+            keep &= np.asarray(hit, dtype=bool)[codes[rows]]
         if query.amounts or query.closing:
             if not self.deals:
                 return np.zeros(len(rows), dtype=bool)
@@ -530,6 +545,10 @@ class Facets:
                 hit = [v.startswith(query.closing) for v in self.closing_values]
                 keep &= np.asarray(hit, dtype=bool)[self.closing_codes[rows]]
         return keep
+
+
+def _day_of(stamp: str | None) -> str:
+    return stamp[:10] if stamp else ""
 
 
 _COMPARE = {
@@ -911,7 +930,7 @@ class SearchIndex:
         counts: dict[str, int] = {}
         terms = sorted({t.encode("utf-8") for t in query.terms}, key=len, reverse=True)
         highlights = Highlighter(kind, terms)
-        filtered = bool(query.filters.keys() - {"source"} or query.amounts or query.closing)
+        filtered = query.filtered
         for key, segment in list(self._segments.items()):
             source = key[1]
             if key[0] != kind or (wanted and source not in wanted):
@@ -949,7 +968,7 @@ class SearchIndex:
         query = parse_query(text, kind)
         wanted = set(sources or ()) | set(query.sources)
         terms = sorted({t.encode("utf-8") for t in query.terms}, key=len, reverse=True)
-        filtered = bool(query.filters.keys() - {"source"} or query.amounts or query.closing)
+        filtered = query.filtered
         out: list[Record] = []
         for key, segment in list(self._segments.items()):
             if key[0] != kind or (wanted and key[1] not in wanted):

@@ -15,7 +15,7 @@ from crm_tui.text import single_line
 MIN_QUERY = 2
 MAX_QUERY = 10_000
 QUERY_TOO_SHORT = "Query must be at least 2 characters"
-TEXT_FILTERS = ("source", "status", "stage", "city", "tag")
+TEXT_FILTERS = ("source", "status", "stage", "city", "tag", "created")
 DEAL_FILTERS = ("amount", "closing")
 CONTACT_FILTERS = ("city", "tag")  # deals have neither
 #: Filters that test the shared status vocabulary as well as the vendor's own field.
@@ -27,6 +27,9 @@ _WORD = re.compile(r'[a-zA-Z]+:"[^"]*"?|\S+')
 _AMOUNT = re.compile(r"^amount(<=|>=|<|>|=)(.+)$", re.IGNORECASE)
 _CLOSING = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 CLOSING_FORMATS = "YYYY, YYYY-MM or YYYY-MM-DD, e.g. closing:2026-12"
+CREATED_FORMATS = (
+    "a date (YYYY, YYYY-MM or YYYY-MM-DD) or a range of two, e.g. created:2026-06-01..2026-06-14"
+)
 
 
 class QueryError(ValueError):
@@ -40,10 +43,18 @@ class Query:
     filters: dict[str, list[str]] = field(default_factory=dict)  # folded values
     amounts: list[tuple[str, Decimal]] = field(default_factory=list)
     closing: str | None = None
+    #: the vendor's creation day, from and to (inclusive; each a year, month or day)
+    created: tuple[str, str] | None = None
 
     @property
     def sources(self) -> list[str]:
         return self.filters.get("source", [])
+
+    @property
+    def filtered(self) -> bool:
+        """Whether anything beyond free words and `source:` narrows the records."""
+        narrowed = self.filters.keys() - {"source"}
+        return bool(narrowed or self.amounts or self.closing or self.created)
 
 
 def valid_filters(kind: str) -> tuple[str, ...]:
@@ -86,6 +97,8 @@ def parse_query(text: str, kind: str = "contacts") -> Query:
                 )
             if key == "closing":
                 query.closing = _closing(value)
+            elif key == "created":
+                query.created = _created(value)
             elif key == "source":
                 query.filters.setdefault(key, []).append(_source(value))
             else:
@@ -138,6 +151,32 @@ def _closing(value: str) -> str:
     raise QueryError(f"closing:{value} is not a date; the closing filter takes {CLOSING_FORMATS}")
 
 
+def _created(value: str) -> tuple[str, str]:
+    """`created:2026-06` or `created:2026-06-08..2026-06-14`: the first and last day, each as
+    precise as typed (a record's day matches a bound on as many characters)."""
+    first, dots, last = value.partition("..")
+    bounds = (first, last if dots else first)
+    for bound in bounds:
+        match = _CLOSING.match(bound)
+        try:
+            if match is None:
+                raise ValueError
+            date(*(int(part) if part else 1 for part in match.groups()))
+        except ValueError:
+            raise QueryError(
+                f"created:{value} is not a date; the created filter takes {CREATED_FORMATS}"
+            ) from None
+    if bounds[1] < bounds[0][: len(bounds[1])]:
+        raise QueryError(f"created:{value} ends before it starts")
+    return bounds
+
+
+def created_within(day: str, bounds: tuple[str, str]) -> bool:
+    """Whether a YYYY-MM-DD day lies within `created:` bounds (each a year, month or day)."""
+    first, last = bounds
+    return bool(day) and day[: len(first)] >= first and day[: len(last)] <= last
+
+
 def _source(value: str) -> str:
     name = fold(value)
     if name not in SOURCE_NAMES:
@@ -157,5 +196,6 @@ def query_help() -> list[tuple[str, str]]:
         ("city:austin tag:buyer", "contacts only"),
         ("amount>500000", "deals only (tab switches): also <, <=, >=, ="),
         ("closing:2026-12", f"deals only: {CLOSING_FORMATS.split(', e.g.')[0]}"),
+        ("created:2026-06-01..2026-06-14", "created in its CRM then: a day, month, year or range"),
         ("status:lead city:austin", "two filters: both must hold"),
     ]
