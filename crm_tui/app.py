@@ -37,6 +37,7 @@ from crm_tui.dedup.merge import MergeResult
 from crm_tui.dedup.review import EMPTY_REVIEW, Review
 from crm_tui.heap import release_gradually, share_the_lock
 from crm_tui.insights.dealtable import SegmentTables
+from crm_tui.insights.leads import SegmentLeads
 from crm_tui.local_crm import LocalCrm
 from crm_tui.logs import SecretFilter, SecretMasker
 from crm_tui.models import KINDS, Outcome, RecordKind, StreamReport, SyncReport
@@ -188,6 +189,7 @@ class CrmApp(App[None]):
         self.engine = SyncEngine(settings, self.store, masker=self.masker, transport=transport)
         self.index = SearchIndex()
         self.deal_tables = SegmentTables()  # the Pipeline's, per index segment of deals
+        self.lead_groups = SegmentLeads()  # and of contacts
         self.dedup = DuplicateFinder(settings.crm_phone_region)
         self.people: People = EMPTY_PEOPLE
         self.review: Review = EMPTY_REVIEW  # the clusters in sections, with decisions
@@ -467,14 +469,13 @@ class CrmApp(App[None]):
         self.store_changed.publish(StoreChange(source, kinds, status_only=True))
         if "contacts" in kinds:
             self._find_people()
-        if "deals" in kinds:
-            self._warm_pipeline()
+        self._warm_pipeline()
 
     def _warm_pipeline(self) -> None:
-        """The Pipeline's deal tables for the index as it is now, in a thread (a source's
-        deals changed: its table only), so that F7 only adds the figures up."""
-        parts, now = self.index.parts("deals"), self.clock()
-        work = functools.partial(self._warmed, parts, now)  # a coroutine only once it runs
+        """The Pipeline's figures for the index as it is now, in a thread (a source's
+        records changed: its segment's groups only), so that F7 only adds them up."""
+        deals, contacts, now = self.index.parts("deals"), self.index.parts("contacts"), self.clock()
+        work = functools.partial(self._warmed, deals, contacts, now)  # a coroutine when run
         self.run_worker(
             work,
             group="pipeline-warm",
@@ -484,8 +485,13 @@ class CrmApp(App[None]):
             description="the Pipeline's deal tables",
         )
 
-    async def _warmed(self, parts: list[Any], now: datetime) -> None:
-        await asyncio.to_thread(self.deal_tables.warm, parts, now)
+    async def _warmed(self, deals: list[Any], contacts: list[Any], now: datetime) -> None:
+        await asyncio.to_thread(self.deal_tables.warm, deals, now)
+        await asyncio.to_thread(self._warm_leads, contacts, now)
+
+    def _warm_leads(self, parts: list[Any], now: datetime) -> None:
+        with self.lead_groups.lock:
+            self.lead_groups.flow(parts, now)
 
     def _find_people(self) -> None:
         """Duplicate clusters, recomputed off the loop; only changed contacts are re-keyed.

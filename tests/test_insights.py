@@ -136,6 +136,32 @@ def test_lead_flow_per_week_by_source_and_stage() -> None:
     )
 
 
+def test_lead_flow_kept_per_index_segment_matches_the_records() -> None:
+    """The app's lead flow from index segments equals one counted from the records, leaves
+    out what a patch replaced, and counts an unchanged segment once."""
+    from crm_tui.insights.leads import SegmentLeads
+    from crm_tui.search.index import SearchIndex
+
+    fub = [contact("followupboss", n, f"2026-11-{16 + n % 9:02d}T08:00:00Z") for n in range(40)]
+    hub = [contact("hubspot", n, "2026-11-24T10:00:00Z", stage="Hot Prospect") for n in range(5)]
+    index = SearchIndex()
+    index.rebuild("contacts", "followupboss", fub)
+    index.rebuild("contacts", "hubspot", hub)
+    leads = SegmentLeads()
+    flow, count = leads.flow(index.parts("contacts"), NOW)
+    assert count == 45 and flow == lead_flow(fub + hub, NOW)
+    kept = dict(leads._groups)
+
+    moved = contact("followupboss", 3, "2026-06-01T08:00:00Z")  # out of the 26 weeks
+    current = {c.id: c for c in fub}
+    current[moved.id] = moved
+    index.patch("contacts", "followupboss", lambda: current, [moved.id])
+    flow, count = leads.flow(index.parts("contacts"), NOW)
+    assert count == 45 and flow == lead_flow([*current.values(), *hub], NOW)
+    hubspot_key = next(k for k, (held, _) in kept.items() if held[0].records[0].source == "hubspot")
+    assert leads._groups[hubspot_key][1] is kept[hubspot_key][1]  # not counted again
+
+
 def run_row(n: int, source: str, seconds: int, outcome: str = "success", failed: int = 0):
     start = datetime(2026, 11, 1, tzinfo=UTC).timestamp() + n * 3600
     streams = [{"outcome": "failed"}] * failed + [{"outcome": "success"}]

@@ -4,10 +4,11 @@ stage, over the last 26 weeks."""
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -17,6 +18,9 @@ from crm_tui.insights.periods import weeks_until
 from crm_tui.insights.table import Table, joined_filter
 from crm_tui.models import Contact
 from crm_tui.vocabulary import SHARED_STATUSES, filter_token, record_shared_status
+
+if TYPE_CHECKING:
+    from crm_tui.search.index import Segment
 
 Split = Literal["source", "stage"]
 LeadKey = tuple[str, str | None, str | None, str]  # source, stage, status, day created
@@ -109,24 +113,39 @@ class LeadFlow:
         return f"week of {week:%b %d} - {end:%b %d}: {count:,} new contact{'s' * (count != 1)}"
 
 
+LeadGroups = tuple[list[LeadKey], list[int]]  # each distinct key, and how many hold it
+
+
+def lead_groups(contacts: Sequence[Contact]) -> LeadGroups:
+    """Contacts reduced to their distinct (source, stage, status, day created): the part of
+    the lead flow worth keeping per search-index segment (it costs a pass over them)."""
+    keys, codes = group_codes(sliced_map(_lead_key, contacts))
+    return keys, np.bincount(codes, minlength=len(keys)).tolist()
+
+
 def lead_flow(contacts: Sequence[Contact], now: date | datetime, *, weeks: int = 26) -> LeadFlow:
     """New contacts per week of their vendor creation time (UTC), the last `weeks` weeks
     through the current one, by source and shared stage."""
+    return flow_of_groups([lead_groups(contacts)], now, weeks=weeks)
+
+
+def flow_of_groups(
+    parts: Sequence[LeadGroups], now: date | datetime, *, weeks: int = 26
+) -> LeadFlow:
     mondays = weeks_until(now, weeks)
-    keys, codes = group_codes(sliced_map(_lead_key, contacts))
-    counts = np.bincount(codes, minlength=len(keys)).tolist()
     first, window = mondays[0], set(mondays)
     cells: dict[tuple[date, str, str], int] = {}
     undated: dict[str, int] = {}
-    for (source, stage, status, day), count in zip(keys, counts, strict=True):
-        if not day:
-            undated[source] = undated.get(source, 0) + count
-            continue
-        week = _monday(day)
-        if week is None or week < first or week not in window:
-            continue
-        at = (week, source, shared_contact_stage(source, stage, status))
-        cells[at] = cells.get(at, 0) + count
+    for keys, counts in parts:
+        for (source, stage, status, day), count in zip(keys, counts, strict=True):
+            if not day:
+                undated[source] = undated.get(source, 0) + count
+                continue
+            week = _monday(day)
+            if week is None or week < first or week not in window:
+                continue
+            at = (week, source, shared_contact_stage(source, stage, status))
+            cells[at] = cells.get(at, 0) + count
     return LeadFlow(mondays, cells, undated)
 
 
@@ -137,3 +156,32 @@ def _monday(day: str) -> date | None:
     except ValueError:
         return None
     return parsed - timedelta(days=parsed.weekday())
+
+
+class SegmentLeads:
+    """The lead flow's groups per search-index segment of contacts, kept while that segment
+    is the index's (as SegmentTables keeps the deals'): a sync of one source redoes that
+    source's groups only, so the Pipeline never passes over every contact to open."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._groups: dict[tuple[int, int], tuple[object, LeadGroups]] = {}
+
+    def flow(
+        self, parts: Sequence[tuple[str, Segment, np.ndarray | None]], now: date | datetime
+    ) -> tuple[LeadFlow, int]:
+        """The lead flow of every contact indexed now, and how many there are; call with
+        `lock` held."""
+        groups: dict[tuple[int, int], tuple[object, LeadGroups]] = {}
+        for _, segment, dead in parts:
+            key = (id(segment), id(dead))  # unique: the entry holds both alive
+            kept = self._groups.get(key)
+            if kept is None:
+                records: Sequence[Any] = segment.records
+                if dead is not None:
+                    records = [records[at] for at in np.flatnonzero(~dead).tolist()]
+                kept = ((segment, dead), lead_groups(records))
+            groups[key] = kept
+        self._groups = groups
+        held = [found for _, found in groups.values()]
+        return flow_of_groups(held, now), sum(sum(counts) for _, counts in held)

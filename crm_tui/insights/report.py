@@ -55,6 +55,12 @@ def deal_figures(deals: Sequence[Deal] | DealTable, now: date | datetime) -> Dea
 
 
 @dataclass(frozen=True)
+class ContactFigures:
+    contact_count: int
+    leads: LeadFlow
+
+
+@dataclass(frozen=True)
 class Pipeline:
     as_of: date
     filter: str
@@ -93,7 +99,7 @@ _JSON_KEYS = {"closings": "closings", "leads": "leadFlow", "health": "syncHealth
 
 def build_pipeline(
     deals: Sequence[Deal] | DealTable | DealFigures,
-    contacts: Sequence[Contact],
+    contacts: Sequence[Contact] | ContactFigures,
     runs: Iterable[Mapping[str, Any]],
     statuses: Mapping[str, SourceStatus],
     now: date | datetime,
@@ -103,6 +109,8 @@ def build_pipeline(
     """Every chart from records already filtered (`filtered()`), the audit rows and the
     sources' statuses. Sync health keeps the filter's `source:` sources only."""
     figures = deals if isinstance(deals, DealFigures) else deal_figures(deals, now)
+    if not isinstance(contacts, ContactFigures):
+        contacts = ContactFigures(len(contacts), lead_flow(contacts, now))
     wanted = filter_sources(filter_text)
     health = sync_health(runs, statuses)
     if wanted:
@@ -111,11 +119,11 @@ def build_pipeline(
         as_of=today_of(now),
         filter=filter_text.strip(),
         deal_count=figures.deal_count,
-        contact_count=len(contacts),
+        contact_count=contacts.contact_count,
         stages=figures.stages,
         vendor_stages=figures.vendor_stages,
         closings=figures.closings,
-        leads=lead_flow(contacts, now),
+        leads=contacts.leads,
         health=health,
     )
 

@@ -29,7 +29,13 @@ from crm_tui.config import DISPLAY_NAMES
 from crm_tui.insights import CHARTS, Pipeline, Table, build_pipeline
 from crm_tui.insights.deals import DealTable
 from crm_tui.insights.periods import today_of
-from crm_tui.insights.report import CHART_TITLES, Chart, check_filter, filtered
+from crm_tui.insights.report import (
+    CHART_TITLES,
+    Chart,
+    ContactFigures,
+    check_filter,
+    filtered,
+)
 from crm_tui.insights.table import joined_filter, money
 from crm_tui.models import RecordKind
 from crm_tui.screens.base import ModeScreen
@@ -160,9 +166,8 @@ class PipelineScreen(ModeScreen):
             return
         # the store's dicts change on this thread only: lists of them are taken here; a
         # filter is answered by the index, in the thread
-        parts = self._deal_parts(text)
-        unfiltered = not words_for(text, "contacts").strip()
-        contacts = store.records("contacts") if unfiltered else None
+        parts = self._parts(text, "deals")
+        contacts = self._parts(text, "contacts")
         statuses = store.statuses()
         self._read = self._inputs()
         self.pipeline = await asyncio.to_thread(self._build, text, parts, contacts, statuses, now)
@@ -178,27 +183,30 @@ class PipelineScreen(ModeScreen):
         day = today_of(self.crm.clock())
         return (self.crm.store.version, self.filter_text, day, *held)
 
-    def _deal_parts(self, text: str) -> list[Any] | None:
-        """What the deals are counted from: with no deal filter, the search index's deal
-        segments (their codes are numpy arrays already), else None: the filter's matches,
-        found in the thread."""
-        return None if words_for(text, "deals").strip() else self.crm.index.parts("deals")
+    def _parts(self, text: str, kind: RecordKind) -> list[Any] | None:
+        """What a kind's charts count: with no filter for it, the search index's segments
+        (the app keeps their figures warm), else None: the filter's matches, found in the
+        thread."""
+        return None if words_for(text, kind).strip() else self.crm.index.parts(kind)
 
     def _build(
-        self, text: str, parts: Any, contacts: Any, statuses: Any, now: datetime
+        self, text: str, deals: Any, contacts: Any, statuses: Any, now: datetime
     ) -> Pipeline:
-        """In a worker thread: the index answers a filter, the insights do the rest."""
-        index, store = self.crm.index, self.crm.store
+        """In a worker thread: the index answers a filter, the warm figures the rest."""
+        index, store, crm = self.crm.index, self.crm.store, self.crm
         if contacts is None:
-            contacts = filtered("contacts", text, list, index.matching)
+            people: Any = filtered("contacts", text, list, index.matching)
+        else:
+            with crm.lead_groups.lock:
+                flow, count = crm.lead_groups.flow(contacts, now)
+            people = ContactFigures(count, flow)
         runs = store.db.recent_runs(store.user_id) if store.db is not None else []
-        if parts is None:
+        if deals is None:
             table = DealTable.of(filtered("deals", text, list, index.matching))  # type: ignore[arg-type]
-            return build_pipeline(table, contacts, runs, statuses, now, filter_text=text)
-        tables = self.crm.deal_tables
-        with tables.lock:
-            figures = tables.figures(parts, now)
-        return build_pipeline(figures, contacts, runs, statuses, now, filter_text=text)
+            return build_pipeline(table, people, runs, statuses, now, filter_text=text)
+        with crm.deal_tables.lock:
+            figures = crm.deal_tables.figures(deals, now)
+        return build_pipeline(figures, people, runs, statuses, now, filter_text=text)
 
     # -- drawing ---------------------------------------------------------------------------
 
