@@ -377,3 +377,30 @@ def test_map_exits_5_with_the_mapping_saved_while_a_sync_holds_the_stream(db, se
     done = crm(settings, "remap", "followupboss", "--stream", "contacts", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["remap"][0]["changed"] == len(fub_people())
+
+
+async def test_a_running_engine_follows_a_mapping_saved_by_another_process(db, settings):
+    """`crm-tui map` in a shell while the app (or `sync --watch`) runs: the app's next sync
+    maps with the saved file, and does not write the old mapping back over the re-map."""
+    import httpx
+    import respx
+
+    from crm_tui.sync.engine import SyncEngine
+
+    engine = SyncEngine(settings, CacheStore(settings.user_id, db))
+    people = fub_people()[:30]
+    assert engine.source("followupboss").maps["contacts"].get("custom.lender") is None
+    crm(settings, "map", "followupboss", "contacts", "custom.lender", "customLender", "--no-remap")
+    with respx.mock(assert_all_called=False) as vendor:
+        vendor.get(url__regex=r".*/people.*").mock(
+            return_value=httpx.Response(200, json={"_metadata": {"total": 30}, "people": people})
+        )
+        vendor.get(url__regex=r".*").mock(return_value=httpx.Response(200, json={}))
+        await engine.sync_source("followupboss")
+    store = engine.store
+    lenders = {
+        r.remote_id: r.custom.get("lender") for r in store.records("contacts", "followupboss")
+    }
+    assert lenders[str(people[0]["id"])] == people[0]["customLender"]
+    assert sum(v is not None for v in lenders.values()) == sum("customLender" in p for p in people)
+    await engine.aclose()

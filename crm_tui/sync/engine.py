@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -142,6 +143,7 @@ class SyncEngine:
         self.connectors = dict(connectors or CONNECTORS)
         self.invalid_share = invalid_share
         self.wait = wait  # for a stream another process is writing; else it fails as busy
+        self._mappings_seen = _file_stamp(mappings_path())
         mappings = _mappings()
         self._ctx = SourceContext(
             settings,
@@ -162,10 +164,13 @@ class SyncEngine:
         """Read mappings.toml again (the Mapping screen saved it): each source's next run
         maps with it. A run going on ends with the maps it started with. Raises
         ConfigError, the file unchanged in effect, when the file has a problem."""
+        seen = _file_stamp(mappings_path())
         mappings = _mappings()
+        self._mappings_seen = seen
         self._ctx = replace(self._ctx, overrides=mappings.overrides, columns=mappings.columns)
-        for name in [n for n in self._sources if n not in self._running]:
-            await self._sources.pop(name).aclose()
+        for name in list(self._sources):
+            if name not in self._running:  # asked now: a run may have begun meanwhile
+                await self._sources.pop(name).aclose()
 
     def enabled(self) -> list[str]:
         return [n for n in self.settings.enabled_sources() if n in self.connectors]
@@ -227,7 +232,16 @@ class SyncEngine:
         results = await asyncio.gather(*(self.sync_source(n, full=full) for n in todo))
         return dict(zip(todo, results, strict=True))
 
+    async def follow_mappings(self) -> None:
+        """Reload mappings.toml when it changed since it was read: another process (`crm-tui
+        map`, the Mapping screen of another app) saved it, and a sync with the old maps
+        would write the old mapping back over its re-map."""
+        if _file_stamp(mappings_path()) != self._mappings_seen:
+            await self.reload_mappings()
+
     async def sync_source(self, name: str, *, full: bool = False) -> SyncReport:
+        if name not in self._running:
+            await self.follow_mappings()
         source = self.source(name)
         if name in self._running:
             raise AlreadySyncing(name)
@@ -705,6 +719,15 @@ class SyncEngine:
         if name in self._sources:
             await self._save_rate(self._sources[name])
         return result
+
+
+def _file_stamp(path: Path) -> tuple[int, int, int] | None:
+    """What tells a saved file from the one read before (a save replaces it by rename)."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return (found.st_ino, found.st_mtime_ns, found.st_size)
 
 
 def _mappings() -> Mappings:
