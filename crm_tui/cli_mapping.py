@@ -65,7 +65,7 @@ def fields(ctx: click.Context, source: str, stream: RecordKind, as_json: bool) -
                 (
                     f.path,
                     "/".join(f.types) or "-",
-                    f"{f.fill_rate:.0%}",
+                    f.fill_text(found.estimated),
                     " | ".join(f.samples),
                     ", ".join(f.mapped_to),
                 )

@@ -404,3 +404,16 @@ async def test_a_running_engine_follows_a_mapping_saved_by_another_process(db, s
     assert lenders[str(people[0]["id"])] == people[0]["customLender"]
     assert sum(v is not None for v in lenders.values()) == sum("customLender" in p for p in people)
     await engine.aclose()
+
+
+def test_fill_rates_read_as_people_expect() -> None:
+    from crm_tui.fields.discover import FieldInfo
+
+    def info(filled: int, rate: float) -> FieldInfo:
+        return FieldInfo("background", ("string",), filled, rate, (), ())
+
+    assert info(0, 0.0).fill_text() == "0%"
+    assert info(1, 1 / 1999).fill_text() == "<1%"  # held by one record: not "0%"
+    assert info(740, 0.74).fill_text() == "74%"
+    assert info(740, 0.74).fill_text(estimated=True) == "~74%"
+    assert info(0, 0.0).fill_text(estimated=True) == "0%"

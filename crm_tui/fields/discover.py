@@ -46,6 +46,12 @@ class FieldInfo:
     mapped_to: tuple[str, ...]  # unified fields and custom.NAME columns read from it
     vendor_label: str | None = None  # the vendor's name for it, from its field metadata
 
+    def fill_text(self, estimated: bool = False) -> str:
+        """ "37%", "~37%" from a sample, and "<1%" for a field a few records hold (0% would
+        read as none)."""
+        shown = "<1%" if self.filled and self.fill_rate < 0.005 else f"{self.fill_rate:.0%}"
+        return f"~{shown}" if estimated and self.filled else shown
+
     def to_json(self) -> dict[str, Any]:
         return {
             "path": self.path,
