@@ -9,6 +9,7 @@ pictures (the report pytest-textual-snapshot writes on failure shows both).
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import tempfile
 import time
@@ -25,8 +26,9 @@ from tests.conftest import make_settings
 from tests.pipeline_data import NOW as PIPELINE_NOW
 from tests.pipeline_data import seed_demo
 
-# A fixed path: the Connections screen shows the data dir.
-SNAPSHOT_DIR = Path(tempfile.gettempdir()) / "crm-tui-snapshot"
+# One per test process: two runs at once (two checkouts on one machine) wiped each other's
+# data mid-test. No picture shows it.
+SNAPSHOT_DIR = Path(tempfile.gettempdir()) / f"crm-tui-snapshot-{os.getpid()}"
 FIRST = ("Ana", "Ben", "Cara", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jo")
 LAST = ("Lee", "Ng", "Ortiz", "Park", "Quinn", "Ruiz", "Shaw", "Tran", "Uddin", "Vega")
 
@@ -109,6 +111,7 @@ def snapshot_app(monkeypatch):
 
     yield build
     time.tzset()
+    shutil.rmtree(SNAPSHOT_DIR, ignore_errors=True)
 
 
 async def seed(store: CacheStore, db: Database) -> None:
