@@ -208,3 +208,57 @@ async def test_f7_from_a_box_and_all_four_charts_when_wide(pipeline_settings) ->
         await counted(pilot, screen)
         shown = [p.id for p in screen.query(ChartPanel) if p.display]
         assert shown == ["chart-stages", "chart-closings", "chart-leads", "chart-health"]
+
+
+async def test_the_health_chart_follows_a_run_the_sweep_marks_interrupted(pipeline_settings):
+    """A cron sync that died mid-run: the app's sweep marks its run interrupted (a status
+    change, no record changed) and the chart follows."""
+    from crm_tui.models import utc_now
+    from crm_tui.store.owners import _machine
+
+    app = make_app(pipeline_settings, sync_stale=False, clock=lambda: NOW)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await on_pipeline(pilot, app)
+        other = Database(pipeline_settings.database_path)
+        run = other.start_run("alice", "hubspot", utc_now())
+        other._conn.execute(
+            "INSERT INTO owners (id, host, machine, pid, started, heartbeat_at)"
+            " VALUES ('dead', 'h', ?, 999999, '1', 0)",
+            (_machine(),),
+        )
+        other._conn.execute("UPDATE sync_runs SET owner = 'dead' WHERE id = ?", (run,))
+        other._conn.commit()
+        await app._reload_if_changed()
+        await pilot.pause(0.2)
+        await counted(pilot, screen)
+        assert screen.pipeline.health.get("hubspot").runs[-1].outcome == "running"
+        await app._swept(app.store.db)
+        await pilot.pause(0.2)
+        await counted(pilot, screen)
+        assert screen.pipeline.health.get("hubspot").runs[-1].outcome == "interrupted"
+        other.close()
+
+
+async def test_a_computation_that_failed_is_made_again(pipeline_settings, monkeypatch):
+    """The audit read fails once (a locked database): coming back to the screen counts
+    again instead of keeping nothing drawn."""
+    from crm_tui.store.errors import StoreError
+
+    calls: list[int] = []
+    real = Database.recent_runs
+
+    def flaky(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise StoreError("database is locked", "try again")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Database, "recent_runs", flaky)
+    app = make_app(pipeline_settings, sync_stale=False, clock=lambda: NOW)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await on_pipeline(pilot, app)
+        await pilot.press("1", "7")
+        await pilot.pause(0.1)
+        await counted(pilot, screen)
+        assert len(calls) >= 2 and screen.pipeline is not None
+        assert screen.pipeline.deal_count == 8

@@ -49,6 +49,7 @@ from crm_tui.screens.pipeline_specs import (
     title_for,
 )
 from crm_tui.search.query import QueryError, words_for
+from crm_tui.store import StoreChange
 from crm_tui.widgets.charts import BarChart, ChartPanel, HealthChart, HealthPanel
 from crm_tui.widgets.safe import safe
 
@@ -91,8 +92,9 @@ class PipelineScreen(ModeScreen):
         self.selected: dict[Chart, int | None] = dict.fromkeys(CHARTS)
         self.table_shown = False
         self._computing = False
-        #: what the computation running, or else the last, has read (`_inputs`)
-        self._read: tuple[object, ...] = ()
+        self._changes = 0  # the store changes published since the screen began following
+        self._reading: tuple[object, ...] = ()  # `_inputs` of the computation running
+        self._drawn: tuple[object, ...] = ()  # and of the last that succeeded
         self._stale = False
 
     def compose(self) -> ComposeResult:
@@ -138,9 +140,9 @@ class PipelineScreen(ModeScreen):
         after it. (Textual calls each class's on_mount and on_screen_resume: asked three
         times on opening, this computes once.)"""
         if self._computing:
-            self._stale = self._stale or not _same(self._read, self._inputs())
+            self._stale = self._stale or self._reading != self._inputs()
             return
-        if _same(self._read, self._inputs()):
+        if self._drawn == self._inputs():
             return  # what is drawn is current
         self._computing = True
         self.run_worker(self._compute, group="pipeline", exit_on_error=False, name="pipeline")
@@ -148,7 +150,7 @@ class PipelineScreen(ModeScreen):
     async def _compute(self) -> None:
         try:
             while True:
-                self._stale, self._read = False, ()
+                self._stale, self._reading = False, ()
                 await self._compute_once()
                 if not self._stale or not self.is_attached:
                     return
@@ -169,19 +171,20 @@ class PipelineScreen(ModeScreen):
         parts = self._parts(text, "deals")
         contacts = self._parts(text, "contacts")
         statuses = store.statuses()
-        self._read = self._inputs()
+        self._reading = inputs = self._inputs()
         self.pipeline = await asyncio.to_thread(self._build, text, parts, contacts, statuses, now)
+        self._drawn = inputs
         self.problem = ""
         self._show()
 
     def _inputs(self) -> tuple[object, ...]:
-        """What a computation reads: the store's version, the filter, the day and the
-        index's segments (held, and compared by identity)."""
-        index, held = self.crm.index, []
-        for kind in ("deals", "contacts"):
-            held += [item for _, segment, dead in index.parts(kind) for item in (segment, dead)]
-        day = today_of(self.crm.clock())
-        return (self.crm.store.version, self.filter_text, day, *held)
+        """What a computation depends on: every change the store published (records, the
+        index, statuses and runs), the filter and the day."""
+        return (self._changes, self.filter_text, today_of(self.crm.clock()))
+
+    def on_store_change(self, change: StoreChange) -> None:
+        self._changes += 1
+        super().on_store_change(change)
 
     def _parts(self, text: str, kind: RecordKind) -> list[Any] | None:
         """What a kind's charts count: with no filter for it, the search index's segments
@@ -478,10 +481,6 @@ class PipelineScreen(ModeScreen):
             self.notify(f"Export failed: {exc}", severity="error", markup=False)
             return
         self.notify(f"Exported {len(figures.rows):,} rows to {path}", markup=False, timeout=10)
-
-
-def _same(read: tuple[object, ...], now: tuple[object, ...]) -> bool:
-    return len(read) == len(now) and all(a is b or a == b for a, b in zip(read, now, strict=True))
 
 
 def _cell(value: object) -> Text:

@@ -132,12 +132,17 @@ class Source(ABC):
 
     def __init__(self, ctx: SourceContext) -> None:
         self.ctx = ctx
-        self.maps = source_maps(self.name, self.field_maps, ctx.overrides)
-        self._builders = {
-            kind: RecordBuilder(kind, m, ctx.columns) for kind, m in self.maps.items()
-        }
+        self.use_mappings(ctx.overrides, ctx.columns)
         self._client: HttpClient | None = None
         self._choices: dict[tuple[RecordKind, str], tuple[float, list[Option]]] = {}
+
+    def use_mappings(self, overrides: Overrides, columns: Columns) -> None:
+        """Map with the user's mappings.toml as now read, from the next record on (the
+        maps and builders are swapped whole, so a record is mapped by one or the other)."""
+        self.ctx = replace(self.ctx, overrides=overrides, columns=columns)
+        maps = source_maps(self.name, self.field_maps, overrides)
+        self._builders = {kind: RecordBuilder(kind, m, columns) for kind, m in maps.items()}
+        self.maps = maps
 
     # -- configuration ------------------------------------------------------------------------
 

@@ -161,16 +161,32 @@ class SyncEngine:
     # -- sources -------------------------------------------------------------------------
 
     async def reload_mappings(self) -> None:
-        """Read mappings.toml again (the Mapping screen saved it): each source's next run
-        maps with it. A run going on ends with the maps it started with. Raises
-        ConfigError, the file unchanged in effect, when the file has a problem."""
+        """Read mappings.toml again now (the Mapping screen saved it). Raises ConfigError,
+        the maps in use unchanged, when the file has a problem."""
+        self._read_mappings(strict=True)
+
+    def follow_mappings(self) -> None:
+        """Read mappings.toml again when it changed since it was read: another process
+        (`crm-tui map`, another app's Mapping screen) saved it, and a sync, webhook or edit
+        mapping with the old rules would write the old mapping back over its re-map. A
+        file with a problem is logged once and the last good maps stay in use."""
+        if _file_stamp(mappings_path()) != self._mappings_seen:
+            self._read_mappings(strict=False)
+
+    def _read_mappings(self, *, strict: bool) -> None:
         seen = _file_stamp(mappings_path())
-        mappings = _mappings()
+        try:
+            mappings = _mappings()
+        except ConfigError as exc:
+            if strict:
+                raise
+            self._mappings_seen = seen
+            log.warning("%s; the maps read before stay in use", self.masker(str(exc)))
+            return
         self._mappings_seen = seen
         self._ctx = replace(self._ctx, overrides=mappings.overrides, columns=mappings.columns)
-        for name in list(self._sources):
-            if name not in self._running:  # asked now: a run may have begun meanwhile
-                await self._sources.pop(name).aclose()
+        for source in self._sources.values():  # in place: a send or a fetch may be using it
+            source.use_mappings(mappings.overrides, mappings.columns)
 
     def enabled(self) -> list[str]:
         return [n for n in self.settings.enabled_sources() if n in self.connectors]
@@ -183,6 +199,7 @@ class SyncEngine:
             raise ConfigError(
                 f"{config.display_name} is not configured: missing " + ", ".join(config.missing)
             )
+        self.follow_mappings()
         if name not in self._sources:
             self._sources[name] = self.connectors[name](self._ctx)
         return self._sources[name]
@@ -232,16 +249,7 @@ class SyncEngine:
         results = await asyncio.gather(*(self.sync_source(n, full=full) for n in todo))
         return dict(zip(todo, results, strict=True))
 
-    async def follow_mappings(self) -> None:
-        """Reload mappings.toml when it changed since it was read: another process (`crm-tui
-        map`, the Mapping screen of another app) saved it, and a sync with the old maps
-        would write the old mapping back over its re-map."""
-        if _file_stamp(mappings_path()) != self._mappings_seen:
-            await self.reload_mappings()
-
     async def sync_source(self, name: str, *, full: bool = False) -> SyncReport:
-        if name not in self._running:
-            await self.follow_mappings()
         source = self.source(name)
         if name in self._running:
             raise AlreadySyncing(name)
@@ -364,6 +372,7 @@ class SyncEngine:
             async with self.store.lease(
                 name, stream, "sync", wait=self.wait, on_wait=partial(self._waiting, source)
             ) as lease:
+                self.follow_mappings()  # a re-map committed before the lease: its maps
                 if self.store.status(name).waiting_for is not None:
                     self.store.update_status(name, state=SyncState.SYNCING, waiting_for=None)
                 since = None if full else await self._since(source, stream)
@@ -562,6 +571,7 @@ class SyncEngine:
                 self._audited(source, report, run, bad),
                 self.store.lease(name, stream, "webhook") as lease,
             ):
+                self.follow_mappings()
                 await self._fetch_named(source, stream, changed, deleted, lease, report, bad)
         finally:
             await self._save_rate(source)
