@@ -1270,6 +1270,21 @@ def _updating(served: _Served) -> Callable[[Request], Any]:
     return patch_object
 
 
+def _definitions(served: _Served) -> Callable[[Request], Any]:
+    """`GET /crm/v3/properties/{objectType}`: `{results: [Property]}`, every property of the
+    type, the portal's custom ones included (`hubspotDefined` false); not paged."""
+
+    async def definitions(request: Request) -> Response:
+        headers, refused = served.budget.check(request)
+        if refused:
+            return refused
+        kind = served.types[request.path_params["type"]]
+        results = [d.shape() for d in DEFINITIONS[kind.name].values()]
+        return json_response({"results": results}, 200, headers)
+
+    return definitions
+
+
 def _definition(served: _Served) -> Callable[[Request], Any]:
     """`GET /crm/v3/properties/{objectType}/{propertyName}`: the property's definition, its
     options for an enumeration; 404 for a property the object type does not have."""
@@ -1382,6 +1397,7 @@ def hubspot_app(
             Route(f"/crm/v3/objects/{kinds}/search", _searching(served), methods=["POST"]),
             Route(f"/crm/v3/objects/{kinds}/{{id:str}}", _one(served), methods=["GET"]),
             Route(f"/crm/v3/objects/{kinds}/{{id:str}}", _updating(served), methods=["PATCH"]),
+            Route(f"/crm/v3/properties/{kinds}", _definitions(served)),
             Route(f"/crm/v3/properties/{kinds}/{{name:str}}", _definition(served)),
             Route(f"/crm/v3/objects/{kinds}", _listing(served)),
         ]

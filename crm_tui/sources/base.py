@@ -46,6 +46,7 @@ from crm_tui.sources.mapping import (
     source_maps,
 )
 from crm_tui.sources.pagination import Page, Stream, first_at, read_pages
+from crm_tui.sources.vendor_fields import FieldList, read_fields
 from crm_tui.sources.writes import Draft, Option, Writes
 
 if TYPE_CHECKING:
@@ -115,6 +116,8 @@ class Source(ABC):
     changes: ClassVar[Mapping[RecordKind, Changes]] = {}
     #: Where one record is read by id, per stream (for webhooks, which name ids only).
     single: ClassVar[Mapping[RecordKind, One]] = {}
+    #: Where the vendor lists each stream's fields, custom ones included (`vendor_fields`).
+    field_lists: ClassVar[Mapping[RecordKind, FieldList]] = {}
     #: Its own statuses and stages, folded, that mean one of the shared statuses
     #: (crm_tui/vocabulary.py) where their words do not say so, per stream.
     statuses: ClassVar[Mapping[RecordKind, Mapping[str, str]]] = {}
@@ -357,9 +360,12 @@ class Source(ABC):
 
     async def vendor_fields(self, stream: RecordKind) -> list[VendorField]:
         """The fields the vendor's metadata lists for `stream`, custom ones included (the
-        Mapping screen shows them beside what the cached payloads hold). None is read yet:
-        each connector whose vendor has such an endpoint overrides this."""
-        return []
+        Mapping screen shows them beside what the cached payloads hold); [] when the vendor
+        has no such list (`field_lists`). Network; raises SourceError."""
+        listing = self.field_lists.get(stream)
+        if listing is None:
+            return []
+        return await read_fields(self.client, listing, self.display_name, stream)
 
     def read_other(self, stream: RecordKind, *, probe: bool = False) -> AsyncIterator[Page]:
         """A stream that is not a REST endpoint (a CSV report, the local database)."""

@@ -16,9 +16,10 @@ import orjson
 
 from crm_tui.models import RecordKind
 from crm_tui.sources.base import Source
-from crm_tui.sources.kit import Basic, Changes, Named, One, Setting, Signed, Webhooks
+from crm_tui.sources.kit import Basic, Changes, Named, One, Setting, Signed, VendorField, Webhooks
 from crm_tui.sources.mapping import primary
 from crm_tui.sources.pagination import CursorInBody, Stream
+from crm_tui.sources.vendor_fields import FieldList, path_step, text
 from crm_tui.sources.writes import (
     At,
     Choices,
@@ -74,6 +75,28 @@ def _collection(
 # People carry their custom fields (top-level `custom*`) only when asked: `fields=allFields`.
 # The same parameters go to a single read (`read_one`).
 _ALL_FIELDS = {"fields": "allFields"}
+
+
+# -- field metadata: GET /v1/customFields ------------------------------------------------------
+
+
+def _custom_field(item: Mapping[str, Any]) -> VendorField | None:
+    """`{id, name, label, type (text|date|number|dropdown), choices, ...}`: `name` is the
+    person's top-level key (customLender), `label` what the app shows."""
+    name = path_step(text(item, "name"))
+    if name is None:
+        return None
+    return VendorField(name, text(item, "label", required=False) or name, text(item, "type"))
+
+
+CUSTOM_FIELDS = FieldList(
+    Stream(
+        "customFields",
+        CursorInBody("_metadata.next", "next", total_at=("_metadata.total",)),
+        records=("customfields", "customFields"),
+    ),
+    _custom_field,
+)
 
 
 # -- webhooks: ids only, signed with the system key -----------------------------------------
@@ -235,6 +258,7 @@ class FollowUpBossSource(Source):
         )
     }
     single = {"contacts": One("people/{id}"), "deals": One("deals/{id}")}
+    field_lists = {"contacts": CUSTOM_FIELDS}  # people's custom fields (deals': not read)
     webhooks = Webhooks("FUB_SYSTEM_KEY", check_signature, _problem, _event, named_records)
     writes = WRITES
     commission = "commissionValue"  # a deal's GCI

@@ -20,16 +20,28 @@ from typing import Any
 from crm_tui.models import RecordKind
 from crm_tui.sources.base import Source
 from crm_tui.sources.errors import PaginationError
-from crm_tui.sources.kit import Bearer, Changes, Named, One, RateHeaders, Setting, Signed, Webhooks
+from crm_tui.sources.kit import (
+    Bearer,
+    Changes,
+    Named,
+    One,
+    RateHeaders,
+    Setting,
+    Signed,
+    VendorField,
+    Webhooks,
+)
 from crm_tui.sources.mapping import FieldMap, get_path
 from crm_tui.sources.pagination import (
     CursorInBody,
     Page,
+    SinglePage,
     Stream,
     extract_records,
     read_pages,
     tail_cursor,
 )
+from crm_tui.sources.vendor_fields import FieldList, path_step, text
 from crm_tui.sources.writes import At, Choices, Update, Writes
 from crm_tui.vocabulary import ACTIVE, CLOSED, CONTRACT, LEAD, LOST, NURTURE, PAST, PROSPECT
 from crm_tui.webhooks.events import CHANGED, DELETED, Action, remote_id
@@ -63,6 +75,25 @@ def _objects(kind: str, **params: str) -> Stream:
         ("results",),
         params=params,
         skip=_archived,
+    )
+
+
+def _property_field(item: Mapping[str, Any]) -> VendorField | None:
+    """A `Property` of `GET /crm/v3/properties/{objectType}` (`name, label, type,
+    fieldType, hubspotDefined, archived, ...`): every value sits in a record's
+    `properties.<name>` (when asked for by name)."""
+    name = path_step(text(item, "name"))
+    if name is None or item.get("archived") is True:
+        return None
+    return VendorField(
+        _property(name), text(item, "label", required=False) or name, text(item, "type")
+    )
+
+
+def _property_list(kind: str) -> FieldList:
+    """`{results: [Property]}`, one response (the endpoint does not page)."""
+    return FieldList(
+        Stream(f"crm/v3/properties/{kind}", SinglePage(), ("results",)), _property_field
     )
 
 
@@ -382,6 +413,7 @@ class HubSpotSource(Source):
         "contacts": _objects("contacts"),
         "deals": _objects("deals", associations="contacts"),
     }
+    field_lists = {"contacts": _property_list("contacts"), "deals": _property_list("deals")}
     statuses = {
         "contacts": {
             # lifecyclestage
