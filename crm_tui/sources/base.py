@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
+from crm_tui.custom_columns import CUSTOM_PREFIX
 from crm_tui.models import Contact, Record, RecordKind
 from crm_tui.sources.errors import NotFound, RateLimited, RemoteError, SourceError
 from crm_tui.sources.kit import (
@@ -47,7 +48,7 @@ from crm_tui.sources.mapping import (
 )
 from crm_tui.sources.pagination import Page, Stream, first_at, read_pages
 from crm_tui.sources.vendor_fields import FieldList, read_fields
-from crm_tui.sources.writes import Draft, Option, Writes
+from crm_tui.sources.writes import Draft, Option, Update, Writer, Writes
 
 if TYPE_CHECKING:
     import httpx
@@ -301,6 +302,29 @@ class Source(ABC):
         if raw is None or (endpoint.skip is not None and endpoint.skip(raw)):
             return None
         return raw
+
+    def custom_writers(self, stream: RecordKind) -> dict[str, Writer]:
+        """The custom columns (`custom.NAME`) this source writes for `stream`, with their
+        writers: each mapped (built-in map or mappings.toml) from a plain path where the
+        vendor takes writes of its custom fields (`Update.custom`)."""
+        spec = self.writes.update.get(stream)
+        if spec is None or spec.custom is None:
+            return {}
+        found: dict[str, Writer] = {}
+        for target, path in self.maps[stream].items():
+            if not target.startswith(CUSTOM_PREFIX) or not isinstance(path, str):
+                continue
+            column = self.ctx.columns.get(target.removeprefix(CUSTOM_PREFIX))
+            writer = spec.custom.writer(path, column.type if column else "text")
+            if writer is not None:
+                found[target] = writer
+        return found
+
+    def update_spec(self, stream: RecordKind) -> Update | None:
+        """How `stream`'s records are changed, its writable custom columns included."""
+        spec = self.writes.update.get(stream)
+        extra = self.custom_writers(stream) if spec is not None else {}
+        return replace(spec, fields={**spec.fields, **extra}) if spec and extra else spec
 
     async def choices(
         self, stream: RecordKind, name: str, record: Mapping[str, Any] | None = None

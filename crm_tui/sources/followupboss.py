@@ -24,6 +24,7 @@ from crm_tui.sources.writes import (
     At,
     Choices,
     Create,
+    CustomFields,
     Items,
     Note,
     PrimaryItem,
@@ -169,6 +170,8 @@ WRITES = Writes(
                 "tags": Tags(merge_param="mergeTags"),
             },
             choices={"stage": Choices("stages", ("stages",), params={"limit": "100"})},
+            # custom fields by their case-sensitive names from /v1/customFields; null deletes
+            custom=CustomFields(r"custom[A-Z0-9_]\w*"),
         ),
         "deals": Update(
             "PUT",

@@ -42,7 +42,7 @@ from crm_tui.sources.pagination import (
     tail_cursor,
 )
 from crm_tui.sources.vendor_fields import FieldList, path_step, text
-from crm_tui.sources.writes import At, Choices, Update, Writes
+from crm_tui.sources.writes import At, Choices, CustomFields, Update, Writes
 from crm_tui.vocabulary import ACTIVE, CLOSED, CONTRACT, LEAD, LOST, NURTURE, PAST, PROSPECT
 from crm_tui.webhooks.events import CHANGED, DELETED, Action, remote_id
 from crm_tui.webhooks.verify import BAD_SIGNATURE, UNSIGNED, freshness, hmac_base64, same
@@ -148,6 +148,9 @@ def _options(kind: str, name: str) -> Choices:
 
 # PATCH of properties only; read-only or unknown properties are an error, so only the ones
 # the field maps read are offered.
+# A custom column read from a property is written to it: every value as text, "" clears
+# (HubSpot refuses a read-only or unknown property, and the outbox says so).
+_PROPERTIES = CustomFields(r"properties\.[A-Za-z0-9_]+", numbers="text", cleared="")
 WRITES = Writes(
     update={
         "contacts": Update(
@@ -171,6 +174,7 @@ WRITES = Writes(
                 "status": _options("contacts", "hs_lead_status"),
             },
             answers_whole=False,
+            custom=_PROPERTIES,
         ),
         "deals": Update(
             "PATCH",
@@ -183,6 +187,7 @@ WRITES = Writes(
             },
             choices={"stage": _options("deals", "dealstage")},
             answers_whole=False,
+            custom=_PROPERTIES,
         ),
     }
 )

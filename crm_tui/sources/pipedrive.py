@@ -20,7 +20,7 @@ from crm_tui.sources.kit import Changes, KeyHeader, One, RateHeaders, Setting, V
 from crm_tui.sources.mapping import primary
 from crm_tui.sources.pagination import CursorInBody, Stream, tail_cursor
 from crm_tui.sources.vendor_fields import FieldList, path_step, text
-from crm_tui.sources.writes import At, NamePart, PrimaryItem, Update, Writes
+from crm_tui.sources.writes import At, CustomFields, NamePart, PrimaryItem, Update, Writes
 from crm_tui.vocabulary import ACTIVE, CLOSED, LOST
 
 #: v2 lists by update time, oldest first, when asked (`updated_since` alone keeps id order).
@@ -84,6 +84,9 @@ def _street(raw: Mapping[str, Any]) -> str | None:
 
 # PATCH of persons and deals (the official SDK's UpdatePersonRequest, UpdateDealRequest): a
 # person's name is one field, e-mails and phones lists of `{value, primary, label}` sent whole.
+# v2 takes custom values in a `custom_fields` object keyed by the field's hash (a number
+# as a JSON number: v2 no longer reads numbers from text); a monetary field's object is not.
+_CUSTOM_FIELDS = CustomFields(r"custom_fields\.[0-9a-f]{40}")
 WRITES = Writes(
     update={
         "contacts": Update(
@@ -96,6 +99,7 @@ WRITES = Writes(
                 "phone": PrimaryItem("phones", "primary", True),
             },
             at=("data",),
+            custom=_CUSTOM_FIELDS,
         ),
         "deals": Update(
             "PATCH",
@@ -110,6 +114,7 @@ WRITES = Writes(
                 "close_date": At("expected_close_date"),
             },
             at=("data",),
+            custom=_CUSTOM_FIELDS,
         ),
     }
 )

@@ -132,7 +132,7 @@ class Sender:
 
     async def _update(self, entry: OutboxEntry) -> None:
         source, stream = self.source, entry.stream
-        spec = source.writes.update.get(stream)
+        spec = source.update_spec(stream)  # its writable custom columns included
         if spec is None or entry.remote_id is None:
             raise Finished("failed", f"{source.display_name} does not let crm-tui change {stream}")
         current = await source.read_one(stream, entry.remote_id)
