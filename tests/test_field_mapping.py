@@ -377,3 +377,22 @@ def test_map_exits_5_with_the_mapping_saved_while_a_sync_holds_the_stream(db, se
     done = crm(settings, "remap", "followupboss", "--stream", "contacts", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["remap"][0]["changed"] == len(fub_people())
+
+
+async def test_the_store_after_a_remap_holds_what_the_database_committed(db, settings):
+    """The re-map hands the store the records it wrote (no second read of the stream):
+    they must be exactly what a fresh load of the database gives."""
+    people = fub_people()
+    cache(db, settings, "followupboss", "contacts", people)
+    store = CacheStore(settings.user_id, db)
+    await store.load()
+    column = Column("price", "Price", "number")
+    save(db, settings, "followupboss", "contacts", "custom.price", "customPriceRange", column)
+    report = await remap(store, settings, "followupboss", "contacts")
+    assert report.kept == 0
+    shown = {r.id: r.to_json() for r in store.records("contacts", "followupboss")}
+    fresh = CacheStore(settings.user_id, db)
+    await fresh.load()
+    assert shown == {r.id: r.to_json() for r in fresh.records("contacts", "followupboss")}
+    prices = [v for v in (j["custom"].get("price") for j in shown.values()) if v is not None]
+    assert len(prices) == sum("customPriceRange" in p for p in people)
