@@ -451,7 +451,7 @@ def _writable_help() -> str:
     multiple=True,
     metavar="custom.NAME=VALUE",
     help="A custom column's value (repeatable), where its source takes writes of the"
-    " custom field it is mapped from (Follow Up Boss, HubSpot, Pipedrive).",
+    " custom field it is mapped from.",
 )
 @_DRY_RUN
 @_QUEUE

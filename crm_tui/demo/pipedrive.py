@@ -1075,6 +1075,8 @@ def pipedrive_app(
         if refused:
             return refused
         version, name = request.url.path.split("/")[2:4]
+        if version not in ("v1", "v2"):
+            return _error(404, "Not found", headers)
         if version == "v2":
             body = {"success": True, "data": fields_v2(name), "additional_data": {}}
         else:
