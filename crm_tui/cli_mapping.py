@@ -24,6 +24,7 @@ from crm_tui.cli import (
     errors,
     json_option,
     main,
+    run,
     table,
 )
 from crm_tui.custom_columns import COLUMN_TYPES, CUSTOM_PREFIX, Column
@@ -46,24 +47,36 @@ _NO_REMAP = click.option(
 @main.command("fields")
 @click.argument("source", type=SOURCE_CHOICE)
 @_STREAM
+@click.option(
+    "--vendor",
+    is_flag=True,
+    help="Also ask the vendor for its field list (custom fields, with their labels): one"
+    " request with the source's key. Without it no request is made.",
+)
 @json_option
 @click.pass_context
-def fields(ctx: click.Context, source: str, stream: RecordKind, as_json: bool) -> None:
+def fields(
+    ctx: click.Context, source: str, stream: RecordKind, vendor: bool, as_json: bool
+) -> None:
     """The fields a source's cached records hold: path, types, fill rate, samples, and
-    what each is mapped to. No request is made.
+    what each is mapped to. No request is made unless --vendor asks the vendor's field
+    metadata too (Follow Up Boss custom fields, HubSpot properties, Pipedrive person and
+    deal fields): its fields are listed with the vendor's labels, filled or not.
 
     Example: crm-tui fields followupboss --stream deals --json
     """
-    from crm_tui.fields.service import discover_stream
+    from crm_tui.fields.service import discover_stream, vendor_fields
 
     rt = _rt(ctx, as_json)
     with errors(rt):
-        found = discover_stream(_db(rt), rt.settings, source, stream)
+        listed = run(vendor_fields(rt.settings, source, stream)) if vendor else None
+        found = discover_stream(_db(rt), rt.settings, source, stream, vendor=listed)
 
         def human() -> None:
             rows = [
                 (
                     f.path,
+                    *((f.vendor_label or "",) if vendor else ()),
                     "/".join(f.types) or "-",
                     f.fill_text(found.estimated),
                     " | ".join(f.samples),
@@ -71,7 +84,8 @@ def fields(ctx: click.Context, source: str, stream: RecordKind, as_json: bool) -
                 )
                 for f in found.fields
             ]
-            table(rows, ("PATH", "TYPES", "FILLED", "SAMPLES", "MAPPED TO"))
+            heads = ("PATH", *(("LABEL",) if vendor else ()), "TYPES", "FILLED")
+            table(rows, (*heads, "SAMPLES", "MAPPED TO"))
             computed = [t.name for t in found.targets if t.spec == "(computed)"]
             if computed:
                 click.echo(f"computed by {source}'s connector: {', '.join(computed)}")

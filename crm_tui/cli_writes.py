@@ -45,6 +45,7 @@ from crm_tui.cli import (
     table,
 )
 from crm_tui.config import DISPLAY_NAMES
+from crm_tui.custom_columns import CUSTOM_PREFIX
 from crm_tui.models import Record, RecordKind
 from crm_tui.sources.registry import CONNECTORS
 from crm_tui.store.outbox import OPEN_STATES, OutboxEntry
@@ -362,12 +363,29 @@ def _print_preview(rt: Runtime, outcome: Written) -> None:
 # -- edit -------------------------------------------------------------------------------------
 
 
+def _custom_sets(sets: Sequence[str]) -> dict[str, str]:
+    """`--set custom.lender=Quicken` (or `lender=Quicken`): custom column values by name;
+    an empty value clears the column."""
+    values: dict[str, str] = {}
+    for given in sets:
+        name, equals, value = given.partition("=")
+        name = name.strip()
+        if not equals or not name:
+            raise CliError("Invalid --set", f"{given!r}: give NAME=VALUE", EXIT_USAGE)
+        values[name if name.startswith(CUSTOM_PREFIX) else CUSTOM_PREFIX + name] = value
+    return values
+
+
 def _edit_values(
-    record: Record, fields: dict[str, Any], add_tags: Sequence[str], remove_tags: Sequence[str]
+    record: Record,
+    fields: dict[str, Any],
+    add_tags: Sequence[str],
+    remove_tags: Sequence[str],
+    sets: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The unified values asked for; --add-tag and --remove-tag change the record's tags as
-    shown (or the --tag list given)."""
-    values = _given(fields)
+    shown (or the --tag list given); --set gives custom columns' values."""
+    values = {**_given(fields), **_custom_sets(sets)}
     if add_tags or remove_tags:
         tags = values.get("tags", list(getattr(record, "tags", ())))
         values["tags"] = [t for t in dict.fromkeys([*tags, *add_tags]) if t not in remove_tags]
@@ -387,6 +405,7 @@ class EditAsk:
     remove_tags: tuple[str, ...]
     dry_run: bool
     queue: bool
+    sets: tuple[str, ...] = ()
 
 
 async def _edit(rt: Runtime, ask: EditAsk) -> Written:
@@ -395,7 +414,7 @@ async def _edit(rt: Runtime, ask: EditAsk) -> Written:
     kinds: Sequence[RecordKind] = [_kind(ask.kind)] if ask.kind else ("contacts", "deals")
     async with _writeback(rt, saving=not ask.dry_run) as wb:
         record = await _record(wb, ask.record_id, kinds)
-        values = _edit_values(record, ask.fields, ask.add_tags, ask.remove_tags)
+        values = _edit_values(record, ask.fields, ask.add_tags, ask.remove_tags, ask.sets)
         try:
             with _refusals():
                 if ask.dry_run:
@@ -426,6 +445,14 @@ def _writable_help() -> str:
 @click.option("--add-tag", "add_tags", multiple=True, help="Add this tag (repeatable).")
 @click.option("--remove-tag", "remove_tags", multiple=True, help="Remove this tag (repeatable).")
 @click.option("--type", "kind", type=TYPE_CHOICE, help="When the id is a contact's and a deal's.")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="custom.NAME=VALUE",
+    help="A custom column's value (repeatable), where its source takes writes of the"
+    " custom field it is mapped from.",
+)
 @_DRY_RUN
 @_QUEUE
 @json_option
@@ -436,6 +463,7 @@ def edit(
     add_tags: tuple[str, ...],
     remove_tags: tuple[str, ...],
     kind: str | None,
+    sets: tuple[str, ...],
     dry_run: bool,
     queue: bool,
     as_json: bool,
@@ -450,10 +478,11 @@ def edit(
     vendor, 6 conflict. Local records: crm-tui local edit.
 
     Example: crm-tui edit followupboss:123 --stage "Active Client" --add-tag buyer
+    --set custom.lender=Quicken
     """
     rt = _rt(ctx, as_json)
     with errors(rt):
-        ask = EditAsk(record_id, kind, fields, add_tags, remove_tags, dry_run, queue)
+        ask = EditAsk(record_id, kind, fields, add_tags, remove_tags, dry_run, queue, sets)
         _report(rt, run(_edit(rt, ask)))
 
 

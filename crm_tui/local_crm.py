@@ -7,9 +7,10 @@ invalid input is refused with a message per field and nothing is saved.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -28,9 +29,14 @@ from crm_tui.models import (
     utc_now,
 )
 from crm_tui.sources.base import SourceContext
+from crm_tui.sources.errors import first_line
 from crm_tui.sources.local import LocalSource
+from crm_tui.sources.mapping import load_mappings
+from crm_tui.sources.mapping_file import mappings_path
 from crm_tui.store.cache import CacheStore
 from crm_tui.text import clean
+
+log = logging.getLogger(__name__)
 
 
 class ValidationFailed(ValueError):
@@ -177,6 +183,22 @@ class LocalCrm:
     store: CacheStore
     context: SourceContext
     last_deleted: tuple[RecordKind, dict[str, Any]] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.context.columns:
+            self.reload_columns()
+
+    def reload_columns(self) -> None:
+        """Read the custom columns' types from mappings.toml again (after the Mapping
+        screen saved it): a local record's custom values are read as their column's type
+        (a number as a Decimal), as every other source's are. A file with a problem leaves
+        them as text: the local CRM stays usable, and the sync names the problem."""
+        try:
+            columns = load_mappings(mappings_path()).columns
+        except (ValueError, OSError) as exc:
+            log.warning("local CRM: custom columns read as text: %s", first_line(str(exc)))
+            columns = {}
+        self.context = replace(self.context, columns=columns)
 
     @property
     def region(self) -> str:

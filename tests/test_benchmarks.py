@@ -23,6 +23,7 @@ BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
         ("load_bench.py", ["--contacts", "300", "--syncs", "1", "--idle-seconds", "0.3"], "p95"),
         ("import_bench.py", ["--mb", "0.3"], "peak RSS"),
         ("pipeline_bench.py", ["--deals", "3000", "--runs", "2"], "draw the Pipeline"),
+        ("remap_bench.py", ["--contacts", "2000"], "worst event-loop stall"),
         (
             "writeback_bench.py",
             ["--contacts", "500", "--edits", "20", "--latency-edits", "5"],

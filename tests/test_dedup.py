@@ -746,3 +746,77 @@ def test_blocks_are_every_repeated_key_in_order_of_first_repeat(keys: list[str |
             expected.setdefault(key, []).append(i)
     repeats = sorted((b[1], k) for k, b in expected.items() if len(b) > 1)
     assert _blocks(keys) == [(k, expected[k]) for _, k in repeats]
+
+
+# -- custom columns in a merge -------------------------------------------------------------
+
+
+def test_custom_values_of_any_member_are_planned_newest_first() -> None:
+    from decimal import Decimal
+
+    from crm_tui.dedup.merge import plan_custom
+
+    older = contact("brivity", "1", "Ann", "Lee", remote_updated="2025-01-01")
+    older.custom = {"lender": "Hilltop", "budget": Decimal("500000")}
+    newer = contact("followupboss", "1", "Ann", "Lee", remote_updated="2026-06-01")
+    newer.custom = {"lender": "Quicken", "closing": None}
+    plan = plan_custom([older, newer])
+    assert set(plan) == {"custom.lender", "custom.budget"}  # None is no value
+    assert (plan["custom.lender"].value, plan["custom.lender"].record_id) == (
+        "Quicken",
+        "followupboss:1",
+    )
+    assert plan["custom.lender"].candidates == (
+        ("followupboss:1", "Quicken"),
+        ("brivity:1", "Hilltop"),
+    )
+    assert plan["custom.budget"].value == Decimal("500000")  # held by one member only
+    assert plan_custom([older, newer], prefer="brivity")["custom.lender"].value == "Hilltop"
+    fields = valid_fields(plan_merge([older, newer]), "US", plan)
+    assert fields["custom"] == {"lender": "Quicken", "budget": Decimal("500000")}
+    assert "custom.lender" not in plan_merge([older, newer])  # the compare view's rows
+
+
+async def test_a_merge_carries_custom_values_into_the_local_contact_typed(
+    settings: Settings,
+) -> None:
+    from decimal import Decimal
+
+    from crm_tui.custom_columns import Column
+    from crm_tui.dedup.merge import merge_new_clusters
+    from crm_tui.sources.mapping_file import mappings_path, save_column
+
+    path = mappings_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_column(path, Column("budget", "Budget", "number"))
+    save_column(path, Column("lender", "Lender", "text"))
+    me = settings.user_id
+    db = Database(settings.database_path)
+    store = CacheStore(me, db)
+    a = contact("brivity", "1", "Ann", "Lee", email="ann@lee.com", user_id=me)
+    a.custom, a.remote_updated = {"lender": "Hilltop", "budget": Decimal("650000")}, "2025-01-01"
+    b = contact("followupboss", "4", "Ann", "Lee", email="ann@lee.com", user_id=me)
+    b.custom, b.remote_updated = {"lender": "Quicken"}, "2026-01-01"
+    c = contact("brivity", "2", "Bo", "Ray", email="bo@ray.com", user_id=me)
+    c.custom = {"lender": "[b]Chase[/b]"}
+    d = contact("followupboss", "5", "Bo", "Ray", email="bo@ray.com", user_id=me)
+    await store.replace_stream("brivity", "contacts", [a, c])
+    await store.replace_stream("followupboss", "contacts", [b, d])
+    local = LocalCrm(store, SourceContext(settings, me, db=db))
+    clusters = DuplicateFinder().refresh(store).clusters
+    ann = next(x for x in clusters if "brivity:1" in x.members)
+    result = await merge_cluster(local, ann, cluster_records(store, ann))
+    # the newest lender wins the conflict; the budget only one member has is kept, typed
+    assert result.record.custom == {"lender": "Quicken", "budget": Decimal("650000")}
+    bo = next(x for x in clusters if "brivity:2" in x.members)
+    (made,), failed = await merge_new_clusters(local, [(bo, cluster_records(store, bo))])
+    assert not failed and made.record.custom == {"lender": "[b]Chase[/b]"}  # text as given
+    db.close()
+
+    reopened = CacheStore(me, Database(settings.database_path))
+    reopened.load_sync()  # the local CRM's row, read back as the snapshot holds it
+    again = LocalCrm(reopened, SourceContext(settings, me, db=reopened.db))
+    kind, row = again.find(result.record.id)
+    assert again._record(kind, row).custom == {"lender": "Quicken", "budget": Decimal("650000")}
+    assert reopened.db is not None
+    reopened.db.close()

@@ -55,11 +55,7 @@ def cache(
 
 def fub_people() -> list[dict]:
     people = [data.fub_person(SEED, i, N) for i in range(N)]
-    people = [p for p in people if "id" in p]  # the demo's one person without an id
-    for i, person in enumerate(people):
-        if i % 3 == 0:
-            person["customLender"] = ["Hilltop", "Quicken", "Chase"][i % 2]
-    return people
+    return [p for p in people if "id" in p]  # the demo's one person without an id
 
 
 def field(found, path):
@@ -79,7 +75,12 @@ def test_discovery_lists_the_demo_payloads_fields_with_fill_rates_and_samples(db
     with_lender = sum("customLender" in p for p in people)
     assert lender.filled == with_lender
     assert lender.fill_rate == pytest.approx(with_lender / len(people))
-    assert set(lender.samples) == {"Hilltop", "Quicken"}
+    assert 0 < with_lender < len(people)  # the demo fills a good share, not all
+    assert lender.samples and set(lender.samples) <= {*data.LENDERS, data.HOSTILE_LENDER}
+    price = field(found, "customPriceRange")
+    assert price.types == ("number",) and price.filled == sum(
+        "customPriceRange" in p for p in people
+    )
     assert lender.types == ("string",) and lender.mapped_to == ()
 
     background = field(found, "background")
@@ -149,9 +150,8 @@ def test_hostile_text_in_samples_comes_out_plain_and_short(db, settings):
 def test_a_map_leaving_most_records_without_an_id_is_refused_before_saving(db, settings):
     cache(db, settings, "followupboss", "contacts", fub_people())
     with pytest.raises(MappingRefused, match=r"would have no id under this map; not saved"):
-        save(db, settings, "followupboss", "contacts", "remote_id", "customLender")
-    assert not mappings_path().exists()
-    # a third of them have it: still most without
+        save(db, settings, "followupboss", "contacts", "remote_id", "customClosingDate")
+    assert not mappings_path().exists()  # about 40% have a closing date: most without
     save(db, settings, "followupboss", "contacts", "remote_id", "id")  # the same: fine
     assert "remote_id" in mappings_path().read_text()
 
@@ -417,3 +417,22 @@ def test_fill_rates_read_as_people_expect() -> None:
     assert info(740, 0.74).fill_text() == "74%"
     assert info(740, 0.74).fill_text(estimated=True) == "~74%"
     assert info(0, 0.0).fill_text(estimated=True) == "0%"
+
+
+async def test_the_store_after_a_remap_holds_what_the_database_committed(db, settings):
+    """The re-map hands the store the records it wrote (no second read of the stream):
+    they must be exactly what a fresh load of the database gives."""
+    people = fub_people()
+    cache(db, settings, "followupboss", "contacts", people)
+    store = CacheStore(settings.user_id, db)
+    await store.load()
+    column = Column("price", "Price", "number")
+    save(db, settings, "followupboss", "contacts", "custom.price", "customPriceRange", column)
+    report = await remap(store, settings, "followupboss", "contacts")
+    assert report.kept == 0
+    shown = {r.id: r.to_json() for r in store.records("contacts", "followupboss")}
+    fresh = CacheStore(settings.user_id, db)
+    await fresh.load()
+    assert shown == {r.id: r.to_json() for r in fresh.records("contacts", "followupboss")}
+    prices = [v for v in (j["custom"].get("price") for j in shown.values()) if v is not None]
+    assert len(prices) == sum("customPriceRange" in p for p in people)

@@ -359,3 +359,25 @@ async def test_a_phone_the_vendor_formats_its_own_way_is_the_same_phone(fub: Syn
     put = respx.put(f"{FUB}/people/7")
     [done] = await wb.drain()
     assert done.state == "done" and "already has" in done.answer and not put.called
+
+
+async def test_an_answer_without_the_custom_fields_is_not_cached_as_the_record(fub: SyncEngine):
+    """Follow Up Boss sends custom fields when asked (`fields=allFields`): a PUT answer
+    without them is the default fields only, so the record is read again, not cached bare."""
+    wb = WriteBack(fub)
+    record = fub.store.get("contacts", "followupboss:7")
+    await wb.edit(record, {"stage": "Active Client"})
+    full = person(7, stage="Active Client", customLender="Hilltop")
+    read = respx.get(f"{FUB}/people/7").mock(
+        side_effect=[
+            httpx.Response(200, json=person(7, customLender="Hilltop")),
+            httpx.Response(200, json=full),
+        ]
+    )
+    respx.put(f"{FUB}/people/7").respond(json=person(7, stage="Active Client"))
+    [sent] = await wb.drain()
+    assert sent.state == "done", sent.error
+    assert read.call_count == 2
+    assert all(c.request.url.params["fields"] == "allFields" for c in read.calls)
+    cached = fub.store.get("contacts", "followupboss:7")
+    assert cached.stage == "Active Client" and cached.metadata["customLender"] == "Hilltop"

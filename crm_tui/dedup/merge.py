@@ -3,7 +3,8 @@
 Each field takes, by default, the most recently updated non-empty value among the cluster's
 records; `prefer` puts one source's values first. A value the local CRM would refuse (a
 phone it cannot parse) gives way to the next candidate, so a merge never fails on one bad
-field.
+field. Custom columns (`record.custom`) are carried the same way, each column on its own:
+a value any member holds reaches the local contact, the newest (or preferred) one first.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+from crm_tui.custom_columns import CUSTOM_PREFIX
 from crm_tui.dedup.clusters import Cluster
 from crm_tui.local_crm import LocalCrm, ValidationFailed, validate
-from crm_tui.models import CONTACT_EDITABLE, Contact
+from crm_tui.models import CONTACT_EDITABLE, CUSTOM_FIELD, Contact
 from crm_tui.search.text import fold
 from crm_tui.store.decisions import MergeEntry
 
@@ -68,6 +70,29 @@ def plan_merge(records: Sequence[Contact], prefer: str | None = None) -> dict[st
     return plan
 
 
+def plan_custom(records: Sequence[Contact], prefer: str | None = None) -> dict[str, FieldChoice]:
+    """Each custom column a member holds a value for, keyed `custom.NAME`, its candidates
+    in the order of `plan_merge` (a conflict goes to the newest record, or `prefer`'s). A
+    plan of its own: the unified plan's keys stay record attributes (the compare view reads
+    them with getattr)."""
+    ordered = _ordered(records, prefer)
+    plan: dict[str, FieldChoice] = {}
+    for name in dict.fromkeys(n for r in ordered for n in r.custom):
+        candidates = tuple(
+            (r.id, r.custom[name]) for r in ordered if r.custom.get(name) not in (None, "", ())
+        )
+        if candidates:
+            key = CUSTOM_PREFIX + name
+            plan[key] = FieldChoice(key, candidates[0][1], candidates[0][0], candidates)
+    return plan
+
+
+def _custom_values(custom: dict[str, FieldChoice]) -> dict[str, Any]:
+    """The local payload's `custom` object (the local CRM keeps numbers as text or numbers
+    and lists as lists; each is read back as its column's type)."""
+    return {key.removeprefix(CUSTOM_PREFIX): choice.value for key, choice in custom.items()}
+
+
 def _cased_first(candidates: tuple[tuple[str, Any], ...]) -> tuple[tuple[str, Any], ...]:
     """`RACHEL` (a CRM that shouts) gives way to `Rachel` from another record, when the two
     are the same name: the newest spelling with both cases goes first."""
@@ -89,11 +114,16 @@ def with_choice(plan: dict[str, FieldChoice], name: str, index: int) -> dict[str
     return {**plan, name: FieldChoice(name, value, record_id, current.candidates)}
 
 
-def valid_fields(plan: dict[str, FieldChoice], region: str) -> dict[str, Any]:
-    """The plan's values, each refused one replaced by its next candidate (or left empty)
-    until the whole contact validates. Raises ValidationFailed when nothing can fix it."""
+def valid_fields(
+    plan: dict[str, FieldChoice], region: str, custom: dict[str, FieldChoice] | None = None
+) -> dict[str, Any]:
+    """The plan's values (with `custom`'s, from `plan_custom`), each refused one replaced by
+    its next candidate (or left empty) until the whole contact validates. Raises
+    ValidationFailed when nothing can fix it."""
     tried = dict.fromkeys(plan, 0)
     fields = {name: _plain(choice.value) for name, choice in plan.items()}
+    if custom:
+        fields[CUSTOM_FIELD] = _custom_values(custom)
     while True:
         try:
             validate("contacts", fields, region)
@@ -140,11 +170,14 @@ async def merge_cluster(
     records: Sequence[Contact],
     prefer: str | None = None,
     plan: dict[str, FieldChoice] | None = None,
+    custom: dict[str, FieldChoice] | None = None,
 ) -> MergeResult:
     """Create (or update, when the cluster already holds one) the local contact. When
-    another process merged these records meanwhile, its local contact is the one updated."""
+    another process merged these records meanwhile, its local contact is the one updated.
+    `custom`: the custom columns' choices (default `plan_custom(records, prefer)`)."""
     plan = plan or plan_merge(records, prefer)
-    fields = valid_fields(plan, local.region)
+    custom = plan_custom(records, prefer) if custom is None else custom
+    fields = valid_fields(plan, local.region, custom)
     links = [m for m in cluster.members if not m.startswith("local:")]
     existing = next((m for m in cluster.members if m.startswith("local:")), None)
     if existing is None:
@@ -178,7 +211,8 @@ async def merge_new_clusters(
     failed: list[tuple[str, str]] = []
     for cluster, records in clusters:
         try:
-            planned.append((cluster, valid_fields(plan_merge(records), local.region)))
+            fields = valid_fields(plan_merge(records), local.region, plan_custom(records))
+            planned.append((cluster, fields))
         except ValidationFailed as exc:
             failed.append((cluster.id, str(exc)))
     if not planned:

@@ -216,6 +216,7 @@ def _hash_key(name: str) -> str:
 
 LEAD_SOURCE_FIELD = _hash_key("person:lead source")
 BUDGET_FIELD = _hash_key("person:budget")
+LENDER_FIELD = _hash_key("person:lender")
 COMMISSION_FIELD = _hash_key("deal:commission rate")
 MLS_FIELD = _hash_key("deal:mls number")
 
@@ -348,6 +349,8 @@ def pipedrive_person(seed: int, i: int, count: int) -> dict[str, Any]:
         "custom_fields": {
             LEAD_SOURCE_FIELD: r.choice((None, *_SOURCES)),
             BUDGET_FIELD: None if budget is None else {"value": budget, "currency": "USD"},
+            # a draw of its own (data.custom_values): the other fields stay as they were
+            LENDER_FIELD: data.custom_values(seed, "pipedrive", i).lender,
         },
     }
     if i == data.MISSING_ID_INDEX:
@@ -804,7 +807,7 @@ _PERSON_WRITERS: dict[str, FieldWriter] = {
     "visible_to": sets(lambda v, n: _integer(v, n, _VISIBILITY)),
     "label_ids": sets(lambda v, n: _ids(v, n, _PERSON_LABELS)),
     "marketing_status": sets(lambda v, n: one_of(v, n, _MARKETING)),
-    "custom_fields": sets(_custom((LEAD_SOURCE_FIELD, BUDGET_FIELD))),
+    "custom_fields": sets(_custom((LEAD_SOURCE_FIELD, BUDGET_FIELD, LENDER_FIELD))),
 }
 _DEAL_WRITERS: dict[str, FieldWriter] = {
     "title": sets(lambda v, n: text(v, n, blank=False)),
@@ -939,6 +942,53 @@ def _archive_fields(body: dict[str, Any], now: str) -> dict[str, Any]:
     return {"is_archived": archived, "archive_time": when if archived else None}
 
 
+# -- field metadata: personFields, dealFields -------------------------------------------------
+
+#: (key, name, field_type, custom): a few standard fields, then the account's custom ones.
+_PERSON_FIELDS = (
+    ("name", "Name", "varchar", False),
+    ("emails", "Email", "varchar", False),
+    ("phones", "Phone", "phone", False),
+    ("owner_id", "Owner", "user", False),
+    (LEAD_SOURCE_FIELD, "Lead source", "varchar", True),
+    (BUDGET_FIELD, "Budget", "monetary", True),
+    (LENDER_FIELD, "Lender", "varchar", True),
+)
+_DEAL_FIELDS = (
+    ("title", "Title", "varchar", False),
+    ("value", "Value", "monetary", False),
+    ("stage_id", "Stage", "stage", False),
+    (COMMISSION_FIELD, "Commission rate", "double", True),
+    (MLS_FIELD, "MLS number", "varchar", True),
+)
+
+
+def fields_v2(name: str) -> list[dict[str, Any]]:
+    """The Fields API v2 items (`GET /api/v2/personFields`): fields by their code."""
+    listed = _PERSON_FIELDS if name == "personFields" else _DEAL_FIELDS
+    return [
+        {
+            "field_name": label,
+            "field_code": key,
+            "field_type": kind,
+            "options": None,
+            "subfields": None,
+            "is_custom_field": custom,
+            "is_optional_response_field": False,
+        }
+        for key, label, kind, custom in listed
+    ]
+
+
+def fields_v1(name: str) -> list[dict[str, Any]]:
+    """The v1 items (`GET /api/v1/personFields`): `key`, `name`, `edit_flag` (custom)."""
+    listed = _PERSON_FIELDS if name == "personFields" else _DEAL_FIELDS
+    return [
+        {"id": n + 1, "key": key, "name": label, "field_type": kind, "edit_flag": custom}
+        for n, (key, label, kind, custom) in enumerate(listed)
+    ]
+
+
 def pipedrive_app(
     token: str,
     contacts: int,
@@ -1018,8 +1068,27 @@ def pipedrive_app(
         out = {"success": True, "data": record}
         return Response(orjson.dumps(out), 200, headers, media_type="application/json")
 
+    async def field_list(request: Request) -> Response:
+        """v2 `{success, data, additional_data: {next_cursor}}`; v1 with `start` paging
+        (`additional_data.pagination`). Every field fits one page."""
+        headers, refused = budget.check(request)
+        if refused:
+            return refused
+        version, name = request.url.path.split("/")[2:4]
+        if version not in ("v1", "v2"):
+            return _error(404, "Not found", headers)
+        if version == "v2":
+            body = {"success": True, "data": fields_v2(name), "additional_data": {}}
+        else:
+            items = fields_v1(name)
+            paging = {"start": 0, "limit": len(items), "more_items_in_collection": False}
+            body = {"success": True, "data": items, "additional_data": {"pagination": paging}}
+        return Response(orjson.dumps(body), 200, headers, media_type="application/json")
+
     app = Starlette(
         routes=[
+            Route("/api/{version:str}/personFields", field_list),
+            Route("/api/{version:str}/dealFields", field_list),
             Route("/api/v2/persons", listing),
             Route("/api/v2/deals", listing),
             Route("/api/v2/persons/{id:int}", one, methods=["GET"]),

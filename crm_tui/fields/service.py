@@ -65,6 +65,23 @@ def connector(settings: Settings, source: str, mappings: Mappings) -> Source:
     return CONNECTORS[source](ctx)
 
 
+async def vendor_fields(
+    settings: Settings, source: str, stream: RecordKind, *, path: Path | None = None
+) -> list[VendorField]:
+    """What the vendor's field metadata lists for `stream` (async, network; one client,
+    closed after). [] for a source whose vendor has no such list; SourceError (exit 4, or 3
+    for refused credentials) when it cannot be read. Pass it to `discover_stream(vendor=)`."""
+    built = connector(settings, source, current_mappings(path))
+    if not built.field_lists.get(stream):
+        return []
+    if not built.is_configured(settings):
+        raise ConfigError(f"{built.display_name} is not configured: its field list needs its key")
+    try:
+        return await built.vendor_fields(stream)
+    finally:
+        await built.aclose()
+
+
 def discover_stream(
     db: Database,
     settings: Settings,

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
+from crm_tui.custom_columns import CUSTOM_PREFIX
 from crm_tui.models import Contact, Record, RecordKind
 from crm_tui.sources.errors import NotFound, RateLimited, RemoteError, SourceError
 from crm_tui.sources.kit import (
@@ -46,7 +47,8 @@ from crm_tui.sources.mapping import (
     source_maps,
 )
 from crm_tui.sources.pagination import Page, Stream, first_at, read_pages
-from crm_tui.sources.writes import Draft, Option, Writes
+from crm_tui.sources.vendor_fields import FieldList, read_fields
+from crm_tui.sources.writes import Draft, Option, Update, Writer, Writes
 
 if TYPE_CHECKING:
     import httpx
@@ -115,6 +117,8 @@ class Source(ABC):
     changes: ClassVar[Mapping[RecordKind, Changes]] = {}
     #: Where one record is read by id, per stream (for webhooks, which name ids only).
     single: ClassVar[Mapping[RecordKind, One]] = {}
+    #: Where the vendor lists each stream's fields, custom ones included (`vendor_fields`).
+    field_lists: ClassVar[Mapping[RecordKind, FieldList]] = {}
     #: Its own statuses and stages, folded, that mean one of the shared statuses
     #: (crm_tui/vocabulary.py) where their words do not say so, per stream.
     statuses: ClassVar[Mapping[RecordKind, Mapping[str, str]]] = {}
@@ -304,6 +308,29 @@ class Source(ABC):
             return None
         return raw
 
+    def custom_writers(self, stream: RecordKind) -> dict[str, Writer]:
+        """The custom columns (`custom.NAME`) this source writes for `stream`, with their
+        writers: each mapped (built-in map or mappings.toml) from a plain path where the
+        vendor takes writes of its custom fields (`Update.custom`)."""
+        spec = self.writes.update.get(stream)
+        if spec is None or spec.custom is None:
+            return {}
+        found: dict[str, Writer] = {}
+        for target, path in self.maps[stream].items():
+            if not target.startswith(CUSTOM_PREFIX) or not isinstance(path, str):
+                continue
+            column = self.ctx.columns.get(target.removeprefix(CUSTOM_PREFIX))
+            writer = spec.custom.writer(path, column.type if column else "text")
+            if writer is not None:
+                found[target] = writer
+        return found
+
+    def update_spec(self, stream: RecordKind) -> Update | None:
+        """How `stream`'s records are changed, its writable custom columns included."""
+        spec = self.writes.update.get(stream)
+        extra = self.custom_writers(stream) if spec is not None else {}
+        return replace(spec, fields={**spec.fields, **extra}) if spec and extra else spec
+
     async def choices(
         self, stream: RecordKind, name: str, record: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
@@ -362,9 +389,12 @@ class Source(ABC):
 
     async def vendor_fields(self, stream: RecordKind) -> list[VendorField]:
         """The fields the vendor's metadata lists for `stream`, custom ones included (the
-        Mapping screen shows them beside what the cached payloads hold). None is read yet:
-        each connector whose vendor has such an endpoint overrides this."""
-        return []
+        Mapping screen shows them beside what the cached payloads hold); [] when the vendor
+        has no such list (`field_lists`). Network; raises SourceError."""
+        listing = self.field_lists.get(stream)
+        if listing is None:
+            return []
+        return await read_fields(self.client, listing, self.display_name, stream)
 
     def read_other(self, stream: RecordKind, *, probe: bool = False) -> AsyncIterator[Page]:
         """A stream that is not a REST endpoint (a CSV report, the local database)."""

@@ -16,13 +16,15 @@ import orjson
 
 from crm_tui.models import RecordKind
 from crm_tui.sources.base import Source
-from crm_tui.sources.kit import Basic, Changes, Named, One, Setting, Signed, Webhooks
+from crm_tui.sources.kit import Basic, Changes, Named, One, Setting, Signed, VendorField, Webhooks
 from crm_tui.sources.mapping import primary
 from crm_tui.sources.pagination import CursorInBody, Stream
+from crm_tui.sources.vendor_fields import FieldList, path_step, text
 from crm_tui.sources.writes import (
     At,
     Choices,
     Create,
+    CustomFields,
     Items,
     Note,
     PrimaryItem,
@@ -58,14 +60,44 @@ def _trashed(raw: Any) -> bool:
     return isinstance(raw, Mapping) and raw.get("stage") == "Trash"
 
 
-def _collection(path: str, skip: Callable[[Any], bool] | None = None) -> Stream:
+def _collection(
+    path: str, skip: Callable[[Any], bool] | None = None, params: Mapping[str, str] | None = None
+) -> Stream:
     """`limit` pages following `_metadata.next`, with the cursor read ahead."""
     return Stream(
         path,
         CursorInBody("_metadata.next", "next", total_at=("_metadata.total",), peek=peek_cursor),
         records=(path,),
+        params=params or {},
         skip=skip,
     )
+
+
+# People carry their custom fields (top-level `custom*`) only when asked: `fields=allFields`.
+# The same parameters go to a single read (`read_one`).
+_ALL_FIELDS = {"fields": "allFields"}
+
+
+# -- field metadata: GET /v1/customFields ------------------------------------------------------
+
+
+def _custom_field(item: Mapping[str, Any]) -> VendorField | None:
+    """`{id, name, label, type (text|date|number|dropdown), choices, ...}`: `name` is the
+    person's top-level key (customLender), `label` what the app shows."""
+    name = path_step(text(item, "name"))
+    if name is None:
+        return None
+    return VendorField(name, text(item, "label", required=False) or name, text(item, "type"))
+
+
+CUSTOM_FIELDS = FieldList(
+    Stream(
+        "customFields",
+        CursorInBody("_metadata.next", "next", total_at=("_metadata.total",)),
+        records=("customfields", "customFields"),
+    ),
+    _custom_field,
+)
 
 
 # -- webhooks: ids only, signed with the system key -----------------------------------------
@@ -138,6 +170,8 @@ WRITES = Writes(
                 "tags": Tags(merge_param="mergeTags"),
             },
             choices={"stage": Choices("stages", ("stages",), params={"limit": "100"})},
+            # custom fields by their case-sensitive names from /v1/customFields; null deletes
+            custom=CustomFields(r"custom[A-Z0-9_]\w*"),
         ),
         "deals": Update(
             "PUT",
@@ -215,7 +249,10 @@ class FollowUpBossSource(Source):
     base_url_setting = "FUB_API_BASE_URL"
     auth = Basic("FUB_API_KEY")
     extra_headers = {"X-System": "FUB_SYSTEM", "X-System-Key": "FUB_SYSTEM_KEY"}
-    endpoints = {"contacts": _collection("people", _trashed), "deals": _collection("deals")}
+    endpoints = {
+        "contacts": _collection("people", _trashed, _ALL_FIELDS),
+        "deals": _collection("deals"),
+    }
     changes = {
         "contacts": Changes(
             "updatedAfter",
@@ -224,6 +261,7 @@ class FollowUpBossSource(Source):
         )
     }
     single = {"contacts": One("people/{id}"), "deals": One("deals/{id}")}
+    field_lists = {"contacts": CUSTOM_FIELDS}  # people's custom fields (deals': not read)
     webhooks = Webhooks("FUB_SYSTEM_KEY", check_signature, _problem, _event, named_records)
     writes = WRITES
     commission = "commissionValue"  # a deal's GCI

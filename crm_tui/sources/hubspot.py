@@ -20,17 +20,29 @@ from typing import Any
 from crm_tui.models import RecordKind
 from crm_tui.sources.base import Source
 from crm_tui.sources.errors import PaginationError
-from crm_tui.sources.kit import Bearer, Changes, Named, One, RateHeaders, Setting, Signed, Webhooks
+from crm_tui.sources.kit import (
+    Bearer,
+    Changes,
+    Named,
+    One,
+    RateHeaders,
+    Setting,
+    Signed,
+    VendorField,
+    Webhooks,
+)
 from crm_tui.sources.mapping import FieldMap, get_path
 from crm_tui.sources.pagination import (
     CursorInBody,
     Page,
+    SinglePage,
     Stream,
     extract_records,
     read_pages,
     tail_cursor,
 )
-from crm_tui.sources.writes import At, Choices, Update, Writes
+from crm_tui.sources.vendor_fields import FieldList, path_step, text
+from crm_tui.sources.writes import At, Choices, CustomFields, Update, Writes
 from crm_tui.vocabulary import ACTIVE, CLOSED, CONTRACT, LEAD, LOST, NURTURE, PAST, PROSPECT
 from crm_tui.webhooks.events import CHANGED, DELETED, Action, remote_id
 from crm_tui.webhooks.verify import BAD_SIGNATURE, UNSIGNED, freshness, hmac_base64, same
@@ -63,6 +75,25 @@ def _objects(kind: str, **params: str) -> Stream:
         ("results",),
         params=params,
         skip=_archived,
+    )
+
+
+def _property_field(item: Mapping[str, Any]) -> VendorField | None:
+    """A `Property` of `GET /crm/v3/properties/{objectType}` (`name, label, type,
+    fieldType, hubspotDefined, archived, ...`): every value sits in a record's
+    `properties.<name>` (when asked for by name)."""
+    name = path_step(text(item, "name"))
+    if name is None or item.get("archived") is True:
+        return None
+    return VendorField(
+        _property(name), text(item, "label", required=False) or name, text(item, "type")
+    )
+
+
+def _property_list(kind: str) -> FieldList:
+    """`{results: [Property]}`, one response (the endpoint does not page)."""
+    return FieldList(
+        Stream(f"crm/v3/properties/{kind}", SinglePage(), ("results",)), _property_field
     )
 
 
@@ -117,6 +148,9 @@ def _options(kind: str, name: str) -> Choices:
 
 # PATCH of properties only; read-only or unknown properties are an error, so only the ones
 # the field maps read are offered.
+# A custom column read from a property is written to it: every value as text, "" clears
+# (HubSpot refuses a read-only or unknown property, and the outbox says so).
+_PROPERTIES = CustomFields(r"properties\.[A-Za-z0-9_]+", numbers="text", cleared="")
 WRITES = Writes(
     update={
         "contacts": Update(
@@ -140,6 +174,7 @@ WRITES = Writes(
                 "status": _options("contacts", "hs_lead_status"),
             },
             answers_whole=False,
+            custom=_PROPERTIES,
         ),
         "deals": Update(
             "PATCH",
@@ -152,6 +187,7 @@ WRITES = Writes(
             },
             choices={"stage": _options("deals", "dealstage")},
             answers_whole=False,
+            custom=_PROPERTIES,
         ),
     }
 )
@@ -382,6 +418,7 @@ class HubSpotSource(Source):
         "contacts": _objects("contacts"),
         "deals": _objects("deals", associations="contacts"),
     }
+    field_lists = {"contacts": _property_list("contacts"), "deals": _property_list("deals")}
     statuses = {
         "contacts": {
             # lifecyclestage

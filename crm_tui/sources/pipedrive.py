@@ -11,14 +11,16 @@ the next full reconcile. Sources: ../shared/docs/crm-apis.md.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from crm_tui.sources.base import Source
-from crm_tui.sources.kit import Changes, KeyHeader, One, RateHeaders, Setting
+from crm_tui.sources.kit import Changes, KeyHeader, One, RateHeaders, Setting, VendorField
 from crm_tui.sources.mapping import primary
 from crm_tui.sources.pagination import CursorInBody, Stream, tail_cursor
-from crm_tui.sources.writes import At, NamePart, PrimaryItem, Update, Writes
+from crm_tui.sources.vendor_fields import FieldList, path_step, text
+from crm_tui.sources.writes import At, CustomFields, NamePart, PrimaryItem, Update, Writes
 from crm_tui.vocabulary import ACTIVE, CLOSED, LOST
 
 #: v2 lists by update time, oldest first, when asked (`updated_since` alone keeps id order).
@@ -41,6 +43,36 @@ def _items(path: str) -> Stream:
     return Stream(path, cursor, ("data",), skip=_deleted)
 
 
+# -- field metadata: personFields, dealFields ----------------------------------------------------
+
+_HASH = re.compile(r"[0-9a-f]{40}")
+
+
+def _custom_field(item: Mapping[str, Any]) -> VendorField | None:
+    """A custom field of the Fields API: v2 `{field_code, field_name, field_type,
+    is_custom_field}`, v1 `{key, name, field_type, edit_flag}`. v2 records hold custom
+    values under `custom_fields.<hash>`; standard fields show in the payloads already (and
+    v1's keys are not v2's), so only custom ones are listed."""
+    code = text(item, "field_code", "key")
+    custom = item.get("is_custom_field")
+    if custom is False or (custom is None and not _HASH.fullmatch(code)) or not path_step(code):
+        return None
+    label = text(item, "field_name", "name", required=False) or code
+    return VendorField(f"custom_fields.{code}", label, text(item, "field_type"))
+
+
+def _fields(name: str) -> FieldList:
+    """v2 `GET /api/v2/{name}` (cursor pages), else v1 `GET /api/v1/{name}` (`start` pages;
+    still served for field metadata) where the v2 one answers 404."""
+    v2 = CursorInBody("additional_data.next_cursor", "cursor", page_size=500)
+    v1 = CursorInBody("additional_data.pagination.next_start", "start", page_size=500)
+    return FieldList(
+        Stream(name, v2, ("data",)),
+        _custom_field,
+        fallback=FieldList(Stream(f"../v1/{name}", v1, ("data",)), _custom_field),
+    )
+
+
 def _street(raw: Mapping[str, Any]) -> str | None:
     address = raw.get("postal_address")
     if not isinstance(address, Mapping):
@@ -52,6 +84,9 @@ def _street(raw: Mapping[str, Any]) -> str | None:
 
 # PATCH of persons and deals (the official SDK's UpdatePersonRequest, UpdateDealRequest): a
 # person's name is one field, e-mails and phones lists of `{value, primary, label}` sent whole.
+# v2 takes custom values in a `custom_fields` object keyed by the field's hash (a number
+# as a JSON number: v2 no longer reads numbers from text); a monetary field's object is not.
+_CUSTOM_FIELDS = CustomFields(r"custom_fields\.[0-9a-f]{40}")
 WRITES = Writes(
     update={
         "contacts": Update(
@@ -64,6 +99,7 @@ WRITES = Writes(
                 "phone": PrimaryItem("phones", "primary", True),
             },
             at=("data",),
+            custom=_CUSTOM_FIELDS,
         ),
         "deals": Update(
             "PATCH",
@@ -78,6 +114,7 @@ WRITES = Writes(
                 "close_date": At("expected_close_date"),
             },
             at=("data",),
+            custom=_CUSTOM_FIELDS,
         ),
     }
 )
@@ -119,6 +156,7 @@ class PipedriveSource(Source):
         ),
     }
     single = {"contacts": One("persons/{id}", ("data",)), "deals": One("deals/{id}", ("data",))}
+    field_lists = {"contacts": _fields("personFields"), "deals": _fields("dealFields")}
     writes = WRITES
     statuses = {"deals": {"open": ACTIVE, "won": CLOSED, "lost": LOST}}
     field_maps = {

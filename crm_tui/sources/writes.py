@@ -11,6 +11,7 @@ entries.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -244,6 +245,27 @@ class Choices:
 
 
 @dataclass(frozen=True, slots=True)
+class CustomFields:
+    """The vendor takes writes of its custom fields where a record holds them: a custom
+    column mapped from one plain payload path that `paths` matches (a whole path, no
+    alternatives, no list index) is writable, its value set at that same path in the body.
+    `numbers`: how a number or money column's value is sent (a JSON number, or the text
+    every HubSpot property takes); `cleared`: what clears one (null, HubSpot's "")."""
+
+    paths: str  # a regular expression, matched against the whole path
+    numbers: Literal["number", "text"] = "number"
+    cleared: Any = None
+
+    def writer(self, path: str, column_type: str) -> Writer | None:
+        """How a column of `column_type` read from `path` is written; None when it is not
+        (another path, or a list, whose form each vendor spells its own way)."""
+        if column_type == "list" or re.fullmatch(self.paths, path) is None:
+            return None
+        number = column_type in ("number", "money") and self.numbers == "number"
+        return At(path, "number" if number else "text", self.cleared)
+
+
+@dataclass(frozen=True, slots=True)
 class Update:
     """How a stream's records are changed: `method path` (with `{id}`), the writable
     unified fields and their writers, the fields whose values the vendor lists, and where
@@ -257,6 +279,8 @@ class Update:
     #: The answer is the whole record (else it is read again after the write: HubSpot
     #: answers with the properties written and a few defaults only).
     answers_whole: bool = True
+    #: Custom columns are writable where the vendor takes writes of its custom fields.
+    custom: CustomFields | None = None
 
 
 @dataclass(frozen=True, slots=True)

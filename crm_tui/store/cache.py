@@ -23,7 +23,7 @@ from crm_tui.store.changes import Changes
 from crm_tui.store.db import Database
 from crm_tui.store.errors import StreamBusy
 from crm_tui.store.leases import Holder, Lease
-from crm_tui.store.remap import Remapper, RemapProgress, RemapReport
+from crm_tui.store.remap import Collected, Remapper, RemapProgress, RemapReport
 from crm_tui.writeback.values import with_values
 
 #: How many of a stream's recent versions remember the ids they changed.
@@ -304,11 +304,22 @@ class CacheStore:
         from that thread."""
         if self.db is None:
             raise RuntimeError("re-mapping needs the database")
+        collected = Collected()
         report = await asyncio.to_thread(
-            self.db.remap_stream, self.user_id, source, kind, remap, progress, cancel
+            self.db.remap_stream,
+            self.user_id,
+            source,
+            kind,
+            remap,
+            progress,
+            cancel,
+            collect=collected,
         )
-        synced, imported = await asyncio.to_thread(self._read_stream, kind, source)
-        self._imported[kind][source] = imported
+        if collected.kept:  # rows kept as they were: their ids are the database's to say
+            synced, imported = await asyncio.to_thread(self._read_stream, kind, source)
+            self._imported[kind][source] = imported
+        else:  # the records just written are the stream: no second read of 100k rows
+            synced = await asyncio.to_thread(_by_id, collected.records)
         self._swap(kind, source, synced)
         return report
 
@@ -610,3 +621,8 @@ class CacheStore:
                     retry_at=saved.retry_at,
                     rate=saved.rate or current.rate,
                 )
+
+
+def _by_id(records: list[Record]) -> dict[str, Record]:
+    with gc_paused():  # a stream's worth of new records: frozen, never walked
+        return {r.id: r for r in records}

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from crm_tui import jsoncodec
@@ -43,6 +43,16 @@ RemapProgress = Callable[[int, int], None]
 BATCH = 2_000
 #: The purpose a re-map's lease shows to whoever waits for it.
 PURPOSE = "re-map"
+
+
+@dataclass(slots=True)
+class Collected:
+    """What a re-map wrote, for the caller that shows the stream: the new records, and how
+    many rows were kept as they were (a payload the new map refused: the caller reads the
+    stream back then, as those rows' ids are not known here)."""
+
+    records: list[Record] = field(default_factory=list)
+    kept: int = 0
 
 
 class RemapFailed(StoreError):
@@ -125,12 +135,14 @@ class RemapStore:
         progress: RemapProgress | None = None,
         cancel: threading.Event | None = None,
         invalid_share: float = INVALID_SHARE,
+        collect: Collected | None = None,
     ) -> RemapReport:
         """Every stored payload of the stream mapped again with `remap`, committed as the
         stream's new generation under its lease. Blocking and CPU-bound: call it from a
         worker thread, never an event loop. Raises StreamBusy (another writer holds the
         stream), RemapFailed, RemapCancelled, LeaseLost; the stream is as it was after any
-        of them."""
+        of them. `collect`: filled with the records written and the ids of the rows kept
+        as they were, so a caller holding the stream in memory need not read it back."""
         db: Any = self
         lease = db.acquire_lease(user_id, source, kind, PURPOSE)
         if isinstance(lease, Holder):
@@ -140,7 +152,7 @@ class RemapStore:
         bad: list[tuple[str, Any]] = []
         try:
             result = self._remap(
-                db, lease, run_id, report, bad, remap, progress, cancel, invalid_share
+                db, lease, run_id, report, bad, remap, progress, cancel, invalid_share, collect
             )
         except BaseException as exc:
             report.outcome = Outcome.FAILED
@@ -166,6 +178,7 @@ class RemapStore:
         progress: RemapProgress | None,
         cancel: threading.Event | None,
         invalid_share: float,
+        collect: Collected | None = None,
     ) -> RemapReport:
         user_id, source, kind = lease.user_id, lease.source, lease.stream
         generation = db.new_generation(user_id, source, kind)
@@ -189,6 +202,9 @@ class RemapStore:
                         kept.append(rowid)
                 db.stage(kind, generation, records)
                 self._copy_rows(kind, generation, kept)
+                if collect is not None:
+                    collect.records.extend(records)
+                    collect.kept += len(kept)
                 report.read += len(rows)
                 if progress is not None:
                     progress(report.read, total)

@@ -132,7 +132,7 @@ class Sender:
 
     async def _update(self, entry: OutboxEntry) -> None:
         source, stream = self.source, entry.stream
-        spec = source.writes.update.get(stream)
+        spec = source.update_spec(stream)  # its writable custom columns included
         if spec is None or entry.remote_id is None:
             raise Finished("failed", f"{source.display_name} does not let crm-tui change {stream}")
         current = await source.read_one(stream, entry.remote_id)
@@ -158,7 +158,7 @@ class Sender:
         draft = update_draft(spec, entry.remote_id, todo, current, choices)
         body = await self._sent(entry, draft, repeatable=True)
         written = located(body, spec.at) if spec.answers_whole else None
-        if not self._is(stream, written, entry.remote_id):
+        if not self._is(stream, written, entry.remote_id) or _partial(written, current, draft):
             written = await source.read_one(stream, entry.remote_id)
         if written is not None:
             await self._commit(stream, written)
@@ -281,3 +281,14 @@ class Sender:
             return
         async with self.store.lease(self.source.name, stream, "edit") as lease:
             await self.store.commit_changes(self.source.name, stream, [record], [], lease, None)
+
+
+def _partial(written: Any, current: Any, draft: Any) -> bool:
+    """An answer that lacks fields the record had before the write, other than those the
+    write sent (a custom field set to null goes): the vendor answered with its default
+    fields only (Follow Up Boss sends custom fields when asked, `fields=allFields`), so
+    the record is read again rather than cached without them."""
+    if not isinstance(written, dict) or not isinstance(current, dict):
+        return False
+    sent = draft.body.keys() if isinstance(draft.body, dict) else ()
+    return any(key not in written and key not in sent for key in current)

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from crm_tui.config import DISPLAY_NAMES
+from crm_tui.custom_columns import CUSTOM_PREFIX, Column
 from crm_tui.faults import fault_point
 from crm_tui.local_crm import ValidationFailed, check_fields
 from crm_tui.models import Contact, Record, RecordKind, kind_of
 from crm_tui.sources.errors import SourceError
+from crm_tui.sources.mapping import ABSENT, coerce_custom
 from crm_tui.sources.writes import (
     Draft,
     Value,
@@ -92,6 +94,15 @@ class WriteBack:
         kind = kind_of(record)
         return connector.writes.fields(kind)
 
+    def custom_writable(self, record: Record) -> tuple[str, ...]:
+        """The custom columns (`custom.NAME`) of `record` its source writes: mapped from a
+        plain path where the vendor takes writes of its custom fields. Not among
+        `writable` (the form's fields are record attributes); `check` and `edit` take both."""
+        connector = self.engine.connectors.get(record.source)
+        if connector is None or record.source == "local":
+            return ()
+        return tuple(self._source(record.source).custom_writers(kind_of(record)))
+
     def refusal(self, record: Record) -> str | None:
         """Why `record` cannot be edited from crm-tui now, as a person reads it; None when
         it can (a local record is the local CRM's, not the outbox's: it gets a reason)."""
@@ -120,8 +131,15 @@ class WriteBack:
         if not writable:
             raise NotWritable(f"{record.source} records cannot be changed from crm-tui")
         kind = kind_of(record)
-        cleaned, errors = _checked(kind, values, writable, self.region)
-        spec = self._source(record.source).writes.update[kind]
+        source = self._source(record.source)
+        custom = {n: v for n, v in values.items() if n.startswith(CUSTOM_PREFIX)}
+        plain = {n: v for n, v in values.items() if n not in custom}
+        cleaned, errors = _checked(kind, plain, writable, self.region)
+        more, bad = _checked_custom(custom, self.custom_writable(record), source.ctx.columns)
+        cleaned.update(more)
+        errors.update(bad)
+        spec = source.update_spec(kind)
+        assert spec is not None  # writable: the source declares updates of this stream
         errors.update(unsendable(spec, {n: v for n, v in cleaned.items() if n not in errors}))
         errors.update(await self._check_choices(record.source, kind, cleaned, record.metadata))
         if errors:
@@ -266,7 +284,8 @@ class WriteBack:
         if current is None:
             raise SourceError(f"the record is no longer at {source.display_name}")
         choices = {n: await source.choices(kind, n, current) for n in wanted}
-        spec = source.writes.update[kind]
+        spec = source.update_spec(kind)
+        assert spec is not None  # checked: the source declares updates of this stream
         return _preview(source, update_draft(spec, record.remote_id, wanted, current, choices))
 
     def preview_note(self, record: Record, text: str, subject: str | None = None) -> Preview:
@@ -360,6 +379,31 @@ def _checked(
     out, bad = check_fields(kind, {n: v for n, v in values.items() if n in writable}, region)
     out.pop("phone_e164", None)
     return out, {**errors, **bad}
+
+
+def _checked_custom(
+    values: Mapping[str, Any], writable: tuple[str, ...], columns: Mapping[str, Column]
+) -> tuple[dict[str, Value], dict[str, str]]:
+    """Custom column values as the outbox keeps them (text; a number's digits, a date in
+    ISO form), read as their column's type, as a synced value is; the reason for each bad
+    one. "" or None clears the field."""
+    out: dict[str, Value] = {}
+    errors: dict[str, str] = {}
+    for name, value in values.items():
+        if name not in writable:
+            errors[name] = "this source does not let crm-tui change it"
+            continue
+        if value is None or (isinstance(value, str) and not value.strip()):
+            out[name] = None
+            continue
+        column = columns.get(name.removeprefix(CUSTOM_PREFIX))
+        kind = column.type if column else "text"
+        typed = coerce_custom(kind, value)
+        if typed is None or typed is ABSENT or isinstance(typed, tuple):
+            errors[name] = f"not a {kind} value" if typed is None else "not a single value"
+            continue
+        out[name] = str(typed)
+    return out, errors
 
 
 def _preview(source: Source, draft: Draft) -> Preview:

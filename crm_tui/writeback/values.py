@@ -8,14 +8,19 @@ from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from crm_tui.custom_columns import CUSTOM_PREFIX
 from crm_tui.models import Record
 from crm_tui.phones import format_phone
 from crm_tui.sources.writes import Value
 
 
 def unified(record: Record, name: str) -> Value:
-    """A record's field as the outbox keeps values: text, a list of tags, None."""
-    value = getattr(record, name, None)
+    """A record's field (or custom column, `custom.NAME`) as the outbox keeps values:
+    text, a list of tags, None."""
+    if name.startswith(CUSTOM_PREFIX):
+        value = record.custom.get(name.removeprefix(CUSTOM_PREFIX))
+    else:
+        value = getattr(record, name, None)
     if isinstance(value, tuple):
         return list(value)
     if isinstance(value, Decimal):
@@ -37,13 +42,19 @@ def same(name: str, a: Value, b: Value) -> bool:
         return a in (None, "", []) and b in (None, "", [])
     if name == "tags":
         return sorted(map(str, a)) == sorted(map(str, b))  # type: ignore[arg-type]
-    if name == "amount":
+    if name == "amount" or (name.startswith(CUSTOM_PREFIX) and _both_numbers(a, b)):
         return _amount(a) == _amount(b)
     if name == "email":
         return str(a).casefold() == str(b).casefold()
     if name == "phone":  # the vendor may write back "(512) 555-0100" for 512-555-0100
         return format_phone(str(a)) == format_phone(str(b))
     return str(a) == str(b)
+
+
+def _both_numbers(a: Value, b: Value) -> bool:
+    """A custom number column's values (550000 = 550000.00); text that merely looks like a
+    number compares the same way, which is what a person means by it too."""
+    return _amount(a) is not None and _amount(b) is not None and not isinstance(a, list)
 
 
 def differing(
@@ -92,8 +103,17 @@ def with_values(record: Record, values: Mapping[str, Value]) -> Record:
     """The record as it will be once the vendor has `values` (the cache shows this while an
     edit waits)."""
     changes: dict[str, Any] = {}
+    custom = dict(record.custom)
     for name, value in values.items():
-        if name == "tags":
+        if name.startswith(CUSTOM_PREFIX):
+            column = name.removeprefix(CUSTOM_PREFIX)
+            if value in (None, ""):
+                custom.pop(column, None)
+            else:  # a number column's value stays a number: its filters compare numbers
+                was = record.custom.get(column)
+                custom[column] = _amount(value) if isinstance(was, Decimal) else value
+            changes["custom"] = custom
+        elif name == "tags":
             changes[name] = tuple(value) if isinstance(value, list) else ()
         elif name == "amount":
             changes[name] = _amount(value) if value not in (None, "") else None
