@@ -187,6 +187,7 @@ class CrmApp(App[None]):
         self.store = store or CacheStore(settings.user_id, Database(settings.database_path))
         self.engine = SyncEngine(settings, self.store, masker=self.masker, transport=transport)
         self.index = SearchIndex()
+        self.index.columns = self.engine.columns  # custom columns are filter keys
         self.deal_tables = SegmentTables()  # the Pipeline's, per index segment of deals
         self.dedup = DuplicateFinder(settings.crm_phone_region)
         self.people: People = EMPTY_PEOPLE
