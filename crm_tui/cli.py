@@ -1244,11 +1244,13 @@ def export(
             except OutputPathError as exc:
                 raise CliError("Cannot write the export", str(exc), EXIT_USAGE) from None
         k = _kind(kind)
+        declared = _columns()
+        custom = list(declared.values())
         if query:
             from crm_tui.search.index import SearchIndex
 
             index = SearchIndex()
-            index.columns = _columns()
+            index.columns = declared
             index.rebuild_from(rt.store, kinds=(k,))
             result = index.search(query, k, [source] if source else None, limit=10**9)
             records = [h.record for hits in result.groups.values() for h in hits]
@@ -1261,9 +1263,9 @@ def export(
                 with click.progressbar(
                     length=len(records), label="exporting", file=sys.stderr
                 ) as bar:
-                    count = write(output, fmt, k, records, progress=bar.update)
+                    count = write(output, fmt, k, records, progress=bar.update, custom=custom)
             else:
-                count = write(output, fmt, k, records, stdout=sys.stdout)
+                count = write(output, fmt, k, records, stdout=sys.stdout, custom=custom)
         except OutputPathError as exc:  # it changed since the check above
             raise CliError("Cannot write the export", str(exc), EXIT_USAGE) from None
         if to_file:
