@@ -160,6 +160,11 @@ class SyncEngine:
     # -- sources -------------------------------------------------------------------------
 
     @property
+    def mappings(self) -> Mappings:
+        """mappings.toml as last read: what Browse's custom columns come from."""
+        return Mappings(self._ctx.overrides, self._ctx.columns)
+
+    @property
     def columns(self) -> dict[str, Column]:
         """The custom columns of mappings.toml as last read (by name, in file order)."""
         return dict(self._ctx.columns)
