@@ -55,11 +55,7 @@ def cache(
 
 def fub_people() -> list[dict]:
     people = [data.fub_person(SEED, i, N) for i in range(N)]
-    people = [p for p in people if "id" in p]  # the demo's one person without an id
-    for i, person in enumerate(people):
-        if i % 3 == 0:
-            person["customLender"] = ["Hilltop", "Quicken", "Chase"][i % 2]
-    return people
+    return [p for p in people if "id" in p]  # the demo's one person without an id
 
 
 def field(found, path):
@@ -79,7 +75,12 @@ def test_discovery_lists_the_demo_payloads_fields_with_fill_rates_and_samples(db
     with_lender = sum("customLender" in p for p in people)
     assert lender.filled == with_lender
     assert lender.fill_rate == pytest.approx(with_lender / len(people))
-    assert set(lender.samples) == {"Hilltop", "Quicken"}
+    assert 0 < with_lender < len(people)  # the demo fills a good share, not all
+    assert lender.samples and set(lender.samples) <= {*data.LENDERS, data.HOSTILE_LENDER}
+    price = field(found, "customPriceRange")
+    assert price.types == ("number",) and price.filled == sum(
+        "customPriceRange" in p for p in people
+    )
     assert lender.types == ("string",) and lender.mapped_to == ()
 
     background = field(found, "background")
@@ -149,9 +150,8 @@ def test_hostile_text_in_samples_comes_out_plain_and_short(db, settings):
 def test_a_map_leaving_most_records_without_an_id_is_refused_before_saving(db, settings):
     cache(db, settings, "followupboss", "contacts", fub_people())
     with pytest.raises(MappingRefused, match=r"would have no id under this map; not saved"):
-        save(db, settings, "followupboss", "contacts", "remote_id", "customLender")
-    assert not mappings_path().exists()
-    # a third of them have it: still most without
+        save(db, settings, "followupboss", "contacts", "remote_id", "customClosingDate")
+    assert not mappings_path().exists()  # about 40% have a closing date: most without
     save(db, settings, "followupboss", "contacts", "remote_id", "id")  # the same: fine
     assert "remote_id" in mappings_path().read_text()
 

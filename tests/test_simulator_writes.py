@@ -93,8 +93,12 @@ def test_fub_put_person_is_read_back_listed_and_found_by_updated_after(demo):
     assert (person["price"], person["contacted"]) == (410_000, True)
     assert person["source"] == before["source"] and person["created"] == before["created"]
     assert person["updated"] >= iso(since) and person["updated"] != before["updated"]
-    assert fub(demo, "GET", "/v1/people/5").json() == person
-    listed = fub(demo, "GET", "/v1/people", params={"id": "5"}).json()["people"]
+    # custom fields are read back when asked for (`fields=allFields`), as FUB does
+    all_fields = {"fields": "allFields"}
+    assert fub(demo, "GET", "/v1/people/5", params=all_fields).json() == person
+    plain = fub(demo, "GET", "/v1/people/5").json()
+    assert plain == {k: v for k, v in person.items() if not k.startswith("custom")}
+    listed = fub(demo, "GET", "/v1/people", params={"id": "5", **all_fields}).json()["people"]
     assert listed == [person]
     changed = fub(demo, "GET", "/v1/people", params={"updatedAfter": iso(since), "sort": "updated"})
     assert [p["id"] for p in changed.json()["people"]] == [5]
@@ -241,7 +245,7 @@ def test_fub_events_update_the_person_an_email_or_phone_names(demo):
     assert person["tags"] == [*known["tags"], "web"]
     assert [p["value"] for p in person["phones"]] == [known["phones"][0]["value"], "(737) 555-0199"]
     assert person["emails"] == known["emails"]  # the same address, merged away
-    assert fub(demo, "GET", "/v1/people/6").json() == person
+    assert fub(demo, "GET", "/v1/people/6", params={"fields": "allFields"}).json() == person
     by_phone = {"source": "Zillow", "person": {"phones": [{"value": "+1 737.555.0199"}]}}
     assert fub(demo, "POST", "/v1/events", json=by_phone).json()["id"] == 6
     forced = {"person": {"id": 9, "firstName": "Forced"}}

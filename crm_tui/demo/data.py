@@ -599,6 +599,49 @@ def _when(seed: int, *parts: object, days: int = 900) -> date:
     return date(2024, 1, 1) + timedelta(days=rng(seed, "date", *parts).randint(0, days))
 
 
+# -- custom fields: what a team adds to its CRM -------------------------------------------
+
+LENDERS = (
+    "Quicken Loans",
+    "Hilltop Mortgage",
+    "Capital City Lending",
+    "Wells Fargo Home Mortgage",
+    "Guild Mortgage",
+    "Chase Home Lending",
+)
+PRICE_RANGES = (250_000, 400_000, 550_000, 750_000, 1_000_000, 1_500_000)
+#: The record whose lender is hostile on purpose: markup that must render literally.
+HOSTILE_LENDER_INDEX = 0
+HOSTILE_LENDER = "[@click=app.quit]Quicken[/]"
+
+
+@dataclass(frozen=True, slots=True)
+class CustomValues:
+    """One record's custom field values, before a vendor's shape is put on them: None is
+    "no value" (about 40%, 30% and 60% of records)."""
+
+    lender: str | None
+    price_range: int | None
+    closing_date: str | None  # ISO date
+
+
+def custom_values(seed: int, source: str, i: int) -> CustomValues:
+    """A generator of its own, every draw always made: the record's other fields stay as
+    they were, and each value is the same on every run."""
+    r = rng(seed, "custom", source, i)
+    lender, has_lender = r.choice(LENDERS), r.random() < 0.6
+    price, has_price = r.choice(PRICE_RANGES), r.random() < 0.7
+    closing = (date(2025, 1, 1) + timedelta(days=r.randint(0, 700))).isoformat()
+    has_closing = r.random() < 0.4
+    if i == HOSTILE_LENDER_INDEX:
+        lender, has_lender = HOSTILE_LENDER, True
+    return CustomValues(
+        lender if has_lender else None,
+        price if has_price else None,
+        closing if has_closing else None,
+    )
+
+
 # -- per vendor ----------------------------------------------------------------------------
 
 
@@ -688,6 +731,16 @@ def fub_person(seed: int, i: int, count: int) -> dict[str, Any]:
         "tags": list(p.tags),
         "background": s.note,
     }
+    # custom fields sit at the top level, named custom*; a field without a value is absent
+    # (a PUT of null deletes one). Listed only when asked for (`fields=allFields`).
+    custom = custom_values(seed, "followupboss", i)
+    for name, value in (
+        ("customLender", custom.lender),
+        ("customPriceRange", custom.price_range),
+        ("customClosingDate", custom.closing_date),
+    ):
+        if value is not None:
+            record[name] = value
     if i == MISSING_ID_INDEX:
         del record["id"]
     return record

@@ -156,6 +156,32 @@ PIPELINE = (1, "Transactions")  # every generated deal's pipelineId and pipeline
 _CUSTOM = re.compile(r"custom[A-Z0-9_]\w*")  # FUB's custom field names: customBirthday, ...
 
 
+#: The account's custom fields as `GET /v1/customFields` lists them (docs.followupboss.com
+#: customfields-get: label, name, type text|date|number|dropdown, isRecurring for dates,
+#: choices for dropdowns); the generator fills them (`data.fub_person`).
+CUSTOM_FIELDS = (
+    {"id": 1, "name": "customLender", "label": "Lender", "type": "text", "choices": []},
+    {"id": 2, "name": "customPriceRange", "label": "Price Range", "type": "number", "choices": []},
+    {
+        "id": 3,
+        "name": "customClosingDate",
+        "label": "Closing Date",
+        "type": "date",
+        "isRecurring": False,
+        "choices": [],
+    },
+)
+
+
+def shown_fields(record: dict[str, Any], fields: str | None) -> dict[str, Any]:
+    """A person as a read returns it: custom fields only when `fields=allFields` (or the
+    field by name) asks for them, as Follow Up Boss does."""
+    asked = {f.strip() for f in (fields or "").split(",")}
+    if "allFields" in asked:
+        return record
+    return {k: v for k, v in record.items() if not _CUSTOM.fullmatch(k) or k in asked}
+
+
 def stamp(moment: float) -> str:
     """FUB's form: UTC, whole seconds, `Z`."""
     return datetime.fromtimestamp(int(moment), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -521,12 +547,23 @@ def fub_app(
         following = page.following
         link = f"{base}?limit={limit}&next={following}" if following else None
         meta = _metadata(name, page.offset, limit, page.total, following, link)
-        return json_response({"_metadata": meta, name: page.records}, headers=headers)
+        fields = params.get("fields")
+        records = [shown_fields(r, fields) for r in page.records] if people else page.records
+        return json_response({"_metadata": meta, name: records}, headers=headers)
+
+    async def custom_fields(request: Request) -> Response:
+        headers, refused = guard.check(request)
+        if refused:
+            return refused
+        listed = list(CUSTOM_FIELDS)
+        meta = _metadata("customfields", 0, len(listed), len(listed), None, None)
+        return json_response({"_metadata": meta, "customfields": listed}, headers=headers)
 
     writes = _Writes(guard, collections["people"][0], collections["deals"][0], seed, contacts)
     routes = [
         Route("/v1/people", listing),
         Route("/v1/deals", listing),
+        Route("/v1/customFields", custom_fields),
         Route("/v1/people/{id:int}", _one(guard, collections)),
         Route("/v1/deals/{id:int}", _one(guard, collections)),
         *_webhook_routes(guard, hooks),
@@ -551,6 +588,8 @@ def _one(
         record = collection.render(index, entry)
         if "id" not in record:
             return _error("Not found", 404, headers)
+        if collection.name == PEOPLE:
+            record = shown_fields(record, request.query_params.get("fields"))
         return json_response(record, headers=headers)
 
     return one
@@ -754,6 +793,8 @@ _NEW_PERSON: dict[str, Any] = {
     "addresses": [],
     "tags": [],
     "background": None,
+    # a new lead has no custom values but those it is given (None deletes the generated ones)
+    **{field["name"]: None for field in CUSTOM_FIELDS},
 }
 _IDENTIFYING = ("emails", "phones", "firstName", "lastName")
 

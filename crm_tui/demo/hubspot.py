@@ -165,6 +165,8 @@ from crm_tui.demo.servers import (
 
 hubspot_id = data.hubspot_id  # the contact id; ground truth lives beside the other sources'
 
+#: The demo portal's custom contact properties (the team made them; HubSpot did not).
+CUSTOM_CONTACT_PROPERTIES = ("lender", "price_range", "closing_date")
 CONTACT_PROPERTIES = (
     "firstname",
     "lastname",
@@ -184,6 +186,7 @@ CONTACT_PROPERTIES = (
     "createdate",
     "lastmodifieddate",
     "hs_object_id",
+    *CUSTOM_CONTACT_PROPERTIES,
 )
 DEFAULT_CONTACT_PROPERTIES = (
     "firstname",
@@ -304,6 +307,12 @@ def hubspot_contact(seed: int, i: int, count: int) -> dict[str, Any]:
         "lastmodifieddate": _stamp(updated),
         "hs_object_id": record_id,
     }
+    # the portal's custom properties (hubspotDefined false): strings as HubSpot sends every
+    # value, a number's digits, a date as YYYY-MM-DD; served only when named in properties=
+    custom = data.custom_values(seed, "hubspot", i)
+    values["lender"] = custom.lender
+    values["price_range"] = None if custom.price_range is None else str(custom.price_range)
+    values["closing_date"] = custom.closing_date
     record: dict[str, Any] = {
         "id": record_id,
         "properties": values,
@@ -695,6 +704,7 @@ class PropertyDefinition:
     group: str
     read_only: bool = False  # set by HubSpot only (modificationMetadata.readOnlyValue)
     options: tuple[tuple[str, str], ...] = ()  # (value, label), in display order
+    custom: bool = False  # made by the portal's users, not HubSpot (hubspotDefined false)
 
     def shape(self) -> dict[str, Any]:
         return {
@@ -713,7 +723,7 @@ class PropertyDefinition:
             "externalOptions": self.name == "hubspot_owner_id",
             "hasUniqueValue": self.name == "hs_object_id",
             "hidden": False,
-            "hubspotDefined": True,
+            "hubspotDefined": not self.custom,
             "formField": not self.read_only,
             "archived": False,
             "modificationMetadata": {
@@ -798,6 +808,13 @@ _CONTACT_DEFINITIONS = (
         "lastmodifieddate", "Last Modified Date", "datetime", "date", "contactinformation", True
     ),
     PropertyDefinition("hs_object_id", "Record ID", "number", "number", "contactinformation", True),
+    PropertyDefinition("lender", "Lender", "string", "text", "contactinformation", custom=True),
+    PropertyDefinition(
+        "price_range", "Price Range", "number", "number", "contactinformation", custom=True
+    ),
+    PropertyDefinition(
+        "closing_date", "Closing Date", "date", "date", "contactinformation", custom=True
+    ),
 )
 _DEAL_DEFINITIONS = (
     PropertyDefinition("dealname", "Deal Name", "string", "text", "dealinformation"),
@@ -924,6 +941,17 @@ def _checked(definition: PropertyDefinition, value: str) -> str | _Problem:
             "INVALID_OPTION",
             f"{value} was not one of the allowed options: [{allowed}]",
         )
+    if definition.type == "date":  # a date property takes YYYY-MM-DD (or epoch ms)
+        day = _datetime_text(value)
+        if day is None:
+            return _Problem(definition.name, "INVALID_DATE", f"{value} is not a valid date")
+        return day[:10]
+    if definition.type == "number":
+        try:
+            float(value)
+        except ValueError:
+            return _Problem(definition.name, "INVALID_FLOAT", f"{value} is not a valid number")
+        return value
     if definition.type == "datetime":
         moment = _datetime_text(value)
         if moment is None:

@@ -62,8 +62,9 @@ Unconfirmed (no vendor text found), and the reading chosen (writes):
   `assignedUserId` must be an agent's and sets `assignedUser`; `isHidden` is the lead's
   `hiddenFlag`; `leadTypes` are the documented type ids; e-mails need an "@".
 - groups, segments, inquiry, property and customAttributeList are accepted and ignored (a
-  lead here holds none of them); any other name is INVALID_PARAMETER, as is a body that is
-  no JSON object. Unknown, deleted or id-less leads are 404 LEAD_NOT_EXIST.
+  lead here holds none of the first four; its custom attributes are read-only here); any
+  other name is INVALID_PARAMETER, as is a body that is no JSON object. Unknown, deleted or
+  id-less leads are 404 LEAD_NOT_EXIST.
 - Leads and transactions live in the shared overlay ("lofty:leads",
   "lofty:transactions"): a write, or a change a test makes behind the product's back, is in
   the next read and listing; a deleted lead leaves the listing (Lofty's DELETE trashes, and
@@ -157,6 +158,11 @@ MAX_PAGE = 100
 _EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 
 
+LENDER_ATTRIBUTE = 1001  # the leads' custom attribute ids
+PRICE_RANGE_ATTRIBUTE = 1002
+LENDER_FIELD = 2001  # the transactions' custom field id
+
+
 def transaction_id(j: int) -> int:
     return 10_001 + j
 
@@ -239,6 +245,19 @@ def lofty_lead(seed: int, i: int, count: int) -> dict[str, Any]:
             }
         ],
     }
+    # The lead's custom attributes: `customAttributeList` is the name Lofty's PUT takes;
+    # the item shape is not documented for leads, so the transactions' documented
+    # `customFields [{id, value}]` with the attribute's name beside it. Every attribute is
+    # listed in the account's order, null when the lead has no value: `[0]` is always Lender.
+    custom = data.custom_values(seed, "lofty", i)
+    record["customAttributeList"] = [
+        {"id": LENDER_ATTRIBUTE, "name": "Lender", "value": custom.lender},
+        {
+            "id": PRICE_RANGE_ATTRIBUTE,
+            "name": "Price Range",
+            "value": None if custom.price_range is None else str(custom.price_range),
+        },
+    ]
     if i == data.MISSING_ID_INDEX:
         # No id of the lead anywhere in it: a connector cannot fall back on a nested copy.
         del record["leadId"], record["leadUserId"]
@@ -303,7 +322,10 @@ def lofty_transaction(seed: int, j: int, contacts: int) -> dict[str, Any]:
         "homeInspectionDate": None,
         "escrowDate": _ms(contract + timedelta(days=3)) if under_contract else None,
         "expiration": None,
-        "customFields": [],
+        # documented `customFields [{id, value}]`: the account's one transaction field
+        "customFields": [
+            {"id": LENDER_FIELD, "value": data.custom_values(seed, "lofty-deal", j).lender}
+        ],
     }
 
 

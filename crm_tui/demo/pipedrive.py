@@ -216,6 +216,7 @@ def _hash_key(name: str) -> str:
 
 LEAD_SOURCE_FIELD = _hash_key("person:lead source")
 BUDGET_FIELD = _hash_key("person:budget")
+LENDER_FIELD = _hash_key("person:lender")
 COMMISSION_FIELD = _hash_key("deal:commission rate")
 MLS_FIELD = _hash_key("deal:mls number")
 
@@ -348,6 +349,8 @@ def pipedrive_person(seed: int, i: int, count: int) -> dict[str, Any]:
         "custom_fields": {
             LEAD_SOURCE_FIELD: r.choice((None, *_SOURCES)),
             BUDGET_FIELD: None if budget is None else {"value": budget, "currency": "USD"},
+            # a draw of its own (data.custom_values): the other fields stay as they were
+            LENDER_FIELD: data.custom_values(seed, "pipedrive", i).lender,
         },
     }
     if i == data.MISSING_ID_INDEX:
@@ -804,7 +807,7 @@ _PERSON_WRITERS: dict[str, FieldWriter] = {
     "visible_to": sets(lambda v, n: _integer(v, n, _VISIBILITY)),
     "label_ids": sets(lambda v, n: _ids(v, n, _PERSON_LABELS)),
     "marketing_status": sets(lambda v, n: one_of(v, n, _MARKETING)),
-    "custom_fields": sets(_custom((LEAD_SOURCE_FIELD, BUDGET_FIELD))),
+    "custom_fields": sets(_custom((LEAD_SOURCE_FIELD, BUDGET_FIELD, LENDER_FIELD))),
 }
 _DEAL_WRITERS: dict[str, FieldWriter] = {
     "title": sets(lambda v, n: text(v, n, blank=False)),

@@ -58,14 +58,22 @@ def _trashed(raw: Any) -> bool:
     return isinstance(raw, Mapping) and raw.get("stage") == "Trash"
 
 
-def _collection(path: str, skip: Callable[[Any], bool] | None = None) -> Stream:
+def _collection(
+    path: str, skip: Callable[[Any], bool] | None = None, params: Mapping[str, str] | None = None
+) -> Stream:
     """`limit` pages following `_metadata.next`, with the cursor read ahead."""
     return Stream(
         path,
         CursorInBody("_metadata.next", "next", total_at=("_metadata.total",), peek=peek_cursor),
         records=(path,),
+        params=params or {},
         skip=skip,
     )
+
+
+# People carry their custom fields (top-level `custom*`) only when asked: `fields=allFields`.
+# The same parameters go to a single read (`read_one`).
+_ALL_FIELDS = {"fields": "allFields"}
 
 
 # -- webhooks: ids only, signed with the system key -----------------------------------------
@@ -215,7 +223,10 @@ class FollowUpBossSource(Source):
     base_url_setting = "FUB_API_BASE_URL"
     auth = Basic("FUB_API_KEY")
     extra_headers = {"X-System": "FUB_SYSTEM", "X-System-Key": "FUB_SYSTEM_KEY"}
-    endpoints = {"contacts": _collection("people", _trashed), "deals": _collection("deals")}
+    endpoints = {
+        "contacts": _collection("people", _trashed, _ALL_FIELDS),
+        "deals": _collection("deals"),
+    }
     changes = {
         "contacts": Changes(
             "updatedAfter",
