@@ -641,6 +641,11 @@ class CrmApp(App[None]):
                     partial(self.sync_source, name),
                 )
             yield SystemCommand(
+                f"Map fields: {display}",
+                "Which payload field fills each field and custom column",
+                partial(self.open_mapping, name),
+            )
+            yield SystemCommand(
                 f"Test connection: {display}",
                 "Authenticate, read one page",
                 partial(
@@ -848,6 +853,12 @@ class CrmApp(App[None]):
             self.drain_outbox([entry.source])
 
     # -- setting a source up ------------------------------------------------------------
+
+    def open_mapping(self, source: str, stream: RecordKind = "contacts") -> None:
+        """The Mapping screen of one source's stream (Connections' `m`, the palette)."""
+        from crm_tui.screens.mapping import MappingScreen
+
+        self.push_screen(MappingScreen(source, stream))
 
     def open_setup(self, source: str | None = None) -> None:
         from crm_tui.screens.setup import SetupScreen
