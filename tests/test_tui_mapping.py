@@ -6,19 +6,26 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import shutil
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from textual.widgets import DataTable, Input, Static
 
 from crm_tui.app import CrmApp, make_app
 from crm_tui.demo import data
+from crm_tui.fields.service import connector
 from crm_tui.screens.browse import BrowseScreen
 from crm_tui.screens.connections import ConnectionsScreen
 from crm_tui.screens.export_view import FormatScreen
 from crm_tui.screens.mapping import ColumnScreen, MappingScreen
+from crm_tui.sources.mapping import Mappings
 from crm_tui.sources.mapping_file import mappings_path
+from crm_tui.store import CacheStore, Database
 from crm_tui.widgets.record_table import RecordTable
+from tests.conftest import make_settings
 from tests.test_tui import settle
 
 SIZE = (120, 40)
@@ -76,7 +83,7 @@ async def test_map_a_custom_field_then_browse_search_filter_export_restart(demo_
         screen = await open_mapping(pilot, app)
         fields = screen.query_one("#mapping-fields", DataTable)
         found = rows(fields)
-        _, types, fill, samples, mapped = found["customLender"]
+        _, fill, mapped, samples, types = found["customLender"]
         assert types == "string" and mapped == ""
         assert 45 <= int(fill.strip("~%")) <= 75
         assert set(samples.split(" · ")) <= set(expected.values())
@@ -103,7 +110,7 @@ async def test_map_a_custom_field_then_browse_search_filter_export_restart(demo_
         assert '"custom.lender" = "customLender"' in text
         assert "[columns.lender]" in text and 'label = "Lender"' in text
         await until(pilot, lambda: screen.discovery is not None, "the rescan")
-        assert rows(fields)["customLender"][4] == "custom.lender"
+        assert rows(fields)["customLender"][2] == "custom.lender"
         assert "lender" in app.index.columns
         records = {r.id: r for r in app.store.records("contacts", "followupboss")}
         assert {i: r.custom.get("lender") for i, r in records.items() if "lender" in r.custom} == (
@@ -221,3 +228,41 @@ async def test_palette_offers_the_mapping_screen(demo_settings):
         assert app.screen.source == "followupboss"
         box = app.screen.query(Input)
         assert not box  # nothing to type into until a column is declared
+
+
+SNAPSHOT_DIR = Path(tempfile.gettempdir()) / "crm-tui-snapshot-mapping"
+
+
+def test_mapping_screen_snapshot(snap_compare, monkeypatch):
+    """80x24: the targets, the discovered fields (hostile samples literal), a new column's
+    preview of ten records."""
+    monkeypatch.setenv("TZ", "UTC")
+    shutil.rmtree(SNAPSHOT_DIR, ignore_errors=True)
+    settings = make_settings(
+        SNAPSHOT_DIR,
+        crm_data_dir=SNAPSHOT_DIR,
+        crm_user_id="snap",
+        fub_api_key="snapshot-key",
+        fub_api_base_url="http://127.0.0.1:9/v1",
+    )
+    source = connector(settings, "followupboss", Mappings())
+    payloads = [data.fub_person(11, i, 40) for i in range(40) if i != data.MISSING_ID_INDEX]
+    records = [source.map_record("contacts", p, "2026-11-25T10:00:00Z") for p in payloads]
+    db = Database(settings.database_path)
+    asyncio.run(CacheStore("snap", db).replace_stream("followupboss", "contacts", records))
+    db.close()
+    app = make_app(settings, sync_stale=False)
+
+    async def shown(pilot) -> None:
+        await until(pilot, lambda: pilot.app.loaded, "the cache")
+        pilot.app.open_mapping("followupboss")
+        await until(pilot, lambda: isinstance(pilot.app.screen, MappingScreen), "the screen")
+        screen = pilot.app.screen
+        await until(pilot, lambda: screen.discovery is not None, "the discovery")
+        await pilot.press("n", *"lender", "enter", *"Lender", "enter")
+        await until(pilot, lambda: pilot.app.screen is screen, "the dialog closed")
+        fields = screen.query_one("#mapping-fields", DataTable)
+        fields.move_cursor(row=fields.get_row_index("customLender"))
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=shown)

@@ -123,7 +123,12 @@ class MappingScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#mapping-targets", DataTable).add_columns("Field", "From")
         self.query_one("#mapping-fields", DataTable).add_columns(
-            "Path", "Types", "Fill", "Samples", "Mapped to"
+            # what decides a mapping first: 80 cells show path, fill and what reads it
+            "Path",
+            "Fill",
+            "Mapped to",
+            "Samples",
+            "Types",
         )
         self.query_one("#mapping-preview", DataTable).add_columns("Record", "Now", "After")
         self.query_one("#mapping-progress", ProgressBar).display = False
@@ -199,10 +204,10 @@ class MappingScreen(Screen[None]):
             path = info.path + (f" ({info.vendor_label})" if info.vendor_label else "")
             table.add_row(
                 safe(path),
-                safe(",".join(info.types)),
                 safe(fill_text(info, found.estimated), "dim" if not info.filled else ""),
-                safe(" · ".join(info.samples)),
                 safe(", ".join(info.mapped_to)),
+                safe(" · ".join(info.samples)),
+                safe(",".join(info.types)),
                 key=info.path,
             )
         self._move_to(table, keep)
