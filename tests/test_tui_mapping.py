@@ -24,6 +24,7 @@ from crm_tui.screens.mapping import ColumnScreen, MappingScreen
 from crm_tui.sources.mapping import Mappings
 from crm_tui.sources.mapping_file import mappings_path
 from crm_tui.store import CacheStore, Database
+from crm_tui.store.errors import StreamBusy
 from crm_tui.widgets.record_table import RecordTable
 from tests.conftest import make_settings
 from tests.test_tui import settle
@@ -266,3 +267,34 @@ def test_mapping_screen_snapshot(snap_compare, monkeypatch):
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=shown)
+
+
+async def test_a_busy_stream_puts_the_file_back(demo_settings, monkeypatch):
+    """The save lands, then the re-map finds a sync holding the stream: the reason is
+    shown, mappings.toml is as before, and the engine maps as before."""
+    import crm_tui.screens.mapping as mapping_screen
+
+    async def busy(*args: Any, **kwargs: Any) -> Any:
+        raise StreamBusy("Stream busy", "the sync in process 4242 holds followupboss contacts")
+
+    app = make_app(demo_settings, sync_on_start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        path = mappings_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        original = '# ours\n[followupboss.contacts]\ncompany = "background"\n'
+        path.write_text(original)
+        await app.engine.reload_mappings()
+        screen = await open_mapping(pilot, app)
+        monkeypatch.setattr(mapping_screen, "remap", busy)
+        targets = screen.query_one("#mapping-targets", DataTable)
+        targets.move_cursor(row=targets.get_row_index("company"))
+        fields = screen.query_one("#mapping-fields", DataTable)
+        fields.move_cursor(row=fields.get_row_index("customLender"))
+        await pilot.press("s")
+        await until(pilot, lambda: not screen.saving, "the refusal")
+        assert status(screen) == "Stream busy: the sync in process 4242 holds followupboss contacts"
+        assert path.read_text() == original
+        assert app.engine.mappings.overrides["followupboss"]["contacts"] == {
+            "company": "background"
+        }
