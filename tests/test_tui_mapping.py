@@ -19,6 +19,7 @@ from crm_tui.demo import data
 from crm_tui.fields.service import connector
 from crm_tui.screens.browse import BrowseScreen
 from crm_tui.screens.connections import ConnectionsScreen
+from crm_tui.screens.detail import RecordScreen
 from crm_tui.screens.export_view import FormatScreen
 from crm_tui.screens.mapping import ColumnScreen, MappingScreen
 from crm_tui.sources.mapping import Mappings
@@ -298,3 +299,46 @@ async def test_a_busy_stream_puts_the_file_back(demo_settings, monkeypatch):
         assert app.engine.mappings.overrides["followupboss"]["contacts"] == {
             "company": "background"
         }
+
+
+async def test_detail_shows_the_value_then_unmap_takes_it_away(demo_settings):
+    """A column mapped by hand (mappings.toml, then a re-map): the record view lists the
+    hostile lender literally under its label; `u` on the Mapping screen unmaps it."""
+    path = mappings_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        '[followupboss.contacts]\n"custom.lender" = "customLender"\n\n'
+        '[columns.lender]\nlabel = "Mortgage lender"\ntype = "text"\n'
+    )
+    app = make_app(demo_settings, sync_on_start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        hostile = next(
+            r
+            for r in app.store.records("contacts", "followupboss")
+            if r.custom.get("lender") == data.HOSTILE_LENDER
+        )
+        app.push_screen(RecordScreen(hostile))
+        await until(
+            pilot,
+            lambda: isinstance(app.screen, RecordScreen) and app.screen.query("#fields"),
+            "the record",
+        )
+        table = app.screen.query_one("#fields", DataTable)
+        await until(pilot, lambda: table.row_count, "its rows")
+        row = [str(c) for c in table.get_row("custom.lender")]
+        assert row == ["Mortgage lender", data.HOSTILE_LENDER]
+        assert app.is_running  # the markup ran nothing
+        await pilot.press("escape")
+
+        screen = await open_mapping(pilot, app)
+        targets = screen.query_one("#mapping-targets", DataTable)
+        assert rows(targets)["custom.lender"] == ["Mortgage lender (text)", "customLender"]
+        targets.move_cursor(row=targets.get_row_index("custom.lender"))
+        targets.focus()
+        await pilot.press("u")
+        await until(pilot, lambda: not screen.saving, "the unmap and re-map")
+        assert "saved custom.lender unmapped" in status(screen), status(screen)
+        assert "customLender" not in path.read_text()
+        assert "[columns.lender]" in path.read_text()  # the declaration stays
+        assert not any("lender" in r.custom for r in app.store.records("contacts", "followupboss"))
