@@ -30,6 +30,7 @@ from crm_tui.fields.discover import COMPUTED, Discovery, FieldInfo, TargetInfo
 from crm_tui.fields.edit import PREVIEW_RECORDS, Edit, PreviewRow, apply, preview, undo
 from crm_tui.fields.service import current_mappings, discover_stream, remap
 from crm_tui.models import RecordKind
+from crm_tui.sources.mapping import Mappings
 from crm_tui.sources.mapping_file import MappingRefused
 from crm_tui.store.errors import StoreError
 from crm_tui.widgets.safe import safe
@@ -100,6 +101,9 @@ class MappingScreen(Screen[None]):
         self.source = source
         self.stream: RecordKind = stream
         self.discovery: Discovery | None = None
+        #: mappings.toml as the discovery read it: the preview edits these, so that moving
+        #: the cursor reads no file on the event loop
+        self.mappings: Mappings | None = None
         self.new_column: Column | None = None  # declared here, not saved yet
         self.problem = ""  # the last refusal, shown until the next change
         self.saving = False
@@ -144,18 +148,22 @@ class MappingScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="mapping-discover", exit_on_error=False)
     def _discover(self, source: str, stream: RecordKind) -> None:
         crm = self.crm
+        mappings = None
         try:
+            mappings = current_mappings()
             found: Discovery | str = discover_stream(crm.store.db, crm.settings, source, stream)
         except (ConfigError, MappingRefused, StoreError) as exc:
             found = str(exc)
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._show_discovery, found)
+            self.app.call_from_thread(self._show_discovery, found, mappings)
 
-    def _show_discovery(self, found: Discovery | str) -> None:
-        if isinstance(found, str):
-            self._say(found, refused=True)
+    def _show_discovery(self, found: Discovery | str, mappings: Mappings | None) -> None:
+        if not self.is_attached:
+            return  # closed while the thread read
+        if isinstance(found, str) or mappings is None:
+            self._say(str(found), refused=True)
             return
-        self.discovery = found
+        self.discovery, self.mappings = found, mappings
         self._title()
         self._fill_targets()
         self._fill_fields()
@@ -167,6 +175,8 @@ class MappingScreen(Screen[None]):
         found = self.discovery
         if note:
             text += f" · {note}"
+        elif found is not None and not found.total:
+            text += " · nothing cached yet: sync this source first (Status: s)"
         elif found is not None:
             sampled = f", {found.sampled:,} sampled (~: estimated)" if found.estimated else ""
             text += f" · {found.total:,} cached{sampled}"
@@ -263,15 +273,13 @@ class MappingScreen(Screen[None]):
         table = self.query_one("#mapping-preview", DataTable)
         table.clear()
         edit = self.edit()
-        if edit is None or self.discovery is None:
+        if edit is None or self.discovery is None or self.mappings is None:
             self._hint("pick a field on the left, a payload field on the right (tab moves)")
             return
         stream = self.crm.store.stream(self.stream, self.source)
         records = list(itertools.islice(stream.values(), PREVIEW_RECORDS))
         try:
-            rows: list[PreviewRow] | str = preview(
-                self.crm.settings, records, current_mappings(), edit
-            )
+            rows: list[PreviewRow] | str = preview(self.crm.settings, records, self.mappings, edit)
         except (ConfigError, MappingRefused) as exc:
             rows = str(exc)
         if isinstance(rows, str):
