@@ -188,6 +188,7 @@ class CrmApp(App[None]):
         self.store = store or CacheStore(settings.user_id, Database(settings.database_path))
         self.engine = SyncEngine(settings, self.store, masker=self.masker, transport=transport)
         self.index = SearchIndex()
+        self.index.columns = self.engine.columns  # custom columns are filter keys
         self.deal_tables = SegmentTables()  # the Pipeline's, per index segment of deals
         self.lead_groups = SegmentLeads()  # and of contacts
         self.dedup = DuplicateFinder(settings.crm_phone_region)
@@ -646,6 +647,11 @@ class CrmApp(App[None]):
                     partial(self.sync_source, name),
                 )
             yield SystemCommand(
+                f"Map fields: {display}",
+                "Which payload field fills each field and custom column",
+                partial(self.open_mapping, name),
+            )
+            yield SystemCommand(
                 f"Test connection: {display}",
                 "Authenticate, read one page",
                 partial(
@@ -853,6 +859,12 @@ class CrmApp(App[None]):
             self.drain_outbox([entry.source])
 
     # -- setting a source up ------------------------------------------------------------
+
+    def open_mapping(self, source: str, stream: RecordKind = "contacts") -> None:
+        """The Mapping screen of one source's stream (Connections' `m`, the palette)."""
+        from crm_tui.screens.mapping import MappingScreen
+
+        self.push_screen(MappingScreen(source, stream))
 
     def open_setup(self, source: str | None = None) -> None:
         from crm_tui.screens.setup import SetupScreen

@@ -31,6 +31,7 @@ import click
 from crm_tui import __version__
 from crm_tui.cli_insights import DEMO_CONTACTS
 from crm_tui.config import DISPLAY_NAMES, SOURCE_NAMES, ConfigError, Settings, load_settings
+from crm_tui.custom_columns import Column
 from crm_tui.logs import SecretFilter, SecretMasker, setup_logging
 from crm_tui.models import Outcome, RecordKind, SyncState, utc_now
 from crm_tui.search.query import QueryError
@@ -46,6 +47,13 @@ T = TypeVar("T")
 EXIT_OTHER, EXIT_USAGE, EXIT_CONFIG, EXIT_REMOTE, EXIT_BUSY, EXIT_CONFLICT = 1, 2, 3, 4, 5, 6
 TYPE_CHOICE = click.Choice(["contact", "deal"])
 SOURCE_CHOICE = click.Choice(list(SOURCE_NAMES))
+
+
+def _columns() -> dict[str, Column]:
+    """The custom columns mappings.toml declares: filter keys of a search."""
+    from crm_tui.fields.service import columns
+
+    return {column.name: column for column in columns()}
 
 
 def _kind(value: str) -> RecordKind:
@@ -616,6 +624,7 @@ def search(
     rt = _rt(ctx, as_json)
     with errors(rt):
         index = SearchIndex()
+        index.columns = _columns()
         index.rebuild_from(rt.store, kinds=(_kind(kind),))
         result = index.search(query, _kind(kind), sources or None, limit)
         marks = record_marks(rt.store)  # edits still on their way to the vendor
@@ -1235,10 +1244,13 @@ def export(
             except OutputPathError as exc:
                 raise CliError("Cannot write the export", str(exc), EXIT_USAGE) from None
         k = _kind(kind)
+        declared = _columns()
+        custom = list(declared.values())
         if query:
             from crm_tui.search.index import SearchIndex
 
             index = SearchIndex()
+            index.columns = declared
             index.rebuild_from(rt.store, kinds=(k,))
             result = index.search(query, k, [source] if source else None, limit=10**9)
             records = [h.record for hits in result.groups.values() for h in hits]
@@ -1251,9 +1263,9 @@ def export(
                 with click.progressbar(
                     length=len(records), label="exporting", file=sys.stderr
                 ) as bar:
-                    count = write(output, fmt, k, records, progress=bar.update)
+                    count = write(output, fmt, k, records, progress=bar.update, custom=custom)
             else:
-                count = write(output, fmt, k, records, stdout=sys.stdout)
+                count = write(output, fmt, k, records, stdout=sys.stdout, custom=custom)
         except OutputPathError as exc:  # it changed since the check above
             raise CliError("Cannot write the export", str(exc), EXIT_USAGE) from None
         if to_file:

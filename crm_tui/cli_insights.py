@@ -104,11 +104,13 @@ def report_pipeline(
 
 
 def _pipeline(rt: Runtime, filter_text: str, now: date | datetime) -> Pipeline:
+    from crm_tui.fields.service import columns
     from crm_tui.insights import build_pipeline
     from crm_tui.insights.report import check_filter, filtered
     from crm_tui.search.index import SearchIndex
 
-    check_filter(filter_text)  # a usage error before the cache is read
+    declared = {c.name: c for c in columns()}
+    check_filter(filter_text, declared)  # a usage error before the cache is read
     store = rt.store
     index: SearchIndex | None = None
 
@@ -116,6 +118,7 @@ def _pipeline(rt: Runtime, filter_text: str, now: date | datetime) -> Pipeline:
         nonlocal index
         if index is None:  # only a filter needs the index
             index = SearchIndex()
+            index.columns = declared
             index.rebuild_from(store)
         return index.matching(text, kind)
 

@@ -21,9 +21,11 @@ import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, BinaryIO, TextIO
 
+from crm_tui.custom_columns import Column
 from crm_tui.filekinds import kind_of
 from crm_tui.models import CONTACT_FIELDS, CUSTOM_FIELD, DEAL_FIELDS, Contact, Record, RecordKind
 from crm_tui.text import strip_controls
@@ -42,14 +44,34 @@ class OutputPathError(ValueError):
 
 
 def columns(kind: RecordKind) -> list[str]:
-    # custom values are a dict per record, not one cell: JSON exports carry them (to_json)
+    # custom values are a dict per record: one cell per declared column (see headers)
     fields = CONTACT_FIELDS if kind == "contacts" else DEAL_FIELDS
     return [c for c in fields if c not in ("raw", CUSTOM_FIELD)]
+
+
+def headers(kind: RecordKind, custom: Sequence[Column] = ()) -> list[str]:
+    """The header row: the unified fields, then one per custom column, headed by its label
+    (what people named it), or `custom.NAME` where the label would repeat a header."""
+    out = columns(kind)
+    taken = set(out)
+    for column in custom:
+        label = column.label if column.label not in taken else f"custom.{column.name}"
+        taken.add(label)
+        out.append(label)
+    return out
 
 
 def cell(record: Record, name: str) -> Any:
     value = getattr(record, name)
     if name == "tags":
+        return "; ".join(value)
+    return value
+
+
+def custom_cell(record: Record, column: Column) -> Any:
+    """A custom column's value in one cell: a list as `; `-joined text (as tags are)."""
+    value = record.custom.get(column.name)
+    if isinstance(value, tuple):
         return "; ".join(value)
     return value
 
@@ -73,14 +95,21 @@ def csv_cell(value: Any) -> Any:
 
 
 def write_csv(
-    handle: TextIO, kind: RecordKind, records: Iterable[Record], progress: Progress | None = None
+    handle: TextIO,
+    kind: RecordKind,
+    records: Iterable[Record],
+    progress: Progress | None = None,
+    custom: Sequence[Column] = (),
 ) -> int:
     names = columns(kind)
     writer = csv.writer(handle)
-    writer.writerow(names)
+    writer.writerow([csv_cell(h) for h in headers(kind, custom)])  # labels are typed text
     count = 0
     for record in records:
-        writer.writerow([csv_cell(cell(record, n)) for n in names])
+        row = [csv_cell(cell(record, n)) for n in names]
+        if custom:
+            row += [csv_cell(custom_cell(record, c)) for c in custom]
+        writer.writerow(row)
         count += 1
         if progress and count % 1000 == 0:
             progress(1000)
@@ -115,6 +144,20 @@ def _typed(name: str, value: Any) -> Any:
     return value
 
 
+def _typed_custom(column: Column, value: Any) -> Any:
+    """Numbers as numbers and dates as dates, so that a spreadsheet sorts and sums them."""
+    if value is None:
+        return None
+    if column.type in ("number", "money") and isinstance(value, Decimal):
+        return float(value) if value.is_finite() else None
+    if column.type == "date" and isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            return value
+    return value
+
+
 def _text_cell(sheet: Any, value: Any) -> Any:
     """openpyxl makes a formula of text starting with `=` (and an error cell of `#N/A`):
     such text goes in as a string cell, whatever it says."""
@@ -128,17 +171,25 @@ def _text_cell(sheet: Any, value: Any) -> Any:
 
 
 def write_xlsx(
-    handle: BinaryIO, kind: RecordKind, records: Iterable[Record], progress: Progress | None = None
+    handle: BinaryIO,
+    kind: RecordKind,
+    records: Iterable[Record],
+    progress: Progress | None = None,
+    custom: Sequence[Column] = (),
 ) -> int:
     from openpyxl import Workbook  # imported here: only exports need it
 
     names = columns(kind)
     book = Workbook(write_only=True)
     sheet = book.create_sheet(kind)
-    sheet.append(names)
+    sheet.append([_text_cell(sheet, h) for h in headers(kind, custom)])
     count = 0
     for record in records:
-        sheet.append([_text_cell(sheet, _typed(n, cell(record, n))) for n in names])
+        row = [_text_cell(sheet, _typed(n, cell(record, n))) for n in names]
+        for column in custom:
+            value = _typed_custom(column, custom_cell(record, column))
+            row.append(_text_cell(sheet, value))
+        sheet.append(row)
         count += 1
         if progress and count % 1000 == 0:
             progress(1000)
@@ -173,7 +224,19 @@ def _fold(line: str) -> str:
     return "\r\n".join(out)
 
 
-def vcard(contact: Contact) -> str:
+def vcard_name(column: Column) -> str:
+    """RFC 6350 x-name for a column: `X-CRM-` then letters, digits and `-` (a column name's
+    `_` is not allowed there)."""
+    return "X-CRM-" + column.name.upper().replace("_", "-")
+
+
+def _vcard_value(value: Any) -> str:
+    if isinstance(value, tuple):  # a list: comma-separated, each item escaped
+        return ",".join(_escape(item) for item in value)
+    return _escape(str(value))
+
+
+def vcard(contact: Contact, custom: Sequence[Column] = ()) -> str:
     lines = ["BEGIN:VCARD", "VERSION:4.0"]
     name = contact.name or contact.email or contact.remote_id
     lines.append(f"FN:{_escape(name)}")
@@ -190,16 +253,25 @@ def vcard(contact: Contact) -> str:
         lines.append(f"ADR:;;{street};{city};{state};{code};")
     if contact.tags:
         lines.append("CATEGORIES:" + ",".join(_escape(t) for t in contact.tags))
+    for column in custom:
+        value = contact.custom.get(column.name)
+        if value is not None and value != "" and value != ():
+            lines.append(f"{vcard_name(column)}:{_vcard_value(value)}")
     lines.append(f"UID:urn:crm-tui:{_escape(contact.id)}")
     lines.append("END:VCARD")
     return "\r\n".join(_fold(line) for line in lines) + "\r\n"
 
 
-def write_vcf(handle: TextIO, records: Iterable[Record], progress: Progress | None = None) -> int:
+def write_vcf(
+    handle: TextIO,
+    records: Iterable[Record],
+    progress: Progress | None = None,
+    custom: Sequence[Column] = (),
+) -> int:
     count = 0
     for record in records:
         if isinstance(record, Contact):
-            handle.write(vcard(record))
+            handle.write(vcard(record, custom))
             count += 1
             if progress and count % 1000 == 0:
                 progress(1000)
@@ -248,14 +320,15 @@ def _write_text(
     kind: RecordKind,
     records: Iterable[Record],
     progress: Progress | None,
+    custom: Sequence[Column] = (),
 ) -> int:
     text = io.TextIOWrapper(handle, encoding="utf-8", newline="", write_through=True)
     try:
         if fmt == "csv":
-            return write_csv(text, kind, records, progress)
-        if fmt == "json":
+            return write_csv(text, kind, records, progress, custom)
+        if fmt == "json":  # to_json carries `custom` whole
             return write_json(text, kind, records, progress)
-        return write_vcf(text, records, progress)
+        return write_vcf(text, records, progress, custom)
     finally:
         text.flush()
         text.detach()  # the caller owns the binary handle
@@ -268,9 +341,11 @@ def export(
     records: Sequence[Record],
     progress: Progress | None = None,
     stdout: TextIO | None = None,
+    custom: Sequence[Column] = (),
 ) -> int:
     """Write `records` as `fmt` to `path` (0600, replaced whole) or, when `path` is None or
-    `-`, to `stdout`. Returns how many were written."""
+    `-`, to `stdout`. Returns how many were written. `custom`: the declared custom columns,
+    a column each in CSV and XLSX, an X-CRM- property each in vCard."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if fmt == "vcf" and kind != "contacts":
@@ -278,16 +353,16 @@ def export(
     if path is not None and str(path) != STDOUT:
         with replacing(path) as handle:
             if fmt == "xlsx":
-                return write_xlsx(handle, kind, records, progress)
-            return _write_text(handle, fmt, kind, records, progress)
+                return write_xlsx(handle, kind, records, progress, custom)
+            return _write_text(handle, fmt, kind, records, progress, custom)
     if fmt == "xlsx" and path is None:
         raise ValueError("xlsx needs an output file: -o FILE, or -o - for standard output")
     # Standard output gets the export whole or not at all: built first, then written.
     buffer = io.BytesIO()
     if fmt == "xlsx":
-        count = write_xlsx(buffer, kind, records, progress)
+        count = write_xlsx(buffer, kind, records, progress, custom)
     else:
-        count = _write_text(buffer, fmt, kind, records, progress)
+        count = _write_text(buffer, fmt, kind, records, progress, custom)
     out = stdout or io.StringIO()
     if fmt == "xlsx":
         binary = getattr(out, "buffer", None)

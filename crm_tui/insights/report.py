@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
 
+from crm_tui.custom_columns import Column
 from crm_tui.insights.deals import (
     ClosingFigures,
     DealTable,
@@ -134,12 +135,13 @@ def filter_sources(text: str) -> list[str]:
     return parse_query(words, "deals").sources if words else []
 
 
-def check_filter(text: str) -> None:
-    """Raise QueryError when a filter cannot run for the kind of any chart it applies to."""
+def check_filter(text: str, columns: Mapping[str, Column] | None = None) -> None:
+    """Raise QueryError when a filter cannot run for the kind of any chart it applies to
+    (`columns`: the custom columns, filter keys too)."""
     for kind in ("deals", "contacts"):
         part = words_for(text, kind)
         if part.strip():
-            parse_query(part, kind)
+            parse_query(part, kind, columns)
 
 
 def filtered(
@@ -151,5 +153,5 @@ def filtered(
     if not part:
         return everything()
     if len(part) < MIN_QUERY:
-        parse_query(part, kind)  # says why
+        parse_query(part, kind)  # says why: too short
     return matching(part, kind)

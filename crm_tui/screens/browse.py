@@ -18,6 +18,8 @@ from textual.widget import Widget
 from textual.widgets import Footer, Header, Input, Static, Tab, Tabs
 
 from crm_tui.config import DISPLAY_NAMES
+from crm_tui.custom_columns import Column as CustomColumn
+from crm_tui.fields.shown import shown_value, sort_key, stream_columns
 from crm_tui.models import Record, RecordKind
 from crm_tui.phones import format_phone
 from crm_tui.screens.base import ModeScreen
@@ -91,6 +93,26 @@ def _columns(phone: Any, name: Callable[[Record], str]) -> dict[RecordKind, list
     }
 
 
+#: Custom columns' priority: after every built-in one (shown when the width leaves room),
+#: or, toggled with ctrl+o, right after the name and e-mail (shown at 80 cells).
+CUSTOM_LAST, CUSTOM_FIRST = 10, 1
+
+
+def custom_columns(custom: Sequence[CustomColumn], first: bool = False) -> list[Column]:
+    """A table column per custom column, after the built-in ones; values are cells of
+    plain text (the table never parses markup)."""
+
+    def getter(column: CustomColumn) -> Callable[[Record], str]:
+        name, type_ = column.name, column.type
+        return lambda r: shown_value(r.custom.get(name), type_)
+
+    priority = CUSTOM_FIRST if first else CUSTOM_LAST
+    return [
+        Column(c.label, max(6, min(len(c.label), 12)), getter(c), sort_key(c), priority)
+        for c in custom
+    ]
+
+
 class BrowseScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
     _stale = False  # the store changed while a load ran: load again after it
     BINDINGS = [
@@ -99,6 +121,8 @@ class BrowseScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
         Binding("f", "next_source", "Source", id="browse.filter"),
         Binding("o", "next_sort", "Sort", id="browse.sort"),
         Binding("O", "reverse_sort", "Reverse", id="browse.reverse"),
+        # ctrl: a letter typed in the list filters it
+        Binding("ctrl+o", "toggle_custom", "Custom cols", id="browse.custom"),
         Binding("escape", "clear_find", "Clear filter", show=False, id="browse.clear"),
     ]
     DEBOUNCE = 0.12
@@ -108,6 +132,7 @@ class BrowseScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
         self.kind: RecordKind = "contacts"
         self.source: str | None = None
         self.text = ""  # the filter, in the query language
+        self.custom_first = False  # custom columns before the narrow built-in ones
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -122,7 +147,31 @@ class BrowseScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
         yield Footer()
 
     def _columns(self, kind: RecordKind) -> list[Column]:
-        return columns(kind, self.crm.settings.crm_phone_region, self.crm.store.pending)
+        built_in = columns(kind, self.crm.settings.crm_phone_region, self.crm.store.pending)
+        custom = stream_columns(self.crm.engine.mappings, kind)
+        return built_in + custom_columns(custom, self.custom_first)
+
+    def _columns_changed(self) -> bool:
+        """After a mapping was saved: the table takes the new custom columns (the rows
+        are dropped with them and loaded again)."""
+        table = self.query_one(RecordTable)
+        fresh = self._columns(self.kind)
+        if [(c.title, c.priority) for c in fresh] == [(c.title, c.priority) for c in table.columns]:
+            return False
+        table.columns = fresh
+        table.sort_column = None
+        self.refresh_bindings()  # ctrl+o is offered only with custom columns
+        return True
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "toggle_custom":
+            return bool(stream_columns(self.crm.engine.mappings, self.kind))
+        return super().check_action(action, parameters)
+
+    def action_toggle_custom(self) -> None:
+        self.custom_first = not self.custom_first
+        self._columns_changed()
+        self.load_rows(keep=False)
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -162,6 +211,7 @@ class BrowseScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
             table = self.query_one(RecordTable)
             table.columns = self._columns(kind)
             table.sort_column = None
+            self.refresh_bindings()
             self.load_rows(keep=False)
 
     def refresh_data(self) -> None:
@@ -170,7 +220,7 @@ class BrowseScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
         if any(w.group == "browse" and not w.is_finished for w in self.workers):
             self._stale = True
             return
-        self.load_rows()
+        self.load_rows(keep=not self._columns_changed())
 
     @on(Input.Changed, "#browse-find")
     def _find_changed(self, event: Input.Changed) -> None:

@@ -20,7 +20,12 @@ class ConnectionsScreen(ModeScreen):
     BINDINGS = [
         Binding("t", "test", "Test connection", id="connections.test"),
         Binding("k", "setup", "Set up", id="connections.setup"),
+        Binding("m", "map_fields", "Map fields", id="connections.map"),
     ]
+
+    def action_map_fields(self) -> None:
+        if self.selected:
+            self.crm.open_mapping(self.selected)
 
     def action_setup(self) -> None:
         self.crm.open_setup(self.selected)

@@ -24,6 +24,8 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Static
 
 from crm_tui.config import DISPLAY_NAMES
+from crm_tui.custom_columns import CUSTOM_PREFIX, Column, custom_json
+from crm_tui.fields.shown import shown_value
 from crm_tui.formats import field_label, format_amount, format_date, local_time, utc_time
 from crm_tui.models import Contact, Deal, Record, kind_of
 from crm_tui.phones import format_phone
@@ -39,7 +41,7 @@ from crm_tui.writeback.shown import record_mark
 if TYPE_CHECKING:
     from crm_tui.app import CrmApp
 
-_HIDDEN = {"raw", "id", "source", "user_id", "deleted", "custom"}  # custom: its own rows, later
+_HIDDEN = {"raw", "id", "source", "user_id", "deleted", "custom"}  # custom: rows of their own
 _TIMES = ("remote_created", "remote_updated", "synced_at")
 MAX_DEALS_LISTED = 200
 MARK_STYLE = {"pending": "yellow", "failed": "bold red", "conflict": "bold magenta"}
@@ -60,9 +62,11 @@ def field_rows(
     region: str = "US",
     contact: Contact | None = None,
     deals: tuple[Deal, ...] = (),
+    columns: Mapping[str, Column] | None = None,
 ) -> list[Row]:
     """The detail's rows: formatted for people, or (`stored`) exactly as kept in the cache,
-    times in UTC. `contact` and `deals` are the linked records found in the cache."""
+    times in UTC. `contact` and `deals` are the linked records found in the cache;
+    `columns` the declared custom columns (their labels and types)."""
     rows = [
         Row("id", "Record id", record.id),
         Row("source", "Source", DISPLAY_NAMES.get(record.source, record.source)),
@@ -95,6 +99,7 @@ def field_rows(
             if not stored:
                 shown = contact.name or contact.email or contact.id
         rows.append(Row(name, field_label(name), shown, link))
+    rows += custom_rows(record, columns or {}, stored=stored)
     shared = record_shared_status(record)
     if shared is not None:  # the vendor's own stage and status stay above, as they were
         at = next((i + 1 for i, row in enumerate(rows) if row.key == "stage"), len(rows))
@@ -107,6 +112,26 @@ def field_rows(
         rows.append(Row(f"deal:{deal.id}", "Deal", value, deal.id))
     if len(deals) > MAX_DEALS_LISTED:
         rows.append(Row("deals-more", "", f"and {len(deals) - MAX_DEALS_LISTED:,} more deals"))
+    return rows
+
+
+def custom_rows(record: Record, columns: Mapping[str, Column], *, stored: bool) -> list[Row]:
+    """A row per custom value, labelled; declared columns in the file's order, then any
+    value whose column is no longer declared (under its name)."""
+    names = [n for n in columns if n in record.custom]
+    names += [n for n in record.custom if n not in columns]
+    rows = []
+    for name in names:
+        column = columns.get(name) or Column.implied(name)
+        value = record.custom[name]
+        if value is None:
+            shown = f"(not read as {column.type})"
+        elif stored:  # as `--json` prints it
+            kept = custom_json({name: value})[name]
+            shown = kept if isinstance(kept, str) else json.dumps(kept, ensure_ascii=False)
+        else:
+            shown = shown_value(value, column.type)
+        rows.append(Row(f"{CUSTOM_PREFIX}{name}", column.label, shown))
     return rows
 
 
@@ -281,12 +306,14 @@ class RecordScreen(ModalScreen[None]):
         table = self.query_one("#fields", DataTable)
         row = table.cursor_row
         table.clear()
+        index = getattr(self.app, "index", None)
         self.rows = field_rows(
             self.record,
             stored=self.stored,
             region=self._region(),
             contact=self.contact,
             deals=self.deals,
+            columns=getattr(index, "columns", None),
         )
         for item in self.rows:
             value = safe(item.value, "underline" if item.link else "")

@@ -111,7 +111,8 @@ class ExportView(Screen[None]):
         try:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             path = export_path(folder, kind, fmt, datetime.now())
-            count = await asyncio.to_thread(export, path, fmt, kind, records)
+            custom = list(cast("CrmApp", self.app).index.columns.values())
+            count = await asyncio.to_thread(export, path, fmt, kind, records, custom=custom)
         except (OSError, ValueError) as exc:
             if path is not None and path.exists() and not path.stat().st_size:
                 path.unlink()  # the name claimed, nothing written

@@ -161,7 +161,7 @@ class PipelineScreen(ModeScreen):
     async def _compute_once(self) -> None:
         store, text, now = self.crm.store, self.filter_text, self.crm.clock()
         try:
-            check_filter(text)
+            check_filter(text, self.crm.index.columns)
         except QueryError as exc:
             self.problem = str(exc)
             self._show()

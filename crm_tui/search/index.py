@@ -15,12 +15,14 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from decimal import Decimal
 from itertools import chain
 from operator import attrgetter
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from crm_tui.custom_columns import Column
 from crm_tui.heap import gc_paused, release_gradually
 from crm_tui.models import KINDS, Contact, Deal, Record, RecordKind
 from crm_tui.positions import IdPositions
@@ -65,10 +67,24 @@ def field_text(record: Record, name: str) -> str:
     return value or ""
 
 
+def custom_words(values: Mapping[str, Any]) -> str:
+    """A record's custom text and list values, one field of its line: free words find
+    them. Numbers and dates are left to their filters (`price_range>500000`)."""
+    if not values:
+        return ""
+    words = [
+        value if isinstance(value, str) else " ".join(value)
+        for value in values.values()
+        if isinstance(value, str | tuple)
+    ]
+    return " ".join(words)
+
+
 def haystack(record: Record) -> str:
-    """A record's indexed text (LINE_FIELDS, then the phone's or amount's bare digits),
-    folded, fields apart. Folding is per character and the separator is a starter
-    character, so folding the joined line equals joining the folds."""
+    """A record's indexed text (LINE_FIELDS, then the phone's or amount's bare digits, then
+    its custom text values), folded, fields apart. Folding is per character and the
+    separator is a starter character, so folding the joined line equals joining the
+    folds."""
     if isinstance(record, Contact):
         first, last = record.first_name, record.last_name  # record.name, without a generator
         parts = (
@@ -77,10 +93,15 @@ def haystack(record: Record) -> str:
             record.phone or "",
             record.company or "",
             digits(record.phone),
+            custom_words(record.custom),
         )
     else:
         amount = str(int(record.amount)) if record.amount is not None else ""
-        parts = (*(field_text(record, n) for n in LINE_FIELDS["deals"]), amount)
+        parts = (
+            *(field_text(record, n) for n in LINE_FIELDS["deals"]),
+            amount,
+            custom_words(record.custom),
+        )
     return fold(FIELD_SEP.join(parts)).replace("\n", " ")
 
 
@@ -438,6 +459,45 @@ class Facets:
             [np.nan if r.amount is None else float(r.amount) for r in deals],  # type: ignore[union-attr]
             dtype=np.float64,
         )
+        self._records = records
+        # Custom columns' values, built when a filter first names the column: most
+        # columns are never filtered on, and building them all would slow every rebuild.
+        self._custom: dict[tuple[str, bool], Any] = {}
+
+    def custom_numbers(self, name: str) -> np.ndarray:
+        """Per record, a number or money column's value (NaN where none)."""
+        key = (name, True)
+        if key not in self._custom:
+            held = _mapped(lambda r: r.custom.get(name), self._records)
+            self._custom[key] = np.array(
+                [float(v) if isinstance(v, Decimal) and v.is_finite() else np.nan for v in held],
+                dtype=np.float64,
+            )
+        return self._custom[key]  # type: ignore[no-any-return]
+
+    def custom_texts(self, name: str) -> tuple[list[str], np.ndarray]:
+        """A text, list or date column's distinct folded values and per record its code
+        (a list as its items joined, as it is shown)."""
+        key = (name, False)
+        if key not in self._custom:
+            held = _mapped(lambda r: _as_text(r.custom.get(name)), self._records)
+            self._custom[key] = _codes(held)
+        return self._custom[key]  # type: ignore[no-any-return]
+
+    def _custom_hit(self, column: Column, op: str, value: Any, rows: np.ndarray) -> np.ndarray:
+        if column.type in ("number", "money"):
+            return _COMPARE["=" if op == ":" else op](  # NaN compares False
+                self.custom_numbers(column.name)[rows], float(value)
+            )
+        values, codes = self.custom_texts(column.name)
+        if column.type == "date":
+            # a date compares by its first len(value) characters: `>2026-12` is after
+            # December, `:2026-12` in it
+            size = len(value)
+            hit = [bool(v) and _DATE_TEST[op](v[:size], value) for v in values]
+        else:
+            hit = [value in v for v in values]
+        return np.asarray(hit, dtype=bool)[codes[rows]]
 
     def created_days(self) -> tuple[list[str], np.ndarray]:
         """The distinct creation days (YYYY-MM-DD, "" for none) and each record's code:
@@ -536,6 +596,8 @@ class Facets:
             values, codes = self.created_days()
             hit = [created_within(day, query.created) for day in values]
             keep &= np.asarray(hit, dtype=bool)[codes[rows]]
+        for column, op, value in query.custom:
+            keep &= self._custom_hit(column, op, value, rows)
         if query.amounts or query.closing:
             if not self.deals:
                 return np.zeros(len(rows), dtype=bool)
@@ -558,6 +620,22 @@ _COMPARE = {
     ">=": np.greater_equal,
     "=": np.equal,
 }
+_DATE_TEST: dict[str, Callable[[str, str], bool]] = {
+    ":": str.__eq__,
+    "=": str.__eq__,
+    "<": str.__lt__,
+    "<=": str.__le__,
+    ">": str.__gt__,
+    ">=": str.__ge__,
+}
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, tuple):
+        return ", ".join(value)
+    return str(value)
 
 
 # Items per loop that runs in C (map, set, fromiter): such a loop never lets another thread
@@ -796,6 +874,9 @@ class SearchIndex:
         self._patches: dict[tuple[RecordKind, str], Patch] = {}
         self._lock = threading.Lock()  # serialises builders; readers never wait
         self._counts: dict[tuple[RecordKind, str], tuple[tuple[Any, ...], Any]] = {}
+        #: The declared custom columns by name: filter keys of the query language. The
+        #: app sets them from mappings.toml (and again after the Mapping screen saves).
+        self.columns: dict[str, Column] = {}
 
     @property
     def nbytes(self) -> int:
@@ -924,7 +1005,7 @@ class SearchIndex:
         limit: int = 50,
     ) -> SearchResult:
         """Results grouped by source, best first, each group at most `limit` long."""
-        query = parse_query(text, kind)
+        query = parse_query(text, kind, self.columns)
         wanted = set(sources or ()) | set(query.sources)
         groups: dict[str, list[Hit]] = {}
         counts: dict[str, int] = {}
@@ -965,7 +1046,7 @@ class SearchIndex:
         """Every record matching a query, each source's best first, without highlights:
         what a list shows for a filter (a million matches take numpy sorts, not a Hit and
         its spans each)."""
-        query = parse_query(text, kind)
+        query = parse_query(text, kind, self.columns)
         wanted = set(sources or ()) | set(query.sources)
         terms = sorted({t.encode("utf-8") for t in query.terms}, key=len, reverse=True)
         filtered = query.filtered

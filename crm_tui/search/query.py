@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from crm_tui.config import SOURCE_NAMES
+from crm_tui.custom_columns import CUSTOM_PREFIX, Column
 from crm_tui.formats import parse_amount
 from crm_tui.search.text import fold
 from crm_tui.text import single_line
@@ -20,10 +23,15 @@ DEAL_FILTERS = ("amount", "closing")
 CONTACT_FILTERS = ("city", "tag")  # deals have neither
 #: Filters that test the shared status vocabulary as well as the vendor's own field.
 SHARED_FILTERS = ("status", "stage")
-_FILTER = re.compile(r"^([a-zA-Z]+):(.+)$")
+# A key is a built-in filter or a custom column's name (`lender:`, `custom.lender:`).
+_FILTER = re.compile(r"^((?:custom\.)?[a-zA-Z_][a-zA-Z0-9_]*):(.+)$")
 # A word, or a filter whose value is quoted (`status:"active client"`); an unclosed quote
 # runs to the end, so the query matches while it is still being typed.
-_WORD = re.compile(r'[a-zA-Z]+:"[^"]*"?|\S+')
+_WORD = re.compile(r'(?:custom\.)?[a-zA-Z_][a-zA-Z0-9_]*:"[^"]*"?|\S+')
+# A custom column compared: `price_range>500000`, `custom.closing_date<=2026-12`.
+_COMPARE = re.compile(r"^((?:custom\.)?[a-zA-Z_][a-zA-Z0-9_]*)(<=|>=|<|>|=)(.+)$")
+#: Custom column types compared by order (`>`, `<`, ...) rather than by text.
+ORDERED_TYPES = ("number", "money", "date")
 _AMOUNT = re.compile(r"^amount(<=|>=|<|>|=)(.+)$", re.IGNORECASE)
 _CLOSING = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 CLOSING_FORMATS = "YYYY, YYYY-MM or YYYY-MM-DD, e.g. closing:2026-12"
@@ -45,6 +53,10 @@ class Query:
     closing: str | None = None
     #: the vendor's creation day, from and to (inclusive; each a year, month or day)
     created: tuple[str, str] | None = None
+    #: Custom column filters: (column, op, value). op ":" is a text match (folded value,
+    #: contained; a date's prefix; a number's equality), else a comparison; the value is
+    #: a Decimal for number/money columns, an ISO date prefix or folded text otherwise.
+    custom: list[tuple[Column, str, Any]] = field(default_factory=list)
 
     @property
     def sources(self) -> list[str]:
@@ -54,7 +66,7 @@ class Query:
     def filtered(self) -> bool:
         """Whether anything beyond free words and `source:` narrows the records."""
         narrowed = self.filters.keys() - {"source"}
-        return bool(narrowed or self.amounts or self.closing or self.created)
+        return bool(narrowed or self.amounts or self.closing or self.created or self.custom)
 
 
 def valid_filters(kind: str) -> tuple[str, ...]:
@@ -63,13 +75,29 @@ def valid_filters(kind: str) -> tuple[str, ...]:
     return TEXT_FILTERS
 
 
-def parse_query(text: str, kind: str = "contacts") -> Query:
+def parse_query(
+    text: str, kind: str = "contacts", columns: Mapping[str, Column] | None = None
+) -> Query:
+    """`columns`: the declared custom columns (by name), each a filter key too; a built-in
+    filter of the same name wins, and `custom.NAME` always means the column."""
     cleaned = single_line(text).strip()[:MAX_QUERY]
     if len(cleaned) < MIN_QUERY:
         raise QueryError(QUERY_TOO_SHORT)
     query = Query(cleaned)
     allowed = valid_filters(kind)
+    by_key = {name.lower(): column for name, column in (columns or {}).items()}
     for word in _WORD.findall(cleaned):
+        compared = _COMPARE.match(word)
+        if compared and not _AMOUNT.match(word):
+            column = _column(compared.group(1), by_key, allowed)
+            if column is not None:
+                op, value = compared.group(2), _unquoted(compared.group(3))
+                if value:
+                    parsed = _custom_value(column, op, value, word)
+                    if op == "=" and column.type not in ORDERED_TYPES:
+                        op = ":"  # `lender=quicken` reads as `lender:quicken`
+                    query.custom.append((column, op, parsed))
+                continue
         amount = _AMOUNT.match(word)
         if amount:
             if kind != "deals":
@@ -85,6 +113,10 @@ def parse_query(text: str, kind: str = "contacts") -> Query:
             key, value = match.group(1).lower(), _unquoted(match.group(2))
             if not value:
                 continue  # `status:""` while typing: no filter yet
+            column = _column(key, by_key, allowed)
+            if column is not None:
+                query.custom.append((column, ":", _custom_value(column, ":", value, word)))
+                continue
             if key in DEAL_FILTERS and kind != "deals":
                 raise QueryError(deals_only(key))
             if key in CONTACT_FILTERS and kind == "deals":
@@ -94,6 +126,7 @@ def parse_query(text: str, kind: str = "contacts") -> Query:
                     f"unknown filter {key!r}; valid filters: "
                     + ", ".join(f"{k}:" for k in allowed if k != "amount")
                     + (", amount>N, amount<=N" if "amount" in allowed else "")
+                    + _columns_named(by_key)
                 )
             if key == "closing":
                 query.closing = _closing(value)
@@ -132,6 +165,52 @@ def deals_only(key: str) -> str:
 def contacts_only(key: str) -> str:
     where = "press tab for Contacts (--type contact on the command line)"
     return f"{key}: applies to contacts: {where}"
+
+
+def _column(
+    key: str,
+    by_key: Mapping[str, Column],
+    allowed: tuple[str, ...],
+) -> Column | None:
+    """The custom column a filter key names: `custom.NAME`, or NAME where no built-in
+    filter has that name. An unknown `custom.NAME` is an error; None otherwise."""
+    lowered = key.lower()
+    if lowered.startswith(CUSTOM_PREFIX):
+        name = lowered.removeprefix(CUSTOM_PREFIX)
+        if name not in by_key:
+            known = ", ".join(sorted(c.name for c in by_key.values())) or "none declared"
+            raise QueryError(f"unknown custom column {name!r}; custom columns: {known}")
+        return by_key[name]
+    if lowered in allowed or lowered in DEAL_FILTERS or lowered in CONTACT_FILTERS:
+        return None
+    return by_key.get(lowered)
+
+
+def _columns_named(by_key: Mapping[str, Column]) -> str:
+    if not by_key:
+        return ""
+    return "; custom columns: " + ", ".join(f"{c.name}:" for c in by_key.values())
+
+
+def _custom_value(column: Column, op: str, value: str, word: str) -> Any:
+    """A custom filter's value, checked against the column's type."""
+    if column.type in ("number", "money"):
+        try:
+            return parse_amount(value)
+        except ValueError as exc:
+            raise QueryError(f"{column.name} is a number: {word} ({exc})") from None
+    if column.type == "date":
+        try:
+            return _closing(value)
+        except QueryError:
+            raise QueryError(
+                f"{column.name} is a date: {word}; give {CLOSING_FORMATS.split(', e.g.')[0]}"
+            ) from None
+    if op not in (":", "="):
+        raise QueryError(
+            f"{column.name} is a {column.type} column: compare it with {column.name}:text"
+        )
+    return fold(value)
 
 
 def _unquoted(value: str) -> str:
@@ -198,4 +277,6 @@ def query_help() -> list[tuple[str, str]]:
         ("closing:2026-12", f"deals only: {CLOSING_FORMATS.split(', e.g.')[0]}"),
         ("created:2026-06-01..2026-06-14", "created in its CRM then: a day, month, year or range"),
         ("status:lead city:austin", "two filters: both must hold"),
+        ("lender:quicken", "a custom column (mappings.toml) holding the text"),
+        ("custom.price_range>500000", "a number, money or date column: also <, <=, >=, ="),
     ]

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from crm_tui.config import ConfigError, Settings
+from crm_tui.custom_columns import Column
 from crm_tui.faults import fault_point
 from crm_tui.heap import gc_paused
 from crm_tui.logs import SecretMasker
@@ -159,6 +160,16 @@ class SyncEngine:
         self.last_tests: dict[str, ConnectionResult] = {}
 
     # -- sources -------------------------------------------------------------------------
+
+    @property
+    def mappings(self) -> Mappings:
+        """mappings.toml as last read: what Browse's custom columns come from."""
+        return Mappings(self._ctx.overrides, self._ctx.columns)
+
+    @property
+    def columns(self) -> dict[str, Column]:
+        """The custom columns of mappings.toml as last read (by name, in file order)."""
+        return dict(self._ctx.columns)
 
     async def reload_mappings(self) -> None:
         """Read mappings.toml again now (the Mapping screen saved it). Raises ConfigError,
