@@ -156,6 +156,40 @@ def test_a_map_leaving_most_records_without_an_id_is_refused_before_saving(db, s
     assert "remote_id" in mappings_path().read_text()
 
 
+def test_a_map_giving_records_one_id_is_refused_before_saving(db, settings):
+    """`remote_id <- source`: every record still has an id, but 299 contacts would share 5
+    of them; the re-map would keep one of each and the others' payloads would be gone."""
+    people = fub_people()
+    cache(db, settings, "followupboss", "contacts", people)
+    with pytest.raises(MappingRefused) as refused:
+        save(db, settings, "followupboss", "contacts", "remote_id", "source")
+    assert str(refused.value) == (
+        "294 of 299 cached followupboss contacts would share an id with another under this"
+        " map (5 distinct ids): the re-map would keep one of each; not saved"
+    )
+    assert not mappings_path().exists()
+    assert len(list(db.load_records(settings.user_id, "contacts"))) == len(people)
+
+
+def test_a_map_the_records_would_not_map_under_is_refused_before_saving(db, settings):
+    """`amount <- name`: every cached deal would be invalid; the re-map (and the next sync)
+    would refuse it, so the save does."""
+    cache(db, settings, "followupboss", "deals", deals({}))
+    mappings_path().parent.mkdir(parents=True, exist_ok=True)
+    mappings_path().write_text("# mine\n")
+    with pytest.raises(MappingRefused) as refused:
+        save(db, settings, "followupboss", "deals", "amount", "name")
+    assert str(refused.value) == (
+        "30 of 30 cached followupboss deals would not map under this map"
+        " (amount: not a number: 'Deal 1'); not saved"
+    )
+    assert mappings_path().read_text() == "# mine\n"
+    # a few odd records are the sync's to quarantine, not a reason to refuse the map
+    cache(db, settings, "followupboss", "deals", deals({7: "lots"}))
+    save(db, settings, "followupboss", "deals", "amount", "alt")
+    assert 'amount = "alt"' in mappings_path().read_text()
+
+
 # -- re-mapping ----------------------------------------------------------------------------
 
 
