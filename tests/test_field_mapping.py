@@ -269,6 +269,50 @@ async def test_a_map_gone_wrong_commits_nothing(db, settings):
     assert db.list_runs(settings.user_id)[0]["outcome"] == "failed"
 
 
+async def test_a_remap_that_would_give_records_one_id_commits_nothing(db, settings):
+    """A hand edit the save's check never saw: the re-map refuses to write fewer records
+    than it read, and every payload stays (an unmap brings the records back)."""
+    people = fub_people()
+    cache(db, settings, "followupboss", "contacts", people)
+    before = sorted((r.id, r.raw) for r in db.load_records(settings.user_id, "contacts"))
+    mappings_path().parent.mkdir(parents=True, exist_ok=True)
+    mappings_path().write_text('[followupboss.contacts]\nremote_id = "source"\n')
+    store = CacheStore(settings.user_id, db)
+    with pytest.raises(RemapFailed) as failed:
+        await remap(store, settings, "followupboss", "contacts")
+    assert failed.value.details == (
+        "294 of 299 stored records would share an id with another under this map; nothing changed"
+    )
+    assert failed.value.exit_code == 2  # as a map refused before its save
+    after = sorted((r.id, r.raw) for r in db.load_records(settings.user_id, "contacts"))
+    assert after == before
+    assert db._conn.execute("SELECT count(*) FROM pending_generations").fetchone() == (0,)
+    assert db.list_runs(settings.user_id)[0]["outcome"] == "failed"
+
+
+async def test_a_damaged_payload_is_kept_and_quarantined_not_fatal(db, settings):
+    """One stored cell that is not JSON (the loader tolerates it): the re-map keeps its row,
+    quarantines it with the reason, and maps the others; the save's check skips it."""
+    people = fub_people()
+    cache(db, settings, "followupboss", "contacts", people)
+    with db.transaction() as conn:
+        damaged = conn.execute("SELECT id, raw FROM contacts ORDER BY rowid LIMIT 1").fetchone()
+        conn.execute("UPDATE contacts SET raw = ? WHERE id = ?", ('{"id": 5, "firstN', damaged[0]))
+    save(db, settings, "followupboss", "contacts", "company", "source")
+    store = CacheStore(settings.user_id, db)
+    report = await remap(store, settings, "followupboss", "contacts")
+    assert (report.read, report.written, report.kept) == (len(people), len(people), 1)
+    by_id = {p["id"]: p for p in people}
+    for record in store.contacts("followupboss"):
+        if record.id == damaged[0]:
+            assert record.company != by_id[int(record.remote_id)]["source"]  # as it was
+        else:
+            assert record.company == by_id[int(record.remote_id)]["source"]
+    (bad,) = db.list_quarantine(settings.user_id, report.run_id)
+    assert bad["reason"].startswith("stored payload is not JSON: ")
+    assert json.loads(bad["payload"]) == '{"id": 5, "firstN'
+
+
 async def test_a_remap_is_refused_while_a_sync_holds_the_stream(db, settings):
     cache(db, settings, "followupboss", "contacts", fub_people())
     syncing = Database(settings.database_path)  # a sync in another process
