@@ -457,6 +457,51 @@ def test_map_exits_5_with_the_mapping_saved_while_a_sync_holds_the_stream(db, se
     assert json.loads(done.stdout)["remap"][0]["changed"] == len(fub_people())
 
 
+def test_map_refused_by_the_remap_is_not_left_saved(db, settings):
+    """`crm-tui map`: a map giving records one id exits 2 and saves nothing; a map the
+    save's sample passes but the re-map refuses (the odd half of 5,002 deals, which the
+    even sample never reads, would not map) exits 2 with the file put back as it was."""
+    cache(db, settings, "followupboss", "contacts", fub_people())
+    collapsed = crm(settings, "map", "followupboss", "contacts", "remote_id", "source", "--json")
+    assert collapsed.returncode == 2
+    assert (
+        "would share an id with another under this map" in json.loads(collapsed.stdout)["details"]
+    )
+    assert not mappings_path().exists()
+    assert len(list(db.load_records(settings.user_id, "contacts"))) == len(fub_people())
+
+    many = [{"id": i, "name": f"Deal {i}", "alt": i if i % 2 else "lots"} for i in range(1, 5003)]
+    cache(db, settings, "followupboss", "deals", many)
+    mine = '# my maps\r\n[followupboss.deals]  # FUB\r\nname = "name"\r\n'
+    mappings_path().write_bytes(mine.encode())
+    done = crm(settings, "map", "followupboss", "deals", "amount", "alt", "--json")
+    body = json.loads(done.stdout)
+    assert done.returncode == 2, body
+    assert body == {
+        "success": False,
+        "error": "Re-map of followupboss deals refused",
+        "details": "2501 of 5002 stored records would not map (more than 20%); nothing"
+        " changed; mappings.toml put back as it was",
+    }
+    assert mappings_path().read_bytes() == mine.encode()  # comments and line endings too
+    assert {r.amount for r in db.load_records(settings.user_id, "deals")} == {None}
+
+
+def test_a_problem_already_in_the_file_exits_3_either_way(db, settings):
+    mappings_path().parent.mkdir(parents=True, exist_ok=True)
+    mappings_path().write_text('[zillow.contacts]\ncompany = "x"\n')
+    plain = crm(settings, "map", "followupboss", "contacts", "custom.lender", "x", "--json")
+    labelled = crm(
+        settings, "map", "followupboss", "contacts", "custom.lender", "x", "--label", "L",
+        "--json",
+    )  # fmt: skip
+    assert plain.returncode == labelled.returncode == 3
+    assert json.loads(plain.stdout) == json.loads(labelled.stdout)
+    assert json.loads(plain.stdout)["error"] == "Configuration error"
+    assert "line 1: unknown source 'zillow'" in json.loads(plain.stdout)["details"]
+    assert mappings_path().read_text() == '[zillow.contacts]\ncompany = "x"\n'
+
+
 async def test_a_running_engine_follows_a_mapping_saved_by_another_process(db, settings):
     """`crm-tui map` in a shell while the app (or `sync --watch`) runs: the app's next sync
     maps with the saved file, and does not write the old mapping back over the re-map."""
