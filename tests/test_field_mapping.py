@@ -4,11 +4,13 @@ and the commands that do it for scripts."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -311,6 +313,46 @@ async def test_a_damaged_payload_is_kept_and_quarantined_not_fatal(db, settings)
     (bad,) = db.list_quarantine(settings.user_id, report.run_id)
     assert bad["reason"].startswith("stored payload is not JSON: ")
     assert json.loads(bad["payload"]) == '{"id": 5, "firstN'
+
+
+async def test_a_remap_shown_in_memory_keeps_a_change_committed_after_it(db, settings, monkeypatch):
+    """The re-map lets its lease go, then the stream is read back: a webhook of this process
+    committing (and applying to memory) while that reading runs must not be undone on the
+    screen by it."""
+    people = fub_people()[:20]
+    cache(db, settings, "followupboss", "contacts", people)
+    store = CacheStore(settings.user_id, db)
+    await store.load()
+    target = f"followupboss:{people[3]['id']}"
+    loop = asyncio.get_running_loop()
+    read_done, applied = asyncio.Event(), threading.Event()
+    real_read = CacheStore._read_stream
+
+    def slow_read(self, kind, source):
+        found = real_read(self, kind, source)
+        loop.call_soon_threadsafe(read_done.set)
+        applied.wait(5)  # the webhook lands before this reading is swapped in
+        return found
+
+    monkeypatch.setattr(CacheStore, "_read_stream", slow_read)
+
+    async def webhook() -> None:
+        await read_done.wait()
+        (now,) = db.load_records(settings.user_id, "contacts", False, "followupboss", [target])
+        record = replace(now, first_name="Renamed")  # re-mapped, then renamed at the vendor
+        async with store.lease("followupboss", "contacts", "webhook") as lease:
+            await store.commit_changes("followupboss", "contacts", [record], [], lease, None)
+        applied.set()
+
+    task = asyncio.create_task(webhook())
+    save(db, settings, "followupboss", "contacts", "company", "source")
+    await remap(store, settings, "followupboss", "contacts")
+    await task
+    (stored,) = db.load_records(settings.user_id, "contacts", False, "followupboss", [target])
+    assert stored.first_name == "Renamed"
+    assert store.get("contacts", target) == stored
+    assert stored.company == people[3]["source"]
+    assert {r.company for r in store.contacts("followupboss")} <= {p["source"] for p in people}
 
 
 async def test_a_remap_is_refused_while_a_sync_holds_the_stream(db, settings):

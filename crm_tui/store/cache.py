@@ -299,17 +299,37 @@ class CacheStore:
         progress: RemapProgress | None = None,
         cancel: threading.Event | None = None,
     ) -> RemapReport:
-        """Map a stream's stored payloads again (`Database.remap_stream`) in a thread, then
-        show the committed stream: the event loop only swaps it in. `progress` is called
-        from that thread."""
+        """Map a stream's stored payloads again (`Database.remap_stream`) on the database's
+        writer thread, as every write of this store runs, then show the committed stream:
+        the event loop only swaps it in. `progress` is called from that thread.
+
+        The stream is read back after the re-map let its lease go, so a writer may commit
+        between (a webhook). One of this process applies its change to memory after its
+        commit; should that land while the stream is read, the reading may predate it and
+        would undo it on the screen: read again (as `follow` does), and if the stream
+        keeps changing, read the records changed meanwhile over the last reading."""
         if self.db is None:
             raise RuntimeError("re-mapping needs the database")
-        report = await asyncio.to_thread(
+        report: RemapReport = await self.in_writer(
             self.db.remap_stream, self.user_id, source, kind, remap, progress, cancel
         )
-        synced, imported = await asyncio.to_thread(self._read_stream, kind, source)
+        for _ in range(3):
+            before = self.stream_version(kind, source)
+            synced, imported = await asyncio.to_thread(self._read_stream, kind, source)
+            if self.stream_version(kind, source) == before:
+                moved: set[str] | None = set()
+                break
+            moved = self.changed_since(kind, source, before)
+            if moved is None:  # replaced meanwhile, not patched: read it whole again
+                continue
+        if moved is None:
+            synced, imported = await asyncio.to_thread(self._read_stream, kind, source)
+            moved = set()
         self._imported[kind][source] = imported
         self._swap(kind, source, synced)
+        if moved:
+            found = await asyncio.to_thread(self._read_ids, kind, source, sorted(moved))
+            await self._apply_off_loop(kind, source, found, sorted(moved - {r.id for r in found}))
         return report
 
     def _patched(
