@@ -29,8 +29,6 @@ from typing import Any
 
 from crm_tui import jsoncodec
 from crm_tui.models import (
-    CONTACT_FIELDS,
-    DEAL_FIELDS,
     Outcome,
     Record,
     RecordKind,
@@ -243,9 +241,11 @@ class RemapStore:
 
     def _copy_rows(self, kind: RecordKind, generation: int, rowids: list[int]) -> None:
         """Rows as they are into `generation` (a payload the new map refused)."""
+        from crm_tui.store.db import _COLUMNS  # the module that mixes this class in
+
         if not rowids:
             return
-        names = ", ".join(CONTACT_FIELDS if kind == "contacts" else DEAL_FIELDS)
+        names = ", ".join(_COLUMNS[kind])
         marks = ", ".join("?" for _ in rowids)
         with self.transaction() as conn:  # type: ignore[attr-defined]
             conn.execute(
