@@ -233,6 +233,30 @@ async def test_a_remap_changes_the_cached_records_without_a_request(db, settings
     other.close()
 
 
+async def test_a_remap_is_no_point_of_the_sync_health_chart(db, settings):
+    """A re-map leaves an audit row (the Audit screen lists it), but it read nothing from
+    the vendor: the Pipeline's sync health counts syncs only, and 30 re-maps push none out."""
+    from crm_tui.insights.health import sync_health
+    from crm_tui.models import SyncReport
+
+    cache(db, settings, "followupboss", "contacts", fub_people()[:10])
+    run = db.start_run(settings.user_id, "followupboss", "2026-11-01T00:00:00Z")
+    db.finish_run(run, SyncReport(source="followupboss"))
+    store = CacheStore(settings.user_id, db)
+    for _ in range(31):
+        await remap(store, settings, "followupboss", "contacts")
+    assert len(db.list_runs(settings.user_id)) == 32  # the audit keeps every one
+    recent = db.recent_runs(settings.user_id)
+    assert [r["id"] for r in recent] == [run]
+    for rows in (recent, db.list_runs(settings.user_id)):
+        fub = sync_health(rows, {}).get("followupboss")
+        assert (
+            fub is not None
+            and len(fub.runs) == 1
+            and fub.runs[0].started_at == ("2026-11-01T00:00:00Z")
+        )
+
+
 def deals(alt: dict[int, object]) -> list[dict]:
     return [
         {"id": i, "name": f"Deal {i}", "price": 1000 * i, "alt": alt.get(i, i)}
