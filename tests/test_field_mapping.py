@@ -606,3 +606,7 @@ def test_fill_rates_read_as_people_expect() -> None:
     assert info(740, 0.74).fill_text() == "74%"
     assert info(740, 0.74).fill_text(estimated=True) == "~74%"
     assert info(0, 0.0).fill_text(estimated=True) == "0%"
+    assert info(1991, 1991 / 1999).fill_text() == ">99%"  # 99.6%: not all of them
+    assert info(1991, 1991 / 1999).fill_text(estimated=True) == "~>99%"
+    assert info(1989, 1989 / 1999).fill_text() == "99%"
+    assert info(1999, 1.0).fill_text() == "100%"  # every record
