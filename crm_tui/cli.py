@@ -450,6 +450,7 @@ def paths(ctx: click.Context, as_json: bool) -> None:
     Example: crm-tui paths --json
     """
     from crm_tui.config import config_dir, default_env_files
+    from crm_tui.sources.mapping_file import mappings_path
 
     rt = _rt(ctx, as_json)
     with errors(rt):
@@ -457,7 +458,7 @@ def paths(ctx: click.Context, as_json: bool) -> None:
         info = {
             "config_dir": str(config_dir()),
             "env_files": [str(p) for p in default_env_files(rt.env_file)],
-            "mappings": str(config_dir() / "mappings.toml"),
+            "mappings": str(mappings_path()),
             "data_dir": str(s.data_dir),
             "database": str(s.database_path),
             "log_file": str(s.log_file),
@@ -1078,16 +1079,13 @@ def import_group() -> None:
 def _import(
     ctx: click.Context, name: str, files: tuple[Path, ...], dry_run: bool, as_json: bool
 ) -> None:
-    from crm_tui.config import config_dir
     from crm_tui.sources.imports import plan_import
-    from crm_tui.sources.mapping import load_mappings
+    from crm_tui.sources.mapping_file import read_mappings
 
     rt = _rt(ctx, as_json)
     with errors(rt):
-        try:  # read as a sync reads it: an import maps a file as the sync of its source would
-            mappings = load_mappings(config_dir() / "mappings.toml")
-        except ValueError as exc:
-            raise ConfigError(f"mappings.toml: {exc}") from None
+        # read as a sync reads it: an import maps a file as the sync of its source would
+        mappings = read_mappings()
         plans = [
             plan_import(name, path, rt.settings.user_id, mappings.overrides, mappings.columns)
             for path in files

@@ -2,8 +2,9 @@
 
 `map` and `unmap` save `mappings.toml` (checked first: a refusal exits 2 with the reason and
 leaves the file as it was), then map the stream's cached records again from their stored
-payloads, without a request to the vendor. While a sync holds the stream that re-map exits
-5 with the mapping saved; `crm-tui remap` does it later.
+payloads, without a request to the vendor. Should that re-map refuse the map all the same
+(exit 2, nothing changed), the file is put back as it was. While a sync holds the stream
+that re-map exits 5 with the mapping saved; `crm-tui remap` does it later.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ from crm_tui.cli import (
 from crm_tui.custom_columns import COLUMN_TYPES, CUSTOM_PREFIX, Column
 from crm_tui.formats import field_label
 from crm_tui.models import RecordKind
-from crm_tui.sources.mapping_file import MappingRefused
+from crm_tui.sources.mapping_file import MappingRefused, Saved
 from crm_tui.store.db import Database
 from crm_tui.store.errors import StreamBusy
-from crm_tui.store.remap import RemapReport
+from crm_tui.store.remap import RemapFailed, RemapReport
 
 STREAM_CHOICE = click.Choice(["contacts", "deals"])
 _STREAM = click.option(
@@ -145,9 +146,10 @@ def map_field(
                 label if label is not None else was.label if was else field_label(name),
                 column_type or (was.type if was else "text"),
             )
+        saved: list[Saved] = []
         with _refusals():
-            save(_db(rt), rt.settings, source, stream, field, path, column)
-        report = None if no_remap else _remap(rt, source, stream, "mapping saved")
+            save(_db(rt), rt.settings, source, stream, field, path, column, saved=saved)
+        report = None if no_remap else _remap(rt, source, stream, "mapping saved", saved)
         payload = {
             "success": True,
             "source": source,
@@ -181,9 +183,10 @@ def unmap_field(
 
     rt = _rt(ctx, as_json)
     with errors(rt):
+        saved: list[Saved] = []
         with _refusals():
-            remove(_db(rt), rt.settings, source, stream, field)
-        report = None if no_remap else _remap(rt, source, stream, "mapping removed")
+            remove(_db(rt), rt.settings, source, stream, field, saved=saved)
+        report = None if no_remap else _remap(rt, source, stream, "mapping removed", saved)
         payload = {
             "success": True,
             "source": source,
@@ -233,8 +236,11 @@ def _db(rt: Runtime) -> Database:
     return db
 
 
-def _remap(rt: Runtime, source: str, stream: RecordKind, done: str) -> RemapReport:
-    """The stream re-mapped now; `done` says what was saved before, for a busy stream."""
+def _remap(
+    rt: Runtime, source: str, stream: RecordKind, done: str, saved: list[Saved] | None = None
+) -> RemapReport:
+    """The stream re-mapped now; `done` says what was saved before, for a busy stream. A map
+    the re-map refuses is not left saved: `saved` is undone (the next sync would fail)."""
     from crm_tui.fields.service import remapper
 
     progress, clear = _progress(f"re-mapping {source} {stream}")
@@ -242,6 +248,14 @@ def _remap(rt: Runtime, source: str, stream: RecordKind, done: str) -> RemapRepo
         return _db(rt).remap_stream(
             rt.settings.user_id, source, stream, remapper(rt.settings, source, stream), progress
         )
+    except RemapFailed as exc:
+        if not saved:
+            raise
+        if saved[0].undo():
+            back = "mappings.toml put back as it was"
+        else:
+            back = "mappings.toml saved again since by another process: left as it is"
+        raise RemapFailed(exc.error, f"{exc.details}; {back}", exc.path) from None
     except StreamBusy as exc:
         if done:
             later = f"`crm-tui remap {source} --stream {stream}` once it is done"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from dotenv.parser import parse_stream
 
-from crm_tui.filewrite import locked, replace_text
+from crm_tui.filewrite import locked, replace_text, written_path
 
 _PLAIN = re.compile(r"^[A-Za-z0-9_./:@+,=-]*$")
 
@@ -58,7 +58,7 @@ def merged(text: str, values: Mapping[str, str]) -> str:
 def save_settings(path: Path, values: Mapping[str, str]) -> None:
     """Set `values` in the .env file at `path` (made, with its folder, if need be); a
     symlinked .env (a dotfile manager's) is written where it points."""
-    path = path.resolve() if path.is_symlink() else path
+    path = written_path(path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     with locked(path):
         try:

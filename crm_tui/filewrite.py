@@ -27,6 +27,18 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def written_path(path: Path) -> Path:
+    """Where a save of `path` lands: a symlink's target (a dotfile manager's link stays a
+    link), else `path` itself."""
+    return path.resolve() if path.is_symlink() else path
+
+
+def read_text(path: Path) -> str:
+    """A user's file as it is, line endings and all (CRLF stays CRLF)."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        return handle.read()
+
+
 def mode_of(path: Path, default: int = 0o600) -> int:
     """The permission bits a replacement of `path` keeps: the file's own, or `default`."""
     try:
@@ -40,7 +52,7 @@ def replace_text(path: Path, text: str, mode: int = 0o600) -> None:
     it to the disk, then rename it over `path`."""
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # created 0600
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())

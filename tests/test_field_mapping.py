@@ -4,11 +4,13 @@ and the commands that do it for scripts."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -156,6 +158,40 @@ def test_a_map_leaving_most_records_without_an_id_is_refused_before_saving(db, s
     assert "remote_id" in mappings_path().read_text()
 
 
+def test_a_map_giving_records_one_id_is_refused_before_saving(db, settings):
+    """`remote_id <- source`: every record still has an id, but 299 contacts would share 5
+    of them; the re-map would keep one of each and the others' payloads would be gone."""
+    people = fub_people()
+    cache(db, settings, "followupboss", "contacts", people)
+    with pytest.raises(MappingRefused) as refused:
+        save(db, settings, "followupboss", "contacts", "remote_id", "source")
+    assert str(refused.value) == (
+        "294 of 299 cached followupboss contacts would share an id with another under this"
+        " map (5 distinct ids): the re-map would keep one of each; not saved"
+    )
+    assert not mappings_path().exists()
+    assert len(list(db.load_records(settings.user_id, "contacts"))) == len(people)
+
+
+def test_a_map_the_records_would_not_map_under_is_refused_before_saving(db, settings):
+    """`amount <- name`: every cached deal would be invalid; the re-map (and the next sync)
+    would refuse it, so the save does."""
+    cache(db, settings, "followupboss", "deals", deals({}))
+    mappings_path().parent.mkdir(parents=True, exist_ok=True)
+    mappings_path().write_text("# mine\n")
+    with pytest.raises(MappingRefused) as refused:
+        save(db, settings, "followupboss", "deals", "amount", "name")
+    assert str(refused.value) == (
+        "30 of 30 cached followupboss deals would not map under this map"
+        " (amount: not a number: 'Deal 1'); not saved"
+    )
+    assert mappings_path().read_text() == "# mine\n"
+    # a few odd records are the sync's to quarantine, not a reason to refuse the map
+    cache(db, settings, "followupboss", "deals", deals({7: "lots"}))
+    save(db, settings, "followupboss", "deals", "amount", "alt")
+    assert 'amount = "alt"' in mappings_path().read_text()
+
+
 # -- re-mapping ----------------------------------------------------------------------------
 
 
@@ -197,6 +233,30 @@ async def test_a_remap_changes_the_cached_records_without_a_request(db, settings
     other.close()
 
 
+async def test_a_remap_is_no_point_of_the_sync_health_chart(db, settings):
+    """A re-map leaves an audit row (the Audit screen lists it), but it read nothing from
+    the vendor: the Pipeline's sync health counts syncs only, and 30 re-maps push none out."""
+    from crm_tui.insights.health import sync_health
+    from crm_tui.models import SyncReport
+
+    cache(db, settings, "followupboss", "contacts", fub_people()[:10])
+    run = db.start_run(settings.user_id, "followupboss", "2026-11-01T00:00:00Z")
+    db.finish_run(run, SyncReport(source="followupboss"))
+    store = CacheStore(settings.user_id, db)
+    for _ in range(31):
+        await remap(store, settings, "followupboss", "contacts")
+    assert len(db.list_runs(settings.user_id)) == 32  # the audit keeps every one
+    recent = db.recent_runs(settings.user_id)
+    assert [r["id"] for r in recent] == [run]
+    for rows in (recent, db.list_runs(settings.user_id)):
+        fub = sync_health(rows, {}).get("followupboss")
+        assert (
+            fub is not None
+            and len(fub.runs) == 1
+            and fub.runs[0].started_at == ("2026-11-01T00:00:00Z")
+        )
+
+
 def deals(alt: dict[int, object]) -> list[dict]:
     return [
         {"id": i, "name": f"Deal {i}", "price": 1000 * i, "alt": alt.get(i, i)}
@@ -233,6 +293,90 @@ async def test_a_map_gone_wrong_commits_nothing(db, settings):
     assert db._conn.execute("SELECT count(*) FROM deals").fetchone() == (30,)  # nothing left over
     assert db._conn.execute("SELECT count(*) FROM pending_generations").fetchone() == (0,)
     assert db.list_runs(settings.user_id)[0]["outcome"] == "failed"
+
+
+async def test_a_remap_that_would_give_records_one_id_commits_nothing(db, settings):
+    """A hand edit the save's check never saw: the re-map refuses to write fewer records
+    than it read, and every payload stays (an unmap brings the records back)."""
+    people = fub_people()
+    cache(db, settings, "followupboss", "contacts", people)
+    before = sorted((r.id, r.raw) for r in db.load_records(settings.user_id, "contacts"))
+    mappings_path().parent.mkdir(parents=True, exist_ok=True)
+    mappings_path().write_text('[followupboss.contacts]\nremote_id = "source"\n')
+    store = CacheStore(settings.user_id, db)
+    with pytest.raises(RemapFailed) as failed:
+        await remap(store, settings, "followupboss", "contacts")
+    assert failed.value.details == (
+        "294 of 299 stored records would share an id with another under this map; nothing changed"
+    )
+    assert failed.value.exit_code == 2  # as a map refused before its save
+    after = sorted((r.id, r.raw) for r in db.load_records(settings.user_id, "contacts"))
+    assert after == before
+    assert db._conn.execute("SELECT count(*) FROM pending_generations").fetchone() == (0,)
+    assert db.list_runs(settings.user_id)[0]["outcome"] == "failed"
+
+
+async def test_a_damaged_payload_is_kept_and_quarantined_not_fatal(db, settings):
+    """One stored cell that is not JSON (the loader tolerates it): the re-map keeps its row,
+    quarantines it with the reason, and maps the others; the save's check skips it."""
+    people = fub_people()
+    cache(db, settings, "followupboss", "contacts", people)
+    with db.transaction() as conn:
+        damaged = conn.execute("SELECT id, raw FROM contacts ORDER BY rowid LIMIT 1").fetchone()
+        conn.execute("UPDATE contacts SET raw = ? WHERE id = ?", ('{"id": 5, "firstN', damaged[0]))
+    save(db, settings, "followupboss", "contacts", "company", "source")
+    store = CacheStore(settings.user_id, db)
+    report = await remap(store, settings, "followupboss", "contacts")
+    assert (report.read, report.written, report.kept) == (len(people), len(people), 1)
+    by_id = {p["id"]: p for p in people}
+    for record in store.contacts("followupboss"):
+        if record.id == damaged[0]:
+            assert record.company != by_id[int(record.remote_id)]["source"]  # as it was
+        else:
+            assert record.company == by_id[int(record.remote_id)]["source"]
+    (bad,) = db.list_quarantine(settings.user_id, report.run_id)
+    assert bad["reason"].startswith("stored payload is not JSON: ")
+    assert json.loads(bad["payload"]) == '{"id": 5, "firstN'
+
+
+async def test_a_remap_shown_in_memory_keeps_a_change_committed_after_it(db, settings, monkeypatch):
+    """The re-map lets its lease go, then the stream is read back: a webhook of this process
+    committing (and applying to memory) while that reading runs must not be undone on the
+    screen by it."""
+    people = fub_people()[:20]
+    cache(db, settings, "followupboss", "contacts", people)
+    store = CacheStore(settings.user_id, db)
+    await store.load()
+    target = f"followupboss:{people[3]['id']}"
+    loop = asyncio.get_running_loop()
+    read_done, applied = asyncio.Event(), threading.Event()
+    real_read = CacheStore._read_stream
+
+    def slow_read(self, kind, source):
+        found = real_read(self, kind, source)
+        loop.call_soon_threadsafe(read_done.set)
+        applied.wait(5)  # the webhook lands before this reading is swapped in
+        return found
+
+    monkeypatch.setattr(CacheStore, "_read_stream", slow_read)
+
+    async def webhook() -> None:
+        await read_done.wait()
+        (now,) = db.load_records(settings.user_id, "contacts", False, "followupboss", [target])
+        record = replace(now, first_name="Renamed")  # re-mapped, then renamed at the vendor
+        async with store.lease("followupboss", "contacts", "webhook") as lease:
+            await store.commit_changes("followupboss", "contacts", [record], [], lease, None)
+        applied.set()
+
+    task = asyncio.create_task(webhook())
+    save(db, settings, "followupboss", "contacts", "company", "source")
+    await remap(store, settings, "followupboss", "contacts")
+    await task
+    (stored,) = db.load_records(settings.user_id, "contacts", False, "followupboss", [target])
+    assert stored.first_name == "Renamed"
+    assert store.get("contacts", target) == stored
+    assert stored.company == people[3]["source"]
+    assert {r.company for r in store.contacts("followupboss")} <= {p["source"] for p in people}
 
 
 async def test_a_remap_is_refused_while_a_sync_holds_the_stream(db, settings):
@@ -379,6 +523,51 @@ def test_map_exits_5_with_the_mapping_saved_while_a_sync_holds_the_stream(db, se
     assert json.loads(done.stdout)["remap"][0]["changed"] == len(fub_people())
 
 
+def test_map_refused_by_the_remap_is_not_left_saved(db, settings):
+    """`crm-tui map`: a map giving records one id exits 2 and saves nothing; a map the
+    save's sample passes but the re-map refuses (the odd half of 5,002 deals, which the
+    even sample never reads, would not map) exits 2 with the file put back as it was."""
+    cache(db, settings, "followupboss", "contacts", fub_people())
+    collapsed = crm(settings, "map", "followupboss", "contacts", "remote_id", "source", "--json")
+    assert collapsed.returncode == 2
+    assert (
+        "would share an id with another under this map" in json.loads(collapsed.stdout)["details"]
+    )
+    assert not mappings_path().exists()
+    assert len(list(db.load_records(settings.user_id, "contacts"))) == len(fub_people())
+
+    many = [{"id": i, "name": f"Deal {i}", "alt": i if i % 2 else "lots"} for i in range(1, 5003)]
+    cache(db, settings, "followupboss", "deals", many)
+    mine = '# my maps\r\n[followupboss.deals]  # FUB\r\nname = "name"\r\n'
+    mappings_path().write_bytes(mine.encode())
+    done = crm(settings, "map", "followupboss", "deals", "amount", "alt", "--json")
+    body = json.loads(done.stdout)
+    assert done.returncode == 2, body
+    assert body == {
+        "success": False,
+        "error": "Re-map of followupboss deals refused",
+        "details": "2501 of 5002 stored records would not map (more than 20%); nothing"
+        " changed; mappings.toml put back as it was",
+    }
+    assert mappings_path().read_bytes() == mine.encode()  # comments and line endings too
+    assert {r.amount for r in db.load_records(settings.user_id, "deals")} == {None}
+
+
+def test_a_problem_already_in_the_file_exits_3_either_way(db, settings):
+    mappings_path().parent.mkdir(parents=True, exist_ok=True)
+    mappings_path().write_text('[zillow.contacts]\ncompany = "x"\n')
+    plain = crm(settings, "map", "followupboss", "contacts", "custom.lender", "x", "--json")
+    labelled = crm(
+        settings, "map", "followupboss", "contacts", "custom.lender", "x", "--label", "L",
+        "--json",
+    )  # fmt: skip
+    assert plain.returncode == labelled.returncode == 3
+    assert json.loads(plain.stdout) == json.loads(labelled.stdout)
+    assert json.loads(plain.stdout)["error"] == "Configuration error"
+    assert "line 1: unknown source 'zillow'" in json.loads(plain.stdout)["details"]
+    assert mappings_path().read_text() == '[zillow.contacts]\ncompany = "x"\n'
+
+
 async def test_a_running_engine_follows_a_mapping_saved_by_another_process(db, settings):
     """`crm-tui map` in a shell while the app (or `sync --watch`) runs: the app's next sync
     maps with the saved file, and does not write the old mapping back over the re-map."""
@@ -417,6 +606,10 @@ def test_fill_rates_read_as_people_expect() -> None:
     assert info(740, 0.74).fill_text() == "74%"
     assert info(740, 0.74).fill_text(estimated=True) == "~74%"
     assert info(0, 0.0).fill_text(estimated=True) == "0%"
+    assert info(1991, 1991 / 1999).fill_text() == ">99%"  # 99.6%: not all of them
+    assert info(1991, 1991 / 1999).fill_text(estimated=True) == "~>99%"
+    assert info(1989, 1989 / 1999).fill_text() == "99%"
+    assert info(1999, 1.0).fill_text() == "100%"  # every record
 
 
 async def test_the_store_after_a_remap_holds_what_the_database_committed(db, settings):

@@ -10,10 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from crm_tui.config import ConfigError
 from crm_tui.custom_columns import Column
 from crm_tui.sources.mapping import load_mappings
 from crm_tui.sources.mapping_file import (
     MappingRefused,
+    Saved,
+    read_mappings,
     remove_column,
     remove_mapping,
     save_column,
@@ -185,13 +188,85 @@ def test_the_callers_check_can_refuse_after_reading_what_the_file_would_say(path
 
 
 def test_a_broken_file_is_named_and_never_overwritten(path):
+    """A problem the file has already is the file's (ConfigError, exit 3, as every reader of
+    it says), not the change's (MappingRefused, exit 2)."""
     path.write_text("[followupboss.contacts\ncompany = 1\n")
-    with pytest.raises(MappingRefused, match=str(path)):
+    with pytest.raises(ConfigError, match=str(path)):
         save_mapping(path, "followupboss", "contacts", "company", "x")
     path.write_text('[fub.contacts]\ncompany = "x"\n')  # parses, but an unknown source
-    with pytest.raises(MappingRefused, match="line 1: unknown source 'fub'"):
+    with pytest.raises(ConfigError, match="line 1: unknown source 'fub'") as broken:
         save_mapping(path, "followupboss", "contacts", "company", "x")
+    with pytest.raises(ConfigError) as read:
+        read_mappings(path)
+    assert str(broken.value) == str(read.value)  # the same words as a sync would say
+    for change in (
+        lambda: remove_mapping(path, "followupboss", "contacts", "company"),
+        lambda: save_column(path, Column("lender", "Lender", "text")),
+        lambda: remove_column(path, "lender"),
+    ):
+        with pytest.raises(ConfigError, match="unknown source 'fub'"):
+            change()
     assert path.read_text() == '[fub.contacts]\ncompany = "x"\n'
+
+
+def test_removing_a_column_takes_its_whole_table_out(path):
+    """`[columns.lender]` has a key crm-tui does not read (`note`): the declaration goes with
+    it, or the column would still be read (as text); the comment above its header stays."""
+    remove_column(path, "lender")
+    assert "lender" not in load_mappings(path).columns
+    assert path.read_text() == HAND_WRITTEN.replace(
+        '[columns.lender]\nlabel = "Lender"   # shown in Browse\ntype = "text"\n'
+        'note = "ask Dana"     # a key crm-tui does not read\n\n',
+        "",
+    )
+
+
+def test_a_symlinked_file_is_written_where_it_points(tmp_path):
+    """A dotfile manager's link stays a link, as with the .env file."""
+    real = tmp_path / "dotfiles" / "mappings.toml"
+    real.parent.mkdir()
+    real.write_text(HAND_WRITTEN)
+    real.chmod(0o640)
+    link = tmp_path / "config" / "mappings.toml"
+    link.parent.mkdir()
+    link.symlink_to(real)
+    save_mapping(link, "hubspot", "deals", "name", "properties.title")
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    assert 'name = "properties.title"' in real.read_text()
+    assert stat.S_IMODE(real.stat().st_mode) == 0o640
+    assert [p.name for p in link.parent.iterdir()] == ["mappings.toml"]  # no lock, no temp
+
+
+def test_crlf_line_endings_stay_crlf(tmp_path):
+    path = tmp_path / "mappings.toml"
+    crlf = HAND_WRITTEN.replace("\n", "\r\n").encode()
+    path.write_bytes(crlf)
+    save_mapping(path, "pipedrive", "deals", "custom.mls", "custom_fields.abc")
+    save_mapping(path, "followupboss", "contacts", "company", "customBrokerage")
+    data = path.read_bytes()
+    assert b"\n" not in data.replace(b"\r\n", b"") and b'"custom.mls"' in data
+    assert load_mappings(path).overrides["followupboss"]["contacts"]["company"] == (
+        "customBrokerage"
+    )
+    save_mapping(path, "followupboss", "contacts", "company", "customCompanyName")
+    remove_mapping(path, "pipedrive", "deals", "custom.mls")
+    assert path.read_bytes() == crlf  # to the byte
+
+
+def test_a_save_can_be_undone_unless_another_landed_since(path, tmp_path):
+    saved: list[Saved] = []
+    save_mapping(path, "followupboss", "contacts", "company", "x", saved=saved)
+    assert saved[0].undo() is True
+    assert path.read_text() == HAND_WRITTEN  # comments and all
+    saved.clear()
+    save_mapping(path, "followupboss", "contacts", "company", "x", saved=saved)
+    save_mapping(path, "hubspot", "deals", "name", "y")  # another save, after it
+    assert saved[0].undo() is False
+    assert 'company = "x"' in path.read_text() and 'name = "y"' in path.read_text()
+    fresh = tmp_path / "new" / "mappings.toml"
+    remove: list[Saved] = []
+    save_mapping(fresh, "lofty", "contacts", "company", "a", saved=remove)
+    assert remove[0].undo() is True and not fresh.exists()  # there was no file
 
 
 def test_removing_what_is_not_there_says_so(path):

@@ -47,9 +47,14 @@ class FieldInfo:
     vendor_label: str | None = None  # the vendor's name for it, from its field metadata
 
     def fill_text(self, estimated: bool = False) -> str:
-        """ "37%", "~37%" from a sample, and "<1%" for a field a few records hold (0% would
-        read as none)."""
-        shown = "<1%" if self.filled and self.fill_rate < 0.005 else f"{self.fill_rate:.0%}"
+        """ "37%", "~37%" from a sample, "<1%" for a field a few records hold (0% would
+        read as none), and ">99%" for one all but a few hold (100% would read as all)."""
+        if self.filled and self.fill_rate < 0.005:
+            shown = "<1%"
+        elif 0.995 <= self.fill_rate < 1:
+            shown = ">99%"
+        else:
+            shown = f"{self.fill_rate:.0%}"
         return f"~{shown}" if estimated and self.filled else shown
 
     def to_json(self) -> dict[str, Any]:

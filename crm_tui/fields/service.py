@@ -17,14 +17,17 @@ from crm_tui import jsoncodec
 from crm_tui.config import ConfigError, Settings
 from crm_tui.custom_columns import Column
 from crm_tui.fields.discover import SAMPLE, Discovery, discover
-from crm_tui.models import RecordKind
+from crm_tui.models import RecordKind, utc_now
 from crm_tui.sources.base import Source, SourceContext
+from crm_tui.sources.errors import InvalidRecord
 from crm_tui.sources.kit import VendorField
-from crm_tui.sources.mapping import Mappings, load_mappings
+from crm_tui.sources.mapping import Mappings, mapping_gone_wrong
 from crm_tui.sources.mapping_file import (
     Check,
     MappingRefused,
+    Saved,
     mappings_path,
+    read_mappings,
     remove_mapping,
     save_mapping,
 )
@@ -39,10 +42,7 @@ MOST = 0.5
 
 def current_mappings(path: Path | None = None) -> Mappings:
     """`mappings.toml` as it is now; ConfigError naming each problem in it."""
-    try:
-        return load_mappings(path or mappings_path())
-    except ValueError as exc:
-        raise ConfigError(f"mappings.toml: {exc}") from None
+    return read_mappings(path)
 
 
 def columns(path: Path | None = None) -> list[Column]:
@@ -106,22 +106,60 @@ def discover_stream(
 
 
 def ids_check(db: Database, settings: Settings, source: str, stream: RecordKind) -> Check:
-    """A check for `save_mapping`/`remove_mapping`: refuse a map under which most of the
-    stream's cached records (an even sample of them) would have no id."""
+    """A check for `save_mapping`/`remove_mapping`: map an even sample of the stream's
+    cached payloads with the new map, and refuse it when the re-map that follows would
+    lose records or refuse it: most of them without an id, two of them with one id (the
+    re-map would keep one of the two), or too many that would not map (`mapping_gone_wrong`,
+    the rule of a sync and a re-map)."""
 
     def check(mappings: Mappings) -> None:
-        total, payloads = db.sample_payloads(settings.user_id, source, stream, SAMPLE)
+        total, stored = db.sample_payloads(settings.user_id, source, stream, SAMPLE)
+        payloads = [p for p in map(_payload, stored) if p is not _DAMAGED]
         if not payloads:
             return
         built = connector(settings, source, mappings)
-        missing = sum(built.record_id(stream, jsoncodec.loads(p)) is None for p in payloads)
+        of = f"{len(payloads)}" + (" sampled" if total > len(payloads) else "")
+        ids = [built.record_id(stream, p) for p in payloads]
+        held = [i for i in ids if i is not None]
+        missing = len(ids) - len(held)
         if missing > len(payloads) * MOST:
-            share = f"{missing} of {len(payloads)}" + (" sampled" if total > len(payloads) else "")
             raise MappingRefused(
-                f"{share} cached {source} {stream} would have no id under this map; not saved"
+                f"{missing} of {of} cached {source} {stream} would have no id under this map;"
+                " not saved"
+            )
+        if len(set(held)) < len(held):
+            raise MappingRefused(
+                f"{len(held) - len(set(held))} of {of} cached {source} {stream} would share an"
+                f" id with another under this map ({len(set(held))} distinct ids): the re-map"
+                " would keep one of each; not saved"
+            )
+        now = utc_now()
+        refused: list[str] = []
+        for payload in payloads:
+            try:
+                built.map_record(stream, payload, now)
+            except InvalidRecord as exc:
+                refused.append(str(exc))
+        if mapping_gone_wrong(len(refused), len(payloads)):
+            first = " ".join(refused[0].split())
+            first = first if len(first) <= 80 else first[:79] + "…"
+            raise MappingRefused(
+                f"{len(refused)} of {of} cached {source} {stream} would not map under this map"
+                f" ({first}); not saved"
             )
 
     return check
+
+
+_DAMAGED = object()
+
+
+def _payload(raw: str) -> Any:
+    """A stored payload read, or _DAMAGED (a cell that is not JSON says nothing of a map)."""
+    try:
+        return jsoncodec.loads(raw)
+    except ValueError:
+        return _DAMAGED
 
 
 def save(
@@ -134,13 +172,17 @@ def save(
     column: Column | None = None,
     *,
     path: Path | None = None,
+    saved: list[Saved] | None = None,
 ) -> Mappings:
     """Map `target` (a unified field or `custom.NAME`) to the payload path `spec` in
     `mappings.toml` (with `column`, declare that column too), after every check; then call
     `remap`. Blocking (it reads a sample of the cache): a worker thread in the app. Raises
-    MappingRefused with the reason; the file is then as it was."""
+    MappingRefused with the reason, ConfigError for a problem the file has already; the
+    file is then as it was. `saved` (if given) is appended the save: should the re-map
+    still refuse the map (RemapFailed), `saved[0].undo()` puts the file back."""
     check = ids_check(db, settings, source, stream)
-    return save_mapping(path or mappings_path(), source, stream, target, spec, column, check)
+    file = path or mappings_path()
+    return save_mapping(file, source, stream, target, spec, column, check, saved)
 
 
 def remove(
@@ -151,11 +193,12 @@ def remove(
     target: str,
     *,
     path: Path | None = None,
+    saved: list[Saved] | None = None,
 ) -> Mappings:
     """Take `target`'s entry out of `mappings.toml` (the built-in map applies again), after
     the same checks as `save`; then call `remap`."""
     check = ids_check(db, settings, source, stream)
-    return remove_mapping(path or mappings_path(), source, stream, target, check)
+    return remove_mapping(path or mappings_path(), source, stream, target, check, saved)
 
 
 async def remap(

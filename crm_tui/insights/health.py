@@ -1,5 +1,6 @@
-"""Sync health: per source, its last 30 runs (duration, records written, failed streams)
-from the audit rows, and the rate budget its vendor's headers reported last."""
+"""Sync health: per source, its last 30 sync runs (duration, records written, failed
+streams) from the audit rows, and the rate budget its vendor's headers reported last. A
+re-map of the cache (also an audit row) is no sync: it is left out."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from crm_tui.models import Outcome, RateReading, SourceStatus
 from crm_tui.timefmt import parse_utc
 
 RUNS = 30
+#: How a re-map's audit row names its stream (store/remap.py).
+REMAP_PREFIX = "remap:"
 #: Outcomes that are not a failure of the run: it did its work, or was asked not to.
 _FINE = {str(Outcome.SUCCESS), str(Outcome.CANCELLED), str(Outcome.SKIPPED)}
 
@@ -115,6 +118,12 @@ def run_point(row: Mapping[str, Any]) -> RunPoint:
     )
 
 
+def is_remap(row: Mapping[str, Any]) -> bool:
+    """A re-map's audit row (stream `remap:<stream>`, mode `remap`): it read nothing from
+    the vendor, so it is no point of a source's sync health."""
+    return str(row.get("stream") or "").startswith(REMAP_PREFIX) or row.get("mode") == "remap"
+
+
 def sync_health(
     runs: Iterable[Mapping[str, Any]],
     statuses: Mapping[str, SourceStatus],
@@ -126,6 +135,8 @@ def sync_health(
     `last` runs oldest first and its rate budget."""
     by_source: dict[str, list[RunPoint]] = {}
     for row in runs:  # newest first, as the audit lists them
+        if is_remap(row):
+            continue
         points = by_source.setdefault(str(row["source"]), [])
         if len(points) < last:
             points.append(run_point(row))

@@ -4,16 +4,19 @@ comments, order, other keys. The file stays the source of truth and stays hand-e
 
 Every change is checked before it is written: the entry itself (a known source and stream,
 a unified field or `custom.NAME`, a path, a column type), then the whole file as it would
-read, then the caller's `check` (the Mapping service refuses a map that would leave most
-cached records without an id). A refusal is MappingRefused with one line saying why, and
-the file is left untouched. A save holds a lock beside the file from its read to its
-rename, so two processes saving at once both land; the rename means a reader sees the old
-file or the new one.
+read, then the caller's `check` (the Mapping service refuses a map the re-map of the cached
+records would lose records by, or refuse). A refusal is MappingRefused with one line saying
+why, and the file is left untouched. A problem the file has already (a hand edit) is not
+the change's: it is the ConfigError every reader of the file raises (exit 3), naming the
+line to fix. A save holds a lock beside the file from its read to its rename, so two
+processes saving at once both land; the rename means a reader sees the old file or the new
+one. A symlinked file is written where it points, and CRLF line endings stay CRLF.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +27,13 @@ from tomlkit.items import InlineTable, Table
 from tomlkit.toml_document import TOMLDocument
 
 from crm_tui.custom_columns import CUSTOM_PREFIX, Column
-from crm_tui.filewrite import locked, mode_of, replace_text
+from crm_tui.filewrite import locked, mode_of, read_text, replace_text, written_path
 from crm_tui.models import CUSTOM_FIELD
 from crm_tui.sources.mapping import (
     COLUMNS_TABLE,
     Mappings,
     column_problem,
+    load_mappings,
     mappings_from_text,
     target_problem,
 )
@@ -49,10 +53,51 @@ class MappingRefused(ValueError):
     """A change of mappings.toml refused, and why, in one line; nothing was written."""
 
 
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """One save as it was written: `undo()` puts the file back as it was before it."""
+
+    path: Path  # the file written (a symlink's target)
+    before: str | None  # its text before the save, line endings and all; None: no file
+    after: str  # its text as the save wrote it
+
+    def undo(self) -> bool:
+        """The file as it was before this save, comments and all; False (and the file left
+        alone) when it changed since: another save landed after this one."""
+        with locked(self.path):
+            try:
+                now: str | None = read_text(self.path)
+            except FileNotFoundError:
+                now = None
+            if now != self.after:
+                return False
+            if self.before is None:
+                self.path.unlink()
+            else:
+                replace_text(self.path, self.before, mode_of(self.path))
+        return True
+
+
 def mappings_path() -> Path:
     from crm_tui.config import config_dir
 
     return config_dir() / MAPPINGS_FILE
+
+
+def read_mappings(path: Path | None = None) -> Mappings:
+    """`mappings.toml` (at `path`, else where it lives) as it is now: a ConfigError (exit 3
+    in the CLI) naming the file and line of each problem in it. Everything that reads the
+    file for use (the sync, an import, the Mapping service) reads it so."""
+    try:
+        return load_mappings(path or mappings_path())
+    except ValueError as exc:  # a problem in the file, or text that is not UTF-8
+        raise _file_problem(str(exc)) from None
+
+
+def _file_problem(problem: str) -> Exception:
+    from crm_tui.config import ConfigError  # the config imports the connectors, which import us
+
+    return ConfigError(f"{MAPPINGS_FILE}: {problem}")
 
 
 def save_mapping(
@@ -63,10 +108,11 @@ def save_mapping(
     spec: str,
     column: Column | None = None,
     check: Check | None = None,
+    saved: list[Saved] | None = None,
 ) -> Mappings:
     """Map `target` (a unified field, or `custom.NAME`) of `source`'s `stream` to the
     payload path `spec`; with `column`, declare that custom column too. Returns what the
-    file now says."""
+    file now says; `saved` (if given) is appended the save, to undo it."""
     _check_stream(source, stream)
     if (wrong := target_problem(stream, target, spec)) is not None:
         raise MappingRefused(wrong)
@@ -85,11 +131,16 @@ def save_mapping(
         if check is not None:
             check(mappings)
 
-    return _edit(path, change, landed)
+    return _edit(path, change, landed, saved)
 
 
 def remove_mapping(
-    path: Path, source: str, stream: str, target: str, check: Check | None = None
+    path: Path,
+    source: str,
+    stream: str,
+    target: str,
+    check: Check | None = None,
+    saved: list[Saved] | None = None,
 ) -> Mappings:
     """Take `target` out of `source`'s `stream` table (the built-in map applies again). A
     custom column's declaration stays: other maps may fill it (see `remove_column`)."""
@@ -103,7 +154,7 @@ def remove_mapping(
             _drop(doc, (source, stream))
         return []
 
-    return _edit(path, change, check)
+    return _edit(path, change, check, saved)
 
 
 def save_column(path: Path, column: Column) -> Mappings:
@@ -113,16 +164,13 @@ def save_column(path: Path, column: Column) -> Mappings:
 
 
 def remove_column(path: Path, name: str) -> Mappings:
-    """Take `[columns.NAME]` out; a column still mapped somewhere stays, as text."""
+    """Take `[columns.NAME]` out, its other keys and the comments inside it with it (those
+    above its header stay); a column still mapped somewhere stays, as text."""
 
     def change(doc: TOMLDocument) -> list[str]:
-        table = _table(doc, (COLUMNS_TABLE, name))
-        if table is None:
+        if _table(doc, (COLUMNS_TABLE, name)) is None:
             raise MappingRefused(f"{MAPPINGS_FILE} declares no column {name!r}")
-        for key in ("label", "type"):
-            _remove_key(table, key)
-        if not _holds_anything(table):
-            _drop(doc, (COLUMNS_TABLE, name))
+        _drop(doc, (COLUMNS_TABLE, name))
         return []
 
     return _edit(path, change, None)
@@ -149,27 +197,38 @@ def _check_column(column: Column) -> None:
 # -- the edit ------------------------------------------------------------------------------
 
 
-def _edit(path: Path, change: _Change, check: Check | None) -> Mappings:
+def _edit(
+    path: Path, change: _Change, check: Check | None, saved: list[Saved] | None = None
+) -> Mappings:
+    path = written_path(path)  # a dotfile manager's symlink stays one
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     with locked(path):
         try:
-            text = path.read_text(encoding="utf-8")
+            before: str | None = read_text(path)
         except FileNotFoundError:
-            text = ""
+            before = None
         except (OSError, UnicodeDecodeError) as exc:
-            raise MappingRefused(f"{path}: cannot be read: {exc}") from None
+            raise _file_problem(f"{path}: cannot be read: {exc}") from None
+        crlf = before is not None and "\r\n" in before  # written back with its line endings
+        text = (before or "").replace("\r\n", "\n")
+        _, problems = mappings_from_text(text, path)
+        if problems:  # the file's own, not this change's: the person must fix it first
+            raise _file_problem("; ".join(problems))
         try:
             doc = tomlkit.parse(text)
         except TOMLKitError as exc:
-            raise MappingRefused(f"{path}: {exc}; correct it first") from None
+            raise _file_problem(f"{path}: {exc}") from None
         added = change(doc)
         new = _ending_as(text, _appended(tomlkit.dumps(doc), added))
         mappings, problems = mappings_from_text(new, path)
-        if problems:  # the first one: often one the file had already, named by its line
+        if problems:
             raise MappingRefused(problems[0])
         if check is not None:
             check(mappings)
-        replace_text(path, new, mode_of(path))
+        after = new.replace("\n", "\r\n") if crlf else new
+        replace_text(path, after, mode_of(path))
+        if saved is not None:
+            saved.append(Saved(path, before, after))
         return mappings
 
 

@@ -9,6 +9,7 @@ dict keeps seeing the old set; the next read sees the new one: never a mix.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -299,13 +300,20 @@ class CacheStore:
         progress: RemapProgress | None = None,
         cancel: threading.Event | None = None,
     ) -> RemapReport:
-        """Map a stream's stored payloads again (`Database.remap_stream`) in a thread, then
-        show the committed stream: the event loop only swaps it in. `progress` is called
-        from that thread."""
+        """Map a stream's stored payloads again (`Database.remap_stream`) on the database's
+        writer thread, as every write of this store runs, then show the committed stream:
+        the event loop only swaps it in. `progress` is called from that thread.
+
+        The records the re-map wrote are the stream (read back only where it kept rows
+        as they were). Between its commit, which lets the lease go, and the swap, a writer
+        of this process (a webhook) may commit and apply its change to memory: those
+        records are read again after the swap, so the swap never undoes them; a stream
+        replaced meanwhile is read whole (as `follow` does)."""
         if self.db is None:
             raise RuntimeError("re-mapping needs the database")
+        before = self.stream_version(kind, source)
         collected = Collected()
-        report = await asyncio.to_thread(
+        work = functools.partial(
             self.db.remap_stream,
             self.user_id,
             source,
@@ -315,12 +323,26 @@ class CacheStore:
             cancel,
             collect=collected,
         )
+        report: RemapReport = await self.in_writer(work)
         if collected.kept:  # rows kept as they were: their ids are the database's to say
             synced, imported = await asyncio.to_thread(self._read_stream, kind, source)
             self._imported[kind][source] = imported
         else:  # the records just written are the stream: no second read of 100k rows
             synced = await asyncio.to_thread(_by_id, collected.records)
+        moved = self.changed_since(kind, source, before)
+        for _ in range(3):
+            if moved is not None:
+                break
+            # replaced meanwhile, not patched: read it whole (as `follow` does)
+            before = self.stream_version(kind, source)
+            synced, imported = await asyncio.to_thread(self._read_stream, kind, source)
+            self._imported[kind][source] = imported
+            moved = self.changed_since(kind, source, before)
+        moved = moved or set()
         self._swap(kind, source, synced)
+        if moved:
+            found = await asyncio.to_thread(self._read_ids, kind, source, sorted(moved))
+            await self._apply_off_loop(kind, source, found, sorted(moved - {r.id for r in found}))
         return report
 
     def _patched(

@@ -1000,11 +1000,13 @@ class Database(
 
     @damage_named
     def recent_runs(self, user_id: str, per_source: int = 30) -> list[dict[str, Any]]:
-        """Each source's latest `per_source` runs, newest first, with their stream rows:
-        the Pipeline's sync health (one busy source must not push the others out)."""
+        """Each source's latest `per_source` sync runs, newest first, with their stream rows:
+        the Pipeline's sync health (one busy source must not push the others out, nor
+        re-maps of the cache the syncs)."""
         return self._runs_with_streams(
             "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY source ORDER BY id DESC)"
-            " AS nth FROM sync_runs WHERE user_id = ? AND parent_id IS NULL)"
+            " AS nth FROM sync_runs WHERE user_id = ? AND parent_id IS NULL"
+            " AND (stream IS NULL OR stream NOT LIKE 'remap:%'))"
             " WHERE nth <= ? ORDER BY id DESC",
             (user_id, per_source),
             user_id,

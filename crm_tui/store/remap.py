@@ -11,6 +11,12 @@ A payload the new map cannot make a record of (InvalidRecord) keeps its previous
 the previous good data survives; it is quarantined with its reason, as a sync quarantines.
 When that is a mapping gone wrong rather than a few odd records (the sync's rule:
 `mapping_gone_wrong`), nothing is committed: RemapFailed, and the stream stays as it was.
+A stored payload that is not JSON (a damaged cell) is kept and quarantined the same way; it
+says nothing about the map, so it does not count towards that rule.
+
+The same when the new map gives two payloads one id: the stream would hold fewer records
+than it read, and the payloads of those replaced would be gone with the old generation (no
+request can bring them back). Nothing is committed: RemapFailed.
 """
 
 from __future__ import annotations
@@ -23,8 +29,6 @@ from typing import Any
 
 from crm_tui import jsoncodec
 from crm_tui.models import (
-    CONTACT_FIELDS,
-    DEAL_FIELDS,
     Outcome,
     Record,
     RecordKind,
@@ -56,9 +60,10 @@ class Collected:
 
 
 class RemapFailed(StoreError):
-    """Too many stored payloads would not map: nothing was committed."""
+    """The map refused by the re-map (too many stored payloads would not map, or ids that
+    collide): nothing was committed. Exit 2, as a mapping refused before its save."""
 
-    exit_code = 1
+    exit_code = 2
 
 
 class RemapCancelled(StoreError):
@@ -187,14 +192,20 @@ class RemapStore:
             with self._lock, self._reading():  # type: ignore[attr-defined]
                 current = db._generations(user_id, kind).get(source, 0)
                 total = db._count(self._conn, user_id, source, kind, current)
-            last = 0
+            last = damaged = 0
             while rows := self._batch(kind, user_id, source, current, last):
                 if cancel is not None and cancel.is_set():
                     raise RemapCancelled(f"Re-map of {source} {kind} stopped", "nothing changed")
                 last = rows[-1][0]
                 records, kept = [], []
                 for rowid, raw, synced_at in rows:
-                    payload = jsoncodec.loads(raw)
+                    try:
+                        payload = jsoncodec.loads(raw)
+                    except ValueError as exc:  # a damaged cell: not the map's doing
+                        bad.append((f"stored payload is not JSON: {exc}", raw))
+                        kept.append(rowid)
+                        damaged += 1
+                        continue
                     try:
                         records.append(remap(payload, synced_at or report.started_at))
                     except InvalidRecord as exc:
@@ -208,11 +219,20 @@ class RemapStore:
                 report.read += len(rows)
                 if progress is not None:
                     progress(report.read, total)
-            if mapping_gone_wrong(len(bad), report.read, invalid_share):
+            refused, readable = len(bad) - damaged, report.read - damaged
+            if mapping_gone_wrong(refused, readable, invalid_share):
                 raise RemapFailed(
                     f"Re-map of {source} {kind} refused",
-                    f"{len(bad)} of {report.read} stored records would not map"
+                    f"{refused} of {readable} stored records would not map"
                     f" (more than {invalid_share:.0%}); nothing changed",
+                )
+            with self._lock, self._reading():  # type: ignore[attr-defined]
+                staged = db._count(self._conn, user_id, source, kind, generation)
+            if staged < report.read:  # ids that collide: each replaced another's row
+                raise RemapFailed(
+                    f"Re-map of {source} {kind} refused",
+                    f"{report.read - staged} of {report.read} stored records would share an id"
+                    " with another under this map; nothing changed",
                 )
             before = db.last_change()
             report.written = db.swap_generation(user_id, source, kind, generation, lease)
@@ -237,9 +257,11 @@ class RemapStore:
 
     def _copy_rows(self, kind: RecordKind, generation: int, rowids: list[int]) -> None:
         """Rows as they are into `generation` (a payload the new map refused)."""
+        from crm_tui.store.db import _COLUMNS  # the module that mixes this class in
+
         if not rowids:
             return
-        names = ", ".join(CONTACT_FIELDS if kind == "contacts" else DEAL_FIELDS)
+        names = ", ".join(_COLUMNS[kind])
         marks = ", ".join("?" for _ in rowids)
         with self.transaction() as conn:  # type: ignore[attr-defined]
             conn.execute(

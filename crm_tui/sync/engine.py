@@ -39,8 +39,8 @@ from crm_tui.models import (
 from crm_tui.sources.base import Source, SourceContext
 from crm_tui.sources.errors import AuthError, InvalidRecord, RateLimited, SourceError
 from crm_tui.sources.http import StreamStats, current_stats
-from crm_tui.sources.mapping import INVALID_SHARE, Mappings, load_mappings, mapping_gone_wrong
-from crm_tui.sources.mapping_file import mappings_path
+from crm_tui.sources.mapping import INVALID_SHARE, Mappings, mapping_gone_wrong
+from crm_tui.sources.mapping_file import mappings_path, read_mappings
 from crm_tui.sources.messages import problem_of
 from crm_tui.sources.pagination import Page
 from crm_tui.sources.registry import CONNECTORS
@@ -752,10 +752,7 @@ def _file_stamp(path: Path) -> tuple[int, int, int] | None:
 
 
 def _mappings() -> Mappings:
-    try:
-        return load_mappings(mappings_path())
-    except ValueError as exc:
-        raise ConfigError(f"mappings.toml: {exc}") from None
+    return read_mappings()
 
 
 def _no_later(latest: str | None, start: str) -> str | None:
