@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from crm_tui.custom_columns import Column
-from crm_tui.fields.edit import Edit, edited, undo
+from crm_tui.fields.edit import Edit, apply, edited
 from crm_tui.fields.service import current_mappings
-from crm_tui.sources.mapping_file import save_column, save_mapping
+from crm_tui.store import Database
+from tests.conftest import make_settings
 
 LENDER = Column("lender", "Lender")
 
@@ -23,27 +24,17 @@ def test_edited_leaves_the_original_alone() -> None:
     assert unmapped.overrides == {"followupboss": {"contacts": {}}}
 
 
-def test_undo_puts_back_a_new_column_and_mapping(tmp_path: Path) -> None:
+def test_a_saved_edit_is_undone_to_the_exact_text(tmp_path: Path) -> None:
+    """The screen's refusal after a save (the re-map could not run) puts the file back as
+    it was, comments and all."""
+    settings = make_settings(tmp_path, fub_api_key="k")
     path = tmp_path / "mappings.toml"
-    path.write_text("# kept\n")
-    before = current_mappings(path)
+    text = '# ours\n[followupboss.contacts]\ncompany = "customCompany"  # kept\n'
+    path.write_text(text)
+    db = Database(settings.database_path)
     edit = Edit("followupboss", "contacts", "custom.lender", "customLender", LENDER)
-    save_mapping(path, edit.source, edit.stream, edit.target, "customLender", LENDER)
-    undo(before, edit, path)
-    assert current_mappings(path).overrides.get("followupboss", {}) == {}
-    assert current_mappings(path).columns == {}
-    assert "# kept" in path.read_text()
-
-
-def test_undo_restores_a_previous_path_and_column(tmp_path: Path) -> None:
-    path = tmp_path / "mappings.toml"
-    save_mapping(path, "followupboss", "contacts", "custom.lender", "old", LENDER)
-    before = current_mappings(path)
-    renamed = Column("lender", "Mortgage lender", "text")
-    edit = Edit("followupboss", "contacts", "custom.lender", "customLender", renamed)
-    save_mapping(path, edit.source, edit.stream, edit.target, "customLender", renamed)
-    save_column(path, renamed)
-    undo(before, edit, path)
-    after = current_mappings(path)
-    assert after.overrides["followupboss"]["contacts"] == {"custom.lender": "old"}
-    assert after.columns["lender"] == LENDER
+    saved = apply(db, settings, edit, path)
+    db.close()
+    assert saved is not None and "customLender" in path.read_text()
+    assert current_mappings(path).columns == {"lender": LENDER}
+    assert saved.undo() and path.read_text() == text

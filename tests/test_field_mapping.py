@@ -26,6 +26,7 @@ from crm_tui.models import RecordKind
 from crm_tui.sources.mapping import Mappings
 from crm_tui.sources.mapping_file import MappingRefused, mappings_path
 from crm_tui.store import CacheStore, Database
+from crm_tui.store import cache as cache_module
 from crm_tui.store.errors import StreamBusy
 from crm_tui.store.remap import RemapCancelled, RemapFailed
 from tests.conftest import make_settings
@@ -340,9 +341,9 @@ async def test_a_damaged_payload_is_kept_and_quarantined_not_fatal(db, settings)
 
 
 async def test_a_remap_shown_in_memory_keeps_a_change_committed_after_it(db, settings, monkeypatch):
-    """The re-map lets its lease go, then the stream is read back: a webhook of this process
-    committing (and applying to memory) while that reading runs must not be undone on the
-    screen by it."""
+    """The re-map lets its lease go, then its records are made the stream in memory: a
+    webhook of this process committing (and applying to memory) meanwhile must not be
+    undone on the screen by them."""
     people = fub_people()[:20]
     cache(db, settings, "followupboss", "contacts", people)
     store = CacheStore(settings.user_id, db)
@@ -350,15 +351,15 @@ async def test_a_remap_shown_in_memory_keeps_a_change_committed_after_it(db, set
     target = f"followupboss:{people[3]['id']}"
     loop = asyncio.get_running_loop()
     read_done, applied = asyncio.Event(), threading.Event()
-    real_read = CacheStore._read_stream
+    real_by_id = cache_module._by_id
 
-    def slow_read(self, kind, source):
-        found = real_read(self, kind, source)
+    def slow_by_id(records):
+        found = real_by_id(records)
         loop.call_soon_threadsafe(read_done.set)
-        applied.wait(5)  # the webhook lands before this reading is swapped in
+        applied.wait(5)  # the webhook lands before these records are swapped in
         return found
 
-    monkeypatch.setattr(CacheStore, "_read_stream", slow_read)
+    monkeypatch.setattr(cache_module, "_by_id", slow_by_id)
 
     async def webhook() -> None:
         await read_done.wait()

@@ -1,11 +1,10 @@
 """One change of a stream's mapping as the Mapping screen makes it: map a target (a unified
 field or `custom.NAME`) to a payload path, or unmap it; its live preview on a few cached
-records; saving it; and putting the file back when the re-map after it cannot run.
+records; and saving it (undone, the file put back, when the re-map after it cannot run).
 Plain Python: the screen calls these from its workers."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +16,7 @@ from crm_tui.fields.shown import shown_value
 from crm_tui.models import Record, RecordKind
 from crm_tui.sources.errors import InvalidRecord
 from crm_tui.sources.mapping import Mappings
-from crm_tui.sources.mapping_file import (
-    MappingRefused,
-    mappings_path,
-    remove_column,
-    remove_mapping,
-    save_column,
-    save_mapping,
-)
+from crm_tui.sources.mapping_file import Saved
 from crm_tui.store.db import Database
 from crm_tui.text import single_line
 
@@ -101,33 +93,23 @@ def preview(
     return rows
 
 
-def apply(db: Database, settings: Settings, edit: Edit, path: Path | None = None) -> Mappings:
+def apply(db: Database, settings: Settings, edit: Edit, path: Path | None = None) -> Saved | None:
     """Save the edit to mappings.toml, after the service's checks. Blocking: a thread.
-    Raises MappingRefused with the one-line reason; the file is then untouched."""
+    Raises MappingRefused with the one-line reason; the file is then untouched. Returns
+    the save, whose `undo()` puts the file back as it was (None: nothing was written)."""
+    saved: list[Saved] = []
     if edit.spec is None:
-        return remove(db, settings, edit.source, edit.stream, edit.target, path=path)
-    return save(
-        db, settings, edit.source, edit.stream, edit.target, edit.spec, edit.column, path=path
-    )
-
-
-def undo(before: Mappings, edit: Edit, path: Path | None = None) -> None:
-    """Put back what `before` said of the edit's target and column: the re-map after a save
-    could not run (the stream busy, the map gone wrong), and a refused change must change
-    nothing. Blocking: a thread."""
-    where = path or mappings_path()
-    old = before.overrides.get(edit.source, {}).get(edit.stream, {}).get(edit.target)
-    try:
-        if old is None:
-            remove_mapping(where, edit.source, edit.stream, edit.target)
-        else:
-            save_mapping(where, edit.source, edit.stream, edit.target, old)
-    except MappingRefused:
-        pass  # already as it was
-    if edit.column is not None:
-        previous = before.columns.get(edit.column.name)
-        if previous is None:
-            with contextlib.suppress(MappingRefused):
-                remove_column(where, edit.column.name)
-        elif previous != edit.column:
-            save_column(where, previous)
+        remove(db, settings, edit.source, edit.stream, edit.target, path=path, saved=saved)
+    else:
+        save(
+            db,
+            settings,
+            edit.source,
+            edit.stream,
+            edit.target,
+            edit.spec,
+            edit.column,
+            path=path,
+            saved=saved,
+        )
+    return saved[0] if saved else None

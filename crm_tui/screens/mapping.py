@@ -26,8 +26,8 @@ from textual.worker import get_current_worker
 
 from crm_tui.config import DISPLAY_NAMES, ConfigError
 from crm_tui.custom_columns import COLUMN_TYPES, CUSTOM_PREFIX, Column, is_column_name
-from crm_tui.fields.discover import COMPUTED, Discovery, FieldInfo, TargetInfo
-from crm_tui.fields.edit import PREVIEW_RECORDS, Edit, PreviewRow, apply, preview, undo
+from crm_tui.fields.discover import COMPUTED, Discovery, TargetInfo
+from crm_tui.fields.edit import PREVIEW_RECORDS, Edit, PreviewRow, apply, preview
 from crm_tui.fields.service import current_mappings, discover_stream, remap
 from crm_tui.models import RecordKind
 from crm_tui.sources.mapping import Mappings
@@ -39,11 +39,6 @@ if TYPE_CHECKING:
     from crm_tui.app import CrmApp
 
 NEW_COLUMN = "+new"  # the targets' last row: declare a custom column
-
-
-def fill_text(info: FieldInfo, estimated: bool) -> str:
-    """`100%`, or `~97%` when only a sample of the stream was read."""
-    return f"{'~' if estimated else ''}{info.fill_rate:.0%}"
 
 
 class ColumnScreen(ModalScreen[Column | None]):
@@ -214,7 +209,7 @@ class MappingScreen(Screen[None]):
             path = info.path + (f" ({info.vendor_label})" if info.vendor_label else "")
             table.add_row(
                 safe(path),
-                safe(fill_text(info, found.estimated), "dim" if not info.filled else ""),
+                safe(info.fill_text(found.estimated), "dim" if not info.filled else ""),
                 safe(", ".join(info.mapped_to)),
                 safe(" · ".join(info.samples)),
                 safe(",".join(info.types)),
@@ -366,8 +361,7 @@ class MappingScreen(Screen[None]):
         re-map the cached stream; any refusal is shown, and the file put back."""
         crm = self.crm
         try:
-            before = await asyncio.to_thread(current_mappings)
-            await asyncio.to_thread(apply, crm.store.db, crm.settings, edit)
+            saved = await asyncio.to_thread(apply, crm.store.db, crm.settings, edit)
         except (MappingRefused, ConfigError, StoreError) as exc:
             return self._done(str(exc), refused=True)
         try:
@@ -378,9 +372,10 @@ class MappingScreen(Screen[None]):
             report = await remap(crm.store, crm.settings, edit.source, edit.stream, self._progress)
         except (StoreError, ConfigError) as exc:
             # the re-map could not run (busy, a map gone wrong): nothing may change
-            await asyncio.to_thread(undo, before, edit)
+            put_back = saved is None or await asyncio.to_thread(saved.undo)
             await self._reload()
-            return self._done(str(exc), refused=True)
+            said = "" if put_back else "; mappings.toml not put back: it was saved again since"
+            return self._done(f"{exc}{said}", refused=True)
         if edit.column is not None:
             self.new_column = None  # saved: discovery lists it now
         self._done(f"saved {edit.describe()} · {report.written:,} re-mapped, {report.kept} kept")
@@ -388,6 +383,7 @@ class MappingScreen(Screen[None]):
     async def _reload(self) -> None:
         await self.crm.engine.reload_mappings()
         self.crm.index.columns = self.crm.engine.columns
+        self.crm.local.reload_columns()  # a local record's custom values read by type
 
     def _progress(self, done: int, total: int) -> None:
         """Called from the re-map's thread."""
