@@ -165,6 +165,42 @@ async def test_ctrl_e_edits_a_vendor_contact_shown_pending_at_once_then_sent(app
         assert any(n.startswith("Sent to Follow Up Boss: stage") for n in notices(app))
 
 
+async def test_the_form_edits_a_custom_column_the_vendor_writes(tmp_path, fub_api):
+    """A Follow Up Boss custom field mapped to a column is a field of the form, under its
+    label, and an edit of it is sent as that custom field."""
+    from crm_tui.custom_columns import Column
+    from crm_tui.sources.mapping_file import mappings_path, save_mapping
+
+    settings = make_settings(tmp_path, fub_api_key="canary-key-123", fub_api_base_url=FUB)
+    lender = Column("lender", "Mortgage lender", "text")
+    save_mapping(
+        mappings_path(), "followupboss", "contacts", "custom.lender", "customLender", lender
+    )
+    fub_api.get(f"{FUB}/people").respond(
+        json={"_metadata": {"next": None}, "people": [person(7, customLender="Hilltop")]}
+    )
+    fub_api.get(f"{FUB}/people/7").respond(json=person(7, customLender="Hilltop"))
+    put = fub_api.put(f"{FUB}/people/7").respond(json=person(7, customLender=HOSTILE))
+    app = make_app(settings, sync_stale=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await synced(pilot, app)
+        assert app.store.get("contacts", ID).custom == {"lender": "Hilltop"}
+        await pilot.press("f3", "ctrl+e")
+        await pilot.pause(0.3)
+        form = app.screen
+        assert isinstance(form, LocalFormScreen) and form.fields[-1] == "custom.lender"
+        box = form.query_one("#field-custom-lender", Input)
+        labels = [str(label.render()) for label in form.query(Label)]
+        assert box.value == "Hilltop" and "Mortgage lender" in labels
+        box.value = HOSTILE
+        await pilot.press("ctrl+s")
+        await quiet(pilot, app)
+        [entry] = entries(app)
+        assert entry.state == "done", entry.error
+        assert json.loads(put.calls.last.request.content) == {"customLender": HOSTILE}
+        assert app.store.get("contacts", ID).custom == {"lender": HOSTILE}
+
+
 async def test_a_stage_the_vendor_does_not_list_is_refused_under_the_field(app, fub_api):
     put = fub_api.put(f"{FUB}/people/7").respond(json=person(7))
     async with app.run_test(size=SIZE) as pilot:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 
 from rich.text import Text
@@ -23,6 +24,7 @@ from textual.suggester import Suggester
 from textual.widgets import Button, Footer, Input, Label, Static
 
 from crm_tui.config import ConfigError
+from crm_tui.custom_columns import CUSTOM_PREFIX
 from crm_tui.formats import field_label, format_amount, format_date, parse_amount, parse_date
 from crm_tui.local_crm import ValidationFailed, validate
 from crm_tui.models import CONTACT_EDITABLE, DEAL_EDITABLE, Record, RecordKind
@@ -50,10 +52,26 @@ _CHECKED_ON_LEAVE = ("amount", "close_date", "probability", "currency", "email",
 def _shown(record: Record | None, name: str) -> str:
     if record is None:
         return ""
+    if name.startswith(CUSTOM_PREFIX):  # as stored, so that it reads back as typed
+        value = record.custom.get(name.removeprefix(CUSTOM_PREFIX))
+        if isinstance(value, tuple):
+            return ", ".join(value)
+        return (
+            ""
+            if value is None
+            else format(value, "f")
+            if isinstance(value, Decimal)
+            else str(value)
+        )
     value = getattr(record, name, None)
     if name == "tags":
         return ", ".join(value or ())
     return "" if value is None else str(value)
+
+
+def _slot(name: str) -> str:
+    """A field's name as a widget id (`custom.lender` -> `custom-lender`: ids take no dot)."""
+    return name.replace(".", "-")
 
 
 class ValueSuggester(Suggester):
@@ -94,6 +112,7 @@ class FormTarget:
     save: Save
     changed_only: bool = False
     choices: Mapping[str, Choices] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)  # beside the fields' own
 
 
 class LocalFormScreen(ModalScreen[Record | None]):
@@ -118,6 +137,13 @@ class LocalFormScreen(ModalScreen[Record | None]):
         self.initial: dict[str, str] = {name: _shown(record, name) for name in self.fields}
         self._errored: dict[str, str | None] = {}
 
+    def _named(self, slot: str) -> str:
+        """The field whose widget id holds `slot`."""
+        return next((name for name in self.fields if _slot(name) == slot), slot)
+
+    def _label(self, name: str) -> str:
+        return self.target.labels.get(name) or _LABELS.get(name) or field_label(name)
+
     def _local_target(self) -> FormTarget:
         what = "contact" if self.kind == "contacts" else "deal"
         title = f"Edit local {what} {self.record.id}" if self.record else f"New local {what}"
@@ -136,16 +162,18 @@ class LocalFormScreen(ModalScreen[Record | None]):
             with VerticalScroll(id="form-body"), ItemGrid(id="form-grid", min_column_width=36):
                 for name in self.fields:
                     with Vertical(classes="form-field"):
-                        yield Label(_LABELS.get(name) or field_label(name), markup=False)
+                        yield Label(self._label(name), markup=False)
                         yield Input(
                             self.initial[name],
-                            id=f"field-{name}",
+                            id=f"field-{_slot(name)}",
                             placeholder=_PLACEHOLDERS.get(name, ""),
                             suggester=self.suggesters.get(name),
                             compact=True,
                         )
-                        yield Label("", id=f"error-{name}", classes="field-error", markup=False)
-                        yield Label("", id=f"reading-{name}", classes="field-reading")
+                        yield Label(
+                            "", id=f"error-{_slot(name)}", classes="field-error", markup=False
+                        )
+                        yield Label("", id=f"reading-{_slot(name)}", classes="field-reading")
             with Horizontal(id="form-buttons"):
                 yield Button("Save (ctrl+s)", id="save", variant="primary")
                 yield Button("Cancel (esc)", id="cancel")
@@ -162,7 +190,7 @@ class LocalFormScreen(ModalScreen[Record | None]):
 
     def on_mount(self) -> None:
         self.on_resize()
-        self.query_one(f"#field-{self.fields[0]}", Input).focus()
+        self.query_one(f"#field-{_slot(self.fields[0])}", Input).focus()
         for name in self.fields:
             self._show_reading(name)
         if set(self.suggesters) - set(self.target.choices):
@@ -194,7 +222,7 @@ class LocalFormScreen(ModalScreen[Record | None]):
     def values(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name in self.fields:
-            value = self.query_one(f"#field-{name}", Input).value
+            value = self.query_one(f"#field-{_slot(name)}", Input).value
             if self.target.changed_only and value == self.initial[name]:
                 continue
             if self.record is not None or value.strip():
@@ -203,15 +231,17 @@ class LocalFormScreen(ModalScreen[Record | None]):
 
     def is_dirty(self) -> bool:
         return any(
-            self.query_one(f"#field-{name}", Input).value != self.initial[name]
+            self.query_one(f"#field-{_slot(name)}", Input).value != self.initial[name]
             for name in self.fields
         )
 
     def _set_error(self, name: str, message: str) -> None:
         # Remembered with the value it is about: a Changed event still in the queue for
         # that same value must not wipe it.
-        self._errored[name] = self.query_one(f"#field-{name}", Input).value if message else None
-        label = self.query_one(f"#error-{name}", Label)
+        self._errored[name] = (
+            self.query_one(f"#field-{_slot(name)}", Input).value if message else None
+        )
+        label = self.query_one(f"#error-{_slot(name)}", Label)
         label.update(message)
         label.display = bool(message)
 
@@ -220,7 +250,7 @@ class LocalFormScreen(ModalScreen[Record | None]):
         shows before it is saved."""
         if name not in ("amount", "close_date"):
             return
-        text = self.query_one(f"#field-{name}", Input).value.strip()
+        text = self.query_one(f"#field-{_slot(name)}", Input).value.strip()
         reading = ""
         try:
             if text and name == "amount":
@@ -230,7 +260,7 @@ class LocalFormScreen(ModalScreen[Record | None]):
                 reading = format_date(parse_date(text).isoformat())
         except ValueError:
             reading = ""
-        label = self.query_one(f"#reading-{name}", Label)
+        label = self.query_one(f"#reading-{_slot(name)}", Label)
         label.update(Text(f"= {reading}") if reading and reading != text else "")
         label.display = bool(reading and reading != text)
 
@@ -242,7 +272,7 @@ class LocalFormScreen(ModalScreen[Record | None]):
         return str(getattr(self.record, "currency", None) or "USD")
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        name = (event.input.id or "").removeprefix("field-")
+        name = self._named((event.input.id or "").removeprefix("field-"))
         if name in self.fields:
             if self._errored.get(name) not in (None, event.value):
                 self._set_error(name, "")
@@ -252,7 +282,7 @@ class LocalFormScreen(ModalScreen[Record | None]):
         widget = event.widget
         if not isinstance(widget, Input) or not widget.id:
             return
-        name = widget.id.removeprefix("field-")
+        name = self._named(widget.id.removeprefix("field-"))
         if name not in _CHECKED_ON_LEAVE or not widget.value.strip():
             return
         cfg = getattr(self.app, "settings", None)
@@ -266,7 +296,7 @@ class LocalFormScreen(ModalScreen[Record | None]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         """Enter moves to the next field; on the last one it saves."""
         event.stop()
-        if event.input.id == f"field-{self.fields[-1]}":
+        if event.input.id == f"field-{_slot(self.fields[-1])}":
             self.action_save()
         else:
             self.focus_next(Input)
@@ -318,4 +348,4 @@ class LocalFormScreen(ModalScreen[Record | None]):
             else:
                 self.notify(f"{name}: {message}", severity="warning", markup=False)
         if first is not None:
-            self.query_one(f"#field-{first}", Input).focus()
+            self.query_one(f"#field-{_slot(first)}", Input).focus()

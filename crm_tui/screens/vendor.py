@@ -17,6 +17,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Static, TextArea
 
+from crm_tui.custom_columns import CUSTOM_PREFIX
 from crm_tui.local_crm import ValidationFailed
 from crm_tui.models import Record, kind_of
 from crm_tui.screens.confirm import ConfirmScreen
@@ -48,7 +49,13 @@ def vendor_form(app: CrmApp, record: Record) -> LocalFormScreen:
     spec = app.engine.connectors[record.source].writes.update[kind]
     title = f"Edit in {vendor(record.source)}: {what} {record.id}"
     choices = {name: listed(name) for name in spec.choices}
-    target = FormTarget(title, writeback.writable(record), save, True, choices)
+    custom = writeback.custom_writable(record)
+    labels = {}
+    for name in custom:  # a custom column by its label, as Browse and the record show it
+        column = app.engine.columns.get(name.removeprefix(CUSTOM_PREFIX))
+        labels[name] = column.label if column else name
+    fields = (*writeback.writable(record), *custom)
+    target = FormTarget(title, fields, save, True, choices, labels)
     return LocalFormScreen(kind, record, target)
 
 
