@@ -630,3 +630,20 @@ async def test_the_store_after_a_remap_holds_what_the_database_committed(db, set
     assert shown == {r.id: r.to_json() for r in fresh.records("contacts", "followupboss")}
     prices = [v for v in (j["custom"].get("price") for j in shown.values()) if v is not None]
     assert len(prices) == sum("customPriceRange" in p for p in people)
+
+
+def test_the_vendors_field_labels_and_paths_come_out_plain() -> None:
+    """Field metadata is CRM text as payloads are: no escape, C1 or bidi character reaches a
+    label, and a path no map could name is left out."""
+    from crm_tui.fields.discover import discover
+    from crm_tui.sources.kit import VendorField
+
+    vendor = [
+        VendorField("customLender", "Lender\x1b[2J\u202e\x9b31m"),
+        VendorField("evil\x1b]0;pwn\x07", "x"),
+    ]
+    payloads = ['{"id": 1, "customLender": "Q"}']
+    found = discover("followupboss", "contacts", payloads, 1, {}, {}, {}, vendor)
+    listed = {f.path: f.vendor_label for f in found.fields}
+    assert listed["customLender"] == "Lender [2J  31m"  # each control a space
+    assert not any("evil" in path for path in listed)

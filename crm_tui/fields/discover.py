@@ -150,7 +150,8 @@ def discover(
     for target in targets:
         for path in target.paths:
             readers.setdefault(path, []).append(target.name)
-    labels = {v.path: v.label for v in vendor}
+    # the vendor's metadata is CRM text too: a path it could not be read by is left out
+    labels = {v.path: single_line(v.label) for v in vendor if v.path.isprintable()}
     for path in [*readers, *labels]:  # mapped or listed by the vendor, found in no payload
         seen.setdefault(path, _Seen())
     fields = tuple(
