@@ -72,6 +72,13 @@ def raw(demo: DemoServers, source: str, path: str, headers: dict[str, str]) -> d
     return httpx.get(demo.servers[source].url + path, headers=headers).json()
 
 
+async def fub_person(demo: DemoServers, remote_id: int) -> dict:
+    """A person as the Follow Up Boss simulator holds it, custom fields and all."""
+    url = f"{demo.servers['followupboss'].url}/v1/people/{remote_id}"
+    answer = await call("GET", url, params={"fields": "allFields"}, auth=FUB_AUTH)
+    return answer.json()
+
+
 async def call(method: str, url: str, **kwargs: object) -> httpx.Response:
     """A request to a simulator behind the product's back (as another app would)."""
     async with httpx.AsyncClient() as client:
@@ -110,14 +117,7 @@ async def test_fub_custom_fields_are_written_by_name_and_read_back(engine, demo)
     assert shown.custom["lender"] == "Quicken Loans"  # the cache shows it at once, pending
     [sent] = await wb.drain()
     assert sent.state == "done", sent.error
-    person = (
-        await call(
-            "GET",
-            demo.servers["followupboss"].url + "/v1/people/5",
-            params={"fields": "allFields"},
-            auth=FUB_AUTH,
-        )
-    ).json()
+    person = await fub_person(demo, 5)
     assert (person["customLender"], person["customPriceRange"]) == ("Quicken Loans", 615000)
     cached = engine.store.get("contacts", "followupboss:5")
     assert cached.custom["lender"] == "Quicken Loans"
@@ -126,14 +126,7 @@ async def test_fub_custom_fields_are_written_by_name_and_read_back(engine, demo)
     cleared = await wb.edit(cached, {"custom.lender": ""})  # an empty value clears it
     [done] = await wb.drain()
     assert done.state == "done" and cleared.wanted == {"custom.lender": None}
-    after = (
-        await call(
-            "GET",
-            demo.servers["followupboss"].url + "/v1/people/5",
-            params={"fields": "allFields"},
-            auth=FUB_AUTH,
-        )
-    ).json()
+    after = await fub_person(demo, 5)
     assert "customLender" not in after  # null deletes a custom field
 
 
