@@ -370,6 +370,7 @@ def main(
     """
     rt = ctx.ensure_object(Runtime)
     rt.data_dir, rt.env_file, rt.debug, rt.theme = data_dir, env_file, debug, theme
+    _config_dir_from(env_file)
     if ctx.invoked_subcommand is not None:
         if demo:
             raise click.UsageError("--demo starts the app; it takes no command")
@@ -379,6 +380,20 @@ def main(
             _run_demo(rt, demo_contacts)
         else:
             _run_tui(rt, rt.settings, start_sync=False)
+
+
+def _config_dir_from(env_file: Path | None) -> None:
+    """A settings file that names a config dir (the demo's demo.env) puts the config files
+    there for this command, unless the environment already says where."""
+    from dotenv import dotenv_values
+
+    from crm_tui.config import CONFIG_DIR_ENV
+
+    if env_file is None or CONFIG_DIR_ENV in os.environ or not env_file.is_file():
+        return
+    chosen = dotenv_values(env_file).get(CONFIG_DIR_ENV)
+    if chosen:
+        os.environ[CONFIG_DIR_ENV] = chosen
 
 
 def _run_tui(

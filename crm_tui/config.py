@@ -42,8 +42,14 @@ class ConfigError(Exception):
     """A setting is missing or malformed; the message names the variable."""
 
 
+#: Where the config files live instead of the platform's place: the demo's own, so that
+#: trying it never reads or writes a person's real mappings.toml.
+CONFIG_DIR_ENV = "CRM_CONFIG_DIR"
+
+
 def config_dir() -> Path:
-    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+    chosen = os.environ.get(CONFIG_DIR_ENV)
+    return Path(chosen) if chosen else Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
 
 
 def default_env_files(explicit: Path | None = None) -> tuple[Path, ...]:

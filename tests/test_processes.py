@@ -179,3 +179,26 @@ async def test_an_open_app_shows_what_another_process_wrote(tmp_path):
         assert [c.name for c in app.store.contacts("local")] == ["Written Elsewhere"]
         await settle(pilot, app)
         assert app.index.search("elsewhere").total == 1
+
+
+def test_the_demo_reads_and_writes_its_own_config_never_the_persons(tmp_path):
+    """Trying the demo (its Mapping screen, `crm-tui --env-file demo.env map ...`) must not
+    change the mappings.toml a person's real CRMs are read with."""
+    from crm_tui.config import config_dir
+    from crm_tui.sources.mapping_file import mappings_path
+
+    real = config_dir()
+    with start_demo(data_dir=tmp_path / "demo", contacts=20) as demo:
+        assert mappings_path() == demo.config_dir / "mappings.toml"
+        env = {k: v for k, v in os.environ.items() if k != "CRM_CONFIG_DIR"}  # a new shell
+        command = ["map", "followupboss", "contacts", "custom.lender", "customLender"]
+        mapped = subprocess.run(
+            [sys.executable, "-m", "crm_tui", "--env-file", str(demo.env_file), *command],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert mapped.returncode == 0, mapped.stderr
+        assert "customLender" in (demo.config_dir / "mappings.toml").read_text()
+    assert config_dir() == real and not (real / "mappings.toml").exists()

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crm_tui.config import Settings
+from crm_tui.config import CONFIG_DIR_ENV, Settings
 from crm_tui.demo.churn import Churn
 from crm_tui.demo.csvfiles import write_demo_csvs
 from crm_tui.demo.servers import DemoServers, Faults, start_demo_servers
@@ -21,6 +21,12 @@ class DemoSession:
     settings: Settings
     data_dir: Path
     owns_data_dir: bool
+    config_before: str | None = None  # CRM_CONFIG_DIR as it was before the session
+
+    @property
+    def config_dir(self) -> Path:
+        """The demo's own config dir (its mappings.toml): a person's real one is left be."""
+        return self.data_dir / "config"
 
     @property
     def env_file(self) -> Path:
@@ -38,6 +44,10 @@ class DemoSession:
 
     def close(self) -> None:
         self.servers.stop()
+        if self.config_before is None:
+            os.environ.pop(CONFIG_DIR_ENV, None)
+        else:
+            os.environ[CONFIG_DIR_ENV] = self.config_before
         if self.owns_data_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
@@ -69,8 +79,9 @@ def start_demo(
         )
         values.update(overrides)
         settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
-        session = DemoSession(servers, settings, folder, owns)
-        _write_env_file(session.env_file, values)
+        session = DemoSession(servers, settings, folder, owns, os.environ.get(CONFIG_DIR_ENV))
+        os.environ[CONFIG_DIR_ENV] = str(session.config_dir)
+        _write_env_file(session.env_file, {**values, CONFIG_DIR_ENV: session.config_dir})
     except BaseException:
         servers.stop()
         raise
