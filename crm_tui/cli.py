@@ -389,9 +389,12 @@ def _config_dir_from(env_file: Path | None) -> None:
 
     from crm_tui.config import CONFIG_DIR_ENV
 
-    if env_file is None or CONFIG_DIR_ENV in os.environ or not env_file.is_file():
+    if env_file is None or CONFIG_DIR_ENV in os.environ:
         return
-    chosen = dotenv_values(env_file).get(CONFIG_DIR_ENV)
+    try:
+        chosen = dotenv_values(env_file).get(CONFIG_DIR_ENV)
+    except (OSError, ValueError):  # not there, not text: reading the settings says so
+        return
     if chosen:
         os.environ[CONFIG_DIR_ENV] = chosen
 
