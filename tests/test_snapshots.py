@@ -83,20 +83,25 @@ def deals() -> list[Deal]:
     ]
 
 
-@pytest.fixture
-def snapshot_app(monkeypatch):
-    """Builds the app over fixed data: the hand-made records above, or with `pipeline=True`
-    the demo's records and 30 fixed runs per source (tests/pipeline_data.py), "now" fixed."""
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
+def snapshot_settings():
+    """Settings over an emptied SNAPSHOT_DIR, Follow Up Boss set up but never reachable."""
     shutil.rmtree(SNAPSHOT_DIR, ignore_errors=True)
-    settings = make_settings(
+    return make_settings(
         SNAPSHOT_DIR,
         crm_data_dir=SNAPSHOT_DIR,
         crm_user_id="snap",
         fub_api_key="snapshot-key",
         fub_api_base_url="http://127.0.0.1:9/v1",
     )
+
+
+@pytest.fixture
+def snapshot_app(monkeypatch):
+    """Builds the app over fixed data: the hand-made records above, or with `pipeline=True`
+    the demo's records and 30 fixed runs per source (tests/pipeline_data.py), "now" fixed."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    settings = snapshot_settings()
 
     def build(*, pipeline: bool = False, **options):
         db = Database(settings.database_path)

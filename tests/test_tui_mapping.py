@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import shutil
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from textual.widgets import DataTable, Input, Static
@@ -27,7 +24,7 @@ from crm_tui.sources.mapping_file import mappings_path
 from crm_tui.store import CacheStore, Database
 from crm_tui.store.errors import StreamBusy
 from crm_tui.widgets.record_table import RecordTable
-from tests.conftest import make_settings
+from tests.test_snapshots import snapshot_settings
 from tests.test_tui import settle
 
 SIZE = (120, 40)
@@ -232,21 +229,11 @@ async def test_palette_offers_the_mapping_screen(demo_settings):
         assert not box  # nothing to type into until a column is declared
 
 
-SNAPSHOT_DIR = Path(tempfile.gettempdir()) / "crm-tui-snapshot-mapping"
-
-
 def test_mapping_screen_snapshot(snap_compare, monkeypatch):
     """80x24: the targets, the discovered fields (hostile samples literal), a new column's
     preview of ten records."""
     monkeypatch.setenv("TZ", "UTC")
-    shutil.rmtree(SNAPSHOT_DIR, ignore_errors=True)
-    settings = make_settings(
-        SNAPSHOT_DIR,
-        crm_data_dir=SNAPSHOT_DIR,
-        crm_user_id="snap",
-        fub_api_key="snapshot-key",
-        fub_api_base_url="http://127.0.0.1:9/v1",
-    )
+    settings = snapshot_settings()
     source = connector(settings, "followupboss", Mappings())
     payloads = [data.fub_person(11, i, 40) for i in range(40) if i != data.MISSING_ID_INDEX]
     records = [source.map_record("contacts", p, "2026-11-25T10:00:00Z") for p in payloads]
