@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
-from crm_tui.insights.groups import SLICE, group_codes, sliced_map
+from crm_tui.insights.groups import SLICE, PerSegment, group_codes, sliced_map
 from crm_tui.insights.periods import today_of
 from crm_tui.models import Deal
 
@@ -211,18 +211,12 @@ class SegmentTables:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()  # one user of the tables at a time (GCI is cached)
-        self._tables: dict[tuple[int, int], tuple[object, DealTable]] = {}
+        self._tables = PerSegment(DealTable.of_segment)
         self._figures: tuple[date, list[object], DealFigures] | None = None
 
     def table(self, parts: Sequence[tuple[str, Segment, np.ndarray | None]]) -> DealTable:
         """All deals indexed now, as one table; call with `lock` held."""
-        tables: dict[tuple[int, int], tuple[object, DealTable]] = {}
-        for _, segment, dead in parts:
-            key = (id(segment), id(dead))  # unique: the entry holds the segment alive
-            kept = self._tables.get(key)
-            tables[key] = kept or ((segment, dead), DealTable.of_segment(segment, dead))
-        self._tables = tables
-        return DealTable.merge([table for _, table in tables.values()])
+        return DealTable.merge(self._tables.values(parts))
 
     def figures(
         self, parts: Sequence[tuple[str, Segment, np.ndarray | None]], now: date | datetime

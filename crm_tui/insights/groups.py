@@ -6,11 +6,12 @@ loop's thread have the interpreter lock while a worker thread runs it."""
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 SLICE = 8192
 
 
@@ -40,3 +41,21 @@ def source_order(found: Iterable[str]) -> tuple[str, ...]:
     seen = set(found)
     known = tuple(s for s in SOURCE_NAMES if s in seen)
     return known + tuple(sorted(s for s in seen if s not in SOURCE_NAMES))
+
+
+class PerSegment(Generic[V]):
+    """A value per search-index segment (with the records a patch left out of it), kept
+    while that segment is the index's: a change to one source redoes its part only."""
+
+    def __init__(self, make: Callable[[Any, Any], V]) -> None:
+        self._make = make  # (segment, dead) -> the value
+        self._kept: dict[tuple[int, int], tuple[object, V]] = {}
+
+    def values(self, parts: Sequence[tuple[str, Any, Any]]) -> list[V]:
+        """One value per part, made for the parts not seen last time; not thread-safe."""
+        kept: dict[tuple[int, int], tuple[object, V]] = {}
+        for _, segment, dead in parts:
+            key = (id(segment), id(dead))  # unique: the entry holds both alive
+            kept[key] = self._kept.get(key) or ((segment, dead), self._make(segment, dead))
+        self._kept = kept
+        return [value for _, value in kept.values()]

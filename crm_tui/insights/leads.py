@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from crm_tui.insights.deals import OTHER
-from crm_tui.insights.groups import group_codes, sliced_map, source_order
+from crm_tui.insights.groups import PerSegment, group_codes, sliced_map, source_order
 from crm_tui.insights.periods import weeks_until
 from crm_tui.insights.table import Table, joined_filter
 from crm_tui.models import Contact
@@ -165,23 +165,19 @@ class SegmentLeads:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self._groups: dict[tuple[int, int], tuple[object, LeadGroups]] = {}
+        self._groups = PerSegment(_segment_groups)
 
     def flow(
         self, parts: Sequence[tuple[str, Segment, np.ndarray | None]], now: date | datetime
     ) -> tuple[LeadFlow, int]:
         """The lead flow of every contact indexed now, and how many there are; call with
         `lock` held."""
-        groups: dict[tuple[int, int], tuple[object, LeadGroups]] = {}
-        for _, segment, dead in parts:
-            key = (id(segment), id(dead))  # unique: the entry holds both alive
-            kept = self._groups.get(key)
-            if kept is None:
-                records: Sequence[Any] = segment.records
-                if dead is not None:
-                    records = [records[at] for at in np.flatnonzero(~dead).tolist()]
-                kept = ((segment, dead), lead_groups(records))
-            groups[key] = kept
-        self._groups = groups
-        held = [found for _, found in groups.values()]
+        held = self._groups.values(parts)
         return flow_of_groups(held, now), sum(sum(counts) for _, counts in held)
+
+
+def _segment_groups(segment: Segment, dead: np.ndarray | None) -> LeadGroups:
+    records: Sequence[Any] = segment.records
+    if dead is not None:
+        records = [records[at] for at in np.flatnonzero(~dead).tolist()]
+    return lead_groups(records)
