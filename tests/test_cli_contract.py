@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from crm_tui.cli import cut
+from crm_tui.cli.output import cut
 from crm_tui.demo.servers import Faults
 from crm_tui.models import Contact
 from crm_tui.search.query import QueryError, parse_query

@@ -243,7 +243,7 @@ async def test_the_duplicate_finder_rekeys_only_the_changed_contacts(monkeypatch
 async def test_the_app_receives_a_signed_webhook_and_shows_the_change(tmp_path, demo_servers):
     """The demo's path: the vendor posts a signed webhook to the receiver inside the app,
     which fetches the record and shows it."""
-    from crm_tui.cli import free_loopback_port
+    from crm_tui.cli.launch import free_loopback_port
     from crm_tui.demo import data
     from tests.conftest import make_settings as settings_of
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from crm_tui.cli import free_loopback_port
+from crm_tui.cli.launch import free_loopback_port
 from crm_tui.config import DISPLAY_NAMES
 from crm_tui.serve import is_loopback, page_url, same_token
 from tests.cdp import Browser, ensure_chromium

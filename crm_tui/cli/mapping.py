@@ -15,19 +15,11 @@ from contextlib import contextmanager
 
 import click
 
-from crm_tui.cli import (
-    EXIT_USAGE,
-    SOURCE_CHOICE,
-    CliError,
-    Runtime,
-    _rt,
-    emit,
-    errors,
-    json_option,
-    main,
-    run,
-    table,
-)
+from crm_tui.cli.command import Reply, headless
+from crm_tui.cli.errors import EXIT_USAGE, CliError
+from crm_tui.cli.options import SOURCE_CHOICE
+from crm_tui.cli.output import table
+from crm_tui.cli.runtime import Runtime, run
 from crm_tui.custom_columns import COLUMN_TYPES, CUSTOM_PREFIX, Column
 from crm_tui.formats import field_label
 from crm_tui.models import RecordKind
@@ -45,7 +37,7 @@ _NO_REMAP = click.option(
 )
 
 
-@main.command("fields")
+@click.command("fields")
 @click.argument("source", type=SOURCE_CHOICE)
 @_STREAM
 @click.option(
@@ -54,11 +46,8 @@ _NO_REMAP = click.option(
     help="Also ask the vendor for its field list (custom fields, with their labels): one"
     " request with the source's key. Without it no request is made.",
 )
-@json_option
-@click.pass_context
-def fields(
-    ctx: click.Context, source: str, stream: RecordKind, vendor: bool, as_json: bool
-) -> None:
+@headless()
+def fields(rt: Runtime, source: str, stream: RecordKind, vendor: bool) -> Reply:
     """The fields a source's cached records hold: path, types, fill rate, samples, and
     what each is mapped to. No request is made unless --vendor asks the vendor's field
     metadata too (Follow Up Boss custom fields, HubSpot properties, Pipedrive person and
@@ -68,40 +57,38 @@ def fields(
     """
     from crm_tui.fields.service import discover_stream, vendor_fields
 
-    rt = _rt(ctx, as_json)
-    with errors(rt):
-        listed = run(vendor_fields(rt.settings, source, stream)) if vendor else None
-        found = discover_stream(_db(rt), rt.settings, source, stream, vendor=listed)
+    listed = run(vendor_fields(rt.settings, source, stream)) if vendor else None
+    found = discover_stream(_db(rt), rt.settings, source, stream, vendor=listed)
 
-        def human() -> None:
-            rows = [
-                (
-                    f.path,
-                    *((f.vendor_label or "",) if vendor else ()),
-                    "/".join(f.types) or "-",
-                    f.fill_text(found.estimated),
-                    " | ".join(f.samples),
-                    ", ".join(f.mapped_to),
-                )
-                for f in found.fields
-            ]
-            heads = ("PATH", *(("LABEL",) if vendor else ()), "TYPES", "FILLED")
-            table(rows, (*heads, "SAMPLES", "MAPPED TO"))
-            computed = [t.name for t in found.targets if t.spec == "(computed)"]
-            if computed:
-                click.echo(f"computed by {source}'s connector: {', '.join(computed)}")
-            if found.estimated:
-                click.echo(
-                    f"a sample of {found.sampled} of {found.total} {stream} records read:"
-                    " fill rates are estimates"
-                )
-            else:
-                click.echo(f"all {found.total} {stream} records read")
+    def human() -> None:
+        rows = [
+            (
+                f.path,
+                *((f.vendor_label or "",) if vendor else ()),
+                "/".join(f.types) or "-",
+                f.fill_text(found.estimated),
+                " | ".join(f.samples),
+                ", ".join(f.mapped_to),
+            )
+            for f in found.fields
+        ]
+        heads = ("PATH", *(("LABEL",) if vendor else ()), "TYPES", "FILLED")
+        table(rows, (*heads, "SAMPLES", "MAPPED TO"))
+        computed = [t.name for t in found.targets if t.spec == "(computed)"]
+        if computed:
+            click.echo(f"computed by {source}'s connector: {', '.join(computed)}")
+        if found.estimated:
+            click.echo(
+                f"a sample of {found.sampled} of {found.total} {stream} records read:"
+                " fill rates are estimates"
+            )
+        else:
+            click.echo(f"all {found.total} {stream} records read")
 
-        emit(rt, {"success": True, **found.to_json()}, human)
+    return Reply({"success": True, **found.to_json()}, human)
 
 
-@main.command("map")
+@click.command("map")
 @click.argument("source", type=SOURCE_CHOICE)
 @click.argument("stream", type=STREAM_CHOICE)
 @click.argument("field")
@@ -111,10 +98,9 @@ def fields(
     "--type", "column_type", type=click.Choice(COLUMN_TYPES), help="A custom column's type."
 )
 @_NO_REMAP
-@json_option
-@click.pass_context
+@headless()
 def map_field(
-    ctx: click.Context,
+    rt: Runtime,
     source: str,
     stream: RecordKind,
     field: str,
@@ -122,8 +108,7 @@ def map_field(
     label: str | None,
     column_type: str | None,
     no_remap: bool,
-    as_json: bool,
-) -> None:
+) -> Reply:
     """Map FIELD (a unified field such as company, or a custom column such as
     custom.lender) of SOURCE's STREAM to the payload PATH, then map the cached records again.
 
@@ -131,49 +116,44 @@ def map_field(
     """
     from crm_tui.fields.service import current_mappings, save
 
-    rt = _rt(ctx, as_json)
-    with errors(rt):
-        column = None
-        if label is not None or column_type is not None:
-            if not field.startswith(CUSTOM_PREFIX):
-                raise CliError(
-                    "--label and --type describe a custom column", f"{field} is a field", EXIT_USAGE
-                )
-            name = field.removeprefix(CUSTOM_PREFIX)
-            was = current_mappings().columns.get(name)
-            column = Column(
-                name,
-                label if label is not None else was.label if was else field_label(name),
-                column_type or (was.type if was else "text"),
+    column = None
+    if label is not None or column_type is not None:
+        if not field.startswith(CUSTOM_PREFIX):
+            raise CliError(
+                "--label and --type describe a custom column", f"{field} is a field", EXIT_USAGE
             )
-        saved: list[Saved] = []
-        with _refusals():
-            save(_db(rt), rt.settings, source, stream, field, path, column, saved=saved)
-        report = None if no_remap else _remap(rt, source, stream, "mapping saved", saved)
-        payload = {
-            "success": True,
-            "source": source,
-            "stream": stream,
-            "field": field,
-            "path": path,
-            "column": column.to_json() if column else None,
-            "remap": report.to_json() if report else None,
-        }
-        emit(
-            rt, payload, lambda: click.echo(f"{source} {stream}: {field} <- {path}" + _said(report))
+        name = field.removeprefix(CUSTOM_PREFIX)
+        was = current_mappings().columns.get(name)
+        column = Column(
+            name,
+            label if label is not None else was.label if was else field_label(name),
+            column_type or (was.type if was else "text"),
         )
+    saved: list[Saved] = []
+    with _refusals():
+        save(_db(rt), rt.settings, source, stream, field, path, column, saved=saved)
+    report = None if no_remap else _remap(rt, source, stream, "mapping saved", saved)
+    payload = {
+        "success": True,
+        "source": source,
+        "stream": stream,
+        "field": field,
+        "path": path,
+        "column": column.to_json() if column else None,
+        "remap": report.to_json() if report else None,
+    }
+    return Reply(
+        payload, lambda: click.echo(f"{source} {stream}: {field} <- {path}" + _said(report))
+    )
 
 
-@main.command("unmap")
+@click.command("unmap")
 @click.argument("source", type=SOURCE_CHOICE)
 @click.argument("stream", type=STREAM_CHOICE)
 @click.argument("field")
 @_NO_REMAP
-@json_option
-@click.pass_context
-def unmap_field(
-    ctx: click.Context, source: str, stream: RecordKind, field: str, no_remap: bool, as_json: bool
-) -> None:
+@headless()
+def unmap_field(rt: Runtime, source: str, stream: RecordKind, field: str, no_remap: bool) -> Reply:
     """Take FIELD's entry for SOURCE's STREAM out of mappings.toml (the built-in map applies
     again; a custom column's declaration stays), then map the cached records again.
 
@@ -181,44 +161,38 @@ def unmap_field(
     """
     from crm_tui.fields.service import remove
 
-    rt = _rt(ctx, as_json)
-    with errors(rt):
-        saved: list[Saved] = []
-        with _refusals():
-            remove(_db(rt), rt.settings, source, stream, field, saved=saved)
-        report = None if no_remap else _remap(rt, source, stream, "mapping removed", saved)
-        payload = {
-            "success": True,
-            "source": source,
-            "stream": stream,
-            "field": field,
-            "remap": report.to_json() if report else None,
-        }
-        emit(
-            rt, payload, lambda: click.echo(f"{source} {stream}: {field} unmapped" + _said(report))
-        )
+    saved: list[Saved] = []
+    with _refusals():
+        remove(_db(rt), rt.settings, source, stream, field, saved=saved)
+    report = None if no_remap else _remap(rt, source, stream, "mapping removed", saved)
+    payload = {
+        "success": True,
+        "source": source,
+        "stream": stream,
+        "field": field,
+        "remap": report.to_json() if report else None,
+    }
+    return Reply(
+        payload, lambda: click.echo(f"{source} {stream}: {field} unmapped" + _said(report))
+    )
 
 
-@main.command("remap")
+@click.command("remap")
 @click.argument("source", type=SOURCE_CHOICE)
 @click.option("--stream", type=STREAM_CHOICE, help="Only this stream (default: both).")
-@json_option
-@click.pass_context
-def remap(ctx: click.Context, source: str, stream: RecordKind | None, as_json: bool) -> None:
+@headless()
+def remap(rt: Runtime, source: str, stream: RecordKind | None) -> Reply:
     """Map SOURCE's cached records again from their stored payloads, with mappings.toml as it
     is now. No request is made.
 
     Example: crm-tui remap followupboss --stream contacts
     """
-    rt = _rt(ctx, as_json)
-    with errors(rt):
-        streams: tuple[RecordKind, ...] = (stream,) if stream else ("contacts", "deals")
-        reports = [_remap(rt, source, s, "") for s in streams]
-        emit(
-            rt,
-            {"success": True, "remap": [r.to_json() for r in reports]},
-            lambda: [click.echo(f"{source} {r.stream}:" + _said(r)) for r in reports],
-        )
+    streams: tuple[RecordKind, ...] = (stream,) if stream else ("contacts", "deals")
+    reports = [_remap(rt, source, s, "") for s in streams]
+    return Reply(
+        {"success": True, "remap": [r.to_json() for r in reports]},
+        lambda: [click.echo(f"{source} {r.stream}:" + _said(r)) for r in reports],
+    )
 
 
 @contextmanager
@@ -285,3 +259,6 @@ def _said(report: RemapReport | None) -> str:
     changed = "all" if report.changed is None else f"{report.changed}"
     kept = f", {report.kept} kept as they were (quarantined)" if report.kept else ""
     return f" re-mapped {report.read} records, {changed} changed{kept}"
+
+
+COMMANDS: tuple[click.Command, ...] = (fields, map_field, unmap_field, remap)

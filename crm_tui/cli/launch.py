@@ -1,0 +1,98 @@
+"""Starting the app: in this terminal (no command), over the built-in demo (`--demo`)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import click
+
+from crm_tui.cli.runtime import Runtime
+from crm_tui.config import ConfigError, Settings
+from crm_tui.logs import SecretMasker, setup_logging
+
+#: Changes a second at the demo's simulators: enough to see, few enough to read.
+DEMO_CHURN = 0.2
+#: How big the demo is: `crm-tui --demo` and `crm-tui serve --demo` take it.
+DEMO_CONTACTS = click.option(
+    "--contacts",
+    "demo_contacts",
+    type=click.IntRange(10, 1_000_000),
+    default=2000,
+    show_default=True,
+    help="With --demo: contacts per simulated CRM.",
+)
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def config_dir_from(env_file: Path | None) -> None:
+    """A settings file that names a config dir (the demo's demo.env) puts the config files
+    there for this command, unless the environment already says where."""
+    from dotenv import dotenv_values
+
+    from crm_tui.config import CONFIG_DIR_ENV
+
+    if env_file is None or CONFIG_DIR_ENV in os.environ:
+        return
+    try:
+        chosen = dotenv_values(env_file).get(CONFIG_DIR_ENV)
+    except (OSError, ValueError):  # not there, not text: reading the settings says so
+        return
+    if chosen:
+        os.environ[CONFIG_DIR_ENV] = chosen
+
+
+def run_tui(
+    rt: Runtime,
+    settings: Settings,
+    start_sync: bool,
+    welcome: str | None = None,
+    webhook_listen: tuple[str, int] | None = None,
+    env_file: Path | None = None,
+) -> None:
+    from crm_tui.app import check_keymap, make_app  # Textual loads only when the app is wanted
+    from crm_tui.hangup import watch_for_hangup
+
+    problems = check_keymap()
+    if problems:
+        raise ConfigError("; ".join(problems))
+    app = make_app(
+        settings,
+        theme=rt.theme or settings.crm_theme,
+        sync_on_start=start_sync,
+        welcome=welcome,
+        webhook_listen=webhook_listen,
+        env_file=env_file or rt.env_file,
+    )
+    watch_for_hangup()
+    app.run()
+
+
+def run_demo(rt: Runtime, contacts: int) -> None:
+    from crm_tui.demo.session import start_demo
+
+    click.echo(f"Starting simulated CRM servers with {contacts} contacts each...", err=True)
+    # Records change live: a few a second at the simulators, posted as signed webhooks to
+    # the app (Follow Up Boss, HubSpot) or found by the minutely incremental sync.
+    with start_demo(data_dir=rt.data_dir, contacts=contacts, crm_sync_interval_minutes=1) as demo:
+        rt.use_settings(demo.settings)
+        setup_logging(demo.settings.log_file, SecretMasker(demo.settings.secret_values()))
+        port = free_loopback_port()
+        demo.start_churn(DEMO_CHURN, f"http://127.0.0.1:{port}/webhooks/{{source}}")
+        cli = f"crm-tui --env-file {demo.env_file} status"
+        click.echo(f"The CLI works on this demo while it runs: {cli}", err=True)
+        welcome = f"Demo: records change live. The CLI works on it: {cli}"
+        run_tui(
+            rt,
+            demo.settings,
+            True,
+            welcome,
+            webhook_listen=("127.0.0.1", port),
+            env_file=demo.env_file,
+        )

@@ -1,0 +1,191 @@
+"""`crm-tui sync`: once, or `--watch` every interval, each run sending the outbox first."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from crm_tui.cli.command import Reply, headless
+from crm_tui.cli.errors import EXIT_USAGE, CliError
+from crm_tui.cli.options import SOURCE_CHOICE
+from crm_tui.cli.outbox import outbox_summary, send_outbox
+from crm_tui.cli.runtime import Engine, Runtime, run
+from crm_tui.cli.sync_report import sync_exit_code, sync_payload, sync_table
+from crm_tui.config import DISPLAY_NAMES
+from crm_tui.models import utc_now
+from crm_tui.text import single_line
+
+if TYPE_CHECKING:
+    from crm_tui.store import CacheStore
+    from crm_tui.store.outbox import OutboxEntry
+
+
+def _progress_printer(store: CacheStore) -> Callable[[], None]:
+    """A one-line progress display on stderr, for terminals only."""
+    if not sys.stderr.isatty():
+        return lambda: None
+
+    def show(_change: Any) -> None:
+        parts = []
+        for name, s in store.statuses().items():
+            if s.progress is not None:
+                of = f"/{s.progress.total}" if s.progress.total else ""
+                parts.append(f"{name} {s.progress.stream} {s.progress.records}{of}")
+        if parts:
+            sys.stderr.write("\r\x1b[K" + "  ".join(parts))
+            sys.stderr.flush()
+
+    unsubscribe = store.subscribe(show)
+
+    def done() -> None:
+        unsubscribe()
+        sys.stderr.write("\r\x1b[K")
+
+    return done
+
+
+def _say_when_waiting(store: CacheStore) -> None:
+    """One line on stderr each time a sync starts waiting for another process: a cron
+    log then says why a run took longer."""
+    said: dict[str, str | None] = {}
+
+    def show(_change: Any) -> None:
+        for name, status in store.statuses().items():
+            who = status.waiting_for
+            if who and said.get(name) != who:
+                prefix = "\r\x1b[K" if sys.stderr.isatty() else ""
+                click.echo(f"{prefix}{DISPLAY_NAMES.get(name, name)}: waiting for {who}", err=True)
+            said[name] = who
+
+    store.subscribe(show)
+
+
+@click.command("sync")
+@click.argument("sources", nargs=-1, type=SOURCE_CHOICE)
+@click.option("--watch", is_flag=True, help="Keep running, syncing every interval.")
+@click.option("--interval", type=click.FloatRange(min=0.05), help="Minutes between runs.")
+@click.option(
+    "--no-wait",
+    is_flag=True,
+    help="When another process is syncing a stream, skip it and exit 5 instead of waiting.",
+)
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Read every stream in full (a reconcile), not only what changed since the last sync.",
+)
+@headless()
+def sync(
+    rt: Runtime,
+    sources: tuple[str, ...],
+    watch: bool,
+    interval: float | None,
+    no_wait: bool,
+    full: bool,
+) -> Reply | None:
+    """Sync the named sources, or every enabled one (guide: POST sync-all, sync/SOURCE).
+
+    Writes waiting in their outbox (crm-tui edit, note, lead create) are sent first, so the
+    sync reads back the vendor's new values; how each ended is under `outbox`.
+
+    A stream whose vendor can say what changed (Follow Up Boss people, HubSpot, Pipedrive)
+    is read from its watermark on; in full the first time, when its last full read is older
+    than CRM_FULL_SYNC_HOURS, and with --full. The others are read in full every time.
+
+    One process writes a stream at a time: a sync that finds another process syncing the
+    same stream waits for it (and says so on stderr), or with --no-wait skips it and exits 5.
+
+    Example: crm-tui sync followupboss --json; crm-tui sync --full; crm-tui sync --watch
+    """
+    # The records are not read: a sync writes them, and an incremental one a few of
+    # them (reading a million would be most of its time). Statuses are.
+    store = rt.writable_store(loaded=False)
+    store.load_statuses_sync()
+    engine = Engine(rt, store, wait=not no_wait)
+    _say_when_waiting(store)
+    names = list(sources) or None
+    if watch:
+        run(_watch(engine, names, _watch_minutes(rt, interval)))
+        return None
+    sent, reports = run(_sync_once(rt, engine, names, full))
+    payload = sync_payload(rt, reports, sources)
+    payload["outbox"] = [entry.to_json() for entry in sent]
+    code = 0 if payload["success"] else sync_exit_code(reports)
+    return Reply(payload, lambda: sync_table(reports, sent), code)
+
+
+def _watch_minutes(rt: Runtime, interval: float | None) -> float:
+    minutes = interval or rt.settings.crm_sync_interval_minutes
+    if not minutes:
+        raise CliError(
+            "--watch needs an interval",
+            "use --interval or CRM_SYNC_INTERVAL_MINUTES",
+            EXIT_USAGE,
+        )
+    return minutes
+
+
+async def _sync_once(
+    rt: Runtime, engine: Engine, names: list[str] | None, full: bool
+) -> tuple[list[OutboxEntry], dict[str, Any]]:
+    """The outbox of the sources sent first (so the sync reads their new values back),
+    then the sync: what was sent and each source's report."""
+    async with engine as syncer:
+        done = lambda: None  # noqa: E731
+        if not rt.json:
+            done = _progress_printer(syncer.store)
+        try:
+            sent = await send_outbox(syncer, names)
+            return sent, await syncer.sync_all(names, full=full)
+        finally:
+            done()
+
+
+def _log_run(reports: dict[str, Any]) -> None:
+    for name, report in reports.items():
+        click.echo(
+            f"{utc_now()} {name}: {report.outcome} "
+            + ", ".join(
+                f"{k} {s.written} ({s.mode}, {s.deleted} deleted)"
+                for k, s in report.streams.items()
+            ),
+            err=True,
+        )
+
+
+async def _watch(engine: Engine, names: list[str] | None, minutes: float) -> None:
+    from crm_tui.sync.scheduler import Scheduler
+
+    async with engine as syncer:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            stop.set()
+            for name in syncer.running():  # cancelled work keeps the previous data
+                syncer.cancel(name)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
+
+        async def send_first() -> None:
+            summary = outbox_summary(await send_outbox(syncer, names))
+            if summary:
+                click.echo(f"{utc_now()} {single_line(summary)}", err=True)
+
+        scheduler = Scheduler(
+            syncer, minutes, on_run=_log_run, sources=names, before_run=send_first
+        )
+        try:
+            await scheduler.run_forever(stop)
+        except asyncio.CancelledError:
+            if not stop.is_set():
+                raise
+
+
+COMMANDS: tuple[click.Command, ...] = (sync,)
