@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from crm_tui.cli.command import Reply, headless
+from crm_tui.cli.output import table
 from crm_tui.cli.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -112,10 +113,10 @@ def _print_report(pipeline: Pipeline, charts: tuple[str, ...], vendor: bool) -> 
         f" {pipeline.contact_count:,} contacts{scope}"
     )
     for chart in charts:
-        table = pipeline.table(chart, vendor=vendor)  # type: ignore[arg-type]
+        figures = pipeline.table(chart, vendor=vendor)  # type: ignore[arg-type]
         click.echo(f"\n{CHART_TITLES[chart]}")  # type: ignore[index]
-        if table.rows:
-            table([["" if v is None else v for v in row] for row in table.rows], table.headers)
+        if figures.rows:
+            table([["" if v is None else v for v in row] for row in figures.rows], figures.headers)
         else:
             click.echo("(nothing)")
 
