@@ -9,7 +9,13 @@ import click
 
 from crm_tui.cli.command import Reply, headless
 from crm_tui.cli.marks import Marks, record_marks
-from crm_tui.cli.options import SOURCE_CHOICE, TYPE_CHOICE, declared_columns, record_kind
+from crm_tui.cli.options import (
+    SOURCE_CHOICE,
+    TYPE_CHOICE,
+    declared_columns,
+    record_kind,
+    with_default,
+)
 from crm_tui.cli.output import table
 from crm_tui.cli.runtime import Runtime, run
 from crm_tui.config import DISPLAY_NAMES, SOURCE_NAMES, Settings
@@ -127,13 +133,7 @@ def _records_table(kind: RecordKind, records: list[Record], marks: Marks) -> Non
 @click.argument("query")
 @click.option("--type", "kind", type=TYPE_CHOICE, default="contact", show_default=True)
 @click.option("--source", "sources", type=SOURCE_CHOICE, multiple=True, help="Only these.")
-@click.option(
-    "--limit",
-    type=click.IntRange(1, 10_000),
-    default=50,
-    show_default=True,
-    help="Results per source.",
-)
+@with_default("--limit", kind=click.IntRange(1, 10_000), default=50, help="Results per source.")
 @headless()
 def search(rt: Runtime, query: str, kind: str, sources: tuple[str, ...], limit: int) -> Reply:
     """Search every source at once (guide: GET search).

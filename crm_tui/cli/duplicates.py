@@ -3,6 +3,7 @@ merged into one local contact (or marked not the same person)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -10,13 +11,19 @@ import click
 from crm_tui.cli.command import Reply, headless
 from crm_tui.cli.errors import EXIT_CONFIG, EXIT_USAGE, CliError
 from crm_tui.cli.local import local_crm
-from crm_tui.cli.options import SOURCE_CHOICE
+from crm_tui.cli.options import SOURCE_CHOICE, with_default
 from crm_tui.cli.runtime import Runtime, run
 from crm_tui.text import single_line
 
 if TYPE_CHECKING:
     from crm_tui.dedup import People
     from crm_tui.dedup.review import Review
+
+
+def _min_confidence(
+    default: float, help: str
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return with_default("--min-confidence", kind=click.FloatRange(0, 1), default=default, help=help)
 
 
 def _review(rt: Runtime) -> tuple[People, Review]:
@@ -47,13 +54,7 @@ def _cluster(people: People, cluster_id: str) -> Any:
 
 
 @click.command("duplicates")
-@click.option(
-    "--min-confidence",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    show_default=True,
-    help="Only clusters at least this sure (0-1).",
-)
+@_min_confidence(0.0, "Only clusters at least this sure (0-1).")
 @click.option("--source", type=SOURCE_CHOICE, help="Only clusters that include this source.")
 @headless()
 def duplicates(rt: Runtime, min_confidence: float, source: str | None) -> Reply:
@@ -100,13 +101,7 @@ def _print_clusters(rt: Runtime, clusters: list[Any], shown: dict[str, list[Any]
 @click.argument("cluster_id", required=False)
 @click.option("--prefer", type=SOURCE_CHOICE, help="Take this source's values first.")
 @click.option("--all", "every", is_flag=True, help="Merge every cluster left to review.")
-@click.option(
-    "--min-confidence",
-    type=click.FloatRange(0, 1),
-    default=0.95,
-    show_default=True,
-    help="With --all: only clusters at least this sure.",
-)
+@_min_confidence(0.95, "With --all: only clusters at least this sure.")
 @click.option("--source", type=SOURCE_CHOICE, help="With --all: only clusters with this source.")
 @click.option("--dry-run", is_flag=True, help="With --all: say what would merge, merge nothing.")
 @click.option("--undo", "undo_id", type=int, help="Undo the merge with this merge_id.")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from crm_tui.cli.options import with_default
 from crm_tui.cli.runtime import Runtime
 from crm_tui.config import ConfigError, Settings
 from crm_tui.logs import SecretMasker, setup_logging
@@ -15,12 +16,11 @@ from crm_tui.logs import SecretMasker, setup_logging
 #: Changes a second at the demo's simulators: enough to see, few enough to read.
 DEMO_CHURN = 0.2
 #: How big the demo is: `crm-tui --demo` and `crm-tui serve --demo` take it.
-DEMO_CONTACTS = click.option(
+DEMO_CONTACTS = with_default(
     "--contacts",
     "demo_contacts",
-    type=click.IntRange(10, 1_000_000),
+    kind=click.IntRange(10, 1_000_000),
     default=2000,
-    show_default=True,
     help="With --demo: contacts per simulated CRM.",
 )
 

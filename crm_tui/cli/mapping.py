@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import click
 
@@ -114,37 +115,66 @@ def map_field(
 
     Example: crm-tui map followupboss contacts custom.lender customLender --label Lender
     """
-    from crm_tui.fields.service import current_mappings, save
+    from crm_tui.fields.service import save
 
-    column = None
-    if label is not None or column_type is not None:
-        if not field.startswith(CUSTOM_PREFIX):
-            raise CliError(
-                "--label and --type describe a custom column", f"{field} is a field", EXIT_USAGE
-            )
-        name = field.removeprefix(CUSTOM_PREFIX)
-        was = current_mappings().columns.get(name)
-        column = Column(
-            name,
-            label if label is not None else was.label if was else field_label(name),
-            column_type or (was.type if was else "text"),
-        )
-    saved: list[Saved] = []
-    with _refusals():
+    column = _column(field, label, column_type)
+
+    def write(saved: list[Saved]) -> None:
         save(_db(rt), rt.settings, source, stream, field, path, column, saved=saved)
-    report = None if no_remap else _remap(rt, source, stream, "mapping saved", saved)
+
+    report = _changed(rt, source, stream, write, None if no_remap else "mapping saved")
+    column_json = column.to_json() if column else None
+    return _reply(source, stream, field, f"<- {path}", report, path=path, column=column_json)
+
+
+def _reply(
+    source: str, stream: str, field: str, did: str, report: RemapReport | None, **more: Any
+) -> Reply:
+    """What `map` or `unmap` did (`did`, and `more` in the JSON), and the re-map's report."""
     payload = {
         "success": True,
         "source": source,
         "stream": stream,
         "field": field,
-        "path": path,
-        "column": column.to_json() if column else None,
+        **more,
         "remap": report.to_json() if report else None,
     }
-    return Reply(
-        payload, lambda: click.echo(f"{source} {stream}: {field} <- {path}" + _said(report))
+    return Reply(payload, lambda: click.echo(f"{source} {stream}: {field} {did}" + _said(report)))
+
+
+def _column(field: str, label: str | None, column_type: str | None) -> Column | None:
+    """The custom column --label and --type describe (what they leave out as it was
+    declared), or None when neither is given."""
+    from crm_tui.fields.service import current_mappings
+
+    if label is None and column_type is None:
+        return None
+    if not field.startswith(CUSTOM_PREFIX):
+        raise CliError(
+            "--label and --type describe a custom column", f"{field} is a field", EXIT_USAGE
+        )
+    name = field.removeprefix(CUSTOM_PREFIX)
+    was = current_mappings().columns.get(name)
+    return Column(
+        name,
+        label if label is not None else was.label if was else field_label(name),
+        column_type or (was.type if was else "text"),
     )
+
+
+def _changed(
+    rt: Runtime,
+    source: str,
+    stream: RecordKind,
+    write: Callable[[list[Saved]], None],
+    done: str | None,
+) -> RemapReport | None:
+    """mappings.toml changed by `write` (a refusal exits 2), then the stream re-mapped unless
+    `done` is None; `done` says what was saved, for a busy stream."""
+    saved: list[Saved] = []
+    with _refusals():
+        write(saved)
+    return None if done is None else _remap(rt, source, stream, done, saved)
 
 
 @click.command("unmap")
@@ -161,20 +191,11 @@ def unmap_field(rt: Runtime, source: str, stream: RecordKind, field: str, no_rem
     """
     from crm_tui.fields.service import remove
 
-    saved: list[Saved] = []
-    with _refusals():
+    def write(saved: list[Saved]) -> None:
         remove(_db(rt), rt.settings, source, stream, field, saved=saved)
-    report = None if no_remap else _remap(rt, source, stream, "mapping removed", saved)
-    payload = {
-        "success": True,
-        "source": source,
-        "stream": stream,
-        "field": field,
-        "remap": report.to_json() if report else None,
-    }
-    return Reply(
-        payload, lambda: click.echo(f"{source} {stream}: {field} unmapped" + _said(report))
-    )
+
+    report = _changed(rt, source, stream, write, None if no_remap else "mapping removed")
+    return _reply(source, stream, field, "unmapped", report)
 
 
 @click.command("remap")

@@ -18,6 +18,13 @@ TYPE_CHOICE = click.Choice(["contact", "deal"])
 SOURCE_CHOICE = click.Choice(list(SOURCE_NAMES))
 
 
+def with_default(
+    *decls: str, kind: click.ParamType, default: object, help: str
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """An option taking a value, its default shown in --help."""
+    return click.option(*decls, type=kind, default=default, show_default=True, help=help)
+
+
 def record_kind(value: str) -> RecordKind:
     return "contacts" if value == "contact" else "deals"
 

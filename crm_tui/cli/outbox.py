@@ -45,17 +45,7 @@ def _outbox_rows(entries: Iterable[OutboxEntry]) -> list[tuple[Any, ...]]:
     ]
 
 
-_OUTBOX_HEADERS = (
-    "ID",
-    "SOURCE",
-    "RECORD",
-    "ACTION",
-    "STATE",
-    "FIELDS",
-    "ATTEMPTS",
-    "UPDATED",
-    "ERROR",
-)
+_HEADERS = ("ID", "SOURCE", "RECORD", "ACTION", "STATE", "FIELDS", "ATTEMPTS", "UPDATED", "ERROR")
 
 
 @click.group("outbox", invoke_without_command=True)
@@ -78,7 +68,7 @@ def outbox_group(
     assert db is not None
     entries = db.outbox(rt.settings.user_id, states or None, source, limit)  # type: ignore[arg-type]
     payload = {"success": True, "outbox": [e.to_json() for e in entries], "count": len(entries)}
-    return Reply(payload, lambda: table(_outbox_rows(entries), _OUTBOX_HEADERS))
+    return Reply(payload, lambda: table(_outbox_rows(entries), _HEADERS))
 
 
 def _entry(wb: WriteBack, entry_id: int) -> OutboxEntry:
@@ -167,8 +157,8 @@ def outbox_drop(rt: Runtime, entry_id: int) -> None:
 def outbox_settle(
     rt: Runtime,
     entry_id: int,
-    mine: tuple[str, ...],
-    theirs: tuple[str, ...],
+    mine: Sequence[str],
+    theirs: Sequence[str],
     queue: bool,
 ) -> None:
     """Settle a conflict field by field, then send it (fields not named: mine).
@@ -208,7 +198,7 @@ def outbox_send(rt: Runtime, sources: tuple[str, ...]) -> Reply:
 
     def human() -> None:
         if sent:
-            table(_outbox_rows(sent), _OUTBOX_HEADERS)
+            table(_outbox_rows(sent), _HEADERS)
         say(rt, outbox_summary(sent) or "outbox: nothing waited")
 
     return Reply(payload, human, code)

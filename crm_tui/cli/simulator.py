@@ -8,6 +8,8 @@ import sys
 
 import click
 
+from crm_tui.cli.options import with_default
+
 
 @click.command("simulator")
 @click.option(
@@ -24,25 +26,22 @@ import click
     multiple=True,
     help="name=value, e.g. error_rate=0.2, latency=0.5, burst_every=10.",
 )
-@click.option(
+@with_default(
     "--rate-limit",
-    type=click.IntRange(1),
+    kind=click.IntRange(1),
     default=200,
-    show_default=True,
     help="Follow Up Boss requests per 10 s.",
 )
-@click.option(
+@with_default(
     "--token-expires-in",
-    type=click.IntRange(1),
+    kind=click.IntRange(1),
     default=3600,
-    show_default=True,
     help="Seconds an OAuth token lives (the guide's contract).",
 )
-@click.option(
+@with_default(
     "--churn",
-    type=click.FloatRange(0, 1000),
+    kind=click.FloatRange(0, 1000),
     default=0.0,
-    show_default=True,
     help="Records changed per second, in the simulators that change, from --seed.",
 )
 @click.option(

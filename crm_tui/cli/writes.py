@@ -25,8 +25,7 @@ from crm_tui.cli.options import (
     record_kind,
     with_options,
 )
-from crm_tui.cli.outbox import QUEUE as _QUEUE
-from crm_tui.cli.outbox import outbox_summary
+from crm_tui.cli.outbox import QUEUE, outbox_summary
 from crm_tui.cli.runtime import Runtime, run
 from crm_tui.cli.write_report import display_name, report
 from crm_tui.cli.written import Written, refusals, saved, vendor_record, writeback
@@ -40,6 +39,8 @@ _DRY_RUN = click.option(
     is_flag=True,
     help="Print the exact request that would be sent (secrets masked); save nothing.",
 )
+#: How every write command may end: as a dry run, or saved for the next run to send.
+_WRITE_OPTIONS = with_options([_DRY_RUN, QUEUE])
 
 
 def _custom_sets(sets: Sequence[str]) -> dict[str, str]:
@@ -132,8 +133,7 @@ def _writable_help() -> str:
     help="A custom column's value (repeatable), where its source takes writes of the"
     " custom field it is mapped from.",
 )
-@_DRY_RUN
-@_QUEUE
+@_WRITE_OPTIONS
 @headless()
 def edit(
     rt: Runtime,
@@ -177,8 +177,7 @@ async def _note(
 @click.argument("record_id")
 @click.argument("text")
 @click.option("--subject", help="The note's subject, where the source keeps one.")
-@_DRY_RUN
-@_QUEUE
+@_WRITE_OPTIONS
 @headless()
 def note(
     rt: Runtime,
@@ -228,8 +227,7 @@ async def _create_lead(
 @with_options(_LEAD_OPTIONS)
 @click.option("--source", "lead_source", help="Where the lead came from (its lead source).")
 @click.option("--message", help="What the lead asked or said.")
-@_DRY_RUN
-@_QUEUE
+@_WRITE_OPTIONS
 @headless()
 def lead_create(rt: Runtime, source: str, dry_run: bool, queue: bool, **fields: Any) -> None:
     """Create a lead in SOURCE through the outbox (the vendor's own intake).
