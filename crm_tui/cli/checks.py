@@ -3,8 +3,6 @@ settings, database and sources work."""
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -97,7 +95,7 @@ def _results_table(results: list[ConnectionResult]) -> None:
 )
 @click.option("--no-sync", is_flag=True, help="With --repair: do not re-sync afterwards.")
 @headless()
-def doctor(rt: Runtime, repair: bool, no_sync: bool) -> Reply | None:
+def doctor(rt: Runtime, repair: bool, no_sync: bool) -> Reply:
     """Check the settings, the database, file modes and every source's connection.
 
     Each check prints ok, warning or failed, and what to do. With --repair, a damaged
@@ -118,22 +116,20 @@ def doctor(rt: Runtime, repair: bool, no_sync: bool) -> Reply | None:
             keymap_problems=check_keymap,
         )
     )
-    masker = rt.loaded_masker
     code = report.exit_code
     payload: dict[str, Any] = {"success": code == 0, **report.to_json()}
     if code:
         wrong = [c for c in report.standing if c.failed]
         payload["error"] = f"{len(wrong)} check(s) failed" if wrong else "The re-sync failed"
         payload["details"] = wrong[0].message if wrong else ""
-    # printed here, not as a Reply: masked whole, for a check's message may quote a setting
-    if rt.json:
-        click.echo(masker(json.dumps(payload, ensure_ascii=False, default=str)))
-    else:
+
+    def human() -> None:
+        masker = rt.loaded_masker
         for line in _doctor_lines(report):
             click.echo(masker(single_line(line)))
-    if code:
-        sys.exit(code)
-    return None
+
+    # masked whole: a check's message may quote a setting
+    return Reply(payload, human, code, masked=True)
 
 
 def _check_rows(checks: Sequence[Any]) -> Iterator[str]:

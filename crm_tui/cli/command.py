@@ -20,11 +20,13 @@ from crm_tui.cli.runtime import runtime_of
 @dataclass(frozen=True)
 class Reply:
     """What a command found: `payload` with --json, `human()` prints it otherwise. A
-    non-zero `exit_code` ends the command with it, once printed."""
+    non-zero `exit_code` ends the command with it, once printed. `masked`: the JSON goes
+    through the settings' masker, for a payload that may quote a secret."""
 
     payload: dict[str, Any]
     human: Callable[[], object]
     exit_code: int = 0
+    masked: bool = False
 
 
 Work = Callable[..., Reply | None]
@@ -42,7 +44,7 @@ def headless(json_help: str | None = JSON_HELP) -> Callable[[Work], Callable[...
             with errors(rt):
                 reply = work(rt, **params)
                 if reply is not None:
-                    emit(rt, reply.payload, reply.human)
+                    emit(rt, reply.payload, reply.human, reply.masked)
                     if reply.exit_code:
                         sys.exit(reply.exit_code)
 

@@ -128,24 +128,24 @@ _ENTRY_ID = click.argument("entry_id", type=int)
 @_ENTRY_ID
 @QUEUE
 @headless()
-def outbox_retry(rt: Runtime, entry_id: int, queue: bool) -> None:
+def outbox_retry(rt: Runtime, entry_id: int, queue: bool) -> Reply:
     """Send a failed, unsure or waiting entry again, now (its source's other waiting writes
     too). Exit codes as for crm-tui edit.
 
     Example: crm-tui outbox retry 12
     """
-    report(rt, run(_decided(rt, entry_id, "retry", queue)))
+    return report(rt, run(_decided(rt, entry_id, "retry", queue)))
 
 
 @outbox_group.command("drop")
 @_ENTRY_ID
 @headless()
-def outbox_drop(rt: Runtime, entry_id: int) -> None:
+def outbox_drop(rt: Runtime, entry_id: int) -> Reply:
     """Give up an entry that is not done: the record shows the vendor's values again.
 
     Example: crm-tui outbox drop 12
     """
-    report(rt, run(_decided(rt, entry_id, "drop", True)))
+    return report(rt, run(_decided(rt, entry_id, "drop", True)))
 
 
 @outbox_group.command("settle")
@@ -160,14 +160,14 @@ def outbox_settle(
     mine: Sequence[str],
     theirs: Sequence[str],
     queue: bool,
-) -> None:
+) -> Reply:
     """Settle a conflict field by field, then send it (fields not named: mine).
 
     Taking the vendor's value of every field drops the edit. Exit codes as for crm-tui edit.
 
     Example: crm-tui outbox settle 12 --mine stage --theirs phone
     """
-    report(rt, run(_decided(rt, entry_id, "settle", queue, mine=mine, theirs=theirs)))
+    return report(rt, run(_decided(rt, entry_id, "settle", queue, mine=mine, theirs=theirs)))
 
 
 async def _send(rt: Runtime, names: Sequence[str]) -> list[OutboxEntry]:

@@ -22,9 +22,14 @@ def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help=JSON_HELP)(fn)
 
 
-def emit(rt: Runtime, payload: dict[str, Any], human: Callable[[], object]) -> None:
+def emit(
+    rt: Runtime, payload: dict[str, Any], human: Callable[[], object], masked: bool = False
+) -> None:
+    """`payload` as JSON with --json (`masked`: with the settings' secrets masked), else
+    `human()`."""
     if rt.json:
-        click.echo(json.dumps(payload, ensure_ascii=False, default=str))
+        text = json.dumps(payload, ensure_ascii=False, default=str)
+        click.echo(rt.loaded_masker(text) if masked else text)
     else:
         human()
 

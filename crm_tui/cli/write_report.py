@@ -5,14 +5,12 @@ person must act."""
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
-import click
-
+from crm_tui.cli.command import Reply
 from crm_tui.cli.errors import EXIT_CONFLICT, EXIT_REMOTE
 from crm_tui.cli.marks import record_marks
-from crm_tui.cli.output import emit, say, table
+from crm_tui.cli.output import say, table
 from crm_tui.cli.runtime import Runtime
 from crm_tui.cli.written import Written
 from crm_tui.config import DISPLAY_NAMES
@@ -138,22 +136,18 @@ def _print_entry(rt: Runtime, outcome: Written, payload: dict[str, Any]) -> None
         say(rt, f"error: {payload['error']}: {_hint(entry)}", err=True)
 
 
-def report(rt: Runtime, outcome: Written) -> None:
-    """Print how the write ended; exit 4 (refused) or 6 (conflict) when a person must act."""
+def report(rt: Runtime, outcome: Written) -> Reply:
+    """How the write ended; exit 4 (refused) or 6 (conflict) when a person must act."""
     if outcome.preview is not None:
-        _print_preview(rt, outcome)
-        return
+        return _preview(rt, outcome)
     if outcome.entry is None:
-        _unchanged(rt, outcome)
-        return
+        return _unchanged(rt, outcome)
     payload = _entry_payload(rt, outcome)
-    emit(rt, payload, lambda: _print_entry(rt, outcome, payload))
-    code = _EXITS.get(outcome.entry.state)
-    if code:
-        sys.exit(code)
+    code = _EXITS.get(outcome.entry.state, 0)
+    return Reply(payload, lambda: _print_entry(rt, outcome, payload), code)
 
 
-def _unchanged(rt: Runtime, outcome: Written) -> None:
+def _unchanged(rt: Runtime, outcome: Written) -> Reply:
     """An edit that changes nothing: no entry, exit 0 (the record is as wanted)."""
     record = outcome.record
     assert record is not None
@@ -165,10 +159,10 @@ def _unchanged(rt: Runtime, outcome: Written) -> None:
         "outbox": [],
         "record": record_marks(rt.unloaded_store).json(record.to_json()),
     }
-    emit(rt, payload, lambda: say(rt, f"{record.id}: {outcome.unchanged}"))
+    return Reply(payload, lambda: say(rt, f"{record.id}: {outcome.unchanged}"))
 
 
-def _print_preview(rt: Runtime, outcome: Written) -> None:
+def _preview(rt: Runtime, outcome: Written) -> Reply:
     """A dry run: the request as it would leave, header values masked, nothing saved."""
     assert outcome.preview is not None
     request = outcome.preview.to_json()
@@ -188,7 +182,5 @@ def _print_preview(rt: Runtime, outcome: Written) -> None:
         for line in json.dumps(request["body"], indent=2, ensure_ascii=False).splitlines():
             say(rt, line)
 
-    if rt.json:  # masked as the human lines are: a dry run must never show a secret
-        click.echo(rt.masker(json.dumps(payload, ensure_ascii=False, default=str)))
-    else:
-        human()
+    # masked as the human lines are: a dry run must never show a secret
+    return Reply(payload, human, masked=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from crm_tui.cli.command import headless
+from crm_tui.cli.command import Reply, headless
 from crm_tui.cli.errors import EXIT_USAGE, CliError
 from crm_tui.cli.options import (
     EDIT_OPTIONS,
@@ -145,7 +145,7 @@ def edit(
     dry_run: bool,
     queue: bool,
     **fields: Any,
-) -> None:
+) -> Reply:
     """Change fields of a vendor CRM's record (SOURCE:ID); an empty value clears a field.
 
     --tag replaces every tag; --add-tag and --remove-tag change the tags it has. Only the
@@ -158,7 +158,7 @@ def edit(
     --set custom.lender=Quicken
     """
     ask = EditAsk(record_id, kind, fields, add_tags, remove_tags, dry_run, queue, sets)
-    report(rt, run(_edit(rt, ask)))
+    return report(rt, run(_edit(rt, ask)))
 
 
 async def _note(
@@ -186,14 +186,14 @@ def note(
     subject: str | None,
     dry_run: bool,
     queue: bool,
-) -> None:
+) -> Reply:
     """Add a note to a vendor CRM's contact (SOURCE:ID), through the outbox.
 
     Exit 0 done or saved to go out later, 4 refused by the vendor.
 
     Example: crm-tui note followupboss:123 "Called, wants a showing Sat"
     """
-    report(rt, run(_note(rt, record_id, text, subject, dry_run, queue)))
+    return report(rt, run(_note(rt, record_id, text, subject, dry_run, queue)))
 
 
 #: The sources whose connector declares new leads.
@@ -229,7 +229,7 @@ async def _create_lead(
 @click.option("--message", help="What the lead asked or said.")
 @_WRITE_OPTIONS
 @headless()
-def lead_create(rt: Runtime, source: str, dry_run: bool, queue: bool, **fields: Any) -> None:
+def lead_create(rt: Runtime, source: str, dry_run: bool, queue: bool, **fields: Any) -> Reply:
     """Create a lead in SOURCE through the outbox (the vendor's own intake).
 
     It needs an e-mail or a phone (or what the source asks). Exit 0 done or saved to go out
@@ -237,7 +237,7 @@ def lead_create(rt: Runtime, source: str, dry_run: bool, queue: bool, **fields: 
 
     Example: crm-tui lead create followupboss --first-name Ana --email ana@x.co --source Zillow
     """
-    report(rt, run(_create_lead(rt, source, given(fields), dry_run, queue)))
+    return report(rt, run(_create_lead(rt, source, given(fields), dry_run, queue)))
 
 
 def write_merged(rt: Runtime, merged: Record, members: Sequence[Record]) -> dict[str, Any]:
