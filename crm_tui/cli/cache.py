@@ -95,6 +95,9 @@ def cached_data(rt: Runtime, source: str | None) -> Reply:
 def _records_command(kind: RecordKind) -> click.Command:
     """`crm-tui contacts` and `crm-tui deals`."""
 
+    @click.option("--source", type=SOURCE_CHOICE, help="Only this source.")
+    @click.option("--limit", type=click.IntRange(0), default=0, help="At most N (0: all).")
+    @headless()
     def records(rt: Runtime, source: str | None, limit: int) -> Reply:
         found = rt.store.records(kind, source)
         if limit:
@@ -111,11 +114,7 @@ def _records_command(kind: RecordKind) -> click.Command:
         f"Cached {kind} (guide: GET {kind}).\n\n"
         f"    Example: crm-tui {kind} --source followupboss --json"
     )
-    command = click.option(
-        "--limit", type=click.IntRange(0), default=0, help="At most N (0: all)."
-    )(headless()(records))
-    command = click.option("--source", type=SOURCE_CHOICE, help="Only this source.")(command)
-    return click.command(kind)(command)
+    return click.command(kind)(records)
 
 
 def _records_table(kind: RecordKind, records: list[Record], marks: Marks) -> None:
