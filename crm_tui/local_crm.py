@@ -18,7 +18,6 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from crm_tui.custom_columns import is_column_name
-from crm_tui.dedup.clusters import LINKS_FIELD
 from crm_tui.formats import parse_amount, parse_date
 from crm_tui.models import (
     CONTACT_EDITABLE,
@@ -34,6 +33,7 @@ from crm_tui.sources.local import LocalSource
 from crm_tui.sources.mapping import load_mappings
 from crm_tui.sources.mapping_file import mappings_path
 from crm_tui.store.cache import CacheStore
+from crm_tui.store.local_rows import LINKS_FIELD
 from crm_tui.text import clean
 
 log = logging.getLogger(__name__)

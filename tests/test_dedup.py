@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from crm_tui.config import Settings
 from crm_tui.dedup import DuplicateFinder
-from crm_tui.dedup.clusters import LINKS_FIELD, SourceKeys, _blocks, cluster_id
+from crm_tui.dedup.clusters import SourceKeys, _blocks, cluster_id
 from crm_tui.dedup.keys import NameAgreement, PhoneKeys, compare_names, name_key
 from crm_tui.dedup.mailbox import mailbox_key
 from crm_tui.dedup.merge import (
@@ -30,6 +30,7 @@ from crm_tui.models import Contact
 from crm_tui.search.text import fold
 from crm_tui.sources.base import SourceContext
 from crm_tui.store import CacheStore, Database
+from crm_tui.store.local_rows import LINKS_FIELD
 from crm_tui.sync.engine import SyncEngine
 from tests.conftest import DEMO_CONTACTS
 

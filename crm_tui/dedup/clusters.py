@@ -27,14 +27,13 @@ from crm_tui.heap import CHUNK, Sharded, dismantle, gc_paused
 from crm_tui.models import Contact
 from crm_tui.search.text import digits
 from crm_tui.store import decisions
+from crm_tui.store.local_rows import LINKS_FIELD
 
 EMAIL, PHONE, MERGED = 1, 2, 4
 #: A key held by more records than this is a placeholder or a switchboard, not a person.
 MAX_BLOCK = 50
 #: A possible cluster's id starts so; a key-linked cluster's with "p".
 POSSIBLE_PREFIX = decisions.POSSIBLE_PREFIX
-#: Linked source ids a merged local contact keeps in its payload.
-LINKS_FIELD = "linked_records"
 
 _BASE = {EMAIL: 0.90, PHONE: 0.85, EMAIL | PHONE: 0.97}
 _NAME_BONUS = {

@@ -19,8 +19,8 @@ from typing import Any
 from crm_tui.models import RecordKind
 from crm_tui.store.damage import damage_named
 
-#: The payload key holding a merged contact's source record ids.
-LINKS_KEY = "linked_records"
+#: The payload key holding the source record ids a merged local contact links.
+LINKS_FIELD = "linked_records"
 _META = ("id", "created_at", "updated_at")
 
 
@@ -82,7 +82,7 @@ class LocalRecordStore:
         conn.execute(
             "DELETE FROM local_links WHERE user_id = ? AND local_id = ?", (user_id, local_id)
         )
-        links = payload.get(LINKS_KEY) or ()
+        links = payload.get(LINKS_FIELD) or ()
         conn.executemany(
             "INSERT OR IGNORE INTO local_links (user_id, record_id, local_id) VALUES (?, ?, ?)",
             [(user_id, str(link), local_id) for link in links],
@@ -114,7 +114,7 @@ class LocalRecordStore:
                 ],
             )
             for new_id, payload in zip(ids, payloads, strict=True):
-                if payload.get(LINKS_KEY):
+                if payload.get(LINKS_FIELD):
                     self._write_links(conn, user_id, new_id, payload)
         return ids
 
