@@ -15,7 +15,7 @@ import threading
 from bisect import bisect_right
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from crm_tui.models import Contact
 from crm_tui.search.text import digits
 from crm_tui.store import decisions
 from crm_tui.store.local_rows import LINKS_FIELD
+from crm_tui.store.reading import CachedRecords
 
 EMAIL, PHONE, MERGED = 1, 2, 4
 #: A key held by more records than this is a placeholder or a switchboard, not a person.
@@ -226,16 +227,16 @@ class DuplicateFinder:
         self._keys: dict[str, SourceKeys] = {}
         self._lock = threading.Lock()  # two refreshes from worker threads run one at a time
 
-    def refresh(self, store: Any) -> People:
-        """`store` is a CacheStore; re-keys the sources whose contacts were replaced."""
+    def refresh(self, store: CachedRecords) -> People:
+        """Re-keys the sources whose contacts changed since the last refresh."""
         with self._lock:
             return self._refresh(store)
 
-    def _refresh(self, store: Any) -> People:
+    def _refresh(self, store: CachedRecords) -> People:
         present = {}
         for source in store.sources():
             version = store.stream_version("contacts", source)  # before the records
-            stream = store.stream("contacts", source)
+            stream = cast("Mapping[str, Contact]", store.stream("contacts", source))
             if not stream:
                 continue
             cached = self._keys.get(source)
@@ -254,9 +255,9 @@ class DuplicateFinder:
 
     def _keys_now(
         self,
-        store: Any,
+        store: CachedRecords,
         source: str,
-        version: Any,
+        version: tuple[int, int],
         stream: Mapping[str, Contact],
         cached: SourceKeys | None,
     ) -> SourceKeys:

@@ -19,6 +19,7 @@ from crm_tui.local_crm import LocalCrm, ValidationFailed, validate
 from crm_tui.models import CONTACT_EDITABLE, CUSTOM_FIELD, Contact
 from crm_tui.search.text import fold
 from crm_tui.store.decisions import MergeEntry
+from crm_tui.store.reading import CachedRecords
 
 MERGED_FIELDS = tuple(f for f in CONTACT_EDITABLE if f != "rating")
 #: Fields where a value in capitals is a CRM's habit, not a person's spelling.
@@ -37,8 +38,8 @@ class FieldChoice:
         return {"field": self.field, "value": value, "from": self.record_id}
 
 
-def cluster_records(store: Any, cluster: Cluster) -> list[Contact]:
-    """The cluster's contacts as the store (a CacheStore) holds them now."""
+def cluster_records(store: CachedRecords, cluster: Cluster) -> list[Contact]:
+    """The cluster's contacts as the store holds them now."""
     found = (store.get("contacts", member) for member in cluster.members)
     return [r for r in found if isinstance(r, Contact)]
 
