@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from crm_tui.config import Settings
 from crm_tui.dedup import DuplicateFinder
 from crm_tui.dedup.clusters import SourceKeys, _blocks, cluster_id
+from crm_tui.dedup.compare import values_differ
 from crm_tui.dedup.keys import NameAgreement, PhoneKeys, compare_names, name_key
 from crm_tui.dedup.mailbox import mailbox_key
 from crm_tui.dedup.merge import (
@@ -821,3 +822,13 @@ async def test_a_merge_carries_custom_values_into_the_local_contact_typed(
     assert again._record(kind, row).custom == {"lender": "Quicken", "budget": Decimal("650000")}
     assert reopened.db is not None
     reopened.db.close()
+
+
+def test_values_differ_by_what_they_mean_not_how_they_are_written() -> None:
+    phones = PhoneKeys("US")
+    assert not values_differ("phone", ["(512) 555-0101", "+1 512-555-0101", ""], phones)
+    assert values_differ("phone", ["(512) 555-0101", "(512) 555-0102"], phones)
+    assert not values_differ("email", ["Ana.Lee@Example.com", "ana.lee@example.com"], phones)
+    assert not values_differ("first_name", ["ANA ", "ana"], phones)
+    assert values_differ("city", ["Austin", "Dallas"], phones)
+    assert not values_differ("city", ["Austin"], phones)
