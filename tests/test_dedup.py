@@ -818,7 +818,7 @@ async def test_a_merge_carries_custom_values_into_the_local_contact_typed(
     reopened = CacheStore(me, Database(settings.database_path))
     reopened.load_sync()  # the local CRM's row, read back as the snapshot holds it
     again = LocalCrm(reopened, SourceContext(settings, me, db=reopened.db))
-    kind, row = again.find(result.record.id)
+    kind, row = await again.find(result.record.id)
     assert again._record(kind, row).custom == {"lender": "Quicken", "budget": Decimal("650000")}
     assert reopened.db is not None
     reopened.db.close()

@@ -187,17 +187,20 @@ async def merge_cluster(
             contact = cast(Contact, made)
             (entry_id,) = await _journal(local, [(cluster, contact, None)])
             return MergeResult(cluster.id, contact, True, None, fields, entry_id)
-        existing = _linking(local, links)
+        existing = await _linking(local, links)
     record, previous = await local.replace(existing, fields, links=links)
     contact = cast(Contact, record)
     (entry_id,) = await _journal(local, [(cluster, contact, previous)])
     return MergeResult(cluster.id, contact, False, previous, fields, entry_id)
 
 
-def _linking(local: LocalCrm, links: Sequence[str]) -> str:
+async def _linking(local: LocalCrm, links: Sequence[str]) -> str:
     """The local contact that links (some of) these records already."""
-    db = local.store.db
-    linked = db.linking_locals(local.store.user_id, links) if db is not None else {}
+    store = local.store
+    db = store.db
+    linked = (
+        await store.in_writer(db.linking_locals, store.user_id, links) if db is not None else {}
+    )
     return f"local:{min(min(ids) for ids in linked.values())}"
 
 
