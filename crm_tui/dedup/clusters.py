@@ -242,7 +242,7 @@ class DuplicateFinder:
             cached = self._keys.get(source)
             if cached is None or cached.version != version:
                 # young lists of a million keys: a collection walking them would hold the
-                # interpreter lock (and the app's loop) for tens of ms; frozen on the way out
+                # interpreter lock (and stall the app's loop); frozen on the way out
                 with gc_paused():
                     cached = self._keys_now(store, source, version, stream, cached)
             present[source] = cached
@@ -484,7 +484,7 @@ def most_valuable_first(
     counted = spread if spread is not None else (len(c.sources) for c in clusters)
     sources = np.fromiter(counted, dtype=np.int32, count=count)
     # as a number (20260326143005): a numpy string array of 300,000 would be built, and
-    # sorted, in C calls that hold the interpreter lock for tens of milliseconds
+    # sorted, in long C calls that hold the interpreter lock
     recency = np.fromiter((_stamp(c.latest) for c in clusters), dtype=np.int64, count=count)
     sizes = np.fromiter((len(c.members) for c in clusters), dtype=np.int32, count=count)
     sure = np.fromiter((c.confidence for c in clusters), dtype=np.float64, count=count)

@@ -207,8 +207,8 @@ async def _linking(local: LocalCrm, links: Sequence[str]) -> str:
 async def merge_new_clusters(
     local: LocalCrm, clusters: Sequence[tuple[Cluster, Sequence[Contact]]]
 ) -> tuple[list[MergeResult], list[tuple[str, str]]]:
-    """Clusters that hold no local contact yet, each into a new one, written together (a
-    bulk merge of thousands takes seconds, not minutes). A cluster whose values the local
+    """Clusters that hold no local contact yet, each into a new one, written together (one
+    lease, transaction and cache update for thousands). A cluster whose values the local
     CRM refuses, or that another process merged meanwhile, is left out and named: (cluster
     id, why)."""
     planned: list[tuple[Cluster, dict[str, Any]]] = []
