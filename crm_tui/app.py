@@ -16,7 +16,7 @@ import importlib
 import logging
 import pkgutil
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ from crm_tui.store.errors import StoreError
 from crm_tui.store.health import pages_problem
 from crm_tui.store.leases import Holder
 from crm_tui.sync.engine import ConnectionResult, SyncEngine, failed_report
+from crm_tui.sync.scheduler import announce_next_run
 from crm_tui.tomlfile import read_toml, where
 from crm_tui.writeback.service import Choice, WriteBack
 from crm_tui.writeback.shown import Decision, anything_waits, decision_notice, drain_notices
@@ -606,9 +607,7 @@ class CrmApp(App[None]):
 
     def _announce_next_run(self) -> None:
         minutes = self.settings.crm_sync_interval_minutes
-        when = datetime.now(UTC) + timedelta(minutes=minutes)
-        for name in self.engine.enabled():
-            self.store.update_status(name, next_run=when.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        announce_next_run(self.store, self.engine.enabled(), minutes * 60)
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """The command palette: the actions the screen's keys offer now, then the app's

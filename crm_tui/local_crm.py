@@ -12,13 +12,12 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from crm_tui.custom_columns import is_column_name
-from crm_tui.dedup.clusters import LINKS_FIELD
 from crm_tui.formats import parse_amount, parse_date
 from crm_tui.models import (
     CONTACT_EDITABLE,
@@ -34,6 +33,8 @@ from crm_tui.sources.local import LocalSource
 from crm_tui.sources.mapping import load_mappings
 from crm_tui.sources.mapping_file import mappings_path
 from crm_tui.store.cache import CacheStore
+from crm_tui.store.db import Database
+from crm_tui.store.local_rows import LINKS_FIELD
 from crm_tui.text import clean
 
 log = logging.getLogger(__name__)
@@ -207,7 +208,7 @@ class LocalCrm:
     def _record(self, kind: RecordKind, row: dict[str, Any]) -> Record:
         return LocalSource(self.context).map_record(kind, row, utc_now())
 
-    def _db(self) -> Any:
+    def _db(self) -> Database:
         if self.store.db is None:
             raise RuntimeError("the local CRM needs a database")
         return self.store.db
@@ -261,12 +262,14 @@ class LocalCrm:
             await self.store.upsert(kind, [r for r in records if r is not None])
         return records
 
-    def find(self, record_id: str) -> tuple[RecordKind, dict[str, Any]]:
-        """A local record by id (`7` or `local:7`), with its kind."""
+    async def find(self, record_id: str) -> tuple[RecordKind, dict[str, Any]]:
+        """A local record by id (`7` or `local:7`), with its kind: read on the writer
+        thread, after any write already asked for."""
         number = record_id.removeprefix("local:")
         if not number.isdigit():
             raise KeyError(f"not a local record id: {record_id}")
-        return self._db().local_record(self.store.user_id, int(number))  # type: ignore[no-any-return]
+        found = await self.store.in_writer(self._db().local_record, self.store.user_id, int(number))
+        return cast(tuple[RecordKind, dict[str, Any]], found)
 
     async def edit(
         self, record_id: str, changes: dict[str, Any], links: Sequence[str] = ()
@@ -279,14 +282,14 @@ class LocalCrm:
     ) -> tuple[Record, dict[str, Any]]:
         """Edit, returning the row as it was just before (read under the lease, so an undo
         never brings back an older copy than the one this edit replaced)."""
-        kind, _ = self.find(record_id)
+        kind, _ = await self.find(record_id)
         async with self._writing(kind):
             return await self._edit(record_id, changes, links)
 
     async def _edit(
         self, record_id: str, changes: dict[str, Any], links: Sequence[str]
     ) -> tuple[Record, dict[str, Any]]:
-        kind, row = self.find(record_id)  # again: it may have changed while we waited
+        kind, row = await self.find(record_id)  # again: it may have changed while we waited
         current = {
             k: v
             for k, v in row.items()
@@ -297,7 +300,8 @@ class LocalCrm:
         if merged_from:
             payload[LINKS_FIELD] = merged_from
         now = utc_now()
-        self._db().save_local_record(self.store.user_id, kind, payload, now, row["id"])
+        db, user = self._db(), self.store.user_id
+        await self.store.in_writer(db.save_local_record, user, kind, payload, now, row["id"])
         record = self._record(
             kind, {**payload, "id": row["id"], "created_at": row["created_at"], "updated_at": now}
         )
@@ -305,11 +309,12 @@ class LocalCrm:
         return record, row
 
     async def delete(self, record_id: str) -> Record:
-        kind, _ = self.find(record_id)
+        kind, _ = await self.find(record_id)
         async with self._writing(kind):
-            kind, row = self.find(record_id)
+            kind, row = await self.find(record_id)
             record = self._record(kind, row)
-            self._db().delete_local_record(self.store.user_id, kind, row["id"])
+            db, user = self._db(), self.store.user_id
+            await self.store.in_writer(db.delete_local_record, user, kind, row["id"])
             await self.store.delete(kind, [record.id])
         self.last_deleted = (kind, row)
         return record
@@ -338,7 +343,7 @@ class LocalCrm:
         if kind is None:
             kind = "contacts"
             with contextlib.suppress(KeyError):  # gone already: a check may still apply
-                kind, _ = self.find(record_id)
+                kind, _ = await self.find(record_id)
         async with self._writing(kind):
             db, user = self._db(), self.store.user_id
 

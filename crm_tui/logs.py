@@ -10,8 +10,7 @@ import traceback
 from collections.abc import Iterable
 from pathlib import Path
 
-from crm_tui.store.errors import DataDirRefused
-from crm_tui.store.files import check_data_dir, check_file, secure_dir, secure_file
+from crm_tui.files import DataDirRefused, check_dir, check_file, secure_dir, secure_file
 
 MASK = "********"
 
@@ -92,7 +91,7 @@ def _open_log_file(log_file: Path) -> str | None:
         secure_file(log_file)
     except DataDirRefused as exc:
         folder = log_file.parent
-        if (folder.exists() and check_data_dir(folder)) or check_file(log_file):
+        if (folder.exists() and check_dir(folder)) or check_file(log_file):
             raise
         return exc.details or exc.error
     except OSError as exc:

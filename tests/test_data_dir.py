@@ -18,11 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from crm_tui.files import DataDirRefused, check_dir, secure_dir
 from crm_tui.models import Contact
 from crm_tui.store import CacheStore, Database
 from crm_tui.store.db import MIGRATIONS, _statements
-from crm_tui.store.errors import DataDirRefused
-from crm_tui.store.files import check_data_dir, secure_dir
 from tests.conftest import run_crm as crm
 from tests.privileges import unprivileged
 
@@ -132,13 +131,13 @@ def test_a_data_dir_that_cannot_be_created_is_a_clear_error(tmp_path, env):
     assert "Not a directory; choose a folder you can write to" in body["details"]
 
 
-def test_check_data_dir_says_what_is_wrong(tmp_path):
-    assert check_data_dir(tmp_path / "missing") == []
-    assert check_data_dir(tmp_path) == []
+def test_check_dir_says_what_is_wrong(tmp_path):
+    assert check_dir(tmp_path / "missing") == []
+    assert check_dir(tmp_path) == []
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)
-    (problem,) = check_data_dir(shared)
+    (problem,) = check_dir(shared)
     assert "writable by every user (mode 0777)" in problem
     with pytest.raises(DataDirRefused) as info:
         secure_dir(shared)
@@ -146,7 +145,7 @@ def test_check_data_dir_says_what_is_wrong(tmp_path):
     assert mode(shared) == 0o777
     dangling = tmp_path / "dangling"
     dangling.symlink_to(tmp_path / "nowhere")
-    assert "does not exist" in check_data_dir(dangling)[0]
+    assert "does not exist" in check_dir(dangling)[0]
 
 
 # -- the database file -----------------------------------------------------------------------

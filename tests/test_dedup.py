@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from crm_tui.config import Settings
 from crm_tui.dedup import DuplicateFinder
-from crm_tui.dedup.clusters import LINKS_FIELD, SourceKeys, _blocks, cluster_id
+from crm_tui.dedup.clusters import SourceKeys, _blocks, cluster_id
+from crm_tui.dedup.compare import values_differ
 from crm_tui.dedup.keys import NameAgreement, PhoneKeys, compare_names, name_key
 from crm_tui.dedup.mailbox import mailbox_key
 from crm_tui.dedup.merge import (
@@ -30,6 +31,7 @@ from crm_tui.models import Contact
 from crm_tui.search.text import fold
 from crm_tui.sources.base import SourceContext
 from crm_tui.store import CacheStore, Database
+from crm_tui.store.local_rows import LINKS_FIELD
 from crm_tui.sync.engine import SyncEngine
 from tests.conftest import DEMO_CONTACTS
 
@@ -816,7 +818,17 @@ async def test_a_merge_carries_custom_values_into_the_local_contact_typed(
     reopened = CacheStore(me, Database(settings.database_path))
     reopened.load_sync()  # the local CRM's row, read back as the snapshot holds it
     again = LocalCrm(reopened, SourceContext(settings, me, db=reopened.db))
-    kind, row = again.find(result.record.id)
+    kind, row = await again.find(result.record.id)
     assert again._record(kind, row).custom == {"lender": "Quicken", "budget": Decimal("650000")}
     assert reopened.db is not None
     reopened.db.close()
+
+
+def test_values_differ_by_what_they_mean_not_how_they_are_written() -> None:
+    phones = PhoneKeys("US")
+    assert not values_differ("phone", ["(512) 555-0101", "+1 512-555-0101", ""], phones)
+    assert values_differ("phone", ["(512) 555-0101", "(512) 555-0102"], phones)
+    assert not values_differ("email", ["Ana.Lee@Example.com", "ana.lee@example.com"], phones)
+    assert not values_differ("first_name", ["ANA ", "ana"], phones)
+    assert values_differ("city", ["Austin", "Dallas"], phones)
+    assert not values_differ("city", ["Austin"], phones)

@@ -248,6 +248,28 @@ def test_stale_sources_follow_the_ttl(engine):
     assert engine.stale_sources() == ["local"]
 
 
+def test_a_source_without_its_settings_shows_disabled_whatever_its_last_sync(engine):
+    from crm_tui.sync.shown import shown_statuses
+
+    engine.store.update_status("brivity", state=SyncState.ERROR)
+    shown = shown_statuses(engine.store, engine.settings)
+    assert list(shown) == engine.store.sources()
+    assert shown["brivity"].state is SyncState.DISABLED  # no BRIVITY_API_KEY
+    assert shown["followupboss"].state is SyncState.IDLE
+    assert engine.store.status("brivity").state is SyncState.ERROR  # the store's stays
+
+
+def test_the_next_run_is_stamped_on_each_named_source(engine):
+    from datetime import UTC, datetime, timedelta
+
+    from crm_tui.sync.scheduler import announce_next_run
+
+    when = announce_next_run(engine.store, ["local"], 600)
+    assert timedelta(seconds=590) < when - datetime.now(UTC) <= timedelta(seconds=600)
+    assert engine.store.status("local").next_run == when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert engine.store.status("followupboss").next_run is None
+
+
 @respx.mock
 async def test_the_scheduler_runs_on_time_and_skips_a_running_source(engine):
     from crm_tui.sync.scheduler import Scheduler

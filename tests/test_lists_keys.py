@@ -16,7 +16,7 @@ from crm_tui.screens.local_form import LocalFormScreen
 from crm_tui.screens.search import SearchScreen
 from crm_tui.widgets.record_table import RecordTable
 from tests.conftest import make_settings
-from tests.test_tui import SIZE, settle
+from tests.test_tui import SIZE, audit_read, settle
 
 
 def text_of(app, selector: str) -> str:
@@ -208,6 +208,7 @@ async def test_audit_filters_runs_and_goes_top_and_bottom(demo_settings):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("f4")
+        await audit_read(pilot, app)
         runs = app.screen.query_one("#runs", DataTable)
         assert runs.row_count >= 3
         await pilot.press("G")
@@ -277,6 +278,7 @@ async def test_empty_states_say_why(tmp_path, demo_settings):
         await pilot.pause(0.2)
         assert "synced yet" in text_of(app, "#browse-summary")
         await pilot.press("f4")
+        await audit_read(pilot, app)
         assert "No sync runs yet" in text_of(app, "#audit-summary")
         await pilot.press("f2", *"zz")
         await pilot.pause(0.4)
@@ -464,7 +466,7 @@ async def test_audit_shows_the_columns_that_fit_and_more_when_wider(demo_setting
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot, app)
         await pilot.press("f4")
-        await pilot.pause(0.3)
+        await audit_read(pilot, app)
         runs = app.screen.query_one("#runs", DataTable)
         titles = [str(c.label) for c in runs.ordered_columns]
         assert titles == list(NARROW_COLUMNS) and runs.row_count > 0
@@ -473,3 +475,25 @@ async def test_audit_shows_the_columns_that_fit_and_more_when_wider(demo_setting
         await pilot.pause(0.3)
         assert [str(c.label) for c in runs.ordered_columns] == list(RUN_COLUMNS)
         assert runs.row_count > 0
+
+
+async def test_the_audit_reads_the_database_off_the_event_loop(tmp_path, monkeypatch):
+    import threading
+
+    from crm_tui.store import Database
+
+    on_loop: list[bool] = []
+    real = Database.list_runs
+
+    def list_runs(self, *args, **kwargs):
+        on_loop.append(threading.current_thread() is threading.main_thread())
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Database, "list_runs", list_runs)
+    app = make_app(make_settings(tmp_path), sync_stale=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("f4")
+        await audit_read(pilot, app)
+        assert "No sync runs yet" in text_of(app, "#audit-summary")
+    assert on_loop and not any(on_loop)

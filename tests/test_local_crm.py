@@ -141,3 +141,59 @@ def test_a_deals_contact_is_taken_as_the_app_shows_it_or_bare():
             validate("deals", {"name": "Oak", "contact_remote_id": typed})["contact_remote_id"]
             == "12"
         )
+
+
+async def test_local_writes_and_reads_never_touch_the_database_on_the_event_loop(tmp_path):
+    import threading
+
+    from crm_tui.local_crm import LocalCrm
+    from crm_tui.sources.base import SourceContext
+    from crm_tui.store import CacheStore, Database
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path)
+    db = Database(settings.database_path)
+    called: list[tuple[str, bool]] = []
+    loop_thread = threading.current_thread()
+    for name in ("local_record", "save_local_record", "delete_local_record"):
+        real = getattr(db, name)
+
+        def spy(*args, _real=real, _name=name):
+            called.append((_name, threading.current_thread() is loop_thread))
+            return _real(*args)
+
+        setattr(db, name, spy)
+    local = LocalCrm(CacheStore("alice", db), SourceContext(settings, "alice", db=db))
+    try:
+        made = await local.add("contacts", {"first_name": "Ana"})
+        assert (await local.edit(made.id, {"last_name": "Lee"})).name == "Ana Lee"
+        await local.delete(made.id)
+        assert local.store.get("contacts", made.id) is None
+    finally:
+        db.close()
+    assert {name for name, _ in called} == {
+        "local_record",
+        "save_local_record",
+        "delete_local_record",
+    }
+    assert not [name for name, on_loop in called if on_loop]
+
+
+def test_a_local_record_is_found_by_its_key_not_by_a_walk_through_every_row(tmp_path):
+    from crm_tui.store import Database
+    from crm_tui.store.local_rows import BY_ID
+
+    db = Database(tmp_path / "crm.sqlite3")
+    try:
+        plan = db._conn.execute("EXPLAIN QUERY PLAN " + BY_ID, ("alice", "a", "b", 1)).fetchall()
+        assert [row[-1] for row in plan] == [
+            "SEARCH local_records USING INDEX sqlite_autoindex_local_records_1"
+            " (user_id=? AND kind=? AND id=?)"
+        ]
+        ids = db.add_local_records("alice", "deals", [{"name": "Elm St"}], "2026-01-01")
+        kind, row = db.local_record("alice", ids[0])
+        assert (kind, row["name"]) == ("deals", "Elm St")
+        with pytest.raises(KeyError):
+            db.local_record("bob", ids[0])
+    finally:
+        db.close()

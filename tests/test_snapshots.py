@@ -177,7 +177,7 @@ def test_every_screen(snap_compare, snapshot_app, screen, size, theme):
         while any(
             not w.is_finished
             for w in pilot.app.workers
-            if w.group in ("search", "pipeline", "chart")
+            if w.group in ("search", "pipeline", "chart", "audit")
         ):
             await pilot.pause(0.02)
         for box in pilot.app.screen.query(Input):  # the picture must not depend on a blink

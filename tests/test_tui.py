@@ -40,6 +40,19 @@ async def settle(pilot, app: CrmApp, limit: float = 20.0) -> None:
     raise AssertionError("the app did not settle")
 
 
+async def audit_read(pilot, app: CrmApp, limit: float = 10.0) -> None:
+    """Until the Audit screen has read the runs and writes (off the event loop) and shown them."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while loop.time() < deadline:
+        reading = [w for w in app.workers if w.group == "audit" and not w.is_finished]
+        if getattr(app.screen, "loaded", False) and not reading:
+            await pilot.pause()  # the rows it added, drawn
+            return
+        await pilot.pause(0.02)
+    raise AssertionError("the audit was not read")
+
+
 def cells(table: DataTable) -> list[list[str]]:
     return [[str(c) for c in table.get_row_at(r)] for r in range(table.row_count)]
 

@@ -27,7 +27,7 @@ from crm_tui.widgets.record_table import RecordTable
 from crm_tui.writeback.shown import drain_notices, open_line, record_mark
 from tests.conftest import make_settings
 from tests.test_snapshots import loaded, snapshot_app  # noqa: F401  (a fixture)
-from tests.test_tui import settle
+from tests.test_tui import audit_read, settle
 from tests.test_writeback import FUB, STAGES, person
 
 pytestmark = pytest.mark.usefixtures("no_retry_sleep")
@@ -424,7 +424,7 @@ async def test_the_audit_shows_writes_beside_syncs(app, fub_api):
         app.drain_outbox()
         await quiet(pilot, app)
         await pilot.press("f4")
-        await pilot.pause(0.3)
+        await audit_read(pilot, app)
         assert isinstance(app.screen, AuditScreen)
         table = app.screen.query_one("#runs", DataTable)
         titles = [str(c.label) for c in table.ordered_columns]

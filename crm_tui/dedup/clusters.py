@@ -15,7 +15,7 @@ import threading
 from bisect import bisect_right
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 
@@ -27,14 +27,14 @@ from crm_tui.heap import CHUNK, Sharded, dismantle, gc_paused
 from crm_tui.models import Contact
 from crm_tui.search.text import digits
 from crm_tui.store import decisions
+from crm_tui.store.local_rows import LINKS_FIELD
+from crm_tui.store.reading import CachedRecords
 
 EMAIL, PHONE, MERGED = 1, 2, 4
 #: A key held by more records than this is a placeholder or a switchboard, not a person.
 MAX_BLOCK = 50
 #: A possible cluster's id starts so; a key-linked cluster's with "p".
 POSSIBLE_PREFIX = decisions.POSSIBLE_PREFIX
-#: Linked source ids a merged local contact keeps in its payload.
-LINKS_FIELD = "linked_records"
 
 _BASE = {EMAIL: 0.90, PHONE: 0.85, EMAIL | PHONE: 0.97}
 _NAME_BONUS = {
@@ -227,22 +227,22 @@ class DuplicateFinder:
         self._keys: dict[str, SourceKeys] = {}
         self._lock = threading.Lock()  # two refreshes from worker threads run one at a time
 
-    def refresh(self, store: Any) -> People:
-        """`store` is a CacheStore; re-keys the sources whose contacts were replaced."""
+    def refresh(self, store: CachedRecords) -> People:
+        """Re-keys the sources whose contacts changed since the last refresh."""
         with self._lock:
             return self._refresh(store)
 
-    def _refresh(self, store: Any) -> People:
+    def _refresh(self, store: CachedRecords) -> People:
         present = {}
         for source in store.sources():
             version = store.stream_version("contacts", source)  # before the records
-            stream = store.stream("contacts", source)
+            stream = cast("Mapping[str, Contact]", store.stream("contacts", source))
             if not stream:
                 continue
             cached = self._keys.get(source)
             if cached is None or cached.version != version:
                 # young lists of a million keys: a collection walking them would hold the
-                # interpreter lock (and the app's loop) for tens of ms; frozen on the way out
+                # interpreter lock (and stall the app's loop); frozen on the way out
                 with gc_paused():
                     cached = self._keys_now(store, source, version, stream, cached)
             present[source] = cached
@@ -255,9 +255,9 @@ class DuplicateFinder:
 
     def _keys_now(
         self,
-        store: Any,
+        store: CachedRecords,
         source: str,
-        version: Any,
+        version: tuple[int, int],
         stream: Mapping[str, Contact],
         cached: SourceKeys | None,
     ) -> SourceKeys:
@@ -484,7 +484,7 @@ def most_valuable_first(
     counted = spread if spread is not None else (len(c.sources) for c in clusters)
     sources = np.fromiter(counted, dtype=np.int32, count=count)
     # as a number (20260326143005): a numpy string array of 300,000 would be built, and
-    # sorted, in C calls that hold the interpreter lock for tens of milliseconds
+    # sorted, in long C calls that hold the interpreter lock
     recency = np.fromiter((_stamp(c.latest) for c in clusters), dtype=np.int64, count=count)
     sizes = np.fromiter((len(c.members) for c in clusters), dtype=np.int32, count=count)
     sure = np.fromiter((c.confidence for c in clusters), dtype=np.float64, count=count)

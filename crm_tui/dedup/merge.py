@@ -19,6 +19,7 @@ from crm_tui.local_crm import LocalCrm, ValidationFailed, validate
 from crm_tui.models import CONTACT_EDITABLE, CUSTOM_FIELD, Contact
 from crm_tui.search.text import fold
 from crm_tui.store.decisions import MergeEntry
+from crm_tui.store.reading import CachedRecords
 
 MERGED_FIELDS = tuple(f for f in CONTACT_EDITABLE if f != "rating")
 #: Fields where a value in capitals is a CRM's habit, not a person's spelling.
@@ -37,8 +38,8 @@ class FieldChoice:
         return {"field": self.field, "value": value, "from": self.record_id}
 
 
-def cluster_records(store: Any, cluster: Cluster) -> list[Contact]:
-    """The cluster's contacts as the store (a CacheStore) holds them now."""
+def cluster_records(store: CachedRecords, cluster: Cluster) -> list[Contact]:
+    """The cluster's contacts as the store holds them now."""
     found = (store.get("contacts", member) for member in cluster.members)
     return [r for r in found if isinstance(r, Contact)]
 
@@ -186,25 +187,28 @@ async def merge_cluster(
             contact = cast(Contact, made)
             (entry_id,) = await _journal(local, [(cluster, contact, None)])
             return MergeResult(cluster.id, contact, True, None, fields, entry_id)
-        existing = _linking(local, links)
+        existing = await _linking(local, links)
     record, previous = await local.replace(existing, fields, links=links)
     contact = cast(Contact, record)
     (entry_id,) = await _journal(local, [(cluster, contact, previous)])
     return MergeResult(cluster.id, contact, False, previous, fields, entry_id)
 
 
-def _linking(local: LocalCrm, links: Sequence[str]) -> str:
+async def _linking(local: LocalCrm, links: Sequence[str]) -> str:
     """The local contact that links (some of) these records already."""
-    db = local.store.db
-    linked = db.linking_locals(local.store.user_id, links) if db is not None else {}
+    store = local.store
+    db = store.db
+    linked = (
+        await store.in_writer(db.linking_locals, store.user_id, links) if db is not None else {}
+    )
     return f"local:{min(min(ids) for ids in linked.values())}"
 
 
 async def merge_new_clusters(
     local: LocalCrm, clusters: Sequence[tuple[Cluster, Sequence[Contact]]]
 ) -> tuple[list[MergeResult], list[tuple[str, str]]]:
-    """Clusters that hold no local contact yet, each into a new one, written together (a
-    bulk merge of thousands takes seconds, not minutes). A cluster whose values the local
+    """Clusters that hold no local contact yet, each into a new one, written together (one
+    lease, transaction and cache update for thousands). A cluster whose values the local
     CRM refuses, or that another process merged meanwhile, is left out and named: (cluster
     id, why)."""
     planned: list[tuple[Cluster, dict[str, Any]]] = []

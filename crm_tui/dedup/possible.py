@@ -68,7 +68,7 @@ def possible_links(
     alone when at most `rare` records hold the name. `streets` are as the CRMs wrote them:
     only records whose name is held twice are read."""
     # Sharded, not one dict: resizing a dict of a million keys (or freeing it) is one C loop
-    # holding the interpreter lock, and the app's loop waits 50-130 ms while a sync runs.
+    # holding the interpreter lock, and the app's loop waits on it while a sync runs.
     counts = Sharded[tuple[str, str], int]()
     for name in names:
         counts[name] = (counts.get(name) or 0) + 1

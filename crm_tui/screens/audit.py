@@ -8,6 +8,7 @@ an outcome, an error. g / G go to the newest and the oldest run.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -24,6 +25,7 @@ from crm_tui.config import DISPLAY_NAMES
 from crm_tui.screens.base import ModeScreen
 from crm_tui.screens.outbox import STATE_STYLE, WriteScreen, label_of
 from crm_tui.screens.typing import TypeToFilter
+from crm_tui.store.db import Database
 from crm_tui.store.outbox import OutboxEntry
 from crm_tui.timefmt import exact, parse_utc
 from crm_tui.widgets.safe import safe, safe_block
@@ -140,6 +142,16 @@ class RunScreen(ModalScreen[None]):
             )
 
 
+def read_audit(db: Database, user: str) -> tuple[list[dict[str, Any]], list[OutboxEntry]]:
+    """The runs and the latest writes, in one trip off the event loop."""
+    return db.list_runs(user), db.outbox(user, limit=200)
+
+
+def quarantine_of(db: Database, user: str, run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The records each of a run's streams quarantined."""
+    return [item for stream in run["streams"] for item in db.list_quarantine(user, stream["id"])]
+
+
 def run_matches(cells: list[Text], words: list[str]) -> bool:
     """Whether every word of a filter is in the run's row (any column, any case)."""
     row = " ".join(c.plain for c in cells).casefold()
@@ -157,6 +169,7 @@ class AuditScreen(TypeToFilter, ModeScreen):
     runs: list[dict[str, Any]] = []
     writes: list[OutboxEntry] = []
     shown: tuple[str, ...] = ()
+    loaded = False  # the first read is done: an empty list means no runs, not "not yet"
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -204,9 +217,14 @@ class AuditScreen(TypeToFilter, ModeScreen):
             super().on_store_change(change)
 
     def refresh_data(self) -> None:
+        self.run_worker(self._load, group="audit", exclusive=True, exit_on_error=False)
+
+    async def _load(self) -> None:
+        """Read the runs and writes off the event loop, then show them."""
         db, user = self.crm.store.db, self.crm.store.user_id
-        self.runs = db.list_runs(user) if db else []
-        self.writes = db.outbox(user, limit=200) if db else []
+        if db is not None:
+            self.runs, self.writes = await asyncio.to_thread(read_audit, db, user)
+        self.loaded = True
         self._set_columns()
         self._show()
 
@@ -241,6 +259,8 @@ class AuditScreen(TypeToFilter, ModeScreen):
 
     def _summary(self, shown: int, words: list[str]) -> str:
         """What the list holds, and why it is empty when it is."""
+        if not self.loaded:
+            return "Reading the sync runs…"
         if not self.runs and not self.writes:
             return "No sync runs yet: on Status (F1) press a to sync every source."
         if words and not shown:
@@ -281,11 +301,12 @@ class AuditScreen(TypeToFilter, ModeScreen):
             if entry is not None:
                 self.app.push_screen(WriteScreen(entry))
             return
-        db = self.crm.store.db
         run = next((r for r in self.runs if str(r["id"]) == event.row_key.value), None)
-        if run is None or db is None:
-            return
-        quarantine = []
-        for stream in run["streams"]:
-            quarantine.extend(db.list_quarantine(self.crm.store.user_id, stream["id"]))
-        self.app.push_screen(RunScreen(run, quarantine))
+        if run is not None and self.crm.store.db is not None:
+            self.run_worker(self._open_run(run), group="audit-run", exit_on_error=False)
+
+    async def _open_run(self, run: dict[str, Any]) -> None:
+        db, user = self.crm.store.db, self.crm.store.user_id
+        if db is not None:
+            quarantine = await asyncio.to_thread(quarantine_of, db, user, run)
+            self.app.push_screen(RunScreen(run, quarantine))

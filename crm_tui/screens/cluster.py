@@ -14,8 +14,8 @@ from textual.widgets import DataTable, Footer, Static
 
 from crm_tui.config import DISPLAY_NAMES
 from crm_tui.dedup import Cluster
+from crm_tui.dedup.compare import values_differ
 from crm_tui.dedup.keys import PhoneKeys
-from crm_tui.dedup.mailbox import mailbox_key
 from crm_tui.dedup.merge import (
     AlreadyUndone,
     FieldChoice,
@@ -30,7 +30,6 @@ from crm_tui.formats import field_label
 from crm_tui.models import Contact
 from crm_tui.screens.confirm import ConfirmScreen
 from crm_tui.screens.detail import RecordScreen
-from crm_tui.search.text import fold
 from crm_tui.store.decisions import MergeEntry
 from crm_tui.widgets.safe import safe
 
@@ -232,18 +231,10 @@ class ClusterScreen(ModalScreen[None]):
         )
         self.query_one("#evidence-text", Static).update(lines)
 
-    def _same_as(self, name: str, value: str) -> str | None:
-        """What two values are compared as: a phone by its number, not its formatting."""
-        if name == "phone":
-            return self.phones(value)
-        if name == "email":
-            return mailbox_key(value)
-        return fold(value).strip() or None
-
     def _cells(self, name: str) -> list[Text]:
         choice = self.plan[name]
         values = [_shown(getattr(r, name)) for r in self.records]
-        differs = len({self._same_as(name, v) for v in values if v} - {None}) > 1
+        differs = values_differ(name, values, self.phones)
         label = ("≠ " if differs else "  ") + field_label(name)
         cells = [safe(label, DIFFERS if differs else "bold")]
         cells.append(safe(_shown(choice.value), "bold"))

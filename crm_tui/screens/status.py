@@ -18,6 +18,7 @@ from crm_tui.screens.outbox import OutboxScreen
 from crm_tui.screens.store_error import store_error_text
 from crm_tui.sources.messages import QUIET_SOURCES, home_short
 from crm_tui.sync.plan import read_plan
+from crm_tui.sync.shown import shown_status
 from crm_tui.timefmt import exact, relative
 from crm_tui.widgets.safe import safe, safe_block
 from crm_tui.writeback.shown import open_line
@@ -125,10 +126,7 @@ class StatusScreen(ModeScreen):
         return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
 
     def status_of(self, name: str) -> SourceStatus:
-        status = self.crm.store.status(name)
-        if not self.crm.settings.source_config(name).enabled:
-            status.state = SyncState.DISABLED
-        return status
+        return shown_status(self.crm.store, self.crm.settings, name)
 
     def refresh_data(self) -> None:
         error = self.crm.store_error

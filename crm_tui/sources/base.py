@@ -17,7 +17,7 @@ import time
 from abc import ABC
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from urllib.parse import quote
 
 from crm_tui.custom_columns import CUSTOM_PREFIX
@@ -56,7 +56,6 @@ if TYPE_CHECKING:
     from crm_tui.config import Settings
     from crm_tui.logs import SecretMasker
     from crm_tui.sources.http import HttpClient
-    from crm_tui.store.db import Database
 
 __all__ = ["Capabilities", "Source", "SourceContext"]
 
@@ -69,6 +68,13 @@ CHOICES_SECONDS = 600.0
 _REMOTE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
+class LocalRows(Protocol):
+    """What a source reads of the database: the local CRM's rows (the store's `Database`
+    serves them; a source never reaches further into the store)."""
+
+    def local_records(self, user_id: str, kind: RecordKind) -> list[dict[str, Any]]: ...
+
+
 @dataclass(slots=True)
 class SourceContext:
     """What every connector is built from; tests inject a transport here."""
@@ -76,7 +82,7 @@ class SourceContext:
     settings: Settings
     user_id: str
     masker: SecretMasker | None = None
-    db: Database | None = None
+    db: LocalRows | None = None
     transport: httpx.AsyncBaseTransport | None = None
     overrides: Overrides = field(default_factory=dict)
     columns: Columns = field(default_factory=dict)  # the custom columns' declarations

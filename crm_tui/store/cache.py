@@ -393,8 +393,8 @@ class CacheStore:
     async def _apply_off_loop(
         self, kind: RecordKind, source: str, upserts: list[Record], deletes: list[str]
     ) -> int:
-        """`_apply`, with the copy of the stream (a million entries: tens of ms) made in a
-        thread; if the stream was replaced meanwhile, made again."""
+        """`_apply`, with the copy of the stream (a million entries: too long for the loop)
+        made in a thread; if the stream was replaced meanwhile, made again."""
         for _ in range(3):
             base = self.stream(kind, source)
             updated, changed, removed = await asyncio.to_thread(

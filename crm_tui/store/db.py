@@ -24,6 +24,7 @@ from typing import Any
 from crm_tui.background import background_thread
 from crm_tui.custom_columns import custom_text, custom_values
 from crm_tui.faults import fault_point
+from crm_tui.files import secure_dir
 from crm_tui.models import (
     CONTACT_FIELDS,
     DEAL_FIELDS,
@@ -42,14 +43,7 @@ from crm_tui.store.changes import ChangeLogStore
 from crm_tui.store.damage import check_at_open, damage_named
 from crm_tui.store.decisions import DecisionStore
 from crm_tui.store.errors import DatabaseReadOnly, StreamBusy
-from crm_tui.store.files import (
-    SIDECARS,
-    connect,
-    named_write_error,
-    refuse_unsafe_files,
-    secure_dir,
-    sidecar,
-)
+from crm_tui.store.files import SIDECARS, connect, named_write_error, refuse_unsafe_files, sidecar
 from crm_tui.store.leases import Holder, Lease, LeaseStore
 from crm_tui.store.local_rows import LocalRecordStore
 from crm_tui.store.outbox import OutboxStore

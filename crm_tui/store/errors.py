@@ -3,24 +3,21 @@ to do; the CLI prints `error` and `details` and exits with `exit_code`."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from crm_tui.files import DataDirRefused, FileError
 
+#: The store's errors are errors of its files (the data dir, the database): one root with
+#: crm_tui/files.py's, so a refused folder is caught as a store error wherever it was found.
+StoreError = FileError
 
-class StoreError(Exception):
-    exit_code = 1
-
-    def __init__(self, error: str, details: str = "", path: Path | None = None) -> None:
-        super().__init__(f"{error}: {details}" if details else error)
-        self.error = error
-        self.details = details
-        self.path = path
-
-
-class DataDirRefused(StoreError):
-    """A data dir (or database file) that is unsafe to use: world-writable, another user's,
-    a symbolic link where a file should be."""
-
-    exit_code = 3
+__all__ = [
+    "DataDirRefused",
+    "DatabaseBusy",
+    "DatabaseDamaged",
+    "DatabaseReadOnly",
+    "LeaseLost",
+    "StoreError",
+    "StreamBusy",
+]
 
 
 class DatabaseReadOnly(StoreError):

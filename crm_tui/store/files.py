@@ -1,135 +1,18 @@
-"""The data dir and the database's files: private folders, regular files, read-only opening.
-
-crm-tui never chmods a folder it did not create, refuses a data dir that others could
-write to, and never follows a symbolic link onto its database or log. A database this
-process may not write is opened read-only: reads work, writes fail with DatabaseReadOnly.
+"""The database's files: the database and its sidecars, checked, then opened read-write or
+read-only. A database this process may not write is opened read-only: reads work, writes
+fail with DatabaseReadOnly. (Folder and file safety in general: crm_tui/files.py.)
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import sqlite3
 import stat
 from pathlib import Path
 from urllib.parse import quote
 
-from crm_tui.filekinds import kind_of
+from crm_tui.files import refuse_unsafe_file, secure_file
 from crm_tui.store.errors import DatabaseReadOnly, DataDirRefused, StoreError
-
-
-def secure_dir(path: Path, what: str = "data dir") -> None:
-    """Make sure `path` is a folder only this user can write to. Missing folders (and missing
-    parents) are created 0700; an existing one is checked, never chmodded: it may be a
-    shared folder that others rely on."""
-    _make_private_dirs(path, what)
-    problems = check_data_dir(path)
-    if problems:
-        raise DataDirRefused(f"Refusing the {what} {path}", "; ".join(problems), path)
-
-
-def _make_private_dirs(path: Path, what: str) -> None:
-    """Create `path` and its missing parents, each 0700 whatever the umask (os.makedirs'
-    mode does not reach the parents, and the umask can take bits off any of them)."""
-    try:
-        for folder in reversed(_missing_folders(path)):
-            try:
-                os.mkdir(folder, 0o700)
-            except FileExistsError:
-                continue  # another process made it first: not ours to chmod
-            os.chmod(folder, 0o700)
-    except OSError as exc:
-        raise DataDirRefused(
-            f"Cannot create the {what} {path}",
-            f"{exc.filename or path}: {exc.strerror or exc}; choose a folder you can write"
-            " to (CRM_DATA_DIR or --data-dir)",
-            path,
-        ) from None
-
-
-def _missing_folders(path: Path) -> list[Path]:
-    """`path` and its ancestors that do not exist, nearest first (a dangling link exists)."""
-    missing: list[Path] = []
-    probe = path
-    while not (probe.exists() or probe.is_symlink()) and probe.parent != probe:
-        missing.append(probe)
-        probe = probe.parent
-    return missing
-
-
-def check_data_dir(path: Path) -> list[str]:
-    """What makes `path` unsafe to keep crm-tui's files in (symbolic links followed): writable
-    by every user, or another user's. A folder that does not exist yet is fine."""
-    try:
-        real = path.resolve(strict=True)
-        info = real.stat()
-    except FileNotFoundError:
-        if path.is_symlink():
-            return [f"{path} is a symbolic link to a folder that does not exist"]
-        return []
-    except (OSError, RuntimeError) as exc:
-        return [f"{path} cannot be checked: {getattr(exc, 'strerror', None) or exc}"]
-    shown = str(path) if real == path else f"{path} (a link to {real})"
-    if not stat.S_ISDIR(info.st_mode):
-        return [f"{shown} is not a folder"]
-    problems = []
-    if info.st_mode & stat.S_IWOTH:
-        problems.append(
-            f"{shown} is writable by every user (mode {stat.S_IMODE(info.st_mode):04o}), so"
-            " anyone could replace the database; use a folder only you can write to, such"
-            " as a new folder inside it (crm-tui creates it 0700)"
-        )
-    if info.st_uid != os.geteuid():
-        problems.append(
-            f"{shown} belongs to another user (uid {info.st_uid}; you are {os.geteuid()});"
-            " use a folder of your own"
-        )
-    return problems
-
-
-def check_file(path: Path) -> str | None:
-    """Why `path` may not be used as one of crm-tui's files (it is a symbolic link, which
-    could point the database or log at any file, or not a regular file), or None."""
-    try:
-        info = os.lstat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    what = kind_of(info.st_mode)
-    if what is None:
-        return None
-    if stat.S_ISLNK(info.st_mode):
-        return (
-            f"{path} is {what}; crm-tui uses only a regular file there"
-            " (move the real file into its place)"
-        )
-    return f"{path} is {what}, not a regular file; move it away"
-
-
-def _refuse_unsafe_file(path: Path) -> None:
-    problem = check_file(path)
-    if problem is not None:
-        raise DataDirRefused(f"Refusing {path.name}", problem, path)
-
-
-def secure_file(path: Path) -> None:
-    """Create (if needed) a regular file readable by its owner only, whatever the umask.
-    A symbolic link or anything but a regular file is refused, even one swapped in after
-    the check (O_NOFOLLOW, then fstat on what was opened)."""
-    _refuse_unsafe_file(path)
-    flags = os.O_CREAT | os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK
-    try:
-        fd = os.open(path, flags, 0o600)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            _refuse_unsafe_file(path)
-        raise
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise DataDirRefused(f"Refusing {path.name}", f"{path} is not a regular file", path)
-        os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-
 
 #: What SQLite keeps beside a database in WAL mode: its write-ahead log, its shared memory.
 SIDECARS = ("-wal", "-shm")
@@ -230,7 +113,7 @@ def refuse_unsafe_files(path: Path) -> None:
     """The database and its -wal and -shm: links, folders, FIFOs and devices are refused
     before anything opens (or blocks on) them."""
     for candidate in (path, *_sidecars(path)):
-        _refuse_unsafe_file(candidate)
+        refuse_unsafe_file(candidate)
 
 
 def connect(path: Path) -> tuple[sqlite3.Connection, str | None]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from crm_tui.files import check_dir, check_file
 from crm_tui.store.damage import (
     HEADER_SIZE,
     REPAIR_HINT,
@@ -25,7 +26,7 @@ from crm_tui.store.damage import (
 )
 from crm_tui.store.db import MIGRATIONS
 from crm_tui.store.errors import DatabaseDamaged, DatabaseReadOnly, DataDirRefused
-from crm_tui.store.files import check_data_dir, check_file, read_only_reason, sidecar
+from crm_tui.store.files import read_only_reason, sidecar
 from crm_tui.store.leases import OWNER_COLUMNS, alive, owner_of
 
 Status = Literal["ok", "warning", "failed"]
@@ -235,7 +236,7 @@ def schema_check(conn: sqlite3.Connection, path: Path) -> Check:
 
 
 def data_dir_check(path: Path) -> Check:
-    problems = check_data_dir(path)  # the rules every command applies when it opens it
+    problems = check_dir(path)  # the rules every command applies when it opens it
     if problems:
         return failed("data dir", "; ".join(problems), "use a data dir of your own", EXIT_CONFIG)
     try:

@@ -16,12 +16,18 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from crm_tui.models import RecordKind
+from crm_tui.models import KINDS, RecordKind
 from crm_tui.store.damage import damage_named
 
-#: The payload key holding a merged contact's source record ids.
-LINKS_KEY = "linked_records"
+#: The payload key holding the source record ids a merged local contact links.
+LINKS_FIELD = "linked_records"
 _META = ("id", "created_at", "updated_at")
+#: A row by id whatever its kind, the kinds (KINDS) named: a lookup on the whole primary key
+#: (user, kind, id), not a walk through every local row of the user.
+BY_ID = (
+    "SELECT kind, id, payload, created_at, updated_at FROM local_records"
+    " WHERE user_id = ? AND kind IN (?, ?) AND id = ?"
+)
 
 
 def _row(rid: int, payload: str, created: str, updated: str) -> dict[str, Any]:
@@ -51,11 +57,7 @@ class LocalRecordStore:
     def local_record(self, user_id: str, record_id: int) -> tuple[RecordKind, dict[str, Any]]:
         """One row by id, with its kind; KeyError when there is none."""
         with self._lock:
-            found = self._conn.execute(
-                "SELECT kind, id, payload, created_at, updated_at FROM local_records"
-                " WHERE user_id = ? AND id = ?",
-                (user_id, record_id),
-            ).fetchone()
+            found = self._conn.execute(BY_ID, (user_id, *KINDS, record_id)).fetchone()
         if found is None:
             raise KeyError(f"no local record local:{record_id}")
         return found[0], _row(*found[1:])
@@ -82,7 +84,7 @@ class LocalRecordStore:
         conn.execute(
             "DELETE FROM local_links WHERE user_id = ? AND local_id = ?", (user_id, local_id)
         )
-        links = payload.get(LINKS_KEY) or ()
+        links = payload.get(LINKS_FIELD) or ()
         conn.executemany(
             "INSERT OR IGNORE INTO local_links (user_id, record_id, local_id) VALUES (?, ?, ?)",
             [(user_id, str(link), local_id) for link in links],
@@ -114,7 +116,7 @@ class LocalRecordStore:
                 ],
             )
             for new_id, payload in zip(ids, payloads, strict=True):
-                if payload.get(LINKS_KEY):
+                if payload.get(LINKS_FIELD):
                     self._write_links(conn, user_id, new_id, payload)
         return ids
 

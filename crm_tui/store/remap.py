@@ -94,6 +94,53 @@ class RemapReport:
         }
 
 
+@dataclass(slots=True)
+class _Job:
+    """One re-map: the lease it holds, how it maps and reports, and what it refused so far
+    (`bad`, quarantined at the end; `damaged`, those of them not JSON at all)."""
+
+    lease: Lease
+    report: StreamReport
+    remap: Remapper
+    progress: RemapProgress | None
+    cancel: threading.Event | None
+    collect: Collected | None
+    bad: list[tuple[str, Any]] = field(default_factory=list)
+    damaged: int = 0
+
+    def map_rows(self, rows: list[tuple[int, str, str | None]]) -> tuple[list[Record], list[int]]:
+        """A batch's records mapped again, and the rowids of the rows kept as they were."""
+        records: list[Record] = []
+        kept: list[int] = []
+        for rowid, raw, synced_at in rows:
+            try:
+                payload = jsoncodec.loads(raw)
+            except ValueError as exc:  # a damaged cell: not the map's doing
+                self.bad.append((f"stored payload is not JSON: {exc}", raw))
+                kept.append(rowid)
+                self.damaged += 1
+                continue
+            try:
+                records.append(self.remap(payload, synced_at or self.report.started_at))
+            except InvalidRecord as exc:
+                self.bad.append((str(exc), payload))
+                kept.append(rowid)
+        return records, kept
+
+
+def _refuse_a_wrong_map(job: _Job, invalid_share: float) -> None:
+    """RemapFailed when more payloads would not map than a few odd records explain (the
+    sync's rule); damaged cells say nothing about the map and do not count."""
+    refused, readable = len(job.bad) - job.damaged, job.report.read - job.damaged
+    if mapping_gone_wrong(refused, readable, invalid_share):
+        lease = job.lease
+        raise RemapFailed(
+            f"Re-map of {lease.source} {lease.stream} refused",
+            f"{refused} of {readable} stored records would not map"
+            f" (more than {invalid_share:.0%}); nothing changed",
+        )
+
+
 class RemapStore:
     """Mixed into `Database`, whose connection, lock, transactions, leases and generations
     it uses."""
@@ -154,11 +201,9 @@ class RemapStore:
             raise StreamBusy(f"{source} {kind} is busy", lease.describe(), db.path)
         report = StreamReport(kind, mode="remap")
         run_id = db.start_run(user_id, source, report.started_at, None, f"remap:{kind}")
-        bad: list[tuple[str, Any]] = []
+        job = _Job(lease, report, remap, progress, cancel, collect)
         try:
-            result = self._remap(
-                db, lease, run_id, report, bad, remap, progress, cancel, invalid_share, collect
-            )
+            result = self._remap(db, job, run_id, invalid_share)
         except BaseException as exc:
             report.outcome = Outcome.FAILED
             report.error_class = type(exc).__name__
@@ -166,82 +211,66 @@ class RemapStore:
             raise
         finally:
             report.ended_at = utc_now()
-            report.quarantined = len(bad)
-            db.add_quarantine(user_id, run_id, source, kind, bad, report.ended_at)
+            report.quarantined = len(job.bad)
+            db.add_quarantine(user_id, run_id, source, kind, job.bad, report.ended_at)
             db.finish_run(run_id, report)
             db.release_lease(lease)
         return result
 
-    def _remap(
-        self,
-        db: Any,
-        lease: Lease,
-        run_id: int | None,
-        report: StreamReport,
-        bad: list[tuple[str, Any]],
-        remap: Remapper,
-        progress: RemapProgress | None,
-        cancel: threading.Event | None,
-        invalid_share: float,
-        collect: Collected | None = None,
-    ) -> RemapReport:
-        user_id, source, kind = lease.user_id, lease.source, lease.stream
+    def _remap(self, db: Any, job: _Job, run_id: int | None, invalid_share: float) -> RemapReport:
+        """Map the stream into a new generation, check it, and swap it in; the new
+        generation is dropped unless the swap committed."""
+        user_id, source, kind = job.lease.user_id, job.lease.source, job.lease.stream
         generation = db.new_generation(user_id, source, kind)
         committed = False
         try:
-            with self._lock, self._reading():  # type: ignore[attr-defined]
-                current = db._generations(user_id, kind).get(source, 0)
-                total = db._count(self._conn, user_id, source, kind, current)
-            last = damaged = 0
-            while rows := self._batch(kind, user_id, source, current, last):
-                if cancel is not None and cancel.is_set():
-                    raise RemapCancelled(f"Re-map of {source} {kind} stopped", "nothing changed")
-                last = rows[-1][0]
-                records, kept = [], []
-                for rowid, raw, synced_at in rows:
-                    try:
-                        payload = jsoncodec.loads(raw)
-                    except ValueError as exc:  # a damaged cell: not the map's doing
-                        bad.append((f"stored payload is not JSON: {exc}", raw))
-                        kept.append(rowid)
-                        damaged += 1
-                        continue
-                    try:
-                        records.append(remap(payload, synced_at or report.started_at))
-                    except InvalidRecord as exc:
-                        bad.append((str(exc), payload))
-                        kept.append(rowid)
-                db.stage(kind, generation, records)
-                self._copy_rows(kind, generation, kept)
-                if collect is not None:
-                    collect.records.extend(records)
-                    collect.kept += len(kept)
-                report.read += len(rows)
-                if progress is not None:
-                    progress(report.read, total)
-            refused, readable = len(bad) - damaged, report.read - damaged
-            if mapping_gone_wrong(refused, readable, invalid_share):
-                raise RemapFailed(
-                    f"Re-map of {source} {kind} refused",
-                    f"{refused} of {readable} stored records would not map"
-                    f" (more than {invalid_share:.0%}); nothing changed",
-                )
-            with self._lock, self._reading():  # type: ignore[attr-defined]
-                staged = db._count(self._conn, user_id, source, kind, generation)
-            if staged < report.read:  # ids that collide: each replaced another's row
-                raise RemapFailed(
-                    f"Re-map of {source} {kind} refused",
-                    f"{report.read - staged} of {report.read} stored records would share an id"
-                    " with another under this map; nothing changed",
-                )
+            self._map_stream(db, job, generation)
+            _refuse_a_wrong_map(job, invalid_share)
+            self._refuse_shared_ids(db, job, generation)
             before = db.last_change()
-            report.written = db.swap_generation(user_id, source, kind, generation, lease)
+            job.report.written = db.swap_generation(user_id, source, kind, generation, job.lease)
             committed = True
             changed = self._changed_since(before, user_id, kind, source)
         finally:
             if not committed:
                 db.drop_staged(user_id, source, kind, generation)
-        return RemapReport(source, kind, report.read, report.written, changed, len(bad), run_id)
+        report = job.report
+        return RemapReport(source, kind, report.read, report.written, changed, len(job.bad), run_id)
+
+    def _map_stream(self, db: Any, job: _Job, generation: int) -> None:
+        """Every row of the stream's current generation mapped again into `generation`, a
+        batch at a time; a row the map refuses copied as it is."""
+        user_id, source, kind = job.lease.user_id, job.lease.source, job.lease.stream
+        with self._lock, self._reading():  # type: ignore[attr-defined]
+            current = db._generations(user_id, kind).get(source, 0)
+            total = db._count(self._conn, user_id, source, kind, current)
+        last = 0
+        while rows := self._batch(kind, user_id, source, current, last):
+            if job.cancel is not None and job.cancel.is_set():
+                raise RemapCancelled(f"Re-map of {source} {kind} stopped", "nothing changed")
+            last = rows[-1][0]
+            records, kept = job.map_rows(rows)
+            db.stage(kind, generation, records)
+            self._copy_rows(kind, generation, kept)
+            if job.collect is not None:
+                job.collect.records.extend(records)
+                job.collect.kept += len(kept)
+            job.report.read += len(rows)
+            if job.progress is not None:
+                job.progress(job.report.read, total)
+
+    def _refuse_shared_ids(self, db: Any, job: _Job, generation: int) -> None:
+        """RemapFailed when the new generation holds fewer rows than were read: ids that
+        collide under the new map, each having replaced another's row."""
+        lease, read = job.lease, job.report.read
+        with self._lock, self._reading():  # type: ignore[attr-defined]
+            staged = db._count(self._conn, lease.user_id, lease.source, lease.stream, generation)
+        if staged < read:
+            raise RemapFailed(
+                f"Re-map of {lease.source} {lease.stream} refused",
+                f"{read - staged} of {read} stored records would share an id"
+                " with another under this map; nothing changed",
+            )
 
     def _batch(
         self, kind: RecordKind, user_id: str, source: str, generation: int, after: int

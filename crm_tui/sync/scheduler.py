@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
 from crm_tui.models import SyncReport
+from crm_tui.store.cache import CacheStore
 from crm_tui.sync.engine import SyncEngine
 
 log = logging.getLogger(__name__)
+
+
+def announce_next_run(store: CacheStore, sources: Iterable[str], seconds: float) -> datetime:
+    """Stamp each source's status with when the next scheduled run starts, `seconds` from
+    now (the Status screen's "Next run"); returns that time."""
+    when = datetime.now(UTC) + timedelta(seconds=seconds)
+    stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    for name in sources:
+        store.update_status(name, next_run=stamp)
+    return when
 
 
 class Scheduler:
@@ -33,10 +44,8 @@ class Scheduler:
         self.runs = 0
 
     def _announce_next(self) -> None:
-        self.next_run = datetime.now(UTC) + timedelta(seconds=self.interval)
-        stamp = self.next_run.strftime("%Y-%m-%dT%H:%M:%SZ")
-        for name in self.sources or self.engine.enabled():
-            self.engine.store.update_status(name, next_run=stamp)
+        names = self.sources or self.engine.enabled()
+        self.next_run = announce_next_run(self.engine.store, names, self.interval)
 
     async def run_once(self) -> dict[str, SyncReport]:
         if self.before_run is not None:

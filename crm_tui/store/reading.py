@@ -1,0 +1,25 @@
+"""What a reader of the cache needs of it: the store as a Protocol, so the duplicate finder
+(and whatever else reads records) takes any object that serves them, not an `Any`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from crm_tui.models import Record, RecordKind
+
+
+class CachedRecords(Protocol):
+    """The read side of `CacheStore`: its streams, by kind and source, with their versions."""
+
+    def sources(self) -> list[str]: ...
+
+    def stream(self, kind: RecordKind, source: str) -> Mapping[str, Record]: ...
+
+    def stream_version(self, kind: RecordKind, source: str) -> tuple[int, int]: ...
+
+    def changed_since(
+        self, kind: RecordKind, source: str, version: tuple[int, int]
+    ) -> set[str] | None: ...
+
+    def get(self, kind: RecordKind, record_id: str) -> Record | None: ...

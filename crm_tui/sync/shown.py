@@ -1,0 +1,21 @@
+"""A source's status as the Status screen and `crm-tui status` show it."""
+
+from __future__ import annotations
+
+from crm_tui.config import SOURCE_NAMES, Settings
+from crm_tui.models import SourceStatus, SyncState
+from crm_tui.store.cache import CacheStore
+
+
+def shown_status(store: CacheStore, settings: Settings, name: str) -> SourceStatus:
+    """The store's status of `name`, disabled while its settings are incomplete: whatever
+    its last sync left, a source without its settings will not sync."""
+    status = store.status(name)
+    if name in SOURCE_NAMES and not settings.source_config(name).enabled:
+        status.state = SyncState.DISABLED
+    return status
+
+
+def shown_statuses(store: CacheStore, settings: Settings) -> dict[str, SourceStatus]:
+    """Every source's `shown_status`, in the store's order of sources."""
+    return {name: shown_status(store, settings, name) for name in store.sources()}
