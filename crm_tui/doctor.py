@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from crm_tui.config import DISPLAY_NAMES, ConfigError, Settings, config_dir, default_env_files
-from crm_tui.models import SyncReport
+from crm_tui.models import Failure, SyncReport
 from crm_tui.sources.mapping import check_mappings
 from crm_tui.sources.messages import one_line
 from crm_tui.sources.registry import CONNECTORS
@@ -84,7 +84,7 @@ class DoctorReport:
 
 
 def sync_exit_code(report: SyncReport) -> int:
-    auth = any(s.error_class == "AuthError" for s in report.streams.values())
+    auth = any(s.failure is Failure.AUTH for s in report.streams.values())
     return EXIT_CONFIG if auth else EXIT_REMOTE
 
 

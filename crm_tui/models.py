@@ -152,6 +152,20 @@ class SyncState(StrEnum):
     DISABLED = "disabled"
 
 
+class Failure(StrEnum):
+    """What kind of failure ended a stream: what the exit code and the status follow. An
+    exception declares its kind as a `failure` class attribute, beside its `exit_code`."""
+
+    AUTH = "auth"
+    RATE_LIMITED = "rate_limited"
+    BUSY = "busy"  # another process holds the stream
+    OTHER = "other"
+
+
+def failure_of(exc: BaseException) -> Failure:
+    return getattr(type(exc), "failure", Failure.OTHER)
+
+
 class Outcome(StrEnum):
     SUCCESS = "success"
     PARTIAL = "partial"
@@ -238,7 +252,8 @@ class StreamReport:
     duplicates: int = 0
     retries: int = 0
     pages: int = 0
-    error_class: str | None = None
+    error_class: str | None = None  # the exception's name, for the audit trail
+    failure: Failure | None = None
     error: str | None = None
     started_at: str = field(default_factory=utc_now)
     ended_at: str | None = None

@@ -10,8 +10,10 @@ import httpx
 import pytest
 import respx
 
-from crm_tui.models import Outcome, SyncState
+from crm_tui.models import Failure, Outcome, SyncState, failure_of
+from crm_tui.sources.errors import AuthError, RateLimited, SourceError
 from crm_tui.store import CacheStore, Database
+from crm_tui.store.errors import StreamBusy
 from crm_tui.sync.engine import AlreadySyncing, SyncEngine, guide_sync_result
 from tests.conftest import make_settings
 
@@ -211,6 +213,7 @@ async def test_auth_failure_is_masked_everywhere(engine):
     report = await run(engine)
     assert report.outcome is Outcome.FAILED
     assert report.streams["contacts"].error_class == "AuthError"
+    assert report.streams["contacts"].failure is Failure.AUTH
     text = json.dumps(engine.store.db.list_runs("alice")) + str(engine.store.statuses())
     assert "the API key was refused" in text
     assert KEY not in text
@@ -319,3 +322,14 @@ async def test_the_reported_count_is_what_the_commit_wrote_not_what_was_read(eng
     (run_row,) = db.list_runs("alice")
     (audited,) = [r for r in run_row["streams"] if r["stream"] == "contacts"]
     assert (audited["records_read"], audited["records_written"]) == (3, 2)
+
+
+def test_a_failure_kind_follows_the_exception_type_not_its_name():
+    class Renamed(AuthError):  # a subclass under another name is still an auth failure
+        pass
+
+    assert failure_of(Renamed("refused")) is Failure.AUTH
+    assert failure_of(RateLimited("slow down", "", None)) is Failure.RATE_LIMITED
+    assert failure_of(StreamBusy("busy", "another process")) is Failure.BUSY
+    assert failure_of(SourceError("down")) is Failure.OTHER
+    assert failure_of(ValueError("a connector bug")) is Failure.OTHER

@@ -19,7 +19,8 @@ from crm_tui.cli.options import (
 from crm_tui.cli.output import table
 from crm_tui.cli.runtime import Runtime, run
 from crm_tui.config import DISPLAY_NAMES, SOURCE_NAMES, Settings
-from crm_tui.models import RecordKind, SyncState, utc_now
+from crm_tui.models import RecordKind, utc_now
+from crm_tui.sync.shown import shown_statuses
 from crm_tui.text import single_line
 
 if TYPE_CHECKING:
@@ -35,10 +36,7 @@ def status(rt: Runtime) -> Reply:
     Example: crm-tui status --json
     """
     store, settings = rt.store, rt.settings
-    statuses = store.statuses()
-    for name, cfg in settings.sources().items():
-        if not cfg.enabled:
-            statuses[name].state = SyncState.DISABLED
+    statuses = shown_statuses(store, settings)
     payload = {
         "success": True,
         "timestamp": utc_now(),

@@ -15,22 +15,18 @@ from crm_tui.cli.errors import EXIT_BUSY, EXIT_CONFIG, EXIT_REMOTE
 from crm_tui.cli.outbox import outbox_summary
 from crm_tui.cli.output import table
 from crm_tui.config import DISPLAY_NAMES
-from crm_tui.models import Outcome
-from crm_tui.sources.errors import AuthError
-from crm_tui.store.errors import StreamBusy
+from crm_tui.models import Failure, Outcome
 from crm_tui.text import single_line
 
 if TYPE_CHECKING:
     from crm_tui.cli.runtime import Runtime
 
-_AUTH, _BUSY = AuthError.__name__, StreamBusy.__name__
-
 
 def sync_exit_code(reports: dict[str, Any]) -> int:
-    classes = {s.error_class for r in reports.values() for s in r.streams.values()}
-    if _AUTH in classes:
+    failures = {s.failure for r in reports.values() for s in r.streams.values()}
+    if Failure.AUTH in failures:
         return EXIT_CONFIG
-    return EXIT_BUSY if classes <= {_BUSY, None} else EXIT_REMOTE
+    return EXIT_BUSY if failures <= {Failure.BUSY, None} else EXIT_REMOTE
 
 
 def sync_payload(rt: Runtime, reports: dict[str, Any], sources: tuple[str, ...]) -> dict[str, Any]:
@@ -103,7 +99,7 @@ def _sync_failure(rt: Runtime, reports: dict[str, Any]) -> dict[str, str]:
         for stream in report.streams.values()
         if stream.error
     ]
-    auth = [(name, s) for name, s in streams if s.error_class == _AUTH]
+    auth = [(name, s) for name, s in streams if s.failure is Failure.AUTH]
     shown = auth or streams
     failing = dict.fromkeys(n for n, _ in shown)  # each source once, its problem once
     details = "; ".join(
@@ -111,6 +107,6 @@ def _sync_failure(rt: Runtime, reports: dict[str, Any]) -> dict[str, str]:
     )
     if not shown:
         details = "; ".join(f"{n}: {r.error}" for n, r in reports.items() if r.error)
-    busy = bool(streams) and all(s.error_class == _BUSY for _, s in streams)
+    busy = bool(streams) and all(s.failure is Failure.BUSY for _, s in streams)
     error = "Authentication failed" if auth else "Busy" if busy else "Sync failed"
     return {"error": error, "details": rt.masker(single_line(details))}

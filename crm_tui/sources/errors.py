@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from crm_tui.models import Failure
+
 
 class SourceError(Exception):
     """A failure talking to or reading from a source. `error` is short, `details` explains
@@ -23,6 +25,7 @@ class AuthError(SourceError):
     """Credentials refused or missing: a configuration problem, never retried."""
 
     exit_code = 3
+    failure = Failure.AUTH
 
 
 class RemoteError(SourceError):
@@ -35,6 +38,8 @@ class NotFound(RemoteError):
 
 class RateLimited(RemoteError):
     """The remote asked us to wait longer than we are willing to."""
+
+    failure = Failure.RATE_LIMITED
 
     def __init__(self, error: str, details: str, retry_at: str | None) -> None:
         super().__init__(error, details)

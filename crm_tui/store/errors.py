@@ -4,6 +4,7 @@ to do; the CLI prints `error` and `details` and exits with `exit_code`."""
 from __future__ import annotations
 
 from crm_tui.files import DataDirRefused, FileError
+from crm_tui.models import Failure
 
 #: The store's errors are errors of its files (the data dir, the database): one root with
 #: crm_tui/files.py's, so a refused folder is caught as a store error wherever it was found.
@@ -43,6 +44,7 @@ class StreamBusy(StoreError):
     """Another process holds the stream's lease and the caller would not wait."""
 
     exit_code = 5
+    failure = Failure.BUSY
 
 
 class LeaseLost(StoreError):

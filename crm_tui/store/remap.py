@@ -33,6 +33,7 @@ from crm_tui.models import (
     Record,
     RecordKind,
     StreamReport,
+    failure_of,
     utc_now,
 )
 from crm_tui.sources.errors import InvalidRecord
@@ -206,7 +207,7 @@ class RemapStore:
             result = self._remap(db, job, run_id, invalid_share)
         except BaseException as exc:
             report.outcome = Outcome.FAILED
-            report.error_class = type(exc).__name__
+            report.error_class, report.failure = type(exc).__name__, failure_of(exc)
             report.error = getattr(exc, "details", "") or str(exc)
             raise
         finally:

@@ -26,6 +26,7 @@ from crm_tui.faults import fault_point
 from crm_tui.heap import gc_paused
 from crm_tui.logs import SecretMasker
 from crm_tui.models import (
+    Failure,
     Outcome,
     Progress,
     Record,
@@ -33,6 +34,7 @@ from crm_tui.models import (
     StreamReport,
     SyncReport,
     SyncState,
+    failure_of,
     record_id,
     utc_now,
 )
@@ -326,7 +328,7 @@ class SyncEngine:
         elif report.outcome is Outcome.SUCCESS:
             changes.update(state=SyncState.IDLE, last_sync=report.ended_at)
         else:
-            limited = [s for s in report.streams.values() if s.error_class == "RateLimited"]
+            limited = [s for s in report.streams.values() if s.failure is Failure.RATE_LIMITED]
             changes["state"] = SyncState.RATE_LIMITED if limited else SyncState.ERROR
             if report.outcome is Outcome.PARTIAL:
                 changes["last_sync"] = report.ended_at
@@ -426,7 +428,7 @@ class SyncEngine:
             report.outcome = Outcome.CANCELLED
             report.error = "cancelled"
             raise exc
-        report.error_class = type(exc).__name__
+        report.error_class, report.failure = type(exc).__name__, failure_of(exc)
         if isinstance(exc, StreamBusy):
             report.outcome = Outcome.SKIPPED
             report.error = f"busy: {exc.details}"
@@ -707,7 +709,7 @@ class SyncEngine:
             committed = True
         except Exception as exc:
             report.outcome = Outcome.FAILED
-            report.error_class = type(exc).__name__
+            report.error_class, report.failure = type(exc).__name__, failure_of(exc)
             report.error = self.masker(str(exc))
             raise
         finally:
