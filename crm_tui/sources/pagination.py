@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_PAGES = 20_000
 # How long a page's decoding waits for the request read ahead to be sent: it normally takes
-# a few turns of the event loop (0.1 ms); longer means a retry's backoff or a full pool.
+# a few turns of the event loop; longer means a retry's backoff or a full pool.
 _SEND_WAIT = 0.005
 
 
