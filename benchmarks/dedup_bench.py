@@ -28,6 +28,7 @@ from _synthetic import SOURCES, duplicated_contacts, rss_bytes
 
 from crm_tui.dedup import DuplicateFinder
 from crm_tui.store.cache import CacheStore
+from crm_tui.tuning import tune_batch
 
 
 def run(size: int) -> None:
@@ -115,6 +116,7 @@ def quality(contacts: int) -> None:
 
 
 def main() -> None:
+    tune_batch()  # the process-wide settings the CLI runs with
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000])
     parser.add_argument("--quality", type=int, metavar="N", help="Score the demo at N contacts.")

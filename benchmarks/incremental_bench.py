@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from crm_tui.config import Settings
+from crm_tui.tuning import tune_batch
 
 HERE = Path(__file__).parent
 SOURCE_KEYS = ("FUB_",)
@@ -270,6 +271,7 @@ async def webhooks(contacts: int, rounds: int) -> None:
 
 
 def main() -> None:
+    tune_batch()  # the process-wide settings the CLI runs with
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, action="append")
     parser.add_argument("--share", type=float, default=0.01, help="changed at the vendor")

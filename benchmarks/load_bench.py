@@ -25,11 +25,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from sync_bench import start_simulator
 
 from crm_tui.config import Settings
-from crm_tui.heap import share_the_lock
 from crm_tui.models import KINDS
 from crm_tui.search.index import SearchIndex
 from crm_tui.store import CacheStore, Database
 from crm_tui.sync.engine import SyncEngine
+from crm_tui.tuning import share_the_lock, tune_batch
 
 QUERIES = ("john", "mar", "jo sm", "austin", "555", "gmail", "status:lead an")
 
@@ -118,6 +118,7 @@ async def run(contacts: int, syncs: int, idle_seconds: float) -> None:
 
 
 def main() -> None:
+    tune_batch()  # the process-wide settings the CLI runs with
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--syncs", type=int, default=5)

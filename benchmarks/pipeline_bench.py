@@ -30,6 +30,7 @@ from incremental_bench import Watchdog
 from crm_tui.config import Settings
 from crm_tui.models import Deal
 from crm_tui.store import CacheStore, Database
+from crm_tui.tuning import tune_batch
 
 NOW = datetime(2026, 6, 17, 12, tzinfo=UTC)
 TARGET_DRAW, TARGET_STALL = 0.200, 0.050
@@ -122,6 +123,7 @@ async def measure(settings: Settings, runs: int, cold: bool) -> dict[str, Any]:
 
 
 def main() -> None:
+    tune_batch()  # the process-wide settings the CLI runs with
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deals", type=int, default=200_000)
     parser.add_argument("--contacts", type=int, default=0, help="cached contacts beside")

@@ -31,6 +31,7 @@ from crm_tui.demo import data
 from crm_tui.fields.service import connector, discover_stream, remap, save
 from crm_tui.sources.mapping import Mappings
 from crm_tui.store import Database
+from crm_tui.tuning import tune_batch
 
 SOURCE, STREAM, SEED = "followupboss", "contacts", 3
 BATCH = 20_000  # records mapped and written per step of the seeding
@@ -121,6 +122,7 @@ async def run(contacts: int) -> None:
 
 
 def main() -> None:
+    tune_batch()  # the process-wide settings the CLI runs with
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=100_000)
     args = parser.parse_args()

@@ -27,6 +27,7 @@ from _synthetic import SOURCES, contacts, held_bytes
 
 from crm_tui.search.index import CONTACT_FIELDS, SearchIndex, field_text
 from crm_tui.store.cache import CacheStore
+from crm_tui.tuning import tune_batch
 
 
 def queries(sample) -> list[tuple[str, str]]:
@@ -102,6 +103,7 @@ def run(size: int, runs: int) -> None:
 
 
 def main() -> None:
+    tune_batch()  # the process-wide settings the CLI runs with
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000])
     parser.add_argument("--runs", type=int, default=100)  # a p95 of 20 would be the worst one

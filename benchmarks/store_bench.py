@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _synthetic import SOURCES, contacts, rss_bytes
 
 from crm_tui.store import CacheStore, Database
+from crm_tui.tuning import tune_batch
 
 
 async def run(count: int) -> None:
@@ -54,6 +55,7 @@ async def run(count: int) -> None:
 
 
 def main() -> None:
+    tune_batch()  # the process-wide settings the CLI runs with
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=100_000)
     asyncio.run(run(parser.parse_args().contacts))

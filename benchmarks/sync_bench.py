@@ -28,6 +28,7 @@ from crm_tui.sources.pagination import Response, extract_records
 from crm_tui.sources.registry import build_source
 from crm_tui.store import CacheStore, Database
 from crm_tui.sync.engine import SyncEngine
+from crm_tui.tuning import tune_batch
 
 CONNECTORS = ("brivity", "topproducer", "followupboss", "hubspot", "pipedrive", "lofty")
 
@@ -161,6 +162,7 @@ RATIO_TARGETS = {"followupboss": 0.95}
 
 
 def main() -> None:
+    tune_batch()  # the process-wide settings the CLI runs with
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--sources", nargs="+", choices=CONNECTORS, default=list(CONNECTORS))

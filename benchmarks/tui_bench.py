@@ -23,6 +23,7 @@ from sync_bench import start_simulator
 
 from crm_tui.config import Settings
 from crm_tui.store import CacheStore, Database
+from crm_tui.tuning import tune_batch
 
 
 async def seed(path: Path, count: int) -> None:
@@ -81,6 +82,7 @@ async def measure(settings: Settings, sync_contacts: int) -> None:
 
 
 def main() -> None:
+    tune_batch()  # the process-wide settings the CLI runs with
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--sync-contacts", type=int, default=20_000)

@@ -33,6 +33,7 @@ from incremental_bench import Vendor, environment
 from crm_tui.config import Settings
 from crm_tui.store import CacheStore, Database
 from crm_tui.sync.engine import SyncEngine
+from crm_tui.tuning import tune_batch
 from crm_tui.writeback.service import WriteBack
 
 BUDGET = 200  # requests per 10 s: Follow Up Boss's documented example
@@ -136,6 +137,7 @@ async def measure(args: argparse.Namespace, data_dir: Path) -> None:
 
 
 def main() -> None:
+    tune_batch()  # the process-wide settings the CLI runs with
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--contacts", type=int, default=20_000)
     parser.add_argument("--edits", type=int, default=1000)

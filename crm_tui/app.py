@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import difflib
 import functools
-import gc
 import importlib
 import logging
 import pkgutil
@@ -35,7 +34,7 @@ from crm_tui.dedup import DuplicateFinder, People
 from crm_tui.dedup.clusters import EMPTY as EMPTY_PEOPLE
 from crm_tui.dedup.merge import MergeResult
 from crm_tui.dedup.review import EMPTY_REVIEW, Review
-from crm_tui.heap import release_gradually, share_the_lock
+from crm_tui.heap import release_gradually
 from crm_tui.insights.dealtable import SegmentTables
 from crm_tui.insights.leads import SegmentLeads
 from crm_tui.local_crm import LocalCrm
@@ -57,6 +56,7 @@ from crm_tui.store.leases import Holder
 from crm_tui.sync.engine import ConnectionResult, SyncEngine, failed_report
 from crm_tui.sync.scheduler import announce_next_run
 from crm_tui.tomlfile import read_toml, where
+from crm_tui.tuning import settle_heap, tune_interactive
 from crm_tui.writeback.service import Choice, WriteBack
 from crm_tui.writeback.shown import Decision, anything_waits, decision_notice, drain_notices
 
@@ -132,21 +132,6 @@ def load_keymap(path: Path) -> tuple[dict[str, str], list[str]]:
 def check_keymap(path: Path | None = None) -> list[str]:
     """Every problem in `keymap.toml` (none when it is absent), one line each."""
     return load_keymap(path or keymap_path())[1]
-
-
-def settle_heap() -> None:
-    """Cached records are long-lived and acyclic: move them out of the cyclic collector's
-    sight, or every full collection walks a million of them on the event loop (100 ms+).
-    Refcounting still frees them when a sync replaces them."""
-    gc.freeze()
-
-
-def quiet_collector() -> None:
-    """Young-generation collections stay; automatic full collections, which walk every
-    object a sync has just made while the app waits, do not. Whatever survives is frozen
-    after each load or sync (settle_heap)."""
-    young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, 1_000_000)
 
 
 class CrmApp(App[None]):
@@ -237,8 +222,7 @@ class CrmApp(App[None]):
     welcome: str | None = None
 
     def on_mount(self) -> None:
-        quiet_collector()
-        share_the_lock()
+        tune_interactive()
         self.sub_title = self.settings.user_id
         self._apply_keymap()
         if self.welcome:

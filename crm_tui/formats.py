@@ -1,16 +1,21 @@
 """Reading what people type (amounts, dates) and showing values the way people read them.
 
-One amount parser for the project: the local CRM's form, the CLI and the search filters read
-money with `parse_amount`. Dates are read leniently; where `03/04/2026` could be either, the
-locale decides (see `day_first`).
+The one amount parser for the project, with two entrances: `parse_amount` for what a person
+types (the local CRM's form, the CLI, the search filters: strict, `450k` and `$1.2M` read),
+`read_amount` for what a CRM or a spreadsheet stored (the sync's mapping, write-back
+comparisons, the deal charts: lenient about currency signs and commas). Both end in one
+range check. Dates are read leniently; where `03/04/2026` could be either, the locale
+decides (see `day_first`).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from datetime import date
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from crm_tui.timefmt import parse_utc
 
@@ -60,6 +65,40 @@ def parse_amount(text: str) -> Decimal:
     if amount == amount.to_integral_value():
         amount = amount.quantize(Decimal(1))  # 1.2E+6 -> 1200000
     return -amount if match["sign"] else amount
+
+
+_MONEY_JUNK = re.compile(r"[\s$,€£]|USD", re.IGNORECASE)
+
+
+def read_amount(value: Any) -> Decimal | None:
+    """An amount as a program stored it: a number, or text with currency signs, spaces and
+    commas about it (`$1,250,000.50`, `USD 12.5`, `1.2e6`); None when empty. Raises
+    ValueError saying what is wrong, for a quarantine reason."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"not a number: {value!r}")
+    if isinstance(value, int | Decimal):
+        amount = Decimal(value)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("not a finite number")
+        amount = Decimal(str(value))
+    elif isinstance(value, str):
+        text = _MONEY_JUNK.sub("", value)
+        if not text:
+            return None
+        if len(text) > MAX_AMOUNT_CHARS:
+            raise ValueError(f"not a number (longer than {MAX_AMOUNT_CHARS} characters)")
+        try:
+            amount = Decimal(text)
+        except InvalidOperation:
+            raise ValueError(f"not a number: {value[:40]!r}") from None
+        if not amount.is_finite():
+            raise ValueError("not a finite number")
+    else:
+        raise ValueError(f"not a number ({type(value).__name__})")
+    return amount_in_range(amount)
 
 
 def amount_in_range(amount: Decimal) -> Decimal:

@@ -1,31 +1,23 @@
 """Making and letting go of many objects without freezing the event loop.
 
-Dropping the last reference to 300,000 records frees them all in one C loop that holds the
-interpreter lock for a tenth of a second or more, whichever thread does it. Handing them to
-a thread that deletes them a slice at a time, yielding the lock between slices, spreads it.
+Dropping the last reference to hundreds of thousands of records frees them all in one C loop
+that holds the interpreter lock throughout, whichever thread does it. Handing them to a
+thread that deletes them a slice at a time, yielding the lock between slices, spreads it.
 Growing one dict to a million keys does the same at each resize (see Sharded).
+
+Nothing here changes the process: the collector and the switch interval are `tuning`'s,
+whose `gc_paused` is re-exported for the modules that mark their bulk builds with it.
 """
 
 from __future__ import annotations
 
-import gc
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
+from crm_tui.tuning import gc_paused as gc_paused
+
 CHUNK = 2000
-#: How long a thread may keep the interpreter lock while another waits (Python's default
-#: is 5 ms). Index builds, duplicate clusters, SQLite staging and background frees run in
-#: threads beside the event loop and the searches; with the default, either could wait
-#: several turns behind them.
-SWITCH_INTERVAL = 0.001
-
-
-def share_the_lock() -> None:
-    sys.setswitchinterval(SWITCH_INTERVAL)
 
 
 def release_gradually(items: list[Any] | dict[Any, Any], after: float = 0.0) -> None:
@@ -41,45 +33,11 @@ def release_gradually(items: list[Any] | dict[Any, Any], after: float = 0.0) -> 
     threading.Thread(target=run, name="release", daemon=True).start()
 
 
-_pauses = 0
-_pause_lock = threading.Lock()
-_was_enabled = True
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Indexing a million records allocates millions of objects; the collector would walk
-    every cached record again and again meanwhile (half the build time). Nothing built
-    under it holds a cycle.
-
-    On the way out, what was built is frozen (moved out of the collector's sight, still
-    freed by reference counting): otherwise all of it sits in the youngest generation and
-    the next allocation anywhere walks it, a third of a second with the lock held.
-
-    Pauses nest and overlap (a sync of two sources, an index build in a thread): the
-    collector comes back when the last one ends, and only if it was on before the first."""
-    global _pauses, _was_enabled
-    with _pause_lock:
-        if _pauses == 0:
-            _was_enabled = gc.isenabled()
-            gc.disable()
-        _pauses += 1
-    try:
-        yield
-    finally:
-        with _pause_lock:
-            _pauses -= 1
-            if _pauses == 0:
-                gc.freeze()
-                if _was_enabled:
-                    gc.enable()
-
-
 def dismantle(*containers: list[Any] | dict[Any, Any], pause: bool = False) -> None:
     """Empty big lists and dicts a slice at a time, in this thread. Dropping one whole is a
-    single C loop that holds the interpreter lock until every item is freed (half a second
-    for a million tuples); a Python loop lets the event loop in between slices. `pause`
-    hands the lock over after each slice, for a thread doing nothing else."""
+    single C loop that holds the interpreter lock until every item is freed; a Python loop
+    lets the event loop in between slices. `pause` hands the lock over after each slice,
+    for a thread doing nothing else."""
     for container in containers:
         while container:
             if isinstance(container, dict):
@@ -99,9 +57,9 @@ class Sharded(Generic[K, V]):
     """A dict that a background thread may grow to a million keys.
 
     One dict that size grows by resizing, each resize a single C loop that keeps the
-    interpreter lock: 23 ms at 700,000 keys on a quiet machine, 50-90 ms while a sync runs,
-    and the event loop waits that long. Spread over 64 dicts, a resize takes a fraction of a
-    millisecond. Just the operations the duplicate finder needs."""
+    interpreter lock, and the event loop waits that long. Spread over 64 dicts, each resize
+    is a 64th of the size (benchmarks/heap_bench.py prints both). Just the operations the
+    duplicate finder needs."""
 
     __slots__ = ("_shards",)
     SHARDS = 64

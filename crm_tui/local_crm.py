@@ -14,7 +14,6 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, cast
 
-import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from crm_tui.custom_columns import is_column_name
@@ -27,6 +26,7 @@ from crm_tui.models import (
     RecordKind,
     utc_now,
 )
+from crm_tui.phones import to_e164
 from crm_tui.sources.base import SourceContext
 from crm_tui.sources.errors import first_line
 from crm_tui.sources.local import LocalSource
@@ -50,15 +50,7 @@ class ValidationFailed(ValueError):
 
 def _phone(value: str, region: str) -> tuple[str, str]:
     """(as typed, E.164). Raises ValueError with a person-readable reason."""
-    try:
-        number = phonenumbers.parse(value, region)
-    except phonenumbers.NumberParseException:
-        raise ValueError("not a phone number") from None
-    # "possible" (right length for its country), not "valid": the numbering plan metadata
-    # lags new area codes, and numbers merged in from vendor CRMs must not be refused.
-    if not phonenumbers.is_possible_number(number):
-        raise ValueError("not a valid phone number")
-    return value, phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return value, to_e164(value, region)
 
 
 def _amount(text: str) -> str:

@@ -1,8 +1,14 @@
-"""Human times: "5 min ago", "in 3 min", and exact local times for focus and detail views."""
+"""Times: the one format crm-tui stores a moment in, and human times for the screens: "5 min
+ago", "in 3 min", and exact local times for focus and detail views."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+
+#: How every moment crm-tui records is written (synced, run, next run, rate limited until):
+#: UTC to the second, `2026-11-27T08:30:00Z`, so that stamps sort as text. For `strftime` on
+#: a UTC datetime.
+UTC_STAMP = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def parse_utc(stamp: str | None) -> datetime | None:

@@ -24,6 +24,7 @@ BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
         ("import_bench.py", ["--mb", "0.3"], "peak RSS"),
         ("pipeline_bench.py", ["--deals", "3000", "--runs", "2"], "draw the Pipeline"),
         ("remap_bench.py", ["--contacts", "2000"], "worst event-loop stall"),
+        ("heap_bench.py", ["--keys", "20000", "--records", "20000"], "gc_paused"),
         (
             "writeback_bench.py",
             ["--contacts", "500", "--edits", "20", "--latency-edits", "5"],

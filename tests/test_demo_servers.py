@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import sys
 import time
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
 from crm_tui.demo import data
 from crm_tui.demo.servers import Faults, start_demo_servers
@@ -15,6 +17,17 @@ from tests.conftest import DEMO_CONTACTS
 
 def basic(key: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
+
+
+def test_the_demo_without_its_extra_says_in_one_line_what_to_install(tmp_path, monkeypatch):
+    from crm_tui.cli import main
+
+    monkeypatch.setitem(sys.modules, "httptools", None)  # as in a production install
+    result = CliRunner().invoke(main, ["--data-dir", str(tmp_path), "--demo"])
+    assert result.exit_code == 3  # a configuration error
+    said = result.stderr.splitlines()[-1]
+    assert said.startswith("error: ") and "pip install 'crm-tui[demo]'" in said
+    assert "Traceback" not in result.stderr
 
 
 def test_servers_listen_on_loopback_only(demo_servers):

@@ -272,13 +272,17 @@ async def test_a_hanging_server_says_how_long_it_was_given(tmp_path: Path) -> No
 async def test_network_errors_are_never_auth_errors(tmp_path: Path) -> None:
     settings = _fub(tmp_path, fub_api_base_url="https://fub.example/v1")
     route = respx.get("https://fub.example/v1/people")
-    route.side_effect = httpx.ConnectError("[Errno 111] Connection refused")
-    assert await _test(settings) == "cannot connect to fub.example:443 (connection refused)"
+    route.side_effect = httpx.ConnectError("connection failed")
+    assert await _test(settings) == "cannot connect to fub.example:443 (connection failed)"
     route.side_effect = httpx.ReadTimeout("timed out")
     assert await _test(settings) == "the server did not answer within 15 s"
-    route.side_effect = httpx.ConnectError("[Errno -2] Name or service not known")
+
+
+@pytest.mark.usefixtures("no_retry_sleep")
+async def test_a_host_name_that_does_not_resolve_is_named(tmp_path: Path) -> None:
+    settings = _fub(tmp_path, fub_api_base_url="https://fub.invalid/v1")  # never resolves
     assert await _test(settings) == (
-        "cannot connect to fub.example:443 (no such host name: check the base URL)"
+        "cannot connect to fub.invalid:443 (no such host name: check the base URL)"
     )
 
 

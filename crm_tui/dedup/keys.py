@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 
-import phonenumbers
 from rapidfuzz.distance import Indel
 
+from crm_tui.phones import to_e164
 from crm_tui.search.text import digits, fold
 
 #: Regions that share the +1 country code: ten digits there are a whole number.
@@ -119,12 +119,9 @@ class PhoneKeys:
         if len(number) < 7 or len(set(number)) == 1:
             return None  # an extension, a placeholder like 000-000-0000
         try:
-            parsed = phonenumbers.parse(value, self.region)
-        except phonenumbers.NumberParseException:
-            parsed = None
-        if parsed is not None and phonenumbers.is_possible_number(parsed):
-            return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-        return "#" + number[-10:] if len(number) >= 10 else None
+            return to_e164(value, self.region)
+        except ValueError:
+            return "#" + number[-10:] if len(number) >= 10 else None
 
 
 def name_key(first: str | None, last: str | None) -> tuple[str, str]:

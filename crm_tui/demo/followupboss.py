@@ -76,8 +76,8 @@ Where the docs are silent, the plain reading (writes):
   checked. A created person holds only what the event gives: stage "Lead", price 0, no
   agent, `source` the event's `source` (else its `system`). Finding a match must not scan a
   million generated people per event: `changes.LookupIndex` hashes every generated person's
-  e-mail and phone once, on the first event (in a worker thread; about 30 s at a million,
-  a blink at the demo's size), and the people changed or created while running are scanned.
+  e-mail and phone once, on the first event (in a worker thread: long at a million, a blink
+  at the demo's size), and the people changed or created while running are scanned.
 """
 
 from __future__ import annotations
@@ -865,8 +865,8 @@ def _record_keys(record: dict[str, Any]) -> set[str]:
 
 class _Directory:
     """Whom an event's e-mail or phone names. The generated people are looked up in a
-    `LookupIndex` built on the first event (about 30 s for a million people, once, in a
-    worker thread; a blink at the demo's size); people changed or created while running are
+    `LookupIndex` built on the first event (once, in a worker thread: long for a million
+    people, a blink at the demo's size); people changed or created while running are
     scanned (they are few). Each candidate is checked against the person as they are now."""
 
     def __init__(self, people: _Collection, seed: int, contacts: int) -> None:

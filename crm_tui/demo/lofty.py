@@ -545,32 +545,50 @@ def lofty_app(
     overlay: Overlay | None = None,
 ) -> FaultInjector:
     live = _Data(seed, contacts, overlay or Overlay(seed))
-    budget = SlidingWindow(rate_limit, window)
-    accepted = {f"token {key}", f"Bearer {key}"}
+    guard = _Guard(key, rate_limit, window)
+    routes = [*_lead_routes(guard, live, faults), *_transaction_routes(guard, live, faults)]
+    return FaultInjector(
+        Starlette(routes=routes), faults, lambda path: path.startswith(("/v1.0/", "/v2.0/"))
+    )
 
-    def rate_headers(remaining: int) -> dict[str, str]:
+
+class _Guard:
+    """The sliding-window budget, then the credentials, that every endpoint shares."""
+
+    def __init__(self, key: str, rate_limit: int, window: float) -> None:
+        self.budget = SlidingWindow(rate_limit, window)
+        self.rate_limit = rate_limit
+        self.window = window
+        self.accepted = {f"token {key}", f"Bearer {key}"}
+
+    def rate_headers(self, remaining: int) -> dict[str, str]:
         # In a sliding window the budget "resets" when the oldest counted request ages out.
         now = time.monotonic()
-        frees_in = budget.hits[0] + window - now if budget.hits else window
+        hits = self.budget.hits
+        frees_in = hits[0] + self.window - now if hits else self.window
         return {
-            "X-RateLimit-Limit": str(rate_limit),
+            "X-RateLimit-Limit": str(self.rate_limit),
             "X-RateLimit-Remaining": str(remaining),
             "X-RateLimit-Reset": str(math.ceil(time.time() + max(frees_in, 0.0))),
         }
 
-    def gate(request: Request) -> tuple[Response | None, dict[str, str]]:
-        """The rate limit, then the credentials: (a refusal or None, the headers to send)."""
-        allowed, remaining, _ = budget.take()
-        headers = rate_headers(remaining)
+    def check(self, request: Request) -> tuple[Response | None, dict[str, str]]:
+        """(a refusal or None, the headers to send)."""
+        allowed, remaining, _ = self.budget.take()
+        headers = self.rate_headers(remaining)
         if not allowed:
             return json_response({"message": "Too Many Requests"}, 429, headers), headers
-        if request.headers.get("authorization") not in accepted:
+        if request.headers.get("authorization") not in self.accepted:
             refusal = _error("BAD_CREDENTIALS", "Invalid API key or access token.", 401, headers)
             return refusal, headers
         return None, headers
 
+
+def _lead_routes(guard: _Guard, live: _Data, faults: Faults) -> list[Route]:
+    """`GET /v1.0/leads` (offset or scrollId pages) and `GET|PUT /v1.0/leads/{id}`."""
+
     async def leads(request: Request) -> Response:
-        refusal, headers = gate(request)
+        refusal, headers = guard.check(request)
         if refusal is not None:
             return refusal
         params = request.query_params
@@ -603,7 +621,7 @@ def lofty_app(
         return json_response(body, headers=headers)
 
     async def one_lead(request: Request) -> Response:
-        refusal, headers = gate(request)
+        refusal, headers = guard.check(request)
         if refusal is not None:
             return refusal
         i = live.lead_index(request.path_params["id"])
@@ -618,8 +636,17 @@ def lofty_app(
             update(live.overlay, LEADS, i, patch)
         return json_response(live.lead(i), headers=headers)
 
+    return [
+        Route("/v1.0/leads", leads),
+        Route("/v1.0/leads/{id:int}", one_lead, methods=["GET", "PUT"]),
+    ]
+
+
+def _transaction_routes(guard: _Guard, live: _Data, faults: Faults) -> list[Route]:
+    """`GET /v2.0/transactions` (pageNum and pageSize)."""
+
     async def transactions(request: Request) -> Response:
-        refusal, headers = gate(request)
+        refusal, headers = guard.check(request)
         if refusal is not None:
             return refusal
         params = request.query_params
@@ -639,14 +666,7 @@ def lofty_app(
         body = {"pageNum": page, "pageSize": size, "totalCount": positions.total, "pageData": items}
         return json_response(body, headers=headers)
 
-    app = Starlette(
-        routes=[
-            Route("/v1.0/leads", leads),
-            Route("/v1.0/leads/{id:int}", one_lead, methods=["GET", "PUT"]),
-            Route("/v2.0/transactions", transactions),
-        ]
-    )
-    return FaultInjector(app, faults, lambda path: path.startswith(("/v1.0/", "/v2.0/")))
+    return [Route("/v2.0/transactions", transactions)]
 
 
 def _build(ctx: SimulatorContext) -> FaultInjector:

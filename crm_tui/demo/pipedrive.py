@@ -1001,6 +1001,16 @@ def pipedrive_app(
     2-second window, so the burst limit is a fifth of it (at least one)."""
     budget = _Budget(token, rate_limit)
     listings = _listings(seed, contacts, overlay or Overlay(seed))
+    routes = [
+        *_field_routes(budget),
+        *_read_routes(budget, listings, faults),
+        *_write_routes(budget, listings),
+    ]
+    return FaultInjector(Starlette(routes=routes), faults, lambda path: path.startswith("/api/"))
+
+
+def _read_routes(budget: _Budget, listings: dict[str, _Listing], faults: Faults) -> list[Route]:
+    """`GET /api/v2/persons|deals` (cursor pages) and `GET /api/v2/persons|deals/{id}`."""
 
     async def listing(request: Request) -> Response:
         headers, refused = budget.check(request)
@@ -1028,6 +1038,17 @@ def pipedrive_app(
             return _error(404, "Not found", headers)
         body = {"success": True, "data": kind.make(slot, entry)}
         return Response(orjson.dumps(body), 200, headers, media_type="application/json")
+
+    return [
+        Route("/api/v2/persons", listing),
+        Route("/api/v2/deals", listing),
+        Route("/api/v2/persons/{id:int}", one, methods=["GET"]),
+        Route("/api/v2/deals/{id:int}", one, methods=["GET"]),
+    ]
+
+
+def _write_routes(budget: _Budget, listings: dict[str, _Listing]) -> list[Route]:
+    """`PATCH /api/v2/persons|deals/{id}`; `is_deleted: true` deletes a deal."""
 
     def writable(kind: _Listing, ident: int) -> int | None:
         """The slot of a record a PATCH may change: not unknown, id-less or deleted."""
@@ -1068,6 +1089,15 @@ def pipedrive_app(
         out = {"success": True, "data": record}
         return Response(orjson.dumps(out), 200, headers, media_type="application/json")
 
+    return [
+        Route("/api/v2/persons/{id:int}", write, methods=["PATCH"]),
+        Route("/api/v2/deals/{id:int}", write, methods=["PATCH"]),
+    ]
+
+
+def _field_routes(budget: _Budget) -> list[Route]:
+    """`GET /api/v1|v2/personFields|dealFields`."""
+
     async def field_list(request: Request) -> Response:
         """v2 `{success, data, additional_data: {next_cursor}}`; v1 with `start` paging
         (`additional_data.pagination`). Every field fits one page."""
@@ -1085,19 +1115,10 @@ def pipedrive_app(
             body = {"success": True, "data": items, "additional_data": {"pagination": paging}}
         return Response(orjson.dumps(body), 200, headers, media_type="application/json")
 
-    app = Starlette(
-        routes=[
-            Route("/api/{version:str}/personFields", field_list),
-            Route("/api/{version:str}/dealFields", field_list),
-            Route("/api/v2/persons", listing),
-            Route("/api/v2/deals", listing),
-            Route("/api/v2/persons/{id:int}", one, methods=["GET"]),
-            Route("/api/v2/deals/{id:int}", one, methods=["GET"]),
-            Route("/api/v2/persons/{id:int}", write, methods=["PATCH"]),
-            Route("/api/v2/deals/{id:int}", write, methods=["PATCH"]),
-        ]
-    )
-    return FaultInjector(app, faults, lambda path: path.startswith("/api/"))
+    return [
+        Route("/api/{version:str}/personFields", field_list),
+        Route("/api/{version:str}/dealFields", field_list),
+    ]
 
 
 def _build(ctx: SimulatorContext) -> FaultInjector:

@@ -47,6 +47,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from crm_tui.config import ConfigError
 from crm_tui.demo import data
 from crm_tui.demo.changes import Change, Entry, Kind, Overlay, Target
 from crm_tui.demo.webhooks import Subscriptions
@@ -667,6 +668,22 @@ class DemoServers:
         self.stop()
 
 
+#: What a production install lacks: the simulators run on uvicorn's C parser (see serve).
+MISSING_EXTRA = (
+    "the demo's simulated CRMs need the demo extra: pip install 'crm-tui[demo]'"
+    " (httptools is not installed)"
+)
+
+
+def require_demo_extra() -> None:
+    """Fail at once, in one line, where the demo extra is not installed: uvicorn would only
+    fail inside each server's thread, and the demo would wait for servers that never start."""
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        raise ConfigError(MISSING_EXTRA) from None
+
+
 def start_demo_servers(
     contacts: int = 2000,
     seed: int = 7,
@@ -680,6 +697,8 @@ def start_demo_servers(
     """Start every simulator, each on its own port (`ports`, in the order of SIMULATORS;
     0 or none: a free one)."""
     from crm_tui.demo.simulators import SIMULATORS
+
+    require_demo_extra()
 
     c = credentials or DemoCredentials()
     overlay, subscriptions = Overlay(seed), Subscriptions()

@@ -66,10 +66,10 @@ def start_demo(
     **overrides: Any,
 ) -> DemoSession:
     """Start the simulators and build Settings that use them and a throwaway data dir."""
-    owns = data_dir is None
-    folder = Path(tempfile.mkdtemp(prefix="crm-tui-demo-")) if data_dir is None else data_dir
     servers = start_demo_servers(contacts=contacts, seed=seed, faults=faults)
+    owns = data_dir is None
     try:
+        folder = Path(tempfile.mkdtemp(prefix="crm-tui-demo-")) if data_dir is None else data_dir
         files = write_demo_csvs(folder / "imports", contacts, seed)
         values: dict[str, Any] = {key.lower(): value for key, value in servers.env().items()}
         values.update(

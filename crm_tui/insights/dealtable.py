@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
+from crm_tui.formats import read_amount
 from crm_tui.insights.groups import SLICE, PerSegment, group_codes, sliced_map
 from crm_tui.insights.periods import today_of
 from crm_tui.models import Deal
@@ -193,12 +194,9 @@ def money_value(value: Any) -> float:
 
 def _slow_money(value: str) -> float:
     """What the sync's own amount parser makes of the rarer spellings (`USD 12,000`)."""
-    from crm_tui.sources.errors import InvalidRecord
-    from crm_tui.sources.mapping import to_amount
-
     try:
-        amount = to_amount(value, "commission")
-    except InvalidRecord:
+        amount = read_amount(value)
+    except ValueError:
         return 0.0
     return float(amount) if amount is not None else 0.0
 

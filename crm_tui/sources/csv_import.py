@@ -518,7 +518,7 @@ class CsvStream:
             for _ in strict:
                 pass
         except csv.Error as exc:
-            if "unexpected end of data" in str(exc):
+            if csv_error_is(exc, UNCLOSED_QUOTE):
                 return (
                     f"line {first}: unbalanced quote: the quoted field opened on line {first}"
                     " runs to the end of the file; the lines after it were read as rows"
@@ -559,8 +559,19 @@ class CsvStream:
         )
 
 
+#: The csv module's own words for the faults read differently (see csv_error_is).
+UNCLOSED_QUOTE = "unexpected end of data"
+FIELD_TOO_LARGE = "field larger than field limit"
+
+
+def csv_error_is(exc: csv.Error, fault: str) -> bool:
+    """The csv module raises one class, csv.Error, for every fault it finds, and tells them
+    apart only in its message: this is the one place that reads it."""
+    return fault in str(exc)
+
+
 def _csv_error(line: int, exc: csv.Error) -> str:
-    if "field larger than field limit" in str(exc):
+    if csv_error_is(exc, FIELD_TOO_LARGE):
         return f"line {line}: a field larger than {MAX_FIELD_CHARS // 2**20} MiB"
     return f"line {line}: {exc}"
 

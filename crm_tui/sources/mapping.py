@@ -37,7 +37,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ from crm_tui.custom_columns import (
     Column,
     is_column_name,
 )
-from crm_tui.formats import MAX_AMOUNT_CHARS, amount_in_range
+from crm_tui.formats import read_amount
 from crm_tui.models import (
     CONTACT_EDITABLE,
     CUSTOM_FIELD,
@@ -62,6 +62,7 @@ from crm_tui.models import (
 )
 from crm_tui.sources.errors import InvalidRecord
 from crm_tui.text import INVISIBLE, LINE_BREAKS, clean, strip_controls
+from crm_tui.timefmt import UTC_STAMP
 from crm_tui.tomlfile import read_toml, where
 
 Getter = Callable[[Mapping[str, Any]], Any]
@@ -189,7 +190,7 @@ def epoch_ms(path: str, *, date_only: bool = False) -> Getter:
             moment = datetime.fromtimestamp(value / 1000, UTC)
         except (OverflowError, OSError, ValueError):
             return None
-        return moment.date().isoformat() if date_only else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return moment.date().isoformat() if date_only else moment.strftime(UTC_STAMP)
 
     return convert
 
@@ -441,43 +442,9 @@ def to_tags(value: Any) -> tuple[str, ...]:
     return tuple(tags)
 
 
-_MONEY_JUNK = re.compile(r"[\s$,€£]|USD", re.IGNORECASE)
-_MAX_NUMBER_CHARS = MAX_AMOUNT_CHARS
-
-
 def to_amount(value: Any, field: str = "amount") -> Decimal | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise InvalidRecord(f"{field}: not a number: {value!r}")
-    if isinstance(value, int | Decimal):
-        amount = Decimal(value)
-    elif isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            raise InvalidRecord(f"{field}: not a finite number")
-        amount = Decimal(str(value))
-    elif isinstance(value, str):
-        text = _MONEY_JUNK.sub("", value)
-        if not text:
-            return None
-        if len(text) > _MAX_NUMBER_CHARS:
-            raise InvalidRecord(
-                f"{field}: not a number (longer than {_MAX_NUMBER_CHARS} characters)"
-            )
-        try:
-            amount = Decimal(text)
-        except InvalidOperation:
-            raise InvalidRecord(f"{field}: not a number: {value[:40]!r}") from None
-        if not amount.is_finite():
-            raise InvalidRecord(f"{field}: not a finite number")
-    else:
-        raise InvalidRecord(f"{field}: not a number ({type(value).__name__})")
-    return _in_range(amount, field)
-
-
-def _in_range(amount: Decimal, field: str) -> Decimal:
     try:
-        return amount_in_range(amount)
+        return read_amount(value)
     except ValueError as exc:
         raise InvalidRecord(f"{field}: {exc}") from None
 
@@ -531,7 +498,7 @@ def to_timestamp(value: Any) -> str | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return parsed.astimezone(UTC).strftime(UTC_STAMP)
 
 
 # -- custom columns ----------------------------------------------------------------------

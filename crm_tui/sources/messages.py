@@ -7,9 +7,11 @@ from __future__ import annotations
 import errno
 import json
 import re
+import socket
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
@@ -41,10 +43,14 @@ def _errno_of(exc: BaseException) -> int | None:
     return None
 
 
-def _ssl_of(exc: BaseException) -> ssl.SSLError | None:
+E = TypeVar("E", bound=BaseException)
+
+
+def _cause_of(exc: BaseException, kind: type[E]) -> E | None:
+    """The first `kind` in the chain `exc` was raised from."""
     seen: BaseException | None = exc
     for _ in range(8):
-        if seen is None or isinstance(seen, ssl.SSLError):
+        if seen is None or isinstance(seen, kind):
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
@@ -61,9 +67,8 @@ _CAUSES = {
 def connect_failure(exc: httpx.TransportError, base: httpx.URL) -> str:
     """ "cannot connect to 127.0.0.1:9999 (connection refused ...)" and the like."""
     where = _where_from(exc) or _host_port(base)
-    text = str(exc).lower()
     code = _errno_of(exc)
-    bad_tls = _ssl_of(exc)
+    bad_tls = _cause_of(exc, ssl.SSLError)
     if isinstance(exc, httpx.ConnectTimeout):
         cause = "no answer to the connection"
     elif bad_tls is not None:
@@ -71,9 +76,7 @@ def connect_failure(exc: httpx.TransportError, base: httpx.URL) -> str:
         cause = f"TLS failed: {single_line(str(reason or bad_tls))[:120]}"
     elif code in _CAUSES:
         cause = _CAUSES[code]
-    elif "refused" in text:
-        cause = _CAUSES[errno.ECONNREFUSED]
-    elif "name or service not known" in text or "nodename" in text or "getaddrinfo" in text:
+    elif _cause_of(exc, socket.gaierror) is not None:
         cause = "no such host name: check the base URL"
     elif isinstance(exc, httpx.ConnectError):
         cause = single_line(str(exc))[:120] or "the connection failed"

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_PAGES = 20_000
 # How long a page's decoding waits for the request read ahead to be sent: it normally takes
-# a few turns of the event loop (0.1 ms); longer means a retry's backoff or a full pool.
+# a few turns of the event loop; longer means a retry's backoff or a full pool.
 _SEND_WAIT = 0.005
 
 
@@ -421,7 +421,7 @@ class Stream:
     skip: Callable[[Any], bool] | None = None
 
 
-async def read_pages(
+def read_pages(
     client: HttpClient,
     stream: Stream,
     what: str,
@@ -433,11 +433,24 @@ async def read_pages(
     """Every page of `stream`, in order. `probe`: the smallest first page, nothing more.
     Paging is decided on the records as the server sent them; the ones the stream skips
     (archived, deleted) are left out of the pages only."""
+    reading = _Reading(client, stream, what, dict(stream.params))
     paginator = stream.paginator
-    fixed = dict(stream.params)
+    if isinstance(paginator, SinglePage) and paginator.stream and not probe:
+        return _streamed_array(reading)
+    return _page_by_page(reading, probe, max_pages, concurrency)
 
-    def page_of(records: list[Any], total: int | None = None) -> Page:
-        skip = stream.skip
+
+@dataclass(slots=True)
+class _Reading:
+    """One stream being read: how its requests are sent and its records made pages."""
+
+    client: HttpClient
+    stream: Stream
+    what: str
+    fixed: dict[str, Any]
+
+    def page(self, records: list[Any], total: int | None = None) -> Page:
+        skip = self.stream.skip
         if skip is None:
             return Page(records, total)
         kept: list[Any] = []
@@ -447,25 +460,41 @@ async def read_pages(
         return Page(kept, total, gone)
 
     async def fetch(
+        self,
         request: Request,
         on_body: Callable[[bytes], Any] | None = None,
         on_sent: Callable[[], None] | None = None,
     ) -> Response:
-        body, headers = await client.get_page(
-            request.path or stream.path,
-            {**fixed, **dict(request.params)},
-            what=what,
+        body, headers = await self.client.get_page(
+            request.path or self.stream.path,
+            {**self.fixed, **dict(request.params)},
+            what=self.what,
             on_body=on_body,
             on_sent=on_sent,
         )
-        return Response(request, body, headers, extract_records(body, stream.records, what))
+        return Response(
+            request, body, headers, extract_records(body, self.stream.records, self.what)
+        )
 
-    if isinstance(paginator, SinglePage) and paginator.stream and not probe:
-        async for batch in client.array_pages(stream.path, fixed, stream.records, what=what):
-            yield page_of(batch)
-        return
+
+async def _streamed_array(reading: _Reading) -> AsyncIterator[Page]:
+    """A single page that is one big array: cut into pages as its bytes arrive."""
+    stream = reading.stream
+    pages = reading.client.array_pages(
+        stream.path, reading.fixed, stream.records, what=reading.what
+    )
+    async for batch in pages:
+        yield reading.page(batch)
+
+
+async def _page_by_page(
+    reading: _Reading, probe: bool, max_pages: int, concurrency: int
+) -> AsyncIterator[Page]:
+    """Each request from the page before it (sent ahead where the paginator can guess),
+    until the first page tells every other page's request: those are fanned out."""
+    paginator = reading.stream.paginator
     request = paginator.first(1 if probe else paginator.page_size)
-    ahead = _ReadAhead(fetch, paginator if paginator.guesses and not probe else None)
+    ahead = _ReadAhead(reading.fetch, paginator if paginator.guesses and not probe else None)
     seen: set[Request] = {request}
     previous: list[Any] | None = None
     try:
@@ -474,27 +503,33 @@ async def read_pages(
             response = await ahead.wait(current)
             following = paginator.next_request(response) if response.records else None
             ahead.settle(following)
-            _not_again(response.records, previous, what)
+            _not_again(response.records, previous, reading.what)
             previous = response.records
-            yield page_of(response.records, paginator.total(response.body))
+            yield reading.page(response.records, paginator.total(response.body))
             if probe or following is None:
                 return
             rest = paginator.remaining(response) if number == 0 else None
             if rest is not None:
-                async for later in _in_order(fetch, rest, concurrency, max_pages - 1, what):
-                    _not_again(later.records, previous, what)
+                fanned = _in_order(reading.fetch, rest, concurrency, max_pages - 1, reading.what)
+                async for later in fanned:
+                    _not_again(later.records, previous, reading.what)
                     previous = later.records
-                    yield page_of(later.records, paginator.total(later.body))
+                    yield reading.page(later.records, paginator.total(later.body))
                 return
-            if following in seen:
-                raise PaginationError(
-                    f"Failed to fetch {what}", "the server repeated a page cursor; stopped"
-                )
-            seen.add(following)
+            _not_seen(following, seen, reading.what)
             current = ahead.send(following)
-        raise PaginationError(f"Failed to fetch {what}", f"more than {max_pages} pages")
+        raise PaginationError(f"Failed to fetch {reading.what}", f"more than {max_pages} pages")
     finally:
         await ahead.close()
+
+
+def _not_seen(request: Request, seen: set[Request], what: str) -> None:
+    """A server that hands out a cursor it gave before would go round in circles."""
+    if request in seen:
+        raise PaginationError(
+            f"Failed to fetch {what}", "the server repeated a page cursor; stopped"
+        )
+    seen.add(request)
 
 
 def _not_again(records: list[Any], previous: list[Any] | None, what: str) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from crm_tui.custom_columns import CUSTOM_PREFIX
+from crm_tui.formats import read_amount
 from crm_tui.models import Record
 from crm_tui.phones import format_phone
 from crm_tui.sources.writes import Value
@@ -30,8 +31,8 @@ def unified(record: Record, name: str) -> Value:
 
 def _amount(value: Any) -> Decimal | None:
     try:
-        return Decimal(str(value))
-    except (InvalidOperation, ValueError):
+        return read_amount(value)
+    except ValueError:
         return None
 
 
