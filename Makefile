@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/writeback_bench.py --contacts 20000 --edits 1000
 	$(BIN)/python benchmarks/pipeline_bench.py --deals 200000
 	$(BIN)/python benchmarks/remap_bench.py --contacts 100000
+	$(BIN)/python benchmarks/heap_bench.py
 
 # The reliability suite at full size (more contacts, more crash points); its report
 # replaces the README's "Reliability" section.

@@ -5,8 +5,7 @@ that holds the interpreter lock throughout, whichever thread does it. Handing th
 thread that deletes them a slice at a time, yielding the lock between slices, spreads it.
 Growing one dict to a million keys does the same at each resize (see Sharded).
 
-Nothing here changes the process: the collector and the switch interval are `tuning`'s,
-whose `gc_paused` is re-exported for the modules that mark their bulk builds with it.
+Nothing here changes the process: the collector and the switch interval are `tuning`'s.
 """
 
 from __future__ import annotations
@@ -14,8 +13,6 @@ from __future__ import annotations
 import threading
 import time
 from typing import Any, Generic, TypeVar
-
-from crm_tui.tuning import gc_paused as gc_paused
 
 CHUNK = 2000
 

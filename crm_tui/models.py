@@ -16,13 +16,14 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from crm_tui.custom_columns import NO_CUSTOM, custom_json
+from crm_tui.timefmt import UTC_STAMP
 
 RecordKind = Literal["contacts", "deals"]
 KINDS: tuple[RecordKind, ...] = ("contacts", "deals")
 
 
 def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime(UTC_STAMP)
 
 
 def record_id(source: str, remote_id: str) -> str:

@@ -25,9 +25,18 @@ def test_the_demo_without_its_extra_says_in_one_line_what_to_install(tmp_path, m
     monkeypatch.setitem(sys.modules, "httptools", None)  # as in a production install
     result = CliRunner().invoke(main, ["--data-dir", str(tmp_path), "--demo"])
     assert result.exit_code == 3  # a configuration error
-    said = result.stderr.splitlines()[-1]
+    [said] = result.stderr.splitlines()  # nothing starts before it fails
     assert said.startswith("error: ") and "pip install 'crm-tui[demo]'" in said
-    assert "Traceback" not in result.stderr
+
+
+def test_the_simulators_without_the_extra_say_what_to_install(monkeypatch):
+    from crm_tui.cli import main
+
+    monkeypatch.setitem(sys.modules, "httptools", None)
+    result = CliRunner().invoke(main, ["simulator", "--contacts", "10"])
+    assert result.exit_code == 1
+    assert "pip install 'crm-tui[demo]'" in result.stderr
+    assert "Traceback" not in result.stderr and not result.stdout
 
 
 def test_servers_listen_on_loopback_only(demo_servers):

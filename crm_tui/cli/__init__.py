@@ -33,6 +33,7 @@ from crm_tui.cli.errors import errors
 from crm_tui.cli.group import CrmGroup
 from crm_tui.cli.launch import DEMO_CONTACTS, config_dir_from, run_demo, run_tui
 from crm_tui.cli.runtime import Runtime
+from crm_tui.tuning import tune_batch
 
 
 @click.group(
@@ -61,6 +62,7 @@ def main(
 
     With no command, opens the app. Example: crm-tui --demo
     """
+    tune_batch()
     rt = ctx.ensure_object(Runtime)
     rt.data_dir, rt.env_file, rt.debug, rt.theme = data_dir, env_file, debug, theme
     config_dir_from(env_file)

@@ -74,10 +74,18 @@ def run_tui(
     app.run()
 
 
+def announce_demo(contacts: int) -> None:
+    """Before the demo starts: a missing demo extra fails here in one line."""
+    from crm_tui.demo.servers import require_demo_extra
+
+    require_demo_extra()
+    click.echo(f"Starting simulated CRM servers with {contacts} contacts each...", err=True)
+
+
 def run_demo(rt: Runtime, contacts: int) -> None:
     from crm_tui.demo.session import start_demo
 
-    click.echo(f"Starting simulated CRM servers with {contacts} contacts each...", err=True)
+    announce_demo(contacts)
     # Records change live: a few a second at the simulators, posted as signed webhooks to
     # the app (Follow Up Boss, HubSpot) or found by the minutely incremental sync.
     with start_demo(data_dir=rt.data_dir, contacts=contacts, crm_sync_interval_minutes=1) as demo:

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from crm_tui.cli.command import headless
-from crm_tui.cli.launch import DEMO_CONTACTS, free_loopback_port
+from crm_tui.cli.launch import DEMO_CONTACTS, announce_demo, free_loopback_port
 from crm_tui.cli.runtime import Engine, Runtime, run
 from crm_tui.text import single_line
 
@@ -78,7 +78,7 @@ def _serve_demo(
     """The demo's simulators and first sync here, once; every browser's app reads them."""
     from crm_tui.demo.session import start_demo
 
-    click.echo(f"Starting simulated CRM servers with {contacts} contacts each...", err=True)
+    announce_demo(contacts)
     with start_demo(data_dir=rt.data_dir, contacts=contacts) as demo:
         rt.use_settings(demo.settings)
         _first_sync(rt)

@@ -9,6 +9,7 @@ import sys
 import click
 
 from crm_tui.cli.options import with_default
+from crm_tui.config import ConfigError
 
 
 @click.command("simulator")
@@ -75,14 +76,17 @@ def simulator(
     from crm_tui.demo.simulators import SIMULATORS
 
     ports = tuple(port + n for n in range(len(SIMULATORS))) if port else None
-    servers = start_demo_servers(
-        contacts,
-        seed,
-        parsed,
-        ports=ports,
-        fub_rate_limit=rate_limit,
-        token_expires_in=token_expires_in,
-    )
+    try:
+        servers = start_demo_servers(
+            contacts,
+            seed,
+            parsed,
+            ports=ports,
+            fub_rate_limit=rate_limit,
+            token_expires_in=token_expires_in,
+        )
+    except ConfigError as exc:  # the demo extra is not installed
+        raise click.ClickException(str(exc)) from None
     if churn or webhook_url:
         servers.start_churn(churn, webhook_url)
     click.echo("# point crm-tui at the simulators:")

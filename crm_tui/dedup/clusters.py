@@ -23,12 +23,13 @@ from crm_tui.dedup.keys import NameAgreement, PhoneKeys, compare_names, name_key
 from crm_tui.dedup.mailbox import mailbox_key
 from crm_tui.dedup.possible import POSSIBLE, Cities, possible_links
 from crm_tui.dedup.rekey import REKEY_SHARE, rekeyed
-from crm_tui.heap import CHUNK, Sharded, dismantle, gc_paused
+from crm_tui.heap import CHUNK, Sharded, dismantle
 from crm_tui.models import Contact
 from crm_tui.search.text import digits
 from crm_tui.store import decisions
 from crm_tui.store.local_rows import LINKS_FIELD
 from crm_tui.store.reading import CachedRecords
+from crm_tui.tuning import gc_paused
 
 EMAIL, PHONE, MERGED = 1, 2, 4
 #: A key held by more records than this is a placeholder or a switchboard, not a person.

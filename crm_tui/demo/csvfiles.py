@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 
 from crm_tui.demo import data
-from crm_tui.store.db import secure_dir
+from crm_tui.files import secure_dir
 
 TP_CONTACT_COLUMNS = (
     "First Name",

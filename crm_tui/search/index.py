@@ -23,12 +23,13 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from crm_tui.custom_columns import Column
-from crm_tui.heap import gc_paused, release_gradually
+from crm_tui.heap import release_gradually
 from crm_tui.models import KINDS, Contact, Deal, Record, RecordKind
 from crm_tui.positions import IdPositions
 from crm_tui.search.query import SHARED_FILTERS, Query, created_within, parse_query
 from crm_tui.search.text import digits, fold, merge_spans, occurrences, spans
 from crm_tui.text import single_line
+from crm_tui.tuning import gc_paused
 from crm_tui.vocabulary import (
     SHARED_STATUSES,
     field_order,

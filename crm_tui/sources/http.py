@@ -60,6 +60,7 @@ from crm_tui.sources.messages import (
     where_to_fix,
 )
 from crm_tui.text import single_line
+from crm_tui.timefmt import UTC_STAMP
 
 if TYPE_CHECKING:
     from crm_tui.sources.base import Source
@@ -736,7 +737,7 @@ class HttpClient:
                 retry_after = self.budget.wait_after_limit(response.headers)
             if retry_after is not None and retry_after > self.retry.max_retry_after:
                 until = datetime.now(UTC) + timedelta(seconds=retry_after)
-                self.rate_limited_until = until.strftime("%Y-%m-%dT%H:%M:%SZ")
+                self.rate_limited_until = until.strftime(UTC_STAMP)
                 raise RateLimited(
                     "rate limited",
                     f"retry after {retry_after:.0f} seconds",

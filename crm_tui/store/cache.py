@@ -18,13 +18,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from crm_tui.config import SOURCE_NAMES
-from crm_tui.heap import gc_paused, release_gradually
+from crm_tui.heap import release_gradually
 from crm_tui.models import KINDS, Contact, Deal, Record, RecordKind, SourceStatus, SyncState
 from crm_tui.store.changes import Changes
 from crm_tui.store.db import Database
 from crm_tui.store.errors import StreamBusy
 from crm_tui.store.leases import Holder, Lease
 from crm_tui.store.remap import Collected, Remapper, RemapProgress, RemapReport
+from crm_tui.tuning import gc_paused
 from crm_tui.writeback.values import with_values
 
 #: How many of a stream's recent versions remember the ids they changed.

@@ -43,6 +43,15 @@ def is_damage(exc: BaseException) -> bool:
     )
 
 
+def is_busy(exc: BaseException) -> bool:
+    """Another connection holds the lock: worth a wait, not a repair."""
+    code = getattr(exc, "sqlite_errorcode", 0) or 0
+    return isinstance(exc, sqlite3.Error) and code & 0xFF in (
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+    )
+
+
 # -- the header ----------------------------------------------------------------------------
 
 

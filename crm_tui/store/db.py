@@ -40,7 +40,7 @@ from crm_tui.models import (
     utc_now,
 )
 from crm_tui.store.changes import ChangeLogStore
-from crm_tui.store.damage import check_at_open, damage_named
+from crm_tui.store.damage import check_at_open, damage_named, is_busy
 from crm_tui.store.decisions import DecisionStore
 from crm_tui.store.errors import DatabaseReadOnly, StreamBusy
 from crm_tui.store.files import SIDECARS, connect, named_write_error, refuse_unsafe_files, sidecar
@@ -372,7 +372,8 @@ class Database(
 
     async def in_writer(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run `fn(*args)`, a call of this database, on its writer thread: off the event
-        loop, one call at a time, at lowered priority (see crm_tui.background)."""
+        loop, one call at a time, at lowered priority once the entry point tuned the
+        process (crm_tui.tuning)."""
         if self._writer is None:
             self._writer = background_thread("crm-db-writer")
         loop = asyncio.get_running_loop()
@@ -395,8 +396,7 @@ class Database(
                 self._conn.execute("PRAGMA journal_mode=WAL")
                 return
             except sqlite3.OperationalError as exc:
-                busy = exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-                if not busy or attempt == 49:
+                if not is_busy(exc) or attempt == 49:
                     raise
                 time.sleep(0.1)
 

@@ -25,6 +25,7 @@ from typing import Any
 from crm_tui.store.damage import (
     HEADER_SIZE,
     header_problem,
+    is_busy,
     is_damage,
     page_size_of,
     wal_lost,
@@ -118,8 +119,7 @@ def exclusive_access(path: Path) -> sqlite3.Connection | None:
     except sqlite3.DatabaseError as exc:
         conn.close()
         if not is_damage(exc):
-            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-            if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            if is_busy(exc):
                 raise _busy(path) from None
             raise
         if _attached_elsewhere(path):

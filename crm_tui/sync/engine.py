@@ -23,7 +23,6 @@ import httpx
 from crm_tui.config import ConfigError, Settings
 from crm_tui.custom_columns import Column
 from crm_tui.faults import fault_point
-from crm_tui.heap import gc_paused
 from crm_tui.logs import SecretMasker
 from crm_tui.models import (
     Failure,
@@ -50,7 +49,8 @@ from crm_tui.store.cache import CacheStore
 from crm_tui.store.errors import StoreError, StreamBusy
 from crm_tui.store.leases import Holder, Lease
 from crm_tui.sync.delta import Delta, latest_change
-from crm_tui.timefmt import parse_utc
+from crm_tui.timefmt import UTC_STAMP, parse_utc
+from crm_tui.tuning import gc_paused
 
 log = logging.getLogger(__name__)
 
@@ -476,7 +476,7 @@ class SyncEngine:
             return None
         overlap = timedelta(seconds=self.settings.crm_sync_overlap_seconds)
         start = parse_utc(mark.watermark)
-        return (start - overlap).strftime("%Y-%m-%dT%H:%M:%SZ") if start else None
+        return (start - overlap).strftime(UTC_STAMP) if start else None
 
     def _too_many(self, stream: RecordKind, invalid: int, read: int) -> None:
         if self._too_many_invalid(invalid, read):

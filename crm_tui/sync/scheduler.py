@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from crm_tui.models import SyncReport
 from crm_tui.store.cache import CacheStore
 from crm_tui.sync.engine import SyncEngine
+from crm_tui.timefmt import UTC_STAMP
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +19,7 @@ def announce_next_run(store: CacheStore, sources: Iterable[str], seconds: float)
     """Stamp each source's status with when the next scheduled run starts, `seconds` from
     now (the Status screen's "Next run"); returns that time."""
     when = datetime.now(UTC) + timedelta(seconds=seconds)
-    stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = when.strftime(UTC_STAMP)
     for name in sources:
         store.update_status(name, next_run=stamp)
     return when
