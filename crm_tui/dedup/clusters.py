@@ -25,8 +25,8 @@ from crm_tui.dedup.possible import POSSIBLE, Cities, possible_links
 from crm_tui.dedup.rekey import REKEY_SHARE, rekeyed
 from crm_tui.heap import CHUNK, Sharded, dismantle, gc_paused
 from crm_tui.models import Contact
-from crm_tui.search.text import digits
 from crm_tui.store import decisions
+from crm_tui.text import digits
 
 EMAIL, PHONE, MERGED = 1, 2, 4
 #: A key held by more records than this is a placeholder or a switchboard, not a person.

@@ -30,8 +30,8 @@ from crm_tui.formats import field_label
 from crm_tui.models import Contact
 from crm_tui.screens.confirm import ConfirmScreen
 from crm_tui.screens.detail import RecordScreen
-from crm_tui.search.text import fold
 from crm_tui.store.decisions import MergeEntry
+from crm_tui.text import fold
 from crm_tui.widgets.safe import safe
 
 if TYPE_CHECKING:

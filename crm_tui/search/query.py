@@ -12,8 +12,7 @@ from typing import Any
 from crm_tui.config import SOURCE_NAMES
 from crm_tui.custom_columns import CUSTOM_PREFIX, Column
 from crm_tui.formats import parse_amount
-from crm_tui.search.text import fold
-from crm_tui.text import single_line
+from crm_tui.text import fold, single_line
 
 MIN_QUERY = 2
 MAX_QUERY = 10_000
