@@ -1,4 +1,6 @@
-"""Cleaning of untrusted strings: every CRM, CSV and user string passes through here.
+"""Text handling: cleaning untrusted strings, and folding them for matching.
+
+Every CRM, CSV and user string passes through here.
 
 Three kinds of character never reach a terminal or a vCard from CRM text:
 - control characters: C0 (but tab and newline), DEL and C1. ESC sequences, OSC 52 and
@@ -12,11 +14,15 @@ Three kinds of character never reach a terminal or a vCard from CRM text:
   U+200D go too, though Persian spelling and emoji sequences use them: a name keeps its
   letters, and one that merely looks like another can no longer be one.
 U+2028 and U+2029 are line breaks: kept as a newline in text, a space on one line.
+
+Search, filters and the duplicate finder match on folded text (case, accents and
+transliteration ignored) and on a phone's bare digits.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 # Character-class ranges, shared with the raw payload's check in sources/mapping.py.
 _BLANK_PRINTABLE = "\u115f\u1160\u3164\uffa0"
@@ -70,3 +76,55 @@ def clean(value: object) -> str | None:
         return None
     text = strip_controls(text).strip()
     return text or None
+
+
+#: Latin letters that are not a base letter plus accents, so decomposing leaves them as
+#: they are: written as the ASCII a person types for them (`Łukasz` is `Lukasz`). Keyed
+#: by the casefolded form; the middle dot is what `ŀ` (Catalan) decomposes to beside `l`.
+_LETTERS = str.maketrans(
+    {
+        "æ": "ae", "ð": "d", "ø": "o", "þ": "th", "đ": "d", "ħ": "h", "ı": "i", "ĸ": "k",
+        "ł": "l", "ŋ": "n", "œ": "oe", "ŧ": "t", "ƀ": "b", "ƈ": "c", "ɗ": "d", "ƒ": "f",
+        "ɠ": "g", "ɨ": "i", "ƙ": "k", "ƚ": "l", "ɲ": "n", "ƞ": "n", "ɵ": "o", "ƥ": "p",
+        "ƫ": "t", "ƭ": "t", "ʈ": "t", "ʋ": "v", "ƴ": "y", "ƶ": "z", "ȥ": "z", "ǝ": "e",
+        "ə": "e", "ǥ": "g", "ȡ": "d", "ȴ": "l", "ȵ": "n", "ȶ": "t", "ȷ": "j", "ɇ": "e",
+        "ɉ": "j", "ɍ": "r", "ɏ": "y", "·": "",
+    }
+)  # fmt: skip
+
+
+def fold(text: str) -> str:
+    """Lowercase, without accents, transliterated: `José` -> `jose`, `Søren` -> `soren`,
+    `YILDIRIM` and `Yıldırım` -> `yildirim`. Search and the duplicate finder both match on
+    it. ASCII (most data) takes the fast path."""
+    if text.isascii():
+        return text.lower()
+    decomposed = unicodedata.normalize("NFKD", text)
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    return bare.translate(_LETTERS)
+
+
+def fold_with_positions(text: str) -> tuple[str, list[int]]:
+    """The folded text and, for each of its characters, the index it came from in `text`."""
+    if text.isascii():
+        return text.lower(), list(range(len(text)))
+    out: list[str] = []
+    origin: list[int] = []
+    for index, char in enumerate(text):
+        folded = fold(char)
+        out.append(folded)
+        origin.extend([index] * len(folded))
+    return "".join(out), origin
+
+
+_NOT_DIGIT = re.compile(r"\D")
+_NOT_DIGIT_BYTES = bytes(b for b in range(256) if not 0x30 <= b <= 0x39)
+
+
+def digits(text: str | None) -> str:
+    """The digits of a text (a phone number's, to match however it was typed)."""
+    if not text:
+        return ""
+    if text.isascii():  # bytes.translate deletes at C speed, faster than the regex
+        return text.encode().translate(None, _NOT_DIGIT_BYTES).decode()
+    return _NOT_DIGIT.sub("", text)

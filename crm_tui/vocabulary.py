@@ -17,7 +17,7 @@ import re
 from typing import Any
 
 from crm_tui.models import Record, RecordKind, kind_of
-from crm_tui.search.text import fold
+from crm_tui.text import fold
 
 LEAD = "lead"
 PROSPECT = "prospect"

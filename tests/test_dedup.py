@@ -28,11 +28,11 @@ from crm_tui.dedup.quality import score, score_by_kind
 from crm_tui.demo import data
 from crm_tui.local_crm import LocalCrm
 from crm_tui.models import Contact
-from crm_tui.search.text import fold
 from crm_tui.sources.base import SourceContext
 from crm_tui.store import CacheStore, Database
 from crm_tui.store.local_rows import LINKS_FIELD
 from crm_tui.sync.engine import SyncEngine
+from crm_tui.text import fold
 from tests.conftest import DEMO_CONTACTS
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 
 import pytest
@@ -12,6 +13,7 @@ from crm_tui.sources.errors import InvalidRecord
 from crm_tui.sources.followupboss import FollowUpBossSource
 from crm_tui.sources.local import LocalSource
 from crm_tui.sources.mapping import (
+    LAYOUT,
     RecordBuilder,
     build_record,
     get_path,
@@ -270,6 +272,13 @@ def test_every_mapped_field_lands_in_its_own_attribute(kind):
         }
     assert {t: getattr(record, t) for t in expected} == expected
     assert record.metadata == raw
+
+
+@pytest.mark.parametrize("kind, record_class", [("contacts", Contact), ("deals", Deal)])
+def test_record_builder_layout_is_the_dataclass_field_order(kind, record_class):
+    """RecordBuilder passes a record's fields positionally, in LAYOUT's order: a field added
+    to Contact or Deal, or moved, must be placed there too."""
+    assert LAYOUT[kind] == tuple(f.name for f in dataclasses.fields(record_class))
 
 
 @pytest.mark.parametrize(

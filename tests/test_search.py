@@ -11,10 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crm_tui.models import Contact, Deal
+from crm_tui.search.highlight import spans
 from crm_tui.search.index import CONTACT_FIELDS, SearchIndex, field_text
 from crm_tui.search.query import QUERY_TOO_SHORT, QueryError, parse_query
-from crm_tui.search.text import digits, fold, spans
 from crm_tui.store import CacheStore
+from crm_tui.text import digits, fold
 from crm_tui.vocabulary import (
     SHARED_STATUSES,
     matches_shared,

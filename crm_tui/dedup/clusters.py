@@ -25,10 +25,10 @@ from crm_tui.dedup.possible import POSSIBLE, Cities, possible_links
 from crm_tui.dedup.rekey import REKEY_SHARE, rekeyed
 from crm_tui.heap import CHUNK, Sharded, dismantle
 from crm_tui.models import Contact
-from crm_tui.search.text import digits
 from crm_tui.store import decisions
 from crm_tui.store.local_rows import LINKS_FIELD
 from crm_tui.store.reading import CachedRecords
+from crm_tui.text import digits
 from crm_tui.tuning import gc_paused
 
 EMAIL, PHONE, MERGED = 1, 2, 4

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from crm_tui.dedup.keys import PhoneKeys
 from crm_tui.dedup.mailbox import mailbox_key
-from crm_tui.search.text import fold
+from crm_tui.text import fold
 
 
 def compared_as(name: str, value: str, phones: PhoneKeys) -> str | None:

@@ -13,7 +13,7 @@ from enum import StrEnum
 from rapidfuzz.distance import Indel
 
 from crm_tui.phones import to_e164
-from crm_tui.search.text import digits, fold
+from crm_tui.text import digits, fold
 
 #: Regions that share the +1 country code: ten digits there are a whole number.
 NANP_REGIONS = frozenset({"US", "CA", "PR", "GU", "VI", "AS", "MP"})

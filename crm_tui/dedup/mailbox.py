@@ -18,7 +18,7 @@ import re
 
 import idna
 
-from crm_tui.search.text import fold
+from crm_tui.text import fold
 
 GMAIL = frozenset({"gmail.com", "googlemail.com"})
 ICLOUD = frozenset({"icloud.com", "me.com"})

@@ -17,9 +17,9 @@ from crm_tui.custom_columns import CUSTOM_PREFIX
 from crm_tui.dedup.clusters import Cluster
 from crm_tui.local_crm import LocalCrm, ValidationFailed, validate
 from crm_tui.models import CONTACT_EDITABLE, CUSTOM_FIELD, Contact
-from crm_tui.search.text import fold
 from crm_tui.store.decisions import MergeEntry
 from crm_tui.store.reading import CachedRecords
+from crm_tui.text import fold
 
 MERGED_FIELDS = tuple(f for f in CONTACT_EDITABLE if f != "rating")
 #: Fields where a value in capitals is a CRM's habit, not a person's spelling.

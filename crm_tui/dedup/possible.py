@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Sequence
 
 from crm_tui.heap import Sharded, dismantle
-from crm_tui.search.text import fold
+from crm_tui.text import fold
 
 #: Confidence of a possible match by what agrees besides the name.
 POSSIBLE = {"street": 0.5, "city": 0.4}

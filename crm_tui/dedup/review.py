@@ -21,8 +21,8 @@ from crm_tui.dedup.merge import (
     merge_new_clusters,
 )
 from crm_tui.local_crm import LocalCrm, ValidationFailed
-from crm_tui.search.text import fold
 from crm_tui.store.decisions import MergeEntry, Rejection
+from crm_tui.text import fold
 
 #: Sections in the order the People screen cycles them, with their titles.
 SECTIONS: dict[str, str] = {

@@ -12,8 +12,7 @@ from typing import Any
 from crm_tui.config import SOURCE_NAMES
 from crm_tui.custom_columns import CUSTOM_PREFIX, Column
 from crm_tui.formats import parse_amount
-from crm_tui.search.text import fold
-from crm_tui.text import single_line
+from crm_tui.text import fold, single_line
 
 MIN_QUERY = 2
 MAX_QUERY = 10_000
@@ -83,62 +82,99 @@ def parse_query(
     cleaned = single_line(text).strip()[:MAX_QUERY]
     if len(cleaned) < MIN_QUERY:
         raise QueryError(QUERY_TOO_SHORT)
-    query = Query(cleaned)
-    allowed = valid_filters(kind)
-    by_key = {name.lower(): column for name, column in (columns or {}).items()}
+    parser = _Parser(Query(cleaned), kind, valid_filters(kind), _columns_by_key(columns))
     for word in _WORD.findall(cleaned):
+        parser.add(word)
+    return parser.query
+
+
+def _columns_by_key(columns: Mapping[str, Column] | None) -> dict[str, Column]:
+    return {name.lower(): column for name, column in (columns or {}).items()}
+
+
+@dataclass(slots=True)
+class _Parser:
+    """One query's words read into it, each a custom column compared, an amount, a filter
+    or a free word (tried in that order)."""
+
+    query: Query
+    kind: str
+    allowed: tuple[str, ...]
+    by_key: dict[str, Column]
+
+    def add(self, word: str) -> None:
+        if self._comparison(word) or self._amount(word) or self._filter(word):
+            return
+        self.query.terms.append(fold(word))
+
+    def _comparison(self, word: str) -> bool:
+        """`price_range>500000`, `lender=quicken`: a custom column compared."""
         compared = _COMPARE.match(word)
-        if compared and not _AMOUNT.match(word):
-            column = _column(compared.group(1), by_key, allowed)
-            if column is not None:
-                op, value = compared.group(2), _unquoted(compared.group(3))
-                if value:
-                    parsed = _custom_value(column, op, value, word)
-                    if op == "=" and column.type not in ORDERED_TYPES:
-                        op = ":"  # `lender=quicken` reads as `lender:quicken`
-                    query.custom.append((column, op, parsed))
-                continue
+        if not compared or _AMOUNT.match(word):
+            return False
+        column = _column(compared.group(1), self.by_key, self.allowed)
+        if column is None:
+            return False
+        op, value = compared.group(2), _unquoted(compared.group(3))
+        if value:
+            parsed = _custom_value(column, op, value, word)
+            if op == "=" and column.type not in ORDERED_TYPES:
+                op = ":"  # `lender=quicken` reads as `lender:quicken`
+            self.query.custom.append((column, op, parsed))
+        return True
+
+    def _amount(self, word: str) -> bool:
         amount = _AMOUNT.match(word)
-        if amount:
-            if kind != "deals":
-                raise QueryError(deals_only("amount"))
-            try:
-                value = parse_amount(amount.group(2))
-            except ValueError as exc:
-                raise QueryError(f"amount filter needs an amount: {word} ({exc})") from None
-            query.amounts.append((amount.group(1), value))
-            continue
+        if not amount:
+            return False
+        if self.kind != "deals":
+            raise QueryError(deals_only("amount"))
+        try:
+            value = parse_amount(amount.group(2))
+        except ValueError as exc:
+            raise QueryError(f"amount filter needs an amount: {word} ({exc})") from None
+        self.query.amounts.append((amount.group(1), value))
+        return True
+
+    def _filter(self, word: str) -> bool:
+        """`key:value`: a custom column holding the text, or a built-in filter."""
         match = _FILTER.match(word)
-        if match:
-            key, value = match.group(1).lower(), _unquoted(match.group(2))
-            if not value:
-                continue  # `status:""` while typing: no filter yet
-            column = _column(key, by_key, allowed)
-            if column is not None:
-                query.custom.append((column, ":", _custom_value(column, ":", value, word)))
-                continue
-            if key in DEAL_FILTERS and kind != "deals":
-                raise QueryError(deals_only(key))
-            if key in CONTACT_FILTERS and kind == "deals":
-                raise QueryError(contacts_only(key))
-            if key not in allowed:
-                raise QueryError(
-                    f"unknown filter {key!r}; valid filters: "
-                    + ", ".join(f"{k}:" for k in allowed if k != "amount")
-                    + (", amount>N, amount<=N" if "amount" in allowed else "")
-                    + _columns_named(by_key)
-                )
-            if key == "closing":
-                query.closing = _closing(value)
-            elif key == "created":
-                query.created = _created(value)
-            elif key == "source":
-                query.filters.setdefault(key, []).append(_source(value))
-            else:
-                query.filters.setdefault(key, []).append(fold(value))
-            continue
-        query.terms.append(fold(word))
-    return query
+        if not match:
+            return False
+        key, value = match.group(1).lower(), _unquoted(match.group(2))
+        if not value:
+            return True  # `status:""` while typing: no filter yet
+        column = _column(key, self.by_key, self.allowed)
+        if column is not None:
+            self.query.custom.append((column, ":", _custom_value(column, ":", value, word)))
+        else:
+            self._check_key(key)
+            self._set_filter(key, value)
+        return True
+
+    def _check_key(self, key: str) -> None:
+        """A built-in filter key this kind of record takes, or the error that says which do."""
+        if key in DEAL_FILTERS and self.kind != "deals":
+            raise QueryError(deals_only(key))
+        if key in CONTACT_FILTERS and self.kind == "deals":
+            raise QueryError(contacts_only(key))
+        if key not in self.allowed:
+            raise QueryError(
+                f"unknown filter {key!r}; valid filters: "
+                + ", ".join(f"{k}:" for k in self.allowed if k != "amount")
+                + (", amount>N, amount<=N" if "amount" in self.allowed else "")
+                + _columns_named(self.by_key)
+            )
+
+    def _set_filter(self, key: str, value: str) -> None:
+        if key == "closing":
+            self.query.closing = _closing(value)
+        elif key == "created":
+            self.query.created = _created(value)
+        elif key == "source":
+            self.query.filters.setdefault(key, []).append(_source(value))
+        else:
+            self.query.filters.setdefault(key, []).append(fold(value))
 
 
 def words_for(text: str, kind: str) -> str:

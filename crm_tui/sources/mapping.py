@@ -545,14 +545,15 @@ def coerce_custom(column_type: str, value: Any) -> Any:
     return None if coerced == () else coerced
 
 
-# Fields coerced as plain text; tags, amounts, dates and numbers have their own coercion.
-_CONTACT_TEXT = tuple(f for f in CONTACT_EDITABLE if f != "tags")
-_DEAL_TEXT = tuple(
-    f for f in DEAL_EDITABLE if f not in ("amount", "currency", "probability", "close_date")
-)
-# Contacts are built positionally: their tags sit between stage and street.
-_TAGS_AT = _CONTACT_TEXT.index("street")
-_EMAIL_AT = _CONTACT_TEXT.index("email")
+#: A record's fields in the order RecordBuilder gives them, which must be its dataclass's
+#: (a test checks them against dataclasses.fields()): the ids, the mapped fields, then what
+#: the sync sets. Built positionally: keyword arguments would slow this hot loop measurably.
+_IDS = ("id", "source", "remote_id", "user_id")
+_SYNCED = ("remote_created", "remote_updated", "synced_at", "deleted", "raw", CUSTOM_FIELD)
+LAYOUT: dict[RecordKind, tuple[str, ...]] = {
+    "contacts": (*_IDS, *CONTACT_EDITABLE, *_SYNCED),
+    "deals": (*_IDS, *DEAL_EDITABLE, *_SYNCED),
+}
 
 
 class RejectedRow(dict[str, Any]):
@@ -573,15 +574,16 @@ def _absent(raw: Mapping[str, Any]) -> None:
 
 class RecordBuilder:
     """One field map compiled for one kind: every getter decided once, and each record built
-    positionally with no dictionaries in between. A sync maps every record it reads; this
-    is the engine's hottest loop. `columns` gives the custom columns' types (text where a
-    mapped column is not declared)."""
+    positionally (in LAYOUT's order) with no dictionaries in between. A sync maps every
+    record it reads; this is the engine's hottest loop. `columns` gives the custom columns'
+    types (text where a mapped column is not declared)."""
 
     def __init__(
         self, kind: RecordKind, field_map: FieldMap, columns: Columns | None = None
     ) -> None:
         getters = compile_map(field_map)
         self.kind = kind
+        self._record = Contact if kind == "contacts" else Deal
         columns = columns or {}
         self._types = {name: column.type for name, column in columns.items()}
         # one getter per mapped column; `custom` alone reads a whole object of them (the
@@ -592,33 +594,12 @@ class RecordBuilder:
             if target.startswith(CUSTOM_PREFIX)
         )
         self._all_custom = getters.get(CUSTOM_FIELD)
-        self._text = tuple(
+        editable = CONTACT_EDITABLE if kind == "contacts" else DEAL_EDITABLE
+        #: (getter, coercion) per mapped field, in LAYOUT's order
+        self._fields = tuple((getters.get(name, _absent), _coercion(name)) for name in editable)
+        self._id, self._created, self._updated, self._deleted = (
             getters.get(name, _absent)
-            for name in (_CONTACT_TEXT if kind == "contacts" else _DEAL_TEXT)
-        )
-        (
-            self._id,
-            self._created,
-            self._updated,
-            self._deleted,
-            self._tags,
-            self._amount,
-            self._currency,
-            self._probability,
-            self._close_date,
-        ) = (
-            getters.get(name, _absent)
-            for name in (
-                "remote_id",
-                "remote_created",
-                "remote_updated",
-                "deleted",
-                "tags",
-                "amount",
-                "currency",
-                "probability",
-                "close_date",
-            )
+            for name in ("remote_id", "remote_created", "remote_updated", "deleted")
         )
 
     def __call__(self, source: str, user_id: str, raw: Any, synced_at: str) -> Record:
@@ -632,9 +613,9 @@ class RecordBuilder:
         try:
             payload = raw_json(raw)  # first: the whole record's limits, before any field
             remote = remote_id_of(self._id(raw))
-            head = (record_id(source, remote), source, remote, user_id)
-            text = [_text(get(raw)) for get in self._text]
-            tail = (
+            # the sync's fields before the mapped ones, as always: where a timestamp and a
+            # typed field are both wrong, the same reason is given
+            synced = (
                 to_timestamp(self._created(raw)),
                 to_timestamp(self._updated(raw)),
                 synced_at,
@@ -642,22 +623,9 @@ class RecordBuilder:
                 payload,
                 self._custom_values(raw) if self._custom or self._all_custom else NO_CUSTOM,
             )
-            if self.kind == "contacts":
-                if text[_EMAIL_AT]:
-                    text[_EMAIL_AT] = text[_EMAIL_AT].lower()
-                tags = to_tags(self._tags(raw))
-                return Contact(*head, *text[:_TAGS_AT], tags, *text[_TAGS_AT:], *tail)
-            name, stage, *rest = text
-            return Deal(
-                *head,
-                name,
-                to_amount(self._amount(raw)),
-                (_text(self._currency(raw)) or "USD").upper()[:3],
-                stage,
-                to_probability(self._probability(raw)),
-                to_date(self._close_date(raw)),
-                *rest,
-                *tail,
+            mapped = [coerce(get(raw)) for get, coerce in self._fields]
+            return self._record(
+                record_id(source, remote), source, remote, user_id, *mapped, *synced
             )
         except InvalidRecord:
             raise
@@ -724,3 +692,25 @@ def _text(value: Any) -> str | None:
     if text is not None and len(text) > _MAX_FIELD:
         text = text[:_MAX_FIELD]
     return text
+
+
+def _email(value: Any) -> str | None:
+    text = _text(value)
+    return text.lower() if text else text
+
+
+def _currency(value: Any) -> str:
+    return (_text(value) or "USD").upper()[:3]
+
+
+def _coercion(name: str) -> Callable[[Any], Any]:
+    """How a mapped field's value is coerced: as text, unless the field has a type."""
+    typed: dict[str, Callable[[Any], Any]] = {
+        "email": _email,
+        "tags": to_tags,
+        "amount": to_amount,
+        "currency": _currency,
+        "probability": to_probability,
+        "close_date": to_date,
+    }
+    return typed.get(name, _text)

@@ -1,0 +1,295 @@
+"""Each filterable field's distinct values, and per record the code of its value.
+
+A filter (`status:lead`, `city:austin`, `amount>500000`, a custom column) tests the few
+distinct values in Python and the records in numpy. The value fields of the search (see
+fields.VALUE_FIELDS) are matched the same way.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from decimal import Decimal
+from itertools import chain
+from operator import attrgetter
+from typing import Any, TypeVar
+
+import numpy as np
+
+from crm_tui.custom_columns import Column
+from crm_tui.models import Deal, Record
+from crm_tui.search.fields import VALUE_FIELDS
+from crm_tui.search.query import SHARED_FILTERS, Query, created_within
+from crm_tui.text import fold
+from crm_tui.vocabulary import (
+    SHARED_STATUSES,
+    field_order,
+    matches_shared,
+    normalize_filter,
+    shared_code,
+    shared_value,
+)
+
+T = TypeVar("T")
+
+
+class Facets:
+    """Each filterable field's distinct folded values, and per record the code of its value:
+    a filter tests the few distinct values in Python and the records in numpy."""
+
+    TEXT = ("status", "stage", "city")
+
+    def __init__(self, records: Sequence[Record]) -> None:
+        self.size = len(records)
+        self.deals = bool(records) and isinstance(records[0], Deal)
+        self.matched = VALUE_FIELDS["deals" if self.deals else "contacts"]
+        self.values: dict[str, list[str]] = {}
+        self.codes: dict[str, np.ndarray] = {}
+        # map() and attrgetter keep these loops in C, well ahead of comprehensions
+        for name in self.TEXT:
+            held = bool(records) and hasattr(records[0], name)  # deals have no city
+            raw = _mapped(attrgetter(name), records) if held else [None] * len(records)
+            self.values[name], self.codes[name] = _codes(raw)
+        tag_lists = [] if self.deals else _mapped(attrgetter("tags"), records)
+        if not self.deals:  # all of a contact's tags as one value, as they are shown
+            joined = _mapped(", ".join, tag_lists)
+            self.values["tags"], self.codes["tags"] = _codes(joined)  # type: ignore[arg-type]
+        counts = _array(len, tag_lists, np.int64)
+        self.tag_owner = np.repeat(np.arange(len(tag_lists), dtype=np.uint32), counts)
+        self.tag_values, self.tag_codes = _codes(_flattened(tag_lists))
+        self.shared = self._shared_codes(records)
+        deals = records if self.deals else []
+        self.closing_values, self.closing_codes = _codes([r.close_date for r in deals])  # type: ignore[union-attr]
+        self._records = records  # the segment's own list: `created:` reads it when asked
+        self._created: tuple[list[str], np.ndarray] | None = None
+        self.amounts = np.array(
+            [np.nan if r.amount is None else float(r.amount) for r in deals],  # type: ignore[union-attr]
+            dtype=np.float64,
+        )
+        # Custom columns' values, built when a filter first names the column: most
+        # columns are never filtered on, and building them all would slow every rebuild.
+        self._custom: dict[tuple[str, bool], Any] = {}
+
+    def custom_numbers(self, name: str) -> np.ndarray:
+        """Per record, a number or money column's value (NaN where none)."""
+        key = (name, True)
+        if key not in self._custom:
+            held = _mapped(lambda r: r.custom.get(name), self._records)
+            self._custom[key] = np.array(
+                [float(v) if isinstance(v, Decimal) and v.is_finite() else np.nan for v in held],
+                dtype=np.float64,
+            )
+        return self._custom[key]  # type: ignore[no-any-return]
+
+    def custom_texts(self, name: str) -> tuple[list[str], np.ndarray]:
+        """A text, list or date column's distinct folded values and per record its code
+        (a list as its items joined, as it is shown)."""
+        key = (name, False)
+        if key not in self._custom:
+            held = _mapped(lambda r: _as_text(r.custom.get(name)), self._records)
+            self._custom[key] = _codes(held)
+        return self._custom[key]  # type: ignore[no-any-return]
+
+    def _custom_hit(self, column: Column, op: str, value: Any, rows: np.ndarray) -> np.ndarray:
+        if column.type in ("number", "money"):
+            return _COMPARE["=" if op == ":" else op](  # NaN compares False
+                self.custom_numbers(column.name)[rows], float(value)
+            )
+        values, codes = self.custom_texts(column.name)
+        if column.type == "date":
+            # a date compares by its first len(value) characters: `>2026-12` is after
+            # December, `:2026-12` in it
+            size = len(value)
+            hit = [bool(v) and _DATE_TEST[op](v[:size], value) for v in values]
+        else:
+            hit = [value in v for v in values]
+        return np.asarray(hit, dtype=bool)[codes[rows]]
+
+    def created_days(self) -> tuple[list[str], np.ndarray]:
+        """The distinct creation days (YYYY-MM-DD, "" for none) and each record's code:
+        made on the first `created:` filter, not with the other facets (cutting every
+        timestamp to its day would slow each rebuild for a filter seldom typed)."""
+        if self._created is None:
+            stamps = _mapped(attrgetter("remote_created"), self._records)
+            self._created = _codes(_mapped(_day_of, stamps))
+        return self._created
+
+    def _shared_codes(self, records: Sequence[Record]) -> np.ndarray:
+        """Per record, its shared status (a SHARED_STATUSES index, -1 for none): worked out
+        per distinct value of each field, then one gather per field (a segment is one
+        source, so the first record names it)."""
+        shared = np.full(self.size, -1, dtype=np.int8)
+        self.value_shared: dict[str, np.ndarray] = {}
+        if not records:
+            return shared
+        source, kind = records[0].source, "deals" if self.deals else "contacts"
+        for name in field_order(source, kind):
+            if name not in self.codes:
+                continue
+            per_value = np.array(
+                [shared_code(shared_value(source, kind, v)) for v in self.values[name]], np.int8
+            )
+            self.value_shared[name] = per_value
+            unset = shared < 0
+            shared[unset] = per_value[self.codes[name][unset]]
+        return shared
+
+    def _status_hit(self, key: str, value: str, rows: np.ndarray) -> np.ndarray:
+        """`status:`/`stage:` rows: the shared status named, or the vendor's own value
+        holding the text (`past-client` also finds "past client"). A value that names a
+        shared status finds vendor values by their text only where they map to nothing:
+        `stage:closed` is not HubSpot's "closedlost", which is lost."""
+        loose = normalize_filter(value)
+        hit = np.array(
+            [value in v or loose in normalize_filter(v) for v in self.values[key]], dtype=bool
+        )
+        named = [n for n, shared in enumerate(SHARED_STATUSES) if matches_shared(value, shared)]
+        if named and key in self.value_shared:
+            hit &= self.value_shared[key] < 0
+        found = hit[self.codes[key][rows]]
+        if named:
+            found |= np.isin(self.shared[rows], np.array(named, dtype=np.int8))
+        return found
+
+    def counts(self, name: str, dead: np.ndarray | None = None) -> dict[str, int]:
+        """How many live records hold each value of a field ("shared": the shared status)."""
+        if name == "shared":
+            codes, values = self.shared.astype(np.int64) + 1, ["", *SHARED_STATUSES]
+        elif name == "tag":
+            live = None if dead is None else ~dead[self.tag_owner]
+            codes, values = self.tag_codes, self.tag_values
+            found = np.bincount(codes if live is None else codes[live], minlength=len(values))
+            return {v: int(n) for v, n in zip(values, found.tolist(), strict=True) if v and n}
+        else:
+            codes, values = self.codes[name], self.values[name]
+        if dead is not None:
+            codes = codes[~dead]
+        found = np.bincount(codes, minlength=len(values))
+        return {v: int(n) for v, n in zip(values, found.tolist(), strict=True) if v and n}
+
+    @property
+    def nbytes(self) -> int:
+        arrays = [
+            *self.codes.values(),
+            self.tag_owner,
+            self.tag_codes,
+            self.closing_codes,
+            self.shared,
+        ]
+        distinct = [*self.values.values(), self.tag_values, self.closing_values]
+        strings = sum(sys.getsizeof(v) for values in distinct for v in values)
+        lists = sum(sys.getsizeof(values) for values in distinct)
+        return sum(a.nbytes for a in arrays) + self.amounts.nbytes + strings + lists
+
+    def mask(self, query: Query, rows: np.ndarray) -> np.ndarray:
+        """Which of `rows` pass every filter of `query` except `source:`."""
+        keep = np.ones(len(rows), dtype=bool)
+        for key, wanted in query.filters.items():
+            if key == "source":
+                continue
+            for value in wanted:
+                if key == "tag":
+                    hit = [t == value or t.startswith(value) for t in self.tag_values]
+                    has = np.zeros(self.size, dtype=bool)
+                    has[self.tag_owner[np.asarray(hit, dtype=bool)[self.tag_codes]]] = True
+                    keep &= has[rows]
+                elif key in SHARED_FILTERS:
+                    keep &= self._status_hit(key, value, rows)
+                else:
+                    hit = [value in v for v in self.values[key]]
+                    keep &= np.asarray(hit, dtype=bool)[self.codes[key][rows]]
+        if query.created:
+            values, codes = self.created_days()
+            hit = [created_within(day, query.created) for day in values]
+            keep &= np.asarray(hit, dtype=bool)[codes[rows]]
+        for column, op, value in query.custom:
+            keep &= self._custom_hit(column, op, value, rows)
+        if query.amounts or query.closing:
+            if not self.deals:
+                return np.zeros(len(rows), dtype=bool)
+            for op, bound in query.amounts:
+                keep &= _COMPARE[op](self.amounts[rows], float(bound))  # NaN compares False
+            if query.closing:
+                hit = [v.startswith(query.closing) for v in self.closing_values]
+                keep &= np.asarray(hit, dtype=bool)[self.closing_codes[rows]]
+        return keep
+
+
+def _day_of(stamp: str | None) -> str:
+    return stamp[:10] if stamp else ""
+
+
+_COMPARE = {
+    "<": np.less,
+    "<=": np.less_equal,
+    ">": np.greater,
+    ">=": np.greater_equal,
+    "=": np.equal,
+}
+_DATE_TEST: dict[str, Callable[[str, str], bool]] = {
+    ":": str.__eq__,
+    "=": str.__eq__,
+    "<": str.__lt__,
+    "<=": str.__le__,
+    ">": str.__gt__,
+    ">=": str.__ge__,
+}
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, tuple):
+        return ", ".join(value)
+    return str(value)
+
+
+# Items per loop that runs in C (map, set, fromiter): such a loop never lets another thread
+# have the interpreter lock, and over a large segment it held the event loop up for frames.
+_C_SLICE = 8192
+
+
+def _slices(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    """`items`, _C_SLICE at a time."""
+    for at in range(0, len(items), _C_SLICE):
+        yield items[at : at + _C_SLICE]
+
+
+def _mapped(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    """`list(map(fn, items))` a slice at a time."""
+    out: list[Any] = []
+    for part in _slices(items):
+        out.extend(map(fn, part))
+    return out
+
+
+def _flattened(lists: Sequence[Sequence[Any]]) -> list[Any]:
+    """`list(chain.from_iterable(lists))` a slice at a time."""
+    out: list[Any] = []
+    for part in _slices(lists):
+        out.extend(chain.from_iterable(part))
+    return out
+
+
+def _array(fn: Callable[[Any], Any], items: Sequence[Any], dtype: Any) -> np.ndarray:
+    """`np.fromiter(map(fn, items))` a slice at a time."""
+    out = np.empty(len(items), dtype=dtype)
+    at = 0
+    for part in _slices(items):
+        out[at : at + len(part)] = np.fromiter(map(fn, part), dtype=dtype, count=len(part))
+        at += len(part)
+    return out
+
+
+def _codes(values: list[str | None]) -> tuple[list[str], np.ndarray]:
+    """Distinct folded values and, per item, the index of its value. Raw values repeat
+    (a few statuses over a million records), so each is folded once."""
+    distinct: set[str | None] = set()
+    for part in _slices(values):
+        distinct.update(part)
+    folded: dict[str, int] = {}
+    seen: dict[str | None, int] = {}
+    for raw in distinct:
+        seen[raw] = folded.setdefault(fold(raw or ""), len(folded))
+    dtype = np.uint8 if len(folded) <= 256 else np.uint16 if len(folded) <= 65536 else np.int32
+    return list(folded), _array(seen.__getitem__, values, dtype)

@@ -1,0 +1,170 @@
+"""Running a query over one segment: the records that match it, and their order.
+
+A score is the sum, over the query's terms, of the best place each term has in the record
+(lower is better): 0 at the start of a word of the name, 1 elsewhere in the name, 2 at the
+start of a word of another field, 3 anywhere else, NO_MATCH where it is not held.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+
+from crm_tui.search.fields import SEP
+from crm_tui.search.query import Query
+
+if TYPE_CHECKING:
+    from crm_tui.search.segment import Segment
+
+NO_MATCH = 4  # worse than any place a term can have
+
+
+class TermHits(NamedTuple):
+    """Where one term matched: offsets in the lines and their records (ascending, repeated
+    per offset), and per record its best place in the value fields (see value_matches)."""
+
+    begin: np.ndarray
+    owners: np.ndarray
+    in_values: np.ndarray | None
+
+
+def firsts(owners: np.ndarray) -> np.ndarray:
+    """Where each run of equal values starts in an ascending array."""
+    if not len(owners):
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.concatenate(([True], owners[1:] != owners[:-1])))
+
+
+@dataclass(slots=True)
+class Matches:
+    """A segment's records matching a query, and what it takes to rank them."""
+
+    segment: Segment
+    found: np.ndarray
+    hits: list[TermHits]
+    short: list[bytes]
+
+    def scores(self, candidates: np.ndarray, upto: int | None = None) -> np.ndarray:
+        """Each candidate's score (lower is better), counting only occurrences in records
+        up to `upto`, so a prefix of the candidates costs a prefix of the work."""
+        total = np.zeros(len(candidates), dtype=np.int16)
+        wanted: np.ndarray | None = None  # candidates as a mask, made when first needed
+        for begin, owners, in_values in self.hits:
+            if upto is not None:
+                cut = int(np.searchsorted(owners, upto, side="right"))
+                begin, owners = begin[:cut], owners[:cut]
+            if len(candidates) * 4 < len(owners):  # few candidates: only their occurrences
+                if wanted is None:
+                    wanted = np.zeros(len(self.segment.records), dtype=bool)
+                    wanted[candidates] = True
+                mine = wanted[owners]
+                begin, owners = begin[mine], owners[mine]
+            # per record of the segment, then read at the candidates: a scatter and a
+            # gather, where a search per candidate would cost a log factor
+            records, places = self.segment.places(begin, owners)
+            if in_values is None:
+                dense = np.full(len(self.segment.records), NO_MATCH, dtype=np.int8)
+            else:
+                dense = in_values.copy()
+            dense[records] = np.minimum(dense[records], places)
+            total += dense[candidates]
+        if self.short:
+            text = self.segment.searchable
+            total += np.array(
+                [_score(text(i), self.short) for i in candidates.tolist()], dtype=np.int16
+            )
+        return total
+
+    def best(self, candidates: np.ndarray, limit: int) -> list[tuple[int, int]]:
+        """The `limit` best (score, index) pairs, ties by position. When the first few
+        candidates already hold `limit` perfect scores (common words), nothing later can
+        displace them and the rest are never scored."""
+        if not len(candidates):
+            return []
+        size = 4 * limit
+        while size < len(candidates):
+            head = candidates[:size]
+            perfect = head[self.scores(head, int(head[-1])) == 0]
+            if len(perfect) >= limit:
+                return [(0, int(i)) for i in perfect[:limit]]
+            if not len(perfect):
+                break  # not a name word here: the whole scoring will be needed anyway
+            # grow to where `limit` perfect ones should be, with a margin
+            size = int(size * min(8.0, max(2.0, 1.5 * limit / len(perfect))))
+        return _best(candidates, self.scores(candidates), limit)
+
+
+def _best(candidates: np.ndarray, scores: np.ndarray, limit: int) -> list[tuple[int, int]]:
+    """The `limit` best (score, index) pairs: lowest score first, ties by position."""
+    key = scores.astype(np.int64) * (int(candidates.max()) + 1) + candidates
+    if len(key) > limit:
+        key = key[np.argpartition(key, limit)[:limit]]
+    order = np.sort(key)
+    span = int(candidates.max()) + 1
+    return [(int(k // span), int(k % span)) for k in order]
+
+
+def _score(line: bytes, terms: Sequence[bytes]) -> int:
+    """Lower is better: whole-word or prefix matches on names first, then other fields."""
+    name = line.split(SEP, 1)[0]
+    score = 0
+    for term in terms:
+        if name.startswith(term) or b" " + term in name:
+            continue
+        if term in name:
+            score += 1
+        elif SEP + term in line or b" " + term in line:
+            score += 2
+        else:
+            score += 3
+    return score
+
+
+def every_match(
+    segment: Segment, dead: np.ndarray | None, query: Query, terms: list[bytes], filtered: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every match of a segment as (scores, record indexes), best first, ties by position:
+    numpy throughout, so a million matches cost no Python object each until listed."""
+    none = (np.zeros(0, dtype=np.int16), np.zeros(0, dtype=np.int64))
+    if not segment.records:
+        return none
+    matches, candidates = _candidates(segment, dead, query, terms, filtered)
+    if not len(candidates):
+        return none
+    scores = matches.scores(candidates)
+    order = np.argsort(scores, kind="stable")
+    return scores[order], candidates[order]
+
+
+def ranked(
+    segment: Segment,
+    dead: np.ndarray | None,
+    query: Query,
+    terms: list[bytes],
+    filtered: bool,
+    limit: int,
+) -> tuple[int, list[tuple[int, int]]]:
+    """How many of a segment's records match (leaving out `dead` ones), and the best."""
+    if not segment.records:
+        return 0, []
+    matches, candidates = _candidates(segment, dead, query, terms, filtered)
+    if not len(candidates):
+        return 0, []
+    return len(candidates), matches.best(candidates, limit)
+
+
+def _candidates(
+    segment: Segment, dead: np.ndarray | None, query: Query, terms: list[bytes], filtered: bool
+) -> tuple[Matches, np.ndarray]:
+    """A segment's records holding every term, less the `dead` ones and those a filter
+    leaves out; with the matches they came from (which score them)."""
+    matches = segment.matching(terms)
+    candidates = matches.found
+    if dead is not None and len(candidates):
+        candidates = candidates[~dead[candidates]]
+    if filtered and len(candidates):
+        candidates = candidates[segment.facets().mask(query, candidates)]
+    return matches, candidates

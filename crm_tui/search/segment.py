@@ -1,0 +1,320 @@
+"""A segment: one stream's searchable text and the bigram index that finds a term in it.
+
+A segment keeps each record's searchable text, folded, in one large string (one line per
+record) so a term is found at C speed rather than by a Python loop over a million strings.
+A segment is built completely and then swapped in with one assignment, so a search sees the
+old segment or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from crm_tui.models import Record
+from crm_tui.positions import IdPositions
+from crm_tui.search.facets import Facets
+from crm_tui.search.fields import SEP, SEP_BYTE, haystack
+from crm_tui.search.ranking import NO_MATCH, Matches, TermHits, firsts
+
+_FEW_VALUES = 6
+_SLICE = 4096
+_BLOCK_BITS = 6  # shorter than almost every line, so a block starts at most a line or two
+_SKIP_BYTES = (0x0A, 0x1F, 0x20)  # newline, field separator, space: never inside a term
+
+
+def _value_place(value: str, term: str) -> int:
+    """A value field's place for a term: 2 at the start of a word, 3 inside one."""
+    if value.startswith(term) or f" {term}" in value:
+        return 2
+    return 3 if term in value else NO_MATCH
+
+
+@dataclass(slots=True)
+class Segment:
+    """One source's searchable text: UTF-8 lines in one bytes object, plus a bigram index.
+
+    `offsets[c]:offsets[c + 1]` is the range of bigram `c` (two bytes): every byte offset
+    where it starts, ascending. A term is found by taking its rarest bigram's offsets and
+    checking the term's other bytes there, all in numpy: an exact substring match with no
+    Python loop over records. Bigram codes fit in 16 bits, so numpy radix-sorts them.
+
+    An offset is kept in two bytes, its low half (`lows`); the high half, the same for long
+    runs of a bigram's ascending offsets, is kept once per run (`run_block`, with the run's
+    first index in `run_start`; bigram c's runs are `run_offsets[c]:run_offsets[c + 1]`).
+    Four bytes per offset would make most of the index.
+    """
+
+    records: list[Record]
+    text: bytes  # the lines, newline-terminated
+    data: np.ndarray  # the same bytes, as an array (a view, not a copy)
+    starts: np.ndarray  # byte offset of each record's line; one extra at the end
+    lows: np.ndarray
+    offsets: np.ndarray
+    run_start: np.ndarray
+    run_block: np.ndarray
+    run_offsets: np.ndarray
+    name_ends: np.ndarray  # byte offset where each line's first field (the name) ends
+    line_at: np.ndarray  # per 64-byte block of data, the line its first byte is in
+    _facets: Facets | None = None  # VALUE_FIELDS and the filters' fields, as codes
+    _positions: IdPositions | None = None  # where each record id sits (for patches)
+
+    @classmethod
+    def build(cls, records: Iterable[Record]) -> Segment:
+        ordered = list(records)
+        text = _lines(ordered)
+        data = np.frombuffer(text, dtype=np.uint8)
+        if len(data) >= 1 << 32:
+            raise ValueError("a segment's text must stay under 4 GB")
+        starts = _line_starts(data, len(ordered))
+        name_ends = _name_ends(text, data, starts)
+        postings = _postings(_bigram_codes(text, data))
+        return cls(
+            records=ordered,
+            text=text,
+            data=data,
+            starts=starts,
+            name_ends=name_ends,
+            line_at=_line_at(starts, len(data)),
+            **postings._asdict(),
+        )
+
+    def offsets_of(self, code: int) -> np.ndarray:
+        """Every byte offset where bigram `code` starts, ascending."""
+        start, end = int(self.offsets[code]), int(self.offsets[code + 1])
+        first, last = int(self.run_offsets[code]), int(self.run_offsets[code + 1])
+        lengths = np.diff(self.run_start[first:last].astype(np.int64), append=end)
+        high = np.repeat(self.run_block[first:last].astype(np.int64) << 16, lengths)
+        return high | self.lows[start:end]
+
+    def line(self, index: int) -> bytes:
+        return self.text[int(self.starts[index]) : int(self.starts[index + 1]) - 1]
+
+    def value_texts(self, index: int) -> list[tuple[str, str]]:
+        """The record's VALUE_FIELDS as (name, folded value)."""
+        values = self.facets()
+        return [(f, values.values[f][values.codes[f][index]]) for f in values.matched]
+
+    def searchable(self, index: int) -> bytes:
+        """Every searchable field of a record, folded, fields apart (for one-letter terms)."""
+        extra = [v.encode("utf-8") for _, v in self.value_texts(index)]
+        return SEP.join([self.line(index), *extra])
+
+    def value_matches(self, term: str) -> np.ndarray | None:
+        """Per record, the best place of `term` in its VALUE_FIELDS (NO_MATCH where none
+        holds it), or None when no record's do. The distinct values are tested in Python,
+        the records by one gather per field."""
+        values = self.facets()
+        best: np.ndarray | None = None
+        for name in values.matched:
+            places = np.array([_value_place(v, term) for v in values.values[name]], np.int8)
+            held = np.flatnonzero(places < NO_MATCH)
+            if not len(held):
+                continue
+            codes = values.codes[name]
+            if best is None:
+                best = np.full(len(codes), NO_MATCH, dtype=np.int8)
+            if len(held) > _FEW_VALUES:
+                np.minimum(best, np.take(places, codes), out=best)  # take: faster than [] here
+                continue
+            for code in held.tolist():  # a compare and int8 arithmetic: faster still
+                hit = (codes == code).view(np.int8)
+                np.minimum(best, NO_MATCH - hit * (NO_MATCH - places[code]), out=best)
+        return best
+
+    def occurrences(self, term: bytes) -> tuple[np.ndarray, np.ndarray]:
+        """Where `term` (two bytes or more) occurs: byte offsets ascending, and the record
+        each falls in (ascending too, repeated when a line holds the term twice)."""
+        pairs = [((term[i] << 8) | term[i + 1], i) for i in range(len(term) - 1)]
+        code, shift = min(pairs, key=lambda p: self.offsets[p[0] + 1] - self.offsets[p[0]])
+        begin = self.offsets_of(code) - shift
+        begin = begin[(begin >= 0) & (begin + len(term) <= len(self.data))]
+        for j, byte in enumerate(term):
+            if j in (shift, shift + 1) or not len(begin):
+                continue
+            begin = begin[self.data[begin + j] == byte]
+        return begin, self.owners(begin)
+
+    def owners(self, begin: np.ndarray) -> np.ndarray:
+        """The line each byte offset (ascending) falls in. Rather than a binary search over
+        every line start per offset, the block table gets within a line or two of the
+        answer, and a few vectorised steps forward finish it."""
+        owner = self.line_at[begin >> _BLOCK_BITS].astype(np.int64)
+        ends = self.starts[1:]
+        while len(owner):
+            ahead = ends[owner] <= begin
+            if not ahead.any():
+                break
+            owner += ahead
+        return owner
+
+    def places(self, begin: np.ndarray, owners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per record (once each), the best place among its occurrences: 0 at the start of
+        a word of the name, 1 elsewhere in the name, 2 at the start of a word of another
+        field, 3 anywhere else."""
+        before = self.data[np.maximum(begin - 1, 0)]
+        word = (begin == self.starts[owners]) | (before == 0x20) | (before == SEP_BYTE)
+        place = np.where(begin < self.name_ends[owners], 0, 2).astype(np.int16) + ~word
+        first = firsts(owners)
+        return owners[first], np.minimum.reduceat(place, first) if len(first) else place
+
+    def matching(self, terms: Sequence[bytes]) -> Matches:
+        """Records whose line contains every term, ascending."""
+        found: np.ndarray | None = None
+        hits = []
+        for term in terms:
+            if len(term) < 2:
+                continue
+            begin, owners = self.occurrences(term)
+            in_values = self.value_matches(term.decode("utf-8"))
+            hits.append(TermHits(begin, owners, in_values))
+            owners = owners[firsts(owners)]
+            if in_values is not None:  # a mask merges the two without a sort
+                either = in_values < NO_MATCH
+                either[owners] = True
+                owners = np.flatnonzero(either)
+            if found is None:
+                found = owners
+                continue
+            at = np.searchsorted(owners, found)
+            at[at == len(owners)] = 0
+            found = found[owners[at] == found] if len(owners) else owners
+        if found is None:
+            found = np.arange(len(self.records))
+        short = [t for t in terms if len(t) < 2]  # a lone letter: checked record by record
+        if short and len(found):
+            keep = [all(t in self.searchable(i) for t in short) for i in found.tolist()]
+            found = found[np.asarray(keep, dtype=bool)]
+        return Matches(self, found, hits, short)
+
+    def facets(self) -> Facets:
+        """Built on first use. SearchIndex builds them one segment after another, before
+        the swap: pure Python, they gain nothing from the build threads and, run in
+        several at once, kept the event loop waiting for the interpreter lock."""
+        if self._facets is None:
+            self._facets = Facets(self.records)
+        return self._facets
+
+    def positions(self) -> IdPositions:
+        """Built on first use; SearchIndex builds them beside a big segment (see _swap), so
+        a patch's latency never pays for them."""
+        if self._positions is None:
+            self._positions = IdPositions([r.id for r in self.records])
+        return self._positions
+
+    @property
+    def nbytes(self) -> int:
+        """What the segment holds beyond the records themselves: its arrays (the text
+        once: `data` is a view of it), the records list and the facets."""
+        arrays = (self.starts, self.lows, self.offsets, self.run_start, self.run_block)
+        arrays += (self.run_offsets, self.name_ends, self.line_at)
+        own = sum(a.nbytes for a in arrays) + sys.getsizeof(self.text)
+        return own + sys.getsizeof(self.records) + self.facets().nbytes
+
+
+def _lines(records: list[Record]) -> bytes:
+    """Every record's folded line, newline-terminated, as UTF-8. Joined and encoded a slice
+    at a time: one join and encode of a large segment is a single C call that would hold
+    the interpreter lock for several frames."""
+    return b"".join(
+        ("\n".join(map(haystack, records[at : at + _SLICE])) + "\n").encode("utf-8")
+        for at in range(0, len(records), _SLICE)
+    )
+
+
+def _line_starts(data: np.ndarray, count: int) -> np.ndarray:
+    """The byte offset of each of `count` lines, and one past the last line's end."""
+    starts = np.zeros(count + 1, dtype=np.uint32)
+    starts[1:] = np.flatnonzero(data == 0x0A) + 1
+    return starts
+
+
+def _name_ends(text: bytes, data: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Where each line's name ends: at the first separator after the line's start. Every
+    line has as many separators as the first (ingest strips them from data), so no search
+    is needed."""
+    count = len(starts) - 1
+    seps = np.flatnonzero(data == SEP_BYTE)
+    per_line = text[: int(starts[1]) if count else 0].count(SEP)
+    if per_line and len(seps) == per_line * count:
+        return seps[::per_line].astype(np.uint32)
+    if len(seps):  # a record built around the cleaning: search for it
+        return seps[np.searchsorted(seps, starts[:-1])].astype(np.uint32)
+    return (starts[1:] - 1).astype(np.uint32)
+
+
+def _bigram_codes(text: bytes, data: np.ndarray) -> np.ndarray:
+    """Each offset's two bytes as one big-endian number, or 0 where either is a byte no
+    term holds (bigram 0, two NULs, never occurs in text, so it collects what is not
+    indexed). The even offsets and the odd ones are two views of the text, so this is two
+    copies instead of three passes."""
+    first, second = data[:-1], data[1:]
+    codes = np.zeros(max(len(data) - 1, 0), dtype=np.uint16)
+    if len(data) >= 2:
+        codes[0::2] = np.frombuffer(text, dtype=">u2", count=len(data) // 2)
+        codes[1::2] = np.frombuffer(text, dtype=">u2", count=(len(data) - 1) // 2, offset=1)
+    for byte in _SKIP_BYTES:
+        codes[(first == byte) | (second == byte)] = 0
+    return codes
+
+
+class _Postings(NamedTuple):
+    """Every bigram's offsets, in the form Segment keeps them (its fields of the same names)."""
+
+    lows: np.ndarray
+    offsets: np.ndarray
+    run_start: np.ndarray
+    run_block: np.ndarray
+    run_offsets: np.ndarray
+
+
+def _postings(codes: np.ndarray) -> _Postings:
+    """Every bigram's offsets, ascending, from each offset's bigram code. The caller keeps
+    no reference to `codes`, so it is freed before the offsets are copied out."""
+    order = np.argsort(codes, kind="stable")  # a radix sort; positions stay ascending
+    counts = _bincount(codes)
+    del codes
+    positions = order[int(counts[0]) :].astype(np.uint32)
+    del order
+    offsets = np.zeros(len(counts) + 1, dtype=np.uint32)
+    np.cumsum(counts[1:], out=offsets[2:])
+    return _runs(positions, offsets, counts)
+
+
+def _runs(positions: np.ndarray, offsets: np.ndarray, counts: np.ndarray) -> _Postings:
+    """The offsets split into their low halves and runs of a shared high half. A run
+    starts where the high half changes and where a bigram's list starts."""
+    high = (positions >> 16).astype(np.uint16)
+    is_start = np.zeros(len(positions), dtype=bool)
+    is_start[1:] = high[1:] != high[:-1]
+    is_start[offsets[1:-1][counts[1:] > 0]] = True
+    run_start = np.flatnonzero(is_start).astype(np.uint32)
+    return _Postings(
+        lows=(positions & 0xFFFF).astype(np.uint16),
+        offsets=offsets,
+        run_start=run_start,
+        run_block=high[run_start],
+        run_offsets=np.searchsorted(run_start, offsets).astype(np.uint32),
+    )
+
+
+def _line_at(starts: np.ndarray, size: int) -> np.ndarray:
+    """Per 64-byte block of a text of `size` bytes, the line its first byte is in: a line
+    starting at s is at or before block b's first byte when ceil(s / 64) <= b."""
+    blocks = (size + (1 << _BLOCK_BITS) - 1) >> _BLOCK_BITS
+    first_block = (starts[:-1].astype(np.int64) + (1 << _BLOCK_BITS) - 1) >> _BLOCK_BITS
+    line_at = np.cumsum(np.bincount(first_block, minlength=blocks + 1)[:blocks]) - 1
+    return line_at.astype(np.uint32)
+
+
+def _bincount(codes: np.ndarray) -> np.ndarray:
+    """How often each 16-bit code occurs, a million at a time: np.bincount keeps the
+    interpreter lock for its whole run."""
+    counts = np.zeros(1 << 16, dtype=np.int64)
+    for at in range(0, len(codes), 1 << 20):
+        counts += np.bincount(codes[at : at + (1 << 20)], minlength=1 << 16)
+    return counts
