@@ -26,9 +26,10 @@ import numpy as np
 import orjson
 
 from crm_tui.formats import read_amount
-from crm_tui.insights.groups import SLICE, PerSegment, group_codes, sliced_map
+from crm_tui.insights.groups import PerSegment, group_codes
 from crm_tui.insights.periods import today_of
 from crm_tui.models import Deal
+from crm_tui.slices import SLICE, sliced_map
 
 if TYPE_CHECKING:
     from crm_tui.insights.report import DealFigures

@@ -10,24 +10,17 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from crm_tui.slices import sliced_map, slices
+
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
-SLICE = 8192
-
-
-def sliced_map(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-    """`list(map(fn, items))`, a slice at a time."""
-    out: list[Any] = []
-    for at in range(0, len(items), SLICE):
-        out.extend(map(fn, items[at : at + SLICE]))
-    return out
 
 
 def group_codes(keys: Sequence[K]) -> tuple[list[K], np.ndarray]:
     """The distinct keys, in the order first met, and per item the index of its key."""
     index: dict[K, int] = {}
-    for at in range(0, len(keys), SLICE):
-        index.update(dict.fromkeys(keys[at : at + SLICE], 0))
+    for part in slices(keys):
+        index.update(dict.fromkeys(part, 0))
     for n, key in enumerate(index):
         index[key] = n
     codes = np.fromiter(sliced_map(index.__getitem__, keys), np.int64, len(keys))

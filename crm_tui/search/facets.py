@@ -8,11 +8,10 @@ fields.VALUE_FIELDS) are matched the same way.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
-from itertools import chain
 from operator import attrgetter
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +19,7 @@ from crm_tui.custom_columns import Column
 from crm_tui.models import Deal, Record
 from crm_tui.search.fields import VALUE_FIELDS
 from crm_tui.search.query import SHARED_FILTERS, Query, created_within
+from crm_tui.slices import sliced_array, sliced_flatten, sliced_map, slices
 from crm_tui.text import fold
 from crm_tui.vocabulary import (
     SHARED_STATUSES,
@@ -29,8 +29,6 @@ from crm_tui.vocabulary import (
     shared_code,
     shared_value,
 )
-
-T = TypeVar("T")
 
 
 class Facets:
@@ -48,15 +46,15 @@ class Facets:
         # map() and attrgetter keep these loops in C, well ahead of comprehensions
         for name in self.TEXT:
             held = bool(records) and hasattr(records[0], name)  # deals have no city
-            raw = _mapped(attrgetter(name), records) if held else [None] * len(records)
+            raw = sliced_map(attrgetter(name), records) if held else [None] * len(records)
             self.values[name], self.codes[name] = _codes(raw)
-        tag_lists = [] if self.deals else _mapped(attrgetter("tags"), records)
+        tag_lists = [] if self.deals else sliced_map(attrgetter("tags"), records)
         if not self.deals:  # all of a contact's tags as one value, as they are shown
-            joined = _mapped(", ".join, tag_lists)
+            joined = sliced_map(", ".join, tag_lists)
             self.values["tags"], self.codes["tags"] = _codes(joined)  # type: ignore[arg-type]
-        counts = _array(len, tag_lists, np.int64)
+        counts = sliced_array(len, tag_lists, np.int64)
         self.tag_owner = np.repeat(np.arange(len(tag_lists), dtype=np.uint32), counts)
-        self.tag_values, self.tag_codes = _codes(_flattened(tag_lists))
+        self.tag_values, self.tag_codes = _codes(sliced_flatten(tag_lists))
         self.shared = self._shared_codes(records)
         deals = records if self.deals else []
         self.closing_values, self.closing_codes = _codes([r.close_date for r in deals])  # type: ignore[union-attr]
@@ -74,7 +72,7 @@ class Facets:
         """Per record, a number or money column's value (NaN where none)."""
         key = (name, True)
         if key not in self._custom:
-            held = _mapped(lambda r: r.custom.get(name), self._records)
+            held = sliced_map(lambda r: r.custom.get(name), self._records)
             self._custom[key] = np.array(
                 [float(v) if isinstance(v, Decimal) and v.is_finite() else np.nan for v in held],
                 dtype=np.float64,
@@ -86,7 +84,7 @@ class Facets:
         (a list as its items joined, as it is shown)."""
         key = (name, False)
         if key not in self._custom:
-            held = _mapped(lambda r: _as_text(r.custom.get(name)), self._records)
+            held = sliced_map(lambda r: _as_text(r.custom.get(name)), self._records)
             self._custom[key] = _codes(held)
         return self._custom[key]  # type: ignore[no-any-return]
 
@@ -110,8 +108,8 @@ class Facets:
         made on the first `created:` filter, not with the other facets (cutting every
         timestamp to its day would slow each rebuild for a filter seldom typed)."""
         if self._created is None:
-            stamps = _mapped(attrgetter("remote_created"), self._records)
-            self._created = _codes(_mapped(_day_of, stamps))
+            stamps = sliced_map(attrgetter("remote_created"), self._records)
+            self._created = _codes(sliced_map(_day_of, stamps))
         return self._created
 
     def _shared_codes(self, records: Sequence[Record]) -> np.ndarray:
@@ -244,52 +242,15 @@ def _as_text(value: Any) -> str | None:
     return str(value)
 
 
-# Items per loop that runs in C (map, set, fromiter): such a loop never lets another thread
-# have the interpreter lock, and over a large segment it held the event loop up for frames.
-_C_SLICE = 8192
-
-
-def _slices(items: Sequence[T]) -> Iterator[Sequence[T]]:
-    """`items`, _C_SLICE at a time."""
-    for at in range(0, len(items), _C_SLICE):
-        yield items[at : at + _C_SLICE]
-
-
-def _mapped(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-    """`list(map(fn, items))` a slice at a time."""
-    out: list[Any] = []
-    for part in _slices(items):
-        out.extend(map(fn, part))
-    return out
-
-
-def _flattened(lists: Sequence[Sequence[Any]]) -> list[Any]:
-    """`list(chain.from_iterable(lists))` a slice at a time."""
-    out: list[Any] = []
-    for part in _slices(lists):
-        out.extend(chain.from_iterable(part))
-    return out
-
-
-def _array(fn: Callable[[Any], Any], items: Sequence[Any], dtype: Any) -> np.ndarray:
-    """`np.fromiter(map(fn, items))` a slice at a time."""
-    out = np.empty(len(items), dtype=dtype)
-    at = 0
-    for part in _slices(items):
-        out[at : at + len(part)] = np.fromiter(map(fn, part), dtype=dtype, count=len(part))
-        at += len(part)
-    return out
-
-
 def _codes(values: list[str | None]) -> tuple[list[str], np.ndarray]:
     """Distinct folded values and, per item, the index of its value. Raw values repeat
     (a few statuses over a million records), so each is folded once."""
     distinct: set[str | None] = set()
-    for part in _slices(values):
+    for part in slices(values):
         distinct.update(part)
     folded: dict[str, int] = {}
     seen: dict[str | None, int] = {}
     for raw in distinct:
         seen[raw] = folded.setdefault(fold(raw or ""), len(folded))
     dtype = np.uint8 if len(folded) <= 256 else np.uint16 if len(folded) <= 65536 else np.int32
-    return list(folded), _array(seen.__getitem__, values, dtype)
+    return list(folded), sliced_array(seen.__getitem__, values, dtype)
