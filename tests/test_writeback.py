@@ -4,12 +4,14 @@ sends, the conflict check before it, the read-back after a lost answer, the outb
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import httpx
 import pytest
 import respx
 
 from crm_tui.local_crm import ValidationFailed
+from crm_tui.models import Contact
 from crm_tui.sources.brivity import BrivitySource
 from crm_tui.sources.hubspot import HubSpotSource
 from crm_tui.sources.lofty import LoftySource
@@ -18,6 +20,7 @@ from crm_tui.sources.writes import create_draft, update_draft
 from crm_tui.store import CacheStore, Database
 from crm_tui.sync.engine import SyncEngine
 from crm_tui.writeback.service import NothingToSend, WriteBack
+from crm_tui.writeback.values import conflicts, differing, same
 from tests.conftest import make_settings
 
 FUB = "https://fub.example/v1"
@@ -381,3 +384,21 @@ async def test_an_answer_without_the_custom_fields_is_not_cached_as_the_record(f
     assert all(c.request.url.params["fields"] == "allFields" for c in read.calls)
     cached = fub.store.get("contacts", "followupboss:7")
     assert cached.stage == "Active Client" and cached.metadata["customLender"] == "Hilltop"
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [("1,2", "12"), ("$5", "5"), ("USD 5", "5"), ("1 000", "1000"), ("€1.000,50", "1.00050")],
+)
+def test_custom_text_that_only_looks_like_an_amount_is_compared_as_written(a, b):
+    """A text column holding "1,2" changed to "12" is a change to send, and a vendor's
+    "12" -> "1,2" meanwhile is a conflict: separators are not read away as in typed input."""
+    record = replace(_contact(), custom={"lot": a})
+    assert not same("custom.lot", a, b)
+    assert differing(record, {"custom.lot": b})[1] == {"custom.lot": b}
+    assert conflicts({"custom.lot": b}, {"custom.lot": "99"}, {"custom.lot": a}) == ["custom.lot"]
+    assert same("custom.lot", "550000", "550000.00")  # numbers still compare as numbers
+
+
+def _contact() -> Contact:
+    return Contact(id="followupboss:1", source="followupboss", remote_id="1", user_id="alice")

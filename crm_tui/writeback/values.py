@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from crm_tui.custom_columns import CUSTOM_PREFIX
-from crm_tui.formats import read_amount
 from crm_tui.models import Record
 from crm_tui.phones import format_phone
 from crm_tui.sources.writes import Value
@@ -30,9 +29,11 @@ def unified(record: Record, name: str) -> Value:
 
 
 def _amount(value: Any) -> Decimal | None:
+    """A value that is a number as written, or None. Not `formats.read_amount`, which reads
+    what a person typed ("$1,200"): a text column holding "1,2" must differ from "12"."""
     try:
-        return read_amount(value)
-    except ValueError:
+        return Decimal(str(value))
+    except (InvalidOperation, ValueError):
         return None
 
 
