@@ -497,3 +497,29 @@ async def test_the_audit_reads_the_database_off_the_event_loop(tmp_path, monkeyp
         await audit_read(pilot, app)
         assert "No sync runs yet" in text_of(app, "#audit-summary")
     assert on_loop and not any(on_loop)
+
+
+async def test_an_audit_that_cannot_be_read_says_so_and_reads_again(tmp_path, monkeypatch):
+    import sqlite3
+
+    from crm_tui.store import Database
+
+    real, failing = Database.list_runs, [True]
+
+    def list_runs(self, *args, **kwargs):
+        if failing[0]:
+            raise sqlite3.DatabaseError("disk I/O error")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Database, "list_runs", list_runs)
+    app = make_app(make_settings(tmp_path), sync_stale=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("f4")
+        await audit_read(pilot, app)
+        said = text_of(app, "#audit-summary")
+        assert "Could not read the sync runs (disk I/O error)" in said and "r tries" in said
+        failing[0] = False
+        await pilot.press("r")
+        await audit_read(pilot, app)
+        assert "No sync runs yet" in text_of(app, "#audit-summary")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from typing import Any
 
 from rich.text import Text
@@ -26,7 +27,9 @@ from crm_tui.screens.base import ModeScreen
 from crm_tui.screens.outbox import STATE_STYLE, WriteScreen, label_of
 from crm_tui.screens.typing import TypeToFilter
 from crm_tui.store.db import Database
+from crm_tui.store.errors import StoreError
 from crm_tui.store.outbox import OutboxEntry
+from crm_tui.text import single_line
 from crm_tui.timefmt import exact, parse_utc
 from crm_tui.widgets.safe import safe, safe_block
 from crm_tui.writeback.shown import by_time, write_row
@@ -170,6 +173,7 @@ class AuditScreen(TypeToFilter, ModeScreen):
     writes: list[OutboxEntry] = []
     shown: tuple[str, ...] = ()
     loaded = False  # the first read is done: an empty list means no runs, not "not yet"
+    problem: str | None = None  # why the last read failed
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -222,8 +226,12 @@ class AuditScreen(TypeToFilter, ModeScreen):
     async def _load(self) -> None:
         """Read the runs and writes off the event loop, then show them."""
         db, user = self.crm.store.db, self.crm.store.user_id
-        if db is not None:
-            self.runs, self.writes = await asyncio.to_thread(read_audit, db, user)
+        try:
+            if db is not None:
+                self.runs, self.writes = await asyncio.to_thread(read_audit, db, user)
+            self.problem = None
+        except (StoreError, sqlite3.Error) as exc:  # the list says so; r tries again
+            self.problem = single_line(str(exc))
         self.loaded = True
         self._set_columns()
         self._show()
@@ -261,6 +269,8 @@ class AuditScreen(TypeToFilter, ModeScreen):
         """What the list holds, and why it is empty when it is."""
         if not self.loaded:
             return "Reading the sync runs…"
+        if self.problem:
+            return f"Could not read the sync runs ({self.problem}): r tries again."
         if not self.runs and not self.writes:
             return "No sync runs yet: on Status (F1) press a to sync every source."
         if words and not shown:
