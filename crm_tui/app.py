@@ -467,7 +467,7 @@ class CrmApp(App[None]):
             group="pipeline-warm",
             exit_on_error=False,
             name="warm pipeline",
-            # Textual's default is repr(work): every segment's records, 0.5 s at 200k deals
+            # Textual's default is repr(work), which would print every segment's records
             description="the Pipeline's deal tables",
         )
 

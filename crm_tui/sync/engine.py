@@ -56,7 +56,8 @@ log = logging.getLogger(__name__)
 
 # Longest stretch of mapping between two yields to the event loop. The server waits for our
 # next request while the prefetching task waits for the loop, so this is latency added to
-# every page: 20 records at a time (~0.4 ms) made a 100k sync 5-10% slower than this.
+# every page: a fixed count of records between yields made syncs measurably slower
+# (benchmarks/sync_bench.py).
 _MAP_SLICE_SECONDS = 0.0001
 # Rows written to the database per transaction while a refresh runs: each hand-over to the
 # writer thread costs the event loop a switch of the interpreter lock.
