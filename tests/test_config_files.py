@@ -16,7 +16,7 @@ from crm_tui.config import config_dir
 from crm_tui.sources.mapping import check_mappings, load_overrides
 from crm_tui.sources.registry import SOURCE_NAMES
 from crm_tui.tomlfile import key_line
-from tests.conftest import make_settings
+from tests.helpers.env import make_settings
 
 MAPPINGS = """\
 # custom fields

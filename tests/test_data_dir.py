@@ -23,8 +23,8 @@ from crm_tui.store import CacheStore, Database
 from crm_tui.store.db import MIGRATIONS, _statements
 from crm_tui.store.errors import DataDirRefused
 from crm_tui.store.files import check_data_dir, secure_dir
-from tests.conftest import run_crm as crm
-from tests.privileges import unprivileged
+from tests.helpers.env import run_crm as crm
+from tests.helpers.privileges import unprivileged
 
 EMAIL = "ana.lee@example.com"
 

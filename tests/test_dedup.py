@@ -31,7 +31,7 @@ from crm_tui.search.text import fold
 from crm_tui.sources.base import SourceContext
 from crm_tui.store import CacheStore, Database
 from crm_tui.sync.engine import SyncEngine
-from tests.conftest import DEMO_CONTACTS
+from tests.helpers.env import DEMO_CONTACTS
 
 
 def contact(source: str, remote: str, first: str | None, last: str | None, **values) -> Contact:

@@ -27,9 +27,9 @@ from crm_tui.sources.registry import build_source
 from crm_tui.store import CacheStore, Database
 from crm_tui.store.damage import is_damage
 from crm_tui.store.owners import Owner
-from tests.conftest import make_settings
-from tests.test_integration import STREAMS, comparable, expected, sync_all
-from tests.test_tui import SIZE, cells
+from tests.helpers.dataset import STREAMS, comparable, expected, sync_all
+from tests.helpers.env import make_settings
+from tests.helpers.tui import SIZE, cells
 
 LOCAL_NAMES = ("Ana", "Ben", "Cleo", "Dev")
 REPAIR = "Run `crm-tui doctor --repair`: it keeps a copy of the broken file"
@@ -468,7 +468,7 @@ def test_doctor_checks_the_keymap_as_the_app_would(settings):
 
 
 def test_doctor_names_who_writes_and_what_dead_processes_left(settings):
-    from tests.test_leases import dead_process, plant_lease, plant_owner
+    from tests.helpers.leases import dead_process, plant_lease, plant_owner
 
     db = Database(settings.database_path)
     me = Owner.this_process()

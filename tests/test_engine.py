@@ -13,7 +13,7 @@ import respx
 from crm_tui.models import Outcome, SyncState
 from crm_tui.store import CacheStore, Database
 from crm_tui.sync.engine import AlreadySyncing, SyncEngine, guide_sync_result
-from tests.conftest import make_settings
+from tests.helpers.env import make_settings
 
 BASE = "https://fub.example/v1"
 KEY = "fub-canary-key-123"

@@ -28,9 +28,8 @@ from crm_tui.screens.detail import RecordScreen, can_open_browser
 from crm_tui.screens.local_form import LocalFormScreen
 from crm_tui.sources.followupboss import FollowUpBossSource
 from crm_tui.sources.pipedrive import PipedriveSource
-from tests.conftest import make_settings
-from tests.test_snapshots import loaded, snapshot_app  # noqa: F401  (a fixture)
-from tests.test_tui import settle
+from tests.helpers.env import make_settings
+from tests.helpers.tui import loaded, settle
 
 # -- parsers and formatters -------------------------------------------------------------------
 
@@ -438,7 +437,7 @@ SIZES = pytest.mark.parametrize("size", [(80, 24), (200, 50)], ids=["80x24", "20
 
 
 @SIZES
-def test_form_picture(snap_compare, snapshot_app, size, monkeypatch):  # noqa: F811
+def test_form_picture(snap_compare, snapshot_app, size, monkeypatch):
     monkeypatch.delenv("LC_ALL", raising=False)
     monkeypatch.setenv("LC_TIME", "en_US.UTF-8")  # 03/04/2027 reads as March 4
 
@@ -453,7 +452,7 @@ def test_form_picture(snap_compare, snapshot_app, size, monkeypatch):  # noqa: F
 
 
 @SIZES
-def test_detail_picture(snap_compare, snapshot_app, size):  # noqa: F811
+def test_detail_picture(snap_compare, snapshot_app, size):
     async def detail(pilot) -> None:
         await loaded(pilot)
         pilot.app.push_screen(RecordScreen(pilot.app.store.get("contacts", "followupboss:1")))

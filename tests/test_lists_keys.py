@@ -15,8 +15,8 @@ from crm_tui.screens.export_view import FormatScreen
 from crm_tui.screens.local_form import LocalFormScreen
 from crm_tui.screens.search import SearchScreen
 from crm_tui.widgets.record_table import RecordTable
-from tests.conftest import make_settings
-from tests.test_tui import SIZE, settle
+from tests.helpers.env import make_settings
+from tests.helpers.tui import SIZE, settle
 
 
 def text_of(app, selector: str) -> str:

@@ -13,7 +13,7 @@ from crm_tui.models import Contact
 from crm_tui.search.index import PATCH_MIN, SearchIndex
 from crm_tui.store import CacheStore, Database
 from crm_tui.store.changes import KEEP_SECONDS
-from tests.conftest import make_settings
+from tests.helpers.env import make_settings
 
 
 def contact(i: int, first: str = "Ann", source: str = "followupboss") -> Contact:
@@ -245,7 +245,7 @@ async def test_the_app_receives_a_signed_webhook_and_shows_the_change(tmp_path, 
     which fetches the record and shows it."""
     from crm_tui.cli import free_loopback_port
     from crm_tui.demo import data
-    from tests.conftest import make_settings as settings_of
+    from tests.helpers.env import make_settings as settings_of
 
     env = {k.lower(): v for k, v in demo_servers.env().items()}
     settings = settings_of(tmp_path, **env)

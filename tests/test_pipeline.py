@@ -18,8 +18,8 @@ from crm_tui.screens.search import SearchScreen
 from crm_tui.store import CacheStore, Database
 from crm_tui.widgets.charts import BarChart, ChartPanel
 from crm_tui.widgets.record_table import RecordTable
-from tests.conftest import make_settings
-from tests.test_insights import contact, known_deals
+from tests.helpers.env import make_settings
+from tests.helpers.insights import contact, known_deals
 
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
 HOSTILE = "[@click=app.quit]Boom[/]"

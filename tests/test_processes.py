@@ -16,7 +16,7 @@ import httpx
 from crm_tui.app import make_app
 from crm_tui.demo import data
 from crm_tui.demo.session import start_demo
-from tests.test_tui import SIZE, settle
+from tests.helpers.tui import SIZE, settle
 
 
 def crm(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:

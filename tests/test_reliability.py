@@ -30,9 +30,9 @@ from crm_tui.models import Outcome, SyncState
 from crm_tui.search.index import SearchIndex
 from crm_tui.store import CacheStore, Database
 from crm_tui.sync.engine import SyncEngine
-from tests.conftest import make_settings
-from tests.reliability import FULL, REPORT, FaultRun
-from tests.test_integration import STREAMS, comparable, expected, sync_all
+from tests.helpers.dataset import STREAMS, comparable, expected, sync_all
+from tests.helpers.env import make_settings
+from tests.helpers.reliability import FULL, REPORT, FaultRun
 
 CONTACTS = 2000 if FULL else 260
 GOOD_SEED, NEW_SEED = 11, 12

@@ -34,7 +34,7 @@ from crm_tui.store import CacheStore, Database
 from crm_tui.store.owners import LEASE_TTL_SECONDS, Owner, _machine, start_time
 from crm_tui.sync.engine import SyncEngine
 from crm_tui.widgets.mode_tabs import TABS, ModeTabs
-from tests.conftest import make_settings
+from tests.helpers.env import make_settings
 
 SIZE = (120, 40)
 

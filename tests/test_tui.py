@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from textual.widgets import DataTable, Input, Static
 
@@ -17,31 +15,8 @@ from crm_tui.screens.confirm import ConfirmScreen
 from crm_tui.screens.detail import RecordScreen
 from crm_tui.sources.registry import SHORT_NAMES
 from crm_tui.widgets.record_table import RecordTable
-from tests.conftest import DEMO_CONTACTS, make_settings
-
-SIZE = (120, 40)
-
-
-async def settle(pilot, app: CrmApp, limit: float = 20.0) -> None:
-    """Until the snapshot is loaded and no sync or index worker is left running."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while loop.time() < deadline:
-        await pilot.pause(0.05)
-        busy = [
-            w
-            for w in app.workers
-            if w.group.startswith(("sync-", "index", "load", "people", "local", "review"))
-            and not w.is_finished
-        ]
-        if app.loaded and not busy and not app.engine.running():
-            await pilot.pause(0.15)  # the screens' throttled repaint
-            return
-    raise AssertionError("the app did not settle")
-
-
-def cells(table: DataTable) -> list[list[str]]:
-    return [[str(c) for c in table.get_row_at(r)] for r in range(table.row_count)]
+from tests.helpers.env import DEMO_CONTACTS, make_settings
+from tests.helpers.tui import SIZE, cells, settle
 
 
 async def test_sync_all_from_status_shows_counts_and_states(demo_settings):

@@ -24,8 +24,8 @@ from crm_tui.sources.mapping_file import mappings_path
 from crm_tui.store import CacheStore, Database
 from crm_tui.store.errors import StreamBusy
 from crm_tui.widgets.record_table import RecordTable
-from tests.test_snapshots import snapshot_settings
-from tests.test_tui import settle
+from tests.helpers.snapshots import snapshot_settings
+from tests.helpers.tui import settle
 
 SIZE = (120, 40)
 

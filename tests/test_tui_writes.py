@@ -25,10 +25,9 @@ from crm_tui.screens.vendor import NoteScreen
 from crm_tui.store.outbox import OutboxEntry
 from crm_tui.widgets.record_table import RecordTable
 from crm_tui.writeback.shown import drain_notices, open_line, record_mark
-from tests.conftest import make_settings
-from tests.test_snapshots import loaded, snapshot_app  # noqa: F401  (a fixture)
-from tests.test_tui import settle
-from tests.test_writeback import FUB, STAGES, person
+from tests.helpers.env import make_settings
+from tests.helpers.tui import loaded, settle
+from tests.helpers.writeback import FUB, STAGES, person
 
 pytestmark = pytest.mark.usefixtures("no_retry_sleep")
 SIZE = (80, 24)
@@ -536,7 +535,7 @@ def seed_outbox(app: CrmApp) -> None:
 @pytest.mark.parametrize(
     "keys", [("f1",), ("f1", "o"), ("f1", "o", "down", "c")], ids=["status", "outbox", "conflict"]
 )
-def test_outbox_pictures(snap_compare, snapshot_app, keys):  # noqa: F811
+def test_outbox_pictures(snap_compare, snapshot_app, keys):
     app = snapshot_app()
     seed_outbox(app)
 

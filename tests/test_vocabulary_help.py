@@ -25,8 +25,8 @@ from crm_tui.vocabulary import (
     record_shared_status,
     shared_value,
 )
-from tests.conftest import make_settings
-from tests.test_tui import SIZE, settle
+from tests.helpers.env import make_settings
+from tests.helpers.tui import SIZE, settle
 
 # -- the vocabulary --------------------------------------------------------------------
 

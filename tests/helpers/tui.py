@@ -1,0 +1,58 @@
+"""Driving the app with Pilot: wait for the state a test needs, never for a fixed time."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from textual.pilot import Pilot
+from textual.widgets import DataTable
+
+from crm_tui.app import CrmApp
+
+SIZE = (120, 40)
+STEP = 0.02  # seconds between two looks at the app: short, but lets timers and threads run
+
+
+async def until(pilot: Pilot, holds: Callable[[], object], what: str, within: float = 10.0) -> None:
+    """Let the app run until `holds()` is true; fail naming `what` if it never is."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not holds():
+        if loop.time() > deadline:
+            raise AssertionError(f"still waiting after {within:g} s for {what}")
+        await pilot.pause(STEP)
+
+
+def busy(app: CrmApp, *groups: str) -> bool:
+    """Whether a worker of one of `groups` (a prefix each) is still running."""
+    return any(w.group.startswith(groups) and not w.is_finished for w in app.workers)
+
+
+async def settle(pilot: Pilot, app: CrmApp, limit: float = 20.0) -> None:
+    """Until the snapshot is loaded and no sync or index worker is left running."""
+
+    def idle() -> bool:
+        groups = ("sync-", "index", "load", "people", "local", "review")
+        return app.loaded and not busy(app, *groups) and not app.engine.running()
+
+    await pilot.pause(0.05)  # what the last key started is running
+    await until(pilot, idle, "the app to load and finish its syncs and indexing", limit)
+    await pilot.pause(0.15)  # the screens' throttled repaint
+
+
+async def loaded(pilot: Pilot) -> None:
+    """Until the snapshot is loaded and indexed."""
+    app = pilot.app
+
+    def ready() -> bool:
+        return app.loaded and not any(
+            not w.is_finished for w in app.workers if w.group in ("load", "index", "people")
+        )
+
+    await until(pilot, ready, "the snapshot to load and be indexed", 60.0)
+    await pilot.pause(0.3)
+
+
+def cells(table: DataTable) -> list[list[str]]:
+    return [[str(c) for c in table.get_row_at(r)] for r in range(table.row_count)]
