@@ -24,21 +24,52 @@ async def until(pilot: Pilot, holds: Callable[[], object], what: str, within: fl
         await pilot.pause(STEP)
 
 
+#: Workers that run as long as the app does: never waited for.
+LASTING = frozenset({"webhooks"})
+
+
 def busy(app: CrmApp, *groups: str) -> bool:
     """Whether a worker of one of `groups` (a prefix each) is still running."""
     return any(w.group.startswith(groups) and not w.is_finished for w in app.workers)
 
 
-async def settle(pilot: Pilot, app: CrmApp, limit: float = 20.0) -> None:
-    """Until the snapshot is loaded and no sync or index worker is left running."""
+def working(app: CrmApp) -> list[str]:
+    """What the app is still doing: its running workers, and a repaint it has put off."""
+    doing = [w.name or w.group for w in app.workers if w.group not in LASTING and not w.is_finished]
+    if getattr(app.screen, "_refresh_pending", False):
+        doing.append("the screen's throttled repaint")
+    return doing
 
-    def idle() -> bool:
+
+async def idle(pilot: Pilot, within: float = 10.0) -> None:
+    """Until what the last keys started is done: no worker running, no repaint put off, and
+    the messages their ends posted handled (then once more, for what those started)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        await pilot.pause()
+        doing = working(pilot.app)
+        if not doing:
+            await pilot.pause()
+            if not working(pilot.app):
+                return
+        elif loop.time() > deadline:
+            raise AssertionError(f"still waiting after {within:g} s for: {', '.join(doing)}")
+        else:
+            await pilot.pause(STEP)
+
+
+async def settle(pilot: Pilot, app: CrmApp, limit: float = 20.0) -> None:
+    """Until the snapshot is loaded, no sync or index worker is left running and the screen
+    shows the result."""
+
+    def synced() -> bool:
         groups = ("sync-", "index", "load", "people", "local", "review")
         return app.loaded and not busy(app, *groups) and not app.engine.running()
 
-    await pilot.pause(0.05)  # what the last key started is running
-    await until(pilot, idle, "the app to load and finish its syncs and indexing", limit)
-    await pilot.pause(0.15)  # the screens' throttled repaint
+    await pilot.pause()  # what the last key started is running
+    await until(pilot, synced, "the app to load and finish its syncs and indexing", limit)
+    await idle(pilot, limit)
 
 
 async def loaded(pilot: Pilot) -> None:
