@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Callable
 
 from textual.pilot import Pilot
@@ -14,14 +15,24 @@ SIZE = (120, 40)
 STEP = 0.02  # seconds between two looks at the app: short, but lets timers and threads run
 
 
-async def until(pilot: Pilot, holds: Callable[[], object], what: str, within: float = 10.0) -> None:
-    """Let the app run until `holds()` is true; fail naming `what` if it never is."""
+async def until(
+    pilot: Pilot, holds: Callable[[], object], what: str | None = None, within: float = 15.0
+) -> None:
+    """Let the app run until `holds()` is true; fail naming `what` (by default, the line that
+    asked) if it never is."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while not holds():
         if loop.time() > deadline:
-            raise AssertionError(f"still waiting after {within:g} s for {what}")
+            raise AssertionError(f"still waiting after {within:g} s for {what or _source(holds)}")
         await pilot.pause(STEP)
+
+
+def _source(function: Callable[[], object]) -> str:
+    try:
+        return " ".join(inspect.getsource(function).split())
+    except (OSError, TypeError):
+        return repr(function)
 
 
 #: Workers that run as long as the app does: never waited for.
