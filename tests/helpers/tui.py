@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from textual.pilot import Pilot
 from textual.widgets import DataTable
@@ -44,25 +44,31 @@ def busy(app: CrmApp, *groups: str) -> bool:
     return any(w.group.startswith(groups) and not w.is_finished for w in app.workers)
 
 
-def working(app: CrmApp) -> list[str]:
-    """What the app is still doing: its running workers, and a repaint it has put off."""
-    doing = [w.name or w.group for w in app.workers if w.group not in LASTING and not w.is_finished]
+def working(app: CrmApp, besides: Collection[str] = ()) -> list[str]:
+    """What the app is still doing: its running workers (but those of `besides`), and a
+    repaint it has put off."""
+    doing = [
+        w.name or w.group
+        for w in app.workers
+        if w.group not in LASTING and w.group not in besides and not w.is_finished
+    ]
     if getattr(app.screen, "_refresh_pending", False):
         doing.append("the screen's throttled repaint")
     return doing
 
 
-async def idle(pilot: Pilot, within: float = 10.0) -> None:
-    """Until what the last keys started is done: no worker running, no repaint put off, and
-    the messages their ends posted handled (then once more, for what those started)."""
+async def idle(pilot: Pilot, within: float = 10.0, besides: Collection[str] = ()) -> None:
+    """Until what the last keys started is done: no worker running (but those of the groups
+    `besides`, which a test holds back), no repaint put off, and the messages their ends
+    posted handled (then once more, for what those started)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while True:
         await pilot.pause()
-        doing = working(pilot.app)
+        doing = working(pilot.app, besides)
         if not doing:
             await pilot.pause()
-            if not working(pilot.app):
+            if not working(pilot.app, besides):
                 return
         elif loop.time() > deadline:
             raise AssertionError(f"still waiting after {within:g} s for: {', '.join(doing)}")
