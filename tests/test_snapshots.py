@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from textual.widgets import Input
 
-from tests.helpers.tui import loaded
+from tests.helpers.tui import idle, loaded
 
 SCREENS = {
     "status": ("f1",),
@@ -33,18 +33,10 @@ def test_every_screen(snap_compare, snapshot_app, screen, size, theme):
     async def shown(pilot) -> None:
         await loaded(pilot)
         await pilot.press(*SCREENS[screen])
-        await pilot.pause(0.5)
-        # a loaded machine may take longer than the pause to answer the typed query (or to
-        # count the pipeline)
-        while any(
-            not w.is_finished
-            for w in pilot.app.workers
-            if w.group in ("search", "pipeline", "chart")
-        ):
-            await pilot.pause(0.02)
+        await idle(pilot, within=30)  # the typed query answered, the pipeline counted
         for box in pilot.app.screen.query(Input):  # the picture must not depend on a blink
             box.cursor_blink = False
-        await pilot.pause(0.1)
+        await pilot.pause()
 
     app = snapshot_app(theme=theme, pipeline=screen == "pipeline")
     assert snap_compare(app, terminal_size=SIZES[size], run_before=shown)
@@ -55,6 +47,6 @@ def test_cluster_side_by_side(snap_compare, snapshot_app, size):
     async def cluster(pilot) -> None:
         await loaded(pilot)
         await pilot.press("f6", "enter")
-        await pilot.pause(0.3)
+        await idle(pilot)
 
     assert snap_compare(snapshot_app(), terminal_size=SIZES[size], run_before=cluster)

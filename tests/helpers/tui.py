@@ -90,7 +90,7 @@ async def settle(pilot: Pilot, app: CrmApp, limit: float = 20.0) -> None:
 
 
 async def loaded(pilot: Pilot) -> None:
-    """Until the snapshot is loaded and indexed."""
+    """Until the snapshot is loaded and indexed, and the screen shows it."""
     app = pilot.app
 
     def ready() -> bool:
@@ -98,8 +98,8 @@ async def loaded(pilot: Pilot) -> None:
             not w.is_finished for w in app.workers if w.group in ("load", "index", "people")
         )
 
-    await until(pilot, ready, "the snapshot to load and be indexed", 60.0)
-    await pilot.pause(0.3)
+    await until(pilot, ready, "the snapshot to load and be indexed", within=60.0)
+    await idle(pilot)
 
 
 def cells(table: DataTable) -> list[list[str]]:
