@@ -128,7 +128,7 @@ async def test_the_screen_shows_none_of_them(tmp_path):
     """Records stored before this cleaning existed (or written by a buggy source) still
     reach the screen neutralised: the display strips them again."""
     from tests.helpers.env import make_settings
-    from tests.helpers.tui import SIZE, settle
+    from tests.helpers.tui import SIZE, idle, settle
 
     settings = make_settings(tmp_path)
     db = Database(settings.database_path)
@@ -157,13 +157,13 @@ async def test_the_screen_shows_none_of_them(tmp_path):
         await settle(pilot, app)
         shown = []
         await pilot.press("3")  # browse
-        await pilot.pause(0.3)
+        await idle(pilot)
         shown.append(screen_text(app))
         await pilot.press("f2", *"ana")  # search, highlighted (a digit in Browse filters)
-        await pilot.pause(0.4)
+        await idle(pilot)
         shown.append(screen_text(app))
         await pilot.press("down", "enter")  # the first record and its payload
-        await pilot.pause(0.3)
+        await idle(pilot)
         shown.append(screen_text(app))
     assert "Ana eL" in shown[0] and "Zed" in shown[0]
     assert "Ana eL" in shown[1]
