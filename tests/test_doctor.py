@@ -29,7 +29,7 @@ from crm_tui.store.damage import is_damage
 from crm_tui.store.owners import Owner
 from tests.helpers.dataset import STREAMS, comparable, expected, sync_all
 from tests.helpers.env import make_settings
-from tests.helpers.tui import SIZE, cells
+from tests.helpers.tui import SIZE, cells, idle
 
 LOCAL_NAMES = ("Ana", "Ben", "Cleo", "Dev")
 REPAIR = "Run `crm-tui doctor --repair`: it keeps a copy of the broken file"
@@ -436,7 +436,7 @@ async def test_the_app_shows_a_damaged_database_instead_of_an_empty_cache(tmp_pa
         assert "Run `crm-tui doctor --repair`" in shown
 
         await pilot.press("escape")
-        await pilot.pause(0.2)
+        await idle(pilot)
         assert app.is_running and not isinstance(app.screen, StoreErrorScreen)
         banner = app.screen.query_one("#store-error-banner", Static)
         assert banner.display and str(path) in str(banner.render())
@@ -446,7 +446,7 @@ async def test_the_app_shows_a_damaged_database_instead_of_an_empty_cache(tmp_pa
         assert "damaged" in app.sub_title
 
         await pilot.press("a")  # sync all: refused, nothing written into a damaged file
-        await pilot.pause(0.3)
+        await pilot.pause()  # the key handled: a sync it started would be running now
         assert not app.engine.running()
         assert not [w for w in app.workers if w.group.startswith("sync-")]
 
