@@ -33,6 +33,7 @@ from crm_tui.sync.engine import SyncEngine
 from tests.helpers.dataset import STREAMS, comparable, expected, sync_all
 from tests.helpers.env import make_settings
 from tests.helpers.reliability import FULL, REPORT, FaultRun
+from tests.helpers.tui import idle
 
 CONTACTS = 2000 if FULL else 260
 GOOD_SEED, NEW_SEED = 11, 12
@@ -347,7 +348,7 @@ async def test_secret_canaries_appear_nowhere(tmp_path: Path):
                 await pilot.pause(0.05)
             for key in ("4", "enter", "escape", "f1", "5"):
                 await pilot.press(key)
-                await pilot.pause(0.2)
+                await idle(pilot)
                 outputs[f"screen after {key}"] = app.export_screenshot().encode()
     finally:
         servers.stop()
