@@ -16,7 +16,7 @@ STEP = 0.02  # seconds between two looks at the app: short, but lets timers and 
 
 
 async def until(
-    pilot: Pilot, holds: Callable[[], object], what: str | None = None, within: float = 15.0
+    pilot: Pilot, holds: Callable[[], object], what: str | None = None, within: float = 30.0
 ) -> None:
     """Let the app run until `holds()` is true; fail naming `what` (by default, the line that
     asked) if it never is."""
