@@ -29,7 +29,7 @@ from crm_tui.store.damage import is_damage
 from crm_tui.store.owners import Owner
 from tests.helpers.dataset import STREAMS, comparable, expected, sync_all
 from tests.helpers.env import make_settings
-from tests.helpers.tui import SIZE, cells, idle
+from tests.helpers.tui import SIZE, cells, idle, until
 
 LOCAL_NAMES = ("Ana", "Ben", "Cleo", "Dev")
 REPAIR = "Run `crm-tui doctor --repair`: it keeps a copy of the broken file"
@@ -394,12 +394,8 @@ def test_only_damage_becomes_database_damaged(tmp_path):
 
 
 async def store_error_shown(pilot: Any, app: Any) -> str:
-    """The store error screen's text, once the app shows it (within 10 s)."""
-    for _ in range(200):
-        await pilot.pause(0.05)
-        if isinstance(app.screen, StoreErrorScreen):
-            break
-    assert isinstance(app.screen, StoreErrorScreen)
+    """The store error screen's text, once the app shows it."""
+    await until(pilot, lambda: isinstance(app.screen, StoreErrorScreen), "the store error")
     return str(app.screen.query_one("#store-error-text", Static).render())
 
 
