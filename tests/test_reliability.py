@@ -33,7 +33,7 @@ from crm_tui.sync.engine import SyncEngine
 from tests.helpers.dataset import STREAMS, comparable, expected, sync_all
 from tests.helpers.env import make_settings
 from tests.helpers.reliability import FULL, REPORT, FaultRun
-from tests.helpers.tui import idle
+from tests.helpers.tui import idle, until
 
 CONTACTS = 2000 if FULL else 260
 GOOD_SEED, NEW_SEED = 11, 12
@@ -344,8 +344,7 @@ async def test_secret_canaries_appear_nowhere(tmp_path: Path):
         )
         app = make_app(settings, sync_stale=False)
         async with app.run_test(size=(120, 40)) as pilot:
-            while not app.loaded:
-                await pilot.pause(0.05)
+            await until(pilot, lambda: app.loaded)
             for key in ("4", "enter", "escape", "f1", "5"):
                 await pilot.press(key)
                 await idle(pilot)
