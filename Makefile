@@ -43,11 +43,11 @@ bench: $(STAMP)
 # The reliability suite at full size (more contacts, more crash points); its report
 # replaces the README's "Reliability" section.
 reliability: $(STAMP)
-	CRM_TEST_FULL=1 $(BIN)/python -m pytest -q tests/test_reliability.py tests/test_overlap.py \
+	CRM_TEST_FULL=1 CRM_TEST_REPORT=1 $(BIN)/python -m pytest -q tests/test_reliability.py tests/test_overlap.py \
 		tests/test_hostile_records.py tests/test_import_files.py tests/test_invisible_text.py \
 		tests/test_export_safety.py tests/test_data_dir.py tests/test_hostile_settings.py \
 		tests/test_config_files.py tests/test_cli_contract.py tests/test_doctor.py
-	$(BIN)/python -m tests.reliability
+	$(BIN)/python -m tests.helpers.reliability
 
 # .env.example from every source's declared settings (a test checks it is current).
 env-example: $(STAMP)

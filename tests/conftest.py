@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from collections.abc import Callable, Iterator, Mapping
+import shutil
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import stamina
 from hypothesis import settings as hypothesis_settings
 
+from crm_tui.app import CrmApp
 from crm_tui.config import Settings
 from crm_tui.demo.servers import DemoServers, Faults, start_demo_servers
 from crm_tui.store import CacheStore, Database
+from tests.helpers.env import DEMO_CONTACTS, make_settings
+from tests.helpers.reliability import record_case, write_report
+from tests.helpers.snapshots import SNAPSHOT_DIR, build_app, snapshot_settings
 
 #: Every variable crm-tui reads: its own and each registered source's.
 SETTING_NAMES = frozenset(f.upper() for f in Settings.model_fields)
@@ -44,37 +47,12 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def run_crm(
-    *args: str,
-    env: Mapping[str, str],
-    cwd: Path | None = None,
-    timeout: float = 120,
-    preexec: Callable[[], None] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """`crm-tui ARGS` in a child process with `env` on top of this one's environment."""
-    return subprocess.run(
-        [sys.executable, "-m", "crm_tui", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-        cwd=cwd,
-        timeout=timeout,
-        preexec_fn=preexec,
-    )
-
-
 @pytest.fixture
 def no_retry_sleep() -> Iterator[None]:
     """Retries still happen, up to each policy's cap, but without waiting."""
     stamina.set_testing(True, attempts=10, cap=True)
     yield
     stamina.set_testing(False)
-
-
-def make_settings(tmp_path: Path, **values: Any) -> Settings:
-    values.setdefault("crm_data_dir", tmp_path / "data")
-    values.setdefault("crm_user_id", "alice")
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 @pytest.fixture
@@ -87,9 +65,6 @@ def store(settings: Settings) -> Iterator[CacheStore]:
     db = Database(settings.database_path)
     yield CacheStore(settings.user_id, db)
     db.close()
-
-
-DEMO_CONTACTS = 260  # three FUB pages and change: paging is exercised, runs stay fast
 
 
 @pytest.fixture(scope="session")
@@ -116,15 +91,27 @@ def faulty_servers(request: pytest.FixtureRequest) -> Iterator[DemoServers]:
     servers.stop()
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when == "call" and report.passed:
-        from tests.reliability import record_case
+@pytest.fixture
+def snapshot_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., CrmApp]]:
+    """Builds the app over fixed data (tests/helpers/snapshots.py), in UTC."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    settings = snapshot_settings()
+    yield lambda **options: build_app(settings, **options)
+    time.tzset()
+    shutil.rmtree(SNAPSHOT_DIR, ignore_errors=True)
 
+
+#: `make reliability` sets it: only then does the session write its report (build/reliability.md).
+REPORTING = os.environ.get("CRM_TEST_REPORT") == "1"
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if REPORTING and report.when == "call" and report.passed:
         path, _, name = report.nodeid.partition("::")
         record_case(Path(path).stem, name)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    from tests.reliability import write_report
-
-    write_report()
+    if REPORTING:
+        write_report()

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from crm_tui.cli import main
 from crm_tui.demo import data
 from crm_tui.demo.csvfiles import write_demo_csvs
-from tests.conftest import DEMO_CONTACTS
+from tests.helpers.env import DEMO_CONTACTS
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from crm_tui.models import Contact
 from crm_tui.search.query import QueryError, parse_query
 from crm_tui.store import CacheStore, Database
 from crm_tui.store.errors import StoreError
-from tests.test_data_dir import crm
+from tests.helpers.env import run_crm as crm
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ from crm_tui.config import config_dir
 from crm_tui.sources.mapping import check_mappings, load_overrides
 from crm_tui.sources.registry import SOURCE_NAMES
 from crm_tui.tomlfile import key_line
-from tests.conftest import make_settings
+from tests.helpers.env import make_settings
+from tests.helpers.tui import idle
 
 MAPPINGS = """\
 # custom fields
@@ -153,7 +154,7 @@ async def test_an_app_built_directly_applies_the_good_bindings_and_says_what_it_
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         await pilot.press("f12")
-        await pilot.pause(0.1)
+        await idle(pilot)
         assert app.current_mode == "search"
         notes = [str(n.message) for n in app._notifications]
         assert any("unknown binding id 'mode.nope'" in note for note in notes)

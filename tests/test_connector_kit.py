@@ -25,7 +25,7 @@ from starlette.routing import Route
 from crm_tui.demo import data
 from crm_tui.demo.servers import FaultInjector, Faults, serve
 from crm_tui.sources.registry import CONNECTORS
-from tests.conftest import DEMO_CONTACTS, run_crm
+from tests.helpers.env import DEMO_CONTACTS, run_crm
 
 PACKAGE = Path(__file__).parent.parent / "crm_tui"
 

@@ -26,7 +26,7 @@ from crm_tui.local_crm import ValidationFailed
 from crm_tui.store import CacheStore, Database
 from crm_tui.sync.engine import SyncEngine
 from crm_tui.writeback.service import WriteBack
-from tests.conftest import make_settings
+from tests.helpers.env import make_settings
 
 CONTACTS = 30
 pytestmark = pytest.mark.usefixtures("no_retry_sleep")

@@ -22,8 +22,8 @@ from crm_tui.files import DataDirRefused, check_dir, secure_dir
 from crm_tui.models import Contact
 from crm_tui.store import CacheStore, Database
 from crm_tui.store.db import MIGRATIONS, _statements
-from tests.conftest import run_crm as crm
-from tests.privileges import unprivileged
+from tests.helpers.env import run_crm as crm
+from tests.helpers.privileges import unprivileged
 
 EMAIL = "ana.lee@example.com"
 

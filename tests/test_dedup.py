@@ -33,7 +33,7 @@ from crm_tui.store import CacheStore, Database
 from crm_tui.store.local_rows import LINKS_FIELD
 from crm_tui.sync.engine import SyncEngine
 from crm_tui.text import fold
-from tests.conftest import DEMO_CONTACTS
+from tests.helpers.env import DEMO_CONTACTS
 
 
 def contact(source: str, remote: str, first: str | None, last: str | None, **values) -> Contact:

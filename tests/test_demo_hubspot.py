@@ -13,7 +13,7 @@ import pytest
 
 from crm_tui.demo import data, hubspot
 from crm_tui.demo.servers import Faults, RunningServer, iter_records, serve, start_demo_servers
-from tests.conftest import DEMO_CONTACTS
+from tests.helpers.env import DEMO_CONTACTS
 
 TOKEN = "hs-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -14,7 +14,7 @@ from crm_tui.demo import data
 from crm_tui.demo.lofty import LOFTY, lofty_app, lofty_id
 from crm_tui.demo.servers import DemoServers, Faults, RunningServer, iter_records, serve
 from crm_tui.demo.simulators import SIMULATORS
-from tests.conftest import DEMO_CONTACTS
+from tests.helpers.env import DEMO_CONTACTS
 
 KEY = "demo-lofty-key"
 TOKEN = {"Authorization": f"token {KEY}"}

@@ -21,7 +21,7 @@ from crm_tui.demo.pipedrive import (
 )
 from crm_tui.demo.servers import Faults, RunningServer, iter_records, serve
 from crm_tui.demo.simulators import SIMULATORS
-from tests.conftest import DEMO_CONTACTS, run_crm
+from tests.helpers.env import DEMO_CONTACTS, run_crm
 
 TOKEN = "demo-pipedrive-token"
 HEADERS = {"x-api-token": TOKEN}

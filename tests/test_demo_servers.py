@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from crm_tui.demo import data
 from crm_tui.demo.servers import Faults, start_demo_servers
-from tests.conftest import DEMO_CONTACTS
+from tests.helpers.env import DEMO_CONTACTS
 
 
 def basic(key: str) -> dict[str, str]:

@@ -27,9 +27,9 @@ from crm_tui.sources.registry import build_source
 from crm_tui.store import CacheStore, Database
 from crm_tui.store.damage import is_damage
 from crm_tui.store.owners import Owner
-from tests.conftest import make_settings
-from tests.test_integration import STREAMS, comparable, expected, sync_all
-from tests.test_tui import SIZE, cells
+from tests.helpers.dataset import STREAMS, comparable, expected, sync_all
+from tests.helpers.env import make_settings
+from tests.helpers.tui import SIZE, cells, idle, until
 
 LOCAL_NAMES = ("Ana", "Ben", "Cleo", "Dev")
 REPAIR = "Run `crm-tui doctor --repair`: it keeps a copy of the broken file"
@@ -394,12 +394,8 @@ def test_only_damage_becomes_database_damaged(tmp_path):
 
 
 async def store_error_shown(pilot: Any, app: Any) -> str:
-    """The store error screen's text, once the app shows it (within 10 s)."""
-    for _ in range(200):
-        await pilot.pause(0.05)
-        if isinstance(app.screen, StoreErrorScreen):
-            break
-    assert isinstance(app.screen, StoreErrorScreen)
+    """The store error screen's text, once the app shows it."""
+    await until(pilot, lambda: isinstance(app.screen, StoreErrorScreen), "the store error")
     return str(app.screen.query_one("#store-error-text", Static).render())
 
 
@@ -436,7 +432,7 @@ async def test_the_app_shows_a_damaged_database_instead_of_an_empty_cache(tmp_pa
         assert "Run `crm-tui doctor --repair`" in shown
 
         await pilot.press("escape")
-        await pilot.pause(0.2)
+        await idle(pilot)
         assert app.is_running and not isinstance(app.screen, StoreErrorScreen)
         banner = app.screen.query_one("#store-error-banner", Static)
         assert banner.display and str(path) in str(banner.render())
@@ -446,7 +442,7 @@ async def test_the_app_shows_a_damaged_database_instead_of_an_empty_cache(tmp_pa
         assert "damaged" in app.sub_title
 
         await pilot.press("a")  # sync all: refused, nothing written into a damaged file
-        await pilot.pause(0.3)
+        await pilot.pause()  # the key handled: a sync it started would be running now
         assert not app.engine.running()
         assert not [w for w in app.workers if w.group.startswith("sync-")]
 
@@ -468,7 +464,7 @@ def test_doctor_checks_the_keymap_as_the_app_would(settings):
 
 
 def test_doctor_names_who_writes_and_what_dead_processes_left(settings):
-    from tests.test_leases import dead_process, plant_lease, plant_owner
+    from tests.helpers.leases import dead_process, plant_lease, plant_owner
 
     db = Database(settings.database_path)
     me = Owner.this_process()

@@ -15,7 +15,7 @@ from crm_tui.sources.errors import AuthError, RateLimited, SourceError
 from crm_tui.store import CacheStore, Database
 from crm_tui.store.errors import StreamBusy
 from crm_tui.sync.engine import AlreadySyncing, SyncEngine, guide_sync_result
-from tests.conftest import make_settings
+from tests.helpers.env import make_settings
 
 BASE = "https://fub.example/v1"
 KEY = "fub-canary-key-123"

@@ -8,7 +8,7 @@ from crm_tui.custom_columns import Column
 from crm_tui.fields.edit import Edit, apply, edited
 from crm_tui.fields.service import current_mappings
 from crm_tui.store import Database
-from tests.conftest import make_settings
+from tests.helpers.env import make_settings
 
 LENDER = Column("lender", "Lender")
 

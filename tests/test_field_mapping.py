@@ -21,18 +21,14 @@ from crm_tui.custom_columns import Column
 from crm_tui.demo import data
 from crm_tui.demo.pipedrive import LEAD_SOURCE_FIELD, pipedrive_person
 from crm_tui.fields.discover import COMPUTED
-from crm_tui.fields.service import connector, discover_stream, remap, save
-from crm_tui.models import RecordKind
-from crm_tui.sources.mapping import Mappings
+from crm_tui.fields.service import discover_stream, remap, save
 from crm_tui.sources.mapping_file import MappingRefused, mappings_path
 from crm_tui.store import CacheStore, Database
 from crm_tui.store import cache as cache_module
 from crm_tui.store.errors import StreamBusy
 from crm_tui.store.remap import RemapCancelled, RemapFailed
-from tests.conftest import make_settings
-
-N = 300
-SEED = 11
+from tests.helpers.env import make_settings
+from tests.helpers.field_mapping import SEED, N, cache, fub_people
 
 
 @pytest.fixture
@@ -45,20 +41,6 @@ def db(settings: Settings):
     database = Database(settings.database_path)
     yield database
     database.close()
-
-
-def cache(
-    db: Database, settings: Settings, source: str, stream: RecordKind, payloads: list
-) -> None:
-    """Payloads mapped with the built-in maps and committed, as a sync would leave them."""
-    built = connector(settings, source, Mappings())
-    records = [built.map_record(stream, p, "2026-11-01T00:00:00Z") for p in payloads]
-    db.replace_stream(settings.user_id, source, stream, records)
-
-
-def fub_people() -> list[dict]:
-    people = [data.fub_person(SEED, i, N) for i in range(N)]
-    return [p for p in people if "id" in p]  # the demo's one person without an id
 
 
 def field(found, path):

@@ -28,9 +28,8 @@ from crm_tui.screens.detail import RecordScreen, can_open_browser
 from crm_tui.screens.local_form import LocalFormScreen
 from crm_tui.sources.followupboss import FollowUpBossSource
 from crm_tui.sources.pipedrive import PipedriveSource
-from tests.conftest import make_settings
-from tests.test_snapshots import loaded, snapshot_app  # noqa: F401  (a fixture)
-from tests.test_tui import settle
+from tests.helpers.env import make_settings
+from tests.helpers.tui import idle, loaded, settle
 
 # -- parsers and formatters -------------------------------------------------------------------
 
@@ -142,7 +141,7 @@ async def open_form(pilot, app: CrmApp, kind="contacts", record=None) -> LocalFo
     await settle(pilot, app)
     form = LocalFormScreen(kind, record)
     app.push_screen(form)
-    await pilot.pause(0.2)
+    await idle(pilot)
     assert app.screen is form
     return form
 
@@ -164,7 +163,7 @@ async def test_the_form_fits_80x24_with_its_buttons_and_keys_in_view(tmp_path):
         assert {"form.save", "form.cancel"} <= keys
         # focus on the last field scrolls it into view; the buttons stay where they were
         form.query_one(f"#field-{form.fields[-1]}", Input).focus()
-        await pilot.pause(0.1)
+        await idle(pilot)
         assert inside(app, f"#field-{form.fields[-1]}") and inside(app, "#save")
 
     app = make_app(make_settings(tmp_path / "narrow"), sync_stale=False)
@@ -180,7 +179,7 @@ async def test_the_form_fits_80x24_with_its_buttons_and_keys_in_view(tmp_path):
         form = await open_form(pilot, app, "contacts")
         assert inside(app, "#save") and inside(app, "#field-first_name")
         form.query_one(f"#field-{form.fields[-1]}", Input).focus()
-        await pilot.pause(0.1)
+        await idle(pilot)
         assert inside(app, f"#field-{form.fields[-1]}") and inside(app, "#save")
         assert form.query_one("#form-body").scroll_y > 0  # the fields scrolled, not the dialog
 
@@ -204,22 +203,22 @@ async def test_escape_asks_before_discarding_edits(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         form = await open_form(pilot, app)
         await pilot.press("escape")  # nothing typed: it just closes
-        await pilot.pause(0.1)
+        await idle(pilot)
         assert app.screen is not form
 
         form = await open_form(pilot, app)
         await pilot.press(*"Nora", "escape")
-        await pilot.pause(0.1)
+        await idle(pilot)
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("n")  # keep editing
-        await pilot.pause(0.1)
+        await idle(pilot)
         assert app.screen is form
         assert form.query_one("#field-first_name", Input).value == "Nora"
         form.query_one("#cancel", Button).press()
-        await pilot.pause(0.1)
+        await idle(pilot)
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
-        await pilot.pause(0.1)
+        await idle(pilot)
         assert app.screen is not form and not isinstance(app.screen, ConfirmScreen)
         assert app.store.count("contacts", "local") == 0
 
@@ -231,12 +230,12 @@ async def test_the_deal_form_reads_amounts_and_dates_as_typed(tmp_path):
         await pilot.press(*"Oak St")
         form.query_one("#field-amount", Input).focus()
         await pilot.press(*"lots", "tab")
-        await pilot.pause(0.1)
+        await idle(pilot)
         error = form.query_one("#error-amount", Label)
         assert error.display and "450k" in str(error.render())  # said on leaving the field
         form.query_one("#field-amount", Input).value = "$1.2M"
         form.query_one("#field-close_date", Input).value = "03/04/2027"
-        await pilot.pause(0.1)
+        await idle(pilot)
         assert not error.display
         reading = str(form.query_one("#reading-close_date", Label).render())
         assert reading in ("= Mar 4, 2027", "= Apr 3, 2027")  # the reading, before saving
@@ -260,14 +259,14 @@ async def test_status_stage_and_tags_suggest_values_in_the_cache(tmp_path):
         status = form.query_one("#field-status", Input)
         status.focus()
         await pilot.press("a", "c")
-        await pilot.pause(0.2)
+        await idle(pilot)
         assert status._suggestion == "Active client"
         await pilot.press("right")  # takes the suggestion
         assert status.value == "Active client"
         tags = form.query_one("#field-tags", Input)
         tags.focus()
         await pilot.press(*"buyer, lu")
-        await pilot.pause(0.2)
+        await idle(pilot)
         assert tags._suggestion == "buyer, luxury"
 
 
@@ -297,7 +296,7 @@ async def test_detail_reads_like_a_person_wrote_it_and_v_shows_it_as_stored(tmp_
             },
         )
         app.push_screen(RecordScreen(deal))
-        await pilot.pause(0.2)
+        await idle(pilot)
         rows = detail_rows(app)
         assert rows["Amount"] == "$1,522,000"
         assert rows["Close date"] == "Dec 15, 2026"
@@ -317,7 +316,7 @@ async def test_detail_reads_like_a_person_wrote_it_and_v_shows_it_as_stored(tmp_
         table = app.screen.query_one("#fields", DataTable)
         table.move_cursor(row=[r.key for r in app.screen.rows].index("contact_remote_id"))
         await pilot.press("enter")
-        await pilot.pause(0.2)
+        await idle(pilot)
         assert isinstance(app.screen, RecordScreen) and app.screen.record.id == contact.id
         rows = detail_rows(app)
         assert rows["Phone"] == "(512) 555-0100"
@@ -327,10 +326,10 @@ async def test_detail_reads_like_a_person_wrote_it_and_v_shows_it_as_stored(tmp_
         table = app.screen.query_one("#fields", DataTable)
         table.move_cursor(row=[r.key for r in app.screen.rows].index(f"deal:{deal.id}"))
         await pilot.press("enter")
-        await pilot.pause(0.2)
+        await idle(pilot)
         assert app.screen.record.id == deal.id
         await pilot.press("escape")
-        await pilot.pause(0.1)
+        await idle(pilot)
         assert app.screen.record.id == contact.id  # esc backs out one level
 
 
@@ -350,7 +349,7 @@ async def test_o_is_offered_only_where_the_vendor_has_a_page(tmp_path, monkeypat
         await settle(pilot, app)
         local = await app.local.add("contacts", {"first_name": "Nora"})
         app.push_screen(RecordScreen(local))
-        await pilot.pause(0.1)
+        await idle(pilot)
         shown = {b.binding.id for b in app.screen.active_bindings.values()}
         assert "detail.open" not in shown  # hidden from the footer, not merely dimmed
         await pilot.press("o")
@@ -358,7 +357,7 @@ async def test_o_is_offered_only_where_the_vendor_has_a_page(tmp_path, monkeypat
         await pilot.press("escape")
 
         app.push_screen(RecordScreen(fub_contact()))
-        await pilot.pause(0.1)
+        await idle(pilot)
         assert "detail.open" in {b.binding.id for b in app.screen.active_bindings.values()}
         await pilot.press("o")
         assert opened == ["https://app.followupboss.com/2/people/view/42"]
@@ -372,9 +371,9 @@ async def test_o_over_ssh_copies_the_link_and_says_so(tmp_path, monkeypatch):
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot, app)
         app.push_screen(RecordScreen(fub_contact("7/../../x?y")))
-        await pilot.pause(0.1)
+        await idle(pilot)
         await pilot.press("o")
-        await pilot.pause(0.1)
+        await idle(pilot)
         url = "https://app.followupboss.com/2/people/view/7%2F..%2F..%2Fx%3Fy"
         assert opened == [] and app.clipboard == url  # the id cannot add a path
         assert any("clipboard" in str(n.message) for n in app._notifications)
@@ -438,26 +437,26 @@ SIZES = pytest.mark.parametrize("size", [(80, 24), (200, 50)], ids=["80x24", "20
 
 
 @SIZES
-def test_form_picture(snap_compare, snapshot_app, size, monkeypatch):  # noqa: F811
+def test_form_picture(snap_compare, snapshot_app, size, monkeypatch):
     monkeypatch.delenv("LC_ALL", raising=False)
     monkeypatch.setenv("LC_TIME", "en_US.UTF-8")  # 03/04/2027 reads as March 4
 
     async def form(pilot) -> None:
         await loaded(pilot)
         pilot.app.push_screen(LocalFormScreen("deals"))
-        await pilot.pause(0.2)
+        await idle(pilot)
         await pilot.press(*"Oak St", "tab", *"lots", "tab", "tab", "tab", "tab", *"03/04/2027")
-        await pilot.pause(0.3)
+        await idle(pilot)
 
     assert snap_compare(snapshot_app(), terminal_size=size, run_before=form)
 
 
 @SIZES
-def test_detail_picture(snap_compare, snapshot_app, size):  # noqa: F811
+def test_detail_picture(snap_compare, snapshot_app, size):
     async def detail(pilot) -> None:
         await loaded(pilot)
         pilot.app.push_screen(RecordScreen(pilot.app.store.get("contacts", "followupboss:1")))
-        await pilot.pause(0.3)
+        await idle(pilot)
 
     assert snap_compare(snapshot_app(), terminal_size=size, run_before=detail)
 
@@ -488,12 +487,12 @@ async def test_detail_shows_the_shared_status_under_the_vendors_own_stage(tmp_pa
         deal = await app.local.add("deals", {"name": "Elm St", "stage": "ClosedWon"})
         other = await app.local.add("deals", {"name": "Ash St", "stage": "Zebra"})
         app.push_screen(RecordScreen(deal))
-        await pilot.pause(0.2)
+        await idle(pilot)
         rows = detail_rows(app)
         assert rows["Stage"] == "ClosedWon" and rows["Shared status"] == "closed"
         labels = list(rows)
         assert labels.index("Shared status") == labels.index("Stage") + 1
         app.pop_screen()
         app.push_screen(RecordScreen(other))
-        await pilot.pause(0.2)
+        await idle(pilot)
         assert "Shared status" not in detail_rows(app)  # nothing maps: the vendor's alone

@@ -16,7 +16,7 @@ from crm_tui.models import Outcome
 from crm_tui.sources.errors import InvalidRecord
 from crm_tui.sources.mapping import build_record
 from crm_tui.store import CacheStore, Database
-from tests.hostile_fub import hostile_fub, person, sync_fub
+from tests.helpers.hostile_fub import hostile_fub, person, sync_fub
 
 DEALS = {
     "remote_id": "id",

@@ -14,7 +14,7 @@ import respx
 from crm_tui.models import Outcome
 from crm_tui.store import CacheStore, Database
 from crm_tui.sync.engine import SyncEngine
-from tests.conftest import make_settings
+from tests.helpers.env import make_settings
 
 FUB = "https://fub.example/v1"
 HUBSPOT = "https://hubspot.example"

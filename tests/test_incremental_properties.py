@@ -33,7 +33,7 @@ from crm_tui.models import Outcome, RecordKind, SyncReport, record_id
 from crm_tui.store import CacheStore, Database
 from crm_tui.sync.engine import SyncEngine
 from crm_tui.timefmt import parse_utc
-from tests.conftest import make_settings
+from tests.helpers.env import make_settings
 
 pytestmark = pytest.mark.usefixtures("no_retry_sleep")
 

@@ -17,7 +17,7 @@ from crm_tui.sources.mapping import raw_json
 from crm_tui.store import CacheStore, Database
 from crm_tui.text import clean, single_line, strip_controls
 from crm_tui.widgets.safe import highlighted
-from tests.hostile_fub import hostile_fub, person, sync_fub
+from tests.helpers.hostile_fub import hostile_fub, person, sync_fub
 
 BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 ZERO_WIDTH = "\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff\u180e"
@@ -127,8 +127,8 @@ def screen_text(app) -> str:
 async def test_the_screen_shows_none_of_them(tmp_path):
     """Records stored before this cleaning existed (or written by a buggy source) still
     reach the screen neutralised: the display strips them again."""
-    from tests.conftest import make_settings
-    from tests.test_tui import SIZE, settle
+    from tests.helpers.env import make_settings
+    from tests.helpers.tui import SIZE, idle, settle
 
     settings = make_settings(tmp_path)
     db = Database(settings.database_path)
@@ -157,13 +157,13 @@ async def test_the_screen_shows_none_of_them(tmp_path):
         await settle(pilot, app)
         shown = []
         await pilot.press("3")  # browse
-        await pilot.pause(0.3)
+        await idle(pilot)
         shown.append(screen_text(app))
         await pilot.press("f2", *"ana")  # search, highlighted (a digit in Browse filters)
-        await pilot.pause(0.4)
+        await idle(pilot)
         shown.append(screen_text(app))
         await pilot.press("down", "enter")  # the first record and its payload
-        await pilot.pause(0.3)
+        await idle(pilot)
         shown.append(screen_text(app))
     assert "Ana eL" in shown[0] and "Zed" in shown[0]
     assert "Ana eL" in shown[1]

@@ -15,8 +15,8 @@ from crm_tui.screens.export_view import FormatScreen
 from crm_tui.screens.local_form import LocalFormScreen
 from crm_tui.screens.search import SearchScreen
 from crm_tui.widgets.record_table import RecordTable
-from tests.conftest import make_settings
-from tests.test_tui import SIZE, audit_read, settle
+from tests.helpers.env import make_settings
+from tests.helpers.tui import SIZE, audit_read, idle, settle
 
 
 def text_of(app, selector: str) -> str:
@@ -27,7 +27,7 @@ async def search_results(pilot, app, query: str) -> DataTable:
     """Search, `query` typed, results shown and focused (down)."""
     await settle(pilot, app)
     await pilot.press("f2", *query)
-    await pilot.pause(0.4)
+    await idle(pilot)
     await pilot.press("down")
     table = app.screen.query_one("#results", DataTable)
     assert app.focused is table
@@ -53,7 +53,7 @@ async def test_a_name_typed_into_the_results_changes_nothing_and_lands_in_the_bo
         table = await search_results(pilot, app, "dy")
         assert table.row_count == 2  # the header and Dyer, the cursor on Dyer
         await pilot.press(*"er ana lee nq 16 du")
-        await pilot.pause(0.2)
+        await idle(pilot)
         assert isinstance(app.screen, SearchScreen)  # no form, no question, no other screen
         assert app.is_running
         box = app.screen.query_one("#query", Input)
@@ -82,10 +82,10 @@ async def test_enter_in_the_box_opens_the_first_record(demo_settings):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("f2", *"jose")
-        await pilot.pause(0.4)
+        await idle(pilot)
         first = next(iter(app.screen.last.groups.values()))[0].record
         await pilot.press("enter")
-        await pilot.pause(0.2)
+        await idle(pilot)
         assert isinstance(app.screen, RecordScreen) and app.screen.record.id == first.id
 
 
@@ -143,10 +143,10 @@ async def test_data_changing_keys_are_ctrl_keys_in_browse(tmp_path):
         await settle(pilot, app)
         await local_contact(pilot, app, "Nora")
         await pilot.press("escape", "d", "y", "n", "e", "u")  # typed, never run
-        await pilot.pause(0.2)
+        await idle(pilot)
         assert isinstance(app.screen, BrowseScreen) and app.store.count("contacts", "local") == 1
         await pilot.press("escape")
-        await pilot.pause(0.2)
+        await idle(pilot)
         await pilot.press("delete")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
@@ -172,18 +172,18 @@ async def test_browse_filters_as_you_type_and_esc_clears(demo_settings):
         table = app.screen.query_one(RecordTable)
         everyone = table.row_count
         await pilot.press("slash", *"jose")
-        await pilot.pause(0.4)
+        await idle(pilot)
         assert 3 <= table.row_count < everyone
         assert all("jos" in r.name.casefold() or "jos" in (r.email or "") for r in table.rows)
         await pilot.press(*" source:brivity")
-        await pilot.pause(0.4)
+        await idle(pilot)
         assert table.rows and {r.source for r in table.rows} == {"brivity"}
         await pilot.press(*["backspace"] * len("brivity"))
         await pilot.press(*"nowhere")
-        await pilot.pause(0.4)
+        await idle(pilot)
         assert "unknown source" in text_of(app, "#browse-summary").lower() or not table.rows
         await pilot.press("enter", "escape")
-        await pilot.pause(0.3)
+        await idle(pilot)
         assert table.row_count == everyone
 
 
@@ -197,7 +197,7 @@ async def test_browse_sort_keeps_the_selected_record_and_g_goes_top_and_bottom(d
         await pilot.press("g", *["down"] * 7)
         chosen = table.current
         await pilot.press("o", "o")  # by source, then by name
-        await pilot.pause(0.4)
+        await idle(pilot)
         assert table.sort_column == 1 and table.current is chosen
         names = [r.name.casefold() for r in table.rows]
         assert names == sorted(names)
@@ -208,7 +208,7 @@ async def test_audit_filters_runs_and_goes_top_and_bottom(demo_settings):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("f4")
-        await audit_read(pilot, app)
+        await audit_read(pilot)
         runs = app.screen.query_one("#runs", DataTable)
         assert runs.row_count >= 3
         await pilot.press("G")
@@ -216,11 +216,11 @@ async def test_audit_filters_runs_and_goes_top_and_bottom(demo_settings):
         await pilot.press("g")
         assert runs.cursor_row == 0
         await pilot.press(*"brivity")  # letters in the list go to the filter
-        await pilot.pause(0.1)
+        await idle(pilot)
         assert app.screen.query_one("#audit-find", Input).value == "brivity"
         assert 0 < runs.row_count < len(app.screen.runs)
         await pilot.press(*"zzz")
-        await pilot.pause(0.1)
+        await idle(pilot)
         assert runs.row_count == 0 and "No run matches" in text_of(app, "#audit-summary")
 
 
@@ -232,11 +232,11 @@ async def test_people_letters_go_to_find_and_decisions_take_ctrl_keys(demo_setti
         table = app.screen.query_one(RecordTable)
         before = table.row_count
         await pilot.press(*"ux")  # once undo and not the same: now typed
-        await pilot.pause(0.1)
+        await idle(pilot)
         assert app.screen.query_one("#people-find", Input).value == "ux"
         assert app.review.counts()["rejected"] == 0
         await pilot.press("escape")  # the find cleared, the list has the keys again
-        await pilot.pause(0.3)
+        await idle(pilot)
         assert table.row_count == before
         await pilot.press("ctrl+x")
         await settle(pilot, app)
@@ -248,14 +248,13 @@ async def test_export_the_browse_filter_as_csv_and_vcard(demo_settings):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("f3", "slash", *"jose")
-        await pilot.pause(0.4)
+        await idle(pilot)
         shown = list(app.screen.query_one(RecordTable).rows)
         await pilot.press("enter", "ctrl+s")
-        await pilot.pause(0.2)
+        await idle(pilot)
         assert isinstance(app.screen, FormatScreen)
         await pilot.press("c")
         await settle(pilot, app)
-        await pilot.pause(0.3)
         folder = demo_settings.data_dir / "exports"
         [path] = list(folder.glob("contacts-*.csv"))
         with path.open(newline="") as handle:
@@ -265,7 +264,6 @@ async def test_export_the_browse_filter_as_csv_and_vcard(demo_settings):
         assert any(str(path) in str(n.message) for n in app._notifications)
         await pilot.press("ctrl+s", "v")
         await settle(pilot, app)
-        await pilot.pause(0.3)
         [card] = list(folder.glob("contacts-*.vcf"))
         assert card.read_text().count("BEGIN:VCARD") == len(shown)
 
@@ -275,22 +273,22 @@ async def test_empty_states_say_why(tmp_path, demo_settings):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("f3")
-        await pilot.pause(0.2)
+        await idle(pilot)
         assert "synced yet" in text_of(app, "#browse-summary")
         await pilot.press("f4")
-        await audit_read(pilot, app)
+        await audit_read(pilot)
         assert "No sync runs yet" in text_of(app, "#audit-summary")
         await pilot.press("f2", *"zz")
-        await pilot.pause(0.4)
+        await idle(pilot)
         assert "synced yet" in text_of(app, "#summary")
     app = make_app(demo_settings, sync_on_start=True)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("f2", *"qqxqq")
-        await pilot.pause(0.4)
+        await idle(pilot)
         assert "No contacts match 'qqxqq'" in text_of(app, "#summary")
         await pilot.press("f3", "slash", *"qqxqq")
-        await pilot.pause(0.4)
+        await idle(pilot)
         assert "match 'qqxqq'" in text_of(app, "#browse-summary")
 
 
@@ -299,23 +297,23 @@ async def test_columns_are_chosen_by_width_and_priority_and_follow_a_resize(demo
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot, app)
         await pilot.press("f3")
-        await pilot.pause(0.2)
+        await idle(pilot)
         table = app.screen.query_one(RecordTable)
         titles = [table.columns[i].title for i, _ in table.shown]
         assert {"City", "Status"} <= set(titles) and "Company" not in titles
         await pilot.resize_terminal(200, 50)
-        await pilot.pause(0.3)
+        await idle(pilot)
         widths = {table.columns[i].title: w for i, w in table.shown}
         assert "Company" in widths
         longest = max(len(r.email or "") for r in table.rows[:500])
         assert widths["E-mail"] >= longest  # no e-mail cut while there is room
         await pilot.press("f2", *"ma")
-        await pilot.pause(0.4)
+        await idle(pilot)
         search = app.screen
         found = {key for key, _, _ in search.shown_columns}
         assert {"city", "status", "company"} <= found
         await pilot.resize_terminal(80, 24)
-        await pilot.pause(0.3)
+        await idle(pilot)
         found = {key for key, _, _ in search.shown_columns}
         assert {"city", "status"} <= found and "company" not in found
 
@@ -330,7 +328,6 @@ async def test_export_every_search_match_as_xlsx(demo_settings):
         assert total > sum(len(hits) for hits in app.screen.last.groups.values())
         await pilot.press("ctrl+s", "x")
         await settle(pilot, app)
-        await pilot.pause(0.3)
         [path] = list((demo_settings.data_dir / "exports").glob("contacts-*.xlsx"))
         rows = list(load_workbook(path, read_only=True).active.iter_rows(values_only=True))
         assert len(rows) == total + 1  # every match, not the rows shown, and a header
@@ -342,14 +339,14 @@ async def test_search_offers_edit_and_delete_only_on_a_result(demo_settings):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("f2", *"jose")
-        await pilot.pause(0.4)
+        await idle(pilot)
 
         def offered() -> set[str]:
             return {b.binding.action for b in app.screen.active_bindings.values()}
 
         assert "local_edit" not in offered() and "local_new" in offered()
         await pilot.press("down")
-        await pilot.pause(0.1)
+        await idle(pilot)
         assert {"local_edit", "local_delete"} <= offered()
 
 
@@ -358,7 +355,7 @@ async def test_deal_matches_open_in_browse_on_the_deals_tab(demo_settings):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("f2", "tab", *"amount>0")
-        await pilot.pause(0.4)
+        await idle(pilot)
         total = app.screen.last.total
         assert app.screen.kind == "deals" and total > 0
         await pilot.press("ctrl+b")
@@ -376,7 +373,7 @@ async def test_up_at_the_top_of_a_filtered_browse_returns_to_its_filter(demo_set
         table = app.screen.query_one(RecordTable)
         assert app.focused is table
         await pilot.press("slash", *"jose")  # (j and o are the list's own keys: down, sort)
-        await pilot.pause(0.4)
+        await idle(pilot)
         await pilot.press("enter", "down", "up", "up", "x")
         box = app.screen.query_one("#browse-find", Input)
         assert app.focused is box and box.value == "josex"
@@ -400,7 +397,7 @@ async def test_enter_typed_before_the_results_opens_the_first_of_them(demo_setti
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("f2", *"zoe", "enter")  # faster than the search's debounce
-        await pilot.pause(0.5)
+        await idle(pilot)
         assert isinstance(app.screen, RecordScreen)
         assert app.screen.record.first_name == "Zoë"
 
@@ -413,7 +410,7 @@ async def test_question_mark_in_a_list_still_opens_help(demo_settings):
     async with app.run_test(size=SIZE) as pilot:
         await search_results(pilot, app, "jose")
         await pilot.press(help_binding.key.split(",")[0])
-        await pilot.pause(0.2)
+        await idle(pilot)
         assert shown == ["help"]
         assert app.screen.query_one("#query", Input).value == "jose"
 
@@ -423,11 +420,10 @@ async def test_export_the_people_shown_as_csv(demo_settings):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("f6", "c", "c")  # confidence >= 0.95: a selection
-        await pilot.pause(0.3)
+        await idle(pilot)
         members = {m for c in app.screen.query_one(RecordTable).rows for m in c.members}
         await pilot.press("ctrl+s", "c")
         await settle(pilot, app)
-        await pilot.pause(0.3)
         [path] = list((demo_settings.data_dir / "exports").glob("contacts-*.csv"))
         with path.open(newline="") as handle:
             assert {r["id"] for r in csv.DictReader(handle)} == members
@@ -455,7 +451,7 @@ async def test_a_live_refresh_keeps_the_search_cursor_on_its_record(demo_setting
         before = app.screen._cursor_key()
         assert before is not None and not before.startswith("group:")
         app.screen.refresh_data()  # what a store change does: the query runs again
-        await pilot.pause(0.6)
+        await idle(pilot)
         assert app.screen._cursor_key() == before and app.focused is table
 
 
@@ -466,13 +462,13 @@ async def test_audit_shows_the_columns_that_fit_and_more_when_wider(demo_setting
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot, app)
         await pilot.press("f4")
-        await audit_read(pilot, app)
+        await audit_read(pilot)
         runs = app.screen.query_one("#runs", DataTable)
         titles = [str(c.label) for c in runs.ordered_columns]
         assert titles == list(NARROW_COLUMNS) and runs.row_count > 0
         assert sum(c.get_render_width(runs) for c in runs.ordered_columns) <= 80
         await pilot.resize_terminal(200, 50)
-        await pilot.pause(0.3)
+        await idle(pilot)
         assert [str(c.label) for c in runs.ordered_columns] == list(RUN_COLUMNS)
         assert runs.row_count > 0
 
@@ -494,7 +490,7 @@ async def test_the_audit_reads_the_database_off_the_event_loop(tmp_path, monkeyp
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("f4")
-        await audit_read(pilot, app)
+        await audit_read(pilot)
         assert "No sync runs yet" in text_of(app, "#audit-summary")
     assert on_loop and not any(on_loop)
 
@@ -516,10 +512,10 @@ async def test_an_audit_that_cannot_be_read_says_so_and_reads_again(tmp_path, mo
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("f4")
-        await audit_read(pilot, app)
+        await audit_read(pilot)
         said = text_of(app, "#audit-summary")
         assert "Could not read the sync runs (disk I/O error)" in said and "r tries" in said
         failing[0] = False
         await pilot.press("r")
-        await audit_read(pilot, app)
+        await audit_read(pilot)
         assert "No sync runs yet" in text_of(app, "#audit-summary")

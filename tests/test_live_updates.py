@@ -13,7 +13,8 @@ from crm_tui.models import Contact
 from crm_tui.search.index import PATCH_MIN, SearchIndex
 from crm_tui.store import CacheStore, Database
 from crm_tui.store.changes import KEEP_SECONDS
-from tests.conftest import make_settings
+from tests.helpers.env import make_settings
+from tests.helpers.tui import until
 
 
 def contact(i: int, first: str = "Ann", source: str = "followupboss") -> Contact:
@@ -177,8 +178,7 @@ async def test_the_open_app_shows_another_processes_change_without_a_reload(tmp_
     seeded(settings.database_path)
     app = make_app(settings)
     async with app.run_test(size=(120, 40)) as pilot:
-        while not app.loaded:
-            await pilot.pause(0.05)
+        await until(pilot, lambda: app.loaded)
         loads = []
         original = app.store.load
 
@@ -194,14 +194,13 @@ async def test_the_open_app_shows_another_processes_change_without_a_reload(tmp_
             other.commit_changes("alice", "followupboss", "contacts", upserts, gone, None)
         finally:
             other.close()
-        wanted = "" if deleted else "Xavier"
-        for _ in range(100):
-            await pilot.pause(0.05)
+        wanted = [] if deleted else ["Xavier"]
+
+        def shown() -> bool:
             found = app.index.search("lee7").groups.get("followupboss", [])
-            if [h.record.first_name for h in found] == ([wanted] if wanted else []):
-                break
-        else:
-            raise AssertionError("the change did not reach the open app")
+            return [h.record.first_name for h in found] == wanted
+
+        await until(pilot, shown, "the change to reach the open app")
         assert loads == []
         assert app.store.count("contacts", "followupboss") == (49 if deleted else 50)
         await asyncio.sleep(0)
@@ -245,7 +244,7 @@ async def test_the_app_receives_a_signed_webhook_and_shows_the_change(tmp_path, 
     which fetches the record and shows it."""
     from crm_tui.cli.launch import free_loopback_port
     from crm_tui.demo import data
-    from tests.conftest import make_settings as settings_of
+    from tests.helpers.env import make_settings as settings_of
 
     env = {k.lower(): v for k, v in demo_servers.env().items()}
     settings = settings_of(tmp_path, **env)
@@ -254,17 +253,14 @@ async def test_the_app_receives_a_signed_webhook_and_shows_the_change(tmp_path, 
     demo_servers.start_churn(0.0, webhook_url=f"http://127.0.0.1:{port}/webhooks/{{source}}")
     try:
         async with app.run_test(size=(120, 40)) as pilot:
-            while not (app.loaded and app.store.count("contacts", "followupboss")):
-                await pilot.pause(0.05)
+            await until(pilot, lambda: app.loaded and app.store.count("contacts", "followupboss"))
             index = next(i for i in range(10, 200) if i != data.MISSING_ID_INDEX)
             patch = {"lastName": "Webhookton"}
             demo_servers.overlay.apply("followupboss:people", "update", index, patch=patch)
-            for _ in range(200):
-                await pilot.pause(0.05)
-                if app.index.search("webhookton").counts.get("followupboss"):
-                    break
-            else:
-                raise AssertionError("the webhook's change never showed")
+            webhooked = "the webhook's change to show"
+            await until(
+                pilot, lambda: app.index.search("webhookton").counts.get("followupboss"), webhooked
+            )
             runs = app.store.db.list_runs(settings.user_id)
             assert any(r["stream"] == "webhook:contacts" for r in runs)
     finally:
@@ -310,18 +306,13 @@ async def test_another_processes_rejection_reaches_the_open_app(tmp_path):
     db.close()
     app = make_app(settings, sync_stale=False)
     async with app.run_test(size=(120, 40)) as pilot:
-        while not (app.loaded and app.review.sections.get("open")):
-            await pilot.pause(0.05)
+        await until(pilot, lambda: app.loaded and app.review.sections.get("open"))
         (cluster,) = app.review.sections["open"]
         other = Database(settings.database_path)
         try:
             other.reject("alice", cluster.id, cluster.members)
         finally:
             other.close()
-        for _ in range(100):
-            await pilot.pause(0.05)
-            if app.review.sections.get("rejected"):
-                break
-        else:
-            raise AssertionError("the rejection never reached the open app")
+        rejected = "the rejection to reach the open app"
+        await until(pilot, lambda: app.review.sections.get("rejected"), rejected)
         assert not app.review.sections.get("open")

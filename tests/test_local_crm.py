@@ -149,7 +149,7 @@ async def test_local_writes_and_reads_never_touch_the_database_on_the_event_loop
     from crm_tui.local_crm import LocalCrm
     from crm_tui.sources.base import SourceContext
     from crm_tui.store import CacheStore, Database
-    from tests.conftest import make_settings
+    from tests.helpers.env import make_settings
 
     settings = make_settings(tmp_path)
     db = Database(settings.database_path)

@@ -18,7 +18,7 @@ from crm_tui.sources.mapping_file import mappings_path
 from crm_tui.store import CacheStore, Database
 from crm_tui.sync.engine import SyncEngine
 from crm_tui.sync.scheduler import Scheduler
-from tests.conftest import make_settings
+from tests.helpers.env import make_settings
 
 PEOPLE = [{"id": i, "firstName": f"P{i}", "customLender": f"L{i}"} for i in range(1, 11)]
 LENDERS = {str(p["id"]): p["customLender"] for p in PEOPLE}

@@ -28,9 +28,9 @@ from crm_tui.models import RecordKind, SyncState
 from crm_tui.sources.base import SourceContext
 from crm_tui.sources.registry import build_source
 from crm_tui.store import CacheStore, Database
-from tests.conftest import DEMO_CONTACTS, make_settings
-from tests.reliability import FULL, REPORT
-from tests.test_integration import STREAMS, comparable, expected
+from tests.helpers.dataset import STREAMS, comparable, expected
+from tests.helpers.env import DEMO_CONTACTS, make_settings
+from tests.helpers.reliability import FULL, REPORT
 
 SEED = 12
 CONTACTS = 2000 if FULL else DEMO_CONTACTS
@@ -377,22 +377,23 @@ def cron_reading_contacts(
         cron.kill()
 
 
-async def followupboss_row(pilot: Any, table: Any, until: Callable[[str], bool]) -> list[str]:
-    """The Status row of Follow Up Boss once `until` holds for it (the watcher looks every
-    second), or as it is after six seconds."""
-    for _ in range(60):
-        await pilot.pause(0.1)
-        row = [str(cell) for cell in table.get_row("followupboss")]
-        if until(" ".join(row)):
-            break
-    return row
+async def followupboss_row(pilot: Any, table: Any, shows: Callable[[str], bool]) -> list[str]:
+    """The Status row of Follow Up Boss once it `shows` what a test waits for (the watcher
+    looks every second)."""
+    from tests.helpers.tui import until
+
+    def row() -> list[str]:
+        return [str(cell) for cell in table.get_row("followupboss")]
+
+    await until(pilot, lambda: shows(" ".join(row())), "the Follow Up Boss row to change")
+    return row()
 
 
 async def test_the_app_shows_it_waits_for_another_processes_sync(tmp_path, slow_servers):
     from textual.widgets import DataTable
 
     from crm_tui.app import make_app
-    from tests.test_tui import SIZE, settle
+    from tests.helpers.tui import SIZE, settle
 
     with cron_reading_contacts(tmp_path, slow_servers) as (cron, settings, barrier):
         app = make_app(settings, sync_stale=False)
@@ -418,7 +419,7 @@ async def test_the_app_stops_showing_a_sync_whose_process_died(tmp_path, slow_se
     from textual.widgets import DataTable
 
     from crm_tui.app import make_app
-    from tests.test_tui import SIZE, settle
+    from tests.helpers.tui import SIZE, settle
 
     with cron_reading_contacts(tmp_path, slow_servers) as (cron, settings, _):
         app = make_app(settings, sync_stale=False)
@@ -449,7 +450,7 @@ def test_a_run_that_ends_late_never_moves_last_sync_back(tmp_path):
 
 async def test_an_open_app_shows_the_status_another_process_left(tmp_path, demo_servers):
     from crm_tui.app import make_app
-    from tests.test_tui import SIZE, settle
+    from tests.helpers.tui import SIZE, settle, until
 
     env = environment(demo_servers, tmp_path / "data")
     settings = make_settings(
@@ -461,10 +462,7 @@ async def test_an_open_app_shows_the_status_another_process_left(tmp_path, demo_
         assert app.store.status("followupboss").last_sync is None
         code, _, err = await asyncio.to_thread(finish, start(env, "sync", "followupboss"))
         assert code == 0, err
-        for _ in range(50):
-            await pilot.pause(0.1)
-            if app.store.status("followupboss").last_sync:
-                break
+        await until(pilot, lambda: app.store.status("followupboss").last_sync)
         db = Database(settings.database_path)
         saved = db.load_statuses("team")["followupboss"].last_sync
         db.close()

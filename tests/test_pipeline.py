@@ -18,8 +18,9 @@ from crm_tui.screens.search import SearchScreen
 from crm_tui.store import CacheStore, Database
 from crm_tui.widgets.charts import BarChart, ChartPanel
 from crm_tui.widgets.record_table import RecordTable
-from tests.conftest import make_settings
-from tests.test_insights import contact, known_deals
+from tests.helpers.env import make_settings
+from tests.helpers.insights import contact, known_deals
+from tests.helpers.tui import busy, idle, until
 
 NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
 HOSTILE = "[@click=app.quit]Boom[/]"
@@ -47,10 +48,7 @@ def pipeline_settings(tmp_path):
 
 
 async def on_pipeline(pilot, app: CrmApp) -> PipelineScreen:
-    while not app.loaded or any(
-        not w.is_finished for w in app.workers if w.group in ("load", "index", "people")
-    ):
-        await pilot.pause(0.02)
+    await until(pilot, lambda: app.loaded and not busy(app, "load", "index", "people"))
     await pilot.press("7")
     screen = app.screen
     assert isinstance(screen, PipelineScreen)
@@ -59,10 +57,16 @@ async def on_pipeline(pilot, app: CrmApp) -> PipelineScreen:
 
 
 async def counted(pilot, screen: PipelineScreen) -> None:
-    await pilot.pause(0.05)
-    while screen._computing:
-        await pilot.pause(0.02)
-    await pilot.pause(0.05)
+    """Until the figures are counted and drawn."""
+    await idle(pilot)
+    await until(pilot, lambda: not screen._computing, "the pipeline's figures")
+    await idle(pilot)
+
+
+async def filtered(pilot, screen: PipelineScreen, text: str) -> None:
+    """Until the filter box's `text` (typed, then debounced) is counted."""
+    await until(pilot, lambda: screen.filter_text == text, f"the filter {text!r}")
+    await counted(pilot, screen)
 
 
 def caption(screen: PipelineScreen) -> str:
@@ -87,11 +91,9 @@ async def test_figures_keys_and_drill_down_to_browse(pipeline_settings) -> None:
         assert spec.money and sum(s.values[0] for s in spec.series) == 1_200_000
 
         await pilot.press("enter")  # the bar's deals in Browse
-        await pilot.pause(0.3)
+        await idle(pilot)
         browse = app.screen
         assert isinstance(browse, BrowseScreen)
-        while any(not w.is_finished for w in browse.workers if w.group == "browse"):
-            await pilot.pause(0.02)
         assert browse.kind == "deals" and browse.text == "stage:under-contract"
         assert {r.id for r in browse.query_one(RecordTable).rows} == {
             "followupboss:1",
@@ -106,7 +108,7 @@ async def test_figures_keys_and_drill_down_to_browse(pipeline_settings) -> None:
         assert "Dec 2026: 1 closing, $400k, GCI $12k" in caption(screen)
         await pilot.press("left")
         await pilot.press("enter")
-        await pilot.pause(0.3)
+        await idle(pilot)
         assert isinstance(app.screen, BrowseScreen) and app.screen.text == "closing:2026-11"
 
 
@@ -122,11 +124,9 @@ async def test_a_lead_flow_week_opens_its_contacts_in_browse(pipeline_settings) 
         await pilot.press("tab", "tab")  # lead flow: the cursor starts on the current week
         assert screen.chart == "leads" and "week of Nov 23 - Nov 29: 3 new" in caption(screen)
         await pilot.press("enter")
-        while not isinstance(app.screen, BrowseScreen):
-            await pilot.pause(0.02)
+        await until(pilot, lambda: isinstance(app.screen, BrowseScreen))
+        await idle(pilot)
         browse = app.screen
-        while any(not w.is_finished for w in browse.workers if w.group == "browse"):
-            await pilot.pause(0.02)
         assert browse.kind == "contacts" and browse.text == "created:2026-11-23..2026-11-29"
         shown = {r.id for r in browse.query_one(RecordTable).rows}
         assert shown == {f"followupboss:{n}" for n in range(3)}
@@ -147,12 +147,12 @@ async def test_numbers_table_copy_and_export(pipeline_settings) -> None:
             "under contract,all,3,1200000.0",
         ]
         await pilot.press("ctrl+s")
-        await pilot.pause(0.3)
+        await idle(pilot)
         exports = list((pipeline_settings.data_dir / "exports").glob("pipeline-stages-*.csv"))
         assert len(exports) == 1 and oct(os.stat(exports[0]).st_mode & 0o777) == "0o600"
         assert exports[0].read_text().startswith("stage,source,count,volume\n")
         await pilot.press("down", "enter")  # the table's second row: one source's deals
-        await pilot.pause(0.3)
+        await idle(pilot)
         assert isinstance(app.screen, BrowseScreen)
         assert app.screen.text == "source:followupboss stage:under-contract"
 
@@ -162,37 +162,31 @@ async def test_filter_store_changes_and_hostile_stages(pipeline_settings) -> Non
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await on_pipeline(pilot, app)
         await pilot.press("slash", *"source:hubspot", "enter")
-        await pilot.pause(0.3)
-        await counted(pilot, screen)
+        await filtered(pilot, screen, "source:hubspot")
         assert screen.pipeline.deal_count == 1 and screen.pipeline.contact_count == 0
         await pilot.press("escape")
-        await pilot.pause(0.3)
-        await counted(pilot, screen)
+        await filtered(pilot, screen, "")
         assert screen.pipeline.deal_count == 8
 
         await pilot.press("slash", *"source:nope", "enter")
-        await pilot.pause(0.3)
-        await counted(pilot, screen)
+        await filtered(pilot, screen, "source:nope")
         summary = str(screen.query_one("#pipeline-summary", Static).render())
         assert summary.startswith("Filter: unknown source 'nope'")
         await pilot.press("escape")
-        await pilot.pause(0.3)
+        await idle(pilot)
 
         # the store changes (a sync, a webhook): the charts follow without a key
         more = Deal(
             "hubspot:10", "hubspot", "10", "alice", amount=Decimal(100), stage="contractsent"
         )
         await app.store.upsert("deals", [more])
-        for _ in range(100):
-            await pilot.pause(0.05)
-            if screen.pipeline.stages.total("under contract")[0] == 4:
-                break
+        await until(pilot, lambda: screen.pipeline.stages.total("under contract")[0] == 4)
         assert screen.pipeline.stages.total("under contract") == (4, 1_200_100.0)
 
         await pilot.press("v")  # each CRM's own stages: a hostile one is text, not markup
         spec = screen.query_one("#chart-stages", ChartPanel).query_one(BarChart).spec
         assert any(HOSTILE in label for label in spec.labels)
-        await pilot.pause(0.2)
+        await idle(pilot)
         assert app.is_running and isinstance(app.screen, PipelineScreen)
 
 
@@ -229,11 +223,9 @@ async def test_the_health_chart_follows_a_run_the_sweep_marks_interrupted(pipeli
         other._conn.execute("UPDATE sync_runs SET owner = 'dead' WHERE id = ?", (run,))
         other._conn.commit()
         await app._reload_if_changed()
-        await pilot.pause(0.2)
         await counted(pilot, screen)
         assert screen.pipeline.health.get("hubspot").runs[-1].outcome == "running"
         await app._swept(app.store.db)
-        await pilot.pause(0.2)
         await counted(pilot, screen)
         assert screen.pipeline.health.get("hubspot").runs[-1].outcome == "interrupted"
         other.close()
@@ -258,7 +250,6 @@ async def test_a_computation_that_failed_is_made_again(pipeline_settings, monkey
     async with app.run_test(size=(100, 30)) as pilot:
         screen = await on_pipeline(pilot, app)
         await pilot.press("1", "7")
-        await pilot.pause(0.1)
         await counted(pilot, screen)
         assert len(calls) >= 2 and screen.pipeline is not None
         assert screen.pipeline.deal_count == 8

@@ -16,7 +16,7 @@ import httpx
 from crm_tui.app import make_app
 from crm_tui.demo import data
 from crm_tui.demo.session import start_demo
-from tests.test_tui import SIZE, settle
+from tests.helpers.tui import SIZE, settle, until
 
 
 def crm(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -172,10 +172,7 @@ async def test_an_open_app_shows_what_another_process_wrote(tmp_path):
             stdout=asyncio.subprocess.DEVNULL,
         )
         assert await writer.wait() == 0
-        for _ in range(50):
-            await pilot.pause(0.1)
-            if app.store.count("contacts", "local"):
-                break
+        await until(pilot, lambda: app.store.count("contacts", "local"), "the other's write")
         assert [c.name for c in app.store.contacts("local")] == ["Written Elsewhere"]
         await settle(pilot, app)
         assert app.index.search("elsewhere").total == 1

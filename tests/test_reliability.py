@@ -30,9 +30,10 @@ from crm_tui.models import Outcome, SyncState
 from crm_tui.search.index import SearchIndex
 from crm_tui.store import CacheStore, Database
 from crm_tui.sync.engine import SyncEngine
-from tests.conftest import make_settings
-from tests.reliability import FULL, REPORT, FaultRun
-from tests.test_integration import STREAMS, comparable, expected, sync_all
+from tests.helpers.dataset import STREAMS, comparable, expected, sync_all
+from tests.helpers.env import make_settings
+from tests.helpers.reliability import FULL, REPORT, FaultRun
+from tests.helpers.tui import idle, until
 
 CONTACTS = 2000 if FULL else 260
 GOOD_SEED, NEW_SEED = 11, 12
@@ -343,11 +344,10 @@ async def test_secret_canaries_appear_nowhere(tmp_path: Path):
         )
         app = make_app(settings, sync_stale=False)
         async with app.run_test(size=(120, 40)) as pilot:
-            while not app.loaded:
-                await pilot.pause(0.05)
+            await until(pilot, lambda: app.loaded)
             for key in ("4", "enter", "escape", "f1", "5"):
                 await pilot.press(key)
-                await pilot.pause(0.2)
+                await idle(pilot)
                 outputs[f"screen after {key}"] = app.export_screenshot().encode()
     finally:
         servers.stop()

@@ -23,8 +23,8 @@ import pytest
 from crm_tui.cli.launch import free_loopback_port
 from crm_tui.config import DISPLAY_NAMES
 from crm_tui.serve import is_loopback, page_url, same_token
-from tests.cdp import Browser, ensure_chromium
-from tests.conftest import run_crm
+from tests.helpers.cdp import Browser, ensure_chromium
+from tests.helpers.env import run_crm
 
 DEMO_SOURCES = ("brivity", "topproducer", "followupboss", "hubspot", "pipedrive", "lofty")
 

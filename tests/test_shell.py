@@ -34,7 +34,8 @@ from crm_tui.store import CacheStore, Database
 from crm_tui.store.owners import LEASE_TTL_SECONDS, Owner, _machine, start_time
 from crm_tui.sync.engine import SyncEngine
 from crm_tui.widgets.mode_tabs import TABS, ModeTabs
-from tests.conftest import make_settings
+from tests.helpers.env import make_settings
+from tests.helpers.tui import idle, until
 
 SIZE = (120, 40)
 
@@ -44,15 +45,6 @@ def runs(path: Path) -> list[tuple[int, str, str | None, str | None]]:
         return conn.execute(
             "SELECT id, source, ended_at, outcome FROM sync_runs ORDER BY id"
         ).fetchall()
-
-
-async def until(pilot, check, limit: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError("timed out")
-        await pilot.pause(0.05)
 
 
 # -- quitting ------------------------------------------------------------------------------
@@ -94,7 +86,7 @@ async def test_quit_with_nothing_running_quits_at_once(settings) -> None:
         await until(pilot, lambda: app.loaded)
         assert app.running_work() == []
         await pilot.press("ctrl+q")
-        await pilot.pause(0.1)
+        await until(pilot, lambda: app._exit or isinstance(app.screen, QuitConfirmScreen))
         assert not isinstance(app.screen, QuitConfirmScreen)
         assert app._exit  # exiting
 
@@ -112,7 +104,7 @@ async def test_palette_quit_asks_while_a_save_runs(settings) -> None:
         assert app.screen.question == "A save is running: quit and cancel it?"
         await pilot.press("escape")
         release.set()
-        await pilot.pause(0.1)
+        await idle(pilot)
         assert app.running_work() == []
 
 
@@ -330,8 +322,8 @@ async def test_sync_all_gives_one_notice_and_local_adds_none(tmp_path, demo_serv
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.loaded)
         await pilot.press("a")
-        await until(pilot, lambda: app._batch is None and not app.engine.running(), 60)
-        await pilot.pause(0.1)
+        await until(pilot, lambda: app._batch is None and not app.engine.running(), within=60)
+        await idle(pilot)
         messages = [str(n.message) for n in app._notifications]
     synced = [m for m in messages if "synced" in m or "failed" in m or "Local" in m]
     assert synced == [
@@ -344,8 +336,8 @@ async def test_sync_all_gives_one_notice_and_local_adds_none(tmp_path, demo_serv
 
 
 async def _open_flagged_cluster(pilot, app) -> None:
-    await until(pilot, lambda: app.loaded and not app.engine.running(), 60)
-    await until(pilot, lambda: bool(app.review.sections.get("names_differ")), 30)
+    await until(pilot, lambda: app.loaded and not app.engine.running(), within=60)
+    await until(pilot, lambda: bool(app.review.sections.get("names_differ")), within=30)
     await pilot.press("f6", "v", "enter")
     await until(pilot, lambda: isinstance(app.screen, ClusterScreen))
 
@@ -357,7 +349,7 @@ async def test_merging_names_that_differ_shows_the_merged_record_first(demo_sett
         plan = app.screen.plan
         before = app.store.count("contacts", "local")
         await pilot.press("m")
-        await pilot.pause(0.1)
+        await idle(pilot)
         assert isinstance(app.screen, ConfirmScreen)
         question = app.screen.question
         assert "their names differ" in question and "The merged record will be:" in question
@@ -365,7 +357,7 @@ async def test_merging_names_that_differ_shows_the_merged_record_first(demo_sett
         assert f"  email: {plan['email'].value}"[:40] in question
         assert len(question.splitlines()) <= 14  # with its buttons, inside 24 rows
         await pilot.press("n")
-        await pilot.pause(0.2)
+        await idle(pilot)
         assert app.store.count("contacts", "local") == before
 
 
@@ -422,7 +414,7 @@ async def test_the_tabs_show_every_screen_and_the_current_one(settings, size) ->
             ("f5", "connections"),
         ]:
             await pilot.press(key)
-            await pilot.pause(0.1)
+            await idle(pilot)
             assert app.current_mode == mode
             plain, current = _tabs(app)
             assert len(plain) <= size[0]
@@ -443,12 +435,12 @@ async def test_clicking_a_tab_opens_its_screen(settings) -> None:
         await until(pilot, lambda: app.loaded)
         plain, _ = _tabs(app)
         await pilot.click(ModeTabs, offset=(plain.index("F4 Audit") + 2, 0))
-        await pilot.pause(0.1)
+        await idle(pilot)
         assert app.current_mode == "audit"
         assert _tabs(app)[1] == ["F4 Audit"]
         plain, _ = _tabs(app)
         await pilot.click(ModeTabs, offset=(plain.index("F2 Search") + 1, 0))
-        await pilot.pause(0.1)
+        await idle(pilot)
         assert app.current_mode == "search"
 
 
@@ -467,7 +459,7 @@ async def test_no_source_configured_says_where_and_what_and_how_to_start(setting
             assert variable in text
         assert "crm-tui --demo" in text and "k sets one up here" in text
         await pilot.press("k")
-        await pilot.pause(0.2)
+        await idle(pilot)
         assert isinstance(app.screen, SetupScreen)
 
 
@@ -476,7 +468,7 @@ async def test_people_says_why_it_is_empty(settings) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: app.loaded)
         await pilot.press("f6")
-        await pilot.pause(0.3)
+        await idle(pilot)
         summary = str(app.screen.query_one("#people-summary").render())
         assert "Nothing synced yet" in summary and "F1, then a" in summary
         await app.local.add("contacts", {"first_name": "Ann", "last_name": "Lee"})
@@ -488,7 +480,7 @@ async def test_people_says_why_it_is_empty(settings) -> None:
             ),
         )
         app.screen.refresh_data()
-        await pilot.pause(0.2)
+        await idle(pilot)
         summary = str(app.screen.query_one("#people-summary").render())
         assert "No duplicates found among 1 contacts" in summary
 
@@ -507,7 +499,7 @@ async def test_setup_tests_in_place_and_saves_a_private_env_without_echoing(sett
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: app.loaded)
         await pilot.press("f5")
-        await pilot.pause(0.1)
+        await idle(pilot)
         table = app.screen.query_one("#connections", DataTable)
         table.move_cursor(row=[str(k.value) for k in table.rows].index("followupboss"))
         await pilot.press("k")
@@ -521,7 +513,7 @@ async def test_setup_tests_in_place_and_saves_a_private_env_without_echoing(sett
         await until(pilot, lambda: "connected" in str(screen.query_one("#setup-result").render()))
         assert people.calls[-1].request.headers["authorization"].startswith("Basic ")
         await pilot.press("ctrl+s")
-        await pilot.pause(0.2)
+        await idle(pilot)
         assert key_input.value == ""  # gone from the screen once saved
         shown = " ".join(str(w.render()) for w in screen.query("Static, Label"))
         notes = " ".join(str(n.message) for n in app._notifications)
@@ -538,9 +530,9 @@ async def test_the_syncs_a_start_makes_end_in_one_notice(demo_settings) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.loaded)
         # the syncs start once the cache is loaded: wait for them to begin, then to end
-        await until(pilot, lambda: app._batch is not None or app.engine.running(), 60)
-        await until(pilot, lambda: app._batch is None and not app.engine.running(), 60)
-        await pilot.pause(0.1)
+        await until(pilot, lambda: app._batch is not None or app.engine.running(), within=60)
+        await until(pilot, lambda: app._batch is None and not app.engine.running(), within=60)
+        await idle(pilot)
         messages = [str(n.message) for n in app._notifications]
     remote = len(app.engine.enabled()) - 1  # Local says nothing
     assert [m for m in messages if "synced" in m] == [f"{remote} sources synced"]
@@ -638,11 +630,11 @@ async def test_setup_never_sends_a_typed_key_where_a_folders_env_points(
         await until(pilot, lambda: isinstance(app.screen, SetupScreen))
         screen = app.screen
         await pilot.press(*"real-key-123", "ctrl+t")
-        await pilot.pause(0.3)
+        await idle(pilot)
         said = str(screen.query_one("#setup-result").render())
         assert "FUB_API_BASE_URL comes from" in said and "what you typed" in said
         await pilot.press("ctrl+s")
-        await pilot.pause(0.2)
+        await idle(pilot)
     assert not evil.called
     assert not (config_dir() / ".env").exists()  # nothing saved either
 
@@ -657,8 +649,8 @@ async def test_a_source_cancelled_during_sync_all_is_told_as_cancelled_not_faile
         app.sync_all()
         await until(pilot, lambda: app.engine.is_running("followupboss"))
         assert app.cancel_sync("followupboss")
-        await until(pilot, lambda: app._batch is None and not app.engine.running(), 60)
-        await pilot.pause(0.1)
+        await until(pilot, lambda: app._batch is None and not app.engine.running(), within=60)
+        await idle(pilot)
         [notice] = [str(n.message) for n in app._notifications if "synced" in str(n.message)]
     assert "1 cancelled" in notice and "Follow Up Boss" not in notice.partition("failed")[2]
     assert "did not finish" not in notice
@@ -669,13 +661,13 @@ async def test_the_schedules_sync_all_is_quiet_unless_something_failed(demo_sett
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.loaded)
         app.sync_all_scheduled()
-        await until(pilot, lambda: app._batch is None and not app.engine.running(), 60)
-        await pilot.pause(0.1)
+        await until(pilot, lambda: app._batch is None and not app.engine.running(), within=60)
+        await idle(pilot)
         assert not [n for n in app._notifications if "synced" in str(n.message)]
         assert app.store.count("contacts") > 0  # it did sync
         app.sync_all()  # a person pressed `a`: told
-        await until(pilot, lambda: app._batch is None and not app.engine.running(), 60)
-        await pilot.pause(0.1)
+        await until(pilot, lambda: app._batch is None and not app.engine.running(), within=60)
+        await idle(pilot)
         assert [n for n in app._notifications if "synced" in str(n.message)]
 
 

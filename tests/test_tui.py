@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from textual.widgets import DataTable, Input, Static
 
@@ -17,44 +15,8 @@ from crm_tui.screens.confirm import ConfirmScreen
 from crm_tui.screens.detail import RecordScreen
 from crm_tui.sources.registry import SHORT_NAMES
 from crm_tui.widgets.record_table import RecordTable
-from tests.conftest import DEMO_CONTACTS, make_settings
-
-SIZE = (120, 40)
-
-
-async def settle(pilot, app: CrmApp, limit: float = 20.0) -> None:
-    """Until the snapshot is loaded and no sync or index worker is left running."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while loop.time() < deadline:
-        await pilot.pause(0.05)
-        busy = [
-            w
-            for w in app.workers
-            if w.group.startswith(("sync-", "index", "load", "people", "local", "review"))
-            and not w.is_finished
-        ]
-        if app.loaded and not busy and not app.engine.running():
-            await pilot.pause(0.15)  # the screens' throttled repaint
-            return
-    raise AssertionError("the app did not settle")
-
-
-async def audit_read(pilot, app: CrmApp, limit: float = 10.0) -> None:
-    """Until the Audit screen has read the runs and writes (off the event loop) and shown them."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while loop.time() < deadline:
-        reading = [w for w in app.workers if w.group == "audit" and not w.is_finished]
-        if getattr(app.screen, "loaded", False) and not reading:
-            await pilot.pause()  # the rows it added, drawn
-            return
-        await pilot.pause(0.02)
-    raise AssertionError("the audit was not read")
-
-
-def cells(table: DataTable) -> list[list[str]]:
-    return [[str(c) for c in table.get_row_at(r)] for r in range(table.row_count)]
+from tests.helpers.env import DEMO_CONTACTS, make_settings
+from tests.helpers.tui import SIZE, cells, idle, settle, until
 
 
 async def test_sync_all_from_status_shows_counts_and_states(demo_settings):
@@ -82,11 +44,11 @@ async def test_search_as_you_type_groups_and_switches_kind(demo_settings):
         await pilot.press("2")
         assert isinstance(app.focused, Input)
         await pilot.press("j")
-        await pilot.pause(0.3)
+        await idle(pilot)
         summary = app.screen.query_one("#summary", Static)
         assert "Query must be at least 2 characters" in str(summary.render())
         await pilot.press("o", "s", "e")
-        await pilot.pause(0.4)
+        await idle(pilot)
         result = app.screen.last
         assert result is not None and result.query == "jose"
         assert result.total >= 3  # José in each of the three CRMs, at least
@@ -98,7 +60,7 @@ async def test_search_as_you_type_groups_and_switches_kind(demo_settings):
         await pilot.press("ctrl+t")
         assert app.screen.kind == "deals"
         await pilot.press("escape", *"Oak")
-        await pilot.pause(0.4)
+        await idle(pilot)
         assert app.screen.last.kind == "deals" and app.screen.last.total > 0
 
         await pilot.press("escape")
@@ -111,9 +73,9 @@ async def test_open_and_close_a_record(demo_settings):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("2", *"zoe")
-        await pilot.pause(0.4)
+        await idle(pilot)
         await pilot.press("down", "enter")  # down: the first record, not its header
-        await pilot.pause(0.2)
+        await idle(pilot)
         assert isinstance(app.screen, RecordScreen)
         assert app.screen.record.first_name == "Zoë"
         fields = cells(app.screen.query_one("#fields", DataTable))
@@ -130,7 +92,7 @@ async def test_clear_cache_asks_first(demo_settings):
         await pilot.press("c")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("n")
-        await pilot.pause(0.1)
+        await idle(pilot)
         assert app.store.count("contacts", "brivity") > 0
         await pilot.press("c")
         await pilot.press("y")
@@ -158,11 +120,8 @@ async def test_cancel_a_running_sync_keeps_the_old_data(tmp_path, demo_settings)
             table.move_cursor(row=list(app.store.sources()).index("followupboss"))
             # in full: an incremental catch-up of an unchanged account ends within a page
             await pilot.press("F")
-            for _ in range(50):
-                if app.engine.is_running("followupboss"):
-                    break
-                await pilot.pause(0.02)
-            assert app.engine.is_running("followupboss")
+            syncing = "the Follow Up Boss sync to start"
+            await until(pilot, lambda: app.engine.is_running("followupboss"), syncing)
             await pilot.press("x")
             await settle(pilot, app)
             assert app.store.count("contacts", "followupboss") == before
@@ -181,7 +140,7 @@ async def test_a_failing_source_shows_its_error_in_full(tmp_path, demo_servers):
         await settle(pilot, app)
         table = app.screen.query_one("#sources", DataTable)
         table.move_cursor(row=0)
-        await pilot.pause(0.1)
+        await idle(pilot)
         detail = str(app.screen.query_one("#detail-text", Static).render())
         assert "✖ error" in cells(table)[0][1]
         assert "the API key was refused: set BRIVITY_API_KEY in" in detail
@@ -199,7 +158,7 @@ async def test_hostile_records_render_literally_and_fire_nothing(demo_settings):
         await settle(pilot, app)
         # Search: every hostile name, literally, and clicking it does nothing.
         await pilot.press("2", *"markup")
-        await pilot.pause(0.4)
+        await idle(pilot)
         table = app.screen.query_one("#results", DataTable)
         text = " ".join(" ".join(row) for row in cells(table))
         assert "[@click=app.quit]Bob[/] Markup" in text
@@ -208,7 +167,7 @@ async def test_hostile_records_render_literally_and_fire_nothing(demo_settings):
         # Browse: the virtual table renders the raw text. Brivity only: its hostile records
         # come first (which source finished syncing first decides the unfiltered order).
         await pilot.press("f3", "f")  # a digit in Search's results is typed into the box
-        await pilot.pause(0.3)
+        await idle(pilot)
         assert "from Brivity" in str(app.screen.query_one("#browse-summary", Static).render())
         records = app.screen.query_one(RecordTable)
         lines = "".join(records.render_line(y).text for y in range(1, 9))
@@ -223,10 +182,10 @@ async def test_hostile_records_render_literally_and_fire_nothing(demo_settings):
         await pilot.press("escape")
         for mode in ("f4", "f5", "f1"):
             await pilot.press(mode)
-            await pilot.pause(0.1)
+            await idle(pilot)
         # People: a hostile record linked to its person (both keys agree, names differ)
         await pilot.press("6", "v")
-        await pilot.pause(0.2)
+        await idle(pilot)
         people = app.screen.query_one(RecordTable)
         names = {m: app.store.get("contacts", m).first_name for c in people.rows for m in c.members}
         row = next(
@@ -237,7 +196,7 @@ async def test_hostile_records_render_literally_and_fire_nothing(demo_settings):
         assert people.rows[row].flagged
         people.cursor = row
         await pilot.press("enter")
-        await pilot.pause(0.2)
+        await idle(pilot)
         compare = app.screen.query_one("#compare", DataTable)
         assert any(HOSTILE_FIRST in cell for row in cells(compare) for cell in row)
         await pilot.click("#compare", offset=(40, 2))
@@ -255,7 +214,7 @@ async def test_keymap_rebinds_by_id(demo_settings):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("f12")
-        await pilot.pause(0.1)
+        await idle(pilot)
         assert app.current_mode == "search"
 
 
@@ -312,7 +271,7 @@ async def test_local_records_new_edit_delete_undo_from_browse(tmp_path):
         assert app.screen.query_one("#field-first_name", Input).value == "Nora"
         app.screen.query_one("#field-email", Input).value = "not-an-email"
         await pilot.press("ctrl+s")
-        await pilot.pause(0.2)
+        await idle(pilot)
         assert isinstance(app.screen, LocalFormScreen)  # refused, the form stays
         error = str(app.screen.query_one("#error-email", Label).render())
         assert "@" in error or "email" in error.lower()
@@ -345,7 +304,7 @@ async def test_other_sources_records_are_read_only(demo_settings):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("3", "ctrl+e")
-        await pilot.pause(0.1)
+        await idle(pilot)
         assert not isinstance(app.screen, RecordScreen)
         assert any("edit it in Brivity" in str(n.message) for n in app._notifications)
 
@@ -358,7 +317,7 @@ async def people_table(pilot, app: CrmApp, *keys: str) -> RecordTable:
     """People, once the app has settled, after `keys`."""
     await settle(pilot, app)
     await pilot.press("6", *keys)
-    await pilot.pause(0.2)
+    await idle(pilot)
     return app.screen.query_one(RecordTable)
 
 
@@ -373,7 +332,7 @@ async def test_people_mode_compare_merge_and_undo(demo_settings):
         assert spread == sorted(spread, reverse=True)  # the most sources first
         cluster = table.current
         await pilot.press("enter")
-        await pilot.pause(0.2)
+        await idle(pilot)
         assert isinstance(app.screen, ClusterScreen)
         compare = app.screen.query_one("#compare", DataTable)
         assert len(compare.columns) == 2 + len(cluster.members)
@@ -387,7 +346,6 @@ async def test_people_mode_compare_merge_and_undo(demo_settings):
             assert chosen.record_id != phone.record_id
         await pilot.press("m")
         await settle(pilot, app)
-        await pilot.pause(0.3)
         assert not isinstance(app.screen, ClusterScreen)
         merged = app.last_merge
         assert merged is not None and merged.created
@@ -421,19 +379,19 @@ async def test_not_the_same_person_stays_apart_after_a_restart(demo_settings):
         assert table.row_count == before - 1 and cluster.id not in {c.id for c in table.rows}
         # nor are its records one person anywhere else: no "Also in" on their detail
         again.push_screen(RecordScreen(again.store.get("contacts", cluster.members[0])))
-        await pilot.pause(0.2)
+        await idle(pilot)
         assert again.screen.also_in == []
         await pilot.press("escape")
-        await pilot.pause(0.1)
+        await idle(pilot)
         for _ in range(4):  # to review -> names differ -> possible -> merged -> not the same
             await pilot.press("v")
-        await pilot.pause(0.1)
+        await idle(pilot)
         assert [c.id for c in table.rows] == [cluster.id]
         await pilot.press("ctrl+x")  # taken back
         await settle(pilot, again)
         assert table.row_count == 0
         await pilot.press("v")
-        await pilot.pause(0.1)
+        await idle(pilot)
         assert table.row_count == before
 
 
@@ -445,7 +403,7 @@ async def test_bulk_merge_of_the_sure_clusters_and_undo_one(demo_settings):
         assert sure and all(c.confidence >= 0.95 for c in sure)
         left = len(app.review.sections["open"]) - len(sure)
         await pilot.press("ctrl+a")
-        await pilot.pause(0.2)
+        await idle(pilot)
         assert isinstance(app.screen, ConfirmScreen)
         records = sum(len(c.members) for c in sure)
         assert f"Merge {len(sure):,} people ({records:,} records)" in app.screen.question
@@ -456,7 +414,7 @@ async def test_bulk_merge_of_the_sure_clusters_and_undo_one(demo_settings):
         assert len(app.review.sections["merged"]) == len(sure)
         for _ in range(3):  # names differ -> possible -> merged
             await pilot.press("v")
-        await pilot.pause(0.1)
+        await idle(pilot)
         assert {c.id for c in table.rows} == {c.id for c in sure}
         undone = table.current
         local_id = next(m for m in undone.members if m.startswith("local:"))
@@ -475,7 +433,7 @@ async def test_a_cluster_whose_names_differ_is_merged_only_after_a_question(demo
         assert table.rows and all(c.flagged for c in table.rows)
         before = app.store.count("contacts", "local")
         await pilot.press("enter", "m")
-        await pilot.pause(0.2)
+        await idle(pilot)
         assert isinstance(app.screen, ConfirmScreen)
         assert "their names differ" in app.screen.question
         await pilot.press("n")
@@ -511,14 +469,14 @@ async def test_record_detail_shows_and_jumps_to_the_same_person(demo_settings):
         cluster = next(c for c in app.people.clusters if len(c.sources) == 3)
         first = app.store.get("contacts", cluster.members[0])
         app.push_screen(RecordScreen(first))
-        await pilot.pause(0.2)
+        await idle(pilot)
         line = str(app.screen.query_one("#also-in", Static).render())
         others = sorted(DISPLAY_NAMES[s] for s in cluster.sources if s != first.source)
         assert f"Also in: {', '.join(others)}" in line
         visited = [app.screen.record.id]
         for _ in cluster.members[1:]:
             await pilot.press("a")
-            await pilot.pause(0.1)
+            await idle(pilot)
             visited.append(app.screen.record.id)
         assert visited == list(cluster.members)
 
@@ -537,11 +495,11 @@ async def test_search_collapses_to_one_row_per_person(demo_settings):
         )
         email = emails[cluster.members[0]]
         await pilot.press("2", *email)
-        await pilot.pause(0.4)
+        await idle(pilot)
         table = app.screen.query_one("#results", DataTable)
         by_source = [r for r in cells(table) if not r[0].startswith("▸")]
         await pilot.press("ctrl+g")
-        await pilot.pause(0.1)
+        await idle(pilot)
         per_person = [r for r in cells(table) if not r[0].startswith("▸")]
         assert len(by_source) >= 3 and len(per_person) == len(by_source) - 2
         badges = " ".join(SHORT_NAMES[s] for s in cluster.sources)
@@ -568,7 +526,7 @@ async def test_clearing_a_source_says_its_imported_rows_go_too(tmp_path):
         table = app.screen.query_one("#sources", DataTable)
         table.move_cursor(row=app.store.sources().index("topproducer"))
         await pilot.press("c")
-        await pilot.pause(0.2)
+        await idle(pilot)
         assert isinstance(app.screen, ConfirmScreen)
         question = str(app.screen.query_one("#question", Static).render())
         assert "2 rows imported from files go too" in question

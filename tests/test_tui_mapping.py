@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-from collections.abc import Callable
 from typing import Any
 
 from textual.widgets import DataTable, Input, Static
@@ -24,20 +23,10 @@ from crm_tui.sources.mapping_file import mappings_path
 from crm_tui.store import CacheStore, Database
 from crm_tui.store.errors import StreamBusy
 from crm_tui.widgets.record_table import RecordTable
-from tests.test_snapshots import snapshot_settings
-from tests.test_tui import settle
+from tests.helpers.snapshots import snapshot_settings
+from tests.helpers.tui import settle, until
 
 SIZE = (120, 40)
-
-
-async def until(pilot: Any, ready: Callable[[], object], what: str, limit: float = 30) -> None:
-    """Wait for the app's state, not for a fixed time."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while not ready():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
 def rows(table: DataTable[Any]) -> dict[str, list[str]]:

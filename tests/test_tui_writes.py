@@ -25,10 +25,9 @@ from crm_tui.screens.vendor import NoteScreen
 from crm_tui.store.outbox import OutboxEntry
 from crm_tui.widgets.record_table import RecordTable
 from crm_tui.writeback.shown import drain_notices, open_line, record_mark
-from tests.conftest import make_settings
-from tests.test_snapshots import loaded, snapshot_app  # noqa: F401  (a fixture)
-from tests.test_tui import audit_read, settle
-from tests.test_writeback import FUB, STAGES, person
+from tests.helpers.env import make_settings
+from tests.helpers.tui import audit_read, idle, loaded, settle, until
+from tests.helpers.writeback import FUB, STAGES, person
 
 pytestmark = pytest.mark.usefixtures("no_retry_sleep")
 SIZE = (80, 24)
@@ -66,15 +65,13 @@ async def synced(pilot, app: CrmApp) -> None:
 
 async def quiet(pilot, app: CrmApp, limit: float = 10.0) -> None:
     """Until no save, decision or send is left running, and the screens have repainted."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while loop.time() < deadline:
-        await pilot.pause(0.05)
+
+    def written() -> bool:
         busy = [w for w in app.workers if w.group in WRITING and not w.is_finished]
-        if not busy and not app._draining:
-            await pilot.pause(0.2)
-            return
-    raise AssertionError("the app kept writing")
+        return not busy and not app._draining
+
+    await until(pilot, written, "the app's saves, decisions and sends to end", within=limit)
+    await idle(pilot, limit)
 
 
 def entries(app: CrmApp) -> list[OutboxEntry]:
@@ -118,7 +115,7 @@ async def test_ctrl_e_edits_a_vendor_contact_shown_pending_at_once_then_sent(app
     async with app.run_test(size=SIZE) as pilot:
         await synced(pilot, app)
         await pilot.press("f3", "ctrl+e")
-        await pilot.pause(0.3)
+        await idle(pilot)
         form = app.screen
         assert isinstance(form, LocalFormScreen)
         writable = ("first_name", "last_name", "stage", "email", "phone", "tags")
@@ -139,7 +136,7 @@ async def test_ctrl_e_edits_a_vendor_contact_shown_pending_at_once_then_sent(app
         put = fub_api.put(f"{FUB}/people/7").respond(json=person(7, stage="Active Client"))
         form.query_one("#field-stage", Input).value = "Active Client"
         await pilot.press("ctrl+s")
-        await pilot.pause(0.3)
+        await idle(pilot, besides={"outbox"})  # the send waits for the gate
         assert isinstance(app.screen, BrowseScreen)
         assert app.store.pending(ID) == {"stage": "Active Client"}
         assert app.store.get("contacts", ID).stage == "Active Client"  # visible at once
@@ -149,7 +146,7 @@ async def test_ctrl_e_edits_a_vendor_contact_shown_pending_at_once_then_sent(app
         [entry] = entries(app)
         assert entry.state in ("pending", "sending") and entry.base == {"stage": "Lead"}
         await pilot.press("f2", *"p7")
-        await pilot.pause(0.4)
+        await idle(pilot, besides={"outbox"})  # the send waits for the gate
         results = rows(app.screen.query_one("#results", DataTable))
         assert results[1][1] == "✎ P7 Lee"  # Search marks it too
         await pilot.press("f3")
@@ -186,7 +183,7 @@ async def test_the_form_edits_a_custom_column_the_vendor_writes(tmp_path, fub_ap
         await synced(pilot, app)
         assert app.store.get("contacts", ID).custom == {"lender": "Hilltop"}
         await pilot.press("f3", "ctrl+e")
-        await pilot.pause(0.3)
+        await idle(pilot)
         form = app.screen
         assert isinstance(form, LocalFormScreen) and form.fields[-1] == "custom.lender"
         box = form.query_one("#field-custom-lender", Input)
@@ -209,7 +206,7 @@ async def test_a_stage_the_vendor_does_not_list_is_refused_under_the_field(app, 
         shown = {b.binding.id for b in detail.active_bindings.values()}
         assert {"detail.edit", "detail.note"} <= shown and "detail.resolve" not in shown
         await pilot.press("e")
-        await pilot.pause(0.3)
+        await idle(pilot)
         form = app.screen
         assert isinstance(form, LocalFormScreen) and form.record.id == ID
         form.query_one("#field-stage", Input).value = "Nope"
@@ -228,11 +225,11 @@ async def test_a_read_only_source_says_where_to_edit_and_hides_e(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         app.push_screen(RecordScreen(brivity))
-        await pilot.pause(0.2)
+        await idle(pilot)
         assert "detail.edit" not in {b.binding.id for b in app.screen.active_bindings.values()}
         assert "read-only: edit in Brivity" in str(app.screen.query_one("#record-title").render())
         await pilot.press("e")
-        await pilot.pause(0.1)
+        await idle(pilot)
         assert isinstance(app.screen, RecordScreen)
 
 
@@ -242,10 +239,10 @@ async def test_e_in_the_detail_edits_a_local_record_and_the_detail_follows(tmp_p
         await settle(pilot, app)
         nora = await app.local.add("contacts", {"first_name": "Nora"})
         app.push_screen(RecordScreen(nora))
-        await pilot.pause(0.2)
+        await idle(pilot)
         assert "e edit" not in str(app.screen.query_one("#record-title").render())
         await pilot.press("e")
-        await pilot.pause(0.2)
+        await idle(pilot)
         form = app.screen
         assert isinstance(form, LocalFormScreen) and form.target.title.startswith("Edit local")
         form.query_one("#field-first_name", Input).value = "Nell"
@@ -265,7 +262,7 @@ async def test_N_adds_a_note_sent_to_follow_up_boss(app, fub_api):
         await synced(pilot, app)
         await open_detail(pilot, app)
         await pilot.press("N")
-        await pilot.pause(0.2)
+        await idle(pilot)
         note = app.screen
         assert isinstance(note, NoteScreen)
         await pilot.press("ctrl+s")  # empty: refused, said under the text
@@ -298,7 +295,7 @@ async def test_a_conflict_shows_three_versions_literally_and_mine_is_sent(app, f
         assert "detail.resolve" in {b.binding.id for b in detail.active_bindings.values()}
 
         await pilot.press("c")
-        await pilot.pause(0.2)
+        await idle(pilot)
         conflict = app.screen
         assert isinstance(conflict, ConflictScreen)
         table = conflict.query_one("#versions", DataTable)
@@ -340,7 +337,7 @@ async def test_taking_theirs_drops_the_edit(app, fub_api):
         await pilot.press("o")
         await quiet(pilot, app)
         await pilot.press("c")  # from the Outbox too
-        await pilot.pause(0.2)
+        await idle(pilot)
         assert isinstance(app.screen, ConflictScreen)
         await pilot.press("T", "ctrl+s")
         await quiet(pilot, app)
@@ -379,7 +376,7 @@ async def test_the_outbox_lists_a_refused_edit_and_drop_removes_it(app, fub_api)
         assert outbox.query_one("#outbox-list").region.bottom < SIZE[1]  # fits 80x24
 
         await pilot.press("d")
-        await pilot.pause(0.2)
+        await idle(pilot)
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
         await quiet(pilot, app)
@@ -424,7 +421,7 @@ async def test_the_audit_shows_writes_beside_syncs(app, fub_api):
         app.drain_outbox()
         await quiet(pilot, app)
         await pilot.press("f4")
-        await audit_read(pilot, app)
+        await audit_read(pilot)
         assert isinstance(app.screen, AuditScreen)
         table = app.screen.query_one("#runs", DataTable)
         titles = [str(c.label) for c in table.ordered_columns]
@@ -434,7 +431,7 @@ async def test_the_audit_shows_writes_beside_syncs(app, fub_api):
         assert write[4].startswith("P7 Lee: stage Lead → Active Client · by alice")
         assert sync[1:4] == ["sync", "Follow Up Boss", "success"]
         await pilot.press("enter")
-        await pilot.pause(0.2)
+        await idle(pilot)
         assert isinstance(app.screen, WriteScreen)
         details = text_of(app, "#write-text")
         assert "Edit 1 of P7 Lee in Follow Up Boss: done" in details
@@ -536,13 +533,13 @@ def seed_outbox(app: CrmApp) -> None:
 @pytest.mark.parametrize(
     "keys", [("f1",), ("f1", "o"), ("f1", "o", "down", "c")], ids=["status", "outbox", "conflict"]
 )
-def test_outbox_pictures(snap_compare, snapshot_app, keys):  # noqa: F811
+def test_outbox_pictures(snap_compare, snapshot_app, keys):
     app = snapshot_app()
     seed_outbox(app)
 
     async def shown(pilot) -> None:
         await loaded(pilot)
         await pilot.press(*keys)
-        await pilot.pause(0.5)
+        await idle(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=shown)

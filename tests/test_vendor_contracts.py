@@ -18,7 +18,7 @@ from crm_tui.sources.hubspot import HubSpotSource, properties_read
 from crm_tui.sources.lofty import LoftySource
 from crm_tui.sources.mapping import load_overrides
 from crm_tui.sources.pipedrive import PipedriveSource
-from tests.conftest import make_settings
+from tests.helpers.env import make_settings
 
 HUBSPOT = "https://api.hubapi.test"
 PIPEDRIVE = "https://acme.pipedrive.test"

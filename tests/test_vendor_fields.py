@@ -19,7 +19,7 @@ from crm_tui.sources.errors import RemoteError, SourceError
 from crm_tui.sources.kit import VendorField
 from crm_tui.sources.mapping import Mappings
 from crm_tui.store import Database
-from tests.conftest import make_settings
+from tests.helpers.env import make_settings
 
 FUB = "https://api.followupboss.com/v1"
 HUBSPOT = "https://api.hubapi.com"
@@ -204,7 +204,7 @@ def test_the_simulators_serve_their_field_metadata(demo_settings):
 
 def test_discovery_merges_the_vendor_labels_with_the_cached_payloads(demo_settings):
     from crm_tui.cli import main  # noqa: F401  (the CLI registers its commands)
-    from tests.test_field_mapping import cache, fub_people
+    from tests.helpers.field_mapping import cache, fub_people
 
     db = Database(demo_settings.database_path)
     try:

@@ -25,8 +25,8 @@ from crm_tui.vocabulary import (
     record_shared_status,
     shared_value,
 )
-from tests.conftest import make_settings
-from tests.test_tui import SIZE, settle
+from tests.helpers.env import make_settings
+from tests.helpers.tui import SIZE, idle, settle
 
 # -- the vocabulary --------------------------------------------------------------------
 
@@ -212,13 +212,13 @@ async def test_search_hint_and_status_filter_in_the_app(tmp_path):
         hint = str(app.screen.query_one("#hint", Static).render())
         assert "status: past-client, prospect, active-client" in hint
         await pilot.press(*"status:active-client")
-        await pilot.pause(0.4)
+        await idle(pilot)
         assert app.screen.last is not None
         assert {h.record.id for g in app.screen.last.groups.values() for h in g} == {
             "followupboss:2"
         }
         await pilot.press(*" closing:2026")
-        await pilot.pause(0.4)
+        await idle(pilot)
         summary = str(app.screen.query_one("#summary", Static).render())
         assert "closing: applies to deals: press tab for Deals" in summary
 
@@ -275,7 +275,7 @@ async def test_help_shows_the_key_a_keymap_gave(tmp_path):
 
 async def palette_titles(app: CrmApp, pilot) -> list[str]:
     await pilot.press("ctrl+p")
-    await pilot.pause(0.5)
+    await idle(pilot)
     assert isinstance(app.screen, CommandPalette)
     commands = list(app.get_system_commands(app.screen_stack[-2]))
     await pilot.press("escape")
@@ -298,11 +298,11 @@ async def test_palette_lists_the_screens_actions_that_apply_now(tmp_path):
         assert "Sync all" not in titles  # Status's key, not Search's
         # a command runs the screen's action
         await pilot.press("ctrl+p")
-        await pilot.pause(0.3)
+        await idle(pilot)
         await pilot.press(*"contacts/deals")
-        await pilot.pause(0.5)
+        await idle(pilot)
         await pilot.press("enter")
-        await pilot.pause(0.3)
+        await idle(pilot)
         assert app.screen.kind == "deals"
 
 

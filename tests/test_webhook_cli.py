@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from crm_tui.cli import main
 from crm_tui.store import Database
 from crm_tui.webhooks.inbox import WebhookInbox
-from tests.test_webhooks import FUB_KEY, fub_event, fub_sign
+from tests.helpers.webhooks import FUB_KEY, fub_event, fub_sign
 
 BASE = "https://api.followupboss.com/v1"
 API_KEY = "fub-api-key-secret-value"

@@ -17,8 +17,8 @@ from crm_tui.sync.engine import SyncEngine
 from crm_tui.webhooks import subscriptions
 from crm_tui.webhooks.server import WebhookService
 from crm_tui.webhooks.worker import WorkerOptions
-from tests.conftest import make_settings
-from tests.test_webhooks import fub_event, fub_sign
+from tests.helpers.env import make_settings
+from tests.helpers.webhooks import fub_event, fub_sign
 
 
 @pytest.fixture

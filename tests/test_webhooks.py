@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import hmac
 import json
 import logging
@@ -27,15 +26,11 @@ from crm_tui.webhooks import events
 from crm_tui.webhooks.inbox import Claim, WebhookInbox
 from crm_tui.webhooks.server import WebhookService
 from crm_tui.webhooks.worker import InboxWorker, WorkerOptions
-from tests.conftest import make_settings
+from tests.helpers.env import make_settings
+from tests.helpers.webhooks import FUB_KEY, fub_event, fub_sign
 
-FUB_KEY = "fub-system-key-0123456789"
 HS_SECRET = "hubspot-client-secret-abcdef"
 NOW_MS = 1_750_000_000_000
-
-
-def fub_sign(body: bytes, key: str = FUB_KEY) -> str:
-    return hmac.new(key.encode(), base64.b64encode(body), hashlib.sha256).hexdigest()
 
 
 def hs_sign(method: str, uri: str, body: bytes, ts: str, secret: str = HS_SECRET) -> str:
@@ -63,16 +58,6 @@ def check_hubspot(
     if stamp is not None:
         headers["x-hubspot-request-timestamp"] = stamp
     return hubspot.check_signature(Signed(method, uri, body, headers), secret, now_ms)
-
-
-def fub_event(event: str, ids: Sequence[Any], n: int = 1) -> dict[str, Any]:
-    return {
-        "eventId": f"e{n}",
-        "eventCreated": "2026-05-01T12:00:00Z",
-        "event": event,
-        "resourceIds": list(ids),
-        "uri": None,
-    }
 
 
 # -- signatures ----------------------------------------------------------------------------

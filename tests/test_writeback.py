@@ -21,33 +21,10 @@ from crm_tui.store import CacheStore, Database
 from crm_tui.sync.engine import SyncEngine
 from crm_tui.writeback.service import NothingToSend, WriteBack
 from crm_tui.writeback.values import conflicts, differing, same
-from tests.conftest import make_settings
+from tests.helpers.env import make_settings
+from tests.helpers.writeback import FUB, STAGES, person
 
-FUB = "https://fub.example/v1"
 pytestmark = pytest.mark.usefixtures("no_retry_sleep")
-
-
-def person(i: int, **fields: object) -> dict:
-    base = {
-        "id": i,
-        "firstName": f"P{i}",
-        "lastName": "Lee",
-        "stage": "Lead",
-        "emails": [{"value": f"p{i}@x.example", "type": "home", "isPrimary": 1}],
-        "phones": [
-            {"value": "(555) 201-0000", "type": "work", "isPrimary": 0},
-            {"value": "(555) 201-0001", "type": "mobile", "isPrimary": 1},
-        ],
-        "tags": ["buyer"],
-        "updated": "2026-01-01T00:00:00Z",
-    }
-    return {**base, **fields}
-
-
-STAGES = {
-    "_metadata": {"collection": "stages"},
-    "stages": [{"id": 1, "name": "Lead"}, {"id": 2, "name": "Active Client"}],
-}
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from crm_tui.models import Contact
 from crm_tui.store import CacheStore, Database
 from crm_tui.sync.engine import SyncEngine
 from crm_tui.writeback.service import WriteBack
-from tests.conftest import DEMO_CONTACTS, make_settings, run_crm
-from tests.reliability import REPORT
+from tests.helpers.env import DEMO_CONTACTS, make_settings, run_crm
+from tests.helpers.reliability import REPORT
 
 SEED = 13
 CANARY = "canary-fub-key-0b5e"

@@ -22,7 +22,7 @@ from crm_tui.models import (
 )
 from crm_tui.store import CacheStore, Database
 from crm_tui.sync.engine import SyncEngine
-from tests.conftest import DEMO_CONTACTS, make_settings
+from tests.helpers.env import DEMO_CONTACTS, make_settings
 
 #: "Now" for the Pipeline's charts: the demo's contacts were created up to mid-2026 and its
 #: deals close from 2024 to early 2027, so every chart has shape around this day.

@@ -18,7 +18,7 @@ from crm_tui.demo.servers import FaultInjector, Faults, serve
 from crm_tui.models import SyncReport
 from crm_tui.store import CacheStore, Database
 from crm_tui.sync.engine import SyncEngine
-from tests.conftest import make_settings
+from tests.helpers.env import make_settings
 
 
 def page(collection: str, items: Sequence[bytes]) -> bytes:

@@ -1,7 +1,8 @@
 """What the reliability tests tried and compared, written as one report at the session's end.
 
-`make reliability` runs them at full size (`CRM_TEST_FULL=1`) and copies the report into the
-README's "Reliability" section, so the figures there are always the suite's own.
+`make reliability` runs them at full size (`CRM_TEST_FULL=1`), asks for the report
+(`CRM_TEST_REPORT=1`: a plain `pytest` writes nothing) and copies it into the README's
+"Reliability" section, so the figures there are always the suite's own.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 FULL = os.environ.get("CRM_TEST_FULL") == "1"
-REPORT_PATH = Path(__file__).parent.parent / "build" / "reliability.md"
+REPORT_PATH = Path(__file__).parents[2] / "build" / "reliability.md"
 START, END = "<!-- reliability:start -->", "<!-- reliability:end -->"
 
 
@@ -207,5 +208,5 @@ def update_readme(readme: Path) -> None:
 
 
 if __name__ == "__main__":
-    update_readme(Path(__file__).parent.parent / "README.md")
+    update_readme(Path(__file__).parents[2] / "README.md")
     print(f"README.md: Reliability section replaced from {REPORT_PATH}")
