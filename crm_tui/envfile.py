@@ -13,13 +13,13 @@ from dotenv.parser import parse_stream
 
 from crm_tui.filewrite import locked, replace_text, written_path
 
-_PLAIN = re.compile(r"^[A-Za-z0-9_./:@+,=-]*$")
+_PLAIN = re.compile(r"[A-Za-z0-9_./:@+,=-]*")
 
 
 def quoted(value: str) -> str:
     """A value as python-dotenv reads it back unchanged (it decodes backslashes even inside
     single quotes: those are used only for values without one)."""
-    if _PLAIN.match(value):
+    if _PLAIN.fullmatch(value):  # not match(...$): $ also matches before a final newline
         return value
     if "'" not in value and "\\" not in value and "\n" not in value:
         return f"'{value}'"

@@ -576,6 +576,8 @@ def test_a_saved_value_reads_back_unchanged_and_other_lines_stay(tmp_path, value
 @given(
     st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40)
 )
+@hypothesis.example("\n")  # a plain-looking value with a final newline lost it
+@hypothesis.example("key\n")
 @hypothesis.settings(max_examples=200, deadline=None)
 def test_any_saved_value_reads_back_exactly(value) -> None:
     with tempfile.TemporaryDirectory() as tmp:
