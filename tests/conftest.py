@@ -82,7 +82,8 @@ def demo_settings(tmp_path: Path, demo_servers: DemoServers) -> Settings:
 
 @pytest.fixture
 def faulty_servers(request: pytest.FixtureRequest) -> Iterator[DemoServers]:
-    """Demo servers with the faults given by `@pytest.mark.parametrize(..., indirect=True)`."""
+    """Demo servers of the test's own, with the faults given by
+    `@pytest.mark.parametrize(..., indirect=True)` (none by default)."""
     faults: Faults = getattr(request, "param", Faults())
     servers = start_demo_servers(
         contacts=DEMO_CONTACTS, seed=11, faults=faults, fub_rate_limit=10_000

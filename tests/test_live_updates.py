@@ -239,9 +239,11 @@ async def test_the_duplicate_finder_rekeys_only_the_changed_contacts(monkeypatch
     assert all("hubspot:2" not in m for m in members(patched))
 
 
-async def test_the_app_receives_a_signed_webhook_and_shows_the_change(tmp_path, demo_servers):
+async def test_the_app_receives_a_signed_webhook_and_shows_the_change(tmp_path, faulty_servers):
     """The demo's path: the vendor posts a signed webhook to the receiver inside the app,
-    which fetches the record and shows it."""
+    which fetches the record and shows it. The servers are the test's own: the change it
+    makes would otherwise stay in the session's servers for the tests after it."""
+    demo_servers = faulty_servers
     from crm_tui.cli.launch import free_loopback_port
     from crm_tui.demo import data
     from tests.helpers.env import make_settings as settings_of
