@@ -15,6 +15,7 @@ import respx
 from click.testing import CliRunner, Result
 
 from crm_tui.cli import main
+from tests.helpers.writeback import person as fub_person
 
 FUB = "https://fub.example/v1"
 KEY = "canary-key-7f3a9c"
@@ -25,17 +26,11 @@ Crm = Callable[..., Result]
 
 
 def person(i: int, **fields: object) -> dict:
-    base = {
-        "id": i,
-        "firstName": f"P{i}",
-        "lastName": "Lee",
-        "stage": "Lead",
-        "emails": [{"value": f"p{i}@x.example", "type": "home", "isPrimary": 1}],
-        "phones": [{"value": "(555) 201-0001", "type": "mobile", "isPrimary": 1}],
-        "tags": ["buyer"],
-        "updated": "2026-01-01T00:00:00Z",
-    }
-    return {**base, **fields}
+    """The two-way sync tests' person, with one phone."""
+    return fub_person(i, **{"phones": [ONE_PHONE], **fields})
+
+
+ONE_PHONE = {"value": "(555) 201-0001", "type": "mobile", "isPrimary": 1}
 
 
 def people(*records: dict) -> dict:

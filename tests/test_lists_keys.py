@@ -473,36 +473,17 @@ async def test_audit_shows_the_columns_that_fit_and_more_when_wider(demo_setting
         assert runs.row_count > 0
 
 
-async def test_the_audit_reads_the_database_off_the_event_loop(tmp_path, monkeypatch):
+async def test_the_audit_reads_off_the_event_loop_and_says_when_it_cannot(tmp_path, monkeypatch):
+    import sqlite3
     import threading
 
     from crm_tui.store import Database
 
     on_loop: list[bool] = []
-    real = Database.list_runs
-
-    def list_runs(self, *args, **kwargs):
-        on_loop.append(threading.current_thread() is threading.main_thread())
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(Database, "list_runs", list_runs)
-    app = make_app(make_settings(tmp_path), sync_stale=False)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot, app)
-        await pilot.press("f4")
-        await audit_read(pilot)
-        assert "No sync runs yet" in text_of(app, "#audit-summary")
-    assert on_loop and not any(on_loop)
-
-
-async def test_an_audit_that_cannot_be_read_says_so_and_reads_again(tmp_path, monkeypatch):
-    import sqlite3
-
-    from crm_tui.store import Database
-
     real, failing = Database.list_runs, [True]
 
     def list_runs(self, *args, **kwargs):
+        on_loop.append(threading.current_thread() is threading.main_thread())
         if failing[0]:
             raise sqlite3.DatabaseError("disk I/O error")
         return real(self, *args, **kwargs)
@@ -519,3 +500,4 @@ async def test_an_audit_that_cannot_be_read_says_so_and_reads_again(tmp_path, mo
         await pilot.press("r")
         await audit_read(pilot)
         assert "No sync runs yet" in text_of(app, "#audit-summary")
+    assert len(on_loop) >= 2 and not any(on_loop)
