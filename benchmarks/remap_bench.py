@@ -55,53 +55,59 @@ def seed(settings: Settings, contacts: int) -> float:
     return time.perf_counter() - started
 
 
+def bench_settings(tmp: str) -> Settings:
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        crm_data_dir=Path(tmp) / "data",
+        crm_user_id="bench",
+        fub_api_key="bench-key",
+        fub_api_base_url="https://127.0.0.1:9/v1",  # never asked: nothing syncs
+    )
+
+
+async def save_and_remap(app: Any, settings: Settings) -> dict[str, Any]:
+    """As the Mapping screen's save does: file and id check off the loop, the engine's maps
+    on it, then the re-map (its heavy part in a thread). Returns the timings and report."""
+    db, began = app.store.db, time.perf_counter()
+    column = Column("lender", "Lender", "text")
+    await asyncio.to_thread(
+        save, db, settings, SOURCE, STREAM, "custom.lender", "customLender", column
+    )
+    timings: dict[str, Any] = {"saved": time.perf_counter() - began}
+    await app.engine.reload_mappings()
+    timings["report"] = await remap(app.store, settings, SOURCE, STREAM)
+    timings["total"] = time.perf_counter() - began
+    return timings
+
+
+async def settled_after(pilot: Any, app: Any) -> None:
+    """What the store's subscribers do with the change (the search index rebuilds the
+    stream, duplicates are found again) counts too."""
+    await pilot.pause(0.2)
+    busy = ("index", "people")
+    while any(not w.is_finished for w in app.workers if w.group in busy):
+        await pilot.pause(0.05)
+
+
 async def run(contacts: int) -> None:
     from crm_tui.app import make_app
 
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(  # type: ignore[call-arg]
-            _env_file=None,
-            crm_data_dir=Path(tmp) / "data",
-            crm_user_id="bench",
-            fub_api_key="bench-key",
-            fub_api_base_url="https://127.0.0.1:9/v1",  # never asked: nothing syncs
-        )
+        settings = bench_settings(tmp)
         seeded = seed(settings, contacts)
         app = make_app(settings, sync_stale=False)
         async with app.run_test(size=(120, 40)) as pilot:
             await wait_idle(pilot, app)
-            db = app.store.db
             started = time.perf_counter()
-            found = await asyncio.to_thread(discover_stream, db, settings, SOURCE, STREAM)
+            found = await asyncio.to_thread(discover_stream, app.store.db, settings, SOURCE, STREAM)
             discovered = time.perf_counter() - started
             lender = next(f for f in found.fields if f.path == "customLender")
-
-            timings: dict[str, Any] = {}
-
-            async def save_and_remap() -> None:
-                """As the Mapping screen's save does: file and id check off the loop, the
-                engine's maps on it, then the re-map (its heavy part in a thread)."""
-                began = time.perf_counter()
-                column = Column("lender", "Lender", "text")
-                await asyncio.to_thread(
-                    save, db, settings, SOURCE, STREAM, "custom.lender", "customLender", column
-                )
-                timings["saved"] = time.perf_counter() - began
-                await app.engine.reload_mappings()
-                timings["report"] = await remap(app.store, settings, SOURCE, STREAM)
-                timings["total"] = time.perf_counter() - began
-
             dog = Watchdog()
             dog.start()
             saving = time.perf_counter()
-            worker = app.run_worker(save_and_remap(), group="remap", exit_on_error=False)
-            await worker.wait()
-            # what the store's subscribers do with the change (the search index rebuilds
-            # the stream, duplicates are found again) counts too
-            await pilot.pause(0.2)
-            busy = ("index", "people")
-            while any(not w.is_finished for w in app.workers if w.group in busy):
-                await pilot.pause(0.05)
+            worker = app.run_worker(save_and_remap(app, settings), group="remap")
+            timings = await worker.wait()
+            await settled_after(pilot, app)
             settled = time.perf_counter() - saving
             stall = dog.stop()
             filled = sum(1 for r in app.store.records(STREAM, SOURCE) if "lender" in r.custom)

@@ -60,55 +60,74 @@ class Report:
             "real loopback sockets, real SQLite files).",
             "",
         ]
-        if self.faults:
-            lines += [
-                "| Fault | Streams ok / failed | Records compared | Quarantined | "
-                "Duplicates dropped | Retries |",
-                "| --- | --- | --- | --- | --- | --- |",
-            ]
-            for run in self.faults:
-                lines.append(
-                    f"| {run.scenario} | {run.streams_ok} / {run.streams_failed} | "
-                    f"{run.records_compared:,} | {run.quarantined} | {run.duplicates} | "
-                    f"{run.retries} |"
-                )
-            lines += [
-                "",
-                "After every run: a stream that succeeded equals the server's dataset record "
-                "by record; a stream that failed equals the previous good data exactly (the "
-                "faulty servers serve a different dataset, so a leak would show); status and "
-                "audit say which and why; every record without an id is in quarantine.",
-                "",
-            ]
-        if self.overlaps:
-            lines += [
-                "| Processes overlapping on one data dir | Processes | Records compared | Lost |",
-                "| --- | --- | --- | --- |",
-            ]
-            for what, processes, compared in self.overlaps:
-                lines.append(f"| {what} | {processes} | {compared:,} | 0 |")
-            lines += [
-                "",
-                "After every overlap: each stream equals the server's dataset record by record, "
-                "every local contact and imported row is there, each report's counts are those "
-                "its commit wrote, and no lease, unfinished generation or hidden row is left.",
-                "",
-            ]
-        if self.cases:
-            lines += ["| Hostile input | Cases that held | For example |", "| --- | --- | --- |"]
-            for category in HOSTILE:
-                held = self.cases.get(category.title, [])
-                if held:
-                    lines.append(f"| {category.title} | {len(held)} | {category.example} |")
-            lines += [
-                "",
-                "Each case is a test of its own, over real files, real processes and real "
-                "sockets, run in the same session (`tests/test_hostile_records.py`, "
-                "`test_import_files.py`, `test_export_safety.py`, `test_invisible_text.py`, "
-                "`test_data_dir.py`, `test_hostile_settings.py`, `test_config_files.py`, "
-                "`test_cli_contract.py`, `test_doctor.py`).",
-                "",
-            ]
+        for section in (self._faults, self._overlaps, self._cases, self._notes):
+            lines += section()
+        return "\n".join(lines) + "\n"
+
+    def _faults(self) -> list[str]:
+        if not self.faults:
+            return []
+        lines = [
+            "| Fault | Streams ok / failed | Records compared | Quarantined | "
+            "Duplicates dropped | Retries |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for run in self.faults:
+            lines.append(
+                f"| {run.scenario} | {run.streams_ok} / {run.streams_failed} | "
+                f"{run.records_compared:,} | {run.quarantined} | {run.duplicates} | "
+                f"{run.retries} |"
+            )
+        return [
+            *lines,
+            "",
+            "After every run: a stream that succeeded equals the server's dataset record "
+            "by record; a stream that failed equals the previous good data exactly (the "
+            "faulty servers serve a different dataset, so a leak would show); status and "
+            "audit say which and why; every record without an id is in quarantine.",
+            "",
+        ]
+
+    def _overlaps(self) -> list[str]:
+        if not self.overlaps:
+            return []
+        lines = [
+            "| Processes overlapping on one data dir | Processes | Records compared | Lost |",
+            "| --- | --- | --- | --- |",
+        ]
+        for what, processes, compared in self.overlaps:
+            lines.append(f"| {what} | {processes} | {compared:,} | 0 |")
+        return [
+            *lines,
+            "",
+            "After every overlap: each stream equals the server's dataset record by record, "
+            "every local contact and imported row is there, each report's counts are those "
+            "its commit wrote, and no lease, unfinished generation or hidden row is left.",
+            "",
+        ]
+
+    def _cases(self) -> list[str]:
+        if not self.cases:
+            return []
+        lines = ["| Hostile input | Cases that held | For example |", "| --- | --- | --- |"]
+        for category in HOSTILE:
+            held = self.cases.get(category.title, [])
+            if held:
+                lines.append(f"| {category.title} | {len(held)} | {category.example} |")
+        return [
+            *lines,
+            "",
+            "Each case is a test of its own, over real files, real processes and real "
+            "sockets, run in the same session (`tests/test_hostile_records.py`, "
+            "`test_import_files.py`, `test_export_safety.py`, `test_invisible_text.py`, "
+            "`test_data_dir.py`, `test_hostile_settings.py`, `test_config_files.py`, "
+            "`test_cli_contract.py`, `test_doctor.py`).",
+            "",
+        ]
+
+    def _notes(self) -> list[str]:
+        """One line each for crashes, secrets, file modes and load."""
+        lines = []
         if self.crashes:
             states: dict[str, int] = {}
             for _, _, state in self.crashes:
@@ -137,7 +156,7 @@ class Report:
                 f"{self.load_searches:,} searches ran every 10 ms: no errors "
                 "(`benchmarks/load_bench.py` prints the latency figures)."
             )
-        return "\n".join(lines) + "\n"
+        return lines
 
 
 @dataclass(frozen=True)
