@@ -395,7 +395,11 @@ def test_only_damage_becomes_database_damaged(tmp_path):
 
 async def store_error_shown(pilot: Any, app: Any) -> str:
     """The store error screen's text, once the app shows it."""
-    await until(pilot, lambda: isinstance(app.screen, StoreErrorScreen), "the store error")
+    def shown() -> bool:  # pushed is not yet composed
+        screen = app.screen
+        return isinstance(screen, StoreErrorScreen) and bool(screen.query("#store-error-text"))
+
+    await until(pilot, shown, "the store error's text")
     return str(app.screen.query_one("#store-error-text", Static).render())
 
 
