@@ -6,8 +6,10 @@ import csv
 import io
 import json
 import stat
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -16,6 +18,9 @@ from crm_tui.cli import main
 from crm_tui.demo import data
 from crm_tui.demo.csvfiles import write_demo_csvs
 from tests.helpers.env import DEMO_CONTACTS
+
+#: The `cli` fixture: (exit code, parsed JSON or text, stderr).
+Cli = Callable[..., tuple[int, Any, str]]
 
 
 @pytest.fixture
@@ -118,22 +123,38 @@ def test_configuration_errors_exit_3_and_name_the_variable(cli):
 
 
 def test_sync_search_export_end_to_end(cli, demo_env, tmp_path):
-    code, body, _ = cli("sync", "--json", env=demo_env)
+    """One sync, then steps that each read what it cached: they share the sync rather than
+    each paying for its own, so they run in this order in one test."""
+    expected = data.expected_contacts(DEMO_CONTACTS)
+    sync_reports_every_stream(cli, demo_env, expected)
+    status_counts_the_synced_contacts(cli, demo_env, expected)
+    search_for_bob_hits_only_bob(cli, demo_env)
+    deals_lists_every_deal(cli, demo_env)
+    csv_export_matches_the_cache(cli, demo_env, tmp_path / "contacts.csv", expected)
+    xlsx_export_keeps_numbers_and_dates(cli, demo_env, tmp_path / "deals.xlsx")
+    vcf_export_has_a_card_per_contact(cli, demo_env, tmp_path / "team.vcf", expected)
+
+
+def sync_reports_every_stream(cli: Cli, env: dict[str, str], expected: int) -> None:
+    code, body, _ = cli("sync", "--json", env=env)
     assert code == 0, body
     assert body["success"] is True
     assert body["message"] == "Sync initiated for all enabled CRM sources"
-    expected = data.expected_contacts(DEMO_CONTACTS)
     assert body["results"]["followupboss"] == {
         "contacts": {"success": True, "count": expected},
         "deals": {"success": True, "count": data.deal_count(DEMO_CONTACTS)},
     }
     assert "synced_at" in body
 
-    code, status, _ = cli("status", "--json", env=demo_env)
+
+def status_counts_the_synced_contacts(cli: Cli, env: dict[str, str], expected: int) -> None:
+    _, status, _ = cli("status", "--json", env=env)
     assert status["status"]["brivity"]["contactCount"] == expected
     assert status["status"]["brivity"]["status"] == "idle"
 
-    code, found, _ = cli("search", "bob", "--json", env=demo_env)
+
+def search_for_bob_hits_only_bob(cli: Cli, env: dict[str, str]) -> None:
+    code, found, _ = cli("search", "bob", "--json", env=env)
     assert code == 0
     assert found["type"] == "contact" and found["query"] == "bob"
     assert found["total"] == sum(len(v) for v in found["results"].values())
@@ -143,10 +164,13 @@ def test_sync_search_export_end_to_end(cli, demo_env, tmp_path):
         for c in hits
     )
 
-    code, deals, _ = cli("deals", "--source", "followupboss", "--json", env=demo_env)
+
+def deals_lists_every_deal(cli: Cli, env: dict[str, str]) -> None:
+    _, deals, _ = cli("deals", "--source", "followupboss", "--json", env=env)
     assert deals["count"] == data.deal_count(DEMO_CONTACTS) == len(deals["deals"])
 
-    out = tmp_path / "contacts.csv"
+
+def csv_export_matches_the_cache(cli: Cli, env: dict[str, str], out: Path, expected: int) -> None:
     code, _, err = cli(
         "export",
         "--type",
@@ -157,21 +181,22 @@ def test_sync_search_export_end_to_end(cli, demo_env, tmp_path):
         "csv",
         "-o",
         str(out),
-        env=demo_env,
+        env=env,
     )
     assert code == 0 and f"wrote {expected} contacts" in err
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert len(rows) == expected
-    code, cached, _ = cli("contacts", "--source", "brivity", "--json", env=demo_env)
+    _, cached, _ = cli("contacts", "--source", "brivity", "--json", env=env)
     by_id = {c["id"]: c for c in cached["contacts"]}
     for row in rows:
         original = by_id[row["id"]]
         assert row["email"] == (original["email"] or "")
         assert row["first_name"] == (original["first_name"] or "")
 
-    xlsx = tmp_path / "deals.xlsx"
-    code, _, _ = cli("export", "--type", "deal", "--format", "xlsx", "-o", str(xlsx), env=demo_env)
+
+def xlsx_export_keeps_numbers_and_dates(cli: Cli, env: dict[str, str], xlsx: Path) -> None:
+    code, _, _ = cli("export", "--type", "deal", "--format", "xlsx", "-o", str(xlsx), env=env)
     assert code == 0
     from openpyxl import load_workbook
 
@@ -180,14 +205,17 @@ def test_sync_search_export_end_to_end(cli, demo_env, tmp_path):
     first = dict(
         zip(header, [c.value for c in next(sheet.iter_rows(min_row=2, max_row=2))], strict=True)
     )
-    code, all_deals, _ = cli("deals", "--json", env=demo_env)
+    _, all_deals, _ = cli("deals", "--json", env=env)
     original = next(d for d in all_deals["deals"] if d["id"] == first["id"])
     assert isinstance(first["amount"], int | float)  # a number cell, not text
     assert Decimal(str(first["amount"])) == Decimal(original["amount"])
     assert first["close_date"].date().isoformat() == original["close_date"]
 
-    vcf = tmp_path / "team.vcf"
-    code, _, _ = cli(
+
+def vcf_export_has_a_card_per_contact(
+    cli: Cli, env: dict[str, str], vcf: Path, expected: int
+) -> None:
+    cli(
         "export",
         "--type",
         "contact",
@@ -197,7 +225,7 @@ def test_sync_search_export_end_to_end(cli, demo_env, tmp_path):
         "vcf",
         "-o",
         str(vcf),
-        env=demo_env,
+        env=env,
     )
     import vobject
 

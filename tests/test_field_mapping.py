@@ -427,9 +427,18 @@ def crm(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_fields_map_and_unmap_for_scripts(db, settings):
+    """The commands in a script's order: each step reads the cache and mappings file the
+    one before left, so they run in one test."""
     people = fub_people()
     cache(db, settings, "followupboss", "contacts", people)
+    fields_json_lists_the_unmapped_lender(settings, people)
+    map_fills_the_lender_column_and_fields_says_so(settings, people)
+    bad_maps_exit_2_with_the_reason(settings)
+    unmap_empties_the_column_and_keeps_its_declaration(settings)
+    fields_table_has_its_header_and_says_all_was_read(settings, people)
 
+
+def fields_json_lists_the_unmapped_lender(settings: Settings, people: list[dict]) -> None:
     listed = crm(settings, "fields", "followupboss", "--json")
     assert listed.returncode == 0, listed.stderr
     body = json.loads(listed.stdout)
@@ -445,6 +454,8 @@ def test_fields_map_and_unmap_for_scripts(db, settings):
         "vendorLabel",
     }
 
+
+def map_fills_the_lender_column_and_fields_says_so(settings: Settings, people: list[dict]) -> None:
     mapped = crm(
         settings, "map", "followupboss", "contacts", "custom.lender", "customLender",
         "--label", "Lender", "--type", "text", "--json",
@@ -462,6 +473,8 @@ def test_fields_map_and_unmap_for_scripts(db, settings):
         "custom.lender"
     ]
 
+
+def bad_maps_exit_2_with_the_reason(settings: Settings) -> None:
     refused = crm(settings, "map", "followupboss", "contacts", "nickname", "x", "--json")
     assert refused.returncode == 2
     assert json.loads(refused.stdout) == {
@@ -472,12 +485,18 @@ def test_fields_map_and_unmap_for_scripts(db, settings):
     plain = crm(settings, "map", "followupboss", "contacts", "company", "x", "--label", "L")
     assert plain.returncode == 2 and "--label and --type describe a custom column" in plain.stderr
 
+
+def unmap_empties_the_column_and_keeps_its_declaration(settings: Settings) -> None:
     unmapped = crm(settings, "unmap", "followupboss", "contacts", "custom.lender", "--json")
     assert unmapped.returncode == 0, unmapped.stderr
     contacts = json.loads(crm(settings, "contacts", "--source", "followupboss", "--json").stdout)
     assert all(c["custom"] == {} for c in contacts["contacts"])
     assert "[columns.lender]" in mappings_path().read_text()  # the declaration stays
 
+
+def fields_table_has_its_header_and_says_all_was_read(
+    settings: Settings, people: list[dict]
+) -> None:
     table = crm(settings, "fields", "followupboss")
     assert table.returncode == 0
     assert table.stdout.splitlines()[0].split() == [

@@ -65,13 +65,19 @@ def fub_deal(remote_id: int, price: str) -> bytes:
     return (f'{{"id":{remote_id},"name":"Deal {remote_id}","price":{price}}}').encode()
 
 
-async def test_a_real_sync_quarantines_each_bad_record_and_lands_the_rest(tmp_path):
+def people_with_bad_ones() -> list[bytes]:
+    """30 good people and, among them, 3 hostile ones: 2 the cache cannot keep."""
     good_people = [person(i) for i in range(1, 31)]
     bad_people = [
         person(101, "Ana \\ud800"),  # a lone surrogate, escaped as a JSON server may write it
         person(102, note=json.dumps(TEN_MB)),
         person(103, score="9" * 5000),  # a number no parser keeps: fine, it is not mapped
     ]
+    return good_people[:10] + bad_people + good_people[10:]
+
+
+def deals_with_bad_ones() -> list[bytes]:
+    """30 good deals, some priced oddly but validly, and among them 4 the cache cannot keep."""
     good_deals = [fub_deal(i, '"500000"') for i in range(1, 28)] + [
         fub_deal(28, '"$1,250,000.50"'),
         fub_deal(29, "0.30000000000000004"),
@@ -83,13 +89,15 @@ async def test_a_real_sync_quarantines_each_bad_record_and_lands_the_rest(tmp_pa
         fub_deal(103, "9" * 5000),
         b'{"id":104,"name":"Deal 104","price":1,"probability":%d}' % 2**70,
     ]
-    people = good_people[:10] + bad_people + good_people[10:]
-    deals = good_deals[:10] + bad_deals + good_deals[10:]
+    return good_deals[:10] + bad_deals + good_deals[10:]
+
+
+async def test_a_real_sync_quarantines_each_bad_record_and_lands_the_rest(tmp_path):
     # Probability reaches an INTEGER column: mapped here as a user's mappings.toml may map it.
     config = tmp_path / "home" / "config" / "crm-tui"
     config.mkdir(parents=True)
     (config / "mappings.toml").write_text('[followupboss.deals]\nprobability = "probability"\n')
-    with hostile_fub(tmp_path, people, deals) as settings:
+    with hostile_fub(tmp_path, people_with_bad_ones(), deals_with_bad_ones()) as settings:
         report, store = await sync_fub(settings)
 
     contacts, deals_report = report.streams["contacts"], report.streams["deals"]
@@ -101,6 +109,12 @@ async def test_a_real_sync_quarantines_each_bad_record_and_lands_the_rest(tmp_pa
     store.db.close()
     reopened = CacheStore(settings.user_id, Database(settings.database_path))
     await reopened.load()
+    the_good_records_landed_with_their_values(reopened)
+    each_bad_record_is_quarantined_with_its_reason(reopened, settings.user_id)
+    reopened.db.close()
+
+
+def the_good_records_landed_with_their_values(reopened: CacheStore) -> None:
     ids = {r.remote_id for r in reopened.records("contacts", "followupboss")}
     assert ids == {str(i) for i in range(1, 31)} | {"103"}
     amounts = {r.remote_id: r.amount for r in reopened.records("deals", "followupboss")}
@@ -111,7 +125,10 @@ async def test_a_real_sync_quarantines_each_bad_record_and_lands_the_rest(tmp_pa
         "0.30000000000000004",
         "0",
     ]
-    quarantined = reopened.db.list_quarantine(settings.user_id)
+
+
+def each_bad_record_is_quarantined_with_its_reason(reopened: CacheStore, user_id: str) -> None:
+    quarantined = reopened.db.list_quarantine(user_id)
     reasons = {q["reason"] for q in quarantined}
     assert reasons == {
         "payload cannot be stored: text that cannot be encoded as UTF-8 (a lone surrogate)",
@@ -126,7 +143,6 @@ async def test_a_real_sync_quarantines_each_bad_record_and_lands_the_rest(tmp_pa
     assert stored["truncated"] is True and stored["characters"] > 10 * 1024 * 1024
     assert len(big["payload"]) < 80 * 1024  # the first 64 KiB, escaped, and a marker
     assert stored["head"].startswith('{"id": 102')
-    reopened.db.close()
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -288,7 +288,34 @@ async def test_secret_canaries_appear_nowhere(tmp_path: Path):
     token = secrets.token_hex(4)
     canaries = {name: f"canary-{name}-{token}" for name in secret_fields()}
     wrong = {name: f"wrong-canary-{name}-{token}" for name in secret_fields()}
-    servers = start_demo_servers(
+    servers = canary_servers(canaries)
+    try:
+        base = {
+            **servers.env(),
+            "CRM_DATA_DIR": str(tmp_path / "data"),
+            "CRM_HTTP_TIMEOUT_SECONDS": "0.5",
+            "FUB_SYSTEM": "crm-tui-tests",
+        }
+        good = {**base, **{name.upper(): value for name, value in canaries.items()}}
+        bad = {**base, **{name.upper(): value for name, value in wrong.items()}}
+        outputs = every_command_output(good, bad, tmp_path / "exports")
+        assert any(b"authentication failed" in v.lower() for v in outputs.values())
+        assert any(b"Traceback" in v for v in outputs.values())  # --debug printed some
+        outputs |= await screens_of_the_app(tmp_path, good)
+    finally:
+        servers.stop()
+    files = every_file(tmp_path)
+    assert any(p.endswith(".log") for p in files) and any("sqlite" in p for p in files)
+    places = {**outputs, **files}
+    assert leaks({**canaries, **wrong}, places) == []
+    REPORT.canaries = len(canaries) + len(wrong)
+    REPORT.canary_places = len(places)
+
+
+def canary_servers(canaries: dict[str, str]) -> DemoServers:
+    """The demo servers, faulty so errors, retries and token refreshes all get a chance to
+    print a secret, each vendor asking for its canary."""
+    return start_demo_servers(
         contacts=CONTACTS,
         seed=NEW_SEED,
         # Brivity's read timeout is 90 s: a short hang, that still times out the others
@@ -304,59 +331,51 @@ async def test_secret_canaries_appear_nowhere(tmp_path: Path):
         ),
         fub_rate_limit=10_000,
     )
-    outputs: dict[str, bytes] = {}
-    try:
-        base = {
-            **servers.env(),
-            "CRM_DATA_DIR": str(tmp_path / "data"),
-            "CRM_HTTP_TIMEOUT_SECONDS": "0.5",
-            "FUB_SYSTEM": "crm-tui-tests",
-        }
-        good = {**base, **{name.upper(): value for name, value in canaries.items()}}
-        bad = {**base, **{name.upper(): value for name, value in wrong.items()}}
-        export_dir = tmp_path / "exports"
-        export_dir.mkdir()
-        runs = [
-            (good, ["--debug", "sync", "--json"]),
-            (bad, ["--debug", "sync", "--json"]),  # authentication errors
-            (bad, ["--debug", "test-connection", "--json"]),
-            (good, ["--debug", "test-connection", "--json"]),
-            (good, ["--debug", "status", "--json"]),
-            (good, ["cached-data", "--json"]),
-            (good, ["--debug", "search", "an", "--json"]),
-            (good, ["duplicates", "--json"]),
-            (good, ["export", "--format", "json"]),
-            (good, ["export", "--format", "csv", "-o", str(export_dir / "contacts.csv")]),
-            (good, ["export", "--format", "vcf", "-o", str(export_dir / "contacts.vcf")]),
-            (bad, ["--debug", "merge", "p-none", "--json"]),
-            (bad, ["--debug", "merge", "p-none"]),  # a traceback on stderr
-            (bad, ["--debug", "test-connection", "brivity"]),
-        ]
-        for number, (env, args) in enumerate(runs):
-            stdout, stderr = crm_tui(args, env)
-            outputs[f"stdout of {' '.join(args)} ({number})"] = stdout.encode()
-            outputs[f"stderr of {' '.join(args)} ({number})"] = stderr.encode()
-        assert any(b"authentication failed" in v.lower() for v in outputs.values())
-        assert any(b"Traceback" in v for v in outputs.values())  # --debug printed some
 
-        settings = make_settings(
-            tmp_path, **{k.lower(): v for k, v in good.items() if k != "CRM_DATA_DIR"}
-        )
-        app = make_app(settings, sync_stale=False)
-        async with app.run_test(size=(120, 40)) as pilot:
-            await until(pilot, lambda: app.loaded)
-            for key in ("4", "enter", "escape", "f1", "5"):
-                await pilot.press(key)
-                await idle(pilot)
-                outputs[f"screen after {key}"] = app.export_screenshot().encode()
-    finally:
-        servers.stop()
-    files = every_file(tmp_path)
-    assert any(p.endswith(".log") for p in files) and any("sqlite" in p for p in files)
-    places = {**outputs, **files}
-    assert leaks({**canaries, **wrong}, places) == []
-    REPORT.canaries = len(canaries) + len(wrong)
-    REPORT.canary_places = len(places)
+
+def every_command_output(
+    good: dict[str, str], bad: dict[str, str], export_dir: Path
+) -> dict[str, bytes]:
+    """The stdout and stderr of each command, with the right keys and with wrong ones."""
+    export_dir.mkdir()
+    runs = [
+        (good, ["--debug", "sync", "--json"]),
+        (bad, ["--debug", "sync", "--json"]),  # authentication errors
+        (bad, ["--debug", "test-connection", "--json"]),
+        (good, ["--debug", "test-connection", "--json"]),
+        (good, ["--debug", "status", "--json"]),
+        (good, ["cached-data", "--json"]),
+        (good, ["--debug", "search", "an", "--json"]),
+        (good, ["duplicates", "--json"]),
+        (good, ["export", "--format", "json"]),
+        (good, ["export", "--format", "csv", "-o", str(export_dir / "contacts.csv")]),
+        (good, ["export", "--format", "vcf", "-o", str(export_dir / "contacts.vcf")]),
+        (bad, ["--debug", "merge", "p-none", "--json"]),
+        (bad, ["--debug", "merge", "p-none"]),  # a traceback on stderr
+        (bad, ["--debug", "test-connection", "brivity"]),
+    ]
+    outputs: dict[str, bytes] = {}
+    for number, (env, args) in enumerate(runs):
+        stdout, stderr = crm_tui(args, env)
+        outputs[f"stdout of {' '.join(args)} ({number})"] = stdout.encode()
+        outputs[f"stderr of {' '.join(args)} ({number})"] = stderr.encode()
+    return outputs
+
+
+async def screens_of_the_app(tmp_path: Path, good: dict[str, str]) -> dict[str, bytes]:
+    """What the TUI shows on the screens a secret could reach, with the right keys."""
+    settings = make_settings(
+        tmp_path, **{k.lower(): v for k, v in good.items() if k != "CRM_DATA_DIR"}
+    )
+    app = make_app(settings, sync_stale=False)
+    screens: dict[str, bytes] = {}
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.loaded)
+        for key in ("4", "enter", "escape", "f1", "5"):
+            await pilot.press(key)
+            await idle(pilot)
+            screens[f"screen after {key}"] = app.export_screenshot().encode()
+    return screens
 
 
 def test_the_canary_check_can_see_a_leak():
