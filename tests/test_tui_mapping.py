@@ -8,6 +8,7 @@ import asyncio
 import csv
 from typing import Any
 
+from rich.cells import cell_len
 from textual.widgets import DataTable, Input, Static
 
 from crm_tui.app import CrmApp, make_app
@@ -31,6 +32,17 @@ SIZE = (120, 40)
 
 def rows(table: DataTable[Any]) -> dict[str, list[str]]:
     return {str(key.value): [str(cell) for cell in table.get_row(key)] for key in table.rows}
+
+
+def cells(table: DataTable[Any], key: str) -> dict[str, str]:
+    """A row's values by column key (the columns shown depend on the width)."""
+    row = table.get_row(key)
+    return {str(k.value): str(v) for k, v in zip(table.columns, row, strict=True)}
+
+
+def shown_lines(table: DataTable[Any]) -> list[str]:
+    """What the table paints, line by line (the header first): what a person reads."""
+    return [table.render_line(y).text for y in range(table.size.height)]
 
 
 def status(screen: MappingScreen) -> str:
@@ -70,9 +82,11 @@ async def test_map_a_custom_field_then_browse_search_filter_export_restart(demo_
 
         screen = await open_mapping(pilot, app)
         fields = screen.query_one("#mapping-fields", DataTable)
-        found = rows(fields)
-        _, fill, mapped, samples, types = found["customLender"]
-        assert types == "string" and mapped == ""
+        found = cells(fields, "customLender")
+        fill, mapped, samples = found["fill"], found["mapped"], found["samples"]
+        assert mapped == ""
+        info = next(f for f in screen.discovery.fields if f.path == "customLender")
+        assert info.types == ("string",)  # the Types column is left out at 120 columns
         assert 45 <= int(fill.strip("~%")) <= 75
         assert set(samples.split(" · ")) <= set(expected.values())
         assert data.HOSTILE_LENDER in expected.values()  # shown literally below
@@ -98,7 +112,11 @@ async def test_map_a_custom_field_then_browse_search_filter_export_restart(demo_
         assert '"custom.lender" = "customLender"' in text
         assert "[columns.lender]" in text and 'label = "Lender"' in text
         await until(pilot, lambda: screen.discovery is not None, "the rescan")
-        assert rows(fields)["customLender"][2] == "custom.lender"
+        mapped_now = next(f for f in screen.discovery.fields if f.path == "customLender")
+        assert mapped_now.mapped_to == ("custom.lender",)  # "Mapped to", when it has room
+        assert rows(screen.query_one("#mapping-targets", DataTable))["custom.lender"][1] == (
+            "customLender"
+        )
         assert "lender" in app.index.columns
         records = {r.id: r for r in app.store.records("contacts", "followupboss")}
         assert {i: r.custom.get("lender") for i, r in records.items() if "lender" in r.custom} == (
@@ -318,3 +336,163 @@ async def test_detail_shows_the_value_then_unmap_takes_it_away(demo_settings):
         assert "customLender" not in path.read_text()
         assert "[columns.lender]" in path.read_text()  # the declaration stays
         assert not any("lender" in r.custom for r in app.store.records("contacts", "followupboss"))
+
+
+# -- by keyboard: focus, the lists' height, the columns fitted to the width -----------------
+
+
+def focused_id(app: CrmApp) -> str | None:
+    return app.focused.id if app.focused is not None else None
+
+
+def footer_keys(screen: MappingScreen) -> list[str]:
+    """The keys the footer shows, in its order (the focused list's first)."""
+    return [b.key for _, b, _, _ in screen.active_bindings.values() if b.show]
+
+
+def fits(table: DataTable[Any]) -> bool:
+    """Every column inside the table's width: nothing to scroll sideways to."""
+    used = sum(c.get_render_width(table) for c in table.columns.values())
+    return used <= table.scrollable_content_region.width
+
+
+async def press_until(pilot: Any, key: str, ready: Callable[[], object], what: str) -> None:
+    await pilot.press(key)
+    await until(pilot, ready, what, limit=5)
+
+
+async def test_tab_arrows_and_enter_move_focus_predictably_at_120x40(demo_settings):
+    app = make_app(demo_settings, sync_on_start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        screen = await open_mapping(pilot, app)
+        targets = screen.query_one("#mapping-targets", DataTable)
+        fields = screen.query_one("#mapping-fields", DataTable)
+        # left to right: the targets first, the footer leading with their keys
+        await until(pilot, lambda: focused_id(app) == "mapping-targets", "the targets")
+        assert set(footer_keys(screen)[:2]) == {"enter", "right"}, footer_keys(screen)
+        cycle = ["mapping-fields", "mapping-preview", "mapping-targets"]
+        for want in cycle:
+            await press_until(pilot, "tab", lambda w=want: focused_id(app) == w, want)
+        for want in reversed(cycle[:-1]):
+            await press_until(pilot, "shift+tab", lambda w=want: focused_id(app) == w, want)
+        await press_until(pilot, "shift+tab", lambda: app.focused is targets, "targets")
+        await press_until(pilot, "right", lambda: app.focused is fields, "→: fields")
+        keys = footer_keys(screen)
+        assert keys[0] == "left" and "right" not in keys, keys
+        await press_until(pilot, "left", lambda: app.focused is targets, "←: targets")
+        await pilot.press("down", "down")
+        await until(pilot, lambda: targets.cursor_row == 2, "the third target")
+        chosen = screen.target
+        await press_until(pilot, "enter", lambda: app.focused is fields, "enter: fields")
+        assert screen.target == chosen  # the target stays picked while the path is chosen
+        # the height the preview leaves: far more than the old 7 rows
+        for table in (targets, fields):
+            visible = table.size.height - table.header_height
+            assert visible >= 20, (table.id, visible)
+            assert fits(table), table.id
+        assert targets.row_count <= targets.size.height - targets.header_height  # all at once
+        preview = screen.query_one("#mapping-preview", DataTable)
+        assert preview.size.height - preview.header_height >= 10  # the ten records
+
+
+async def test_after_the_new_column_dialog_focus_is_back_on_the_right_list(demo_settings):
+    app = make_app(demo_settings, sync_on_start=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        screen = await open_mapping(pilot, app)
+        targets = screen.query_one("#mapping-targets", DataTable)
+        fields = screen.query_one("#mapping-fields", DataTable)
+        # cancelled: back where it was, nothing changed
+        await until(pilot, lambda: app.focused is targets, "the targets")
+        before = screen.target
+        await press_until(pilot, "n", lambda: isinstance(app.screen, ColumnScreen), "dialog")
+        await press_until(pilot, "escape", lambda: app.screen is screen, "the dialog closed")
+        await until(pilot, lambda: app.focused is targets, "focus back on the targets")
+        assert screen.target == before
+        # `enter` on the last row opens it too; declared, the new column is the target and
+        # the payload fields have the focus: its path is what to pick next
+        targets.move_cursor(row=targets.row_count - 1)
+        await press_until(pilot, "enter", lambda: isinstance(app.screen, ColumnScreen), "dialog")
+        await pilot.press(*"lender", "enter", *"Lender", "enter")
+        await until(pilot, lambda: app.screen is screen, "the dialog closed")
+        await until(pilot, lambda: app.focused is fields, "focus on the payload fields")
+        assert screen.target == "custom.lender"
+        assert any(line.strip().startswith("Lender (text)") for line in shown_lines(targets))
+        fields.move_cursor(row=fields.get_row_index("customLender"))
+        await until(pilot, lambda: "custom.lender ← customLender" in hint(screen), "the hint")
+        await press_until(pilot, "left", lambda: app.focused is targets, "←: targets")
+        assert screen.target == "custom.lender"
+
+
+def hint(screen: MappingScreen) -> str:
+    return str(screen.query_one("#mapping-hint", Static).render())
+
+
+async def test_at_80x24_the_from_paths_show_and_nothing_scrolls_sideways(demo_settings):
+    app = make_app(demo_settings, sync_on_start=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        screen = await open_mapping(pilot, app)
+        targets = screen.query_one("#mapping-targets", DataTable)
+        fields = screen.query_one("#mapping-fields", DataTable)
+        await until(pilot, lambda: targets.row_count and fields.row_count, "the rows")
+        for table in (targets, fields, screen.query_one("#mapping-preview", DataTable)):
+            assert fits(table), table.id
+        assert list(targets.columns) == ["field", "from"]  # both, always
+        assert [str(k.value) for k in fields.columns][:2] == ["path", "fill"]
+        assert "types" not in [str(k.value) for k in fields.columns]  # the first to go
+        lines = shown_lines(targets)
+        assert lines[0].split() == ["Field", "From"], lines[0]
+        by_label = {line.split()[0]: line for line in lines[1:] if line.strip()}
+        assert "firstName" in by_label["First"], by_label
+        # row after row until the City target is on screen: its From path whole
+        targets.move_cursor(row=targets.get_row_index("city"))
+        await until(pilot, lambda: any(" City " in line for line in shown_lines(targets)), "City")
+        city = next(line for line in shown_lines(targets) if " City " in line)
+        spec = next(t.spec for t in screen.discovery.targets if t.name == "city")
+        assert spec in city, (spec, city)
+        width = targets.content_region.width
+        assert all(cell_len(line) <= width for line in shown_lines(targets))
+        assert targets.size.height - targets.header_height >= 8
+
+
+def test_columns_fit_the_width_and_long_paths_lose_their_middle():
+    from rich.text import Text
+
+    from crm_tui.screens.mapping import MappingFields, MappingTargets, cell, cut_middle, fitted
+
+    def row(key: str, **values: str) -> tuple[str, dict[str, Text]]:
+        return key, {k: cell(v) for k, v in values.items()}
+
+    fields = [
+        row(
+            "a",
+            path="addresses[0].postalCode",
+            fill="100%",
+            mapped="postal_code",
+            types="string",
+            samples="78701 · 78702",
+        ),
+    ]
+    at_80 = fitted(MappingFields.COLUMNS, fields, 44)
+    assert [c.key for c, _ in at_80] == ["path", "fill", "samples"]
+    assert dict((c.key, w) for c, w in at_80)["path"] == len("addresses[0].postalCode")
+    assert sum(w + 2 for _, w in at_80) <= 44
+    # no room for the samples: nothing less useful shown in their place, the path whole
+    narrower = fitted(MappingFields.COLUMNS, fields, 40)
+    assert [(c.key, w) for c, w in narrower] == [("path", 23), ("fill", 4)]
+    at_120 = [c.key for c, _ in fitted(MappingFields.COLUMNS, fields, 70)]
+    assert at_120 == ["path", "fill", "mapped", "samples"]
+    # too narrow for both: the target's name and its From are still there, cut
+    targets = [row("x", field="A very long label indeed", **{"from": "a.b.c.d.e.f.g.h"})]
+    narrow = fitted(MappingTargets.COLUMNS, targets, 20)
+    assert [c.key for c, _ in narrow] == ["field", "from"]
+    # a CRM's text stays literal: the cut keeps its end, markup stays characters
+    hostile = cell("[bold red]x[/] \x1b[2J customFields.lender_name", "dim")
+    cut = cut_middle(hostile, 20)
+    assert cut.plain.endswith("lender_name") and "…" in cut.plain
+    assert "\x1b" not in cut.plain and cell_len(cut.plain) <= 20
+    assert cut.plain.startswith("[bold") and cut.style == "dim"
+    wide = cut_middle(cell("日本語" * 6), 11)
+    assert cell_len(wide.plain) <= 11

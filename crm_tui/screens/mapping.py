@@ -5,6 +5,12 @@ payloads (fill rates, samples; `~` when estimated from a sample); below, ten rec
 and after the change the two highlights make. `s` saves it (mappings.toml), reloads the
 engine's maps and re-maps the cached stream with a progress bar; a refusal shows its reason
 and changes nothing. Everything from a CRM is shown as Text, never parsed as markup.
+
+By keyboard: `tab` / `shift+tab` go targets → payload fields → preview and round; `→` / `←`
+move between the two lists, `enter` on a target goes to its payload field. The focused part
+is marked (a bar on its left, its header in the accent colour) and the footer leads with
+its own keys. Each list fits its columns to its width: the least useful column is left out
+first, long values end in `…`; nothing scrolls sideways.
 """
 
 from __future__ import annotations
@@ -12,8 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -33,12 +42,170 @@ from crm_tui.models import RecordKind
 from crm_tui.sources.mapping import Mappings
 from crm_tui.sources.mapping_file import MappingRefused
 from crm_tui.store.errors import StoreError
+from crm_tui.widgets.columns import WIDEST, need
 from crm_tui.widgets.safe import safe
 
 if TYPE_CHECKING:
     from crm_tui.app import CrmApp
 
 NEW_COLUMN = "+new"  # the targets' last row: declare a custom column
+LISTS = ("mapping-targets", "mapping-fields", "mapping-preview")  # the tab order
+
+
+def cell(value: object, style: str = "") -> Text:
+    """An untrusted value for a fitted column: the safe helper's Text, cut with `…`."""
+    text = safe(value, style)
+    text.overflow = "ellipsis"
+    return text
+
+
+def cut_middle(text: Text, width: int) -> Text:
+    """`text` in `width` cells: a third of them its start, `…`, the rest its end (styles
+    kept: slices of the same Text, still never markup)."""
+    if cell_len(text.plain) <= width or width < 5:
+        return text  # fits, or too narrow to keep both ends: the ellipsis at the end
+    plain = text.plain
+    head = tail = 0  # characters; the budgets are cells (wide characters take two)
+    while head < len(plain) and cell_len(plain[: head + 1]) <= (width - 1) // 3:
+        head += 1
+    room = width - 1 - cell_len(plain[:head])
+    while tail < len(plain) - head and cell_len(plain[len(plain) - tail - 1 :]) <= room:
+        tail += 1
+    shown = text[:head] + Text("…", style=text.style) + text[len(text) - tail :]
+    shown.no_wrap, shown.overflow = True, "ellipsis"
+    return shown
+
+
+@dataclass(frozen=True, slots=True)
+class Col:
+    key: str
+    title: str
+    least: int  # narrower than this, the column is left out
+    priority: int  # 0 is always shown; the highest goes first when the width is short
+    elastic: bool = False  # takes the width the others leave (shared when several do)
+    most: int = WIDEST  # no wider than this, whatever its values need
+    room: int = 0  # elastic: kept for it before a less useful column may join
+    #: a payload path is cut in the middle: its end tells `addresses[0].city` from
+    #: `addresses[0].street`, which an ellipsis at the end would not
+    middle: bool = False
+
+
+Row = tuple[str, dict[str, Text]]  # a row's key and its cells by column key
+GAP = 2  # what a column costs beside its text: a cell's padding, one each side
+
+
+def fitted(columns: Sequence[Col], rows: Sequence[Row], width: int) -> list[tuple[Col, int]]:
+    """The columns shown at `width`, in their order, with their widths.
+
+    By priority, a column joins while the ones before it still have what their values need
+    (an elastic one its least and its room): at 80 columns a payload path is not cut to
+    make room for a column the other list says too. Priority 0 is always shown, cut if it
+    must be: a target's name and its From path are what the list is for."""
+    chosen: dict[str, int] = {}
+    used = kept = 0
+    for col in sorted(columns, key=lambda c: c.priority):
+        values = (cells[col.key] for _, cells in rows)
+        wanted = col.least if col.elastic else min(col.most, need(col.title, values, col.least))
+        if used + wanted + GAP + kept > width:
+            if col.priority:
+                break  # and every less useful one with it: none shown in its place
+            wanted = max(width - used - GAP, 1)
+        chosen[col.key] = wanted
+        used += wanted + GAP
+        kept += max(col.room - wanted, 0) if col.elastic else 0
+    spare = max(width - used, 0)
+    elastic = [c for c in columns if c.elastic and c.key in chosen]
+    for i, col in enumerate(elastic):  # the rest shared, the last ones a cell more
+        share = spare // (len(elastic) - i)
+        chosen[col.key] += share
+        spare -= share
+    return [(c, chosen[c.key]) for c in columns if c.key in chosen]
+
+
+class FittedTable(DataTable[Text]):
+    """A list whose columns fit its width (on resize and on new rows): never a sideways
+    scroll, which at 80 columns hid the From paths."""
+
+    COLUMNS: ClassVar[tuple[Col, ...]] = ()
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.data: list[Row] = []
+        self.shown: list[tuple[Col, int]] = []
+
+    def set_rows(self, rows: Sequence[Row], keep: str | None = None) -> None:
+        """New rows; the cursor stays on the row `keep` names (else on the same key)."""
+        keep = keep or current_key(self)
+        self.data = list(rows)
+        self._build(keep)
+
+    def on_resize(self) -> None:
+        self._build(current_key(self))
+
+    def _build(self, keep: str | None) -> None:
+        # The vertical scrollbar's cells are always kept (the content region counts them,
+        # shown or not): rows that arrive later would push the last cells out of sight.
+        width = self.content_region.width - self.styles.scrollbar_size_vertical
+        shown = fitted(self.COLUMNS, self.data, max(width, 1))
+        if shown != self.shown:
+            self.clear(columns=True)
+            for col, size in shown:
+                self.add_column(col.title, width=size, key=col.key)
+            self.shown = shown
+        else:
+            self.clear()
+        for key, cells in self.data:
+            fitted_cells = (
+                cut_middle(cells[col.key], size) if col.middle else cells[col.key]
+                for col, size in shown
+            )
+            self.add_row(*fitted_cells, key=key)
+        if keep is not None and self.row_count:
+            with contextlib.suppress(RowDoesNotExist):  # gone after a rescan: stay put
+                self.move_cursor(row=self.get_row_index(keep), animate=False)
+
+
+class MappingTargets(FittedTable):
+    """The stream's fields and custom columns, and the payload path each is filled from."""
+
+    COLUMNS = (
+        Col("field", "Field", 10, 0, most=24),
+        Col("from", "From", 8, 0, elastic=True, middle=True),
+    )
+    BINDINGS = [
+        Binding("enter", "select_cursor", "Pick", id="mapping.pick"),
+        Binding("right", "screen.focus_list(1)", "Payload fields", id="mapping.right"),
+    ]
+
+
+class MappingFields(FittedTable):
+    """The paths found in the cached payloads: the path, then what decides a mapping."""
+
+    COLUMNS = (
+        Col("path", "Path", 12, 0, middle=True),
+        Col("fill", "Fill", 4, 1),
+        Col("mapped", "Mapped to", 9, 3),  # the targets' From says it too
+        Col("types", "Types", 6, 4),
+        # last, as it takes what is left; at 120 columns a sample says more than a type
+        Col("samples", "Samples", 8, 2, elastic=True, room=24),
+    )
+    BINDINGS = [Binding("left", "screen.focus_list(0)", "Fields", id="mapping.left")]
+
+
+class MappingPreview(FittedTable):
+    """Ten records now and after the change (focusable: at 24 rows it scrolls)."""
+
+    COLUMNS = (
+        Col("record", "Record", 12, 0, most=24),
+        Col("now", "Now", 8, 0, elastic=True),
+        Col("after", "After", 8, 0, elastic=True),
+    )
+
+
+def current_key(table: DataTable[Any]) -> str | None:
+    if not table.row_count:
+        return None
+    return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
 
 
 class ColumnScreen(ModalScreen[Column | None]):
@@ -111,28 +278,26 @@ class MappingScreen(Screen[None]):
         yield Header()
         yield Static(id="mapping-title", markup=False)
         with Horizontal(id="mapping-lists"):
-            yield DataTable(id="mapping-targets", cursor_type="row", zebra_stripes=False)
-            yield DataTable(id="mapping-fields", cursor_type="row")
-        yield DataTable(id="mapping-preview", cursor_type="none", show_cursor=False)
+            yield MappingTargets(id="mapping-targets", cursor_type="row")
+            yield MappingFields(id="mapping-fields", cursor_type="row")
+        yield MappingPreview(id="mapping-preview", cursor_type="none", show_cursor=False)
         yield Static(id="mapping-hint", markup=False)
         yield Static(id="mapping-status", markup=False)
         yield ProgressBar(id="mapping-progress", show_eta=False)
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#mapping-targets", DataTable).add_columns("Field", "From")
-        self.query_one("#mapping-fields", DataTable).add_columns(
-            # what decides a mapping first: 80 cells show path, fill and what reads it
-            "Path",
-            "Fill",
-            "Mapped to",
-            "Samples",
-            "Types",
-        )
-        self.query_one("#mapping-preview", DataTable).add_columns("Record", "Now", "After")
         self.query_one("#mapping-progress", ProgressBar).display = False
-        self.query_one("#mapping-fields", DataTable).focus()
+        # left to right, as the work goes: what to fill, then where from
+        self.query_one("#mapping-targets", DataTable).focus()
         self.action_discover()
+
+    def list_(self, index: int) -> FittedTable:
+        """The targets (0), the payload fields (1) or the preview (2)."""
+        return self.query_one(f"#{LISTS[index]}", FittedTable)
+
+    def action_focus_list(self, index: int) -> None:
+        self.list_(index).focus()
 
     # -- discovery (blocking: a thread) ----------------------------------------------------
 
@@ -187,58 +352,43 @@ class MappingScreen(Screen[None]):
         return found
 
     def _fill_targets(self, select: str | None = None) -> None:
-        table = self.query_one("#mapping-targets", DataTable)
-        keep = select or self._current(table)
-        table.clear()
+        rows: list[Row] = []
         for target in self._targets():
             label = target.label + (f" ({target.type})" if target.type else "")
-            spec = target.spec or "—"
             style = "dim" if target.spec == COMPUTED or not target.spec else ""
-            table.add_row(safe(label), safe(spec, style), key=target.name)
-        table.add_row(Text("+ new custom column (n)", "italic"), Text(""), key=NEW_COLUMN)
-        self._move_to(table, keep)
+            rows.append(
+                (target.name, {"field": cell(label), "from": cell(target.spec or "—", style)})
+            )
+        # short: its label would otherwise set the width of every target's name
+        new = Text("+ new column", "italic", no_wrap=True, overflow="ellipsis")
+        keys = Text("n or enter", "dim italic", no_wrap=True, overflow="ellipsis")
+        rows.append((NEW_COLUMN, {"field": new, "from": keys}))
+        self.list_(0).set_rows(rows, keep=select)
 
     def _fill_fields(self) -> None:
-        table = self.query_one("#mapping-fields", DataTable)
-        keep = self._current(table)
-        table.clear()
         found = self.discovery
-        if found is None:
-            return
-        for info in found.fields:
+        rows: list[Row] = []
+        for info in found.fields if found else ():
             path = info.path + (f" ({info.vendor_label})" if info.vendor_label else "")
-            table.add_row(
-                safe(path),
-                safe(info.fill_text(found.estimated), "dim" if not info.filled else ""),
-                safe(", ".join(info.mapped_to)),
-                safe(" · ".join(info.samples)),
-                safe(",".join(info.types)),
-                key=info.path,
-            )
-        self._move_to(table, keep)
-
-    @staticmethod
-    def _current(table: DataTable[Any]) -> str | None:
-        if not table.row_count:
-            return None
-        return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
-
-    @staticmethod
-    def _move_to(table: DataTable[Any], key: str | None) -> None:
-        if key is None or not table.row_count:
-            return
-        with contextlib.suppress(RowDoesNotExist):  # gone after a rescan: stay put
-            table.move_cursor(row=table.get_row_index(key))
+            cells = {
+                "path": cell(path),
+                "fill": cell(info.fill_text(found.estimated), "dim" if not info.filled else ""),
+                "samples": cell(" · ".join(info.samples)),
+                "mapped": cell(", ".join(info.mapped_to)),
+                "types": cell(",".join(info.types)),
+            }
+            rows.append((info.path, cells))
+        self.list_(1).set_rows(rows)
 
     # -- the edit and its preview ----------------------------------------------------------
 
     @property
     def target(self) -> str | None:
-        return self._current(self.query_one("#mapping-targets", DataTable))
+        return current_key(self.list_(0))
 
     @property
     def path(self) -> str | None:
-        return self._current(self.query_one("#mapping-fields", DataTable))
+        return current_key(self.list_(1))
 
     def edit(self, *, unmap: bool = False) -> Edit | None:
         target = self.target
@@ -260,16 +410,16 @@ class MappingScreen(Screen[None]):
         if event.data_table.id == "mapping-targets" and self.target == NEW_COLUMN:
             self.action_new_column()
         elif event.data_table.id == "mapping-targets":
-            self.query_one("#mapping-fields", DataTable).focus()
+            self.action_focus_list(1)
 
     def _show_preview(self) -> None:
         """Ten records mapped as they are and as the change would map them: microseconds a
         record, so on the loop, as the cursor moves."""
-        table = self.query_one("#mapping-preview", DataTable)
-        table.clear()
+        table = self.list_(2)
         edit = self.edit()
         if edit is None or self.discovery is None or self.mappings is None:
-            self._hint("pick a field on the left, a payload field on the right (tab moves)")
+            table.set_rows([])
+            self._hint("pick a field on the left (enter), then its payload field on the right")
             return
         stream = self.crm.store.stream(self.stream, self.source)
         records = list(itertools.islice(stream.values(), PREVIEW_RECORDS))
@@ -278,11 +428,22 @@ class MappingScreen(Screen[None]):
         except (ConfigError, MappingRefused) as exc:
             rows = str(exc)
         if isinstance(rows, str):
+            table.set_rows([])
             self._hint(rows, "bold red")
             return
-        for row in rows:
-            changed = "bold green" if row.after != row.before else ""
-            table.add_row(safe(row.record), safe(row.before), safe(row.after, changed))
+        table.set_rows(
+            [
+                (
+                    str(i),
+                    {
+                        "record": cell(r.record),
+                        "now": cell(r.before),
+                        "after": cell(r.after, "bold green" if r.after != r.before else ""),
+                    },
+                )
+                for i, r in enumerate(rows)
+            ]
+        )
         note = ""
         info = next((f for f in self.discovery.fields if f.path == edit.spec), None)
         if info is not None and not info.filled:
@@ -302,13 +463,18 @@ class MappingScreen(Screen[None]):
     # -- actions ---------------------------------------------------------------------------
 
     def action_new_column(self) -> None:
+        """The dialog; then the new column is the target and the payload fields have the
+        focus (its path is the next thing to pick). Cancelled: focus where it was."""
+        was = self.focused if isinstance(self.focused, FittedTable) else self.list_(0)
+
         def made(column: Column | None) -> None:
-            if column is None:
-                return
-            self.new_column = column
-            self._fill_targets(select=CUSTOM_PREFIX + column.name)
-            self.query_one("#mapping-fields", DataTable).focus()
-            self._show_preview()
+            if column is not None:
+                self.new_column = column
+                self._fill_targets(select=CUSTOM_PREFIX + column.name)
+                self._show_preview()
+            # after the dialog is gone: a focus set while it is up goes to it, not here
+            back = was if column is None else self.list_(1)
+            self.call_after_refresh(back.focus)
 
         self.app.push_screen(ColumnScreen(), made)
 
@@ -318,9 +484,8 @@ class MappingScreen(Screen[None]):
         self.stream = "deals" if self.stream == "contacts" else "contacts"
         self.discovery = None
         self._say("")
-        self.query_one("#mapping-targets", DataTable).clear()
-        self.query_one("#mapping-fields", DataTable).clear()
-        self.query_one("#mapping-preview", DataTable).clear()
+        for index in range(len(LISTS)):
+            self.list_(index).set_rows([])
         self.action_discover()
 
     def action_save(self) -> None:
