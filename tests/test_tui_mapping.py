@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+from collections.abc import Callable
 from typing import Any
 
 from rich.cells import cell_len
@@ -79,102 +80,120 @@ async def test_map_a_custom_field_then_browse_search_filter_export_restart(demo_
         await settle(pilot, app)
         expected = lenders(app)
         assert len(expected) > 50  # ~60% of the demo's people have one
+        await map_the_lender(pilot, app, expected)
+        browse, table, hilltop = await browse_filters_on_the_lender(pilot, app, expected)
+        await search_finds_the_lender(pilot, app, hilltop)
+        await export_shows_the_lender(pilot, app, browse, table, hilltop)
+    await still_mapped_after_restart(demo_settings, expected)
 
-        screen = await open_mapping(pilot, app)
-        fields = screen.query_one("#mapping-fields", DataTable)
-        found = cells(fields, "customLender")
-        fill, mapped, samples = found["fill"], found["mapped"], found["samples"]
-        assert mapped == ""
-        info = next(f for f in screen.discovery.fields if f.path == "customLender")
-        assert info.types == ("string",)  # the Types column is left out at 120 columns
-        assert 45 <= int(fill.strip("~%")) <= 75
-        assert set(samples.split(" · ")) <= set(expected.values())
-        assert data.HOSTILE_LENDER in expected.values()  # shown literally below
-        # a new custom column, declared in the dialog
-        await pilot.press("n")
-        await until(pilot, lambda: isinstance(app.screen, ColumnScreen), "the column dialog")
-        await pilot.press(*"lender", "enter", *"Lender", "enter")
-        await until(pilot, lambda: app.screen is screen, "the dialog closed")
-        assert screen.target == "custom.lender"
-        fields.move_cursor(row=fields.get_row_index("customLender"))
-        await pilot.pause()
-        preview = screen.query_one("#mapping-preview", DataTable)
-        shown = [[str(c) for c in preview.get_row_at(r)] for r in range(preview.row_count)]
-        assert len(shown) == 10
-        first_ten = list(app.store.stream("contacts", "followupboss").values())[:10]
-        assert [after for _, _, after in shown] == [expected.get(r.id, "") for r in first_ten]
-        assert all(before == "" for _, before, _ in shown)  # not mapped yet
-        # save: the file, the engine's maps and the cached records all change
-        await pilot.press("s")
-        await until(pilot, lambda: not screen.saving, "the save and re-map")
-        assert "saved custom.lender ← customLender" in status(screen), status(screen)
-        text = mappings_path().read_text()
-        assert '"custom.lender" = "customLender"' in text
-        assert "[columns.lender]" in text and 'label = "Lender"' in text
-        await until(pilot, lambda: screen.discovery is not None, "the rescan")
-        mapped_now = next(f for f in screen.discovery.fields if f.path == "customLender")
-        assert mapped_now.mapped_to == ("custom.lender",)  # "Mapped to", when it has room
-        assert rows(screen.query_one("#mapping-targets", DataTable))["custom.lender"][1] == (
-            "customLender"
-        )
-        assert "lender" in app.index.columns
-        records = {r.id: r for r in app.store.records("contacts", "followupboss")}
-        assert {i: r.custom.get("lender") for i, r in records.items() if "lender" in r.custom} == (
-            expected
-        )
 
-        # Browse: a Lender column, and a filter on it
-        await pilot.press("escape", "f3")
-        await until(pilot, lambda: isinstance(app.screen, BrowseScreen), "Browse")
-        browse = app.screen
-        table = browse.query_one(RecordTable)
-        await until(
-            pilot, lambda: any(c.title == "Lender" for c in table.columns), "the Lender column"
-        )
-        at = next(i for i, c in enumerate(table.columns) if c.title == "Lender")
-        assert at in [i for i, _ in table.shown]  # room for it at 120 columns
-        hilltop = {i for i, lender in expected.items() if lender == "Hilltop Mortgage"}
-        await pilot.press("slash", *"lender:hilltop source:followupboss")
-        await until(
-            pilot,
-            lambda: {r.id for r in table.rows} == hilltop and not browse.workers,
-            "the filtered rows",
-        )
-        assert {table.columns[at].get(r) for r in table.rows} == {"Hilltop Mortgage"}
-        # Search: free text finds the custom value, and the filter answers there too
-        result = app.index.search("hilltop mortgage", "contacts", ["followupboss"], limit=500)
-        assert {h.record.id for h in result.groups["followupboss"]} == hilltop
-        await pilot.press("f2", *"lender:hilltop")
-        search = app.screen
-        await until(
-            pilot,
-            lambda: (
-                getattr(search, "last", None) is not None and search.last.query == "lender:hilltop"
-            ),
-            "the search results",
-        )
-        hits = search.last.groups["followupboss"]
-        assert {h.record.id for h in hits} == hilltop
-        shown_keys = {str(k.value) for k in search.query_one("#results", DataTable).rows}
-        assert hilltop <= shown_keys
+async def map_the_lender(pilot: Any, app: CrmApp, expected: dict[str, str]) -> None:
+    """customLender, found by the discovery, mapped to a column declared in the dialog."""
+    screen = await open_mapping(pilot, app)
+    fields = screen.query_one("#mapping-fields", DataTable)
+    found = cells(fields, "customLender")
+    fill, mapped, samples = found["fill"], found["mapped"], found["samples"]
+    assert mapped == ""
+    info = next(f for f in screen.discovery.fields if f.path == "customLender")
+    assert info.types == ("string",)  # the Types column is left out at 120 columns
+    assert 45 <= int(fill.strip("~%")) <= 75
+    assert set(samples.split(" · ")) <= set(expected.values())
+    assert data.HOSTILE_LENDER in expected.values()  # shown literally below
+    # a new custom column, declared in the dialog
+    await pilot.press("n")
+    await until(pilot, lambda: isinstance(app.screen, ColumnScreen), "the column dialog")
+    await pilot.press(*"lender", "enter", *"Lender", "enter")
+    await until(pilot, lambda: app.screen is screen, "the dialog closed")
+    assert screen.target == "custom.lender"
+    fields.move_cursor(row=fields.get_row_index("customLender"))
+    await until(pilot, lambda: "← customLender" in hint(screen), "the preview")
+    preview = screen.query_one("#mapping-preview", DataTable)
+    shown = [[str(c) for c in preview.get_row_at(r)] for r in range(preview.row_count)]
+    assert len(shown) == 10
+    first_ten = list(app.store.stream("contacts", "followupboss").values())[:10]
+    assert [after for _, _, after in shown] == [expected.get(r.id, "") for r in first_ten]
+    assert all(before == "" for _, before, _ in shown)  # not mapped yet
+    # save: the file, the engine's maps and the cached records all change
+    await pilot.press("s")
+    await until(pilot, lambda: not screen.saving, "the save and re-map")
+    assert "saved custom.lender ← customLender" in status(screen), status(screen)
+    text = mappings_path().read_text()
+    assert '"custom.lender" = "customLender"' in text
+    assert "[columns.lender]" in text and 'label = "Lender"' in text
+    await until(pilot, lambda: screen.discovery is not None, "the rescan")
+    mapped_now = next(f for f in screen.discovery.fields if f.path == "customLender")
+    assert mapped_now.mapped_to == ("custom.lender",)  # "Mapped to", when it has room
+    assert rows(screen.query_one("#mapping-targets", DataTable))["custom.lender"][1] == (
+        "customLender"
+    )
+    assert "lender" in app.index.columns
+    records = {r.id: r for r in app.store.records("contacts", "followupboss")}
+    assert {i: r.custom.get("lender") for i, r in records.items() if "lender" in r.custom} == (
+        expected
+    )
 
-        # export what Browse shows: a Lender column with the values
-        await pilot.press("f3")
-        await until(pilot, lambda: app.screen is browse, "Browse again")
-        table.focus()
-        await pilot.press("ctrl+s")
-        await until(pilot, lambda: isinstance(app.screen, FormatScreen), "the format dialog")
-        await pilot.press("c")
-        folder = demo_settings.data_dir / "exports"
-        await until(pilot, lambda: folder.is_dir() and any(folder.glob("*.csv")), "the export")
-        (exported,) = folder.glob("*.csv")
-        with exported.open(encoding="utf-8", newline="") as handle:
-            lines = list(csv.DictReader(handle))
-        assert {row["Lender"] for row in lines} == {"Hilltop Mortgage"}
-        assert len(lines) == len(hilltop)
 
-    # a restart on the same data dir: still mapped, still shown
-    again = make_app(demo_settings, sync_stale=False)
+async def browse_filters_on_the_lender(
+    pilot: Any, app: CrmApp, expected: dict[str, str]
+) -> tuple[Any, RecordTable, set[str]]:
+    """Browse: a Lender column, and a filter on it."""
+    await pilot.press("escape", "f3")
+    await until(pilot, lambda: isinstance(app.screen, BrowseScreen), "Browse")
+    browse = app.screen
+    table = browse.query_one(RecordTable)
+    await until(pilot, lambda: any(c.title == "Lender" for c in table.columns), "the Lender column")
+    at = next(i for i, c in enumerate(table.columns) if c.title == "Lender")
+    assert at in [i for i, _ in table.shown]  # room for it at 120 columns
+    hilltop = {i for i, lender in expected.items() if lender == "Hilltop Mortgage"}
+    await pilot.press("slash", *"lender:hilltop source:followupboss")
+    await until(
+        pilot,
+        lambda: {r.id for r in table.rows} == hilltop and not browse.workers,
+        "the filtered rows",
+    )
+    assert {table.columns[at].get(r) for r in table.rows} == {"Hilltop Mortgage"}
+    return browse, table, hilltop
+
+
+async def search_finds_the_lender(pilot: Any, app: CrmApp, hilltop: set[str]) -> None:
+    """Search: free text finds the custom value, and the filter answers there too."""
+    result = app.index.search("hilltop mortgage", "contacts", ["followupboss"], limit=500)
+    assert {h.record.id for h in result.groups["followupboss"]} == hilltop
+    await pilot.press("f2", *"lender:hilltop")
+    search = app.screen
+    await until(
+        pilot,
+        lambda: getattr(search, "last", None) is not None and search.last.query == "lender:hilltop",
+        "the search results",
+    )
+    hits = search.last.groups["followupboss"]
+    assert {h.record.id for h in hits} == hilltop
+    shown_keys = {str(k.value) for k in search.query_one("#results", DataTable).rows}
+    assert hilltop <= shown_keys
+
+
+async def export_shows_the_lender(
+    pilot: Any, app: CrmApp, browse: Any, table: RecordTable, hilltop: set[str]
+) -> None:
+    """Export what Browse shows: a Lender column with the values."""
+    await pilot.press("f3")
+    await until(pilot, lambda: app.screen is browse, "Browse again")
+    table.focus()
+    await pilot.press("ctrl+s")
+    await until(pilot, lambda: isinstance(app.screen, FormatScreen), "the format dialog")
+    await pilot.press("c")
+    folder = app.settings.data_dir / "exports"
+    await until(pilot, lambda: folder.is_dir() and any(folder.glob("*.csv")), "the export")
+    (exported,) = folder.glob("*.csv")
+    with exported.open(encoding="utf-8", newline="") as handle:
+        lines = list(csv.DictReader(handle))
+    assert {row["Lender"] for row in lines} == {"Hilltop Mortgage"}
+    assert len(lines) == len(hilltop)
+
+
+async def still_mapped_after_restart(settings: Any, expected: dict[str, str]) -> None:
+    """A restart on the same data dir: still mapped, still shown."""
+    again = make_app(settings, sync_stale=False)
     async with again.run_test(size=SIZE) as pilot:
         await settle(pilot, again)
         assert again.index.columns["lender"].label == "Lender"
@@ -358,7 +377,7 @@ def fits(table: DataTable[Any]) -> bool:
 
 async def press_until(pilot: Any, key: str, ready: Callable[[], object], what: str) -> None:
     await pilot.press(key)
-    await until(pilot, ready, what, limit=5)
+    await until(pilot, ready, what, within=5)
 
 
 async def test_tab_arrows_and_enter_move_focus_predictably_at_120x40(demo_settings):
