@@ -395,6 +395,7 @@ def test_only_damage_becomes_database_damaged(tmp_path):
 
 async def store_error_shown(pilot: Any, app: Any) -> str:
     """The store error screen's text, once the app shows it."""
+
     def shown() -> bool:  # pushed is not yet composed
         screen = app.screen
         return isinstance(screen, StoreErrorScreen) and bool(screen.query("#store-error-text"))

@@ -83,12 +83,17 @@ def announce_demo(contacts: int) -> None:
 
 
 def run_demo(rt: Runtime, contacts: int) -> None:
+    from crm_tui.demo.clock import DemoClock
     from crm_tui.demo.session import start_demo
 
     announce_demo(contacts)
     # Records change live: a few a second at the simulators, posted as signed webhooks to
-    # the app (Follow Up Boss, HubSpot) or found by the minutely incremental sync.
-    with start_demo(data_dir=rt.data_dir, contacts=contacts, crm_sync_interval_minutes=1) as demo:
+    # the app (Follow Up Boss, HubSpot) or found by the minutely incremental sync. Their
+    # dates run up to today, so the Pipeline's recent weeks and months have something.
+    clock = DemoClock.today()
+    with start_demo(
+        data_dir=rt.data_dir, contacts=contacts, clock=clock, crm_sync_interval_minutes=1
+    ) as demo:
         rt.use_settings(demo.settings)
         setup_logging(demo.settings.log_file, SecretMasker(demo.settings.secret_values()))
         port = free_loopback_port()

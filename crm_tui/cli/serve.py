@@ -76,10 +76,11 @@ def _serve_demo(
     rt: Runtime, host: str, port: int, token: str | None, public_url: str | None, contacts: int
 ) -> None:
     """The demo's simulators and first sync here, once; every browser's app reads them."""
+    from crm_tui.demo.clock import DemoClock
     from crm_tui.demo.session import start_demo
 
     announce_demo(contacts)
-    with start_demo(data_dir=rt.data_dir, contacts=contacts) as demo:
+    with start_demo(data_dir=rt.data_dir, contacts=contacts, clock=DemoClock.today()) as demo:
         rt.use_settings(demo.settings)
         _first_sync(rt)
         rt.data_dir = None  # the env file names the demo's data dir

@@ -46,6 +46,12 @@ from crm_tui.config import ConfigError
     help="Records changed per second, in the simulators that change, from --seed.",
 )
 @click.option(
+    "--dated-to-today",
+    is_flag=True,
+    help="Date the records up to today, as crm-tui --demo does (default: the fixed dates "
+    "from 2024-01-01 that tests compare).",
+)
+@click.option(
     "--webhook-url",
     default=None,
     help="POST each change here as a signed webhook, by the simulators whose CRM sends them;"
@@ -60,6 +66,7 @@ def simulator(
     token_expires_in: int,
     churn: float,
     webhook_url: str | None,
+    dated_to_today: bool,
 ) -> None:
     """Run the simulated CRM servers in the foreground (Ctrl-C stops).
 
@@ -67,6 +74,7 @@ def simulator(
     """
     import threading
 
+    from crm_tui.demo.clock import FIXED, DemoClock
     from crm_tui.demo.servers import Faults, start_demo_servers
 
     try:
@@ -84,6 +92,7 @@ def simulator(
             ports=ports,
             fub_rate_limit=rate_limit,
             token_expires_in=token_expires_in,
+            clock=DemoClock.today() if dated_to_today else FIXED,
         )
     except ConfigError as exc:  # the demo extra is not installed
         raise click.ClickException(str(exc)) from None

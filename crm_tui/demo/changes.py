@@ -30,6 +30,7 @@ KINDS: tuple[Kind, ...] = ("create", "update", "delete")
 
 #: Every generated (base) record's times lie before this moment (2024-01-01 + 1000 days):
 #: a query starting later need not look at the base records at all (nor build their index).
+#: That is the fixed clock's; a demo dated to its day has its own (`DemoClock.horizon`).
 BASE_HORIZON = 1_704_067_200 + 1000 * 86_400
 #: Bits for a record index in a packed sort key (16.7 million records, created ones too).
 INDEX_BITS = 24

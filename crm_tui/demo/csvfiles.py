@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 from crm_tui.demo import data
+from crm_tui.demo.clock import FIXED, DemoClock
 from crm_tui.files import secure_dir
 
 TP_CONTACT_COLUMNS = (
@@ -42,14 +43,16 @@ def _write(path: Path, columns: tuple[str, ...], rows: list[dict[str, str]]) -> 
     return path
 
 
-def write_demo_csvs(folder: Path, contacts: int, seed: int) -> dict[str, Path]:
+def write_demo_csvs(
+    folder: Path, contacts: int, seed: int, clock: DemoClock = FIXED
+) -> dict[str, Path]:
     """Write the three exports under `folder`; returns their paths by role."""
     secure_dir(folder)
     tp_dir = folder / "topproducer"
     secure_dir(tp_dir)
     tp_rows = []
     for i in range(contacts):
-        c = data.tp_contact(seed, i, contacts)
+        c = data.tp_contact(seed, i, contacts, clock)
         tp_rows.append(
             {
                 "First Name": c["firstName"],
@@ -68,7 +71,7 @@ def write_demo_csvs(folder: Path, contacts: int, seed: int) -> dict[str, Path]:
         )
     closings = []
     for j in range(data.deal_count(contacts)):
-        t = data.tp_transaction(seed, j, contacts)
+        t = data.tp_transaction(seed, j, contacts, clock)
         closings.append(
             {
                 "Property Address": t["propertyAddress"],
@@ -80,7 +83,8 @@ def write_demo_csvs(folder: Path, contacts: int, seed: int) -> dict[str, Path]:
                 "Side": "Buyer",
             }
         )
-    report = [data.brivity_transaction_row(seed, j) for j in range(data.deal_count(contacts))]
+    deals = range(data.deal_count(contacts))
+    report = [data.brivity_transaction_row(seed, j, clock) for j in deals]
     return {
         "topproducer_contacts": _write(tp_dir / "contacts.csv", TP_CONTACT_COLUMNS, tp_rows),
         "topproducer_closings": _write(tp_dir / "closings.csv", TP_CLOSING_COLUMNS, closings),

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+from crm_tui.demo.clock import FIXED, DemoClock
+
 FIRST = (
     "James",
     "Mary",
@@ -625,13 +627,13 @@ class CustomValues:
     closing_date: str | None  # ISO date
 
 
-def custom_values(seed: int, source: str, i: int) -> CustomValues:
+def custom_values(seed: int, source: str, i: int, clock: DemoClock = FIXED) -> CustomValues:
     """A generator of its own, every draw always made: the record's other fields stay as
     they were, and each value is the same on every run."""
     r = rng(seed, "custom", source, i)
     lender, has_lender = r.choice(LENDERS), r.random() < 0.6
     price, has_price = r.choice(PRICE_RANGES), r.random() < 0.7
-    closing = (date(2025, 1, 1) + timedelta(days=r.randint(0, 700))).isoformat()
+    closing = clock.day(date(2025, 1, 1) + timedelta(days=r.randint(0, 700))).isoformat()
     has_closing = r.random() < 0.4
     if i == HOSTILE_LENDER_INDEX:
         lender, has_lender = HOSTILE_LENDER, True
@@ -683,11 +685,13 @@ def brivity_person(seed: int, i: int, count: int) -> dict[str, Any]:
     return record
 
 
-def fub_updated_day(seed: int, i: int, r: random.Random | None = None) -> date:
+def fub_updated_day(
+    seed: int, i: int, r: random.Random | None = None, clock: DemoClock = FIXED
+) -> date:
     """The day person i was last updated (at 09:30 UTC): the first draw of its record's
     generator, so the simulator can sort by it without building the record."""
     r = r or rng(seed, "fub", i)
-    return _when(seed, "fub-created", i) + timedelta(days=r.randint(0, 60))
+    return clock.past_day(_when(seed, "fub-created", i) + timedelta(days=r.randint(0, 60)))
 
 
 def _listed_stage(stage: str) -> str:
@@ -696,15 +700,15 @@ def _listed_stage(stage: str) -> str:
     return "Nurture" if stage == "Trash" else stage
 
 
-def fub_person(seed: int, i: int, count: int) -> dict[str, Any]:
+def fub_person(seed: int, i: int, count: int, clock: DemoClock = FIXED) -> dict[str, Any]:
     p = person(seed, population_index("followupboss", i, count))
     s = spelled(seed, "followupboss", i, p, count)
     r = rng(seed, "fub", i)
-    created = _when(seed, "fub-created", i)
+    created = clock.day(_when(seed, "fub-created", i))
     record: dict[str, Any] = {
         "id": fub_id(i),
         "created": f"{created.isoformat()}T15:04:05Z",
-        "updated": f"{fub_updated_day(seed, i, r).isoformat()}T09:30:00Z",
+        "updated": f"{fub_updated_day(seed, i, r, clock).isoformat()}T09:30:00Z",
         "lastActivity": None,
         "name": f"{s.first} {s.last}",
         "firstName": s.first,
@@ -733,7 +737,7 @@ def fub_person(seed: int, i: int, count: int) -> dict[str, Any]:
     }
     # custom fields sit at the top level, named custom*; a field without a value is absent
     # (a PUT of null deletes one). Listed only when asked for (`fields=allFields`).
-    custom = custom_values(seed, "followupboss", i)
+    custom = custom_values(seed, "followupboss", i, clock)
     for name, value in (
         ("customLender", custom.lender),
         ("customPriceRange", custom.price_range),
@@ -746,11 +750,11 @@ def fub_person(seed: int, i: int, count: int) -> dict[str, Any]:
     return record
 
 
-def tp_contact(seed: int, i: int, count: int) -> dict[str, Any]:
+def tp_contact(seed: int, i: int, count: int, clock: DemoClock = FIXED) -> dict[str, Any]:
     p = person(seed, population_index("topproducer", i, count))
     s = spelled(seed, "topproducer", i, p, count)
     r = rng(seed, "tp", i)
-    created = _when(seed, "tp-created", i)
+    created = clock.day(_when(seed, "tp-created", i))
     record: dict[str, Any] = {
         "id": tp_id(i),
         "firstName": s.first,
@@ -782,7 +786,7 @@ def _property(seed: int, source: str, j: int) -> tuple[str, int, str]:
     return address, price, r.choice(DEAL_STATUSES)
 
 
-def fub_deal(seed: int, j: int, contacts: int) -> dict[str, Any]:
+def fub_deal(seed: int, j: int, contacts: int, clock: DemoClock = FIXED) -> dict[str, Any]:
     address, price, _ = _property(seed, "followupboss", j)
     r = rng(seed, "fub-deal", j)
     stage = r.choice(FUB_DEAL_STAGES)
@@ -798,15 +802,15 @@ def fub_deal(seed: int, j: int, contacts: int) -> dict[str, Any]:
         "pipelineId": 1,
         "pipelineName": "Transactions",
         "status": "Active" if stage != "Lost" else "Archived",
-        "projectedCloseDate": _when(seed, "fub-close", j, days=1100).isoformat(),
+        "projectedCloseDate": clock.day(_when(seed, "fub-close", j, days=1100)).isoformat(),
         "commissionValue": round(price * 0.03, 2),
         "people": [{"id": r.randint(1, max(contacts, 1))}],
         "users": [{"id": r.randint(1, 3)}],
-        "createdAt": f"{_when(seed, 'fub-deal-created', j).isoformat()}T10:00:00Z",
+        "createdAt": f"{clock.day(_when(seed, 'fub-deal-created', j)).isoformat()}T10:00:00Z",
     }
 
 
-def tp_transaction(seed: int, j: int, contacts: int) -> dict[str, Any]:
+def tp_transaction(seed: int, j: int, contacts: int, clock: DemoClock = FIXED) -> dict[str, Any]:
     address, price, status = _property(seed, "topproducer", j)
     r = rng(seed, "tp-deal", j)
     return {
@@ -814,16 +818,16 @@ def tp_transaction(seed: int, j: int, contacts: int) -> dict[str, Any]:
         "propertyAddress": address,
         "salesPrice": price,
         "status": status,
-        "closeDate": _when(seed, "tp-close", j, days=1100).isoformat(),
+        "closeDate": clock.day(_when(seed, "tp-close", j, days=1100)).isoformat(),
         "contactId": tp_id(r.randint(0, max(contacts, 1) - 1)),
     }
 
 
-def brivity_transaction_row(seed: int, j: int) -> dict[str, str]:
+def brivity_transaction_row(seed: int, j: int, clock: DemoClock = FIXED) -> dict[str, str]:
     address, price, status = _property(seed, "brivity", j)
     r = rng(seed, "brivity-deal", j)
-    listed = _when(seed, "brivity-list", j)
-    close = listed + timedelta(days=r.randint(20, 120))
+    listed = clock.day(_when(seed, "brivity-list", j))
+    close = listed + timedelta(days=r.randint(20, 120))  # may be ahead: an expected closing
     sold = price + r.randrange(-20_000, 20_000, 500)
     return {
         "Address": address,
@@ -835,7 +839,7 @@ def brivity_transaction_row(seed: int, j: int) -> dict[str, str]:
         "Sale Price": f"${sold:,}" if status == "Closed" else "",
         "GCI": f"{sold * 0.03:,.2f}" if status == "Closed" else "",
         "List Date": listed.strftime("%m/%d/%Y"),
-        "Contract Date": (listed + timedelta(days=10)).strftime("%m/%d/%Y"),
+        "Contract Date": clock.past_day(listed + timedelta(days=10)).strftime("%m/%d/%Y"),
         "Close Date": close.strftime("%m/%d/%Y"),
         "Source": r.choice(("Zillow", "Referral", "Sphere")),
         "Client": f"{r.choice(FIRST)} {r.choice(LAST)}",

@@ -118,6 +118,7 @@ from crm_tui.demo.changes import (
     pack,
     walk,
 )
+from crm_tui.demo.clock import FIXED, DemoClock
 from crm_tui.demo.servers import (
     Collection,
     DemoCredentials,
@@ -187,8 +188,8 @@ def stamp(moment: float) -> str:
     return datetime.fromtimestamp(int(moment), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _updated_epoch(seed: int, i: int) -> int:
-    day = data.fub_updated_day(seed, i)
+def _updated_epoch(seed: int, i: int, clock: DemoClock = FIXED) -> int:
+    day = data.fub_updated_day(seed, i, clock=clock)
     return int(datetime(day.year, day.month, day.day, 9, 30, tzinfo=UTC).timestamp())
 
 
@@ -228,8 +229,10 @@ def deal_stage(stage_id: int) -> dict[str, Any]:
     }
 
 
-def person_now(seed: int, i: int, count: int, entry: Entry | None) -> dict[str, Any]:
-    record = data.fub_person(seed, i, count)
+def person_now(
+    seed: int, i: int, count: int, entry: Entry | None, clock: DemoClock = FIXED
+) -> dict[str, Any]:
+    record = data.fub_person(seed, i, count, clock)
     if entry is None:
         return record
     record.update(entry.patch)
@@ -245,8 +248,10 @@ def person_now(seed: int, i: int, count: int, entry: Entry | None) -> dict[str, 
     return record
 
 
-def deal_now(seed: int, j: int, contacts: int, entry: Entry | None) -> dict[str, Any]:
-    record = data.fub_deal(seed, j, contacts)
+def deal_now(
+    seed: int, j: int, contacts: int, entry: Entry | None, clock: DemoClock = FIXED
+) -> dict[str, Any]:
+    record = data.fub_deal(seed, j, contacts, clock)
     if entry is not None:
         record.update(entry.patch)
         if entry.created_at is not None:
@@ -345,6 +350,7 @@ class _Collection:
     overlay: Overlay
     updated: SortIndex | None  # people: generated records by (updated, index)
     trashes: bool  # people are trashed (listable); deleted deals are gone
+    horizon: int = BASE_HORIZON  # every generated record's `updated` lies before it
 
     def visible(self, entry: Entry, trash: bool) -> bool:
         return not entry.deleted or (self.trashes and trash)
@@ -361,7 +367,7 @@ class _Collection:
         if query.sort == "-id":
             return IdKeys(self.size, lambda i: i + 1)
         assert self.updated is not None
-        if query.sort == "updated" and query.since is not None and query.since >= BASE_HORIZON:
+        if query.sort == "updated" and query.since is not None and query.since >= self.horizon:
             return []  # every generated record is older: the index need not even exist
         return await run_in_threadpool(self.updated.keys)
 
@@ -445,9 +451,11 @@ def _by_ids(c: _Collection, query: _Query, entries: Mapping[int, Entry]) -> _Pag
 # -- the server ----------------------------------------------------------------------------
 
 
-def _collections(seed: int, contacts: int, overlay: Overlay) -> dict[str, tuple[_Collection, bool]]:
+def _collections(
+    seed: int, contacts: int, overlay: Overlay, clock: DemoClock = FIXED
+) -> dict[str, tuple[_Collection, bool]]:
     deals = data.deal_count(contacts)
-    updated = SortIndex(contacts, lambda i: pack(_updated_epoch(seed, i), i))
+    updated = SortIndex(contacts, lambda i: pack(_updated_epoch(seed, i, clock), i))
     overlay.register(
         Target(PEOPLE, contacts, contacts, mutate_person, lambda i: i != data.MISSING_ID_INDEX)
     )
@@ -455,15 +463,19 @@ def _collections(seed: int, contacts: int, overlay: Overlay) -> dict[str, tuple[
     people = _Collection(
         PEOPLE,
         contacts,
-        lambda i, e: person_now(seed, i, contacts, e),
+        lambda i, e: person_now(seed, i, contacts, e, clock),
         overlay,
         updated,
         trashes=True,
+        horizon=clock.horizon,
     )
-    deal = _Collection(
-        DEALS, deals, lambda j, e: deal_now(seed, j, contacts, e), overlay, None, trashes=False
-    )
-    return {"people": (people, True), "deals": (deal, False)}
+
+    def deal(j: int, entry: Entry | None) -> dict[str, Any]:
+        return deal_now(seed, j, contacts, entry, clock)
+
+    # deals are listed by id only: no time order, so no horizon
+    deal_collection = _Collection(DEALS, deals, deal, overlay, None, trashes=False)
+    return {"people": (people, True), "deals": (deal_collection, False)}
 
 
 class _Guard:
@@ -523,9 +535,10 @@ def fub_app(
     window: float = 10.0,
     overlay: Overlay | None = None,
     subscriptions: Subscriptions | None = None,
+    clock: DemoClock = FIXED,
 ) -> FaultInjector:
     guard = _Guard(key, rate_limit, window)
-    collections = _collections(seed, contacts, overlay or Overlay(seed))
+    collections = _collections(seed, contacts, overlay or Overlay(seed), clock)
     hooks = subscriptions or Subscriptions()
 
     async def listing(request: Request) -> Response:
@@ -1077,6 +1090,7 @@ def _build(ctx: SimulatorContext) -> FaultInjector:
         rate_limit=ctx.rate_limit,
         overlay=ctx.overlay,
         subscriptions=ctx.subscriptions,
+        clock=ctx.clock,
     )
 
 

@@ -137,7 +137,6 @@ from starlette.types import Receive, Scope, Send
 
 from crm_tui.demo import data
 from crm_tui.demo.changes import (
-    BASE_HORIZON,
     Entry,
     IdKeys,
     Kind,
@@ -149,6 +148,7 @@ from crm_tui.demo.changes import (
     pack,
     walk,
 )
+from crm_tui.demo.clock import FIXED, DemoClock
 from crm_tui.demo.servers import (
     Collection,
     DemoCredentials,
@@ -271,19 +271,21 @@ def _instant(r: random.Random, start: datetime, days: int) -> datetime:
     return start + timedelta(seconds=r.randint(0, days * 86_400), milliseconds=r.randint(0, 999))
 
 
-def _contact_times(seed: int, i: int) -> tuple[random.Random, datetime, datetime]:
+def _contact_times(
+    seed: int, i: int, clock: DemoClock = FIXED
+) -> tuple[random.Random, datetime, datetime]:
     """Contact i's generator after its first draws, its creation and its last change: the
     search index sorts by the change without building the record."""
     r = data.rng(seed, "hubspot", "contact", i)
     created = _instant(r, _EPOCH, 900)
-    return r, created, _instant(r, created, 60)
+    return r, clock.moment(created), clock.past(_instant(r, created, 60))
 
 
-def hubspot_contact(seed: int, i: int, count: int) -> dict[str, Any]:
+def hubspot_contact(seed: int, i: int, count: int, clock: DemoClock = FIXED) -> dict[str, Any]:
     """Contact `i` as HubSpot holds it, every property present (null where it has no value)."""
     p = data.person(seed, data.population_index("hubspot", i, count))
     s = data.spelled(seed, "hubspot", i, p, count)
-    r, created, updated = _contact_times(seed, i)
+    r, created, updated = _contact_times(seed, i, clock)
     digits = p.phone_digits
     record_id = hubspot_id(i)
     values: dict[str, str | None] = {
@@ -309,7 +311,7 @@ def hubspot_contact(seed: int, i: int, count: int) -> dict[str, Any]:
     }
     # the portal's custom properties (hubspotDefined false): strings as HubSpot sends every
     # value, a number's digits, a date as YYYY-MM-DD; served only when named in properties=
-    custom = data.custom_values(seed, "hubspot", i)
+    custom = data.custom_values(seed, "hubspot", i, clock)
     values["lender"] = custom.lender
     values["price_range"] = None if custom.price_range is None else str(custom.price_range)
     values["closing_date"] = custom.closing_date
@@ -332,15 +334,16 @@ def _deal_contact(seed: int, j: int, contacts: int) -> int:
     return k - 1 if k == data.MISSING_ID_INDEX else k
 
 
-def hubspot_deal(seed: int, j: int, contacts: int) -> dict[str, Any]:
+def hubspot_deal(seed: int, j: int, contacts: int, clock: DemoClock = FIXED) -> dict[str, Any]:
     """Deal `j`, every property present, with its one contact under `associations`."""
     r = data.rng(seed, "hubspot", "deal", j)
     city, state, zip3 = r.choice(data.CITIES)
     street = f"{r.randint(100, 9999)} {r.choice(data.STREETS)} {r.choice(data.SUFFIXES)}"
     price = r.randrange(180_000, 2_400_000, 500)
     created = _instant(r, _EPOCH, 900)
-    updated = _instant(r, created, 90)
-    closing = _instant(r, created, 200)
+    updated = clock.past(_instant(r, created, 90))
+    closing = clock.moment(_instant(r, created, 200))  # an open deal's may be ahead
+    created = clock.moment(created)
     record_id = hubspot_deal_id(j)
     values: dict[str, str | None] = {
         "dealname": f"{street}, {city}, {state} {zip3}{r.randint(0, 99):02d}",
@@ -367,10 +370,12 @@ def hubspot_deal(seed: int, j: int, contacts: int) -> dict[str, Any]:
     }
 
 
-def _archive(record: dict[str, Any], modified: str, seed: int, key: object) -> dict[str, Any]:
+def _archive(
+    record: dict[str, Any], modified: str, seed: int, key: object, clock: DemoClock
+) -> dict[str, Any]:
     r = data.rng(seed, "hubspot", "archived", key)
     updated = datetime.fromisoformat(record["updatedAt"].replace("Z", "+00:00"))
-    when = _stamp(_instant(r, updated, 30))
+    when = _stamp(clock.settled(_instant(r, updated, 30)))
     record["properties"][modified] = when
     record["updatedAt"] = when
     record["archived"] = True
@@ -378,16 +383,22 @@ def _archive(record: dict[str, Any], modified: str, seed: int, key: object) -> d
     return record
 
 
-def hubspot_archived_contact(seed: int, k: int, count: int) -> dict[str, Any]:
+def hubspot_archived_contact(
+    seed: int, k: int, count: int, clock: DemoClock = FIXED
+) -> dict[str, Any]:
     """The k-th archived contact: past the listed ones and the special indices, so its id is
     no listed contact's and it has one."""
     i = max(count, data.LONG_NOTE_INDEX + 1) + k
-    return _archive(hubspot_contact(seed, i, count), "lastmodifieddate", seed, f"c{k}")
+    contact = hubspot_contact(seed, i, count, clock)
+    return _archive(contact, "lastmodifieddate", seed, f"c{k}", clock)
 
 
-def hubspot_archived_deal(seed: int, k: int, contacts: int) -> dict[str, Any]:
+def hubspot_archived_deal(
+    seed: int, k: int, contacts: int, clock: DemoClock = FIXED
+) -> dict[str, Any]:
     j = data.deal_count(contacts) + k
-    return _archive(hubspot_deal(seed, j, contacts), "hs_lastmodifieddate", seed, f"d{k}")
+    deal = hubspot_deal(seed, j, contacts, clock)
+    return _archive(deal, "hs_lastmodifieddate", seed, f"d{k}", clock)
 
 
 # -- live changes --------------------------------------------------------------------------
@@ -473,6 +484,7 @@ class _ObjectType:
     modified: str  # lastmodifieddate / hs_lastmodifieddate
     overlay: Overlay
     seed: int
+    clock: DemoClock = FIXED
     by_modified: SortIndex = field(init=False)
 
     def __post_init__(self) -> None:
@@ -489,7 +501,7 @@ class _ObjectType:
 
     def _modified_key(self, i: int) -> int:
         if self.name == "contacts":
-            updated = _contact_times(self.seed, i)[2]
+            updated = _contact_times(self.seed, i, self.clock)[2]
             return pack(int(updated.timestamp() * 1000) - _EPOCH_MS, i)
         return pack(_epoch_ms(self.make(i)["updatedAt"]) - _EPOCH_MS, i)
 
@@ -671,7 +683,7 @@ async def _search(
         return [], 0, None
     entries = kind.overlay.entries(kind.collection)
     changed = sorted(kind.key(i, e) for i, e in entries.items() if not e.deleted)
-    generated_after = q.ranges[0][0] + _EPOCH_MS >= BASE_HORIZON * 1000
+    generated_after = q.ranges[0][0] + _EPOCH_MS >= kind.clock.horizon * 1000
     base = [] if generated_after else await run_in_threadpool(kind.by_modified.keys)
     stale = [kind.key(i, None) for i in entries if i < kind.size] if len(base) else []
     bounds = [(pack(low, 0), pack(high, 0)) for low, high in q.ranges]
@@ -1020,35 +1032,39 @@ def _invalid_properties(problems: list[_Problem], headers: dict[str, str]) -> Re
 # -- the app -------------------------------------------------------------------------------
 
 
-def _types(seed: int, contacts: int, overlay: Overlay) -> dict[str, _ObjectType]:
+def _types(
+    seed: int, contacts: int, overlay: Overlay, clock: DemoClock = FIXED
+) -> dict[str, _ObjectType]:
     deals = data.deal_count(contacts)
     contact_type = _ObjectType(
         "contacts",
         CONTACTS,
         contacts,
         max(contacts, data.LONG_NOTE_INDEX + 1) + ARCHIVED_CONTACTS,
-        lambda i: hubspot_contact(seed, i, contacts),
+        lambda i: hubspot_contact(seed, i, contacts, clock),
         hubspot_id,
-        (ARCHIVED_CONTACTS, lambda k: hubspot_archived_contact(seed, k, contacts)),
+        (ARCHIVED_CONTACTS, lambda k: hubspot_archived_contact(seed, k, contacts, clock)),
         frozenset(CONTACT_PROPERTIES),
         DEFAULT_CONTACT_PROPERTIES,
         "lastmodifieddate",
         overlay,
         seed,
+        clock,
     )
     deal_type = _ObjectType(
         "deals",
         DEALS,
         deals,
         deals + ARCHIVED_DEALS,
-        lambda j: hubspot_deal(seed, j, contacts),
+        lambda j: hubspot_deal(seed, j, contacts, clock),
         hubspot_deal_id,
-        (ARCHIVED_DEALS, lambda k: hubspot_archived_deal(seed, k, contacts)),
+        (ARCHIVED_DEALS, lambda k: hubspot_archived_deal(seed, k, contacts, clock)),
         frozenset(DEAL_PROPERTIES),
         DEFAULT_DEAL_PROPERTIES,
         "hs_lastmodifieddate",
         overlay,
         seed,
+        clock,
     )
     return {"contacts": contact_type, "0-1": contact_type, "deals": deal_type, "0-3": deal_type}
 
@@ -1380,9 +1396,10 @@ def hubspot_app(
     rate_limit: int = 200,
     window: float = 10.0,
     overlay: Overlay | None = None,
+    clock: DemoClock = FIXED,
 ) -> FaultInjector:
     shared = overlay or Overlay(seed)
-    types = _types(seed, contacts, shared)
+    types = _types(seed, contacts, shared, clock)
     served = _Served(
         types, _Associations(seed, contacts, shared), _Budget(token, rate_limit, window), faults
     )
@@ -1431,6 +1448,7 @@ def _build(ctx: SimulatorContext) -> FaultInjector:
         ctx.faults,
         ctx.rate_limit,
         overlay=ctx.overlay,
+        clock=ctx.clock,
     )
 
 

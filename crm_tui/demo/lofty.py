@@ -117,6 +117,7 @@ from starlette.routing import Route
 
 from crm_tui.demo import data
 from crm_tui.demo.changes import Entry, Kind, Overlay, Target
+from crm_tui.demo.clock import FIXED, DemoClock
 from crm_tui.demo.data import lofty_id
 from crm_tui.demo.servers import (
     Collection,
@@ -175,11 +176,11 @@ def _ms(moment: datetime | None) -> int | None:
     return None if moment is None else int(moment.timestamp()) * 1000
 
 
-def lofty_lead(seed: int, i: int, count: int) -> dict[str, Any]:
+def lofty_lead(seed: int, i: int, count: int, clock: DemoClock = FIXED) -> dict[str, Any]:
     p = data.person(seed, data.population_index("lofty", i, count))
     s = data.spelled(seed, "lofty", i, p, count)
     r = data.rng(seed, "lofty", "lead", i)
-    created = _EPOCH + timedelta(days=r.randint(0, 900), seconds=r.randint(0, 86_399))
+    created = clock.moment(_EPOCH + timedelta(days=r.randint(0, 900), seconds=r.randint(0, 86_399)))
     assigned = created + timedelta(minutes=r.randint(1, 240))
     agent, agent_id = r.choice(AGENTS)
     stage = r.choice(LEAD_STAGES)
@@ -249,7 +250,7 @@ def lofty_lead(seed: int, i: int, count: int) -> dict[str, Any]:
     # the item shape is not documented for leads, so the transactions' documented
     # `customFields [{id, value}]` with the attribute's name beside it. Every attribute is
     # listed in the account's order, null when the lead has no value: `[0]` is always Lender.
-    custom = data.custom_values(seed, "lofty", i)
+    custom = data.custom_values(seed, "lofty", i, clock)
     record["customAttributeList"] = [
         {"id": LENDER_ATTRIBUTE, "name": "Lender", "value": custom.lender},
         {
@@ -275,10 +276,10 @@ def _lead_index(seed: int, j: int, contacts: int) -> int:
     return i
 
 
-def lofty_transaction(seed: int, j: int, contacts: int) -> dict[str, Any]:
+def lofty_transaction(seed: int, j: int, contacts: int, clock: DemoClock = FIXED) -> dict[str, Any]:
     r = data.rng(seed, "lofty", "transaction", j)
     i = _lead_index(seed, j, contacts)
-    lead = lofty_lead(seed, i, contacts)
+    lead = lofty_lead(seed, i, contacts, clock)
     agent, agent_id = r.choice(AGENTS)
     status = r.choice(TRANSACTION_STATUSES)
     reached = TRANSACTION_STATUSES.index(status)  # 0 pre-contract ... 2 closed
@@ -288,6 +289,10 @@ def lofty_transaction(seed: int, j: int, contacts: int) -> dict[str, Any]:
     expected = contract + timedelta(days=r.randint(20, 60))
     closed = expected + timedelta(days=r.randint(-5, 10))
     updated = (closed if status == "Closed" else contract) + timedelta(days=r.randint(0, 5))
+    expected = clock.moment(expected)  # an expected closing may be ahead, the rest happened
+    created, offer, contract, closed, updated = map(
+        clock.past, (created, offer, contract, closed, updated)
+    )
     price = r.randrange(180_000, 2_400_000, 500)
     rate = r.choice((2, 2.5, 3))
     gci = round(price * rate / 100, 2)
@@ -314,17 +319,17 @@ def lofty_transaction(seed: int, j: int, contacts: int) -> dict[str, Any]:
         "gci": gci,
         "teamRevenue": round(gci - agent_share, 2),
         "agentRevenue": agent_share,
-        "appointmentDate": _ms(created + timedelta(days=1)),
-        "agreementSignedDate": _ms(created + timedelta(days=2)),
+        "appointmentDate": _ms(clock.settled(created + timedelta(days=1))),
+        "agreementSignedDate": _ms(clock.settled(created + timedelta(days=2))),
         "offerDate": _ms(offer),
         "contractDate": _ms(contract) if under_contract else None,
         "appraisalDate": None,
         "homeInspectionDate": None,
-        "escrowDate": _ms(contract + timedelta(days=3)) if under_contract else None,
+        "escrowDate": _ms(clock.settled(contract + timedelta(days=3))) if under_contract else None,
         "expiration": None,
         # documented `customFields [{id, value}]`: the account's one transaction field
         "customFields": [
-            {"id": LENDER_FIELD, "value": data.custom_values(seed, "lofty-deal", j).lender}
+            {"id": LENDER_FIELD, "value": data.custom_values(seed, "lofty-deal", j, clock).lender}
         ],
     }
 
@@ -352,15 +357,19 @@ def mutate_transaction(index: int, version: int, kind: Kind, r: random.Random) -
     return {} if kind == "create" else {"transactionStatus": r.choice(TRANSACTION_STATUSES)}
 
 
-def lead_now(seed: int, i: int, count: int, entry: Entry | None) -> dict[str, Any]:
-    record = lofty_lead(seed, i, count)
+def lead_now(
+    seed: int, i: int, count: int, entry: Entry | None, clock: DemoClock = FIXED
+) -> dict[str, Any]:
+    record = lofty_lead(seed, i, count, clock)
     if entry is not None:
         record.update(entry.patch)
     return record
 
 
-def transaction_now(seed: int, j: int, contacts: int, entry: Entry | None) -> dict[str, Any]:
-    record = lofty_transaction(seed, j, contacts)
+def transaction_now(
+    seed: int, j: int, contacts: int, entry: Entry | None, clock: DemoClock = FIXED
+) -> dict[str, Any]:
+    record = lofty_transaction(seed, j, contacts, clock)
     if entry is not None:
         record.update(entry.patch)
         if entry.created_at is not None:
@@ -506,6 +515,7 @@ class _Data:
     seed: int
     contacts: int
     overlay: Overlay
+    clock: DemoClock = FIXED
 
     def __post_init__(self) -> None:
         deals = data.deal_count(self.contacts)
@@ -521,10 +531,11 @@ class _Data:
         self.overlay.register(Target(TRANSACTIONS, deals, deals, mutate_transaction))
 
     def lead(self, i: int) -> dict[str, Any]:
-        return lead_now(self.seed, i, self.contacts, self.overlay.get(LEADS, i))
+        return lead_now(self.seed, i, self.contacts, self.overlay.get(LEADS, i), self.clock)
 
     def transaction(self, j: int) -> dict[str, Any]:
-        return transaction_now(self.seed, j, self.contacts, self.overlay.get(TRANSACTIONS, j))
+        entry = self.overlay.get(TRANSACTIONS, j)
+        return transaction_now(self.seed, j, self.contacts, entry, self.clock)
 
     def lead_index(self, lead_id: int) -> int | None:
         """The lead a `leadId` names, if it is there (not deleted, and has that id)."""
@@ -543,8 +554,9 @@ def lofty_app(
     rate_limit: int = 500,
     window: float = 60.0,
     overlay: Overlay | None = None,
+    clock: DemoClock = FIXED,
 ) -> FaultInjector:
-    live = _Data(seed, contacts, overlay or Overlay(seed))
+    live = _Data(seed, contacts, overlay or Overlay(seed), clock)
     guard = _Guard(key, rate_limit, window)
     routes = [*_lead_routes(guard, live, faults), *_transaction_routes(guard, live, faults)]
     return FaultInjector(
@@ -679,6 +691,7 @@ def _build(ctx: SimulatorContext) -> FaultInjector:
         ctx.faults,
         rate_limit=ctx.rate_limit * 6,
         overlay=ctx.overlay,
+        clock=ctx.clock,
     )
 
 

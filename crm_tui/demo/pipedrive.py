@@ -132,6 +132,7 @@ from crm_tui.demo.changes import (
     unpack,
     walk,
 )
+from crm_tui.demo.clock import FIXED, DemoClock
 from crm_tui.demo.data import pipedrive_id
 from crm_tui.demo.servers import (
     Collection,
@@ -184,7 +185,7 @@ OVER_LIMIT = {
     "error_info": ERROR_INFO,
 }
 
-_EPOCH = 1_704_067_200  # 2024-01-01T00:00:00Z, where every simulator's dates start
+_EPOCH = 1_704_067_200  # 2024-01-01T00:00:00Z, where the dates start (before a DemoClock)
 _DAY = 86_400
 _OWNERS = (13_101, 13_102, 13_103)
 _FREEMAIL = ("gmail.com", "yahoo.com", "outlook.com", "icloud.com")
@@ -261,13 +262,14 @@ class _Meta:
     status: str  # persons: "" (they have none)
 
 
-def _person_meta(seed: int, i: int) -> _Meta:
+def _person_meta(seed: int, i: int, clock: DemoClock = FIXED) -> _Meta:
     h = _draw(seed, "person-times", i)
     add = _EPOCH + h % (900 * _DAY)
-    return _Meta(add, add + h // (900 * _DAY) % (60 * _DAY), "")
+    update = clock.past_seconds(add + h // (900 * _DAY) % (60 * _DAY))
+    return _Meta(add + clock.seconds, update, "")
 
 
-def _deal_times(seed: int, j: int) -> tuple[int, int, int, str]:
+def _deal_times(seed: int, j: int, clock: DemoClock = FIXED) -> tuple[int, int, int, str]:
     """(add, stage change, update, status) of deal slot j."""
     h = _draw(seed, "deal-times", j)
     draws = []
@@ -282,11 +284,12 @@ def _deal_times(seed: int, j: int) -> tuple[int, int, int, str]:
         status = "deleted"
     else:
         status = "open" if roll < 12 else "won" if roll < 17 else "lost"
-    return add, stage_change, update, status
+    moved = add + clock.seconds, clock.past_seconds(stage_change), clock.past_seconds(update)
+    return *moved, status
 
 
-def _deal_meta(seed: int, j: int) -> _Meta:
-    add, _, update, status = _deal_times(seed, j)
+def _deal_meta(seed: int, j: int, clock: DemoClock = FIXED) -> _Meta:
+    add, _, update, status = _deal_times(seed, j, clock)
     return _Meta(add, update, status)
 
 
@@ -297,12 +300,12 @@ def _org_id(company: str | None) -> int | None:
     return None if company is None else _FIRST_ORG + data.COMPANIES.index(company)
 
 
-def pipedrive_person(seed: int, i: int, count: int) -> dict[str, Any]:
+def pipedrive_person(seed: int, i: int, count: int, clock: DemoClock = FIXED) -> dict[str, Any]:
     """Person `i` as `GET /api/v2/persons` returns it (PD-php `PersonItem`)."""
     p = data.person(seed, data.population_index("pipedrive", i, count))
     s = data.spelled(seed, "pipedrive", i, p, count)
     r = data.rng(seed, "pipedrive", "person", i)
-    meta = _person_meta(seed, i)
+    meta = _person_meta(seed, i, clock)
     emails = []
     if s.email:
         free = s.email.rsplit("@", 1)[-1] in _FREEMAIL
@@ -350,7 +353,7 @@ def pipedrive_person(seed: int, i: int, count: int) -> dict[str, Any]:
             LEAD_SOURCE_FIELD: r.choice((None, *_SOURCES)),
             BUDGET_FIELD: None if budget is None else {"value": budget, "currency": "USD"},
             # a draw of its own (data.custom_values): the other fields stay as they were
-            LENDER_FIELD: data.custom_values(seed, "pipedrive", i).lender,
+            LENDER_FIELD: data.custom_values(seed, "pipedrive", i, clock).lender,
         },
     }
     if i == data.MISSING_ID_INDEX:
@@ -358,11 +361,11 @@ def pipedrive_person(seed: int, i: int, count: int) -> dict[str, Any]:
     return record
 
 
-def pipedrive_deal(seed: int, j: int, contacts: int) -> dict[str, Any]:
+def pipedrive_deal(seed: int, j: int, contacts: int, clock: DemoClock = FIXED) -> dict[str, Any]:
     """Deal slot `j` as `GET /api/v2/deals` returns it (PD-php `DealItem`); every
     `DELETED_EVERY`-th slot holds a deleted deal (see `deal_slot`)."""
     r = data.rng(seed, "pipedrive", "deal", j)
-    add, stage_change, update, status = _deal_times(seed, j)
+    add, stage_change, update, status = _deal_times(seed, j, clock)
     i = r.randrange(max(contacts, 1))
     if i == data.MISSING_ID_INDEX:  # that person is listed without an id to point at
         i = 0
@@ -374,7 +377,7 @@ def pipedrive_deal(seed: int, j: int, contacts: int) -> dict[str, Any]:
     )
     pipeline = r.choice(tuple(_PIPELINES))
     closed = status in ("won", "lost")
-    expected = add + r.randint(30, 150) * _DAY
+    expected = add + r.randint(30, 150) * _DAY  # may be ahead
     return {
         "id": pipedrive_deal_id(j),
         "title": title,
@@ -525,8 +528,10 @@ def mutate_deal(index: int, version: int, kind: Kind, r: random.Random) -> dict[
     return {"value": r.randrange(180_000, 2_400_000, 500)}
 
 
-def person_now(seed: int, i: int, count: int, entry: Entry | None) -> dict[str, Any]:
-    record = pipedrive_person(seed, i, count)
+def person_now(
+    seed: int, i: int, count: int, entry: Entry | None, clock: DemoClock = FIXED
+) -> dict[str, Any]:
+    record = pipedrive_person(seed, i, count, clock)
     if entry is None:
         return record
     record.update(entry.patch)
@@ -538,8 +543,10 @@ def person_now(seed: int, i: int, count: int, entry: Entry | None) -> dict[str, 
     return record
 
 
-def deal_now(seed: int, j: int, contacts: int, entry: Entry | None) -> dict[str, Any]:
-    record = pipedrive_deal(seed, j, contacts)
+def deal_now(
+    seed: int, j: int, contacts: int, entry: Entry | None, clock: DemoClock = FIXED
+) -> dict[str, Any]:
+    record = pipedrive_deal(seed, j, contacts, clock)
     if entry is None:
         return record
     record.update(entry.patch)
@@ -576,6 +583,7 @@ class _Listing:
     meta: Callable[[int], _Meta]
     overlay: Overlay
     deals: bool
+    horizon: int = BASE_HORIZON  # every generated record's update lies before it
     _orders: dict[str, SortIndex] = field(default_factory=dict)
 
     def value(self, sort_by: str, slot: int, meta: _Meta) -> int:
@@ -586,7 +594,7 @@ class _Listing:
     async def base(self, query: _Query) -> Keys:
         if query.sort_by == "id":
             return IdKeys(self.size, self.ident)
-        if query.sort_by == "update_time" and (query.since or 0) >= BASE_HORIZON:
+        if query.sort_by == "update_time" and (query.since or 0) >= self.horizon:
             return []  # every generated record changed before: no index needed
         if query.sort_by not in self._orders:
             # built once per sort, in arrays (8 bytes a record: a million stay small);
@@ -650,7 +658,9 @@ def _error(status: int, message: str, headers: dict[str, str]) -> Response:
     return Response(orjson.dumps(body), status, headers, media_type="application/json")
 
 
-def _listings(seed: int, contacts: int, overlay: Overlay) -> dict[str, _Listing]:
+def _listings(
+    seed: int, contacts: int, overlay: Overlay, clock: DemoClock = FIXED
+) -> dict[str, _Listing]:
     slots = _deal_slots(contacts)
     overlay.register(
         Target(PERSONS, contacts, contacts, mutate_person, lambda i: i != data.MISSING_ID_INDEX)
@@ -660,20 +670,22 @@ def _listings(seed: int, contacts: int, overlay: Overlay) -> dict[str, _Listing]
         "persons": _Listing(
             PERSONS,
             contacts,
-            lambda i, e: person_now(seed, i, contacts, e),
+            lambda i, e: person_now(seed, i, contacts, e, clock),
             pipedrive_id,
-            lambda i: _person_meta(seed, i),
+            lambda i: _person_meta(seed, i, clock),
             overlay,
             deals=False,
+            horizon=clock.horizon,
         ),
         "deals": _Listing(
             DEALS,
             slots,
-            lambda j, e: deal_now(seed, j, contacts, e),
+            lambda j, e: deal_now(seed, j, contacts, e, clock),
             pipedrive_deal_id,
-            lambda j: _deal_meta(seed, j),
+            lambda j: _deal_meta(seed, j, clock),
             overlay,
             deals=True,
+            horizon=clock.horizon,
         ),
     }
 
@@ -996,11 +1008,12 @@ def pipedrive_app(
     faults: Faults,
     rate_limit: int = 200,
     overlay: Overlay | None = None,
+    clock: DemoClock = FIXED,
 ) -> FaultInjector:
     """`rate_limit` is requests per 10 s, as every simulator takes it; Pipedrive counts per
     2-second window, so the burst limit is a fifth of it (at least one)."""
     budget = _Budget(token, rate_limit)
-    listings = _listings(seed, contacts, overlay or Overlay(seed))
+    listings = _listings(seed, contacts, overlay or Overlay(seed), clock)
     routes = [
         *_field_routes(budget),
         *_read_routes(budget, listings, faults),
@@ -1122,10 +1135,8 @@ def _field_routes(budget: _Budget) -> list[Route]:
 
 
 def _build(ctx: SimulatorContext) -> FaultInjector:
-    token = ctx.credentials.pipedrive_token
-    return pipedrive_app(
-        token, ctx.contacts, ctx.seed, ctx.faults, rate_limit=ctx.rate_limit, overlay=ctx.overlay
-    )
+    token, c = ctx.credentials.pipedrive_token, ctx
+    return pipedrive_app(token, c.contacts, c.seed, c.faults, c.rate_limit, c.overlay, c.clock)
 
 
 def _env(url: str, credentials: DemoCredentials) -> dict[str, str]:

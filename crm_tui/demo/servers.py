@@ -50,6 +50,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from crm_tui.config import ConfigError
 from crm_tui.demo import data
 from crm_tui.demo.changes import Change, Entry, Kind, Overlay, Target
+from crm_tui.demo.clock import FIXED, DemoClock
 from crm_tui.demo.webhooks import Subscriptions
 
 if TYPE_CHECKING:
@@ -461,12 +462,13 @@ def oauth_app(
     seed: int,
     faults: Faults,
     expires_in: int = 3600,
+    clock: DemoClock = FIXED,
 ) -> FaultInjector:
     deals = data.deal_count(contacts)
     tokens: dict[str, float] = {}
     collections: dict[str, tuple[int, Callable[[int], dict[str, Any]]]] = {
-        "contacts": (contacts, lambda i: data.tp_contact(seed, i, contacts)),
-        "transactions": (deals, lambda j: data.tp_transaction(seed, j, contacts)),
+        "contacts": (contacts, lambda i: data.tp_contact(seed, i, contacts, clock)),
+        "transactions": (deals, lambda j: data.tp_transaction(seed, j, contacts, clock)),
     }
 
     async def token(request: Request) -> Response:
@@ -585,6 +587,7 @@ class SimulatorContext:
     # the live changes every changing simulator reads, and FUB's webhook subscriptions
     overlay: Overlay = field(default_factory=Overlay)
     subscriptions: Subscriptions = field(default_factory=Subscriptions)
+    clock: DemoClock = FIXED  # where the generated dates sit (the demo: dated to its day)
 
 
 #: A collection's size and its i-th record, as a simulator serves them.
@@ -693,9 +696,11 @@ def start_demo_servers(
     ports: tuple[int, ...] | None = None,
     fub_rate_limit: int = 200,
     token_expires_in: int = 3600,
+    clock: DemoClock = FIXED,
 ) -> DemoServers:
     """Start every simulator, each on its own port (`ports`, in the order of SIMULATORS;
-    0 or none: a free one)."""
+    0 or none: a free one). `clock` places the generated dates (default: the fixed window
+    tests compare; a demo a person looks at is dated to its day)."""
     from crm_tui.demo.simulators import SIMULATORS
 
     require_demo_extra()
@@ -711,6 +716,7 @@ def start_demo_servers(
         token_expires_in,
         overlay,
         subscriptions,
+        clock,
     )
     demo = DemoServers(contacts, seed, c, overlay=overlay, subscriptions=subscriptions)
     wanted = list(ports or ())
@@ -758,6 +764,7 @@ TOPPRODUCER = Simulator(
         ctx.seed,
         ctx.faults,
         expires_in=ctx.token_expires_in,
+        clock=ctx.clock,
     ),
     lambda url, c: {
         "TOPPRODUCER_API_BASE_URL": url,

@@ -11,6 +11,7 @@ from typing import Any
 
 from crm_tui.config import CONFIG_DIR_ENV, Settings
 from crm_tui.demo.churn import Churn
+from crm_tui.demo.clock import FIXED, DemoClock
 from crm_tui.demo.csvfiles import write_demo_csvs
 from crm_tui.demo.servers import DemoServers, Faults, start_demo_servers
 
@@ -63,14 +64,17 @@ def start_demo(
     contacts: int = 2000,
     seed: int = 7,
     faults: Faults | None = None,
+    clock: DemoClock = FIXED,
     **overrides: Any,
 ) -> DemoSession:
-    """Start the simulators and build Settings that use them and a throwaway data dir."""
-    servers = start_demo_servers(contacts=contacts, seed=seed, faults=faults)
+    """Start the simulators and build Settings that use them and a throwaway data dir.
+    `clock` places the generated dates: `crm-tui --demo` dates them to its day
+    (`DemoClock.today()`); the default is the fixed window tests compare."""
+    servers = start_demo_servers(contacts=contacts, seed=seed, faults=faults, clock=clock)
     owns = data_dir is None
     try:
         folder = Path(tempfile.mkdtemp(prefix="crm-tui-demo-")) if data_dir is None else data_dir
-        files = write_demo_csvs(folder / "imports", contacts, seed)
+        files = write_demo_csvs(folder / "imports", contacts, seed, clock)
         values: dict[str, Any] = {key.lower(): value for key, value in servers.env().items()}
         values.update(
             crm_data_dir=folder,
