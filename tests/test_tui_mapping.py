@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import csv
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from rich.cells import cell_len
@@ -380,13 +381,26 @@ async def press_until(pilot: Any, key: str, ready: Callable[[], object], what: s
     await until(pilot, ready, what, within=5)
 
 
-async def test_tab_arrows_and_enter_move_focus_predictably_at_120x40(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
+@asynccontextmanager
+async def mapping_lists(settings: Any) -> AsyncIterator[tuple[Any, CrmApp, MappingScreen]]:
+    """The synced demo's Mapping screen at 120x40: (pilot, app, screen)."""
+    app = make_app(settings, sync_on_start=True)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
-        screen = await open_mapping(pilot, app)
-        targets = screen.query_one("#mapping-targets", DataTable)
-        fields = screen.query_one("#mapping-fields", DataTable)
+        yield pilot, app, await open_mapping(pilot, app)
+
+
+def lists_of(screen: MappingScreen) -> tuple[DataTable, DataTable]:
+    """The targets and the payload's fields."""
+    return (
+        screen.query_one("#mapping-targets", DataTable),
+        screen.query_one("#mapping-fields", DataTable),
+    )
+
+
+async def test_tab_arrows_and_enter_move_focus_predictably_at_120x40(demo_settings):
+    async with mapping_lists(demo_settings) as (pilot, app, screen):
+        targets, fields = lists_of(screen)
         # left to right: the targets first, the footer leading with their keys
         await until(pilot, lambda: focused_id(app) == "mapping-targets", "the targets")
         assert set(footer_keys(screen)[:2]) == {"enter", "right"}, footer_keys(screen)
@@ -416,12 +430,8 @@ async def test_tab_arrows_and_enter_move_focus_predictably_at_120x40(demo_settin
 
 
 async def test_after_the_new_column_dialog_focus_is_back_on_the_right_list(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot, app)
-        screen = await open_mapping(pilot, app)
-        targets = screen.query_one("#mapping-targets", DataTable)
-        fields = screen.query_one("#mapping-fields", DataTable)
+    async with mapping_lists(demo_settings) as (pilot, app, screen):
+        targets, fields = lists_of(screen)
         # cancelled: back where it was, nothing changed
         await until(pilot, lambda: app.focused is targets, "the targets")
         before = screen.target
