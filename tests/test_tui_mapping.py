@@ -517,6 +517,10 @@ def test_columns_fit_the_width_and_long_paths_lose_their_middle():
     targets = [row("x", field="A very long label indeed", **{"from": "a.b.c.d.e.f.g.h"})]
     narrow = fitted(MappingTargets.COLUMNS, targets, 20)
     assert [c.key for c, _ in narrow] == ["field", "from"]
+    for width in range(12, 40):  # a narrow terminal: each gets a fair share, none a cell
+        shown = dict((c.key, w) for c, w in fitted(MappingTargets.COLUMNS, targets, width))
+        assert sum(w + 2 for w in shown.values()) <= width, (width, shown)
+        assert shown["from"] >= min(width // 2 - 2, 8), (width, shown)  # 8: its least
     # a CRM's text stays literal: the cut keeps its end, markup stays characters
     hostile = cell("[bold red]x[/] \x1b[2J customFields.lender_name", "dim")
     cut = cut_middle(hostile, 20)

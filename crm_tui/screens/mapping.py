@@ -100,16 +100,18 @@ def fitted(columns: Sequence[Col], rows: Sequence[Row], width: int) -> list[tupl
     By priority, a column joins while the ones before it still have what their values need
     (an elastic one its least and its room): at 80 columns a payload path is not cut to
     make room for a column the other list says too. Priority 0 is always shown, cut if it
-    must be: a target's name and its From path are what the list is for."""
+    must be, each to a fair share of the width: a target's name and its From path are what
+    the list is for, and one must not leave the other a single cell."""
+    order = sorted(columns, key=lambda c: c.priority)
+    wants = {c.key: _wanted(c, rows) for c in order}
     chosen: dict[str, int] = {}
     used = kept = 0
-    for col in sorted(columns, key=lambda c: c.priority):
-        values = (cells[col.key] for _, cells in rows)
-        wanted = col.least if col.elastic else min(col.most, need(col.title, values, col.least))
-        if used + wanted + GAP + kept > width:
-            if col.priority:
-                break  # and every less useful one with it: none shown in its place
-            wanted = max(width - used - GAP, 1)
+    for n, col in enumerate(order):
+        wanted = wants[col.key]
+        if col.priority == 0:
+            wanted = _essential_width(order[n:], wants, width - used - kept)
+        elif used + wanted + GAP + kept > width:
+            break  # and every less useful one with it: none shown in its place
         chosen[col.key] = wanted
         used += wanted + GAP
         kept += max(col.room - wanted, 0) if col.elastic else 0
@@ -120,6 +122,22 @@ def fitted(columns: Sequence[Col], rows: Sequence[Row], width: int) -> list[tupl
         chosen[col.key] += share
         spare -= share
     return [(c, chosen[c.key]) for c in columns if c.key in chosen]
+
+
+def _wanted(col: Col, rows: Sequence[Row]) -> int:
+    values = (cells[col.key] for _, cells in rows)
+    return col.least if col.elastic else min(col.most, need(col.title, values, col.least))
+
+
+def _essential_width(rest: Sequence[Col], wants: dict[str, int], left: int) -> int:
+    """The width of `rest[0]`, an always-shown column, when `left` cells remain for it and
+    the always-shown columns after it: what it needs if all of them fit, else at most a
+    fair share (the last one takes whatever is left)."""
+    essentials = [c for c in rest if c.priority == 0]
+    if sum(wants[c.key] + GAP for c in essentials) <= left:
+        return wants[rest[0].key]
+    fair = left // len(essentials) - GAP
+    return max(min(wants[rest[0].key], fair) if len(essentials) > 1 else left - GAP, 1)
 
 
 class FittedTable(DataTable[Text]):
