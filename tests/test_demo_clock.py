@@ -156,3 +156,41 @@ def test_the_generators_default_to_the_fixed_clock():
             SEED, i, CONTACTS, DemoClock()
         )
     assert FIXED.horizon == 1_704_067_200 + 1000 * 86_400
+
+
+DATED = DemoClock.until(date(2026, 11, 27))  # the last day a thing may have happened: the 26th
+THE_27TH = datetime(2026, 11, 27, tzinfo=UTC)
+
+
+def _moment(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def test_a_dated_demo_closes_no_closed_deal_in_the_future():
+    """Expected closings may lie ahead; a closing that happened may not."""
+    ahead = []
+    for j in range(400):
+        deal = hubspot.hubspot_deal(7, j, 1000, DATED)["properties"]
+        if deal["dealstage"] in hubspot.CLOSED_STAGES and _moment(deal["closedate"]) >= THE_27TH:
+            ahead.append(("hubspot", j, deal["closedate"]))
+        row = data.brivity_transaction_row(7, j, DATED)
+        for column in ("Contract Date", "Close Date" if row["Status"] == "Closed" else ""):
+            if column and datetime.strptime(row[column], "%m/%d/%Y").date() >= THE_27TH.date():
+                ahead.append(("brivity", j, column, row[column]))
+        tp = data.tp_transaction(7, j, 1000, DATED)
+        if tp["status"] == "Closed" and date.fromisoformat(tp["closeDate"]) >= THE_27TH.date():
+            ahead.append(("topproducer", j, tp["closeDate"]))
+    assert not ahead, ahead[:4]
+
+
+def test_pulling_dates_back_to_the_last_day_keeps_their_order():
+    swapped = []
+    for j in range(2000):
+        added, stage_changed, updated, _ = pipedrive._deal_times(7, j, DATED)
+        if not added <= stage_changed <= updated < THE_27TH.timestamp():
+            swapped.append((j, added, stage_changed, updated))
+    assert not swapped, swapped[:3]
+    moments = [THE_27TH - timedelta(hours=30) + timedelta(hours=h) for h in range(0, 2000, 7)]
+    settled = [DATED.settled(m) for m in moments]
+    assert settled == sorted(settled) and max(settled) < THE_27TH
+    assert DATED.settled(moments[0]) == moments[0]  # before the last day: as it was

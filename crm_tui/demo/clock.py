@@ -5,7 +5,7 @@ so tests, benchmarks and snapshots see the same records on every run. A demo a p
 at (`crm-tui --demo`) is dated to the day it runs (`DemoClock.until(today)`): every date
 moves the same whole number of days, so creations run up to the day before yesterday, and a
 later date of a record (a change, an offer, a closing that happened) that would land after
-yesterday is pulled back whole days to yesterday. Only projected or expected closings may
+yesterday is pulled back to yesterday, in its order. Only projected or expected closings may
 lie ahead. Nothing here is global: the clock is handed to each simulator and generator.
 """
 
@@ -59,7 +59,10 @@ class DemoClock:
 
     def past_day(self, when: date) -> date:
         """A date that has happened: moved, then pulled back whole days to the last one."""
-        moved = self.day(when)
+        return self.happened(self.day(when))
+
+    def happened(self, moved: date) -> date:
+        """A date already moved that has happened: the last day at the latest."""
         return moved if self.last is None else min(moved, self.last)
 
     def moment(self, when: datetime) -> datetime:
@@ -70,11 +73,16 @@ class DemoClock:
         return self.settled(self.moment(when))
 
     def settled(self, moved: datetime) -> datetime:
-        """A moved moment pulled back whole days (the time of day kept) to the last day at
-        the latest."""
-        if self.last is None or moved.date() <= self.last:
+        """A moved moment, the last day at the latest. Moments from the last day's start on
+        are squeezed into that day by one increasing function, so two moments keep their
+        order (a stage change stays before the update after it)."""
+        if self.last is None:
             return moved
-        return moved - timedelta(days=(moved.date() - self.last).days)
+        start = _midnight(self.last)
+        if moved < start:
+            return moved
+        beyond = (moved - start).total_seconds()
+        return start + timedelta(seconds=DAY * beyond / (beyond + DAY))
 
     def past_seconds(self, when: int) -> int:
         """`past` of epoch seconds."""

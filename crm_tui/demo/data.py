@@ -818,16 +818,23 @@ def tp_transaction(seed: int, j: int, contacts: int, clock: DemoClock = FIXED) -
         "propertyAddress": address,
         "salesPrice": price,
         "status": status,
-        "closeDate": clock.day(_when(seed, "tp-close", j, days=1100)).isoformat(),
+        "closeDate": _closing(clock, _when(seed, "tp-close", j, days=1100), status).isoformat(),
         "contactId": tp_id(r.randint(0, max(contacts, 1) - 1)),
     }
+
+
+def _closing(clock: DemoClock, when: date, status: str) -> date:
+    """A closing date moved: a closed deal's has happened, an open one's may be ahead."""
+    return clock.past_day(when) if status == "Closed" else clock.day(when)
 
 
 def brivity_transaction_row(seed: int, j: int, clock: DemoClock = FIXED) -> dict[str, str]:
     address, price, status = _property(seed, "brivity", j)
     r = rng(seed, "brivity-deal", j)
     listed = clock.day(_when(seed, "brivity-list", j))
-    close = listed + timedelta(days=r.randint(20, 120))  # may be ahead: an expected closing
+    close = listed + timedelta(days=r.randint(20, 120))  # ahead only while expected
+    if status == "Closed":
+        close = clock.happened(close)
     sold = price + r.randrange(-20_000, 20_000, 500)
     return {
         "Address": address,
@@ -839,7 +846,7 @@ def brivity_transaction_row(seed: int, j: int, clock: DemoClock = FIXED) -> dict
         "Sale Price": f"${sold:,}" if status == "Closed" else "",
         "GCI": f"{sold * 0.03:,.2f}" if status == "Closed" else "",
         "List Date": listed.strftime("%m/%d/%Y"),
-        "Contract Date": clock.past_day(listed + timedelta(days=10)).strftime("%m/%d/%Y"),
+        "Contract Date": clock.happened(listed + timedelta(days=10)).strftime("%m/%d/%Y"),
         "Close Date": close.strftime("%m/%d/%Y"),
         "Source": r.choice(("Zillow", "Referral", "Sphere")),
         "Client": f"{r.choice(FIRST)} {r.choice(LAST)}",

@@ -342,7 +342,7 @@ def hubspot_deal(seed: int, j: int, contacts: int, clock: DemoClock = FIXED) -> 
     price = r.randrange(180_000, 2_400_000, 500)
     created = _instant(r, _EPOCH, 900)
     updated = clock.past(_instant(r, created, 90))
-    closing = clock.moment(_instant(r, created, 200))  # an open deal's may be ahead
+    closing = _instant(r, created, 200)  # an open deal's may be ahead, a closed one's not
     created = clock.moment(created)
     record_id = hubspot_deal_id(j)
     values: dict[str, str | None] = {
@@ -352,7 +352,9 @@ def hubspot_deal(seed: int, j: int, contacts: int, clock: DemoClock = FIXED) -> 
         "dealstage": (stage := r.choice(DEAL_STAGES)),
         **closed_flags(stage),
         "pipeline": "default",
-        "closedate": _stamp(closing),
+        "closedate": _stamp(
+            clock.past(closing) if stage in CLOSED_STAGES else clock.moment(closing)
+        ),
         "createdate": _stamp(created),
         "hs_lastmodifieddate": _stamp(updated),
         "hs_object_id": record_id,
@@ -375,7 +377,7 @@ def _archive(
 ) -> dict[str, Any]:
     r = data.rng(seed, "hubspot", "archived", key)
     updated = datetime.fromisoformat(record["updatedAt"].replace("Z", "+00:00"))
-    when = _stamp(clock.settled(_instant(r, updated, 30)))
+    when = _stamp(max(updated, clock.settled(_instant(r, updated, 30))))
     record["properties"][modified] = when
     record["updatedAt"] = when
     record["archived"] = True
@@ -438,11 +440,14 @@ def mutate_deal(index: int, version: int, kind: Kind, r: random.Random) -> dict[
     return {"amount": f"{r.randrange(180_000, 2_400_000, 500):.2f}"}
 
 
+CLOSED_STAGES = ("closedwon", "closedlost")
+
+
 def closed_flags(stage: str | None) -> dict[str, str]:
     """HubSpot's calculated properties that follow a deal's stage, "true"/"false" like every
     value."""
     return {
-        "hs_is_closed": str(stage in ("closedwon", "closedlost")).lower(),
+        "hs_is_closed": str(stage in CLOSED_STAGES).lower(),
         "hs_is_closed_won": str(stage == "closedwon").lower(),
     }
 
