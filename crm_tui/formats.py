@@ -57,11 +57,8 @@ def parse_amount(text: str) -> Decimal:
         amount = Decimal((sign, digits, exponent + _SUFFIXES[match["suffix"].lower()]))
     try:
         amount = amount_in_range(amount)
-    except ValueError as exc:
-        too_big = str(exc) == "out of range"
-        raise ValueError(
-            "too large: under 1,000,000,000,000,000" if too_big else str(exc)
-        ) from None
+    except OutOfRange:
+        raise ValueError("too large: under 1,000,000,000,000,000") from None
     if amount == amount.to_integral_value():
         amount = amount.quantize(Decimal(1))  # 1.2E+6 -> 1200000
     return -amount if match["sign"] else amount
@@ -101,6 +98,10 @@ def read_amount(value: Any) -> Decimal | None:
     return amount_in_range(amount)
 
 
+class OutOfRange(ValueError):
+    """An amount too large to keep: what a person typed is told so in their words."""
+
+
 def amount_in_range(amount: Decimal) -> Decimal:
     """The one range check for money, typed or synced: below 1e15, at most 20 decimals.
     By its exponent, never by arithmetic: comparing 1E+999999999 raises Overflow."""
@@ -110,7 +111,7 @@ def amount_in_range(amount: Decimal) -> Decimal:
     if amount.is_zero():
         return amount if -MAX_DECIMALS <= exponent <= 0 else Decimal(0)
     if amount.adjusted() >= MAX_MAGNITUDE:
-        raise ValueError("out of range")
+        raise OutOfRange("out of range")
     if exponent < -MAX_DECIMALS:
         raise ValueError(f"more than {MAX_DECIMALS} decimal places")
     return amount
@@ -159,6 +160,10 @@ MONTH_FIRST = frozenset({"US", "PH", "FM", "MH", "PW", "AS", "GU", "MP", "PR", "
 DATE_HELP = "not a date: try 2026-12-15, 12/15/2026 or Dec 15 2026"
 
 
+class NotADate(ValueError):
+    """Text that is no date in any form read here (not a date that does not exist)."""
+
+
 def locale_territory(environ: dict[str, str] | None = None) -> str | None:
     """The territory of the locale dates are written in: LC_ALL, LC_TIME, then LANG
     (`en_GB.UTF-8` -> `GB`), as POSIX orders them. None for C/POSIX or unset."""
@@ -182,7 +187,7 @@ def _year(text: str) -> int:
         return int(text)
     if len(text) == 2:
         return 2000 + int(text)
-    raise ValueError(DATE_HELP)
+    raise NotADate(DATE_HELP)
 
 
 def parse_date(text: str, dayfirst: bool | None = None) -> date:
@@ -192,7 +197,7 @@ def parse_date(text: str, dayfirst: bool | None = None) -> date:
     words = [w for w in re.split(r"[\s,/.\-]+", text.strip().lower()) if w]
     words = [re.sub(r"(?<=\d)(st|nd|rd|th)$", "", w) for w in words]
     if len(words) != 3 or any(len(w) > 9 for w in words):
-        raise ValueError(DATE_HELP)
+        raise NotADate(DATE_HELP)
     named = [w for w in words if w in _MONTHS]
     try:
         if named:
@@ -202,7 +207,7 @@ def parse_date(text: str, dayfirst: bool | None = None) -> date:
                 day_text, year_text = year_text, day_text
             return date(_year(year_text), month, int(day_text))
         if not all(w.isdigit() for w in words):
-            raise ValueError(DATE_HELP)
+            raise NotADate(DATE_HELP)
         if len(words[0]) == 4:  # ISO order, whatever the separator
             return date(int(words[0]), int(words[1]), int(words[2]))
         first, second, year = int(words[0]), int(words[1]), _year(words[2])
@@ -211,9 +216,9 @@ def parse_date(text: str, dayfirst: bool | None = None) -> date:
         if first > 12 or (dayfirst and second <= 12):
             return date(year, second, first)
         return date(year, first, second)
-    except ValueError as exc:
-        if str(exc) == DATE_HELP:
-            raise
+    except NotADate:
+        raise
+    except ValueError:  # a day, month or year out of its range
         raise ValueError(f"no such date: {text.strip()[:20]}") from None
 
 

@@ -18,10 +18,6 @@ JSON_HELP = "Print JSON (guide shapes)."
 CELL_WIDTH = 40
 
 
-def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--json", "as_json", is_flag=True, help=JSON_HELP)(fn)
-
-
 def emit(
     rt: Runtime, payload: dict[str, Any], human: Callable[[], object], masked: bool = False
 ) -> None:
