@@ -63,8 +63,19 @@ def test_unreadable_amounts_say_why(typed):
 
 
 def test_huge_amounts_are_refused_without_arithmetic():
-    with pytest.raises(ValueError, match="too large"):
+    with pytest.raises(ValueError, match="too large: under 1,000,000,000,000,000"):
         parse_amount("9" * 30 + "b")
+    with pytest.raises(ValueError, match="more than 20 decimal places"):
+        parse_amount("0." + "1" * 25)
+
+
+@pytest.mark.parametrize(
+    ("typed", "said"),
+    [("2026-02-30", "no such date: 2026-02-30"), ("lunch", "not a date: try"), ("1/2/x", "not a")],
+)
+def test_a_date_that_does_not_exist_is_told_apart_from_text_that_is_none(typed, said):
+    with pytest.raises(ValueError, match=said):
+        parse_date(typed)
 
 
 @given(st.decimals(min_value=0, max_value=10**12, places=2, allow_nan=False))
