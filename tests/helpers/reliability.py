@@ -67,63 +67,51 @@ class Report:
     def _faults(self) -> list[str]:
         if not self.faults:
             return []
-        lines = [
-            "| Fault | Streams ok / failed | Records compared | Quarantined | "
-            "Duplicates dropped | Retries |",
-            "| --- | --- | --- | --- | --- | --- |",
+        titles = ["Fault", "Streams ok / failed", "Records compared", "Quarantined"]
+        rows = [
+            [
+                r.scenario,
+                f"{r.streams_ok} / {r.streams_failed}",
+                f"{r.records_compared:,}",
+                r.quarantined,
+                r.duplicates,
+                r.retries,
+            ]
+            for r in self.faults
         ]
-        for run in self.faults:
-            lines.append(
-                f"| {run.scenario} | {run.streams_ok} / {run.streams_failed} | "
-                f"{run.records_compared:,} | {run.quarantined} | {run.duplicates} | "
-                f"{run.retries} |"
-            )
-        return [
-            *lines,
-            "",
+        return _table(
+            [*titles, "Duplicates dropped", "Retries"],
+            rows,
             "After every run: a stream that succeeded equals the server's dataset record "
             "by record; a stream that failed equals the previous good data exactly (the "
             "faulty servers serve a different dataset, so a leak would show); status and "
             "audit say which and why; every record without an id is in quarantine.",
-            "",
-        ]
+        )
 
     def _overlaps(self) -> list[str]:
         if not self.overlaps:
             return []
-        lines = [
-            "| Processes overlapping on one data dir | Processes | Records compared | Lost |",
-            "| --- | --- | --- | --- |",
-        ]
-        for what, processes, compared in self.overlaps:
-            lines.append(f"| {what} | {processes} | {compared:,} | 0 |")
-        return [
-            *lines,
-            "",
+        return _table(
+            ["Processes overlapping on one data dir", "Processes", "Records compared", "Lost"],
+            [[what, processes, f"{compared:,}", 0] for what, processes, compared in self.overlaps],
             "After every overlap: each stream equals the server's dataset record by record, "
             "every local contact and imported row is there, each report's counts are those "
             "its commit wrote, and no lease, unfinished generation or hidden row is left.",
-            "",
-        ]
+        )
 
     def _cases(self) -> list[str]:
         if not self.cases:
             return []
-        lines = ["| Hostile input | Cases that held | For example |", "| --- | --- | --- |"]
-        for category in HOSTILE:
-            held = self.cases.get(category.title, [])
-            if held:
-                lines.append(f"| {category.title} | {len(held)} | {category.example} |")
-        return [
-            *lines,
-            "",
+        held = [(c, self.cases.get(c.title, [])) for c in HOSTILE]
+        return _table(
+            ["Hostile input", "Cases that held", "For example"],
+            [[c.title, len(cases), c.example] for c, cases in held if cases],
             "Each case is a test of its own, over real files, real processes and real "
             "sockets, run in the same session (`tests/test_hostile_records.py`, "
             "`test_import_files.py`, `test_export_safety.py`, `test_invisible_text.py`, "
             "`test_data_dir.py`, `test_hostile_settings.py`, `test_config_files.py`, "
             "`test_cli_contract.py`, `test_doctor.py`).",
-            "",
-        ]
+        )
 
     def _notes(self) -> list[str]:
         """One line each for crashes, secrets, file modes and load."""
@@ -157,6 +145,13 @@ class Report:
                 "(`benchmarks/load_bench.py` prints the latency figures)."
             )
         return lines
+
+
+def _table(titles: list[str], rows: list[list[object]], after: str) -> list[str]:
+    """A Markdown table, then the paragraph that says what its rows mean."""
+    lines = ["| " + " | ".join(titles) + " |", "| " + " | ".join("---" for _ in titles) + " |"]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
+    return [*lines, "", after, ""]
 
 
 @dataclass(frozen=True)
