@@ -17,11 +17,11 @@ import pytest
 
 from crm_tui.cli.output import cut
 from crm_tui.demo.servers import Faults
-from crm_tui.models import Contact
 from crm_tui.search.query import QueryError, parse_query
 from crm_tui.store import CacheStore, Database
 from crm_tui.store.errors import StoreError
 from tests.helpers.env import run_crm as crm
+from tests.helpers.records import cached_contact
 
 
 @pytest.fixture
@@ -32,11 +32,10 @@ def env(tmp_path: Path) -> dict[str, str]:
 def seed(data: Path, count: int, **fields: str) -> None:
     db = Database(data / "crm.sqlite3")
     contacts = [
-        Contact(
-            id=f"brivity:{n}",
-            source="brivity",
-            remote_id=str(n),
-            user_id="alice",
+        cached_contact(
+            "brivity",
+            n,
+            "alice",
             first_name=f"Person{n}",
             last_name="Example",
             email=f"person{n}@example.com",

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from crm_tui.files import DataDirRefused, check_dir, secure_dir
-from crm_tui.models import Contact
 from crm_tui.store import CacheStore, Database
 from crm_tui.store.db import MIGRATIONS, _statements
 from tests.helpers.env import run_crm as crm
 from tests.helpers.privileges import unprivileged
+from tests.helpers.records import cached_contact
 
 EMAIL = "ana.lee@example.com"
 
@@ -218,15 +218,7 @@ def seed(data: Path, env: dict[str, str]) -> str:
     assert result.returncode == 0, result.stderr
     local_id = json.loads(result.stdout)["record"]["id"]
     db = Database(data / "crm.sqlite3")
-    brivity = Contact(
-        id="brivity:1",
-        source="brivity",
-        remote_id="1",
-        user_id="alice",
-        first_name="Ana",
-        last_name="Lee",
-        email=EMAIL,
-    )
+    brivity = cached_contact("brivity", 1, "alice", first_name="Ana", last_name="Lee", email=EMAIL)
     asyncio.run(CacheStore("alice", db).replace_stream("brivity", "contacts", [brivity]))
     db.close()
     return local_id

@@ -22,12 +22,13 @@ from crm_tui.vocabulary import (
     record_shared_status,
     shared_value,
 )
+from tests.helpers.records import cached_contact
 
 ALPHABET = string.ascii_letters + "éÉöÑñ김민준 .-@[]()/=\"'*+?\\"
 
 
 def contact(n: int, source: str = "brivity", **fields) -> Contact:
-    return Contact(id=f"{source}:{n}", source=source, remote_id=str(n), user_id="u", **fields)
+    return cached_contact(source, n, "u", **fields)
 
 
 def reference(records: list[Contact], query: str) -> dict[str, set[str]]:

@@ -18,6 +18,7 @@ from crm_tui.store import CacheStore, Database
 from tests.helpers.env import make_settings
 from tests.helpers.pipeline_data import NOW as PIPELINE_NOW
 from tests.helpers.pipeline_data import seed_demo
+from tests.helpers.records import cached_contact
 
 # One per test process: two runs at once (two checkouts on one machine) wiped each other's
 # data mid-test. No picture shows it.
@@ -31,11 +32,10 @@ def people() -> list[Contact]:
     for i in range(30):
         source = ("brivity", "followupboss", "topproducer")[i % 3]
         out.append(
-            Contact(
-                id=f"{source}:{i}",
-                source=source,
-                remote_id=str(i),
-                user_id="snap",
+            cached_contact(
+                source,
+                i,
+                "snap",
                 first_name=FIRST[i % 10],
                 last_name=LAST[(i * 3) % 10],
                 email=f"{FIRST[i % 10].lower()}.{LAST[(i * 3) % 10].lower()}@example.com",
@@ -47,13 +47,8 @@ def people() -> list[Contact]:
             )
         )
     out.append(
-        Contact(
-            id="brivity:999",
-            source="brivity",
-            remote_id="999",
-            user_id="snap",
-            first_name="[@click=app.quit]Bob[/]",
-            last_name="[/oops]",
+        cached_contact(
+            "brivity", 999, "snap", first_name="[@click=app.quit]Bob[/]", last_name="[/oops]"
         )
     )
     return out
