@@ -48,6 +48,7 @@ from crm_tui.store.leases import Holder, Lease, LeaseStore
 from crm_tui.store.local_rows import LocalRecordStore
 from crm_tui.store.outbox import OutboxStore
 from crm_tui.store.remap import RemapStore
+from crm_tui.store.stamps import StampStore
 from crm_tui.store.syncstate import SyncStateStore
 
 # Control characters are stripped at ingest, so neither separator occurs inside a value.
@@ -323,6 +324,7 @@ class Database(
     SyncStateStore,
     OutboxStore,
     RemapStore,
+    StampStore,
 ):
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -1,0 +1,196 @@
+"""Artifacts: what is computed from a stream's rows (its search segment, its duplicate keys),
+saved beside the database as numpy arrays, so that the next start maps them in instead of
+computing them again.
+
+An artifact is saved under the stream's stamp (`stamps.StreamStamp`), one folder per stamp:
+written under a temporary name and renamed into place, so a reader finds a whole artifact
+or none. An artifact is never changed after that: a newer stamp gets a folder of its own,
+and older folders go once a newer one is in place (a process that mapped one keeps reading
+it; its files live on until it lets go). Anything that does not look exactly as written (a
+missing array, another format, a shape that does not match) is not an artifact: the caller
+computes it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crm_tui.files import secure_dir
+from crm_tui.models import RecordKind
+from crm_tui.store.stamps import StreamStamp
+
+log = logging.getLogger(__name__)
+
+_META = "meta.json"
+_SAFE_NAME = re.compile(r"[a-z0-9_]{1,40}")
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    stamp: StreamStamp
+    arrays: Mapping[str, np.ndarray]  # read-only, memory-mapped
+    meta: Mapping[str, Any]
+
+
+class ArtifactShelf:
+    """One user's artifacts in `root` (a folder of the data dir)."""
+
+    def __init__(self, root: Path, user_id: str) -> None:
+        self.root = root / hashlib.sha256(user_id.encode()).hexdigest()[:16]
+
+    def _folder(self, what: str, kind: RecordKind, source: str) -> Path:
+        name = (
+            source
+            if _SAFE_NAME.fullmatch(source)
+            else hashlib.sha256(source.encode()).hexdigest()[:16]
+        )
+        return self.root / what / f"{kind}.{name}"
+
+    def save(
+        self,
+        what: str,
+        kind: RecordKind,
+        source: str,
+        stamp: StreamStamp,
+        fmt: str,
+        arrays: Mapping[str, np.ndarray],
+        meta: Mapping[str, Any] | None = None,
+    ) -> Path:
+        """Save `arrays` as `what` of one stream at `stamp`, in format `fmt` (a string that
+        changes whenever what the arrays mean does). Older stamps' folders go."""
+        folder = self._folder(what, kind, source)
+        secure_dir(folder, "artifact folder")
+        final = folder / stamp.name
+        temp = Path(tempfile.mkdtemp(prefix=".new-", dir=folder))  # 0700
+        try:
+            shapes = {}
+            for name, array in arrays.items():
+                _check_name(name)
+                with open(
+                    os.open(temp / f"{name}.npy", os.O_WRONLY | os.O_CREAT, 0o600), "wb"
+                ) as out:
+                    np.save(out, np.ascontiguousarray(array), allow_pickle=False)
+                shapes[name] = [str(array.dtype), list(array.shape)]
+            document = {
+                "format": fmt,
+                "stamp": [stamp.generation, list(stamp.imports), stamp.seq],
+                "arrays": shapes,
+                "meta": dict(meta or {}),
+            }
+            with open(os.open(temp / _META, os.O_WRONLY | os.O_CREAT, 0o600), "w") as out:
+                json.dump(document, out)
+            try:
+                os.rename(temp, final)
+            except OSError:  # another process saved the same stamp first: theirs is as good
+                shutil.rmtree(temp, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(temp, ignore_errors=True)
+            raise
+        self._drop_older(folder, stamp)
+        return final
+
+    def open(
+        self, what: str, kind: RecordKind, source: str, stamp: StreamStamp, fmt: str
+    ) -> Artifact | None:
+        """The newest artifact saved for the stream's generations as `stamp` names them (its
+        own `seq` may be older: the caller lays the changes since over it), or None."""
+        folder = self._folder(what, kind, source)
+        candidates = []
+        for path in _children(folder):
+            found = _parse(path.name)
+            if found is not None and found.same_rows(stamp) and found.seq <= stamp.seq:
+                candidates.append((found.seq, path))
+        for _, path in sorted(candidates, reverse=True):
+            artifact = _read(path, fmt)
+            if artifact is not None:
+                return artifact
+        return None
+
+    def _drop_older(self, folder: Path, stamp: StreamStamp) -> None:
+        for path in _children(folder):
+            found = _parse(path.name)
+            older = found is not None and (not found.same_rows(stamp) or found.seq < stamp.seq)
+            stale_temp = path.name.startswith(".new-") and _age(path) > 3600
+            if older or stale_temp:
+                shutil.rmtree(path, ignore_errors=True)
+
+    def clear(self) -> None:
+        """Every artifact of this user (the cache was cleared)."""
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _check_name(name: str) -> None:
+    if not _SAFE_NAME.fullmatch(name):
+        raise ValueError(f"not an artifact array name: {name!r}")
+
+
+def _children(folder: Path) -> list[Path]:
+    try:
+        return [p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()]
+    except OSError:
+        return []
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+_STAMP_NAME = re.compile(r"g(\d+)-i([\d-]+)-s(\d+)")
+
+
+def _parse(name: str) -> StreamStamp | None:
+    match = _STAMP_NAME.fullmatch(name)
+    if match is None:
+        return None
+    generation, imports, seq = match.groups()
+    found = tuple(int(g) for g in imports.split("-"))
+    return StreamStamp(int(generation), () if found == (0,) else found, int(seq))
+
+
+def _read(path: Path, fmt: str) -> Artifact | None:
+    """The artifact in `path`, its arrays mapped; None (and a log line) if anything is off."""
+    try:
+        with open(path / _META, encoding="utf-8") as handle:
+            document = json.load(handle)
+        if document.get("format") != fmt:
+            return None
+        generation, imports, seq = document["stamp"]
+        stamp = StreamStamp(int(generation), tuple(int(g) for g in imports), int(seq))
+        if stamp.name != path.name:
+            raise ValueError("stamp does not match the folder")
+        arrays = {}
+        for name, (dtype, shape) in document["arrays"].items():
+            _check_name(name)
+            array = _load(path / f"{name}.npy", shape)
+            if str(array.dtype) != dtype or list(array.shape) != shape:
+                raise ValueError(f"{name}: {array.dtype}{array.shape}, saved as {dtype}{shape}")
+            arrays[name] = array
+        return Artifact(stamp, arrays, document.get("meta") or {})
+    except FileNotFoundError:
+        return None  # replaced by a newer one meanwhile
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("ignoring the artifact %s: %s", path, exc)
+        return None
+
+
+def _load(path: Path, shape: list[int]) -> np.ndarray:
+    """An array mapped from its file; an empty one read (there is nothing to map)."""
+    if 0 in shape:
+        return np.load(path, allow_pickle=False)
+    return np.load(path, mmap_mode="r", allow_pickle=False)
