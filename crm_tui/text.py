@@ -21,8 +21,12 @@ transliteration ignored) and on a phone's bare digits.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import unicodedata
+
+from crm_tui.fold_table import LETTERS
 
 # Character-class ranges, shared with the raw payload's check in sources/mapping.py.
 _BLANK_PRINTABLE = "\u115f\u1160\u3164\uffa0"
@@ -78,19 +82,26 @@ def clean(value: object) -> str | None:
     return text or None
 
 
-#: Latin letters that are not a base letter plus accents, so decomposing leaves them as
-#: they are: written as the ASCII a person types for them (`Łukasz` is `Lukasz`). Keyed
-#: by the casefolded form; the middle dot is what `ŀ` (Catalan) decomposes to beside `l`.
-_LETTERS = str.maketrans(
-    {
-        "æ": "ae", "ð": "d", "ø": "o", "þ": "th", "đ": "d", "ħ": "h", "ı": "i", "ĸ": "k",
-        "ł": "l", "ŋ": "n", "œ": "oe", "ŧ": "t", "ƀ": "b", "ƈ": "c", "ɗ": "d", "ƒ": "f",
-        "ɠ": "g", "ɨ": "i", "ƙ": "k", "ƚ": "l", "ɲ": "n", "ƞ": "n", "ɵ": "o", "ƥ": "p",
-        "ƫ": "t", "ƭ": "t", "ʈ": "t", "ʋ": "v", "ƴ": "y", "ƶ": "z", "ȥ": "z", "ǝ": "e",
-        "ə": "e", "ǥ": "g", "ȡ": "d", "ȴ": "l", "ȵ": "n", "ȶ": "t", "ȷ": "j", "ɇ": "e",
-        "ɉ": "j", "ɍ": "r", "ɏ": "y", "·": "",
-    }
-)  # fmt: skip
+#: After decomposing, what is still not ASCII in a Latin name (`ł`, `ø`, `æ`, `þ`, `ı`,
+#: `ŋ`...) becomes the ASCII a person types for it (`Łukasz` is `Lukasz`): the generated
+#: table, from a maintained transliteration library. The middle dot goes too: `ŀ`
+#: decomposes to `l·`, and Catalan mostly writes `col·legi` with the plain dot.
+_LETTERS = str.maketrans({**LETTERS, "·": ""})
+
+#: Bump when fold()'s steps change; a change of the table or of Python's Unicode data
+#: changes FOLD_VERSION by itself.
+_FOLD_RULES = 1
+
+
+def fold_version(letters: dict[str, str], unicode_version: str, rules: int) -> str:
+    """A short digest of everything fold()'s output depends on."""
+    material = json.dumps([rules, unicode_version, sorted(letters.items())], ensure_ascii=False)
+    return hashlib.sha256(material.encode()).hexdigest()[:12]
+
+
+#: Changes whenever fold() may fold a string differently: what is saved from folded text
+#: (a persisted search index, duplicate keys) records it and is rebuilt when it differs.
+FOLD_VERSION = fold_version(LETTERS, unicodedata.unidata_version, _FOLD_RULES)
 
 
 def fold(text: str) -> str:
