@@ -4,6 +4,7 @@ shown (not of the folded text the index matched, where folding may have moved th
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, AnyStr
 
@@ -112,8 +113,19 @@ def spans(text: str, terms: list[str]) -> list[tuple[int, int]]:
     if not text or not terms:
         return []
     folded, origin = fold_with_positions(text)
-    found = [(origin[start], origin[end - 1] + 1) for start, end in occurrences(folded, terms)]
+    found = [
+        (origin[start], _past_marks(text, origin[end - 1] + 1))
+        for start, end in occurrences(folded, terms)
+    ]
     return merge_spans(found)
+
+
+def _past_marks(text: str, end: int) -> int:
+    """A span's end moved past the combining marks written after its last letter (`e` then
+    U+0301): they fold to nothing, and a highlight stopping before them would split a letter."""
+    while end < len(text) and unicodedata.combining(text[end]):
+        end += 1
+    return end
 
 
 def occurrences(folded: AnyStr, terms: Sequence[AnyStr]) -> list[tuple[int, int]]:
