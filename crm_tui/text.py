@@ -82,11 +82,24 @@ def clean(value: object) -> str | None:
     return text or None
 
 
-#: After decomposing, what is still not ASCII in a Latin name (`ł`, `ø`, `æ`, `þ`, `ı`,
+#: After decomposing, what is still not ASCII in a Latin name (`ł`, `Ø`, `æ`, `þ`, `ı`,
 #: `ŋ`...) becomes the ASCII a person types for it (`Łukasz` is `Lukasz`): the generated
 #: table, from a maintained transliteration library. The middle dot goes too: `ŀ`
 #: decomposes to `l·`, and Catalan mostly writes `col·legi` with the plain dot.
-_LETTERS = str.maketrans({**LETTERS, "·": ""})
+_LETTER_MAP = {**LETTERS, "·": ""}
+_LETTERS = str.maketrans(_LETTER_MAP)
+#: A regex substitution runs at C speed where str.translate and a generator call Python per
+#: character; these two turn most non-ASCII names (`José Núñez`, `Wałęsa`) into ASCII. The
+#: accents are the Latin alphabet's (Combining Diacritical Marks but the grapheme joiner,
+#: which is no combining mark).
+_LATIN_ACCENTS = "".join(chr(c) for c in range(0x300, 0x370) if unicodedata.combining(chr(c)))
+_ACCENTS = re.compile(f"[{_LATIN_ACCENTS}]+")
+_TABLED = re.compile(f"[{re.escape(''.join(_LETTER_MAP))}]")
+
+
+def _letter(match: re.Match[str]) -> str:
+    return _LETTER_MAP[match.group()]
+
 
 #: Bump when fold()'s steps change; a change of the table or of Python's Unicode data
 #: changes FOLD_VERSION by itself.
@@ -110,9 +123,13 @@ def fold(text: str) -> str:
     it. ASCII (most data) takes the fast path."""
     if text.isascii():
         return text.lower()
-    decomposed = unicodedata.normalize("NFKD", text)
-    bare = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
-    return bare.translate(_LETTERS)
+    bare = _ACCENTS.sub("", unicodedata.normalize("NFKD", text))
+    if not bare.isascii():
+        bare = _TABLED.sub(_letter, bare)  # as written: the table holds both cases
+        if not bare.isascii():  # other scripts, or rarer marks: one character at a time
+            bare = "".join(c for c in bare if not unicodedata.combining(c)).casefold()
+            return bare.translate(_LETTERS)
+    return bare.lower()
 
 
 def fold_with_positions(text: str) -> tuple[str, list[int]]:
