@@ -84,6 +84,17 @@ class SearchIndex:
     def rebuild(self, kind: RecordKind, source: str, records: Iterable[Record]) -> None:
         self._swap(kind, {source: records}, replace_all=False)
 
+    def install(self, kind: RecordKind, source: str, segment: Segment) -> None:
+        """Put a segment made elsewhere (opened from disk: see search/persist.py) in place
+        of the stream's, as a rebuild would: a search sees the old one or this one, and a
+        patch made over the old one is dropped."""
+        _ready(segment)
+        self._put(kind, {(kind, source): segment}, replace_all=False)
+
+    def segment_of(self, kind: RecordKind, source: str) -> Segment | None:
+        """The stream's segment now (to save it after a build), without any patch."""
+        return self._segments.get((kind, source))
+
     def rebuild_from(
         self, store: CachedRecords, source: str | None = None, kinds: Iterable[RecordKind] = KINDS
     ) -> None:
@@ -134,9 +145,16 @@ class SearchIndex:
             futures = {(kind, name): pool.submit(Segment.build, r) for name, r in parts.items()}
             built = {key: future.result() for key, future in futures.items()}
             for segment in built.values():
-                segment.facets()
-                if len(segment.records) > PATCH_MIN:  # a stream a patch may come to
-                    segment.positions()
+                _ready(segment)
+        self._put(kind, built, replace_all)
+
+    def _put(
+        self,
+        kind: RecordKind,
+        built: dict[tuple[RecordKind, str], Segment],
+        replace_all: bool,
+    ) -> None:
+        """Put segments in place in one step (see _swap), dropping their old ones' patches."""
         with self._lock:
             stale = [
                 key for key in self._segments if key in built or (replace_all and key[0] == kind)
@@ -147,7 +165,9 @@ class SearchIndex:
                 self._patches.pop(key, None)
         for segment in old:
             # A search that began before the swap may still be reading it: free it later.
-            release_gradually(segment.records, after=RELEASE_GRACE_SECONDS)
+            # (Records read from disk on demand hold no objects to free.)
+            if isinstance(segment.records, list):
+                release_gradually(segment.records, after=RELEASE_GRACE_SECONDS)
 
     def value_counts(self, kind: RecordKind, name: str) -> list[tuple[str, int]]:
         """The values of a filterable field ("status", "stage", "city", "tag", or "shared"
@@ -249,6 +269,15 @@ class SearchIndex:
 
 #: A segment and, per record, whether a patch replaced or removed it (None: none did).
 Part = tuple[Segment, np.ndarray | None]
+
+
+def _ready(segment: Segment) -> None:
+    """What a search and a patch need, made before the segment is put in place: the
+    facets, and for a stream a patch may come to, where its ids sit (a patch's latency
+    never pays for them; a sequence of records read from disk finds its own ids)."""
+    segment.facets()
+    if len(segment.records) > PATCH_MIN:
+        segment.positions()
 
 
 def _wanted(query: Query, sources: Sequence[str] | None) -> set[str]:
