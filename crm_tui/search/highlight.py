@@ -32,10 +32,11 @@ class Highlighter:
         self._empty: dict[str, list[tuple[int, int]]] = {name: [] for name in self.fields}
 
     def __call__(
-        self, segment: Segment, indexes: list[int]
+        self, segment: Segment, indexes: list[int], records: Sequence[Record]
     ) -> list[dict[str, list[tuple[int, int]]]]:
-        """Spans for each of `indexes`; their lines and value codes are read in one numpy
-        gather each, not one scalar at a time, and a value's spans are found once."""
+        """Spans for each of `indexes` (the segment's `records`, already read); their lines
+        and value codes are read in one numpy gather each, not one scalar at a time, and a
+        value's spans are found once."""
         at = np.asarray(indexes, dtype=np.int64)
         begins = segment.starts[at].tolist()
         ends = (segment.starts[at + 1] - 1).tolist()
@@ -46,10 +47,9 @@ class Highlighter:
             values = facets.values[name]
             known = {code: self._value_spans(values[code]) for code in set(codes)}
             columns.append((name, [known[code] for code in codes]))
-        records, text, empty = segment.records, segment.text, self._empty
+        text, empty = segment.text, self._empty
         out = []
-        for n, index in enumerate(indexes):
-            record = records[index]
+        for n, record in enumerate(records):
             found = self._line_spans(record, text[begins[n] : ends[n]])
             for name, marks in columns:
                 mark = marks[n]

@@ -302,10 +302,11 @@ def _hits(
     hits: list[Hit] = []
     for n, (seg, _) in enumerate(parts):
         mine = [(score, i) for score, m, i in best if m == n]
-        marks = highlights(seg, [i for _, i in mine])
+        shown = [seg.records[i] for _, i in mine]  # each read once: it may be decoded
+        marks = highlights(seg, [i for _, i in mine], shown)
         hits += [
-            Hit(seg.records[i], score, spans_)
-            for (score, i), spans_ in zip(mine, marks, strict=True)
+            Hit(record, score, spans_)
+            for (score, _), record, spans_ in zip(mine, shown, marks, strict=True)
         ]
     hits.sort(key=lambda hit: hit.score)  # stable: a patch's ties after the base's
     return hits
