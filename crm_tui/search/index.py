@@ -87,9 +87,11 @@ class SearchIndex:
     def install(self, kind: RecordKind, source: str, segment: Segment) -> None:
         """Put a segment made elsewhere (opened from disk: see search/persist.py) in place
         of the stream's, as a rebuild would: a search sees the old one or this one, and a
-        patch made over the old one is dropped."""
-        _ready(segment)
+        patch made over the old one is dropped. Searchable before its ids' positions are
+        made (over a list of records; a patch meanwhile makes them itself)."""
+        segment.facets()
         self._put(kind, {(kind, source): segment}, replace_all=False)
+        _ready(segment)
 
     def segment_of(self, kind: RecordKind, source: str) -> Segment | None:
         """The stream's segment now (to save it after a build), without any patch."""
