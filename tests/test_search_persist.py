@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import logging
 import random
+import subprocess
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -453,3 +455,26 @@ def test_lazy_records_build_without_a_copy() -> None:
     segment = Segment.build(lazy)
     assert segment.records is lazy
     assert segment.positions().find(["brivity:5", "nope"]) == {"brivity:5": 5}
+
+
+def test_the_open_benchmark_runs_at_a_small_size() -> None:
+    """Figures are printed, never asserted: the script stays working."""
+    script = Path(__file__).parent.parent / "benchmarks" / "index_open_bench.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--size", "3000"], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "first 'jo sm'" in done.stdout
+
+
+def test_a_save_that_fails_is_logged_and_loses_nothing(tmp_path, caplog) -> None:
+    records = accented()
+    index = built("contacts", records)
+    blocked = tmp_path / "artifacts"
+    blocked.write_text("a file where the folder would go")
+    segment = index.segment_of("contacts", "brivity")
+    assert segment is not None
+    with caplog.at_level(logging.WARNING):
+        assert save_segment(shelf_at(tmp_path), "contacts", "brivity", STAMP, segment) is None
+    assert "could not save" in caplog.text
+    assert index.search("jose").total == 1

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from crm_tui import text
+from crm_tui.files import FileError
 from crm_tui.models import Record, RecordKind
 from crm_tui.search.facets import Facets
 from crm_tui.search.segment import Segment, _line_at, array_fields
@@ -55,16 +56,22 @@ def segment_format() -> str:
 
 def save_segment(
     shelf: ArtifactShelf, kind: RecordKind, source: str, stamp: StreamStamp, segment: Segment
-) -> Path:
-    """Save `segment`, built from the stream's rows at `stamp`, for the next start."""
+) -> Path | None:
+    """Save `segment`, built from the stream's rows at `stamp` (no patch over it), for the
+    next start. A save that fails (a full disk) is logged and loses nothing: the next
+    start builds the segment again."""
     arrays = {f"s_{name}": getattr(segment, name) for name in array_fields()}
     facets = segment.facets()
     facet_arrays, values = facets.saved()
     arrays.update({f"f_{name}": array for name, array in facet_arrays.items()})
-    blob = json.dumps(values, ensure_ascii=False).encode("utf-8")
+    blob = json.dumps(values).encode("ascii")  # escapes: any string a record holds fits
     arrays[_VALUES] = np.frombuffer(blob, dtype=np.uint8)
     meta = {"count": len(segment.records), "deals": facets.deals, "ids": _ids(segment.records)}
-    return shelf.save(WHAT, kind, source, stamp, segment_format(), arrays, meta)
+    try:
+        return shelf.save(WHAT, kind, source, stamp, segment_format(), arrays, meta)
+    except (OSError, FileError) as exc:  # FileError: a folder refused as unsafe
+        log.warning("could not save the search segment of %s of %s: %s", kind, source, exc)
+        return None
 
 
 def open_segment(
