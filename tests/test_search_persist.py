@@ -109,9 +109,18 @@ def many(count: int = 5000) -> list[Record]:
             status=r.choice(("Lead", "Client", "Past client", None)),
             tags=tuple(r.sample(("buyer", "seller", "vip", "investor"), r.randint(0, 2))),
             remote_created=f"2026-0{1 + n % 9}-1{n % 10}T10:00:00Z" if n % 5 else None,
+            custom=_some_custom(r) if n % 3 else {},
         )
         for n in range(count)
     ]
+
+
+def _some_custom(r: random.Random) -> dict[str, Any]:
+    return {
+        "lender": r.choice(("Quicken Loans", "Rocket Mortgage", "Chase")),
+        "price_range": Decimal(r.randrange(100_000, 1_000_000, 50_000)),
+        "closing_date": f"202{r.randint(6, 7)}-{r.randint(10, 12)}-0{r.randint(1, 9)}",
+    }
 
 
 def custom() -> list[Record]:
@@ -228,7 +237,7 @@ def saved(tmp_path: Path, kind: RecordKind, records: list[Record]) -> SearchInde
     index = built(kind, records)
     segment = index.segment_of(kind, "brivity")
     assert segment is not None
-    save_segment(shelf_at(tmp_path), kind, "brivity", STAMP, segment)
+    save_segment(shelf_at(tmp_path), kind, "brivity", STAMP, segment, COLUMNS.values())
     return index
 
 
@@ -262,6 +271,26 @@ def test_opening_and_searching_read_only_the_records_shown(tmp_path) -> None:
     before = lazy.read
     result = index.search("jo sm", limit=10)
     assert result.total > 10
+    assert lazy.read - before == 10
+
+
+@pytest.mark.parametrize(
+    "query", ["created:2026-03", "lender:quicken", "price_range>500000", "closing_date:2026-12"]
+)
+def test_filters_after_open_read_only_the_records_shown(tmp_path, query: str) -> None:
+    """Creation days and the custom columns' values were saved with the segment: a filter
+    on them after a start decodes no record but those it shows."""
+    records = many()
+    fresh = saved(tmp_path, "contacts", records)
+    lazy = LazyRecords(records)
+    segment = open_segment(shelf_at(tmp_path), "contacts", "brivity", STAMP, lazy)
+    assert segment is not None
+    index = SearchIndex()
+    index.columns = COLUMNS
+    index.install("contacts", "brivity", segment)
+    before = lazy.read
+    result = index.search(query, limit=10)
+    assert result.total == fresh.search(query, limit=10).total > 10
     assert lazy.read - before == 10
 
 
@@ -358,6 +387,8 @@ DAMAGE: dict[str, Callable[[Path], None]] = {
     "a bigram's runs moved": lambda f: _rewrite(f, "s_run_offsets", _shift_a_first_run),
     "a code past its values": lambda f: _rewrite(f, "f_codes_city", _set(0, 250)),
     "a tag owner past the records": lambda f: _rewrite(f, "f_tag_owner", _set(0, 60000)),
+    "a custom column's code past its values": lambda f: _rewrite(f, "f_custom_0", _set(0, 200)),
+    "a creation day past its values": lambda f: _rewrite(f, "f_created_codes", _set(0, 250)),
     "garbled values": lambda f: _rewrite(f, "f_values", _garble),
     "values of another shape": lambda f: _rewrite_values(
         f, {"values": [], "tag": {}, "closing": 1}

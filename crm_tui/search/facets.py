@@ -8,7 +8,7 @@ fields.VALUE_FIELDS) are matched the same way.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from operator import attrgetter
 from typing import Any
@@ -73,14 +73,26 @@ class Facets:
         # columns are never filtered on, and building them all would slow every rebuild.
         self._custom: dict[tuple[str, bool], Any] = {}
 
-    def saved(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    def saved(self, columns: Iterable[Column] = ()) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """What a saved segment keeps of its facets: the arrays, and the distinct values
-        (JSON-ready). The shared statuses are not kept: they are worked out again at open
-        from the values, so a change to the vocabulary never meets a stale copy."""
+        (JSON-ready). The creation days and the custom `columns` are made first, if no
+        filter asked for them yet: a pass over the records each, paid at the save rather
+        than at a filter after the next start, when records may be read from disk one at a
+        time. The shared statuses are not kept: they are worked out again at open from the
+        values, so a change to the vocabulary never meets a stale copy."""
+        created, created_codes = self.created_days()
+        for column in columns:
+            self._column_values(column)
         arrays = {f"codes_{name}": codes for name, codes in self.codes.items()}
         arrays.update({name: getattr(self, name) for name in self.ARRAYS})
+        arrays["created_codes"] = created_codes
+        custom: list[list[Any]] = []
+        # a copy: a search in another thread may add a column meanwhile
+        for n, ((name, numeric), held) in enumerate(list(self._custom.items())):
+            arrays[f"custom_{n}"] = held if numeric else held[1]
+            custom.append([name, numeric, None if numeric else held[0]])
         values = {"values": self.values, "tag": self.tag_values, "closing": self.closing_values}
-        return arrays, values
+        return arrays, {**values, "created": created, "custom": custom}
 
     @classmethod
     def restored(
@@ -102,6 +114,12 @@ class Facets:
         facets.codes = {name: arrays[f"codes_{name}"] for name in names}
         for name in cls.ARRAYS:
             setattr(facets, name, arrays[name])
+        facets._created = (_string_list(values["created"]), arrays["created_codes"])
+        for n, entry in enumerate(values["custom"]):
+            name, numeric, held = entry
+            array = arrays[f"custom_{n}"]
+            key = (str(name), numeric is True)
+            facets._custom[key] = array if key[1] else (_string_list(held), array)
         facets._check()
         facets.shared = facets._shared_codes(source if facets.size else None)
         return facets
@@ -113,8 +131,14 @@ class Facets:
         _fits("tag codes", self.tag_codes, len(self.tag_owner), len(self.tag_values))
         _fits("tag owners", self.tag_owner, len(self.tag_codes), size)
         _fits("closing codes", self.closing_codes, deals, len(self.closing_values))
-        if self.amounts.dtype != np.float64 or len(self.amounts) != deals:
-            raise ValueError("amounts do not fit the records")
+        _numbers("amounts", self.amounts, deals)
+        for (name, numeric), held in self._custom.items():
+            if numeric:
+                _numbers(name, held, size)
+            else:
+                _fits(f"codes of {name}", held[1], size, len(held[0]))
+        if self._created is not None:
+            _fits("creation days", self._created[1], size, len(self._created[0]))
 
     def custom_numbers(self, name: str) -> np.ndarray:
         """Per record, a number or money column's value (NaN where none)."""
@@ -136,8 +160,13 @@ class Facets:
             self._custom[key] = _codes(held)
         return self._custom[key]  # type: ignore[no-any-return]
 
+    def _column_values(self, column: Column) -> Any:
+        if column.type in _NUMERIC:
+            return self.custom_numbers(column.name)
+        return self.custom_texts(column.name)
+
     def _custom_hit(self, column: Column, op: str, value: Any, rows: np.ndarray) -> np.ndarray:
-        if column.type in ("number", "money"):
+        if column.type in _NUMERIC:
             return _COMPARE["=" if op == ":" else op](  # NaN compares False
                 self.custom_numbers(column.name)[rows], float(value)
             )
@@ -265,6 +294,7 @@ def _day_of(stamp: str | None) -> str:
     return stamp[:10] if stamp else ""
 
 
+_NUMERIC = ("number", "money")
 _COMPARE = {
     "<": np.less,
     "<=": np.less_equal,
@@ -296,6 +326,11 @@ def _fits(what: str, codes: np.ndarray, size: int, bound: int) -> None:
         raise ValueError(f"{what}: {codes.dtype}{codes.shape}, not {size} integers")
     if size and (int(codes.min()) < 0 or int(codes.max()) >= bound):
         raise ValueError(f"{what}: a code out of range")
+
+
+def _numbers(what: str, numbers: np.ndarray, size: int) -> None:
+    if numbers.dtype != np.float64 or numbers.shape != (size,):
+        raise ValueError(f"{what}: {numbers.dtype}{numbers.shape}, not {size} numbers")
 
 
 def _string_list(values: Any) -> list[str]:

@@ -14,12 +14,13 @@ import functools
 import hashlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from crm_tui import text
+from crm_tui.custom_columns import Column
 from crm_tui.files import FileError
 from crm_tui.models import Record, RecordKind
 from crm_tui.search.facets import Facets
@@ -55,14 +56,21 @@ def segment_format() -> str:
 
 
 def save_segment(
-    shelf: ArtifactShelf, kind: RecordKind, source: str, stamp: StreamStamp, segment: Segment
+    shelf: ArtifactShelf,
+    kind: RecordKind,
+    source: str,
+    stamp: StreamStamp,
+    segment: Segment,
+    columns: Iterable[Column] = (),
 ) -> Path | None:
     """Save `segment`, built from the stream's rows at `stamp` (no patch over it), for the
-    next start. A save that fails (a full disk) is logged and loses nothing: the next
-    start builds the segment again."""
+    next start, with the values of the custom `columns` (the index's: filter keys). Takes
+    a pass over the records for those and the creation days: run it beside the app, not
+    in its event loop. A save that fails (a full disk) is logged and loses nothing: the
+    next start builds the segment again."""
     arrays = {f"s_{name}": getattr(segment, name) for name in array_fields()}
     facets = segment.facets()
-    facet_arrays, values = facets.saved()
+    facet_arrays, values = facets.saved(columns)
     arrays.update({f"f_{name}": array for name, array in facet_arrays.items()})
     blob = json.dumps(values).encode("ascii")  # escapes: any string a record holds fits
     arrays[_VALUES] = np.frombuffer(blob, dtype=np.uint8)
