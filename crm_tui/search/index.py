@@ -4,8 +4,9 @@ What the app, the CLI and the screens use of the search package is here: SearchI
 its results (SearchResult, Hit), filter_hint, and field_text / CONTACT_FIELDS for showing
 a hit's fields. How it works is in the modules beside it: fields (what is indexed of a
 record), segment (one stream's text and bigram index), ranking (matching and scoring a
-segment's records), facets (filters and value fields), highlight (a hit's spans) and
-query (the query language).
+segment's records), facets (filters and value fields), highlight (a hit's spans), query
+(the query language) and persist (a segment saved beside the database, opened at start and
+put in place with SearchIndex.install).
 """
 
 from __future__ import annotations

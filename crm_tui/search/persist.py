@@ -173,5 +173,5 @@ def _ids(records: Sequence[Record]) -> str:
     digest = hashlib.sha256()
     if records:
         for at in np.unique(np.linspace(0, len(records) - 1, _SAMPLES).astype(np.int64)):
-            digest.update(records[int(at)].id.encode("utf-8") + b"\0")
+            digest.update(records[int(at)].id.encode("utf-8", "surrogatepass") + b"\0")
     return digest.hexdigest()[:32]
