@@ -62,6 +62,8 @@ def build_and_save(size: int, root: Path) -> None:
         index.rebuild("contacts", source, records)
     built = time.perf_counter() - started
     grown = rss() - before
+    _timed(index)
+    asked = _timed(index)
     shelf = ArtifactShelf(root, "bench")
     started = time.perf_counter()
     for source in streams:
@@ -75,6 +77,7 @@ def build_and_save(size: int, root: Path) -> None:
     print(f"save            {saved:8.2f} s    ({on_disk / size:.0f} B per contact on disk)")
     print(f"built: resident {grown / size:8.0f} B per contact (RssAnon growth)")
     print(f"       held     {index.nbytes / size:8.0f} B per contact (SearchIndex.nbytes)")
+    print(f"'{QUERY}' built    {asked * 1000:8.1f} ms (warm, for comparison)")
 
 
 def evict(root: Path) -> None:
