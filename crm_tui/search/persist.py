@@ -112,6 +112,9 @@ def _restored(
     source: str,
     records: Sequence[Record],
 ) -> Segment:
+    # plain arrays over the same mapped pages: np.memmap's Python hooks run at every
+    # slice a search takes
+    arrays = {name: array.view(np.ndarray) for name, array in arrays.items()}
     if meta.get("count") != len(records):
         raise ValueError(f"saved for {meta.get('count')} records, not {len(records)}")
     if meta.get("ids") != _ids(records):
