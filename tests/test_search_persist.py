@@ -402,6 +402,9 @@ DAMAGE: dict[str, Callable[[Path], None]] = {
     "values of another shape": lambda f: _rewrite_values(
         f, {"values": [], "tag": {}, "closing": 1}
     ),
+    "values of other fields": lambda f: _rewrite_values(
+        f, {**_values(f), "values": {"status": [], "city": [""]}}
+    ),
     "another type": lambda f: _retype(f, "s_lows", np.float32),
     "older format": lambda f: _meta(f, "format", "search-segment-0"),
     "another record count": lambda f: _meta_meta(f, "count", 4999),
@@ -413,6 +416,10 @@ def _rewrite_values(folder: Path, values: Any) -> None:
     blob = json.dumps(values).encode()
     np.save(folder / "f_values.npy", np.frombuffer(blob, np.uint8))
     _meta(folder, "arrays", {**_doc(folder)["arrays"], "f_values": ["uint8", [len(blob)]]})
+
+
+def _values(folder: Path) -> dict[str, Any]:
+    return json.loads(np.load(folder / "f_values.npy").tobytes())
 
 
 def _retype(folder: Path, name: str, dtype: Any) -> None:

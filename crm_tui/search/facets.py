@@ -126,8 +126,10 @@ class Facets:
 
     def _check(self) -> None:
         size, deals = self.size, self.size if self.deals else 0
+        if self.values.keys() != self.codes.keys():
+            raise ValueError("the fields' values are not those of their codes")
         for name, codes in self.codes.items():
-            _fits(f"codes of {name}", codes, size, len(self.values.get(name, ())))
+            _fits(f"codes of {name}", codes, size, len(self.values[name]))
         _fits("tag codes", self.tag_codes, len(self.tag_owner), len(self.tag_values))
         _fits("tag owners", self.tag_owner, len(self.tag_codes), size)
         _fits("closing codes", self.closing_codes, deals, len(self.closing_values))
