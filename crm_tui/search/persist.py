@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from crm_tui import text
 from crm_tui.custom_columns import Column
 from crm_tui.files import FileError
 from crm_tui.models import Record, RecordKind
@@ -27,6 +26,7 @@ from crm_tui.search.facets import Facets
 from crm_tui.search.segment import Segment, _line_at, array_fields
 from crm_tui.store.artifacts import ArtifactShelf
 from crm_tui.store.stamps import StreamStamp
+from crm_tui.text import FOLD_VERSION  # a segment folded otherwise finds other words
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +34,6 @@ WHAT = "segment"
 #: Bump when what a saved segment means changes with no change to its arrays' names or
 #: types (what fields.haystack indexes, how facets code their values).
 FORMAT_VERSION = 1
-#: The folding the text was indexed with: a segment folded otherwise finds other words.
-#: Until crm_tui.text names its version, its folding is version 0.
-FOLD_VERSION: int = getattr(text, "FOLD_VERSION", 0)
 _SAMPLES = 32  # record ids compared at open: a list in another order is not the one saved
 _VALUES = "f_values"
 
