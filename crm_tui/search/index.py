@@ -162,9 +162,11 @@ class SearchIndex:
             stale = [
                 key for key in self._segments if key in built or (replace_all and key[0] == kind)
             ]
-            old = [self._segments.pop(key) for key in stale]
-            self._segments.update(built)
+            old = [self._segments[key] for key in stale]
+            self._segments.update(built)  # in place: no moment without the stream's segment
             for key in stale:
+                if key not in built:
+                    del self._segments[key]
                 self._patches.pop(key, None)
         for segment in old:
             # A search that began before the swap may still be reading it: free it later.
