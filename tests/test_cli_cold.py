@@ -247,3 +247,18 @@ def test_a_closed_pipe_ends_a_long_listing_quietly(tmp_path):
     assert head.startswith(b'{"success": true, "contacts": [{')
     assert code == 0
     assert errors == b""
+
+
+@pytest.mark.parametrize(("fmt", "source"), [("csv", None), ("json", "brivity"), ("vcf", None)])
+def test_an_export_writes_what_the_loaded_store_wrote(data_dir, no_load, capsys, fmt, source):
+    from crm_tui.export import export
+
+    store = loaded(data_dir)
+    expected = printed(
+        capsys,
+        lambda: export(None, fmt, "contacts", store.records("contacts", source), stdout=sys.stdout),
+    )
+    no_load()
+    args = ["export", "--format", fmt, *(["--source", source] if source else [])]
+    # click's test runner shows "\r\n" (CSV's and vCard's line ends) as "\n"
+    assert run(data_dir, *args) == expected.replace("\r\n", "\n")
