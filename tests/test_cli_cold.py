@@ -262,3 +262,12 @@ def test_an_export_writes_what_the_loaded_store_wrote(data_dir, no_load, capsys,
     args = ["export", "--format", fmt, *(["--source", source] if source else [])]
     # click's test runner shows "\r\n" (CSV's and vCard's line ends) as "\n"
     assert run(data_dir, *args) == expected.replace("\r\n", "\n")
+
+
+def test_a_runtime_without_the_snapshot_refuses_to_load_it(data_dir):
+    from crm_tui.cli.runtime import Runtime
+
+    rt = Runtime(data_dir=data_dir, overrides={"crm_user_id": USER}, snapshot=False)
+    with pytest.raises(RuntimeError, match="reads the database"):
+        _ = rt.store
+    assert rt.database.stream_counts(USER, "deals") == {"followupboss": 2, "brivity": 1}
