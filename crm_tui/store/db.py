@@ -877,6 +877,7 @@ class Database(
     # -- reading without loading (a cold CLI call) -----------------------------------------
 
     @contextmanager
+    @damage_named
     def consistent_reads(self) -> Iterator[None]:
         """Every read inside sees one commit: for a caller that reads a stream in several
         queries (its row order, its rows, its imports) and must never see half a swap."""
@@ -899,6 +900,9 @@ class Database(
                 ).fetchone()
                 if count:
                     first.append((first_row, source, count))
+            if first:  # the index alone answered: reach the table once, so a damaged
+                # table fails here as a load would have, not only in the next full read
+                self._conn.execute(f"SELECT id FROM {kind} WHERE rowid = ?", (first[0][0],))
             counts = {source: count for _, source, count in sorted(first)}
             imports = self._conn.execute(
                 "SELECT source, generation FROM imports WHERE user_id = ? AND kind = ?"
