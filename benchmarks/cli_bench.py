@@ -2,7 +2,7 @@
 wall time and peak resident memory, the big size's ratio to the small one.
 
     python benchmarks/cli_bench.py                       # 10,000 and 1,000,000 contacts
-    python benchmarks/cli_bench.py --sizes 2000,20000    # a smoke run
+    python benchmarks/cli_bench.py --sizes 2000,20000 --runs 1   # a smoke run
     python benchmarks/cli_bench.py --keep /tmp/caches    # seed once, reuse on later runs
 
 Each cache holds N contacts over three sources plus N/5 deals over four (the issue's shape:
@@ -131,11 +131,11 @@ def run_once(folder: Path, args: tuple[str, ...], head: bool, env: dict[str, str
     return Run(time.perf_counter() - started, cpu, usage.ru_maxrss / 1024, code)
 
 
-def measure(folder: Path, env: dict[str, str]) -> dict[str, Run]:
-    """label -> median seconds and CPU, largest peak and worst exit code of RUNS calls."""
+def measure(folder: Path, env: dict[str, str], count: int) -> dict[str, Run]:
+    """label -> median seconds and CPU, largest peak and worst exit code of `count` calls."""
     figures = {}
     for label, args, head in COMMANDS:
-        runs = [run_once(folder, args, head, env) for _ in range(RUNS)]
+        runs = [run_once(folder, args, head, env) for _ in range(count)]
         figures[label] = Run(
             statistics.median(r.seconds for r in runs),
             statistics.median(r.cpu for r in runs),
@@ -164,9 +164,9 @@ def isolated_env(root: Path) -> dict[str, str]:
     return env
 
 
-def report(sizes: list[int], figures: dict[int, dict[str, Run]]) -> None:
+def report(sizes: list[int], figures: dict[int, dict[str, Run]], count: int) -> None:
     small, big = sizes[0], sizes[-1]
-    print(f"\ncold calls, median of {RUNS} (peak: largest of the {RUNS})")
+    print(f"\ncold calls, median of {count} (peak: largest of the {count})")
     print(f"{'command':<38}{'size':>11}{'wall s':>9}{'cpu s':>8}{'peak MB':>9}  exit")
     for label, _, _ in COMMANDS:
         for size in sizes:
@@ -190,13 +190,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,1000000", help="Contacts, comma-separated.")
     parser.add_argument("--keep", type=Path, help="Seed caches here and reuse them.")
+    parser.add_argument("--runs", type=int, default=RUNS, help="Calls per command and size.")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
     with caches_root(args.keep) as root:
         env = isolated_env(root)
         folders = {size: seeded(root, size) for size in sizes}
-        figures = {size: measure(folders[size], env) for size in sizes}
-    report(sizes, figures)
+        figures = {size: measure(folders[size], env, args.runs) for size in sizes}
+    report(sizes, figures, args.runs)
 
 
 if __name__ == "__main__":
