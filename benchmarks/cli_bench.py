@@ -40,6 +40,7 @@ RUNS = 5
 HEAD_BYTES = 65_536
 TARGET_RATIO = 3.0
 TARGET_PEAK_MB = 300
+TIME = Path("/usr/bin/time")  # GNU time: a child's own peak RSS (else wait4's, an upper bound)
 #: (label, arguments, read only the first HEAD_BYTES of the output)
 COMMANDS: tuple[tuple[str, tuple[str, ...], bool], ...] = (
     ("status --json", ("status", "--json"), False),
@@ -111,24 +112,30 @@ class Run:
 
 
 def run_once(folder: Path, args: tuple[str, ...], head: bool, env: dict[str, str]) -> Run:
-    """One cold call: a fresh interpreter, its wall time and its own peak RSS (wait4 gives
-    this child's, where RUSAGE_CHILDREN would give the largest child's so far)."""
+    """One cold call: a fresh interpreter, its wall time, CPU time and peak RSS."""
     argv = [sys.executable, "-m", "crm_tui", "--data-dir", str(folder), *args]
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=folder
-    )
-    assert proc.stdout is not None
-    if head:
-        proc.stdout.read(HEAD_BYTES)
-    else:
-        while proc.stdout.read(1 << 20):
-            pass
-    proc.stdout.close()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = code = os.waitstatus_to_exitcode(status)
-    cpu = usage.ru_utime + usage.ru_stime
-    return Run(time.perf_counter() - started, cpu, usage.ru_maxrss / 1024, code)
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as said:
+        if TIME.exists():
+            argv = [str(TIME), "-f", "%M", "-o", said.name, *argv]
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=folder
+        )
+        assert proc.stdout is not None
+        if head:
+            proc.stdout.read(HEAD_BYTES)
+        else:
+            while proc.stdout.read(1 << 20):
+                pass
+        proc.stdout.close()
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+        proc.returncode = code = os.waitstatus_to_exitcode(status)
+        lines = said.read().split()
+    # GNU time's %M is its child's own peak. wait4's ru_maxrss would count this process's
+    # pages too: Linux keeps the high-water mark across the child's fork and exec.
+    peak_kb = int(lines[-1]) if lines and lines[-1].isdigit() else usage.ru_maxrss
+    return Run(seconds, usage.ru_utime + usage.ru_stime, peak_kb / 1024, code)
 
 
 def measure(folder: Path, env: dict[str, str], count: int) -> dict[str, Run]:
