@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/search_bench.py --sizes 100000 1000000
 	$(BIN)/python benchmarks/sync_bench.py --contacts 100000
 	$(BIN)/python benchmarks/tui_bench.py --contacts 1000000 --sync-contacts 100000
+	$(BIN)/python benchmarks/cli_bench.py --sizes 10000,1000000
 	$(BIN)/python benchmarks/dedup_bench.py --sizes 100000 1000000 --quality 2000
 	$(BIN)/python benchmarks/load_bench.py --contacts 100000
 	$(BIN)/python benchmarks/import_bench.py --mb 50

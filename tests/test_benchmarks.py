@@ -25,6 +25,7 @@ BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
         ("pipeline_bench.py", ["--deals", "3000", "--runs", "2"], "draw the Pipeline"),
         ("remap_bench.py", ["--contacts", "2000"], "worst event-loop stall"),
         ("heap_bench.py", ["--keys", "20000", "--records", "20000"], "gc_paused"),
+        ("cli_bench.py", ["--sizes", "300,1000", "--runs", "1"], "ratio"),
         (
             "writeback_bench.py",
             ["--contacts", "500", "--edits", "20", "--latency-edits", "5"],

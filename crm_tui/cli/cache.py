@@ -3,10 +3,13 @@ holds, read without a request to any CRM, and dropping it."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from crm_tui.cli.cold import ColdRecords, cold_statuses, echo_listing
 from crm_tui.cli.command import Reply, headless
 from crm_tui.cli.marks import Marks, record_marks
 from crm_tui.cli.options import (
@@ -20,7 +23,6 @@ from crm_tui.cli.output import table
 from crm_tui.cli.runtime import Runtime, run
 from crm_tui.config import DISPLAY_NAMES, SOURCE_NAMES, Settings
 from crm_tui.models import RecordKind, utc_now
-from crm_tui.sync.shown import shown_statuses
 from crm_tui.text import single_line
 
 if TYPE_CHECKING:
@@ -29,14 +31,14 @@ if TYPE_CHECKING:
 
 
 @click.command("status")
-@headless()
+@headless(snapshot=False)
 def status(rt: Runtime) -> Reply:
     """Each source's sync status and counts (guide: GET sync-status).
 
     Example: crm-tui status --json
     """
-    store, settings = rt.store, rt.settings
-    statuses = shown_statuses(store, settings)
+    settings = rt.settings
+    statuses = cold_statuses(rt.unloaded_store, settings)  # counted, no record read
     payload = {
         "success": True,
         "timestamp": utc_now(),
@@ -95,18 +97,21 @@ def _records_command(kind: RecordKind) -> click.Command:
 
     @click.option("--source", type=SOURCE_CHOICE, help="Only this source.")
     @click.option("--limit", type=click.IntRange(0), default=0, help="At most N (0: all).")
-    @headless()
-    def records(rt: Runtime, source: str | None, limit: int) -> Reply:
-        found = rt.store.records(kind, source)
-        if limit:
-            found = found[:limit]
-        marks = record_marks(rt.store)  # edits still on their way to the vendor
-        payload = {
-            "success": True,
-            kind: [marks.json(r.to_json()) for r in found],
-            "count": len(found),
-        }
-        return Reply(payload, lambda: _records_table(kind, found, marks))
+    @headless(snapshot=False)
+    def records(rt: Runtime, source: str | None, limit: int) -> None:
+        # read a batch at a time, never the whole cache: `contacts --json | head` at a
+        # million records costs what it prints
+        with rt.database.consistent_reads():
+            cold = ColdRecords(rt.database, rt.unloaded_store.user_id)
+            found: Iterable[Record] = cold.records(kind, source)
+            if limit:
+                found = itertools.islice(found, limit)
+            # edits still on their way to the vendor
+            marks = record_marks(rt.unloaded_store, cold.pending)
+            if rt.json:
+                echo_listing(kind, found, marks)
+            else:
+                _records_table(kind, list(found), marks)
 
     records.__doc__ = (
         f"Cached {kind} (guide: GET {kind}).\n\n"

@@ -32,15 +32,20 @@ class Reply:
 Work = Callable[..., Reply | None]
 
 
-def headless(json_help: str | None = JSON_HELP) -> Callable[[Work], Callable[..., None]]:
+def headless(
+    json_help: str | None = JSON_HELP, *, snapshot: bool = True
+) -> Callable[[Work], Callable[..., None]]:
     """A command from `work(rt, **params)`: it adds `--json` (with `json_help`; None: the
     command declares its own `as_json` option, or has none) and runs `work` as every command
-    runs. Put it below the command's own options, so that `--json` lists last."""
+    runs. Put it below the command's own options, so that `--json` lists last.
+    `snapshot=False`: the command reads the database itself (`rt.database`) and the
+    runtime refuses to load the whole cache for it."""
 
     def decorate(work: Work) -> Callable[..., None]:
         @functools.wraps(work)
         def command(ctx: click.Context, *, as_json: bool = False, **params: Any) -> None:
             rt = runtime_of(ctx, as_json)
+            rt.snapshot = snapshot
             with errors(rt):
                 reply = work(rt, **params)
                 if reply is not None:

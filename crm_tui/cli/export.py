@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from crm_tui.cli.cold import ColdRecords
 from crm_tui.cli.command import headless
 from crm_tui.cli.errors import EXIT_USAGE, CliError
 from crm_tui.cli.options import SOURCE_CHOICE, TYPE_CHOICE, declared_columns, record_kind
@@ -72,8 +73,9 @@ def _records(
     declared: dict[str, Column],
 ) -> list[Record]:
     """The source's records, or those matching `query`."""
-    if not query:
-        return rt.store.records(kind, source)
+    if not query:  # read from the database: only this kind (and source) is held
+        with rt.database.consistent_reads():
+            return list(ColdRecords(rt.database, rt.unloaded_store.user_id).records(kind, source))
     from crm_tui.search.index import SearchIndex
 
     index = SearchIndex()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,11 +17,11 @@ class Marks:
     """What waits in the outbox for each record, to show beside it in lists: the values an
     unsent edit gives it (`pending`) and its newest unfinished entry (`outbox`)."""
 
-    store: CacheStore
+    pending: Callable[[str], dict[str, Any] | None]
     open: Mapping[str, OutboxEntry]
 
     def json(self, data: dict[str, Any]) -> dict[str, Any]:
-        values = self.store.pending(data["id"])
+        values = self.pending(data["id"])
         entry = self.open.get(data["id"])
         if values:
             data["pending"] = values
@@ -48,11 +48,13 @@ class Marks:
         )
 
 
-def record_marks(store: CacheStore) -> Marks:
+def record_marks(store: CacheStore, pending: Mapping[str, dict[str, Any]] | None = None) -> Marks:
+    """The marks of what waits; `pending`: the values unsent edits give each record, read
+    by a caller that did not load the store (else the store's)."""
     db = store.db
     entries = db.outbox(store.user_id, OPEN_STATES, limit=1_000_000) if db is not None else []
     newest: dict[str, OutboxEntry] = {}
     for entry in entries:  # newest first: the first seen of a record is its newest
         if entry.record_id is not None:
             newest.setdefault(entry.record_id, entry)
-    return Marks(store, newest)
+    return Marks(store.pending if pending is None else pending.get, newest)

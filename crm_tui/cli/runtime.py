@@ -38,6 +38,9 @@ class Runtime:
     theme: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     output: Path | None = None  # the file a command is writing, for a full disk's message
+    # False: the command reads the database itself and never loads the snapshot (a cold
+    # call at a million records must not cost the whole cache); `store` then refuses.
+    snapshot: bool = True
     _settings: Settings | None = None
     _store: CacheStore | None = None
     _loaded: bool = False
@@ -85,6 +88,8 @@ class Runtime:
         """The cache, loaded from the database."""
         store = self.unloaded_store
         if not self._loaded:
+            if not self.snapshot:
+                raise RuntimeError("this command reads the database, not the loaded cache")
             store.load_sync()
             self._loaded = True
         return store
@@ -96,6 +101,13 @@ class Runtime:
             settings = self.settings
             self._store = CacheStore(settings.user_id, Database(settings.database_path))
         return self._store
+
+    @property
+    def database(self) -> Database:
+        """The cache's database, for a command that reads it without loading the snapshot."""
+        db = self.unloaded_store.db
+        assert db is not None  # a runtime's store is always over its database
+        return db
 
     def writable_store(self, loaded: bool = True) -> CacheStore:
         """The store, for a command that writes: a read-only database fails here, before any

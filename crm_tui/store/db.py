@@ -874,6 +874,98 @@ class Database(
         marks = ", ".join("?" for _ in columns)
         return f"INSERT OR REPLACE INTO {kind} ({', '.join(columns)}) VALUES ({marks})"
 
+    # -- reading without loading (a cold CLI call) -----------------------------------------
+
+    @contextmanager
+    @damage_named
+    def consistent_reads(self) -> Iterator[None]:
+        """Every read inside sees one commit: for a caller that reads a stream in several
+        queries (its row order, its rows, its imports) and must never see half a swap."""
+        with self._lock, self._reading():
+            yield
+
+    @damage_named
+    def stream_counts(self, user_id: str, kind: RecordKind) -> dict[str, int]:
+        """Each source's records of `kind` as a loaded store counts them (its current rows,
+        imported ones laid over them, an id counted once), read from the index alone; in the
+        order a full load meets the sources (first row of each, then import-only ones)."""
+        with self._lock, self._reading():
+            current = self._generations(user_id, kind)
+            first: list[tuple[int, str, int]] = []
+            for source in self._record_sources(user_id, kind):
+                count, first_row = self._conn.execute(
+                    f"SELECT count(*), min(rowid) FROM {kind}"
+                    " WHERE user_id = ? AND source = ? AND generation = ?",
+                    (user_id, source, current.get(source, 0)),
+                ).fetchone()
+                if count:
+                    first.append((first_row, source, count))
+            if first:  # the index alone answered: reach the table once, so a damaged
+                # table fails here as a load would have, not only in the next full read
+                self._conn.execute(f"SELECT id FROM {kind} WHERE rowid = ?", (first[0][0],))
+            counts = {source: count for _, source, count in sorted(first)}
+            imports = self._conn.execute(
+                "SELECT source, generation FROM imports WHERE user_id = ? AND kind = ?"
+                " ORDER BY generation",
+                (user_id, kind),
+            ).fetchall()
+            for source in dict.fromkeys(name for name, _ in imports):
+                gens = [g for name, g in imports if name == source]
+                added = self._imported_only(user_id, kind, source, current.get(source, 0), gens)
+                if added:
+                    counts[source] = counts.get(source, 0) + added
+        return counts
+
+    def _record_sources(self, user_id: str, kind: RecordKind) -> list[str]:
+        """The sources with rows of `kind` in any generation: one index probe per source
+        (a loose index scan), not a walk through every row."""
+        rows = self._conn.execute(
+            "WITH RECURSIVE s(source) AS ("
+            f" SELECT (SELECT min(source) FROM {kind} WHERE user_id = ?1)"
+            f" UNION ALL SELECT (SELECT min(source) FROM {kind} WHERE user_id = ?1"
+            " AND source > s.source) FROM s WHERE s.source IS NOT NULL)"
+            " SELECT source FROM s WHERE source IS NOT NULL",
+            (user_id,),
+        )
+        return [source for (source,) in rows.fetchall()]
+
+    def _imported_only(
+        self, user_id: str, kind: RecordKind, source: str, current: int, imports: list[int]
+    ) -> int:
+        """Ids of the imports not among the stream's current rows, each counted once."""
+        return int(
+            self._conn.execute(
+                f"SELECT count(DISTINCT i.id) FROM {kind} i WHERE i.user_id = ?"
+                f" AND i.source = ? AND i.generation IN ({_marks(imports)})"
+                f" AND NOT EXISTS (SELECT 1 FROM {kind} s WHERE s.user_id = i.user_id"
+                " AND s.source = i.source AND s.generation = ? AND s.id = i.id)",
+                (user_id, source, *imports, current),
+            ).fetchone()[0]
+        )
+
+    @damage_named
+    def stream_id_batches(
+        self, user_id: str, kind: RecordKind, source: str, size: int = 500
+    ) -> Iterator[list[str]]:
+        """The ids of a stream's current (synced) rows, in batches of `size`, in the order a
+        full load meets them (the table's row order): a few bytes per row held, not a
+        record. Call inside `consistent_reads` so the rows read next are these."""
+        import numpy as np
+
+        with self._lock, self._reading():
+            generation = self._generations(user_id, kind).get(source, 0)
+            cursor = self._conn.execute(
+                f"SELECT rowid FROM {kind} WHERE user_id = ? AND source = ? AND generation = ?",
+                (user_id, source, generation),
+            )
+            rowids = np.sort(np.fromiter((r for (r,) in cursor), dtype=np.int64))
+            for start in range(0, len(rowids), size):
+                chunk = rowids[start : start + size].tolist()
+                found = self._conn.execute(
+                    f"SELECT rowid, id FROM {kind} WHERE rowid IN ({_marks(chunk)})", chunk
+                ).fetchall()
+                yield [i for _, i in sorted(found)]
+
     # -- status --------------------------------------------------------------------------
 
     def save_status(self, user_id: str, status: SourceStatus) -> None:

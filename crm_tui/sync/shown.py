@@ -10,8 +10,13 @@ from crm_tui.store.cache import CacheStore
 def shown_status(store: CacheStore, settings: Settings, name: str) -> SourceStatus:
     """The store's status of `name`, disabled while its settings are incomplete: whatever
     its last sync left, a source without its settings will not sync."""
-    status = store.status(name)
-    if name in SOURCE_NAMES and not settings.source_config(name).enabled:
+    return as_shown(store.status(name), settings)
+
+
+def as_shown(status: SourceStatus, settings: Settings) -> SourceStatus:
+    """`status` (a copy the caller owns), disabled while its source's settings are
+    incomplete: for statuses counted without a loaded store (`crm-tui status`)."""
+    if status.source in SOURCE_NAMES and not settings.source_config(status.source).enabled:
         status.state = SyncState.DISABLED
     return status
 
