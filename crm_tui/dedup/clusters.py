@@ -10,26 +10,39 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
+import logging
 import threading
 from bisect import bisect_right
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
 import numpy as np
 
-from crm_tui.dedup.keys import NameAgreement, PhoneKeys, compare_names, name_key
+from crm_tui.dedup.blocks import repeated
+from crm_tui.dedup.keyarrays import FORMAT, Keyer, from_saved, to_saved
+from crm_tui.dedup.keys import NameAgreement, PhoneKeys, compare_names
 from crm_tui.dedup.mailbox import mailbox_key
-from crm_tui.dedup.possible import POSSIBLE, Cities, possible_links
-from crm_tui.dedup.rekey import REKEY_SHARE, rekeyed
-from crm_tui.heap import CHUNK, Sharded, dismantle
+from crm_tui.dedup.possible import POSSIBLE, possible_links
+from crm_tui.dedup.sourcekeys import (
+    REKEY_SHARE,
+    BaseRecords,
+    RecordList,
+    SourceKeys,
+    StreamBases,
+)
+from crm_tui.heap import dismantle
 from crm_tui.models import Contact
 from crm_tui.store import decisions
-from crm_tui.store.local_rows import LINKS_FIELD
+from crm_tui.store.artifacts import ArtifactShelf
 from crm_tui.store.reading import CachedRecords
+from crm_tui.store.stamps import StreamStamp
 from crm_tui.text import digits
 from crm_tui.tuning import gc_paused
+
+log = logging.getLogger(__name__)
+#: What the keys are saved as on an ArtifactShelf.
+SHELF_WHAT = "dedup"
 
 EMAIL, PHONE, MERGED = 1, 2, 4
 #: A key held by more records than this is a placeholder or a switchboard, not a person.
@@ -178,53 +191,13 @@ class People:
 EMPTY = People([], {}, {})
 
 
-@dataclass(slots=True)
-class SourceKeys:
-    """One source's contacts reduced to match keys; rebuilt only when the source changes."""
-
-    version: object  # the store's stream_version when these keys were made
-    ids: list[str]
-    emails: list[str | None]
-    phones: list[str | None]
-    names: list[tuple[str, str]]
-    merged: list[tuple[str, tuple[str, ...]]]
-    updated: list[str]
-    streets: list[str | None]  # as the CRM wrote it (keyed only where a name repeats)
-    cities: list[str]  # folded
-
-    @classmethod
-    def build(cls, version: object, contacts: Collection[Contact], phones: PhoneKeys) -> SourceKeys:
-        folded = Sharded[tuple[str | None, str | None], tuple[str, str]]()
-        for c in contacts:
-            pair = (c.first_name, c.last_name)
-            if pair not in folded:
-                folded[pair] = name_key(*pair)
-        cities = Cities()
-        merged = [
-            (c.id, tuple(str(x) for x in json.loads(c.raw).get(LINKS_FIELD) or ()))
-            for c in contacts
-            if c.source == "local" and LINKS_FIELD in c.raw
-        ]
-        keys = cls(
-            version,
-            [c.id for c in contacts],
-            [mailbox_key(c.email) for c in contacts],
-            [phones(c.phone) for c in contacts],
-            [folded[(c.first_name, c.last_name)] for c in contacts],
-            merged,
-            [c.remote_updated or c.remote_created or "" for c in contacts],
-            [c.street for c in contacts],
-            [cities(c.city) for c in contacts],
-        )
-        folded.release()
-        return keys
-
-
 class DuplicateFinder:
-    """Keeps each source's keys between runs: after a sync only that source is re-read."""
+    """Keeps each source's keys between runs: after a sync only what changed is keyed again.
+    With a `shelf`, keys are saved per stream stamp, and a later start maps them in."""
 
-    def __init__(self, region: str = "US") -> None:
+    def __init__(self, region: str = "US", shelf: ArtifactShelf | None = None) -> None:
         self.phones = PhoneKeys(region)
+        self.shelf = shelf
         self._keys: dict[str, SourceKeys] = {}
         self._lock = threading.Lock()  # two refreshes from worker threads run one at a time
 
@@ -235,88 +208,171 @@ class DuplicateFinder:
 
     def _refresh(self, store: CachedRecords) -> People:
         present = {}
+        keyer = Keyer(self.phones)
         for source in store.sources():
             version = store.stream_version("contacts", source)  # before the records
-            stream = cast("Mapping[str, Contact]", store.stream("contacts", source))
-            if not stream:
-                continue
             cached = self._keys.get(source)
-            if cached is None or cached.version != version:
-                # young lists of a million keys: a collection walking them would hold the
-                # interpreter lock (and stall the app's loop); frozen on the way out
-                with gc_paused():
-                    cached = self._keys_now(store, source, version, stream, cached)
-            present[source] = cached
-        stale = [keys for name, keys in self._keys.items() if present.get(name) is not keys]
+            if cached is not None and cached.version == version:
+                present[source] = cached
+                continue
+            base = store.base_of("contacts", source) if isinstance(store, StreamBases) else None
+            with gc_paused():  # young objects by the million: frozen on the way out
+                if base is not None:
+                    keys = self._based(store, source, version, base, keyer)
+                else:
+                    keys = self._streamed(store, source, version, cached, keyer)
+            if keys is not None and len(keys):
+                present[source] = keys
         self._keys = present
-        for keys in stale:  # a third of a million strings, let go of a slice at a time
-            dismantle(keys.ids, keys.emails, keys.phones, keys.names, keys.updated, keys.streets)
         with gc_paused():
-            return find_clusters([present[s] for s in sorted(present)])
+            return find_clusters([present[s] for s in sorted(present)], keyer)
 
-    def _keys_now(
+    def _streamed(
         self,
         store: CachedRecords,
         source: str,
         version: tuple[int, int],
-        stream: Mapping[str, Contact],
         cached: SourceKeys | None,
-    ) -> SourceKeys:
-        """A few contacts changed since `cached` was made: re-key those; else all."""
+        keyer: Keyer,
+    ) -> SourceKeys | None:
+        """From the stream in memory: a few contacts changed since `cached`, re-key those;
+        else all."""
+        stream = cast("Mapping[str, Contact]", store.stream("contacts", source))
+        if not stream:
+            return None
         if cached is not None:
             changed = store.changed_since("contacts", source, cached.version)
-            if changed is not None and len(changed) <= max(1000, REKEY_SHARE * len(cached.ids)):
-                return rekeyed(cached, version, stream, changed, self.phones, LINKS_FIELD)
-        # the view, not a list of it: one C loop over a third of a million records
-        return SourceKeys.build(version, stream.values(), self.phones)
+            if changed is not None and len(changed) <= max(1000, REKEY_SHARE * len(cached)):
+                return cached.rekeyed(version, {i: stream.get(i) for i in changed}, keyer)
+        return SourceKeys.build(source, version, RecordList(stream.values()), keyer)
+
+    def _based(
+        self,
+        store: CachedRecords,
+        source: str,
+        version: tuple[int, int],
+        base: tuple[StreamStamp, BaseRecords, Iterable[str]],
+        keyer: Keyer,
+    ) -> SourceKeys:
+        """The saved keys of the stream's base (made and saved if there are none), with the
+        contacts changed since keyed again."""
+        stamp, records, changed = base
+        keys = self._saved(source, version, stamp, records)
+        if keys is None:
+            keys = SourceKeys.build(source, version, records, keyer)
+            keys = self._save(keys, stamp) or keys
+        current = {i: cast("Contact | None", store.get("contacts", i)) for i in changed}
+        return keys.rekeyed(version, current, keyer) if current else keys
+
+    def _saved(
+        self, source: str, version: object, stamp: StreamStamp, records: BaseRecords
+    ) -> SourceKeys | None:
+        if self.shelf is None:
+            return None
+        artifact = self.shelf.open(SHELF_WHAT, "contacts", source, stamp, FORMAT)
+        if artifact is None or artifact.stamp != stamp:
+            return None  # keys of other rows: their positions are not these records'
+        found = from_saved(artifact.arrays, artifact.meta, len(records))
+        if found is None:
+            log.warning("the saved duplicate keys of %s do not match: keyed again", source)
+            return None
+        return SourceKeys(source, version, found[0], records, found[1])
+
+    def _save(self, keys: SourceKeys, stamp: StreamStamp) -> SourceKeys | None:
+        """Saved, and mapped back in: the page cache holds them, not this process's heap."""
+        if self.shelf is None:
+            return None
+        arrays, meta = to_saved(keys.keys, keys.merged)
+        try:
+            self.shelf.save(SHELF_WHAT, "contacts", keys.source, stamp, FORMAT, arrays, meta)
+        except OSError as exc:
+            log.warning("the duplicate keys of %s were not saved: %s", keys.source, exc)
+            return None
+        return self._saved(keys.source, keys.version, stamp, keys.records)
 
     def find(self, contacts: Sequence[Contact]) -> People:
         """Clusters of a plain list of contacts (tests, the CLI without a store)."""
         by_source: dict[str, list[Contact]] = {}
         for contact in contacts:
             by_source.setdefault(contact.source, []).append(contact)
+        keyer = Keyer(self.phones)
         with gc_paused():
-            return find_clusters(
-                [SourceKeys.build(None, by_source[s], self.phones) for s in sorted(by_source)]
-            )
+            parts = [
+                SourceKeys.build(s, None, RecordList(by_source[s]), keyer)
+                for s in sorted(by_source)
+            ]
+            return find_clusters(parts, keyer)
 
 
 # -- clustering ------------------------------------------------------------------------------
 
 
-def _blocks(keys: list[str | None]) -> list[tuple[str, list[int]]]:
-    """Positions sharing a key, for every key held more than once, in order of first repeat
-    (the order keeps the later passes walking the records' lists forward, cache-friendly)."""
-    first = Sharded[str, int]()
-    groups = Sharded[str, list[int]]()
-    repeated: list[tuple[str, list[int]]] = []
-    for i, key in enumerate(keys):
-        if key is None:
-            continue
-        j = first.setdefault(key, i)
-        if j != i:
-            group = groups.get(key)
-            if group is None:
-                group = groups[key] = [j, i]
-                repeated.append((key, group))
-            else:
-                group.append(i)
-    first.release()
-    groups.release()
-    return repeated
+class _Records:
+    """The records of every part by global position, read only where a cluster needs
+    them (at a million contacts most positions are never read)."""
+
+    def __init__(self, parts: Sequence[SourceKeys], keyer: Keyer) -> None:
+        self.parts = parts
+        self.keyer = keyer
+        self.starts = [0, *itertools.accumulate(len(p) for p in parts)]
+        self._records: dict[int, Contact] = {}
+        self.ids = _Lazy(lambda i: self.record(i).id)
+        self.updated = _Lazy(self._updated)
+        self.names = _Lazy(lambda i: keyer.name(self.record(i)))
+
+    def column(self, name: str) -> np.ndarray:
+        columns = [p.column(name) for p in self.parts]
+        return np.concatenate(columns) if columns else np.zeros(0, dtype=np.uint64)
+
+    def record(self, i: int) -> Contact:
+        found = self._records.get(i)
+        if found is None:
+            at = bisect_right(self.starts, i) - 1
+            found = self._records[i] = cast("Contact", self.parts[at].record(i - self.starts[at]))
+        return found
+
+    def _updated(self, i: int) -> str:
+        record = self.record(i)
+        return record.remote_updated or record.remote_created or ""
+
+    def key_text(self, kind: str, i: int) -> str:
+        record = self.record(i)
+        text = mailbox_key(record.email) if kind == "email" else self.keyer.phones(record.phone)
+        return text or ""
+
+    def release(self) -> None:
+        dismantle(self._records, self.ids.cache, self.updated.cache, self.names.cache)
+
+
+class _Lazy:
+    """position -> a value, each computed once."""
+
+    def __init__(self, make: Callable[[int], Any]) -> None:
+        self.make = make
+        self.cache: dict[int, Any] = {}
+
+    def __getitem__(self, i: int) -> Any:
+        found = self.cache.get(i, _MISSING)
+        if found is _MISSING:
+            found = self.cache[i] = self.make(i)
+        return found
+
+
+_MISSING = object()
 
 
 class _Union:
-    def __init__(self, size: int) -> None:
-        self.parent: list[int] = []
-        for start in range(0, size, CHUNK):  # not one C loop making a million ints
-            self.parent.extend(range(start, min(start + CHUNK, size)))
+    """Union-find over the few positions that are linked (the others are their own root);
+    a root is its set's lowest position."""
+
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
 
     def root(self, i: int) -> int:
         parent = self.parent
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
+        while (up := parent.get(i, i)) != i:
+            parent[i] = top = parent.get(up, up)
+            i = top
         return i
 
     def join(self, a: int, b: int) -> None:
@@ -325,60 +381,67 @@ class _Union:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def find_clusters(parts: Sequence[SourceKeys]) -> People:
-    ids = [i for p in parts for i in p.ids]
-    emails = [e for p in parts for e in p.emails]
-    phones = [x for p in parts for x in p.phones]
-    names = [n for p in parts for n in p.names]
+def find_clusters(parts: Sequence[SourceKeys], keyer: Keyer) -> People:
+    view = _Records(parts, keyer)
+    email, phone = view.column("email"), view.column("phone")
     pairs: dict[tuple[int, int], tuple[int, NameAgreement]] = {}
-    crowded: list[tuple[str, str, list[int]]] = []
-    for kind, bit, keys, other in (
-        ("email", EMAIL, emails, phones),
-        ("phone", PHONE, phones, emails),
-    ):
-        blocks = _blocks(keys)
-        for value, block in blocks:
-            if len(block) > MAX_BLOCK:
-                crowded.append((kind, value, block))
-                continue
-            if _link_block(block, bit, other, names, pairs):
-                crowded.append((kind, value, block))
-        dismantle(blocks)
-    # Merged local contacts link to source ids: look up only those, not every record.
-    wanted = {r for p in parts for local_id, linked in p.merged for r in (local_id, *linked)}
-    position = {record: i for i, record in enumerate(ids) if record in wanted} if wanted else {}
-    merges: dict[int, set[int]] = {}
-    for part in parts:
-        for local_id, linked in part.merged:
-            for target in linked:
-                if target in position:
-                    a, b = sorted((position[local_id], position[target]))
-                    pairs[(a, b)] = (MERGED, compare_names(names[a], names[b]))
-                    merges.setdefault(position[local_id], set()).add(position[target])
-    updated = [u for p in parts for u in p.updated]
-    union = _Union(len(ids))
+    crowded: list[tuple[str, list[int]]] = []
+    for kind, bit, keys, other in (("email", EMAIL, email, phone), ("phone", PHONE, phone, email)):
+        for _, block in repeated(keys):
+            if len(block) > MAX_BLOCK or _link_block(block, bit, other, view.names, pairs):
+                crowded.append((kind, block))
+    del email, phone
+    merges = _merges(parts, view, pairs)
+    union = _Union()
     for a, b in pairs:
         union.join(a, b)
-    streets = [x for p in parts for x in p.streets]
-    cities = [x for p in parts for x in p.cities]
     # as many records as one person held in every CRM; the team's own (local) not counted
-    crms = sum(1 for p in parts if p.ids and not p.ids[0].startswith("local:"))
+    crms = sum(1 for p in parts if len(p) and p.source != "local")
+    names, streets, cities = (view.column(n) for n in ("name", "street", "city"))
     proposals = possible_links(names, streets, cities, union.root, rare=max(2, crms))
-    bounds = list(itertools.accumulate(len(p.ids) for p in parts))  # where each source ends
-    people = _assemble(ids, union, pairs, crowded, updated, merges, bounds)
-    people.possible = _possible_clusters(ids, union, people, proposals, updated)
+    del names, streets, cities
+    people = _assemble(view, union, pairs, crowded, merges, view.starts[1:])
+    people.possible = _possible_clusters(view.ids, union, people, proposals, view.updated)
     people.by_id.update((c.id, c) for c in people.possible)
     # freed here a slice at a time, not all at once by the return (one C loop, lock held)
-    dismantle(union.parent, ids, emails, phones, names, streets, cities, updated, proposals)
-    dismantle(pairs, crowded, position, merges)
+    view.release()
+    dismantle(union.parent, proposals, pairs, crowded, merges)
     return people
+
+
+def _merges(
+    parts: Sequence[SourceKeys],
+    view: _Records,
+    pairs: dict[tuple[int, int], tuple[int, NameAgreement]],
+) -> dict[int, set[int]]:
+    """Merged local contacts link to source ids: those looked up, not every record."""
+    wanted: dict[str, set[str]] = {}
+    for part in parts:
+        for _, _, linked in part.merged:
+            for target in linked:
+                wanted.setdefault(target.split(":", 1)[0], set()).add(target)
+    position: dict[str, int] = {}
+    for at, part in enumerate(parts):
+        if part.source in wanted:
+            found = part.find(wanted[part.source])
+            position.update((i, view.starts[at] + p) for i, p in found.items())
+    merges: dict[int, set[int]] = {}
+    for at, part in enumerate(parts):
+        for local, _, linked in part.merged:
+            here = view.starts[at] + local
+            for target in linked:
+                if target in position:
+                    a, b = sorted((here, position[target]))
+                    pairs[(a, b)] = (MERGED, compare_names(view.names[a], view.names[b]))
+                    merges.setdefault(here, set()).add(position[target])
+    return merges
 
 
 def _link_block(
     block: list[int],
     bit: int,
-    other: list[str | None],
-    names: list[tuple[str, str]],
+    other: np.ndarray,
+    names: _Lazy,
     pairs: dict[tuple[int, int], tuple[int, NameAgreement]],
 ) -> bool:
     """Link the members of one key's block; True when people with different names remain."""
@@ -388,7 +451,7 @@ def _link_block(
             head = group[0]
             agreement = compare_names(names[head], names[m])
             if agreement is not NameAgreement.DIFFERENT:
-                same_other = other[m] is not None and other[m] == other[head]
+                same_other = bool(other[m]) and other[m] == other[head]
                 pairs.setdefault((head, m), (EMAIL | PHONE if same_other else bit, agreement))
                 group.append(m)
                 break
@@ -400,21 +463,21 @@ def _link_block(
         for second in groups[gi + 1 :]:
             for a in first:
                 for b in second:
-                    if other[a] is not None and other[a] == other[b]:
+                    if other[a] and other[a] == other[b]:
                         pair = (a, b) if a < b else (b, a)
                         pairs.setdefault(pair, (EMAIL | PHONE, NameAgreement.DIFFERENT))
     return True
 
 
 def _assemble(
-    ids: list[str],
+    view: _Records,
     union: _Union,
     pairs: dict[tuple[int, int], tuple[int, NameAgreement]],
-    crowded: list[tuple[str, str, list[int]]],
-    updated: list[str],
+    crowded: list[tuple[str, list[int]]],
     merges: dict[int, set[int]],
     bounds: list[int],
 ) -> People:
+    ids, updated = view.ids, view.updated
     members: dict[int, list[int]] = {}
     links: dict[int, list[Link]] = {}
     for (a, b), (keys, agreement) in pairs.items():
@@ -424,18 +487,17 @@ def _assemble(
         )
     for root in links:
         members[root] = []
-    for i in range(len(ids)):
-        if union.parent[i] != i or i in members:
-            root = union.root(i)
-            members[root].append(i)
+    for i in sorted({*union.parent, *members}):
+        members[union.root(i)].append(i)
     shared_by_root: dict[int, list[SharedPoint]] = {}
     shared_by_record: dict[str, list[SharedPoint]] = {}
-    for kind, value, block in crowded:
+    for kind, block in crowded:
         groups: dict[int, list[str]] = {}
         for i in block:
             groups.setdefault(union.root(i), []).append(ids[i])
         if len(groups) < 2:
             continue
+        value = view.key_text(kind, block[0])
         point = SharedPoint(kind, value, tuple(tuple(g) for g in groups.values()))
         for root, group in groups.items():
             shared_by_root.setdefault(root, []).append(point)
@@ -464,7 +526,7 @@ def _assemble(
     return People(ordered, by_record, shared_by_record)
 
 
-def _settled(ids: list[str], indexes: list[int], merges: dict[int, set[int]]) -> bool:
+def _settled(ids: _Lazy, indexes: list[int], merges: dict[int, set[int]]) -> bool:
     """One local contact of the cluster was merged from every source record in it (other
     local contacts in it are the team's own: a merge never links one local to another)."""
     merged = [i for i in indexes if i in merges]
@@ -514,11 +576,11 @@ def _best_per_unit_pair(
 
 
 def _possible_clusters(
-    ids: list[str],
+    ids: _Lazy,
     union: _Union,
     people: People,
     proposals: list[tuple[int, int, str]],
-    updated: list[str],
+    updated: _Lazy,
 ) -> list[Cluster]:
     """Key clusters and lone records that name and place alone say are one person."""
     best = _best_per_unit_pair(proposals, union.root)
