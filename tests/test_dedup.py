@@ -752,7 +752,9 @@ def test_blocks_are_every_repeated_key_in_order_of_first_repeat(keys: list[str |
             expected.setdefault(key, []).append(i)
     repeats = sorted((b[1], k) for k, b in expected.items() if len(b) > 1)
     codes = np.array([code(k) if k else 0 for k in keys], dtype=np.uint64)
-    assert repeated(codes) == [(code(k), expected[k]) for _, k in repeats]
+    blocks, members = repeated(codes)
+    assert blocks == [expected[k] for _, k in repeats]
+    assert sorted(members.tolist()) == sorted(i for b in blocks for i in b)
 
 
 # -- custom columns in a merge -------------------------------------------------------------

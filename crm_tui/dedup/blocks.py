@@ -7,35 +7,34 @@ from __future__ import annotations
 import numpy as np
 
 
-def _runs(positions: np.ndarray, *keys: np.ndarray) -> tuple[list[int], np.ndarray, np.ndarray]:
+def _runs(positions: np.ndarray, *keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`positions` ordered by `keys` (the first the most significant), then by position; and
     where each run of equal keys starts and ends in that order."""
-    order = np.lexsort((positions, *(k[positions] for k in reversed(keys))))
-    ordered = positions[order]
-    if len(ordered) == 0:
-        return [], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    change = np.zeros(len(ordered) - 1, dtype=bool)
+    ordered = positions[np.lexsort((positions, *(k[positions] for k in reversed(keys))))]
+    change = np.zeros(max(len(ordered) - 1, 0), dtype=bool)
     for k in keys:
         values = k[ordered]
         change |= values[1:] != values[:-1]
     cuts = np.flatnonzero(change) + 1
-    starts = np.concatenate(([0], cuts))
-    ends = np.concatenate((cuts, [len(ordered)]))
-    return ordered.tolist(), starts, ends
+    if len(ordered) == 0:
+        return ordered, cuts, cuts
+    return ordered, np.concatenate(([0], cuts)), np.concatenate((cuts, [len(ordered)]))
 
 
-def repeated(keys: np.ndarray) -> list[tuple[int, list[int]]]:
-    """(code, positions) for every non-zero code held more than once, positions ascending,
-    blocks in order of their first repeat (the second position)."""
+def repeated(keys: np.ndarray) -> tuple[list[list[int]], np.ndarray]:
+    """The positions of each non-zero code held more than once, ascending, blocks in order
+    of their first repeat (the second position); and all those positions, as one array."""
     ordered, starts, ends = _runs(np.flatnonzero(keys), keys)
-    many = ends - starts >= 2
+    sizes = ends - starts
+    members = ordered[np.repeat(sizes, sizes) >= 2]
+    many = sizes >= 2
     starts, ends = starts[many], ends[many]
-    seconds = np.fromiter((ordered[s + 1] for s in starts.tolist()), np.int64, len(starts))
-    found = []
-    for at in np.argsort(seconds, kind="stable").tolist():
-        first, last = int(starts[at]), int(ends[at])
-        found.append((int(keys[ordered[first]]), ordered[first:last]))
-    return found
+    order = np.argsort(ordered[starts + 1], kind="stable")
+    positions = ordered.tolist()
+    blocks = [
+        positions[s:e] for s, e in zip(starts[order].tolist(), ends[order].tolist(), strict=True)
+    ]
+    return blocks, members
 
 
 def sized_runs(
@@ -46,7 +45,8 @@ def sized_runs(
     ordered, starts, ends = _runs(np.flatnonzero(where), first, second)
     sizes = ends - starts
     keep = (sizes >= 2) & (sizes <= most)
+    positions = ordered.tolist()
     return [
-        (ordered[s], ordered[s:e])
+        (positions[s], positions[s:e])
         for s, e in zip(starts[keep].tolist(), ends[keep].tolist(), strict=True)
     ]

@@ -284,6 +284,8 @@ class DuplicateFinder:
             return None
         arrays, meta = to_saved(keys.keys, keys.merged)
         try:
+            # one found unsound at this stamp would stay: a save keeps a folder already there
+            self.shelf.discard(SHELF_WHAT, "contacts", keys.source, stamp)
             self.shelf.save(SHELF_WHAT, "contacts", keys.source, stamp, FORMAT, arrays, meta)
         except OSError as exc:
             log.warning("the duplicate keys of %s were not saved: %s", keys.source, exc)
@@ -309,56 +311,44 @@ class DuplicateFinder:
 
 class _Records:
     """The records of every part by global position, read only where a cluster needs
-    them (at a million contacts most positions are never read)."""
+    them: most positions of a million are never read."""
 
     def __init__(self, parts: Sequence[SourceKeys], keyer: Keyer) -> None:
         self.parts = parts
         self.keyer = keyer
         self.starts = [0, *itertools.accumulate(len(p) for p in parts)]
-        self._records: dict[int, Contact] = {}
-        self.ids = _Lazy(lambda i: self.record(i).id)
-        self.updated = _Lazy(self._updated)
-        self.names = _Lazy(lambda i: keyer.name(self.record(i)))
+        self.records: dict[int, Contact] = {}
+        self.ids: dict[int, str] = {}
+        self.names: dict[int, tuple[str, str]] = {}
+        self.updated: dict[int, str] = {}
 
     def column(self, name: str) -> np.ndarray:
         columns = [p.column(name) for p in self.parts]
         return np.concatenate(columns) if columns else np.zeros(0, dtype=np.uint64)
 
-    def record(self, i: int) -> Contact:
-        found = self._records.get(i)
-        if found is None:
-            at = bisect_right(self.starts, i) - 1
-            found = self._records[i] = cast("Contact", self.parts[at].record(i - self.starts[at]))
-        return found
+    def load(self, positions: Iterable[int] | np.ndarray) -> None:
+        """Read the records at `positions`, a part at a time, in order."""
+        wanted = np.unique(np.fromiter(positions, dtype=np.int64))
+        bounds = np.searchsorted(wanted, self.starts).tolist()
+        for at, part in enumerate(self.parts):
+            start, known = self.starts[at], self.records
+            for i in wanted[bounds[at] : bounds[at + 1]].tolist():
+                if i not in known:
+                    self._keep(i, cast("Contact", part.record(i - start)))
 
-    def _updated(self, i: int) -> str:
-        record = self.record(i)
-        return record.remote_updated or record.remote_created or ""
+    def _keep(self, i: int, record: Contact) -> None:
+        self.records[i] = record
+        self.ids[i] = record.id
+        self.names[i] = self.keyer.name(record)
+        self.updated[i] = record.remote_updated or record.remote_created or ""
 
     def key_text(self, kind: str, i: int) -> str:
-        record = self.record(i)
+        record = self.records[i]
         text = mailbox_key(record.email) if kind == "email" else self.keyer.phones(record.phone)
         return text or ""
 
     def release(self) -> None:
-        dismantle(self._records, self.ids.cache, self.updated.cache, self.names.cache)
-
-
-class _Lazy:
-    """position -> a value, each computed once."""
-
-    def __init__(self, make: Callable[[int], Any]) -> None:
-        self.make = make
-        self.cache: dict[int, Any] = {}
-
-    def __getitem__(self, i: int) -> Any:
-        found = self.cache.get(i, _MISSING)
-        if found is _MISSING:
-            found = self.cache[i] = self.make(i)
-        return found
-
-
-_MISSING = object()
+        dismantle(self.records, self.ids, self.names, self.updated)
 
 
 class _Union:
@@ -384,13 +374,21 @@ class _Union:
 def find_clusters(parts: Sequence[SourceKeys], keyer: Keyer) -> People:
     view = _Records(parts, keyer)
     email, phone = view.column("email"), view.column("phone")
+    by_email, on_email = repeated(email)
+    by_phone, on_phone = repeated(phone)
+    blocked = np.unique(np.concatenate((on_email, on_phone)))
+    view.load(blocked)
+    emails, phones = _codes_at(email, blocked), _codes_at(phone, blocked)
     pairs: dict[tuple[int, int], tuple[int, NameAgreement]] = {}
     crowded: list[tuple[str, list[int]]] = []
-    for kind, bit, keys, other in (("email", EMAIL, email, phone), ("phone", PHONE, phone, email)):
-        for _, block in repeated(keys):
+    for kind, bit, blocks, other in (
+        ("email", EMAIL, by_email, phones),
+        ("phone", PHONE, by_phone, emails),
+    ):
+        for block in blocks:
             if len(block) > MAX_BLOCK or _link_block(block, bit, other, view.names, pairs):
                 crowded.append((kind, block))
-    del email, phone
+    del email, phone, emails, phones
     merges = _merges(parts, view, pairs)
     union = _Union()
     for a, b in pairs:
@@ -400,12 +398,13 @@ def find_clusters(parts: Sequence[SourceKeys], keyer: Keyer) -> People:
     names, streets, cities = (view.column(n) for n in ("name", "street", "city"))
     proposals = possible_links(names, streets, cities, union.root, rare=max(2, crms))
     del names, streets, cities
+    view.load(i for a, b, _ in proposals for i in (a, b))
     people = _assemble(view, union, pairs, crowded, merges, view.starts[1:])
     people.possible = _possible_clusters(view.ids, union, people, proposals, view.updated)
     people.by_id.update((c.id, c) for c in people.possible)
     # freed here a slice at a time, not all at once by the return (one C loop, lock held)
     view.release()
-    dismantle(union.parent, proposals, pairs, crowded, merges)
+    dismantle(union.parent, proposals, pairs, crowded, merges, by_email, by_phone)
     return people
 
 
@@ -425,6 +424,7 @@ def _merges(
         if part.source in wanted:
             found = part.find(wanted[part.source])
             position.update((i, view.starts[at] + p) for i, p in found.items())
+    view.load(itertools.chain(position.values(), _merged_positions(parts, view.starts)))
     merges: dict[int, set[int]] = {}
     for at, part in enumerate(parts):
         for local, _, linked in part.merged:
@@ -437,14 +437,24 @@ def _merges(
     return merges
 
 
+def _codes_at(column: np.ndarray, positions: np.ndarray) -> dict[int, int]:
+    """position -> code, for the few positions a pass looks at."""
+    return dict(zip(positions.tolist(), column[positions].tolist(), strict=True))
+
+
+def _merged_positions(parts: Sequence[SourceKeys], starts: list[int]) -> list[int]:
+    return [starts[at] + local for at, part in enumerate(parts) for local, _, _ in part.merged]
+
+
 def _link_block(
     block: list[int],
     bit: int,
-    other: np.ndarray,
-    names: _Lazy,
+    other: dict[int, int],
+    names: dict[int, tuple[str, str]],
     pairs: dict[tuple[int, int], tuple[int, NameAgreement]],
 ) -> bool:
-    """Link the members of one key's block; True when people with different names remain."""
+    """Link the members of one key's block (`other`: the other key's code of each); True
+    when people with different names remain."""
     groups: list[list[int]] = []
     for m in block:
         for group in groups:
@@ -526,7 +536,7 @@ def _assemble(
     return People(ordered, by_record, shared_by_record)
 
 
-def _settled(ids: _Lazy, indexes: list[int], merges: dict[int, set[int]]) -> bool:
+def _settled(ids: dict[int, str], indexes: list[int], merges: dict[int, set[int]]) -> bool:
     """One local contact of the cluster was merged from every source record in it (other
     local contacts in it are the team's own: a merge never links one local to another)."""
     merged = [i for i in indexes if i in merges]
@@ -576,11 +586,11 @@ def _best_per_unit_pair(
 
 
 def _possible_clusters(
-    ids: _Lazy,
+    ids: dict[int, str],
     union: _Union,
     people: People,
     proposals: list[tuple[int, int, str]],
-    updated: _Lazy,
+    updated: dict[int, str],
 ) -> list[Cluster]:
     """Key clusters and lone records that name and place alone say are one person."""
     best = _best_per_unit_pair(proposals, union.root)
