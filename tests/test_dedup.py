@@ -14,9 +14,8 @@ from crm_tui.config import Settings
 from crm_tui.dedup import DuplicateFinder
 from crm_tui.dedup.blocks import repeated
 from crm_tui.dedup.clusters import cluster_id
-from crm_tui.dedup.keyarrays import code
-from crm_tui.dedup.sourcekeys import SourceKeys
 from crm_tui.dedup.compare import values_differ
+from crm_tui.dedup.keyarrays import code
 from crm_tui.dedup.keys import NameAgreement, PhoneKeys, compare_names, name_key
 from crm_tui.dedup.mailbox import mailbox_key
 from crm_tui.dedup.merge import (
@@ -29,6 +28,7 @@ from crm_tui.dedup.merge import (
     valid_fields,
 )
 from crm_tui.dedup.quality import score, score_by_kind
+from crm_tui.dedup.sourcekeys import SourceKeys
 from crm_tui.demo import data
 from crm_tui.local_crm import LocalCrm
 from crm_tui.models import Contact

@@ -4,9 +4,9 @@ keys saved per stream stamp and mapped in at the next start."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 import random
 from collections.abc import Iterable
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -37,10 +37,11 @@ def generated(count: int, seed: int) -> list[Contact]:
     for n in range(count):
         source = r.choice(SOURCES)
         person = r.randrange(count // 3 + 1)
+        line = f"{person % 10000:04d}"
         email = r.choice([None, f"p{person}@x.com", f"P{person}+tag@X.com", "info@office.com",
-                          f"p.{person}@gmail.com", f"p{person}@gmail.com", "not an address"])  # fmt: skip
-        phone = r.choice([None, f"512-555-{person % 10000:04d}", f"+1 (512) 555 {person % 10000:04d}",
-                          "000-000-0000", "512-555-0000"])  # fmt: skip
+                          f"p.{person}@gmail.com", f"p{person}@gmail.com", "no address"])  # fmt: skip
+        phone = r.choice([None, f"512-555-{line}", f"+1 (512) 555 {line}", "000-000-0000",
+                          "512-555-0000"])  # fmt: skip
         raw = "{}"
         if source == "local" and made and r.random() < 0.3:
             linked = [c.id for c in r.sample(made, min(2, len(made)))] + ["brivity:nobody"]
@@ -151,9 +152,9 @@ def _changes(store: Based, contacts: list[Contact]) -> None:
                                        "last_name": second.last_name}))  # fmt: skip
     store.delete(contacts[30].id)
     store.put(replace(contacts[40], **{"id": "lofty:new", "source": "lofty"}))
+    links = json.dumps({LINKS_FIELD: [contacts[50].id, contacts[60].id]})
     store.put(Contact(id="local:merge", source="local", remote_id="merge", user_id="u",
-                      first_name="Ana", last_name="Lee",
-                      raw=json.dumps({LINKS_FIELD: [contacts[50].id, contacts[60].id]})))  # fmt: skip
+                      first_name="Ana", last_name="Lee", raw=links))  # fmt: skip
 
 
 def test_keys_are_saved_and_the_next_start_maps_them_in(
