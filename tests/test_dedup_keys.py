@@ -39,7 +39,7 @@ def generated(count: int, seed: int) -> list[Contact]:
         person = r.randrange(count // 3 + 1)
         line = f"{person % 10000:04d}"
         email = r.choice([None, f"p{person}@x.com", f"P{person}+tag@X.com", "info@office.com",
-                          f"p.{person}@gmail.com", f"p{person}@gmail.com", "no address"])  # fmt: skip
+                          f"p.{person}@gmail.com", f"p{person}@gmail.com", "none"])  # fmt: skip
         phone = r.choice([None, f"512-555-{line}", f"+1 (512) 555 {line}", "000-000-0000",
                           "512-555-0000"])  # fmt: skip
         raw = "{}"
