@@ -31,7 +31,7 @@ from crm_tui.dedup.sourcekeys import (
     SourceKeys,
     StreamBases,
 )
-from crm_tui.heap import dismantle
+from crm_tui.heap import CHUNK, release_gradually
 from crm_tui.models import Contact
 from crm_tui.store import decisions
 from crm_tui.store.artifacts import ArtifactShelf
@@ -150,7 +150,9 @@ class Cluster(NamedTuple):
 def cluster_id(members: Iterable[str]) -> str:
     """Stable while its vendor records stay: a merged-in local record does not rename it."""
     ids = sorted(members)
-    anchor = next((m for m in ids if not m.startswith("local:")), ids[0])
+    anchor = ids[0]
+    if anchor.startswith("local:"):
+        anchor = next((m for m in ids if not m.startswith("local:")), anchor)
     return "p" + hashlib.blake2b(anchor.encode(), digest_size=5).hexdigest()
 
 
@@ -328,7 +330,8 @@ class _Records:
 
     def load(self, positions: Iterable[int] | np.ndarray) -> None:
         """Read the records at `positions`, a part at a time, in order."""
-        wanted = np.unique(np.fromiter(positions, dtype=np.int64))
+        wanted = np.sort(np.fromiter(positions, dtype=np.int64))
+        wanted = wanted[np.concatenate(([True], wanted[1:] != wanted[:-1]))[: len(wanted)]]
         bounds = np.searchsorted(wanted, self.starts).tolist()
         for at, part in enumerate(self.parts):
             start, known = self.starts[at], self.records
@@ -348,7 +351,7 @@ class _Records:
         return text or ""
 
     def release(self) -> None:
-        dismantle(self.records, self.ids, self.names, self.updated)
+        _let_go(self.records, self.ids, self.names, self.updated)
 
 
 class _Union:
@@ -376,7 +379,7 @@ def find_clusters(parts: Sequence[SourceKeys], keyer: Keyer) -> People:
     email, phone = view.column("email"), view.column("phone")
     by_email, on_email = repeated(email)
     by_phone, on_phone = repeated(phone)
-    blocked = np.unique(np.concatenate((on_email, on_phone)))
+    blocked = np.union1d(on_email, on_phone)
     view.load(blocked)
     emails, phones = _codes_at(email, blocked), _codes_at(phone, blocked)
     pairs: dict[tuple[int, int], tuple[int, NameAgreement]] = {}
@@ -402,10 +405,16 @@ def find_clusters(parts: Sequence[SourceKeys], keyer: Keyer) -> People:
     people = _assemble(view, union, pairs, crowded, merges, view.starts[1:])
     people.possible = _possible_clusters(view.ids, union, people, proposals, view.updated)
     people.by_id.update((c.id, c) for c in people.possible)
-    # freed here a slice at a time, not all at once by the return (one C loop, lock held)
     view.release()
-    dismantle(union.parent, proposals, pairs, crowded, merges, by_email, by_phone)
+    _let_go(union.parent, proposals, pairs, crowded, merges, by_email, by_phone)
     return people
+
+
+def _let_go(*containers: list[Any] | dict[Any, Any]) -> None:
+    """Freed a slice at a time in the background, not all at once by the return (one C loop
+    with the lock held), nor here before the clusters are handed over."""
+    for container in containers:
+        release_gradually(container)
 
 
 def _merges(
@@ -438,8 +447,13 @@ def _merges(
 
 
 def _codes_at(column: np.ndarray, positions: np.ndarray) -> dict[int, int]:
-    """position -> code, for the few positions a pass looks at."""
-    return dict(zip(positions.tolist(), column[positions].tolist(), strict=True))
+    """position -> code, for the few positions a pass looks at; a slice at a time (a
+    million-key dict made in one C call holds the interpreter lock too long)."""
+    found: dict[int, int] = {}
+    for start in range(0, len(positions), CHUNK):
+        part = positions[start : start + CHUNK]
+        found.update(zip(part.tolist(), column[part].tolist(), strict=True))
+    return found
 
 
 def _merged_positions(parts: Sequence[SourceKeys], starts: list[int]) -> list[int]:
@@ -532,7 +546,7 @@ def _assemble(
             by_record[record] = cluster
     spread = [len({bisect_right(bounds, i) for i in indexes}) for indexes in members.values()]
     ordered = [clusters[i] for i in most_valuable_first(clusters, list(members), spread)]
-    dismantle(pairs, members, links, clusters)
+    _let_go(members, links, clusters)
     return People(ordered, by_record, shared_by_record)
 
 
