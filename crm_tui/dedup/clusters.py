@@ -12,8 +12,7 @@ import hashlib
 import itertools
 import logging
 import threading
-from bisect import bisect_right
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
@@ -354,24 +353,59 @@ class _Records:
         _let_go(self.records, self.ids, self.names, self.updated)
 
 
-class _Union:
-    """Union-find over the few positions that are linked (the others are their own root);
-    a root is its set's lowest position."""
+class _Components:
+    """The sets the linked pairs make, found with numpy (a root is its set's lowest
+    position): `nodes`, every linked position ascending, and `roots`, each one's root."""
 
-    def __init__(self) -> None:
-        self.parent: dict[int, int] = {}
+    def __init__(self, pairs: Collection[tuple[int, int]]) -> None:
+        ends = np.fromiter(itertools.chain.from_iterable(pairs), np.int64, 2 * len(pairs))
+        self.nodes = np.unique(ends)
+        a, b = np.searchsorted(self.nodes, ends[0::2]), np.searchsorted(self.nodes, ends[1::2])
+        label = np.arange(len(self.nodes))
+        while True:  # each end takes the lower label of the two, then labels point past
+            low = np.minimum(label[a], label[b])
+            moved = label.copy()
+            np.minimum.at(moved, a, low)
+            np.minimum.at(moved, b, low)
+            moved = moved[moved]
+            if np.array_equal(moved, label):
+                break
+            label = moved
+        self.roots = self.nodes[label]
+        self.pair_roots = self.roots[a]  # each pair's set, in the pairs' order
+        self.by_position: dict[int, int] = {}
+        for start in range(0, len(self.nodes), CHUNK):
+            self.by_position.update(
+                zip(
+                    self.nodes[start : start + CHUNK].tolist(),
+                    self.roots[start : start + CHUNK].tolist(),
+                    strict=True,
+                )
+            )
 
     def root(self, i: int) -> int:
-        parent = self.parent
-        while (up := parent.get(i, i)) != i:
-            parent[i] = top = parent.get(up, up)
-            i = top
-        return i
+        return self.by_position.get(i, i)
 
-    def join(self, a: int, b: int) -> None:
-        ra, rb = self.root(a), self.root(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
+    def sets(self) -> tuple[list[int], list[list[int]], list[list[int]]]:
+        """Per set, lowest root first: its root, its positions ascending, and the indexes
+        (in the pairs' order) of the pairs that made it."""
+        by_set = np.lexsort((self.nodes, self.roots))
+        held = self.nodes[by_set].tolist()
+        firsts = _run_starts(self.roots[by_set])
+        made = np.argsort(self.pair_roots, kind="stable")
+        links = made.tolist()
+        pair_firsts = _run_starts(self.pair_roots[made])
+        return (
+            self.roots[by_set][firsts[:-1]].tolist(),
+            [held[s:e] for s, e in itertools.pairwise(firsts.tolist())],
+            [links[s:e] for s, e in itertools.pairwise(pair_firsts.tolist())],
+        )
+
+
+def _run_starts(values: np.ndarray) -> np.ndarray:
+    """Where each run of equal values starts, and the end."""
+    cuts = np.flatnonzero(values[1:] != values[:-1]) + 1
+    return np.concatenate(([0], cuts, [len(values)])) if len(values) else np.zeros(1, np.int64)
 
 
 def find_clusters(parts: Sequence[SourceKeys], keyer: Keyer) -> People:
@@ -393,9 +427,7 @@ def find_clusters(parts: Sequence[SourceKeys], keyer: Keyer) -> People:
                 crowded.append((kind, block))
     del email, phone, emails, phones
     merges = _merges(parts, view, pairs)
-    union = _Union()
-    for a, b in pairs:
-        union.join(a, b)
+    union = _Components(pairs)
     # as many records as one person held in every CRM; the team's own (local) not counted
     crms = sum(1 for p in parts if len(p) and p.source != "local")
     names, streets, cities = (view.column(n) for n in ("name", "street", "city"))
@@ -403,10 +435,10 @@ def find_clusters(parts: Sequence[SourceKeys], keyer: Keyer) -> People:
     del names, streets, cities
     view.load(i for a, b, _ in proposals for i in (a, b))
     people = _assemble(view, union, pairs, crowded, merges, view.starts[1:])
-    people.possible = _possible_clusters(view.ids, union, people, proposals, view.updated)
+    people.possible = _possible_clusters(view.ids, union.root, people, proposals, view.updated)
     people.by_id.update((c.id, c) for c in people.possible)
     view.release()
-    _let_go(union.parent, proposals, pairs, crowded, merges, by_email, by_phone)
+    _let_go(union.by_position, proposals, pairs, crowded, merges, by_email, by_phone)
     return people
 
 
@@ -495,30 +527,62 @@ def _link_block(
 
 def _assemble(
     view: _Records,
-    union: _Union,
+    union: _Components,
     pairs: dict[tuple[int, int], tuple[int, NameAgreement]],
     crowded: list[tuple[str, list[int]]],
     merges: dict[int, set[int]],
     bounds: list[int],
 ) -> People:
     ids, updated = view.ids, view.updated
-    members: dict[int, list[int]] = {}
-    links: dict[int, list[Link]] = {}
-    for (a, b), (keys, agreement) in pairs.items():
-        root = union.root(a)
-        links.setdefault(root, []).append(
-            Link(ids[a], ids[b], _KEY_NAMES[keys], agreement, _CONFIDENCE[keys, agreement])
+    made = [
+        Link(ids[a], ids[b], _KEY_NAMES[keys], agreement, _CONFIDENCE[keys, agreement])
+        for (a, b), (keys, agreement) in pairs.items()
+    ]
+    roots, members, links = union.sets()
+    shared_by_root, shared_by_record = _shared(view, union, crowded)
+    clusters: list[Cluster] = []
+    by_record: dict[str, Cluster] = {}
+    for root, indexes, own in zip(roots, members, links, strict=True):
+        member_ids = tuple(sorted([ids[i] for i in indexes]))
+        cluster = Cluster(
+            cluster_id(member_ids),
+            member_ids,
+            min(made[j].confidence for j in own),
+            tuple([made[j] for j in own]),
+            tuple(shared_by_root.get(root, ())),
+            max(map(updated.__getitem__, indexes)),
+            bool(merges) and _settled(ids, indexes, merges),
         )
-    for root in links:
-        members[root] = []
-    for i in sorted({*union.parent, *members}):
-        members[union.root(i)].append(i)
+        clusters.append(cluster)
+        for record in member_ids:
+            by_record[record] = cluster
+    ordered = [clusters[i] for i in most_valuable_first(clusters, roots, _spread(union, bounds))]
+    _let_go(made, members, links, clusters)
+    return People(ordered, by_record, shared_by_record)
+
+
+def _spread(union: _Components, bounds: list[int]) -> list[int]:
+    """How many sources each set's records are in, sets lowest root first."""
+    if not len(union.nodes):
+        return []
+    sources = np.searchsorted(np.array(bounds), union.nodes, side="right")
+    order = np.lexsort((sources, union.roots))
+    roots, sources = union.roots[order], sources[order]
+    new_root = np.concatenate(([True], roots[1:] != roots[:-1]))
+    new_source = new_root | np.concatenate(([True], sources[1:] != sources[:-1]))
+    return np.add.reduceat(new_source.astype(np.int64), np.flatnonzero(new_root)).tolist()
+
+
+def _shared(
+    view: _Records, union: _Components, crowded: list[tuple[str, list[int]]]
+) -> tuple[dict[int, list[SharedPoint]], dict[str, list[SharedPoint]]]:
+    """The e-mails and phones that people who are not one person share."""
     shared_by_root: dict[int, list[SharedPoint]] = {}
     shared_by_record: dict[str, list[SharedPoint]] = {}
     for kind, block in crowded:
         groups: dict[int, list[str]] = {}
         for i in block:
-            groups.setdefault(union.root(i), []).append(ids[i])
+            groups.setdefault(union.root(i), []).append(view.ids[i])
         if len(groups) < 2:
             continue
         value = view.key_text(kind, block[0])
@@ -527,27 +591,7 @@ def _assemble(
             shared_by_root.setdefault(root, []).append(point)
             for record in group:
                 shared_by_record.setdefault(record, []).append(point)
-    clusters: list[Cluster] = []
-    by_record: dict[str, Cluster] = {}
-    for root, indexes in members.items():
-        member_ids = tuple(sorted(ids[i] for i in indexes))
-        own = links[root]
-        cluster = Cluster(
-            cluster_id(member_ids),
-            member_ids,
-            min(link.confidence for link in own),
-            tuple(own),
-            tuple(shared_by_root.get(root, ())),
-            max(map(updated.__getitem__, indexes)),
-            bool(merges) and _settled(ids, indexes, merges),
-        )
-        clusters.append(cluster)
-        for record in member_ids:
-            by_record[record] = cluster
-    spread = [len({bisect_right(bounds, i) for i in indexes}) for indexes in members.values()]
-    ordered = [clusters[i] for i in most_valuable_first(clusters, list(members), spread)]
-    _let_go(members, links, clusters)
-    return People(ordered, by_record, shared_by_record)
+    return shared_by_root, shared_by_record
 
 
 def _settled(ids: dict[int, str], indexes: list[int], merges: dict[int, set[int]]) -> bool:
@@ -601,13 +645,13 @@ def _best_per_unit_pair(
 
 def _possible_clusters(
     ids: dict[int, str],
-    union: _Union,
+    root: Callable[[int], int],
     people: People,
     proposals: list[tuple[int, int, str]],
     updated: dict[int, str],
 ) -> list[Cluster]:
     """Key clusters and lone records that name and place alone say are one person."""
-    best = _best_per_unit_pair(proposals, union.root)
+    best = _best_per_unit_pair(proposals, root)
     joined: dict[int, int] = {}  # a small union-find over the roots involved
 
     def top(unit: int) -> int:
