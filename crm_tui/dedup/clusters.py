@@ -333,16 +333,19 @@ class _Records:
         wanted = wanted[np.concatenate(([True], wanted[1:] != wanted[:-1]))[: len(wanted)]]
         bounds = np.searchsorted(wanted, self.starts).tolist()
         for at, part in enumerate(self.parts):
-            start, known = self.starts[at], self.records
-            for i in wanted[bounds[at] : bounds[at + 1]].tolist():
-                if i not in known:
-                    self._keep(i, cast("Contact", part.record(i - start)))
+            start = self.starts[at]
+            fresh = [i for i in wanted[bounds[at] : bounds[at + 1]].tolist() if i not in self.ids]
+            for first in range(0, len(fresh), CHUNK):
+                here = fresh[first : first + CHUNK]
+                self._keep(here, part.records_at([i - start for i in here]))
 
-    def _keep(self, i: int, record: Contact) -> None:
-        self.records[i] = record
-        self.ids[i] = record.id
-        self.names[i] = self.keyer.name(record)
-        self.updated[i] = record.remote_updated or record.remote_created or ""
+    def _keep(self, positions: list[int], records: list[Contact]) -> None:
+        name = self.keyer.name
+        self.records.update(zip(positions, records, strict=True))
+        self.ids.update(zip(positions, [r.id for r in records], strict=True))
+        self.names.update(zip(positions, [name(r) for r in records], strict=True))
+        when = [r.remote_updated or r.remote_created or "" for r in records]
+        self.updated.update(zip(positions, when, strict=True))
 
     def key_text(self, kind: str, i: int) -> str:
         record = self.records[i]

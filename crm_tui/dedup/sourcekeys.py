@@ -97,6 +97,13 @@ class SourceKeys:
             return self.patched[position][0]
         return self.records[position]  # type: ignore[return-value]
 
+    def records_at(self, positions: list[int]) -> list[Contact]:
+        """The contacts at `positions` now (none of them deleted)."""
+        records = cast("Sequence[Contact]", self.records)
+        if not self.patched:
+            return [records[i] for i in positions]
+        return [cast("Contact", self.record(i)) for i in positions]
+
     def find(self, ids: Iterable[str]) -> dict[str, int]:
         """The position of each of `ids` that is still there."""
         wanted = list(ids)
