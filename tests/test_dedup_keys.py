@@ -14,6 +14,7 @@ import pytest
 from crm_tui.dedup import DuplicateFinder, People
 from crm_tui.dedup.keyarrays import Keyer
 from crm_tui.dedup.sourcekeys import RecordList, StreamBases
+from crm_tui.dedup.texts import Texts
 from crm_tui.models import Contact, Record, RecordKind
 from crm_tui.store.artifacts import ArtifactShelf
 from crm_tui.store.local_rows import LINKS_FIELD
@@ -186,13 +187,21 @@ def test_without_a_shelf_a_based_stream_is_keyed_from_its_records(monkeypatch) -
     assert built == []
 
 
-@pytest.mark.parametrize("damage", ["flipped byte", "truncated", "other count"])
+@pytest.mark.parametrize(
+    ("damage", "array"),
+    [
+        ("flipped byte", "email"),
+        ("flipped byte", "ids_blob"),
+        ("truncated", "names_starts"),
+        ("other count", "email"),
+    ],
+)
 def test_damaged_saved_keys_are_keyed_again_and_replaced(
-    tmp_path, monkeypatch: pytest.MonkeyPatch, damage: str
+    tmp_path, monkeypatch: pytest.MonkeyPatch, damage: str, array: str
 ) -> None:
     contacts = generated(1500, 9)
     DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(Based(contacts))
-    target = next(p for p in tmp_path.rglob("email.npy") if "brivity" in str(p))
+    target = next(p for p in tmp_path.rglob(f"{array}.npy") if "brivity" in str(p))
     data = bytearray(target.read_bytes())
     if damage == "flipped byte":
         data[-5] ^= 0xFF
@@ -240,3 +249,14 @@ def test_in_memory_rekeys_agree_with_a_fresh_build() -> None:
         assert np.array_equal(patched.column(name)[alive], fresh.column(name))
     assert patched.column("email")[7] == 0  # the deleted one keeps its place, with no keys
     assert patched.find([added.id, contacts[7].id]) == {added.id: len(contacts)}
+
+
+def test_saved_texts_read_back_as_written_or_not_at_all() -> None:
+    values = ["brivity:1", "", "Søren\u0301", "\ud800 lone", "[b]x[/b]", "日本"]
+    texts = Texts.of(values)
+    assert texts.at(np.array([5, 0, 3, 1])) == ["日本", "brivity:1", "\ud800 lone", ""]
+    assert texts.at(np.array([], dtype=np.int64)) == []
+    assert Texts.of(["a\x00b", "c"]).at(np.array([0, 1])) is None  # a terminator inside
+    saved = texts.arrays("ids")
+    assert Texts.saved(saved, "ids", len(values)) is not None
+    assert Texts.saved(saved, "ids", len(values) + 1) is None

@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import logging
 import threading
+from bisect import bisect_right
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
@@ -30,6 +31,7 @@ from crm_tui.dedup.sourcekeys import (
     SourceKeys,
     StreamBases,
 )
+from crm_tui.dedup.texts import FIELDS, Texts, split_name, texts_of
 from crm_tui.heap import CHUNK, release_gradually
 from crm_tui.models import Contact
 from crm_tui.store import decisions
@@ -261,7 +263,7 @@ class DuplicateFinder:
         keys = self._saved(source, version, stamp, records)
         if keys is None:
             keys = SourceKeys.build(source, version, records, keyer)
-            keys = self._save(keys, stamp) or keys
+            keys = self._save(keys, stamp, keyer) or keys
         current = {i: cast("Contact | None", store.get("contacts", i)) for i in changed}
         return keys.rekeyed(version, current, keyer) if current else keys
 
@@ -277,13 +279,17 @@ class DuplicateFinder:
         if found is None:
             log.warning("the saved duplicate keys of %s do not match: keyed again", source)
             return None
-        return SourceKeys(source, version, found[0], records, found[1])
+        keys, merged, texts = found
+        return SourceKeys(source, version, keys, records, merged, texts=texts)
 
-    def _save(self, keys: SourceKeys, stamp: StreamStamp) -> SourceKeys | None:
+    def _save(self, keys: SourceKeys, stamp: StreamStamp, keyer: Keyer) -> SourceKeys | None:
         """Saved, and mapped back in: the page cache holds them, not this process's heap."""
         if self.shelf is None:
             return None
-        arrays, meta = to_saved(keys.keys, keys.merged)
+        contacts = cast("Sequence[Contact]", keys.records)
+        names = [keyer.name(c) for c in contacts]
+        arrays, meta = to_saved(keys.keys, keys.merged, texts_of(contacts, names))
+        del names
         try:
             # one found unsound at this stamp would stay: a save keeps a folder already there
             self.shelf.discard(SHELF_WHAT, "contacts", keys.source, stamp)
@@ -318,7 +324,6 @@ class _Records:
         self.parts = parts
         self.keyer = keyer
         self.starts = [0, *itertools.accumulate(len(p) for p in parts)]
-        self.records: dict[int, Contact] = {}
         self.ids: dict[int, str] = {}
         self.names: dict[int, tuple[str, str]] = {}
         self.updated: dict[int, str] = {}
@@ -335,25 +340,42 @@ class _Records:
         for at, part in enumerate(self.parts):
             start = self.starts[at]
             fresh = [i for i in wanted[bounds[at] : bounds[at + 1]].tolist() if i not in self.ids]
+            if part.texts is not None:
+                fresh = self._saved(part, start, fresh)
             for first in range(0, len(fresh), CHUNK):
                 here = fresh[first : first + CHUNK]
                 self._keep(here, part.records_at([i - start for i in here]))
 
+    def _saved(self, part: SourceKeys, start: int, fresh: list[int]) -> list[int]:
+        """The texts of the unchanged positions read as saved; the positions left to read
+        from the records (those changed since, or all if the saved texts do not add up)."""
+        texts = cast("dict[str, Texts]", part.texts)  # at hand: the caller checked
+        kept = [i for i in fresh if i - start not in part.patched]
+        at = np.array(kept, dtype=np.int64) - start
+        found = {name: texts[name].at(at) for name in FIELDS}
+        if any(v is None for v in found.values()):
+            log.warning("the saved texts of %s do not add up: read from its records", part.source)
+            return fresh
+        self.ids.update(zip(kept, found["ids"], strict=True))
+        self.updated.update(zip(kept, found["updated"], strict=True))
+        self.names.update(zip(kept, map(split_name, found["names"]), strict=True))  # type: ignore[arg-type]
+        return [i for i in fresh if i - start in part.patched]
+
     def _keep(self, positions: list[int], records: list[Contact]) -> None:
         name = self.keyer.name
-        self.records.update(zip(positions, records, strict=True))
         self.ids.update(zip(positions, [r.id for r in records], strict=True))
         self.names.update(zip(positions, [name(r) for r in records], strict=True))
         when = [r.remote_updated or r.remote_created or "" for r in records]
         self.updated.update(zip(positions, when, strict=True))
 
     def key_text(self, kind: str, i: int) -> str:
-        record = self.records[i]
+        at = bisect_right(self.starts, i) - 1
+        record = cast("Contact", self.parts[at].record(i - self.starts[at]))
         text = mailbox_key(record.email) if kind == "email" else self.keyer.phones(record.phone)
         return text or ""
 
     def release(self) -> None:
-        _let_go(self.records, self.ids, self.names, self.updated)
+        _let_go(self.ids, self.names, self.updated)
 
 
 class _Components:

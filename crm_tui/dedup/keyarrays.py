@@ -20,12 +20,13 @@ import numpy as np
 from crm_tui.dedup.keys import PhoneKeys, name_key
 from crm_tui.dedup.mailbox import mailbox_key
 from crm_tui.dedup.possible import Cities, street_key
+from crm_tui.dedup.texts import FIELDS, Texts
 from crm_tui.heap import CHUNK
 from crm_tui.models import Contact
 from crm_tui.store.local_rows import LINKS_FIELD
 
 #: The saved form's name: changes whenever what the arrays mean does.
-FORMAT = "dedup-keys-1"
+FORMAT = "dedup-keys-2"
 COLUMNS = ("email", "phone", "name", "street", "city")
 #: (position, local contact id, the source records it was merged from)
 Merged = tuple[int, str, tuple[str, ...]]
@@ -132,19 +133,28 @@ def merged_of(contacts: Iterable[Contact], first: int = 0) -> list[Merged]:
 # -- saved form ----------------------------------------------------------------------------
 
 
-def to_saved(keys: KeyArrays, merged: list[Merged]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def to_saved(
+    keys: KeyArrays, merged: list[Merged], texts: dict[str, Texts]
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The arrays and metadata an ArtifactShelf saves; the digest catches a damaged file."""
     arrays = {name: keys.column(name) for name in COLUMNS}
+    for name in FIELDS:
+        arrays.update(texts[name].arrays(name))
     links = json.dumps([[record, list(linked)] for _, record, linked in merged])
     arrays["merged_at"] = np.array([at for at, _, _ in merged], dtype=np.int64)
     arrays["merged_links"] = np.frombuffer(links.encode(), dtype=np.uint8)
     return arrays, {"count": len(keys), "digest": _digest(arrays)}
 
 
-def from_saved(arrays: Any, meta: Any, count: int) -> tuple[KeyArrays, list[Merged]] | None:
+def from_saved(
+    arrays: Any, meta: Any, count: int
+) -> tuple[KeyArrays, list[Merged], dict[str, Texts]] | None:
     """The keys saved for `count` records, or None when anything does not add up."""
     try:
         if meta.get("count") != count or meta.get("digest") != _digest(arrays):
+            return None
+        texts = {name: Texts.saved(arrays, name, count) for name in FIELDS}
+        if any(t is None for t in texts.values()):
             return None
         keys = KeyArrays(*(arrays[name] for name in COLUMNS))
         if any(len(keys.column(n)) != count or keys.column(n).dtype != np.uint64 for n in COLUMNS):
@@ -154,14 +164,15 @@ def from_saved(arrays: Any, meta: Any, count: int) -> tuple[KeyArrays, list[Merg
         if len(at) != len(links) or any(not 0 <= x < count for x in at):
             return None
         merged = zip(at, links, strict=True)
-        return keys, [(x, str(r), tuple(str(t) for t in linked)) for x, (r, linked) in merged]
+        found = [(x, str(r), tuple(str(t) for t in linked)) for x, (r, linked) in merged]
+        return keys, found, texts  # type: ignore[return-value]
     except (KeyError, ValueError, TypeError, AttributeError, UnicodeDecodeError):
         return None
 
 
 def _digest(arrays: Any) -> str:
     digest = hashlib.blake2b(digest_size=16)
-    for name in (*COLUMNS, "merged_at", "merged_links"):
+    for name in sorted(arrays):
         digest.update(name.encode())
         digest.update(np.ascontiguousarray(arrays[name]).data)
     return digest.hexdigest()

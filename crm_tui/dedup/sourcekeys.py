@@ -16,6 +16,7 @@ from typing import Protocol, cast, runtime_checkable
 import numpy as np
 
 from crm_tui.dedup.keyarrays import COLUMNS, NO_KEYS, KeyArrays, Keyer, Merged, Row, merged_of
+from crm_tui.dedup.texts import Texts
 from crm_tui.models import Contact, Record, RecordKind
 from crm_tui.positions import IdPositions
 from crm_tui.store.stamps import StreamStamp
@@ -81,6 +82,7 @@ class SourceKeys:
     merged: list[Merged]
     patched: dict[int, tuple[Contact | None, Row]] = field(default_factory=dict)
     added: dict[str, int] = field(default_factory=dict)  # id -> position, past the records
+    texts: dict[str, Texts] | None = None  # the records' texts, as saved with the keys
 
     @classmethod
     def build(cls, source: str, version: object, records: BaseRecords, keyer: Keyer) -> SourceKeys:
