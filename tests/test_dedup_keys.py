@@ -260,3 +260,12 @@ def test_saved_texts_read_back_as_written_or_not_at_all() -> None:
     saved = texts.arrays("ids")
     assert Texts.saved(saved, "ids", len(values)) is not None
     assert Texts.saved(saved, "ids", len(values) + 1) is None
+
+
+def test_keys_saved_for_another_home_region_are_not_reused(tmp_path, monkeypatch) -> None:
+    contacts = generated(800, 12)
+    DuplicateFinder("US", shelf=ArtifactShelf(tmp_path, "u")).refresh(Based(contacts))
+    built = _count_builds(monkeypatch)
+    people = DuplicateFinder("GB", shelf=ArtifactShelf(tmp_path, "u")).refresh(Based(contacts))
+    assert len(built) == len(Based(contacts).base)  # keyed again: phones read another way
+    same_people(people, reference_find(contacts, "GB"))

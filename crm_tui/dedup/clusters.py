@@ -20,7 +20,7 @@ from typing import Any, NamedTuple, cast
 import numpy as np
 
 from crm_tui.dedup.blocks import repeated
-from crm_tui.dedup.keyarrays import FORMAT, Keyer, from_saved, to_saved
+from crm_tui.dedup.keyarrays import Keyer, from_saved, saved_format, to_saved
 from crm_tui.dedup.keys import NameAgreement, PhoneKeys, compare_names
 from crm_tui.dedup.mailbox import mailbox_key
 from crm_tui.dedup.possible import POSSIBLE, possible_links
@@ -201,6 +201,7 @@ class DuplicateFinder:
     def __init__(self, region: str = "US", shelf: ArtifactShelf | None = None) -> None:
         self.phones = PhoneKeys(region)
         self.shelf = shelf
+        self._format = saved_format(self.phones.region)
         self._keys: dict[str, SourceKeys] = {}
         self._lock = threading.Lock()  # two refreshes from worker threads run one at a time
 
@@ -272,7 +273,7 @@ class DuplicateFinder:
     ) -> SourceKeys | None:
         if self.shelf is None:
             return None
-        artifact = self.shelf.open(SHELF_WHAT, "contacts", source, stamp, FORMAT)
+        artifact = self.shelf.open(SHELF_WHAT, "contacts", source, stamp, self._format)
         if artifact is None or artifact.stamp != stamp:
             return None  # keys of other rows: their positions are not these records'
         found = from_saved(artifact.arrays, artifact.meta, len(records))
@@ -293,7 +294,7 @@ class DuplicateFinder:
         try:
             # one found unsound at this stamp would stay: a save keeps a folder already there
             self.shelf.discard(SHELF_WHAT, "contacts", keys.source, stamp)
-            self.shelf.save(SHELF_WHAT, "contacts", keys.source, stamp, FORMAT, arrays, meta)
+            self.shelf.save(SHELF_WHAT, "contacts", keys.source, stamp, self._format, arrays, meta)
         except OSError as exc:
             log.warning("the duplicate keys of %s were not saved: %s", keys.source, exc)
             return None

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import phonenumbers
 
 from crm_tui.dedup.keys import PhoneKeys, name_key
 from crm_tui.dedup.mailbox import mailbox_key
@@ -24,9 +25,10 @@ from crm_tui.dedup.texts import FIELDS, Texts
 from crm_tui.heap import CHUNK
 from crm_tui.models import Contact
 from crm_tui.store.local_rows import LINKS_FIELD
+from crm_tui.text import FOLD_VERSION
 
-#: The saved form's name: changes whenever what the arrays mean does.
-FORMAT = "dedup-keys-2"
+#: The saved form's layout; `saved_format` adds what the keys' meaning depends on.
+LAYOUT = "dedup-keys-2"
 COLUMNS = ("email", "phone", "name", "street", "city")
 #: (position, local contact id, the source records it was merged from)
 Merged = tuple[int, str, tuple[str, ...]]
@@ -131,6 +133,12 @@ def merged_of(contacts: Iterable[Contact], first: int = 0) -> list[Merged]:
 
 
 # -- saved form ----------------------------------------------------------------------------
+
+
+def saved_format(region: str) -> str:
+    """The saved keys' format name: keys folded or phone numbers read another way (another
+    fold table, phone metadata, home region) are other keys, never reused."""
+    return f"{LAYOUT}/{FOLD_VERSION}/{phonenumbers.__version__}/{region}"
 
 
 def to_saved(
