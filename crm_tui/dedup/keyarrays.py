@@ -80,10 +80,6 @@ class KeyArrays:
     def column(self, name: str) -> np.ndarray:
         return getattr(self, name)  # type: ignore[no-any-return]
 
-    @classmethod
-    def empty(cls) -> KeyArrays:
-        return cls(*(np.zeros(0, dtype=np.uint64) for _ in COLUMNS))
-
 
 class Keyer:
     """Contacts -> their key texts and codes, with the memo tables a build shares."""
