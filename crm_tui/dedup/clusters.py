@@ -342,12 +342,12 @@ class _Records:
             start = self.starts[at]
             fresh = [i for i in wanted[bounds[at] : bounds[at + 1]].tolist() if i not in self.ids]
             if part.texts is not None:
-                fresh = self._saved(part, start, fresh)
+                fresh = self._from_texts(part, start, fresh)
             for first in range(0, len(fresh), CHUNK):
                 here = fresh[first : first + CHUNK]
                 self._keep(here, part.records_at([i - start for i in here]))
 
-    def _saved(self, part: SourceKeys, start: int, fresh: list[int]) -> list[int]:
+    def _from_texts(self, part: SourceKeys, start: int, fresh: list[int]) -> list[int]:
         """The texts of the unchanged positions read as saved; the positions left to read
         from the records (those changed since, or all if the saved texts do not add up)."""
         texts = cast("dict[str, Texts]", part.texts)  # at hand: the caller checked
