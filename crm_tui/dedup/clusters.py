@@ -12,7 +12,7 @@ import hashlib
 import itertools
 import logging
 import threading
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
@@ -399,18 +399,15 @@ class _Components:
             label = moved
         self.roots = self.nodes[label]
         self.pair_roots = self.roots[a]  # each pair's set, in the pairs' order
-        self.by_position: dict[int, int] = {}
-        for start in range(0, len(self.nodes), CHUNK):
-            self.by_position.update(
-                zip(
-                    self.nodes[start : start + CHUNK].tolist(),
-                    self.roots[start : start + CHUNK].tolist(),
-                    strict=True,
-                )
-            )
+        # as lists, found by bisection: a few thousand lookups, not a dict of every node
+        self._nodes, self._roots = self.nodes.tolist(), self.roots.tolist()
 
     def root(self, i: int) -> int:
-        return self.by_position.get(i, i)
+        at = bisect_left(self._nodes, i)
+        return self._roots[at] if at < len(self._nodes) and self._nodes[at] == i else i
+
+    def release(self) -> None:
+        _let_go(self._nodes, self._roots)
 
     def sets(self) -> tuple[list[int], list[list[int]], list[list[int]]]:
         """Per set, lowest root first: its root, its positions ascending, and the indexes
@@ -464,7 +461,8 @@ def find_clusters(parts: Sequence[SourceKeys], keyer: Keyer) -> People:
     people.possible = _possible_clusters(view.ids, union.root, people, proposals, view.updated)
     people.by_id.update((c.id, c) for c in people.possible)
     view.release()
-    _let_go(union.by_position, proposals, pairs, crowded, merges, by_email, by_phone)
+    union.release()
+    _let_go(proposals, pairs, crowded, merges, by_email, by_phone)
     return people
 
 
