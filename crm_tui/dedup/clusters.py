@@ -436,7 +436,7 @@ def find_clusters(parts: Sequence[SourceKeys], keyer: Keyer) -> People:
     email, phone = view.column("email"), view.column("phone")
     by_email, on_email = repeated(email)
     by_phone, on_phone = repeated(phone)
-    blocked = np.union1d(on_email, on_phone)
+    blocked = np.sort(np.concatenate((on_email, on_phone)))  # load() drops the repeats
     view.load(blocked)
     emails, phones = _codes_at(email, blocked), _codes_at(phone, blocked)
     pairs: dict[tuple[int, int], tuple[int, NameAgreement]] = {}
@@ -446,7 +446,10 @@ def find_clusters(parts: Sequence[SourceKeys], keyer: Keyer) -> People:
         ("phone", PHONE, by_phone, emails),
     ):
         for block in blocks:
-            if len(block) > MAX_BLOCK or _link_block(block, bit, other, view.names, pairs):
+            if len(block) == 2:  # most blocks: one person in two sources, linked inline
+                if _link_two(block, bit, other, view.names, pairs):
+                    crowded.append((kind, block))
+            elif len(block) > MAX_BLOCK or _link_block(block, bit, other, view.names, pairs):
                 crowded.append((kind, block))
     del email, phone, emails, phones
     merges = _merges(parts, view, pairs)
@@ -514,6 +517,25 @@ def _codes_at(column: np.ndarray, positions: np.ndarray) -> dict[int, int]:
 
 def _merged_positions(parts: Sequence[SourceKeys], starts: list[int]) -> list[int]:
     return [starts[at] + local for at, part in enumerate(parts) for local, _, _ in part.merged]
+
+
+def _link_two(
+    block: list[int],
+    bit: int,
+    other: dict[int, int],
+    names: dict[int, tuple[str, str]],
+    pairs: dict[tuple[int, int], tuple[int, NameAgreement]],
+) -> bool:
+    """`_link_block` for a block of two, without its lists of groups."""
+    a, b = block
+    agreement = compare_names(names[a], names[b])
+    same_other = bool(other[a]) and other[a] == other[b]
+    if agreement is not NameAgreement.DIFFERENT:
+        pairs.setdefault((a, b), (EMAIL | PHONE if same_other else bit, agreement))
+        return False
+    if same_other:
+        pairs.setdefault((a, b), (EMAIL | PHONE, NameAgreement.DIFFERENT))
+    return True
 
 
 def _link_block(
