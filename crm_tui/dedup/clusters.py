@@ -335,8 +335,7 @@ class _Records:
 
     def load(self, positions: Iterable[int] | np.ndarray) -> None:
         """Read the records at `positions`, a part at a time, in order."""
-        wanted = np.sort(np.fromiter(positions, dtype=np.int64))
-        wanted = wanted[np.concatenate(([True], wanted[1:] != wanted[:-1]))[: len(wanted)]]
+        wanted = _distinct(np.fromiter(positions, dtype=np.int64))
         bounds = np.searchsorted(wanted, self.starts).tolist()
         for at, part in enumerate(self.parts):
             start = self.starts[at]
@@ -385,7 +384,7 @@ class _Components:
 
     def __init__(self, pairs: Collection[tuple[int, int]]) -> None:
         ends = np.fromiter(itertools.chain.from_iterable(pairs), np.int64, 2 * len(pairs))
-        self.nodes = np.unique(ends)
+        self.nodes = _distinct(ends)
         a, b = np.searchsorted(self.nodes, ends[0::2]), np.searchsorted(self.nodes, ends[1::2])
         label = np.arange(len(self.nodes))
         while True:  # each end takes the lower label of the two, then labels point past
@@ -423,6 +422,12 @@ class _Components:
             [held[s:e] for s, e in itertools.pairwise(firsts.tolist())],
             [links[s:e] for s, e in itertools.pairwise(pair_firsts.tolist())],
         )
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """The distinct values, ascending; by sorting (numpy's hashing unique is slower here)."""
+    ordered = np.sort(values)
+    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))[: len(ordered)]]
 
 
 def _run_starts(values: np.ndarray) -> np.ndarray:
