@@ -152,3 +152,15 @@ def test_empty_arrays_round_trip(tmp_path) -> None:
     found = shelf.open("test", "contacts", "odd source/..", stamp, "v1")
     assert found is not None and found.arrays["values"].shape == (0,)
     assert all(".." not in p.name for p in (tmp_path / "artifacts").rglob("*"))
+
+
+def test_a_discarded_artifact_makes_room_for_a_new_save(tmp_path) -> None:
+    shelf = ArtifactShelf(tmp_path, "u")
+    stamp = StreamStamp(1, (), 5)
+    _saved(shelf, stamp, [1, 2, 3])
+    shelf.discard("test", "contacts", "brivity", stamp)
+    assert shelf.open("test", "contacts", "brivity", stamp, "v1") is None
+    _saved(shelf, stamp, [4, 5])
+    found = shelf.open("test", "contacts", "brivity", stamp, "v1")
+    assert found is not None and found.arrays["values"].tolist() == [4, 5]
+    shelf.discard("test", "contacts", "brivity", StreamStamp(9, (), 9))  # none: no error

@@ -5,14 +5,17 @@ from __future__ import annotations
 import itertools
 import json
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crm_tui.config import Settings
 from crm_tui.dedup import DuplicateFinder
-from crm_tui.dedup.clusters import SourceKeys, _blocks, cluster_id
+from crm_tui.dedup.blocks import repeated
+from crm_tui.dedup.clusters import cluster_id
 from crm_tui.dedup.compare import values_differ
+from crm_tui.dedup.keyarrays import code
 from crm_tui.dedup.keys import NameAgreement, PhoneKeys, compare_names, name_key
 from crm_tui.dedup.mailbox import mailbox_key
 from crm_tui.dedup.merge import (
@@ -25,6 +28,7 @@ from crm_tui.dedup.merge import (
     valid_fields,
 )
 from crm_tui.dedup.quality import score, score_by_kind
+from crm_tui.dedup.sourcekeys import SourceKeys
 from crm_tui.demo import data
 from crm_tui.local_crm import LocalCrm
 from crm_tui.models import Contact
@@ -430,9 +434,9 @@ async def test_clusters_follow_a_sync_that_changes_one_source(
     keyed: list[object] = []
     build = SourceKeys.build.__func__  # type: ignore[attr-defined]
 
-    def counting(cls, stream, contacts, phones):  # type: ignore[no-untyped-def]
-        keyed.append(next(iter(contacts)).source if contacts else None)
-        return build(cls, stream, contacts, phones)
+    def counting(cls, source, version, records, keyer):  # type: ignore[no-untyped-def]
+        keyed.append(source)
+        return build(cls, source, version, records, keyer)
 
     monkeypatch.setattr(SourceKeys, "build", classmethod(counting))
     cluster = next(c for c in before.clusters if "topproducer" in c.sources)
@@ -747,7 +751,10 @@ def test_blocks_are_every_repeated_key_in_order_of_first_repeat(keys: list[str |
         if key is not None:
             expected.setdefault(key, []).append(i)
     repeats = sorted((b[1], k) for k, b in expected.items() if len(b) > 1)
-    assert _blocks(keys) == [(k, expected[k]) for _, k in repeats]
+    codes = np.array([code(k) if k else 0 for k in keys], dtype=np.uint64)
+    blocks, members = repeated(codes)
+    assert blocks == [expected[k] for _, k in repeats]
+    assert sorted(members.tolist()) == sorted(i for b in blocks for i in b)
 
 
 # -- custom columns in a merge -------------------------------------------------------------

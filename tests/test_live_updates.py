@@ -208,6 +208,7 @@ async def test_the_open_app_shows_another_processes_change_without_a_reload(tmp_
 
 async def test_the_duplicate_finder_rekeys_only_the_changed_contacts(monkeypatch):
     from crm_tui.dedup import clusters
+    from crm_tui.dedup.sourcekeys import SourceKeys
 
     store = CacheStore("alice")
     await store.replace_stream("fub", "contacts", [contact(i, source="fub") for i in range(40)])
@@ -217,13 +218,13 @@ async def test_the_duplicate_finder_rekeys_only_the_changed_contacts(monkeypatch
     before = finder.refresh(store)
     assert len(before.clusters) == 20
     built: list[int] = []
-    real_build = clusters.SourceKeys.build.__func__  # type: ignore[attr-defined]
+    real_build = SourceKeys.build.__func__  # type: ignore[attr-defined]
 
-    def counting(cls, version, contacts, phones):
-        built.append(len(contacts))
-        return real_build(cls, version, contacts, phones)
+    def counting(cls, source, version, records, keyer):
+        built.append(len(records))
+        return real_build(cls, source, version, records, keyer)
 
-    monkeypatch.setattr(clusters.SourceKeys, "build", classmethod(counting))
+    monkeypatch.setattr(SourceKeys, "build", classmethod(counting))
     moved = replace(contact(1, source="hubspot"), remote_id="901", id="hubspot:901")
     await store.commit_changes("hubspot", "contacts", [moved], ["hubspot:2"], None, None)
     await store.commit_changes("fub", "contacts", [contact(4, "Zoe", source="fub")], [], None, None)

@@ -10,26 +10,40 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
+import logging
 import threading
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
 import numpy as np
 
-from crm_tui.dedup.keys import NameAgreement, PhoneKeys, compare_names, name_key
+from crm_tui.dedup.blocks import repeated
+from crm_tui.dedup.keyarrays import Keyer, from_saved, saved_format, to_saved
+from crm_tui.dedup.keys import NameAgreement, PhoneKeys, compare_names
 from crm_tui.dedup.mailbox import mailbox_key
-from crm_tui.dedup.possible import POSSIBLE, Cities, possible_links
-from crm_tui.dedup.rekey import REKEY_SHARE, rekeyed
-from crm_tui.heap import CHUNK, Sharded, dismantle
+from crm_tui.dedup.possible import POSSIBLE, possible_links
+from crm_tui.dedup.sourcekeys import (
+    REKEY_SHARE,
+    BaseRecords,
+    RecordList,
+    SourceKeys,
+    StreamBases,
+)
+from crm_tui.dedup.texts import FIELDS, Texts, split_name, texts_of
+from crm_tui.heap import CHUNK, release_gradually
 from crm_tui.models import Contact
 from crm_tui.store import decisions
-from crm_tui.store.local_rows import LINKS_FIELD
+from crm_tui.store.artifacts import ArtifactShelf
 from crm_tui.store.reading import CachedRecords
+from crm_tui.store.stamps import StreamStamp
 from crm_tui.text import digits
 from crm_tui.tuning import gc_paused
+
+log = logging.getLogger(__name__)
+#: What the keys are saved as on an ArtifactShelf.
+SHELF_WHAT = "dedup"
 
 EMAIL, PHONE, MERGED = 1, 2, 4
 #: A key held by more records than this is a placeholder or a switchboard, not a person.
@@ -137,7 +151,9 @@ class Cluster(NamedTuple):
 def cluster_id(members: Iterable[str]) -> str:
     """Stable while its vendor records stay: a merged-in local record does not rename it."""
     ids = sorted(members)
-    anchor = next((m for m in ids if not m.startswith("local:")), ids[0])
+    anchor = ids[0]
+    if anchor.startswith("local:"):
+        anchor = next((m for m in ids if not m.startswith("local:")), anchor)
     return "p" + hashlib.blake2b(anchor.encode(), digest_size=5).hexdigest()
 
 
@@ -178,53 +194,14 @@ class People:
 EMPTY = People([], {}, {})
 
 
-@dataclass(slots=True)
-class SourceKeys:
-    """One source's contacts reduced to match keys; rebuilt only when the source changes."""
-
-    version: object  # the store's stream_version when these keys were made
-    ids: list[str]
-    emails: list[str | None]
-    phones: list[str | None]
-    names: list[tuple[str, str]]
-    merged: list[tuple[str, tuple[str, ...]]]
-    updated: list[str]
-    streets: list[str | None]  # as the CRM wrote it (keyed only where a name repeats)
-    cities: list[str]  # folded
-
-    @classmethod
-    def build(cls, version: object, contacts: Collection[Contact], phones: PhoneKeys) -> SourceKeys:
-        folded = Sharded[tuple[str | None, str | None], tuple[str, str]]()
-        for c in contacts:
-            pair = (c.first_name, c.last_name)
-            if pair not in folded:
-                folded[pair] = name_key(*pair)
-        cities = Cities()
-        merged = [
-            (c.id, tuple(str(x) for x in json.loads(c.raw).get(LINKS_FIELD) or ()))
-            for c in contacts
-            if c.source == "local" and LINKS_FIELD in c.raw
-        ]
-        keys = cls(
-            version,
-            [c.id for c in contacts],
-            [mailbox_key(c.email) for c in contacts],
-            [phones(c.phone) for c in contacts],
-            [folded[(c.first_name, c.last_name)] for c in contacts],
-            merged,
-            [c.remote_updated or c.remote_created or "" for c in contacts],
-            [c.street for c in contacts],
-            [cities(c.city) for c in contacts],
-        )
-        folded.release()
-        return keys
-
-
 class DuplicateFinder:
-    """Keeps each source's keys between runs: after a sync only that source is re-read."""
+    """Keeps each source's keys between runs: after a sync only what changed is keyed again.
+    With a `shelf`, keys are saved per stream stamp, and a later start maps them in."""
 
-    def __init__(self, region: str = "US") -> None:
+    def __init__(self, region: str = "US", shelf: ArtifactShelf | None = None) -> None:
         self.phones = PhoneKeys(region)
+        self.shelf = shelf
+        self._format = saved_format(self.phones.region)
         self._keys: dict[str, SourceKeys] = {}
         self._lock = threading.Lock()  # two refreshes from worker threads run one at a time
 
@@ -235,160 +212,353 @@ class DuplicateFinder:
 
     def _refresh(self, store: CachedRecords) -> People:
         present = {}
+        keyer = Keyer(self.phones)
         for source in store.sources():
             version = store.stream_version("contacts", source)  # before the records
-            stream = cast("Mapping[str, Contact]", store.stream("contacts", source))
-            if not stream:
-                continue
             cached = self._keys.get(source)
-            if cached is None or cached.version != version:
-                # young lists of a million keys: a collection walking them would hold the
-                # interpreter lock (and stall the app's loop); frozen on the way out
-                with gc_paused():
-                    cached = self._keys_now(store, source, version, stream, cached)
-            present[source] = cached
-        stale = [keys for name, keys in self._keys.items() if present.get(name) is not keys]
+            if cached is not None and cached.version == version:
+                present[source] = cached
+                continue
+            base = store.base_of("contacts", source) if isinstance(store, StreamBases) else None
+            with gc_paused():  # young objects by the million: frozen on the way out
+                if base is not None:
+                    keys = self._based(store, source, version, base, keyer)
+                else:
+                    keys = self._streamed(store, source, version, cached, keyer)
+            if keys is not None and len(keys):
+                present[source] = keys
         self._keys = present
-        for keys in stale:  # a third of a million strings, let go of a slice at a time
-            dismantle(keys.ids, keys.emails, keys.phones, keys.names, keys.updated, keys.streets)
         with gc_paused():
-            return find_clusters([present[s] for s in sorted(present)])
+            return find_clusters([present[s] for s in sorted(present)], keyer)
 
-    def _keys_now(
+    def _streamed(
         self,
         store: CachedRecords,
         source: str,
         version: tuple[int, int],
-        stream: Mapping[str, Contact],
         cached: SourceKeys | None,
-    ) -> SourceKeys:
-        """A few contacts changed since `cached` was made: re-key those; else all."""
+        keyer: Keyer,
+    ) -> SourceKeys | None:
+        """From the stream in memory: a few contacts changed since `cached`, re-key those;
+        else all."""
+        stream = cast("Mapping[str, Contact]", store.stream("contacts", source))
+        if not stream:
+            return None
         if cached is not None:
             changed = store.changed_since("contacts", source, cached.version)
-            if changed is not None and len(changed) <= max(1000, REKEY_SHARE * len(cached.ids)):
-                return rekeyed(cached, version, stream, changed, self.phones, LINKS_FIELD)
-        # the view, not a list of it: one C loop over a third of a million records
-        return SourceKeys.build(version, stream.values(), self.phones)
+            if changed is not None and len(changed) <= max(1000, REKEY_SHARE * len(cached)):
+                return cached.rekeyed(version, {i: stream.get(i) for i in changed}, keyer)
+        return SourceKeys.build(source, version, RecordList(stream.values()), keyer)
+
+    def _based(
+        self,
+        store: CachedRecords,
+        source: str,
+        version: tuple[int, int],
+        base: tuple[StreamStamp, BaseRecords, Iterable[str]],
+        keyer: Keyer,
+    ) -> SourceKeys:
+        """The saved keys of the stream's base (made and saved if there are none), with the
+        contacts changed since keyed again."""
+        stamp, records, changed = base
+        keys = self._saved(source, version, stamp, records)
+        if keys is None:
+            keys = SourceKeys.build(source, version, records, keyer)
+            keys = self._save(keys, stamp, keyer) or keys
+        current = {i: cast("Contact | None", store.get("contacts", i)) for i in changed}
+        return keys.rekeyed(version, current, keyer) if current else keys
+
+    def _saved(
+        self, source: str, version: object, stamp: StreamStamp, records: BaseRecords
+    ) -> SourceKeys | None:
+        if self.shelf is None:
+            return None
+        artifact = self.shelf.open(SHELF_WHAT, "contacts", source, stamp, self._format)
+        if artifact is None or artifact.stamp != stamp:
+            return None  # keys of other rows: their positions are not these records'
+        found = from_saved(artifact.arrays, artifact.meta, len(records))
+        if found is None:
+            log.warning("the saved duplicate keys of %s do not match: keyed again", source)
+            return None
+        keys, merged, texts = found
+        return SourceKeys(source, version, keys, records, merged, texts=texts)
+
+    def _save(self, keys: SourceKeys, stamp: StreamStamp, keyer: Keyer) -> SourceKeys | None:
+        """Saved, and mapped back in: the page cache holds them, not this process's heap."""
+        if self.shelf is None:
+            return None
+        contacts = cast("Sequence[Contact]", keys.records)
+        names = [keyer.name(c) for c in contacts]
+        arrays, meta = to_saved(keys.keys, keys.merged, texts_of(contacts, names))
+        del names
+        try:
+            # one found unsound at this stamp would stay: a save keeps a folder already there
+            self.shelf.discard(SHELF_WHAT, "contacts", keys.source, stamp)
+            self.shelf.save(SHELF_WHAT, "contacts", keys.source, stamp, self._format, arrays, meta)
+        except OSError as exc:
+            log.warning("the duplicate keys of %s were not saved: %s", keys.source, exc)
+            return None
+        return self._saved(keys.source, keys.version, stamp, keys.records)
 
     def find(self, contacts: Sequence[Contact]) -> People:
         """Clusters of a plain list of contacts (tests, the CLI without a store)."""
         by_source: dict[str, list[Contact]] = {}
         for contact in contacts:
             by_source.setdefault(contact.source, []).append(contact)
+        keyer = Keyer(self.phones)
         with gc_paused():
-            return find_clusters(
-                [SourceKeys.build(None, by_source[s], self.phones) for s in sorted(by_source)]
-            )
+            parts = [
+                SourceKeys.build(s, None, RecordList(by_source[s]), keyer)
+                for s in sorted(by_source)
+            ]
+            return find_clusters(parts, keyer)
 
 
 # -- clustering ------------------------------------------------------------------------------
 
 
-def _blocks(keys: list[str | None]) -> list[tuple[str, list[int]]]:
-    """Positions sharing a key, for every key held more than once, in order of first repeat
-    (the order keeps the later passes walking the records' lists forward, cache-friendly)."""
-    first = Sharded[str, int]()
-    groups = Sharded[str, list[int]]()
-    repeated: list[tuple[str, list[int]]] = []
-    for i, key in enumerate(keys):
-        if key is None:
-            continue
-        j = first.setdefault(key, i)
-        if j != i:
-            group = groups.get(key)
-            if group is None:
-                group = groups[key] = [j, i]
-                repeated.append((key, group))
-            else:
-                group.append(i)
-    first.release()
-    groups.release()
-    return repeated
+class _Records:
+    """The records of every part by global position, read only where a cluster needs
+    them: most positions of a million are never read."""
+
+    def __init__(self, parts: Sequence[SourceKeys], keyer: Keyer) -> None:
+        self.parts = parts
+        self.keyer = keyer
+        self.starts = [0, *itertools.accumulate(len(p) for p in parts)]
+        self.ids: dict[int, str] = {}
+        self.names: dict[int, tuple[str, str]] = {}
+        self.updated: dict[int, str] = {}
+
+    def column(self, name: str) -> np.ndarray:
+        columns = [p.column(name) for p in self.parts]
+        return np.concatenate(columns) if columns else np.zeros(0, dtype=np.uint64)
+
+    def load(self, positions: Iterable[int] | np.ndarray) -> None:
+        """Read the records at `positions`, a part at a time, in order."""
+        wanted = _distinct(np.fromiter(positions, dtype=np.int64))
+        bounds = np.searchsorted(wanted, self.starts).tolist()
+        for at, part in enumerate(self.parts):
+            start = self.starts[at]
+            fresh = [i for i in wanted[bounds[at] : bounds[at + 1]].tolist() if i not in self.ids]
+            if part.texts is not None:
+                fresh = self._from_texts(part, start, fresh)
+            for first in range(0, len(fresh), CHUNK):
+                here = fresh[first : first + CHUNK]
+                self._keep(here, part.records_at([i - start for i in here]))
+
+    def _from_texts(self, part: SourceKeys, start: int, fresh: list[int]) -> list[int]:
+        """The texts of the unchanged positions read as saved; the positions left to read
+        from the records (those changed since, or all if the saved texts do not add up)."""
+        texts = cast("dict[str, Texts]", part.texts)  # at hand: the caller checked
+        kept = [i for i in fresh if i - start not in part.patched]
+        at = np.array(kept, dtype=np.int64) - start
+        found = {name: texts[name].at(at) for name in FIELDS}
+        if any(v is None for v in found.values()):
+            log.warning("the saved texts of %s do not add up: read from its records", part.source)
+            return fresh
+        self.ids.update(zip(kept, found["ids"], strict=True))
+        self.updated.update(zip(kept, found["updated"], strict=True))
+        self.names.update(zip(kept, map(split_name, found["names"]), strict=True))  # type: ignore[arg-type]
+        return [i for i in fresh if i - start in part.patched]
+
+    def _keep(self, positions: list[int], records: list[Contact]) -> None:
+        name = self.keyer.name
+        self.ids.update(zip(positions, [r.id for r in records], strict=True))
+        self.names.update(zip(positions, [name(r) for r in records], strict=True))
+        when = [r.remote_updated or r.remote_created or "" for r in records]
+        self.updated.update(zip(positions, when, strict=True))
+
+    def key_text(self, kind: str, i: int) -> str:
+        at = bisect_right(self.starts, i) - 1
+        record = cast("Contact", self.parts[at].record(i - self.starts[at]))
+        text = mailbox_key(record.email) if kind == "email" else self.keyer.phones(record.phone)
+        return text or ""
+
+    def release(self) -> None:
+        _let_go(self.ids, self.names, self.updated)
 
 
-class _Union:
-    def __init__(self, size: int) -> None:
-        self.parent: list[int] = []
-        for start in range(0, size, CHUNK):  # not one C loop making a million ints
-            self.parent.extend(range(start, min(start + CHUNK, size)))
+class _Components:
+    """The sets the linked pairs make, found with numpy (a root is its set's lowest
+    position): `nodes`, every linked position ascending, and `roots`, each one's root."""
+
+    def __init__(self, pairs: Collection[tuple[int, int]]) -> None:
+        ends = np.fromiter(itertools.chain.from_iterable(pairs), np.int64, 2 * len(pairs))
+        self.nodes = _distinct(ends)
+        a, b = np.searchsorted(self.nodes, ends[0::2]), np.searchsorted(self.nodes, ends[1::2])
+        label = np.arange(len(self.nodes))
+        while True:  # each end takes the lower label of the two, then labels point past
+            low = np.minimum(label[a], label[b])
+            moved = label.copy()
+            np.minimum.at(moved, a, low)
+            np.minimum.at(moved, b, low)
+            moved = moved[moved]
+            if np.array_equal(moved, label):
+                break
+            label = moved
+        self.roots = self.nodes[label]
+        self.pair_roots = self.roots[a]  # each pair's set, in the pairs' order
+        # as lists, found by bisection: a few thousand lookups, not a dict of every node
+        self._nodes, self._roots = self.nodes.tolist(), self.roots.tolist()
 
     def root(self, i: int) -> int:
-        parent = self.parent
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
+        at = bisect_left(self._nodes, i)
+        return self._roots[at] if at < len(self._nodes) and self._nodes[at] == i else i
 
-    def join(self, a: int, b: int) -> None:
-        ra, rb = self.root(a), self.root(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
+    def release(self) -> None:
+        _let_go(self._nodes, self._roots)
+
+    def sets(self) -> tuple[list[int], list[list[int]], list[list[int]]]:
+        """Per set, lowest root first: its root, its positions ascending, and the indexes
+        (in the pairs' order) of the pairs that made it."""
+        by_set = np.lexsort((self.nodes, self.roots))
+        held = self.nodes[by_set].tolist()
+        firsts = _run_starts(self.roots[by_set])
+        made = np.argsort(self.pair_roots, kind="stable")
+        links = made.tolist()
+        pair_firsts = _run_starts(self.pair_roots[made])
+        return (
+            self.roots[by_set][firsts[:-1]].tolist(),
+            [held[s:e] for s, e in itertools.pairwise(firsts.tolist())],
+            [links[s:e] for s, e in itertools.pairwise(pair_firsts.tolist())],
+        )
 
 
-def find_clusters(parts: Sequence[SourceKeys]) -> People:
-    ids = [i for p in parts for i in p.ids]
-    emails = [e for p in parts for e in p.emails]
-    phones = [x for p in parts for x in p.phones]
-    names = [n for p in parts for n in p.names]
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """The distinct values, ascending; by sorting (numpy's hashing unique is slower here)."""
+    ordered = np.sort(values)
+    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))[: len(ordered)]]
+
+
+def _run_starts(values: np.ndarray) -> np.ndarray:
+    """Where each run of equal values starts, and the end."""
+    cuts = np.flatnonzero(values[1:] != values[:-1]) + 1
+    return np.concatenate(([0], cuts, [len(values)])) if len(values) else np.zeros(1, np.int64)
+
+
+def find_clusters(parts: Sequence[SourceKeys], keyer: Keyer) -> People:
+    view = _Records(parts, keyer)
+    email, phone = view.column("email"), view.column("phone")
+    by_email, on_email = repeated(email)
+    by_phone, on_phone = repeated(phone)
+    blocked = np.sort(np.concatenate((on_email, on_phone)))  # load() drops the repeats
+    view.load(blocked)
+    emails, phones = _codes_at(email, blocked), _codes_at(phone, blocked)
     pairs: dict[tuple[int, int], tuple[int, NameAgreement]] = {}
-    crowded: list[tuple[str, str, list[int]]] = []
-    for kind, bit, keys, other in (
-        ("email", EMAIL, emails, phones),
-        ("phone", PHONE, phones, emails),
+    crowded: list[tuple[str, list[int]]] = []
+    for kind, bit, blocks, other in (
+        ("email", EMAIL, by_email, phones),
+        ("phone", PHONE, by_phone, emails),
     ):
-        blocks = _blocks(keys)
-        for value, block in blocks:
-            if len(block) > MAX_BLOCK:
-                crowded.append((kind, value, block))
-                continue
-            if _link_block(block, bit, other, names, pairs):
-                crowded.append((kind, value, block))
-        dismantle(blocks)
-    # Merged local contacts link to source ids: look up only those, not every record.
-    wanted = {r for p in parts for local_id, linked in p.merged for r in (local_id, *linked)}
-    position = {record: i for i, record in enumerate(ids) if record in wanted} if wanted else {}
-    merges: dict[int, set[int]] = {}
+        for block in blocks:
+            if len(block) == 2:  # most blocks: one person in two sources, linked inline
+                if _link_two(block, bit, other, view.names, pairs):
+                    crowded.append((kind, block))
+            elif len(block) > MAX_BLOCK or _link_block(block, bit, other, view.names, pairs):
+                crowded.append((kind, block))
+    del email, phone, emails, phones
+    merges = _merges(parts, view, pairs)
+    union = _Components(pairs)
+    # as many records as one person held in every CRM; the team's own (local) not counted
+    crms = sum(1 for p in parts if len(p) and p.source != "local")
+    names, streets, cities = (view.column(n) for n in ("name", "street", "city"))
+    proposals = possible_links(names, streets, cities, union.root, rare=max(2, crms))
+    del names, streets, cities
+    view.load(i for a, b, _ in proposals for i in (a, b))
+    people = _assemble(view, union, pairs, crowded, merges, view.starts[1:])
+    people.possible = _possible_clusters(view.ids, union.root, people, proposals, view.updated)
+    people.by_id.update((c.id, c) for c in people.possible)
+    view.release()
+    union.release()
+    _let_go(proposals, pairs, crowded, merges, by_email, by_phone)
+    return people
+
+
+def _let_go(*containers: list[Any] | dict[Any, Any]) -> None:
+    """Freed a slice at a time in the background, not all at once by the return (one C loop
+    with the lock held), nor here before the clusters are handed over."""
+    for container in containers:
+        release_gradually(container)
+
+
+def _merges(
+    parts: Sequence[SourceKeys],
+    view: _Records,
+    pairs: dict[tuple[int, int], tuple[int, NameAgreement]],
+) -> dict[int, set[int]]:
+    """Merged local contacts link to source ids: those looked up, not every record."""
+    wanted: dict[str, set[str]] = {}
     for part in parts:
-        for local_id, linked in part.merged:
+        for _, _, linked in part.merged:
+            for target in linked:
+                wanted.setdefault(target.split(":", 1)[0], set()).add(target)
+    position: dict[str, int] = {}
+    for at, part in enumerate(parts):
+        if part.source in wanted:
+            found = part.find(wanted[part.source])
+            position.update((i, view.starts[at] + p) for i, p in found.items())
+    view.load(itertools.chain(position.values(), _merged_positions(parts, view.starts)))
+    merges: dict[int, set[int]] = {}
+    for at, part in enumerate(parts):
+        for local, _, linked in part.merged:
+            here = view.starts[at] + local
             for target in linked:
                 if target in position:
-                    a, b = sorted((position[local_id], position[target]))
-                    pairs[(a, b)] = (MERGED, compare_names(names[a], names[b]))
-                    merges.setdefault(position[local_id], set()).add(position[target])
-    updated = [u for p in parts for u in p.updated]
-    union = _Union(len(ids))
-    for a, b in pairs:
-        union.join(a, b)
-    streets = [x for p in parts for x in p.streets]
-    cities = [x for p in parts for x in p.cities]
-    # as many records as one person held in every CRM; the team's own (local) not counted
-    crms = sum(1 for p in parts if p.ids and not p.ids[0].startswith("local:"))
-    proposals = possible_links(names, streets, cities, union.root, rare=max(2, crms))
-    bounds = list(itertools.accumulate(len(p.ids) for p in parts))  # where each source ends
-    people = _assemble(ids, union, pairs, crowded, updated, merges, bounds)
-    people.possible = _possible_clusters(ids, union, people, proposals, updated)
-    people.by_id.update((c.id, c) for c in people.possible)
-    # freed here a slice at a time, not all at once by the return (one C loop, lock held)
-    dismantle(union.parent, ids, emails, phones, names, streets, cities, updated, proposals)
-    dismantle(pairs, crowded, position, merges)
-    return people
+                    a, b = sorted((here, position[target]))
+                    pairs[(a, b)] = (MERGED, compare_names(view.names[a], view.names[b]))
+                    merges.setdefault(here, set()).add(position[target])
+    return merges
+
+
+def _codes_at(column: np.ndarray, positions: np.ndarray) -> dict[int, int]:
+    """position -> code, for the few positions a pass looks at; a slice at a time (a
+    million-key dict made in one C call holds the interpreter lock too long)."""
+    found: dict[int, int] = {}
+    for start in range(0, len(positions), CHUNK):
+        part = positions[start : start + CHUNK]
+        found.update(zip(part.tolist(), column[part].tolist(), strict=True))
+    return found
+
+
+def _merged_positions(parts: Sequence[SourceKeys], starts: list[int]) -> list[int]:
+    return [starts[at] + local for at, part in enumerate(parts) for local, _, _ in part.merged]
+
+
+def _link_two(
+    block: list[int],
+    bit: int,
+    other: dict[int, int],
+    names: dict[int, tuple[str, str]],
+    pairs: dict[tuple[int, int], tuple[int, NameAgreement]],
+) -> bool:
+    """`_link_block` for a block of two, without its lists of groups."""
+    a, b = block
+    agreement = compare_names(names[a], names[b])
+    same_other = bool(other[a]) and other[a] == other[b]
+    if agreement is not NameAgreement.DIFFERENT:
+        pairs.setdefault((a, b), (EMAIL | PHONE if same_other else bit, agreement))
+        return False
+    if same_other:
+        pairs.setdefault((a, b), (EMAIL | PHONE, NameAgreement.DIFFERENT))
+    return True
 
 
 def _link_block(
     block: list[int],
     bit: int,
-    other: list[str | None],
-    names: list[tuple[str, str]],
+    other: dict[int, int],
+    names: dict[int, tuple[str, str]],
     pairs: dict[tuple[int, int], tuple[int, NameAgreement]],
 ) -> bool:
-    """Link the members of one key's block; True when people with different names remain."""
+    """Link the members of one key's block (`other`: the other key's code of each); True
+    when people with different names remain."""
     groups: list[list[int]] = []
     for m in block:
         for group in groups:
             head = group[0]
             agreement = compare_names(names[head], names[m])
             if agreement is not NameAgreement.DIFFERENT:
-                same_other = other[m] is not None and other[m] == other[head]
+                same_other = bool(other[m]) and other[m] == other[head]
                 pairs.setdefault((head, m), (EMAIL | PHONE if same_other else bit, agreement))
                 group.append(m)
                 break
@@ -400,57 +570,36 @@ def _link_block(
         for second in groups[gi + 1 :]:
             for a in first:
                 for b in second:
-                    if other[a] is not None and other[a] == other[b]:
+                    if other[a] and other[a] == other[b]:
                         pair = (a, b) if a < b else (b, a)
                         pairs.setdefault(pair, (EMAIL | PHONE, NameAgreement.DIFFERENT))
     return True
 
 
 def _assemble(
-    ids: list[str],
-    union: _Union,
+    view: _Records,
+    union: _Components,
     pairs: dict[tuple[int, int], tuple[int, NameAgreement]],
-    crowded: list[tuple[str, str, list[int]]],
-    updated: list[str],
+    crowded: list[tuple[str, list[int]]],
     merges: dict[int, set[int]],
     bounds: list[int],
 ) -> People:
-    members: dict[int, list[int]] = {}
-    links: dict[int, list[Link]] = {}
-    for (a, b), (keys, agreement) in pairs.items():
-        root = union.root(a)
-        links.setdefault(root, []).append(
-            Link(ids[a], ids[b], _KEY_NAMES[keys], agreement, _CONFIDENCE[keys, agreement])
-        )
-    for root in links:
-        members[root] = []
-    for i in range(len(ids)):
-        if union.parent[i] != i or i in members:
-            root = union.root(i)
-            members[root].append(i)
-    shared_by_root: dict[int, list[SharedPoint]] = {}
-    shared_by_record: dict[str, list[SharedPoint]] = {}
-    for kind, value, block in crowded:
-        groups: dict[int, list[str]] = {}
-        for i in block:
-            groups.setdefault(union.root(i), []).append(ids[i])
-        if len(groups) < 2:
-            continue
-        point = SharedPoint(kind, value, tuple(tuple(g) for g in groups.values()))
-        for root, group in groups.items():
-            shared_by_root.setdefault(root, []).append(point)
-            for record in group:
-                shared_by_record.setdefault(record, []).append(point)
+    ids, updated = view.ids, view.updated
+    made = [
+        Link(ids[a], ids[b], _KEY_NAMES[keys], agreement, _CONFIDENCE[keys, agreement])
+        for (a, b), (keys, agreement) in pairs.items()
+    ]
+    roots, members, links = union.sets()
+    shared_by_root, shared_by_record = _shared(view, union, crowded)
     clusters: list[Cluster] = []
     by_record: dict[str, Cluster] = {}
-    for root, indexes in members.items():
-        member_ids = tuple(sorted(ids[i] for i in indexes))
-        own = links[root]
+    for root, indexes, own in zip(roots, members, links, strict=True):
+        member_ids = tuple(sorted([ids[i] for i in indexes]))
         cluster = Cluster(
             cluster_id(member_ids),
             member_ids,
-            min(link.confidence for link in own),
-            tuple(own),
+            min(made[j].confidence for j in own),
+            tuple([made[j] for j in own]),
             tuple(shared_by_root.get(root, ())),
             max(map(updated.__getitem__, indexes)),
             bool(merges) and _settled(ids, indexes, merges),
@@ -458,13 +607,45 @@ def _assemble(
         clusters.append(cluster)
         for record in member_ids:
             by_record[record] = cluster
-    spread = [len({bisect_right(bounds, i) for i in indexes}) for indexes in members.values()]
-    ordered = [clusters[i] for i in most_valuable_first(clusters, list(members), spread)]
-    dismantle(pairs, members, links, clusters)
+    ordered = [clusters[i] for i in most_valuable_first(clusters, roots, _spread(union, bounds))]
+    _let_go(made, members, links, clusters)
     return People(ordered, by_record, shared_by_record)
 
 
-def _settled(ids: list[str], indexes: list[int], merges: dict[int, set[int]]) -> bool:
+def _spread(union: _Components, bounds: list[int]) -> list[int]:
+    """How many sources each set's records are in, sets lowest root first."""
+    if not len(union.nodes):
+        return []
+    sources = np.searchsorted(np.array(bounds), union.nodes, side="right")
+    order = np.lexsort((sources, union.roots))
+    roots, sources = union.roots[order], sources[order]
+    new_root = np.concatenate(([True], roots[1:] != roots[:-1]))
+    new_source = new_root | np.concatenate(([True], sources[1:] != sources[:-1]))
+    return np.add.reduceat(new_source.astype(np.int64), np.flatnonzero(new_root)).tolist()
+
+
+def _shared(
+    view: _Records, union: _Components, crowded: list[tuple[str, list[int]]]
+) -> tuple[dict[int, list[SharedPoint]], dict[str, list[SharedPoint]]]:
+    """The e-mails and phones that people who are not one person share."""
+    shared_by_root: dict[int, list[SharedPoint]] = {}
+    shared_by_record: dict[str, list[SharedPoint]] = {}
+    for kind, block in crowded:
+        groups: dict[int, list[str]] = {}
+        for i in block:
+            groups.setdefault(union.root(i), []).append(view.ids[i])
+        if len(groups) < 2:
+            continue
+        value = view.key_text(kind, block[0])
+        point = SharedPoint(kind, value, tuple(tuple(g) for g in groups.values()))
+        for root, group in groups.items():
+            shared_by_root.setdefault(root, []).append(point)
+            for record in group:
+                shared_by_record.setdefault(record, []).append(point)
+    return shared_by_root, shared_by_record
+
+
+def _settled(ids: dict[int, str], indexes: list[int], merges: dict[int, set[int]]) -> bool:
     """One local contact of the cluster was merged from every source record in it (other
     local contacts in it are the team's own: a merge never links one local to another)."""
     merged = [i for i in indexes if i in merges]
@@ -514,14 +695,14 @@ def _best_per_unit_pair(
 
 
 def _possible_clusters(
-    ids: list[str],
-    union: _Union,
+    ids: dict[int, str],
+    root: Callable[[int], int],
     people: People,
     proposals: list[tuple[int, int, str]],
-    updated: list[str],
+    updated: dict[int, str],
 ) -> list[Cluster]:
     """Key clusters and lone records that name and place alone say are one person."""
-    best = _best_per_unit_pair(proposals, union.root)
+    best = _best_per_unit_pair(proposals, root)
     joined: dict[int, int] = {}  # a small union-find over the roots involved
 
     def top(unit: int) -> int:

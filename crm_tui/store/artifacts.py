@@ -119,6 +119,18 @@ class ArtifactShelf:
                 return artifact
         return None
 
+    def discard(self, what: str, kind: RecordKind, source: str, stamp: StreamStamp) -> None:
+        """Remove the artifact saved at exactly `stamp` (found damaged: a save of the same
+        stamp would otherwise keep it, as another process's equal copy). Renamed away
+        first, so no reader opens it half removed; a process that mapped it keeps reading."""
+        folder = self._folder(what, kind, source)
+        doomed = folder / f".old-{stamp.name}-{os.getpid()}"
+        try:
+            os.rename(folder / stamp.name, doomed)
+        except OSError:
+            return  # gone already
+        shutil.rmtree(doomed, ignore_errors=True)
+
     def _drop_older(self, folder: Path, stamp: StreamStamp) -> None:
         for path in _children(folder):
             found = _parse(path.name)
