@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from operator import attrgetter
 from typing import Any
@@ -67,6 +68,19 @@ class Facets:
         # Custom columns' values, built when a filter first names the column: most
         # columns are never filtered on, and building them all would slow every rebuild.
         self._custom: dict[tuple[str, bool], Any] = {}
+        self._joined: dict[str, _Joined | None] = {}
+
+    def value_places(self, name: str, term: bytes) -> np.ndarray:
+        """Per distinct value of a VALUE_FIELDS field, the place of `term` in it: 2 at the
+        start of a word, 3 inside one, NO_PLACE where it is not held. The values are
+        searched as one byte array, so a field of thousands of values (every mix of tags)
+        costs a few numpy passes, not a Python call per value."""
+        if name not in self._joined:
+            self._joined[name] = _Joined.of(self.values[name])
+        joined = self._joined[name]
+        if joined is None:  # a value holds the separator: one value at a time
+            return np.array([_value_place(v, term) for v in self.values[name]], dtype=np.int8)
+        return joined.places(term)
 
     def custom_numbers(self, name: str) -> np.ndarray:
         """Per record, a number or money column's value (NaN where none)."""
@@ -211,6 +225,56 @@ class Facets:
                 hit = [v.startswith(query.closing) for v in self.closing_values]
                 keep &= np.asarray(hit, dtype=bool)[self.closing_codes[rows]]
         return keep
+
+
+#: A term's place in a value that does not hold it: worse than any place (ranking.NO_MATCH).
+NO_PLACE = 4
+_JOIN = 0x00  # the values' separator: control characters are stripped at ingest
+
+
+def _value_place(value: str, term: bytes) -> int:
+    """A value's place for a term: 2 at the start of a word, 3 inside one."""
+    text = term.decode("utf-8")
+    if value.startswith(text) or f" {text}" in value:
+        return 2
+    return 3 if text in value else NO_PLACE
+
+
+@dataclass(frozen=True, slots=True)
+class _Joined:
+    """A field's distinct values as one UTF-8 byte array, each preceded by a NUL: a term's
+    occurrences in all of them are found by comparing bytes, in numpy."""
+
+    data: np.ndarray
+    starts: np.ndarray  # where each value's NUL is, ascending
+
+    @classmethod
+    def of(cls, values: list[str]) -> _Joined | None:
+        encoded = [v.encode("utf-8") for v in values]
+        if any(_JOIN in v for v in encoded):
+            return None
+        data = np.frombuffer(b"".join(b"\x00" + v for v in encoded) + b"\x00", np.uint8)
+        lengths = np.fromiter((len(v) + 1 for v in encoded), np.int64, len(encoded))
+        starts = np.zeros(len(encoded), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        return cls(data, starts)
+
+    def places(self, term: bytes) -> np.ndarray:
+        found = np.full(len(self.starts), NO_PLACE, dtype=np.int8)
+        size = len(self.data) - len(term)
+        if size <= 0 or not term:
+            return found
+        begin = np.flatnonzero(self.data[1:size] == term[0]) + 1
+        for j in range(1, len(term)):
+            begin = begin[self.data[begin + j] == term[j]]
+        if not len(begin):
+            return found
+        owner = np.searchsorted(self.starts, begin, side="right") - 1
+        before = self.data[begin - 1]
+        place = np.where((before == _JOIN) | (before == 0x20), 2, 3).astype(np.int8)
+        first = np.flatnonzero(np.concatenate(([True], owner[1:] != owner[:-1])))
+        found[owner[first]] = np.minimum.reduceat(place, first)
+        return found
 
 
 def _day_of(stamp: str | None) -> str:

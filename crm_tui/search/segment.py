@@ -27,13 +27,6 @@ _BLOCK_BITS = 6  # shorter than almost every line, so a block starts at most a l
 _SKIP_BYTES = (0x0A, 0x1F, 0x20)  # newline, field separator, space: never inside a term
 
 
-def _value_place(value: str, term: str) -> int:
-    """A value field's place for a term: 2 at the start of a word, 3 inside one."""
-    if value.startswith(term) or f" {term}" in value:
-        return 2
-    return 3 if term in value else NO_MATCH
-
-
 @dataclass(slots=True)
 class Segment:
     """One source's searchable text: UTF-8 lines in one bytes object, plus a bigram index.
@@ -104,14 +97,14 @@ class Segment:
         extra = [v.encode("utf-8") for _, v in self.value_texts(index)]
         return SEP.join([self.line(index), *extra])
 
-    def value_matches(self, term: str) -> np.ndarray | None:
+    def value_matches(self, term: bytes) -> np.ndarray | None:
         """Per record, the best place of `term` in its VALUE_FIELDS (NO_MATCH where none
-        holds it), or None when no record's do. The distinct values are tested in Python,
+        holds it), or None when no record's do. The distinct values are tested together,
         the records by one gather per field."""
         values = self.facets()
         best: np.ndarray | None = None
         for name in values.matched:
-            places = np.array([_value_place(v, term) for v in values.values[name]], np.int8)
+            places = values.value_places(name, term)
             held = np.flatnonzero(places < NO_MATCH)
             if not len(held):
                 continue
@@ -170,7 +163,7 @@ class Segment:
             if len(term) < 2:
                 continue
             begin, owners = self.occurrences(term)
-            in_values = self.value_matches(term.decode("utf-8"))
+            in_values = self.value_matches(term)
             hits.append(TermHits(begin, owners, in_values))
             owners = owners[firsts(owners)]
             if in_values is not None:  # a mask merges the two without a sort
