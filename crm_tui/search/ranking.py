@@ -48,8 +48,10 @@ class Matches:
     short: list[bytes]
 
     def scores(self, candidates: np.ndarray, upto: int | None = None) -> np.ndarray:
-        """Each candidate's score (lower is better), counting only occurrences in records
-        up to `upto`, so a prefix of the candidates costs a prefix of the work."""
+        """Each candidate's score (lower is better). With `upto`, every candidate is at or
+        before record `upto`, and only occurrences up to there are read, so a prefix of
+        the candidates costs a prefix of the work."""
+        size = len(self.segment.records) if upto is None else upto + 1
         total = np.zeros(len(candidates), dtype=np.int16)
         wanted: np.ndarray | None = None  # candidates as a mask, made when first needed
         for begin, owners, in_values in self.hits:
@@ -58,18 +60,19 @@ class Matches:
                 begin, owners = begin[:cut], owners[:cut]
             if len(candidates) * 4 < len(owners):  # few candidates: only their occurrences
                 if wanted is None:
-                    wanted = np.zeros(len(self.segment.records), dtype=bool)
+                    wanted = np.zeros(size, dtype=bool)
                     wanted[candidates] = True
                 mine = wanted[owners]
                 begin, owners = begin[mine], owners[mine]
-            # per record of the segment, then read at the candidates: a scatter and a
-            # gather, where a search per candidate would cost a log factor
+            # per record, then read at the candidates: a scatter and a gather, where a
+            # search per candidate would cost a log factor
             records, places = self.segment.places(begin, owners)
             if in_values is None:
-                dense = np.full(len(self.segment.records), NO_MATCH, dtype=np.int8)
+                dense = np.full(size, NO_MATCH, dtype=np.int8)
+                dense[records] = places
             else:
-                dense = in_values.copy()
-            dense[records] = np.minimum(dense[records], places)
+                dense = in_values[:size].copy()
+                dense[records] = np.minimum(dense[records], places)
             total += dense[candidates]
         if self.short:
             text = self.segment.searchable
@@ -98,13 +101,30 @@ class Matches:
 
 
 def _best(candidates: np.ndarray, scores: np.ndarray, limit: int) -> list[tuple[int, int]]:
-    """The `limit` best (score, index) pairs: lowest score first, ties by position."""
-    key = scores.astype(np.int64) * (int(candidates.max()) + 1) + candidates
-    if len(key) > limit:
-        key = key[np.argpartition(key, limit)[:limit]]
-    order = np.sort(key)
-    span = int(candidates.max()) + 1
-    return [(int(k // span), int(k % span)) for k in order]
+    """The `limit` best (score, index) pairs: lowest score first, ties by position. Scores
+    are a few small numbers, so this takes each score's first candidates, best score
+    first, rather than sorting a key per candidate."""
+    out: list[tuple[int, int]] = []
+    for score in np.flatnonzero(np.bincount(scores)).tolist():
+        need = limit - len(out)
+        if need <= 0:
+            break
+        out += [(score, i) for i in candidates[_first_equal(scores, score, need)].tolist()]
+    return out
+
+
+def _first_equal(values: np.ndarray, wanted: int, count: int) -> np.ndarray:
+    """The first `count` positions where `values` equals `wanted`, ascending: read in
+    growing chunks, since a common score has enough in the first few hundred."""
+    found: list[np.ndarray] = []
+    held, at, chunk = 0, 0, 4 * count
+    while held < count and at < len(values):
+        part = np.flatnonzero(values[at : at + chunk] == wanted) + at
+        found.append(part)
+        held += len(part)
+        at += chunk
+        chunk *= 4
+    return np.concatenate(found)[:count] if found else np.zeros(0, dtype=np.int64)
 
 
 def _score(line: bytes, terms: Sequence[bytes]) -> int:

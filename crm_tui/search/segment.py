@@ -122,14 +122,17 @@ class Segment:
     def occurrences(self, term: bytes) -> tuple[np.ndarray, np.ndarray]:
         """Where `term` (two bytes or more) occurs: byte offsets ascending, and the record
         each falls in (ascending too, repeated when a line holds the term twice)."""
-        pairs = [((term[i] << 8) | term[i + 1], i) for i in range(len(term) - 1)]
-        code, shift = min(pairs, key=lambda p: self.offsets[p[0] + 1] - self.offsets[p[0]])
-        begin = self.offsets_of(code) - shift
-        begin = begin[(begin >= 0) & (begin + len(term) <= len(self.data))]
-        for j, byte in enumerate(term):
-            if j in (shift, shift + 1) or not len(begin):
-                continue
-            begin = begin[self.data[begin + j] == byte]
+        pairs = _pair_codes(term)
+        counts = self.offsets[pairs + 1].astype(np.int64) - self.offsets[pairs]
+        shift = int(np.argmin(counts))  # the rarest bigram: the fewest offsets to check
+        begin = self.offsets_of(int(pairs[shift])) - shift
+        # ascending, so the offsets that would start before the text or run past its end
+        # are at the two ends: cut by a binary search instead of a mask
+        first = int(np.searchsorted(begin, 0))
+        last = int(np.searchsorted(begin, len(self.data) - len(term), side="right"))
+        begin = begin[first:last]
+        if len(term) > 2:
+            begin = _verified(self.data, begin, term)
         return begin, self.owners(begin)
 
     def owners(self, begin: np.ndarray) -> np.ndarray:
@@ -146,14 +149,19 @@ class Segment:
         return owner
 
     def places(self, begin: np.ndarray, owners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per record (once each), the best place among its occurrences: 0 at the start of
-        a word of the name, 1 elsewhere in the name, 2 at the start of a word of another
-        field, 3 anywhere else."""
-        before = self.data[np.maximum(begin - 1, 0)]
-        word = (begin == self.starts[owners]) | (before == 0x20) | (before == SEP_BYTE)
-        place = np.where(begin < self.name_ends[owners], 0, 2).astype(np.int16) + ~word
+        """Per record (once each, ascending), the best place among its occurrences: 0 at
+        the start of a word of the name, 1 elsewhere in the name, 2 at the start of a word
+        of another field, 3 anywhere else. A line starts after a newline, so the byte
+        before an occurrence says whether a word starts there."""
+        if not len(begin):
+            return owners, np.zeros(0, dtype=np.int8)
+        inside = _INSIDE_WORD[self.data[np.maximum(begin - 1, 0)]]
+        if begin[0] == 0:
+            inside[0] = 0
+        place = (begin >= self.name_ends[owners]).view(np.int8) * np.int8(2)
+        place += inside
         first = firsts(owners)
-        return owners[first], np.minimum.reduceat(place, first) if len(first) else place
+        return owners[first], np.minimum.reduceat(place, first)
 
     def matching(self, terms: Sequence[bytes]) -> Matches:
         """Records whose line contains every term, ascending."""
@@ -170,12 +178,9 @@ class Segment:
                 either = in_values < NO_MATCH
                 either[owners] = True
                 owners = np.flatnonzero(either)
-            if found is None:
-                found = owners
-                continue
-            at = np.searchsorted(owners, found)
-            at[at == len(owners)] = 0
-            found = found[owners[at] == found] if len(owners) else owners
+            found = owners if found is None else _common(found, owners)
+            if not len(found):
+                return Matches(self, found, [], [])  # the other terms cannot add any
         if found is None:
             found = np.arange(len(self.records))
         short = [t for t in terms if len(t) < 2]  # a lone letter: checked record by record
@@ -207,6 +212,45 @@ class Segment:
         arrays += (self.run_offsets, self.name_ends, self.line_at)
         own = sum(a.nbytes for a in arrays) + sys.getsizeof(self.text)
         return own + sys.getsizeof(self.records) + self.facets().nbytes
+
+
+#: Per byte, 1 where a term right after it is inside a word (not after a space, a field
+#: separator or the newline that ends the line before).
+_INSIDE_WORD = np.ones(256, dtype=np.int8)
+_INSIDE_WORD[[0x20, SEP_BYTE, 0x0A]] = 0
+
+
+def _pair_codes(term: bytes) -> np.ndarray:
+    """Each bigram of a term as its code (two bytes, big-endian)."""
+    raw = np.frombuffer(term, dtype=np.uint8).astype(np.int64)
+    return (raw[:-1] << 8) | raw[1:]
+
+
+def _verified(data: np.ndarray, begin: np.ndarray, term: bytes) -> np.ndarray:
+    """The offsets of `begin` (ascending) where `term` is in `data`: compared eight bytes
+    at a time, through a view reading a little-endian word at every byte offset."""
+    size = len(data)
+    words = np.ndarray((max(size - 7, 0),), dtype="<u8", buffer=data, strides=(1,))
+    for at in range(0, len(term), 8):
+        chunk = term[at : at + 8]
+        mask = np.uint64((1 << (8 * len(chunk))) - 1)
+        safe = int(np.searchsorted(begin, size - 8 - at, side="right"))
+        head, tail = begin[:safe], begin[safe:]
+        head = head[(words[head + at] & mask) == np.uint64(int.from_bytes(chunk, "little"))]
+        if len(tail):  # the last few bytes of the text, beyond a whole word
+            ends = [bytes(data[b + at : b + at + len(chunk)]) == chunk for b in tail.tolist()]
+            head = np.concatenate((head, tail[np.asarray(ends, dtype=bool)]))
+        begin = head
+    return begin
+
+
+def _common(found: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """The values of `found` that `other` holds too (both ascending, unique)."""
+    if not len(other):
+        return other
+    at = np.searchsorted(other, found)
+    at[at == len(other)] = 0
+    return found[other[at] == found]
 
 
 def _lines(records: list[Record]) -> bytes:
