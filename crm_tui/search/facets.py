@@ -159,8 +159,10 @@ class Facets:
         if named and key in self.value_shared:
             hit &= self.value_shared[key] < 0
         found = hit[self.codes[key][rows]]
-        if named:
-            found |= np.isin(self.shared[rows], np.array(named, dtype=np.int8))
+        if named:  # a table per shared code (-1, none, reads as 255): one gather
+            table = np.zeros(256, dtype=bool)
+            table[named] = True
+            found |= table[self.shared[rows].view(np.uint8)]
         return found
 
     def counts(self, name: str, dead: np.ndarray | None = None) -> dict[str, int]:
@@ -245,7 +247,8 @@ class _Joined:
     """A field's distinct values as one UTF-8 byte array, each preceded by a NUL: a term's
     occurrences in all of them are found by comparing bytes, in numpy."""
 
-    data: np.ndarray
+    text: bytes
+    data: np.ndarray  # the same bytes, as an array
     starts: np.ndarray  # where each value's NUL is, ascending
 
     @classmethod
@@ -253,16 +256,16 @@ class _Joined:
         encoded = [v.encode("utf-8") for v in values]
         if any(_JOIN in v for v in encoded):
             return None
-        data = np.frombuffer(b"".join(b"\x00" + v for v in encoded) + b"\x00", np.uint8)
+        text = b"".join(b"\x00" + v for v in encoded) + b"\x00"
         lengths = np.fromiter((len(v) + 1 for v in encoded), np.int64, len(encoded))
         starts = np.zeros(len(encoded), dtype=np.int64)
         np.cumsum(lengths[:-1], out=starts[1:])
-        return cls(data, starts)
+        return cls(text, np.frombuffer(text, np.uint8), starts)
 
     def places(self, term: bytes) -> np.ndarray:
         found = np.full(len(self.starts), NO_PLACE, dtype=np.int8)
         size = len(self.data) - len(term)
-        if size <= 0 or not term:
+        if size <= 0 or not term or term not in self.text:  # most terms: one C search
             return found
         begin = np.flatnonzero(self.data[1:size] == term[0]) + 1
         for j in range(1, len(term)):
