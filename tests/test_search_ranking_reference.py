@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +143,27 @@ def test_every_match_is_listed_in_the_reference_order(
         for source, found in reference(streams, text).items():
             listed = [r.id for r in index.matching(text, "contacts", sources=[source])]
             assert listed == [rid for _, rid in found], text
+
+
+def test_lone_letters_long_lines_and_the_last_block_equal_the_reference() -> None:
+    """A one-byte term is read from the text (no bigram holds it): in the marked blocks of
+    the records left, in the whole text when a line is too long to mark, and in the text's
+    last, partial block."""
+    made = list(_othershape.other_contacts(400, seed=5))
+    records = [replace(r, source="brivity") for r in made[:-2]]
+    records.append(replace(made[-2], source="brivity", company="Lang " + "w" * 900 + " & Co"))
+    records.append(replace(made[-1], source="brivity", company="Long & Foster", phone=None))
+    streams = {"brivity": records}
+    index = indexed(streams)
+    texts = ["long &", "& co", "lang &", "& & long", "maria a", "a e", "foster r", "w &", "x q"]
+    texts += [f"{fold(r.last_name or 'x')} {fold(r.first_name or 'x')[0]}" for r in made[:40]]
+    for text in texts:
+        expected = reference(streams, text)
+        result = index.search(text, "contacts", limit=20)
+        assert result.counts == {s: len(found) for s, found in expected.items()}, text
+        got = {s: [(h.score, h.record.id) for h in hits] for s, hits in result.groups.items()}
+        assert got == {s: found[:20] for s, found in expected.items()}, text
+    assert reference(streams, "& co")["brivity"]  # the long line is found
+    assert index.search("foster &").counts == {
+        "brivity": 1 + sum("long & foster" in fold(r.company or "") for r in records[:-1])
+    }

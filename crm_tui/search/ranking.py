@@ -7,13 +7,11 @@ start of a word of another field, 3 anywhere else, NO_MATCH where it is not held
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from crm_tui.search.fields import SEP
 from crm_tui.search.query import Query
 
 if TYPE_CHECKING:
@@ -45,7 +43,6 @@ class Matches:
     segment: Segment
     found: np.ndarray
     hits: list[TermHits]
-    short: list[bytes]
 
     def scores(self, candidates: np.ndarray, upto: int | None = None) -> np.ndarray:
         """Each candidate's score (lower is better). With `upto`, every candidate is at or
@@ -74,11 +71,6 @@ class Matches:
                 dense = in_values[:size].copy()
                 dense[records] = np.minimum(dense[records], places)
             total += dense[candidates]
-        if self.short:
-            text = self.segment.searchable
-            total += np.array(
-                [_score(text(i), self.short) for i in candidates.tolist()], dtype=np.int16
-            )
         return total
 
     def best(self, candidates: np.ndarray, limit: int) -> list[tuple[int, int]]:
@@ -125,22 +117,6 @@ def _first_equal(values: np.ndarray, wanted: int, count: int) -> np.ndarray:
         at += chunk
         chunk *= 4
     return np.concatenate(found)[:count] if found else np.zeros(0, dtype=np.int64)
-
-
-def _score(line: bytes, terms: Sequence[bytes]) -> int:
-    """Lower is better: whole-word or prefix matches on names first, then other fields."""
-    name = line.split(SEP, 1)[0]
-    score = 0
-    for term in terms:
-        if name.startswith(term) or b" " + term in name:
-            continue
-        if term in name:
-            score += 1
-        elif SEP + term in line or b" " + term in line:
-            score += 2
-        else:
-            score += 3
-    return score
 
 
 def every_match(

@@ -24,6 +24,7 @@ from crm_tui.search.ranking import NO_MATCH, Matches, TermHits, firsts
 _FEW_VALUES = 6
 _SLICE = 4096
 _BLOCK_BITS = 6  # shorter than almost every line, so a block starts at most a line or two
+_MARKED_SPAN = 8  # blocks_of marks lines of up to this many blocks, one pass per block
 _SKIP_BYTES = (0x0A, 0x1F, 0x20)  # newline, field separator, space: never inside a term
 
 
@@ -87,16 +88,6 @@ class Segment:
     def line(self, index: int) -> bytes:
         return self.text[int(self.starts[index]) : int(self.starts[index + 1]) - 1]
 
-    def value_texts(self, index: int) -> list[tuple[str, str]]:
-        """The record's VALUE_FIELDS as (name, folded value)."""
-        values = self.facets()
-        return [(f, values.values[f][values.codes[f][index]]) for f in values.matched]
-
-    def searchable(self, index: int) -> bytes:
-        """Every searchable field of a record, folded, fields apart (for one-letter terms)."""
-        extra = [v.encode("utf-8") for _, v in self.value_texts(index)]
-        return SEP.join([self.line(index), *extra])
-
     def value_matches(self, term: bytes) -> np.ndarray | None:
         """Per record, the best place of `term` in its VALUE_FIELDS (NO_MATCH where none
         holds it), or None when no record's do. The distinct values are tested together,
@@ -119,9 +110,12 @@ class Segment:
                 np.minimum(best, NO_MATCH - hit * (NO_MATCH - places[code]), out=best)
         return best
 
-    def occurrences(self, term: bytes) -> tuple[np.ndarray, np.ndarray]:
+    def occurrences(
+        self, term: bytes, blocks: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Where `term` (two bytes or more) occurs: byte offsets ascending, and the record
-        each falls in (ascending too, repeated when a line holds the term twice)."""
+        each falls in (ascending too, repeated when a line holds the term twice). With
+        `blocks` (see `blocks_of`), only offsets in the blocks it marks are looked at."""
         pairs = _pair_codes(term)
         counts = self.offsets[pairs + 1].astype(np.int64) - self.offsets[pairs]
         shift = int(np.argmin(counts))  # the rarest bigram: the fewest offsets to check
@@ -131,6 +125,8 @@ class Segment:
         first = int(np.searchsorted(begin, 0))
         last = int(np.searchsorted(begin, len(self.data) - len(term), side="right"))
         begin = begin[first:last]
+        if blocks is not None:
+            begin = begin[blocks[begin >> _BLOCK_BITS]]
         if len(term) > 2:
             begin = _verified(self.data, begin, term)
         return begin, self.owners(begin)
@@ -148,6 +144,21 @@ class Segment:
             owner += ahead
         return owner
 
+    def blocks_of(self, records: np.ndarray) -> np.ndarray | None:
+        """Per 64-byte block of the text, whether it holds part of one of `records` (None
+        when one of their lines is too long to mark cheaply): the later terms of a query
+        look only at the offsets there, so a common second word costs what the records
+        matching the first hold, not all its occurrences."""
+        first = self.starts[records] >> _BLOCK_BITS
+        last = (self.starts[records + 1] - 1) >> _BLOCK_BITS
+        span = int((last - first).max()) if len(records) else 0
+        if span > _MARKED_SPAN:
+            return None
+        marked = np.zeros(len(self.line_at), dtype=bool)
+        for step in range(span + 1):
+            marked[np.minimum(first + step, last)] = True
+        return marked
+
     def places(self, begin: np.ndarray, owners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per record (once each, ascending), the best place among its occurrences: 0 at
         the start of a word of the name, 1 elsewhere in the name, 2 at the start of a word
@@ -164,13 +175,19 @@ class Segment:
         return owners[first], np.minimum.reduceat(place, first)
 
     def matching(self, terms: Sequence[bytes]) -> Matches:
-        """Records whose line contains every term, ascending."""
+        """Records whose line or value fields contain every term, ascending. Terms come
+        longest first; once few records are left, later terms look only in their blocks."""
         found: np.ndarray | None = None
+        blocks: np.ndarray | None = None
         hits = []
         for term in terms:
-            if len(term) < 2:
-                continue
-            begin, owners = self.occurrences(term)
+            few = found is not None and (len(found) * 8 < len(self.records) or len(term) < 2)
+            if few and blocks is None and found is not None:
+                blocks = self.blocks_of(found)
+            if len(term) < 2:  # a lone letter: no bigram holds it, so its bytes are read
+                begin, owners = self.byte_occurrences(term[0], blocks)
+            else:
+                begin, owners = self.occurrences(term, blocks)
             in_values = self.value_matches(term)
             hits.append(TermHits(begin, owners, in_values))
             owners = owners[firsts(owners)]
@@ -180,14 +197,29 @@ class Segment:
                 owners = np.flatnonzero(either)
             found = owners if found is None else _common(found, owners)
             if not len(found):
-                return Matches(self, found, [], [])  # the other terms cannot add any
+                return Matches(self, found, [])  # the other terms cannot add any
         if found is None:
             found = np.arange(len(self.records))
-        short = [t for t in terms if len(t) < 2]  # a lone letter: checked record by record
-        if short and len(found):
-            keep = [all(t in self.searchable(i) for t in short) for i in found.tolist()]
-            found = found[np.asarray(keep, dtype=bool)]
-        return Matches(self, found, hits, short)
+        return Matches(self, found, hits)
+
+    def byte_occurrences(
+        self, byte: int, blocks: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Where a one-byte term occurs, as `occurrences` says it: the bigram index leaves
+        out bigrams with a space, so the text itself is compared, in `blocks` only when
+        given (a 64-byte row copied per block marked)."""
+        if blocks is None:
+            begin = np.flatnonzero(self.data == byte)
+            return begin, self.owners(begin)
+        whole = len(self.data) >> _BLOCK_BITS
+        rows = np.flatnonzero(blocks[:whole])
+        grid = self.data[: whole << _BLOCK_BITS].reshape(whole, 1 << _BLOCK_BITS)
+        at = np.flatnonzero(grid[rows] == byte)
+        begin = (rows[at >> _BLOCK_BITS] << _BLOCK_BITS) | (at & ((1 << _BLOCK_BITS) - 1))
+        if len(blocks) > whole and blocks[whole]:  # the text's last, partial block
+            tail = np.flatnonzero(self.data[whole << _BLOCK_BITS :] == byte)
+            begin = np.concatenate((begin, tail + (whole << _BLOCK_BITS)))
+        return begin, self.owners(begin)
 
     def facets(self) -> Facets:
         """Built on first use. SearchIndex builds them one segment after another, before
