@@ -134,14 +134,16 @@ class Segment:
     def owners(self, begin: np.ndarray) -> np.ndarray:
         """The line each byte offset (ascending) falls in. Rather than a binary search over
         every line start per offset, the block table gets within a line or two of the
-        answer, and a few vectorised steps forward finish it."""
+        answer, and a few vectorised steps forward finish it: the first over every offset,
+        the others only over those the step before moved."""
         owner = self.line_at[begin >> _BLOCK_BITS].astype(np.int64)
         ends = self.starts[1:]
-        while len(owner):
-            ahead = ends[owner] <= begin
-            if not ahead.any():
-                break
-            owner += ahead
+        ahead = ends[owner] <= begin
+        owner += ahead
+        moved = np.flatnonzero(ahead)
+        while len(moved):
+            moved = moved[ends[owner[moved]] <= begin[moved]]
+            owner[moved] += 1
         return owner
 
     def blocks_of(self, records: np.ndarray) -> np.ndarray | None:
