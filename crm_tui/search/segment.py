@@ -116,10 +116,8 @@ class Segment:
         """Where `term` (two bytes or more) occurs: byte offsets ascending, and the record
         each falls in (ascending too, repeated when a line holds the term twice). With
         `blocks` (see `blocks_of`), only offsets in the blocks it marks are looked at."""
-        pairs = _pair_codes(term)
-        counts = self.offsets[pairs + 1].astype(np.int64) - self.offsets[pairs]
-        shift = int(np.argmin(counts))  # the rarest bigram: the fewest offsets to check
-        begin = self.offsets_of(int(pairs[shift])) - shift
+        code, shift, _ = self.rarest(term)
+        begin = self.offsets_of(code) - shift
         # ascending, so the offsets that would start before the text or run past its end
         # are at the two ends: cut by a binary search instead of a mask
         first = int(np.searchsorted(begin, 0))
@@ -130,6 +128,16 @@ class Segment:
         if len(term) > 2:
             begin = _verified(self.data, begin, term)
         return begin, self.owners(begin)
+
+    def rarest(self, term: bytes) -> tuple[int, int, int]:
+        """A term's rarest bigram (the fewest offsets to check): its code, where in the
+        term it starts, and how many offsets it has (a one-byte term: the text's size)."""
+        if len(term) < 2:
+            return 0, 0, len(self.data)
+        pairs = _pair_codes(term)
+        counts = self.offsets[pairs + 1].astype(np.int64) - self.offsets[pairs]
+        shift = int(np.argmin(counts))
+        return int(pairs[shift]), shift, int(counts[shift])
 
     def owners(self, begin: np.ndarray) -> np.ndarray:
         """The line each byte offset (ascending) falls in. Rather than a binary search over
@@ -177,14 +185,13 @@ class Segment:
         return owners[first], np.minimum.reduceat(place, first)
 
     def matching(self, terms: Sequence[bytes]) -> Matches:
-        """Records whose line or value fields contain every term, ascending. Terms come
-        longest first; once few records are left, later terms look only in their blocks."""
+        """Records whose line or value fields contain every term, ascending. Once a term's
+        offsets far outnumber the records still matching, it looks only in their blocks."""
         found: np.ndarray | None = None
         blocks: np.ndarray | None = None
         hits = []
         for term in terms:
-            few = found is not None and (len(found) * 8 < len(self.records) or len(term) < 2)
-            if few and blocks is None and found is not None:
+            if found is not None and blocks is None and self.rarest(term)[2] > 2 * len(found):
                 blocks = self.blocks_of(found)
             if len(term) < 2:  # a lone letter: no bigram holds it, so its bytes are read
                 begin, owners = self.byte_occurrences(term[0], blocks)
