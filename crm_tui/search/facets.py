@@ -78,7 +78,7 @@ class Facets:
         if name not in self._joined:
             self._joined[name] = _Joined.of(self.values[name])
         joined = self._joined[name]
-        if joined is None:  # a value holds the separator: one value at a time
+        if joined is None:  # a few values, or one holding the separator: one at a time
             return np.array([_value_place(v, term) for v in self.values[name]], dtype=np.int8)
         return joined.places(term)
 
@@ -232,6 +232,7 @@ class Facets:
 #: A term's place in a value that does not hold it: worse than any place (ranking.NO_MATCH).
 NO_PLACE = 4
 _JOIN = 0x00  # the values' separator: control characters are stripped at ingest
+_FEW_VALUES = 32  # up to this many, testing each value in Python is faster than numpy
 
 
 def _value_place(value: str, term: bytes) -> int:
@@ -254,7 +255,7 @@ class _Joined:
     @classmethod
     def of(cls, values: list[str]) -> _Joined | None:
         encoded = [v.encode("utf-8") for v in values]
-        if any(_JOIN in v for v in encoded):
+        if len(values) <= _FEW_VALUES or any(_JOIN in v for v in encoded):
             return None
         text = b"".join(b"\x00" + v for v in encoded) + b"\x00"
         lengths = np.fromiter((len(v) + 1 for v in encoded), np.int64, len(encoded))

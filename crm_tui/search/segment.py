@@ -125,7 +125,10 @@ class Segment:
         begin = begin[first:last]
         if blocks is not None:
             begin = begin[blocks[begin >> _BLOCK_BITS]]
-        if len(term) > 2:
+        if len(term) > 2:  # a byte beside the bigram first: one cheap pass rejects most
+            beside = shift + 2 if shift + 2 < len(term) else shift - 1
+            begin = begin[self.data[begin + beside] == term[beside]]
+        if len(term) > 3:
             begin = _verified(self.data, begin, term)
         return begin, self.owners(begin)
 
