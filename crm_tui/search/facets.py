@@ -70,17 +70,22 @@ class Facets:
         self._custom: dict[tuple[str, bool], Any] = {}
         self._joined: dict[str, _Joined | None] = {}
 
-    def value_places(self, name: str, term: bytes) -> np.ndarray:
+    def value_places(self, name: str, term: bytes) -> np.ndarray | None:
         """Per distinct value of a VALUE_FIELDS field, the place of `term` in it: 2 at the
-        start of a word, 3 inside one, NO_PLACE where it is not held. The values are
-        searched as one byte array, so a field of thousands of values (every mix of tags)
-        costs a few numpy passes, not a Python call per value."""
+        start of a word, 3 inside one, NO_PLACE where it is not held; None when no value
+        holds it. Many values (every mix of tags) are searched as one byte array, in a few
+        numpy passes, not a Python call per value."""
+        text = term.decode("utf-8")
+        if name == "tags" and "," not in text and not any(text in t for t in self.tag_values):
+            return None  # the mixes are tags joined by ", ": no tag, no mix holds it
         if name not in self._joined:
             self._joined[name] = _Joined.of(self.values[name])
         joined = self._joined[name]
         if joined is None:  # a few values, or one holding the separator: one at a time
-            return np.array([_value_place(v, term) for v in self.values[name]], dtype=np.int8)
-        return joined.places(term)
+            found = np.array([_value_place(v, text) for v in self.values[name]], np.int8)
+        else:
+            found = joined.places(term)
+        return found if (found < NO_PLACE).any() else None
 
     def custom_numbers(self, name: str) -> np.ndarray:
         """Per record, a number or money column's value (NaN where none)."""
@@ -235,12 +240,11 @@ _JOIN = 0x00  # the values' separator: control characters are stripped at ingest
 _FEW_VALUES = 32  # up to this many, testing each value in Python is faster than numpy
 
 
-def _value_place(value: str, term: bytes) -> int:
+def _value_place(value: str, term: str) -> int:
     """A value's place for a term: 2 at the start of a word, 3 inside one."""
-    text = term.decode("utf-8")
-    if value.startswith(text) or f" {text}" in value:
+    if value.startswith(term) or f" {term}" in value:
         return 2
-    return 3 if text in value else NO_PLACE
+    return 3 if term in value else NO_PLACE
 
 
 @dataclass(frozen=True, slots=True)

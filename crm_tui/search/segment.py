@@ -96,9 +96,9 @@ class Segment:
         best: np.ndarray | None = None
         for name in values.matched:
             places = values.value_places(name, term)
-            held = np.flatnonzero(places < NO_MATCH)
-            if not len(held):
+            if places is None:
                 continue
+            held = np.flatnonzero(places < NO_MATCH)
             codes = values.codes[name]
             if best is None:
                 best = np.full(len(codes), NO_MATCH, dtype=np.int8)
