@@ -4,8 +4,15 @@ where a dict takes about a hundred), each hit checked against the list."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 
 import numpy as np
+
+
+class Positions(Protocol):
+    def find(self, wanted: Iterable[str]) -> dict[str, int]:
+        """The position of each wanted id the sequence holds."""
+        ...
 
 
 class IdPositions:
@@ -28,3 +35,21 @@ class IdPositions:
                     break
                 at += 1
         return found
+
+
+class _Asked:
+    """A sequence that finds its own ids (records decoded from disk keep an id index)."""
+
+    def __init__(self, records: Any) -> None:
+        self.records = records
+
+    def find(self, wanted: Iterable[str]) -> dict[str, int]:
+        return dict(self.records.positions(list(wanted)))
+
+
+def record_positions(records: Sequence[Any]) -> Positions:
+    """Where each record id sits in `records`: asked of the sequence when it can tell
+    (no pass over it), else from every record's id."""
+    if callable(getattr(records, "positions", None)):
+        return _Asked(records)
+    return IdPositions([r.id for r in records])

@@ -21,8 +21,12 @@ transliteration ignored) and on a phone's bare digits.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import unicodedata
+
+from crm_tui.fold_table import LETTERS
 
 # Character-class ranges, shared with the raw payload's check in sources/mapping.py.
 _BLANK_PRINTABLE = "\u115f\u1160\u3164\uffa0"
@@ -78,19 +82,39 @@ def clean(value: object) -> str | None:
     return text or None
 
 
-#: Latin letters that are not a base letter plus accents, so decomposing leaves them as
-#: they are: written as the ASCII a person types for them (`Łukasz` is `Lukasz`). Keyed
-#: by the casefolded form; the middle dot is what `ŀ` (Catalan) decomposes to beside `l`.
-_LETTERS = str.maketrans(
-    {
-        "æ": "ae", "ð": "d", "ø": "o", "þ": "th", "đ": "d", "ħ": "h", "ı": "i", "ĸ": "k",
-        "ł": "l", "ŋ": "n", "œ": "oe", "ŧ": "t", "ƀ": "b", "ƈ": "c", "ɗ": "d", "ƒ": "f",
-        "ɠ": "g", "ɨ": "i", "ƙ": "k", "ƚ": "l", "ɲ": "n", "ƞ": "n", "ɵ": "o", "ƥ": "p",
-        "ƫ": "t", "ƭ": "t", "ʈ": "t", "ʋ": "v", "ƴ": "y", "ƶ": "z", "ȥ": "z", "ǝ": "e",
-        "ə": "e", "ǥ": "g", "ȡ": "d", "ȴ": "l", "ȵ": "n", "ȶ": "t", "ȷ": "j", "ɇ": "e",
-        "ɉ": "j", "ɍ": "r", "ɏ": "y", "·": "",
-    }
-)  # fmt: skip
+#: After decomposing, what is still not ASCII in a Latin name (`ł`, `Ø`, `æ`, `þ`, `ı`,
+#: `ŋ`...) becomes the ASCII a person types for it (`Łukasz` is `Lukasz`): the generated
+#: table, from a maintained transliteration library. The middle dot goes too: `ŀ`
+#: decomposes to `l·`, and Catalan mostly writes `col·legi` with the plain dot.
+_LETTER_MAP = {**LETTERS, "·": ""}
+_LETTERS = str.maketrans(_LETTER_MAP)
+#: A regex substitution runs at C speed where str.translate and a generator call Python per
+#: character; these two turn most non-ASCII names (`José Núñez`, `Wałęsa`) into ASCII. The
+#: accents are the Latin alphabet's (Combining Diacritical Marks but the grapheme joiner,
+#: which is no combining mark).
+_LATIN_ACCENTS = "".join(chr(c) for c in range(0x300, 0x370) if unicodedata.combining(chr(c)))
+_ACCENTS = re.compile(f"[{_LATIN_ACCENTS}]+")
+_TABLED = re.compile(f"[{re.escape(''.join(_LETTER_MAP))}]")
+
+
+def _letter(match: re.Match[str]) -> str:
+    return _LETTER_MAP[match.group()]
+
+
+#: Bump when fold()'s steps change; a change of the table or of Python's Unicode data
+#: changes FOLD_VERSION by itself.
+_FOLD_RULES = 1
+
+
+def fold_version(letters: dict[str, str], unicode_version: str, rules: int) -> str:
+    """A short digest of everything fold()'s output depends on."""
+    material = json.dumps([rules, unicode_version, sorted(letters.items())], ensure_ascii=False)
+    return hashlib.sha256(material.encode()).hexdigest()[:12]
+
+
+#: Changes whenever fold() may fold a string differently: what is saved from folded text
+#: (a persisted search index, duplicate keys) records it and is rebuilt when it differs.
+FOLD_VERSION = fold_version(LETTERS, unicodedata.unidata_version, _FOLD_RULES)
 
 
 def fold(text: str) -> str:
@@ -99,9 +123,13 @@ def fold(text: str) -> str:
     it. ASCII (most data) takes the fast path."""
     if text.isascii():
         return text.lower()
-    decomposed = unicodedata.normalize("NFKD", text)
-    bare = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
-    return bare.translate(_LETTERS)
+    bare = _ACCENTS.sub("", unicodedata.normalize("NFKD", text))
+    if not bare.isascii():
+        bare = _TABLED.sub(_letter, bare)  # as written: the table holds both cases
+        if not bare.isascii():  # other scripts, or rarer marks: one character at a time
+            bare = "".join(c for c in bare if not unicodedata.combining(c)).casefold()
+            return bare.translate(_LETTERS)
+    return bare.lower()
 
 
 def fold_with_positions(text: str) -> tuple[str, list[int]]:

@@ -8,7 +8,7 @@ fields.VALUE_FIELDS) are matched the same way.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from operator import attrgetter
@@ -37,11 +37,11 @@ class Facets:
     a filter tests the few distinct values in Python and the records in numpy."""
 
     TEXT = ("status", "stage", "city")
+    #: Arrays saved as they are (with `codes`, see `saved`).
+    ARRAYS = ("tag_owner", "tag_codes", "closing_codes", "amounts")
 
     def __init__(self, records: Sequence[Record]) -> None:
-        self.size = len(records)
-        self.deals = bool(records) and isinstance(records[0], Deal)
-        self.matched = VALUE_FIELDS["deals" if self.deals else "contacts"]
+        self._begin(records, bool(records) and isinstance(records[0], Deal))
         self.values: dict[str, list[str]] = {}
         self.codes: dict[str, np.ndarray] = {}
         # map() and attrgetter keep these loops in C, well ahead of comprehensions
@@ -56,15 +56,20 @@ class Facets:
         counts = sliced_array(len, tag_lists, np.int64)
         self.tag_owner = np.repeat(np.arange(len(tag_lists), dtype=np.uint32), counts)
         self.tag_values, self.tag_codes = _codes(sliced_flatten(tag_lists))
-        self.shared = self._shared_codes(records)
+        self.shared = self._shared_codes(records[0].source if records else None)
         deals = records if self.deals else []
         self.closing_values, self.closing_codes = _codes([r.close_date for r in deals])  # type: ignore[union-attr]
-        self._records = records  # the segment's own list: `created:` reads it when asked
-        self._created: tuple[list[str], np.ndarray] | None = None
         self.amounts = np.array(
             [np.nan if r.amount is None else float(r.amount) for r in deals],  # type: ignore[union-attr]
             dtype=np.float64,
         )
+
+    def _begin(self, records: Sequence[Record], deals: bool) -> None:
+        self.size = len(records)
+        self.deals = deals
+        self.matched = VALUE_FIELDS["deals" if deals else "contacts"]
+        self._records = records  # the segment's own: `created:` and custom columns read it
+        self._created: tuple[list[str], np.ndarray] | None = None
         # Custom columns' values, built when a filter first names the column: most
         # columns are never filtered on, and building them all would slow every rebuild.
         self._custom: dict[tuple[str, bool], Any] = {}
@@ -87,6 +92,75 @@ class Facets:
             found = joined.places(term)
         return found if (found < NO_PLACE).any() else None
 
+    def saved(self, columns: Iterable[Column] = ()) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """What a saved segment keeps of its facets: the arrays, and the distinct values
+        (JSON-ready). The creation days and the custom `columns` are made first, if no
+        filter asked for them yet: a pass over the records each, paid at the save rather
+        than at a filter after the next start, when records may be read from disk one at a
+        time. The shared statuses are not kept: they are worked out again at open from the
+        values, so a change to the vocabulary never meets a stale copy."""
+        created, created_codes = self.created_days()
+        for column in columns:
+            self._column_values(column)
+        arrays = {f"codes_{name}": codes for name, codes in self.codes.items()}
+        arrays.update({name: getattr(self, name) for name in self.ARRAYS})
+        arrays["created_codes"] = created_codes
+        custom: list[list[Any]] = []
+        # a copy: a search in another thread may add a column meanwhile
+        for n, ((name, numeric), held) in enumerate(list(self._custom.items())):
+            arrays[f"custom_{n}"] = held if numeric else held[1]
+            custom.append([name, numeric, None if numeric else held[0]])
+        values = {"values": self.values, "tag": self.tag_values, "closing": self.closing_values}
+        return arrays, {**values, "created": created, "custom": custom}
+
+    @classmethod
+    def restored(
+        cls,
+        records: Sequence[Record],
+        source: str,
+        deals: bool,
+        arrays: dict[str, np.ndarray],
+        values: dict[str, Any],
+    ) -> Facets:
+        """Facets from what `saved` gave, over `records`; ValueError if they do not fit
+        together (a code past its values, a length that is not the records')."""
+        facets = cls.__new__(cls)
+        facets._begin(records, deals)
+        facets.values = _string_lists(values["values"])
+        facets.tag_values = _string_list(values["tag"])
+        facets.closing_values = _string_list(values["closing"])
+        names = {*cls.TEXT, *(() if deals else ("tags",))}
+        facets.codes = {name: arrays[f"codes_{name}"] for name in names}
+        for name in cls.ARRAYS:
+            setattr(facets, name, arrays[name])
+        facets._created = (_string_list(values["created"]), arrays["created_codes"])
+        for n, entry in enumerate(values["custom"]):
+            name, numeric, held = entry
+            array = arrays[f"custom_{n}"]
+            key = (str(name), numeric is True)
+            facets._custom[key] = array if key[1] else (_string_list(held), array)
+        facets._check()
+        facets.shared = facets._shared_codes(source if facets.size else None)
+        return facets
+
+    def _check(self) -> None:
+        size, deals = self.size, self.size if self.deals else 0
+        if self.values.keys() != self.codes.keys():
+            raise ValueError("the fields' values are not those of their codes")
+        for name, codes in self.codes.items():
+            _fits(f"codes of {name}", codes, size, len(self.values[name]))
+        _fits("tag codes", self.tag_codes, len(self.tag_owner), len(self.tag_values))
+        _fits("tag owners", self.tag_owner, len(self.tag_codes), size)
+        _fits("closing codes", self.closing_codes, deals, len(self.closing_values))
+        _numbers("amounts", self.amounts, deals)
+        for (name, numeric), held in self._custom.items():
+            if numeric:
+                _numbers(name, held, size)
+            else:
+                _fits(f"codes of {name}", held[1], size, len(held[0]))
+        if self._created is not None:
+            _fits("creation days", self._created[1], size, len(self._created[0]))
+
     def custom_numbers(self, name: str) -> np.ndarray:
         """Per record, a number or money column's value (NaN where none)."""
         key = (name, True)
@@ -107,8 +181,13 @@ class Facets:
             self._custom[key] = _codes(held)
         return self._custom[key]  # type: ignore[no-any-return]
 
+    def _column_values(self, column: Column) -> Any:
+        if column.type in _NUMERIC:
+            return self.custom_numbers(column.name)
+        return self.custom_texts(column.name)
+
     def _custom_hit(self, column: Column, op: str, value: Any, rows: np.ndarray) -> np.ndarray:
-        if column.type in ("number", "money"):
+        if column.type in _NUMERIC:
             return _COMPARE["=" if op == ":" else op](  # NaN compares False
                 self.custom_numbers(column.name)[rows], float(value)
             )
@@ -131,15 +210,15 @@ class Facets:
             self._created = _codes(sliced_map(_day_of, stamps))
         return self._created
 
-    def _shared_codes(self, records: Sequence[Record]) -> np.ndarray:
+    def _shared_codes(self, source: str | None) -> np.ndarray:
         """Per record, its shared status (a SHARED_STATUSES index, -1 for none): worked out
         per distinct value of each field, then one gather per field (a segment is one
-        source, so the first record names it)."""
+        source; None when it holds no records)."""
         shared = np.full(self.size, -1, dtype=np.int8)
         self.value_shared: dict[str, np.ndarray] = {}
-        if not records:
+        if source is None:
             return shared
-        source, kind = records[0].source, "deals" if self.deals else "contacts"
+        kind = "deals" if self.deals else "contacts"
         for name in field_order(source, kind):
             if name not in self.codes:
                 continue
@@ -289,6 +368,7 @@ def _day_of(stamp: str | None) -> str:
     return stamp[:10] if stamp else ""
 
 
+_NUMERIC = ("number", "money")
 _COMPARE = {
     "<": np.less,
     "<=": np.less_equal,
@@ -312,6 +392,31 @@ def _as_text(value: Any) -> str | None:
     if isinstance(value, tuple):
         return ", ".join(value)
     return str(value)
+
+
+def _fits(what: str, codes: np.ndarray, size: int, bound: int) -> None:
+    """`codes` are `size` integers, each under `bound` (a max is one pass, in C)."""
+    if codes.dtype.kind not in "ui" or len(codes) != size or codes.ndim != 1:
+        raise ValueError(f"{what}: {codes.dtype}{codes.shape}, not {size} integers")
+    if size and (int(codes.min()) < 0 or int(codes.max()) >= bound):
+        raise ValueError(f"{what}: a code out of range")
+
+
+def _numbers(what: str, numbers: np.ndarray, size: int) -> None:
+    if numbers.dtype != np.float64 or numbers.shape != (size,):
+        raise ValueError(f"{what}: {numbers.dtype}{numbers.shape}, not {size} numbers")
+
+
+def _string_list(values: Any) -> list[str]:
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ValueError("saved values are not a list of strings")
+    return values
+
+
+def _string_lists(values: Any) -> dict[str, list[str]]:
+    if not isinstance(values, dict):
+        raise ValueError("saved values are not a mapping")
+    return {str(name): _string_list(items) for name, items in values.items()}
 
 
 def _codes(values: list[str | None]) -> tuple[list[str], np.ndarray]:

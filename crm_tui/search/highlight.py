@@ -4,6 +4,7 @@ shown (not of the folded text the index matched, where folding may have moved th
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, AnyStr
 
@@ -31,10 +32,11 @@ class Highlighter:
         self._empty: dict[str, list[tuple[int, int]]] = {name: [] for name in self.fields}
 
     def __call__(
-        self, segment: Segment, indexes: list[int]
+        self, segment: Segment, indexes: list[int], records: Sequence[Record]
     ) -> list[dict[str, list[tuple[int, int]]]]:
-        """Spans for each of `indexes`; their lines and value codes are read in one numpy
-        gather each, not one scalar at a time, and a value's spans are found once."""
+        """Spans for each of `indexes` (the segment's `records`, already read); their lines
+        and value codes are read in one numpy gather each, not one scalar at a time, and a
+        value's spans are found once."""
         at = np.asarray(indexes, dtype=np.int64)
         begins = segment.starts[at].tolist()
         ends = (segment.starts[at + 1] - 1).tolist()
@@ -45,10 +47,9 @@ class Highlighter:
             values = facets.values[name]
             known = {code: self._value_spans(values[code]) for code in set(codes)}
             columns.append((name, [known[code] for code in codes]))
-        records, text, empty = segment.records, segment.text, self._empty
+        text, empty = segment.text, self._empty
         out = []
-        for n, index in enumerate(indexes):
-            record = records[index]
+        for n, record in enumerate(records):
             found = self._line_spans(record, text[begins[n] : ends[n]])
             for name, marks in columns:
                 mark = marks[n]
@@ -112,8 +113,19 @@ def spans(text: str, terms: list[str]) -> list[tuple[int, int]]:
     if not text or not terms:
         return []
     folded, origin = fold_with_positions(text)
-    found = [(origin[start], origin[end - 1] + 1) for start, end in occurrences(folded, terms)]
+    found = [
+        (origin[start], _past_marks(text, origin[end - 1] + 1))
+        for start, end in occurrences(folded, terms)
+    ]
     return merge_spans(found)
+
+
+def _past_marks(text: str, end: int) -> int:
+    """A span's end moved past the combining marks written after its last letter (`e` then
+    U+0301): they fold to nothing, and a highlight stopping before them would split a letter."""
+    while end < len(text) and unicodedata.combining(text[end]):
+        end += 1
+    return end
 
 
 def occurrences(folded: AnyStr, terms: Sequence[AnyStr]) -> list[tuple[int, int]]:

@@ -4,8 +4,9 @@ What the app, the CLI and the screens use of the search package is here: SearchI
 its results (SearchResult, Hit), filter_hint, and field_text / CONTACT_FIELDS for showing
 a hit's fields. How it works is in the modules beside it: fields (what is indexed of a
 record), segment (one stream's text and bigram index), ranking (matching and scoring a
-segment's records), facets (filters and value fields), highlight (a hit's spans) and
-query (the query language).
+segment's records), facets (filters and value fields), highlight (a hit's spans), query
+(the query language) and persist (a segment saved beside the database, opened at start and
+put in place with SearchIndex.install).
 """
 
 from __future__ import annotations
@@ -84,6 +85,19 @@ class SearchIndex:
     def rebuild(self, kind: RecordKind, source: str, records: Iterable[Record]) -> None:
         self._swap(kind, {source: records}, replace_all=False)
 
+    def install(self, kind: RecordKind, source: str, segment: Segment) -> None:
+        """Put a segment made elsewhere (opened from disk: see search/persist.py) in place
+        of the stream's, as a rebuild would: a search sees the old one or this one, and a
+        patch made over the old one is dropped. Searchable before its ids' positions are
+        made (over a list of records; a patch meanwhile makes them itself)."""
+        segment.facets()
+        self._put(kind, {(kind, source): segment}, replace_all=False)
+        _ready(segment)
+
+    def segment_of(self, kind: RecordKind, source: str) -> Segment | None:
+        """The stream's segment now (to save it after a build), without any patch."""
+        return self._segments.get((kind, source))
+
     def rebuild_from(
         self, store: CachedRecords, source: str | None = None, kinds: Iterable[RecordKind] = KINDS
     ) -> None:
@@ -134,20 +148,31 @@ class SearchIndex:
             futures = {(kind, name): pool.submit(Segment.build, r) for name, r in parts.items()}
             built = {key: future.result() for key, future in futures.items()}
             for segment in built.values():
-                segment.facets()
-                if len(segment.records) > PATCH_MIN:  # a stream a patch may come to
-                    segment.positions()
+                _ready(segment)
+        self._put(kind, built, replace_all)
+
+    def _put(
+        self,
+        kind: RecordKind,
+        built: dict[tuple[RecordKind, str], Segment],
+        replace_all: bool,
+    ) -> None:
+        """Put segments in place in one step (see _swap), dropping their old ones' patches."""
         with self._lock:
             stale = [
                 key for key in self._segments if key in built or (replace_all and key[0] == kind)
             ]
-            old = [self._segments.pop(key) for key in stale]
-            self._segments.update(built)
+            old = [self._segments[key] for key in stale]
+            self._segments.update(built)  # in place: no moment without the stream's segment
             for key in stale:
+                if key not in built:
+                    del self._segments[key]
                 self._patches.pop(key, None)
         for segment in old:
             # A search that began before the swap may still be reading it: free it later.
-            release_gradually(segment.records, after=RELEASE_GRACE_SECONDS)
+            # (Records read from disk on demand hold no objects to free.)
+            if isinstance(segment.records, list):
+                release_gradually(segment.records, after=RELEASE_GRACE_SECONDS)
 
     def value_counts(self, kind: RecordKind, name: str) -> list[tuple[str, int]]:
         """The values of a filterable field ("status", "stage", "city", "tag", or "shared"
@@ -255,6 +280,15 @@ class SearchIndex:
 Part = tuple[Segment, np.ndarray | None]
 
 
+def _ready(segment: Segment) -> None:
+    """What a search and a patch need, made before the segment is put in place: the
+    facets, and for a stream a patch may come to, where its ids sit (a patch's latency
+    never pays for them; a sequence of records read from disk finds its own ids)."""
+    segment.facets()
+    if len(segment.records) > PATCH_MIN:
+        segment.positions()
+
+
 def _wanted(query: Query, sources: Sequence[str] | None) -> set[str]:
     """The sources a search reads: those asked for and those `source:` names (all if none)."""
     return set(sources or ()) | set(query.sources)
@@ -277,10 +311,11 @@ def _hits(
     hits: list[Hit] = []
     for n, (seg, _) in enumerate(parts):
         mine = [(score, i) for score, m, i in best if m == n]
-        marks = highlights(seg, [i for _, i in mine])
+        shown = [seg.records[i] for _, i in mine]  # each read once: it may be decoded
+        marks = highlights(seg, [i for _, i in mine], shown)
         hits += [
-            Hit(seg.records[i], score, spans_)
-            for (score, i), spans_ in zip(mine, marks, strict=True)
+            Hit(record, score, spans_)
+            for (score, _), record, spans_ in zip(mine, shown, marks, strict=True)
         ]
     hits.sort(key=lambda hit: hit.score)  # stable: a patch's ties after the base's
     return hits

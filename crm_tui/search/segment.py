@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import NamedTuple
 
 import numpy as np
 
 from crm_tui.models import Record
-from crm_tui.positions import IdPositions
+from crm_tui.positions import Positions, record_positions
 from crm_tui.search.facets import Facets
 from crm_tui.search.fields import SEP, SEP_BYTE, haystack
 from crm_tui.search.ranking import NO_MATCH, Matches, TermHits, firsts
@@ -26,6 +26,22 @@ _SLICE = 4096
 _BLOCK_BITS = 6  # shorter than almost every line, so a block starts at most a line or two
 _MARKED_SPAN = 8  # blocks_of marks lines of up to this many blocks, one pass per block
 _SKIP_BYTES = (0x0A, 0x1F, 0x20)  # newline, field separator, space: never inside a term
+
+
+class MappedText:
+    """An opened segment's lines, mapped from disk: a slice is bytes, as it is of a built
+    segment's `text`, and only the pages sliced are read."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, at: slice) -> bytes:
+        return self.data[at].tobytes()
 
 
 @dataclass(slots=True)
@@ -41,10 +57,14 @@ class Segment:
     runs of a bigram's ascending offsets, is kept once per run (`run_block`, with the run's
     first index in `run_start`; bigram c's runs are `run_offsets[c]:run_offsets[c + 1]`).
     Four bytes per offset would make most of the index.
+
+    `records` may be any sequence (a list, or records decoded from disk on demand): the
+    search reads only the records it shows. Every field but `records` and `text` is an
+    array, saved and mapped back as it is (see search/persist.py and `array_fields`).
     """
 
-    records: list[Record]
-    text: bytes  # the lines, newline-terminated
+    records: Sequence[Record]
+    text: bytes | MappedText  # the lines, newline-terminated
     data: np.ndarray  # the same bytes, as an array (a view, not a copy)
     starts: np.ndarray  # byte offset of each record's line; one extra at the end
     lows: np.ndarray
@@ -55,11 +75,20 @@ class Segment:
     name_ends: np.ndarray  # byte offset where each line's first field (the name) ends
     line_at: np.ndarray  # per 64-byte block of data, the line its first byte is in
     _facets: Facets | None = None  # VALUE_FIELDS and the filters' fields, as codes
-    _positions: IdPositions | None = None  # where each record id sits (for patches)
+    _positions: Positions | None = None  # where each record id sits (for patches)
+
+    @classmethod
+    def opened(
+        cls, records: Sequence[Record], arrays: dict[str, np.ndarray], facets: Facets
+    ) -> Segment:
+        """A segment from its saved arrays (`array_fields`, checked by the caller)."""
+        return cls(records=records, text=MappedText(arrays["data"]), _facets=facets, **arrays)
 
     @classmethod
     def build(cls, records: Iterable[Record]) -> Segment:
-        ordered = list(records)
+        # a list is copied (its owner may change it); a lazy sequence is kept, not copied
+        lazy = isinstance(records, Sequence) and not isinstance(records, list)
+        ordered: Sequence[Record] = records if lazy else list(records)  # type: ignore[assignment]
         text = _lines(ordered)
         data = np.frombuffer(text, dtype=np.uint8)
         if len(data) >= 1 << 32:
@@ -241,20 +270,19 @@ class Segment:
             self._facets = Facets(self.records)
         return self._facets
 
-    def positions(self) -> IdPositions:
+    def positions(self) -> Positions:
         """Built on first use; SearchIndex builds them beside a big segment (see _swap), so
         a patch's latency never pays for them."""
         if self._positions is None:
-            self._positions = IdPositions([r.id for r in self.records])
+            self._positions = record_positions(self.records)
         return self._positions
 
     @property
     def nbytes(self) -> int:
         """What the segment holds beyond the records themselves: its arrays (the text
-        once: `data` is a view of it), the records list and the facets."""
-        arrays = (self.starts, self.lows, self.offsets, self.run_start, self.run_block)
-        arrays += (self.run_offsets, self.name_ends, self.line_at)
-        own = sum(a.nbytes for a in arrays) + sys.getsizeof(self.text)
+        once: `data` is a view of it), the records list and the facets. For an opened
+        segment the arrays are mapped files: resident only where read."""
+        own = sum(getattr(self, name).nbytes for name in array_fields())
         return own + sys.getsizeof(self.records) + self.facets().nbytes
 
 
@@ -297,7 +325,14 @@ def _common(found: np.ndarray, other: np.ndarray) -> np.ndarray:
     return found[other[at] == found]
 
 
-def _lines(records: list[Record]) -> bytes:
+def array_fields() -> tuple[str, ...]:
+    """Segment's array fields: all but the records, the text (`data` is its bytes) and the
+    private ones made on first use. What a saved segment holds, whatever fields come."""
+    skip = ("records", "text")
+    return tuple(f.name for f in fields(Segment) if f.name not in skip and f.name[0] != "_")
+
+
+def _lines(records: Sequence[Record]) -> bytes:
     """Every record's folded line, newline-terminated, as UTF-8. Joined and encoded a slice
     at a time: one join and encode of a large segment is a single C call that would hold
     the interpreter lock for several frames."""
