@@ -86,6 +86,9 @@ def drawn_queries(records: Sequence[Contact], count: int, seed: int) -> Iterator
             f"{word} tag:{fold(a.tags[0]).split()[0] if a.tags else 'buyer'}",
             f"{word[:3]} {fold(b.city or 'x')[:1]}",  # a lone letter
             f"{fold(', '.join(a.tags))[2:9]} {word[:2]}",  # tags, and across two of them
+            # terms most records hold, with a filter: the filter goes first
+            f"{r.choice(['co', 'er', 'e', 'a', 'ex'])} status:{fold(b.status or 'x')[:4]}",
+            f"{r.choice(['on', 'e', 'l', 'om'])} tag:{fold(b.tags[0])[:3] if b.tags else 'x'}",
             f"{r.choice('qxzj')}{r.choice('qxzj')}{r.choice('qxzj')}",
         ]
         yield r.choice(shapes)

@@ -193,11 +193,17 @@ def _candidates(
     segment: Segment, dead: np.ndarray | None, query: Query, terms: list[bytes], filtered: bool
 ) -> tuple[Matches, np.ndarray]:
     """A segment's records holding every term, less the `dead` ones and those a filter
-    leaves out; with the matches they came from (which score them)."""
-    matches = segment.matching(terms)
+    leaves out; with the matches they came from (which score them). When every term is
+    held by most records, the filter goes first and the terms are looked for only in the
+    records it keeps."""
+    size = len(segment.records)
+    allowed: np.ndarray | None = None
+    if filtered and all(segment.rarest(t)[2] * 2 > size for t in terms):
+        allowed = np.flatnonzero(segment.facets().mask(query, np.arange(size)))
+    matches = segment.matching(terms, allowed)
     candidates = matches.found
     if dead is not None and len(candidates):
         candidates = candidates[~dead[candidates]]
-    if filtered and len(candidates):
+    if filtered and allowed is None and len(candidates):
         candidates = candidates[segment.facets().mask(query, candidates)]
     return matches, candidates

@@ -216,13 +216,16 @@ class Segment:
         first = firsts(owners)
         return owners[first], np.minimum.reduceat(place, first)
 
-    def matching(self, terms: Sequence[bytes]) -> Matches:
-        """Records whose line or value fields contain every term, ascending. Once a term's
-        offsets far outnumber the records still matching, it looks only in their blocks."""
-        found: np.ndarray | None = None
+    def matching(self, terms: Sequence[bytes], within: np.ndarray | None = None) -> Matches:
+        """Records whose line or value fields contain every term (and that `within` holds,
+        if given), ascending. The rarest term goes first; once a term's offsets far
+        outnumber the records still matching, it looks only in their blocks."""
+        found = within
         blocks: np.ndarray | None = None
         hits = []
-        for term in terms:
+        if found is not None and not len(found):
+            return Matches(self, found, [])
+        for term in sorted(terms, key=lambda t: self.rarest(t)[2]):
             if found is not None and blocks is None and self.rarest(term)[2] > 2 * len(found):
                 blocks = self.blocks_of(found)
             if len(term) < 2:  # a lone letter: no bigram holds it, so its bytes are read
