@@ -197,7 +197,11 @@ class Segment:
         if span > _MARKED_SPAN:
             return None
         marked = np.zeros(len(self.line_at), dtype=bool)
-        for step in range(span + 1):
+        marked[first] = True
+        marked[last] = True
+        longer = np.flatnonzero(last - first > 1)  # the few lines over three blocks
+        first, last = first[longer], last[longer]
+        for step in range(1, span):
             marked[np.minimum(first + step, last)] = True
         return marked
 
@@ -226,7 +230,7 @@ class Segment:
         if found is not None and not len(found):
             return Matches(self, found, [])
         for term in sorted(terms, key=lambda t: self.rarest(t)[2]):
-            if found is not None and blocks is None and self.rarest(term)[2] > 2 * len(found):
+            if blocks is None and found is not None and _narrows(self, term, found):
                 blocks = self.blocks_of(found)
             if len(term) < 2:  # a lone letter: no bigram holds it, so its bytes are read
                 begin, owners = self.byte_occurrences(term[0], blocks)
@@ -317,6 +321,12 @@ def _verified(data: np.ndarray, begin: np.ndarray, term: bytes) -> np.ndarray:
             head = np.concatenate((head, tail[np.asarray(ends, dtype=bool)]))
         begin = head
     return begin
+
+
+def _narrows(segment: Segment, term: bytes, found: np.ndarray) -> bool:
+    """Whether looking for `term` only in the blocks of `found` saves work: few records
+    left, and many more offsets of the term than records."""
+    return len(found) * 8 < len(segment.records) and segment.rarest(term)[2] > 2 * len(found)
 
 
 def _common(found: np.ndarray, other: np.ndarray) -> np.ndarray:
