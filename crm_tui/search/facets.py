@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from operator import attrgetter
 from typing import Any
@@ -72,6 +73,24 @@ class Facets:
         # Custom columns' values, built when a filter first names the column: most
         # columns are never filtered on, and building them all would slow every rebuild.
         self._custom: dict[tuple[str, bool], Any] = {}
+        self._joined: dict[str, _Joined | None] = {}
+
+    def value_places(self, name: str, term: bytes) -> np.ndarray | None:
+        """Per distinct value of a VALUE_FIELDS field, the place of `term` in it: 2 at the
+        start of a word, 3 inside one, NO_PLACE where it is not held; None when no value
+        holds it. Many values (every mix of tags) are searched as one byte array, in a few
+        numpy passes, not a Python call per value."""
+        text = term.decode("utf-8")
+        if name == "tags" and "," not in text and not any(text in t for t in self.tag_values):
+            return None  # the mixes are tags joined by ", ": no tag, no mix holds it
+        if name not in self._joined:
+            self._joined[name] = _Joined.of(self.values[name])
+        joined = self._joined[name]
+        if joined is None:  # a few values, or one holding the separator: one at a time
+            found = np.array([_value_place(v, text) for v in self.values[name]], np.int8)
+        else:
+            found = joined.places(term)
+        return found if (found < NO_PLACE).any() else None
 
     def saved(self, columns: Iterable[Column] = ()) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """What a saved segment keeps of its facets: the arrays, and the distinct values
@@ -224,8 +243,10 @@ class Facets:
         if named and key in self.value_shared:
             hit &= self.value_shared[key] < 0
         found = hit[self.codes[key][rows]]
-        if named:
-            found |= np.isin(self.shared[rows], np.array(named, dtype=np.int8))
+        if named:  # a table per shared code (-1, none, reads as 255): one gather
+            table = np.zeros(256, dtype=bool)
+            table[named] = True
+            found |= table[self.shared[rows].view(np.uint8)]
         return found
 
     def counts(self, name: str, dead: np.ndarray | None = None) -> dict[str, int]:
@@ -290,6 +311,57 @@ class Facets:
                 hit = [v.startswith(query.closing) for v in self.closing_values]
                 keep &= np.asarray(hit, dtype=bool)[self.closing_codes[rows]]
         return keep
+
+
+#: A term's place in a value that does not hold it: worse than any place (ranking.NO_MATCH).
+NO_PLACE = 4
+_JOIN = 0x00  # the values' separator: control characters are stripped at ingest
+_FEW_VALUES = 32  # up to this many, testing each value in Python is faster than numpy
+
+
+def _value_place(value: str, term: str) -> int:
+    """A value's place for a term: 2 at the start of a word, 3 inside one."""
+    if value.startswith(term) or f" {term}" in value:
+        return 2
+    return 3 if term in value else NO_PLACE
+
+
+@dataclass(frozen=True, slots=True)
+class _Joined:
+    """A field's distinct values as one UTF-8 byte array, each preceded by a NUL: a term's
+    occurrences in all of them are found by comparing bytes, in numpy."""
+
+    text: bytes
+    data: np.ndarray  # the same bytes, as an array
+    starts: np.ndarray  # where each value's NUL is, ascending
+
+    @classmethod
+    def of(cls, values: list[str]) -> _Joined | None:
+        encoded = [v.encode("utf-8") for v in values]
+        if len(values) <= _FEW_VALUES or any(_JOIN in v for v in encoded):
+            return None
+        text = b"".join(b"\x00" + v for v in encoded) + b"\x00"
+        lengths = np.fromiter((len(v) + 1 for v in encoded), np.int64, len(encoded))
+        starts = np.zeros(len(encoded), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        return cls(text, np.frombuffer(text, np.uint8), starts)
+
+    def places(self, term: bytes) -> np.ndarray:
+        found = np.full(len(self.starts), NO_PLACE, dtype=np.int8)
+        size = len(self.data) - len(term)
+        if size <= 0 or not term or term not in self.text:  # most terms: one C search
+            return found
+        begin = np.flatnonzero(self.data[1:size] == term[0]) + 1
+        for j in range(1, len(term)):
+            begin = begin[self.data[begin + j] == term[j]]
+        if not len(begin):
+            return found
+        owner = np.searchsorted(self.starts, begin, side="right") - 1
+        before = self.data[begin - 1]
+        place = np.where((before == _JOIN) | (before == 0x20), 2, 3).astype(np.int8)
+        first = np.flatnonzero(np.concatenate(([True], owner[1:] != owner[:-1])))
+        found[owner[first]] = np.minimum.reduceat(place, first)
+        return found
 
 
 def _day_of(stamp: str | None) -> str:

@@ -26,7 +26,7 @@ from crm_tui.models import KINDS, Record, RecordKind
 from crm_tui.search.fields import CONTACT_FIELDS, DEAL_FIELDS, field_text
 from crm_tui.search.highlight import Highlighter
 from crm_tui.search.query import Query, parse_query
-from crm_tui.search.ranking import every_match, ranked
+from crm_tui.search.ranking import every_match, ranked_all
 from crm_tui.search.segment import Segment
 from crm_tui.store.reading import CachedRecords
 from crm_tui.text import single_line
@@ -228,8 +228,12 @@ class SearchIndex:
         highlights = Highlighter(kind, terms)
         groups: dict[str, list[Hit]] = {}
         counts: dict[str, int] = {}
-        for source, parts in self._streams(kind, _wanted(query, sources)):
-            found = [ranked(seg, dead, query, terms, filtered, limit) for seg, dead in parts]
+        streams = list(self._streams(kind, _wanted(query, sources)))
+        ranks = iter(
+            ranked_all([p for _, parts in streams for p in parts], query, terms, filtered, limit)
+        )
+        for source, parts in streams:
+            found = [next(ranks) for _ in parts]
             total = sum(count for count, _ in found)
             if total:
                 counts[source] = total

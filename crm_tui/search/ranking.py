@@ -7,13 +7,14 @@ start of a word of another field, 3 anywhere else, NO_MATCH where it is not held
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from crm_tui.search.fields import SEP
 from crm_tui.search.query import Query
 
 if TYPE_CHECKING:
@@ -45,11 +46,12 @@ class Matches:
     segment: Segment
     found: np.ndarray
     hits: list[TermHits]
-    short: list[bytes]
 
     def scores(self, candidates: np.ndarray, upto: int | None = None) -> np.ndarray:
-        """Each candidate's score (lower is better), counting only occurrences in records
-        up to `upto`, so a prefix of the candidates costs a prefix of the work."""
+        """Each candidate's score (lower is better). With `upto`, every candidate is at or
+        before record `upto`, and only occurrences up to there are read, so a prefix of
+        the candidates costs a prefix of the work."""
+        size = len(self.segment.records) if upto is None else upto + 1
         total = np.zeros(len(candidates), dtype=np.int16)
         wanted: np.ndarray | None = None  # candidates as a mask, made when first needed
         for begin, owners, in_values in self.hits:
@@ -58,24 +60,20 @@ class Matches:
                 begin, owners = begin[:cut], owners[:cut]
             if len(candidates) * 4 < len(owners):  # few candidates: only their occurrences
                 if wanted is None:
-                    wanted = np.zeros(len(self.segment.records), dtype=bool)
+                    wanted = np.zeros(size, dtype=bool)
                     wanted[candidates] = True
                 mine = wanted[owners]
                 begin, owners = begin[mine], owners[mine]
-            # per record of the segment, then read at the candidates: a scatter and a
-            # gather, where a search per candidate would cost a log factor
+            # per record, then read at the candidates: a scatter and a gather, where a
+            # search per candidate would cost a log factor
             records, places = self.segment.places(begin, owners)
             if in_values is None:
-                dense = np.full(len(self.segment.records), NO_MATCH, dtype=np.int8)
+                dense = np.full(size, NO_MATCH, dtype=np.int8)
+                dense[records] = places
             else:
-                dense = in_values.copy()
-            dense[records] = np.minimum(dense[records], places)
+                dense = in_values[:size].copy()
+                dense[records] = np.minimum(dense[records], places)
             total += dense[candidates]
-        if self.short:
-            text = self.segment.searchable
-            total += np.array(
-                [_score(text(i), self.short) for i in candidates.tolist()], dtype=np.int16
-            )
         return total
 
     def best(self, candidates: np.ndarray, limit: int) -> list[tuple[int, int]]:
@@ -98,29 +96,30 @@ class Matches:
 
 
 def _best(candidates: np.ndarray, scores: np.ndarray, limit: int) -> list[tuple[int, int]]:
-    """The `limit` best (score, index) pairs: lowest score first, ties by position."""
-    key = scores.astype(np.int64) * (int(candidates.max()) + 1) + candidates
-    if len(key) > limit:
-        key = key[np.argpartition(key, limit)[:limit]]
-    order = np.sort(key)
-    span = int(candidates.max()) + 1
-    return [(int(k // span), int(k % span)) for k in order]
+    """The `limit` best (score, index) pairs: lowest score first, ties by position. Scores
+    are a few small numbers, so this takes each score's first candidates, best score
+    first, rather than sorting a key per candidate."""
+    out: list[tuple[int, int]] = []
+    for score in np.flatnonzero(np.bincount(scores)).tolist():
+        need = limit - len(out)
+        if need <= 0:
+            break
+        out += [(score, i) for i in candidates[_first_equal(scores, score, need)].tolist()]
+    return out
 
 
-def _score(line: bytes, terms: Sequence[bytes]) -> int:
-    """Lower is better: whole-word or prefix matches on names first, then other fields."""
-    name = line.split(SEP, 1)[0]
-    score = 0
-    for term in terms:
-        if name.startswith(term) or b" " + term in name:
-            continue
-        if term in name:
-            score += 1
-        elif SEP + term in line or b" " + term in line:
-            score += 2
-        else:
-            score += 3
-    return score
+def _first_equal(values: np.ndarray, wanted: int, count: int) -> np.ndarray:
+    """The first `count` positions where `values` equals `wanted`, ascending: read in
+    growing chunks, since a common score has enough in the first few hundred."""
+    found: list[np.ndarray] = []
+    held, at, chunk = 0, 0, 4 * count
+    while held < count and at < len(values):
+        part = np.flatnonzero(values[at : at + chunk] == wanted) + at
+        found.append(part)
+        held += len(part)
+        at += chunk
+        chunk *= 4
+    return np.concatenate(found)[:count] if found else np.zeros(0, dtype=np.int64)
 
 
 def every_match(
@@ -156,15 +155,55 @@ def ranked(
     return len(candidates), matches.best(candidates, limit)
 
 
+#: Records below which ranking stays on the calling thread: a thread hop costs more.
+PARALLEL_MIN = 200_000
+_pool: tuple[int, ThreadPoolExecutor] | None = None  # made per process (not across a fork)
+
+
+def ranked_all(
+    parts: Sequence[tuple[Segment, np.ndarray | None]],
+    query: Query,
+    terms: list[bytes],
+    filtered: bool,
+    limit: int,
+) -> list[tuple[int, list[tuple[int, int]]]]:
+    """`ranked` for each (segment, dead), in order. Large ones run on two threads, the
+    largest first: numpy leaves the interpreter lock for most of a segment's work, so on
+    two cores several sources take little more than the largest alone."""
+
+    def one(part: tuple[Segment, np.ndarray | None]) -> tuple[int, list[tuple[int, int]]]:
+        return ranked(part[0], part[1], query, terms, filtered, limit)
+
+    sizes = [len(segment.records) for segment, _ in parts]
+    if len(parts) < 2 or sum(sizes) < PARALLEL_MIN or (os.cpu_count() or 1) < 2:
+        return [one(part) for part in parts]
+    order = sorted(range(len(parts)), key=lambda n: -sizes[n])
+    futures = {n: _threads().submit(one, parts[n]) for n in order}
+    return [futures[n].result() for n in range(len(parts))]
+
+
+def _threads() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None or _pool[0] != os.getpid():  # a forked child has none of the threads
+        _pool = (os.getpid(), ThreadPoolExecutor(max_workers=2, thread_name_prefix="rank"))
+    return _pool[1]
+
+
 def _candidates(
     segment: Segment, dead: np.ndarray | None, query: Query, terms: list[bytes], filtered: bool
 ) -> tuple[Matches, np.ndarray]:
     """A segment's records holding every term, less the `dead` ones and those a filter
-    leaves out; with the matches they came from (which score them)."""
-    matches = segment.matching(terms)
+    leaves out; with the matches they came from (which score them). When every term is
+    held by most records, the filter goes first and the terms are looked for only in the
+    records it keeps."""
+    size = len(segment.records)
+    allowed: np.ndarray | None = None
+    if filtered and all(segment.rarest(t)[2] * 2 > size for t in terms):
+        allowed = np.flatnonzero(segment.facets().mask(query, np.arange(size)))
+    matches = segment.matching(terms, allowed)
     candidates = matches.found
     if dead is not None and len(candidates):
         candidates = candidates[~dead[candidates]]
-    if filtered and len(candidates):
+    if filtered and allowed is None and len(candidates):
         candidates = candidates[segment.facets().mask(query, candidates)]
     return matches, candidates

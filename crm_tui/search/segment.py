@@ -24,14 +24,8 @@ from crm_tui.search.ranking import NO_MATCH, Matches, TermHits, firsts
 _FEW_VALUES = 6
 _SLICE = 4096
 _BLOCK_BITS = 6  # shorter than almost every line, so a block starts at most a line or two
+_MARKED_SPAN = 8  # blocks_of marks lines of up to this many blocks, one pass per block
 _SKIP_BYTES = (0x0A, 0x1F, 0x20)  # newline, field separator, space: never inside a term
-
-
-def _value_place(value: str, term: str) -> int:
-    """A value field's place for a term: 2 at the start of a word, 3 inside one."""
-    if value.startswith(term) or f" {term}" in value:
-        return 2
-    return 3 if term in value else NO_MATCH
 
 
 class MappedText:
@@ -123,27 +117,17 @@ class Segment:
     def line(self, index: int) -> bytes:
         return self.text[int(self.starts[index]) : int(self.starts[index + 1]) - 1]
 
-    def value_texts(self, index: int) -> list[tuple[str, str]]:
-        """The record's VALUE_FIELDS as (name, folded value)."""
-        values = self.facets()
-        return [(f, values.values[f][values.codes[f][index]]) for f in values.matched]
-
-    def searchable(self, index: int) -> bytes:
-        """Every searchable field of a record, folded, fields apart (for one-letter terms)."""
-        extra = [v.encode("utf-8") for _, v in self.value_texts(index)]
-        return SEP.join([self.line(index), *extra])
-
-    def value_matches(self, term: str) -> np.ndarray | None:
+    def value_matches(self, term: bytes) -> np.ndarray | None:
         """Per record, the best place of `term` in its VALUE_FIELDS (NO_MATCH where none
-        holds it), or None when no record's do. The distinct values are tested in Python,
+        holds it), or None when no record's do. The distinct values are tested together,
         the records by one gather per field."""
         values = self.facets()
         best: np.ndarray | None = None
         for name in values.matched:
-            places = np.array([_value_place(v, term) for v in values.values[name]], np.int8)
-            held = np.flatnonzero(places < NO_MATCH)
-            if not len(held):
+            places = values.value_places(name, term)
+            if places is None:
                 continue
+            held = np.flatnonzero(places < NO_MATCH)
             codes = values.codes[name]
             if best is None:
                 best = np.full(len(codes), NO_MATCH, dtype=np.int8)
@@ -155,70 +139,135 @@ class Segment:
                 np.minimum(best, NO_MATCH - hit * (NO_MATCH - places[code]), out=best)
         return best
 
-    def occurrences(self, term: bytes) -> tuple[np.ndarray, np.ndarray]:
+    def occurrences(
+        self, term: bytes, blocks: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Where `term` (two bytes or more) occurs: byte offsets ascending, and the record
-        each falls in (ascending too, repeated when a line holds the term twice)."""
-        pairs = [((term[i] << 8) | term[i + 1], i) for i in range(len(term) - 1)]
-        code, shift = min(pairs, key=lambda p: self.offsets[p[0] + 1] - self.offsets[p[0]])
+        each falls in (ascending too, repeated when a line holds the term twice). With
+        `blocks` (see `blocks_of`), only offsets in the blocks it marks are looked at."""
+        code, shift, _ = self.rarest(term)
         begin = self.offsets_of(code) - shift
-        begin = begin[(begin >= 0) & (begin + len(term) <= len(self.data))]
-        for j, byte in enumerate(term):
-            if j in (shift, shift + 1) or not len(begin):
-                continue
-            begin = begin[self.data[begin + j] == byte]
+        # ascending, so the offsets that would start before the text or run past its end
+        # are at the two ends: cut by a binary search instead of a mask
+        first = int(np.searchsorted(begin, 0))
+        last = int(np.searchsorted(begin, len(self.data) - len(term), side="right"))
+        begin = begin[first:last]
+        if blocks is not None:
+            begin = begin[blocks[begin >> _BLOCK_BITS]]
+        if len(term) > 2:  # a byte beside the bigram first: one cheap pass rejects most
+            beside = shift + 2 if shift + 2 < len(term) else shift - 1
+            begin = begin[self.data[begin + beside] == term[beside]]
+        if len(term) > 3:
+            begin = _verified(self.data, begin, term)
         return begin, self.owners(begin)
+
+    def rarest(self, term: bytes) -> tuple[int, int, int]:
+        """A term's rarest bigram (the fewest offsets to check): its code, where in the
+        term it starts, and how many offsets it has (a one-byte term: the text's size)."""
+        if len(term) < 2:
+            return 0, 0, len(self.data)
+        pairs = _pair_codes(term)
+        counts = self.offsets[pairs + 1].astype(np.int64) - self.offsets[pairs]
+        shift = int(np.argmin(counts))
+        return int(pairs[shift]), shift, int(counts[shift])
 
     def owners(self, begin: np.ndarray) -> np.ndarray:
         """The line each byte offset (ascending) falls in. Rather than a binary search over
         every line start per offset, the block table gets within a line or two of the
-        answer, and a few vectorised steps forward finish it."""
+        answer, and a few vectorised steps forward finish it: the first over every offset,
+        the others only over those the step before moved."""
         owner = self.line_at[begin >> _BLOCK_BITS].astype(np.int64)
         ends = self.starts[1:]
-        while len(owner):
-            ahead = ends[owner] <= begin
-            if not ahead.any():
-                break
-            owner += ahead
+        ahead = ends[owner] <= begin
+        owner += ahead
+        moved = np.flatnonzero(ahead)
+        while len(moved):
+            moved = moved[ends[owner[moved]] <= begin[moved]]
+            owner[moved] += 1
         return owner
 
-    def places(self, begin: np.ndarray, owners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per record (once each), the best place among its occurrences: 0 at the start of
-        a word of the name, 1 elsewhere in the name, 2 at the start of a word of another
-        field, 3 anywhere else."""
-        before = self.data[np.maximum(begin - 1, 0)]
-        word = (begin == self.starts[owners]) | (before == 0x20) | (before == SEP_BYTE)
-        place = np.where(begin < self.name_ends[owners], 0, 2).astype(np.int16) + ~word
-        first = firsts(owners)
-        return owners[first], np.minimum.reduceat(place, first) if len(first) else place
+    def blocks_of(self, records: np.ndarray) -> np.ndarray | None:
+        """Per 64-byte block of the text, whether it holds part of one of `records` (None
+        when one of their lines is too long to mark cheaply): the later terms of a query
+        look only at the offsets there, so a common second word costs what the records
+        matching the first hold, not all its occurrences."""
+        first = self.starts[records] >> _BLOCK_BITS
+        last = (self.starts[records + 1] - 1) >> _BLOCK_BITS
+        span = int((last - first).max()) if len(records) else 0
+        if span > _MARKED_SPAN:
+            return None
+        marked = np.zeros(len(self.line_at), dtype=bool)
+        marked[first] = True
+        marked[last] = True
+        longer = np.flatnonzero(last - first > 1)  # the few lines over three blocks
+        first, last = first[longer], last[longer]
+        for step in range(1, span):
+            marked[np.minimum(first + step, last)] = True
+        return marked
 
-    def matching(self, terms: Sequence[bytes]) -> Matches:
-        """Records whose line contains every term, ascending."""
-        found: np.ndarray | None = None
+    def places(self, begin: np.ndarray, owners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per record (once each, ascending), the best place among its occurrences: 0 at
+        the start of a word of the name, 1 elsewhere in the name, 2 at the start of a word
+        of another field, 3 anywhere else. A line starts after a newline, so the byte
+        before an occurrence says whether a word starts there."""
+        if not len(begin):
+            return owners, np.zeros(0, dtype=np.int8)
+        inside = _INSIDE_WORD[self.data[np.maximum(begin - 1, 0)]]
+        if begin[0] == 0:
+            inside[0] = 0
+        place = (begin >= self.name_ends[owners]).view(np.int8) * np.int8(2)
+        place += inside
+        first = firsts(owners)
+        return owners[first], np.minimum.reduceat(place, first)
+
+    def matching(self, terms: Sequence[bytes], within: np.ndarray | None = None) -> Matches:
+        """Records whose line or value fields contain every term (and that `within` holds,
+        if given), ascending. The rarest term goes first; once a term's offsets far
+        outnumber the records still matching, it looks only in their blocks."""
+        found = within
+        blocks: np.ndarray | None = None
         hits = []
-        for term in terms:
-            if len(term) < 2:
-                continue
-            begin, owners = self.occurrences(term)
-            in_values = self.value_matches(term.decode("utf-8"))
+        if found is not None and not len(found):
+            return Matches(self, found, [])
+        for term in sorted(terms, key=lambda t: self.rarest(t)[2]):
+            if blocks is None and found is not None and _narrows(self, term, found):
+                blocks = self.blocks_of(found)
+            if len(term) < 2:  # a lone letter: no bigram holds it, so its bytes are read
+                begin, owners = self.byte_occurrences(term[0], blocks)
+            else:
+                begin, owners = self.occurrences(term, blocks)
+            in_values = self.value_matches(term)
             hits.append(TermHits(begin, owners, in_values))
             owners = owners[firsts(owners)]
             if in_values is not None:  # a mask merges the two without a sort
                 either = in_values < NO_MATCH
                 either[owners] = True
                 owners = np.flatnonzero(either)
-            if found is None:
-                found = owners
-                continue
-            at = np.searchsorted(owners, found)
-            at[at == len(owners)] = 0
-            found = found[owners[at] == found] if len(owners) else owners
+            found = owners if found is None else _common(found, owners)
+            if not len(found):
+                return Matches(self, found, [])  # the other terms cannot add any
         if found is None:
             found = np.arange(len(self.records))
-        short = [t for t in terms if len(t) < 2]  # a lone letter: checked record by record
-        if short and len(found):
-            keep = [all(t in self.searchable(i) for t in short) for i in found.tolist()]
-            found = found[np.asarray(keep, dtype=bool)]
-        return Matches(self, found, hits, short)
+        return Matches(self, found, hits)
+
+    def byte_occurrences(
+        self, byte: int, blocks: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Where a one-byte term occurs, as `occurrences` says it: the bigram index leaves
+        out bigrams with a space, so the text itself is compared, in `blocks` only when
+        given (a 64-byte row copied per block marked)."""
+        if blocks is None:
+            begin = np.flatnonzero(self.data == byte)
+            return begin, self.owners(begin)
+        whole = len(self.data) >> _BLOCK_BITS
+        rows = np.flatnonzero(blocks[:whole])
+        grid = self.data[: whole << _BLOCK_BITS].reshape(whole, 1 << _BLOCK_BITS)
+        at = np.flatnonzero(grid[rows] == byte)
+        begin = (rows[at >> _BLOCK_BITS] << _BLOCK_BITS) | (at & ((1 << _BLOCK_BITS) - 1))
+        if len(blocks) > whole and blocks[whole]:  # the text's last, partial block
+            tail = np.flatnonzero(self.data[whole << _BLOCK_BITS :] == byte)
+            begin = np.concatenate((begin, tail + (whole << _BLOCK_BITS)))
+        return begin, self.owners(begin)
 
     def facets(self) -> Facets:
         """Built on first use. SearchIndex builds them one segment after another, before
@@ -242,6 +291,51 @@ class Segment:
         segment the arrays are mapped files: resident only where read."""
         own = sum(getattr(self, name).nbytes for name in array_fields())
         return own + sys.getsizeof(self.records) + self.facets().nbytes
+
+
+#: Per byte, 1 where a term right after it is inside a word (not after a space, a field
+#: separator or the newline that ends the line before).
+_INSIDE_WORD = np.ones(256, dtype=np.int8)
+_INSIDE_WORD[[0x20, SEP_BYTE, 0x0A]] = 0
+
+
+def _pair_codes(term: bytes) -> np.ndarray:
+    """Each bigram of a term as its code (two bytes, big-endian)."""
+    raw = np.frombuffer(term, dtype=np.uint8).astype(np.int64)
+    return (raw[:-1] << 8) | raw[1:]
+
+
+def _verified(data: np.ndarray, begin: np.ndarray, term: bytes) -> np.ndarray:
+    """The offsets of `begin` (ascending) where `term` is in `data`: compared eight bytes
+    at a time, through a view reading a little-endian word at every byte offset."""
+    size = len(data)
+    words = np.ndarray((max(size - 7, 0),), dtype="<u8", buffer=data, strides=(1,))
+    for at in range(0, len(term), 8):
+        chunk = term[at : at + 8]
+        mask = np.uint64((1 << (8 * len(chunk))) - 1)
+        safe = int(np.searchsorted(begin, size - 8 - at, side="right"))
+        head, tail = begin[:safe], begin[safe:]
+        head = head[(words[head + at] & mask) == np.uint64(int.from_bytes(chunk, "little"))]
+        if len(tail):  # the last few bytes of the text, beyond a whole word
+            ends = [bytes(data[b + at : b + at + len(chunk)]) == chunk for b in tail.tolist()]
+            head = np.concatenate((head, tail[np.asarray(ends, dtype=bool)]))
+        begin = head
+    return begin
+
+
+def _narrows(segment: Segment, term: bytes, found: np.ndarray) -> bool:
+    """Whether looking for `term` only in the blocks of `found` saves work: few records
+    left, and many more offsets of the term than records."""
+    return len(found) * 8 < len(segment.records) and segment.rarest(term)[2] > 2 * len(found)
+
+
+def _common(found: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """The values of `found` that `other` holds too (both ascending, unique)."""
+    if not len(other):
+        return other
+    at = np.searchsorted(other, found)
+    at[at == len(other)] = 0
+    return found[other[at] == found]
 
 
 def array_fields() -> tuple[str, ...]:
