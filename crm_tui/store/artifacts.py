@@ -119,6 +119,11 @@ class ArtifactShelf:
                 return artifact
         return None
 
+    def discard(self, what: str, kind: RecordKind, source: str, stamp: StreamStamp) -> None:
+        """Remove the artifact saved at `stamp` (found damaged): a new one saved at the same
+        stamp would otherwise give way to it."""
+        shutil.rmtree(self._folder(what, kind, source) / stamp.name, ignore_errors=True)
+
     def _drop_older(self, folder: Path, stamp: StreamStamp) -> None:
         for path in _children(folder):
             found = _parse(path.name)
