@@ -12,24 +12,34 @@ import asyncio
 import functools
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from crm_tui.config import SOURCE_NAMES
+from crm_tui.files import FileError
 from crm_tui.heap import release_gradually
 from crm_tui.models import KINDS, Contact, Deal, Record, RecordKind, SourceStatus, SyncState
+from crm_tui.store.artifacts import ArtifactShelf
 from crm_tui.store.changes import Changes
 from crm_tui.store.db import Database
 from crm_tui.store.errors import StreamBusy
 from crm_tui.store.leases import Holder, Lease
 from crm_tui.store.remap import Collected, Remapper, RemapProgress, RemapReport
+from crm_tui.store.stamps import StreamStamp
+from crm_tui.store.stored_records import FORMAT, WHAT, DamagedArtifact, StoredRecords, build_arrays
+from crm_tui.store.stream_view import ChainedRecords, StreamView
 from crm_tui.tuning import gc_paused
 from crm_tui.writeback.values import with_values
 
 #: How many of a stream's recent versions remember the ids they changed.
 _REMEMBERED_VERSIONS = 256
+#: Changes since a stream's records artifact beyond which loading builds a new one (or a
+#: tenth of the stream, if more) rather than laying them over it.
+REBUILD_AFTER = 20_000
 #: How often a writer waiting for a stream's lease asks again.
 LEASE_POLL_SECONDS = 0.25
 
@@ -47,8 +57,13 @@ class StoreChange:
 
 
 Subscriber = Callable[[StoreChange], None]
+#: One stream: a dict (as a sync or a store with no database made it) or a view over its
+#: records artifact (as loaded). Either is replaced whole, never changed in place.
+Stream = Mapping[str, Record]
 #: kind -> source -> id -> record
 Layers = dict[RecordKind, dict[str, dict[str, Record]]]
+Streams = dict[RecordKind, dict[str, Stream]]
+Pending = Mapping[str, dict[str, Any]]
 
 
 class CacheStore:
@@ -61,7 +76,7 @@ class CacheStore:
         # per stream, the ids each recent version changed (for those that changed records,
         # not the whole stream): so the duplicate finder re-keys just those
         self._changed_ids: dict[tuple[RecordKind, str], list[tuple[int, frozenset[str]]]] = {}
-        self._records: dict[RecordKind, dict[str, dict[str, Record]]] = {k: {} for k in KINDS}
+        self._records: Streams = {k: {} for k in KINDS}
         # Rows of imported files, a layer over each stream's synced rows: a sync's swap
         # lays them over its fresh records again (an imported id wins).
         self._imported: dict[RecordKind, dict[str, dict[str, Record]]] = {k: {} for k in KINDS}
@@ -71,6 +86,10 @@ class CacheStore:
         # laid over the record as it is cached, whoever wrote that
         self._pending: dict[str, dict[str, Any]] = {}
         self._pending_stamp = -1  # the change log's position when it was read
+        # records artifacts beside the database (streams loaded are views over them)
+        self._shelf = (
+            ArtifactShelf(db.path.parent / "artifacts", user_id) if db is not None else None
+        )
 
     # -- subscriptions -------------------------------------------------------------------
 
@@ -132,28 +151,38 @@ class CacheStore:
         seen.update(dict.fromkeys(self._status))
         return list(seen)
 
-    def records(self, kind: RecordKind, source: str | None = None) -> list[Record]:
+    def records(self, kind: RecordKind, source: str | None = None) -> Sequence[Record]:
+        """A stream's records (or every source's, in the sources' fixed order, not whichever
+        sync happened to finish first), made as they are read: a million are not listed."""
         by_source = self._records[kind]
         if source is not None:
-            return list(by_source.get(source, {}).values())
-        # in the sources' fixed order, not whichever sync happened to finish first
-        parts = [by_source.get(name) for name in self.sources()]
-        return [r for part in parts if part for r in part.values()]
+            return ChainedRecords([by_source.get(source, {})])
+        return ChainedRecords(by_source.get(name, {}) for name in self.sources())
 
     def stream_version(self, kind: RecordKind, source: str) -> tuple[int, int]:
         """Changes whenever the stream's records may have: a cheap "is my copy stale?"
         that does not keep the old records alive the way holding the old dict would."""
         return self._epoch, self._stream_versions.get((kind, source), 0)
 
-    def stream(self, kind: RecordKind, source: str) -> dict[str, Record]:
-        """The live mapping of one stream; replaced wholesale, never mutated in place
-        except by upsert/delete of single records."""
+    def stream(self, kind: RecordKind, source: str) -> Stream:
+        """The live mapping of one stream; replaced wholesale, never mutated in place."""
         return self._records[kind].get(source, {})
 
-    def contacts(self, source: str | None = None) -> list[Contact]:
+    def base_of(
+        self, kind: RecordKind, source: str
+    ) -> tuple[StreamStamp, StoredRecords, frozenset[str]] | None:
+        """The records artifact a stream's view rests on: its stamp, its records, and the
+        ids whose records the view changed, added or removed over it. None for a stream
+        held as a dict (no artifact yet: see `settle`)."""
+        stream = self._records[kind].get(source)
+        if not isinstance(stream, StreamView):
+            return None
+        return stream.base.stamp, stream.base, stream.touched
+
+    def contacts(self, source: str | None = None) -> Sequence[Contact]:
         return self.records("contacts", source)  # type: ignore[return-value]
 
-    def deals(self, source: str | None = None) -> list[Deal]:
+    def deals(self, source: str | None = None) -> Sequence[Deal]:
         return self.records("deals", source)  # type: ignore[return-value]
 
     def get(self, kind: RecordKind, record_id: str) -> Record | None:
@@ -350,32 +379,16 @@ class CacheStore:
         self,
         kind: RecordKind,
         source: str,
-        base: dict[str, Record],
+        base: Stream,
         upserts: list[Record],
         deletes: Iterable[str],
-    ) -> tuple[dict[str, Record], frozenset[str], int]:
-        """A copy of `base` with a few records changed (an imported record still winning
-        over its synced version), the ids that changed, and how many went."""
-        overlay = self._imported[kind].get(source, {})
-        with gc_paused():  # a young dict of a million: no collection walks it, it is frozen
-            updated = dict(base)
-        changed = set()
-        pending = self._pending
-        for record in upserts:
-            if record.id not in overlay:
-                if record.id in pending:
-                    record = with_values(record, pending[record.id])
-                updated[record.id] = record
-                changed.add(record.id)
-        removed = 0
-        for record_id in deletes:
-            if record_id not in overlay and updated.pop(record_id, None) is not None:
-                removed += 1
-                changed.add(record_id)
-        return updated, frozenset(changed), removed
+    ) -> tuple[Stream, frozenset[str], int]:
+        """`_patch` with this store's imported records and pending values."""
+        imported = self._imported[kind].get(source, {})
+        return _patch(base, upserts, deletes, imported, self._pending)
 
     def _install(
-        self, kind: RecordKind, source: str, updated: dict[str, Record], changed: frozenset[str]
+        self, kind: RecordKind, source: str, updated: Stream, changed: frozenset[str]
     ) -> None:
         """Copy-on-write: a reader holding the old mapping keeps a consistent one."""
         if changed:
@@ -411,9 +424,13 @@ class CacheStore:
         if overlay:
             fresh.update(overlay)
         self._lay_pending(fresh)
+        self._put(kind, source, fresh)
+
+    def _put(self, kind: RecordKind, source: str, fresh: Stream) -> None:
+        """A whole stream in place of the one before, which a reader may still hold."""
         old = self._records[kind].get(source)
         self._records[kind][source] = fresh
-        if old:
+        if isinstance(old, dict) and old:  # a view's records are in its artifact, not here
             release_gradually(list(old.values()))
         self._notify(StoreChange(source, (kind,)))
 
@@ -424,14 +441,11 @@ class CacheStore:
         if self.db is not None:
             await self.in_writer(self.db.upsert_records, kind, batch)
         by_source = self._records[kind]
-        sources = set()
-        for record in batch:
-            # copy-on-write keeps a reader's reference to the old dict consistent
-            sources.add(record.source)
+        sources = {record.source for record in batch}
         for source in sources:
-            updated = dict(by_source.get(source, {}))
-            updated.update((r.id, r) for r in batch if r.source == source)
-            by_source[source] = updated
+            # copy-on-write keeps a reader's reference to the old mapping consistent
+            upserts = {r.id: r for r in batch if r.source == source}
+            by_source[source] = _with(by_source.get(source, {}), upserts, ())
         for source in sources:
             ids = frozenset(r.id for r in batch if r.source == source)
             self._notify(StoreChange(source, (kind,), ids))
@@ -448,10 +462,9 @@ class CacheStore:
             if record_id in by_source.get(source, {}):
                 touched.setdefault(source, set()).add(record_id)
         for source, gone in touched.items():
-            updated = dict(by_source[source])
-            for record_id in gone:
-                removed.append(updated.pop(record_id))
-            by_source[source] = updated
+            stream = by_source[source]
+            removed.extend(stream[record_id] for record_id in gone)
+            by_source[source] = _with(stream, {}, gone)
             self._notify(StoreChange(source, (kind,), frozenset(gone)))
         return removed
 
@@ -467,6 +480,8 @@ class CacheStore:
             else:
                 self._records[kind].pop(source, None)
                 self._imported[kind].pop(source, None)
+        if source is None and self._shelf is not None:  # artifacts of rows that are gone
+            await asyncio.to_thread(self._shelf.clear)
         if source is None:
             self._status = {
                 name: SourceStatus(name, state=s.state) for name, s in self._status.items()
@@ -506,9 +521,7 @@ class CacheStore:
         assert self.db is not None
         self._take_pending(*await asyncio.to_thread(self.db.pending_values, self.user_id))
 
-    def _lay_pending(
-        self, records: dict[str, Record], pending: dict[str, dict[str, Any]] | None = None
-    ) -> None:
+    def _lay_pending(self, records: dict[str, Record], pending: Pending | None = None) -> None:
         for record_id, values in (self._pending if pending is None else pending).items():
             record = records.get(record_id)
             if record is not None:
@@ -542,9 +555,11 @@ class CacheStore:
             await self.load()
             return
         for kind, source in sorted(changes.streams):
-            synced, imported = await asyncio.to_thread(self._read_stream, kind, source)
+            fresh, imported = await asyncio.to_thread(
+                self._fresh_stream, kind, source, self._pending
+            )
             self._imported[kind][source] = imported
-            self._swap(kind, source, synced)
+            self._put(kind, source, fresh)
         for (kind, source), ids in sorted(changes.ids.items()):
             for _ in range(3):  # this process changed the stream meanwhile: read again
                 before = self.stream_version(kind, source)
@@ -596,29 +611,119 @@ class CacheStore:
 
     def _read_snapshot(
         self,
-    ) -> tuple[Layers, Layers, dict[str, SourceStatus], tuple[int, dict[str, dict[str, Any]]]]:
+    ) -> tuple[Streams, Layers, dict[str, SourceStatus], tuple[int, dict[str, dict[str, Any]]]]:
+        """Every stream with rows, each a view over its records artifact."""
         assert self.db is not None
-        layers: tuple[Layers, Layers] = ({k: {} for k in KINDS}, {k: {} for k in KINDS})
-        for records, imported in zip(layers, (False, True), strict=True):
-            for kind in KINDS:
-                by_source = records[kind]
-                for record in self.db.load_records(self.user_id, kind, imported):
-                    part = by_source.get(record.source)
-                    if part is None:
-                        part = by_source[record.source] = {}
-                    part[record.id] = record
-        records, imported = layers
         stamp, pending = self.db.pending_values(self.user_id)
+        streams: Streams = {k: {} for k in KINDS}
+        imported: Layers = {k: {} for k in KINDS}
         for kind in KINDS:
-            for source, overlay in imported[kind].items():
-                records[kind].setdefault(source, {}).update(overlay)
-            for part in records[kind].values() if pending else ():
-                self._lay_pending(part, pending)
-        return records, imported, self.db.load_statuses(self.user_id), (stamp, pending)
+            for source in self.db.stream_sources(self.user_id, kind):
+                stream, overlay = self._fresh_stream(kind, source, pending)
+                if stream:
+                    streams[kind][source] = stream
+                if overlay:
+                    imported[kind][source] = overlay
+        return streams, imported, self.db.load_statuses(self.user_id), (stamp, pending)
+
+    def _fresh_stream(
+        self, kind: RecordKind, source: str, pending: Pending
+    ) -> tuple[Stream, dict[str, Record]]:
+        """One stream as the database holds it now, and its imported records: a view over
+        its records artifact (built and saved when there is none, or when much changed
+        since) with the records changed since laid over it."""
+        assert self.db is not None
+        build = False
+        for _ in range(3):
+            stored = self._stored(kind, source, build)
+            imported = {r.id: r for r in self.db.load_records(self.user_id, kind, True, source)}
+            delta = self.db.stream_delta(self.user_id, kind, stored.stamp, source)
+            build = delta.whole or len(delta.ids) > max(REBUILD_AFTER, len(stored) // 10)
+            if not build:
+                found = self._read_ids(kind, source, sorted(delta.ids))
+                gone = delta.ids - {r.id for r in found}
+                stream, _, _ = _patch(StreamView(stored, pending), found, gone, imported, pending)
+                return stream, imported
+        # replaced again and again while being read: as a dict this time
+        synced, imported = self._read_stream(kind, source)
+        synced.update(imported)
+        self._lay_pending(synced, pending)
+        return synced, imported
+
+    def _stored(self, kind: RecordKind, source: str, build: bool) -> StoredRecords:
+        """The stream's records artifact for its stamp now (built unless `build` is False
+        and one is saved)."""
+        assert self.db is not None
+        if not build:
+            stamp = self.db.stream_stamp(self.user_id, kind, source)
+            found = self._open_stored(kind, source, stamp)
+            if found is not None:
+                return found
+        stamp, arrays, meta = self.db.read_stream_lines(self.user_id, kind, source, _built)
+        return self._saved(kind, source, stamp, arrays, meta)
+
+    def _open_stored(
+        self, kind: RecordKind, source: str, stamp: StreamStamp
+    ) -> StoredRecords | None:
+        assert self._shelf is not None
+        artifact = self._shelf.open(WHAT, kind, source, stamp, FORMAT)
+        if artifact is None:
+            return None
+        try:
+            return StoredRecords.opened(kind, artifact)
+        except DamagedArtifact as exc:
+            log.warning("rebuilding the records artifact of %s %s: %s", source, kind, exc)
+            self._shelf.discard(WHAT, kind, source, artifact.stamp)
+            return None
+
+    def _saved(
+        self,
+        kind: RecordKind,
+        source: str,
+        stamp: StreamStamp,
+        arrays: dict[str, np.ndarray],
+        meta: dict[str, Any],
+    ) -> StoredRecords:
+        """Records just built, saved and mapped back from the file; kept in memory when
+        they cannot be saved (a read-only data dir)."""
+        assert self._shelf is not None
+        for _ in range(2):
+            try:
+                self._shelf.save(WHAT, kind, source, stamp, FORMAT, arrays, meta)
+            except (OSError, FileError) as exc:
+                log.warning("cannot save the records artifact of %s %s: %s", source, kind, exc)
+                break
+            found = self._open_stored(kind, source, stamp)
+            if found is not None and found.stamp == stamp:
+                return found
+            # a damaged folder of the same stamp stood in the way of ours: gone, once more
+            self._shelf.discard(WHAT, kind, source, stamp)
+        return StoredRecords(kind, stamp, arrays)
+
+    async def settle(self, kind: RecordKind, source: str) -> bool:
+        """Put a stream held as a dict (a sync replaced it in this process) on its records
+        artifact: built or opened for its stamp in a thread, with what changed since read
+        from the database. A change this process made meanwhile is read again after, never
+        undone; a stream replaced meanwhile stays as it is (settle it again). Returns
+        whether the stream is now a view."""
+        stream = self._records[kind].get(source)
+        if self.db is None or not isinstance(stream, dict):
+            return isinstance(stream, StreamView)
+        before = self.stream_version(kind, source)
+        fresh, imported = await asyncio.to_thread(self._fresh_stream, kind, source, self._pending)
+        moved = self.changed_since(kind, source, before)
+        if moved is None or not isinstance(fresh, StreamView):
+            return False
+        self._imported[kind][source] = imported
+        self._put(kind, source, fresh)
+        if moved:
+            found = await asyncio.to_thread(self._read_ids, kind, source, sorted(moved))
+            await self._apply_off_loop(kind, source, found, sorted(moved - {r.id for r in found}))
+        return True
 
     def _apply_snapshot(
         self,
-        records: Layers,
+        records: Streams,
         imported: Layers,
         statuses: dict[str, SourceStatus],
         pending: tuple[int, dict[str, dict[str, Any]]],
@@ -649,3 +754,45 @@ class CacheStore:
 def _by_id(records: list[Record]) -> dict[str, Record]:
     with gc_paused():  # a stream's worth of new records: frozen, never walked
         return {r.id: r for r in records}
+
+
+def _built(
+    stamp: StreamStamp, lines: Iterable[str]
+) -> tuple[StreamStamp, dict[str, np.ndarray], dict[str, Any]]:
+    arrays, meta = build_arrays(lines)
+    return stamp, arrays, meta
+
+
+def _with(stream: Stream, upserts: Mapping[str, Record], deletes: Iterable[str]) -> Stream:
+    """A new mapping: `stream` with `upserts` in it, then `deletes` out (copy-on-write)."""
+    if isinstance(stream, StreamView):
+        return stream.patched(upserts, deletes)
+    with gc_paused():  # a young dict of a million: no collection walks it, it is frozen
+        updated = dict(stream)
+    updated.update(upserts)
+    for record_id in deletes:
+        updated.pop(record_id, None)
+    return updated
+
+
+def _patch(
+    base: Stream,
+    upserts: list[Record],
+    deletes: Iterable[str],
+    imported: Mapping[str, Record],
+    pending: Pending,
+) -> tuple[Stream, frozenset[str], int]:
+    """A copy of `base` with a few records changed (an imported record still winning over
+    its synced version, pending values laid over), the ids that changed, and how many
+    went."""
+    changes: dict[str, Record] = {}
+    for record in upserts:
+        if record.id not in imported:
+            values = pending.get(record.id)
+            changes[record.id] = record if values is None else with_values(record, values)
+    gone = [
+        record_id
+        for record_id in dict.fromkeys(deletes)
+        if record_id not in imported and (record_id in changes or record_id in base)
+    ]
+    return _with(base, changes, gone), frozenset(changes).union(gone), len(gone)
