@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from crm_tui.models import Contact
-from crm_tui.store import CacheStore, Database
+from crm_tui.store import CacheStore, Database, cache
 from crm_tui.store.stream_view import ChainedRecords, StreamView
 from tests.helpers.records import cached_contact
 
@@ -169,3 +169,20 @@ def test_a_store_without_a_database_keeps_dicts() -> None:
     assert store.base_of("contacts", "brivity") is None
     assert store.records("contacts") == [person(n) for n in range(3)]
     assert asyncio.run(store.settle("contacts", "brivity")) is False
+
+
+def test_settle_puts_a_view_with_many_changes_on_a_new_artifact(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(cache, "REBUILD_AFTER", 2)
+    store = _loaded(tmp_path, 30)  # re-based beyond max(2, 30 // 10) changes
+    before = store.base_of("contacts", "brivity")[0]
+    few = [person(n, "Few") for n in range(3)]
+    asyncio.run(store.commit_changes("brivity", "contacts", few, [], None, None))
+    assert asyncio.run(store.settle("contacts", "brivity")) is True
+    assert store.base_of("contacts", "brivity")[0] == before  # three: still laid over
+    many = [person(n, "Many") for n in range(4)]
+    asyncio.run(store.commit_changes("brivity", "contacts", many, ["brivity:29"], None, None))
+    expected = dict(store.stream("contacts", "brivity"))
+    assert asyncio.run(store.settle("contacts", "brivity")) is True
+    stamp, base, touched = store.base_of("contacts", "brivity")
+    assert stamp.seq > before.seq and touched == frozenset() and len(base) == 29
+    assert dict(store.stream("contacts", "brivity")) == expected

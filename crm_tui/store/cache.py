@@ -638,7 +638,7 @@ class CacheStore:
             stored = self._stored(kind, source, build)
             imported = {r.id: r for r in self.db.load_records(self.user_id, kind, True, source)}
             delta = self.db.stream_delta(self.user_id, kind, stored.stamp, source)
-            build = delta.whole or len(delta.ids) > max(REBUILD_AFTER, len(stored) // 10)
+            build = delta.whole or len(delta.ids) > _rebuild_after(stored)
             if not build:
                 found = self._read_ids(kind, source, sorted(delta.ids))
                 gone = delta.ids - {r.id for r in found}
@@ -704,11 +704,14 @@ class CacheStore:
         """Put a stream held as a dict (a sync replaced it in this process) on its records
         artifact: built or opened for its stamp in a thread, with what changed since read
         from the database. A change this process made meanwhile is read again after, never
-        undone; a stream replaced meanwhile stays as it is (settle it again). Returns
-        whether the stream is now a view."""
+        undone; a stream replaced meanwhile stays as it is (settle it again). A view that
+        lays many changes over its artifact is put on a new one. Returns whether the stream
+        is now a view."""
         stream = self._records[kind].get(source)
-        if self.db is None or not isinstance(stream, dict):
-            return isinstance(stream, StreamView)
+        if self.db is None or stream is None:
+            return False
+        if isinstance(stream, StreamView) and stream.spread <= _rebuild_after(stream.base):
+            return True
         before = self.stream_version(kind, source)
         fresh, imported = await asyncio.to_thread(self._fresh_stream, kind, source, self._pending)
         moved = self.changed_since(kind, source, before)
@@ -754,6 +757,10 @@ class CacheStore:
 def _by_id(records: list[Record]) -> dict[str, Record]:
     with gc_paused():  # a stream's worth of new records: frozen, never walked
         return {r.id: r for r in records}
+
+
+def _rebuild_after(stored: StoredRecords) -> int:
+    return max(REBUILD_AFTER, len(stored) // 10)
 
 
 def _built(

@@ -33,42 +33,49 @@ class StreamView(Mapping[str, Record]):
         base: StoredRecords,
         pending: Mapping[str, dict[str, Any]] | None = None,
         overlay: dict[str, Record] | None = None,
-        removed: frozenset[str] = frozenset(),
+        removed: dict[str, int] | None = None,
         added: tuple[str, ...] = (),
     ) -> None:
         self.base = base
         self._pending = _NO_PENDING if pending is None else pending
         self._overlay = overlay or {}
-        self._removed = removed  # ids of base records gone
+        self._removed = removed or {}  # id -> base position of each base record gone
         self._added = added  # ids in the overlay that the base does not hold, in order
         # base positions of the removed records, sorted; and how many precede each, less it:
         # the i-th live base record is at i + (how many of `_skips` are <= i)
-        self._gone = np.array(sorted(base.positions(removed).values()), dtype=np.int64)
+        self._gone = np.array(sorted(self._removed.values()), dtype=np.int64)
         self._skips = self._gone - np.arange(len(self._gone), dtype=np.int64)
 
     @property
     def touched(self) -> frozenset[str]:
         """The ids whose records differ from the base's (changed, added or removed)."""
-        return frozenset(self._overlay) | self._removed
+        return frozenset(self._overlay).union(self._removed)
+
+    @property
+    def spread(self) -> int:
+        """How many records the view lays over its base (what copying it costs)."""
+        return len(self._overlay) + len(self._removed)
 
     def patched(self, upserts: Mapping[str, Record], deletes: Iterable[str]) -> StreamView:
         """A new view with `upserts` laid over this one, then `deletes` gone."""
         overlay = dict(self._overlay)
-        removed = set(self._removed)
+        removed = dict(self._removed)
         added = dict.fromkeys(self._added)
         for record_id, record in upserts.items():
             new = record_id not in overlay and record_id not in removed
             if new and self.base.position(record_id) is None:
                 added[record_id] = None
-            removed.discard(record_id)
+            removed.pop(record_id, None)
             overlay[record_id] = record
         for record_id in deletes:
             overlay.pop(record_id, None)
             if record_id in added:
                 del added[record_id]
-            elif self.base.position(record_id) is not None:
-                removed.add(record_id)
-        return StreamView(self.base, self._pending, overlay, frozenset(removed), tuple(added))
+            elif record_id not in removed:
+                at = self.base.position(record_id)
+                if at is not None:
+                    removed[record_id] = at
+        return StreamView(self.base, self._pending, overlay, removed, tuple(added))
 
     def _laid(self, record: Record) -> Record:
         values = self._pending.get(record.id)
