@@ -593,7 +593,11 @@ class Database(
             for sql, params in self._record_queries(user_id, kind, joined, True, source, None):
                 for (line,) in self._conn.execute(sql, params):
                     imported[line.partition(RECORD_SEPARATOR)[0]] = line
-            synced = self._record_queries(user_id, kind, joined, False, source, None)
+            # in the order they were written, as a load of the whole cache reads them
+            synced = [
+                (sql + " ORDER BY rowid", params)
+                for sql, params in self._record_queries(user_id, kind, joined, False, source, None)
+            ]
             return take(stamp, _laid_over(self._conn, synced, imported))
 
     @damage_named
