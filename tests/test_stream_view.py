@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from crm_tui.models import Contact
-from crm_tui.store import CacheStore, Database, cache
+from crm_tui.store import CacheStore, Database, stream_loading
 from crm_tui.store.stream_view import ChainedRecords, StreamView
 from tests.helpers.records import cached_contact
 
@@ -155,9 +155,9 @@ def test_settle_leaves_a_stream_replaced_meanwhile(tmp_path) -> None:
 
 def test_clearing_everything_drops_the_artifacts(tmp_path) -> None:
     store = _loaded(tmp_path)
-    assert (tmp_path / "artifacts").exists() and store._shelf.root.exists()
+    assert (tmp_path / "artifacts").exists() and store._loader.shelf.root.exists()
     asyncio.run(store.clear())
-    assert not store._shelf.root.exists() and store.count("contacts") == 0
+    assert not store._loader.shelf.root.exists() and store.count("contacts") == 0
     store.load_sync()
     assert store.count("contacts") == 0
 
@@ -172,7 +172,7 @@ def test_a_store_without_a_database_keeps_dicts() -> None:
 
 
 def test_settle_puts_a_view_with_many_changes_on_a_new_artifact(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(cache, "REBUILD_AFTER", 2)
+    monkeypatch.setattr(stream_loading, "REBUILD_AFTER", 2)
     store = _loaded(tmp_path, 30)  # re-based beyond max(2, 30 // 10) changes
     before = store.base_of("contacts", "brivity")[0]
     few = [person(n, "Few") for n in range(3)]

@@ -12,34 +12,35 @@ import asyncio
 import functools
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
-
 from crm_tui.config import SOURCE_NAMES
-from crm_tui.files import FileError
 from crm_tui.heap import release_gradually
 from crm_tui.models import KINDS, Contact, Deal, Record, RecordKind, SourceStatus, SyncState
-from crm_tui.store.artifacts import ArtifactShelf
 from crm_tui.store.changes import Changes
 from crm_tui.store.db import Database
 from crm_tui.store.errors import StreamBusy
 from crm_tui.store.leases import Holder, Lease
 from crm_tui.store.remap import Collected, Remapper, RemapProgress, RemapReport
 from crm_tui.store.stamps import StreamStamp
-from crm_tui.store.stored_records import FORMAT, WHAT, DamagedArtifact, StoredRecords, build_arrays
-from crm_tui.store.stream_view import ChainedRecords, StreamView
+from crm_tui.store.stored_records import StoredRecords
+from crm_tui.store.stream_loading import StreamLoader, rebuild_after
+from crm_tui.store.stream_view import (
+    ChainedRecords,
+    Pending,
+    Stream,
+    StreamView,
+    lay_pending,
+    patch_stream,
+    with_changes,
+)
 from crm_tui.tuning import gc_paused
-from crm_tui.writeback.values import with_values
 
 #: How many of a stream's recent versions remember the ids they changed.
 _REMEMBERED_VERSIONS = 256
-#: Changes since a stream's records artifact beyond which loading builds a new one (or a
-#: tenth of the stream, if more) rather than laying them over it.
-REBUILD_AFTER = 20_000
 #: How often a writer waiting for a stream's lease asks again.
 LEASE_POLL_SECONDS = 0.25
 
@@ -57,13 +58,9 @@ class StoreChange:
 
 
 Subscriber = Callable[[StoreChange], None]
-#: One stream: a dict (as a sync or a store with no database made it) or a view over its
-#: records artifact (as loaded). Either is replaced whole, never changed in place.
-Stream = Mapping[str, Record]
 #: kind -> source -> id -> record
 Layers = dict[RecordKind, dict[str, dict[str, Record]]]
 Streams = dict[RecordKind, dict[str, Stream]]
-Pending = Mapping[str, dict[str, Any]]
 
 
 class CacheStore:
@@ -87,9 +84,7 @@ class CacheStore:
         self._pending: dict[str, dict[str, Any]] = {}
         self._pending_stamp = -1  # the change log's position when it was read
         # records artifacts beside the database (streams loaded are views over them)
-        self._shelf = (
-            ArtifactShelf(db.path.parent / "artifacts", user_id) if db is not None else None
-        )
+        self._loader = StreamLoader(db, user_id) if db is not None else None
 
     # -- subscriptions -------------------------------------------------------------------
 
@@ -385,7 +380,7 @@ class CacheStore:
     ) -> tuple[Stream, frozenset[str], int]:
         """`_patch` with this store's imported records and pending values."""
         imported = self._imported[kind].get(source, {})
-        return _patch(base, upserts, deletes, imported, self._pending)
+        return patch_stream(base, upserts, deletes, imported, self._pending)
 
     def _install(
         self, kind: RecordKind, source: str, updated: Stream, changed: frozenset[str]
@@ -445,7 +440,7 @@ class CacheStore:
         for source in sources:
             # copy-on-write keeps a reader's reference to the old mapping consistent
             upserts = {r.id: r for r in batch if r.source == source}
-            by_source[source] = _with(by_source.get(source, {}), upserts, ())
+            by_source[source] = with_changes(by_source.get(source, {}), upserts, ())
         for source in sources:
             ids = frozenset(r.id for r in batch if r.source == source)
             self._notify(StoreChange(source, (kind,), ids))
@@ -464,7 +459,7 @@ class CacheStore:
         for source, gone in touched.items():
             stream = by_source[source]
             removed.extend(stream[record_id] for record_id in gone)
-            by_source[source] = _with(stream, {}, gone)
+            by_source[source] = with_changes(stream, {}, gone)
             self._notify(StoreChange(source, (kind,), frozenset(gone)))
         return removed
 
@@ -480,8 +475,8 @@ class CacheStore:
             else:
                 self._records[kind].pop(source, None)
                 self._imported[kind].pop(source, None)
-        if source is None and self._shelf is not None:  # artifacts of rows that are gone
-            await asyncio.to_thread(self._shelf.clear)
+        if source is None and self._loader is not None:  # artifacts of rows that are gone
+            await asyncio.to_thread(self._loader.shelf.clear)
         if source is None:
             self._status = {
                 name: SourceStatus(name, state=s.state) for name, s in self._status.items()
@@ -521,11 +516,8 @@ class CacheStore:
         assert self.db is not None
         self._take_pending(*await asyncio.to_thread(self.db.pending_values, self.user_id))
 
-    def _lay_pending(self, records: dict[str, Record], pending: Pending | None = None) -> None:
-        for record_id, values in (self._pending if pending is None else pending).items():
-            record = records.get(record_id)
-            if record is not None:
-                records[record_id] = with_values(record, values)
+    def _lay_pending(self, records: dict[str, Record]) -> None:
+        lay_pending(records, self._pending)
 
     async def outbox_changed(self, kind: RecordKind, source: str, ids: Iterable[str]) -> None:
         """This process changed the outbox for these records: their pending values are read
@@ -585,12 +577,8 @@ class CacheStore:
     def _read_stream(
         self, kind: RecordKind, source: str
     ) -> tuple[dict[str, Record], dict[str, Record]]:
-        assert self.db is not None
-        load = self.db.load_records
-        with gc_paused():  # a stream's worth of new records: frozen, never walked
-            imported = {r.id: r for r in load(self.user_id, kind, True, source)}
-            synced = {r.id: r for r in load(self.user_id, kind, False, source)}
-        return synced, imported
+        assert self._loader is not None
+        return self._loader.read_dicts(kind, source)
 
     def _read_ids(self, kind: RecordKind, source: str, ids: list[str]) -> list[Record]:
         assert self.db is not None
@@ -629,76 +617,8 @@ class CacheStore:
     def _fresh_stream(
         self, kind: RecordKind, source: str, pending: Pending
     ) -> tuple[Stream, dict[str, Record]]:
-        """One stream as the database holds it now, and its imported records: a view over
-        its records artifact (built and saved when there is none, or when much changed
-        since) with the records changed since laid over it."""
-        assert self.db is not None
-        build = False
-        for _ in range(3):
-            stored = self._stored(kind, source, build)
-            imported = {r.id: r for r in self.db.load_records(self.user_id, kind, True, source)}
-            delta = self.db.stream_delta(self.user_id, kind, stored.stamp, source)
-            build = delta.whole or len(delta.ids) > _rebuild_after(stored)
-            if not build:
-                found = self._read_ids(kind, source, sorted(delta.ids))
-                gone = delta.ids - {r.id for r in found}
-                stream, _, _ = _patch(StreamView(stored, pending), found, gone, imported, pending)
-                return stream, imported
-        # replaced again and again while being read: as a dict this time
-        synced, imported = self._read_stream(kind, source)
-        synced.update(imported)
-        self._lay_pending(synced, pending)
-        return synced, imported
-
-    def _stored(self, kind: RecordKind, source: str, build: bool) -> StoredRecords:
-        """The stream's records artifact for its stamp now (built unless `build` is False
-        and one is saved)."""
-        assert self.db is not None
-        if not build:
-            stamp = self.db.stream_stamp(self.user_id, kind, source)
-            found = self._open_stored(kind, source, stamp)
-            if found is not None:
-                return found
-        stamp, arrays, meta = self.db.read_stream_lines(self.user_id, kind, source, _built)
-        return self._saved(kind, source, stamp, arrays, meta)
-
-    def _open_stored(
-        self, kind: RecordKind, source: str, stamp: StreamStamp
-    ) -> StoredRecords | None:
-        assert self._shelf is not None
-        artifact = self._shelf.open(WHAT, kind, source, stamp, FORMAT)
-        if artifact is None:
-            return None
-        try:
-            return StoredRecords.opened(kind, artifact)
-        except DamagedArtifact as exc:
-            log.warning("rebuilding the records artifact of %s %s: %s", source, kind, exc)
-            self._shelf.discard(WHAT, kind, source, artifact.stamp)
-            return None
-
-    def _saved(
-        self,
-        kind: RecordKind,
-        source: str,
-        stamp: StreamStamp,
-        arrays: dict[str, np.ndarray],
-        meta: dict[str, Any],
-    ) -> StoredRecords:
-        """Records just built, saved and mapped back from the file; kept in memory when
-        they cannot be saved (a read-only data dir)."""
-        assert self._shelf is not None
-        for _ in range(2):
-            try:
-                self._shelf.save(WHAT, kind, source, stamp, FORMAT, arrays, meta)
-            except (OSError, FileError) as exc:
-                log.warning("cannot save the records artifact of %s %s: %s", source, kind, exc)
-                break
-            found = self._open_stored(kind, source, stamp)
-            if found is not None and found.stamp == stamp:
-                return found
-            # a damaged folder of the same stamp stood in the way of ours: gone, once more
-            self._shelf.discard(WHAT, kind, source, stamp)
-        return StoredRecords(kind, stamp, arrays)
+        assert self._loader is not None
+        return self._loader.fresh(kind, source, pending)
 
     async def settle(self, kind: RecordKind, source: str) -> bool:
         """Put a stream held as a dict (a sync replaced it in this process) on its records
@@ -710,7 +630,7 @@ class CacheStore:
         stream = self._records[kind].get(source)
         if self.db is None or stream is None:
             return False
-        if isinstance(stream, StreamView) and stream.spread <= _rebuild_after(stream.base):
+        if isinstance(stream, StreamView) and stream.spread <= rebuild_after(stream.base):
             return True
         before = self.stream_version(kind, source)
         fresh, imported = await asyncio.to_thread(self._fresh_stream, kind, source, self._pending)
@@ -757,49 +677,3 @@ class CacheStore:
 def _by_id(records: list[Record]) -> dict[str, Record]:
     with gc_paused():  # a stream's worth of new records: frozen, never walked
         return {r.id: r for r in records}
-
-
-def _rebuild_after(stored: StoredRecords) -> int:
-    return max(REBUILD_AFTER, len(stored) // 10)
-
-
-def _built(
-    stamp: StreamStamp, lines: Iterable[str]
-) -> tuple[StreamStamp, dict[str, np.ndarray], dict[str, Any]]:
-    arrays, meta = build_arrays(lines)
-    return stamp, arrays, meta
-
-
-def _with(stream: Stream, upserts: Mapping[str, Record], deletes: Iterable[str]) -> Stream:
-    """A new mapping: `stream` with `upserts` in it, then `deletes` out (copy-on-write)."""
-    if isinstance(stream, StreamView):
-        return stream.patched(upserts, deletes)
-    with gc_paused():  # a young dict of a million: no collection walks it, it is frozen
-        updated = dict(stream)
-    updated.update(upserts)
-    for record_id in deletes:
-        updated.pop(record_id, None)
-    return updated
-
-
-def _patch(
-    base: Stream,
-    upserts: list[Record],
-    deletes: Iterable[str],
-    imported: Mapping[str, Record],
-    pending: Pending,
-) -> tuple[Stream, frozenset[str], int]:
-    """A copy of `base` with a few records changed (an imported record still winning over
-    its synced version, pending values laid over), the ids that changed, and how many
-    went."""
-    changes: dict[str, Record] = {}
-    for record in upserts:
-        if record.id not in imported:
-            values = pending.get(record.id)
-            changes[record.id] = record if values is None else with_values(record, values)
-    gone = [
-        record_id
-        for record_id in dict.fromkeys(deletes)
-        if record_id not in imported and (record_id in changes or record_id in base)
-    ]
-    return _with(base, changes, gone), frozenset(changes).union(gone), len(gone)

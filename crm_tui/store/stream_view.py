@@ -18,9 +18,14 @@ import numpy as np
 
 from crm_tui.models import Record
 from crm_tui.store.stored_records import StoredRecords
+from crm_tui.tuning import gc_paused
 from crm_tui.writeback.values import with_values
 
-_NO_PENDING: Mapping[str, dict[str, Any]] = {}
+#: One stream: a dict (as a sync or a store with no database made it) or a view over its
+#: records artifact (as loaded). Either is replaced whole, never changed in place.
+Stream = Mapping[str, Record]
+Pending = Mapping[str, dict[str, Any]]
+_NO_PENDING: Pending = {}
 
 
 class StreamView(Mapping[str, Record]):
@@ -206,3 +211,46 @@ class ChainedRecords(Sequence[Record]):
         if listed is None:
             listed = self._lists[part] = list(stream.values())
         return listed[offset]
+
+
+def with_changes(stream: Stream, upserts: Mapping[str, Record], deletes: Iterable[str]) -> Stream:
+    """A new mapping: `stream` with `upserts` in it, then `deletes` out (copy-on-write)."""
+    if isinstance(stream, StreamView):
+        return stream.patched(upserts, deletes)
+    with gc_paused():  # a young dict of a million: no collection walks it, it is frozen
+        updated = dict(stream)
+    updated.update(upserts)
+    for record_id in deletes:
+        updated.pop(record_id, None)
+    return updated
+
+
+def patch_stream(
+    base: Stream,
+    upserts: list[Record],
+    deletes: Iterable[str],
+    imported: Mapping[str, Record],
+    pending: Pending,
+) -> tuple[Stream, frozenset[str], int]:
+    """A copy of `base` with a few records changed (an imported record still winning over
+    its synced version, pending values laid over), the ids that changed, and how many
+    went."""
+    changes: dict[str, Record] = {}
+    for record in upserts:
+        if record.id not in imported:
+            values = pending.get(record.id)
+            changes[record.id] = record if values is None else with_values(record, values)
+    gone = [
+        record_id
+        for record_id in dict.fromkeys(deletes)
+        if record_id not in imported and (record_id in changes or record_id in base)
+    ]
+    return with_changes(base, changes, gone), frozenset(changes).union(gone), len(gone)
+
+
+def lay_pending(records: dict[str, Record], pending: Pending) -> None:
+    """The values of edits still on their way to a vendor laid over `records`, in place."""
+    for record_id, values in pending.items():
+        record = records.get(record_id)
+        if record is not None:
+            records[record_id] = with_values(record, values)
