@@ -12,7 +12,7 @@ import asyncio
 import functools
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -25,8 +25,19 @@ from crm_tui.store.db import Database
 from crm_tui.store.errors import StreamBusy
 from crm_tui.store.leases import Holder, Lease
 from crm_tui.store.remap import Collected, Remapper, RemapProgress, RemapReport
+from crm_tui.store.stamps import StreamStamp
+from crm_tui.store.stored_records import StoredRecords
+from crm_tui.store.stream_loading import StreamLoader, rebuild_after
+from crm_tui.store.stream_view import (
+    ChainedRecords,
+    Pending,
+    Stream,
+    StreamView,
+    lay_pending,
+    patch_stream,
+    with_changes,
+)
 from crm_tui.tuning import gc_paused
-from crm_tui.writeback.values import with_values
 
 #: How many of a stream's recent versions remember the ids they changed.
 _REMEMBERED_VERSIONS = 256
@@ -49,6 +60,7 @@ class StoreChange:
 Subscriber = Callable[[StoreChange], None]
 #: kind -> source -> id -> record
 Layers = dict[RecordKind, dict[str, dict[str, Record]]]
+Streams = dict[RecordKind, dict[str, Stream]]
 
 
 class CacheStore:
@@ -61,7 +73,7 @@ class CacheStore:
         # per stream, the ids each recent version changed (for those that changed records,
         # not the whole stream): so the duplicate finder re-keys just those
         self._changed_ids: dict[tuple[RecordKind, str], list[tuple[int, frozenset[str]]]] = {}
-        self._records: dict[RecordKind, dict[str, dict[str, Record]]] = {k: {} for k in KINDS}
+        self._records: Streams = {k: {} for k in KINDS}
         # Rows of imported files, a layer over each stream's synced rows: a sync's swap
         # lays them over its fresh records again (an imported id wins).
         self._imported: dict[RecordKind, dict[str, dict[str, Record]]] = {k: {} for k in KINDS}
@@ -71,6 +83,8 @@ class CacheStore:
         # laid over the record as it is cached, whoever wrote that
         self._pending: dict[str, dict[str, Any]] = {}
         self._pending_stamp = -1  # the change log's position when it was read
+        # records artifacts beside the database (streams loaded are views over them)
+        self._loader = StreamLoader(db, user_id) if db is not None else None
 
     # -- subscriptions -------------------------------------------------------------------
 
@@ -132,28 +146,38 @@ class CacheStore:
         seen.update(dict.fromkeys(self._status))
         return list(seen)
 
-    def records(self, kind: RecordKind, source: str | None = None) -> list[Record]:
+    def records(self, kind: RecordKind, source: str | None = None) -> Sequence[Record]:
+        """A stream's records (or every source's, in the sources' fixed order, not whichever
+        sync happened to finish first), made as they are read: a million are not listed."""
         by_source = self._records[kind]
         if source is not None:
-            return list(by_source.get(source, {}).values())
-        # in the sources' fixed order, not whichever sync happened to finish first
-        parts = [by_source.get(name) for name in self.sources()]
-        return [r for part in parts if part for r in part.values()]
+            return ChainedRecords([by_source.get(source, {})])
+        return ChainedRecords(by_source.get(name, {}) for name in self.sources())
 
     def stream_version(self, kind: RecordKind, source: str) -> tuple[int, int]:
         """Changes whenever the stream's records may have: a cheap "is my copy stale?"
         that does not keep the old records alive the way holding the old dict would."""
         return self._epoch, self._stream_versions.get((kind, source), 0)
 
-    def stream(self, kind: RecordKind, source: str) -> dict[str, Record]:
-        """The live mapping of one stream; replaced wholesale, never mutated in place
-        except by upsert/delete of single records."""
+    def stream(self, kind: RecordKind, source: str) -> Stream:
+        """The live mapping of one stream; replaced wholesale, never mutated in place."""
         return self._records[kind].get(source, {})
 
-    def contacts(self, source: str | None = None) -> list[Contact]:
+    def base_of(
+        self, kind: RecordKind, source: str
+    ) -> tuple[StreamStamp, StoredRecords, frozenset[str]] | None:
+        """The records artifact a stream's view rests on: its stamp, its records, and the
+        ids whose records the view changed, added or removed over it. None for a stream
+        held as a dict (no artifact yet: see `settle`)."""
+        stream = self._records[kind].get(source)
+        if not isinstance(stream, StreamView):
+            return None
+        return stream.base.stamp, stream.base, stream.touched
+
+    def contacts(self, source: str | None = None) -> Sequence[Contact]:
         return self.records("contacts", source)  # type: ignore[return-value]
 
-    def deals(self, source: str | None = None) -> list[Deal]:
+    def deals(self, source: str | None = None) -> Sequence[Deal]:
         return self.records("deals", source)  # type: ignore[return-value]
 
     def get(self, kind: RecordKind, record_id: str) -> Record | None:
@@ -350,32 +374,16 @@ class CacheStore:
         self,
         kind: RecordKind,
         source: str,
-        base: dict[str, Record],
+        base: Stream,
         upserts: list[Record],
         deletes: Iterable[str],
-    ) -> tuple[dict[str, Record], frozenset[str], int]:
-        """A copy of `base` with a few records changed (an imported record still winning
-        over its synced version), the ids that changed, and how many went."""
-        overlay = self._imported[kind].get(source, {})
-        with gc_paused():  # a young dict of a million: no collection walks it, it is frozen
-            updated = dict(base)
-        changed = set()
-        pending = self._pending
-        for record in upserts:
-            if record.id not in overlay:
-                if record.id in pending:
-                    record = with_values(record, pending[record.id])
-                updated[record.id] = record
-                changed.add(record.id)
-        removed = 0
-        for record_id in deletes:
-            if record_id not in overlay and updated.pop(record_id, None) is not None:
-                removed += 1
-                changed.add(record_id)
-        return updated, frozenset(changed), removed
+    ) -> tuple[Stream, frozenset[str], int]:
+        """`_patch` with this store's imported records and pending values."""
+        imported = self._imported[kind].get(source, {})
+        return patch_stream(base, upserts, deletes, imported, self._pending)
 
     def _install(
-        self, kind: RecordKind, source: str, updated: dict[str, Record], changed: frozenset[str]
+        self, kind: RecordKind, source: str, updated: Stream, changed: frozenset[str]
     ) -> None:
         """Copy-on-write: a reader holding the old mapping keeps a consistent one."""
         if changed:
@@ -411,9 +419,13 @@ class CacheStore:
         if overlay:
             fresh.update(overlay)
         self._lay_pending(fresh)
+        self._put(kind, source, fresh)
+
+    def _put(self, kind: RecordKind, source: str, fresh: Stream) -> None:
+        """A whole stream in place of the one before, which a reader may still hold."""
         old = self._records[kind].get(source)
         self._records[kind][source] = fresh
-        if old:
+        if isinstance(old, dict) and old:  # a view's records are in its artifact, not here
             release_gradually(list(old.values()))
         self._notify(StoreChange(source, (kind,)))
 
@@ -424,14 +436,11 @@ class CacheStore:
         if self.db is not None:
             await self.in_writer(self.db.upsert_records, kind, batch)
         by_source = self._records[kind]
-        sources = set()
-        for record in batch:
-            # copy-on-write keeps a reader's reference to the old dict consistent
-            sources.add(record.source)
+        sources = {record.source for record in batch}
         for source in sources:
-            updated = dict(by_source.get(source, {}))
-            updated.update((r.id, r) for r in batch if r.source == source)
-            by_source[source] = updated
+            # copy-on-write keeps a reader's reference to the old mapping consistent
+            upserts = {r.id: r for r in batch if r.source == source}
+            by_source[source] = with_changes(by_source.get(source, {}), upserts, ())
         for source in sources:
             ids = frozenset(r.id for r in batch if r.source == source)
             self._notify(StoreChange(source, (kind,), ids))
@@ -448,10 +457,9 @@ class CacheStore:
             if record_id in by_source.get(source, {}):
                 touched.setdefault(source, set()).add(record_id)
         for source, gone in touched.items():
-            updated = dict(by_source[source])
-            for record_id in gone:
-                removed.append(updated.pop(record_id))
-            by_source[source] = updated
+            stream = by_source[source]
+            removed.extend(stream[record_id] for record_id in gone)
+            by_source[source] = with_changes(stream, {}, gone)
             self._notify(StoreChange(source, (kind,), frozenset(gone)))
         return removed
 
@@ -467,6 +475,8 @@ class CacheStore:
             else:
                 self._records[kind].pop(source, None)
                 self._imported[kind].pop(source, None)
+        if source is None and self._loader is not None:  # artifacts of rows that are gone
+            await asyncio.to_thread(self._loader.shelf.clear)
         if source is None:
             self._status = {
                 name: SourceStatus(name, state=s.state) for name, s in self._status.items()
@@ -506,13 +516,8 @@ class CacheStore:
         assert self.db is not None
         self._take_pending(*await asyncio.to_thread(self.db.pending_values, self.user_id))
 
-    def _lay_pending(
-        self, records: dict[str, Record], pending: dict[str, dict[str, Any]] | None = None
-    ) -> None:
-        for record_id, values in (self._pending if pending is None else pending).items():
-            record = records.get(record_id)
-            if record is not None:
-                records[record_id] = with_values(record, values)
+    def _lay_pending(self, records: dict[str, Record]) -> None:
+        lay_pending(records, self._pending)
 
     async def outbox_changed(self, kind: RecordKind, source: str, ids: Iterable[str]) -> None:
         """This process changed the outbox for these records: their pending values are read
@@ -542,9 +547,11 @@ class CacheStore:
             await self.load()
             return
         for kind, source in sorted(changes.streams):
-            synced, imported = await asyncio.to_thread(self._read_stream, kind, source)
+            fresh, imported = await asyncio.to_thread(
+                self._fresh_stream, kind, source, self._pending
+            )
             self._imported[kind][source] = imported
-            self._swap(kind, source, synced)
+            self._put(kind, source, fresh)
         for (kind, source), ids in sorted(changes.ids.items()):
             for _ in range(3):  # this process changed the stream meanwhile: read again
                 before = self.stream_version(kind, source)
@@ -570,12 +577,8 @@ class CacheStore:
     def _read_stream(
         self, kind: RecordKind, source: str
     ) -> tuple[dict[str, Record], dict[str, Record]]:
-        assert self.db is not None
-        load = self.db.load_records
-        with gc_paused():  # a stream's worth of new records: frozen, never walked
-            imported = {r.id: r for r in load(self.user_id, kind, True, source)}
-            synced = {r.id: r for r in load(self.user_id, kind, False, source)}
-        return synced, imported
+        assert self._loader is not None
+        return self._loader.read_dicts(kind, source)
 
     def _read_ids(self, kind: RecordKind, source: str, ids: list[str]) -> list[Record]:
         assert self.db is not None
@@ -596,29 +599,54 @@ class CacheStore:
 
     def _read_snapshot(
         self,
-    ) -> tuple[Layers, Layers, dict[str, SourceStatus], tuple[int, dict[str, dict[str, Any]]]]:
+    ) -> tuple[Streams, Layers, dict[str, SourceStatus], tuple[int, dict[str, dict[str, Any]]]]:
+        """Every stream with rows, each a view over its records artifact."""
         assert self.db is not None
-        layers: tuple[Layers, Layers] = ({k: {} for k in KINDS}, {k: {} for k in KINDS})
-        for records, imported in zip(layers, (False, True), strict=True):
-            for kind in KINDS:
-                by_source = records[kind]
-                for record in self.db.load_records(self.user_id, kind, imported):
-                    part = by_source.get(record.source)
-                    if part is None:
-                        part = by_source[record.source] = {}
-                    part[record.id] = record
-        records, imported = layers
         stamp, pending = self.db.pending_values(self.user_id)
+        streams: Streams = {k: {} for k in KINDS}
+        imported: Layers = {k: {} for k in KINDS}
         for kind in KINDS:
-            for source, overlay in imported[kind].items():
-                records[kind].setdefault(source, {}).update(overlay)
-            for part in records[kind].values() if pending else ():
-                self._lay_pending(part, pending)
-        return records, imported, self.db.load_statuses(self.user_id), (stamp, pending)
+            for source in self.db.stream_sources(self.user_id, kind):
+                stream, overlay = self._fresh_stream(kind, source, pending)
+                if stream:
+                    streams[kind][source] = stream
+                if overlay:
+                    imported[kind][source] = overlay
+        return streams, imported, self.db.load_statuses(self.user_id), (stamp, pending)
+
+    def _fresh_stream(
+        self, kind: RecordKind, source: str, pending: Pending
+    ) -> tuple[Stream, dict[str, Record]]:
+        assert self._loader is not None
+        return self._loader.fresh(kind, source, pending)
+
+    async def settle(self, kind: RecordKind, source: str) -> bool:
+        """Put a stream held as a dict (a sync replaced it in this process) on its records
+        artifact: built or opened for its stamp in a thread, with what changed since read
+        from the database. A change this process made meanwhile is read again after, never
+        undone; a stream replaced meanwhile stays as it is (settle it again). A view that
+        lays many changes over its artifact is put on a new one. Returns whether the stream
+        is now a view."""
+        stream = self._records[kind].get(source)
+        if self.db is None or stream is None:
+            return False
+        if isinstance(stream, StreamView) and stream.spread <= rebuild_after(stream.base):
+            return True
+        before = self.stream_version(kind, source)
+        fresh, imported = await asyncio.to_thread(self._fresh_stream, kind, source, self._pending)
+        moved = self.changed_since(kind, source, before)
+        if moved is None or not isinstance(fresh, StreamView):
+            return False
+        self._imported[kind][source] = imported
+        self._put(kind, source, fresh)
+        if moved:
+            found = await asyncio.to_thread(self._read_ids, kind, source, sorted(moved))
+            await self._apply_off_loop(kind, source, found, sorted(moved - {r.id for r in found}))
+        return True
 
     def _apply_snapshot(
         self,
-        records: Layers,
+        records: Streams,
         imported: Layers,
         statuses: dict[str, SourceStatus],
         pending: tuple[int, dict[str, dict[str, Any]]],

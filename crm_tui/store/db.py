@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from crm_tui.background import background_thread
 from crm_tui.custom_columns import custom_text, custom_values
@@ -48,7 +48,7 @@ from crm_tui.store.leases import Holder, Lease, LeaseStore
 from crm_tui.store.local_rows import LocalRecordStore
 from crm_tui.store.outbox import OutboxStore
 from crm_tui.store.remap import RemapStore
-from crm_tui.store.stamps import StampStore
+from crm_tui.store.stamps import StampStore, StreamStamp
 from crm_tui.store.syncstate import SyncStateStore
 
 # Control characters are stripped at ingest, so neither separator occurs inside a value.
@@ -69,6 +69,7 @@ _INTERNED = frozenset(
     }
 )
 SCHEMA_VERSION = 9
+T = TypeVar("T")
 #: A refresh that changed more records than this is logged as a whole stream replaced.
 DIFF_LIMIT = 20_000
 _COLUMNS: dict[RecordKind, tuple[str, ...]] = {"contacts": CONTACT_FIELDS, "deals": DEAL_FIELDS}
@@ -316,6 +317,60 @@ def _to_row(record: Record, generation: int) -> list[Any]:
     return row
 
 
+def _joined(kind: RecordKind) -> str:
+    """SQL that joins a record row's columns into one text (one Python object, not twenty)."""
+    return " || x'1e' || ".join(f"ifnull({c}, '')" for c in _COLUMNS[kind])
+
+
+def record_decoder(kind: RecordKind, share: bool = True) -> Callable[[str], Record]:
+    """A function that makes a record of one joined row (see `_joined`). With `share`,
+    low-cardinality values are shared between the records it makes (held for its life)."""
+    columns = _COLUMNS[kind]
+    factory: Callable[..., Record] = Contact if kind == "contacts" else Deal
+    shared: dict[str, str] = {}
+    interned = [i for i, c in enumerate(columns) if c in _INTERNED] if share else []
+    tags_at = columns.index("tags") if "tags" in columns else -1
+    amount_at = columns.index("amount") if "amount" in columns else -1
+    probability_at = columns.index("probability") if "probability" in columns else -1
+    deleted_at = columns.index("deleted")
+    custom_at = columns.index("custom")
+
+    def decode(line: str) -> Record:
+        # Empty strings are never stored (ingest turns them into NULL).
+        values: list[Any] = [v or None for v in line.split(RECORD_SEPARATOR)]
+        for i in interned:
+            v = values[i]
+            if v is not None:
+                values[i] = shared.setdefault(v, v)
+        if tags_at >= 0:
+            tags = values[tags_at]
+            values[tags_at] = tuple(tags.split(TAG_SEPARATOR)) if tags else ()
+        if amount_at >= 0 and values[amount_at] is not None:
+            values[amount_at] = Decimal(values[amount_at])
+        if probability_at >= 0 and values[probability_at] is not None:
+            values[probability_at] = int(values[probability_at])
+        values[deleted_at] = values[deleted_at] == "1"
+        values[custom_at] = custom_values(values[custom_at])
+        return factory(*values)
+
+    return decode
+
+
+def _laid_over(
+    conn: sqlite3.Connection, queries: list[tuple[str, tuple[Any, ...]]], imported: dict[str, str]
+) -> Iterator[str]:
+    """The synced rows of `queries`, an imported row in place of one of the same id, then
+    the imported rows left."""
+    for sql, params in queries:
+        cursor = conn.execute(sql, params)
+        while rows := cursor.fetchmany(2_000):
+            for (line,) in rows:
+                if imported:
+                    line = imported.pop(line.partition(RECORD_SEPARATOR)[0], line)
+                yield line
+    yield from imported.values()
+
+
 class Database(
     LeaseStore,
     DecisionStore,
@@ -508,38 +563,58 @@ class Database(
         sources' own (synced) rows, or with `imported` the rows of imported files, oldest
         import first, so that a later import of an id wins. Only `source`'s, or only the
         records `ids` (of `source`), when given."""
-        columns = _COLUMNS[kind]
-        factory: Callable[..., Record] = Contact if kind == "contacts" else Deal
-        shared: dict[str, str] = {}
-        interned = [i for i, c in enumerate(columns) if c in _INTERNED]
-        tags_at = columns.index("tags") if "tags" in columns else -1
-        amount_at = columns.index("amount") if "amount" in columns else -1
-        probability_at = columns.index("probability") if "probability" in columns else -1
-        deleted_at = columns.index("deleted")
-        custom_at = columns.index("custom")
-        joined = " || x'1e' || ".join(f"ifnull({c}, '')" for c in columns)
+        decode = record_decoder(kind)
+        joined = _joined(kind)
         with self._lock, self._reading():
             queries = self._record_queries(user_id, kind, joined, imported, source, ids)
             for sql, params in queries:
                 cursor = self._conn.execute(sql, params)
                 while rows := cursor.fetchmany(2_000):  # small batches: memory and GIL freed
                     for (line,) in rows:
-                        # Empty strings are never stored (ingest turns them into NULL).
-                        values: list[Any] = [v or None for v in line.split(RECORD_SEPARATOR)]
-                        for i in interned:
-                            v = values[i]
-                            if v is not None:
-                                values[i] = shared.setdefault(v, v)
-                        if tags_at >= 0:
-                            tags = values[tags_at]
-                            values[tags_at] = tuple(tags.split(TAG_SEPARATOR)) if tags else ()
-                        if amount_at >= 0 and values[amount_at] is not None:
-                            values[amount_at] = Decimal(values[amount_at])
-                        if probability_at >= 0 and values[probability_at] is not None:
-                            values[probability_at] = int(values[probability_at])
-                        values[deleted_at] = values[deleted_at] == "1"
-                        values[custom_at] = custom_values(values[custom_at])
-                        yield factory(*values)
+                        yield decode(line)
+
+    @damage_named
+    def read_stream_lines(
+        self,
+        user_id: str,
+        kind: RecordKind,
+        source: str,
+        take: Callable[[StreamStamp, Iterator[str]], T],
+    ) -> T:
+        """`take(stamp, lines)`: one stream's rows as `load_records` reads them (one joined
+        line each, decoded by `record_decoder`), one per id as the cache shows the stream:
+        its synced rows with an imported row in place of a synced one of the same id, then
+        the imported rows of new ids (a later import wins). Read in one transaction with the
+        stream's stamp, so the stamp names exactly these rows."""
+        joined = _joined(kind)
+        with self._lock, self._reading():
+            stamp = self._stamp(user_id, kind, source)
+            imported: dict[str, str] = {}
+            for sql, params in self._record_queries(user_id, kind, joined, True, source, None):
+                for (line,) in self._conn.execute(sql, params):
+                    imported[line.partition(RECORD_SEPARATOR)[0]] = line
+            # in the order they were written, as a load of the whole cache reads them
+            synced = [
+                (sql + " ORDER BY rowid", params)
+                for sql, params in self._record_queries(user_id, kind, joined, False, source, None)
+            ]
+            return take(stamp, _laid_over(self._conn, synced, imported))
+
+    @damage_named
+    def stream_sources(self, user_id: str, kind: RecordKind) -> list[str]:
+        """The sources that have rows of `kind` (in any generation), in name order: one
+        index probe per source, not a scan of the rows."""
+        with self._lock:
+            rows = self._conn.execute(
+                "WITH RECURSIVE s(source) AS ("
+                f" SELECT (SELECT min(source) FROM {kind} WHERE user_id = ?1)"
+                f" UNION ALL SELECT (SELECT min(source) FROM {kind}"
+                "  WHERE user_id = ?1 AND source > s.source)"
+                " FROM s WHERE s.source IS NOT NULL)"
+                " SELECT source FROM s WHERE source IS NOT NULL",
+                (user_id,),
+            ).fetchall()
+        return [source for (source,) in rows]
 
     def _record_queries(
         self,

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Protocol
 
 from crm_tui.models import Record, RecordKind
@@ -23,3 +23,16 @@ class CachedRecords(Protocol):
     ) -> set[str] | None: ...
 
     def get(self, kind: RecordKind, record_id: str) -> Record | None: ...
+
+
+class StreamRecords(Protocol):
+    """A stream's records by position and by id (a `StoredRecords`, or any sequence that
+    can say where an id is)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, position: int) -> Record: ...
+
+    def __iter__(self) -> Iterator[Record]: ...
+
+    def positions(self, ids: Iterable[str]) -> dict[str, int]: ...

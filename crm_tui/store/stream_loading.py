@@ -1,0 +1,131 @@
+"""Reading one stream as the database holds it now, for the store: a view over the
+stream's records artifact (opened from the shelf, or built from SQLite and saved) with what
+changed since the artifact's stamp laid over it. Runs in a worker thread."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from crm_tui.files import FileError
+from crm_tui.models import Record, RecordKind
+from crm_tui.store.artifacts import ArtifactShelf
+from crm_tui.store.db import Database
+from crm_tui.store.stamps import StreamStamp
+from crm_tui.store.stored_records import FORMAT, WHAT, DamagedArtifact, StoredRecords, build_arrays
+from crm_tui.store.stream_view import Pending, Stream, StreamView, lay_pending, patch_stream
+from crm_tui.tuning import gc_paused
+
+#: Changes since a stream's records artifact beyond which loading builds a new one (or a
+#: tenth of the stream, if more) rather than laying them over it.
+REBUILD_AFTER = 20_000
+
+log = logging.getLogger(__name__)
+
+
+class StreamLoader:
+    """One user's streams read from `db`, with their records artifacts beside it."""
+
+    def __init__(self, db: Database, user_id: str) -> None:
+        self.db = db
+        self.user_id = user_id
+        self.shelf = ArtifactShelf(db.path.parent / "artifacts", user_id)
+
+    def fresh(
+        self, kind: RecordKind, source: str, pending: Pending
+    ) -> tuple[Stream, dict[str, Record]]:
+        """One stream as the database holds it now, and its imported records: a view over
+        its records artifact (built and saved when there is none, or when much changed
+        since) with the records changed since laid over it."""
+        build = False
+        for _ in range(3):
+            stored = self._stored(kind, source, build)
+            imported = {r.id: r for r in self.db.load_records(self.user_id, kind, True, source)}
+            delta = self.db.stream_delta(self.user_id, kind, stored.stamp, source)
+            build = delta.whole or len(delta.ids) > rebuild_after(stored)
+            if not build:
+                found = self._read_ids(kind, source, sorted(delta.ids))
+                gone = delta.ids - {r.id for r in found}
+                stream, _, _ = patch_stream(
+                    StreamView(stored, pending), found, gone, imported, pending
+                )
+                return stream, imported
+        # replaced again and again while being read: as a dict this time
+        synced, imported = self.read_dicts(kind, source)
+        synced.update(imported)
+        lay_pending(synced, pending)
+        return synced, imported
+
+    def _stored(self, kind: RecordKind, source: str, build: bool) -> StoredRecords:
+        """The stream's records artifact for its stamp now (built unless `build` is False
+        and one is saved)."""
+        if not build:
+            stamp = self.db.stream_stamp(self.user_id, kind, source)
+            found = self._open_stored(kind, source, stamp)
+            if found is not None:
+                return found
+        stamp, arrays, meta = self.db.read_stream_lines(self.user_id, kind, source, _built)
+        return self._saved(kind, source, stamp, arrays, meta)
+
+    def _open_stored(
+        self, kind: RecordKind, source: str, stamp: StreamStamp
+    ) -> StoredRecords | None:
+        artifact = self.shelf.open(WHAT, kind, source, stamp, FORMAT)
+        if artifact is None:
+            return None
+        try:
+            return StoredRecords.opened(kind, artifact)
+        except DamagedArtifact as exc:
+            log.warning("rebuilding the records artifact of %s %s: %s", source, kind, exc)
+            self.shelf.discard(WHAT, kind, source, artifact.stamp)
+            return None
+
+    def _saved(
+        self,
+        kind: RecordKind,
+        source: str,
+        stamp: StreamStamp,
+        arrays: dict[str, np.ndarray],
+        meta: dict[str, Any],
+    ) -> StoredRecords:
+        """Records just built, saved and mapped back from the file; kept in memory when
+        they cannot be saved (a read-only data dir)."""
+        for _ in range(2):
+            try:
+                self.shelf.save(WHAT, kind, source, stamp, FORMAT, arrays, meta)
+            except (OSError, FileError) as exc:
+                log.warning("cannot save the records artifact of %s %s: %s", source, kind, exc)
+                break
+            found = self._open_stored(kind, source, stamp)
+            if found is not None and found.stamp == stamp:
+                return found
+            # a damaged folder of the same stamp stood in the way of ours: gone, once more
+            self.shelf.discard(WHAT, kind, source, stamp)
+        return StoredRecords(kind, stamp, arrays)
+
+    def read_dicts(
+        self, kind: RecordKind, source: str
+    ) -> tuple[dict[str, Record], dict[str, Record]]:
+        """The stream's synced and imported records, each by id (no artifact)."""
+        load = self.db.load_records
+        with gc_paused():  # a stream's worth of new records: frozen, never walked
+            imported = {r.id: r for r in load(self.user_id, kind, True, source)}
+            synced = {r.id: r for r in load(self.user_id, kind, False, source)}
+        return synced, imported
+
+    def _read_ids(self, kind: RecordKind, source: str, ids: list[str]) -> list[Record]:
+        return list(self.db.load_records(self.user_id, kind, False, source, ids))
+
+
+def rebuild_after(stored: StoredRecords) -> int:
+    return max(REBUILD_AFTER, len(stored) // 10)
+
+
+def _built(
+    stamp: StreamStamp, lines: Iterable[str]
+) -> tuple[StreamStamp, dict[str, np.ndarray], dict[str, Any]]:
+    arrays, meta = build_arrays(lines)
+    return stamp, arrays, meta

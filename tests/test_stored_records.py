@@ -1,0 +1,333 @@
+"""The records artifact: built from SQLite with no Record per row, read back field for
+field, trusted only whole, and laid under what changed since it was built."""
+
+from __future__ import annotations
+
+import asyncio
+import tracemalloc
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crm_tui.models import Contact, Deal, Record, RecordKind
+from crm_tui.store import CacheStore, Database, stored_records
+from crm_tui.store import db as db_module
+from crm_tui.store.artifacts import ArtifactShelf
+from crm_tui.store.stored_records import FORMAT, WHAT, DamagedArtifact, StoredRecords
+from crm_tui.store.stream_view import StreamView
+from tests.helpers.records import cached_contact
+
+HOSTILE = "[@click=app.quit]x[/] <b>&amp;</b> 'quoted' \"double\" \\ back"
+
+
+def full_contact(n: int) -> Contact:
+    return cached_contact(
+        "brivity",
+        n,
+        "alice",
+        first_name="Zoë",
+        last_name=f"Łukasiewicz-Ødegård {n}",
+        email=f"zoe{n}@exämple.com",
+        phone="(555) 123-4567",
+        company=HOSTILE,
+        status="lead",
+        rating="A",
+        stage="Hot",
+        tags=("buyer", "vip", "ñandú"),
+        street="1 Rue de l'Église",
+        city="Montréal",
+        state="QC",
+        postal_code="H2X 1Y4",
+        remote_created="2025-01-02T03:04:05Z",
+        remote_updated="2026-01-02T03:04:05Z",
+        synced_at="2026-11-25T00:00:00Z",
+        deleted=n % 2 == 0,
+        raw=f'{{"id": {n}, "x": [1, null, "é"], "s": "\\u001e"}}',
+        custom={"lender": "Quicken", "budget": Decimal("12345678901234567.89"), "kids": ("a", "b")},
+    )
+
+
+def sparse_contact(n: int) -> Contact:
+    return cached_contact("brivity", n, "alice")  # every optional field None, no tags
+
+
+def full_deal(n: int) -> Deal:
+    return Deal(
+        id=f"brivity:d{n}",
+        source="brivity",
+        remote_id=f"d{n}",
+        user_id="alice",
+        name=f"{n} Main St, Montréal",
+        amount=Decimal("1250000.55"),
+        currency="CAD",
+        stage="Closed",
+        probability=40,
+        close_date="2026-12-01",
+        property_address=HOSTILE,
+        status="won",
+        contact_remote_id="7",
+        deleted=True,
+        raw='{"price": "1250000.55", "nested": {"a": [1, 2]}}',
+        custom={"commission": Decimal("0.025"), "closed_on": "2026-12-01"},
+    )
+
+
+def _store(tmp_path: Path) -> CacheStore:
+    return CacheStore("alice", Database(tmp_path / "crm.sqlite3"))
+
+
+def _build(db: Database, kind: RecordKind, source: str) -> StoredRecords:
+    """The stream's records artifact, built, saved and opened as the store does."""
+    stamp, arrays, meta = db.read_stream_lines(
+        "alice", kind, source, lambda s, lines: (s, *stored_records.build_arrays(lines))
+    )
+    shelf = ArtifactShelf(db.path.parent / "artifacts", "alice")
+    shelf.save(WHAT, kind, source, stamp, FORMAT, arrays, meta)
+    artifact = shelf.open(WHAT, kind, source, stamp, FORMAT)
+    assert artifact is not None
+    return StoredRecords.opened(kind, artifact)
+
+
+def _import(db: Database, kind: RecordKind, source: str, records: list[Record], file: str) -> None:
+    generation = db.new_generation("alice", source, kind)
+    db.stage(kind, generation, records)
+    db.commit_import("alice", source, kind, generation, file)
+
+
+def test_every_field_of_contacts_and_deals_comes_back_equal(tmp_path) -> None:
+    store = _store(tmp_path)
+    contacts = [full_contact(n) for n in range(5)] + [sparse_contact(n) for n in range(5, 8)]
+    deals = [full_deal(n) for n in range(3)]
+    asyncio.run(store.replace_stream("brivity", "contacts", contacts))
+    asyncio.run(store.replace_stream("brivity", "deals", deals))
+    stored = _build(store.db, "contacts", "brivity")
+    assert list(stored) == contacts  # in the order they were written
+    assert sorted(stored, key=lambda r: r.id) == sorted(
+        store.db.load_records("alice", "contacts", False, "brivity"), key=lambda r: r.id
+    )
+    assert sorted(_build(store.db, "deals", "brivity"), key=lambda r: r.id) == deals
+    assert stored[0].custom["budget"] == Decimal("12345678901234567.89")
+
+
+def test_by_position_and_by_id(tmp_path) -> None:
+    store = _store(tmp_path)
+    contacts = [full_contact(n) for n in range(20)]
+    asyncio.run(store.replace_stream("brivity", "contacts", contacts))
+    stored = _build(store.db, "contacts", "brivity")
+    listed = list(stored)
+    assert len(stored) == 20
+    assert [stored[i] for i in range(20)] == listed
+    assert stored[-1] == listed[-1] and stored[3:6] == listed[3:6]
+    with pytest.raises(IndexError):
+        stored[20]
+    where = stored.positions(["brivity:4", "brivity:nope", "brivity:19"])
+    assert where == {
+        "brivity:4": listed.index(contacts[4]),
+        "brivity:19": listed.index(contacts[19]),
+    }
+    assert stored.get("brivity:7") == contacts[7]
+    assert stored.get("brivity:70") is None
+    assert stored.id_at(where["brivity:4"]) == "brivity:4"
+
+
+def test_ids_sharing_a_hash_are_told_apart_by_the_id(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(stored_records, "id_hash", lambda record_id: 42)  # every id collides
+    store = _store(tmp_path)
+    contacts = [cached_contact("brivity", n, "alice", first_name=f"P{n}") for n in range(30)]
+    asyncio.run(store.replace_stream("brivity", "contacts", contacts))
+    stored = _build(store.db, "contacts", "brivity")
+    assert all(stored.get(c.id) == c for c in contacts)
+    assert stored.get("brivity:99") is None
+
+
+def test_an_imported_row_wins_and_a_later_import_wins_over_an_earlier(tmp_path) -> None:
+    store = _store(tmp_path)
+    synced = [cached_contact("brivity", n, "alice", first_name=f"Synced{n}") for n in range(4)]
+    asyncio.run(store.replace_stream("brivity", "contacts", synced))
+    first = [
+        cached_contact("brivity", 2, "alice", first_name="Imported2"),
+        cached_contact("brivity", 9, "alice", first_name="Early9"),
+    ]
+    _import(store.db, "contacts", "brivity", first, "a.csv")
+    _import(
+        store.db,
+        "contacts",
+        "brivity",
+        [cached_contact("brivity", 9, "alice", first_name="Late9")],
+        "b.csv",
+    )
+    stored = _build(store.db, "contacts", "brivity")
+    assert [(r.id, r.first_name) for r in stored] == [
+        ("brivity:0", "Synced0"),
+        ("brivity:1", "Synced1"),
+        ("brivity:2", "Imported2"),
+        ("brivity:3", "Synced3"),
+        ("brivity:9", "Late9"),
+    ]
+    store.db.close()
+    loaded = _store(tmp_path)
+    loaded.load_sync()
+    assert [r.first_name for r in loaded.contacts()] == [r.first_name for r in stored]
+    assert loaded.imported_count("brivity") == 2
+
+
+def test_pending_values_are_laid_over_the_stored_record(tmp_path) -> None:
+    store = _store(tmp_path)
+    contacts = [cached_contact("brivity", n, "alice", stage="Lead") for n in range(3)]
+    asyncio.run(store.replace_stream("brivity", "contacts", contacts))
+    store.db.add_edit(
+        "alice", "brivity", "contacts", "update", "brivity:1", "1", {"stage": "Lead"},
+        {"stage": "Won"}, "alice",
+    )  # fmt: skip
+    store.db.close()
+    loaded = _store(tmp_path)
+    loaded.load_sync()
+    assert loaded.get("contacts", "brivity:1").stage == "Won"
+    assert [r.stage for r in loaded.contacts()] == ["Lead", "Won", "Lead"]
+    _, base, touched = loaded.base_of("contacts", "brivity")
+    assert base.get("brivity:1").stage == "Lead" and touched == frozenset()
+
+
+def _artifact_folder(tmp_path: Path) -> Path:
+    shelf = ArtifactShelf(tmp_path / "artifacts", "alice")
+    (folder,) = (shelf.root / WHAT / "contacts.brivity").iterdir()
+    return folder
+
+
+def _loaded_after(tmp_path: Path, damage) -> CacheStore:
+    store = _store(tmp_path)
+    contacts = [cached_contact("brivity", n, "alice", first_name=f"Name{n:03}") for n in range(50)]
+    asyncio.run(store.replace_stream("brivity", "contacts", contacts))
+    store.db.close()
+    first = _store(tmp_path)
+    first.load_sync()  # builds and saves the artifact
+    first.db.close()
+    damage(_artifact_folder(tmp_path))
+    again = _store(tmp_path)
+    again.load_sync()
+    assert [again.get("contacts", c.id) for c in contacts] == contacts
+    assert list(again.contacts()) == contacts
+    return again
+
+
+def _flip(path: Path, at_end: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) - at_end] ^= 0x20  # "Name" -> "name": a record still, but a wrong one
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda f: _flip(f / "data.npy", 40), id="flipped-data"),
+        pytest.param(lambda f: _flip(f / "id_hash.npy", 3), id="flipped-hash"),
+        pytest.param(lambda f: _flip(f / "ends.npy", 5), id="flipped-ends"),
+        pytest.param(
+            lambda f: (f / "data.npy").write_bytes((f / "data.npy").read_bytes()[:-100]),
+            id="truncated-data",
+        ),
+        pytest.param(lambda f: (f / "id_order.npy").unlink(), id="missing-array"),
+        pytest.param(lambda f: (f / "meta.json").write_text("{"), id="broken-meta"),
+    ],
+)
+def test_a_damaged_artifact_is_rebuilt_not_trusted(tmp_path, damage, caplog) -> None:
+    store = _loaded_after(tmp_path, damage)
+    stamp, base, _ = store.base_of("contacts", "brivity")
+    assert len(base) == 50
+    reopened = ArtifactShelf(tmp_path / "artifacts", "alice").open(
+        WHAT, "contacts", "brivity", stamp, FORMAT
+    )
+    assert reopened is not None and list(StoredRecords.opened("contacts", reopened)) == list(base)
+
+
+def test_a_changed_byte_is_refused_when_opened(tmp_path) -> None:
+    store = _store(tmp_path)
+    asyncio.run(store.replace_stream("brivity", "contacts", [full_contact(1)]))
+    stored = _build(store.db, "contacts", "brivity")
+    folder = _artifact_folder(tmp_path)
+    _flip(folder / "data.npy", 10)
+    shelf = ArtifactShelf(tmp_path / "artifacts", "alice")
+    artifact = shelf.open(WHAT, "contacts", "brivity", stored.stamp, FORMAT)
+    assert artifact is not None  # the shelf sees shapes only
+    with pytest.raises(DamagedArtifact, match="checksum"):
+        StoredRecords.opened("contacts", artifact)
+
+
+def test_another_process_changes_are_laid_over_the_artifact(tmp_path) -> None:
+    store = _store(tmp_path)
+    contacts = [cached_contact("brivity", n, "alice", first_name=f"P{n}") for n in range(40)]
+    asyncio.run(store.replace_stream("brivity", "contacts", contacts))
+    store.load_sync()  # the artifact, at this stamp
+    built = store.base_of("contacts", "brivity")[0]
+    other = Database(tmp_path / "crm.sqlite3")  # another process's connection
+    changed = [cached_contact("brivity", n, "alice", first_name=f"Changed{n}") for n in (3, 50)]
+    other.commit_changes("alice", "brivity", "contacts", changed, ["brivity:7", "brivity:8"], None)
+    other.upsert_records("contacts", [cached_contact("brivity", 9, "alice", first_name="Up")])
+    other.close()
+    store.db.close()
+    loaded = _store(tmp_path)
+    loaded.load_sync()
+    stamp, _, touched = loaded.base_of("contacts", "brivity")
+    assert stamp == built  # not rebuilt: the changes are laid over it
+    assert touched == {"brivity:3", "brivity:50", "brivity:7", "brivity:8", "brivity:9"}
+    now = {r.id: r for r in loaded.db.load_records("alice", "contacts", False, "brivity")}
+    assert dict(loaded.stream("contacts", "brivity")) == now
+    assert list(loaded.contacts()) == list(loaded.stream("contacts", "brivity").values())
+    assert loaded.count("contacts") == 39
+    assert isinstance(loaded.stream("contacts", "brivity"), StreamView)
+
+
+def test_a_replaced_stream_gets_a_new_artifact(tmp_path) -> None:
+    store = _store(tmp_path)
+    asyncio.run(store.replace_stream("brivity", "contacts", [full_contact(1)]))
+    store.load_sync()
+    before = store.base_of("contacts", "brivity")[0]
+    asyncio.run(store.replace_stream("brivity", "contacts", [full_contact(2), full_contact(3)]))
+    store.load_sync()
+    after = store.base_of("contacts", "brivity")[0]
+    assert not after.same_rows(before)
+    assert [r.id for r in store.contacts()] == ["brivity:2", "brivity:3"]
+
+
+def test_loading_makes_no_record_per_row(tmp_path, monkeypatch) -> None:
+    store = _store(tmp_path)
+    contacts = [full_contact(n) for n in range(3_000)]
+    asyncio.run(store.replace_stream("brivity", "contacts", contacts))
+    store.db.close()
+    made = []
+    real = db_module.Contact
+
+    def counting(*values):
+        made.append(1)
+        return real(*values)
+
+    monkeypatch.setattr(db_module, "Contact", counting)
+    for built in (False, True):  # the artifact built by the first load, opened by the second
+        loaded = _store(tmp_path)
+        tracemalloc.start()
+        loaded.load_sync()
+        held = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        assert loaded.count("contacts") == 3_000, built
+        assert made == [], built
+        # a cached Contact costs about 900 B: 100 B a row bounds fixed costs (statements,
+        # numpy's mapped arrays) and leaves no room for a record per row
+        assert held < 100 * 3_000, built
+        loaded.db.close()
+    assert loaded.get("contacts", "brivity:17") == contacts[17]
+    assert len(made) == 1
+
+
+def test_an_artifact_that_cannot_be_saved_is_held_in_memory(tmp_path, monkeypatch) -> None:
+    store = _store(tmp_path)
+    asyncio.run(store.replace_stream("brivity", "contacts", [full_contact(1), full_contact(2)]))
+
+    def refuse(*args, **kwargs):
+        raise PermissionError("read-only")
+
+    monkeypatch.setattr(ArtifactShelf, "save", refuse)
+    store.load_sync()
+    assert [r.id for r in store.contacts()] == ["brivity:1", "brivity:2"]
+    assert isinstance(store.base_of("contacts", "brivity")[1]._data, np.ndarray)
