@@ -19,7 +19,7 @@ from crm_tui.models import Contact, Record, RecordKind
 from crm_tui.store.artifacts import ArtifactShelf
 from crm_tui.store.local_rows import LINKS_FIELD
 from crm_tui.store.stamps import StreamStamp
-from tests.dedup_reference import reference_find
+from tests.helpers.dedup_reference import reference_find
 
 FIRST = ["Ana", "ana", "ANA", "Søren", "Soren", "José", "Jose", "Bill", "William", "J.", "Zoë",
          "Łukasz", "[@click=app.quit]x[/]", "", None, "Mary Ann", "Ren\u00e9e"]  # fmt: skip
