@@ -71,6 +71,8 @@ def same_people(found: People, expected: People) -> None:
     assert found.possible == expected.possible
     assert found.shared_by_record == expected.shared_by_record
     assert found.by_record == expected.by_record
+    assert list(found.by_id) == list(expected.by_id)
+    assert found.by_id == expected.by_id
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -168,7 +170,7 @@ def test_keys_are_saved_and_the_next_start_maps_them_in(
     first = DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(store)
     same_people(first, reference_find(contacts))
     assert sorted(built) == sorted(len(r) for r in store.base.values())
-    assert len(list(tmp_path.rglob("meta.json"))) == len(store.base)
+    assert len(list(tmp_path.glob("*/dedup/*/*/meta.json"))) == len(store.base)
     _changes(store, contacts)
     built.clear()
     started = DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(store)
@@ -269,3 +271,114 @@ def test_keys_saved_for_another_home_region_are_not_reused(tmp_path, monkeypatch
     people = DuplicateFinder("GB", shelf=ArtifactShelf(tmp_path, "u")).refresh(Based(contacts))
     assert len(built) == len(Based(contacts).base)  # keyed again: phones read another way
     same_people(people, reference_find(contacts, "GB"))
+
+
+# -- clusters saved per combination of the sources' stamps ---------------------------------
+
+
+def _count_clusterings(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    from crm_tui.dedup import finder
+
+    found: list[int] = []
+    real = finder.find_clusters
+
+    def counting(parts, keyer):  # type: ignore[no-untyped-def]
+        found.append(len(parts))
+        return real(parts, keyer)
+
+    monkeypatch.setattr(finder, "find_clusters", counting)
+    return found
+
+
+def _in_order(found: People, expected: People) -> None:
+    """`same_people`, and the dicts filled in the same order too."""
+    same_people(found, expected)
+    assert list(found.by_record) == list(expected.by_record)
+    assert list(found.shared_by_record) == list(expected.shared_by_record)
+    flagged = [c.flagged for c in found.clusters]
+    assert flagged == [c.flagged for c in expected.clusters]  # the agreements are enums again
+
+
+@pytest.mark.parametrize("seed", [13, 14])
+def test_a_start_over_unchanged_sources_reads_the_clusters_saved(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    contacts = generated(2500, seed)
+    first = DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(Based(contacts))
+    clustered = _count_clusterings(monkeypatch)
+    started = DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(Based(contacts))
+    assert clustered == []
+    _in_order(started, first)
+    same_people(started, reference_find(contacts))
+    assert any(c.shared for c in started.clusters) and started.possible
+
+
+def test_changes_over_the_saved_rows_are_clustered_again(tmp_path, monkeypatch) -> None:
+    contacts = generated(1500, 15)
+    DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(Based(contacts))
+    store = Based(contacts)
+    _changes(store, contacts)
+    clustered = _count_clusterings(monkeypatch)
+    finder = DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u"))
+    same_people(finder.refresh(store), reference_find(store.contacts()))
+    assert clustered == [len(store.base)]
+
+
+def test_saved_clusters_of_other_rows_are_not_used(tmp_path, monkeypatch) -> None:
+    contacts = generated(1500, 16)
+    DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(Based(contacts))
+    clustered = _count_clusterings(monkeypatch)
+    store = Based(contacts)
+    store.stamp = StreamStamp(1, (), 11)  # one change logged since, in every stream
+    same_people(
+        DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(store), reference_find(contacts)
+    )
+    fewer = Based(contacts[:1400])  # the same stamp over other records (a lying stamp)
+    same_people(
+        DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(fewer),
+        reference_find(contacts[:1400]),
+    )
+    assert len(clustered) == 2
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "truncated", "other clusters"])
+def test_damaged_saved_clusters_are_found_again_and_replaced(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    from crm_tui.dedup import saved
+
+    contacts = generated(1500, 17)
+    DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(Based(contacts))
+    target = next(tmp_path.rglob("dedup_people/*/*/blob.npy"))
+    data = bytearray(target.read_bytes())
+    if damage == "flipped byte":
+        data[-100] ^= 0xFF
+    elif damage == "truncated":
+        data = data[: len(data) // 2]
+    else:  # sound marshal, the digest made to match, but fewer clusters than the count says
+        arrays, meta = saved.to_saved(reference_find(contacts[:300]))
+        meta["clusters"] += 1
+        shelf = ArtifactShelf(tmp_path, "u")
+        fmt = next(tmp_path.rglob("dedup_people/*/*/meta.json")).read_text()
+        fmt = json.loads(fmt)["format"]
+        shelf.discard(saved.WHAT, "contacts", saved.EVERY_SOURCE, saved.STAMP)
+        shelf.save(saved.WHAT, "contacts", saved.EVERY_SOURCE, saved.STAMP, fmt, arrays, meta)
+        data = bytearray(target.read_bytes())
+    target.write_bytes(bytes(data))
+    clustered = _count_clusterings(monkeypatch)
+    people = DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(Based(contacts))
+    same_people(people, reference_find(contacts))
+    assert clustered == [len(Based(contacts).base)]
+    DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(Based(contacts))
+    assert len(clustered) == 1  # saved sound this time
+
+
+def test_saved_clusters_read_back_equal_to_what_was_saved() -> None:
+    from crm_tui.dedup import saved
+
+    people = reference_find(generated(2000, 18))
+    arrays, meta = saved.to_saved(people)
+    back = saved.from_saved(arrays, meta)
+    assert back is not None
+    _in_order(back, people)
+    assert saved.from_saved(arrays, {**meta, "digest": "0"}) is None

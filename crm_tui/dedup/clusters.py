@@ -11,39 +11,28 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
-import threading
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
 import numpy as np
 
 from crm_tui.dedup.blocks import repeated
-from crm_tui.dedup.keyarrays import Keyer, from_saved, saved_format, to_saved
-from crm_tui.dedup.keys import NameAgreement, PhoneKeys, compare_names
+from crm_tui.dedup.keyarrays import Keyer
+from crm_tui.dedup.keys import NameAgreement, compare_names
 from crm_tui.dedup.mailbox import mailbox_key
 from crm_tui.dedup.possible import POSSIBLE, possible_links
 from crm_tui.dedup.sourcekeys import (
-    REKEY_SHARE,
-    BaseRecords,
-    RecordList,
     SourceKeys,
-    StreamBases,
 )
-from crm_tui.dedup.texts import FIELDS, Texts, split_name, texts_of
+from crm_tui.dedup.texts import FIELDS, Texts, split_name
 from crm_tui.heap import CHUNK, release_gradually
 from crm_tui.models import Contact
 from crm_tui.store import decisions
-from crm_tui.store.artifacts import ArtifactShelf
-from crm_tui.store.reading import CachedRecords
-from crm_tui.store.stamps import StreamStamp
 from crm_tui.text import digits
-from crm_tui.tuning import gc_paused
 
 log = logging.getLogger(__name__)
-#: What the keys are saved as on an ArtifactShelf.
-SHELF_WHAT = "dedup"
 
 EMAIL, PHONE, MERGED = 1, 2, 4
 #: A key held by more records than this is a placeholder or a switchboard, not a person.
@@ -192,126 +181,6 @@ class People:
 
 
 EMPTY = People([], {}, {})
-
-
-class DuplicateFinder:
-    """Keeps each source's keys between runs: after a sync only what changed is keyed again.
-    With a `shelf`, keys are saved per stream stamp, and a later start maps them in."""
-
-    def __init__(self, region: str = "US", shelf: ArtifactShelf | None = None) -> None:
-        self.phones = PhoneKeys(region)
-        self.shelf = shelf
-        self._format = saved_format(self.phones.region)
-        self._keys: dict[str, SourceKeys] = {}
-        self._lock = threading.Lock()  # two refreshes from worker threads run one at a time
-
-    def refresh(self, store: CachedRecords) -> People:
-        """Re-keys the sources whose contacts changed since the last refresh."""
-        with self._lock:
-            return self._refresh(store)
-
-    def _refresh(self, store: CachedRecords) -> People:
-        present = {}
-        keyer = Keyer(self.phones)
-        for source in store.sources():
-            version = store.stream_version("contacts", source)  # before the records
-            cached = self._keys.get(source)
-            if cached is not None and cached.version == version:
-                present[source] = cached
-                continue
-            base = store.base_of("contacts", source) if isinstance(store, StreamBases) else None
-            with gc_paused():  # young objects by the million: frozen on the way out
-                if base is not None:
-                    keys = self._based(store, source, version, base, keyer)
-                else:
-                    keys = self._streamed(store, source, version, cached, keyer)
-            if keys is not None and len(keys):
-                present[source] = keys
-        self._keys = present
-        with gc_paused():
-            return find_clusters([present[s] for s in sorted(present)], keyer)
-
-    def _streamed(
-        self,
-        store: CachedRecords,
-        source: str,
-        version: tuple[int, int],
-        cached: SourceKeys | None,
-        keyer: Keyer,
-    ) -> SourceKeys | None:
-        """From the stream in memory: a few contacts changed since `cached`, re-key those;
-        else all."""
-        stream = cast("Mapping[str, Contact]", store.stream("contacts", source))
-        if not stream:
-            return None
-        if cached is not None:
-            changed = store.changed_since("contacts", source, cached.version)
-            if changed is not None and len(changed) <= max(1000, REKEY_SHARE * len(cached)):
-                return cached.rekeyed(version, {i: stream.get(i) for i in changed}, keyer)
-        return SourceKeys.build(source, version, RecordList(stream.values()), keyer)
-
-    def _based(
-        self,
-        store: CachedRecords,
-        source: str,
-        version: tuple[int, int],
-        base: tuple[StreamStamp, BaseRecords, Iterable[str]],
-        keyer: Keyer,
-    ) -> SourceKeys:
-        """The saved keys of the stream's base (made and saved if there are none), with the
-        contacts changed since keyed again."""
-        stamp, records, changed = base
-        keys = self._saved(source, version, stamp, records)
-        if keys is None:
-            keys = SourceKeys.build(source, version, records, keyer)
-            keys = self._save(keys, stamp, keyer) or keys
-        current = {i: cast("Contact | None", store.get("contacts", i)) for i in changed}
-        return keys.rekeyed(version, current, keyer) if current else keys
-
-    def _saved(
-        self, source: str, version: object, stamp: StreamStamp, records: BaseRecords
-    ) -> SourceKeys | None:
-        if self.shelf is None:
-            return None
-        artifact = self.shelf.open(SHELF_WHAT, "contacts", source, stamp, self._format)
-        if artifact is None or artifact.stamp != stamp:
-            return None  # keys of other rows: their positions are not these records'
-        found = from_saved(artifact.arrays, artifact.meta, len(records))
-        if found is None:
-            log.warning("the saved duplicate keys of %s do not match: keyed again", source)
-            return None
-        keys, merged, texts = found
-        return SourceKeys(source, version, keys, records, merged, texts=texts)
-
-    def _save(self, keys: SourceKeys, stamp: StreamStamp, keyer: Keyer) -> SourceKeys | None:
-        """Saved, and mapped back in: the page cache holds them, not this process's heap."""
-        if self.shelf is None:
-            return None
-        contacts = cast("Sequence[Contact]", keys.records)
-        names = [keyer.name(c) for c in contacts]
-        arrays, meta = to_saved(keys.keys, keys.merged, texts_of(contacts, names))
-        del names
-        try:
-            # one found unsound at this stamp would stay: a save keeps a folder already there
-            self.shelf.discard(SHELF_WHAT, "contacts", keys.source, stamp)
-            self.shelf.save(SHELF_WHAT, "contacts", keys.source, stamp, self._format, arrays, meta)
-        except OSError as exc:
-            log.warning("the duplicate keys of %s were not saved: %s", keys.source, exc)
-            return None
-        return self._saved(keys.source, keys.version, stamp, keys.records)
-
-    def find(self, contacts: Sequence[Contact]) -> People:
-        """Clusters of a plain list of contacts (tests, the CLI without a store)."""
-        by_source: dict[str, list[Contact]] = {}
-        for contact in contacts:
-            by_source.setdefault(contact.source, []).append(contact)
-        keyer = Keyer(self.phones)
-        with gc_paused():
-            parts = [
-                SourceKeys.build(s, None, RecordList(by_source[s]), keyer)
-                for s in sorted(by_source)
-            ]
-            return find_clusters(parts, keyer)
 
 
 # -- clustering ------------------------------------------------------------------------------
