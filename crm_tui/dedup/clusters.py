@@ -56,6 +56,7 @@ def confidence(keys: int, names: NameAgreement) -> float:
     return round(min(0.99, _BASE[keys] + _NAME_BONUS[names]), 2)
 
 
+_new = tuple.__new__  # a NamedTuple made without its Python-level __new__: a million of them
 _KEY_NAMES = {
     bits: tuple(
         n for bit, n in ((EMAIL, "email"), (PHONE, "phone"), (MERGED, "merged")) if bits & bit
@@ -139,7 +140,10 @@ class Cluster(NamedTuple):
 
 def cluster_id(members: Iterable[str]) -> str:
     """Stable while its vendor records stay: a merged-in local record does not rename it."""
-    ids = sorted(members)
+    return _id_of_sorted(sorted(members))
+
+
+def _id_of_sorted(ids: Sequence[str]) -> str:
     anchor = ids[0]
     if anchor.startswith("local:"):
         anchor = next((m for m in ids if not m.startswith("local:")), anchor)
@@ -277,19 +281,23 @@ class _Components:
     def release(self) -> None:
         _let_go(self._nodes, self._roots)
 
-    def sets(self) -> tuple[list[int], list[list[int]], list[list[int]]]:
-        """Per set, lowest root first: its root, its positions ascending, and the indexes
-        (in the pairs' order) of the pairs that made it."""
+    def sets(
+        self, per_pair: np.ndarray
+    ) -> tuple[list[int], list[list[int]], list[list[int]], list[float]]:
+        """Per set, lowest root first: its root, its positions ascending, the indexes (in
+        the pairs' order) of the pairs that made it, and the least of `per_pair` over them."""
         by_set = np.lexsort((self.nodes, self.roots))
         held = self.nodes[by_set].tolist()
         firsts = _run_starts(self.roots[by_set])
         made = np.argsort(self.pair_roots, kind="stable")
         links = made.tolist()
         pair_firsts = _run_starts(self.pair_roots[made])
+        least = np.minimum.reduceat(per_pair[made], pair_firsts[:-1]) if len(made) else made
         return (
             self.roots[by_set][firsts[:-1]].tolist(),
             [held[s:e] for s, e in itertools.pairwise(firsts.tolist())],
             [links[s:e] for s, e in itertools.pairwise(pair_firsts.tolist())],
+            least.tolist(),
         )
 
 
@@ -455,23 +463,28 @@ def _assemble(
 ) -> People:
     ids, updated = view.ids, view.updated
     made = [
-        Link(ids[a], ids[b], _KEY_NAMES[keys], agreement, _CONFIDENCE[keys, agreement])
+        _new(Link, (ids[a], ids[b], _KEY_NAMES[keys], agreement, _CONFIDENCE[keys, agreement]))
         for (a, b), (keys, agreement) in pairs.items()
     ]
-    roots, members, links = union.sets()
+    sure = np.fromiter((link.confidence for link in made), np.float64, len(made))
+    roots, members, links, least = union.sets(sure)
     shared_by_root, shared_by_record = _shared(view, union, crowded)
     clusters: list[Cluster] = []
     by_record: dict[str, Cluster] = {}
-    for root, indexes, own in zip(roots, members, links, strict=True):
+    for root, indexes, own, lowest in zip(roots, members, links, least, strict=True):
         member_ids = tuple(sorted([ids[i] for i in indexes]))
-        cluster = Cluster(
-            cluster_id(member_ids),
-            member_ids,
-            min(made[j].confidence for j in own),
-            tuple([made[j] for j in own]),
-            tuple(shared_by_root.get(root, ())),
-            max(map(updated.__getitem__, indexes)),
-            bool(merges) and _settled(ids, indexes, merges),
+        cluster = _new(
+            Cluster,
+            (
+                _id_of_sorted(member_ids),
+                member_ids,
+                lowest,
+                tuple([made[j] for j in own]),
+                tuple(shared_by_root.get(root, ())),
+                max(map(updated.__getitem__, indexes)),
+                bool(merges) and _settled(ids, indexes, merges),
+                False,
+            ),
         )
         clusters.append(cluster)
         for record in member_ids:
@@ -536,7 +549,8 @@ def most_valuable_first(
     sources = np.fromiter(counted, dtype=np.int32, count=count)
     # as a number (20260326143005): a numpy string array of 300,000 would be built, and
     # sorted, in long C calls that hold the interpreter lock
-    recency = np.fromiter((_stamp(c.latest) for c in clusters), dtype=np.int64, count=count)
+    stamps = {when: _stamp(when) for when in {c.latest for c in clusters}}
+    recency = np.fromiter((stamps[c.latest] for c in clusters), dtype=np.int64, count=count)
     sizes = np.fromiter((len(c.members) for c in clusters), dtype=np.int32, count=count)
     sure = np.fromiter((c.confidence for c in clusters), dtype=np.float64, count=count)
     place = np.fromiter(first, dtype=np.int64, count=count)

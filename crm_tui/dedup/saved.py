@@ -32,6 +32,7 @@ EVERY_SOURCE = "all"
 STAMP = StreamStamp(0, (), 0)
 LAYOUT = "dedup-people-1"
 _AGREEMENT = {a.value: a for a in NameAgreement}
+_NAMED = {a: a.value for a in NameAgreement}
 _new = tuple.__new__  # a NamedTuple made without its Python-level __new__: a million of them
 
 
@@ -98,7 +99,7 @@ def _put(pieces: list[bytes], tag: str, rows: list[Any]) -> None:
 
 
 def _row(cluster: Cluster, point_at: dict[int, int]) -> tuple[Any, ...]:
-    links = tuple((k.a, k.b, k.keys, k.names.value, k.confidence) for k in cluster.links)
+    links = tuple([(k.a, k.b, k.keys, _NAMED[k.names], k.confidence) for k in cluster.links])
     shared = tuple(point_at[id(p)] for p in cluster.shared)
     c = cluster
     return (c.id, c.members, c.confidence, links, shared, c.latest, c.settled, c.possible)
