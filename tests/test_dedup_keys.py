@@ -349,7 +349,7 @@ def test_damaged_saved_clusters_are_found_again_and_replaced(
 
     contacts = generated(1500, 17)
     DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(Based(contacts))
-    target = next(tmp_path.rglob("dedup_people/*/*/blob.npy"))
+    target = next(tmp_path.rglob("dedup_people/*/*/members.npy"))
     data = bytearray(target.read_bytes())
     if damage == "flipped byte":
         data[-100] ^= 0xFF

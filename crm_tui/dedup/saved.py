@@ -2,11 +2,11 @@
 all rest, unchanged, on the same saved rows reads the clusters back instead of linking every
 block again.
 
-The saved form is marshal's, of plain tuples, in slices of `CHUNK` rows: each slice is
-written and read by one C call, so none holds the interpreter lock for long (one call over
-a million objects would freeze the app's loop). A digest in the metadata catches a damaged
-file; anything that does not read back as written is ignored and the clusters are found
-again.
+Saved by column: every cluster's members as one text blob, every link's ends as places in
+it, confidences and flags as numpy arrays. Reading back is a few C calls per column and one
+tuple per cluster and link, made without Python-level constructors; the strings of a record
+are one object wherever it appears. A digest in the metadata catches a damaged file;
+anything that does not read back as written is ignored and the clusters are found again.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import hashlib
 import itertools
 import json
 import marshal
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -30,10 +31,12 @@ WHAT = "dedup_people"
 EVERY_SOURCE = "all"
 #: The one stamp they are saved under: the combination is in the format (see `saved_format`).
 STAMP = StreamStamp(0, (), 0)
-LAYOUT = "dedup-people-1"
-_AGREEMENT = {a.value: a for a in NameAgreement}
-_NAMED = {a: a.value for a in NameAgreement}
-_new = tuple.__new__  # a NamedTuple made without its Python-level __new__: a million of them
+LAYOUT = "dedup-people-2"
+_AGREEMENTS = list(NameAgreement)
+_AGREEMENT_AT = {a: at for at, a in enumerate(_AGREEMENTS)}
+_END = "\x00"  # control characters are stripped from CRM text at ingest: never inside one
+_link = partial(tuple.__new__, Link)  # a NamedTuple made without its Python-level __new__
+_cluster = partial(tuple.__new__, Cluster)
 
 
 def saved_format(keys_format: str, stamps: Mapping[str, tuple[StreamStamp, int]]) -> str:
@@ -41,81 +44,198 @@ def saved_format(keys_format: str, stamps: Mapping[str, tuple[StreamStamp, int]]
     records), keyed as `keys_format` says: any other combination is another format, never
     read for this one."""
     rows = sorted((s, t.name, n) for s, (t, n) in stamps.items())
-    combination = json.dumps([keys_format, rows])
+    combination = json.dumps([LAYOUT, keys_format, rows])
     return f"{LAYOUT}/{hashlib.blake2b(combination.encode(), digest_size=16).hexdigest()}"
 
 
 def to_saved(people: People) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The arrays and metadata an ArtifactShelf saves."""
-    points: list[SharedPoint] = []
-    point_at: dict[int, int] = {}  # by identity: one point is held by many records
-    for point in itertools.chain(
-        itertools.chain.from_iterable(people.shared_by_record.values()),
-        (p for c in people.clusters for p in c.shared),
-    ):
-        if id(point) not in point_at:
-            point_at[id(point)] = len(points)
-            points.append(point)
+    every = [*people.clusters, *people.possible]
+    members = list(itertools.chain.from_iterable(c.members for c in every))
+    place = dict(zip(members, range(len(members)), strict=True))
+    links = list(itertools.chain.from_iterable(c.links for c in every))
     cluster_at = {id(c): at for at, c in enumerate(people.clusters)}
-    pieces: list[bytes] = []
-    _put(pieces, "point", [(p.kind, p.value, p.groups) for p in points])
-    _put(pieces, "cluster", [_row(c, point_at) for c in people.clusters])
-    _put(pieces, "possible", [_row(c, point_at) for c in people.possible])
-    shared = [(r, tuple(point_at[id(p)] for p in ps)) for r, ps in people.shared_by_record.items()]
-    _put(pieces, "shared", shared)
-    # by_record in the order it was filled: a cluster at a time, its members in order
-    _put(pieces, "order", list(dict.fromkeys(cluster_at[id(c)] for c in people.by_record.values())))
-    starts = np.cumsum([0, *map(len, pieces)], dtype=np.int64)
-    arrays = {"blob": np.frombuffer(b"".join(pieces), dtype=np.uint8), "starts": starts}
-    return arrays, {"digest": _digest(arrays), "clusters": len(people.clusters)}
+    table = list(dict.fromkeys(link.keys for link in links))
+    table_at = {keys: at for at, keys in enumerate(table)}
+    points, point_at = _points(people)
+    shared = people.shared_by_record
+    arrays = {
+        "members": _blob(members),
+        "member_counts": _counts(c.members for c in every),
+        "ids": _blob([c.id for c in every]),
+        "latest": _blob([c.latest for c in every]),
+        "sure": np.array([c.confidence for c in every], dtype=np.float64),
+        "flags": np.array([c.settled + 2 * c.possible for c in every], dtype=np.int8),
+        "link_counts": _counts(c.links for c in every),
+        "link_a": _ints(place[link.a] for link in links),
+        "link_b": _ints(place[link.b] for link in links),
+        "link_keys": _ints(table_at[link.keys] for link in links),
+        "link_names": _ints(_AGREEMENT_AT[link.names] for link in links),
+        "link_sure": np.array([link.confidence for link in links], dtype=np.float64),
+        "point_counts": _counts(c.shared for c in every),
+        "point_at": _ints(point_at[id(p)] for c in every for p in c.shared),
+        **_marshalled(points),
+        "shared": _blob(list(shared)),
+        "shared_counts": _counts(shared.values()),
+        "shared_at": _ints(point_at[id(p)] for ps in shared.values() for p in ps),
+        # by_record in the order it was filled: a cluster at a time, its members in order
+        "order": _ints(dict.fromkeys(cluster_at[id(c)] for c in people.by_record.values())),
+    }
+    meta = {"clusters": len(people.clusters), "keys": table, "points": len(points)}
+    return arrays, {**meta, "digest": _digest(arrays)}
 
 
-def from_saved(arrays: Any, meta: Any) -> People | None:
+def from_saved(arrays: Mapping[str, np.ndarray], meta: Any) -> People | None:
     """The clusters as saved, or None when anything does not add up."""
     try:
         if meta.get("digest") != _digest(arrays):
             return None
-        read: dict[str, list[Any]] = {n: [] for n in ("point", "cluster", "possible", "shared")}
-        read["order"] = []
-        blob, starts = arrays["blob"], arrays["starts"].tolist()
-        for start, end in itertools.pairwise(starts):
-            tag, rows = marshal.loads(memoryview(blob[start:end]))
-            read[tag].extend(rows)
-        points = [SharedPoint(str(k), str(v), tuple(map(tuple, g))) for k, v, g in read["point"]]
-        clusters = [_cluster(row, points) for row in read["cluster"]]
-        if len(clusters) != meta.get("clusters"):
-            return None
-        by_record = {m: c for c in map(clusters.__getitem__, read["order"]) for m in c.members}
-        shared = {r: [points[i] for i in at] for r, at in read["shared"]}
-        possible = [_cluster(row, points) for row in read["possible"]]
-        return People(clusters, by_record, shared, possible)
+        return _read(arrays, meta)
     except (KeyError, ValueError, TypeError, EOFError, IndexError, AttributeError):
         return None
 
 
-def _put(pieces: list[bytes], tag: str, rows: list[Any]) -> None:
-    for start in range(0, len(rows), CHUNK):
-        pieces.append(marshal.dumps((tag, rows[start : start + CHUNK])))
+def _read(arrays: Mapping[str, np.ndarray], meta: Any) -> People:
+    sizes = _bounds(arrays["member_counts"])
+    members = _texts(arrays["members"], sizes[-1])
+    canon = dict(zip(members, members, strict=True))  # one string per record
+    every = len(sizes) - 1
+    table = [tuple(map(str, keys)) for keys in meta["keys"]]
+    link_bounds = _bounds(arrays["link_counts"], every)
+    names = [_AGREEMENTS[i] for i in _index(arrays["link_names"], len(_AGREEMENTS))]
+    made = list(
+        map(
+            _link,
+            zip(
+                map(members.__getitem__, _index(arrays["link_a"], len(members))),
+                map(members.__getitem__, _index(arrays["link_b"], len(members))),
+                [table[i] for i in _index(arrays["link_keys"], len(table))],
+                names,
+                arrays["link_sure"].tolist(),
+                strict=True,
+            ),
+        )
+    )
+    points = _read_points(arrays, meta, canon)
+    point_bounds = _bounds(arrays["point_counts"], every)
+    point_at = [points[i] for i in _index(arrays["point_at"], len(points))]
+    flags = arrays["flags"].tolist()
+    clusters = list(
+        map(
+            _cluster,
+            zip(
+                _texts(arrays["ids"], every),
+                _slices(members, sizes),
+                arrays["sure"].tolist(),
+                _slices(made, link_bounds),
+                _slices(point_at, point_bounds),
+                _texts(arrays["latest"], every),
+                [bool(f & 1) for f in flags],
+                [bool(f & 2) for f in flags],
+                strict=True,
+            ),
+        )
+    )
+    if not all(c.links for c in clusters):
+        raise ValueError("a cluster without links")
+    key_linked = int(meta["clusters"])
+    people = clusters[:key_linked]
+    if (
+        not 0 <= key_linked <= every
+        or any(c.possible for c in people)
+        or not all(c.possible for c in clusters[key_linked:])
+    ):
+        raise ValueError("key-linked and possible clusters do not add up")
+    firsts = _index(arrays["order"], key_linked)
+    by_record = {m: c for c in map(people.__getitem__, firsts) for m in c.members}
+    shared_bounds = _bounds(arrays["shared_counts"])
+    records = [canon.get(r, r) for r in _texts(arrays["shared"], len(shared_bounds) - 1)]
+    held = [points[i] for i in _index(arrays["shared_at"], len(points))]
+    shared = dict(zip(records, map(list, _slices(held, shared_bounds)), strict=True))
+    return People(people, by_record, shared, clusters[key_linked:])
 
 
-def _row(cluster: Cluster, point_at: dict[int, int]) -> tuple[Any, ...]:
-    links = tuple([(k.a, k.b, k.keys, _NAMED[k.names], k.confidence) for k in cluster.links])
-    shared = tuple(point_at[id(p)] for p in cluster.shared)
-    c = cluster
-    return (c.id, c.members, c.confidence, links, shared, c.latest, c.settled, c.possible)
+def _points(people: People) -> tuple[list[tuple[Any, ...]], dict[int, int]]:
+    """Every shared point once (as plain tuples), and where each is, by identity: one point
+    is held by many records."""
+    points: list[tuple[Any, ...]] = []
+    point_at: dict[int, int] = {}
+    for point in itertools.chain(
+        itertools.chain.from_iterable(people.shared_by_record.values()),
+        (p for c in (*people.clusters, *people.possible) for p in c.shared),
+    ):
+        if id(point) not in point_at:
+            point_at[id(point)] = len(points)
+            points.append((point.kind, point.value, point.groups))
+    return points, point_at
 
 
-def _cluster(row: tuple[Any, ...], points: list[SharedPoint]) -> Cluster:
-    cid, members, sure, links, shared, latest, settled, possible = row
-    made = tuple([_new(Link, (a, b, k, _AGREEMENT[n], s)) for a, b, k, n, s in links])
-    if not (isinstance(cid, str) and isinstance(members, tuple) and made):
-        raise ValueError("not a cluster")
-    points_of = tuple([points[i] for i in shared])
-    return _new(Cluster, (cid, members, sure, made, points_of, latest, settled, possible))
+def _read_points(
+    arrays: Mapping[str, np.ndarray], meta: Any, canon: dict[str, str]
+) -> list[SharedPoint]:
+    points = []
+    blob = arrays["points"]
+    for start, end in itertools.pairwise(arrays["point_starts"].tolist()):
+        for kind, value, groups in marshal.loads(blob[start:end].tobytes()):
+            held = tuple(tuple(canon.get(r, r) for r in g) for g in groups)
+            points.append(SharedPoint(str(kind), str(value), held))
+    if len(points) != meta["points"]:
+        raise ValueError("points missing")
+    return points
 
 
-def _digest(arrays: Any) -> str:
+def _marshalled(rows: list[Any]) -> dict[str, np.ndarray]:
+    """`rows` marshalled a slice at a time (one call over all would hold the interpreter
+    lock long), and where each slice starts."""
+    pieces = [marshal.dumps(tuple(rows[s : s + CHUNK])) for s in range(0, len(rows), CHUNK)]
+    return {
+        "points": np.frombuffer(b"".join(pieces), dtype=np.uint8),
+        "point_starts": np.cumsum([0, *map(len, pieces)], dtype=np.int64),
+    }
+
+
+def _blob(values: Sequence[str]) -> np.ndarray:
+    """Texts, each ended by _END, as one array of UTF-8 bytes."""
+    text = "".join(f"{v}{_END}" for v in values)
+    return np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8)
+
+
+def _texts(array: np.ndarray, count: int) -> list[str]:
+    found = bytes(array).decode("utf-8", "surrogatepass").split(_END)
+    if len(found) != count + 1 or found[-1]:
+        raise ValueError("texts do not add up")
+    return found[:-1]
+
+
+def _counts(groups: Any) -> np.ndarray:
+    return np.fromiter(map(len, groups), dtype=np.int64)
+
+
+def _ints(values: Any) -> np.ndarray:
+    return np.fromiter(values, dtype=np.int64)
+
+
+def _bounds(counts: np.ndarray, count: int | None = None) -> list[int]:
+    if (count is not None and len(counts) != count) or (counts < 0).any():
+        raise ValueError("counts do not add up")
+    return [0, *np.cumsum(counts).tolist()]
+
+
+def _index(values: np.ndarray, size: int) -> list[int]:
+    if len(values) and (values.min() < 0 or values.max() >= size):
+        raise ValueError("an index out of range")
+    return values.tolist()  # type: ignore[no-any-return]
+
+
+def _slices(items: list[Any], bounds: list[int]) -> list[tuple[Any, ...]]:
+    if bounds[-1] != len(items):
+        raise ValueError("counts do not add up")
+    return [tuple(items[s:e]) for s, e in itertools.pairwise(bounds)]
+
+
+def _digest(arrays: Mapping[str, np.ndarray]) -> str:
     digest = hashlib.blake2b(digest_size=16)
-    for name in ("blob", "starts"):
+    for name in sorted(arrays):
+        digest.update(name.encode())
         digest.update(np.ascontiguousarray(arrays[name]).data)
     return digest.hexdigest()
