@@ -17,6 +17,7 @@ import json
 import marshal
 from collections.abc import Mapping, Sequence
 from functools import partial
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,7 @@ _AGREEMENT_AT = {a: at for at, a in enumerate(_AGREEMENTS)}
 _END = "\x00"  # control characters are stripped from CRM text at ingest: never inside one
 _link = partial(tuple.__new__, Link)  # a NamedTuple made without its Python-level __new__
 _cluster = partial(tuple.__new__, Cluster)
+_A, _B, _KEYS, _NAMES, _SURE = (itemgetter(i) for i in range(5))  # a Link's fields
 
 
 def saved_format(keys_format: str, stamps: Mapping[str, tuple[StreamStamp, int]]) -> str:
@@ -67,11 +69,11 @@ def to_saved(people: People) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         "sure": np.array([c.confidence for c in every], dtype=np.float64),
         "flags": np.array([c.settled + 2 * c.possible for c in every], dtype=np.int8),
         "link_counts": _counts(c.links for c in every),
-        "link_a": _ints(place[link.a] for link in links),
-        "link_b": _ints(place[link.b] for link in links),
-        "link_keys": _ints(table_at[link.keys] for link in links),
-        "link_names": _ints(_AGREEMENT_AT[link.names] for link in links),
-        "link_sure": np.array([link.confidence for link in links], dtype=np.float64),
+        "link_a": _ints(map(place.__getitem__, map(_A, links))),
+        "link_b": _ints(map(place.__getitem__, map(_B, links))),
+        "link_keys": _ints(map(table_at.__getitem__, map(_KEYS, links))),
+        "link_names": _ints(map(_AGREEMENT_AT.__getitem__, map(_NAMES, links))),
+        "link_sure": np.fromiter(map(_SURE, links), dtype=np.float64, count=len(links)),
         "point_counts": _counts(c.shared for c in every),
         "point_at": _ints(point_at[id(p)] for c in every for p in c.shared),
         **_marshalled(points),
