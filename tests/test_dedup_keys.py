@@ -382,3 +382,10 @@ def test_saved_clusters_read_back_equal_to_what_was_saved() -> None:
     assert back is not None
     _in_order(back, people)
     assert saved.from_saved(arrays, {**meta, "digest": "0"}) is None
+
+
+def test_codes_of_many_texts_are_each_texts_own_code() -> None:
+    from crm_tui.dedup.keyarrays import code, codes
+
+    texts = [f"p{n % 2500}@x.com" for n in range(5000)] + [None, "", "Søren", "\ud800 lone"]
+    assert codes(texts).tolist() == [code(t) if t else 0 for t in texts]

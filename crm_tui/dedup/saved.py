@@ -54,7 +54,9 @@ def to_saved(people: People) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The arrays and metadata an ArtifactShelf saves."""
     every = [*people.clusters, *people.possible]
     members = list(itertools.chain.from_iterable(c.members for c in every))
-    place = dict(zip(members, range(len(members)), strict=True))
+    place: dict[str, int] = {}
+    for start in range(0, len(members), CHUNK):
+        place.update(zip(members[start : start + CHUNK], itertools.count(start)))
     links = list(itertools.chain.from_iterable(c.links for c in every))
     cluster_at = {id(c): at for at, c in enumerate(people.clusters)}
     table = list(dict.fromkeys(link.keys for link in links))
@@ -69,11 +71,11 @@ def to_saved(people: People) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         "sure": np.array([c.confidence for c in every], dtype=np.float64),
         "flags": np.array([c.settled + 2 * c.possible for c in every], dtype=np.int8),
         "link_counts": _counts(c.links for c in every),
-        "link_a": _ints(map(place.__getitem__, map(_A, links))),
-        "link_b": _ints(map(place.__getitem__, map(_B, links))),
-        "link_keys": _ints(map(table_at.__getitem__, map(_KEYS, links))),
-        "link_names": _ints(map(_AGREEMENT_AT.__getitem__, map(_NAMES, links))),
-        "link_sure": np.fromiter(map(_SURE, links), dtype=np.float64, count=len(links)),
+        "link_a": _column(links, _A, place.__getitem__),
+        "link_b": _column(links, _B, place.__getitem__),
+        "link_keys": _column(links, _KEYS, table_at.__getitem__),
+        "link_names": _column(links, _NAMES, _AGREEMENT_AT.__getitem__),
+        "link_sure": _column(links, _SURE, dtype=np.float64),
         "point_counts": _counts(c.shared for c in every),
         "point_at": _ints(point_at[id(p)] for c in every for p in c.shared),
         **_marshalled(points),
@@ -100,43 +102,36 @@ def from_saved(arrays: Mapping[str, np.ndarray], meta: Any) -> People | None:
 def _read(arrays: Mapping[str, np.ndarray], meta: Any) -> People:
     sizes = _bounds(arrays["member_counts"])
     members = _texts(arrays["members"], sizes[-1])
-    canon = dict(zip(members, members, strict=True))  # one string per record
+    canon: dict[str, str] = {}  # one string per record
+    for start in range(0, len(members), CHUNK):
+        piece = members[start : start + CHUNK]
+        canon.update(zip(piece, piece, strict=True))
     every = len(sizes) - 1
     table = [tuple(map(str, keys)) for keys in meta["keys"]]
     link_bounds = _bounds(arrays["link_counts"], every)
     names = [_AGREEMENTS[i] for i in _index(arrays["link_names"], len(_AGREEMENTS))]
-    made = list(
-        map(
-            _link,
-            zip(
-                map(members.__getitem__, _index(arrays["link_a"], len(members))),
-                map(members.__getitem__, _index(arrays["link_b"], len(members))),
-                [table[i] for i in _index(arrays["link_keys"], len(table))],
-                names,
-                arrays["link_sure"].tolist(),
-                strict=True,
-            ),
-        )
+    made = _built(
+        _link,
+        [members[i] for i in _index(arrays["link_a"], len(members))],
+        [members[i] for i in _index(arrays["link_b"], len(members))],
+        [table[i] for i in _index(arrays["link_keys"], len(table))],
+        names,
+        arrays["link_sure"].tolist(),
     )
     points = _read_points(arrays, meta, canon)
     point_bounds = _bounds(arrays["point_counts"], every)
     point_at = [points[i] for i in _index(arrays["point_at"], len(points))]
     flags = arrays["flags"].tolist()
-    clusters = list(
-        map(
-            _cluster,
-            zip(
-                _texts(arrays["ids"], every),
-                _slices(members, sizes),
-                arrays["sure"].tolist(),
-                _slices(made, link_bounds),
-                _slices(point_at, point_bounds),
-                _texts(arrays["latest"], every),
-                [bool(f & 1) for f in flags],
-                [bool(f & 2) for f in flags],
-                strict=True,
-            ),
-        )
+    clusters = _built(
+        _cluster,
+        _texts(arrays["ids"], every),
+        _slices(members, sizes),
+        arrays["sure"].tolist(),
+        _slices(made, link_bounds),
+        _slices(point_at, point_bounds),
+        _texts(arrays["latest"], every),
+        [bool(f & 1) for f in flags],
+        [bool(f & 2) for f in flags],
     )
     if not all(c.links for c in clusters):
         raise ValueError("a cluster without links")
@@ -203,10 +198,42 @@ def _blob(values: Sequence[str]) -> np.ndarray:
 
 
 def _texts(array: np.ndarray, count: int) -> list[str]:
-    found = bytes(array).decode("utf-8", "surrogatepass").split(_END)
-    if len(found) != count + 1 or found[-1]:
+    """The `count` texts `_blob` saved, decoded a slice of them at a time."""
+    ends = np.flatnonzero(array == 0)
+    if len(ends) != count or (count and ends[-1] != len(array) - 1) or (not count and len(array)):
         raise ValueError("texts do not add up")
-    return found[:-1]
+    cuts = [0, *(ends[CHUNK - 1 :: CHUNK] + 1).tolist()]
+    if cuts[-1] != len(array):
+        cuts.append(len(array))
+    found: list[str] = []
+    for start, end in itertools.pairwise(cuts):
+        found.extend(array[start:end].tobytes().decode("utf-8", "surrogatepass").split(_END)[:-1])
+    if len(found) != count:
+        raise ValueError("texts do not add up")
+    return found
+
+
+def _built(kind: partial[Any], *columns: list[Any]) -> list[Any]:
+    """Tuples of `kind` from the columns, a slice at a time: one C loop over a million
+    would hold the interpreter lock throughout."""
+    made: list[Any] = []
+    for start in range(0, len(columns[0]), CHUNK):
+        rows = zip(*(column[start : start + CHUNK] for column in columns), strict=True)
+        made.extend(map(kind, rows))
+    if any(len(column) != len(made) for column in columns):
+        raise ValueError("columns do not add up")
+    return made
+
+
+def _column(items: list[Any], *steps: Any, dtype: Any = np.int64) -> np.ndarray:
+    """`steps` applied to each item, in order, as an array built a slice at a time."""
+    parts = [np.zeros(0, dtype=dtype)]
+    for start in range(0, len(items), CHUNK):
+        values: Any = items[start : start + CHUNK]
+        for step in steps:
+            values = map(step, values)
+        parts.append(np.fromiter(values, dtype=dtype))
+    return np.concatenate(parts)
 
 
 def _counts(groups: Any) -> np.ndarray:
