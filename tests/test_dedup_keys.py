@@ -389,3 +389,15 @@ def test_codes_of_many_texts_are_each_texts_own_code() -> None:
 
     texts = [f"p{n % 2500}@x.com" for n in range(5000)] + [None, "", "Søren", "\ud800 lone"]
     assert codes(texts).tolist() == [code(t) if t else 0 for t in texts]
+
+
+def test_saved_clusters_of_other_rules_are_not_used(tmp_path, monkeypatch) -> None:
+    from crm_tui.dedup import saved
+
+    contacts = generated(1200, 19)
+    DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(Based(contacts))
+    monkeypatch.setattr(saved, "_rules", lambda: "a threshold changed since")
+    clustered = _count_clusterings(monkeypatch)
+    people = DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(Based(contacts))
+    same_people(people, reference_find(contacts))
+    assert clustered == [len(Based(contacts).base)]

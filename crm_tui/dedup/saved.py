@@ -11,6 +11,7 @@ anything that does not read back as written is ignored and the clusters are foun
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -18,10 +19,13 @@ import marshal
 from collections.abc import Mapping, Sequence
 from functools import partial
 from operator import itemgetter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rapidfuzz
 
+import crm_tui
 from crm_tui.dedup.clusters import Cluster, Link, People, SharedPoint
 from crm_tui.dedup.keys import NameAgreement
 from crm_tui.heap import CHUNK
@@ -46,8 +50,22 @@ def saved_format(keys_format: str, stamps: Mapping[str, tuple[StreamStamp, int]]
     records), keyed as `keys_format` says: any other combination is another format, never
     read for this one."""
     rows = sorted((s, t.name, n) for s, (t, n) in stamps.items())
-    combination = json.dumps([LAYOUT, keys_format, rows])
+    combination = json.dumps([LAYOUT, _rules(), keys_format, rows])
     return f"{LAYOUT}/{hashlib.blake2b(combination.encode(), digest_size=16).hexdigest()}"
+
+
+@functools.cache
+def _rules() -> str:
+    """What decides the clusters besides the keys: the rules in this package's code (a
+    threshold or a nickname changed in a new version is other clusters) and the name
+    similarity library's version."""
+    digest = hashlib.blake2b(digest_size=8)
+    try:
+        for path in sorted(Path(__file__).parent.glob("*.py")):
+            digest.update(path.read_bytes())
+    except OSError:  # the code is not on disk as files: its version alone says
+        digest.update(crm_tui.__version__.encode())
+    return f"{rapidfuzz.__version__}/{digest.hexdigest()}"
 
 
 def to_saved(people: People) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
