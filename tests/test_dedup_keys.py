@@ -136,6 +136,14 @@ class Based:
         return self.stamp, self.base[source], set(self.changed[source])
 
 
+def _refreshed(tmp_path, store: Based, region: str = "US") -> People:  # type: ignore[no-untyped-def]
+    """A start's refresh, its clusters' save (in the background) waited for."""
+    finder = DuplicateFinder(region, shelf=ArtifactShelf(tmp_path, "u"))
+    people = finder.refresh(store)
+    finder.flush()
+    return people
+
+
 def _count_builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     built: list[int] = []
     arrays = Keyer.arrays
@@ -167,13 +175,13 @@ def test_keys_are_saved_and_the_next_start_maps_them_in(
     store = Based(contacts)
     assert isinstance(store, StreamBases)
     built = _count_builds(monkeypatch)
-    first = DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(store)
+    first = _refreshed(tmp_path, store)
     same_people(first, reference_find(contacts))
     assert sorted(built) == sorted(len(r) for r in store.base.values())
     assert len(list(tmp_path.glob("*/dedup/*/*/meta.json"))) == len(store.base)
     _changes(store, contacts)
     built.clear()
-    started = DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(store)
+    started = _refreshed(tmp_path, store)
     assert built == []  # every source's keys were mapped, only the changes keyed
     same_people(started, reference_find(store.contacts()))
 
@@ -202,7 +210,7 @@ def test_damaged_saved_keys_are_keyed_again_and_replaced(
     tmp_path, monkeypatch: pytest.MonkeyPatch, damage: str, array: str
 ) -> None:
     contacts = generated(1500, 9)
-    DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(Based(contacts))
+    _refreshed(tmp_path, Based(contacts))
     target = next(p for p in tmp_path.rglob(f"{array}.npy") if "brivity" in str(p))
     data = bytearray(target.read_bytes())
     if damage == "flipped byte":
@@ -216,21 +224,21 @@ def test_damaged_saved_keys_are_keyed_again_and_replaced(
         store.base["brivity"].append(extra)
         store.now["brivity"][extra.id] = extra
     built = _count_builds(monkeypatch)
-    people = DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(store)
+    people = _refreshed(tmp_path, store)
     same_people(people, reference_find(store.contacts()))
     assert built == [len(store.base["brivity"])]  # that source only, keyed again
     built.clear()
-    DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(store)
+    _refreshed(tmp_path, store)
     assert built == []  # and saved sound this time
 
 
 def test_saved_keys_of_other_rows_are_not_used(tmp_path, monkeypatch) -> None:
     contacts = generated(1000, 10)
-    DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(Based(contacts))
+    _refreshed(tmp_path, Based(contacts))
     store = Based(contacts[:900])
     store.stamp = StreamStamp(2, (), 10)  # the streams were replaced since
     built = _count_builds(monkeypatch)
-    people = DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(store)
+    people = _refreshed(tmp_path, store)
     same_people(people, reference_find(contacts[:900]))
     assert len(built) == len(store.base)
 
@@ -266,9 +274,9 @@ def test_saved_texts_read_back_as_written_or_not_at_all() -> None:
 
 def test_keys_saved_for_another_home_region_are_not_reused(tmp_path, monkeypatch) -> None:
     contacts = generated(800, 12)
-    DuplicateFinder("US", shelf=ArtifactShelf(tmp_path, "u")).refresh(Based(contacts))
+    _refreshed(tmp_path, Based(contacts), "US")
     built = _count_builds(monkeypatch)
-    people = DuplicateFinder("GB", shelf=ArtifactShelf(tmp_path, "u")).refresh(Based(contacts))
+    people = _refreshed(tmp_path, Based(contacts), "GB")
     assert len(built) == len(Based(contacts).base)  # keyed again: phones read another way
     same_people(people, reference_find(contacts, "GB"))
 
@@ -304,9 +312,9 @@ def test_a_start_over_unchanged_sources_reads_the_clusters_saved(
     tmp_path, monkeypatch: pytest.MonkeyPatch, seed: int
 ) -> None:
     contacts = generated(2500, seed)
-    first = DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(Based(contacts))
+    first = _refreshed(tmp_path, Based(contacts))
     clustered = _count_clusterings(monkeypatch)
-    started = DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(Based(contacts))
+    started = _refreshed(tmp_path, Based(contacts))
     assert clustered == []
     _in_order(started, first)
     same_people(started, reference_find(contacts))
@@ -315,7 +323,7 @@ def test_a_start_over_unchanged_sources_reads_the_clusters_saved(
 
 def test_changes_over_the_saved_rows_are_clustered_again(tmp_path, monkeypatch) -> None:
     contacts = generated(1500, 15)
-    DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(Based(contacts))
+    _refreshed(tmp_path, Based(contacts))
     store = Based(contacts)
     _changes(store, contacts)
     clustered = _count_clusterings(monkeypatch)
@@ -326,16 +334,14 @@ def test_changes_over_the_saved_rows_are_clustered_again(tmp_path, monkeypatch) 
 
 def test_saved_clusters_of_other_rows_are_not_used(tmp_path, monkeypatch) -> None:
     contacts = generated(1500, 16)
-    DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(Based(contacts))
+    _refreshed(tmp_path, Based(contacts))
     clustered = _count_clusterings(monkeypatch)
     store = Based(contacts)
     store.stamp = StreamStamp(1, (), 11)  # one change logged since, in every stream
-    same_people(
-        DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(store), reference_find(contacts)
-    )
+    same_people(_refreshed(tmp_path, store), reference_find(contacts))
     fewer = Based(contacts[:1400])  # the same stamp over other records (a lying stamp)
     same_people(
-        DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(fewer),
+        _refreshed(tmp_path, fewer),
         reference_find(contacts[:1400]),
     )
     assert len(clustered) == 2
@@ -348,7 +354,7 @@ def test_damaged_saved_clusters_are_found_again_and_replaced(
     from crm_tui.dedup import saved
 
     contacts = generated(1500, 17)
-    DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(Based(contacts))
+    _refreshed(tmp_path, Based(contacts))
     target = next(tmp_path.rglob("dedup_people/*/*/members.npy"))
     data = bytearray(target.read_bytes())
     if damage == "flipped byte":
@@ -366,10 +372,10 @@ def test_damaged_saved_clusters_are_found_again_and_replaced(
         data = bytearray(target.read_bytes())
     target.write_bytes(bytes(data))
     clustered = _count_clusterings(monkeypatch)
-    people = DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(Based(contacts))
+    people = _refreshed(tmp_path, Based(contacts))
     same_people(people, reference_find(contacts))
     assert clustered == [len(Based(contacts).base)]
-    DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(Based(contacts))
+    _refreshed(tmp_path, Based(contacts))
     assert len(clustered) == 1  # saved sound this time
 
 
@@ -395,9 +401,29 @@ def test_saved_clusters_of_other_rules_are_not_used(tmp_path, monkeypatch) -> No
     from crm_tui.dedup import saved
 
     contacts = generated(1200, 19)
-    DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(Based(contacts))
+    _refreshed(tmp_path, Based(contacts))
     monkeypatch.setattr(saved, "_rules", lambda: "a threshold changed since")
     clustered = _count_clusterings(monkeypatch)
-    people = DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(Based(contacts))
+    people = _refreshed(tmp_path, Based(contacts))
     same_people(people, reference_find(contacts))
     assert clustered == [len(Based(contacts).base)]
+
+
+def test_clusters_are_saved_after_the_refresh_and_a_failed_save_is_let_go(tmp_path) -> None:
+    contacts = generated(1000, 20)
+    finder = DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u"))
+    people = finder.refresh(Based(contacts))
+    finder.flush()
+    assert len(list(tmp_path.glob("*/dedup_people/*/*/meta.json"))) == 1
+    same_people(_refreshed(tmp_path, Based(contacts)), people)
+
+    def refused(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError("disk full")
+
+    failing = DuplicateFinder(shelf=ArtifactShelf(tmp_path / "full", "u"))
+    failing.shelf.save = refused  # type: ignore[union-attr, method-assign]
+    store = Based(contacts)
+    failing.refresh(store)
+    failing.flush()  # released although the save failed
+    _changes(store, contacts)
+    same_people(failing.refresh(store), reference_find(store.contacts()))  # the next one runs

@@ -29,7 +29,7 @@ from crm_tui.models import Contact
 from crm_tui.store.artifacts import ArtifactShelf
 from crm_tui.store.reading import CachedRecords
 from crm_tui.store.stamps import StreamStamp
-from crm_tui.tuning import gc_paused
+from crm_tui.tuning import enter_background, gc_paused
 
 log = logging.getLogger(__name__)
 #: What the keys are saved as on an ArtifactShelf.
@@ -47,13 +47,30 @@ class DuplicateFinder:
         self._keys: dict[str, SourceKeys] = {}
         self._stamps: dict[str, StreamStamp] = {}  # of the sources keyed as their base is
         self._lock = threading.Lock()  # two refreshes from worker threads run one at a time
+        self._saving = threading.Lock()  # held while clusters are saved in the background
 
     def refresh(self, store: CachedRecords) -> People:
-        """Re-keys the sources whose contacts changed since the last refresh."""
+        """Re-keys the sources whose contacts changed since the last refresh. Clusters found
+        afresh are saved by a thread after this returns; the next refresh waits for it, so
+        the clusters it reads are not let go (by whoever holds the next ones) meanwhile."""
         with self._lock:
-            return self._refresh(store)
+            self.flush()
+            people, unsaved = self._refresh(store)
+            if unsaved is not None:
+                self._saving.acquire()  # released by the thread, once saved
+                # not a daemon: a process that exits first (the CLI) waits for the save
+                saver = threading.Thread(
+                    target=self._save_people, args=(unsaved, people), name="dedup-save"
+                )
+                saver.start()
+            return people
 
-    def _refresh(self, store: CachedRecords) -> People:
+    def flush(self) -> None:
+        """Wait for the clusters being saved, if any."""
+        with self._saving:
+            pass
+
+    def _refresh(self, store: CachedRecords) -> tuple[People, str | None]:
         present, stamps = {}, {}
         keyer = Keyer(self.phones)
         for source in store.sources():
@@ -80,9 +97,10 @@ class DuplicateFinder:
 
     def _clusters(
         self, present: dict[str, SourceKeys], stamps: dict[str, StreamStamp] | None
-    ) -> People:
+    ) -> tuple[People, str | None]:
         """The clusters of these keys: read back when every source rests unchanged on saved
-        rows (`stamps`) and they were saved for that combination; else found (and saved)."""
+        rows (`stamps`) and they were saved for that combination; else found, with the
+        format to save them as (None: not to be saved)."""
         fmt = None
         if stamps and self.shelf is not None:
             counted = {s: (stamp, len(present[s])) for s, stamp in stamps.items()}
@@ -90,11 +108,8 @@ class DuplicateFinder:
         if fmt is not None:
             people = self._saved_people(fmt)
             if people is not None:
-                return people
-        people = find_clusters([present[s] for s in sorted(present)], Keyer(self.phones))
-        if fmt is not None:
-            self._save_people(fmt, people)
-        return people
+                return people, None
+        return find_clusters([present[s] for s in sorted(present)], Keyer(self.phones)), fmt
 
     def _saved_people(self, fmt: str) -> People | None:
         shelf = cast("ArtifactShelf", self.shelf)
@@ -107,14 +122,19 @@ class DuplicateFinder:
         return people
 
     def _save_people(self, fmt: str, people: People) -> None:
-        shelf = cast("ArtifactShelf", self.shelf)
-        arrays, meta = people_to_saved(people)
+        """In its own thread, holding `_saving`."""
         try:
+            enter_background()
+            shelf = cast("ArtifactShelf", self.shelf)
+            with gc_paused():
+                arrays, meta = people_to_saved(people)
             # another combination's clusters sit at the same stamp: a save would keep them
             shelf.discard(PEOPLE_WHAT, "contacts", EVERY_SOURCE, PEOPLE_STAMP)
             shelf.save(PEOPLE_WHAT, "contacts", EVERY_SOURCE, PEOPLE_STAMP, fmt, arrays, meta)
         except OSError as exc:
             log.warning("the duplicate clusters were not saved: %s", exc)
+        finally:
+            self._saving.release()
 
     def _streamed(
         self,
