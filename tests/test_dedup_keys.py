@@ -19,7 +19,7 @@ from crm_tui.models import Contact, Record, RecordKind
 from crm_tui.store.artifacts import ArtifactShelf
 from crm_tui.store.local_rows import LINKS_FIELD
 from crm_tui.store.stamps import StreamStamp
-from tests.dedup_reference import reference_find
+from tests.helpers.dedup_reference import reference_find
 
 FIRST = ["Ana", "ana", "ANA", "Søren", "Soren", "José", "Jose", "Bill", "William", "J.", "Zoë",
          "Łukasz", "[@click=app.quit]x[/]", "", None, "Mary Ann", "Ren\u00e9e"]  # fmt: skip
@@ -71,6 +71,8 @@ def same_people(found: People, expected: People) -> None:
     assert found.possible == expected.possible
     assert found.shared_by_record == expected.shared_by_record
     assert found.by_record == expected.by_record
+    assert list(found.by_id) == list(expected.by_id)
+    assert found.by_id == expected.by_id
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -134,6 +136,14 @@ class Based:
         return self.stamp, self.base[source], set(self.changed[source])
 
 
+def _refreshed(tmp_path, store: Based, region: str = "US") -> People:  # type: ignore[no-untyped-def]
+    """A start's refresh, its clusters' save (in the background) waited for."""
+    finder = DuplicateFinder(region, shelf=ArtifactShelf(tmp_path, "u"))
+    people = finder.refresh(store)
+    finder.flush()
+    return people
+
+
 def _count_builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     built: list[int] = []
     arrays = Keyer.arrays
@@ -165,13 +175,13 @@ def test_keys_are_saved_and_the_next_start_maps_them_in(
     store = Based(contacts)
     assert isinstance(store, StreamBases)
     built = _count_builds(monkeypatch)
-    first = DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(store)
+    first = _refreshed(tmp_path, store)
     same_people(first, reference_find(contacts))
     assert sorted(built) == sorted(len(r) for r in store.base.values())
-    assert len(list(tmp_path.rglob("meta.json"))) == len(store.base)
+    assert len(list(tmp_path.glob("*/dedup/*/*/meta.json"))) == len(store.base)
     _changes(store, contacts)
     built.clear()
-    started = DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(store)
+    started = _refreshed(tmp_path, store)
     assert built == []  # every source's keys were mapped, only the changes keyed
     same_people(started, reference_find(store.contacts()))
 
@@ -200,7 +210,7 @@ def test_damaged_saved_keys_are_keyed_again_and_replaced(
     tmp_path, monkeypatch: pytest.MonkeyPatch, damage: str, array: str
 ) -> None:
     contacts = generated(1500, 9)
-    DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(Based(contacts))
+    _refreshed(tmp_path, Based(contacts))
     target = next(p for p in tmp_path.rglob(f"{array}.npy") if "brivity" in str(p))
     data = bytearray(target.read_bytes())
     if damage == "flipped byte":
@@ -214,21 +224,21 @@ def test_damaged_saved_keys_are_keyed_again_and_replaced(
         store.base["brivity"].append(extra)
         store.now["brivity"][extra.id] = extra
     built = _count_builds(monkeypatch)
-    people = DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(store)
+    people = _refreshed(tmp_path, store)
     same_people(people, reference_find(store.contacts()))
     assert built == [len(store.base["brivity"])]  # that source only, keyed again
     built.clear()
-    DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(store)
+    _refreshed(tmp_path, store)
     assert built == []  # and saved sound this time
 
 
 def test_saved_keys_of_other_rows_are_not_used(tmp_path, monkeypatch) -> None:
     contacts = generated(1000, 10)
-    DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(Based(contacts))
+    _refreshed(tmp_path, Based(contacts))
     store = Based(contacts[:900])
     store.stamp = StreamStamp(2, (), 10)  # the streams were replaced since
     built = _count_builds(monkeypatch)
-    people = DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u")).refresh(store)
+    people = _refreshed(tmp_path, store)
     same_people(people, reference_find(contacts[:900]))
     assert len(built) == len(store.base)
 
@@ -264,8 +274,156 @@ def test_saved_texts_read_back_as_written_or_not_at_all() -> None:
 
 def test_keys_saved_for_another_home_region_are_not_reused(tmp_path, monkeypatch) -> None:
     contacts = generated(800, 12)
-    DuplicateFinder("US", shelf=ArtifactShelf(tmp_path, "u")).refresh(Based(contacts))
+    _refreshed(tmp_path, Based(contacts), "US")
     built = _count_builds(monkeypatch)
-    people = DuplicateFinder("GB", shelf=ArtifactShelf(tmp_path, "u")).refresh(Based(contacts))
+    people = _refreshed(tmp_path, Based(contacts), "GB")
     assert len(built) == len(Based(contacts).base)  # keyed again: phones read another way
     same_people(people, reference_find(contacts, "GB"))
+
+
+# -- clusters saved per combination of the sources' stamps ---------------------------------
+
+
+def _count_clusterings(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    from crm_tui.dedup import finder
+
+    found: list[int] = []
+    real = finder.find_clusters
+
+    def counting(parts, keyer):  # type: ignore[no-untyped-def]
+        found.append(len(parts))
+        return real(parts, keyer)
+
+    monkeypatch.setattr(finder, "find_clusters", counting)
+    return found
+
+
+def _in_order(found: People, expected: People) -> None:
+    """`same_people`, and the dicts filled in the same order too."""
+    same_people(found, expected)
+    assert list(found.by_record) == list(expected.by_record)
+    assert list(found.shared_by_record) == list(expected.shared_by_record)
+    flagged = [c.flagged for c in found.clusters]
+    assert flagged == [c.flagged for c in expected.clusters]  # the agreements are enums again
+
+
+@pytest.mark.parametrize("seed", [13, 14])
+def test_a_start_over_unchanged_sources_reads_the_clusters_saved(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    contacts = generated(2500, seed)
+    first = _refreshed(tmp_path, Based(contacts))
+    clustered = _count_clusterings(monkeypatch)
+    started = _refreshed(tmp_path, Based(contacts))
+    assert clustered == []
+    _in_order(started, first)
+    same_people(started, reference_find(contacts))
+    assert any(c.shared for c in started.clusters) and started.possible
+
+
+def test_changes_over_the_saved_rows_are_clustered_again(tmp_path, monkeypatch) -> None:
+    contacts = generated(1500, 15)
+    _refreshed(tmp_path, Based(contacts))
+    store = Based(contacts)
+    _changes(store, contacts)
+    clustered = _count_clusterings(monkeypatch)
+    finder = DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u"))
+    same_people(finder.refresh(store), reference_find(store.contacts()))
+    assert clustered == [len(store.base)]
+
+
+def test_saved_clusters_of_other_rows_are_not_used(tmp_path, monkeypatch) -> None:
+    contacts = generated(1500, 16)
+    _refreshed(tmp_path, Based(contacts))
+    clustered = _count_clusterings(monkeypatch)
+    store = Based(contacts)
+    store.stamp = StreamStamp(1, (), 11)  # one change logged since, in every stream
+    same_people(_refreshed(tmp_path, store), reference_find(contacts))
+    fewer = Based(contacts[:1400])  # the same stamp over other records (a lying stamp)
+    same_people(
+        _refreshed(tmp_path, fewer),
+        reference_find(contacts[:1400]),
+    )
+    assert len(clustered) == 2
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "truncated", "other clusters"])
+def test_damaged_saved_clusters_are_found_again_and_replaced(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    from crm_tui.dedup import saved
+
+    contacts = generated(1500, 17)
+    _refreshed(tmp_path, Based(contacts))
+    target = next(tmp_path.rglob("dedup_people/*/*/members.npy"))
+    data = bytearray(target.read_bytes())
+    if damage == "flipped byte":
+        data[-100] ^= 0xFF
+    elif damage == "truncated":
+        data = data[: len(data) // 2]
+    else:  # sound marshal, the digest made to match, but fewer clusters than the count says
+        arrays, meta = saved.to_saved(reference_find(contacts[:300]))
+        meta["clusters"] += 1
+        shelf = ArtifactShelf(tmp_path, "u")
+        fmt = next(tmp_path.rglob("dedup_people/*/*/meta.json")).read_text()
+        fmt = json.loads(fmt)["format"]
+        shelf.discard(saved.WHAT, "contacts", saved.EVERY_SOURCE, saved.STAMP)
+        shelf.save(saved.WHAT, "contacts", saved.EVERY_SOURCE, saved.STAMP, fmt, arrays, meta)
+        data = bytearray(target.read_bytes())
+    target.write_bytes(bytes(data))
+    clustered = _count_clusterings(monkeypatch)
+    people = _refreshed(tmp_path, Based(contacts))
+    same_people(people, reference_find(contacts))
+    assert clustered == [len(Based(contacts).base)]
+    _refreshed(tmp_path, Based(contacts))
+    assert len(clustered) == 1  # saved sound this time
+
+
+def test_saved_clusters_read_back_equal_to_what_was_saved() -> None:
+    from crm_tui.dedup import saved
+
+    people = reference_find(generated(2000, 18))
+    arrays, meta = saved.to_saved(people)
+    back = saved.from_saved(arrays, meta)
+    assert back is not None
+    _in_order(back, people)
+    assert saved.from_saved(arrays, {**meta, "digest": "0"}) is None
+
+
+def test_codes_of_many_texts_are_each_texts_own_code() -> None:
+    from crm_tui.dedup.keyarrays import code, codes
+
+    texts = [f"p{n % 2500}@x.com" for n in range(5000)] + [None, "", "Søren", "\ud800 lone"]
+    assert codes(texts).tolist() == [code(t) if t else 0 for t in texts]
+
+
+def test_saved_clusters_of_other_rules_are_not_used(tmp_path, monkeypatch) -> None:
+    from crm_tui.dedup import saved
+
+    contacts = generated(1200, 19)
+    _refreshed(tmp_path, Based(contacts))
+    monkeypatch.setattr(saved, "_rules", lambda: "a threshold changed since")
+    clustered = _count_clusterings(monkeypatch)
+    people = _refreshed(tmp_path, Based(contacts))
+    same_people(people, reference_find(contacts))
+    assert clustered == [len(Based(contacts).base)]
+
+
+def test_clusters_are_saved_after_the_refresh_and_a_failed_save_is_let_go(tmp_path) -> None:
+    contacts = generated(1000, 20)
+    finder = DuplicateFinder(shelf=ArtifactShelf(tmp_path, "u"))
+    people = finder.refresh(Based(contacts))
+    finder.flush()
+    assert len(list(tmp_path.glob("*/dedup_people/*/*/meta.json"))) == 1
+    same_people(_refreshed(tmp_path, Based(contacts)), people)
+
+    def refused(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError("disk full")
+
+    failing = DuplicateFinder(shelf=ArtifactShelf(tmp_path / "full", "u"))
+    failing.shelf.save = refused  # type: ignore[union-attr, method-assign]
+    store = Based(contacts)
+    failing.refresh(store)
+    failing.flush()  # released although the save failed
+    _changes(store, contacts)
+    same_people(failing.refresh(store), reference_find(store.contacts()))  # the next one runs

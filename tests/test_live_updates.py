@@ -207,14 +207,14 @@ async def test_the_open_app_shows_another_processes_change_without_a_reload(tmp_
 
 
 async def test_the_duplicate_finder_rekeys_only_the_changed_contacts(monkeypatch):
-    from crm_tui.dedup import clusters
+    from crm_tui.dedup import DuplicateFinder
     from crm_tui.dedup.sourcekeys import SourceKeys
 
     store = CacheStore("alice")
     await store.replace_stream("fub", "contacts", [contact(i, source="fub") for i in range(40)])
     hubspot = [contact(i, source="hubspot") for i in range(0, 40, 2)]  # same e-mails: pairs
     await store.replace_stream("hubspot", "contacts", hubspot)
-    finder = clusters.DuplicateFinder()
+    finder = DuplicateFinder()
     before = finder.refresh(store)
     assert len(before.clusters) == 20
     built: list[int] = []
@@ -230,7 +230,7 @@ async def test_the_duplicate_finder_rekeys_only_the_changed_contacts(monkeypatch
     await store.commit_changes("fub", "contacts", [contact(4, "Zoe", source="fub")], [], None, None)
     patched = finder.refresh(store)
     assert built == []  # no source was keyed afresh
-    fresh = clusters.DuplicateFinder().refresh(store)
+    fresh = DuplicateFinder().refresh(store)
 
     def members(people):
         return sorted(tuple(sorted(c.members)) for c in people.clusters)

@@ -11,39 +11,28 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
-import threading
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
 import numpy as np
 
 from crm_tui.dedup.blocks import repeated
-from crm_tui.dedup.keyarrays import Keyer, from_saved, saved_format, to_saved
-from crm_tui.dedup.keys import NameAgreement, PhoneKeys, compare_names
+from crm_tui.dedup.keyarrays import Keyer
+from crm_tui.dedup.keys import NameAgreement, compare_names
 from crm_tui.dedup.mailbox import mailbox_key
 from crm_tui.dedup.possible import POSSIBLE, possible_links
 from crm_tui.dedup.sourcekeys import (
-    REKEY_SHARE,
-    BaseRecords,
-    RecordList,
     SourceKeys,
-    StreamBases,
 )
-from crm_tui.dedup.texts import FIELDS, Texts, split_name, texts_of
+from crm_tui.dedup.texts import FIELDS, Texts, split_name
 from crm_tui.heap import CHUNK, release_gradually
 from crm_tui.models import Contact
 from crm_tui.store import decisions
-from crm_tui.store.artifacts import ArtifactShelf
-from crm_tui.store.reading import CachedRecords
-from crm_tui.store.stamps import StreamStamp
 from crm_tui.text import digits
-from crm_tui.tuning import gc_paused
 
 log = logging.getLogger(__name__)
-#: What the keys are saved as on an ArtifactShelf.
-SHELF_WHAT = "dedup"
 
 EMAIL, PHONE, MERGED = 1, 2, 4
 #: A key held by more records than this is a placeholder or a switchboard, not a person.
@@ -67,6 +56,7 @@ def confidence(keys: int, names: NameAgreement) -> float:
     return round(min(0.99, _BASE[keys] + _NAME_BONUS[names]), 2)
 
 
+_new = tuple.__new__  # a NamedTuple made without its Python-level __new__: a million of them
 _KEY_NAMES = {
     bits: tuple(
         n for bit, n in ((EMAIL, "email"), (PHONE, "phone"), (MERGED, "merged")) if bits & bit
@@ -150,7 +140,10 @@ class Cluster(NamedTuple):
 
 def cluster_id(members: Iterable[str]) -> str:
     """Stable while its vendor records stay: a merged-in local record does not rename it."""
-    ids = sorted(members)
+    return _id_of_sorted(sorted(members))
+
+
+def _id_of_sorted(ids: Sequence[str]) -> str:
     anchor = ids[0]
     if anchor.startswith("local:"):
         anchor = next((m for m in ids if not m.startswith("local:")), anchor)
@@ -192,126 +185,6 @@ class People:
 
 
 EMPTY = People([], {}, {})
-
-
-class DuplicateFinder:
-    """Keeps each source's keys between runs: after a sync only what changed is keyed again.
-    With a `shelf`, keys are saved per stream stamp, and a later start maps them in."""
-
-    def __init__(self, region: str = "US", shelf: ArtifactShelf | None = None) -> None:
-        self.phones = PhoneKeys(region)
-        self.shelf = shelf
-        self._format = saved_format(self.phones.region)
-        self._keys: dict[str, SourceKeys] = {}
-        self._lock = threading.Lock()  # two refreshes from worker threads run one at a time
-
-    def refresh(self, store: CachedRecords) -> People:
-        """Re-keys the sources whose contacts changed since the last refresh."""
-        with self._lock:
-            return self._refresh(store)
-
-    def _refresh(self, store: CachedRecords) -> People:
-        present = {}
-        keyer = Keyer(self.phones)
-        for source in store.sources():
-            version = store.stream_version("contacts", source)  # before the records
-            cached = self._keys.get(source)
-            if cached is not None and cached.version == version:
-                present[source] = cached
-                continue
-            base = store.base_of("contacts", source) if isinstance(store, StreamBases) else None
-            with gc_paused():  # young objects by the million: frozen on the way out
-                if base is not None:
-                    keys = self._based(store, source, version, base, keyer)
-                else:
-                    keys = self._streamed(store, source, version, cached, keyer)
-            if keys is not None and len(keys):
-                present[source] = keys
-        self._keys = present
-        with gc_paused():
-            return find_clusters([present[s] for s in sorted(present)], keyer)
-
-    def _streamed(
-        self,
-        store: CachedRecords,
-        source: str,
-        version: tuple[int, int],
-        cached: SourceKeys | None,
-        keyer: Keyer,
-    ) -> SourceKeys | None:
-        """From the stream in memory: a few contacts changed since `cached`, re-key those;
-        else all."""
-        stream = cast("Mapping[str, Contact]", store.stream("contacts", source))
-        if not stream:
-            return None
-        if cached is not None:
-            changed = store.changed_since("contacts", source, cached.version)
-            if changed is not None and len(changed) <= max(1000, REKEY_SHARE * len(cached)):
-                return cached.rekeyed(version, {i: stream.get(i) for i in changed}, keyer)
-        return SourceKeys.build(source, version, RecordList(stream.values()), keyer)
-
-    def _based(
-        self,
-        store: CachedRecords,
-        source: str,
-        version: tuple[int, int],
-        base: tuple[StreamStamp, BaseRecords, Iterable[str]],
-        keyer: Keyer,
-    ) -> SourceKeys:
-        """The saved keys of the stream's base (made and saved if there are none), with the
-        contacts changed since keyed again."""
-        stamp, records, changed = base
-        keys = self._saved(source, version, stamp, records)
-        if keys is None:
-            keys = SourceKeys.build(source, version, records, keyer)
-            keys = self._save(keys, stamp, keyer) or keys
-        current = {i: cast("Contact | None", store.get("contacts", i)) for i in changed}
-        return keys.rekeyed(version, current, keyer) if current else keys
-
-    def _saved(
-        self, source: str, version: object, stamp: StreamStamp, records: BaseRecords
-    ) -> SourceKeys | None:
-        if self.shelf is None:
-            return None
-        artifact = self.shelf.open(SHELF_WHAT, "contacts", source, stamp, self._format)
-        if artifact is None or artifact.stamp != stamp:
-            return None  # keys of other rows: their positions are not these records'
-        found = from_saved(artifact.arrays, artifact.meta, len(records))
-        if found is None:
-            log.warning("the saved duplicate keys of %s do not match: keyed again", source)
-            return None
-        keys, merged, texts = found
-        return SourceKeys(source, version, keys, records, merged, texts=texts)
-
-    def _save(self, keys: SourceKeys, stamp: StreamStamp, keyer: Keyer) -> SourceKeys | None:
-        """Saved, and mapped back in: the page cache holds them, not this process's heap."""
-        if self.shelf is None:
-            return None
-        contacts = cast("Sequence[Contact]", keys.records)
-        names = [keyer.name(c) for c in contacts]
-        arrays, meta = to_saved(keys.keys, keys.merged, texts_of(contacts, names))
-        del names
-        try:
-            # one found unsound at this stamp would stay: a save keeps a folder already there
-            self.shelf.discard(SHELF_WHAT, "contacts", keys.source, stamp)
-            self.shelf.save(SHELF_WHAT, "contacts", keys.source, stamp, self._format, arrays, meta)
-        except OSError as exc:
-            log.warning("the duplicate keys of %s were not saved: %s", keys.source, exc)
-            return None
-        return self._saved(keys.source, keys.version, stamp, keys.records)
-
-    def find(self, contacts: Sequence[Contact]) -> People:
-        """Clusters of a plain list of contacts (tests, the CLI without a store)."""
-        by_source: dict[str, list[Contact]] = {}
-        for contact in contacts:
-            by_source.setdefault(contact.source, []).append(contact)
-        keyer = Keyer(self.phones)
-        with gc_paused():
-            parts = [
-                SourceKeys.build(s, None, RecordList(by_source[s]), keyer)
-                for s in sorted(by_source)
-            ]
-            return find_clusters(parts, keyer)
 
 
 # -- clustering ------------------------------------------------------------------------------
@@ -408,19 +281,23 @@ class _Components:
     def release(self) -> None:
         _let_go(self._nodes, self._roots)
 
-    def sets(self) -> tuple[list[int], list[list[int]], list[list[int]]]:
-        """Per set, lowest root first: its root, its positions ascending, and the indexes
-        (in the pairs' order) of the pairs that made it."""
+    def sets(
+        self, per_pair: np.ndarray
+    ) -> tuple[list[int], list[list[int]], list[list[int]], list[float]]:
+        """Per set, lowest root first: its root, its positions ascending, the indexes (in
+        the pairs' order) of the pairs that made it, and the least of `per_pair` over them."""
         by_set = np.lexsort((self.nodes, self.roots))
         held = self.nodes[by_set].tolist()
         firsts = _run_starts(self.roots[by_set])
         made = np.argsort(self.pair_roots, kind="stable")
         links = made.tolist()
         pair_firsts = _run_starts(self.pair_roots[made])
+        least = np.minimum.reduceat(per_pair[made], pair_firsts[:-1]) if len(made) else made
         return (
             self.roots[by_set][firsts[:-1]].tolist(),
             [held[s:e] for s, e in itertools.pairwise(firsts.tolist())],
             [links[s:e] for s, e in itertools.pairwise(pair_firsts.tolist())],
+            least.tolist(),
         )
 
 
@@ -586,23 +463,28 @@ def _assemble(
 ) -> People:
     ids, updated = view.ids, view.updated
     made = [
-        Link(ids[a], ids[b], _KEY_NAMES[keys], agreement, _CONFIDENCE[keys, agreement])
+        _new(Link, (ids[a], ids[b], _KEY_NAMES[keys], agreement, _CONFIDENCE[keys, agreement]))
         for (a, b), (keys, agreement) in pairs.items()
     ]
-    roots, members, links = union.sets()
+    sure = np.fromiter((link.confidence for link in made), np.float64, len(made))
+    roots, members, links, least = union.sets(sure)
     shared_by_root, shared_by_record = _shared(view, union, crowded)
     clusters: list[Cluster] = []
     by_record: dict[str, Cluster] = {}
-    for root, indexes, own in zip(roots, members, links, strict=True):
+    for root, indexes, own, lowest in zip(roots, members, links, least, strict=True):
         member_ids = tuple(sorted([ids[i] for i in indexes]))
-        cluster = Cluster(
-            cluster_id(member_ids),
-            member_ids,
-            min(made[j].confidence for j in own),
-            tuple([made[j] for j in own]),
-            tuple(shared_by_root.get(root, ())),
-            max(map(updated.__getitem__, indexes)),
-            bool(merges) and _settled(ids, indexes, merges),
+        cluster = _new(
+            Cluster,
+            (
+                _id_of_sorted(member_ids),
+                member_ids,
+                lowest,
+                tuple([made[j] for j in own]),
+                tuple(shared_by_root.get(root, ())),
+                max(map(updated.__getitem__, indexes)),
+                bool(merges) and _settled(ids, indexes, merges),
+                False,
+            ),
         )
         clusters.append(cluster)
         for record in member_ids:
@@ -667,7 +549,8 @@ def most_valuable_first(
     sources = np.fromiter(counted, dtype=np.int32, count=count)
     # as a number (20260326143005): a numpy string array of 300,000 would be built, and
     # sorted, in long C calls that hold the interpreter lock
-    recency = np.fromiter((_stamp(c.latest) for c in clusters), dtype=np.int64, count=count)
+    stamps = {when: _stamp(when) for when in {c.latest for c in clusters}}
+    recency = np.fromiter((stamps[c.latest] for c in clusters), dtype=np.int64, count=count)
     sizes = np.fromiter((len(c.members) for c in clusters), dtype=np.int32, count=count)
     sure = np.fromiter((c.confidence for c in clusters), dtype=np.float64, count=count)
     place = np.fromiter(first, dtype=np.int64, count=count)
