@@ -177,7 +177,22 @@ class SegmentLeads:
 
 
 def _segment_groups(segment: Segment, dead: np.ndarray | None) -> LeadGroups:
-    records: Sequence[Any] = segment.records
-    if dead is not None:
-        records = [records[at] for at in np.flatnonzero(~dead).tolist()]
-    return lead_groups(records)
+    """A segment's lead groups from its facets (per record the codes of its stage, status
+    and day created: arrays, mapped from disk after a start), leaving out `dead` records.
+    Only one record per distinct (stage, status) is read, for the values as the vendor
+    spelt them (the facets hold them folded)."""
+    facets, records = segment.facets(), segment.records
+    live = np.arange(len(records)) if dead is None else np.flatnonzero(~dead)
+    if not len(live):
+        return [], []
+    statuses = len(facets.values["status"])
+    heads = facets.codes["stage"][live].astype(np.int64) * statuses + facets.codes["status"][live]
+    _, first, head_of = np.unique(heads, return_index=True, return_inverse=True)
+    spelt = [_lead_key(records[at])[:3] for at in live[first].tolist()]
+    days, day_codes = facets.created_days()
+    combined = head_of.reshape(-1).astype(np.int64) * len(days) + day_codes[live]
+    groups, counts = np.unique(combined, return_counts=True)
+    keys: list[LeadKey] = [
+        (*spelt[group // len(days)], days[group % len(days)]) for group in groups.tolist()
+    ]
+    return keys, counts.tolist()
