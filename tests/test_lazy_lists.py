@@ -221,3 +221,21 @@ def test_stream_rows_of_a_store_are_its_records(tmp_path) -> None:
     store = loaded(tmp_path, people(50))
     rows = StreamRows(store.stream("contacts", name) for name in store.sources())
     assert list(rows) == list(store.records("contacts")) and len(rows) == 50
+
+
+def test_a_filters_figures_come_from_the_facets_of_its_matches(tmp_path) -> None:
+    contacts = people(4000)
+    index, lazy = opened(tmp_path, "contacts", contacts)
+    found = index.matching("status:lead")
+    before = lazy.read
+    assert lead_flow(found, NOW) == lead_flow(list(found), NOW)
+    assert lazy.read - before - len(found) <= len({(r.stage, r.status) for r in contacts})
+    records = deals(4000)
+    index, lazy = opened(tmp_path / "deals", "deals", records)
+    found = index.matching("stage:closed", "deals")
+    before = lazy.read
+    table = DealTable.of(found)
+    assert lazy.read - before <= len(table.keys)
+    matched = [r for r in records if r.id in {m.id for m in found}]
+    assert 0 < len(matched) < len(records)
+    assert deal_figures(table, NOW) == deal_figures(DealTable.of(matched), NOW)

@@ -29,6 +29,7 @@ from crm_tui.formats import read_amount
 from crm_tui.insights.groups import Joined, PerSegment, group_codes
 from crm_tui.insights.periods import today_of
 from crm_tui.models import Deal
+from crm_tui.search.matched import MatchedRecords
 from crm_tui.slices import SLICE, sliced_map
 
 if TYPE_CHECKING:
@@ -54,8 +55,11 @@ class DealTable:
 
     @classmethod
     def of(cls, deals: Sequence[Deal]) -> DealTable:
-        """From records (a filter's matches, the CLI's cache): each read once, a slice at a
-        time, as they may be decoded from disk as they are read."""
+        """From records (the CLI's cache): each read once, a slice at a time, as they may be
+        decoded from disk as they are read. A filter's matches are counted per segment from
+        its facets instead, reading a deal per group."""
+        if isinstance(deals, MatchedRecords):  # a filter's: counted from the facets
+            return cls.merge([cls.of_segment(seg, ~hit) for seg, hit in deals.by_segment()])
         heads: list[Head] = []
         closes: list[str | None] = []
         amounts = np.empty(len(deals), dtype=np.float64)

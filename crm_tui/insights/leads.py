@@ -17,6 +17,7 @@ from crm_tui.insights.groups import PerSegment, group_codes, sliced_map, source_
 from crm_tui.insights.periods import weeks_until
 from crm_tui.insights.table import Table, joined_filter
 from crm_tui.models import Contact
+from crm_tui.search.matched import MatchedRecords
 from crm_tui.vocabulary import SHARED_STATUSES, filter_token, record_shared_status
 
 if TYPE_CHECKING:
@@ -126,6 +127,9 @@ def lead_groups(contacts: Sequence[Contact]) -> LeadGroups:
 def lead_flow(contacts: Sequence[Contact], now: date | datetime, *, weeks: int = 26) -> LeadFlow:
     """New contacts per week of their vendor creation time (UTC), the last `weeks` weeks
     through the current one, by source and shared stage."""
+    if isinstance(contacts, MatchedRecords):  # a filter's: counted from the facets
+        parts = [_segment_groups(seg, ~hit) for seg, hit in contacts.by_segment()]
+        return flow_of_groups(parts, now, weeks=weeks)
     return flow_of_groups([lead_groups(contacts)], now, weeks=weeks)
 
 
