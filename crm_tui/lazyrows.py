@@ -8,8 +8,8 @@ from __future__ import annotations
 import heapq
 import threading
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from itertools import accumulate
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import accumulate, islice
 from typing import Any, overload
 
 import numpy as np
@@ -58,6 +58,9 @@ class StreamRows(Sequence[Record]):
 
     def __getitem__(self, position: int | slice) -> Record | list[Record]:
         return self._records[position]
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self._records)  # each stream read in order: no lookup per record
 
     def positions(self, ids: Iterable[str]) -> dict[str, int]:
         found: dict[str, int] = {}
@@ -139,10 +142,11 @@ def sort_ranks(
     keys. Raises Cancelled when `stop` is set between slices."""
     seen: dict[Any, int] = {}
     codes = np.empty(len(records), dtype=np.int64)
+    read = iter(records)  # in order: faster than by position for records read from disk
     for at in range(0, len(records), SLICE):
         if stop is not None and stop.is_set():
             raise Cancelled
-        part = records[at : at + SLICE]
+        part = list(islice(read, SLICE))
         found = (seen.setdefault(k, len(seen)) for k in map(key, part))
         codes[at : at + len(part)] = np.fromiter(found, np.int64, len(part))
     distinct = list(seen)
