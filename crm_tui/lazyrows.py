@@ -10,7 +10,7 @@ import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import accumulate, islice
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 import numpy as np
 
@@ -18,9 +18,25 @@ from crm_tui.models import Record
 from crm_tui.slices import SLICE
 from crm_tui.store.stream_view import ChainedRecords, StreamView
 
+T = TypeVar("T")
+
 
 class Cancelled(Exception):
     """A sort given up: a newer one replaced it."""
+
+
+def read_slices(records: Sequence[T], stop: threading.Event | None = None) -> Iterator[list[T]]:
+    """`records` a slice at a time, read in order: records decoded from disk come faster by
+    iteration than one position at a time, and a slice at a time lets the event loop's
+    thread have the interpreter lock between slices. Raises Cancelled when `stop` is set
+    before a slice is read."""
+    read = iter(records)
+    while not (stop is not None and stop.is_set()):
+        part = list(islice(read, SLICE))
+        if not part:
+            return
+        yield part
+    raise Cancelled
 
 
 def find_positions(records: Sequence[Record], ids: Iterable[str]) -> dict[str, int]:
@@ -142,13 +158,11 @@ def sort_ranks(
     keys. Raises Cancelled when `stop` is set between slices."""
     seen: dict[Any, int] = {}
     codes = np.empty(len(records), dtype=np.int64)
-    read = iter(records)  # in order: faster than by position for records read from disk
-    for at in range(0, len(records), SLICE):
-        if stop is not None and stop.is_set():
-            raise Cancelled
-        part = list(islice(read, SLICE))
+    at = 0
+    for part in read_slices(records, stop):
         found = (seen.setdefault(k, len(seen)) for k in map(key, part))
         codes[at : at + len(part)] = np.fromiter(found, np.int64, len(part))
+        at += len(part)
     distinct = list(seen)
     del seen
     rank_of = np.empty(len(distinct), dtype=np.int64)

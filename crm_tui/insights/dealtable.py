@@ -28,9 +28,9 @@ import orjson
 from crm_tui.formats import read_amount
 from crm_tui.insights.groups import Joined, PerSegment, group_codes
 from crm_tui.insights.periods import today_of
+from crm_tui.lazyrows import read_slices
 from crm_tui.models import Deal
 from crm_tui.search.matched import MatchedRecords
-from crm_tui.slices import SLICE, sliced_map
 
 if TYPE_CHECKING:
     from crm_tui.insights.report import DealFigures
@@ -63,12 +63,14 @@ class DealTable:
         heads: list[Head] = []
         closes: list[str | None] = []
         amounts = np.empty(len(deals), dtype=np.float64)
-        for at in range(0, len(deals), SLICE):
-            part = sliced_map(_deal_fields, deals[at : at + SLICE])
+        at = 0
+        for records in read_slices(deals):
+            part = list(map(_deal_fields, records))
             heads += [fields[:3] for fields in part]
             closes += [fields[3] for fields in part]
             # float() of each Decimal, None as NaN
             amounts[at : at + len(part)] = np.array([f[4] for f in part], dtype=np.float64)
+            at += len(part)
         _, head_codes = group_codes(heads)
         close_keys, close_codes = group_codes(closes)
         return cls.grouped(deals, head_codes * max(len(close_keys), 1) + close_codes, amounts)

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from crm_tui.insights.deals import OTHER
-from crm_tui.insights.groups import PerSegment, group_codes, sliced_map, source_order
+from crm_tui.insights.groups import PerSegment, group_codes, source_order
 from crm_tui.insights.periods import weeks_until
 from crm_tui.insights.table import Table, joined_filter
+from crm_tui.lazyrows import read_slices
 from crm_tui.models import Contact
 from crm_tui.search.matched import MatchedRecords
 from crm_tui.vocabulary import SHARED_STATUSES, filter_token, record_shared_status
@@ -120,7 +121,9 @@ LeadGroups = tuple[list[LeadKey], list[int]]  # each distinct key, and how many 
 def lead_groups(contacts: Sequence[Contact]) -> LeadGroups:
     """Contacts reduced to their distinct (source, stage, status, day created): the part of
     the lead flow worth keeping per search-index segment (it costs a pass over them)."""
-    keys, codes = group_codes(sliced_map(_lead_key, contacts))
+    keys, codes = group_codes(
+        [key for part in read_slices(contacts) for key in map(_lead_key, part)]
+    )
     return keys, np.bincount(codes, minlength=len(keys)).tolist()
 
 
