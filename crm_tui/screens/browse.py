@@ -285,6 +285,7 @@ class BrowseScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
         if kept is not None and kept[0] is records and kept[1] is column:
             ranks = kept[2]
         else:
+            self._ranks = None  # it holds the rows it sorted: let them go
             self._say(f"Sorting {len(records):,} {self.kind} by {column.title}…")
             stop = threading.Event()
             try:
@@ -309,6 +310,8 @@ class BrowseScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
         if table.sort_column is not None:
             column = table.columns[table.sort_column]
             records = await self._sorted(records, column, table.sort_reverse)
+        else:
+            self._ranks = None
         at = None
         if selected is not None:  # the same record, wherever a reload or a sort put it
             found = await asyncio.to_thread(find_positions, records, [selected.id])
