@@ -23,6 +23,7 @@ BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
         ("load_bench.py", ["--contacts", "300", "--syncs", "1", "--idle-seconds", "0.3"], "p95"),
         ("import_bench.py", ["--mb", "0.3"], "peak RSS"),
         ("pipeline_bench.py", ["--deals", "3000", "--runs", "2"], "draw the Pipeline"),
+        ("browse_bench.py", ["--contacts", "2000"], "sort by Name"),
         ("remap_bench.py", ["--contacts", "2000"], "worst event-loop stall"),
         ("heap_bench.py", ["--keys", "20000", "--records", "20000"], "gc_paused"),
         ("cli_bench.py", ["--sizes", "300,1000", "--runs", "1"], "ratio"),

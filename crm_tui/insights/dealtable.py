@@ -26,10 +26,11 @@ import numpy as np
 import orjson
 
 from crm_tui.formats import read_amount
-from crm_tui.insights.groups import PerSegment, group_codes
+from crm_tui.insights.groups import Joined, PerSegment, group_codes
 from crm_tui.insights.periods import today_of
+from crm_tui.lazyrows import read_slices
 from crm_tui.models import Deal
-from crm_tui.slices import SLICE, sliced_map
+from crm_tui.search.matched import MatchedRecords
 
 if TYPE_CHECKING:
     from crm_tui.insights.report import DealFigures
@@ -54,14 +55,25 @@ class DealTable:
 
     @classmethod
     def of(cls, deals: Sequence[Deal]) -> DealTable:
-        """From records (a filter's matches, the CLI's cache)."""
-        _, heads = group_codes(sliced_map(attrgetter("source", "stage", "status"), deals))
-        close_keys, closes = group_codes(sliced_map(attrgetter("close_date"), deals))
+        """From records (the CLI's cache): each read once, a slice at a time, as they may be
+        decoded from disk as they are read. A filter's matches are counted per segment from
+        its facets instead, reading a deal per group."""
+        if isinstance(deals, MatchedRecords):  # a filter's: counted from the facets
+            return cls.merge([cls.of_segment(seg, ~hit) for seg, hit in deals.by_segment()])
+        heads: list[Head] = []
+        closes: list[str | None] = []
         amounts = np.empty(len(deals), dtype=np.float64)
-        for at in range(0, len(deals), SLICE):  # float() of each Decimal, None as NaN
-            part = sliced_map(attrgetter("amount"), deals[at : at + SLICE])
-            amounts[at : at + len(part)] = np.array(part, dtype=np.float64)
-        return cls.grouped(deals, heads * max(len(close_keys), 1) + closes, amounts)
+        at = 0
+        for records in read_slices(deals):
+            part = list(map(_deal_fields, records))
+            heads += [fields[:3] for fields in part]
+            closes += [fields[3] for fields in part]
+            # float() of each Decimal, None as NaN
+            amounts[at : at + len(part)] = np.array([f[4] for f in part], dtype=np.float64)
+            at += len(part)
+        _, head_codes = group_codes(heads)
+        close_keys, close_codes = group_codes(closes)
+        return cls.grouped(deals, head_codes * max(len(close_keys), 1) + close_codes, amounts)
 
     @classmethod
     def of_segment(cls, segment: Segment, dead: np.ndarray | None = None) -> DealTable:
@@ -104,11 +116,8 @@ class DealTable:
         for table in tables:
             parts.append((at, table))
             at += len(table.keys)
-        deals: list[Deal] = []
-        for table in tables:
-            deals.extend(table.deals)
         return cls(
-            deals,
+            Joined(table.deals for table in tables),
             list(chain.from_iterable(table.keys for table in tables)),
             np.concatenate([_shifted(t.codes, n) for n, t in parts] or [np.zeros(0, np.int64)]),
             np.concatenate([t.counts for t in tables] or [np.zeros(0, np.int64)]),
@@ -148,6 +157,9 @@ class DealTable:
             mine = [g - start for g in groups if start <= g < start + len(table.keys)]
             found.update({g + start: v for g, v in table.gci_of(mine).items()})
         return found
+
+
+_deal_fields = attrgetter("source", "stage", "status", "close_date", "amount")
 
 
 def _shifted(codes: np.ndarray, by: int) -> np.ndarray:

@@ -5,8 +5,10 @@ loop's thread have the interpreter lock while a worker thread runs it."""
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from typing import Any, Generic, TypeVar
+from itertools import accumulate
+from typing import Any, Generic, TypeVar, overload
 
 import numpy as np
 
@@ -52,3 +54,31 @@ class PerSegment(Generic[V]):
             kept[key] = self._kept.get(key) or ((segment, dead), self._make(segment, dead))
         self._kept = kept
         return [value for _, value in kept.values()]
+
+
+class Joined(Sequence[V]):
+    """Sequences one after another, none of their items read until asked for: a merged
+    table's deals are each source's lazy records, not a list of them all."""
+
+    def __init__(self, parts: Iterable[Sequence[V]]) -> None:
+        self._parts = [part for part in parts if len(part)]
+        self._starts = [0, *accumulate(len(part) for part in self._parts)]
+
+    def __len__(self) -> int:
+        return self._starts[-1]
+
+    @overload
+    def __getitem__(self, position: int) -> V: ...
+
+    @overload
+    def __getitem__(self, position: slice) -> list[V]: ...
+
+    def __getitem__(self, position: int | slice) -> V | list[V]:
+        if isinstance(position, slice):
+            return [self[i] for i in range(*position.indices(len(self)))]
+        if position < 0:
+            position += len(self)
+        if not 0 <= position < len(self):
+            raise IndexError("position out of range")
+        part = bisect_right(self._starts, position) - 1
+        return self._parts[part][position - self._starts[part]]

@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from crm_tui.insights.deals import OTHER
-from crm_tui.insights.groups import PerSegment, group_codes, sliced_map, source_order
+from crm_tui.insights.groups import PerSegment, group_codes, source_order
 from crm_tui.insights.periods import weeks_until
 from crm_tui.insights.table import Table, joined_filter
+from crm_tui.lazyrows import read_slices
 from crm_tui.models import Contact
+from crm_tui.search.matched import MatchedRecords
 from crm_tui.vocabulary import SHARED_STATUSES, filter_token, record_shared_status
 
 if TYPE_CHECKING:
@@ -119,13 +121,18 @@ LeadGroups = tuple[list[LeadKey], list[int]]  # each distinct key, and how many 
 def lead_groups(contacts: Sequence[Contact]) -> LeadGroups:
     """Contacts reduced to their distinct (source, stage, status, day created): the part of
     the lead flow worth keeping per search-index segment (it costs a pass over them)."""
-    keys, codes = group_codes(sliced_map(_lead_key, contacts))
+    keys, codes = group_codes(
+        [key for part in read_slices(contacts) for key in map(_lead_key, part)]
+    )
     return keys, np.bincount(codes, minlength=len(keys)).tolist()
 
 
 def lead_flow(contacts: Sequence[Contact], now: date | datetime, *, weeks: int = 26) -> LeadFlow:
     """New contacts per week of their vendor creation time (UTC), the last `weeks` weeks
     through the current one, by source and shared stage."""
+    if isinstance(contacts, MatchedRecords):  # a filter's: counted from the facets
+        parts = [_segment_groups(seg, ~hit) for seg, hit in contacts.by_segment()]
+        return flow_of_groups(parts, now, weeks=weeks)
     return flow_of_groups([lead_groups(contacts)], now, weeks=weeks)
 
 
@@ -177,7 +184,22 @@ class SegmentLeads:
 
 
 def _segment_groups(segment: Segment, dead: np.ndarray | None) -> LeadGroups:
-    records: Sequence[Any] = segment.records
-    if dead is not None:
-        records = [records[at] for at in np.flatnonzero(~dead).tolist()]
-    return lead_groups(records)
+    """A segment's lead groups from its facets (per record the codes of its stage, status
+    and day created: arrays, mapped from disk after a start), leaving out `dead` records.
+    Only one record per distinct (stage, status) is read, for the values as the vendor
+    spelt them (the facets hold them folded)."""
+    facets, records = segment.facets(), segment.records
+    live = np.arange(len(records)) if dead is None else np.flatnonzero(~dead)
+    if not len(live):
+        return [], []
+    statuses = len(facets.values["status"])
+    heads = facets.codes["stage"][live].astype(np.int64) * statuses + facets.codes["status"][live]
+    _, first, head_of = np.unique(heads, return_index=True, return_inverse=True)
+    spelt = [_lead_key(records[at])[:3] for at in live[first].tolist()]
+    days, day_codes = facets.created_days()
+    combined = head_of.reshape(-1).astype(np.int64) * len(days) + day_codes[live]
+    groups, counts = np.unique(combined, return_counts=True)
+    keys: list[LeadKey] = [
+        (*spelt[group // len(days)], days[group % len(days)]) for group in groups.tolist()
+    ]
+    return keys, counts.tolist()

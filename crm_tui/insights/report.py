@@ -48,7 +48,7 @@ class DealFigures:
 def deal_figures(deals: Sequence[Deal] | DealTable, now: date | datetime) -> DealFigures:
     table = deals if isinstance(deals, DealTable) else DealTable.of(deals)
     return DealFigures(
-        deal_count=len(table.deals),
+        deal_count=int(table.counts.sum()),  # live deals: a patch's replaced ones left out
         stages=pipeline_by_stage(table),
         vendor_stages=pipeline_by_stage(table, vendor=True),
         closings=closings_by_month(table, now),

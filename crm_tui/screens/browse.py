@@ -7,10 +7,13 @@ answered by the search index: a filter matching a million records stays a numpy 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
+from operator import is_not
 from typing import Any
 
+import numpy as np
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -20,6 +23,7 @@ from textual.widgets import Footer, Header, Input, Static, Tab, Tabs
 from crm_tui.config import DISPLAY_NAMES
 from crm_tui.custom_columns import Column as CustomColumn
 from crm_tui.fields.shown import shown_value, sort_key, stream_columns
+from crm_tui.lazyrows import Reordered, StreamRows, find_positions, sort_ranks, sorted_order
 from crm_tui.models import Record, RecordKind
 from crm_tui.phones import format_phone
 from crm_tui.screens.base import ModeScreen
@@ -115,6 +119,10 @@ def custom_columns(custom: Sequence[CustomColumn], first: bool = False) -> list[
 
 class BrowseScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
     _stale = False  # the store changed while a load ran: load again after it
+    #: the streams last listed, and their rows (kept while the streams are the same)
+    _unsorted: tuple[list[Mapping[str, Record]], StreamRows] | None = None
+    #: the rows last sorted, by which column, and each row's rank by it
+    _ranks: tuple[Sequence[Record], Column, np.ndarray] | None = None
     BINDINGS = [
         Binding("ctrl+t", "toggle_kind", "Contacts/Deals", id="browse.toggle"),
         Binding("slash", "find", "Filter", id="browse.find"),
@@ -247,13 +255,50 @@ class BrowseScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
         """What the list holds, and what to say when the filter cannot run."""
         text = self.text.strip()
         if len(text) < MIN_QUERY:
-            return self.crm.store.records(self.kind, self.source), ""
+            return self._stream_rows(), ""
         sources = [self.source] if self.source else None
         try:
             found = await asyncio.to_thread(self.crm.index.matching, text, self.kind, sources)
         except QueryError as exc:
             return [], str(exc)
         return found, ""
+
+    def _stream_rows(self) -> StreamRows:
+        """The cache's records of this kind and source, lazily; the same object while its
+        streams are (a sort of it is then kept)."""
+        store = self.crm.store
+        names = [self.source] if self.source is not None else store.sources()
+        streams = [store.stream(self.kind, name) for name in names]
+        kept = self._unsorted
+        if kept is None or len(kept[0]) != len(streams) or any(map(is_not, kept[0], streams)):
+            kept = self._unsorted = (streams, StreamRows(streams))
+        return kept[1]
+
+    async def _sorted(
+        self, records: Sequence[Record], column: Column, reverse: bool
+    ) -> Sequence[Record]:
+        """`records` in a column's order, as a lazy reordering: the column's value of each
+        record is read in a thread and kept as a rank (an array), never the records."""
+        if column.sort_key is None or not records:
+            return records
+        kept = self._ranks
+        if kept is not None and kept[0] is records and kept[1] is column:
+            ranks = kept[2]
+        else:
+            self._ranks = None  # it holds the rows it sorted: let them go
+            self._say(f"Sorting {len(records):,} {self.kind} by {column.title}…")
+            stop = threading.Event()
+            try:
+                ranks = await asyncio.to_thread(sort_ranks, records, column.sort_key, stop)
+            except asyncio.CancelledError:
+                stop.set()  # a newer load replaced this one: its thread stops too
+                raise
+            self._ranks = (records, column, ranks)
+        order = await asyncio.to_thread(sorted_order, ranks, reverse)
+        return Reordered(records, order)
+
+    def _say(self, text: str) -> None:
+        self.query_one("#browse-summary", Static).update(text)
 
     @work(exclusive=True, group="browse", exit_on_error=False)
     async def load_rows(self, keep: bool = True, wait: float = 0.0) -> None:
@@ -262,17 +307,19 @@ class BrowseScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
         table = self.query_one(RecordTable)
         selected = table.current if keep else None
         records, problem = await self._records()
-        column = table.sort_column
-        if column is not None:
-            key = table.columns[column].sort_key
-            reverse = table.sort_reverse
-            # Sorting a million records takes a second: off the event loop.
-            records = await asyncio.to_thread(sorted, records, key=key, reverse=reverse)
-        at = await asyncio.to_thread(_position, records, selected) if selected else None
+        if table.sort_column is not None:
+            column = table.columns[table.sort_column]
+            records = await self._sorted(records, column, table.sort_reverse)
+        else:
+            self._ranks = None
+        at = None
+        if selected is not None:  # the same record, wherever a reload or a sort put it
+            found = await asyncio.to_thread(find_positions, records, [selected.id])
+            at = found.get(selected.id)
         table.set_rows(records, keep_cursor=keep)
         if at is not None:
             table.cursor = at
-        self.query_one("#browse-summary", Static).update(self._summary(len(records), problem))
+        self._say(self._summary(len(records), problem))
         if self._stale:
             self._stale = False
             self.load_rows()
@@ -336,11 +383,3 @@ class BrowseScreen(TypeToFilter, ExportView, LocalActions, ModeScreen):
             table.sort_column = 0
         table.sort_reverse = not table.sort_reverse
         self.load_rows()
-
-
-def _position(records: Sequence[Record], record: Record) -> int | None:
-    """Where a record sits after a re-sort (the same object, or the same id if reloaded)."""
-    for at, candidate in enumerate(records):
-        if candidate is record:
-            return at
-    return next((at for at, r in enumerate(records) if r.id == record.id), None)

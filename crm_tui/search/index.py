@@ -25,6 +25,7 @@ from crm_tui.heap import release_gradually
 from crm_tui.models import KINDS, Record, RecordKind
 from crm_tui.search.fields import CONTACT_FIELDS, DEAL_FIELDS, field_text
 from crm_tui.search.highlight import Highlighter
+from crm_tui.search.matched import MatchedRecords
 from crm_tui.search.query import Query, parse_query
 from crm_tui.search.ranking import every_match, ranked_all
 from crm_tui.search.segment import Segment
@@ -251,25 +252,30 @@ class SearchIndex:
 
     def matching(
         self, text: str, kind: RecordKind = "contacts", sources: Sequence[str] | None = None
-    ) -> list[Record]:
+    ) -> MatchedRecords:
         """Every record matching a query, each source's best first, without highlights:
-        what a list shows for a filter (a million matches take numpy sorts, not a Hit and
-        its spans each)."""
+        what a list shows for a filter. A lazy sequence of (segment, position): a million
+        matches take numpy sorts and two arrays, no record made until one is read."""
         query = parse_query(text, kind, self.columns)
         terms, filtered = _encoded(query), query.filtered
-        out: list[Record] = []
-        for _, parts in self._streams(kind, _wanted(query, sources)):
-            found = [every_match(seg, dead, query, terms, filtered) for seg, dead in parts]
+        segments: list[Segment] = []
+        parts: list[np.ndarray] = []
+        ats: list[np.ndarray] = []
+        for _, held in self._streams(kind, _wanted(query, sources)):
+            found = [every_match(seg, dead, query, terms, filtered) for seg, dead in held]
             scores = np.concatenate([f[0] for f in found])
-            part = np.concatenate([np.full(len(f[1]), n) for n, f in enumerate(found)])
-            at = np.concatenate([f[1] for f in found])
+            part = np.concatenate(
+                [np.full(len(f[1]), len(segments) + n, np.uint16) for n, f in enumerate(found)]
+            )
             order = np.argsort(scores, kind="stable")  # ties: the base's before a patch's
-            segments = [seg.records for seg, _ in parts]
-            out += [
-                segments[n][i]
-                for n, i in zip(part[order].tolist(), at[order].tolist(), strict=True)
-            ]
-        return out
+            parts.append(part[order])
+            ats.append(np.concatenate([f[1] for f in found])[order])
+            segments += [seg for seg, _ in held]
+        return MatchedRecords(
+            segments,
+            np.concatenate(parts) if parts else np.zeros(0, np.uint16),
+            np.concatenate(ats).astype(np.int32) if ats else np.zeros(0, np.int32),
+        )
 
     def _streams(self, kind: RecordKind, wanted: set[str]) -> Iterator[tuple[str, list[Part]]]:
         """Per source of `kind` (of `wanted`, unless empty), what is indexed of it now: its
