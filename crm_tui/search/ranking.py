@@ -18,7 +18,8 @@ from crm_tui.search.query import Query
 if TYPE_CHECKING:
     from crm_tui.search.segment import Segment
 
-NO_MATCH = 4  # worse than any place a term can have
+NO_MATCH = 4
+_FILTER_FIRST = 2  # worse than any place a term can have
 
 
 class TermHits(NamedTuple):
@@ -62,15 +63,14 @@ class Matches:
                     wanted[candidates] = True
                 mine = wanted[owners]
                 begin, owners = begin[mine], owners[mine]
-            # per record, then read at the candidates: a scatter and a gather, where a
-            # search per candidate would cost a log factor
-            records, places = self.segment.places(begin, owners)
+            # per record its best place (minimum.at: unbuffered, several times faster than
+            # a reduceat over the runs of each record), then read at the candidates: a
+            # scatter and a gather, where a search per candidate would cost a log factor
             if in_values is None:
                 dense = np.full(size, NO_MATCH, dtype=np.int8)
-                dense[records] = places
             else:
                 dense = in_values[:size].copy()
-                dense[records] = np.minimum(dense[records], places)
+            np.minimum.at(dense, owners, self.segment.places(begin, owners))
             total += dense[candidates]
         return total
 
@@ -175,7 +175,7 @@ def _candidates(
     records it keeps."""
     size = len(segment.records)
     allowed: np.ndarray | None = None
-    if filtered and all(segment.rarest(t)[2] * 2 > size for t in terms):
+    if filtered and all(segment.rarest(t)[2] * _FILTER_FIRST > size for t in terms):
         allowed = np.flatnonzero(segment.facets().mask(query, np.arange(size)))
     matches = segment.matching(terms, allowed)
     candidates = matches.found
