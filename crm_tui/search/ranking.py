@@ -176,7 +176,7 @@ def _candidates(
     size = len(segment.records)
     allowed: np.ndarray | None = None
     if filtered and all(segment.rarest(t)[2] * _FILTER_FIRST > size for t in terms):
-        allowed = np.flatnonzero(segment.facets().mask(query, np.arange(size)))
+        allowed = np.flatnonzero(segment.facets().mask(query))
     matches = segment.matching(terms, allowed)
     candidates = matches.found
     if dead is not None and len(candidates):

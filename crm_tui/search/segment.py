@@ -25,7 +25,7 @@ _FEW_VALUES = 6
 _SLICE = 4096
 _BLOCK_BITS = 6  # shorter than almost every line, so a block starts at most a line or two
 _MARKED_SPAN = 8  # blocks_of marks lines of up to this many blocks, one pass per block
-_NARROW_SHARE = 8
+_NARROW_SHARE = 2
 _SKIP_BYTES = (0x0A, 0x1F, 0x20)  # newline, field separator, space: never inside a term
 
 
@@ -240,7 +240,7 @@ class Segment:
                 owners = np.flatnonzero(either)
             else:
                 owners = owners[firsts(owners)]
-            found = owners if found is None else _common(found, owners)
+            found = owners if found is None else _common(found, owners, len(self.records))
             if not len(found):
                 return Matches(self, found, [])  # the other terms cannot add any
         if found is None:
@@ -327,13 +327,15 @@ def _narrows(segment: Segment, term: bytes, found: np.ndarray) -> bool:
     return few and segment.rarest(term)[2] > 2 * len(found)
 
 
-def _common(found: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """The values of `found` that `other` holds too (both ascending, unique)."""
-    if not len(other):
-        return other
-    at = np.searchsorted(other, found)
-    at[at == len(other)] = 0
-    return found[other[at] == found]
+def _common(found: np.ndarray, other: np.ndarray, size: int) -> np.ndarray:
+    """The values of `found` that `other` holds too (both record indexes under `size`,
+    ascending, unique): a mask scattered and gathered, linear where a binary search per
+    value would cost a log factor in cache misses."""
+    if not len(other) or not len(found):
+        return other[:0]
+    held = np.zeros(size, dtype=bool)
+    held[other] = True
+    return found[held[found]]
 
 
 def array_fields() -> tuple[str, ...]:
