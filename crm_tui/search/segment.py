@@ -130,11 +130,15 @@ class Segment:
                 continue
             held = np.flatnonzero(places < NO_MATCH)
             codes = values.codes[name]
+            if len(held) > _FEW_VALUES:
+                taken = np.take(places, codes)  # take: faster than [] here
+                if best is None:
+                    best = taken
+                else:
+                    np.minimum(best, taken, out=best)
+                continue
             if best is None:
                 best = np.full(len(codes), NO_MATCH, dtype=np.int8)
-            if len(held) > _FEW_VALUES:
-                np.minimum(best, np.take(places, codes), out=best)  # take: faster than [] here
-                continue
             for code in held.tolist():  # a compare and int8 arithmetic: faster still
                 hit = (codes == code).view(np.int8)
                 np.minimum(best, NO_MATCH - hit * (NO_MATCH - places[code]), out=best)
