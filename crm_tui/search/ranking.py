@@ -18,8 +18,10 @@ from crm_tui.search.query import Query
 if TYPE_CHECKING:
     from crm_tui.search.segment import Segment
 
-NO_MATCH = 4
-_FILTER_FIRST = 2  # worse than any place a term can have
+NO_MATCH = 4  # worse than any place a term can have
+#: A filter goes first when each term's rarest bigram has more offsets than the segment's
+#: records over this: the filter's mask is then cheaper than the term's occurrences.
+_FILTER_FIRST = 2
 
 
 class TermHits(NamedTuple):
@@ -162,7 +164,8 @@ def ranked_all(
 ) -> list[tuple[int, list[tuple[int, int]]]]:
     """`ranked` for each (segment, dead), in order, on the calling thread: on two cores
     shared with the app and other processes, two ranking threads were measured no faster
-    (benchmarks/search_bench.py at 1M, interleaved), so the thread hop bought nothing."""
+    than one (1M contacts over six sources, each query run both ways in turn), so the
+    thread hop bought nothing."""
     return [ranked(segment, dead, query, terms, filtered, limit) for segment, dead in parts]
 
 
