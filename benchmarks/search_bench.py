@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import random
 import shutil
 import statistics
@@ -190,6 +191,7 @@ def _shape_line(index: SearchIndex, label: str, texts: list[str], runs: int, tar
         f"{label:<24}{texts[0][:25]:<26}{hits:>9,.0f}{statistics.median(times):>9.2f}"
         f"{p95:>9.2f}{'<= ' + format(target, 'g'):>8}{times[-1]:>9.2f}"
         f"{statistics.median(every):>9.1f}{'  OVER' if late else ''}"
+        f"  (load {os.getloadavg()[0]:.1f})"  # other processes' share of the cores
     )
     return int(late)
 

@@ -171,3 +171,17 @@ def test_lone_letters_long_lines_and_the_last_block_equal_the_reference() -> Non
     assert index.search("foster &").counts == {
         "brivity": 1 + sum("long & foster" in fold(r.company or "") for r in records[:-1])
     }
+
+
+def test_a_filter_over_every_record_equals_the_filter_over_their_indexes() -> None:
+    """Facets.mask without records (views of its arrays) keeps what it keeps given every
+    index (gathers): statuses, shared statuses, cities, tags, custom-free filters."""
+    records = list(_othershape.other_contacts(2000, seed=8))
+    facets = Facets(records)
+    everyone = np.arange(len(records))
+    texts = ["status:closed", "status:lead", "city:houston", "tag:buyer", "status:new city:san"]
+    texts += ["city:zz", "tag:vip status:active-client", "created:2026"]
+    for text in texts:
+        query = parse_query(text)
+        assert np.array_equal(facets.mask(query), facets.mask(query, everyone)), text
+    assert facets.mask(parse_query("city:houston")).sum() > 100  # a filter that keeps many

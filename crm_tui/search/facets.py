@@ -186,7 +186,7 @@ class Facets:
             return self.custom_numbers(column.name)
         return self.custom_texts(column.name)
 
-    def _custom_hit(self, column: Column, op: str, value: Any, rows: np.ndarray) -> np.ndarray:
+    def _custom_hit(self, column: Column, op: str, value: Any, rows: Rows) -> np.ndarray:
         if column.type in _NUMERIC:
             return _COMPARE["=" if op == ":" else op](  # NaN compares False
                 self.custom_numbers(column.name)[rows], float(value)
@@ -230,7 +230,7 @@ class Facets:
             shared[unset] = per_value[self.codes[name][unset]]
         return shared
 
-    def _status_hit(self, key: str, value: str, rows: np.ndarray) -> np.ndarray:
+    def _status_hit(self, key: str, value: str, rows: Rows) -> np.ndarray:
         """`status:`/`stage:` rows: the shared status named, or the vendor's own value
         holding the text (`past-client` also finds "past client"). A value that names a
         shared status finds vendor values by their text only where they map to nothing:
@@ -279,9 +279,13 @@ class Facets:
         lists = sum(sys.getsizeof(values) for values in distinct)
         return sum(a.nbytes for a in arrays) + self.amounts.nbytes + strings + lists
 
-    def mask(self, query: Query, rows: np.ndarray) -> np.ndarray:
-        """Which of `rows` pass every filter of `query` except `source:`."""
-        keep = np.ones(len(rows), dtype=bool)
+    def mask(self, query: Query, records: np.ndarray | None = None) -> np.ndarray:
+        """Which of `records` (all of them if None) pass every filter of `query` except
+        `source:`. All of them are read through a slice: views, where a gather would copy
+        every array it reads."""
+        rows: Rows = slice(None) if records is None else records
+        count = self.size if records is None else len(records)
+        keep = np.ones(count, dtype=bool)
         for key, wanted in query.filters.items():
             if key == "source":
                 continue
@@ -304,7 +308,7 @@ class Facets:
             keep &= self._custom_hit(column, op, value, rows)
         if query.amounts or query.closing:
             if not self.deals:
-                return np.zeros(len(rows), dtype=bool)
+                return np.zeros(count, dtype=bool)
             for op, bound in query.amounts:
                 keep &= _COMPARE[op](self.amounts[rows], float(bound))  # NaN compares False
             if query.closing:
@@ -312,6 +316,9 @@ class Facets:
                 keep &= np.asarray(hit, dtype=bool)[self.closing_codes[rows]]
         return keep
 
+
+#: Which records a filter reads: an array of their indexes, or slice(None) for all of them.
+Rows = np.ndarray | slice
 
 #: A term's place in a value that does not hold it: worse than any place (ranking.NO_MATCH).
 NO_PLACE = 4

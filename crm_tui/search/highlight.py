@@ -12,7 +12,7 @@ import numpy as np
 
 from crm_tui.models import Record, RecordKind
 from crm_tui.search.fields import CONTACT_FIELDS, DEAL_FIELDS, LINE_FIELDS, SEP, field_text
-from crm_tui.text import fold_with_positions
+from crm_tui.text import fold
 
 if TYPE_CHECKING:
     from crm_tui.search.segment import Segment
@@ -30,6 +30,8 @@ class Highlighter:
         self.finder = re.compile(b"|".join(map(re.escape, terms))) if terms else None
         # every field, in display order; the empty lists are shared, never appended to
         self._empty: dict[str, list[tuple[int, int]]] = {name: [] for name in self.fields}
+        # a text's spans, for texts not ASCII: names and companies repeat across hits
+        self._texts: dict[str, list[tuple[int, int]]] = {}
 
     def __call__(
         self, segment: Segment, indexes: list[int], records: Sequence[Record]
@@ -50,13 +52,16 @@ class Highlighter:
         text, empty = segment.text, self._empty
         out = []
         for n, record in enumerate(records):
-            found = self._line_spans(record, text[begins[n] : ends[n]])
+            found = empty.copy()  # fields holding no term keep the shared empty list
+            for name, mark in self._line_spans(record, text[begins[n] : ends[n]]).items():
+                found[name] = self._in_field(record, name, mark)
             for name, marks in columns:
                 mark = marks[n]
-                found[name] = (
-                    mark if mark is not None else spans(field_text(record, name), self.text_terms)
-                )
-            out.append({**empty, **{k: self._in_field(record, k, v) for k, v in found.items()}})
+                if mark is None:
+                    found[name] = self._spans(field_text(record, name))
+                elif mark:
+                    found[name] = self._in_field(record, name, mark)
+            out.append(found)
         return out
 
     def _in_field(
@@ -67,7 +72,15 @@ class Highlighter:
         if not found:
             return found
         text = field_text(record, name)
-        return found if text.isascii() else spans(text, self.text_terms)
+        return found if text.isascii() else self._spans(text)
+
+    def _spans(self, text: str) -> list[tuple[int, int]]:
+        """`spans` of a text not ASCII, worked out once per search. A copy: the caller may
+        be handed the same list for several hits, and must not share one it could change."""
+        known = self._texts.get(text)
+        if known is None:
+            known = self._texts[text] = spans(text, self.text_terms)
+        return list(known)
 
     def _line_spans(self, record: Record, line: bytes) -> dict[str, list[tuple[int, int]]]:
         found: dict[str, list[tuple[int, int]]] = {}
@@ -97,7 +110,7 @@ class Highlighter:
             if part.isascii():  # folding was lowercasing: the line's offsets are the field's
                 found[name] = merge_spans(occurrences(part, self.terms))
             else:
-                found[name] = spans(field_text(record, name), self.text_terms)
+                found[name] = self._spans(field_text(record, name))
         return found
 
     def _value_spans(self, value: str) -> list[tuple[int, int]] | None:
@@ -112,12 +125,42 @@ def spans(text: str, terms: list[str]) -> list[tuple[int, int]]:
     """Where any of the (folded) terms occur in `text`, as merged [start, end) in `text`."""
     if not text or not terms:
         return []
-    folded, origin = fold_with_positions(text)
+    folded, origin = folded_positions(text)
     found = [
         (origin[start], _past_marks(text, origin[end - 1] + 1))
         for start, end in occurrences(folded, terms)
     ]
     return merge_spans(found)
+
+
+class _CharFolds(dict[str, str]):
+    """Each character's fold, worked out on first sight: names repeat their letters. Kept
+    for the first few thousand characters seen (hostile text cannot grow it further)."""
+
+    def __missing__(self, char: str) -> str:
+        folded = fold(char)
+        if len(self) < _CHARS_KEPT:
+            self[char] = folded
+        return folded
+
+
+_CHARS_KEPT = 8192
+
+
+_CHAR_FOLDS = _CharFolds()
+
+
+def folded_positions(text: str) -> tuple[str, Sequence[int]]:
+    """The text folded a character at a time and, for each character of the result, the
+    index it came from in `text` (as text.fold_with_positions, faster). Most accented
+    names fold one letter to one letter: then the index is the position itself."""
+    if text.isascii():
+        return text.lower(), range(len(text))
+    parts = list(map(_CHAR_FOLDS.__getitem__, text))
+    folded = "".join(parts)
+    if len(folded) == len(text) and "" not in parts:  # each character to one character
+        return folded, range(len(text))
+    return folded, [index for index, part in enumerate(parts) for _ in part]
 
 
 def _past_marks(text: str, end: int) -> int:

@@ -25,6 +25,10 @@ _FEW_VALUES = 6
 _SLICE = 4096
 _BLOCK_BITS = 6  # shorter than almost every line, so a block starts at most a line or two
 _MARKED_SPAN = 8  # blocks_of marks lines of up to this many blocks, one pass per block
+#: Later terms look only in the blocks of the records left while those are under this
+#: share of the segment: reading a small block table per offset is much cheaper than
+#: checking the text there and finding its line (measured better than an eighth).
+_NARROW_SHARE = 2
 _SKIP_BYTES = (0x0A, 0x1F, 0x20)  # newline, field separator, space: never inside a term
 
 
@@ -129,11 +133,15 @@ class Segment:
                 continue
             held = np.flatnonzero(places < NO_MATCH)
             codes = values.codes[name]
+            if len(held) > _FEW_VALUES:
+                taken = np.take(places, codes)  # take: faster than [] here
+                if best is None:
+                    best = taken
+                else:
+                    np.minimum(best, taken, out=best)
+                continue
             if best is None:
                 best = np.full(len(codes), NO_MATCH, dtype=np.int8)
-            if len(held) > _FEW_VALUES:
-                np.minimum(best, np.take(places, codes), out=best)  # take: faster than [] here
-                continue
             for code in held.tolist():  # a compare and int8 arithmetic: faster still
                 hit = (codes == code).view(np.int8)
                 np.minimum(best, NO_MATCH - hit * (NO_MATCH - places[code]), out=best)
@@ -205,20 +213,15 @@ class Segment:
             marked[np.minimum(first + step, last)] = True
         return marked
 
-    def places(self, begin: np.ndarray, owners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per record (once each, ascending), the best place among its occurrences: 0 at
-        the start of a word of the name, 1 elsewhere in the name, 2 at the start of a word
-        of another field, 3 anywhere else. A line starts after a newline, so the byte
-        before an occurrence says whether a word starts there."""
-        if not len(begin):
-            return owners, np.zeros(0, dtype=np.int8)
-        inside = _INSIDE_WORD[self.data[np.maximum(begin - 1, 0)]]
-        if begin[0] == 0:
-            inside[0] = 0
+    def places(self, begin: np.ndarray, owners: np.ndarray) -> np.ndarray:
+        """Each occurrence's place (`owners` are their records): 0 at the start of a word
+        of the name, 1 elsewhere in the name, 2 at the start of a word of another field, 3
+        anywhere else. A line starts after a newline, so the byte before an occurrence
+        says whether a word starts there (for offset 0, index -1 reads the text's last
+        byte: a newline too)."""
         place = (begin >= self.name_ends[owners]).view(np.int8) * np.int8(2)
-        place += inside
-        first = firsts(owners)
-        return owners[first], np.minimum.reduceat(place, first)
+        place += _INSIDE_WORD[self.data[begin - 1]]
+        return place
 
     def matching(self, terms: Sequence[bytes], within: np.ndarray | None = None) -> Matches:
         """Records whose line or value fields contain every term (and that `within` holds,
@@ -238,12 +241,13 @@ class Segment:
                 begin, owners = self.occurrences(term, blocks)
             in_values = self.value_matches(term)
             hits.append(TermHits(begin, owners, in_values))
-            owners = owners[firsts(owners)]
             if in_values is not None:  # a mask merges the two without a sort
                 either = in_values < NO_MATCH
                 either[owners] = True
                 owners = np.flatnonzero(either)
-            found = owners if found is None else _common(found, owners)
+            else:
+                owners = owners[firsts(owners)]
+            found = owners if found is None else _common(found, owners, len(self.records))
             if not len(found):
                 return Matches(self, found, [])  # the other terms cannot add any
         if found is None:
@@ -326,16 +330,19 @@ def _verified(data: np.ndarray, begin: np.ndarray, term: bytes) -> np.ndarray:
 def _narrows(segment: Segment, term: bytes, found: np.ndarray) -> bool:
     """Whether looking for `term` only in the blocks of `found` saves work: few records
     left, and many more offsets of the term than records."""
-    return len(found) * 8 < len(segment.records) and segment.rarest(term)[2] > 2 * len(found)
+    few = len(found) * _NARROW_SHARE < len(segment.records)
+    return few and segment.rarest(term)[2] > 2 * len(found)
 
 
-def _common(found: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """The values of `found` that `other` holds too (both ascending, unique)."""
-    if not len(other):
-        return other
-    at = np.searchsorted(other, found)
-    at[at == len(other)] = 0
-    return found[other[at] == found]
+def _common(found: np.ndarray, other: np.ndarray, size: int) -> np.ndarray:
+    """The values of `found` that `other` holds too (both record indexes under `size`,
+    ascending, unique): a mask scattered and gathered, linear where a binary search per
+    value would cost a log factor in cache misses."""
+    if not len(other) or not len(found):
+        return other[:0]
+    held = np.zeros(size, dtype=bool)
+    held[other] = True
+    return found[held[found]]
 
 
 def array_fields() -> tuple[str, ...]:
