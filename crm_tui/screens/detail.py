@@ -285,14 +285,18 @@ class RecordScreen(ModalScreen[None]):
             found = store.get("contacts", f"{record.source}:{record.contact_remote_id}")
             self.contact = found if isinstance(found, Contact) else None
         elif isinstance(record, Contact):
-            # copied here, where no sync swaps it mid-read; scanned off the loop (a source
-            # may hold 200,000 deals)
-            deals = list(store.stream("deals", record.source).values())
+            # the stream as it is now (a sync replaces it, never changes it in place),
+            # scanned off the loop: a source may hold 200,000 deals, read from disk
+            deals = store.stream("deals", record.source)
             self.run_worker(self._show_deals(deals, record.remote_id), group="detail-links")
 
-    async def _show_deals(self, deals: list[Deal], remote_id: str) -> None:
+    async def _show_deals(self, deals: Mapping[str, Record], remote_id: str) -> None:
         def theirs() -> tuple[Deal, ...]:
-            return tuple(d for d in deals if d.contact_remote_id == remote_id and not d.deleted)
+            return tuple(
+                d
+                for d in deals.values()
+                if isinstance(d, Deal) and d.contact_remote_id == remote_id and not d.deleted
+            )
 
         self.deals = await asyncio.to_thread(theirs)
         if self.deals and self.is_attached:

@@ -195,18 +195,18 @@ class LocalFormScreen(ModalScreen[Record | None]):
             self._show_reading(name)
         if set(self.suggesters) - set(self.target.choices):
             store = cast("CrmApp", self.app).store
-            # Each stream copied here, on the loop (a C-level copy, milliseconds at 1M),
-            # so a sync's upsert cannot change a dict under the thread that counts.
-            streams = [list(store.stream(self.kind, s).values()) for s in store.sources()]
+            # Each stream as it is now (a sync replaces a stream, never changes it in
+            # place), read in the thread: a million records decoded from disk.
+            streams = [store.stream(self.kind, s) for s in store.sources()]
             self._load_suggestions(streams)
         for name in self.target.choices:
             if name in self.suggesters:
                 self.run_worker(self._load_choices(name), group="form-choices", exit_on_error=False)
 
     @work(group="form-suggestions", exclusive=True, thread=True, exit_on_error=False)
-    def _load_suggestions(self, streams: list[list[Record]]) -> None:
+    def _load_suggestions(self, streams: list[Mapping[str, Record]]) -> None:
         names = tuple(n for n in self.suggesters if n not in self.target.choices)
-        values = used_values((r for part in streams for r in part), names)
+        values = used_values((r for part in streams for r in part.values()), names)
         for name in names:
             self.suggesters[name].values = values.get(name, [])
 
