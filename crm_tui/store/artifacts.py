@@ -21,6 +21,7 @@ import re
 import shutil
 import tempfile
 import time
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,20 +77,22 @@ class ArtifactShelf:
         final = folder / stamp.name
         temp = Path(tempfile.mkdtemp(prefix=".new-", dir=folder))  # 0700
         try:
-            shapes = {}
+            shapes, sums = {}, {}
             for name, array in arrays.items():
                 _check_name(name)
-                with open(
-                    os.open(temp / f"{name}.npy", os.O_WRONLY | os.O_CREAT, 0o600), "wb"
-                ) as out:
+                file = temp / f"{name}.npy"
+                with open(os.open(file, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as out:
                     np.save(out, np.ascontiguousarray(array), allow_pickle=False)
                 shapes[name] = [str(array.dtype), list(array.shape)]
-            document = {
+                sums[name] = _file_crc(file)
+            body = {
                 "format": fmt,
                 "stamp": [stamp.generation, list(stamp.imports), stamp.seq],
                 "arrays": shapes,
+                "crc": sums,
                 "meta": dict(meta or {}),
             }
+            document = {**body, "check": _json_crc(body)}
             with open(os.open(temp / _META, os.O_WRONLY | os.O_CREAT, 0o600), "w") as out:
                 json.dump(document, out)
             try:
@@ -134,7 +137,8 @@ class ArtifactShelf:
     def _drop_older(self, folder: Path, stamp: StreamStamp) -> None:
         for path in _children(folder):
             found = _parse(path.name)
-            older = found is not None and (not found.same_rows(stamp) or found.seq < stamp.seq)
+            # by seq alone: a slow process saving an older stamp leaves a newer one alone
+            older = found is not None and found.seq < stamp.seq
             stale_temp = path.name.startswith(".new-") and _age(path) > 3600
             if older or stale_temp:
                 shutil.rmtree(path, ignore_errors=True)
@@ -176,24 +180,31 @@ def _parse(name: str) -> StreamStamp | None:
 
 
 def _read(path: Path, fmt: str) -> Artifact | None:
-    """The artifact in `path`, its arrays mapped; None (and a log line) if anything is off."""
+    """The artifact in `path`, its arrays mapped; None (and a log line) if anything is off:
+    every file's checksum and the metadata's are checked before anything is used."""
     try:
         with open(path / _META, encoding="utf-8") as handle:
             document = json.load(handle)
-        if document.get("format") != fmt:
+        if not isinstance(document, dict) or document.get("format") != fmt:
             return None
+        body = {key: value for key, value in document.items() if key != "check"}
+        if document.get("check") != _json_crc(body):
+            raise ValueError("the metadata's checksum does not match")
         generation, imports, seq = document["stamp"]
         stamp = StreamStamp(int(generation), tuple(int(g) for g in imports), int(seq))
         if stamp.name != path.name:
             raise ValueError("stamp does not match the folder")
         arrays = {}
-        for name, (dtype, shape) in document["arrays"].items():
+        for name, (dtype, shape) in _as_dict(document["arrays"]).items():
             _check_name(name)
-            array = _load(path / f"{name}.npy", shape)
+            file = path / f"{name}.npy"
+            if _file_crc(file) != _as_dict(document["crc"]).get(name):
+                raise ValueError(f"{name}: the checksum does not match")
+            array = _load(file, shape)
             if str(array.dtype) != dtype or list(array.shape) != shape:
                 raise ValueError(f"{name}: {array.dtype}{array.shape}, saved as {dtype}{shape}")
             arrays[name] = array
-        return Artifact(stamp, arrays, document.get("meta") or {})
+        return Artifact(stamp, arrays, _as_dict(document["meta"]))
     except FileNotFoundError:
         return None  # replaced by a newer one meanwhile
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -201,8 +212,30 @@ def _read(path: Path, fmt: str) -> Artifact | None:
         return None
 
 
+def _as_dict(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"a {type(value).__name__} where the metadata holds a mapping")
+    return value
+
+
+def _json_crc(value: Any) -> int:
+    return zlib.crc32(json.dumps(value, sort_keys=True).encode())
+
+
+def _file_crc(path: Path) -> int:
+    """A file's CRC-32, read in chunks through the page cache: the arrays' pages are not
+    mapped into this process for it (a command stays small)."""
+    crc = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            crc = zlib.crc32(chunk, crc)
+    return crc
+
+
 def _load(path: Path, shape: list[int]) -> np.ndarray:
     """An array mapped from its file; an empty one read (there is nothing to map)."""
     if 0 in shape:
+        if path.stat().st_size > 4096:  # a header and nothing else
+            raise ValueError(f"{path.name}: an empty array in a large file")
         return np.load(path, allow_pickle=False)
     return np.load(path, mmap_mode="r", allow_pickle=False)
