@@ -605,9 +605,12 @@ class CacheStore:
         stamp, pending = self.db.pending_values(self.user_id)
         streams: Streams = {k: {} for k in KINDS}
         imported: Layers = {k: {} for k in KINDS}
+        assert self._loader is not None
         for kind in KINDS:
-            for source in self.db.stream_sources(self.user_id, kind):
-                stream, overlay = self._fresh_stream(kind, source, pending)
+            sources = self.db.stream_sources(self.user_id, kind)
+            built = self._loader.prepare(kind, sources)  # one pass for those with none
+            for source in sources:
+                stream, overlay = self._loader.fresh(kind, source, pending, built.pop(source, None))
                 if stream:
                     streams[kind][source] = stream
                 if overlay:
@@ -643,6 +646,20 @@ class CacheStore:
             found = await asyncio.to_thread(self._read_ids, kind, source, sorted(moved))
             await self._apply_off_loop(kind, source, found, sorted(moved - {r.id for r in found}))
         return True
+
+    def holds(self, kind: RecordKind, source: str) -> bool:
+        """Whether the stream is in memory (a store loaded, or a sync's swap)."""
+        return source in self._records[kind]
+
+    def prepare_artifacts(self, streams: Iterable[tuple[RecordKind, str]]) -> None:
+        """The records artifacts of `streams` that have none usable, built and saved (one
+        pass over a kind's table for several). Blocking: call it in a thread."""
+        assert self._loader is not None
+        by_kind: dict[RecordKind, list[str]] = {}
+        for kind, source in streams:
+            by_kind.setdefault(kind, []).append(source)
+        for kind, sources in by_kind.items():
+            self._loader.prepare(kind, sources)
 
     def _apply_snapshot(
         self,
