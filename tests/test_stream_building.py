@@ -11,6 +11,7 @@ import pytest
 
 from crm_tui.models import Record, RecordKind
 from crm_tui.store import CacheStore, Database
+from crm_tui.store.db import record_line
 from crm_tui.store.settling import settle_all
 from crm_tui.store.stamps import StreamStamp
 from crm_tui.store.stored_records import FORMAT, WHAT, RecordsBuilder, build_arrays
@@ -229,3 +230,101 @@ def test_settle_all_survives_a_database_it_cannot_read(tmp_path, monkeypatch, ca
     assert asyncio.run(settle_all(store, [("contacts", "brivity")])) == []
     assert "not built after the sync" in caplog.text
     assert [r.first_name for r in store.contacts("brivity")] == ["N0", "N1", "N2"]
+
+
+def _refresh(store: CacheStore, source: str, pages: list[list[Record]]) -> dict[str, Record]:
+    """A full refresh as the sync engine commits it: pages staged as a new generation,
+    collected by id (an id sent again moves to the end, as its row does), then committed."""
+    db = store.db
+    lease = db.acquire_lease("alice", source, "contacts", "sync")
+    generation = db.new_generation("alice", source, "contacts")
+    collected: dict[str, Record] = {}
+    for page in pages:
+        db.stage("contacts", generation, page)
+        for record in page:
+            collected.pop(record.id, None)
+            collected[record.id] = record
+    asyncio.run(store.commit_staged(source, "contacts", generation, collected, lease))
+    db.release_lease(lease)
+    return collected
+
+
+def _arrays_of(store: CacheStore, source: str) -> dict[str, np.ndarray]:
+    base = store.base_of("contacts", source)
+    assert base is not None
+    stored = base[1]
+    return {"data": stored._data, "ends": stored._ends, "id_hash": stored._hash}
+
+
+def test_a_record_line_is_the_row_the_table_gives(tmp_path) -> None:
+    from tests.test_stored_records import full_contact, full_deal, sparse_contact
+
+    store = _store(tmp_path)
+    contacts = [full_contact(n) for n in range(4)] + [sparse_contact(n) for n in range(4, 6)]
+    deals = [full_deal(n) for n in range(3)]
+    asyncio.run(store.replace_stream("brivity", "contacts", contacts))
+    asyncio.run(store.replace_stream("brivity", "deals", deals))
+    for kind, records in (("contacts", contacts), ("deals", deals)):
+        lines = store.db.read_stream_lines("alice", kind, "brivity", lambda s, rows: list(rows))
+        assert lines == [record_line(r) for r in records], kind
+
+
+def test_settle_builds_a_refresh_from_its_records_as_the_table_would(tmp_path, monkeypatch) -> None:
+    store = _store(tmp_path)
+    pages = [_contacts("brivity", range(0, 30)), _contacts("brivity", [5, 31, 2], "Again")]
+    _refresh(store, "brivity", pages)
+    commit = store.db.stream_stamp("alice", "contacts", "brivity")
+    monkeypatch.setattr(Database, "read_stream_lines", _refused)
+    assert asyncio.run(store.settle("contacts", "brivity")) is True
+    monkeypatch.undo()
+    assert store.base_of("contacts", "brivity")[0] == commit
+    from_memory = _arrays_of(store, "brivity")
+    stamp, from_table = _one_by_one(store.db, "brivity")
+    assert stamp == commit
+    for name, array in from_memory.items():
+        assert np.array_equal(array, from_table[name]), name  # byte for byte, row for row
+    names = [r.first_name for r in store.contacts("brivity")]
+    assert names[-3:] == ["Again5", "Again31", "Again2"] and len(names) == 31
+
+
+def test_settle_from_records_lays_what_another_process_committed_after(tmp_path) -> None:
+    """The artifact is the commit's rows under the commit's stamp: a change committed by
+    another process right after (before settle) shows as laid over it, not lost."""
+    store = _store(tmp_path)
+    _refresh(store, "brivity", [_contacts("brivity", range(20))])
+    commit = store.db.stream_stamp("alice", "contacts", "brivity")
+    other = Database(tmp_path / "crm.sqlite3")
+    changed = _contacts("brivity", [3, 77], "Other")
+    other.commit_changes("alice", "brivity", "contacts", changed, ["brivity:9"], None)
+    other.close()
+    assert asyncio.run(store.settle("contacts", "brivity")) is True
+    stamp, base, touched = store.base_of("contacts", "brivity")
+    assert stamp == commit and len(base) == 20  # built from the records, not read after
+    assert touched == {"brivity:3", "brivity:77", "brivity:9"}
+    now = {r.id: r for r in store.db.load_records("alice", "contacts", False, "brivity")}
+    assert dict(store.stream("contacts", "brivity")) == now
+
+
+def test_settle_reads_the_table_when_the_records_are_not_the_rows(tmp_path, monkeypatch) -> None:
+    store = _store(tmp_path)
+    _import(store.db, "brivity", _contacts("brivity", [1, 50], "Imported"), "a.csv")
+    _refresh(store, "brivity", [_contacts("brivity", range(10))])
+    read: list[str] = []
+    real = Database.read_stream_lines
+
+    def counted(self, user_id, kind, source, take):
+        read.append(source)
+        return real(self, user_id, kind, source, take)
+
+    monkeypatch.setattr(Database, "read_stream_lines", counted)
+    assert asyncio.run(store.settle("contacts", "brivity")) is True
+    assert read == ["brivity"]  # an import over the stream: its rows are not the records
+    names = {r.id: r.first_name for r in store.contacts("brivity")}
+    assert names["brivity:1"] == "Imported1" and names["brivity:50"] == "Imported50"
+    _refresh(store, "lofty", [_contacts("lofty", range(5))])
+    asyncio.run(
+        store.commit_changes("lofty", "contacts", _contacts("lofty", [1], "X"), [], None, None)
+    )
+    assert asyncio.run(store.settle("contacts", "lofty")) is True  # changed since: read
+    assert read == ["brivity", "lofty"]
+    assert store.get("contacts", "lofty:1").first_name == "X1"

@@ -57,6 +57,16 @@ class StoreChange:
     status_only: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """A stream's rows at `stamp` (a refresh's commit), and the stream the commit left in
+    memory: while that is still the stream, `settle` builds its artifact from `rows`."""
+
+    stamp: StreamStamp
+    rows: list[Record]
+    stream: Stream
+
+
 Subscriber = Callable[[StoreChange], None]
 #: kind -> source -> id -> record
 Layers = dict[RecordKind, dict[str, dict[str, Record]]]
@@ -85,6 +95,8 @@ class CacheStore:
         self._pending_stamp = -1  # the change log's position when it was read
         # records artifacts beside the database (streams loaded are views over them)
         self._loader = StreamLoader(db, user_id) if db is not None else None
+        # per stream a refresh of this process committed: its rows at the commit's stamp
+        self._committed: dict[tuple[RecordKind, str], Committed] = {}
 
     # -- subscriptions -------------------------------------------------------------------
 
@@ -289,13 +301,26 @@ class CacheStore:
         """Like replace_stream, for a refresh whose rows were staged page by page as
         `generation` (None with no database), read up to `watermark`. Returns how many rows
         the commit wrote."""
-        written = len(records)
+        written, stamp = len(records), None
         if self.db is not None:
             assert generation is not None and lease is not None
-            written = await self.in_writer(
-                self.db.commit_staged, self.user_id, source, kind, generation, lease, watermark
+            written, stamp = await self.in_writer(
+                self.db.commit_staged_stamped,
+                self.user_id,
+                source,
+                kind,
+                generation,
+                lease,
+                watermark,
             )
+        # the rows at the commit's stamp, if they are exactly these (taken before the swap
+        # lays imported and pending values over them): `settle` builds from them
+        rows = None
+        if stamp is not None and stamp.generation == generation and not stamp.imports:
+            rows = list(records.values()) if written == len(records) else None
         self._swap(kind, source, records)
+        if rows is not None:
+            self._committed[(kind, source)] = Committed(stamp, rows, self.stream(kind, source))
         return written
 
     async def commit_changes(
@@ -387,6 +412,7 @@ class CacheStore:
     ) -> None:
         """Copy-on-write: a reader holding the old mapping keeps a consistent one."""
         if changed:
+            self._committed.pop((kind, source), None)  # the rows a commit left: changed
             self._records[kind][source] = updated
             self._notify(StoreChange(source, (kind,), changed))
 
@@ -423,6 +449,7 @@ class CacheStore:
 
     def _put(self, kind: RecordKind, source: str, fresh: Stream) -> None:
         """A whole stream in place of the one before, which a reader may still hold."""
+        self._committed.pop((kind, source), None)
         old = self._records[kind].get(source)
         self._records[kind][source] = fresh
         if isinstance(old, dict) and old:  # a view's records are in its artifact, not here
@@ -618,10 +645,15 @@ class CacheStore:
         return streams, imported, self.db.load_statuses(self.user_id), (stamp, pending)
 
     def _fresh_stream(
-        self, kind: RecordKind, source: str, pending: Pending
+        self, kind: RecordKind, source: str, pending: Pending, rows: Committed | None = None
     ) -> tuple[Stream, dict[str, Record]]:
+        """The stream as the database holds it now; over an artifact built from `rows`
+        when given (the changes after their stamp laid over it), else opened or read."""
         assert self._loader is not None
-        return self._loader.fresh(kind, source, pending)
+        built = None
+        if rows is not None:
+            built = self._loader.committed(kind, source, rows.stamp, rows.rows)
+        return self._loader.fresh(kind, source, pending, built)
 
     async def settle(self, kind: RecordKind, source: str) -> bool:
         """Put a stream held as a dict (a sync replaced it in this process) on its records
@@ -636,7 +668,11 @@ class CacheStore:
         if isinstance(stream, StreamView) and stream.spread <= rebuild_after(stream.base):
             return True
         before = self.stream_version(kind, source)
-        fresh, imported = await asyncio.to_thread(self._fresh_stream, kind, source, self._pending)
+        committed = self._committed.pop((kind, source), None)
+        rows = committed if committed is not None and committed.stream is stream else None
+        fresh, imported = await asyncio.to_thread(
+            self._fresh_stream, kind, source, self._pending, rows
+        )
         moved = self.changed_since(kind, source, before)
         if moved is None or not isinstance(fresh, StreamView):
             return False
@@ -650,6 +686,12 @@ class CacheStore:
     def holds(self, kind: RecordKind, source: str) -> bool:
         """Whether the stream is in memory (a store loaded, or a sync's swap)."""
         return source in self._records[kind]
+
+    def settles_from_memory(self, kind: RecordKind, source: str) -> bool:
+        """Whether `settle` would build the stream's artifact from the records a refresh of
+        this process committed (the stream is still what that commit left)."""
+        committed = self._committed.get((kind, source))
+        return committed is not None and committed.stream is self.stream(kind, source)
 
     def prepare_artifacts(self, streams: Iterable[tuple[RecordKind, str]]) -> None:
         """The records artifacts of `streams` that have none usable, built and saved (one

@@ -286,6 +286,11 @@ _CONTACT_DELETED = CONTACT_FIELDS.index("deleted")
 _DEAL_DELETED = DEAL_FIELDS.index("deleted")
 _AMOUNT = DEAL_FIELDS.index("amount")
 _CUSTOM = {kind: columns.index("custom") for kind, columns in _COLUMNS.items()}
+#: The columns of each table that hold integers; every other holds text or NULL.
+_NUMBERS = {
+    kind: tuple(i for i, c in enumerate(columns) if c in ("deleted", "probability"))
+    for kind, columns in _COLUMNS.items()
+}
 
 
 def _chunks(ids: Sequence[str], size: int = 500) -> list[list[str]]:
@@ -315,6 +320,17 @@ def _to_row(record: Record, generation: int) -> list[Any]:
     row[custom] = custom_text(row[custom])
     row.append(generation)
     return row
+
+
+def record_line(record: Record) -> bytes:
+    """A record's row as `read_stream_lines` reads it from the table (its columns as SQLite
+    holds them, as text), made from the record: for what was just written from it."""
+    values = _to_row(record, 0)
+    values.pop()  # the generation
+    for at in _NUMBERS["contacts" if type(record) is Contact else "deals"]:  # as SQLite reads
+        if values[at] is not None:
+            values[at] = str(values[at])
+    return RECORD_SEPARATOR.join([v or "" for v in values]).encode()
 
 
 def _joined(kind: RecordKind) -> str:
@@ -776,9 +792,23 @@ class Database(
         imported files and generations that live owners are still writing. The stream's
         bookmark moves with it: read in full now, up to `watermark`. Returns how many rows
         the stream now holds, as the database counts them."""
+        return self.commit_staged_stamped(user_id, source, kind, generation, lease, watermark)[0]
+
+    def commit_staged_stamped(
+        self,
+        user_id: str,
+        source: str,
+        kind: RecordKind,
+        generation: int,
+        lease: Lease,
+        watermark: str | None = None,
+    ) -> tuple[int, StreamStamp]:
+        """`commit_staged`, and the stream's stamp as this commit leaves it (read inside
+        its transaction: a later commit by anyone shows as a change after it)."""
         with self.transaction() as conn:
             self.move_bookmark(conn, user_id, source, kind, watermark, full=True)
-            return self.swap_generation(user_id, source, kind, generation, lease)
+            written = self.swap_generation(user_id, source, kind, generation, lease)
+            return written, self._stamp(user_id, kind, source)
 
     def swap_generation(
         self, user_id: str, source: str, kind: RecordKind, generation: int, lease: Lease

@@ -13,7 +13,7 @@ import numpy as np
 from crm_tui.files import FileError
 from crm_tui.models import Record, RecordKind
 from crm_tui.store.artifacts import ArtifactShelf
-from crm_tui.store.db import Database
+from crm_tui.store.db import Database, record_line
 from crm_tui.store.stamps import StreamStamp
 from crm_tui.store.stored_records import (
     FORMAT,
@@ -93,6 +93,18 @@ class StreamLoader:
             built[source] = self._saved(kind, source, stamp, *builder.finish())
             del builder
         return built
+
+    def committed(
+        self, kind: RecordKind, source: str, stamp: StreamStamp, records: Iterable[Record]
+    ) -> StoredRecords:
+        """The records artifact of a stream whose rows at `stamp` are `records`, in the
+        order they were written (a refresh this process just committed: no imports), built
+        from them rather than read back from the database, and saved."""
+        builder = RecordsBuilder()
+        with gc_paused():
+            for record in records:
+                builder.add(record_line(record))
+        return self._saved(kind, source, stamp, *builder.finish())
 
     def _wants_build(self, kind: RecordKind, source: str) -> bool:
         """No records artifact for the stream's rows now, or one too far behind to lay the
