@@ -31,6 +31,7 @@ from _synthetic import SOURCES, contacts, deals, rss_bytes
 
 from crm_tui.models import KINDS, Deal
 from crm_tui.store import CacheStore, Database
+from crm_tui.store.leases import Holder
 from crm_tui.store.stored_records import WHAT
 from crm_tui.store.stream_loading import StreamLoader
 from crm_tui.tuning import tune_batch
@@ -56,6 +57,7 @@ async def run(count: int, deal_count: int) -> None:
         builds = {way: _in_child(path, count, "--build", way) for way in BUILDS}
         build = _in_child(path, count, "--build", "load")["seconds"]
         figures = _in_child(path, count, "--load")
+        settles = {way: _in_child(path, count, "--settle", way) for way in SETTLES}
         load, per_contact, anon, traced = (figures[k] for k in ("load", "rss", "anon", "traced"))
         get_ms, iterate = figures["get_ms"], figures["iterate"]
         size = path.stat().st_size
@@ -68,6 +70,11 @@ async def run(count: int, deal_count: int) -> None:
                 f"(peak RssAnon +{built['peak'] / 1e6:,.0f} MB; {BUILDS[way]})"
             )
         print(f"artifact build      {build:>12.2f} s   (a load with no artifact: every stream)")
+        for way, settled in settles.items():
+            print(
+                f"settle {way:<12} {settled['seconds']:>12.2f} s   "
+                f"(peak RssAnon +{settled['peak'] / 1e6:,.0f} MB; {SETTLES[way]})"
+            )
         print(f"snapshot load       {load:>12.2f} s   (artifact present; target <= 1 s)")
         print(f"resident / contact  {per_contact:>12,.0f} B   (RSS, mapped pages too)")
         print(f"anonymous / contact {anon:>12,.0f} B   (RssAnon; target <= 500 B)")
@@ -122,6 +129,41 @@ def measure_build(path: Path, way: str) -> dict[str, float]:
             elif way == "per-stream":
                 for source in sources:
                     loader._stored(kind, source, True)
+        took = time.perf_counter() - started
+    db.close()
+    return {"seconds": took, "peak": max(peak[0] - before, 0)}
+
+
+#: How `--settle` puts a stream a refresh just committed on its records artifact.
+SETTLES = {
+    "table": "one stream of a third after its refresh, read back from SQLite",
+    "records": "the same, built from the records the refresh committed",
+}
+
+
+async def measure_settle(path: Path, count: int, way: str) -> dict[str, float]:
+    """One source's contacts refreshed (staged, committed) as a sync does, then the stream
+    settled on its records artifact: its time and the peak rise of anonymous memory."""
+    store = CacheStore("bench", Database(path))
+    db, source = store.db, SOURCES[0]
+    assert db is not None
+    records = {r.id: r for r in contacts(count) if r.source == source}
+    lease = db.acquire_lease("bench", source, "contacts", "bench")
+    assert not isinstance(lease, Holder)
+    generation = db.new_generation("bench", source, "contacts")
+    rows = list(records.values())
+    for at in range(0, len(rows), 5_000):
+        db.stage("contacts", generation, rows[at : at + 5_000])
+    del rows
+    await store.commit_staged(source, "contacts", generation, records, lease)
+    db.release_lease(lease)
+    if way == "table":
+        store._committed.clear()
+    gc.collect()
+    before = rss_anon_bytes()
+    with _peak_sampled(rss_anon_bytes) as peak:
+        started = time.perf_counter()
+        assert await store.settle("contacts", source)
         took = time.perf_counter() - started
     db.close()
     return {"seconds": took, "peak": max(peak[0] - before, 0)}
@@ -206,8 +248,11 @@ def main() -> None:
     parser.add_argument("--db", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--build", choices=[*BUILDS, "load"], help=argparse.SUPPRESS)
+    parser.add_argument("--settle", choices=list(SETTLES), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.db and args.build:
+    if args.db and args.settle:
+        print(json.dumps(asyncio.run(measure_settle(args.db, args.contacts, args.settle))))
+    elif args.db and args.build:
         print(json.dumps(measure_build(args.db, args.build)))
     elif args.db:
         print(json.dumps(asyncio.run(measure_load(args.db, args.contacts))))
