@@ -44,6 +44,7 @@ from crm_tui.screens.confirm import QuitConfirmScreen
 from crm_tui.screens.store_error import StoreErrorScreen
 from crm_tui.screens.typing import TypeToFilter
 from crm_tui.search.index import SearchIndex
+from crm_tui.search.stored import index_streams
 from crm_tui.sources.base import SourceContext
 from crm_tui.sources.errors import SourceError
 from crm_tui.sources.http import tls_context
@@ -177,10 +178,12 @@ class CrmApp(App[None]):
         self.index.columns = self.engine.columns  # custom columns are filter keys
         self.deal_tables = SegmentTables()  # the Pipeline's, per index segment of deals
         self.lead_groups = SegmentLeads()  # and of contacts
-        self.dedup = DuplicateFinder(settings.crm_phone_region)
+        self.dedup = DuplicateFinder(settings.crm_phone_region, self.store.shelf)
         self.people: People = EMPTY_PEOPLE
         self.review: Review = EMPTY_REVIEW  # the clusters in sections, with decisions
-        self.pages_check_delay = 10.0  # seconds after loading before every page is read
+        #: Seconds after the start's duplicate clusters before every page is read.
+        self.pages_check_delay = 1.0
+        self._pages_due = False  # the start's page check waits for the clusters
         self.last_merge: MergeResult | None = None
         self.local = LocalCrm(
             self.store, SourceContext(settings, settings.user_id, db=self.store.db)
@@ -259,7 +262,7 @@ class CrmApp(App[None]):
         except StoreError as exc:
             self.show_store_error(exc)
             return
-        await asyncio.to_thread(self.index.rebuild_from, self.store)
+        await asyncio.to_thread(index_streams, self.index, self.store, self.store.shelf)
         settle_heap()
         self._warm_pipeline()
         if self.store.db is not None:
@@ -271,9 +274,9 @@ class CrmApp(App[None]):
         await self.count_outbox()
         if anything_waits(self.outbox_open):  # edits saved before a quit or a lost network
             self.drain_outbox(quiet=True)
-        # A whole-file read competes for the cores: after the work a start brings (a sync
-        # on start, clusters), and never while a sync runs.
-        self.set_timer(self.pages_check_delay, self._check_pages)
+        # A whole-file read competes for the cores: after the work a start brings (the
+        # clusters; see _people_worker), and never while a sync runs (_check_pages).
+        self._pages_due = True
         if self.webhook_listen is not None and not self.read_only_reason:
             self.run_worker(
                 self._serve_webhooks(*self.webhook_listen),
@@ -446,7 +449,8 @@ class CrmApp(App[None]):
         source, kinds = key
         ids = self._pending_index.pop(key, None)
         if ids is None or source is None:
-            await asyncio.to_thread(self.index.rebuild_from, self.store, source, kinds)
+            shelf = self.store.shelf
+            await asyncio.to_thread(index_streams, self.index, self.store, shelf, source, kinds)
         else:
             for kind in kinds:
                 current = functools.partial(self.store.stream, kind, source)
@@ -505,6 +509,9 @@ class CrmApp(App[None]):
             for index in (old.by_record, old.by_id, old.shared_by_record):
                 release_gradually(index)
             release_gradually(old.clusters, after=2.0)
+        if self._pages_due:
+            self._pages_due = False
+            self.set_timer(self.pages_check_delay, self._check_pages)
 
     def _review_of(self, people: People) -> Review:
         """The clusters in sections, with this user's decisions read from the database."""
@@ -689,9 +696,20 @@ class CrmApp(App[None]):
             elif report is not None:
                 self._notify_sync(name, report)
         answered = report.outcome in (Outcome.SUCCESS, Outcome.PARTIAL)
+        if answered:
+            await self._settle(name)
         if answered and anything_waits(self.outbox_open):
             self.drain_outbox([name], quiet=True)  # the source answers again: send what waits
         return report
+
+    async def _settle(self, name: str) -> None:
+        """A source's synced streams onto their records artifacts: the dicts of records the
+        sync committed go, and the next start maps the stream in."""
+        for kind in KINDS:
+            try:
+                await self.store.settle(kind, name)
+            except StoreError as exc:  # the records stay as the sync left them, in memory
+                log.warning("could not settle %s of %s: %s", kind, name, exc)
 
     def _notify_sync(self, name: str, report: SyncReport) -> None:
         """One source's sync, ended: its counts, or what went wrong and what to fix."""

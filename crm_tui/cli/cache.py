@@ -145,11 +145,10 @@ def search(rt: Runtime, query: str, kind: str, sources: tuple[str, ...], limit: 
 
     Example: crm-tui search "jo sm" --json
     """
-    from crm_tui.search.index import SearchIndex
+    from crm_tui.search.stored import store_index
 
-    index = SearchIndex()
-    index.columns = declared_columns()
-    index.rebuild_from(rt.store, kinds=(record_kind(kind),))
+    store = rt.store
+    index = store_index(store, store.shelf, declared_columns(), kinds=(record_kind(kind),))
     result = index.search(query, record_kind(kind), sources or None, limit)
     marks = record_marks(rt.store)  # edits still on their way to the vendor
     payload = result.to_guide()

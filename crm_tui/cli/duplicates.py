@@ -31,7 +31,8 @@ def _review(rt: Runtime) -> tuple[People, Review]:
     from crm_tui.dedup import DuplicateFinder
     from crm_tui.dedup.review import Review
 
-    people = DuplicateFinder(rt.settings.crm_phone_region).refresh(rt.store)
+    store = rt.store
+    people = DuplicateFinder(rt.settings.crm_phone_region, store.shelf).refresh(store)
     db, user = rt.store.db, rt.store.user_id
     if db is None:
         return people, Review.of(people, ())

@@ -76,11 +76,9 @@ def _records(
     if not query:  # read from the database: only this kind (and source) is held
         with rt.database.consistent_reads():
             return list(ColdRecords(rt.database, rt.unloaded_store.user_id).records(kind, source))
-    from crm_tui.search.index import SearchIndex
+    from crm_tui.search.stored import store_index
 
-    index = SearchIndex()
-    index.columns = declared
-    index.rebuild_from(rt.store, kinds=(kind,))
+    index = store_index(rt.store, rt.store.shelf, declared, kinds=(kind,))
     result = index.search(query, kind, [source] if source else None, limit=10**9)
     return [h.record for hits in result.groups.values() for h in hits]
 

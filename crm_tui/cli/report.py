@@ -77,6 +77,7 @@ def _pipeline(rt: Runtime, filter_text: str, now: date | datetime) -> Pipeline:
     from crm_tui.insights import build_pipeline
     from crm_tui.insights.report import check_filter, filtered
     from crm_tui.search.index import SearchIndex
+    from crm_tui.search.stored import store_index
 
     declared = {c.name: c for c in columns()}
     check_filter(filter_text, declared)  # a usage error before the cache is read
@@ -86,9 +87,7 @@ def _pipeline(rt: Runtime, filter_text: str, now: date | datetime) -> Pipeline:
     def matching(text: str, kind: Any) -> Any:
         nonlocal index
         if index is None:  # only a filter needs the index
-            index = SearchIndex()
-            index.columns = declared
-            index.rebuild_from(store)
+            index = store_index(store, store.shelf, declared)
         return index.matching(text, kind)
 
     deals = filtered("deals", filter_text, lambda: store.records("deals"), matching)

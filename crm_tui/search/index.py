@@ -98,6 +98,19 @@ class SearchIndex:
         """The stream's segment now (to save it after a build), without any patch."""
         return self._segments.get((kind, source))
 
+    def rebuild_many(self, kind: RecordKind, parts: dict[str, Iterable[Record]]) -> None:
+        """Build several sources' segments of `kind` together and put them in place."""
+        self._swap(kind, parts, replace_all=False)
+
+    def keep_only(self, kind: RecordKind, sources: set[str]) -> None:
+        """Drop the segments of `kind` of every source not in `sources` (gone from the store)."""
+        with self._lock:
+            gone = [key for key in self._segments if key[0] == kind and key[1] not in sources]
+            old = [self._segments.pop(key) for key in gone]
+            for key in gone:
+                self._patches.pop(key, None)
+        _release(old)
+
     def rebuild_from(
         self, store: CachedRecords, source: str | None = None, kinds: Iterable[RecordKind] = KINDS
     ) -> None:
@@ -168,11 +181,7 @@ class SearchIndex:
                 if key not in built:
                     del self._segments[key]
                 self._patches.pop(key, None)
-        for segment in old:
-            # A search that began before the swap may still be reading it: free it later.
-            # (Records read from disk on demand hold no objects to free.)
-            if isinstance(segment.records, list):
-                release_gradually(segment.records, after=RELEASE_GRACE_SECONDS)
+        _release(old)
 
     def value_counts(self, kind: RecordKind, name: str) -> list[tuple[str, int]]:
         """The values of a filterable field ("status", "stage", "city", "tag", or "shared"
@@ -278,6 +287,14 @@ class SearchIndex:
 
 #: A segment and, per record, whether a patch replaced or removed it (None: none did).
 Part = tuple[Segment, np.ndarray | None]
+
+
+def _release(old: list[Segment]) -> None:
+    for segment in old:
+        # A search that began before the swap may still be reading it: free it later.
+        # (Records read from disk on demand hold no objects to free.)
+        if isinstance(segment.records, list):
+            release_gradually(segment.records, after=RELEASE_GRACE_SECONDS)
 
 
 def _ready(segment: Segment) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 from crm_tui.config import SOURCE_NAMES
 from crm_tui.heap import release_gradually
 from crm_tui.models import KINDS, Contact, Deal, Record, RecordKind, SourceStatus, SyncState
+from crm_tui.store.artifacts import ArtifactShelf
 from crm_tui.store.changes import Changes
 from crm_tui.store.db import Database
 from crm_tui.store.errors import StreamBusy
@@ -174,6 +175,11 @@ class CacheStore:
     def stream(self, kind: RecordKind, source: str) -> Stream:
         """The live mapping of one stream; replaced wholesale, never mutated in place."""
         return self._records[kind].get(source, {})
+
+    @property
+    def shelf(self) -> ArtifactShelf | None:
+        """Where what is computed from this user's streams is saved (None: no database)."""
+        return self._loader.shelf if self._loader is not None else None
 
     def base_of(
         self, kind: RecordKind, source: str

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Protocol
 
 from crm_tui.models import Record, RecordKind
+from crm_tui.store.stamps import StreamStamp
 
 
 class CachedRecords(Protocol):
@@ -36,3 +37,11 @@ class StreamRecords(Protocol):
     def __iter__(self) -> Iterator[Record]: ...
 
     def positions(self, ids: Iterable[str]) -> dict[str, int]: ...
+
+
+class StoredStreams(CachedRecords, Protocol):
+    """A store whose streams may rest on records artifacts (`CacheStore`)."""
+
+    def base_of(
+        self, kind: RecordKind, source: str
+    ) -> tuple[StreamStamp, StreamRecords, frozenset[str]] | None: ...
