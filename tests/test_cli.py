@@ -423,3 +423,25 @@ def test_reject_and_merge_all_for_scripts(cli, demo_env):
     assert "names differ" in body["details"] and "--force" in body["details"]
     code, body, _ = cli("merge", flagged["id"], "--force", "--json")
     assert code == 0 and body["created"] is True
+
+
+def test_sync_leaves_the_records_artifacts_ready_for_the_next_start(
+    cli, demo_env, tmp_path, monkeypatch
+):
+    from crm_tui.store import CacheStore, Database
+
+    code, body, _ = cli("sync", "brivity", "--json", env=demo_env)
+    assert code == 0
+    assert body["artifacts"]["settled"] == ["brivity contacts"]  # Brivity has no deals
+    assert body["artifacts"]["seconds"] >= 0
+
+    def refused(*args, **kwargs):
+        raise AssertionError("an artifact built at start")
+
+    monkeypatch.setattr(Database, "read_stream_lines", refused)
+    monkeypatch.setattr(Database, "read_streams_lines", refused)
+    (path,) = (tmp_path / "data").rglob("*.sqlite3")
+    store = CacheStore("alice", Database(path))
+    store.load_sync()  # every stream's artifact opened, none built
+    assert store.count("contacts", "brivity") == data.expected_contacts(DEMO_CONTACTS)
+    store.db.close()

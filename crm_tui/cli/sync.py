@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,7 @@ from crm_tui.cli.outbox import outbox_summary, send_outbox
 from crm_tui.cli.runtime import Engine, Runtime, run
 from crm_tui.cli.sync_report import sync_exit_code, sync_payload, sync_table
 from crm_tui.config import DISPLAY_NAMES
-from crm_tui.models import utc_now
+from crm_tui.models import RecordKind, utc_now
 from crm_tui.text import single_line
 
 if TYPE_CHECKING:
@@ -112,9 +113,10 @@ def sync(
     if watch:
         run(_watch(engine, names, _watch_minutes(rt, interval)))
         return None
-    sent, reports = run(_sync_once(rt, engine, names, full))
+    sent, reports, settled = run(_sync_once(rt, engine, names, full))
     payload = sync_payload(rt, reports, sources)
     payload["outbox"] = [entry.to_json() for entry in sent]
+    payload["artifacts"] = settled
     code = 0 if payload["success"] else sync_exit_code(reports)
     return Reply(payload, lambda: sync_table(reports, sent), code)
 
@@ -132,18 +134,44 @@ def _watch_minutes(rt: Runtime, interval: float | None) -> float:
 
 async def _sync_once(
     rt: Runtime, engine: Engine, names: list[str] | None, full: bool
-) -> tuple[list[OutboxEntry], dict[str, Any]]:
+) -> tuple[list[OutboxEntry], dict[str, Any], dict[str, Any]]:
     """The outbox of the sources sent first (so the sync reads their new values back),
-    then the sync: what was sent and each source's report."""
+    then the sync, then the artifacts of the streams it committed: what was sent, each
+    source's report, and which streams' artifacts were made ready (in how long)."""
     async with engine as syncer:
         done = lambda: None  # noqa: E731
         if not rt.json:
             done = _progress_printer(syncer.store)
         try:
             sent = await send_outbox(syncer, names)
-            return sent, await syncer.sync_all(names, full=full)
+            reports = await syncer.sync_all(names, full=full)
         finally:
             done()
+        return sent, reports, await _settled(syncer.store, reports)
+
+
+async def _settled(store: CacheStore, reports: dict[str, Any]) -> dict[str, Any]:
+    """The records artifacts of the streams the run committed, ready for the next start
+    (which then opens them rather than building them from the database)."""
+    from crm_tui.store.settling import settle_all
+
+    started = time.perf_counter()
+    settled = await settle_all(store, committed_streams(reports))
+    return {
+        "settled": [f"{source} {kind}" for kind, source in settled],
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def committed_streams(reports: dict[str, Any]) -> list[tuple[RecordKind, str]]:
+    """The streams whose rows a run's commit changed: read in full (the stream replaced),
+    or with records written or removed."""
+    return [
+        (kind, name)
+        for name, report in reports.items()
+        for kind, stream in report.streams.items()
+        if stream.success and (stream.mode == "full" or stream.written or stream.deleted)
+    ]
 
 
 def _log_run(reports: dict[str, Any]) -> None:

@@ -58,6 +58,16 @@ class StoreChange:
     status_only: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """A stream's rows at `stamp` (a refresh's commit), and the stream the commit left in
+    memory: while that is still the stream, `settle` builds its artifact from `rows`."""
+
+    stamp: StreamStamp
+    rows: list[Record]
+    stream: Stream
+
+
 Subscriber = Callable[[StoreChange], None]
 #: kind -> source -> id -> record
 Layers = dict[RecordKind, dict[str, dict[str, Record]]]
@@ -86,6 +96,8 @@ class CacheStore:
         self._pending_stamp = -1  # the change log's position when it was read
         # records artifacts beside the database (streams loaded are views over them)
         self._loader = StreamLoader(db, user_id) if db is not None else None
+        # per stream a refresh of this process committed: its rows at the commit's stamp
+        self._committed: dict[tuple[RecordKind, str], Committed] = {}
 
     # -- subscriptions -------------------------------------------------------------------
 
@@ -295,13 +307,26 @@ class CacheStore:
         """Like replace_stream, for a refresh whose rows were staged page by page as
         `generation` (None with no database), read up to `watermark`. Returns how many rows
         the commit wrote."""
-        written = len(records)
+        written, stamp = len(records), None
         if self.db is not None:
             assert generation is not None and lease is not None
-            written = await self.in_writer(
-                self.db.commit_staged, self.user_id, source, kind, generation, lease, watermark
+            written, stamp = await self.in_writer(
+                self.db.commit_staged_stamped,
+                self.user_id,
+                source,
+                kind,
+                generation,
+                lease,
+                watermark,
             )
+        # the rows at the commit's stamp, if they are exactly these (taken before the swap
+        # lays imported and pending values over them): `settle` builds from them
+        rows = None
+        if stamp is not None and stamp.generation == generation and not stamp.imports:
+            rows = list(records.values()) if written == len(records) else None
         self._swap(kind, source, records)
+        if rows is not None:
+            self._committed[(kind, source)] = Committed(stamp, rows, self.stream(kind, source))
         return written
 
     async def commit_changes(
@@ -393,6 +418,7 @@ class CacheStore:
     ) -> None:
         """Copy-on-write: a reader holding the old mapping keeps a consistent one."""
         if changed:
+            self._committed.pop((kind, source), None)  # the rows a commit left: changed
             self._records[kind][source] = updated
             self._notify(StoreChange(source, (kind,), changed))
 
@@ -429,6 +455,7 @@ class CacheStore:
 
     def _put(self, kind: RecordKind, source: str, fresh: Stream) -> None:
         """A whole stream in place of the one before, which a reader may still hold."""
+        self._committed.pop((kind, source), None)
         old = self._records[kind].get(source)
         self._records[kind][source] = fresh
         if isinstance(old, dict) and old:  # a view's records are in its artifact, not here
@@ -611,9 +638,12 @@ class CacheStore:
         stamp, pending = self.db.pending_values(self.user_id)
         streams: Streams = {k: {} for k in KINDS}
         imported: Layers = {k: {} for k in KINDS}
+        assert self._loader is not None
         for kind in KINDS:
-            for source in self.db.stream_sources(self.user_id, kind):
-                stream, overlay = self._fresh_stream(kind, source, pending)
+            sources = self.db.stream_sources(self.user_id, kind)
+            built = self._loader.prepare(kind, sources)  # one pass for those with none
+            for source in sources:
+                stream, overlay = self._loader.fresh(kind, source, pending, built.pop(source, None))
                 if stream:
                     streams[kind][source] = stream
                 if overlay:
@@ -621,10 +651,15 @@ class CacheStore:
         return streams, imported, self.db.load_statuses(self.user_id), (stamp, pending)
 
     def _fresh_stream(
-        self, kind: RecordKind, source: str, pending: Pending
+        self, kind: RecordKind, source: str, pending: Pending, rows: Committed | None = None
     ) -> tuple[Stream, dict[str, Record]]:
+        """The stream as the database holds it now; over an artifact built from `rows`
+        when given (the changes after their stamp laid over it), else opened or read."""
         assert self._loader is not None
-        return self._loader.fresh(kind, source, pending)
+        built = None
+        if rows is not None:
+            built = self._loader.committed(kind, source, rows.stamp, rows.rows)
+        return self._loader.fresh(kind, source, pending, built)
 
     async def settle(self, kind: RecordKind, source: str) -> bool:
         """Put a stream held as a dict (a sync replaced it in this process) on its records
@@ -639,7 +674,11 @@ class CacheStore:
         if isinstance(stream, StreamView) and stream.spread <= rebuild_after(stream.base):
             return True
         before = self.stream_version(kind, source)
-        fresh, imported = await asyncio.to_thread(self._fresh_stream, kind, source, self._pending)
+        committed = self._committed.pop((kind, source), None)
+        rows = committed if committed is not None and committed.stream is stream else None
+        fresh, imported = await asyncio.to_thread(
+            self._fresh_stream, kind, source, self._pending, rows
+        )
         moved = self.changed_since(kind, source, before)
         if moved is None or not isinstance(fresh, StreamView):
             return False
@@ -649,6 +688,26 @@ class CacheStore:
             found = await asyncio.to_thread(self._read_ids, kind, source, sorted(moved))
             await self._apply_off_loop(kind, source, found, sorted(moved - {r.id for r in found}))
         return True
+
+    def holds(self, kind: RecordKind, source: str) -> bool:
+        """Whether the stream is in memory (a store loaded, or a sync's swap)."""
+        return source in self._records[kind]
+
+    def settles_from_memory(self, kind: RecordKind, source: str) -> bool:
+        """Whether `settle` would build the stream's artifact from the records a refresh of
+        this process committed (the stream is still what that commit left)."""
+        committed = self._committed.get((kind, source))
+        return committed is not None and committed.stream is self.stream(kind, source)
+
+    def prepare_artifacts(self, streams: Iterable[tuple[RecordKind, str]]) -> None:
+        """The records artifacts of `streams` that have none usable, built and saved (one
+        pass over a kind's table for several). Blocking: call it in a thread."""
+        assert self._loader is not None
+        by_kind: dict[RecordKind, list[str]] = {}
+        for kind, source in streams:
+            by_kind.setdefault(kind, []).append(source)
+        for kind, sources in by_kind.items():
+            self._loader.prepare(kind, sources)
 
     def _apply_snapshot(
         self,

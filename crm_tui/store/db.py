@@ -286,6 +286,11 @@ _CONTACT_DELETED = CONTACT_FIELDS.index("deleted")
 _DEAL_DELETED = DEAL_FIELDS.index("deleted")
 _AMOUNT = DEAL_FIELDS.index("amount")
 _CUSTOM = {kind: columns.index("custom") for kind, columns in _COLUMNS.items()}
+#: The columns of each table that hold integers; every other holds text or NULL.
+_NUMBERS = {
+    kind: tuple(i for i, c in enumerate(columns) if c in ("deleted", "probability"))
+    for kind, columns in _COLUMNS.items()
+}
 
 
 def _chunks(ids: Sequence[str], size: int = 500) -> list[list[str]]:
@@ -317,9 +322,23 @@ def _to_row(record: Record, generation: int) -> list[Any]:
     return row
 
 
+def record_line(record: Record) -> bytes:
+    """A record's row as `read_stream_lines` reads it from the table (its columns as SQLite
+    holds them, as text), made from the record: for what was just written from it."""
+    values = _to_row(record, 0)
+    values.pop()  # the generation
+    for at in _NUMBERS["contacts" if type(record) is Contact else "deals"]:  # as SQLite reads
+        if values[at] is not None:
+            values[at] = str(values[at])
+    return RECORD_SEPARATOR.join([v or "" for v in values]).encode()
+
+
 def _joined(kind: RecordKind) -> str:
-    """SQL that joins a record row's columns into one text (one Python object, not twenty)."""
-    return " || x'1e' || ".join(f"ifnull({c}, '')" for c in _COLUMNS[kind])
+    """SQL that joins a record row's columns into one text (one Python object, not twenty):
+    NULL as nothing, a number as its text. One printf, not twenty `ifnull`s and `||`s: half
+    the time of reading a row."""
+    columns = _COLUMNS[kind]
+    return f"printf('{RECORD_SEPARATOR.join('%s' for _ in columns)}', {', '.join(columns)})"
 
 
 def record_decoder(kind: RecordKind, share: bool = True) -> Callable[[str], Record]:
@@ -356,19 +375,29 @@ def record_decoder(kind: RecordKind, share: bool = True) -> Callable[[str], Reco
     return decode
 
 
-def _laid_over(
-    conn: sqlite3.Connection, queries: list[tuple[str, tuple[Any, ...]]], imported: dict[str, str]
-) -> Iterator[str]:
-    """The synced rows of `queries`, an imported row in place of one of the same id, then
-    the imported rows left."""
-    for sql, params in queries:
-        cursor = conn.execute(sql, params)
-        while rows := cursor.fetchmany(2_000):
-            for (line,) in rows:
-                if imported:
-                    line = imported.pop(line.partition(RECORD_SEPARATOR)[0], line)
-                yield line
-    yield from imported.values()
+def _blob(kind: RecordKind) -> str:
+    """`_joined` as its UTF-8 bytes: what an artifact stores, never made a Python str."""
+    return f"CAST({_joined(kind)} AS BLOB)"
+
+
+_ROW_SEPARATOR = RECORD_SEPARATOR.encode()
+
+
+class _Laying:
+    """Imported rows laid over a stream's synced rows: an imported row in place of a synced
+    one of the same id (`over`), then the imported rows left (`rest`)."""
+
+    def __init__(self, imported: dict[bytes, bytes]) -> None:
+        self.imported = imported
+
+    def over(self, line: bytes) -> bytes:
+        if self.imported:
+            return self.imported.pop(line.partition(_ROW_SEPARATOR)[0], line)
+        return line
+
+    def rest(self) -> list[bytes]:
+        left, self.imported = list(self.imported.values()), {}
+        return left
 
 
 class Database(
@@ -579,26 +608,73 @@ class Database(
         user_id: str,
         kind: RecordKind,
         source: str,
-        take: Callable[[StreamStamp, Iterator[str]], T],
+        take: Callable[[StreamStamp, Iterator[bytes]], T],
     ) -> T:
         """`take(stamp, lines)`: one stream's rows as `load_records` reads them (one joined
-        line each, decoded by `record_decoder`), one per id as the cache shows the stream:
-        its synced rows with an imported row in place of a synced one of the same id, then
-        the imported rows of new ids (a later import wins). Read in one transaction with the
-        stream's stamp, so the stamp names exactly these rows."""
-        joined = _joined(kind)
+        line each, as UTF-8 bytes, decoded by `record_decoder` once made a str), one per id as
+        the cache shows the stream: its synced rows in the order they were written, with an
+        imported row in place of a synced one of the same id, then the imported rows of new
+        ids (a later import wins). Read in one transaction with the stream's stamp, so the
+        stamp names exactly these rows. Through the table's index: for one stream of many."""
+        joined = _blob(kind)
         with self._lock, self._reading():
             stamp = self._stamp(user_id, kind, source)
-            imported: dict[str, str] = {}
-            for sql, params in self._record_queries(user_id, kind, joined, True, source, None):
-                for (line,) in self._conn.execute(sql, params):
-                    imported[line.partition(RECORD_SEPARATOR)[0]] = line
-            # in the order they were written, as a load of the whole cache reads them
-            synced = [
-                (sql + " ORDER BY rowid", params)
-                for sql, params in self._record_queries(user_id, kind, joined, False, source, None)
-            ]
-            return take(stamp, _laid_over(self._conn, synced, imported))
+            laying = _Laying(self._imported_lines(user_id, kind, source))
+            ((sql, params),) = self._record_queries(user_id, kind, joined, False, source, None)
+            return take(stamp, self._laid_over(sql + " ORDER BY rowid", params, laying))
+
+    def _laid_over(self, sql: str, params: tuple[Any, ...], laying: _Laying) -> Iterator[bytes]:
+        cursor = self._conn.execute(sql, params)
+        while rows := cursor.fetchmany(2_000):
+            for (line,) in rows:
+                yield laying.over(line)
+        yield from laying.rest()
+
+    @damage_named
+    def read_streams_lines(
+        self,
+        user_id: str,
+        kind: RecordKind,
+        sources: Sequence[str],
+        sink: Callable[[str, StreamStamp], Callable[[bytes], None]],
+    ) -> None:
+        """Several streams' rows, each as `read_stream_lines` gives them, in one pass over
+        the table in row order (cheaper than one read through the index per stream once
+        they are a good part of it). One transaction with their stamps: `sink(source,
+        stamp)` is called for each stream first and returns what takes its rows."""
+        joined = _blob(kind)
+        with self._lock, self._reading():
+            streams: dict[tuple[str, int], tuple[Callable[[bytes], None], _Laying]] = {}
+            for source in dict.fromkeys(sources):
+                stamp = self._stamp(user_id, kind, source)
+                laying = _Laying(self._imported_lines(user_id, kind, source))
+                streams[(source, stamp.generation)] = (sink(source, stamp), laying)
+            if not streams:
+                return
+            generations = sorted({generation for _, generation in streams})
+            # `+user_id`: a scan in row order, not through the index (which jumps about)
+            cursor = self._conn.execute(
+                f"SELECT source, generation, {joined} FROM {kind} WHERE +user_id = ?"
+                f" AND generation IN ({_marks(generations)}) ORDER BY rowid",
+                (user_id, *generations),
+            )
+            while rows := cursor.fetchmany(2_000):
+                for source, generation, line in rows:
+                    into = streams.get((source, generation))
+                    if into is not None:  # not another stream's, nor an import's
+                        into[0](into[1].over(line))
+            for put, laying in streams.values():
+                for line in laying.rest():
+                    put(line)
+
+    def _imported_lines(self, user_id: str, kind: RecordKind, source: str) -> dict[bytes, bytes]:
+        """A stream's imported rows by id, oldest import first (a later import of an id
+        takes its place)."""
+        imported: dict[bytes, bytes] = {}
+        for sql, params in self._record_queries(user_id, kind, _blob(kind), True, source, None):
+            for (line,) in self._conn.execute(sql, params):
+                imported[line.partition(_ROW_SEPARATOR)[0]] = line
+        return imported
 
     @damage_named
     def stream_sources(self, user_id: str, kind: RecordKind) -> list[str]:
@@ -719,9 +795,23 @@ class Database(
         imported files and generations that live owners are still writing. The stream's
         bookmark moves with it: read in full now, up to `watermark`. Returns how many rows
         the stream now holds, as the database counts them."""
+        return self.commit_staged_stamped(user_id, source, kind, generation, lease, watermark)[0]
+
+    def commit_staged_stamped(
+        self,
+        user_id: str,
+        source: str,
+        kind: RecordKind,
+        generation: int,
+        lease: Lease,
+        watermark: str | None = None,
+    ) -> tuple[int, StreamStamp]:
+        """`commit_staged`, and the stream's stamp as this commit leaves it (read inside
+        its transaction: a later commit by anyone shows as a change after it)."""
         with self.transaction() as conn:
             self.move_bookmark(conn, user_id, source, kind, watermark, full=True)
-            return self.swap_generation(user_id, source, kind, generation, lease)
+            written = self.swap_generation(user_id, source, kind, generation, lease)
+            return written, self._stamp(user_id, kind, source)
 
     def swap_generation(
         self, user_id: str, source: str, kind: RecordKind, generation: int, lease: Lease

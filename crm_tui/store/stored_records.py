@@ -43,25 +43,51 @@ def id_hash(record_id: bytes) -> int:
     return (zlib.crc32(record_id) << 32) | zlib.adler32(record_id)
 
 
-def build_arrays(lines: Iterable[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+class RecordsBuilder:
+    """A stream's arrays made a row at a time (its UTF-8 bytes, one row per id): what
+    several streams read in one pass of their table are built side by side, and no row is
+    held as a Python object once added."""
+
+    def __init__(self) -> None:
+        self._data = bytearray()
+        self._ends = array("Q")
+        self._hashes = array("Q")
+
+    def add(self, row: bytes) -> None:
+        self._data += row
+        self._ends.append(len(self._data))
+        self._hashes.append(id_hash(row.partition(_SEPARATOR)[0]))
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def finish(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The arrays (`data` shares the builder's buffer: no copy of it at its peak), and
+        the metadata that vouches for them. The builder is spent after."""
+        hashes = _as_array(self._hashes, np.uint64)
+        order = np.argsort(hashes, kind="stable").astype(np.uint32)
+        arrays = {
+            "data": _as_array(self._data, np.uint8),
+            "ends": _as_array(self._ends, np.uint64),
+            "id_hash": hashes[order],
+            "id_order": order,
+        }
+        self._hashes = array("Q")
+        return arrays, {"crc": _checksums(arrays), "rows": len(self._ends)}
+
+
+def _as_array(buffer: bytearray | array[int], dtype: type[np.generic]) -> np.ndarray:
+    return np.frombuffer(buffer, dtype=dtype) if len(buffer) else np.zeros(0, dtype)
+
+
+def build_arrays(
+    lines: Iterable[str | bytes],
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The arrays of rows `lines` (one per id), and the metadata that vouches for them."""
-    data = bytearray()
-    ends = array("Q")
-    hashes = array("Q")
+    builder = RecordsBuilder()
     for line in lines:
-        row = line.encode()
-        data += row
-        ends.append(len(data))
-        hashes.append(id_hash(row.partition(_SEPARATOR)[0]))
-    hash_array = np.frombuffer(hashes, dtype=np.uint64) if hashes else np.zeros(0, np.uint64)
-    order = np.argsort(hash_array, kind="stable").astype(np.uint32)
-    arrays = {
-        "data": np.frombuffer(bytes(data), dtype=np.uint8) if data else np.zeros(0, np.uint8),
-        "ends": np.frombuffer(ends, dtype=np.uint64) if ends else np.zeros(0, np.uint64),
-        "id_hash": hash_array[order],
-        "id_order": order,
-    }
-    return arrays, {"crc": _checksums(arrays), "rows": len(ends)}
+        builder.add(line if isinstance(line, bytes) else line.encode())
+    return builder.finish()
 
 
 def _checksums(arrays: Mapping[str, np.ndarray]) -> dict[str, int]:

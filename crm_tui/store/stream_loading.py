@@ -5,7 +5,7 @@ changed since the artifact's stamp laid over it. Runs in a worker thread."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -13,9 +13,16 @@ import numpy as np
 from crm_tui.files import FileError
 from crm_tui.models import Record, RecordKind
 from crm_tui.store.artifacts import ArtifactShelf
-from crm_tui.store.db import Database
+from crm_tui.store.db import Database, record_line
 from crm_tui.store.stamps import StreamStamp
-from crm_tui.store.stored_records import FORMAT, WHAT, DamagedArtifact, StoredRecords, build_arrays
+from crm_tui.store.stored_records import (
+    FORMAT,
+    WHAT,
+    DamagedArtifact,
+    RecordsBuilder,
+    StoredRecords,
+    build_arrays,
+)
 from crm_tui.store.stream_view import Pending, Stream, StreamView, lay_pending, patch_stream
 from crm_tui.tuning import gc_paused
 
@@ -35,14 +42,19 @@ class StreamLoader:
         self.shelf = ArtifactShelf(db.path.parent / "artifacts", user_id)
 
     def fresh(
-        self, kind: RecordKind, source: str, pending: Pending
+        self,
+        kind: RecordKind,
+        source: str,
+        pending: Pending,
+        built: StoredRecords | None = None,
     ) -> tuple[Stream, dict[str, Record]]:
         """One stream as the database holds it now, and its imported records: a view over
-        its records artifact (built and saved when there is none, or when much changed
-        since) with the records changed since laid over it."""
+        its records artifact (`built` by `prepare`, or opened, or built and saved when there
+        is none, or when much changed since) with the records changed since laid over it."""
         build = False
         for _ in range(3):
-            stored = self._stored(kind, source, build)
+            stored = built or self._stored(kind, source, build)
+            built = None
             imported = {r.id: r for r in self.db.load_records(self.user_id, kind, True, source)}
             delta = self.db.stream_delta(self.user_id, kind, stored.stamp, source)
             build = delta.whole or len(delta.ids) > rebuild_after(stored)
@@ -58,6 +70,52 @@ class StreamLoader:
         synced.update(imported)
         lay_pending(synced, pending)
         return synced, imported
+
+    def prepare(self, kind: RecordKind, sources: Iterable[str]) -> dict[str, StoredRecords]:
+        """The records artifacts of those of `sources` that have none usable (none for
+        their rows, or one that many changes passed), built and saved: in one pass over the
+        table when they are several. What was built, by source."""
+        wanted = [source for source in sources if self._wants_build(kind, source)]
+        if len(wanted) < 2:
+            return {source: self._stored(kind, source, True) for source in wanted}
+        builders: dict[str, tuple[StreamStamp, RecordsBuilder]] = {}
+
+        def sink(source: str, stamp: StreamStamp) -> Callable[[bytes], None]:
+            builder = builders[source] = (stamp, RecordsBuilder())
+            return builder[1].add
+
+        with gc_paused():  # only bytes and ints are made: nothing for the collector
+            self.db.read_streams_lines(self.user_id, kind, wanted, sink)
+        built = {}
+        while builders:  # each one's buffer let go once saved, before the next is finished
+            source = next(iter(builders))
+            stamp, builder = builders.pop(source)
+            built[source] = self._saved(kind, source, stamp, *builder.finish())
+            del builder
+        return built
+
+    def committed(
+        self, kind: RecordKind, source: str, stamp: StreamStamp, records: Iterable[Record]
+    ) -> StoredRecords:
+        """The records artifact of a stream whose rows at `stamp` are `records`, in the
+        order they were written (a refresh this process just committed: no imports), built
+        from them rather than read back from the database, and saved."""
+        builder = RecordsBuilder()
+        with gc_paused():
+            for record in records:
+                builder.add(record_line(record))
+        return self._saved(kind, source, stamp, *builder.finish())
+
+    def _wants_build(self, kind: RecordKind, source: str) -> bool:
+        """No records artifact for the stream's rows now, or one too far behind to lay the
+        changes since over it (one that turns out damaged is rebuilt when opened)."""
+        stamp = self.db.stream_stamp(self.user_id, kind, source)
+        artifact = self.shelf.open(WHAT, kind, source, stamp, FORMAT)
+        if artifact is None:
+            return True
+        delta = self.db.stream_delta(self.user_id, kind, artifact.stamp, source)
+        rows = artifact.meta.get("rows")
+        return delta.whole or len(delta.ids) > _rebuild_after(rows if isinstance(rows, int) else 0)
 
     def _stored(self, kind: RecordKind, source: str, build: bool) -> StoredRecords:
         """The stream's records artifact for its stamp now (built unless `build` is False
@@ -121,11 +179,15 @@ class StreamLoader:
 
 
 def rebuild_after(stored: StoredRecords) -> int:
-    return max(REBUILD_AFTER, len(stored) // 10)
+    return _rebuild_after(len(stored))
+
+
+def _rebuild_after(rows: int) -> int:
+    return max(REBUILD_AFTER, rows // 10)
 
 
 def _built(
-    stamp: StreamStamp, lines: Iterable[str]
+    stamp: StreamStamp, lines: Iterable[bytes]
 ) -> tuple[StreamStamp, dict[str, np.ndarray], dict[str, Any]]:
     arrays, meta = build_arrays(lines)
     return stamp, arrays, meta

@@ -653,6 +653,9 @@ class SyncEngine:
                             continue
                         if record.id in collected:
                             report.duplicates += 1
+                            # to the end, as staging's INSERT OR REPLACE moves its row: the
+                            # records stay in the order of the rows (`CacheStore.settle`)
+                            del collected[record.id]
                         collected[record.id] = record
                         unstaged.append(record)
                     if len(unstaged) >= _STAGE_BATCH:
