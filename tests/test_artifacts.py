@@ -75,7 +75,10 @@ def test_trimmed_log_is_a_whole_change(tmp_path) -> None:
 
 
 def _saved(shelf: ArtifactShelf, stamp: StreamStamp, values: list[int]) -> None:
-    shelf.save("test", "contacts", "brivity", stamp, "v1", {"values": np.array(values)}, {"n": 1})
+    saved = shelf.save(
+        "test", "contacts", "brivity", stamp, "v1", {"values": np.array(values)}, {"n": 1}
+    )
+    assert saved is not None
 
 
 def test_an_artifact_opens_mapped_as_saved(tmp_path) -> None:
@@ -125,7 +128,10 @@ def test_a_newer_save_replaces_the_older(tmp_path) -> None:
     assert found is not None and found.arrays["values"].tolist() == [6]
 
 
-@pytest.mark.parametrize("damage", ["missing array", "wrong shape", "garbage meta", "truncated"])
+@pytest.mark.parametrize(
+    "damage",
+    ["missing array", "wrong shape", "garbage meta", "truncated", "a byte", "meta value", "null"],
+)
 def test_a_damaged_artifact_is_not_one(tmp_path, damage: str) -> None:
     shelf = ArtifactShelf(tmp_path / "artifacts", "alice")
     stamp = StreamStamp(1, (), 1)
@@ -139,6 +145,16 @@ def test_a_damaged_artifact_is_not_one(tmp_path, damage: str) -> None:
         (folder / "meta.json").write_text(json.dumps(meta))
     elif damage == "garbage meta":
         (folder / "meta.json").write_text("{not json")
+    elif damage == "a byte":
+        data = bytearray((folder / "values.npy").read_bytes())
+        data[-9] ^= 1
+        (folder / "values.npy").write_bytes(bytes(data))
+    elif damage == "meta value":
+        meta = json.loads((folder / "meta.json").read_text())
+        meta["meta"]["n"] = 2
+        (folder / "meta.json").write_text(json.dumps(meta))
+    elif damage == "null":
+        (folder / "meta.json").write_text("null")
     else:
         data = (folder / "values.npy").read_bytes()
         (folder / "values.npy").write_bytes(data[:200])
@@ -164,3 +180,19 @@ def test_a_discarded_artifact_makes_room_for_a_new_save(tmp_path) -> None:
     found = shelf.open("test", "contacts", "brivity", stamp, "v1")
     assert found is not None and found.arrays["values"].tolist() == [4, 5]
     shelf.discard("test", "contacts", "brivity", StreamStamp(9, (), 9))  # none: no error
+
+
+def test_a_save_of_an_older_stamp_leaves_the_newer(tmp_path) -> None:
+    shelf = ArtifactShelf(tmp_path / "artifacts", "alice")
+    _saved(shelf, StreamStamp(2, (), 6), [6])  # the app's, current
+    _saved(shelf, StreamStamp(1, (), 3), [3])  # a slow process's, older
+    found = shelf.open("test", "contacts", "brivity", StreamStamp(2, (), 9), "v1")
+    assert found is not None and found.arrays["values"].tolist() == [6]
+
+
+def test_a_save_that_cannot_be_made_is_logged_not_raised(tmp_path, caplog) -> None:
+    (tmp_path / "artifacts").write_text("a file where the folder should be")
+    shelf = ArtifactShelf(tmp_path / "artifacts", "alice")
+    stamp = StreamStamp(1, (), 1)
+    assert shelf.save("test", "contacts", "brivity", stamp, "v1", {"v": np.zeros(2)}) is None
+    assert "could not save the test of brivity contacts" in caplog.text

@@ -27,8 +27,10 @@ from crm_tui.sources.registry import build_source
 from crm_tui.store import CacheStore, Database
 from crm_tui.store.damage import is_damage
 from crm_tui.store.owners import Owner
+from crm_tui.store.repair import repair_database
 from tests.helpers.dataset import STREAMS, comparable, expected, sync_all
 from tests.helpers.env import make_settings
+from tests.helpers.records import cached_contact
 from tests.helpers.tui import SIZE, cells, idle, until
 
 LOCAL_NAMES = ("Ana", "Ben", "Cleo", "Dev")
@@ -482,3 +484,41 @@ def test_doctor_names_who_writes_and_what_dead_processes_left(settings):
     left = check(report, "left half-written")
     assert left["status"] == "warning" and "alice's brivity contacts" in left["message"]
     assert check(report, "writers")["message"] == "no other process is writing"
+
+
+def test_a_repaired_database_is_not_shadowed_by_old_artifacts(tmp_path) -> None:
+    """A repair keeps the streams' generations but may lose rows: the records saved beside
+    the database before it go, so the cache shows what the repaired database holds."""
+    path = tmp_path / "crm.sqlite3"
+    store = CacheStore("alice", Database(path))
+    contacts = [cached_contact("brivity", n, "alice", first_name=f"N{n}" * 20) for n in range(3000)]
+    asyncio.run(store.replace_stream("brivity", "contacts", contacts))
+    store.db.close()
+    loaded = CacheStore("alice", Database(path))
+    loaded.load_sync()  # saves the records artifact
+    assert len(loaded.contacts()) == 3000
+    loaded.db.close()
+
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    pages = [
+        p
+        for (p,) in conn.execute(
+            "SELECT pageno FROM dbstat WHERE name = 'contacts' AND pagetype = 'leaf'"
+            " ORDER BY pageno"
+        )
+    ]
+    conn.close()
+    victim = pages[len(pages) // 2]
+    with open(path, "r+b") as f:
+        f.seek((victim - 1) * page_size)
+        f.write(b"\xff" * page_size)
+
+    repair_database(path)
+    db = Database(path)
+    in_db = sum(1 for _ in db.load_records("alice", "contacts", False, "brivity"))
+    assert in_db < 3000  # the repair lost the rows of the damaged page
+    after = CacheStore("alice", db)
+    after.load_sync()
+    assert len(after.contacts()) == in_db

@@ -119,7 +119,7 @@ def test_a_failed_save_still_indexes(tmp_path, monkeypatch) -> None:
     def refuse(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(store.shelf, "save", refuse)
+    monkeypatch.setattr(store.shelf, "_save", refuse)
     index = store_index(store, store.shelf, {})
     assert index.search("soren").counts == {"brivity": 8, "lofty": 5}
 

@@ -128,11 +128,10 @@ class DuplicateFinder:
             shelf = cast("ArtifactShelf", self.shelf)
             with gc_paused():
                 arrays, meta = people_to_saved(people)
-            # another combination's clusters sit at the same stamp: a save would keep them
-            shelf.discard(PEOPLE_WHAT, "contacts", EVERY_SOURCE, PEOPLE_STAMP)
-            shelf.save(PEOPLE_WHAT, "contacts", EVERY_SOURCE, PEOPLE_STAMP, fmt, arrays, meta)
-        except OSError as exc:
-            log.warning("the duplicate clusters were not saved: %s", exc)
+            # another combination's clusters sit at the same stamp: replaced
+            shelf.save(
+                PEOPLE_WHAT, "contacts", EVERY_SOURCE, PEOPLE_STAMP, fmt, arrays, meta, replace=True
+            )
         finally:
             self._saving.release()
 
@@ -196,12 +195,11 @@ class DuplicateFinder:
         names = [keyer.name(c) for c in contacts]
         arrays, meta = to_saved(keys.keys, keys.merged, texts_of(contacts, names))
         del names
-        try:
-            # one found unsound at this stamp would stay: a save keeps a folder already there
-            self.shelf.discard(SHELF_WHAT, "contacts", keys.source, stamp)
-            self.shelf.save(SHELF_WHAT, "contacts", keys.source, stamp, self._format, arrays, meta)
-        except OSError as exc:
-            log.warning("the duplicate keys of %s were not saved: %s", keys.source, exc)
+        # one found unsound at this stamp would stay: replaced
+        saved = self.shelf.save(
+            SHELF_WHAT, "contacts", keys.source, stamp, self._format, arrays, meta, replace=True
+        )
+        if saved is None:
             return None
         return self._saved(keys.source, keys.version, stamp, keys.records)
 

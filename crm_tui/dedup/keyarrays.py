@@ -154,14 +154,14 @@ def saved_format(region: str) -> str:
 def to_saved(
     keys: KeyArrays, merged: list[Merged], texts: dict[str, Texts]
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The arrays and metadata an ArtifactShelf saves; the digest catches a damaged file."""
+    """The arrays and metadata an ArtifactShelf saves (which checks them for damage)."""
     arrays = {name: keys.column(name) for name in COLUMNS}
     for name in FIELDS:
         arrays.update(texts[name].arrays(name))
     links = json.dumps([[record, list(linked)] for _, record, linked in merged])
     arrays["merged_at"] = np.array([at for at, _, _ in merged], dtype=np.int64)
     arrays["merged_links"] = np.frombuffer(links.encode(), dtype=np.uint8)
-    return arrays, {"count": len(keys), "digest": _digest(arrays)}
+    return arrays, {"count": len(keys)}
 
 
 def from_saved(
@@ -169,7 +169,7 @@ def from_saved(
 ) -> tuple[KeyArrays, list[Merged], dict[str, Texts]] | None:
     """The keys saved for `count` records, or None when anything does not add up."""
     try:
-        if meta.get("count") != count or meta.get("digest") != _digest(arrays):
+        if meta.get("count") != count:
             return None
         texts = {name: Texts.saved(arrays, name, count) for name in FIELDS}
         if any(t is None for t in texts.values()):
@@ -186,11 +186,3 @@ def from_saved(
         return keys, found, texts  # type: ignore[return-value]
     except (KeyError, ValueError, TypeError, AttributeError, UnicodeDecodeError):
         return None
-
-
-def _digest(arrays: Any) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    for name in sorted(arrays):
-        digest.update(name.encode())
-        digest.update(np.ascontiguousarray(arrays[name]).data)
-    return digest.hexdigest()

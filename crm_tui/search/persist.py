@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from crm_tui.custom_columns import Column
-from crm_tui.files import FileError
 from crm_tui.models import Record, RecordKind
 from crm_tui.search.facets import Facets
 from crm_tui.search.segment import Segment, _line_at, array_fields
@@ -72,11 +71,7 @@ def save_segment(
     blob = json.dumps(values).encode("ascii")  # escapes: any string a record holds fits
     arrays[_VALUES] = np.frombuffer(blob, dtype=np.uint8)
     meta = {"count": len(segment.records), "deals": facets.deals, "ids": _ids(segment.records)}
-    try:
-        return shelf.save(WHAT, kind, source, stamp, segment_format(), arrays, meta)
-    except (OSError, FileError) as exc:  # FileError: a folder refused as unsafe
-        log.warning("could not save the search segment of %s of %s: %s", kind, source, exc)
-        return None
+    return shelf.save(WHAT, kind, source, stamp, segment_format(), arrays, meta)
 
 
 def open_segment(

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from crm_tui.files import secure_dir
+from crm_tui.files import FileError, secure_dir
 from crm_tui.models import RecordKind
 from crm_tui.store.stamps import StreamStamp
 
@@ -37,6 +37,17 @@ log = logging.getLogger(__name__)
 
 _META = "meta.json"
 _SAFE_NAME = re.compile(r"[a-z0-9_]{1,40}")
+
+
+def root_beside(database: Path) -> Path:
+    """Where the artifacts of the streams in `database` live."""
+    return database.parent / "artifacts"
+
+
+def forget_beside(database: Path) -> None:
+    """Every artifact of `database`'s streams, gone: its rows changed in a way no stamp
+    tells (a repair recovered what it could, under the same generations)."""
+    shutil.rmtree(root_beside(database), ignore_errors=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +80,32 @@ class ArtifactShelf:
         fmt: str,
         arrays: Mapping[str, np.ndarray],
         meta: Mapping[str, Any] | None = None,
-    ) -> Path:
+        *,
+        replace: bool = False,
+    ) -> Path | None:
         """Save `arrays` as `what` of one stream at `stamp`, in format `fmt` (a string that
-        changes whenever what the arrays mean does). Older stamps' folders go."""
+        changes whenever what the arrays mean does); with `replace`, in place of what is
+        saved at that stamp (else another process's equal copy stays). Older stamps'
+        folders go. A save that fails (a full disk, a folder refused) is logged and
+        returns None: an artifact only saves work, the caller goes on without it."""
+        if replace:
+            self.discard(what, kind, source, stamp)
+        try:
+            return self._save(what, kind, source, stamp, fmt, arrays, meta)
+        except (OSError, FileError) as exc:  # FileError: a folder refused as unsafe
+            log.warning("could not save the %s of %s %s: %s", what, source, kind, exc)
+            return None
+
+    def _save(
+        self,
+        what: str,
+        kind: RecordKind,
+        source: str,
+        stamp: StreamStamp,
+        fmt: str,
+        arrays: Mapping[str, np.ndarray],
+        meta: Mapping[str, Any] | None,
+    ) -> Path:
         folder = self._folder(what, kind, source)
         secure_dir(folder, "artifact folder")
         final = folder / stamp.name

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from crm_tui.store.artifacts import forget_beside
 from crm_tui.store.damage import (
     HEADER_SIZE,
     header_problem,
@@ -92,6 +93,7 @@ def repair_database(path: Path, now: datetime | None = None) -> RepairReport:
         _replace(fresh, path)
     else:
         _remove(fresh)
+    forget_beside(path)  # built from rows the repair may have lost
     return report
 
 

@@ -10,9 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from crm_tui.files import FileError
 from crm_tui.models import Record, RecordKind
-from crm_tui.store.artifacts import ArtifactShelf
+from crm_tui.store.artifacts import ArtifactShelf, root_beside
 from crm_tui.store.db import Database, record_line
 from crm_tui.store.stamps import StreamStamp
 from crm_tui.store.stored_records import (
@@ -39,7 +38,7 @@ class StreamLoader:
     def __init__(self, db: Database, user_id: str) -> None:
         self.db = db
         self.user_id = user_id
-        self.shelf = ArtifactShelf(db.path.parent / "artifacts", user_id)
+        self.shelf = ArtifactShelf(root_beside(db.path), user_id)
 
     def fresh(
         self,
@@ -151,17 +150,13 @@ class StreamLoader:
     ) -> StoredRecords:
         """Records just built, saved and mapped back from the file; kept in memory when
         they cannot be saved (a read-only data dir)."""
-        for _ in range(2):
-            try:
-                self.shelf.save(WHAT, kind, source, stamp, FORMAT, arrays, meta)
-            except (OSError, FileError) as exc:
-                log.warning("cannot save the records artifact of %s %s: %s", source, kind, exc)
-                break
-            found = self._open_stored(kind, source, stamp)
-            if found is not None and found.stamp == stamp:
-                return found
-            # a damaged folder of the same stamp stood in the way of ours: gone, once more
-            self.shelf.discard(WHAT, kind, source, stamp)
+        for replace in (False, True):  # once more in place of a damaged folder at the stamp
+            if self.shelf.save(WHAT, kind, source, stamp, FORMAT, arrays, meta, replace=replace):
+                found = self._open_stored(kind, source, stamp)
+                if found is not None and found.stamp == stamp:
+                    return found
+                continue
+            break  # it cannot be saved (a read-only data dir): held in memory
         return StoredRecords(kind, stamp, arrays)
 
     def read_dicts(
