@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from crm_tui.search import index as index_module
 from crm_tui.search import stored
 from crm_tui.search.index import SearchIndex
 from crm_tui.search.segment import Segment
@@ -134,3 +135,27 @@ def test_a_dict_stream_is_built_from_its_records(tmp_path, with_shelf) -> None:
     index = store_index(store, shelf, {})
     assert index.search("ana").counts == {"brivity": 3}
     assert not (tmp_path / "a").exists()  # nothing to save a dict stream under
+
+
+def test_a_patch_grown_big_rebuilds_over_the_stream_without_listing_it(
+    tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setattr(index_module, "PATCH_MIN", 10)
+    path = tmp_path / "crm.sqlite3"
+    _seed(path)
+    store = _loaded(path)
+    index = store_index(store, store.shelf, {})
+    renamed = [cached_contact("brivity", n, "alice", first_name=f"Zed{n}") for n in range(20)]
+    asyncio.run(store.upsert("contacts", renamed))
+    given: list[object] = []
+    real = Segment.build
+
+    def build(records):
+        given.append(records)
+        return real(records)
+
+    monkeypatch.setattr(Segment, "build", build)
+    ids = [f"brivity:{n}" for n in range(20)]
+    index.patch("contacts", "brivity", lambda: store.stream("contacts", "brivity"), ids)
+    assert [len(r) for r in given] == [40] and not isinstance(given[0], list)
+    assert index.search("zed").counts == {"brivity": 20}

@@ -5,6 +5,7 @@ and `settle` over such views."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -186,3 +187,53 @@ def test_settle_puts_a_view_with_many_changes_on_a_new_artifact(tmp_path, monkey
     stamp, base, touched = store.base_of("contacts", "brivity")
     assert stamp.seq > before.seq and touched == frozenset() and len(base) == 29
     assert dict(store.stream("contacts", "brivity")) == expected
+
+
+def test_a_write_during_follows_read_is_kept(tmp_path) -> None:
+    """Another process replaced a stream; while it is read again, this process writes a
+    record of it: the write stays (its own writes are not in the log it follows)."""
+    path = tmp_path / "crm.sqlite3"
+    setup = Database(path)
+    setup.replace_stream(
+        "alice",
+        "brivity",
+        "contacts",
+        [cached_contact("brivity", n, "alice", first_name=f"Old{n}") for n in range(5)],
+    )
+    setup.close()
+    store = CacheStore("alice", Database(path))
+    store.load_sync()
+    seen = store.db.last_change()
+
+    other = Database(path)  # another process: a cron sync replaces the stream
+    other.owner = dataclasses.replace(other.owner, id="another-process", pid=other.owner.pid + 1)
+    other.clear("alice", "brivity")  # logged as the whole stream
+    other.close()
+
+    read_done, go = threading.Event(), threading.Event()
+    original = store._fresh_stream
+
+    def slow(*args):
+        result = original(*args)
+        read_done.set()
+        go.wait(5)
+        return result
+
+    store._fresh_stream = slow  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        changes = store.db.changes_since("alice", seen)
+        assert changes.streams
+        task = asyncio.create_task(store.follow(changes))
+        await asyncio.to_thread(read_done.wait, 5)
+        # this process (the app: an edit, a webhook) writes one record meanwhile
+        await store.upsert("contacts", [cached_contact("brivity", 2, "alice", first_name="Mine")])
+        go.set()
+        await task
+
+    asyncio.run(scenario())
+    in_db = {
+        r.id: r.first_name for r in store.db.load_records("alice", "contacts", False, "brivity")
+    }
+    assert in_db["brivity:2"] == "Mine"
+    assert store.get("contacts", "brivity:2").first_name == "Mine"

@@ -22,6 +22,7 @@ import numpy as np
 
 from crm_tui.custom_columns import Column
 from crm_tui.heap import release_gradually
+from crm_tui.lazyrows import StreamRows
 from crm_tui.models import KINDS, Record, RecordKind
 from crm_tui.search.fields import CONTACT_FIELDS, DEAL_FIELDS, field_text
 from crm_tui.search.highlight import Highlighter
@@ -149,7 +150,8 @@ class SearchIndex:
                 dead[list(base.positions().find(changed).values())] = True
                 self._patches[key] = Patch(base, segment, dead, changed)
                 return
-        self.rebuild(kind, source, list(stream.values()))
+        # over the stream as it is, read record by record: no list of a million records
+        self.rebuild(kind, source, StreamRows([stream]))
 
     def _swap(
         self, kind: RecordKind, parts: dict[str, Iterable[Record]], replace_all: bool

@@ -16,7 +16,7 @@ from crm_tui.search.index import SearchIndex
 from crm_tui.search.persist import open_segment, save_segment
 from crm_tui.search.segment import Segment
 from crm_tui.store.artifacts import ArtifactShelf
-from crm_tui.store.reading import StoredStreams
+from crm_tui.store.reading import Base, StoredStreams
 from crm_tui.store.stamps import StreamStamp
 from crm_tui.tuning import gc_paused
 
@@ -37,19 +37,35 @@ def index_streams(
         names = [source] if source is not None else store.sources()
         loose = {}
         for name in names:
-            base = store.base_of(kind, name)
+            view, base = _view_and_base(store, kind, name)
             if base is None or shelf is None:
-                loose[name] = store.stream(kind, name).values()
+                loose[name] = view.values()
                 continue
             stamp, records, touched = base
             index.install(kind, name, _segment(index, shelf, kind, name, stamp, records))
-            if touched:
-                current = functools.partial(store.stream, kind, name)
-                index.patch(kind, name, current, touched)
+            if touched:  # over the view the base came with, not a newer one of the stream
+                index.patch(kind, name, functools.partial(_same, view), touched)
         if loose:
             index.rebuild_many(kind, loose)
         if source is None:
             index.keep_only(kind, set(names))
+
+
+def _view_and_base(
+    store: StoredStreams, kind: RecordKind, source: str
+) -> tuple[Mapping[str, Record], Base | None]:
+    """A stream and the artifact it rests on, read together: the loop may replace the
+    stream between two reads (this runs in a worker thread), so both are read again then."""
+    for _ in range(3):
+        view = store.stream(kind, source)
+        base = store.base_of(kind, source)
+        if store.stream(kind, source) is view:
+            break
+    return view, base
+
+
+def _same(view: Mapping[str, Record]) -> Mapping[str, Record]:
+    return view
 
 
 def store_index(

@@ -580,11 +580,13 @@ class CacheStore:
             await self.load()
             return
         for kind, source in sorted(changes.streams):
-            fresh, imported = await asyncio.to_thread(
-                self._fresh_stream, kind, source, self._pending
-            )
-            self._imported[kind][source] = imported
-            self._put(kind, source, fresh)
+            for _ in range(3):  # this process replaced the stream meanwhile: read again
+                before = self.stream_version(kind, source)
+                fresh, imported = await asyncio.to_thread(
+                    self._fresh_stream, kind, source, self._pending
+                )
+                if await self._put_read(kind, source, before, fresh, imported):
+                    break
         for (kind, source), ids in sorted(changes.ids.items()):
             for _ in range(3):  # this process changed the stream meanwhile: read again
                 before = self.stream_version(kind, source)
@@ -679,8 +681,24 @@ class CacheStore:
         fresh, imported = await asyncio.to_thread(
             self._fresh_stream, kind, source, self._pending, rows
         )
+        if not isinstance(fresh, StreamView):
+            return False
+        return await self._put_read(kind, source, before, fresh, imported)
+
+    async def _put_read(
+        self,
+        kind: RecordKind,
+        source: str,
+        before: tuple[int, int],
+        fresh: Stream,
+        imported: dict[str, Record],
+    ) -> bool:
+        """Put a stream read from the database in place, unless this process replaced it
+        since its `stream_version` was `before` (False). Records this process changed
+        meanwhile are read again after: its own writes are never undone (the change log it
+        follows leaves them out)."""
         moved = self.changed_since(kind, source, before)
-        if moved is None or not isinstance(fresh, StreamView):
+        if moved is None:
             return False
         self._imported[kind][source] = imported
         self._put(kind, source, fresh)

@@ -39,9 +39,12 @@ class StreamRecords(Protocol):
     def positions(self, ids: Iterable[str]) -> dict[str, int]: ...
 
 
+#: The records artifact a stream rests on: its stamp, its records, and the ids the stream
+#: changed, added or removed over it.
+Base = tuple[StreamStamp, StreamRecords, frozenset[str]]
+
+
 class StoredStreams(CachedRecords, Protocol):
     """A store whose streams may rest on records artifacts (`CacheStore`)."""
 
-    def base_of(
-        self, kind: RecordKind, source: str
-    ) -> tuple[StreamStamp, StreamRecords, frozenset[str]] | None: ...
+    def base_of(self, kind: RecordKind, source: str) -> Base | None: ...
