@@ -54,11 +54,12 @@ class StreamLoader:
         for _ in range(3):
             stored = built or self._stored(kind, source, build)
             built = None
-            imported = {r.id: r for r in self.db.load_records(self.user_id, kind, True, source)}
-            delta = self.db.stream_delta(self.user_id, kind, stored.stamp, source)
-            build = delta.whole or len(delta.ids) > rebuild_after(stored)
+            with self.db.consistent_reads():  # imports, changes and their rows: one commit
+                imported = {r.id: r for r in self.db.load_records(self.user_id, kind, True, source)}
+                delta = self.db.stream_delta(self.user_id, kind, stored.stamp, source)
+                build = delta.whole or len(delta.ids) > rebuild_after(stored)
+                found = [] if build else self._read_ids(kind, source, sorted(delta.ids))
             if not build:
-                found = self._read_ids(kind, source, sorted(delta.ids))
                 gone = delta.ids - {r.id for r in found}
                 stream, _, _ = patch_stream(
                     StreamView(stored, pending), found, gone, imported, pending
@@ -164,7 +165,8 @@ class StreamLoader:
     ) -> tuple[dict[str, Record], dict[str, Record]]:
         """The stream's synced and imported records, each by id (no artifact)."""
         load = self.db.load_records
-        with gc_paused():  # a stream's worth of new records: frozen, never walked
+        # both read from one commit; a stream's worth of new records: frozen, never walked
+        with self.db.consistent_reads(), gc_paused():
             imported = {r.id: r for r in load(self.user_id, kind, True, source)}
             synced = {r.id: r for r in load(self.user_id, kind, False, source)}
         return synced, imported
