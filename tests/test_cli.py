@@ -444,4 +444,21 @@ def test_sync_leaves_the_records_artifacts_ready_for_the_next_start(
     store = CacheStore("alice", Database(path))
     store.load_sync()  # every stream's artifact opened, none built
     assert store.count("contacts", "brivity") == data.expected_contacts(DEMO_CONTACTS)
+    # the search segment and the duplicate keys were saved too: mapped in, none built
+    from crm_tui.dedup import DuplicateFinder
+    from crm_tui.dedup.sourcekeys import SourceKeys
+    from crm_tui.search.segment import Segment
+    from crm_tui.search.stored import store_index
+
+    built: list[int] = []
+    real_build = Segment.build
+    monkeypatch.setattr(
+        Segment, "build", lambda records: built.append(len(records)) or real_build(records)
+    )
+    monkeypatch.setattr(SourceKeys, "build", refused)
+    index = store_index(store, store.shelf, {}, kinds=("contacts",))
+    assert [n for n in built if n] == []
+    segment = index.segment_of("contacts", "brivity")
+    assert segment is not None and len(segment.records) == store.count("contacts", "brivity")
+    assert DuplicateFinder("US", store.shelf).save_keys(store, ["brivity"]) is None
     store.db.close()

@@ -13,7 +13,7 @@ import click
 
 from crm_tui.cli.command import Reply, headless
 from crm_tui.cli.errors import EXIT_USAGE, CliError
-from crm_tui.cli.options import SOURCE_CHOICE
+from crm_tui.cli.options import SOURCE_CHOICE, declared_columns
 from crm_tui.cli.outbox import outbox_summary, send_outbox
 from crm_tui.cli.runtime import Engine, Runtime, run
 from crm_tui.cli.sync_report import sync_exit_code, sync_payload, sync_table
@@ -111,7 +111,7 @@ def sync(
     _say_when_waiting(store)
     names = list(sources) or None
     if watch:
-        run(_watch(engine, names, _watch_minutes(rt, interval)))
+        run(_watch(rt, engine, names, _watch_minutes(rt, interval)))
         return None
     sent, reports, settled = run(_sync_once(rt, engine, names, full))
     payload = sync_payload(rt, reports, sources)
@@ -147,20 +147,31 @@ async def _sync_once(
             reports = await syncer.sync_all(names, full=full)
         finally:
             done()
-        return sent, reports, await _settled(syncer.store, reports)
+        return sent, reports, await _settled(rt, syncer.store, reports)
 
 
-async def _settled(store: CacheStore, reports: dict[str, Any]) -> dict[str, Any]:
-    """The records artifacts of the streams the run committed, ready for the next start
-    (which then opens them rather than building them from the database)."""
+async def _settled(rt: Runtime, store: CacheStore, reports: dict[str, Any]) -> dict[str, Any]:
+    """The artifacts of the streams the run committed (records, search segments, duplicate
+    keys), ready for the next start, which then maps them in rather than building them."""
     from crm_tui.store.settling import settle_all
 
     started = time.perf_counter()
     settled = await settle_all(store, committed_streams(reports))
+    await asyncio.to_thread(_ready_for_start, rt, store, settled)
     return {
         "settled": [f"{source} {kind}" for kind, source in settled],
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def _ready_for_start(rt: Runtime, store: CacheStore, streams: list[tuple[RecordKind, str]]) -> None:
+    """The search segments and duplicate keys of `streams`, saved for their rows now."""
+    from crm_tui.dedup import DuplicateFinder
+    from crm_tui.search.stored import save_segments
+
+    save_segments(store, streams, declared_columns())
+    contacts = [source for kind, source in streams if kind == "contacts"]
+    DuplicateFinder(rt.settings.crm_phone_region, store.shelf).save_keys(store, contacts)
 
 
 def committed_streams(reports: dict[str, Any]) -> list[tuple[RecordKind, str]]:
@@ -186,7 +197,7 @@ def _log_run(reports: dict[str, Any]) -> None:
         )
 
 
-async def _watch(engine: Engine, names: list[str] | None, minutes: float) -> None:
+async def _watch(rt: Runtime, engine: Engine, names: list[str] | None, minutes: float) -> None:
     from crm_tui.sync.scheduler import Scheduler
 
     async with engine as syncer:
@@ -206,8 +217,16 @@ async def _watch(engine: Engine, names: list[str] | None, minutes: float) -> Non
             if summary:
                 click.echo(f"{utc_now()} {single_line(summary)}", err=True)
 
+        async def ready_for_start(reports: dict[str, Any]) -> None:
+            await _settled(rt, syncer.store, reports)
+
         scheduler = Scheduler(
-            syncer, minutes, on_run=_log_run, sources=names, before_run=send_first
+            syncer,
+            minutes,
+            on_run=_log_run,
+            sources=names,
+            before_run=send_first,
+            after_run=ready_for_start,
         )
         try:
             await scheduler.run_forever(stop)

@@ -65,6 +65,19 @@ class DuplicateFinder:
                 saver.start()
             return people
 
+    def save_keys(self, store: CachedRecords, sources: Iterable[str]) -> None:
+        """The keys of `sources` saved for the rows their streams rest on (a sync's process:
+        the next start maps them in), without clustering."""
+        if not isinstance(store, StreamBases):
+            return
+        keyer = Keyer(self.phones)
+        for source in sources:
+            base = store.base_of("contacts", source)
+            if base is not None:
+                version = store.stream_version("contacts", source)
+                with gc_paused():
+                    self._based(store, source, version, base, keyer)
+
     def flush(self) -> None:
         """Wait for the clusters being saved, if any."""
         with self._saving:

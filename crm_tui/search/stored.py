@@ -82,6 +82,20 @@ def store_index(
     return index
 
 
+def save_segments(
+    store: StoredStreams, streams: Iterable[tuple[RecordKind, str]], columns: Mapping[str, Column]
+) -> None:
+    """The segments of `streams` (those on an artifact) saved for their rows now, for the
+    next start (a sync's process: it searches nothing itself)."""
+    shelf = store.shelf
+    if shelf is None:
+        return
+    for kind, source in streams:
+        index = SearchIndex()
+        index.columns = dict(columns)
+        index_streams(index, store, shelf, source=source, kinds=(kind,))
+
+
 def _segment(
     index: SearchIndex,
     shelf: ArtifactShelf,

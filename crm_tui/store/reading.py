@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Protocol
 
 from crm_tui.models import Record, RecordKind
+from crm_tui.store.artifacts import ArtifactShelf
 from crm_tui.store.stamps import StreamStamp
 
 
@@ -46,5 +47,8 @@ Base = tuple[StreamStamp, StreamRecords, frozenset[str]]
 
 class StoredStreams(CachedRecords, Protocol):
     """A store whose streams may rest on records artifacts (`CacheStore`)."""
+
+    @property
+    def shelf(self) -> ArtifactShelf | None: ...
 
     def base_of(self, kind: RecordKind, source: str) -> Base | None: ...

@@ -33,6 +33,7 @@ class Scheduler:
         on_run: Callable[[dict[str, SyncReport]], None] | None = None,
         sources: list[str] | None = None,
         before_run: Callable[[], Awaitable[None]] | None = None,
+        after_run: Callable[[dict[str, SyncReport]], Awaitable[object]] | None = None,
     ) -> None:
         if interval_minutes <= 0:
             raise ValueError("interval must be positive")
@@ -41,6 +42,7 @@ class Scheduler:
         self.before_run = before_run  # e.g. send the outbox, so the run reads the new values
         self.interval = interval_minutes * 60
         self.on_run = on_run
+        self.after_run = after_run  # e.g. leave the next start its artifacts ready
         self.next_run: datetime | None = None
         self.runs = 0
 
@@ -60,6 +62,11 @@ class Scheduler:
             log.info("[scheduler] %s: %s", name, report.outcome)
         if self.on_run is not None:
             self.on_run(reports)
+        if self.after_run is not None:
+            try:
+                await self.after_run(reports)
+            except Exception:  # what comes after must never stop the next run
+                log.exception("[scheduler] after the run")
         return reports
 
     async def run_forever(self, stop: asyncio.Event, run_first: bool = True) -> None:
