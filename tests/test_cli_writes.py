@@ -462,14 +462,16 @@ async def test_a_scheduled_run_sends_the_outbox_before_it_syncs():
 async def test_a_scheduled_run_readies_the_next_start_after_it_syncs():
     """`sync --watch`: after each run its streams' artifacts are made; a failure there is
     logged and the next run still comes."""
+    from crm_tui.models import SyncReport
     from crm_tui.sync.scheduler import Scheduler
 
     order: list[object] = []
+    report = SyncReport(source="brivity")
 
     class Engine:
         async def sync_all(self, names: object) -> dict:
             order.append("sync")
-            return {"brivity": "report"}
+            return {"brivity": report}
 
     async def after(reports: dict) -> None:
         order.append(reports)
@@ -478,7 +480,7 @@ async def test_a_scheduled_run_readies_the_next_start_after_it_syncs():
     scheduler = Scheduler(Engine(), 1, after_run=after)  # type: ignore[arg-type]
     await scheduler.run_once()
     await scheduler.run_once()
-    assert order == ["sync", {"brivity": "report"}, "sync", {"brivity": "report"}]
+    assert order == ["sync", {"brivity": report}, "sync", {"brivity": report}]
 
 
 def test_a_merge_can_write_its_values_back_to_the_vendor_record(crm, fub):
