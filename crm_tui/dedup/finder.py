@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import cast
 
 from crm_tui.dedup.clusters import People, find_clusters
@@ -180,8 +181,10 @@ class DuplicateFinder:
         stamp, records, changed = base
         keys = self._saved(source, version, stamp, records)
         if keys is None:
-            keys = SourceKeys.build(source, version, records, keyer)
-            keys = self._save(keys, stamp, keyer) or keys
+            # decoded once, in order: keying and saving read every contact several times,
+            # and a record read by position costs twice one read in turn
+            listed = SourceKeys.build(source, version, RecordList(records), keyer)
+            keys = self._save(listed, stamp, keyer, records) or replace(listed, records=records)
         current = {i: cast("Contact | None", store.get("contacts", i)) for i in changed}
         return keys.rekeyed(version, current, keyer) if current else keys
 
@@ -200,8 +203,11 @@ class DuplicateFinder:
         keys, merged, texts = found
         return SourceKeys(source, version, keys, records, merged, texts=texts)
 
-    def _save(self, keys: SourceKeys, stamp: StreamStamp, keyer: Keyer) -> SourceKeys | None:
-        """Saved, and mapped back in: the page cache holds them, not this process's heap."""
+    def _save(
+        self, keys: SourceKeys, stamp: StreamStamp, keyer: Keyer, records: BaseRecords
+    ) -> SourceKeys | None:
+        """Saved, and mapped back in over `records` (the base's, which `keys.records` may
+        hold as a list): the page cache holds them, not this process's heap."""
         if self.shelf is None:
             return None
         contacts = cast("Sequence[Contact]", keys.records)
@@ -214,7 +220,7 @@ class DuplicateFinder:
         )
         if saved is None:
             return None
-        return self._saved(keys.source, keys.version, stamp, keys.records)
+        return self._saved(keys.source, keys.version, stamp, records)
 
     def find(self, contacts: Sequence[Contact]) -> People:
         """Clusters of a plain list of contacts (tests, the CLI without a store)."""

@@ -64,6 +64,10 @@ class Facets:
             dtype=np.float64,
         )
 
+    def reading(self, records: Sequence[Record]) -> None:
+        """Read `records` (the same, in the same order) for `created:` and custom columns."""
+        self._records = records
+
     def _begin(self, records: Sequence[Record], deals: bool) -> None:
         self.size = len(records)
         self.deals = deals

@@ -110,6 +110,17 @@ class Segment:
             **postings._asdict(),
         )
 
+    def reading(self, records: Sequence[Record]) -> Segment:
+        """This segment, its records read from `records` from now on: the same records in
+        the same order (decoded from disk on demand, say, in place of a list held)."""
+        if len(records) != len(self.records):
+            raise ValueError("other records than the segment's")
+        self.records = records
+        if self._facets is not None:
+            self._facets.reading(records)
+        self._positions = None
+        return self
+
     def offsets_of(self, code: int) -> np.ndarray:
         """Every byte offset where bigram `code` starts, ascending."""
         start, end = int(self.offsets[code]), int(self.offsets[code + 1])

@@ -109,6 +109,9 @@ def _segment(
     if found is not None:
         return found
     with gc_paused():
-        built = Segment.build(records)
+        # decoded once, in order, for the build, its facets and the save (each reads every
+        # record; by position a record costs twice one read in turn), then let go of
+        built = Segment.build(list(records))
+        built.facets()
     save_segment(shelf, kind, source, stamp, built, index.columns.values())
-    return built
+    return built.reading(records)
