@@ -15,6 +15,7 @@ from typing import Any, TypeVar, overload
 import numpy as np
 
 from crm_tui.models import Record
+from crm_tui.sequences import OnDemand
 from crm_tui.slices import SLICE
 from crm_tui.store.stream_view import ChainedRecords, StreamView
 
@@ -116,7 +117,7 @@ def _stream_positions(stream: Mapping[str, Record], ids: list[str]) -> dict[str,
     return found
 
 
-class Reordered(Sequence[Record]):
+class Reordered(OnDemand[Record]):
     """`base` in another order: its record `order[i]` at `i`."""
 
     def __init__(self, base: Sequence[Record], order: np.ndarray) -> None:
@@ -128,15 +129,7 @@ class Reordered(Sequence[Record]):
     def __len__(self) -> int:
         return len(self.order)
 
-    @overload
-    def __getitem__(self, position: int) -> Record: ...
-
-    @overload
-    def __getitem__(self, position: slice) -> list[Record]: ...
-
-    def __getitem__(self, position: int | slice) -> Record | list[Record]:
-        if isinstance(position, slice):
-            return [self.base[at] for at in self.order[position].tolist()]
+    def _at(self, position: int) -> Record:
         return self.base[int(self.order[position])]
 
     def positions(self, ids: Iterable[str]) -> dict[str, int]:

@@ -8,10 +8,11 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from itertools import accumulate
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from crm_tui.sequences import OnDemand
 from crm_tui.slices import sliced_map, slices
 
 K = TypeVar("K", bound=Hashable)
@@ -56,7 +57,7 @@ class PerSegment(Generic[V]):
         return [value for _, value in kept.values()]
 
 
-class Joined(Sequence[V]):
+class Joined(OnDemand[V]):
     """Sequences one after another, none of their items read until asked for: a merged
     table's deals are each source's lazy records, not a list of them all."""
 
@@ -67,18 +68,6 @@ class Joined(Sequence[V]):
     def __len__(self) -> int:
         return self._starts[-1]
 
-    @overload
-    def __getitem__(self, position: int) -> V: ...
-
-    @overload
-    def __getitem__(self, position: slice) -> list[V]: ...
-
-    def __getitem__(self, position: int | slice) -> V | list[V]:
-        if isinstance(position, slice):
-            return [self[i] for i in range(*position.indices(len(self)))]
-        if position < 0:
-            position += len(self)
-        if not 0 <= position < len(self):
-            raise IndexError("position out of range")
+    def _at(self, position: int) -> V:
         part = bisect_right(self._starts, position) - 1
         return self._parts[part][position - self._starts[part]]

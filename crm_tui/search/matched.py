@@ -4,17 +4,18 @@ matching a million records holds two small arrays, not a million records."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from crm_tui.models import Record
+from crm_tui.sequences import OnDemand
 
 if TYPE_CHECKING:
     from crm_tui.search.segment import Segment
 
 
-class MatchedRecords(Sequence[Record]):
+class MatchedRecords(OnDemand[Record]):
     """Records `segments[part[i]].records[at[i]]` in order. The segments are held, so the
     matches stay the generation they were found in whatever the index swaps in since."""
 
@@ -24,41 +25,22 @@ class MatchedRecords(Sequence[Record]):
         self._segments = list(segments)
         self._parts = [segment.records for segment in self._segments]
         self._part = part
-        self._at = at
+        self._where = at
 
     def __len__(self) -> int:
-        return len(self._at)
-
-    def __eq__(self, other: object) -> bool:
-        """Equal to a list of the same records in the same order, as `matching` gave."""
-        if not isinstance(other, Sequence) or isinstance(other, str):
-            return NotImplemented
-        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
-
-    __hash__ = None  # type: ignore[assignment]
+        return len(self._where)
 
     def __repr__(self) -> str:
         return f"<{len(self)} matches>"
 
-    @overload
-    def __getitem__(self, position: int) -> Record: ...
-
-    @overload
-    def __getitem__(self, position: slice) -> list[Record]: ...
-
-    def __getitem__(self, position: int | slice) -> Record | list[Record]:
-        if isinstance(position, slice):
-            parts, ats = self._part[position].tolist(), self._at[position].tolist()
-            return [self._parts[n][i] for n, i in zip(parts, ats, strict=True)]
-        if position < 0:
-            position += len(self)
-        if not 0 <= position < len(self):
-            raise IndexError("match position out of range")
-        return self._parts[int(self._part[position])][int(self._at[position])]
+    def _at(self, position: int) -> Record:
+        return self._parts[int(self._part[position])][int(self._where[position])]
 
     def __iter__(self) -> Iterator[Record]:
-        for at in range(0, len(self), 4096):  # a slice's positions as ints at a time
-            yield from self[at : at + 4096]
+        for start in range(0, len(self), 4096):  # a slice's positions as ints at a time
+            parts = self._part[start : start + 4096].tolist()
+            ats = self._where[start : start + 4096].tolist()
+            yield from (self._parts[n][i] for n, i in zip(parts, ats, strict=True))
 
     def by_segment(self) -> list[tuple[Segment, np.ndarray]]:
         """Per segment, which of its records matched (a mask): what a figure counted per
@@ -66,7 +48,7 @@ class MatchedRecords(Sequence[Record]):
         found = []
         for n, segment in enumerate(self._segments):
             mask = np.zeros(len(segment.records), dtype=bool)
-            mask[self._at[self._part == n]] = True
+            mask[self._where[self._part == n]] = True
             found.append((segment, mask))
         return found
 
@@ -78,7 +60,7 @@ class MatchedRecords(Sequence[Record]):
         for n, segment in enumerate(self._segments):
             # a segment's positions: asked of its records, or kept once made from its ids
             for record_id, at in segment.positions().find(wanted).items():
-                hit = np.flatnonzero((self._at == at) & (self._part == n))
+                hit = np.flatnonzero((self._where == at) & (self._part == n))
                 if len(hit) and record_id not in found:
                     found[record_id] = int(hit[0])
         return found

@@ -15,12 +15,13 @@ from __future__ import annotations
 import logging
 import zlib
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, overload
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
 from crm_tui.models import Record, RecordKind
+from crm_tui.sequences import OnDemand
 from crm_tui.store.artifacts import Artifact
 from crm_tui.store.db import RECORD_SEPARATOR, record_decoder
 from crm_tui.store.stamps import StreamStamp
@@ -90,7 +91,7 @@ def build_arrays(
     return builder.finish()
 
 
-class StoredRecords(Sequence[Record]):
+class StoredRecords(OnDemand[Record]):
     """A read-only sequence of one stream's records over an artifact's arrays. Records are
     made when read and not kept: reading one twice makes two equal records."""
 
@@ -117,26 +118,11 @@ class StoredRecords(Sequence[Record]):
     def __len__(self) -> int:
         return len(self._ends)
 
-    @overload
-    def __getitem__(self, position: int) -> Record: ...
-
-    @overload
-    def __getitem__(self, position: slice) -> list[Record]: ...
-
-    def __getitem__(self, position: int | slice) -> Record | list[Record]:
-        if isinstance(position, slice):
-            return [self._record(i) for i in range(*position.indices(len(self)))]
-        if position < 0:
-            position += len(self)
-        if not 0 <= position < len(self):
-            raise IndexError("record position out of range")
-        return self._record(position)
-
     def _row(self, position: int) -> str:
         start = int(self._ends[position - 1]) if position else 0
         return str(self._view[start : int(self._ends[position])], "utf-8")
 
-    def _record(self, position: int) -> Record:
+    def _at(self, position: int) -> Record:
         return self._decode(self._row(position))
 
     def __iter__(self) -> Iterator[Record]:
@@ -171,7 +157,7 @@ class StoredRecords(Sequence[Record]):
 
     def get(self, record_id: str) -> Record | None:
         at = self.position(record_id)
-        return None if at is None else self._record(at)
+        return None if at is None else self._at(at)
 
     @property
     def nbytes(self) -> int:

@@ -11,12 +11,13 @@ since comes in the overlay, read again.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import ItemsView, Iterable, Iterator, Mapping, Sequence, ValuesView
-from typing import Any, overload
+from collections.abc import ItemsView, Iterable, Iterator, Mapping, ValuesView
+from typing import Any
 
 import numpy as np
 
 from crm_tui.models import Record
+from crm_tui.sequences import OnDemand
 from crm_tui.store.stored_records import StoredRecords
 from crm_tui.tuning import gc_paused
 from crm_tui.writeback.values import with_values
@@ -157,7 +158,7 @@ class _Items(ItemsView[str, Record]):
             yield record.id, record
 
 
-class ChainedRecords(Sequence[Record]):
+class ChainedRecords(OnDemand[Record]):
     """Streams one after another as one sequence, with none of their records made until
     read: `records()` of a store that holds a million."""
 
@@ -171,36 +172,9 @@ class ChainedRecords(Sequence[Record]):
     def __len__(self) -> int:
         return self._starts[-1]
 
-    def __eq__(self, other: object) -> bool:
-        """Equal to a list (or any sequence) of the same records in the same order, as the
-        list `records()` gave before."""
-        if not isinstance(other, Sequence) or isinstance(other, str):
-            return NotImplemented
-        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"<{len(self)} records>"
-
     def __iter__(self) -> Iterator[Record]:
         for stream in self._streams:
             yield from stream.values()
-
-    @overload
-    def __getitem__(self, position: int) -> Record: ...
-
-    @overload
-    def __getitem__(self, position: slice) -> list[Record]: ...
-
-    def __getitem__(self, position: int | slice) -> Record | list[Record]:
-        if isinstance(position, slice):
-            return [self._at(i) for i in range(*position.indices(len(self)))]
-        if position < 0:
-            position += len(self)
-        if not 0 <= position < len(self):
-            raise IndexError("record position out of range")
-        return self._at(position)
 
     def _at(self, position: int) -> Record:
         part = bisect_right(self._starts, position) - 1
