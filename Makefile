@@ -19,8 +19,8 @@ demo: $(STAMP)
 	$(BIN)/crm-tui --demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check crm_tui tests benchmarks
-	$(BIN)/ruff format --check crm_tui tests benchmarks
+	$(BIN)/ruff check crm_tui tests benchmarks tools
+	$(BIN)/ruff format --check crm_tui tests benchmarks tools
 
 test: lint
 	$(BIN)/python -m pytest -q
@@ -40,6 +40,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/pipeline_bench.py --deals 200000
 	$(BIN)/python benchmarks/remap_bench.py --contacts 100000
 	$(BIN)/python benchmarks/heap_bench.py
+	$(BIN)/python benchmarks/index_open_bench.py --size 1000000
+	$(BIN)/python benchmarks/browse_bench.py --contacts 1000000
+	$(BIN)/python benchmarks/fold_bench.py
 
 # The reliability suite at full size (more contacts, more crash points); its report
 # replaces the README's "Reliability" section.
