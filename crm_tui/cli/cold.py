@@ -16,8 +16,8 @@ from crm_tui.cli.marks import Marks
 from crm_tui.config import SOURCE_NAMES, Settings
 from crm_tui.models import KINDS, Record, RecordKind, SourceStatus
 from crm_tui.store import CacheStore, Database
+from crm_tui.store.stream_view import laid
 from crm_tui.sync.shown import as_shown
-from crm_tui.writeback.values import with_values
 
 #: Records per write to standard output: few system calls, and `| head` stops us soon.
 _WRITE_BATCH = 500
@@ -74,13 +74,9 @@ class ColdRecords:
         for batch in self.db.stream_id_batches(self.user_id, kind, source):
             rows = {r.id: r for r in load(self.user_id, kind, False, source, batch)}
             for record_id in batch:
-                yield self._laid(overlay.pop(record_id, None) or rows[record_id])
+                yield laid(overlay.pop(record_id, None) or rows[record_id], self.pending)
         for record in overlay.values():
-            yield self._laid(record)
-
-    def _laid(self, record: Record) -> Record:
-        values = self.pending.get(record.id)
-        return record if values is None else with_values(record, values)
+            yield laid(record, self.pending)
 
 
 def echo_listing(kind: RecordKind, records: Iterable[Record], marks: Marks) -> None:

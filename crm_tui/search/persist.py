@@ -22,7 +22,7 @@ import numpy as np
 from crm_tui.custom_columns import Column
 from crm_tui.models import Record, RecordKind
 from crm_tui.search.facets import Facets
-from crm_tui.search.segment import Segment, _line_at, array_fields
+from crm_tui.search.segment import BLOCK_BYTES, Segment, array_fields
 from crm_tui.store.artifacts import ArtifactShelf
 from crm_tui.store.stamps import StreamStamp
 from crm_tui.text import FOLD_VERSION  # a segment folded otherwise finds other words
@@ -137,7 +137,7 @@ def _check_segment(arrays: Mapping[str, np.ndarray], count: int) -> None:
     _require(len(starts) == count + 1 and starts[0] == 0 and starts[-1] == size, "line starts")
     _require(not count or data[-1] == 0x0A, "text not ending a line")
     _require(len(name_ends) == count, "name ends")
-    _require(len(arrays["line_at"]) == len(_line_at(starts[:1], size)), "line blocks")
+    _require(len(arrays["line_at"]) == -(-size // BLOCK_BYTES), "line blocks")
     lows, offsets, run_offsets = arrays["lows"], arrays["offsets"], arrays["run_offsets"]
     for name, ranges, end in (
         ("offsets", offsets, len(lows)),

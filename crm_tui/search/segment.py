@@ -24,6 +24,7 @@ from crm_tui.search.ranking import NO_MATCH, Matches, TermHits, firsts
 _FEW_VALUES = 6
 _SLICE = 4096
 _BLOCK_BITS = 6  # shorter than almost every line, so a block starts at most a line or two
+BLOCK_BYTES = 1 << _BLOCK_BITS  # per block of the text, the line_at table holds one entry
 _MARKED_SPAN = 8  # blocks_of marks lines of up to this many blocks, one pass per block
 #: Later terms look only in the blocks of the records left while those are under this
 #: share of the segment: reading a small block table per offset is much cheaper than

@@ -450,7 +450,7 @@ class CacheStore:
         overlay = self._imported[kind].get(source)
         if overlay:
             fresh.update(overlay)
-        self._lay_pending(fresh)
+        lay_pending(fresh, self._pending)
         self._put(kind, source, fresh)
 
     def _put(self, kind: RecordKind, source: str, fresh: Stream) -> None:
@@ -548,9 +548,6 @@ class CacheStore:
     async def _read_pending(self) -> None:
         assert self.db is not None
         self._take_pending(*await asyncio.to_thread(self.db.pending_values, self.user_id))
-
-    def _lay_pending(self, records: dict[str, Record]) -> None:
-        lay_pending(records, self._pending)
 
     async def outbox_changed(self, kind: RecordKind, source: str, ids: Iterable[str]) -> None:
         """This process changed the outbox for these records: their pending values are read

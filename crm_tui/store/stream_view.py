@@ -83,10 +83,6 @@ class StreamView(Mapping[str, Record]):
                     removed[record_id] = at
         return StreamView(self.base, self._pending, overlay, removed, tuple(added))
 
-    def _laid(self, record: Record) -> Record:
-        values = self._pending.get(record.id)
-        return record if values is None else with_values(record, values)
-
     def __getitem__(self, record_id: str) -> Record:
         record = self._overlay.get(record_id)
         if record is not None:
@@ -94,7 +90,7 @@ class StreamView(Mapping[str, Record]):
         if record_id not in self._removed:
             record = self.base.get(record_id)
             if record is not None:
-                return self._laid(record)
+                return laid(record, self._pending)
         raise KeyError(record_id)
 
     def __contains__(self, record_id: object) -> bool:
@@ -126,7 +122,7 @@ class StreamView(Mapping[str, Record]):
             if record_id in removed:
                 continue
             changed = overlay.get(record_id)
-            yield changed if changed is not None else self._laid(record)
+            yield changed if changed is not None else laid(record, self._pending)
         for record_id in self._added:
             yield overlay[record_id]
 
@@ -138,7 +134,7 @@ class StreamView(Mapping[str, Record]):
         at = position + int(np.searchsorted(self._skips, position, side="right"))
         record = self.base[at]
         changed = self._overlay.get(record.id)
-        return changed if changed is not None else self._laid(record)
+        return changed if changed is not None else laid(record, self._pending)
 
 
 class _Values(ValuesView[Record]):
@@ -212,8 +208,7 @@ def patch_stream(
     changes: dict[str, Record] = {}
     for record in upserts:
         if record.id not in imported:
-            values = pending.get(record.id)
-            changes[record.id] = record if values is None else with_values(record, values)
+            changes[record.id] = laid(record, pending)
     gone = [
         record_id
         for record_id in dict.fromkeys(deletes)
@@ -222,9 +217,13 @@ def patch_stream(
     return with_changes(base, changes, gone), frozenset(changes).union(gone), len(gone)
 
 
+def laid(record: Record, pending: Pending) -> Record:
+    """`record` as shown: with the values of its edits still on their way to a vendor."""
+    values = pending.get(record.id)
+    return record if values is None else with_values(record, values)
+
+
 def lay_pending(records: dict[str, Record], pending: Pending) -> None:
-    """The values of edits still on their way to a vendor laid over `records`, in place."""
-    for record_id, values in pending.items():
-        record = records.get(record_id)
-        if record is not None:
-            records[record_id] = with_values(record, values)
+    """`laid` over every record of `records` that has an edit waiting, in place."""
+    for record_id in pending.keys() & records.keys():
+        records[record_id] = laid(records[record_id], pending)
