@@ -54,6 +54,7 @@ from crm_tui.store.damage import damaged
 from crm_tui.store.errors import StoreError
 from crm_tui.store.health import pages_problem
 from crm_tui.store.leases import Holder
+from crm_tui.store.settling import settle_all
 from crm_tui.sync.engine import ConnectionResult, SyncEngine, failed_report
 from crm_tui.sync.scheduler import announce_next_run
 from crm_tui.tomlfile import read_toml, where
@@ -703,13 +704,12 @@ class CrmApp(App[None]):
         return report
 
     async def _settle(self, name: str) -> None:
-        """A source's synced streams onto their records artifacts: the dicts of records the
-        sync committed go, and the next start maps the stream in."""
-        for kind in KINDS:
-            try:
-                await self.store.settle(kind, name)
-            except StoreError as exc:  # the records stay as the sync left them, in memory
-                log.warning("could not settle %s of %s: %s", kind, name, exc)
+        """A source's synced streams onto their records artifacts, as `crm-tui sync` leaves
+        them: the dicts of records the sync committed go, the next start maps them in."""
+        try:
+            await settle_all(self.store, [(kind, name) for kind in KINDS])
+        except StoreError as exc:  # the records stay as the sync left them, in memory
+            log.warning("could not settle %s: %s", name, exc)
 
     def _notify_sync(self, name: str, report: SyncReport) -> None:
         """One source's sync, ended: its counts, or what went wrong and what to fix."""
