@@ -108,9 +108,9 @@ def test_settle_puts_a_synced_stream_on_its_artifact(tmp_path) -> None:
     assert store.base_of("contacts", "brivity")[2] == frozenset()
 
 
-def _settle_around(store: CacheStore, meanwhile) -> bool:
-    """`settle`, with `meanwhile()` run on the loop after settle's thread read the database
-    and before it returns."""
+def _around(store: CacheStore, work, meanwhile):
+    """`work()` (a read of a stream: settle, follow), with `meanwhile()` run on the loop after
+    its thread read the database and before it returns."""
     read, done = threading.Event(), threading.Event()
     fresh_stream = store._fresh_stream
 
@@ -122,14 +122,18 @@ def _settle_around(store: CacheStore, meanwhile) -> bool:
 
     store._fresh_stream = slow  # type: ignore[method-assign]
 
-    async def run() -> bool:
-        settling = asyncio.create_task(store.settle("contacts", "brivity"))
+    async def run():
+        task = asyncio.create_task(work())
         await asyncio.to_thread(read.wait, 10)
         await meanwhile()
         done.set()
-        return await settling
+        return await task
 
     return asyncio.run(run())
+
+
+def _settle_around(store: CacheStore, meanwhile) -> bool:
+    return _around(store, lambda: store.settle("contacts", "brivity"), meanwhile)
 
 
 def test_settle_never_undoes_a_change_made_meanwhile(tmp_path) -> None:
@@ -210,28 +214,11 @@ def test_a_write_during_follows_read_is_kept(tmp_path) -> None:
     other.clear("alice", "brivity")  # logged as the whole stream
     other.close()
 
-    read_done, go = threading.Event(), threading.Event()
-    original = store._fresh_stream
-
-    def slow(*args):
-        result = original(*args)
-        read_done.set()
-        go.wait(5)
-        return result
-
-    store._fresh_stream = slow  # type: ignore[method-assign]
-
-    async def scenario() -> None:
-        changes = store.db.changes_since("alice", seen)
-        assert changes.streams
-        task = asyncio.create_task(store.follow(changes))
-        await asyncio.to_thread(read_done.wait, 5)
-        # this process (the app: an edit, a webhook) writes one record meanwhile
-        await store.upsert("contacts", [cached_contact("brivity", 2, "alice", first_name="Mine")])
-        go.set()
-        await task
-
-    asyncio.run(scenario())
+    changes = store.db.changes_since("alice", seen)
+    assert changes.streams
+    mine = [cached_contact("brivity", 2, "alice", first_name="Mine")]
+    # this process (the app: an edit, a webhook) writes one record while follow reads
+    _around(store, lambda: store.follow(changes), lambda: store.upsert("contacts", mine))
     in_db = {
         r.id: r.first_name for r in store.db.load_records("alice", "contacts", False, "brivity")
     }
