@@ -132,6 +132,30 @@ def test_by_position_and_by_id(tmp_path) -> None:
     assert stored.id_at(where["brivity:4"]) == "brivity:4"
 
 
+def test_a_record_read_by_position_or_id_comes_from_the_file_not_the_mapping(tmp_path) -> None:
+    store = _store(tmp_path)
+    contacts = [full_contact(n) for n in range(30)]
+    asyncio.run(store.replace_stream("brivity", "contacts", contacts))
+    stored = _build(store.db, "contacts", "brivity")
+    listed = list(stored)  # a whole pass reads the mapping, in order
+    stored._view = memoryview(b"\x00" * len(stored._view))  # the mapping no longer read
+    assert [stored[i] for i in range(30)] == listed
+    assert stored.get("brivity:12") == contacts[12]
+    assert stored.id_at(3) == listed[3].id
+
+
+def test_a_records_file_cut_short_after_opening_is_damage_not_a_wrong_record(tmp_path) -> None:
+    store = _store(tmp_path)
+    asyncio.run(store.replace_stream("brivity", "contacts", [full_contact(n) for n in range(9)]))
+    stored = _build(store.db, "contacts", "brivity")
+    (data,) = (tmp_path / "artifacts").rglob("records/contacts.brivity/*/data.npy")
+    with open(data, "r+b") as handle:
+        handle.truncate(data.stat().st_size - 100)
+    assert stored[0].id == "brivity:0"  # the rows before the cut still read
+    with pytest.raises(stored_records.DamagedArtifact, match="shorter"):
+        stored[8]
+
+
 def test_ids_sharing_a_hash_are_told_apart_by_the_id(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(stored_records, "id_hash", lambda record_id: 42)  # every id collides
     store = _store(tmp_path)
