@@ -21,6 +21,7 @@ import pytest
 from crm_tui.custom_columns import Column
 from crm_tui.models import Contact, Deal, Record, RecordKind
 from crm_tui.search import persist
+from crm_tui.search import segment as segment_module
 from crm_tui.search.index import SearchIndex
 from crm_tui.search.persist import open_segment, save_segment
 from crm_tui.search.segment import Segment
@@ -197,6 +198,10 @@ CONTACT_QUERIES = [
     "closing_date:2026-12",
     "zilker",
     "zzqq",
+    "acme",
+    "sons",
+    "smith & sons",
+    "acme jo",
 ]
 DEAL_QUERIES = [
     "oak",
@@ -248,6 +253,29 @@ def saved(tmp_path: Path, kind: RecordKind, records: list[Record]) -> SearchInde
     assert segment is not None
     save_segment(shelf_at(tmp_path), kind, "brivity", STAMP, segment, COLUMNS.values())
     return index
+
+
+def test_companies_matched_as_values_answer_as_companies_in_the_lines(
+    tmp_path, monkeypatch
+) -> None:
+    """Where companies repeat, a segment leaves them out of its lines and matches them as
+    values: every hit, score, highlight, count and listing is as with them in the lines,
+    and the segment saved and opened keeps matching them so."""
+    records = many()
+    apart = saved(tmp_path, "contacts", records)
+    assert apart.segment_of("contacts", "brivity")._company_apart  # type: ignore[union-attr]
+    with monkeypatch.context() as patch:
+        patch.setattr(segment_module, "COMPANY_REPEATS", len(records) + 1)
+        inline = built("contacts", records)
+    assert not inline.segment_of("contacts", "brivity")._company_apart  # type: ignore[union-attr]
+    assert answers(apart, "contacts") == answers(inline, "contacts")
+    opened = SearchIndex()
+    opened.columns = COLUMNS
+    segment = open_segment(shelf_at(tmp_path), "contacts", "brivity", STAMP, list(records))
+    assert segment is not None and "company" in segment.facets().matched
+    opened.install("contacts", "brivity", segment)
+    assert answers(opened, "contacts") == answers(inline, "contacts")
+    assert opened.search("smith & sons").total > 1000  # the company, not only names
 
 
 @pytest.mark.parametrize("lazy", [False, True], ids=["list", "lazy"])

@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 
 from crm_tui.models import Contact
-from crm_tui.search.facets import Facets
+from crm_tui.search import ranking
+from crm_tui.search import segment as segment_module
+from crm_tui.search.facets import Facets, held_by
 from crm_tui.search.fields import SEP, haystack
 from crm_tui.search.index import SearchIndex
 from crm_tui.search.query import parse_query
@@ -110,20 +112,31 @@ def streams_of(records: Sequence[Contact]) -> dict[str, list[Contact]]:
     return out
 
 
-@pytest.fixture(scope="module", params=["ours", "other"])
+@pytest.fixture(scope="module", params=["ours", "other", "other, companies in the lines"])
 def data(request: pytest.FixtureRequest) -> tuple[dict[str, list[Contact]], SearchIndex]:
+    """Per data shape, the streams and their index. Both shapes' companies repeat, so most
+    segments match them as values; the third fixture keeps them in the lines."""
     if request.param == "ours":
         records = list(_synthetic.contacts(3000, seed=11))
     else:
         records = list(_othershape.other_contacts(4000, seed=12))
     streams = streams_of(records)
-    return streams, indexed(streams)
+    with pytest.MonkeyPatch.context() as patch:
+        if request.param == "other, companies in the lines":
+            patch.setattr(segment_module, "COMPANY_REPEATS", len(records) + 1)
+        index = indexed(streams)
+    apart = [s._company_apart for s in index._segments.values() if len(s.records)]
+    assert not any(apart) if "lines" in request.param else any(apart)
+    return streams, index
 
 
-@pytest.mark.parametrize("limit", [50, 3])
+@pytest.mark.parametrize("limit, threads", [(50, False), (3, True)], ids=["50", "3-threads"])
 def test_counts_and_ranked_hits_equal_the_reference(
-    data: tuple[dict[str, list[Contact]], SearchIndex], limit: int
+    data: tuple[dict[str, list[Contact]], SearchIndex], limit: int, threads: bool, monkeypatch
 ) -> None:
+    """With `threads`, every query is ranked on two threads, however narrow."""
+    if threads:
+        monkeypatch.setattr(ranking, "TWO_THREADS_WORK", 0)
     streams, index = data
     everyone = [r for records in streams.values() for r in records]
     queries = list(drawn_queries(everyone, 150, seed=limit))
@@ -185,3 +198,48 @@ def test_a_filter_over_every_record_equals_the_filter_over_their_indexes() -> No
         query = parse_query(text)
         assert np.array_equal(facets.mask(query), facets.mask(query, everyone)), text
     assert facets.mask(parse_query("city:houston")).sum() > 100  # a filter that keeps many
+
+
+def test_each_bigrams_best_place_is_its_best_offsets_place() -> None:
+    """`least_place`, worked out a slice of the text at a time, against every offset of
+    every line placed one at a time (slices far smaller than the text, so names run
+    across their edges)."""
+    records = list(_othershape.other_contacts(600, seed=4))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(segment_module, "_LEAST_SLICE", 997)
+        built = segment_module.Segment.build(records)
+    text = bytes(built.text)
+    expected: dict[int, int] = {}
+    for line in text.split(b"\n")[:-1]:
+        name_end = line.find(SEP) if SEP in line else len(line)
+        for at in range(len(line) - 1):
+            pair = line[at : at + 2]
+            if any(b in pair for b in b" \x1f"):
+                continue  # not indexed: no term holds them
+            start = at == 0 or line[at - 1 : at] in (b" ", SEP)
+            here = (0 if start else 1) + (0 if at < name_end else 2)
+            code = pair[0] << 8 | pair[1]
+            expected[code] = min(expected.get(code, 4), here)
+    placed = np.flatnonzero(built.least_place < 4)
+    got = {int(code): int(built.least_place[code]) for code in placed if code}  # 0: not indexed
+    assert got == expected
+    assert 0 in got.values() and 3 in got.values()
+
+
+def test_a_terms_rarest_bigram_is_the_same_looked_up_either_way(monkeypatch) -> None:
+    """A typed word's bigrams are looked up one at a time, a long term's in numpy: the
+    same bigram, place in the term and count either way."""
+    built = segment_module.Segment.build(list(_othershape.other_contacts(500, seed=6)))
+    terms = [b"ma", b"garcia", b"keller", b"zzq", b"williams realty" * 3, b"an" * 20, b"e@"]
+    short = [built.rarest(t) for t in terms]
+    monkeypatch.setattr(segment_module, "_SHORT_TERM", 0)
+    assert [built.rarest(t) for t in terms] == short
+    assert all(count > 0 for _, _, count in short[:3])
+
+
+def test_codes_held_compared_one_at_a_time_equal_the_gather() -> None:
+    codes = np.random.default_rng(3).integers(0, 300, 5000).astype(np.uint16)
+    for marked in ([], [7], [1, 2, 299], list(range(0, 300, 7))):
+        hit = np.zeros(300, dtype=bool)
+        hit[marked] = True
+        assert np.array_equal(held_by(hit, codes), hit[codes]), marked

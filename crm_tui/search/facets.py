@@ -18,7 +18,7 @@ import numpy as np
 
 from crm_tui.custom_columns import Column
 from crm_tui.models import Deal, Record
-from crm_tui.search.fields import VALUE_FIELDS
+from crm_tui.search.fields import COMPANY, VALUE_FIELDS
 from crm_tui.search.query import SHARED_FILTERS, Query, created_within
 from crm_tui.slices import sliced_array, sliced_flatten, sliced_map, slices
 from crm_tui.text import fold
@@ -40,12 +40,14 @@ class Facets:
     #: Arrays saved as they are (with `codes`, see `saved`).
     ARRAYS = ("tag_owner", "tag_codes", "closing_codes", "amounts")
 
-    def __init__(self, records: Sequence[Record]) -> None:
-        self._begin(records, bool(records) and isinstance(records[0], Deal))
+    def __init__(self, records: Sequence[Record], company: bool = False) -> None:
+        """`company`: a contacts segment whose line leaves the company out; it is coded
+        and matched here, as a value field."""
+        self._begin(records, bool(records) and isinstance(records[0], Deal), company)
         self.values: dict[str, list[str]] = {}
         self.codes: dict[str, np.ndarray] = {}
         # map() and attrgetter keep these loops in C, well ahead of comprehensions
-        for name in self.TEXT:
+        for name in (*self.TEXT, *((COMPANY,) if company else ())):
             held = bool(records) and hasattr(records[0], name)  # deals have no city
             raw = sliced_map(attrgetter(name), records) if held else [None] * len(records)
             self.values[name], self.codes[name] = _codes(raw)
@@ -68,10 +70,12 @@ class Facets:
         """Read `records` (the same, in the same order) for `created:` and custom columns."""
         self._records = records
 
-    def _begin(self, records: Sequence[Record], deals: bool) -> None:
+    def _begin(self, records: Sequence[Record], deals: bool, company: bool) -> None:
         self.size = len(records)
         self.deals = deals
-        self.matched = VALUE_FIELDS["deals" if deals else "contacts"]
+        self.matched = VALUE_FIELDS["deals" if deals else "contacts"] + (
+            (COMPANY,) if company else ()
+        )
         self._records = records  # the segment's own: `created:` and custom columns read it
         self._created: tuple[list[str], np.ndarray] | None = None
         # Custom columns' values, built when a filter first names the column: most
@@ -129,11 +133,12 @@ class Facets:
         """Facets from what `saved` gave, over `records`; ValueError if they do not fit
         together (a code past its values, a length that is not the records')."""
         facets = cls.__new__(cls)
-        facets._begin(records, deals)
+        company = f"codes_{COMPANY}" in arrays
+        facets._begin(records, deals, company)
         facets.values = _string_lists(values["values"])
         facets.tag_values = _string_list(values["tag"])
         facets.closing_values = _string_list(values["closing"])
-        names = {*cls.TEXT, *(() if deals else ("tags",))}
+        names = {*cls.TEXT, *(() if deals else ("tags",)), *((COMPANY,) if company else ())}
         facets.codes = {name: arrays[f"codes_{name}"] for name in names}
         for name in cls.ARRAYS:
             setattr(facets, name, arrays[name])
@@ -246,11 +251,11 @@ class Facets:
         named = [n for n, shared in enumerate(SHARED_STATUSES) if matches_shared(value, shared)]
         if named and key in self.value_shared:
             hit &= self.value_shared[key] < 0
-        found = hit[self.codes[key][rows]]
-        if named:  # a table per shared code (-1, none, reads as 255): one gather
+        found = held_by(hit, self.codes[key][rows])
+        if named:  # a table per shared code (-1, none, reads as 255)
             table = np.zeros(256, dtype=bool)
             table[named] = True
-            found |= table[self.shared[rows].view(np.uint8)]
+            found |= held_by(table, self.shared[rows].view(np.uint8))
         return found
 
     def counts(self, name: str, dead: np.ndarray | None = None) -> dict[str, int]:
@@ -303,7 +308,7 @@ class Facets:
                     keep &= self._status_hit(key, value, rows)
                 else:
                     hit = [value in v for v in self.values[key]]
-                    keep &= np.asarray(hit, dtype=bool)[self.codes[key][rows]]
+                    keep &= held_by(np.asarray(hit, dtype=bool), self.codes[key][rows])
         if query.created:
             values, codes = self.created_days()
             hit = [created_within(day, query.created) for day in values]
@@ -319,6 +324,22 @@ class Facets:
                 hit = [v.startswith(query.closing) for v in self.closing_values]
                 keep &= np.asarray(hit, dtype=bool)[self.closing_codes[rows]]
         return keep
+
+
+def held_by(hit: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """`hit[codes]`, per record whether its value's code is one `hit` marks. A few marked
+    codes are compared one at a time: a compare of small codes costs a fraction of numpy's
+    gather, which widens every code to an index first."""
+    marked = np.flatnonzero(hit)
+    if len(marked) > _FEW_COMPARED:
+        return hit[codes]
+    found = np.zeros(len(codes), dtype=bool)
+    for code in marked.tolist():
+        found |= codes == code
+    return found
+
+
+_FEW_COMPARED = 4
 
 
 #: Which records a filter reads: an array of their indexes, or slice(None) for all of them.

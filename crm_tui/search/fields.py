@@ -18,6 +18,10 @@ DEAL_FIELDS = ("name", "property_address", "stage", "status", "amount")
 # bytes, and a city held by a large part of the records answers with one gather instead
 # of verifying each of their offsets.
 VALUE_FIELDS = {"contacts": ("status", "stage", "tags", "city"), "deals": ("stage", "status")}
+#: A line field a segment may match as a value field instead, when its values repeat
+#: (see segment.company_repeats): a brokerage's name on a sixth of the contacts is then
+#: one value tested, not a sixth of the records' offsets verified for each word of it.
+COMPANY = "company"
 LINE_FIELDS = {
     "contacts": tuple(f for f in CONTACT_FIELDS if f not in VALUE_FIELDS["contacts"]),
     "deals": tuple(f for f in DEAL_FIELDS if f not in VALUE_FIELDS["deals"]),
@@ -50,18 +54,18 @@ def custom_words(values: Mapping[str, Any]) -> str:
     return " ".join(words)
 
 
-def haystack(record: Record) -> str:
+def haystack(record: Record, company: bool = True) -> str:
     """A record's indexed text (LINE_FIELDS, then the phone's or amount's bare digits, then
-    its custom text values), folded, fields apart. Folding is per character and the
-    separator is a starter character, so folding the joined line equals joining the
-    folds."""
+    its custom text values), folded, fields apart; with `company` False, a contact's
+    company left empty (matched as a value). Folding is per character and the separator
+    is a starter character, so folding the joined line equals joining the folds."""
     if isinstance(record, Contact):
         first, last = record.first_name, record.last_name  # record.name, without a generator
         parts = (
             f"{first} {last}" if first and last else first or last or "",
             record.email or "",
             record.phone or "",
-            record.company or "",
+            (record.company or "") if company else "",
             digits(record.phone),
             custom_words(record.custom),
         )

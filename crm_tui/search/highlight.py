@@ -48,7 +48,8 @@ class Highlighter:
             codes = facets.codes[name][at].tolist()
             values = facets.values[name]
             known = {code: self._value_spans(values[code]) for code in set(codes)}
-            columns.append((name, [known[code] for code in codes]))
+            if any(spans != [] for spans in known.values()):  # else no hit holds a term there
+                columns.append((name, [known[code] for code in codes]))
         text, empty = segment.text, self._empty
         out = []
         for n, record in enumerate(records):
@@ -87,23 +88,13 @@ class Highlighter:
         if self.finder is None:
             return found
         if line.isascii():  # one pass over the whole line; no term spans a separator
-            where = occurrences(line, self.terms)
-            if not where:
-                return found
-            if len(self.terms) > 1:
-                where.sort()
-            begin = at = 0
-            for name, part in zip(self.line_fields, line.split(SEP), strict=False):
-                end = begin + len(part)
-                mine = []
-                while at < len(where) and where[at][0] < end:
-                    a, b = where[at]
-                    mine.append((a - begin, b - begin))
-                    at += 1
-                if mine:
-                    found[name] = merge_spans(mine)
-                begin = end + 1
-            return found
+            fields = self.line_fields
+            for start, end in occurrences(line, self.terms):
+                at = line.count(SEP, 0, start)  # which field: the separators before it
+                if at < len(fields):  # not the bare digits or custom words after them
+                    base = line.rfind(SEP, 0, start) + 1
+                    found.setdefault(fields[at], []).append((start - base, end - base))
+            return {name: merge_spans(spans) for name, spans in found.items()}
         for name, part in zip(self.line_fields, line.split(SEP), strict=False):
             if self.finder.search(part) is None:
                 continue

@@ -22,6 +22,7 @@ import numpy as np
 from crm_tui.custom_columns import Column
 from crm_tui.models import Record, RecordKind
 from crm_tui.search.facets import Facets
+from crm_tui.search.ranking import NO_MATCH
 from crm_tui.search.segment import BLOCK_BYTES, Segment, array_fields
 from crm_tui.store.artifacts import ArtifactShelf
 from crm_tui.store.stamps import StreamStamp
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 WHAT = "segment"
 #: Bump when what a saved segment means changes with no change to its arrays' names or
 #: types (what fields.haystack indexes, how facets code their values).
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a segment's line may leave the company to its facets
 _SAMPLES = 32  # record ids compared at open: a list in another order is not the one saved
 _VALUES = "f_values"
 
@@ -145,6 +146,8 @@ def _check_segment(arrays: Mapping[str, np.ndarray], count: int) -> None:
     ):
         _require(len(ranges) == 1 + (1 << 16) and ranges[0] == 0 and ranges[-1] == end, name)
     _require(len(arrays["run_block"]) == len(arrays["run_start"]), "run blocks")
+    least = arrays["least_place"]
+    _require(len(least) == 1 << 16 and least.min() >= 0 and least.max() <= NO_MATCH, "places")
 
 
 def _require(holds: bool, what: str) -> None:

@@ -8,6 +8,7 @@ old segment or the new one, never a mix.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
@@ -15,11 +16,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from crm_tui.models import Record
+from crm_tui.models import Contact, Record
 from crm_tui.positions import Positions, record_positions
 from crm_tui.search.facets import Facets
 from crm_tui.search.fields import SEP, SEP_BYTE, haystack
 from crm_tui.search.ranking import NO_MATCH, Matches, TermHits, firsts
+from crm_tui.text import fold
 
 _FEW_VALUES = 6
 _SLICE = 4096
@@ -31,6 +33,9 @@ _MARKED_SPAN = 8  # blocks_of marks lines of up to this many blocks, one pass pe
 #: checking the text there and finding its line (measured better than an eighth).
 _NARROW_SHARE = 2
 _SKIP_BYTES = (0x0A, 0x1F, 0x20)  # newline, field separator, space: never inside a term
+_SHORT_TERM = 24  # bytes: up to this, a term's bigrams are looked up one at a time
+_FEW_OCCURRENCES = 8  # per record, at most 1/this: a term's own best place is worked out
+_LEAST_SLICE = 1 << 22  # offsets whose places are worked out at once at a build
 
 
 class MappedText:
@@ -79,7 +84,9 @@ class Segment:
     run_offsets: np.ndarray
     name_ends: np.ndarray  # byte offset where each line's first field (the name) ends
     line_at: np.ndarray  # per 64-byte block of data, the line its first byte is in
+    least_place: np.ndarray  # per bigram, the best place any of its offsets has (places)
     _facets: Facets | None = None  # VALUE_FIELDS and the filters' fields, as codes
+    _company_apart: bool = False  # the lines leave the company out: a facet matches it
     _positions: Positions | None = None  # where each record id sits (for patches)
 
     @classmethod
@@ -94,13 +101,16 @@ class Segment:
         # a list is copied (its owner may change it); a lazy sequence is kept, not copied
         lazy = isinstance(records, Sequence) and not isinstance(records, list)
         ordered: Sequence[Record] = records if lazy else list(records)  # type: ignore[assignment]
-        text = _lines(ordered)
+        apart = company_repeats(ordered)
+        text = _lines(ordered, not apart)
         data = np.frombuffer(text, dtype=np.uint8)
         if len(data) >= 1 << 32:
             raise ValueError("a segment's text must stay under 4 GB")
         starts = _line_starts(data, len(ordered))
         name_ends = _name_ends(text, data, starts)
-        postings = _postings(_bigram_codes(text, data))
+        codes = _bigram_codes(text, data)
+        least = _least_places(codes, data, starts, name_ends)
+        postings = _postings(codes)
         return cls(
             records=ordered,
             text=text,
@@ -108,6 +118,8 @@ class Segment:
             starts=starts,
             name_ends=name_ends,
             line_at=_line_at(starts, len(data)),
+            least_place=least,
+            _company_apart=apart,
             **postings._asdict(),
         )
 
@@ -186,10 +198,20 @@ class Segment:
         term it starts, and how many offsets it has (a one-byte term: the text's size)."""
         if len(term) < 2:
             return 0, 0, len(self.data)
-        pairs = _pair_codes(term)
-        counts = self.offsets[pairs + 1].astype(np.int64) - self.offsets[pairs]
-        shift = int(np.argmin(counts))
-        return int(pairs[shift]), shift, int(counts[shift])
+        if len(term) > _SHORT_TERM:
+            pairs = _pair_codes(term)
+            counts = self.offsets[pairs + 1].astype(np.int64) - self.offsets[pairs]
+            shift = int(np.argmin(counts))
+            return int(pairs[shift]), shift, int(counts[shift])
+        # a typed word: a few scalar reads cost less than the numpy calls (each search
+        # asks for every term of every segment, several times)
+        offsets, best = self.offsets, (0, 0, -1)
+        for shift in range(len(term) - 1):
+            code = term[shift] << 8 | term[shift + 1]
+            count = int(offsets[code + 1]) - int(offsets[code])
+            if best[2] < 0 or count < best[2]:
+                best = (code, shift, count)
+        return best
 
     def owners(self, begin: np.ndarray) -> np.ndarray:
         """The line each byte offset (ascending) falls in. Rather than a binary search over
@@ -252,19 +274,32 @@ class Segment:
             else:
                 begin, owners = self.occurrences(term, blocks)
             in_values = self.value_matches(term)
-            hits.append(TermHits(begin, owners, in_values))
-            if in_values is not None:  # a mask merges the two without a sort
-                either = in_values < NO_MATCH
-                either[owners] = True
-                owners = np.flatnonzero(either)
-            else:
-                owners = owners[firsts(owners)]
-            found = owners if found is None else _common(found, owners, len(self.records))
+            least = self._least(term, begin, owners, in_values)
+            hits.append(TermHits(begin, owners, in_values, least))
+            found = _holding(found, owners, in_values, len(self.records))
             if not len(found):
                 return Matches(self, found, [])  # the other terms cannot add any
         if found is None:
             found = np.arange(len(self.records))
         return Matches(self, found, hits)
+
+    def _least(
+        self, term: bytes, begin: np.ndarray, owners: np.ndarray, in_values: np.ndarray | None
+    ) -> int:
+        """The best place `term` can have in any record (a bound: ranking stops early once
+        enough records have it). A longer term's occurrences' own places when they are
+        few; else its first bigram's best, since an occurrence starts with it (a lone
+        letter: 0, not known)."""
+        line = NO_MATCH
+        if not len(begin):
+            pass
+        elif len(term) < 2:
+            line = 0
+        elif len(term) > 2 and len(begin) * _FEW_OCCURRENCES <= len(self.records):
+            line = int(self.places(begin, owners).min())
+        else:  # two letters: the bigram is the term, its best place exact already
+            line = int(self.least_place[term[0] << 8 | term[1]])
+        return min(line, NO_MATCH if in_values is None else int(in_values.min()))
 
     def byte_occurrences(
         self, byte: int, blocks: np.ndarray | None
@@ -290,7 +325,7 @@ class Segment:
         the swap: pure Python, they gain nothing from the build threads and, run in
         several at once, kept the event loop waiting for the interpreter lock."""
         if self._facets is None:
-            self._facets = Facets(self.records)
+            self._facets = Facets(self.records, company=self._company_apart)
         return self._facets
 
     def positions(self) -> Positions:
@@ -346,15 +381,25 @@ def _narrows(segment: Segment, term: bytes, found: np.ndarray) -> bool:
     return few and segment.rarest(term)[2] > 2 * len(found)
 
 
-def _common(found: np.ndarray, other: np.ndarray, size: int) -> np.ndarray:
-    """The values of `found` that `other` holds too (both record indexes under `size`,
-    ascending, unique): a mask scattered and gathered, linear where a binary search per
-    value would cost a log factor in cache misses."""
-    if not len(other) or not len(found):
-        return other[:0]
+def _holding(
+    found: np.ndarray | None, owners: np.ndarray, in_values: np.ndarray | None, size: int
+) -> np.ndarray:
+    """The records holding a term, ascending (of `found` only, when given): `owners` are
+    its occurrences' records (ascending, repeated), `in_values` its place per record in the
+    value fields. Masks scattered and gathered, linear where a binary search per record
+    would cost a log factor in cache misses; a later term reads the mask only at `found`."""
+    if found is None:
+        if in_values is None:
+            return owners[firsts(owners)]
+        either = in_values < NO_MATCH
+        either[owners] = True
+        return np.flatnonzero(either)
     held = np.zeros(size, dtype=bool)
-    held[other] = True
-    return found[held[found]]
+    held[owners] = True
+    keep = held[found]
+    if in_values is not None:
+        keep |= in_values[found] < NO_MATCH
+    return found[keep]
 
 
 def array_fields() -> tuple[str, ...]:
@@ -364,12 +409,32 @@ def array_fields() -> tuple[str, ...]:
     return tuple(f.name for f in fields(Segment) if f.name not in skip and f.name[0] != "_")
 
 
-def _lines(records: Sequence[Record]) -> bytes:
-    """Every record's folded line, newline-terminated, as UTF-8. Joined and encoded a slice
-    at a time: one join and encode of a large segment is a single C call that would hold
-    the interpreter lock for several frames."""
+def company_repeats(records: Sequence[Record]) -> bool:
+    """Whether contacts' companies repeat enough to be matched as values (see
+    fields.COMPANY): at most one distinct company per COMPANY_REPEATS records, in a sample
+    spread over them (a lazy sequence decodes only those)."""
+    if len(records) < COMPANY_REPEATS or not isinstance(records[0], Contact):
+        return False
+    taken = np.unique(np.linspace(0, len(records) - 1, _COMPANY_SAMPLE).astype(np.int64))
+    companies = {fold(records[int(at)].company or "") for at in taken}
+    return len(companies) * COMPANY_REPEATS <= len(taken)
+
+
+#: Records per distinct company (in a sample) from which a segment matches companies as
+#: values: a value matched costs a gather over every record, about what verifying a
+#: word's offsets costs once a few percent of the records hold it.
+COMPANY_REPEATS = 8
+_COMPANY_SAMPLE = 2048
+
+
+def _lines(records: Sequence[Record], company: bool) -> bytes:
+    """Every record's folded line, newline-terminated, as UTF-8 (`company`: whether it
+    holds the company). Joined and encoded a slice at a time: one join and encode of a
+    large segment is a single C call that would hold the interpreter lock for several
+    frames."""
+    line = haystack if company else functools.partial(haystack, company=False)
     return b"".join(
-        ("\n".join(map(haystack, records[at : at + _SLICE])) + "\n").encode("utf-8")
+        ("\n".join(map(line, records[at : at + _SLICE])) + "\n").encode("utf-8")
         for at in range(0, len(records), _SLICE)
     )
 
@@ -408,6 +473,34 @@ def _bigram_codes(text: bytes, data: np.ndarray) -> np.ndarray:
     for byte in _SKIP_BYTES:
         codes[(first == byte) | (second == byte)] = 0
     return codes
+
+
+def _least_places(
+    codes: np.ndarray, data: np.ndarray, starts: np.ndarray, name_ends: np.ndarray
+) -> np.ndarray:
+    """Per bigram code, the best place (see `Segment.places`) any offset of it has, NO_MATCH
+    for one that never occurs. Worked out a slice of the text at a time: whether an offset
+    is in its line's name is a running sum of +1 at each line start and -1 at each name's
+    end, carried from one slice to the next."""
+    least = np.full(1 << 16, NO_MATCH, dtype=np.int8)
+    line_starts = starts[:-1]
+    in_name = 0
+    for at in range(0, len(codes), _LEAST_SLICE):
+        end = min(at + _LEAST_SLICE, len(codes))
+        step = np.zeros(end - at, dtype=np.int8)
+        for edges, change in ((line_starts, 1), (name_ends, -1)):
+            held = edges[np.searchsorted(edges, at) : np.searchsorted(edges, end)]
+            step[held.astype(np.int64) - at] += change
+        inside_name = np.cumsum(step, dtype=np.int8)
+        inside_name += in_name
+        in_name = int(inside_name[-1])
+        before = data[at - 1 : end - 1] if at else np.concatenate(([0x0A], data[: end - 1]))
+        place = (1 - inside_name) * 2 + _INSIDE_WORD[before]
+        here = codes[at:end]
+        for rank in range(NO_MATCH):
+            seen = np.bincount(here[place == rank], minlength=1 << 16) > 0
+            least[seen & (least > rank)] = rank
+    return least
 
 
 class _Postings(NamedTuple):
