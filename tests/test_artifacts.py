@@ -190,6 +190,24 @@ def test_a_save_of_an_older_stamp_leaves_the_newer(tmp_path) -> None:
     assert found is not None and found.arrays["values"].tolist() == [6]
 
 
+def test_a_save_in_a_new_format_replaces_an_older_versions_at_the_same_stamp(tmp_path) -> None:
+    """After an upgrade, the stream's rows unchanged: the new version's save takes the
+    stamp's place from the old version's artifact (else it would be rebuilt at every
+    start); a save in the same format leaves the first one saved."""
+    shelf = ArtifactShelf(tmp_path / "artifacts", "alice")
+    stamp = StreamStamp(3, (), 8)
+    _saved(shelf, stamp, [1, 2])  # the older version's, format v1
+    assert shelf.save("test", "contacts", "brivity", stamp, "v2", {"values": np.array([7])})
+    found = shelf.open("test", "contacts", "brivity", stamp, "v2")
+    assert found is not None and found.arrays["values"].tolist() == [7]
+    assert shelf.open("test", "contacts", "brivity", stamp, "v1") is None
+    assert shelf.save("test", "contacts", "brivity", stamp, "v2", {"values": np.array([9])})
+    found = shelf.open("test", "contacts", "brivity", stamp, "v2")
+    assert found is not None and found.arrays["values"].tolist() == [7]  # theirs: as good
+    folder = next((tmp_path / "artifacts").rglob("meta.json")).parent.parent
+    assert [p.name for p in folder.iterdir()] == [stamp.name]  # nothing left behind
+
+
 def test_a_save_that_cannot_be_made_is_logged_not_raised(tmp_path, caplog) -> None:
     (tmp_path / "artifacts").write_text("a file where the folder should be")
     shelf = ArtifactShelf(tmp_path / "artifacts", "alice")

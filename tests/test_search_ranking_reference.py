@@ -243,3 +243,20 @@ def test_codes_held_compared_one_at_a_time_equal_the_gather() -> None:
         hit = np.zeros(300, dtype=bool)
         hit[marked] = True
         assert np.array_equal(held_by(hit, codes), hit[codes]), marked
+
+
+@pytest.mark.parametrize("repeats", [1, 10**6], ids=["values", "lines"])
+def test_a_company_across_lines_scores_as_the_reference(monkeypatch, repeats: int) -> None:
+    """Ingest keeps a newline in a field (notes have them); the line reads it as a space,
+    so does a company matched as a value: "foster" starts a word of it either way."""
+    monkeypatch.setattr(segment_module, "COMPANY_REPEATS", repeats)
+    made = list(_othershape.other_contacts(60, seed=9))
+    records = [replace(r, source="brivity", company="Long\nFoster Realty") for r in made]
+    streams = {"brivity": records}
+    index = indexed(streams)
+    assert index._segments[("contacts", "brivity")]._company_apart is (repeats == 1)
+    for text in ("foster", "long foster", "realty"):
+        result = index.search(text, "contacts", limit=60)
+        got = [(h.score, h.record.id) for h in result.groups["brivity"]]
+        assert got == reference(streams, text)["brivity"], text
+        assert all(h.spans["company"] for h in result.groups["brivity"]), text

@@ -4,6 +4,7 @@ field, trusted only whole, and laid under what changed since it was built."""
 from __future__ import annotations
 
 import asyncio
+import os
 import tracemalloc
 from decimal import Decimal
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from crm_tui.models import Contact, Deal, Record, RecordKind
-from crm_tui.store import CacheStore, Database, stored_records
+from crm_tui.store import CacheStore, Database, row_files, stored_records
 from crm_tui.store import db as db_module
 from crm_tui.store.artifacts import ArtifactShelf
 from crm_tui.store.stored_records import FORMAT, WHAT, StoredRecords
@@ -154,6 +155,37 @@ def test_a_records_file_cut_short_after_opening_is_damage_not_a_wrong_record(tmp
     assert stored[0].id == "brivity:0"  # the rows before the cut still read
     with pytest.raises(stored_records.DamagedArtifact, match="shorter"):
         stored[8]
+
+
+def test_reading_many_streams_keeps_a_bounded_number_of_files_open(tmp_path) -> None:
+    """Each opened stream reads its rows from its file, but the process keeps at most
+    OPEN_FILES of them open: a long session (or a test run) opens thousands of streams."""
+    count = row_files.OPEN_FILES + 8
+    dbs = []
+    for n in range(count):
+        store = _store(tmp_path / f"cache{n}")
+        asyncio.run(store.replace_stream("brivity", "contacts", [full_contact(n)]))
+        dbs.append(store.db)
+    opened = [_build(db, "contacts", "brivity") for db in dbs]
+    before = len(os.listdir("/proc/self/fd"))  # each mapping holds one: numpy's, not ours
+    assert [stored[0].id for stored in opened] == [full_contact(n).id for n in range(count)]
+    assert row_files.open_files() == row_files.OPEN_FILES
+    assert len(os.listdir("/proc/self/fd")) - before <= row_files.OPEN_FILES
+    assert opened[0].get(full_contact(0).id) == full_contact(0)  # read again, reopened
+
+
+def test_a_records_file_removed_after_opening_is_read_through_its_mapping(tmp_path) -> None:
+    store = _store(tmp_path)
+    contacts = [full_contact(n) for n in range(9)]
+    asyncio.run(store.replace_stream("brivity", "contacts", contacts))
+    stored = _build(store.db, "contacts", "brivity")
+    (data,) = (tmp_path / "artifacts").rglob("records/contacts.brivity/*/data.npy")
+    saved = data.read_bytes()
+    data.unlink()
+    data.write_bytes(saved.replace(b"Montr", b"Zzzzz"))  # another file at the same path
+    for n in range(row_files.OPEN_FILES + 1):  # its descriptor closed meanwhile
+        row_files._FILES.pread(str(data), os.stat(data).st_ino, 1, n)
+    assert stored.get("brivity:4") == contacts[4]  # the file it opened, not the new one
 
 
 def test_ids_sharing_a_hash_are_told_apart_by_the_id(tmp_path, monkeypatch) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from crm_tui.custom_columns import Column
-from crm_tui.models import Deal, Record
+from crm_tui.models import Contact, Deal, Record
 from crm_tui.search.fields import COMPANY, VALUE_FIELDS
 from crm_tui.search.query import SHARED_FILTERS, Query, created_within
 from crm_tui.slices import sliced_array, sliced_flatten, sliced_map, slices
@@ -47,10 +47,13 @@ class Facets:
         self.values: dict[str, list[str]] = {}
         self.codes: dict[str, np.ndarray] = {}
         # map() and attrgetter keep these loops in C, well ahead of comprehensions
-        for name in (*self.TEXT, *((COMPANY,) if company else ())):
+        for name in self.TEXT:
             held = bool(records) and hasattr(records[0], name)  # deals have no city
             raw = sliced_map(attrgetter(name), records) if held else [None] * len(records)
             self.values[name], self.codes[name] = _codes(raw)
+        if company:  # as the line would hold it: a newline there reads as a space
+            raw = sliced_map(_line_company, records)
+            self.values[COMPANY], self.codes[COMPANY] = _codes(raw)
         tag_lists = [] if self.deals else sliced_map(attrgetter("tags"), records)
         if not self.deals:  # all of a contact's tags as one value, as they are shown
             joined = sliced_map(", ".join, tag_lists)
@@ -324,6 +327,11 @@ class Facets:
                 hit = [v.startswith(query.closing) for v in self.closing_values]
                 keep &= np.asarray(hit, dtype=bool)[self.closing_codes[rows]]
         return keep
+
+
+def _line_company(record: Record) -> str | None:
+    company = record.company if isinstance(record, Contact) else None
+    return company.replace("\n", " ") if company else company
 
 
 def held_by(hit: np.ndarray, codes: np.ndarray) -> np.ndarray:

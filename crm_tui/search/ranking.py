@@ -100,8 +100,8 @@ class Matches:
         return _best(candidates, self.scores(candidates), limit)
 
 
-#: A prefix of the candidates is scored first while it is under this share of them, or
-#: seems to reach enough at the bound before it: past it, all are scored.
+#: Prefixes are scored while the next one would be under 1/_PREFIX_SHARE of the
+#: candidates; a bigger one would cost about what scoring them all costs.
 _PREFIX_SHARE = 2
 
 
@@ -218,7 +218,7 @@ def _halves(work: list[int]) -> tuple[list[int], list[int]]:
 @functools.cache
 def _helper() -> ThreadPoolExecutor:
     """The second ranking thread, made on first use and kept (not a background one: the
-    person typing waits for it)."""
+    person typing waits for it). Two first calls at once may each make one: harmless."""
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="crm-rank")
 
 

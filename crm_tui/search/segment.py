@@ -19,7 +19,7 @@ import numpy as np
 from crm_tui.models import Contact, Record
 from crm_tui.positions import Positions, record_positions
 from crm_tui.search.facets import Facets
-from crm_tui.search.fields import SEP, SEP_BYTE, haystack
+from crm_tui.search.fields import COMPANY, SEP, SEP_BYTE, haystack
 from crm_tui.search.ranking import NO_MATCH, Matches, TermHits, firsts
 from crm_tui.text import fold
 
@@ -94,7 +94,9 @@ class Segment:
         cls, records: Sequence[Record], arrays: dict[str, np.ndarray], facets: Facets
     ) -> Segment:
         """A segment from its saved arrays (`array_fields`, checked by the caller)."""
-        return cls(records=records, text=MappedText(arrays["data"]), _facets=facets, **arrays)
+        apart = COMPANY in facets.matched
+        text = MappedText(arrays["data"])
+        return cls(records=records, text=text, _facets=facets, _company_apart=apart, **arrays)
 
     @classmethod
     def build(cls, records: Iterable[Record]) -> Segment:
@@ -291,13 +293,11 @@ class Segment:
         few; else its first bigram's best, since an occurrence starts with it (a lone
         letter: 0, not known)."""
         line = NO_MATCH
-        if not len(begin):
-            pass
-        elif len(term) < 2:
+        if len(begin) and len(term) < 2:
             line = 0
-        elif len(term) > 2 and len(begin) * _FEW_OCCURRENCES <= len(self.records):
+        elif len(begin) and len(term) > 2 and len(begin) * _FEW_OCCURRENCES <= len(self.records):
             line = int(self.places(begin, owners).min())
-        else:  # two letters: the bigram is the term, its best place exact already
+        elif len(begin):  # exact for two letters (the bigram is the term), else a bound
             line = int(self.least_place[term[0] << 8 | term[1]])
         return min(line, NO_MATCH if in_values is None else int(in_values.min()))
 
@@ -411,13 +411,15 @@ def array_fields() -> tuple[str, ...]:
 
 def company_repeats(records: Sequence[Record]) -> bool:
     """Whether contacts' companies repeat enough to be matched as values (see
-    fields.COMPANY): at most one distinct company per COMPANY_REPEATS records, in a sample
-    spread over them (a lazy sequence decodes only those)."""
+    fields.COMPANY): at most one distinct company per COMPANY_REPEATS records that have
+    one, in a sample spread over them (a lazy sequence decodes only those). Records with
+    none do not count: a few unique companies among them would be thousands of values."""
     if len(records) < COMPANY_REPEATS or not isinstance(records[0], Contact):
         return False
     taken = np.unique(np.linspace(0, len(records) - 1, _COMPANY_SAMPLE).astype(np.int64))
-    companies = {fold(records[int(at)].company or "") for at in taken}
-    return len(companies) * COMPANY_REPEATS <= len(taken)
+    companies = [fold(company) for at in taken if (company := records[int(at)].company)]
+    held = len(companies)
+    return held >= COMPANY_REPEATS and len(set(companies)) * COMPANY_REPEATS <= held
 
 
 #: Records per distinct company (in a sample) from which a segment matches companies as

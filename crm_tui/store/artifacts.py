@@ -129,10 +129,7 @@ class ArtifactShelf:
             document = {**body, "check": _json_crc(body)}
             with open(os.open(temp / _META, os.O_WRONLY | os.O_CREAT, 0o600), "w") as out:
                 json.dump(document, out)
-            try:
-                os.rename(temp, final)
-            except OSError:  # another process saved the same stamp first: theirs is as good
-                shutil.rmtree(temp, ignore_errors=True)
+            _move_in(temp, final, fmt)
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
             raise
@@ -180,6 +177,37 @@ class ArtifactShelf:
     def clear(self) -> None:
         """Every artifact of this user (the cache was cleared)."""
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _move_in(temp: Path, final: Path, fmt: str) -> None:
+    """`temp` renamed to `final`. Where another process saved the same stamp first, theirs
+    is as good, in the same format; one in another format (an older version's, which the
+    stamp alone does not tell apart) is renamed away and replaced, else every later open
+    would rebuild and every save would lose to it."""
+    try:
+        os.rename(temp, final)
+        return
+    except OSError:
+        if _format_of(final) == fmt:
+            shutil.rmtree(temp, ignore_errors=True)
+            return
+    doomed = final.with_name(f".old-{final.name}-{os.getpid()}")
+    try:
+        os.rename(final, doomed)
+        os.rename(temp, final)
+    except OSError:  # a third process's save came in between: it is as new as ours
+        shutil.rmtree(temp, ignore_errors=True)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _format_of(path: Path) -> str | None:
+    """The format an artifact's metadata names (None: unreadable, not an artifact)."""
+    try:
+        with open(path / _META, encoding="utf-8") as handle:
+            document = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return document.get("format") if isinstance(document, dict) else None
 
 
 def _check_name(name: str) -> None:

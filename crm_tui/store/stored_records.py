@@ -13,8 +13,6 @@ when it is opened (about 35 ms per 250 MB), as are their shapes and order.
 from __future__ import annotations
 
 import logging
-import os
-import weakref
 import zlib
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -26,6 +24,7 @@ from crm_tui.models import Record, RecordKind
 from crm_tui.sequences import OnDemand
 from crm_tui.store.artifacts import Artifact
 from crm_tui.store.db import RECORD_SEPARATOR, record_decoder
+from crm_tui.store.row_files import MappedBytes
 from crm_tui.store.stamps import StreamStamp
 
 log = logging.getLogger(__name__)
@@ -105,7 +104,7 @@ class StoredRecords(OnDemand[Record]):
         self._hash = arrays["id_hash"]
         self._order = arrays["id_order"]
         self._view = memoryview(self._data)  # a slice of it is a row, with no copy
-        self._file = RowFile.of(self._data)
+        self._file = MappedBytes.of(self._data)
         self._decode: Callable[[str], Record] = record_decoder(kind, share=False)
 
     @classmethod
@@ -124,9 +123,12 @@ class StoredRecords(OnDemand[Record]):
     def _row(self, position: int) -> str:
         start = int(self._ends[position - 1]) if position else 0
         end = int(self._ends[position])
-        if self._file is not None:
-            return str(self._file.read(start, end), "utf-8")
-        return str(self._view[start:end], "utf-8")
+        if self._file is None:
+            return str(self._view[start:end], "utf-8")
+        row = self._file.read(start, end)
+        if len(row) != end - start:
+            raise DamagedArtifact("the records file is shorter than when it was opened")
+        return str(row, "utf-8")
 
     def _at(self, position: int) -> Record:
         return self._decode(self._row(position))
@@ -169,38 +171,6 @@ class StoredRecords(OnDemand[Record]):
     def nbytes(self) -> int:
         """Bytes of its arrays (mapped from the file: paged in as read, not heap memory)."""
         return sum(a.nbytes for a in (self._data, self._ends, self._hash, self._order))
-
-
-class RowFile:
-    """A mapped array's bytes read from its file by offset. A record read here and there
-    (a search's hits, a screenful) maps nothing: touching the mapping would map the page
-    cache's whole folio around it, which on kernels with large folios is up to megabytes a
-    record, all counted in the process's resident memory."""
-
-    __slots__ = ("__weakref__", "_fd", "_offset", "_size")
-
-    def __init__(self, path: str, offset: int, size: int) -> None:
-        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        self._offset, self._size = offset, size
-        weakref.finalize(self, os.close, self._fd)
-
-    @classmethod
-    def of(cls, array: np.ndarray) -> RowFile | None:
-        """For an array mapped from a file (an opened artifact's); None for one in memory."""
-        if not isinstance(array, np.memmap) or array.filename is None:
-            return None
-        try:
-            return cls(array.filename, array.offset, array.nbytes)
-        except OSError as exc:  # gone or unreadable since: the mapping still serves
-            log.warning("reading %s through its mapping: %s", array.filename, exc)
-            return None
-
-    def read(self, start: int, end: int) -> bytes:
-        """Bytes `start:end` of the array (within its size, as the row ends say)."""
-        got = os.pread(self._fd, end - start, self._offset + start)
-        if len(got) != end - start:
-            raise DamagedArtifact("the records file is shorter than when it was opened")
-        return got
 
 
 def _chunked(ends: np.ndarray, size: int = 65_536) -> Iterator[int]:
