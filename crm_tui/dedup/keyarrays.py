@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
-from operator import methodcaller
+from itertools import islice
+from operator import attrgetter, methodcaller
 from typing import Any, cast
 
 import numpy as np
@@ -38,6 +39,8 @@ Row = tuple[int, int, int, int, int]
 NO_KEYS: Row = (0, 0, 0, 0, 0)
 
 
+_EMAIL, _PHONE = attrgetter("email"), attrgetter("phone")
+_STREET, _CITY = attrgetter("street"), attrgetter("city")
 _BLAKE2B_8 = partial(hashlib.blake2b, digest_size=8)
 _DIGEST = methodcaller("digest")
 
@@ -114,22 +117,29 @@ class Keyer:
 
     def texts(self, c: Contact) -> tuple[str | None, ...]:
         """One contact's key texts, in `COLUMNS` order."""
+        return tuple(next(column) for column in self._columns([c]))
+
+    def _columns(self, part: list[Contact]) -> tuple[Iterator[str | None], ...]:
+        """The key texts of `part`, a column each (`COLUMNS` order), each one map."""
         return (
-            mailbox_key(c.email),
-            self.phones(c.phone),
-            name_text(self.name(c)),
-            street_key(c.street),
-            self.cities(c.city),
+            map(mailbox_key, map(_EMAIL, part)),
+            map(self.phones, map(_PHONE, part)),
+            map(name_text, map(self.name, part)),
+            map(street_key, map(_STREET, part)),
+            map(self.cities, map(_CITY, part)),
         )
 
     def row(self, c: Contact) -> Row:
         return tuple(code(t) if t else 0 for t in self.texts(c))  # type: ignore[return-value]
 
-    def arrays(self, contacts: Sequence[Contact]) -> KeyArrays:
+    def arrays(self, contacts: Iterable[Contact]) -> KeyArrays:
+        """Every contact's codes: the texts a column at a time over a slice of contacts
+        (no Python frame per contact); a lazy sequence is read once."""
         columns: list[list[str | None]] = [[] for _ in COLUMNS]
-        for c in contacts:
-            for column, text in zip(columns, self.texts(c), strict=True):
-                column.append(text)
+        read = iter(contacts)
+        while part := list(islice(read, CHUNK)):
+            for column, texts in zip(columns, self._columns(part), strict=True):
+                column.extend(texts)
         return KeyArrays(*(codes(column) for column in columns))
 
 

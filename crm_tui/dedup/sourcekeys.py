@@ -88,7 +88,9 @@ class SourceKeys:
     def build(cls, source: str, version: object, records: BaseRecords, keyer: Keyer) -> SourceKeys:
         """Keys of every contact in `records` (one source's)."""
         contacts = cast("Sequence[Contact]", records)
-        return cls(source, version, keyer.arrays(contacts), records, merged_of(contacts))
+        # only the local CRM's contacts come from merges: another source's are not read twice
+        merged = merged_of(contacts) if source == "local" else []
+        return cls(source, version, keyer.arrays(contacts), records, merged)
 
     def __len__(self) -> int:
         return len(self.records) + len(self.added)
