@@ -174,7 +174,7 @@ def ranked_all(
 ) -> list[tuple[int, list[tuple[int, int]]]]:
     """`ranked` for each (segment, dead), in order. A broad query's parts are split in two
     halves of about equal work, one ranked on a helper thread: numpy lets go of the
-    interpreter lock inside its passes, so on two idle cores that takes 0.5-0.65x the
+    interpreter lock inside its passes, so on two idle cores that takes 0.5-0.8x the
     time (1M contacts over six sources). A narrow one stays on the calling thread, where
     the hop would cost more than it saves."""
 
