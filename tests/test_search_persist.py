@@ -247,6 +247,17 @@ def built(kind: RecordKind, records: list[Record]) -> SearchIndex:
     return index
 
 
+def opened(tmp_path: Path, kind: RecordKind, records: Sequence[Record]) -> SearchIndex:
+    """A new index (with COLUMNS) holding the segment `saved` put on the shelf, opened over
+    `records`."""
+    segment = open_segment(shelf_at(tmp_path), kind, "brivity", STAMP, records)
+    assert segment is not None
+    index = SearchIndex()
+    index.columns = COLUMNS
+    index.install(kind, "brivity", segment)
+    return index
+
+
 def saved(tmp_path: Path, kind: RecordKind, records: list[Record]) -> SearchIndex:
     index = built(kind, records)
     segment = index.segment_of(kind, "brivity")
@@ -269,13 +280,10 @@ def test_companies_matched_as_values_answer_as_companies_in_the_lines(
         inline = built("contacts", records)
     assert not inline.segment_of("contacts", "brivity")._company_apart  # type: ignore[union-attr]
     assert answers(apart, "contacts") == answers(inline, "contacts")
-    opened = SearchIndex()
-    opened.columns = COLUMNS
-    segment = open_segment(shelf_at(tmp_path), "contacts", "brivity", STAMP, list(records))
-    assert segment is not None and "company" in segment.facets().matched
-    opened.install("contacts", "brivity", segment)
-    assert answers(opened, "contacts") == answers(inline, "contacts")
-    assert opened.search("smith & sons").total > 1000  # the company, not only names
+    index = opened(tmp_path, "contacts", list(records))
+    assert "company" in index.segment_of("contacts", "brivity").facets().matched  # type: ignore[union-attr]
+    assert answers(index, "contacts") == answers(inline, "contacts")
+    assert index.search("smith & sons").total > 1000  # the company, not only names
 
 
 @pytest.mark.parametrize("lazy", [False, True], ids=["list", "lazy"])
@@ -285,25 +293,20 @@ def test_an_opened_segment_answers_as_the_built_one(tmp_path, name: str, lazy: b
     records = make()
     fresh = saved(tmp_path, kind, records)
     given: Sequence[Record] = LazyRecords(records) if lazy else list(records)
-    segment = open_segment(shelf_at(tmp_path), kind, "brivity", STAMP, given)
+    index = opened(tmp_path, kind, given)
+    segment = index.segment_of(kind, "brivity")
     assert segment is not None
     if len(records):
         assert _mapped(segment.lows) and _mapped(segment.data)
         assert segment.text[0:3] == fresh.segment_of(kind, "brivity").text[0:3]  # type: ignore[union-attr]
-    opened = SearchIndex()
-    opened.columns = COLUMNS
-    opened.install(kind, "brivity", segment)
-    assert answers(opened, kind) == answers(fresh, kind)
+    assert answers(index, kind) == answers(fresh, kind)
 
 
 def test_opening_and_searching_read_only_the_records_shown(tmp_path) -> None:
     records = many()
     saved(tmp_path, "contacts", records)
     lazy = LazyRecords(records)
-    segment = open_segment(shelf_at(tmp_path), "contacts", "brivity", STAMP, lazy)
-    assert segment is not None
-    index = SearchIndex()
-    index.install("contacts", "brivity", segment)
+    index = opened(tmp_path, "contacts", lazy)
     assert lazy.read <= persist._SAMPLES
     before = lazy.read
     result = index.search("jo sm", limit=10)
@@ -320,11 +323,7 @@ def test_filters_after_open_read_only_the_records_shown(tmp_path, query: str) ->
     records = many()
     fresh = saved(tmp_path, "contacts", records)
     lazy = LazyRecords(records)
-    segment = open_segment(shelf_at(tmp_path), "contacts", "brivity", STAMP, lazy)
-    assert segment is not None
-    index = SearchIndex()
-    index.columns = COLUMNS
-    index.install("contacts", "brivity", segment)
+    index = opened(tmp_path, "contacts", lazy)
     before = lazy.read
     result = index.search(query, limit=10)
     assert result.total == fresh.search(query, limit=10).total > 10
@@ -335,10 +334,7 @@ def test_a_patch_over_an_opened_segment(tmp_path) -> None:
     records = many(6000)  # past PATCH_MIN: positions are made before the install
     saved(tmp_path, "contacts", records)
     lazy = LazyRecords(records)
-    segment = open_segment(shelf_at(tmp_path), "contacts", "brivity", STAMP, lazy)
-    assert segment is not None
-    index = SearchIndex()
-    index.install("contacts", "brivity", segment)
+    index = opened(tmp_path, "contacts", lazy)
     stream = {r.id: r for r in records}
     changed = person(17, first_name="Quintessa", last_name="Vole", city="Austin")
     stream[changed.id] = changed
