@@ -16,6 +16,8 @@ from crm_tui.app import CrmApp
 from crm_tui.config import Settings
 from crm_tui.demo.servers import DemoServers, Faults, start_demo_servers
 from crm_tui.store import CacheStore, Database
+from crm_tui.team import scratch_server
+from tests.helpers.backends import BACKENDS, Backing, backing_for, make_template
 from tests.helpers.env import DEMO_CONTACTS, make_settings
 from tests.helpers.reliability import record_case, write_report
 from tests.helpers.snapshots import SNAPSHOT_DIR, build_app, snapshot_settings
@@ -65,6 +67,28 @@ def store(settings: Settings) -> Iterator[CacheStore]:
     db = Database(settings.database_path)
     yield CacheStore(settings.user_id, db)
     db.close()
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[scratch_server.ScratchServer]:
+    """One PostgreSQL server for the session (each xdist worker's own), with a migrated
+    template that every test's database is copied from."""
+    with scratch_server.running() as server:
+        make_template(server, tmp_path_factory.mktemp("pg-template"))
+        yield server
+
+
+@pytest.fixture(params=BACKENDS)
+def backing(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backing]:
+    """The test's store on each back end in turn: SQLite, then PostgreSQL."""
+    yield from backing_for(
+        request.param, tmp_path / "data", lambda: request.getfixturevalue("pg_server")
+    )
+
+
+@pytest.fixture
+def open_db(backing: Backing) -> Callable[[], Database]:
+    return backing.open
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,12 @@ from crm_tui.store import CacheStore, Database, StoreChange
 from crm_tui.store.db import MIGRATIONS, SCHEMA_VERSION, _statements
 
 
+@pytest.fixture
+def store(open_db):
+    """On each back end (the conftest's is SQLite's alone)."""
+    return CacheStore("alice", open_db())
+
+
 def contact(source: str, n: int, user: str = "alice", **extra) -> Contact:
     return Contact(
         id=f"{source}:{n}",
@@ -87,8 +93,8 @@ async def test_subscribers_hear_once_per_batch_and_can_leave(store):
     assert len(heard) == 3
 
 
-async def test_snapshot_round_trip_keeps_every_field(settings):
-    db = Database(settings.database_path)
+async def test_snapshot_round_trip_keeps_every_field(open_db):
+    db = open_db()
     store = CacheStore("alice", db)
     c = contact(
         "brivity",
@@ -110,7 +116,7 @@ async def test_snapshot_round_trip_keeps_every_field(settings):
     await store.save_status("brivity")
     db.close()
 
-    reopened = CacheStore("alice", Database(settings.database_path))
+    reopened = CacheStore("alice", open_db())
     await reopened.load()
     assert reopened.contacts() == [c]
     assert reopened.deals() == [d]
@@ -127,8 +133,8 @@ async def test_a_syncing_state_is_never_persisted(store):
     assert store.db.load_statuses("alice")["brivity"].state is SyncState.IDLE
 
 
-async def test_users_never_see_each_other(settings):
-    db = Database(settings.database_path)
+async def test_users_never_see_each_other(open_db):
+    db = open_db()
     alice, bob = CacheStore("alice", db), CacheStore("bob", db)
     await alice.replace_stream("brivity", "contacts", [contact("brivity", 1, user="alice")])
     await bob.replace_stream("brivity", "contacts", [contact("brivity", 2, user="bob")])
@@ -275,8 +281,8 @@ def test_migrates_version_two_rows_into_generations(tmp_path):
     assert _ids(db) == ["brivity:2", "local:8"]
 
 
-def test_a_staged_refresh_is_invisible_until_committed_and_dropped_cleanly(tmp_path):
-    db = Database(tmp_path / "crm.sqlite3")
+def test_a_staged_refresh_is_invisible_until_committed_and_dropped_cleanly(open_db):
+    db = open_db()
     db.replace_stream("alice", "brivity", "contacts", [contact("brivity", 1)])
     generation = db.new_generation("alice", "brivity", "contacts")
     db.stage("contacts", generation, [contact("brivity", 2), contact("brivity", 3)])
@@ -291,30 +297,28 @@ def test_a_staged_refresh_is_invisible_until_committed_and_dropped_cleanly(tmp_p
     assert [r.last_name for r in db.load_records("alice", "contacts")] == ["New"]
 
 
-def test_rows_left_by_a_crashed_refresh_stay_hidden_and_go_at_the_next_commit(tmp_path):
-    path = tmp_path / "crm.sqlite3"
-    db = Database(path)
+def test_rows_left_by_a_crashed_refresh_stay_hidden_and_go_at_the_next_commit(open_db):
+    db = open_db()
     db.replace_stream("alice", "brivity", "contacts", [contact("brivity", 1)])
     db.stage("contacts", db.new_generation("alice", "brivity", "contacts"), [contact("brivity", 9)])
     db.close()
-    db = Database(path)
+    db = open_db()
     assert _ids(db) == ["brivity:1"]
     db.replace_stream("alice", "brivity", "contacts", [contact("brivity", 2)])
     assert _ids(db) == ["brivity:2"]
     assert db._conn.execute("SELECT count(*) FROM contacts").fetchone() == (1,)
 
 
-def test_generations_are_never_reused(tmp_path):
-    path = tmp_path / "crm.sqlite3"
-    first = Database(path).new_generation("alice", "brivity", "contacts")
-    again = Database(path)
+def test_generations_are_never_reused(open_db):
+    first = open_db().new_generation("alice", "brivity", "contacts")
+    again = open_db()
     made = [again.new_generation("alice", "brivity", "contacts") for _ in range(3)]
     assert made == [first + 1, first + 2, first + 3]
 
 
-def test_clear_during_a_refresh_keeps_the_refresh_rows(tmp_path):
+def test_clear_during_a_refresh_keeps_the_refresh_rows(open_db):
     """Clearing drops what is visible; a refresh still running commits in full after it."""
-    db = Database(tmp_path / "crm.sqlite3")
+    db = open_db()
     db.replace_stream("alice", "brivity", "contacts", [contact("brivity", 1)])
     db.upsert_records("contacts", [contact("local", 1)])
     generation = db.new_generation("alice", "brivity", "contacts")
@@ -326,8 +330,8 @@ def test_clear_during_a_refresh_keeps_the_refresh_rows(tmp_path):
     assert _ids(db) == ["brivity:2"]
 
 
-async def test_writes_run_on_one_writer_thread(tmp_path):
-    db = Database(tmp_path / "crm.db")
+async def test_writes_run_on_one_writer_thread(open_db):
+    db = open_db()
     main = threading.get_native_id()
     first = await db.in_writer(threading.get_native_id)
     second = await db.in_writer(threading.get_native_id)

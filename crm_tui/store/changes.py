@@ -85,6 +85,10 @@ class ChangeLogStore:
         ).fetchone()
         return int(row[0]) if row else 0
 
+    def _oldest(self) -> int | None:
+        """The oldest change still kept, of anyone's (what trimming left)."""
+        return self._conn.execute("SELECT min(seq) FROM changes").fetchone()[0]
+
     @damage_named
     def changes_since(self, user_id: str, seq: int) -> Changes:
         """Other processes' changes after `seq`, read in one snapshot (a commit landing
@@ -92,7 +96,7 @@ class ChangeLogStore:
         cannot tell what it missed: `everything`."""
         with self._lock, self._reading():  # type: ignore[attr-defined]
             newest = self._newest()
-            oldest = self._conn.execute("SELECT min(seq) FROM changes").fetchone()[0]
+            oldest = self._oldest()
             rows = self._conn.execute(
                 "SELECT seq, kind, source, record_id, origin FROM changes"
                 " WHERE seq > ? AND seq <= ? AND user_id = ? ORDER BY seq",

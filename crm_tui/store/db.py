@@ -570,6 +570,12 @@ class Database(
             if self._conn.in_transaction:
                 self._conn.execute("COMMIT")
 
+    def _batches(self, sql: str, params: tuple[Any, ...]) -> Iterator[list[Any]]:
+        """A large result in small batches: memory held and the GIL let go between them."""
+        cursor = self._conn.execute(sql, params)
+        while rows := cursor.fetchmany(2_000):
+            yield rows
+
     @damage_named
     def data_version(self) -> int:
         """Changes when another connection (another process) commits."""
@@ -597,8 +603,7 @@ class Database(
         with self._lock, self._reading():
             queries = self._record_queries(user_id, kind, joined, imported, source, ids)
             for sql, params in queries:
-                cursor = self._conn.execute(sql, params)
-                while rows := cursor.fetchmany(2_000):  # small batches: memory and GIL freed
+                for rows in self._batches(sql, params):
                     for (line,) in rows:
                         yield decode(line)
 
@@ -624,8 +629,7 @@ class Database(
             return take(stamp, self._laid_over(sql + " ORDER BY rowid", params, laying))
 
     def _laid_over(self, sql: str, params: tuple[Any, ...], laying: _Laying) -> Iterator[bytes]:
-        cursor = self._conn.execute(sql, params)
-        while rows := cursor.fetchmany(2_000):
+        for rows in self._batches(sql, params):
             for (line,) in rows:
                 yield laying.over(line)
         yield from laying.rest()
@@ -653,12 +657,12 @@ class Database(
                 return
             generations = sorted({generation for _, generation in streams})
             # `+user_id`: a scan in row order, not through the index (which jumps about)
-            cursor = self._conn.execute(
+            batches = self._batches(
                 f"SELECT source, generation, {joined} FROM {kind} WHERE +user_id = ?"
                 f" AND generation IN ({_marks(generations)}) ORDER BY rowid",
                 (user_id, *generations),
             )
-            while rows := cursor.fetchmany(2_000):
+            for rows in batches:
                 for source, generation, line in rows:
                     into = streams.get((source, generation))
                     if into is not None:  # not another stream's, nor an import's
@@ -833,8 +837,9 @@ class Database(
             keep.update(self._live_pending(conn, user_id, source, kind))
             self._sweep(conn, user_id, source, kind)
             conn.execute(
-                "INSERT OR REPLACE INTO stream_generations (user_id, kind, source, generation)"
-                " VALUES (?, ?, ?, ?)",
+                "INSERT INTO stream_generations (user_id, kind, source, generation)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (user_id, kind, source)"
+                " DO UPDATE SET generation = excluded.generation",
                 (user_id, kind, source, generation),
             )
             marks = ", ".join("?" for _ in keep)
@@ -1147,8 +1152,8 @@ class Database(
                 " VALUES (?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (user_id, source) DO UPDATE SET state = excluded.state,"
                 " last_error = excluded.last_error, retry_at = excluded.retry_at,"
-                " last_sync = CASE WHEN excluded.last_sync > ifnull(last_sync, '')"
-                " THEN excluded.last_sync ELSE last_sync END",
+                " last_sync = CASE WHEN excluded.last_sync > coalesce(source_status.last_sync, '')"
+                " THEN excluded.last_sync ELSE source_status.last_sync END",
                 (
                     user_id,
                     status.source,

@@ -76,8 +76,9 @@ class DecisionStore:
         key = _members_key(members)
         with self.transaction() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO dedup_rejections (user_id, members, cluster_id,"
-                " rejected_at) VALUES (?, ?, ?, ?)",
+                "INSERT INTO dedup_rejections (user_id, members, cluster_id, rejected_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (user_id, members) DO UPDATE"
+                " SET cluster_id = excluded.cluster_id, rejected_at = excluded.rejected_at",
                 (user_id, key, cluster_id, now),
             )
         return Rejection(frozenset(json.loads(key)), cluster_id, now)

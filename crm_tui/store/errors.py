@@ -15,7 +15,10 @@ __all__ = [
     "DatabaseBusy",
     "DatabaseDamaged",
     "DatabaseReadOnly",
+    "DatabaseRefused",
+    "DatabaseUnavailable",
     "LeaseLost",
+    "SchemaMismatch",
     "StoreError",
     "StreamBusy",
 ]
@@ -52,3 +55,22 @@ class LeaseLost(StoreError):
     process to judge it dead); its work is dropped, never committed."""
 
     exit_code = 4
+
+
+class DatabaseUnavailable(StoreError):
+    """The team database (PostgreSQL) cannot be reached: down, a wrong address, a timeout."""
+
+    exit_code = 5
+
+
+class DatabaseRefused(StoreError):
+    """The team database refused: a wrong password, or rows that are not this role's."""
+
+    exit_code = 3
+
+
+class SchemaMismatch(StoreError):
+    """The database's schema is newer than this program, or older and this connection may
+    not upgrade it."""
+
+    exit_code = 3

@@ -90,8 +90,10 @@ class LeaseStore:
         every time (a process that was judged dead and swept comes back as itself)."""
         o = self.owner
         conn.execute(
-            "INSERT OR REPLACE INTO owners (id, host, machine, pid, started, heartbeat_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO owners (id, host, machine, pid, started, heartbeat_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET host = excluded.host,"
+            " machine = excluded.machine, pid = excluded.pid, started = excluded.started,"
+            " heartbeat_at = excluded.heartbeat_at",
             (o.id, o.host, o.machine, o.pid, o.started, time.time()),
         )
         if self._holding == 0:
@@ -221,9 +223,11 @@ class LeaseStore:
             lease = Lease(user_id, source, stream, uuid.uuid4().hex)
             self._hold(conn)
             conn.execute(
-                "INSERT OR REPLACE INTO leases"
+                "INSERT INTO leases"
                 " (user_id, source, stream, token, owner, purpose, acquired_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, source, stream)"
+                " DO UPDATE SET token = excluded.token, owner = excluded.owner,"
+                " purpose = excluded.purpose, acquired_at = excluded.acquired_at",
                 (user_id, source, stream, lease.token, self.owner.id, purpose, utc_now()),
             )
             return lease

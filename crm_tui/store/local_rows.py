@@ -86,7 +86,8 @@ class LocalRecordStore:
         )
         links = payload.get(LINKS_FIELD) or ()
         conn.executemany(
-            "INSERT OR IGNORE INTO local_links (user_id, record_id, local_id) VALUES (?, ?, ?)",
+            "INSERT INTO local_links (user_id, record_id, local_id) VALUES (?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
             [(user_id, str(link), local_id) for link in links],
         )
 
@@ -104,7 +105,8 @@ class LocalRecordStore:
             first = int(row[0]) + 1
             ids = list(range(first, first + len(payloads)))
             conn.execute(
-                "INSERT OR REPLACE INTO local_sequence (user_id, last) VALUES (?, ?)",
+                "INSERT INTO local_sequence (user_id, last) VALUES (?, ?)"
+                " ON CONFLICT (user_id) DO UPDATE SET last = excluded.last",
                 (user_id, first + len(payloads) - 1),
             )
             conn.executemany(
@@ -146,8 +148,10 @@ class LocalRecordStore:
         payload = {k: v for k, v in row.items() if k not in _META}
         with self.transaction() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO local_records"
-                " (user_id, kind, id, payload, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO local_records (user_id, kind, id, payload, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, kind, id) DO UPDATE"
+                " SET payload = excluded.payload, created_at = excluded.created_at,"
+                " updated_at = excluded.updated_at",
                 (
                     user_id,
                     kind,

@@ -71,11 +71,10 @@ class StampStore:
             " ORDER BY generation",
             (user_id, kind, source),
         ).fetchall()
-        seq = self._conn.execute(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'changes'"
-        ).fetchone()
         return StreamStamp(
-            int(row[0]) if row else 0, tuple(int(g) for (g,) in imports), int(seq[0]) if seq else 0
+            int(row[0]) if row else 0,
+            tuple(int(g) for (g,) in imports),
+            self._newest(),  # type: ignore[attr-defined]
         )
 
     @damage_named
@@ -89,7 +88,7 @@ class StampStore:
                 return StreamDelta(True, newest=now.seq)
             if now.seq == stamp.seq:
                 return StreamDelta(False, newest=now.seq)
-            oldest = self._conn.execute("SELECT min(seq) FROM changes").fetchone()[0]
+            oldest = self._oldest()  # type: ignore[attr-defined]
             if oldest is None or oldest > stamp.seq + 1:  # trimmed: what went is unknown
                 return StreamDelta(True, newest=now.seq)
             rows = self._conn.execute(

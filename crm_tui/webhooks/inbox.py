@@ -118,7 +118,7 @@ class WebhookInbox:
         with self.db.transaction() as conn:
             conn.execute(
                 "INSERT INTO webhook_refusals (source, reason, count, last_at) VALUES (?, ?, 1, ?)"
-                " ON CONFLICT (source, reason) DO UPDATE SET count = count + 1,"
+                " ON CONFLICT (source, reason) DO UPDATE SET count = webhook_refusals.count + 1,"
                 " last_at = excluded.last_at",
                 (source, reason, stamp(now)),
             )

@@ -1,0 +1,88 @@
+"""A team database's address (`CRM_DATABASE_URL`): what to connect with, and how to show it
+without its password.
+
+libpq reads the URL itself, so every libpq setting in it passes through (`sslmode`,
+`sslrootcert`, `target_session_attrs`, ...). Timeouts and keepalives get defaults the URL can
+override: an unreachable server is an error in seconds, and a client that vanished
+mid-transaction is noticed by the server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote, unquote, urlsplit
+
+SCHEMES = ("postgresql", "postgres")
+_DEFAULTS = {
+    "connect_timeout": "10",
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+}
+MASK = "***"
+
+
+class InvalidDatabaseUrl(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class DatabaseUrl:
+    url: str
+
+    def __post_init__(self) -> None:
+        try:
+            parts = urlsplit(self.url)
+            parts.port  # noqa: B018 - a bad port raises here, not at connect time
+        except ValueError as exc:
+            raise InvalidDatabaseUrl(f"not a database URL: {exc}") from None
+        if parts.scheme not in SCHEMES:
+            raise InvalidDatabaseUrl(
+                f"a team database URL starts with postgresql://, not {parts.scheme or '(none)'}://"
+            )
+
+    def __repr__(self) -> str:  # never the password, even in a traceback's locals
+        return f"DatabaseUrl({self.display!r})"
+
+    __str__ = __repr__
+
+    @property
+    def password(self) -> str:
+        return unquote(urlsplit(self.url).password or "")
+
+    @property
+    def user(self) -> str:
+        return unquote(urlsplit(self.url).username or "")
+
+    @property
+    def display(self) -> str:
+        """The URL with its password replaced: for messages, logs and `db status`."""
+        parts = urlsplit(self.url)
+        if parts.password is None:
+            return self.url
+        netloc = parts.netloc.replace(f":{parts.password}@", f":{MASK}@", 1)
+        return parts._replace(netloc=netloc).geturl()
+
+    def masked(self, text: str) -> str:
+        """`text` with the password taken out wherever it appears (a server's message,
+        an exception's)."""
+        secret = self.password
+        if not secret:
+            return text
+        for form in {secret, quote(secret), quote(secret, safe="")}:
+            text = text.replace(form, MASK)
+        return text
+
+    def conninfo(self, application: str) -> str:
+        """The URL with this program's defaults for what it leaves unset."""
+        parts = urlsplit(self.url)
+        given = {pair.split("=", 1)[0] for pair in parts.query.split("&") if pair}
+        extra = {"application_name": application, **_DEFAULTS}
+        added = "&".join(f"{k}={quote(v)}" for k, v in extra.items() if k not in given)
+        query = "&".join(q for q in (parts.query, added) if q)
+        return parts._replace(query=query).geturl()
+
+
+def is_database_url(value: str) -> bool:
+    return value.split("://", 1)[0] in SCHEMES

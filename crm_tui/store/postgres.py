@@ -1,0 +1,262 @@
+"""The team store: the same Database on PostgreSQL.
+
+Every query, lease, generation and change-log row is the SQLite store's own (the mixins in
+this package); what differs is here: connecting, the schema steps and their version, how a
+write transaction is serialised, how a read sees one commit, and how another process's
+commit is noticed.
+
+- Writes: one at a time, as on SQLite, by a transaction-scoped advisory lock taken first in
+  every write transaction, on every host; reads never wait for it.
+- Reads that must see one commit run in a REPEATABLE READ transaction.
+- Another connection's commit arrives as a NOTIFY (database triggers send one per
+  transaction that touched records, statuses, runs, leases, decisions or edits); a
+  listener thread counts them, and `data_version` returns the count: the app's watch
+  reads the change log only after one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from crm_tui.files import secure_dir
+from crm_tui.models import CONTACT_FIELDS, DEAL_FIELDS, RecordKind
+from crm_tui.store.database_url import DatabaseUrl
+from crm_tui.store.db import Database
+from crm_tui.store.errors import DatabaseRefused, SchemaMismatch, StoreError
+from crm_tui.store.pg_connection import PgConnection
+from crm_tui.store.pg_schema import MIGRATIONS
+
+# Advisory lock keys (any two 64-bit numbers no other program on the database uses).
+WRITER_LOCK = 0x43524D5457524954  # one writer at a time, as SQLite has
+MIGRATION_LOCK = 0x43524D544D494752  # one process migrating
+CHANNEL = "crm_changes"
+_FIELDS: dict[RecordKind, tuple[str, ...]] = {"contacts": CONTACT_FIELDS, "deals": DEAL_FIELDS}
+
+
+def local_dir_for(url: DatabaseUrl, data_dir: Path) -> Path:
+    """Where this machine keeps what it derives from a team database (search artifacts):
+    one folder per server and database, never beside a SQLite cache's own."""
+    digest = hashlib.sha256(url.display.encode()).hexdigest()[:16]
+    return data_dir / "team" / digest
+
+
+class PostgresDatabase(Database):
+    backend = "postgresql"
+
+    def __init__(self, url: DatabaseUrl, data_dir: Path) -> None:
+        self.url = url
+        # Never opened as a file: artifacts are kept beside it (store/artifacts.py).
+        self.path = local_dir_for(url, data_dir) / "crm.pg"
+        self._init_leases()
+        secure_dir(self.path.parent)
+        self._lock = threading.RLock()
+        self._writer = None
+        self._conn = PgConnection(url)  # type: ignore[assignment]
+        self.read_only = False
+        self.read_only_reason = ""
+        self._write_locked = False
+        self._notices: _Notices | None = None
+        self.migrate()
+        self.interrupt_abandoned_runs()
+
+    @property
+    def location(self) -> str:
+        return self.url.display
+
+    def durable(self) -> None:
+        with self._lock:
+            self._conn.execute("SET synchronous_commit = on")
+
+    def close(self) -> None:
+        if self._notices is not None:
+            self._notices.stop()
+        self._release_everything()
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
+        with self._lock:
+            self._conn.close()
+
+    # -- schema --------------------------------------------------------------------------
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            if self._conn.execute("SELECT to_regclass('schema_migrations')").fetchone()[0] is None:
+                return 0
+            return int(
+                self._conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] or 0
+            )
+
+    @property
+    def known_version(self) -> int:
+        return len(MIGRATIONS)
+
+    def migrate(self) -> None:
+        with self._lock:
+            version = self.schema_version
+            if version > len(MIGRATIONS):
+                raise SchemaMismatch(
+                    "The team database is newer than this crm-tui",
+                    f"{self.location} has schema {version} and this crm-tui knows up to"
+                    f" {len(MIGRATIONS)}: upgrade crm-tui",
+                )
+            while version < len(MIGRATIONS):
+                try:
+                    version = self._step()
+                except DatabaseRefused:
+                    raise SchemaMismatch(
+                        "The team database needs an upgrade",
+                        f"{self.location} has schema {version} and this crm-tui needs"
+                        f" {len(MIGRATIONS)}; its owner upgrades it with `crm-tui db migrate`",
+                    ) from None
+
+    def _step(self) -> int:
+        """One schema step under the migration lock, the version read again inside it:
+        another host may have migrated while this one waited."""
+        conn = self._conn
+        conn.execute("BEGIN")
+        try:
+            conn.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
+            conn.script(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            version = int(
+                conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[
+                    0
+                ]
+            )
+            if version < len(MIGRATIONS):
+                conn.script(MIGRATIONS[version])
+                version += 1
+                conn.execute("INSERT INTO schema_migrations (version) VALUES (?)", (version,))
+                if version == len(MIGRATIONS):
+                    conn.script(
+                        "GRANT SELECT ON schema_migrations TO crm_agent, crm_lead, crm_worker"
+                    )
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return version
+
+    # -- transactions ----------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """One write transaction; inside another (or inside a read) it joins it, taking
+        the writer lock if that one had not."""
+        with self._lock:
+            conn = self._conn
+            if conn.in_transaction:
+                if not self._write_locked:
+                    conn.execute("SELECT pg_advisory_xact_lock(?)", (WRITER_LOCK,))
+                    self._write_locked = True
+                yield conn
+                return
+            conn.execute("BEGIN")
+            try:
+                conn.execute("SELECT pg_advisory_xact_lock(?)", (WRITER_LOCK,))
+                self._write_locked = True
+                yield conn
+            except BaseException:
+                self._end("ROLLBACK")
+                raise
+            self._end("COMMIT")
+
+    def _end(self, how: str) -> None:
+        self._write_locked = False
+        if self._conn.in_transaction and not self._conn.raw.closed:
+            self._conn.execute(how)
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        if self._conn.in_transaction:
+            yield
+            return
+        self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        try:
+            yield
+        except BaseException:
+            self._end("ROLLBACK")
+            raise
+        self._end("COMMIT")
+
+    @staticmethod
+    def _insert_sql(kind: RecordKind) -> str:
+        """SQLite's INSERT OR REPLACE moves a replaced row to the end of the table (a new
+        rowid), and a stream's row order is the order it was written in: the same here."""
+        columns = (*_FIELDS[kind], "generation")
+        marks = ", ".join("?" for _ in columns)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns)
+        return (
+            f"INSERT INTO {kind} ({', '.join(columns)}) VALUES ({marks})"
+            f" ON CONFLICT (user_id, source, generation, id) DO UPDATE SET {updates},"
+            " rowid = DEFAULT"
+        )
+
+    def _newest(self) -> int:
+        # Not the sequence's position: PostgreSQL hands numbers out to transactions not yet
+        # committed, which a reader must not skip past. Writers commit one at a time, in
+        # the order they took their numbers, so the newest committed row is the newest.
+        return int(self._conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()[0])
+
+    def _oldest(self) -> int | None:
+        # Everyone's oldest, not only the rows this role may see (crm_changes_floor).
+        return self._conn.execute("SELECT crm_changes_floor()").fetchone()[0]
+
+    def _batches(self, sql: str, params: tuple[Any, ...]) -> Iterator[list[Any]]:
+        # Always called inside a read transaction: a server-side cursor is allowed there.
+        return self._conn.stream(sql, params, 2_000)
+
+    def data_version(self) -> int:
+        """How many times another connection committed, as told by NOTIFY (listening
+        from the first call on)."""
+        if self._notices is None:
+            self._notices = _Notices(self.url, lambda: self._conn.backend_pid)
+        return self._notices.count
+
+
+class _Notices:
+    """A connection of its own that listens for commits of other connections, on a thread.
+    A lost connection counts as a notice (commits may have gone unheard) and is made
+    again a second later."""
+
+    def __init__(self, url: DatabaseUrl, own_pid: Callable[[], int]) -> None:
+        self.count = 0
+        self._url = url
+        self._own_pid = own_pid
+        self._stopping = threading.Event()
+        self._ready = threading.Event()
+        threading.Thread(target=self._listen, name="crm-db-notices", daemon=True).start()
+        self._ready.wait(10)
+
+    def _listen(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                with psycopg.connect(
+                    self._url.conninfo("crm-tui notices"), autocommit=True
+                ) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self._ready.set()
+                    own = self._own_pid()
+                    while not self._stopping.is_set():
+                        for notice in conn.notifies(timeout=0.5):
+                            if notice.pid != own:
+                                self.count += 1
+            except (psycopg.Error, StoreError):
+                self._ready.set()
+                self.count += 1
+                self._stopping.wait(1.0)
+
+    def stop(self) -> None:
+        self._stopping.set()
