@@ -27,8 +27,8 @@ def names(store: CacheStore) -> dict[str, str | None]:
     return {r.id: r.first_name for r in store.contacts("brivity")}
 
 
-def test_a_second_lease_on_a_stream_names_its_holder_until_released(tmp_path):
-    db, other = Database(tmp_path / "crm.sqlite3"), Database(tmp_path / "crm.sqlite3")
+def test_a_second_lease_on_a_stream_names_its_holder_until_released(open_db):
+    db, other = open_db(), open_db()
     lease = db.acquire_lease("alice", "brivity", "contacts", "sync")
     assert isinstance(lease, Lease)
     held = other.acquire_lease("alice", "brivity", "contacts", "sync")
@@ -66,8 +66,8 @@ def test_a_zombie_holds_nothing():
         child.wait()
 
 
-def test_a_dead_holders_lease_is_taken_over_and_its_rows_swept(tmp_path):
-    db = Database(tmp_path / "crm.sqlite3")
+def test_a_dead_holders_lease_is_taken_over_and_its_rows_swept(open_db):
+    db = open_db()
     db.replace_stream("alice", "brivity", "contacts", [contact(1)])
     me = Owner.this_process()
     pid, started = dead_process()
@@ -84,8 +84,8 @@ def test_a_dead_holders_lease_is_taken_over_and_its_rows_swept(tmp_path):
     assert ids(db) == ["brivity:1"]
 
 
-def test_a_silent_owner_on_another_host_keeps_its_lease_until_the_ttl(tmp_path):
-    db = Database(tmp_path / "crm.sqlite3")
+def test_a_silent_owner_on_another_host_keeps_its_lease_until_the_ttl(open_db):
+    db = open_db()
     far = Owner("far", "other-host", "other-boot/1", 4242, "7")
     plant_owner(db, far, time.time())
     plant_lease(db, far)
@@ -95,10 +95,9 @@ def test_a_silent_owner_on_another_host_keeps_its_lease_until_the_ttl(tmp_path):
     assert isinstance(db.acquire_lease("alice", "brivity", "contacts", "sync"), Lease)
 
 
-def test_a_process_that_lost_its_lease_cannot_commit(tmp_path):
+def test_a_process_that_lost_its_lease_cannot_commit(open_db):
     """Presumed dead (its heartbeat stopped), then woken: the takeover's data stands."""
-    path = tmp_path / "crm.sqlite3"
-    sleeper, other = Database(path), Database(path)
+    sleeper, other = open_db(), open_db()
     lease = sleeper.acquire_lease("alice", "brivity", "contacts", "sync")
     assert isinstance(lease, Lease)
     generation = sleeper.new_generation("alice", "brivity", "contacts")
@@ -111,8 +110,8 @@ def test_a_process_that_lost_its_lease_cannot_commit(tmp_path):
     assert ids(other) == ["brivity:2"]
 
 
-def test_a_commit_keeps_what_live_writers_are_still_writing(tmp_path):
-    db = Database(tmp_path / "crm.sqlite3")
+def test_a_commit_keeps_what_live_writers_are_still_writing(open_db):
+    db = open_db()
     db.replace_stream("alice", "brivity", "contacts", [contact(1)])
     importing = db.new_generation("alice", "brivity", "contacts")  # an import, in progress
     db.stage("contacts", importing, [contact(7, "Imported")])
@@ -121,9 +120,9 @@ def test_a_commit_keeps_what_live_writers_are_still_writing(tmp_path):
     assert ids(db) == ["brivity:2"] and ids(db, imported=True) == ["brivity:7"]
 
 
-def test_heartbeats_beat_while_something_is_held_and_the_owner_goes_after(tmp_path, monkeypatch):
+def test_heartbeats_beat_while_something_is_held_and_the_owner_goes_after(open_db, monkeypatch):
     monkeypatch.setattr("crm_tui.store.leases.HEARTBEAT_SECONDS", 0.05)
-    db = Database(tmp_path / "crm.sqlite3")
+    db = open_db()
     lease = db.acquire_lease("alice", "brivity", "contacts", "sync")
     assert isinstance(lease, Lease)
     first = db._conn.execute("SELECT heartbeat_at FROM owners").fetchone()[0]
@@ -134,10 +133,9 @@ def test_heartbeats_beat_while_something_is_held_and_the_owner_goes_after(tmp_pa
     assert db._conn.execute("SELECT count(*) FROM owners").fetchone() == (0,)
 
 
-async def test_the_store_waits_for_a_lease_and_says_who_holds_it(tmp_path):
-    path = tmp_path / "crm.sqlite3"
-    holder_db = Database(path)
-    store = CacheStore("alice", Database(path))
+async def test_the_store_waits_for_a_lease_and_says_who_holds_it(open_db):
+    holder_db = open_db()
+    store = CacheStore("alice", open_db())
     lease = holder_db.acquire_lease("alice", "brivity", "contacts", "sync")
     assert isinstance(lease, Lease)
     with pytest.raises(StreamBusy) as busy:
@@ -167,23 +165,22 @@ async def import_file(store: CacheStore, path: str, records: list[Contact]) -> i
     return db.commit_import("alice", "brivity", "contacts", generation, path)
 
 
-async def test_an_imported_row_shows_over_the_synced_one_and_outlives_every_sync(tmp_path):
-    path = tmp_path / "crm.sqlite3"
-    store = CacheStore("alice", Database(path))
+async def test_an_imported_row_shows_over_the_synced_one_and_outlives_every_sync(open_db):
+    store = CacheStore("alice", open_db())
     await store.replace_stream("brivity", "contacts", [contact(1, "Synced"), contact(2, "Two")])
     assert await import_file(store, "/a.csv", [contact(1, "Imported"), contact(3, "Three")]) == 2
-    reader = CacheStore("alice", Database(path))
+    reader = CacheStore("alice", open_db())
     reader.load_sync()
     assert names(reader) == {"brivity:1": "Imported", "brivity:2": "Two", "brivity:3": "Three"}
     await reader.replace_stream("brivity", "contacts", [contact(1, "Resynced")])
     assert names(reader) == {"brivity:1": "Imported", "brivity:3": "Three"}  # memory
-    again = CacheStore("alice", Database(path))
+    again = CacheStore("alice", open_db())
     again.load_sync()
     assert names(again) == names(reader)  # and the database
 
 
-async def test_a_file_imported_again_replaces_its_earlier_rows_and_later_imports_win(tmp_path):
-    store = CacheStore("alice", Database(tmp_path / "crm.sqlite3"))
+async def test_a_file_imported_again_replaces_its_earlier_rows_and_later_imports_win(open_db):
+    store = CacheStore("alice", open_db())
     await import_file(store, "/a.csv", [contact(1, "A1"), contact(2, "A2")])
     await import_file(store, "/b.csv", [contact(2, "B2")])
     await import_file(store, "/a.csv", [contact(1, "A1 again")])
@@ -191,8 +188,8 @@ async def test_a_file_imported_again_replaces_its_earlier_rows_and_later_imports
     assert names(store) == {"brivity:1": "A1 again", "brivity:2": "B2"}
 
 
-async def test_clearing_a_source_drops_its_imports_and_counts_them(tmp_path):
-    store = CacheStore("alice", Database(tmp_path / "crm.sqlite3"))
+async def test_clearing_a_source_drops_its_imports_and_counts_them(open_db):
+    store = CacheStore("alice", open_db())
     await store.replace_stream("brivity", "contacts", [contact(1)])
     await import_file(store, "/a.csv", [contact(5), contact(6)])
     store.load_sync()
@@ -204,6 +201,7 @@ async def test_clearing_a_source_drops_its_imports_and_counts_them(tmp_path):
 
 
 def test_migrating_from_schema_3_keeps_every_row(tmp_path: Path):
+    """SQLite-only: a file from an older SQLite schema."""
     import sqlite3
 
     from crm_tui.store.db import MIGRATIONS, _statements
@@ -230,10 +228,10 @@ def test_migrating_from_schema_3_keeps_every_row(tmp_path: Path):
 # -- what the review found ------------------------------------------------------------------
 
 
-def test_a_cancel_that_lands_after_a_commit_drops_nothing(tmp_path):
+def test_a_cancel_that_lands_after_a_commit_drops_nothing(open_db):
     """The engine's `finally` drops a generation it thinks uncommitted; if the commit went
     through first (a cancel arriving during it), the drop must leave it alone."""
-    db = Database(tmp_path / "crm.sqlite3")
+    db = open_db()
     generation = db.new_generation("alice", "brivity", "contacts")
     db.stage("contacts", generation, [contact(1), contact(2)])
     db.commit_import("alice", "brivity", "contacts", generation, "/a.csv")
@@ -248,9 +246,8 @@ def test_a_cancel_that_lands_after_a_commit_drops_nothing(tmp_path):
     assert ids(db) == ["brivity:3"]
 
 
-def test_an_import_swept_as_dead_commits_nothing(tmp_path):
-    path = tmp_path / "crm.sqlite3"
-    importer, other = Database(path), Database(path)
+def test_an_import_swept_as_dead_commits_nothing(open_db):
+    importer, other = open_db(), open_db()
     generation = importer.new_generation("alice", "brivity", "contacts")
     importer.stage("contacts", generation, [contact(1)])
     # another process judged the importer dead and swept what it had written
@@ -273,9 +270,8 @@ def test_an_owner_with_this_pid_but_another_start_is_dead():
     assert is_alive(me, 0.0) is True
 
 
-def test_a_process_swept_once_is_not_left_without_an_owner(tmp_path):
-    path = tmp_path / "crm.sqlite3"
-    app, cron = Database(path), Database(path)
+def test_a_process_swept_once_is_not_left_without_an_owner(open_db):
+    app, cron = open_db(), open_db()
     generation = app.new_generation("alice", "brivity", "contacts")
     with cron.transaction() as conn:  # the app was judged dead once, and swept
         cron._delete_generation(conn, "contacts", "alice", "brivity", generation)
@@ -286,9 +282,8 @@ def test_a_process_swept_once_is_not_left_without_an_owner(tmp_path):
     assert isinstance(cron.acquire_lease("alice", "brivity", "deals", "sync"), Holder)
 
 
-def test_a_read_sees_one_commit_even_if_another_lands_between_its_statements(tmp_path, monkeypatch):
-    path = tmp_path / "crm.sqlite3"
-    reader, syncer = Database(path), Database(path)
+def test_a_read_sees_one_commit_even_if_another_lands_between_its_statements(open_db, monkeypatch):
+    reader, syncer = open_db(), open_db()
     syncer.replace_stream("alice", "brivity", "contacts", [contact(i) for i in range(100)])
     pointers = Database._generations
 
