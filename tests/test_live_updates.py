@@ -33,17 +33,20 @@ def contact(i: int, first: str = "Ann", source: str = "followupboss") -> Contact
 def seeded(path, count: int = 50) -> None:
     db = Database(path)
     try:
-        db.replace_stream("alice", "followupboss", "contacts", [contact(i) for i in range(count)])
+        seed(db, count)
     finally:
         db.close()
 
 
-async def test_the_change_log_names_other_processes_changes_only(tmp_path, monkeypatch):
+def seed(db: Database, count: int = 50) -> None:
+    db.replace_stream("alice", "followupboss", "contacts", [contact(i) for i in range(count)])
+
+
+async def test_the_change_log_names_other_processes_changes_only(open_db, monkeypatch):
     from crm_tui.store import db as db_module
 
-    path = tmp_path / "crm.sqlite3"
-    seeded(path)
-    writer, reader = Database(path), Database(path)
+    writer, reader = open_db(), open_db()
+    seed(writer)
     try:
         start = reader.last_change()
         writer.commit_changes(
@@ -73,10 +76,9 @@ async def test_the_change_log_names_other_processes_changes_only(tmp_path, monke
         reader.close()
 
 
-def test_a_reader_that_fell_behind_the_kept_log_reloads_everything(tmp_path):
-    path = tmp_path / "crm.sqlite3"
-    seeded(path)
-    writer, reader = Database(path), Database(path)
+def test_a_reader_that_fell_behind_the_kept_log_reloads_everything(open_db):
+    writer, reader = open_db(), open_db()
+    seed(writer)
     try:
         start = reader.last_change()
         for i in range(3):
@@ -90,10 +92,9 @@ def test_a_reader_that_fell_behind_the_kept_log_reloads_everything(tmp_path):
         reader.close()
 
 
-async def test_following_reads_only_the_changed_rows(tmp_path, monkeypatch):
-    path = tmp_path / "crm.sqlite3"
-    seeded(path)
-    writer, reader = Database(path), Database(path)
+async def test_following_reads_only_the_changed_rows(open_db, monkeypatch):
+    writer, reader = open_db(), open_db()
+    seed(writer)
     try:
         store = CacheStore("alice", reader)
         store.load_sync()
@@ -270,10 +271,9 @@ async def test_the_app_receives_a_signed_webhook_and_shows_the_change(tmp_path, 
         demo_servers.stop_churn()
 
 
-async def test_an_imported_record_stays_over_its_synced_change_and_imports_are_logged(tmp_path):
-    path = tmp_path / "crm.sqlite3"
-    seeded(path, 5)
-    writer, reader = Database(path), Database(path)
+async def test_an_imported_record_stays_over_its_synced_change_and_imports_are_logged(open_db):
+    writer, reader = open_db(), open_db()
+    seed(writer, 5)
     try:
         start = reader.last_change()
         generation = writer.new_generation("alice", "followupboss", "contacts")

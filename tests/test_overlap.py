@@ -1,5 +1,6 @@
 """Many processes on one data dir: overlapping syncs, syncs beside local edits and imports,
 and a sync killed in the middle of its commit. Real processes, real sockets, real SQLite.
+(The CLI cannot point at PostgreSQL yet: only the in-process tests run on both back ends.)
 
 After every run, each stream equals the server's dataset record by record, and every local
 contact and imported row is there.
@@ -437,10 +438,10 @@ async def test_the_app_stops_showing_a_sync_whose_process_died(tmp_path, slow_se
 # -- status: what the last run left, whoever ran it ------------------------------------------
 
 
-def test_a_run_that_ends_late_never_moves_last_sync_back(tmp_path):
+def test_a_run_that_ends_late_never_moves_last_sync_back(open_db):
     from crm_tui.models import SourceStatus
 
-    db = Database(tmp_path / "crm.sqlite3")
+    db = open_db()
     db.save_status("team", SourceStatus("followupboss", last_sync="2026-11-26T15:38:21Z"))
     stale = SourceStatus("followupboss", last_sync="2026-11-26T15:36:19Z", last_error="boom")
     db.save_status("team", stale)
