@@ -98,8 +98,10 @@ class LocalRecordStore:
         unique across contacts and deals so `local:7` names one record."""
         with self.transaction() as conn:
             row = conn.execute(
-                "SELECT MAX(COALESCE((SELECT last FROM local_sequence WHERE user_id = ?), 0),"
-                " COALESCE((SELECT MAX(id) FROM local_records WHERE user_id = ?), 0))",
+                # the aggregate, not SQLite's two-argument max(), which PostgreSQL lacks
+                "SELECT COALESCE(MAX(n), 0) FROM (SELECT last AS n FROM local_sequence"
+                " WHERE user_id = ? UNION ALL SELECT MAX(id) FROM local_records"
+                " WHERE user_id = ?) AS used",
                 (user_id, user_id),
             ).fetchone()
             first = int(row[0]) + 1
