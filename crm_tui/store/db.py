@@ -1038,11 +1038,17 @@ class Database(
                 self.log_changes(conn, user_id, kind, source)
         return imported
 
+    @classmethod
+    def _insert_sql(cls, kind: RecordKind) -> str:
+        marks = ", ".join("?" for _ in (*_COLUMNS[kind], "generation"))
+        return cls._replacing_sql(kind, f"VALUES ({marks})")
+
     @staticmethod
-    def _insert_sql(kind: RecordKind) -> str:
-        columns = (*_COLUMNS[kind], "generation")
-        marks = ", ".join("?" for _ in columns)
-        return f"INSERT OR REPLACE INTO {kind} ({', '.join(columns)}) VALUES ({marks})"
+    def _replacing_sql(kind: RecordKind, rows: str) -> str:
+        """An INSERT of `rows` (VALUES or a SELECT of every column, generation last) in
+        which a row replaces the one with its key, moving to the end of the table."""
+        columns = ", ".join((*_COLUMNS[kind], "generation"))
+        return f"INSERT OR REPLACE INTO {kind} ({columns}) {rows}"
 
     # -- reading without loading (a cold CLI call) -----------------------------------------
 

@@ -192,14 +192,13 @@ class PostgresDatabase(Database):
         self._end("COMMIT")
 
     @staticmethod
-    def _insert_sql(kind: RecordKind) -> str:
+    def _replacing_sql(kind: RecordKind, rows: str) -> str:
         """SQLite's INSERT OR REPLACE moves a replaced row to the end of the table (a new
         rowid), and a stream's row order is the order it was written in: the same here."""
         columns = (*_FIELDS[kind], "generation")
-        marks = ", ".join("?" for _ in columns)
         updates = ", ".join(f"{c} = excluded.{c}" for c in columns)
         return (
-            f"INSERT INTO {kind} ({', '.join(columns)}) VALUES ({marks})"
+            f"INSERT INTO {kind} ({', '.join(columns)}) {rows}"
             f" ON CONFLICT (user_id, source, generation, id) DO UPDATE SET {updates},"
             " rowid = DEFAULT"
         )

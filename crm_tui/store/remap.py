@@ -148,6 +148,7 @@ class RemapStore:
 
     _conn: sqlite3.Connection
     _lock: threading.RLock
+    _replacing_sql: Callable[[RecordKind, str], str]
 
     def sample_payloads(
         self, user_id: str, source: str, kind: RecordKind, limit: int | None = None
@@ -293,12 +294,9 @@ class RemapStore:
             return
         names = ", ".join(_COLUMNS[kind])
         marks = ", ".join("?" for _ in rowids)
+        rows = f"SELECT {names}, ? FROM {_table(kind)} WHERE rowid IN ({marks})"
         with self.transaction() as conn:  # type: ignore[attr-defined]
-            conn.execute(
-                f"INSERT OR REPLACE INTO {_table(kind)} ({names}, generation)"
-                f" SELECT {names}, ? FROM {_table(kind)} WHERE rowid IN ({marks})",
-                (generation, *rowids),
-            )
+            conn.execute(self._replacing_sql(kind, rows), (generation, *rowids))
 
     def _changed_since(self, seq: int, user_id: str, kind: RecordKind, source: str) -> int | None:
         """How many records the commit logged as changed (None: the whole stream)."""
