@@ -122,7 +122,8 @@ class PgConnection:
         text, order, returning = translate(sql)
         with errors_named(self.url):
             cursor = self.raw.cursor()
-            cursor.execute(text, _ordered(params, order) if params or order else None)
+            # Always parameters, if none: psycopg reads `%%` as `%` only in a query with some.
+            cursor.execute(text, _ordered(params, order))
             return PgCursor(cursor, returning)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> PgCursor:
