@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
 from crm_tui.models import Contact
 from crm_tui.store import CacheStore, Database, stream_loading
+from crm_tui.store.artifacts import root_beside
 from crm_tui.store.stream_view import ChainedRecords, StreamView
 from tests.helpers.records import cached_contact
 
@@ -21,8 +22,8 @@ def person(n: int, first: str = "P") -> Contact:
     return cached_contact("brivity", n, "alice", first_name=f"{first}{n}")
 
 
-def _loaded(tmp_path: Path, count: int = 10) -> CacheStore:
-    store = CacheStore("alice", Database(tmp_path / "crm.sqlite3"))
+def _loaded(open_db: Callable[[], Database], count: int = 10) -> CacheStore:
+    store = CacheStore("alice", open_db())
     asyncio.run(store.replace_stream("brivity", "contacts", [person(n) for n in range(count)]))
     store.load_sync()
     assert isinstance(store.stream("contacts", "brivity"), StreamView)
@@ -40,8 +41,8 @@ def _same_as_dict(view: StreamView, expected: dict[str, Contact]) -> None:
     assert "brivity:missing" not in view and view.get("brivity:missing") is None
 
 
-def test_changes_are_laid_over_the_base_copy_on_write(tmp_path) -> None:
-    store = _loaded(tmp_path)
+def test_changes_are_laid_over_the_base_copy_on_write(open_db) -> None:
+    store = _loaded(open_db)
     view = store.stream("contacts", "brivity")
     expected = {r.id: r for r in view.values()}
     changed = view.patched(
@@ -62,8 +63,8 @@ def test_changes_are_laid_over_the_base_copy_on_write(tmp_path) -> None:
     assert [back.at(i) for i in range(len(back))] == list(back.values())
 
 
-def test_chained_records_read_by_position_across_views_and_dicts(tmp_path) -> None:
-    store = _loaded(tmp_path, 5)
+def test_chained_records_read_by_position_across_views_and_dicts(open_db) -> None:
+    store = _loaded(open_db, 5)
     view = store.stream("contacts", "brivity").patched({}, ["brivity:1"])
     plain = {f"lofty:{n}": cached_contact("lofty", n, "alice") for n in range(3)}
     chained = ChainedRecords([view, {}, plain])
@@ -76,8 +77,8 @@ def test_chained_records_read_by_position_across_views_and_dicts(tmp_path) -> No
     assert chained != listed[:-1]
 
 
-def test_the_store_writes_over_a_loaded_stream(tmp_path) -> None:
-    store = _loaded(tmp_path)
+def test_the_store_writes_over_a_loaded_stream(open_db) -> None:
+    store = _loaded(open_db)
     held = store.stream("contacts", "brivity")
     upserts, deletes = [person(3, "Changed"), person(30)], ["brivity:4"]
     removed = asyncio.run(store.commit_changes("brivity", "contacts", upserts, deletes, None, None))
@@ -97,8 +98,8 @@ def test_the_store_writes_over_a_loaded_stream(tmp_path) -> None:
     }  # fmt: skip
 
 
-def test_settle_puts_a_synced_stream_on_its_artifact(tmp_path) -> None:
-    store = CacheStore("alice", Database(tmp_path / "crm.sqlite3"))
+def test_settle_puts_a_synced_stream_on_its_artifact(open_db) -> None:
+    store = CacheStore("alice", open_db())
     asyncio.run(store.replace_stream("brivity", "contacts", [person(n) for n in range(8)]))
     synced = dict(store.stream("contacts", "brivity"))
     assert store.base_of("contacts", "brivity") is None
@@ -136,8 +137,8 @@ def _settle_around(store: CacheStore, meanwhile) -> bool:
     return _around(store, lambda: store.settle("contacts", "brivity"), meanwhile)
 
 
-def test_settle_never_undoes_a_change_made_meanwhile(tmp_path) -> None:
-    store = CacheStore("alice", Database(tmp_path / "crm.sqlite3"))
+def test_settle_never_undoes_a_change_made_meanwhile(open_db) -> None:
+    store = CacheStore("alice", open_db())
     asyncio.run(store.replace_stream("brivity", "contacts", [person(n) for n in range(8)]))
     change = [person(2, "Late")]
     settled = _settle_around(
@@ -148,8 +149,8 @@ def test_settle_never_undoes_a_change_made_meanwhile(tmp_path) -> None:
     assert isinstance(store.stream("contacts", "brivity"), StreamView)
 
 
-def test_settle_leaves_a_stream_replaced_meanwhile(tmp_path) -> None:
-    store = CacheStore("alice", Database(tmp_path / "crm.sqlite3"))
+def test_settle_leaves_a_stream_replaced_meanwhile(open_db) -> None:
+    store = CacheStore("alice", open_db())
     asyncio.run(store.replace_stream("brivity", "contacts", [person(n) for n in range(8)]))
     newer = [person(1, "Newer")]
     settled = _settle_around(store, lambda: store.replace_stream("brivity", "contacts", newer))
@@ -158,9 +159,9 @@ def test_settle_leaves_a_stream_replaced_meanwhile(tmp_path) -> None:
     assert type(store.stream("contacts", "brivity")) is dict
 
 
-def test_clearing_everything_drops_the_artifacts(tmp_path) -> None:
-    store = _loaded(tmp_path)
-    assert (tmp_path / "artifacts").exists() and store._loader.shelf.root.exists()
+def test_clearing_everything_drops_the_artifacts(open_db) -> None:
+    store = _loaded(open_db)
+    assert root_beside(store.db.path).exists() and store._loader.shelf.root.exists()
     asyncio.run(store.clear())
     assert not store._loader.shelf.root.exists() and store.count("contacts") == 0
     store.load_sync()
@@ -176,9 +177,9 @@ def test_a_store_without_a_database_keeps_dicts() -> None:
     assert asyncio.run(store.settle("contacts", "brivity")) is False
 
 
-def test_settle_puts_a_view_with_many_changes_on_a_new_artifact(tmp_path, monkeypatch) -> None:
+def test_settle_puts_a_view_with_many_changes_on_a_new_artifact(open_db, monkeypatch) -> None:
     monkeypatch.setattr(stream_loading, "REBUILD_AFTER", 2)
-    store = _loaded(tmp_path, 30)  # re-based beyond max(2, 30 // 10) changes
+    store = _loaded(open_db, 30)  # re-based beyond max(2, 30 // 10) changes
     before = store.base_of("contacts", "brivity")[0]
     few = [person(n, "Few") for n in range(3)]
     asyncio.run(store.commit_changes("brivity", "contacts", few, [], None, None))
@@ -193,11 +194,10 @@ def test_settle_puts_a_view_with_many_changes_on_a_new_artifact(tmp_path, monkey
     assert dict(store.stream("contacts", "brivity")) == expected
 
 
-def test_a_write_during_follows_read_is_kept(tmp_path) -> None:
+def test_a_write_during_follows_read_is_kept(open_db) -> None:
     """Another process replaced a stream; while it is read again, this process writes a
     record of it: the write stays (its own writes are not in the log it follows)."""
-    path = tmp_path / "crm.sqlite3"
-    setup = Database(path)
+    setup = open_db()
     setup.replace_stream(
         "alice",
         "brivity",
@@ -205,11 +205,11 @@ def test_a_write_during_follows_read_is_kept(tmp_path) -> None:
         [cached_contact("brivity", n, "alice", first_name=f"Old{n}") for n in range(5)],
     )
     setup.close()
-    store = CacheStore("alice", Database(path))
+    store = CacheStore("alice", open_db())
     store.load_sync()
     seen = store.db.last_change()
 
-    other = Database(path)  # another process: a cron sync replaces the stream
+    other = open_db()  # another process: a cron sync replaces the stream
     other.owner = dataclasses.replace(other.owner, id="another-process", pid=other.owner.pid + 1)
     other.clear("alice", "brivity")  # logged as the whole stream
     other.close()
