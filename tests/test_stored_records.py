@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tracemalloc
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from crm_tui.models import Contact, Deal, Record, RecordKind
 from crm_tui.store import CacheStore, Database, row_files, stored_records
 from crm_tui.store import db as db_module
-from crm_tui.store.artifacts import ArtifactShelf
+from crm_tui.store.artifacts import ArtifactShelf, root_beside
 from crm_tui.store.stored_records import FORMAT, WHAT, StoredRecords
 from crm_tui.store.stream_view import StreamView
 from tests.helpers.records import cached_contact
@@ -75,8 +76,13 @@ def full_deal(n: int) -> Deal:
     )
 
 
-def _store(tmp_path: Path) -> CacheStore:
-    return CacheStore("alice", Database(tmp_path / "crm.sqlite3"))
+def _store(open_db: Callable[[], Database]) -> CacheStore:
+    return CacheStore("alice", open_db())
+
+
+def _shelf(store: CacheStore) -> Path:
+    assert store.db is not None
+    return root_beside(store.db.path)
 
 
 def _build(db: Database, kind: RecordKind, source: str) -> StoredRecords:
@@ -97,8 +103,8 @@ def _import(db: Database, kind: RecordKind, source: str, records: list[Record], 
     db.commit_import("alice", source, kind, generation, file)
 
 
-def test_every_field_of_contacts_and_deals_comes_back_equal(tmp_path) -> None:
-    store = _store(tmp_path)
+def test_every_field_of_contacts_and_deals_comes_back_equal(open_db) -> None:
+    store = _store(open_db)
     contacts = [full_contact(n) for n in range(5)] + [sparse_contact(n) for n in range(5, 8)]
     deals = [full_deal(n) for n in range(3)]
     asyncio.run(store.replace_stream("brivity", "contacts", contacts))
@@ -112,8 +118,8 @@ def test_every_field_of_contacts_and_deals_comes_back_equal(tmp_path) -> None:
     assert stored[0].custom["budget"] == Decimal("12345678901234567.89")
 
 
-def test_by_position_and_by_id(tmp_path) -> None:
-    store = _store(tmp_path)
+def test_by_position_and_by_id(open_db) -> None:
+    store = _store(open_db)
     contacts = [full_contact(n) for n in range(20)]
     asyncio.run(store.replace_stream("brivity", "contacts", contacts))
     stored = _build(store.db, "contacts", "brivity")
@@ -133,8 +139,8 @@ def test_by_position_and_by_id(tmp_path) -> None:
     assert stored.id_at(where["brivity:4"]) == "brivity:4"
 
 
-def test_a_record_read_by_position_or_id_comes_from_the_file_not_the_mapping(tmp_path) -> None:
-    store = _store(tmp_path)
+def test_a_record_read_by_position_or_id_comes_from_the_file_not_the_mapping(open_db) -> None:
+    store = _store(open_db)
     contacts = [full_contact(n) for n in range(30)]
     asyncio.run(store.replace_stream("brivity", "contacts", contacts))
     stored = _build(store.db, "contacts", "brivity")
@@ -145,11 +151,11 @@ def test_a_record_read_by_position_or_id_comes_from_the_file_not_the_mapping(tmp
     assert stored.id_at(3) == listed[3].id
 
 
-def test_a_records_file_cut_short_after_opening_is_damage_not_a_wrong_record(tmp_path) -> None:
-    store = _store(tmp_path)
+def test_a_records_file_cut_short_after_opening_is_damage_not_a_wrong_record(open_db) -> None:
+    store = _store(open_db)
     asyncio.run(store.replace_stream("brivity", "contacts", [full_contact(n) for n in range(9)]))
     stored = _build(store.db, "contacts", "brivity")
-    (data,) = (tmp_path / "artifacts").rglob("records/contacts.brivity/*/data.npy")
+    (data,) = _shelf(store).rglob("records/contacts.brivity/*/data.npy")
     with open(data, "r+b") as handle:
         handle.truncate(data.stat().st_size - 100)
     assert stored[0].id == "brivity:0"  # the rows before the cut still read
@@ -159,11 +165,12 @@ def test_a_records_file_cut_short_after_opening_is_damage_not_a_wrong_record(tmp
 
 def test_reading_many_streams_keeps_a_bounded_number_of_files_open(tmp_path) -> None:
     """Each opened stream reads its rows from its file, but the process keeps at most
-    OPEN_FILES of them open: a long session (or a test run) opens thousands of streams."""
+    OPEN_FILES of them open: a long session (or a test run) opens thousands of streams.
+    (SQLite's alone: a store each, and the artifacts are the same files on both.)"""
     count = row_files.OPEN_FILES + 8
     dbs = []
     for n in range(count):
-        store = _store(tmp_path / f"cache{n}")
+        store = CacheStore("alice", Database(tmp_path / f"cache{n}" / "crm.sqlite3"))
         asyncio.run(store.replace_stream("brivity", "contacts", [full_contact(n)]))
         dbs.append(store.db)
     opened = [_build(db, "contacts", "brivity") for db in dbs]
@@ -174,12 +181,12 @@ def test_reading_many_streams_keeps_a_bounded_number_of_files_open(tmp_path) -> 
     assert opened[0].get(full_contact(0).id) == full_contact(0)  # read again, reopened
 
 
-def test_a_records_file_removed_after_opening_is_read_through_its_mapping(tmp_path) -> None:
-    store = _store(tmp_path)
+def test_a_records_file_removed_after_opening_is_read_through_its_mapping(open_db) -> None:
+    store = _store(open_db)
     contacts = [full_contact(n) for n in range(9)]
     asyncio.run(store.replace_stream("brivity", "contacts", contacts))
     stored = _build(store.db, "contacts", "brivity")
-    (data,) = (tmp_path / "artifacts").rglob("records/contacts.brivity/*/data.npy")
+    (data,) = _shelf(store).rglob("records/contacts.brivity/*/data.npy")
     saved = data.read_bytes()
     data.unlink()
     data.write_bytes(saved.replace(b"Montr", b"Zzzzz"))  # another file at the same path
@@ -188,9 +195,9 @@ def test_a_records_file_removed_after_opening_is_read_through_its_mapping(tmp_pa
     assert stored.get("brivity:4") == contacts[4]  # the file it opened, not the new one
 
 
-def test_ids_sharing_a_hash_are_told_apart_by_the_id(tmp_path, monkeypatch) -> None:
+def test_ids_sharing_a_hash_are_told_apart_by_the_id(open_db, monkeypatch) -> None:
     monkeypatch.setattr(stored_records, "id_hash", lambda record_id: 42)  # every id collides
-    store = _store(tmp_path)
+    store = _store(open_db)
     contacts = [cached_contact("brivity", n, "alice", first_name=f"P{n}") for n in range(30)]
     asyncio.run(store.replace_stream("brivity", "contacts", contacts))
     stored = _build(store.db, "contacts", "brivity")
@@ -198,8 +205,8 @@ def test_ids_sharing_a_hash_are_told_apart_by_the_id(tmp_path, monkeypatch) -> N
     assert stored.get("brivity:99") is None
 
 
-def test_an_imported_row_wins_and_a_later_import_wins_over_an_earlier(tmp_path) -> None:
-    store = _store(tmp_path)
+def test_an_imported_row_wins_and_a_later_import_wins_over_an_earlier(open_db) -> None:
+    store = _store(open_db)
     synced = [cached_contact("brivity", n, "alice", first_name=f"Synced{n}") for n in range(4)]
     asyncio.run(store.replace_stream("brivity", "contacts", synced))
     first = [
@@ -223,14 +230,14 @@ def test_an_imported_row_wins_and_a_later_import_wins_over_an_earlier(tmp_path) 
         ("brivity:9", "Late9"),
     ]
     store.db.close()
-    loaded = _store(tmp_path)
+    loaded = _store(open_db)
     loaded.load_sync()
     assert [r.first_name for r in loaded.contacts()] == [r.first_name for r in stored]
     assert loaded.imported_count("brivity") == 2
 
 
-def test_pending_values_are_laid_over_the_stored_record(tmp_path) -> None:
-    store = _store(tmp_path)
+def test_pending_values_are_laid_over_the_stored_record(open_db) -> None:
+    store = _store(open_db)
     contacts = [cached_contact("brivity", n, "alice", stage="Lead") for n in range(3)]
     asyncio.run(store.replace_stream("brivity", "contacts", contacts))
     store.db.add_edit(
@@ -238,7 +245,7 @@ def test_pending_values_are_laid_over_the_stored_record(tmp_path) -> None:
         {"stage": "Won"}, "alice",
     )  # fmt: skip
     store.db.close()
-    loaded = _store(tmp_path)
+    loaded = _store(open_db)
     loaded.load_sync()
     assert loaded.get("contacts", "brivity:1").stage == "Won"
     assert [r.stage for r in loaded.contacts()] == ["Lead", "Won", "Lead"]
@@ -246,22 +253,22 @@ def test_pending_values_are_laid_over_the_stored_record(tmp_path) -> None:
     assert base.get("brivity:1").stage == "Lead" and touched == frozenset()
 
 
-def _artifact_folder(tmp_path: Path) -> Path:
-    shelf = ArtifactShelf(tmp_path / "artifacts", "alice")
+def _artifact_folder(store: CacheStore) -> Path:
+    shelf = ArtifactShelf(_shelf(store), "alice")
     (folder,) = (shelf.root / WHAT / "contacts.brivity").iterdir()
     return folder
 
 
-def _loaded_after(tmp_path: Path, damage) -> CacheStore:
-    store = _store(tmp_path)
+def _loaded_after(open_db: Callable[[], Database], damage) -> CacheStore:
+    store = _store(open_db)
     contacts = [cached_contact("brivity", n, "alice", first_name=f"Name{n:03}") for n in range(50)]
     asyncio.run(store.replace_stream("brivity", "contacts", contacts))
     store.db.close()
-    first = _store(tmp_path)
+    first = _store(open_db)
     first.load_sync()  # builds and saves the artifact
     first.db.close()
-    damage(_artifact_folder(tmp_path))
-    again = _store(tmp_path)
+    damage(_artifact_folder(first))
+    again = _store(open_db)
     again.load_sync()
     assert [again.get("contacts", c.id) for c in contacts] == contacts
     assert list(again.contacts()) == contacts
@@ -288,40 +295,40 @@ def _flip(path: Path, at_end: int) -> None:
         pytest.param(lambda f: (f / "meta.json").write_text("{"), id="broken-meta"),
     ],
 )
-def test_a_damaged_artifact_is_rebuilt_not_trusted(tmp_path, damage, caplog) -> None:
-    store = _loaded_after(tmp_path, damage)
+def test_a_damaged_artifact_is_rebuilt_not_trusted(open_db, damage, caplog) -> None:
+    store = _loaded_after(open_db, damage)
     stamp, base, _ = store.base_of("contacts", "brivity")
     assert len(base) == 50
-    reopened = ArtifactShelf(tmp_path / "artifacts", "alice").open(
+    reopened = ArtifactShelf(_shelf(store), "alice").open(
         WHAT, "contacts", "brivity", stamp, FORMAT
     )
     assert reopened is not None and list(StoredRecords.opened("contacts", reopened)) == list(base)
 
 
-def test_a_changed_byte_is_refused_when_opened(tmp_path) -> None:
-    store = _store(tmp_path)
+def test_a_changed_byte_is_refused_when_opened(open_db) -> None:
+    store = _store(open_db)
     asyncio.run(store.replace_stream("brivity", "contacts", [full_contact(1)]))
     stored = _build(store.db, "contacts", "brivity")
-    folder = _artifact_folder(tmp_path)
-    shelf = ArtifactShelf(tmp_path / "artifacts", "alice")
+    folder = _artifact_folder(store)
+    shelf = ArtifactShelf(_shelf(store), "alice")
     assert shelf.open(WHAT, "contacts", "brivity", stored.stamp, FORMAT) is not None
     _flip(folder / "data.npy", 10)
     assert shelf.open(WHAT, "contacts", "brivity", stored.stamp, FORMAT) is None
 
 
-def test_another_process_changes_are_laid_over_the_artifact(tmp_path) -> None:
-    store = _store(tmp_path)
+def test_another_process_changes_are_laid_over_the_artifact(open_db) -> None:
+    store = _store(open_db)
     contacts = [cached_contact("brivity", n, "alice", first_name=f"P{n}") for n in range(40)]
     asyncio.run(store.replace_stream("brivity", "contacts", contacts))
     store.load_sync()  # the artifact, at this stamp
     built = store.base_of("contacts", "brivity")[0]
-    other = Database(tmp_path / "crm.sqlite3")  # another process's connection
+    other = open_db()  # another process's connection
     changed = [cached_contact("brivity", n, "alice", first_name=f"Changed{n}") for n in (3, 50)]
     other.commit_changes("alice", "brivity", "contacts", changed, ["brivity:7", "brivity:8"], None)
     other.upsert_records("contacts", [cached_contact("brivity", 9, "alice", first_name="Up")])
     other.close()
     store.db.close()
-    loaded = _store(tmp_path)
+    loaded = _store(open_db)
     loaded.load_sync()
     stamp, _, touched = loaded.base_of("contacts", "brivity")
     assert stamp == built  # not rebuilt: the changes are laid over it
@@ -333,8 +340,8 @@ def test_another_process_changes_are_laid_over_the_artifact(tmp_path) -> None:
     assert isinstance(loaded.stream("contacts", "brivity"), StreamView)
 
 
-def test_a_replaced_stream_gets_a_new_artifact(tmp_path) -> None:
-    store = _store(tmp_path)
+def test_a_replaced_stream_gets_a_new_artifact(open_db) -> None:
+    store = _store(open_db)
     asyncio.run(store.replace_stream("brivity", "contacts", [full_contact(1)]))
     store.load_sync()
     before = store.base_of("contacts", "brivity")[0]
@@ -345,8 +352,8 @@ def test_a_replaced_stream_gets_a_new_artifact(tmp_path) -> None:
     assert [r.id for r in store.contacts()] == ["brivity:2", "brivity:3"]
 
 
-def test_loading_makes_no_record_per_row(tmp_path, monkeypatch) -> None:
-    store = _store(tmp_path)
+def test_loading_makes_no_record_per_row(open_db, monkeypatch) -> None:
+    store = _store(open_db)
     contacts = [full_contact(n) for n in range(3_000)]
     asyncio.run(store.replace_stream("brivity", "contacts", contacts))
     store.db.close()
@@ -359,7 +366,7 @@ def test_loading_makes_no_record_per_row(tmp_path, monkeypatch) -> None:
 
     monkeypatch.setattr(db_module, "Contact", counting)
     for built in (False, True):  # the artifact built by the first load, opened by the second
-        loaded = _store(tmp_path)
+        loaded = _store(open_db)
         tracemalloc.start()
         loaded.load_sync()
         held = tracemalloc.get_traced_memory()[0]
@@ -374,8 +381,8 @@ def test_loading_makes_no_record_per_row(tmp_path, monkeypatch) -> None:
     assert len(made) == 1
 
 
-def test_an_artifact_that_cannot_be_saved_is_held_in_memory(tmp_path, monkeypatch) -> None:
-    store = _store(tmp_path)
+def test_an_artifact_that_cannot_be_saved_is_held_in_memory(open_db, monkeypatch) -> None:
+    store = _store(open_db)
     asyncio.run(store.replace_stream("brivity", "contacts", [full_contact(1), full_contact(2)]))
 
     def refuse(*args, **kwargs):
