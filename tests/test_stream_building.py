@@ -4,7 +4,7 @@ ready after a sync: the same rows as one stream's read, with a stamp that names 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -22,8 +22,8 @@ from tests.helpers.records import cached_contact
 SOURCES = ("brivity", "followupboss", "lofty")
 
 
-def _store(tmp_path: Path) -> CacheStore:
-    return CacheStore("alice", Database(tmp_path / "crm.sqlite3"))
+def _store(open_db: Callable[[], Database]) -> CacheStore:
+    return CacheStore("alice", open_db())
 
 
 def _contacts(source: str, numbers: range, name: str = "N") -> list[Record]:
@@ -36,10 +36,10 @@ def _import(db: Database, source: str, records: list[Record], file: str) -> None
     db.commit_import("alice", source, "contacts", generation, file)
 
 
-def _seeded(tmp_path: Path) -> CacheStore:
+def _seeded(open_db: Callable[[], Database]) -> CacheStore:
     """Three streams written interleaved (rows of each spread over the table), one with
     imports over it, one refreshed twice, and a refresh staged but never committed."""
-    store = _store(tmp_path)
+    store = _store(open_db)
     for start in (0, 10, 20):
         for source in SOURCES:
             asyncio.run(store.upsert("contacts", _contacts(source, range(start, start + 10))))
@@ -69,8 +69,8 @@ def _in_one_pass(db: Database, sources) -> dict[str, tuple[StreamStamp, RecordsB
     return built
 
 
-def test_one_pass_builds_each_stream_as_its_own_read_does(tmp_path) -> None:
-    store = _seeded(tmp_path)
+def test_one_pass_builds_each_stream_as_its_own_read_does(open_db) -> None:
+    store = _seeded(open_db)
     built = _in_one_pass(store.db, SOURCES)
     assert set(built) == set(SOURCES)
     for source in SOURCES:
@@ -90,8 +90,8 @@ def _rows(builder: RecordsBuilder) -> list[bytes]:
     return [data[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
 
 
-def test_a_stream_with_no_rows_and_no_stream_at_all(tmp_path) -> None:
-    store = _store(tmp_path)
+def test_a_stream_with_no_rows_and_no_stream_at_all(open_db) -> None:
+    store = _store(open_db)
     asyncio.run(store.replace_stream("brivity", "contacts", _contacts("brivity", range(3))))
     built = _in_one_pass(store.db, ["brivity", "nowhere"])
     assert len(built["brivity"][1]) == 3
@@ -100,13 +100,13 @@ def test_a_stream_with_no_rows_and_no_stream_at_all(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("several", [False, True])
-def test_the_stamp_names_the_rows_read_while_another_process_commits(tmp_path, several) -> None:
+def test_the_stamp_names_the_rows_read_while_another_process_commits(open_db, several) -> None:
     """A commit by another connection between the stamp and the rows is not in the rows,
     and shows as a change after the stamp: a view over the artifact then shows it."""
-    store = _store(tmp_path)
+    store = _store(open_db)
     for source in SOURCES[:2]:
         asyncio.run(store.replace_stream(source, "contacts", _contacts(source, range(20))))
-    other = Database(tmp_path / "crm.sqlite3")  # another process's connection
+    other = open_db()  # another process's connection
 
     def commit_meanwhile() -> None:
         for source in SOURCES[:2]:
@@ -143,8 +143,8 @@ def test_the_stamp_names_the_rows_read_while_another_process_commits(tmp_path, s
     assert dict(stream) == now and "brivity:99" in now and "brivity:5" not in now
 
 
-def test_a_cold_load_builds_the_missing_streams_in_one_pass(tmp_path, monkeypatch) -> None:
-    store = _seeded(tmp_path)
+def test_a_cold_load_builds_the_missing_streams_in_one_pass(open_db, monkeypatch) -> None:
+    store = _seeded(open_db)
     expected = {}
     for source in SOURCES:
         synced, imported = StreamLoader(store.db, "alice").read_dicts("contacts", source)
@@ -159,7 +159,7 @@ def test_a_cold_load_builds_the_missing_streams_in_one_pass(tmp_path, monkeypatc
 
     monkeypatch.setattr(Database, "read_streams_lines", counted)
     monkeypatch.setattr(Database, "read_stream_lines", _refused)
-    loaded = _store(tmp_path)
+    loaded = _store(open_db)
     loaded.load_sync()
     assert passes == [SOURCES]  # contacts: one pass for all three; deals: none to build
     for source in SOURCES:
@@ -167,7 +167,7 @@ def test_a_cold_load_builds_the_missing_streams_in_one_pass(tmp_path, monkeypatc
         assert isinstance(stream, StreamView)
         assert dict(stream) == expected[source]
     loaded.db.close()
-    again = _store(tmp_path)
+    again = _store(open_db)
     monkeypatch.setattr(Database, "read_streams_lines", _refused)
     again.load_sync()  # every artifact opened: nothing read to build one
     assert again.count("contacts") == sum(len(e) for e in expected.values())
@@ -177,19 +177,19 @@ def _refused(*args, **kwargs):
     raise AssertionError("built again")
 
 
-def test_one_stream_to_build_is_read_through_the_index(tmp_path, monkeypatch) -> None:
-    store = _seeded(tmp_path)
+def test_one_stream_to_build_is_read_through_the_index(open_db, monkeypatch) -> None:
+    store = _seeded(open_db)
     store.load_sync()
     asyncio.run(store.replace_stream("lofty", "contacts", _contacts("lofty", range(2), "T")))
     store.db.close()
     monkeypatch.setattr(Database, "read_streams_lines", _refused)
-    loaded = _store(tmp_path)
+    loaded = _store(open_db)
     loaded.load_sync()
     assert [r.first_name for r in loaded.contacts("lofty")] == ["T0", "T1"]
 
 
-def test_settle_all_leaves_the_committed_streams_ready(tmp_path, monkeypatch) -> None:
-    store = _store(tmp_path)  # as a sync leaves it: the streams it replaced, held as dicts
+def test_settle_all_leaves_the_committed_streams_ready(open_db, monkeypatch) -> None:
+    store = _store(open_db)  # as a sync leaves it: the streams it replaced, held as dicts
     for source in SOURCES:
         asyncio.run(store.replace_stream(source, "contacts", _contacts(source, range(30))))
     asyncio.run(store.replace_stream("sierra", "contacts", _contacts("sierra", range(2))))
@@ -205,7 +205,7 @@ def test_settle_all_leaves_the_committed_streams_ready(tmp_path, monkeypatch) ->
     store.db.close()
     monkeypatch.setattr(Database, "read_streams_lines", _refused)
     monkeypatch.setattr(Database, "read_stream_lines", lambda *a, **k: _refused())
-    loaded = _store(tmp_path)
+    loaded = _store(open_db)
     with pytest.raises(AssertionError, match="built again"):  # sierra's has none yet
         loaded.load_sync()
     monkeypatch.undo()
@@ -213,14 +213,14 @@ def test_settle_all_leaves_the_committed_streams_ready(tmp_path, monkeypatch) ->
     assert loaded.count("contacts") == 92
 
 
-def test_settle_all_with_nothing_to_do(tmp_path) -> None:
+def test_settle_all_with_nothing_to_do(open_db) -> None:
     assert asyncio.run(settle_all(CacheStore("alice"), [("contacts", "brivity")])) == []
-    store = _store(tmp_path)
+    store = _store(open_db)
     assert asyncio.run(settle_all(store, [])) == []
 
 
-def test_settle_all_survives_a_database_it_cannot_read(tmp_path, monkeypatch, caplog) -> None:
-    store = _store(tmp_path)
+def test_settle_all_survives_a_database_it_cannot_read(open_db, monkeypatch, caplog) -> None:
+    store = _store(open_db)
     asyncio.run(store.replace_stream("brivity", "contacts", _contacts("brivity", range(3))))
 
     def broken(*args, **kwargs):
@@ -256,10 +256,10 @@ def _arrays_of(store: CacheStore, source: str) -> dict[str, np.ndarray]:
     return {"data": stored._data, "ends": stored._ends, "id_hash": stored._hash}
 
 
-def test_a_record_line_is_the_row_the_table_gives(tmp_path) -> None:
+def test_a_record_line_is_the_row_the_table_gives(open_db) -> None:
     from tests.test_stored_records import full_contact, full_deal, sparse_contact
 
-    store = _store(tmp_path)
+    store = _store(open_db)
     contacts = [full_contact(n) for n in range(4)] + [sparse_contact(n) for n in range(4, 6)]
     deals = [full_deal(n) for n in range(3)]
     asyncio.run(store.replace_stream("brivity", "contacts", contacts))
@@ -269,8 +269,8 @@ def test_a_record_line_is_the_row_the_table_gives(tmp_path) -> None:
         assert lines == [record_line(r) for r in records], kind
 
 
-def test_settle_builds_a_refresh_from_its_records_as_the_table_would(tmp_path, monkeypatch) -> None:
-    store = _store(tmp_path)
+def test_settle_builds_a_refresh_from_its_records_as_the_table_would(open_db, monkeypatch) -> None:
+    store = _store(open_db)
     pages = [_contacts("brivity", range(0, 30)), _contacts("brivity", [5, 31, 2], "Again")]
     _refresh(store, "brivity", pages)
     commit = store.db.stream_stamp("alice", "contacts", "brivity")
@@ -287,13 +287,13 @@ def test_settle_builds_a_refresh_from_its_records_as_the_table_would(tmp_path, m
     assert names[-3:] == ["Again5", "Again31", "Again2"] and len(names) == 31
 
 
-def test_settle_from_records_lays_what_another_process_committed_after(tmp_path) -> None:
+def test_settle_from_records_lays_what_another_process_committed_after(open_db) -> None:
     """The artifact is the commit's rows under the commit's stamp: a change committed by
     another process right after (before settle) shows as laid over it, not lost."""
-    store = _store(tmp_path)
+    store = _store(open_db)
     _refresh(store, "brivity", [_contacts("brivity", range(20))])
     commit = store.db.stream_stamp("alice", "contacts", "brivity")
-    other = Database(tmp_path / "crm.sqlite3")
+    other = open_db()
     changed = _contacts("brivity", [3, 77], "Other")
     other.commit_changes("alice", "brivity", "contacts", changed, ["brivity:9"], None)
     other.close()
@@ -305,8 +305,8 @@ def test_settle_from_records_lays_what_another_process_committed_after(tmp_path)
     assert dict(store.stream("contacts", "brivity")) == now
 
 
-def test_settle_reads_the_table_when_the_records_are_not_the_rows(tmp_path, monkeypatch) -> None:
-    store = _store(tmp_path)
+def test_settle_reads_the_table_when_the_records_are_not_the_rows(open_db, monkeypatch) -> None:
+    store = _store(open_db)
     _import(store.db, "brivity", _contacts("brivity", [1, 50], "Imported"), "a.csv")
     _refresh(store, "brivity", [_contacts("brivity", range(10))])
     read: list[str] = []
