@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import stat
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -17,8 +18,8 @@ from crm_tui.store.stamps import StreamStamp
 from tests.helpers.records import cached_contact
 
 
-def _store(tmp_path) -> CacheStore:
-    return CacheStore("alice", Database(tmp_path / "crm.sqlite3"))
+def _store(open_db: Callable[[], Database]) -> CacheStore:
+    return CacheStore("alice", open_db())
 
 
 def _fill(store: CacheStore, source: str, count: int) -> None:
@@ -26,8 +27,8 @@ def _fill(store: CacheStore, source: str, count: int) -> None:
     asyncio.run(store.replace_stream(source, "contacts", records))
 
 
-def test_a_refresh_moves_the_stamp_and_the_delta_says_whole(tmp_path) -> None:
-    store = _store(tmp_path)
+def test_a_refresh_moves_the_stamp_and_the_delta_says_whole(open_db) -> None:
+    store = _store(open_db)
     _fill(store, "brivity", 3)
     before = store.db.stream_stamp("alice", "contacts", "brivity")
     assert store.db.stream_delta("alice", "contacts", before, "brivity").whole is False
@@ -37,8 +38,8 @@ def test_a_refresh_moves_the_stamp_and_the_delta_says_whole(tmp_path) -> None:
     assert store.db.stream_delta("alice", "contacts", before, "brivity").whole is True
 
 
-def test_changed_records_are_named_and_other_streams_ignored(tmp_path) -> None:
-    store = _store(tmp_path)
+def test_changed_records_are_named_and_other_streams_ignored(open_db) -> None:
+    store = _store(open_db)
     _fill(store, "brivity", 3)
     _fill(store, "lofty", 3)
     stamp = store.db.stream_stamp("alice", "contacts", "brivity")
@@ -52,16 +53,16 @@ def test_changed_records_are_named_and_other_streams_ignored(tmp_path) -> None:
     assert delta.newest == store.db.stream_stamp("alice", "contacts", "brivity").seq
 
 
-def test_clearing_every_source_is_a_whole_change(tmp_path) -> None:
-    store = _store(tmp_path)
+def test_clearing_every_source_is_a_whole_change(open_db) -> None:
+    store = _store(open_db)
     _fill(store, "brivity", 2)
     stamp = store.db.stream_stamp("alice", "contacts", "brivity")
     asyncio.run(store.clear(None))
     assert store.db.stream_delta("alice", "contacts", stamp, "brivity").whole is True
 
 
-def test_trimmed_log_is_a_whole_change(tmp_path) -> None:
-    store = _store(tmp_path)
+def test_trimmed_log_is_a_whole_change(open_db) -> None:
+    store = _store(open_db)
     _fill(store, "brivity", 2)
     stamp = store.db.stream_stamp("alice", "contacts", "brivity")
     change = cached_contact("brivity", 1, "alice", first_name="X")
