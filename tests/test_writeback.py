@@ -17,7 +17,7 @@ from crm_tui.sources.hubspot import HubSpotSource
 from crm_tui.sources.lofty import LoftySource
 from crm_tui.sources.pipedrive import PipedriveSource
 from crm_tui.sources.writes import create_draft, update_draft
-from crm_tui.store import CacheStore, Database
+from crm_tui.store import CacheStore
 from crm_tui.sync.engine import SyncEngine
 from crm_tui.writeback.service import NothingToSend, WriteBack
 from crm_tui.writeback.values import conflicts, differing, same
@@ -28,9 +28,10 @@ pytestmark = pytest.mark.usefixtures("no_retry_sleep")
 
 
 @pytest.fixture
-async def fub(tmp_path):
+async def fub(tmp_path, open_db):
+    """On each back end: the engine writes through the store it is given."""
     settings = make_settings(tmp_path, fub_api_key="canary-key-123", fub_api_base_url=FUB)
-    db = Database(settings.database_path)
+    db = open_db()
     store = CacheStore(settings.user_id, db)
     store.load_sync()
     engine = SyncEngine(settings, store)
