@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import pytest
 from crm_tui.demo.servers import DemoCredentials, DemoServers, Faults, start_demo_servers
 from crm_tui.models import Contact
 from crm_tui.store import CacheStore, Database
+from crm_tui.store.postgres import PostgresDatabase
 from crm_tui.sync.engine import SyncEngine
 from crm_tui.writeback.service import WriteBack
 from tests.helpers.env import DEMO_CONTACTS, make_settings, run_crm
@@ -137,10 +138,11 @@ def test_no_secret_reaches_the_outbox_the_audit_or_a_dry_run(env):
 
 
 @pytest.fixture
-async def engine(servers: DemoServers, tmp_path: Path):
+async def engine(servers: DemoServers, tmp_path: Path, open_db: Callable[[], Database]):
+    """In-process, on each back end (the processes above run the CLI: SQLite's alone)."""
     fub = {k.lower(): v for k, v in servers.env().items() if k.startswith("FUB_")}
     settings = make_settings(tmp_path, **fub)
-    db = Database(settings.database_path)
+    db = open_db()
     store = CacheStore(settings.user_id, db)
     running = SyncEngine(settings, store)
     await running.sync_source("followupboss")
@@ -150,9 +152,11 @@ async def engine(servers: DemoServers, tmp_path: Path):
 
 
 def person(engine: SyncEngine, n: int) -> Contact:
-    """The n-th Follow Up Boss person in the cache with a live stage."""
+    """The n-th Follow Up Boss person in the cache with a live stage; each back end's of
+    people of its own, as the module's servers keep what the run before changed."""
     live = [c for c in engine.store.contacts("followupboss") if c.stage != "Trash"]
-    return sorted(live, key=lambda c: int(c.remote_id))[n]
+    first = 2 if isinstance(engine.store.db, PostgresDatabase) else 0
+    return sorted(live, key=lambda c: int(c.remote_id))[first + n]
 
 
 @pytest.mark.usefixtures("no_retry_sleep")
