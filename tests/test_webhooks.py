@@ -7,17 +7,18 @@ import base64
 import hmac
 import json
 import logging
-import sqlite3
+import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+import crm_tui
 from crm_tui.models import Outcome, RecordKind, StreamReport
 from crm_tui.sources import followupboss, hubspot
 from crm_tui.sources.kit import Signed
@@ -200,8 +201,8 @@ FAST = WorkerOptions(poll_seconds=0.05, retry_base_seconds=0)
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Any:
-    database = Database(make_settings(tmp_path).database_path)
+def db(open_db: Callable[[], Database]) -> Any:
+    database = open_db()
     yield database
     database.close()
 
@@ -228,9 +229,11 @@ def refusals(db: Database) -> dict[tuple[str, str], int]:
 
 
 @pytest.fixture
-async def service(tmp_path: Path) -> AsyncIterator[tuple[WebhookService, FakeEngine, Database]]:
+async def service(
+    tmp_path: Path, open_db: Callable[[], Database]
+) -> AsyncIterator[tuple[WebhookService, FakeEngine, Database]]:
     settings = make_settings(tmp_path, fub_system_key=FUB_KEY, hubspot_client_secret=HS_SECRET)
-    database = Database(settings.database_path)
+    database = open_db()
     engine = FakeEngine()
     engine.gate = asyncio.Event()  # the worker waits: tests see rows as the receiver left them
     svc = WebhookService(
@@ -253,24 +256,25 @@ async def post_fub(svc: WebhookService, body: bytes, signature: str | None) -> h
         return await client.post(f"{svc.url}/webhooks/followupboss", content=body, headers=headers)
 
 
-async def test_a_valid_webhook_is_stored_before_the_answer(service, caplog):
-    svc, _, database = service
+async def test_a_valid_webhook_is_stored_before_the_answer(service, open_db, caplog):
+    svc, _, _ = service
     body = json.dumps(fub_event("peopleUpdated", [5, 6])).encode()
     response = await post_fub(svc, body, fub_sign(body))
     assert response.status_code == 200
     row_id = response.json()["id"]
     # read at once, from another connection: committed before the answer went out
-    with sqlite3.connect(database.path) as other:
-        stored = other.execute(
-            "SELECT user_id, source, event, payload FROM webhook_inbox WHERE id = ?", (row_id,)
-        ).fetchone()
+    other = open_db()
+    stored = other._conn.execute(
+        "SELECT user_id, source, event, payload FROM webhook_inbox WHERE id = ?", (row_id,)
+    ).fetchone()
+    other.close()
     assert stored == ("alice", "followupboss", "peopleUpdated", body.decode())
     assert FUB_KEY not in caplog.text
 
 
-async def test_hubspot_webhook_signed_for_the_public_url(tmp_path):
+async def test_hubspot_webhook_signed_for_the_public_url(tmp_path, open_db):
     settings = make_settings(tmp_path, hubspot_client_secret=HS_SECRET)
-    database = Database(settings.database_path)
+    database = open_db()
     store = CacheStore(settings.user_id, database)
     public = "https://hooks.example.com"
     svc = WebhookService(settings, store, FakeEngine(), "127.0.0.1", 0, public, options=FAST)
@@ -491,9 +495,8 @@ async def test_a_stopped_worker_gives_its_rows_back(inbox, db):
     assert await worker.drain() == 1
 
 
-async def test_two_workers_on_one_data_dir_apply_each_row_once(tmp_path):
-    settings = make_settings(tmp_path)
-    first, second = Database(settings.database_path), Database(settings.database_path)
+async def test_two_workers_on_one_data_dir_apply_each_row_once(open_db):
+    first, second = open_db(), open_db()
     writer = WebhookInbox(first, "alice")
     for n in range(300):
         add_fub(writer, "peopleUpdated", [n + 1], n)
@@ -512,21 +515,35 @@ async def test_two_workers_on_one_data_dir_apply_each_row_once(tmp_path):
 
 CLAIMER = """
 import sys, time
+from pathlib import Path
 from crm_tui.store import Database
+from crm_tui.store.database_url import DatabaseUrl
+from crm_tui.store.postgres import PostgresDatabase
 from crm_tui.webhooks.inbox import Claim, WebhookInbox
-inbox = WebhookInbox(Database(__import__("pathlib").Path(sys.argv[1])), "alice")
+kind, where, data_dir = sys.argv[1:]
+if kind == "sqlite":
+    db = Database(Path(where))
+else:
+    db = PostgresDatabase(DatabaseUrl(where), Path(data_dir))
+inbox = WebhookInbox(db, "alice")
 print(len(inbox.claim(Claim(), 100, lambda n: 0)), flush=True)
 time.sleep(60)
 """
 
 
-def test_rows_of_a_killed_worker_are_picked_up_again(inbox, db):
+def test_rows_of_a_killed_worker_are_picked_up_again(inbox, db, backing):
     for n in range(3):
         add_fub(inbox, "peopleUpdated", [n + 1], n)
     engine = FakeEngine()
     worker = InboxWorker(inbox, engine, options=FAST)
+    where = str(db.path) if backing.kind == "sqlite" else backing.url
+    # this checkout's crm_tui, not whichever one the environment installed
+    env = {**os.environ, "PYTHONPATH": str(Path(crm_tui.__file__).parents[1])}
     child = subprocess.Popen(
-        [sys.executable, "-c", CLAIMER, str(db.path)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", CLAIMER, backing.kind, where, str(backing.data_dir)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         assert child.stdout is not None
