@@ -32,12 +32,13 @@ def person(i: int, updated: str, **fields: object) -> dict:
 
 
 @pytest.fixture
-def make_engine(tmp_path):
+def make_engine(tmp_path, open_db):
+    """Engines over one store, on each back end; another call is another process."""
     dbs = []
 
     def build(**values: object) -> SyncEngine:
         settings = make_settings(tmp_path, **values)
-        db = Database(settings.database_path)
+        db = open_db()
         dbs.append(db)
         store = CacheStore("alice", db)
         store.load_sync()  # as the CLI and the app do
@@ -97,7 +98,7 @@ async def test_fub_people_after_a_full_read_only_what_changed_is_asked_for(make_
 
 
 @respx.mock
-async def test_a_failed_incremental_read_keeps_the_rows_and_the_watermark(make_engine):
+async def test_a_failed_incremental_read_keeps_the_rows_and_the_watermark(make_engine, open_db):
     people = respx.get(f"{FUB}/people")
     respx.get(f"{FUB}/deals").respond(json={"_metadata": {}, "deals": []})
     people.side_effect = [fub_page([person(1, "2026-11-20T10:00:00Z")])]
@@ -110,7 +111,7 @@ async def test_a_failed_incremental_read_keeps_the_rows_and_the_watermark(make_e
     report = await sync(engine, "followupboss")
     assert report.streams["contacts"].outcome is Outcome.FAILED
     assert names(engine) == {"1": "P1"}
-    reread = Database(engine.store.db.path)
+    reread = open_db()
     try:
         mark = reread.bookmark("alice", "followupboss", "contacts")
         assert mark.watermark == "2026-11-20T10:00:00Z"
@@ -344,7 +345,7 @@ def make_engine_at(data_dir, values: dict[str, str]) -> SyncEngine:
 
 
 @respx.mock
-async def test_the_rate_budget_the_vendor_reports_is_shown_and_kept(make_engine):
+async def test_the_rate_budget_the_vendor_reports_is_shown_and_kept(make_engine, open_db):
     headers = {
         "X-RateLimit-Limit": "250",
         "X-RateLimit-Remaining": "183",
@@ -359,7 +360,7 @@ async def test_the_rate_budget_the_vendor_reports_is_shown_and_kept(make_engine)
     rate = engine.store.status("followupboss").rate
     assert rate is not None and (rate.limit, rate.remaining, rate.window) == (250, 183, 10.0)
     assert rate.describe() == "183 of 250 left per 10 s"
-    other = CacheStore("alice", Database(engine.store.db.path))  # another process
+    other = CacheStore("alice", open_db())  # another process
     try:
         other.load_statuses_sync()
         assert other.status("followupboss").rate == rate

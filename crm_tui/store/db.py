@@ -90,6 +90,13 @@ _V1_COLUMNS: dict[RecordKind, tuple[str, ...]] = {
 }  # fmt: skip
 
 
+def _dicts(cursor: Any) -> list[dict[str, Any]]:
+    """Rows by column name, from the cursor's description: the PostgreSQL connection has no
+    row factory to set."""
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor]
+
+
 def _column_defs(columns: tuple[str, ...]) -> str:
     return ", ".join(
         f"{c} {'INTEGER' if c in ('deleted', 'probability') else 'TEXT'}" for c in columns
@@ -1271,7 +1278,7 @@ class Database(
         return self._runs_with_streams(
             "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY source ORDER BY id DESC)"
             " AS nth FROM sync_runs WHERE user_id = ? AND parent_id IS NULL"
-            " AND (stream IS NULL OR stream NOT LIKE 'remap:%'))"
+            " AND (stream IS NULL OR stream NOT LIKE 'remap:%')) AS ranked"
             " WHERE nth <= ? ORDER BY id DESC",
             (user_id, per_source),
             user_id,
@@ -1281,22 +1288,20 @@ class Database(
         self, sql: str, params: tuple[Any, ...], user_id: str
     ) -> list[dict[str, Any]]:
         with self._lock:
-            self._conn.row_factory = sqlite3.Row
-            try:
-                runs = [dict(r) for r in self._conn.execute(sql, params)]
-                ids = [r["id"] for r in runs]
-                streams: dict[int, list[dict[str, Any]]] = {}
-                for i in range(0, len(ids), 500):
-                    chunk = ids[i : i + 500]
-                    marks = ",".join("?" for _ in chunk)
-                    for row in self._conn.execute(
+            runs = _dicts(self._conn.execute(sql, params))
+            ids = [r["id"] for r in runs]
+            streams: dict[int, list[dict[str, Any]]] = {}
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                marks = ",".join("?" for _ in chunk)
+                for row in _dicts(
+                    self._conn.execute(
                         f"SELECT * FROM sync_runs WHERE user_id = ? AND parent_id IN ({marks})"
                         " ORDER BY id",
                         (user_id, *chunk),
-                    ):
-                        streams.setdefault(row["parent_id"], []).append(dict(row))
-            finally:
-                self._conn.row_factory = None
+                    )
+                ):
+                    streams.setdefault(row["parent_id"], []).append(row)
         for run in runs:
             run["streams"] = streams.get(run["id"], [])
         return runs
