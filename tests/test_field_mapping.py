@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -27,6 +28,7 @@ from crm_tui.store import CacheStore, Database
 from crm_tui.store import cache as cache_module
 from crm_tui.store.errors import StreamBusy
 from crm_tui.store.remap import RemapCancelled, RemapFailed
+from tests.helpers.backends import SQLITE_ONLY
 from tests.helpers.env import make_settings
 from tests.helpers.field_mapping import SEED, N, cache, fub_people
 
@@ -37,8 +39,9 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def db(settings: Settings):
-    database = Database(settings.database_path)
+def db(open_db: Callable[[], Database]):
+    """On each back end; on SQLite, the file in the settings' data dir (the CLI's)."""
+    database = open_db()
     yield database
     database.close()
 
@@ -178,12 +181,12 @@ def test_a_map_the_records_would_not_map_under_is_refused_before_saving(db, sett
 # -- re-mapping ----------------------------------------------------------------------------
 
 
-async def test_a_remap_changes_the_cached_records_without_a_request(db, settings):
+async def test_a_remap_changes_the_cached_records_without_a_request(db, settings, open_db):
     people = fub_people()
     cache(db, settings, "followupboss", "contacts", people)
     store = CacheStore(settings.user_id, db)
     await store.load()
-    other = Database(settings.database_path)  # another process's view of the same file
+    other = open_db()  # another process's view of the same store
     seen = other.last_change()
     column = Column("lender", "Lender", "text")
     save(db, settings, "followupboss", "contacts", "custom.lender", "customLender", column)
@@ -362,9 +365,9 @@ async def test_a_remap_shown_in_memory_keeps_a_change_committed_after_it(db, set
     assert {r.company for r in store.contacts("followupboss")} <= {p["source"] for p in people}
 
 
-async def test_a_remap_is_refused_while_a_sync_holds_the_stream(db, settings):
+async def test_a_remap_is_refused_while_a_sync_holds_the_stream(db, settings, open_db):
     cache(db, settings, "followupboss", "contacts", fub_people())
-    syncing = Database(settings.database_path)  # a sync in another process
+    syncing = open_db()  # a sync in another process
     lease = syncing.acquire_lease(settings.user_id, "followupboss", "contacts", "sync")
     store = CacheStore(settings.user_id, db)
     with pytest.raises(StreamBusy) as busy:
@@ -426,6 +429,7 @@ def crm(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@SQLITE_ONLY
 def test_fields_map_and_unmap_for_scripts(db, settings):
     """The commands in a script's order: each step reads the cache and mappings file the
     one before left, so they run in one test."""
@@ -510,6 +514,7 @@ def fields_table_has_its_header_and_says_all_was_read(
     assert f"all {len(people)} contacts records read" in table.stdout
 
 
+@SQLITE_ONLY
 def test_map_exits_5_with_the_mapping_saved_while_a_sync_holds_the_stream(db, settings):
     cache(db, settings, "followupboss", "contacts", fub_people())
     lease = db.acquire_lease(settings.user_id, "followupboss", "contacts", "sync")
@@ -525,6 +530,7 @@ def test_map_exits_5_with_the_mapping_saved_while_a_sync_holds_the_stream(db, se
     assert json.loads(done.stdout)["remap"][0]["changed"] == len(fub_people())
 
 
+@SQLITE_ONLY
 def test_map_refused_by_the_remap_is_not_left_saved(db, settings):
     """`crm-tui map`: a map giving records one id exits 2 and saves nothing; a map the
     save's sample passes but the re-map refuses (the odd half of 5,002 deals, which the
@@ -555,6 +561,7 @@ def test_map_refused_by_the_remap_is_not_left_saved(db, settings):
     assert {r.amount for r in db.load_records(settings.user_id, "deals")} == {None}
 
 
+@SQLITE_ONLY
 def test_a_problem_already_in_the_file_exits_3_either_way(db, settings):
     mappings_path().parent.mkdir(parents=True, exist_ok=True)
     mappings_path().write_text('[zillow.contacts]\ncompany = "x"\n')
@@ -570,6 +577,7 @@ def test_a_problem_already_in_the_file_exits_3_either_way(db, settings):
     assert mappings_path().read_text() == '[zillow.contacts]\ncompany = "x"\n'
 
 
+@SQLITE_ONLY
 async def test_a_running_engine_follows_a_mapping_saved_by_another_process(db, settings):
     """`crm-tui map` in a shell while the app (or `sync --watch`) runs: the app's next sync
     maps with the saved file, and does not write the old mapping back over the re-map."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from crm_tui.store import Database
 from crm_tui.store.database_url import DatabaseUrl
@@ -18,6 +19,9 @@ from crm_tui.store.postgres import PostgresDatabase
 from crm_tui.team.scratch_server import ScratchServer
 
 BACKENDS = ("sqlite", "postgresql")
+#: For a test in a module whose store fixture is on both back ends, but which runs the
+#: `crm-tui` CLI as a child process: the CLI opens the SQLite file in the data dir alone.
+SQLITE_ONLY = pytest.mark.parametrize("backing", ["sqlite"], indirect=True)
 TEMPLATE = "crm_template"
 _numbers = itertools.count(1)
 
