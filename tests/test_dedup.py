@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -480,8 +481,10 @@ def test_a_value_the_local_crm_refuses_gives_way_to_the_next_one() -> None:
     assert fields["phone"] == "512-555-0101"
 
 
-async def test_merge_keeps_source_ids_survives_a_restart_and_undoes(settings: Settings) -> None:
-    db = Database(settings.database_path)
+async def test_merge_keeps_source_ids_survives_a_restart_and_undoes(
+    settings: Settings, open_db: Callable[[], Database]
+) -> None:
+    db = open_db()
     me = settings.user_id
     store = CacheStore(me, db)
     await store.replace_stream(
@@ -511,7 +514,7 @@ async def test_merge_keeps_source_ids_survives_a_restart_and_undoes(settings: Se
     assert result.record.phone == "512-555-0101"
     db.close()
 
-    reopened = CacheStore(settings.user_id, Database(settings.database_path))
+    reopened = CacheStore(settings.user_id, open_db())
     reopened.load_sync()
     merged = reopened.get("contacts", result.record.id)
     assert merged is not None
@@ -535,9 +538,9 @@ async def test_merge_keeps_source_ids_survives_a_restart_and_undoes(settings: Se
 
 
 async def test_merging_again_keeps_what_a_person_changed_on_the_merged_contact(
-    settings: Settings,
+    settings: Settings, open_db: Callable[[], Database]
 ) -> None:
-    store = CacheStore(settings.user_id, Database(settings.database_path))
+    store = CacheStore(settings.user_id, open_db())
     me = settings.user_id
     await store.replace_stream(
         "brivity",
@@ -610,11 +613,11 @@ def test_review_sections_follow_merges_and_rejections() -> None:
 
 
 async def test_a_bulk_merge_writes_together_reports_what_it_refused_and_undoes_one(
-    settings: Settings,
+    settings: Settings, open_db: Callable[[], Database]
 ) -> None:
     from crm_tui.dedup.review import Review, merge_all
 
-    store = CacheStore(settings.user_id, Database(settings.database_path))
+    store = CacheStore(settings.user_id, open_db())
     me = settings.user_id
     people = [("Ann", "Lee", "ann@x.com"), ("Bo", "Kim", "bo@x.com"), (None, None, "nn@x.com")]
     for source in ("brivity", "lofty"):
@@ -653,12 +656,14 @@ async def test_a_bulk_merge_writes_together_reports_what_it_refused_and_undoes_o
         await undo_merge(local, entry)
 
 
-async def _two_processes(settings: Settings) -> tuple[LocalCrm, LocalCrm]:
+async def _two_processes(
+    settings: Settings, open_db: Callable[[], Database]
+) -> tuple[LocalCrm, LocalCrm]:
     """Two LocalCrm on two connections to one database, as two processes have."""
     me = settings.user_id
     crms = []
     for _ in range(2):
-        store = CacheStore(me, Database(settings.database_path))
+        store = CacheStore(me, open_db())
         crms.append(LocalCrm(store, SourceContext(settings, me, db=store.db)))
     for source in ("brivity", "lofty"):
         await crms[0].store.replace_stream(
@@ -670,11 +675,11 @@ async def _two_processes(settings: Settings) -> tuple[LocalCrm, LocalCrm]:
 
 
 async def test_two_processes_merging_one_cluster_make_one_local_contact(
-    settings: Settings,
+    settings: Settings, open_db: Callable[[], Database]
 ) -> None:
     from crm_tui.dedup.review import merge_all
 
-    first, second = await _two_processes(settings)
+    first, second = await _two_processes(settings, open_db)
     (cluster,) = DuplicateFinder().refresh(second.store).clusters  # before the first merges
     made = await merge_cluster(first, cluster, cluster_records(first.store, cluster))
     report = await merge_all(second, [cluster])  # it still sees the cluster unmerged
@@ -692,11 +697,11 @@ async def test_two_processes_merging_one_cluster_make_one_local_contact(
 
 
 async def test_undo_waits_for_later_merges_and_a_failed_undo_leaves_the_merge(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, open_db: Callable[[], Database], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import sqlite3
 
-    local, _ = await _two_processes(settings)
+    local, _ = await _two_processes(settings, open_db)
     (cluster,) = DuplicateFinder().refresh(local.store).clusters
     made = await merge_cluster(local, cluster, cluster_records(local.store, cluster))
     (again,) = DuplicateFinder().refresh(local.store).clusters
@@ -720,8 +725,10 @@ async def test_undo_waits_for_later_merges_and_a_failed_undo_leaves_the_merge(
     assert local.store.get("contacts", made.record.id) is None
 
 
-async def test_local_ids_are_never_handed_out_twice(settings: Settings) -> None:
-    local, _ = await _two_processes(settings)
+async def test_local_ids_are_never_handed_out_twice(
+    settings: Settings, open_db: Callable[[], Database]
+) -> None:
+    local, _ = await _two_processes(settings, open_db)
     first = await local.add("contacts", {"first_name": "A"})
     second = await local.add("contacts", {"first_name": "B"})
     await local.delete(second.id)
@@ -787,7 +794,7 @@ def test_custom_values_of_any_member_are_planned_newest_first() -> None:
 
 
 async def test_a_merge_carries_custom_values_into_the_local_contact_typed(
-    settings: Settings,
+    settings: Settings, open_db: Callable[[], Database]
 ) -> None:
     from decimal import Decimal
 
@@ -800,7 +807,7 @@ async def test_a_merge_carries_custom_values_into_the_local_contact_typed(
     save_column(path, Column("budget", "Budget", "number"))
     save_column(path, Column("lender", "Lender", "text"))
     me = settings.user_id
-    db = Database(settings.database_path)
+    db = open_db()
     store = CacheStore(me, db)
     a = contact("brivity", "1", "Ann", "Lee", email="ann@lee.com", user_id=me)
     a.custom, a.remote_updated = {"lender": "Hilltop", "budget": Decimal("650000")}, "2025-01-01"
@@ -822,7 +829,7 @@ async def test_a_merge_carries_custom_values_into_the_local_contact_typed(
     assert not failed and made.record.custom == {"lender": "[b]Chase[/b]"}  # text as given
     db.close()
 
-    reopened = CacheStore(me, Database(settings.database_path))
+    reopened = CacheStore(me, open_db())
     reopened.load_sync()  # the local CRM's row, read back as the snapshot holds it
     again = LocalCrm(reopened, SourceContext(settings, me, db=reopened.db))
     kind, row = await again.find(result.record.id)
