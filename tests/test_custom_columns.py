@@ -161,8 +161,8 @@ def test_stored_text_says_each_values_type():
     assert custom_values("{not json") is NO_CUSTOM  # one damaged cell loads as no values
 
 
-def test_custom_values_survive_the_database_exactly(tmp_path):
-    db = Database(tmp_path / "crm.sqlite3")
+def test_custom_values_survive_the_database_exactly(open_db):
+    db = open_db()
     record = mapped(c_budget="1,250,000.505", c_areas=["N", "S"], c_moving="2026-12-15")
     plain = mapped()
     db.replace_stream("alice", "fub", "contacts", [record])
@@ -214,8 +214,8 @@ def test_a_version_8_database_gains_the_column_and_keeps_its_rows(tmp_path):
     db.close()
 
 
-async def test_the_local_crm_keeps_custom_values(settings):
-    db = Database(settings.database_path)
+async def test_the_local_crm_keeps_custom_values(settings, open_db):
+    db = open_db()
     store = CacheStore(settings.user_id, db)
     columns = {"budget": Column("budget", "Budget", "money")}
     crm = LocalCrm(store, SourceContext(settings, settings.user_id, db=db, columns=columns))

@@ -5,7 +5,7 @@ process changed since laid over it."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -21,8 +21,8 @@ NAMES = ["Joan Smith", "John Smyth", "Søren Kierkegaard", "Lech Wałęsa", "Ana
 QUERIES = ["jo sm", "smith", "soren", "walesa", "nunez", "lech", "zz"]
 
 
-def _seed(path: Path) -> None:
-    store = CacheStore("alice", Database(path))
+def _seed(open_db: Callable[[], Database]) -> None:
+    store = CacheStore("alice", open_db())
     for source, count in (("brivity", 40), ("lofty", 25)):
         records = [
             cached_contact(
@@ -39,8 +39,8 @@ def _seed(path: Path) -> None:
     store.db.close()
 
 
-def _loaded(path: Path) -> CacheStore:
-    store = CacheStore("alice", Database(path))
+def _loaded(open_db: Callable[[], Database]) -> CacheStore:
+    store = CacheStore("alice", open_db())
     store.load_sync()
     return store
 
@@ -66,10 +66,9 @@ def _counting_builds(monkeypatch) -> list[int]:
     return built
 
 
-def test_the_next_start_maps_the_saved_segments_in(tmp_path, monkeypatch) -> None:
-    path = tmp_path / "crm.sqlite3"
-    _seed(path)
-    first = _loaded(path)
+def test_the_next_start_maps_the_saved_segments_in(open_db, monkeypatch) -> None:
+    _seed(open_db)
+    first = _loaded(open_db)
     expected = SearchIndex()
     expected.rebuild_from(first)
     built = _counting_builds(monkeypatch)
@@ -77,21 +76,20 @@ def test_the_next_start_maps_the_saved_segments_in(tmp_path, monkeypatch) -> Non
     assert sorted(n for n in built if n) == [25, 40]  # both streams built once
     assert _answers(index) == _answers(expected)
     built.clear()
-    again = store_index(_loaded(path), first.shelf, {})
+    again = store_index(_loaded(open_db), first.shelf, {})
     assert [n for n in built if n] == []  # every stream with records mapped in
     assert _answers(again) == _answers(expected)
     assert any(h.record.id == "brivity:3" for h in again.search("walesa").groups["brivity"])
 
 
-def test_another_process_change_since_the_save_is_patched_in(tmp_path) -> None:
-    path = tmp_path / "crm.sqlite3"
-    _seed(path)
-    first = _loaded(path)
+def test_another_process_change_since_the_save_is_patched_in(open_db) -> None:
+    _seed(open_db)
+    first = _loaded(open_db)
     store_index(first, first.shelf, {})
-    other = CacheStore("alice", Database(path))  # a cron sync or a webhook, elsewhere
+    other = CacheStore("alice", open_db())  # a cron sync or a webhook, elsewhere
     renamed = cached_contact("brivity", 0, "alice", first_name="Zebulon", last_name="Quist")
     asyncio.run(other.commit_changes("brivity", "contacts", [renamed], ["brivity:1"], None, None))
-    store = _loaded(path)
+    store = _loaded(open_db)
     index = store_index(store, store.shelf, {})
     assert [h.record.id for h in index.search("zebulon").groups["brivity"]] == ["brivity:0"]
     smiths = index.search("smith")
@@ -100,10 +98,9 @@ def test_another_process_change_since_the_save_is_patched_in(tmp_path) -> None:
     assert "brivity:1" not in [h.record.id for h in index.search("smyth").groups["brivity"]]
 
 
-def test_a_source_gone_from_the_store_leaves_the_index(tmp_path) -> None:
-    path = tmp_path / "crm.sqlite3"
-    _seed(path)
-    store = _loaded(path)
+def test_a_source_gone_from_the_store_leaves_the_index(open_db) -> None:
+    _seed(open_db)
+    store = _loaded(open_db)
     index = SearchIndex()
     index_streams(index, store, store.shelf)
     assert index.search("smith").counts == {"brivity": 8, "lofty": 5}
@@ -112,10 +109,9 @@ def test_a_source_gone_from_the_store_leaves_the_index(tmp_path) -> None:
     assert index.search("smith").counts == {"brivity": 8}
 
 
-def test_a_failed_save_still_indexes(tmp_path, monkeypatch) -> None:
-    path = tmp_path / "crm.sqlite3"
-    _seed(path)
-    store = _loaded(path)
+def test_a_failed_save_still_indexes(open_db, monkeypatch) -> None:
+    _seed(open_db)
+    store = _loaded(open_db)
 
     def refuse(*args, **kwargs):
         raise OSError(28, "No space left on device")
@@ -138,12 +134,11 @@ def test_a_dict_stream_is_built_from_its_records(tmp_path, with_shelf) -> None:
 
 
 def test_a_patch_grown_big_rebuilds_over_the_stream_without_listing_it(
-    tmp_path, monkeypatch
+    open_db, monkeypatch
 ) -> None:
     monkeypatch.setattr(index_module, "PATCH_MIN", 10)
-    path = tmp_path / "crm.sqlite3"
-    _seed(path)
-    store = _loaded(path)
+    _seed(open_db)
+    store = _loaded(open_db)
     index = store_index(store, store.shelf, {})
     renamed = [cached_contact("brivity", n, "alice", first_name=f"Zed{n}") for n in range(20)]
     asyncio.run(store.upsert("contacts", renamed))
