@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from crm_tui.models import Contact
 from crm_tui.store import CacheStore, Database
 from crm_tui.store.db import SCHEMA_VERSION
-from crm_tui.store.errors import LeaseLost, StreamBusy
+from crm_tui.store.errors import DatabaseUnavailable, LeaseLost, StreamBusy
 from crm_tui.store.leases import Holder, Lease
 from crm_tui.store.owners import LEASE_TTL_SECONDS, Owner, is_alive, start_time
 from tests.helpers.leases import contact, dead_process, plant_lease, plant_owner
@@ -131,6 +133,42 @@ def test_heartbeats_beat_while_something_is_held_and_the_owner_goes_after(open_d
     assert later > first
     db.release_lease(lease)
     assert db._conn.execute("SELECT count(*) FROM owners").fetchone() == (0,)
+
+
+def test_a_beat_that_fails_does_not_stop_the_heartbeat(open_db, backing, monkeypatch):
+    """A busy SQLite file, or a PostgreSQL statement that timed out: the next beat goes on,
+    else the owner would look dead to other hosts while it still writes."""
+    monkeypatch.setattr("crm_tui.store.leases.HEARTBEAT_SECONDS", 0.05)
+    db = open_db()
+    failure = (
+        sqlite3.OperationalError("database is locked")
+        if backing.kind == "sqlite"
+        else DatabaseUnavailable("Cannot reach the team database", "timed out")
+    )
+    db._conn = _FailingBeats(db._conn, failure)
+    lease = db.acquire_lease("alice", "brivity", "contacts", "sync")
+    assert isinstance(lease, Lease)
+    first = db._conn.execute("SELECT heartbeat_at FROM owners").fetchone()[0]
+    time.sleep(0.4)
+    assert db._conn.failed >= 1
+    assert db._conn.execute("SELECT heartbeat_at FROM owners").fetchone()[0] > first
+    db.release_lease(lease)
+
+
+class _FailingBeats:
+    """A connection whose first two heartbeats fail."""
+
+    def __init__(self, conn: Any, failure: Exception) -> None:
+        self._conn, self._failure, self.failed = conn, failure, 0
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        if sql.startswith("UPDATE owners SET heartbeat_at") and self.failed < 2:
+            self.failed += 1
+            raise self._failure
+        return self._conn.execute(sql, params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
 
 
 async def test_the_store_waits_for_a_lease_and_says_who_holds_it(open_db):
