@@ -357,3 +357,27 @@ def test_a_database_at_the_shipped_version_6_gains_the_inbox_claim_columns(tmp_p
     assert {"tried_at", "claimed_by", "heartbeat_at"} <= columns
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     conn.close()
+
+
+def test_records_come_back_in_the_same_order_on_either_back_end(open_db):
+    """One stream's rows in id order (its key's); every stream's, and a stream's lines, in
+    the order written, a replaced row moved to the end; new imported ids in id order."""
+    db = open_db()
+    db.replace_stream("alice", "brivity", "contacts", [contact("brivity", n) for n in (3, 1, 4, 2)])
+    db.replace_stream("alice", "lofty", "contacts", [contact("lofty", 5)])
+    db.upsert_records("contacts", [contact("brivity", 1, last_name="Moved")])
+    db.upsert_records("contacts", [contact("brivity", 0)])
+    generation = db.new_generation("alice", "brivity", "contacts")
+    db.stage("contacts", generation, [contact("brivity", n) for n in (9, 7, 8)])
+    db.commit_import("alice", "brivity", "contacts", generation, "/a.csv")
+
+    def ids(*args: object) -> list[str]:
+        return [r.id for r in db.load_records("alice", "contacts", *args)]
+
+    assert ids(False, "brivity") == [f"brivity:{n}" for n in (0, 1, 2, 3, 4)]
+    assert ids() == ["brivity:3", "brivity:4", "brivity:2", "lofty:5", "brivity:1", "brivity:0"]
+    assert ids(True) == ids(True, "brivity") == ["brivity:7", "brivity:8", "brivity:9"]
+    lines = db.read_stream_lines(
+        "alice", "contacts", "brivity", lambda _, rows: [r.split(b"\x1e")[0] for r in rows]
+    )
+    assert lines == [f"brivity:{n}".encode() for n in (3, 4, 2, 1, 0, 7, 8, 9)]

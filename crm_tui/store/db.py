@@ -632,8 +632,10 @@ class Database(
         with self._lock, self._reading():
             stamp = self._stamp(user_id, kind, source)
             laying = _Laying(self._imported_lines(user_id, kind, source))
-            ((sql, params),) = self._record_queries(user_id, kind, joined, False, source, None)
-            return take(stamp, self._laid_over(sql + " ORDER BY rowid", params, laying))
+            ((sql, params),) = self._record_queries(
+                user_id, kind, joined, False, source, None, written=True
+            )
+            return take(stamp, self._laid_over(sql, params, laying))
 
     def _laid_over(self, sql: str, params: tuple[Any, ...], laying: _Laying) -> Iterator[bytes]:
         for rows in self._batches(sql, params):
@@ -711,11 +713,16 @@ class Database(
         imported: bool,
         source: str | None,
         ids: Sequence[str] | None,
+        written: bool = False,
     ) -> list[tuple[str, tuple[Any, ...]]]:
-        """The SELECTs that read what `load_records` was asked for, in order."""
+        """The SELECTs that read what `load_records` was asked for, in order. A stream's
+        rows come in id order (its key's), or with `written` in the order they were written;
+        every stream's rows, in the order written. Said, not left to the plan: it is what
+        SQLite's plan gives at no cost, and PostgreSQL's plan may give another."""
         by_stream = (
             f"SELECT {joined} FROM {kind} WHERE user_id = ? AND source = ? AND generation = ?"
         )
+        order = " ORDER BY rowid" if written else " ORDER BY id"
         if imported:
             # one import after another, in order, each through the table's index
             select = by_stream
@@ -727,11 +734,11 @@ class Database(
             ).fetchall()
             if ids is not None:
                 return [
-                    (select + f" AND id IN ({_marks(chunk)})", (user_id, name, g, *chunk))
+                    (select + f" AND id IN ({_marks(chunk)}){order}", (user_id, name, g, *chunk))
                     for name, g in imports
                     for chunk in _chunks(ids)
                 ]
-            return [(select, (user_id, name, g)) for name, g in imports]
+            return [(select + order, (user_id, name, g)) for name, g in imports]
         generations = self._generations(user_id, kind)
         if source is not None:
             # one stream, through the table's index (a few rows, or a source among many)
@@ -739,15 +746,18 @@ class Database(
             current = generations.get(source, 0)
             if ids is not None:
                 return [
-                    (select + f" AND id IN ({_marks(chunk)})", (user_id, source, current, *chunk))
+                    (
+                        select + f" AND id IN ({_marks(chunk)}){order}",
+                        (user_id, source, current, *chunk),
+                    )
                     for chunk in _chunks(ids)
                 ]
-            return [(select, (user_id, source, current))]
+            return [(select + order, (user_id, source, current))]
         visible = sorted({0, *generations.values()})
         marks = ", ".join("?" for _ in visible)
         # `+user_id`: a scan in row order beats index order, which jumps about the file
         select = f"SELECT {joined} FROM {kind} WHERE +user_id = ? AND generation IN ({marks})"
-        return [(select, (user_id, *visible))]
+        return [(select + " ORDER BY rowid", (user_id, *visible))]
 
     # A stream's rows are those of its current generation (0 until its first refresh). A
     # refresh writes a new generation beside the current one, invisible until committed.
