@@ -143,9 +143,7 @@ def test_a_deals_contact_is_taken_as_the_app_shows_it_or_bare():
         )
 
 
-async def test_local_writes_and_reads_never_touch_the_database_on_the_event_loop(
-    tmp_path, open_db
-):
+async def test_local_writes_and_reads_never_touch_the_database_on_the_event_loop(tmp_path, open_db):
     import threading
 
     from crm_tui.local_crm import LocalCrm
