@@ -21,7 +21,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.pq import TransactionStatus
 
-from crm_tui.store.database_url import DatabaseUrl
+from crm_tui.database_url import DatabaseUrl
 from crm_tui.store.errors import DatabaseRefused, DatabaseUnavailable, StoreError
 
 # Tables whose key PostgreSQL generates: an INSERT into one returns it, as `lastrowid`.
