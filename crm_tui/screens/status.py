@@ -62,9 +62,10 @@ def progress_text(status: SourceStatus) -> str:
 
 def getting_started(settings: Settings) -> Text | None:
     """With no CRM configured: where the settings go, what each source needs, and how to
-    set one up or try the demo. None once any CRM is configured."""
+    set one up or try the demo. None once any CRM is configured, and in a team database
+    (the team's worker has the keys)."""
     names = [n for n in SOURCE_NAMES if n not in QUIET_SOURCES]
-    if any(settings.source_config(n).enabled for n in names):
+    if settings.database_url is not None or any(settings.source_config(n).enabled for n in names):
         return None
     text = Text("No CRM is set up yet: ", style="bold")
     text.append("k", style="bold reverse")

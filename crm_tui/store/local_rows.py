@@ -98,11 +98,11 @@ class LocalRecordStore:
         unique across contacts and deals so `local:7` names one record."""
         with self.transaction() as conn:
             row = conn.execute(
-                "SELECT MAX(COALESCE((SELECT last FROM local_sequence WHERE user_id = ?), 0),"
-                " COALESCE((SELECT MAX(id) FROM local_records WHERE user_id = ?), 0))",
+                "SELECT (SELECT last FROM local_sequence WHERE user_id = ?),"
+                " (SELECT MAX(id) FROM local_records WHERE user_id = ?)",
                 (user_id, user_id),
             ).fetchone()
-            first = int(row[0]) + 1
+            first = max(int(row[0] or 0), int(row[1] or 0)) + 1
             ids = list(range(first, first + len(payloads)))
             conn.execute(
                 "INSERT INTO local_sequence (user_id, last) VALUES (?, ?)"
