@@ -31,7 +31,7 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from crm_tui.models import Contact, RecordKind, utc_now
-from crm_tui.store.database_url import DatabaseUrl
+from crm_tui.store.database_url import DatabaseUrl, InvalidDatabaseUrl
 from crm_tui.store.errors import DatabaseRefused, DatabaseUnavailable, StoreError, StreamBusy
 from crm_tui.store.leases import Holder, Lease
 from crm_tui.store.pg_schema import SHARED_TABLES, USER_TABLES
@@ -686,6 +686,14 @@ def test_a_database_url_never_shows_its_password() -> None:
     assert url.display == "postgresql://alice:***@db.example:5432/crm?sslmode=require"
     assert url.password == CANARY  # what libpq gets, all the same
     assert CANARY in url.conninfo("crm-tui")
+
+
+def test_a_malformed_url_is_refused_without_quoting_its_password() -> None:
+    unescaped = f"postgresql://alice:x@y:{CANARY}/z@127.0.0.1:5432/crm"  # '@' and '/' as is
+    with pytest.raises(InvalidDatabaseUrl) as invalid:
+        DatabaseUrl(unescaped)
+    assert CANARY not in _whole_text(invalid.value)
+    assert "%40" in str(invalid.value)  # says how to write it
 
 
 SPECIAL = "p@ss:w/rd%" + CANARY
