@@ -30,8 +30,8 @@ import pytest
 from psycopg import errors as pg_errors
 from psycopg import sql
 
+from crm_tui.database_url import DatabaseUrl, InvalidDatabaseUrl
 from crm_tui.models import Contact, RecordKind, utc_now
-from crm_tui.store.database_url import DatabaseUrl, InvalidDatabaseUrl
 from crm_tui.store.errors import DatabaseRefused, DatabaseUnavailable, StoreError, StreamBusy
 from crm_tui.store.leases import Holder, Lease
 from crm_tui.store.pg_schema import SHARED_TABLES, USER_TABLES
@@ -479,7 +479,7 @@ _STAGE_AND_HANG = """
 import os, sys, time
 from pathlib import Path
 from crm_tui.models import utc_now
-from crm_tui.store.database_url import DatabaseUrl
+from crm_tui.database_url import DatabaseUrl
 from crm_tui.store.postgres import PostgresDatabase
 from tests.helpers.records import cached_contact
 
@@ -735,7 +735,7 @@ def test_a_password_with_url_characters_works_percent_encoded_and_is_masked(
 _LOG_A_FAILED_CONNECTION = """
 import logging, os, sys
 from pathlib import Path
-from crm_tui.store.database_url import DatabaseUrl
+from crm_tui.database_url import DatabaseUrl
 from crm_tui.store.errors import StoreError
 from crm_tui.store.postgres import PostgresDatabase
 

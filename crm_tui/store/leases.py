@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from crm_tui.models import RecordKind, utc_now
-from crm_tui.store.errors import LeaseLost
+from crm_tui.store.errors import LeaseLost, StoreError
 from crm_tui.store.owners import HEARTBEAT_SECONDS, Owner, is_alive
 
 
@@ -130,7 +130,9 @@ class LeaseStore:
                         "UPDATE owners SET heartbeat_at = ? WHERE id = ?",
                         (time.time(), self.owner.id),
                     )
-            except sqlite3.Error:  # closed, or busy past the timeout: the next beat tries
+            # closed, busy past the timeout, a team database's server gone a moment: the
+            # next beat tries
+            except (sqlite3.Error, StoreError):
                 if stop.is_set():
                     return
 

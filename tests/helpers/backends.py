@@ -12,8 +12,8 @@ from pathlib import Path
 
 import psycopg
 
-from crm_tui.store import Database
 from crm_tui.database_url import DatabaseUrl
+from crm_tui.store import Database
 from crm_tui.store.postgres import PostgresDatabase
 from crm_tui.team.scratch_server import ScratchServer
 

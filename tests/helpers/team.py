@@ -14,8 +14,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from crm_tui.database_url import DatabaseUrl
 from crm_tui.models import Deal, SourceStatus, SyncState, utc_now
-from crm_tui.store.database_url import DatabaseUrl
 from crm_tui.store.pg_schema import USER_TABLES
 from crm_tui.store.postgres import PostgresDatabase
 from crm_tui.team.scratch_server import ScratchServer
