@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.pq import TransactionStatus
+from psycopg.rows import dict_row
 
 from crm_tui.database_url import DatabaseUrl
 from crm_tui.store.errors import DatabaseRefused, DatabaseUnavailable, StoreError
@@ -133,6 +134,8 @@ class PgConnection:
 
     def __init__(self, url: DatabaseUrl, application: str = "crm-tui") -> None:
         self.url = url
+        # sqlite3's attribute: set (to sqlite3.Row), rows come as mappings by column name
+        self.row_factory: object = None
         with errors_named(url):
             self.raw = psycopg.connect(url.conninfo(application), autocommit=True)
 
@@ -147,7 +150,11 @@ class PgConnection:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> PgCursor:
         text, order, returning = translate(sql)
         with errors_named(self.url):
-            cursor = self.raw.cursor()
+            cursor: psycopg.Cursor[Any] = (
+                self.raw.cursor()
+                if self.row_factory is None
+                else self.raw.cursor(row_factory=dict_row)
+            )
             cursor.execute(text, _ordered(params, order) if params or order else None)
             return PgCursor(cursor, returning)
 
