@@ -273,3 +273,42 @@ async def test_a_commit_on_another_connection_reaches_an_open_store(
     assert [c.id for c in watching.contacts("followupboss")] == ["followupboss:7"]
     here.close()
     there.close()
+
+
+async def test_an_agents_open_app_shows_the_workers_commit_and_nothing_of_others(
+    pg_server: ScratchServer, tmp_path: Path
+) -> None:
+    from crm_tui.app import make_app
+    from tests.helpers.env import make_settings
+    from tests.helpers.team import MEMBERS, create_roles, role_url
+    from tests.helpers.tui import until
+
+    create_roles(pg_server)
+    dbname = new_database(pg_server)
+    with psycopg.connect(pg_server.url(dbname=dbname), autocommit=True) as conn:
+        for role, (position, user_id, team) in MEMBERS.items():
+            conn.execute(
+                "INSERT INTO crm_members (role_name, position, user_id, team)"
+                " VALUES (%s, %s, %s, %s)",
+                (role, position, user_id, team),
+            )
+    worker = PostgresDatabase(DatabaseUrl(role_url(pg_server, dbname, "w")), tmp_path / "w")
+    worker.replace_stream("alice", "brivity", "contacts", [_contact("brivity", 1)])
+    worker.replace_stream("bob", "brivity", "contacts", [_contact("brivity", 2, user="bob")])
+    settings = make_settings(tmp_path, crm_database_url=role_url(pg_server, dbname, "alice"))
+    app = make_app(settings, sync_stale=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.loaded)
+        assert [c.id for c in app.store.contacts()] == ["brivity:1"]
+        worker.replace_stream(
+            "alice", "brivity", "contacts", [_contact("brivity", 1), _contact("brivity", 3)]
+        )
+        worker.replace_stream("bob", "brivity", "contacts", [_contact("brivity", 4, user="bob")])
+
+        def shown() -> bool:
+            return app.index.search("first3").counts.get("brivity") == 1
+
+        await until(pilot, shown, "the worker's commit to reach alice's open app")
+        assert sorted(c.id for c in app.store.contacts()) == ["brivity:1", "brivity:3"]
+        assert app.index.search("first4").total == 0  # bob's row: never hers
+    worker.close()
