@@ -312,3 +312,18 @@ async def test_an_agents_open_app_shows_the_workers_commit_and_nothing_of_others
         assert sorted(c.id for c in app.store.contacts()) == ["brivity:1", "brivity:3"]
         assert app.index.search("first4").total == 0  # bob's row: never hers
     worker.close()
+
+
+def test_a_store_outlives_its_connection_being_dropped(team_url: str, tmp_path: Path) -> None:
+    from crm_tui.store.errors import DatabaseUnavailable
+
+    db = PostgresDatabase(DatabaseUrl(team_url), tmp_path)
+    db.replace_stream("alice", "brivity", "contacts", [_contact("brivity", 1)])
+    with psycopg.connect(team_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (db._conn.backend_pid,))
+    with pytest.raises(DatabaseUnavailable):  # the statement the server cut off fails...
+        list(db.load_records("alice", "contacts"))
+    assert [r.id for r in db.load_records("alice", "contacts")] == ["brivity:1"]  # ...not the next
+    db.replace_stream("alice", "brivity", "contacts", [_contact("brivity", 2)])
+    assert [r.id for r in db.load_records("alice", "contacts")] == ["brivity:2"]
+    db.close()

@@ -130,14 +130,30 @@ class PgCursor:
 
 class PgConnection:
     """The part of sqlite3.Connection the store uses, over one psycopg connection in
-    autocommit mode: the store's own BEGIN and COMMIT delimit its transactions."""
+    autocommit mode: the store's own BEGIN and COMMIT delimit its transactions.
+
+    One connection per store, as SQLite has: a process's statements are serialised by the
+    store's lock anyway, so more would only cost the server. Results come in binary (the
+    records' joined lines as bytes, not hex text). A connection the server or the network
+    dropped fails the statement it was running (a transaction is lost whole) and is made
+    again for the next one: an app outlives a database restart."""
 
     def __init__(self, url: DatabaseUrl, application: str = "crm-tui") -> None:
         self.url = url
+        self._application = application
         # sqlite3's attribute: set (to sqlite3.Row), rows come as mappings by column name
         self.row_factory: object = None
-        with errors_named(url):
-            self.raw = psycopg.connect(url.conninfo(application), autocommit=True)
+        self._raw = self._connect()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        with errors_named(self.url):
+            return psycopg.connect(self.url.conninfo(self._application), autocommit=True)
+
+    @property
+    def raw(self) -> psycopg.Connection[Any]:
+        if self._raw.broken:
+            self._raw = self._connect()
+        return self._raw
 
     @property
     def in_transaction(self) -> bool:
@@ -151,9 +167,9 @@ class PgConnection:
         text, order, returning = translate(sql)
         with errors_named(self.url):
             cursor: psycopg.Cursor[Any] = (
-                self.raw.cursor()
+                self.raw.cursor(binary=True)
                 if self.row_factory is None
-                else self.raw.cursor(row_factory=dict_row)
+                else self.raw.cursor(row_factory=dict_row, binary=True)
             )
             cursor.execute(text, _ordered(params, order) if params or order else None)
             return PgCursor(cursor, returning)
@@ -176,7 +192,8 @@ class PgConnection:
         batches."""
         text, order, _ = translate(sql)
         with errors_named(self.url):
-            cursor = self.raw.cursor(name=f"crm_rows_{id(self)}_{next(_cursor_numbers)}")
+            name = f"crm_rows_{id(self)}_{next(_cursor_numbers)}"
+            cursor = self.raw.cursor(name=name, binary=True)
             try:
                 cursor.execute(text, _ordered(params, order))
                 while rows := cursor.fetchmany(size):
@@ -186,7 +203,7 @@ class PgConnection:
                     cursor.close()
 
     def close(self) -> None:
-        self.raw.close()
+        self._raw.close()
 
 
 _cursor_numbers = iter(range(1, 1 << 62))
