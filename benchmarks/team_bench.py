@@ -97,6 +97,9 @@ SAMPLE_SECONDS = 0.5  # pg_stat_activity
 URL_ENV = "TEAM_BENCH_AGENT_URL"  # an agent's URL (with its password): never on a command line
 #: The simulator's settings a person's USER.env holds: Follow Up Boss only.
 FUB_KEYS = ("FUB_API_KEY", "FUB_API_BASE_URL", "FUB_SYSTEM", "FUB_SYSTEM_KEY")
+#: The simulator's data for the seed run, then for the write phase: other names, e-mails,
+#: cities under the same ids, so that every row the worker writes is a change to follow.
+SEED_FIRST, SEED_WRITES = 3, 4
 
 
 # -- one agent's app (a process of its own) ----------------------------------------------
@@ -330,11 +333,13 @@ def isolated_env(root: Path) -> dict[str, str]:
     return env
 
 
-def start_simulator(contacts: int, env: dict[str, str], cwd: Path) -> tuple[Any, dict[str, str]]:
+def start_simulator(
+    contacts: int, seed: int, env: dict[str, str], cwd: Path
+) -> tuple[subprocess.Popen[str], dict[str, str]]:
     """`crm-tui simulator` in the background, and the settings it printed."""
     process = subprocess.Popen(
         [sys.executable, "-m", "crm_tui", "simulator", "--contacts", str(contacts),
-         "--seed", "3", "--rate-limit", str(10**9)],
+         "--seed", str(seed), "--rate-limit", str(10**9)],
         stdout=subprocess.PIPE, text=True, env=env, cwd=cwd,
     )  # fmt: skip
     settings: dict[str, str] = {}
@@ -374,6 +379,23 @@ def set_up_team(
     finally:
         owner.close()
     return passwords
+
+
+def stop_process(process: subprocess.Popen[str]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def write_team(team: Path, roles: Iterable[str], settings: dict[str, str]) -> None:
+    """Each agent's USER.env: the simulator's Follow Up Boss keys."""
+    for role in roles:
+        path = team / f"{role}.env"
+        path.write_text("".join(f"{k}={settings[k]}\n" for k in FUB_KEYS))
+        path.chmod(0o600)
 
 
 @dataclass
@@ -510,13 +532,10 @@ def run(args: argparse.Namespace) -> None:
                 f" ({args.agents} agents, {per_agent:,} contacts each)",
                 flush=True,
             )
-            simulator, settings = start_simulator(per_agent, env, root)
+            simulator, settings = start_simulator(per_agent, SEED_FIRST, env, root)
             team = root / "team"
             team.mkdir(mode=0o700)
-            for role in roles:
-                path = team / f"{role}.env"
-                path.write_text("".join(f"{k}={settings[k]}\n" for k in FUB_KEYS))
-                path.chmod(0o600)
+            write_team(team, roles, settings)
             worker_url = server.url(WORKER_ROLE, passwords[WORKER_ROLE], DBNAME)
             worker_dir = root / "worker"
             seed = run_worker(worker_url, worker_dir, team, env, root, full=False)
@@ -527,6 +546,11 @@ def run(args: argparse.Namespace) -> None:
             )
             for problem in seed.failed[:5]:
                 print(f"  seed problem: {problem}")
+            # The write phase reads another account's data: a refresh that finds the same
+            # rows logs no change (db.swap_generation), and the apps would follow nothing.
+            stop_process(simulator)
+            simulator, settings = start_simulator(per_agent, SEED_WRITES, env, root)
+            write_team(team, roles, settings)
 
             owner_url = server.url(dbname=DBNAME)
             sampler = ConnectionSampler(owner_url)
@@ -594,8 +618,7 @@ def run(args: argparse.Namespace) -> None:
         if sampler is not None:
             sampler.stop()
         if simulator is not None:
-            simulator.terminate()
-            simulator.wait(timeout=10)
+            stop_process(simulator)
         server.stop()
 
 

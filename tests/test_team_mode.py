@@ -327,3 +327,31 @@ def test_a_store_outlives_its_connection_being_dropped(team_url: str, tmp_path: 
     db.replace_stream("alice", "brivity", "contacts", [_contact("brivity", 2)])
     assert [r.id for r in db.load_records("alice", "contacts")] == ["brivity:2"]
     db.close()
+
+
+def test_doctor_checks_the_team_database_and_whose_rows_the_role_reads(
+    pg_server: ScratchServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.helpers.team import MEMBERS, create_roles, role_url
+
+    create_roles(pg_server)
+    dbname = new_database(pg_server)
+    with psycopg.connect(pg_server.url(dbname=dbname), autocommit=True) as conn:
+        position, user_id, team = MEMBERS["alice"]
+        conn.execute(
+            "INSERT INTO crm_members (role_name, position, user_id, team) VALUES (%s, %s, %s, %s)",
+            ("alice", position, user_id, team),
+        )
+
+    def checks(user: str, role: str) -> tuple[int, dict[str, dict[str, str]]]:
+        monkeypatch.setenv("CRM_USER_ID", user)
+        url = role_url(pg_server, dbname, role)
+        code, report = _cli(tmp_path / user, "doctor", "--json", url=url)
+        return code, {c["name"]: c for c in report["checks"]}
+
+    code, found = checks("alice", "alice")
+    assert code == 0 and found["schema"]["status"] == "ok"
+    assert found["role"]["status"] == "ok" and "alice's among them" in found["role"]["message"]
+    code, found = checks("bob", "alice")  # her role, someone else's user id
+    assert code != 0 and found["role"]["status"] == "failed"
+    assert "may not read bob's rows" in found["role"]["message"]
