@@ -244,6 +244,7 @@ async def agent(url: str, data_dir: Path, user: str, tag: str) -> None:
                     found = await asyncio.to_thread(db.changes_since, user, seen_change)
                     await store.follow(found)
                     seen_version, seen_change = version, found.last
+                    emit("looked", last=found.last, at=time.time())
                     if found.empty:
                         await store.refresh_statuses()
                     else:
@@ -309,6 +310,14 @@ class AgentProcess:
                     return float(e["at"])
         return None
 
+    def caught_up(self, seq: int) -> float | None:
+        """When it had applied everything up to change `seq`."""
+        with self.lock:
+            for e in self.events:
+                if e["event"] == "looked" and e["last"] >= seq:
+                    return float(e["at"])
+        return None
+
 
 def read_events(agent_process: AgentProcess) -> None:
     stdout = agent_process.process.stdout
@@ -336,18 +345,21 @@ def isolated_env(root: Path) -> dict[str, str]:
 def start_simulator(
     contacts: int, seed: int, env: dict[str, str], cwd: Path
 ) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    """`crm-tui simulator` in the background, and the settings it printed."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "crm_tui", "simulator", "--contacts", str(contacts),
-         "--seed", str(seed), "--rate-limit", str(10**9)],
-        stdout=subprocess.PIPE, text=True, env=env, cwd=cwd,
-    )  # fmt: skip
+    """`crm-tui simulator` in the background, and the settings it printed (its stderr in
+    a file of `cwd`)."""
+    log = cwd / f"simulator-{seed}.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "crm_tui", "simulator", "--contacts", str(contacts),
+             "--seed", str(seed), "--rate-limit", str(10**9)],
+            stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, cwd=cwd,
+        )  # fmt: skip
     settings: dict[str, str] = {}
     assert process.stdout is not None
     while not all(k in settings for k in FUB_KEYS):
         line = process.stdout.readline()
         if not line:
-            raise RuntimeError("the simulator did not start")
+            raise RuntimeError(f"the simulator did not start: {log.read_text()[-1000:]}")
         if "=" in line and not line.startswith("#"):
             key, _, value = line.strip().partition("=")
             settings[key] = value
@@ -576,6 +588,15 @@ def run(args: argparse.Namespace) -> None:
             write_began = time.time()
             writes = run_worker(worker_url, worker_dir, team, env, root, full=True)
             write_ended = time.time()
+            with psycopg.connect(owner_url, autocommit=True) as conn:
+                newest = conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()
+            last_change = int(newest[0]) if newest else 0
+            deadline = time.monotonic() + args.timeout
+            while time.monotonic() < deadline and any(
+                a.caught_up(last_change) is None and a.process.poll() is None for a in agents
+            ):
+                time.sleep(0.05)
+            caught_up = {a.role: a.caught_up(last_change) for a in agents}
             time.sleep(args.settle_seconds)
 
             owner = PostgresDatabase(DatabaseUrl(owner_url), root / "owner")
@@ -608,9 +629,9 @@ def run(args: argparse.Namespace) -> None:
                 "apps starting": (0.0, all_ready),
                 "idle": (all_ready, write_began),
                 "worker writing": (write_began, write_ended),
-                "settle + markers": (write_ended, markers_ended),
+                "catch up + markers": (write_ended, markers_ended),
             }
-            report(args, per_agent, seed, writes, agents, rounds, sampler, phases)
+            report(args, per_agent, seed, writes, agents, rounds, sampler, phases, caught_up)
     finally:
         for one in agents:
             if one.process.poll() is None:
@@ -631,6 +652,7 @@ def report(
     rounds: list[tuple[str, dict[str, float]]],
     sampler: ConnectionSampler,
     phases: dict[str, tuple[float, float]],
+    caught_up: dict[str, float | None],
 ) -> None:
     idle = phases["idle"]
     writing = phases["worker writing"]
@@ -651,12 +673,13 @@ def report(
     print(
         f"\n{'app':<5}{'searchable s':>13}{'load s':>8}{'index s':>8}{'contacts':>9}"
         f"{'idle p95':>9}{'writes n':>9}{'p50 ms':>8}{'p95 ms':>8}{'max ms':>8}"
-        f"{'follows':>8}{'apply s':>8}{'marker s':>9}{'found s':>8}"
+        f"{'follows':>8}{'apply s':>8}{'caught up':>10}{'marker s':>9}{'found s':>8}"
     )
     all_writes: list[float] = []
     all_idle: list[float] = []
     seen_lags: list[float] = []
     found_lags: list[float] = []
+    lags: list[float] = []  # caught up, from the worker's exit
     errors: dict[str, list[str]] = {}
     for one in agents:
         ready = one.event("ready")
@@ -666,8 +689,12 @@ def report(
         before = [s for at, s in searches if idle[0] <= at < idle[1]]
         all_writes += during
         all_idle += before
-        follows = [f for f in done.get("follows", []) if writing[0] <= f[0] <= writing[1]]
+        caught = caught_up.get(one.role)
+        until = caught if caught is not None else phases["catch up + markers"][1]
+        follows = [f for f in done.get("follows", []) if writing[0] <= f[0] <= until]
         applying = sum(end - start for start, end, _, _ in follows)
+        if caught is not None:
+            lags.append(caught - writing[1])
         seen = [
             at - committed[one.role]
             for token, committed in rounds
@@ -699,6 +726,7 @@ def report(
             f"{ready['contacts']:>9,}{ms(percentile(before, 0.95)):>9}{len(during):>9}"
             f"{ms(percentile(during, 0.5)):>8}{ms(percentile(during, 0.95)):>8}"
             f"{ms(max(during, default=math.nan)):>8}{len(follows):>8}{applying:>8.2f}"
+            f"{seconds(None if caught is None else caught - writing[1]):>10}"
             f"{seconds(statistics.median(seen) if seen else None):>9}"
             f"{seconds(statistics.median(found) if found else None):>8}"
         )
@@ -706,8 +734,10 @@ def report(
     print(
         "(searchable: from the process's spawn, all apps started at once; load: store.load();"
         " index: index_streams; idle p95: the searches before the worker started;"
-        " writes n / p50 / p95 / max: the searches while it ran; follows / apply s: changes"
-        " applied from the change log while it ran and the time spent applying them;"
+        " writes n / p50 / p95 / max: the searches while it ran; follows / apply s: the"
+        " worker's changes applied from the change log (each a follow of changes_since) and"
+        " the time spent in those follows; caught up: from the worker's exit to the app having"
+        " applied its last change (negative: before the process had exited);"
         f" marker / found: median over {len(rounds)} round(s), from the marker's commit to"
         " the app holding it / a search finding it)"
     )
@@ -749,6 +779,11 @@ def report(
                 f" max {max(lags):.3f} s (time for a change to reach every app)"
                 + (f"; {missing} marker(s) never arrived" if missing else "")
             )
+    if lags:
+        print(
+            f"  the worker's last change applied by every app {max(lags):.2f} s after the"
+            f" worker exited (median app {statistics.median(lags):.2f} s)"
+        )
     print_connections(sampler, phases)
     if errors:
         print("\nerrors in agent processes")
@@ -793,7 +828,10 @@ def main() -> None:
         "--idle-seconds", type=float, default=5.0, help="Searching before the worker starts."
     )
     parser.add_argument(
-        "--settle-seconds", type=float, default=3.0, help="After the worker, before markers."
+        "--settle-seconds",
+        type=float,
+        default=1.0,
+        help="After every app has applied the worker's changes, before the markers.",
     )
     parser.add_argument("--marker-rounds", type=int, default=3, help="Propagation rounds.")
     parser.add_argument("--timeout", type=float, default=600.0, help="Per wait, seconds.")
