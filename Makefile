@@ -22,8 +22,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check crm_tui tests benchmarks tools
 	$(BIN)/ruff format --check crm_tui tests benchmarks tools
 
+# Two workers (pytest-xdist): the suite mostly waits on servers and subprocesses. Each
+# worker starts its own PostgreSQL for the team-mode tests (crm_tui/team/scratch_server.py).
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 # The full-size figures quoted in the README (several minutes each on two cores).
 bench: $(STAMP)

@@ -54,6 +54,7 @@ from crm_tui.store.damage import damaged
 from crm_tui.store.errors import StoreError
 from crm_tui.store.health import pages_problem
 from crm_tui.store.leases import Holder
+from crm_tui.store.opening import open_database
 from crm_tui.store.settling import settle_all
 from crm_tui.sync.engine import ConnectionResult, SyncEngine, failed_report
 from crm_tui.sync.scheduler import announce_next_run
@@ -173,7 +174,7 @@ class CrmApp(App[None]):
         super().__init__()
         self.settings = settings
         self.masker = SecretMasker(settings.secret_values())
-        self.store = store or CacheStore(settings.user_id, Database(settings.database_path))
+        self.store = store or CacheStore(settings.user_id, open_database(settings))
         self.engine = SyncEngine(settings, self.store, masker=self.masker, transport=transport)
         self.index = SearchIndex()
         self.index.columns = self.engine.columns  # custom columns are filter keys
@@ -313,8 +314,8 @@ class CrmApp(App[None]):
         the load did not meet (an index, the audit trail) is shown too, not left for a
         later write."""
         db = self.store.db
-        if db is None or self.store_error is not None:
-            return
+        if db is None or db.backend != "sqlite" or self.store_error is not None:
+            return  # a team database's server checks its own pages
         if self.engine.running():
             self.set_timer(5.0, self._check_pages)
             return

@@ -32,6 +32,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from crm_tui.database_url import DatabaseUrl
 from crm_tui.sources.kit import Setting
 from crm_tui.sources.registry import CONNECTORS, DISPLAY_NAMES, SOURCE_NAMES
 
@@ -137,6 +138,12 @@ class CoreSettings(BaseSettings):
         default=None,
         description="Where the database lives (default: the platform's user data dir).",
     )
+    crm_database_url: SecretStr | None = Field(
+        default=None,
+        description="Team mode: the store in PostgreSQL instead of the data dir's SQLite file"
+        " (postgresql://ROLE:PASSWORD@HOST/DB?sslmode=require; any libpq setting passes"
+        " through). See the README's Team section.",
+    )
     crm_sync_interval_minutes: int = Field(
         default=0,
         ge=0,
@@ -202,7 +209,14 @@ class CoreSettings(BaseSettings):
         except RuntimeError:  # `~name` for a user this system does not know
             raise ValueError(f"cannot expand {value.parts[0]!r}: no such user") from None
 
-    @field_validator("crm_data_dir", "crm_theme", mode="before")
+    @field_validator("crm_database_url")
+    @classmethod
+    def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            DatabaseUrl(value.get_secret_value())  # says what is wrong, never the password
+        return value
+
+    @field_validator("crm_data_dir", "crm_theme", "crm_database_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return _blank_is_unset(value)
@@ -224,6 +238,19 @@ class CoreSettings(BaseSettings):
         return self.data_dir / "crm.sqlite3"
 
     @property
+    def database_url(self) -> DatabaseUrl | None:
+        """The team database, when the store is in PostgreSQL (None: the SQLite file)."""
+        if self.crm_database_url is None:
+            return None
+        return DatabaseUrl(self.crm_database_url.get_secret_value())
+
+    @property
+    def database_location(self) -> str:
+        """Where the store is, as shown to people: the file, or the URL without password."""
+        url = self.database_url
+        return str(self.database_path) if url is None else url.display
+
+    @property
     def log_dir(self) -> Path:
         if self.crm_data_dir is not None:
             return self.data_dir / "logs"
@@ -238,10 +265,12 @@ class CoreSettings(BaseSettings):
         values = []
         for name in type(self).model_fields:
             value = getattr(self, name)
-            if isinstance(value, SecretStr):
+            if isinstance(value, SecretStr) and name != "crm_database_url":
                 raw = value.get_secret_value()
                 if raw:
                     values.append(raw)
+        if self.database_url is not None:  # its password: the rest is shown, as an address
+            values.append(self.database_url.password)
         return values
 
     def source_config(self, name: str) -> SourceConfig:

@@ -108,12 +108,20 @@ async def run_doctor(
     if keymap_problems is not None:
         keymap = config_dir() / "keymap.toml"
         report.settings.append(keymap_check(keymap, keymap_problems(keymap)))
-    report.database = database_checks(settings.database_path)
+    team = settings.database_url is not None
+    if team:
+        from crm_tui.team.health import team_database_checks
+
+        report.database = team_database_checks(settings)
+    else:
+        report.database = database_checks(settings.database_path)
+    stored = [] if team else data_files(settings.database_path, settings.log_file)
     report.files = [
         data_dir_check(settings.data_dir),
         *file_checks(
             [
-                *data_files(settings.database_path, settings.log_file),
+                *stored,
+                *([settings.log_file] if team else []),
                 *(p for p in default_env_files(env_file) if p.exists()),
             ]
         ),
@@ -225,6 +233,9 @@ async def connection_checks(settings: Settings) -> list[Check]:
 
 
 async def _repair(report: DoctorReport, settings: Settings, sync: bool) -> None:
+    if settings.database_url is not None:
+        report.notes.append("a team database's server keeps its own pages: nothing to repair")
+        return
     if not any(c.repairable for c in report.database):
         report.notes.append("the database passed its checks: nothing to repair")
         return

@@ -16,6 +16,7 @@ from crm_tui import __version__
 from crm_tui.cli import (
     cache,
     checks,
+    db,
     duplicates,
     export,
     imports,
@@ -44,6 +45,12 @@ from crm_tui.tuning import tune_batch
 @click.version_option(__version__, prog_name="crm-tui")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Use this data directory.")
 @click.option("--env-file", type=click.Path(path_type=Path), help="Read settings from this file.")
+@click.option(
+    "--database-url",
+    envvar=None,
+    metavar="URL",
+    help="Team mode: the store in this PostgreSQL database (as CRM_DATABASE_URL).",
+)
 @click.option("--demo", is_flag=True, help="Run against built-in simulated CRM servers.")
 @DEMO_CONTACTS
 @click.option("--theme", help="A Textual theme name (textual-dark, nord, gruvbox, ...).")
@@ -53,6 +60,7 @@ def main(
     ctx: click.Context,
     data_dir: Path | None,
     env_file: Path | None,
+    database_url: str | None,
     demo: bool,
     demo_contacts: int,
     theme: str | None,
@@ -65,6 +73,8 @@ def main(
     tune_batch()
     rt = ctx.ensure_object(Runtime)
     rt.data_dir, rt.env_file, rt.debug, rt.theme = data_dir, env_file, debug, theme
+    if database_url:
+        rt.overrides["crm_database_url"] = database_url
     config_dir_from(env_file)
     if ctx.invoked_subcommand is not None:
         if demo:
@@ -92,6 +102,7 @@ for _module in (
     report,
     serve,
     simulator,
+    db,
 ):
     for _command in _module.COMMANDS:
         main.add_command(_command)

@@ -23,6 +23,7 @@ from crm_tui.cli.output import table
 from crm_tui.cli.runtime import Runtime, run
 from crm_tui.config import DISPLAY_NAMES, SOURCE_NAMES, Settings
 from crm_tui.models import RecordKind, utc_now
+from crm_tui.sync.shown import synced_elsewhere
 from crm_tui.text import single_line
 
 if TYPE_CHECKING:
@@ -53,9 +54,10 @@ def _status_table(settings: Settings, statuses: dict[str, Any]) -> None:
     rows = []
     for name, s in statuses.items():
         cfg = settings.source_config(name) if name in SOURCE_NAMES else None
-        note = s.last_error or (
-            "missing " + ", ".join(cfg.missing) if cfg and not cfg.enabled else ""
-        )
+        note = s.last_error or ""
+        if not note and cfg and not cfg.enabled:
+            synced = synced_elsewhere(s, settings)
+            note = "synced by the team's worker" if synced else "missing " + ", ".join(cfg.missing)
         rows.append(
             (
                 DISPLAY_NAMES.get(name, name),

@@ -19,6 +19,7 @@ from crm_tui.cli.errors import CliError
 from crm_tui.config import Settings, load_settings
 from crm_tui.logs import SecretFilter, SecretMasker, setup_logging
 from crm_tui.store import CacheStore, Database
+from crm_tui.store.opening import open_database
 from crm_tui.text import single_line
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ class Runtime:
         """The cache over its database, nothing read yet: for commands that only write."""
         if self._store is None:
             settings = self.settings
-            self._store = CacheStore(settings.user_id, Database(settings.database_path))
+            self._store = CacheStore(settings.user_id, open_database(settings))
         return self._store
 
     @property

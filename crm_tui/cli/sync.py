@@ -7,6 +7,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -80,6 +81,11 @@ def _say_when_waiting(store: CacheStore) -> None:
     is_flag=True,
     help="Read every stream in full (a reconcile), not only what changed since the last sync.",
 )
+@click.option(
+    "--team",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Sync every person with a USER.env (their keys) in this folder: a team's worker.",
+)
 @headless()
 def sync(
     rt: Runtime,
@@ -88,6 +94,7 @@ def sync(
     interval: float | None,
     no_wait: bool,
     full: bool,
+    team: Path | None,
 ) -> Reply | None:
     """Sync the named sources, or every enabled one (guide: POST sync-all, sync/SOURCE).
 
@@ -101,8 +108,15 @@ def sync(
     One process writes a stream at a time: a sync that finds another process syncing the
     same stream waits for it (and says so on stderr), or with --no-wait skips it and exits 5.
 
+    With --team DIR, one worker syncs everyone with a DIR/USER.env into the team database
+    (README: Team); their apps then need no keys of their own.
+
     Example: crm-tui sync followupboss --json; crm-tui sync --full; crm-tui sync --watch
     """
+    if team is not None:
+        if sources:
+            raise click.UsageError("--team syncs every source of every person: name none")
+        return _sync_team(rt, team, watch, interval, full)
     # The records are not read: a sync writes them, and an incremental one a few of
     # them (reading a million would be most of its time). Statuses are.
     store = rt.writable_store(loaded=False)
@@ -119,6 +133,58 @@ def sync(
     payload["artifacts"] = settled
     code = 0 if payload["success"] else sync_exit_code(reports)
     return Reply(payload, lambda: sync_table(reports, sent), code)
+
+
+def _sync_team(
+    rt: Runtime, folder: Path, watch: bool, interval: float | None, full: bool
+) -> Reply | None:
+    from crm_tui.team.worker import TeamSync
+
+    rt.writable_store(loaded=False)  # a read-only database fails here, before any request
+    team = TeamSync(rt.settings, rt.database, folder)
+    if watch:
+        run(_watch_team(team, _watch_minutes(rt, interval)))
+        return None
+
+    async def once() -> dict[str, dict[str, Any]]:
+        try:
+            return await team.sync_once(full)
+        finally:
+            await team.aclose()
+
+    found = run(once())
+    users = {user: sync_payload(rt, reports, ()) for user, reports in found.items()}
+    payload = {"success": all(u["success"] for u in users.values()), "users": users}
+    failed = [reports for user, reports in found.items() if not users[user]["success"]]
+    code = max((sync_exit_code(reports) for reports in failed), default=0)
+
+    def human() -> None:
+        for user, reports in found.items():
+            click.echo(f"{user}:")
+            sync_table(reports)
+
+    return Reply(payload, human, code)
+
+
+async def _watch_team(team: Any, minutes: float) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        stop.set()
+        team.cancel_all()  # cancelled work keeps the previous data
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+
+    def log_run(user: str, reports: dict[str, Any]) -> None:
+        click.echo(f"{utc_now()} {user}:", err=True)
+        _log_run(reports)
+
+    try:
+        await team.watch(minutes, stop, log_run)
+    finally:
+        await team.aclose()
 
 
 def _watch_minutes(rt: Runtime, interval: float | None) -> float:

@@ -18,7 +18,7 @@ from crm_tui.screens.outbox import OutboxScreen
 from crm_tui.screens.store_error import store_error_text
 from crm_tui.sources.messages import QUIET_SOURCES, home_short
 from crm_tui.sync.plan import read_plan
-from crm_tui.sync.shown import shown_status
+from crm_tui.sync.shown import shown_status, synced_elsewhere
 from crm_tui.timefmt import exact, relative
 from crm_tui.widgets.safe import safe, safe_block
 from crm_tui.writeback.shown import open_line
@@ -62,9 +62,10 @@ def progress_text(status: SourceStatus) -> str:
 
 def getting_started(settings: Settings) -> Text | None:
     """With no CRM configured: where the settings go, what each source needs, and how to
-    set one up or try the demo. None once any CRM is configured."""
+    set one up or try the demo. None once any CRM is configured, and in a team database
+    (the team's worker has the keys)."""
     names = [n for n in SOURCE_NAMES if n not in QUIET_SOURCES]
-    if any(settings.source_config(n).enabled for n in names):
+    if settings.database_url is not None or any(settings.source_config(n).enabled for n in names):
         return None
     text = Text("No CRM is set up yet: ", style="bold")
     text.append("k", style="bold reverse")
@@ -180,7 +181,9 @@ class StatusScreen(ModeScreen):
         text.append(f"{DISPLAY_NAMES.get(name, name)}  ", style="bold")
         text.append_text(shown_state(s))
         text.append("\n")
-        if not cfg.enabled:
+        if not cfg.enabled and synced_elsewhere(s, self.crm.settings):
+            text.append("Synced by the team's worker (no keys needed here)\n")
+        elif not cfg.enabled:
             text.append("Not configured. Missing: " + ", ".join(cfg.missing) + "\n", style="yellow")
         else:
             text.append(f"Mode: {cfg.mode}\n")

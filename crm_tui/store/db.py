@@ -417,6 +417,8 @@ class Database(
     RemapStore,
     StampStore,
 ):
+    backend = "sqlite"
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._init_leases()
@@ -439,6 +441,11 @@ class Database(
         self.migrate()
         if not self.read_only:
             self.interrupt_abandoned_runs()
+
+    @property
+    def location(self) -> str:
+        """Where the data is, for messages: the file (a team database: its URL)."""
+        return str(self.path)
 
     def durable(self) -> None:
         """Every commit on the disk before it returns (`synchronous=FULL`; NORMAL survives a

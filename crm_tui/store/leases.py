@@ -130,8 +130,8 @@ class LeaseStore:
                         "UPDATE owners SET heartbeat_at = ? WHERE id = ?",
                         (time.time(), self.owner.id),
                     )
-            # closed, busy past the timeout, or (PostgreSQL) a timeout or a dropped
-            # connection, raised as the store's error: the next beat tries
+            # closed, busy past the timeout, a team database's server gone a moment: the
+            # next beat tries
             except (sqlite3.Error, StoreError):
                 if stop.is_set():
                     return

@@ -98,13 +98,11 @@ class LocalRecordStore:
         unique across contacts and deals so `local:7` names one record."""
         with self.transaction() as conn:
             row = conn.execute(
-                # the aggregate, not SQLite's two-argument max(), which PostgreSQL lacks
-                "SELECT COALESCE(MAX(n), 0) FROM (SELECT last AS n FROM local_sequence"
-                " WHERE user_id = ? UNION ALL SELECT MAX(id) FROM local_records"
-                " WHERE user_id = ?) AS used",
+                "SELECT (SELECT last FROM local_sequence WHERE user_id = ?),"
+                " (SELECT MAX(id) FROM local_records WHERE user_id = ?)",
                 (user_id, user_id),
             ).fetchone()
-            first = int(row[0]) + 1
+            first = max(int(row[0] or 0), int(row[1] or 0)) + 1
             ids = list(range(first, first + len(payloads)))
             conn.execute(
                 "INSERT INTO local_sequence (user_id, last) VALUES (?, ?)"

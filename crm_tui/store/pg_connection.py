@@ -2,7 +2,8 @@
 
 The store's statements are portable SQL but for a few spellings, translated here once per
 statement: `?` and `?N` placeholders, `printf` (PostgreSQL's `format`), SQLite's unary `+`
-that keeps a column off an index, `CAST(... AS BLOB)`, `IS [NOT]` between two values, and
+that keeps a column off an index, `CAST(... AS BLOB)`, `IS [NOT]` between two values, the
+scalar `max(a, b)` and `min(a, b)` (GREATEST, LEAST), and
 `lastrowid` (a `RETURNING` of the table's key). What cannot be translated (PRAGMAs,
 locking) is the database class's (store/postgres.py).
 
@@ -21,7 +22,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.pq import TransactionStatus
 
-from crm_tui.store.database_url import DatabaseUrl
+from crm_tui.database_url import DatabaseUrl
 from crm_tui.store.errors import DatabaseRefused, DatabaseUnavailable, StoreError
 
 # Tables whose key PostgreSQL generates: an INSERT into one returns it, as `lastrowid`.
@@ -36,6 +37,30 @@ _BLOB = re.compile(r"CAST\((.*) AS BLOB\)", re.DOTALL)
 _IS_NOT = re.compile(r"\bIS NOT (?!NULL\b)")
 _IS = re.compile(r"\bIS (?!NOT\b|NULL\b|DISTINCT\b)")
 _INSERT_INTO = re.compile(r"^\s*INSERT INTO (\w+)", re.IGNORECASE)
+_MAX_MIN = re.compile(r"\b(max|min)\(", re.IGNORECASE)
+
+
+def _scalar_max_min(sql: str) -> str:
+    """SQLite's `max(a, b)` and `min(a, b)` of two or more values (an aggregate has one
+    argument) as PostgreSQL's GREATEST and LEAST."""
+    out, start = [], 0
+    for match in _MAX_MIN.finditer(sql):
+        depth, commas, end = 0, 0, match.end()
+        for end in range(match.end(), len(sql)):
+            c = sql[end]
+            if c == "(":
+                depth += 1
+            elif c == ")":
+                if depth == 0:
+                    break
+                depth -= 1
+            elif c == "," and depth == 0:
+                commas += 1
+        if commas:
+            name = "GREATEST(" if match.group(1).lower() == "max" else "LEAST("
+            out.append(sql[start : match.start()] + name)
+            start = match.end()
+    return "".join(out) + sql[start:]
 
 
 @functools.lru_cache(maxsize=2048)
@@ -44,6 +69,7 @@ def translate(sql: str) -> tuple[str, tuple[int, ...] | None, str | None]:
     given); the key column an INSERT returns (None: no RETURNING added)."""
     sql = sql.replace("%", "%%")
     sql = sql.replace("printf(", "format(")
+    sql = _scalar_max_min(sql)
     sql = _UNARY_PLUS.sub("", sql)
     sql = _BLOB.sub(r"convert_to(\1, 'UTF8')", sql)
     sql = _IS_NOT.sub("IS DISTINCT FROM ", sql)
@@ -107,12 +133,28 @@ class PgCursor:
 
 class PgConnection:
     """The part of sqlite3.Connection the store uses, over one psycopg connection in
-    autocommit mode: the store's own BEGIN and COMMIT delimit its transactions."""
+    autocommit mode: the store's own BEGIN and COMMIT delimit its transactions.
+
+    One connection per store, as SQLite has: a process's statements are serialised by the
+    store's lock anyway, so more would only cost the server. Results come in binary (the
+    records' joined lines as bytes, not hex text). A connection the server or the network
+    dropped fails the statement it was running (a transaction is lost whole) and is made
+    again for the next one: an app outlives a database restart."""
 
     def __init__(self, url: DatabaseUrl, application: str = "crm-tui") -> None:
         self.url = url
-        with errors_named(url):
-            self.raw = psycopg.connect(url.conninfo(application), autocommit=True)
+        self._application = application
+        self._raw = self._connect()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        with errors_named(self.url):
+            return psycopg.connect(self.url.conninfo(self._application), autocommit=True)
+
+    @property
+    def raw(self) -> psycopg.Connection[Any]:
+        if self._raw.broken:
+            self._raw = self._connect()
+        return self._raw
 
     @property
     def in_transaction(self) -> bool:
@@ -125,7 +167,7 @@ class PgConnection:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> PgCursor:
         text, order, returning = translate(sql)
         with errors_named(self.url):
-            cursor = self.raw.cursor()
+            cursor = self.raw.cursor(binary=True)
             # Always parameters, if none: psycopg reads `%%` as `%` only in a query with some.
             cursor.execute(text, _ordered(params, order))
             return PgCursor(cursor, returning)
@@ -148,7 +190,8 @@ class PgConnection:
         batches."""
         text, order, _ = translate(sql)
         with errors_named(self.url):
-            cursor = self.raw.cursor(name=f"crm_rows_{id(self)}_{next(_cursor_numbers)}")
+            name = f"crm_rows_{id(self)}_{next(_cursor_numbers)}"
+            cursor = self.raw.cursor(name=name, binary=True)
             try:
                 cursor.execute(text, _ordered(params, order))
                 while rows := cursor.fetchmany(size):
@@ -158,7 +201,7 @@ class PgConnection:
                     cursor.close()
 
     def close(self) -> None:
-        self.raw.close()
+        self._raw.close()
 
 
 _cursor_numbers = iter(range(1, 1 << 62))
@@ -167,6 +210,17 @@ _cursor_numbers = iter(range(1, 1 << 62))
 @functools.cache
 def _refusals() -> tuple[type[Exception], ...]:
     return (pg_errors.InsufficientPrivilege, pg_errors.InvalidAuthorizationSpecification)
+
+
+# A connection the server turns away raises a bare OperationalError (no SQLSTATE reaches the
+# client before the session exists): these messages of the server's tell a refusal (the
+# login, its password, pg_hba.conf) from a server that cannot be reached.
+_REFUSED_LOGIN = re.compile(
+    r"authentication failed|no pg_hba\.conf entry|pg_hba\.conf rejects"
+    r"|role \"[^\"]*\" does not exist|not permitted to log in"
+    r"|permission denied for database|password is required|no password supplied",
+    re.IGNORECASE,
+)
 
 
 class errors_named:
@@ -185,7 +239,9 @@ class errors_named:
             return
         said = self.url.masked(str(exc).strip()) or type(exc).__name__
         where = self.url.display
-        if isinstance(exc, _refusals()):
+        if isinstance(exc, _refusals()) or (
+            type(exc) is psycopg.OperationalError and _REFUSED_LOGIN.search(str(exc))
+        ):
             raise DatabaseRefused("The team database refused", f"{where}: {said}") from None
         if isinstance(exc, psycopg.OperationalError) and not isinstance(
             exc, pg_errors.QueryCanceled

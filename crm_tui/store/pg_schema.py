@@ -202,9 +202,88 @@ def _roles() -> str:
     return create + policies + notices
 
 
+# A SECURITY DEFINER function runs with its owner's rights, so nothing the caller controls
+# may decide which table a name means. PostgreSQL searches the session's temporary schema
+# first for tables unless `search_path` names it: a member's own `CREATE TEMP TABLE
+# crm_members` would have been read instead of the real one (any position, any team). Here
+# every name is qualified and `pg_temp` comes last.
+_DEFINER = "SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp"
+_CLOSE_DEFINERS = f"""
+    CREATE OR REPLACE FUNCTION crm_users(writing boolean) RETURNS text[]
+        LANGUAGE sql STABLE {_DEFINER} AS $$
+        SELECT coalesce(array_agg(DISTINCT u), '{{}}') FROM (
+            SELECT me.user_id AS u FROM public.crm_members me
+                WHERE me.role_name = session_user AND me.user_id IS NOT NULL
+            UNION ALL
+            SELECT them.user_id FROM public.crm_members me JOIN public.crm_members them
+                ON them.team = me.team AND them.user_id IS NOT NULL
+                WHERE me.role_name = session_user
+                  AND (me.position = 'worker' OR (me.position = 'lead' AND NOT writing))
+        ) visible $$;
+    CREATE OR REPLACE FUNCTION crm_changes_floor() RETURNS bigint
+        LANGUAGE sql STABLE {_DEFINER} AS $$
+        SELECT min(seq) FROM public.changes $$;
+    """
+
+# The shared bookkeeping tables, narrowed:
+# - owners: a process's row is its login role's. Anyone reads them (who holds a lease), only
+#   the role that wrote one changes it, and a row goes when its role deletes it or nothing
+#   names it any more, counted over everyone's rows (crm_owner_unused). Without this, a
+#   member's ordinary sweep (`DELETE FROM owners WHERE id NOT IN (SELECT owner FROM
+#   leases) ...`, whose subqueries see only that member's rows) deleted the owner rows of
+#   every other user's live processes, and their leases then looked abandoned.
+# - generations: a number is taken from the sequence, never chosen (one chosen ahead would
+#   make another user's next generation collide), and never changed.
+# - webhook_refusals: counts that only grow; no member deletes or lowers them.
+_SHARED_POLICIES = f"""
+    ALTER TABLE owners ADD COLUMN role_name {TEXT} NOT NULL DEFAULT session_user;
+    CREATE FUNCTION crm_owner_unused(owner_id text) RETURNS boolean
+        LANGUAGE sql STABLE {_DEFINER} AS $$
+        SELECT NOT EXISTS (SELECT FROM public.leases WHERE owner = owner_id)
+           AND NOT EXISTS (SELECT FROM public.pending_generations WHERE owner = owner_id)
+           AND NOT EXISTS (SELECT FROM public.sync_runs
+                           WHERE owner = owner_id AND ended_at IS NULL)
+           AND NOT EXISTS (SELECT FROM public.outbox WHERE claimed_by = owner_id) $$;
+    REVOKE ALL ON FUNCTION crm_owner_unused(text) FROM PUBLIC;
+    GRANT EXECUTE ON FUNCTION crm_owner_unused(text) TO crm_agent, crm_lead, crm_worker;
+    ALTER TABLE owners ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY owners_read ON owners FOR SELECT USING (true);
+    CREATE POLICY owners_insert ON owners FOR INSERT WITH CHECK (role_name = session_user);
+    CREATE POLICY owners_update ON owners FOR UPDATE USING (role_name = session_user)
+        WITH CHECK (role_name = session_user);
+    CREATE POLICY owners_delete ON owners FOR DELETE
+        USING (role_name = session_user OR crm_owner_unused(id));
+    REVOKE UPDATE ON generations FROM crm_agent, crm_lead, crm_worker;
+    ALTER TABLE generations ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY generations_read ON generations FOR SELECT USING (true);
+    CREATE FUNCTION crm_taken_here(generation bigint) RETURNS boolean
+        LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, public, pg_temp AS $$
+        BEGIN
+            RETURN generation = currval(pg_get_serial_sequence('public.generations', 'id'));
+        EXCEPTION WHEN object_not_in_prerequisite_state THEN
+            RETURN false;  -- this session took no number yet
+        END $$;
+    CREATE POLICY generations_insert ON generations FOR INSERT
+        WITH CHECK (crm_taken_here(id));
+    CREATE POLICY generations_delete ON generations FOR DELETE USING (true);
+    REVOKE DELETE ON webhook_refusals FROM crm_agent, crm_lead, crm_worker;
+    CREATE FUNCTION crm_refusals_only_grow() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.count < OLD.count OR NEW.source <> OLD.source OR NEW.reason <> OLD.reason
+            THEN RAISE insufficient_privilege USING MESSAGE = 'refusal counts only grow';
+            END IF;
+            RETURN NEW;
+        END $$;
+    CREATE TRIGGER webhook_refusals_grow BEFORE UPDATE ON webhook_refusals
+        FOR EACH ROW EXECUTE FUNCTION crm_refusals_only_grow();
+    """
+
 MIGRATIONS: tuple[str, ...] = (
     # 0 -> 1: the tables, as SQLite's schema 9 has them
     _BASE,
     # 1 -> 2: team roles, row-level security, change notices
     _SECURITY + _roles(),
+    # 2 -> 3: security-definer functions that no session's temporary table can redirect;
+    # the shared owners and generations tables closed to other users' tampering
+    _CLOSE_DEFINERS + _SHARED_POLICIES,
 )

@@ -25,9 +25,9 @@ from typing import Any
 
 import psycopg
 
+from crm_tui.database_url import DatabaseUrl
 from crm_tui.files import secure_dir
 from crm_tui.models import CONTACT_FIELDS, DEAL_FIELDS, RecordKind
-from crm_tui.store.database_url import DatabaseUrl
 from crm_tui.store.db import Database
 from crm_tui.store.errors import DatabaseRefused, SchemaMismatch, StoreError
 from crm_tui.store.pg_connection import PgConnection

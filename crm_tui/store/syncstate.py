@@ -70,10 +70,10 @@ class SyncStateStore:
     def save_rate(self, user_id: str, source: str, reading: RateReading) -> None:
         with self.transaction() as conn:  # type: ignore[attr-defined]
             conn.execute(
-                "INSERT INTO rate_budgets (user_id, source, request_limit,"
-                " remaining, window_seconds, daily_remaining, observed_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, source) DO UPDATE"
-                " SET request_limit = excluded.request_limit, remaining = excluded.remaining,"
+                "INSERT INTO rate_budgets (user_id, source, request_limit, remaining,"
+                " window_seconds, daily_remaining, observed_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (user_id, source) DO UPDATE SET"
+                " request_limit = excluded.request_limit, remaining = excluded.remaining,"
                 " window_seconds = excluded.window_seconds,"
                 " daily_remaining = excluded.daily_remaining, observed_at = excluded.observed_at",
                 (

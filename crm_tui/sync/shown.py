@@ -15,10 +15,21 @@ def shown_status(store: CacheStore, settings: Settings, name: str) -> SourceStat
 
 def as_shown(status: SourceStatus, settings: Settings) -> SourceStatus:
     """`status` (a copy the caller owns), disabled while its source's settings are
-    incomplete: for statuses counted without a loaded store (`crm-tui status`)."""
-    if status.source in SOURCE_NAMES and not settings.source_config(status.source).enabled:
+    incomplete: for statuses counted without a loaded store (`crm-tui status`). In a team
+    database, a source the team's worker syncs shows as it is, keys here or not."""
+    if (
+        status.source in SOURCE_NAMES
+        and not settings.source_config(status.source).enabled
+        and not synced_elsewhere(status, settings)
+    ):
         status.state = SyncState.DISABLED
     return status
+
+
+def synced_elsewhere(status: SourceStatus, settings: Settings) -> bool:
+    """A team database's source that someone else (the worker) syncs: it has been synced,
+    and this process has not its keys."""
+    return settings.database_url is not None and status.last_sync is not None
 
 
 def shown_statuses(store: CacheStore, settings: Settings) -> dict[str, SourceStatus]:

@@ -77,7 +77,9 @@ class ScratchServer:
         password) over loopback TCP."""
         if password is None:
             return f"postgresql://{quote(user)}@/{dbname}?host={quote(str(self.directory))}&port={self.port}"
-        return f"postgresql://{quote(user)}:{quote(password)}@127.0.0.1:{self.port}/{dbname}"
+        # every character of the user and password that a URL reserves is %-escaped
+        login = f"{quote(user, safe='')}:{quote(password, safe='')}"
+        return f"postgresql://{login}@127.0.0.1:{self.port}/{dbname}"
 
     def stop(self) -> None:
         self._run(

@@ -13,8 +13,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from crm_tui.database_url import DatabaseUrl
 from crm_tui.store import Database
-from crm_tui.store.database_url import DatabaseUrl
 from crm_tui.store.postgres import PostgresDatabase
 from crm_tui.team.scratch_server import ScratchServer
 

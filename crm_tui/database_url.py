@@ -10,7 +10,7 @@ mid-transaction is noticed by the server.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 SCHEMES = ("postgresql", "postgres")
 _DEFAULTS = {
@@ -32,11 +32,14 @@ class DatabaseUrl:
     url: str
 
     def __post_init__(self) -> None:
-        try:
-            parts = urlsplit(self.url)
-            parts.port  # noqa: B018 - a bad port raises here, not at connect time
-        except ValueError as exc:
-            raise InvalidDatabaseUrl(f"not a database URL: {exc}") from None
+        parts = _split(self.url)
+        if parts is None:
+            # Never the parser's words, nor its error as this one's context: they quote the
+            # text it choked on, a piece of the password when one holds an unescaped @ or /.
+            raise InvalidDatabaseUrl(
+                "not a database URL: its host or port cannot be read (in a password, escape"
+                " @ : / ? # % as %40 %3A %2F %3F %23 %25)"
+            )
         if parts.scheme not in SCHEMES:
             raise InvalidDatabaseUrl(
                 f"a team database URL starts with postgresql://, not {parts.scheme or '(none)'}://"
@@ -82,6 +85,17 @@ class DatabaseUrl:
         added = "&".join(f"{k}={quote(v)}" for k, v in extra.items() if k not in given)
         query = "&".join(q for q in (parts.query, added) if q)
         return parts._replace(query=query).geturl()
+
+
+def _split(url: str) -> SplitResult | None:
+    """The URL's parts; None when its host or port cannot be read (a bad port raises here,
+    not at connect time)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018
+    except ValueError:
+        return None
+    return parts
 
 
 def is_database_url(value: str) -> bool:
