@@ -517,8 +517,11 @@ def _start_and_kill_when_ready(url: str, data_dir: Path, how: str) -> tuple[int,
         text=True,
     )
     try:
-        ready, _, _ = select.select([child.stdout], [], [], 30)
-        assert ready and child.stdout is not None, "the child never got there"
+        assert child.stdout is not None
+        # poll, not select: a long test session's process may hold descriptors past 1024
+        poller = select.poll()
+        poller.register(child.stdout, select.POLLIN)
+        assert poller.poll(30_000), "the child never got there"
         line = child.stdout.readline()
         assert line, child.stderr.read() if child.stderr else ""
         generation, backend = (int(part) for part in line.split())

@@ -517,7 +517,7 @@ CLAIMER = """
 import sys, time
 from pathlib import Path
 from crm_tui.store import Database
-from crm_tui.store.database_url import DatabaseUrl
+from crm_tui.database_url import DatabaseUrl
 from crm_tui.store.postgres import PostgresDatabase
 from crm_tui.webhooks.inbox import Claim, WebhookInbox
 kind, where, data_dir = sys.argv[1:]
