@@ -1,6 +1,6 @@
 """Many processes on one data dir: overlapping syncs, syncs beside local edits and imports,
-and a sync killed in the middle of its commit. Real processes, real sockets, real SQLite.
-(The CLI cannot point at PostgreSQL yet: only the in-process tests run on both back ends.)
+and a sync killed in the middle of its commit. Real processes, real sockets, on both back
+ends: a SQLite file in the data dir, and a team database in PostgreSQL.
 
 After every run, each stream equals the server's dataset record by record, and every local
 contact and imported row is there.
@@ -12,9 +12,9 @@ import asyncio
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,7 +28,8 @@ from crm_tui.demo.servers import DemoServers, Faults, start_demo_servers
 from crm_tui.models import RecordKind, SyncState
 from crm_tui.sources.base import SourceContext
 from crm_tui.sources.registry import build_source
-from crm_tui.store import CacheStore, Database
+from crm_tui.store import CacheStore
+from tests.helpers.backends import Backing
 from tests.helpers.dataset import STREAMS, comparable, expected
 from tests.helpers.env import DEMO_CONTACTS, make_settings
 from tests.helpers.reliability import FULL, REPORT
@@ -47,33 +48,63 @@ def slow_servers() -> Iterator[DemoServers]:
     servers.stop()
 
 
-def environment(servers: DemoServers, data_dir: Path, **extra: str) -> dict[str, str]:
+def environment(servers: DemoServers, backing: Backing, **extra: str) -> dict[str, str]:
     return {
         **os.environ,
         **servers.env(),
-        "CRM_DATA_DIR": str(data_dir),
+        "CRM_DATA_DIR": str(backing.data_dir),
         "CRM_USER_ID": "team",
+        **backing.env(),
         **extra,
     }
 
 
-def start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "crm_tui", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+class Child(subprocess.Popen[str]):
+    """A crm-tui process whose output is read as it comes: a test waits for what it says
+    (a loaded machine starts a process in seconds, not the moment a sleep allows)."""
+
+    def __init__(self, env: dict[str, str], args: tuple[str, ...]) -> None:
+        super().__init__(
+            [sys.executable, "-m", "crm_tui", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._drain, args=(pipe, into), daemon=True)
+            for pipe, into in ((self.stdout, self.out), (self.stderr, self.err))
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _drain(pipe: Any, into: list[str]) -> None:
+        for line in pipe:
+            into.append(line)
+
+    def said(self, text: str) -> bool:
+        return any(text in line for line in self.err)
+
+    def outcome(self, timeout: float) -> tuple[int, str, str]:
+        self.wait(timeout=timeout)
+        for reader in self._readers:
+            reader.join(timeout=timeout)
+        return self.returncode, "".join(self.out), "".join(self.err)
 
 
-def finish(process: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str, str]:
-    out, err = process.communicate(timeout=timeout)
-    return process.returncode, out, err
+def start(env: dict[str, str], *args: str) -> Child:
+    return Child(env, args)
 
 
-def cached(data_dir: Path, source: str, stream: RecordKind) -> dict[str, dict[str, Any]]:
-    db = Database(data_dir / "crm.sqlite3")
+def finish(process: Child, timeout: float = 120) -> tuple[int, str, str]:
+    return process.outcome(timeout)
+
+
+def cached(backing: Backing, source: str, stream: RecordKind) -> dict[str, dict[str, Any]]:
+    db = backing.open()
     try:
         store = CacheStore("team", db)
         store.load_sync()
@@ -87,10 +118,10 @@ def dataset(servers: DemoServers, tmp_path: Path, source: str, stream: RecordKin
     return expected(build_source(source, SourceContext(settings, "team")), stream, servers)
 
 
-def leftovers(data_dir: Path) -> dict[str, int]:
+def leftovers(backing: Backing) -> dict[str, int]:
     """What a finished run must not leave: leases, unfinished generations, owners, and rows
     outside every visible generation."""
-    db = Database(data_dir / "crm.sqlite3")
+    db = backing.open()
     try:
         conn = db._conn
         counts = {
@@ -125,20 +156,6 @@ def reported_counts(stdout: str, source: str) -> dict[str, int]:
 # -- two syncs of one stream -------------------------------------------------------------------
 
 
-def pending_kinds(data_dir: Path) -> set[str]:
-    """The streams some process is writing a generation of right now."""
-    path = data_dir / "crm.sqlite3"
-    if not path.exists():
-        return set()
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-    try:
-        return {k for (k,) in conn.execute("SELECT kind FROM pending_generations")}
-    except sqlite3.OperationalError:  # not created yet
-        return set()
-    finally:
-        conn.close()
-
-
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -163,7 +180,7 @@ def start_inside(
     release: bool = True,
     crash_at: str | None = None,
     first_args: tuple[str, ...] = ("sync", "followupboss", "--full", "--json"),
-) -> tuple[subprocess.Popen[str], subprocess.Popen[str]]:
+) -> tuple[Child, Child]:
     """A first sync paused at `point`, a second command started there; then both go on
     (or, without `release`, the first stays paused for the caller to deal with)."""
     barrier = tmp_path / "paused"
@@ -173,16 +190,21 @@ def start_inside(
     first = start(paused, *first_args)
     wait_until(barrier.exists, f"the first sync at {point}")
     second = start(env, *(second_args or ("sync", "followupboss", "--full", "--json")))
-    time.sleep(1.5)  # the second is up, and waiting for the lease (or the commit's lock)
+    if point == "commit":  # the second waits for the commit's lock, and says nothing
+        time.sleep(1.5)
+    else:  # the second waits for the lease and says so, or is done (--no-wait, an import)
+        wait_until(
+            lambda: second.said("waiting for") or second.poll() is not None,
+            "the second command waiting for the first",
+        )
     if release:
         barrier.unlink()
     return first, second
 
 
 @pytest.mark.parametrize("order", ORDERS)
-def test_two_overlapping_syncs_of_one_source_lose_nothing(tmp_path, slow_servers, order):
-    data_dir = tmp_path / "data"
-    env = environment(slow_servers, data_dir)
+def test_two_overlapping_syncs_of_one_source_lose_nothing(tmp_path, backing, slow_servers, order):
+    env = environment(slow_servers, backing)
     first = second = None
     if order == "both at once":
         first = start(env, "sync", "followupboss", "--full", "--json")
@@ -193,7 +215,7 @@ def test_two_overlapping_syncs_of_one_source_lose_nothing(tmp_path, slow_servers
     assert [code for code, _, _ in results] == [0, 0], [err for _, _, err in results]
     want = {s: dataset(slow_servers, tmp_path, "followupboss", s) for s in ("contacts", "deals")}
     for stream, records in want.items():
-        assert cached(data_dir, "followupboss", stream) == records, stream
+        assert cached(backing, "followupboss", stream) == records, stream
     for _, out, _ in results:  # each report says what its commit wrote, no more
         assert reported_counts(out, "followupboss") == {s: len(r) for s, r in want.items()}
     if order == "both at once":  # either may win the lease; the other waits
@@ -202,13 +224,14 @@ def test_two_overlapping_syncs_of_one_source_lose_nothing(tmp_path, slow_servers
         assert f"waiting for the sync in process {first.pid}" in results[1][2]
     # (inside the commit, the second waits for SQLite's lock; the streams may then take
     # turns without either waiting for a lease)
-    assert leftovers(data_dir) == NOTHING_LEFT
+    assert leftovers(backing) == NOTHING_LEFT
     REPORT.overlaps.append((order, 2, sum(len(r) for r in want.values())))
 
 
-def test_with_no_wait_a_busy_stream_exits_5_and_keeps_the_other_run_whole(tmp_path, slow_servers):
-    data_dir = tmp_path / "data"
-    env = environment(slow_servers, data_dir)
+def test_with_no_wait_a_busy_stream_exits_5_and_keeps_the_other_run_whole(
+    tmp_path, backing, slow_servers
+):
+    env = environment(slow_servers, backing)
     no_wait = ("sync", "followupboss", "--no-wait", "--json")
     first, second = start_inside(env, tmp_path, "page:followupboss:contacts", *no_wait)
     code, out, err = finish(second)
@@ -217,17 +240,16 @@ def test_with_no_wait_a_busy_stream_exits_5_and_keeps_the_other_run_whole(tmp_pa
     assert result["success"] is False and f"process {first.pid}" in result["error"]
     assert finish(first)[0] == 0
     want = dataset(slow_servers, tmp_path, "followupboss", "contacts")
-    assert cached(data_dir, "followupboss", "contacts") == want
+    assert cached(backing, "followupboss", "contacts") == want
     REPORT.overlaps.append(("second with --no-wait", 2, len(want)))
 
 
 @pytest.mark.parametrize("crash_at", ["commit", "mid-stream"])
-def test_a_sync_killed_while_another_waits_is_taken_over(tmp_path, slow_servers, crash_at):
+def test_a_sync_killed_while_another_waits_is_taken_over(tmp_path, backing, slow_servers, crash_at):
     """The first sync dies holding the lease: in the middle of its commit (the transaction
     half done), or while reading pages (SIGKILL). The waiting one takes over at once, and
     nothing the dead one wrote survives."""
-    data_dir = tmp_path / "data"
-    env = environment(slow_servers, data_dir)
+    env = environment(slow_servers, backing)
     if crash_at == "commit":
         first, second = start_inside(env, tmp_path, "page:followupboss:contacts", crash_at="commit")
         assert finish(first)[0] == -signal.SIGKILL
@@ -241,32 +263,32 @@ def test_a_sync_killed_while_another_waits_is_taken_over(tmp_path, slow_servers,
     compared = 0
     for stream in ("contacts", "deals"):
         want = dataset(slow_servers, tmp_path, "followupboss", stream)
-        assert cached(data_dir, "followupboss", stream) == want, stream
+        assert cached(backing, "followupboss", stream) == want, stream
         compared += len(want)
-    assert leftovers(data_dir) == NOTHING_LEFT
+    assert leftovers(backing) == NOTHING_LEFT
     when = "in its commit" if crash_at == "commit" else "reading pages"
     REPORT.overlaps.append((f"first killed {when} (SIGKILL), second waiting", 2, compared))
 
 
-def test_a_commit_killed_halfway_keeps_the_previous_good_data(tmp_path, demo_servers):
+def test_a_commit_killed_halfway_keeps_the_previous_good_data(tmp_path, backing, demo_servers):
     """SIGKILL inside the commit transaction: the next process sees the old rows whole."""
-    data_dir = tmp_path / "data"
-    env = environment(demo_servers, data_dir)
+    env = environment(demo_servers, backing)
     assert finish(start(env, "sync", "followupboss", "--json"))[0] == 0
-    before = cached(data_dir, "followupboss", "contacts")
+    before = cached(backing, "followupboss", "contacts")
     crashed = start({**env, "CRM_CRASH_AT": "commit"}, "sync", "followupboss", "--json")
     assert finish(crashed)[0] == -signal.SIGKILL
-    assert cached(data_dir, "followupboss", "contacts") == before
+    assert cached(backing, "followupboss", "contacts") == before
     assert finish(start(env, "sync", "followupboss", "--json"))[0] == 0
-    assert leftovers(data_dir) == NOTHING_LEFT
+    assert leftovers(backing) == NOTHING_LEFT
 
 
 # -- whole syncs beside local edits ----------------------------------------------------------
 
 
-def test_two_syncs_of_everything_and_a_loop_of_local_edits_lose_nothing(tmp_path, slow_servers):
-    data_dir = tmp_path / "data"
-    env = environment(slow_servers, data_dir)
+def test_two_syncs_of_everything_and_a_loop_of_local_edits_lose_nothing(
+    tmp_path, backing, slow_servers
+):
+    env = environment(slow_servers, backing)
     names = [f"Overlap{i}" for i in range(12)]
     script = (
         "import subprocess, sys\n"
@@ -291,14 +313,14 @@ def test_two_syncs_of_everything_and_a_loop_of_local_edits_lose_nothing(tmp_path
     for source, streams in STREAMS.items():
         for stream in streams:
             want = dataset(slow_servers, tmp_path, source, stream)
-            assert cached(data_dir, source, stream) == want, (source, stream)
+            assert cached(backing, source, stream) == want, (source, stream)
             compared += len(want)
-    local = cached(data_dir, "local", "contacts")
+    local = cached(backing, "local", "contacts")
     assert sorted(r["first_name"] for r in local.values()) == sorted(names)
-    db = Database(data_dir / "crm.sqlite3")
+    db = backing.open()
     assert len(db.local_records("team", "contacts")) == len(names)
     db.close()
-    assert leftovers(data_dir) == NOTHING_LEFT
+    assert leftovers(backing) == NOTHING_LEFT
     REPORT.overlaps.append(("sync of everything x2 + 12 local adds", 3, compared + len(names)))
 
 
@@ -315,9 +337,9 @@ def extra_csv(folder: Path) -> Path:
     return path
 
 
-def assert_topproducer_whole(data_dir: Path, servers: DemoServers, tmp_path: Path) -> int:
+def assert_topproducer_whole(backing: Backing, servers: DemoServers, tmp_path: Path) -> int:
     want = dataset(servers, tmp_path, "topproducer", "contacts")
-    have = cached(data_dir, "topproducer", "contacts")
+    have = cached(backing, "topproducer", "contacts")
     imported = {f"topproducer:{i}": first for i, first, _ in IMPORTED}
     assert {k: have[k]["first_name"] for k in imported if k in have} == imported
     assert {k: v for k, v in have.items() if k not in imported} == want
@@ -325,9 +347,8 @@ def assert_topproducer_whole(data_dir: Path, servers: DemoServers, tmp_path: Pat
 
 
 @pytest.mark.parametrize("order", ["import during the sync", "import before the sync"])
-def test_imported_rows_survive_every_sync_of_their_source(tmp_path, slow_servers, order):
-    data_dir = tmp_path / "data"
-    env = environment(slow_servers, data_dir)
+def test_imported_rows_survive_every_sync_of_their_source(tmp_path, backing, slow_servers, order):
+    env = environment(slow_servers, backing)
     csv = extra_csv(tmp_path)
     importing = ["import", "topproducer", str(csv), "--json"]
     if order == "import during the sync":
@@ -348,10 +369,10 @@ def test_imported_rows_survive_every_sync_of_their_source(tmp_path, slow_servers
         assert finish(start(env, "sync", "topproducer", "--json"))[0] == 0
     assert code == 0, err
     assert json.loads(out)["applied"][0]["written"] == len(IMPORTED)
-    rows = assert_topproducer_whole(data_dir, slow_servers, tmp_path)
+    rows = assert_topproducer_whole(backing, slow_servers, tmp_path)
     assert finish(start(env, "sync", "topproducer", "--json"))[0] == 0  # and the next one
-    assert assert_topproducer_whole(data_dir, slow_servers, tmp_path) == rows
-    assert leftovers(data_dir) == NOTHING_LEFT
+    assert assert_topproducer_whole(backing, slow_servers, tmp_path) == rows
+    assert leftovers(backing) == NOTHING_LEFT
     REPORT.overlaps.append((order, 2, rows))
 
 
@@ -360,16 +381,19 @@ def test_imported_rows_survive_every_sync_of_their_source(tmp_path, slow_servers
 
 @contextmanager
 def cron_reading_contacts(
-    tmp_path: Path, servers: DemoServers
-) -> Iterator[tuple[subprocess.Popen[str], Settings, Path]]:
+    tmp_path: Path, backing: Backing, servers: DemoServers
+) -> Iterator[tuple[Child, Settings, Path]]:
     """A `crm-tui sync followupboss` paused as it reads contacts (holding the stream's
-    lease), the settings of an app on the same data dir, and the file that holds the pause."""
-    env = environment(servers, tmp_path / "data")
+    lease), the settings of an app on the same store, and the file that holds the pause."""
+    env = environment(servers, backing)
     barrier = tmp_path / "paused"
     paused = {**env, "CRM_PAUSE_AT": "page:followupboss:contacts", "CRM_PAUSE_FILE": str(barrier)}
     cron = start(paused, "sync", "followupboss", "--json")
     settings = make_settings(
-        tmp_path, crm_user_id="team", **{k.lower(): v for k, v in servers.env().items()}
+        tmp_path,
+        crm_user_id="team",
+        **{k.lower(): v for k, v in servers.env().items()},
+        **backing.settings(),
     )
     try:
         wait_until(barrier.exists, "the cron sync reading contacts")
@@ -390,13 +414,13 @@ async def followupboss_row(pilot: Any, table: Any, shows: Callable[[str], bool])
     return row()
 
 
-async def test_the_app_shows_it_waits_for_another_processes_sync(tmp_path, slow_servers):
+async def test_the_app_shows_it_waits_for_another_processes_sync(tmp_path, backing, slow_servers):
     from textual.widgets import DataTable
 
     from crm_tui.app import make_app
     from tests.helpers.tui import SIZE, settle
 
-    with cron_reading_contacts(tmp_path, slow_servers) as (cron, settings, barrier):
+    with cron_reading_contacts(tmp_path, backing, slow_servers) as (cron, settings, barrier):
         app = make_app(settings, sync_stale=False)
         async with app.run_test(size=SIZE) as pilot:
             await settle(pilot, app)
@@ -416,13 +440,13 @@ async def test_the_app_shows_it_waits_for_another_processes_sync(tmp_path, slow_
         assert (await asyncio.to_thread(finish, cron))[0] == 0
 
 
-async def test_the_app_stops_showing_a_sync_whose_process_died(tmp_path, slow_servers):
+async def test_the_app_stops_showing_a_sync_whose_process_died(tmp_path, backing, slow_servers):
     from textual.widgets import DataTable
 
     from crm_tui.app import make_app
     from tests.helpers.tui import SIZE, settle
 
-    with cron_reading_contacts(tmp_path, slow_servers) as (cron, settings, _):
+    with cron_reading_contacts(tmp_path, backing, slow_servers) as (cron, settings, _):
         app = make_app(settings, sync_stale=False)
         async with app.run_test(size=SIZE) as pilot:
             await settle(pilot, app)
@@ -449,13 +473,16 @@ def test_a_run_that_ends_late_never_moves_last_sync_back(open_db):
     assert (saved.last_sync, saved.last_error) == ("2026-11-26T15:38:21Z", "boom")
 
 
-async def test_an_open_app_shows_the_status_another_process_left(tmp_path, demo_servers):
+async def test_an_open_app_shows_the_status_another_process_left(tmp_path, backing, demo_servers):
     from crm_tui.app import make_app
     from tests.helpers.tui import SIZE, settle, until
 
-    env = environment(demo_servers, tmp_path / "data")
+    env = environment(demo_servers, backing)
     settings = make_settings(
-        tmp_path, crm_user_id="team", **{k.lower(): v for k, v in demo_servers.env().items()}
+        tmp_path,
+        crm_user_id="team",
+        **{k.lower(): v for k, v in demo_servers.env().items()},
+        **backing.settings(),
     )
     app = make_app(settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
@@ -464,17 +491,16 @@ async def test_an_open_app_shows_the_status_another_process_left(tmp_path, demo_
         code, _, err = await asyncio.to_thread(finish, start(env, "sync", "followupboss"))
         assert code == 0, err
         await until(pilot, lambda: app.store.status("followupboss").last_sync)
-        db = Database(settings.database_path)
+        db = backing.open()
         saved = db.load_statuses("team")["followupboss"].last_sync
         db.close()
         assert saved and app.store.status("followupboss").last_sync == saved
 
 
-def test_sigterm_stops_a_sync_and_leaves_nothing_half_written(tmp_path, slow_servers):
-    data_dir = tmp_path / "data"
-    env = environment(slow_servers, data_dir)
+def test_sigterm_stops_a_sync_and_leaves_nothing_half_written(tmp_path, backing, slow_servers):
+    env = environment(slow_servers, backing)
     assert finish(start(env, "sync", "followupboss", "--json"))[0] == 0
-    before = cached(data_dir, "followupboss", "contacts")
+    before = cached(backing, "followupboss", "contacts")
     barrier = tmp_path / "paused"
     paused = {**env, "CRM_PAUSE_AT": "page:followupboss:contacts", "CRM_PAUSE_FILE": str(barrier)}
     sync = start(paused, "sync", "followupboss", "--json")
@@ -484,9 +510,9 @@ def test_sigterm_stops_a_sync_and_leaves_nothing_half_written(tmp_path, slow_ser
     code, out, _ = finish(sync)
     assert code == 1
     assert json.loads(out)["error"] == "Stopped"
-    assert cached(data_dir, "followupboss", "contacts") == before
-    assert leftovers(data_dir) == NOTHING_LEFT
-    db = Database(data_dir / "crm.sqlite3")
+    assert cached(backing, "followupboss", "contacts") == before
+    assert leftovers(backing) == NOTHING_LEFT
+    db = backing.open()
     runs = db.list_runs("team")
     db.close()
     assert runs[0]["outcome"] == "cancelled" and runs[0]["ended_at"]

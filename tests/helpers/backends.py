@@ -58,6 +58,14 @@ class Backing:
         self.opened.append(db)
         return db
 
+    def env(self) -> dict[str, str]:
+        """What a child process's environment needs to open this store (over its data dir)."""
+        return {"CRM_DATABASE_URL": self.url} if self.url else {}
+
+    def settings(self) -> dict[str, str]:
+        """What Settings need to open this store, as field values."""
+        return {"crm_database_url": self.url} if self.url else {}
+
     def close_all(self) -> None:
         for db in self.opened:
             # a test may have closed it already, or broken it on purpose
