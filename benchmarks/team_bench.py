@@ -12,11 +12,15 @@ What runs, all real processes over real connections:
   with a password made for this run;
 - `crm-tui simulator --contacts C` (C = contacts / agents): Follow Up Boss's simulator, one
   account every agent's USER.env points at (rows are per user id, so each agent gets its own
-  copy of C contacts);
+  copy of C contacts, and the simulator's deals);
 - the worker: the real CLI, `crm-tui --database-url URL sync --team DIR --json`, connected
   as the worker role over loopback TCP. A first run seeds every agent before the apps start;
-  a second, `--full`, is the measured write phase (every agent's contacts read and written
-  again: `contacts` rows in all, plus the simulator's deals);
+  then (unless --no-baseline) a `--full` run with no app running, for comparison; then,
+  with the apps running, another `--full`: the measured write phase, every agent's contacts
+  read and written again, `--contacts` in all. Before each `--full` the simulator is started
+  again with another `--seed` (the same ids, other names, e-mails and cities): a refresh that
+  finds the rows it replaces unchanged logs no change (`Database.swap_generation`), and the
+  apps would have nothing to follow;
 - one process per agent (this script in a hidden mode), connected as the agent's role over
   loopback TCP: it opens `PostgresDatabase`, `CacheStore(user, db)`, `await store.load()`,
   and indexes the store with `index_streams` as the app's `_load` does (each agent has its
@@ -33,15 +37,17 @@ What runs, all real processes over real connections:
 
 Figures: per agent the time from its process's spawn to searchable (imports, connecting,
 loading and indexing; all agents start at once), the searches it ran, and their p50 / p95 /
-max while idle (a few seconds before the worker starts) and while the worker writes; the
-worker's wall time for its rows; propagation: after the write phase (and a few seconds to
-settle) the bench, as owner, adds one local contact per agent (`LocalCrm.add` for that
-agent's user id, one after another) and each app reports when it first held the marker in
-its store (its `follow` applied it) and when a search first found it; per agent, from the
+max while idle (a few seconds before the worker starts) and while the worker writes; how
+many follows applied the worker's changes and how long after the worker's exit the app had
+applied its last one; the worker's wall time for its rows; propagation: once every app has
+applied the worker's changes (and a second more), the bench, as owner, adds one local
+contact per agent (`LocalCrm.add` for that agent's user id, one after another), in a few
+rounds, and each app reports when it first held the marker in its store (its `follow`
+installed it) and when a search first found it (after the re-index); per agent from its
 marker's commit, and the max over the agents (the time for a change to reach every app).
 The database's connections in use (`pg_stat_activity` for this database, every 0.5 s,
 leaving out the sampler's own) by phase, with their states and application names at the
-peak.
+peak. The load average is printed beside the figures: other work on the host weighs in.
 
 This machine has 2 cores: 20 agent processes, the worker, the simulator and the server all
 contend for them, so the figures are those of a crowded host, not of 20 laptops. Times are
@@ -58,6 +64,7 @@ import json
 import math
 import os
 import secrets
+import signal
 import statistics
 import string
 import subprocess
@@ -97,9 +104,10 @@ SAMPLE_SECONDS = 0.5  # pg_stat_activity
 URL_ENV = "TEAM_BENCH_AGENT_URL"  # an agent's URL (with its password): never on a command line
 #: The simulator's settings a person's USER.env holds: Follow Up Boss only.
 FUB_KEYS = ("FUB_API_KEY", "FUB_API_BASE_URL", "FUB_SYSTEM", "FUB_SYSTEM_KEY")
-#: The simulator's data for the seed run, then for the write phase: other names, e-mails,
-#: cities under the same ids, so that every row the worker writes is a change to follow.
-SEED_FIRST, SEED_WRITES = 3, 4
+#: The simulator's data for the seed run, the baseline run and the write phase: other
+#: names, e-mails, cities under the same ids each time, so that every row the worker writes
+#: is a change (one the apps follow).
+SEED_FIRST, SEED_BASELINE, SEED_WRITES = 3, 4, 5
 
 
 # -- one agent's app (a process of its own) ----------------------------------------------
@@ -463,7 +471,8 @@ class ConnectionSampler:
                 rows = conn.execute(
                     "SELECT coalesce(state, '?'), application_name, count(*)"
                     " FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND pid <> pg_backend_pid() GROUP BY 1, 2"
+                    " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+                    " GROUP BY 1, 2"
                 ).fetchall()
                 states: dict[str, int] = {}
                 apps: dict[str, int] = {}
@@ -525,7 +534,10 @@ def wait_for(agents: Iterable[AgentProcess], name: str, token: str | None, timeo
 
 
 def run(args: argparse.Namespace) -> None:
+    # a SIGTERM (timeout, CI) unwinds through the finally: no server or process left behind
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     roles = [f"a{n:02d}" for n in range(1, args.agents + 1)]
+    args.load_before = os.getloadavg()[0]
     per_agent = max(1, args.contacts // args.agents)
     tag = "".join(secrets.choice(string.ascii_lowercase) for _ in range(8))
     server = scratch_server.start()
@@ -558,8 +570,19 @@ def run(args: argparse.Namespace) -> None:
             )
             for problem in seed.failed[:5]:
                 print(f"  seed problem: {problem}")
-            # The write phase reads another account's data: a refresh that finds the same
-            # rows logs no change (db.swap_generation), and the apps would follow nothing.
+            # The next runs read other data each: a refresh that finds the same rows logs
+            # no change (db.swap_generation), and the apps would follow nothing.
+            baseline = None
+            if args.baseline:
+                stop_process(simulator)
+                simulator, settings = start_simulator(per_agent, SEED_BASELINE, env, root)
+                write_team(team, roles, settings)
+                baseline = run_worker(worker_url, worker_dir, team, env, root, full=True)
+                print(
+                    f"baseline: sync --team --full with no app running: {baseline.seconds:.1f}"
+                    f" s, {baseline.written:,} written, exit {baseline.code}",
+                    flush=True,
+                )
             stop_process(simulator)
             simulator, settings = start_simulator(per_agent, SEED_WRITES, env, root)
             write_team(team, roles, settings)
@@ -588,15 +611,20 @@ def run(args: argparse.Namespace) -> None:
             write_began = time.time()
             writes = run_worker(worker_url, worker_dir, team, env, root, full=True)
             write_ended = time.time()
+            # each app's newest change (an agent's role sees its own rows of the log only)
             with psycopg.connect(owner_url, autocommit=True) as conn:
-                newest = conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()
-            last_change = int(newest[0]) if newest else 0
+                newest = dict(
+                    conn.execute("SELECT user_id, max(seq) FROM changes GROUP BY user_id")
+                )
             deadline = time.monotonic() + args.timeout
             while time.monotonic() < deadline and any(
-                a.caught_up(last_change) is None and a.process.poll() is None for a in agents
+                a.caught_up(newest.get(a.role, 0)) is None and a.process.poll() is None
+                for a in agents
             ):
                 time.sleep(0.05)
-            caught_up = {a.role: a.caught_up(last_change) for a in agents}
+            caught_up = {a.role: a.caught_up(newest.get(a.role, 0)) for a in agents}
+            if None in caught_up.values():
+                print("some apps never applied all of the worker's changes", flush=True)
             time.sleep(args.settle_seconds)
 
             owner = PostgresDatabase(DatabaseUrl(owner_url), root / "owner")
@@ -631,7 +659,9 @@ def run(args: argparse.Namespace) -> None:
                 "worker writing": (write_began, write_ended),
                 "catch up + markers": (write_ended, markers_ended),
             }
-            report(args, per_agent, seed, writes, agents, rounds, sampler, phases, caught_up)
+            report(
+                args, per_agent, seed, baseline, writes, agents, rounds, sampler, phases, caught_up
+            )
     finally:
         for one in agents:
             if one.process.poll() is None:
@@ -647,6 +677,7 @@ def report(
     args: argparse.Namespace,
     per_agent: int,
     seed: WorkerRun,
+    baseline: WorkerRun | None,
     writes: WorkerRun,
     agents: list[AgentProcess],
     rounds: list[tuple[str, dict[str, float]]],
@@ -659,7 +690,8 @@ def report(
     print(
         f"\n{args.agents} apps, {per_agent:,} contacts each ({per_agent * args.agents:,} in all);"
         f" search every {SEARCH_PAUSE * 1000:.0f} ms after the last answer, watch every"
-        f" {WATCH_SECONDS * 1000:.0f} ms; {os.cpu_count()} cores"
+        f" {WATCH_SECONDS * 1000:.0f} ms; {os.cpu_count()} cores, load average"
+        f" {args.load_before:.1f} before the run, {os.getloadavg()[0]:.1f} after"
     )
     print(
         f"\nworker, sync --team --full while the apps search: {writes.seconds:.1f} s wall,"
@@ -679,7 +711,7 @@ def report(
     all_idle: list[float] = []
     seen_lags: list[float] = []
     found_lags: list[float] = []
-    lags: list[float] = []  # caught up, from the worker's exit
+    catch_up: list[float] = []  # from the worker's exit to its last change applied
     errors: dict[str, list[str]] = {}
     for one in agents:
         ready = one.event("ready")
@@ -694,7 +726,7 @@ def report(
         follows = [f for f in done.get("follows", []) if writing[0] <= f[0] <= until]
         applying = sum(end - start for start, end, _, _ in follows)
         if caught is not None:
-            lags.append(caught - writing[1])
+            catch_up.append(caught - writing[1])
         seen = [
             at - committed[one.role]
             for token, committed in rounds
@@ -745,7 +777,11 @@ def report(
     if readies:
         print(
             f"  time to searchable: median {statistics.median(readies):.2f} s,"
-            f" max {max(readies):.2f} s"
+            f" max {max(readies):.2f} s (median parts: interpreter and imports"
+            f" {median_part(agents, 'began', None):.2f} s, connecting"
+            f" {median_part(agents, 'opened', 'began'):.2f} s, load"
+            f" {median_part(agents, 'loaded', 'opened'):.2f} s, index"
+            f" {median_part(agents, 'searchable', 'loaded'):.2f} s)"
         )
     print(
         f"  search while idle, all apps: {len(all_idle):,} searches, p50"
@@ -769,7 +805,12 @@ def report(
     print(
         f"  worker wall time for {writes.contacts_written:,} contacts"
         f" ({writes.written:,} records): {writes.seconds:.1f} s"
-        f" (seed run before the apps: {seed.seconds:.1f} s)"
+        f" (seed run before the apps: {seed.seconds:.1f} s"
+        + (
+            f"; the same --full with no app running: {baseline.seconds:.1f} s)"
+            if baseline is not None
+            else ")"
+        )
     )
     for label, lags in (("in its store", seen_lags), ("found by its search", found_lags)):
         if lags:
@@ -779,10 +820,10 @@ def report(
                 f" max {max(lags):.3f} s (time for a change to reach every app)"
                 + (f"; {missing} marker(s) never arrived" if missing else "")
             )
-    if lags:
+    if catch_up:
         print(
-            f"  the worker's last change applied by every app {max(lags):.2f} s after the"
-            f" worker exited (median app {statistics.median(lags):.2f} s)"
+            f"  the worker's last change applied by every app {max(catch_up):.2f} s after the"
+            f" worker exited (median app {statistics.median(catch_up):.2f} s)"
         )
     print_connections(sampler, phases)
     if errors:
@@ -792,13 +833,24 @@ def report(
                 print(f"  {role}: {problem}")
 
 
+def median_part(agents: list[AgentProcess], end: str, start: str | None) -> float:
+    """The median over the apps of one stretch of their start (from `start`'s time, or
+    from the spawn)."""
+    parts = [
+        e[end] - (e[start] if start is not None else a.spawned)
+        for a in agents
+        if (e := a.event("ready")) is not None
+    ]
+    return statistics.median(parts) if parts else math.nan
+
+
 def print_connections(sampler: ConnectionSampler, phases: dict[str, tuple[float, float]]) -> None:
     samples = sampler.samples
     if not samples:
         return
     print(
         f"\ndatabase connections in use (pg_stat_activity of the team database every"
-        f" {SAMPLE_SECONDS} s; the sampler's own left out)"
+        f" {SAMPLE_SECONDS} s: client backends, the sampler's own left out)"
     )
     for name, (start, end) in phases.items():
         counts = [n for at, n, _, _ in samples if start <= at <= end]
@@ -834,6 +886,12 @@ def main() -> None:
         help="After every app has applied the worker's changes, before the markers.",
     )
     parser.add_argument("--marker-rounds", type=int, default=3, help="Propagation rounds.")
+    parser.add_argument(
+        "--no-baseline",
+        dest="baseline",
+        action="store_false",
+        help="Skip the worker's --full run with no app running (for comparison).",
+    )
     parser.add_argument("--timeout", type=float, default=600.0, help="Per wait, seconds.")
     parser.add_argument("--agent", help=argparse.SUPPRESS)  # one app's process: its role
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
