@@ -37,6 +37,11 @@ BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
             ["--contacts", "3000", "--webhook-rounds", "3"],
             "webhook to screen",
         ),
+        (
+            "team_bench.py",
+            ["--agents", "2", "--contacts", "400", "--no-baseline"],
+            "time for a change to reach every app",
+        ),
     ],
 )
 def test_benchmark_runs_at_a_small_size(script: str, args: list[str], expect: str) -> None:

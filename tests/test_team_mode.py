@@ -355,3 +355,18 @@ def test_doctor_checks_the_team_database_and_whose_rows_the_role_reads(
     code, found = checks("bob", "alice")  # her role, someone else's user id
     assert code != 0 and found["role"]["status"] == "failed"
     assert "may not read bob's rows" in found["role"]["message"]
+
+
+def test_tls_settings_in_the_url_reach_libpq(pg_server: ScratchServer, tmp_path: Path) -> None:
+    from crm_tui.store.errors import DatabaseUnavailable
+    from tests.helpers.team import create_roles, role_url
+
+    create_roles(pg_server)
+    url = role_url(pg_server, new_database(pg_server), "alice")
+    # the scratch server has no TLS: a URL that requires it is refused by libpq itself
+    with pytest.raises(DatabaseUnavailable, match="SSL") as caught:
+        PostgresDatabase(DatabaseUrl(f"{url}?sslmode=require"), tmp_path)
+    assert "pw-alice" not in str(caught.value)
+    prefer = PostgresDatabase(DatabaseUrl(f"{url}?sslmode=prefer"), tmp_path)  # falls back
+    assert prefer.schema_version == len(PG_STEPS)
+    prefer.close()
