@@ -59,7 +59,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
 import json
 import math
 import os
@@ -118,14 +117,16 @@ def emit(event: str, **values: Any) -> None:
 
 
 class Reindexer:
-    """The app's `_on_store_change` and `_reindex`: per (source, kinds) the ids changed, or
-    None for everything; one re-index task per key at a time."""
+    """The app's `_on_store_change` and `_reindex`: changes gathered per (source, kinds) by
+    the app's own PendingReindex, one re-index task per key at a time."""
 
     def __init__(self, index: SearchIndex, store: CacheStore, after: Any) -> None:
+        from crm_tui.search.reindex import PendingReindex
+
         self.index = index
         self.store = store
         self.after = after  # called once each re-index is done (marker checks)
-        self.pending: dict[tuple[str | None, tuple[RecordKind, ...]], set[str] | None] = {}
+        self.pending = PendingReindex()
         self.tasks: set[asyncio.Task[None]] = set()
         self.count = 0
         self.seconds = 0.0
@@ -133,33 +134,16 @@ class Reindexer:
     def on_change(self, change: StoreChange) -> None:
         if change.status_only:
             return
-        key = (change.source, change.kinds)
-        queued = key in self.pending
-        pending = self.pending.get(key, set())
-        if change.ids is None or change.source is None or pending is None:
-            self.pending[key] = None
-        else:
-            self.pending[key] = pending | change.ids
-        if not queued:
+        key = self.pending.add(change)
+        if key is not None:
             task = asyncio.get_running_loop().create_task(self._reindex(key))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
     async def _reindex(self, key: tuple[str | None, tuple[RecordKind, ...]]) -> None:
-        from crm_tui.tuning import settle_heap
-
         started = time.perf_counter()
-        source, kinds = key
-        ids = self.pending.pop(key, None)
         try:
-            if ids is None or source is None:
-                shelf = self.store.shelf
-                await asyncio.to_thread(index_streams, self.index, self.store, shelf, source, kinds)
-            else:
-                for kind in kinds:
-                    current = functools.partial(self.store.stream, kind, source)
-                    await asyncio.to_thread(self.index.patch, kind, source, current, ids)
-            settle_heap()
+            await self.pending.apply(key, self.index, self.store)
         except Exception as exc:  # the app logs a failed worker and goes on
             print(f"re-index failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             raise

@@ -44,6 +44,7 @@ from crm_tui.screens.confirm import QuitConfirmScreen
 from crm_tui.screens.store_error import StoreErrorScreen
 from crm_tui.screens.typing import TypeToFilter
 from crm_tui.search.index import SearchIndex
+from crm_tui.search.reindex import Key, PendingReindex
 from crm_tui.search.stored import index_streams
 from crm_tui.sources.base import SourceContext
 from crm_tui.sources.errors import SourceError
@@ -205,7 +206,7 @@ class CrmApp(App[None]):
         self._decisions_stamp: tuple[object, ...] | None = None  # as last reviewed
         self.store_changed: Signal[StoreChange] = Signal(self, "store-changed")
         # Re-indexing to do: per (source, kinds), the ids changed, or None for everything.
-        self._pending_index: dict[tuple[str | None, tuple[RecordKind, ...]], set[str] | None] = {}
+        self._reindexing = PendingReindex()
         #: A sync-all's sources and their reports as they end (None: still running).
         self._batch: dict[str, SyncReport | None] | None = None
         self._writeback: WriteBack | None = None
@@ -433,31 +434,16 @@ class CrmApp(App[None]):
 
     def _on_store_change(self, change: StoreChange) -> None:
         if not change.status_only and self.loaded:
-            key = (change.source, change.kinds)
-            queued = key in self._pending_index
-            pending = self._pending_index.get(key, set())
-            if change.ids is None or change.source is None or pending is None:
-                self._pending_index[key] = None
-            else:
-                self._pending_index[key] = pending | change.ids
-            if not queued:
+            key = self._reindexing.add(change)
+            if key is not None:
                 self.run_worker(
                     self._reindex(key), group="index", exit_on_error=False, name="re-index"
                 )
         self.store_changed.publish(change)
 
-    async def _reindex(self, key: tuple[str | None, tuple[RecordKind, ...]]) -> None:
-        """A stream replaced is indexed afresh; a few records changed are patched in."""
+    async def _reindex(self, key: Key) -> None:
+        await self._reindexing.apply(key, self.index, self.store)
         source, kinds = key
-        ids = self._pending_index.pop(key, None)
-        if ids is None or source is None:
-            shelf = self.store.shelf
-            await asyncio.to_thread(index_streams, self.index, self.store, shelf, source, kinds)
-        else:
-            for kind in kinds:
-                current = functools.partial(self.store.stream, kind, source)
-                await asyncio.to_thread(self.index.patch, kind, source, current, ids)
-        settle_heap()
         self.store_changed.publish(StoreChange(source, kinds, status_only=True))
         if "contacts" in kinds:
             self._find_people()

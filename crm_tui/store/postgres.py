@@ -77,12 +77,7 @@ class PostgresDatabase(Database):
     def close(self) -> None:
         if self._notices is not None:
             self._notices.stop()
-        self._release_everything()
-        if self._writer is not None:
-            self._writer.shutdown(wait=True)
-            self._writer = None
-        with self._lock:
-            self._conn.close()
+        super().close()
 
     # -- schema --------------------------------------------------------------------------
 
