@@ -2,8 +2,7 @@
 
 The store's statements are portable SQL but for a few spellings, translated here once per
 statement: `?` and `?N` placeholders, `printf` (PostgreSQL's `format`), SQLite's unary `+`
-that keeps a column off an index, `CAST(... AS BLOB)`, `IS [NOT]` between two values, the
-scalar `max(a, b)` and `min(a, b)` (GREATEST, LEAST), and
+that keeps a column off an index, `CAST(... AS BLOB)`, `IS [NOT]` between two values, and
 `lastrowid` (a `RETURNING` of the table's key). What cannot be translated (PRAGMAs,
 locking) is the database class's (store/postgres.py).
 
@@ -13,6 +12,7 @@ password masked: callers catch StoreError on both back ends.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -37,30 +37,6 @@ _BLOB = re.compile(r"CAST\((.*) AS BLOB\)", re.DOTALL)
 _IS_NOT = re.compile(r"\bIS NOT (?!NULL\b)")
 _IS = re.compile(r"\bIS (?!NOT\b|NULL\b|DISTINCT\b)")
 _INSERT_INTO = re.compile(r"^\s*INSERT INTO (\w+)", re.IGNORECASE)
-_MAX_MIN = re.compile(r"\b(max|min)\(", re.IGNORECASE)
-
-
-def _scalar_max_min(sql: str) -> str:
-    """SQLite's `max(a, b)` and `min(a, b)` of two or more values (an aggregate has one
-    argument) as PostgreSQL's GREATEST and LEAST."""
-    out, start = [], 0
-    for match in _MAX_MIN.finditer(sql):
-        depth, commas, end = 0, 0, match.end()
-        for end in range(match.end(), len(sql)):
-            c = sql[end]
-            if c == "(":
-                depth += 1
-            elif c == ")":
-                if depth == 0:
-                    break
-                depth -= 1
-            elif c == "," and depth == 0:
-                commas += 1
-        if commas:
-            name = "GREATEST(" if match.group(1).lower() == "max" else "LEAST("
-            out.append(sql[start : match.start()] + name)
-            start = match.end()
-    return "".join(out) + sql[start:]
 
 
 @functools.lru_cache(maxsize=2048)
@@ -69,7 +45,6 @@ def translate(sql: str) -> tuple[str, tuple[int, ...] | None, str | None]:
     given); the key column an INSERT returns (None: no RETURNING added)."""
     sql = sql.replace("%", "%%")
     sql = sql.replace("printf(", "format(")
-    sql = _scalar_max_min(sql)
     sql = _UNARY_PLUS.sub("", sql)
     sql = _BLOB.sub(r"convert_to(\1, 'UTF8')", sql)
     sql = _IS_NOT.sub("IS DISTINCT FROM ", sql)
@@ -223,30 +198,22 @@ _REFUSED_LOGIN = re.compile(
 )
 
 
-class errors_named:
+@contextlib.contextmanager
+def errors_named(url: DatabaseUrl) -> Iterator[None]:
     """psycopg's errors as the store's, naming the database (password masked)."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise _named(exc, url) from None
 
-    def __init__(self, url: DatabaseUrl) -> None:
-        self.url = url
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
-    ) -> None:
-        if exc is None or not isinstance(exc, psycopg.Error):
-            return
-        said = self.url.masked(str(exc).strip()) or type(exc).__name__
-        where = self.url.display
-        if isinstance(exc, _refusals()) or (
-            type(exc) is psycopg.OperationalError and _REFUSED_LOGIN.search(str(exc))
-        ):
-            raise DatabaseRefused("The team database refused", f"{where}: {said}") from None
-        if isinstance(exc, psycopg.OperationalError) and not isinstance(
-            exc, pg_errors.QueryCanceled
-        ):
-            raise DatabaseUnavailable(
-                "Cannot reach the team database", f"{where}: {said}"
-            ) from None
-        raise StoreError("The team database failed", f"{where}: {said}") from None
+def _named(exc: psycopg.Error, url: DatabaseUrl) -> StoreError:
+    said = url.masked(str(exc).strip()) or type(exc).__name__
+    where = url.display
+    if isinstance(exc, _refusals()) or (
+        type(exc) is psycopg.OperationalError and _REFUSED_LOGIN.search(str(exc))
+    ):
+        return DatabaseRefused("The team database refused", f"{where}: {said}")
+    if isinstance(exc, psycopg.OperationalError) and not isinstance(exc, pg_errors.QueryCanceled):
+        return DatabaseUnavailable("Cannot reach the team database", f"{where}: {said}")
+    return StoreError("The team database failed", f"{where}: {said}")
