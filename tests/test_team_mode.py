@@ -370,3 +370,15 @@ def test_tls_settings_in_the_url_reach_libpq(pg_server: ScratchServer, tmp_path:
     prefer = PostgresDatabase(DatabaseUrl(f"{url}?sslmode=prefer"), tmp_path)  # falls back
     assert prefer.schema_version == len(PG_STEPS)
     prefer.close()
+
+
+def test_both_back_ends_hold_every_field_of_the_models(open_db: Any) -> None:
+    """A field added to a model needs a schema step on each back end: here is where one
+    that was forgotten shows."""
+    from crm_tui.models import CONTACT_FIELDS, DEAL_FIELDS
+
+    db = open_db()
+    for kind, fields in (("contacts", CONTACT_FIELDS), ("deals", DEAL_FIELDS)):
+        cursor = db._conn.execute(f"SELECT * FROM {kind} LIMIT 0")
+        columns = {d[0] for d in cursor.description}
+        assert set(fields) <= columns, kind

@@ -8,7 +8,7 @@ ids and source names sort the same on both back ends. The record tables carry a 
 
 from __future__ import annotations
 
-from crm_tui.models import CONTACT_FIELDS, DEAL_FIELDS, RecordKind
+from crm_tui.models import RecordKind
 
 TEXT = 'text COLLATE "C"'
 _INTEGERS = ("deleted", "probability")
@@ -35,9 +35,25 @@ USER_TABLES = (
 # refused webhooks by source.
 SHARED_TABLES = ("owners", "generations", "webhook_refusals")
 
+# The record tables' columns as step 1 made them. Written out, not taken from the models: a
+# field added later comes with a step of its own, and must not change what step 1 creates.
+_STEP1_COLUMNS: dict[RecordKind, tuple[str, ...]] = {
+    "contacts": (
+        "id", "source", "remote_id", "user_id", "first_name", "last_name", "email", "phone",
+        "company", "status", "rating", "stage", "tags", "street", "city", "state",
+        "postal_code", "remote_created", "remote_updated", "synced_at", "deleted", "raw",
+        "custom",
+    ),
+    "deals": (
+        "id", "source", "remote_id", "user_id", "name", "amount", "currency", "stage",
+        "probability", "close_date", "property_address", "status", "contact_remote_id",
+        "remote_created", "remote_updated", "synced_at", "deleted", "raw", "custom",
+    ),
+}  # fmt: skip
+
 _BASE = (
-    _record_table("contacts", CONTACT_FIELDS)
-    + _record_table("deals", DEAL_FIELDS)
+    _record_table("contacts", _STEP1_COLUMNS["contacts"])
+    + _record_table("deals", _STEP1_COLUMNS["deals"])
     + f"""
     CREATE TABLE source_status (
         user_id {TEXT} NOT NULL, source {TEXT} NOT NULL, state {TEXT} NOT NULL,
