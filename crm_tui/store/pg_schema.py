@@ -190,6 +190,8 @@ def _roles() -> str:
         f" THEN CREATE ROLE crm_{p} NOLOGIN; END IF; END $$;"
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tables} TO crm_{p};"
         f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO crm_{p};"
+        # what schema the database is at: every member's process checks it when it starts
+        f"GRANT SELECT ON schema_migrations TO crm_{p};"
         f"GRANT EXECUTE ON FUNCTION crm_users(boolean), crm_changes_floor() TO crm_{p};"
         for p in ("agent", "lead", "worker")
     )

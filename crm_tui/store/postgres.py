@@ -90,10 +90,6 @@ class PostgresDatabase(Database):
                 self._conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] or 0
             )
 
-    @property
-    def known_version(self) -> int:
-        return len(MIGRATIONS)
-
     def migrate(self) -> None:
         with self._lock:
             version = self.schema_version
@@ -124,19 +120,12 @@ class PostgresDatabase(Database):
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY,"
                 " applied_at timestamptz NOT NULL DEFAULT now())"
             )
-            version = int(
-                conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[
-                    0
-                ]
-            )
+            row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations")
+            version = int(row.fetchone()[0])
             if version < len(MIGRATIONS):
                 conn.script(MIGRATIONS[version])
                 version += 1
                 conn.execute("INSERT INTO schema_migrations (version) VALUES (?)", (version,))
-                if version == len(MIGRATIONS):
-                    conn.script(
-                        "GRANT SELECT ON schema_migrations TO crm_agent, crm_lead, crm_worker"
-                    )
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
