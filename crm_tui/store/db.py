@@ -1084,6 +1084,13 @@ class Database(
         with self._lock, self._reading():
             yield
 
+    @contextmanager
+    def reading(self) -> Iterator[Any]:
+        """One read transaction and its connection, for a caller that reads the tables
+        itself (`db copy`): every statement sees the same commit."""
+        with self._lock, self._reading():
+            yield self._conn
+
     @damage_named
     def stream_counts(self, user_id: str, kind: RecordKind) -> dict[str, int]:
         """Each source's records of `kind` as a loaded store counts them (its current rows,

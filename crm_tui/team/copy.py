@@ -17,7 +17,7 @@ from psycopg import sql
 
 from crm_tui.models import KINDS
 from crm_tui.store.db import Database
-from crm_tui.store.pg_connection import errors_named
+from crm_tui.store.pg_connection import PgConnection, errors_named
 from crm_tui.store.pg_schema import USER_TABLES
 from crm_tui.store.postgres import PostgresDatabase
 
@@ -36,8 +36,8 @@ def copy_user(
 ) -> dict[str, int]:
     """Copy `user_id`'s rows; how many of each table's (streams' records by kind)."""
     copied: dict[str, int] = {}
-    with source.consistent_reads(), target.transaction() as conn:
-        if _holds(target, user_id):
+    with source.reading() as src, target.transaction() as conn:
+        if _holds(conn, user_id):
             if not replace:
                 raise TargetNotEmpty(
                     f"the team database already holds {user_id}'s data: --replace to"
@@ -46,20 +46,20 @@ def copy_user(
             for table in USER_TABLES:
                 conn.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,))  # noqa: S608
         for table in LOCAL_TABLES:
-            copied[table] = _copy_table(source, target, table, user_id)
-    with source.consistent_reads(), target.transaction() as conn:
+            copied[table] = _copy_table(src, conn, table, user_id)
+    with source.reading() as src, target.transaction() as conn:
         for kind in KINDS:
-            copied[kind] = _copy_streams(source, target, kind, user_id)
+            copied[kind] = _copy_streams(src, conn, kind, user_id)
             target.log_changes(conn, user_id, kind, None)  # open apps read everything again
         for table in CACHE_TABLES:
-            copied[table] = _copy_table(source, target, table, user_id)
-        copied["sync_runs"], copied["quarantine"] = _copy_audit(source, target, user_id)
+            copied[table] = _copy_table(src, conn, table, user_id)
+        copied["sync_runs"], copied["quarantine"] = _copy_audit(src, conn, user_id)
     return copied
 
 
-def _holds(target: PostgresDatabase, user_id: str) -> bool:
+def _holds(dst: PgConnection, user_id: str) -> bool:
     return any(
-        target._conn.execute(
+        dst.execute(
             f"SELECT 1 FROM {table} WHERE user_id = ? LIMIT 1",  # noqa: S608
             (user_id,),
         ).fetchone()
@@ -67,10 +67,10 @@ def _holds(target: PostgresDatabase, user_id: str) -> bool:
     )
 
 
-def _columns(target: PostgresDatabase, table: str) -> list[str]:
+def _columns(dst: PgConnection, table: str) -> list[str]:
     """The table's columns but those the target numbers itself (ids, row order): nothing
     copied refers to them, but for the audit's run ids, mapped in `_copy_audit`."""
-    rows = target._conn.execute(
+    rows = dst.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_name = ?"
         " AND table_schema = current_schema() AND is_identity = 'NO'"
         " ORDER BY ordinal_position",
@@ -80,9 +80,9 @@ def _columns(target: PostgresDatabase, table: str) -> list[str]:
 
 
 def _select(
-    source: Database, table: str, columns: Sequence[str], where: str, params: tuple[Any, ...]
+    src: Any, table: str, columns: Sequence[str], where: str, params: tuple[Any, ...]
 ) -> Iterable[Sequence[Any]]:
-    cursor = source._conn.execute(
+    cursor = src.execute(
         f"SELECT {', '.join(columns)} FROM {table} WHERE {where}",  # noqa: S608
         params,
     )
@@ -91,63 +91,61 @@ def _select(
 
 
 def _copy_rows(
-    target: PostgresDatabase, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+    dst: PgConnection, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
 ) -> int:
     """Rows into `table` by COPY (a million rows in seconds, not minutes)."""
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
     count = 0
-    with errors_named(target.url), target._conn.raw.cursor().copy(statement) as copy:
+    with errors_named(dst.url), dst.raw.cursor().copy(statement) as copy:
         for row in rows:
             copy.write_row(row)
             count += 1
     return count
 
 
-def _copy_table(source: Database, target: PostgresDatabase, table: str, user_id: str) -> int:
-    columns = _columns(target, table)
-    rows = _select(source, table, columns, "user_id = ? ORDER BY rowid", (user_id,))
-    return _copy_rows(target, table, columns, rows)
+def _copy_table(src: Any, dst: PgConnection, table: str, user_id: str) -> int:
+    columns = _columns(dst, table)
+    rows = _select(src, table, columns, "user_id = ? ORDER BY rowid", (user_id,))
+    return _copy_rows(dst, table, columns, rows)
 
 
-def _copy_streams(source: Database, target: PostgresDatabase, kind: str, user_id: str) -> int:
+def _copy_streams(src: Any, dst: PgConnection, kind: str, user_id: str) -> int:
     """Each stream's current generation and its imports, under new generations of the
     target's (numbers are the database's own); rows of generation 0 (written before
     generations) keep it."""
-    columns = [c for c in _columns(target, kind) if c != "generation"]
-    current = source._conn.execute(
+    columns = [c for c in _columns(dst, kind) if c != "generation"]
+    current = src.execute(
         "SELECT source, generation FROM stream_generations WHERE user_id = ? AND kind = ?",
         (user_id, kind),
     ).fetchall()
-    imports = source._conn.execute(
+    imports = src.execute(
         "SELECT source, generation, file, imported_at, records FROM imports"
         " WHERE user_id = ? AND kind = ? ORDER BY generation",
         (user_id, kind),
     ).fetchall()
     mapped = {0: 0}
     for _, generation, *_rest in (*current, *imports):
-        mapped[generation] = target._conn.execute(
-            "INSERT INTO generations DEFAULT VALUES"
-        ).lastrowid
+        mapped[generation] = dst.execute("INSERT INTO generations DEFAULT VALUES").lastrowid
     count = 0
     for generation, new in mapped.items():
         rows = _select(
-            source,
+            src,
             kind,
             columns,
             "user_id = ? AND generation = ? ORDER BY rowid",
             (user_id, generation),
         )
-        count += _copy_rows(target, kind, [*columns, "generation"], ((*r, new) for r in rows))
+        count += _copy_rows(dst, kind, [*columns, "generation"], ((*r, new) for r in rows))
     for name, generation in current:
-        target._conn.execute(
+        dst.execute(
             "INSERT INTO stream_generations (user_id, kind, source, generation)"
             " VALUES (?, ?, ?, ?)",
             (user_id, kind, name, mapped[generation]),
         )
     for name, generation, file, imported_at, records in imports:
-        target._conn.execute(
+        dst.execute(
             "INSERT INTO imports (generation, user_id, kind, source, file, imported_at, records)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (mapped[generation], user_id, kind, name, file, imported_at, records),
@@ -155,25 +153,25 @@ def _copy_streams(source: Database, target: PostgresDatabase, kind: str, user_id
     return count
 
 
-def _copy_audit(source: Database, target: PostgresDatabase, user_id: str) -> tuple[int, int]:
+def _copy_audit(src: Any, dst: PgConnection, user_id: str) -> tuple[int, int]:
     """Runs in order, each under a new id (a child's parent mapped); the quarantine's rows
     under their runs' new ids."""
-    columns = _columns(target, "sync_runs")
+    columns = _columns(dst, "sync_runs")
     runs: dict[int, int] = {}
     for old, *values in _select(
-        source, "sync_runs", ["id", *columns], "user_id = ? ORDER BY id", (user_id,)
+        src, "sync_runs", ["id", *columns], "user_id = ? ORDER BY id", (user_id,)
     ):
         row = dict(zip(columns, values, strict=True))
         row["parent_id"] = runs.get(row["parent_id"]) if row["parent_id"] is not None else None
         marks = ", ".join("?" for _ in columns)
-        runs[old] = target._conn.execute(
+        runs[old] = dst.execute(
             f"INSERT INTO sync_runs ({', '.join(columns)}) VALUES ({marks})",  # noqa: S608
             tuple(row.values()),
         ).lastrowid
-    q_columns = _columns(target, "quarantine")
+    q_columns = _columns(dst, "quarantine")
     at = q_columns.index("run_id")
     rows = (
         (*r[:at], runs.get(r[at]) if r[at] is not None else None, *r[at + 1 :])
-        for r in _select(source, "quarantine", q_columns, "user_id = ? ORDER BY id", (user_id,))
+        for r in _select(src, "quarantine", q_columns, "user_id = ? ORDER BY id", (user_id,))
     )
-    return len(runs), _copy_rows(target, "quarantine", q_columns, rows)
+    return len(runs), _copy_rows(dst, "quarantine", q_columns, rows)

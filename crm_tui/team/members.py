@@ -32,7 +32,6 @@ def add_member(db: PostgresDatabase, member: Member) -> None:
         raise ValueError(f"an {member.position} needs --user-id: whose rows are theirs")
     if member.position != "agent" and not member.team:
         raise ValueError(f"a {member.position} needs --team: which team's rows they see")
-    raw = db._conn.raw
     with db.transaction() as conn:
         if (
             conn.execute("SELECT 1 FROM pg_roles WHERE rolname = ?", (member.role,)).fetchone()
@@ -52,23 +51,23 @@ def add_member(db: PostgresDatabase, member: Member) -> None:
         for position in POSITIONS:
             group = sql.Identifier(f"crm_{position}")
             verb = "GRANT {} TO {}" if position == member.position else "REVOKE {} FROM {}"
-            raw.execute(sql.SQL(verb).format(group, role))
+            conn.raw.execute(sql.SQL(verb).format(group, role))
 
 
 def remove_member(db: PostgresDatabase, role: str) -> bool:
-    raw = db._conn.raw
     with db.transaction() as conn:
         gone = conn.execute("DELETE FROM crm_members WHERE role_name = ?", (role,)).rowcount
         if gone:
             for position in POSITIONS:
                 group = sql.Identifier(f"crm_{position}")
-                raw.execute(sql.SQL("REVOKE {} FROM {}").format(group, sql.Identifier(role)))
+                revoke = sql.SQL("REVOKE {} FROM {}").format(group, sql.Identifier(role))
+                conn.raw.execute(revoke)
     return bool(gone)
 
 
 def list_members(db: PostgresDatabase) -> list[Member]:
-    with db._lock:
-        rows = db._conn.execute(
+    with db.reading() as conn:
+        rows = conn.execute(
             "SELECT role_name, position, user_id, team FROM crm_members ORDER BY team, role_name"
         ).fetchall()
     return [Member(*row) for row in rows]
