@@ -517,3 +517,28 @@ def test_sigterm_stops_a_sync_and_leaves_nothing_half_written(tmp_path, backing,
     db.close()
     assert runs[0]["outcome"] == "cancelled" and runs[0]["ended_at"]
     REPORT.overlaps.append(("a sync stopped by SIGTERM while reading", 1, len(before)))
+
+
+def test_sigterm_stops_a_team_worker_and_leaves_nothing(tmp_path, backing, slow_servers):
+    """`sync --team --watch` under systemd: stopped while it syncs two people, it cancels
+    their syncs, keeps their previous data, and leaves no lease, owner or open run."""
+    team = tmp_path / "team"
+    team.mkdir()
+    keys = "".join(f"{k}={v}\n" for k, v in slow_servers.env().items() if k.startswith("FUB_"))
+    for user in ("ann", "ben"):
+        (team / f"{user}.env").write_text(keys)
+    env = {k: v for k, v in environment(slow_servers, backing).items() if not k.endswith("_KEY")}
+    barrier = tmp_path / "paused"
+    paused = {**env, "CRM_PAUSE_AT": "page:followupboss:contacts", "CRM_PAUSE_FILE": str(barrier)}
+    worker = start(paused, "sync", "--team", str(team), "--watch", "--interval", "0.05")
+    wait_until(barrier.exists, "the worker reading contacts")
+    worker.send_signal(signal.SIGTERM)
+    barrier.unlink()
+    code, _, err = finish(worker)
+    assert code == 0, err
+    assert leftovers(backing) == NOTHING_LEFT
+    db = backing.open()
+    runs = [run for user in ("ann", "ben") for run in db.list_runs(user)]
+    db.close()
+    assert runs and all(run["ended_at"] for run in runs)
+    assert "cancelled" in {run["outcome"] for run in runs}

@@ -170,12 +170,8 @@ async def _watch_team(team: Any, minutes: float) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
-    def on_signal() -> None:
-        stop.set()
-        team.cancel_all()  # cancelled work keeps the previous data
-
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
+        loop.add_signal_handler(sig, team.stop, stop)
 
     def log_run(user: str, reports: dict[str, Any]) -> None:
         click.echo(f"{utc_now()} {user}:", err=True)

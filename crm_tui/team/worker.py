@@ -85,7 +85,20 @@ class TeamSync:
             Scheduler(engine, minutes, on_run=lambda reports, u=user: on_run(u, reports))
             for user, engine in self.engines.items()
         ]
-        await asyncio.gather(*(s.run_forever(stop) for s in schedulers))
+        # Every person's loop runs to its end, each failure after the others are done: a
+        # loop left running when another fails would be cut off mid-commit at exit.
+        ended = await asyncio.gather(
+            *(_until_stopped(s, stop) for s in schedulers), return_exceptions=True
+        )
+        for outcome in ended:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    def stop(self, stop: asyncio.Event) -> None:
+        """Stop watching: the syncs running now are cancelled (each keeps its previous
+        data), and no other starts."""
+        stop.set()
+        self.cancel_all()
 
     def cancel_all(self) -> None:
         for engine in self.engines.values():
@@ -95,3 +108,13 @@ class TeamSync:
     async def aclose(self) -> None:
         for engine in self.engines.values():
             await engine.aclose()
+
+
+async def _until_stopped(scheduler: Any, stop: asyncio.Event) -> None:
+    """A person's scheduled syncs until `stop`; a sync cancelled because of it ends the loop
+    quietly (its data kept, as `sync --watch` keeps it)."""
+    try:
+        await scheduler.run_forever(stop)
+    except asyncio.CancelledError:
+        if not stop.is_set():
+            raise
