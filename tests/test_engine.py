@@ -12,7 +12,7 @@ import respx
 
 from crm_tui.models import Failure, Outcome, SyncState, failure_of
 from crm_tui.sources.errors import AuthError, RateLimited, SourceError
-from crm_tui.store import CacheStore, Database
+from crm_tui.store import CacheStore
 from crm_tui.store.errors import StreamBusy
 from crm_tui.sync.engine import AlreadySyncing, SyncEngine, guide_sync_result
 from tests.helpers.env import make_settings
@@ -43,9 +43,9 @@ def people(*ids: int | None, **fields) -> list[dict]:
 
 
 @pytest.fixture
-def engine(tmp_path):
+def engine(tmp_path, open_db):
     settings = make_settings(tmp_path, fub_api_key=KEY, fub_api_base_url=BASE)
-    db = Database(settings.database_path)
+    db = open_db()
     store = CacheStore("alice", db)
     yield SyncEngine(settings, store)  # each test closes it on its own event loop
     db.close()

@@ -15,7 +15,7 @@ from crm_tui import jsoncodec
 from crm_tui.models import Outcome
 from crm_tui.sources.errors import InvalidRecord
 from crm_tui.sources.mapping import build_record
-from crm_tui.store import CacheStore, Database
+from crm_tui.store import CacheStore
 from tests.helpers.hostile_fub import hostile_fub, person, sync_fub
 
 DEALS = {
@@ -92,12 +92,15 @@ def deals_with_bad_ones() -> list[bytes]:
     return good_deals[:10] + bad_deals + good_deals[10:]
 
 
-async def test_a_real_sync_quarantines_each_bad_record_and_lands_the_rest(tmp_path):
+async def test_a_real_sync_quarantines_each_bad_record_and_lands_the_rest(tmp_path, backing):
     # Probability reaches an INTEGER column: mapped here as a user's mappings.toml may map it.
     config = tmp_path / "home" / "config" / "crm-tui"
     config.mkdir(parents=True)
     (config / "mappings.toml").write_text('[followupboss.deals]\nprobability = "probability"\n')
-    with hostile_fub(tmp_path, people_with_bad_ones(), deals_with_bad_ones()) as settings:
+    hostile = hostile_fub(
+        tmp_path, people_with_bad_ones(), deals_with_bad_ones(), **backing.settings()
+    )
+    with hostile as settings:
         report, store = await sync_fub(settings)
 
     contacts, deals_report = report.streams["contacts"], report.streams["deals"]
@@ -105,9 +108,9 @@ async def test_a_real_sync_quarantines_each_bad_record_and_lands_the_rest(tmp_pa
     assert (contacts.read, contacts.written, contacts.quarantined) == (33, 31, 2)
     assert (deals_report.read, deals_report.written, deals_report.quarantined) == (34, 30, 4)
 
-    # Read back from the SQLite file by a new process's way in: a fresh connection.
+    # Read back by a new process's way in: a fresh connection.
     store.db.close()
-    reopened = CacheStore(settings.user_id, Database(settings.database_path))
+    reopened = CacheStore(settings.user_id, backing.open())
     await reopened.load()
     the_good_records_landed_with_their_values(reopened)
     each_bad_record_is_quarantined_with_its_reason(reopened, settings.user_id)

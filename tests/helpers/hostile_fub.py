@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -16,7 +17,8 @@ from starlette.routing import Route
 from crm_tui.config import Settings
 from crm_tui.demo.servers import FaultInjector, Faults, serve
 from crm_tui.models import SyncReport
-from crm_tui.store import CacheStore, Database
+from crm_tui.store import CacheStore
+from crm_tui.store.opening import open_database
 from crm_tui.sync.engine import SyncEngine
 from tests.helpers.env import make_settings
 
@@ -32,7 +34,7 @@ def page(collection: str, items: Sequence[bytes]) -> bytes:
 
 @contextmanager
 def hostile_fub(
-    tmp_path: Path, people: Sequence[bytes], deals: Sequence[bytes] = ()
+    tmp_path: Path, people: Sequence[bytes], deals: Sequence[bytes] = (), **values: Any
 ) -> Iterator[Settings]:
     """Settings pointing Follow Up Boss at a server that answers `people` and `deals`."""
     bodies = {"people": page("people", people), "deals": page("deals", deals)}
@@ -44,14 +46,15 @@ def hostile_fub(
     app = Starlette(routes=[Route("/v1/people", listing), Route("/v1/deals", listing)])
     server = serve("hostile-fub", FaultInjector(app, Faults(), lambda path: False))
     try:
-        yield make_settings(tmp_path, fub_api_key="k", fub_api_base_url=f"{server.url}/v1")
+        base = f"{server.url}/v1"
+        yield make_settings(tmp_path, fub_api_key="k", fub_api_base_url=base, **values)
     finally:
         server.stop()
 
 
 async def sync_fub(settings: Settings) -> tuple[SyncReport, CacheStore]:
     """One sync of Follow Up Boss into the settings' database: the report, and the store."""
-    store = CacheStore(settings.user_id, Database(settings.database_path))
+    store = CacheStore(settings.user_id, open_database(settings))
     engine = SyncEngine(settings, store)
     try:
         return await engine.sync_source("followupboss"), store
