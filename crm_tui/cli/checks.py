@@ -37,7 +37,7 @@ def paths(rt: Runtime) -> Reply:
         "env_files": [str(p) for p in default_env_files(rt.env_file)],
         "mappings": str(mappings_path()),
         "data_dir": str(s.data_dir),
-        "database": str(s.database_path),
+        "database": s.database_location,
         "log_file": str(s.log_file),
         "user_id": s.user_id,
     }

@@ -101,7 +101,7 @@ class ConnectionsScreen(ModeScreen):
             text.append_text(shown)
             text.append(f"  {setting.help}\n", style="dim")
         if cfg.mode == "database":
-            text.append(f"  Database: {settings.database_path}\n")
+            text.append(f"  Database: {settings.database_location}\n")
         if cfg.enabled:
             for note in self.crm.engine.source(name).capabilities.notes:
                 text.append(f"  Note: {note}\n", style="yellow")
