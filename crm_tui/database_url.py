@@ -10,7 +10,7 @@ mid-transaction is noticed by the server.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import SplitResult, quote, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlsplit
 
 SCHEMES = ("postgresql", "postgres")
 _DEFAULTS = {
@@ -52,7 +52,11 @@ class DatabaseUrl:
 
     @property
     def password(self) -> str:
-        return unquote(urlsplit(self.url).password or "")
+        """In the user part, or (as libpq also reads it) a `password=` setting."""
+        parts = urlsplit(self.url)
+        if parts.password is not None:
+            return unquote(parts.password)
+        return dict(parse_qsl(parts.query)).get("password", "")
 
     @property
     def user(self) -> str:
@@ -62,10 +66,14 @@ class DatabaseUrl:
     def display(self) -> str:
         """The URL with its password replaced: for messages, logs and `db status`."""
         parts = urlsplit(self.url)
-        if parts.password is None:
-            return self.url
-        netloc = parts.netloc.replace(f":{parts.password}@", f":{MASK}@", 1)
-        return parts._replace(netloc=netloc).geturl()
+        if parts.password is not None:
+            netloc = parts.netloc.replace(f":{parts.password}@", f":{MASK}@", 1)
+            parts = parts._replace(netloc=netloc)
+        query = [
+            f"{key}={MASK}" if key == "password" else f"{key}={quote(value)}"
+            for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        return parts._replace(query="&".join(query)).geturl()
 
     def masked(self, text: str) -> str:
         """`text` with the password taken out wherever it appears (a server's message,
@@ -92,8 +100,13 @@ def _split(url: str) -> SplitResult | None:
     not at connect time)."""
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018
+        if "," not in parts.netloc:  # several hosts (libpq's failover list): each its port
+            parts.port  # noqa: B018
     except ValueError:
+        return None
+    # libpq splits the user part off at the first @, urlsplit at the last: a raw @ in a
+    # password would send its tail to libpq as the host (and into its error message)
+    if parts.netloc.count("@") > 1:
         return None
     return parts
 

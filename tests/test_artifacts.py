@@ -68,8 +68,9 @@ def test_trimmed_log_is_a_whole_change(open_db) -> None:
     change = cached_contact("brivity", 1, "alice", first_name="X")
     asyncio.run(store.commit_changes("brivity", "contacts", [change], [], None, None))
     asyncio.run(store.commit_changes("brivity", "contacts", [change], [], None, None))
-    with store.db.transaction() as conn:
-        conn.execute("DELETE FROM changes WHERE seq <= ?", (stamp.seq + 1,))
+    with store.db.transaction() as conn:  # aged past what is kept, then trimmed as a commit does
+        conn.execute("UPDATE changes SET at = 0 WHERE seq <= ?", (stamp.seq + 1,))
+        store.db._trim(conn, 1.0)
     assert store.db.stream_delta("alice", "contacts", stamp, "brivity").whole is True
     later = store.db.stream_stamp("alice", "contacts", "brivity")
     assert store.db.stream_delta("alice", "contacts", later, "brivity").whole is False

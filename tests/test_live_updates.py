@@ -84,9 +84,15 @@ def test_a_reader_that_fell_behind_the_kept_log_reloads_everything(open_db):
         for i in range(3):
             writer.commit_changes("alice", "followupboss", "contacts", [contact(i)], [], None)
         with writer.transaction() as conn:  # as if the reader slept past KEEP_SECONDS
-            conn.execute("DELETE FROM changes WHERE seq <= ?", (start + 2,))
+            conn.execute(
+                "UPDATE changes SET at = at - ? WHERE seq <= ?", (2 * KEEP_SECONDS, start + 2)
+            )
+        writer._trimmed_at = 0.0  # the next commit trims, as one does every minute
+        writer.commit_changes("alice", "followupboss", "contacts", [contact(9)], [], None)
         assert KEEP_SECONDS >= 600
-        assert reader.changes_since("alice", start).everything
+        found = reader.changes_since("alice", start)
+        assert found.everything
+        assert not reader.changes_since("alice", found.last).everything  # caught up, once
     finally:
         writer.close()
         reader.close()

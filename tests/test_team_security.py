@@ -310,11 +310,8 @@ def test_a_temporary_table_cannot_stand_in_for_the_members_table(
             "INSERT INTO pg_temp.crm_members VALUES ('alice', 'worker', NULL, 'x'),"
             " ('x1', 'agent', 'bob', 'x'), ('x2', 'agent', 'dave', 'x')"
         )
-        alice.execute("CREATE TEMP TABLE changes (seq bigint)")
-        alice.execute("INSERT INTO pg_temp.changes VALUES (-5)")
         assert _user_ids(alice, "contacts") == {"alice"}
         assert alice.execute("SELECT crm_users(true)").fetchone() == (["alice"],)
-        assert alice.execute("SELECT crm_changes_floor()").fetchone()[0] != -5
         _refused_by_rls(
             alice, lambda: insert_row(alice, "local_sequence", {"user_id": "bob", "last": 1})
         )
@@ -323,7 +320,7 @@ def test_a_temporary_table_cannot_stand_in_for_the_members_table(
             "SELECT proname, proconfig FROM pg_proc"
             " WHERE pronamespace = 'public'::regnamespace AND prosecdef"
         ).fetchall()
-    assert {name for name, _ in configs} >= {"crm_users", "crm_changes_floor"}
+    assert {name for name, _ in configs} >= {"crm_users", "crm_owner_unused"}
     for name, config in configs:
         assert any(c.startswith("search_path=") and c.endswith("pg_temp") for c in config or []), (
             name
@@ -883,3 +880,95 @@ def test_local_adds_from_two_hosts_at_once_never_reuse_an_id(
             "SELECT id FROM local_records WHERE user_id = 'alice' ORDER BY id"
         ).fetchall()
     assert [row[0] for row in stored] == list(range(1, 92))
+
+
+# -- found in review: the change log's trims, a key across users, URLs -----------------------
+
+
+def test_an_app_is_told_when_its_users_changes_were_trimmed(
+    pg_server: ScratchServer, team_db: str, open_as: Callable[[str], PostgresDatabase]
+) -> None:
+    """A role trims only the rows it may write, so others' old rows keep everyone's oldest
+    low: an app asleep past the kept log must still learn that it missed something."""
+    from crm_tui.store.changes import KEEP_SECONDS
+
+    with connected(pg_server, team_db) as su:  # the seeded rows: no trims yet
+        su.execute("DELETE FROM change_trims")
+    alice, worker = open_as("alice"), open_as("w")
+    alice.replace_stream(
+        "alice", "pipedrive", "contacts", [cached_contact("pipedrive", 1, "alice")]
+    )
+    seen = alice.last_change()
+    worker.replace_stream("alice", "brivity", "contacts", [cached_contact("brivity", 7, "alice")])
+    with connected(pg_server, team_db) as su:  # alice's app sleeps past the kept log
+        su.execute("UPDATE changes SET at = at - %s", (2 * KEEP_SECONDS,))
+    worker._trimmed_at = 0.0  # its next commit trims the rows it may write
+    worker.replace_stream("alice", "lofty", "contacts", [cached_contact("lofty", 1, "alice")])
+    found = alice.changes_since("alice", seen)
+    assert found.everything
+    assert not alice.changes_since("alice", found.last).everything  # once, then caught up
+    # each user's trims are theirs: the worker may not trim dave's (team t2), so dave,
+    # who changed nothing since, is told nothing
+    assert open_as("dave").changes_since("dave", seen).empty
+
+
+def test_no_row_of_one_user_can_pin_another_users_run(
+    pg_server: ScratchServer, team_db: str
+) -> None:
+    with connected(pg_server, team_db) as su:
+        bobs = su.execute("SELECT id FROM sync_runs WHERE user_id = 'bob' LIMIT 1").fetchone()[0]
+    with connected(pg_server, team_db, "alice") as alice:
+        alice.execute(
+            "INSERT INTO sync_runs (user_id, source, parent_id, started_at)"
+            " VALUES ('alice', 'x', %s, 'now')",
+            (bobs,),
+        )
+    with connected(pg_server, team_db, "bob") as bob:  # as `db copy --replace` does
+        assert bob.execute("DELETE FROM sync_runs WHERE user_id = 'bob'").rowcount >= 1
+
+
+def test_a_password_given_as_a_url_setting_is_masked_too() -> None:
+    url = DatabaseUrl("postgresql://bob@db.example/crm?sslmode=require&password=canary-Q%40z")
+    assert url.password == "canary-Q@z"
+    assert "canary" not in url.display and "sslmode=require" in url.display
+    assert url.masked("auth failed for canary-Q@z") == "auth failed for ***"
+
+
+def test_a_raw_at_sign_in_a_password_is_refused_not_half_shown() -> None:
+    with pytest.raises(InvalidDatabaseUrl) as caught:
+        DatabaseUrl("postgresql://bob:bo@secretTAIL@db.example/crm")
+    assert "secretTAIL" not in str(caught.value) and "%40" in str(caught.value)
+
+
+def test_several_hosts_pass_through_to_libpq() -> None:
+    url = DatabaseUrl("postgresql://a:pw@h1:5432,h2:5433/crm?target_session_attrs=read-write")
+    assert url.display == "postgresql://a:***@h1:5432,h2:5433/crm?target_session_attrs=read-write"
+
+
+def test_a_role_that_is_not_a_member_is_told_so(
+    pg_server: ScratchServer, team_db: str, tmp_path: Path
+) -> None:
+    with connected(pg_server, team_db) as su:
+        su.execute("DROP ROLE IF EXISTS stranger")
+        su.execute("CREATE ROLE stranger LOGIN PASSWORD 'pw-stranger'")
+    url = DatabaseUrl(pg_server.url("stranger", "pw-stranger", team_db))
+    with pytest.raises(DatabaseRefused) as caught:
+        PostgresDatabase(url, tmp_path)
+    assert "stranger is not a member" in caught.value.details
+    assert "crm-tui db member add stranger" in caught.value.details
+
+
+def test_a_missing_database_is_refused_and_a_down_server_is_a_remote_failure(
+    pg_server: ScratchServer, tmp_path: Path
+) -> None:
+    with pytest.raises(DatabaseRefused, match="refused") as refused:
+        PostgresDatabase(DatabaseUrl(pg_server.url("alice", PASSWORDS["alice"], "nodb")), tmp_path)
+    assert (
+        refused.value.exit_code == 3 and 'database "nodb" does not exist' in refused.value.details
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens once closed
+    with pytest.raises(DatabaseUnavailable) as down:
+        PostgresDatabase(DatabaseUrl(f"postgresql://a:pw@127.0.0.1:{port}/crm"), tmp_path)
+    assert down.value.exit_code == 4  # remote, as a CRM that cannot be reached

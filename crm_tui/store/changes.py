@@ -70,7 +70,10 @@ class ChangeLogStore:
         )
         if now - self._trimmed_at > _TRIM_EVERY:
             self._trimmed_at = now
-            conn.execute("DELETE FROM changes WHERE at < ?", (now - KEEP_SECONDS,))
+            self._trim(conn, now - KEEP_SECONDS)
+
+    def _trim(self, conn: sqlite3.Connection, before: float) -> None:
+        conn.execute("DELETE FROM changes WHERE at < ?", (before,))
 
     @damage_named
     def last_change(self) -> int:
@@ -85,9 +88,15 @@ class ChangeLogStore:
         ).fetchone()
         return int(row[0]) if row else 0
 
-    def _oldest(self) -> int | None:
-        """The oldest change still kept, of anyone's (what trimming left)."""
-        return self._conn.execute("SELECT min(seq) FROM changes").fetchone()[0]
+    def _gap(self, user_id: str, seq: int, newest: int) -> int | None:
+        """Whether changes of `user_id` after `seq` may have been trimmed away (then a
+        reader cannot tell what it missed): None when not, else where to go on from.
+        Sequence numbers are handed out without gaps (a rolled-back insert takes its number
+        back), so a first kept row past seq + 1 means some were trimmed."""
+        oldest = self._conn.execute("SELECT min(seq) FROM changes").fetchone()[0]
+        if newest > seq and (oldest is None or oldest > seq + 1):
+            return newest
+        return None
 
     @damage_named
     def changes_since(self, user_id: str, seq: int) -> Changes:
@@ -96,17 +105,16 @@ class ChangeLogStore:
         cannot tell what it missed: `everything`."""
         with self._lock, self._reading():  # type: ignore[attr-defined]
             newest = self._newest()
-            oldest = self._oldest()
+            gap = self._gap(user_id, seq, newest)
             rows = self._conn.execute(
                 "SELECT seq, kind, source, record_id, origin FROM changes"
                 " WHERE seq > ? AND seq <= ? AND user_id = ? ORDER BY seq",
                 (seq, newest, user_id),
             ).fetchall()
         found = Changes(last=max(seq, newest))
-        # sequence numbers are handed out without gaps (a rolled-back insert takes its
-        # number back), so a first kept row past seq + 1 means some were trimmed
-        if newest > seq and (oldest is None or oldest > seq + 1):
+        if gap is not None:  # trimmed: what went is unknown
             found.everything = True
+            found.last = max(found.last, gap)
             return found
         mine = self.owner.id
         for _, kind, source, record_id, origin in rows:

@@ -58,9 +58,10 @@ class LeaseLost(StoreError):
 
 
 class DatabaseUnavailable(StoreError):
-    """The team database (PostgreSQL) cannot be reached: down, a wrong address, a timeout."""
+    """The team database (PostgreSQL) cannot be reached: down, a wrong address, a timeout.
+    A remote failure, as a CRM that cannot be reached is."""
 
-    exit_code = 5
+    exit_code = 4
 
 
 class DatabaseRefused(StoreError):

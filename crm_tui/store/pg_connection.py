@@ -193,7 +193,8 @@ def _refusals() -> tuple[type[Exception], ...]:
 _REFUSED_LOGIN = re.compile(
     r"authentication failed|no pg_hba\.conf entry|pg_hba\.conf rejects"
     r"|role \"[^\"]*\" does not exist|not permitted to log in"
-    r"|permission denied for database|password is required|no password supplied",
+    r"|permission denied for database|password is required|no password supplied"
+    r"|database \"[^\"]*\" does not exist",
     re.IGNORECASE,
 )
 

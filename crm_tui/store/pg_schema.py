@@ -25,12 +25,14 @@ def _record_table(kind: RecordKind, columns: tuple[str, ...]) -> str:
 
 
 # Every table that holds a person's rows: row-level security ties each to its user_id.
-USER_TABLES = (
+# Those of step 1 (step 2 secures them), then those later steps made.
+_STEP1_USER_TABLES = (
     "contacts", "deals", "source_status", "sync_runs", "quarantine", "bookmarks",
     "local_records", "stream_generations", "leases", "pending_generations", "imports",
     "dedup_rejections", "merges", "local_links", "local_sequence", "changes",
     "rate_budgets", "webhook_inbox", "outbox",
 )  # fmt: skip
+USER_TABLES = (*_STEP1_USER_TABLES, "change_trims")
 # Shared bookkeeping with no one's data in it: processes, generation numbers, counts of
 # refused webhooks by source.
 SHARED_TABLES = ("owners", "generations", "webhook_refusals")
@@ -181,21 +183,8 @@ _SECURITY = f"""
     """
 
 
-def _roles() -> str:
-    """The three positions as group roles, created once per server (roles are shared by
-    every database on it), with rights on every table; the policies narrow them."""
-    tables = ", ".join(USER_TABLES + SHARED_TABLES)
-    create = "".join(
-        f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'crm_{p}')"
-        f" THEN CREATE ROLE crm_{p} NOLOGIN; END IF; END $$;"
-        f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tables} TO crm_{p};"
-        f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO crm_{p};"
-        # what schema the database is at: every member's process checks it when it starts
-        f"GRANT SELECT ON schema_migrations TO crm_{p};"
-        f"GRANT EXECUTE ON FUNCTION crm_users(boolean), crm_changes_floor() TO crm_{p};"
-        for p in ("agent", "lead", "worker")
-    )
-    policies = "".join(
+def _user_policies(tables: tuple[str, ...]) -> str:
+    return "".join(
         f"ALTER TABLE {t} ENABLE ROW LEVEL SECURITY;"
         f"CREATE POLICY {t}_read ON {t} FOR SELECT"
         f" USING (user_id = ANY ((SELECT crm_users(false))::text[]));"
@@ -206,8 +195,25 @@ def _roles() -> str:
         f" WITH CHECK (user_id = ANY ((SELECT crm_users(true))::text[]));"
         f"CREATE POLICY {t}_delete ON {t} FOR DELETE"
         f" USING (user_id = ANY ((SELECT crm_users(true))::text[]));"
-        for t in USER_TABLES
+        for t in tables
     )
+
+
+def _roles() -> str:
+    """The three positions as group roles, created once per server (roles are shared by
+    every database on it), with rights on every table; the policies narrow them."""
+    tables = ", ".join(_STEP1_USER_TABLES + SHARED_TABLES)
+    create = "".join(
+        f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'crm_{p}')"
+        f" THEN CREATE ROLE crm_{p} NOLOGIN; END IF; END $$;"
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tables} TO crm_{p};"
+        f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO crm_{p};"
+        # what schema the database is at: every member's process checks it when it starts
+        f"GRANT SELECT ON schema_migrations TO crm_{p};"
+        f"GRANT EXECUTE ON FUNCTION crm_users(boolean), crm_changes_floor() TO crm_{p};"
+        for p in ("agent", "lead", "worker")
+    )
+    policies = _user_policies(_STEP1_USER_TABLES)
     # Any commit that another process should see (records, statuses, runs, leases,
     # decisions, edits) wakes every listening app: one notice per transaction, no payload
     # (a payload would tell every listener whose data moved).
@@ -296,6 +302,21 @@ _SHARED_POLICIES = f"""
         FOR EACH ROW EXECUTE FUNCTION crm_refusals_only_grow();
     """
 
+# - change_trims: how far each user's change log was trimmed. A member trims only the rows
+#   its role may write, so everyone's oldest row no longer tells a reader whether its own
+#   were trimmed (it would be told nothing changed, and keep a stream replaced meanwhile).
+# - crm_changes_floor goes: nothing asks for everyone's oldest change any more.
+# - sync_runs.parent_id loses its foreign key: checked without row-level security, it let a
+#   member learn that another user's run exists and pin it against its owner's deletes.
+_STEP4 = (
+    f"CREATE TABLE change_trims (user_id {TEXT} PRIMARY KEY, through bigint NOT NULL);"
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON change_trims TO crm_agent, crm_lead, crm_worker;"
+    + _user_policies(("change_trims",))
+    + "ALTER TABLE sync_runs DROP CONSTRAINT sync_runs_parent_id_fkey;"
+    # everyone's oldest change, which told members the lowest number of any user's
+    + "DROP FUNCTION crm_changes_floor();"
+)
+
 MIGRATIONS: tuple[str, ...] = (
     # 0 -> 1: the tables, as SQLite's schema 9 has them
     _BASE,
@@ -304,4 +325,6 @@ MIGRATIONS: tuple[str, ...] = (
     # 2 -> 3: security-definer functions that no session's temporary table can redirect;
     # the shared owners and generations tables closed to other users' tampering
     _CLOSE_DEFINERS + _SHARED_POLICIES,
+    # 3 -> 4: each user's trims of the change log; no foreign key across users' runs
+    _STEP4,
 )

@@ -92,7 +92,15 @@ class PostgresDatabase(Database):
 
     def migrate(self) -> None:
         with self._lock:
-            version = self.schema_version
+            try:
+                version = self.schema_version
+            except DatabaseRefused:  # members may read it: this role is none
+                role = self.url.user or "this role"
+                raise DatabaseRefused(
+                    "The team database refused",
+                    f"{self.location}: {role} is not a member of this team database; its"
+                    f" owner adds it with `crm-tui db member add {role} --position ...`",
+                ) from None
             if version > len(MIGRATIONS):
                 raise SchemaMismatch(
                     "The team database is newer than this crm-tui",
@@ -206,9 +214,27 @@ class PostgresDatabase(Database):
         # the order they took their numbers, so the newest committed row is the newest.
         return int(self._conn.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()[0])
 
-    def _oldest(self) -> int | None:
-        # Everyone's oldest, not only the rows this role may see (crm_changes_floor).
-        return self._conn.execute("SELECT crm_changes_floor()").fetchone()[0]
+    def _trim(self, conn: Any, before: float) -> None:
+        # Row-level security lets a role trim only its users' rows: each user's trim is
+        # kept, for `_gap`.
+        conn.execute(
+            "WITH gone AS (DELETE FROM changes WHERE at < ? RETURNING user_id, seq)"
+            " INSERT INTO change_trims (user_id, through)"
+            " SELECT user_id, max(seq) FROM gone GROUP BY user_id"
+            " ON CONFLICT (user_id) DO UPDATE"
+            " SET through = GREATEST(change_trims.through, excluded.through)",
+            (before,),
+        )
+
+    def _gap(self, user_id: str, seq: int, newest: int) -> int | None:
+        # Whether this user's rows after `seq` were trimmed, from the user's own record:
+        # the newest row this role sees drops when they go, and others' rows interleave.
+        row = self._conn.execute(
+            "SELECT through FROM change_trims WHERE user_id = ?", (user_id,)
+        ).fetchone()
+        if row is None or row[0] <= seq:
+            return None
+        return max(int(row[0]), newest)
 
     def _batches(self, sql: str, params: tuple[Any, ...]) -> Iterator[list[Any]]:
         # Always called inside a read transaction: a server-side cursor is allowed there.

@@ -88,9 +88,8 @@ class StampStore:
                 return StreamDelta(True, newest=now.seq)
             if now.seq == stamp.seq:
                 return StreamDelta(False, newest=now.seq)
-            oldest = self._oldest()  # type: ignore[attr-defined]
-            if oldest is None or oldest > stamp.seq + 1:  # trimmed: what went is unknown
-                return StreamDelta(True, newest=now.seq)
+            if self._gap(user_id, stamp.seq, now.seq) is not None:  # type: ignore[attr-defined]
+                return StreamDelta(True, newest=now.seq)  # trimmed: what went is unknown
             rows = self._conn.execute(
                 "SELECT source, record_id FROM changes WHERE seq > ? AND seq <= ?"
                 " AND user_id = ? AND kind = ? AND (source = ? OR source IS NULL)",
