@@ -228,6 +228,7 @@ def test_a_worker_reads_and_writes_its_team_and_nothing_else(
 ) -> None:
     with connected(pg_server, shared_db) as su:
         before = rows_by_user(su, table)
+        unkeyed = rows_by_user(su, table, keys=False)
         daves = one_row(su, table, "dave")
     with connected(pg_server, shared_db, "w") as w:
         assert _user_ids(w, table) == TEAM_T1
@@ -238,7 +239,10 @@ def test_a_worker_reads_and_writes_its_team_and_nothing_else(
             assert _count(
                 w, "UPDATE {} SET user_id = user_id WHERE user_id = %s", table, user
             ) == len(before[user])
-        # a team member's row deleted and written back
+        if table == "pending_generations":  # only the session that drew one writes it
+            _refused_by_rls(w, lambda: insert_row(w, table, {**one_row(w, table, "bob")}))
+            return
+        # a team member's row deleted and written back (under keys the database draws)
         bobs = one_row(w, table, "bob")
         deleted = w.execute(
             sql.SQL("DELETE FROM {} t WHERE to_jsonb(t) = %s::jsonb").format(sql.Identifier(table)),
@@ -247,7 +251,7 @@ def test_a_worker_reads_and_writes_its_team_and_nothing_else(
         assert deleted == 1
         assert insert_row(w, table, bobs) == 1
     with connected(pg_server, shared_db) as su:
-        assert rows_by_user(su, table) == before
+        assert rows_by_user(su, table, keys=False) == unkeyed
 
 
 def test_the_members_table_is_out_of_a_members_reach(
@@ -972,3 +976,34 @@ def test_a_missing_database_is_refused_and_a_down_server_is_a_remote_failure(
     with pytest.raises(DatabaseUnavailable) as down:
         PostgresDatabase(DatabaseUrl(f"postgresql://a:pw@127.0.0.1:{port}/crm"), tmp_path)
     assert down.value.exit_code == 4  # remote, as a CRM that cannot be reached
+
+
+def test_no_member_can_claim_the_keys_the_database_hands_others(
+    pg_server: ScratchServer, team_db: str, open_as: Callable[[str], PostgresDatabase]
+) -> None:
+    """Numbers the sequences hand out next, taken in advance with a member's own rows, would
+    make every other member's next write fail on a duplicate key."""
+    with connected(pg_server, team_db, "alice") as alice:
+        seq = alice.execute("SELECT nextval(pg_get_serial_sequence('changes', 'seq'))")
+        ahead = seq.fetchone()[0] + 1
+        with pytest.raises(pg_errors.InsufficientPrivilege):
+            alice.execute(
+                "INSERT INTO changes (seq, user_id, kind, origin, at)"
+                " VALUES (%s, 'alice', 'contacts', 'x', 0)",
+                (ahead,),
+            )
+        with pytest.raises(pg_errors.InsufficientPrivilege):
+            alice.execute("UPDATE changes SET seq = %s WHERE user_id = 'alice'", (ahead,))
+        drawn = alice.execute("SELECT nextval(pg_get_serial_sequence('generations', 'id'))")
+        future = drawn.fetchone()[0] + 1
+        _refused_by_rls(
+            alice,
+            lambda: alice.execute(
+                "INSERT INTO pending_generations (generation, user_id, kind, source, owner)"
+                " VALUES (%s, 'alice', 'contacts', 'x', 'nobody')",
+                (future,),
+            ),
+        )
+    bob = open_as("bob")  # his ordinary writes take the next numbers, unhindered
+    bob.replace_stream("bob", "brivity", "contacts", [cached_contact("brivity", 9, "bob")])
+    assert "brivity:9" in _ids(bob, "bob")

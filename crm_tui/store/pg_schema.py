@@ -317,6 +317,29 @@ _STEP4 = (
     + "DROP FUNCTION crm_changes_floor();"
 )
 
+# Keys the database draws are the database's: a member given them could insert rows under
+# numbers the sequence hands out next, and every other member's next write would fail on a
+# duplicate key. Members may write every other column (a column a later step adds to these
+# tables must be granted there too), and a pending generation must be the one this session
+# just drew.
+_DRAWN_KEYS = (
+    ("changes", "seq"), ("sync_runs", "id"), ("quarantine", "id"), ("merges", "id"),
+    ("webhook_inbox", "id"), ("outbox", "id"),
+)  # fmt: skip
+_STEP5 = (
+    "DO $$ DECLARE t text; k text; cols text; BEGIN"
+    " FOR t, k IN VALUES " + ", ".join(f"('{t}', '{k}')" for t, k in _DRAWN_KEYS) + " LOOP"
+    " SELECT string_agg(quote_ident(column_name), ', ') INTO cols"
+    " FROM information_schema.columns"
+    " WHERE table_schema = 'public' AND table_name = t AND column_name <> k;"
+    " EXECUTE format('REVOKE INSERT, UPDATE ON %I FROM crm_agent, crm_lead, crm_worker', t);"
+    " EXECUTE format('GRANT INSERT (%s), UPDATE (%s) ON %I TO crm_agent, crm_lead, crm_worker',"
+    " cols, cols, t);"
+    " END LOOP; END $$;"
+    "ALTER POLICY pending_generations_insert ON pending_generations WITH CHECK"
+    " (user_id = ANY ((SELECT crm_users(true))::text[]) AND crm_taken_here(generation));"
+)
+
 MIGRATIONS: tuple[str, ...] = (
     # 0 -> 1: the tables, as SQLite's schema 9 has them
     _BASE,
@@ -327,4 +350,6 @@ MIGRATIONS: tuple[str, ...] = (
     _CLOSE_DEFINERS + _SHARED_POLICIES,
     # 3 -> 4: each user's trims of the change log; no foreign key across users' runs
     _STEP4,
+    # 4 -> 5: keys the database draws, never a member's choice
+    _STEP5,
 )

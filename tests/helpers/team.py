@@ -185,10 +185,25 @@ def connected(
         yield conn
 
 
-def rows_by_user(conn: psycopg.Connection[Any], table: str) -> dict[str, list[str]]:
-    """Every row of `table` (as JSON text, in a fixed order) by user, as `conn` sees them."""
+def rows_by_user(
+    conn: psycopg.Connection[Any], table: str, keys: bool = True
+) -> dict[str, list[str]]:
+    """Every row of `table` (as JSON text, in a fixed order) by user, as `conn` sees them;
+    without `keys`, leaving out the keys the database draws (a row written back gets new
+    ones)."""
     out: dict[str, list[str]] = {}
-    query = sql.SQL("SELECT user_id, to_jsonb(t)::text FROM {} t").format(sql.Identifier(table))
+    drawn = [
+        name
+        for (name,) in conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0"
+            " AND attidentity <> ''",
+            (table,),
+        )
+    ]
+    row = sql.SQL("to_jsonb(t)")
+    for name in [] if keys else drawn:
+        row = sql.SQL("({} - {})").format(row, sql.Literal(name))
+    query = sql.SQL("SELECT user_id, {}::text FROM {} t").format(row, sql.Identifier(table))
     for user, row in conn.execute(query).fetchall():
         out.setdefault(user, []).append(row)
     return {user: sorted(rows) for user, rows in out.items()}
@@ -206,11 +221,20 @@ def one_row(conn: psycopg.Connection[Any], table: str, user: str) -> dict[str, A
 
 
 def insert_row(conn: psycopg.Connection[Any], table: str, row: dict[str, Any]) -> int:
-    """`row` (as `one_row` returned it) inserted as it is, generated keys included."""
+    """`row` (as `one_row` returned it) inserted as it is but for the keys the database
+    draws (members may not choose them)."""
+    columns = [
+        name
+        for (name,) in conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0"
+            " AND NOT attisdropped AND attidentity = ''",
+            (table,),
+        )
+    ]
+    names = sql.SQL(", ").join(map(sql.Identifier, columns))
     return conn.execute(
         sql.SQL(
-            "INSERT INTO {} OVERRIDING SYSTEM VALUE"
-            " SELECT * FROM jsonb_populate_record(NULL::{}, %s::jsonb)"
-        ).format(sql.Identifier(table), sql.Identifier(table)),
+            "INSERT INTO {} ({}) SELECT {} FROM jsonb_populate_record(NULL::{}, %s::jsonb)"
+        ).format(sql.Identifier(table), names, names, sql.Identifier(table)),
         (json.dumps(row),),
     ).rowcount
