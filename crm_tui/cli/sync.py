@@ -25,6 +25,7 @@ from crm_tui.text import single_line
 if TYPE_CHECKING:
     from crm_tui.store import CacheStore
     from crm_tui.store.outbox import OutboxEntry
+    from crm_tui.team.worker import TeamSync
 
 
 def _progress_printer(store: CacheStore) -> Callable[[], None]:
@@ -166,7 +167,7 @@ def _sync_team(
     return Reply(payload, human, code)
 
 
-async def _watch_team(team: Any, minutes: float) -> None:
+async def _watch_team(team: TeamSync, minutes: float) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 

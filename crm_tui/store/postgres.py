@@ -47,6 +47,15 @@ def local_dir_for(url: DatabaseUrl, data_dir: Path) -> Path:
     return data_dir / "team" / digest
 
 
+def applied_version(conn: PgConnection) -> int:
+    """The last schema step applied (0: none yet), read without changing anything."""
+    if conn.execute("SELECT to_regclass('schema_migrations')").fetchone()[0] is None:
+        return 0
+    return int(
+        conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0]
+    )
+
+
 class PostgresDatabase(Database):
     backend = "postgresql"
 
@@ -84,11 +93,7 @@ class PostgresDatabase(Database):
     @property
     def schema_version(self) -> int:
         with self._lock:
-            if self._conn.execute("SELECT to_regclass('schema_migrations')").fetchone()[0] is None:
-                return 0
-            return int(
-                self._conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] or 0
-            )
+            return applied_version(self._conn)
 
     def migrate(self) -> None:
         with self._lock:

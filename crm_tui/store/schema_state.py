@@ -52,14 +52,11 @@ def schema_state(settings: CoreSettings) -> SchemaState:
         return SchemaState("sqlite", str(path), version, len(SQLITE_STEPS))
     from crm_tui.store.pg_connection import PgConnection
     from crm_tui.store.pg_schema import MIGRATIONS as PG_STEPS
+    from crm_tui.store.postgres import applied_version
 
     conn_pg = PgConnection(url)
     try:
-        exists = conn_pg.execute("SELECT to_regclass('schema_migrations')").fetchone()[0]
-        version = 0
-        if exists is not None:
-            row = conn_pg.execute("SELECT coalesce(max(version), 0) FROM schema_migrations")
-            version = int(row.fetchone()[0])
+        version = applied_version(conn_pg)
     finally:
         conn_pg.close()
     return SchemaState("postgresql", url.display, version, len(PG_STEPS))

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from crm_tui.config import ConfigError, Settings, load_settings
 from crm_tui.models import SyncReport
 from crm_tui.store import CacheStore
 from crm_tui.store.db import Database
 
+T = TypeVar("T")
 # A user id that is also a safe file name, and never a path.
 _USER_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}\.env$")
 
@@ -69,9 +70,8 @@ class TeamSync:
             self.engines[user.user_id] = SyncEngine(user_settings(worker, user), store)
 
     async def sync_once(self, full: bool = False) -> dict[str, dict[str, SyncReport]]:
-        names = list(self.engines)
-        found = await asyncio.gather(*(e.sync_all(None, full=full) for e in self.engines.values()))
-        return dict(zip(names, found, strict=True))
+        found = await _every(e.sync_all(None, full=full) for e in self.engines.values())
+        return dict(zip(self.engines, found, strict=True))
 
     async def watch(
         self,
@@ -85,14 +85,7 @@ class TeamSync:
             Scheduler(engine, minutes, on_run=lambda reports, u=user: on_run(u, reports))
             for user, engine in self.engines.items()
         ]
-        # Every person's loop runs to its end, each failure after the others are done: a
-        # loop left running when another fails would be cut off mid-commit at exit.
-        ended = await asyncio.gather(
-            *(_until_stopped(s, stop) for s in schedulers), return_exceptions=True
-        )
-        for outcome in ended:
-            if isinstance(outcome, BaseException):
-                raise outcome
+        await _every(_until_stopped(s, stop) for s in schedulers)
 
     def stop(self, stop: asyncio.Event) -> None:
         """Stop watching: the syncs running now are cancelled (each keeps its previous
@@ -118,3 +111,13 @@ async def _until_stopped(scheduler: Any, stop: asyncio.Event) -> None:
     except asyncio.CancelledError:
         if not stop.is_set():
             raise
+
+
+async def _every(work: Iterable[Awaitable[T]]) -> list[T]:
+    """Every person's work run at once and each to its end; a failure is raised once all are
+    done (one left running when another failed would be cut off mid-commit at exit)."""
+    ended = await asyncio.gather(*work, return_exceptions=True)
+    for outcome in ended:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return cast("list[T]", ended)
