@@ -340,7 +340,9 @@ class CrmApp(App[None]):
     def _sweep_runs(self) -> None:
         db = self.store.db
         if db is not None and not self.read_only_reason and self.store_error is None:
-            self.run_worker(self._swept(db), group="sweep", exit_on_error=False, name="sweep")
+            self.run_worker(
+                partial(self._swept, db), group="sweep", exit_on_error=False, name="sweep"
+            )
 
     async def _swept(self, db: Database) -> None:
         if await self.store.in_writer(db.interrupt_abandoned_runs):
@@ -351,8 +353,8 @@ class CrmApp(App[None]):
         changes (seconds, for a stream of a million) finishes before the next begins."""
         watching = any(w.group == "watch" and not w.is_finished for w in self.workers)
         if self.loaded and self.store.db is not None and not watching:
-            self.run_worker(
-                self._reload_if_changed(),
+            self.run_worker(  # the function, not a coroutine: an app closing never runs it
+                self._reload_if_changed,
                 group="watch",
                 exit_on_error=False,
                 name="watch database",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import time
@@ -102,6 +103,45 @@ def demo_servers() -> Iterator[DemoServers]:
 def demo_settings(tmp_path: Path, demo_servers: DemoServers) -> Settings:
     env = {k.lower(): v for k, v in demo_servers.env().items()}
     return make_settings(tmp_path, **env)
+
+
+@pytest.fixture(scope="session")
+def synced_demo_dir(
+    tmp_path_factory: pytest.TempPathFactory, demo_servers: DemoServers
+) -> Iterator[Path]:
+    """A data dir holding one sync of every demo source, made once per session: copied by
+    `synced_settings` for the tests of what the app does with data, not of syncing it."""
+    root = tmp_path_factory.mktemp("synced-demo")
+    with pytest.MonkeyPatch.context() as patch:  # no developer's config, as isolated_env
+        for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME"):
+            patch.setenv(name, str(root / name.lower()))
+        settings = make_settings(root, **{k.lower(): v for k, v in demo_servers.env().items()})
+        asyncio.run(_sync_every_source(settings))
+    yield settings.data_dir
+
+
+async def _sync_every_source(settings: Settings) -> None:
+    from crm_tui.sync.engine import SyncEngine
+
+    db = Database(settings.database_path)
+    store = CacheStore(settings.user_id, db)
+    store.load_statuses_sync()
+    engine = SyncEngine(settings, store)
+    try:
+        reports = await engine.sync_all(None)
+    finally:
+        await engine.aclose()
+        db.close()
+    failed = [name for name, report in reports.items() if report.error]
+    assert not failed, f"the demo sync failed for {failed}"
+
+
+@pytest.fixture
+def synced_settings(demo_settings: Settings, synced_demo_dir: Path) -> Settings:
+    """`demo_settings` over a copy of `synced_demo_dir`: the app opens with every source
+    synced (make it with `sync_stale=False`, or it may sync them again)."""
+    shutil.copytree(synced_demo_dir, demo_settings.data_dir)
+    return demo_settings
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from crm_tui.store.db import SCHEMA_VERSION
 from crm_tui.store.errors import DatabaseUnavailable, LeaseLost, StreamBusy
 from crm_tui.store.leases import Holder, Lease
 from crm_tui.store.owners import LEASE_TTL_SECONDS, Owner, is_alive, start_time
+from crm_tui.store.pg_connection import PgConnection
 from tests.helpers.leases import contact, dead_process, plant_lease, plant_owner
 
 
@@ -135,37 +137,72 @@ def test_heartbeats_beat_while_something_is_held_and_the_owner_goes_after(open_d
     assert db._conn.execute("SELECT count(*) FROM owners").fetchone() == (0,)
 
 
+async def test_a_close_waits_for_a_generation_drawn_for_a_cancelled_sync(open_db):
+    """A sync cancelled (SIGTERM) while the writer thread draws its generation never hears
+    the number: the close must release it after the draw, not before."""
+    import asyncio
+    import threading
+
+    db = open_db()
+    go = threading.Event()
+
+    def draw() -> int:
+        go.wait(10)
+        return db.new_generation("alice", "brivity", "contacts")
+
+    task = asyncio.ensure_future(db.in_writer(draw))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    threading.Timer(0.3, go.set).start()
+    db.close()  # while the draw waits
+    again = open_db()
+    with again._lock:
+        left = again._conn.execute("SELECT count(*) FROM pending_generations").fetchone()[0]
+    assert left == 0
+    assert go.is_set()
+
+
 def test_a_beat_that_fails_does_not_stop_the_heartbeat(open_db, backing, monkeypatch):
     """A busy SQLite file, or a PostgreSQL statement that timed out: the next beat goes on,
     else the owner would look dead to other hosts while it still writes."""
     monkeypatch.setattr("crm_tui.store.leases.HEARTBEAT_SECONDS", 0.05)
     db = open_db()
-    failure = (
-        sqlite3.OperationalError("database is locked")
-        if backing.kind == "sqlite"
-        else DatabaseUnavailable("Cannot reach the team database", "timed out")
-    )
-    db._conn = _FailingBeats(db._conn, failure)
+    if backing.kind == "sqlite":
+        beats = _FailingBeats(db._conn.execute, sqlite3.OperationalError("database is locked"))
+        db._conn = _Connection(db._conn, beats)
+    else:  # every connection the pool lends
+        beats = _FailingBeats(
+            PgConnection.execute, DatabaseUnavailable("Cannot reach the team database", "x")
+        )
+        monkeypatch.setattr(PgConnection, "execute", lambda conn, *a: beats(conn, *a))
     lease = db.acquire_lease("alice", "brivity", "contacts", "sync")
     assert isinstance(lease, Lease)
-    first = db._conn.execute("SELECT heartbeat_at FROM owners").fetchone()[0]
+    with db._lock:
+        first = db._conn.execute("SELECT heartbeat_at FROM owners").fetchone()[0]
     time.sleep(0.4)
-    assert db._conn.failed >= 1
-    assert db._conn.execute("SELECT heartbeat_at FROM owners").fetchone()[0] > first
+    assert beats.failed >= 1
+    with db._lock:
+        assert db._conn.execute("SELECT heartbeat_at FROM owners").fetchone()[0] > first
     db.release_lease(lease)
 
 
 class _FailingBeats:
-    """A connection whose first two heartbeats fail."""
+    """An `execute` whose first two heartbeats fail."""
 
-    def __init__(self, conn: Any, failure: Exception) -> None:
-        self._conn, self._failure, self.failed = conn, failure, 0
+    def __init__(self, execute: Callable[..., Any], failure: Exception) -> None:
+        self._execute, self._failure, self.failed = execute, failure, 0
 
-    def execute(self, sql: str, params: Any = ()) -> Any:
+    def __call__(self, *args: Any) -> Any:
+        sql = next(a for a in args if isinstance(a, str))
         if sql.startswith("UPDATE owners SET heartbeat_at") and self.failed < 2:
             self.failed += 1
             raise self._failure
-        return self._conn.execute(sql, params)
+        return self._execute(*args)
+
+
+class _Connection:
+    def __init__(self, conn: Any, execute: Callable[..., Any]) -> None:
+        self._conn, self.execute = conn, execute
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)

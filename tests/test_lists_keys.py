@@ -62,8 +62,8 @@ async def test_a_name_typed_into_the_results_changes_nothing_and_lands_in_the_bo
         assert app.store.count("contacts", "local") == 1
 
 
-async def test_up_at_the_top_and_slash_return_to_the_box_with_the_query(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
+async def test_up_at_the_top_and_slash_return_to_the_box_with_the_query(synced_settings):
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         table = await search_results(pilot, app, "jose")
         box = app.screen.query_one("#query", Input)
@@ -77,8 +77,8 @@ async def test_up_at_the_top_and_slash_return_to_the_box_with_the_query(demo_set
         assert app.focused is box and box.value == "josex"
 
 
-async def test_enter_in_the_box_opens_the_first_record(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
+async def test_enter_in_the_box_opens_the_first_record(synced_settings):
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("f2", *"jose")
@@ -89,8 +89,8 @@ async def test_enter_in_the_box_opens_the_first_record(demo_settings):
         assert isinstance(app.screen, RecordScreen) and app.screen.record.id == first.id
 
 
-async def test_a_group_header_opens_all_its_matches_in_browse(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
+async def test_a_group_header_opens_all_its_matches_in_browse(synced_settings):
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         table = await search_results(pilot, app, "source:brivity")
         result = app.screen.last
@@ -105,8 +105,8 @@ async def test_a_group_header_opens_all_its_matches_in_browse(demo_settings):
         assert table is not None
 
 
-async def test_ctrl_b_opens_every_match_in_browse_with_the_query_kept(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
+async def test_ctrl_b_opens_every_match_in_browse_with_the_query_kept(synced_settings):
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         await search_results(pilot, app, "ma")
         total = app.screen.last.total
@@ -121,9 +121,9 @@ async def test_ctrl_b_opens_every_match_in_browse_with_the_query_kept(demo_setti
 
 
 async def test_q_and_digits_never_leave_a_typing_screen_but_f_keys_and_ctrl_q_do(
-    demo_settings,
+    synced_settings,
 ):
-    app = make_app(demo_settings, sync_on_start=True)
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("f3", "q", "4")  # Browse's list: both go to its filter
@@ -164,8 +164,8 @@ async def test_data_changing_keys_are_ctrl_keys_in_browse(tmp_path):
         assert {"ctrl+n", "ctrl+e"} <= footer() and "ctrl+z" not in footer()  # nothing left
 
 
-async def test_browse_filters_as_you_type_and_esc_clears(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
+async def test_browse_filters_as_you_type_and_esc_clears(synced_settings):
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("f3")
@@ -187,8 +187,8 @@ async def test_browse_filters_as_you_type_and_esc_clears(demo_settings):
         assert table.row_count == everyone
 
 
-async def test_browse_sort_keeps_the_selected_record_and_g_goes_top_and_bottom(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
+async def test_browse_sort_keeps_the_selected_record_and_g_goes_top_and_bottom(synced_settings):
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("f3", "G")
@@ -204,8 +204,8 @@ async def test_browse_sort_keeps_the_selected_record_and_g_goes_top_and_bottom(d
         assert names == sorted(names)
 
 
-async def test_audit_filters_runs_and_goes_top_and_bottom(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
+async def test_audit_filters_runs_and_goes_top_and_bottom(synced_settings):
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("f4")
@@ -225,8 +225,8 @@ async def test_audit_filters_runs_and_goes_top_and_bottom(demo_settings):
         assert runs.row_count == 0 and "No run matches" in text_of(app, "#audit-summary")
 
 
-async def test_people_letters_go_to_find_and_decisions_take_ctrl_keys(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
+async def test_people_letters_go_to_find_and_decisions_take_ctrl_keys(synced_settings):
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("f6")
@@ -244,8 +244,8 @@ async def test_people_letters_go_to_find_and_decisions_take_ctrl_keys(demo_setti
         assert app.review.counts()["rejected"] == 1 and table.row_count == before - 1
 
 
-async def test_export_the_browse_filter_as_csv_and_vcard(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
+async def test_export_the_browse_filter_as_csv_and_vcard(synced_settings):
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("f3", "slash", *"jose")
@@ -256,7 +256,7 @@ async def test_export_the_browse_filter_as_csv_and_vcard(demo_settings):
         assert isinstance(app.screen, FormatScreen)
         await pilot.press("c")
         await settle(pilot, app)
-        folder = demo_settings.data_dir / "exports"
+        folder = synced_settings.data_dir / "exports"
         [path] = list(folder.glob("contacts-*.csv"))
         with path.open(newline="") as handle:
             rows = list(csv.DictReader(handle))
@@ -269,8 +269,8 @@ async def test_export_the_browse_filter_as_csv_and_vcard(demo_settings):
         assert card.read_text().count("BEGIN:VCARD") == len(shown)
 
 
-async def test_empty_states_say_why(tmp_path, demo_settings):
-    app = make_app(make_settings(tmp_path), sync_stale=False)
+async def test_empty_states_say_why(tmp_path, synced_settings):
+    app = make_app(make_settings(tmp_path / "empty"), sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("f3")
@@ -282,7 +282,7 @@ async def test_empty_states_say_why(tmp_path, demo_settings):
         await pilot.press("f2", *"zz")
         await idle(pilot)
         assert "synced yet" in text_of(app, "#summary")
-    app = make_app(demo_settings, sync_on_start=True)
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("f2", *"qqxqq")
@@ -293,8 +293,8 @@ async def test_empty_states_say_why(tmp_path, demo_settings):
         assert "match 'qqxqq'" in text_of(app, "#browse-summary")
 
 
-async def test_columns_are_chosen_by_width_and_priority_and_follow_a_resize(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
+async def test_columns_are_chosen_by_width_and_priority_and_follow_a_resize(synced_settings):
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot, app)
         await pilot.press("f3")
@@ -319,24 +319,24 @@ async def test_columns_are_chosen_by_width_and_priority_and_follow_a_resize(demo
         assert {"city", "status"} <= found and "company" not in found
 
 
-async def test_export_every_search_match_as_xlsx(demo_settings):
+async def test_export_every_search_match_as_xlsx(synced_settings):
     from openpyxl import load_workbook
 
-    app = make_app(demo_settings, sync_on_start=True)
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         await search_results(pilot, app, "ma")
         total = app.screen.last.total
         assert total > sum(len(hits) for hits in app.screen.last.groups.values())
         await pilot.press("ctrl+s", "x")
         await settle(pilot, app)
-        [path] = list((demo_settings.data_dir / "exports").glob("contacts-*.xlsx"))
+        [path] = list((synced_settings.data_dir / "exports").glob("contacts-*.xlsx"))
         rows = list(load_workbook(path, read_only=True).active.iter_rows(values_only=True))
         assert len(rows) == total + 1  # every match, not the rows shown, and a header
         assert "raw" not in rows[0]  # the vendor's payload (and whatever it holds) stays out
 
 
-async def test_search_offers_edit_and_delete_only_on_a_result(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
+async def test_search_offers_edit_and_delete_only_on_a_result(synced_settings):
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("f2", *"jose")
@@ -351,8 +351,8 @@ async def test_search_offers_edit_and_delete_only_on_a_result(demo_settings):
         assert {"local_edit", "local_delete"} <= offered()
 
 
-async def test_deal_matches_open_in_browse_on_the_deals_tab(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
+async def test_deal_matches_open_in_browse_on_the_deals_tab(synced_settings):
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("f2", "tab", *"amount>0")
@@ -366,8 +366,8 @@ async def test_deal_matches_open_in_browse_on_the_deals_tab(demo_settings):
         assert [c.title for c in app.screen.query_one(RecordTable).columns][1] == "Deal"
 
 
-async def test_up_at_the_top_of_a_filtered_browse_returns_to_its_filter(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
+async def test_up_at_the_top_of_a_filtered_browse_returns_to_its_filter(synced_settings):
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("f3", "up")  # no filter shown: up stays in the list
@@ -393,8 +393,8 @@ def test_columns_join_by_priority_and_widen_to_what_they_need():
     assert fit_widths(wants, 200, gap=1) == {"name": 20, "email": 40, "city": 12, "company": 30}
 
 
-async def test_enter_typed_before_the_results_opens_the_first_of_them(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
+async def test_enter_typed_before_the_results_opens_the_first_of_them(synced_settings):
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("f2", *"zoe", "enter")  # faster than the search's debounce
@@ -403,8 +403,8 @@ async def test_enter_typed_before_the_results_opens_the_first_of_them(demo_setti
         assert app.screen.record.first_name == "Zoë"
 
 
-async def test_question_mark_in_a_list_still_opens_help(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
+async def test_question_mark_in_a_list_still_opens_help(synced_settings):
+    app = make_app(synced_settings, sync_stale=False)
     [help_binding] = [b for b in app.BINDINGS if getattr(b, "id", None) == "app.help"]
     shown: list[str] = []
     setattr(app, f"action_{help_binding.action}", lambda: shown.append("help"))
@@ -416,8 +416,8 @@ async def test_question_mark_in_a_list_still_opens_help(demo_settings):
         assert app.screen.query_one("#query", Input).value == "jose"
 
 
-async def test_export_the_people_shown_as_csv(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
+async def test_export_the_people_shown_as_csv(synced_settings):
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("f6", "c", "c")  # confidence >= 0.95: a selection
@@ -425,7 +425,7 @@ async def test_export_the_people_shown_as_csv(demo_settings):
         members = {m for c in app.screen.query_one(RecordTable).rows for m in c.members}
         await pilot.press("ctrl+s", "c")
         await settle(pilot, app)
-        [path] = list((demo_settings.data_dir / "exports").glob("contacts-*.csv"))
+        [path] = list((synced_settings.data_dir / "exports").glob("contacts-*.csv"))
         with path.open(newline="") as handle:
             assert {r["id"] for r in csv.DictReader(handle)} == members
 
@@ -444,8 +444,8 @@ def test_two_exports_in_one_second_get_two_files(tmp_path):
     assert first.stat().st_mode & 0o777 == 0o600
 
 
-async def test_a_live_refresh_keeps_the_search_cursor_on_its_record(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
+async def test_a_live_refresh_keeps_the_search_cursor_on_its_record(synced_settings):
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         table = await search_results(pilot, app, "an")
         await pilot.press("down", "down", "down")
@@ -456,10 +456,10 @@ async def test_a_live_refresh_keeps_the_search_cursor_on_its_record(demo_setting
         assert app.screen._cursor_key() == before and app.focused is table
 
 
-async def test_audit_shows_the_columns_that_fit_and_more_when_wider(demo_settings):
+async def test_audit_shows_the_columns_that_fit_and_more_when_wider(synced_settings):
     from crm_tui.screens.audit import NARROW_COLUMNS, RUN_COLUMNS
 
-    app = make_app(demo_settings, sync_on_start=True)
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot, app)
         await pilot.press("f4")

@@ -170,6 +170,7 @@ PAUSES = {
     "second starts inside the first's commit": "commit",
 }
 ORDERS = ("both at once", *PAUSES)
+FULL_SYNC = ("sync", "followupboss", "--full", "--json")
 
 
 def start_inside(
@@ -179,7 +180,7 @@ def start_inside(
     *second_args: str,
     release: bool = True,
     crash_at: str | None = None,
-    first_args: tuple[str, ...] = ("sync", "followupboss", "--full", "--json"),
+    first_args: tuple[str, ...] = FULL_SYNC,
 ) -> tuple[Child, Child]:
     """A first sync paused at `point`, a second command started there; then both go on
     (or, without `release`, the first stays paused for the caller to deal with)."""
@@ -189,7 +190,7 @@ def start_inside(
         paused["CRM_CRASH_AT"] = crash_at
     first = start(paused, *first_args)
     wait_until(barrier.exists, f"the first sync at {point}")
-    second = start(env, *(second_args or ("sync", "followupboss", "--full", "--json")))
+    second = start(env, *(second_args or FULL_SYNC))
     if point == "commit":  # the second waits for the commit's lock, and says nothing
         time.sleep(1.5)
     else:  # the second waits for the lease and says so, or is done (--no-wait, an import)
@@ -202,13 +203,27 @@ def start_inside(
     return first, second
 
 
+def start_together(env: dict[str, str], tmp_path: Path, point: str) -> tuple[Child, Child]:
+    """Two syncs that reach `point` (before their first lease) and are let go at once: a
+    loaded machine may start one process seconds after the other, and then they would
+    never meet."""
+    barriers = [tmp_path / f"ready-{n}" for n in (1, 2)]
+    children = tuple(
+        start({**env, "CRM_PAUSE_AT": point, "CRM_PAUSE_FILE": str(barrier)}, *FULL_SYNC)
+        for barrier in barriers
+    )
+    wait_until(lambda: all(b.exists() for b in barriers), f"both syncs at {point}")
+    for barrier in barriers:
+        barrier.unlink()
+    return children[0], children[1]
+
+
 @pytest.mark.parametrize("order", ORDERS)
 def test_two_overlapping_syncs_of_one_source_lose_nothing(tmp_path, backing, slow_servers, order):
     env = environment(slow_servers, backing)
     first = second = None
     if order == "both at once":
-        first = start(env, "sync", "followupboss", "--full", "--json")
-        second = start(env, "sync", "followupboss", "--full", "--json")
+        first, second = start_together(env, tmp_path, "lease:followupboss:contacts")
     else:
         first, second = start_inside(env, tmp_path, PAUSES[order])
     results = [finish(first), finish(second)]

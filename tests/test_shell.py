@@ -342,8 +342,8 @@ async def _open_flagged_cluster(pilot, app) -> None:
     await until(pilot, lambda: isinstance(app.screen, ClusterScreen))
 
 
-async def test_merging_names_that_differ_shows_the_merged_record_first(demo_settings) -> None:
-    app = make_app(demo_settings, sync_on_start=True)
+async def test_merging_names_that_differ_shows_the_merged_record_first(synced_settings) -> None:
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await _open_flagged_cluster(pilot, app)
         plan = app.screen.plan

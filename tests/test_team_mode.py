@@ -319,13 +319,74 @@ def test_a_store_outlives_its_connection_being_dropped(team_url: str, tmp_path: 
 
     db = PostgresDatabase(DatabaseUrl(team_url), tmp_path)
     db.replace_stream("alice", "brivity", "contacts", [_contact("brivity", 1)])
+    with db._lock:  # the pooled connection the store reads on
+        pid = db._conn.backend_pid
     with psycopg.connect(team_url, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", (db._conn.backend_pid,))
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
     with pytest.raises(DatabaseUnavailable):  # the statement the server cut off fails...
         list(db.load_records("alice", "contacts"))
     assert [r.id for r in db.load_records("alice", "contacts")] == ["brivity:1"]  # ...not the next
     db.replace_stream("alice", "brivity", "contacts", [_contact("brivity", 2)])
     assert [r.id for r in db.load_records("alice", "contacts")] == ["brivity:2"]
+    db.close()
+
+
+def test_a_read_never_waits_for_the_same_processs_open_write(team_url: str, tmp_path: Path) -> None:
+    """The pool lends each thread its own connection: a reader sees the last commit while a
+    writer thread of the same store is still inside its transaction (one shared connection
+    would hold the reader until the writer commits)."""
+    import threading
+
+    db = PostgresDatabase(DatabaseUrl(team_url), tmp_path)
+    db.replace_stream("alice", "brivity", "contacts", [_contact("brivity", 1)])
+    inside, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with db.transaction() as conn:
+            conn.execute("DELETE FROM contacts WHERE user_id = ?", ("alice",))
+            inside.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    assert inside.wait(10)
+    try:
+        seen = [r.id for r in db.load_records("alice", "contacts")]
+        with db._lock:
+            writer_pids = len(db._lock.pids)
+    finally:
+        release.set()
+        thread.join(10)
+    assert seen == ["brivity:1"]  # the committed row: the delete is not committed yet
+    assert writer_pids == 2  # two sessions of this store: the writer's and the reader's
+    assert list(db.load_records("alice", "contacts")) == []  # and then it is
+    db.close()
+
+
+def test_a_durable_store_asks_every_lent_connection_to_wait_for_the_disk(
+    team_url: str, tmp_path: Path
+) -> None:
+    import threading
+
+    db = PostgresDatabase(DatabaseUrl(team_url), tmp_path)
+    db.durable()
+    seen: list[str] = []
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # keeps one connection lent, so the main thread gets another
+        with db._lock:
+            seen.append(db._conn.execute("SHOW synchronous_commit").fetchone()[0])
+            holding.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert holding.wait(10)
+    with db._lock:
+        seen.append(db._conn.execute("SHOW synchronous_commit").fetchone()[0])
+    release.set()
+    thread.join(10)
+    assert seen == ["on", "on"]  # the scratch server's default is off
     db.close()
 
 

@@ -37,8 +37,8 @@ async def test_sync_all_from_status_shows_counts_and_states(demo_settings):
     assert SyncState.SYNCING in states and states[-1] is SyncState.IDLE
 
 
-async def test_search_as_you_type_groups_and_switches_kind(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
+async def test_search_as_you_type_groups_and_switches_kind(synced_settings):
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("2")
@@ -68,8 +68,8 @@ async def test_search_as_you_type_groups_and_switches_kind(demo_settings):
         assert app.screen.query_one("#results", DataTable).row_count == 0
 
 
-async def test_open_and_close_a_record(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
+async def test_open_and_close_a_record(synced_settings):
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("2", *"zoe")
@@ -84,8 +84,8 @@ async def test_open_and_close_a_record(demo_settings):
         assert not isinstance(app.screen, RecordScreen)
 
 
-async def test_clear_cache_asks_first(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
+async def test_clear_cache_asks_first(synced_settings):
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         assert app.store.count("contacts", "brivity") > 0
@@ -150,8 +150,8 @@ HOSTILE = ("[@click=app.quit]Bob[/]", "[/oops]", '[link="https://x"]y[/link]')
 HOSTILE_FIRST = HOSTILE[0]
 
 
-async def test_hostile_records_render_literally_and_fire_nothing(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
+async def test_hostile_records_render_literally_and_fire_nothing(synced_settings):
+    app = make_app(synced_settings, sync_stale=False)
     fired: list[str] = []
     app.action_quit = lambda: fired.append("quit")  # type: ignore[method-assign]
     async with app.run_test(size=SIZE) as pilot:
@@ -299,8 +299,8 @@ async def test_local_records_new_edit_delete_undo_from_browse(tmp_path):
         assert app.store.get("contacts", nora.id).last_name == "Vance"
 
 
-async def test_other_sources_records_are_read_only(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
+async def test_other_sources_records_are_read_only(synced_settings):
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("3", "ctrl+e")
@@ -321,8 +321,8 @@ async def people_table(pilot, app: CrmApp, *keys: str) -> RecordTable:
     return app.screen.query_one(RecordTable)
 
 
-async def test_people_mode_compare_merge_and_undo(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
+async def test_people_mode_compare_merge_and_undo(synced_settings):
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         table = await people_table(pilot, app)
         to_review = app.review.sections["open"]
@@ -395,8 +395,8 @@ async def test_not_the_same_person_stays_apart_after_a_restart(demo_settings):
         assert table.row_count == before
 
 
-async def test_bulk_merge_of_the_sure_clusters_and_undo_one(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
+async def test_bulk_merge_of_the_sure_clusters_and_undo_one(synced_settings):
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         table = await people_table(pilot, app, "c", "c")  # confidence >= 0.95
         sure = list(table.rows)
@@ -426,8 +426,8 @@ async def test_bulk_merge_of_the_sure_clusters_and_undo_one(demo_settings):
         assert undone.id in {c.id for c in app.review.sections["open"]}
 
 
-async def test_a_cluster_whose_names_differ_is_merged_only_after_a_question(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
+async def test_a_cluster_whose_names_differ_is_merged_only_after_a_question(synced_settings):
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         table = await people_table(pilot, app, "v")  # the names-differ section
         assert table.rows and all(c.flagged for c in table.rows)
@@ -445,8 +445,8 @@ async def test_a_cluster_whose_names_differ_is_merged_only_after_a_question(demo
         assert app.store.count("contacts", "local") == before + 1
 
 
-async def test_find_narrows_the_people_list_by_name(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
+async def test_find_narrows_the_people_list_by_name(synced_settings):
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         table = await people_table(pilot, app)
         target = table.rows[3]
@@ -462,8 +462,8 @@ async def test_find_narrows_the_people_list_by_name(demo_settings):
         assert table.row_count == len(app.review.sections["open"])
 
 
-async def test_record_detail_shows_and_jumps_to_the_same_person(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
+async def test_record_detail_shows_and_jumps_to_the_same_person(synced_settings):
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         cluster = next(c for c in app.people.clusters if len(c.sources) == 3)
@@ -481,8 +481,8 @@ async def test_record_detail_shows_and_jumps_to_the_same_person(demo_settings):
         assert visited == list(cluster.members)
 
 
-async def test_search_collapses_to_one_row_per_person(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
+async def test_search_collapses_to_one_row_per_person(synced_settings):
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         emails = {

@@ -212,8 +212,8 @@ async def still_mapped_after_restart(settings: Any, expected: dict[str, str]) ->
         assert again.index.matching("lender:hilltop", "contacts")
 
 
-async def test_a_refused_save_shows_why_and_changes_nothing(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
+async def test_a_refused_save_shows_why_and_changes_nothing(synced_settings):
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         screen = await open_mapping(pilot, app)
@@ -284,7 +284,7 @@ def test_mapping_screen_snapshot(snap_compare, monkeypatch):
     assert snap_compare(app, terminal_size=(80, 24), run_before=shown)
 
 
-async def test_a_busy_stream_puts_the_file_back(demo_settings, monkeypatch):
+async def test_a_busy_stream_puts_the_file_back(synced_settings, monkeypatch):
     """The save lands, then the re-map finds a sync holding the stream: the reason is
     shown, mappings.toml is as before, and the engine maps as before."""
     import crm_tui.screens.mapping as mapping_screen
@@ -292,7 +292,7 @@ async def test_a_busy_stream_puts_the_file_back(demo_settings, monkeypatch):
     async def busy(*args: Any, **kwargs: Any) -> Any:
         raise StreamBusy("Stream busy", "the sync in process 4242 holds followupboss contacts")
 
-    app = make_app(demo_settings, sync_on_start=True)
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         path = mappings_path()
@@ -458,8 +458,8 @@ def hint(screen: MappingScreen) -> str:
     return str(screen.query_one("#mapping-hint", Static).render())
 
 
-async def test_at_80x24_the_from_paths_show_and_nothing_scrolls_sideways(demo_settings):
-    app = make_app(demo_settings, sync_on_start=True)
+async def test_at_80x24_the_from_paths_show_and_nothing_scrolls_sideways(synced_settings):
+    app = make_app(synced_settings, sync_stale=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot, app)
         screen = await open_mapping(pilot, app)

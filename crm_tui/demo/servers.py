@@ -661,8 +661,11 @@ class DemoServers:
 
     def stop(self) -> None:
         self.stop_churn()
-        for server in self.servers.values():
-            server.stop()
+        # Told all at once, then waited for: each takes up to a tick of its loop to notice.
+        for running in self.servers.values():
+            running.server.should_exit = True
+        for running in self.servers.values():
+            running.stop()
 
     def __enter__(self) -> DemoServers:
         return self

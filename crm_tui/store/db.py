@@ -463,12 +463,18 @@ class Database(
         )
 
     def close(self) -> None:
+        self._finish_writes()
         self._release_everything()
+        with self._lock:
+            self._conn.close()
+
+    def _finish_writes(self) -> None:
+        """The writer thread's calls run to their end before the close releases what this
+        process holds: a sync cancelled while it drew a generation has not heard its number,
+        and only the release can find it."""
         if self._writer is not None:
             self._writer.shutdown(wait=True)
             self._writer = None
-        with self._lock:
-            self._conn.close()
 
     async def in_writer(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run `fn(*args)`, a call of this database, on its writer thread: off the event

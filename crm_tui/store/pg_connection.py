@@ -110,16 +110,22 @@ class PgConnection:
     """The part of sqlite3.Connection the store uses, over one psycopg connection in
     autocommit mode: the store's own BEGIN and COMMIT delimit its transactions.
 
-    One connection per store, as SQLite has: a process's statements are serialised by the
-    store's lock anyway, so more would only cost the server. Results come in binary (the
-    records' joined lines as bytes, not hex text). A connection the server or the network
-    dropped fails the statement it was running (a transaction is lost whole) and is made
-    again for the next one: an app outlives a database restart."""
+    Results come in binary (the records' joined lines as bytes, not hex text). A connection
+    the server or the network dropped fails the statement it was running (a transaction is
+    lost whole); one of its own (not lent by the store's pool, which replaces its own) is
+    made again for the next statement: a command outlives a database restart."""
 
-    def __init__(self, url: DatabaseUrl, application: str = "crm-tui") -> None:
+    def __init__(
+        self,
+        url: DatabaseUrl,
+        application: str = "crm-tui",
+        raw: psycopg.Connection[Any] | None = None,
+    ) -> None:
         self.url = url
         self._application = application
-        self._raw = self._connect()
+        self._own = raw is None
+        self._raw = raw if raw is not None else self._connect()
+        self.write_locked = False  # whether this transaction holds the writer lock
 
     def _connect(self) -> psycopg.Connection[Any]:
         with errors_named(self.url):
@@ -127,7 +133,7 @@ class PgConnection:
 
     @property
     def raw(self) -> psycopg.Connection[Any]:
-        if self._raw.broken:
+        if self._raw.broken and self._own:
             self._raw = self._connect()
         return self._raw
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from crm_tui.models import CONTACT_FIELDS, DEAL_FIELDS, RecordKind
 from crm_tui.store.db import Database
 from crm_tui.store.errors import DatabaseRefused, SchemaMismatch, StoreError
 from crm_tui.store.pg_connection import PgConnection
+from crm_tui.store.pg_pool import LentConnections
 from crm_tui.store.pg_schema import MIGRATIONS
 
 # Advisory lock keys (any two 64-bit numbers no other program on the database uses).
@@ -65,28 +66,43 @@ class PostgresDatabase(Database):
         self.path = local_dir_for(url, data_dir) / "crm.pg"
         self._init_leases()
         secure_dir(self.path.parent)
-        self._lock = threading.RLock()
+        # The store's lock, here: the calling thread's connection from a pool (pg_pool.py).
+        self._lock = LentConnections(url)  # type: ignore[assignment]
         self._writer = None
-        self._conn = PgConnection(url)  # type: ignore[assignment]
         self.read_only = False
         self.read_only_reason = ""
-        self._write_locked = False
         self._notices: _Notices | None = None
+        self._outside: PgConnection | None = None
         self.migrate()
         self.interrupt_abandoned_runs()
+
+    @property
+    def _conn(self) -> PgConnection:  # type: ignore[override]
+        """The connection lent to this thread: the store's code uses it inside `with
+        self._lock`, as it uses SQLite's one connection. Outside (a test, a diagnosis), a
+        connection of its own, made when first asked for."""
+        conn = self._lock.current  # type: ignore[attr-defined]
+        if conn is not None:
+            return conn
+        if self._outside is None:
+            self._outside = PgConnection(self.url, "crm-tui")
+        return self._outside
 
     @property
     def location(self) -> str:
         return self.url.display
 
     def durable(self) -> None:
-        with self._lock:
-            self._conn.execute("SET synchronous_commit = on")
+        self._lock.durable = True  # type: ignore[attr-defined]
 
     def close(self) -> None:
         if self._notices is not None:
             self._notices.stop()
-        super().close()
+        self._finish_writes()
+        self._release_everything()
+        self._lock.close()  # type: ignore[attr-defined]
+        if self._outside is not None:
+            self._outside.close()
 
     # -- schema --------------------------------------------------------------------------
 
@@ -155,15 +171,15 @@ class PostgresDatabase(Database):
         with self._lock:
             conn = self._conn
             if conn.in_transaction:
-                if not self._write_locked:
+                if not conn.write_locked:
                     conn.execute("SELECT pg_advisory_xact_lock(?)", (WRITER_LOCK,))
-                    self._write_locked = True
+                    conn.write_locked = True
                 yield conn
                 return
             conn.execute("BEGIN")
             try:
                 conn.execute("SELECT pg_advisory_xact_lock(?)", (WRITER_LOCK,))
-                self._write_locked = True
+                conn.write_locked = True
                 yield conn
             except BaseException:
                 self._end("ROLLBACK")
@@ -171,9 +187,10 @@ class PostgresDatabase(Database):
             self._end("COMMIT")
 
     def _end(self, how: str) -> None:
-        self._write_locked = False
-        if self._conn.in_transaction and not self._conn.raw.closed:
-            self._conn.execute(how)
+        conn = self._conn
+        conn.write_locked = False
+        if conn.in_transaction and not conn.raw.closed:
+            conn.execute(how)
 
     @contextmanager
     def _reading(self) -> Iterator[None]:
@@ -249,7 +266,7 @@ class PostgresDatabase(Database):
         """How many times another connection committed, as told by NOTIFY (listening
         from the first call on)."""
         if self._notices is None:
-            self._notices = _Notices(self.url, lambda: self._conn.backend_pid)
+            self._notices = _Notices(self.url, self._lock.pids)  # type: ignore[attr-defined]
         return self._notices.count
 
 
@@ -258,10 +275,10 @@ class _Notices:
     A lost connection counts as a notice (commits may have gone unheard) and is made
     again a second later."""
 
-    def __init__(self, url: DatabaseUrl, own_pid: Callable[[], int]) -> None:
+    def __init__(self, url: DatabaseUrl, own_pids: set[int]) -> None:
         self.count = 0
         self._url = url
-        self._own_pid = own_pid
+        self._own_pids = own_pids
         self._stopping = threading.Event()
         self._ready = threading.Event()
         threading.Thread(target=self._listen, name="crm-db-notices", daemon=True).start()
@@ -275,10 +292,9 @@ class _Notices:
                 ) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self._ready.set()
-                    own = self._own_pid()
                     while not self._stopping.is_set():
                         for notice in conn.notifies(timeout=0.5):
-                            if notice.pid != own:
+                            if notice.pid not in self._own_pids:
                                 self.count += 1
             except (psycopg.Error, StoreError):
                 self._ready.set()

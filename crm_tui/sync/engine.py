@@ -383,6 +383,7 @@ class SyncEngine:
         )
         bad: list[tuple[str, Any]] = []
         async with self._audited(source, report, stream_run, bad):
+            fault_point(f"lease:{name}:{stream}")
             async with self.store.lease(
                 name, stream, "sync", wait=self.wait, on_wait=partial(self._waiting, source)
             ) as lease:

@@ -1,0 +1,122 @@
+"""The team store's connections: a pool, each connection lent to one thread at a time.
+
+On SQLite the store's lock serialises a process's statements on its one connection. Here
+`with db._lock:` instead lends the calling thread a connection of the pool for as long as
+its outermost `with` lasts (re-entrant, as the lock is): a read transaction or a write
+transaction stays on one connection, and threads no longer wait on each other. An app's
+reader is not held up by its own writer's commit, nor the team worker's people by each
+other's reads; writers still go one at a time, on the server's advisory lock (as processes
+on other hosts do).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from crm_tui.database_url import DatabaseUrl
+from crm_tui.store.errors import DatabaseUnavailable
+from crm_tui.store.pg_connection import PgConnection, errors_named
+
+#: Connections one process may hold at once. A process's threads that touch the store (an
+#: app's writer and readers, the worker's people) rarely need more at the same moment; one
+#: more waits for a connection to come back, never for an error.
+MAX_CONNECTIONS = 4
+#: A connection beyond the first is closed after this long unused: twenty idle apps hold
+#: twenty connections, not eighty.
+IDLE_SECONDS = 30.0
+#: How long a thread waits for a free connection, or the first connection, before the
+#: store says the database cannot be reached.
+WAIT_SECONDS = 30.0
+
+# The pool says why it could not connect at WARNING, once per try, in the background: the
+# error reaches the user once, from the call that needed the connection (errors_named).
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+
+
+class LentConnections:
+    """`with lent:` binds the calling thread to a pooled connection (the same one for
+    nested `with`s); `lent.current` is that thread's connection, or None outside."""
+
+    def __init__(self, url: DatabaseUrl, application: str = "crm-tui") -> None:
+        self.url = url
+        self.durable = False
+        self.pids: set[int] = set()  # this process's sessions: their NOTIFYs are its own
+        self._bound = threading.local()
+        self._durable_ones: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+        self._pool = ConnectionPool(
+            url.conninfo(application),
+            kwargs={"autocommit": True},
+            min_size=1,
+            max_size=MAX_CONNECTIONS,
+            max_idle=IDLE_SECONDS,
+            timeout=WAIT_SECONDS,
+            num_workers=1,
+            configure=self._configure,
+            open=False,
+            name="crm-tui",
+        )
+        self._open(application)
+
+    def _open(self, application: str) -> None:
+        """The first connection made now: a wrong password or an unreachable server is
+        named here, with the server's reason, not as a pool's timeout later."""
+        first = PgConnection(self.url, application)  # raises the named error
+        first.close()
+        try:
+            self._pool.open(wait=True, timeout=WAIT_SECONDS)
+        except PoolTimeout:
+            self._pool.close()
+            raise self._unavailable() from None
+
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        self.pids.add(int(conn.info.backend_pid))
+
+    def _unavailable(self) -> DatabaseUnavailable:
+        return DatabaseUnavailable(
+            "Cannot reach the team database",
+            f"{self.url.display}: no connection within {WAIT_SECONDS:g} s",
+        )
+
+    @property
+    def current(self) -> PgConnection | None:
+        return getattr(self._bound, "conn", None)
+
+    def __enter__(self) -> PgConnection:
+        bound = self._bound
+        if getattr(bound, "depth", 0):
+            bound.depth += 1
+            return bound.conn
+        try:
+            raw = self._pool.getconn()
+        except PoolTimeout:
+            raise self._unavailable() from None
+        conn = PgConnection(self.url, raw=raw)
+        try:
+            if self.durable and raw not in self._durable_ones:
+                conn.execute("SET synchronous_commit = on")
+                self._durable_ones.add(raw)
+        except BaseException:
+            self._pool.putconn(raw)
+            raise
+        bound.conn, bound.depth = conn, 1
+        return conn
+
+    def __exit__(self, *exc: object) -> None:
+        bound = self._bound
+        bound.depth -= 1
+        if bound.depth:
+            return
+        conn, bound.conn = bound.conn, None
+        # A transaction is always ended inside the `with` that began it; the pool rolls
+        # back one that was not (a thread killed mid-way) and drops a broken connection.
+        with errors_named(self.url):
+            self._pool.putconn(conn.raw)
+
+    def close(self) -> None:
+        self._pool.close()
