@@ -162,6 +162,36 @@ async def test_a_close_waits_for_a_generation_drawn_for_a_cancelled_sync(open_db
     assert go.is_set()
 
 
+async def test_a_sync_cancelled_while_its_generation_is_drawn_leaves_none_pending(open_db):
+    """SIGTERM while the writer thread draws a sync's generation: the number the sync never
+    heard is dropped, not left pending under a live owner (found by `sync --team --watch`
+    stopped under load)."""
+    import asyncio
+    import threading
+
+    db = open_db()
+    store = CacheStore("alice", db)
+    go = threading.Event()
+    draw = db.new_generation
+
+    def slow_draw(*args: Any) -> int:
+        go.wait(10)
+        return draw(*args)
+
+    db.new_generation = slow_draw  # type: ignore[method-assign]
+    task = asyncio.ensure_future(store.draw_generation("brivity", "contacts"))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    go.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await db.in_writer(lambda: None)  # the writer thread done with the draw
+    with db._lock:
+        pending = db._conn.execute("SELECT count(*) FROM pending_generations").fetchone()[0]
+        owners = db._conn.execute("SELECT count(*) FROM owners").fetchone()[0]
+    assert (pending, owners) == (0, 0)
+
+
 def test_a_beat_that_fails_does_not_stop_the_heartbeat(open_db, backing, monkeypatch):
     """A busy SQLite file, or a PostgreSQL statement that timed out: the next beat goes on,
     else the owner would look dead to other hosts while it still writes."""

@@ -295,6 +295,23 @@ class CacheStore:
             )
         self._swap(kind, source, fresh)
 
+    async def draw_generation(self, source: str, stream: RecordKind) -> int | None:
+        """A new pending generation for a stream (None with no database). The draw runs on
+        the writer thread, which a cancel cannot stop: a caller cancelled meanwhile never
+        hears the number, so it is dropped here once drawn (else it would stay pending, with
+        this process's owner row, until the process is judged dead)."""
+        if self.db is None:
+            return None
+        draw = asyncio.ensure_future(
+            self.db.in_writer(self.db.new_generation, self.user_id, source, stream)
+        )
+        try:
+            return await asyncio.shield(draw)
+        except asyncio.CancelledError:
+            generation = await draw
+            await self.db.in_writer(self.db.drop_staged, self.user_id, source, stream, generation)
+            raise
+
     async def commit_staged(
         self,
         source: str,

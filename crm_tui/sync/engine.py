@@ -499,7 +499,7 @@ class SyncEngine:
         """A full read, staged as a new generation and swapped in at its end; the
         stream's watermark becomes the latest change it saw."""
         db, user, name = self.store.db, self.store.user_id, source.name
-        generation = await self.store.in_writer(db and db.new_generation, user, name, stream)
+        generation = await self.store.draw_generation(name, stream)
         collected: dict[str, Record] = {}
         committed = False
         try:
@@ -701,7 +701,8 @@ class SyncEngine:
         run_id = await self.store.in_writer(
             db.start_run, user, source, report.started_at, None, f"import:{stream}"
         )
-        generation = await self.store.in_writer(db.new_generation, user, source, stream)
+        generation = await self.store.draw_generation(source, stream)
+        assert generation is not None  # a database is there (above)
         committed = False
         pending = iter(batches)
         try:
