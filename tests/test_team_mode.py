@@ -325,6 +325,9 @@ def test_a_store_outlives_its_connection_being_dropped(team_url: str, tmp_path: 
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
     with pytest.raises(DatabaseUnavailable):  # the statement the server cut off fails...
         list(db.load_records("alice", "contacts"))
+    # the pool dropped that session: its pid, which the server may hand to another client
+    # whose commits this store must hear of, is no longer taken for one of this store's own
+    assert pid not in db._lock.pids
     assert [r.id for r in db.load_records("alice", "contacts")] == ["brivity:1"]  # ...not the next
     db.replace_stream("alice", "brivity", "contacts", [_contact("brivity", 2)])
     assert [r.id for r in db.load_records("alice", "contacts")] == ["brivity:2"]

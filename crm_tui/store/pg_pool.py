@@ -39,6 +39,19 @@ WAIT_SECONDS = 30.0
 logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 
+class _Session(psycopg.Connection[Any]):
+    """A pooled connection that takes its backend's pid out of `pids` when it closes: the
+    server may give the number to another client's session, whose commits must count."""
+
+    pids: set[int] | None = None
+    pid = 0
+
+    def close(self) -> None:
+        if self.pids is not None:
+            self.pids.discard(self.pid)
+        super().close()
+
+
 class LentConnections:
     """`with lent:` binds the calling thread to a pooled connection (the same one for
     nested `with`s); `lent.current` is that thread's connection, or None outside."""
@@ -46,11 +59,12 @@ class LentConnections:
     def __init__(self, url: DatabaseUrl, application: str = "crm-tui") -> None:
         self.url = url
         self.durable = False
-        self.pids: set[int] = set()  # this process's sessions: their NOTIFYs are its own
+        self.pids: set[int] = set()  # this process's open sessions: their NOTIFYs are its own
         self._bound = threading.local()
         self._durable_ones: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
         self._pool = ConnectionPool(
             url.conninfo(application),
+            connection_class=_Session,
             kwargs={"autocommit": True},
             min_size=1,
             max_size=MAX_CONNECTIONS,
@@ -74,8 +88,9 @@ class LentConnections:
             self._pool.close()
             raise self._unavailable() from None
 
-    def _configure(self, conn: psycopg.Connection[Any]) -> None:
-        self.pids.add(int(conn.info.backend_pid))
+    def _configure(self, conn: _Session) -> None:
+        conn.pid, conn.pids = int(conn.info.backend_pid), self.pids
+        self.pids.add(conn.pid)
 
     def _unavailable(self) -> DatabaseUnavailable:
         return DatabaseUnavailable(
@@ -113,10 +128,13 @@ class LentConnections:
         if bound.depth:
             return
         conn, bound.conn = bound.conn, None
+        raw = conn.raw
+        if raw.closed:  # broken: the pool drops it without closing it
+            self.pids.discard(getattr(raw, "pid", 0))
         # A transaction is always ended inside the `with` that began it; the pool rolls
-        # back one that was not (a thread killed mid-way) and drops a broken connection.
+        # back one that was not (a thread killed mid-way).
         with errors_named(self.url):
-            self._pool.putconn(conn.raw)
+            self._pool.putconn(raw)
 
     def close(self) -> None:
         self._pool.close()
