@@ -366,6 +366,56 @@ def test_a_read_never_waits_for_the_same_processs_open_write(team_url: str, tmp_
     db.close()
 
 
+def test_a_server_restart_fails_one_call_not_one_per_pooled_connection(
+    team_url: str, tmp_path: Path
+) -> None:
+    """(Found in review.) Three threads at once grow the pool to three; a restart kills
+    them all. The call that meets the first dead one fails; the pool then checks the idle
+    ones, and the next calls work."""
+    import threading
+
+    from crm_tui.store.errors import StoreError
+
+    db = PostgresDatabase(DatabaseUrl(team_url), tmp_path)
+    together = threading.Barrier(3)
+
+    def hold() -> None:
+        with db._lock:
+            db._conn.execute("SELECT 1").fetchone()
+            together.wait(10)
+
+    threads = [threading.Thread(target=hold) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    dead = set(db._lock.pids)
+    assert len(dead) == 3
+    with psycopg.connect(team_url, autocommit=True) as admin:  # what a restart does to them
+        for pid in dead:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    failures = 0
+    for _ in range(4):
+        try:
+            db.load_statuses("alice")
+        except StoreError:
+            failures += 1
+    assert failures == 1
+    assert not dead & db._lock.pids  # none of the dead sessions' pids still taken as its own
+    db.close()
+
+
+def test_a_closed_team_store_fails_with_the_stores_own_error(team_url: str, tmp_path: Path):
+    """(Found in review.) A reader still running as the app exits meets the closed pool:
+    the store's error, which callers handle, not psycopg_pool's."""
+    from crm_tui.store.errors import DatabaseUnavailable
+
+    db = PostgresDatabase(DatabaseUrl(team_url), tmp_path)
+    db.close()
+    with pytest.raises(DatabaseUnavailable, match="closed"):
+        db.load_statuses("alice")
+
+
 def test_a_durable_store_asks_every_lent_connection_to_wait_for_the_disk(
     team_url: str, tmp_path: Path
 ) -> None:

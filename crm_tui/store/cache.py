@@ -13,7 +13,7 @@ import functools
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -308,9 +308,20 @@ class CacheStore:
         try:
             return await asyncio.shield(draw)
         except asyncio.CancelledError:
-            generation = await draw
-            await self.db.in_writer(self.db.drop_staged, self.user_id, source, stream, generation)
+            dropping = asyncio.ensure_future(self._drop_when_drawn(draw, source, stream))
+            while not dropping.done():  # cancelled again (a timeout, then the exit): the
+                with suppress(asyncio.CancelledError):  # drop still goes on
+                    await asyncio.wait({dropping})
+            if not dropping.cancelled():
+                dropping.exception()  # seen: a drop that failed is the close's to release
             raise
+
+    async def _drop_when_drawn(
+        self, draw: asyncio.Future[int], source: str, stream: RecordKind
+    ) -> None:
+        assert self.db is not None
+        generation = await draw
+        await self.db.in_writer(self.db.drop_staged, self.user_id, source, stream, generation)
 
     async def commit_staged(
         self,

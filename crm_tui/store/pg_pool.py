@@ -17,7 +17,7 @@ import weakref
 from typing import Any
 
 import psycopg
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from crm_tui.database_url import DatabaseUrl
 from crm_tui.store.errors import DatabaseUnavailable
@@ -46,10 +46,25 @@ class _Session(psycopg.Connection[Any]):
     pids: set[int] | None = None
     pid = 0
 
-    def close(self) -> None:
+    def forget(self) -> None:
         if self.pids is not None:
             self.pids.discard(self.pid)
+
+    def close(self) -> None:
+        self.forget()
         super().close()
+
+
+class _Pool(ConnectionPool[_Session]):
+    @staticmethod
+    def check_connection(conn: _Session) -> None:
+        """A dead connection found by `check` is dropped without being closed: it forgets
+        its pid here."""
+        try:
+            ConnectionPool.check_connection(conn)
+        except psycopg.Error:
+            conn.forget()
+            raise
 
 
 class LentConnections:
@@ -62,7 +77,7 @@ class LentConnections:
         self.pids: set[int] = set()  # this process's open sessions: their NOTIFYs are its own
         self._bound = threading.local()
         self._durable_ones: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
-        self._pool = ConnectionPool(
+        self._pool = _Pool(
             url.conninfo(application),
             connection_class=_Session,
             kwargs={"autocommit": True},
@@ -111,6 +126,10 @@ class LentConnections:
             raw = self._pool.getconn()
         except PoolTimeout:
             raise self._unavailable() from None
+        except PoolClosed:  # a reader still running as the app exits
+            raise DatabaseUnavailable(
+                "Cannot reach the team database", f"{self.url.display}: this store is closed"
+            ) from None
         conn = PgConnection(self.url, raw=raw)
         try:
             if self.durable and raw not in self._durable_ones:
@@ -129,12 +148,15 @@ class LentConnections:
             return
         conn, bound.conn = bound.conn, None
         raw = conn.raw
-        if raw.closed:  # broken: the pool drops it without closing it
-            self.pids.discard(getattr(raw, "pid", 0))
+        broken = raw.closed
+        if broken:  # the pool drops it without closing it
+            raw.forget()
         # A transaction is always ended inside the `with` that began it; the pool rolls
         # back one that was not (a thread killed mid-way).
         with errors_named(self.url):
             self._pool.putconn(raw)
+            if broken:  # a restart or a lost network killed the idle ones too: one call
+                self._pool.check()  # fails, not one per connection the pool holds
 
     def close(self) -> None:
         self._pool.close()
