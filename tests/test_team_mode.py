@@ -20,6 +20,7 @@ from crm_tui.database_url import DatabaseUrl
 from crm_tui.models import Contact
 from crm_tui.store import CacheStore, Database
 from crm_tui.store.errors import SchemaMismatch
+from crm_tui.store.pg_pool import MAX_CONNECTIONS
 from crm_tui.store.pg_schema import MIGRATIONS as PG_STEPS
 from crm_tui.store.postgres import PostgresDatabase
 from crm_tui.team.scratch_server import ScratchServer
@@ -369,28 +370,28 @@ def test_a_read_never_waits_for_the_same_processs_open_write(team_url: str, tmp_
 def test_a_server_restart_fails_one_call_not_one_per_pooled_connection(
     team_url: str, tmp_path: Path
 ) -> None:
-    """(Found in review.) Three threads at once grow the pool to three; a restart kills
-    them all. The call that meets the first dead one fails; the pool then checks the idle
+    """(Found in review.) Two threads at once grow the pool to its two; a restart kills
+    both. The call that meets the first dead one fails; the pool then checks the idle
     ones, and the next calls work."""
     import threading
 
     from crm_tui.store.errors import StoreError
 
     db = PostgresDatabase(DatabaseUrl(team_url), tmp_path)
-    together = threading.Barrier(3)
+    together = threading.Barrier(MAX_CONNECTIONS)
 
     def hold() -> None:
         with db._lock:
             db._conn.execute("SELECT 1").fetchone()
             together.wait(10)
 
-    threads = [threading.Thread(target=hold) for _ in range(3)]
+    threads = [threading.Thread(target=hold) for _ in range(MAX_CONNECTIONS)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(10)
     dead = set(db._lock.pids)
-    assert len(dead) == 3
+    assert len(dead) == MAX_CONNECTIONS == 2
     with psycopg.connect(team_url, autocommit=True) as admin:  # what a restart does to them
         for pid in dead:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))

@@ -23,10 +23,11 @@ from crm_tui.database_url import DatabaseUrl
 from crm_tui.store.errors import DatabaseUnavailable
 from crm_tui.store.pg_connection import PgConnection, errors_named
 
-#: Connections one process may hold at once. A process's threads that touch the store (an
-#: app's writer and readers, the worker's people) rarely need more at the same moment; one
-#: more waits for a connection to come back, never for an error.
-MAX_CONNECTIONS = 4
+#: Connections one process may hold at once: a writer's and a reader's, so that reads never
+#: wait for a commit (writes wait for each other on the server anyway). A third thread
+#: waits for one to come back, never for an error; and a team of apps stays within a stock
+#: server's `max_connections` (a sync worker needs no more: the same at 1, 2 or 4, measured).
+MAX_CONNECTIONS = 2
 #: A connection beyond the first is closed after this long unused: twenty idle apps hold
 #: twenty connections, not eighty.
 IDLE_SECONDS = 30.0
