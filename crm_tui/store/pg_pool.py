@@ -29,7 +29,7 @@ from crm_tui.store.pg_connection import PgConnection, errors_named
 #: server's `max_connections` (a sync worker needs no more: the same at 1, 2 or 4, measured).
 MAX_CONNECTIONS = 2
 #: A connection beyond the first is closed after this long unused: twenty idle apps hold
-#: twenty connections, not eighty.
+#: twenty connections, not forty.
 IDLE_SECONDS = 30.0
 #: How long a thread waits for a free connection, or the first connection, before the
 #: store says the database cannot be reached.
