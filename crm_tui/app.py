@@ -244,6 +244,14 @@ class CrmApp(App[None]):
                 markup=False,
             )
         self.switch_mode("status")
+        follow = getattr(self.store.db, "follow_commits", None)  # a team database's notices
+        if follow is not None:  # before the load reads data_version: it counts from here
+            self.run_worker(
+                follow(self._watch_database),
+                group="notices",
+                exit_on_error=False,
+                name="listen for commits",
+            )
         self.run_worker(self._load(), group="load", exit_on_error=False, name="load snapshot")
         self.set_interval(self.WATCH_SECONDS, self._watch_database, name="watch database")
         self.set_interval(self.SWEEP_SECONDS, self._sweep_runs, name="sweep runs")

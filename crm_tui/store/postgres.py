@@ -10,15 +10,17 @@ commit is noticed.
 - Reads that must see one commit run in a REPEATABLE READ transaction.
 - Another connection's commit arrives as a NOTIFY (database triggers send one per
   transaction that touched records, statuses, runs, leases, decisions or edits); a
-  listener thread counts them, and `data_version` returns the count: the app's watch
-  reads the change log only after one.
+  listener on the app's event loop (or on a thread, for a caller with none) counts them,
+  and `data_version` returns the count: the app's watch reads the change log only after
+  one, and the app looks at once when one arrives.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -264,42 +266,58 @@ class PostgresDatabase(Database):
 
     def data_version(self) -> int:
         """How many times another connection committed, as told by NOTIFY (listening
-        from the first call on)."""
+        from the first call on, on a thread of its own, unless `follow_commits` listens on
+        an event loop)."""
         if self._notices is None:
             self._notices = _Notices(self.url, self._lock.pids)  # type: ignore[attr-defined]
+            self._notices.on_a_thread()
+        self._notices.ready.wait(10)
         return self._notices.count
+
+    def follow_commits(self, on_commit: Callable[[], None]) -> Coroutine[Any, Any, None]:
+        """What an app runs on its event loop: notices heard there (psycopg's async
+        connection), each counted for `data_version` and told to `on_commit` at once, so the
+        app reads the change log as soon as another process commits, not at its next look."""
+        self._notices = _Notices(self.url, self._lock.pids)  # type: ignore[attr-defined]
+        return self._notices.listen(on_commit)
 
 
 class _Notices:
-    """A connection of its own that listens for commits of other connections, on a thread.
-    A lost connection counts as a notice (commits may have gone unheard) and is made
-    again a second later."""
+    """A connection of its own that listens for commits of other connections. A lost
+    connection counts as a notice (commits may have gone unheard) and is made again a
+    second later. It listens on the caller's event loop, or on a thread with a loop of its
+    own (`on_a_thread`) for a caller with none."""
 
     def __init__(self, url: DatabaseUrl, own_pids: set[int]) -> None:
         self.count = 0
+        self.ready = threading.Event()  # listening, or failed to: a commit from now counts
         self._url = url
         self._own_pids = own_pids
         self._stopping = threading.Event()
-        self._ready = threading.Event()
-        threading.Thread(target=self._listen, name="crm-db-notices", daemon=True).start()
-        self._ready.wait(10)
 
-    def _listen(self) -> None:
+    async def listen(self, on_notice: Callable[[], None] = lambda: None) -> None:
         while not self._stopping.is_set():
             try:
-                with psycopg.connect(
+                async with await psycopg.AsyncConnection.connect(
                     self._url.conninfo("crm-tui notices"), autocommit=True
                 ) as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
-                    self._ready.set()
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    self.ready.set()
                     while not self._stopping.is_set():
-                        for notice in conn.notifies(timeout=0.5):
+                        async for notice in conn.notifies(timeout=0.5):
                             if notice.pid not in self._own_pids:
                                 self.count += 1
+                                on_notice()
             except (psycopg.Error, StoreError):
-                self._ready.set()
+                self.ready.set()
                 self.count += 1
-                self._stopping.wait(1.0)
+                on_notice()
+                await asyncio.sleep(1.0)
+
+    def on_a_thread(self) -> None:
+        threading.Thread(
+            target=asyncio.run, args=(self.listen(),), name="crm-db-notices", daemon=True
+        ).start()
 
     def stop(self) -> None:
         self._stopping.set()

@@ -36,7 +36,7 @@ def _source(function: Callable[[], object]) -> str:
 
 
 #: Workers that run as long as the app does: never waited for.
-LASTING = frozenset({"webhooks"})
+LASTING = frozenset({"webhooks", "notices"})
 
 
 def busy(app: CrmApp, *groups: str) -> bool:
