@@ -25,7 +25,8 @@ What runs, all real processes over real connections:
   loopback TCP: it opens `PostgresDatabase`, `CacheStore(user, db)`, `await store.load()`,
   and indexes the store with `index_streams` as the app's `_load` does (each agent has its
   own data dir, as on its own machine, so each builds its own records artifacts). Then, as
-  the app does: every 250 ms `db.data_version()` and, when it moved,
+  the app does: notices heard on its event loop (`db.follow_commits`), and on each, or
+  every 250 ms, `db.data_version()` and, when it moved,
   `db.changes_since(user, last)` and `await store.follow(changes)` (app.py's
   `_reload_if_changed`), with the index brought up to each change the way the app's
   `_on_store_change` / `_reindex` do it (a stream replaced: `index_streams` for it; a few
@@ -176,7 +177,10 @@ async def agent(url: str, data_dir: Path, user: str, tag: str) -> None:
     store = CacheStore(user, db)
     index = SearchIndex()
     index.columns = declared_columns()
-    # read first, as the app's _load does: a commit during the load shows next
+    # notices on this loop, a look at once on each (as the app's follow_commits worker);
+    # then read first, as the app's _load does: a commit during the load shows next
+    woken = asyncio.Event()
+    listening = asyncio.ensure_future(db.follow_commits(woken.set))
     seen_version = await asyncio.to_thread(db.data_version)
     seen_change = await asyncio.to_thread(db.last_change)
     await store.load()
@@ -247,7 +251,9 @@ async def agent(url: str, data_dir: Path, user: str, tag: str) -> None:
                 state.errors.append(f"watch: {type(exc).__name__}: {exc}")
                 print(state.errors[-1], file=sys.stderr, flush=True)
             tick += WATCH_SECONDS
-            await asyncio.sleep(max(0.0, tick - time.monotonic()))
+            with contextlib.suppress(TimeoutError):  # the next timed look, or a notice
+                await asyncio.wait_for(woken.wait(), max(0.0, tick - time.monotonic()))
+            woken.clear()
             tick = max(tick, time.monotonic() - WATCH_SECONDS)  # late: no burst to catch up
 
     async def search() -> None:
@@ -266,6 +272,7 @@ async def agent(url: str, data_dir: Path, user: str, tag: str) -> None:
                 await asyncio.wait_for(stop.wait(), SEARCH_PAUSE)
 
     await asyncio.gather(watch(), search())
+    listening.cancel()
     for task in list(reindexer.tasks):
         task.cancel()
     emit(
