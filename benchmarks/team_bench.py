@@ -229,13 +229,16 @@ async def agent(url: str, data_dir: Path, user: str, tag: str) -> None:
 
     threading.Thread(target=read_stdin, name="stdin", daemon=True).start()
 
+    last_follow = 0.0
+
     async def watch() -> None:
-        nonlocal seen_version, seen_change
+        nonlocal seen_version, seen_change, last_follow
         tick = time.monotonic()
         while not stop.is_set():
             try:
                 version = await asyncio.to_thread(db.data_version)
                 if version != seen_version:
+                    last_follow = time.monotonic()
                     started = time.time()
                     found = await asyncio.to_thread(db.changes_since, user, seen_change)
                     await store.follow(found)
@@ -251,10 +254,19 @@ async def agent(url: str, data_dir: Path, user: str, tag: str) -> None:
                 state.errors.append(f"watch: {type(exc).__name__}: {exc}")
                 print(state.errors[-1], file=sys.stderr, flush=True)
             tick += WATCH_SECONDS
-            with contextlib.suppress(TimeoutError):  # the next timed look, or a notice
-                await asyncio.wait_for(woken.wait(), max(0.0, tick - time.monotonic()))
-            woken.clear()
+            await until_look(tick)
             tick = max(tick, time.monotonic() - WATCH_SECONDS)  # late: no burst to catch up
+
+    async def until_look(tick: float) -> None:
+        """The next timed look, or a notice once the last look that followed a commit is a
+        watch interval old (CrmApp._heard_commit)."""
+        while (left := tick - time.monotonic()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), left)
+            if woken.is_set():
+                woken.clear()
+                if time.monotonic() - last_follow >= WATCH_SECONDS:
+                    return
 
     async def search() -> None:
         n = 0
