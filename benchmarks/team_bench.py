@@ -25,8 +25,8 @@ What runs, all real processes over real connections:
   loopback TCP: it opens `PostgresDatabase`, `CacheStore(user, db)`, `await store.load()`,
   and indexes the store with `index_streams` as the app's `_load` does (each agent has its
   own data dir, as on its own machine, so each builds its own records artifacts). Then, as
-  the app does: notices heard on its event loop (`db.follow_commits`), and on each, or
-  every 250 ms, `db.data_version()` and, when it moved,
+  the app does: notices heard on its event loop (`db.follow_commits`), and every 250 ms
+  `db.data_version()` and, when it moved,
   `db.changes_since(user, last)` and `await store.follow(changes)` (app.py's
   `_reload_if_changed`), with the index brought up to each change the way the app's
   `_on_store_change` / `_reindex` do it (a stream replaced: `index_streams` for it; a few
@@ -177,10 +177,9 @@ async def agent(url: str, data_dir: Path, user: str, tag: str) -> None:
     store = CacheStore(user, db)
     index = SearchIndex()
     index.columns = declared_columns()
-    # notices on this loop, a look at once on each (as the app's follow_commits worker);
-    # then read first, as the app's _load does: a commit during the load shows next
-    woken = asyncio.Event()
-    listening = asyncio.ensure_future(db.follow_commits(woken.set))
+    # notices heard on this loop (the app's follow_commits worker); then read first, as the
+    # app's _load does: a commit during the load shows next
+    listening = asyncio.ensure_future(db.follow_commits())
     seen_version = await asyncio.to_thread(db.data_version)
     seen_change = await asyncio.to_thread(db.last_change)
     await store.load()
@@ -229,16 +228,13 @@ async def agent(url: str, data_dir: Path, user: str, tag: str) -> None:
 
     threading.Thread(target=read_stdin, name="stdin", daemon=True).start()
 
-    last_follow = 0.0
-
     async def watch() -> None:
-        nonlocal seen_version, seen_change, last_follow
+        nonlocal seen_version, seen_change
         tick = time.monotonic()
         while not stop.is_set():
             try:
                 version = await asyncio.to_thread(db.data_version)
                 if version != seen_version:
-                    last_follow = time.monotonic()
                     started = time.time()
                     found = await asyncio.to_thread(db.changes_since, user, seen_change)
                     await store.follow(found)
@@ -254,19 +250,8 @@ async def agent(url: str, data_dir: Path, user: str, tag: str) -> None:
                 state.errors.append(f"watch: {type(exc).__name__}: {exc}")
                 print(state.errors[-1], file=sys.stderr, flush=True)
             tick += WATCH_SECONDS
-            await until_look(tick)
+            await asyncio.sleep(max(0.0, tick - time.monotonic()))
             tick = max(tick, time.monotonic() - WATCH_SECONDS)  # late: no burst to catch up
-
-    async def until_look(tick: float) -> None:
-        """The next timed look, or a notice once the last look that followed a commit is a
-        watch interval old (CrmApp._heard_commit)."""
-        while (left := tick - time.monotonic()) > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), left)
-            if woken.is_set():
-                woken.clear()
-                if time.monotonic() - last_follow >= WATCH_SECONDS:
-                    return
 
     async def search() -> None:
         n = 0

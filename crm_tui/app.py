@@ -14,7 +14,6 @@ import functools
 import importlib
 import logging
 import pkgutil
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from functools import partial
@@ -203,7 +202,6 @@ class CrmApp(App[None]):
         self.store_error: StoreError | None = None  # the snapshot could not be read
         self._seen_version: int | None = None
         self._seen_change = 0  # the newest row of the change log applied
-        self._last_follow = 0.0  # when a look last found another process's commit
         self._people_again = False  # contacts changed while the duplicates were found
         self._decisions_stamp: tuple[object, ...] | None = None  # as last reviewed
         self.store_changed: Signal[StoreChange] = Signal(self, "store-changed")
@@ -249,7 +247,7 @@ class CrmApp(App[None]):
         follow = getattr(self.store.db, "follow_commits", None)  # a team database's notices
         if follow is not None:  # before the load reads data_version: it counts from here
             self.run_worker(
-                follow(self._heard_commit),
+                follow(),
                 group="notices",
                 exit_on_error=False,
                 name="listen for commits",
@@ -358,14 +356,6 @@ class CrmApp(App[None]):
         if await self.store.in_writer(db.interrupt_abandoned_runs):
             self.store_changed.publish(StoreChange(None, (), status_only=True))
 
-    def _heard_commit(self) -> None:
-        """Another process committed to the team database: look at once, unless a look
-        followed a commit less than a watch interval ago (a notice comes for every commit of
-        the whole team, which no payload tells apart: a burst is followed at the timer's
-        pace, not once per commit)."""
-        if time.monotonic() - self._last_follow >= self.WATCH_SECONDS:
-            self._watch_database()
-
     def _watch_database(self) -> None:
         """One look at a time, never cancelled: a look that is applying another process's
         changes (seconds, for a stream of a million) finishes before the next begins."""
@@ -387,8 +377,6 @@ class CrmApp(App[None]):
         try:
             version = await asyncio.to_thread(db.data_version)
             changed = version != self._seen_version
-            if changed:
-                self._last_follow = time.monotonic()
             if changed:
                 found = await asyncio.to_thread(
                     db.changes_since, self.store.user_id, self._seen_change
