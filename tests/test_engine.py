@@ -333,3 +333,30 @@ def test_a_failure_kind_follows_the_exception_type_not_its_name():
     assert failure_of(StreamBusy("busy", "another process")) is Failure.BUSY
     assert failure_of(SourceError("down")) is Failure.OTHER
     assert failure_of(ValueError("a connector bug")) is Failure.OTHER
+
+
+async def test_closing_lets_a_cancelled_sync_finish_recording_its_end(settings, store):
+    """SIGTERM cancels the running syncs, then the command closes the engine: a second
+    cancel there cut short the cleanup that ends the runs (a team worker left 20 runs open
+    and its owner row, found by a multi-process run); the close waits for it instead."""
+    import asyncio
+
+    from crm_tui.sync.engine import SyncEngine
+
+    engine = SyncEngine(settings, store)
+    ended = asyncio.Event()
+
+    async def syncing() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.1)  # the run's end and the leases' release, written
+            ended.set()
+            raise
+
+    task = asyncio.ensure_future(syncing())
+    engine._running["brivity"] = task
+    await asyncio.sleep(0)
+    task.cancel()  # the SIGTERM
+    await engine.aclose()
+    assert ended.is_set()

@@ -243,8 +243,15 @@ class SyncEngine:
         return stale
 
     async def aclose(self) -> None:
-        for task in list(self._running.values()):
-            task.cancel()
+        """Running syncs cancelled, once (a second cancel would cut short the cleanup that
+        ends their runs and releases their rows), and waited for."""
+        here = asyncio.current_task()
+        tasks = [t for t in self._running.values() if t is not here]
+        for task in tasks:
+            if not task.cancelling():
+                task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=30)
         for source in self._sources.values():
             await source.aclose()
         self._sources.clear()
