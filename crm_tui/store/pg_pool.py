@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import weakref
 from typing import Any
 
 import psycopg
@@ -46,6 +45,7 @@ class _Session(psycopg.Connection[Any]):
 
     pids: set[int] | None = None
     pid = 0
+    durable = False  # synchronous_commit set on, for a store that asked for it
 
     def forget(self) -> None:
         if self.pids is not None:
@@ -77,7 +77,6 @@ class LentConnections:
         self.durable = False
         self.pids: set[int] = set()  # this process's open sessions: their NOTIFYs are its own
         self._bound = threading.local()
-        self._durable_ones: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
         self._pool = _Pool(
             url.conninfo(application),
             connection_class=_Session,
@@ -102,17 +101,14 @@ class LentConnections:
             self._pool.open(wait=True, timeout=WAIT_SECONDS)
         except PoolTimeout:
             self._pool.close()
-            raise self._unavailable() from None
+            raise self._unavailable(f"no connection within {WAIT_SECONDS:g} s") from None
 
     def _configure(self, conn: _Session) -> None:
         conn.pid, conn.pids = int(conn.info.backend_pid), self.pids
         self.pids.add(conn.pid)
 
-    def _unavailable(self) -> DatabaseUnavailable:
-        return DatabaseUnavailable(
-            "Cannot reach the team database",
-            f"{self.url.display}: no connection within {WAIT_SECONDS:g} s",
-        )
+    def _unavailable(self, why: str) -> DatabaseUnavailable:
+        return DatabaseUnavailable("Cannot reach the team database", f"{self.url.display}: {why}")
 
     @property
     def current(self) -> PgConnection | None:
@@ -124,18 +120,16 @@ class LentConnections:
             bound.depth += 1
             return bound.conn
         try:
-            raw = self._pool.getconn()
+            raw: _Session = self._pool.getconn()
         except PoolTimeout:
-            raise self._unavailable() from None
+            raise self._unavailable(f"no connection within {WAIT_SECONDS:g} s") from None
         except PoolClosed:  # a reader still running as the app exits
-            raise DatabaseUnavailable(
-                "Cannot reach the team database", f"{self.url.display}: this store is closed"
-            ) from None
+            raise self._unavailable("this store is closed") from None
         conn = PgConnection(self.url, raw=raw)
         try:
-            if self.durable and raw not in self._durable_ones:
+            if self.durable and not raw.durable:
                 conn.execute("SET synchronous_commit = on")
-                self._durable_ones.add(raw)
+                raw.durable = True
         except BaseException:
             self._pool.putconn(raw)
             raise

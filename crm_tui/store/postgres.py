@@ -269,7 +269,7 @@ class PostgresDatabase(Database):
         from the first call on, on a thread of its own, unless `follow_commits` listens on
         an event loop)."""
         if self._notices is None:
-            self._notices = _Notices(self.url, self._lock.pids)  # type: ignore[attr-defined]
+            self._notices = self._listener()
             self._notices.on_a_thread()
         self._notices.ready.wait(10)
         return self._notices.count
@@ -280,8 +280,11 @@ class PostgresDatabase(Database):
         still looks at its own pace: a notice comes for every commit of the whole team
         (none carries a payload), and one look per notice made twenty apps' searches three
         times slower while the worker wrote (team_bench)."""
-        self._notices = _Notices(self.url, self._lock.pids)  # type: ignore[attr-defined]
+        self._notices = self._listener()
         return self._notices.listen()
+
+    def _listener(self) -> _Notices:
+        return _Notices(self.url, self._lock.pids)  # type: ignore[attr-defined]
 
 
 class _Notices:
