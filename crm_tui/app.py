@@ -14,6 +14,7 @@ import functools
 import importlib
 import logging
 import pkgutil
+import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from functools import partial
@@ -196,7 +197,7 @@ class CrmApp(App[None]):
         #: Where to receive webhooks in this process (host, port), or None: the demo does,
         #: a team runs `crm-tui webhooks serve` instead.
         self._batch_quiet = False  # the running batch was the schedule's alone
-        self.webhook_listen: tuple[str, int] | None = None
+        self.webhook_listen: socket.socket | None = None
         self.env_file: Path | None = None  # --env-file (or the demo's): setup saves there
         self.loaded = False
         self.store_error: StoreError | None = None  # the snapshot could not be read
@@ -247,12 +248,12 @@ class CrmApp(App[None]):
         follow = getattr(self.store.db, "follow_commits", None)  # a team database's notices
         if follow is not None:  # before the load reads data_version: it counts from here
             self.run_worker(
-                follow(),
+                follow,
                 group="notices",
                 exit_on_error=False,
                 name="listen for commits",
             )
-        self.run_worker(self._load(), group="load", exit_on_error=False, name="load snapshot")
+        self.run_worker(self._load, group="load", exit_on_error=False, name="load snapshot")
         self.set_interval(self.WATCH_SECONDS, self._watch_database, name="watch database")
         self.set_interval(self.SWEEP_SECONDS, self._sweep_runs, name="sweep runs")
         self.set_interval(self.DRAIN_SECONDS, self._drain_if_waiting, name="send changes")
@@ -290,7 +291,7 @@ class CrmApp(App[None]):
         self._pages_due = True
         if self.webhook_listen is not None and not self.read_only_reason:
             self.run_worker(
-                self._serve_webhooks(*self.webhook_listen),
+                partial(self._serve_webhooks, self.webhook_listen),
                 group="webhooks",
                 exit_on_error=False,
                 name="receive webhooks",
@@ -300,13 +301,13 @@ class CrmApp(App[None]):
         elif self.sync_stale and not self.read_only_reason:
             self._sync_together(self.engine.stale_sources())
 
-    async def _serve_webhooks(self, host: str, port: int) -> None:
+    async def _serve_webhooks(self, bound: socket.socket) -> None:
         """The receiver and its worker, in this app: each change a CRM posts is fetched
         through the app's own sources (one rate budget) and shows at once."""
         from crm_tui.webhooks.server import WebhookService
 
         try:
-            service = WebhookService(self.settings, self.store, self.engine, host, port)
+            service = WebhookService(self.settings, self.store, self.engine, bound=bound)
             await service.start()
         except Exception as exc:  # no receiver: say why, the rest of the app goes on
             why = exc if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
@@ -339,7 +340,7 @@ class CrmApp(App[None]):
             if problem is not None:
                 self.show_store_error(damaged(db.path, problem))
 
-        self.run_worker(check(), group="integrity", exit_on_error=False, name="check pages")
+        self.run_worker(check, group="integrity", exit_on_error=False, name="check pages")
 
     #: How often the open app looks for runs whose process died (a cron sync killed):
     #: without it they would read "running" until some process opens the database again.
@@ -447,7 +448,11 @@ class CrmApp(App[None]):
             key = self._reindexing.add(change)
             if key is not None:
                 self.run_worker(
-                    self._reindex(key), group="index", exit_on_error=False, name="re-index"
+                    partial(self._reindex, key),
+                    group="index",
+                    exit_on_error=False,
+                    name="re-index",
+                    description="re-index",
                 )
         self.store_changed.publish(change)
 
@@ -489,7 +494,7 @@ class CrmApp(App[None]):
             self._people_again = True
             return
         self.run_worker(
-            self._people_worker(), group="people", exit_on_error=False, name="find duplicates"
+            self._people_worker, group="people", exit_on_error=False, name="find duplicates"
         )
 
     async def _people_worker(self) -> None:
@@ -528,7 +533,7 @@ class CrmApp(App[None]):
                 self.review = review
                 self.store_changed.publish(StoreChange(None, ("contacts",), status_only=True))
 
-        self.run_worker(again(), group="review", exit_on_error=False, name="review duplicates")
+        self.run_worker(again, group="review", exit_on_error=False, name="review duplicates")
 
     # -- actions screens ask for ---------------------------------------------------------
 
@@ -561,7 +566,11 @@ class CrmApp(App[None]):
             self.notify(f"{DISPLAY_NAMES.get(name, name)} is already syncing", markup=False)
             return
         self.run_worker(
-            self._sync(name, full), group=f"sync-{name}", name=f"sync {name}", exit_on_error=False
+            partial(self._sync, name, full),
+            group=f"sync-{name}",
+            name=f"sync {name}",
+            description=f"sync {name}",
+            exit_on_error=False,
         )
 
     def sync_all(self, *, quiet: bool = False) -> None:
@@ -793,7 +802,11 @@ class CrmApp(App[None]):
             return
         self._draining = True
         self.run_worker(
-            self._drain(wanted, quiet), group="outbox", exit_on_error=False, name="send changes"
+            partial(self._drain, wanted, quiet),
+            group="outbox",
+            exit_on_error=False,
+            name="send changes",
+            description="send changes",
         )
 
     async def _drain(self, names: set[str] | None, quiet: bool) -> None:
@@ -836,10 +849,11 @@ class CrmApp(App[None]):
         sent at once."""
         if not self.writes_blocked():
             self.run_worker(
-                self._decided(entry_id, decision, dict(choices or {})),
+                partial(self._decided, entry_id, decision, dict(choices or {})),
                 group="outbox-decide",
                 exit_on_error=False,
                 name="decide a change",
+                description="decide a change",
             )
 
     async def _decided(self, entry_id: int, decision: Decision, choices: dict[str, Choice]) -> None:
@@ -903,7 +917,7 @@ class CrmApp(App[None]):
         self.engine = SyncEngine(
             settings, self.store, masker=self.masker, transport=old._ctx.transport
         )
-        self.run_worker(old.aclose(), group="close", exit_on_error=False, name="close sources")
+        self.run_worker(old.aclose, group="close", exit_on_error=False, name="close sources")
         self.store_changed.publish(StoreChange(None, (), status_only=True))
         return True
 
@@ -966,7 +980,7 @@ class CrmApp(App[None]):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.run_worker(self._cancel_and_exit(), group="quit", name="quit")
+                self.run_worker(self._cancel_and_exit, group="quit", name="quit")
 
         self.push_screen(QuitConfirmScreen(question), answered)
 
@@ -1013,13 +1027,13 @@ def make_app(
     transport: httpx.AsyncBaseTransport | None = None,
     sync_stale: bool = True,
     welcome: str | None = None,
-    webhook_listen: tuple[str, int] | None = None,
+    webhook_listen: socket.socket | None = None,
     env_file: Path | None = None,
     clock: Callable[[], datetime] | None = None,
 ) -> CrmApp:
     """Build the app; the CLI and the tests both come through here. `welcome`: a notice
-    shown when it opens; `webhook_listen`: receive webhooks there while it runs; `clock`:
-    what "now" is for the Pipeline's charts (a test fixes it)."""
+    shown when it opens; `webhook_listen`: a bound socket to receive webhooks on while it
+    runs; `clock`: what "now" is for the Pipeline's charts (a test fixes it)."""
     app = CrmApp(
         settings,
         store=store,

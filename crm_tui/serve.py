@@ -82,7 +82,7 @@ class TokenServer(Server):
         super().__init__(command, host=host, port=port, title=title, public_url=public_url)
         self.token = token
         self.given_public_url = public_url
-        self.on_ready: Callable[[], None] | None = None
+        self.on_ready: Callable[[int], None] | None = None  # given the port bound
 
     async def _make_app(self) -> web.Application:
         app = web.Application()
@@ -145,8 +145,9 @@ class TokenServer(Server):
         await runner.setup()
         try:
             await web.TCPSite(runner, self.host, self.port).start()
+            self.port = runner.addresses[0][1]  # port 0 is the one the system chose
             if self.on_ready is not None:
-                self.on_ready()
+                self.on_ready(self.port)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):

@@ -252,14 +252,15 @@ async def test_the_app_receives_a_signed_webhook_and_shows_the_change(tmp_path, 
     which fetches the record and shows it. The servers are the test's own: the change it
     makes would otherwise stay in the session's servers for the tests after it."""
     demo_servers = faulty_servers
-    from crm_tui.cli.launch import free_loopback_port
     from crm_tui.demo import data
+    from crm_tui.webhooks.server import bind
     from tests.helpers.env import make_settings as settings_of
 
     env = {k.lower(): v for k, v in demo_servers.env().items()}
     settings = settings_of(tmp_path, **env)
-    port = free_loopback_port()
-    app = make_app(settings, sync_on_start=True, webhook_listen=("127.0.0.1", port))
+    bound = bind("127.0.0.1", 0)
+    port = bound.getsockname()[1]
+    app = make_app(settings, sync_on_start=True, webhook_listen=bound)
     demo_servers.start_churn(0.0, webhook_url=f"http://127.0.0.1:{port}/webhooks/{{source}}")
     try:
         async with app.run_test(size=(120, 40)) as pilot:

@@ -20,7 +20,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from crm_tui.cli.launch import free_loopback_port
 from crm_tui.config import DISPLAY_NAMES
 from crm_tui.serve import is_loopback, page_url, same_token
 from tests.helpers.cdp import Browser, ensure_chromium
@@ -52,7 +51,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         XDG_DATA_HOME=str(home / "data"),
         XDG_STATE_HOME=str(home / "state"),
     )
-    port = free_loopback_port()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -63,7 +61,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "--contacts",
             "60",
             "--port",
-            str(port),
+            "0",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

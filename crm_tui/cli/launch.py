@@ -25,12 +25,6 @@ DEMO_CONTACTS = with_default(
 )
 
 
-def free_loopback_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def config_dir_from(env_file: Path | None) -> None:
     """A settings file that names a config dir (the demo's demo.env) puts the config files
     there for this command, unless the environment already says where."""
@@ -53,7 +47,7 @@ def run_tui(
     settings: Settings,
     start_sync: bool,
     welcome: str | None = None,
-    webhook_listen: tuple[str, int] | None = None,
+    webhook_listen: socket.socket | None = None,
     env_file: Path | None = None,
 ) -> None:
     from crm_tui.app import check_keymap, make_app  # Textual loads only when the app is wanted
@@ -85,6 +79,7 @@ def announce_demo(contacts: int) -> None:
 def run_demo(rt: Runtime, contacts: int) -> None:
     from crm_tui.demo.clock import DemoClock
     from crm_tui.demo.session import start_demo
+    from crm_tui.webhooks.server import bind
 
     announce_demo(contacts)
     # Records change live: a few a second at the simulators, posted as signed webhooks to
@@ -96,7 +91,9 @@ def run_demo(rt: Runtime, contacts: int) -> None:
     ) as demo:
         rt.use_settings(demo.settings)
         setup_logging(demo.settings.log_file, SecretMasker(demo.settings.secret_values()))
-        port = free_loopback_port()
+        # bound now, so nothing else takes the port before the app listens there
+        bound = bind("127.0.0.1", 0)
+        port = bound.getsockname()[1]
         demo.start_churn(DEMO_CHURN, f"http://127.0.0.1:{port}/webhooks/{{source}}")
         cli = f"crm-tui --env-file {demo.env_file} status"
         click.echo(f"The CLI works on this demo while it runs: {cli}", err=True)
@@ -106,6 +103,6 @@ def run_demo(rt: Runtime, contacts: int) -> None:
             demo.settings,
             True,
             welcome,
-            webhook_listen=("127.0.0.1", port),
+            webhook_listen=bound,
             env_file=demo.env_file,
         )

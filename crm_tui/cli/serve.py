@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from crm_tui.cli.command import headless
-from crm_tui.cli.launch import DEMO_CONTACTS, announce_demo, free_loopback_port
+from crm_tui.cli.launch import DEMO_CONTACTS, announce_demo
 from crm_tui.cli.runtime import Engine, Runtime, run
 from crm_tui.text import single_line
 
@@ -29,7 +29,13 @@ def _app_command(rt: Runtime, env_file: Path | None) -> str:
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port to bind; 0 takes a free one (the URL printed names it).",
+)
 @click.option("--public", is_flag=True, help="Allow an address other than loopback.")
 @click.option("--no-token", is_flag=True, help="No token in the URL (behind your own login).")
 @click.option(
@@ -64,7 +70,6 @@ def serve(
         click.echo("warning: " + NO_LOGIN_WARNING.format(where=f"{host}:{port}"), err=True)
     if no_token:
         click.echo("warning: --no-token: the URL alone opens the app", err=True)
-    port = port or free_loopback_port()
     if demo:
         _serve_demo(rt, host, port, None if no_token else "new", public_url, demo_contacts)
     else:
@@ -110,9 +115,9 @@ def _serve(
     secret = new_token() if token is not None else None
     server = TokenServer(_app_command(rt, env_file), host, port, secret, public_url=public_url)
 
-    def ready() -> None:
+    def ready(bound_port: int) -> None:
         # printed once: the token is in no log and no other output
-        click.echo(f"crm-tui is served at {page_url(host, port, secret, public_url)}")
+        click.echo(f"crm-tui is served at {page_url(host, bound_port, secret, public_url)}")
         click.echo("Ctrl-C stops it.", err=True)
         sys.stdout.flush()
 

@@ -263,10 +263,13 @@ class WebhookService:
         *,
         max_bytes: int = DEFAULT_MAX_BYTES,
         options: WorkerOptions | None = None,
+        bound: socket.socket | None = None,
     ) -> None:
+        """`bound`: a socket already bound (see `bind`), used instead of host and port."""
         if store.db is None:
             raise ConfigError("webhooks need the database: the inbox lives there")
-        self.host, self.port = host, port
+        self.host, self.port = bound.getsockname()[:2] if bound is not None else (host, port)
+        self._bound = bound
         self.public_url = check_public_url(public_url) if public_url else None
         self.inbox = WebhookInbox(store.db, settings.user_id)
         masker = SecretMasker(settings.secret_values())
@@ -288,7 +291,7 @@ class WebhookService:
         return f"http://{host}:{self.port}"
 
     async def start(self) -> None:
-        sock = bind(self.host, self.port)
+        sock = self._bound or bind(self.host, self.port)
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self.receiver.app(),
