@@ -35,6 +35,7 @@ from crm_tui.store.owners import LEASE_TTL_SECONDS, Owner, _machine, start_time
 from crm_tui.sync.engine import SyncEngine
 from crm_tui.widgets.mode_tabs import TABS, ModeTabs
 from tests.helpers.env import make_settings
+from tests.helpers.ports import refusing_port
 from tests.helpers.tui import idle, until
 
 SIZE = (120, 40)
@@ -194,12 +195,6 @@ def test_a_run_keeps_its_owner_alive_and_closing_interrupts_it(tmp_path: Path) -
 # -- errors that say what to fix --------------------------------------------------------------
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def _hanging_server() -> Iterator[int]:
     """A loopback server that accepts connections and never answers."""
@@ -245,9 +240,9 @@ async def _test(settings) -> str:
 
 @pytest.mark.usefixtures("no_retry_sleep")
 async def test_a_closed_port_names_the_address_and_the_refusal(tmp_path: Path) -> None:
-    port = _closed_port()
-    settings = _fub(tmp_path, fub_api_base_url=f"http://127.0.0.1:{port}/v1")
-    assert await _test(settings) == f"cannot connect to 127.0.0.1:{port} (connection refused)"
+    with refusing_port() as port:
+        settings = _fub(tmp_path, fub_api_base_url=f"http://127.0.0.1:{port}/v1")
+        assert await _test(settings) == f"cannot connect to 127.0.0.1:{port} (connection refused)"
 
 
 @pytest.mark.usefixtures("no_retry_sleep")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -522,3 +523,22 @@ def test_both_back_ends_hold_every_field_of_the_models(open_db: Any) -> None:
         cursor = db._conn.execute(f"SELECT * FROM {kind} LIMIT 0")
         columns = {d[0] for d in cursor.description}
         assert set(fields) <= columns, kind
+
+
+def test_a_scratch_server_whose_probed_port_was_taken_starts_on_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Between the probe and the server's bind another process may take the port (CI runs
+    several test workers): the start tries a new one rather than failing the session."""
+    from crm_tui.team import scratch_server
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        ports = iter([taken.getsockname()[1]])
+        real = scratch_server._free_port
+        monkeypatch.setattr(scratch_server, "_free_port", lambda: next(ports, None) or real())
+        with scratch_server.running() as server:
+            assert server.port != taken.getsockname()[1]
+            with psycopg.connect(server.url(), connect_timeout=10) as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)

@@ -37,6 +37,7 @@ from crm_tui.store.leases import Holder, Lease
 from crm_tui.store.pg_schema import SHARED_TABLES, USER_TABLES
 from crm_tui.store.postgres import WRITER_LOCK, PostgresDatabase
 from crm_tui.team.scratch_server import ScratchServer
+from tests.helpers.ports import refusing_port
 from tests.helpers.records import cached_contact
 from tests.helpers.team import (
     MEMBERS,
@@ -640,11 +641,8 @@ def test_a_wrong_password_is_refused_and_never_shown(
 
 
 def test_an_unreachable_port_is_named_and_the_password_is_not(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = DatabaseUrl(f"postgresql://alice:{CANARY}@127.0.0.1:{port}/crm")
-    with pytest.raises(DatabaseUnavailable) as unavailable:
+    with refusing_port() as port, pytest.raises(DatabaseUnavailable) as unavailable:
+        url = DatabaseUrl(f"postgresql://alice:{CANARY}@127.0.0.1:{port}/crm")
         PostgresDatabase(url, tmp_path)
     _assert_hidden(_whole_text(unavailable.value), CANARY)
     assert "Connection refused" in unavailable.value.details
@@ -970,10 +968,7 @@ def test_a_missing_database_is_refused_and_a_down_server_is_a_remote_failure(
     assert (
         refused.value.exit_code == 3 and 'database "nodb" does not exist' in refused.value.details
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # nothing listens once closed
-    with pytest.raises(DatabaseUnavailable) as down:
+    with refusing_port() as port, pytest.raises(DatabaseUnavailable) as down:
         PostgresDatabase(DatabaseUrl(f"postgresql://a:pw@127.0.0.1:{port}/crm"), tmp_path)
     assert down.value.exit_code == 4  # remote, as a CRM that cannot be reached
 

@@ -105,28 +105,52 @@ class ScratchServer:
             raise ServerUnavailable(f"{Path(argv[-1]).name} failed: {result.stderr.strip()} {tail}")
 
 
-def start(directory: Path | None = None) -> ScratchServer:
+def start() -> ScratchServer:
     """A new server, initialised and listening; `stop()` it (or use `running()`)."""
     bindir = server_bindir()
     as_postgres = os.geteuid() == 0
-    directory = directory or Path(tempfile.mkdtemp(prefix="crm-pg-"))
+    directory = Path(tempfile.mkdtemp(prefix="crm-pg-"))
     if as_postgres:
         shutil.chown(directory, SUPERUSER, SUPERUSER)
     server = ScratchServer(directory, _free_port(), bindir, as_postgres)
-    server._run([
-        str(bindir / "initdb"), "-D", str(directory / "data"), "-U", SUPERUSER, "-E", "UTF8",
-        "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync", "-N",
-    ])  # fmt: skip
+    try:
+        server._run([
+            str(bindir / "initdb"), "-D", str(directory / "data"), "-U", SUPERUSER, "-E", "UTF8",
+            "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync", "-N",
+        ])  # fmt: skip
+        _listen_on_a_free_port(server)
+    except BaseException:
+        server.stop()  # a start that timed out may still be coming up
+        raise
+    return server
+
+
+_PORT_ATTEMPTS = 5
+
+
+def _listen_on_a_free_port(server: ScratchServer) -> None:
+    for attempt in range(_PORT_ATTEMPTS):
+        try:
+            _listen(server)
+            return
+        except ServerUnavailable as exc:
+            # the port was free when probed: another process may have bound it since
+            if "already in use" not in str(exc) or attempt == _PORT_ATTEMPTS - 1:
+                raise
+            server.port = _free_port()
+
+
+def _listen(server: ScratchServer) -> None:
+    data = server.directory / "data"
     options = (
-        f"-p {server.port} -k {directory} -c listen_addresses=127.0.0.1"
+        f"-p {server.port} -k {server.directory} -c listen_addresses=127.0.0.1"
         # A scratch server: a lost machine loses it anyway, so no flushing to disk
         " -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
     )
     server._run([
-        str(bindir / "pg_ctl"), "-D", str(directory / "data"), "-o", options,
-        "-l", str(directory / "server.log"), "-w", "-t", "60", "start",
+        str(server.bindir / "pg_ctl"), "-D", str(data), "-o", options,
+        "-l", str(server.directory / "server.log"), "-w", "-t", "60", "start",
     ])  # fmt: skip
-    return server
 
 
 @contextlib.contextmanager
