@@ -248,7 +248,7 @@ class CrmApp(App[None]):
         follow = getattr(self.store.db, "follow_commits", None)  # a team database's notices
         if follow is not None:  # before the load reads data_version: it counts from here
             self.run_worker(
-                follow,
+                follow(),
                 group="notices",
                 exit_on_error=False,
                 name="listen for commits",
