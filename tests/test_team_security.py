@@ -1002,3 +1002,22 @@ def test_no_member_can_claim_the_keys_the_database_hands_others(
     bob = open_as("bob")  # his ordinary writes take the next numbers, unhindered
     bob.replace_stream("bob", "brivity", "contacts", [cached_contact("brivity", 9, "bob")])
     assert "brivity:9" in _ids(bob, "bob")
+
+
+def test_no_member_can_take_the_number_of_another_members_next_import(
+    pg_server: ScratchServer, team_db: str, open_as: Callable[[str], PostgresDatabase]
+) -> None:
+    """An import's row is keyed by its generation, which the database draws for everyone:
+    alice's rows under the numbers it hands out next would make bob's import fail."""
+    bob = open_as("bob")
+    generation = bob.new_generation("bob", "brivity", "contacts")
+    with connected(pg_server, team_db, "alice") as alice:
+        for taken in range(generation, generation + 3):
+            alice.execute(
+                "INSERT INTO imports (generation, user_id, kind, source, file, imported_at,"
+                " records) VALUES (%s, 'alice', 'contacts', 'brivity', '/x.csv', 'now', 0)",
+                (taken,),
+            )
+    bob.stage("contacts", generation, [cached_contact("brivity", 9, "bob")])
+    assert bob.commit_import("bob", "brivity", "contacts", generation, "/b.csv") == 1
+    assert [r.id for r in bob.load_records("bob", "contacts", imported=True)] == ["brivity:9"]

@@ -340,6 +340,13 @@ _STEP5 = (
     " (user_id = ANY ((SELECT crm_users(true))::text[]) AND crm_taken_here(generation));"
 )
 
+# An import's row is keyed by its user too: keyed by the generation alone, a member's rows
+# under numbers the sequence hands out next made another member's import fail.
+_STEP6 = """
+    ALTER TABLE imports DROP CONSTRAINT imports_pkey;
+    ALTER TABLE imports ADD PRIMARY KEY (user_id, generation);
+    """
+
 MIGRATIONS: tuple[str, ...] = (
     # 0 -> 1: the tables, as SQLite's schema 9 has them
     _BASE,
@@ -352,4 +359,6 @@ MIGRATIONS: tuple[str, ...] = (
     _STEP4,
     # 4 -> 5: keys the database draws, never a member's choice
     _STEP5,
+    # 5 -> 6: one member's import rows never collide with another's
+    _STEP6,
 )
