@@ -403,3 +403,25 @@ def test_a_read_sees_one_commit_even_if_another_lands_between_its_statements(ope
 
     monkeypatch.setattr(Database, "_generations", commit_in_between)
     assert len(list(reader.load_records("alice", "contacts"))) == 100
+
+
+def test_what_a_command_still_holds_when_it_ends_is_released_by_its_close(
+    backing: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every command closes its database at the end, however it ended: a lease (or a
+    pending generation) some path failed to release goes with the command, not at the
+    next process's sweep of a dead owner."""
+    from click.testing import CliRunner
+
+    from crm_tui.cli import main
+    from crm_tui.cli.runtime import Runtime
+
+    monkeypatch.setenv("CRM_USER_ID", "alice")
+    for name, value in backing.env().items():
+        monkeypatch.setenv(name, value)
+    rt = Runtime(data_dir=backing.data_dir)  # the command's runtime, its store opened early
+    held = rt.database.acquire_lease("alice", "brivity", "contacts", "sync")
+    assert isinstance(held, Lease)  # as if a command's path forgot to release it
+    head = ["--data-dir", str(backing.data_dir)]
+    assert CliRunner().invoke(main, [*head, "status", "--json"], obj=rt).exit_code == 0
+    assert backing.open().leases("alice") == []

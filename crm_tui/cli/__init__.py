@@ -72,6 +72,7 @@ def main(
     """
     tune_batch()
     rt = ctx.ensure_object(Runtime)
+    ctx.call_on_close(rt.close)
     rt.data_dir, rt.env_file, rt.debug, rt.theme = data_dir, env_file, debug, theme
     if database_url:
         rt.overrides["crm_database_url"] = database_url

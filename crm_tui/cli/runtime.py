@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from crm_tui.sync.engine import SyncEngine
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -109,6 +110,18 @@ class Runtime:
         db = self.unloaded_store.db
         assert db is not None  # a runtime's store is always over its database
         return db
+
+    def close(self) -> None:
+        """At the command's end, however it ended: the database releases whatever the
+        command still holds (a lease, a pending generation, its owner row, a team
+        database's connections) rather than leaving it to the next process's sweep."""
+        store, self._store, self._loaded = self._store, None, False
+        if store is None or store.db is None:
+            return
+        try:
+            store.db.close()
+        except Exception as exc:  # the command's own outcome stands; the sweep does the rest
+            logger.warning("closing the database: %s", single_line(str(exc)))
 
     def writable_store(self, loaded: bool = True) -> CacheStore:
         """The store, for a command that writes: a read-only database fails here, before any
