@@ -1021,3 +1021,23 @@ def test_no_member_can_take_the_number_of_another_members_next_import(
     bob.stage("contacts", generation, [cached_contact("brivity", 9, "bob")])
     assert bob.commit_import("bob", "brivity", "contacts", generation, "/b.csv") == 1
     assert [r.id for r in bob.load_records("bob", "contacts", imported=True)] == ["brivity:9"]
+
+
+def test_no_member_can_take_the_row_numbers_the_record_tables_hand_out_next(
+    pg_server: ScratchServer, team_db: str, open_as: Callable[[str], PostgresDatabase]
+) -> None:
+    """A record table's rowid (its rows' written order) is drawn for everyone; an INSERT may
+    name it with OVERRIDING SYSTEM VALUE, and alice's rows under the numbers drawn next
+    would make bob's next sync fail on a duplicate."""
+    with connected(pg_server, team_db, "alice") as alice:
+        drawn = alice.execute("SELECT nextval(pg_get_serial_sequence('contacts', 'rowid'))")
+        ahead = drawn.fetchone()[0] + 1
+        with pytest.raises(pg_errors.InsufficientPrivilege):
+            alice.execute(
+                "INSERT INTO contacts (rowid, user_id, source, id, generation)"
+                " OVERRIDING SYSTEM VALUE VALUES (%s, 'alice', 'brivity', 'brivity:1', 0)",
+                (ahead,),
+            )
+    bob = open_as("bob")
+    bob.replace_stream("bob", "brivity", "contacts", [cached_contact("brivity", 9, "bob")])
+    assert "brivity:9" in _ids(bob, "bob")

@@ -326,26 +326,40 @@ _DRAWN_KEYS = (
     ("changes", "seq"), ("sync_runs", "id"), ("quarantine", "id"), ("merges", "id"),
     ("webhook_inbox", "id"), ("outbox", "id"),
 )  # fmt: skip
-_STEP5 = (
-    "DO $$ DECLARE t text; k text; cols text; BEGIN"
-    " FOR t, k IN VALUES " + ", ".join(f"('{t}', '{k}')" for t, k in _DRAWN_KEYS) + " LOOP"
-    " SELECT string_agg(quote_ident(column_name), ', ') INTO cols"
-    " FROM information_schema.columns"
-    " WHERE table_schema = 'public' AND table_name = t AND column_name <> k;"
-    " EXECUTE format('REVOKE INSERT, UPDATE ON %I FROM crm_agent, crm_lead, crm_worker', t);"
-    " EXECUTE format('GRANT INSERT (%s), UPDATE (%s) ON %I TO crm_agent, crm_lead, crm_worker',"
-    " cols, cols, t);"
-    " END LOOP; END $$;"
+
+
+def _all_columns_but_the_key(keys: tuple[tuple[str, str], ...], privileges: str) -> str:
+    """Members keep `privileges` (e.g. "INSERT, UPDATE") on every column of each table but
+    its key."""
+    grants = ", ".join(f"{p} (%s)" for p in privileges.split(", "))
+    return (
+        "DO $$ DECLARE t text; k text; cols text; BEGIN"
+        " FOR t, k IN VALUES " + ", ".join(f"('{t}', '{k}')" for t, k in keys) + " LOOP"
+        " SELECT string_agg(quote_ident(column_name), ', ') INTO cols"
+        " FROM information_schema.columns"
+        " WHERE table_schema = 'public' AND table_name = t AND column_name <> k;"
+        f" EXECUTE format('REVOKE {privileges} ON %I FROM crm_agent, crm_lead, crm_worker', t);"
+        f" EXECUTE format('GRANT {grants} ON %I TO crm_agent, crm_lead, crm_worker',"
+        f" {', '.join('cols' for _ in privileges.split(', '))}, t);"
+        " END LOOP; END $$;"
+    )
+
+
+_STEP5 = _all_columns_but_the_key(_DRAWN_KEYS, "INSERT, UPDATE") + (
     "ALTER POLICY pending_generations_insert ON pending_generations WITH CHECK"
     " (user_id = ANY ((SELECT crm_users(true))::text[]) AND crm_taken_here(generation));"
 )
 
-# An import's row is keyed by its user too: keyed by the generation alone, a member's rows
-# under numbers the sequence hands out next made another member's import fail.
-_STEP6 = """
-    ALTER TABLE imports DROP CONSTRAINT imports_pkey;
-    ALTER TABLE imports ADD PRIMARY KEY (user_id, generation);
-    """
+# - An import's row is keyed by its user too: keyed by the generation alone, a member's rows
+#   under numbers the sequence hands out next made another member's import fail.
+# - A record table's rowid is drawn too, and an INSERT may name it (OVERRIDING SYSTEM
+#   VALUE): members insert every other column. An update may only set it to DEFAULT (a new
+#   number, as a replaced row gets), so UPDATE stays granted.
+_STEP6 = (
+    "ALTER TABLE imports DROP CONSTRAINT imports_pkey;"
+    "ALTER TABLE imports ADD PRIMARY KEY (user_id, generation);"
+    + _all_columns_but_the_key((("contacts", "rowid"), ("deals", "rowid")), "INSERT")
+)
 
 MIGRATIONS: tuple[str, ...] = (
     # 0 -> 1: the tables, as SQLite's schema 9 has them
@@ -359,6 +373,7 @@ MIGRATIONS: tuple[str, ...] = (
     _STEP4,
     # 4 -> 5: keys the database draws, never a member's choice
     _STEP5,
-    # 5 -> 6: one member's import rows never collide with another's
+    # 5 -> 6: one member's import rows never collide with another's; record row numbers
+    # are the database's
     _STEP6,
 )
