@@ -35,7 +35,7 @@ from crm_tui.models import Contact, RecordKind, utc_now
 from crm_tui.store.errors import DatabaseRefused, DatabaseUnavailable, StoreError, StreamBusy
 from crm_tui.store.leases import Holder, Lease
 from crm_tui.store.pg_schema import SHARED_TABLES, USER_TABLES
-from crm_tui.store.postgres import WRITER_LOCK, PostgresDatabase
+from crm_tui.store.postgres import DRAW_GENERATION, WRITER_LOCK, PostgresDatabase
 from crm_tui.team.scratch_server import ScratchServer
 from tests.helpers.ports import refusing_port
 from tests.helpers.records import cached_contact
@@ -172,7 +172,8 @@ def test_every_table_with_a_user_id_is_a_user_table_under_row_level_security(
                 " WHERE grantee = 'crm_agent' AND privilege_type IN ('INSERT', 'UPDATE', 'DELETE')"
             ).fetchall()
         }
-        assert writable == set(USER_TABLES) | set(SHARED_TABLES)
+        # generations: numbers come from its sequence alone (no member writes a row)
+        assert writable == set(USER_TABLES) | set(SHARED_TABLES) - {"generations"}
 
 
 @pytest.mark.parametrize("table", USER_TABLES)
@@ -379,7 +380,7 @@ def test_a_member_cannot_tamper_with_shared_bookkeeping(
     bob.acquire_lease("bob", "brivity", "contacts", "sync")
     with connected(pg_server, team_db) as su:
         bobs_owner = su.execute("SELECT * FROM owners WHERE id = %s", (bob.owner.id,)).fetchall()
-        next_generation = su.execute("SELECT max(id) FROM generations").fetchone()[0] or 0
+        next_generation = su.execute("SELECT last_value FROM generations_id_seq").fetchone()[0]
     with connected(pg_server, team_db, "alice") as alice:
         # bob's process made to look dead, or gone
         assert alice.execute("UPDATE owners SET heartbeat_at = 0, pid = 1").rowcount == 0
@@ -392,14 +393,12 @@ def test_a_member_cannot_tamper_with_shared_bookkeeping(
             ),
         )
         # a generation number taken ahead of the sequence would collide with bob's next
-        _refused_by_rls(
-            alice,
-            lambda: alice.execute(
-                "INSERT INTO generations (id) VALUES (%s)", (next_generation + 1_000,)
-            ),
-        )
-        with pytest.raises(pg_errors.InsufficientPrivilege):
-            alice.execute("UPDATE generations SET id = id + 1000")
+        for statement in (
+            f"INSERT INTO generations (id) VALUES ({next_generation + 1_000})",
+            "UPDATE generations SET id = id + 1000",
+        ):
+            with pytest.raises(pg_errors.InsufficientPrivilege):
+                alice.execute(statement)
         alice.execute(
             "INSERT INTO webhook_refusals VALUES ('fub', 'bad signature', 1, 'now')"
             " ON CONFLICT (source, reason) DO UPDATE SET count = webhook_refusals.count + 1"
@@ -1041,3 +1040,164 @@ def test_no_member_can_take_the_row_numbers_the_record_tables_hand_out_next(
     bob = open_as("bob")
     bob.replace_stream("bob", "brivity", "contacts", [cached_contact("brivity", 9, "bob")])
     assert "brivity:9" in _ids(bob, "bob")
+
+
+def test_no_member_can_move_a_pending_generation_onto_the_numbers_drawn_next(
+    pg_server: ScratchServer, team_db: str, open_as: Callable[[str], PostgresDatabase]
+) -> None:
+    """A pending generation is checked when inserted (this session drew it); an update
+    moved it onto a number drawn later, and bob's next sync failed on the duplicate."""
+    with connected(pg_server, team_db, "alice") as alice:
+        mine = alice.execute(DRAW_GENERATION).fetchone()[0]
+        alice.execute(
+            "INSERT INTO pending_generations (generation, user_id, kind, source, owner)"
+            " VALUES (%s, 'alice', 'contacts', 'x', 'nobody')",
+            (mine,),
+        )
+        with pytest.raises(pg_errors.InsufficientPrivilege):
+            alice.execute(
+                "UPDATE pending_generations SET generation = %s WHERE generation = %s",
+                (mine + 1, mine),
+            )
+        # the other columns stay hers to change
+        moved = "UPDATE pending_generations SET source = 'y' WHERE generation = %s"
+        assert alice.execute(moved, (mine,)).rowcount == 1
+    bob = open_as("bob")
+    bob.replace_stream("bob", "brivity", "contacts", [cached_contact("brivity", 9, "bob")])
+    assert "brivity:9" in _ids(bob, "bob")
+
+
+def test_generations_are_drawn_with_no_row_a_member_could_lock(
+    pg_server: ScratchServer, team_db: str, open_as: Callable[[str], PostgresDatabase]
+) -> None:
+    """An open `DELETE FROM generations` of alice's locked the newest number's row, and every
+    new generation of the team waited on it while holding the writer lock."""
+    with connected(pg_server, team_db, "alice") as alice:
+        for statement in ("DELETE FROM generations", "INSERT INTO generations DEFAULT VALUES"):
+            with pytest.raises(pg_errors.InsufficientPrivilege, match="permission denied"):
+                alice.execute(statement)
+    bob = open_as("bob")
+    first = bob.new_generation("bob", "brivity", "contacts")
+    assert bob.new_generation("bob", "brivity", "contacts") > first
+    with connected(pg_server, team_db) as su:
+        assert su.execute("SELECT count(*) FROM generations").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("victim", ["bob", "w"])
+def test_no_member_can_take_the_owner_id_of_anothers_process(
+    pg_server: ScratchServer,
+    team_db: str,
+    open_as: Callable[[str], PostgresDatabase],
+    victim: str,
+) -> None:
+    """Every member reads every owner row (liveness is judged from them), and a process
+    keeps its id for life: alice's row under bob's id (or the worker's), once his row had
+    gone, made his next lease fail. An id is under its role's name, which only that role
+    may write."""
+    db = open_as(victim)
+    lease = db.acquire_lease("bob", "brivity", "contacts", "sync")
+    assert isinstance(lease, Lease) and db.owner.id.startswith(f"{victim}/")
+    db.release_lease(lease)
+    with connected(pg_server, team_db, "alice") as alice:
+        _refused_by_rls(
+            alice,
+            lambda: alice.execute(
+                "INSERT INTO owners (id, host, machine, pid, started, heartbeat_at)"
+                " VALUES (%s, 'h', 'm', 1, '', 0)",
+                (db.owner.id,),
+            ),
+        )
+        alice.execute(
+            "INSERT INTO owners (id, host, machine, pid, started, heartbeat_at)"
+            " VALUES ('alice/mine', 'h', 'm', 1, '', 0)"
+        )
+        _refused_by_rls(
+            alice,
+            lambda: alice.execute(
+                "UPDATE owners SET id = %s WHERE id = 'alice/mine'", (db.owner.id,)
+            ),
+        )
+    again = db.acquire_lease("bob", "brivity", "contacts", "sync")
+    assert isinstance(again, Lease)
+
+
+def test_a_members_pending_row_naming_the_workers_process_does_not_break_its_close(
+    pg_server: ScratchServer, team_db: str, open_as: Callable[[str], PostgresDatabase]
+) -> None:
+    """A process's close reads every pending row that names it, the team's too for a
+    worker: a kind that is no record table made it fail, and bob's lease stayed."""
+    w = open_as("w")
+    lease = w.acquire_lease("bob", "brivity", "contacts", "sync")
+    assert isinstance(lease, Lease)
+    with connected(pg_server, team_db, "alice") as alice:
+        drawn = alice.execute(DRAW_GENERATION).fetchone()[0]
+        with pytest.raises(pg_errors.CheckViolation):
+            alice.execute(
+                "INSERT INTO pending_generations (generation, user_id, kind, source, owner)"
+                " VALUES (%s, 'alice', 'hostile', 'x', %s)",
+                (drawn, w.owner.id),
+            )
+        alice.execute(
+            "INSERT INTO pending_generations (generation, user_id, kind, source, owner)"
+            " VALUES (%s, 'alice', 'contacts', 'x', %s)",
+            (drawn, w.owner.id),
+        )
+    w.close()
+    with connected(pg_server, team_db) as su:
+        assert su.execute("SELECT 1 FROM leases WHERE token = %s", (lease.token,)).fetchall() == []
+        assert (
+            su.execute(
+                "SELECT count(*) FROM pending_generations WHERE generation = %s", (drawn,)
+            ).fetchone()[0]
+            == 0
+        )
+
+
+def test_a_members_hand_written_status_does_not_stop_the_team_worker(
+    pg_server: ScratchServer,
+    team_db: str,
+    open_as: Callable[[str], PostgresDatabase],
+    tmp_path: Path,
+) -> None:
+    """Alice may write her own status rows; a state crm-tui does not know stopped the
+    worker's start (it loads everyone's), so nobody was synced. It reads as idle."""
+    from crm_tui.config import load_settings
+    from crm_tui.models import SyncState
+    from crm_tui.team.worker import TeamSync
+
+    with connected(pg_server, team_db, "alice") as alice:
+        assert alice.execute("UPDATE source_status SET state = 'hostile'").rowcount == 1
+    folder = tmp_path / "team"
+    folder.mkdir()
+    for user in ("alice", "bob"):
+        (folder / f"{user}.env").write_text("")
+    (tmp_path / "worker.env").write_text("")
+    worker = load_settings(tmp_path / "worker.env", crm_data_dir=tmp_path / "w")
+    team = TeamSync(worker, open_as("w"), folder)
+    assert sorted(team.engines) == ["alice", "bob"]
+    assert team.engines["alice"].store.status("brivity").state is SyncState.IDLE
+
+
+def test_webhook_refusals_are_counted_one_by_one(
+    pg_server: ScratchServer, team_db: str, open_as: Callable[[str], PostgresDatabase]
+) -> None:
+    """The refusal counts are shared: a count set near bigint's end by alice stopped every
+    later refusal of its kind from being counted (the receiver logs the failure)."""
+    from crm_tui.webhooks.inbox import WebhookInbox
+
+    with connected(pg_server, team_db, "alice") as alice:
+        for statement in (
+            "INSERT INTO webhook_refusals VALUES ('fub', 'x', 9223372036854775807, 'now')",
+            "INSERT INTO webhook_refusals VALUES ('fub', 'x', 0, 'now')",
+        ):
+            with pytest.raises(pg_errors.InsufficientPrivilege, match="one by one"):
+                alice.execute(statement)
+        alice.execute("INSERT INTO webhook_refusals VALUES ('fub', 'x', 1, 'now')")
+        with pytest.raises(pg_errors.InsufficientPrivilege, match="one by one"):
+            alice.execute("UPDATE webhook_refusals SET count = 9223372036854775807")
+    inbox = WebhookInbox(open_as("bob"), "bob")
+    inbox.refuse("fub", "x")
+    inbox.refuse("fub", "x")
+    with connected(pg_server, team_db) as su:
+        counted = su.execute("SELECT count FROM webhook_refusals WHERE reason = 'x'").fetchone()
+    assert counted == (3,)

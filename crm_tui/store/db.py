@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import operator
 import sqlite3
 import threading
@@ -70,6 +71,7 @@ _INTERNED = frozenset(
 )
 SCHEMA_VERSION = 9
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 #: A refresh that changed more records than this is logged as a whole stream replaced.
 DIFF_LIMIT = 20_000
 _COLUMNS: dict[RecordKind, tuple[str, ...]] = {"contacts": CONTACT_FIELDS, "deals": DEAL_FIELDS}
@@ -1218,7 +1220,7 @@ class Database(
         return {
             source: SourceStatus(
                 source=source,
-                state=SyncState(state),
+                state=_stored_state(user_id, source, state),
                 last_sync=last_sync,
                 last_error=last_error,
                 retry_at=retry_at,
@@ -1381,3 +1383,14 @@ class Database(
             rows = self._conn.execute(sql + " ORDER BY id", params).fetchall()
         keys = ("id", "run_id", "source", "stream", "reason", "payload", "created_at")
         return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def _stored_state(user_id: str, source: str, state: object) -> SyncState:
+    """A status row's state; one crm-tui does not know (a newer version's, or a team
+    member's own hand-written row) reads as idle, so that one row never stops a load (the
+    team worker loads every person's)."""
+    try:
+        return SyncState(state)
+    except ValueError:
+        logger.warning("%s's %s status: an unknown state, read as idle", user_id, source)
+        return SyncState.IDLE

@@ -276,15 +276,22 @@ class LeaseStore:
         """A generation number never used before by any stream (AUTOINCREMENT never reuses
         one), registered as pending under this process until committed or dropped."""
         with self.transaction() as conn:
-            generation = conn.execute("INSERT INTO generations DEFAULT VALUES").lastrowid
-            assert generation is not None
-            conn.execute("DELETE FROM generations WHERE id < ?", (generation,))
+            generation = self._draw_generation(conn)
             self._hold(conn)
             conn.execute(
                 "INSERT INTO pending_generations (generation, user_id, kind, source, owner)"
                 " VALUES (?, ?, ?, ?, ?)",
                 (generation, user_id, kind, source, self.owner.id),
             )
+        return generation
+
+    @staticmethod
+    def _draw_generation(conn: sqlite3.Connection) -> int:
+        """The next number: AUTOINCREMENT remembers the highest ever taken, so the table
+        keeps only the newest row."""
+        generation = conn.execute("INSERT INTO generations DEFAULT VALUES").lastrowid
+        assert generation is not None
+        conn.execute("DELETE FROM generations WHERE id < ?", (generation,))
         return generation
 
     def _settle(self, conn: sqlite3.Connection, generation: int) -> bool:

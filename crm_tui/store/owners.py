@@ -16,7 +16,7 @@ import socket
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 #: How often a process that holds a lease or an unfinished generation says it is alive.
@@ -89,6 +89,13 @@ class Owner:
     def this_process(cls) -> Owner:
         pid = os.getpid()
         owner = cls(uuid.uuid4().hex, socket.gethostname(), _machine(), pid, start_time(pid))
+        _MINE.add(owner.id)
+        return owner
+
+    def of_role(self, role: str) -> Owner:
+        """This owner, its id under a team database's login role: the database lets a
+        role create owner ids under its own name only, so no member can take another's."""
+        owner = replace(self, id=f"{role}/{self.id}")
         _MINE.add(owner.id)
         return owner
 

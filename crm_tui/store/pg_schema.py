@@ -350,15 +350,53 @@ _STEP5 = _all_columns_but_the_key(_DRAWN_KEYS, "INSERT, UPDATE") + (
     " (user_id = ANY ((SELECT crm_users(true))::text[]) AND crm_taken_here(generation));"
 )
 
+# What one member's rows could still do to another member's writes, closed:
 # - An import's row is keyed by its user too: keyed by the generation alone, a member's rows
 #   under numbers the sequence hands out next made another member's import fail.
 # - A record table's rowid is drawn too, and an INSERT may name it (OVERRIDING SYSTEM
 #   VALUE): members insert every other column. An update may only set it to DEFAULT (a new
 #   number, as a replaced row gets), so UPDATE stays granted.
+# - A pending generation's number is checked when inserted; an update moved it onto the
+#   numbers drawn next. Members update every other column.
+# - Generations are drawn from the sequence alone (`nextval`), with no row: a row every
+#   member might delete was one a member's open delete could lock, and every new
+#   generation of the team waited on it, holding the writer lock.
+# - An owner id is under its role's name ("role/..."), so no member can take the id of
+#   another's process (a process keeps its id for life, and its next lease would fail).
+# - Kinds are record tables only: a process's close reads every pending row naming it.
+# - A refusal is counted one at a time: a count set near bigint's end stopped the counting.
 _STEP6 = (
     "ALTER TABLE imports DROP CONSTRAINT imports_pkey;"
     "ALTER TABLE imports ADD PRIMARY KEY (user_id, generation);"
     + _all_columns_but_the_key((("contacts", "rowid"), ("deals", "rowid")), "INSERT")
+    + _all_columns_but_the_key((("pending_generations", "generation"),), "UPDATE")
+    + """
+    REVOKE INSERT, DELETE ON generations FROM crm_agent, crm_lead, crm_worker;
+    DELETE FROM generations;
+    ALTER POLICY owners_insert ON owners
+        WITH CHECK (role_name = session_user AND starts_with(id, session_user || '/'));
+    ALTER POLICY owners_update ON owners USING (role_name = session_user)
+        WITH CHECK (role_name = session_user AND starts_with(id, session_user || '/'));
+    ALTER TABLE pending_generations ADD CONSTRAINT pending_kind
+        CHECK (kind IN ('contacts', 'deals')) NOT VALID;
+    ALTER TABLE imports ADD CONSTRAINT imports_kind
+        CHECK (kind IN ('contacts', 'deals')) NOT VALID;
+    ALTER TABLE stream_generations ADD CONSTRAINT stream_kind
+        CHECK (kind IN ('contacts', 'deals')) NOT VALID;
+    CREATE FUNCTION crm_refusals_count_one() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP = 'INSERT' AND NEW.count <> 1
+                OR TG_OP = 'UPDATE' AND (NEW.count <> OLD.count + 1
+                    OR NEW.source <> OLD.source OR NEW.reason <> OLD.reason)
+            THEN RAISE insufficient_privilege USING MESSAGE = 'refusals are counted one by one';
+            END IF;
+            RETURN NEW;
+        END $$;
+    DROP TRIGGER webhook_refusals_grow ON webhook_refusals;
+    DROP FUNCTION crm_refusals_only_grow();
+    CREATE TRIGGER webhook_refusals_one_by_one BEFORE INSERT OR UPDATE ON webhook_refusals
+        FOR EACH ROW EXECUTE FUNCTION crm_refusals_count_one();
+    """
 )
 
 MIGRATIONS: tuple[str, ...] = (

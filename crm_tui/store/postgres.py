@@ -40,6 +40,7 @@ from crm_tui.store.pg_schema import MIGRATIONS
 WRITER_LOCK = 0x43524D5457524954  # one writer at a time, as SQLite has
 MIGRATION_LOCK = 0x43524D544D494752  # one process migrating
 CHANNEL = "crm_changes"
+DRAW_GENERATION = "SELECT nextval(pg_get_serial_sequence('public.generations', 'id'))"
 _FIELDS: dict[RecordKind, tuple[str, ...]] = {"contacts": CONTACT_FIELDS, "deals": DEAL_FIELDS}
 
 
@@ -76,6 +77,9 @@ class PostgresDatabase(Database):
         self._notices: _Notices | None = None
         self._outside: PgConnection | None = None
         self.migrate()
+        with self._lock:
+            role = str(self._conn.execute("SELECT session_user").fetchone()[0])
+        self.owner = self.owner.of_role(role)
         self.interrupt_abandoned_runs()
 
     @property
@@ -231,6 +235,12 @@ class PostgresDatabase(Database):
             return Database._differing(conn, user_id, source, kind, old, new)
         finally:
             conn.execute("SET LOCAL enable_nestloop = on")
+
+    @staticmethod
+    def _draw_generation(conn: Any) -> int:  # type: ignore[override]
+        """The sequence's next number, and no row: a row every member may delete is one a
+        member's open delete could lock, and each new generation would wait for it."""
+        return int(conn.execute(DRAW_GENERATION).fetchone()[0])
 
     def _newest(self) -> int:
         # Not the sequence's position: PostgreSQL hands numbers out to transactions not yet

@@ -19,7 +19,7 @@ from crm_tui.models import KINDS
 from crm_tui.store.db import Database
 from crm_tui.store.pg_connection import PgConnection, errors_named
 from crm_tui.store.pg_schema import USER_TABLES
-from crm_tui.store.postgres import PostgresDatabase
+from crm_tui.store.postgres import DRAW_GENERATION, PostgresDatabase
 
 LOCAL_TABLES = (
     "local_records", "local_links", "local_sequence", "merges", "dedup_rejections", "outbox",
@@ -127,7 +127,7 @@ def _copy_streams(src: Any, dst: PgConnection, kind: str, user_id: str) -> int:
     ).fetchall()
     mapped = {0: 0}
     for _, generation, *_rest in (*current, *imports):
-        mapped[generation] = dst.execute("INSERT INTO generations DEFAULT VALUES").lastrowid
+        mapped[generation] = dst.execute(DRAW_GENERATION).fetchone()[0]
     count = 0
     for generation, new in mapped.items():
         rows = _select(
