@@ -3,8 +3,10 @@ without its password.
 
 libpq reads the URL itself, so every libpq setting in it passes through (`sslmode`,
 `sslrootcert`, `target_session_attrs`, ...). Timeouts and keepalives get defaults the URL can
-override: an unreachable server is an error in seconds, and a client that vanished
-mid-transaction is noticed by the server.
+override: an unreachable server is an error in seconds, a client that vanished
+mid-transaction is noticed by the server, and a lock held by another session (a member's
+open transaction, or anyone's advisory lock on the team's writer key) is an error after a
+minute, not a wait without end (`options=-c lock_timeout=...` in the URL sets another).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ _DEFAULTS = {
     "keepalives_idle": "30",
     "keepalives_interval": "10",
     "keepalives_count": "3",
+    "options": "-c lock_timeout=60s",
 }
 MASK = "***"
 

@@ -1201,3 +1201,33 @@ def test_webhook_refusals_are_counted_one_by_one(
     with connected(pg_server, team_db) as su:
         counted = su.execute("SELECT count FROM webhook_refusals WHERE reason = 'x'").fetchone()
     assert counted == (3,)
+
+
+def test_a_lock_held_by_another_session_is_an_error_after_the_timeout_not_a_hang(
+    pg_server: ScratchServer, team_db: str, tmp_path: Path
+) -> None:
+    """Any session may take the team's writer key as an advisory lock and keep it (or lock
+    a table it may update); a write then waits for it. Not forever: lock_timeout (a minute
+    by default, here a second through the URL) makes it an error that names the cause, and
+    the rows written before stay."""
+    default = PostgresDatabase(DatabaseUrl(role_url(pg_server, team_db, "bob")), tmp_path / "d")
+    with default._lock:
+        assert default._conn.execute("SHOW lock_timeout").fetchone()[0] == "1min"
+    default.close()
+    quick = role_url(pg_server, team_db, "bob") + "?options=-c%20lock_timeout%3D1s"
+    bob = PostgresDatabase(DatabaseUrl(quick), tmp_path / "q")
+    try:
+        before = _ids(bob, "bob")
+        with connected(pg_server, team_db, "alice") as alice:
+            alice.execute("SELECT pg_advisory_lock(%s)", (WRITER_LOCK,))
+            with pytest.raises(DatabaseUnavailable, match="busy") as busy:
+                bob.replace_stream(
+                    "bob", "brivity", "contacts", [cached_contact("brivity", 9, "bob")]
+                )
+            assert "lock timeout" in busy.value.details
+            alice.execute("SELECT pg_advisory_unlock(%s)", (WRITER_LOCK,))
+        assert _ids(bob, "bob") == before
+        bob.replace_stream("bob", "brivity", "contacts", [cached_contact("brivity", 9, "bob")])
+        assert _ids(bob, "bob") == ["brivity:9"]
+    finally:
+        bob.close()

@@ -221,6 +221,11 @@ def _named(exc: psycopg.Error, url: DatabaseUrl) -> StoreError:
         type(exc) is psycopg.OperationalError and _REFUSED_LOGIN.search(str(exc))
     ):
         return DatabaseRefused("The team database refused", f"{where}: {said}")
+    if isinstance(exc, pg_errors.LockNotAvailable):
+        return DatabaseUnavailable(
+            "The team database is busy",
+            f"{where}: another session held a lock for longer than lock_timeout: {said}",
+        )
     if isinstance(exc, psycopg.OperationalError) and not isinstance(exc, pg_errors.QueryCanceled):
         return DatabaseUnavailable("Cannot reach the team database", f"{where}: {said}")
     return StoreError("The team database failed", f"{where}: {said}")
