@@ -972,14 +972,35 @@ def test_a_missing_database_is_refused_and_a_down_server_is_a_remote_failure(
     assert down.value.exit_code == 4  # remote, as a CRM that cannot be reached
 
 
+def _next_number(server: ScratchServer, dbname: str, table: str, column: str) -> int:
+    """What a table's sequence hands out next (read as the superuser: members may not)."""
+    with connected(server, dbname) as su:
+        query = "SELECT nextval(pg_get_serial_sequence(%s, %s))"
+        return int(su.execute(query, (table, column)).fetchone()[0]) + 1
+
+
+def test_no_member_draws_from_a_sequence_but_the_generations(
+    pg_server: ScratchServer, team_db: str, open_as: Callable[[str], PostgresDatabase]
+) -> None:
+    """Two draws from a record table's sequence, before and after, told alice how many rows
+    the others wrote between them. Identity columns need no grant on their sequence."""
+    with connected(pg_server, team_db, "alice") as alice:
+        for table, column in (("contacts", "rowid"), ("changes", "seq"), ("outbox", "id")):
+            with pytest.raises(pg_errors.InsufficientPrivilege, match="permission denied"):
+                alice.execute("SELECT nextval(pg_get_serial_sequence(%s, %s))", (table, column))
+        assert alice.execute(DRAW_GENERATION).fetchone()[0] > 0
+    alice_db = open_as("alice")
+    alice_db.replace_stream("alice", "brivity", "contacts", [cached_contact("brivity", 5, "alice")])
+    assert _ids(alice_db, "alice") == ["brivity:5"]
+
+
 def test_no_member_can_claim_the_keys_the_database_hands_others(
     pg_server: ScratchServer, team_db: str, open_as: Callable[[str], PostgresDatabase]
 ) -> None:
     """Numbers the sequences hand out next, taken in advance with a member's own rows, would
     make every other member's next write fail on a duplicate key."""
+    ahead = _next_number(pg_server, team_db, "changes", "seq")
     with connected(pg_server, team_db, "alice") as alice:
-        seq = alice.execute("SELECT nextval(pg_get_serial_sequence('changes', 'seq'))")
-        ahead = seq.fetchone()[0] + 1
         with pytest.raises(pg_errors.InsufficientPrivilege):
             alice.execute(
                 "INSERT INTO changes (seq, user_id, kind, origin, at)"
@@ -1028,15 +1049,16 @@ def test_no_member_can_take_the_row_numbers_the_record_tables_hand_out_next(
     """A record table's rowid (its rows' written order) is drawn for everyone; an INSERT may
     name it with OVERRIDING SYSTEM VALUE, and alice's rows under the numbers drawn next
     would make bob's next sync fail on a duplicate."""
-    with connected(pg_server, team_db, "alice") as alice:
-        drawn = alice.execute("SELECT nextval(pg_get_serial_sequence('contacts', 'rowid'))")
-        ahead = drawn.fetchone()[0] + 1
-        with pytest.raises(pg_errors.InsufficientPrivilege):
-            alice.execute(
-                "INSERT INTO contacts (rowid, user_id, source, id, generation)"
-                " OVERRIDING SYSTEM VALUE VALUES (%s, 'alice', 'brivity', 'brivity:1', 0)",
-                (ahead,),
-            )
+    ahead = _next_number(pg_server, team_db, "contacts", "rowid")
+    with (
+        connected(pg_server, team_db, "alice") as alice,
+        pytest.raises(pg_errors.InsufficientPrivilege),
+    ):
+        alice.execute(
+            "INSERT INTO contacts (rowid, user_id, source, id, generation)"
+            " OVERRIDING SYSTEM VALUE VALUES (%s, 'alice', 'brivity', 'brivity:1', 0)",
+            (ahead,),
+        )
     bob = open_as("bob")
     bob.replace_stream("bob", "brivity", "contacts", [cached_contact("brivity", 9, "bob")])
     assert "brivity:9" in _ids(bob, "bob")

@@ -365,6 +365,9 @@ _STEP5 = _all_columns_but_the_key(_DRAWN_KEYS, "INSERT, UPDATE") + (
 #   another's process (a process keeps its id for life, and its next lease would fail).
 # - Kinds are record tables only: a process's close reads every pending row naming it.
 # - A refusal is counted one at a time: a count set near bigint's end stopped the counting.
+# - Members draw numbers from no sequence but the generations' (an identity column needs
+#   none): two draws from the record tables' told a member how many rows others wrote
+#   between them.
 _STEP6 = (
     "ALTER TABLE imports DROP CONSTRAINT imports_pkey;"
     "ALTER TABLE imports ADD PRIMARY KEY (user_id, generation);"
@@ -396,6 +399,8 @@ _STEP6 = (
     DROP FUNCTION crm_refusals_only_grow();
     CREATE TRIGGER webhook_refusals_one_by_one BEFORE INSERT OR UPDATE ON webhook_refusals
         FOR EACH ROW EXECUTE FUNCTION crm_refusals_count_one();
+    REVOKE USAGE ON ALL SEQUENCES IN SCHEMA public FROM crm_agent, crm_lead, crm_worker;
+    GRANT USAGE ON SEQUENCE generations_id_seq TO crm_agent, crm_lead, crm_worker;
     """
 )
 
