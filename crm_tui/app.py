@@ -310,6 +310,7 @@ class CrmApp(App[None]):
             service = WebhookService(self.settings, self.store, self.engine, bound=bound)
             await service.start()
         except Exception as exc:  # no receiver: say why, the rest of the app goes on
+            bound.close()
             why = exc if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
             self.notify(f"Webhooks: {self.masker(str(why))}", severity="warning", markup=False)
             return

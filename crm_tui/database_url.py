@@ -11,6 +11,7 @@ minute, not a wait without end (`options=-c lock_timeout=...` in the URL sets an
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlsplit
 
@@ -21,8 +22,8 @@ _DEFAULTS = {
     "keepalives_idle": "30",
     "keepalives_interval": "10",
     "keepalives_count": "3",
-    "options": "-c lock_timeout=60s",
 }
+_LOCK_TIMEOUT = "-c lock_timeout=60s"
 MASK = "***"
 
 
@@ -91,10 +92,20 @@ class DatabaseUrl:
     def conninfo(self, application: str) -> str:
         """The URL with this program's defaults for what it leaves unset."""
         parts = urlsplit(self.url)
-        given = {pair.split("=", 1)[0] for pair in parts.query.split("&") if pair}
+        raw = [pair for pair in parts.query.split("&") if pair]  # as given: never re-encoded
+        given = {pair.split("=", 1)[0] for pair in raw}
         extra = {"application_name": application, **_DEFAULTS}
-        added = "&".join(f"{k}={quote(v)}" for k, v in extra.items() if k not in given)
-        query = "&".join(q for q in (parts.query, added) if q)
+        added = [f"{k}={quote(v)}" for k, v in extra.items() if k not in given]
+        # libpq reads PGOPTIONS only when the URL names no options: the lock timeout joins
+        # whichever of the two the user gave, unless they set one of their own
+        options = os.environ.get("PGOPTIONS", "")
+        for pair in raw:
+            if pair.startswith("options="):
+                options = unquote(pair.removeprefix("options="))
+        if "lock_timeout" not in options:
+            options = f"{options} {_LOCK_TIMEOUT}".strip()
+        kept = [pair for pair in raw if not pair.startswith("options=")]
+        query = "&".join([*kept, *added, f"options={quote(options)}"])
         return parts._replace(query=query).geturl()
 
 

@@ -1253,3 +1253,68 @@ def test_a_lock_held_by_another_session_is_an_error_after_the_timeout_not_a_hang
         assert _ids(bob, "bob") == ["brivity:9"]
     finally:
         bob.close()
+
+
+def _show(db: PostgresDatabase, setting: str) -> str:
+    with db._lock:
+        return str(db._conn.execute(f"SHOW {setting}").fetchone()[0])
+
+
+def test_the_lock_timeout_joins_the_options_the_url_or_pgoptions_give(
+    pg_server: ScratchServer, team_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libpq takes `options` from the URL, or else from PGOPTIONS: the lock timeout is added
+    to whichever the user gave, never in place of it, and theirs wins when they set one."""
+    url = role_url(pg_server, team_db, "bob")
+    given = PostgresDatabase(
+        DatabaseUrl(url + "?options=-c%20statement_timeout%3D7s"), tmp_path / "u"
+    )
+    assert (_show(given, "statement_timeout"), _show(given, "lock_timeout")) == ("7s", "1min")
+    given.close()
+    monkeypatch.setenv("PGOPTIONS", "-c work_mem=7MB")
+    environ = PostgresDatabase(DatabaseUrl(url), tmp_path / "e")
+    assert (_show(environ, "work_mem"), _show(environ, "lock_timeout")) == ("7MB", "1min")
+    environ.close()
+    monkeypatch.setenv("PGOPTIONS", "-c lock_timeout=5s")
+    own = PostgresDatabase(DatabaseUrl(url), tmp_path / "o")
+    assert _show(own, "lock_timeout") == "5s"
+    own.close()
+
+
+def test_a_role_named_as_another_plus_a_slash_takes_none_of_its_owner_ids(
+    pg_server: ScratchServer, team_db: str, tmp_path: Path
+) -> None:
+    """Owner ids are "role/uuid"; a role may be named "alice/ops", whose ids alice's
+    prefix alone would have let her write."""
+    role, password = "alice/ops", "pw-ops-4d1e"
+    with connected(pg_server, "postgres") as su:
+        if not su.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+            su.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(password)
+                )
+            )
+        su.execute(sql.SQL("GRANT crm_agent TO {}").format(sql.Identifier(role)))
+    with connected(pg_server, team_db) as su:
+        su.execute(
+            "INSERT INTO crm_members (role_name, position, user_id, team)"
+            " VALUES (%s, 'agent', 'ops', 't1')",
+            (role,),
+        )
+    ops = PostgresDatabase(DatabaseUrl(pg_server.url(role, password, team_db)), tmp_path)
+    try:
+        lease = ops.acquire_lease("ops", "brivity", "contacts", "sync")
+        assert isinstance(lease, Lease) and ops.owner.id.startswith("alice/ops/")
+        ops.release_lease(lease)
+        with connected(pg_server, team_db, "alice") as alice:
+            _refused_by_rls(
+                alice,
+                lambda: alice.execute(
+                    "INSERT INTO owners (id, host, machine, pid, started, heartbeat_at)"
+                    " VALUES (%s, 'h', 'm', 1, '', 0)",
+                    (ops.owner.id,),
+                ),
+            )
+        assert isinstance(ops.acquire_lease("ops", "brivity", "contacts", "sync"), Lease)
+    finally:
+        ops.close()

@@ -368,18 +368,21 @@ _STEP5 = _all_columns_but_the_key(_DRAWN_KEYS, "INSERT, UPDATE") + (
 # - Members draw numbers from no sequence but the generations' (an identity column needs
 #   none): two draws from the record tables' told a member how many rows others wrote
 #   between them.
+# "role/" and no other slash: a role may be named "alice/ops", and alice must not pass for it
+_OWN_ID = (
+    "starts_with(id, session_user || '/') AND strpos(substr(id, length(session_user) + 2), '/') = 0"
+)
 _STEP6 = (
     "ALTER TABLE imports DROP CONSTRAINT imports_pkey;"
     "ALTER TABLE imports ADD PRIMARY KEY (user_id, generation);"
     + _all_columns_but_the_key((("contacts", "rowid"), ("deals", "rowid")), "INSERT")
     + _all_columns_but_the_key((("pending_generations", "generation"),), "UPDATE")
-    + """
+    + f"""
     REVOKE INSERT, DELETE ON generations FROM crm_agent, crm_lead, crm_worker;
     DELETE FROM generations;
-    ALTER POLICY owners_insert ON owners
-        WITH CHECK (role_name = session_user AND starts_with(id, session_user || '/'));
+    ALTER POLICY owners_insert ON owners WITH CHECK (role_name = session_user AND {_OWN_ID});
     ALTER POLICY owners_update ON owners USING (role_name = session_user)
-        WITH CHECK (role_name = session_user AND starts_with(id, session_user || '/'));
+        WITH CHECK (role_name = session_user AND {_OWN_ID});
     ALTER TABLE pending_generations ADD CONSTRAINT pending_kind
         CHECK (kind IN ('contacts', 'deals')) NOT VALID;
     ALTER TABLE imports ADD CONSTRAINT imports_kind

@@ -105,10 +105,12 @@ class PostgresDatabase(Database):
         if self._notices is not None:
             self._notices.stop()
         self._finish_writes()
-        self._release_everything()
-        self._lock.close()  # type: ignore[attr-defined]
-        if self._outside is not None:
-            self._outside.close()
+        try:
+            self._release_everything()  # fails when the server is gone: the pool closes still
+        finally:
+            self._lock.close()  # type: ignore[attr-defined]
+            if self._outside is not None:
+                self._outside.close()
 
     # -- schema --------------------------------------------------------------------------
 

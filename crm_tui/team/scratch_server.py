@@ -142,6 +142,7 @@ def _listen_on_a_free_port(server: ScratchServer) -> None:
 
 def _listen(server: ScratchServer) -> None:
     data = server.directory / "data"
+    (server.directory / "server.log").unlink(missing_ok=True)  # this attempt's reasons only
     options = (
         f"-p {server.port} -k {server.directory} -c listen_addresses=127.0.0.1"
         # A scratch server: a lost machine loses it anyway, so no flushing to disk
