@@ -972,6 +972,13 @@ def test_a_missing_database_is_refused_and_a_down_server_is_a_remote_failure(
     assert down.value.exit_code == 4  # remote, as a CRM that cannot be reached
 
 
+def _bob_still_syncs(open_as: Callable[[str], PostgresDatabase]) -> None:
+    """Bob's ordinary write takes the next numbers, unhindered by what alice did."""
+    bob = open_as("bob")
+    bob.replace_stream("bob", "brivity", "contacts", [cached_contact("brivity", 9, "bob")])
+    assert "brivity:9" in _ids(bob, "bob")
+
+
 def _next_number(server: ScratchServer, dbname: str, table: str, column: str) -> int:
     """What a table's sequence hands out next (read as the superuser: members may not)."""
     with connected(server, dbname) as su:
@@ -1019,9 +1026,7 @@ def test_no_member_can_claim_the_keys_the_database_hands_others(
                 (future,),
             ),
         )
-    bob = open_as("bob")  # his ordinary writes take the next numbers, unhindered
-    bob.replace_stream("bob", "brivity", "contacts", [cached_contact("brivity", 9, "bob")])
-    assert "brivity:9" in _ids(bob, "bob")
+    _bob_still_syncs(open_as)
 
 
 def test_no_member_can_take_the_number_of_another_members_next_import(
@@ -1059,9 +1064,7 @@ def test_no_member_can_take_the_row_numbers_the_record_tables_hand_out_next(
             " OVERRIDING SYSTEM VALUE VALUES (%s, 'alice', 'brivity', 'brivity:1', 0)",
             (ahead,),
         )
-    bob = open_as("bob")
-    bob.replace_stream("bob", "brivity", "contacts", [cached_contact("brivity", 9, "bob")])
-    assert "brivity:9" in _ids(bob, "bob")
+    _bob_still_syncs(open_as)
 
 
 def test_no_member_can_move_a_pending_generation_onto_the_numbers_drawn_next(
@@ -1084,9 +1087,7 @@ def test_no_member_can_move_a_pending_generation_onto_the_numbers_drawn_next(
         # the other columns stay hers to change
         moved = "UPDATE pending_generations SET source = 'y' WHERE generation = %s"
         assert alice.execute(moved, (mine,)).rowcount == 1
-    bob = open_as("bob")
-    bob.replace_stream("bob", "brivity", "contacts", [cached_contact("brivity", 9, "bob")])
-    assert "brivity:9" in _ids(bob, "bob")
+    _bob_still_syncs(open_as)
 
 
 def test_generations_are_drawn_with_no_row_a_member_could_lock(
