@@ -194,7 +194,7 @@ class CrmApp(App[None]):
         )
         self.sync_on_start = sync_on_start
         self.sync_stale = sync_stale
-        #: Where to receive webhooks in this process (host, port), or None: the demo does,
+        #: A bound socket to receive webhooks on in this process, or None: the demo does,
         #: a team runs `crm-tui webhooks serve` instead.
         self._batch_quiet = False  # the running batch was the schedule's alone
         self.webhook_listen: socket.socket | None = None
