@@ -194,9 +194,9 @@ class CrmApp(App[None]):
         )
         self.sync_on_start = sync_on_start
         self.sync_stale = sync_stale
+        self._batch_quiet = False  # the running batch was the schedule's alone
         #: A bound socket to receive webhooks on in this process, or None: the demo does,
         #: a team runs `crm-tui webhooks serve` instead.
-        self._batch_quiet = False  # the running batch was the schedule's alone
         self.webhook_listen: socket.socket | None = None
         self.env_file: Path | None = None  # --env-file (or the demo's): setup saves there
         self.loaded = False
