@@ -1319,3 +1319,40 @@ def test_a_role_named_as_another_plus_a_slash_takes_none_of_its_owner_ids(
         assert isinstance(ops.acquire_lease("ops", "brivity", "contacts", "sync"), Lease)
     finally:
         ops.close()
+
+
+def test_a_worker_syncs_the_people_it_serves_and_names_the_files_it_may_not(
+    pg_server: ScratchServer,
+    team_db: str,
+    demo_servers: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A USER.env for someone the worker's role does not serve (another team's agent, or
+    no member at all) stopped the whole run with a row-level-security error naming no one;
+    now that person is left out, by name and file, and the others are synced."""
+    from click.testing import CliRunner
+
+    from crm_tui.cli import main
+
+    keys = {k: v for k, v in demo_servers.env().items() if k.startswith("BRIVITY_")}
+    team = tmp_path / "team"
+    team.mkdir()
+    for user in ("bob", "dave", "frank"):  # bob is of the worker's team; dave and frank not
+        (team / f"{user}.env").write_text("".join(f"{k}={v}\n" for k, v in keys.items()))
+    monkeypatch.setenv("CRM_USER_ID", "worker")
+    url = role_url(pg_server, team_db, "w")
+    args = ["--data-dir", str(tmp_path / "w"), "--database-url", url, "sync", "--team"]
+    result = CliRunner().invoke(main, [*args, str(team), "--json"])
+    payload = json.loads(result.stdout)
+    assert result.exit_code == 3 and not payload["success"]
+    assert set(payload["users"]) == {"bob"}
+    assert payload["users"]["bob"]["results"]["brivity"]["contacts"]["success"]
+    assert set(payload["skipped"]) == {"dave", "frank"}
+    assert "frank.env" in payload["skipped"]["frank"]
+    assert "warning: dave is not synced: dave.env" in result.stderr
+    assert PASSWORDS["w"] not in result.stdout + result.stderr
+
+    (team / "bob.env").unlink()
+    alone = CliRunner().invoke(main, [*args, str(team)])
+    assert alone.exit_code == 3 and "nobody to sync" in alone.stderr

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from crm_tui.cli.command import Reply, headless
-from crm_tui.cli.errors import EXIT_USAGE, CliError
+from crm_tui.cli.errors import EXIT_CONFIG, EXIT_USAGE, CliError
 from crm_tui.cli.options import SOURCE_CHOICE, declared_columns
 from crm_tui.cli.outbox import outbox_summary, send_outbox
 from crm_tui.cli.runtime import Engine, Runtime, run
@@ -143,6 +143,8 @@ def _sync_team(
 
     rt.writable_store(loaded=False)  # a read-only database fails here, before any request
     team = TeamSync(rt.settings, rt.database, folder)
+    for user, why in team.skipped.items():
+        click.echo(f"warning: {user} is not synced: {why}", err=True)
     if watch:
         run(_watch_team(team, _watch_minutes(rt, interval)))
         return None
@@ -155,9 +157,15 @@ def _sync_team(
 
     found = run(once())
     users = {user: sync_payload(rt, reports, ()) for user, reports in found.items()}
-    payload = {"success": all(u["success"] for u in users.values()), "users": users}
+    payload = {
+        "success": all(u["success"] for u in users.values()) and not team.skipped,
+        "users": users,
+        "skipped": team.skipped,
+    }
     failed = [reports for user, reports in found.items() if not users[user]["success"]]
     code = max((sync_exit_code(reports) for reports in failed), default=0)
+    if team.skipped:  # the others were synced; the run still asks for someone's attention
+        code = max(code, EXIT_CONFIG)
 
     def human() -> None:
         for user, reports in found.items():

@@ -449,6 +449,11 @@ class Database(
         """Where the data is, for messages: the file (a team database: its URL)."""
         return str(self.path)
 
+    def writable_users(self) -> frozenset[str] | None:
+        """The user ids this connection may write, None for every one (a file's reader
+        writes whatever the file holds)."""
+        return None
+
     def durable(self) -> None:
         """Every commit on the disk before it returns (`synchronous=FULL`; NORMAL survives a
         crash of the process, not of the machine): for a process whose commits are promises

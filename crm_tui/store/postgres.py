@@ -98,6 +98,19 @@ class PostgresDatabase(Database):
     def location(self) -> str:
         return self.url.display
 
+    def writable_users(self) -> frozenset[str] | None:
+        """The user ids the login role may write (its own; a worker's, its team's); None
+        for a role the policies do not bind (the tables' owner, a superuser)."""
+        with self._lock:
+            unbound = self._conn.execute(
+                "SELECT r.rolsuper OR r.rolbypassrls OR c.relowner = r.oid"
+                " FROM pg_roles r, pg_class c"
+                " WHERE r.rolname = current_user AND c.oid = 'public.contacts'::regclass"
+            ).fetchone()
+            if unbound and unbound[0]:
+                return None
+            return frozenset(self._conn.execute("SELECT crm_users(true)").fetchone()[0] or ())
+
     def durable(self) -> None:
         self._lock.durable = True  # type: ignore[attr-defined]
 

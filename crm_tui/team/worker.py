@@ -64,10 +64,23 @@ class TeamSync:
         from crm_tui.sync.engine import SyncEngine
 
         self.engines: dict[str, SyncEngine] = {}
+        #: people left out, each with why (the others are synced all the same)
+        self.skipped: dict[str, str] = {}
+        served = db.writable_users()
         for user in team_users(folder):
+            if served is not None and user.user_id not in served:
+                self.skipped[user.user_id] = (
+                    f"{user.env_file.name}: this database role may not write"
+                    f" {user.user_id}'s rows; its owner makes the worker's role a worker of"
+                    f" {user.user_id}'s team (crm-tui db member add ROLE --position worker"
+                    " --team TEAM), or the file goes"
+                )
+                continue
             store = CacheStore(user.user_id, db)
             store.load_statuses_sync()
             self.engines[user.user_id] = SyncEngine(user_settings(worker, user), store)
+        if not self.engines:
+            raise ConfigError("--team: nobody to sync: " + "; ".join(self.skipped.values()))
 
     async def sync_once(self, full: bool = False) -> dict[str, dict[str, SyncReport]]:
         found = await _every(e.sync_all(None, full=full) for e in self.engines.values())
