@@ -923,12 +923,15 @@ class CrmApp(App[None]):
         return True
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.report_failure(event)
+
+    def report_failure(self, event: Worker.StateChanged) -> None:
+        """A worker that failed (the app's, or a screen's): logged, and told on screen."""
         if event.state is WorkerState.ERROR and event.worker.error is not None:
             error = event.worker.error
-            log.error("worker %s failed: %s", event.worker.name, self.masker(repr(error)))
-            self.notify(
-                self.masker(f"{event.worker.name} failed: {error}"), severity="error", markup=False
-            )
+            what = event.worker.name or event.worker.group
+            log.error("worker %s failed: %s", what, self.masker(repr(error)))
+            self.notify(self.masker(f"{what} failed: {error}"), severity="error", markup=False)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "quit_key":  # not offered where a person types a name

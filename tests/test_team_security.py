@@ -1356,3 +1356,16 @@ def test_a_worker_syncs_the_people_it_serves_and_names_the_files_it_may_not(
     (team / "bob.env").unlink()
     alone = CliRunner().invoke(main, [*args, str(team)])
     assert alone.exit_code == 3 and "nobody to sync" in alone.stderr
+
+
+def test_a_write_the_policies_refuse_says_whose_rows_a_role_may_write(
+    open_as: Callable[[str], PostgresDatabase],
+) -> None:
+    """A lead reads the team's rows and writes only its own: the server's refusal names a
+    table and a policy, and the message adds what that means and which setting decides."""
+    carol = open_as("carol")
+    with pytest.raises(DatabaseRefused) as refused:
+        carol.add_local_records("alice", "contacts", [{"first_name": "Not hers"}], utc_now())
+    assert "row-level security" in refused.value.details
+    assert "a lead its own" in refused.value.details and "CRM_USER_ID" in refused.value.details
+    assert PASSWORDS["carol"] not in str(refused.value) + refused.value.details

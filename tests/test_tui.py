@@ -101,6 +101,26 @@ async def test_clear_cache_asks_first(synced_settings):
         assert app.store.count("contacts", "followupboss") > 0
 
 
+async def test_a_clear_the_database_refuses_says_so(synced_settings, monkeypatch):
+    """The Status screen's workers are the screen's: their failure message does not bubble
+    to the app, and a refused clear (a team lead's, of an agent's rows) said nothing."""
+    from crm_tui.store.errors import DatabaseRefused
+
+    app = make_app(synced_settings, sync_stale=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+
+        async def refused(source: str | None) -> int:
+            raise DatabaseRefused("The team database refused", "row-level security policy")
+
+        monkeypatch.setattr(app.store, "clear", refused)
+        await pilot.press("c")
+        await pilot.press("y")
+        said = "The team database refused"
+        await until(pilot, lambda: any(said in str(n.message) for n in app._notifications), said)
+        assert app.store.count("contacts", "brivity") > 0
+
+
 async def test_cancel_a_running_sync_keeps_the_old_data(tmp_path, demo_settings):
     slow = start_demo_servers(
         contacts=DEMO_CONTACTS, seed=11, faults=Faults(latency=0.3), fub_rate_limit=10_000

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from textual.screen import Screen
 from textual.widgets import Header
+from textual.worker import Worker
 
 from crm_tui.store import StoreChange
 from crm_tui.widgets.mode_tabs import ModeTabs
@@ -66,3 +67,8 @@ class ModeScreen(FollowsStore, Screen[None]):
 
     def on_screen_resume(self) -> None:
         self.refresh_data()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A worker of this screen that failed is told as the app's own are: its message
+        does not bubble up to the app (a refused clear of the cache said nothing)."""
+        self.crm.report_failure(event)

@@ -263,7 +263,12 @@ class StatusScreen(ModeScreen):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.run_worker(self.crm.clear_cache(name), group="clear", exit_on_error=False)
+                self.run_worker(
+                    self.crm.clear_cache(name),
+                    group="clear",
+                    name="clearing the cache",
+                    exit_on_error=False,
+                )
 
         question = f"Clear the cached data of {display}?" + self._imports_note(name)
         self.app.push_screen(ConfirmScreen(question), answered)
@@ -271,7 +276,12 @@ class StatusScreen(ModeScreen):
     def action_clear_all(self) -> None:
         def answered(yes: bool | None) -> None:
             if yes:
-                self.run_worker(self.crm.clear_cache(None), group="clear", exit_on_error=False)
+                self.run_worker(
+                    self.crm.clear_cache(None),
+                    group="clear",
+                    name="clearing the cache",
+                    exit_on_error=False,
+                )
 
         question = "Clear the cached data of every source?" + self._imports_note(None)
         self.app.push_screen(ConfirmScreen(question), answered)

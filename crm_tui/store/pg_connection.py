@@ -205,6 +205,18 @@ _REFUSED_LOGIN = re.compile(
 )
 
 
+def _why(said: str) -> str:
+    """What a member's refusal means, beside the server's words (which name a table)."""
+    if "row-level security" in said:
+        return (
+            " (this role may write only the rows of the users it serves: an agent its own,"
+            " a lead its own, a worker its team's; CRM_USER_ID names whose rows these are)"
+        )
+    if "permission denied for table crm_members" in said:
+        return " (the team's members are the database owner's to list and change)"
+    return ""
+
+
 @contextlib.contextmanager
 def errors_named(url: DatabaseUrl) -> Iterator[None]:
     """psycopg's errors as the store's, naming the database (password masked)."""
@@ -220,7 +232,7 @@ def _named(exc: psycopg.Error, url: DatabaseUrl) -> StoreError:
     if isinstance(exc, _refusals()) or (
         type(exc) is psycopg.OperationalError and _REFUSED_LOGIN.search(str(exc))
     ):
-        return DatabaseRefused("The team database refused", f"{where}: {said}")
+        return DatabaseRefused("The team database refused", f"{where}: {said}{_why(said)}")
     if isinstance(exc, pg_errors.LockNotAvailable):
         return DatabaseUnavailable(
             "The team database is busy",
