@@ -31,6 +31,7 @@ from crm_tui.store.health import (
 )
 from crm_tui.store.repair import RepairReport, repair_database
 from crm_tui.sync.engine import SyncEngine
+from crm_tui.sync.shown import WORKER_SYNCS, worker_syncs
 
 EXIT_REMOTE = 4
 # The failure to fix first comes first: a setting can make every later check meaningless
@@ -172,6 +173,9 @@ def source_checks(settings: Settings) -> list[Check]:
     rows = []
     for name, config in settings.sources().items():
         label = f"source {name}"
+        if worker_syncs(settings, name):
+            rows.append(ok(label, WORKER_SYNCS))
+            continue
         if not config.enabled:
             rows.append(ok(label, "not enabled (set " + ", ".join(config.missing) + ")"))
             continue

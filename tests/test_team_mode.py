@@ -542,3 +542,45 @@ def test_a_scratch_server_whose_probed_port_was_taken_starts_on_another(
             assert server.port != taken.getsockname()[1]
             with psycopg.connect(server.url(), connect_timeout=10) as conn:
                 assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_an_agent_without_keys_is_told_the_worker_syncs_not_to_add_keys(
+    team_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a team database an agent has no vendor keys by design: a sync of a vendor, and
+    doctor, say the team's worker syncs it, not "missing FUB_API_KEY"."""
+    from crm_tui.doctor import source_checks
+    from crm_tui.sync.shown import WORKER_SYNCS
+
+    monkeypatch.setenv("CRM_USER_ID", "alice")
+    head = ["--data-dir", str(tmp_path / "a"), "--database-url", team_url]
+    result = CliRunner().invoke(main, [*head, "sync", "followupboss"])
+    assert result.exit_code == 3
+    assert "the team's worker syncs it" in result.stderr and "FUB_API_KEY" not in result.stderr
+    settings = load_settings(None, crm_data_dir=tmp_path / "a", crm_database_url=team_url)
+    rows = {c.name: c.message for c in source_checks(settings)}
+    assert rows["source followupboss"] == WORKER_SYNCS
+
+    alone = load_settings(None, crm_data_dir=tmp_path / "b")  # one person's cache: add keys
+    assert "FUB_API_KEY" in {c.name: c.message for c in source_checks(alone)}["source followupboss"]
+
+
+async def test_an_agents_connections_screen_says_the_worker_syncs_its_sources(
+    team_url: str, tmp_path: Path
+) -> None:
+    from textual.widgets import DataTable, Static
+
+    from crm_tui.app import make_app
+    from crm_tui.screens.connections import ConnectionsScreen
+    from tests.helpers.env import make_settings
+    from tests.helpers.tui import cells, until
+
+    app = make_app(make_settings(tmp_path, crm_database_url=team_url), sync_stale=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.loaded)
+        await pilot.press("f5")
+        await until(pilot, lambda: isinstance(app.screen, ConnectionsScreen), "Connections")
+        rows = {row[0]: row[1] for row in cells(app.screen.query_one(DataTable))}
+        assert rows["Follow Up Boss"] == "by the worker"
+        detail = " ".join(str(s.render()) for s in app.screen.query(Static))
+        assert "the team's worker syncs it" in detail and "needs:" not in detail

@@ -9,9 +9,10 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static
 
-from crm_tui.config import DISPLAY_NAMES
+from crm_tui.config import DISPLAY_NAMES, Settings
 from crm_tui.screens.base import ModeScreen
 from crm_tui.sources.registry import CONNECTORS
+from crm_tui.sync.shown import WORKER_SYNCS, worker_syncs
 from crm_tui.timefmt import exact
 from crm_tui.widgets.safe import safe, safe_block
 
@@ -63,7 +64,7 @@ class ConnectionsScreen(ModeScreen):
             test = self.crm.engine.last_tests.get(name)
             table.add_row(
                 safe(DISPLAY_NAMES[name], "bold"),
-                Text("yes", "green") if cfg.enabled else Text("no", "yellow"),
+                _enabled(settings, name),
                 safe(cfg.mode or "-"),
                 safe(caps),
                 safe(
@@ -105,7 +106,9 @@ class ConnectionsScreen(ModeScreen):
         if cfg.enabled:
             for note in self.crm.engine.source(name).capabilities.notes:
                 text.append(f"  Note: {note}\n", style="yellow")
-        if cfg.missing:
+        if worker_syncs(settings, name):
+            text.append(f"  {WORKER_SYNCS}\n", style="dim")
+        elif cfg.missing:
             text.append("  needs: " + ", ".join(cfg.missing) + "\n", style="yellow")
         interval = settings.crm_sync_interval_minutes
         text.append(f"  Sync interval: {f'{interval} min' if interval else 'off'}\n")
@@ -120,3 +123,9 @@ class ConnectionsScreen(ModeScreen):
             self.run_worker(
                 self.crm.test_connection(self.selected), group="test", exit_on_error=False
             )
+
+
+def _enabled(settings: Settings, name: str) -> Text:
+    if worker_syncs(settings, name):
+        return Text("by the worker", "dim")
+    return Text("yes", "green") if settings.source_config(name).enabled else Text("no", "yellow")

@@ -18,7 +18,7 @@ from crm_tui.screens.outbox import OutboxScreen
 from crm_tui.screens.store_error import store_error_text
 from crm_tui.sources.messages import QUIET_SOURCES, home_short
 from crm_tui.sync.plan import read_plan
-from crm_tui.sync.shown import shown_status, synced_elsewhere
+from crm_tui.sync.shown import shown_status, synced_elsewhere, worker_syncs
 from crm_tui.timefmt import exact, relative
 from crm_tui.widgets.safe import safe, safe_block
 from crm_tui.writeback.shown import open_line
@@ -183,6 +183,8 @@ class StatusScreen(ModeScreen):
         text.append("\n")
         if not cfg.enabled and synced_elsewhere(s, self.crm.settings):
             text.append("Synced by the team's worker (no keys needed here)\n")
+        elif worker_syncs(self.crm.settings, name):
+            text.append("Not synced yet: the team's worker syncs it (no keys needed here)\n")
         elif not cfg.enabled:
             text.append("Not configured. Missing: " + ", ".join(cfg.missing) + "\n", style="yellow")
         else:

@@ -49,6 +49,7 @@ from crm_tui.store.cache import CacheStore
 from crm_tui.store.errors import StoreError, StreamBusy
 from crm_tui.store.leases import Holder, Lease
 from crm_tui.sync.delta import Delta, latest_change
+from crm_tui.sync.shown import WORKER_SYNCS, worker_syncs
 from crm_tui.timefmt import UTC_STAMP, parse_utc
 from crm_tui.tuning import gc_paused
 
@@ -209,6 +210,10 @@ class SyncEngine:
         if name not in self.connectors:
             raise ConfigError(f"unknown source {name!r}; known: {', '.join(self.connectors)}")
         config = self.settings.source_config(name)
+        if worker_syncs(self.settings, name):
+            raise ConfigError(
+                f"{config.display_name}: {WORKER_SYNCS} (crm-tui sync --team, on its host)"
+            )
         if not config.enabled:
             raise ConfigError(
                 f"{config.display_name} is not configured: missing " + ", ".join(config.missing)

@@ -26,6 +26,16 @@ def as_shown(status: SourceStatus, settings: Settings) -> SourceStatus:
     return status
 
 
+#: What a source without keys here is, in a team database: nothing to set up.
+WORKER_SYNCS = "no keys here: the team's worker syncs it with its own"
+
+
+def worker_syncs(settings: Settings, name: str) -> bool:
+    """A source this process has no keys for, in a team database: the worker's to sync
+    (an agent needs none), not one to set up."""
+    return settings.database_url is not None and not settings.source_config(name).enabled
+
+
 def synced_elsewhere(status: SourceStatus, settings: Settings) -> bool:
     """A team database's source that someone else (the worker) syncs: it has been synced,
     and this process has not its keys."""
