@@ -176,7 +176,10 @@ class CrmApp(App[None]):
         super().__init__()
         self.settings = settings
         self.masker = SecretMasker(settings.secret_values())
-        self.store = store or CacheStore(settings.user_id, open_database(settings))
+        if store is None:
+            db = open_database(settings)  # first: it may name the user (a team's member)
+            store = CacheStore(settings.user_id, db)
+        self.store = store
         self.engine = SyncEngine(settings, self.store, masker=self.masker, transport=transport)
         self.index = SearchIndex()
         self.index.columns = self.engine.columns  # custom columns are filter keys

@@ -1369,3 +1369,26 @@ def test_a_write_the_policies_refuse_says_whose_rows_a_role_may_write(
     assert "row-level security" in refused.value.details
     assert "a lead its own" in refused.value.details and "CRM_USER_ID" in refused.value.details
     assert PASSWORDS["carol"] not in str(refused.value) + refused.value.details
+
+
+def test_an_agent_who_gives_no_user_id_reads_their_own_rows(
+    pg_server: ScratchServer, team_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CRM_USER_ID defaults to the OS user name, which means nothing to a team database: an
+    agent who left it out saw an empty app. The user a role writes is theirs."""
+    from click.testing import CliRunner
+
+    from crm_tui.cli import main
+
+    monkeypatch.delenv("CRM_USER_ID", raising=False)
+
+    def brivity_contacts(role: str) -> int:
+        url = role_url(pg_server, team_db, role)
+        head = ["--data-dir", str(tmp_path / role), "--database-url", url]
+        result = CliRunner().invoke(main, [*head, "status", "--json"])
+        assert result.exit_code == 0, result.stderr
+        return int(json.loads(result.stdout)["status"]["brivity"]["contactCount"])
+
+    assert brivity_contacts("bob") == 2  # bob's own two (each user has two)
+    monkeypatch.setenv("CRM_USER_ID", "nobody")  # given: it stands, and shows nothing
+    assert brivity_contacts("bob") == 0

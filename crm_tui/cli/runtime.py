@@ -101,7 +101,8 @@ class Runtime:
         """The cache over its database, nothing read yet: for commands that only write."""
         if self._store is None:
             settings = self.settings
-            self._store = CacheStore(settings.user_id, open_database(settings))
+            db = open_database(settings)  # first: it may name the user (a team's member)
+            self._store = CacheStore(settings.user_id, db)
         return self._store
 
     @property

@@ -12,9 +12,17 @@ if TYPE_CHECKING:
 
 
 def open_database(settings: CoreSettings) -> Database:
+    """The database; in a team database, with no CRM_USER_ID given, `settings`' user
+    becomes the one the login role writes (an agent's or a lead's own): the OS user name,
+    the default elsewhere, means nothing to the team's database and showed an empty app."""
     url = settings.database_url
     if url is None:
         return Database(settings.database_path)
     from crm_tui.store.postgres import PostgresDatabase
 
-    return PostgresDatabase(url, settings.data_dir)
+    db = PostgresDatabase(url, settings.data_dir)
+    if "crm_user_id" not in settings.model_fields_set:
+        users = db.writable_users()
+        if users is not None and len(users) == 1:
+            settings.crm_user_id = next(iter(users))
+    return db
