@@ -1340,6 +1340,8 @@ def test_a_worker_syncs_the_people_it_serves_and_names_the_files_it_may_not(
     team.mkdir()
     for user in ("bob", "dave", "frank"):  # bob is of the worker's team; dave and frank not
         (team / f"{user}.env").write_text("".join(f"{k}={v}\n" for k, v in keys.items()))
+        (team / f"{user}.env").chmod(0o600)
+    (team / "bob.env").chmod(0o644)  # his keys, readable by everyone on the host
     monkeypatch.setenv("CRM_USER_ID", "worker")
     url = role_url(pg_server, team_db, "w")
     args = ["--data-dir", str(tmp_path / "w"), "--database-url", url, "sync", "--team"]
@@ -1351,6 +1353,8 @@ def test_a_worker_syncs_the_people_it_serves_and_names_the_files_it_may_not(
     assert set(payload["skipped"]) == {"dave", "frank"}
     assert "frank.env" in payload["skipped"]["frank"]
     assert "warning: dave is not synced: dave.env" in result.stderr
+    assert f"chmod 600 {team / 'bob.env'}" in result.stderr
+    assert "dave.env holds" not in result.stderr
     assert PASSWORDS["w"] not in result.stdout + result.stderr
 
     (team / "bob.env").unlink()
@@ -1392,3 +1396,22 @@ def test_an_agent_who_gives_no_user_id_reads_their_own_rows(
     assert brivity_contacts("bob") == 2  # bob's own two (each user has two)
     monkeypatch.setenv("CRM_USER_ID", "nobody")  # given: it stands, and shows nothing
     assert brivity_contacts("bob") == 0
+
+
+def test_a_refused_login_leaves_no_folder_and_db_status_names_the_url_once(
+    pg_server: ScratchServer, team_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from crm_tui.cli import main
+
+    wrong = pg_server.url("bob", "not-his-password", team_db)
+    with pytest.raises(DatabaseRefused):
+        PostgresDatabase(DatabaseUrl(wrong), tmp_path / "data")
+    assert not (tmp_path / "data").exists()  # a folder per failed attempt, before
+
+    monkeypatch.setenv("CRM_USER_ID", "bob")
+    url = role_url(pg_server, team_db, "bob")
+    head = ["--data-dir", str(tmp_path / "data"), "--database-url", url]
+    said = CliRunner().invoke(main, [*head, "db", "status"]).stdout
+    assert said.startswith("postgresql://bob:***@") and "postgresql postgresql" not in said

@@ -35,7 +35,7 @@ def status(rt: Runtime) -> Reply:
     return Reply(
         payload,
         lambda: click.echo(
-            f"{state.backend} {state.location}: schema {state.version}, this crm-tui"
+            f"{_where(state.backend, state.location)}: schema {state.version}, this crm-tui"
             f" {state.known} ({state.verdict})"
         ),
     )
@@ -168,3 +168,8 @@ def _team_database(rt: Runtime) -> PostgresDatabase:
 
 
 COMMANDS: tuple[click.Command, ...] = (db,)
+
+
+def _where(backend: str, location: str) -> str:
+    """A URL names its back end already ("postgresql://..."); a file's path does not."""
+    return location if location.startswith(backend) else f"{backend} {location}"

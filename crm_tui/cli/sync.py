@@ -145,6 +145,8 @@ def _sync_team(
     team = TeamSync(rt.settings, rt.database, folder)
     for user, why in team.skipped.items():
         click.echo(f"warning: {user} is not synced: {why}", err=True)
+    for said in team.warnings:
+        click.echo(f"warning: {single_line(said)}", err=True)
     if watch:
         run(_watch_team(team, _watch_minutes(rt, interval)))
         return None

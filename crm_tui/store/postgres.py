@@ -68,9 +68,9 @@ class PostgresDatabase(Database):
         # Never opened as a file: artifacts are kept beside it (store/artifacts.py).
         self.path = local_dir_for(url, data_dir) / "crm.pg"
         self._init_leases()
-        secure_dir(self.path.parent)
         # The store's lock, here: the calling thread's connection from a pool (pg_pool.py).
         self._lock = LentConnections(url)  # type: ignore[assignment]
+        secure_dir(self.path.parent)  # once connected: a refused login leaves no folder
         self._writer = None
         self.read_only = False
         self.read_only_reason = ""

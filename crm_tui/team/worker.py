@@ -66,8 +66,16 @@ class TeamSync:
         self.engines: dict[str, SyncEngine] = {}
         #: people left out, each with why (the others are synced all the same)
         self.skipped: dict[str, str] = {}
+        #: what to tell whoever runs the worker (a file of keys others may read)
+        self.warnings: list[str] = []
         served = db.writable_users()
         for user in team_users(folder):
+            mode = user.env_file.stat().st_mode & 0o777
+            if mode & 0o077:
+                self.warnings.append(
+                    f"{user.env_file} holds vendor keys and others may read it"
+                    f" (mode {mode:o}): chmod 600 {user.env_file}"
+                )
             if served is not None and user.user_id not in served:
                 self.skipped[user.user_id] = (
                     f"{user.env_file.name}: this database role may not write"
