@@ -1415,3 +1415,71 @@ def test_a_refused_login_leaves_no_folder_and_db_status_names_the_url_once(
     head = ["--data-dir", str(tmp_path / "data"), "--database-url", url]
     said = CliRunner().invoke(main, [*head, "db", "status"]).stdout
     assert said.startswith("postgresql://bob:***@") and "postgresql postgresql" not in said
+
+
+def _cli_as(tmp_path: Path, url: str, *args: str) -> tuple[int, str, str]:
+    from click.testing import CliRunner
+
+    from crm_tui.cli import main
+
+    head = ["--data-dir", str(tmp_path / "data"), "--database-url", url]
+    result = CliRunner().invoke(main, [*head, *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_doctor_and_import_take_the_roles_user_when_none_is_given(
+    pg_server: ScratchServer, team_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the app and `status` do (review): doctor checked the OS user name and failed the
+    setup; an import planned its rows under it and the database refused them."""
+    from crm_tui.demo.csvfiles import write_demo_csvs
+
+    monkeypatch.delenv("CRM_USER_ID", raising=False)
+    url = role_url(pg_server, team_db, "bob")
+    _, out, _ = _cli_as(tmp_path, url, "doctor", "--json")
+    role = {c["name"]: c for c in json.loads(out)["checks"]}["role"]
+    assert role["status"] == "ok" and "bob's among them" in role["message"]
+    files = write_demo_csvs(tmp_path / "exports", 5, 3)
+    csv = str(files["topproducer_contacts"])
+    code, out, err = _cli_as(tmp_path, url, "import", "topproducer", csv, "--json")
+    assert code == 0, out + err
+    bob = PostgresDatabase(DatabaseUrl(url), tmp_path / "check")
+    try:
+        assert len(list(bob.load_records("bob", "contacts", imported=True))) == 5
+    finally:
+        bob.close()
+
+
+def test_a_role_that_inherits_the_tables_owner_writes_every_user(
+    pg_server: ScratchServer, team_db: str, tmp_path: Path
+) -> None:
+    """Such a role passes the policies as the owner does; taking it for "nobody" made a
+    worker under it skip every person."""
+    with connected(pg_server, team_db) as su:
+        owner = su.execute(
+            "SELECT relowner::regrole::text FROM pg_class WHERE oid = 'public.contacts'::regclass"
+        ).fetchone()[0]
+        if su.execute("SELECT 1 FROM pg_roles WHERE rolname = 'heir'").fetchone() is None:
+            su.execute("CREATE ROLE heir LOGIN PASSWORD 'pw-heir'")
+        su.execute(sql.SQL("GRANT {} TO heir").format(sql.Identifier(owner)))
+    heir = PostgresDatabase(DatabaseUrl(pg_server.url("heir", "pw-heir", team_db)), tmp_path)
+    try:
+        heir.add_local_records("dave", "contacts", [{"first_name": "written"}], utc_now())
+        assert heir.writable_users() is None
+    finally:
+        heir.close()
+
+
+def test_an_agents_edit_without_keys_is_told_it_needs_them(
+    pg_server: ScratchServer, team_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker syncs; it never sends an agent's edits: an edit needs the vendor's keys
+    here, and says so (not "the team's worker syncs it")."""
+    monkeypatch.setenv("CRM_USER_ID", "bob")
+    url = role_url(pg_server, team_db, "bob")
+    db = PostgresDatabase(DatabaseUrl(url), tmp_path / "w")
+    db.replace_stream("bob", "followupboss", "contacts", [cached_contact("followupboss", 1, "bob")])
+    db.close()
+    code, out, err = _cli_as(tmp_path, url, "edit", "followupboss:1", "--first-name", "X", "--json")
+    assert code == 3 and "FUB_API_KEY" in out + err
+    assert "the team's worker syncs it" not in out + err

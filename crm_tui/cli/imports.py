@@ -36,8 +36,7 @@ def _import(rt: Runtime, name: str, files: tuple[Path, ...], dry_run: bool) -> R
     # read as a sync reads it: an import maps a file as the sync of its source would
     mappings = read_mappings()
     plans = [
-        plan_import(name, path, rt.settings.user_id, mappings.overrides, mappings.columns)
-        for path in files
+        plan_import(name, path, rt.user_id, mappings.overrides, mappings.columns) for path in files
     ]
     applied = [] if dry_run else [_apply_plan(rt, plan) for plan in plans]
     payload = {

@@ -106,6 +106,14 @@ class Runtime:
         return self._store
 
     @property
+    def user_id(self) -> str:
+        """Whose rows the command reads and writes: in a team database, with no CRM_USER_ID,
+        the user the login role writes, known once the database is open."""
+        if self.settings.database_url is None:
+            return self.settings.user_id
+        return self.unloaded_store.user_id
+
+    @property
     def database(self) -> Database:
         """The cache's database, for a command that reads it without loading the snapshot."""
         db = self.unloaded_store.db

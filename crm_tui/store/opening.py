@@ -21,8 +21,13 @@ def open_database(settings: CoreSettings) -> Database:
     from crm_tui.store.postgres import PostgresDatabase
 
     db = PostgresDatabase(url, settings.data_dir)
-    if "crm_user_id" not in settings.model_fields_set:
-        users = db.writable_users()
-        if users is not None and len(users) == 1:
-            settings.crm_user_id = next(iter(users))
+    adopt_role_user(settings, db.writable_users())
     return db
+
+
+def adopt_role_user(settings: CoreSettings, writable: frozenset[str] | None) -> None:
+    """With no CRM_USER_ID given, the one user the login role writes becomes `settings`'
+    user (an agent's or a lead's own); a role that writes several (a worker) or every
+    one (the owner) leaves the default."""
+    if "crm_user_id" not in settings.model_fields_set and writable and len(writable) == 1:
+        settings.crm_user_id = next(iter(writable))

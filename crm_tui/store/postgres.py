@@ -70,7 +70,11 @@ class PostgresDatabase(Database):
         self._init_leases()
         # The store's lock, here: the calling thread's connection from a pool (pg_pool.py).
         self._lock = LentConnections(url)  # type: ignore[assignment]
-        secure_dir(self.path.parent)  # once connected: a refused login leaves no folder
+        try:
+            secure_dir(self.path.parent)  # once connected: a refused login leaves no folder
+        except BaseException:
+            self._lock.close()  # type: ignore[attr-defined]
+            raise
         self._writer = None
         self.read_only = False
         self.read_only_reason = ""
@@ -103,7 +107,7 @@ class PostgresDatabase(Database):
         for a role the policies do not bind (the tables' owner, a superuser)."""
         with self._lock:
             unbound = self._conn.execute(
-                "SELECT r.rolsuper OR r.rolbypassrls OR c.relowner = r.oid"
+                "SELECT r.rolsuper OR r.rolbypassrls OR pg_has_role(r.oid, c.relowner, 'USAGE')"
                 " FROM pg_roles r, pg_class c"
                 " WHERE r.rolname = current_user AND c.oid = 'public.contacts'::regclass"
             ).fetchone()

@@ -210,10 +210,6 @@ class SyncEngine:
         if name not in self.connectors:
             raise ConfigError(f"unknown source {name!r}; known: {', '.join(self.connectors)}")
         config = self.settings.source_config(name)
-        if worker_syncs(self.settings, name):
-            raise ConfigError(
-                f"{config.display_name}: {WORKER_SYNCS} (crm-tui sync --team, on its host)"
-            )
         if not config.enabled:
             raise ConfigError(
                 f"{config.display_name} is not configured: missing " + ", ".join(config.missing)
@@ -270,13 +266,21 @@ class SyncEngine:
         `full` reads every stream in full (a reconcile), even those due an incremental."""
         wanted = list(names) if names is not None else self.enabled()
         for name in wanted:
-            self.source(name)  # unknown or disabled: fail before anything starts
+            self._syncable(name)  # unknown or disabled: fail before anything starts
         todo = [n for n in wanted if not self.is_running(n)]
         results = await asyncio.gather(*(self.sync_source(n, full=full) for n in todo))
         return dict(zip(todo, results, strict=True))
 
+    def _syncable(self, name: str) -> Source:
+        """The source to sync; in a team database without its keys here, the error says
+        the worker syncs it (its edits, though, need the keys: `source` says so)."""
+        if name in self.connectors and worker_syncs(self.settings, name):
+            display = self.settings.source_config(name).display_name
+            raise ConfigError(f"{display}: {WORKER_SYNCS} (crm-tui sync --team, on its host)")
+        return self.source(name)
+
     async def sync_source(self, name: str, *, full: bool = False) -> SyncReport:
-        source = self.source(name)
+        source = self._syncable(name)
         if name in self._running:
             raise AlreadySyncing(name)
         task = asyncio.current_task()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from crm_tui.config import CoreSettings
 from crm_tui.store.errors import StoreError
 from crm_tui.store.health import Check, failed, ok, warning
+from crm_tui.store.opening import adopt_role_user
 from crm_tui.store.schema_state import schema_state
 
 
@@ -56,6 +57,8 @@ def _visibility(settings: CoreSettings) -> Check:
         if owner and owner[0]:
             return ok("role", f"{url.user or 'this role'} owns the tables: every user's rows")
         users = conn.execute("SELECT crm_users(false)").fetchone()[0] or []
+        # as the app does: with no CRM_USER_ID, the one user the role writes
+        adopt_role_user(settings, frozenset(conn.execute("SELECT crm_users(true)").fetchone()[0]))
     except StoreError as exc:
         return warning("role", exc.details, "make the role a member: crm-tui db member add")
     finally:
