@@ -1106,6 +1106,25 @@ def test_generations_are_drawn_with_no_row_a_member_could_lock(
         assert su.execute("SELECT count(*) FROM generations").fetchone()[0] == 0
 
 
+def _alice_cannot_take_its_owner_id(
+    server: ScratchServer, dbname: str, db: PostgresDatabase, user: str, prefix: str
+) -> None:
+    """`db`'s process took a lease (its owner row written, under `prefix`) and let it go;
+    alice's row under the same id is refused."""
+    lease = db.acquire_lease(user, "brivity", "contacts", "sync")
+    assert isinstance(lease, Lease) and db.owner.id.startswith(prefix)
+    db.release_lease(lease)
+    with connected(server, dbname, "alice") as alice:
+        _refused_by_rls(
+            alice,
+            lambda: alice.execute(
+                "INSERT INTO owners (id, host, machine, pid, started, heartbeat_at)"
+                " VALUES (%s, 'h', 'm', 1, '', 0)",
+                (db.owner.id,),
+            ),
+        )
+
+
 @pytest.mark.parametrize("victim", ["bob", "w"])
 def test_no_member_can_take_the_owner_id_of_anothers_process(
     pg_server: ScratchServer,
@@ -1118,18 +1137,8 @@ def test_no_member_can_take_the_owner_id_of_anothers_process(
     gone, made his next lease fail. An id is under its role's name, which only that role
     may write."""
     db = open_as(victim)
-    lease = db.acquire_lease("bob", "brivity", "contacts", "sync")
-    assert isinstance(lease, Lease) and db.owner.id.startswith(f"{victim}/")
-    db.release_lease(lease)
+    _alice_cannot_take_its_owner_id(pg_server, team_db, db, "bob", f"{victim}/")
     with connected(pg_server, team_db, "alice") as alice:
-        _refused_by_rls(
-            alice,
-            lambda: alice.execute(
-                "INSERT INTO owners (id, host, machine, pid, started, heartbeat_at)"
-                " VALUES (%s, 'h', 'm', 1, '', 0)",
-                (db.owner.id,),
-            ),
-        )
         alice.execute(
             "INSERT INTO owners (id, host, machine, pid, started, heartbeat_at)"
             " VALUES ('alice/mine', 'h', 'm', 1, '', 0)"
@@ -1304,18 +1313,7 @@ def test_a_role_named_as_another_plus_a_slash_takes_none_of_its_owner_ids(
         )
     ops = PostgresDatabase(DatabaseUrl(pg_server.url(role, password, team_db)), tmp_path)
     try:
-        lease = ops.acquire_lease("ops", "brivity", "contacts", "sync")
-        assert isinstance(lease, Lease) and ops.owner.id.startswith("alice/ops/")
-        ops.release_lease(lease)
-        with connected(pg_server, team_db, "alice") as alice:
-            _refused_by_rls(
-                alice,
-                lambda: alice.execute(
-                    "INSERT INTO owners (id, host, machine, pid, started, heartbeat_at)"
-                    " VALUES (%s, 'h', 'm', 1, '', 0)",
-                    (ops.owner.id,),
-                ),
-            )
+        _alice_cannot_take_its_owner_id(pg_server, team_db, ops, "ops", "alice/ops/")
         assert isinstance(ops.acquire_lease("ops", "brivity", "contacts", "sync"), Lease)
     finally:
         ops.close()
