@@ -18,7 +18,7 @@ from crm_tui.screens.outbox import OutboxScreen
 from crm_tui.screens.store_error import store_error_text
 from crm_tui.sources.messages import QUIET_SOURCES, home_short
 from crm_tui.sync.plan import read_plan
-from crm_tui.sync.shown import shown_status, synced_elsewhere, worker_syncs
+from crm_tui.sync.shown import shown_status, worker_syncs
 from crm_tui.timefmt import exact, relative
 from crm_tui.widgets.safe import safe, safe_block
 from crm_tui.writeback.shown import open_line
@@ -181,10 +181,9 @@ class StatusScreen(ModeScreen):
         text.append(f"{DISPLAY_NAMES.get(name, name)}  ", style="bold")
         text.append_text(shown_state(s))
         text.append("\n")
-        if not cfg.enabled and synced_elsewhere(s, self.crm.settings):
-            text.append("Synced by the team's worker (no keys needed here)\n")
-        elif worker_syncs(self.crm.settings, name):
-            text.append("Not synced yet: the team's worker syncs it (no keys needed here)\n")
+        if worker_syncs(self.crm.settings, name):
+            done = "Synced" if s.last_sync else "Not synced yet:"
+            text.append(f"{done} by the team's worker (no keys needed here)\n")
         elif not cfg.enabled:
             text.append("Not configured. Missing: " + ", ".join(cfg.missing) + "\n", style="yellow")
         else:
@@ -265,25 +264,24 @@ class StatusScreen(ModeScreen):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.run_worker(
-                    self.crm.clear_cache(name),
-                    group="clear",
-                    name="clearing the cache",
-                    exit_on_error=False,
-                )
+                self._clear(name)
 
         question = f"Clear the cached data of {display}?" + self._imports_note(name)
         self.app.push_screen(ConfirmScreen(question), answered)
 
+    def _clear(self, source: str | None) -> None:
+        """One source's cache cleared, or (None) every source's."""
+        self.run_worker(
+            self.crm.clear_cache(source),
+            group="clear",
+            name="clearing the cache",
+            exit_on_error=False,
+        )
+
     def action_clear_all(self) -> None:
         def answered(yes: bool | None) -> None:
             if yes:
-                self.run_worker(
-                    self.crm.clear_cache(None),
-                    group="clear",
-                    name="clearing the cache",
-                    exit_on_error=False,
-                )
+                self._clear(None)
 
         question = "Clear the cached data of every source?" + self._imports_note(None)
         self.app.push_screen(ConfirmScreen(question), answered)

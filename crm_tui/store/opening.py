@@ -3,6 +3,7 @@ file. The one place that chooses; psycopg is imported only in team mode."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from crm_tui.store.db import Database
@@ -21,13 +22,16 @@ def open_database(settings: CoreSettings) -> Database:
     from crm_tui.store.postgres import PostgresDatabase
 
     db = PostgresDatabase(url, settings.data_dir)
-    adopt_role_user(settings, db.writable_users())
+    adopt_role_user(settings, db.writable_users)
     return db
 
 
-def adopt_role_user(settings: CoreSettings, writable: frozenset[str] | None) -> None:
+def adopt_role_user(settings: CoreSettings, writable: Callable[[], frozenset[str] | None]) -> None:
     """With no CRM_USER_ID given, the one user the login role writes becomes `settings`'
     user (an agent's or a lead's own); a role that writes several (a worker) or every
-    one (the owner) leaves the default."""
-    if "crm_user_id" not in settings.model_fields_set and writable and len(writable) == 1:
-        settings.crm_user_id = next(iter(writable))
+    one (the owner) leaves the default. The database is asked only then."""
+    if "crm_user_id" in settings.model_fields_set:
+        return
+    users = writable()
+    if users and len(users) == 1:
+        settings.crm_user_id = next(iter(users))

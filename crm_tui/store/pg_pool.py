@@ -37,6 +37,7 @@ WAIT_SECONDS = 30.0
 # The pool says why it could not connect at WARNING, once per try, in the background: the
 # error reaches the user once, from the call that needed the connection (errors_named).
 logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+_NO_CONNECTION = f"no connection within {WAIT_SECONDS:g} s"
 
 
 class _Session(psycopg.Connection[Any]):
@@ -101,7 +102,7 @@ class LentConnections:
             self._pool.open(wait=True, timeout=WAIT_SECONDS)
         except PoolTimeout:
             self._pool.close()
-            raise self._unavailable(f"no connection within {WAIT_SECONDS:g} s") from None
+            raise self._unavailable(_NO_CONNECTION) from None
 
     def _configure(self, conn: _Session) -> None:
         conn.pid, conn.pids = int(conn.info.backend_pid), self.pids
@@ -122,7 +123,7 @@ class LentConnections:
         try:
             raw: _Session = self._pool.getconn()
         except PoolTimeout:
-            raise self._unavailable(f"no connection within {WAIT_SECONDS:g} s") from None
+            raise self._unavailable(_NO_CONNECTION) from None
         except PoolClosed:  # a reader still running as the app exits
             raise self._unavailable("this store is closed") from None
         conn = PgConnection(self.url, raw=raw)

@@ -60,6 +60,19 @@ def applied_version(conn: PgConnection) -> int:
     )
 
 
+def role_writes(conn: PgConnection) -> frozenset[str] | None:
+    """The user ids the login role may write (its own; a worker's, its team's); None for a
+    role the policies do not bind (the tables' owner or one it inherits, a superuser)."""
+    unbound = conn.execute(
+        "SELECT r.rolsuper OR r.rolbypassrls OR pg_has_role(r.oid, c.relowner, 'USAGE')"
+        " FROM pg_roles r, pg_class c"
+        " WHERE r.rolname = current_user AND c.oid = 'public.contacts'::regclass"
+    ).fetchone()
+    if unbound and unbound[0]:
+        return None
+    return frozenset(conn.execute("SELECT crm_users(true)").fetchone()[0] or ())
+
+
 class PostgresDatabase(Database):
     backend = "postgresql"
 
@@ -81,9 +94,8 @@ class PostgresDatabase(Database):
         self._notices: _Notices | None = None
         self._outside: PgConnection | None = None
         self.migrate()
-        with self._lock:
-            role = str(self._conn.execute("SELECT session_user").fetchone()[0])
-        self.owner = self.owner.of_role(role)
+        with self._lock:  # the login's user, as libpq holds it: no round trip
+            self.owner = self.owner.of_role(str(self._conn.raw.info.user))
         self.interrupt_abandoned_runs()
 
     @property
@@ -103,17 +115,8 @@ class PostgresDatabase(Database):
         return self.url.display
 
     def writable_users(self) -> frozenset[str] | None:
-        """The user ids the login role may write (its own; a worker's, its team's); None
-        for a role the policies do not bind (the tables' owner, a superuser)."""
         with self._lock:
-            unbound = self._conn.execute(
-                "SELECT r.rolsuper OR r.rolbypassrls OR pg_has_role(r.oid, c.relowner, 'USAGE')"
-                " FROM pg_roles r, pg_class c"
-                " WHERE r.rolname = current_user AND c.oid = 'public.contacts'::regclass"
-            ).fetchone()
-            if unbound and unbound[0]:
-                return None
-            return frozenset(self._conn.execute("SELECT crm_users(true)").fetchone()[0] or ())
+            return role_writes(self._conn)
 
     def durable(self) -> None:
         self._lock.durable = True  # type: ignore[attr-defined]

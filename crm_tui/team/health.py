@@ -45,20 +45,18 @@ def team_database_checks(settings: CoreSettings) -> list[Check]:
 def _visibility(settings: CoreSettings) -> Check:
     """Whose rows the role may read: its own user's at least, or the app shows nothing."""
     from crm_tui.store.pg_connection import PgConnection
+    from crm_tui.store.postgres import role_writes
 
     url = settings.database_url
     assert url is not None
     conn = PgConnection(url, "crm-tui doctor")
     try:
-        owner = conn.execute(
-            "SELECT c.relowner = r.oid FROM pg_class c, pg_roles r"
-            " WHERE c.relname = 'contacts' AND r.rolname = current_user"
-        ).fetchone()
-        if owner and owner[0]:
-            return ok("role", f"{url.user or 'this role'} owns the tables: every user's rows")
+        writable = role_writes(conn)
+        if writable is None:
+            who = url.user or "this role"
+            return ok("role", f"{who} is above the policies (owner, superuser): every user's rows")
         users = conn.execute("SELECT crm_users(false)").fetchone()[0] or []
-        # as the app does: with no CRM_USER_ID, the one user the role writes
-        adopt_role_user(settings, frozenset(conn.execute("SELECT crm_users(true)").fetchone()[0]))
+        adopt_role_user(settings, lambda: writable)  # as the app does
     except StoreError as exc:
         return warning("role", exc.details, "make the role a member: crm-tui db member add")
     finally:
