@@ -578,6 +578,8 @@ async def test_an_agents_connections_screen_says_the_worker_syncs_its_sources(
     app = make_app(make_settings(tmp_path, crm_database_url=team_url), sync_stale=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: app.loaded)
+        status = " ".join(str(s.render()) for s in app.screen.query(Static))
+        assert "Not synced yet by the team's worker (no keys needed here)" in status
         await pilot.press("f5")
         await until(pilot, lambda: isinstance(app.screen, ConnectionsScreen), "Connections")
         rows = {row[0]: row[1] for row in cells(app.screen.query_one(DataTable))}

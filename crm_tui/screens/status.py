@@ -182,7 +182,7 @@ class StatusScreen(ModeScreen):
         text.append_text(shown_state(s))
         text.append("\n")
         if worker_syncs(self.crm.settings, name):
-            done = "Synced" if s.last_sync else "Not synced yet:"
+            done = "Synced" if s.last_sync else "Not synced yet"
             text.append(f"{done} by the team's worker (no keys needed here)\n")
         elif not cfg.enabled:
             text.append("Not configured. Missing: " + ", ".join(cfg.missing) + "\n", style="yellow")
